@@ -1,0 +1,809 @@
+//! Configuration: every option with Flink 2.x's name, its default and the values it allows.
+//!
+//! Options come in layers, later layers winning: the shipped `conf/ckptlab.toml` (embedded in the
+//! binary, or `./conf/ckptlab.toml` when present), `--config FILE`, a scenario's `[config]` table,
+//! then `--set key=value` / `--backend`. Each value remembers the file it came from so that an error
+//! names the file, the key and the allowed values.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::{format_duration, parse_duration, parse_size};
+
+/// The configuration file shipped with ckptlab; its values are the defaults.
+pub const DEFAULT_CONF: &str = include_str!("../conf/ckptlab.toml");
+/// Where a user's edited copy is looked for, relative to the working directory.
+pub const LOCAL_CONF: &str = "conf/ckptlab.toml";
+
+/// The kind of value an option holds, used for validation and error messages.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Duration,
+    DurationOrOff,
+    Size,
+    Int { min: i64, max: i64 },
+    Float,
+    Bool,
+    Text,
+    Choice(&'static [&'static str]),
+}
+
+/// One option of the schema.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    pub key: &'static str,
+    pub kind: Kind,
+    /// Whether a running job picks up a change (from its next checkpoint or channel flush).
+    pub runtime: bool,
+}
+
+const MODES: &[&str] = &["EXACTLY_ONCE", "AT_LEAST_ONCE"];
+
+/// Every option ckptlab knows. `conf/ckptlab.toml` lists each with its default (checked by a test).
+pub const SCHEMA: &[OptionSpec] = &[
+    OptionSpec { key: "execution.checkpointing.interval", kind: Kind::DurationOrOff, runtime: true },
+    OptionSpec { key: "execution.checkpointing.mode", kind: Kind::Choice(MODES), runtime: true },
+    OptionSpec { key: "execution.checkpointing.timeout", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "execution.checkpointing.min-pause", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "execution.checkpointing.max-concurrent-checkpoints", kind: Kind::Int { min: 1, max: 64 }, runtime: true },
+    OptionSpec { key: "execution.checkpointing.tolerable-failed-checkpoints", kind: Kind::Int { min: 0, max: 1_000_000 }, runtime: true },
+    OptionSpec { key: "execution.checkpointing.storage", kind: Kind::Choice(&["jobmanager", "filesystem"]), runtime: false },
+    OptionSpec { key: "execution.checkpointing.dir", kind: Kind::Text, runtime: false },
+    OptionSpec { key: "execution.checkpointing.num-retained", kind: Kind::Int { min: 1, max: 1000 }, runtime: true },
+    OptionSpec { key: "execution.checkpointing.incremental", kind: Kind::Bool, runtime: false },
+    OptionSpec { key: "execution.buffer-timeout", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "state.backend.type", kind: Kind::Choice(&["hashmap", "rocksdb"]), runtime: false },
+    OptionSpec { key: "restart-strategy.type", kind: Kind::Choice(&["default", "none", "fixed-delay", "exponential-delay"]), runtime: true },
+    OptionSpec { key: "restart-strategy.fixed-delay.attempts", kind: Kind::Int { min: 0, max: i64::MAX }, runtime: true },
+    OptionSpec { key: "restart-strategy.fixed-delay.delay", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "restart-strategy.exponential-delay.initial-backoff", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "restart-strategy.exponential-delay.max-backoff", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "restart-strategy.exponential-delay.backoff-multiplier", kind: Kind::Float, runtime: true },
+    OptionSpec { key: "restart-strategy.exponential-delay.reset-backoff-threshold", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "heartbeat.timeout", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "taskmanager.count", kind: Kind::Int { min: 0, max: 64 }, runtime: false },
+    OptionSpec { key: "taskmanager.number-of-task-slots", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
+    OptionSpec { key: "job.name", kind: Kind::Text, runtime: false },
+    OptionSpec { key: "job.parallelism", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
+    OptionSpec { key: "job.key-by", kind: Kind::Choice(&["record", "constant"]), runtime: false },
+    OptionSpec { key: "job.sink", kind: Kind::Choice(&["print", "transactional", "discard"]), runtime: false },
+    OptionSpec { key: "source.kind", kind: Kind::Choice(&["embedded"]), runtime: false },
+    OptionSpec { key: "source.partitions", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
+    OptionSpec { key: "source.topic", kind: Kind::Text, runtime: false },
+    OptionSpec { key: "source.auto-offset-reset", kind: Kind::Choice(&["latest", "earliest"]), runtime: true },
+    OptionSpec { key: "ckptlab.hop-delay", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "ckptlab.channel-capacity", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: false },
+    OptionSpec { key: "ckptlab.buffer-records", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: false },
+    OptionSpec { key: "ckptlab.jobmanager-max-state-size", kind: Kind::Size, runtime: false },
+    OptionSpec { key: "ckptlab.audit", kind: Kind::Bool, runtime: false },
+];
+
+/// The table whose keys are channel patterns rather than option names.
+pub const DELAYS_TABLE: &str = "ckptlab.delays";
+
+/// A configuration error that names where the bad value came from, the key and what is allowed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum ConfigError {
+    #[error("{origin}: cannot read: {message}")]
+    Io { origin: String, message: String },
+    #[error("{origin}: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("{origin}: unknown key `{key}`{hint}")]
+    UnknownKey { origin: String, key: String, hint: String },
+    #[error("{origin}: `{key}` = {value}: {message}")]
+    BadValue { origin: String, key: String, value: String, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: toml::Value,
+    origin: String,
+}
+
+/// Configuration layers, merged key by key; `build` validates them into a [`Config`].
+#[derive(Debug, Clone, Default)]
+pub struct ConfigLayers {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl ConfigLayers {
+    /// The defaults: `./conf/ckptlab.toml` if the working directory has one, else the embedded copy.
+    pub fn with_defaults() -> Result<Self, ConfigError> {
+        let mut layers = ConfigLayers::default();
+        layers.merge_str(DEFAULT_CONF, "conf/ckptlab.toml (built in)")?;
+        if Path::new(LOCAL_CONF).is_file() {
+            layers.merge_file(Path::new(LOCAL_CONF))?;
+        }
+        Ok(layers)
+    }
+
+    /// The embedded defaults only (tests and benchmarks: independent of the working directory).
+    pub fn builtin() -> Self {
+        let mut layers = ConfigLayers::default();
+        layers
+            .merge_str(DEFAULT_CONF, "conf/ckptlab.toml (built in)")
+            .expect("the shipped conf/ckptlab.toml is valid (tested)");
+        layers
+    }
+
+    /// Merges a TOML file on top.
+    pub fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Io { origin: origin.clone(), message: e.to_string() })?;
+        self.merge_str(&text, &origin)
+    }
+
+    /// Merges TOML text on top; `origin` names it in errors.
+    pub fn merge_str(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: syntax_message(text, &e),
+        })?;
+        self.merge_table(&table, origin)
+    }
+
+    /// Merges an already parsed table (a scenario's `[config]`).
+    pub fn merge_table(&mut self, table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
+        let mut flat = Vec::new();
+        flatten("", table, &mut flat);
+        for (key, value) in flat {
+            self.insert(key, value, origin)?;
+        }
+        Ok(())
+    }
+
+    /// `--set key=value`: the value is read as TOML when it parses as such, else as a string.
+    pub fn set(&mut self, assignment: &str, origin: &str) -> Result<(), ConfigError> {
+        let Some((key, raw)) = assignment.split_once('=') else {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: format!("`{assignment}` is not of the form key=value (example: execution.checkpointing.mode=AT_LEAST_ONCE)"),
+            });
+        };
+        self.set_value(key.trim(), parse_loose_value(raw.trim()), origin)
+    }
+
+    /// Sets one dotted key.
+    pub fn set_value(&mut self, key: &str, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
+        self.insert(key.to_string(), value, origin)
+    }
+
+    fn insert(&mut self, key: String, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
+        let known = key.starts_with(&format!("{DELAYS_TABLE}.")) || SCHEMA.iter().any(|s| s.key == key);
+        if !known {
+            return Err(ConfigError::UnknownKey { origin: origin.to_string(), hint: key_hint(&key), key });
+        }
+        self.entries.insert(key, Entry { value, origin: origin.to_string() });
+        Ok(())
+    }
+
+    /// The raw value of a key, if set.
+    pub fn raw(&self, key: &str) -> Option<&toml::Value> {
+        self.entries.get(key).map(|e| &e.value)
+    }
+
+    /// Validates every layer into a typed configuration.
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        let r = Reader { layers: self };
+        let interval = r.duration_or_off("execution.checkpointing.interval")?;
+        let mode = match r.choice("execution.checkpointing.mode")?.as_str() {
+            "AT_LEAST_ONCE" => CheckpointMode::AtLeastOnce,
+            _ => CheckpointMode::ExactlyOnce,
+        };
+        let storage = match r.choice("execution.checkpointing.storage")?.as_str() {
+            "filesystem" => StorageKind::Filesystem,
+            _ => StorageKind::JobManager,
+        };
+        let dir_text = r.text("execution.checkpointing.dir")?;
+        let dir = checkpoint_dir(&dir_text).map_err(|message| r.bad("execution.checkpointing.dir", message))?;
+        let restart_kind = match r.choice("restart-strategy.type")?.as_str() {
+            "none" => Some(RestartKind::None),
+            "fixed-delay" => Some(RestartKind::FixedDelay),
+            "exponential-delay" => Some(RestartKind::ExponentialDelay),
+            _ => None,
+        };
+        let multiplier = r.float("restart-strategy.exponential-delay.backoff-multiplier")?;
+        if multiplier < 1.0 {
+            return Err(r.bad("restart-strategy.exponential-delay.backoff-multiplier", "must be >= 1.0".into()));
+        }
+        let parallelism = r.int("job.parallelism")? as usize;
+        let mut delays = Vec::new();
+        for (key, entry) in self.entries.range(format!("{DELAYS_TABLE}.")..) {
+            let Some(pattern) = key.strip_prefix(&format!("{DELAYS_TABLE}.")) else { break };
+            let pattern = ChannelPattern::parse(pattern).map_err(|message| ConfigError::BadValue {
+                origin: entry.origin.clone(),
+                key: key.clone(),
+                value: value_text(&entry.value),
+                message,
+            })?;
+            let delay = match &entry.value {
+                toml::Value::String(s) => parse_duration(s),
+                toml::Value::Integer(i) if *i >= 0 => Ok(Duration::from_millis(*i as u64)),
+                _ => Err("expected a duration such as \"300ms\"".to_string()),
+            }
+            .map_err(|message| ConfigError::BadValue {
+                origin: entry.origin.clone(),
+                key: key.clone(),
+                value: value_text(&entry.value),
+                message,
+            })?;
+            delays.push((pattern, delay));
+        }
+        let backend = match r.choice("state.backend.type")?.as_str() {
+            "rocksdb" => BackendKind::RocksDb,
+            _ => BackendKind::HashMap,
+        };
+        Ok(Config {
+            checkpointing: CheckpointingConfig {
+                interval,
+                mode,
+                timeout: r.duration("execution.checkpointing.timeout")?,
+                min_pause: r.duration("execution.checkpointing.min-pause")?,
+                max_concurrent: r.int("execution.checkpointing.max-concurrent-checkpoints")? as usize,
+                tolerable_failed: r.int("execution.checkpointing.tolerable-failed-checkpoints")? as u64,
+                storage,
+                dir,
+                num_retained: r.int("execution.checkpointing.num-retained")? as usize,
+                incremental: r.bool("execution.checkpointing.incremental")?,
+            },
+            buffer_timeout: r.duration("execution.buffer-timeout")?,
+            backend,
+            restart: RestartConfig {
+                kind: restart_kind,
+                fixed_attempts: r.int("restart-strategy.fixed-delay.attempts")? as u64,
+                fixed_delay: r.duration("restart-strategy.fixed-delay.delay")?,
+                initial_backoff: r.duration("restart-strategy.exponential-delay.initial-backoff")?,
+                max_backoff: r.duration("restart-strategy.exponential-delay.max-backoff")?,
+                multiplier,
+                reset_threshold: r.duration("restart-strategy.exponential-delay.reset-backoff-threshold")?,
+            },
+            heartbeat_timeout: r.duration("heartbeat.timeout")?,
+            taskmanagers: r.int("taskmanager.count")? as usize,
+            slots_per_tm: r.int("taskmanager.number-of-task-slots")? as usize,
+            job: JobConfig {
+                name: r.text("job.name")?,
+                parallelism,
+                key_by: match r.choice("job.key-by")?.as_str() {
+                    "constant" => KeyBy::Constant,
+                    _ => KeyBy::Record,
+                },
+                sink: match r.choice("job.sink")?.as_str() {
+                    "transactional" => SinkKind::Transactional,
+                    "discard" => SinkKind::Discard,
+                    _ => SinkKind::Print,
+                },
+            },
+            source: SourceConfig {
+                partitions: r.int("source.partitions")? as u32,
+                topic: r.text("source.topic")?,
+                offset_reset: match r.choice("source.auto-offset-reset")?.as_str() {
+                    "earliest" => OffsetReset::Earliest,
+                    _ => OffsetReset::Latest,
+                },
+            },
+            lab: LabConfig {
+                hop_delay: r.duration("ckptlab.hop-delay")?,
+                channel_capacity: r.int("ckptlab.channel-capacity")? as usize,
+                buffer_records: r.int("ckptlab.buffer-records")? as usize,
+                jobmanager_max_state_size: r.size("ckptlab.jobmanager-max-state-size")?,
+                audit: r.bool("ckptlab.audit")?,
+                delays,
+            },
+        })
+    }
+}
+
+/// Reads typed values out of the layers, producing errors that name origin, key and allowed values.
+struct Reader<'a> {
+    layers: &'a ConfigLayers,
+}
+
+impl Reader<'_> {
+    fn entry(&self, key: &str) -> Result<&Entry, ConfigError> {
+        self.layers.entries.get(key).ok_or_else(|| ConfigError::Invalid {
+            origin: "configuration".into(),
+            message: format!("`{key}` has no value (the shipped conf/ckptlab.toml sets every key)"),
+        })
+    }
+
+    fn bad(&self, key: &str, message: String) -> ConfigError {
+        match self.layers.entries.get(key) {
+            Some(e) => ConfigError::BadValue {
+                origin: e.origin.clone(),
+                key: key.to_string(),
+                value: value_text(&e.value),
+                message,
+            },
+            None => ConfigError::Invalid { origin: "configuration".into(), message: format!("`{key}`: {message}") },
+        }
+    }
+
+    fn string_like(&self, key: &str, expected: &str) -> Result<String, ConfigError> {
+        match &self.entry(key)?.value {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Float(f) => Ok(f.to_string()),
+            _ => Err(self.bad(key, format!("expected {expected}"))),
+        }
+    }
+
+    fn duration(&self, key: &str) -> Result<Duration, ConfigError> {
+        let text = self.string_like(key, "a duration such as \"500ms\", \"5s\" or \"1min\"")?;
+        parse_duration(&text).map_err(|m| self.bad(key, format!("{m}; allowed: a duration such as 500ms, 5s, 1min")))
+    }
+
+    fn duration_or_off(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        let text = self.string_like(key, "a duration such as \"5s\", or \"off\"")?;
+        if text.eq_ignore_ascii_case("off") || text.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        let d = parse_duration(&text)
+            .map_err(|m| self.bad(key, format!("{m}; allowed: a duration such as 100ms, 1s, 5s, or \"off\"")))?;
+        if d < Duration::from_millis(10) {
+            return Err(self.bad(key, "the interval must be at least 10ms, or \"off\"".into()));
+        }
+        Ok(Some(d))
+    }
+
+    fn size(&self, key: &str) -> Result<u64, ConfigError> {
+        let text = self.string_like(key, "a size such as \"5mb\"")?;
+        parse_size(&text).map_err(|m| self.bad(key, m))
+    }
+
+    fn int(&self, key: &str) -> Result<i64, ConfigError> {
+        let Some(spec) = SCHEMA.iter().find(|s| s.key == key) else { unreachable!("schema key {key}") };
+        let Kind::Int { min, max } = spec.kind else { unreachable!("{key} is an integer option") };
+        let range = if max == i64::MAX { format!("an integer >= {min}") } else { format!("an integer from {min} to {max}") };
+        match &self.entry(key)?.value {
+            toml::Value::Integer(i) if (min..=max).contains(i) => Ok(*i),
+            _ => Err(self.bad(key, format!("allowed: {range}"))),
+        }
+    }
+
+    fn float(&self, key: &str) -> Result<f64, ConfigError> {
+        match &self.entry(key)?.value {
+            toml::Value::Float(f) => Ok(*f),
+            toml::Value::Integer(i) => Ok(*i as f64),
+            _ => Err(self.bad(key, "allowed: a number such as 2.0".into())),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        match &self.entry(key)?.value {
+            toml::Value::Boolean(b) => Ok(*b),
+            _ => Err(self.bad(key, "allowed: true, false".into())),
+        }
+    }
+
+    fn text(&self, key: &str) -> Result<String, ConfigError> {
+        match &self.entry(key)?.value {
+            toml::Value::String(s) => Ok(s.clone()),
+            _ => Err(self.bad(key, "allowed: a string".into())),
+        }
+    }
+
+    fn choice(&self, key: &str) -> Result<String, ConfigError> {
+        let Some(spec) = SCHEMA.iter().find(|s| s.key == key) else { unreachable!("schema key {key}") };
+        let Kind::Choice(allowed) = spec.kind else { unreachable!("{key} is a choice") };
+        let list = allowed.join(", ");
+        match &self.entry(key)?.value {
+            toml::Value::String(s) => allowed
+                .iter()
+                .find(|a| a.eq_ignore_ascii_case(s))
+                .map(|a| a.to_string())
+                .ok_or_else(|| self.bad(key, format!("allowed values: {list}"))),
+            _ => Err(self.bad(key, format!("allowed values: {list}"))),
+        }
+    }
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            // The delays table maps channel patterns (which contain dots only by accident) to values.
+            toml::Value::Table(t) if key == DELAYS_TABLE => {
+                for (pattern, value) in t {
+                    out.push((format!("{DELAYS_TABLE}.{pattern}"), value.clone()));
+                }
+            }
+            toml::Value::Table(t) => flatten(&key, t, out),
+            other => out.push((key, other.clone())),
+        }
+    }
+}
+
+fn key_hint(key: &str) -> String {
+    let table = key.rsplit_once('.').map(|(t, _)| t).unwrap_or("");
+    let siblings: Vec<&str> = SCHEMA
+        .iter()
+        .filter(|s| s.key.rsplit_once('.').map(|(t, _)| t) == Some(table))
+        .map(|s| s.key)
+        .collect();
+    if !siblings.is_empty() {
+        return format!("; known keys in [{table}]: {}", siblings.join(", "));
+    }
+    let mut tables: Vec<&str> = SCHEMA.iter().filter_map(|s| s.key.rsplit_once('.').map(|(t, _)| t)).collect();
+    tables.push(DELAYS_TABLE);
+    tables.sort();
+    tables.dedup();
+    format!("; known tables: {}", tables.join(", "))
+}
+
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().to_string();
+    match e.span() {
+        Some(span) => format!("line {}: {msg}", line_of(text, span.start)),
+        None => msg,
+    }
+}
+
+/// The 1-based line number of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// `--set` values: TOML when they parse (numbers, booleans, quoted strings), else plain strings.
+pub fn parse_loose_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn value_text(v: &toml::Value) -> String {
+    v.to_string()
+}
+
+fn checkpoint_dir(text: &str) -> Result<PathBuf, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(std::env::temp_dir().join("ckptlab").join("checkpoints"));
+    }
+    if let Some(rest) = t.strip_prefix("file://") {
+        if rest.is_empty() {
+            return Err("a file:// URI needs a path, as in file:///tmp/ckptlab".into());
+        }
+        return Ok(PathBuf::from(rest));
+    }
+    if let Some((scheme, _)) = t.split_once("://") {
+        return Err(format!("scheme `{scheme}://` is not supported here; allowed: a local path or a file:// URI"));
+    }
+    Ok(PathBuf::from(t))
+}
+
+/// Checkpointing mode (Flink's `execution.checkpointing.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub enum CheckpointMode {
+    #[serde(rename = "EXACTLY_ONCE")]
+    ExactlyOnce,
+    #[serde(rename = "AT_LEAST_ONCE")]
+    AtLeastOnce,
+}
+
+impl CheckpointMode {
+    pub fn flink_name(self) -> &'static str {
+        match self {
+            CheckpointMode::ExactlyOnce => "EXACTLY_ONCE",
+            CheckpointMode::AtLeastOnce => "AT_LEAST_ONCE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    JobManager,
+    Filesystem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    HashMap,
+    RocksDb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartKind {
+    None,
+    FixedDelay,
+    ExponentialDelay,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyBy {
+    Record,
+    Constant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Print,
+    Transactional,
+    Discard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    Latest,
+    Earliest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointingConfig {
+    /// `None`: checkpointing is off.
+    pub interval: Option<Duration>,
+    pub mode: CheckpointMode,
+    pub timeout: Duration,
+    pub min_pause: Duration,
+    pub max_concurrent: usize,
+    pub tolerable_failed: u64,
+    pub storage: StorageKind,
+    pub dir: PathBuf,
+    pub num_retained: usize,
+    pub incremental: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartConfig {
+    /// `None`: Flink 2's default (none when checkpointing is off, exponential-delay when on).
+    pub kind: Option<RestartKind>,
+    pub fixed_attempts: u64,
+    pub fixed_delay: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub multiplier: f64,
+    pub reset_threshold: Duration,
+}
+
+impl RestartConfig {
+    /// The strategy in force given whether checkpointing is on, as Flink 2 picks its default.
+    pub fn effective(&self, checkpointing_on: bool) -> RestartKind {
+        self.kind.unwrap_or(if checkpointing_on { RestartKind::ExponentialDelay } else { RestartKind::None })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobConfig {
+    pub name: String,
+    pub parallelism: usize,
+    pub key_by: KeyBy,
+    pub sink: SinkKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    pub partitions: u32,
+    pub topic: String,
+    pub offset_reset: OffsetReset,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabConfig {
+    pub hop_delay: Duration,
+    pub channel_capacity: usize,
+    pub buffer_records: usize,
+    pub jobmanager_max_state_size: u64,
+    pub audit: bool,
+    pub delays: Vec<(ChannelPattern, Duration)>,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub checkpointing: CheckpointingConfig,
+    pub buffer_timeout: Duration,
+    pub backend: BackendKind,
+    pub restart: RestartConfig,
+    pub heartbeat_timeout: Duration,
+    pub taskmanagers: usize,
+    pub slots_per_tm: usize,
+    pub job: JobConfig,
+    pub source: SourceConfig,
+    pub lab: LabConfig,
+}
+
+impl Config {
+    /// The built-in defaults.
+    pub fn builtin() -> Config {
+        ConfigLayers::builtin().build().expect("the shipped defaults are valid (tested)")
+    }
+
+    /// The seed's name for the backend pair, shown beside Flink 2's names.
+    pub fn seed_backend_name(&self) -> &'static str {
+        match (self.backend, self.checkpointing.storage) {
+            (BackendKind::HashMap, StorageKind::JobManager) => "MemoryStateBackend",
+            (BackendKind::HashMap, StorageKind::Filesystem) => "FsStateBackend",
+            (BackendKind::RocksDb, _) => "RocksDBStateBackend",
+        }
+    }
+
+    /// "hashmap + jobmanager (MemoryStateBackend)".
+    pub fn backend_label(&self) -> String {
+        let b = match self.backend {
+            BackendKind::HashMap => "hashmap",
+            BackendKind::RocksDb => "rocksdb",
+        };
+        let s = match self.checkpointing.storage {
+            StorageKind::JobManager => "jobmanager",
+            StorageKind::Filesystem => "filesystem",
+        };
+        format!("{b} + {s} ({})", self.seed_backend_name())
+    }
+
+    /// "EXACTLY_ONCE every 5s" or "checkpointing off".
+    pub fn checkpointing_label(&self) -> String {
+        match self.checkpointing.interval {
+            Some(i) => format!("{} every {}", self.checkpointing.mode.flink_name(), format_duration(i)),
+            None => "checkpointing off".into(),
+        }
+    }
+
+    /// The extra delay configured for a channel, on top of the hop delay.
+    pub fn extra_delay(&self, from: (&str, usize), to: (&str, usize)) -> Duration {
+        self.lab
+            .delays
+            .iter()
+            .filter(|(p, _)| p.matches(from, to))
+            .map(|(_, d)| *d)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// `--backend memory|fs|rocksdb`: the seed's three backends as Flink 2 option pairs.
+pub fn backend_shorthand(name: &str) -> Result<[(&'static str, &'static str); 2], String> {
+    match name {
+        "memory" | "jobmanager" | "MemoryStateBackend" => {
+            Ok([("state.backend.type", "hashmap"), ("execution.checkpointing.storage", "jobmanager")])
+        }
+        "fs" | "filesystem" | "FsStateBackend" => {
+            Ok([("state.backend.type", "hashmap"), ("execution.checkpointing.storage", "filesystem")])
+        }
+        "rocksdb" | "RocksDBStateBackend" => {
+            Ok([("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem")])
+        }
+        other => Err(format!("--backend {other}: allowed values: memory, fs, rocksdb")),
+    }
+}
+
+/// A channel pattern such as `source[1]->counter[*]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelPattern {
+    pub text: String,
+    from: (String, Option<usize>),
+    to: (String, Option<usize>),
+}
+
+impl ChannelPattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let err = || {
+            format!("`{text}` is not a channel pattern; allowed: OPERATOR[N|*]->OPERATOR[N|*] with operators source, counter, sink, e.g. \"source[1]->counter[*]\"")
+        };
+        let (a, b) = text.split_once("->").ok_or_else(err)?;
+        let side = |s: &str| -> Result<(String, Option<usize>), String> {
+            let s = s.trim();
+            let (name, rest) = s.split_once('[').ok_or_else(err)?;
+            let idx = rest.strip_suffix(']').ok_or_else(err)?;
+            if !["source", "counter", "sink", "*"].contains(&name) {
+                return Err(err());
+            }
+            let idx = if idx == "*" { None } else { Some(idx.parse().map_err(|_| err())?) };
+            Ok((name.to_string(), idx))
+        };
+        Ok(ChannelPattern { text: text.to_string(), from: side(a)?, to: side(b)? })
+    }
+
+    pub fn matches(&self, from: (&str, usize), to: (&str, usize)) -> bool {
+        let m = |p: &(String, Option<usize>), (name, idx): (&str, usize)| {
+            (p.0 == "*" || p.0 == name) && p.1.is_none_or(|i| i == idx)
+        };
+        m(&self.from, from) && m(&self.to, to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_conf_lists_every_option_and_only_known_ones() {
+        let table: toml::Table = DEFAULT_CONF.parse().unwrap();
+        let mut flat = Vec::new();
+        flatten("", &table, &mut flat);
+        for spec in SCHEMA {
+            assert!(flat.iter().any(|(k, _)| k == spec.key), "conf/ckptlab.toml lacks {}", spec.key);
+        }
+        for (k, _) in &flat {
+            assert!(
+                k.starts_with(DELAYS_TABLE) || SCHEMA.iter().any(|s| s.key == k),
+                "conf/ckptlab.toml has unknown {k}"
+            );
+        }
+        for line in DEFAULT_CONF.lines() {
+            let l = line.trim();
+            if !l.is_empty() && !l.starts_with('#') && !l.starts_with('[') {
+                assert!(l.contains(" # "), "option without a one-line comment: {l}");
+            }
+        }
+        Config::builtin();
+    }
+
+    #[test]
+    fn bad_choice_names_file_key_and_allowed_values() {
+        let mut l = ConfigLayers::builtin();
+        l.merge_str("[execution.checkpointing]\nmode = \"TWICE\"\n", "my.toml").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("my.toml"), "{e}");
+        assert!(e.contains("execution.checkpointing.mode"), "{e}");
+        assert!(e.contains("EXACTLY_ONCE, AT_LEAST_ONCE"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_known_siblings() {
+        let mut l = ConfigLayers::builtin();
+        let e = l.merge_str("[execution.checkpointing]\nintervall = \"1s\"\n", "x.toml").unwrap_err().to_string();
+        assert!(e.contains("x.toml") && e.contains("intervall") && e.contains("execution.checkpointing.interval"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let mut l = ConfigLayers::builtin();
+        let e = l.merge_str("[job]\nparallelism = 2\nname = \n", "y.toml").unwrap_err().to_string();
+        assert!(e.contains("y.toml") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_and_parses_loosely() {
+        let mut l = ConfigLayers::builtin();
+        l.set("execution.checkpointing.interval=off", "--set").unwrap();
+        l.set("job.parallelism=3", "--set").unwrap();
+        l.set("ckptlab.delays.source[1]->counter[*]=300ms", "--set").unwrap();
+        let c = l.build().unwrap();
+        assert_eq!(c.checkpointing.interval, None);
+        assert_eq!(c.job.parallelism, 3);
+        assert_eq!(c.extra_delay(("source", 1), ("counter", 0)), Duration::from_millis(300));
+        assert_eq!(c.extra_delay(("source", 0), ("counter", 0)), Duration::ZERO);
+        let e = l.set("job.parallelism", "--set").unwrap_err().to_string();
+        assert!(e.contains("key=value"));
+        l.set("job.parallelism=0", "--set").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("--set") && e.contains("from 1 to 64"), "{e}");
+    }
+
+    #[test]
+    fn bad_channel_pattern_is_explained() {
+        let mut l = ConfigLayers::builtin();
+        l.merge_str("[ckptlab.delays]\n\"src->counter\" = \"1s\"\n", "d.toml").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("d.toml") && e.contains("source[1]->counter[*]"), "{e}");
+    }
+
+    #[test]
+    fn checkpoint_dir_accepts_file_uri_and_rejects_hdfs() {
+        assert_eq!(checkpoint_dir("file:///tmp/x").unwrap(), PathBuf::from("/tmp/x"));
+        assert!(checkpoint_dir("hdfs://nn:40010/flink").unwrap_err().contains("file://"));
+    }
+
+    #[test]
+    fn backend_shorthands_map_to_flink2_pairs() {
+        let mut l = ConfigLayers::builtin();
+        for (k, v) in backend_shorthand("fs").unwrap() {
+            l.set_value(k, toml::Value::String(v.into()), "--backend").unwrap();
+        }
+        assert_eq!(l.build().unwrap().seed_backend_name(), "FsStateBackend");
+        assert!(backend_shorthand("nvram").unwrap_err().contains("memory, fs, rocksdb"));
+    }
+}
