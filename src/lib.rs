@@ -1,2 +1,14 @@
+//! ckptlab: a Flink-style mini cluster in one process, for checkpoint experiments, with a
+//! ground-truth auditor that tells exactly what was lost or counted twice.
+//!
+//! The engine (`cluster`, `state`, `connectors`, `audit`, `events`, `config`, `scenario`) knows
+//! nothing of the terminal; the TUI, the headless runner and the benchmarks all use [`cluster::Engine`].
+
+pub mod audit;
+pub mod cluster;
 pub mod config;
+pub mod connectors;
 pub mod duration;
+pub mod events;
+pub mod keygroup;
+pub mod state;

@@ -1,0 +1,227 @@
+//! The CheckpointCoordinator: triggers checkpoints, collects acknowledgements, completes or fails
+//! them, keeps the last N and the statistics that Flink's Checkpoints tab shows.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::task::{SnapshotStats, TaskId, TaskState};
+use crate::config::CheckpointMode;
+use crate::state::storage::{CheckpointMetadata, StagedLine};
+use crate::state::StateHandle;
+
+/// Lines of history kept for the checkpoints pane.
+const HISTORY_KEEP: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CheckpointStatus {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+/// One row of the checkpoint history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointStats {
+    pub id: u64,
+    pub status: CheckpointStatus,
+    pub mode: CheckpointMode,
+    pub trigger_ms: u64,
+    pub duration_ms: u64,
+    pub alignment_ms: u64,
+    /// Bytes this checkpoint wrote (the delta, for incremental checkpoints).
+    pub checkpointed_size: u64,
+    /// Bytes of the whole state it captures.
+    pub full_size: u64,
+    pub offsets: Vec<(u32, u64)>,
+    pub failure: Option<String>,
+}
+
+/// A checkpoint in flight.
+#[derive(Debug)]
+pub struct PendingCheckpoint {
+    pub id: u64,
+    pub mode: CheckpointMode,
+    pub triggered: Instant,
+    pub trigger_ms: u64,
+    pub acks: HashMap<TaskId, (TaskState, SnapshotStats)>,
+    pub expected: Vec<TaskId>,
+}
+
+impl PendingCheckpoint {
+    /// Tasks that have not acknowledged yet.
+    pub fn missing(&self) -> Vec<TaskId> {
+        self.expected.iter().filter(|t| !self.acks.contains_key(t)).copied().collect()
+    }
+}
+
+/// A completed, retained checkpoint: what a restore needs.
+#[derive(Debug, Clone)]
+pub struct CompletedCheckpoint {
+    pub metadata: CheckpointMetadata,
+}
+
+/// Counts shown beside the history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointCounts {
+    pub triggered: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub restored: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct CheckpointCoordinator {
+    pub next_id: u64,
+    pub pending: BTreeMap<u64, PendingCheckpoint>,
+    pub retained: VecDeque<CompletedCheckpoint>,
+    pub history: VecDeque<CheckpointStats>,
+    pub counts: CheckpointCounts,
+    pub last_trigger: Option<Instant>,
+    pub last_completion: Option<Instant>,
+    pub consecutive_failures: u64,
+}
+
+/// What completing a checkpoint produced.
+pub struct Completion {
+    pub metadata: CheckpointMetadata,
+    pub stats: CheckpointStats,
+}
+
+impl CheckpointCoordinator {
+    pub fn new() -> Self {
+        CheckpointCoordinator { next_id: 1, ..Default::default() }
+    }
+
+    /// Registers a new pending checkpoint and returns its id.
+    pub fn begin(&mut self, mode: CheckpointMode, now: Instant, now_ms: u64, expected: Vec<TaskId>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.counts.triggered += 1;
+        self.last_trigger = Some(now);
+        self.pending.insert(id, PendingCheckpoint { id, mode, triggered: now, trigger_ms: now_ms, acks: HashMap::new(), expected });
+        id
+    }
+
+    /// Records an acknowledgement; returns true when the checkpoint has every ack.
+    pub fn ack(&mut self, id: u64, task: TaskId, state: TaskState, stats: SnapshotStats) -> bool {
+        match self.pending.get_mut(&id) {
+            Some(p) => {
+                p.acks.insert(task, (state, stats));
+                p.acks.len() >= p.expected.len()
+            }
+            None => false,
+        }
+    }
+
+    /// Takes a fully acknowledged checkpoint out of `pending` and builds its metadata and stats.
+    pub fn complete(&mut self, id: u64, job_id: &str, now: Instant) -> Option<Completion> {
+        let p = self.pending.remove(&id)?;
+        let mut offsets = Vec::new();
+        let mut keyed: Vec<(usize, StateHandle)> = Vec::new();
+        let mut staged_output: Vec<StagedLine> = Vec::new();
+        let (mut checkpointed, mut full, mut alignment) = (0, 0, 0);
+        for (task, (state, stats)) in p.acks {
+            alignment = alignment.max(stats.alignment_ms);
+            match (task, state) {
+                (_, TaskState::Source { offsets: o }) => offsets.extend(o),
+                (TaskId::Counter(i), TaskState::Keyed { handle, checkpointed_size, full_size }) => {
+                    checkpointed += checkpointed_size;
+                    full += full_size;
+                    keyed.push((i, handle));
+                }
+                (_, TaskState::Sink { staged }) => staged_output = staged,
+                (_, TaskState::Keyed { .. }) => {}
+            }
+        }
+        offsets.sort_unstable();
+        keyed.sort_by_key(|(i, _)| *i);
+        let metadata = CheckpointMetadata {
+            job_id: job_id.to_string(),
+            checkpoint: id,
+            mode: p.mode,
+            offsets: offsets.clone(),
+            keyed: keyed.into_iter().map(|(_, h)| h).collect(),
+            staged_output,
+        };
+        let stats = CheckpointStats {
+            id,
+            status: CheckpointStatus::Completed,
+            mode: p.mode,
+            trigger_ms: p.trigger_ms,
+            duration_ms: now.duration_since(p.triggered).as_millis() as u64,
+            alignment_ms: alignment,
+            checkpointed_size: checkpointed,
+            full_size: full,
+            offsets,
+            failure: None,
+        };
+        Some(Completion { metadata, stats })
+    }
+
+    /// Records a completed checkpoint; returns the ids no longer retained.
+    pub fn retain(&mut self, completion: Completion, num_retained: usize, now: Instant) -> Vec<u64> {
+        self.counts.completed += 1;
+        self.consecutive_failures = 0;
+        self.last_completion = Some(now);
+        self.push_history(completion.stats);
+        self.retained.push_back(CompletedCheckpoint { metadata: completion.metadata });
+        let mut dropped = Vec::new();
+        while self.retained.len() > num_retained {
+            if let Some(old) = self.retained.pop_front() {
+                dropped.push(old.metadata.checkpoint);
+            }
+        }
+        dropped
+    }
+
+    /// Fails a pending checkpoint; `counts` says whether it counts toward the tolerable failures.
+    pub fn fail(&mut self, id: u64, reason: &str, now: Instant, counts: bool) -> Option<CheckpointStats> {
+        let p = self.pending.remove(&id)?;
+        let stats = CheckpointStats {
+            id,
+            status: CheckpointStatus::Failed,
+            mode: p.mode,
+            trigger_ms: p.trigger_ms,
+            duration_ms: now.duration_since(p.triggered).as_millis() as u64,
+            alignment_ms: p.acks.values().map(|(_, s)| s.alignment_ms).max().unwrap_or(0),
+            checkpointed_size: 0,
+            full_size: 0,
+            offsets: Vec::new(),
+            failure: None,
+        };
+        Some(self.record_failure(stats, reason, counts))
+    }
+
+    /// Records a checkpoint that failed (also one that failed while being finalized).
+    pub fn record_failure(&mut self, mut stats: CheckpointStats, reason: &str, counts: bool) -> CheckpointStats {
+        self.counts.failed += 1;
+        if counts {
+            self.consecutive_failures += 1;
+        }
+        stats.status = CheckpointStatus::Failed;
+        stats.failure = Some(reason.to_string());
+        self.push_history(stats.clone());
+        stats
+    }
+
+    fn push_history(&mut self, stats: CheckpointStats) {
+        if self.history.len() >= HISTORY_KEEP {
+            self.history.pop_front();
+        }
+        self.history.push_back(stats);
+    }
+
+    /// When the oldest pending checkpoint expires.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.pending.values().map(|p| p.triggered + timeout).min()
+    }
+
+    /// The newest retained checkpoint.
+    pub fn latest(&self) -> Option<&CompletedCheckpoint> {
+        self.retained.back()
+    }
+}

@@ -1,0 +1,821 @@
+//! The JobManager: one actor that owns the task managers, the job's deployment, the checkpoint
+//! coordinator and the restart strategy. Users' commands and tasks' reports come in on channels;
+//! timers (heartbeat timeouts, restart delays, checkpoint triggers and expiries) are computed as
+//! the next deadline, so an idle cluster sleeps.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::channel::{channel, ChannelStats, Input};
+use super::coordinator::CheckpointCoordinator;
+use super::counter::{CounterTask, KeyedTaskView};
+use super::element::{Barrier, CheckpointOptions};
+use super::restart::{strategy_name, RestartDecision, RestartState};
+use super::sink::SinkTask;
+use super::source_task::SourceTask;
+use super::task::{AttemptProgress, OutputLine, RuntimeKnobs, SinkControl, SourceControl, TaskContext, TaskId, TaskReport};
+use super::view::JobStatus;
+use crate::audit::Auditor;
+use crate::config::{parse_loose_value, Config, ConfigLayers, OffsetReset, DELAYS_TABLE, SCHEMA};
+use crate::connectors::Topic;
+use crate::duration::format_duration;
+use crate::events::{Event, EventBus};
+use crate::keygroup::key_group_range;
+use crate::state::create_backend;
+use crate::state::storage::CheckpointStorage;
+
+/// What a user (TUI key, scenario step) asks of the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    KillTaskManager(String),
+    /// Start a killed task manager again, or a new one (`None`: the next name).
+    StartTaskManager(Option<String>),
+    TriggerCheckpoint,
+    /// Change an option while the job runs (dotted Flink name).
+    Set { key: String, value: String },
+    /// Submit the job again after it FAILED (a new run from empty state).
+    Resubmit,
+}
+
+pub(crate) struct TaskManagerState {
+    pub name: String,
+    pub alive: bool,
+    pub killed_at: Option<Instant>,
+    /// The JobManager noticed it is gone.
+    pub lost: bool,
+    pub slots: usize,
+}
+
+struct DeployedTask {
+    task: TaskId,
+    tm: usize,
+    handle: Option<AbortHandle>,
+}
+
+pub(crate) struct Deployment {
+    pub attempt: u64,
+    tasks: Vec<DeployedTask>,
+    relays: Vec<(usize, AbortHandle)>,
+    pub running: HashSet<TaskId>,
+    source_ctl: Vec<mpsc::UnboundedSender<SourceControl>>,
+    sink_ctl: mpsc::UnboundedSender<SinkControl>,
+    pub channels: Vec<Arc<ChannelStats>>,
+    pub keyed_views: Vec<Arc<Mutex<KeyedTaskView>>>,
+    pub progress: Arc<AttemptProgress>,
+    started: Instant,
+    restored_from: Option<u64>,
+}
+
+impl Deployment {
+    fn abort_on(&mut self, tm: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        for t in self.tasks.iter_mut().filter(|t| t.tm == tm) {
+            if let Some(h) = t.handle.take() {
+                h.abort();
+                names.push(t.task.to_string());
+            }
+            self.running.remove(&t.task);
+        }
+        for (_, h) in self.relays.iter().filter(|(t, _)| *t == tm) {
+            h.abort();
+        }
+        names
+    }
+
+    fn abort_all(&mut self) {
+        for t in &mut self.tasks {
+            if let Some(h) = t.handle.take() {
+                h.abort();
+            }
+        }
+        for (_, h) in &self.relays {
+            h.abort();
+        }
+        self.running.clear();
+    }
+
+    fn expected_tasks(&self) -> Vec<TaskId> {
+        self.tasks.iter().map(|t| t.task).collect()
+    }
+}
+
+/// What the JobManager publishes after every turn, for [`super::Engine::view`].
+pub(crate) struct JmSnapshot {
+    pub status: JobStatus,
+    pub attempt: u64,
+    pub restarts: u64,
+    pub failure: Option<String>,
+    pub missing_slots: usize,
+    pub restart_at: Option<Instant>,
+    pub tms: Vec<(String, bool, bool, usize, Option<Instant>)>,
+    pub tasks: Vec<(TaskId, usize, bool)>,
+    pub channels: Vec<Arc<ChannelStats>>,
+    pub keyed_views: Vec<Arc<Mutex<KeyedTaskView>>>,
+    pub progress: Option<Arc<AttemptProgress>>,
+    pub pending: Vec<super::view::PendingCheckpointView>,
+    pub history: Vec<super::coordinator::CheckpointStats>,
+    pub counts: super::coordinator::CheckpointCounts,
+    pub config: Config,
+    pub heartbeat_timeout: Duration,
+}
+
+pub(crate) struct JobManager {
+    pub layers: ConfigLayers,
+    pub cfg: Config,
+    pub job_id: String,
+    pub events: EventBus,
+    pub topic: Arc<dyn Topic>,
+    pub auditor: Arc<Auditor>,
+    pub knobs: Arc<RuntimeKnobs>,
+    pub storage: Arc<CheckpointStorage>,
+    pub output: Arc<Mutex<VecDeque<OutputLine>>>,
+    pub committed: Arc<AtomicU64>,
+    pub snapshot: Arc<Mutex<JmSnapshot>>,
+    pub(crate) tms: Vec<TaskManagerState>,
+    status: JobStatus,
+    attempt: u64,
+    restarts: u64,
+    failure: Option<String>,
+    missing_slots: usize,
+    restart_at: Option<Instant>,
+    restart: RestartState,
+    deployment: Option<Deployment>,
+    coord: CheckpointCoordinator,
+    trigger_base: Instant,
+    next_trigger: Option<Instant>,
+    bad_checkpoints: HashSet<u64>,
+    reports_tx: mpsc::UnboundedSender<TaskReport>,
+    reports_rx: mpsc::UnboundedReceiver<TaskReport>,
+}
+
+impl JobManager {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        layers: ConfigLayers,
+        cfg: Config,
+        job_id: String,
+        events: EventBus,
+        topic: Arc<dyn Topic>,
+        auditor: Arc<Auditor>,
+        output: Arc<Mutex<VecDeque<OutputLine>>>,
+        snapshot: Arc<Mutex<JmSnapshot>>,
+    ) -> Self {
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let storage = Arc::new(CheckpointStorage::new(
+            cfg.checkpointing.storage,
+            &cfg.checkpointing.dir,
+            &job_id,
+            cfg.lab.jobmanager_max_state_size,
+        ));
+        let tms = (1..=cfg.taskmanagers)
+            .map(|i| TaskManagerState { name: format!("tm-{i}"), alive: true, killed_at: None, lost: false, slots: cfg.slots_per_tm })
+            .collect();
+        JobManager {
+            knobs: RuntimeKnobs::new(cfg.lab.hop_delay, cfg.buffer_timeout),
+            layers,
+            cfg,
+            job_id,
+            events,
+            topic,
+            auditor,
+            storage,
+            output,
+            committed: Arc::new(AtomicU64::new(0)),
+            snapshot,
+            tms,
+            status: JobStatus::Created,
+            attempt: 0,
+            restarts: 0,
+            failure: None,
+            missing_slots: 0,
+            restart_at: None,
+            restart: RestartState::default(),
+            deployment: None,
+            coord: CheckpointCoordinator::new(),
+            trigger_base: Instant::now(),
+            next_trigger: None,
+            bad_checkpoints: HashSet::new(),
+            reports_tx,
+            reports_rx,
+        }
+    }
+
+    /// Runs until the command channel closes (the engine is dropped).
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        for tm in &self.tms {
+            self.events.publish(Event::TaskManagerStarted { tm: tm.name.clone(), slots: tm.slots });
+        }
+        self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
+        self.try_deploy();
+        self.publish();
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                biased;
+                c = commands.recv() => match c {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                Some(r) = self.reports_rx.recv() => self.on_report(r),
+                _ = super::source_task::sleep_until_opt(deadline) => self.on_timer(),
+            }
+            self.publish();
+        }
+        if let Some(mut d) = self.deployment.take() {
+            d.abort_all();
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.events.now_ms()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut deadlines = Vec::new();
+        for tm in &self.tms {
+            if let (false, false, Some(k)) = (tm.alive, tm.lost, tm.killed_at) {
+                deadlines.push(k + self.cfg.heartbeat_timeout);
+            }
+        }
+        deadlines.extend(self.restart_at);
+        if self.status == JobStatus::Running {
+            deadlines.extend(self.next_trigger);
+        }
+        deadlines.extend(self.coord.next_expiry(self.cfg.checkpointing.timeout));
+        deadlines.into_iter().min()
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.tms.len() {
+            let tm = &self.tms[i];
+            if let (false, false, Some(k)) = (tm.alive, tm.lost, tm.killed_at) {
+                if k + self.cfg.heartbeat_timeout <= now {
+                    self.tm_lost(i);
+                }
+            }
+        }
+        if self.restart_at.is_some_and(|r| r <= now) {
+            self.restart_at = None;
+            self.try_deploy();
+        }
+        let timeout = self.cfg.checkpointing.timeout;
+        let expired: Vec<u64> = self.coord.pending.values().filter(|p| p.triggered + timeout <= now).map(|p| p.id).collect();
+        for id in expired {
+            self.fail_checkpoint(id, &format!("expired before completing (timeout {})", format_duration(timeout)), true);
+        }
+        if self.status == JobStatus::Running && self.next_trigger.is_some_and(|t| t <= now) {
+            self.next_trigger = None;
+            self.trigger();
+        }
+    }
+
+    // ---- commands -------------------------------------------------------------------------
+
+    fn on_command(&mut self, c: Command) {
+        match c {
+            Command::KillTaskManager(name) => self.kill(&name),
+            Command::StartTaskManager(name) => self.start_tm(name),
+            Command::TriggerCheckpoint => self.manual_trigger(),
+            Command::Set { key, value } => self.set(&key, &value),
+            Command::Resubmit => self.resubmit(),
+        }
+    }
+
+    fn reject(&self, key: &str, reason: String) {
+        self.events.publish(Event::ConfigRejected { key: key.to_string(), reason });
+    }
+
+    fn kill(&mut self, name: &str) {
+        let Some(i) = self.tms.iter().position(|t| t.name == name) else {
+            let known: Vec<&str> = self.tms.iter().map(|t| t.name.as_str()).collect();
+            return self.reject("kill", format!("no task manager {name}; known: {}", known.join(", ")));
+        };
+        if !self.tms[i].alive {
+            return self.reject("kill", format!("{name} is not running"));
+        }
+        let tm = &mut self.tms[i];
+        tm.alive = false;
+        tm.killed_at = Some(Instant::now());
+        let tasks = self.deployment.as_mut().map(|d| d.abort_on(i)).unwrap_or_default();
+        self.events.publish(Event::TaskManagerKilled { tm: name.to_string(), tasks });
+    }
+
+    fn start_tm(&mut self, name: Option<String>) {
+        let i = match name {
+            Some(n) => match self.tms.iter().position(|t| t.name == n) {
+                Some(i) => i,
+                None => {
+                    self.tms.push(TaskManagerState { name: n, alive: false, killed_at: None, lost: true, slots: self.cfg.slots_per_tm });
+                    self.tms.len() - 1
+                }
+            },
+            None => {
+                let next = self.tms.iter().filter_map(|t| t.name.strip_prefix("tm-")?.parse::<usize>().ok()).max().unwrap_or(0) + 1;
+                self.tms.push(TaskManagerState { name: format!("tm-{next}"), alive: false, killed_at: None, lost: true, slots: self.cfg.slots_per_tm });
+                self.tms.len() - 1
+            }
+        };
+        if self.tms[i].alive {
+            return self.reject("start", format!("{} is already running", self.tms[i].name));
+        }
+        if !self.tms[i].lost {
+            // The new process registers before the old one timed out: its predecessor is gone.
+            self.tm_lost(i);
+        }
+        let tm = &mut self.tms[i];
+        tm.alive = true;
+        tm.lost = false;
+        tm.killed_at = None;
+        self.events.publish(Event::TaskManagerStarted { tm: tm.name.clone(), slots: tm.slots });
+        if self.status == JobStatus::WaitingForResources {
+            self.try_deploy();
+        }
+    }
+
+    fn manual_trigger(&mut self) {
+        let refuse = |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason });
+        if self.status != JobStatus::Running {
+            return refuse(self, format!("the job is {}", self.status.label()));
+        }
+        if self.cfg.checkpointing.interval.is_none() {
+            return refuse(self, "checkpointing is off (set an interval or a mode first)".into());
+        }
+        if self.coord.pending.len() >= self.cfg.checkpointing.max_concurrent {
+            return refuse(
+                self,
+                format!("{} checkpoint(s) in progress (max-concurrent-checkpoints = {})", self.coord.pending.len(), self.cfg.checkpointing.max_concurrent),
+            );
+        }
+        self.trigger();
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        let runtime = SCHEMA.iter().find(|s| s.key == key).map(|s| s.runtime);
+        let mut layers = self.layers.clone();
+        if let Err(e) = layers.set_value(key, parse_loose_value(value), "runtime change") {
+            return self.reject(key, e.to_string());
+        }
+        let cfg = match layers.build() {
+            Ok(c) => c,
+            Err(e) => return self.reject(key, e.to_string()),
+        };
+        if runtime != Some(true) || key.starts_with(DELAYS_TABLE) {
+            return self.reject(key, format!("applies only when the cluster starts: run again with --set {key}={value}"));
+        }
+        let interval_changed = cfg.checkpointing.interval != self.cfg.checkpointing.interval;
+        self.layers = layers;
+        self.cfg = cfg;
+        self.knobs.set_hop_delay(self.cfg.lab.hop_delay);
+        self.knobs.set_buffer_timeout(self.cfg.buffer_timeout);
+        if interval_changed {
+            self.trigger_base = Instant::now();
+        }
+        self.schedule_next_trigger();
+        self.events.publish(Event::ConfigChanged { key: key.to_string(), value: value.to_string() });
+    }
+
+    fn resubmit(&mut self) {
+        if self.status != JobStatus::Failed {
+            return self.reject("resubmit", format!("the job is {}, not FAILED", self.status.label()));
+        }
+        // A resubmitted job is a new job: it sees none of the old one's checkpoints.
+        for c in std::mem::take(&mut self.coord.retained) {
+            self.storage.discard(c.metadata.checkpoint);
+            self.auditor.checkpoint_discarded(c.metadata.checkpoint);
+        }
+        self.restart = RestartState::default();
+        self.failure = None;
+        self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
+        self.try_deploy();
+    }
+
+    // ---- reports --------------------------------------------------------------------------
+
+    fn on_report(&mut self, r: TaskReport) {
+        let current = self.deployment.as_ref().map(|d| d.attempt);
+        let attempt = match &r {
+            TaskReport::Running { attempt, .. }
+            | TaskReport::Ack { attempt, .. }
+            | TaskReport::Decline { attempt, .. }
+            | TaskReport::Failed { attempt, .. } => *attempt,
+        };
+        if current != Some(attempt) {
+            return; // a report from a cancelled attempt
+        }
+        match r {
+            TaskReport::Running { task, .. } => {
+                let d = self.deployment.as_mut().expect("checked above");
+                d.running.insert(task);
+                if d.running.len() == d.tasks.len() {
+                    self.events.publish(Event::JobRunning { attempt });
+                }
+            }
+            TaskReport::Ack { checkpoint, task, state, stats, .. } => {
+                if self.coord.ack(checkpoint, task, state, stats) {
+                    self.complete(checkpoint);
+                }
+            }
+            TaskReport::Decline { checkpoint, reason, .. } => self.fail_checkpoint(checkpoint, &reason, true),
+            TaskReport::Failed { task, reason, .. } => {
+                let restored = self.deployment.as_ref().and_then(|d| d.restored_from);
+                if let (true, Some(id)) = (reason.starts_with("restore failed"), restored) {
+                    self.bad_checkpoints.insert(id);
+                    let fallback = self.restorable().map(|m| m.checkpoint);
+                    let note = match fallback {
+                        Some(f) => format!("{task}: {reason}; falling back to checkpoint {f}"),
+                        None => format!("{task}: {reason}; no older checkpoint retained: starting from empty state"),
+                    };
+                    self.failover(note);
+                } else {
+                    self.failover(format!("{task} failed: {reason}"));
+                }
+            }
+        }
+    }
+
+    // ---- checkpoints ----------------------------------------------------------------------
+
+    fn schedule_next_trigger(&mut self) {
+        self.next_trigger = None;
+        let Some(interval) = self.cfg.checkpointing.interval else { return };
+        if self.status != JobStatus::Running || self.coord.pending.len() >= self.cfg.checkpointing.max_concurrent {
+            return;
+        }
+        let mut at = self.trigger_base + interval;
+        if let Some(done) = self.coord.last_completion {
+            at = at.max(done + self.cfg.checkpointing.min_pause);
+        }
+        self.next_trigger = Some(at);
+    }
+
+    fn trigger(&mut self) {
+        let Some(d) = &self.deployment else { return };
+        let mode = self.cfg.checkpointing.mode;
+        let now = Instant::now();
+        let id = self.coord.begin(mode, now, self.now_ms(), d.expected_tasks());
+        self.trigger_base = now;
+        if let Err(e) = self.storage.prepare(id) {
+            self.fail_checkpoint(id, &e.to_string(), true);
+            self.schedule_next_trigger();
+            return;
+        }
+        self.events.publish(Event::CheckpointTriggered { checkpoint: id, mode: mode.flink_name().into() });
+        let barrier = Barrier { checkpoint: id, options: CheckpointOptions { mode } };
+        if let Some(d) = &self.deployment {
+            for ctl in &d.source_ctl {
+                // A source on a killed task manager cannot take it: the checkpoint will not complete.
+                let _ = ctl.send(SourceControl::TriggerCheckpoint(barrier));
+            }
+        }
+        self.schedule_next_trigger();
+    }
+
+    fn complete(&mut self, id: u64) {
+        let now = Instant::now();
+        let Some(completion) = self.coord.complete(id, &self.job_id, now) else { return };
+        if let Err(e) = self.storage.write_metadata(&completion.metadata) {
+            self.coord.record_failure(completion.stats, &format!("writing _metadata: {e}"), true);
+            self.after_failure(id, &format!("writing _metadata: {e}"), true);
+            return;
+        }
+        let (duration_ms, bytes, offsets) = (completion.stats.duration_ms, completion.stats.checkpointed_size, completion.stats.offsets.clone());
+        let dropped = self.coord.retain(completion, self.cfg.checkpointing.num_retained, now);
+        self.auditor.checkpoint_completed(id);
+        for old in dropped {
+            self.storage.discard(old);
+            self.auditor.checkpoint_discarded(old);
+        }
+        self.events.publish(Event::CheckpointCompleted { checkpoint: id, duration_ms, bytes, offsets });
+        if let Some(d) = &self.deployment {
+            let _ = d.sink_ctl.send(SinkControl::NotifyCheckpointComplete(id));
+        }
+        let older: Vec<u64> = self.coord.pending.keys().filter(|p| **p < id).copied().collect();
+        for p in older {
+            self.fail_checkpoint(p, &format!("subsumed by checkpoint {id}"), false);
+        }
+        self.schedule_next_trigger();
+    }
+
+    fn fail_checkpoint(&mut self, id: u64, reason: &str, counts: bool) {
+        if self.coord.fail(id, reason, Instant::now(), counts).is_some() {
+            self.after_failure(id, reason, counts);
+        }
+    }
+
+    fn after_failure(&mut self, id: u64, reason: &str, counts: bool) {
+        self.storage.discard(id);
+        self.auditor.checkpoint_discarded(id);
+        self.events.publish(Event::CheckpointFailed { checkpoint: id, reason: reason.to_string() });
+        if counts && self.coord.consecutive_failures > self.cfg.checkpointing.tolerable_failed && self.deployment.is_some() {
+            let n = self.coord.consecutive_failures;
+            self.coord.consecutive_failures = 0;
+            self.failover(format!(
+                "exceeded the checkpoint tolerable failure threshold ({n} failed, execution.checkpointing.tolerable-failed-checkpoints = {}): {reason}",
+                self.cfg.checkpointing.tolerable_failed
+            ));
+            return;
+        }
+        self.schedule_next_trigger();
+    }
+
+    // ---- failure and recovery -------------------------------------------------------------
+
+    fn tm_lost(&mut self, i: usize) {
+        let after_ms = self.tms[i].killed_at.map_or(0, |k| k.elapsed().as_millis() as u64);
+        self.tms[i].lost = true;
+        let name = self.tms[i].name.clone();
+        self.events.publish(Event::TaskManagerLost { tm: name.clone(), after_ms });
+        let hosts_tasks = self.deployment.as_ref().is_some_and(|d| d.tasks.iter().any(|t| t.tm == i));
+        if hosts_tasks {
+            self.failover(format!("TaskManager {name} lost (heartbeat timeout {})", format_duration(self.cfg.heartbeat_timeout)));
+        }
+    }
+
+    fn failover(&mut self, reason: String) {
+        self.events.publish(Event::JobFailing { reason: reason.clone() });
+        let ran_for = self.deployment.as_ref().map_or(Duration::ZERO, |d| d.started.elapsed());
+        if let Some(mut d) = self.deployment.take() {
+            d.abort_all();
+        }
+        let pending: Vec<u64> = self.coord.pending.keys().copied().collect();
+        for id in pending {
+            self.fail_checkpoint(id, &format!("job failover: {reason}"), false);
+        }
+        self.next_trigger = None;
+        let kind = self.cfg.restart.effective(self.cfg.checkpointing.interval.is_some());
+        match self.restart.on_failure(&self.cfg.restart, kind, ran_for) {
+            RestartDecision::RestartAfter(delay) => {
+                self.status = JobStatus::Restarting;
+                self.restarts += 1;
+                self.restart_at = Some(Instant::now() + delay);
+                self.events.publish(Event::JobRestarting {
+                    attempt: self.attempt + 1,
+                    delay_ms: delay.as_millis() as u64,
+                    strategy: strategy_name(kind).into(),
+                });
+            }
+            RestartDecision::Fail(why) => {
+                self.status = JobStatus::Failed;
+                let msg = format!("{reason}; {why}");
+                self.failure = Some(msg.clone());
+                self.events.publish(Event::JobFailed { reason: msg });
+            }
+        }
+    }
+
+    /// The newest retained checkpoint that is not known to be unreadable.
+    fn restorable(&self) -> Option<&crate::state::storage::CheckpointMetadata> {
+        self.coord.retained.iter().rev().map(|c| &c.metadata).find(|m| !self.bad_checkpoints.contains(&m.checkpoint))
+    }
+
+    fn try_deploy(&mut self) {
+        let p = self.cfg.job.parallelism;
+        let slots: Vec<usize> =
+            self.tms.iter().enumerate().filter(|(_, t)| !t.lost).flat_map(|(i, t)| std::iter::repeat_n(i, t.slots)).collect();
+        if slots.len() < p {
+            let missing = p - slots.len();
+            if self.status != JobStatus::WaitingForResources || self.missing_slots != missing {
+                self.events.publish(Event::JobWaitingForResources { missing_slots: missing });
+            }
+            self.status = JobStatus::WaitingForResources;
+            self.missing_slots = missing;
+            return;
+        }
+        self.missing_slots = 0;
+        let restore = self.restorable().cloned();
+        let partitions = self.topic.partitions();
+        let mut positions: Vec<u64> = (0..partitions)
+            .map(|part| match self.cfg.source.offset_reset {
+                OffsetReset::Latest => self.topic.len(part),
+                OffsetReset::Earliest => 0,
+            })
+            .collect();
+        let note;
+        if let Some(m) = &restore {
+            for (part, off) in &m.offsets {
+                if let Some(slot) = positions.get_mut(*part as usize) {
+                    *slot = *off;
+                }
+            }
+            self.coord.counts.restored += 1;
+            note = String::new();
+        } else {
+            note = match self.cfg.source.offset_reset {
+                OffsetReset::Latest => "auto.offset.reset = latest: records produced meanwhile are skipped".into(),
+                OffsetReset::Earliest => "auto.offset.reset = earliest: the whole topic is replayed".into(),
+            };
+        }
+        self.attempt += 1;
+        let attempt = self.attempt;
+        self.auditor.deploy(attempt, &positions, restore.as_ref().map(|m| m.checkpoint));
+        if self.attempt > 1 || restore.is_some() {
+            self.events.publish(Event::StateRestored {
+                checkpoint: restore.as_ref().map(|m| m.checkpoint),
+                offsets: positions.iter().enumerate().map(|(i, o)| (i as u32, *o)).collect(),
+                note,
+            });
+        }
+        match self.spawn(attempt, &slots[..p], &positions, restore.as_ref()) {
+            Ok(d) => self.deployment = Some(d),
+            Err(reason) => {
+                self.status = JobStatus::Failed;
+                self.failure = Some(reason.clone());
+                self.events.publish(Event::JobFailed { reason });
+                return;
+            }
+        }
+        self.status = JobStatus::Running;
+        self.trigger_base = Instant::now();
+        self.schedule_next_trigger();
+    }
+
+    /// Builds channels and tasks of one attempt; tasks placed on a dead task manager never start.
+    fn spawn(
+        &mut self,
+        attempt: u64,
+        slots: &[usize],
+        positions: &[u64],
+        restore: Option<&crate::state::storage::CheckpointMetadata>,
+    ) -> Result<Deployment, String> {
+        let cfg = &self.cfg;
+        let p = cfg.job.parallelism;
+        let cap = cfg.lab.channel_capacity;
+        let progress = Arc::new(AttemptProgress { positions: Mutex::new(positions.to_vec()), ..AttemptProgress::default() });
+        let ctx = |task: TaskId| TaskContext {
+            attempt,
+            task,
+            reports: self.reports_tx.clone(),
+            events: self.events.clone(),
+            auditor: self.auditor.clone(),
+            progress: progress.clone(),
+            knobs: self.knobs.clone(),
+            buffer_records: cfg.lab.buffer_records,
+            storage: self.storage.clone(),
+            output: self.output.clone(),
+        };
+        let alive = |tm: usize| self.tms[tm].alive;
+        let mut tasks = Vec::new();
+        let mut relays = Vec::new();
+        let mut channels = Vec::new();
+
+        let (sink_tx, sink_rx) = mpsc::channel::<Input>(cap);
+        let sink_tm = slots[0];
+        let mut counter_inputs = Vec::new();
+        let mut counter_outputs = Vec::new();
+        let mut sink_channels = Vec::new();
+        for j in 0..p {
+            let (tx, rx) = mpsc::channel::<Input>(cap);
+            counter_inputs.push((tx, rx));
+            let stats = ChannelStats::new(format!("counter[{j}]"), "sink[0]".into(), cfg.extra_delay(("counter", j), ("sink", 0)));
+            channels.push(stats.clone());
+            sink_channels.push(stats.clone());
+            let (out, relay) = channel(j, sink_tx.clone(), stats, cap, self.knobs.hop_delay_us.clone());
+            relays.push((sink_tm, relay.abort_handle()));
+            counter_outputs.push(out);
+        }
+        drop(sink_tx);
+        let mut source_outputs: Vec<Vec<_>> = (0..p).map(|_| Vec::new()).collect();
+        let mut counter_channels: Vec<Vec<Arc<ChannelStats>>> = (0..p).map(|_| Vec::new()).collect();
+        for (i, outs) in source_outputs.iter_mut().enumerate() {
+            for (j, (tx, _)) in counter_inputs.iter().enumerate() {
+                let stats = ChannelStats::new(format!("source[{i}]"), format!("counter[{j}]"), cfg.extra_delay(("source", i), ("counter", j)));
+                channels.push(stats.clone());
+                counter_channels[j].push(stats.clone());
+                let (out, relay) = channel(i, tx.clone(), stats, cap, self.knobs.hop_delay_us.clone());
+                relays.push((slots[j], relay.abort_handle()));
+                outs.push(out);
+            }
+        }
+        // Sources.
+        let mut source_ctl = Vec::new();
+        for (i, outputs) in source_outputs.into_iter().enumerate() {
+            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+            source_ctl.push(ctl_tx);
+            let assigned = (0..self.topic.partitions()).filter(|part| *part as usize % p == i).map(|part| (part, positions[part as usize])).collect();
+            let task = SourceTask {
+                ctx: ctx(TaskId::Source(i)),
+                index: i,
+                positions: assigned,
+                topic: self.topic.clone(),
+                control: ctl_rx,
+                outputs,
+                key_by: cfg.job.key_by,
+            };
+            let handle = alive(slots[i]).then(|| tokio::spawn(task.run()).abort_handle());
+            tasks.push(DeployedTask { task: TaskId::Source(i), tm: slots[i], handle });
+        }
+        // Counters.
+        let mut keyed_views = Vec::new();
+        for (j, ((_, rx), output)) in counter_inputs.into_iter().zip(counter_outputs).enumerate() {
+            let backend = create_backend(cfg).map_err(|e| e.to_string())?;
+            let view = Arc::new(Mutex::new(KeyedTaskView::default()));
+            keyed_views.push(view.clone());
+            let task = CounterTask {
+                ctx: ctx(TaskId::Counter(j)),
+                index: j,
+                key_groups: key_group_range(j, p),
+                input: rx,
+                channels: std::mem::take(&mut counter_channels[j]),
+                output,
+                backend,
+                restore: restore.map(|m| m.keyed.clone()),
+                view,
+            };
+            let handle = alive(slots[j]).then(|| tokio::spawn(task.run()).abort_handle());
+            tasks.push(DeployedTask { task: TaskId::Counter(j), tm: slots[j], handle });
+        }
+        // Sink.
+        let (sink_ctl, sink_ctl_rx) = mpsc::unbounded_channel();
+        let task = SinkTask {
+            ctx: ctx(TaskId::Sink),
+            kind: cfg.job.sink,
+            input: sink_rx,
+            channels: sink_channels,
+            control: sink_ctl_rx,
+            recommit: restore.map(|m| (m.checkpoint, m.staged_output.clone())),
+            committed: self.committed.clone(),
+        };
+        let handle = alive(sink_tm).then(|| tokio::spawn(task.run()).abort_handle());
+        tasks.push(DeployedTask { task: TaskId::Sink, tm: sink_tm, handle });
+        // Relays of channels into tasks on a dead task manager die with them.
+        for (tm, h) in &relays {
+            if !alive(*tm) {
+                h.abort();
+            }
+        }
+        Ok(Deployment {
+            attempt,
+            tasks,
+            relays,
+            running: HashSet::new(),
+            source_ctl,
+            sink_ctl,
+            channels,
+            keyed_views,
+            progress,
+            started: Instant::now(),
+            restored_from: restore.map(|m| m.checkpoint),
+        })
+    }
+
+    // ---- view -----------------------------------------------------------------------------
+
+    fn publish(&self) {
+        let d = self.deployment.as_ref();
+        let now = Instant::now();
+        let pending = self
+            .coord
+            .pending
+            .values()
+            .map(|p| {
+                let aligning = d
+                    .map(|d| {
+                        d.keyed_views
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, v)| v.lock().unwrap_or_else(|e| e.into_inner()).aligning == Some(p.id))
+                            .map(|(j, _)| format!("counter[{j}]"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                super::view::PendingCheckpointView {
+                    id: p.id,
+                    mode: p.mode.flink_name().into(),
+                    acks: p.acks.len(),
+                    total: p.expected.len(),
+                    missing: p.missing().iter().map(|t| t.to_string()).collect(),
+                    aligning,
+                    elapsed_ms: now.duration_since(p.triggered).as_millis() as u64,
+                }
+            })
+            .collect();
+        let snap = JmSnapshot {
+            status: self.status,
+            attempt: self.attempt,
+            restarts: self.restarts,
+            failure: self.failure.clone(),
+            missing_slots: self.missing_slots,
+            restart_at: self.restart_at,
+            tms: self.tms.iter().map(|t| (t.name.clone(), t.alive, t.lost, t.slots, t.killed_at)).collect(),
+            tasks: d
+                .map(|d| d.tasks.iter().map(|t| (t.task, t.tm, t.handle.is_some() && d.running.contains(&t.task))).collect())
+                .unwrap_or_default(),
+            channels: d.map(|d| d.channels.clone()).unwrap_or_default(),
+            keyed_views: d.map(|d| d.keyed_views.clone()).unwrap_or_default(),
+            progress: d.map(|d| d.progress.clone()),
+            pending,
+            history: self.coord.history.iter().cloned().collect(),
+            counts: self.coord.counts,
+            config: self.cfg.clone(),
+            heartbeat_timeout: self.cfg.heartbeat_timeout,
+        };
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
+    }
+}

@@ -1,0 +1,279 @@
+//! The mini cluster: a JobManager with its checkpoint coordinator, task managers with slots, and
+//! the job's subtasks as tokio tasks connected by bounded, delayed channels.
+//!
+//! ```text
+//! topic (outside the cluster) -> source[i] --keyBy--> counter[j] -> sink[0]
+//! ```
+//! [`Engine`] is the only entry point: commands go down as [`Command`], reports come up as
+//! [`crate::events::Event`], and [`Engine::view`] gives a picture of now.
+
+pub mod aligner;
+pub mod channel;
+pub mod coordinator;
+pub mod counter;
+pub mod element;
+pub mod jobmanager;
+pub mod restart;
+pub mod sink;
+pub mod source_task;
+pub mod task;
+pub mod view;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::audit::{Auditor, Verdict};
+use crate::config::{BackendKind, Config, ConfigError, ConfigLayers};
+use crate::connectors::generator::{self, GeneratorSpec};
+use crate::connectors::{EmbeddedTopic, Topic, TopicError};
+use crate::events::EventBus;
+use crate::state::StateError;
+pub use jobmanager::Command;
+use jobmanager::{JmSnapshot, JobManager};
+use task::OutputLine;
+use view::{ChannelView, ClusterView, JobStatus, PartitionView, TaskManagerView, TaskView};
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Lines of output the view carries.
+const VIEW_OUTPUT_LINES: usize = 200;
+
+/// A running mini cluster. Must be created inside a tokio runtime.
+pub struct Engine {
+    commands: mpsc::UnboundedSender<Command>,
+    events: EventBus,
+    topic: Arc<EmbeddedTopic>,
+    auditor: Arc<Auditor>,
+    output: Arc<Mutex<VecDeque<OutputLine>>>,
+    snapshot: Arc<Mutex<JmSnapshot>>,
+    generators: Arc<AtomicUsize>,
+    job_id: String,
+    jobmanager: JoinHandle<()>,
+}
+
+impl Engine {
+    /// Starts the cluster and submits the job. Subscribe to `events` first to see every event.
+    pub fn start(layers: ConfigLayers, events: EventBus) -> Result<Engine, EngineError> {
+        let cfg = layers.build()?;
+        if cfg.backend == BackendKind::RocksDb {
+            crate::state::create_backend(&cfg)?;
+        }
+        Self::start_with_topic(layers, cfg, events, None)
+    }
+
+    /// Starts the cluster on a topic that already holds records (benchmarks pre-fill one).
+    pub fn start_with_topic(
+        layers: ConfigLayers,
+        cfg: Config,
+        events: EventBus,
+        topic: Option<Arc<EmbeddedTopic>>,
+    ) -> Result<Engine, EngineError> {
+        let topic = topic.unwrap_or_else(|| EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, events.clone()));
+        let dyn_topic: Arc<dyn Topic> = topic.clone();
+        let auditor = Arc::new(Auditor::new(cfg.lab.audit, dyn_topic.clone(), cfg.job.parallelism, cfg.job.key_by));
+        let job_id = format!("{:032x}", rand::random::<u128>());
+        let output = Arc::new(Mutex::new(VecDeque::new()));
+        let snapshot = Arc::new(Mutex::new(JmSnapshot {
+            status: JobStatus::Created,
+            attempt: 0,
+            restarts: 0,
+            failure: None,
+            missing_slots: 0,
+            restart_at: None,
+            tms: Vec::new(),
+            tasks: Vec::new(),
+            channels: Vec::new(),
+            keyed_views: Vec::new(),
+            progress: None,
+            pending: Vec::new(),
+            history: Vec::new(),
+            counts: Default::default(),
+            heartbeat_timeout: cfg.heartbeat_timeout,
+            config: cfg.clone(),
+        }));
+        let (commands, rx) = mpsc::unbounded_channel();
+        let jm = JobManager::new(layers, cfg, job_id.clone(), events.clone(), dyn_topic, auditor.clone(), output.clone(), snapshot.clone());
+        let jobmanager = tokio::spawn(jm.run(rx));
+        Ok(Engine { commands, events, topic, auditor, output, snapshot, generators: Arc::new(AtomicUsize::new(0)), job_id, jobmanager })
+    }
+
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    pub fn topic(&self) -> Arc<EmbeddedTopic> {
+        self.topic.clone()
+    }
+
+    /// The configuration in force now (runtime changes included).
+    pub fn config(&self) -> Config {
+        self.lock().config.clone()
+    }
+
+    /// Sends a command to the JobManager.
+    pub fn command(&self, c: Command) {
+        // The JobManager lives as long as the engine.
+        let _ = self.commands.send(c);
+    }
+
+    /// Produces a record to the topic (works while the job is down: the topic is outside the cluster).
+    pub fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError> {
+        self.topic.produce(value, partition)
+    }
+
+    /// Starts a generator in the background.
+    pub fn generate(&self, spec: GeneratorSpec) -> JoinHandle<()> {
+        self.generators.fetch_add(1, Ordering::AcqRel);
+        let topic: Arc<dyn Topic> = self.topic.clone();
+        tokio::spawn(generator::run(topic, spec, self.generators.clone(), self.events.clone()))
+    }
+
+    /// The ground-truth verdict now.
+    pub fn verdict(&self) -> Verdict {
+        self.auditor.verdict()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JmSnapshot> {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.lock().status
+    }
+
+    /// Running, every task running, no generator left, every record of the topic passed by the
+    /// sources and everything they consumed arrived at the sink.
+    pub fn caught_up(&self) -> bool {
+        let s = self.lock();
+        Self::caught_up_locked(&s, self.generators.load(Ordering::Acquire), &*self.topic)
+    }
+
+    fn caught_up_locked(s: &JmSnapshot, generators: usize, topic: &dyn Topic) -> bool {
+        if s.status != JobStatus::Running || generators > 0 || s.tasks.is_empty() || !s.tasks.iter().all(|t| t.2) {
+            return false;
+        }
+        let Some(progress) = &s.progress else { return false };
+        let positions = progress.positions.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let all_read = (0..topic.partitions()).all(|p| positions.get(p as usize).copied().unwrap_or(0) >= topic.len(p));
+        all_read && progress.sink_received.load(Ordering::Acquire) == progress.source_emitted.load(Ordering::Acquire)
+    }
+
+    /// Every task of the job is running (no task manager of it is dead, noticed or not).
+    pub fn all_tasks_running(&self) -> bool {
+        let s = self.lock();
+        s.status == JobStatus::Running && !s.tasks.is_empty() && s.tasks.iter().all(|t| t.2)
+    }
+
+    /// A picture of the cluster now; `with_verdict` adds the auditor's verdict (O(records)).
+    pub fn view(&self, with_verdict: bool) -> ClusterView {
+        let s = self.lock();
+        let now = Instant::now();
+        let generators = self.generators.load(Ordering::Acquire);
+        let caught_up = Self::caught_up_locked(&s, generators, &*self.topic);
+        let cfg = &s.config;
+        let tm_name = |i: usize| s.tms.get(i).map(|t| t.0.clone()).unwrap_or_default();
+        let tasks: Vec<TaskView> = s
+            .tasks
+            .iter()
+            .map(|(task, tm, running)| TaskView {
+                task: *task,
+                name: task.to_string(),
+                tm: tm_name(*tm),
+                running: *running,
+                aligning: match task {
+                    task::TaskId::Counter(j) => s.keyed_views.get(*j).and_then(|v| v.lock().unwrap_or_else(|e| e.into_inner()).aligning),
+                    _ => None,
+                },
+            })
+            .collect();
+        let task_managers = s
+            .tms
+            .iter()
+            .enumerate()
+            .map(|(i, (name, alive, lost, slots, killed_at))| TaskManagerView {
+                name: name.clone(),
+                alive: *alive,
+                lost: *lost,
+                slots: *slots,
+                heartbeat_timeout_in_ms: match (alive, lost, killed_at) {
+                    (false, false, Some(k)) => Some((*k + s.heartbeat_timeout).saturating_duration_since(now).as_millis() as u64),
+                    _ => None,
+                },
+                tasks: s.tasks.iter().filter(|t| t.1 == i).map(|t| t.0.to_string()).collect(),
+            })
+            .collect();
+        let channels = s
+            .channels
+            .iter()
+            .map(|c| ChannelView {
+                from: c.from.clone(),
+                to: c.to.clone(),
+                delay_ms: c.delay.as_millis() as u64,
+                in_flight: c.in_flight.load(Ordering::Relaxed).max(0),
+                barriers: c.barriers.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect(),
+                blocked: c.blocked.load(Ordering::Relaxed),
+                buffered: c.buffered.load(Ordering::Relaxed).max(0),
+                backpressured: c.backpressured.load(Ordering::Relaxed),
+                records_sent: c.records_sent.load(Ordering::Relaxed),
+            })
+            .collect();
+        let positions = s.progress.as_ref().map(|p| p.positions.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default();
+        let partitions = (0..self.topic.partitions())
+            .map(|p| PartitionView { partition: p, end: self.topic.len(p), position: positions.get(p as usize).copied().unwrap_or(0) })
+            .collect();
+        let output = {
+            let out = self.output.lock().unwrap_or_else(|e| e.into_inner());
+            out.iter().skip(out.len().saturating_sub(VIEW_OUTPUT_LINES)).cloned().collect()
+        };
+        ClusterView {
+            time_ms: self.events.now_ms(),
+            job_id: self.job_id.clone(),
+            job_name: cfg.job.name.clone(),
+            status: s.status,
+            attempt: s.attempt,
+            restarts: s.restarts,
+            failure: s.failure.clone(),
+            missing_slots: s.missing_slots,
+            restart_in_ms: s.restart_at.map(|r| r.saturating_duration_since(now).as_millis() as u64),
+            all_tasks_running: !s.tasks.is_empty() && s.tasks.iter().all(|t| t.2),
+            checkpointing: cfg.checkpointing_label(),
+            mode: cfg.checkpointing.mode.flink_name().into(),
+            interval_ms: cfg.checkpointing.interval.map(|i| i.as_millis() as u64),
+            backend: cfg.backend_label(),
+            hop_delay_ms: cfg.lab.hop_delay.as_millis() as u64,
+            task_managers,
+            tasks,
+            channels,
+            partitions,
+            pending_checkpoints: s.pending.clone(),
+            checkpoint_history: s.history.clone(),
+            checkpoint_counts: s.counts,
+            output,
+            generators_running: generators,
+            caught_up,
+            verdict: with_verdict.then(|| self.auditor.verdict()),
+        }
+    }
+
+    /// Stops every task and the JobManager.
+    pub async fn shutdown(self) {
+        drop(self.commands);
+        let _ = self.jobmanager.await;
+    }
+}

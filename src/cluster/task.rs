@@ -1,0 +1,146 @@
+//! What every subtask shares: its identity, the report channel up to the JobManager, and the
+//! runtime knobs a user may turn while the job runs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::audit::Auditor;
+use crate::events::EventBus;
+use crate::state::storage::{CheckpointStorage, StagedLine};
+use crate::state::StateHandle;
+
+/// A subtask of the job graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "operator", content = "index", rename_all = "lowercase")]
+pub enum TaskId {
+    Source(usize),
+    Counter(usize),
+    Sink,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskId::Source(i) => write!(f, "source[{i}]"),
+            TaskId::Counter(i) => write!(f, "counter[{i}]"),
+            TaskId::Sink => write!(f, "sink[0]"),
+        }
+    }
+}
+
+/// A task's part of a checkpoint.
+#[derive(Debug, Clone)]
+pub enum TaskState {
+    Source { offsets: Vec<(u32, u64)> },
+    Keyed { handle: StateHandle, checkpointed_size: u64, full_size: u64 },
+    Sink { staged: Vec<StagedLine> },
+}
+
+/// Timings of one task's snapshot (Flink's per-subtask checkpoint statistics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    pub sync_ms: u64,
+    pub async_ms: u64,
+    pub alignment_ms: u64,
+    pub buffered: u64,
+}
+
+/// Task -> JobManager.
+#[derive(Debug)]
+pub enum TaskReport {
+    Running { attempt: u64, task: TaskId },
+    Ack { attempt: u64, checkpoint: u64, task: TaskId, state: TaskState, stats: SnapshotStats },
+    Decline { attempt: u64, checkpoint: u64, task: TaskId, reason: String },
+    Failed { attempt: u64, task: TaskId, reason: String },
+}
+
+/// JobManager -> source.
+#[derive(Debug)]
+pub enum SourceControl {
+    TriggerCheckpoint(super::element::Barrier),
+}
+
+/// JobManager -> sink.
+#[derive(Debug)]
+pub enum SinkControl {
+    NotifyCheckpointComplete(u64),
+}
+
+/// Knobs that take effect while the job runs.
+#[derive(Debug)]
+pub struct RuntimeKnobs {
+    pub hop_delay_us: Arc<AtomicU64>,
+    buffer_timeout_us: AtomicU64,
+}
+
+impl RuntimeKnobs {
+    pub fn new(hop_delay: Duration, buffer_timeout: Duration) -> Arc<Self> {
+        Arc::new(RuntimeKnobs {
+            hop_delay_us: Arc::new(AtomicU64::new(hop_delay.as_micros() as u64)),
+            buffer_timeout_us: AtomicU64::new(buffer_timeout.as_micros() as u64),
+        })
+    }
+
+    pub fn set_hop_delay(&self, d: Duration) {
+        self.hop_delay_us.store(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_buffer_timeout(&self, d: Duration) {
+        self.buffer_timeout_us.store(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn buffer_timeout(&self) -> Duration {
+        Duration::from_micros(self.buffer_timeout_us.load(Ordering::Relaxed))
+    }
+}
+
+/// Progress counters of one attempt, for the caught-up check.
+#[derive(Debug, Default)]
+pub struct AttemptProgress {
+    pub source_emitted: AtomicU64,
+    pub sink_received: AtomicU64,
+    /// Per partition: the next offset its source will read.
+    pub positions: Mutex<Vec<u64>>,
+}
+
+/// A line the sink made visible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputLine {
+    pub text: String,
+    pub repeat: bool,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// What one task needs from its surroundings.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub attempt: u64,
+    pub task: TaskId,
+    pub reports: mpsc::UnboundedSender<TaskReport>,
+    pub events: EventBus,
+    pub auditor: Arc<Auditor>,
+    pub progress: Arc<AttemptProgress>,
+    pub knobs: Arc<RuntimeKnobs>,
+    pub buffer_records: usize,
+    pub storage: Arc<CheckpointStorage>,
+    pub output: Arc<Mutex<std::collections::VecDeque<OutputLine>>>,
+}
+
+/// Lines kept for the output pane.
+pub const OUTPUT_KEEP: usize = 2000;
+
+impl TaskContext {
+    pub fn report(&self, r: TaskReport) {
+        // The JobManager outlives every task; if it is gone the engine is shutting down.
+        let _ = self.reports.send(r);
+    }
+
+    pub fn name(&self) -> String {
+        self.task.to_string()
+    }
+}

@@ -1,0 +1,113 @@
+//! The view: a cheap, serializable picture of the cluster now, for the TUI, the headless runner
+//! and the tests. The engine never depends on who reads it.
+
+use serde::{Deserialize, Serialize};
+
+use super::coordinator::{CheckpointCounts, CheckpointStats};
+use super::task::{OutputLine, TaskId};
+use crate::audit::Verdict;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Created,
+    Running,
+    Restarting,
+    WaitingForResources,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            JobStatus::Created => "CREATED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Restarting => "RESTARTING",
+            JobStatus::WaitingForResources => "WAITING FOR RESOURCES",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskManagerView {
+    pub name: String,
+    pub alive: bool,
+    /// The JobManager declared it lost (heartbeat timeout).
+    pub lost: bool,
+    pub slots: usize,
+    /// Killed and not yet noticed: milliseconds until the heartbeat timeout fires.
+    pub heartbeat_timeout_in_ms: Option<u64>,
+    pub tasks: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub task: TaskId,
+    pub name: String,
+    pub tm: String,
+    pub running: bool,
+    pub aligning: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelView {
+    pub from: String,
+    pub to: String,
+    pub delay_ms: u64,
+    pub in_flight: i64,
+    pub barriers: Vec<u64>,
+    pub blocked: bool,
+    pub buffered: i64,
+    pub backpressured: bool,
+    pub records_sent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCheckpointView {
+    pub id: u64,
+    pub mode: String,
+    pub acks: usize,
+    pub total: usize,
+    pub missing: Vec<String>,
+    pub aligning: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionView {
+    pub partition: u32,
+    pub end: u64,
+    /// Where the current run's source is.
+    pub position: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub time_ms: u64,
+    pub job_id: String,
+    pub job_name: String,
+    pub status: JobStatus,
+    pub attempt: u64,
+    pub restarts: u64,
+    pub failure: Option<String>,
+    pub missing_slots: usize,
+    pub restart_in_ms: Option<u64>,
+    pub all_tasks_running: bool,
+    pub checkpointing: String,
+    pub mode: String,
+    pub interval_ms: Option<u64>,
+    pub backend: String,
+    pub hop_delay_ms: u64,
+    pub task_managers: Vec<TaskManagerView>,
+    pub tasks: Vec<TaskView>,
+    pub channels: Vec<ChannelView>,
+    pub partitions: Vec<PartitionView>,
+    pub pending_checkpoints: Vec<PendingCheckpointView>,
+    pub checkpoint_history: Vec<CheckpointStats>,
+    pub checkpoint_counts: CheckpointCounts,
+    pub output: Vec<OutputLine>,
+    pub generators_running: usize,
+    pub caught_up: bool,
+    pub verdict: Option<Verdict>,
+}

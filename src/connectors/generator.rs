@@ -1,0 +1,69 @@
+//! A steady stream of records into the topic, running in the background (scenario `generate`
+//! steps and the TUI's `g` key), so alignment and overtaking can be seen without typing fast.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::Topic;
+use crate::events::{Event, EventBus};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorSpec {
+    /// Records per second.
+    pub rate: u64,
+    /// How long; `None` runs until stopped.
+    pub duration: Option<Duration>,
+    /// Values cycled through in order.
+    pub keys: Vec<String>,
+    /// Pin to one partition; `None` spreads round-robin.
+    pub partition: Option<u32>,
+}
+
+/// Runs a generator to its end. `active` counts running generators (for the caught-up check).
+pub async fn run(topic: Arc<dyn Topic>, spec: GeneratorSpec, active: Arc<AtomicUsize>, events: EventBus) {
+    struct Guard(Arc<AtomicUsize>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let _guard = Guard(active);
+    events.publish(Event::GeneratorStarted {
+        rate: spec.rate,
+        duration_ms: spec.duration.map_or(0, |d| d.as_millis() as u64),
+    });
+    let keys: Vec<String> = if spec.keys.is_empty() { vec!["x".into()] } else { spec.keys.clone() };
+    let start = Instant::now();
+    // A tick of 10 ms (or one record's spacing when slower) keeps the stream steady without
+    // waking thousands of times a second at high rates.
+    let spacing = Duration::from_secs_f64(1.0 / spec.rate.max(1) as f64);
+    let tick = spacing.max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut produced: u64 = 0;
+    loop {
+        ticker.tick().await;
+        let elapsed = start.elapsed();
+        let horizon = match spec.duration {
+            Some(d) if elapsed >= d => d,
+            _ => elapsed,
+        };
+        let due = ((horizon.as_secs_f64() * spec.rate as f64).floor() as u64).max(1);
+        while produced < due {
+            let value = &keys[(produced % keys.len() as u64) as usize];
+            if topic.produce(value, spec.partition).is_err() {
+                break;
+            }
+            produced += 1;
+        }
+        if spec.duration.is_some_and(|d| elapsed >= d) {
+            break;
+        }
+    }
+    events.publish(Event::GeneratorFinished { produced });
+}

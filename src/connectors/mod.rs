@@ -1,0 +1,7 @@
+//! Sources and sinks at the edge of the cluster: the topic the sources read (it lives outside the
+//! cluster, so killing a task manager never loses its records) and the record generator.
+
+pub mod generator;
+pub mod topic;
+
+pub use topic::{EmbeddedTopic, Topic, TopicError};

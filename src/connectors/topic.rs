@@ -1,0 +1,111 @@
+//! A Kafka-style topic: partitioned, append-only logs addressed by (partition, offset).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use crate::events::{Event, EventBus};
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum TopicError {
+    #[error("topic {topic} has partitions 0..{partitions}; there is no partition {partition}")]
+    NoSuchPartition { topic: String, partition: u32, partitions: u32 },
+}
+
+/// What sources read, producers write and the auditor checks against.
+pub trait Topic: Send + Sync {
+    fn name(&self) -> &str;
+    fn partitions(&self) -> u32;
+    /// Records in a partition (its end offset).
+    fn len(&self, partition: u32) -> u64;
+    /// Appends `values` from `from` up to `max` records into `out`; returns how many.
+    fn read(&self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize;
+    /// Appends a record; keyless records go round-robin over partitions, as kafka-console-producer.
+    fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError>;
+    /// A version number that changes whenever records are appended.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+    /// The record at an offset, if present.
+    fn get(&self, partition: u32, offset: u64) -> Option<Arc<str>> {
+        let mut out = Vec::with_capacity(1);
+        self.read(partition, offset, 1, &mut out);
+        out.pop()
+    }
+}
+
+/// The default topic: an in-process log.
+pub struct EmbeddedTopic {
+    name: String,
+    logs: RwLock<Vec<Vec<Arc<str>>>>,
+    next: AtomicU32,
+    version: watch::Sender<u64>,
+    events: EventBus,
+}
+
+impl EmbeddedTopic {
+    pub fn new(name: &str, partitions: u32, events: EventBus) -> Arc<Self> {
+        Arc::new(EmbeddedTopic {
+            name: name.to_string(),
+            logs: RwLock::new(vec![Vec::new(); partitions as usize]),
+            next: AtomicU32::new(0),
+            version: watch::channel(0).0,
+            events,
+        })
+    }
+
+    /// Appends many records at once without per-record events (benchmark pre-fill).
+    pub fn fill(&self, values: impl IntoIterator<Item = Arc<str>>) {
+        let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
+        let n = logs.len();
+        for (i, v) in values.into_iter().enumerate() {
+            logs[i % n].push(v);
+        }
+        drop(logs);
+        self.version.send_modify(|v| *v += 1);
+    }
+}
+
+impl Topic for EmbeddedTopic {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn partitions(&self) -> u32 {
+        self.logs.read().unwrap_or_else(|e| e.into_inner()).len() as u32
+    }
+
+    fn len(&self, partition: u32) -> u64 {
+        let logs = self.logs.read().unwrap_or_else(|e| e.into_inner());
+        logs.get(partition as usize).map_or(0, |l| l.len() as u64)
+    }
+
+    fn read(&self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
+        let logs = self.logs.read().unwrap_or_else(|e| e.into_inner());
+        let Some(log) = logs.get(partition as usize) else { return 0 };
+        let from = (from as usize).min(log.len());
+        let to = (from + max).min(log.len());
+        out.extend_from_slice(&log[from..to]);
+        to - from
+    }
+
+    fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError> {
+        let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
+        let n = logs.len() as u32;
+        let p = match partition {
+            Some(p) if p < n => p,
+            Some(p) => return Err(TopicError::NoSuchPartition { topic: self.name.clone(), partition: p, partitions: n }),
+            None => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        let log = &mut logs[p as usize];
+        let offset = log.len() as u64;
+        log.push(Arc::from(value));
+        drop(logs);
+        self.version.send_modify(|v| *v += 1);
+        self.events.publish(Event::RecordProduced { partition: p, offset, value: value.to_string() });
+        Ok((p, offset))
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}

@@ -1,0 +1,148 @@
+//! What the engine reports: one serde enum, one JSON object per line in `--events FILE`.
+//! The TUI, the scenario runner and the tests all read this same stream.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// An event with its time in milliseconds since the engine started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Stamped {
+    pub t_ms: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Everything the engine says happened.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RecordProduced { partition: u32, offset: u64, value: String },
+    TaskManagerStarted { tm: String, slots: usize },
+    TaskManagerKilled { tm: String, tasks: Vec<String> },
+    TaskManagerLost { tm: String, after_ms: u64 },
+    JobSubmitted { job_id: String, name: String },
+    JobRunning { attempt: u64 },
+    JobFailing { reason: String },
+    JobRestarting { attempt: u64, delay_ms: u64, strategy: String },
+    JobWaitingForResources { missing_slots: usize },
+    JobFailed { reason: String },
+    StateRestored { checkpoint: Option<u64>, offsets: Vec<(u32, u64)>, note: String },
+    CheckpointTriggered { checkpoint: u64, mode: String },
+    CheckpointTriggerRefused { reason: String },
+    BarrierInjected { checkpoint: u64, source: usize },
+    BarrierReceived { checkpoint: u64, task: String, channel: String },
+    AlignmentStarted { checkpoint: u64, task: String },
+    AlignmentFinished { checkpoint: u64, task: String, duration_ms: u64, buffered: u64 },
+    SnapshotTaken { checkpoint: u64, task: String, bytes: u64, sync_ms: u64, async_ms: u64 },
+    CheckpointCompleted { checkpoint: u64, duration_ms: u64, bytes: u64, offsets: Vec<(u32, u64)> },
+    CheckpointFailed { checkpoint: u64, reason: String },
+    TransactionCommitted { checkpoint: u64, lines: usize },
+    SinkEmitted { line: String, repeat: bool, partition: u32, offset: u64 },
+    ConfigChanged { key: String, value: String },
+    ConfigRejected { key: String, reason: String },
+    GeneratorStarted { rate: u64, duration_ms: u64 },
+    GeneratorFinished { produced: u64 },
+}
+
+impl Event {
+    /// The event in words, as the event log shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Event::RecordProduced { partition, offset, value } => format!("produced {value:?} to p{partition}@{offset}"),
+            Event::TaskManagerStarted { tm, slots } => format!("TM {tm} started ({slots} slot(s))"),
+            Event::TaskManagerKilled { tm, tasks } if tasks.is_empty() => format!("TM {tm} killed"),
+            Event::TaskManagerKilled { tm, tasks } => format!("TM {tm} killed, with {}", tasks.join(", ")),
+            Event::TaskManagerLost { tm, after_ms } => format!("JobManager: TM {tm} lost (no heartbeat for {after_ms} ms)"),
+            Event::JobSubmitted { name, job_id } => format!("job {name} submitted ({job_id})"),
+            Event::JobRunning { attempt } => format!("job running (attempt {attempt})"),
+            Event::JobFailing { reason } => format!("job failing: {reason}"),
+            Event::JobRestarting { delay_ms, strategy, .. } => format!("restarting in {delay_ms} ms ({strategy})"),
+            Event::JobWaitingForResources { missing_slots } => format!("waiting for resources: {missing_slots} slot(s) missing; start a TM"),
+            Event::JobFailed { reason } => format!("job FAILED: {reason}"),
+            Event::StateRestored { checkpoint: Some(id), offsets, note } => {
+                format!("restored checkpoint {id}: offsets {}{}", offsets_text(offsets), note_text(note))
+            }
+            Event::StateRestored { checkpoint: None, offsets, note } => {
+                format!("no checkpoint to restore: empty state, offsets {}{}", offsets_text(offsets), note_text(note))
+            }
+            Event::CheckpointTriggered { checkpoint, mode } => format!("checkpoint {checkpoint} triggered ({mode})"),
+            Event::CheckpointTriggerRefused { reason } => format!("checkpoint not triggered: {reason}"),
+            Event::BarrierInjected { checkpoint, source } => format!("source[{source}] emitted barrier {checkpoint}"),
+            Event::BarrierReceived { checkpoint, task, channel } => format!("{task} got barrier {checkpoint} on {channel}"),
+            Event::AlignmentStarted { checkpoint, task } => format!("{task} aligning for checkpoint {checkpoint}"),
+            Event::AlignmentFinished { checkpoint, task, duration_ms, buffered } => {
+                format!("{task} aligned for checkpoint {checkpoint} in {duration_ms} ms ({buffered} buffered)")
+            }
+            Event::SnapshotTaken { checkpoint, task, bytes, .. } => format!("{task} snapshot for checkpoint {checkpoint}: {bytes} B"),
+            Event::CheckpointCompleted { checkpoint, duration_ms, .. } => format!("checkpoint {checkpoint} completed in {duration_ms} ms"),
+            Event::CheckpointFailed { checkpoint, reason } => format!("checkpoint {checkpoint} FAILED: {reason}"),
+            Event::TransactionCommitted { checkpoint, lines } => format!("sink committed {lines} line(s) of checkpoint {checkpoint}"),
+            Event::SinkEmitted { line, repeat, .. } => format!("{line}{}", if *repeat { "  (repeat)" } else { "" }),
+            Event::ConfigChanged { key, value } => format!("{key} = {value}"),
+            Event::ConfigRejected { key, reason } => format!("{key} not changed: {reason}"),
+            Event::GeneratorStarted { rate, duration_ms } => format!("generator: {rate} records/s for {duration_ms} ms"),
+            Event::GeneratorFinished { produced } => format!("generator finished ({produced} records)"),
+        }
+    }
+}
+
+fn offsets_text(offsets: &[(u32, u64)]) -> String {
+    offsets.iter().map(|(p, o)| format!("p{p}@{o}")).collect::<Vec<_>>().join(" ")
+}
+
+fn note_text(note: &str) -> String {
+    if note.is_empty() { String::new() } else { format!(" ({note})") }
+}
+
+/// Fans events out to subscribers. Publishing with no subscriber costs one atomic load, so
+/// per-record events are free in benchmarks.
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<BusInner>,
+}
+
+struct BusInner {
+    start: Instant,
+    any: AtomicBool,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<Stamped>>>,
+}
+
+impl EventBus {
+    pub fn new(start: Instant) -> Self {
+        EventBus { inner: Arc::new(BusInner { start, any: AtomicBool::new(false), subscribers: Mutex::new(Vec::new()) }) }
+    }
+
+    /// Milliseconds since the engine started (tokio's clock, so paused-clock tests see model time).
+    pub fn now_ms(&self) -> u64 {
+        self.inner.start.elapsed().as_millis() as u64
+    }
+
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Stamped> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut subs = self.inner.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subs.push(tx);
+        self.inner.any.store(true, Ordering::Release);
+        rx
+    }
+
+    /// Whether anyone listens (callers skip building per-record events otherwise).
+    pub fn active(&self) -> bool {
+        self.inner.any.load(Ordering::Acquire)
+    }
+
+    pub fn publish(&self, event: Event) {
+        if !self.active() {
+            return;
+        }
+        let stamped = Stamped { t_ms: self.now_ms(), event };
+        let mut subs = self.inner.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|s| s.send(stamped.clone()).is_ok());
+        if subs.is_empty() {
+            self.inner.any.store(false, Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The heap backend (`hashmap`): state in a hash map, snapshots serialized per key group.
+//!
+//! Snapshot format: a header line `ckptlab-heap 1`, a line with the FNV-64 checksum of the body,
+//! then the body as JSON (`{"<key group>": [["key", count], ...]}`), so a damaged file is detected
+//! on restore instead of silently restoring wrong counts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{KeyedStateBackend, Snapshot, SnapshotTarget, StateError, StateHandle};
+use crate::config::StorageKind;
+use crate::keygroup::key_group;
+
+const HEADER: &str = "ckptlab-heap 1";
+
+#[derive(Default)]
+pub struct HashMapBackend {
+    values: HashMap<Arc<str>, u64>,
+}
+
+impl KeyedStateBackend for HashMapBackend {
+    fn name(&self) -> &'static str {
+        "hashmap"
+    }
+
+    fn get(&mut self, key: &str) -> Result<u64, StateError> {
+        Ok(self.values.get(key).copied().unwrap_or(0))
+    }
+
+    fn put(&mut self, key: &Arc<str>, value: u64) -> Result<(), StateError> {
+        match self.values.get_mut(&**key) {
+            Some(v) => *v = value,
+            None => {
+                self.values.insert(key.clone(), value);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, target: &SnapshotTarget) -> Result<Snapshot, StateError> {
+        let sync_start = Instant::now();
+        let bytes = encode(&self.values);
+        let sync_duration = sync_start.elapsed();
+        let size = bytes.len() as u64;
+        let async_start = Instant::now();
+        let handle = match (target.storage, &target.dir) {
+            (StorageKind::Filesystem, Some(dir)) => {
+                let path = dir.join(&target.file_stem);
+                write_file(&path, &bytes)?;
+                StateHandle::File { path, size }
+            }
+            _ => {
+                if size > target.max_memory_size {
+                    return Err(StateError::TooLarge { size, max: target.max_memory_size });
+                }
+                StateHandle::Memory { bytes: Arc::new(bytes), size }
+            }
+        };
+        Ok(Snapshot { handle, checkpointed_size: size, full_size: size, sync_duration, async_duration: async_start.elapsed() })
+    }
+
+    fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
+        self.values.clear();
+        for handle in handles {
+            let (bytes, path) = match handle {
+                StateHandle::Memory { bytes, .. } => (bytes.as_ref().clone(), "jobmanager memory".to_string()),
+                StateHandle::File { path, .. } => (
+                    std::fs::read(path).map_err(|e| StateError::Read { path: path.display().to_string(), message: e.to_string() })?,
+                    path.display().to_string(),
+                ),
+            };
+            let groups = decode(&bytes).map_err(|message| StateError::Corrupt { path, message })?;
+            for (kg, entries) in groups {
+                if key_groups.contains(&kg) {
+                    for (k, v) in entries {
+                        self.values.insert(Arc::from(k.as_str()), v);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entries(&mut self) -> Result<Vec<(Arc<str>, u64)>, StateError> {
+        Ok(self.values.iter().map(|(k, v)| (k.clone(), *v)).collect())
+    }
+}
+
+fn encode(values: &HashMap<Arc<str>, u64>) -> Vec<u8> {
+    let mut groups: BTreeMap<u16, Vec<(&str, u64)>> = BTreeMap::new();
+    for (k, v) in values {
+        groups.entry(key_group(k)).or_default().push((k, *v));
+    }
+    for entries in groups.values_mut() {
+        entries.sort_unstable();
+    }
+    let body = serde_json::to_vec(&groups).expect("maps of strings and numbers serialize");
+    let mut out = format!("{HEADER}\n{:016x}\n", fnv64(&body)).into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+fn decode(bytes: &[u8]) -> Result<BTreeMap<u16, Vec<(String, u64)>>, String> {
+    let header_len = HEADER.len() + 1;
+    if bytes.len() < header_len + 17 || &bytes[..HEADER.len()] != HEADER.as_bytes() {
+        return Err("not a ckptlab heap snapshot (bad header)".into());
+    }
+    let sum_text = std::str::from_utf8(&bytes[header_len..header_len + 16]).map_err(|_| "bad checksum line".to_string())?;
+    let sum = u64::from_str_radix(sum_text, 16).map_err(|_| "bad checksum line".to_string())?;
+    let body = &bytes[header_len + 17..];
+    if fnv64(body) != sum {
+        return Err("checksum mismatch".into());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("bad body: {e}"))
+}
+
+fn fnv64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), StateError> {
+    let err = |e: std::io::Error| StateError::Write { path: path.display().to_string(), message: e.to_string() };
+    let mut f = std::fs::File::create(path).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_data().map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keygroup::key_group_range;
+
+    fn target(storage: StorageKind, dir: Option<std::path::PathBuf>, max: u64) -> SnapshotTarget {
+        SnapshotTarget { checkpoint: 1, storage, dir, file_stem: "counter-0".into(), max_memory_size: max }
+    }
+
+    #[test]
+    fn snapshot_restores_only_owned_key_groups() {
+        let mut b = HashMapBackend::default();
+        for (i, k) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+            b.put(&Arc::from(*k), i as u64 + 1).unwrap();
+        }
+        let snap = b.snapshot(&target(StorageKind::JobManager, None, 1 << 20)).unwrap();
+        let mut total = 0;
+        for s in 0..2 {
+            let mut r = HashMapBackend::default();
+            r.restore(std::slice::from_ref(&snap.handle), key_group_range(s, 2)).unwrap();
+            for (k, v) in r.entries().unwrap() {
+                assert_eq!(b.get(&k).unwrap(), v);
+                total += 1;
+            }
+        }
+        assert_eq!(total, 6);
+    }
+
+    #[test]
+    fn jobmanager_storage_refuses_snapshots_over_the_cap() {
+        let mut b = HashMapBackend::default();
+        for i in 0..100 {
+            b.put(&Arc::from(format!("key-{i}").as_str()), i).unwrap();
+        }
+        let e = b.snapshot(&target(StorageKind::JobManager, None, 100)).unwrap_err();
+        assert!(matches!(e, StateError::TooLarge { .. }));
+        assert!(e.to_string().contains("filesystem"));
+    }
+
+    #[test]
+    fn corrupt_file_is_detected_on_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = HashMapBackend::default();
+        b.put(&Arc::from("a"), 7).unwrap();
+        let snap = b.snapshot(&target(StorageKind::Filesystem, Some(dir.path().to_path_buf()), 0)).unwrap();
+        let StateHandle::File { path, .. } = &snap.handle else { panic!("file handle expected") };
+        let mut bytes = std::fs::read(path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x55;
+        std::fs::write(path, bytes).unwrap();
+        let e = HashMapBackend::default().restore(&[snap.handle.clone()], 0..128).unwrap_err();
+        assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
+    }
+}
