@@ -5,10 +5,12 @@
 //! nothing of the terminal; the TUI, the headless runner and the benchmarks all use [`cluster::Engine`].
 
 pub mod audit;
+pub mod bench;
 pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod duration;
 pub mod events;
 pub mod keygroup;
+pub mod scenario;
 pub mod state;

@@ -1,1 +1,233 @@
-fn main() {}
+//! The `ckptlab` command line: `ckptlab` (the default tour, headless until the TUI lands),
+//! `ckptlab run SCENARIO`, `ckptlab bench`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ckptlab::cluster::Engine;
+use ckptlab::config::{backend_shorthand, ConfigLayers};
+use ckptlab::events::{EventBus, Stamped};
+use ckptlab::scenario::{self, RunReport, Scenario};
+
+#[derive(Parser)]
+#[command(
+    name = "ckptlab",
+    version,
+    about = "A workbench for stream-processing checkpoints: a Flink-style mini cluster in one process, judged against a ground truth.",
+    after_help = "Examples:\n  ckptlab                                   the seed tutorial's experiments, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000"
+)]
+struct Cli {
+    /// A configuration file layered over conf/ckptlab.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override one option by its dotted Flink name (repeatable), e.g. execution.checkpointing.interval=1s.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// The seed's state backends: memory (hashmap + jobmanager), fs (hashmap + filesystem), rocksdb (rocksdb + filesystem).
+    #[arg(long, global = true, value_name = "memory|fs|rocksdb")]
+    backend: Option<String>,
+    /// Write every engine event as a JSON line to FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    events: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario headless and print the verdict (exit 0: every expect held, 1: one failed, 2: bad file).
+    Run {
+        /// The scenario file (see assets/scenarios/).
+        file: PathBuf,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Do not narrate the steps.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Measure throughput per checkpointing mode and recovery time.
+    Bench(ckptlab::bench::BenchArgs),
+}
+
+/// The scenarios the default run walks through: the seed tutorial's three experiments, then the
+/// one built to make at-least-once count twice.
+const TOUR: &[(&str, &str)] = &[
+    ("assets/scenarios/seed-checkpoints-disabled.toml", include_str!("../assets/scenarios/seed-checkpoints-disabled.toml")),
+    ("assets/scenarios/seed-exactly-once.toml", include_str!("../assets/scenarios/seed-exactly-once.toml")),
+    ("assets/scenarios/seed-at-least-once.toml", include_str!("../assets/scenarios/seed-at-least-once.toml")),
+    ("assets/scenarios/at-least-once-overcounts.toml", include_str!("../assets/scenarios/at-least-once-overcounts.toml")),
+];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ckptlab: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Some(Cmd::Run { ref file, json, quiet }) => {
+                let scenario = match Scenario::load(file) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("ckptlab: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                match run_one(&cli, &scenario, json, quiet).await {
+                    Ok(report) => ExitCode::from(if report.passed { 0 } else { 1 }),
+                    Err(e) => {
+                        eprintln!("ckptlab: {e}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
+            Some(Cmd::Bench(ref args)) => match ckptlab::bench::run(base_layers(&cli, None), args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ckptlab bench: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            None => tour(&cli).await,
+        }
+    })
+}
+
+/// Layers: conf/ckptlab.toml < --config < the scenario's [config] < --set / --backend.
+fn base_layers(cli: &Cli, scenario: Option<&Scenario>) -> Result<ConfigLayers, String> {
+    let mut layers = ConfigLayers::with_defaults().map_err(|e| e.to_string())?;
+    if let Some(path) = &cli.config {
+        layers.merge_file(path).map_err(|e| e.to_string())?;
+    }
+    if let Some(s) = scenario {
+        s.apply_config(&mut layers).map_err(|e| e.to_string())?;
+    }
+    for s in &cli.set {
+        layers.set(s, "--set").map_err(|e| e.to_string())?;
+    }
+    if let Some(b) = &cli.backend {
+        for (k, v) in backend_shorthand(b)? {
+            layers.set_value(k, toml::Value::String(v.into()), "--backend").map_err(|e| e.to_string())?;
+        }
+    }
+    layers.build().map_err(|e| e.to_string())?;
+    Ok(layers)
+}
+
+/// Writes events as JSON lines until told to finish, then drains what is left.
+fn spawn_event_writer(
+    path: &PathBuf,
+    bus: &EventBus,
+) -> Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>), String> {
+    let file = std::fs::File::create(path).map_err(|e| format!("--events {}: {e}", path.display()))?;
+    let mut rx = bus.subscribe();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let mut w = std::io::BufWriter::new(file);
+        let write = |e: &Stamped, w: &mut std::io::BufWriter<std::fs::File>| {
+            if let Ok(line) = serde_json::to_string(e) {
+                let _ = writeln!(w, "{line}");
+            }
+        };
+        loop {
+            tokio::select! {
+                e = rx.recv() => match e {
+                    Some(e) => write(&e, &mut w),
+                    None => break,
+                },
+                _ = &mut done_rx => {
+                    while let Ok(e) = rx.try_recv() {
+                        write(&e, &mut w);
+                    }
+                    break;
+                }
+            }
+        }
+        let _ = w.flush();
+    });
+    Ok((done_tx, handle))
+}
+
+async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, String> {
+    let layers = base_layers(cli, Some(scenario))?;
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let writer = match &cli.events {
+        Some(path) => Some(spawn_event_writer(path, &bus)?),
+        None => None,
+    };
+    let engine = Engine::start(layers, bus).map_err(|e| e.to_string())?;
+    let cfg = engine.config();
+    if !json && !quiet {
+        println!("== {} ({})", scenario.name, scenario.file);
+        for line in scenario.description.lines() {
+            println!("   {line}");
+        }
+        println!("   {} | {} | restart {:?}", cfg.checkpointing_label(), cfg.backend_label(), cfg.restart.effective(cfg.checkpointing.interval.is_some()));
+    }
+    let narrate_on = !json && !quiet;
+    let report = scenario::run(scenario, &engine, |line| {
+        if narrate_on {
+            println!("{line}");
+        }
+    })
+    .await;
+    engine.shutdown().await;
+    if let Some((done, handle)) = writer {
+        let _ = done.send(());
+        let _ = handle.await;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print_report(&report);
+    }
+    Ok(report)
+}
+
+fn print_report(r: &RunReport) {
+    println!();
+    print!("{}", scenario::verdict_table(&r.verdict));
+    println!(
+        "produced {}  repeated output lines {}  checkpoints: {} completed, {} failed, {} restored  restarts {}  job {}",
+        r.verdict.produced, r.verdict.repeated_output, r.checkpoints.completed, r.checkpoints.failed, r.checkpoints.restored, r.restarts, r.status
+    );
+    if r.passed {
+        println!("PASSED: every expect held ({:.1}s)", r.duration_ms as f64 / 1000.0);
+    } else {
+        for f in &r.failures {
+            println!("FAILED {f}");
+        }
+    }
+}
+
+async fn tour(cli: &Cli) -> ExitCode {
+    println!("ckptlab: the seed tutorial's experiments, headless (each kills a task manager, produces while it is down, starts it again).");
+    println!("Run one on its own with `ckptlab run <file>`; `ckptlab --help` lists the commands.\n");
+    let mut all = true;
+    for (file, text) in TOUR {
+        let scenario = match Scenario::parse(text, file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ckptlab: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match run_one(cli, &scenario, false, false).await {
+            Ok(r) => all &= r.passed,
+            Err(e) => {
+                eprintln!("ckptlab: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        println!();
+    }
+    ExitCode::from(if all { 0 } else { 1 })
+}

@@ -739,7 +739,7 @@ impl JobManager {
             input: sink_rx,
             channels: sink_channels,
             control: sink_ctl_rx,
-            recommit: restore.map(|m| (m.checkpoint, m.staged_output.clone())),
+            recommit: restore.filter(|_| cfg.job.sink == crate::config::SinkKind::Transactional).map(|m| (m.checkpoint, m.staged_output.clone())),
             committed: self.committed.clone(),
         };
         let handle = alive(sink_tm).then(|| tokio::spawn(task.run()).abort_handle());
