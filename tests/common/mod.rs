@@ -1,0 +1,37 @@
+//! Helpers shared by the integration tests: engines under tokio's paused clock, so heartbeat
+//! timeouts, delays and intervals cost no wall time.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use ckptlab::cluster::Engine;
+use ckptlab::config::{parse_loose_value, ConfigLayers};
+use ckptlab::events::EventBus;
+use ckptlab::scenario::{await_condition, AwaitCondition};
+
+/// Runs a future on a current-thread runtime whose clock is paused (auto-advancing when idle).
+pub fn paused<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime").block_on(f)
+}
+
+/// Built-in defaults plus `pairs` (dotted keys, values parsed as in --set).
+pub fn layers(pairs: &[(&str, &str)]) -> ConfigLayers {
+    let mut l = ConfigLayers::builtin();
+    for (k, v) in pairs {
+        l.set_value(k, parse_loose_value(v), "test").unwrap_or_else(|e| panic!("{e}"));
+    }
+    l
+}
+
+pub fn start(pairs: &[(&str, &str)]) -> Engine {
+    Engine::start(layers(pairs), EventBus::new(tokio::time::Instant::now())).expect("engine starts")
+}
+
+pub async fn until(engine: &Engine, c: AwaitCondition, secs: u64) {
+    assert!(await_condition(engine, c, Duration::from_secs(secs)).await, "timed out awaiting {c:?}: {:#?}", engine.view(false).status);
+}
+
+pub async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
