@@ -119,6 +119,7 @@ pub(crate) struct JmSnapshot {
     pub keyed_views: Vec<Arc<Mutex<KeyedTaskView>>>,
     pub progress: Option<Arc<AttemptProgress>>,
     pub pending: Vec<super::view::PendingCheckpointView>,
+    pub pending_triggered: Vec<Instant>,
     pub history: Vec<super::coordinator::CheckpointStats>,
     pub counts: super::coordinator::CheckpointCounts,
     pub config: Config,
@@ -775,23 +776,14 @@ impl JobManager {
             .pending
             .values()
             .map(|p| {
-                let aligning = d
-                    .map(|d| {
-                        d.keyed_views
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, v)| v.lock().unwrap_or_else(|e| e.into_inner()).aligning == Some(p.id))
-                            .map(|(j, _)| format!("counter[{j}]"))
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 super::view::PendingCheckpointView {
                     id: p.id,
                     mode: p.mode.flink_name().into(),
                     acks: p.acks.len(),
                     total: p.expected.len(),
                     missing: p.missing().iter().map(|t| t.to_string()).collect(),
-                    aligning,
+                    // Filled in live by the view: alignment changes without the JobManager hearing of it.
+                    aligning: Vec::new(),
                     elapsed_ms: now.duration_since(p.triggered).as_millis() as u64,
                 }
             })
@@ -811,6 +803,7 @@ impl JobManager {
             keyed_views: d.map(|d| d.keyed_views.clone()).unwrap_or_default(),
             progress: d.map(|d| d.progress.clone()),
             pending,
+            pending_triggered: self.coord.pending.values().map(|p| p.triggered).collect(),
             history: self.coord.history.iter().cloned().collect(),
             counts: self.coord.counts,
             config: self.cfg.clone(),

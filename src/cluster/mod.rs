@@ -98,6 +98,7 @@ impl Engine {
             keyed_views: Vec::new(),
             progress: None,
             pending: Vec::new(),
+            pending_triggered: Vec::new(),
             history: Vec::new(),
             counts: Default::default(),
             heartbeat_timeout: cfg.heartbeat_timeout,
@@ -261,7 +262,23 @@ impl Engine {
             tasks,
             channels,
             partitions,
-            pending_checkpoints: s.pending.clone(),
+            pending_checkpoints: s
+                .pending
+                .iter()
+                .zip(&s.pending_triggered)
+                .map(|(p, triggered)| {
+                    let mut p = p.clone();
+                    p.elapsed_ms = now.saturating_duration_since(*triggered).as_millis() as u64;
+                    p.aligning = s
+                        .keyed_views
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.lock().unwrap_or_else(|e| e.into_inner()).aligning == Some(p.id))
+                        .map(|(j, _)| format!("counter[{j}]"))
+                        .collect();
+                    p
+                })
+                .collect(),
             checkpoint_history: s.history.clone(),
             checkpoint_counts: s.counts,
             output,

@@ -1,0 +1,292 @@
+//! Failures at awkward moments: during a checkpoint, during alignment, twice in a row; and the
+//! storage failures that must fail a checkpoint (or fall back) visibly instead of crashing.
+
+mod common;
+
+use std::time::Duration;
+
+use ckptlab::cluster::view::JobStatus;
+use ckptlab::cluster::{Command, Engine};
+use ckptlab::connectors::generator::GeneratorSpec;
+use ckptlab::events::{Event, EventBus, Stamped};
+use ckptlab::scenario::AwaitCondition;
+
+const BASE: &[(&str, &str)] = &[
+    ("execution.checkpointing.mode", "EXACTLY_ONCE"),
+    ("heartbeat.timeout", "1s"),
+    ("restart-strategy.type", "fixed-delay"),
+    ("restart-strategy.fixed-delay.attempts", "100"),
+    ("restart-strategy.fixed-delay.delay", "200ms"),
+    ("ckptlab.hop-delay", "10ms"),
+];
+
+fn start_with(extra: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<Stamped>) {
+    let mut pairs: Vec<(&str, &str)> = BASE.to_vec();
+    pairs.extend_from_slice(extra);
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let rx = bus.subscribe();
+    (Engine::start(common::layers(&pairs), bus).expect("engine starts"), rx)
+}
+
+fn stream(engine: &Engine, secs: u64) {
+    engine.generate(GeneratorSpec { rate: 300, duration: Some(Duration::from_secs(secs)), keys: vec!["a".into(), "b".into(), "c".into()], partition: None });
+}
+
+async fn wait_for(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>, pred: impl Fn(&Event) -> bool) -> Event {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let e = rx.recv().await.expect("event stream open");
+            if std::env::var("DEBUG_EVENTS").is_ok() {
+                eprintln!("{}", e.event.describe());
+            }
+            if pred(&e.event) {
+                return e.event;
+            }
+        }
+    })
+    .await
+    .expect("event arrived")
+}
+
+async fn restart_all_and_judge(engine: Engine) -> ckptlab::audit::Verdict {
+    for tm in ["tm-1", "tm-2"] {
+        engine.command(Command::StartTaskManager(Some(tm.into())));
+    }
+    common::sleep_ms(1500).await;
+    common::until(&engine, AwaitCondition::CaughtUp, 300).await;
+    let v = engine.verdict();
+    engine.shutdown().await;
+    v
+}
+
+fn assert_exact(v: &ckptlab::audit::Verdict) {
+    assert!(v.consistent, "{v:?}");
+    assert_eq!((v.lost, v.overcounted), (0, 0), "{v:?}");
+    assert_eq!(v.state, v.produced, "{v:?}");
+}
+
+#[test]
+fn exactly_once_recovers_from_a_kill_during_a_checkpoint() {
+    common::paused(async {
+        // Slow channels into the counters keep the checkpoint open long enough to strike inside it.
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "1s"), ("ckptlab.delays.source[*]->counter[*]", "400ms")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        stream(&engine, 4);
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
+        let id = match wait_for(&mut rx, |e| matches!(e, Event::CheckpointTriggered { .. })).await {
+            Event::CheckpointTriggered { checkpoint, .. } => checkpoint,
+            _ => unreachable!(),
+        };
+        common::sleep_ms(100).await;
+        assert!(engine.view(false).pending_checkpoints.iter().any(|p| p.id == id), "checkpoint {id} still in progress");
+        engine.command(Command::KillTaskManager("tm-2".into()));
+        let reason = match wait_for(&mut rx, |e| matches!(e, Event::CheckpointFailed { checkpoint, .. } if *checkpoint == id)).await {
+            Event::CheckpointFailed { reason, .. } => reason,
+            _ => unreachable!(),
+        };
+        assert!(reason.contains("tm-2"), "{reason}");
+        assert_exact(&restart_all_and_judge(engine).await);
+    });
+}
+
+#[test]
+fn exactly_once_recovers_from_a_kill_during_alignment() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "1s"), ("ckptlab.delays.source[1]->counter[*]", "500ms")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        stream(&engine, 5);
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
+        wait_for(&mut rx, |e| matches!(e, Event::AlignmentStarted { task, .. } if task.starts_with("counter"))).await;
+        common::sleep_ms(100).await;
+        let view = engine.view(false);
+        assert!(view.channels.iter().any(|c| c.blocked && c.buffered > 0), "a channel is blocked with records held");
+        assert!(view.pending_checkpoints.iter().any(|p| !p.aligning.is_empty()));
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        assert_exact(&restart_all_and_judge(engine).await);
+    });
+}
+
+#[test]
+fn exactly_once_recovers_from_two_kills_in_a_row() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "300ms")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        stream(&engine, 6);
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        common::sleep_ms(50).await;
+        engine.command(Command::KillTaskManager("tm-2".into()));
+        common::sleep_ms(1500).await;
+        assert_eq!(engine.status(), JobStatus::WaitingForResources);
+        engine.command(Command::StartTaskManager(Some("tm-1".into())));
+        engine.command(Command::StartTaskManager(Some("tm-2".into())));
+        common::until(&engine, AwaitCondition::Running, 30).await;
+        // Again, right after the restart, before a new checkpoint.
+        engine.command(Command::KillTaskManager("tm-2".into()));
+        common::sleep_ms(300).await;
+        engine.command(Command::StartTaskManager(Some("tm-2".into())));
+        assert_exact(&restart_all_and_judge(engine).await);
+    });
+}
+
+#[test]
+fn killing_a_task_manager_leaves_the_job_waiting_for_a_slot() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "1s")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        common::sleep_ms(200).await;
+        let v = engine.view(false);
+        let tm = v.task_managers.iter().find(|t| t.name == "tm-1").unwrap();
+        assert!(!tm.alive && tm.heartbeat_timeout_in_ms.is_some_and(|ms| ms > 0 && ms <= 1000), "countdown shown: {tm:?}");
+        wait_for(&mut rx, |e| matches!(e, Event::JobWaitingForResources { missing_slots: 1 })).await;
+        assert_eq!(engine.view(false).missing_slots, 1);
+        engine.command(Command::StartTaskManager(None));
+        wait_for(&mut rx, |e| matches!(e, Event::TaskManagerStarted { tm, .. } if tm == "tm-3")).await;
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.shutdown().await;
+    });
+}
+
+#[test]
+fn restart_strategy_none_fails_the_job_and_resubmit_starts_it_again() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "off"), ("restart-strategy.type", "default")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.command(Command::KillTaskManager("tm-2".into()));
+        common::until(&engine, AwaitCondition::Failed, 10).await;
+        let reason = match wait_for(&mut rx, |e| matches!(e, Event::JobFailed { .. })).await {
+            Event::JobFailed { reason } => reason,
+            _ => unreachable!(),
+        };
+        assert!(reason.contains("restart-strategy none"), "{reason}");
+        engine.command(Command::StartTaskManager(Some("tm-2".into())));
+        engine.command(Command::Resubmit);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.shutdown().await;
+    });
+}
+
+#[test]
+fn filesystem_storage_writes_flinks_layout_and_keeps_num_retained() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "200ms"),
+            ("execution.checkpointing.storage", "filesystem"),
+            ("execution.checkpointing.dir", &format!("file://{d}")),
+            ("execution.checkpointing.num-retained", "2"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        for v in ["a", "b", "c"] {
+            engine.produce(v, None).unwrap();
+        }
+        for _ in 0..4 {
+            wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
+        }
+        let job_dir = dir.path().join(engine.job_id());
+        engine.shutdown().await;
+        let mut chks: Vec<String> = std::fs::read_dir(&job_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("chk-"))
+            .collect();
+        chks.sort();
+        assert_eq!(chks.len(), 2, "num-retained = 2: {chks:?}");
+        assert!(job_dir.join("shared").is_dir() && job_dir.join("taskowned").is_dir());
+        for c in chks {
+            let chk = job_dir.join(&c);
+            assert!(chk.join("_metadata").is_file() && chk.join("counter-0").is_file() && chk.join("counter-1").is_file(), "{c}");
+            let meta = ckptlab::state::storage::CheckpointStorage::read_metadata(&chk).unwrap();
+            assert_eq!(meta.keyed.len(), 2);
+            assert_eq!(meta.offsets.iter().map(|(_, o)| o).sum::<u64>(), 3);
+        }
+    });
+}
+
+#[test]
+fn unwritable_checkpoint_dir_fails_checkpoints_visibly_without_crashing() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let bad = file.path().join("sub").display().to_string();
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "200ms"),
+            ("execution.checkpointing.storage", "filesystem"),
+            ("execution.checkpointing.dir", &bad),
+            ("execution.checkpointing.tolerable-failed-checkpoints", "1000"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        let reason = match wait_for(&mut rx, |e| matches!(e, Event::CheckpointFailed { .. })).await {
+            Event::CheckpointFailed { reason, .. } => reason,
+            _ => unreachable!(),
+        };
+        assert!(reason.contains("cannot write") && reason.contains("sub"), "{reason}");
+        engine.produce("a", None).unwrap();
+        common::until(&engine, AwaitCondition::CaughtUp, 10).await;
+        assert_eq!(engine.status(), JobStatus::Running);
+        assert!(engine.view(false).checkpoint_history.iter().any(|c| c.failure.is_some()));
+        engine.shutdown().await;
+    });
+}
+
+#[test]
+fn jobmanager_storage_cap_fails_the_checkpoint_and_then_the_job_when_intolerable() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "200ms"), ("ckptlab.jobmanager-max-state-size", "40b")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        for i in 0..20 {
+            engine.produce(&format!("key-{i}"), None).unwrap();
+        }
+        let reason = match wait_for(&mut rx, |e| matches!(e, Event::CheckpointFailed { .. })).await {
+            Event::CheckpointFailed { reason, .. } => reason,
+            _ => unreachable!(),
+        };
+        assert!(reason.contains("exceeds jobmanager storage's maximum"), "{reason}");
+        // tolerable-failed-checkpoints = 0 (Flink's default): the job fails over.
+        let failing = wait_for(&mut rx, |e| matches!(e, Event::JobFailing { .. })).await;
+        assert!(matches!(failing, Event::JobFailing { reason } if reason.contains("tolerable")));
+        engine.shutdown().await;
+    });
+}
+
+#[test]
+fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "300ms"),
+            ("execution.checkpointing.storage", "filesystem"),
+            ("execution.checkpointing.dir", &d),
+            ("execution.checkpointing.num-retained", "2"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        for v in ["a", "b", "c", "d"] {
+            engine.produce(v, None).unwrap();
+        }
+        let mut last = 0;
+        for _ in 0..3 {
+            if let Event::CheckpointCompleted { checkpoint, .. } = wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await {
+                last = checkpoint;
+            }
+        }
+        // Stop checkpointing so `last` stays the newest, then damage it.
+        engine.command(Command::Set { key: "execution.checkpointing.interval".into(), value: "off".into() });
+        common::sleep_ms(50).await;
+        let chk = dir.path().join(engine.job_id()).join(format!("chk-{last}"));
+        for f in ["counter-0", "counter-1"] {
+            std::fs::write(chk.join(f), b"ckptlab-heap 1\n0000000000000000\n{garbage").unwrap();
+        }
+        engine.command(Command::KillTaskManager("tm-2".into()));
+        common::sleep_ms(1500).await;
+        engine.command(Command::StartTaskManager(Some("tm-2".into())));
+        let failing = wait_for(&mut rx, |e| matches!(e, Event::JobFailing { reason } if reason.contains("restore failed"))).await;
+        let Event::JobFailing { reason } = failing else { unreachable!() };
+        assert!(reason.contains("corrupt") && reason.contains(&format!("falling back to checkpoint {}", last - 1)), "{reason}");
+        let restored = wait_for(&mut rx, |e| matches!(e, Event::StateRestored { checkpoint: Some(c), .. } if *c == last - 1)).await;
+        assert!(matches!(restored, Event::StateRestored { .. }));
+        engine.command(Command::Set { key: "execution.checkpointing.interval".into(), value: "1s".into() });
+        assert_exact(&restart_all_and_judge(engine).await);
+    });
+}
