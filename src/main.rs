@@ -170,7 +170,13 @@ async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Res
         for line in scenario.description.lines() {
             println!("   {line}");
         }
-        println!("   {} | {} | restart {:?}", cfg.checkpointing_label(), cfg.backend_label(), cfg.restart.effective(cfg.checkpointing.interval.is_some()));
+        println!(
+            "   {} | {} | restart-strategy {} | heartbeat timeout {}",
+            cfg.checkpointing_label(),
+            cfg.backend_label(),
+            ckptlab::cluster::restart::strategy_name(cfg.restart.effective(cfg.checkpointing.interval.is_some())),
+            ckptlab::duration::format_duration(cfg.heartbeat_timeout)
+        );
     }
     let narrate_on = !json && !quiet;
     let report = scenario::run(scenario, &engine, |line| {
