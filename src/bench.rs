@@ -105,7 +105,8 @@ async fn throughput(base: &ConfigLayers, topic: &Arc<EmbeddedTopic>, interval: &
     let secs = start.elapsed().as_secs_f64();
     let view = engine.view(false);
     let completed: Vec<_> = view.checkpoint_history.iter().filter(|c| c.failure.is_none()).collect();
-    let mean = if completed.is_empty() { 0.0 } else { completed.iter().map(|c| c.duration_ms as f64).sum::<f64>() / completed.len() as f64 };
+    let mean =
+        if completed.is_empty() { 0.0 } else { completed.iter().map(|c| c.duration_ms as f64).sum::<f64>() / completed.len() as f64 };
     engine.shutdown().await;
     Ok((secs, view.checkpoint_counts.completed, mean))
 }
@@ -217,7 +218,8 @@ pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs) -> Result
         parallelism,
         modes,
         recovery_ms,
-        recovery_note: "failure noticed -> every task running from the restored checkpoint (heartbeat timeout excluded, restart delay 0)".into(),
+        recovery_note: "failure noticed -> every task running from the restored checkpoint (heartbeat timeout excluded, restart delay 0)"
+            .into(),
         peak_rss_mb: peak_rss_mb(),
     };
     if args.json {

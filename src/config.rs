@@ -56,7 +56,11 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "execution.checkpointing.incremental", kind: Kind::Bool, runtime: false },
     OptionSpec { key: "execution.buffer-timeout", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "state.backend.type", kind: Kind::Choice(&["hashmap", "rocksdb"]), runtime: false },
-    OptionSpec { key: "restart-strategy.type", kind: Kind::Choice(&["default", "none", "fixed-delay", "exponential-delay"]), runtime: true },
+    OptionSpec {
+        key: "restart-strategy.type",
+        kind: Kind::Choice(&["default", "none", "fixed-delay", "exponential-delay"]),
+        runtime: true,
+    },
     OptionSpec { key: "restart-strategy.fixed-delay.attempts", kind: Kind::Int { min: 0, max: i64::MAX }, runtime: true },
     OptionSpec { key: "restart-strategy.fixed-delay.delay", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "restart-strategy.exponential-delay.initial-backoff", kind: Kind::Duration, runtime: true },
@@ -125,26 +129,22 @@ impl ConfigLayers {
     /// The embedded defaults only (tests and benchmarks: independent of the working directory).
     pub fn builtin() -> Self {
         let mut layers = ConfigLayers::default();
-        layers
-            .merge_str(DEFAULT_CONF, "conf/ckptlab.toml (built in)")
-            .expect("the shipped conf/ckptlab.toml is valid (tested)");
+        layers.merge_str(DEFAULT_CONF, "conf/ckptlab.toml (built in)").expect("the shipped conf/ckptlab.toml is valid (tested)");
         layers
     }
 
     /// Merges a TOML file on top.
     pub fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Io { origin: origin.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io { origin: origin.clone(), message: e.to_string() })?;
         self.merge_str(&text, &origin)
     }
 
     /// Merges TOML text on top; `origin` names it in errors.
     pub fn merge_str(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            origin: origin.to_string(),
-            message: syntax_message(text, &e),
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax { origin: origin.to_string(), message: syntax_message(text, &e) })?;
         self.merge_table(&table, origin)
     }
 
@@ -314,12 +314,7 @@ impl Reader<'_> {
 
     fn bad(&self, key: &str, message: String) -> ConfigError {
         match self.layers.entries.get(key) {
-            Some(e) => ConfigError::BadValue {
-                origin: e.origin.clone(),
-                key: key.to_string(),
-                value: value_text(&e.value),
-                message,
-            },
+            Some(e) => ConfigError::BadValue { origin: e.origin.clone(), key: key.to_string(), value: value_text(&e.value), message },
             None => ConfigError::Invalid { origin: "configuration".into(), message: format!("`{key}`: {message}") },
         }
     }
@@ -343,8 +338,7 @@ impl Reader<'_> {
         if text.eq_ignore_ascii_case("off") || text.eq_ignore_ascii_case("none") {
             return Ok(None);
         }
-        let d = parse_duration(&text)
-            .map_err(|m| self.bad(key, format!("{m}; allowed: a duration such as 100ms, 1s, 5s, or \"off\"")))?;
+        let d = parse_duration(&text).map_err(|m| self.bad(key, format!("{m}; allowed: a duration such as 100ms, 1s, 5s, or \"off\"")))?;
         if d < Duration::from_millis(10) {
             return Err(self.bad(key, "the interval must be at least 10ms, or \"off\"".into()));
         }
@@ -421,11 +415,7 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value
 
 fn key_hint(key: &str) -> String {
     let table = key.rsplit_once('.').map(|(t, _)| t).unwrap_or("");
-    let siblings: Vec<&str> = SCHEMA
-        .iter()
-        .filter(|s| s.key.rsplit_once('.').map(|(t, _)| t) == Some(table))
-        .map(|s| s.key)
-        .collect();
+    let siblings: Vec<&str> = SCHEMA.iter().filter(|s| s.key.rsplit_once('.').map(|(t, _)| t) == Some(table)).map(|s| s.key).collect();
     if !siblings.is_empty() {
         return format!("; known keys in [{table}]: {}", siblings.join(", "));
     }
@@ -653,13 +643,7 @@ impl Config {
 
     /// The extra delay configured for a channel, on top of the hop delay.
     pub fn extra_delay(&self, from: (&str, usize), to: (&str, usize)) -> Duration {
-        self.lab
-            .delays
-            .iter()
-            .filter(|(p, _)| p.matches(from, to))
-            .map(|(_, d)| *d)
-            .max()
-            .unwrap_or(Duration::ZERO)
+        self.lab.delays.iter().filter(|(p, _)| p.matches(from, to)).map(|(_, d)| *d).max().unwrap_or(Duration::ZERO)
     }
 }
 
@@ -672,9 +656,7 @@ pub fn backend_shorthand(name: &str) -> Result<[(&'static str, &'static str); 2]
         "fs" | "filesystem" | "FsStateBackend" => {
             Ok([("state.backend.type", "hashmap"), ("execution.checkpointing.storage", "filesystem")])
         }
-        "rocksdb" | "RocksDBStateBackend" => {
-            Ok([("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem")])
-        }
+        "rocksdb" | "RocksDBStateBackend" => Ok([("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem")]),
         other => Err(format!("--backend {other}: allowed values: memory, fs, rocksdb")),
     }
 }
@@ -707,9 +689,7 @@ impl ChannelPattern {
     }
 
     pub fn matches(&self, from: (&str, usize), to: (&str, usize)) -> bool {
-        let m = |p: &(String, Option<usize>), (name, idx): (&str, usize)| {
-            (p.0 == "*" || p.0 == name) && p.1.is_none_or(|i| i == idx)
-        };
+        let m = |p: &(String, Option<usize>), (name, idx): (&str, usize)| (p.0 == "*" || p.0 == name) && p.1.is_none_or(|i| i == idx);
         m(&self.from, from) && m(&self.to, to)
     }
 }
@@ -727,10 +707,7 @@ mod tests {
             assert!(flat.iter().any(|(k, _)| k == spec.key), "conf/ckptlab.toml lacks {}", spec.key);
         }
         for (k, _) in &flat {
-            assert!(
-                k.starts_with(DELAYS_TABLE) || SCHEMA.iter().any(|s| s.key == k),
-                "conf/ckptlab.toml has unknown {k}"
-            );
+            assert!(k.starts_with(DELAYS_TABLE) || SCHEMA.iter().any(|s| s.key == k), "conf/ckptlab.toml has unknown {k}");
         }
         for line in DEFAULT_CONF.lines() {
             let l = line.trim();

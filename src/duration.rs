@@ -15,20 +15,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (examples: 500ms, 5s, 1min, 2h)"))?;
+    let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a duration (examples: 500ms, 5s, 1min, 2h)"))?;
     let millis_per_unit = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "ms" | "milli" | "millis" | "milliseconds" => 1.0,
         "s" | "sec" | "secs" | "second" | "seconds" => 1_000.0,
         "m" | "min" | "mins" | "minute" | "minutes" => 60_000.0,
         "h" | "hour" | "hours" => 3_600_000.0,
         "d" | "day" | "days" => 86_400_000.0,
-        other => {
-            return Err(format!(
-                "`{text}`: unknown time unit `{other}` (allowed: ms, s, min, h, d)"
-            ))
-        }
+        other => return Err(format!("`{text}`: unknown time unit `{other}` (allowed: ms, s, min, h, d)")),
     };
     let ms = value * millis_per_unit;
     if !ms.is_finite() || ms < 0.0 {
@@ -56,9 +50,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (examples: 512kb, 5mb)"))?;
+    let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a size (examples: 512kb, 5mb)"))?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" | "bytes" => 1.0,
         "k" | "kb" | "kib" => 1024.0,

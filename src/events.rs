@@ -61,7 +61,9 @@ impl Event {
             Event::JobRunning { attempt } => format!("job running (attempt {attempt})"),
             Event::JobFailing { reason } => format!("job failing: {reason}"),
             Event::JobRestarting { delay_ms, strategy, .. } => format!("restarting in {delay_ms} ms ({strategy})"),
-            Event::JobWaitingForResources { missing_slots } => format!("waiting for resources: {missing_slots} slot(s) missing; start a TM"),
+            Event::JobWaitingForResources { missing_slots } => {
+                format!("waiting for resources: {missing_slots} slot(s) missing; start a TM")
+            }
             Event::JobFailed { reason } => format!("job FAILED: {reason}"),
             Event::StateRestored { checkpoint: Some(id), offsets, note } => {
                 format!("restored checkpoint {id}: offsets {}{}", offsets_text(offsets), note_text(note))
@@ -95,7 +97,11 @@ fn offsets_text(offsets: &[(u32, u64)]) -> String {
 }
 
 fn note_text(note: &str) -> String {
-    if note.is_empty() { String::new() } else { format!(" ({note})") }
+    if note.is_empty() {
+        String::new()
+    } else {
+        format!(" ({note})")
+    }
 }
 
 /// Fans events out to subscribers. Publishing with no subscriber costs one atomic load, so

@@ -123,10 +123,7 @@ fn base_layers(cli: &Cli, scenario: Option<&Scenario>) -> Result<ConfigLayers, S
 }
 
 /// Writes events as JSON lines until told to finish, then drains what is left.
-fn spawn_event_writer(
-    path: &PathBuf,
-    bus: &EventBus,
-) -> Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>), String> {
+fn spawn_event_writer(path: &PathBuf, bus: &EventBus) -> Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>), String> {
     let file = std::fs::File::create(path).map_err(|e| format!("--events {}: {e}", path.display()))?;
     let mut rx = bus.subscribe();
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -203,7 +200,13 @@ fn print_report(r: &RunReport) {
     print!("{}", scenario::verdict_table(&r.verdict));
     println!(
         "produced {}  repeated output lines {}  checkpoints: {} completed, {} failed, {} restored  restarts {}  job {}",
-        r.verdict.produced, r.verdict.repeated_output, r.checkpoints.completed, r.checkpoints.failed, r.checkpoints.restored, r.restarts, r.status
+        r.verdict.produced,
+        r.verdict.repeated_output,
+        r.checkpoints.completed,
+        r.checkpoints.failed,
+        r.checkpoints.restored,
+        r.restarts,
+        r.status
     );
     if r.passed {
         println!("PASSED: every expect held ({:.1}s)", r.duration_ms as f64 / 1000.0);

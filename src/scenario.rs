@@ -96,11 +96,13 @@ impl Comparison {
             toml::Value::Integer(i) => Ok(Comparison { op: Op::Eq, value: *i }),
             toml::Value::String(s) => {
                 let s = s.trim();
-                let (op, rest) = [("<=", Op::Le), (">=", Op::Ge), ("!=", Op::Ne), ("==", Op::Eq), ("<", Op::Lt), (">", Op::Gt), ("=", Op::Eq)]
-                    .iter()
-                    .find_map(|(p, op)| s.strip_prefix(p).map(|r| (*op, r)))
-                    .unwrap_or((Op::Eq, s));
-                let value = rest.trim().parse().map_err(|_| format!("`{s}` is not a comparison (examples: 0, \"> 0\", \">= 2\", \"!= 0\")"))?;
+                let (op, rest) =
+                    [("<=", Op::Le), (">=", Op::Ge), ("!=", Op::Ne), ("==", Op::Eq), ("<", Op::Lt), (">", Op::Gt), ("=", Op::Eq)]
+                        .iter()
+                        .find_map(|(p, op)| s.strip_prefix(p).map(|r| (*op, r)))
+                        .unwrap_or((Op::Eq, s));
+                let value =
+                    rest.trim().parse().map_err(|_| format!("`{s}` is not a comparison (examples: 0, \"> 0\", \">= 2\", \"!= 0\")"))?;
                 Ok(Comparison { op, value })
             }
             other => Err(format!("{other} is not a comparison (examples: 0, \"> 0\", \">= 2\")")),
@@ -196,7 +198,11 @@ impl Scenario {
     /// Reads a scenario file.
     pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError { file: file.clone(), line: 0, message: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: file.clone(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        })?;
         Scenario::parse(&text, &file)
     }
 
@@ -249,7 +255,9 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
     let action_name = match actions.as_slice() {
         [one] => one.as_str(),
         [] => return Err(format!("a step needs one action; allowed: {}", ACTIONS.join(", "))),
-        many => return Err(format!("a step has one action, this one has {}", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))),
+        many => {
+            return Err(format!("a step has one action, this one has {}", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
+        }
     };
     let modifiers: &[&str] = match action_name {
         "produce" => &["partition"],
@@ -274,7 +282,9 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
                 toml::Value::String(s) => vec![s.clone()],
                 toml::Value::Array(a) => a
                     .iter()
-                    .map(|x| x.as_str().map(str::to_string).ok_or_else(|| "`produce` takes strings, as in produce = [\"a\", \"b\"]".to_string()))
+                    .map(|x| {
+                        x.as_str().map(str::to_string).ok_or_else(|| "`produce` takes strings, as in produce = [\"a\", \"b\"]".to_string())
+                    })
                     .collect::<Result<_, _>>()?,
                 _ => return Err("`produce` takes a list of strings, as in produce = [\"a\", \"b\"]".into()),
             };
@@ -370,7 +380,9 @@ fn parse_generate(v: &toml::Value) -> Result<GeneratorSpec, String> {
         None => return Err("`generate` needs a duration, as in duration = \"2s\"".into()),
     };
     let keys = match t.get("keys") {
-        Some(toml::Value::Array(a)) => a.iter().map(|x| x.as_str().map(str::to_string).ok_or("`keys` are strings")).collect::<Result<Vec<_>, _>>()?,
+        Some(toml::Value::Array(a)) => {
+            a.iter().map(|x| x.as_str().map(str::to_string).ok_or("`keys` are strings")).collect::<Result<Vec<_>, _>>()?
+        }
         Some(_) => return Err("`keys` is a list of strings".into()),
         None => vec!["x".into(), "y".into()],
     };
@@ -565,7 +577,8 @@ pub async fn await_condition(engine: &Engine, condition: AwaitCondition, timeout
 
 /// The verdict table, per key and totals, as `ckptlab run` prints it.
 pub fn verdict_table(v: &Verdict) -> String {
-    let mut rows: Vec<[String; 6]> = vec![["key".into(), "expected".into(), "state".into(), "lost".into(), "overcounted".into(), "verdict".into()]];
+    let mut rows: Vec<[String; 6]> =
+        vec![["key".into(), "expected".into(), "state".into(), "lost".into(), "overcounted".into(), "verdict".into()]];
     let keys: BTreeMap<_, _> = v.keys.iter().collect();
     for (k, kv) in keys {
         rows.push([
@@ -629,7 +642,10 @@ mod tests {
     #[test]
     fn bad_config_in_scenario_names_file_and_key() {
         let e = Scenario::parse("name = \"x\"\n[config.execution.checkpointing]\nmode = \"TWICE\"\n", "c.toml").unwrap_err();
-        assert!(e.to_string().contains("c.toml") && e.message.contains("execution.checkpointing.mode") && e.message.contains("AT_LEAST_ONCE"), "{e}");
+        assert!(
+            e.to_string().contains("c.toml") && e.message.contains("execution.checkpointing.mode") && e.message.contains("AT_LEAST_ONCE"),
+            "{e}"
+        );
     }
 
     #[test]

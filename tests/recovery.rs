@@ -29,7 +29,12 @@ fn start_with(extra: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::UnboundedRe
 }
 
 fn stream(engine: &Engine, secs: u64) {
-    engine.generate(GeneratorSpec { rate: 300, duration: Some(Duration::from_secs(secs)), keys: vec!["a".into(), "b".into(), "c".into()], partition: None });
+    engine.generate(GeneratorSpec {
+        rate: 300,
+        duration: Some(Duration::from_secs(secs)),
+        keys: vec!["a".into(), "b".into(), "c".into()],
+        partition: None,
+    });
 }
 
 async fn wait_for(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>, pred: impl Fn(&Event) -> bool) -> Event {
@@ -267,7 +272,9 @@ fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
         }
         let mut last = 0;
         for _ in 0..3 {
-            if let Event::CheckpointCompleted { checkpoint, .. } = wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await {
+            if let Event::CheckpointCompleted { checkpoint, .. } =
+                wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await
+            {
                 last = checkpoint;
             }
         }

@@ -22,7 +22,10 @@ enum Op {
     Start(usize),
     Checkpoint,
     /// A steady stream in the background: failures then strike records in flight.
-    Generate { rate: u64, ms: u64 },
+    Generate {
+        rate: u64,
+        ms: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -61,16 +64,18 @@ fn schedule() -> impl Strategy<Value = Schedule> {
         any::<bool>(),
         prop::collection::vec(op(), 3..14),
     )
-        .prop_map(|(parallelism, partitions, interval_ms, hop_delay_ms, buffer_timeout_ms, slow, max_concurrent, earliest, ops)| Schedule {
-            parallelism,
-            partitions,
-            interval_ms,
-            hop_delay_ms,
-            buffer_timeout_ms,
-            slow_channel: slow.map(|(s, c, d)| (s % parallelism, c % parallelism, d)),
-            max_concurrent,
-            earliest,
-            ops,
+        .prop_map(|(parallelism, partitions, interval_ms, hop_delay_ms, buffer_timeout_ms, slow, max_concurrent, earliest, ops)| {
+            Schedule {
+                parallelism,
+                partitions,
+                interval_ms,
+                hop_delay_ms,
+                buffer_timeout_ms,
+                slow_channel: slow.map(|(s, c, d)| (s % parallelism, c % parallelism, d)),
+                max_concurrent,
+                earliest,
+                ops,
+            }
         })
 }
 

@@ -22,10 +22,19 @@ use crate::config::CheckpointMode;
 #[derive(Debug, PartialEq)]
 pub enum GateOutput {
     Record(Record),
-    BarrierReceived { checkpoint: u64, channel: usize },
-    AlignmentStarted { checkpoint: u64 },
+    BarrierReceived {
+        checkpoint: u64,
+        channel: usize,
+    },
+    AlignmentStarted {
+        checkpoint: u64,
+    },
     /// Take the snapshot for this barrier now.
-    Checkpoint { barrier: Barrier, alignment: Duration, buffered: u64 },
+    Checkpoint {
+        barrier: Barrier,
+        alignment: Duration,
+        buffered: u64,
+    },
 }
 
 struct Alignment {
@@ -61,6 +70,12 @@ impl Aligner {
     /// The checkpoint being aligned, if any.
     pub fn aligning(&self) -> Option<u64> {
         self.aligning.as_ref().map(|a| a.checkpoint)
+    }
+
+    /// Whether a channel is blocked by alignment (records on an open channel can skip the aligner).
+    #[inline]
+    pub fn is_blocked(&self, channel: usize) -> bool {
+        self.blocked[channel]
     }
 
     /// Feeds one element that arrived on `channel`.

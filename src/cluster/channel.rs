@@ -74,7 +74,6 @@ impl ChannelStats {
     }
 }
 
-
 /// The sending end of a channel, owned by the upstream task.
 pub struct OutputChannel {
     target: mpsc::Sender<(Instant, Vec<StreamMessage>)>,
@@ -103,14 +102,7 @@ pub fn channel(
             }
         }
     });
-    let out = OutputChannel {
-        target: tx,
-        stats,
-        buffer: Vec::new(),
-        buffer_started: None,
-        closed: false,
-        hop_delay,
-    };
+    let out = OutputChannel { target: tx, stats, buffer: Vec::new(), buffer_started: None, closed: false, hop_delay };
     (out, relay)
 }
 

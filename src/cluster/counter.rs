@@ -59,37 +59,46 @@ impl CounterTask {
                     // Every upstream task is gone: wait to be cancelled by the failover.
                     let Some((ch, elements)) = msg else { return std::future::pending().await };
                     self.channels[ch].taken(&elements);
-                    for e in elements {
-                        gate.push(ch, e, &mut outq);
-                    }
                     let per_record = self.output.per_record(timeout);
                     let max_records = if per_record { 1 } else { ctx.buffer_records };
-                    for o in outq.drain(..) {
-                        match o {
-                            GateOutput::Record(r) => {
-                                match self.apply(r, max_records, &mut applied).await {
-                                    Ok(()) => {}
-                                    Err(e) => return self.fail(e),
+                    for e in elements {
+                        // Fast path: a record on an open channel needs nothing from the aligner.
+                        let e = match e {
+                            StreamMessage::Record(r) if !gate.is_blocked(ch) => {
+                                if let Err(e) = self.apply(r, max_records, &mut applied).await {
+                                    return self.fail(e);
                                 }
+                                continue;
                             }
-                            GateOutput::BarrierReceived { checkpoint, channel } => {
-                                if ctx.events.active() {
-                                    ctx.events.publish(Event::BarrierReceived {
-                                        checkpoint,
-                                        task: ctx.name(),
-                                        channel: self.channels[channel].name(),
-                                    });
+                            other => other,
+                        };
+                        gate.push(ch, e, &mut outq);
+                        for o in outq.drain(..) {
+                            match o {
+                                GateOutput::Record(r) => {
+                                    if let Err(e) = self.apply(r, max_records, &mut applied).await {
+                                        return self.fail(e);
+                                    }
                                 }
-                            }
-                            GateOutput::AlignmentStarted { checkpoint } => {
-                                self.set_aligning(Some(checkpoint));
-                                ctx.events.publish(Event::AlignmentStarted { checkpoint, task: ctx.name() });
-                            }
-                            GateOutput::Checkpoint { barrier, alignment, buffered } => {
-                                ctx.auditor.applied(ctx.attempt, self.index, &applied);
-                                applied.clear();
-                                self.set_aligning(None);
-                                self.checkpoint(barrier, alignment, buffered).await;
+                                GateOutput::BarrierReceived { checkpoint, channel } => {
+                                    if ctx.events.active() {
+                                        ctx.events.publish(Event::BarrierReceived {
+                                            checkpoint,
+                                            task: ctx.name(),
+                                            channel: self.channels[channel].name(),
+                                        });
+                                    }
+                                }
+                                GateOutput::AlignmentStarted { checkpoint } => {
+                                    self.set_aligning(Some(checkpoint));
+                                    ctx.events.publish(Event::AlignmentStarted { checkpoint, task: ctx.name() });
+                                }
+                                GateOutput::Checkpoint { barrier, alignment, buffered } => {
+                                    ctx.auditor.applied(ctx.attempt, self.index, &applied);
+                                    applied.clear();
+                                    self.set_aligning(None);
+                                    self.checkpoint(barrier, alignment, buffered).await;
+                                }
                             }
                         }
                     }
@@ -102,8 +111,7 @@ impl CounterTask {
     }
 
     async fn apply(&mut self, mut r: Record, max_records: usize, applied: &mut Vec<(Origin, Arc<str>, u64)>) -> Result<(), StateError> {
-        let count = self.backend.get(&r.key)? + 1;
-        self.backend.put(&r.key, count)?;
+        let count = self.backend.increment(&r.key)?;
         if self.ctx.auditor.enabled() {
             applied.push((r.origin, r.key.clone(), count));
         }
@@ -152,7 +160,12 @@ impl CounterTask {
                     stats,
                 });
             }
-            Err(e) => ctx.report(TaskReport::Decline { attempt: ctx.attempt, checkpoint: id, task: ctx.task, reason: format!("{}: {e}", ctx.name()) }),
+            Err(e) => ctx.report(TaskReport::Decline {
+                attempt: ctx.attempt,
+                checkpoint: id,
+                task: ctx.task,
+                reason: format!("{}: {e}", ctx.name()),
+            }),
         }
         // The barrier goes on either way: downstream must not stay blocked by a failed snapshot.
         self.output.push_barrier(StreamMessage::Barrier(barrier)).await;

@@ -38,7 +38,10 @@ pub enum Command {
     StartTaskManager(Option<String>),
     TriggerCheckpoint,
     /// Change an option while the job runs (dotted Flink name).
-    Set { key: String, value: String },
+    Set {
+        key: String,
+        value: String,
+    },
     /// Submit the job again after it FAILED (a new run from empty state).
     Resubmit,
 }
@@ -168,12 +171,8 @@ impl JobManager {
         snapshot: Arc<Mutex<JmSnapshot>>,
     ) -> Self {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-        let storage = Arc::new(CheckpointStorage::new(
-            cfg.checkpointing.storage,
-            &cfg.checkpointing.dir,
-            &job_id,
-            cfg.lab.jobmanager_max_state_size,
-        ));
+        let storage =
+            Arc::new(CheckpointStorage::new(cfg.checkpointing.storage, &cfg.checkpointing.dir, &job_id, cfg.lab.jobmanager_max_state_size));
         let tms = (1..=cfg.taskmanagers)
             .map(|i| TaskManagerState { name: format!("tm-{i}"), alive: true, killed_at: None, lost: false, slots: cfg.slots_per_tm })
             .collect();
@@ -319,7 +318,13 @@ impl JobManager {
             },
             None => {
                 let next = self.tms.iter().filter_map(|t| t.name.strip_prefix("tm-")?.parse::<usize>().ok()).max().unwrap_or(0) + 1;
-                self.tms.push(TaskManagerState { name: format!("tm-{next}"), alive: false, killed_at: None, lost: true, slots: self.cfg.slots_per_tm });
+                self.tms.push(TaskManagerState {
+                    name: format!("tm-{next}"),
+                    alive: false,
+                    killed_at: None,
+                    lost: true,
+                    slots: self.cfg.slots_per_tm,
+                });
                 self.tms.len() - 1
             }
         };
@@ -351,7 +356,11 @@ impl JobManager {
         if self.coord.pending.len() >= self.cfg.checkpointing.max_concurrent {
             return refuse(
                 self,
-                format!("{} checkpoint(s) in progress (max-concurrent-checkpoints = {})", self.coord.pending.len(), self.cfg.checkpointing.max_concurrent),
+                format!(
+                    "{} checkpoint(s) in progress (max-concurrent-checkpoints = {})",
+                    self.coord.pending.len(),
+                    self.cfg.checkpointing.max_concurrent
+                ),
             );
         }
         self.trigger();
@@ -486,7 +495,8 @@ impl JobManager {
             self.after_failure(id, &format!("writing _metadata: {e}"), true);
             return;
         }
-        let (duration_ms, bytes, offsets) = (completion.stats.duration_ms, completion.stats.checkpointed_size, completion.stats.offsets.clone());
+        let (duration_ms, bytes, offsets) =
+            (completion.stats.duration_ms, completion.stats.checkpointed_size, completion.stats.offsets.clone());
         let dropped = self.coord.retain(completion, self.cfg.checkpointing.num_retained, now);
         self.auditor.checkpoint_completed(id);
         for old in dropped {
@@ -686,7 +696,8 @@ impl JobManager {
         let mut counter_channels: Vec<Vec<Arc<ChannelStats>>> = (0..p).map(|_| Vec::new()).collect();
         for (i, outs) in source_outputs.iter_mut().enumerate() {
             for (j, (tx, _)) in counter_inputs.iter().enumerate() {
-                let stats = ChannelStats::new(format!("source[{i}]"), format!("counter[{j}]"), cfg.extra_delay(("source", i), ("counter", j)));
+                let stats =
+                    ChannelStats::new(format!("source[{i}]"), format!("counter[{j}]"), cfg.extra_delay(("source", i), ("counter", j)));
                 channels.push(stats.clone());
                 counter_channels[j].push(stats.clone());
                 let (out, relay) = channel(i, tx.clone(), stats, cap, self.knobs.hop_delay_us.clone());
@@ -699,7 +710,8 @@ impl JobManager {
         for (i, outputs) in source_outputs.into_iter().enumerate() {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             source_ctl.push(ctl_tx);
-            let assigned = (0..self.topic.partitions()).filter(|part| *part as usize % p == i).map(|part| (part, positions[part as usize])).collect();
+            let assigned =
+                (0..self.topic.partitions()).filter(|part| *part as usize % p == i).map(|part| (part, positions[part as usize])).collect();
             let task = SourceTask {
                 ctx: ctx(TaskId::Source(i)),
                 index: i,
@@ -740,7 +752,9 @@ impl JobManager {
             input: sink_rx,
             channels: sink_channels,
             control: sink_ctl_rx,
-            recommit: restore.filter(|_| cfg.job.sink == crate::config::SinkKind::Transactional).map(|m| (m.checkpoint, m.staged_output.clone())),
+            recommit: restore
+                .filter(|_| cfg.job.sink == crate::config::SinkKind::Transactional)
+                .map(|m| (m.checkpoint, m.staged_output.clone())),
             committed: self.committed.clone(),
         };
         let handle = alive(sink_tm).then(|| tokio::spawn(task.run()).abort_handle());

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::aligner::{Aligner, GateOutput};
 use super::channel::{ChannelStats, Input};
+use super::element::{Record, StreamMessage};
 use super::task::{OutputLine, SinkControl, SnapshotStats, TaskContext, TaskReport, TaskState, OUTPUT_KEEP};
 use crate::config::SinkKind;
 use crate::events::Event;
@@ -55,19 +56,18 @@ impl SinkTask {
                     let Some((ch, elements)) = msg else { return std::future::pending().await };
                     self.channels[ch].taken(&elements);
                     for e in elements {
-                        gate.push(ch, e, &mut outq);
-                    }
-                    for o in outq.drain(..) {
-                        match o {
-                            GateOutput::Record(r) => {
-                                ctx.progress.sink_received.fetch_add(1, Ordering::Relaxed);
-                                let line = StagedLine { value: r.value.to_string(), count: r.count, origin: r.origin };
-                                match self.kind {
-                                    SinkKind::Print => self.emit(&line),
-                                    SinkKind::Transactional => pending.push(line),
-                                    SinkKind::Discard => {}
-                                }
+                        // Fast path: a record on an open channel needs nothing from the aligner.
+                        let e = match e {
+                            StreamMessage::Record(r) if !gate.is_blocked(ch) => {
+                                self.receive(r, &mut pending);
+                                continue;
                             }
+                            other => other,
+                        };
+                        gate.push(ch, e, &mut outq);
+                        for o in outq.drain(..) {
+                        match o {
+                            GateOutput::Record(r) => self.receive(r, &mut pending),
                             GateOutput::Checkpoint { barrier, alignment, buffered } => {
                                 let id = barrier.checkpoint;
                                 let lines = std::mem::take(&mut pending);
@@ -91,9 +91,19 @@ impl SinkTask {
                                 ctx.events.publish(Event::AlignmentStarted { checkpoint, task: ctx.name() });
                             }
                         }
+                        }
                     }
                 }
             }
+        }
+    }
+
+    fn receive(&self, r: Record, pending: &mut Vec<StagedLine>) {
+        self.ctx.progress.sink_received.fetch_add(1, Ordering::Relaxed);
+        match self.kind {
+            SinkKind::Print => self.emit(&StagedLine { value: r.value.to_string(), count: r.count, origin: r.origin }),
+            SinkKind::Transactional => pending.push(StagedLine { value: r.value.to_string(), count: r.count, origin: r.origin }),
+            SinkKind::Discard => {}
         }
     }
 

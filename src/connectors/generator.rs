@@ -33,10 +33,7 @@ pub async fn run(topic: Arc<dyn Topic>, spec: GeneratorSpec, active: Arc<AtomicU
         }
     }
     let _guard = Guard(active);
-    events.publish(Event::GeneratorStarted {
-        rate: spec.rate,
-        duration_ms: spec.duration.map_or(0, |d| d.as_millis() as u64),
-    });
+    events.publish(Event::GeneratorStarted { rate: spec.rate, duration_ms: spec.duration.map_or(0, |d| d.as_millis() as u64) });
     let keys: Vec<String> = if spec.keys.is_empty() { vec!["x".into()] } else { spec.keys.clone() };
     let start = Instant::now();
     // A tick of 10 ms (or one record's spacing when slower) keeps the stream steady without

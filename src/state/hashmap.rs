@@ -4,7 +4,9 @@
 //! then the body as JSON (`{"<key group>": [["key", count], ...]}`), so a damaged file is detected
 //! on restore instead of silently restoring wrong counts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ const HEADER: &str = "ckptlab-heap 1";
 
 #[derive(Default)]
 pub struct HashMapBackend {
-    values: HashMap<Arc<str>, u64>,
+    values: FxHashMap<Arc<str>, u64>,
 }
 
 impl KeyedStateBackend for HashMapBackend {
@@ -38,6 +40,15 @@ impl KeyedStateBackend for HashMapBackend {
             }
         }
         Ok(())
+    }
+
+    fn increment(&mut self, key: &Arc<str>) -> Result<u64, StateError> {
+        if let Some(v) = self.values.get_mut(&**key) {
+            *v += 1;
+            return Ok(*v);
+        }
+        self.values.insert(key.clone(), 1);
+        Ok(1)
     }
 
     fn snapshot(&mut self, target: &SnapshotTarget) -> Result<Snapshot, StateError> {
@@ -89,7 +100,7 @@ impl KeyedStateBackend for HashMapBackend {
     }
 }
 
-fn encode(values: &HashMap<Arc<str>, u64>) -> Vec<u8> {
+fn encode(values: &FxHashMap<Arc<str>, u64>) -> Vec<u8> {
     let mut groups: BTreeMap<u16, Vec<(&str, u64)>> = BTreeMap::new();
     for (k, v) in values {
         groups.entry(key_group(k)).or_default().push((k, *v));

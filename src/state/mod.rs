@@ -84,6 +84,13 @@ pub trait KeyedStateBackend: Send {
     fn name(&self) -> &'static str;
     fn get(&mut self, key: &str) -> Result<u64, StateError>;
     fn put(&mut self, key: &Arc<str>, value: u64) -> Result<(), StateError>;
+    /// Adds one to a key's value and returns the new value (the counter's hot path; a backend
+    /// may do it in one lookup).
+    fn increment(&mut self, key: &Arc<str>) -> Result<u64, StateError> {
+        let v = self.get(key)? + 1;
+        self.put(key, v)?;
+        Ok(v)
+    }
     /// Takes a snapshot: a synchronous copy, then the write to storage.
     fn snapshot(&mut self, target: &SnapshotTarget) -> Result<Snapshot, StateError>;
     /// Loads the key groups in `key_groups` out of every handle of a checkpoint.

@@ -62,8 +62,7 @@ impl CheckpointStorage {
     pub fn prepare(&self, checkpoint: u64) -> Result<(), StateError> {
         if let (Some(job_dir), Some(chk)) = (&self.job_dir, self.chk_dir(checkpoint)) {
             for d in [job_dir.join("shared"), job_dir.join("taskowned"), chk.clone()] {
-                std::fs::create_dir_all(&d)
-                    .map_err(|e| StateError::Write { path: d.display().to_string(), message: e.to_string() })?;
+                std::fs::create_dir_all(&d).map_err(|e| StateError::Write { path: d.display().to_string(), message: e.to_string() })?;
             }
         }
         Ok(())
