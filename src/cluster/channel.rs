@@ -117,18 +117,19 @@ impl OutputChannel {
         buffer_timeout.is_zero() || self.hop_delay.load(Ordering::Relaxed) > 0
     }
 
-    /// Adds a record; sends the buffer when full.
-    pub async fn push(&mut self, msg: StreamMessage, max_records: usize) {
+    /// Adds a record to the buffer; true when the buffer is full and must be flushed. (Not async,
+    /// so the per-record path builds no future.)
+    #[inline]
+    pub fn add(&mut self, msg: StreamMessage, max_records: usize) -> bool {
         if self.closed {
-            return;
+            return false;
         }
         if self.buffer.is_empty() {
             self.buffer_started = Some(Instant::now());
+            self.buffer.reserve(max_records.min(4096));
         }
         self.buffer.push(msg);
-        if self.buffer.len() >= max_records {
-            self.flush().await;
-        }
+        self.buffer.len() >= max_records
     }
 
     /// Sends a barrier right behind whatever is buffered.
@@ -176,5 +177,67 @@ impl OutputChannel {
             self.stats.in_flight.store(0, Ordering::Relaxed);
             self.stats.barriers.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::element::{Origin, Record};
+
+    fn record(i: u64) -> StreamMessage {
+        StreamMessage::Record(Record { key: "k".into(), value: "k".into(), origin: Origin { partition: 0, offset: i }, count: 0 })
+    }
+
+    /// A 300 ms channel is a long link, not a slow server: thousands of records cross it in about
+    /// 300 ms, in order.
+    #[tokio::test(start_paused = true)]
+    async fn delay_is_latency_not_service_time() {
+        let (tx, mut rx) = mpsc::channel::<Input>(8192);
+        let stats = ChannelStats::new("source[0]".into(), "counter[0]".into(), Duration::from_millis(300));
+        let (mut out, _relay) = channel(0, tx, stats.clone(), 8192, Arc::new(AtomicU64::new(0)));
+        let start = Instant::now();
+        for i in 0..5000 {
+            if out.add(record(i), 1) {
+                out.flush().await;
+            }
+        }
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 5000);
+        let mut next = 0;
+        while next < 5000 {
+            let (_, elements) = rx.recv().await.unwrap();
+            stats.taken(&elements);
+            for e in elements {
+                let StreamMessage::Record(r) = e else { panic!("records only") };
+                assert_eq!(r.origin.offset, next, "in order");
+                next += 1;
+            }
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(320), "{took:?}");
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    /// A full channel makes its sender wait (backpressure) instead of growing without bound.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_channel_pushes_back() {
+        let (tx, mut rx) = mpsc::channel::<Input>(2);
+        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let (mut out, _relay) = channel(0, tx, stats.clone(), 2, Arc::new(AtomicU64::new(0)));
+        let sender = tokio::spawn(async move {
+            for i in 0..10 {
+                if out.add(record(i), 1) {
+                    out.flush().await;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!sender.is_finished(), "the sender waits for capacity");
+        assert!(stats.backpressured.load(Ordering::Relaxed));
+        let mut got = 0;
+        while got < 10 {
+            got += rx.recv().await.unwrap().1.len();
+        }
+        sender.await.unwrap();
     }
 }

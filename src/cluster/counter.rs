@@ -116,7 +116,9 @@ impl CounterTask {
             applied.push((r.origin, r.key.clone(), count));
         }
         r.count = count;
-        self.output.push(StreamMessage::Record(r), max_records).await;
+        if self.output.add(StreamMessage::Record(r), max_records) {
+            self.output.flush().await;
+        }
         Ok(())
     }
 

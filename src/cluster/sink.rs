@@ -55,6 +55,8 @@ impl SinkTask {
                 msg = self.input.recv() => {
                     let Some((ch, elements)) = msg else { return std::future::pending().await };
                     self.channels[ch].taken(&elements);
+                    let records = elements.iter().filter(|e| matches!(e, StreamMessage::Record(_))).count();
+                    ctx.progress.sink_received.fetch_add(records as u64, Ordering::Relaxed);
                     for e in elements {
                         // Fast path: a record on an open channel needs nothing from the aligner.
                         let e = match e {
@@ -99,7 +101,6 @@ impl SinkTask {
     }
 
     fn receive(&self, r: Record, pending: &mut Vec<StagedLine>) {
-        self.ctx.progress.sink_received.fetch_add(1, Ordering::Relaxed);
         match self.kind {
             SinkKind::Print => self.emit(&StagedLine { value: r.value.to_string(), count: r.count, origin: r.origin }),
             SinkKind::Transactional => pending.push(StagedLine { value: r.value.to_string(), count: r.count, origin: r.origin }),

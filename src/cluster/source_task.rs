@@ -58,7 +58,9 @@ impl SourceTask {
                     };
                     let target = operator_index(key_group(&key), counters);
                     let origin = Origin { partition, offset: start + j as u64 };
-                    self.outputs[target].push(StreamMessage::Record(Record { key, value, origin, count: 0 }), max_records).await;
+                    if self.outputs[target].add(StreamMessage::Record(Record { key, value, origin, count: 0 }), max_records) {
+                        self.outputs[target].flush().await;
+                    }
                 }
                 if n > 0 {
                     let pos = start + n as u64;
