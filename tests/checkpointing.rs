@@ -166,3 +166,24 @@ fn transactional_sink_shows_each_line_once_and_only_after_its_checkpoint() {
     values.sort();
     assert_eq!(values, vec!["(a,1)", "(b,1)", "(c,1)", "(d,1)"]);
 }
+
+#[test]
+fn pause_holds_records_and_barriers_where_they_are() {
+    common::paused(async {
+        let (engine, _rx) = start(&[("execution.checkpointing.interval", "off"), ("ckptlab.hop-delay", "100ms")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.produce("a", None).unwrap();
+        common::sleep_ms(50).await;
+        engine.set_paused(true);
+        engine.produce("b", None).unwrap();
+        common::sleep_ms(2000).await;
+        let v = engine.view(true);
+        assert!(v.paused);
+        assert_eq!(v.verdict.as_ref().unwrap().state, 0, "nothing delivered while paused");
+        assert!(v.channels.iter().map(|c| c.in_flight).sum::<i64>() >= 1, "a is held in flight");
+        engine.set_paused(false);
+        common::until(&engine, AwaitCondition::CaughtUp, 10).await;
+        assert_eq!(engine.verdict().state, 2);
+        engine.shutdown().await;
+    });
+}

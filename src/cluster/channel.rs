@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::element::StreamMessage;
+use super::task::RuntimeKnobs;
 
 /// What a task's input queue receives: the input channel index and the elements of one buffer.
 pub type Input = (usize, Vec<StreamMessage>);
@@ -81,7 +82,7 @@ pub struct OutputChannel {
     buffer: Vec<StreamMessage>,
     buffer_started: Option<Instant>,
     closed: bool,
-    hop_delay: Arc<AtomicU64>,
+    knobs: Arc<RuntimeKnobs>,
 }
 
 /// Builds a channel; returns the writer and, for a delayed channel, the relay task to run on the
@@ -91,30 +92,32 @@ pub fn channel(
     input: mpsc::Sender<Input>,
     stats: Arc<ChannelStats>,
     capacity: usize,
-    hop_delay: Arc<AtomicU64>,
+    knobs: Arc<RuntimeKnobs>,
 ) -> (OutputChannel, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<StreamMessage>)>(capacity);
+    let relay_knobs = knobs.clone();
     let relay = tokio::spawn(async move {
         while let Some((at, elements)) = rx.recv().await {
             tokio::time::sleep_until(at).await;
+            relay_knobs.wait_while_paused().await;
             if input.send((index_at_receiver, elements)).await.is_err() {
                 return;
             }
         }
     });
-    let out = OutputChannel { target: tx, stats, buffer: Vec::new(), buffer_started: None, closed: false, hop_delay };
+    let out = OutputChannel { target: tx, stats, buffer: Vec::new(), buffer_started: None, closed: false, knobs };
     (out, relay)
 }
 
 impl OutputChannel {
     /// The current latency: the shared hop delay plus this channel's extra delay.
     fn delay(&self) -> Duration {
-        Duration::from_micros(self.hop_delay.load(Ordering::Relaxed)) + self.stats.delay
+        self.knobs.hop_delay() + self.stats.delay
     }
 
     /// Whether buffers hold one record each (watching speed, or a zero buffer timeout).
     pub fn per_record(&self, buffer_timeout: Duration) -> bool {
-        buffer_timeout.is_zero() || self.hop_delay.load(Ordering::Relaxed) > 0
+        buffer_timeout.is_zero() || !self.knobs.hop_delay().is_zero()
     }
 
     /// Adds a record to the buffer; true when the buffer is full and must be flushed. (Not async,
@@ -195,7 +198,7 @@ mod tests {
     async fn delay_is_latency_not_service_time() {
         let (tx, mut rx) = mpsc::channel::<Input>(8192);
         let stats = ChannelStats::new("source[0]".into(), "counter[0]".into(), Duration::from_millis(300));
-        let (mut out, _relay) = channel(0, tx, stats.clone(), 8192, Arc::new(AtomicU64::new(0)));
+        let (mut out, _relay) = channel(0, tx, stats.clone(), 8192, RuntimeKnobs::new(Duration::ZERO, Duration::ZERO));
         let start = Instant::now();
         for i in 0..5000 {
             if out.add(record(i), 1) {
@@ -223,7 +226,7 @@ mod tests {
     async fn a_full_channel_pushes_back() {
         let (tx, mut rx) = mpsc::channel::<Input>(2);
         let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
-        let (mut out, _relay) = channel(0, tx, stats.clone(), 2, Arc::new(AtomicU64::new(0)));
+        let (mut out, _relay) = channel(0, tx, stats.clone(), 2, RuntimeKnobs::new(Duration::ZERO, Duration::ZERO));
         let sender = tokio::spawn(async move {
             for i in 0..10 {
                 if out.add(record(i), 1) {

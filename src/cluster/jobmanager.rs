@@ -161,6 +161,7 @@ pub(crate) struct JobManager {
 impl JobManager {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        knobs: Arc<RuntimeKnobs>,
         layers: ConfigLayers,
         cfg: Config,
         job_id: String,
@@ -177,7 +178,7 @@ impl JobManager {
             .map(|i| TaskManagerState { name: format!("tm-{i}"), alive: true, killed_at: None, lost: false, slots: cfg.slots_per_tm })
             .collect();
         JobManager {
-            knobs: RuntimeKnobs::new(cfg.lab.hop_delay, cfg.buffer_timeout),
+            knobs,
             layers,
             cfg,
             job_id,
@@ -687,7 +688,7 @@ impl JobManager {
             let stats = ChannelStats::new(format!("counter[{j}]"), "sink[0]".into(), cfg.extra_delay(("counter", j), ("sink", 0)));
             channels.push(stats.clone());
             sink_channels.push(stats.clone());
-            let (out, relay) = channel(j, sink_tx.clone(), stats, cap, self.knobs.hop_delay_us.clone());
+            let (out, relay) = channel(j, sink_tx.clone(), stats, cap, self.knobs.clone());
             relays.push((sink_tm, relay.abort_handle()));
             counter_outputs.push(out);
         }
@@ -700,7 +701,7 @@ impl JobManager {
                     ChannelStats::new(format!("source[{i}]"), format!("counter[{j}]"), cfg.extra_delay(("source", i), ("counter", j)));
                 channels.push(stats.clone());
                 counter_channels[j].push(stats.clone());
-                let (out, relay) = channel(i, tx.clone(), stats, cap, self.knobs.hop_delay_us.clone());
+                let (out, relay) = channel(i, tx.clone(), stats, cap, self.knobs.clone());
                 relays.push((slots[j], relay.abort_handle()));
                 outs.push(out);
             }

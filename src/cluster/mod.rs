@@ -58,6 +58,7 @@ pub struct Engine {
     auditor: Arc<Auditor>,
     output: Arc<Mutex<VecDeque<OutputLine>>>,
     snapshot: Arc<Mutex<JmSnapshot>>,
+    knobs: Arc<task::RuntimeKnobs>,
     generators: Arc<AtomicUsize>,
     job_id: String,
     jobmanager: JoinHandle<()>,
@@ -105,9 +106,10 @@ impl Engine {
             config: cfg.clone(),
         }));
         let (commands, rx) = mpsc::unbounded_channel();
-        let jm = JobManager::new(layers, cfg, job_id.clone(), events.clone(), dyn_topic, auditor.clone(), output.clone(), snapshot.clone());
+        let knobs = task::RuntimeKnobs::new(cfg.lab.hop_delay, cfg.buffer_timeout);
+        let jm = JobManager::new(knobs.clone(), layers, cfg, job_id.clone(), events.clone(), dyn_topic, auditor.clone(), output.clone(), snapshot.clone());
         let jobmanager = tokio::spawn(jm.run(rx));
-        Ok(Engine { commands, events, topic, auditor, output, snapshot, generators: Arc::new(AtomicUsize::new(0)), job_id, jobmanager })
+        Ok(Engine { commands, events, topic, auditor, output, snapshot, knobs, generators: Arc::new(AtomicUsize::new(0)), job_id, jobmanager })
     }
 
     pub fn job_id(&self) -> &str {
@@ -136,6 +138,17 @@ impl Engine {
     /// Produces a record to the topic (works while the job is down: the topic is outside the cluster).
     pub fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError> {
         self.topic.produce(value, partition)
+    }
+
+    /// Pauses or resumes the data path: sources stop reading and channels stop delivering, so
+    /// records and barriers stay where they are. Timers (heartbeat timeout, checkpoint interval
+    /// and timeout) keep running, as they would on a real cluster.
+    pub fn set_paused(&self, paused: bool) {
+        self.knobs.set_paused(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.knobs.is_paused()
     }
 
     /// Starts a generator in the background.
@@ -258,6 +271,7 @@ impl Engine {
             interval_ms: cfg.checkpointing.interval.map(|i| i.as_millis() as u64),
             backend: cfg.backend_label(),
             hop_delay_ms: cfg.lab.hop_delay.as_millis() as u64,
+            paused: self.knobs.is_paused(),
             task_managers,
             tasks,
             channels,

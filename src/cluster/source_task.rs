@@ -43,6 +43,17 @@ impl SourceTask {
             while let Ok(c) = self.control.try_recv() {
                 self.on_control(c).await;
             }
+            if ctx.knobs.is_paused() {
+                tokio::select! {
+                    biased;
+                    c = self.control.recv() => match c {
+                        Some(c) => self.on_control(c).await,
+                        None => return,
+                    },
+                    _ = ctx.knobs.wait_while_paused() => {}
+                }
+                continue;
+            }
             version.borrow_and_update();
             let per_record = self.outputs.first().is_some_and(|o| o.per_record(ctx.knobs.buffer_timeout()));
             let max_records = if per_record { 1 } else { ctx.buffer_records };

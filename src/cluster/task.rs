@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::audit::Auditor;
 use crate::events::EventBus;
@@ -73,16 +73,42 @@ pub enum SinkControl {
 /// Knobs that take effect while the job runs.
 #[derive(Debug)]
 pub struct RuntimeKnobs {
-    pub hop_delay_us: Arc<AtomicU64>,
+    hop_delay_us: AtomicU64,
     buffer_timeout_us: AtomicU64,
+    /// Paused: sources stop reading and channels stop delivering, so records and barriers stay
+    /// where they are (timers such as the heartbeat timeout keep running).
+    paused: watch::Sender<bool>,
 }
 
 impl RuntimeKnobs {
     pub fn new(hop_delay: Duration, buffer_timeout: Duration) -> Arc<Self> {
         Arc::new(RuntimeKnobs {
-            hop_delay_us: Arc::new(AtomicU64::new(hop_delay.as_micros() as u64)),
+            hop_delay_us: AtomicU64::new(hop_delay.as_micros() as u64),
             buffer_timeout_us: AtomicU64::new(buffer_timeout.as_micros() as u64),
+            paused: watch::channel(false).0,
         })
+    }
+
+    pub fn hop_delay(&self) -> Duration {
+        Duration::from_micros(self.hop_delay_us.load(Ordering::Relaxed))
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    /// Returns at once when not paused, else when resumed.
+    pub async fn wait_while_paused(&self) {
+        if !self.is_paused() {
+            return;
+        }
+        let mut rx = self.paused.subscribe();
+        // The sender lives in self, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|p| !*p).await;
     }
 
     pub fn set_hop_delay(&self, d: Duration) {

@@ -99,6 +99,7 @@ pub struct ClusterView {
     pub interval_ms: Option<u64>,
     pub backend: String,
     pub hop_delay_ms: u64,
+    pub paused: bool,
     pub task_managers: Vec<TaskManagerView>,
     pub tasks: Vec<TaskView>,
     pub channels: Vec<ChannelView>,
