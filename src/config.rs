@@ -83,6 +83,7 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "ckptlab.buffer-records", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: false },
     OptionSpec { key: "ckptlab.jobmanager-max-state-size", kind: Kind::Size, runtime: false },
     OptionSpec { key: "ckptlab.audit", kind: Kind::Bool, runtime: false },
+    OptionSpec { key: "ckptlab.generator-rate", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: true },
 ];
 
 /// The table whose keys are channel patterns rather than option names.
@@ -293,6 +294,7 @@ impl ConfigLayers {
                 buffer_records: r.int("ckptlab.buffer-records")? as usize,
                 jobmanager_max_state_size: r.size("ckptlab.jobmanager-max-state-size")?,
                 audit: r.bool("ckptlab.audit")?,
+                generator_rate: r.int("ckptlab.generator-rate")? as u64,
                 delays,
             },
         })
@@ -587,6 +589,8 @@ pub struct LabConfig {
     pub buffer_records: usize,
     pub jobmanager_max_state_size: u64,
     pub audit: bool,
+    /// Records per second of the TUI's generator (`g`) when it starts.
+    pub generator_rate: u64,
     pub delays: Vec<(ChannelPattern, Duration)>,
 }
 

@@ -14,3 +14,4 @@ pub mod events;
 pub mod keygroup;
 pub mod scenario;
 pub mod state;
+pub mod tui;

@@ -1,7 +1,7 @@
-//! The `ckptlab` command line: `ckptlab` (the default tour, headless until the TUI lands),
-//! `ckptlab run SCENARIO`, `ckptlab bench`.
+//! The `ckptlab` command line: `ckptlab` (the TUI workbench), `ckptlab tour` (the seed's
+//! experiments headless), `ckptlab run SCENARIO`, `ckptlab bench`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,7 +17,7 @@ use ckptlab::scenario::{self, RunReport, Scenario};
     name = "ckptlab",
     version,
     about = "A workbench for stream-processing checkpoints: a Flink-style mini cluster in one process, judged against a ground truth.",
-    after_help = "Examples:\n  ckptlab                                   the seed tutorial's experiments, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000"
+    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000"
 )]
 struct Cli {
     /// A configuration file layered over conf/ckptlab.toml.
@@ -51,6 +51,8 @@ enum Cmd {
     },
     /// Measure throughput per checkpointing mode and recovery time.
     Bench(ckptlab::bench::BenchArgs),
+    /// Run the seed tutorial's experiments headless, one after another, with their verdicts.
+    Tour,
 }
 
 /// The scenarios the default run walks through: the seed tutorial's three experiments, then the
@@ -63,6 +65,7 @@ const TOUR: &[(&str, &str)] = &[
 ];
 
 fn main() -> ExitCode {
+    let launched = std::time::Instant::now();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
@@ -96,7 +99,12 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
-            None => tour(&cli).await,
+            Some(Cmd::Tour) => tour(&cli).await,
+            None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => workbench(&cli, launched).await,
+            None => {
+                println!("ckptlab: not on a terminal, so no workbench: running the headless tour instead (`ckptlab tour`).\n");
+                tour(&cli).await
+            }
         }
     })
 }
@@ -213,6 +221,52 @@ fn print_report(r: &RunReport) {
     } else {
         for f in &r.failures {
             println!("FAILED {f}");
+        }
+    }
+}
+
+/// The TUI. Logs go to a file (never to the screen): $CKPTLAB_LOG or <temp>/ckptlab/ckptlab.log.
+async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
+    let layers = match base_layers(cli, None) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log_path = std::env::var_os("CKPTLAB_LOG").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("ckptlab").join("ckptlab.log"));
+    if let Some(dir) = log_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::OpenOptions::new().create(true).append(true).open(&log_path) {
+        Ok(file) => {
+            let _ = tracing_subscriber::fmt().with_writer(std::sync::Mutex::new(file)).with_ansi(false).try_init();
+        }
+        Err(e) => eprintln!("ckptlab: no log file ({}: {e}); going on without one", log_path.display()),
+    }
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "workbench starting");
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let writer = match &cli.events {
+        Some(path) => match spawn_event_writer(path, &bus) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("ckptlab: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let result = ckptlab::tui::run(layers, bus, launched).await;
+    if let Some((done, handle)) = writer {
+        let _ = done.send(());
+        let _ = handle.await;
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("ckptlab: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

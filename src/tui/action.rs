@@ -1,0 +1,56 @@
+//! Everything a key can do. The serde names are the action names of `conf/keys.toml`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Focus the input pane to type a record.
+    FocusInput,
+    /// Kill the selected task manager.
+    Kill,
+    /// Select task manager N (1-based; the digit keys).
+    #[serde(skip)]
+    SelectTm(u8),
+    /// Start the selected task manager if it is killed, else a new one.
+    Start,
+    /// Trigger a checkpoint now.
+    Checkpoint,
+    /// Cycle EXACTLY_ONCE -> AT_LEAST_ONCE -> off.
+    CycleMode,
+    /// Longer checkpoint interval.
+    IntervalUp,
+    /// Shorter checkpoint interval.
+    IntervalDown,
+    /// Start or stop the steady record generator.
+    ToggleGenerator,
+    /// Cycle the generator's rate.
+    CycleRate,
+    /// Slower: more hop delay.
+    Slower,
+    /// Faster: less hop delay.
+    Faster,
+    /// Pause or resume records and barriers.
+    Pause,
+    /// Submit the job again after it FAILED.
+    Resubmit,
+    FocusNext,
+    FocusPrev,
+    ScrollUp,
+    ScrollDown,
+    Help,
+    Quit,
+    /// Input mode: produce the typed record.
+    Submit,
+    /// Input mode: back to command mode.
+    ExitInput,
+    /// Input mode: delete the last character.
+    #[serde(skip)]
+    Backspace,
+    /// Input mode: a typed character.
+    #[serde(skip)]
+    Char(char),
+    /// Close the help overlay (any key while it is open).
+    #[serde(skip)]
+    CloseHelp,
+}

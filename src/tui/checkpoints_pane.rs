@@ -1,0 +1,123 @@
+//! Checkpoints, as Flink's Checkpoints tab: counts, the one in progress (acks, who is aligning),
+//! and the history of completed and failed ones, newest first.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::Frame;
+
+use super::app::{App, Pane};
+use super::render::{ms_text, pane_block};
+use crate::cluster::coordinator::{CheckpointStats, CheckpointStatus};
+use crate::duration::format_size;
+
+/// Width from which the history shows trigger time, offsets and the failure reason in columns.
+const WIDE: u16 = 70;
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let v = &app.view;
+    let c = v.checkpoint_counts;
+    let wide = area.width >= WIDE;
+    let counts = if wide {
+        format!("{} triggered · {} completed · {} failed · {} restored", c.triggered, c.completed, c.failed, c.restored)
+    } else {
+        format!("completed {} · failed {} · restored {}", c.completed, c.failed, c.restored)
+    };
+    let counts = Line::from(Span::styled(counts, t.dim));
+    let block = pane_block(app, Pane::Checkpoints, "Checkpoints", None);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [counts_area, pending_area, table_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(pending_lines(app)), Constraint::Min(0)]).areas(inner);
+    frame.render_widget(Paragraph::new(counts), counts_area);
+    frame.render_widget(Paragraph::new(pending(app, wide)), pending_area);
+
+    let header: Vec<&str> = if wide {
+        vec!["id", "status", "at", "took", "align", "size", "offsets / reason"]
+    } else {
+        vec!["id", "status", "took", "align", "size/why"]
+    };
+    let widths: Vec<Constraint> = if wide {
+        vec![
+            Constraint::Length(4),
+            Constraint::Length(11),
+            Constraint::Length(7),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Length(9),
+            Constraint::Min(10),
+        ]
+    } else {
+        vec![Constraint::Length(3), Constraint::Length(6), Constraint::Length(7), Constraint::Length(6), Constraint::Min(6)]
+    };
+    let rows = v.checkpoint_history.iter().rev().skip(app.scroll_of(Pane::Checkpoints) as usize).map(|s| history_row(app, s, wide));
+    let table = Table::new(rows, widths).header(Row::new(header).style(t.title)).column_spacing(1);
+    frame.render_widget(table, table_area);
+}
+
+fn pending_lines(app: &App) -> u16 {
+    app.view.pending_checkpoints.len().clamp(1, 2) as u16
+}
+
+fn pending(app: &App, wide: bool) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    if app.view.pending_checkpoints.is_empty() {
+        let why = match (app.view.interval_ms, wide) {
+            (None, true) => "checkpointing off (m turns it on; c triggers one)",
+            (None, false) => "checkpointing off (m: on)",
+            (Some(_), true) => "none in progress (c triggers one now)",
+            (Some(_), false) => "none in progress (c: now)",
+        };
+        return vec![Line::styled(why, t.dim)];
+    }
+    app.view
+        .pending_checkpoints
+        .iter()
+        .take(2)
+        .map(|p| {
+            let mut spans = vec![
+                Span::styled(format!("‖{} ", p.id), t.barrier),
+                Span::raw(format!("acks {}/{} · {}", p.acks, p.total, ms_text(p.elapsed_ms))),
+            ];
+            if !p.aligning.is_empty() {
+                spans.push(Span::styled(format!(" · aligning {}", p.aligning.join(", ")), t.warn));
+            } else if !p.missing.is_empty() {
+                spans.push(Span::styled(format!(" · waiting for {}", p.missing.join(", ")), t.dim));
+            }
+            Line::from(spans)
+        })
+        .collect()
+}
+
+fn history_row(app: &App, s: &CheckpointStats, wide: bool) -> Row<'static> {
+    let t = &app.theme;
+    let failed = s.status == CheckpointStatus::Failed;
+    let status = match (s.status, wide) {
+        (CheckpointStatus::Completed, true) => Span::styled("✓ COMPLETED", t.ok),
+        (CheckpointStatus::Completed, false) => Span::styled("✓ done", t.ok),
+        (CheckpointStatus::Failed, true) => Span::styled("✗ FAILED", t.bad),
+        (CheckpointStatus::Failed, false) => Span::styled("✗ fail", t.bad),
+        (CheckpointStatus::InProgress, _) => Span::styled("… running", t.dim),
+    };
+    let size = if s.checkpointed_size != s.full_size && s.full_size > 0 {
+        format!("{}/{}", format_size(s.checkpointed_size), format_size(s.full_size))
+    } else {
+        format_size(s.full_size)
+    };
+    let reason = s.failure.clone().unwrap_or_default();
+    let offsets = s.offsets.iter().map(|(p, o)| format!("p{p}@{o}")).collect::<Vec<_>>().join(" ");
+    let mut cells = vec![Cell::from(s.id.to_string()), Cell::from(Line::from(status))];
+    if wide {
+        cells.push(Cell::from(format!("{:.1}s", s.trigger_ms as f64 / 1000.0)));
+    }
+    cells.push(Cell::from(ms_text(s.duration_ms)));
+    cells.push(Cell::from(ms_text(s.alignment_ms)));
+    if wide {
+        cells.push(Cell::from(if failed { String::new() } else { size }));
+        cells.push(if failed { Cell::from(Span::styled(reason, t.bad)) } else { Cell::from(offsets) });
+    } else {
+        cells.push(if failed { Cell::from(Span::styled(reason, t.bad)) } else { Cell::from(size) });
+    }
+    Row::new(cells)
+}

@@ -1,0 +1,50 @@
+//! The footer: the most useful keys where the focus is, from the keymap table. Help and quit are
+//! always kept; other hints are left out, in order, when the line is full.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::action::Action;
+use super::app::{App, Pane};
+use super::keymap::short;
+use super::render::{hint_spans, spans_width};
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    frame.render_widget(Paragraph::new(line(app, area.width as usize)), area);
+}
+
+pub fn line(app: &App, width: usize) -> Line<'static> {
+    let mut hints = app.keymap.footer(app.context());
+    if !app.input_mode() {
+        if matches!(app.focus, Pane::State | Pane::Checkpoints | Pane::Output | Pane::Events) {
+            hints.insert(0, ("↑↓".into(), "scroll"));
+        }
+        if app.view.task_managers.len() > 1 {
+            hints.push(("1-9".into(), "select TM"));
+        }
+    }
+    let keep = [short(Action::Help), short(Action::Quit)];
+    let (kept, rest): (Vec<_>, Vec<_>) = hints.into_iter().partition(|(_, what)| keep.contains(what));
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    if !app.input_mode() {
+        if let Some(tm) = app.view.task_managers.get(app.selected_tm) {
+            spans.push(Span::styled(format!("[{}]", tm.name), app.theme.selected));
+        }
+    }
+    let tail = hint_spans(app, &kept);
+    let budget = width.saturating_sub(spans_width(&spans) + spans_width(&tail));
+    let mut used = 0;
+    for hint in rest {
+        let s = hint_spans(app, std::slice::from_ref(&hint));
+        let w = spans_width(&s);
+        if used + w > budget {
+            continue;
+        }
+        used += w;
+        spans.extend(s);
+    }
+    spans.extend(tail);
+    Line::from(spans)
+}

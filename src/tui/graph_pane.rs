@@ -1,0 +1,131 @@
+//! The job graph: task managers (alive / killed / lost) with the subtasks they host, then every
+//! channel between subtasks with what is in flight on it: records (•) and barriers (‖n) moving,
+//! a channel blocked by alignment with its buffered count (⏸), backpressure (⇶).
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::app::{App, Pane};
+use super::render::{ms_text, pane_block};
+use crate::cluster::view::{ChannelView, TaskManagerView};
+
+/// Records drawn as dots before the rest is a number.
+const MAX_DOTS: i64 = 8;
+
+/// Inner lines the pane would like: one per TM, one per channel.
+pub fn lines_needed(app: &App) -> usize {
+    app.view.task_managers.len() + app.view.channels.len().max(1)
+}
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let inner_width = area.width.saturating_sub(2) as usize;
+    let long_names = inner_width >= 56;
+    let mut lines: Vec<Line> = app.view.task_managers.iter().enumerate().map(|(i, tm)| tm_line(app, i, tm, long_names)).collect();
+    let name_width = app.view.channels.iter().map(|c| channel_name(c, long_names).chars().count()).max().unwrap_or(0);
+    let mut channels: Vec<&ChannelView> = app.view.channels.iter().collect();
+    channels.sort_by_key(|c| (operator_rank(&c.from), c.from.clone(), c.to.clone()));
+    lines.extend(channels.into_iter().map(|c| channel_line(app, c, long_names, name_width)));
+    if app.view.channels.is_empty() {
+        lines.push(Line::styled(" no tasks deployed: the job is not running", app.theme.dim));
+    }
+    let in_flight: i64 = app.view.channels.iter().map(|c| c.in_flight).sum();
+    let extra = Line::from(Span::styled(format!("{in_flight} in flight"), app.theme.dim));
+    let block = pane_block(app, Pane::Graph, "Job graph", Some(extra));
+    frame.render_widget(Paragraph::new(lines).block(block).scroll((app.scroll_of(Pane::Graph), 0)), area);
+}
+
+fn tm_line<'a>(app: &App, index: usize, tm: &'a TaskManagerView, long_names: bool) -> Line<'a> {
+    let t = &app.theme;
+    let selected = index == app.selected_tm;
+    let mut spans = vec![Span::raw(if selected { "▶" } else { " " })];
+    let name_style = if selected { t.selected } else { t.title };
+    if tm.alive {
+        spans.push(Span::styled("● ", t.ok));
+        spans.push(Span::styled(tm.name.clone(), name_style));
+    } else {
+        spans.push(Span::styled("✗ ", t.bad));
+        spans.push(Span::styled(tm.name.clone(), name_style));
+        let state = match tm.heartbeat_timeout_in_ms {
+            Some(ms) => format!(" killed, lost in {}", ms_text(ms)),
+            None => " killed".to_string(),
+        };
+        spans.push(Span::styled(state, t.bad));
+    }
+    if tm.tasks.is_empty() {
+        spans.push(Span::styled(if tm.alive { "  free slot" } else { "" }, t.dim));
+    }
+    for task in &tm.tasks {
+        let view = app.view.tasks.iter().find(|v| &v.name == task);
+        let running = view.is_some_and(|v| v.running) && tm.alive;
+        spans.push(Span::raw(" "));
+        let name = if long_names { task.clone() } else { short_task(task) };
+        spans.push(Span::styled(name, if running { t.text } else { t.dim }));
+        match view.and_then(|v| v.aligning) {
+            Some(id) if running => spans.push(Span::styled(format!("≈{id}"), t.barrier)),
+            _ if !running => spans.push(Span::styled("○", t.dim)),
+            _ => {}
+        }
+    }
+    Line::from(spans)
+}
+
+/// Data flows source -> counter -> sink; list channels in that order.
+fn operator_rank(task: &str) -> u8 {
+    match task.split('[').next() {
+        Some("source") => 0,
+        Some("counter") => 1,
+        _ => 2,
+    }
+}
+
+fn channel_name(c: &ChannelView, long: bool) -> String {
+    if long {
+        format!("{}→{}", c.from, c.to)
+    } else {
+        format!("{}→{}", short_task(&c.from), short_task(&c.to))
+    }
+}
+
+/// `source[1]` -> `src1`, `counter[0]` -> `cnt0`.
+fn short_task(name: &str) -> String {
+    let (op, rest) = name.split_once('[').unwrap_or((name, ""));
+    let short = match op {
+        "source" => "src",
+        "counter" => "cnt",
+        "sink" => "sink",
+        other => other,
+    };
+    format!("{short}{}", rest.trim_end_matches(']'))
+}
+
+fn channel_line<'a>(app: &App, c: &ChannelView, long: bool, name_width: usize) -> Line<'a> {
+    let t = &app.theme;
+    let mut spans = vec![Span::raw(format!(" {:<name_width$} ", channel_name(c, long)))];
+    let dots = c.in_flight.min(MAX_DOTS);
+    if dots > 0 {
+        spans.push(Span::styled("•".repeat(dots as usize), t.record));
+    }
+    if c.in_flight > MAX_DOTS {
+        spans.push(Span::styled(format!("+{}", c.in_flight - MAX_DOTS), t.record));
+    }
+    for b in &c.barriers {
+        spans.push(Span::styled(format!("‖{b}"), t.barrier));
+    }
+    if c.in_flight == 0 && c.barriers.is_empty() {
+        spans.push(Span::styled("·", t.dim));
+    }
+    if c.blocked {
+        spans.push(Span::styled(format!(" ⏸ blocked, {} buffered", c.buffered), t.warn));
+    } else if c.buffered > 0 {
+        spans.push(Span::styled(format!(" {} buffered", c.buffered), t.warn));
+    }
+    if c.backpressured {
+        spans.push(Span::styled(" ⇶ backpressure", t.bad));
+    }
+    if c.delay_ms > app.view.hop_delay_ms {
+        spans.push(Span::styled(format!(" (+{})", ms_text(c.delay_ms - app.view.hop_delay_ms)), t.dim));
+    }
+    Line::from(spans)
+}

@@ -1,0 +1,45 @@
+//! The input pane: type a record, Enter produces it to the topic (while the job is down too: the
+//! topic is outside the cluster). Records produced while the job was down are listed until their
+//! source has read them; the title shows each partition's read position and end.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Borders, Paragraph};
+use ratatui::Frame;
+
+use super::app::{App, Pane};
+use super::render::{fit, pane_block};
+
+/// A rule with the title, then the line being typed.
+pub const HEIGHT: u16 = 2;
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let v = &app.view;
+    let topic = if v.all_tasks_running {
+        v.partitions.iter().map(|p| format!("p{} {}/{}", p.partition, p.position, p.end)).collect::<Vec<_>>().join("  ")
+    } else {
+        v.partitions.iter().map(|p| format!("p{} end {}", p.partition, p.end)).collect::<Vec<_>>().join("  ")
+    };
+    let what = if v.all_tasks_running { "read/end" } else { "job down" };
+    let extra = Line::from(Span::styled(format!("→ topic ({what}) {topic}"), t.dim));
+    let block = pane_block(app, Pane::Input, "Input", Some(extra)).borders(Borders::TOP);
+    let width = area.width as usize;
+    let mut spans = vec![Span::styled("> ", t.key)];
+    if app.input_mode() {
+        spans.push(Span::raw(app.input.clone()));
+        spans.push(Span::styled("█", t.key));
+        spans.push(Span::styled("  Enter produces · Esc back", t.dim));
+    } else if app.input.is_empty() {
+        spans.push(Span::styled("i: type a record", t.dim));
+    } else {
+        spans.push(Span::styled(app.input.clone(), t.dim));
+    }
+    let waiting: Vec<&str> = app.waiting().map(|r| r.value.as_str()).collect();
+    if !waiting.is_empty() {
+        let used: usize = spans.iter().map(|s| s.width()).sum();
+        let text = format!("   ⧗ produced while down, not read yet: {}", waiting.join(" "));
+        spans.push(Span::styled(fit(&text, width.saturating_sub(used)), t.warn));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)).block(block), area);
+}

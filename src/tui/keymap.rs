@@ -1,0 +1,315 @@
+//! The keymap: the one table that key handling, the footer hints and the help overlay all read.
+//! Defaults below; `conf/keys.toml` rebinds by action name (`kill = "x"`, `checkpoint = "F7"`).
+
+use std::path::Path;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::action::Action;
+
+/// Where a binding applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Command mode (the default focus).
+    Command,
+    /// Typing a record.
+    Input,
+    /// Everywhere.
+    Any,
+}
+
+/// A key with its modifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub code: KeyCode,
+    pub mods: KeyModifiers,
+}
+
+impl Key {
+    pub const fn plain(code: KeyCode) -> Self {
+        Key { code, mods: KeyModifiers::NONE }
+    }
+
+    pub const fn ch(c: char) -> Self {
+        Key::plain(KeyCode::Char(c))
+    }
+
+    pub const fn ctrl(c: char) -> Self {
+        Key { code: KeyCode::Char(c), mods: KeyModifiers::CONTROL }
+    }
+
+    /// Parses `"k"`, `"K"`, `"F5"`, `"Ctrl-c"`, `"Enter"`, `"Esc"`, `"Tab"`, `"Shift-Tab"`, `"Up"`, `"Space"`.
+    pub fn parse(text: &str) -> Result<Key, String> {
+        let t = text.trim();
+        if let Some(rest) = t.strip_prefix("Ctrl-").or_else(|| t.strip_prefix("ctrl-")) {
+            let mut chars = rest.chars();
+            return match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(Key::ctrl(c.to_ascii_lowercase())),
+                _ => Err(format!("`{text}`: Ctrl- takes one letter")),
+            };
+        }
+        let code = match t {
+            "Enter" => KeyCode::Enter,
+            "Esc" => KeyCode::Esc,
+            "Tab" => KeyCode::Tab,
+            "Shift-Tab" | "BackTab" => KeyCode::BackTab,
+            "Up" => KeyCode::Up,
+            "Down" => KeyCode::Down,
+            "Left" => KeyCode::Left,
+            "Right" => KeyCode::Right,
+            "Space" | " " => KeyCode::Char(' '),
+            "Backspace" => KeyCode::Backspace,
+            f if f.len() >= 2 && f.starts_with('F') && f[1..].parse::<u8>().is_ok() => KeyCode::F(f[1..].parse().unwrap_or(1)),
+            one if one.chars().count() == 1 => KeyCode::Char(one.chars().next().unwrap_or(' ')),
+            _ => return Err(format!("`{text}` is not a key; examples: k, K, F5, Ctrl-c, Enter, Esc, Tab, Shift-Tab, Up, Space")),
+        };
+        Ok(Key::plain(code))
+    }
+
+    /// How the footer and help show it.
+    pub fn label(&self) -> String {
+        let base = match self.code {
+            KeyCode::Char(' ') => "space".to_string(),
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::F(n) => format!("F{n}"),
+            KeyCode::Enter => "Enter".into(),
+            KeyCode::Esc => "Esc".into(),
+            KeyCode::Tab => "Tab".into(),
+            KeyCode::BackTab => "S-Tab".into(),
+            KeyCode::Up => "↑".into(),
+            KeyCode::Down => "↓".into(),
+            KeyCode::Backspace => "Bksp".into(),
+            other => format!("{other:?}"),
+        };
+        if self.mods.contains(KeyModifiers::CONTROL) {
+            format!("^{}", base.to_uppercase())
+        } else {
+            base
+        }
+    }
+
+    fn matches(&self, ev: &KeyEvent) -> bool {
+        let mods = ev.modifiers - KeyModifiers::SHIFT;
+        let own = self.mods - KeyModifiers::SHIFT;
+        let code_eq = match (self.code, ev.code) {
+            (KeyCode::Char(a), KeyCode::Char(b)) => a == b || (own.contains(KeyModifiers::CONTROL) && a.eq_ignore_ascii_case(&b)),
+            (a, b) => a == b,
+        };
+        code_eq && mods == own
+    }
+}
+
+/// One binding.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub key: Key,
+    pub action: Action,
+    pub context: Context,
+    pub help: &'static str,
+    /// Shown in the footer of its context.
+    pub footer: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Keymap {
+    pub bindings: Vec<Binding>,
+}
+
+const fn b(key: Key, action: Action, context: Context, help: &'static str, footer: bool) -> Binding {
+    Binding { key, action, context, help, footer }
+}
+
+impl Default for Keymap {
+    fn default() -> Self {
+        use Action::*;
+        use Context::*;
+        Keymap {
+            bindings: vec![
+                b(Key::ch('i'), FocusInput, Command, "type a record", true),
+                b(Key::ch('/'), FocusInput, Command, "type a record", false),
+                b(Key::ch('k'), Kill, Command, "kill the selected TM", true),
+                b(Key::ch('s'), Start, Command, "start selected TM (or a new)", true),
+                b(Key::ch('c'), Checkpoint, Command, "checkpoint now", true),
+                b(Key::ch('m'), CycleMode, Command, "mode: EXACTLY / AT_LEAST / off", true),
+                b(Key::ch('+'), IntervalUp, Command, "interval up", false),
+                b(Key::ch('-'), IntervalDown, Command, "interval down", false),
+                b(Key::ch('g'), ToggleGenerator, Command, "generator on / off", true),
+                b(Key::ch('G'), CycleRate, Command, "generator rate", false),
+                b(Key::ch('['), Slower, Command, "slower (hop delay up)", false),
+                b(Key::ch(']'), Faster, Command, "faster (hop delay down)", false),
+                b(Key::ch(' '), Pause, Command, "pause / resume the data", false),
+                b(Key::ch('R'), Resubmit, Command, "resubmit a FAILED job", false),
+                b(Key::plain(KeyCode::Tab), FocusNext, Command, "next pane", false),
+                b(Key::plain(KeyCode::BackTab), FocusPrev, Command, "previous pane", false),
+                b(Key::plain(KeyCode::Up), ScrollUp, Command, "scroll up", false),
+                b(Key::plain(KeyCode::Down), ScrollDown, Command, "scroll down", false),
+                b(Key::ch('K'), ScrollUp, Command, "scroll up", false),
+                b(Key::ch('j'), ScrollDown, Command, "scroll down", false),
+                b(Key::ch('?'), Help, Command, "help", true),
+                b(Key::ch('q'), Quit, Command, "quit", true),
+                b(Key::plain(KeyCode::Enter), Submit, Input, "produce it to the topic", true),
+                b(Key::plain(KeyCode::Esc), ExitInput, Input, "back to command mode", true),
+                b(Key::plain(KeyCode::Backspace), Backspace, Input, "delete a character", false),
+                b(Key::plain(KeyCode::F(5)), Kill, Any, "kill the selected TM", true),
+                b(Key::plain(KeyCode::F(6)), Start, Any, "start a task manager", true),
+                b(Key::plain(KeyCode::F(7)), Checkpoint, Any, "checkpoint now", true),
+                b(Key::ctrl('c'), Quit, Any, "quit", false),
+            ],
+        }
+    }
+}
+
+impl Keymap {
+    /// The action for a key press in a context (`Any` bindings apply everywhere).
+    pub fn lookup(&self, ev: &KeyEvent, context: Context) -> Option<Action> {
+        if let (Context::Command, KeyCode::Char(d @ '1'..='9')) = (context, ev.code) {
+            if ev.modifiers - KeyModifiers::SHIFT == KeyModifiers::NONE && !self.bindings.iter().any(|b| b.key.matches(ev)) {
+                return Some(Action::SelectTm(d as u8 - b'0'));
+            }
+        }
+        self.bindings.iter().find(|b| (b.context == context || b.context == Context::Any) && b.key.matches(ev)).map(|b| b.action)
+    }
+
+    /// Footer hints for a context: (key, what it does).
+    pub fn footer(&self, context: Context) -> Vec<(String, &'static str)> {
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for b in self.bindings.iter().filter(|b| b.footer && (b.context == context || b.context == Context::Any)) {
+            if context == Context::Command && b.context == Context::Any {
+                continue; // F-keys are for input mode; command mode has one-letter keys
+            }
+            if !seen.contains(&b.action) {
+                seen.push(b.action);
+                out.push((b.key.label(), short(b.action)));
+            }
+        }
+        out
+    }
+
+    /// Applies `conf/keys.toml`-style text: `[command]`, `[input]`, `[any]` tables of
+    /// `action-name = "key"`.
+    pub fn apply(&mut self, text: &str, origin: &str) -> Result<(), String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("{origin}: {}", e.message()))?;
+        for (section, entries) in &table {
+            let context = match section.as_str() {
+                "command" => Context::Command,
+                "input" => Context::Input,
+                "any" => Context::Any,
+                other => return Err(format!("{origin}: unknown table [{other}]; allowed: [command], [input], [any]")),
+            };
+            let entries = entries.as_table().ok_or_else(|| format!("{origin}: [{section}] must be a table"))?;
+            for (name, key) in entries {
+                let action: Action = toml::Value::String(name.clone()).try_into().map_err(|_| {
+                    format!("{origin}: [{section}] {name}: unknown action; allowed: {}", ACTION_NAMES.join(", "))
+                })?;
+                let key_text = key.as_str().ok_or_else(|| format!("{origin}: [{section}] {name} must be a key string such as \"x\""))?;
+                let key = Key::parse(key_text).map_err(|e| format!("{origin}: [{section}] {name}: {e}"))?;
+                let existing = self.bindings.iter().position(|b| b.action == action && b.context == context);
+                match existing {
+                    Some(i) => self.bindings[i].key = key,
+                    None => self.bindings.push(Binding { key, action, context, help: short(action), footer: false }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Defaults plus `conf/keys.toml` from the working directory, if present.
+    pub fn load() -> Result<Keymap, String> {
+        let mut k = Keymap::default();
+        let path = Path::new("conf/keys.toml");
+        if path.is_file() {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("conf/keys.toml: {e}"))?;
+            k.apply(&text, "conf/keys.toml")?;
+        }
+        Ok(k)
+    }
+}
+
+/// Rebindable action names, as `conf/keys.toml` spells them.
+pub const ACTION_NAMES: &[&str] = &[
+    "focus-input",
+    "kill",
+    "start",
+    "checkpoint",
+    "cycle-mode",
+    "interval-up",
+    "interval-down",
+    "toggle-generator",
+    "cycle-rate",
+    "slower",
+    "faster",
+    "pause",
+    "resubmit",
+    "focus-next",
+    "focus-prev",
+    "scroll-up",
+    "scroll-down",
+    "help",
+    "quit",
+    "submit",
+    "exit-input",
+];
+
+/// The footer's one or two words for an action.
+pub fn short(a: Action) -> &'static str {
+    match a {
+        Action::FocusInput => "type",
+        Action::Kill => "kill TM",
+        Action::Start => "start TM",
+        Action::Checkpoint => "checkpoint",
+        Action::CycleMode => "mode",
+        Action::IntervalUp => "interval+",
+        Action::IntervalDown => "interval-",
+        Action::ToggleGenerator => "generator",
+        Action::CycleRate => "rate",
+        Action::Slower => "slower",
+        Action::Faster => "faster",
+        Action::Pause => "pause",
+        Action::Resubmit => "resubmit",
+        Action::FocusNext => "next pane",
+        Action::FocusPrev => "prev pane",
+        Action::ScrollUp => "scroll up",
+        Action::ScrollDown => "scroll down",
+        Action::Help => "help",
+        Action::Quit => "quit",
+        Action::Submit => "produce",
+        Action::ExitInput => "back",
+        Action::Backspace => "delete",
+        Action::SelectTm(_) => "select TM",
+        Action::Char(_) => "type",
+        Action::CloseHelp => "close",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn press(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn default_keys_map_to_actions_by_context() {
+        let k = Keymap::default();
+        assert_eq!(k.lookup(&press(KeyCode::Char('k')), Context::Command), Some(Action::Kill));
+        assert_eq!(k.lookup(&press(KeyCode::Char('k')), Context::Input), None);
+        assert_eq!(k.lookup(&press(KeyCode::F(5)), Context::Input), Some(Action::Kill));
+        assert_eq!(k.lookup(&press(KeyCode::Char('2')), Context::Command), Some(Action::SelectTm(2)));
+        assert_eq!(k.lookup(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL), Context::Input), Some(Action::Quit));
+        assert_eq!(k.lookup(&KeyEvent::new(KeyCode::Char('G'), KeyModifiers::SHIFT), Context::Command), Some(Action::CycleRate));
+    }
+
+    #[test]
+    fn keys_toml_rebinds_and_reports_bad_names() {
+        let mut k = Keymap::default();
+        k.apply("[command]\nkill = \"x\"\n", "keys.toml").unwrap();
+        assert_eq!(k.lookup(&press(KeyCode::Char('x')), Context::Command), Some(Action::Kill));
+        assert_eq!(k.lookup(&press(KeyCode::Char('k')), Context::Command), None);
+        let e = k.apply("[command]\nexplode = \"x\"\n", "keys.toml").unwrap_err();
+        assert!(e.contains("keys.toml") && e.contains("unknown action") && e.contains("kill"), "{e}");
+        let e = k.apply("[command]\nkill = \"Hyper-x\"\n", "keys.toml").unwrap_err();
+        assert!(e.contains("not a key"), "{e}");
+    }
+}

@@ -1,0 +1,127 @@
+//! The whole screen: the layout, then one render function per pane. Everything is drawn from
+//! [`App`] alone, so a snapshot of the state is a snapshot of the screen.
+//!
+//! ```text
+//! status line
+//! ┌ job graph ───────────┐┌ checkpoints ───────┐
+//! │                      ││                    │
+//! └──────────────────────┘└ output ────────────┘
+//! ┌ state ───────────────┐│                    │
+//! │                      │└ events ────────────┘
+//! └──────────────────────┘│                    │
+//! ┌ input ──────────────────────────────────────┐
+//! footer
+//! ```
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::app::{App, Pane};
+use super::{checkpoints_pane, events_pane, footer, graph_pane, help_overlay, input_pane, output_pane, state_pane, status_line};
+
+/// The smallest terminal every pane stays readable in.
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+
+/// Draws the whole screen.
+pub fn render(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        return render_too_small(app, frame, area);
+    }
+    let status_height = status_line::height(app, area.width as usize);
+    let [status, body, input, foot] = Layout::vertical([
+        Constraint::Length(status_height),
+        Constraint::Min(0),
+        Constraint::Length(input_pane::HEIGHT),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    status_line::render(app, frame, status);
+    // The graph's lines need about 40 columns at 80; wider screens give the left side more.
+    let left_share = if area.width >= 120 { 55 } else { 50 };
+    let [left, right] = Layout::horizontal([Constraint::Percentage(left_share), Constraint::Percentage(100 - left_share)]).areas(body);
+    // The graph takes the lines it needs (two per TM at most, one per channel), the state the rest.
+    let graph_lines = graph_pane::lines_needed(app) as u16 + 2;
+    let graph_height = graph_lines.min(left.height.saturating_mul(3) / 5).max(6);
+    let [graph, state] = Layout::vertical([Constraint::Length(graph_height), Constraint::Min(0)]).areas(left);
+    graph_pane::render(app, frame, graph);
+    state_pane::render(app, frame, state);
+    let [checkpoints, output, events] =
+        Layout::vertical([Constraint::Percentage(38), Constraint::Percentage(34), Constraint::Percentage(28)]).areas(right);
+    checkpoints_pane::render(app, frame, checkpoints);
+    output_pane::render(app, frame, output);
+    events_pane::render(app, frame, events);
+    input_pane::render(app, frame, input);
+    footer::render(app, frame, foot);
+    if app.help {
+        help_overlay::render(app, frame, area);
+    }
+}
+
+fn render_too_small(app: &App, frame: &mut Frame, area: Rect) {
+    let text = vec![
+        Line::styled("ckptlab", app.theme.title),
+        Line::raw(""),
+        Line::raw(format!("The terminal is {}x{}; ckptlab needs at least {MIN_WIDTH}x{MIN_HEIGHT}.", area.width, area.height)),
+        Line::raw("Enlarge the window (the screen comes back at once), or press q to quit."),
+    ];
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+}
+
+/// A pane's frame: its title, a marker and the accent when focused (never colour alone).
+pub fn pane_block<'a>(app: &App, pane: Pane, title: &'a str, extra: Option<Line<'a>>) -> Block<'a> {
+    let focused = app.focus == pane;
+    let mut spans = vec![
+        Span::raw(if focused { "▸ " } else { " " }),
+        Span::styled(title, if focused { app.theme.focused_title } else { app.theme.title }),
+        Span::raw(" "),
+    ];
+    if let Some(extra) = extra {
+        spans.extend(extra.spans);
+        spans.push(Span::raw(" "));
+    }
+    let block = Block::bordered().title(Line::from(spans));
+    if focused {
+        block.border_style(app.theme.focused_title)
+    } else {
+        block.border_style(app.theme.dim)
+    }
+}
+
+/// Milliseconds as the panes show them: `850 ms`, `3.2 s`, `2 min 5 s`.
+pub fn ms_text(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// A line that fits `width` columns, cut with `…` when it does not.
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// A span list's width in columns.
+pub fn spans_width(spans: &[Span]) -> usize {
+    spans.iter().map(|s| s.width()).sum()
+}
+
+/// Key label + description pairs as footer/hint spans.
+pub fn hint_spans(app: &App, hints: &[(String, &'static str)]) -> Vec<Span<'static>> {
+    let mut spans = Vec::new();
+    for (key, what) in hints {
+        spans.push(Span::styled(format!(" {key}"), app.theme.key));
+        spans.push(Span::styled(format!(" {what} "), Style::new()));
+    }
+    spans
+}

@@ -1,0 +1,107 @@
+//! The title/status line: job and status (with what the user can do about it), the heartbeat
+//! countdown while a dead TM is not noticed yet, paused, then mode, interval, backend, speed and
+//! the generator. One line when it fits, else two: the job's state first, the settings below.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::app::App;
+use super::render::{ms_text, spans_width};
+use crate::cluster::view::JobStatus;
+use crate::duration::format_duration;
+
+type Part = Vec<Span<'static>>;
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    frame.render_widget(Paragraph::new(lines(app, area.width as usize)), area);
+}
+
+/// How many lines the status needs at this width (1 or 2).
+pub fn height(app: &App, width: usize) -> u16 {
+    lines(app, width).len() as u16
+}
+
+pub fn lines(app: &App, width: usize) -> Vec<Line<'static>> {
+    let (job, settings) = parts(app, width);
+    let all: Vec<Part> = job.iter().chain(settings.iter()).cloned().collect();
+    if width_of(&all) <= width {
+        return vec![join(app, all, width)];
+    }
+    vec![join(app, job, width), join(app, settings, width)]
+}
+
+fn width_of(parts: &[Part]) -> usize {
+    parts.iter().map(|p| spans_width(p)).sum::<usize>() + 3 * parts.len().saturating_sub(1)
+}
+
+/// Parts joined by ` · `; a part that does not fit is left out (later, smaller ones may still fit).
+fn join(app: &App, parts: Vec<Part>, width: usize) -> Line<'static> {
+    let mut out: Vec<Span<'static>> = Vec::new();
+    for part in parts {
+        let sep = if out.is_empty() { 0 } else { 3 };
+        if spans_width(&out) + sep + spans_width(&part) > width {
+            continue;
+        }
+        if sep > 0 {
+            out.push(Span::styled(" · ", app.theme.dim));
+        }
+        out.extend(part);
+    }
+    Line::from(out)
+}
+
+/// (the job's state, the settings), each a list of parts, most important first.
+fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
+    let v = &app.view;
+    let t = &app.theme;
+    let status: Part = match v.status {
+        JobStatus::Running if v.all_tasks_running => vec![Span::styled("● RUNNING", t.ok)],
+        JobStatus::Running => vec![Span::styled("◐ RUNNING", t.warn), Span::raw(" (a task is down)")],
+        JobStatus::Created => vec![Span::styled("○ CREATED", t.dim)],
+        JobStatus::Restarting => {
+            let when = v.restart_in_ms.map(|ms| format!(" in {}", ms_text(ms))).unwrap_or_default();
+            vec![Span::styled(format!("↻ RESTARTING{when}"), t.warn)]
+        }
+        JobStatus::WaitingForResources => vec![
+            Span::styled("◌ WAITING FOR SLOTS", t.bad),
+            Span::raw(format!(" ({} missing: s starts a TM)", v.missing_slots)),
+        ],
+        JobStatus::Failed => vec![Span::styled("✗ FAILED", t.bad), Span::raw(" (R resubmits)")],
+    };
+    let mut job: Vec<Part> = vec![[vec![Span::styled(format!("{} ", v.job_name), t.title)], status].concat()];
+    for tm in &v.task_managers {
+        if let Some(ms) = tm.heartbeat_timeout_in_ms {
+            job.push(vec![Span::styled(format!("♥ {} silent: lost in {}", tm.name, ms_text(ms)), t.bad)]);
+        }
+    }
+    if v.paused {
+        job.push(vec![Span::styled("⏸ PAUSED (space resumes)", t.warn)]);
+    }
+    let mode = match v.interval_ms {
+        None => "checkpointing off".to_string(),
+        Some(ms) => {
+            let kind = if v.mode == "EXACTLY_ONCE" { "EXACTLY_ONCE aligned" } else { v.mode.as_str() };
+            format!("{kind} every {}", format_duration(std::time::Duration::from_millis(ms)))
+        }
+    };
+    let mut settings: Vec<Part> = vec![vec![Span::styled(mode, t.title)], vec![Span::raw(backend_text(&v.backend, width))]];
+    let speed = if v.hop_delay_ms == 0 { "speed max".to_string() } else { format!("hop {} ms", v.hop_delay_ms) };
+    settings.push(vec![Span::raw(speed)]);
+    if app.generator_on {
+        settings.push(vec![Span::styled(format!("generator {}/s", app.rate()), t.record)]);
+    }
+    (job, settings)
+}
+
+/// The backend's label, shortened to the seed's name on narrow screens.
+fn backend_text(label: &str, width: usize) -> String {
+    if width >= 140 {
+        return label.to_string();
+    }
+    match (label.find('('), label.find(')')) {
+        (Some(a), Some(b)) if b > a => label[a + 1..b].to_string(),
+        _ => label.to_string(),
+    }
+}
