@@ -153,10 +153,9 @@ impl App {
     /// A key press -> the action it means here (the keymap decides; in input mode printable keys type).
     pub fn on_key(&self, ev: &KeyEvent) -> Option<Action> {
         if self.help {
-            return match self.keymap.lookup(ev, Context::Any) {
-                Some(Action::Quit) => Some(Action::Quit),
-                _ => Some(Action::CloseHelp),
-            };
+            // Any key closes help; a quit key still quits.
+            let quits = [Context::Command, Context::Any].iter().any(|c| self.keymap.lookup(ev, *c) == Some(Action::Quit));
+            return Some(if quits { Action::Quit } else { Action::CloseHelp });
         }
         if let Some(a) = self.keymap.lookup(ev, self.context()) {
             return Some(a);

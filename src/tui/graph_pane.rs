@@ -56,7 +56,9 @@ fn tm_line<'a>(app: &App, index: usize, tm: &'a TaskManagerView, long_names: boo
     if tm.tasks.is_empty() {
         spans.push(Span::styled(if tm.alive { "  free slot" } else { "" }, t.dim));
     }
-    for task in &tm.tasks {
+    // A dead TM's tasks are gone; on narrow screens its line keeps only the countdown.
+    let tasks: &[String] = if tm.alive || long_names { &tm.tasks } else { &[] };
+    for task in tasks {
         let view = app.view.tasks.iter().find(|v| &v.name == task);
         let running = view.is_some_and(|v| v.running) && tm.alive;
         spans.push(Span::raw(" "));

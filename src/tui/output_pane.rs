@@ -27,7 +27,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .iter()
         .map(|l| {
             if l.repeat {
-                Line::from(vec![Span::styled("↻ ", t.warn), Span::styled(l.text.clone(), t.warn), Span::styled(" repeat", t.dim)])
+                Line::from(vec![Span::styled("↻ ", t.warn), Span::styled(l.text.clone(), t.warn)])
             } else {
                 Line::from(vec![Span::raw("  "), Span::raw(l.text.clone())])
             }

@@ -39,7 +39,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         return frame.render_widget(hint, inner);
     }
     let [table_area, total_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
-    let widths = [Constraint::Min(6), Constraint::Length(4), Constraint::Length(6), Constraint::Length(6), Constraint::Min(8)];
+    // The key column is as wide as the longest key (within bounds); the verdict takes the rest.
+    let key_width = v.keys.keys().map(|k| k.chars().count()).max().unwrap_or(0).clamp(5, 24) as u16;
+    let widths = [Constraint::Length(key_width), Constraint::Length(3), Constraint::Length(5), Constraint::Length(5), Constraint::Min(8)];
     let header = Row::new(["key", "sub", "state", "truth", "verdict"]).style(t.title);
     let rows = v
         .keys

@@ -1,0 +1,632 @@
+//! The workbench as a person sees it: key -> action -> state (update tests), and the screen drawn
+//! into ratatui's TestBackend, compared with committed insta snapshots, at 80x24 and 160x48, from
+//! hand-built (so deterministic) cluster views; plus a real engine run drawn at the end.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui::{Frame, Terminal};
+
+use ckptlab::audit::{KeyVerdict, Verdict};
+use ckptlab::cluster::coordinator::{CheckpointCounts, CheckpointStats, CheckpointStatus};
+use ckptlab::cluster::task::{OutputLine, TaskId};
+use ckptlab::cluster::view::{
+    ChannelView, ClusterView, JobStatus, PartitionView, PendingCheckpointView, TaskManagerView, TaskView,
+};
+use ckptlab::cluster::Command;
+use ckptlab::config::CheckpointMode;
+use ckptlab::scenario::AwaitCondition;
+use ckptlab::tui::action::Action;
+use ckptlab::tui::app::{App, LogKind, Pane, Request};
+use ckptlab::tui::keymap::Keymap;
+use ckptlab::tui::theme::Theme;
+use ckptlab::tui::{checkpoints_pane, events_pane, footer, graph_pane, input_pane, output_pane, render, state_pane, status_line};
+
+// ---------------------------------------------------------------- fixtures
+
+fn channel(from: &str, to: &str, in_flight: i64, barriers: &[u64], blocked: bool, buffered: i64) -> ChannelView {
+    ChannelView {
+        from: from.into(),
+        to: to.into(),
+        delay_ms: 200,
+        in_flight,
+        barriers: barriers.to_vec(),
+        blocked,
+        buffered,
+        backpressured: false,
+        records_sent: 10,
+    }
+}
+
+fn key(subtask: usize, expected: u64, state: u64, lost: u64, overcounted: u64) -> KeyVerdict {
+    KeyVerdict { expected, state, lost, overcounted, subtask }
+}
+
+fn stats(id: u64, status: CheckpointStatus, trigger_ms: u64, failure: Option<&str>) -> CheckpointStats {
+    CheckpointStats {
+        id,
+        status,
+        mode: CheckpointMode::ExactlyOnce,
+        trigger_ms,
+        duration_ms: 402,
+        alignment_ms: if id % 2 == 0 { 180 } else { 0 },
+        checkpointed_size: 96,
+        full_size: 96,
+        offsets: vec![(0, id * 3), (1, id * 2)],
+        failure: failure.map(str::to_string),
+    }
+}
+
+fn line(text: &str, repeat: bool) -> OutputLine {
+    OutputLine { text: text.into(), repeat, partition: 0, offset: 0 }
+}
+
+/// Both TMs up, checkpoint 7 aligning on counter[1], records and barriers on the wire.
+fn running_view() -> ClusterView {
+    let mut keys = BTreeMap::new();
+    keys.insert("a".to_string(), key(1, 3, 3, 0, 0));
+    keys.insert("b".to_string(), key(0, 2, 2, 0, 0));
+    keys.insert("c".to_string(), key(1, 1, 1, 0, 0));
+    ClusterView {
+        time_ms: 12_300,
+        job_id: "0".repeat(32),
+        job_name: "CheckpointExample".into(),
+        status: JobStatus::Running,
+        attempt: 1,
+        restarts: 0,
+        failure: None,
+        missing_slots: 0,
+        restart_in_ms: None,
+        all_tasks_running: true,
+        checkpointing: "EXACTLY_ONCE every 1s".into(),
+        mode: "EXACTLY_ONCE".into(),
+        interval_ms: Some(1000),
+        backend: "hashmap + jobmanager (MemoryStateBackend)".into(),
+        hop_delay_ms: 200,
+        paused: false,
+        task_managers: vec![
+            TaskManagerView {
+                name: "tm-1".into(),
+                alive: true,
+                lost: false,
+                slots: 1,
+                heartbeat_timeout_in_ms: None,
+                tasks: vec!["source[0]".into(), "counter[0]".into(), "sink[0]".into()],
+            },
+            TaskManagerView {
+                name: "tm-2".into(),
+                alive: true,
+                lost: false,
+                slots: 1,
+                heartbeat_timeout_in_ms: None,
+                tasks: vec!["source[1]".into(), "counter[1]".into()],
+            },
+        ],
+        tasks: vec![
+            TaskView { task: TaskId::Source(0), name: "source[0]".into(), tm: "tm-1".into(), running: true, aligning: None },
+            TaskView { task: TaskId::Counter(0), name: "counter[0]".into(), tm: "tm-1".into(), running: true, aligning: None },
+            TaskView { task: TaskId::Sink, name: "sink[0]".into(), tm: "tm-1".into(), running: true, aligning: None },
+            TaskView { task: TaskId::Source(1), name: "source[1]".into(), tm: "tm-2".into(), running: true, aligning: None },
+            TaskView { task: TaskId::Counter(1), name: "counter[1]".into(), tm: "tm-2".into(), running: true, aligning: Some(7) },
+        ],
+        channels: vec![
+            channel("counter[0]", "sink[0]", 1, &[], false, 0),
+            channel("counter[1]", "sink[0]", 0, &[6], false, 0),
+            channel("source[0]", "counter[0]", 2, &[7], false, 0),
+            channel("source[0]", "counter[1]", 0, &[], true, 2),
+            channel("source[1]", "counter[0]", 12, &[], false, 0),
+            channel("source[1]", "counter[1]", 1, &[7], false, 0),
+        ],
+        partitions: vec![PartitionView { partition: 0, end: 4, position: 4 }, PartitionView { partition: 1, end: 3, position: 2 }],
+        pending_checkpoints: vec![PendingCheckpointView {
+            id: 7,
+            mode: "EXACTLY_ONCE".into(),
+            acks: 3,
+            total: 5,
+            missing: vec!["counter[1]".into(), "sink[0]".into()],
+            aligning: vec!["counter[1]".into()],
+            elapsed_ms: 140,
+        }],
+        checkpoint_history: vec![
+            stats(4, CheckpointStatus::Completed, 4_000, None),
+            stats(5, CheckpointStatus::Failed, 5_000, Some("declined by counter[0]: disk full")),
+            stats(6, CheckpointStatus::Completed, 6_000, None),
+        ],
+        checkpoint_counts: CheckpointCounts { triggered: 7, completed: 5, failed: 1, restored: 0 },
+        output: vec![
+            line("2017-03-17T08:21:51.249: (a,1)", false),
+            line("2017-03-17T08:21:51.545: (b,1)", false),
+            line("2017-03-17T08:21:52.363: (a,2)", false),
+        ],
+        generators_running: 0,
+        caught_up: false,
+        verdict: Some(Verdict {
+            produced: 7,
+            expected: 6,
+            state: 6,
+            lost: 0,
+            overcounted: 0,
+            in_flight: 1,
+            repeated_output: 0,
+            output_lines: 3,
+            keys,
+            consistent: true,
+        }),
+    }
+}
+
+/// tm-1 killed and not noticed yet (heartbeat countdown); a record typed meanwhile; an earlier
+/// recovery left an overcount and repeated lines (at-least-once).
+fn down_view() -> ClusterView {
+    let mut v = running_view();
+    v.mode = "AT_LEAST_ONCE".into();
+    v.all_tasks_running = false;
+    v.task_managers[0].alive = false;
+    v.task_managers[0].heartbeat_timeout_in_ms = Some(3_200);
+    for t in v.tasks.iter_mut().filter(|t| t.tm == "tm-1") {
+        t.running = false;
+    }
+    v.tasks[4].aligning = None;
+    v.pending_checkpoints.clear();
+    v.channels.iter_mut().for_each(|c| {
+        c.in_flight = 0;
+        c.barriers.clear();
+        c.blocked = false;
+        c.buffered = 0;
+    });
+    v.output.push(line("2017-03-17T08:21:53.001: (a,2)", true));
+    v.output.push(line("2017-03-17T08:21:53.002: (a,3)", false));
+    if let Some(verdict) = v.verdict.as_mut() {
+        verdict.keys.insert("a".into(), key(1, 3, 4, 0, 1));
+        verdict.state = 7;
+        verdict.overcounted = 1;
+        verdict.in_flight = 0;
+        verdict.repeated_output = 1;
+    }
+    v.checkpoint_counts.restored = 1;
+    v
+}
+
+fn app(view: ClusterView) -> App {
+    let mut app = App::new(view, Keymap::default(), Theme::color(), 10);
+    app.log(0, "CheckpointExample: EXACTLY_ONCE every 1s | hashmap + jobmanager (MemoryStateBackend)".into(), LogKind::Info);
+    app.log(4_402, "checkpoint 4 completed in 402 ms".into(), LogKind::Good);
+    app.log(5_900, "checkpoint 5 FAILED: declined by counter[0]: disk full".into(), LogKind::Bad);
+    app.log(6_402, "checkpoint 6 completed in 402 ms".into(), LogKind::Good);
+    app.log(7_000, "checkpoint 7 triggered (EXACTLY_ONCE)".into(), LogKind::Info);
+    app
+}
+
+fn down_app() -> App {
+    let mut a = app(down_view());
+    a.log(9_000, "TM tm-1 killed, with source[0], counter[0], sink[0]".into(), LogKind::Bad);
+    a.produced("d".into(), 1, 3);
+    a
+}
+
+// ---------------------------------------------------------------- drawing helpers
+
+fn screen(app: &App, width: u16, height: u16) -> String {
+    draw(width, height, |f| render::render(app, f))
+}
+
+fn draw(width: u16, height: u16, f: impl FnOnce(&mut Frame)) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal.draw(f).expect("draw");
+    terminal.backend().to_string()
+}
+
+fn pane(width: u16, height: u16, f: impl FnOnce(&mut Frame, Rect)) -> String {
+    draw(width, height, |frame| {
+        let area = frame.area();
+        f(frame, area)
+    })
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    press_mod(app, code, KeyModifiers::NONE);
+}
+
+fn press_mod(app: &mut App, code: KeyCode, mods: KeyModifiers) {
+    if let Some(action) = app.on_key(&KeyEvent::new(code, mods)) {
+        app.update(action);
+    }
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+// ---------------------------------------------------------------- whole-screen snapshots
+
+#[test]
+fn screen_running_80x24() {
+    insta::assert_snapshot!(screen(&app(running_view()), 80, 24));
+}
+
+#[test]
+fn screen_running_160x48() {
+    insta::assert_snapshot!(screen(&app(running_view()), 160, 48));
+}
+
+#[test]
+fn screen_tm_down_80x24() {
+    insta::assert_snapshot!(screen(&down_app(), 80, 24));
+}
+
+#[test]
+fn screen_tm_down_160x48() {
+    insta::assert_snapshot!(screen(&down_app(), 160, 48));
+}
+
+#[test]
+fn screen_typing_in_input_mode_80x24() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('i'));
+    type_text(&mut a, "hello");
+    insta::assert_snapshot!(screen(&a, 80, 24));
+}
+
+#[test]
+fn screen_help_overlay_80x24() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('?'));
+    insta::assert_snapshot!(screen(&a, 80, 24));
+}
+
+#[test]
+fn screen_help_overlay_160x48() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('?'));
+    insta::assert_snapshot!(screen(&a, 160, 48));
+}
+
+#[test]
+fn screen_too_small_says_so() {
+    let s = screen(&app(running_view()), 60, 16);
+    assert!(s.contains("The terminal is 60x16; ckptlab needs at least 80x24."), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn screen_waiting_for_slots_and_failed_status() {
+    let mut v = down_view();
+    v.status = JobStatus::WaitingForResources;
+    v.missing_slots = 1;
+    v.task_managers[0].heartbeat_timeout_in_ms = None;
+    v.task_managers[0].lost = true;
+    v.channels.clear();
+    let s = screen(&app(v.clone()), 80, 24);
+    assert!(s.contains("WAITING FOR SLOTS (1 missing: s starts a TM)"), "{s}");
+    assert!(s.contains("no tasks deployed"), "{s}");
+    v.status = JobStatus::Failed;
+    let s = screen(&app(v), 80, 24);
+    assert!(s.contains("✗ FAILED (R resubmits)"), "{s}");
+}
+
+// ---------------------------------------------------------------- pane snapshots
+
+#[test]
+fn pane_graph() {
+    let a = app(running_view());
+    insta::assert_snapshot!("graph_narrow", pane(42, 10, |f, r| graph_pane::render(&a, f, r)));
+    insta::assert_snapshot!("graph_wide", pane(80, 10, |f, r| graph_pane::render(&a, f, r)));
+    let d = down_app();
+    insta::assert_snapshot!("graph_tm_down", pane(42, 10, |f, r| graph_pane::render(&d, f, r)));
+}
+
+#[test]
+fn pane_state() {
+    let a = app(running_view());
+    insta::assert_snapshot!("state_running", pane(42, 8, |f, r| state_pane::render(&a, f, r)));
+    let d = down_app();
+    insta::assert_snapshot!("state_overcounted", pane(42, 8, |f, r| state_pane::render(&d, f, r)));
+}
+
+#[test]
+fn pane_checkpoints() {
+    let a = app(running_view());
+    insta::assert_snapshot!("checkpoints_narrow", pane(40, 8, |f, r| checkpoints_pane::render(&a, f, r)));
+    insta::assert_snapshot!("checkpoints_wide", pane(90, 8, |f, r| checkpoints_pane::render(&a, f, r)));
+}
+
+#[test]
+fn pane_output_marks_repeats() {
+    let d = down_app();
+    let s = pane(44, 7, |f, r| output_pane::render(&d, f, r));
+    assert!(s.contains("↻ 2017-03-17T08:21:53.001: (a,2)") && s.contains("↻ 1 repeated"), "{s}");
+    insta::assert_snapshot!("output_with_repeat", s);
+}
+
+#[test]
+fn pane_events() {
+    let d = down_app();
+    insta::assert_snapshot!("events", pane(60, 7, |f, r| events_pane::render(&d, f, r)));
+}
+
+#[test]
+fn pane_input_lists_records_produced_while_down() {
+    let d = down_app();
+    let s = pane(80, 2, |f, r| input_pane::render(&d, f, r));
+    assert!(s.contains("produced while down, not read yet: d"), "{s}");
+    insta::assert_snapshot!("input_while_down", s);
+}
+
+#[test]
+fn status_line_fits_one_line_when_wide_and_two_when_narrow() {
+    let a = app(running_view());
+    assert_eq!(status_line::height(&a, 160), 1);
+    assert_eq!(status_line::height(&a, 80), 2);
+    let d = down_app();
+    let s = pane(80, 2, |f, r| status_line::render(&d, f, r));
+    assert!(s.contains("♥ tm-1 silent: lost in 3.2 s"), "the heartbeat countdown is shown: {s}");
+    assert!(s.contains("AT_LEAST_ONCE every 1s"), "{s}");
+    insta::assert_snapshot!("status_tm_down", s);
+}
+
+#[test]
+fn footer_keeps_help_and_quit_at_80_columns() {
+    let a = app(running_view());
+    let s = pane(80, 1, |f, r| footer::render(&a, f, r));
+    assert!(s.contains("? help") && s.contains("q quit") && s.contains("k kill TM"), "{s}");
+    let mut a = a;
+    press(&mut a, KeyCode::Char('i'));
+    let s = pane(80, 1, |f, r| footer::render(&a, f, r));
+    assert!(s.contains("Enter produce") && s.contains("Esc back") && s.contains("F5 kill TM"), "input mode hints: {s}");
+}
+
+#[test]
+fn no_color_theme_marks_meaning_with_symbols() {
+    let mut a = App::new(down_view(), Keymap::default(), Theme::mono(), 10);
+    a.produced("d".into(), 1, 3);
+    let s = screen(&a, 80, 24);
+    // verdicts, repeats, killed TMs and barriers read without colour
+    for mark in ["✗ overcounted 1", "✓ ok", "↻ ", "✗ tm-1"] {
+        assert!(s.contains(mark), "missing {mark:?} in\n{s}");
+    }
+}
+
+// ---------------------------------------------------------------- update: key -> action -> state
+
+#[test]
+fn typing_a_record_in_input_mode_produces_it() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('i'));
+    assert!(a.input_mode());
+    type_text(&mut a, "kq c");
+    assert_eq!(a.input, "kq c", "command keys type in input mode");
+    assert!(a.requests.is_empty() && !a.quit);
+    press(&mut a, KeyCode::Backspace);
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.requests, vec![Request::Produce("kq".into())]);
+    assert_eq!(a.input, "");
+    assert!(a.input_mode(), "stays in input mode for the next record");
+    press(&mut a, KeyCode::Esc);
+    assert_eq!(a.focus, Pane::Graph);
+}
+
+#[test]
+fn enter_on_an_empty_record_produces_nothing_and_says_why() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('/'));
+    press(&mut a, KeyCode::Enter);
+    assert!(a.requests.is_empty());
+    assert!(a.log.back().is_some_and(|(_, text, _)| text.contains("type a record first")));
+}
+
+#[test]
+fn k_kills_the_selected_task_manager_and_digits_select() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('k'));
+    assert_eq!(a.requests, vec![Request::Engine(Command::KillTaskManager("tm-1".into()))]);
+    a.requests.clear();
+    press(&mut a, KeyCode::Char('2'));
+    assert_eq!(a.selected_tm, 1);
+    press(&mut a, KeyCode::Char('k'));
+    assert_eq!(a.requests, vec![Request::Engine(Command::KillTaskManager("tm-2".into()))]);
+    a.requests.clear();
+    press(&mut a, KeyCode::Char('7'));
+    assert_eq!(a.selected_tm, 1, "no tm-7: the selection stays");
+    assert!(a.log.back().is_some_and(|(_, text, _)| text.contains("no tm-7")));
+}
+
+#[test]
+fn s_starts_the_selected_killed_tm_else_a_new_one() {
+    let mut a = app(down_view());
+    press(&mut a, KeyCode::Char('s'));
+    assert_eq!(a.requests, vec![Request::Engine(Command::StartTaskManager(Some("tm-1".into())))]);
+    a.requests.clear();
+    press(&mut a, KeyCode::Char('k'));
+    assert!(a.requests.is_empty(), "a dead TM is not killed again");
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('s'));
+    assert_eq!(a.requests, vec![Request::Engine(Command::StartTaskManager(None))]);
+}
+
+#[test]
+fn function_keys_work_in_input_mode() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('i'));
+    press(&mut a, KeyCode::F(5));
+    press(&mut a, KeyCode::F(6));
+    press(&mut a, KeyCode::F(7));
+    assert_eq!(
+        a.requests,
+        vec![
+            Request::Engine(Command::KillTaskManager("tm-1".into())),
+            Request::Engine(Command::StartTaskManager(None)),
+            Request::Engine(Command::TriggerCheckpoint),
+        ]
+    );
+    assert!(a.input_mode());
+    press_mod(&mut a, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(a.quit, "Ctrl-C quits from input mode");
+}
+
+fn sets(a: &App) -> Vec<(String, String)> {
+    a.requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::Engine(Command::Set { key, value }) => Some((key.clone(), value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn m_cycles_exactly_once_at_least_once_off() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('m'));
+    assert_eq!(sets(&a), vec![("execution.checkpointing.mode".into(), "AT_LEAST_ONCE".into())]);
+    let mut v = running_view();
+    v.mode = "AT_LEAST_ONCE".into();
+    let mut a = app(v.clone());
+    press(&mut a, KeyCode::Char('m'));
+    assert_eq!(sets(&a), vec![("execution.checkpointing.interval".into(), "off".into())]);
+    // off -> EXACTLY_ONCE at the interval it had before
+    a.requests.clear();
+    v.interval_ms = None;
+    a.refresh(v);
+    press(&mut a, KeyCode::Char('m'));
+    assert_eq!(
+        sets(&a),
+        vec![("execution.checkpointing.mode".into(), "EXACTLY_ONCE".into()), ("execution.checkpointing.interval".into(), "1s".into())]
+    );
+}
+
+#[test]
+fn plus_and_minus_step_the_interval() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('+'));
+    press(&mut a, KeyCode::Char('-'));
+    assert_eq!(
+        sets(&a),
+        vec![("execution.checkpointing.interval".into(), "2s".into()), ("execution.checkpointing.interval".into(), "500ms".into())]
+    );
+    let mut v = running_view();
+    v.interval_ms = Some(100);
+    let mut a = app(v);
+    press(&mut a, KeyCode::Char('-'));
+    assert!(sets(&a).is_empty(), "100ms is the shortest step");
+}
+
+#[test]
+fn g_toggles_the_generator_and_capital_g_cycles_its_rate() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('g'));
+    assert!(a.generator_on);
+    assert!(matches!(&a.requests[..], [Request::StartGenerator(spec)] if spec.rate == 10 && spec.duration.is_none()));
+    a.requests.clear();
+    press_mod(&mut a, KeyCode::Char('G'), KeyModifiers::SHIFT);
+    assert_eq!(a.rate(), 50);
+    assert!(matches!(&a.requests[..], [Request::StopGenerator, Request::StartGenerator(spec)] if spec.rate == 50));
+    a.requests.clear();
+    press(&mut a, KeyCode::Char('g'));
+    assert!(!a.generator_on);
+    assert_eq!(a.requests, vec![Request::StopGenerator]);
+}
+
+#[test]
+fn brackets_change_speed_and_space_pauses() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('['));
+    press(&mut a, KeyCode::Char(']'));
+    assert_eq!(sets(&a), vec![("ckptlab.hop-delay".into(), "500ms".into()), ("ckptlab.hop-delay".into(), "100ms".into())]);
+    a.requests.clear();
+    press(&mut a, KeyCode::Char(' '));
+    assert_eq!(a.requests, vec![Request::Pause(true)]);
+}
+
+#[test]
+fn tab_moves_focus_and_arrows_scroll_the_focused_pane() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Tab);
+    assert_eq!(a.focus, Pane::State);
+    press(&mut a, KeyCode::Down);
+    assert_eq!(a.scroll_of(Pane::State), 1);
+    press(&mut a, KeyCode::BackTab);
+    press(&mut a, KeyCode::BackTab);
+    assert_eq!(a.focus, Pane::Events);
+    press(&mut a, KeyCode::Up);
+    assert_eq!(a.scroll_of(Pane::Events), 1, "up in a log goes back in time");
+    press(&mut a, KeyCode::Char('j'));
+    assert_eq!(a.scroll_of(Pane::Events), 0);
+}
+
+#[test]
+fn help_opens_with_question_mark_and_any_key_closes_it() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('?'));
+    assert!(a.help);
+    press(&mut a, KeyCode::Char('k'));
+    assert!(!a.help);
+    assert!(a.requests.is_empty(), "the key that closes help does nothing else");
+    press(&mut a, KeyCode::Char('?'));
+    press(&mut a, KeyCode::Char('q'));
+    assert!(a.quit);
+}
+
+#[test]
+fn rebinding_a_key_changes_handling_footer_and_help_alike() {
+    let mut keymap = Keymap::default();
+    keymap.apply("[command]\nkill = \"x\"\n", "conf/keys.toml").expect("valid keys.toml");
+    let mut a = App::new(running_view(), keymap, Theme::color(), 10);
+    press(&mut a, KeyCode::Char('x'));
+    assert_eq!(a.requests, vec![Request::Engine(Command::KillTaskManager("tm-1".into()))]);
+    let foot = pane(80, 1, |f, r| footer::render(&a, f, r));
+    assert!(foot.contains("x kill TM"), "{foot}");
+    press(&mut a, KeyCode::Char('?'));
+    let help = screen(&a, 80, 24);
+    assert!(help.contains(" x        kill the selected TM"), "{help}");
+    assert_eq!(Action::Kill, a.keymap.lookup(&KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE), ckptlab::tui::keymap::Context::Command).unwrap());
+}
+
+#[test]
+fn q_quits() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('q'));
+    assert!(a.quit);
+}
+
+// ---------------------------------------------------------------- a real engine, drawn
+
+/// The seed's experiment on the real engine (paused clock), then the screen: the output pane shows
+/// the records and the state pane's verdict is ok under exactly-once.
+#[test]
+fn real_engine_recovery_is_drawn_with_an_ok_verdict() {
+    common::paused(async {
+        let engine = common::start(&[("execution.checkpointing.interval", "1s"), ("heartbeat.timeout", "1s")]);
+        let mut a = App::new(engine.view(true), Keymap::default(), Theme::color(), 10);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        for r in ["a", "b"] {
+            let (p, o) = engine.produce(r, None).expect("produce");
+            a.produced(r.into(), p, o);
+        }
+        common::until(&engine, AwaitCondition::CaughtUp, 10).await;
+        common::until(&engine, AwaitCondition::CheckpointCompleted, 10).await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        common::sleep_ms(100).await;
+        a.refresh(engine.view(true));
+        let (p, o) = engine.produce("c", None).expect("produce while down");
+        a.produced("c".into(), p, o);
+        assert_eq!(a.waiting().count(), 1, "c is marked as produced while down");
+        common::sleep_ms(2_000).await;
+        engine.command(Command::StartTaskManager(Some("tm-1".into())));
+        common::until(&engine, AwaitCondition::CaughtUp, 30).await;
+        a.refresh(engine.view(true));
+        assert_eq!(a.waiting().count(), 0, "c was read after the restart");
+        let s = screen(&a, 100, 30);
+        for text in ["(a,1)", "(b,1)", "(c,1)", "caught up"] {
+            assert!(s.contains(text), "missing {text:?} in\n{s}");
+        }
+        let total = s.lines().find(|l| l.contains("TOTAL")).unwrap_or_else(|| panic!("no TOTAL row in\n{s}"));
+        assert!(total.contains("3") && total.contains("✓ ok"), "TOTAL row: {total}");
+        engine.shutdown().await;
+    });
+}
