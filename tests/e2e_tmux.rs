@@ -1,0 +1,125 @@
+//! End to end, as a person uses it: the real binary in tmux (send-keys to type, capture-pane to
+//! read the screen). The seed's exactly-once experiment: two records, kill the TM, a record while
+//! it is down, start the TM, and the output and verdict read right; then quit and the terminal is
+//! back. Waits poll the screen with generous deadlines; nothing asserts on timing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+    target: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.target];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success(), "send-keys {keys:?}");
+        // Let the app read each batch on its own: an Esc followed at once by a key reads as Alt-key.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", &self.target]).stdout).into_owned()
+    }
+
+    /// Polls the screen until `ok` holds; panics with the last screen after `secs`.
+    fn wait_for(&self, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {secs}s waiting for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The state pane's TOTAL row, words joined by one space: `TOTAL <state> <truth> <verdict>`.
+fn total_row(screen: &str) -> Option<String> {
+    let line = screen.lines().find(|l| l.contains("TOTAL"))?;
+    let cell = line.split('│').find(|c| c.contains("TOTAL"))?;
+    Some(cell.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn completed(screen: &str) -> u64 {
+    screen
+        .split("completed ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn workbench_in_tmux_recovers_a_killed_tm_exactly_once() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is missing on CI: .ci/run installs it");
+        eprintln!("SKIPPED: tmux is not installed (apt-get install tmux); CI installs it");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
+    let tmux = Tmux { socket: format!("ckptlab-e2e-{}", std::process::id()), target: "e2e".into() };
+    let started = tmux.run(&["new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", "bash --norc --noprofile"]);
+    assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+    // An empty working directory: no conf/ckptlab.toml or conf/keys.toml of the checkout applies.
+    let cmd = format!(
+        "cd {} && CKPTLAB_LOG={}/ckptlab.log {} --set execution.checkpointing.interval=500ms --set heartbeat.timeout=1s \
+         --set ckptlab.hop-delay=20ms; echo EXIT:$?",
+        dir.path().display(),
+        dir.path().display(),
+        bin.display()
+    );
+    tmux.keys(&[&cmd, "Enter"]);
+    tmux.wait_for("the workbench running", 20, |s| s.contains("● RUNNING") && s.contains("Job graph"));
+
+    tmux.keys(&["i"]);
+    tmux.keys(&["a", "Enter", "b", "Enter"]);
+    tmux.keys(&["Escape"]);
+    let s = tmux.wait_for("a and b in the output", 20, |s| s.contains(": (a,1)") && s.contains(": (b,1)"));
+    // A checkpoint that completes after both were counted, so that the restore keeps them.
+    let before = completed(&s);
+    tmux.wait_for("a checkpoint after a and b", 20, |s| completed(s) >= before + 2);
+
+    tmux.keys(&["k"]);
+    tmux.wait_for("tm-1 killed", 10, |s| s.contains("✗ tm-1"));
+    tmux.keys(&["i"]);
+    tmux.keys(&["c", "Enter"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the job waiting for a slot", 20, |s| s.contains("WAITING FOR SLOTS"));
+    tmux.keys(&["s"]);
+    let s = tmux.wait_for("c counted and the job caught up", 30, |s| {
+        s.contains(": (c,1)") && s.contains("caught up") && total_row(s).is_some_and(|t| t.split_whitespace().nth(2) == Some("3"))
+    });
+
+    for line in [": (a,1)", ": (b,1)", ": (c,1)"] {
+        assert!(s.contains(line), "the output pane shows {line}:\n{s}");
+    }
+    let total = total_row(&s).unwrap_or_else(|| panic!("no TOTAL row:\n{s}"));
+    assert!(total.starts_with("TOTAL 3 3 ✓ ok"), "TOTAL: state 3, truth 3, ok under exactly-once: {total}\n{s}");
+
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the shell back after q", 10, |s| s.contains("EXIT:0"));
+    assert!(!s.contains("Job graph"), "the workbench is gone from the screen:\n{s}");
+    let alt = tmux.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "the terminal left the alternate screen");
+    let log = std::fs::read_to_string(dir.path().join("ckptlab.log")).unwrap_or_default();
+    assert!(log.contains("first frame drawn") && log.contains("workbench closed"), "logs went to the file:\n{log}");
+}
