@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cluster::{Command, Engine};
 use crate::config::{parse_loose_value, ConfigLayers};
-use crate::connectors::EmbeddedTopic;
+use crate::connectors::{EmbeddedTopic, Topic};
 use crate::events::{Event, EventBus};
 
 #[derive(Debug, Clone, Args)]
@@ -27,6 +27,41 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Compare state backends instead: throughput of rocksdb against fs (hashmap + filesystem),
+    /// and checkpoint duration and size, full against incremental, and restore time, at 10,000
+    /// and 1,000,000 keys.
+    #[arg(long)]
+    pub state: bool,
+    /// Records per throughput run of --state (RocksDB is slower than the heap: fewer than --records).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub state_records: u64,
+}
+
+/// The backends `--state` compares: (label, option pairs).
+const STATE_BACKENDS: &[(&str, &[(&str, &str)])] = &[
+    ("fs (hashmap)", &[("state.backend.type", "hashmap"), ("execution.checkpointing.storage", "filesystem")]),
+    (
+        "rocksdb full",
+        &[("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem"), ("execution.checkpointing.incremental", "false")],
+    ),
+    (
+        "rocksdb incremental",
+        &[("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem"), ("execution.checkpointing.incremental", "true")],
+    ),
+];
+
+/// One backend at one state size: two checkpoints (the second after 1% of the keys changed) and
+/// a restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateResult {
+    pub backend: String,
+    pub keys: u64,
+    pub first_ms: u64,
+    pub first_size: u64,
+    pub second_ms: u64,
+    pub second_delta: u64,
+    pub second_full: u64,
+    pub restore_ms: f64,
 }
 
 /// One measured mode.
@@ -167,9 +202,182 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+fn with_pairs(base: &ConfigLayers, pairs: &[(&str, &str)]) -> Result<ConfigLayers, String> {
+    let mut l = base.clone();
+    for (k, v) in pairs {
+        l.set_value(k, parse_loose_value(v), "bench").map_err(|e| e.to_string())?;
+    }
+    Ok(l)
+}
+
+/// Waits for the job to catch up, or fails after 10 minutes.
+async fn wait_caught_up(engine: &Engine) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !engine.caught_up() {
+        if Instant::now() > deadline {
+            return Err("the job did not catch up within 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// Triggers a checkpoint and returns its statistics once it completed.
+async fn checkpoint_now(engine: &Engine) -> Result<crate::cluster::coordinator::CheckpointStats, String> {
+    let before = engine.view(false).checkpoint_counts;
+    engine.command(Command::TriggerCheckpoint);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let v = engine.view(false);
+        if v.checkpoint_counts.completed > before.completed {
+            return v.checkpoint_history.last().cloned().ok_or_else(|| "no checkpoint statistics".to_string());
+        }
+        if v.checkpoint_counts.failed > before.failed {
+            let why = v.checkpoint_history.last().and_then(|c| c.failure.clone()).unwrap_or_default();
+            return Err(format!("checkpoint failed: {why}"));
+        }
+        if Instant::now() > deadline {
+            return Err("a checkpoint did not complete within 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Fills state with `keys` keys, checkpoints, changes 1% of them, checkpoints again, then kills a
+/// task manager and measures the restore (failure noticed -> every task running).
+async fn state_run(base: &ConfigLayers, label: &str, pairs: &[(&str, &str)], keys: u64, dir: &std::path::Path) -> Result<StateResult, String> {
+    let chk = dir.join("checkpoints").display().to_string();
+    let tmp = dir.join("tm").display().to_string();
+    let layers = bench_layers(
+        &with_pairs(base, pairs)?,
+        &[
+            ("execution.checkpointing.interval", "1h"),
+            ("execution.checkpointing.dir", &chk),
+            ("taskmanager.tmp-dirs", &tmp),
+            ("restart-strategy.type", "fixed-delay"),
+            ("restart-strategy.fixed-delay.delay", "0ms"),
+            ("heartbeat.timeout", "100ms"),
+        ],
+    )?;
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let mut rx = bus.subscribe();
+    let cfg = layers.build().map_err(|e| e.to_string())?;
+    let topic = EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, bus.clone());
+    topic.fill((0..keys).map(|k| Arc::from(format!("key-{k:07}").as_str())));
+    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone())).map_err(|e| e.to_string())?;
+    wait_caught_up(&engine).await?;
+    let first = checkpoint_now(&engine).await?;
+    let step = 100;
+    for k in (0..keys).step_by(step) {
+        topic.produce(&format!("key-{k:07}"), None).map_err(|e| e.to_string())?;
+    }
+    wait_caught_up(&engine).await?;
+    let second = checkpoint_now(&engine).await?;
+    while rx.try_recv().is_ok() {}
+    engine.command(Command::KillTaskManager("tm-2".into()));
+    engine.command(Command::StartTaskManager(Some("tm-2".into())));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut lost_at = None;
+    loop {
+        match next_event(&mut rx, deadline).await {
+            Some(Event::JobFailing { .. }) => lost_at = Some(Instant::now()),
+            Some(Event::JobRunning { attempt }) if attempt > 1 => break,
+            Some(_) => {}
+            None => return Err("the job did not recover within 10 minutes".into()),
+        }
+    }
+    let restore_ms = lost_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+    engine.shutdown().await;
+    Ok(StateResult {
+        backend: label.into(),
+        keys,
+        first_ms: first.duration_ms,
+        first_size: first.full_size,
+        second_ms: second.duration_ms,
+        second_delta: second.checkpointed_size,
+        second_full: second.full_size,
+        restore_ms,
+    })
+}
+
+/// `ckptlab bench --state`: backends side by side.
+async fn run_state(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("ckptlab-bench-{}", std::process::id()));
+    let result = run_state_in(base, args, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_state_in(base: &ConfigLayers, args: &BenchArgs, dir: &std::path::Path) -> Result<(), String> {
+    if !args.json {
+        println!(
+            "ckptlab bench --state: throughput over {} records and {} keys, EXACTLY_ONCE every 1s, best of {} round(s)",
+            args.state_records, args.keys, args.rounds
+        );
+    }
+    let chk = dir.join("throughput").display().to_string();
+    let tmp = dir.join("tm").display().to_string();
+    let topic = filled_topic(&bench_layers(base, &[])?, args.state_records, args.keys, &EventBus::new(tokio::time::Instant::now()))?;
+    let mut rates = Vec::new();
+    for (label, pairs) in STATE_BACKENDS {
+        let layers = with_pairs(base, pairs)?;
+        let layers = with_pairs(&layers, &[("execution.checkpointing.dir", &chk), ("taskmanager.tmp-dirs", &tmp)])?;
+        let mut best: Option<(f64, u64, f64)> = None;
+        for _ in 0..args.rounds.max(1) {
+            let r = throughput(&layers, &topic, "1s", "EXACTLY_ONCE").await?;
+            if best.is_none_or(|b| r.0 < b.0) {
+                best = Some(r);
+            }
+        }
+        let (secs, completed, mean) = best.expect("at least one round");
+        let rate = args.state_records as f64 / secs;
+        let base_rate = rates.first().map_or(rate, |(_, r): &(String, f64)| *r);
+        if !args.json {
+            println!(
+                "  {label:<22} {rate:>12.0} records/s  x{:.3} of fs  ({secs:.2}s, {completed} checkpoints, mean {mean:.1} ms)",
+                rate / base_rate
+            );
+        }
+        rates.push((label.to_string(), rate));
+    }
+    drop(topic);
+    let mut results = Vec::new();
+    for keys in [10_000u64, 1_000_000] {
+        if !args.json {
+            println!("  {keys} keys: checkpoint 1 (all keys), checkpoint 2 (after 1% of the keys changed), restore after a kill");
+            println!("    {:<22} {:>9} {:>10} {:>9} {:>20} {:>11}", "backend", "ckpt1", "size", "ckpt2", "delta / full", "restore");
+        }
+        for (label, pairs) in STATE_BACKENDS {
+            let r = state_run(base, label, pairs, keys, &dir.join(format!("state-{keys}"))).await?;
+            if !args.json {
+                println!(
+                    "    {:<22} {:>6} ms {:>10} {:>6} ms {:>20} {:>8.1} ms",
+                    r.backend,
+                    r.first_ms,
+                    crate::duration::format_size(r.first_size),
+                    r.second_ms,
+                    format!("{} / {}", crate::duration::format_size(r.second_delta), crate::duration::format_size(r.second_full)),
+                    r.restore_ms
+                );
+            }
+            results.push(r);
+        }
+    }
+    if args.json {
+        let json = serde_json::json!({ "throughput": rates.iter().map(|(b, r)| serde_json::json!({"backend": b, "records_per_s": r})).collect::<Vec<_>>(), "state": results });
+        println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+    } else if let Some(rss) = peak_rss_mb() {
+        println!("  peak RSS: {rss:.0} MB");
+    }
+    Ok(())
+}
+
 /// Runs the benchmark and prints it.
 pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs) -> Result<(), String> {
     let base = base?;
+    if args.state {
+        return run_state(&base, args).await;
+    }
     let parallelism = base.build().map_err(|e| e.to_string())?.job.parallelism;
     if !args.json {
         println!(

@@ -70,6 +70,7 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "heartbeat.timeout", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "taskmanager.count", kind: Kind::Int { min: 0, max: 64 }, runtime: false },
     OptionSpec { key: "taskmanager.number-of-task-slots", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
+    OptionSpec { key: "taskmanager.tmp-dirs", kind: Kind::Text, runtime: false },
     OptionSpec { key: "job.name", kind: Kind::Text, runtime: false },
     OptionSpec { key: "job.parallelism", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
     OptionSpec { key: "job.key-by", kind: Kind::Choice(&["record", "constant"]), runtime: false },
@@ -240,6 +241,14 @@ impl ConfigLayers {
             "rocksdb" => BackendKind::RocksDb,
             _ => BackendKind::HashMap,
         };
+        if backend == BackendKind::RocksDb && storage == StorageKind::JobManager {
+            return Err(r.bad(
+                "state.backend.type",
+                "rocksdb snapshots are files: it needs execution.checkpointing.storage = \"filesystem\" (--backend rocksdb sets both)".into(),
+            ));
+        }
+        let tmp_text = r.text("taskmanager.tmp-dirs")?;
+        let tm_dir = local_dir(&tmp_text).map_err(|message| r.bad("taskmanager.tmp-dirs", message))?;
         Ok(Config {
             checkpointing: CheckpointingConfig {
                 interval,
@@ -267,6 +276,7 @@ impl ConfigLayers {
             heartbeat_timeout: r.duration("heartbeat.timeout")?,
             taskmanagers: r.int("taskmanager.count")? as usize,
             slots_per_tm: r.int("taskmanager.number-of-task-slots")? as usize,
+            tm_dir,
             job: JobConfig {
                 name: r.text("job.name")?,
                 parallelism,
@@ -454,6 +464,18 @@ fn value_text(v: &toml::Value) -> String {
     v.to_string()
 }
 
+/// `taskmanager.tmp-dirs`: a local path; "" = `<system temp>/ckptlab/tm`.
+fn local_dir(text: &str) -> Result<PathBuf, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(std::env::temp_dir().join("ckptlab").join("tm"));
+    }
+    if t.contains("://") {
+        return Err("a local directory is needed here (no URI scheme)".into());
+    }
+    Ok(PathBuf::from(t))
+}
+
 fn checkpoint_dir(text: &str) -> Result<PathBuf, String> {
     let t = text.trim();
     if t.is_empty() {
@@ -603,6 +625,8 @@ pub struct Config {
     pub restart: RestartConfig,
     pub heartbeat_timeout: Duration,
     pub taskmanagers: usize,
+    /// Task managers' local directories live below this one (`taskmanager.tmp-dirs`).
+    pub tm_dir: PathBuf,
     pub slots_per_tm: usize,
     pub job: JobConfig,
     pub source: SourceConfig,

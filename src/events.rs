@@ -44,6 +44,7 @@ pub enum Event {
     SinkEmitted { line: String, repeat: bool, partition: u32, offset: u64 },
     ConfigChanged { key: String, value: String },
     ConfigRejected { key: String, reason: String },
+    BackendSwitched { from: String, to: String, checkpoint: Option<u64>, note: String },
     GeneratorStarted { rate: u64, duration_ms: u64 },
     GeneratorFinished { produced: u64 },
 }
@@ -86,6 +87,7 @@ impl Event {
             Event::SinkEmitted { line, repeat, .. } => format!("{line}{}", if *repeat { "  (repeat)" } else { "" }),
             Event::ConfigChanged { key, value } => format!("{key} = {value}"),
             Event::ConfigRejected { key, reason } => format!("{key} not changed: {reason}"),
+            Event::BackendSwitched { from, to, note, .. } => format!("state backend {from} -> {to}: {note}"),
             Event::GeneratorStarted { rate, duration_ms } => format!("generator: {rate} records/s for {duration_ms} ms"),
             Event::GeneratorFinished { produced } => format!("generator finished ({produced} records)"),
         }

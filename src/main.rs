@@ -216,6 +216,18 @@ fn print_report(r: &RunReport) {
         r.restarts,
         r.status
     );
+    if let Some(last) = r.checkpoints.history.iter().rev().find(|c| c.failure.is_none()) {
+        let size = if last.checkpointed_size == last.full_size {
+            ckptlab::duration::format_size(last.full_size)
+        } else {
+            format!(
+                "{} uploaded of {} (incremental)",
+                ckptlab::duration::format_size(last.checkpointed_size),
+                ckptlab::duration::format_size(last.full_size)
+            )
+        };
+        println!("last checkpoint: {} in {} ms, {size}", last.id, last.duration_ms);
+    }
     if r.passed {
         println!("PASSED: every expect held ({:.1}s)", r.duration_ms as f64 / 1000.0);
     } else {

@@ -408,12 +408,15 @@ pub struct RunReport {
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CheckpointSummary {
     pub triggered: u64,
     pub completed: u64,
     pub failed: u64,
     pub restored: u64,
+    /// The last checkpoints, as the checkpoints pane shows them: duration, alignment, the
+    /// checkpointed (delta) size and the full size, offsets, failure reason.
+    pub history: Vec<crate::cluster::coordinator::CheckpointStats>,
 }
 
 fn figure(name: &str, v: &Verdict, key: Option<&str>, restarts: u64, ck: &CheckpointSummary) -> i64 {
@@ -551,7 +554,13 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
 
 fn summary(view: &crate::cluster::view::ClusterView) -> CheckpointSummary {
     let c = view.checkpoint_counts;
-    CheckpointSummary { triggered: c.triggered, completed: c.completed, failed: c.failed, restored: c.restored }
+    CheckpointSummary {
+        triggered: c.triggered,
+        completed: c.completed,
+        failed: c.failed,
+        restored: c.restored,
+        history: view.checkpoint_history.clone(),
+    }
 }
 
 /// Waits for a condition; false on timeout.

@@ -111,12 +111,18 @@ fn scenario_config_is_layered_under_set() {
 }
 
 #[test]
-fn the_rocksdb_backend_is_refused_with_a_reason_until_it_exists() {
+fn the_rocksdb_backend_runs_and_a_bad_backend_name_lists_the_allowed_ones() {
     let dir = tempfile::tempdir().unwrap();
     let f = scenario(&dir, "quick.toml", QUICK);
-    let (code, _, err) = ckptlab(&["run", &f, "--backend", "rocksdb"]);
+    let chk = format!("execution.checkpointing.dir={}", dir.path().join("chk").display());
+    let tmp = format!("taskmanager.tmp-dirs={}", dir.path().join("tm").display());
+    let (code, out, err) = ckptlab(&["run", &f, "--backend", "rocksdb", "--set", &chk, "--set", &tmp, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["verdict"]["state"], 3, "{out}");
+    let (code, _, err) = ckptlab(&["run", &f, "--set", "state.backend.type=rocksdb"]);
     assert_eq!(code, 2);
-    assert!(err.contains("rocksdb") && err.contains("hashmap"), "{err}");
+    assert!(err.contains("state.backend.type") && err.contains("filesystem"), "rocksdb needs filesystem storage: {err}");
     let (code, _, err) = ckptlab(&["run", &f, "--backend", "nvram"]);
     assert_eq!(code, 2);
     assert!(err.contains("memory, fs, rocksdb"), "{err}");

@@ -89,8 +89,22 @@ struct Outcome {
     restored_from_nothing: bool,
 }
 
+/// Where keyed state lives: the invariants must hold whatever the backend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Backend {
+    /// hashmap + jobmanager storage (the seed's MemoryStateBackend)
+    Heap,
+    /// rocksdb + filesystem, full snapshots
+    RocksFull,
+    /// rocksdb + filesystem, incremental snapshots (shared SST files)
+    RocksIncremental,
+}
+
 /// Runs a schedule to the end: every task manager started again, then caught up.
-fn run(mode: Option<&str>, s: &Schedule) -> Outcome {
+fn run(mode: Option<&str>, s: &Schedule, backend: Backend) -> Outcome {
+    let dir = common::scratch_dir();
+    let chk = dir.path().join("checkpoints").display().to_string();
+    let tmp = dir.path().join("tm").display().to_string();
     common::paused(async {
         let p = s.parallelism.to_string();
         let parts = s.partitions.to_string();
@@ -113,6 +127,15 @@ fn run(mode: Option<&str>, s: &Schedule) -> Outcome {
             ("restart-strategy.fixed-delay.delay", "100ms"),
             ("source.auto-offset-reset", if s.earliest { "earliest" } else { "latest" }),
         ];
+        if backend != Backend::Heap {
+            pairs.extend([
+                ("state.backend.type", "rocksdb"),
+                ("execution.checkpointing.storage", "filesystem"),
+                ("execution.checkpointing.dir", chk.as_str()),
+                ("taskmanager.tmp-dirs", tmp.as_str()),
+                ("execution.checkpointing.incremental", if backend == Backend::RocksIncremental { "true" } else { "false" }),
+            ]);
+        }
         let slow_key;
         let slow_val;
         if let Some((from, to, ms)) = s.slow_channel {
@@ -184,6 +207,43 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(200)
 }
 
+/// RocksDB cases do real disk I/O (a DB opened per subtask and attempt); as many as the heap's
+/// unless ROCKSDB_PROPTEST_CASES says otherwise.
+fn rocksdb_cases() -> u32 {
+    std::env::var("ROCKSDB_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(cases())
+}
+
+fn rocks(incremental: bool) -> Backend {
+    if incremental {
+        Backend::RocksIncremental
+    } else {
+        Backend::RocksFull
+    }
+}
+
+fn check_exactly_once(s: &Schedule, o: &Outcome) -> Result<(), TestCaseError> {
+    let v = &o.verdict;
+    prop_assert!(v.consistent, "operator state and auditor disagree: {v:?}");
+    prop_assert_eq!(v.overcounted, 0, "{:?}", v);
+    prop_assert_eq!(v.state + v.lost, v.expected);
+    prop_assert_eq!(v.expected, v.produced);
+    if s.earliest || !o.restored_from_nothing {
+        prop_assert_eq!(v.lost, 0, "{:?}", v);
+    }
+    Ok(())
+}
+
+fn check_at_least_once(s: &Schedule, o: &Outcome) -> Result<(), TestCaseError> {
+    let v = &o.verdict;
+    prop_assert!(v.consistent, "operator state and auditor disagree: {v:?}");
+    prop_assert_eq!(v.state + v.lost, v.expected + v.overcounted);
+    prop_assert_eq!(v.expected, v.produced);
+    if s.earliest || !o.restored_from_nothing {
+        prop_assert_eq!(v.lost, 0, "{:?}", v);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
@@ -192,33 +252,18 @@ proptest! {
     /// source does). With `earliest`, or once a checkpoint exists, nothing is lost.
     #[test]
     fn exactly_once_never_loses_nor_overcounts(s in schedule()) {
-        let o = run(Some("EXACTLY_ONCE"), &s);
-        let v = &o.verdict;
-        prop_assert!(v.consistent, "operator state and auditor disagree: {v:?}");
-        prop_assert_eq!(v.overcounted, 0, "{:?}", v);
-        prop_assert_eq!(v.state + v.lost, v.expected);
-        prop_assert_eq!(v.expected, v.produced);
-        if s.earliest || !o.restored_from_nothing {
-            prop_assert_eq!(v.lost, 0, "{:?}", v);
-        }
+        check_exactly_once(&s, &run(Some("EXACTLY_ONCE"), &s, Backend::Heap))?;
     }
 
     #[test]
     fn at_least_once_never_loses(s in schedule()) {
-        let o = run(Some("AT_LEAST_ONCE"), &s);
-        let v = &o.verdict;
-        prop_assert!(v.consistent, "operator state and auditor disagree: {v:?}");
-        prop_assert_eq!(v.state + v.lost, v.expected + v.overcounted);
-        prop_assert_eq!(v.expected, v.produced);
-        if s.earliest || !o.restored_from_nothing {
-            prop_assert_eq!(v.lost, 0, "{:?}", v);
-        }
+        check_at_least_once(&s, &run(Some("AT_LEAST_ONCE"), &s, Backend::Heap))?;
     }
 
     #[test]
     fn checkpoints_off_with_latest_loses_what_was_produced_while_down(s in schedule()) {
         let s = Schedule { earliest: false, ..s };
-        let o = run(None, &s);
+        let o = run(None, &s, Backend::Heap);
         let v = &o.verdict;
         prop_assert!(v.consistent, "operator state and auditor disagree: {v:?}");
         prop_assert_eq!(v.overcounted, 0, "nothing is replayed without checkpoints: {:?}", v);
@@ -227,5 +272,20 @@ proptest! {
         if o.restarts == 0 {
             prop_assert_eq!(v.lost, 0);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: rocksdb_cases(), ..ProptestConfig::default() })]
+
+    /// The same invariants with the state in RocksDB, full or incremental snapshots.
+    #[test]
+    fn exactly_once_never_loses_nor_overcounts_with_rocksdb(s in schedule(), incremental in any::<bool>()) {
+        check_exactly_once(&s, &run(Some("EXACTLY_ONCE"), &s, rocks(incremental)))?;
+    }
+
+    #[test]
+    fn at_least_once_never_loses_with_rocksdb(s in schedule(), incremental in any::<bool>()) {
+        check_at_least_once(&s, &run(Some("AT_LEAST_ONCE"), &s, rocks(incremental)))?;
     }
 }

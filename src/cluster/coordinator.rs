@@ -162,8 +162,8 @@ impl CheckpointCoordinator {
         Some(Completion { metadata, stats })
     }
 
-    /// Records a completed checkpoint; returns the ids no longer retained.
-    pub fn retain(&mut self, completion: Completion, num_retained: usize, now: Instant) -> Vec<u64> {
+    /// Records a completed checkpoint; returns the checkpoints no longer retained.
+    pub fn retain(&mut self, completion: Completion, num_retained: usize, now: Instant) -> Vec<CheckpointMetadata> {
         self.counts.completed += 1;
         self.consecutive_failures = 0;
         self.last_completion = Some(now);
@@ -172,15 +172,25 @@ impl CheckpointCoordinator {
         let mut dropped = Vec::new();
         while self.retained.len() > num_retained {
             if let Some(old) = self.retained.pop_front() {
-                dropped.push(old.metadata.checkpoint);
+                dropped.push(old.metadata);
             }
         }
         dropped
     }
 
     /// Fails a pending checkpoint; `counts` says whether it counts toward the tolerable failures.
-    pub fn fail(&mut self, id: u64, reason: &str, now: Instant, counts: bool) -> Option<CheckpointStats> {
+    /// Returns its statistics and the keyed state handles acknowledged so far (their files are
+    /// now nobody's).
+    pub fn fail(&mut self, id: u64, reason: &str, now: Instant, counts: bool) -> Option<(CheckpointStats, Vec<StateHandle>)> {
         let p = self.pending.remove(&id)?;
+        let handles = p
+            .acks
+            .values()
+            .filter_map(|(state, _)| match state {
+                TaskState::Keyed { handle, .. } => Some(handle.clone()),
+                _ => None,
+            })
+            .collect();
         let stats = CheckpointStats {
             id,
             status: CheckpointStatus::Failed,
@@ -193,7 +203,7 @@ impl CheckpointCoordinator {
             offsets: Vec::new(),
             failure: None,
         };
-        Some(self.record_failure(stats, reason, counts))
+        Some((self.record_failure(stats, reason, counts), handles))
     }
 
     /// Records a checkpoint that failed (also one that failed while being finalized).

@@ -4,6 +4,7 @@
 //! the next deadline, so an idle cluster sleeps.
 
 use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +29,7 @@ use crate::duration::format_duration;
 use crate::events::{Event, EventBus};
 use crate::keygroup::key_group_range;
 use crate::state::create_backend;
+use crate::state::shared::SharedStateRegistry;
 use crate::state::storage::CheckpointStorage;
 
 /// What a user (TUI key, scenario step) asks of the cluster.
@@ -44,6 +46,9 @@ pub enum Command {
     },
     /// Submit the job again after it FAILED (a new run from empty state).
     Resubmit,
+    /// Switch the state backend by the seed's name (memory, fs, rocksdb): the job restarts at
+    /// once from its latest checkpoint, read into the new backend.
+    SwitchBackend(String),
 }
 
 pub(crate) struct TaskManagerState {
@@ -154,6 +159,10 @@ pub(crate) struct JobManager {
     trigger_base: Instant,
     next_trigger: Option<Instant>,
     bad_checkpoints: HashSet<u64>,
+    /// Reference counts of the shared files of retained checkpoints (incremental RocksDB).
+    shared: SharedStateRegistry,
+    /// `<taskmanager.tmp-dirs>/ckptlab-<job>`: one local directory per TM below it.
+    tm_root: PathBuf,
     reports_tx: mpsc::UnboundedSender<TaskReport>,
     reports_rx: mpsc::UnboundedReceiver<TaskReport>,
 }
@@ -177,7 +186,10 @@ impl JobManager {
         let tms = (1..=cfg.taskmanagers)
             .map(|i| TaskManagerState { name: format!("tm-{i}"), alive: true, killed_at: None, lost: false, slots: cfg.slots_per_tm })
             .collect();
+        let tm_root = cfg.tm_dir.join(format!("ckptlab-{}", &job_id[..12.min(job_id.len())]));
         JobManager {
+            shared: SharedStateRegistry::default(),
+            tm_root,
             knobs,
             layers,
             cfg,
@@ -231,6 +243,8 @@ impl JobManager {
         if let Some(mut d) = self.deployment.take() {
             d.abort_all();
         }
+        // The cluster is gone, and with it every task manager's local disk.
+        let _ = std::fs::remove_dir_all(&self.tm_root);
     }
 
     fn now_ms(&self) -> u64 {
@@ -286,6 +300,7 @@ impl JobManager {
             Command::TriggerCheckpoint => self.manual_trigger(),
             Command::Set { key, value } => self.set(&key, &value),
             Command::Resubmit => self.resubmit(),
+            Command::SwitchBackend(name) => self.switch_backend(&name),
         }
     }
 
@@ -305,6 +320,8 @@ impl JobManager {
         tm.alive = false;
         tm.killed_at = Some(Instant::now());
         let tasks = self.deployment.as_mut().map(|d| d.abort_on(i)).unwrap_or_default();
+        // The disk of a dead machine is gone: RocksDB instances are rebuilt from the checkpoint.
+        let _ = std::fs::remove_dir_all(self.tm_root.join(name));
         self.events.publish(Event::TaskManagerKilled { tm: name.to_string(), tasks });
     }
 
@@ -392,14 +409,61 @@ impl JobManager {
         self.events.publish(Event::ConfigChanged { key: key.to_string(), value: value.to_string() });
     }
 
+    fn switch_backend(&mut self, name: &str) {
+        let pairs = match crate::config::backend_shorthand(name) {
+            Ok(p) => p,
+            Err(e) => return self.reject("backend", e),
+        };
+        let mut layers = self.layers.clone();
+        for (k, v) in pairs {
+            if let Err(e) = layers.set_value(k, toml::Value::String(v.into()), "backend switch") {
+                return self.reject("backend", e.to_string());
+            }
+        }
+        let cfg = match layers.build() {
+            Ok(c) => c,
+            Err(e) => return self.reject("backend", e.to_string()),
+        };
+        let (from, to) = (self.cfg.backend_label(), cfg.backend_label());
+        if from == to {
+            return self.reject("backend", format!("already {to}"));
+        }
+        self.storage = Arc::new(self.storage.with_kind(
+            cfg.checkpointing.storage,
+            &cfg.checkpointing.dir,
+            &self.job_id,
+            cfg.lab.jobmanager_max_state_size,
+        ));
+        self.layers = layers;
+        self.cfg = cfg;
+        let restore = self.restorable().map(|m| m.checkpoint);
+        let note = match restore {
+            Some(id) => format!("the job restarts from checkpoint {id}, its state read into the new backend"),
+            None => "no completed checkpoint: the job restarts from EMPTY state, sources from auto.offset.reset".into(),
+        };
+        self.events.publish(Event::BackendSwitched { from, to, checkpoint: restore, note });
+        // A restart without a failure: cancel, drop what is pending, deploy again at once.
+        if let Some(mut d) = self.deployment.take() {
+            d.abort_all();
+        }
+        let pending: Vec<u64> = self.coord.pending.keys().copied().collect();
+        for id in pending {
+            self.fail_checkpoint(id, "job restarted: state backend switched", false);
+        }
+        self.next_trigger = None;
+        if matches!(self.status, JobStatus::Running | JobStatus::Restarting | JobStatus::Created) {
+            self.restart_at = None;
+            self.try_deploy();
+        }
+    }
+
     fn resubmit(&mut self) {
         if self.status != JobStatus::Failed {
             return self.reject("resubmit", format!("the job is {}, not FAILED", self.status.label()));
         }
         // A resubmitted job is a new job: it sees none of the old one's checkpoints.
         for c in std::mem::take(&mut self.coord.retained) {
-            self.storage.discard(c.metadata.checkpoint);
-            self.auditor.checkpoint_discarded(c.metadata.checkpoint);
+            self.drop_checkpoint(&c.metadata);
         }
         self.restart = RestartState::default();
         self.failure = None;
@@ -492,17 +556,20 @@ impl JobManager {
         let now = Instant::now();
         let Some(completion) = self.coord.complete(id, &self.job_id, now) else { return };
         if let Err(e) = self.storage.write_metadata(&completion.metadata) {
+            let handles = completion.metadata.keyed.clone();
             self.coord.record_failure(completion.stats, &format!("writing _metadata: {e}"), true);
-            self.after_failure(id, &format!("writing _metadata: {e}"), true);
+            self.after_failure(id, &handles, &format!("writing _metadata: {e}"), true);
             return;
         }
+        // Register the new checkpoint's shared files before dropping old ones: files both use survive.
+        self.shared.register(&completion.metadata.keyed);
+        self.storage.completed(id);
         let (duration_ms, bytes, offsets) =
             (completion.stats.duration_ms, completion.stats.checkpointed_size, completion.stats.offsets.clone());
         let dropped = self.coord.retain(completion, self.cfg.checkpointing.num_retained, now);
         self.auditor.checkpoint_completed(id);
         for old in dropped {
-            self.storage.discard(old);
-            self.auditor.checkpoint_discarded(old);
+            self.drop_checkpoint(&old);
         }
         self.events.publish(Event::CheckpointCompleted { checkpoint: id, duration_ms, bytes, offsets });
         if let Some(d) = &self.deployment {
@@ -515,14 +582,22 @@ impl JobManager {
         self.schedule_next_trigger();
     }
 
+    /// A retained checkpoint is no longer needed: its exclusive files go, its shared ones lose a reference.
+    fn drop_checkpoint(&mut self, m: &crate::state::storage::CheckpointMetadata) {
+        self.storage.discard(m.checkpoint);
+        self.shared.unregister(&m.keyed);
+        self.auditor.checkpoint_discarded(m.checkpoint);
+    }
+
     fn fail_checkpoint(&mut self, id: u64, reason: &str, counts: bool) {
-        if self.coord.fail(id, reason, Instant::now(), counts).is_some() {
-            self.after_failure(id, reason, counts);
+        if let Some((_, handles)) = self.coord.fail(id, reason, Instant::now(), counts) {
+            self.after_failure(id, &handles, reason, counts);
         }
     }
 
-    fn after_failure(&mut self, id: u64, reason: &str, counts: bool) {
+    fn after_failure(&mut self, id: u64, handles: &[crate::state::StateHandle], reason: &str, counts: bool) {
         self.storage.discard(id);
+        self.shared.discard_unregistered(handles);
         self.auditor.checkpoint_discarded(id);
         self.events.publish(Event::CheckpointFailed { checkpoint: id, reason: reason.to_string() });
         if counts && self.coord.consecutive_failures > self.cfg.checkpointing.tolerable_failed && self.deployment.is_some() {
@@ -728,7 +803,9 @@ impl JobManager {
         // Counters.
         let mut keyed_views = Vec::new();
         for (j, ((_, rx), output)) in counter_inputs.into_iter().zip(counter_outputs).enumerate() {
-            let backend = create_backend(cfg).map_err(|e| e.to_string())?;
+            let tm_name = &self.tms[slots[j]].name;
+            let local = self.tm_root.join(tm_name).join(format!("job_{}_counter_{j}_attempt_{attempt}", &self.job_id[..8.min(self.job_id.len())]));
+            let backend = create_backend(cfg, local);
             let view = Arc::new(Mutex::new(KeyedTaskView::default()));
             keyed_views.push(view.clone());
             let task = CounterTask {

@@ -69,7 +69,11 @@ impl Engine {
     pub fn start(layers: ConfigLayers, events: EventBus) -> Result<Engine, EngineError> {
         let cfg = layers.build()?;
         if cfg.backend == BackendKind::RocksDb {
-            crate::state::create_backend(&cfg)?;
+            // Fail at start, with the option's name, rather than in every task.
+            std::fs::create_dir_all(&cfg.tm_dir).map_err(|e| StateError::Write {
+                path: format!("taskmanager.tmp-dirs = {}", cfg.tm_dir.display()),
+                message: e.to_string(),
+            })?;
         }
         Self::start_with_topic(layers, cfg, events, None)
     }

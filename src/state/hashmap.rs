@@ -76,19 +76,13 @@ impl KeyedStateBackend for HashMapBackend {
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
         self.values.clear();
         for handle in handles {
-            let (bytes, path) = match handle {
-                StateHandle::Memory { bytes, .. } => (bytes.as_ref().clone(), "jobmanager memory".to_string()),
-                StateHandle::File { path, .. } => (
-                    std::fs::read(path).map_err(|e| StateError::Read { path: path.display().to_string(), message: e.to_string() })?,
-                    path.display().to_string(),
-                ),
+            let entries = match handle {
+                StateHandle::RocksDb { files, .. } => super::rocks::read_snapshot(files)?,
+                heap => read_entries(heap)?,
             };
-            let groups = decode(&bytes).map_err(|message| StateError::Corrupt { path, message })?;
-            for (kg, entries) in groups {
+            for (kg, k, v) in entries {
                 if key_groups.contains(&kg) {
-                    for (k, v) in entries {
-                        self.values.insert(Arc::from(k.as_str()), v);
-                    }
+                    self.values.insert(Arc::from(k.as_str()), v);
                 }
             }
         }
@@ -98,6 +92,23 @@ impl KeyedStateBackend for HashMapBackend {
     fn entries(&mut self) -> Result<Vec<(Arc<str>, u64)>, StateError> {
         Ok(self.values.iter().map(|(k, v)| (k.clone(), *v)).collect())
     }
+}
+
+/// Every (key group, key, count) of a heap snapshot (also read by the RocksDB backend when the
+/// backend was switched).
+pub fn read_entries(handle: &StateHandle) -> Result<Vec<(u16, String, u64)>, StateError> {
+    let (bytes, path) = match handle {
+        StateHandle::Memory { bytes, .. } => (bytes.as_ref().clone(), "jobmanager memory".to_string()),
+        StateHandle::File { path, .. } => (
+            std::fs::read(path).map_err(|e| StateError::Read { path: path.display().to_string(), message: e.to_string() })?,
+            path.display().to_string(),
+        ),
+        StateHandle::RocksDb { dir, .. } => {
+            return Err(StateError::Unsupported(format!("{} is a RocksDB snapshot, not a heap one", dir.display())))
+        }
+    };
+    let groups = decode(&bytes).map_err(|message| StateError::Corrupt { path, message })?;
+    Ok(groups.into_iter().flat_map(|(kg, entries)| entries.into_iter().map(move |(k, v)| (kg, k, v))).collect())
 }
 
 fn encode(values: &FxHashMap<Arc<str>, u64>) -> Vec<u8> {
@@ -151,7 +162,7 @@ mod tests {
     use crate::keygroup::key_group_range;
 
     fn target(storage: StorageKind, dir: Option<std::path::PathBuf>, max: u64) -> SnapshotTarget {
-        SnapshotTarget { checkpoint: 1, storage, dir, file_stem: "counter-0".into(), max_memory_size: max }
+        SnapshotTarget { checkpoint: 1, storage, dir, file_stem: "counter-0".into(), max_memory_size: max, key_groups: 0..128, last_completed: None }
     }
 
     #[test]

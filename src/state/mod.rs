@@ -6,6 +6,8 @@
 //! The runtime only talks to the trait, so another backend plugs in without touching it.
 
 pub mod hashmap;
+pub mod rocks;
+pub mod shared;
 pub mod storage;
 
 use std::ops::Range;
@@ -28,6 +30,9 @@ pub enum StateError {
     Corrupt { path: String, message: String },
     #[error("snapshot of {size} bytes exceeds jobmanager storage's maximum of {max} bytes (use filesystem storage: --backend fs)")]
     TooLarge { size: u64, max: u64 },
+    /// An error of the backend itself (RocksDB's message, verbatim).
+    #[error("{message}")]
+    Backend { message: String },
     #[error("{0}")]
     Unsupported(String),
 }
@@ -44,13 +49,24 @@ pub enum StateHandle {
     },
     /// A file under the checkpoint directory (filesystem storage).
     File { path: PathBuf, size: u64 },
+    /// A RocksDB snapshot: its files, exclusive to this checkpoint (`dir`) or shared.
+    RocksDb { dir: PathBuf, key_groups: Range<u16>, files: Vec<rocks::RocksFile>, size: u64 },
 }
 
 impl StateHandle {
     pub fn size(&self) -> u64 {
         match self {
-            StateHandle::Memory { size, .. } | StateHandle::File { size, .. } => *size,
+            StateHandle::Memory { size, .. } | StateHandle::File { size, .. } | StateHandle::RocksDb { size, .. } => *size,
         }
+    }
+
+    /// Files in `<job-id>/shared/` this handle references (incremental RocksDB snapshots).
+    pub fn shared_files(&self) -> impl Iterator<Item = &PathBuf> {
+        let files: &[rocks::RocksFile] = match self {
+            StateHandle::RocksDb { files, .. } => files,
+            _ => &[],
+        };
+        files.iter().filter(|f| f.shared).map(|f| &f.path)
     }
 }
 
@@ -64,6 +80,10 @@ pub struct SnapshotTarget {
     /// The task's name, used for its file name ("counter-1").
     pub file_stem: String,
     pub max_memory_size: u64,
+    /// The key groups the snapshotting subtask owns.
+    pub key_groups: Range<u16>,
+    /// The newest checkpoint known to be complete (incremental snapshots reuse only its files).
+    pub last_completed: Option<u64>,
 }
 
 /// A finished snapshot: the handle to acknowledge and what it cost.
@@ -99,12 +119,11 @@ pub trait KeyedStateBackend: Send {
     fn entries(&mut self) -> Result<Vec<(Arc<str>, u64)>, StateError>;
 }
 
-/// Creates the backend a counter subtask runs with.
-pub fn create_backend(config: &Config) -> Result<Box<dyn KeyedStateBackend>, StateError> {
+/// Creates the backend a counter subtask runs with; `local_dir` is the subtask's directory under
+/// its task manager's local directory (used by RocksDB, created on first use).
+pub fn create_backend(config: &Config, local_dir: PathBuf) -> Box<dyn KeyedStateBackend> {
     match config.backend {
-        BackendKind::HashMap => Ok(Box::new(hashmap::HashMapBackend::default())),
-        BackendKind::RocksDb => Err(StateError::Unsupported(
-            "state.backend.type = rocksdb is not built into this version yet; use hashmap (--backend memory or --backend fs)".into(),
-        )),
+        BackendKind::HashMap => Box::new(hashmap::HashMapBackend::default()),
+        BackendKind::RocksDb => Box::new(rocks::RocksDbBackend::new(local_dir, config.checkpointing.incremental)),
     }
 }

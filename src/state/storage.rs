@@ -9,7 +9,10 @@
 //! A checkpoint directory without `_metadata` is not a checkpoint.
 
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,12 +49,25 @@ pub struct CheckpointStorage {
     /// `<dir>/<job-id>` for filesystem storage.
     pub job_dir: Option<PathBuf>,
     pub max_memory_size: u64,
+    /// The newest completed checkpoint (0: none), shared with every task's copy.
+    last_completed: Arc<AtomicU64>,
 }
 
 impl CheckpointStorage {
     pub fn new(kind: StorageKind, dir: &Path, job_id: &str, max_memory_size: u64) -> Self {
         let job_dir = (kind == StorageKind::Filesystem).then(|| dir.join(job_id));
-        CheckpointStorage { kind, job_dir, max_memory_size }
+        CheckpointStorage { kind, job_dir, max_memory_size, last_completed: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// The same storage with another kind (the backend was switched while the job ran).
+    pub fn with_kind(&self, kind: StorageKind, dir: &Path, job_id: &str, max_memory_size: u64) -> Self {
+        let job_dir = (kind == StorageKind::Filesystem).then(|| dir.join(job_id));
+        CheckpointStorage { kind, job_dir, max_memory_size, last_completed: self.last_completed.clone() }
+    }
+
+    /// Tells the tasks' snapshots which checkpoint completed last.
+    pub fn completed(&self, checkpoint: u64) {
+        self.last_completed.fetch_max(checkpoint, Ordering::AcqRel);
     }
 
     fn chk_dir(&self, checkpoint: u64) -> Option<PathBuf> {
@@ -68,13 +84,16 @@ impl CheckpointStorage {
         Ok(())
     }
 
-    pub fn target(&self, checkpoint: u64, file_stem: &str) -> SnapshotTarget {
+    pub fn target(&self, checkpoint: u64, file_stem: &str, key_groups: Range<u16>) -> SnapshotTarget {
+        let last = self.last_completed.load(Ordering::Acquire);
         SnapshotTarget {
             checkpoint,
             storage: self.kind,
             dir: self.chk_dir(checkpoint),
             file_stem: file_stem.to_string(),
             max_memory_size: self.max_memory_size,
+            key_groups,
+            last_completed: (last > 0).then_some(last),
         }
     }
 
@@ -92,7 +111,8 @@ impl CheckpointStorage {
         Ok(bytes.len() as u64)
     }
 
-    /// Removes a checkpoint no longer retained (or one that failed).
+    /// Removes a checkpoint no longer retained (or one that failed): its exclusive files. Shared
+    /// files are the [`super::shared::SharedStateRegistry`]'s.
     pub fn discard(&self, checkpoint: u64) {
         if let Some(chk) = self.chk_dir(checkpoint) {
             // A leftover directory is harmless: without _metadata it is never restored.

@@ -18,6 +18,8 @@ pub enum Action {
     Checkpoint,
     /// Cycle EXACTLY_ONCE -> AT_LEAST_ONCE -> off.
     CycleMode,
+    /// Cycle the state backend memory -> fs -> rocksdb (restarts the job from its latest checkpoint).
+    CycleBackend,
     /// Longer checkpoint interval.
     IntervalUp,
     /// Shorter checkpoint interval.

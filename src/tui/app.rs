@@ -199,6 +199,7 @@ impl App {
             | Event::AlignmentStarted { .. }
             | Event::AlignmentFinished { .. } => return,
             Event::CheckpointCompleted { .. } | Event::JobRunning { .. } | Event::TaskManagerStarted { .. } => LogKind::Good,
+            Event::BackendSwitched { checkpoint: None, .. } => LogKind::Bad,
             Event::TaskManagerKilled { .. }
             | Event::TaskManagerLost { .. }
             | Event::JobFailing { .. }
@@ -311,6 +312,17 @@ impl App {
                     self.set("execution.checkpointing.interval", format_duration(self.last_interval));
                 }
             },
+            Action::CycleBackend => {
+                // The seed's three, in its order; the view's label names the current one.
+                let next = if self.view.backend.contains("MemoryStateBackend") {
+                    "fs"
+                } else if self.view.backend.contains("FsStateBackend") {
+                    "rocksdb"
+                } else {
+                    "memory"
+                };
+                self.requests.push(Request::Engine(Command::SwitchBackend(next.into())));
+            }
             Action::IntervalUp | Action::IntervalDown => {
                 let Some(ms) = self.view.interval_ms else {
                     return self.notice("checkpointing is off: m turns it on".into());

@@ -35,3 +35,16 @@ pub async fn until(engine: &Engine, c: AwaitCondition, secs: u64) {
 pub async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
+
+/// A scratch directory for checkpoints and RocksDB instances: on tmpfs (/dev/shm) where there is
+/// one, because the engine fsyncs every checkpoint file and on a real disk the tests would spend
+/// their time waiting for it; elsewhere the system temp dir.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::Builder::new().prefix("ckptlab-test-").tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().expect("a temp dir")
+}

@@ -1,0 +1,475 @@
+//! The RocksDB backend (`state.backend.type = "rocksdb"`): each counter subtask keeps its keyed
+//! state in its own RocksDB instance under its task manager's local directory, as Flink's
+//! RocksDBStateBackend does.
+//!
+//! - Keys are prefixed by their key group (2 bytes, big endian), so a restore can pick key groups
+//!   and a scan comes out grouped; values are the count as 8 little-endian bytes. Writes skip the
+//!   WAL (Flink does the same): durability comes from checkpoints, not from the local disk.
+//! - A snapshot's synchronous part flushes the memtable and takes a RocksDB checkpoint (hard links
+//!   to the immutable SST files, copies of MANIFEST, CURRENT, OPTIONS); the asynchronous part
+//!   copies those files into `<checkpoint dir>/<job-id>/chk-<n>/counter-<i>/`.
+//! - Incremental (`execution.checkpointing.incremental`): SST files go to `<job-id>/shared/`, and
+//!   an SST file that the last *completed* checkpoint already uploaded is referenced, not copied
+//!   again. The JobManager's [`super::shared::SharedStateRegistry`] counts references and deletes
+//!   a shared file when no retained checkpoint needs it any more.
+//! - Restore copies the checkpoint's files back into a fresh local directory and opens them (the
+//!   local disk of a killed task manager is gone), then reads every entry once, so that a damaged
+//!   file fails the restore (and the JobManager falls back to an older checkpoint) rather than a
+//!   later read. A heap snapshot, or a RocksDB one of other key groups, is read entry by entry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rocksdb::checkpoint::Checkpoint;
+use rocksdb::{DBCompressionType, IteratorMode, LogLevel, Options, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+
+use super::{KeyedStateBackend, Snapshot, SnapshotTarget, StateError, StateHandle};
+use crate::keygroup::key_group;
+
+/// One file of a RocksDB snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RocksFile {
+    /// The file's name in the RocksDB directory (`000012.sst`, `MANIFEST-000005`, `CURRENT`).
+    pub name: String,
+    /// Where the checkpoint keeps it.
+    pub path: PathBuf,
+    pub size: u64,
+    /// In `<job-id>/shared/`, reference counted across checkpoints (incremental SST files).
+    pub shared: bool,
+}
+
+/// A RocksDB file uploaded to shared storage, reusable by later checkpoints.
+#[derive(Debug, Clone)]
+struct Uploaded {
+    path: PathBuf,
+    size: u64,
+}
+
+pub struct RocksDbBackend {
+    /// `<taskmanager dir>/job_<id>_counter_<i>_attempt_<a>`: the DB lives in `db/` below it.
+    dir: PathBuf,
+    db: Option<DB>,
+    write: WriteOptions,
+    incremental: bool,
+    key_buf: Vec<u8>,
+    /// SST files of the last completed checkpoint this instance knows of (name -> upload).
+    confirmed: HashMap<String, Uploaded>,
+    /// Shared files each of our snapshots referenced, by checkpoint, until one is confirmed.
+    uploads: BTreeMap<u64, HashMap<String, Uploaded>>,
+}
+
+fn rocks_err(op: &str, path: &Path, e: rocksdb::Error) -> StateError {
+    StateError::Backend { message: format!("RocksDB {op} ({}): {e}", path.display()) }
+}
+
+fn io_write(path: &Path, e: std::io::Error) -> StateError {
+    StateError::Write { path: path.display().to_string(), message: e.to_string() }
+}
+
+fn io_read(path: &Path, e: std::io::Error) -> StateError {
+    StateError::Read { path: path.display().to_string(), message: e.to_string() }
+}
+
+fn options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.set_compression_type(DBCompressionType::Lz4);
+    // RocksDB's own LOG file stays small; ckptlab reports errors itself.
+    o.set_log_level(LogLevel::Warn);
+    o.set_keep_log_file_num(1);
+    // Working state is disposable (checkpoints hold what counts): closing must not flush the
+    // memtable. A killed TM's directory is already gone, and a flush into it fails, after which
+    // RocksDB backs off for a second while close waits: a stalled worker thread.
+    // (Not bound by the crate's Options, so set through RocksDB's option string.)
+    o.get_options_from_string("avoid_flush_during_shutdown=true").unwrap_or(o)
+}
+
+/// The stored key: key group (big endian) then the key's bytes.
+fn encode_key(buf: &mut Vec<u8>, key: &str) {
+    buf.clear();
+    buf.extend_from_slice(&key_group(key).to_be_bytes());
+    buf.extend_from_slice(key.as_bytes());
+}
+
+fn decode_entry(k: &[u8], v: &[u8]) -> Result<(u16, String, u64), String> {
+    if k.len() < 2 || v.len() != 8 {
+        return Err(format!("an entry of {} key and {} value bytes is not ckptlab's", k.len(), v.len()));
+    }
+    let kg = u16::from_be_bytes([k[0], k[1]]);
+    let key = String::from_utf8(k[2..].to_vec()).map_err(|_| "a key is not UTF-8".to_string())?;
+    let mut b = [0u8; 8];
+    b.copy_from_slice(v);
+    Ok((kg, key, u64::from_le_bytes(b)))
+}
+
+impl RocksDbBackend {
+    /// A backend whose instance directory is `dir` (created on first use, deleted on drop).
+    pub fn new(dir: PathBuf, incremental: bool) -> Self {
+        let mut write = WriteOptions::default();
+        write.disable_wal(true);
+        RocksDbBackend {
+            dir,
+            db: None,
+            write,
+            incremental,
+            key_buf: Vec::new(),
+            confirmed: HashMap::new(),
+            uploads: BTreeMap::new(),
+        }
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.dir.join("db")
+    }
+
+    fn db(&mut self) -> Result<&DB, StateError> {
+        if self.db.is_none() {
+            let path = self.db_path();
+            std::fs::create_dir_all(&path).map_err(|e| io_write(&path, e))?;
+            let db = DB::open(&options(), &path).map_err(|e| rocks_err("open", &path, e))?;
+            self.db = Some(db);
+        }
+        Ok(self.db.as_ref().expect("opened above"))
+    }
+
+    /// The last completed checkpoint's uploads become the files later snapshots may reference.
+    fn promote(&mut self, last_completed: Option<u64>) {
+        let Some(done) = last_completed else { return };
+        let newest_done = self.uploads.range(..=done).next_back().map(|(id, _)| *id);
+        if let Some(id) = newest_done {
+            self.confirmed = self.uploads.remove(&id).unwrap_or_default();
+            self.uploads = self.uploads.split_off(&(id + 1));
+        }
+    }
+
+    /// Copies the RocksDB checkpoint in `local` to storage: SST files to `shared` (or referenced
+    /// there) when incremental, the rest to `exclusive`.
+    fn upload(&self, local: &Path, exclusive: &Path, shared: &Path) -> Result<Upload, StateError> {
+        std::fs::create_dir_all(exclusive).map_err(|e| io_write(exclusive, e))?;
+        let mut names: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(local).map_err(|e| io_read(local, e))? {
+            names.push(entry.map_err(|e| io_read(local, e))?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        let mut up = Upload::default();
+        for name in names {
+            let src = local.join(&name);
+            let size = std::fs::metadata(&src).map_err(|e| io_read(&src, e))?.len();
+            if self.incremental && name.ends_with(".sst") {
+                let known = self.confirmed.get(&name).filter(|u| u.size == size).cloned();
+                let uploaded = match known {
+                    Some(u) => u,
+                    None => {
+                        std::fs::create_dir_all(shared).map_err(|e| io_write(shared, e))?;
+                        let dst = shared.join(format!("{:016x}-{name}", rand::random::<u64>()));
+                        copy_synced(&src, &dst)?;
+                        up.written += size;
+                        Uploaded { path: dst, size }
+                    }
+                };
+                up.files.push(RocksFile { name: name.clone(), path: uploaded.path.clone(), size, shared: true });
+                up.shared.insert(name, uploaded);
+            } else {
+                let dst = exclusive.join(&name);
+                copy_synced(&src, &dst)?;
+                up.written += size;
+                up.files.push(RocksFile { name, path: dst, size, shared: false });
+            }
+        }
+        Ok(up)
+    }
+
+    /// Rebuilds the local DB from a snapshot of exactly our key groups: its files, copied back.
+    fn restore_files(&mut self, files: &[RocksFile]) -> Result<(), StateError> {
+        let path = self.db_path();
+        std::fs::create_dir_all(&path).map_err(|e| io_write(&path, e))?;
+        for f in files {
+            let dst = path.join(&f.name);
+            let size = std::fs::copy(&f.path, &dst).map_err(|e| io_read(&f.path, e))?;
+            if size != f.size {
+                return Err(StateError::Corrupt {
+                    path: f.path.display().to_string(),
+                    message: format!("{size} bytes where the checkpoint recorded {}", f.size),
+                });
+            }
+            if f.shared {
+                self.confirmed.insert(f.name.clone(), Uploaded { path: f.path.clone(), size: f.size });
+            }
+        }
+        let db = DB::open(&options(), &path).map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: format!("RocksDB open: {e}") })?;
+        self.db = Some(db);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Upload {
+    files: Vec<RocksFile>,
+    written: u64,
+    shared: HashMap<String, Uploaded>,
+}
+
+fn copy_synced(src: &Path, dst: &Path) -> Result<(), StateError> {
+    std::fs::copy(src, dst).map_err(|e| io_write(dst, e))?;
+    let f = std::fs::File::open(dst).map_err(|e| io_write(dst, e))?;
+    f.sync_all().map_err(|e| io_write(dst, e))
+}
+
+/// Every entry of a RocksDB snapshot (any key groups), read from a temporary copy of its files.
+pub fn read_snapshot(files: &[RocksFile]) -> Result<Vec<(u16, String, u64)>, StateError> {
+    let tmp = std::env::temp_dir().join(format!("ckptlab-read-{:016x}", rand::random::<u64>()));
+    let result = (|| {
+        std::fs::create_dir_all(&tmp).map_err(|e| io_write(&tmp, e))?;
+        for f in files {
+            std::fs::copy(&f.path, tmp.join(&f.name)).map_err(|e| io_read(&f.path, e))?;
+        }
+        let db = DB::open_for_read_only(&options(), &tmp, false)
+            .map_err(|e| StateError::Corrupt { path: tmp.display().to_string(), message: format!("RocksDB open: {e}") })?;
+        scan(&db, &tmp)
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// Reads every entry; a damaged block fails here (RocksDB verifies block checksums on read).
+fn scan(db: &DB, path: &Path) -> Result<Vec<(u16, String, u64)>, StateError> {
+    let mut out = Vec::new();
+    for item in db.iterator(IteratorMode::Start) {
+        let (k, v) = item.map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: format!("RocksDB read: {e}") })?;
+        out.push(decode_entry(&k, &v).map_err(|message| StateError::Corrupt { path: path.display().to_string(), message })?);
+    }
+    Ok(out)
+}
+
+impl KeyedStateBackend for RocksDbBackend {
+    fn name(&self) -> &'static str {
+        "rocksdb"
+    }
+
+    fn get(&mut self, key: &str) -> Result<u64, StateError> {
+        let mut buf = std::mem::take(&mut self.key_buf);
+        encode_key(&mut buf, key);
+        let path = self.db_path();
+        let got = self.db()?.get_pinned(&buf).map_err(|e| rocks_err("get", &path, e));
+        let value = match got? {
+            Some(v) if v.len() == 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&v);
+                u64::from_le_bytes(b)
+            }
+            Some(v) => return Err(StateError::Corrupt { path: path.display().to_string(), message: format!("a value of {} bytes", v.len()) }),
+            None => 0,
+        };
+        self.key_buf = buf;
+        Ok(value)
+    }
+
+    fn put(&mut self, key: &Arc<str>, value: u64) -> Result<(), StateError> {
+        let mut buf = std::mem::take(&mut self.key_buf);
+        encode_key(&mut buf, key);
+        let path = self.db_path();
+        self.db()?;
+        let db = self.db.as_ref().expect("opened above");
+        db.put_opt(&buf, value.to_le_bytes(), &self.write).map_err(|e| rocks_err("put", &path, e))?;
+        self.key_buf = buf;
+        Ok(())
+    }
+
+    fn snapshot(&mut self, target: &SnapshotTarget) -> Result<Snapshot, StateError> {
+        let Some(chk_dir) = &target.dir else {
+            return Err(StateError::Unsupported(
+                "RocksDB snapshots are files: set execution.checkpointing.storage = filesystem (--backend rocksdb does)".into(),
+            ));
+        };
+        self.promote(target.last_completed);
+        let sync_start = Instant::now();
+        let local = self.dir.join(format!("chk-{}", target.checkpoint));
+        let _ = std::fs::remove_dir_all(&local);
+        {
+            let path = self.db_path();
+            let db = self.db()?;
+            db.flush().map_err(|e| rocks_err("flush", &path, e))?;
+            let cp = Checkpoint::new(db).map_err(|e| rocks_err("checkpoint", &path, e))?;
+            cp.create_checkpoint(&local).map_err(|e| rocks_err("checkpoint", &local, e))?;
+        }
+        let sync_duration = sync_start.elapsed();
+        let async_start = Instant::now();
+        let exclusive = chk_dir.join(&target.file_stem);
+        let shared = chk_dir.parent().map(|job| job.join("shared")).unwrap_or_else(|| chk_dir.join("shared"));
+        let result = self.upload(&local, &exclusive, &shared);
+        let _ = std::fs::remove_dir_all(&local);
+        let up = result?;
+        let full_size = up.files.iter().map(|f| f.size).sum();
+        if self.incremental {
+            self.uploads.insert(target.checkpoint, up.shared);
+        }
+        let handle = StateHandle::RocksDb { dir: exclusive, key_groups: target.key_groups.clone(), files: up.files, size: full_size };
+        Ok(Snapshot { handle, checkpointed_size: up.written, full_size, sync_duration, async_duration: async_start.elapsed() })
+    }
+
+    fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
+        self.db = None;
+        let _ = std::fs::remove_dir_all(self.db_path());
+        self.confirmed.clear();
+        self.uploads.clear();
+        // Our own key groups in one RocksDB snapshot: its files are the DB.
+        let own = handles.iter().find_map(|h| match h {
+            StateHandle::RocksDb { key_groups: kg, files, .. } if *kg == key_groups => Some(files.clone()),
+            _ => None,
+        });
+        if let Some(files) = own {
+            self.restore_files(&files)?;
+            let path = self.db_path();
+            scan(self.db.as_ref().expect("restored"), &path)?;
+            return Ok(());
+        }
+        // Anything else (heap snapshots, other key groups): entry by entry.
+        let mut entries = Vec::new();
+        for h in handles {
+            match h {
+                StateHandle::RocksDb { files, .. } => entries.extend(read_snapshot(files)?),
+                other => entries.extend(super::hashmap::read_entries(other)?),
+            }
+        }
+        for (kg, key, value) in entries {
+            if key_groups.contains(&kg) {
+                self.put(&Arc::from(key.as_str()), value)?;
+            }
+        }
+        self.db()?;
+        Ok(())
+    }
+
+    fn entries(&mut self) -> Result<Vec<(Arc<str>, u64)>, StateError> {
+        let path = self.db_path();
+        let db = self.db()?;
+        Ok(scan(db, &path)?.into_iter().map(|(_, k, v)| (Arc::from(k.as_str()), v)).collect())
+    }
+}
+
+impl Drop for RocksDbBackend {
+    fn drop(&mut self) {
+        // Close first, then remove the instance's directory (a finished attempt leaves nothing).
+        self.db = None;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StorageKind;
+    use crate::keygroup::key_group_range;
+
+    fn target(job: &Path, checkpoint: u64, key_groups: Range<u16>, last_completed: Option<u64>) -> SnapshotTarget {
+        let dir = job.join(format!("chk-{checkpoint}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        SnapshotTarget {
+            checkpoint,
+            storage: StorageKind::Filesystem,
+            dir: Some(dir),
+            file_stem: "counter-0".into(),
+            max_memory_size: 0,
+            key_groups,
+            last_completed,
+        }
+    }
+
+    fn fill(b: &mut RocksDbBackend, keys: std::ops::Range<u32>) {
+        for i in keys {
+            b.increment(&Arc::from(format!("key-{i}").as_str())).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_full_snapshot_restores_into_a_fresh_instance() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = RocksDbBackend::new(tmp.path().join("a"), false);
+        fill(&mut b, 0..1000);
+        fill(&mut b, 0..10);
+        let snap = b.snapshot(&target(&tmp.path().join("job"), 1, 0..128, None)).unwrap();
+        assert_eq!(snap.checkpointed_size, snap.full_size);
+        assert!(matches!(&snap.handle, StateHandle::RocksDb { files, .. } if files.iter().all(|f| !f.shared)));
+        let mut r = RocksDbBackend::new(tmp.path().join("b"), false);
+        r.restore(&[snap.handle], 0..128).unwrap();
+        assert_eq!(r.get("key-3").unwrap(), 2);
+        assert_eq!(r.get("key-999").unwrap(), 1);
+        assert_eq!(r.entries().unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn incremental_snapshots_reference_the_last_completed_checkpoints_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = tmp.path().join("job");
+        let mut b = RocksDbBackend::new(tmp.path().join("a"), true);
+        fill(&mut b, 0..50_000);
+        let one = b.snapshot(&target(&job, 1, 0..128, None)).unwrap();
+        fill(&mut b, 0..3);
+        // Checkpoint 1 not known complete: nothing may be referenced, everything is uploaded again.
+        let two = b.snapshot(&target(&job, 2, 0..128, None)).unwrap();
+        assert_eq!(two.checkpointed_size, two.full_size);
+        fill(&mut b, 0..3);
+        let three = b.snapshot(&target(&job, 3, 0..128, Some(2))).unwrap();
+        assert!(three.checkpointed_size * 10 < three.full_size, "a small delta: {} of {}", three.checkpointed_size, three.full_size);
+        let shared = |s: &Snapshot| match &s.handle {
+            StateHandle::RocksDb { files, .. } => files.iter().filter(|f| f.shared).map(|f| f.path.clone()).collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        let new: Vec<_> = shared(&three).into_iter().filter(|p| !shared(&two).contains(p)).collect();
+        assert_eq!(new.len(), 1, "only the SST flushed for checkpoint 3 is uploaded: {new:?}");
+        assert!(shared(&two).iter().any(|p| shared(&three).contains(p)), "checkpoint 3 shares files with 2");
+        assert!(!shared(&one).iter().any(|p| shared(&three).contains(p)), "and none with 1, which was never confirmed");
+        let mut r = RocksDbBackend::new(tmp.path().join("b"), true);
+        r.restore(&[three.handle], 0..128).unwrap();
+        assert_eq!(r.get("key-0").unwrap(), 3);
+    }
+
+    #[test]
+    fn other_key_groups_and_heap_snapshots_restore_entry_by_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut whole = RocksDbBackend::new(tmp.path().join("a"), false);
+        fill(&mut whole, 0..200);
+        let snap = whole.snapshot(&target(&tmp.path().join("job"), 1, 0..128, None)).unwrap();
+        let mut total = 0;
+        for s in 0..2 {
+            let mut half = RocksDbBackend::new(tmp.path().join(format!("h{s}")), false);
+            half.restore(std::slice::from_ref(&snap.handle), key_group_range(s, 2)).unwrap();
+            total += half.entries().unwrap().len();
+        }
+        assert_eq!(total, 200, "each key lands in exactly one half");
+        let mut heap = super::super::hashmap::HashMapBackend::default();
+        heap.put(&Arc::from("x"), 41).unwrap();
+        let heap_snap = heap.snapshot(&target(&tmp.path().join("job2"), 1, 0..128, None)).unwrap();
+        let mut r = RocksDbBackend::new(tmp.path().join("r"), false);
+        r.restore(&[heap_snap.handle], 0..128).unwrap();
+        assert_eq!(r.get("x").unwrap(), 41);
+    }
+
+    #[test]
+    fn a_missing_file_fails_the_restore_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = RocksDbBackend::new(tmp.path().join("a"), false);
+        fill(&mut b, 0..10);
+        let snap = b.snapshot(&target(&tmp.path().join("job"), 1, 0..128, None)).unwrap();
+        let StateHandle::RocksDb { files, .. } = &snap.handle else { panic!("a RocksDB handle") };
+        let sst = files.iter().find(|f| f.name.ends_with(".sst")).unwrap();
+        std::fs::remove_file(&sst.path).unwrap();
+        let e = RocksDbBackend::new(tmp.path().join("b"), false).restore(&[snap.handle.clone()], 0..128).unwrap_err();
+        assert!(e.to_string().contains(&sst.path.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn dropping_the_backend_removes_its_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("instance");
+        let mut b = RocksDbBackend::new(dir.clone(), false);
+        fill(&mut b, 0..3);
+        assert!(dir.join("db").is_dir());
+        drop(b);
+        assert!(!dir.exists());
+    }
+}
