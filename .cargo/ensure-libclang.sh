@@ -6,7 +6,9 @@
 # Cost on every later call: a few file tests. Set LIBCLANG_PATH to skip the check.
 have_libclang() {
   [ -n "${LIBCLANG_PATH:-}" ] && return 0
-  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang.so* /usr/lib/*/libclang-*.so* /usr/local/lib/libclang.so*; do
+  # libclang.so or libclang-<version>.so (not libclang-cpp, which bindgen cannot use)
+  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* /usr/lib/*/libclang.so* \
+           /usr/lib/*/libclang-[0-9]*.so* /usr/local/lib/libclang.so*; do
     [ -e "$f" ] && return 0
   done
   return 1
