@@ -75,7 +75,9 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "job.parallelism", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
     OptionSpec { key: "job.key-by", kind: Kind::Choice(&["record", "constant"]), runtime: false },
     OptionSpec { key: "job.sink", kind: Kind::Choice(&["print", "transactional", "discard"]), runtime: false },
-    OptionSpec { key: "source.kind", kind: Kind::Choice(&["embedded"]), runtime: false },
+    OptionSpec { key: "source.kind", kind: Kind::Choice(&["embedded", "kafka"]), runtime: false },
+    OptionSpec { key: "source.bootstrap-servers", kind: Kind::Text, runtime: false },
+    OptionSpec { key: "source.group-id", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.partitions", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
     OptionSpec { key: "source.topic", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.auto-offset-reset", kind: Kind::Choice(&["latest", "earliest"]), runtime: true },
@@ -291,6 +293,16 @@ impl ConfigLayers {
                 },
             },
             source: SourceConfig {
+                kafka: match r.choice("source.kind")?.as_str() {
+                    "kafka" => {
+                        let servers = r.text("source.bootstrap-servers")?;
+                        if servers.trim().is_empty() {
+                            return Err(r.bad("source.bootstrap-servers", "a broker list such as \"localhost:9092\", or \"mock\"".into()));
+                        }
+                        Some(KafkaSource { bootstrap_servers: servers.trim().to_string(), group_id: r.text("source.group-id")? })
+                    }
+                    _ => None,
+                },
                 partitions: r.int("source.partitions")? as u32,
                 topic: r.text("source.topic")?,
                 offset_reset: match r.choice("source.auto-offset-reset")?.as_str() {
@@ -598,7 +610,16 @@ pub struct JobConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSource {
+    /// A broker list, or `mock` for librdkafka's in-process mock cluster.
+    pub bootstrap_servers: String,
+    pub group_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
+    /// `kind = "kafka"`: where and as which group; `None`: the embedded topic.
+    pub kafka: Option<KafkaSource>,
     pub partitions: u32,
     pub topic: String,
     pub offset_reset: OffsetReset,
@@ -673,6 +694,11 @@ impl Config {
     pub fn extra_delay(&self, from: (&str, usize), to: (&str, usize)) -> Duration {
         self.lab.delays.iter().filter(|(p, _)| p.matches(from, to)).map(|(_, d)| *d).max().unwrap_or(Duration::ZERO)
     }
+}
+
+/// `--kafka host:port|mock`: the Kafka source at that broker list (or librdkafka's mock cluster).
+pub fn kafka_shorthand(servers: &str) -> [(&'static str, String); 2] {
+    [("source.kind", "kafka".into()), ("source.bootstrap-servers", servers.to_string())]
 }
 
 /// `--backend memory|fs|rocksdb`: the seed's three backends as Flink 2 option pairs.

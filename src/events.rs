@@ -45,6 +45,8 @@ pub enum Event {
     ConfigChanged { key: String, value: String },
     ConfigRejected { key: String, reason: String },
     BackendSwitched { from: String, to: String, checkpoint: Option<u64>, note: String },
+    /// The source topic's health changed (Kafka: broker unreachable, topic missing; `None`: fine again).
+    TopicStatus { message: Option<String> },
     GeneratorStarted { rate: u64, duration_ms: u64 },
     GeneratorFinished { produced: u64 },
 }
@@ -87,6 +89,8 @@ impl Event {
             Event::SinkEmitted { line, repeat, .. } => format!("{line}{}", if *repeat { "  (repeat)" } else { "" }),
             Event::ConfigChanged { key, value } => format!("{key} = {value}"),
             Event::ConfigRejected { key, reason } => format!("{key} not changed: {reason}"),
+            Event::TopicStatus { message: Some(m) } => format!("topic: {m}"),
+            Event::TopicStatus { message: None } => "topic: reachable again".into(),
             Event::BackendSwitched { from, to, note, .. } => format!("state backend {from} -> {to}: {note}"),
             Event::GeneratorStarted { rate, duration_ms } => format!("generator: {rate} records/s for {duration_ms} ms"),
             Event::GeneratorFinished { produced } => format!("generator finished ({produced} records)"),

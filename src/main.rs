@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use ckptlab::cluster::Engine;
-use ckptlab::config::{backend_shorthand, ConfigLayers};
+use ckptlab::config::{backend_shorthand, kafka_shorthand, ConfigLayers};
 use ckptlab::events::{EventBus, Stamped};
 use ckptlab::scenario::{self, RunReport, Scenario};
 
@@ -17,7 +17,7 @@ use ckptlab::scenario::{self, RunReport, Scenario};
     name = "ckptlab",
     version,
     about = "A workbench for stream-processing checkpoints: a Flink-style mini cluster in one process, judged against a ground truth.",
-    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000"
+    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --kafka localhost:9092            the seed's setup: read input-topic from a broker (kafka-console-producer feeds it)\n  ckptlab --kafka mock                      the same through librdkafka's in-process mock cluster\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000"
 )]
 struct Cli {
     /// A configuration file layered over conf/ckptlab.toml.
@@ -29,6 +29,13 @@ struct Cli {
     /// The seed's state backends: memory (hashmap + jobmanager), fs (hashmap + filesystem), rocksdb (rocksdb + filesystem).
     #[arg(long, global = true, value_name = "memory|fs|rocksdb")]
     backend: Option<String>,
+    /// Read from Kafka instead of the embedded topic: a broker list (the seed's localhost:9092), or
+    /// `mock` for librdkafka's in-process mock cluster.
+    #[arg(long, global = true, value_name = "host:port|mock")]
+    kafka: Option<String>,
+    /// The topic to read and produce to (default input-topic, as the seed).
+    #[arg(long, global = true, value_name = "NAME")]
+    topic: Option<String>,
     /// Write every engine event as a JSON line to FILE.
     #[arg(long, global = true, value_name = "FILE")]
     events: Option<PathBuf>,
@@ -126,6 +133,14 @@ fn base_layers(cli: &Cli, scenario: Option<&Scenario>) -> Result<ConfigLayers, S
             layers.set_value(k, toml::Value::String(v.into()), "--backend").map_err(|e| e.to_string())?;
         }
     }
+    if let Some(servers) = &cli.kafka {
+        for (k, v) in kafka_shorthand(servers) {
+            layers.set_value(k, toml::Value::String(v), "--kafka").map_err(|e| e.to_string())?;
+        }
+    }
+    if let Some(topic) = &cli.topic {
+        layers.set_value("source.topic", toml::Value::String(topic.clone()), "--topic").map_err(|e| e.to_string())?;
+    }
     layers.build().map_err(|e| e.to_string())?;
     Ok(layers)
 }
@@ -182,6 +197,13 @@ async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Res
             ckptlab::cluster::restart::strategy_name(cfg.restart.effective(cfg.checkpointing.interval.is_some())),
             ckptlab::duration::format_duration(cfg.heartbeat_timeout)
         );
+        let view = engine.view(false);
+        if view.source != "embedded" {
+            println!("   source: {}", view.source);
+        }
+        if let Some(problem) = &view.topic_status {
+            println!("   WARNING {problem}");
+        }
     }
     let narrate_on = !json && !quiet;
     let report = scenario::run(scenario, &engine, |line| {

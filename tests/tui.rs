@@ -121,7 +121,10 @@ fn running_view() -> ClusterView {
             channel("source[1]", "counter[0]", 12, &[], false, 0),
             channel("source[1]", "counter[1]", 1, &[7], false, 0),
         ],
-        partitions: vec![PartitionView { partition: 0, end: 4, position: 4 }, PartitionView { partition: 1, end: 3, position: 2 }],
+        partitions: vec![
+            PartitionView { partition: 0, end: 4, position: 4, committed: None },
+            PartitionView { partition: 1, end: 3, position: 2, committed: None },
+        ],
         pending_checkpoints: vec![PendingCheckpointView {
             id: 7,
             mode: "EXACTLY_ONCE".into(),
@@ -144,6 +147,8 @@ fn running_view() -> ClusterView {
         ],
         generators_running: 0,
         caught_up: false,
+        source: "embedded".into(),
+        topic_status: None,
         verdict: Some(Verdict {
             produced: 7,
             expected: 6,

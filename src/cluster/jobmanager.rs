@@ -564,6 +564,8 @@ impl JobManager {
         // Register the new checkpoint's shared files before dropping old ones: files both use survive.
         self.shared.register(&completion.metadata.keyed);
         self.storage.completed(id);
+        // Kafka: the checkpointed offsets go to the consumer group, for monitoring (as Flink).
+        self.topic.commit(&completion.metadata.offsets);
         let (duration_ms, bytes, offsets) =
             (completion.stats.duration_ms, completion.stats.checkpointed_size, completion.stats.offsets.clone());
         let dropped = self.coord.retain(completion, self.cfg.checkpointing.num_retained, now);
@@ -680,7 +682,7 @@ impl JobManager {
         let partitions = self.topic.partitions();
         let mut positions: Vec<u64> = (0..partitions)
             .map(|part| match self.cfg.source.offset_reset {
-                OffsetReset::Latest => self.topic.len(part),
+                OffsetReset::Latest => self.topic.end_offset(part),
                 OffsetReset::Earliest => 0,
             })
             .collect();
@@ -694,9 +696,24 @@ impl JobManager {
             self.coord.counts.restored += 1;
             note = String::new();
         } else {
-            note = match self.cfg.source.offset_reset {
-                OffsetReset::Latest => "auto.offset.reset = latest: records produced meanwhile are skipped".into(),
-                OffsetReset::Earliest => "auto.offset.reset = earliest: the whole topic is replayed".into(),
+            // As Flink's Kafka source: without a checkpoint, the group's committed offsets first.
+            let committed = self.topic.committed();
+            let from_group: Vec<u32> = (0..partitions).filter(|p| committed.get(*p as usize).copied().flatten().is_some()).collect();
+            for p in &from_group {
+                if let (Some(slot), Some(Some(o))) = (positions.get_mut(*p as usize), committed.get(*p as usize)) {
+                    *slot = *o;
+                }
+            }
+            let reset = match self.cfg.source.offset_reset {
+                OffsetReset::Latest => "auto.offset.reset = latest: records produced meanwhile are skipped",
+                OffsetReset::Earliest => "auto.offset.reset = earliest: the whole topic is replayed",
+            };
+            note = if from_group.is_empty() {
+                reset.into()
+            } else if from_group.len() as u32 == partitions {
+                "from the consumer group's committed offsets".into()
+            } else {
+                format!("from the consumer group's committed offsets where it has one, else {reset}")
             };
         }
         self.attempt += 1;
@@ -786,12 +803,14 @@ impl JobManager {
         for (i, outputs) in source_outputs.into_iter().enumerate() {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             source_ctl.push(ctl_tx);
-            let assigned =
+            let assigned: Vec<(u32, u64)> =
                 (0..self.topic.partitions()).filter(|part| *part as usize % p == i).map(|part| (part, positions[part as usize])).collect();
+            let reader = self.topic.clone().reader(&assigned);
             let task = SourceTask {
                 ctx: ctx(TaskId::Source(i)),
                 index: i,
                 positions: assigned,
+                reader,
                 topic: self.topic.clone(),
                 control: ctl_rx,
                 outputs,

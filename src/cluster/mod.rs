@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use crate::audit::{Auditor, Verdict};
 use crate::config::{BackendKind, Config, ConfigError, ConfigLayers};
 use crate::connectors::generator::{self, GeneratorSpec};
+use crate::connectors::kafka::{KafkaSettings, KafkaTopic};
 use crate::connectors::{EmbeddedTopic, Topic, TopicError};
 use crate::events::EventBus;
 use crate::state::StateError;
@@ -45,6 +46,8 @@ pub enum EngineError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Topic(#[from] TopicError),
 }
 
 /// Lines of output the view carries.
@@ -54,7 +57,9 @@ const VIEW_OUTPUT_LINES: usize = 200;
 pub struct Engine {
     commands: mpsc::UnboundedSender<Command>,
     events: EventBus,
-    topic: Arc<EmbeddedTopic>,
+    topic: Arc<dyn Topic>,
+    /// The Kafka topic, when the source is Kafka (its mock broker can be taken down in tests).
+    kafka: Option<Arc<KafkaTopic>>,
     auditor: Arc<Auditor>,
     output: Arc<Mutex<VecDeque<OutputLine>>>,
     snapshot: Arc<Mutex<JmSnapshot>>,
@@ -75,7 +80,22 @@ impl Engine {
                 message: e.to_string(),
             })?;
         }
-        Self::start_with_topic(layers, cfg, events, None)
+        let kafka = match &cfg.source.kafka {
+            Some(k) => Some(KafkaTopic::connect(
+                KafkaSettings {
+                    bootstrap: k.bootstrap_servers.clone(),
+                    topic: cfg.source.topic.clone(),
+                    group: k.group_id.clone(),
+                    partitions: cfg.source.partitions,
+                },
+                events.clone(),
+            )?),
+            None => None,
+        };
+        let topic = kafka.clone().map(|k| k as Arc<dyn Topic>);
+        let mut engine = Self::start_with_topic(layers, cfg, events, topic)?;
+        engine.kafka = kafka;
+        Ok(engine)
     }
 
     /// Starts the cluster on a topic that already holds records (benchmarks pre-fill one).
@@ -83,9 +103,10 @@ impl Engine {
         layers: ConfigLayers,
         cfg: Config,
         events: EventBus,
-        topic: Option<Arc<EmbeddedTopic>>,
+        topic: Option<Arc<dyn Topic>>,
     ) -> Result<Engine, EngineError> {
-        let topic = topic.unwrap_or_else(|| EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, events.clone()));
+        let topic: Arc<dyn Topic> =
+            topic.unwrap_or_else(|| EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, events.clone()) as Arc<dyn Topic>);
         let dyn_topic: Arc<dyn Topic> = topic.clone();
         let auditor = Arc::new(Auditor::new(cfg.lab.audit, dyn_topic.clone(), cfg.job.parallelism, cfg.job.key_by));
         let job_id = format!("{:032x}", rand::random::<u128>());
@@ -113,7 +134,19 @@ impl Engine {
         let knobs = task::RuntimeKnobs::new(cfg.lab.hop_delay, cfg.buffer_timeout);
         let jm = JobManager::new(knobs.clone(), layers, cfg, job_id.clone(), events.clone(), dyn_topic, auditor.clone(), output.clone(), snapshot.clone());
         let jobmanager = tokio::spawn(jm.run(rx));
-        Ok(Engine { commands, events, topic, auditor, output, snapshot, knobs, generators: Arc::new(AtomicUsize::new(0)), job_id, jobmanager })
+        Ok(Engine {
+            commands,
+            events,
+            topic,
+            kafka: None,
+            auditor,
+            output,
+            snapshot,
+            knobs,
+            generators: Arc::new(AtomicUsize::new(0)),
+            job_id,
+            jobmanager,
+        })
     }
 
     pub fn job_id(&self) -> &str {
@@ -124,8 +157,13 @@ impl Engine {
         &self.events
     }
 
-    pub fn topic(&self) -> Arc<EmbeddedTopic> {
+    pub fn topic(&self) -> Arc<dyn Topic> {
         self.topic.clone()
+    }
+
+    /// The Kafka topic, when the source is Kafka.
+    pub fn kafka(&self) -> Option<&Arc<KafkaTopic>> {
+        self.kafka.as_ref()
     }
 
     /// The configuration in force now (runtime changes included).
@@ -188,8 +226,9 @@ impl Engine {
         }
         let Some(progress) = &s.progress else { return false };
         let positions = progress.positions.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let all_read = (0..topic.partitions()).all(|p| positions.get(p as usize).copied().unwrap_or(0) >= topic.len(p));
-        all_read && progress.sink_received.load(Ordering::Acquire) == progress.source_emitted.load(Ordering::Acquire)
+        // Equal, not just past: a Kafka source may read a record before the auditor's mirror has it.
+        let all_read = (0..topic.partitions()).all(|p| positions.get(p as usize).copied().unwrap_or(0) == topic.len(p));
+        all_read && topic.in_sync() && progress.sink_received.load(Ordering::Acquire) == progress.source_emitted.load(Ordering::Acquire)
     }
 
     /// Every task of the job is running (no task manager of it is dead, noticed or not).
@@ -252,8 +291,14 @@ impl Engine {
             })
             .collect();
         let positions = s.progress.as_ref().map(|p| p.positions.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default();
+        let committed = self.topic.last_committed();
         let partitions = (0..self.topic.partitions())
-            .map(|p| PartitionView { partition: p, end: self.topic.len(p), position: positions.get(p as usize).copied().unwrap_or(0) })
+            .map(|p| PartitionView {
+                partition: p,
+                end: self.topic.len(p),
+                position: positions.get(p as usize).copied().unwrap_or(0),
+                committed: committed.get(p as usize).copied().flatten(),
+            })
             .collect();
         let output = {
             let out = self.output.lock().unwrap_or_else(|e| e.into_inner());
@@ -302,6 +347,8 @@ impl Engine {
             output,
             generators_running: generators,
             caught_up,
+            source: self.topic.describe(),
+            topic_status: self.topic.health(),
             verdict: with_verdict.then(|| self.auditor.verdict()),
         }
     }

@@ -13,18 +13,24 @@ use super::element::{Barrier, Origin, Record, StreamMessage};
 use super::task::{SnapshotStats, SourceControl, TaskContext, TaskReport, TaskState};
 use crate::audit::CONSTANT_KEY;
 use crate::config::KeyBy;
-use crate::connectors::Topic;
+use crate::connectors::{Topic, TopicReader};
 use crate::events::Event;
 use crate::keygroup::{key_group, operator_index};
 
 /// Records read from one partition before looking at control messages again.
 const READ_BATCH: usize = 256;
+/// How soon a source that is behind the topic's end, but got nothing, asks its reader again
+/// (a Kafka consumer's fetch may still be on its way).
+const BEHIND_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
 
 pub struct SourceTask {
     pub ctx: TaskContext,
     pub index: usize,
     /// (partition, next offset) for each partition this subtask reads.
     pub positions: Vec<(u32, u64)>,
+    /// Reads the assigned partitions (for Kafka: this subtask's own consumer).
+    pub reader: Box<dyn TopicReader>,
+    /// The topic, for its end offsets and change notifications.
     pub topic: Arc<dyn Topic>,
     pub control: mpsc::UnboundedReceiver<SourceControl>,
     pub outputs: Vec<OutputChannel>,
@@ -61,7 +67,7 @@ impl SourceTask {
             for i in 0..self.positions.len() {
                 let (partition, start) = self.positions[i];
                 values.clear();
-                let n = self.topic.read(partition, start, READ_BATCH, &mut values);
+                let n = self.reader.read(partition, start, READ_BATCH, &mut values);
                 for (j, value) in values.drain(..).enumerate() {
                     let key = match self.key_by {
                         KeyBy::Record => value.clone(),
@@ -95,7 +101,11 @@ impl SourceTask {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let deadline = self.outputs.iter().filter_map(|o| o.deadline(timeout)).min();
+            let mut deadline = self.outputs.iter().filter_map(|o| o.deadline(timeout)).min();
+            if self.positions.iter().any(|(p, pos)| *pos < self.topic.len(*p)) {
+                let retry = Instant::now() + BEHIND_RETRY;
+                deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
+            }
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {

@@ -80,6 +80,8 @@ pub struct PartitionView {
     pub end: u64,
     /// Where the current run's source is.
     pub position: u64,
+    /// The consumer group's committed offset (Kafka: committed when a checkpoint completes).
+    pub committed: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,5 +112,9 @@ pub struct ClusterView {
     pub output: Vec<OutputLine>,
     pub generators_running: usize,
     pub caught_up: bool,
+    /// "embedded" or "kafka localhost:9092, group ckptlab".
+    pub source: String,
+    /// What is wrong with the topic now (Kafka broker unreachable, topic missing), if anything.
+    pub topic_status: Option<String>,
     pub verdict: Option<Verdict>,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::Topic;
+use super::{Topic, TopicError};
 use crate::events::{Event, EventBus};
 
 /// What to generate.
@@ -51,12 +51,23 @@ pub async fn run(topic: Arc<dyn Topic>, spec: GeneratorSpec, active: Arc<AtomicU
             _ => elapsed,
         };
         let due = ((horizon.as_secs_f64() * spec.rate as f64).floor() as u64).max(1);
-        while produced < due {
-            let value = &keys[(produced % keys.len() as u64) as usize];
-            if topic.produce(value, spec.partition).is_err() {
-                break;
+        if produced < due {
+            let batch: Vec<String> = (produced..due).map(|i| keys[(i % keys.len() as u64) as usize].clone()).collect();
+            let result = if topic.produce_may_block() {
+                // A broker round trip (or a broker that is down) must not hold a runtime worker.
+                let (t, partition) = (topic.clone(), spec.partition);
+                tokio::task::spawn_blocking(move || t.produce_many(&batch.iter().map(String::as_str).collect::<Vec<_>>(), partition))
+                    .await
+                    .unwrap_or(Ok(0))
+            } else {
+                topic.produce_many(&batch.iter().map(String::as_str).collect::<Vec<_>>(), spec.partition)
+            };
+            match result {
+                Ok(n) => produced += n as u64,
+                // Not acknowledged yet: queued in the client and sent when the broker is back.
+                Err(TopicError::NotAcknowledged(_)) => produced = due,
+                Err(_) => {}
             }
-            produced += 1;
         }
         if spec.duration.is_some_and(|d| elapsed >= d) {
             break;

@@ -11,6 +11,27 @@ use crate::events::{Event, EventBus};
 pub enum TopicError {
     #[error("topic {topic} has partitions 0..{partitions}; there is no partition {partition}")]
     NoSuchPartition { topic: String, partition: u32, partitions: u32 },
+    /// The broker did not acknowledge in time; the record stays queued and is sent when it can be.
+    #[error("{0}")]
+    NotAcknowledged(String),
+    /// The topic cannot be used at all (the client could not be created).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Reads one source subtask's partitions, from the offsets it was assigned.
+pub trait TopicReader: Send {
+    /// Appends records of `partition` from offset `from`, up to `max`, into `out`; returns how many.
+    fn read(&mut self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize;
+}
+
+/// The embedded topic's reader: the log itself.
+struct LogReader(Arc<EmbeddedTopic>);
+
+impl TopicReader for LogReader {
+    fn read(&mut self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
+        self.0.read(partition, from, max, out)
+    }
 }
 
 /// What sources read, producers write and the auditor checks against.
@@ -23,6 +44,19 @@ pub trait Topic: Send + Sync {
     fn read(&self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize;
     /// Appends a record; keyless records go round-robin over partitions, as kafka-console-producer.
     fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError>;
+    /// Appends several records; returns how many were written (a generator's tick).
+    fn produce_many(&self, values: &[&str], partition: Option<u32>) -> Result<usize, TopicError> {
+        for (i, v) in values.iter().enumerate() {
+            if let Err(e) = self.produce(v, partition) {
+                return if i == 0 { Err(e) } else { Ok(i) };
+            }
+        }
+        Ok(values.len())
+    }
+    /// Whether producing waits on the network (then callers keep it off the async runtime).
+    fn produce_may_block(&self) -> bool {
+        false
+    }
     /// A version number that changes whenever records are appended.
     fn subscribe(&self) -> watch::Receiver<u64>;
     /// The record at an offset, if present.
@@ -30,6 +64,37 @@ pub trait Topic: Send + Sync {
         let mut out = Vec::with_capacity(1);
         self.read(partition, offset, 1, &mut out);
         out.pop()
+    }
+    /// A reader for a source subtask assigned `assignment` ((partition, first offset) pairs):
+    /// for Kafka its own consumer, assigned explicitly (no group rebalancing), as Flink's source.
+    fn reader(self: Arc<Self>, assignment: &[(u32, u64)]) -> Box<dyn TopicReader>;
+    /// Where `auto.offset.reset = latest` starts: the partition's end now.
+    fn end_offset(&self, partition: u32) -> u64 {
+        self.len(partition)
+    }
+    /// The consumer group's committed offsets, per partition, asked of the broker (Kafka; none
+    /// for the embedded topic). May wait for the broker: call it when a job is deployed.
+    fn committed(&self) -> Vec<Option<u64>> {
+        Vec::new()
+    }
+    /// The committed offsets as last known, without asking (for the view).
+    fn last_committed(&self) -> Vec<Option<u64>> {
+        Vec::new()
+    }
+    /// Commits offsets to the consumer group (when a checkpoint completes: monitoring only).
+    fn commit(&self, _offsets: &[(u32, u64)]) {}
+    /// Whether this view of the topic holds every record the broker acknowledged to us (Kafka:
+    /// the auditor's mirror has caught up with our own producer). Part of "caught up".
+    fn in_sync(&self) -> bool {
+        true
+    }
+    /// What is wrong with the topic now (broker unreachable, topic missing ...), if anything.
+    fn health(&self) -> Option<String> {
+        None
+    }
+    /// "embedded" or "kafka localhost:9092".
+    fn describe(&self) -> String {
+        "embedded".into()
     }
 }
 
@@ -107,5 +172,9 @@ impl Topic for EmbeddedTopic {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
+    }
+
+    fn reader(self: Arc<Self>, _assignment: &[(u32, u64)]) -> Box<dyn TopicReader> {
+        Box::new(LogReader(self))
     }
 }

@@ -206,7 +206,8 @@ impl App {
             | Event::JobFailed { .. }
             | Event::CheckpointFailed { .. }
             | Event::ConfigRejected { .. }
-            | Event::CheckpointTriggerRefused { .. } => LogKind::Bad,
+            | Event::CheckpointTriggerRefused { .. }
+            | Event::TopicStatus { message: Some(_) } => LogKind::Bad,
             _ => LogKind::Info,
         };
         self.log(e.t_ms, e.event.describe(), kind);

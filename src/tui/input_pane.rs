@@ -16,13 +16,16 @@ pub const HEIGHT: u16 = 2;
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let v = &app.view;
+    // Kafka: the group's committed offset too (committed when a checkpoint completes).
+    let group = |c: Option<u64>| c.map(|c| format!(" group {c}")).unwrap_or_default();
     let topic = if v.all_tasks_running {
-        v.partitions.iter().map(|p| format!("p{} {}/{}", p.partition, p.position, p.end)).collect::<Vec<_>>().join("  ")
+        v.partitions.iter().map(|p| format!("p{} {}/{}{}", p.partition, p.position, p.end, group(p.committed))).collect::<Vec<_>>().join("  ")
     } else {
-        v.partitions.iter().map(|p| format!("p{} end {}", p.partition, p.end)).collect::<Vec<_>>().join("  ")
+        v.partitions.iter().map(|p| format!("p{} end {}{}", p.partition, p.end, group(p.committed))).collect::<Vec<_>>().join("  ")
     };
     let what = if v.all_tasks_running { "read/end" } else { "job down" };
-    let extra = Line::from(Span::styled(format!("→ topic ({what}) {topic}"), t.dim));
+    let name = if v.source == "embedded" { "topic".to_string() } else { format!("{} ({})", "kafka", v.source.split(',').next().unwrap_or_default().trim_start_matches("kafka ")) };
+    let extra = Line::from(Span::styled(format!("→ {name} ({what}) {topic}"), t.dim));
     let block = pane_block(app, Pane::Input, "Input", Some(extra)).borders(Borders::TOP);
     let width = area.width as usize;
     let mut spans = vec![Span::styled("> ", t.key)];
@@ -34,6 +37,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         spans.push(Span::styled("i: type a record", t.dim));
     } else {
         spans.push(Span::styled(app.input.clone(), t.dim));
+    }
+    if let Some(problem) = &v.topic_status {
+        let used: usize = spans.iter().map(|s| s.width()).sum();
+        spans.push(Span::styled(fit(&format!("   ✗ {problem}"), width.saturating_sub(used)), t.bad));
     }
     let waiting: Vec<&str> = app.waiting().map(|r| r.value.as_str()).collect();
     if !waiting.is_empty() {

@@ -79,6 +79,9 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
     if v.paused {
         job.push(vec![Span::styled("⏸ PAUSED (space resumes)", t.warn)]);
     }
+    if v.topic_status.is_some() {
+        job.push(vec![Span::styled("✗ TOPIC UNAVAILABLE (see input pane)", t.bad)]);
+    }
     let mode = match v.interval_ms {
         None => "checkpointing off".to_string(),
         Some(ms) => {
