@@ -35,6 +35,14 @@ pub struct BenchArgs {
     /// Records per throughput run of --state (RocksDB is slower than the heap: fewer than --records).
     #[arg(long, default_value_t = 2_000_000)]
     pub state_records: u64,
+    /// Compare sources instead: the embedded topic against Kafka through librdkafka's mock
+    /// cluster, records/s through the default job and latency from produce to the output line.
+    #[arg(long)]
+    pub source: bool,
+    /// Records per throughput run of --source (librdkafka's mock cluster keeps at most 100,000
+    /// records per partition: more are capped to that).
+    #[arg(long, default_value_t = 180_000)]
+    pub source_records: u64,
 }
 
 /// The backends `--state` compares: (label, option pairs).
@@ -133,7 +141,7 @@ async fn throughput(base: &ConfigLayers, topic: &Arc<EmbeddedTopic>, interval: &
     let topic = topic.clone();
     let cfg = layers.build().map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic)).map_err(|e| e.to_string())?;
+    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic as Arc<dyn Topic>)).map_err(|e| e.to_string())?;
     while !engine.caught_up() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -372,11 +380,134 @@ async fn run_state_in(base: &ConfigLayers, args: &BenchArgs, dir: &std::path::Pa
     Ok(())
 }
 
+/// Records librdkafka's mock cluster keeps per partition (older ones are deleted).
+const MOCK_PARTITION_KEEPS: u64 = 90_000;
+
+/// A topic of `records` records over `keys` keys: embedded, or in librdkafka's mock cluster.
+fn source_topic(layers: &ConfigLayers, kafka: bool, records: u64, keys: u64) -> Result<Arc<dyn Topic>, String> {
+    if !kafka {
+        return Ok(filled_topic(layers, records, keys, &EventBus::new(tokio::time::Instant::now()))? as Arc<dyn Topic>);
+    }
+    let cfg = layers.build().map_err(|e| e.to_string())?;
+    let settings = crate::connectors::kafka::KafkaSettings {
+        bootstrap: crate::connectors::kafka::MOCK.into(),
+        topic: cfg.source.topic.clone(),
+        group: "ckptlab-bench".into(),
+        partitions: cfg.source.partitions,
+    };
+    let topic = crate::connectors::kafka::KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;
+    let names: Vec<String> = (0..keys.max(1)).map(|k| format!("key-{k}")).collect();
+    let mut produced = 0u64;
+    while produced < records {
+        let n = (records - produced).min(20_000);
+        let batch: Vec<&str> = (produced..produced + n).map(|i| names[(i % names.len() as u64) as usize].as_str()).collect();
+        produced += topic.produce_many(&batch, None).map_err(|e| e.to_string())? as u64;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !topic.in_sync() {
+        if Instant::now() > deadline {
+            return Err("the mirror did not receive the records within 10 minutes".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(topic)
+}
+
+/// Median milliseconds from a produce call to the print sink's line for that record.
+async fn latency(layers: ConfigLayers, kafka: bool, samples: usize) -> Result<f64, String> {
+    let mut layers = layers;
+    if kafka {
+        layers = with_pairs(&layers, &[("source.kind", "kafka"), ("source.bootstrap-servers", "mock")])?;
+    }
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let mut rx = bus.subscribe();
+    let engine = Engine::start(layers, bus).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !engine.all_tasks_running() {
+        if Instant::now() > deadline {
+            return Err("the job did not start".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut times = Vec::new();
+    for i in 0..samples {
+        while rx.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        let (p, o) = engine.produce(&format!("lat-{i}"), None).map_err(|e| e.to_string())?;
+        loop {
+            match next_event(&mut rx, Instant::now() + Duration::from_secs(30)).await {
+                Some(Event::SinkEmitted { partition, offset, .. }) if partition == p && offset == o => break,
+                Some(_) => {}
+                None => return Err("no output line within 30 s".into()),
+            }
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    engine.shutdown().await;
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[times.len() / 2])
+}
+
+/// `ckptlab bench --source`: the embedded topic against Kafka (librdkafka's mock cluster).
+async fn run_source(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String> {
+    let partitions = bench_layers(base, &[])?.build().map_err(|e| e.to_string())?.source.partitions as u64;
+    let records = args.source_records.min(MOCK_PARTITION_KEEPS * partitions);
+    if !args.json {
+        println!(
+            "ckptlab bench --source: {records} records over {} keys through the default job, EXACTLY_ONCE every 1s, best of {} run(s) each",
+            args.keys, args.rounds
+        );
+    }
+    let mut rates = Vec::new();
+    for (label, kafka) in [("embedded", false), ("kafka mock cluster", true)] {
+        let t = Instant::now();
+        let topic = source_topic(&bench_layers(base, &[])?, kafka, records, args.keys)?;
+        let fill_s = t.elapsed().as_secs_f64();
+        let mut secs = f64::MAX;
+        for _ in 0..args.rounds.max(1) {
+            let layers = bench_layers(base, &[("execution.checkpointing.interval", "1s")])?;
+            let cfg = layers.build().map_err(|e| e.to_string())?;
+            let start = Instant::now();
+            let engine =
+                Engine::start_with_topic(layers, cfg, EventBus::new(tokio::time::Instant::now()), Some(topic.clone())).map_err(|e| e.to_string())?;
+            wait_caught_up(&engine).await?;
+            secs = secs.min(start.elapsed().as_secs_f64());
+            engine.shutdown().await;
+        }
+        let rate = records as f64 / secs;
+        let ratio = rate / rates.first().copied().unwrap_or(rate);
+        if !args.json {
+            println!("  {label:<20} {rate:>12.0} records/s  x{ratio:.3} of embedded  ({secs:.2}s; filling the topic took {fill_s:.2}s)");
+        }
+        rates.push(rate);
+    }
+    let mut lat = Vec::new();
+    for hop in ["0ms", "200ms"] {
+        for (label, kafka) in [("embedded", false), ("kafka mock cluster", true)] {
+            let layers = with_pairs(base, &[("ckptlab.hop-delay", hop), ("execution.buffer-timeout", "100ms")])?;
+            let ms = latency(layers, kafka, 50).await?;
+            if !args.json {
+                println!("  latency produce -> output line, hop delay {hop:<5} {label:<20} median {ms:>7.1} ms");
+            }
+            lat.push(serde_json::json!({"hop_delay": hop, "source": label, "median_ms": ms}));
+        }
+    }
+    if args.json {
+        let json = serde_json::json!({"records": records, "embedded_records_per_s": rates[0], "kafka_mock_records_per_s": rates[1], "ratio": rates[1] / rates[0], "latency": lat});
+        println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+    }
+    Ok(())
+}
+
 /// Runs the benchmark and prints it.
 pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs) -> Result<(), String> {
     let base = base?;
     if args.state {
         return run_state(&base, args).await;
+    }
+    if args.source {
+        return run_source(&base, args).await;
     }
     let parallelism = base.build().map_err(|e| e.to_string())?.job.parallelism;
     if !args.json {

@@ -464,7 +464,12 @@ impl Topic for KafkaTopic {
             Ok(c)
         });
         match assigned {
-            Ok(consumer) => Box::new(KafkaReader { consumer, buffers: vec![VecDeque::new(); self.partitions as usize] }),
+            Ok(consumer) => Box::new(KafkaReader {
+                consumer,
+                buffers: vec![VecDeque::new(); self.partitions as usize],
+                health: self.health.clone(),
+                topic: self.settings.topic.clone(),
+            }),
             Err(e) => {
                 self.health.set(Some(format!("kafka {}: cannot create a source consumer: {e}", self.servers)));
                 Box::new(NoReader)
@@ -544,6 +549,8 @@ impl Topic for KafkaTopic {
 struct KafkaReader {
     consumer: BaseConsumer<HealthContext>,
     buffers: Vec<VecDeque<(u64, Arc<str>)>>,
+    health: Arc<Health>,
+    topic: String,
 }
 
 impl TopicReader for KafkaReader {
@@ -578,6 +585,13 @@ impl TopicReader for KafkaReader {
                 }
                 _ => break,
             }
+        }
+        if let (0, Some((next, _))) = (n, buf.front()) {
+            // The broker no longer has `from` (deleted by retention): say so instead of waiting.
+            self.health.set(Some(format!(
+                "{} partition {partition} no longer holds offset {from} (deleted by retention; the next is {next}): this source cannot go on; start from a newer checkpoint or offset",
+                self.topic
+            )));
         }
         n
     }
