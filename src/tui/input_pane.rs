@@ -24,7 +24,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         v.partitions.iter().map(|p| format!("p{} end {}{}", p.partition, p.end, group(p.committed))).collect::<Vec<_>>().join("  ")
     };
     let what = if v.all_tasks_running { "read/end" } else { "job down" };
-    let name = if v.source == "embedded" { "topic".to_string() } else { format!("{} ({})", "kafka", v.source.split(',').next().unwrap_or_default().trim_start_matches("kafka ")) };
+    let name = if v.source == "embedded" { "topic".to_string() } else { v.source.split(',').next().unwrap_or_default().to_string() };
     let extra = Line::from(Span::styled(format!("→ {name} ({what}) {topic}"), t.dim));
     let block = pane_block(app, Pane::Input, "Input", Some(extra)).borders(Borders::TOP);
     let width = area.width as usize;
