@@ -183,20 +183,30 @@ async fn recovery(base: &ConfigLayers, args: &BenchArgs) -> Result<f64, String> 
             None => return Err("no checkpoint completed within 60s".into()),
         }
     }
+    let ms = kill_and_time_recovery(&engine, &mut rx, deadline).await?;
+    engine.shutdown().await;
+    Ok(ms)
+}
+
+/// Kills tm-2 and starts it again at once; returns the milliseconds from the JobManager noticing
+/// the failure to every task running again from the restored checkpoint.
+async fn kill_and_time_recovery(
+    engine: &Engine,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::events::Stamped>,
+    deadline: Instant,
+) -> Result<f64, String> {
     engine.command(Command::KillTaskManager("tm-2".into()));
     engine.command(Command::StartTaskManager(Some("tm-2".into())));
     let mut lost_at = None;
     loop {
-        match next_event(&mut rx, deadline).await {
+        match next_event(rx, deadline).await {
             Some(Event::JobFailing { .. }) => lost_at = Some(Instant::now()),
             Some(Event::JobRunning { attempt }) if attempt > 1 => break,
             Some(_) => {}
-            None => return Err("the job did not recover within 60s".into()),
+            None => return Err("the job did not recover in time".into()),
         }
     }
-    let ms = lost_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
-    engine.shutdown().await;
-    Ok(ms)
+    Ok(lost_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0))
 }
 
 async fn next_event(rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::events::Stamped>, deadline: Instant) -> Option<Event> {
@@ -282,19 +292,7 @@ async fn state_run(base: &ConfigLayers, label: &str, pairs: &[(&str, &str)], key
     wait_caught_up(&engine).await?;
     let second = checkpoint_now(&engine).await?;
     while rx.try_recv().is_ok() {}
-    engine.command(Command::KillTaskManager("tm-2".into()));
-    engine.command(Command::StartTaskManager(Some("tm-2".into())));
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut lost_at = None;
-    loop {
-        match next_event(&mut rx, deadline).await {
-            Some(Event::JobFailing { .. }) => lost_at = Some(Instant::now()),
-            Some(Event::JobRunning { attempt }) if attempt > 1 => break,
-            Some(_) => {}
-            None => return Err("the job did not recover within 10 minutes".into()),
-        }
-    }
-    let restore_ms = lost_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+    let restore_ms = kill_and_time_recovery(&engine, &mut rx, Instant::now() + Duration::from_secs(600)).await?;
     engine.shutdown().await;
     Ok(StateResult {
         backend: label.into(),

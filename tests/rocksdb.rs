@@ -18,6 +18,11 @@ use ckptlab::state::StateHandle;
 
 /// A RocksDB engine with its checkpoint directory and TM directories in `dir`.
 fn rocks(dir: &Path, incremental: bool, extra: &[(&str, &str)]) -> Engine {
+    rocks_on(dir, incremental, extra, EventBus::new(tokio::time::Instant::now()))
+}
+
+/// The same, publishing on `bus` (subscribe first to see every event).
+fn rocks_on(dir: &Path, incremental: bool, extra: &[(&str, &str)], bus: EventBus) -> Engine {
     let chk = dir.join("checkpoints").display().to_string();
     let tmp = dir.join("tm").display().to_string();
     let inc = incremental.to_string();
@@ -38,7 +43,7 @@ fn rocks(dir: &Path, incremental: bool, extra: &[(&str, &str)]) -> Engine {
         ("source.auto-offset-reset", "earliest"),
     ];
     pairs.extend_from_slice(extra);
-    Engine::start(common::layers(&pairs), EventBus::new(tokio::time::Instant::now())).expect("engine starts")
+    Engine::start(common::layers(&pairs), bus).expect("engine starts")
 }
 
 async fn caught_up(engine: &Engine) {
@@ -256,26 +261,7 @@ fn a_damaged_latest_checkpoint_falls_back_to_the_previous_one_with_rocksdbs_mess
     common::paused(async {
         let bus = EventBus::new(tokio::time::Instant::now());
         let mut events = bus.subscribe();
-        let chk = dir.path().join("checkpoints").display().to_string();
-        let tmp = dir.path().join("tm").display().to_string();
-        let engine = Engine::start(
-            common::layers(&[
-                ("state.backend.type", "rocksdb"),
-                ("execution.checkpointing.storage", "filesystem"),
-                ("execution.checkpointing.dir", &chk),
-                ("execution.checkpointing.num-retained", "2"),
-                ("taskmanager.tmp-dirs", &tmp),
-                ("execution.checkpointing.interval", "1h"),
-                ("ckptlab.hop-delay", "0ms"),
-                ("heartbeat.timeout", "500ms"),
-                ("restart-strategy.type", "fixed-delay"),
-                ("restart-strategy.fixed-delay.attempts", "100"),
-                ("restart-strategy.fixed-delay.delay", "100ms"),
-                ("source.auto-offset-reset", "earliest"),
-            ]),
-            bus,
-        )
-        .unwrap();
+        let engine = rocks_on(dir.path(), false, &[("execution.checkpointing.num-retained", "2")], bus);
         for i in 0..3_000 {
             engine.produce(&format!("k{}", i % 300), None).unwrap();
         }

@@ -32,7 +32,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, ProducerContext, Thr
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::topic::{Topic, TopicError, TopicReader};
+use super::topic::{choose_partition, read_log, Topic, TopicError, TopicReader};
 use crate::events::{Event, EventBus};
 
 /// `bootstrap-servers` value that starts librdkafka's mock cluster.
@@ -382,21 +382,11 @@ impl Topic for KafkaTopic {
     }
 
     fn read(&self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
-        let logs = self.mirror.logs.read().unwrap_or_else(|e| e.into_inner());
-        let Some(log) = logs.get(partition as usize) else { return 0 };
-        let from = (from as usize).min(log.len());
-        let to = (from + max).min(log.len());
-        out.extend_from_slice(&log[from..to]);
-        to - from
+        read_log(&self.mirror.logs.read().unwrap_or_else(|e| e.into_inner()), partition, from, max, out)
     }
 
     fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError> {
-        let n = self.partitions;
-        let p = match partition {
-            Some(p) if p < n => p,
-            Some(p) => return Err(TopicError::NoSuchPartition { topic: self.settings.topic.clone(), partition: p, partitions: n }),
-            None => self.next.fetch_add(1, Ordering::Relaxed) % n,
-        };
+        let p = choose_partition(&self.settings.topic, partition, self.partitions, &self.next)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let record = BaseRecord::<(), str, Box<Ack>>::with_opaque_to(&self.settings.topic, Box::new(tx)).payload(value).partition(p as i32);
         if let Err((e, _)) = self.producer.send(record) {
@@ -418,14 +408,9 @@ impl Topic for KafkaTopic {
 
     fn produce_many(&self, values: &[&str], partition: Option<u32>) -> Result<usize, TopicError> {
         // Send them all, then wait for the acknowledgements: one round trip, not one per record.
-        let n = self.partitions;
         let mut acks = Vec::with_capacity(values.len());
         for value in values {
-            let p = match partition {
-                Some(p) if p < n => p,
-                Some(p) => return Err(TopicError::NoSuchPartition { topic: self.settings.topic.clone(), partition: p, partitions: n }),
-                None => self.next.fetch_add(1, Ordering::Relaxed) % n,
-            };
+            let p = choose_partition(&self.settings.topic, partition, self.partitions, &self.next)?;
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             let record = BaseRecord::<(), str, Box<Ack>>::with_opaque_to(&self.settings.topic, Box::new(tx)).payload(*value).partition(p as i32);
             if let Err((e, _)) = self.producer.send(record) {

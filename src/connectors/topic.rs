@@ -98,6 +98,24 @@ pub trait Topic: Send + Sync {
     }
 }
 
+/// Appends `log[from..from + max]` (what exists of it) to `out`; returns how many.
+pub(crate) fn read_log(logs: &[Vec<Arc<str>>], partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
+    let Some(log) = logs.get(partition as usize) else { return 0 };
+    let from = (from as usize).min(log.len());
+    let to = (from + max).min(log.len());
+    out.extend_from_slice(&log[from..to]);
+    to - from
+}
+
+/// The partition a record goes to: the one asked for if it exists, else the next round-robin.
+pub(crate) fn choose_partition(topic: &str, partition: Option<u32>, partitions: u32, next: &AtomicU32) -> Result<u32, TopicError> {
+    match partition {
+        Some(p) if p < partitions => Ok(p),
+        Some(p) => Err(TopicError::NoSuchPartition { topic: topic.to_string(), partition: p, partitions }),
+        None => Ok(next.fetch_add(1, Ordering::Relaxed) % partitions.max(1)),
+    }
+}
+
 /// The default topic: an in-process log.
 pub struct EmbeddedTopic {
     name: String,
@@ -145,22 +163,12 @@ impl Topic for EmbeddedTopic {
     }
 
     fn read(&self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
-        let logs = self.logs.read().unwrap_or_else(|e| e.into_inner());
-        let Some(log) = logs.get(partition as usize) else { return 0 };
-        let from = (from as usize).min(log.len());
-        let to = (from + max).min(log.len());
-        out.extend_from_slice(&log[from..to]);
-        to - from
+        read_log(&self.logs.read().unwrap_or_else(|e| e.into_inner()), partition, from, max, out)
     }
 
     fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError> {
         let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
-        let n = logs.len() as u32;
-        let p = match partition {
-            Some(p) if p < n => p,
-            Some(p) => return Err(TopicError::NoSuchPartition { topic: self.name.clone(), partition: p, partitions: n }),
-            None => self.next.fetch_add(1, Ordering::Relaxed) % n,
-        };
+        let p = choose_partition(&self.name, partition, logs.len() as u32, &self.next)?;
         let log = &mut logs[p as usize];
         let offset = log.len() as u64;
         log.push(Arc::from(value));
