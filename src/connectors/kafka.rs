@@ -64,11 +64,15 @@ struct Health {
 }
 
 impl Health {
+    /// Stores the status; an event only when the kind of problem changes (the text before its
+    /// parenthesis), not for every new reason librdkafka gives for the same outage.
     fn set(&self, status: Option<String>) {
+        let kind = |s: &Option<String>| s.as_deref().map(|t| t.split('(').next().unwrap_or_default().to_string());
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        if *s != status {
-            s.clone_from(&status);
-            drop(s);
+        let changed = kind(&s) != kind(&status);
+        s.clone_from(&status);
+        drop(s);
+        if changed {
             self.events.publish(Event::TopicStatus { message: status });
         }
     }

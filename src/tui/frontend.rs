@@ -88,6 +88,8 @@ async fn event_loop(
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut generator: Option<JoinHandle<()>> = None;
+    // Produce calls that wait on a broker (Kafka) report back here instead of freezing the screen.
+    let (produced_tx, mut produced_rx) = tokio::sync::mpsc::unbounded_channel::<Produced>();
     let mut pacing = VerdictPacing { next: Instant::now() };
     let mut dirty = true;
     let mut events_open = true;
@@ -135,10 +137,14 @@ async fn event_loop(
                 }
                 None => events_open = false,
             },
+            Some((value, result)) = produced_rx.recv() => {
+                on_produced(app, value, result);
+                dirty = true;
+            }
             _ = tokio::time::sleep_until(frame_due), if dirty => {}
             _ = tokio::time::sleep(ANIMATION_TICK), if animating && !dirty => dirty = true,
         }
-        carry_out(app, engine, &mut generator);
+        carry_out(app, engine, &mut generator, &produced_tx);
     }
     if let Some(g) = generator.take() {
         g.abort();
@@ -146,18 +152,37 @@ async fn event_loop(
     Ok(())
 }
 
+/// A typed record and where it landed (or why not).
+type Produced = (String, Result<(u32, u64), crate::connectors::TopicError>);
+
+fn on_produced(app: &mut App, value: String, result: Result<(u32, u64), crate::connectors::TopicError>) {
+    match result {
+        Ok((partition, offset)) => app.produced(value, partition, offset),
+        Err(e) => {
+            let t = app.view.time_ms;
+            app.log(t, format!("could not produce {value:?}: {e}"), LogKind::Bad);
+        }
+    }
+}
+
 /// Does what the last update asked of the engine.
-fn carry_out(app: &mut App, engine: &Engine, generator: &mut Option<JoinHandle<()>>) {
+fn carry_out(app: &mut App, engine: &Engine, generator: &mut Option<JoinHandle<()>>, produced: &tokio::sync::mpsc::UnboundedSender<Produced>) {
     for request in std::mem::take(&mut app.requests) {
         tracing::debug!(?request, "request");
         match request {
-            Request::Produce(value) => match engine.produce(&value, None) {
-                Ok((partition, offset)) => app.produced(value, partition, offset),
-                Err(e) => {
-                    let t = app.view.time_ms;
-                    app.log(t, format!("could not produce {value:?}: {e}"), LogKind::Bad);
+            Request::Produce(value) => {
+                let topic = engine.topic();
+                if topic.produce_may_block() {
+                    let tx = produced.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let result = topic.produce(&value, None);
+                        let _ = tx.send((value, result));
+                    });
+                } else {
+                    let result = topic.produce(&value, None);
+                    on_produced(app, value, result);
                 }
-            },
+            }
             Request::Engine(command) => engine.command(command),
             Request::StartGenerator(spec) => {
                 if let Some(g) = generator.take() {
