@@ -183,15 +183,23 @@ fn client(servers: &str) -> ClientConfig {
     c
 }
 
-fn consumer_config(servers: &str, group: &str) -> ClientConfig {
+/// `fetch_wait`: how long the broker may hold an empty fetch. A fetch returns as soon as data
+/// arrives whatever this is; it bounds how long a consumer that was assigned or seeked after
+/// draining waits before its new position is fetched (librdkafka's default 500 ms), and an idle
+/// consumer sends a fetch that often (CPU while nothing happens).
+fn consumer_config(servers: &str, group: &str, fetch_wait: Duration) -> ClientConfig {
     let mut c = client(servers);
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        // A consumer that was assigned or seeked after draining otherwise waits up to 500 ms.
-        .set("fetch.wait.max.ms", "10");
+        .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string());
     c
 }
+
+/// Sources are assigned anew on every restore: a short wait keeps recovery quick.
+const SOURCE_FETCH_WAIT: Duration = Duration::from_millis(100);
+/// The auditor's mirror is assigned once and never seeks: librdkafka's default.
+const MIRROR_FETCH_WAIT: Duration = Duration::from_millis(500);
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> TopicError {
     TopicError::Unavailable(format!("{what}: {e}"))
@@ -219,7 +227,7 @@ impl KafkaTopic {
             (None, settings.bootstrap.clone())
         };
         let ctx = || HealthContext { health: health.clone(), servers: servers.clone() };
-        let group: BaseConsumer<HealthContext> = consumer_config(&servers, &settings.group)
+        let group: BaseConsumer<HealthContext> = consumer_config(&servers, &settings.group, MIRROR_FETCH_WAIT)
             .create_with_context(ctx())
             .map_err(|e| unavailable(&format!("kafka client for {servers}"), e))?;
         let mut note = None;
@@ -255,7 +263,7 @@ impl KafkaTopic {
             version: watch::channel(0).0,
             events,
         });
-        let auditor: BaseConsumer<HealthContext> = consumer_config(&servers, &format!("{}-ckptlab-auditor", settings.group))
+        let auditor: BaseConsumer<HealthContext> = consumer_config(&servers, &format!("{}-ckptlab-auditor", settings.group), MIRROR_FETCH_WAIT)
             .create_with_context(ctx())
             .map_err(|e| unavailable(&format!("kafka auditor consumer for {servers}"), e))?;
         let mut all = TopicPartitionList::new();
@@ -445,7 +453,7 @@ impl Topic for KafkaTopic {
     }
 
     fn reader(self: Arc<Self>, assignment: &[(u32, u64)]) -> Box<dyn TopicReader> {
-        let consumer: Result<BaseConsumer<HealthContext>, KafkaError> = consumer_config(&self.servers, &self.settings.group)
+        let consumer: Result<BaseConsumer<HealthContext>, KafkaError> = consumer_config(&self.servers, &self.settings.group, SOURCE_FETCH_WAIT)
             .create_with_context(HealthContext { health: self.health.clone(), servers: self.servers.clone() });
         let assigned = consumer.and_then(|c| {
             let tpl = self.partition_list(assignment.iter().map(|(p, o)| (*p, Offset::Offset(*o as i64)))).ok_or(KafkaError::Canceled)?;
