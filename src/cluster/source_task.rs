@@ -102,8 +102,10 @@ impl SourceTask {
                 continue;
             }
             let mut deadline = self.outputs.iter().filter_map(|o| o.deadline(timeout)).min();
-            if self.positions.iter().any(|(p, pos)| *pos < self.topic.len(*p)) {
-                let retry = Instant::now() + BEHIND_RETRY;
+            let behind = self.positions.iter().any(|(p, pos)| *pos < self.topic.len(*p));
+            let poll = if behind { Some(BEHIND_RETRY) } else { self.reader.poll_interval() };
+            if let Some(after) = poll {
+                let retry = Instant::now() + after;
                 deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
             }
             tokio::select! {

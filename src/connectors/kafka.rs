@@ -196,10 +196,13 @@ fn consumer_config(servers: &str, group: &str, fetch_wait: Duration) -> ClientCo
     c
 }
 
-/// Sources are assigned anew on every restore: a short wait keeps recovery quick.
+/// Sources are assigned anew on every restore, and librdkafka's mock cluster answers an empty
+/// fetch only when this runs out: it bounds recovery and, on the mock, latency.
 const SOURCE_FETCH_WAIT: Duration = Duration::from_millis(100);
-/// The auditor's mirror is assigned once and never seeks: librdkafka's default.
-const MIRROR_FETCH_WAIT: Duration = Duration::from_millis(500);
+/// The auditor's mirror: the same, so that the verdict follows within a fetch.
+const MIRROR_FETCH_WAIT: Duration = Duration::from_millis(100);
+/// How often an idle source looks at its consumer's queue (no network: fetching is librdkafka's).
+const SOURCE_POLL: Duration = Duration::from_millis(10);
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> TopicError {
     TopicError::Unavailable(format!("{what}: {e}"))
@@ -551,6 +554,10 @@ struct KafkaReader {
 }
 
 impl TopicReader for KafkaReader {
+    fn poll_interval(&self) -> Option<Duration> {
+        Some(SOURCE_POLL)
+    }
+
     fn read(&mut self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
         for _ in 0..READ_DRAIN {
             match self.consumer.poll(Duration::ZERO) {

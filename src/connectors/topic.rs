@@ -23,6 +23,11 @@ pub enum TopicError {
 pub trait TopicReader: Send {
     /// Appends records of `partition` from offset `from`, up to `max`, into `out`; returns how many.
     fn read(&mut self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize;
+    /// How often an idle source should look again: `None` when the topic's change notification
+    /// says everything (embedded); a Kafka consumer receives records the topic does not announce.
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The embedded topic's reader: the log itself.
