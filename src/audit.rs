@@ -78,7 +78,8 @@ struct AuditState {
     live: Vec<Shadow>,
     published: Vec<HashMap<Arc<str>, u64>>,
     parts: BTreeMap<u64, Vec<Option<Shadow>>>,
-    completed: BTreeMap<u64, Shadow>,
+    /// Per completed checkpoint, each counter subtask's shadow.
+    completed: BTreeMap<u64, Vec<Shadow>>,
     emitted: HashSet<Origin>,
     repeated: u64,
     lines: u64,
@@ -155,15 +156,12 @@ impl Auditor {
         }
         s.start = start.to_vec();
         s.position = start.to_vec();
-        let mut live = vec![Shadow::new(); self.parallelism];
-        if let Some(shadow) = checkpoint.and_then(|c| s.completed.get(&c)) {
-            for (origin, n) in shadow {
-                if let Some(v) = self.topic.get(origin.partition, origin.offset) {
-                    live[self.subtask_of(key_of(&v, self.key_by))].insert(*origin, *n);
-                }
-            }
-        }
-        s.live = live;
+        // Each subtask's shadow as the checkpoint captured it (not re-derived from the topic: a
+        // Kafka mirror may not hold those records yet when a job restarts right after an outage).
+        s.live = match checkpoint.and_then(|c| s.completed.get(&c)) {
+            Some(shadows) => shadows.clone(),
+            None => vec![Shadow::new(); self.parallelism],
+        };
         s.published = vec![HashMap::new(); self.parallelism];
     }
 
@@ -227,8 +225,8 @@ impl Auditor {
         }
         let mut s = self.lock();
         if let Some(parts) = s.parts.remove(&checkpoint) {
-            let merged: Shadow = parts.into_iter().flatten().flatten().collect();
-            s.completed.insert(checkpoint, merged);
+            let shadows: Vec<Shadow> = parts.into_iter().map(Option::unwrap_or_default).collect();
+            s.completed.insert(checkpoint, shadows);
         }
         // Parts of older checkpoints can no longer complete.
         s.parts = s.parts.split_off(&checkpoint);

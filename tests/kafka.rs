@@ -128,7 +128,7 @@ fn a_broker_down_and_up_mid_run_loses_and_duplicates_nothing_under_exactly_once(
         kafka.set_mock_broker(true).expect("broker up");
         until(&engine, AwaitCondition::CaughtUp, 60).await;
         let v = engine.verdict();
-        assert!(v.consistent);
+        assert!(v.consistent, "operator state and auditor disagree: {v:?}\n{:?}", engine.view(false).partitions);
         assert_eq!((v.lost, v.overcounted), (0, 0), "{v:?}");
         assert_eq!(v.expected, v.produced);
         assert!(v.produced >= 1000, "the generator's records, sent once the broker was back: {}", v.produced);
