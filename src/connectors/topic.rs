@@ -64,12 +64,6 @@ pub trait Topic: Send + Sync {
     }
     /// A version number that changes whenever records are appended.
     fn subscribe(&self) -> watch::Receiver<u64>;
-    /// The record at an offset, if present.
-    fn get(&self, partition: u32, offset: u64) -> Option<Arc<str>> {
-        let mut out = Vec::with_capacity(1);
-        self.read(partition, offset, 1, &mut out);
-        out.pop()
-    }
     /// A reader for a source subtask assigned `assignment` ((partition, first offset) pairs):
     /// for Kafka its own consumer, assigned explicitly (no group rebalancing), as Flink's source.
     fn reader(self: Arc<Self>, assignment: &[(u32, u64)]) -> Box<dyn TopicReader>;
