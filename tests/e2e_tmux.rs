@@ -58,6 +58,16 @@ fn total_row(screen: &str) -> Option<String> {
     Some(cell.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// Whether tmux is here; on CI it must be (.ci/run installs it), elsewhere the test says it skips.
+fn tmux_available() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "tmux is missing on CI: .ci/run installs it");
+    eprintln!("SKIPPED: tmux is not installed (apt-get install tmux); CI installs it");
+    false
+}
+
 fn completed(screen: &str) -> u64 {
     screen
         .split("completed ")
@@ -69,9 +79,7 @@ fn completed(screen: &str) -> u64 {
 
 #[test]
 fn workbench_in_tmux_recovers_a_killed_tm_exactly_once() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "tmux is missing on CI: .ci/run installs it");
-        eprintln!("SKIPPED: tmux is not installed (apt-get install tmux); CI installs it");
+    if !tmux_available() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -122,4 +130,27 @@ fn workbench_in_tmux_recovers_a_killed_tm_exactly_once() {
     assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "the terminal left the alternate screen");
     let log = std::fs::read_to_string(dir.path().join("ckptlab.log")).unwrap_or_default();
     assert!(log.contains("first frame drawn") && log.contains("workbench closed"), "logs went to the file:\n{log}");
+}
+
+#[test]
+fn sigterm_quits_and_restores_the_terminal() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
+    let tmux = Tmux { socket: format!("ckptlab-term-{}", std::process::id()), target: "term".into() };
+    assert!(tmux.run(&["new-session", "-d", "-s", "term", "-x", "90", "-y", "26", "bash --norc --noprofile"]).status.success());
+    let cmd = format!("cd {} && CKPTLAB_LOG={}/ckptlab.log {}; echo EXIT:$?", dir.path().display(), dir.path().display(), bin.display());
+    tmux.keys(&[&cmd, "Enter"]);
+    tmux.wait_for("the workbench running", 20, |s| s.contains("● RUNNING"));
+    let shell = String::from_utf8_lossy(&tmux.run(&["display-message", "-p", "-t", "term", "#{pane_pid}"]).stdout).trim().to_string();
+    let child = Command::new("pgrep").args(["-P", &shell]).output().expect("pgrep");
+    let pid = String::from_utf8_lossy(&child.stdout).trim().to_string();
+    assert!(!pid.is_empty(), "the workbench's pid under the shell {shell}");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let s = tmux.wait_for("the shell back after SIGTERM", 10, |s| s.contains("EXIT:0"));
+    assert!(!s.contains("Job graph"), "the workbench is gone from the screen:\n{s}");
+    let alt = tmux.run(&["display-message", "-p", "-t", "term", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "the terminal left the alternate screen");
 }
