@@ -50,11 +50,19 @@ const STATE_BACKENDS: &[(&str, &[(&str, &str)])] = &[
     ("fs (hashmap)", &[("state.backend.type", "hashmap"), ("execution.checkpointing.storage", "filesystem")]),
     (
         "rocksdb full",
-        &[("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem"), ("execution.checkpointing.incremental", "false")],
+        &[
+            ("state.backend.type", "rocksdb"),
+            ("execution.checkpointing.storage", "filesystem"),
+            ("execution.checkpointing.incremental", "false"),
+        ],
     ),
     (
         "rocksdb incremental",
-        &[("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem"), ("execution.checkpointing.incremental", "true")],
+        &[
+            ("state.backend.type", "rocksdb"),
+            ("execution.checkpointing.storage", "filesystem"),
+            ("execution.checkpointing.incremental", "true"),
+        ],
     ),
 ];
 
@@ -263,7 +271,13 @@ async fn checkpoint_now(engine: &Engine) -> Result<crate::cluster::coordinator::
 
 /// Fills state with `keys` keys, checkpoints, changes 1% of them, checkpoints again, then kills a
 /// task manager and measures the restore (failure noticed -> every task running).
-async fn state_run(base: &ConfigLayers, label: &str, pairs: &[(&str, &str)], keys: u64, dir: &std::path::Path) -> Result<StateResult, String> {
+async fn state_run(
+    base: &ConfigLayers,
+    label: &str,
+    pairs: &[(&str, &str)],
+    keys: u64,
+    dir: &std::path::Path,
+) -> Result<StateResult, String> {
     let chk = dir.join("checkpoints").display().to_string();
     let tmp = dir.join("tm").display().to_string();
     let layers = bench_layers(
@@ -393,7 +407,8 @@ fn source_topic(layers: &ConfigLayers, kafka: bool, records: u64, keys: u64) -> 
         group: "ckptlab-bench".into(),
         partitions: cfg.source.partitions,
     };
-    let topic = crate::connectors::kafka::KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;
+    let topic =
+        crate::connectors::kafka::KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;
     let names: Vec<String> = (0..keys.max(1)).map(|k| format!("key-{k}")).collect();
     let mut produced = 0u64;
     while produced < records {
@@ -467,8 +482,8 @@ async fn run_source(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String>
             let layers = bench_layers(base, &[("execution.checkpointing.interval", "1s")])?;
             let cfg = layers.build().map_err(|e| e.to_string())?;
             let start = Instant::now();
-            let engine =
-                Engine::start_with_topic(layers, cfg, EventBus::new(tokio::time::Instant::now()), Some(topic.clone())).map_err(|e| e.to_string())?;
+            let engine = Engine::start_with_topic(layers, cfg, EventBus::new(tokio::time::Instant::now()), Some(topic.clone()))
+                .map_err(|e| e.to_string())?;
             wait_caught_up(&engine).await?;
             secs = secs.min(start.elapsed().as_secs_f64());
             engine.shutdown().await;

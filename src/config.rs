@@ -246,7 +246,8 @@ impl ConfigLayers {
         if backend == BackendKind::RocksDb && storage == StorageKind::JobManager {
             return Err(r.bad(
                 "state.backend.type",
-                "rocksdb snapshots are files: it needs execution.checkpointing.storage = \"filesystem\" (--backend rocksdb sets both)".into(),
+                "rocksdb snapshots are files: it needs execution.checkpointing.storage = \"filesystem\" (--backend rocksdb sets both)"
+                    .into(),
             ));
         }
         let tmp_text = r.text("taskmanager.tmp-dirs")?;

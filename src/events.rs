@@ -20,35 +20,127 @@ pub struct Stamped {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RecordProduced { partition: u32, offset: u64, value: String },
-    TaskManagerStarted { tm: String, slots: usize },
-    TaskManagerKilled { tm: String, tasks: Vec<String> },
-    TaskManagerLost { tm: String, after_ms: u64 },
-    JobSubmitted { job_id: String, name: String },
-    JobRunning { attempt: u64 },
-    JobFailing { reason: String },
-    JobRestarting { attempt: u64, delay_ms: u64, strategy: String },
-    JobWaitingForResources { missing_slots: usize },
-    JobFailed { reason: String },
-    StateRestored { checkpoint: Option<u64>, offsets: Vec<(u32, u64)>, note: String },
-    CheckpointTriggered { checkpoint: u64, mode: String },
-    CheckpointTriggerRefused { reason: String },
-    BarrierInjected { checkpoint: u64, source: usize },
-    BarrierReceived { checkpoint: u64, task: String, channel: String },
-    AlignmentStarted { checkpoint: u64, task: String },
-    AlignmentFinished { checkpoint: u64, task: String, duration_ms: u64, buffered: u64 },
-    SnapshotTaken { checkpoint: u64, task: String, bytes: u64, sync_ms: u64, async_ms: u64 },
-    CheckpointCompleted { checkpoint: u64, duration_ms: u64, bytes: u64, offsets: Vec<(u32, u64)> },
-    CheckpointFailed { checkpoint: u64, reason: String },
-    TransactionCommitted { checkpoint: u64, lines: usize },
-    SinkEmitted { line: String, repeat: bool, partition: u32, offset: u64 },
-    ConfigChanged { key: String, value: String },
-    ConfigRejected { key: String, reason: String },
-    BackendSwitched { from: String, to: String, checkpoint: Option<u64>, note: String },
+    RecordProduced {
+        partition: u32,
+        offset: u64,
+        value: String,
+    },
+    TaskManagerStarted {
+        tm: String,
+        slots: usize,
+    },
+    TaskManagerKilled {
+        tm: String,
+        tasks: Vec<String>,
+    },
+    TaskManagerLost {
+        tm: String,
+        after_ms: u64,
+    },
+    JobSubmitted {
+        job_id: String,
+        name: String,
+    },
+    JobRunning {
+        attempt: u64,
+    },
+    JobFailing {
+        reason: String,
+    },
+    JobRestarting {
+        attempt: u64,
+        delay_ms: u64,
+        strategy: String,
+    },
+    JobWaitingForResources {
+        missing_slots: usize,
+    },
+    JobFailed {
+        reason: String,
+    },
+    StateRestored {
+        checkpoint: Option<u64>,
+        offsets: Vec<(u32, u64)>,
+        note: String,
+    },
+    CheckpointTriggered {
+        checkpoint: u64,
+        mode: String,
+    },
+    CheckpointTriggerRefused {
+        reason: String,
+    },
+    BarrierInjected {
+        checkpoint: u64,
+        source: usize,
+    },
+    BarrierReceived {
+        checkpoint: u64,
+        task: String,
+        channel: String,
+    },
+    AlignmentStarted {
+        checkpoint: u64,
+        task: String,
+    },
+    AlignmentFinished {
+        checkpoint: u64,
+        task: String,
+        duration_ms: u64,
+        buffered: u64,
+    },
+    SnapshotTaken {
+        checkpoint: u64,
+        task: String,
+        bytes: u64,
+        sync_ms: u64,
+        async_ms: u64,
+    },
+    CheckpointCompleted {
+        checkpoint: u64,
+        duration_ms: u64,
+        bytes: u64,
+        offsets: Vec<(u32, u64)>,
+    },
+    CheckpointFailed {
+        checkpoint: u64,
+        reason: String,
+    },
+    TransactionCommitted {
+        checkpoint: u64,
+        lines: usize,
+    },
+    SinkEmitted {
+        line: String,
+        repeat: bool,
+        partition: u32,
+        offset: u64,
+    },
+    ConfigChanged {
+        key: String,
+        value: String,
+    },
+    ConfigRejected {
+        key: String,
+        reason: String,
+    },
+    BackendSwitched {
+        from: String,
+        to: String,
+        checkpoint: Option<u64>,
+        note: String,
+    },
     /// The source topic's health changed (Kafka: broker unreachable, topic missing; `None`: fine again).
-    TopicStatus { message: Option<String> },
-    GeneratorStarted { rate: u64, duration_ms: u64 },
-    GeneratorFinished { produced: u64 },
+    TopicStatus {
+        message: Option<String>,
+    },
+    GeneratorStarted {
+        rate: u64,
+        duration_ms: u64,
+    },
+    GeneratorFinished {
+        produced: u64,
+    },
 }
 
 impl Event {

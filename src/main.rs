@@ -268,7 +268,8 @@ async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_path = std::env::var_os("CKPTLAB_LOG").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("ckptlab").join("ckptlab.log"));
+    let log_path =
+        std::env::var_os("CKPTLAB_LOG").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("ckptlab").join("ckptlab.log"));
     if let Some(dir) = log_path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }

@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use ckptlab::cluster::{Command, Engine};
 use ckptlab::events::{Event, EventBus, Stamped};
 use ckptlab::scenario::AwaitCondition;
@@ -51,7 +50,8 @@ fn min_pause_spaces_checkpoints_apart() {
         let (engine, mut rx) = start(&[("execution.checkpointing.interval", "100ms"), ("execution.checkpointing.min-pause", "500ms")]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         common::sleep_ms(3000).await;
-        let done: Vec<u64> = drain(&mut rx).iter().filter(|e| matches!(e.event, Event::CheckpointCompleted { .. })).map(|e| e.t_ms).collect();
+        let done: Vec<u64> =
+            drain(&mut rx).iter().filter(|e| matches!(e.event, Event::CheckpointCompleted { .. })).map(|e| e.t_ms).collect();
         let triggers: Vec<u64> =
             engine.view(false).checkpoint_history.iter().map(|c| c.trigger_ms).collect::<Vec<_>>().into_iter().skip(1).collect();
         assert!(done.len() >= 3 && done.len() <= 7, "{done:?}");

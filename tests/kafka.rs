@@ -203,9 +203,11 @@ fn a_job_without_a_checkpoint_starts_from_the_groups_committed_offsets() {
 fn records_from_another_producer_are_counted() {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     runtime().block_on(async {
-        let engine =
-            Engine::start(layers("mock", &[("ckptlab.hop-delay", "0ms"), ("source.auto-offset-reset", "earliest")]), EventBus::new(tokio::time::Instant::now()))
-                .expect("engine starts");
+        let engine = Engine::start(
+            layers("mock", &[("ckptlab.hop-delay", "0ms"), ("source.auto-offset-reset", "earliest")]),
+            EventBus::new(tokio::time::Instant::now()),
+        )
+        .expect("engine starts");
         until(&engine, AwaitCondition::Running, 30).await;
         let servers = engine.kafka().expect("kafka").bootstrap_servers().to_string();
         let other: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &servers).create().expect("producer");
@@ -227,7 +229,8 @@ fn records_from_another_producer_are_counted() {
 fn an_unreachable_broker_is_reported_not_a_panic() {
     let port = free_port();
     runtime().block_on(async {
-        let engine = Engine::start(layers(&format!("127.0.0.1:{port}"), &[]), EventBus::new(tokio::time::Instant::now())).expect("starts anyway");
+        let engine =
+            Engine::start(layers(&format!("127.0.0.1:{port}"), &[]), EventBus::new(tokio::time::Instant::now())).expect("starts anyway");
         let status = engine.view(false).topic_status.expect("a status");
         assert!(status.contains(&format!("127.0.0.1:{port}")) && status.contains("unreachable"), "{status}");
         let e = engine.produce("a", None).expect_err("not acknowledged");
@@ -236,7 +239,8 @@ fn an_unreachable_broker_is_reported_not_a_panic() {
     });
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("one.toml");
-    std::fs::write(&file, "name = \"one record\"\n[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\ntimeout = \"2s\"\n").unwrap();
+    std::fs::write(&file, "name = \"one record\"\n[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\ntimeout = \"2s\"\n")
+        .unwrap();
     let (code, out) = {
         let o = Process::new(env!("CARGO_BIN_EXE_ckptlab"))
             .args(["run", &file.display().to_string(), "--kafka", &format!("127.0.0.1:{port}")])

@@ -287,12 +287,10 @@ fn a_damaged_latest_checkpoint_falls_back_to_the_previous_one_with_rocksdbs_mess
             Event::JobFailing { reason } if reason.contains("falling back to checkpoint 1") => Some(reason.clone()),
             _ => None,
         });
-        let reason = fallback.unwrap_or_else(|| panic!("no fallback announced: {:#?}", seen.iter().map(|e| e.event.describe()).collect::<Vec<_>>()));
+        let reason =
+            fallback.unwrap_or_else(|| panic!("no fallback announced: {:#?}", seen.iter().map(|e| e.event.describe()).collect::<Vec<_>>()));
         assert!(reason.contains("RocksDB") && reason.contains("restore failed"), "RocksDB's own message is shown: {reason}");
-        assert!(
-            seen.iter().any(|e| matches!(&e.event, Event::StateRestored { checkpoint: Some(1), .. })),
-            "the job restored checkpoint 1"
-        );
+        assert!(seen.iter().any(|e| matches!(&e.event, Event::StateRestored { checkpoint: Some(1), .. })), "the job restored checkpoint 1");
         let v = engine.verdict();
         assert_eq!((v.lost, v.overcounted, v.state), (0, 0, 6_000), "exactly-once from the older checkpoint");
         engine.shutdown().await;

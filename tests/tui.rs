@@ -14,9 +14,7 @@ use ratatui::{Frame, Terminal};
 use ckptlab::audit::{KeyVerdict, Verdict};
 use ckptlab::cluster::coordinator::{CheckpointCounts, CheckpointStats, CheckpointStatus};
 use ckptlab::cluster::task::{OutputLine, TaskId};
-use ckptlab::cluster::view::{
-    ChannelView, ClusterView, JobStatus, PartitionView, PendingCheckpointView, TaskManagerView, TaskView,
-};
+use ckptlab::cluster::view::{ChannelView, ClusterView, JobStatus, PartitionView, PendingCheckpointView, TaskManagerView, TaskView};
 use ckptlab::cluster::Command;
 use ckptlab::config::CheckpointMode;
 use ckptlab::scenario::AwaitCondition;
@@ -589,7 +587,10 @@ fn rebinding_a_key_changes_handling_footer_and_help_alike() {
     press(&mut a, KeyCode::Char('?'));
     let help = screen(&a, 80, 24);
     assert!(help.contains(" x        kill the selected TM"), "{help}");
-    assert_eq!(Action::Kill, a.keymap.lookup(&KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE), ckptlab::tui::keymap::Context::Command).unwrap());
+    assert_eq!(
+        Action::Kill,
+        a.keymap.lookup(&KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE), ckptlab::tui::keymap::Context::Command).unwrap()
+    );
 }
 
 #[test]

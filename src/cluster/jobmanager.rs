@@ -823,7 +823,8 @@ impl JobManager {
         let mut keyed_views = Vec::new();
         for (j, ((_, rx), output)) in counter_inputs.into_iter().zip(counter_outputs).enumerate() {
             let tm_name = &self.tms[slots[j]].name;
-            let local = self.tm_root.join(tm_name).join(format!("job_{}_counter_{j}_attempt_{attempt}", &self.job_id[..8.min(self.job_id.len())]));
+            let local =
+                self.tm_root.join(tm_name).join(format!("job_{}_counter_{j}_attempt_{attempt}", &self.job_id[..8.min(self.job_id.len())]));
             let backend = create_backend(cfg, local);
             let view = Arc::new(Mutex::new(KeyedTaskView::default()));
             keyed_views.push(view.clone());

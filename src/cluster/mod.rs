@@ -132,7 +132,17 @@ impl Engine {
         }));
         let (commands, rx) = mpsc::unbounded_channel();
         let knobs = task::RuntimeKnobs::new(cfg.lab.hop_delay, cfg.buffer_timeout);
-        let jm = JobManager::new(knobs.clone(), layers, cfg, job_id.clone(), events.clone(), dyn_topic, auditor.clone(), output.clone(), snapshot.clone());
+        let jm = JobManager::new(
+            knobs.clone(),
+            layers,
+            cfg,
+            job_id.clone(),
+            events.clone(),
+            dyn_topic,
+            auditor.clone(),
+            output.clone(),
+            snapshot.clone(),
+        );
         let jobmanager = tokio::spawn(jm.run(rx));
         Ok(Engine {
             commands,

@@ -211,7 +211,12 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> TopicError {
 /// The topic's partition count on the broker; `Ok(None)` when it does not exist.
 fn partitions_on_broker(c: &BaseConsumer<HealthContext>, topic: &str) -> Result<Option<u32>, KafkaError> {
     let md = c.fetch_metadata(Some(topic), QUERY_TIMEOUT)?;
-    Ok(md.topics().iter().find(|t| t.name() == topic).filter(|t| t.error().is_none() && !t.partitions().is_empty()).map(|t| t.partitions().len() as u32))
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len() as u32))
 }
 
 impl KafkaTopic {
@@ -237,7 +242,10 @@ impl KafkaTopic {
         let partitions = match partitions_on_broker(&group, &settings.topic) {
             Ok(Some(n)) => {
                 if n != settings.partitions {
-                    note = Some(format!("{} has {n} partitions on the broker (source.partitions = {} is not used)", settings.topic, settings.partitions));
+                    note = Some(format!(
+                        "{} has {n} partitions on the broker (source.partitions = {} is not used)",
+                        settings.topic, settings.partitions
+                    ));
                 }
                 n
             }
@@ -261,14 +269,11 @@ impl KafkaTopic {
             .set("linger.ms", "0")
             .create_with_context(Deliveries)
             .map_err(|e| unavailable(&format!("kafka producer for {servers}"), e))?;
-        let mirror = Arc::new(Mirror {
-            logs: RwLock::new(vec![Vec::new(); partitions as usize]),
-            version: watch::channel(0).0,
-            events,
-        });
-        let auditor: BaseConsumer<HealthContext> = consumer_config(&servers, &format!("{}-ckptlab-auditor", settings.group), MIRROR_FETCH_WAIT)
-            .create_with_context(ctx())
-            .map_err(|e| unavailable(&format!("kafka auditor consumer for {servers}"), e))?;
+        let mirror = Arc::new(Mirror { logs: RwLock::new(vec![Vec::new(); partitions as usize]), version: watch::channel(0).0, events });
+        let auditor: BaseConsumer<HealthContext> =
+            consumer_config(&servers, &format!("{}-ckptlab-auditor", settings.group), MIRROR_FETCH_WAIT)
+                .create_with_context(ctx())
+                .map_err(|e| unavailable(&format!("kafka auditor consumer for {servers}"), e))?;
         let mut all = TopicPartitionList::new();
         for p in 0..partitions {
             all.add_partition_offset(&settings.topic, p as i32, Offset::Beginning).map_err(|e| unavailable("partition list", e))?;
@@ -276,7 +281,8 @@ impl KafkaTopic {
         auditor.assign(&all).map_err(|e| unavailable("assigning the auditor's consumer", e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (mirror, health, stop, topic, servers) = (mirror.clone(), health.clone(), stop.clone(), settings.topic.clone(), servers.clone());
+            let (mirror, health, stop, topic, servers) =
+                (mirror.clone(), health.clone(), stop.clone(), settings.topic.clone(), servers.clone());
             std::thread::Builder::new()
                 .name("ckptlab-kafka-mirror".into())
                 .spawn(move || run_mirror(auditor, &topic, &servers, &mirror, &health, &stop))
@@ -427,9 +433,14 @@ impl Topic for KafkaTopic {
         for value in values {
             let p = choose_partition(&self.settings.topic, partition, self.partitions, &self.next)?;
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            let record = BaseRecord::<(), str, Box<Ack>>::with_opaque_to(&self.settings.topic, Box::new(tx)).payload(*value).partition(p as i32);
+            let record =
+                BaseRecord::<(), str, Box<Ack>>::with_opaque_to(&self.settings.topic, Box::new(tx)).payload(*value).partition(p as i32);
             if let Err((e, _)) = self.producer.send(record) {
-                return if acks.is_empty() { Err(TopicError::NotAcknowledged(format!("kafka {}: not sent: {e}", self.servers))) } else { Ok(acks.len()) };
+                return if acks.is_empty() {
+                    Err(TopicError::NotAcknowledged(format!("kafka {}: not sent: {e}", self.servers)))
+                } else {
+                    Ok(acks.len())
+                };
             }
             acks.push(rx);
         }
@@ -440,7 +451,10 @@ impl Topic for KafkaTopic {
                 Ok(Err(e)) => return Err(TopicError::NotAcknowledged(format!("kafka {}: {e}", self.servers))),
                 // Queued: librdkafka sends them when the broker is back.
                 Err(_) => {
-                    return Err(TopicError::NotAcknowledged(format!("kafka {} did not acknowledge in time: records stay queued", self.servers)))
+                    return Err(TopicError::NotAcknowledged(format!(
+                        "kafka {} did not acknowledge in time: records stay queued",
+                        self.servers
+                    )))
                 }
             }
         }
@@ -456,8 +470,9 @@ impl Topic for KafkaTopic {
     }
 
     fn reader(self: Arc<Self>, assignment: &[(u32, u64)]) -> Box<dyn TopicReader> {
-        let consumer: Result<BaseConsumer<HealthContext>, KafkaError> = consumer_config(&self.servers, &self.settings.group, SOURCE_FETCH_WAIT)
-            .create_with_context(HealthContext { health: self.health.clone(), servers: self.servers.clone() });
+        let consumer: Result<BaseConsumer<HealthContext>, KafkaError> =
+            consumer_config(&self.servers, &self.settings.group, SOURCE_FETCH_WAIT)
+                .create_with_context(HealthContext { health: self.health.clone(), servers: self.servers.clone() });
         let assigned = consumer.and_then(|c| {
             let tpl = self.partition_list(assignment.iter().map(|(p, o)| (*p, Offset::Offset(*o as i64)))).ok_or(KafkaError::Canceled)?;
             c.assign(&tpl)?;

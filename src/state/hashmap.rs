@@ -162,7 +162,15 @@ mod tests {
     use crate::keygroup::key_group_range;
 
     fn target(storage: StorageKind, dir: Option<std::path::PathBuf>, max: u64) -> SnapshotTarget {
-        SnapshotTarget { checkpoint: 1, storage, dir, file_stem: "counter-0".into(), max_memory_size: max, key_groups: 0..128, last_completed: None }
+        SnapshotTarget {
+            checkpoint: 1,
+            storage,
+            dir,
+            file_stem: "counter-0".into(),
+            max_memory_size: max,
+            key_groups: 0..128,
+            last_completed: None,
+        }
     }
 
     #[test]

@@ -214,7 +214,8 @@ impl RocksDbBackend {
                 self.confirmed.insert(f.name.clone(), Uploaded { path: f.path.clone(), size: f.size });
             }
         }
-        let db = DB::open(&options(), &path).map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: format!("RocksDB open: {e}") })?;
+        let db = DB::open(&options(), &path)
+            .map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: format!("RocksDB open: {e}") })?;
         self.db = Some(db);
         Ok(())
     }
@@ -274,7 +275,9 @@ impl KeyedStateBackend for RocksDbBackend {
                 b.copy_from_slice(&v);
                 Ok(u64::from_le_bytes(b))
             }
-            Some(v) => Err(StateError::Corrupt { path: self.db_path.display().to_string(), message: format!("a value of {} bytes", v.len()) }),
+            Some(v) => {
+                Err(StateError::Corrupt { path: self.db_path.display().to_string(), message: format!("a value of {} bytes", v.len()) })
+            }
             None => Ok(0),
         }
     }

@@ -46,7 +46,16 @@ pub async fn run(layers: ConfigLayers, bus: EventBus, launched: std::time::Insta
     let mut events = bus.subscribe();
     let engine = Engine::start(layers, bus).context("starting the cluster")?;
     let mut app = App::new(engine.view(true), keymap, theme, cfg.lab.generator_rate);
-    app.log(0, format!("{}: {} | {} | kill a TM with k, start it with s, ? for help", cfg.job.name, cfg.checkpointing_label(), cfg.backend_label()), LogKind::Info);
+    app.log(
+        0,
+        format!(
+            "{}: {} | {} | kill a TM with k, start it with s, ? for help",
+            cfg.job.name,
+            cfg.checkpointing_label(),
+            cfg.backend_label()
+        ),
+        LogKind::Info,
+    );
     let mut terminal = ratatui::init();
     let result = event_loop(&mut terminal, &mut app, &engine, &mut events, launched).await;
     ratatui::restore();
@@ -166,7 +175,12 @@ fn on_produced(app: &mut App, value: String, result: Result<(u32, u64), crate::c
 }
 
 /// Does what the last update asked of the engine.
-fn carry_out(app: &mut App, engine: &Engine, generator: &mut Option<JoinHandle<()>>, produced: &tokio::sync::mpsc::UnboundedSender<Produced>) {
+fn carry_out(
+    app: &mut App,
+    engine: &Engine,
+    generator: &mut Option<JoinHandle<()>>,
+    produced: &tokio::sync::mpsc::UnboundedSender<Produced>,
+) {
     for request in std::mem::take(&mut app.requests) {
         tracing::debug!(?request, "request");
         match request {

@@ -19,7 +19,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     // Kafka: the group's committed offset too (committed when a checkpoint completes).
     let group = |c: Option<u64>| c.map(|c| format!(" group {c}")).unwrap_or_default();
     let topic = if v.all_tasks_running {
-        v.partitions.iter().map(|p| format!("p{} {}/{}{}", p.partition, p.position, p.end, group(p.committed))).collect::<Vec<_>>().join("  ")
+        v.partitions
+            .iter()
+            .map(|p| format!("p{} {}/{}{}", p.partition, p.position, p.end, group(p.committed)))
+            .collect::<Vec<_>>()
+            .join("  ")
     } else {
         v.partitions.iter().map(|p| format!("p{} end {}{}", p.partition, p.end, group(p.committed))).collect::<Vec<_>>().join("  ")
     };

@@ -200,9 +200,9 @@ impl Keymap {
             };
             let entries = entries.as_table().ok_or_else(|| format!("{origin}: [{section}] must be a table"))?;
             for (name, key) in entries {
-                let action: Action = toml::Value::String(name.clone()).try_into().map_err(|_| {
-                    format!("{origin}: [{section}] {name}: unknown action; allowed: {}", ACTION_NAMES.join(", "))
-                })?;
+                let action: Action = toml::Value::String(name.clone())
+                    .try_into()
+                    .map_err(|_| format!("{origin}: [{section}] {name}: unknown action; allowed: {}", ACTION_NAMES.join(", ")))?;
                 let key_text = key.as_str().ok_or_else(|| format!("{origin}: [{section}] {name} must be a key string such as \"x\""))?;
                 let key = Key::parse(key_text).map_err(|e| format!("{origin}: [{section}] {name}: {e}"))?;
                 let existing = self.bindings.iter().position(|b| b.action == action && b.context == context);

@@ -32,10 +32,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if v.keys.is_empty() {
-        let hint = Paragraph::new(vec![
-            Line::styled("no records yet", t.dim),
-            Line::styled("i types one; g starts a generator", t.dim),
-        ]);
+        let hint = Paragraph::new(vec![Line::styled("no records yet", t.dim), Line::styled("i types one; g starts a generator", t.dim)]);
         return frame.render_widget(hint, inner);
     }
     let [table_area, total_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);

@@ -64,10 +64,9 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
             let when = v.restart_in_ms.map(|ms| format!(" in {}", ms_text(ms))).unwrap_or_default();
             vec![Span::styled(format!("↻ RESTARTING{when}"), t.warn)]
         }
-        JobStatus::WaitingForResources => vec![
-            Span::styled("◌ WAITING FOR SLOTS", t.bad),
-            Span::raw(format!(" ({} missing: s starts a TM)", v.missing_slots)),
-        ],
+        JobStatus::WaitingForResources => {
+            vec![Span::styled("◌ WAITING FOR SLOTS", t.bad), Span::raw(format!(" ({} missing: s starts a TM)", v.missing_slots))]
+        }
         JobStatus::Failed => vec![Span::styled("✗ FAILED", t.bad), Span::raw(" (R resubmits)")],
     };
     let mut job: Vec<Part> = vec![[vec![Span::styled(format!("{} ", v.job_name), t.title)], status].concat()];
