@@ -174,6 +174,14 @@ impl ConfigLayers {
     }
 
     /// Sets one dotted key.
+    /// Sets the seed's backend name (memory, fs, rocksdb) as its two Flink 2 options.
+    pub fn set_backend(&mut self, name: &str, origin: &str) -> Result<(), String> {
+        for (k, v) in backend_shorthand(name)? {
+            self.set_value(k, toml::Value::String(v.into()), origin).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     pub fn set_value(&mut self, key: &str, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
         self.insert(key.to_string(), value, origin)
     }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use ckptlab::cluster::Engine;
-use ckptlab::config::{backend_shorthand, kafka_shorthand, ConfigLayers};
+use ckptlab::config::{kafka_shorthand, ConfigLayers};
 use ckptlab::events::{EventBus, Stamped};
 use ckptlab::scenario::{self, RunReport, Scenario};
 
@@ -129,9 +129,7 @@ fn base_layers(cli: &Cli, scenario: Option<&Scenario>) -> Result<ConfigLayers, S
         layers.set(s, "--set").map_err(|e| e.to_string())?;
     }
     if let Some(b) = &cli.backend {
-        for (k, v) in backend_shorthand(b)? {
-            layers.set_value(k, toml::Value::String(v.into()), "--backend").map_err(|e| e.to_string())?;
-        }
+        layers.set_backend(b, "--backend")?;
     }
     if let Some(servers) = &cli.kafka {
         for (k, v) in kafka_shorthand(servers) {
@@ -145,8 +143,26 @@ fn base_layers(cli: &Cli, scenario: Option<&Scenario>) -> Result<ConfigLayers, S
     Ok(layers)
 }
 
-/// Writes events as JSON lines until told to finish, then drains what is left.
-fn spawn_event_writer(path: &PathBuf, bus: &EventBus) -> Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>), String> {
+/// `--events FILE`: writes events as JSON lines until finished, then drains what is left.
+struct EventsFile {
+    done: tokio::sync::oneshot::Sender<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl EventsFile {
+    /// Starts writing when `--events` was given (subscribe before the engine starts).
+    fn start(cli: &Cli, bus: &EventBus) -> Result<Option<EventsFile>, String> {
+        cli.events.as_ref().map(|path| spawn_event_writer(path, bus)).transpose()
+    }
+
+    /// Writes what is left and closes the file.
+    async fn finish(self) {
+        let _ = self.done.send(());
+        let _ = self.writer.await;
+    }
+}
+
+fn spawn_event_writer(path: &PathBuf, bus: &EventBus) -> Result<EventsFile, String> {
     let file = std::fs::File::create(path).map_err(|e| format!("--events {}: {e}", path.display()))?;
     let mut rx = bus.subscribe();
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -173,16 +189,13 @@ fn spawn_event_writer(path: &PathBuf, bus: &EventBus) -> Result<(tokio::sync::on
         }
         let _ = w.flush();
     });
-    Ok((done_tx, handle))
+    Ok(EventsFile { done: done_tx, writer: handle })
 }
 
 async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, String> {
     let layers = base_layers(cli, Some(scenario))?;
     let bus = EventBus::new(tokio::time::Instant::now());
-    let writer = match &cli.events {
-        Some(path) => Some(spawn_event_writer(path, &bus)?),
-        None => None,
-    };
+    let events_file = EventsFile::start(cli, &bus)?;
     let engine = Engine::start(layers, bus).map_err(|e| e.to_string())?;
     let cfg = engine.config();
     if !json && !quiet {
@@ -213,9 +226,8 @@ async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Res
     })
     .await;
     engine.shutdown().await;
-    if let Some((done, handle)) = writer {
-        let _ = done.send(());
-        let _ = handle.await;
+    if let Some(f) = events_file {
+        f.finish().await;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
@@ -281,20 +293,16 @@ async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "workbench starting");
     let bus = EventBus::new(tokio::time::Instant::now());
-    let writer = match &cli.events {
-        Some(path) => match spawn_event_writer(path, &bus) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                eprintln!("ckptlab: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
+    let events_file = match EventsFile::start(cli, &bus) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
     };
     let result = ckptlab::tui::run(layers, bus, launched).await;
-    if let Some((done, handle)) = writer {
-        let _ = done.send(());
-        let _ = handle.await;
+    if let Some(f) = events_file {
+        f.finish().await;
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,

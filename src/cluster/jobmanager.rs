@@ -410,15 +410,9 @@ impl JobManager {
     }
 
     fn switch_backend(&mut self, name: &str) {
-        let pairs = match crate::config::backend_shorthand(name) {
-            Ok(p) => p,
-            Err(e) => return self.reject("backend", e),
-        };
         let mut layers = self.layers.clone();
-        for (k, v) in pairs {
-            if let Err(e) = layers.set_value(k, toml::Value::String(v.into()), "backend switch") {
-                return self.reject("backend", e.to_string());
-            }
+        if let Err(e) = layers.set_backend(name, "backend switch") {
+            return self.reject("backend", e);
         }
         let cfg = match layers.build() {
             Ok(c) => c,
@@ -443,14 +437,7 @@ impl JobManager {
         };
         self.events.publish(Event::BackendSwitched { from, to, checkpoint: restore, note });
         // A restart without a failure: cancel, drop what is pending, deploy again at once.
-        if let Some(mut d) = self.deployment.take() {
-            d.abort_all();
-        }
-        let pending: Vec<u64> = self.coord.pending.keys().copied().collect();
-        for id in pending {
-            self.fail_checkpoint(id, "job restarted: state backend switched", false);
-        }
-        self.next_trigger = None;
+        self.cancel_attempt("job restarted: state backend switched");
         if matches!(self.status, JobStatus::Running | JobStatus::Restarting | JobStatus::Created) {
             self.restart_at = None;
             self.try_deploy();
@@ -627,17 +614,22 @@ impl JobManager {
         }
     }
 
-    fn failover(&mut self, reason: String) {
-        self.events.publish(Event::JobFailing { reason: reason.clone() });
-        let ran_for = self.deployment.as_ref().map_or(Duration::ZERO, |d| d.started.elapsed());
+    /// Ends the running attempt: its tasks are cancelled and its pending checkpoints fail with `why`.
+    fn cancel_attempt(&mut self, why: &str) {
         if let Some(mut d) = self.deployment.take() {
             d.abort_all();
         }
         let pending: Vec<u64> = self.coord.pending.keys().copied().collect();
         for id in pending {
-            self.fail_checkpoint(id, &format!("job failover: {reason}"), false);
+            self.fail_checkpoint(id, why, false);
         }
         self.next_trigger = None;
+    }
+
+    fn failover(&mut self, reason: String) {
+        self.events.publish(Event::JobFailing { reason: reason.clone() });
+        let ran_for = self.deployment.as_ref().map_or(Duration::ZERO, |d| d.started.elapsed());
+        self.cancel_attempt(&format!("job failover: {reason}"));
         let kind = self.cfg.restart.effective(self.cfg.checkpointing.interval.is_some());
         match self.restart.on_failure(&self.cfg.restart, kind, ran_for) {
             RestartDecision::RestartAfter(delay) => {
@@ -697,20 +689,20 @@ impl JobManager {
             note = String::new();
         } else {
             // As Flink's Kafka source: without a checkpoint, the group's committed offsets first.
-            let committed = self.topic.committed();
-            let from_group: Vec<u32> = (0..partitions).filter(|p| committed.get(*p as usize).copied().flatten().is_some()).collect();
-            for p in &from_group {
-                if let (Some(slot), Some(Some(o))) = (positions.get_mut(*p as usize), committed.get(*p as usize)) {
-                    *slot = *o;
+            let mut from_group = 0;
+            for (slot, offset) in positions.iter_mut().zip(self.topic.committed()) {
+                if let Some(o) = offset {
+                    *slot = o;
+                    from_group += 1;
                 }
             }
             let reset = match self.cfg.source.offset_reset {
                 OffsetReset::Latest => "auto.offset.reset = latest: records produced meanwhile are skipped",
                 OffsetReset::Earliest => "auto.offset.reset = earliest: the whole topic is replayed",
             };
-            note = if from_group.is_empty() {
+            note = if from_group == 0 {
                 reset.into()
-            } else if from_group.len() as u32 == partitions {
+            } else if from_group == partitions {
                 "from the consumer group's committed offsets".into()
             } else {
                 format!("from the consumer group's committed offsets where it has one, else {reset}")

@@ -61,8 +61,7 @@ impl CheckpointStorage {
 
     /// The same storage with another kind (the backend was switched while the job ran).
     pub fn with_kind(&self, kind: StorageKind, dir: &Path, job_id: &str, max_memory_size: u64) -> Self {
-        let job_dir = (kind == StorageKind::Filesystem).then(|| dir.join(job_id));
-        CheckpointStorage { kind, job_dir, max_memory_size, last_completed: self.last_completed.clone() }
+        CheckpointStorage { last_completed: self.last_completed.clone(), ..Self::new(kind, dir, job_id, max_memory_size) }
     }
 
     /// Tells the tasks' snapshots which checkpoint completed last.
