@@ -104,6 +104,12 @@ fn unreachable(servers: &str, why: &str) -> String {
 }
 
 type Ack = std::sync::mpsc::SyncSender<Result<(i32, i64), String>>;
+type AckRx = std::sync::mpsc::Receiver<Result<(i32, i64), String>>;
+
+/// A message's payload as a record value (the topic carries text, as the seed's).
+fn value_of(m: &impl Message) -> Arc<str> {
+    Arc::from(String::from_utf8_lossy(m.payload().unwrap_or_default()).as_ref())
+}
 
 /// Hands each delivery report back to the call that produced the record.
 struct Deliveries;
@@ -326,6 +332,30 @@ impl KafkaTopic {
         }
     }
 
+    /// Hands a record to the producer; its delivery report arrives on the returned receiver.
+    fn send(&self, value: &str, partition: Option<u32>) -> Result<AckRx, TopicError> {
+        let p = choose_partition(&self.settings.topic, partition, self.partitions, &self.next)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let record = BaseRecord::<(), str, Box<Ack>>::with_opaque_to(&self.settings.topic, Box::new(tx)).payload(value).partition(p as i32);
+        self.producer
+            .send(record)
+            .map_err(|(e, _)| TopicError::NotAcknowledged(format!("kafka {}: {value:?} not sent: {e}", self.servers)))?;
+        Ok(rx)
+    }
+
+    /// The delivery report, waited for until `deadline`: where the record landed, or the
+    /// broker's error; `None` when it did not come in time (the record stays queued).
+    fn acknowledgement(&self, rx: &AckRx, deadline: Instant) -> Option<Result<(u32, u64), String>> {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Ok((p, o))) => {
+                self.acknowledged(p, o);
+                Some(Ok((p as u32, o.max(0) as u64)))
+            }
+            Ok(Err(e)) => Some(Err(e)),
+            Err(_) => None,
+        }
+    }
+
     fn partition_list(&self, offsets: impl Iterator<Item = (u32, Offset)>) -> Option<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
         for (p, o) in offsets {
@@ -354,8 +384,7 @@ fn run_mirror(consumer: BaseConsumer<HealthContext>, topic: &str, servers: &str,
     while !stop.load(Ordering::Acquire) {
         match consumer.poll(MIRROR_POLL) {
             Some(Ok(m)) => {
-                let value: Arc<str> = Arc::from(String::from_utf8_lossy(m.payload().unwrap_or_default()).as_ref());
-                mirror.append(m.partition() as u32, m.offset().max(0) as u64, value);
+                mirror.append(m.partition() as u32, m.offset().max(0) as u64, value_of(&m));
                 if health.get().is_some_and(|h| h.starts_with("Kafka at")) {
                     health.set(None);
                 }
@@ -407,19 +436,11 @@ impl Topic for KafkaTopic {
     }
 
     fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError> {
-        let p = choose_partition(&self.settings.topic, partition, self.partitions, &self.next)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let record = BaseRecord::<(), str, Box<Ack>>::with_opaque_to(&self.settings.topic, Box::new(tx)).payload(value).partition(p as i32);
-        if let Err((e, _)) = self.producer.send(record) {
-            return Err(TopicError::NotAcknowledged(format!("kafka {}: {value:?} not sent: {e}", self.servers)));
-        }
-        match rx.recv_timeout(ACK_TIMEOUT) {
-            Ok(Ok((p, o))) => {
-                self.acknowledged(p, o);
-                Ok((p as u32, o.max(0) as u64))
-            }
-            Ok(Err(e)) => Err(TopicError::NotAcknowledged(format!("kafka {}: {value:?} not written: {e}", self.servers))),
-            Err(_) => Err(TopicError::NotAcknowledged(format!(
+        let rx = self.send(value, partition)?;
+        match self.acknowledgement(&rx, Instant::now() + ACK_TIMEOUT) {
+            Some(Ok(at)) => Ok(at),
+            Some(Err(e)) => Err(TopicError::NotAcknowledged(format!("kafka {}: {value:?} not written: {e}", self.servers))),
+            None => Err(TopicError::NotAcknowledged(format!(
                 "kafka {} did not acknowledge {value:?} within {} s: it stays queued and is sent when the broker is back",
                 self.servers,
                 ACK_TIMEOUT.as_secs()
@@ -431,26 +452,19 @@ impl Topic for KafkaTopic {
         // Send them all, then wait for the acknowledgements: one round trip, not one per record.
         let mut acks = Vec::with_capacity(values.len());
         for value in values {
-            let p = choose_partition(&self.settings.topic, partition, self.partitions, &self.next)?;
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            let record =
-                BaseRecord::<(), str, Box<Ack>>::with_opaque_to(&self.settings.topic, Box::new(tx)).payload(*value).partition(p as i32);
-            if let Err((e, _)) = self.producer.send(record) {
-                return if acks.is_empty() {
-                    Err(TopicError::NotAcknowledged(format!("kafka {}: not sent: {e}", self.servers)))
-                } else {
-                    Ok(acks.len())
-                };
+            match self.send(value, partition) {
+                Ok(rx) => acks.push(rx),
+                Err(e) if acks.is_empty() => return Err(e),
+                Err(_) => return Ok(acks.len()),
             }
-            acks.push(rx);
         }
         let deadline = Instant::now() + ACK_TIMEOUT;
         for rx in &acks {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(Ok((p, o))) => self.acknowledged(p, o),
-                Ok(Err(e)) => return Err(TopicError::NotAcknowledged(format!("kafka {}: {e}", self.servers))),
+            match self.acknowledgement(rx, deadline) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(TopicError::NotAcknowledged(format!("kafka {}: {e}", self.servers))),
                 // Queued: librdkafka sends them when the broker is back.
-                Err(_) => {
+                None => {
                     return Err(TopicError::NotAcknowledged(format!(
                         "kafka {} did not acknowledge in time: records stay queued",
                         self.servers
@@ -578,8 +592,7 @@ impl TopicReader for KafkaReader {
             match self.consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => {
                     if let Some(b) = self.buffers.get_mut(m.partition() as usize) {
-                        let value: Arc<str> = Arc::from(String::from_utf8_lossy(m.payload().unwrap_or_default()).as_ref());
-                        b.push_back((m.offset().max(0) as u64, value));
+                        b.push_back((m.offset().max(0) as u64, value_of(&m)));
                     }
                 }
                 Some(Err(e)) => {

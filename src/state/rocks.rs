@@ -425,10 +425,7 @@ mod tests {
         fill(&mut b, 0..3);
         let three = b.snapshot(&target(&job, 3, 0..128, Some(2))).unwrap();
         assert!(three.checkpointed_size * 10 < three.full_size, "a small delta: {} of {}", three.checkpointed_size, three.full_size);
-        let shared = |s: &Snapshot| match &s.handle {
-            StateHandle::RocksDb { files, .. } => files.iter().filter(|f| f.shared).map(|f| f.path.clone()).collect::<Vec<_>>(),
-            _ => Vec::new(),
-        };
+        let shared = |s: &Snapshot| s.handle.shared_files().cloned().collect::<Vec<_>>();
         let new: Vec<_> = shared(&three).into_iter().filter(|p| !shared(&two).contains(p)).collect();
         assert_eq!(new.len(), 1, "only the SST flushed for checkpoint 3 is uploaded: {new:?}");
         assert!(shared(&two).iter().any(|p| shared(&three).contains(p)), "checkpoint 3 shares files with 2");
