@@ -13,6 +13,23 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A detached session `name` of `width`x`height` running a plain bash, on a private server.
+    fn start(name: &str, width: u16, height: u16) -> Tmux {
+        let tmux = Tmux { socket: format!("ckptlab-{name}-{}", std::process::id()), target: name.into() };
+        let (w, h) = (width.to_string(), height.to_string());
+        let started = tmux.run(&["new-session", "-d", "-s", name, "-x", &w, "-y", &h, "bash --norc --noprofile"]);
+        assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+        tmux
+    }
+
+    /// Waits for the shell's `EXIT:0` and checks the workbench left nothing behind on the terminal.
+    fn assert_back_at_the_shell(&self, after: &str) {
+        let s = self.wait_for(&format!("the shell back after {after}"), 10, |s| s.contains("EXIT:0"));
+        assert!(!s.contains("Job graph"), "the workbench is gone from the screen:\n{s}");
+        let alt = self.run(&["display-message", "-p", "-t", &self.target, "#{alternate_on}"]);
+        assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "the terminal left the alternate screen");
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
     }
@@ -84,9 +101,7 @@ fn workbench_in_tmux_recovers_a_killed_tm_exactly_once() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
-    let tmux = Tmux { socket: format!("ckptlab-e2e-{}", std::process::id()), target: "e2e".into() };
-    let started = tmux.run(&["new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", "bash --norc --noprofile"]);
-    assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+    let tmux = Tmux::start("e2e", 100, 30);
     // An empty working directory: no conf/ckptlab.toml or conf/keys.toml of the checkout applies.
     let cmd = format!(
         "cd {} && CKPTLAB_LOG={}/ckptlab.log {} --set execution.checkpointing.interval=500ms --set heartbeat.timeout=1s \
@@ -124,10 +139,7 @@ fn workbench_in_tmux_recovers_a_killed_tm_exactly_once() {
     assert!(total.starts_with("TOTAL 3 3 ✓ ok"), "TOTAL: state 3, truth 3, ok under exactly-once: {total}\n{s}");
 
     tmux.keys(&["q"]);
-    let s = tmux.wait_for("the shell back after q", 10, |s| s.contains("EXIT:0"));
-    assert!(!s.contains("Job graph"), "the workbench is gone from the screen:\n{s}");
-    let alt = tmux.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]);
-    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "the terminal left the alternate screen");
+    tmux.assert_back_at_the_shell("q");
     let log = std::fs::read_to_string(dir.path().join("ckptlab.log")).unwrap_or_default();
     assert!(log.contains("first frame drawn") && log.contains("workbench closed"), "logs went to the file:\n{log}");
 }
@@ -139,8 +151,7 @@ fn sigterm_quits_and_restores_the_terminal() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
-    let tmux = Tmux { socket: format!("ckptlab-term-{}", std::process::id()), target: "term".into() };
-    assert!(tmux.run(&["new-session", "-d", "-s", "term", "-x", "90", "-y", "26", "bash --norc --noprofile"]).status.success());
+    let tmux = Tmux::start("term", 90, 26);
     let cmd = format!("cd {} && CKPTLAB_LOG={}/ckptlab.log {}; echo EXIT:$?", dir.path().display(), dir.path().display(), bin.display());
     tmux.keys(&[&cmd, "Enter"]);
     tmux.wait_for("the workbench running", 20, |s| s.contains("● RUNNING"));
@@ -149,8 +160,5 @@ fn sigterm_quits_and_restores_the_terminal() {
     let pid = String::from_utf8_lossy(&child.stdout).trim().to_string();
     assert!(!pid.is_empty(), "the workbench's pid under the shell {shell}");
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
-    let s = tmux.wait_for("the shell back after SIGTERM", 10, |s| s.contains("EXIT:0"));
-    assert!(!s.contains("Job graph"), "the workbench is gone from the screen:\n{s}");
-    let alt = tmux.run(&["display-message", "-p", "-t", "term", "#{alternate_on}"]);
-    assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "the terminal left the alternate screen");
+    tmux.assert_back_at_the_shell("SIGTERM");
 }

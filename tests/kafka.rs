@@ -74,6 +74,13 @@ fn at_least_once_overcounts_through_the_kafka_mock_cluster() {
     assert!(r.verdict.overcounted > 0 && r.verdict.lost == 0, "{:?}", r.verdict);
 }
 
+/// An engine on the mock cluster with `pairs`, and its events from the start.
+fn start_mock(pairs: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<ckptlab::events::Stamped>) {
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let events = bus.subscribe();
+    (Engine::start(layers("mock", pairs), bus).expect("engine starts"), events)
+}
+
 async fn until(engine: &Engine, c: AwaitCondition, secs: u64) {
     assert!(await_condition(engine, c, Duration::from_secs(secs)).await, "timed out awaiting {c:?}: {:#?}", engine.view(false));
 }
@@ -92,24 +99,15 @@ async fn until_view(engine: &Engine, what: &str, secs: u64, ok: impl Fn(&ckptlab
 #[test]
 fn a_broker_down_and_up_mid_run_loses_and_duplicates_nothing_under_exactly_once() {
     runtime().block_on(async {
-        let bus = EventBus::new(tokio::time::Instant::now());
-        let mut events = bus.subscribe();
-        let engine = Engine::start(
-            layers(
-                "mock",
-                &[
-                    ("execution.checkpointing.interval", "300ms"),
-                    ("heartbeat.timeout", "500ms"),
-                    ("restart-strategy.type", "fixed-delay"),
-                    ("restart-strategy.fixed-delay.attempts", "100"),
-                    ("restart-strategy.fixed-delay.delay", "200ms"),
-                    ("ckptlab.hop-delay", "5ms"),
-                    ("source.auto-offset-reset", "earliest"),
-                ],
-            ),
-            bus,
-        )
-        .expect("engine starts");
+        let (engine, mut events) = start_mock(&[
+            ("execution.checkpointing.interval", "300ms"),
+            ("heartbeat.timeout", "500ms"),
+            ("restart-strategy.type", "fixed-delay"),
+            ("restart-strategy.fixed-delay.attempts", "100"),
+            ("restart-strategy.fixed-delay.delay", "200ms"),
+            ("ckptlab.hop-delay", "5ms"),
+            ("source.auto-offset-reset", "earliest"),
+        ]);
         until(&engine, AwaitCondition::Running, 30).await;
         let kafka = engine.kafka().expect("a kafka topic").clone();
         engine.generate(GeneratorSpec {
@@ -150,21 +148,12 @@ fn a_broker_down_and_up_mid_run_loses_and_duplicates_nothing_under_exactly_once(
 #[test]
 fn a_job_without_a_checkpoint_starts_from_the_groups_committed_offsets() {
     runtime().block_on(async {
-        let bus = EventBus::new(tokio::time::Instant::now());
-        let mut events = bus.subscribe();
-        let engine = Engine::start(
-            layers(
-                "mock",
-                &[
-                    ("execution.checkpointing.interval", "300ms"),
-                    ("heartbeat.timeout", "300ms"),
-                    ("restart-strategy.type", "none"),
-                    ("ckptlab.hop-delay", "0ms"),
-                ],
-            ),
-            bus,
-        )
-        .expect("engine starts");
+        let (engine, mut events) = start_mock(&[
+            ("execution.checkpointing.interval", "300ms"),
+            ("heartbeat.timeout", "300ms"),
+            ("restart-strategy.type", "none"),
+            ("ckptlab.hop-delay", "0ms"),
+        ]);
         until(&engine, AwaitCondition::Running, 30).await;
         for r in ["a", "b"] {
             engine.produce(r, None).expect("produced");
