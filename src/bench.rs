@@ -322,9 +322,10 @@ async fn state_run(
 
 /// `ckptlab bench --state`: backends side by side.
 async fn run_state(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("ckptlab-bench-{}", std::process::id()));
+    let home = crate::workdir::prepare_home().map_err(|e| e.to_string())?;
+    let dir = home.join(format!("bench-{}", std::process::id()));
     let result = run_state_in(base, args, &dir).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = crate::workdir::remove_tree_under(&home, &dir);
     result
 }
 

@@ -68,7 +68,7 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "restart-strategy.exponential-delay.backoff-multiplier", kind: Kind::Float, runtime: true },
     OptionSpec { key: "restart-strategy.exponential-delay.reset-backoff-threshold", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "heartbeat.timeout", kind: Kind::Duration, runtime: true },
-    OptionSpec { key: "taskmanager.count", kind: Kind::Int { min: 0, max: 64 }, runtime: false },
+    OptionSpec { key: "taskmanager.count", kind: Kind::Int { min: 1, max: MAX_TASK_MANAGERS as i64 }, runtime: false },
     OptionSpec { key: "taskmanager.number-of-task-slots", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
     OptionSpec { key: "taskmanager.tmp-dirs", kind: Kind::Text, runtime: false },
     OptionSpec { key: "job.name", kind: Kind::Text, runtime: false },
@@ -88,6 +88,11 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "ckptlab.audit", kind: Kind::Bool, runtime: false },
     OptionSpec { key: "ckptlab.generator-rate", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: true },
 ];
+
+/// Task managers a cluster can have, counting those started later (`tm-1` .. `tm-64`).
+pub const MAX_TASK_MANAGERS: usize = 64;
+/// The largest backoff multiplier of the exponential-delay restart strategy.
+const MAX_BACKOFF_MULTIPLIER: f64 = 100.0;
 
 /// The table whose keys are channel patterns rather than option names.
 pub const DELAYS_TABLE: &str = "ckptlab.delays";
@@ -221,10 +226,25 @@ impl ConfigLayers {
             _ => None,
         };
         let multiplier = r.float("restart-strategy.exponential-delay.backoff-multiplier")?;
-        if multiplier < 1.0 {
-            return Err(r.bad("restart-strategy.exponential-delay.backoff-multiplier", "must be >= 1.0".into()));
+        if !(1.0..=MAX_BACKOFF_MULTIPLIER).contains(&multiplier) {
+            return Err(r.bad(
+                "restart-strategy.exponential-delay.backoff-multiplier",
+                format!("allowed: a number from 1.0 to {MAX_BACKOFF_MULTIPLIER}"),
+            ));
         }
         let parallelism = r.int("job.parallelism")? as usize;
+        let taskmanagers = r.int("taskmanager.count")? as usize;
+        let slots_per_tm = r.int("taskmanager.number-of-task-slots")? as usize;
+        if parallelism > taskmanagers * slots_per_tm {
+            // Flink would wait for slots that never come (slot.request.timeout): say it now.
+            return Err(r.bad(
+                "job.parallelism",
+                format!(
+                    "needs {parallelism} slots, the cluster has {} (taskmanager.count = {taskmanagers} x taskmanager.number-of-task-slots = {slots_per_tm})",
+                    taskmanagers * slots_per_tm
+                ),
+            ));
+        }
         let mut delays = Vec::new();
         for (key, entry) in self.entries.range(format!("{DELAYS_TABLE}.")..) {
             let Some(pattern) = key.strip_prefix(&format!("{DELAYS_TABLE}.")) else { break };
@@ -236,7 +256,7 @@ impl ConfigLayers {
             })?;
             let delay = match &entry.value {
                 toml::Value::String(s) => parse_duration(s),
-                toml::Value::Integer(i) if *i >= 0 => Ok(Duration::from_millis(*i as u64)),
+                toml::Value::Integer(i) if *i >= 0 => parse_duration(&i.to_string()),
                 _ => Err("expected a duration such as \"300ms\"".to_string()),
             }
             .map_err(|message| ConfigError::BadValue {
@@ -285,8 +305,8 @@ impl ConfigLayers {
                 reset_threshold: r.duration("restart-strategy.exponential-delay.reset-backoff-threshold")?,
             },
             heartbeat_timeout: r.duration("heartbeat.timeout")?,
-            taskmanagers: r.int("taskmanager.count")? as usize,
-            slots_per_tm: r.int("taskmanager.number-of-task-slots")? as usize,
+            taskmanagers,
+            slots_per_tm,
             tm_dir,
             job: JobConfig {
                 name: r.text("job.name")?,
@@ -395,9 +415,9 @@ impl Reader<'_> {
 
     fn float(&self, key: &str) -> Result<f64, ConfigError> {
         match &self.entry(key)?.value {
-            toml::Value::Float(f) => Ok(*f),
+            toml::Value::Float(f) if f.is_finite() => Ok(*f),
             toml::Value::Integer(i) => Ok(*i as f64),
-            _ => Err(self.bad(key, "allowed: a number such as 2.0".into())),
+            _ => Err(self.bad(key, "allowed: a finite number such as 2.0".into())),
         }
     }
 
@@ -485,11 +505,12 @@ fn value_text(v: &toml::Value) -> String {
     v.to_string()
 }
 
-/// `taskmanager.tmp-dirs`: a local path; "" = `<system temp>/ckptlab/tm`.
+/// `taskmanager.tmp-dirs`: a local path; "" = `tm` in ckptlab's private directory
+/// ([`crate::workdir::home`]).
 fn local_dir(text: &str) -> Result<PathBuf, String> {
     let t = text.trim();
     if t.is_empty() {
-        return Ok(std::env::temp_dir().join("ckptlab").join("tm"));
+        return Ok(crate::workdir::home().join("tm"));
     }
     if t.contains("://") {
         return Err("a local directory is needed here (no URI scheme)".into());
@@ -500,7 +521,7 @@ fn local_dir(text: &str) -> Result<PathBuf, String> {
 fn checkpoint_dir(text: &str) -> Result<PathBuf, String> {
     let t = text.trim();
     if t.is_empty() {
-        return Ok(std::env::temp_dir().join("ckptlab").join("checkpoints"));
+        return Ok(crate::workdir::home().join("checkpoints"));
     }
     if let Some(rest) = t.strip_prefix("file://") {
         if rest.is_empty() {
@@ -712,15 +733,16 @@ pub fn kafka_shorthand(servers: &str) -> [(&'static str, String); 2] {
 
 /// `--backend memory|fs|rocksdb`: the seed's three backends as Flink 2 option pairs.
 pub fn backend_shorthand(name: &str) -> Result<[(&'static str, &'static str); 2], String> {
-    match name {
-        "memory" | "jobmanager" | "MemoryStateBackend" => {
+    // Case-insensitive, as every other choice value.
+    match name.trim().to_ascii_lowercase().as_str() {
+        "memory" | "jobmanager" | "memorystatebackend" => {
             Ok([("state.backend.type", "hashmap"), ("execution.checkpointing.storage", "jobmanager")])
         }
-        "fs" | "filesystem" | "FsStateBackend" => {
+        "fs" | "filesystem" | "fsstatebackend" => {
             Ok([("state.backend.type", "hashmap"), ("execution.checkpointing.storage", "filesystem")])
         }
-        "rocksdb" | "RocksDBStateBackend" => Ok([("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem")]),
-        other => Err(format!("--backend {other}: allowed values: memory, fs, rocksdb")),
+        "rocksdb" | "rocksdbstatebackend" => Ok([("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem")]),
+        _ => Err(format!("--backend {name}: allowed values: memory, fs, rocksdb (any case)")),
     }
 }
 
@@ -806,10 +828,21 @@ mod tests {
     }
 
     #[test]
+    fn parallelism_above_the_slots_is_refused_naming_both() {
+        let mut l = ConfigLayers::builtin();
+        l.set("job.parallelism=3", "--set").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("job.parallelism") && e.contains("needs 3 slots, the cluster has 2") && e.contains("taskmanager.count = 2"), "{e}");
+        l.set("taskmanager.number-of-task-slots=2", "--set").unwrap();
+        assert_eq!(l.build().unwrap().job.parallelism, 3);
+    }
+
+    #[test]
     fn set_overrides_and_parses_loosely() {
         let mut l = ConfigLayers::builtin();
         l.set("execution.checkpointing.interval=off", "--set").unwrap();
         l.set("job.parallelism=3", "--set").unwrap();
+        l.set("taskmanager.count=3", "--set").unwrap();
         l.set("ckptlab.delays.source[1]->counter[*]=300ms", "--set").unwrap();
         let c = l.build().unwrap();
         assert_eq!(c.checkpointing.interval, None);

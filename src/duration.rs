@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+/// The longest duration any option or step takes: longer ones are typos, and would saturate.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
+/// The largest size any option takes (1 TB).
+pub const MAX_SIZE: u64 = 1 << 40;
+
 /// Parses `"500ms"`, `"5s"`, `"5 s"`, `"1min"`, `"1m"`, `"2h"`, `"1d"` or a bare number of milliseconds.
 ///
 /// ```
@@ -27,6 +32,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let ms = value * millis_per_unit;
     if !ms.is_finite() || ms < 0.0 {
         return Err(format!("`{text}` is not a valid duration"));
+    }
+    if ms > MAX_DURATION.as_millis() as f64 {
+        return Err(format!("`{text}` is longer than the longest allowed duration, 30d"));
     }
     Ok(Duration::from_micros((ms * 1000.0).round() as u64))
 }
@@ -58,7 +66,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
         other => return Err(format!("`{text}`: unknown size unit `{other}` (allowed: b, kb, mb, gb)")),
     };
-    Ok((value * mult) as u64)
+    let bytes = value * mult;
+    if !bytes.is_finite() || bytes > MAX_SIZE as f64 {
+        return Err(format!("`{text}` is larger than the largest allowed size, 1024gb"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Formats a byte count: `812 B`, `12.4 KB`, `3.1 MB`.
@@ -84,6 +96,14 @@ mod tests {
         assert_eq!(parse_duration("0ms").unwrap(), Duration::ZERO);
         assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown time unit"));
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn durations_that_would_saturate_are_refused() {
+        assert!(parse_duration("99999999999h").unwrap_err().contains("longest allowed"));
+        assert!(parse_duration(&format!("{}", 1e308)).unwrap_err().contains("longest allowed"));
+        assert_eq!(parse_duration("30d").unwrap(), MAX_DURATION);
+        assert!(parse_size("99999999999gb").unwrap_err().contains("largest allowed"));
     }
 
     #[test]

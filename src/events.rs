@@ -67,6 +67,10 @@ pub enum Event {
         checkpoint: u64,
         mode: String,
     },
+    /// A checkpoint asked for while the most concurrent ones run: it starts when one ends.
+    CheckpointTriggerQueued {
+        in_progress: usize,
+    },
     CheckpointTriggerRefused {
         reason: String,
     },
@@ -141,6 +145,11 @@ pub enum Event {
     GeneratorFinished {
         produced: u64,
     },
+    /// A generator gave up before its end (a partition that does not exist, a topic that cannot be used).
+    GeneratorStopped {
+        produced: u64,
+        reason: String,
+    },
 }
 
 impl Event {
@@ -167,6 +176,9 @@ impl Event {
                 format!("no checkpoint to restore: empty state, offsets {}{}", offsets_text(offsets), note_text(note))
             }
             Event::CheckpointTriggered { checkpoint, mode } => format!("checkpoint {checkpoint} triggered ({mode})"),
+            Event::CheckpointTriggerQueued { in_progress } => {
+                format!("checkpoint queued: {in_progress} in progress (max-concurrent-checkpoints); it starts when one ends")
+            }
             Event::CheckpointTriggerRefused { reason } => format!("checkpoint not triggered: {reason}"),
             Event::BarrierInjected { checkpoint, source } => format!("source[{source}] emitted barrier {checkpoint}"),
             Event::BarrierReceived { checkpoint, task, channel } => format!("{task} got barrier {checkpoint} on {channel}"),
@@ -186,6 +198,7 @@ impl Event {
             Event::BackendSwitched { from, to, note, .. } => format!("state backend {from} -> {to}: {note}"),
             Event::GeneratorStarted { rate, duration_ms } => format!("generator: {rate} records/s for {duration_ms} ms"),
             Event::GeneratorFinished { produced } => format!("generator finished ({produced} records)"),
+            Event::GeneratorStopped { produced, reason } => format!("generator stopped after {produced} records: {reason}"),
         }
     }
 }

@@ -15,3 +15,4 @@ pub mod keygroup;
 pub mod scenario;
 pub mod state;
 pub mod tui;
+pub mod workdir;

@@ -62,6 +62,9 @@ enum Cmd {
     Tour,
 }
 
+/// Distinct checkpoint failure reasons `ckptlab run` prints under its table.
+const FAILURE_REASONS_SHOWN: usize = 3;
+
 /// The scenarios the default run walks through: the seed tutorial's three experiments, then the
 /// one built to make at-least-once count twice.
 const TOUR: &[(&str, &str)] = &[
@@ -194,6 +197,7 @@ fn spawn_event_writer(path: &PathBuf, bus: &EventBus) -> Result<EventsFile, Stri
 
 async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, String> {
     let layers = base_layers(cli, Some(scenario))?;
+    scenario.check(&layers.build().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let bus = EventBus::new(tokio::time::Instant::now());
     let events_file = EventsFile::start(cli, &bus)?;
     let engine = Engine::start(layers, bus).map_err(|e| e.to_string())?;
@@ -262,6 +266,21 @@ fn print_report(r: &RunReport) {
         };
         println!("last checkpoint: {} in {} ms, {size}", last.id, last.duration_ms);
     }
+    // Why checkpoints failed: the last few distinct reasons, newest last.
+    let mut reasons: Vec<(u64, &str)> = Vec::new();
+    for c in r.checkpoints.history.iter().rev() {
+        if let Some(reason) = c.failure.as_deref() {
+            if !reasons.iter().any(|(_, seen)| *seen == reason) {
+                reasons.push((c.id, reason));
+            }
+        }
+        if reasons.len() == FAILURE_REASONS_SHOWN {
+            break;
+        }
+    }
+    for (id, reason) in reasons.into_iter().rev() {
+        println!("checkpoint {id} failed: {reason}");
+    }
     if r.passed {
         println!("PASSED: every expect held ({:.1}s)", r.duration_ms as f64 / 1000.0);
     } else {
@@ -271,7 +290,8 @@ fn print_report(r: &RunReport) {
     }
 }
 
-/// The TUI. Logs go to a file (never to the screen): $CKPTLAB_LOG or <temp>/ckptlab/ckptlab.log.
+/// The TUI. Logs go to a file (never to the screen): $CKPTLAB_LOG or ckptlab.log in the private
+/// directory (`<temp>/ckptlab-<uid>`, or $CKPTLAB_HOME).
 async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
     let layers = match base_layers(cli, None) {
         Ok(l) => l,
@@ -280,16 +300,16 @@ async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_path =
-        std::env::var_os("CKPTLAB_LOG").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("ckptlab").join("ckptlab.log"));
-    if let Some(dir) = log_path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match std::fs::OpenOptions::new().create(true).append(true).open(&log_path) {
+    // The log never follows a symlink and is private to the user (0600, in the 0700 directory).
+    let log_path = match std::env::var_os("CKPTLAB_LOG") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => ckptlab::workdir::prepare_home().map(|home| home.join("ckptlab.log")),
+    };
+    match log_path.and_then(|p| ckptlab::workdir::open_log(&p)) {
         Ok(file) => {
             let _ = tracing_subscriber::fmt().with_writer(std::sync::Mutex::new(file)).with_ansi(false).try_init();
         }
-        Err(e) => eprintln!("ckptlab: no log file ({}: {e}); going on without one", log_path.display()),
+        Err(e) => eprintln!("ckptlab: no log file ({e}); going on without one"),
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "workbench starting");
     let bus = EventBus::new(tokio::time::Instant::now());

@@ -16,7 +16,7 @@
 //! expect = { lost = 0, overcounted = 0 }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -25,12 +25,16 @@ use tokio::time::Instant;
 use crate::audit::Verdict;
 use crate::cluster::view::JobStatus;
 use crate::cluster::{Command, Engine};
-use crate::config::{line_of, ConfigError, ConfigLayers};
-use crate::connectors::generator::GeneratorSpec;
-use crate::duration::{format_duration, parse_duration};
+use crate::cluster::taskmanager;
+use crate::config::{line_of, Config, ConfigError, ConfigLayers, SCHEMA};
+use crate::connectors::generator::{GeneratorSpec, MAX_GENERATOR_RATE};
+use crate::events::Event;
+use crate::duration::{format_duration, parse_duration, MAX_DURATION};
 
 /// An await with no `timeout` gives up after this long.
 pub const DEFAULT_AWAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Partitions a topic can have (`source.partitions` allows 1 to 64).
+const MAX_PARTITIONS: u32 = 64;
 /// How often an await looks at the engine.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -232,6 +236,55 @@ impl Scenario {
         Ok(Scenario { file: file.to_string(), name: raw.name, description: raw.description, config: raw.config, steps })
     }
 
+    /// Checks the steps against the cluster they will run on: every task manager a `kill` names
+    /// exists by then (from `taskmanager.count` or an earlier `start`), every partition a step
+    /// names exists. The error names the step's line.
+    pub fn check(&self, cfg: &Config) -> Result<(), ScenarioError> {
+        let err = |line: usize, message: String| ScenarioError { file: self.file.clone(), line, message };
+        let mut tms: Vec<usize> = (1..=cfg.taskmanagers).collect();
+        let partitions = cfg.source.partitions;
+        for step in &self.steps {
+            let partition = match &step.action {
+                Action::Produce { partition, .. } => *partition,
+                Action::Generate(spec) => spec.partition,
+                _ => None,
+            };
+            if let Some(p) = partition.filter(|p| *p >= partitions) {
+                return Err(err(
+                    step.line,
+                    format!("partition {p} does not exist: the topic has {partitions} (source.partitions), numbered 0 to {}", partitions - 1),
+                ));
+            }
+            match &step.action {
+                Action::Kill(name) => {
+                    let n = taskmanager::parse_name(name).map_err(|e| err(step.line, e))?;
+                    if !tms.contains(&n) {
+                        let known = tms.iter().map(|n| taskmanager::name(*n)).collect::<Vec<_>>().join(", ");
+                        return Err(err(
+                            step.line,
+                            format!(
+                                "kill: no task manager {name} here; the cluster has {known} (taskmanager.count = {}, plus those started by earlier steps)",
+                                cfg.taskmanagers
+                            ),
+                        ));
+                    }
+                }
+                Action::Start(Some(name)) => {
+                    let n = taskmanager::parse_name(name).map_err(|e| err(step.line, e))?;
+                    if !tms.contains(&n) {
+                        tms.push(n);
+                    }
+                }
+                Action::Start(None) => {
+                    let next = (1..).find(|n| !tms.contains(n)).unwrap_or(1);
+                    tms.push(next);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Puts the scenario's `[config]` on top of `layers`.
     pub fn apply_config(&self, layers: &mut ConfigLayers) -> Result<(), ConfigError> {
         match &self.config {
@@ -254,7 +307,11 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
     };
     let action_name = match actions.as_slice() {
         [one] => one.as_str(),
-        [] => return Err(format!("a step needs one action; allowed: {}", ACTIONS.join(", "))),
+        [] => {
+            let keys: Vec<String> = t.keys().filter(|k| k.as_str() != "note").map(|k| format!("`{k}`")).collect();
+            let has = if keys.is_empty() { "none".to_string() } else { keys.join(", ") };
+            return Err(format!("a step needs one action; this one has {has}; allowed: {}", ACTIONS.join(", ")));
+        }
         many => {
             return Err(format!("a step has one action, this one has {}", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
         }
@@ -271,11 +328,7 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
         }
     }
     let v = &t[action_name];
-    let partition = match t.get("partition") {
-        Some(toml::Value::Integer(p)) if *p >= 0 => Some(*p as u32),
-        Some(_) => return Err("`partition` must be a partition number (0, 1, ...)".into()),
-        None => None,
-    };
+    let partition = partition_value(t.get("partition"))?;
     let action = match action_name {
         "produce" => {
             let values = match v {
@@ -291,9 +344,16 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             Action::Produce { values, partition }
         }
         "generate" => Action::Generate(parse_generate(v)?),
-        "kill" => Action::Kill(v.as_str().ok_or("`kill` names a task manager, as in kill = \"tm-1\"")?.to_string()),
+        "kill" => {
+            let name = v.as_str().ok_or("`kill` names a task manager, as in kill = \"tm-1\"")?;
+            taskmanager::parse_name(name).map_err(|e| format!("kill: {e}"))?;
+            Action::Kill(name.to_string())
+        }
         "start" => match v {
-            toml::Value::String(s) => Action::Start(Some(s.clone())),
+            toml::Value::String(s) => {
+                taskmanager::parse_name(s).map_err(|e| format!("start: {e}"))?;
+                Action::Start(Some(s.clone()))
+            }
             toml::Value::Boolean(true) => Action::Start(None),
             _ => return Err("`start` names a task manager (start = \"tm-1\") or is true for a new one".into()),
         },
@@ -311,6 +371,12 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             let mut probe = ConfigLayers::builtin();
             for (k, val) in table {
                 probe.set_value(k, val.clone(), "set").map_err(|e| e.to_string())?;
+                let runtime = SCHEMA.iter().any(|o| o.key == k.as_str() && o.runtime);
+                if !runtime {
+                    return Err(format!(
+                        "`{k}` cannot change while the job runs (it applies when the cluster starts): put it in [config], or pass --set {k}=..."
+                    ));
+                }
                 let text = match val {
                     toml::Value::String(s) => s.clone(),
                     other => other.to_string(),
@@ -359,7 +425,8 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
 fn duration_value(v: &toml::Value, what: &str) -> Result<Duration, String> {
     match v {
         toml::Value::String(s) => parse_duration(s).map_err(|e| format!("`{what}`: {e}")),
-        toml::Value::Integer(ms) if *ms >= 0 => Ok(Duration::from_millis(*ms as u64)),
+        toml::Value::Integer(ms) if *ms >= 0 && (*ms as u128) <= MAX_DURATION.as_millis() => Ok(Duration::from_millis(*ms as u64)),
+        toml::Value::Integer(ms) if *ms >= 0 => Err(format!("`{what}`: {ms} ms is longer than the longest allowed duration, 30d")),
         _ => Err(format!("`{what}` takes a duration such as \"500ms\"")),
     }
 }
@@ -372,8 +439,8 @@ fn parse_generate(v: &toml::Value) -> Result<GeneratorSpec, String> {
         }
     }
     let rate = match t.get("rate") {
-        Some(toml::Value::Integer(r)) if *r > 0 => *r as u64,
-        _ => return Err("`generate` needs rate = records per second (> 0)".into()),
+        Some(toml::Value::Integer(r)) if (1..=MAX_GENERATOR_RATE as i64).contains(r) => *r as u64,
+        _ => return Err(format!("`generate` needs rate = records per second, from 1 to {MAX_GENERATOR_RATE}")),
     };
     let duration = match t.get("duration") {
         Some(d) => Some(duration_value(d, "duration")?),
@@ -386,12 +453,16 @@ fn parse_generate(v: &toml::Value) -> Result<GeneratorSpec, String> {
         Some(_) => return Err("`keys` is a list of strings".into()),
         None => vec!["x".into(), "y".into()],
     };
-    let partition = match t.get("partition") {
-        Some(toml::Value::Integer(p)) if *p >= 0 => Some(*p as u32),
-        Some(_) => return Err("`partition` must be a partition number".into()),
-        None => None,
-    };
+    let partition = partition_value(t.get("partition"))?;
     Ok(GeneratorSpec { rate, duration, keys, partition })
+}
+
+fn partition_value(v: Option<&toml::Value>) -> Result<Option<u32>, String> {
+    match v {
+        Some(toml::Value::Integer(p)) if (0..MAX_PARTITIONS as i64).contains(p) => Ok(Some(*p as u32)),
+        Some(_) => Err(format!("`partition` must be a partition number, from 0 to {}", MAX_PARTITIONS - 1)),
+        None => Ok(None),
+    }
 }
 
 /// The outcome of a run, as `ckptlab run --json` prints it.
@@ -447,11 +518,18 @@ fn figure(name: &str, v: &Verdict, key: Option<&str>, restarts: u64, ck: &Checkp
 pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(String)) -> RunReport {
     let started = Instant::now();
     let mut failures = Vec::new();
+    // A command the engine refuses (a TM that is not there, a checkpoint that cannot be taken)
+    // fails the step that gave it: a step that silently does nothing must not pass.
+    let mut refusals = Refusals { events: engine.events().subscribe(), issued: HashMap::new() };
     // As in the seed, the job is submitted and running before the first record is typed.
     if !await_condition(engine, AwaitCondition::Running, DEFAULT_AWAIT_TIMEOUT).await {
         failures.push("the job did not start running within 30s".to_string());
     }
     for step in &scenario.steps {
+        refusals.drain(&mut failures);
+        for key in step.action.command_keys() {
+            refusals.issued.insert(key, step.line);
+        }
         if let Some(note) = &step.note {
             narrate(format!("  # {note}"));
         }
@@ -498,11 +576,17 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
             }
             Action::Wait(d) => {
                 narrate(format!("{at} wait {}", format_duration(*d)));
-                tokio::time::sleep(*d).await;
+                let until = Instant::now() + *d;
+                while Instant::now() < until {
+                    tokio::time::sleep_until(until.min(Instant::now() + DRAIN_EVERY)).await;
+                    refusals.drain(&mut failures);
+                }
             }
             Action::Await { condition, timeout } => {
                 narrate(format!("{at} await {}", condition.name()));
-                if !await_condition(engine, *condition, *timeout).await {
+                let reached = await_condition(engine, *condition, *timeout).await;
+                refusals.drain(&mut failures);
+                if !reached {
                     let v = engine.view(false);
                     failures.push(format!(
                         "line {}: await {} timed out after {} (job {}, tasks running: {}, generators: {}, positions {:?})",
@@ -521,6 +605,12 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
                 let view = engine.view(true);
                 let verdict = view.verdict.clone().unwrap_or_default();
                 let ck = summary(&view);
+                if !verdict.consistent {
+                    failures.push(format!(
+                        "line {}: the verdict is inconsistent (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted",
+                        step.line
+                    ));
+                }
                 let mut shown = Vec::new();
                 for (name, cmp) in checks {
                     let actual = figure(name, &verdict, key.as_deref(), view.restarts, &ck);
@@ -538,6 +628,9 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
             }
         }
     }
+    // Commands of the last steps are answered after them.
+    tokio::time::sleep(SETTLE).await;
+    refusals.drain(&mut failures);
     let view = engine.view(true);
     RunReport {
         scenario: scenario.name.clone(),
@@ -549,6 +642,52 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
         restarts: view.restarts,
         status: view.status.label().to_string(),
         duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// How often a `wait` step looks for refusals (and keeps the event queue short).
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How long the run waits after its last step for the engine to answer its last commands.
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// The engine's answers to the commands steps gave: a refusal fails the step that gave it.
+struct Refusals {
+    events: tokio::sync::mpsc::UnboundedReceiver<crate::events::Stamped>,
+    /// The line of the latest step that gave a command, by what a refusal names (`kill`,
+    /// `start`, `resubmit`, `checkpoint`, `generate` or an option's key).
+    issued: HashMap<String, usize>,
+}
+
+impl Refusals {
+    fn drain(&mut self, failures: &mut Vec<String>) {
+        while let Ok(stamped) = self.events.try_recv() {
+            let (what, reason) = match stamped.event {
+                Event::ConfigRejected { key, reason } => (key, reason),
+                Event::CheckpointTriggerRefused { reason } => ("checkpoint".to_string(), format!("not triggered: {reason}")),
+                Event::GeneratorStopped { reason, produced } => {
+                    ("generate".to_string(), format!("stopped after {produced} records: {reason}"))
+                }
+                _ => continue,
+            };
+            if let Some(line) = self.issued.get(&what) {
+                failures.push(format!("line {line}: {what}: {reason}"));
+            }
+        }
+    }
+}
+
+impl Action {
+    /// What a refusal of this step's command names (see [`Refusals`]).
+    fn command_keys(&self) -> Vec<String> {
+        match self {
+            Action::Kill(_) => vec!["kill".into()],
+            Action::Start(_) => vec!["start".into()],
+            Action::Resubmit => vec!["resubmit".into()],
+            Action::Checkpoint => vec!["checkpoint".into()],
+            Action::Generate(_) => vec!["generate".into()],
+            Action::Set(pairs) => pairs.iter().map(|(k, _)| k.clone()).collect(),
+            Action::Produce { .. } | Action::Wait(_) | Action::Await { .. } | Action::Expect { .. } => Vec::new(),
+        }
     }
 }
 

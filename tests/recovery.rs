@@ -191,7 +191,6 @@ fn filesystem_storage_writes_flinks_layout_and_keeps_num_retained() {
             wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
         }
         let job_dir = dir.path().join(engine.job_id());
-        engine.shutdown().await;
         let mut chks: Vec<String> = std::fs::read_dir(&job_dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -207,6 +206,10 @@ fn filesystem_storage_writes_flinks_layout_and_keeps_num_retained() {
             assert_eq!(meta.keyed.len(), 2);
             assert_eq!(meta.offsets.iter().map(|(_, o)| o).sum::<u64>(), 3);
         }
+        // The job ends (cancelled) with NO_EXTERNALIZED_CHECKPOINTS, Flink's default: its
+        // checkpoints are discarded with it.
+        engine.shutdown().await;
+        assert!(!job_dir.exists(), "the job's checkpoint directory is deleted when the job ends");
     });
 }
 

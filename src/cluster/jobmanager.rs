@@ -159,6 +159,8 @@ pub(crate) struct JobManager {
     trigger_base: Instant,
     next_trigger: Option<Instant>,
     bad_checkpoints: HashSet<u64>,
+    /// A checkpoint asked for while `max-concurrent-checkpoints` were running: it starts as soon as one ends.
+    queued_trigger: bool,
     /// Reference counts of the shared files of retained checkpoints (incremental RocksDB).
     shared: SharedStateRegistry,
     /// `<taskmanager.tmp-dirs>/ckptlab-<job>`: one local directory per TM below it.
@@ -166,6 +168,9 @@ pub(crate) struct JobManager {
     reports_tx: mpsc::UnboundedSender<TaskReport>,
     reports_rx: mpsc::UnboundedReceiver<TaskReport>,
 }
+
+/// The name of a job's directory of task-manager directories: `<taskmanager.tmp-dirs>/ckptlab-<job>`.
+pub const TM_ROOT_PREFIX: &str = "ckptlab-";
 
 impl JobManager {
     #[allow(clippy::too_many_arguments)]
@@ -186,7 +191,11 @@ impl JobManager {
         let tms = (1..=cfg.taskmanagers)
             .map(|i| TaskManagerState { name: format!("tm-{i}"), alive: true, killed_at: None, lost: false, slots: cfg.slots_per_tm })
             .collect();
-        let tm_root = cfg.tm_dir.join(format!("ckptlab-{}", &job_id[..12.min(job_id.len())]));
+        let tm_root = cfg.tm_dir.join(format!("{TM_ROOT_PREFIX}{}", &job_id[..12.min(job_id.len())]));
+        // Best effort: only RocksDB writes there, and it reports its own errors.
+        if std::fs::create_dir_all(&tm_root).is_ok() {
+            let _ = crate::workdir::mark_owner(&tm_root);
+        }
         JobManager {
             shared: SharedStateRegistry::default(),
             tm_root,
@@ -214,6 +223,7 @@ impl JobManager {
             trigger_base: Instant::now(),
             next_trigger: None,
             bad_checkpoints: HashSet::new(),
+            queued_trigger: false,
             reports_tx,
             reports_rx,
         }
@@ -244,7 +254,10 @@ impl JobManager {
             d.abort_all();
         }
         // The cluster is gone, and with it every task manager's local disk.
-        let _ = std::fs::remove_dir_all(&self.tm_root);
+        let _ = crate::workdir::remove_tree_under(&self.cfg.tm_dir, &self.tm_root);
+        // The job ends (cancelled): with NO_EXTERNALIZED_CHECKPOINTS, Flink's default, its
+        // checkpoints are discarded with it.
+        self.storage.discard_job();
     }
 
     fn now_ms(&self) -> u64 {
@@ -309,6 +322,9 @@ impl JobManager {
     }
 
     fn kill(&mut self, name: &str) {
+        if let Err(e) = super::taskmanager::parse_name(name) {
+            return self.reject("kill", e);
+        }
         let Some(i) = self.tms.iter().position(|t| t.name == name) else {
             let known: Vec<&str> = self.tms.iter().map(|t| t.name.as_str()).collect();
             return self.reject("kill", format!("no task manager {name}; known: {}", known.join(", ")));
@@ -321,11 +337,19 @@ impl JobManager {
         tm.killed_at = Some(Instant::now());
         let tasks = self.deployment.as_mut().map(|d| d.abort_on(i)).unwrap_or_default();
         // The disk of a dead machine is gone: RocksDB instances are rebuilt from the checkpoint.
-        let _ = std::fs::remove_dir_all(self.tm_root.join(name));
+        // `name` passed parse_name: a plain `tm-N` below the TM root, checked again on delete.
+        let _ = crate::workdir::remove_tree_under(&self.tm_root, &self.tm_root.join(name));
         self.events.publish(Event::TaskManagerKilled { tm: name.to_string(), tasks });
     }
 
     fn start_tm(&mut self, name: Option<String>) {
+        if let Some(Err(e)) = name.as_deref().map(super::taskmanager::parse_name) {
+            return self.reject("start", e);
+        }
+        let known = |s: &Self, n: &str| s.tms.iter().any(|t| t.name == n);
+        if self.tms.len() >= crate::config::MAX_TASK_MANAGERS && !name.as_deref().is_some_and(|n| known(self, n)) {
+            return self.reject("start", format!("the cluster has {} task managers, the most it can have", self.tms.len()));
+        }
         let i = match name {
             Some(n) => match self.tms.iter().position(|t| t.name == n) {
                 Some(i) => i,
@@ -335,9 +359,10 @@ impl JobManager {
                 }
             },
             None => {
-                let next = self.tms.iter().filter_map(|t| t.name.strip_prefix("tm-")?.parse::<usize>().ok()).max().unwrap_or(0) + 1;
+                // The lowest free number: names stay within tm-1 .. tm-64.
+                let next = (1..).find(|n| !known(self, &super::taskmanager::name(*n))).unwrap_or(1);
                 self.tms.push(TaskManagerState {
-                    name: format!("tm-{next}"),
+                    name: super::taskmanager::name(next),
                     alive: false,
                     killed_at: None,
                     lost: true,
@@ -372,14 +397,11 @@ impl JobManager {
             return refuse(self, "checkpointing is off (set an interval or a mode first)".into());
         }
         if self.coord.pending.len() >= self.cfg.checkpointing.max_concurrent {
-            return refuse(
-                self,
-                format!(
-                    "{} checkpoint(s) in progress (max-concurrent-checkpoints = {})",
-                    self.coord.pending.len(),
-                    self.cfg.checkpointing.max_concurrent
-                ),
-            );
+            // As Flink's CheckpointRequestDecider: the request waits for a free place, then runs
+            // at once (min-pause holds back periodic checkpoints only).
+            self.queued_trigger = true;
+            self.events.publish(Event::CheckpointTriggerQueued { in_progress: self.coord.pending.len() });
+            return;
         }
         self.trigger();
     }
@@ -390,13 +412,13 @@ impl JobManager {
         if let Err(e) = layers.set_value(key, parse_loose_value(value), "runtime change") {
             return self.reject(key, e.to_string());
         }
+        if runtime != Some(true) || key.starts_with(DELAYS_TABLE) {
+            return self.reject(key, format!("applies only when the cluster starts: run again with --set {key}={value}"));
+        }
         let cfg = match layers.build() {
             Ok(c) => c,
             Err(e) => return self.reject(key, e.to_string()),
         };
-        if runtime != Some(true) || key.starts_with(DELAYS_TABLE) {
-            return self.reject(key, format!("applies only when the cluster starts: run again with --set {key}={value}"));
-        }
         let interval_changed = cfg.checkpointing.interval != self.cfg.checkpointing.interval;
         self.layers = layers;
         self.cfg = cfg;
@@ -510,6 +532,10 @@ impl JobManager {
         if self.status != JobStatus::Running || self.coord.pending.len() >= self.cfg.checkpointing.max_concurrent {
             return;
         }
+        if self.queued_trigger {
+            self.next_trigger = Some(Instant::now());
+            return;
+        }
         let mut at = self.trigger_base + interval;
         if let Some(done) = self.coord.last_completion {
             at = at.max(done + self.cfg.checkpointing.min_pause);
@@ -519,6 +545,7 @@ impl JobManager {
 
     fn trigger(&mut self) {
         let Some(d) = &self.deployment else { return };
+        self.queued_trigger = false;
         let mode = self.cfg.checkpointing.mode;
         let now = Instant::now();
         let id = self.coord.begin(mode, now, self.now_ms(), d.expected_tasks());
@@ -542,10 +569,15 @@ impl JobManager {
     fn complete(&mut self, id: u64) {
         let now = Instant::now();
         let Some(completion) = self.coord.complete(id, &self.job_id, now) else { return };
-        if let Err(e) = self.storage.write_metadata(&completion.metadata) {
+        // Finalisation (Flink's FINALIZE_CHECKPOINT_FAILURE): every shared file the snapshots
+        // reuse must still be there, and `_metadata` must be written, or the checkpoint fails.
+        let finalised = crate::state::storage::CheckpointStorage::check_shared_files(&completion.metadata.keyed)
+            .map_err(|e| format!("finalising: {e}"))
+            .and_then(|()| self.storage.write_metadata(&completion.metadata).map_err(|e| format!("writing _metadata: {e}")));
+        if let Err(reason) = finalised {
             let handles = completion.metadata.keyed.clone();
-            self.coord.record_failure(completion.stats, &format!("writing _metadata: {e}"), true);
-            self.after_failure(id, &handles, &format!("writing _metadata: {e}"), true);
+            self.coord.record_failure(completion.stats, &reason, true);
+            self.after_failure(id, &handles, &reason, true);
             return;
         }
         // Register the new checkpoint's shared files before dropping old ones: files both use survive.
@@ -624,6 +656,9 @@ impl JobManager {
             self.fail_checkpoint(id, why, false);
         }
         self.next_trigger = None;
+        if std::mem::take(&mut self.queued_trigger) {
+            self.events.publish(Event::CheckpointTriggerRefused { reason: format!("the queued checkpoint request was dropped: {why}") });
+        }
     }
 
     fn failover(&mut self, reason: String) {

@@ -17,6 +17,7 @@ pub mod restart;
 pub mod sink;
 pub mod source_task;
 pub mod task;
+pub mod taskmanager;
 pub mod view;
 
 use std::collections::VecDeque;
@@ -48,6 +49,24 @@ pub enum EngineError {
     State(#[from] StateError),
     #[error(transparent)]
     Topic(#[from] TopicError),
+    #[error(transparent)]
+    WorkDir(#[from] crate::workdir::WorkDirError),
+}
+
+/// ckptlab's private directory, when a default path points into it, and the leftovers of runs
+/// whose process is gone: task managers' local directories, unfinished checkpoints.
+fn prepare_local_dirs(cfg: &Config) -> Result<(), EngineError> {
+    let home = crate::workdir::home();
+    if cfg.tm_dir.starts_with(&home) || cfg.checkpointing.dir.starts_with(&home) {
+        crate::workdir::prepare_home()?;
+    }
+    for dir in crate::workdir::sweep_dead(&cfg.tm_dir, jobmanager::TM_ROOT_PREFIX) {
+        tracing::info!("removed the task manager directories of a run that is gone: {}", dir.display());
+    }
+    for path in crate::state::storage::sweep_abandoned(&cfg.checkpointing.dir) {
+        tracing::info!("removed an unfinished checkpoint file of a run that is gone: {}", path.display());
+    }
+    Ok(())
 }
 
 /// Lines of output the view carries.
@@ -105,6 +124,7 @@ impl Engine {
         events: EventBus,
         topic: Option<Arc<dyn Topic>>,
     ) -> Result<Engine, EngineError> {
+        prepare_local_dirs(&cfg)?;
         let topic: Arc<dyn Topic> =
             topic.unwrap_or_else(|| EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, events.clone()) as Arc<dyn Topic>);
         let dyn_topic: Arc<dyn Topic> = topic.clone();

@@ -11,6 +11,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::{Topic, TopicError};
 use crate::events::{Event, EventBus};
 
+/// The highest rate a generator takes, in records per second.
+pub const MAX_GENERATOR_RATE: u64 = 10_000_000;
+/// The most records one tick produces: a generator that falls behind catches up over several
+/// ticks instead of allocating its whole backlog at once.
+const MAX_BATCH: u64 = 100_000;
+
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GeneratorSpec {
@@ -38,7 +44,8 @@ pub async fn run(topic: Arc<dyn Topic>, spec: GeneratorSpec, active: Arc<AtomicU
     let start = Instant::now();
     // A tick of 10 ms (or one record's spacing when slower) keeps the stream steady without
     // waking thousands of times a second at high rates.
-    let spacing = Duration::from_secs_f64(1.0 / spec.rate.max(1) as f64);
+    let rate = spec.rate.clamp(1, MAX_GENERATOR_RATE);
+    let spacing = Duration::from_secs_f64(1.0 / rate as f64);
     let tick = spacing.max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -50,7 +57,8 @@ pub async fn run(topic: Arc<dyn Topic>, spec: GeneratorSpec, active: Arc<AtomicU
             Some(d) if elapsed >= d => d,
             _ => elapsed,
         };
-        let due = ((horizon.as_secs_f64() * spec.rate as f64).floor() as u64).max(1);
+        let owed = ((horizon.as_secs_f64() * rate as f64).floor() as u64).max(1);
+        let due = owed.min(produced + MAX_BATCH);
         if produced < due {
             let batch: Vec<String> = (produced..due).map(|i| keys[(i % keys.len() as u64) as usize].clone()).collect();
             let result = if topic.produce_may_block() {
@@ -66,10 +74,13 @@ pub async fn run(topic: Arc<dyn Topic>, spec: GeneratorSpec, active: Arc<AtomicU
                 Ok(n) => produced += n as u64,
                 // Not acknowledged yet: queued in the client and sent when the broker is back.
                 Err(TopicError::NotAcknowledged(_)) => produced = due,
-                Err(_) => {}
+                Err(e) => {
+                    events.publish(Event::GeneratorStopped { produced, reason: e.to_string() });
+                    return;
+                }
             }
         }
-        if spec.duration.is_some_and(|d| elapsed >= d) {
+        if spec.duration.is_some_and(|d| elapsed >= d) && produced >= owed {
             break;
         }
     }

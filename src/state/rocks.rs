@@ -174,7 +174,12 @@ impl RocksDbBackend {
             let src = local.join(&name);
             let size = std::fs::metadata(&src).map_err(|e| io_read(&src, e))?.len();
             if self.incremental && name.ends_with(".sst") {
-                let known = self.confirmed.get(&name).filter(|u| u.size == size).cloned();
+                // A confirmed file is reused only while it is still in storage with its size.
+                let known = self
+                    .confirmed
+                    .get(&name)
+                    .filter(|u| u.size == size && std::fs::metadata(&u.path).is_ok_and(|m| m.len() == u.size))
+                    .cloned();
                 let uploaded = match known {
                     Some(u) => u,
                     None => {
@@ -236,7 +241,8 @@ fn copy_synced(src: &Path, dst: &Path) -> Result<(), StateError> {
 
 /// Every entry of a RocksDB snapshot (any key groups), read from a temporary copy of its files.
 pub fn read_snapshot(files: &[RocksFile]) -> Result<Vec<(u16, String, u64)>, StateError> {
-    let tmp = std::env::temp_dir().join(format!("ckptlab-read-{:016x}", rand::random::<u64>()));
+    let home = crate::workdir::prepare_home().map_err(|e| StateError::Write { path: crate::workdir::home().display().to_string(), message: e.to_string() })?;
+    let tmp = home.join(format!("read-{:016x}", rand::random::<u64>()));
     let result = (|| {
         std::fs::create_dir_all(&tmp).map_err(|e| io_write(&tmp, e))?;
         for f in files {
@@ -246,7 +252,7 @@ pub fn read_snapshot(files: &[RocksFile]) -> Result<Vec<(u16, String, u64)>, Sta
             .map_err(|e| StateError::Corrupt { path: tmp.display().to_string(), message: format!("RocksDB open: {e}") })?;
         scan(&db, &tmp)
     })();
-    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = crate::workdir::remove_tree_under(&home, &tmp);
     result
 }
 
@@ -298,7 +304,7 @@ impl KeyedStateBackend for RocksDbBackend {
         self.promote(target.last_completed);
         let sync_start = Instant::now();
         let local = self.dir.join(format!("chk-{}", target.checkpoint));
-        let _ = std::fs::remove_dir_all(&local);
+        let _ = crate::workdir::remove_tree_under(&self.dir, &local);
         {
             let path = self.db_path();
             let db = self.db()?;
@@ -311,7 +317,7 @@ impl KeyedStateBackend for RocksDbBackend {
         let exclusive = chk_dir.join(&target.file_stem);
         let shared = chk_dir.parent().map(|job| job.join("shared")).unwrap_or_else(|| chk_dir.join("shared"));
         let result = self.upload(&local, &exclusive, &shared);
-        let _ = std::fs::remove_dir_all(&local);
+        let _ = crate::workdir::remove_tree_under(&self.dir, &local);
         let up = result?;
         let full_size = up.files.iter().map(|f| f.size).sum();
         if self.incremental {
@@ -323,7 +329,7 @@ impl KeyedStateBackend for RocksDbBackend {
 
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
         self.db = None;
-        let _ = std::fs::remove_dir_all(self.db_path());
+        let _ = crate::workdir::remove_tree_under(&self.dir, &self.db_path());
         self.confirmed.clear();
         self.uploads.clear();
         // Our own key groups in one RocksDB snapshot: its files are the DB.
@@ -365,7 +371,9 @@ impl Drop for RocksDbBackend {
     fn drop(&mut self) {
         // Close first, then remove the instance's directory (a finished attempt leaves nothing).
         self.db = None;
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(parent) = self.dir.parent() {
+            let _ = crate::workdir::remove_tree_under(parent, &self.dir);
+        }
     }
 }
 
