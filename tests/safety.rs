@@ -273,3 +273,70 @@ fn run_prints_why_checkpoints_failed() {
     let out = ckptlab(&["run", &f, "--set", "ckptlab.jobmanager-max-state-size=20b"], &[("CKPTLAB_HOME", &tmp.path().join("home"))]);
     assert!(out.stdout.contains("failed: ") && out.stdout.contains("checkpoint "), "the reason is printed: {}", out.text());
 }
+
+/// Every `_metadata` under `checkpoints/` names files that exist with their recorded sizes.
+fn assert_checkpoints_whole(checkpoints: &Path, trial: usize) -> usize {
+    use ckptlab::state::storage::CheckpointStorage;
+    use ckptlab::state::StateHandle;
+    let mut complete = 0;
+    for job in std::fs::read_dir(checkpoints).into_iter().flatten().flatten() {
+        for chk in std::fs::read_dir(job.path()).into_iter().flatten().flatten() {
+            if !chk.file_name().to_string_lossy().starts_with("chk-") || !chk.path().join("_metadata").exists() {
+                continue;
+            }
+            let meta = CheckpointStorage::read_metadata(&chk.path())
+                .unwrap_or_else(|e| panic!("trial {trial}: a _metadata that does not read: {e}"));
+            for h in &meta.keyed {
+                let files: Vec<(std::path::PathBuf, u64)> = match h {
+                    StateHandle::File { path, size } => vec![(path.clone(), *size)],
+                    StateHandle::RocksDb { files, .. } => files.iter().map(|f| (f.path.clone(), f.size)).collect(),
+                    StateHandle::Memory { .. } => Vec::new(),
+                };
+                for (path, size) in files {
+                    let len = std::fs::metadata(&path).map(|m| m.len());
+                    assert_eq!(len.ok(), Some(size), "trial {trial}: {} names {} which is missing or cut", chk.path().display(), path.display());
+                }
+            }
+            complete += 1;
+        }
+    }
+    complete
+}
+
+/// The process killed outright (SIGKILL) at varying moments while incremental RocksDB
+/// checkpoints are written, retained and discarded every 20 ms: whatever it leaves, a checkpoint
+/// directory with `_metadata` is whole. The next run sweeps what the dead ones left.
+#[test]
+fn checkpoints_left_by_killed_runs_are_whole_or_absent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let f = write(
+        tmp.path(),
+        "busy.toml",
+        &format!(
+            "name = \"busy\"\n{FAST}[config.execution.checkpointing]\ninterval = \"20ms\"\nnum-retained = 2\nincremental = true\n\
+             [[steps]]\ngenerate = {{ rate = 20000, duration = \"5s\", keys = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\", \"i\", \"j\"] }}\n\
+             [[steps]]\nwait = \"5s\"\n"
+        ),
+    );
+    let mut complete = 0;
+    for trial in 0..20 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ckptlab"))
+            .args(["run", &f, "--backend", "rocksdb", "-q"])
+            .env("CKPTLAB_HOME", &home)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(250 + (trial as u64 * 137) % 400));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        complete += assert_checkpoints_whole(&home.join("checkpoints"), trial);
+    }
+    assert!(complete > 0, "the trials were killed after some checkpoints completed");
+    let dead_tm_roots = std::fs::read_dir(home.join("tm")).unwrap().count();
+    assert!(dead_tm_roots > 0, "killed runs leave their TM directories");
+    let out = ckptlab(&["run", &write(tmp.path(), "one.toml", &format!("name = \"one\"\n{FAST}[[steps]]\nproduce = [\"a\"]\n")), "-q"], &[("CKPTLAB_HOME", &home)]);
+    assert_eq!(out.code, 0, "{}", out.text());
+    assert_eq!(std::fs::read_dir(home.join("tm")).unwrap().count(), 0, "the next run swept the dead runs' TM directories");
+    assert_checkpoints_whole(&home.join("checkpoints"), 99);
+}

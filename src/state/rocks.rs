@@ -76,6 +76,9 @@ fn io_read(path: &Path, e: std::io::Error) -> StateError {
     StateError::Read { path: path.display().to_string(), message: e.to_string() }
 }
 
+/// Bytes RocksDB preallocates for a MANIFEST file (its default is 4 MiB).
+const MANIFEST_PREALLOCATION: usize = 64 * 1024;
+
 fn options() -> Options {
     let mut o = Options::default();
     o.create_if_missing(true);
@@ -88,6 +91,9 @@ fn options() -> Options {
     // a deep skiplist search). In-place updates need single-writer memtables.
     o.set_allow_concurrent_memtable_write(false);
     o.set_inplace_update_support(true);
+    // RocksDB preallocates 4 MiB for each MANIFEST; one instance per subtask and attempt made a
+    // run killed outright leave megabytes per instance. A counter's MANIFEST stays tiny.
+    o.set_manifest_preallocation_size(MANIFEST_PREALLOCATION);
     // Working state is disposable (checkpoints hold what counts): closing must not flush the
     // memtable. A killed TM's directory is already gone, and a flush into it fails, after which
     // RocksDB backs off for a second while close waits: a stalled worker thread.
