@@ -53,8 +53,12 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// `ok`, `lost N`, `overcounted N` (or both) for the totals.
+    /// `ok`, `lost N`, `overcounted N` (or both) for the totals; `inconsistent` when the
+    /// auditor's record and the operator's state disagree (then no figure can be trusted).
     pub fn summary(&self) -> String {
+        if !self.consistent {
+            return "inconsistent".into();
+        }
         summary(self.lost, self.overcounted)
     }
 }

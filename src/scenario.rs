@@ -632,6 +632,12 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
     tokio::time::sleep(SETTLE).await;
     refusals.drain(&mut failures);
     let view = engine.view(true);
+    if view.verdict.as_ref().is_some_and(|v| !v.consistent) {
+        failures.push(
+            "the verdict is inconsistent at the end of the run (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted"
+                .into(),
+        );
+    }
     RunReport {
         scenario: scenario.name.clone(),
         description: scenario.description.clone(),

@@ -30,6 +30,8 @@ pub struct CounterTask {
     pub output: OutputChannel,
     pub backend: Box<dyn KeyedStateBackend>,
     pub restore: Option<Vec<StateHandle>>,
+    /// The checkpoint `restore` comes from (0 when there is none).
+    pub restore_checkpoint: u64,
     pub view: Arc<Mutex<KeyedTaskView>>,
 }
 
@@ -38,7 +40,8 @@ impl CounterTask {
         let ctx = self.ctx.clone();
         if let Some(handles) = self.restore.take() {
             if let Err(e) = self.backend.restore(&handles, self.key_groups.clone()) {
-                ctx.report(TaskReport::Failed { attempt: ctx.attempt, task: ctx.task, reason: format!("restore failed: {e}") });
+                let checkpoint = self.restore_checkpoint;
+                ctx.report(TaskReport::RestoreFailed { attempt: ctx.attempt, task: ctx.task, checkpoint, reason: format!("restore failed: {e}") });
                 return;
             }
         }

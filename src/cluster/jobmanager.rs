@@ -77,7 +77,6 @@ pub(crate) struct Deployment {
     pub keyed_views: Vec<Arc<Mutex<KeyedTaskView>>>,
     pub progress: Arc<AttemptProgress>,
     started: Instant,
-    restored_from: Option<u64>,
 }
 
 impl Deployment {
@@ -197,7 +196,7 @@ impl JobManager {
             let _ = crate::workdir::mark_owner(&tm_root);
         }
         JobManager {
-            shared: SharedStateRegistry::default(),
+            shared: SharedStateRegistry::new(storage.job_dir.as_ref().map(|d| d.join("shared"))),
             tm_root,
             knobs,
             layers,
@@ -450,6 +449,7 @@ impl JobManager {
             &self.job_id,
             cfg.lab.jobmanager_max_state_size,
         ));
+        self.shared.set_root(self.storage.job_dir.as_ref().map(|d| d.join("shared")));
         self.layers = layers;
         self.cfg = cfg;
         let restore = self.restorable().map(|m| m.checkpoint);
@@ -488,7 +488,8 @@ impl JobManager {
             TaskReport::Running { attempt, .. }
             | TaskReport::Ack { attempt, .. }
             | TaskReport::Decline { attempt, .. }
-            | TaskReport::Failed { attempt, .. } => *attempt,
+            | TaskReport::Failed { attempt, .. }
+            | TaskReport::RestoreFailed { attempt, .. } => *attempt,
         };
         if current != Some(attempt) {
             return; // a report from a cancelled attempt
@@ -507,20 +508,16 @@ impl JobManager {
                 }
             }
             TaskReport::Decline { checkpoint, reason, .. } => self.fail_checkpoint(checkpoint, &reason, true),
-            TaskReport::Failed { task, reason, .. } => {
-                let restored = self.deployment.as_ref().and_then(|d| d.restored_from);
-                if let (true, Some(id)) = (reason.starts_with("restore failed"), restored) {
-                    self.bad_checkpoints.insert(id);
-                    let fallback = self.restorable().map(|m| m.checkpoint);
-                    let note = match fallback {
-                        Some(f) => format!("{task}: {reason}; falling back to checkpoint {f}"),
-                        None => format!("{task}: {reason}; no older checkpoint retained: starting from empty state"),
-                    };
-                    self.failover(note);
-                } else {
-                    self.failover(format!("{task} failed: {reason}"));
-                }
+            TaskReport::RestoreFailed { task, checkpoint: id, reason, .. } => {
+                self.bad_checkpoints.insert(id);
+                let fallback = self.restorable().map(|m| m.checkpoint);
+                let note = match fallback {
+                    Some(f) => format!("{task}: {reason}; falling back to checkpoint {f}"),
+                    None => format!("{task}: {reason}; no older checkpoint retained: starting from empty state"),
+                };
+                self.failover(note);
             }
+            TaskReport::Failed { task, reason, .. } => self.failover(format!("{task} failed: {reason}")),
         }
     }
 
@@ -864,6 +861,7 @@ impl JobManager {
                 output,
                 backend,
                 restore: restore.map(|m| m.keyed.clone()),
+                restore_checkpoint: restore.map_or(0, |m| m.checkpoint),
                 view,
             };
             let handle = alive(slots[j]).then(|| tokio::spawn(task.run()).abort_handle());
@@ -901,7 +899,6 @@ impl JobManager {
             keyed_views,
             progress,
             started: Instant::now(),
-            restored_from: restore.map(|m| m.checkpoint),
         })
     }
 

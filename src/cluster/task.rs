@@ -56,6 +56,8 @@ pub enum TaskReport {
     Ack { attempt: u64, checkpoint: u64, task: TaskId, state: TaskState, stats: SnapshotStats },
     Decline { attempt: u64, checkpoint: u64, task: TaskId, reason: String },
     Failed { attempt: u64, task: TaskId, reason: String },
+    /// The task could not restore its state from the checkpoint it was deployed with.
+    RestoreFailed { attempt: u64, task: TaskId, checkpoint: u64, reason: String },
 }
 
 /// JobManager -> source.

@@ -11,9 +11,28 @@ use super::StateHandle;
 #[derive(Debug, Default)]
 pub struct SharedStateRegistry {
     refs: HashMap<PathBuf, usize>,
+    /// `<job-id>/shared/`: the only place the registry deletes files (a handle read back from
+    /// disk could name any path).
+    root: Option<PathBuf>,
 }
 
 impl SharedStateRegistry {
+    /// A registry for the shared files under `root` (`None`: jobmanager storage, no files).
+    pub fn new(root: Option<PathBuf>) -> Self {
+        SharedStateRegistry { refs: HashMap::new(), root }
+    }
+
+    /// The storage changed (a backend switch from jobmanager to filesystem storage).
+    pub fn set_root(&mut self, root: Option<PathBuf>) {
+        self.root = root;
+    }
+
+    fn delete(&self, path: &std::path::Path) {
+        if self.root.as_deref().is_some_and(|root| crate::workdir::is_below(root, path)) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// A completed checkpoint's handles: one more reference to each shared file.
     pub fn register(&mut self, handles: &[StateHandle]) {
         for path in handles.iter().flat_map(StateHandle::shared_files) {
@@ -35,7 +54,7 @@ impl SharedStateRegistry {
             };
             if remaining == 0 {
                 self.refs.remove(path);
-                let _ = std::fs::remove_file(path);
+                self.delete(path);
                 deleted.push(path.clone());
             }
         }
@@ -47,7 +66,7 @@ impl SharedStateRegistry {
     pub fn discard_unregistered(&mut self, handles: &[StateHandle]) {
         for path in handles.iter().flat_map(StateHandle::shared_files) {
             if !self.refs.contains_key(path) {
-                let _ = std::fs::remove_file(path);
+                self.delete(path);
             }
         }
     }

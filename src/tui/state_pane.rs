@@ -44,18 +44,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .keys
         .iter()
         .skip(app.scroll_of(Pane::State) as usize)
-        .map(|(key, k)| row(t, key, Some(k.subtask), k.state, k.expected, k.lost, k.overcounted, Style::new()));
+        .map(|(key, k)| row(t, key, Some(k.subtask), k.state, k.expected, (k.lost, k.overcounted, true), Style::new()));
     frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), table_area);
-    let total = row(t, "TOTAL", None, v.state, v.expected, v.lost, v.overcounted, t.title);
+    let total = row(t, "TOTAL", None, v.state, v.expected, (v.lost, v.overcounted, v.consistent), t.title);
     frame.render_widget(Table::new([total], widths).column_spacing(1), total_area);
 }
 
-/// One row; the verdict carries a symbol as well as a colour.
-#[allow(clippy::too_many_arguments)]
-fn row<'a>(t: &Theme, key: &str, subtask: Option<usize>, state: u64, truth: u64, lost: u64, over: u64, style: Style) -> Row<'a> {
-    let verdict = summary(lost, over);
-    let (mark, vstyle) = match (lost, over) {
-        (0, 0) => ("✓ ", t.ok),
+/// One row; the verdict carries a symbol as well as a colour. `(lost, overcounted, consistent)`:
+/// an inconsistent verdict (the auditor and the state disagree) is never shown as ok.
+fn row<'a>(t: &Theme, key: &str, subtask: Option<usize>, state: u64, truth: u64, figures: (u64, u64, bool), style: Style) -> Row<'a> {
+    let (lost, over, consistent) = figures;
+    let verdict = if consistent { summary(lost, over) } else { "inconsistent".into() };
+    let (mark, vstyle) = match (lost, over, consistent) {
+        (0, 0, true) => ("✓ ", t.ok),
         _ => ("✗ ", t.bad),
     };
     Row::new(vec![
