@@ -202,7 +202,8 @@ impl Reconnects {
     fn pause_readers(&self) {
         let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
         readers.retain(|r| r.strong_count() > 0);
-        for c in readers.iter().filter_map(Weak::upgrade) {
+        // Detached: should a reader be dropped meanwhile, its consumer is not closed here.
+        for c in readers.iter().filter_map(Weak::upgrade).map(Detached::new) {
             if let Ok(assigned) = c.assignment() {
                 let _ = c.pause(&assigned);
             }
@@ -435,7 +436,7 @@ pub struct KafkaTopic {
     note: Option<String>,
     mirror: Arc<Mirror>,
     producer: ThreadedProducer<Deliveries>,
-    group: BaseConsumer<HealthContext>,
+    group: Detached<BaseConsumer<HealthContext>>,
     reconnects: Arc<Reconnects>,
     committed: Mutex<Vec<Option<u64>>>,
     /// Per partition, the end offset the broker has acknowledged to our producer.
@@ -458,10 +459,40 @@ fn client(servers: &str) -> ClientConfig {
     c
 }
 
+/// A client closed on a thread of its own when dropped: a consumer leaves its group when it is
+/// dropped, which waits for the group coordinator (the better part of a minute when the broker is
+/// unreachable), and nothing should wait for that: not a runtime worker, not the mirror while it
+/// replaces its consumer during an outage, not the process's exit after its report.
+struct Detached<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> Detached<T> {
+    fn new(client: T) -> Self {
+        Detached(Some(client))
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for Detached<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("a Detached client is present until dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for Detached<T> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            // If no thread can be started, the closure (and the client) is dropped here.
+            let _ = std::thread::Builder::new().name("ckptlab-kafka-close".into()).spawn(move || drop(client));
+        }
+    }
+}
+
 /// `fetch_wait`: how long the broker may hold an empty fetch. A fetch returns as soon as data
 /// arrives whatever this is; it bounds how long a consumer that was assigned or seeked after
 /// draining waits before its new position is fetched (librdkafka's default 500 ms), and an idle
-/// consumer sends a fetch that often (CPU while nothing happens).
+/// consumer sends a fetch that often (CPU while nothing happens). librdkafka assigns partitions
+/// only to a consumer with a group, even one that never joins it.
 fn consumer_config(servers: &str, group: &str, fetch_wait: Duration) -> ClientConfig {
     let mut c = client(servers);
     let backoff = CONSUMER_RECONNECT_BACKOFF.as_millis().to_string();
@@ -581,7 +612,7 @@ impl KafkaTopic {
         let thread = {
             let mut run = MirrorRun {
                 epoch: reconnects.epoch(),
-                consumer: auditor,
+                consumer: Detached::new(auditor),
                 verify: Vec::new(),
                 group: auditor_group,
                 topic: settings.topic.clone(),
@@ -605,7 +636,7 @@ impl KafkaTopic {
             note,
             mirror,
             producer,
-            group,
+            group: Detached::new(group),
             reconnects,
             next: AtomicU32::new(0),
             health,
@@ -698,7 +729,7 @@ const RECOVERY_CHECK: Duration = Duration::from_secs(1);
 struct MirrorRun {
     /// The [`Reconnects`] epoch the consumer was created in.
     epoch: u64,
-    consumer: BaseConsumer<HealthContext>,
+    consumer: Detached<BaseConsumer<HealthContext>>,
     /// Per partition, the offset of the last record read, until a new consumer read it again.
     verify: Vec<Option<u64>>,
     group: String,
@@ -780,7 +811,7 @@ impl MirrorRun {
         let at = self.verify.clone().into_iter().enumerate().map(|(p, last)| (p as u32, last));
         let ctx = HealthContext { health: self.health.clone(), servers: self.servers.clone(), reconnects: self.reconnects.clone() };
         match assigned_consumer(&self.servers, &self.group, MIRROR_FETCH_WAIT, ctx, &self.topic, at) {
-            Ok(c) => self.consumer = c,
+            Ok(c) => self.consumer = Detached::new(c),
             Err(e) => tracing::warn!("kafka mirror: cannot replace the consumer: {e}"),
         }
     }
@@ -910,7 +941,14 @@ impl Topic for KafkaTopic {
                         *slot = *i;
                     }
                 }
-                Box::new(KafkaReader { buffers: vec![VecDeque::new(); self.partitions as usize], next, resume, consumer, epoch, kafka: self })
+                Box::new(KafkaReader {
+                    buffers: vec![VecDeque::new(); self.partitions as usize],
+                    next,
+                    resume,
+                    consumer: Detached::new(consumer),
+                    epoch,
+                    kafka: self,
+                })
             }
             Err(e) => {
                 self.health.set(Some(format!("kafka {}: cannot create a source consumer: {e}", self.servers)));
@@ -1001,7 +1039,7 @@ const ANY_PARTITION: u32 = u32::MAX;
 /// partition, by record index, until the source asks for that partition.
 struct KafkaReader {
     kafka: Arc<KafkaTopic>,
-    consumer: Arc<BaseConsumer<HealthContext>>,
+    consumer: Detached<Arc<BaseConsumer<HealthContext>>>,
     /// The [`Reconnects`] epoch the consumer was created in.
     epoch: u64,
     buffers: Vec<VecDeque<(u64, Arc<str>)>>,
@@ -1028,7 +1066,7 @@ impl KafkaReader {
     fn replace_consumer(&mut self) {
         self.epoch = self.kafka.reconnects.epoch();
         match self.kafka.source_consumer(&self.resume) {
-            Ok(c) => self.consumer = c,
+            Ok(c) => self.consumer = Detached::new(c),
             Err(e) => tracing::warn!("kafka source: cannot replace the consumer: {e}"),
         }
     }
