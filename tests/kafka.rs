@@ -532,7 +532,8 @@ fn records_between_transaction_commit_markers_are_all_counted_against_a_real_bro
         assert_eq!((v.produced, v.state, v.lost, v.overcounted, v.consistent), (15, 15, 0, 0, true), "{v:?}");
         assert!(v.keys.values().all(|k| k.state == 1), "each record once: {v:?}");
         assert_eq!(engine.view(false).topic_status, None);
-        let probe: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &servers).set("group.id", "probe").create().unwrap();
+        let probe: BaseConsumer =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", &servers).set("group.id", "probe").create().unwrap();
         let (_, high) = tokio::task::block_in_place(|| probe.fetch_watermarks("input-topic", 0, Duration::from_secs(10))).unwrap();
         assert!(high > 15, "the broker wrote commit markers between the 15 records (end offset {high}): the gaps this test is about");
         let mut statuses = Vec::new();

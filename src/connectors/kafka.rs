@@ -421,8 +421,10 @@ impl Mirror {
 
     /// Whether the last record read from `partition` is this one.
     fn is_last(&self, partition: u32, offset: u64, timestamp: Option<i64>, value: &str) -> bool {
-        self.with(partition, |l| l.offsets.last() == Some(&offset) && l.last_timestamp == timestamp && l.values.last().is_some_and(|v| v.as_ref() == value))
-            .unwrap_or(false)
+        self.with(partition, |l| {
+            l.offsets.last() == Some(&offset) && l.last_timestamp == timestamp && l.values.last().is_some_and(|v| v.as_ref() == value)
+        })
+        .unwrap_or(false)
     }
 }
 
@@ -603,11 +605,15 @@ impl KafkaTopic {
             .set("linger.ms", "0")
             .create_with_context(Deliveries)
             .map_err(|e| unavailable(&format!("kafka producer for {servers}"), e))?;
-        let mirror =
-            Arc::new(Mirror { logs: RwLock::new(vec![PartitionLog::default(); partitions as usize]), version: watch::channel(0).0, events });
+        let mirror = Arc::new(Mirror {
+            logs: RwLock::new(vec![PartitionLog::default(); partitions as usize]),
+            version: watch::channel(0).0,
+            events,
+        });
         let auditor_group = format!("{}-ckptlab-auditor", settings.group);
-        let auditor = assigned_consumer(&servers, &auditor_group, MIRROR_FETCH_WAIT, ctx(), &settings.topic, (0..partitions).map(|p| (p, None)))
-            .map_err(|e| unavailable(&format!("kafka auditor consumer for {servers}"), e))?;
+        let auditor =
+            assigned_consumer(&servers, &auditor_group, MIRROR_FETCH_WAIT, ctx(), &settings.topic, (0..partitions).map(|p| (p, None)))
+                .map_err(|e| unavailable(&format!("kafka auditor consumer for {servers}"), e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let mut run = MirrorRun {
@@ -693,7 +699,14 @@ impl KafkaTopic {
     /// A source's consumer assigned at `at` (partition, Kafka offset), known to [`Reconnects`].
     fn source_consumer(&self, at: &[(u32, u64)]) -> Result<Arc<BaseConsumer<HealthContext>>, KafkaError> {
         let ctx = HealthContext { health: self.health.clone(), servers: self.servers.clone(), reconnects: self.reconnects.clone() };
-        let c = assigned_consumer(&self.servers, &self.settings.group, SOURCE_FETCH_WAIT, ctx, &self.settings.topic, at.iter().map(|(p, o)| (*p, Some(*o))))?;
+        let c = assigned_consumer(
+            &self.servers,
+            &self.settings.group,
+            SOURCE_FETCH_WAIT,
+            ctx,
+            &self.settings.topic,
+            at.iter().map(|(p, o)| (*p, Some(*o))),
+        )?;
         let c = Arc::new(c);
         self.reconnects.register(&c);
         Ok(c)
@@ -1150,7 +1163,11 @@ mod tests {
     use super::*;
 
     fn log(offsets: &[u64]) -> PartitionLog {
-        PartitionLog { values: offsets.iter().map(|o| Arc::from(o.to_string().as_str())).collect(), offsets: offsets.to_vec(), last_timestamp: None }
+        PartitionLog {
+            values: offsets.iter().map(|o| Arc::from(o.to_string().as_str())).collect(),
+            offsets: offsets.to_vec(),
+            last_timestamp: None,
+        }
     }
 
     #[test]
@@ -1175,7 +1192,11 @@ mod tests {
 
     #[test]
     fn an_offset_served_again_is_reported_not_appended() {
-        let m = Mirror { logs: RwLock::new(vec![PartitionLog::default()]), version: watch::channel(0).0, events: EventBus::new(tokio::time::Instant::now()) };
+        let m = Mirror {
+            logs: RwLock::new(vec![PartitionLog::default()]),
+            version: watch::channel(0).0,
+            events: EventBus::new(tokio::time::Instant::now()),
+        };
         assert_eq!(m.append(0, 0, None, Arc::from("a")), Some(Appended::New(0)));
         assert_eq!(m.append(0, 3, None, Arc::from("b")), Some(Appended::New(1)));
         assert_eq!(m.append(0, 0, None, Arc::from("c")), Some(Appended::ServedAgain { after: 3 }));
