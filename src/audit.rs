@@ -48,7 +48,8 @@ pub struct Verdict {
     pub repeated_output: u64,
     pub output_lines: u64,
     pub keys: BTreeMap<String, KeyVerdict>,
-    /// The operator's state equals the auditor's shadow for every key (a self-check).
+    /// The operator's state equals the auditor's shadow for every key (a self-check), and the
+    /// topic still holds what the auditor read ([`Topic::truth_lost`] says why not).
     pub consistent: bool,
 }
 
@@ -311,6 +312,10 @@ impl Auditor {
             v.overcounted += kv.overcounted;
         }
         v.in_flight = v.expected as i64 - v.lost as i64 - (v.state as i64 - v.overcounted as i64);
+        // The figures are counted against a topic that lost records: they prove nothing.
+        if self.topic.truth_lost().is_some() {
+            v.consistent = false;
+        }
         v
     }
 }

@@ -283,6 +283,26 @@ fn tansu_binary() -> Result<PathBuf, String> {
 
 struct Broker(Child);
 
+impl Broker {
+    /// Tansu on a loopback port, in memory (a restart comes back empty), once it listens.
+    fn start(bin: &Path, port: u16) -> Broker {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Process::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let broker = Broker(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {url}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -302,21 +322,227 @@ fn seed_exactly_once_against_a_real_broker_process() {
         }
     };
     let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Process::new(&bin)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tansu starts");
-    let _broker = Broker(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not listen on {url}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _broker = Broker::start(&bin, port);
     let r = run_scenario("assets/scenarios/seed-exactly-once.toml", &format!("127.0.0.1:{port}"));
     assert!(r.passed, "against tansu: {:?}\n{}", r.failures, scenario::verdict_table(&r.verdict));
     assert_eq!((r.verdict.lost, r.verdict.overcounted, r.verdict.state), (0, 0, 6));
     assert!(r.restarts >= 1, "the TM kill restarted the job from its checkpoint");
+}
+
+/// How many runs the broker-restart test makes; each kills the broker once mid-run.
+const BROKER_RESTARTS: usize = 10;
+
+/// A real broker killed with SIGKILL mid-run and restarted at once, empty (Tansu keeps its log
+/// in memory), 10 times: ckptlab never crashes (librdkafka 2.12 dereferences a null topic name
+/// when a fetch reply from the restarted broker carries a new leader for a topic without id), it
+/// exits by itself, and the run is not scored as ground truth: the records the broker lost are
+/// reported (a topic-status event) and the verdict is inconsistent.
+#[test]
+fn a_broker_killed_and_restarted_empty_mid_run_is_survived_and_reported() {
+    let bin = match tansu_binary() {
+        Ok(b) => b,
+        Err(why) => {
+            println!("SKIPPED: no Tansu broker here ({why})");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("restart.toml");
+    std::fs::write(
+        &file,
+        r#"name = "broker restart"
+[config.execution.checkpointing]
+interval = "300ms"
+[config.source]
+auto-offset-reset = "earliest"
+[[steps]]
+generate = { rate = 400, duration = "1500ms", keys = ["a", "b", "c"] }
+[[steps]]
+wait = "2500ms"
+[[steps]]
+await = "caught-up"
+timeout = "2s"
+"#,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut survived = 0;
+    for run in 0..BROKER_RESTARTS {
+        let port = free_port();
+        let mut broker = Broker::start(&bin, port);
+        let events = dir.path().join(format!("events-{run}.jsonl"));
+        let child = Process::new(env!("CARGO_BIN_EXE_ckptlab"))
+            .args(["run", &file.display().to_string(), "--json", "--kafka", &format!("127.0.0.1:{port}"), "--events"])
+            .arg(&events)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ckptlab runs");
+        // Kill the broker once the auditor has read records from it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(&events).map_or(0, |t| t.matches("record_produced").count()) < 50 {
+            assert!(Instant::now() < deadline, "run {run}: no records read from the broker");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker.0.kill().expect("SIGKILL the broker");
+        let _ = broker.0.wait();
+        let _restarted = Broker::start(&bin, port);
+        let out = wait_with_timeout(child, Duration::from_secs(60)).expect("ran");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let Some(code) = out.status.code() else {
+            println!("run {run}: ckptlab died of {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+            continue;
+        };
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("run {run}: exit {code}, {e}:\n{stdout}"));
+        let statuses = std::fs::read_to_string(&events).unwrap();
+        assert!(
+            statuses.lines().any(|l| l.contains("topic_status") && l.contains("lost")),
+            "run {run}: an event says the broker lost records:\n{}",
+            statuses.lines().filter(|l| l.contains("topic_status")).collect::<Vec<_>>().join("\n")
+        );
+        assert_eq!(report["verdict"]["consistent"], false, "run {run}: a verdict over lost records is not consistent: {report}");
+        survived += 1;
+    }
+    println!("broker restart: {survived}/{BROKER_RESTARTS} survived in {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(survived, BROKER_RESTARTS, "ckptlab crashed in {} runs", BROKER_RESTARTS - survived);
+}
+
+/// Null, empty and binary payloads written by another client stay distinct keys: a null payload
+/// is not the empty one, and bytes that are not UTF-8 are escaped instead of being merged into
+/// one replacement character.
+#[test]
+fn null_empty_and_binary_payloads_stay_distinct_keys() {
+    use ckptlab::connectors::kafka::NULL_VALUE;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    runtime().block_on(async {
+        let (engine, _events) = start_mock(&[("ckptlab.hop-delay", "0ms"), ("source.auto-offset-reset", "earliest")]);
+        until(&engine, AwaitCondition::Running, 30).await;
+        let servers = engine.kafka().expect("kafka").bootstrap_servers().to_string();
+        let other: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &servers).create().expect("producer");
+        other.send(BaseRecord::<(), [u8]>::to("input-topic")).expect("a null payload queued");
+        for payload in [b"" as &[u8], b"\xff", b"\xfe", b"\xff"] {
+            other.send(BaseRecord::<(), [u8]>::to("input-topic").payload(payload)).expect("queued");
+        }
+        other.flush(Duration::from_secs(10)).expect("flushed");
+        until_view(&engine, "the auditor's mirror to see them", 30, |v| v.partitions.iter().map(|p| p.end).sum::<u64>() == 5).await;
+        until(&engine, AwaitCondition::CaughtUp, 30).await;
+        let v = engine.verdict();
+        let keys: Vec<(&str, u64)> = v.keys.iter().map(|(k, kv)| (k.as_str(), kv.state)).collect();
+        assert_eq!(keys, [("", 1), ("\\null", 1), ("\\xfe", 1), ("\\xff", 2)], "{v:?}");
+        assert_eq!(NULL_VALUE, "\\null");
+        assert_eq!((v.produced, v.state, v.lost, v.overcounted, v.consistent), (5, 5, 0, 0, true));
+        engine.shutdown().await;
+    });
+}
+
+/// A broker that is not there while records are queued for it: the run reports and the process
+/// exits at once (the queue is purged, consumers are closed in the background), instead of
+/// waiting for the group coordinator for the better part of a minute after the report (54 s).
+#[test]
+fn an_unreachable_broker_with_queued_records_does_not_delay_the_exit() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("queued.toml");
+    std::fs::write(
+        &file,
+        "name = \"queued\"\n[[steps]]\nproduce = [\"a\", \"b\"]\n[[steps]]\ngenerate = { rate = 1000, duration = \"1s\" }\n[[steps]]\nawait = \"caught-up\"\ntimeout = \"1s\"\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let child = Process::new(env!("CARGO_BIN_EXE_ckptlab"))
+        .args(["run", &file.display().to_string(), "--json", "--kafka", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ckptlab runs");
+    let out = wait_with_timeout(child, Duration::from_secs(120)).expect("ran");
+    let wall = started.elapsed();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let run = Duration::from_millis(report["duration_ms"].as_u64().expect("the run's duration"));
+    println!("unreachable broker: a {} ms run, the process exited {} ms after it started", run.as_millis(), wall.as_millis());
+    assert_eq!(out.status.code(), Some(1), "the await timed out: the run fails");
+    // Before and after the run: the first metadata query's timeout (3 s), then shutdown and close.
+    assert!(wall < run + Duration::from_secs(10), "the process took {} ms around a {} ms run", wall.as_millis(), run.as_millis());
+}
+
+/// Three transactions written by a transactional producer to a real broker: each commit marker
+/// (a control record) takes an offset that no consumer receives. The source reads on past every
+/// marker, a restore seeks past them, every record is counted exactly once, and the topic's
+/// status stays quiet (no "deleted by retention", no flood of status events).
+#[test]
+fn records_between_transaction_commit_markers_are_all_counted_against_a_real_broker() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let bin = match tansu_binary() {
+        Ok(b) => b,
+        Err(why) => {
+            println!("SKIPPED: no Tansu broker here ({why})");
+            return;
+        }
+    };
+    let port = free_port();
+    let _broker = Broker::start(&bin, port);
+    let servers = format!("127.0.0.1:{port}");
+    let transactions = |n: usize, first: usize| {
+        let tx: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("transactional.id", format!("ckptlab-test-{first}"))
+            .create()
+            .expect("transactional producer");
+        tx.init_transactions(Duration::from_secs(20)).expect("init transactions");
+        for t in first..first + n {
+            tx.begin_transaction().expect("begin");
+            for k in ["a", "b", "c"] {
+                tx.send(BaseRecord::<(), str>::to("input-topic").payload(&format!("{k}{t}")).partition(0)).expect("queued");
+            }
+            tx.commit_transaction(Duration::from_secs(20)).expect("commit");
+        }
+    };
+    runtime().block_on(async {
+        let bus = EventBus::new(tokio::time::Instant::now());
+        let mut events = bus.subscribe();
+        let engine = Engine::start(
+            layers(
+                &servers,
+                &[
+                    ("execution.checkpointing.interval", "300ms"),
+                    ("heartbeat.timeout", "500ms"),
+                    ("restart-strategy.type", "fixed-delay"),
+                    ("restart-strategy.fixed-delay.attempts", "100"),
+                    ("restart-strategy.fixed-delay.delay", "200ms"),
+                    ("ckptlab.hop-delay", "0ms"),
+                    ("source.auto-offset-reset", "earliest"),
+                ],
+            ),
+            bus,
+        )
+        .expect("engine starts");
+        until(&engine, AwaitCondition::Running, 30).await;
+        tokio::task::block_in_place(|| transactions(3, 0));
+        until_view(&engine, "the mirror to read 9 records", 30, |v| v.partitions.iter().map(|p| p.end).sum::<u64>() == 9).await;
+        until(&engine, AwaitCondition::CaughtUp, 30).await;
+        until(&engine, AwaitCondition::CheckpointCompleted, 30).await;
+        // A restore seeks to the checkpoint's record index, translated past the markers.
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        tokio::task::block_in_place(|| transactions(2, 3));
+        engine.command(Command::StartTaskManager(Some("tm-1".into())));
+        until_view(&engine, "the mirror to read 15 records", 30, |v| v.partitions.iter().map(|p| p.end).sum::<u64>() == 15).await;
+        until(&engine, AwaitCondition::CaughtUp, 60).await;
+        let v = engine.verdict();
+        assert_eq!((v.produced, v.state, v.lost, v.overcounted, v.consistent), (15, 15, 0, 0, true), "{v:?}");
+        assert!(v.keys.values().all(|k| k.state == 1), "each record once: {v:?}");
+        assert_eq!(engine.view(false).topic_status, None);
+        let probe: BaseConsumer =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", &servers).set("group.id", "probe").create().unwrap();
+        let (_, high) = tokio::task::block_in_place(|| probe.fetch_watermarks("input-topic", 0, Duration::from_secs(10))).unwrap();
+        assert!(high > 15, "the broker wrote commit markers between the 15 records (end offset {high}): the gaps this test is about");
+        let mut statuses = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if let Event::TopicStatus { message } = e.event {
+                statuses.push(message);
+            }
+        }
+        assert!(statuses.is_empty(), "no status about the topic: {statuses:?}");
+        engine.shutdown().await;
+    });
 }

@@ -14,21 +14,31 @@
 //! - `bootstrap-servers = "mock"` starts librdkafka's in-process mock cluster, which speaks the real
 //!   Kafka protocol: tests and demos need no broker.
 //! - Broker down or unreachable, topic missing: [`Topic::health`] says what, where and what to do;
-//!   librdkafka reconnects with backoff, and nothing panics.
+//!   librdkafka reconnects with backoff, and nothing panics. Status events are published when the
+//!   kind of problem changes, at most once per [`HEALTH_EVENT_INTERVAL`].
+//! - Offsets as the engine sees them are record indices: the n-th record of a partition has index
+//!   n whatever its Kafka offset. A transactional producer's commit markers (control records) and
+//!   aborted records take Kafka offsets that no consumer ever receives, so Kafka offsets have gaps;
+//!   the mirror keeps each record's Kafka offset and translates both ways (seek, commit, `latest`).
+//! - A broker that comes back without the records it served (restarted empty, topic recreated) is
+//!   detected by the mirror (offsets out of range or served again) and reported for good through
+//!   [`Topic::truth_lost`]: the verdict of such a run is not ground truth any more.
+//! - Payloads are text; anything else is shown escaped so distinct payloads stay distinct keys:
+//!   see [`record_value`].
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -57,41 +67,186 @@ pub struct KafkaSettings {
     pub partitions: u32,
 }
 
-/// What is wrong with the topic now; changes are published as events.
+/// At most one topic-status event per this interval: a status that flaps (two sources reporting
+/// different partitions, a broker that comes and goes) must not flood the event bus.
+pub const HEALTH_EVENT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What is wrong with the topic now, in three parts that are set and cleared by different
+/// parties; the status shown is the most lasting one.
+#[derive(Default)]
+struct HealthState {
+    /// Reaching the broker or the topic (set by client errors, cleared when the broker answers).
+    connection: Option<String>,
+    /// Sources that cannot go on, by partition (cleared when a source reads it again).
+    sources: BTreeMap<u32, String>,
+    /// The broker lost records it had served: never cleared.
+    truth: Option<String>,
+    /// The kind of status last published, and when.
+    published: Option<String>,
+    published_at: Option<Instant>,
+}
+
+impl HealthState {
+    fn shown(&self) -> Option<String> {
+        self.truth.clone().or_else(|| self.sources.values().next().cloned()).or_else(|| self.connection.clone())
+    }
+}
+
+/// The kind of a status: the text before its parenthesis (librdkafka gives a new reason for the
+/// same outage every few hundred milliseconds).
+fn kind_of(status: &Option<String>) -> Option<String> {
+    status.as_deref().map(|t| t.split('(').next().unwrap_or_default().to_string())
+}
+
+/// The topic's health; changes of kind are published as events, rate-limited.
 struct Health {
-    status: Mutex<Option<String>>,
+    state: Mutex<HealthState>,
     events: EventBus,
 }
 
 impl Health {
-    /// Stores the status; an event only when the kind of problem changes (the text before its
-    /// parenthesis), not for every new reason librdkafka gives for the same outage.
-    fn set(&self, status: Option<String>) {
-        let kind = |s: &Option<String>| s.as_deref().map(|t| t.split('(').next().unwrap_or_default().to_string());
-        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = kind(&s) != kind(&status);
-        s.clone_from(&status);
-        drop(s);
-        if changed {
-            self.events.publish(Event::TopicStatus { message: status });
+    fn new(events: EventBus) -> Self {
+        Health { state: Mutex::new(HealthState::default()), events }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets (or clears) the connection problem; returns whether there was none before.
+    fn set(&self, status: Option<String>) -> bool {
+        let mut s = self.lock();
+        let was_fine = s.connection.is_none();
+        s.connection = status;
+        self.publish_due(&mut s);
+        was_fine
+    }
+
+    /// Sets (or clears) the problem of the source reading `partition`.
+    fn set_source(&self, partition: u32, status: Option<String>) {
+        let mut s = self.lock();
+        match status {
+            Some(why) => s.sources.insert(partition, why),
+            None => match s.sources.remove(&partition) {
+                Some(was) => Some(was),
+                None => return,
+            },
+        };
+        self.publish_due(&mut s);
+    }
+
+    /// The broker lost records it had served; the first reason stays.
+    fn truth_lost(&self, why: String) {
+        let mut s = self.lock();
+        if s.truth.is_none() {
+            tracing::warn!("{why}");
+            s.truth = Some(why);
         }
+        self.publish_due(&mut s);
+    }
+
+    /// Publishes a change that was held back by the rate limit (called regularly by the mirror).
+    fn tick(&self) {
+        let mut s = self.lock();
+        self.publish_due(&mut s);
+    }
+
+    /// Publishes the shown status when its kind changed since the last event and the last event
+    /// is old enough; else it stays due for a later `tick`. Under the lock, so events keep order.
+    fn publish_due(&self, s: &mut HealthState) {
+        let shown = s.shown();
+        let kind = kind_of(&shown);
+        if kind == s.published || s.published_at.is_some_and(|t| t.elapsed() < HEALTH_EVENT_INTERVAL) {
+            return;
+        }
+        s.published = kind;
+        s.published_at = Some(Instant::now());
+        self.events.publish(Event::TopicStatus { message: shown });
     }
 
     fn get(&self) -> Option<String> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().shown()
+    }
+
+    /// Whether the broker is known to be unreachable now (then queries would only time out).
+    fn unreachable(&self) -> bool {
+        self.lock().connection.is_some()
+    }
+
+    fn truth(&self) -> Option<String> {
+        self.lock().truth.clone()
     }
 }
 
-/// Reports librdkafka's client errors (all brokers down, transport failures) as the topic's health.
+/// The defence against a librdkafka 2.12 crash (upstream #4964 / #4778, not fixed in 2.12.1): a
+/// consumer whose broker restarted without the topic gets a fetch reply naming a new leader for a
+/// topic without id, and librdkafka's main thread looks that topic up by a null name (SIGSEGV in
+/// `rd_kafka_metadata_cache_find` via `rd_kafka_metadata_update_op`). Only a consumer that had
+/// the topic's metadata before the restart fetches then; a new consumer asks for metadata first.
+/// So consumers wait [`CONSUMER_RECONNECT_BACKOFF`] before reconnecting, and when one of them
+/// lost an established connection, every consumer is paused at once and replaced by a new one.
+struct Reconnects {
+    /// Moves on whenever a consumer lost an established connection to a broker.
+    epoch: AtomicU64,
+    /// The source readers' consumers, paused by the mirror when the epoch moves (a reader is
+    /// replaced only when its source reads again, which a paused job does not do).
+    readers: Mutex<Vec<Weak<BaseConsumer<HealthContext>>>>,
+}
+
+impl Reconnects {
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Pauses every live reader's consumer: none fetches again before it is replaced.
+    fn pause_readers(&self) {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.retain(|r| r.strong_count() > 0);
+        // Detached: should a reader be dropped meanwhile, its consumer is not closed here.
+        for c in readers.iter().filter_map(Weak::upgrade).map(Detached::new) {
+            if let Ok(assigned) = c.assignment() {
+                let _ = c.pause(&assigned);
+            }
+        }
+    }
+
+    fn register(&self, reader: &Arc<BaseConsumer<HealthContext>>) {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.retain(|r| r.strong_count() > 0);
+        readers.push(Arc::downgrade(reader));
+    }
+}
+
+/// How long a consumer waits before reconnecting to a broker that closed its connection: the
+/// time the mirror has (it polls every [`MIRROR_POLL`]) to pause and replace the consumers.
+const CONSUMER_RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Reports librdkafka's client errors (all brokers down, transport failures) as the topic's
+/// health, and connections lost after they were up to [`Reconnects`].
 struct HealthContext {
     health: Arc<Health>,
     servers: String,
+    reconnects: Arc<Reconnects>,
 }
 
 impl ClientContext for HealthContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!("kafka {}: {error}: {reason}", self.servers);
-        self.health.set(Some(unreachable(&self.servers, &format!("{error}: {reason}"))));
+        // A broker that went away may come back as another one (not on every retry: the
+        // consumers that replace these fail the same way while it is away).
+        if self.health.set(Some(unreachable(&self.servers, &format!("{error}: {reason}")))) {
+            self.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // "127.0.0.1:9092/1: Disconnected (after 1520ms in state UP)", at info or warning level.
+        if fac == "FAIL" && message.contains("in state UP") {
+            self.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        if matches!(level, RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error) {
+            tracing::warn!("librdkafka {fac}: {message}");
+        }
     }
 }
 
@@ -106,9 +261,38 @@ fn unreachable(servers: &str, why: &str) -> String {
 type Ack = std::sync::mpsc::SyncSender<Result<(i32, i64), String>>;
 type AckRx = std::sync::mpsc::Receiver<Result<(i32, i64), String>>;
 
-/// A message's payload as a record value (the topic carries text, as the seed's).
+/// How a null payload (a tombstone) is shown: a form no other payload takes (see [`record_value`]).
+pub const NULL_VALUE: &str = "\\null";
+
+/// A payload as a record value, one-to-one so that distinct payloads stay distinct keys: UTF-8
+/// text without a backslash as it is (the seed's records); anything else escaped, a backslash as
+/// `\\` and each byte that is not UTF-8 as `\xNN`; a null payload as [`NULL_VALUE`], apart from
+/// the empty one (`""`).
+pub fn record_value(payload: Option<&[u8]>) -> Arc<str> {
+    let Some(bytes) = payload else { return Arc::from(NULL_VALUE) };
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.contains('\\') => Arc::from(text),
+        _ => {
+            let mut out = String::with_capacity(bytes.len() + 8);
+            for chunk in bytes.utf8_chunks() {
+                for c in chunk.valid().chars() {
+                    if c == '\\' {
+                        out.push_str("\\\\");
+                    } else {
+                        out.push(c);
+                    }
+                }
+                for b in chunk.invalid() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            Arc::from(out)
+        }
+    }
+}
+
 fn value_of(m: &impl Message) -> Arc<str> {
-    Arc::from(String::from_utf8_lossy(m.payload().unwrap_or_default()).as_ref())
+    record_value(m.payload())
 }
 
 /// Hands each delivery report back to the call that produced the record.
@@ -136,24 +320,111 @@ struct Mock(MockCluster<'static, DefaultProducerContext>);
 unsafe impl Send for Mock {}
 unsafe impl Sync for Mock {}
 
+/// The mirror's copy of one partition: its records in order and the Kafka offset of each. Kafka
+/// offsets have gaps (commit markers, aborted records); a record's index in `values` is its offset
+/// for the engine.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct PartitionLog {
+    values: Vec<Arc<str>>,
+    offsets: Vec<u64>,
+    /// The last record's timestamp: with its offset and value, what tells it from another
+    /// record a restarted broker may hold at the same offset.
+    last_timestamp: Option<i64>,
+}
+
+impl PartitionLog {
+    /// The Kafka offset after the last record seen.
+    fn next_offset(&self) -> u64 {
+        self.offsets.last().map_or(0, |o| o + 1)
+    }
+
+    /// The Kafka offset where the record at `index` is, or would be: past the records seen, the
+    /// offsets are assumed to have no gap.
+    fn offset_of(&self, index: u64) -> u64 {
+        match self.offsets.get(index as usize) {
+            Some(o) => *o,
+            None => self.next_offset() + (index - self.offsets.len() as u64),
+        }
+    }
+
+    /// The index of the first record at or after Kafka offset `offset` (the inverse of
+    /// [`PartitionLog::offset_of`]).
+    fn index_of(&self, offset: u64) -> u64 {
+        let next = self.next_offset();
+        if offset >= next {
+            self.offsets.len() as u64 + (offset - next)
+        } else {
+            self.offsets.partition_point(|o| *o < offset) as u64
+        }
+    }
+
+    /// The index of the record at exactly `offset`, when it has been seen.
+    fn known_index(&self, offset: u64) -> Option<u64> {
+        let i = self.offsets.partition_point(|o| *o < offset);
+        (self.offsets.get(i) == Some(&offset)).then_some(i as u64)
+    }
+}
+
+/// What the mirror made of a record the broker served.
+#[derive(Debug, PartialEq)]
+enum Appended {
+    /// The next record: its index.
+    New(u64),
+    /// An offset at or before one seen already: the broker serves the partition anew.
+    ServedAgain { after: u64 },
+}
+
 /// The in-memory copy of the topic that the mirror consumer keeps (the auditor's view).
 struct Mirror {
-    logs: RwLock<Vec<Vec<Arc<str>>>>,
+    logs: RwLock<Vec<PartitionLog>>,
     version: watch::Sender<u64>,
     events: EventBus,
 }
 
 impl Mirror {
-    fn append(&self, partition: u32, offset: u64, value: Arc<str>) {
+    fn append(&self, partition: u32, offset: u64, timestamp: Option<i64>, value: Arc<str>) -> Option<Appended> {
         let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
-        let Some(log) = logs.get_mut(partition as usize) else { return };
-        if offset < log.len() as u64 {
-            return; // seen already (a reconnect re-fetched it)
+        let log = logs.get_mut(partition as usize)?;
+        if offset < log.next_offset() {
+            // The mirror never seeks: an offset served again means the broker lost its log.
+            return Some(Appended::ServedAgain { after: log.next_offset() - 1 });
         }
-        log.push(value.clone());
+        let index = log.values.len() as u64;
+        log.values.push(value.clone());
+        log.offsets.push(offset);
+        log.last_timestamp = timestamp;
         drop(logs);
         self.version.send_modify(|v| *v += 1);
-        self.events.publish(Event::RecordProduced { partition, offset, value: value.to_string() });
+        self.events.publish(Event::RecordProduced { partition, offset: index, value: value.to_string() });
+        Some(Appended::New(index))
+    }
+
+    fn with<T>(&self, partition: u32, f: impl FnOnce(&PartitionLog) -> T) -> Option<T> {
+        self.logs.read().unwrap_or_else(|e| e.into_inner()).get(partition as usize).map(f)
+    }
+
+    fn len(&self, partition: u32) -> u64 {
+        self.with(partition, |l| l.values.len() as u64).unwrap_or(0)
+    }
+
+    fn offset_of(&self, partition: u32, index: u64) -> u64 {
+        self.with(partition, |l| l.offset_of(index)).unwrap_or(index)
+    }
+
+    fn index_of(&self, partition: u32, offset: u64) -> u64 {
+        self.with(partition, |l| l.index_of(offset)).unwrap_or(offset)
+    }
+
+    fn next_offset(&self, partition: u32) -> u64 {
+        self.with(partition, PartitionLog::next_offset).unwrap_or(0)
+    }
+
+    /// Whether the last record read from `partition` is this one.
+    fn is_last(&self, partition: u32, offset: u64, timestamp: Option<i64>, value: &str) -> bool {
+        self.with(partition, |l| {
+            l.offsets.last() == Some(&offset) && l.last_timestamp == timestamp && l.values.last().is_some_and(|v| v.as_ref() == value)
+        })
+        .unwrap_or(false)
     }
 }
 
@@ -167,7 +438,8 @@ pub struct KafkaTopic {
     note: Option<String>,
     mirror: Arc<Mirror>,
     producer: ThreadedProducer<Deliveries>,
-    group: BaseConsumer<HealthContext>,
+    group: Detached<BaseConsumer<HealthContext>>,
+    reconnects: Arc<Reconnects>,
     committed: Mutex<Vec<Option<u64>>>,
     /// Per partition, the end offset the broker has acknowledged to our producer.
     acked: Mutex<Vec<u64>>,
@@ -189,17 +461,74 @@ fn client(servers: &str) -> ClientConfig {
     c
 }
 
+/// A client closed on a thread of its own when dropped: a consumer leaves its group when it is
+/// dropped, which waits for the group coordinator (the better part of a minute when the broker is
+/// unreachable), and nothing should wait for that: not a runtime worker, not the mirror while it
+/// replaces its consumer during an outage, not the process's exit after its report.
+struct Detached<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> Detached<T> {
+    fn new(client: T) -> Self {
+        Detached(Some(client))
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for Detached<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("a Detached client is present until dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for Detached<T> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            // If no thread can be started, the closure (and the client) is dropped here.
+            let _ = std::thread::Builder::new().name("ckptlab-kafka-close".into()).spawn(move || drop(client));
+        }
+    }
+}
+
 /// `fetch_wait`: how long the broker may hold an empty fetch. A fetch returns as soon as data
 /// arrives whatever this is; it bounds how long a consumer that was assigned or seeked after
 /// draining waits before its new position is fetched (librdkafka's default 500 ms), and an idle
-/// consumer sends a fetch that often (CPU while nothing happens).
+/// consumer sends a fetch that often (CPU while nothing happens). librdkafka assigns partitions
+/// only to a consumer with a group, even one that never joins it.
 fn consumer_config(servers: &str, group: &str, fetch_wait: Duration) -> ClientConfig {
     let mut c = client(servers);
+    let backoff = CONSUMER_RECONNECT_BACKOFF.as_millis().to_string();
     c.set("group.id", group)
+        // See `Reconnects`: time to replace the consumer before it fetches from a restarted broker.
+        .set("reconnect.backoff.ms", &backoff)
+        .set("reconnect.backoff.max.ms", &backoff)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string());
+        // An offset the broker does not have is an error to report, not a silent jump to the
+        // end: it means records were lost (retention, or a broker that came back empty).
+        .set("auto.offset.reset", "error")
+        .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
+        // The "Disconnected ... in state UP" line `Reconnects` watches for is logged at info level.
+        .set_log_level(RDKafkaLogLevel::Info);
     c
+}
+
+/// A consumer assigned `at`: (partition, Kafka offset), `None` for the partition's beginning.
+fn assigned_consumer(
+    servers: &str,
+    group: &str,
+    fetch_wait: Duration,
+    ctx: HealthContext,
+    topic: &str,
+    at: impl Iterator<Item = (u32, Option<u64>)>,
+) -> Result<BaseConsumer<HealthContext>, KafkaError> {
+    let consumer: BaseConsumer<HealthContext> = consumer_config(servers, group, fetch_wait).create_with_context(ctx)?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in at {
+        tpl.add_partition_offset(topic, p as i32, o.map_or(Offset::Beginning, |o| Offset::Offset(o as i64)))?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
 }
 
 /// Sources are assigned anew on every restore, and librdkafka's mock cluster answers an empty
@@ -230,7 +559,7 @@ impl KafkaTopic {
     /// that does not answer is not an error: the topic starts with the configured partitions and
     /// says what is wrong through [`Topic::health`] until it answers.
     pub fn connect(settings: KafkaSettings, events: EventBus) -> Result<Arc<KafkaTopic>, TopicError> {
-        let health = Arc::new(Health { status: Mutex::new(None), events: events.clone() });
+        let health = Arc::new(Health::new(events.clone()));
         let (mock, servers) = if settings.bootstrap == MOCK {
             let m = MockCluster::new(1).map_err(|e| unavailable("cannot start librdkafka's mock cluster", e))?;
             m.create_topic(&settings.topic, settings.partitions as i32, 1)
@@ -240,7 +569,8 @@ impl KafkaTopic {
         } else {
             (None, settings.bootstrap.clone())
         };
-        let ctx = || HealthContext { health: health.clone(), servers: servers.clone() };
+        let reconnects = Arc::new(Reconnects { epoch: AtomicU64::new(0), readers: Mutex::new(Vec::new()) });
+        let ctx = || HealthContext { health: health.clone(), servers: servers.clone(), reconnects: reconnects.clone() };
         let group: BaseConsumer<HealthContext> = consumer_config(&servers, &settings.group, MIRROR_FETCH_WAIT)
             .create_with_context(ctx())
             .map_err(|e| unavailable(&format!("kafka client for {servers}"), e))?;
@@ -275,23 +605,32 @@ impl KafkaTopic {
             .set("linger.ms", "0")
             .create_with_context(Deliveries)
             .map_err(|e| unavailable(&format!("kafka producer for {servers}"), e))?;
-        let mirror = Arc::new(Mirror { logs: RwLock::new(vec![Vec::new(); partitions as usize]), version: watch::channel(0).0, events });
-        let auditor: BaseConsumer<HealthContext> =
-            consumer_config(&servers, &format!("{}-ckptlab-auditor", settings.group), MIRROR_FETCH_WAIT)
-                .create_with_context(ctx())
+        let mirror = Arc::new(Mirror {
+            logs: RwLock::new(vec![PartitionLog::default(); partitions as usize]),
+            version: watch::channel(0).0,
+            events,
+        });
+        let auditor_group = format!("{}-ckptlab-auditor", settings.group);
+        let auditor =
+            assigned_consumer(&servers, &auditor_group, MIRROR_FETCH_WAIT, ctx(), &settings.topic, (0..partitions).map(|p| (p, None)))
                 .map_err(|e| unavailable(&format!("kafka auditor consumer for {servers}"), e))?;
-        let mut all = TopicPartitionList::new();
-        for p in 0..partitions {
-            all.add_partition_offset(&settings.topic, p as i32, Offset::Beginning).map_err(|e| unavailable("partition list", e))?;
-        }
-        auditor.assign(&all).map_err(|e| unavailable("assigning the auditor's consumer", e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (mirror, health, stop, topic, servers) =
-                (mirror.clone(), health.clone(), stop.clone(), settings.topic.clone(), servers.clone());
+            let mut run = MirrorRun {
+                epoch: reconnects.epoch(),
+                consumer: Detached::new(auditor),
+                verify: Vec::new(),
+                group: auditor_group,
+                topic: settings.topic.clone(),
+                servers: servers.clone(),
+                mirror: mirror.clone(),
+                health: health.clone(),
+                reconnects: reconnects.clone(),
+                stop: stop.clone(),
+            };
             std::thread::Builder::new()
                 .name("ckptlab-kafka-mirror".into())
-                .spawn(move || run_mirror(auditor, &topic, &servers, &mirror, &health, &stop))
+                .spawn(move || run.run())
                 .map_err(|e| unavailable("starting the mirror thread", e))?
         };
         Ok(Arc::new(KafkaTopic {
@@ -303,7 +642,8 @@ impl KafkaTopic {
             note,
             mirror,
             producer,
-            group,
+            group: Detached::new(group),
+            reconnects,
             next: AtomicU32::new(0),
             health,
             stop,
@@ -356,6 +696,22 @@ impl KafkaTopic {
         }
     }
 
+    /// A source's consumer assigned at `at` (partition, Kafka offset), known to [`Reconnects`].
+    fn source_consumer(&self, at: &[(u32, u64)]) -> Result<Arc<BaseConsumer<HealthContext>>, KafkaError> {
+        let ctx = HealthContext { health: self.health.clone(), servers: self.servers.clone(), reconnects: self.reconnects.clone() };
+        let c = assigned_consumer(
+            &self.servers,
+            &self.settings.group,
+            SOURCE_FETCH_WAIT,
+            ctx,
+            &self.settings.topic,
+            at.iter().map(|(p, o)| (*p, Some(*o))),
+        )?;
+        let c = Arc::new(c);
+        self.reconnects.register(&c);
+        Ok(c)
+    }
+
     fn partition_list(&self, offsets: impl Iterator<Item = (u32, Offset)>) -> Option<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
         for (p, o) in offsets {
@@ -378,35 +734,134 @@ fn create_topic(servers: &str, s: &KafkaSettings) -> Result<(), String> {
     Ok(())
 }
 
-/// The auditor's own consumer: copies every record of every partition into the mirror.
-fn run_mirror(consumer: BaseConsumer<HealthContext>, topic: &str, servers: &str, mirror: &Mirror, health: &Health, stop: &AtomicBool) {
-    let mut last_check = Instant::now();
-    while !stop.load(Ordering::Acquire) {
-        match consumer.poll(MIRROR_POLL) {
-            Some(Ok(m)) => {
-                mirror.append(m.partition() as u32, m.offset().max(0) as u64, value_of(&m));
-                if health.get().is_some_and(|h| h.starts_with("Kafka at")) {
-                    health.set(None);
+/// How often the mirror asks a broker that had gone away whether it still has what was read.
+const RECOVERY_CHECK: Duration = Duration::from_secs(1);
+
+/// The auditor's own consumer: copies every record of every partition into the mirror, and
+/// notices when the broker no longer has what it served.
+struct MirrorRun {
+    /// The [`Reconnects`] epoch the consumer was created in.
+    epoch: u64,
+    consumer: Detached<BaseConsumer<HealthContext>>,
+    /// Per partition, the offset of the last record read, until a new consumer read it again.
+    verify: Vec<Option<u64>>,
+    group: String,
+    topic: String,
+    servers: String,
+    mirror: Arc<Mirror>,
+    health: Arc<Health>,
+    reconnects: Arc<Reconnects>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MirrorRun {
+    fn run(&mut self) {
+        let mut last_check = Instant::now();
+        // Set while the broker was unreachable: once it answers, check it still has our records.
+        let mut outage = false;
+        while !self.stop.load(Ordering::Acquire) {
+            self.health.tick();
+            outage |= self.health.unreachable();
+            if self.reconnects.epoch() != self.epoch {
+                // A consumer lost its connection: no consumer may fetch again with what it knew.
+                outage = true;
+                self.reconnects.pause_readers();
+                self.replace_consumer();
+            }
+            match self.consumer.poll(MIRROR_POLL) {
+                Some(Ok(m)) => {
+                    let (partition, offset, timestamp, value) =
+                        (m.partition() as u32, m.offset().max(0) as u64, m.timestamp().to_millis(), value_of(&m));
+                    if let Some(expected) = self.verify.get_mut(partition as usize).and_then(Option::take) {
+                        if self.mirror.is_last(partition, offset, timestamp, &value) {
+                            continue; // the broker still has the last record read: go on after it
+                        }
+                        self.health.truth_lost(format!(
+                            "{} partition {partition}: the broker came back with another record at offset {expected} than the auditor read there: it lost the records it had (restarted empty, or the topic was recreated); the verdict no longer counts what is in the topic",
+                            self.topic
+                        ));
+                    }
+                    if let Some(Appended::ServedAgain { after }) = self.mirror.append(partition, offset, timestamp, value) {
+                        self.health.truth_lost(format!(
+                            "{} partition {partition}: the broker served offset {offset} again after {after}: it lost the records it had (restarted empty, or the topic was recreated); the verdict no longer counts what is in the topic",
+                            self.topic
+                        ));
+                    }
+                    if self.health.unreachable() {
+                        self.health.set(None);
+                    }
                 }
-            }
-            Some(Err(e)) => {
-                tracing::warn!("kafka mirror: {e}");
-                health.set(Some(unreachable(servers, &e.to_string())));
-            }
-            None => {
-                // Nothing to read: when something was wrong, ask the broker whether it is back.
-                if health.get().is_some() && last_check.elapsed() > Duration::from_secs(1) {
-                    last_check = Instant::now();
-                    if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_millis(500)) {
-                        if md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
-                            health.set(None);
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                    self.health.truth_lost(format!(
+                        "{}: the broker lost records the auditor was reading (offset out of range: it restarted empty, the topic was recreated, or retention deleted records not yet read); the verdict no longer counts what is in the topic",
+                        self.topic
+                    ));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!("kafka mirror: {e}");
+                    self.health.set(Some(unreachable(&self.servers, &e.to_string())));
+                }
+                None => {
+                    // Nothing to read: after an outage, ask the broker whether it is back, and
+                    // whether it still has what we read.
+                    if (outage || self.health.unreachable()) && last_check.elapsed() > RECOVERY_CHECK {
+                        last_check = Instant::now();
+                        if self.check_recovered() {
+                            outage = false;
                         }
                     }
                 }
             }
         }
     }
+
+    /// A new consumer (with no metadata) that reads the last record read again, to check the
+    /// broker still has it, and goes on after it.
+    fn replace_consumer(&mut self) {
+        self.epoch = self.reconnects.epoch();
+        let partitions = self.mirror.logs.read().unwrap_or_else(|e| e.into_inner()).len() as u32;
+        self.verify = (0..partitions).map(|p| self.mirror.next_offset(p).checked_sub(1)).collect();
+        let at = self.verify.clone().into_iter().enumerate().map(|(p, last)| (p as u32, last));
+        let ctx = HealthContext { health: self.health.clone(), servers: self.servers.clone(), reconnects: self.reconnects.clone() };
+        match assigned_consumer(&self.servers, &self.group, MIRROR_FETCH_WAIT, ctx, &self.topic, at) {
+            Ok(c) => self.consumer = Detached::new(c),
+            Err(e) => tracing::warn!("kafka mirror: cannot replace the consumer: {e}"),
+        }
+    }
+
+    /// The broker answers: clears the connection problem, and reports lost records when a
+    /// partition now ends before what the mirror read. Returns whether the broker answered.
+    fn check_recovered(&self) -> bool {
+        let Ok(md) = self.consumer.fetch_metadata(Some(&self.topic), Duration::from_millis(500)) else { return false };
+        let Some(t) = md.topics().iter().find(|t| t.name() == self.topic) else { return false };
+        let partitions = self.mirror.logs.read().unwrap_or_else(|e| e.into_inner()).len() as u32;
+        if t.error().is_some() || t.partitions().is_empty() {
+            if (0..partitions).any(|p| self.mirror.len(p) > 0) {
+                self.health.truth_lost(format!(
+                    "{}: the broker is back without the topic, which held records: they are lost; the verdict no longer counts what is in the topic",
+                    self.topic
+                ));
+            }
+            return false;
+        }
+        self.health.set(None);
+        for p in 0..partitions {
+            let read = self.mirror.next_offset(p);
+            if let Ok((_, high)) = self.consumer.fetch_watermarks(&self.topic, p as i32, Duration::from_millis(500)) {
+                if (high.max(0) as u64) < read {
+                    self.health.truth_lost(format!(
+                        "{} partition {p}: the broker is back with its end at offset {high}, before the {read} the auditor read: it lost records (restarted empty, or the topic was recreated); the verdict no longer counts what is in the topic",
+                        self.topic
+                    ));
+                }
+            }
+        }
+        true
+    }
 }
+
+/// How long closing waits for librdkafka to hand back what the purge cancelled.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(200);
 
 impl Drop for KafkaTopic {
     fn drop(&mut self) {
@@ -414,6 +869,10 @@ impl Drop for KafkaTopic {
         if let Some(t) = self.mirror_thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
+        // Records still queued for a broker that is not there are dropped (the run is over and
+        // reported): closing must not wait for them (librdkafka would retry them for ever).
+        self.producer.purge(PurgeConfig::default().queue().inflight());
+        let _ = self.producer.flush(CLOSE_TIMEOUT);
     }
 }
 
@@ -427,12 +886,13 @@ impl Topic for KafkaTopic {
     }
 
     fn len(&self, partition: u32) -> u64 {
-        let logs = self.mirror.logs.read().unwrap_or_else(|e| e.into_inner());
-        logs.get(partition as usize).map_or(0, |l| l.len() as u64)
+        self.mirror.len(partition)
     }
 
     fn read(&self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
-        read_log(&self.mirror.logs.read().unwrap_or_else(|e| e.into_inner()), partition, from, max, out)
+        let logs = self.mirror.logs.read().unwrap_or_else(|e| e.into_inner());
+        let Some(log) = logs.get(partition as usize) else { return 0 };
+        read_log(std::slice::from_ref(&log.values), 0, from, max, out)
     }
 
     fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError> {
@@ -484,21 +944,25 @@ impl Topic for KafkaTopic {
     }
 
     fn reader(self: Arc<Self>, assignment: &[(u32, u64)]) -> Box<dyn TopicReader> {
-        let consumer: Result<BaseConsumer<HealthContext>, KafkaError> =
-            consumer_config(&self.servers, &self.settings.group, SOURCE_FETCH_WAIT)
-                .create_with_context(HealthContext { health: self.health.clone(), servers: self.servers.clone() });
-        let assigned = consumer.and_then(|c| {
-            let tpl = self.partition_list(assignment.iter().map(|(p, o)| (*p, Offset::Offset(*o as i64)))).ok_or(KafkaError::Canceled)?;
-            c.assign(&tpl)?;
-            Ok(c)
-        });
-        match assigned {
-            Ok(consumer) => Box::new(KafkaReader {
-                consumer,
-                buffers: vec![VecDeque::new(); self.partitions as usize],
-                health: self.health.clone(),
-                topic: self.settings.topic.clone(),
-            }),
+        let epoch = self.reconnects.epoch();
+        let resume: Vec<(u32, u64)> = assignment.iter().map(|(p, i)| (*p, self.mirror.offset_of(*p, *i))).collect();
+        match self.source_consumer(&resume) {
+            Ok(consumer) => {
+                let mut next = vec![0; self.partitions as usize];
+                for (p, i) in assignment {
+                    if let Some(slot) = next.get_mut(*p as usize) {
+                        *slot = *i;
+                    }
+                }
+                Box::new(KafkaReader {
+                    buffers: vec![VecDeque::new(); self.partitions as usize],
+                    next,
+                    resume,
+                    consumer: Detached::new(consumer),
+                    epoch,
+                    kafka: self,
+                })
+            }
             Err(e) => {
                 self.health.set(Some(format!("kafka {}: cannot create a source consumer: {e}", self.servers)));
                 Box::new(NoReader)
@@ -508,17 +972,19 @@ impl Topic for KafkaTopic {
 
     fn end_offset(&self, partition: u32) -> u64 {
         // Known to be unreachable: do not make the JobManager wait for a timeout per partition.
-        if self.health.get().is_some() {
+        if self.health.unreachable() {
             return self.len(partition);
         }
         match self.group.fetch_watermarks(&self.settings.topic, partition as i32, QUERY_TIMEOUT) {
-            Ok((_, high)) => high.max(0) as u64,
+            // A commit marker at the end counts as a record here (the mirror cannot tell it from
+            // records it has not read yet): at worst one record after it is not read.
+            Ok((_, high)) => self.mirror.index_of(partition, high.max(0) as u64),
             Err(_) => self.len(partition),
         }
     }
 
     fn committed(&self) -> Vec<Option<u64>> {
-        if self.health.get().is_some() {
+        if self.health.unreachable() {
             return self.last_committed();
         }
         let Some(tpl) = self.partition_list((0..self.partitions).map(|p| (p, Offset::Invalid))) else { return Vec::new() };
@@ -526,7 +992,7 @@ impl Topic for KafkaTopic {
             let mut c = self.committed.lock().unwrap_or_else(|e| e.into_inner());
             for e in got.elements() {
                 if let (Some(slot), Offset::Offset(o)) = (c.get_mut(e.partition() as usize), e.offset()) {
-                    *slot = Some(o.max(0) as u64);
+                    *slot = Some(self.mirror.index_of(e.partition() as u32, o.max(0) as u64));
                 }
             }
         }
@@ -538,7 +1004,8 @@ impl Topic for KafkaTopic {
     }
 
     fn commit(&self, offsets: &[(u32, u64)]) {
-        let Some(tpl) = self.partition_list(offsets.iter().map(|(p, o)| (*p, Offset::Offset(*o as i64)))) else { return };
+        let at = offsets.iter().map(|(p, i)| (*p, Offset::Offset(self.mirror.offset_of(*p, *i) as i64)));
+        let Some(tpl) = self.partition_list(at) else { return };
         if let Err(e) = self.group.commit(&tpl, CommitMode::Async) {
             tracing::warn!("kafka commit: {e}");
             return;
@@ -552,12 +1019,17 @@ impl Topic for KafkaTopic {
     }
 
     fn in_sync(&self) -> bool {
+        // Kafka offsets on both sides: the acknowledgements are the broker's.
         let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        acked.iter().enumerate().all(|(p, end)| self.len(p as u32) >= *end)
+        acked.iter().enumerate().all(|(p, end)| self.mirror.next_offset(p as u32) >= *end)
     }
 
     fn health(&self) -> Option<String> {
         self.health.get()
+    }
+
+    fn truth_lost(&self) -> Option<String> {
+        self.health.truth()
     }
 
     fn describe(&self) -> String {
@@ -573,13 +1045,44 @@ impl Topic for KafkaTopic {
     }
 }
 
+/// The key of a source's problem whose partition is not known.
+const ANY_PARTITION: u32 = u32::MAX;
+
 /// A source subtask's consumer: messages arrive from any of its partitions; they wait per
-/// partition until the source asks for that partition.
+/// partition, by record index, until the source asks for that partition.
 struct KafkaReader {
-    consumer: BaseConsumer<HealthContext>,
+    kafka: Arc<KafkaTopic>,
+    consumer: Detached<Arc<BaseConsumer<HealthContext>>>,
+    /// The [`Reconnects`] epoch the consumer was created in.
+    epoch: u64,
     buffers: Vec<VecDeque<(u64, Arc<str>)>>,
-    health: Arc<Health>,
-    topic: String,
+    /// Per partition, the index the next message gets when the mirror has not seen it yet
+    /// (messages come in order, without the offsets' gaps).
+    next: Vec<u64>,
+    /// Per assigned partition, the Kafka offset after the last message received.
+    resume: Vec<(u32, u64)>,
+}
+
+impl KafkaReader {
+    fn receive(&mut self, partition: u32, offset: u64, value: Arc<str>) {
+        let (Some(next), Some(buf)) = (self.next.get_mut(partition as usize), self.buffers.get_mut(partition as usize)) else { return };
+        // The mirror's index when it has the record (it saw every record before it), else the next.
+        let index = self.kafka.mirror.with(partition, |l| l.known_index(offset)).flatten().unwrap_or(*next);
+        *next = index + 1;
+        buf.push_back((index, value));
+        if let Some((_, o)) = self.resume.iter_mut().find(|(p, _)| *p == partition) {
+            *o = offset + 1;
+        }
+    }
+
+    /// A consumer lost its connection (see [`Reconnects`]): go on with a new one.
+    fn replace_consumer(&mut self) {
+        self.epoch = self.kafka.reconnects.epoch();
+        match self.kafka.source_consumer(&self.resume) {
+            Ok(c) => self.consumer = Detached::new(c),
+            Err(e) => tracing::warn!("kafka source: cannot replace the consumer: {e}"),
+        }
+    }
 }
 
 impl TopicReader for KafkaReader {
@@ -588,12 +1091,22 @@ impl TopicReader for KafkaReader {
     }
 
     fn read(&mut self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
+        if self.kafka.reconnects.epoch() != self.epoch {
+            self.replace_consumer();
+        }
         for _ in 0..READ_DRAIN {
             match self.consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => {
-                    if let Some(b) = self.buffers.get_mut(m.partition() as usize) {
-                        b.push_back((m.offset().max(0) as u64, value_of(&m)));
-                    }
+                    let (p, offset, value) = (m.partition() as u32, m.offset().max(0) as u64, value_of(&m));
+                    self.receive(p, offset, value);
+                }
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                    // librdkafka's error does not reach us with its partition.
+                    self.kafka.health.set_source(ANY_PARTITION, Some(format!(
+                        "{}: the broker no longer has the offset a source reads from (out of range: records were deleted, or the broker lost them): this source cannot go on; start from a newer checkpoint or offset",
+                        self.kafka.settings.topic
+                    )));
+                    break;
                 }
                 Some(Err(e)) => {
                     tracing::debug!("kafka source consumer: {e}");
@@ -603,13 +1116,13 @@ impl TopicReader for KafkaReader {
             }
         }
         let Some(buf) = self.buffers.get_mut(partition as usize) else { return 0 };
-        while buf.front().is_some_and(|(o, _)| *o < from) {
+        while buf.front().is_some_and(|(i, _)| *i < from) {
             buf.pop_front();
         }
         let mut n = 0;
         while n < max {
             match buf.front() {
-                Some((o, _)) if *o == from + n as u64 => {
+                Some((i, _)) if *i == from + n as u64 => {
                     if let Some((_, v)) = buf.pop_front() {
                         out.push(v);
                     }
@@ -618,12 +1131,19 @@ impl TopicReader for KafkaReader {
                 _ => break,
             }
         }
-        if let (0, Some((next, _))) = (n, buf.front()) {
-            // The broker no longer has `from` (deleted by retention): say so instead of waiting.
-            self.health.set(Some(format!(
-                "{} partition {partition} no longer holds offset {from} (deleted by retention; the next is {next}): this source cannot go on; start from a newer checkpoint or offset",
-                self.topic
-            )));
+        match (n, buf.front()) {
+            (0, Some((next, _))) => {
+                // Records the mirror saw are gone from the broker (deleted by retention).
+                self.kafka.health.set_source(partition, Some(format!(
+                    "{} partition {partition} no longer holds record {from} (deleted by retention; the next is {next}): this source cannot go on; start from a newer checkpoint or offset",
+                    self.kafka.settings.topic
+                )));
+            }
+            (0, None) => {}
+            _ => {
+                self.kafka.health.set_source(partition, None);
+                self.kafka.health.set_source(ANY_PARTITION, None);
+            }
         }
         n
     }
@@ -635,5 +1155,90 @@ struct NoReader;
 impl TopicReader for NoReader {
     fn read(&mut self, _: u32, _: u64, _: usize, _: &mut Vec<Arc<str>>) -> usize {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(offsets: &[u64]) -> PartitionLog {
+        PartitionLog {
+            values: offsets.iter().map(|o| Arc::from(o.to_string().as_str())).collect(),
+            offsets: offsets.to_vec(),
+            last_timestamp: None,
+        }
+    }
+
+    #[test]
+    fn record_indices_skip_the_offsets_of_commit_markers() {
+        // Two transactions of two records, each followed by its commit marker (offsets 2 and 5).
+        let l = log(&[0, 1, 3, 4]);
+        assert_eq!((0..4).map(|i| l.offset_of(i)).collect::<Vec<_>>(), [0, 1, 3, 4]);
+        assert_eq!(l.offset_of(4), 5, "past the records seen: right after the last one");
+        assert_eq!(l.offset_of(6), 7);
+        assert_eq!([0, 1, 2, 3, 4, 5, 6].map(|o| l.index_of(o)), [0, 1, 2, 2, 3, 4, 5]);
+        assert_eq!(l.known_index(3), Some(2));
+        assert_eq!(l.known_index(2), None, "a marker is no record");
+        assert_eq!(l.next_offset(), 5);
+    }
+
+    #[test]
+    fn without_gaps_indices_are_offsets() {
+        let l = log(&[0, 1, 2]);
+        assert!((0..6).all(|o| l.index_of(o) == o && l.offset_of(o) == o));
+        assert_eq!(PartitionLog::default().offset_of(3), 3);
+    }
+
+    #[test]
+    fn an_offset_served_again_is_reported_not_appended() {
+        let m = Mirror {
+            logs: RwLock::new(vec![PartitionLog::default()]),
+            version: watch::channel(0).0,
+            events: EventBus::new(tokio::time::Instant::now()),
+        };
+        assert_eq!(m.append(0, 0, None, Arc::from("a")), Some(Appended::New(0)));
+        assert_eq!(m.append(0, 3, None, Arc::from("b")), Some(Appended::New(1)));
+        assert_eq!(m.append(0, 0, None, Arc::from("c")), Some(Appended::ServedAgain { after: 3 }));
+        assert_eq!(m.len(0), 2);
+    }
+
+    #[test]
+    fn distinct_payloads_stay_distinct_values() {
+        let payloads: [Option<&[u8]>; 8] =
+            [None, Some(b""), Some(b"a"), Some(b"\xff"), Some(b"\xfe"), Some(b"\\xff"), Some(b"\\null"), Some(b"a\\b")];
+        let values: Vec<Arc<str>> = payloads.iter().map(|p| record_value(*p)).collect();
+        let distinct: std::collections::HashSet<&str> = values.iter().map(|v| v.as_ref()).collect();
+        assert_eq!(distinct.len(), payloads.len(), "{values:?}");
+        assert_eq!(values[0].as_ref(), NULL_VALUE);
+        assert_eq!(values[1].as_ref(), "");
+        assert_eq!(values[2].as_ref(), "a", "text as it is");
+        assert_eq!(values[3].as_ref(), "\\xff");
+        assert_eq!(values[5].as_ref(), "\\\\xff");
+    }
+
+    #[test]
+    fn status_events_are_published_on_change_at_most_once_per_interval() {
+        let bus = EventBus::new(tokio::time::Instant::now());
+        let mut events = bus.subscribe();
+        let h = Health::new(bus);
+        for i in 0..1000 {
+            h.set_source(i % 2, Some(format!("partition {i} cannot go on")));
+            h.set_source(i % 2, None);
+        }
+        h.set(Some("Kafka at x unreachable (one)".into()));
+        h.set(Some("Kafka at x unreachable (two)".into()));
+        let mut n = 0;
+        while events.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 1, "the first change only; the rest waits for the interval");
+        std::thread::sleep(HEALTH_EVENT_INTERVAL);
+        h.tick();
+        let last = events.try_recv().expect("the status due is published on the next tick");
+        assert!(matches!(last.event, Event::TopicStatus { message: Some(ref m) } if m.contains("unreachable")), "{last:?}");
+        h.truth_lost("lost".into());
+        h.set(None);
+        assert_eq!(h.get().as_deref(), Some("lost"), "a lost truth stays");
     }
 }

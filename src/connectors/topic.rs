@@ -91,6 +91,12 @@ pub trait Topic: Send + Sync {
     fn health(&self) -> Option<String> {
         None
     }
+    /// Why this process's copy of the topic is no longer the ground truth, if it is not: the
+    /// broker lost records it had served (restarted empty, topic recreated). Never cleared: the
+    /// verdict of such a run cannot be trusted.
+    fn truth_lost(&self) -> Option<String> {
+        None
+    }
     /// "embedded" or "kafka localhost:9092".
     fn describe(&self) -> String {
         "embedded".into()
