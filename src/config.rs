@@ -54,6 +54,8 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "execution.checkpointing.dir", kind: Kind::Text, runtime: false },
     OptionSpec { key: "execution.checkpointing.num-retained", kind: Kind::Int { min: 1, max: 1000 }, runtime: true },
     OptionSpec { key: "execution.checkpointing.incremental", kind: Kind::Bool, runtime: false },
+    OptionSpec { key: "execution.checkpointing.unaligned.enabled", kind: Kind::Bool, runtime: true },
+    OptionSpec { key: "execution.checkpointing.aligned-checkpoint-timeout", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "execution.buffer-timeout", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "state.backend.type", kind: Kind::Choice(&["hashmap", "rocksdb"]), runtime: false },
     OptionSpec {
@@ -96,6 +98,14 @@ const MAX_BACKOFF_MULTIPLIER: f64 = 100.0;
 
 /// The table whose keys are channel patterns rather than option names.
 pub const DELAYS_TABLE: &str = "ckptlab.delays";
+/// The table whose keys are subtask patterns (`counter[1]`, `sink[*]`): time each record takes there.
+pub const RECORD_COST_TABLE: &str = "ckptlab.record-cost";
+/// Tables keyed by patterns, not by option names.
+const PATTERN_TABLES: &[&str] = &[DELAYS_TABLE, RECORD_COST_TABLE];
+
+fn in_pattern_table(key: &str) -> bool {
+    PATTERN_TABLES.iter().any(|t| key.strip_prefix(t).is_some_and(|rest| rest.starts_with('.')))
+}
 
 /// A configuration error that names where the bad value came from, the key and what is allowed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -192,7 +202,7 @@ impl ConfigLayers {
     }
 
     fn insert(&mut self, key: String, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
-        let known = key.starts_with(&format!("{DELAYS_TABLE}.")) || SCHEMA.iter().any(|s| s.key == key);
+        let known = in_pattern_table(&key) || SCHEMA.iter().any(|s| s.key == key);
         if !known {
             return Err(ConfigError::UnknownKey { origin: origin.to_string(), hint: key_hint(&key), key });
         }
@@ -245,27 +255,15 @@ impl ConfigLayers {
                 ),
             ));
         }
-        let mut delays = Vec::new();
-        for (key, entry) in self.entries.range(format!("{DELAYS_TABLE}.")..) {
-            let Some(pattern) = key.strip_prefix(&format!("{DELAYS_TABLE}.")) else { break };
-            let pattern = ChannelPattern::parse(pattern).map_err(|message| ConfigError::BadValue {
-                origin: entry.origin.clone(),
-                key: key.clone(),
-                value: value_text(&entry.value),
-                message,
-            })?;
-            let delay = match &entry.value {
-                toml::Value::String(s) => parse_duration(s),
-                toml::Value::Integer(i) if *i >= 0 => parse_duration(&i.to_string()),
-                _ => Err("expected a duration such as \"300ms\"".to_string()),
-            }
-            .map_err(|message| ConfigError::BadValue {
-                origin: entry.origin.clone(),
-                key: key.clone(),
-                value: value_text(&entry.value),
-                message,
-            })?;
-            delays.push((pattern, delay));
+        let delays = self.pattern_durations(DELAYS_TABLE, ChannelPattern::parse)?;
+        let record_costs = self.pattern_durations(RECORD_COST_TABLE, SubtaskPattern::parse)?;
+        let unaligned = r.bool("execution.checkpointing.unaligned.enabled")?;
+        if unaligned && mode == CheckpointMode::AtLeastOnce {
+            // As Flink: unaligned checkpoints are an exactly-once technique.
+            return Err(r.bad(
+                "execution.checkpointing.unaligned.enabled",
+                "unaligned checkpoints need execution.checkpointing.mode = EXACTLY_ONCE (AT_LEAST_ONCE never aligns, so there is nothing to unalign)".into(),
+            ));
         }
         let backend = match r.choice("state.backend.type")?.as_str() {
             "rocksdb" => BackendKind::RocksDb,
@@ -292,6 +290,8 @@ impl ConfigLayers {
                 dir,
                 num_retained: r.int("execution.checkpointing.num-retained")? as usize,
                 incremental: r.bool("execution.checkpointing.incremental")?,
+                unaligned,
+                aligned_timeout: r.duration("execution.checkpointing.aligned-checkpoint-timeout")?,
             },
             buffer_timeout: r.duration("execution.buffer-timeout")?,
             backend,
@@ -347,8 +347,35 @@ impl ConfigLayers {
                 audit: r.bool("ckptlab.audit")?,
                 generator_rate: r.int("ckptlab.generator-rate")? as u64,
                 delays,
+                record_costs,
             },
         })
+    }
+}
+
+impl ConfigLayers {
+    /// The entries of a pattern table as (pattern, duration), each error naming its key.
+    fn pattern_durations<P>(&self, table: &str, parse: impl Fn(&str) -> Result<P, String>) -> Result<Vec<(P, Duration)>, ConfigError> {
+        let prefix = format!("{table}.");
+        let mut out = Vec::new();
+        for (key, entry) in self.entries.range(prefix.clone()..) {
+            let Some(pattern) = key.strip_prefix(&prefix) else { break };
+            let bad = |message: String| ConfigError::BadValue {
+                origin: entry.origin.clone(),
+                key: key.clone(),
+                value: value_text(&entry.value),
+                message,
+            };
+            let pattern = parse(pattern).map_err(bad)?;
+            let d = match &entry.value {
+                toml::Value::String(s) => parse_duration(s),
+                toml::Value::Integer(i) if *i >= 0 => parse_duration(&i.to_string()),
+                _ => Err("expected a duration such as \"300ms\"".to_string()),
+            }
+            .map_err(bad)?;
+            out.push((pattern, d));
+        }
+        Ok(out)
     }
 }
 
@@ -454,10 +481,10 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value
     for (k, v) in table {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
-            // The delays table maps channel patterns (which contain dots only by accident) to values.
-            toml::Value::Table(t) if key == DELAYS_TABLE => {
+            // Pattern tables map patterns (which may contain dots) to values.
+            toml::Value::Table(t) if PATTERN_TABLES.contains(&key.as_str()) => {
                 for (pattern, value) in t {
-                    out.push((format!("{DELAYS_TABLE}.{pattern}"), value.clone()));
+                    out.push((format!("{key}.{pattern}"), value.clone()));
                 }
             }
             toml::Value::Table(t) => flatten(&key, t, out),
@@ -473,7 +500,7 @@ fn key_hint(key: &str) -> String {
         return format!("; known keys in [{table}]: {}", siblings.join(", "));
     }
     let mut tables: Vec<&str> = SCHEMA.iter().filter_map(|s| s.key.rsplit_once('.').map(|(t, _)| t)).collect();
-    tables.push(DELAYS_TABLE);
+    tables.extend(PATTERN_TABLES);
     tables.sort();
     tables.dedup();
     format!("; known tables: {}", tables.join(", "))
@@ -610,6 +637,36 @@ pub struct CheckpointingConfig {
     pub dir: PathBuf,
     pub num_retained: usize,
     pub incremental: bool,
+    /// `execution.checkpointing.unaligned.enabled` (EXACTLY_ONCE only).
+    pub unaligned: bool,
+    /// `execution.checkpointing.aligned-checkpoint-timeout`: with unaligned enabled, a
+    /// checkpoint starts aligned and switches after this long (zero: unaligned from the start).
+    pub aligned_timeout: Duration,
+}
+
+impl CheckpointingConfig {
+    /// The options the next checkpoint's barrier carries.
+    pub fn options(&self) -> crate::cluster::element::CheckpointOptions {
+        use crate::cluster::element::{Alignment, CheckpointOptions};
+        let alignment = match (self.mode, self.unaligned) {
+            (CheckpointMode::ExactlyOnce, true) if self.aligned_timeout.is_zero() => Alignment::Unaligned,
+            (CheckpointMode::ExactlyOnce, true) => Alignment::AlignedWithTimeout { timeout_ms: self.aligned_timeout.as_millis() as u64 },
+            _ => Alignment::Aligned,
+        };
+        CheckpointOptions { mode: self.mode, alignment }
+    }
+
+    /// Flink's words for the mode: `EXACTLY_ONCE`, `EXACTLY_ONCE unaligned`, `AT_LEAST_ONCE`.
+    pub fn mode_label(&self) -> String {
+        use crate::cluster::element::Alignment;
+        match self.options().alignment {
+            Alignment::Unaligned => format!("{} unaligned", self.mode.flink_name()),
+            Alignment::AlignedWithTimeout { timeout_ms } => {
+                format!("{} aligned, unaligned after {}", self.mode.flink_name(), format_duration(Duration::from_millis(timeout_ms)))
+            }
+            Alignment::Aligned => self.mode.flink_name().to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -665,6 +722,8 @@ pub struct LabConfig {
     /// Records per second of the TUI's generator (`g`) when it starts.
     pub generator_rate: u64,
     pub delays: Vec<(ChannelPattern, Duration)>,
+    /// `ckptlab.record-cost`: how long each record takes in the subtasks a pattern matches.
+    pub record_costs: Vec<(SubtaskPattern, Duration)>,
 }
 
 /// The whole validated configuration.
@@ -715,9 +774,14 @@ impl Config {
     /// "EXACTLY_ONCE every 5s" or "checkpointing off".
     pub fn checkpointing_label(&self) -> String {
         match self.checkpointing.interval {
-            Some(i) => format!("{} every {}", self.checkpointing.mode.flink_name(), format_duration(i)),
+            Some(i) => format!("{} every {}", self.checkpointing.mode_label(), format_duration(i)),
             None => "checkpointing off".into(),
         }
+    }
+
+    /// How long each record takes in a subtask (`ckptlab.record-cost`).
+    pub fn record_cost(&self, subtask: (&str, usize)) -> Duration {
+        self.lab.record_costs.iter().filter(|(p, _)| p.matches(subtask)).map(|(_, d)| *d).max().unwrap_or(Duration::ZERO)
     }
 
     /// The extra delay configured for a channel, on top of the hop delay.
@@ -743,6 +807,31 @@ pub fn backend_shorthand(name: &str) -> Result<[(&'static str, &'static str); 2]
         }
         "rocksdb" | "rocksdbstatebackend" => Ok([("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem")]),
         _ => Err(format!("--backend {name}: allowed values: memory, fs, rocksdb (any case)")),
+    }
+}
+
+/// A subtask pattern such as `counter[1]` or `sink[*]` (the operators a runner drives).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubtaskPattern {
+    pub text: String,
+    operator: String,
+    index: Option<usize>,
+}
+
+impl SubtaskPattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let err = || format!("`{text}` is not a subtask pattern; allowed: counter[N|*] or sink[0|*], e.g. \"counter[1]\"");
+        let (name, rest) = text.trim().split_once('[').ok_or_else(err)?;
+        let idx = rest.strip_suffix(']').ok_or_else(err)?;
+        if !["counter", "sink"].contains(&name) {
+            return Err(err());
+        }
+        let index = if idx == "*" { None } else { Some(idx.parse().map_err(|_| err())?) };
+        Ok(SubtaskPattern { text: text.to_string(), operator: name.to_string(), index })
+    }
+
+    pub fn matches(&self, (name, idx): (&str, usize)) -> bool {
+        self.operator == name && self.index.is_none_or(|i| i == idx)
     }
 }
 
@@ -792,7 +881,7 @@ mod tests {
             assert!(flat.iter().any(|(k, _)| k == spec.key), "conf/ckptlab.toml lacks {}", spec.key);
         }
         for (k, _) in &flat {
-            assert!(k.starts_with(DELAYS_TABLE) || SCHEMA.iter().any(|s| s.key == k), "conf/ckptlab.toml has unknown {k}");
+            assert!(in_pattern_table(k) || SCHEMA.iter().any(|s| s.key == k), "conf/ckptlab.toml has unknown {k}");
         }
         for line in DEFAULT_CONF.lines() {
             let l = line.trim();

@@ -100,6 +100,19 @@ pub enum Event {
         sync_ms: u64,
         async_ms: u64,
     },
+    /// Alignment took longer than `aligned-checkpoint-timeout`: the task snapshots unaligned.
+    AlignmentTimedOut {
+        checkpoint: u64,
+        task: String,
+        after_ms: u64,
+    },
+    /// Unaligned: the records a barrier overtook at this task, persisted as channel state.
+    ChannelStatePersisted {
+        checkpoint: u64,
+        task: String,
+        records: u64,
+        bytes: u64,
+    },
     CheckpointCompleted {
         checkpoint: u64,
         duration_ms: u64,
@@ -184,9 +197,15 @@ impl Event {
             Event::BarrierReceived { checkpoint, task, channel } => format!("{task} got barrier {checkpoint} on {channel}"),
             Event::AlignmentStarted { checkpoint, task } => format!("{task} aligning for checkpoint {checkpoint}"),
             Event::AlignmentFinished { checkpoint, task, duration_ms, buffered } => {
-                format!("{task} aligned for checkpoint {checkpoint} in {duration_ms} ms ({buffered} buffered)")
+                format!("{task} aligned for checkpoint {checkpoint} in {duration_ms} ms ({buffered} records waited on blocked channels)")
             }
             Event::SnapshotTaken { checkpoint, task, bytes, .. } => format!("{task} snapshot for checkpoint {checkpoint}: {bytes} B"),
+            Event::AlignmentTimedOut { checkpoint, task, after_ms } => {
+                format!("{task} switched checkpoint {checkpoint} to unaligned after {after_ms} ms of alignment")
+            }
+            Event::ChannelStatePersisted { checkpoint, task, records, bytes } => {
+                format!("{task} persisted {records} in-flight record(s) ({bytes} B) for checkpoint {checkpoint}")
+            }
             Event::CheckpointCompleted { checkpoint, duration_ms, .. } => format!("checkpoint {checkpoint} completed in {duration_ms} ms"),
             Event::CheckpointFailed { checkpoint, reason } => format!("checkpoint {checkpoint} FAILED: {reason}"),
             Event::TransactionCommitted { checkpoint, lines } => format!("sink committed {lines} line(s) of checkpoint {checkpoint}"),

@@ -12,6 +12,7 @@ use ratatui::layout::Rect;
 use ratatui::{Frame, Terminal};
 
 use ckptlab::audit::{KeyVerdict, Verdict};
+use ckptlab::cluster::channel::BarrierInFlight;
 use ckptlab::cluster::coordinator::{CheckpointCounts, CheckpointStats, CheckpointStatus};
 use ckptlab::cluster::task::{OutputLine, TaskId};
 use ckptlab::cluster::view::{ChannelView, ClusterView, JobStatus, PartitionView, PendingCheckpointView, TaskManagerView, TaskView};
@@ -32,7 +33,8 @@ fn channel(from: &str, to: &str, in_flight: i64, barriers: &[u64], blocked: bool
         to: to.into(),
         delay_ms: 200,
         in_flight,
-        barriers: barriers.to_vec(),
+        // Every record on the wire is ahead of the barriers (sent before them).
+        barriers: barriers.iter().map(|b| BarrierInFlight { checkpoint: *b, records_ahead: in_flight as u64, overtook: 0 }).collect(),
         blocked,
         buffered,
         backpressured: false,
@@ -56,6 +58,8 @@ fn stats(id: u64, status: CheckpointStatus, trigger_ms: u64, failure: Option<&st
         full_size: 96,
         offsets: vec![(0, id * 3), (1, id * 2)],
         failure: failure.map(str::to_string),
+        persisted_size: 0,
+        unaligned: false,
     }
 }
 
@@ -105,17 +109,17 @@ fn running_view() -> ClusterView {
             },
         ],
         tasks: vec![
-            TaskView { task: TaskId::Source(0), name: "source[0]".into(), tm: "tm-1".into(), running: true, aligning: None },
-            TaskView { task: TaskId::Counter(0), name: "counter[0]".into(), tm: "tm-1".into(), running: true, aligning: None },
-            TaskView { task: TaskId::Sink, name: "sink[0]".into(), tm: "tm-1".into(), running: true, aligning: None },
-            TaskView { task: TaskId::Source(1), name: "source[1]".into(), tm: "tm-2".into(), running: true, aligning: None },
-            TaskView { task: TaskId::Counter(1), name: "counter[1]".into(), tm: "tm-2".into(), running: true, aligning: Some(7) },
+            TaskView { task: TaskId::Source(0), name: "source[0]".into(), tm: "tm-1".into(), running: true, aligning: None, persisting: None },
+            TaskView { task: TaskId::Counter(0), name: "counter[0]".into(), tm: "tm-1".into(), running: true, aligning: None, persisting: None },
+            TaskView { task: TaskId::Sink, name: "sink[0]".into(), tm: "tm-1".into(), running: true, aligning: None, persisting: None },
+            TaskView { task: TaskId::Source(1), name: "source[1]".into(), tm: "tm-2".into(), running: true, aligning: None, persisting: None },
+            TaskView { task: TaskId::Counter(1), name: "counter[1]".into(), tm: "tm-2".into(), running: true, aligning: Some(7), persisting: None },
         ],
         channels: vec![
             channel("counter[0]", "sink[0]", 1, &[], false, 0),
             channel("counter[1]", "sink[0]", 0, &[6], false, 0),
             channel("source[0]", "counter[0]", 2, &[7], false, 0),
-            channel("source[0]", "counter[1]", 0, &[], true, 2),
+            channel("source[0]", "counter[1]", 2, &[], true, 2),
             channel("source[1]", "counter[0]", 12, &[], false, 0),
             channel("source[1]", "counter[1]", 1, &[7], false, 0),
         ],

@@ -1,245 +1,282 @@
-//! The input side of a task with several input channels: barrier alignment (EXACTLY_ONCE) and
-//! barrier tracking (AT_LEAST_ONCE), after Flink's CheckpointBarrierHandler.
+//! Exactly-once barrier handling at a task's inputs, after Flink's
+//! `SingleCheckpointBarrierHandler` with its aligned and unaligned controllers.
 //!
-//! Aligned: a channel that delivered Barrier(n) is blocked; what it delivers next is held until
-//! Barrier(n) came on every channel. Then the task snapshots, and the held records are processed.
-//! Tracking: nothing blocks; the task snapshots when the last Barrier(n) arrives, so records that
-//! overtook the barrier on a faster channel are already in the snapshot, and will be replayed after
-//! a recovery: counted twice.
+//! - Aligned: a channel that delivered Barrier(n) is blocked (not consumed) until Barrier(n) came
+//!   on every channel; then the task snapshots and every channel is consumed again. The records
+//!   behind a blocked channel's barrier wait in that channel, which fills and backpressures its
+//!   sender.
+//! - Unaligned: on the first Barrier(n) (usually on the priority lane, ahead of the queued
+//!   records) the task snapshots at once and forwards the barrier; the records that arrive on a
+//!   channel before that channel's in-order Barrier(n) were overtaken: they are processed as usual
+//!   *and* persisted as the checkpoint's channel state, replayed on restore.
+//! - Aligned with a timeout: aligned until alignment has taken `aligned-checkpoint-timeout`, then
+//!   the same as unaligned for the channels whose barrier has not come yet.
+//!
+//! The aligner decides; the task's runner acts (blocks the gate, snapshots, persists, acks).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::channel::ChannelStats;
-use super::element::{Barrier, Record, StreamMessage};
-use crate::config::CheckpointMode;
+use super::element::{Alignment, Barrier};
 
-/// What the aligner hands to its task, in order.
-#[derive(Debug, PartialEq)]
-pub enum GateOutput {
-    Record(Record),
-    BarrierReceived {
-        checkpoint: u64,
-        channel: usize,
-    },
-    AlignmentStarted {
-        checkpoint: u64,
-    },
-    /// Take the snapshot for this barrier now.
-    Checkpoint {
-        barrier: Barrier,
-        alignment: Duration,
-        buffered: u64,
-    },
+/// What the runner must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlignerAction {
+    AlignmentStarted { checkpoint: u64 },
+    /// Stop consuming this channel.
+    Block(usize),
+    UnblockAll,
+    /// Take the snapshot now and forward the barrier (`unaligned`: ahead of queued output).
+    Snapshot { barrier: Barrier, alignment: Duration, unaligned: bool },
+    /// Every barrier of the checkpoint has come in order: its channel state is complete, ack it.
+    ChannelStateComplete { checkpoint: u64 },
+    /// Give the checkpoint up: forward a cancel marker downstream; `decline` tells the
+    /// JobManager why (nothing to tell when an upstream cancel marker caused it).
+    Abort { checkpoint: u64, decline: Option<String> },
 }
 
-struct Alignment {
-    checkpoint: u64,
+struct Pending {
+    barrier: Barrier,
     started: Instant,
-    seen: usize,
-    buffered: u64,
+    /// The in-order barrier has come on this channel.
+    arrived: Vec<bool>,
+    /// The snapshot is taken (unaligned, or aligned and switched by the timeout).
+    snapshotted: bool,
 }
 
-/// Alignment state of one task's input channels.
+/// The exactly-once barrier state of one task's input channels.
 pub struct Aligner {
-    channels: Vec<Arc<ChannelStats>>,
-    blocked: Vec<bool>,
-    held: Vec<VecDeque<StreamMessage>>,
-    aligning: Option<Alignment>,
-    tracking: BTreeMap<u64, usize>,
-    last_checkpoint: u64,
+    channels: usize,
+    pending: Option<Pending>,
+    /// The newest checkpoint this task finished or gave up: older barriers are stale.
+    last: u64,
 }
 
 impl Aligner {
-    pub fn new(channels: Vec<Arc<ChannelStats>>) -> Self {
-        let n = channels.len();
-        Aligner {
-            channels,
-            blocked: vec![false; n],
-            held: (0..n).map(|_| VecDeque::new()).collect(),
-            aligning: None,
-            tracking: BTreeMap::new(),
-            last_checkpoint: 0,
-        }
+    pub fn new(channels: usize) -> Self {
+        Aligner { channels, pending: None, last: 0 }
     }
 
-    /// The checkpoint being aligned, if any.
+    /// The checkpoint being aligned (channels blocked, no snapshot yet), if any.
     pub fn aligning(&self) -> Option<u64> {
-        self.aligning.as_ref().map(|a| a.checkpoint)
+        self.pending.as_ref().filter(|p| !p.snapshotted).map(|p| p.barrier.checkpoint)
     }
 
-    /// Whether a channel is blocked by alignment (records on an open channel can skip the aligner).
+    /// The checkpoint whose channel state the records arriving on `channel` belong to: the
+    /// snapshot is taken and the channel's in-order barrier has not come yet.
     #[inline]
-    pub fn is_blocked(&self, channel: usize) -> bool {
-        self.blocked[channel]
+    pub fn persisting(&self, channel: usize) -> Option<u64> {
+        match &self.pending {
+            Some(p) if p.snapshotted && !p.arrived[channel] => Some(p.barrier.checkpoint),
+            _ => None,
+        }
     }
 
-    /// Feeds one element that arrived on `channel`.
-    pub fn push(&mut self, channel: usize, msg: StreamMessage, out: &mut Vec<GateOutput>) {
-        if self.blocked[channel] {
-            if matches!(msg, StreamMessage::Record(_)) {
-                self.channels[channel].buffered.fetch_add(1, Ordering::Relaxed);
-                if let Some(a) = &mut self.aligning {
-                    a.buffered += 1;
-                }
+    /// The checkpoint whose overtaken records some channel is still bringing, if any.
+    pub fn persisting_any(&self) -> Option<u64> {
+        self.pending.as_ref().filter(|p| p.snapshotted && p.arrived.iter().any(|a| !a)).map(|p| p.barrier.checkpoint)
+    }
+
+    /// How long the checkpoint in progress has been aligning (or persisting).
+    pub fn elapsed_ms(&self) -> u64 {
+        self.pending.as_ref().map_or(0, |p| p.started.elapsed().as_millis() as u64)
+    }
+
+    /// When an aligned-with-timeout alignment switches to unaligned.
+    pub fn deadline(&self) -> Option<Instant> {
+        let p = self.pending.as_ref().filter(|p| !p.snapshotted)?;
+        match p.barrier.options.alignment {
+            Alignment::AlignedWithTimeout { timeout_ms } => Some(p.started + Duration::from_millis(timeout_ms)),
+            _ => None,
+        }
+    }
+
+    /// A barrier came on `channel`, in order or (`priority`) ahead of the queue.
+    pub fn on_barrier(&mut self, channel: usize, barrier: Barrier, priority: bool, out: &mut Vec<AlignerAction>) {
+        let id = barrier.checkpoint;
+        if id <= self.last {
+            return; // stale: this checkpoint (or a later one) is done here
+        }
+        if let Some(p) = &self.pending {
+            if p.barrier.checkpoint > id {
+                return; // older than the one in progress
             }
-            self.held[channel].push_back(msg);
+            if p.barrier.checkpoint < id {
+                // A newer barrier subsumes the checkpoint in progress: it cannot complete here.
+                let old = p.barrier.checkpoint;
+                self.pending = None;
+                out.push(AlignerAction::UnblockAll);
+                out.push(AlignerAction::Abort { checkpoint: old, decline: Some(format!("subsumed by checkpoint {id} during alignment")) });
+            }
+        }
+        let channels = self.channels;
+        let p = self.pending.get_or_insert_with(|| Pending {
+            barrier,
+            started: Instant::now(),
+            arrived: vec![false; channels],
+            snapshotted: false,
+        });
+        let unaligned = barrier.options.alignment == Alignment::Unaligned;
+        if !p.snapshotted && unaligned {
+            p.snapshotted = true;
+            out.push(AlignerAction::Snapshot { barrier, alignment: Duration::ZERO, unaligned: true });
+        }
+        if priority {
+            return; // the in-order barrier marks where this channel's overtaken records end
+        }
+        p.arrived[channel] = true;
+        let all = p.arrived.iter().all(|a| *a);
+        if !p.snapshotted {
+            if all {
+                p.snapshotted = true;
+                let alignment = p.started.elapsed();
+                out.push(AlignerAction::Snapshot { barrier, alignment, unaligned: false });
+                out.push(AlignerAction::UnblockAll);
+            } else {
+                if p.arrived.iter().filter(|a| **a).count() == 1 {
+                    out.push(AlignerAction::AlignmentStarted { checkpoint: id });
+                }
+                out.push(AlignerAction::Block(channel));
+            }
+        }
+        if all {
+            self.pending = None;
+            self.last = id;
+            out.push(AlignerAction::ChannelStateComplete { checkpoint: id });
+        }
+    }
+
+    /// The alignment timeout passed: snapshot now, persist what the late channels still bring.
+    pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<AlignerAction>) {
+        if self.deadline().is_some_and(|d| d <= now) {
+            let p = self.pending.as_mut().expect("deadline implies pending");
+            p.snapshotted = true;
+            let alignment = p.started.elapsed();
+            out.push(AlignerAction::Snapshot { barrier: p.barrier, alignment, unaligned: true });
+            out.push(AlignerAction::UnblockAll);
+        }
+    }
+
+    /// An upstream task gave the checkpoint up (CancelCheckpointMarker).
+    pub fn on_cancel(&mut self, checkpoint: u64, out: &mut Vec<AlignerAction>) {
+        if checkpoint <= self.last {
             return;
         }
-        match msg {
-            StreamMessage::Record(r) => out.push(GateOutput::Record(r)),
-            StreamMessage::Barrier(b) => {
-                if b.checkpoint <= self.last_checkpoint {
-                    return; // stale: a later checkpoint was already taken
-                }
-                out.push(GateOutput::BarrierReceived { checkpoint: b.checkpoint, channel });
-                match b.options.mode {
-                    CheckpointMode::ExactlyOnce => self.align(channel, b, out),
-                    CheckpointMode::AtLeastOnce => self.track(b, out),
-                }
-            }
-        }
-    }
-
-    fn track(&mut self, b: Barrier, out: &mut Vec<GateOutput>) {
-        let seen = self.tracking.entry(b.checkpoint).or_insert(0);
-        *seen += 1;
-        if *seen >= self.channels.len() {
-            self.last_checkpoint = b.checkpoint;
-            self.tracking = self.tracking.split_off(&(b.checkpoint + 1));
-            out.push(GateOutput::Checkpoint { barrier: b, alignment: Duration::ZERO, buffered: 0 });
-        }
-    }
-
-    fn align(&mut self, channel: usize, b: Barrier, out: &mut Vec<GateOutput>) {
-        if self.channels.len() == 1 {
-            self.last_checkpoint = b.checkpoint;
-            out.push(GateOutput::Checkpoint { barrier: b, alignment: Duration::ZERO, buffered: 0 });
+        if self.pending.as_ref().is_some_and(|p| p.barrier.checkpoint > checkpoint) {
             return;
         }
-        match &self.aligning {
-            Some(a) if a.checkpoint > b.checkpoint => return, // older than the one aligning: stale
-            Some(a) if a.checkpoint < b.checkpoint => {
-                // A newer barrier subsumes the alignment in progress (its checkpoint cannot complete).
-                self.release(out);
-            }
-            _ => {}
+        let was_pending = self.pending.take().is_some();
+        self.last = checkpoint;
+        if was_pending {
+            out.push(AlignerAction::UnblockAll);
         }
-        if self.aligning.is_none() {
-            self.aligning = Some(Alignment { checkpoint: b.checkpoint, started: Instant::now(), seen: 0, buffered: 0 });
-            out.push(GateOutput::AlignmentStarted { checkpoint: b.checkpoint });
-        }
-        self.blocked[channel] = true;
-        self.channels[channel].blocked.store(true, Ordering::Relaxed);
-        let done = {
-            let a = self.aligning.as_mut().expect("set above");
-            a.seen += 1;
-            a.seen >= self.channels.len()
-        };
-        if done {
-            let a = self.aligning.take().expect("set above");
-            self.last_checkpoint = b.checkpoint;
-            out.push(GateOutput::Checkpoint { barrier: b, alignment: a.started.elapsed(), buffered: a.buffered });
-            self.release(out);
-        }
-    }
-
-    /// Unblocks every channel and processes what was held, in arrival order per channel.
-    fn release(&mut self, out: &mut Vec<GateOutput>) {
-        self.aligning = None;
-        let mut drained = Vec::new();
-        for ch in 0..self.channels.len() {
-            self.blocked[ch] = false;
-            self.channels[ch].blocked.store(false, Ordering::Relaxed);
-            let q = std::mem::take(&mut self.held[ch]);
-            let records = q.iter().filter(|m| matches!(m, StreamMessage::Record(_))).count() as i64;
-            self.channels[ch].buffered.fetch_sub(records, Ordering::Relaxed);
-            drained.push(q);
-        }
-        for (ch, q) in drained.into_iter().enumerate() {
-            for msg in q {
-                self.push(ch, msg, out);
-            }
-        }
+        out.push(AlignerAction::Abort { checkpoint, decline: None });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::element::{CheckpointOptions, Origin};
+    use crate::cluster::element::CheckpointOptions;
+    use crate::config::CheckpointMode;
 
-    fn rec(v: &str, offset: u64) -> StreamMessage {
-        StreamMessage::Record(Record { key: v.into(), value: v.into(), origin: Origin { partition: 0, offset }, count: 0 })
+    fn barrier(id: u64, alignment: Alignment) -> Barrier {
+        Barrier { checkpoint: id, options: CheckpointOptions { mode: CheckpointMode::ExactlyOnce, alignment } }
     }
 
-    fn barrier(id: u64, mode: CheckpointMode) -> StreamMessage {
-        StreamMessage::Barrier(Barrier { checkpoint: id, options: CheckpointOptions { mode } })
-    }
-
-    fn gate(n: usize) -> Aligner {
-        Aligner::new((0..n).map(|i| ChannelStats::new(format!("s{i}"), "c".into(), Duration::ZERO)).collect())
-    }
-
-    fn order(out: &[GateOutput]) -> Vec<String> {
+    fn kinds(out: &[AlignerAction]) -> Vec<String> {
         out.iter()
-            .filter_map(|o| match o {
-                GateOutput::Record(r) => Some(r.value.to_string()),
-                GateOutput::Checkpoint { barrier, .. } => Some(format!("#{}", barrier.checkpoint)),
-                _ => None,
+            .map(|a| match a {
+                AlignerAction::AlignmentStarted { checkpoint } => format!("start {checkpoint}"),
+                AlignerAction::Block(c) => format!("block {c}"),
+                AlignerAction::UnblockAll => "unblock".into(),
+                AlignerAction::Snapshot { barrier, unaligned, .. } => format!("snapshot {}{}", barrier.checkpoint, if *unaligned { " unaligned" } else { "" }),
+                AlignerAction::ChannelStateComplete { checkpoint } => format!("ack {checkpoint}"),
+                AlignerAction::Abort { checkpoint, decline } => format!("abort {checkpoint}{}", if decline.is_some() { " declined" } else { "" }),
             })
             .collect()
     }
 
     #[test]
-    fn exactly_once_holds_records_behind_a_barrier_until_aligned() {
-        let mut g = gate(2);
+    fn aligned_blocks_each_channel_until_the_last_barrier() {
+        let mut a = Aligner::new(2);
         let mut out = Vec::new();
-        g.push(0, barrier(1, CheckpointMode::ExactlyOnce), &mut out);
-        g.push(0, rec("after", 1), &mut out);
-        assert_eq!(g.channels[0].buffered.load(Ordering::Relaxed), 1);
-        g.push(1, rec("before", 2), &mut out);
-        g.push(1, barrier(1, CheckpointMode::ExactlyOnce), &mut out);
-        assert_eq!(order(&out), vec!["before", "#1", "after"]);
-        assert_eq!(g.channels[0].buffered.load(Ordering::Relaxed), 0);
-        assert!(!g.channels[0].blocked.load(Ordering::Relaxed));
-    }
-
-    #[test]
-    fn at_least_once_lets_records_overtake_the_barrier() {
-        let mut g = gate(2);
-        let mut out = Vec::new();
-        g.push(0, barrier(1, CheckpointMode::AtLeastOnce), &mut out);
-        g.push(0, rec("overtaker", 1), &mut out);
-        g.push(1, barrier(1, CheckpointMode::AtLeastOnce), &mut out);
-        assert_eq!(order(&out), vec!["overtaker", "#1"]);
-    }
-
-    #[test]
-    fn held_barrier_of_the_next_checkpoint_blocks_again_while_draining() {
-        let mut g = gate(2);
-        let mut out = Vec::new();
-        let eo = CheckpointMode::ExactlyOnce;
-        g.push(0, barrier(1, eo), &mut out);
-        g.push(0, rec("a", 1), &mut out);
-        g.push(0, barrier(2, eo), &mut out);
-        g.push(0, rec("b", 2), &mut out);
-        g.push(1, barrier(1, eo), &mut out);
-        g.push(1, rec("c", 3), &mut out);
-        g.push(1, barrier(2, eo), &mut out);
-        assert_eq!(order(&out), vec!["#1", "a", "c", "#2", "b"]);
+        a.on_barrier(0, barrier(1, Alignment::Aligned), false, &mut out);
+        assert_eq!(kinds(&out), vec!["start 1", "block 0"]);
+        assert_eq!(a.aligning(), Some(1));
+        assert_eq!(a.persisting(1), None, "aligned checkpoints persist nothing");
+        out.clear();
+        a.on_barrier(1, barrier(1, Alignment::Aligned), false, &mut out);
+        assert_eq!(kinds(&out), vec!["snapshot 1", "unblock", "ack 1"]);
+        assert_eq!(a.aligning(), None);
     }
 
     #[test]
     fn one_input_channel_needs_no_alignment() {
-        let mut g = gate(1);
+        let mut a = Aligner::new(1);
         let mut out = Vec::new();
-        g.push(0, barrier(3, CheckpointMode::ExactlyOnce), &mut out);
-        g.push(0, rec("x", 1), &mut out);
-        assert_eq!(order(&out), vec!["#3", "x"]);
+        a.on_barrier(0, barrier(3, Alignment::Aligned), false, &mut out);
+        assert_eq!(kinds(&out), vec!["snapshot 3", "unblock", "ack 3"]);
+    }
+
+    #[test]
+    fn unaligned_snapshots_at_the_first_barrier_and_persists_until_each_in_order_barrier() {
+        let mut a = Aligner::new(2);
+        let mut out = Vec::new();
+        let b = barrier(5, Alignment::Unaligned);
+        a.on_barrier(1, b, true, &mut out);
+        assert_eq!(kinds(&out), vec!["snapshot 5 unaligned"]);
+        assert_eq!((a.persisting(0), a.persisting(1)), (Some(5), Some(5)));
+        out.clear();
+        a.on_barrier(0, b, true, &mut out);
+        a.on_barrier(0, b, false, &mut out);
+        assert!(out.is_empty(), "nothing blocks: {out:?}");
+        assert_eq!((a.persisting(0), a.persisting(1)), (None, Some(5)));
+        a.on_barrier(1, b, false, &mut out);
+        assert_eq!(kinds(&out), vec!["ack 5"]);
+        assert_eq!(a.persisting(1), None);
+    }
+
+    #[test]
+    fn the_alignment_timeout_switches_to_unaligned_for_the_late_channels() {
+        let mut a = Aligner::new(2);
+        let mut out = Vec::new();
+        let b = barrier(2, Alignment::AlignedWithTimeout { timeout_ms: 100 });
+        a.on_barrier(0, b, false, &mut out);
+        let deadline = a.deadline().expect("a deadline");
+        out.clear();
+        a.on_timeout(deadline, &mut out);
+        assert_eq!(kinds(&out), vec!["snapshot 2 unaligned", "unblock"]);
+        assert_eq!((a.persisting(0), a.persisting(1)), (None, Some(2)), "only the late channel's records are channel state");
+        out.clear();
+        a.on_barrier(1, b, false, &mut out);
+        assert_eq!(kinds(&out), vec!["ack 2"]);
+    }
+
+    #[test]
+    fn a_newer_barrier_subsumes_the_alignment_and_declines_it() {
+        let mut a = Aligner::new(2);
+        let mut out = Vec::new();
+        a.on_barrier(0, barrier(1, Alignment::Aligned), false, &mut out);
+        out.clear();
+        a.on_barrier(1, barrier(2, Alignment::Aligned), false, &mut out);
+        assert_eq!(kinds(&out), vec!["unblock", "abort 1 declined", "start 2", "block 1"]);
+        out.clear();
+        a.on_barrier(0, barrier(1, Alignment::Aligned), false, &mut out);
+        assert!(out.is_empty(), "the stale barrier is ignored");
+    }
+
+    #[test]
+    fn a_cancel_marker_ends_the_alignment_without_a_decline() {
+        let mut a = Aligner::new(2);
+        let mut out = Vec::new();
+        a.on_barrier(0, barrier(4, Alignment::Aligned), false, &mut out);
+        out.clear();
+        a.on_cancel(4, &mut out);
+        assert_eq!(kinds(&out), vec!["unblock", "abort 4"]);
+        out.clear();
+        a.on_barrier(1, barrier(4, Alignment::Aligned), false, &mut out);
+        assert!(out.is_empty(), "the cancelled checkpoint's late barrier is stale");
     }
 }

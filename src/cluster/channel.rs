@@ -1,25 +1,39 @@
-//! Channels between subtasks: bounded queues of network buffers with a latency.
+//! Channels between subtasks: bounded queues of network buffers with a latency, one per pair of
+//! sender and receiver subtask (Flink's result subpartition + input channel).
 //!
 //! A writer packs elements into a buffer and sends it when it is full, when a barrier must go, or
-//! when the buffer timeout passes (Flink's `execution.buffer-timeout`). A buffer carries the instant
-//! it may be delivered (`sent + delay`): a relay on the receiving side holds it until then, so a
-//! channel with 300 ms of delay still carries thousands of records per second, each 300 ms late,
-//! in order. Bounded capacity makes a slow receiver push back on its senders.
+//! when the buffer timeout passes (Flink's `execution.buffer-timeout.interval`). A buffer carries
+//! the instant it may be delivered (`sent + delay`): the receiving [`super::gate::InputGate`]
+//! holds it until then, so a channel with 300 ms of delay still carries thousands of records per
+//! second, each 300 ms late, in order. The queue is bounded (Flink's credits): a receiver that does
+//! not consume a channel (blocked by alignment, or slow) makes it fill, and its sender wait on it:
+//! backpressure. An unaligned barrier also goes on the channel's priority lane, ahead of every
+//! buffer queued before it (Flink's priority events).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::element::StreamMessage;
+use super::element::{Barrier, StreamMessage};
 use super::task::RuntimeKnobs;
 
-/// What a task's input queue receives: the input channel index and the elements of one buffer.
-pub type Input = (usize, Vec<StreamMessage>);
+/// One network buffer on the wire: when it may be delivered, and its elements.
+pub type Buffer = (Instant, Vec<StreamMessage>);
+
+/// A barrier in flight on a channel, as the view shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BarrierInFlight {
+    pub checkpoint: u64,
+    /// Records sent before this barrier that the receiver has not taken yet (0 for a barrier
+    /// that overtook them on the priority lane: then `overtook` is how many it passed).
+    pub records_ahead: u64,
+    pub overtook: u64,
+}
 
 /// Shared counters of one channel, read by the view.
 #[derive(Debug)]
@@ -29,15 +43,15 @@ pub struct ChannelStats {
     pub delay: Duration,
     /// Records sent and not yet taken by the receiving task.
     pub in_flight: AtomicI64,
-    /// Barriers sent and not yet taken, oldest first.
-    pub barriers: Mutex<VecDeque<u64>>,
-    /// Blocked by alignment at the receiver.
+    /// Barriers sent and not yet taken, oldest first, with the records sent count at the moment
+    /// they were sent (to tell how many records are still ahead of each).
+    barriers: Mutex<VecDeque<(u64, u64, bool)>>,
+    /// Not consumed by the receiver: blocked by alignment.
     pub blocked: AtomicBool,
-    /// Records held by the receiver's aligner while blocked.
-    pub buffered: AtomicI64,
     /// The sender is waiting for capacity (backpressure).
     pub backpressured: AtomicBool,
     pub records_sent: AtomicU64,
+    records_taken: AtomicU64,
 }
 
 impl ChannelStats {
@@ -49,14 +63,18 @@ impl ChannelStats {
             in_flight: AtomicI64::new(0),
             barriers: Mutex::new(VecDeque::new()),
             blocked: AtomicBool::new(false),
-            buffered: AtomicI64::new(0),
             backpressured: AtomicBool::new(false),
             records_sent: AtomicU64::new(0),
+            records_taken: AtomicU64::new(0),
         })
     }
 
     pub fn name(&self) -> String {
         format!("{}->{}", self.from, self.to)
+    }
+
+    fn lock_barriers(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, u64, bool)>> {
+        self.barriers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The receiver took a buffer off the channel.
@@ -65,19 +83,48 @@ impl ChannelStats {
         for e in elements {
             match e {
                 StreamMessage::Record(_) => records += 1,
-                StreamMessage::Barrier(_) => {
-                    let mut b = self.barriers.lock().unwrap_or_else(|e| e.into_inner());
-                    b.pop_front();
-                }
+                StreamMessage::Barrier(b) => self.barrier_taken(b.checkpoint, false),
+                StreamMessage::CancelCheckpoint(_) => {}
             }
         }
         self.in_flight.fetch_sub(records, Ordering::Relaxed);
+        self.records_taken.fetch_add(records as u64, Ordering::Relaxed);
+    }
+
+    /// A barrier left the channel (in order, or on the priority lane).
+    pub fn barrier_taken(&self, checkpoint: u64, priority: bool) {
+        let mut b = self.lock_barriers();
+        if let Some(i) = b.iter().position(|(id, _, p)| *id == checkpoint && *p == priority) {
+            b.remove(i);
+        }
+    }
+
+    /// The barriers in flight, oldest first.
+    pub fn barriers(&self) -> Vec<BarrierInFlight> {
+        let taken = self.records_taken.load(Ordering::Relaxed);
+        self.lock_barriers()
+            .iter()
+            .map(|(checkpoint, sent_before, priority)| {
+                let ahead = sent_before.saturating_sub(taken);
+                if *priority {
+                    BarrierInFlight { checkpoint: *checkpoint, records_ahead: 0, overtook: ahead }
+                } else {
+                    BarrierInFlight { checkpoint: *checkpoint, records_ahead: ahead, overtook: 0 }
+                }
+            })
+            .collect()
+    }
+
+    fn clear(&self) {
+        self.in_flight.store(0, Ordering::Relaxed);
+        self.lock_barriers().clear();
     }
 }
 
 /// The sending end of a channel, owned by the upstream task.
 pub struct OutputChannel {
-    target: mpsc::Sender<(Instant, Vec<StreamMessage>)>,
+    target: mpsc::Sender<Buffer>,
+    priority: mpsc::UnboundedSender<(Instant, Barrier)>,
     pub stats: Arc<ChannelStats>,
     buffer: Vec<StreamMessage>,
     buffer_started: Option<Instant>,
@@ -85,28 +132,19 @@ pub struct OutputChannel {
     knobs: Arc<RuntimeKnobs>,
 }
 
-/// Builds a channel; returns the writer and, for a delayed channel, the relay task to run on the
-/// receiver's side (it dies with the receiver).
-pub fn channel(
-    index_at_receiver: usize,
-    input: mpsc::Sender<Input>,
-    stats: Arc<ChannelStats>,
-    capacity: usize,
-    knobs: Arc<RuntimeKnobs>,
-) -> (OutputChannel, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<StreamMessage>)>(capacity);
-    let relay_knobs = knobs.clone();
-    let relay = tokio::spawn(async move {
-        while let Some((at, elements)) = rx.recv().await {
-            tokio::time::sleep_until(at).await;
-            relay_knobs.wait_while_paused().await;
-            if input.send((index_at_receiver, elements)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let out = OutputChannel { target: tx, stats, buffer: Vec::new(), buffer_started: None, closed: false, knobs };
-    (out, relay)
+/// The receiving end of a channel, owned by the downstream task's input gate.
+pub struct InputChannel {
+    pub(super) data: mpsc::Receiver<Buffer>,
+    pub(super) priority: mpsc::UnboundedReceiver<(Instant, Barrier)>,
+    pub stats: Arc<ChannelStats>,
+}
+
+/// Builds a channel of `capacity` buffers.
+pub fn channel(stats: Arc<ChannelStats>, capacity: usize, knobs: Arc<RuntimeKnobs>) -> (OutputChannel, InputChannel) {
+    let (tx, rx) = mpsc::channel::<Buffer>(capacity);
+    let (ptx, prx) = mpsc::unbounded_channel();
+    let out = OutputChannel { target: tx, priority: ptx, stats: stats.clone(), buffer: Vec::new(), buffer_started: None, closed: false, knobs };
+    (out, InputChannel { data: rx, priority: prx, stats })
 }
 
 impl OutputChannel {
@@ -135,16 +173,32 @@ impl OutputChannel {
         self.buffer.len() >= max_records
     }
 
-    /// Sends a barrier right behind whatever is buffered.
+    /// Sends a barrier (or a cancel marker) right behind whatever is buffered.
     pub async fn push_barrier(&mut self, msg: StreamMessage) {
         if self.closed {
             return;
         }
         if let StreamMessage::Barrier(b) = &msg {
-            self.stats.barriers.lock().unwrap_or_else(|e| e.into_inner()).push_back(b.checkpoint);
+            // Counted as sent once the records buffered ahead of it are.
+            let ahead = self.buffer.iter().filter(|m| m.is_record()).count() as u64;
+            let sent = self.stats.records_sent.load(Ordering::Relaxed) + ahead;
+            self.stats.lock_barriers().push_back((b.checkpoint, sent, false));
         }
         self.buffer.push(msg);
         self.flush().await;
+    }
+
+    /// Sends an unaligned barrier on the priority lane, ahead of every buffer queued (and of the
+    /// records still in this writer's buffer). Never waits: priority events need no credit.
+    pub fn push_priority(&mut self, barrier: Barrier) {
+        if self.closed {
+            return;
+        }
+        let sent = self.stats.records_sent.load(Ordering::Relaxed) + self.buffer.iter().filter(|m| m.is_record()).count() as u64;
+        let at = Instant::now() + self.delay();
+        if self.priority.send((at, barrier)).is_ok() {
+            self.stats.lock_barriers().push_back((barrier.checkpoint, sent, true));
+        }
     }
 
     /// When the buffer must go out by the buffer timeout, if it holds anything.
@@ -161,7 +215,7 @@ impl OutputChannel {
             return;
         }
         let elements = std::mem::take(&mut self.buffer);
-        let records = elements.iter().filter(|e| matches!(e, StreamMessage::Record(_))).count() as i64;
+        let records = elements.iter().filter(|e| e.is_record()).count() as i64;
         self.stats.in_flight.fetch_add(records, Ordering::Relaxed);
         self.stats.records_sent.fetch_add(records as u64, Ordering::Relaxed);
         let at = Instant::now() + self.delay();
@@ -177,8 +231,7 @@ impl OutputChannel {
         };
         if !delivered {
             self.closed = true;
-            self.stats.in_flight.store(0, Ordering::Relaxed);
-            self.stats.barriers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            self.stats.clear();
         }
     }
 }
@@ -187,6 +240,7 @@ impl OutputChannel {
 mod tests {
     use super::*;
     use crate::cluster::element::{Origin, Record};
+    use crate::cluster::gate::{GateEvent, InputGate};
 
     fn record(i: u64) -> StreamMessage {
         StreamMessage::Record(Record { key: "k".into(), value: "k".into(), origin: Origin { partition: 0, offset: i }, count: 0 })
@@ -196,9 +250,10 @@ mod tests {
     /// 300 ms, in order.
     #[tokio::test(start_paused = true)]
     async fn delay_is_latency_not_service_time() {
-        let (tx, mut rx) = mpsc::channel::<Input>(8192);
         let stats = ChannelStats::new("source[0]".into(), "counter[0]".into(), Duration::from_millis(300));
-        let (mut out, _relay) = channel(0, tx, stats.clone(), 8192, RuntimeKnobs::new(Duration::ZERO, Duration::ZERO));
+        let knobs = RuntimeKnobs::new(Duration::ZERO, Duration::ZERO);
+        let (mut out, input) = channel(stats.clone(), 8192, knobs.clone());
+        let mut gate = InputGate::new(vec![input], knobs);
         let start = Instant::now();
         for i in 0..5000 {
             if out.add(record(i), 1) {
@@ -208,8 +263,7 @@ mod tests {
         assert_eq!(stats.in_flight.load(Ordering::Relaxed), 5000);
         let mut next = 0;
         while next < 5000 {
-            let (_, elements) = rx.recv().await.unwrap();
-            stats.taken(&elements);
+            let Some(GateEvent::Buffer(_, elements)) = gate.next().await else { panic!("a buffer") };
             for e in elements {
                 let StreamMessage::Record(r) = e else { panic!("records only") };
                 assert_eq!(r.origin.offset, next, "in order");
@@ -224,9 +278,10 @@ mod tests {
     /// A full channel makes its sender wait (backpressure) instead of growing without bound.
     #[tokio::test(start_paused = true)]
     async fn a_full_channel_pushes_back() {
-        let (tx, mut rx) = mpsc::channel::<Input>(2);
         let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
-        let (mut out, _relay) = channel(0, tx, stats.clone(), 2, RuntimeKnobs::new(Duration::ZERO, Duration::ZERO));
+        let knobs = RuntimeKnobs::new(Duration::ZERO, Duration::ZERO);
+        let (mut out, input) = channel(stats.clone(), 2, knobs.clone());
+        let mut gate = InputGate::new(vec![input], knobs);
         let sender = tokio::spawn(async move {
             for i in 0..10 {
                 if out.add(record(i), 1) {
@@ -239,7 +294,8 @@ mod tests {
         assert!(stats.backpressured.load(Ordering::Relaxed));
         let mut got = 0;
         while got < 10 {
-            got += rx.recv().await.unwrap().1.len();
+            let Some(GateEvent::Buffer(_, elements)) = gate.next().await else { panic!("a buffer") };
+            got += elements.len();
         }
         sender.await.unwrap();
     }

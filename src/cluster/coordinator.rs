@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::task::{SnapshotStats, TaskId, TaskState};
+use super::task::{PersistedRecord, SnapshotStats, TaskId, TaskState};
 use crate::config::CheckpointMode;
-use crate::state::storage::{CheckpointMetadata, StagedLine};
+use crate::state::storage::{CheckpointMetadata, StagedLine, TaskChannelState};
 use crate::state::StateHandle;
 
 /// Lines of history kept for the checkpoints pane.
@@ -38,6 +38,12 @@ pub struct CheckpointStats {
     pub full_size: u64,
     pub offsets: Vec<(u32, u64)>,
     pub failure: Option<String>,
+    /// Bytes of in-flight records persisted as channel state (unaligned; Flink's "Persisted Data").
+    #[serde(default)]
+    pub persisted_size: u64,
+    /// Some task took its snapshot unaligned.
+    #[serde(default)]
+    pub unaligned: bool,
 }
 
 /// A checkpoint in flight.
@@ -48,6 +54,7 @@ pub struct PendingCheckpoint {
     pub triggered: Instant,
     pub trigger_ms: u64,
     pub acks: HashMap<TaskId, (TaskState, SnapshotStats)>,
+    pub channel_state: Vec<TaskChannelState>,
     pub expected: Vec<TaskId>,
 }
 
@@ -102,14 +109,25 @@ impl CheckpointCoordinator {
         self.next_id += 1;
         self.counts.triggered += 1;
         self.last_trigger = Some(now);
-        self.pending.insert(id, PendingCheckpoint { id, mode, triggered: now, trigger_ms: now_ms, acks: HashMap::new(), expected });
+        self.pending.insert(id, PendingCheckpoint {
+            id,
+            mode,
+            triggered: now,
+            trigger_ms: now_ms,
+            acks: HashMap::new(),
+            channel_state: Vec::new(),
+            expected,
+        });
         id
     }
 
     /// Records an acknowledgement; returns true when the checkpoint has every ack.
-    pub fn ack(&mut self, id: u64, task: TaskId, state: TaskState, stats: SnapshotStats) -> bool {
+    pub fn ack(&mut self, id: u64, task: TaskId, state: TaskState, stats: SnapshotStats, channel_state: Vec<PersistedRecord>) -> bool {
         match self.pending.get_mut(&id) {
             Some(p) => {
+                if !channel_state.is_empty() {
+                    p.channel_state.push(TaskChannelState { task, records: channel_state });
+                }
                 p.acks.insert(task, (state, stats));
                 p.acks.len() >= p.expected.len()
             }
@@ -123,9 +141,11 @@ impl CheckpointCoordinator {
         let mut offsets = Vec::new();
         let mut keyed: Vec<(usize, StateHandle)> = Vec::new();
         let mut staged_output: Vec<StagedLine> = Vec::new();
-        let (mut checkpointed, mut full, mut alignment) = (0, 0, 0);
+        let (mut checkpointed, mut full, mut alignment, mut persisted, mut unaligned) = (0, 0, 0, 0, false);
         for (task, (state, stats)) in p.acks {
             alignment = alignment.max(stats.alignment_ms);
+            persisted += stats.persisted_bytes;
+            unaligned |= stats.unaligned;
             match (task, state) {
                 (_, TaskState::Source { offsets: o }) => offsets.extend(o),
                 (TaskId::Counter(i), TaskState::Keyed { handle, checkpointed_size, full_size }) => {
@@ -146,6 +166,7 @@ impl CheckpointCoordinator {
             offsets: offsets.clone(),
             keyed: keyed.into_iter().map(|(_, h)| h).collect(),
             staged_output,
+            channel_state: p.channel_state,
         };
         let stats = CheckpointStats {
             id,
@@ -158,6 +179,8 @@ impl CheckpointCoordinator {
             full_size: full,
             offsets,
             failure: None,
+            persisted_size: persisted,
+            unaligned,
         };
         Some(Completion { metadata, stats })
     }
@@ -202,6 +225,8 @@ impl CheckpointCoordinator {
             full_size: 0,
             offsets: Vec::new(),
             failure: None,
+            persisted_size: 0,
+            unaligned: p.acks.values().any(|(_, s)| s.unaligned),
         };
         Some((self.record_failure(stats, reason, counts), handles))
     }

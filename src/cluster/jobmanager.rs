@@ -13,14 +13,16 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::channel::{channel, ChannelStats, Input};
+use super::channel::{channel, ChannelStats};
 use super::coordinator::CheckpointCoordinator;
-use super::counter::{CounterTask, KeyedTaskView};
-use super::element::{Barrier, CheckpointOptions};
+use super::counter::Counter;
+use super::element::Barrier;
+use super::gate::InputGate;
 use super::restart::{strategy_name, RestartDecision, RestartState};
-use super::sink::SinkTask;
+use super::runner::{OperatorRunner, TaskRunView};
+use super::sink::SinkOperator;
 use super::source_task::SourceTask;
-use super::task::{AttemptProgress, OutputLine, RuntimeKnobs, SinkControl, SourceControl, TaskContext, TaskId, TaskReport};
+use super::task::{AttemptProgress, OutputLine, RuntimeKnobs, TaskContext, TaskControl, TaskId, TaskReport};
 use super::view::JobStatus;
 use crate::audit::Auditor;
 use crate::config::{parse_loose_value, Config, ConfigLayers, OffsetReset, DELAYS_TABLE, SCHEMA};
@@ -69,12 +71,12 @@ struct DeployedTask {
 pub(crate) struct Deployment {
     pub attempt: u64,
     tasks: Vec<DeployedTask>,
-    relays: Vec<(usize, AbortHandle)>,
     pub running: HashSet<TaskId>,
-    source_ctl: Vec<mpsc::UnboundedSender<SourceControl>>,
-    sink_ctl: mpsc::UnboundedSender<SinkControl>,
+    /// One control channel per task (sources first, then counters, then the sink).
+    control: Vec<(TaskId, mpsc::UnboundedSender<TaskControl>)>,
     pub channels: Vec<Arc<ChannelStats>>,
-    pub keyed_views: Vec<Arc<Mutex<KeyedTaskView>>>,
+    pub keyed_views: Vec<Arc<Mutex<TaskRunView>>>,
+    pub sink_view: Arc<Mutex<TaskRunView>>,
     pub progress: Arc<AttemptProgress>,
     started: Instant,
 }
@@ -89,9 +91,6 @@ impl Deployment {
             }
             self.running.remove(&t.task);
         }
-        for (_, h) in self.relays.iter().filter(|(t, _)| *t == tm) {
-            h.abort();
-        }
         names
     }
 
@@ -101,14 +100,27 @@ impl Deployment {
                 h.abort();
             }
         }
-        for (_, h) in &self.relays {
-            h.abort();
-        }
         self.running.clear();
     }
 
     fn expected_tasks(&self) -> Vec<TaskId> {
         self.tasks.iter().map(|t| t.task).collect()
+    }
+
+    /// Sends a control message to every task (a task on a dead task manager hears nothing).
+    fn tell_all(&self, c: TaskControl) {
+        for (_, ctl) in &self.control {
+            let _ = ctl.send(c);
+        }
+    }
+
+    /// Sends a control message to the sources.
+    fn tell_sources(&self, c: TaskControl) {
+        for (task, ctl) in &self.control {
+            if matches!(task, TaskId::Source(_)) {
+                let _ = ctl.send(c);
+            }
+        }
     }
 }
 
@@ -123,7 +135,8 @@ pub(crate) struct JmSnapshot {
     pub tms: Vec<(String, bool, bool, usize, Option<Instant>)>,
     pub tasks: Vec<(TaskId, usize, bool)>,
     pub channels: Vec<Arc<ChannelStats>>,
-    pub keyed_views: Vec<Arc<Mutex<KeyedTaskView>>>,
+    pub keyed_views: Vec<Arc<Mutex<TaskRunView>>>,
+    pub sink_view: Option<Arc<Mutex<TaskRunView>>>,
     pub progress: Option<Arc<AttemptProgress>>,
     pub pending: Vec<super::view::PendingCheckpointView>,
     pub pending_triggered: Vec<Instant>,
@@ -502,8 +515,8 @@ impl JobManager {
                     self.events.publish(Event::JobRunning { attempt });
                 }
             }
-            TaskReport::Ack { checkpoint, task, state, stats, .. } => {
-                if self.coord.ack(checkpoint, task, state, stats) {
+            TaskReport::Ack { checkpoint, task, state, stats, channel_state, .. } => {
+                if self.coord.ack(checkpoint, task, state, stats, channel_state) {
                     self.complete(checkpoint);
                 }
             }
@@ -553,12 +566,10 @@ impl JobManager {
             return;
         }
         self.events.publish(Event::CheckpointTriggered { checkpoint: id, mode: mode.flink_name().into() });
-        let barrier = Barrier { checkpoint: id, options: CheckpointOptions { mode } };
+        let barrier = Barrier { checkpoint: id, options: self.cfg.checkpointing.options() };
         if let Some(d) = &self.deployment {
-            for ctl in &d.source_ctl {
-                // A source on a killed task manager cannot take it: the checkpoint will not complete.
-                let _ = ctl.send(SourceControl::TriggerCheckpoint(barrier));
-            }
+            // A source on a killed task manager cannot take it: the checkpoint will not complete.
+            d.tell_sources(TaskControl::TriggerCheckpoint(barrier));
         }
         self.schedule_next_trigger();
     }
@@ -591,7 +602,7 @@ impl JobManager {
         }
         self.events.publish(Event::CheckpointCompleted { checkpoint: id, duration_ms, bytes, offsets });
         if let Some(d) = &self.deployment {
-            let _ = d.sink_ctl.send(SinkControl::NotifyCheckpointComplete(id));
+            d.tell_all(TaskControl::NotifyCheckpointComplete(id));
         }
         let older: Vec<u64> = self.coord.pending.keys().filter(|p| **p < id).copied().collect();
         for p in older {
@@ -614,6 +625,9 @@ impl JobManager {
     }
 
     fn after_failure(&mut self, id: u64, handles: &[crate::state::StateHandle], reason: &str, counts: bool) {
+        if let Some(d) = &self.deployment {
+            d.tell_all(TaskControl::NotifyCheckpointAborted(id));
+        }
         self.storage.discard(id);
         self.shared.discard_unregistered(handles);
         self.auditor.checkpoint_discarded(id);
@@ -790,43 +804,43 @@ impl JobManager {
         };
         let alive = |tm: usize| self.tms[tm].alive;
         let mut tasks = Vec::new();
-        let mut relays = Vec::new();
         let mut channels = Vec::new();
-
-        let (sink_tx, sink_rx) = mpsc::channel::<Input>(cap);
+        let mut control = Vec::new();
+        let cost = |op: &str, i: usize| cfg.record_cost((op, i));
         let sink_tm = slots[0];
-        let mut counter_inputs = Vec::new();
+        // counter[j] -> sink[0]
         let mut counter_outputs = Vec::new();
-        let mut sink_channels = Vec::new();
+        let mut sink_inputs = Vec::new();
         for j in 0..p {
-            let (tx, rx) = mpsc::channel::<Input>(cap);
-            counter_inputs.push((tx, rx));
             let stats = ChannelStats::new(format!("counter[{j}]"), "sink[0]".into(), cfg.extra_delay(("counter", j), ("sink", 0)));
             channels.push(stats.clone());
-            sink_channels.push(stats.clone());
-            let (out, relay) = channel(j, sink_tx.clone(), stats, cap, self.knobs.clone());
-            relays.push((sink_tm, relay.abort_handle()));
+            let (out, input) = channel(stats, cap, self.knobs.clone());
             counter_outputs.push(out);
+            sink_inputs.push(input);
         }
-        drop(sink_tx);
+        // source[i] -> counter[j]: a hash shuffle, one channel per pair.
         let mut source_outputs: Vec<Vec<_>> = (0..p).map(|_| Vec::new()).collect();
-        let mut counter_channels: Vec<Vec<Arc<ChannelStats>>> = (0..p).map(|_| Vec::new()).collect();
+        let mut counter_inputs: Vec<Vec<_>> = (0..p).map(|_| Vec::new()).collect();
         for (i, outs) in source_outputs.iter_mut().enumerate() {
-            for (j, (tx, _)) in counter_inputs.iter().enumerate() {
+            for (j, ins) in counter_inputs.iter_mut().enumerate() {
                 let stats =
                     ChannelStats::new(format!("source[{i}]"), format!("counter[{j}]"), cfg.extra_delay(("source", i), ("counter", j)));
                 channels.push(stats.clone());
-                counter_channels[j].push(stats.clone());
-                let (out, relay) = channel(i, tx.clone(), stats, cap, self.knobs.clone());
-                relays.push((slots[j], relay.abort_handle()));
+                let (out, input) = channel(stats, cap, self.knobs.clone());
                 outs.push(out);
+                ins.push(input);
             }
         }
+        let replay = |task: TaskId| -> Vec<super::task::PersistedRecord> {
+            restore
+                .and_then(|m| m.channel_state.iter().find(|c| c.task == task))
+                .map(|c| c.records.clone())
+                .unwrap_or_default()
+        };
         // Sources.
-        let mut source_ctl = Vec::new();
         for (i, outputs) in source_outputs.into_iter().enumerate() {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-            source_ctl.push(ctl_tx);
+            control.push((TaskId::Source(i), ctl_tx));
             let assigned: Vec<(u32, u64)> =
                 (0..self.topic.partitions()).filter(|part| *part as usize % p == i).map(|part| (part, positions[part as usize])).collect();
             let reader = self.topic.clone().reader(&assigned);
@@ -845,58 +859,57 @@ impl JobManager {
         }
         // Counters.
         let mut keyed_views = Vec::new();
-        for (j, ((_, rx), output)) in counter_inputs.into_iter().zip(counter_outputs).enumerate() {
+        for (j, (inputs, output)) in counter_inputs.into_iter().zip(counter_outputs).enumerate() {
             let tm_name = &self.tms[slots[j]].name;
             let local =
                 self.tm_root.join(tm_name).join(format!("job_{}_counter_{j}_attempt_{attempt}", &self.job_id[..8.min(self.job_id.len())]));
             let backend = create_backend(cfg, local);
-            let view = Arc::new(Mutex::new(KeyedTaskView::default()));
+            let view = Arc::new(Mutex::new(TaskRunView::default()));
             keyed_views.push(view.clone());
-            let task = CounterTask {
-                ctx: ctx(TaskId::Counter(j)),
-                index: j,
-                key_groups: key_group_range(j, p),
-                input: rx,
-                channels: std::mem::take(&mut counter_channels[j]),
-                output,
-                backend,
-                restore: restore.map(|m| m.keyed.clone()),
-                restore_checkpoint: restore.map_or(0, |m| m.checkpoint),
+            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+            let id = TaskId::Counter(j);
+            control.push((id, ctl_tx));
+            let runner = OperatorRunner {
+                ctx: ctx(id),
+                op: Counter::new(j, key_group_range(j, p), backend, restore.map(|m| (m.checkpoint, m.keyed.clone()))),
+                gate: InputGate::new(inputs, self.knobs.clone()),
+                output: Some(output),
+                control: ctl_rx,
+                record_cost: cost("counter", j),
+                replay: replay(id),
                 view,
             };
-            let handle = alive(slots[j]).then(|| tokio::spawn(task.run()).abort_handle());
-            tasks.push(DeployedTask { task: TaskId::Counter(j), tm: slots[j], handle });
+            let handle = alive(slots[j]).then(|| tokio::spawn(runner.run()).abort_handle());
+            tasks.push(DeployedTask { task: id, tm: slots[j], handle });
         }
         // Sink.
-        let (sink_ctl, sink_ctl_rx) = mpsc::unbounded_channel();
-        let task = SinkTask {
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        control.push((TaskId::Sink, ctl_tx));
+        let sink_view = Arc::new(Mutex::new(TaskRunView::default()));
+        let runner = OperatorRunner {
             ctx: ctx(TaskId::Sink),
-            kind: cfg.job.sink,
-            input: sink_rx,
-            channels: sink_channels,
-            control: sink_ctl_rx,
-            recommit: restore
-                .filter(|_| cfg.job.sink == crate::config::SinkKind::Transactional)
-                .map(|m| (m.checkpoint, m.staged_output.clone())),
-            committed: self.committed.clone(),
+            op: SinkOperator {
+                sink: crate::connectors::sink::create(cfg.job.sink),
+                recover: restore.map(|m| m.staged_output.clone()),
+                committed: self.committed.clone(),
+            },
+            gate: InputGate::new(sink_inputs, self.knobs.clone()),
+            output: None,
+            control: ctl_rx,
+            record_cost: cost("sink", 0),
+            replay: replay(TaskId::Sink),
+            view: sink_view.clone(),
         };
-        let handle = alive(sink_tm).then(|| tokio::spawn(task.run()).abort_handle());
+        let handle = alive(sink_tm).then(|| tokio::spawn(runner.run()).abort_handle());
         tasks.push(DeployedTask { task: TaskId::Sink, tm: sink_tm, handle });
-        // Relays of channels into tasks on a dead task manager die with them.
-        for (tm, h) in &relays {
-            if !alive(*tm) {
-                h.abort();
-            }
-        }
         Ok(Deployment {
             attempt,
             tasks,
-            relays,
             running: HashSet::new(),
-            source_ctl,
-            sink_ctl,
+            control,
             channels,
             keyed_views,
+            sink_view,
             progress,
             started: Instant::now(),
         })
@@ -937,6 +950,7 @@ impl JobManager {
                 .unwrap_or_default(),
             channels: d.map(|d| d.channels.clone()).unwrap_or_default(),
             keyed_views: d.map(|d| d.keyed_views.clone()).unwrap_or_default(),
+            sink_view: d.map(|d| d.sink_view.clone()),
             progress: d.map(|d| d.progress.clone()),
             pending,
             pending_triggered: self.coord.pending.values().map(|p| p.triggered).collect(),

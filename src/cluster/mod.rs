@@ -12,12 +12,16 @@ pub mod channel;
 pub mod coordinator;
 pub mod counter;
 pub mod element;
+pub mod gate;
 pub mod jobmanager;
+pub mod operator;
 pub mod restart;
+pub mod runner;
 pub mod sink;
 pub mod source_task;
 pub mod task;
 pub mod taskmanager;
+pub mod tracker;
 pub mod view;
 
 use std::collections::VecDeque;
@@ -142,6 +146,7 @@ impl Engine {
             tasks: Vec::new(),
             channels: Vec::new(),
             keyed_views: Vec::new(),
+            sink_view: None,
             progress: None,
             pending: Vec::new(),
             pending_triggered: Vec::new(),
@@ -275,6 +280,14 @@ impl Engine {
         let caught_up = Self::caught_up_locked(&s, generators, &*self.topic);
         let cfg = &s.config;
         let tm_name = |i: usize| s.tms.get(i).map(|t| t.0.clone()).unwrap_or_default();
+        let run_view = |task: &task::TaskId| -> Option<runner::TaskRunView> {
+            let v = match task {
+                task::TaskId::Counter(j) => s.keyed_views.get(*j)?,
+                task::TaskId::Sink => s.sink_view.as_ref()?,
+                task::TaskId::Source(_) => return None,
+            };
+            Some(v.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        };
         let tasks: Vec<TaskView> = s
             .tasks
             .iter()
@@ -283,10 +296,8 @@ impl Engine {
                 name: task.to_string(),
                 tm: tm_name(*tm),
                 running: *running,
-                aligning: match task {
-                    task::TaskId::Counter(j) => s.keyed_views.get(*j).and_then(|v| v.lock().unwrap_or_else(|e| e.into_inner()).aligning),
-                    _ => None,
-                },
+                aligning: run_view(task).and_then(|v| v.aligning),
+                persisting: run_view(task).and_then(|v| v.persisting),
             })
             .collect();
         let task_managers = s
@@ -313,9 +324,10 @@ impl Engine {
                 to: c.to.clone(),
                 delay_ms: c.delay.as_millis() as u64,
                 in_flight: c.in_flight.load(Ordering::Relaxed).max(0),
-                barriers: c.barriers.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect(),
+                barriers: c.barriers(),
                 blocked: c.blocked.load(Ordering::Relaxed),
-                buffered: c.buffered.load(Ordering::Relaxed).max(0),
+                // Records waiting in a channel alignment blocks.
+                buffered: if c.blocked.load(Ordering::Relaxed) { c.in_flight.load(Ordering::Relaxed).max(0) } else { 0 },
                 backpressured: c.backpressured.load(Ordering::Relaxed),
                 records_sent: c.records_sent.load(Ordering::Relaxed),
             })

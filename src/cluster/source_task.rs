@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::channel::OutputChannel;
 use super::element::{Barrier, Origin, Record, StreamMessage};
-use super::task::{SnapshotStats, SourceControl, TaskContext, TaskReport, TaskState};
+use super::task::{SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
 use crate::audit::CONSTANT_KEY;
 use crate::config::KeyBy;
 use crate::connectors::{Topic, TopicReader};
@@ -32,7 +32,7 @@ pub struct SourceTask {
     pub reader: Box<dyn TopicReader>,
     /// The topic, for its end offsets and change notifications.
     pub topic: Arc<dyn Topic>,
-    pub control: mpsc::UnboundedReceiver<SourceControl>,
+    pub control: mpsc::UnboundedReceiver<TaskControl>,
     pub outputs: Vec<OutputChannel>,
     pub key_by: KeyBy,
 }
@@ -121,25 +121,38 @@ impl SourceTask {
         }
     }
 
-    async fn on_control(&mut self, c: SourceControl) {
+    async fn on_control(&mut self, c: TaskControl) {
         match c {
-            SourceControl::TriggerCheckpoint(barrier) => self.checkpoint(barrier).await,
+            TaskControl::TriggerCheckpoint(barrier) => self.checkpoint(barrier).await,
+            // A source's state is its offsets: nothing to commit or undo.
+            TaskControl::NotifyCheckpointComplete(_) | TaskControl::NotifyCheckpointAborted(_) => {}
         }
     }
 
     async fn checkpoint(&mut self, barrier: Barrier) {
         let ctx = &self.ctx;
-        for o in &mut self.outputs {
-            o.flush().await;
+        let unaligned = barrier.options.overtakes();
+        if unaligned {
+            // The barrier goes ahead of everything queued: the records it overtakes are
+            // persisted downstream as channel state.
+            for o in &mut self.outputs {
+                o.push_priority(barrier);
+            }
+        } else {
+            for o in &mut self.outputs {
+                o.flush().await;
+            }
         }
         ctx.report(TaskReport::Ack {
             attempt: ctx.attempt,
             checkpoint: barrier.checkpoint,
             task: ctx.task,
             state: TaskState::Source { offsets: self.positions.clone() },
-            stats: SnapshotStats::default(),
+            stats: SnapshotStats { unaligned, ..SnapshotStats::default() },
+            channel_state: Vec::new(),
         });
         ctx.events.publish(Event::BarrierInjected { checkpoint: barrier.checkpoint, source: self.index });
+        // In order too: where the overtaken records end (unaligned), or the barrier itself.
         for o in &mut self.outputs {
             o.push_barrier(StreamMessage::Barrier(barrier)).await;
         }

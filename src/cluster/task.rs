@@ -46,30 +46,46 @@ pub struct SnapshotStats {
     pub sync_ms: u64,
     pub async_ms: u64,
     pub alignment_ms: u64,
+    /// Records waiting on blocked channels when alignment ended.
     pub buffered: u64,
+    /// Unaligned: in-flight records persisted as channel state, and their bytes (Flink's
+    /// "Persisted Data").
+    #[serde(default)]
+    pub persisted_records: u64,
+    #[serde(default)]
+    pub persisted_bytes: u64,
+    /// The snapshot was taken unaligned (or switched to unaligned by the alignment timeout).
+    #[serde(default)]
+    pub unaligned: bool,
+}
+
+/// A record persisted as channel state: the input channel it came on, and the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistedRecord {
+    pub channel: usize,
+    pub record: super::element::Record,
 }
 
 /// Task -> JobManager.
 #[derive(Debug)]
 pub enum TaskReport {
     Running { attempt: u64, task: TaskId },
-    Ack { attempt: u64, checkpoint: u64, task: TaskId, state: TaskState, stats: SnapshotStats },
+    Ack { attempt: u64, checkpoint: u64, task: TaskId, state: TaskState, stats: SnapshotStats, channel_state: Vec<PersistedRecord> },
     Decline { attempt: u64, checkpoint: u64, task: TaskId, reason: String },
     Failed { attempt: u64, task: TaskId, reason: String },
     /// The task could not restore its state from the checkpoint it was deployed with.
     RestoreFailed { attempt: u64, task: TaskId, checkpoint: u64, reason: String },
 }
 
-/// JobManager -> source.
-#[derive(Debug)]
-pub enum SourceControl {
+/// JobManager -> task: one control channel per task (Arroyo's ControlMessage).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TaskControl {
+    /// Sources only: take a checkpoint and emit its barrier.
     TriggerCheckpoint(super::element::Barrier),
-}
-
-/// JobManager -> sink.
-#[derive(Debug)]
-pub enum SinkControl {
+    /// The checkpoint completed: committing sinks commit (Flink's notifyCheckpointComplete).
     NotifyCheckpointComplete(u64),
+    /// The checkpoint failed or was subsumed before completing.
+    NotifyCheckpointAborted(u64),
 }
 
 /// Knobs that take effect while the job runs.

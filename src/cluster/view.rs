@@ -48,6 +48,9 @@ pub struct TaskView {
     pub tm: String,
     pub running: bool,
     pub aligning: Option<u64>,
+    /// Unaligned: the checkpoint whose overtaken records this task is persisting.
+    #[serde(default)]
+    pub persisting: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,8 +59,11 @@ pub struct ChannelView {
     pub to: String,
     pub delay_ms: u64,
     pub in_flight: i64,
-    pub barriers: Vec<u64>,
+    /// Barriers in flight, oldest first, with the records still ahead of each (or, for an
+    /// unaligned barrier on the priority lane, how many it overtook).
+    pub barriers: Vec<crate::cluster::channel::BarrierInFlight>,
     pub blocked: bool,
+    /// Records waiting in the channel while alignment blocks it.
     pub buffered: i64,
     pub backpressured: bool,
     pub records_sent: u64,

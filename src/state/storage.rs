@@ -89,8 +89,19 @@ pub struct CheckpointMetadata {
     pub offsets: Vec<(u32, u64)>,
     /// Keyed state handles, one per counter subtask.
     pub keyed: Vec<StateHandle>,
-    /// Transactional sink output staged for this checkpoint (committed when it completes).
+    /// Transactional sink output staged up to this checkpoint and not committed when it was
+    /// taken, each line with its transaction's checkpoint (committed on completion, or on restore).
     pub staged_output: Vec<StagedLine>,
+    /// Unaligned checkpoints: the in-flight records each task persisted, replayed on restore.
+    #[serde(default)]
+    pub channel_state: Vec<TaskChannelState>,
+}
+
+/// One task's persisted in-flight records (unaligned checkpoints), in arrival order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskChannelState {
+    pub task: crate::cluster::task::TaskId,
+    pub records: Vec<crate::cluster::task::PersistedRecord>,
 }
 
 /// A sink line waiting for its checkpoint to complete.
@@ -99,6 +110,9 @@ pub struct StagedLine {
     pub value: String,
     pub count: u64,
     pub origin: Origin,
+    /// The checkpoint whose transaction holds the line (0 until it is staged).
+    #[serde(default)]
+    pub checkpoint: u64,
 }
 
 /// Where snapshots are written.

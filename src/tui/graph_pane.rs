@@ -1,6 +1,7 @@
 //! The job graph: task managers (alive / killed / lost) with the subtasks they host, then every
 //! channel between subtasks with what is in flight on it: records (•) and barriers (‖n) moving,
-//! a channel blocked by alignment with its buffered count (⏸), backpressure (⇶).
+//! in queue order (an unaligned barrier overtaking them), a channel blocked by alignment with the
+//! records waiting in it (⏸), backpressure (⇶).
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -105,23 +106,35 @@ fn short_task(name: &str) -> String {
 fn channel_line<'a>(app: &App, c: &ChannelView, long: bool, name_width: usize) -> Line<'a> {
     let t = &app.theme;
     let mut spans = vec![Span::raw(format!(" {:<name_width$} ", channel_name(c, long)))];
-    let dots = c.in_flight.min(MAX_DOTS);
-    if dots > 0 {
-        spans.push(Span::styled("•".repeat(dots as usize), t.record));
-    }
-    if c.in_flight > MAX_DOTS {
-        spans.push(Span::styled(format!("+{}", c.in_flight - MAX_DOTS), t.record));
-    }
+    // The queue in order: records ahead of each barrier, the barrier, the rest. An unaligned
+    // barrier on the priority lane is drawn first, with how many records it overtook.
+    let dots = |spans: &mut Vec<Span<'a>>, n: i64| {
+        if n > 0 {
+            spans.push(Span::styled("•".repeat(n.min(MAX_DOTS) as usize), t.record));
+        }
+        if n > MAX_DOTS {
+            spans.push(Span::styled(format!("+{}", n - MAX_DOTS), t.record));
+        }
+    };
+    let mut remaining = c.in_flight;
+    let mut drawn = 0;
     for b in &c.barriers {
-        spans.push(Span::styled(format!("‖{b}"), t.barrier));
+        if b.overtook > 0 {
+            spans.push(Span::styled(format!("‖{} overtook {}", b.checkpoint, b.overtook), t.barrier));
+            continue;
+        }
+        let ahead = (b.records_ahead as i64 - drawn).clamp(0, remaining);
+        dots(&mut spans, ahead);
+        drawn += ahead;
+        remaining -= ahead;
+        spans.push(Span::styled(format!("‖{}", b.checkpoint), t.barrier));
     }
+    dots(&mut spans, remaining);
     if c.in_flight == 0 && c.barriers.is_empty() {
         spans.push(Span::styled("·", t.dim));
     }
     if c.blocked {
-        spans.push(Span::styled(format!(" ⏸ blocked, {} buffered", c.buffered), t.warn));
-    } else if c.buffered > 0 {
-        spans.push(Span::styled(format!(" {} buffered", c.buffered), t.warn));
+        spans.push(Span::styled(format!(" ⏸ blocked, {} waiting", c.buffered), t.warn));
     }
     if c.backpressured {
         spans.push(Span::styled(" ⇶ backpressure", t.bad));

@@ -1,0 +1,80 @@
+//! Sinks, after Flink's `CommittingSinkWriter` + `Committer`: a sink writes each line, prepares
+//! the commit of what a checkpoint covers (kept in the checkpoint), commits when the checkpoint
+//! completes, and on restore commits again every transaction the restored checkpoint staged and
+//! nobody committed. Committing is idempotent: the transaction log (`committed`) outlives
+//! attempts, as an external system's would.
+//!
+//! - [`super::print_sink::PrintSink`]: writes at once (the seed's `.print()`): after a
+//!   recovery, replayed records print again even under exactly-once.
+//! - [`super::transactional_sink::TransactionalSink`]: two-phase commit, visible on completion.
+//! - [`super::discard_sink::DiscardSink`]: drops everything (benchmarks).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::cluster::task::{OutputLine, TaskContext, OUTPUT_KEEP};
+use crate::config::SinkKind;
+use crate::events::Event;
+use crate::state::storage::StagedLine;
+
+pub trait Sink: Send {
+    /// One line from upstream: made visible, or added to the open transaction.
+    fn write(&mut self, line: StagedLine, out: &SinkOutput);
+
+    /// Closes the open transaction as `checkpoint`'s and returns every transaction not committed
+    /// yet (each line tagged with its checkpoint): the sink's part of the snapshot.
+    fn prepare_commit(&mut self, checkpoint: u64) -> Vec<StagedLine>;
+
+    /// `checkpoint` completed: its transaction and every older one become visible.
+    fn commit(&mut self, checkpoint: u64, out: &SinkOutput);
+
+    /// After a restore: commit every transaction the checkpoint kept (the notify may have been
+    /// lost with the failure). Transactions already committed are skipped.
+    fn recover(&mut self, staged: Vec<StagedLine>, out: &SinkOutput);
+}
+
+/// Where a sink's lines become visible: the output pane, events, and the auditor.
+pub struct SinkOutput<'a> {
+    pub ctx: &'a TaskContext,
+    /// The newest committed transaction (outlives attempts).
+    pub committed: &'a AtomicU64,
+}
+
+impl SinkOutput<'_> {
+    /// Makes a line visible, as the seed prints it: `2017-03-17T08:21:51.249: (a,1)`.
+    pub fn emit(&self, line: &StagedLine) {
+        let ctx = self.ctx;
+        let repeat = ctx.auditor.emitted(line.origin);
+        let text = format!("{}: ({},{})", chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f"), line.value, line.count);
+        ctx.events.publish(Event::SinkEmitted { line: text.clone(), repeat, partition: line.origin.partition, offset: line.origin.offset });
+        let mut out = ctx.output.lock().unwrap_or_else(|e| e.into_inner());
+        if out.len() >= OUTPUT_KEEP {
+            out.pop_front();
+        }
+        out.push_back(OutputLine { text, repeat, partition: line.origin.partition, offset: line.origin.offset });
+    }
+
+    /// Commits one transaction unless it already was; true when it was committed now.
+    pub fn commit(&self, checkpoint: u64, lines: &[StagedLine]) -> bool {
+        if self.committed.fetch_max(checkpoint, Ordering::AcqRel) >= checkpoint {
+            return false;
+        }
+        for line in lines {
+            self.emit(line);
+        }
+        self.ctx.events.publish(Event::TransactionCommitted { checkpoint, lines: lines.len() });
+        true
+    }
+}
+
+/// The sink of a kind.
+pub fn create(kind: SinkKind) -> Box<dyn Sink> {
+    match kind {
+        SinkKind::Print => Box::new(super::print_sink::PrintSink),
+        SinkKind::Transactional => Box::new(super::transactional_sink::TransactionalSink::default()),
+        SinkKind::Discard => Box::new(super::discard_sink::DiscardSink),
+    }
+}
+
+/// The transaction log a committing sink writes to, shared by every attempt of a job.
+pub type TransactionLog = Arc<AtomicU64>;
