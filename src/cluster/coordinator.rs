@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::failure::CheckpointFailureReason;
 use super::task::{SnapshotStats, TaskId, TaskState};
 use crate::config::CheckpointMode;
 use crate::state::storage::{CheckpointMetadata, StagedLine};
@@ -85,6 +86,18 @@ pub struct CheckpointCoordinator {
     pub consecutive_failures: u64,
 }
 
+/// What an acknowledgement did.
+#[derive(Debug)]
+pub enum AckOutcome {
+    /// Recorded; other tasks have yet to acknowledge.
+    Pending,
+    /// Recorded, and it was the last one: the checkpoint can complete.
+    Complete,
+    /// No pending checkpoint takes it (expired, subsumed, failed, or a task it does not expect):
+    /// the state is nobody's and its files must go (Flink discards late and unknown acks' state).
+    Unknown(TaskState),
+}
+
 /// What completing a checkpoint produced.
 pub struct Completion {
     pub metadata: CheckpointMetadata,
@@ -106,14 +119,56 @@ impl CheckpointCoordinator {
         id
     }
 
-    /// Records an acknowledgement; returns true when the checkpoint has every ack.
-    pub fn ack(&mut self, id: u64, task: TaskId, state: TaskState, stats: SnapshotStats) -> bool {
+    /// Whether a checkpoint may be triggered now: Flink triggers only when every task of the job
+    /// is RUNNING; otherwise NOT_ALL_REQUIRED_TASKS_RUNNING, a pre-flight failure (nothing is
+    /// triggered, nothing counts as failed).
+    pub fn check_trigger(expected: &[TaskId], running: &std::collections::HashSet<TaskId>) -> Result<(), CheckpointFailureReason> {
+        let waiting_for: Vec<TaskId> = expected.iter().filter(|t| !running.contains(t)).copied().collect();
+        if waiting_for.is_empty() {
+            Ok(())
+        } else {
+            Err(CheckpointFailureReason::NotAllRequiredTasksRunning { waiting_for })
+        }
+    }
+
+    /// Checkpoints allowed in flight at once: a minimum pause between checkpoints forces one
+    /// (as Flink's CheckpointRequestDecider: the pause is measured from the end of the last one).
+    pub fn max_concurrent(configured: usize, min_pause: Duration) -> usize {
+        if min_pause.is_zero() {
+            configured
+        } else {
+            1
+        }
+    }
+
+    /// Records an acknowledgement.
+    pub fn ack(&mut self, id: u64, task: TaskId, state: TaskState, stats: SnapshotStats) -> AckOutcome {
         match self.pending.get_mut(&id) {
-            Some(p) => {
+            Some(p) if p.expected.contains(&task) && !p.acks.contains_key(&task) => {
                 p.acks.insert(task, (state, stats));
-                p.acks.len() >= p.expected.len()
+                if p.acks.len() >= p.expected.len() {
+                    AckOutcome::Complete
+                } else {
+                    AckOutcome::Pending
+                }
             }
-            None => false,
+            _ => AckOutcome::Unknown(state),
+        }
+    }
+
+    /// Whether `id` is a retained (completed) checkpoint: its files must never be discarded for a
+    /// late acknowledgement.
+    pub fn is_retained(&self, id: u64) -> bool {
+        self.retained.iter().any(|c| c.metadata.checkpoint == id)
+    }
+
+    /// After a counted failure: when the consecutive counted failures exceed `tolerable`, the
+    /// count (which starts again from zero) — the job must fail over.
+    pub fn take_intolerable(&mut self, tolerable: u64) -> Option<u64> {
+        if self.consecutive_failures > tolerable {
+            Some(std::mem::take(&mut self.consecutive_failures))
+        } else {
+            None
         }
     }
 
@@ -178,10 +233,10 @@ impl CheckpointCoordinator {
         dropped
     }
 
-    /// Fails a pending checkpoint; `counts` says whether it counts toward the tolerable failures.
-    /// Returns its statistics and the keyed state handles acknowledged so far (their files are
-    /// now nobody's).
-    pub fn fail(&mut self, id: u64, reason: &str, now: Instant, counts: bool) -> Option<(CheckpointStats, Vec<StateHandle>)> {
+    /// Fails a pending checkpoint; the reason decides whether it counts toward the tolerable
+    /// failures. Returns its statistics and the keyed state handles acknowledged so far (their
+    /// files are now nobody's).
+    pub fn fail(&mut self, id: u64, reason: &CheckpointFailureReason, now: Instant) -> Option<(CheckpointStats, Vec<StateHandle>)> {
         let p = self.pending.remove(&id)?;
         let handles = p
             .acks
@@ -203,13 +258,13 @@ impl CheckpointCoordinator {
             offsets: Vec::new(),
             failure: None,
         };
-        Some((self.record_failure(stats, reason, counts), handles))
+        Some((self.record_failure(stats, reason), handles))
     }
 
     /// Records a checkpoint that failed (also one that failed while being finalized).
-    pub fn record_failure(&mut self, mut stats: CheckpointStats, reason: &str, counts: bool) -> CheckpointStats {
+    pub fn record_failure(&mut self, mut stats: CheckpointStats, reason: &CheckpointFailureReason) -> CheckpointStats {
         self.counts.failed += 1;
-        if counts {
+        if reason.counts_toward_tolerable() {
             self.consecutive_failures += 1;
         }
         stats.status = CheckpointStatus::Failed;

@@ -12,6 +12,7 @@ pub mod channel;
 pub mod coordinator;
 pub mod counter;
 pub mod element;
+pub mod failure;
 pub mod jobmanager;
 pub mod restart;
 pub mod sink;
