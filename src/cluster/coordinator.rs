@@ -290,3 +290,119 @@ impl CheckpointCoordinator {
         self.retained.back()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::state::StateHandle;
+
+    const TASKS: [TaskId; 3] = [TaskId::Source(0), TaskId::Counter(0), TaskId::Sink];
+
+    fn keyed(size: u64) -> TaskState {
+        TaskState::Keyed { handle: StateHandle::File { path: format!("/x/{size}").into(), size }, checkpointed_size: size, full_size: size }
+    }
+
+    fn state(task: TaskId) -> TaskState {
+        match task {
+            TaskId::Source(_) => TaskState::Source { offsets: vec![(0, 7)] },
+            TaskId::Counter(_) => keyed(10),
+            TaskId::Sink => TaskState::Sink { staged: Vec::new() },
+        }
+    }
+
+    fn ack_all(c: &mut CheckpointCoordinator, id: u64) -> Vec<AckOutcome> {
+        TASKS.iter().map(|t| c.ack(id, *t, state(*t), SnapshotStats::default())).collect()
+    }
+
+    #[test]
+    fn a_checkpoint_completes_on_its_last_ack_with_offsets_and_handles() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        let outcomes = ack_all(&mut c, id);
+        assert!(matches!(outcomes[..], [AckOutcome::Pending, AckOutcome::Pending, AckOutcome::Complete]), "{outcomes:?}");
+        let done = c.complete(id, "job", now + Duration::from_millis(40)).expect("complete");
+        assert_eq!((done.metadata.offsets.clone(), done.metadata.keyed.len(), done.stats.duration_ms), (vec![(0, 7)], 1, 40));
+        assert!(c.retain(done, 1, now).is_empty());
+        assert!(c.is_retained(id) && c.pending.is_empty());
+        assert_eq!((c.counts.triggered, c.counts.completed), (1, 1));
+    }
+
+    #[test]
+    fn retaining_past_num_retained_drops_the_oldest() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let mut dropped = Vec::new();
+        for _ in 0..3 {
+            let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+            ack_all(&mut c, id);
+            let done = c.complete(id, "job", now).unwrap();
+            dropped.extend(c.retain(done, 2, now).into_iter().map(|m| m.checkpoint));
+        }
+        assert_eq!(dropped, vec![1]);
+        assert_eq!(c.retained.iter().map(|r| r.metadata.checkpoint).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(c.latest().map(|r| r.metadata.checkpoint), Some(3));
+    }
+
+    #[test]
+    fn late_duplicate_and_unexpected_acks_are_unknown_and_hand_back_their_state() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, vec![TaskId::Counter(0), TaskId::Counter(1)]);
+        assert!(matches!(c.ack(id, TaskId::Counter(0), keyed(1), SnapshotStats::default()), AckOutcome::Pending));
+        assert!(matches!(c.ack(id, TaskId::Counter(0), keyed(2), SnapshotStats::default()), AckOutcome::Unknown(_)), "duplicate");
+        assert!(matches!(c.ack(id, TaskId::Counter(5), keyed(3), SnapshotStats::default()), AckOutcome::Unknown(_)), "not expected");
+        let expired = CheckpointFailureReason::Expired { timeout: Duration::from_millis(300) };
+        let (stats, handles) = c.fail(id, &expired, now).expect("pending");
+        assert_eq!(handles.len(), 1, "the handle acknowledged before the failure is handed back for discarding");
+        assert!(stats.failure.as_deref().is_some_and(|f| f.contains("expired")));
+        match c.ack(id, TaskId::Counter(1), keyed(4), SnapshotStats::default()) {
+            AckOutcome::Unknown(TaskState::Keyed { handle, .. }) => assert_eq!(handle.size(), 4),
+            other => panic!("a late ack hands its state back: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_counted_reasons_move_toward_the_tolerable_limit_and_a_completion_resets_it() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let mut fail = |c: &mut CheckpointCoordinator, r: CheckpointFailureReason| {
+            let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+            c.fail(id, &r, now).expect("pending");
+        };
+        fail(&mut c, CheckpointFailureReason::Subsumed { by: 9 });
+        fail(&mut c, CheckpointFailureReason::TaskFailure { cause: "tm-1 died".into() });
+        fail(&mut c, CheckpointFailureReason::CoordinatorSuspend { why: "backend switch".into() });
+        assert_eq!((c.counts.failed, c.consecutive_failures), (3, 0));
+        assert_eq!(c.take_intolerable(0), None);
+        fail(&mut c, CheckpointFailureReason::Expired { timeout: Duration::from_secs(1) });
+        assert_eq!(c.take_intolerable(1), None, "one counted failure is tolerable with 1");
+        fail(&mut c, CheckpointFailureReason::FinalizeFailure { message: "no space".into() });
+        assert_eq!(c.take_intolerable(1), Some(2), "the second exceeds 1");
+        assert_eq!(c.consecutive_failures, 0, "counting starts again after the failover");
+        fail(&mut c, CheckpointFailureReason::Declined { task: TaskId::Sink, message: "x".into() });
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        ack_all(&mut c, id);
+        let done = c.complete(id, "job", now).unwrap();
+        c.retain(done, 1, now);
+        assert_eq!(c.consecutive_failures, 0, "a completed checkpoint resets the count");
+    }
+
+    #[test]
+    fn triggering_needs_every_task_running_and_min_pause_forces_one_concurrent() {
+        let running: HashSet<TaskId> = [TaskId::Source(0), TaskId::Sink].into_iter().collect();
+        match CheckpointCoordinator::check_trigger(&TASKS, &running) {
+            Err(r @ CheckpointFailureReason::NotAllRequiredTasksRunning { .. }) => {
+                assert!(r.is_pre_flight() && !r.counts_toward_tolerable());
+                assert!(r.to_string().contains("counter[0]"), "{r}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let all: HashSet<TaskId> = TASKS.into_iter().collect();
+        assert_eq!(CheckpointCoordinator::check_trigger(&TASKS, &all), Ok(()));
+        assert_eq!(CheckpointCoordinator::max_concurrent(4, Duration::ZERO), 4);
+        assert_eq!(CheckpointCoordinator::max_concurrent(4, Duration::from_millis(1)), 1);
+    }
+}
