@@ -121,9 +121,6 @@ fn replay_after_checkpoint(sink: &str) -> (ckptlab::audit::Verdict, Vec<ckptlab:
             ("job.sink", sink),
             ("heartbeat.timeout", "500ms"),
             ("restart-strategy.type", "fixed-delay"),
-            // Restarts before the heartbeat timeout go to the dead TMs' slots and fail, as in Flink:
-            // enough attempts to outlast them.
-            ("restart-strategy.fixed-delay.attempts", "100"),
             ("restart-strategy.fixed-delay.delay", "100ms"),
             ("ckptlab.hop-delay", "5ms"),
         ]);

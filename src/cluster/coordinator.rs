@@ -368,7 +368,7 @@ mod tests {
     fn only_counted_reasons_move_toward_the_tolerable_limit_and_a_completion_resets_it() {
         let mut c = CheckpointCoordinator::new();
         let now = Instant::now();
-        let mut fail = |c: &mut CheckpointCoordinator, r: CheckpointFailureReason| {
+        let fail = |c: &mut CheckpointCoordinator, r: CheckpointFailureReason| {
             let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
             c.fail(id, &r, now).expect("pending");
         };

@@ -152,7 +152,7 @@ impl std::fmt::Display for FailureCause {
                 write!(f, "TaskManager {tm} lost (heartbeat timeout {})", format_duration(*heartbeat_timeout))
             }
             Self::DeploymentFailed { tm, task } => {
-                write!(f, "deploying {task} to TaskManager {tm} failed: the task manager is not reachable (not yet declared lost)")
+                write!(f, "deploying {task} to TaskManager {tm} failed: no answer within pekko.ask.timeout (the task manager is dead, not yet declared lost)")
             }
             Self::SlotRequestTimeout { timeout, missing } => write!(
                 f,

@@ -78,8 +78,9 @@ impl TaskManagerState {
     }
 }
 
-/// How long a task submission to a dead task manager takes to fail (the connection is refused).
-const DEPLOY_RPC_FAILURE_LATENCY: Duration = Duration::from_millis(20);
+/// Flink's `pekko.ask.timeout` (10 s in Flink 2.3): an RPC to a dead task manager (a task's
+/// submission or cancellation) gets no answer and fails after this long.
+const RPC_ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct DeployedTask {
     task: TaskId,
@@ -176,6 +177,8 @@ pub(crate) struct JobManager {
     deployment: Option<Deployment>,
     /// A task of the deployment was submitted to a dead task manager: the submission fails then.
     deploy_failure: Option<(Instant, FailureCause)>,
+    /// The last attempt's progress, shown while no attempt runs (where the sources were).
+    last_progress: Option<Arc<AttemptProgress>>,
     /// Since when the job waits for slots (`slot.request.timeout` counts from here).
     waiting_since: Option<Instant>,
     coord: CheckpointCoordinator,
@@ -242,6 +245,7 @@ impl JobManager {
             restart: RestartState::default(),
             deployment: None,
             deploy_failure: None,
+            last_progress: None,
             waiting_since: None,
             coord: CheckpointCoordinator::new(),
             trigger_base: Instant::now(),
@@ -744,13 +748,29 @@ impl JobManager {
     fn failover(&mut self, cause: FailureCause) {
         let reason = cause.to_string();
         self.events.publish(Event::JobFailing { reason: reason.clone() });
+        let now = Instant::now();
+        // The restart waits until every task of the failed attempt is cancelled. A task on a dead
+        // task manager never confirms: its cancellation ends when the RPC times out, or when the
+        // JobManager declares the task manager lost, whichever comes first.
+        let cancelled_at = self
+            .deployment
+            .as_ref()
+            .map(|d| {
+                d.tasks
+                    .iter()
+                    .filter(|t| self.tms[t.tm].dead_undetected())
+                    .filter_map(|t| self.tms[t.tm].killed_at)
+                    .map(|k| (k + self.cfg.heartbeat_timeout).min(now + RPC_ASK_TIMEOUT))
+                    .fold(now, Instant::max)
+            })
+            .unwrap_or(now);
         self.cancel_attempt(cause.checkpoint_reason());
         let kind = self.cfg.restart.effective(self.cfg.checkpointing.interval.is_some());
         match self.restart.on_failure(&self.cfg.restart, kind, Instant::now()) {
             RestartDecision::RestartAfter(delay) => {
                 self.status = JobStatus::Restarting;
                 self.restarts += 1;
-                self.restart_at = Some(Instant::now() + delay);
+                self.restart_at = Some(cancelled_at + delay);
                 self.events.publish(Event::JobRestarting {
                     attempt: self.attempt + 1,
                     delay_ms: delay.as_millis() as u64,
@@ -845,11 +865,12 @@ impl JobManager {
         }
         match self.spawn(attempt, &slots[..p], &positions, restore.as_ref()) {
             Ok(d) => {
-                // A task submitted to a dead task manager: the submission fails shortly.
+                // A task submitted to a dead task manager: the submission times out.
                 self.deploy_failure = d.tasks.iter().find(|t| !self.tms[t.tm].alive).map(|t| {
                     let cause = FailureCause::DeploymentFailed { tm: self.tms[t.tm].name.clone(), task: t.task };
-                    (Instant::now() + DEPLOY_RPC_FAILURE_LATENCY, cause)
+                    (Instant::now() + RPC_ASK_TIMEOUT, cause)
                 });
+                self.last_progress = Some(d.progress.clone());
                 self.deployment = Some(d);
             }
             Err(reason) => {
@@ -1046,7 +1067,7 @@ impl JobManager {
                 .unwrap_or_default(),
             channels: d.map(|d| d.channels.clone()).unwrap_or_default(),
             keyed_views: d.map(|d| d.keyed_views.clone()).unwrap_or_default(),
-            progress: d.map(|d| d.progress.clone()),
+            progress: d.map(|d| d.progress.clone()).or_else(|| self.last_progress.clone()),
             pending,
             pending_triggered: self.coord.pending.values().map(|p| p.triggered).collect(),
             history: self.coord.history.iter().cloned().collect(),
