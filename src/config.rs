@@ -56,7 +56,8 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "execution.checkpointing.incremental", kind: Kind::Bool, runtime: false },
     OptionSpec { key: "execution.checkpointing.unaligned.enabled", kind: Kind::Bool, runtime: true },
     OptionSpec { key: "execution.checkpointing.aligned-checkpoint-timeout", kind: Kind::Duration, runtime: true },
-    OptionSpec { key: "execution.buffer-timeout", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "execution.buffer-timeout.enabled", kind: Kind::Bool, runtime: true },
+    OptionSpec { key: "execution.buffer-timeout.interval", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "state.backend.type", kind: Kind::Choice(&["hashmap", "rocksdb"]), runtime: false },
     OptionSpec {
         key: "restart-strategy.type",
@@ -69,7 +70,14 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "restart-strategy.exponential-delay.max-backoff", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "restart-strategy.exponential-delay.backoff-multiplier", kind: Kind::Float, runtime: true },
     OptionSpec { key: "restart-strategy.exponential-delay.reset-backoff-threshold", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "restart-strategy.exponential-delay.jitter-factor", kind: Kind::Float, runtime: true },
+    OptionSpec {
+        key: "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+        kind: Kind::Int { min: 1, max: i32::MAX as i64 },
+        runtime: true,
+    },
     OptionSpec { key: "heartbeat.timeout", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "slot.request.timeout", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "taskmanager.count", kind: Kind::Int { min: 1, max: MAX_TASK_MANAGERS as i64 }, runtime: false },
     OptionSpec { key: "taskmanager.number-of-task-slots", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
     OptionSpec { key: "taskmanager.tmp-dirs", kind: Kind::Text, runtime: false },
@@ -90,6 +98,26 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "ckptlab.audit", kind: Kind::Bool, runtime: false },
     OptionSpec { key: "ckptlab.generator-rate", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: true },
 ];
+
+/// Old spellings still accepted, with the key Flink 2.x reads instead (Flink's `withDeprecatedKeys`).
+pub const DEPRECATED_KEYS: &[(&str, &str)] = &[("execution.buffer-timeout", "execution.buffer-timeout.interval")];
+
+/// The key an option is stored under: the Flink 2.x name for a deprecated spelling.
+pub fn canonical_key(key: &str) -> &str {
+    DEPRECATED_KEYS.iter().find(|(old, _)| *old == key).map_or(key, |(_, new)| new)
+}
+
+/// A deprecated key found in a layer: it still works, and the user is told its new name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeprecatedKey {
+    pub origin: String,
+    pub key: String,
+    pub replacement: String,
+}
+
+/// The buffer timeout in force when `execution.buffer-timeout.enabled = false`: buffers are
+/// flushed only when full (or when a barrier must go), never by time.
+pub const BUFFER_TIMEOUT_DISABLED: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Task managers a cluster can have, counting those started later (`tm-1` .. `tm-64`).
 pub const MAX_TASK_MANAGERS: usize = 64;
@@ -132,6 +160,7 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct ConfigLayers {
     entries: BTreeMap<String, Entry>,
+    deprecated: Vec<DeprecatedKey>,
 }
 
 impl ConfigLayers {
@@ -202,12 +231,22 @@ impl ConfigLayers {
     }
 
     fn insert(&mut self, key: String, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
+        let canonical = canonical_key(&key);
+        if canonical != key {
+            self.deprecated.push(DeprecatedKey { origin: origin.to_string(), key: key.clone(), replacement: canonical.to_string() });
+        }
+        let key = canonical.to_string();
         let known = in_pattern_table(&key) || SCHEMA.iter().any(|s| s.key == key);
         if !known {
             return Err(ConfigError::UnknownKey { origin: origin.to_string(), hint: key_hint(&key), key });
         }
         self.entries.insert(key, Entry { value, origin: origin.to_string() });
         Ok(())
+    }
+
+    /// Deprecated spellings the layers used (each still took effect under its new name).
+    pub fn deprecated_keys(&self) -> &[DeprecatedKey] {
+        &self.deprecated
     }
 
     /// The raw value of a key, if set.
@@ -242,6 +281,23 @@ impl ConfigLayers {
                 format!("allowed: a number from 1.0 to {MAX_BACKOFF_MULTIPLIER}"),
             ));
         }
+        let initial_backoff = r.duration("restart-strategy.exponential-delay.initial-backoff")?;
+        let max_backoff = r.duration("restart-strategy.exponential-delay.max-backoff")?;
+        if initial_backoff > max_backoff {
+            return Err(r.bad(
+                "restart-strategy.exponential-delay.initial-backoff",
+                "cannot be higher than restart-strategy.exponential-delay.max-backoff (as Flink)".into(),
+            ));
+        }
+        let jitter_factor = r.float("restart-strategy.exponential-delay.jitter-factor")?;
+        if !(0.0..=1.0).contains(&jitter_factor) {
+            return Err(r.bad("restart-strategy.exponential-delay.jitter-factor", "allowed: a number from 0.0 to 1.0".into()));
+        }
+        let buffer_timeout = if r.bool("execution.buffer-timeout.enabled")? {
+            r.duration("execution.buffer-timeout.interval")?
+        } else {
+            BUFFER_TIMEOUT_DISABLED
+        };
         let parallelism = r.int("job.parallelism")? as usize;
         let taskmanagers = r.int("taskmanager.count")? as usize;
         let slots_per_tm = r.int("taskmanager.number-of-task-slots")? as usize;
@@ -293,18 +349,21 @@ impl ConfigLayers {
                 unaligned,
                 aligned_timeout: r.duration("execution.checkpointing.aligned-checkpoint-timeout")?,
             },
-            buffer_timeout: r.duration("execution.buffer-timeout")?,
+            buffer_timeout,
             backend,
             restart: RestartConfig {
                 kind: restart_kind,
                 fixed_attempts: r.int("restart-strategy.fixed-delay.attempts")? as u64,
                 fixed_delay: r.duration("restart-strategy.fixed-delay.delay")?,
-                initial_backoff: r.duration("restart-strategy.exponential-delay.initial-backoff")?,
-                max_backoff: r.duration("restart-strategy.exponential-delay.max-backoff")?,
+                initial_backoff,
+                max_backoff,
                 multiplier,
                 reset_threshold: r.duration("restart-strategy.exponential-delay.reset-backoff-threshold")?,
+                jitter_factor,
+                attempts_before_reset: r.int("restart-strategy.exponential-delay.attempts-before-reset-backoff")? as u64,
             },
             heartbeat_timeout: r.duration("heartbeat.timeout")?,
+            slot_request_timeout: r.duration("slot.request.timeout")?,
             taskmanagers,
             slots_per_tm,
             tm_dir,
@@ -679,6 +738,10 @@ pub struct RestartConfig {
     pub max_backoff: Duration,
     pub multiplier: f64,
     pub reset_threshold: Duration,
+    /// A restart's backoff varies by up to this share of it, either way.
+    pub jitter_factor: f64,
+    /// Exponential-delay restarts allowed before the backoff resets; then the job fails.
+    pub attempts_before_reset: u64,
 }
 
 impl RestartConfig {
@@ -730,10 +793,14 @@ pub struct LabConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub checkpointing: CheckpointingConfig,
+    /// The flush timeout of partly filled buffers ([`BUFFER_TIMEOUT_DISABLED`] when
+    /// `execution.buffer-timeout.enabled = false`).
     pub buffer_timeout: Duration,
     pub backend: BackendKind,
     pub restart: RestartConfig,
     pub heartbeat_timeout: Duration,
+    /// How long a restart waits for slots before it fails (a failure that uses a restart attempt).
+    pub slot_request_timeout: Duration,
     pub taskmanagers: usize,
     /// Task managers' local directories live below this one (`taskmanager.tmp-dirs`).
     pub tm_dir: PathBuf,
@@ -890,6 +957,45 @@ mod tests {
             }
         }
         Config::builtin();
+    }
+
+    #[test]
+    fn the_old_buffer_timeout_key_is_an_alias_of_flink_2s_interval_with_a_note() {
+        let mut l = ConfigLayers::builtin();
+        assert!(l.deprecated_keys().is_empty(), "the shipped conf uses Flink 2's names only");
+        assert_eq!(l.build().unwrap().buffer_timeout, Duration::from_millis(100), "Flink's default interval");
+        l.merge_str("[execution]\nbuffer-timeout = \"7ms\"\n", "old.toml").unwrap();
+        assert_eq!(l.build().unwrap().buffer_timeout, Duration::from_millis(7));
+        assert_eq!(
+            l.deprecated_keys(),
+            &[DeprecatedKey {
+                origin: "old.toml".into(),
+                key: "execution.buffer-timeout".into(),
+                replacement: "execution.buffer-timeout.interval".into()
+            }]
+        );
+        // The new name, in a later layer, wins as any later layer does.
+        l.set("execution.buffer-timeout.interval=9ms", "--set").unwrap();
+        assert_eq!(l.build().unwrap().buffer_timeout, Duration::from_millis(9));
+        l.set("execution.buffer-timeout.enabled=false", "--set").unwrap();
+        assert_eq!(l.build().unwrap().buffer_timeout, BUFFER_TIMEOUT_DISABLED, "flushed only when full");
+    }
+
+    #[test]
+    fn flink_2_defaults_for_timeouts_and_the_exponential_delay_strategy() {
+        let c = Config::builtin();
+        assert_eq!(c.slot_request_timeout, Duration::from_secs(300), "slot.request.timeout: 300000 ms in Flink 2.3");
+        let r = &c.restart;
+        assert_eq!((r.initial_backoff, r.max_backoff, r.multiplier), (Duration::from_secs(1), Duration::from_secs(60), 1.5));
+        assert_eq!((r.jitter_factor, r.reset_threshold, r.attempts_before_reset), (0.1, Duration::from_secs(3600), i32::MAX as u64));
+        let mut l = ConfigLayers::builtin();
+        l.set("restart-strategy.exponential-delay.jitter-factor=1.5", "--set").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("jitter-factor") && e.contains("0.0 to 1.0"), "{e}");
+        let mut l = ConfigLayers::builtin();
+        l.set("restart-strategy.exponential-delay.initial-backoff=2min", "--set").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("initial-backoff") && e.contains("max-backoff"), "{e}");
     }
 
     #[test]

@@ -141,6 +141,18 @@ pub enum Event {
         key: String,
         reason: String,
     },
+    /// An option was set under an old spelling: it took effect under its Flink 2.x name.
+    ConfigKeyDeprecated {
+        key: String,
+        replacement: String,
+        origin: String,
+    },
+    /// A snapshot acknowledged for a checkpoint that no longer runs (expired, subsumed, failed,
+    /// or of a cancelled attempt): its files were deleted.
+    CheckpointAckDiscarded {
+        checkpoint: u64,
+        task: String,
+    },
     BackendSwitched {
         from: String,
         to: String,
@@ -212,6 +224,12 @@ impl Event {
             Event::SinkEmitted { line, repeat, .. } => format!("{line}{}", if *repeat { "  (repeat)" } else { "" }),
             Event::ConfigChanged { key, value } => format!("{key} = {value}"),
             Event::ConfigRejected { key, reason } => format!("{key} not changed: {reason}"),
+            Event::ConfigKeyDeprecated { key, replacement, origin } => {
+                format!("{origin}: `{key}` is deprecated, use `{replacement}` (it took effect as {replacement})")
+            }
+            Event::CheckpointAckDiscarded { checkpoint, task } => {
+                format!("{task}'s late snapshot for checkpoint {checkpoint} discarded (the checkpoint no longer runs)")
+            }
             Event::TopicStatus { message: Some(m) } => format!("topic: {m}"),
             Event::TopicStatus { message: None } => "topic: reachable again".into(),
             Event::BackendSwitched { from, to, note, .. } => format!("state backend {from} -> {to}: {note}"),

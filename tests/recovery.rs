@@ -1,5 +1,7 @@
-//! Failures at awkward moments: during a checkpoint, during alignment, twice in a row; and the
-//! storage failures that must fail a checkpoint (or fall back) visibly instead of crashing.
+//! Failures at awkward moments: during a checkpoint, during alignment, twice in a row; how a
+//! killed task manager is detected (its peers at once, the JobManager at the heartbeat timeout);
+//! waiting for slots; and the storage and restore failures that must fail a checkpoint or the
+//! job visibly instead of crashing or silently using other state.
 
 mod common;
 
@@ -258,8 +260,11 @@ fn jobmanager_storage_cap_fails_the_checkpoint_and_then_the_job_when_intolerable
     });
 }
 
+/// Flink retries the latest completed checkpoint through the restart strategy and never falls
+/// back to an older one or to empty state (FLINK-22502): once the strategy is exhausted the job is
+/// FAILED with the restore error as its cause. (This replaces the fallback the test used to lock in.)
 #[test]
-fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
+fn a_corrupt_latest_checkpoint_is_retried_then_fails_the_job_with_the_restore_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     common::paused(async {
@@ -268,6 +273,7 @@ fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
             ("execution.checkpointing.storage", "filesystem"),
             ("execution.checkpointing.dir", &d),
             ("execution.checkpointing.num-retained", "2"),
+            ("restart-strategy.fixed-delay.attempts", "3"),
         ]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         for v in ["a", "b", "c", "d"] {
@@ -284,19 +290,158 @@ fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
         // Stop checkpointing so `last` stays the newest, then damage it.
         engine.command(Command::Set { key: "execution.checkpointing.interval".into(), value: "off".into() });
         common::sleep_ms(50).await;
-        let chk = dir.path().join(engine.job_id()).join(format!("chk-{last}"));
+        let job = dir.path().join(engine.job_id());
+        let chk = job.join(format!("chk-{last}"));
         for f in ["counter-0", "counter-1"] {
             std::fs::write(chk.join(f), b"ckptlab-heap 1\n0000000000000000\n{garbage").unwrap();
         }
+        // A new tm-2 at once, so that every restart reaches the restore.
         engine.command(Command::KillTaskManager("tm-2".into()));
-        common::sleep_ms(1500).await;
         engine.command(Command::StartTaskManager(Some("tm-2".into())));
-        let failing = wait_for(&mut rx, |e| matches!(e, Event::JobFailing { reason } if reason.contains("restore failed"))).await;
-        let Event::JobFailing { reason } = failing else { unreachable!() };
-        assert!(reason.contains("corrupt") && reason.contains(&format!("falling back to checkpoint {}", last - 1)), "{reason}");
-        let restored = wait_for(&mut rx, |e| matches!(e, Event::StateRestored { checkpoint: Some(c), .. } if *c == last - 1)).await;
-        assert!(matches!(restored, Event::StateRestored { .. }));
-        engine.command(Command::Set { key: "execution.checkpointing.interval".into(), value: "1s".into() });
-        assert_exact(&restart_all_and_judge(engine).await);
+        let mut restored = Vec::new();
+        let mut restore_failures = 0;
+        let failed = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match rx.recv().await.expect("events").event {
+                    Event::StateRestored { checkpoint, .. } => restored.push(checkpoint),
+                    Event::JobFailing { reason } if reason.contains(&format!("could not restore checkpoint {last}")) => {
+                        restore_failures += 1
+                    }
+                    Event::JobFailed { reason } => return reason,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("the job fails");
+        assert!(
+            failed.contains(&format!("could not restore checkpoint {last}")) && failed.contains("corrupt") && failed.contains("exhausted"),
+            "FAILED with the restore error as its cause: {failed}"
+        );
+        assert_eq!(engine.status(), JobStatus::Failed);
+        assert_eq!(engine.view(false).failure.as_deref(), Some(failed.as_str()));
+        assert!(chk.join("_metadata").is_file(), "the damaged checkpoint is still there, not replaced");
+        engine.shutdown().await;
+        // The kill used one attempt; each of the other two restores the same, latest checkpoint
+        // and fails; the third restore failure finds the strategy exhausted.
+        assert_eq!(restored, vec![Some(last); 3], "always the latest, never {} nor empty state", last - 1);
+        assert_eq!(restore_failures, 3);
+    });
+}
+
+/// A kill is seen at once by the killed TM's peers (their connections break) and the job fails
+/// over without waiting; the heartbeat timeout is when the JobManager learns the TM and its slots
+/// are gone. Until then (here 25 s, Flink's default is 50 s) the restart waits for the dead
+/// task's cancellation, which ends at the RPC timeout (pekko.ask.timeout, 10 s); the restart is
+/// deployed to the dead TM's slot, that deployment times out too and uses an attempt.
+#[test]
+fn a_killed_tms_peers_fail_the_job_at_once_and_the_heartbeat_timeout_only_removes_its_slots() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "1s"), ("heartbeat.timeout", "25s")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        let restarts_before = engine.view(false).restarts;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        let mut seen = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                let e = rx.recv().await.expect("events");
+                let done = matches!(e.event, Event::JobWaitingForResources { .. });
+                seen.push(e);
+                if done {
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("the job ends up waiting for a slot");
+        let at = |pred: &dyn Fn(&Event) -> bool| seen.iter().find(|e| pred(&e.event)).map(|e| e.t_ms);
+        let killed = at(&|e| matches!(e, Event::TaskManagerKilled { tm, .. } if tm == "tm-1")).expect("killed");
+        let failing = seen
+            .iter()
+            .find_map(|e| match &e.event {
+                Event::JobFailing { reason } => Some((e.t_ms, reason.clone())),
+                _ => None,
+            })
+            .expect("the job fails over");
+        assert_eq!(failing.0, killed, "at once, not after the heartbeat timeout: {failing:?}");
+        assert!(failing.1.contains("connection to TaskManager tm-1 lost"), "{}", failing.1);
+        let lost = seen
+            .iter()
+            .find_map(|e| match &e.event {
+                Event::TaskManagerLost { tm, after_ms } if tm == "tm-1" => Some((e.t_ms, *after_ms)),
+                _ => None,
+            })
+            .expect("the JobManager declares tm-1 lost");
+        assert_eq!(lost.1, 25_000, "at heartbeat.timeout");
+        let deploy_failures: Vec<u64> = seen
+            .iter()
+            .filter(|e| matches!(&e.event, Event::JobFailing { reason } if reason.contains("deploying") && reason.contains("tm-1")))
+            .map(|e| e.t_ms)
+            .collect();
+        assert_eq!(deploy_failures, vec![killed + 20_200], "cancelled at 10 s, restarted 200 ms later, timed out 10 s after");
+        let restarts = engine.view(false).restarts;
+        assert!(restarts >= restarts_before + 1 + deploy_failures.len() as u64, "the kill and each failed deployment restart: {restarts}");
+        engine.command(Command::StartTaskManager(Some("tm-1".into())));
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.shutdown().await;
+    });
+}
+
+/// A TM started under the name of one that died is a new process: the JobManager still declares
+/// the old one lost at its heartbeat timeout, not when the new one registers.
+#[test]
+fn starting_a_tm_does_not_detect_its_dead_predecessor() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "500ms")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        stream(&engine, 1);
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        engine.command(Command::StartTaskManager(Some("tm-1".into())));
+        common::sleep_ms(300).await;
+        let v = engine.view(false);
+        let rows: Vec<_> = v.task_managers.iter().filter(|t| t.name == "tm-1").collect();
+        assert_eq!(rows.len(), 2, "the old incarnation (dead, not yet detected) and the new one: {rows:?}");
+        assert!(rows.iter().any(|t| !t.alive && t.heartbeat_timeout_in_ms.is_some_and(|ms| ms > 0 && ms <= 700)), "{rows:?}");
+        assert!(rows.iter().any(|t| t.alive));
+        let lost = match wait_for(&mut rx, |e| matches!(e, Event::TaskManagerLost { tm, .. } if tm == "tm-1")).await {
+            Event::TaskManagerLost { after_ms, .. } => after_ms,
+            _ => unreachable!(),
+        };
+        assert_eq!(lost, 1000, "detected at the heartbeat timeout, not when the new one started");
+        common::sleep_ms(10).await;
+        assert_eq!(engine.view(false).task_managers.iter().filter(|t| t.name == "tm-1").count(), 1, "the lost one is gone from the view");
+        common::until(&engine, AwaitCondition::CaughtUp, 30).await;
+        assert_exact(&engine.verdict());
+        engine.shutdown().await;
+    });
+}
+
+/// Waiting for slots ends after `slot.request.timeout` with a failure that uses a restart attempt.
+#[test]
+fn waiting_for_slots_fails_after_slot_request_timeout_and_uses_a_restart_attempt() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "1s"),
+            ("heartbeat.timeout", "100ms"),
+            ("slot.request.timeout", "2s"),
+            ("restart-strategy.fixed-delay.attempts", "2"),
+            ("restart-strategy.fixed-delay.delay", "100ms"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        wait_for(&mut rx, |e| matches!(e, Event::JobWaitingForResources { .. })).await;
+        let waiting_at = engine.view(false).time_ms;
+        let timeout = wait_for(&mut rx, |e| matches!(e, Event::JobFailing { .. })).await;
+        assert!(matches!(&timeout, Event::JobFailing { reason } if reason.contains("slot.request.timeout = 2s")), "{timeout:?}");
+        let after = engine.view(false).time_ms - waiting_at;
+        assert!((2000..2100).contains(&after), "after slot.request.timeout: {after} ms");
+        // The kill used attempt 1, this timeout attempt 2; the next one exhausts the strategy.
+        let failed = match wait_for(&mut rx, |e| matches!(e, Event::JobFailed { .. })).await {
+            Event::JobFailed { reason } => reason,
+            _ => unreachable!(),
+        };
+        assert!(failed.contains("slot.request.timeout") && failed.contains("exhausted its 2 attempt"), "{failed}");
+        engine.shutdown().await;
     });
 }

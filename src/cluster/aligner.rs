@@ -33,7 +33,7 @@ pub enum AlignerAction {
     ChannelStateComplete { checkpoint: u64 },
     /// Give the checkpoint up: forward a cancel marker downstream; `decline` tells the
     /// JobManager why (nothing to tell when an upstream cancel marker caused it).
-    Abort { checkpoint: u64, decline: Option<String> },
+    Abort { checkpoint: u64, decline: Option<super::task::DeclineReason> },
 }
 
 struct Pending {
@@ -107,7 +107,7 @@ impl Aligner {
                 let old = p.barrier.checkpoint;
                 self.pending = None;
                 out.push(AlignerAction::UnblockAll);
-                out.push(AlignerAction::Abort { checkpoint: old, decline: Some(format!("subsumed by checkpoint {id} during alignment")) });
+                out.push(AlignerAction::Abort { checkpoint: old, decline: Some(super::task::DeclineReason::Subsumed { by: id }) });
             }
         }
         let channels = self.channels;

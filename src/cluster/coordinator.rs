@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::failure::CheckpointFailureReason;
 use super::task::{PersistedRecord, SnapshotStats, TaskId, TaskState};
 use crate::config::CheckpointMode;
 use crate::state::storage::{CheckpointMetadata, StagedLine, TaskChannelState};
@@ -92,6 +93,18 @@ pub struct CheckpointCoordinator {
     pub consecutive_failures: u64,
 }
 
+/// What an acknowledgement did.
+#[derive(Debug)]
+pub enum AckOutcome {
+    /// Recorded; other tasks have yet to acknowledge.
+    Pending,
+    /// Recorded, and it was the last one: the checkpoint can complete.
+    Complete,
+    /// No pending checkpoint takes it (expired, subsumed, failed, or a task it does not expect):
+    /// the state is nobody's and its files must go (Flink discards late and unknown acks' state).
+    Unknown(TaskState),
+}
+
 /// What completing a checkpoint produced.
 pub struct Completion {
     pub metadata: CheckpointMetadata,
@@ -121,17 +134,59 @@ impl CheckpointCoordinator {
         id
     }
 
-    /// Records an acknowledgement; returns true when the checkpoint has every ack.
-    pub fn ack(&mut self, id: u64, task: TaskId, state: TaskState, stats: SnapshotStats, channel_state: Vec<PersistedRecord>) -> bool {
+    /// Whether a checkpoint may be triggered now: Flink triggers only when every task of the job
+    /// is RUNNING; otherwise NOT_ALL_REQUIRED_TASKS_RUNNING, a pre-flight failure (nothing is
+    /// triggered, nothing counts as failed).
+    pub fn check_trigger(expected: &[TaskId], running: &std::collections::HashSet<TaskId>) -> Result<(), CheckpointFailureReason> {
+        let waiting_for: Vec<TaskId> = expected.iter().filter(|t| !running.contains(t)).copied().collect();
+        if waiting_for.is_empty() {
+            Ok(())
+        } else {
+            Err(CheckpointFailureReason::NotAllRequiredTasksRunning { waiting_for })
+        }
+    }
+
+    /// Checkpoints allowed in flight at once: a minimum pause between checkpoints forces one
+    /// (as Flink's CheckpointRequestDecider: the pause is measured from the end of the last one).
+    pub fn max_concurrent(configured: usize, min_pause: Duration) -> usize {
+        if min_pause.is_zero() {
+            configured
+        } else {
+            1
+        }
+    }
+
+    /// Records an acknowledgement.
+    pub fn ack(&mut self, id: u64, task: TaskId, state: TaskState, stats: SnapshotStats, channel_state: Vec<PersistedRecord>) -> AckOutcome {
         match self.pending.get_mut(&id) {
-            Some(p) => {
+            Some(p) if p.expected.contains(&task) && !p.acks.contains_key(&task) => {
                 if !channel_state.is_empty() {
                     p.channel_state.push(TaskChannelState { task, records: channel_state });
                 }
                 p.acks.insert(task, (state, stats));
-                p.acks.len() >= p.expected.len()
+                if p.acks.len() >= p.expected.len() {
+                    AckOutcome::Complete
+                } else {
+                    AckOutcome::Pending
+                }
             }
-            None => false,
+            _ => AckOutcome::Unknown(state),
+        }
+    }
+
+    /// Whether `id` is a retained (completed) checkpoint: its files must never be discarded for a
+    /// late acknowledgement.
+    pub fn is_retained(&self, id: u64) -> bool {
+        self.retained.iter().any(|c| c.metadata.checkpoint == id)
+    }
+
+    /// After a counted failure: when the consecutive counted failures exceed `tolerable`, the
+    /// count (which starts again from zero) — the job must fail over.
+    pub fn take_intolerable(&mut self, tolerable: u64) -> Option<u64> {
+        if self.consecutive_failures > tolerable {
+            Some(std::mem::take(&mut self.consecutive_failures))
+        } else {
+            None
         }
     }
 
@@ -201,10 +256,10 @@ impl CheckpointCoordinator {
         dropped
     }
 
-    /// Fails a pending checkpoint; `counts` says whether it counts toward the tolerable failures.
-    /// Returns its statistics and the keyed state handles acknowledged so far (their files are
-    /// now nobody's).
-    pub fn fail(&mut self, id: u64, reason: &str, now: Instant, counts: bool) -> Option<(CheckpointStats, Vec<StateHandle>)> {
+    /// Fails a pending checkpoint; the reason decides whether it counts toward the tolerable
+    /// failures. Returns its statistics and the keyed state handles acknowledged so far (their
+    /// files are now nobody's).
+    pub fn fail(&mut self, id: u64, reason: &CheckpointFailureReason, now: Instant) -> Option<(CheckpointStats, Vec<StateHandle>)> {
         let p = self.pending.remove(&id)?;
         let handles = p
             .acks
@@ -228,13 +283,13 @@ impl CheckpointCoordinator {
             persisted_size: 0,
             unaligned: p.acks.values().any(|(_, s)| s.unaligned),
         };
-        Some((self.record_failure(stats, reason, counts), handles))
+        Some((self.record_failure(stats, reason), handles))
     }
 
     /// Records a checkpoint that failed (also one that failed while being finalized).
-    pub fn record_failure(&mut self, mut stats: CheckpointStats, reason: &str, counts: bool) -> CheckpointStats {
+    pub fn record_failure(&mut self, mut stats: CheckpointStats, reason: &CheckpointFailureReason) -> CheckpointStats {
         self.counts.failed += 1;
-        if counts {
+        if reason.counts_toward_tolerable() {
             self.consecutive_failures += 1;
         }
         stats.status = CheckpointStatus::Failed;
@@ -258,5 +313,121 @@ impl CheckpointCoordinator {
     /// The newest retained checkpoint.
     pub fn latest(&self) -> Option<&CompletedCheckpoint> {
         self.retained.back()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::state::StateHandle;
+
+    const TASKS: [TaskId; 3] = [TaskId::Source(0), TaskId::Counter(0), TaskId::Sink];
+
+    fn keyed(size: u64) -> TaskState {
+        TaskState::Keyed { handle: StateHandle::File { path: format!("/x/{size}").into(), size }, checkpointed_size: size, full_size: size }
+    }
+
+    fn state(task: TaskId) -> TaskState {
+        match task {
+            TaskId::Source(_) => TaskState::Source { offsets: vec![(0, 7)] },
+            TaskId::Counter(_) => keyed(10),
+            TaskId::Sink => TaskState::Sink { staged: Vec::new() },
+        }
+    }
+
+    fn ack_all(c: &mut CheckpointCoordinator, id: u64) -> Vec<AckOutcome> {
+        TASKS.iter().map(|t| c.ack(id, *t, state(*t), SnapshotStats::default(), Vec::new())).collect()
+    }
+
+    #[test]
+    fn a_checkpoint_completes_on_its_last_ack_with_offsets_and_handles() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        let outcomes = ack_all(&mut c, id);
+        assert!(matches!(outcomes[..], [AckOutcome::Pending, AckOutcome::Pending, AckOutcome::Complete]), "{outcomes:?}");
+        let done = c.complete(id, "job", now + Duration::from_millis(40)).expect("complete");
+        assert_eq!((done.metadata.offsets.clone(), done.metadata.keyed.len(), done.stats.duration_ms), (vec![(0, 7)], 1, 40));
+        assert!(c.retain(done, 1, now).is_empty());
+        assert!(c.is_retained(id) && c.pending.is_empty());
+        assert_eq!((c.counts.triggered, c.counts.completed), (1, 1));
+    }
+
+    #[test]
+    fn retaining_past_num_retained_drops_the_oldest() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let mut dropped = Vec::new();
+        for _ in 0..3 {
+            let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+            ack_all(&mut c, id);
+            let done = c.complete(id, "job", now).unwrap();
+            dropped.extend(c.retain(done, 2, now).into_iter().map(|m| m.checkpoint));
+        }
+        assert_eq!(dropped, vec![1]);
+        assert_eq!(c.retained.iter().map(|r| r.metadata.checkpoint).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(c.latest().map(|r| r.metadata.checkpoint), Some(3));
+    }
+
+    #[test]
+    fn late_duplicate_and_unexpected_acks_are_unknown_and_hand_back_their_state() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, vec![TaskId::Counter(0), TaskId::Counter(1)]);
+        assert!(matches!(c.ack(id, TaskId::Counter(0), keyed(1), SnapshotStats::default(), Vec::new()), AckOutcome::Pending));
+        assert!(matches!(c.ack(id, TaskId::Counter(0), keyed(2), SnapshotStats::default(), Vec::new()), AckOutcome::Unknown(_)), "duplicate");
+        assert!(matches!(c.ack(id, TaskId::Counter(5), keyed(3), SnapshotStats::default(), Vec::new()), AckOutcome::Unknown(_)), "not expected");
+        let expired = CheckpointFailureReason::Expired { timeout: Duration::from_millis(300) };
+        let (stats, handles) = c.fail(id, &expired, now).expect("pending");
+        assert_eq!(handles.len(), 1, "the handle acknowledged before the failure is handed back for discarding");
+        assert!(stats.failure.as_deref().is_some_and(|f| f.contains("expired")));
+        match c.ack(id, TaskId::Counter(1), keyed(4), SnapshotStats::default(), Vec::new()) {
+            AckOutcome::Unknown(TaskState::Keyed { handle, .. }) => assert_eq!(handle.size(), 4),
+            other => panic!("a late ack hands its state back: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_counted_reasons_move_toward_the_tolerable_limit_and_a_completion_resets_it() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let fail = |c: &mut CheckpointCoordinator, r: CheckpointFailureReason| {
+            let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+            c.fail(id, &r, now).expect("pending");
+        };
+        fail(&mut c, CheckpointFailureReason::Subsumed { by: 9 });
+        fail(&mut c, CheckpointFailureReason::TaskFailure { cause: "tm-1 died".into() });
+        fail(&mut c, CheckpointFailureReason::CoordinatorSuspend { why: "backend switch".into() });
+        assert_eq!((c.counts.failed, c.consecutive_failures), (3, 0));
+        assert_eq!(c.take_intolerable(0), None);
+        fail(&mut c, CheckpointFailureReason::Expired { timeout: Duration::from_secs(1) });
+        assert_eq!(c.take_intolerable(1), None, "one counted failure is tolerable with 1");
+        fail(&mut c, CheckpointFailureReason::FinalizeFailure { message: "no space".into() });
+        assert_eq!(c.take_intolerable(1), Some(2), "the second exceeds 1");
+        assert_eq!(c.consecutive_failures, 0, "counting starts again after the failover");
+        fail(&mut c, CheckpointFailureReason::Declined { task: TaskId::Sink, message: "x".into() });
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        ack_all(&mut c, id);
+        let done = c.complete(id, "job", now).unwrap();
+        c.retain(done, 1, now);
+        assert_eq!(c.consecutive_failures, 0, "a completed checkpoint resets the count");
+    }
+
+    #[test]
+    fn triggering_needs_every_task_running_and_min_pause_forces_one_concurrent() {
+        let running: HashSet<TaskId> = [TaskId::Source(0), TaskId::Sink].into_iter().collect();
+        match CheckpointCoordinator::check_trigger(&TASKS, &running) {
+            Err(r @ CheckpointFailureReason::NotAllRequiredTasksRunning { .. }) => {
+                assert!(r.is_pre_flight() && !r.counts_toward_tolerable());
+                assert!(r.to_string().contains("counter[0]"), "{r}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let all: HashSet<TaskId> = TASKS.into_iter().collect();
+        assert_eq!(CheckpointCoordinator::check_trigger(&TASKS, &all), Ok(()));
+        assert_eq!(CheckpointCoordinator::max_concurrent(4, Duration::ZERO), 4);
+        assert_eq!(CheckpointCoordinator::max_concurrent(4, Duration::from_millis(1)), 1);
     }
 }

@@ -14,20 +14,20 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::channel::{channel, ChannelStats};
-use super::coordinator::CheckpointCoordinator;
+use super::coordinator::{AckOutcome, CheckpointCoordinator};
 use super::counter::Counter;
 use super::element::Barrier;
+use super::failure::{CheckpointFailureReason, FailureCause};
 use super::gate::InputGate;
 use super::restart::{strategy_name, RestartDecision, RestartState};
 use super::runner::{OperatorRunner, TaskRunView};
 use super::sink::SinkOperator;
 use super::source_task::SourceTask;
-use super::task::{AttemptProgress, OutputLine, RuntimeKnobs, TaskContext, TaskControl, TaskId, TaskReport};
+use super::task::{AttemptProgress, DeclineReason, OutputLine, RuntimeKnobs, TaskContext, TaskControl, TaskId, TaskReport, TaskState};
 use super::view::JobStatus;
 use crate::audit::Auditor;
 use crate::config::{parse_loose_value, Config, ConfigLayers, OffsetReset, DELAYS_TABLE, SCHEMA};
 use crate::connectors::Topic;
-use crate::duration::format_duration;
 use crate::events::{Event, EventBus};
 use crate::keygroup::key_group_range;
 use crate::state::create_backend;
@@ -53,14 +53,36 @@ pub enum Command {
     SwitchBackend(String),
 }
 
+/// One task manager process. A TM started again under the name of one that died and is not yet
+/// declared lost is a new process (a new incarnation) beside the old one: the JobManager still
+/// counts the old one's slots until its heartbeat times out.
 pub(crate) struct TaskManagerState {
     pub name: String,
+    /// 1 for the first process of this name, then one more for each start.
+    pub incarnation: u32,
     pub alive: bool,
     pub killed_at: Option<Instant>,
-    /// The JobManager noticed it is gone.
+    /// The JobManager noticed it is gone (heartbeat timeout): its slots are no longer offered.
     pub lost: bool,
+    /// Lost, and a newer incarnation carries its name: no longer shown.
+    pub superseded: bool,
     pub slots: usize,
 }
+
+impl TaskManagerState {
+    fn new(name: String, incarnation: u32, slots: usize) -> Self {
+        TaskManagerState { name, incarnation, alive: true, killed_at: None, lost: false, superseded: false, slots }
+    }
+
+    /// Dead, and the JobManager does not know yet: its slots are still offered to a restart.
+    fn dead_undetected(&self) -> bool {
+        !self.alive && !self.lost && self.killed_at.is_some()
+    }
+}
+
+/// Flink's `pekko.ask.timeout` (10 s in Flink 2.3): an RPC to a dead task manager (a task's
+/// submission or cancellation) gets no answer and fails after this long.
+const RPC_ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct DeployedTask {
     task: TaskId,
@@ -78,7 +100,6 @@ pub(crate) struct Deployment {
     pub keyed_views: Vec<Arc<Mutex<TaskRunView>>>,
     pub sink_view: Arc<Mutex<TaskRunView>>,
     pub progress: Arc<AttemptProgress>,
-    started: Instant,
 }
 
 impl Deployment {
@@ -167,10 +188,15 @@ pub(crate) struct JobManager {
     restart_at: Option<Instant>,
     restart: RestartState,
     deployment: Option<Deployment>,
+    /// A task of the deployment was submitted to a dead task manager: the submission fails then.
+    deploy_failure: Option<(Instant, FailureCause)>,
+    /// The last attempt's progress, shown while no attempt runs (where the sources were).
+    last_progress: Option<Arc<AttemptProgress>>,
+    /// Since when the job waits for slots (`slot.request.timeout` counts from here).
+    waiting_since: Option<Instant>,
     coord: CheckpointCoordinator,
     trigger_base: Instant,
     next_trigger: Option<Instant>,
-    bad_checkpoints: HashSet<u64>,
     /// A checkpoint asked for while `max-concurrent-checkpoints` were running: it starts as soon as one ends.
     queued_trigger: bool,
     /// Reference counts of the shared files of retained checkpoints (incremental RocksDB).
@@ -201,7 +227,7 @@ impl JobManager {
         let storage =
             Arc::new(CheckpointStorage::new(cfg.checkpointing.storage, &cfg.checkpointing.dir, &job_id, cfg.lab.jobmanager_max_state_size));
         let tms = (1..=cfg.taskmanagers)
-            .map(|i| TaskManagerState { name: format!("tm-{i}"), alive: true, killed_at: None, lost: false, slots: cfg.slots_per_tm })
+            .map(|i| TaskManagerState::new(super::taskmanager::name(i), 1, cfg.slots_per_tm))
             .collect();
         let tm_root = cfg.tm_dir.join(format!("{TM_ROOT_PREFIX}{}", &job_id[..12.min(job_id.len())]));
         // Best effort: only RocksDB writes there, and it reports its own errors.
@@ -231,10 +257,12 @@ impl JobManager {
             restart_at: None,
             restart: RestartState::default(),
             deployment: None,
+            deploy_failure: None,
+            last_progress: None,
+            waiting_since: None,
             coord: CheckpointCoordinator::new(),
             trigger_base: Instant::now(),
             next_trigger: None,
-            bad_checkpoints: HashSet::new(),
             queued_trigger: false,
             reports_tx,
             reports_rx,
@@ -245,6 +273,13 @@ impl JobManager {
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         for tm in &self.tms {
             self.events.publish(Event::TaskManagerStarted { tm: tm.name.clone(), slots: tm.slots });
+        }
+        for d in self.layers.deprecated_keys() {
+            self.events.publish(Event::ConfigKeyDeprecated {
+                key: d.key.clone(),
+                replacement: d.replacement.clone(),
+                origin: d.origin.clone(),
+            });
         }
         self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
         self.try_deploy();
@@ -278,12 +313,14 @@ impl JobManager {
 
     fn next_deadline(&self) -> Option<Instant> {
         let mut deadlines = Vec::new();
-        for tm in &self.tms {
-            if let (false, false, Some(k)) = (tm.alive, tm.lost, tm.killed_at) {
-                deadlines.push(k + self.cfg.heartbeat_timeout);
-            }
+        for tm in self.tms.iter().filter(|t| t.dead_undetected()) {
+            deadlines.extend(tm.killed_at.map(|k| k + self.cfg.heartbeat_timeout));
         }
         deadlines.extend(self.restart_at);
+        deadlines.extend(self.deploy_failure.as_ref().map(|(at, _)| *at));
+        if self.status == JobStatus::WaitingForResources {
+            deadlines.extend(self.waiting_since.map(|w| w + self.cfg.slot_request_timeout));
+        }
         if self.status == JobStatus::Running {
             deadlines.extend(self.next_trigger);
         }
@@ -295,11 +332,21 @@ impl JobManager {
         let now = Instant::now();
         for i in 0..self.tms.len() {
             let tm = &self.tms[i];
-            if let (false, false, Some(k)) = (tm.alive, tm.lost, tm.killed_at) {
-                if k + self.cfg.heartbeat_timeout <= now {
-                    self.tm_lost(i);
-                }
+            if tm.dead_undetected() && tm.killed_at.is_some_and(|k| k + self.cfg.heartbeat_timeout <= now) {
+                self.tm_lost(i);
             }
+        }
+        if self.deploy_failure.as_ref().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, cause)) = self.deploy_failure.take() {
+                self.failover(cause);
+            }
+        }
+        if self.status == JobStatus::WaitingForResources
+            && self.waiting_since.is_some_and(|w| w + self.cfg.slot_request_timeout <= now)
+        {
+            self.waiting_since = None;
+            let cause = FailureCause::SlotRequestTimeout { timeout: self.cfg.slot_request_timeout, missing: self.missing_slots };
+            self.failover(cause);
         }
         if self.restart_at.is_some_and(|r| r <= now) {
             self.restart_at = None;
@@ -308,7 +355,7 @@ impl JobManager {
         let timeout = self.cfg.checkpointing.timeout;
         let expired: Vec<u64> = self.coord.pending.values().filter(|p| p.triggered + timeout <= now).map(|p| p.id).collect();
         for id in expired {
-            self.fail_checkpoint(id, &format!("expired before completing (timeout {})", format_duration(timeout)), true);
+            self.fail_checkpoint(id, CheckpointFailureReason::Expired { timeout });
         }
         if self.status == JobStatus::Running && self.next_trigger.is_some_and(|t| t <= now) {
             self.next_trigger = None;
@@ -337,13 +384,14 @@ impl JobManager {
         if let Err(e) = super::taskmanager::parse_name(name) {
             return self.reject("kill", e);
         }
-        let Some(i) = self.tms.iter().position(|t| t.name == name) else {
-            let known: Vec<&str> = self.tms.iter().map(|t| t.name.as_str()).collect();
+        let Some(i) = self.tms.iter().position(|t| t.name == name && t.alive) else {
+            if self.tms.iter().any(|t| t.name == name) {
+                return self.reject("kill", format!("{name} is not running"));
+            }
+            let mut known: Vec<&str> = self.tms.iter().map(|t| t.name.as_str()).collect();
+            known.dedup();
             return self.reject("kill", format!("no task manager {name}; known: {}", known.join(", ")));
         };
-        if !self.tms[i].alive {
-            return self.reject("kill", format!("{name} is not running"));
-        }
         let tm = &mut self.tms[i];
         tm.alive = false;
         tm.killed_at = Some(Instant::now());
@@ -351,7 +399,17 @@ impl JobManager {
         // The disk of a dead machine is gone: RocksDB instances are rebuilt from the checkpoint.
         // `name` passed parse_name: a plain `tm-N` below the TM root, checked again on delete.
         let _ = crate::workdir::remove_tree_under(&self.tm_root, &self.tm_root.join(name));
+        let hosted = !tasks.is_empty();
         self.events.publish(Event::TaskManagerKilled { tm: name.to_string(), tasks });
+        // Its peers' network connections to it break: a task on another, living task manager
+        // fails at once and the job fails over without waiting for the heartbeat timeout. (With
+        // no such peer, only the heartbeat timeout tells.)
+        let peer = self.deployment.as_ref().and_then(|d| {
+            d.tasks.iter().find(|t| t.tm != i && t.handle.is_some() && self.tms[t.tm].alive).map(|t| t.task)
+        });
+        if let (true, Some(task)) = (hosted, peer) {
+            self.failover(FailureCause::ConnectionLost { tm: name.to_string(), task });
+        }
     }
 
     fn start_tm(&mut self, name: Option<String>) {
@@ -359,42 +417,38 @@ impl JobManager {
             return self.reject("start", e);
         }
         let known = |s: &Self, n: &str| s.tms.iter().any(|t| t.name == n);
-        if self.tms.len() >= crate::config::MAX_TASK_MANAGERS && !name.as_deref().is_some_and(|n| known(self, n)) {
-            return self.reject("start", format!("the cluster has {} task managers, the most it can have", self.tms.len()));
-        }
-        let i = match name {
-            Some(n) => match self.tms.iter().position(|t| t.name == n) {
-                Some(i) => i,
-                None => {
-                    self.tms.push(TaskManagerState { name: n, alive: false, killed_at: None, lost: true, slots: self.cfg.slots_per_tm });
-                    self.tms.len() - 1
-                }
-            },
-            None => {
-                // The lowest free number: names stay within tm-1 .. tm-64.
-                let next = (1..).find(|n| !known(self, &super::taskmanager::name(*n))).unwrap_or(1);
-                self.tms.push(TaskManagerState {
-                    name: super::taskmanager::name(next),
-                    alive: false,
-                    killed_at: None,
-                    lost: true,
-                    slots: self.cfg.slots_per_tm,
-                });
-                self.tms.len() - 1
-            }
+        let names = {
+            let mut n: Vec<&str> = self.tms.iter().map(|t| t.name.as_str()).collect();
+            n.sort_unstable();
+            n.dedup();
+            n.len()
         };
-        if self.tms[i].alive {
-            return self.reject("start", format!("{} is already running", self.tms[i].name));
+        if names >= crate::config::MAX_TASK_MANAGERS && !name.as_deref().is_some_and(|n| known(self, n)) {
+            return self.reject("start", format!("the cluster has {names} task managers, the most it can have"));
         }
-        if !self.tms[i].lost {
-            // The new process registers before the old one timed out: its predecessor is gone.
-            self.tm_lost(i);
+        // The lowest free number: names stay within tm-1 .. tm-64.
+        let name = name.unwrap_or_else(|| {
+            super::taskmanager::name((1..).find(|n| !known(self, &super::taskmanager::name(*n))).unwrap_or(1))
+        });
+        if self.tms.iter().any(|t| t.name == name && t.alive) {
+            return self.reject("start", format!("{name} is already running"));
         }
-        let tm = &mut self.tms[i];
-        tm.alive = true;
-        tm.lost = false;
-        tm.killed_at = None;
-        self.events.publish(Event::TaskManagerStarted { tm: tm.name.clone(), slots: tm.slots });
+        let slots = self.cfg.slots_per_tm;
+        match self.tms.iter().rposition(|t| t.name == name) {
+            // Declared lost: the name's entry takes the new process.
+            Some(i) if self.tms[i].lost => {
+                let incarnation = self.tms[i].incarnation + 1;
+                self.tms[i] = TaskManagerState::new(name.clone(), incarnation, slots);
+            }
+            // Dead and not yet detected: a new process beside the old one, whose slots the
+            // JobManager still offers until the heartbeat timeout (starting it detects nothing).
+            Some(i) => {
+                let incarnation = self.tms[i].incarnation + 1;
+                self.tms.push(TaskManagerState::new(name.clone(), incarnation, slots));
+            }
+            None => self.tms.push(TaskManagerState::new(name.clone(), 1, slots)),
+        }
+        self.events.publish(Event::TaskManagerStarted { tm: name, slots });
         if self.status == JobStatus::WaitingForResources {
             self.try_deploy();
         }
@@ -408,7 +462,7 @@ impl JobManager {
         if self.cfg.checkpointing.interval.is_none() {
             return refuse(self, "checkpointing is off (set an interval or a mode first)".into());
         }
-        if self.coord.pending.len() >= self.cfg.checkpointing.max_concurrent {
+        if self.coord.pending.len() >= self.max_concurrent() {
             // As Flink's CheckpointRequestDecider: the request waits for a free place, then runs
             // at once (min-pause holds back periodic checkpoints only).
             self.queued_trigger = true;
@@ -465,14 +519,14 @@ impl JobManager {
         self.shared.set_root(self.storage.job_dir.as_ref().map(|d| d.join("shared")));
         self.layers = layers;
         self.cfg = cfg;
-        let restore = self.restorable().map(|m| m.checkpoint);
+        let restore = self.coord.latest().map(|c| c.metadata.checkpoint);
         let note = match restore {
             Some(id) => format!("the job restarts from checkpoint {id}, its state read into the new backend"),
             None => "no completed checkpoint: the job restarts from EMPTY state, sources from auto.offset.reset".into(),
         };
         self.events.publish(Event::BackendSwitched { from, to, checkpoint: restore, note });
         // A restart without a failure: cancel, drop what is pending, deploy again at once.
-        self.cancel_attempt("job restarted: state backend switched");
+        self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job restarted: state backend switched".into() });
         if matches!(self.status, JobStatus::Running | JobStatus::Restarting | JobStatus::Created) {
             self.restart_at = None;
             self.try_deploy();
@@ -505,7 +559,11 @@ impl JobManager {
             | TaskReport::RestoreFailed { attempt, .. } => *attempt,
         };
         if current != Some(attempt) {
-            return; // a report from a cancelled attempt
+            // A report from a cancelled attempt; a snapshot it acknowledged is nobody's.
+            if let TaskReport::Ack { checkpoint, task, state, .. } = r {
+                self.discard_unknown_ack(checkpoint, task, state);
+            }
+            return;
         }
         match r {
             TaskReport::Running { task, .. } => {
@@ -515,22 +573,48 @@ impl JobManager {
                     self.events.publish(Event::JobRunning { attempt });
                 }
             }
-            TaskReport::Ack { checkpoint, task, state, stats, channel_state, .. } => {
-                if self.coord.ack(checkpoint, task, state, stats, channel_state) {
-                    self.complete(checkpoint);
-                }
-            }
-            TaskReport::Decline { checkpoint, reason, .. } => self.fail_checkpoint(checkpoint, &reason, true),
-            TaskReport::RestoreFailed { task, checkpoint: id, reason, .. } => {
-                self.bad_checkpoints.insert(id);
-                let fallback = self.restorable().map(|m| m.checkpoint);
-                let note = match fallback {
-                    Some(f) => format!("{task}: {reason}; falling back to checkpoint {f}"),
-                    None => format!("{task}: {reason}; no older checkpoint retained: starting from empty state"),
+            TaskReport::Ack { checkpoint, task, state, stats, channel_state, .. } => match self.coord.ack(checkpoint, task, state, stats, channel_state) {
+                AckOutcome::Complete => self.complete(checkpoint),
+                AckOutcome::Pending => {}
+                AckOutcome::Unknown(state) => self.discard_unknown_ack(checkpoint, task, state),
+            },
+            TaskReport::Decline { checkpoint, task, reason, .. } => {
+                let reason = match reason {
+                    DeclineReason::SnapshotFailed(message) => CheckpointFailureReason::AsyncException { task, message },
+                    DeclineReason::Subsumed { .. } => CheckpointFailureReason::DeclinedSubsumed { task },
                 };
-                self.failover(note);
+                self.fail_checkpoint(checkpoint, reason)
             }
-            TaskReport::Failed { task, reason, .. } => self.failover(format!("{task} failed: {reason}")),
+            // The next attempt restores the same, latest checkpoint (Flink never falls back to an
+            // older one or to empty state: FLINK-22502); the restart strategy bounds the retries.
+            TaskReport::RestoreFailed { task, checkpoint, reason, .. } => {
+                self.failover(FailureCause::RestoreFailed { task, checkpoint, message: reason })
+            }
+            TaskReport::Failed { task, reason, .. } => self.failover(FailureCause::TaskFailed { task, message: reason }),
+        }
+    }
+
+    /// An acknowledgement no pending checkpoint takes (it expired, was subsumed or failed, or its
+    /// attempt was cancelled): its snapshot's files are deleted, as Flink discards the state of
+    /// late and unknown acks. Files a retained checkpoint references are never touched.
+    fn discard_unknown_ack(&mut self, checkpoint: u64, task: TaskId, state: TaskState) {
+        let TaskState::Keyed { handle, .. } = state else { return };
+        if !self.coord.is_retained(checkpoint) && !self.coord.pending.contains_key(&checkpoint) {
+            // The checkpoint is neither complete nor running: its whole directory is garbage.
+            self.storage.discard(checkpoint);
+        }
+        self.shared.discard_unregistered(std::slice::from_ref(&handle));
+        self.events.publish(Event::CheckpointAckDiscarded { checkpoint, task: task.to_string() });
+    }
+
+    /// Checkpoints allowed in flight at once (a min-pause forces one).
+    fn max_concurrent(&self) -> usize {
+        let configured = CheckpointCoordinator::max_concurrent(self.cfg.checkpointing.max_concurrent, self.cfg.checkpointing.min_pause);
+        // Flink does not run unaligned checkpoints concurrently: one at a time.
+        if self.cfg.checkpointing.unaligned {
+            1
+        } else {
+            configured
         }
     }
 
@@ -539,7 +623,7 @@ impl JobManager {
     fn schedule_next_trigger(&mut self) {
         self.next_trigger = None;
         let Some(interval) = self.cfg.checkpointing.interval else { return };
-        if self.status != JobStatus::Running || self.coord.pending.len() >= self.cfg.checkpointing.max_concurrent {
+        if self.status != JobStatus::Running || self.coord.pending.len() >= self.max_concurrent() {
             return;
         }
         if self.queued_trigger {
@@ -556,12 +640,19 @@ impl JobManager {
     fn trigger(&mut self) {
         let Some(d) = &self.deployment else { return };
         self.queued_trigger = false;
-        let mode = self.cfg.checkpointing.mode;
         let now = Instant::now();
+        if let Err(reason) = CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running) {
+            // Pre-flight: nothing is triggered and nothing fails; the next one comes an interval later.
+            self.trigger_base = now;
+            self.events.publish(Event::CheckpointTriggerRefused { reason: format!("{} ({})", reason, reason.flink_name()) });
+            self.schedule_next_trigger();
+            return;
+        }
+        let mode = self.cfg.checkpointing.mode;
         let id = self.coord.begin(mode, now, self.now_ms(), d.expected_tasks());
         self.trigger_base = now;
         if let Err(e) = self.storage.prepare(id) {
-            self.fail_checkpoint(id, &e.to_string(), true);
+            self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() });
             self.schedule_next_trigger();
             return;
         }
@@ -580,12 +671,13 @@ impl JobManager {
         // Finalisation (Flink's FINALIZE_CHECKPOINT_FAILURE): every shared file the snapshots
         // reuse must still be there, and `_metadata` must be written, or the checkpoint fails.
         let finalised = crate::state::storage::CheckpointStorage::check_shared_files(&completion.metadata.keyed)
-            .map_err(|e| format!("finalising: {e}"))
+            .map_err(|e| e.to_string())
             .and_then(|()| self.storage.write_metadata(&completion.metadata).map_err(|e| format!("writing _metadata: {e}")));
-        if let Err(reason) = finalised {
+        if let Err(message) = finalised {
             let handles = completion.metadata.keyed.clone();
-            self.coord.record_failure(completion.stats, &reason, true);
-            self.after_failure(id, &handles, &reason, true);
+            let reason = CheckpointFailureReason::FinalizeFailure { message };
+            self.coord.record_failure(completion.stats, &reason);
+            self.after_failure(id, &handles, reason);
             return;
         }
         // Register the new checkpoint's shared files before dropping old ones: files both use survive.
@@ -606,7 +698,7 @@ impl JobManager {
         }
         let older: Vec<u64> = self.coord.pending.keys().filter(|p| **p < id).copied().collect();
         for p in older {
-            self.fail_checkpoint(p, &format!("subsumed by checkpoint {id}"), false);
+            self.fail_checkpoint(p, CheckpointFailureReason::Subsumed { by: id });
         }
         self.schedule_next_trigger();
     }
@@ -618,13 +710,13 @@ impl JobManager {
         self.auditor.checkpoint_discarded(m.checkpoint);
     }
 
-    fn fail_checkpoint(&mut self, id: u64, reason: &str, counts: bool) {
-        if let Some((_, handles)) = self.coord.fail(id, reason, Instant::now(), counts) {
-            self.after_failure(id, &handles, reason, counts);
+    fn fail_checkpoint(&mut self, id: u64, reason: CheckpointFailureReason) {
+        if let Some((_, handles)) = self.coord.fail(id, &reason, Instant::now()) {
+            self.after_failure(id, &handles, reason);
         }
     }
 
-    fn after_failure(&mut self, id: u64, handles: &[crate::state::StateHandle], reason: &str, counts: bool) {
+    fn after_failure(&mut self, id: u64, handles: &[crate::state::StateHandle], reason: CheckpointFailureReason) {
         if let Some(d) = &self.deployment {
             d.tell_all(TaskControl::NotifyCheckpointAborted(id));
         }
@@ -632,56 +724,75 @@ impl JobManager {
         self.shared.discard_unregistered(handles);
         self.auditor.checkpoint_discarded(id);
         self.events.publish(Event::CheckpointFailed { checkpoint: id, reason: reason.to_string() });
-        if counts && self.coord.consecutive_failures > self.cfg.checkpointing.tolerable_failed && self.deployment.is_some() {
-            let n = self.coord.consecutive_failures;
-            self.coord.consecutive_failures = 0;
-            self.failover(format!(
-                "exceeded the checkpoint tolerable failure threshold ({n} failed, execution.checkpointing.tolerable-failed-checkpoints = {}): {reason}",
-                self.cfg.checkpointing.tolerable_failed
-            ));
-            return;
+        if reason.counts_toward_tolerable() && self.deployment.is_some() {
+            let tolerable = self.cfg.checkpointing.tolerable_failed;
+            if let Some(failed) = self.coord.take_intolerable(tolerable) {
+                self.failover(FailureCause::TolerableCheckpointFailuresExceeded { failed, tolerable, last: reason });
+                return;
+            }
         }
         self.schedule_next_trigger();
     }
 
     // ---- failure and recovery -------------------------------------------------------------
 
+    /// The heartbeat timeout: the JobManager learns that the task manager itself, and its slots,
+    /// are gone. Its tasks' peers usually failed the job long before (see `kill`); only a job
+    /// whose tasks all ran there, or a deployment to it, still fails over now.
     fn tm_lost(&mut self, i: usize) {
         let after_ms = self.tms[i].killed_at.map_or(0, |k| k.elapsed().as_millis() as u64);
         self.tms[i].lost = true;
         let name = self.tms[i].name.clone();
+        self.tms[i].superseded = self.tms.iter().enumerate().any(|(j, t)| j != i && t.name == name && t.incarnation > self.tms[i].incarnation);
         self.events.publish(Event::TaskManagerLost { tm: name.clone(), after_ms });
         let hosts_tasks = self.deployment.as_ref().is_some_and(|d| d.tasks.iter().any(|t| t.tm == i));
         if hosts_tasks {
-            self.failover(format!("TaskManager {name} lost (heartbeat timeout {})", format_duration(self.cfg.heartbeat_timeout)));
+            self.failover(FailureCause::TaskManagerLost { tm: name, heartbeat_timeout: self.cfg.heartbeat_timeout });
         }
     }
 
-    /// Ends the running attempt: its tasks are cancelled and its pending checkpoints fail with `why`.
-    fn cancel_attempt(&mut self, why: &str) {
+    /// Ends the running attempt: its tasks are cancelled and its pending checkpoints fail.
+    fn cancel_attempt(&mut self, reason: CheckpointFailureReason) {
         if let Some(mut d) = self.deployment.take() {
             d.abort_all();
         }
+        self.deploy_failure = None;
         let pending: Vec<u64> = self.coord.pending.keys().copied().collect();
         for id in pending {
-            self.fail_checkpoint(id, why, false);
+            self.fail_checkpoint(id, reason.clone());
         }
         self.next_trigger = None;
         if std::mem::take(&mut self.queued_trigger) {
-            self.events.publish(Event::CheckpointTriggerRefused { reason: format!("the queued checkpoint request was dropped: {why}") });
+            self.events.publish(Event::CheckpointTriggerRefused { reason: format!("the queued checkpoint request was dropped: {reason}") });
         }
     }
 
-    fn failover(&mut self, reason: String) {
+    fn failover(&mut self, cause: FailureCause) {
+        let reason = cause.to_string();
         self.events.publish(Event::JobFailing { reason: reason.clone() });
-        let ran_for = self.deployment.as_ref().map_or(Duration::ZERO, |d| d.started.elapsed());
-        self.cancel_attempt(&format!("job failover: {reason}"));
+        let now = Instant::now();
+        // The restart waits until every task of the failed attempt is cancelled. A task on a dead
+        // task manager never confirms: its cancellation ends when the RPC times out, or when the
+        // JobManager declares the task manager lost, whichever comes first.
+        let cancelled_at = self
+            .deployment
+            .as_ref()
+            .map(|d| {
+                d.tasks
+                    .iter()
+                    .filter(|t| self.tms[t.tm].dead_undetected())
+                    .filter_map(|t| self.tms[t.tm].killed_at)
+                    .map(|k| (k + self.cfg.heartbeat_timeout).min(now + RPC_ASK_TIMEOUT))
+                    .fold(now, Instant::max)
+            })
+            .unwrap_or(now);
+        self.cancel_attempt(cause.checkpoint_reason());
         let kind = self.cfg.restart.effective(self.cfg.checkpointing.interval.is_some());
-        match self.restart.on_failure(&self.cfg.restart, kind, ran_for) {
+        match self.restart.on_failure(&self.cfg.restart, kind, Instant::now()) {
             RestartDecision::RestartAfter(delay) => {
                 self.status = JobStatus::Restarting;
                 self.restarts += 1;
-                self.restart_at = Some(Instant::now() + delay);
+                self.restart_at = Some(cancelled_at + delay);
                 self.events.publish(Event::JobRestarting {
                     attempt: self.attempt + 1,
                     delay_ms: delay.as_millis() as u64,
@@ -690,6 +801,8 @@ impl JobManager {
             }
             RestartDecision::Fail(why) => {
                 self.status = JobStatus::Failed;
+                self.restart_at = None;
+                self.waiting_since = None;
                 let msg = format!("{reason}; {why}");
                 self.failure = Some(msg.clone());
                 self.events.publish(Event::JobFailed { reason: msg });
@@ -697,26 +810,34 @@ impl JobManager {
         }
     }
 
-    /// The newest retained checkpoint that is not known to be unreadable.
-    fn restorable(&self) -> Option<&crate::state::storage::CheckpointMetadata> {
-        self.coord.retained.iter().rev().map(|c| &c.metadata).find(|m| !self.bad_checkpoints.contains(&m.checkpoint))
-    }
-
     fn try_deploy(&mut self) {
         let p = self.cfg.job.parallelism;
-        let slots: Vec<usize> =
-            self.tms.iter().enumerate().filter(|(_, t)| !t.lost).flat_map(|(i, t)| std::iter::repeat_n(i, t.slots)).collect();
+        // Every slot the JobManager knows of: living task managers' first, then those of dead
+        // ones it has not yet declared lost (a deployment there fails, as in Flink).
+        let offered = |dead: bool| {
+            self.tms
+                .iter()
+                .enumerate()
+                .filter(move |(_, t)| !t.lost && t.alive != dead)
+                .flat_map(|(i, t)| std::iter::repeat_n(i, t.slots))
+        };
+        let slots: Vec<usize> = offered(false).chain(offered(true)).collect();
         if slots.len() < p {
             let missing = p - slots.len();
             if self.status != JobStatus::WaitingForResources || self.missing_slots != missing {
                 self.events.publish(Event::JobWaitingForResources { missing_slots: missing });
+            }
+            if self.status != JobStatus::WaitingForResources || self.waiting_since.is_none() {
+                self.waiting_since = Some(Instant::now());
             }
             self.status = JobStatus::WaitingForResources;
             self.missing_slots = missing;
             return;
         }
         self.missing_slots = 0;
-        let restore = self.restorable().cloned();
+        self.waiting_since = None;
+        // Always the latest completed checkpoint: a restore that failed is retried with it.
+        let restore = self.coord.latest().map(|c| c.metadata.clone());
         let partitions = self.topic.partitions();
         let mut positions: Vec<u64> = (0..partitions)
             .map(|part| match self.cfg.source.offset_reset {
@@ -765,7 +886,15 @@ impl JobManager {
             });
         }
         match self.spawn(attempt, &slots[..p], &positions, restore.as_ref()) {
-            Ok(d) => self.deployment = Some(d),
+            Ok(d) => {
+                // A task submitted to a dead task manager: the submission times out.
+                self.deploy_failure = d.tasks.iter().find(|t| !self.tms[t.tm].alive).map(|t| {
+                    let cause = FailureCause::DeploymentFailed { tm: self.tms[t.tm].name.clone(), task: t.task };
+                    (Instant::now() + RPC_ASK_TIMEOUT, cause)
+                });
+                self.last_progress = Some(d.progress.clone());
+                self.deployment = Some(d);
+            }
             Err(reason) => {
                 self.status = JobStatus::Failed;
                 self.failure = Some(reason.clone());
@@ -911,7 +1040,6 @@ impl JobManager {
             keyed_views,
             sink_view,
             progress,
-            started: Instant::now(),
         })
     }
 
@@ -919,6 +1047,16 @@ impl JobManager {
 
     fn publish(&self) {
         let d = self.deployment.as_ref();
+        // Lost incarnations that a newer one replaced are not shown; a task placed on one is
+        // shown on the row of its name.
+        let visible: Vec<usize> = (0..self.tms.len()).filter(|&i| !self.tms[i].superseded).collect();
+        let shown_at = |tm: usize| {
+            visible
+                .iter()
+                .position(|&v| v == tm)
+                .or_else(|| visible.iter().rposition(|&v| self.tms[v].name == self.tms[tm].name))
+                .unwrap_or(0)
+        };
         let now = Instant::now();
         let pending = self
             .coord
@@ -944,14 +1082,14 @@ impl JobManager {
             failure: self.failure.clone(),
             missing_slots: self.missing_slots,
             restart_at: self.restart_at,
-            tms: self.tms.iter().map(|t| (t.name.clone(), t.alive, t.lost, t.slots, t.killed_at)).collect(),
+            tms: visible.iter().map(|&i| &self.tms[i]).map(|t| (t.name.clone(), t.alive, t.lost, t.slots, t.killed_at)).collect(),
             tasks: d
-                .map(|d| d.tasks.iter().map(|t| (t.task, t.tm, t.handle.is_some() && d.running.contains(&t.task))).collect())
+                .map(|d| d.tasks.iter().map(|t| (t.task, shown_at(t.tm), t.handle.is_some() && d.running.contains(&t.task))).collect())
                 .unwrap_or_default(),
             channels: d.map(|d| d.channels.clone()).unwrap_or_default(),
             keyed_views: d.map(|d| d.keyed_views.clone()).unwrap_or_default(),
             sink_view: d.map(|d| d.sink_view.clone()),
-            progress: d.map(|d| d.progress.clone()),
+            progress: d.map(|d| d.progress.clone()).or_else(|| self.last_progress.clone()),
             pending,
             pending_triggered: self.coord.pending.values().map(|p| p.triggered).collect(),
             history: self.coord.history.iter().cloned().collect(),

@@ -12,6 +12,7 @@ pub mod channel;
 pub mod coordinator;
 pub mod counter;
 pub mod element;
+pub mod failure;
 pub mod gate;
 pub mod jobmanager;
 pub mod operator;

@@ -24,7 +24,7 @@ use super::element::{Barrier, Record, StreamMessage};
 use super::gate::{GateEvent, InputGate};
 use super::operator::{OpenError, Operator};
 use super::source_task::sleep_until_opt;
-use super::task::{PersistedRecord, SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
+use super::task::{DeclineReason, PersistedRecord, SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
 use super::tracker::{BarrierTracker, TrackerAction};
 use crate::config::CheckpointMode;
 use crate::events::Event;
@@ -291,7 +291,7 @@ impl<O: Operator> OperatorRunner<O> {
                     }
                     let ctx = &self.ctx;
                     if let Some(reason) = decline {
-                        ctx.report(TaskReport::Decline { attempt: ctx.attempt, checkpoint, task: ctx.task, reason: format!("{}: {reason}", ctx.name()) });
+                        ctx.report(TaskReport::Decline { attempt: ctx.attempt, checkpoint, task: ctx.task, reason });
                     }
                     self.op.notify_checkpoint_aborted(&self.ctx, checkpoint);
                     if let Some(o) = &mut self.output {
@@ -358,7 +358,12 @@ impl<O: Operator> OperatorRunner<O> {
             }
             Err(e) => {
                 // Flink's CancelCheckpointMarker: downstream stops waiting for this barrier.
-                ctx.report(TaskReport::Decline { attempt: ctx.attempt, checkpoint: id, task: ctx.task, reason: format!("{}: {e}", ctx.name()) });
+                ctx.report(TaskReport::Decline {
+                    attempt: ctx.attempt,
+                    checkpoint: id,
+                    task: ctx.task,
+                    reason: DeclineReason::SnapshotFailed(format!("{}: {e}", ctx.name())),
+                });
                 StreamMessage::CancelCheckpoint(id)
             }
         };

@@ -66,12 +66,22 @@ pub struct PersistedRecord {
     pub record: super::element::Record,
 }
 
+/// Why a task declined a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeclineReason {
+    /// Its snapshot failed (a write, the storage's size limit): Flink's CHECKPOINT_ASYNC_EXCEPTION.
+    SnapshotFailed(String),
+    /// A barrier of a newer checkpoint came while it still waited for this one's:
+    /// CHECKPOINT_DECLINED_SUBSUMED (not a failure that counts).
+    Subsumed { by: u64 },
+}
+
 /// Task -> JobManager.
 #[derive(Debug)]
 pub enum TaskReport {
     Running { attempt: u64, task: TaskId },
     Ack { attempt: u64, checkpoint: u64, task: TaskId, state: TaskState, stats: SnapshotStats, channel_state: Vec<PersistedRecord> },
-    Decline { attempt: u64, checkpoint: u64, task: TaskId, reason: String },
+    Decline { attempt: u64, checkpoint: u64, task: TaskId, reason: DeclineReason },
     Failed { attempt: u64, task: TaskId, reason: String },
     /// The task could not restore its state from the checkpoint it was deployed with.
     RestoreFailed { attempt: u64, task: TaskId, checkpoint: u64, reason: String },
