@@ -119,7 +119,7 @@ fn bench_layers(base: &ConfigLayers, pairs: &[(&str, &str)]) -> Result<ConfigLay
         ("source.auto-offset-reset", "earliest"),
         // Buffers fill long before this at full speed; it only shortens the flush of the last,
         // partly filled buffers, which would otherwise add up to 2 x 100 ms to every run.
-        ("execution.buffer-timeout", "1ms"),
+        ("execution.buffer-timeout.interval", "1ms"),
     ];
     for (k, v) in fixed.iter().chain(pairs) {
         l.set_value(k, parse_loose_value(v), "bench").map_err(|e| e.to_string())?;
@@ -499,7 +499,7 @@ async fn run_source(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String>
     let mut lat = Vec::new();
     for hop in ["0ms", "200ms"] {
         for (label, kafka) in [("embedded", false), ("kafka mock cluster", true)] {
-            let layers = with_pairs(base, &[("ckptlab.hop-delay", hop), ("execution.buffer-timeout", "100ms")])?;
+            let layers = with_pairs(base, &[("ckptlab.hop-delay", hop), ("execution.buffer-timeout.interval", "100ms")])?;
             let ms = latency(layers, kafka, 50).await?;
             if !args.json {
                 println!("  latency produce -> output line, hop delay {hop:<5} {label:<20} median {ms:>7.1} ms");

@@ -151,6 +151,9 @@ pub const FIGURES: &[&str] = &[
     "restarts",
     "checkpoints_completed",
     "checkpoints_failed",
+    "last_checkpoint_ms",
+    "last_alignment_ms",
+    "last_persisted_bytes",
 ];
 /// Figures that exist per key (`expect = { key = "a", state = 3 }`).
 const KEY_FIGURES: &[&str] = &["expected", "state", "lost", "overcounted"];
@@ -510,7 +513,16 @@ fn figure(name: &str, v: &Verdict, key: Option<&str>, restarts: u64, ck: &Checkp
         "in_flight" => v.in_flight,
         "restarts" => restarts as i64,
         "checkpoints_completed" => ck.completed as i64,
-        _ => ck.failed as i64,
+        "checkpoints_failed" => ck.failed as i64,
+        // The newest completed checkpoint (-1 when none completed).
+        last => {
+            let Some(c) = ck.history.iter().rev().find(|c| c.failure.is_none()) else { return -1 };
+            match last {
+                "last_checkpoint_ms" => c.duration_ms as i64,
+                "last_alignment_ms" => c.alignment_ms as i64,
+                _ => c.persisted_size as i64,
+            }
+        }
     }
 }
 

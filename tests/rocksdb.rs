@@ -35,7 +35,7 @@ fn rocks_on(dir: &Path, incremental: bool, extra: &[(&str, &str)], bus: EventBus
         // checkpoints only when the test asks
         ("execution.checkpointing.interval", "1h"),
         ("ckptlab.hop-delay", "0ms"),
-        ("execution.buffer-timeout", "1ms"),
+        ("execution.buffer-timeout.interval", "1ms"),
         ("heartbeat.timeout", "500ms"),
         ("restart-strategy.type", "fixed-delay"),
         ("restart-strategy.fixed-delay.attempts", "100"),

@@ -41,7 +41,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// Fast channels, so a run takes well under a second.
-const FAST: &str = "[config.ckptlab]\nhop-delay = \"0ms\"\n[config.execution]\nbuffer-timeout = \"0ms\"\n";
+const FAST: &str = "[config.ckptlab]\nhop-delay = \"0ms\"\n[config.execution.buffer-timeout]\ninterval = \"0ms\"\n";
 
 fn uid() -> u32 {
     std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)

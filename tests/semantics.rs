@@ -36,6 +36,9 @@ struct Schedule {
     hop_delay_ms: u64,
     buffer_timeout_ms: u64,
     slow_channel: Option<(usize, usize, u64)>,
+    /// A slow counter subtask (`ckptlab.record-cost`): queues build up in front of it, which
+    /// aligned barriers wait behind and unaligned ones overtake.
+    slow_counter: Option<(usize, u64)>,
     max_concurrent: usize,
     earliest: bool,
     ops: Vec<Op>,
@@ -60,11 +63,12 @@ fn schedule() -> impl Strategy<Value = Schedule> {
         prop::sample::select(vec![0u64, 5, 20]),
         prop::sample::select(vec![0u64, 1, 100]),
         prop::option::of((0usize..3, 0usize..3, 1u64..300)),
+        prop::option::of((0usize..3, 1u64..15)),
         1usize..=2,
         any::<bool>(),
         prop::collection::vec(op(), 3..14),
     )
-        .prop_map(|(parallelism, partitions, interval_ms, hop_delay_ms, buffer_timeout_ms, slow, max_concurrent, earliest, ops)| {
+        .prop_map(|(parallelism, partitions, interval_ms, hop_delay_ms, buffer_timeout_ms, slow, slow_counter, max_concurrent, earliest, ops)| {
             Schedule {
                 parallelism,
                 partitions,
@@ -72,6 +76,7 @@ fn schedule() -> impl Strategy<Value = Schedule> {
                 hop_delay_ms,
                 buffer_timeout_ms,
                 slow_channel: slow.map(|(s, c, d)| (s % parallelism, c % parallelism, d)),
+                slow_counter: slow_counter.map(|(c, ms)| (c % parallelism, ms)),
                 max_concurrent,
                 earliest,
                 ops,
@@ -102,6 +107,16 @@ enum Backend {
 
 /// Runs a schedule to the end: every task manager started again, then caught up.
 fn run(mode: Option<&str>, s: &Schedule, backend: Backend) -> Outcome {
+    run_with(mode, &[], s, backend)
+}
+
+/// Exactly-once, unaligned from the start.
+const UNALIGNED: &[(&str, &str)] = &[("execution.checkpointing.unaligned.enabled", "true")];
+/// Exactly-once, aligned first and unaligned after 30 ms of alignment.
+const ALIGNED_TIMEOUT: &[(&str, &str)] =
+    &[("execution.checkpointing.unaligned.enabled", "true"), ("execution.checkpointing.aligned-checkpoint-timeout", "30ms")];
+
+fn run_with(mode: Option<&str>, extra: &[(&str, &str)], s: &Schedule, backend: Backend) -> Outcome {
     let dir = common::scratch_dir();
     let chk = dir.path().join("checkpoints").display().to_string();
     let tmp = dir.path().join("tm").display().to_string();
@@ -119,7 +134,7 @@ fn run(mode: Option<&str>, s: &Schedule, backend: Backend) -> Outcome {
             ("execution.checkpointing.interval", mode.map_or("off", |_| interval.as_str())),
             ("execution.checkpointing.mode", mode.unwrap_or("EXACTLY_ONCE")),
             ("execution.checkpointing.max-concurrent-checkpoints", &mc),
-            ("execution.buffer-timeout", &bt),
+            ("execution.buffer-timeout.interval", &bt),
             ("ckptlab.hop-delay", &hop),
             ("heartbeat.timeout", "500ms"),
             ("restart-strategy.type", "fixed-delay"),
@@ -135,6 +150,14 @@ fn run(mode: Option<&str>, s: &Schedule, backend: Backend) -> Outcome {
                 ("taskmanager.tmp-dirs", tmp.as_str()),
                 ("execution.checkpointing.incremental", if backend == Backend::RocksIncremental { "true" } else { "false" }),
             ]);
+        }
+        pairs.extend_from_slice(extra);
+        let cost_key;
+        let cost_val;
+        if let Some((counter, ms)) = s.slow_counter {
+            cost_key = format!("ckptlab.record-cost.counter[{counter}]");
+            cost_val = format!("{ms}ms");
+            pairs.push((&cost_key, &cost_val));
         }
         let slow_key;
         let slow_val;
@@ -255,6 +278,19 @@ proptest! {
         check_exactly_once(&s, &run(Some("EXACTLY_ONCE"), &s, Backend::Heap))?;
     }
 
+    /// Unaligned checkpoints: barriers overtake queued records, which are persisted and replayed
+    /// on restore; the result must be as exact as aligned.
+    #[test]
+    fn unaligned_never_loses_nor_overcounts(s in schedule()) {
+        check_exactly_once(&s, &run_with(Some("EXACTLY_ONCE"), UNALIGNED, &s, Backend::Heap))?;
+    }
+
+    /// Aligned until the alignment timeout, then unaligned for the late channels.
+    #[test]
+    fn aligned_with_timeout_never_loses_nor_overcounts(s in schedule()) {
+        check_exactly_once(&s, &run_with(Some("EXACTLY_ONCE"), ALIGNED_TIMEOUT, &s, Backend::Heap))?;
+    }
+
     #[test]
     fn at_least_once_never_loses(s in schedule()) {
         check_at_least_once(&s, &run(Some("AT_LEAST_ONCE"), &s, Backend::Heap))?;
@@ -282,6 +318,11 @@ proptest! {
     #[test]
     fn exactly_once_never_loses_nor_overcounts_with_rocksdb(s in schedule(), incremental in any::<bool>()) {
         check_exactly_once(&s, &run(Some("EXACTLY_ONCE"), &s, rocks(incremental)))?;
+    }
+
+    #[test]
+    fn unaligned_never_loses_nor_overcounts_with_rocksdb(s in schedule(), incremental in any::<bool>()) {
+        check_exactly_once(&s, &run_with(Some("EXACTLY_ONCE"), UNALIGNED, &s, rocks(incremental)))?;
     }
 
     #[test]

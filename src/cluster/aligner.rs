@@ -73,6 +73,11 @@ impl Aligner {
         }
     }
 
+    /// Whether `channel` delivered the in-order barrier of the checkpoint in progress.
+    pub fn arrived(&self, channel: usize) -> bool {
+        self.pending.as_ref().is_some_and(|p| p.arrived[channel])
+    }
+
     /// The checkpoint whose overtaken records some channel is still bringing, if any.
     pub fn persisting_any(&self) -> Option<u64> {
         self.pending.as_ref().filter(|p| p.snapshotted && p.arrived.iter().any(|a| !a)).map(|p| p.barrier.checkpoint)
@@ -98,16 +103,21 @@ impl Aligner {
         if id <= self.last {
             return; // stale: this checkpoint (or a later one) is done here
         }
-        if let Some(p) = &self.pending {
-            if p.barrier.checkpoint > id {
+        if let Some((old, snapshotted)) = self.pending.as_ref().map(|p| (p.barrier.checkpoint, p.snapshotted)) {
+            if old > id {
                 return; // older than the one in progress
             }
-            if p.barrier.checkpoint < id {
-                // A newer barrier subsumes the checkpoint in progress: it cannot complete here.
-                let old = p.barrier.checkpoint;
+            if old < id {
+                let p = Pending { snapshotted, ..self.pending.take().expect("checked") };
                 self.pending = None;
-                out.push(AlignerAction::UnblockAll);
-                out.push(AlignerAction::Abort { checkpoint: old, decline: Some(super::task::DeclineReason::Subsumed { by: id }) });
+                self.last = old;
+                if !p.snapshotted {
+                    // A newer barrier subsumes the alignment in progress: it cannot complete here.
+                    out.push(AlignerAction::UnblockAll);
+                    out.push(AlignerAction::Abort { checkpoint: old, decline: Some(super::task::DeclineReason::Subsumed { by: id }) });
+                }
+                // (Snapshotted: the old checkpoint's state is taken; only its late in-order
+                // barriers were still to come, and they are stale now.)
             }
         }
         let channels = self.channels;
@@ -119,8 +129,14 @@ impl Aligner {
         });
         let unaligned = barrier.options.alignment == Alignment::Unaligned;
         if !p.snapshotted && unaligned {
+            // The first unaligned barrier; channels blocked by this checkpoint's aligned
+            // barriers (upstream tasks that did not switch) are consumed again.
             p.snapshotted = true;
-            out.push(AlignerAction::Snapshot { barrier, alignment: Duration::ZERO, unaligned: true });
+            let alignment = p.started.elapsed();
+            out.push(AlignerAction::Snapshot { barrier, alignment, unaligned: true });
+            if p.arrived.iter().any(|a| *a) {
+                out.push(AlignerAction::UnblockAll);
+            }
         }
         if priority {
             return; // the in-order barrier marks where this channel's overtaken records end
@@ -252,6 +268,24 @@ mod tests {
         out.clear();
         a.on_barrier(1, b, false, &mut out);
         assert_eq!(kinds(&out), vec!["ack 2"]);
+    }
+
+    /// One upstream task switched to unaligned (its alignment timed out), the others sent
+    /// aligned barriers that blocked their channels: the unaligned one snapshots and unblocks them.
+    #[test]
+    fn an_unaligned_barrier_after_aligned_ones_unblocks_their_channels() {
+        let mut a = Aligner::new(3);
+        let mut out = Vec::new();
+        let aligned = barrier(1, Alignment::AlignedWithTimeout { timeout_ms: 30 });
+        a.on_barrier(1, aligned, false, &mut out);
+        a.on_barrier(2, aligned, false, &mut out);
+        out.clear();
+        a.on_barrier(0, barrier(1, Alignment::Unaligned), true, &mut out);
+        assert_eq!(kinds(&out), vec!["snapshot 1 unaligned", "unblock"]);
+        assert_eq!((a.persisting(0), a.persisting(1)), (Some(1), None));
+        out.clear();
+        a.on_barrier(0, barrier(1, Alignment::Unaligned), false, &mut out);
+        assert_eq!(kinds(&out), vec!["ack 1"]);
     }
 
     #[test]

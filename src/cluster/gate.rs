@@ -11,8 +11,10 @@ use std::task::Poll;
 
 use tokio::time::Instant;
 
+use std::collections::VecDeque;
+
 use super::channel::{Buffer, ChannelStats, InputChannel};
-use super::element::{Barrier, StreamMessage};
+use super::element::{Barrier, Record, StreamMessage};
 use super::task::RuntimeKnobs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,12 +30,74 @@ pub enum GateEvent {
 
 struct Slot {
     input: InputChannel,
-    /// A buffer taken off the queue whose wire time has not passed yet.
-    held: Option<Buffer>,
+    /// Buffers taken off the channel and not delivered yet: waiting for their wire time, or
+    /// read ahead to capture an unaligned checkpoint's in-flight records.
+    queue: VecDeque<Buffer>,
     held_priority: Option<(Instant, Barrier)>,
     blocked: bool,
     closed: bool,
     priority_closed: bool,
+    capture: Option<Capture>,
+}
+
+/// The in-flight records of a channel ahead of its in-order barrier of `checkpoint`.
+struct Capture {
+    checkpoint: u64,
+    records: Vec<Record>,
+    /// The in-order barrier (or a cancel marker) of the checkpoint was seen.
+    done: bool,
+}
+
+impl Capture {
+    fn scan(&mut self, elements: &[StreamMessage]) {
+        for e in elements {
+            if self.done {
+                return;
+            }
+            match e {
+                StreamMessage::Record(r) => self.records.push(r.clone()),
+                StreamMessage::Barrier(b) if b.checkpoint >= self.checkpoint => self.done = true,
+                StreamMessage::CancelCheckpoint(id) if *id >= self.checkpoint => self.done = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Slot {
+    /// Takes one buffer off the channel if there is one now.
+    fn pull(&mut self) -> bool {
+        if self.closed {
+            return false;
+        }
+        match self.input.data.try_recv() {
+            Ok(b) => {
+                self.take(b);
+                true
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                self.closed = true;
+                false
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => false,
+        }
+    }
+
+    fn take(&mut self, b: Buffer) {
+        if let Some(c) = self.capture.as_mut() {
+            c.scan(&b.1);
+        }
+        self.queue.push_back(b);
+    }
+
+    fn capturing(&self) -> bool {
+        self.capture.as_ref().is_some_and(|c| !c.done)
+    }
+
+    /// Whether this slot wants the next buffer off the channel now.
+    fn wants_data(&self) -> bool {
+        !self.closed && ((!self.blocked && self.queue.is_empty()) || self.capturing())
+    }
 }
 
 /// The input channels of one task.
@@ -48,7 +112,15 @@ impl InputGate {
     pub fn new(inputs: Vec<InputChannel>, knobs: Arc<RuntimeKnobs>) -> Self {
         let slots = inputs
             .into_iter()
-            .map(|input| Slot { input, held: None, held_priority: None, blocked: false, closed: false, priority_closed: false })
+            .map(|input| Slot {
+                input,
+                queue: VecDeque::new(),
+                held_priority: None,
+                blocked: false,
+                closed: false,
+                priority_closed: false,
+                capture: None,
+            })
             .collect();
         InputGate { slots, next: 0, knobs }
     }
@@ -80,6 +152,44 @@ impl InputGate {
         for s in &mut self.slots {
             s.blocked = false;
             s.input.stats.blocked.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Unaligned checkpoint `checkpoint` was just taken: the records queued on `channel` ahead of
+    /// its in-order barrier were overtaken. They are read ahead out of the channel (freeing its
+    /// credit, as Flink persists in-flight buffers without waiting for them to be processed),
+    /// copied as channel state, and still delivered and processed in order.
+    pub fn start_capture(&mut self, channel: usize, checkpoint: u64) {
+        let s = &mut self.slots[channel];
+        let mut c = Capture { checkpoint, records: Vec::new(), done: false };
+        for (_, elements) in &s.queue {
+            c.scan(elements);
+        }
+        s.capture = Some(c);
+        while s.capturing() && s.pull() {}
+    }
+
+    /// Reads ahead on every channel still capturing, as far as the channels hold buffers now.
+    pub fn pump_captures(&mut self) {
+        for s in &mut self.slots {
+            while s.capturing() && s.pull() {}
+        }
+    }
+
+    /// The records captured on `channel` since the last call, and whether its capture is done.
+    pub fn take_captured(&mut self, channel: usize) -> Option<(Vec<Record>, bool)> {
+        let c = self.slots[channel].capture.as_mut()?;
+        let out = (std::mem::take(&mut c.records), c.done);
+        if c.done {
+            self.slots[channel].capture = None;
+        }
+        Some(out)
+    }
+
+    /// Gives up every capture (the checkpoint was aborted).
+    pub fn cancel_captures(&mut self) {
+        for s in &mut self.slots {
+            s.capture = None;
         }
     }
 
@@ -126,15 +236,11 @@ impl InputGate {
             if s.blocked {
                 continue;
             }
-            if s.held.is_none() && !s.closed {
-                match s.input.data.try_recv() {
-                    Ok(b) => s.held = Some(b),
-                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => s.closed = true,
-                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
-                }
+            if s.queue.is_empty() {
+                s.pull();
             }
-            if s.held.as_ref().is_some_and(|(at, _)| *at <= now) {
-                let (_, elements) = s.held.take().expect("checked");
+            if s.queue.front().is_some_and(|(at, _)| *at <= now) {
+                let (_, elements) = s.queue.pop_front().expect("checked");
                 s.input.stats.taken(&elements);
                 self.next = (i + 1) % n;
                 return Some(GateEvent::Buffer(i, elements));
@@ -147,7 +253,7 @@ impl InputGate {
         self.slots
             .iter()
             .flat_map(|s| {
-                let data = s.held.as_ref().filter(|_| !s.blocked).map(|(at, _)| *at);
+                let data = s.queue.front().filter(|_| !s.blocked).map(|(at, _)| *at);
                 let prio = s.held_priority.as_ref().map(|(at, _)| *at);
                 [data, prio]
             })
@@ -155,7 +261,7 @@ impl InputGate {
             .min()
     }
 
-    /// Ready when something arrived on a lane that has nothing held (it is then held).
+    /// Ready when something arrived on a lane that wants it (it is then queued).
     fn poll_arrivals(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let mut arrived = false;
         for s in &mut self.slots {
@@ -169,10 +275,10 @@ impl InputGate {
                     Poll::Pending => {}
                 }
             }
-            if !s.blocked && s.held.is_none() && !s.closed {
+            if s.wants_data() {
                 match s.input.data.poll_recv(cx) {
                     Poll::Ready(Some(b)) => {
-                        s.held = Some(b);
+                        s.take(b);
                         arrived = true;
                     }
                     Poll::Ready(None) => s.closed = true,

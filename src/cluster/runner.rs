@@ -44,6 +44,10 @@ struct PendingAck {
     state: TaskState,
     stats: SnapshotStats,
     channel_state: Vec<PersistedRecord>,
+    /// Channels whose overtaken records are still being captured (unaligned): the ack waits
+    /// until each capture has read up to its channel's in-order barrier, not until those
+    /// records are processed.
+    capturing: Vec<bool>,
 }
 
 pub struct OperatorRunner<O: Operator> {
@@ -118,6 +122,7 @@ impl<O: Operator> OperatorRunner<O> {
             if let Err(Fatal(reason)) = result {
                 return self.fail(reason);
             }
+            self.collect_captures(&mut l);
         }
     }
 
@@ -208,16 +213,7 @@ impl<O: Operator> OperatorRunner<O> {
 
     async fn element(&mut self, l: &mut Loop, ch: usize, e: StreamMessage) -> Result<(), Fatal> {
         match e {
-            StreamMessage::Record(r) => {
-                if let (Some(id), Some(p)) = (l.aligner.persisting(ch), l.pending.as_mut()) {
-                    if p.checkpoint == id {
-                        p.stats.persisted_records += 1;
-                        p.stats.persisted_bytes += r.persisted_size();
-                        p.channel_state.push(PersistedRecord { channel: ch, record: r.clone() });
-                    }
-                }
-                self.process(r).await
-            }
+            StreamMessage::Record(r) => self.process(r).await,
             StreamMessage::Barrier(b) => self.on_barrier(l, ch, b, false).await,
             StreamMessage::CancelCheckpoint(id) => {
                 // Whichever handler tracks it lets it go; the other ignores it.
@@ -284,10 +280,11 @@ impl<O: Operator> OperatorRunner<O> {
                     self.set_view(l);
                 }
                 AlignerAction::Snapshot { barrier, alignment, unaligned } => self.snapshot(l, barrier, alignment, unaligned).await,
-                AlignerAction::ChannelStateComplete { checkpoint } => self.acknowledge(l, checkpoint),
+                AlignerAction::ChannelStateComplete { checkpoint } => self.barriers_complete(l, checkpoint),
                 AlignerAction::Abort { checkpoint, decline } => {
                     if l.pending.as_ref().is_some_and(|p| p.checkpoint == checkpoint) {
                         l.pending = None;
+                        self.gate.cancel_captures();
                     }
                     let ctx = &self.ctx;
                     if let Some(reason) = decline {
@@ -353,7 +350,17 @@ impl<O: Operator> OperatorRunner<O> {
                     sync_ms: stats.sync_ms,
                     async_ms: stats.async_ms,
                 });
-                l.pending = Some(PendingAck { checkpoint: id, state: snap.state, stats, channel_state: Vec::new() });
+                let mut capturing = vec![false; self.gate.len()];
+                if unaligned {
+                    // The records queued ahead of each late channel's barrier were overtaken.
+                    for (ch, c) in capturing.iter_mut().enumerate() {
+                        if !l.aligner.arrived(ch) {
+                            self.gate.start_capture(ch, id);
+                            *c = true;
+                        }
+                    }
+                }
+                l.pending = Some(PendingAck { checkpoint: id, state: snap.state, stats, channel_state: Vec::new(), capturing });
                 StreamMessage::Barrier(barrier)
             }
             Err(e) => {
@@ -368,6 +375,7 @@ impl<O: Operator> OperatorRunner<O> {
             }
         };
         self.set_view(l);
+        self.collect_captures(l);
         if let Some(o) = &mut self.output {
             if unaligned {
                 if let StreamMessage::Barrier(b) = &forward {
@@ -381,6 +389,41 @@ impl<O: Operator> OperatorRunner<O> {
             }
             o.push_barrier(forward).await;
         }
+    }
+
+    /// Moves what the gate captured into the pending snapshot's channel state; acknowledges it
+    /// once every capture is done.
+    fn collect_captures(&mut self, l: &mut Loop) {
+        let Some(p) = l.pending.as_mut() else { return };
+        if !p.capturing.iter().any(|c| *c) {
+            return;
+        }
+        self.gate.pump_captures();
+        for ch in 0..p.capturing.len() {
+            if !p.capturing[ch] {
+                continue;
+            }
+            if let Some((records, done)) = self.gate.take_captured(ch) {
+                for record in records {
+                    p.stats.persisted_records += 1;
+                    p.stats.persisted_bytes += record.persisted_size();
+                    p.channel_state.push(PersistedRecord { channel: ch, record });
+                }
+                p.capturing[ch] = !done;
+            }
+        }
+        if !p.capturing.iter().any(|c| *c) {
+            let id = p.checkpoint;
+            self.acknowledge(l, id);
+        }
+    }
+
+    /// The aligner says every in-order barrier of `checkpoint` came.
+    fn barriers_complete(&mut self, l: &mut Loop, checkpoint: u64) {
+        if l.pending.as_ref().is_some_and(|p| p.checkpoint == checkpoint && p.capturing.iter().any(|c| *c)) {
+            return self.collect_captures(l);
+        }
+        self.acknowledge(l, checkpoint);
     }
 
     fn acknowledge(&mut self, l: &mut Loop, checkpoint: u64) {
