@@ -86,6 +86,7 @@ fn running_view() -> ClusterView {
         all_tasks_running: true,
         checkpointing: "EXACTLY_ONCE every 1s".into(),
         mode: "EXACTLY_ONCE".into(),
+        unaligned: false,
         interval_ms: Some(1000),
         backend: "hashmap + jobmanager (MemoryStateBackend)".into(),
         hop_delay_ms: 200,
@@ -134,6 +135,7 @@ fn running_view() -> ClusterView {
             total: 5,
             missing: vec!["counter[1]".into(), "sink[0]".into()],
             aligning: vec!["counter[1]".into()],
+            persisting: Vec::new(),
             elapsed_ms: 140,
         }],
         checkpoint_history: vec![
@@ -487,24 +489,59 @@ fn sets(a: &App) -> Vec<(String, String)> {
 }
 
 #[test]
-fn m_cycles_exactly_once_at_least_once_off() {
+fn m_cycles_aligned_unaligned_at_least_once_off() {
+    let set = |k: &str, v: &str| (k.to_string(), v.to_string());
+    // EXACTLY_ONCE aligned -> unaligned
     let mut a = app(running_view());
     press(&mut a, KeyCode::Char('m'));
-    assert_eq!(sets(&a), vec![("execution.checkpointing.mode".into(), "AT_LEAST_ONCE".into())]);
+    assert_eq!(sets(&a), vec![set("execution.checkpointing.unaligned.enabled", "true")]);
+    // unaligned -> AT_LEAST_ONCE (unaligned off first: it is exactly-once only)
+    let mut v = running_view();
+    v.unaligned = true;
+    let mut a = app(v);
+    press(&mut a, KeyCode::Char('m'));
+    assert_eq!(
+        sets(&a),
+        vec![set("execution.checkpointing.unaligned.enabled", "false"), set("execution.checkpointing.mode", "AT_LEAST_ONCE")]
+    );
     let mut v = running_view();
     v.mode = "AT_LEAST_ONCE".into();
     let mut a = app(v.clone());
     press(&mut a, KeyCode::Char('m'));
-    assert_eq!(sets(&a), vec![("execution.checkpointing.interval".into(), "off".into())]);
-    // off -> EXACTLY_ONCE at the interval it had before
+    assert_eq!(sets(&a), vec![set("execution.checkpointing.interval", "off")]);
+    // off -> EXACTLY_ONCE aligned at the interval it had before
     a.requests.clear();
     v.interval_ms = None;
     a.refresh(v);
     press(&mut a, KeyCode::Char('m'));
     assert_eq!(
         sets(&a),
-        vec![("execution.checkpointing.mode".into(), "EXACTLY_ONCE".into()), ("execution.checkpointing.interval".into(), "1s".into())]
+        vec![
+            set("execution.checkpointing.unaligned.enabled", "false"),
+            set("execution.checkpointing.mode", "EXACTLY_ONCE"),
+            set("execution.checkpointing.interval", "1s")
+        ]
     );
+}
+
+/// Unaligned as a learner sees it: the status line says so, a barrier on the priority lane is
+/// drawn ahead of the records it overtook, the pending checkpoint says who persists, and the
+/// history shows the persisted in-flight data.
+#[test]
+fn unaligned_checkpoints_on_screen() {
+    let mut v = running_view();
+    v.unaligned = true;
+    v.channels[0].barriers = vec![BarrierInFlight { checkpoint: 9, records_ahead: 0, overtook: 5 }];
+    v.channels[0].in_flight = 5;
+    v.pending_checkpoints[0].aligning.clear();
+    v.pending_checkpoints[0].persisting = vec!["counter[1]".into()];
+    let mut done = stats(8, CheckpointStatus::Completed, 8_000, None);
+    done.unaligned = true;
+    done.persisted_size = 2_048;
+    v.checkpoint_history.push(done);
+    let a = app(v);
+    insta::assert_snapshot!("screen_unaligned_160x48", screen(&a, 160, 48));
+    insta::assert_snapshot!("checkpoints_unaligned_narrow", pane(40, 8, |f, r| checkpoints_pane::render(&a, f, r)));
 }
 
 #[test]

@@ -1071,6 +1071,7 @@ impl JobManager {
                     missing: p.missing().iter().map(|t| t.to_string()).collect(),
                     // Filled in live by the view: alignment changes without the JobManager hearing of it.
                     aligning: Vec::new(),
+                    persisting: Vec::new(),
                     elapsed_ms: now.duration_since(p.triggered).as_millis() as u64,
                 }
             })

@@ -360,6 +360,7 @@ impl Engine {
             all_tasks_running: !s.tasks.is_empty() && s.tasks.iter().all(|t| t.2),
             checkpointing: cfg.checkpointing_label(),
             mode: cfg.checkpointing.mode.flink_name().into(),
+            unaligned: cfg.checkpointing.unaligned,
             interval_ms: cfg.checkpointing.interval.map(|i| i.as_millis() as u64),
             backend: cfg.backend_label(),
             hop_delay_ms: cfg.lab.hop_delay.as_millis() as u64,
@@ -375,13 +376,16 @@ impl Engine {
                 .map(|(p, triggered)| {
                     let mut p = p.clone();
                     p.elapsed_ms = now.saturating_duration_since(*triggered).as_millis() as u64;
-                    p.aligning = s
+                    let views: Vec<(String, runner::TaskRunView)> = s
                         .keyed_views
                         .iter()
                         .enumerate()
-                        .filter(|(_, v)| v.lock().unwrap_or_else(|e| e.into_inner()).aligning == Some(p.id))
-                        .map(|(j, _)| format!("counter[{j}]"))
+                        .map(|(j, v)| (format!("counter[{j}]"), v))
+                        .chain(s.sink_view.iter().map(|v| ("sink[0]".to_string(), v)))
+                        .map(|(name, v)| (name, v.lock().unwrap_or_else(|e| e.into_inner()).clone()))
                         .collect();
+                    p.aligning = views.iter().filter(|(_, v)| v.aligning == Some(p.id)).map(|(n, _)| n.clone()).collect();
+                    p.persisting = views.iter().filter(|(_, v)| v.persisting == Some(p.id)).map(|(n, _)| n.clone()).collect();
                     p
                 })
                 .collect(),

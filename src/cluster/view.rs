@@ -77,6 +77,9 @@ pub struct PendingCheckpointView {
     pub total: usize,
     pub missing: Vec<String>,
     pub aligning: Vec<String>,
+    /// Unaligned: tasks still capturing the records their barrier overtook.
+    #[serde(default)]
+    pub persisting: Vec<String>,
     pub elapsed_ms: u64,
 }
 
@@ -104,6 +107,9 @@ pub struct ClusterView {
     pub all_tasks_running: bool,
     pub checkpointing: String,
     pub mode: String,
+    /// `execution.checkpointing.unaligned.enabled` (EXACTLY_ONCE only).
+    #[serde(default)]
+    pub unaligned: bool,
     pub interval_ms: Option<u64>,
     pub backend: String,
     pub hop_delay_ms: u64,

@@ -16,7 +16,7 @@ pub enum Action {
     Start,
     /// Trigger a checkpoint now.
     Checkpoint,
-    /// Cycle EXACTLY_ONCE -> AT_LEAST_ONCE -> off.
+    /// Cycle EXACTLY_ONCE aligned -> EXACTLY_ONCE unaligned -> AT_LEAST_ONCE -> off.
     CycleMode,
     /// Cycle the state backend memory -> fs -> rocksdb (restarts the job from its latest checkpoint).
     CycleBackend,

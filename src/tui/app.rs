@@ -305,10 +305,17 @@ impl App {
                 self.requests.push(Request::Engine(Command::StartTaskManager(name)));
             }
             Action::Checkpoint => self.requests.push(Request::Engine(Command::TriggerCheckpoint)),
-            Action::CycleMode => match (self.view.interval_ms.is_some(), self.view.mode.as_str()) {
-                (true, "EXACTLY_ONCE") => self.set("execution.checkpointing.mode", "AT_LEAST_ONCE".into()),
-                (true, _) => self.set("execution.checkpointing.interval", "off".into()),
-                (false, _) => {
+            // EXACTLY_ONCE aligned -> EXACTLY_ONCE unaligned -> AT_LEAST_ONCE -> off -> ...
+            Action::CycleMode => match (self.view.interval_ms.is_some(), self.view.mode.as_str(), self.view.unaligned) {
+                (true, "EXACTLY_ONCE", false) => self.set("execution.checkpointing.unaligned.enabled", "true".into()),
+                (true, "EXACTLY_ONCE", true) => {
+                    // Unaligned is exactly-once only: switch it off first.
+                    self.set("execution.checkpointing.unaligned.enabled", "false".into());
+                    self.set("execution.checkpointing.mode", "AT_LEAST_ONCE".into());
+                }
+                (true, _, _) => self.set("execution.checkpointing.interval", "off".into()),
+                (false, _, _) => {
+                    self.set("execution.checkpointing.unaligned.enabled", "false".into());
                     self.set("execution.checkpointing.mode", "EXACTLY_ONCE".into());
                     self.set("execution.checkpointing.interval", format_duration(self.last_interval));
                 }

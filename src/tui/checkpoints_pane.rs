@@ -82,6 +82,8 @@ fn pending(app: &App, wide: bool) -> Vec<Line<'static>> {
             ];
             if !p.aligning.is_empty() {
                 spans.push(Span::styled(format!(" · aligning {}", p.aligning.join(", ")), t.warn));
+            } else if !p.persisting.is_empty() {
+                spans.push(Span::styled(format!(" · persisting in-flight records at {}", p.persisting.join(", ")), t.barrier));
             } else if !p.missing.is_empty() {
                 spans.push(Span::styled(format!(" · waiting for {}", p.missing.join(", ")), t.dim));
             }
@@ -106,7 +108,12 @@ fn history_row(app: &App, s: &CheckpointStats, wide: bool) -> Row<'static> {
         format_size(s.full_size)
     };
     let reason = s.failure.clone().unwrap_or_default();
-    let offsets = s.offsets.iter().map(|(p, o)| format!("p{p}@{o}")).collect::<Vec<_>>().join(" ");
+    let mut offsets = s.offsets.iter().map(|(p, o)| format!("p{p}@{o}")).collect::<Vec<_>>().join(" ");
+    if s.unaligned {
+        // Flink's "Persisted Data": the in-flight records the barriers overtook.
+        offsets = format!("unaligned, persisted {} · {offsets}", format_size(s.persisted_size));
+    }
+    let size = if s.persisted_size > 0 && !wide { format!("{size}+{}", format_size(s.persisted_size)) } else { size };
     let mut cells = vec![Cell::from(s.id.to_string()), Cell::from(Line::from(status))];
     if wide {
         cells.push(Cell::from(format!("{:.1}s", s.trigger_ms as f64 / 1000.0)));

@@ -84,7 +84,11 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
     let mode = match v.interval_ms {
         None => "checkpointing off".to_string(),
         Some(ms) => {
-            let kind = if v.mode == "EXACTLY_ONCE" { "EXACTLY_ONCE aligned" } else { v.mode.as_str() };
+            let kind = match (v.mode.as_str(), v.unaligned) {
+                ("EXACTLY_ONCE", true) => "EXACTLY_ONCE unaligned",
+                ("EXACTLY_ONCE", false) => "EXACTLY_ONCE aligned",
+                (other, _) => other,
+            };
             format!("{kind} every {}", format_duration(std::time::Duration::from_millis(ms)))
         }
     };
