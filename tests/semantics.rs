@@ -117,10 +117,26 @@ const ALIGNED_TIMEOUT: &[(&str, &str)] =
     &[("execution.checkpointing.unaligned.enabled", "true"), ("execution.checkpointing.aligned-checkpoint-timeout", "30ms")];
 
 fn run_with(mode: Option<&str>, extra: &[(&str, &str)], s: &Schedule, backend: Backend) -> Outcome {
+    run_on(Runtime::Paused, mode, extra, s, backend)
+}
+
+/// Where a case runs: under tokio's paused clock (fast, one thread), or on two worker threads in
+/// real time, as the binary runs (tasks really run in parallel; slower, so fewer cases).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Runtime {
+    Paused,
+    TwoWorkers,
+}
+
+fn run_on(runtime: Runtime, mode: Option<&str>, extra: &[(&str, &str)], s: &Schedule, backend: Backend) -> Outcome {
     let dir = common::scratch_dir();
     let chk = dir.path().join("checkpoints").display().to_string();
     let tmp = dir.path().join("tm").display().to_string();
-    common::paused(async {
+    let block_on = |f| match runtime {
+        Runtime::Paused => common::paused(f),
+        Runtime::TwoWorkers => common::threaded(f),
+    };
+    block_on(async {
         let p = s.parallelism.to_string();
         let parts = s.partitions.to_string();
         let interval = format!("{}ms", s.interval_ms);
@@ -308,6 +324,37 @@ proptest! {
         if o.restarts == 0 {
             prop_assert_eq!(v.lost, 0);
         }
+    }
+}
+
+/// Real-time cases take seconds each: a handful per run (THREADED_PROPTEST_CASES for more).
+fn threaded_cases() -> u32 {
+    std::env::var("THREADED_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(6)
+}
+
+/// Schedules short enough for real time: waits and generators scaled down.
+fn short(mut s: Schedule) -> Schedule {
+    for op in &mut s.ops {
+        match op {
+            Op::Wait(ms) => *ms /= 10,
+            Op::Generate { ms, .. } => *ms /= 4,
+            _ => {}
+        }
+    }
+    s.slow_counter = s.slow_counter.map(|(c, ms)| (c, ms.min(2)));
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: threaded_cases(), ..ProptestConfig::default() })]
+
+    /// On two worker threads the subtasks really run in parallel: races the paused clock cannot
+    /// show (a barrier and a record on two threads at once) have their chance here.
+    #[test]
+    fn exactly_once_and_unaligned_hold_on_two_worker_threads(s in schedule(), unaligned in any::<bool>()) {
+        let s = short(s);
+        let extra = if unaligned { UNALIGNED } else { &[] };
+        check_exactly_once(&s, &run_on(Runtime::TwoWorkers, Some("EXACTLY_ONCE"), extra, &s, Backend::Heap))?;
     }
 }
 

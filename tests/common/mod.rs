@@ -15,6 +15,11 @@ pub fn paused<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime").block_on(f)
 }
 
+/// Runs a future on a multi-threaded runtime with two workers (as the binary has), in real time.
+pub fn threaded<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime").block_on(f)
+}
+
 /// Built-in defaults plus `pairs` (dotted keys, values parsed as in --set).
 pub fn layers(pairs: &[(&str, &str)]) -> ConfigLayers {
     let mut l = ConfigLayers::builtin();
