@@ -80,6 +80,21 @@ pub struct StateResult {
     pub restore_ms: f64,
 }
 
+/// Records per second through one counter holding 1,000,000 keys, before a checkpoint and while
+/// its asynchronous part writes them (Flink's async snapshot: processing must not stop).
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteOverlapResult {
+    pub backend: String,
+    pub keys: u64,
+    pub sync_ms: u64,
+    pub async_ms: u64,
+    pub bytes: u64,
+    pub records_per_s_before: f64,
+    pub records_per_s_during_write: f64,
+    /// Records the counter processed between its synchronous part and the end of the write.
+    pub records_during_write: u64,
+}
+
 /// One measured mode.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeResult {
@@ -335,6 +350,77 @@ async fn state_run(
     })
 }
 
+/// Keys the async-write measurement holds in its one counter.
+const WRITE_OVERLAP_KEYS: u64 = 1_000_000;
+/// Records queued behind the state so the counter has work during the whole write.
+const WRITE_OVERLAP_BACKLOG: u64 = 6_000_000;
+
+/// Fills one counter with [`WRITE_OVERLAP_KEYS`] keys, queues a backlog, and measures records/s
+/// out of the counter over half a second before a checkpoint and between the end of its
+/// synchronous part (its barrier in, plus the reported sync time) and the end of its
+/// asynchronous write (`SnapshotTaken`).
+async fn write_overlap_run(base: &ConfigLayers, label: &str, pairs: &[(&str, &str)], dir: &std::path::Path) -> Result<WriteOverlapResult, String> {
+    let chk = dir.join("checkpoints").display().to_string();
+    let tmp = dir.join("tm").display().to_string();
+    let layers = bench_layers(
+        &with_pairs(base, pairs)?,
+        &[
+            ("job.parallelism", "1"),
+            ("taskmanager.count", "1"),
+            ("execution.checkpointing.interval", "1h"),
+            ("execution.checkpointing.dir", &chk),
+            ("taskmanager.tmp-dirs", &tmp),
+        ],
+    )?;
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let mut rx = bus.subscribe();
+    let cfg = layers.build().map_err(|e| e.to_string())?;
+    let topic = EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, bus.clone());
+    let name = |k: u64| Arc::from(format!("key-{k:07}").as_str());
+    topic.fill((0..WRITE_OVERLAP_KEYS).map(name));
+    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone())).map_err(|e| e.to_string())?;
+    wait_caught_up(&engine).await?;
+    topic.fill((0..WRITE_OVERLAP_BACKLOG).map(|i| name(i % WRITE_OVERLAP_KEYS)));
+    let sent = |engine: &Engine| engine.view(false).channels.iter().filter(|c| c.from == "counter[0]").map(|c| c.records_sent).sum::<u64>();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (r0, t0) = (sent(&engine), Instant::now());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (r1, t1) = (sent(&engine), Instant::now());
+    let before = (r1 - r0) as f64 / (t1 - t0).as_secs_f64();
+    while rx.try_recv().is_ok() {}
+    engine.command(Command::TriggerCheckpoint);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut at_sync = None;
+    let (bytes, sync_ms, async_ms, r3, t3) = loop {
+        match next_event(&mut rx, deadline).await {
+            Some(Event::BarrierReceived { task, .. }) if task == "counter[0]" && at_sync.is_none() => at_sync = Some((sent(&engine), Instant::now())),
+            Some(Event::SnapshotTaken { task, bytes, sync_ms, async_ms, .. }) if task == "counter[0]" => {
+                break (bytes, sync_ms, async_ms, sent(&engine), Instant::now());
+            }
+            Some(_) => {}
+            None => return Err("counter[0]'s snapshot was not written within 10 minutes".into()),
+        }
+    };
+    let caught_up = engine.caught_up();
+    engine.shutdown().await;
+    let (r2, t2) = at_sync.ok_or("no barrier reached counter[0]")?;
+    if caught_up {
+        return Err(format!("the backlog of {WRITE_OVERLAP_BACKLOG} records ran out before the write ended: raise it"));
+    }
+    Ok(WriteOverlapResult {
+        backend: label.into(),
+        keys: WRITE_OVERLAP_KEYS,
+        sync_ms,
+        async_ms,
+        bytes,
+        records_per_s_before: before,
+        // The window opens at the barrier, before the synchronous part, during which the task
+        // processes nothing: it is taken out.
+        records_per_s_during_write: (r3 - r2) as f64 / (t3 - t2).saturating_sub(Duration::from_millis(sync_ms)).as_secs_f64().max(1e-3),
+        records_during_write: r3 - r2,
+    })
+}
+
 /// `ckptlab bench --state`: backends side by side.
 async fn run_state(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String> {
     let home = crate::workdir::prepare_home().map_err(|e| e.to_string())?;
@@ -399,8 +485,31 @@ async fn run_state_in(base: &ConfigLayers, args: &BenchArgs, dir: &std::path::Pa
             results.push(r);
         }
     }
+    if !args.json {
+        println!(
+            "  records/s out of one counter while its snapshot of {WRITE_OVERLAP_KEYS} keys is written (asynchronous part), against just before"
+        );
+        println!("    {:<22} {:>8} {:>9} {:>10} {:>14} {:>14}", "backend", "sync", "async", "written", "before", "during write");
+    }
+    let mut overlaps = Vec::new();
+    for (label, pairs) in STATE_BACKENDS.iter().take(2) {
+        let r = write_overlap_run(base, label, pairs, &dir.join("overlap")).await?;
+        if !args.json {
+            println!(
+                "    {:<22} {:>5} ms {:>6} ms {:>10} {:>12.0}/s {:>12.0}/s ({} records)",
+                r.backend,
+                r.sync_ms,
+                r.async_ms,
+                crate::duration::format_size(r.bytes),
+                r.records_per_s_before,
+                r.records_per_s_during_write,
+                r.records_during_write
+            );
+        }
+        overlaps.push(r);
+    }
     if args.json {
-        let json = serde_json::json!({ "throughput": rates.iter().map(|(b, r)| serde_json::json!({"backend": b, "records_per_s": r})).collect::<Vec<_>>(), "state": results });
+        let json = serde_json::json!({ "throughput": rates.iter().map(|(b, r)| serde_json::json!({"backend": b, "records_per_s": r})).collect::<Vec<_>>(), "state": results, "during_async_write": overlaps });
         println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
     } else if let Some(rss) = peak_rss_mb() {
         println!("  peak RSS: {rss:.0} MB");

@@ -19,6 +19,10 @@ enum Op {
     Produce(Vec<u8>),
     Wait(u64),
     Kill(usize),
+    /// Kills the task manager of counter[i] as soon as it has every barrier of a checkpoint:
+    /// after its snapshot's synchronous part, while the asynchronous write runs (or, unaligned
+    /// or timed out, while it captures overtaken records).
+    KillDuringSnapshotWrite(usize),
     Start(usize),
     Checkpoint,
     /// A steady stream in the background: failures then strike records in flight.
@@ -49,6 +53,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => prop::collection::vec(0u8..6, 1..25).prop_map(Op::Produce),
         3 => (0u64..1500).prop_map(Op::Wait),
         2 => (0usize..3).prop_map(Op::Kill),
+        1 => (0usize..3).prop_map(Op::KillDuringSnapshotWrite),
         2 => (0usize..3).prop_map(Op::Start),
         1 => Just(Op::Checkpoint),
         2 => (50u64..800, 100u64..2000).prop_map(|(rate, ms)| Op::Generate { rate, ms }),
@@ -184,6 +189,7 @@ fn run_on(runtime: Runtime, mode: Option<&str>, extra: &[(&str, &str)], s: &Sche
         }
         let bus = ckptlab::events::EventBus::new(tokio::time::Instant::now());
         let mut events = bus.subscribe();
+        let mut barriers = bus.subscribe();
         let engine = Engine::start(common::layers(&pairs), bus).expect("engine starts");
         common::until(&engine, AwaitCondition::Running, 60).await;
         let mut while_down = 0;
@@ -201,6 +207,17 @@ fn run_on(runtime: Runtime, mode: Option<&str>, extra: &[(&str, &str)], s: &Sche
                 }
                 Op::Wait(ms) => common::sleep_ms(*ms).await,
                 Op::Kill(i) => engine.command(Command::KillTaskManager(tm(*i))),
+                Op::KillDuringSnapshotWrite(i) => {
+                    let counter = format!("counter[{}]", i % s.parallelism);
+                    if all_barriers_at(&mut barriers, &counter, s.parallelism).await.is_some() {
+                        let host = engine.view(false).tasks.into_iter().find(|t| t.name == counter).map(|t| t.tm);
+                        if let Some(host) = host {
+                            // The write takes at least 1 ms of model time, which cannot pass
+                            // before the JobManager has handled this command.
+                            engine.command(Command::KillTaskManager(host));
+                        }
+                    }
+                }
                 Op::Start(i) => engine.command(Command::StartTaskManager(Some(tm(*i)))),
                 Op::Checkpoint => engine.command(Command::TriggerCheckpoint),
                 Op::Generate { rate, ms } => {
@@ -230,6 +247,30 @@ fn run_on(runtime: Runtime, mode: Option<&str>, extra: &[(&str, &str)], s: &Sche
         }
         Outcome { verdict, while_down, restarts, restored_from_nothing }
     })
+}
+
+/// Waits (up to 3 s of model time) until `task` got `inputs` barriers of one checkpoint, and
+/// returns the checkpoint; earlier events are skipped.
+async fn all_barriers_at(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<ckptlab::events::Stamped>,
+    task: &str,
+    inputs: usize,
+) -> Option<u64> {
+    while events.try_recv().is_ok() {}
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut seen = std::collections::HashMap::<u64, usize>::new();
+    loop {
+        let e = tokio::time::timeout_at(deadline, events.recv()).await.ok()??;
+        if let ckptlab::events::Event::BarrierReceived { checkpoint, task: t, .. } = e.event {
+            if t == task {
+                let n = seen.entry(checkpoint).or_default();
+                *n += 1;
+                if *n >= inputs {
+                    return Some(checkpoint);
+                }
+            }
+        }
+    }
 }
 
 /// Waits until caught up, failing the case with the job's picture if it never is.

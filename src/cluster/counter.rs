@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::element::{Origin, Record};
 use super::operator::{OpenError, Operator, OperatorSnapshot};
-use super::task::{TaskContext, TaskState};
+use super::task::TaskContext;
 use crate::state::{KeyedStateBackend, StateError, StateHandle};
 
 pub struct Counter {
@@ -59,12 +59,10 @@ impl Operator for Counter {
 
     fn snapshot(&mut self, ctx: &TaskContext, checkpoint: u64) -> Result<OperatorSnapshot, StateError> {
         let target = ctx.storage.target(checkpoint, &format!("counter-{}", self.index), self.key_groups.clone());
-        let snap = self.backend.snapshot(&target)?;
+        let pending = self.backend.snapshot(&target)?;
+        // The auditor's shadow is copied here, at the synchronous point the state was captured,
+        // not when the write finishes (records processed meanwhile are not in this snapshot).
         ctx.auditor.snapshot(ctx.attempt, self.index, checkpoint);
-        Ok(OperatorSnapshot {
-            state: TaskState::Keyed { handle: snap.handle, checkpointed_size: snap.checkpointed_size, full_size: snap.full_size },
-            sync: snap.sync_duration,
-            r#async: snap.async_duration,
-        })
+        Ok(OperatorSnapshot::Keyed(pending))
     }
 }

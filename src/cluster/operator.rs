@@ -3,11 +3,9 @@
 //! output; an operator only says what a record does to its state and output, what its snapshot
 //! is, and how it comes back from one. Hooks it does not need have defaults.
 
-use std::time::Duration;
-
 use super::element::Record;
 use super::task::{TaskContext, TaskState};
-use crate::state::StateError;
+use crate::state::{PendingSnapshot, StateError};
 
 /// Why an operator could not open.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,11 +16,14 @@ pub enum OpenError {
     Failed(String),
 }
 
-/// An operator's part of a checkpoint, with how long the snapshot took.
-pub struct OperatorSnapshot {
-    pub state: TaskState,
-    pub sync: Duration,
-    pub r#async: Duration,
+/// An operator's part of a checkpoint as its synchronous part leaves it (Flink's
+/// `OperatorSnapshotFutures`): complete already, or with an asynchronous part still to run.
+pub enum OperatorSnapshot {
+    /// Nothing to write (a sink's staged lines travel with the acknowledgement).
+    Done(TaskState),
+    /// Keyed state captured; the runner runs the write on a blocking thread while the task goes
+    /// on processing records, and acknowledges when it finished.
+    Keyed(PendingSnapshot),
 }
 
 pub trait Operator: Send + 'static {
@@ -38,7 +39,8 @@ pub trait Operator: Send + 'static {
     /// publish what the last records did, in one go.
     fn end_of_batch(&mut self, _ctx: &TaskContext) {}
 
-    /// The operator's state for `checkpoint`.
+    /// The synchronous part of the operator's snapshot for `checkpoint`: whatever it returns
+    /// must not change with the records processed after it.
     fn snapshot(&mut self, ctx: &TaskContext, checkpoint: u64) -> Result<OperatorSnapshot, StateError>;
 
     /// Every task acknowledged `checkpoint` and its metadata is written.

@@ -8,13 +8,24 @@
 //! gate ──► records ──────────────────────► operator.process ──► output
 //!      └─► barriers ─► aligner (EXACTLY_ONCE) / tracker (AT_LEAST_ONCE)
 //!                        └─► block / snapshot / persist channel state / ack / forward
+//! writes ──► asynchronous snapshot parts done ──► ack
 //! ```
+//!
+//! A snapshot has two parts, as in Flink: the synchronous part runs on the task when the barrier
+//! is processed (a copy of heap state, a RocksDB checkpoint of hard links), and the barrier goes
+//! on at once; the asynchronous part (serialise, write, upload) runs on a blocking thread while
+//! the task goes on processing records. The acknowledgement goes when the write finished and
+//! (unaligned) the overtaken records are captured. A task that goes away before acknowledging
+//! leaves nothing behind: running writes see the cancellation and delete what they wrote, and a
+//! written snapshot not yet acknowledged is deleted when dropped.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -22,12 +33,23 @@ use super::aligner::{Aligner, AlignerAction};
 use super::channel::OutputChannel;
 use super::element::{Barrier, Record, StreamMessage};
 use super::gate::{GateEvent, InputGate};
-use super::operator::{OpenError, Operator};
+use super::operator::{OpenError, Operator, OperatorSnapshot};
 use super::source_task::sleep_until_opt;
 use super::task::{DeclineReason, PersistedRecord, SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
 use super::tracker::{BarrierTracker, TrackerAction};
 use crate::config::CheckpointMode;
 use crate::events::Event;
+use crate::state::{PendingSnapshot, Snapshot, SnapshotCancellation, StateError};
+
+/// Simulated storage latency: an asynchronous snapshot part takes at least 1 ms per 64 KB it
+/// wrote (64 MB/s), and at least 1 ms. Under tokio's paused clock (the tests) a blocking write
+/// takes no model time at all, so without it no failure could ever land during a write; on the
+/// real clock, a write slower than this waits no longer.
+const SIMULATED_STORAGE_BYTES_PER_MS: u64 = 64 * 1024;
+
+fn simulated_write_latency(bytes: u64) -> Duration {
+    Duration::from_millis((bytes / SIMULATED_STORAGE_BYTES_PER_MS).max(1))
+}
 
 /// What the view shows of a running task's inputs.
 #[derive(Debug, Default, Clone)]
@@ -38,16 +60,77 @@ pub struct TaskRunView {
     pub persisting: Option<u64>,
 }
 
-/// A snapshot taken and waiting for its channel state before it is acknowledged.
+/// A snapshot taken and waiting for its asynchronous part and its channel state before it is
+/// acknowledged.
 struct PendingAck {
     checkpoint: u64,
-    state: TaskState,
+    state: StatePart,
     stats: SnapshotStats,
     channel_state: Vec<PersistedRecord>,
     /// Channels whose overtaken records are still being captured (unaligned): the ack waits
     /// until each capture has read up to its channel's in-order barrier, not until those
     /// records are processed.
     capturing: Vec<bool>,
+    /// Every in-order barrier of the checkpoint came (or every capture read up to one).
+    barriers_done: bool,
+}
+
+/// Where a pending snapshot's state is.
+enum StatePart {
+    /// Its asynchronous part is writing it.
+    Writing,
+    /// Written, not yet acknowledged.
+    Written(Unacknowledged),
+    /// Complete after the synchronous part (a sink's staged lines).
+    Ready(TaskState),
+}
+
+/// A written snapshot nobody acknowledged yet. Dropped without [`Unacknowledged::into_ack`] (the
+/// task was cancelled, or the checkpoint aborted, while it was written or waited for its ack),
+/// it deletes what it wrote, on a blocking thread: a snapshot that was never acknowledged must
+/// leave nothing in storage (the JobManager may already have discarded its checkpoint directory,
+/// which a late write would otherwise bring back).
+struct Unacknowledged(Option<Snapshot>);
+
+impl Unacknowledged {
+    fn snapshot(&self) -> &Snapshot {
+        self.0.as_ref().expect("only into_ack takes it")
+    }
+
+    /// The snapshot is about to be acknowledged: from now on the JobManager owns its files.
+    fn into_ack(mut self) -> Snapshot {
+        self.0.take().expect("only into_ack takes it")
+    }
+}
+
+impl Drop for Unacknowledged {
+    fn drop(&mut self) {
+        let Some(s) = self.0.take() else { return };
+        if s.written.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || s.discard())),
+            Err(_) => s.discard(),
+        }
+    }
+}
+
+/// An asynchronous snapshot part that finished: its result, and how long it took.
+struct WriteDone {
+    checkpoint: u64,
+    result: Result<Unacknowledged, StateError>,
+    elapsed: Duration,
+}
+
+/// Cancels the snapshot writes still running when the loop goes away (the task was aborted, or
+/// it ended).
+struct CancelOnDrop(SnapshotCancellation);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 pub struct OperatorRunner<O: Operator> {
@@ -69,8 +152,13 @@ struct Loop {
     tracker: BarrierTracker,
     /// Elements of a buffer left when its channel was blocked in the middle of it.
     rest: Vec<VecDeque<StreamMessage>>,
-    pending: Option<PendingAck>,
+    /// Snapshots waiting for their write, channel state or barriers (several with concurrent
+    /// checkpoints: a write may outlast the next barrier).
+    pending: Vec<PendingAck>,
     actions: Vec<AlignerAction>,
+    /// Asynchronous snapshot parts being written.
+    writes: FuturesUnordered<BoxFuture<'static, WriteDone>>,
+    cancel: CancelOnDrop,
 }
 
 /// The task cannot go on (its state backend failed): it reports and waits to be cancelled.
@@ -92,8 +180,10 @@ impl<O: Operator> OperatorRunner<O> {
             aligner: Aligner::new(n),
             tracker: BarrierTracker::new(n),
             rest: (0..n).map(|_| VecDeque::new()).collect(),
-            pending: None,
+            pending: Vec::new(),
             actions: Vec::new(),
+            writes: FuturesUnordered::new(),
+            cancel: CancelOnDrop(SnapshotCancellation::default()),
         };
         if let Err(Fatal(reason)) = self.replay_channel_state().await {
             return self.fail(reason);
@@ -112,6 +202,10 @@ impl<O: Operator> OperatorRunner<O> {
                     // The JobManager dropped the attempt.
                     None => return,
                 },
+                Some(done) = l.writes.next(), if !l.writes.is_empty() => {
+                    self.on_write_done(&mut l, done);
+                    Ok(())
+                }
                 e = self.gate.next() => match e {
                     Some(GateEvent::Buffer(ch, elements)) => self.on_buffer(&mut l, ch, elements).await,
                     Some(GateEvent::Priority(ch, barrier)) => self.on_barrier(&mut l, ch, barrier, true).await,
@@ -282,9 +376,11 @@ impl<O: Operator> OperatorRunner<O> {
                 AlignerAction::Snapshot { barrier, alignment, unaligned } => self.snapshot(l, barrier, alignment, unaligned).await,
                 AlignerAction::ChannelStateComplete { checkpoint } => self.barriers_complete(l, checkpoint),
                 AlignerAction::Abort { checkpoint, decline } => {
-                    if l.pending.as_ref().is_some_and(|p| p.checkpoint == checkpoint) {
-                        l.pending = None;
-                        self.gate.cancel_captures();
+                    // A write still running for it finds no pending snapshot and is discarded.
+                    if let Some(p) = take_pending(l, checkpoint) {
+                        if p.capturing.iter().any(|c| *c) {
+                            self.gate.cancel_captures();
+                        }
                     }
                     let ctx = &self.ctx;
                     if let Some(reason) = decline {
@@ -329,27 +425,33 @@ impl<O: Operator> OperatorRunner<O> {
         }
         // What the operator applied so far belongs in this snapshot.
         self.op.end_of_batch(&ctx);
+        let started = std::time::Instant::now();
         let forward = match self.op.snapshot(&ctx, id) {
             Ok(snap) => {
-                let stats = SnapshotStats {
-                    sync_ms: snap.sync.as_millis() as u64,
-                    async_ms: snap.r#async.as_millis() as u64,
+                let mut stats = SnapshotStats {
                     alignment_ms: alignment.as_millis() as u64,
                     buffered,
                     unaligned,
                     ..SnapshotStats::default()
                 };
-                let bytes = match &snap.state {
-                    TaskState::Keyed { checkpointed_size, .. } => *checkpointed_size,
-                    _ => 0,
+                let state = match snap {
+                    OperatorSnapshot::Done(state) => {
+                        stats.sync_ms = started.elapsed().as_millis() as u64;
+                        ctx.events.publish(Event::SnapshotTaken {
+                            checkpoint: id,
+                            task: ctx.name(),
+                            bytes: 0,
+                            sync_ms: stats.sync_ms,
+                            async_ms: 0,
+                        });
+                        StatePart::Ready(state)
+                    }
+                    OperatorSnapshot::Keyed(pending) => {
+                        stats.sync_ms = pending.sync_duration.as_millis() as u64;
+                        self.start_write(l, id, pending);
+                        StatePart::Writing
+                    }
                 };
-                ctx.events.publish(Event::SnapshotTaken {
-                    checkpoint: id,
-                    task: ctx.name(),
-                    bytes,
-                    sync_ms: stats.sync_ms,
-                    async_ms: stats.async_ms,
-                });
                 let mut capturing = vec![false; self.gate.len()];
                 if unaligned {
                     // The records queued ahead of each late channel's barrier were overtaken.
@@ -360,7 +462,7 @@ impl<O: Operator> OperatorRunner<O> {
                         }
                     }
                 }
-                l.pending = Some(PendingAck { checkpoint: id, state: snap.state, stats, channel_state: Vec::new(), capturing });
+                l.pending.push(PendingAck { checkpoint: id, state, stats, channel_state: Vec::new(), capturing, barriers_done: false });
                 StreamMessage::Barrier(barrier)
             }
             Err(e) => {
@@ -391,13 +493,66 @@ impl<O: Operator> OperatorRunner<O> {
         }
     }
 
-    /// Moves what the gate captured into the pending snapshot's channel state; acknowledges it
-    /// once every capture is done.
-    fn collect_captures(&mut self, l: &mut Loop) {
-        let Some(p) = l.pending.as_mut() else { return };
-        if !p.capturing.iter().any(|c| *c) {
-            return;
+    /// Runs a snapshot's asynchronous part on a blocking thread, then waits out the simulated
+    /// storage latency; the loop picks the result up in [`Self::on_write_done`].
+    fn start_write(&self, l: &mut Loop, checkpoint: u64, part: PendingSnapshot) {
+        let cancel = l.cancel.0.clone();
+        let started = Instant::now();
+        let wall = std::time::Instant::now();
+        l.writes.push(Box::pin(async move {
+            // Wrapped on the blocking thread, so that a result nobody takes (the task was
+            // aborted meanwhile) is discarded wherever it is dropped.
+            let joined = tokio::task::spawn_blocking(move || part.run(&cancel).map(|s| Unacknowledged(Some(s)))).await;
+            let result = joined.unwrap_or_else(|e| Err(StateError::Backend { message: format!("the snapshot write did not finish: {e}") }));
+            if let Ok(w) = &result {
+                tokio::time::sleep_until(started + simulated_write_latency(w.snapshot().checkpointed_size)).await;
+            }
+            WriteDone { checkpoint, result, elapsed: started.elapsed().max(wall.elapsed()) }
+        }));
+    }
+
+    /// An asynchronous part finished: the snapshot may be acknowledged, or it failed and the
+    /// checkpoint is declined (its barrier went on already, so downstream is unaffected).
+    fn on_write_done(&mut self, l: &mut Loop, done: WriteDone) {
+        let WriteDone { checkpoint, result, elapsed } = done;
+        let ctx = self.ctx.clone();
+        // Aborted meanwhile: dropping the result deletes what it wrote.
+        let Some(p) = l.pending.iter_mut().find(|p| p.checkpoint == checkpoint) else { return };
+        match result {
+            Ok(written) => {
+                p.stats.async_ms = elapsed.as_millis() as u64;
+                ctx.events.publish(Event::SnapshotTaken {
+                    checkpoint,
+                    task: ctx.name(),
+                    bytes: written.snapshot().checkpointed_size,
+                    sync_ms: p.stats.sync_ms,
+                    async_ms: p.stats.async_ms,
+                });
+                p.state = StatePart::Written(written);
+                self.try_acknowledge(l, checkpoint);
+            }
+            Err(e) => {
+                if let Some(p) = take_pending(l, checkpoint) {
+                    if p.capturing.iter().any(|c| *c) {
+                        self.gate.cancel_captures();
+                    }
+                }
+                ctx.report(TaskReport::Decline {
+                    attempt: ctx.attempt,
+                    checkpoint,
+                    task: ctx.task,
+                    reason: DeclineReason::SnapshotFailed(format!("{}: {e}", ctx.name())),
+                });
+                self.set_view(l);
+            }
         }
+    }
+
+    /// Moves what the gate captured into the pending snapshot's channel state; acknowledges it
+    /// once every capture is done (and its write finished).
+    fn collect_captures(&mut self, l: &mut Loop) {
+        // Unaligned checkpoints run one at a time: at most one snapshot captures.
+        let Some(p) = l.pending.iter_mut().find(|p| p.capturing.iter().any(|c| *c)) else { return };
         self.gate.pump_captures();
         for ch in 0..p.capturing.len() {
             if !p.capturing[ch] {
@@ -413,23 +568,42 @@ impl<O: Operator> OperatorRunner<O> {
             }
         }
         if !p.capturing.iter().any(|c| *c) {
+            // Each capture read up to its channel's in-order barrier.
+            p.barriers_done = true;
             let id = p.checkpoint;
-            self.acknowledge(l, id);
+            self.try_acknowledge(l, id);
         }
     }
 
     /// The aligner says every in-order barrier of `checkpoint` came.
     fn barriers_complete(&mut self, l: &mut Loop, checkpoint: u64) {
-        if l.pending.as_ref().is_some_and(|p| p.checkpoint == checkpoint && p.capturing.iter().any(|c| *c)) {
+        let Some(p) = l.pending.iter_mut().find(|p| p.checkpoint == checkpoint) else { return self.set_view(l) };
+        p.barriers_done = true;
+        if p.capturing.iter().any(|c| *c) {
             return self.collect_captures(l);
         }
-        self.acknowledge(l, checkpoint);
+        self.try_acknowledge(l, checkpoint);
     }
 
-    fn acknowledge(&mut self, l: &mut Loop, checkpoint: u64) {
+    /// Acknowledges `checkpoint` if its write finished, its barriers came and its captures are
+    /// done.
+    fn try_acknowledge(&mut self, l: &mut Loop, checkpoint: u64) {
         self.set_view(l);
-        let Some(p) = l.pending.take_if(|p| p.checkpoint == checkpoint) else { return };
+        let ready = |p: &PendingAck| {
+            p.checkpoint == checkpoint && p.barriers_done && !p.capturing.iter().any(|c| *c) && !matches!(p.state, StatePart::Writing)
+        };
+        let Some(i) = l.pending.iter().position(ready) else { return };
+        let p = l.pending.remove(i);
         let ctx = &self.ctx;
+        let state = match p.state {
+            StatePart::Ready(state) => state,
+            StatePart::Written(written) => {
+                let s = written.into_ack();
+                TaskState::Keyed { handle: s.handle, checkpointed_size: s.checkpointed_size, full_size: s.full_size }
+            }
+            // Not `ready`.
+            StatePart::Writing => return,
+        };
         if p.stats.persisted_records > 0 {
             ctx.events.publish(Event::ChannelStatePersisted {
                 checkpoint,
@@ -442,9 +616,14 @@ impl<O: Operator> OperatorRunner<O> {
             attempt: ctx.attempt,
             checkpoint,
             task: ctx.task,
-            state: p.state,
+            state,
             stats: p.stats,
             channel_state: p.channel_state,
         });
     }
+}
+
+fn take_pending(l: &mut Loop, checkpoint: u64) -> Option<PendingAck> {
+    let i = l.pending.iter().position(|p| p.checkpoint == checkpoint)?;
+    Some(l.pending.remove(i))
 }

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::element::Record;
 use super::operator::{OpenError, Operator, OperatorSnapshot};
@@ -42,7 +41,7 @@ impl Operator for SinkOperator {
 
     fn snapshot(&mut self, _ctx: &TaskContext, checkpoint: u64) -> Result<OperatorSnapshot, StateError> {
         let staged = self.sink.prepare_commit(checkpoint);
-        Ok(OperatorSnapshot { state: TaskState::Sink { staged }, sync: Duration::ZERO, r#async: Duration::ZERO })
+        Ok(OperatorSnapshot::Done(TaskState::Sink { staged }))
     }
 
     fn notify_checkpoint_complete(&mut self, ctx: &TaskContext, checkpoint: u64) {

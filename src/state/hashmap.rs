@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{KeyedStateBackend, Snapshot, SnapshotTarget, StateError, StateHandle};
+use super::{KeyedStateBackend, PendingSnapshot, Snapshot, SnapshotCancellation, SnapshotTarget, StateError, StateHandle};
 use crate::config::StorageKind;
 use crate::keygroup::key_group;
 
@@ -51,26 +51,44 @@ impl KeyedStateBackend for HashMapBackend {
         Ok(1)
     }
 
-    fn snapshot(&mut self, target: &SnapshotTarget) -> Result<Snapshot, StateError> {
+    fn snapshot(&mut self, target: &SnapshotTarget) -> Result<PendingSnapshot, StateError> {
+        // The synchronous part: a copy of the map (keys are shared `Arc`s, so this copies
+        // pointers and counts), standing in for Flink's copy-on-write state table.
         let sync_start = Instant::now();
-        let bytes = encode(&self.values);
+        let values = self.values.clone();
         let sync_duration = sync_start.elapsed();
-        let size = bytes.len() as u64;
-        let async_start = Instant::now();
-        let handle = match (target.storage, &target.dir) {
-            (StorageKind::Filesystem, Some(dir)) => {
-                let path = dir.join(&target.file_stem);
-                write_file(&path, &bytes)?;
-                StateHandle::File { path, size }
-            }
-            _ => {
-                if size > target.max_memory_size {
-                    return Err(StateError::TooLarge { size, max: target.max_memory_size });
+        let target = target.clone();
+        let write = move |cancel: &SnapshotCancellation| {
+            let async_start = Instant::now();
+            let bytes = encode(&values);
+            drop(values);
+            let size = bytes.len() as u64;
+            let (handle, written) = match (target.storage, &target.dir) {
+                (StorageKind::Filesystem, Some(dir)) => {
+                    let path = dir.join(&target.file_stem);
+                    if cancel.is_cancelled() {
+                        return Err(StateError::Cancelled);
+                    }
+                    write_file(&path, &bytes)?;
+                    (StateHandle::File { path: path.clone(), size }, vec![path])
                 }
-                StateHandle::Memory { bytes: Arc::new(bytes), size }
-            }
+                _ => {
+                    if size > target.max_memory_size {
+                        return Err(StateError::TooLarge { size, max: target.max_memory_size });
+                    }
+                    (StateHandle::Memory { bytes: Arc::new(bytes), size }, Vec::new())
+                }
+            };
+            Ok(Snapshot {
+                handle,
+                checkpointed_size: size,
+                full_size: size,
+                sync_duration,
+                async_duration: async_start.elapsed(),
+                written,
+            })
         };
-        Ok(Snapshot { handle, checkpointed_size: size, full_size: size, sync_duration, async_duration: async_start.elapsed() })
+        Ok(PendingSnapshot { sync_duration, write: Box::new(write) })
     }
 
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
@@ -148,9 +166,11 @@ fn fnv64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Writes a new file: never over an existing one, and never into a directory that is gone (the
+/// checkpoint was discarded while its snapshot was being written: it must not come back).
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), StateError> {
     let err = |e: std::io::Error| StateError::Write { path: path.display().to_string(), message: e.to_string() };
-    let mut f = std::fs::File::create(path).map_err(err)?;
+    let mut f = std::fs::File::create_new(path).map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.sync_data().map_err(err)?;
     Ok(())
@@ -179,7 +199,7 @@ mod tests {
         for (i, k) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
             b.put(&Arc::from(*k), i as u64 + 1).unwrap();
         }
-        let snap = b.snapshot(&target(StorageKind::JobManager, None, 1 << 20)).unwrap();
+        let snap = b.snapshot(&target(StorageKind::JobManager, None, 1 << 20)).and_then(PendingSnapshot::complete).unwrap();
         let mut total = 0;
         for s in 0..2 {
             let mut r = HashMapBackend::default();
@@ -198,7 +218,7 @@ mod tests {
         for i in 0..100 {
             b.put(&Arc::from(format!("key-{i}").as_str()), i).unwrap();
         }
-        let e = b.snapshot(&target(StorageKind::JobManager, None, 100)).unwrap_err();
+        let e = b.snapshot(&target(StorageKind::JobManager, None, 100)).and_then(PendingSnapshot::complete).unwrap_err();
         assert!(matches!(e, StateError::TooLarge { .. }));
         assert!(e.to_string().contains("filesystem"));
     }
@@ -208,7 +228,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut b = HashMapBackend::default();
         b.put(&Arc::from("a"), 7).unwrap();
-        let snap = b.snapshot(&target(StorageKind::Filesystem, Some(dir.path().to_path_buf()), 0)).unwrap();
+        let snap = b.snapshot(&target(StorageKind::Filesystem, Some(dir.path().to_path_buf()), 0)).and_then(PendingSnapshot::complete).unwrap();
         let StateHandle::File { path, .. } = &snap.handle else { panic!("file handle expected") };
         let mut bytes = std::fs::read(path).unwrap();
         let last = bytes.len() - 2;

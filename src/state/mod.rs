@@ -12,6 +12,7 @@ pub mod storage;
 
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub enum StateError {
     Backend { message: String },
     #[error("{0}")]
     Unsupported(String),
+    /// The task that took the snapshot went away while it was being written.
+    #[error("snapshot cancelled: its task is gone")]
+    Cancelled,
 }
 
 /// A reference to one subtask's snapshot of keyed state.
@@ -96,6 +100,68 @@ pub struct Snapshot {
     pub full_size: u64,
     pub sync_duration: Duration,
     pub async_duration: Duration,
+    /// What this snapshot created in storage (files, and the exclusive directory of a RocksDB
+    /// snapshot), never what it references from earlier checkpoints: what
+    /// [`Snapshot::discard`] deletes when nobody will acknowledge the snapshot.
+    pub written: Vec<PathBuf>,
+}
+
+impl Snapshot {
+    /// Deletes what this snapshot wrote (a snapshot whose task went away before acknowledging
+    /// it). Files it only references belong to completed checkpoints and stay. Blocking I/O:
+    /// call it off the tokio workers.
+    pub fn discard(&self) {
+        for path in &self.written {
+            if let Some(parent) = path.parent() {
+                let _ = crate::workdir::remove_tree_under(parent, path);
+            }
+        }
+    }
+}
+
+/// Set when the task that took a snapshot is gone: the snapshot's asynchronous part stops early
+/// and deletes what it wrote (Flink cancels the AsyncCheckpointRunnable and discards its state).
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotCancellation(Arc<AtomicBool>);
+
+impl SnapshotCancellation {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The asynchronous part of a snapshot: serialise and write what the synchronous part captured.
+pub type AsyncSnapshotPart = Box<dyn FnOnce(&SnapshotCancellation) -> Result<Snapshot, StateError> + Send>;
+
+/// A snapshot after its synchronous part (Flink's `SnapshotStrategy.asyncSnapshot` split): the
+/// state is captured (a copy of the heap map, a RocksDB checkpoint of hard links) and the task may
+/// go on changing it; [`PendingSnapshot::write`] is the asynchronous part, run on a blocking
+/// thread while the task processes records.
+pub struct PendingSnapshot {
+    pub sync_duration: Duration,
+    pub write: AsyncSnapshotPart,
+}
+
+impl PendingSnapshot {
+    /// Runs the asynchronous part here and now; a part that saw `cancel` set deletes what it had
+    /// written and fails with [`StateError::Cancelled`].
+    pub fn run(self, cancel: &SnapshotCancellation) -> Result<Snapshot, StateError> {
+        let snapshot = (self.write)(cancel)?;
+        if cancel.is_cancelled() {
+            snapshot.discard();
+            return Err(StateError::Cancelled);
+        }
+        Ok(snapshot)
+    }
+
+    /// Both parts at once, for callers that do not overlap them (tests, tools).
+    pub fn complete(self) -> Result<Snapshot, StateError> {
+        self.run(&SnapshotCancellation::default())
+    }
 }
 
 /// Working keyed state of one counter subtask: one `u64` per key.
@@ -111,8 +177,9 @@ pub trait KeyedStateBackend: Send {
         self.put(key, v)?;
         Ok(v)
     }
-    /// Takes a snapshot: a synchronous copy, then the write to storage.
-    fn snapshot(&mut self, target: &SnapshotTarget) -> Result<Snapshot, StateError>;
+    /// Takes a snapshot's synchronous part (a copy the task may go on changing) and returns its
+    /// asynchronous part (the write to storage), which must not touch the working state.
+    fn snapshot(&mut self, target: &SnapshotTarget) -> Result<PendingSnapshot, StateError>;
     /// Loads the key groups in `key_groups` out of every handle of a checkpoint.
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError>;
     /// Every key and its value (the state pane).

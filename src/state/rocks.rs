@@ -20,14 +20,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{DBCompressionType, IteratorMode, LogLevel, Options, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
-use super::{KeyedStateBackend, Snapshot, SnapshotTarget, StateError, StateHandle};
+use super::{KeyedStateBackend, PendingSnapshot, Snapshot, SnapshotCancellation, SnapshotTarget, StateError, StateHandle};
 use crate::keygroup::key_group;
 
 /// One file of a RocksDB snapshot.
@@ -61,8 +61,12 @@ pub struct RocksDbBackend {
     /// SST files of the last completed checkpoint this instance knows of (name -> upload).
     confirmed: HashMap<String, Uploaded>,
     /// Shared files each of our snapshots referenced, by checkpoint, until one is confirmed.
-    uploads: BTreeMap<u64, HashMap<String, Uploaded>>,
+    /// Filled by the snapshots' asynchronous parts when their upload finished (on a blocking
+    /// thread), read by the next snapshot's synchronous part.
+    uploads: Arc<Mutex<Uploads>>,
 }
+
+type Uploads = BTreeMap<u64, HashMap<String, Uploaded>>;
 
 fn rocks_err(op: &str, path: &Path, e: rocksdb::Error) -> StateError {
     StateError::Backend { message: format!("RocksDB {op} ({}): {e}", path.display()) }
@@ -132,7 +136,7 @@ impl RocksDbBackend {
             incremental,
             key_buf: Vec::new(),
             confirmed: HashMap::new(),
-            uploads: BTreeMap::new(),
+            uploads: Arc::default(),
         }
     }
 
@@ -159,53 +163,12 @@ impl RocksDbBackend {
     /// The last completed checkpoint's uploads become the files later snapshots may reference.
     fn promote(&mut self, last_completed: Option<u64>) {
         let Some(done) = last_completed else { return };
-        let newest_done = self.uploads.range(..=done).next_back().map(|(id, _)| *id);
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let newest_done = uploads.range(..=done).next_back().map(|(id, _)| *id);
         if let Some(id) = newest_done {
-            self.confirmed = self.uploads.remove(&id).unwrap_or_default();
-            self.uploads = self.uploads.split_off(&(id + 1));
+            self.confirmed = uploads.remove(&id).unwrap_or_default();
+            *uploads = uploads.split_off(&(id + 1));
         }
-    }
-
-    /// Copies the RocksDB checkpoint in `local` to storage: SST files to `shared` (or referenced
-    /// there) when incremental, the rest to `exclusive`.
-    fn upload(&self, local: &Path, exclusive: &Path, shared: &Path) -> Result<Upload, StateError> {
-        std::fs::create_dir_all(exclusive).map_err(|e| io_write(exclusive, e))?;
-        let mut names: Vec<String> = Vec::new();
-        for entry in std::fs::read_dir(local).map_err(|e| io_read(local, e))? {
-            names.push(entry.map_err(|e| io_read(local, e))?.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        let mut up = Upload::default();
-        for name in names {
-            let src = local.join(&name);
-            let size = std::fs::metadata(&src).map_err(|e| io_read(&src, e))?.len();
-            if self.incremental && name.ends_with(".sst") {
-                // A confirmed file is reused only while it is still in storage with its size.
-                let known = self
-                    .confirmed
-                    .get(&name)
-                    .filter(|u| u.size == size && std::fs::metadata(&u.path).is_ok_and(|m| m.len() == u.size))
-                    .cloned();
-                let uploaded = match known {
-                    Some(u) => u,
-                    None => {
-                        std::fs::create_dir_all(shared).map_err(|e| io_write(shared, e))?;
-                        let dst = shared.join(format!("{:016x}-{name}", rand::random::<u64>()));
-                        copy_synced(&src, &dst)?;
-                        up.written += size;
-                        Uploaded { path: dst, size }
-                    }
-                };
-                up.files.push(RocksFile { name: name.clone(), path: uploaded.path.clone(), size, shared: true });
-                up.shared.insert(name, uploaded);
-            } else {
-                let dst = exclusive.join(&name);
-                copy_synced(&src, &dst)?;
-                up.written += size;
-                up.files.push(RocksFile { name, path: dst, size, shared: false });
-            }
-        }
-        Ok(up)
     }
 
     /// Rebuilds the local DB from a snapshot of exactly our key groups: its files, copied back.
@@ -235,9 +198,93 @@ impl RocksDbBackend {
 #[derive(Default)]
 struct Upload {
     files: Vec<RocksFile>,
-    written: u64,
+    /// Bytes copied (the checkpointed size).
+    bytes: u64,
+    /// What the upload created: the exclusive directory and new shared files.
+    written: Vec<PathBuf>,
     shared: HashMap<String, Uploaded>,
 }
+
+/// Copies the RocksDB checkpoint in `local` to storage: SST files to `shared` (or referenced
+/// there, when `confirmed` by a completed checkpoint and still in storage) when incremental, the
+/// rest to `exclusive`. On failure or cancellation, what it wrote so far is deleted.
+fn upload(
+    local: &Path,
+    exclusive: &Path,
+    shared: &Path,
+    incremental: bool,
+    confirmed: &HashMap<String, Uploaded>,
+    cancel: &SnapshotCancellation,
+) -> Result<Upload, StateError> {
+    let mut up = Upload::default();
+    let result = upload_into(&mut up, local, exclusive, shared, incremental, confirmed, cancel);
+    if result.is_err() {
+        discard_written(&up.written);
+    }
+    result.map(|()| up)
+}
+
+fn upload_into(
+    up: &mut Upload,
+    local: &Path,
+    exclusive: &Path,
+    shared: &Path,
+    incremental: bool,
+    confirmed: &HashMap<String, Uploaded>,
+    cancel: &SnapshotCancellation,
+) -> Result<(), StateError> {
+    // A checkpoint directory discarded meanwhile (the checkpoint expired) comes back here, as
+    // Flink's file system creates parent directories: the late acknowledgement makes the
+    // JobManager delete it again, and a task gone before acknowledging deletes it itself.
+    std::fs::create_dir_all(exclusive).map_err(|e| io_write(exclusive, e))?;
+    up.written.push(exclusive.to_path_buf());
+    let mut names: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(local).map_err(|e| io_read(local, e))? {
+        names.push(entry.map_err(|e| io_read(local, e))?.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    for name in names {
+        if cancel.is_cancelled() {
+            return Err(StateError::Cancelled);
+        }
+        let src = local.join(&name);
+        let size = std::fs::metadata(&src).map_err(|e| io_read(&src, e))?.len();
+        if incremental && name.ends_with(".sst") {
+            // A confirmed file is reused only while it is still in storage with its size.
+            let known =
+                confirmed.get(&name).filter(|u| u.size == size && std::fs::metadata(&u.path).is_ok_and(|m| m.len() == u.size)).cloned();
+            let uploaded = match known {
+                Some(u) => u,
+                None => {
+                    std::fs::create_dir_all(shared).map_err(|e| io_write(shared, e))?;
+                    let dst = shared.join(format!("{:016x}-{name}", rand::random::<u64>()));
+                    up.written.push(dst.clone());
+                    copy_synced(&src, &dst)?;
+                    up.bytes += size;
+                    Uploaded { path: dst, size }
+                }
+            };
+            up.files.push(RocksFile { name: name.clone(), path: uploaded.path.clone(), size, shared: true });
+            up.shared.insert(name, uploaded);
+        } else {
+            let dst = exclusive.join(&name);
+            copy_synced(&src, &dst)?;
+            up.bytes += size;
+            up.files.push(RocksFile { name, path: dst, size, shared: false });
+        }
+    }
+    Ok(())
+}
+
+fn discard_written(written: &[PathBuf]) {
+    for path in written {
+        if let Some(parent) = path.parent() {
+            let _ = crate::workdir::remove_tree_under(parent, path);
+        }
+    }
+}
+
+
 
 fn copy_synced(src: &Path, dst: &Path) -> Result<(), StateError> {
     std::fs::copy(src, dst).map_err(|e| io_write(dst, e))?;
@@ -301,13 +348,14 @@ impl KeyedStateBackend for RocksDbBackend {
         db.put_opt(&self.key_buf, value.to_le_bytes(), &self.write).map_err(|e| rocks_err("put", &self.db_path, e))
     }
 
-    fn snapshot(&mut self, target: &SnapshotTarget) -> Result<Snapshot, StateError> {
+    fn snapshot(&mut self, target: &SnapshotTarget) -> Result<PendingSnapshot, StateError> {
         let Some(chk_dir) = &target.dir else {
             return Err(StateError::Unsupported(
                 "RocksDB snapshots are files: set execution.checkpointing.storage = filesystem (--backend rocksdb does)".into(),
             ));
         };
         self.promote(target.last_completed);
+        // The synchronous part: flush and hard-link the immutable files (RocksDB's checkpoint).
         let sync_start = Instant::now();
         let local = self.dir.join(format!("chk-{}", target.checkpoint));
         let _ = crate::workdir::remove_tree_under(&self.dir, &local);
@@ -319,25 +367,39 @@ impl KeyedStateBackend for RocksDbBackend {
             cp.create_checkpoint(&local).map_err(|e| rocks_err("checkpoint", &local, e))?;
         }
         let sync_duration = sync_start.elapsed();
-        let async_start = Instant::now();
+        // The asynchronous part: upload (copy) the checkpoint's files, off the task.
         let exclusive = chk_dir.join(&target.file_stem);
         let shared = chk_dir.parent().map(|job| job.join("shared")).unwrap_or_else(|| chk_dir.join("shared"));
-        let result = self.upload(&local, &exclusive, &shared);
-        let _ = crate::workdir::remove_tree_under(&self.dir, &local);
-        let up = result?;
-        let full_size = up.files.iter().map(|f| f.size).sum();
-        if self.incremental {
-            self.uploads.insert(target.checkpoint, up.shared);
-        }
-        let handle = StateHandle::RocksDb { dir: exclusive, key_groups: target.key_groups.clone(), files: up.files, size: full_size };
-        Ok(Snapshot { handle, checkpointed_size: up.written, full_size, sync_duration, async_duration: async_start.elapsed() })
+        let confirmed = if self.incremental { self.confirmed.clone() } else { HashMap::new() };
+        let (incremental, instance_dir, uploads) = (self.incremental, self.dir.clone(), self.uploads.clone());
+        let (checkpoint, key_groups) = (target.checkpoint, target.key_groups.clone());
+        let write = move |cancel: &SnapshotCancellation| {
+            let async_start = Instant::now();
+            let result = upload(&local, &exclusive, &shared, incremental, &confirmed, cancel);
+            let _ = crate::workdir::remove_tree_under(&instance_dir, &local);
+            let up = result?;
+            let full_size = up.files.iter().map(|f| f.size).sum();
+            if incremental {
+                uploads.lock().unwrap_or_else(|e| e.into_inner()).insert(checkpoint, up.shared);
+            }
+            let handle = StateHandle::RocksDb { dir: exclusive, key_groups, files: up.files, size: full_size };
+            Ok(Snapshot {
+                handle,
+                checkpointed_size: up.bytes,
+                full_size,
+                sync_duration,
+                async_duration: async_start.elapsed(),
+                written: up.written,
+            })
+        };
+        Ok(PendingSnapshot { sync_duration, write: Box::new(write) })
     }
 
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
         self.db = None;
         let _ = crate::workdir::remove_tree_under(&self.dir, &self.db_path());
         self.confirmed.clear();
-        self.uploads.clear();
+        self.uploads.lock().unwrap_or_else(|e| e.into_inner()).clear();
         // Our own key groups in one RocksDB snapshot: its files are the DB.
         let own = handles.iter().find_map(|h| match h {
             StateHandle::RocksDb { key_groups: kg, files, .. } if *kg == key_groups => Some(files.clone()),
@@ -415,7 +477,7 @@ mod tests {
         let mut b = RocksDbBackend::new(tmp.path().join("a"), false);
         fill(&mut b, 0..1000);
         fill(&mut b, 0..10);
-        let snap = b.snapshot(&target(&tmp.path().join("job"), 1, 0..128, None)).unwrap();
+        let snap = b.snapshot(&target(&tmp.path().join("job"), 1, 0..128, None)).and_then(PendingSnapshot::complete).unwrap();
         assert_eq!(snap.checkpointed_size, snap.full_size);
         assert!(matches!(&snap.handle, StateHandle::RocksDb { files, .. } if files.iter().all(|f| !f.shared)));
         let mut r = RocksDbBackend::new(tmp.path().join("b"), false);
@@ -431,13 +493,13 @@ mod tests {
         let job = tmp.path().join("job");
         let mut b = RocksDbBackend::new(tmp.path().join("a"), true);
         fill(&mut b, 0..50_000);
-        let one = b.snapshot(&target(&job, 1, 0..128, None)).unwrap();
+        let one = b.snapshot(&target(&job, 1, 0..128, None)).and_then(PendingSnapshot::complete).unwrap();
         fill(&mut b, 0..3);
         // Checkpoint 1 not known complete: nothing may be referenced, everything is uploaded again.
-        let two = b.snapshot(&target(&job, 2, 0..128, None)).unwrap();
+        let two = b.snapshot(&target(&job, 2, 0..128, None)).and_then(PendingSnapshot::complete).unwrap();
         assert_eq!(two.checkpointed_size, two.full_size);
         fill(&mut b, 0..3);
-        let three = b.snapshot(&target(&job, 3, 0..128, Some(2))).unwrap();
+        let three = b.snapshot(&target(&job, 3, 0..128, Some(2))).and_then(PendingSnapshot::complete).unwrap();
         assert!(three.checkpointed_size * 10 < three.full_size, "a small delta: {} of {}", three.checkpointed_size, three.full_size);
         let shared = |s: &Snapshot| s.handle.shared_files().cloned().collect::<Vec<_>>();
         let new: Vec<_> = shared(&three).into_iter().filter(|p| !shared(&two).contains(p)).collect();
@@ -454,7 +516,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut whole = RocksDbBackend::new(tmp.path().join("a"), false);
         fill(&mut whole, 0..200);
-        let snap = whole.snapshot(&target(&tmp.path().join("job"), 1, 0..128, None)).unwrap();
+        let snap = whole.snapshot(&target(&tmp.path().join("job"), 1, 0..128, None)).and_then(PendingSnapshot::complete).unwrap();
         let mut total = 0;
         for s in 0..2 {
             let mut half = RocksDbBackend::new(tmp.path().join(format!("h{s}")), false);
@@ -464,7 +526,7 @@ mod tests {
         assert_eq!(total, 200, "each key lands in exactly one half");
         let mut heap = super::super::hashmap::HashMapBackend::default();
         heap.put(&Arc::from("x"), 41).unwrap();
-        let heap_snap = heap.snapshot(&target(&tmp.path().join("job2"), 1, 0..128, None)).unwrap();
+        let heap_snap = heap.snapshot(&target(&tmp.path().join("job2"), 1, 0..128, None)).and_then(PendingSnapshot::complete).unwrap();
         let mut r = RocksDbBackend::new(tmp.path().join("r"), false);
         r.restore(&[heap_snap.handle], 0..128).unwrap();
         assert_eq!(r.get("x").unwrap(), 41);
@@ -475,7 +537,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut b = RocksDbBackend::new(tmp.path().join("a"), false);
         fill(&mut b, 0..10);
-        let snap = b.snapshot(&target(&tmp.path().join("job"), 1, 0..128, None)).unwrap();
+        let snap = b.snapshot(&target(&tmp.path().join("job"), 1, 0..128, None)).and_then(PendingSnapshot::complete).unwrap();
         let StateHandle::RocksDb { files, .. } = &snap.handle else { panic!("a RocksDB handle") };
         let sst = files.iter().find(|f| f.name.ends_with(".sst")).unwrap();
         std::fs::remove_file(&sst.path).unwrap();
