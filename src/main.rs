@@ -264,7 +264,11 @@ fn print_report(r: &RunReport) {
                 ckptlab::duration::format_size(last.full_size)
             )
         };
-        println!("last checkpoint: {} in {} ms, {size}", last.id, last.duration_ms);
+        let persisted = if last.unaligned { format!(", {} in-flight persisted", ckptlab::duration::format_size(last.persisted_size)) } else { String::new() };
+        println!(
+            "last checkpoint: {} in {} ms (alignment {} ms, sync {} ms, async {} ms), {size}{persisted}",
+            last.id, last.duration_ms, last.alignment_ms, last.sync_ms, last.async_ms
+        );
     }
     // Why checkpoints failed: the last few distinct reasons, newest last.
     let mut reasons: Vec<(u64, &str)> = Vec::new();

@@ -59,6 +59,8 @@ fn stats(id: u64, status: CheckpointStatus, trigger_ms: u64, failure: Option<&st
         offsets: vec![(0, id * 3), (1, id * 2)],
         failure: failure.map(str::to_string),
         persisted_size: 0,
+        sync_ms: 0,
+        async_ms: 0,
         unaligned: false,
     }
 }

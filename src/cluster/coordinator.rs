@@ -42,6 +42,11 @@ pub struct CheckpointStats {
     /// Bytes of in-flight records persisted as channel state (unaligned; Flink's "Persisted Data").
     #[serde(default)]
     pub persisted_size: u64,
+    /// The slowest task's synchronous and asynchronous snapshot parts (Flink's UI shows these).
+    #[serde(default)]
+    pub sync_ms: u64,
+    #[serde(default)]
+    pub async_ms: u64,
     /// Some task took its snapshot unaligned.
     #[serde(default)]
     pub unaligned: bool,
@@ -197,9 +202,12 @@ impl CheckpointCoordinator {
         let mut keyed: Vec<(usize, StateHandle)> = Vec::new();
         let mut staged_output: Vec<StagedLine> = Vec::new();
         let (mut checkpointed, mut full, mut alignment, mut persisted, mut unaligned) = (0, 0, 0, 0, false);
+        let (mut sync_ms, mut async_ms) = (0, 0);
         for (task, (state, stats)) in p.acks {
             alignment = alignment.max(stats.alignment_ms);
             persisted += stats.persisted_bytes;
+            sync_ms = sync_ms.max(stats.sync_ms);
+            async_ms = async_ms.max(stats.async_ms);
             unaligned |= stats.unaligned;
             match (task, state) {
                 (_, TaskState::Source { offsets: o }) => offsets.extend(o),
@@ -235,6 +243,8 @@ impl CheckpointCoordinator {
             offsets,
             failure: None,
             persisted_size: persisted,
+            sync_ms,
+            async_ms,
             unaligned,
         };
         Some(Completion { metadata, stats })
@@ -281,6 +291,8 @@ impl CheckpointCoordinator {
             offsets: Vec::new(),
             failure: None,
             persisted_size: 0,
+            sync_ms: 0,
+            async_ms: 0,
             unaligned: p.acks.values().any(|(_, s)| s.unaligned),
         };
         Some((self.record_failure(stats, reason), handles))
