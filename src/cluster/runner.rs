@@ -276,7 +276,19 @@ impl<O: Operator> OperatorRunner<O> {
             self.ctx.progress.sink_received.fetch_add(records, Ordering::Relaxed);
         }
         let mut elements = elements.into_iter();
+        let fast = self.record_cost.is_zero();
         while let Some(e) = elements.next() {
+            // The hot path: a record, no cost, processed without building the (large) future of
+            // the barrier path; only a full output buffer awaits.
+            let e = match e {
+                StreamMessage::Record(r) if fast => {
+                    if self.process_now(r)? {
+                        self.flush_output().await;
+                    }
+                    continue;
+                }
+                other => other,
+            };
             self.element(l, ch, e).await?;
             if self.gate.is_blocked(ch) {
                 // Blocked by this buffer's barrier: the rest waits with the channel.
@@ -326,15 +338,28 @@ impl<O: Operator> OperatorRunner<O> {
         if !self.record_cost.is_zero() {
             tokio::time::sleep(self.record_cost).await;
         }
+        if self.process_now(r)? {
+            self.flush_output().await;
+        }
+        Ok(())
+    }
+
+    /// Applies a record and buffers its output; true when the output buffer is full.
+    #[inline]
+    fn process_now(&mut self, r: Record) -> Result<bool, Fatal> {
         let out = self.op.process(&self.ctx, r).map_err(|e| Fatal(format!("state backend error: {e}")))?;
         if let (Some(r), Some(o)) = (out, self.output.as_mut()) {
             let per_record = o.per_record(self.ctx.knobs.buffer_timeout());
             let max = if per_record { 1 } else { self.ctx.buffer_records };
-            if o.add(StreamMessage::Record(r), max) {
-                o.flush().await;
-            }
+            return Ok(o.add(StreamMessage::Record(r), max));
         }
-        Ok(())
+        Ok(false)
+    }
+
+    async fn flush_output(&mut self) {
+        if let Some(o) = self.output.as_mut() {
+            o.flush().await;
+        }
     }
 
     async fn on_barrier(&mut self, l: &mut Loop, ch: usize, b: Barrier, priority: bool) -> Result<(), Fatal> {
