@@ -414,6 +414,11 @@ proptest! {
     }
 
     #[test]
+    fn aligned_with_timeout_never_loses_nor_overcounts_with_rocksdb(s in schedule(), incremental in any::<bool>()) {
+        check_exactly_once(&s, &run_with(Some("EXACTLY_ONCE"), ALIGNED_TIMEOUT, &s, rocks(incremental)))?;
+    }
+
+    #[test]
     fn at_least_once_never_loses_with_rocksdb(s in schedule(), incremental in any::<bool>()) {
         check_at_least_once(&s, &run(Some("AT_LEAST_ONCE"), &s, rocks(incremental)))?;
     }

@@ -207,6 +207,20 @@ pub(crate) struct JobManager {
     reports_rx: mpsc::UnboundedReceiver<TaskReport>,
 }
 
+/// Runs blocking file or network I/O of the JobManager (fsync of `_metadata`, deleting
+/// checkpoints, Kafka offset commits) without holding a runtime worker: on the multi-threaded
+/// runtime the worker hands its other tasks to the rest first (`block_in_place`); on a
+/// current-thread runtime (tests under the paused clock) there is nothing to hand over.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// How often the end of the job tries to remove its directories (10 ms apart).
+const TM_ROOT_REMOVAL_TRIES: usize = 100;
+
 /// The name of a job's directory of task-manager directories: `<taskmanager.tmp-dirs>/ckptlab-<job>`.
 pub const TM_ROOT_PREFIX: &str = "ckptlab-";
 
@@ -301,10 +315,25 @@ impl JobManager {
             d.abort_all();
         }
         // The cluster is gone, and with it every task manager's local disk.
-        let _ = crate::workdir::remove_tree_under(&self.cfg.tm_dir, &self.tm_root);
+        // Aborted tasks finish dropping (RocksDB closing, writes cleaning up) on other threads:
+        // removal can race them, so it is tried again until the directory is gone.
+        for _ in 0..TM_ROOT_REMOVAL_TRIES {
+            let _ = off_worker(|| crate::workdir::remove_tree_under(&self.cfg.tm_dir, &self.tm_root));
+            if !self.tm_root.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // The job ends (cancelled): with NO_EXTERNALIZED_CHECKPOINTS, Flink's default, its
         // checkpoints are discarded with it.
-        self.storage.discard_job();
+        // (A snapshot write of an aborted task may still be cleaning up there: tried again too.)
+        for _ in 0..TM_ROOT_REMOVAL_TRIES {
+            off_worker(|| self.storage.discard_job());
+            if !self.storage.job_dir.as_ref().is_some_and(|d| d.exists()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -398,7 +427,7 @@ impl JobManager {
         let tasks = self.deployment.as_mut().map(|d| d.abort_on(i)).unwrap_or_default();
         // The disk of a dead machine is gone: RocksDB instances are rebuilt from the checkpoint.
         // `name` passed parse_name: a plain `tm-N` below the TM root, checked again on delete.
-        let _ = crate::workdir::remove_tree_under(&self.tm_root, &self.tm_root.join(name));
+        let _ = off_worker(|| crate::workdir::remove_tree_under(&self.tm_root, &self.tm_root.join(name)));
         let hosted = !tasks.is_empty();
         self.events.publish(Event::TaskManagerKilled { tm: name.to_string(), tasks });
         // Its peers' network connections to it break: a task on another, living task manager
@@ -601,9 +630,9 @@ impl JobManager {
         let TaskState::Keyed { handle, .. } = state else { return };
         if !self.coord.is_retained(checkpoint) && !self.coord.pending.contains_key(&checkpoint) {
             // The checkpoint is neither complete nor running: its whole directory is garbage.
-            self.storage.discard(checkpoint);
+            off_worker(|| self.storage.discard(checkpoint));
         }
-        self.shared.discard_unregistered(std::slice::from_ref(&handle));
+        off_worker(|| self.shared.discard_unregistered(std::slice::from_ref(&handle)));
         self.events.publish(Event::CheckpointAckDiscarded { checkpoint, task: task.to_string() });
     }
 
@@ -672,7 +701,7 @@ impl JobManager {
         // reuse must still be there, and `_metadata` must be written, or the checkpoint fails.
         let finalised = crate::state::storage::CheckpointStorage::check_shared_files(&completion.metadata.keyed)
             .map_err(|e| e.to_string())
-            .and_then(|()| self.storage.write_metadata(&completion.metadata).map_err(|e| format!("writing _metadata: {e}")));
+            .and_then(|()| off_worker(|| self.storage.write_metadata(&completion.metadata)).map_err(|e| format!("writing _metadata: {e}")));
         if let Err(message) = finalised {
             let handles = completion.metadata.keyed.clone();
             let reason = CheckpointFailureReason::FinalizeFailure { message };
@@ -684,7 +713,7 @@ impl JobManager {
         self.shared.register(&completion.metadata.keyed);
         self.storage.completed(id);
         // Kafka: the checkpointed offsets go to the consumer group, for monitoring (as Flink).
-        self.topic.commit(&completion.metadata.offsets);
+        off_worker(|| self.topic.commit(&completion.metadata.offsets));
         let (duration_ms, bytes, offsets) =
             (completion.stats.duration_ms, completion.stats.checkpointed_size, completion.stats.offsets.clone());
         let dropped = self.coord.retain(completion, self.cfg.checkpointing.num_retained, now);
@@ -705,8 +734,10 @@ impl JobManager {
 
     /// A retained checkpoint is no longer needed: its exclusive files go, its shared ones lose a reference.
     fn drop_checkpoint(&mut self, m: &crate::state::storage::CheckpointMetadata) {
-        self.storage.discard(m.checkpoint);
-        self.shared.unregister(&m.keyed);
+        off_worker(|| {
+            self.storage.discard(m.checkpoint);
+            self.shared.unregister(&m.keyed);
+        });
         self.auditor.checkpoint_discarded(m.checkpoint);
     }
 
@@ -720,8 +751,10 @@ impl JobManager {
         if let Some(d) = &self.deployment {
             d.tell_all(TaskControl::NotifyCheckpointAborted(id));
         }
-        self.storage.discard(id);
-        self.shared.discard_unregistered(handles);
+        off_worker(|| {
+            self.storage.discard(id);
+            self.shared.discard_unregistered(handles);
+        });
         self.auditor.checkpoint_discarded(id);
         self.events.publish(Event::CheckpointFailed { checkpoint: id, reason: reason.to_string() });
         if reason.counts_toward_tolerable() && self.deployment.is_some() {
@@ -857,7 +890,7 @@ impl JobManager {
         } else {
             // As Flink's Kafka source: without a checkpoint, the group's committed offsets first.
             let mut from_group = 0;
-            for (slot, offset) in positions.iter_mut().zip(self.topic.committed()) {
+            for (slot, offset) in positions.iter_mut().zip(off_worker(|| self.topic.committed())) {
                 if let Some(o) = offset {
                     *slot = o;
                     from_group += 1;
