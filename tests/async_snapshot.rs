@@ -5,14 +5,14 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use common::{referenced, retained, shared_on_disk};
+
+use std::path::Path;
 use std::time::Duration;
 
 use ckptlab::cluster::{Command, Engine};
 use ckptlab::events::{Event, EventBus, Stamped};
 use ckptlab::scenario::AwaitCondition;
-use ckptlab::state::storage::{CheckpointMetadata, CheckpointStorage};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// An engine with filesystem checkpoint storage in `dir` (so a snapshot is files), two counters
@@ -85,24 +85,6 @@ async fn all_barriers(events: &mut UnboundedReceiver<Stamped>, task: &str, check
     .await;
 }
 
-fn retained(job: &Path) -> Vec<CheckpointMetadata> {
-    let mut out: Vec<CheckpointMetadata> = std::fs::read_dir(job)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("_metadata").is_file()).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
-        .map(|p| CheckpointStorage::read_metadata(p).expect("readable metadata"))
-        .collect();
-    out.sort_by_key(|m| m.checkpoint);
-    out
-}
-
-fn shared_on_disk(job: &Path) -> BTreeSet<PathBuf> {
-    std::fs::read_dir(job.join("shared")).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default()
-}
-
-fn referenced(metas: &[CheckpointMetadata]) -> BTreeSet<PathBuf> {
-    metas.iter().flat_map(|m| m.keyed.iter().flat_map(|h| h.shared_files().cloned().collect::<Vec<_>>())).collect()
-}
 
 /// A task manager killed after its counter's synchronous part and before its write was
 /// acknowledged: checkpoint 2 fails, nothing of it stays in storage (the discard on the

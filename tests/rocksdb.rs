@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{referenced, retained, shared_on_disk};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +15,7 @@ use std::time::Duration;
 use ckptlab::cluster::{Command, Engine};
 use ckptlab::events::{Event, EventBus, Stamped};
 use ckptlab::scenario::{await_condition, AwaitCondition};
-use ckptlab::state::storage::{CheckpointMetadata, CheckpointStorage};
+use ckptlab::state::storage::CheckpointMetadata;
 use ckptlab::state::StateHandle;
 
 /// A RocksDB engine with its checkpoint directory and TM directories in `dir`.
@@ -70,25 +72,6 @@ fn job_dir(dir: &Path, engine: &Engine) -> PathBuf {
     dir.join("checkpoints").join(engine.job_id())
 }
 
-/// Retained checkpoints on disk (those with `_metadata`), by id.
-fn retained(job: &Path) -> Vec<CheckpointMetadata> {
-    let mut out: Vec<CheckpointMetadata> = std::fs::read_dir(job)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("_metadata").is_file()).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
-        .map(|p| CheckpointStorage::read_metadata(p).expect("readable metadata"))
-        .collect();
-    out.sort_by_key(|m| m.checkpoint);
-    out
-}
-
-fn shared_on_disk(job: &Path) -> BTreeSet<PathBuf> {
-    std::fs::read_dir(job.join("shared")).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default()
-}
-
-fn referenced(metas: &[CheckpointMetadata]) -> BTreeSet<PathBuf> {
-    metas.iter().flat_map(|m| m.keyed.iter().flat_map(|h| h.shared_files().cloned().collect::<Vec<_>>())).collect()
-}
 
 #[test]
 fn an_incremental_checkpoint_after_a_few_changes_uploads_a_small_delta() {

@@ -53,3 +53,25 @@ pub fn scratch_dir() -> tempfile::TempDir {
     }
     tempfile::tempdir().expect("a temp dir")
 }
+
+/// Retained checkpoints on disk (those with `_metadata`) in a job directory, by id.
+pub fn retained(job: &std::path::Path) -> Vec<ckptlab::state::storage::CheckpointMetadata> {
+    let mut out: Vec<ckptlab::state::storage::CheckpointMetadata> = std::fs::read_dir(job)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("_metadata").is_file()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| ckptlab::state::storage::CheckpointStorage::read_metadata(p).expect("readable metadata"))
+        .collect();
+    out.sort_by_key(|m| m.checkpoint);
+    out
+}
+
+/// The files in a job directory's `shared/`.
+pub fn shared_on_disk(job: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(job.join("shared")).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+/// The shared files retained checkpoints reference.
+pub fn referenced(metas: &[ckptlab::state::storage::CheckpointMetadata]) -> std::collections::BTreeSet<std::path::PathBuf> {
+    metas.iter().flat_map(|m| m.keyed.iter().flat_map(|h| h.shared_files().cloned().collect::<Vec<_>>())).collect()
+}
