@@ -278,7 +278,9 @@ async fn settle(engine: &Engine) {
     // Starting a task manager that was killed but not yet noticed triggers a failover after the
     // last command: wait for the restart to finish before judging.
     common::sleep_ms(1000).await;
-    if !ckptlab::scenario::await_condition(engine, AwaitCondition::CaughtUp, std::time::Duration::from_secs(600)).await {
+    // Model time under the paused clock; real time on worker threads, where a minute is plenty.
+    let limit = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread { 600 } else { 60 };
+    if !ckptlab::scenario::await_condition(engine, AwaitCondition::CaughtUp, std::time::Duration::from_secs(limit)).await {
         panic!("never caught up: {:#?}", engine.view(false));
     }
 }
@@ -370,7 +372,7 @@ proptest! {
 
 /// Real-time cases take seconds each: a handful per run (THREADED_PROPTEST_CASES for more).
 fn threaded_cases() -> u32 {
-    std::env::var("THREADED_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(6)
+    std::env::var("THREADED_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(20)
 }
 
 /// Schedules short enough for real time: waits and generators scaled down.
@@ -387,11 +389,14 @@ fn short(mut s: Schedule) -> Schedule {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: threaded_cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: threaded_cases(), max_shrink_iters: 8, ..ProptestConfig::default() })]
 
     /// On two worker threads the subtasks really run in parallel: races the paused clock cannot
-    /// show (a barrier and a record on two threads at once) have their chance here.
+    /// show (a barrier and a record on two threads at once) have their chance here. Real time:
+    /// a documented extra, not CI (`cargo test --release --test semantics -- --ignored`); one CI
+    /// run saw it take over three minutes for 6 cases, which is under investigation.
     #[test]
+    #[ignore = "real time on two worker threads: run with --ignored (THREADED_PROPTEST_CASES sets the count)"]
     fn exactly_once_and_unaligned_hold_on_two_worker_threads(s in schedule(), unaligned in any::<bool>()) {
         let s = short(s);
         let extra = if unaligned { UNALIGNED } else { &[] };
