@@ -85,6 +85,7 @@ impl KeyedStateBackend for HashMapBackend {
                 full_size: size,
                 sync_duration,
                 async_duration: async_start.elapsed(),
+                written_under: target.dir.as_deref().and_then(|chk| chk.parent()).map(|job| job.to_path_buf()).filter(|_| !written.is_empty()),
                 written,
             })
         };

@@ -104,6 +104,9 @@ pub struct Snapshot {
     /// snapshot), never what it references from earlier checkpoints: what
     /// [`Snapshot::discard`] deletes when nobody will acknowledge the snapshot.
     pub written: Vec<PathBuf>,
+    /// The checkpoint storage's job directory every `written` path lies below (`None` when the
+    /// snapshot wrote nothing: jobmanager storage).
+    pub written_under: Option<PathBuf>,
 }
 
 impl Snapshot {
@@ -111,11 +114,18 @@ impl Snapshot {
     /// it). Files it only references belong to completed checkpoints and stay. Blocking I/O:
     /// call it off the tokio workers.
     pub fn discard(&self) {
-        for path in &self.written {
-            if let Some(parent) = path.parent() {
-                let _ = crate::workdir::remove_tree_under(parent, path);
-            }
+        if let Some(root) = &self.written_under {
+            discard_written(root, &self.written);
         }
+    }
+}
+
+/// Deletes paths a snapshot created in checkpoint storage, each only when it lies below `root`
+/// (the job directory the storage made): paths come from ckptlab's own storage layout and the
+/// backend's own file names, and a path that is not below it is left alone.
+pub(crate) fn discard_written(root: &std::path::Path, written: &[PathBuf]) {
+    for path in written {
+        let _ = crate::workdir::remove_tree_under(root, path);
     }
 }
 

@@ -219,7 +219,10 @@ fn upload(
     let mut up = Upload::default();
     let result = upload_into(&mut up, local, exclusive, shared, incremental, confirmed, cancel);
     if result.is_err() {
-        discard_written(&up.written);
+        // `shared` is `<job-id>/shared`: everything an upload writes lies below the job directory.
+        if let Some(job) = shared.parent() {
+            super::discard_written(job, &up.written);
+        }
     }
     result.map(|()| up)
 }
@@ -276,13 +279,6 @@ fn upload_into(
     Ok(())
 }
 
-fn discard_written(written: &[PathBuf]) {
-    for path in written {
-        if let Some(parent) = path.parent() {
-            let _ = crate::workdir::remove_tree_under(parent, path);
-        }
-    }
-}
 
 
 
@@ -370,6 +366,7 @@ impl KeyedStateBackend for RocksDbBackend {
         // The asynchronous part: upload (copy) the checkpoint's files, off the task.
         let exclusive = chk_dir.join(&target.file_stem);
         let shared = chk_dir.parent().map(|job| job.join("shared")).unwrap_or_else(|| chk_dir.join("shared"));
+        let job_dir = shared.parent().map(Path::to_path_buf);
         let confirmed = if self.incremental { self.confirmed.clone() } else { HashMap::new() };
         let (incremental, instance_dir, uploads) = (self.incremental, self.dir.clone(), self.uploads.clone());
         let (checkpoint, key_groups) = (target.checkpoint, target.key_groups.clone());
@@ -390,6 +387,7 @@ impl KeyedStateBackend for RocksDbBackend {
                 sync_duration,
                 async_duration: async_start.elapsed(),
                 written: up.written,
+                written_under: job_dir,
             })
         };
         Ok(PendingSnapshot { sync_duration, write: Box::new(write) })
