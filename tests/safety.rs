@@ -3,6 +3,8 @@
 //! test drives the real binary, with its private directory in a scratch place ($CKPTLAB_HOME or
 //! TMPDIR), as a user would.
 
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -132,8 +134,7 @@ fn a_planted_symlink_in_place_of_the_private_directory_is_refused() {
 #[test]
 fn a_private_directory_owned_by_someone_else_is_refused() {
     if uid() != 0 {
-        println!("SKIPPED: planting a directory owned by another user needs root (chown)");
-        return;
+        return common::skip("planting a directory owned by another user needs root (chown); CI runs as root");
     }
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("ckptlab-0");
