@@ -73,11 +73,6 @@ impl Aligner {
         }
     }
 
-    /// Whether `channel` delivered the in-order barrier of the checkpoint in progress.
-    pub fn arrived(&self, channel: usize) -> bool {
-        self.pending.as_ref().is_some_and(|p| p.arrived[channel])
-    }
-
     /// The checkpoint whose overtaken records some channel is still bringing, if any.
     pub fn persisting_any(&self) -> Option<u64> {
         self.pending.as_ref().filter(|p| p.snapshotted && p.arrived.iter().any(|a| !a)).map(|p| p.barrier.checkpoint)

@@ -481,7 +481,7 @@ impl<O: Operator> OperatorRunner<O> {
                 if unaligned {
                     // The records queued ahead of each late channel's barrier were overtaken.
                     for (ch, c) in capturing.iter_mut().enumerate() {
-                        if !l.aligner.arrived(ch) {
+                        if l.aligner.persisting(ch).is_some() {
                             self.gate.start_capture(ch, id);
                             *c = true;
                         }
