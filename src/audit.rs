@@ -732,9 +732,8 @@ impl Auditor {
             kv.expected += inflight;
         }
         for (key, n) in repeated {
-            if let Some(kv) = v.keys.get_mut(&*key) {
-                kv.repeated_output = n;
-            }
+            let subtask = self.owner(&key);
+            v.keys.entry(key.to_string()).or_insert_with(|| KeyVerdict { subtask, ..KeyVerdict::default() }).repeated_output = n;
         }
         for kv in v.keys.values() {
             v.expected += kv.expected;
