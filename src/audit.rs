@@ -599,6 +599,98 @@ impl Auditor {
         repeat
     }
 
+    /// The lowest offset of partition `p` a later walk may still read: the first stretch of a kept
+    /// or live shadow that a deploy would walk (what its subtask did not apply above where losses
+    /// are tallied), and the first record held in a state whose output line is missing. Retention
+    /// keeps everything from here on; below it the auditor's figures are tallied for good.
+    pub fn retain_floor(&self, p: u32) -> u64 {
+        if !self.enabled {
+            return u64::MAX;
+        }
+        self.seal(p);
+        let p = p as usize;
+        let first_hole = |s: &Shadow, run: Option<(u64, u64)>| -> u64 {
+            let Some(covered) = s.covered.get(p) else { return u64::MAX };
+            let mut c = covered.clone();
+            if let Some((a, b)) = run {
+                c.insert(a, b);
+            }
+            let from = s.walked.get(p).copied().unwrap_or(0);
+            c.holes(from, u64::MAX).first().map_or(u64::MAX, |h| h.0)
+        };
+        let mut floor = u64::MAX;
+        let mut coverage: Vec<Ranges> = Vec::new();
+        for l in &self.live {
+            let l = lock(l);
+            floor = floor.min(first_hole(&l.shadow, l.run.get(p).copied().flatten()));
+            let mut c = l.shadow.covered.get(p).cloned().unwrap_or_default();
+            if let Some(Some((a, b))) = l.run.get(p) {
+                c.insert(*a, *b);
+            }
+            coverage.push(c);
+        }
+        {
+            let g = lock(&self.global);
+            for shadows in g.completed.values() {
+                for s in shadows {
+                    floor = floor.min(first_hole(s, None));
+                }
+            }
+        }
+        let pos = lock(&self.global).position.get(p).copied().unwrap_or(0);
+        let out = lock(&self.output);
+        if out.lines > 0 {
+            if let Some(set) = out.emitted.get(p) {
+                for (a, b) in set.holes(0, pos) {
+                    let first = coverage.iter().flat_map(|c| c.iter()).filter(|&(x, y)| x.max(a) < y.min(b)).map(|(x, _)| x.max(a)).min();
+                    if let Some(f) = first {
+                        floor = floor.min(f);
+                        break;
+                    }
+                }
+            }
+        }
+        floor
+    }
+
+    /// Marks as covered the stretches of partition `p` below the sources' position that hold none
+    /// of a subtask's own records (a subtask no record of `p` goes to has nothing but such
+    /// stretches): they can hold no loss, so no later walk needs them. Walked without the lock.
+    fn seal(&self, p: u32) {
+        let pi = p as usize;
+        let pos = lock(&self.global).position.get(pi).copied().unwrap_or(0);
+        for (s, l) in self.live.iter().enumerate() {
+            let (holes, attempt) = {
+                let l = lock(l);
+                let Some(covered) = l.shadow.covered.get(pi) else { continue };
+                let mut c = covered.clone();
+                if let Some(Some((a, b))) = l.run.get(pi) {
+                    c.insert(*a, *b);
+                }
+                let from = l.shadow.walked.get(pi).copied().unwrap_or(0);
+                (c.holes(from, pos), l.attempt)
+            };
+            let mut empty = Vec::new();
+            for (a, b) in holes {
+                let mut mine = false;
+                let mut reached = a;
+                self.walk(p, a, b, |o, _, owner| {
+                    reached = o + 1;
+                    mine |= owner == s;
+                });
+                if !mine && reached == b {
+                    empty.push((a, b));
+                }
+            }
+            let mut l = lock(l);
+            if l.attempt == attempt {
+                for (a, b) in empty {
+                    l.shadow.covered[pi].insert(a, b);
+                }
+            }
+        }
+    }
+
     /// Source positions of the current run, per partition.
     pub fn positions(&self) -> Vec<u64> {
         lock(&self.global).position.clone()

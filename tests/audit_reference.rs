@@ -147,6 +147,8 @@ enum Op {
     Complete,
     /// A checkpoint is opened at the sources' current offsets.
     Open,
+    /// Retention asks the auditor how far it may free the topic (the auditor seals stretches).
+    Seal,
     /// Failure and restore: from the latest completed checkpoint, an older one, or nothing.
     Restore { older: bool, from_nothing: bool, earliest: bool, replay_channel_state: u8 },
 }
@@ -160,6 +162,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..2).prop_map(Op::Snapshot),
         1 => Just(Op::Open),
         1 => Just(Op::Complete),
+        1 => Just(Op::Seal),
         1 => (proptest::bool::weighted(0.2), proptest::bool::weighted(0.2), any::<bool>(), 0u8..4)
             .prop_map(|(older, from_nothing, earliest, replay_channel_state)| Op::Restore { older, from_nothing, earliest, replay_channel_state }),
     ]
@@ -296,6 +299,12 @@ impl Sim {
                 }
             }
             Op::Apply { subtask, n, emit_twice, skip_line } => self.apply(*subtask as usize, *n as usize, *emit_twice, *skip_line),
+            Op::Seal => {
+                for p in 0..PARTITIONS {
+                    // Only its side effect matters here: the figures must not change.
+                    let _ = self.real.retain_floor(p);
+                }
+            }
             Op::Open => {
                 if self.open.is_none() {
                     self.open = Some((self.next_checkpoint, self.position.clone()));

@@ -342,6 +342,7 @@ impl Engine {
             .map(|p| PartitionView {
                 partition: p,
                 end: self.topic.len(p),
+                log_start: self.topic.log_start(p),
                 position: positions.get(p as usize).copied().unwrap_or(0),
                 committed: committed.get(p as usize).copied().flatten(),
             })
