@@ -221,8 +221,8 @@ pub const REPEATS_KEPT: usize = 10_000;
 pub struct Shadow {
     /// Per partition: the offsets whose effect is in the state (ranges over the subtask's own records).
     pub covered: Vec<Ranges>,
-    pub keys: imbl::HashMap<Arc<str>, KeyShadow>,
-    pub repeats: imbl::Vector<Repeat>,
+    pub keys: FxHashMap<Arc<str>, KeyShadow>,
+    pub repeats: Vec<Repeat>,
     /// Per partition: below this offset every record the state does not hold is tallied lost
     /// (walked when a job was deployed), so a later deploy walks only what lies above.
     pub walked: Vec<u64>,
@@ -241,7 +241,7 @@ struct Live {
     /// Per partition, this attempt's delivery run `[first applied, last applied + 1)`.
     run: Vec<Option<(u64, u64)>>,
     /// The counts the operator published (its state as the sink sees it).
-    state: imbl::HashMap<Arc<str>, u64>,
+    state: FxHashMap<Arc<str>, u64>,
     /// Per partition: where this attempt's sources started.
     start: Vec<u64>,
     /// Per partition, the first offset the auditor follows (where the first attempt started).
@@ -345,7 +345,7 @@ impl Auditor {
                         attempt: 0,
                         shadow: Shadow::new(partitions),
                         run: vec![None; partitions],
-                        state: imbl::HashMap::new(),
+                        state: FxHashMap::default(),
                         start: vec![0; partitions],
                         floor: vec![0; partitions],
                         restored: None,
@@ -424,7 +424,7 @@ impl Auditor {
             live.attempt = attempt;
             live.shadow = shadow;
             live.run = vec![None; start.len()];
-            live.state = imbl::HashMap::new();
+            live.state = FxHashMap::default();
             live.start = start.to_vec();
             live.floor = baseline.clone();
             live.restored = checkpoint;
@@ -444,6 +444,10 @@ impl Auditor {
             let frontier: Vec<u64> = lives.iter().map(|l| l.shadow.walked[p].max(baseline.get(p).copied().unwrap_or(0))).collect();
             let Some(&from) = frontier.iter().min() else { continue };
             if from >= to {
+                // Nothing to walk (below the baseline nothing is followed).
+                for live in lives.iter_mut() {
+                    live.shadow.walked[p] = live.shadow.walked[p].max(to);
+                }
                 continue;
             }
             let mut reached = from;
@@ -535,7 +539,7 @@ impl Auditor {
             if before {
                 if live.shadow.repeats.len() < REPEATS_KEPT {
                     let rewound_to = live.start[p];
-                    live.shadow.repeats.push_back(Repeat { origin: *origin, restored: live.restored, rewound_to });
+                    live.shadow.repeats.push(Repeat { origin: *origin, restored: live.restored, rewound_to });
                 }
             } else {
                 ks.distinct += 1;
@@ -745,7 +749,7 @@ impl Auditor {
         struct Copy {
             shadow: Shadow,
             run: Vec<Option<(u64, u64)>>,
-            state: imbl::HashMap<Arc<str>, u64>,
+            state: FxHashMap<Arc<str>, u64>,
         }
         let copies: Vec<Copy> = self
             .live
