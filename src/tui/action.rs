@@ -16,6 +16,8 @@ pub enum Action {
     Start,
     /// Trigger a checkpoint now.
     Checkpoint,
+    /// Take a savepoint into `execution.checkpointing.savepoint-dir`.
+    Savepoint,
     /// Cycle EXACTLY_ONCE aligned -> EXACTLY_ONCE unaligned -> AT_LEAST_ONCE -> off.
     CycleMode,
     /// Cycle the state backend memory -> fs -> rocksdb (restarts the job from its latest checkpoint).
