@@ -130,7 +130,7 @@ impl Default for Keymap {
                 b(Key::ch('k'), Kill, Command, "kill the selected TM", true),
                 b(Key::ch('s'), Start, Command, "start selected TM (or a new)", true),
                 b(Key::ch('c'), Checkpoint, Command, "checkpoint now", true),
-                b(Key::ch('S'), Savepoint, Command, "savepoint now (kept, never deleted)", false),
+                b(Key::ch('S'), Savepoint, Command, "savepoint now (kept)", false),
                 b(Key::ch('m'), CycleMode, Command, "mode aligned/unaligned/ALO/off", true),
                 b(Key::ch('b'), CycleBackend, Command, "backend: memory / fs / rocksdb", false),
                 b(Key::ch('+'), IntervalUp, Command, "interval up", false),
