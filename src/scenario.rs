@@ -498,6 +498,9 @@ pub struct RunReport {
     /// Directories of the savepoints the run took.
     #[serde(default)]
     pub savepoints: Vec<String>,
+    /// The job's id: its checkpoints are `<execution.checkpointing.dir>/<job_id>/chk-<n>`.
+    #[serde(default)]
+    pub job_id: String,
     /// The snapshot the run was started from (`--restore`), and what the verdict covers then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<crate::cluster::RestoreSummary>,
@@ -678,6 +681,16 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
     }
     // Commands of the last steps are answered after them.
     tokio::time::sleep(SETTLE).await;
+    let cfg = engine.config();
+    if cfg.checkpointing.retention != crate::config::Retention::NoExternalizedCheckpoints
+        && cfg.checkpointing.storage == crate::config::StorageKind::Filesystem
+    {
+        narrate(format!(
+            "   {}: when the job ends its retained checkpoints stay in {} (ckptlab run --restore that directory resumes from the newest)",
+            cfg.checkpointing.retention.flink_name(),
+            cfg.checkpointing.dir.join(engine.job_id()).display()
+        ));
+    }
     refusals.drain(&mut failures);
     let view = engine.view(true);
     if view.verdict.as_ref().is_some_and(|v| !v.consistent) {
@@ -697,6 +710,7 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
         status: view.status.label().to_string(),
         duration_ms: started.elapsed().as_millis() as u64,
         savepoints,
+        job_id: engine.job_id().to_string(),
         restored_from: engine.restored_from().cloned(),
     }
 }

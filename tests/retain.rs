@@ -547,3 +547,82 @@ fn sigkill_at_random_moments_leaves_whole_checkpoints_and_restores_exactly() {
 fn sigkill_fifty_times_leaves_whole_checkpoints_and_restores_exactly() {
     sigkill_loop(std::env::var("CKPTLAB_SIGKILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(50));
 }
+
+// ---- unwritable checkpoint storage -------------------------------------------------------
+
+/// The checkpoint directory becomes unusable while the job runs (here: the job's directory is
+/// replaced by a plain file, which even root cannot create directories in; a full disk fails
+/// the same calls with ENOSPC): checkpoints fail with the OS error as their reason, the job keeps
+/// running within `tolerable-failed-checkpoints`, nothing half-written is ever completed, and
+/// once the directory is back checkpoints complete again and restore exactly.
+#[test]
+fn unwritable_checkpoint_dir_fails_checkpoints_with_the_os_error_and_the_job_keeps_running() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let pairs = with(
+            base(root),
+            &[
+                ("execution.checkpointing.tolerable-failed-checkpoints", "1000"),
+                ("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"),
+            ],
+        );
+        let engine = start_on(&pairs, &topic);
+        let report = run_steps(&engine, "[[steps]]\nproduce = [\"a\", \"b\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n").await;
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let job = root.join("chk").join(engine.job_id());
+        let moved = root.join("chk").join("moved-away");
+        std::fs::rename(&job, &moved).unwrap();
+        std::fs::write(&job, b"not a directory").unwrap();
+        let failed_before = engine.view(false).checkpoint_counts.failed;
+        let report = run_steps(&engine, "[[steps]]\nproduce = [\"c\"]\n[[steps]]\nwait = \"1s\"\n[[steps]]\nawait = \"caught-up\"\n").await;
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let view = engine.view(false);
+        assert!(view.checkpoint_counts.failed > failed_before, "checkpoints must fail while the directory is unusable");
+        let reason = view.checkpoint_history.iter().rev().find_map(|c| c.failure.clone()).expect("a failure reason");
+        assert!(reason.contains("Not a directory") && reason.contains(&job.display().to_string()), "the OS error and the path: {reason}");
+        assert_eq!(view.status, ckptlab::cluster::view::JobStatus::Running, "tolerable failures do not fail the job over");
+        assert_eq!(view.restarts, 0);
+        // The directory comes back: checkpoints complete again.
+        std::fs::remove_file(&job).unwrap();
+        std::fs::rename(&moved, &job).unwrap();
+        let report = run_steps(&engine, "[[steps]]\nproduce = [\"d\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0, state = 4 }\n[[steps]]\nawait = \"checkpoint-completed\"\n").await;
+        assert!(report.passed, "{:?}", report.failures);
+        engine.shutdown().await;
+        // Every checkpoint left is whole, and the newest restores every record once.
+        let complete = assert_whole_or_absent(&root.join("chk"));
+        let (dir, _) = complete.iter().max_by_key(|(_, m)| m.checkpoint).expect("a retained checkpoint");
+        let (_, counts) = snapshot_counts(dir);
+        assert_eq!(counts, topic_counts(&*topic));
+    });
+}
+
+/// CLAIM hands the restored checkpoint to the new job, which deletes it once its own
+/// checkpoints subsume it (Flink's RecoveryClaimMode.CLAIM); the restore itself is exact.
+#[test]
+fn claim_mode_deletes_the_restored_checkpoint_once_subsumed() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let keep = with(base(root), &[("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")]);
+        let first = start_on(&keep, &topic);
+        let report =
+            run_steps(&first, "[[steps]]\nproduce = [\"a\", \"b\", \"a\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n").await;
+        assert!(report.passed, "{:?}", report.failures);
+        let job = root.join("chk").join(first.job_id());
+        first.shutdown().await;
+        let claimed = common::retained(&job).last().map(|m| job.join(format!("chk-{}", m.checkpoint))).expect("a retained checkpoint");
+        let path = claimed.display().to_string();
+        let second = start_on(&with(keep.clone(), &[("execution.state-recovery.path", &path), ("execution.state-recovery.claim-mode", "CLAIM")]), &topic);
+        let report = run_steps(
+            &second,
+            "[[steps]]\nproduce = [\"c\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0, state = 1 }\n",
+        )
+        .await;
+        second.shutdown().await;
+        assert!(report.passed, "{:?}", report.failures);
+        assert!(!claimed.join("_metadata").exists() && !claimed.exists(), "a claimed checkpoint goes once subsumed: {}", claimed.display());
+    });
+}

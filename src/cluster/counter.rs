@@ -87,8 +87,11 @@ impl Operator for Counter {
             if let Some(scope) = &self.audit_scope {
                 if scope.records_baseline {
                     scope.baseline.record(&entries);
+                    // What this subtask restored is its share: no pass over the whole baseline.
+                    self.base = entries.iter().cloned().collect();
+                } else {
+                    self.base = scope.baseline.share(&self.key_groups);
                 }
-                self.base = scope.baseline.share(&self.key_groups);
                 for (k, v) in entries.iter_mut() {
                     *v = self.above_base(k, *v);
                 }
