@@ -717,6 +717,20 @@ impl JobManager {
         if !self.coord.is_retained(checkpoint) && !self.coord.pending.contains_key(&checkpoint) {
             // The checkpoint is neither complete nor running: its whole directory is garbage.
             off_worker(|| self.storage.discard(checkpoint));
+            // A failed savepoint's directory was deleted already; a late write may have made it
+            // again (RocksDB's upload creates its directory): without `_metadata` it goes.
+            let written = match &handle {
+                crate::state::StateHandle::File { path, .. } => Some(path.clone()),
+                crate::state::StateHandle::RocksDb { dir, .. } => Some(dir.clone()),
+                crate::state::StateHandle::Memory { .. } => None,
+            };
+            let root = self.storage.savepoint_dir.clone();
+            let savepoint = written.and_then(|p| p.strip_prefix(&root).ok().and_then(|r| r.components().next()).map(|c| root.join(c)));
+            if let Some(dir) = savepoint.filter(|d| !d.join(crate::state::storage::METADATA).exists()) {
+                off_worker(|| {
+                    let _ = crate::workdir::remove_tree_under(&root, &dir);
+                });
+            }
         }
         off_worker(|| self.shared.discard_unregistered(std::slice::from_ref(&handle)));
         self.events.publish(Event::CheckpointAckDiscarded { checkpoint, task: task.to_string() });
