@@ -98,6 +98,7 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "source.topic", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.embedded.dir", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.auto-offset-reset", kind: Kind::Choice(&["latest", "earliest"]), runtime: true },
+    OptionSpec { key: "source.embedded.retention", kind: Kind::Choice(&["unbounded", "checkpointed"]), runtime: false },
     OptionSpec { key: "ckptlab.hop-delay", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "ckptlab.channel-capacity", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: false },
     OptionSpec { key: "ckptlab.buffer-records", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: false },
@@ -436,6 +437,10 @@ impl ConfigLayers {
                 offset_reset: match r.choice("source.auto-offset-reset")?.as_str() {
                     "earliest" => OffsetReset::Earliest,
                     _ => OffsetReset::Latest,
+                },
+                retention: match r.choice("source.embedded.retention")?.as_str() {
+                    "checkpointed" => crate::connectors::topic::Retention::Checkpointed,
+                    _ => crate::connectors::topic::Retention::Unbounded,
                 },
             },
             lab: LabConfig {
@@ -890,6 +895,8 @@ pub struct SourceConfig {
     /// `source.embedded.dir`: the embedded topic kept as one append-only file per partition
     /// (`None`: in memory).
     pub embedded_dir: Option<PathBuf>,
+    /// What the embedded topic keeps (`source.embedded.retention`).
+    pub retention: crate::connectors::topic::Retention,
 }
 
 #[derive(Debug, Clone, PartialEq)]
