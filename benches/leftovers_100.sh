@@ -14,7 +14,7 @@ mapfile -t scenarios < <(ls assets/scenarios/*.toml)
 failed=0
 for i in $(seq 0 $((runs - 1))); do
   s=${scenarios[$((i % ${#scenarios[@]}))]}
-  "$bin" run "$s" -q >/dev/null || failed=$((failed + 1))
+  "$bin" run "$s" -q >/dev/null || { failed=$((failed + 1)); echo "run $i: $s: an expect failed" >&2; }
 done
 echo "$runs runs of ${#scenarios[@]} shipped scenarios ($failed with a failed expect): $(du -sb "$CKPTLAB_HOME" | cut -f1) bytes left in \$CKPTLAB_HOME"
 find "$CKPTLAB_HOME" -mindepth 1 -maxdepth 3 | sed "s|$CKPTLAB_HOME|\$CKPTLAB_HOME|" | head -20
