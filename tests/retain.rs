@@ -627,3 +627,17 @@ fn claim_mode_deletes_the_restored_checkpoint_once_subsumed() {
         assert!(!claimed.join("_metadata").exists() && !claimed.exists(), "a claimed checkpoint goes once subsumed: {}", claimed.display());
     });
 }
+
+// ---- the workbench's keys ----------------------------------------------------------------
+
+#[test]
+fn s_takes_a_savepoint_and_stop_with_savepoint_can_be_bound_in_keys_toml() {
+    use ckptlab::tui::action::Action;
+    use ckptlab::tui::keymap::{Context, Keymap};
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut k = Keymap::default();
+    assert_eq!(k.lookup(&KeyEvent::new(KeyCode::Char('S'), KeyModifiers::SHIFT), Context::Command), Some(Action::Savepoint));
+    assert!(k.bindings.iter().any(|b| b.action == Action::Savepoint && b.help.contains("savepoint")), "the help overlay lists it");
+    k.apply("[command]\nstop-with-savepoint = \"X\"\n", "keys.toml").unwrap();
+    assert_eq!(k.lookup(&KeyEvent::new(KeyCode::Char('X'), KeyModifiers::SHIFT), Context::Command), Some(Action::StopWithSavepoint));
+}
