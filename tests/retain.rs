@@ -641,3 +641,21 @@ fn s_takes_a_savepoint_and_stop_with_savepoint_can_be_bound_in_keys_toml() {
     k.apply("[command]\nstop-with-savepoint = \"X\"\n", "keys.toml").unwrap();
     assert_eq!(k.lookup(&KeyEvent::new(KeyCode::Char('X'), KeyModifiers::SHIFT), Context::Command), Some(Action::StopWithSavepoint));
 }
+
+#[test]
+fn run_with_a_restore_path_that_is_no_snapshot_exits_2_naming_it() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    let file = scenario_file(root, "nothing", root, "", "[[steps]]\nwait = \"10ms\"\n");
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    for (path, says) in [(root.join("missing"), "No such file"), (root.join("empty"), "no `_metadata` here")] {
+        let out = Command::new(bin())
+            .args(["run", file.to_str().unwrap(), "--restore", path.to_str().unwrap()])
+            .env("CKPTLAB_HOME", root.join("home"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("execution.state-recovery.path") && err.contains(path.to_str().unwrap()) && err.contains(says), "{err}");
+    }
+}
