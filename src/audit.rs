@@ -429,9 +429,19 @@ impl Auditor {
             live.floor = baseline.clone();
             live.restored = checkpoint;
         }
-        // The lost walk: per partition, from the lowest restored frontier up to the start.
+        drop(lives);
+        self.tally_losses(&baseline);
+    }
+
+    /// The lost walk: per partition, from where each subtask's shadow has tallied losses up to
+    /// where this attempt's sources started. Done at deploy; what the topic did not hold yet then (a
+    /// Kafka mirror behind the broker) is tallied by a later call, with the same cause.
+    fn tally_losses(&self, baseline: &[u64]) {
+        let mut lives: Vec<MutexGuard<'_, Live>> = self.live.iter().map(lock).collect();
+        let Some(first) = lives.first() else { return };
+        let (start, restored) = (first.start.clone(), first.restored);
         for (p, &to) in start.iter().enumerate() {
-            let frontier: Vec<u64> = lives.iter().map(|l| l.shadow.walked[p].max(baseline[p])).collect();
+            let frontier: Vec<u64> = lives.iter().map(|l| l.shadow.walked[p].max(baseline.get(p).copied().unwrap_or(0))).collect();
             let Some(&from) = frontier.iter().min() else { continue };
             if from >= to {
                 continue;
@@ -444,17 +454,28 @@ impl Auditor {
                     return;
                 }
                 let ks = live.shadow.keys.entry(Arc::from(key)).or_default();
-                if checkpoint.is_some() {
+                if restored.is_some() {
                     ks.lost_by_restore += 1;
                 } else {
                     ks.lost_no_checkpoint += 1;
                 }
             });
-            // Records the topic does not hold yet (a Kafka mirror behind) are not tallied, and a
-            // record that arrives below `walked` is one that was tallied lost.
+            // A record that arrives below `walked` is one that was tallied lost.
             for (live, f) in lives.iter_mut().zip(&frontier) {
                 live.shadow.walked[p] = reached.max(*f);
             }
+        }
+    }
+
+    /// Losses not tallied yet (the topic did not hold those records when the job was deployed).
+    fn tally_pending_losses(&self) {
+        let pending = self.live.iter().any(|l| {
+            let l = lock(l);
+            l.shadow.walked.iter().zip(&l.start).any(|(w, s)| w < s)
+        });
+        if pending {
+            let baseline = lock(&self.global).baseline.clone();
+            self.tally_losses(&baseline);
         }
     }
 
@@ -607,6 +628,7 @@ impl Auditor {
         if !self.enabled {
             return u64::MAX;
         }
+        self.tally_pending_losses();
         self.seal(p);
         let p = p as usize;
         let first_hole = |s: &Shadow, run: Option<(u64, u64)>| -> u64 {
@@ -715,6 +737,7 @@ impl Auditor {
         if !self.enabled {
             return v;
         }
+        self.tally_pending_losses();
         let (start, position) = {
             let g = lock(&self.global);
             (g.start.clone(), g.position.clone())
