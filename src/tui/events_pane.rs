@@ -12,6 +12,8 @@ use super::render::pane_block;
 
 /// Columns before the text: `  5.9s ! `.
 const PREFIX: usize = 9;
+/// Columns before a continuation line.
+const INDENT: usize = 4;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
@@ -33,13 +35,17 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         };
         let text_style = if l.kind == LogKind::Bad { style } else { t.text };
         let mut entry: Vec<Line> = Vec::new();
-        for (i, chunk) in wrap(&l.text, width.saturating_sub(PREFIX).max(8)).into_iter().enumerate() {
+        for (i, chunk) in wrap_hanging(&l.text, width.saturating_sub(PREFIX).max(8), width.saturating_sub(INDENT).max(8)).into_iter().enumerate() {
             let lead = if i == 0 {
                 vec![Span::styled(format!("{:>5.1}s ", l.t_ms as f64 / 1000.0), t.dim), Span::styled(format!("{mark} "), style)]
             } else {
-                vec![Span::raw(" ".repeat(PREFIX))]
+                vec![Span::raw(" ".repeat(INDENT))]
             };
             entry.push(Line::from([lead, vec![Span::styled(chunk, text_style)]].concat()));
+        }
+        // Whole entries only, except a newest one taller than the pane (its start shows).
+        if !lines.is_empty() && lines.len() + entry.len() > height {
+            break;
         }
         for line in entry.into_iter().rev() {
             lines.push(line);
@@ -49,9 +55,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         }
     }
     lines.reverse();
-    let skip = lines.len().saturating_sub(height);
-    let lines: Vec<Line> = lines.into_iter().skip(skip).collect();
+    lines.truncate(height.max(1));
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// The first line `first` columns wide, the rest `rest` wide.
+fn wrap_hanging(text: &str, first: usize, rest: usize) -> Vec<String> {
+    let mut lines = wrap(text, first);
+    if lines.len() > 1 && text.starts_with(lines[0].as_str()) {
+        let head = lines.remove(0);
+        let tail = text[head.len()..].trim_start();
+        lines = std::iter::once(head).chain(wrap(tail, rest)).collect();
+    }
+    lines
 }
 
 /// Splits text into lines of at most `width` columns, at spaces where it can.

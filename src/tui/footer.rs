@@ -42,6 +42,11 @@ fn hints_line(app: &App, width: usize, tiny_labels: bool) -> (Line<'static>, boo
             hints.push(("1-9".into(), if tiny_labels { "TM" } else { "select TM" }));
         }
     }
+    // The experiment's knobs (slow channel, buffer timeout) give way first: help and the status
+    // line show them.
+    let late = [short(Action::SlowChannel), short(Action::BufferTimeout), tiny(Action::SlowChannel), tiny(Action::BufferTimeout)];
+    let (mut hints, knobs): (Vec<_>, Vec<_>) = hints.into_iter().partition(|(_, what)| !late.contains(what));
+    hints.extend(knobs);
     let keep = [short(Action::Help), short(Action::Quit)];
     let (kept, rest): (Vec<_>, Vec<_>) = hints.into_iter().partition(|(_, what)| keep.contains(what));
     let mut spans: Vec<Span<'static>> = Vec::new();

@@ -15,8 +15,26 @@ use crate::cluster::view::{ChannelView, TaskManagerView};
 /// Records drawn as dots before the rest is a number.
 const MAX_DOTS: i64 = 8;
 
-/// The symbols, as the legend under the graph (and the help) explain them.
-pub const LEGEND: &str = "• record ‖7 barrier ⏸ blocked ≈7 aligning ○ task down ⇶ backpressure";
+/// The symbols, as the legend under the graph explains them (as many as fit; help has them all).
+pub const LEGEND: &[&str] = &["• record", "‖7 barrier", "⏸ blocked", "≈7 aligning", "○ task down", "⇶ backpressure"];
+
+/// The legend line for `width` columns: whole items only.
+fn legend(width: usize) -> String {
+    let mut out = String::new();
+    for item in LEGEND {
+        if out.chars().count() + 2 + item.chars().count() > width {
+            break;
+        }
+        out.push_str("  ");
+        out.push_str(item);
+    }
+    out
+}
+
+/// Lines the pane would like, with the legend.
+pub fn lines_wanted(app: &App) -> usize {
+    lines_needed(app) + 1
+}
 
 /// Task managers with their own line: those hosting tasks, dead ones and the selected one; the
 /// other idle ones share one line, so many TMs never push the channels out of sight.
@@ -61,7 +79,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     // The legend under the graph, where there is room for it.
     let inner_height = area.height.saturating_sub(2) as usize;
     if lines.len() < inner_height && app.scroll_of(Pane::Graph) == 0 {
-        lines.push(Line::styled(super::render::fit(&format!(" {LEGEND}"), inner_width), app.theme.dim));
+        lines.push(Line::styled(legend(inner_width), app.theme.dim));
     }
     let in_flight: i64 = app.view.channels.iter().map(|c| c.in_flight).sum();
     let flush = match app.view.buffer_timeout_ms {
@@ -69,7 +87,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Some(ms) => format!("flush {}", ms_text(ms)),
         None => "flush when full".to_string(),
     };
-    let title = if inner_width >= 40 { format!("{in_flight} on the wire · {flush}") } else { format!("{in_flight} on the wire") };
+    let long = format!("{in_flight} on the wire · {flush}");
+    let title = if long.chars().count() + 16 <= area.width as usize { long } else { format!("{in_flight} on the wire") };
     let extra = Line::from(Span::styled(title, app.theme.dim));
     let block = pane_block(app, Pane::Graph, "Job graph", Some(extra));
     frame.render_widget(Paragraph::new(lines).block(block).scroll((app.scroll_of(Pane::Graph), 0)), area);

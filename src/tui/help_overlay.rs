@@ -11,18 +11,20 @@ use super::app::App;
 use super::keymap::Context;
 
 const KEY_COLUMN: usize = 9;
+/// A help column's width.
+const COLUMN: u16 = 40;
 
 /// What the screen's symbols mean (the graph's legend line says it shorter).
 pub const SYMBOLS: &[(&str, &str)] = &[
     ("•", "a record on a channel"),
     ("‖7", "barrier of checkpoint 7"),
-    ("⏸", "channel blocked by alignment"),
-    ("≈7", "task aligning for checkpoint 7"),
+    ("⏸", "blocked by alignment"),
+    ("≈7", "aligning for checkpoint 7"),
     ("○", "task not running"),
     ("⇶", "backpressure: sender waits"),
     ("↻", "a line printed again"),
-    ("⧗", "produced while the job was down"),
-    ("✓ ✗", "verdict ok / lost or overcounted"),
+    ("⧗", "produced while job down"),
+    ("✓ ✗", "verdict ok / wrong"),
 ];
 
 /// The key sequence that shows at-least-once counting twice (README's "Teaching" section).
@@ -57,9 +59,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     more.push(Line::raw(""));
     more.push(Line::styled("Rebind in conf/keys.toml:", t.dim));
     more.push(Line::styled("[command] kill = \"x\"", t.dim));
-    let column_width = 40u16;
+    let column_width = COLUMN;
     let inner_height = area.height.saturating_sub(2) as usize;
-    let two_columns = area.width >= 2 * column_width + 3;
+    let two_columns = area.width >= 80;
     // Pages of (left, right) columns: everything at once when it fits, else keys first, then
     // the symbols and the recipe (space turns the page).
     let mut right_all = rest.clone();
@@ -76,7 +78,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let (left, right) = pages[page].clone();
     let one_column = right.is_empty();
     let body = left.len().max(right.len());
-    let (width, height) = if one_column { (column_width + 2, body as u16 + 2) } else { (2 * column_width + 3, body as u16 + 2) };
+    let (width, height) = if one_column { (column_width + 2, body as u16 + 2) } else { ((2 * column_width + 3).min(area.width), body as u16 + 2) };
     let [popup] = Layout::vertical([Constraint::Length(height.min(area.height))]).flex(Flex::Center).areas(area);
     let [popup] = Layout::horizontal([Constraint::Length(width.min(area.width))]).flex(Flex::Center).areas(popup);
     frame.render_widget(Clear, popup);
@@ -102,33 +104,49 @@ fn section(app: &App, context: Context, title: &'static str) -> Vec<Line<'static
     let t = &app.theme;
     let mut lines = vec![Line::styled(title, t.title)];
     let mut seen: Vec<Action> = Vec::new();
-    let entry = |keys: String, what: &'static str| Line::from(vec![Span::styled(format!(" {keys:<KEY_COLUMN$}"), t.key), Span::raw(what)]);
+    let entry = |keys: String, what: &'static str| Line::from(vec![Span::styled(format!(" {keys:<w$} ", w = KEY_COLUMN - 1), t.key), Span::raw(what)]);
     // Actions that are one idea share a line: `+ -  interval up / down`.
     const GROUPS: &[(&[Action], &str)] = &[
         (&[Action::IntervalUp, Action::IntervalDown], "interval up / down"),
         (&[Action::Slower, Action::Faster], "slower / faster (hop delay)"),
         (&[Action::FocusNext, Action::FocusPrev], "next / previous pane"),
         (&[Action::ScrollUp, Action::ScrollDown], "scroll the focused pane"),
-        (&[Action::PageUp, Action::PageDown, Action::Home, Action::End], "page up / down, start, end"),
+        (&[Action::PageUp, Action::PageDown, Action::Home, Action::End], "page, start, end"),
+        (&[Action::ToggleGenerator, Action::CycleRate], "generator on / off, its rate"),
+        (&[Action::Help, Action::Quit], "help, quit"),
     ];
     for b in app.keymap.bindings.iter().filter(|b| b.context == context) {
         if seen.contains(&b.action) {
             continue;
         }
-        let group = GROUPS.iter().find(|(g, _)| g.contains(&b.action));
+        // A group's line where more than one of its actions has a key here (`^C` alone is quit).
+        let group = GROUPS.iter().find(|(g, _)| {
+            g.contains(&b.action) && g.iter().filter(|a| app.keymap.bindings.iter().any(|o| o.context == context && o.action == **a)).count() > 1
+        });
         let actions: Vec<Action> = group.map_or_else(|| vec![b.action], |(g, _)| g.to_vec());
         seen.extend(actions.iter().copied());
-        let keys: Vec<String> = app
+        let mut keys: Vec<String> = app
             .keymap
             .bindings
             .iter()
             .filter(|o| o.context == context && actions.contains(&o.action))
             .map(|o| o.key.label())
             .collect();
-        lines.push(entry(keys.join(" "), group.map_or(b.help, |(_, what)| what)));
         if context == Context::Command && b.action == Action::Kill {
-            lines.push(entry("1-9".into(), "select task manager N"));
+            keys.push("1-9".into());
         }
+        let keys = keys.join(" ");
+        let what = group.map_or(b.help, |(_, what)| what);
+        if keys.chars().count() >= KEY_COLUMN && keys.chars().count() + what.chars().count() + 2 <= COLUMN as usize {
+            lines.push(Line::from(vec![Span::styled(format!(" {keys} "), t.key), Span::raw(what)]));
+        } else if keys.chars().count() >= KEY_COLUMN {
+            // Many keys: they take their own line, what they do goes below.
+            lines.push(Line::from(Span::styled(format!(" {keys}"), t.key)));
+            lines.push(entry(String::new(), what));
+        } else {
+            lines.push(entry(keys, what));
+        }
+
     }
     if context == Context::Input {
         lines.push(entry("a-z …".into(), "type the record"));

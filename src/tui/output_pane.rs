@@ -17,8 +17,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     // line back), not the state's: say so where they show.
     let exactly_once = app.view.mode == "EXACTLY_ONCE" && app.view.interval_ms.is_some();
     let extra = (repeats > 0).then(|| {
-        let text = if exactly_once && area.width >= 50 {
-            format!("↻ {repeats} repeated: the print sink's output is at-least-once; the state is exact")
+        let text = if exactly_once && area.width >= 62 {
+            format!("↻ {repeats} repeated by the print sink; the state is exact")
         } else {
             format!("↻ {repeats} repeated")
         };

@@ -47,7 +47,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     let left_share = if area.width >= 120 { 55 } else { 50 };
     let [left, right] = Layout::horizontal([Constraint::Percentage(left_share), Constraint::Percentage(100 - left_share)]).areas(body);
     // The graph takes the lines it needs (two per TM at most, one per channel), the state the rest.
-    let graph_lines = graph_pane::lines_needed(app) as u16 + 2;
+    let graph_lines = graph_pane::lines_wanted(app) as u16 + 2;
     let graph_height = graph_lines.min(left.height.saturating_mul(3) / 5).max(6);
     let [graph, state] = Layout::vertical([Constraint::Length(graph_height), Constraint::Min(0)]).areas(left);
     graph_pane::render(app, frame, graph);

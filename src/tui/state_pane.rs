@@ -18,6 +18,10 @@ use crate::audit::summary;
 /// The key column's width bounds; a longer key is shown as its start … its end.
 const KEY_MIN: usize = 3;
 const KEY_MAX: usize = 24;
+/// A long key is cut to no less than this before verdicts go compact.
+const KEY_SHRUNK: usize = 12;
+/// The expected column's header where the column is narrower than the word.
+const EXPECTED_SHORT: &str = "expect";
 
 /// Column widths for one pane width: (key, sub (0: left out), state, expected, compact verdict).
 struct Columns {
@@ -30,20 +34,30 @@ struct Columns {
 }
 
 fn columns(inner_width: usize, key_len: usize, number_len: usize, verdict_len: usize) -> Columns {
-    let number = number_len.max("expected".len());
     let key = key_len.clamp(KEY_MIN, KEY_MAX);
-    let full = |key: usize, sub: usize| key + sub + 2 * number + verdict_len + if sub > 0 { 4 } else { 3 };
-    let verdict = |key: usize, sub: usize| inner_width.saturating_sub(key + sub + 2 * number + if sub > 0 { 4 } else { 3 });
-    if full(key, 3) <= inner_width {
-        return Columns { key, sub: 3, number, compact: false, verdict: verdict(key, 3) };
+    // The whole header word where it fits, else its short form.
+    for number in [number_len.max("expected".len()), number_len.max(EXPECTED_SHORT.len())] {
+        let full = |key: usize, sub: usize| key + sub + 2 * number + verdict_len + if sub > 0 { 4 } else { 3 };
+        let verdict = |key: usize, sub: usize| inner_width.saturating_sub(key + sub + 2 * number + if sub > 0 { 4 } else { 3 });
+        if full(key, 3) <= inner_width {
+            return Columns { key, sub: 3, number, compact: false, verdict: verdict(key, 3) };
+        }
+        if full(key, 0) <= inner_width {
+            return Columns { key, sub: 0, number, compact: false, verdict: verdict(key, 0) };
+        }
     }
-    if full(key, 0) <= inner_width {
-        return Columns { key, sub: 0, number, compact: false, verdict: verdict(key, 0) };
+    let number = number_len.max(EXPECTED_SHORT.len());
+    let verdict = |key: usize| inner_width.saturating_sub(key + 2 * number + 3);
+    // A long key gives way before the verdict does.
+    let room = inner_width.saturating_sub(2 * number + verdict_len + 3);
+    if room >= KEY_SHRUNK.min(key) {
+        let key = room.min(key);
+        return Columns { key, sub: 0, number, compact: false, verdict: verdict(key) };
     }
     // Compact verdicts; the key gives up what it must, never below KEY_MIN.
     let compact_verdict = 2 + 1 + number_len;
     let key = inner_width.saturating_sub(2 * number + compact_verdict + 3).clamp(KEY_MIN, key);
-    Columns { key, sub: 0, number, compact: true, verdict: verdict(key, 0) }
+    Columns { key, sub: 0, number, compact: true, verdict: verdict(key) }
 }
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
@@ -94,7 +108,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     if c.sub > 0 {
         header.push(Cell::from("sub"));
     }
-    header.extend([right("state"), right("expected"), Cell::from("verdict")]);
+    header.extend([right("state"), right(if c.number >= "expected".len() { "expected" } else { EXPECTED_SHORT }), Cell::from("verdict")]);
     let header = Row::new(header).style(t.title);
     let rows = v.keys.iter().map(|(key, k)| row(t, &c, key, Some(k.subtask), k.state, k.expected, (k.lost, k.overcounted, true), Style::new()));
     let focused = app.focus == Pane::State;
@@ -131,7 +145,7 @@ pub fn fit_key(key: &str, width: usize) -> String {
     if n <= width {
         return key.to_string();
     }
-    let tail = (width.saturating_sub(1)) / 3;
+    let tail = width.saturating_sub(1) / 2;
     let head = width.saturating_sub(1 + tail);
     let start: String = key.chars().take(head).collect();
     let end: String = key.chars().skip(n - tail).collect();
