@@ -1076,7 +1076,7 @@ mod tests {
         assert_eq!(
             l.deprecated_keys(),
             &[DeprecatedKey {
-                origin: "old.toml".into(),
+                origin: "old.toml:2".into(),
                 key: "execution.buffer-timeout".into(),
                 replacement: "execution.buffer-timeout.interval".into()
             }]

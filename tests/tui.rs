@@ -799,6 +799,8 @@ fn state_pane_shows_7_and_10_digit_counts_whole_at_80x24() {
         for n in [state, expected, state + expected - 1, 2 * expected - 1] {
             assert!(s.contains(&n.to_string()), "{n} shown whole in\n{s}");
         }
+        assert!(s.contains("│TOTAL "), "the TOTAL label whole:\n{s}");
+        assert!(s.contains(&format!("overcounted {over} ")) || s.contains(&format!("+{over} ")), "the overcount whole:\n{s}");
         insta::assert_snapshot!(name, s);
     }
 }

@@ -16,7 +16,7 @@ use super::theme::Theme;
 use crate::audit::summary;
 
 /// The key column's width bounds; a longer key is shown as its start … its end.
-const KEY_MIN: usize = 3;
+const KEY_MIN: usize = 5; // "TOTAL"
 const KEY_MAX: usize = 24;
 /// A long key is cut to no less than this before verdicts go compact.
 const KEY_SHRUNK: usize = 12;
@@ -33,7 +33,7 @@ struct Columns {
     verdict: usize,
 }
 
-fn columns(inner_width: usize, key_len: usize, number_len: usize, verdict_len: usize) -> Columns {
+fn columns(inner_width: usize, key_len: usize, number_len: usize, verdict_len: usize, compact_len: usize) -> Columns {
     let key = key_len.clamp(KEY_MIN, KEY_MAX);
     // The whole header word where it fits, else its short form.
     for number in [number_len.max("expected".len()), number_len.max(EXPECTED_SHORT.len())] {
@@ -55,7 +55,7 @@ fn columns(inner_width: usize, key_len: usize, number_len: usize, verdict_len: u
         return Columns { key, sub: 0, number, compact: false, verdict: verdict(key) };
     }
     // Compact verdicts; the key gives up what it must, never below KEY_MIN.
-    let compact_verdict = 2 + 1 + number_len;
+    let compact_verdict = compact_len;
     let key = inner_width.saturating_sub(2 * number + compact_verdict + 3).clamp(KEY_MIN, key);
     Columns { key, sub: 0, number, compact: true, verdict: verdict(key) }
 }
@@ -96,7 +96,15 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .max()
         .unwrap_or(4)
         + 2;
-    let c = columns(inner.width as usize, key_len, number_len, verdict_len);
+    let compact_len = v
+        .keys
+        .values()
+        .map(|k| verdict_text(k.lost, k.overcounted, true, true).chars().count())
+        .chain([verdict_text(v.lost, v.overcounted, v.consistent, true).chars().count()])
+        .max()
+        .unwrap_or(2)
+        + 2;
+    let c = columns(inner.width as usize, key_len, number_len, verdict_len, compact_len);
     let mut widths = vec![Constraint::Length(c.key as u16)];
     if c.sub > 0 {
         widths.push(Constraint::Length(c.sub as u16));
