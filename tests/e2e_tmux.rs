@@ -26,7 +26,12 @@ impl Tmux {
 
     /// Waits for the shell's `EXIT:0` and checks the workbench left nothing behind on the terminal.
     fn assert_back_at_the_shell(&self, after: &str) {
-        let s = self.wait_for(&format!("the shell back after {after}"), 10, |s| s.contains("EXIT:0"));
+        self.assert_exit(after, 0);
+    }
+
+    /// Waits for the shell's `EXIT:<code>` and checks the workbench left nothing behind.
+    fn assert_exit(&self, after: &str, code: i32) {
+        let s = self.wait_for(&format!("the shell back after {after} with exit status {code}"), 10, |s| s.contains(&format!("EXIT:{code}")));
         assert!(!s.contains("Job graph"), "the workbench is gone from the screen:\n{s}");
         let alt = self.run(&["display-message", "-p", "-t", &self.target, "#{alternate_on}"]);
         assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "the terminal left the alternate screen");
@@ -161,7 +166,22 @@ fn sigterm_quits_and_restores_the_terminal() {
     let pid = String::from_utf8_lossy(&child.stdout).trim().to_string();
     assert!(!pid.is_empty(), "the workbench's pid under the shell {shell}");
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
-    tmux.assert_back_at_the_shell("SIGTERM");
+    // 128 + 15, as a shell reports a process SIGTERM ended.
+    tmux.assert_exit("SIGTERM", 143);
+}
+
+#[test]
+fn sighup_quits_with_129_and_restores_the_terminal() {
+    if !tmux_available() {
+        return;
+    }
+    let (tmux, _dir) = workbench("hup", 90, 26, "");
+    let shell = String::from_utf8_lossy(&tmux.run(&["display-message", "-p", "-t", "hup", "#{pane_pid}"]).stdout).trim().to_string();
+    let child = Command::new("pgrep").args(["-P", &shell]).output().expect("pgrep");
+    let pid = String::from_utf8_lossy(&child.stdout).trim().to_string();
+    assert!(!pid.is_empty(), "the workbench's pid under the shell {shell}");
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    tmux.assert_exit("SIGHUP", 129);
 }
 
 /// The workbench at the path of tmux: started in an empty directory with `extra` arguments.
@@ -258,7 +278,10 @@ fn keys_answer_at_once_with_two_million_records() {
     for _ in 0..10 {
         let t = Instant::now();
         tmux.run(&["send-keys", "-t", &tmux.target, "?"]);
-        tmux.wait_for("help open", 10, |s| s.contains("Help"));
+        // Polled as fast as tmux answers (wait_for's 100 ms step would be the figure).
+        while !tmux.screen().contains(" Help ") {
+            assert!(t.elapsed() < Duration::from_secs(10), "help never opened:\n{}", tmux.screen());
+        }
         took.push(t.elapsed());
         tmux.run(&["send-keys", "-t", &tmux.target, "Escape"]);
         tmux.wait_for("help closed", 10, |s| !s.contains(" Help "));

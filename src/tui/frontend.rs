@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent, EventStream};
-use futures::{FutureExt, StreamExt};
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent};
 use ratatui::DefaultTerminal;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Notify};
@@ -43,6 +42,18 @@ const KEY_BATCH: usize = 1024;
 /// of this many times its cost (so it takes at most 1/20 of a core); a short topic's costs
 /// microseconds, so it is fresh on every frame. It never runs on the loop either way.
 const VERDICT_COST_FACTOR: u32 = 20;
+
+/// How long the terminal reader waits for input before it looks whether the loop still runs.
+const TERMINAL_POLL: Duration = Duration::from_millis(50);
+
+/// Tells the terminal reader to stop when the loop ends, however it ends.
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// How the workbench ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +219,29 @@ impl Loop<'_> {
         scenario_rx: &mut mpsc::UnboundedReceiver<ScenarioMsg>,
         launched: std::time::Instant,
     ) -> anyhow::Result<Quit> {
-        let mut keys = EventStream::new();
+        // The terminal is read on a thread of its own and its events queued here, so that every
+        // event already typed or pasted is taken at once (a stream polled without a waker can
+        // leave keys unseen until another event wakes the loop).
+        let (term_tx, mut keys) = mpsc::unbounded_channel::<std::io::Result<TermEvent>>();
+        let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let still_reading = reading.clone();
+        std::thread::spawn(move || {
+            while still_reading.load(std::sync::atomic::Ordering::Relaxed) {
+                match crossterm::event::poll(TERMINAL_POLL) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if term_tx.send(crossterm::event::read()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = term_tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        let _stop_reading = StopOnDrop(reading);
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         // Produce calls that wait on a broker (Kafka) report back here instead of freezing the screen.
@@ -233,14 +266,14 @@ impl Loop<'_> {
             let animating = self.app.animating();
             tokio::select! {
                 biased;
-                key = keys.next() => match key {
+                key = keys.recv() => match key {
                     Some(Ok(ev)) => {
                         self.on_terminal(ev);
                         // Take what the terminal already sent (a fast typist, a paste without
                         // bracketed paste) now, not one event per turn.
                         for _ in 0..KEY_BATCH {
-                            match keys.next().now_or_never() {
-                                Some(Some(Ok(ev))) => self.on_terminal(ev),
+                            match keys.try_recv() {
+                                Ok(Ok(ev)) => self.on_terminal(ev),
                                 _ => break,
                             }
                         }
