@@ -908,6 +908,10 @@ fn a_paste_in_input_mode_produces_one_record_per_line() {
     press(&mut a, KeyCode::Char('i'));
     a.paste("a\n\n  b \nc\n");
     assert_eq!(a.requests, vec![Request::Produce("a".into()), Request::Produce("b".into()), Request::Produce("c".into())]);
+    a.requests.clear();
+    // Terminals and tmux paste line ends as carriage returns.
+    a.paste("d\re\r\nf");
+    assert_eq!(a.requests, vec![Request::Produce("d".into()), Request::Produce("e".into()), Request::Produce("f".into())]);
 }
 
 #[test]

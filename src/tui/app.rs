@@ -481,7 +481,8 @@ impl App {
         if !self.input_mode() {
             return self.notice("press i first: a paste in input mode makes each line a record".into());
         }
-        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        // Terminals (and tmux) paste line ends as carriage returns: either ends a record.
+        let lines: Vec<&str> = text.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect();
         if lines.len() > PASTE_MAX_RECORDS {
             self.notice(format!("pasted {} lines: the first {PASTE_MAX_RECORDS} are produced", lines.len()));
         }

@@ -95,6 +95,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .chain([verdict_text(v.lost, v.overcounted, v.consistent, false).chars().count()])
         .max()
         .unwrap_or(4)
+        .max("verdict".len() - 2)
         + 2;
     let compact_len = v
         .keys
