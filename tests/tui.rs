@@ -43,7 +43,7 @@ fn channel(from: &str, to: &str, in_flight: i64, barriers: &[u64], blocked: bool
 }
 
 fn key(subtask: usize, expected: u64, state: u64, lost: u64, overcounted: u64) -> KeyVerdict {
-    KeyVerdict { expected, state, lost, overcounted, subtask }
+    KeyVerdict { expected, state, lost, lost_no_checkpoint: lost, overcounted, subtask, ..KeyVerdict::default() }
 }
 
 fn stats(id: u64, status: CheckpointStatus, trigger_ms: u64, failure: Option<&str>) -> CheckpointStats {
@@ -128,8 +128,8 @@ fn running_view() -> ClusterView {
             channel("source[1]", "counter[1]", 1, &[7], false, 0),
         ],
         partitions: vec![
-            PartitionView { partition: 0, end: 4, position: 4, committed: None },
-            PartitionView { partition: 1, end: 3, position: 2, committed: None },
+            PartitionView { partition: 0, end: 4, log_start: 0, position: 4, committed: None },
+            PartitionView { partition: 1, end: 3, log_start: 0, position: 2, committed: None },
         ],
         pending_checkpoints: vec![PendingCheckpointView {
             id: 7,
@@ -167,6 +167,8 @@ fn running_view() -> ClusterView {
             output_lines: 3,
             keys,
             consistent: true,
+            audited: true,
+            ..Verdict::default()
         }),
     }
 }

@@ -236,6 +236,16 @@ impl Engine {
         tokio::spawn(generator::run(topic, spec, self.generators.clone(), self.events.clone()))
     }
 
+    /// The size of the auditor's record (ranges), for benchmarks.
+    pub fn auditor_footprint(&self) -> usize {
+        self.auditor.footprint()
+    }
+
+    /// Why a key's figures are what they are (see [`Auditor::explain`]).
+    pub fn explain(&self, key: &str) -> crate::audit::Explanation {
+        self.auditor.explain(key)
+    }
+
     /// The ground-truth verdict now.
     pub fn verdict(&self) -> Verdict {
         self.auditor.verdict()
@@ -273,8 +283,11 @@ impl Engine {
         s.status == JobStatus::Running && !s.tasks.is_empty() && s.tasks.iter().all(|t| t.2)
     }
 
-    /// A picture of the cluster now; `with_verdict` adds the auditor's verdict (O(records)).
+    /// A picture of the cluster now; `with_verdict` adds the auditor's verdict (O(keys + in flight)).
     pub fn view(&self, with_verdict: bool) -> ClusterView {
+        // Before the JobManager's snapshot lock: nothing the JobManager or a task waits on is held
+        // while the verdict is computed.
+        let verdict = with_verdict.then(|| self.auditor.verdict());
         let s = self.lock();
         let now = Instant::now();
         let generators = self.generators.load(Ordering::Acquire);
@@ -339,6 +352,7 @@ impl Engine {
             .map(|p| PartitionView {
                 partition: p,
                 end: self.topic.len(p),
+                log_start: self.topic.log_start(p),
                 position: positions.get(p as usize).copied().unwrap_or(0),
                 committed: committed.get(p as usize).copied().flatten(),
             })
@@ -397,7 +411,7 @@ impl Engine {
             caught_up,
             source: self.topic.describe(),
             topic_status: self.topic.health(),
-            verdict: with_verdict.then(|| self.auditor.verdict()),
+            verdict,
         }
     }
 
