@@ -823,8 +823,15 @@ fn enter_on_a_key_opens_its_figures_and_any_key_closes() {
     press(&mut a, KeyCode::Tab);
     press(&mut a, KeyCode::Enter);
     assert_eq!(a.detail.as_deref(), Some("a"));
+    assert_eq!(a.requests, vec![Request::Explain("a".into())], "the auditor is asked, off the loop");
     let s = screen(&a, 100, 30);
-    assert!(s.contains("overcounted 1") && s.contains("expected  3"), "{s}");
+    assert!(s.contains("overcounted 1") && s.contains("expected  3") && s.contains("asking the auditor"), "{s}");
+    let why = "p0@2522..2530 applied more than once: counted again after the restore of checkpoint 25, which rewound p0 to 2521";
+    a.explained("b", vec!["not this key".into()]);
+    assert!(a.explanation.is_none(), "an answer for another key is dropped");
+    a.explained("a", vec![why.into()]);
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("p0@2522..2530") && s.contains("checkpoint 25"), "{s}");
     press(&mut a, KeyCode::Char('x'));
     assert!(a.detail.is_none());
 }

@@ -99,6 +99,9 @@ pub enum Request {
     Reset,
     /// A fresh cluster with the shipped scenario N's `[config]`, then its steps played live.
     PlayScenario(usize),
+    /// Why a key is overcounted or lost, record by record (the auditor's explanation, computed
+    /// off the loop; it arrives through [`App::explained`]).
+    Explain(String),
 }
 
 /// The checkpointing mode as `m` cycles it.
@@ -265,6 +268,8 @@ pub struct App {
     pub banner: Option<String>,
     /// The key whose detail is open (Enter in the state pane).
     pub detail: Option<String>,
+    /// The auditor's explanation of the open key, once it arrived.
+    pub explanation: Option<Vec<String>>,
     /// The scenario picker (`o`): the selected entry of [`super::SCENARIOS`].
     pub picker: Option<usize>,
     pub scenario: Option<ScenarioPlay>,
@@ -300,6 +305,7 @@ impl App {
             log_pushed: 0,
             banner: None,
             detail: None,
+            explanation: None,
             picker: None,
             scenario: None,
         }
@@ -507,6 +513,13 @@ impl App {
         self.refresh(view);
         let t = self.view.time_ms;
         self.log(t, why.to_string(), LogKind::Info);
+    }
+
+    /// The auditor's explanation of `key` arrived (kept only if that key is still open).
+    pub fn explained(&mut self, key: &str, lines: Vec<String>) {
+        if self.detail.as_deref() == Some(key) {
+            self.explanation = Some(lines);
+        }
     }
 
     /// A line the playing scenario narrated.
@@ -774,14 +787,17 @@ impl App {
                 } else if self.focus == Pane::State {
                     let row = self.scroll_of(Pane::State) as usize;
                     self.detail = self.view.verdict.as_ref().and_then(|v| v.keys.keys().nth(row).cloned());
-                    if self.detail.is_none() {
-                        self.notice("no key to open: the state pane is empty".into());
+                    self.explanation = None;
+                    match self.detail.clone() {
+                        Some(key) => self.requests.push(Request::Explain(key)),
+                        None => self.notice("no key to open: the state pane is empty".into()),
                     }
                 }
             }
             Action::ClosePopup => {
                 self.picker = None;
                 self.detail = None;
+                self.explanation = None;
             }
             Action::EventsFilter => {
                 self.events_filter = match self.events_filter {

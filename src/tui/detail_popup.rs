@@ -18,25 +18,21 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             lines.push(Line::raw(format!("expected  {}", k.expected)));
             lines.push(Line::styled(format!("lost      {}", k.lost), if k.lost > 0 { t.bad } else { t.text }));
             lines.push(Line::styled(format!("overcounted {}", k.overcounted), if k.overcounted > 0 { t.bad } else { t.text }));
-            if k.overcounted > 0 {
-                lines.push(Line::styled(
-                    "records applied again after a restore: they were in the checkpoint's state and after its offsets (at-least-once lets records that overtook a barrier into the snapshot)",
-                    t.dim,
-                ));
-            }
-            if k.lost > 0 {
-                lines.push(Line::styled(
-                    "records passed by the sources whose effect is gone: skipped by auto.offset.reset = latest, or forgotten by a restart from an older checkpoint or from nothing",
-                    t.dim,
-                ));
+            lines.push(Line::raw(""));
+            // The auditor's record-by-record account: partition@offsets and their cause.
+            match &app.explanation {
+                Some(why) => lines.extend(why.iter().map(|l| Line::styled(l.clone(), if k.lost + k.overcounted > 0 { t.warn } else { t.dim }))),
+                None => lines.push(Line::styled("asking the auditor which records …", t.dim)),
             }
         }
         None => lines.push(Line::styled("no longer in the state pane", t.dim)),
     }
     lines.push(Line::raw(""));
     lines.push(Line::styled("any key closes", t.dim));
-    let width = area.width.min(70);
-    let [popup] = Layout::vertical([Constraint::Length((lines.len() as u16 + 6).min(area.height))]).flex(Flex::Center).areas(area);
+    let width = area.width.min(90);
+    // Wrapped lines take more rows than lines: room for that, within the screen.
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(width.saturating_sub(2).max(1) as usize).max(1)).sum();
+    let [popup] = Layout::vertical([Constraint::Length((rows as u16 + 2).min(area.height))]).flex(Flex::Center).areas(area);
     let [popup] = Layout::horizontal([Constraint::Length(width)]).flex(Flex::Center).areas(popup);
     frame.render_widget(Clear, popup);
     let block = Block::bordered().title(Line::styled(" Key ", t.title)).border_style(t.key);

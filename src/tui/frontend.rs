@@ -104,11 +104,12 @@ pub async fn run(layers_for: LayersFor, bus: EventBus, launched: std::time::Inst
         ratatui_hook(info);
     }));
     let (scenario_tx, mut scenario_rx) = mpsc::unbounded_channel::<ScenarioMsg>();
-    let mut lp = Loop { app: &mut app, session, layers, layers_for, bus, scenario_tx: Some(scenario_tx) };
+    let (explain_tx, mut explain_rx) = mpsc::unbounded_channel::<(String, Vec<String>)>();
+    let mut lp = Loop { app: &mut app, session, layers, layers_for, bus, scenario_tx: Some(scenario_tx), explain_tx };
     if let Some(s) = scenario {
         lp.play(s).await;
     }
-    let result = lp.run(&mut terminal, &mut events, &mut scenario_rx, launched).await;
+    let result = lp.run(&mut terminal, &mut events, &mut scenario_rx, &mut explain_rx, launched).await;
     let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
     ratatui::restore();
     lp.session.shutdown().await;
@@ -209,6 +210,8 @@ struct Loop<'a> {
     layers_for: LayersFor,
     bus: EventBus,
     scenario_tx: Option<mpsc::UnboundedSender<ScenarioMsg>>,
+    /// Explanations computed off the loop: (key, lines).
+    explain_tx: mpsc::UnboundedSender<(String, Vec<String>)>,
 }
 
 impl Loop<'_> {
@@ -217,6 +220,7 @@ impl Loop<'_> {
         terminal: &mut DefaultTerminal,
         events: &mut mpsc::UnboundedReceiver<Stamped>,
         scenario_rx: &mut mpsc::UnboundedReceiver<ScenarioMsg>,
+        explain_rx: &mut mpsc::UnboundedReceiver<(String, Vec<String>)>,
         launched: std::time::Instant,
     ) -> anyhow::Result<Quit> {
         // The terminal is read on a thread of its own and its events queued here, so that every
@@ -315,6 +319,10 @@ impl Loop<'_> {
                     }
                     dirty = true;
                 }
+                Some((key, lines)) = explain_rx.recv() => {
+                    self.app.explained(&key, lines);
+                    dirty = true;
+                }
                 Some((value, result)) = produced_rx.recv() => {
                     on_produced(self.app, value, result);
                     dirty = true;
@@ -395,6 +403,15 @@ impl Loop<'_> {
                     self.app.scenario = None;
                     let layers = self.layers.clone();
                     self.fresh(layers, "reset: a fresh cluster (empty topic, empty state, restart back-off reset), same settings").await;
+                }
+                Request::Explain(key) => {
+                    // The auditor walks the key's records: off the loop, like the verdict.
+                    let engine = self.session.engine.clone();
+                    let tx = self.explain_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let lines = engine.explain(&key).lines();
+                        let _ = tx.send((key, lines));
+                    });
                 }
                 Request::PlayScenario(i) => {
                     let Some((file, text)) = super::SCENARIOS.get(i) else { continue };
