@@ -164,6 +164,32 @@ pub enum ConfigError {
     Invalid { origin: String, message: String },
 }
 
+impl ConfigError {
+    /// The key the error is about, when it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownKey { key, .. } | ConfigError::BadValue { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The error without where it came from, for a caller that names the file and line itself.
+    pub fn detail(&self) -> String {
+        match self {
+            ConfigError::Io { message, .. } => format!("cannot read: {message}"),
+            ConfigError::Syntax { message, .. } | ConfigError::Invalid { message, .. } => message.clone(),
+            ConfigError::UnknownKey { key, hint, .. } => format!("unknown key `{key}`{hint}"),
+            ConfigError::BadValue { key, value, message, .. } => format!("`{key}` = {value}: {message}"),
+        }
+    }
+}
+
+/// Whether an option may change while the job runs (a scenario's `set`, the workbench's keys):
+/// the schema says so, or it is a channel's extra latency (`ckptlab.delays`).
+pub fn changes_at_runtime(key: &str) -> bool {
+    SCHEMA.iter().any(|s| s.key == key && s.runtime) || key.strip_prefix(DELAYS_TABLE).is_some_and(|rest| rest.starts_with('.'))
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     value: toml::Value,
@@ -202,12 +228,22 @@ impl ConfigLayers {
         self.merge_str(&text, &origin)
     }
 
-    /// Merges TOML text on top; `origin` names it in errors.
+    /// Merges TOML text on top; `origin` names it in errors, with the line of each key
+    /// (`file.toml:12`), so an error points at the bad key rather than at its table header.
     pub fn merge_str(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax { origin: origin.to_string(), message: syntax_message(text, &e) })?;
-        self.merge_table(&table, origin)
+        let mut flat = Vec::new();
+        flatten("", &table, &mut flat);
+        for (key, value) in flat {
+            let at = match line_of_key(text, &key) {
+                Some(line) => format!("{origin}:{line}"),
+                None => origin.to_string(),
+            };
+            self.insert(key, value, &at)?;
+        }
+        Ok(())
     }
 
     /// Merges an already parsed table (a scenario's `[config]`).
@@ -327,6 +363,31 @@ impl ConfigLayers {
         }
         let delays = self.pattern_durations(DELAYS_TABLE, ChannelPattern::parse)?;
         let record_costs = self.pattern_durations(RECORD_COST_TABLE, SubtaskPattern::parse)?;
+        // A pattern that matches nothing in this job is a typo (`counter[9]` with 2 counters):
+        // refuse it, naming what exists, rather than run an experiment without its delay.
+        let last = parallelism.saturating_sub(1);
+        let job_channels = (0..parallelism)
+            .flat_map(|i| (0..parallelism).map(move |j| (("source", i), ("counter", j))))
+            .chain((0..parallelism).map(|j| (("counter", j), ("sink", 0))));
+        let job_channels: Vec<_> = job_channels.collect();
+        for (p, _) in &delays {
+            if !job_channels.iter().any(|(from, to)| p.matches(*from, *to)) {
+                return Err(r.bad(
+                    &format!("{DELAYS_TABLE}.{}", p.text),
+                    format!(
+                        "matches no channel of this job; with job.parallelism = {parallelism} the channels are source[0..{last}]->counter[0..{last}] and counter[0..{last}]->sink[0] (any index may be *)"
+                    ),
+                ));
+            }
+        }
+        for (p, _) in &record_costs {
+            if !(0..parallelism).any(|j| p.matches(("counter", j))) && !p.matches(("sink", 0)) {
+                return Err(r.bad(
+                    &format!("{RECORD_COST_TABLE}.{}", p.text),
+                    format!("matches no subtask of this job; with job.parallelism = {parallelism} they are counter[0..{last}] and sink[0] (any index may be *)"),
+                ));
+            }
+        }
         let unaligned = r.bool("execution.checkpointing.unaligned.enabled")?;
         if unaligned && mode == CheckpointMode::AtLeastOnce {
             // As Flink: unaligned checkpoints are an exactly-once technique.
@@ -616,6 +677,45 @@ fn syntax_message(text: &str, e: &toml::de::Error) -> String {
         Some(span) => format!("line {}: {msg}", line_of(text, span.start)),
         None => msg,
     }
+}
+
+/// The 1-based line where a dotted key (as [`ConfigLayers`] flattens it, `ckptlab.delays.source[1]->counter[*]`)
+/// is assigned in TOML text: under its table header, or as a dotted or inline key. `None` when it
+/// cannot be told (the caller then names the file alone).
+pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let unquote = |s: &str| -> String {
+        s.split('.').map(|part| part.trim().trim_matches('"').trim_matches('\'')).collect::<Vec<_>>().join(".")
+    };
+    let mut table = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            let inner = line.trim_start_matches('[').split(']').next().unwrap_or_default();
+            table = unquote(inner);
+            if table == key {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        // A quoted key may hold '=' and '.', as channel patterns do: split after its closing quote.
+        let split = if line.starts_with('"') { line[1..].find('"').map(|q| q + 2) } else { Some(0) };
+        let Some(eq) = split.and_then(|from| line[from..].find('=').map(|e| e + from)) else { continue };
+        let name = line[..eq].trim();
+        let name = if name.starts_with('"') && name.ends_with('"') && name.len() >= 2 {
+            name[1..name.len() - 1].to_string()
+        } else {
+            unquote(name)
+        };
+        let full = if table.is_empty() { name } else { format!("{table}.{name}") };
+        // The key itself, or an inline table holding it (`generate = { rate = 7 }`).
+        if full == key || key.strip_prefix(&full).is_some_and(|rest| rest.starts_with('.')) {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// The 1-based line number of a byte offset.
@@ -1012,8 +1112,10 @@ pub struct SubtaskPattern {
 
 impl SubtaskPattern {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let err = || format!("`{text}` is not a subtask pattern; allowed: counter[N|*] or sink[0|*], e.g. \"counter[1]\"");
-        let (name, rest) = text.trim().split_once('[').ok_or_else(err)?;
+        let err = || format!("`{text}` is not a subtask pattern; allowed: counter[N|*] or sink[0|*], e.g. counter[1] (quoted in a TOML file: \"counter[1]\" = \"5ms\")");
+        let unquoted = text.trim();
+        let unquoted = unquoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(unquoted);
+        let (name, rest) = unquoted.split_once('[').ok_or_else(err)?;
         let idx = rest.strip_suffix(']').ok_or_else(err)?;
         if !["counter", "sink"].contains(&name) {
             return Err(err());
@@ -1038,9 +1140,14 @@ pub struct ChannelPattern {
 impl ChannelPattern {
     pub fn parse(text: &str) -> Result<Self, String> {
         let err = || {
-            format!("`{text}` is not a channel pattern; allowed: OPERATOR[N|*]->OPERATOR[N|*] with operators source, counter, sink, e.g. \"source[1]->counter[*]\"")
+            format!(
+                "`{text}` is not a channel pattern; allowed: OPERATOR[N|*]->OPERATOR[N|*] with operators source, counter, sink, e.g. source[1]->counter[*] (in a TOML file quoted: \"source[1]->counter[*]\" = \"300ms\"; with --set as is: --set ckptlab.delays.source[1]->counter[*]=300ms)"
+            )
         };
-        let (a, b) = text.split_once("->").ok_or_else(err)?;
+        // `--set ckptlab.delays."source[1]->counter[*]"=1s` quotes it as a TOML file would.
+        let unquoted = text.trim();
+        let unquoted = unquoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(unquoted);
+        let (a, b) = unquoted.split_once("->").ok_or_else(err)?;
         let side = |s: &str| -> Result<(String, Option<usize>), String> {
             let s = s.trim();
             let (name, rest) = s.split_once('[').ok_or_else(err)?;
@@ -1094,7 +1201,7 @@ mod tests {
         assert_eq!(
             l.deprecated_keys(),
             &[DeprecatedKey {
-                origin: "old.toml".into(),
+                origin: "old.toml:2".into(),
                 key: "execution.buffer-timeout".into(),
                 replacement: "execution.buffer-timeout.interval".into()
             }]
@@ -1182,6 +1289,34 @@ mod tests {
         l.merge_str("[ckptlab.delays]\n\"src->counter\" = \"1s\"\n", "d.toml").unwrap();
         let e = l.build().unwrap_err().to_string();
         assert!(e.contains("d.toml") && e.contains("source[1]->counter[*]"), "{e}");
+    }
+
+    #[test]
+    fn a_pattern_matching_no_channel_or_subtask_is_refused_with_what_exists() {
+        let mut l = ConfigLayers::builtin();
+        l.merge_str("[ckptlab.delays]\n\"source[1]->counter[9]\" = \"50ms\"\n", "d.toml").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.starts_with("d.toml:2: ") && e.contains("matches no channel") && e.contains("source[0..1]->counter[0..1]"), "{e}");
+        let mut l = ConfigLayers::builtin();
+        l.set("ckptlab.record-cost.counter[2]=5ms", "--set").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("matches no subtask") && e.contains("counter[0..1] and sink[0]"), "{e}");
+        // Existing ones still pass, quoted or not.
+        let mut l = ConfigLayers::builtin();
+        l.set("ckptlab.delays.\"source[1]->counter[*]\"=50ms", "--set").unwrap();
+        assert_eq!(l.build().unwrap().extra_delay(("source", 1), ("counter", 0)), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn errors_name_the_line_of_the_bad_key_not_its_table() {
+        let text = "[job]\nname = \"x\"\n\nparallelism = 0\n";
+        let mut l = ConfigLayers::builtin();
+        l.merge_str(text, "c.toml").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:4: `job.parallelism`"), "{e}");
+        assert_eq!(line_of_key("[restart-strategy]\nfixed-delay.attempts = 3\n", "restart-strategy.fixed-delay.attempts"), Some(2));
+        assert_eq!(line_of_key("[config.ckptlab.delays]\n\"a->b\" = 1\n", "config.ckptlab.delays.a->b"), Some(2));
+        assert_eq!(line_of_key("x = { rate = 7 }\n", "x.rate"), Some(1));
     }
 
     #[test]

@@ -42,6 +42,10 @@ struct Cli {
     /// Start the job from a retained checkpoint or a savepoint (execution.state-recovery.path), at any parallelism.
     #[arg(long, global = true, value_name = "PATH")]
     restore: Option<PathBuf>,
+    /// The workbench: open a scenario file and play its steps live (its [config] applies; `o` in
+    /// the workbench picks one of assets/scenarios).
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -65,6 +69,27 @@ enum Cmd {
     Tour,
     /// Show what is inside a retained checkpoint or a savepoint (offsets, key groups, entries, sizes).
     Inspect(ckptlab::inspect::InspectArgs),
+}
+
+/// Writes to stdout; when stdout is closed (`ckptlab tour | head -3`) the process ends at once,
+/// quietly, with 141 (128 + SIGPIPE, what a shell reports for a Unix tool the broken pipe ended)
+/// instead of panicking; not 0, since the run did not finish its checks.
+fn emit(args: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    if out.write_fmt(args).and_then(|()| out.flush()).is_err() {
+        std::process::exit(EXIT_BROKEN_PIPE);
+    }
+}
+
+const EXIT_BROKEN_PIPE: i32 = 141;
+
+macro_rules! outln {
+    () => { emit(format_args!("\n")) };
+    ($($t:tt)*) => { emit(format_args!("{}\n", format_args!($($t)*))) };
+}
+
+macro_rules! out {
+    ($($t:tt)*) => { emit(format_args!($($t)*)) };
 }
 
 /// Distinct checkpoint failure reasons `ckptlab run` prints under its table.
@@ -117,17 +142,71 @@ fn main() -> ExitCode {
             Some(Cmd::Tour) => tour(&cli).await,
             Some(Cmd::Inspect(ref args)) => ckptlab::inspect::main(args),
             None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => workbench(&cli, launched).await,
+            None if cli.scenario.is_some() => {
+                eprintln!("ckptlab: --scenario opens the workbench, which needs a terminal; headless: ckptlab run FILE");
+                ExitCode::from(2)
+            }
             None => {
-                println!("ckptlab: not on a terminal, so no workbench: running the headless tour instead (`ckptlab tour`).\n");
+                outln!("ckptlab: not on a terminal, so no workbench: running the headless tour instead (`ckptlab tour`).\n");
                 tour(&cli).await
             }
         }
     })
 }
 
+/// What the command line says about the configuration, kept apart from `Cli` so the workbench
+/// can build layers again for a scenario it opens.
+#[derive(Clone)]
+struct LayerArgs {
+    config: Option<PathBuf>,
+    set: Vec<String>,
+    backend: Option<String>,
+    kafka: Option<String>,
+    topic: Option<String>,
+    restore: Option<PathBuf>,
+    /// The workbench's own default interval applies (see `workbench_default`).
+    workbench: bool,
+}
+
+impl LayerArgs {
+    fn of(cli: &Cli, workbench: bool) -> Self {
+        LayerArgs {
+            config: cli.config.clone(),
+            set: cli.set.clone(),
+            backend: cli.backend.clone(),
+            kafka: cli.kafka.clone(),
+            topic: cli.topic.clone(),
+            restore: cli.restore.clone(),
+            workbench,
+        }
+    }
+}
+
+/// The workbench checkpoints every second unless told otherwise, as the seed's
+/// `checkpointInterval = 1000`: Flink itself has no default interval (checkpointing is off until
+/// one is set) and conf/ckptlab.toml keeps 5 s for `run`; at 5 s the README's one-minute
+/// experiment often kills the TM before the first checkpoint, and exactly-once then loses records.
+/// A `./conf/ckptlab.toml` of the user's, `--config`, a scenario or `--set` still decides.
+fn workbench_default(layers: &mut ConfigLayers) -> Result<(), String> {
+    if std::path::Path::new("conf/ckptlab.toml").is_file() {
+        return Ok(());
+    }
+    let interval = ckptlab::duration::format_duration(ckptlab::tui::app::WORKBENCH_INTERVAL);
+    layers
+        .set_value("execution.checkpointing.interval", toml::Value::String(interval), "the workbench's default (the seed's checkpointInterval = 1000)")
+        .map_err(|e| e.to_string())
+}
+
 /// Layers: conf/ckptlab.toml < --config < the scenario's [config] < --set / --backend.
 fn base_layers(cli: &Cli, scenario: Option<&Scenario>) -> Result<ConfigLayers, String> {
+    layers_of(&LayerArgs::of(cli, false), scenario)
+}
+
+fn layers_of(cli: &LayerArgs, scenario: Option<&Scenario>) -> Result<ConfigLayers, String> {
     let mut layers = ConfigLayers::with_defaults().map_err(|e| e.to_string())?;
+    if cli.workbench {
+        workbench_default(&mut layers)?;
+    }
     if let Some(path) = &cli.config {
         layers.merge_file(path).map_err(|e| e.to_string())?;
     }
@@ -213,11 +292,11 @@ async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Res
     let engine = Engine::start(layers, bus).map_err(|e| e.to_string())?;
     let cfg = engine.config();
     if !json && !quiet {
-        println!("== {} ({})", scenario.name, scenario.file);
+        outln!("== {} ({})", scenario.name, scenario.file);
         for line in scenario.description.lines() {
-            println!("   {line}");
+            outln!("   {line}");
         }
-        println!(
+        outln!(
             "   {} | {} | restart-strategy {} | heartbeat timeout {}",
             cfg.checkpointing_label(),
             cfg.backend_label(),
@@ -226,16 +305,16 @@ async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Res
         );
         let view = engine.view(false);
         if view.source != "embedded" {
-            println!("   source: {}", view.source);
+            outln!("   source: {}", view.source);
         }
         if let Some(problem) = &view.topic_status {
-            println!("   WARNING {problem}");
+            outln!("   WARNING {problem}");
         }
     }
     let narrate_on = !json && !quiet;
     let report = scenario::run(scenario, &engine, |line| {
         if narrate_on {
-            println!("{line}");
+            outln!("{line}");
         }
     })
     .await;
@@ -244,7 +323,7 @@ async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Res
         f.finish().await;
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
         print_report(&report);
     }
@@ -252,9 +331,9 @@ async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Res
 }
 
 fn print_report(r: &RunReport) {
-    println!();
-    print!("{}", scenario::verdict_table(&r.verdict));
-    println!(
+    outln!();
+    out!("{}", scenario::verdict_table(&r.verdict));
+    outln!(
         "produced {}  repeated output lines {}  checkpoints: {} completed, {} failed, {} restored  restarts {}  job {}",
         r.verdict.produced,
         r.verdict.repeated_output,
@@ -275,7 +354,7 @@ fn print_report(r: &RunReport) {
             )
         };
         let persisted = if last.unaligned { format!(", {} in-flight persisted", ckptlab::duration::format_size(last.persisted_size)) } else { String::new() };
-        println!(
+        outln!(
             "last checkpoint: {} in {} ms (alignment {} ms, sync {} ms, async {} ms), {size}{persisted}",
             last.id, last.duration_ms, last.alignment_ms, last.sync_ms, last.async_ms
         );
@@ -293,13 +372,13 @@ fn print_report(r: &RunReport) {
         }
     }
     for (id, reason) in reasons.into_iter().rev() {
-        println!("checkpoint {id} failed: {reason}");
+        outln!("checkpoint {id} failed: {reason}");
     }
     if r.passed {
-        println!("PASSED: every expect held ({:.1}s)", r.duration_ms as f64 / 1000.0);
+        outln!("PASSED: every expect held ({:.1}s)", r.duration_ms as f64 / 1000.0);
     } else {
         for f in &r.failures {
-            println!("FAILED {f}");
+            outln!("FAILED {f}");
         }
     }
 }
@@ -307,13 +386,22 @@ fn print_report(r: &RunReport) {
 /// The TUI. Logs go to a file (never to the screen): $CKPTLAB_LOG or ckptlab.log in the private
 /// directory (`<temp>/ckptlab-<uid>`, or $CKPTLAB_HOME).
 async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
-    let layers = match base_layers(cli, None) {
-        Ok(l) => l,
+    let args = LayerArgs::of(cli, true);
+    let scenario = match cli.scenario.as_deref().map(Scenario::load).transpose() {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("ckptlab: {e}");
             return ExitCode::from(2);
         }
     };
+    // Every error a bad file or option can cause is reported here, before the screen is taken.
+    if let Err(e) = layers_of(&args, scenario.as_ref()).and_then(|l| {
+        let cfg = l.build().map_err(|e| e.to_string())?;
+        scenario.as_ref().map_or(Ok(()), |s| s.check(&cfg).map_err(|e| e.to_string()))
+    }) {
+        eprintln!("ckptlab: {e}");
+        return ExitCode::from(2);
+    }
     // The log never follows a symlink and is private to the user (0600, in the 0700 directory).
     let log_path = match std::env::var_os("CKPTLAB_LOG") {
         Some(p) => Ok(PathBuf::from(p)),
@@ -334,12 +422,15 @@ async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = ckptlab::tui::run(layers, bus, launched).await;
+    let layers_for: ckptlab::tui::frontend::LayersFor = Box::new(move |s| layers_of(&args, s));
+    let result = ckptlab::tui::run(layers_for, bus, launched, scenario).await;
     if let Some(f) = events_file {
         f.finish().await;
     }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        // As a process a signal ended: 128 + its number (SIGTERM 143, SIGHUP 129).
+        Ok(ckptlab::tui::Quit::Signal(n)) => ExitCode::from(128 + n),
+        Ok(ckptlab::tui::Quit::User) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("ckptlab: {e:#}");
@@ -349,8 +440,8 @@ async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
 }
 
 async fn tour(cli: &Cli) -> ExitCode {
-    println!("ckptlab: the seed tutorial's experiments, headless (each kills a task manager, produces while it is down, starts it again).");
-    println!("Run one on its own with `ckptlab run <file>`; `ckptlab --help` lists the commands.\n");
+    outln!("ckptlab: the seed tutorial's experiments, headless (each kills a task manager, produces while it is down, starts it again).");
+    outln!("Run one on its own with `ckptlab run <file>`; `ckptlab --help` lists the commands.\n");
     let mut all = true;
     for (file, text) in TOUR {
         let scenario = match Scenario::parse(text, file) {
@@ -367,7 +458,7 @@ async fn tour(cli: &Cli) -> ExitCode {
                 return ExitCode::from(2);
             }
         }
-        println!();
+        outln!();
     }
     ExitCode::from(if all { 0 } else { 1 })
 }

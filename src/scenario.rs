@@ -26,7 +26,7 @@ use crate::audit::Verdict;
 use crate::cluster::view::JobStatus;
 use crate::cluster::{Command, Engine};
 use crate::cluster::taskmanager;
-use crate::config::{line_of, Config, ConfigError, ConfigLayers, SCHEMA};
+use crate::config::{changes_at_runtime, line_of, line_of_key, Config, ConfigError, ConfigLayers};
 use crate::connectors::generator::{GeneratorSpec, MAX_GENERATOR_RATE};
 use crate::events::Event;
 use crate::duration::{format_duration, parse_duration, MAX_DURATION};
@@ -38,14 +38,24 @@ const MAX_PARTITIONS: u32 = 64;
 /// How often an await looks at the engine.
 const POLL: Duration = Duration::from_millis(5);
 
-/// A bad scenario file: names the file and the line.
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
-#[error("{file}:{line}: {message}")]
+/// A bad scenario file: names the file and the line (0: the file as a whole, e.g. unreadable).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScenarioError {
     pub file: String,
     pub line: usize,
     pub message: String,
 }
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: {}", self.file, self.message),
+            line => write!(f, "{}:{line}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -70,7 +80,7 @@ impl AwaitCondition {
         })
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             AwaitCondition::CheckpointCompleted => "checkpoint-completed",
             AwaitCondition::Running => "running",
@@ -181,6 +191,8 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub line: usize,
+    /// The line of its `partition` key (the step's line when it has none).
+    pub partition_line: usize,
     pub action: Action,
     pub note: Option<String>,
 }
@@ -231,17 +243,21 @@ impl Scenario {
         for spanned in &raw.steps {
             let line = line_of(text, spanned.span().start);
             let err = |message: String| ScenarioError { file: file.to_string(), line, message };
-            steps.push(parse_step(spanned.get_ref(), line).map_err(err)?);
+            let mut step = parse_step(spanned.get_ref(), line).map_err(err)?;
+            step.partition_line = partition_line(text, line);
+            steps.push(step);
         }
         if let Some(cfg) = &raw.config {
-            // Validate keys now so a typo is reported with the file before anything runs.
-            let mut probe = ConfigLayers::builtin();
-            probe.merge_table(cfg, &format!("{file} [config]")).map_err(|e| ScenarioError {
+            // Validate keys now so a typo is reported with the file before anything runs, at the
+            // line of the bad key (the file named once).
+            let located = |e: ConfigError| ScenarioError {
                 file: file.to_string(),
-                line: config_line(text),
-                message: e.to_string(),
-            })?;
-            probe.build().map_err(|e| ScenarioError { file: file.to_string(), line: config_line(text), message: e.to_string() })?;
+                line: e.key().and_then(|k| line_of_key(text, &format!("config.{k}"))).unwrap_or_else(|| config_line(text)),
+                message: e.detail(),
+            };
+            let mut probe = ConfigLayers::builtin();
+            probe.merge_table(cfg, "[config]").map_err(located)?;
+            probe.build().map_err(located)?;
         }
         Ok(Scenario { file: file.to_string(), name: raw.name, description: raw.description, config: raw.config, steps })
     }
@@ -260,10 +276,12 @@ impl Scenario {
                 _ => None,
             };
             if let Some(p) = partition.filter(|p| *p >= partitions) {
-                return Err(err(
-                    step.line,
-                    format!("partition {p} does not exist: the topic has {partitions} (source.partitions), numbered 0 to {}", partitions - 1),
-                ));
+                let numbered = match partitions {
+                    1 => "only partition 0".to_string(),
+                    2 => "partitions 0 and 1".to_string(),
+                    n => format!("partitions 0 to {}", n - 1),
+                };
+                return Err(err(step.partition_line, format!("partition {p} does not exist: the topic has {numbered} (source.partitions = {partitions})")));
             }
             match &step.action {
                 Action::Kill(name) => {
@@ -302,6 +320,19 @@ impl Scenario {
             None => Ok(()),
         }
     }
+}
+
+/// The line of a step's `partition` (its own key, or inside `generate = { .. }`), else the step's.
+fn partition_line(text: &str, step_line: usize) -> usize {
+    let mut lines = text.lines().enumerate().skip(step_line);
+    lines
+        .by_ref()
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            let l = l.trim_start();
+            l.starts_with("partition") || (l.starts_with("generate") && l.contains("partition"))
+        })
+        .map_or(step_line, |(i, _)| i + 1)
 }
 
 fn config_line(text: &str) -> usize {
@@ -389,8 +420,7 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             let mut probe = ConfigLayers::builtin();
             for (k, val) in table {
                 probe.set_value(k, val.clone(), "set").map_err(|e| e.to_string())?;
-                let runtime = SCHEMA.iter().any(|o| o.key == k.as_str() && o.runtime);
-                if !runtime {
+                if !changes_at_runtime(k) {
                     return Err(format!(
                         "`{k}` cannot change while the job runs (it applies when the cluster starts): put it in [config], or pass --set {k}=..."
                     ));
@@ -437,7 +467,7 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
         }
         _ => unreachable!("filtered by ACTIONS"),
     };
-    Ok(Step { line: _line, action, note })
+    Ok(Step { line: _line, partition_line: _line, action, note })
 }
 
 fn duration_value(v: &toml::Value, what: &str) -> Result<Duration, String> {
@@ -894,6 +924,38 @@ mod tests {
             e.to_string().contains("c.toml") && e.message.contains("execution.checkpointing.mode") && e.message.contains("AT_LEAST_ONCE"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn bad_config_points_at_the_key_and_names_the_file_once() {
+        let text = "name = \"x\"\n[config.execution.checkpointing]\ninterval = \"1s\"\nmode = \"TWICE\"\n";
+        let e = Scenario::parse(text, "c.toml").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert_eq!(e.to_string().matches("c.toml").count(), 1, "{e}");
+        let text = "name = \"x\"\n[config.ckptlab.delays]\n\"source[1]->counter[9]\" = \"50ms\"\n";
+        let e = Scenario::parse(text, "d.toml").unwrap_err();
+        assert!(e.line == 3 && e.message.contains("matches no channel"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_partition_points_at_its_line_and_says_which_exist() {
+        let text = "name = \"x\"\n\n[[steps]]\nproduce = [\"a\"]\npartition = 7\n";
+        let s = Scenario::parse(text, "p.toml").unwrap();
+        let e = s.check(&ConfigLayers::builtin().build().unwrap()).unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.message.contains("partitions 0 and 1"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_file_has_no_line_zero() {
+        let e = Scenario::load(std::path::Path::new("/nonexistent/x.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("/nonexistent/x.toml: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn a_channel_delay_may_change_while_the_job_runs() {
+        let text = "name = \"x\"\n[[steps]]\nset = { \"ckptlab.delays.source[1]->counter[*]\" = \"300ms\" }\n";
+        assert!(Scenario::parse(text, "s.toml").is_ok());
     }
 
     #[test]

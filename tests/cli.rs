@@ -152,3 +152,64 @@ fn help_documents_the_commands() {
         assert!(out.contains(w), "{w} in --help");
     }
 }
+
+/// `ckptlab tour | head -3`: the reader went away; ckptlab ends quietly (no panic, no backtrace)
+/// with 141, as a Unix tool the broken pipe ended, not 0 (the tour did not finish).
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ckptlab"))
+        .arg("tour")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    // Read the first line, then close the pipe as `head -1` does.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 64];
+    let n = stdout.read(&mut first).expect("a first line");
+    assert!(n > 0);
+    drop(stdout);
+    let out = child.wait_with_output().expect("it ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "quiet on a closed pipe: {err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
+
+#[test]
+fn a_missing_partition_exits_2_at_its_line_naming_the_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = scenario(&dir, "p.toml", "name = \"p\"\n\n[[steps]]\nproduce = [\"a\"]\npartition = 7\n");
+    let (code, _, err) = ckptlab(&["run", &f]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("p.toml:5:") && err.contains("partitions 0 and 1"), "{err}");
+    assert_eq!(err.matches("p.toml").count(), 1, "the path once: {err}");
+}
+
+#[test]
+fn a_missing_file_has_no_line_zero() {
+    let (code, _, err) = ckptlab(&["run", "/nonexistent/nope.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/nope.toml: cannot read") && !err.contains(":0:"), "{err}");
+}
+
+#[test]
+fn an_unknown_channel_pattern_is_refused_naming_the_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = scenario(&dir, "d.toml", "name = \"d\"\n[config.ckptlab.delays]\n\"source[1]->counter[9]\" = \"50ms\"\n[[steps]]\nwait = \"1ms\"\n");
+    let (code, _, err) = ckptlab(&["run", &f]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("d.toml:3:") && err.contains("matches no channel") && err.contains("source[0..1]->counter[0..1]"), "{err}");
+    let (code, _, err) = ckptlab(&["run", &f, "--set", "ckptlab.delays.source[0]->sink[0]=1ms"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn scenario_without_a_terminal_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = scenario(&dir, "quick.toml", QUICK);
+    let (code, _, err) = ckptlab(&["--scenario", &f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("ckptlab run"), "{err}");
+}

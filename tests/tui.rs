@@ -31,7 +31,7 @@ fn channel(from: &str, to: &str, in_flight: i64, barriers: &[u64], blocked: bool
     ChannelView {
         from: from.into(),
         to: to.into(),
-        delay_ms: 200,
+        delay_ms: 0,
         in_flight,
         // Every record on the wire is ahead of the barriers (sent before them).
         barriers: barriers.iter().map(|b| BarrierInFlight { checkpoint: *b, records_ahead: in_flight as u64, overtook: 0 }).collect(),
@@ -92,6 +92,7 @@ fn running_view() -> ClusterView {
         interval_ms: Some(1000),
         backend: "hashmap + jobmanager (MemoryStateBackend)".into(),
         hop_delay_ms: 200,
+        buffer_timeout_ms: Some(100),
         paused: false,
         task_managers: vec![
             TaskManagerView {
@@ -387,7 +388,7 @@ fn status_line_fits_one_line_when_wide_and_two_when_narrow() {
 fn footer_keeps_help_and_quit_at_80_columns() {
     let a = app(running_view());
     let s = pane(80, 1, |f, r| footer::render(&a, f, r));
-    assert!(s.contains("? help") && s.contains("q quit") && s.contains("k kill TM"), "{s}");
+    assert!(s.contains("? help") && s.contains("q quit") && s.contains("k kill"), "{s}");
     let mut a = a;
     press(&mut a, KeyCode::Char('i'));
     let s = pane(80, 1, |f, r| footer::render(&a, f, r));
@@ -430,7 +431,7 @@ fn enter_on_an_empty_record_produces_nothing_and_says_why() {
     press(&mut a, KeyCode::Char('/'));
     press(&mut a, KeyCode::Enter);
     assert!(a.requests.is_empty());
-    assert!(a.log.back().is_some_and(|(_, text, _)| text.contains("type a record first")));
+    assert!(a.log.back().is_some_and(|l| l.text.contains("type a record first")));
 }
 
 #[test]
@@ -446,17 +447,20 @@ fn k_kills_the_selected_task_manager_and_digits_select() {
     a.requests.clear();
     press(&mut a, KeyCode::Char('7'));
     assert_eq!(a.selected_tm, 1, "no tm-7: the selection stays");
-    assert!(a.log.back().is_some_and(|(_, text, _)| text.contains("no tm-7")));
+    assert!(a.log.back().is_some_and(|l| l.text.contains("no tm-7")));
 }
 
 #[test]
 fn s_starts_the_selected_killed_tm_else_a_new_one() {
     let mut a = app(down_view());
+    press(&mut a, KeyCode::Char('k'));
+    assert!(a.requests.is_empty(), "a dead TM is not killed again");
     press(&mut a, KeyCode::Char('s'));
     assert_eq!(a.requests, vec![Request::Engine(Command::StartTaskManager(Some("tm-1".into())))]);
     a.requests.clear();
+    // k after s acts on the TM s started (the picture may not show it yet).
     press(&mut a, KeyCode::Char('k'));
-    assert!(a.requests.is_empty(), "a dead TM is not killed again");
+    assert_eq!(a.requests, vec![Request::Engine(Command::KillTaskManager("tm-1".into()))]);
     let mut a = app(running_view());
     press(&mut a, KeyCode::Char('s'));
     assert_eq!(a.requests, vec![Request::Engine(Command::StartTaskManager(None))]);
@@ -473,7 +477,8 @@ fn function_keys_work_in_input_mode() {
         a.requests,
         vec![
             Request::Engine(Command::KillTaskManager("tm-1".into())),
-            Request::Engine(Command::StartTaskManager(None)),
+            // F6 right after F5 starts the TM F5 killed (the press, not the stale picture).
+            Request::Engine(Command::StartTaskManager(Some("tm-1".into()))),
             Request::Engine(Command::TriggerCheckpoint),
         ]
     );
@@ -553,9 +558,10 @@ fn plus_and_minus_step_the_interval() {
     let mut a = app(running_view());
     press(&mut a, KeyCode::Char('+'));
     press(&mut a, KeyCode::Char('-'));
+    // The second press applies to the 2 s the first asked for, not to the 1 s still drawn.
     assert_eq!(
         sets(&a),
-        vec![("execution.checkpointing.interval".into(), "2s".into()), ("execution.checkpointing.interval".into(), "500ms".into())]
+        vec![("execution.checkpointing.interval".into(), "2s".into()), ("execution.checkpointing.interval".into(), "1s".into())]
     );
     let mut v = running_view();
     v.interval_ms = Some(100);
@@ -585,7 +591,7 @@ fn brackets_change_speed_and_space_pauses() {
     let mut a = app(running_view());
     press(&mut a, KeyCode::Char('['));
     press(&mut a, KeyCode::Char(']'));
-    assert_eq!(sets(&a), vec![("ckptlab.hop-delay".into(), "500ms".into()), ("ckptlab.hop-delay".into(), "100ms".into())]);
+    assert_eq!(sets(&a), vec![("ckptlab.hop-delay".into(), "500ms".into()), ("ckptlab.hop-delay".into(), "200ms".into())]);
     a.requests.clear();
     press(&mut a, KeyCode::Char(' '));
     assert_eq!(a.requests, vec![Request::Pause(true)]);
@@ -628,10 +634,10 @@ fn rebinding_a_key_changes_handling_footer_and_help_alike() {
     press(&mut a, KeyCode::Char('x'));
     assert_eq!(a.requests, vec![Request::Engine(Command::KillTaskManager("tm-1".into()))]);
     let foot = pane(80, 1, |f, r| footer::render(&a, f, r));
-    assert!(foot.contains("x kill TM"), "{foot}");
+    assert!(foot.contains("x kill"), "{foot}");
     press(&mut a, KeyCode::Char('?'));
     let help = screen(&a, 80, 24);
-    assert!(help.contains(" x        kill the selected TM"), "{help}");
+    assert!(help.contains(" x 1-9    kill TM; 1-9 select TM N"), "{help}");
     assert_eq!(
         Action::Kill,
         a.keymap.lookup(&KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE), ckptlab::tui::keymap::Context::Command).unwrap()
@@ -680,4 +686,315 @@ fn real_engine_recovery_is_drawn_with_an_ok_verdict() {
         assert!(total.contains("3") && total.contains("✓ ok"), "TOTAL row: {total}");
         engine.shutdown().await;
     });
+}
+
+// ---------------------------------------------------------------- issue 12: the workbench in front of a class
+
+#[test]
+fn fast_presses_apply_to_what_the_previous_press_asked_for() {
+    let mut v = running_view();
+    v.interval_ms = Some(5_000);
+    let mut a = app(v);
+    for _ in 0..3 {
+        press(&mut a, KeyCode::Char('-'));
+    }
+    let intervals: Vec<String> = sets(&a).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(intervals, ["2s", "1s", "500ms"], "- - - from 5 s steps three times");
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('m'));
+    press(&mut a, KeyCode::Char('m'));
+    assert_eq!(
+        sets(&a).last(),
+        Some(&("execution.checkpointing.mode".to_string(), "AT_LEAST_ONCE".to_string())),
+        "m m goes aligned -> unaligned -> AT_LEAST_ONCE"
+    );
+    let mut a = app(running_view());
+    for _ in 0..4 {
+        press(&mut a, KeyCode::Char('b'));
+    }
+    let backends: Vec<String> = a
+        .requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::Engine(Command::SwitchBackend(b)) => Some(b.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(backends, ["fs", "rocksdb", "memory", "fs"], "each b switches once more");
+    // k s k s on the selected TM act on the state the previous press asked for.
+    let mut a = app(running_view());
+    for c in ['k', 's', 'k', 's'] {
+        press(&mut a, KeyCode::Char(c));
+    }
+    assert_eq!(
+        a.requests,
+        vec![
+            Request::Engine(Command::KillTaskManager("tm-1".into())),
+            Request::Engine(Command::StartTaskManager(Some("tm-1".into()))),
+            Request::Engine(Command::KillTaskManager("tm-1".into())),
+            Request::Engine(Command::StartTaskManager(Some("tm-1".into()))),
+        ],
+        "no new task manager from a stale 'alive'"
+    );
+}
+
+#[test]
+fn a_refused_change_is_forgotten_and_the_next_press_starts_from_the_view() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('+'));
+    a.on_event(&ckptlab::events::Stamped {
+        t_ms: 1,
+        event: ckptlab::events::Event::ConfigRejected { key: "execution.checkpointing.interval".into(), reason: "test".into() },
+    });
+    a.requests.clear();
+    press(&mut a, KeyCode::Char('+'));
+    assert_eq!(sets(&a), vec![("execution.checkpointing.interval".into(), "2s".into())]);
+}
+
+#[test]
+fn slow_channel_and_buffer_timeout_keys_change_the_options_live() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('d'));
+    press(&mut a, KeyCode::Char('d'));
+    press(&mut a, KeyCode::Char('d'));
+    let key = "ckptlab.delays.source[1]->counter[*]".to_string();
+    assert_eq!(sets(&a), vec![(key.clone(), "300ms".into()), (key.clone(), "1s".into()), (key, "0ms".into())]);
+    a.requests.clear();
+    for _ in 0..4 {
+        press(&mut a, KeyCode::Char('t'));
+    }
+    let b = "execution.buffer-timeout.interval".to_string();
+    assert_eq!(sets(&a), vec![(b.clone(), "10ms".into()), (b.clone(), "1ms".into()), (b.clone(), "0ms".into()), (b, "100ms".into())]);
+    // On screen: the slow channel in the status line and the graph, the buffer timeout in both.
+    let mut v = running_view();
+    for c in v.channels.iter_mut().filter(|c| c.from == "source[1]") {
+        c.delay_ms = 300;
+    }
+    v.buffer_timeout_ms = Some(1);
+    let a = app(v);
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("slow src1→cnt* +300 ms"), "status line:\n{s}");
+    assert!(s.contains("slow +300 ms"), "graph:\n{s}");
+    assert!(s.contains("buffer 1ms") && s.contains("flush 1 ms"), "buffer timeout:\n{s}");
+    insta::assert_snapshot!("screen_slow_channel_120x40", s);
+}
+
+fn big_counts(state: u64, expected: u64, overcounted: u64) -> App {
+    let mut v = running_view();
+    let verdict = v.verdict.as_mut().expect("verdict");
+    verdict.keys.clear();
+    verdict.keys.insert("x".into(), key(0, expected, state, 0, overcounted));
+    verdict.keys.insert("y".into(), key(1, expected - 1, expected - 1, 0, 0));
+    verdict.state = state + expected - 1;
+    verdict.expected = 2 * expected - 1;
+    verdict.overcounted = overcounted;
+    app(v)
+}
+
+#[test]
+fn state_pane_shows_7_and_10_digit_counts_whole_at_80x24() {
+    for (name, (state, expected, over)) in
+        [("state_7_digits_80x24", (1_520_003u64, 1_520_000u64, 3u64)), ("state_10_digits_80x24", (4_294_967_396, 4_294_967_296, 100))]
+    {
+        let a = big_counts(state, expected, over);
+        let s = screen(&a, 80, 24);
+        for n in [state, expected, state + expected - 1, 2 * expected - 1] {
+            assert!(s.contains(&n.to_string()), "{n} shown whole in\n{s}");
+        }
+        assert!(s.contains("│TOTAL "), "the TOTAL label whole:\n{s}");
+        assert!(s.contains(&format!("overcounted {over} ")) || s.contains(&format!("+{over} ")), "the overcount whole:\n{s}");
+        insta::assert_snapshot!(name, s);
+    }
+}
+
+#[test]
+fn long_keys_stay_distinguishable() {
+    let mut v = running_view();
+    let verdict = v.verdict.as_mut().expect("verdict");
+    verdict.keys.insert("customer-0000000000000000000000-eu-west-1".into(), key(0, 1, 1, 0, 0));
+    verdict.keys.insert("customer-0000000000000000000000-us-east-2".into(), key(1, 1, 1, 0, 0));
+    let s = pane(40, 10, |f, r| state_pane::render(&app(v), f, r));
+    assert!(s.contains("west-1") && s.contains("east-2"), "the ends of long keys show:\n{s}");
+}
+
+#[test]
+fn enter_on_a_key_opens_its_figures_and_any_key_closes() {
+    let mut a = app(down_view());
+    press(&mut a, KeyCode::Tab);
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.detail.as_deref(), Some("a"));
+    assert_eq!(a.requests, vec![Request::Explain("a".into())], "the auditor is asked, off the loop");
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("overcounted 1") && s.contains("expected  3") && s.contains("asking the auditor"), "{s}");
+    let why = "p0@2522..2530 applied more than once: counted again after the restore of checkpoint 25, which rewound p0 to 2521";
+    a.explained("b", vec!["not this key".into()]);
+    assert!(a.explanation.is_none(), "an answer for another key is dropped");
+    a.explained("a", vec![why.into()]);
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("p0@2522..2530") && s.contains("checkpoint 25"), "{s}");
+    press(&mut a, KeyCode::Char('x'));
+    assert!(a.detail.is_none());
+}
+
+#[test]
+fn scrolling_is_bounded_at_both_ends() {
+    let mut a = app(running_view());
+    for pane in 0..5 {
+        for _ in 0..300 {
+            press(&mut a, KeyCode::Char('j'));
+        }
+        for _ in 0..300 {
+            press(&mut a, KeyCode::Char('K'));
+        }
+        let _ = pane;
+        press(&mut a, KeyCode::Tab);
+    }
+    press(&mut a, KeyCode::Tab); // Events
+    while a.focus != Pane::Events {
+        press(&mut a, KeyCode::Tab);
+    }
+    for _ in 0..300 {
+        press(&mut a, KeyCode::Up);
+    }
+    assert_eq!(a.scroll_of(Pane::Events) as usize, a.log.len() - 1, "the oldest line, not past it");
+    press(&mut a, KeyCode::End);
+    assert_eq!(a.scroll_of(Pane::Events), 0);
+    while a.focus != Pane::State {
+        press(&mut a, KeyCode::Tab);
+    }
+    for _ in 0..300 {
+        press(&mut a, KeyCode::Char('j'));
+    }
+    assert_eq!(a.scroll_of(Pane::State), 2, "the last of three keys");
+    let s = pane(40, 10, |f, r| state_pane::render(&a, f, r));
+    assert!(s.contains("c "), "the pane is not blank after 300 x j:\n{s}");
+    press(&mut a, KeyCode::Home);
+    assert_eq!(a.scroll_of(Pane::State), 0);
+}
+
+fn completed(id: u64, ms: u64) -> ckptlab::events::Stamped {
+    ckptlab::events::Stamped {
+        t_ms: id * 100,
+        event: ckptlab::events::Event::CheckpointCompleted { checkpoint: id, duration_ms: ms, bytes: 10, offsets: vec![] },
+    }
+}
+
+#[test]
+fn checkpoints_in_a_row_share_one_event_line_and_the_filter_picks() {
+    let mut a = app(running_view());
+    let before = a.log.len();
+    for id in 20..=60 {
+        a.on_event(&ckptlab::events::Stamped {
+            t_ms: id * 100,
+            event: ckptlab::events::Event::CheckpointTriggered { checkpoint: id, mode: "EXACTLY_ONCE".into() },
+        });
+        a.on_event(&completed(id, 52));
+    }
+    assert_eq!(a.log.len(), before + 1, "one line for 41 checkpoints");
+    assert_eq!(a.log.back().map(|l| l.text.as_str()), Some("checkpoints 20-60 completed, 52 ms avg"));
+    press(&mut a, KeyCode::Char('f'));
+    assert!(a.visible_log().all(|l| l.kind == LogKind::Bad), "failures only");
+    press(&mut a, KeyCode::Char('f'));
+    assert!(a.visible_log().all(|l| l.checkpoint) && a.visible_log().count() >= 1, "checkpoints only");
+    let s = pane(40, 8, |f, r| events_pane::render(&a, f, r));
+    assert!(s.contains("checkpoints only") && s.contains("52 ms avg"), "{s}");
+}
+
+#[test]
+fn event_lines_wrap_instead_of_being_cut() {
+    let mut a = app(running_view());
+    a.log(9_000, "checkpoint 9 FAILED: declined by counter[1]: the snapshot is larger than jobmanager-max-state-size".into(), LogKind::Bad);
+    let s = pane(40, 8, |f, r| events_pane::render(&a, f, r));
+    assert!(s.contains("jobmanager-max-state-size") || s.contains("max-state-size"), "the end of the line shows:\n{s}");
+    assert!(!s.contains('…'), "{s}");
+}
+
+#[test]
+fn a_paste_in_input_mode_produces_one_record_per_line() {
+    let mut a = app(running_view());
+    a.paste("a\nb");
+    assert!(a.requests.is_empty(), "not in command mode");
+    press(&mut a, KeyCode::Char('i'));
+    a.paste("a\n\n  b \nc\n");
+    assert_eq!(a.requests, vec![Request::Produce("a".into()), Request::Produce("b".into()), Request::Produce("c".into())]);
+    a.requests.clear();
+    // Terminals and tmux paste line ends as carriage returns.
+    a.paste("d\re\r\nf");
+    assert_eq!(a.requests, vec![Request::Produce("d".into()), Request::Produce("e".into()), Request::Produce("f".into())]);
+}
+
+#[test]
+fn the_typing_cap_is_shown() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('i'));
+    type_text(&mut a, &"x".repeat(250));
+    assert_eq!(a.input.chars().count(), ckptlab::tui::app::INPUT_MAX);
+    assert!(a.log.back().is_some_and(|l| l.text.contains("at most 200 characters")));
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("200/200"), "{s}");
+}
+
+#[test]
+fn at_80x24_the_generator_and_its_hints_stay_visible() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('g'));
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("gen 10/s"), "generator state:\n{s}");
+    let foot = s.lines().last().unwrap_or_default();
+    assert!(foot.contains(" g ") && foot.contains("1-9") && foot.contains("? help") && foot.contains("q quit"), "footer: {foot}");
+    insta::assert_snapshot!("screen_generator_80x24", s);
+}
+
+#[test]
+fn a_restart_without_a_checkpoint_says_so_in_a_banner_until_one_completes() {
+    let mut a = app(down_view());
+    a.on_event(&ckptlab::events::Stamped {
+        t_ms: 10_000,
+        event: ckptlab::events::Event::StateRestored {
+            checkpoint: None,
+            offsets: vec![(0, 4), (1, 3)],
+            note: "auto.offset.reset = latest: records produced meanwhile are skipped".into(),
+        },
+    });
+    let s = screen(&a, 120, 40);
+    assert!(s.contains("no checkpoint had completed") && s.contains("Flink does the same"), "{s}");
+    a.on_event(&completed(1, 10));
+    assert!(a.banner.is_none());
+}
+
+#[test]
+fn help_has_the_legend_and_the_overcount_recipe_at_80x24() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('?'));
+    let first = screen(&a, 80, 24);
+    press(&mut a, KeyCode::Char(' '));
+    assert!(a.help, "space turns the page");
+    let second = screen(&a, 80, 24);
+    let both = format!("{first}{second}");
+    for text in ["‖7", "barrier", "⏸", "≈7", "⧗", "slow channel", "buffer timeout", "m m"] {
+        assert!(both.contains(text), "{text:?} in help:\n{first}\n{second}");
+    }
+    insta::assert_snapshot!("screen_help_page2_80x24", second);
+}
+
+#[test]
+fn x_resets_and_o_picks_a_scenario() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('X'));
+    assert_eq!(a.requests, vec![Request::Reset]);
+    a.requests.clear();
+    press(&mut a, KeyCode::Char('o'));
+    assert_eq!(a.picker, Some(0));
+    press(&mut a, KeyCode::Down);
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.requests, vec![Request::PlayScenario(1)]);
+    assert!(a.picker.is_none());
+}
+
+#[test]
+fn output_says_print_repeats_under_exactly_once_are_the_sinks() {
+    let mut v = down_view();
+    v.mode = "EXACTLY_ONCE".into();
+    let s = pane(70, 8, |f, r| output_pane::render(&app(v), f, r));
+    assert!(s.contains("the state is exact"), "{s}");
 }

@@ -40,7 +40,10 @@ pub struct BarrierInFlight {
 pub struct ChannelStats {
     pub from: String,
     pub to: String,
-    pub delay: Duration,
+    /// This channel's extra latency (`ckptlab.delays`) in microseconds; changes while the job
+    /// runs (the workbench's slow-channel key). A buffer's delivery time is fixed when it is sent
+    /// and the receiver takes buffers in order, so a change never reorders a channel.
+    delay_us: AtomicU64,
     /// Records sent and not yet taken by the receiving task.
     pub in_flight: AtomicI64,
     /// Barriers sent and not yet taken, oldest first, with the records sent count at the moment
@@ -59,7 +62,7 @@ impl ChannelStats {
         Arc::new(ChannelStats {
             from,
             to,
-            delay,
+            delay_us: AtomicU64::new(delay.as_micros() as u64),
             in_flight: AtomicI64::new(0),
             barriers: Mutex::new(VecDeque::new()),
             blocked: AtomicBool::new(false),
@@ -71,6 +74,16 @@ impl ChannelStats {
 
     pub fn name(&self) -> String {
         format!("{}->{}", self.from, self.to)
+    }
+
+    /// This channel's extra latency, on top of the hop delay.
+    pub fn delay(&self) -> Duration {
+        Duration::from_micros(self.delay_us.load(Ordering::Relaxed))
+    }
+
+    /// Changes the extra latency for buffers sent from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_us.store(delay.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn lock_barriers(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, u64, bool)>> {
@@ -150,7 +163,7 @@ pub fn channel(stats: Arc<ChannelStats>, capacity: usize, knobs: Arc<RuntimeKnob
 impl OutputChannel {
     /// The current latency: the shared hop delay plus this channel's extra delay.
     fn delay(&self) -> Duration {
-        self.knobs.hop_delay() + self.stats.delay
+        self.knobs.hop_delay() + self.stats.delay()
     }
 
     /// Whether buffers hold one record each (watching speed, or a zero buffer timeout).

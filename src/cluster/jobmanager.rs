@@ -591,7 +591,8 @@ impl JobManager {
         if let Err(e) = layers.set_value(key, parse_loose_value(value), "runtime change") {
             return self.reject(key, e.to_string());
         }
-        if runtime != Some(true) || key.starts_with(DELAYS_TABLE) {
+        let delay = key.starts_with(&format!("{DELAYS_TABLE}."));
+        if runtime != Some(true) && !delay {
             return self.reject(key, format!("applies only when the cluster starts: run again with --set {key}={value}"));
         }
         let cfg = match layers.build() {
@@ -603,6 +604,15 @@ impl JobManager {
         self.cfg = cfg;
         self.knobs.set_hop_delay(self.cfg.lab.hop_delay);
         self.knobs.set_buffer_timeout(self.cfg.buffer_timeout);
+        if delay {
+            // A channel's latency changes for the buffers sent from now on (the workbench's
+            // slow-channel key); the next deployment builds its channels from the new config.
+            for c in self.deployment.iter().flat_map(|d| d.channels.iter()) {
+                if let (Some(from), Some(to)) = (subtask_of(&c.from), subtask_of(&c.to)) {
+                    c.set_delay(self.cfg.extra_delay(from, to));
+                }
+            }
+        }
         if interval_changed {
             self.trigger_base = Instant::now();
         }
@@ -1376,4 +1386,10 @@ fn rescale_channel_state(m: &crate::state::storage::CheckpointMetadata, p: usize
     }
     out.extend(counters.into_iter().filter(|c| !c.records.is_empty()));
     out
+}
+
+/// `counter[1]` -> `("counter", 1)`: a channel end's operator and subtask index.
+fn subtask_of(name: &str) -> Option<(&str, usize)> {
+    let (op, rest) = name.split_once('[')?;
+    Some((op, rest.strip_suffix(']')?.parse().ok()?))
 }

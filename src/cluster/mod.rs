@@ -409,7 +409,7 @@ impl Engine {
             .map(|c| ChannelView {
                 from: c.from.clone(),
                 to: c.to.clone(),
-                delay_ms: c.delay.as_millis() as u64,
+                delay_ms: c.delay().as_millis() as u64,
                 in_flight: c.in_flight.load(Ordering::Relaxed).max(0),
                 barriers: c.barriers(),
                 blocked: c.blocked.load(Ordering::Relaxed),
@@ -451,6 +451,7 @@ impl Engine {
             interval_ms: cfg.checkpointing.interval.map(|i| i.as_millis() as u64),
             backend: cfg.backend_label(),
             hop_delay_ms: cfg.lab.hop_delay.as_millis() as u64,
+            buffer_timeout_ms: (cfg.buffer_timeout != crate::config::BUFFER_TIMEOUT_DISABLED).then(|| cfg.buffer_timeout.as_millis() as u64),
             paused: self.knobs.is_paused(),
             task_managers,
             tasks,

@@ -119,6 +119,9 @@ pub struct ClusterView {
     pub interval_ms: Option<u64>,
     pub backend: String,
     pub hop_delay_ms: u64,
+    /// `execution.buffer-timeout.interval` in force (`None`: disabled, buffers go when full).
+    #[serde(default)]
+    pub buffer_timeout_ms: Option<u64>,
     pub paused: bool,
     pub task_managers: Vec<TaskManagerView>,
     pub tasks: Vec<TaskView>,

@@ -41,6 +41,23 @@ pub enum Action {
     Pause,
     /// Submit the job again after it FAILED.
     Resubmit,
+    /// Cycle the extra latency of the slow channel (source[1] -> every counter): off, 300 ms, 1 s.
+    SlowChannel,
+    /// Cycle the buffer timeout (`execution.buffer-timeout.interval`): 100 ms, 10 ms, 1 ms, 0 ms.
+    BufferTimeout,
+    /// A fresh cluster: empty topic, empty state, restart back-off reset; the settings stay.
+    Reset,
+    /// Pick one of the shipped scenarios and play it live.
+    OpenScenario,
+    /// Open what is selected: a key's detail in the state pane, a scenario in the picker.
+    Open,
+    /// Cycle the events pane's filter: all, failures, checkpoints.
+    EventsFilter,
+    /// Scroll the focused pane a page back / forward, to its start / end.
+    PageUp,
+    PageDown,
+    Home,
+    End,
     FocusNext,
     FocusPrev,
     ScrollUp,
@@ -60,4 +77,12 @@ pub enum Action {
     /// Close the help overlay (any key while it is open).
     #[serde(skip)]
     CloseHelp,
+    /// Close a popup (detail, scenario picker).
+    #[serde(skip)]
+    ClosePopup,
+    /// Picker: the previous / next scenario.
+    #[serde(skip)]
+    PickPrev,
+    #[serde(skip)]
+    PickNext,
 }

@@ -2,8 +2,8 @@
 //! the engine, which the event loop carries out. Nothing here draws or touches the engine, so every
 //! key can be tested as key -> action -> state.
 
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyEvent, KeyModifiers};
 
@@ -40,8 +40,27 @@ pub const SPEEDS: &[Duration] = &[
 pub const RATES: &[u64] = &[2, 10, 50, 200, 1000, 5000];
 /// Keys the generator cycles through.
 pub const GENERATOR_KEYS: &[&str] = &["x", "y", "z"];
+/// The channel the slow-channel key slows: source[1]'s output to every counter, so each counter
+/// gets barrier n from source[0] first and, under AT_LEAST_ONCE, goes on counting source[0]'s
+/// records until the late barrier arrives: those records are in the snapshot and are replayed.
+pub const SLOW_CHANNEL: &str = "source[1]->counter[*]";
+/// Extra latencies the slow-channel key cycles through.
+pub const SLOW_DELAYS: &[Duration] = &[Duration::ZERO, Duration::from_millis(300), Duration::from_secs(1)];
+/// Buffer timeouts the buffer key cycles through (Flink's default first; 0 flushes every record).
+pub const BUFFER_TIMEOUTS: &[Duration] = &[Duration::from_millis(100), Duration::from_millis(10), Duration::from_millis(1), Duration::ZERO];
+/// The workbench's checkpoint interval when nothing sets one: the seed's `checkpointInterval = 1000`
+/// (Flink itself has no default: checkpointing is off until an interval is set).
+pub const WORKBENCH_INTERVAL: Duration = Duration::from_secs(1);
 const LOG_KEEP: usize = 500;
-const INPUT_MAX: usize = 200;
+/// The longest record the input line takes by typing (the count is shown; a paste may be longer).
+pub const INPUT_MAX: usize = 200;
+/// Lines a page key scrolls.
+const PAGE: u16 = 10;
+/// How long a press's asked-for value stands in for the view's before the view is believed
+/// (the engine applies a change within milliseconds; a refused one is forgotten at once).
+const WANT_TTL: Duration = Duration::from_secs(3);
+/// Records one paste may produce.
+pub const PASTE_MAX_RECORDS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -76,6 +95,131 @@ pub enum Request {
     StartGenerator(GeneratorSpec),
     StopGenerator,
     Pause(bool),
+    /// A fresh cluster with the settings in force.
+    Reset,
+    /// A fresh cluster with the shipped scenario N's `[config]`, then its steps played live.
+    PlayScenario(usize),
+    /// Why a key is overcounted or lost, record by record (the auditor's explanation, computed
+    /// off the loop; it arrives through [`App::explained`]).
+    Explain(String),
+}
+
+/// The checkpointing mode as `m` cycles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeStep {
+    Aligned,
+    Unaligned,
+    AtLeastOnce,
+    Off,
+}
+
+impl ModeStep {
+    fn of(v: &ClusterView) -> Self {
+        match (v.interval_ms.is_some(), v.mode.as_str(), v.unaligned) {
+            (false, _, _) => ModeStep::Off,
+            (true, "EXACTLY_ONCE", false) => ModeStep::Aligned,
+            (true, "EXACTLY_ONCE", true) => ModeStep::Unaligned,
+            _ => ModeStep::AtLeastOnce,
+        }
+    }
+}
+
+/// A value a key press asked for and the engine may not show yet: the next press applies to it,
+/// not to the last drawn picture (`- - -` steps three times, `m m` twice).
+#[derive(Debug, Clone)]
+struct Want<T> {
+    value: T,
+    at: Instant,
+}
+
+/// The asked-for value while it stands, else what the view shows (and the want is dropped once
+/// the view agrees or it is too old).
+fn current<T: Clone + PartialEq>(want: &mut Option<Want<T>>, seen: T) -> T {
+    match want {
+        Some(w) if w.value != seen && w.at.elapsed() < WANT_TTL => w.value.clone(),
+        _ => {
+            *want = None;
+            seen
+        }
+    }
+}
+
+fn want<T>(value: T) -> Option<Want<T>> {
+    Some(Want { value, at: Instant::now() })
+}
+
+#[derive(Debug, Default)]
+struct Wants {
+    mode: Option<Want<ModeStep>>,
+    interval: Option<Want<Option<u64>>>,
+    hop: Option<Want<u64>>,
+    backend: Option<Want<&'static str>>,
+    slow: Option<Want<u64>>,
+    buffer: Option<Want<Option<u64>>>,
+    /// Task managers a press killed or started, by name: alive or not.
+    tms: HashMap<String, Want<bool>>,
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub t_ms: u64,
+    pub text: String,
+    pub kind: LogKind,
+    /// About checkpoints (the events pane's checkpoints filter).
+    pub checkpoint: bool,
+}
+
+/// What the events pane shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventsFilter {
+    #[default]
+    All,
+    Failures,
+    Checkpoints,
+}
+
+impl EventsFilter {
+    pub fn label(self) -> &'static str {
+        match self {
+            EventsFilter::All => "all",
+            EventsFilter::Failures => "failures",
+            EventsFilter::Checkpoints => "checkpoints",
+        }
+    }
+
+    pub fn shows(self, l: &LogLine) -> bool {
+        match self {
+            EventsFilter::All => true,
+            EventsFilter::Failures => l.kind == LogKind::Bad,
+            EventsFilter::Checkpoints => l.checkpoint,
+        }
+    }
+}
+
+/// Consecutive completed checkpoints, shown as one line ("checkpoints 20-60 completed, 52 ms avg").
+#[derive(Debug, Clone)]
+struct CheckpointRun {
+    first: u64,
+    last: u64,
+    count: u64,
+    total_ms: u64,
+    /// `log_pushed` when its line was written: the line is still the newest when equal.
+    line_id: u64,
+}
+
+/// A scenario playing in the workbench: its steps, what has run, and the result at the end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioPlay {
+    pub name: String,
+    pub file: String,
+    pub description: String,
+    /// One line per step (with its note), as the file has them.
+    pub steps: Vec<String>,
+    /// What the run narrated so far (steps as they ran, expect results).
+    pub narrated: Vec<String>,
+    /// Set when the run ended: passed, and the failures.
+    pub result: Option<(bool, Vec<String>)>,
 }
 
 /// A record typed into the input pane.
@@ -103,20 +247,38 @@ pub struct App {
     pub selected_tm: usize,
     pub scroll: [u16; 6],
     pub help: bool,
+    /// The help overlay's page (space turns it).
+    pub help_page: usize,
     pub generator_on: bool,
     pub rate_index: usize,
-    pub log: VecDeque<(u64, String, LogKind)>,
+    pub log: VecDeque<LogLine>,
     pub typed: VecDeque<TypedRecord>,
     pub requests: Vec<Request>,
     pub quit: bool,
     pub keymap: Keymap,
     pub theme: Theme,
     last_interval: Duration,
+    wants: Wants,
+    /// The slow channel's extra latency last seen (the view has no channels while the job is down).
+    slow_ms: u64,
+    pub events_filter: EventsFilter,
+    ckpt_run: Option<CheckpointRun>,
+    log_pushed: u64,
+    /// Shown above the panes until the next completed checkpoint: a restart found no checkpoint.
+    pub banner: Option<String>,
+    /// The key whose detail is open (Enter in the state pane).
+    pub detail: Option<String>,
+    /// The auditor's explanation of the open key, once it arrived.
+    pub explanation: Option<Vec<String>>,
+    /// The scenario picker (`o`): the selected entry of [`super::SCENARIOS`].
+    pub picker: Option<usize>,
+    pub scenario: Option<ScenarioPlay>,
 }
 
 impl App {
     pub fn new(view: ClusterView, keymap: Keymap, theme: Theme, generator_rate: u64) -> Self {
-        let last_interval = view.interval_ms.map(Duration::from_millis).unwrap_or(Duration::from_secs(5));
+        let last_interval = view.interval_ms.map(Duration::from_millis).unwrap_or(WORKBENCH_INTERVAL);
+        let slow_ms = slow_of(&view).unwrap_or(0);
         let rate_index = RATES.iter().position(|r| *r >= generator_rate).unwrap_or(RATES.len() - 1);
         App {
             view,
@@ -126,6 +288,7 @@ impl App {
             selected_tm: 0,
             scroll: [0; 6],
             help: false,
+            help_page: 0,
             generator_on: false,
             rate_index,
             log: VecDeque::new(),
@@ -135,6 +298,16 @@ impl App {
             keymap,
             theme,
             last_interval,
+            wants: Wants::default(),
+            slow_ms,
+            events_filter: EventsFilter::All,
+            ckpt_run: None,
+            log_pushed: 0,
+            banner: None,
+            detail: None,
+            explanation: None,
+            picker: None,
+            scenario: None,
         }
     }
 
@@ -152,10 +325,31 @@ impl App {
 
     /// A key press -> the action it means here (the keymap decides; in input mode printable keys type).
     pub fn on_key(&self, ev: &KeyEvent) -> Option<Action> {
+        use crossterm::event::KeyCode;
+        if self.picker.is_some() {
+            return Some(match ev.code {
+                KeyCode::Up | KeyCode::Char('K') => Action::PickPrev,
+                KeyCode::Down | KeyCode::Char('j') => Action::PickNext,
+                KeyCode::Enter => Action::Open,
+                KeyCode::Char('c') if ev.modifiers.contains(KeyModifiers::CONTROL) => Action::Quit,
+                _ => Action::ClosePopup,
+            });
+        }
+        if self.detail.is_some() {
+            let quits = self.keymap.lookup(ev, Context::Any) == Some(Action::Quit);
+            return Some(if quits { Action::Quit } else { Action::ClosePopup });
+        }
         if self.help {
             // Any key closes help; a quit key still quits.
             let quits = [Context::Command, Context::Any].iter().any(|c| self.keymap.lookup(ev, *c) == Some(Action::Quit));
-            return Some(if quits { Action::Quit } else { Action::CloseHelp });
+            let turns = matches!(ev.code, KeyCode::Char(' ') | KeyCode::PageDown | KeyCode::Right);
+            return Some(if quits {
+                Action::Quit
+            } else if turns {
+                Action::Help
+            } else {
+                Action::CloseHelp
+            });
         }
         if let Some(a) = self.keymap.lookup(ev, self.context()) {
             return Some(a);
@@ -173,6 +367,9 @@ impl App {
     /// A fresh picture of the cluster.
     pub fn refresh(&mut self, view: ClusterView) {
         self.view = view;
+        if let Some(ms) = slow_of(&self.view) {
+            self.slow_ms = ms;
+        }
         if self.selected_tm >= self.view.task_managers.len() {
             self.selected_tm = self.view.task_managers.len().saturating_sub(1);
         }
@@ -189,7 +386,29 @@ impl App {
     }
 
     /// Engine events worth a line in the log (per-record and per-channel ones are left out).
+    /// Checkpoints completing one after another share one line, so short intervals do not flood.
     pub fn on_event(&mut self, e: &Stamped) {
+        match &e.event {
+            Event::CheckpointCompleted { checkpoint, duration_ms, .. } => {
+                self.banner = None;
+                return self.checkpoint_completed(e.t_ms, *checkpoint, *duration_ms);
+            }
+            Event::CheckpointTriggered { .. } if self.ckpt_run.as_ref().is_some_and(|r| r.line_id == self.log_pushed) => {
+                // A run of completions is going on: the next completion says it all.
+                return;
+            }
+            Event::ConfigRejected { .. } => {
+                // The engine refused a change: the next press starts from what it shows.
+                self.wants = Wants::default();
+            }
+            Event::StateRestored { checkpoint: None, note, .. } if note.contains("latest") => {
+                self.banner = Some(
+                    "no checkpoint had completed: state starts empty and the sources start at latest (auto.offset.reset), so the records produced while the job was down are lost. Flink does the same."
+                        .into(),
+                );
+            }
+            _ => {}
+        }
         let kind = match &e.event {
             Event::RecordProduced { .. }
             | Event::SinkEmitted { .. }
@@ -210,14 +429,104 @@ impl App {
             | Event::TopicStatus { message: Some(_) } => LogKind::Bad,
             _ => LogKind::Info,
         };
-        self.log(e.t_ms, e.event.describe(), kind);
+        let checkpoint = matches!(
+            &e.event,
+            Event::CheckpointTriggered { .. }
+                | Event::CheckpointFailed { .. }
+                | Event::CheckpointTriggerQueued { .. }
+                | Event::CheckpointTriggerRefused { .. }
+                | Event::StateRestored { .. }
+        );
+        self.push_log(LogLine { t_ms: e.t_ms, text: e.event.describe(), kind, checkpoint });
+    }
+
+    fn checkpoint_completed(&mut self, t_ms: u64, id: u64, duration_ms: u64) {
+        let newest = self.log_pushed;
+        match self.ckpt_run.as_mut() {
+            Some(run) if run.line_id == newest => {
+                run.last = id;
+                run.count += 1;
+                run.total_ms += duration_ms;
+                let text = format!("checkpoints {}-{} completed, {} ms avg", run.first, run.last, run.total_ms / run.count);
+                if let Some(line) = self.log.back_mut() {
+                    line.t_ms = t_ms;
+                    line.text = text;
+                }
+            }
+            _ => {
+                // The trigger line of this checkpoint, if it is the newest, becomes the completion.
+                if self.log.back().is_some_and(|l| l.text == format!("checkpoint {id} triggered (EXACTLY_ONCE)") || l.text == format!("checkpoint {id} triggered (AT_LEAST_ONCE)")) {
+                    self.log.pop_back();
+                }
+                let text = format!("checkpoint {id} completed in {duration_ms} ms");
+                self.push_log(LogLine { t_ms, text, kind: LogKind::Good, checkpoint: true });
+                self.ckpt_run = Some(CheckpointRun { first: id, last: id, count: 1, total_ms: duration_ms, line_id: self.log_pushed });
+            }
+        }
     }
 
     pub fn log(&mut self, t_ms: u64, text: String, kind: LogKind) {
+        self.push_log(LogLine { t_ms, text, kind, checkpoint: false });
+    }
+
+    fn push_log(&mut self, line: LogLine) {
         if self.log.len() >= LOG_KEEP {
             self.log.pop_front();
         }
-        self.log.push_back((t_ms, text, kind));
+        self.log.push_back(line);
+        self.log_pushed += 1;
+    }
+
+    /// The log lines the events filter lets through, oldest first.
+    pub fn visible_log(&self) -> impl Iterator<Item = &LogLine> {
+        self.log.iter().filter(|l| self.events_filter.shows(l))
+    }
+
+    /// A pasted block (bracketed paste): in input mode every non-empty line is a record.
+    pub fn paste(&mut self, text: &str) {
+        if !self.input_mode() {
+            return self.notice("press i first: a paste in input mode makes each line a record".into());
+        }
+        // Terminals (and tmux) paste line ends as carriage returns: either ends a record.
+        let lines: Vec<&str> = text.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect();
+        if lines.len() > PASTE_MAX_RECORDS {
+            self.notice(format!("pasted {} lines: the first {PASTE_MAX_RECORDS} are produced", lines.len()));
+        }
+        let n = lines.len().min(PASTE_MAX_RECORDS);
+        for l in &lines[..n] {
+            self.requests.push(Request::Produce(l.to_string()));
+        }
+        let t = self.view.time_ms;
+        self.log(t, format!("pasted {n} record(s), one per line"), LogKind::Info);
+    }
+
+    /// The engine was replaced by a fresh cluster.
+    pub fn reset(&mut self, view: ClusterView, why: &str) {
+        self.typed.clear();
+        self.wants = Wants::default();
+        self.banner = None;
+        self.detail = None;
+        self.generator_on = false;
+        self.scroll = [0; 6];
+        self.selected_tm = 0;
+        self.ckpt_run = None;
+        self.refresh(view);
+        let t = self.view.time_ms;
+        self.log(t, why.to_string(), LogKind::Info);
+    }
+
+    /// The auditor's explanation of `key` arrived (kept only if that key is still open).
+    pub fn explained(&mut self, key: &str, lines: Vec<String>) {
+        if self.detail.as_deref() == Some(key) {
+            self.explanation = Some(lines);
+        }
+    }
+
+    /// A line the playing scenario narrated.
+    pub fn scenario_line(&mut self, line: String) {
+        if let Some(s) = self.scenario.as_mut() {
+            s.narrated.push(line);
+        }
     }
 
     /// The loop produced a typed record.
@@ -234,8 +543,48 @@ impl App {
         self.typed.iter().filter(|t| t.while_down)
     }
 
-    fn selected_tm_name(&self) -> Option<(String, bool)> {
-        self.view.task_managers.get(self.selected_tm).map(|t| (t.name.clone(), t.alive))
+    /// The selected task manager and whether it is alive, as the last press left it.
+    fn selected_tm_name(&mut self) -> Option<(String, bool)> {
+        let (name, seen) = self.view.task_managers.get(self.selected_tm).map(|t| (t.name.clone(), t.alive))?;
+        let mut w = self.wants.tms.remove(&name);
+        let alive = current(&mut w, seen);
+        if let Some(w) = w {
+            self.wants.tms.insert(name.clone(), w);
+        }
+        Some((name, alive))
+    }
+
+    /// The mode, interval, speed, backend, slow channel and buffer timeout the last press asked
+    /// for (or the view's, when no press is pending).
+    pub fn mode_now(&mut self) -> ModeStep {
+        let seen = ModeStep::of(&self.view);
+        current(&mut self.wants.mode, seen)
+    }
+
+    fn interval_now(&mut self) -> Option<u64> {
+        let seen = self.view.interval_ms;
+        current(&mut self.wants.interval, seen)
+    }
+
+    fn hop_now(&mut self) -> u64 {
+        let seen = self.view.hop_delay_ms;
+        current(&mut self.wants.hop, seen)
+    }
+
+    fn backend_now(&mut self) -> &'static str {
+        let seen = backend_name(&self.view.backend);
+        current(&mut self.wants.backend, seen)
+    }
+
+    /// The slow channel's extra latency in ms, as asked for.
+    pub fn slow_now(&mut self) -> u64 {
+        let seen = self.slow_ms;
+        current(&mut self.wants.slow, seen)
+    }
+
+    fn buffer_now(&mut self) -> Option<u64> {
+        let seen = self.view.buffer_timeout_ms;
+        current(&mut self.wants.buffer, seen)
     }
 
     fn notice(&mut self, text: String) {
@@ -270,6 +619,8 @@ impl App {
             Action::Char(c) => {
                 if self.input.chars().count() < INPUT_MAX {
                     self.input.push(c);
+                } else if self.log.back().is_none_or(|l| !l.text.starts_with("a typed record is at most")) {
+                    self.notice(format!("a typed record is at most {INPUT_MAX} characters (a paste may be longer): Enter produces it"));
                 }
             }
             Action::Backspace => {
@@ -285,7 +636,10 @@ impl App {
                 }
             }
             Action::Kill => match self.selected_tm_name() {
-                Some((name, true)) => self.requests.push(Request::Engine(Command::KillTaskManager(name))),
+                Some((name, true)) => {
+                    self.wants.tms.insert(name.clone(), Want { value: false, at: Instant::now() });
+                    self.requests.push(Request::Engine(Command::KillTaskManager(name)))
+                }
                 Some((name, false)) => self.notice(format!("{name} is already down; s starts it, 1-9 select another")),
                 None => self.notice("no task manager to kill".into()),
             },
@@ -299,7 +653,10 @@ impl App {
             }
             Action::Start => {
                 let name = match self.selected_tm_name() {
-                    Some((name, false)) => Some(name),
+                    Some((name, false)) => {
+                        self.wants.tms.insert(name.clone(), Want { value: true, at: Instant::now() });
+                        Some(name)
+                    }
                     _ => None,
                 };
                 self.requests.push(Request::Engine(Command::StartTaskManager(name)));
@@ -308,33 +665,45 @@ impl App {
             Action::Savepoint => self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: false })),
             Action::StopWithSavepoint => self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: true })),
             // EXACTLY_ONCE aligned -> EXACTLY_ONCE unaligned -> AT_LEAST_ONCE -> off -> ...
-            Action::CycleMode => match (self.view.interval_ms.is_some(), self.view.mode.as_str(), self.view.unaligned) {
-                (true, "EXACTLY_ONCE", false) => self.set("execution.checkpointing.unaligned.enabled", "true".into()),
-                (true, "EXACTLY_ONCE", true) => {
-                    // Unaligned is exactly-once only: switch it off first.
-                    self.set("execution.checkpointing.unaligned.enabled", "false".into());
-                    self.set("execution.checkpointing.mode", "AT_LEAST_ONCE".into());
-                }
-                (true, _, _) => self.set("execution.checkpointing.interval", "off".into()),
-                (false, _, _) => {
-                    self.set("execution.checkpointing.unaligned.enabled", "false".into());
-                    self.set("execution.checkpointing.mode", "EXACTLY_ONCE".into());
-                    self.set("execution.checkpointing.interval", format_duration(self.last_interval));
-                }
-            },
-            Action::CycleBackend => {
-                // The seed's three, in its order; the view's label names the current one.
-                let next = if self.view.backend.contains("MemoryStateBackend") {
-                    "fs"
-                } else if self.view.backend.contains("FsStateBackend") {
-                    "rocksdb"
-                } else {
-                    "memory"
+            Action::CycleMode => {
+                let next = match self.mode_now() {
+                    ModeStep::Aligned => {
+                        self.set("execution.checkpointing.unaligned.enabled", "true".into());
+                        ModeStep::Unaligned
+                    }
+                    ModeStep::Unaligned => {
+                        // Unaligned is exactly-once only: switch it off first.
+                        self.set("execution.checkpointing.unaligned.enabled", "false".into());
+                        self.set("execution.checkpointing.mode", "AT_LEAST_ONCE".into());
+                        ModeStep::AtLeastOnce
+                    }
+                    ModeStep::AtLeastOnce => {
+                        self.set("execution.checkpointing.interval", "off".into());
+                        self.wants.interval = want(None);
+                        ModeStep::Off
+                    }
+                    ModeStep::Off => {
+                        self.set("execution.checkpointing.unaligned.enabled", "false".into());
+                        self.set("execution.checkpointing.mode", "EXACTLY_ONCE".into());
+                        self.set("execution.checkpointing.interval", format_duration(self.last_interval));
+                        self.wants.interval = want(Some(self.last_interval.as_millis() as u64));
+                        ModeStep::Aligned
+                    }
                 };
+                self.wants.mode = want(next);
+            }
+            Action::CycleBackend => {
+                // The seed's three, in its order.
+                let next = match self.backend_now() {
+                    "memory" => "fs",
+                    "fs" => "rocksdb",
+                    _ => "memory",
+                };
+                self.wants.backend = want(next);
                 self.requests.push(Request::Engine(Command::SwitchBackend(next.into())));
             }
             Action::IntervalUp | Action::IntervalDown => {
-                let Some(ms) = self.view.interval_ms else {
+                let Some(ms) = self.interval_now() else {
                     return self.notice("checkpointing is off: m turns it on".into());
                 };
                 let cur = Duration::from_millis(ms);
@@ -344,7 +713,11 @@ impl App {
                     INTERVALS.iter().rev().find(|i| **i < cur).copied()
                 };
                 match next {
-                    Some(i) => self.set("execution.checkpointing.interval", format_duration(i)),
+                    Some(i) => {
+                        self.wants.interval = want(Some(i.as_millis() as u64));
+                        self.last_interval = i;
+                        self.set("execution.checkpointing.interval", format_duration(i));
+                    }
                     None => self.notice(format!("interval stays at {}", format_duration(cur))),
                 }
             }
@@ -360,15 +733,81 @@ impl App {
                 }
             }
             Action::Slower | Action::Faster => {
-                let cur = Duration::from_millis(self.view.hop_delay_ms);
+                let cur = Duration::from_millis(self.hop_now());
                 let next = if action == Action::Slower {
                     SPEEDS.iter().find(|s| **s > cur).copied()
                 } else {
                     SPEEDS.iter().rev().find(|s| **s < cur).copied()
                 };
                 if let Some(s) = next {
+                    self.wants.hop = want(s.as_millis() as u64);
                     self.set("ckptlab.hop-delay", format_duration(s));
                 }
+            }
+            Action::SlowChannel => {
+                if !self.view.channels.iter().any(|c| c.from == "source[1]") && self.view.all_tasks_running {
+                    return self.notice(
+                        "no source[1]: with one source subtask each counter has one input channel, and at-least-once equals exactly-once".into(),
+                    );
+                }
+                let cur = Duration::from_millis(self.slow_now());
+                let next = SLOW_DELAYS.iter().find(|d| **d > cur).copied().unwrap_or(Duration::ZERO);
+                self.wants.slow = want(next.as_millis() as u64);
+                self.set(&format!("ckptlab.delays.{SLOW_CHANNEL}"), format_duration(next));
+            }
+            Action::BufferTimeout => {
+                let cur = self.buffer_now().map(Duration::from_millis);
+                let next = match cur.and_then(|c| BUFFER_TIMEOUTS.iter().position(|b| *b == c)) {
+                    Some(i) => BUFFER_TIMEOUTS[(i + 1) % BUFFER_TIMEOUTS.len()],
+                    None => BUFFER_TIMEOUTS[0],
+                };
+                self.wants.buffer = want(Some(next.as_millis() as u64));
+                if cur.is_none() {
+                    self.set("execution.buffer-timeout.enabled", "true".into());
+                }
+                self.set("execution.buffer-timeout.interval", format_duration(next));
+            }
+            Action::Reset => {
+                self.generator_on = false;
+                self.requests.push(Request::Reset);
+            }
+            Action::OpenScenario => self.picker = Some(0),
+            Action::PickPrev => {
+                if let Some(p) = self.picker.as_mut() {
+                    *p = p.saturating_sub(1);
+                }
+            }
+            Action::PickNext => {
+                if let Some(p) = self.picker.as_mut() {
+                    *p = (*p + 1).min(super::SCENARIOS.len().saturating_sub(1));
+                }
+            }
+            Action::Open => {
+                if let Some(i) = self.picker.take() {
+                    self.generator_on = false;
+                    self.requests.push(Request::PlayScenario(i));
+                } else if self.focus == Pane::State {
+                    let row = self.scroll_of(Pane::State) as usize;
+                    self.detail = self.view.verdict.as_ref().and_then(|v| v.keys.keys().nth(row).cloned());
+                    self.explanation = None;
+                    match self.detail.clone() {
+                        Some(key) => self.requests.push(Request::Explain(key)),
+                        None => self.notice("no key to open: the state pane is empty".into()),
+                    }
+                }
+            }
+            Action::ClosePopup => {
+                self.picker = None;
+                self.detail = None;
+                self.explanation = None;
+            }
+            Action::EventsFilter => {
+                self.events_filter = match self.events_filter {
+                    EventsFilter::All => EventsFilter::Failures,
+                    EventsFilter::Failures => EventsFilter::Checkpoints,
+                    EventsFilter::Checkpoints => EventsFilter::All,
+                };
+                self.scroll[Pane::Events.index()] = 0;
             }
             Action::Pause => self.requests.push(Request::Pause(!self.view.paused)),
             Action::Resubmit => self.requests.push(Request::Engine(Command::Resubmit)),
@@ -377,14 +816,26 @@ impl App {
                 let n = Pane::CYCLE.len();
                 self.focus = Pane::CYCLE[if action == Action::FocusNext { (i + 1) % n } else { (i + n - 1) % n }];
             }
-            Action::ScrollUp | Action::ScrollDown => {
-                // Logs (output, events) count lines back from the newest; tables rows down from the top.
+            Action::ScrollUp | Action::ScrollDown | Action::PageUp | Action::PageDown | Action::Home | Action::End => {
+                // Logs (output, events) count lines back from the newest; tables rows down from
+                // the top. Bounded at both ends: a pane never scrolls past its content.
                 let log_like = matches!(self.focus, Pane::Output | Pane::Events);
-                let back = (action == Action::ScrollUp) == log_like;
+                let max = self.scroll_max(self.focus);
+                let up = matches!(action, Action::ScrollUp | Action::PageUp | Action::Home);
+                let step = match action {
+                    Action::ScrollUp | Action::ScrollDown => 1,
+                    Action::PageUp | Action::PageDown => PAGE,
+                    _ => u16::MAX,
+                };
+                let back = up == log_like;
                 let s = &mut self.scroll[self.focus.index()];
-                *s = if back { s.saturating_add(1) } else { s.saturating_sub(1) };
+                *s = if back { s.saturating_add(step).min(max) } else { s.saturating_sub(step).min(max) };
             }
-            Action::Help => self.help = true,
+            Action::Help => {
+                // `?` opens at the first page; space on an open help turns it.
+                self.help_page = if self.help { self.help_page + 1 } else { 0 };
+                self.help = true;
+            }
             Action::CloseHelp => self.help = false,
             Action::Quit => self.quit = true,
         }
@@ -398,8 +849,38 @@ impl App {
         GeneratorSpec { rate: self.rate(), duration: None, keys: GENERATOR_KEYS.iter().map(|k| k.to_string()).collect(), partition: None }
     }
 
-    /// Scroll offset of a pane: lines back from the newest for logs, rows from the top for tables.
+    /// Scroll offset of a pane: lines back from the newest for logs, rows from the top for tables
+    /// (in the state pane: the selected key's row). Never past the content, even if it shrank.
     pub fn scroll_of(&self, pane: Pane) -> u16 {
-        self.scroll[pane.index()]
+        self.scroll[pane.index()].min(self.scroll_max(pane))
+    }
+
+    /// The farthest a pane can scroll: its last line or row.
+    fn scroll_max(&self, pane: Pane) -> u16 {
+        let rows = match pane {
+            Pane::Graph => super::graph_pane::lines_needed(self),
+            Pane::State => self.view.verdict.as_ref().map_or(0, |v| v.keys.len()),
+            Pane::Checkpoints => self.view.checkpoint_history.len(),
+            Pane::Output => self.view.output.len(),
+            Pane::Events => self.visible_log().count(),
+            Pane::Input => 0,
+        };
+        rows.saturating_sub(1).min(u16::MAX as usize) as u16
+    }
+}
+
+/// The slow channel's extra latency in the view (`None` while no such channel is deployed).
+fn slow_of(v: &ClusterView) -> Option<u64> {
+    v.channels.iter().find(|c| c.from == "source[1]" && c.to == "counter[0]").map(|c| c.delay_ms)
+}
+
+/// The seed's name of the backend a label names (`hashmap + jobmanager (MemoryStateBackend)`).
+fn backend_name(label: &str) -> &'static str {
+    if label.contains("MemoryStateBackend") {
+        "memory"
+    } else if label.contains("FsStateBackend") {
+        "fs"
+    } else {
+        "rocksdb"
     }
 }

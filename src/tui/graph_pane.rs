@@ -15,15 +15,60 @@ use crate::cluster::view::{ChannelView, TaskManagerView};
 /// Records drawn as dots before the rest is a number.
 const MAX_DOTS: i64 = 8;
 
-/// Inner lines the pane would like: one per TM, one per channel.
+/// The symbols, as the legend under the graph explains them (as many as fit; help has them all).
+pub const LEGEND: &[&str] = &["• record", "‖7 barrier", "⏸ blocked", "≈7 aligning", "○ task down", "⇶ backpressure"];
+
+/// The legend line for `width` columns: whole items only.
+fn legend(width: usize) -> String {
+    let mut out = String::new();
+    for item in LEGEND {
+        if out.chars().count() + 2 + item.chars().count() > width {
+            break;
+        }
+        out.push_str("  ");
+        out.push_str(item);
+    }
+    out
+}
+
+/// Lines the pane would like, with the legend.
+pub fn lines_wanted(app: &App) -> usize {
+    lines_needed(app) + 1
+}
+
+/// Task managers with their own line: those hosting tasks, dead ones and the selected one; the
+/// other idle ones share one line, so many TMs never push the channels out of sight.
+fn tm_rows(app: &App) -> (Vec<usize>, Vec<usize>) {
+    let idle: Vec<usize> = app
+        .view
+        .task_managers
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| t.alive && t.tasks.is_empty() && *i != app.selected_tm)
+        .map(|(i, _)| i)
+        .collect();
+    if idle.len() < 2 {
+        return ((0..app.view.task_managers.len()).collect(), Vec::new());
+    }
+    ((0..app.view.task_managers.len()).filter(|i| !idle.contains(i)).collect(), idle)
+}
+
+/// Inner lines the pane would like: one per TM (idle ones share one), one per channel.
 pub fn lines_needed(app: &App) -> usize {
-    app.view.task_managers.len() + app.view.channels.len().max(1)
+    let (own, idle) = tm_rows(app);
+    own.len() + usize::from(!idle.is_empty()) + app.view.channels.len().max(1)
 }
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let inner_width = area.width.saturating_sub(2) as usize;
     let long_names = inner_width >= 56;
-    let mut lines: Vec<Line> = app.view.task_managers.iter().enumerate().map(|(i, tm)| tm_line(app, i, tm, long_names)).collect();
+    let (own, idle) = tm_rows(app);
+    let mut lines: Vec<Line> = own.iter().map(|&i| tm_line(app, i, &app.view.task_managers[i], long_names)).collect();
+    if !idle.is_empty() {
+        let names: Vec<&str> = idle.iter().map(|&i| app.view.task_managers[i].name.as_str()).collect();
+        let text = format!("  ● {} idle: {}", idle.len(), names.join(" "));
+        lines.push(Line::styled(super::render::fit(&text, inner_width), app.theme.dim));
+    }
     let name_width = app.view.channels.iter().map(|c| channel_name(c, long_names).chars().count()).max().unwrap_or(0);
     let mut channels: Vec<&ChannelView> = app.view.channels.iter().collect();
     channels.sort_by_key(|c| (operator_rank(&c.from), c.from.clone(), c.to.clone()));
@@ -31,8 +76,20 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     if app.view.channels.is_empty() {
         lines.push(Line::styled(" no tasks deployed: the job is not running", app.theme.dim));
     }
+    // The legend under the graph, where there is room for it.
+    let inner_height = area.height.saturating_sub(2) as usize;
+    if lines.len() < inner_height && app.scroll_of(Pane::Graph) == 0 {
+        lines.push(Line::styled(legend(inner_width), app.theme.dim));
+    }
     let in_flight: i64 = app.view.channels.iter().map(|c| c.in_flight).sum();
-    let extra = Line::from(Span::styled(format!("{in_flight} in flight"), app.theme.dim));
+    let flush = match app.view.buffer_timeout_ms {
+        Some(0) => "flush each record".to_string(),
+        Some(ms) => format!("flush {}", ms_text(ms)),
+        None => "flush when full".to_string(),
+    };
+    let long = format!("{in_flight} on the wire · {flush}");
+    let title = if long.chars().count() + 16 <= area.width as usize { long } else { format!("{in_flight} on the wire") };
+    let extra = Line::from(Span::styled(title, app.theme.dim));
     let block = pane_block(app, Pane::Graph, "Job graph", Some(extra));
     frame.render_widget(Paragraph::new(lines).block(block).scroll((app.scroll_of(Pane::Graph), 0)), area);
 }
@@ -139,8 +196,9 @@ fn channel_line<'a>(app: &App, c: &ChannelView, long: bool, name_width: usize) -
     if c.backpressured {
         spans.push(Span::styled(" ⇶ backpressure", t.bad));
     }
-    if c.delay_ms > app.view.hop_delay_ms {
-        spans.push(Span::styled(format!(" (+{})", ms_text(c.delay_ms - app.view.hop_delay_ms)), t.dim));
+    // The view's delay is the channel's extra latency (`ckptlab.delays`, the slow-channel key).
+    if c.delay_ms > 0 {
+        spans.push(Span::styled(format!(" slow +{}", ms_text(c.delay_ms)), t.warn));
     }
     Line::from(spans)
 }

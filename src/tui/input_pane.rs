@@ -34,9 +34,15 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let width = area.width as usize;
     let mut spans = vec![Span::styled("> ", t.key)];
     if app.input_mode() {
-        spans.push(Span::raw(app.input.clone()));
+        // The line shows its end when the record is longer than the pane.
+        let count = app.input.chars().count();
+        let room = width.saturating_sub(2 + 1 + 40);
+        let shown: String = if count > room { format!("…{}", app.input.chars().skip(count - room.saturating_sub(1)).collect::<String>()) } else { app.input.clone() };
+        spans.push(Span::raw(shown));
         spans.push(Span::styled("█", t.key));
-        spans.push(Span::styled("  Enter produces · Esc back", t.dim));
+        let cap = if count >= super::app::INPUT_MAX { t.bad } else { t.dim };
+        spans.push(Span::styled(format!(" {count}/{}", super::app::INPUT_MAX), cap));
+        spans.push(Span::styled("  Enter produces · Esc back · paste: a record per line", t.dim));
     } else if app.input.is_empty() {
         spans.push(Span::styled("i: type a record", t.dim));
     } else {

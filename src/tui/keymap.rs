@@ -59,6 +59,10 @@ impl Key {
             "Right" => KeyCode::Right,
             "Space" | " " => KeyCode::Char(' '),
             "Backspace" => KeyCode::Backspace,
+            "PageUp" => KeyCode::PageUp,
+            "PageDown" => KeyCode::PageDown,
+            "Home" => KeyCode::Home,
+            "End" => KeyCode::End,
             f if f.len() >= 2 && f.starts_with('F') && f[1..].parse::<u8>().is_ok() => KeyCode::F(f[1..].parse().unwrap_or(1)),
             one if one.chars().count() == 1 => KeyCode::Char(one.chars().next().unwrap_or(' ')),
             _ => return Err(format!("`{text}` is not a key; examples: k, K, F5, Ctrl-c, Enter, Esc, Tab, Shift-Tab, Up, Space")),
@@ -79,6 +83,8 @@ impl Key {
             KeyCode::Up => "↑".into(),
             KeyCode::Down => "↓".into(),
             KeyCode::Backspace => "Bksp".into(),
+            KeyCode::PageUp => "PgUp".into(),
+            KeyCode::PageDown => "PgDn".into(),
             other => format!("{other:?}"),
         };
         if self.mods.contains(KeyModifiers::CONTROL) {
@@ -127,7 +133,7 @@ impl Default for Keymap {
             bindings: vec![
                 b(Key::ch('i'), FocusInput, Command, "type a record", true),
                 b(Key::ch('/'), FocusInput, Command, "type a record", false),
-                b(Key::ch('k'), Kill, Command, "kill the selected TM", true),
+                b(Key::ch('k'), Kill, Command, "kill TM; 1-9 select TM N", true),
                 b(Key::ch('s'), Start, Command, "start selected TM (or a new)", true),
                 b(Key::ch('c'), Checkpoint, Command, "checkpoint now", true),
                 b(Key::ch('S'), Savepoint, Command, "savepoint now (kept)", false),
@@ -141,6 +147,16 @@ impl Default for Keymap {
                 b(Key::ch(']'), Faster, Command, "faster (hop delay down)", false),
                 b(Key::ch(' '), Pause, Command, "pause / resume the data", false),
                 b(Key::ch('R'), Resubmit, Command, "resubmit a FAILED job", false),
+                b(Key::ch('d'), SlowChannel, Command, "slow channel: 0 / 300ms / 1s", true),
+                b(Key::ch('t'), BufferTimeout, Command, "buffer timeout 100/10/1/0ms", true),
+                b(Key::ch('X'), Reset, Command, "reset: a fresh cluster", false),
+                b(Key::ch('o'), OpenScenario, Command, "play a scenario", false),
+                b(Key::plain(KeyCode::Enter), Open, Command, "open the selected key", false),
+                b(Key::ch('f'), EventsFilter, Command, "events filter", false),
+                b(Key::plain(KeyCode::PageUp), PageUp, Command, "scroll a page up", false),
+                b(Key::plain(KeyCode::PageDown), PageDown, Command, "scroll a page down", false),
+                b(Key::plain(KeyCode::Home), Home, Command, "scroll to the start", false),
+                b(Key::plain(KeyCode::End), End, Command, "scroll to the end", false),
                 b(Key::plain(KeyCode::Tab), FocusNext, Command, "next pane", false),
                 b(Key::plain(KeyCode::BackTab), FocusPrev, Command, "previous pane", false),
                 b(Key::plain(KeyCode::Up), ScrollUp, Command, "scroll up", false),
@@ -191,16 +207,25 @@ impl Keymap {
     /// Applies `conf/keys.toml`-style text: `[command]`, `[input]`, `[any]` tables of
     /// `action-name = "key"`.
     pub fn apply(&mut self, text: &str, origin: &str) -> Result<(), String> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("{origin}: {}", e.message()))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| match e.span() {
+            Some(span) => format!("{origin}:{}: {}", crate::config::line_of(text, span.start), e.message().trim_end()),
+            None => format!("{origin}: {}", e.message().trim_end()),
+        })?;
+        let at = |key: &str| match crate::config::line_of_key(text, key) {
+            Some(line) => format!("{origin}:{line}"),
+            None => origin.to_string(),
+        };
+        let mut rebound = Vec::new();
         for (section, entries) in &table {
             let context = match section.as_str() {
                 "command" => Context::Command,
                 "input" => Context::Input,
                 "any" => Context::Any,
-                other => return Err(format!("{origin}: unknown table [{other}]; allowed: [command], [input], [any]")),
+                other => return Err(format!("{}: unknown table [{other}]; allowed: [command], [input], [any]", at(other))),
             };
-            let entries = entries.as_table().ok_or_else(|| format!("{origin}: [{section}] must be a table"))?;
+            let entries = entries.as_table().ok_or_else(|| format!("{}: [{section}] must be a table", at(section)))?;
             for (name, key) in entries {
+                let origin = at(&format!("{section}.{name}"));
                 let action: Action = toml::Value::String(name.clone())
                     .try_into()
                     .map_err(|_| format!("{origin}: [{section}] {name}: unknown action; allowed: {}", ACTION_NAMES.join(", ")))?;
@@ -211,6 +236,21 @@ impl Keymap {
                     Some(i) => self.bindings[i].key = key,
                     None => self.bindings.push(Binding { key, action, context, help: short(action), footer: false }),
                 }
+                rebound.push((action, context, key, format!("{origin}: [{section}] {name} = \"{key_text}\"")));
+            }
+        }
+        // One key, one action where both apply (`kill = "s"` would hide start), checked once
+        // every rebinding is in, so moving start away and kill onto its key is fine.
+        for (action, context, key, what) in rebound {
+            let clash = self.bindings.iter().find(|b| {
+                b.action != action && b.key == key && (b.context == context || b.context == Context::Any || context == Context::Any)
+            });
+            if let Some(other) = clash {
+                return Err(format!(
+                    "{what}: that key also does {} ({}); give one of them another key",
+                    action_name(other.action),
+                    context_name(other.context)
+                ));
             }
         }
         Ok(())
@@ -246,6 +286,16 @@ pub const ACTION_NAMES: &[&str] = &[
     "faster",
     "pause",
     "resubmit",
+    "slow-channel",
+    "buffer-timeout",
+    "reset",
+    "open-scenario",
+    "open",
+    "events-filter",
+    "page-up",
+    "page-down",
+    "home",
+    "end",
     "focus-next",
     "focus-prev",
     "scroll-up",
@@ -255,6 +305,33 @@ pub const ACTION_NAMES: &[&str] = &[
     "submit",
     "exit-input",
 ];
+
+/// An action's name as `conf/keys.toml` spells it.
+pub fn action_name(a: Action) -> String {
+    toml::Value::try_from(a).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| short(a).to_string())
+}
+
+fn context_name(c: Context) -> &'static str {
+    match c {
+        Context::Command => "[command]",
+        Context::Input => "[input]",
+        Context::Any => "[any]",
+    }
+}
+
+/// The footer's word for an action where the full hints do not fit (80 columns).
+pub fn tiny(a: Action) -> &'static str {
+    match a {
+        Action::Kill => "kill",
+        Action::Start => "start",
+        Action::Checkpoint => "ckpt",
+        Action::ToggleGenerator => "gen",
+        Action::SlowChannel => "slow",
+        Action::BufferTimeout => "buf",
+        Action::SelectTm(_) => "TM",
+        other => short(other),
+    }
+}
 
 /// The footer's one or two words for an action.
 pub fn short(a: Action) -> &'static str {
@@ -275,6 +352,19 @@ pub fn short(a: Action) -> &'static str {
         Action::Faster => "faster",
         Action::Pause => "pause",
         Action::Resubmit => "resubmit",
+        Action::SlowChannel => "slow chan",
+        Action::BufferTimeout => "buffer",
+        Action::Reset => "reset",
+        Action::OpenScenario => "scenario",
+        Action::Open => "open",
+        Action::EventsFilter => "filter",
+        Action::PageUp => "page up",
+        Action::PageDown => "page down",
+        Action::Home => "start",
+        Action::End => "end",
+        Action::ClosePopup => "close",
+        Action::PickPrev => "previous",
+        Action::PickNext => "next",
         Action::FocusNext => "next pane",
         Action::FocusPrev => "prev pane",
         Action::ScrollUp => "scroll up",
@@ -319,5 +409,25 @@ mod tests {
         assert!(e.contains("keys.toml") && e.contains("unknown action") && e.contains("kill"), "{e}");
         let e = k.apply("[command]\nkill = \"Hyper-x\"\n", "keys.toml").unwrap_err();
         assert!(e.contains("not a key"), "{e}");
+    }
+
+    #[test]
+    fn two_actions_on_one_key_are_refused_with_both_names() {
+        let e = Keymap::default().apply("[command]\n\nkill = \"s\"\n", "conf/keys.toml").unwrap_err();
+        assert!(e.starts_with("conf/keys.toml:3:") && e.contains("kill") && e.contains("start"), "{e}");
+        // An [any] key shadows the same key in command mode too.
+        let e = Keymap::default().apply("[any]\ncheckpoint = \"k\"\n", "keys.toml").unwrap_err();
+        assert!(e.contains("checkpoint") && e.contains("kill"), "{e}");
+        // Moving an action off a key and another onto it is fine.
+        Keymap::default().apply("[command]\nstart = \"S\"\nkill = \"s\"\n", "keys.toml").unwrap();
+        let mut k = Keymap::default();
+        k.apply("[command]\nkill = \"x\"\nstart = \"k\"\n", "keys.toml").unwrap();
+        assert_eq!(k.lookup(&press(KeyCode::Char('k')), Context::Command), Some(Action::Start));
+    }
+
+    #[test]
+    fn a_syntax_error_in_keys_toml_names_its_line() {
+        let e = Keymap::default().apply("[command]\nkill = \"x\"\nstart = \n", "conf/keys.toml").unwrap_err();
+        assert!(e.starts_with("conf/keys.toml:3:"), "{e}");
     }
 }

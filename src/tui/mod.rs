@@ -6,7 +6,9 @@
 
 pub mod action;
 pub mod app;
+pub mod banner;
 pub mod checkpoints_pane;
+pub mod detail_popup;
 pub mod events_pane;
 pub mod footer;
 pub mod frontend;
@@ -15,9 +17,23 @@ pub mod help_overlay;
 pub mod input_pane;
 pub mod keymap;
 pub mod output_pane;
+pub mod picker;
 pub mod render;
+pub mod scenario_pane;
 pub mod state_pane;
 pub mod status_line;
 pub mod theme;
 
-pub use frontend::run;
+pub use frontend::{run, Quit};
+
+/// The shipped scenarios (`o` picks one, `--scenario` opens any file), embedded so the workbench
+/// finds them from any working directory.
+pub const SCENARIOS: &[(&str, &str)] = &[
+    ("assets/scenarios/seed-checkpoints-disabled.toml", include_str!("../../assets/scenarios/seed-checkpoints-disabled.toml")),
+    ("assets/scenarios/seed-exactly-once.toml", include_str!("../../assets/scenarios/seed-exactly-once.toml")),
+    ("assets/scenarios/seed-at-least-once.toml", include_str!("../../assets/scenarios/seed-at-least-once.toml")),
+    ("assets/scenarios/at-least-once-overcounts.toml", include_str!("../../assets/scenarios/at-least-once-overcounts.toml")),
+    ("assets/scenarios/exactly-once-slow-channel.toml", include_str!("../../assets/scenarios/exactly-once-slow-channel.toml")),
+    ("assets/scenarios/unaligned-under-backpressure.toml", include_str!("../../assets/scenarios/unaligned-under-backpressure.toml")),
+    ("assets/scenarios/rocksdb-incremental.toml", include_str!("../../assets/scenarios/rocksdb-incremental.toml")),
+];

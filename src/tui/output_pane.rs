@@ -13,7 +13,17 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let out = &app.view.output;
     let repeats = out.iter().filter(|l| l.repeat).count();
-    let extra = (repeats > 0).then(|| Line::from(Span::styled(format!("↻ {repeats} repeated"), t.warn)));
+    // Repeats under EXACTLY_ONCE are the print sink's doing (it writes at once and cannot take a
+    // line back), not the state's: say so where they show.
+    let exactly_once = app.view.mode == "EXACTLY_ONCE" && app.view.interval_ms.is_some();
+    let extra = (repeats > 0).then(|| {
+        let text = if exactly_once && area.width >= 62 {
+            format!("↻ {repeats} repeated by the print sink; the state is exact")
+        } else {
+            format!("↻ {repeats} repeated")
+        };
+        Line::from(Span::styled(text, t.warn))
+    });
     let block = pane_block(app, Pane::Output, "Output", extra);
     let height = area.height.saturating_sub(2) as usize;
     if out.is_empty() {

@@ -20,7 +20,7 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::app::{App, Pane};
-use super::{checkpoints_pane, events_pane, footer, graph_pane, help_overlay, input_pane, output_pane, state_pane, status_line};
+use super::{banner, checkpoints_pane, detail_popup, events_pane, footer, graph_pane, help_overlay, input_pane, output_pane, picker, scenario_pane, state_pane, status_line};
 
 /// The smallest terminal every pane stays readable in.
 pub const MIN_WIDTH: u16 = 80;
@@ -33,33 +33,46 @@ pub fn render(app: &App, frame: &mut Frame) {
         return render_too_small(app, frame, area);
     }
     let status_height = status_line::height(app, area.width as usize);
-    let [status, body, input, foot] = Layout::vertical([
+    let [status, banner_area, body, input, foot] = Layout::vertical([
         Constraint::Length(status_height),
+        Constraint::Length(banner::height(app, area.width)),
         Constraint::Min(0),
         Constraint::Length(input_pane::HEIGHT),
         Constraint::Length(1),
     ])
     .areas(area);
     status_line::render(app, frame, status);
+    banner::render(app, frame, banner_area);
     // The graph's lines need about 40 columns at 80; wider screens give the left side more.
     let left_share = if area.width >= 120 { 55 } else { 50 };
     let [left, right] = Layout::horizontal([Constraint::Percentage(left_share), Constraint::Percentage(100 - left_share)]).areas(body);
     // The graph takes the lines it needs (two per TM at most, one per channel), the state the rest.
-    let graph_lines = graph_pane::lines_needed(app) as u16 + 2;
+    let graph_lines = graph_pane::lines_wanted(app) as u16 + 2;
     let graph_height = graph_lines.min(left.height.saturating_mul(3) / 5).max(6);
     let [graph, state] = Layout::vertical([Constraint::Length(graph_height), Constraint::Min(0)]).areas(left);
     graph_pane::render(app, frame, graph);
     state_pane::render(app, frame, state);
-    let [checkpoints, output, events] =
-        Layout::vertical([Constraint::Percentage(38), Constraint::Percentage(34), Constraint::Percentage(28)]).areas(right);
-    checkpoints_pane::render(app, frame, checkpoints);
-    output_pane::render(app, frame, output);
-    events_pane::render(app, frame, events);
+    if app.scenario.is_some() {
+        // A scenario playing takes the events' place (its narration is the better log then).
+        let [checkpoints, output, scenario] =
+            Layout::vertical([Constraint::Percentage(34), Constraint::Percentage(30), Constraint::Percentage(36)]).areas(right);
+        checkpoints_pane::render(app, frame, checkpoints);
+        output_pane::render(app, frame, output);
+        scenario_pane::render(app, frame, scenario);
+    } else {
+        let [checkpoints, output, events] =
+            Layout::vertical([Constraint::Percentage(38), Constraint::Percentage(34), Constraint::Percentage(28)]).areas(right);
+        checkpoints_pane::render(app, frame, checkpoints);
+        output_pane::render(app, frame, output);
+        events_pane::render(app, frame, events);
+    }
     input_pane::render(app, frame, input);
     footer::render(app, frame, foot);
     if app.help {
         help_overlay::render(app, frame, area);
     }
+    detail_popup::render(app, frame, area);
+    picker::render(app, frame, area);
 }
 
 fn render_too_small(app: &App, frame: &mut Frame, area: Rect) {

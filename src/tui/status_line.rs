@@ -93,12 +93,24 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
             format!("{kind} every {}", format_duration(std::time::Duration::from_millis(ms)))
         }
     };
-    let mut settings: Vec<Part> = vec![vec![Span::styled(mode, t.title)], vec![Span::raw(backend_text(&v.backend, width))]];
+    // Most important first: a part that does not fit is left out, so the generator and the
+    // experiment's knobs (slow channel, buffer timeout) come before the backend and the speed.
+    let mut settings: Vec<Part> = vec![vec![Span::styled(mode, t.title)]];
+    if app.generator_on {
+        settings.push(vec![Span::styled(format!("gen {}/s", app.rate()), t.record)]);
+    }
+    let slow = app.view.channels.iter().find(|c| c.from == "source[1]" && c.to == "counter[0]").map_or(0, |c| c.delay_ms);
+    if slow > 0 {
+        settings.push(vec![Span::styled(format!("slow src1→cnt* +{}", ms_text(slow)), t.warn)]);
+    }
+    let buffer = match v.buffer_timeout_ms {
+        Some(ms) => format!("buffer {}", format_duration(std::time::Duration::from_millis(ms))),
+        None => "buffer off".to_string(),
+    };
+    settings.push(vec![Span::raw(buffer)]);
+    settings.push(vec![Span::raw(backend_text(&v.backend, width))]);
     let speed = if v.hop_delay_ms == 0 { "speed max".to_string() } else { format!("hop {} ms", v.hop_delay_ms) };
     settings.push(vec![Span::raw(speed)]);
-    if app.generator_on {
-        settings.push(vec![Span::styled(format!("generator {}/s", app.rate()), t.record)]);
-    }
     (job, settings)
 }
 
