@@ -234,7 +234,11 @@ impl Loop<'_> {
                 match crossterm::event::poll(TERMINAL_POLL) {
                     Ok(false) => {}
                     Ok(true) => {
-                        if term_tx.send(crossterm::event::read()).is_err() {
+                        let read = crossterm::event::read();
+                        // A terminal that is gone (its pty closed) reports errors forever: stop
+                        // here instead of spinning; the loop ends the workbench on the error.
+                        let failed = read.is_err();
+                        if term_tx.send(read).is_err() || failed {
                             return;
                         }
                     }

@@ -419,7 +419,7 @@ mod tests {
         let e = Keymap::default().apply("[any]\ncheckpoint = \"k\"\n", "keys.toml").unwrap_err();
         assert!(e.contains("checkpoint") && e.contains("kill"), "{e}");
         // Moving an action off a key and another onto it is fine.
-        Keymap::default().apply("[command]\nstart = \"S\"\nkill = \"s\"\n", "keys.toml").unwrap();
+        Keymap::default().apply("[command]\nstart = \"Z\"\nkill = \"s\"\n", "keys.toml").unwrap();
         let mut k = Keymap::default();
         k.apply("[command]\nkill = \"x\"\nstart = \"k\"\n", "keys.toml").unwrap();
         assert_eq!(k.lookup(&press(KeyCode::Char('k')), Context::Command), Some(Action::Start));
