@@ -307,7 +307,7 @@ fn check_exactly_once(s: &Schedule, o: &Outcome) -> Result<(), TestCaseError> {
     let v = &o.verdict;
     prop_assert!(v.consistent, "operator state and auditor disagree: {v:?}");
     prop_assert_eq!(v.overcounted, 0, "{:?}", v);
-    prop_assert_eq!(v.state + v.lost, v.expected);
+    prop_assert_eq!(v.state + v.lost, v.expected, "{:?}", v);
     prop_assert_eq!(v.expected, v.produced);
     if s.earliest || !o.restored_from_nothing {
         prop_assert_eq!(v.lost, 0, "{:?}", v);
@@ -362,7 +362,7 @@ proptest! {
         let v = &o.verdict;
         prop_assert!(v.consistent, "operator state and auditor disagree: {v:?}");
         prop_assert_eq!(v.overcounted, 0, "nothing is replayed without checkpoints: {:?}", v);
-        prop_assert_eq!(v.state + v.lost, v.expected);
+        prop_assert_eq!(v.state + v.lost, v.expected, "{:?}", v);
         prop_assert!(v.lost >= o.while_down, "lost {} < produced while down {}", v.lost, o.while_down);
         if o.restarts == 0 {
             prop_assert_eq!(v.lost, 0);

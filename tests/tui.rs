@@ -43,7 +43,7 @@ fn channel(from: &str, to: &str, in_flight: i64, barriers: &[u64], blocked: bool
 }
 
 fn key(subtask: usize, expected: u64, state: u64, lost: u64, overcounted: u64) -> KeyVerdict {
-    KeyVerdict { expected, state, lost, overcounted, subtask }
+    KeyVerdict { expected, state, lost, lost_no_checkpoint: lost, overcounted, subtask, ..KeyVerdict::default() }
 }
 
 fn stats(id: u64, status: CheckpointStatus, trigger_ms: u64, failure: Option<&str>) -> CheckpointStats {
@@ -166,6 +166,8 @@ fn running_view() -> ClusterView {
             output_lines: 3,
             keys,
             consistent: true,
+            audited: true,
+            ..Verdict::default()
         }),
     }
 }

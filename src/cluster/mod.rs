@@ -273,8 +273,11 @@ impl Engine {
         s.status == JobStatus::Running && !s.tasks.is_empty() && s.tasks.iter().all(|t| t.2)
     }
 
-    /// A picture of the cluster now; `with_verdict` adds the auditor's verdict (O(records)).
+    /// A picture of the cluster now; `with_verdict` adds the auditor's verdict (O(keys + in flight)).
     pub fn view(&self, with_verdict: bool) -> ClusterView {
+        // Before the JobManager's snapshot lock: nothing the JobManager or a task waits on is held
+        // while the verdict is computed.
+        let verdict = with_verdict.then(|| self.auditor.verdict());
         let s = self.lock();
         let now = Instant::now();
         let generators = self.generators.load(Ordering::Acquire);
@@ -396,7 +399,7 @@ impl Engine {
             caught_up,
             source: self.topic.describe(),
             topic_status: self.topic.health(),
-            verdict: with_verdict.then(|| self.auditor.verdict()),
+            verdict,
         }
     }
 

@@ -44,7 +44,7 @@ impl SinkOutput<'_> {
     /// Makes a line visible, as the seed prints it: `2017-03-17T08:21:51.249: (a,1)`.
     pub fn emit(&self, line: &StagedLine) {
         let ctx = self.ctx;
-        let repeat = ctx.auditor.emitted(line.origin);
+        let repeat = ctx.auditor.emitted(line.origin, &line.value);
         let text = format!("{}: ({},{})", chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f"), line.value, line.count);
         ctx.events.publish(Event::SinkEmitted { line: text.clone(), repeat, partition: line.origin.partition, offset: line.origin.offset });
         let mut out = ctx.output.lock().unwrap_or_else(|e| e.into_inner());
