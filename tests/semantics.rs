@@ -426,8 +426,10 @@ fn run_on(runtime: Runtime, m: Mode, s: &Schedule, backend: Backend) -> Outcome 
             // Let the command take effect before the next one reads the job's state.
             tokio::task::yield_now().await;
         }
-        // The end: no more expiring checkpoints, every task manager back, a failed job resubmitted.
-        set(&[("execution.checkpointing.timeout", "10min")]);
+        // The end: checkpoint failures no longer fail the job (a jobmanager cap that every
+        // snapshot now exceeds would restart it forever), every task manager back, a failed job
+        // resubmitted.
+        set(&[("execution.checkpointing.timeout", "10min"), ("execution.checkpointing.tolerable-failed-checkpoints", "1000000")]);
         for i in 0..s.parallelism {
             engine.command(Command::StartTaskManager(Some(tm(i))));
         }
@@ -569,7 +571,9 @@ fn check_output(s: &Schedule, o: &Outcome, exactly_once: bool) -> Result<(), Tes
         prop_assert_eq!(v.output_gaps, 0, "records counted without a printed line: {:?}", v);
     } else if o.final_checkpoint {
         prop_assert_eq!(v.output_gaps, 0, "a committed record without its line: {:?}", v);
-        if exactly_once {
+        // A start from nothing (before the first checkpoint, or a resubmitted job) replays with
+        // `earliest` what an earlier attempt may have committed: Flink repeats those lines too.
+        if exactly_once && !o.restored_from_nothing() {
             prop_assert_eq!(v.repeated_output, 0, "a transactional line twice under exactly-once: {:?}", v);
         }
     }
