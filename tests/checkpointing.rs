@@ -200,6 +200,38 @@ fn a_mode_change_takes_effect_from_the_next_checkpoint() {
     });
 }
 
+/// With `max-concurrent-checkpoints = 2` a second checkpoint starts while the first is in flight,
+/// and both complete, in order: completing the first must not fail the newer one (only older
+/// pending checkpoints are subsumed).
+#[test]
+fn two_overlapping_checkpoints_both_complete_when_max_concurrent_allows_it() {
+    common::paused(async {
+        let (engine, mut rx) = start(&[
+            ("execution.checkpointing.interval", "1h"),
+            ("execution.checkpointing.max-concurrent-checkpoints", "2"),
+            ("ckptlab.hop-delay", "0ms"),
+            ("ckptlab.delays.counter[*]->sink[*]", "300ms"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.command(Command::TriggerCheckpoint);
+        common::sleep_ms(50).await;
+        engine.command(Command::TriggerCheckpoint);
+        common::sleep_ms(50).await;
+        assert_eq!(engine.view(false).pending_checkpoints.len(), 2, "both in flight at once");
+        common::sleep_ms(1000).await;
+        let ends: Vec<String> = drain(&mut rx)
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Event::CheckpointCompleted { checkpoint, .. } => Some(format!("completed {checkpoint}")),
+                Event::CheckpointFailed { checkpoint, reason } => Some(format!("failed {checkpoint}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends, vec!["completed 1", "completed 2"]);
+        engine.shutdown().await;
+    });
+}
+
 /// Records processed after the last checkpoint and before the kill are replayed: the print sink
 /// prints them again (marked as repeats); the transactional sink never showed them, so nothing
 /// repeats, and its lines appear only when their checkpoint completes.

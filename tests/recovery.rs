@@ -136,6 +136,34 @@ fn exactly_once_recovers_from_two_kills_in_a_row() {
     });
 }
 
+/// The job is RUNNING once every task of the attempt reported running: at most one `JobRunning`
+/// per attempt, the first and after the restart alike.
+#[test]
+fn the_job_reports_running_once_per_attempt_when_every_task_runs() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "1s")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.produce("a", None).unwrap();
+        common::until(&engine, AwaitCondition::CheckpointCompleted, 10).await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        common::sleep_ms(100).await;
+        engine.command(Command::StartTaskManager(Some("tm-1".into())));
+        common::sleep_ms(1500).await;
+        common::until(&engine, AwaitCondition::CaughtUp, 30).await;
+        let mut running = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let Event::JobRunning { attempt } = e.event {
+                running.push(attempt);
+            }
+        }
+        let last = *running.last().expect("the job ran");
+        assert!(last >= 2, "the kill restarted the job: {running:?}");
+        // (An attempt deployed to the dead TM's slots fails before it runs: it has none.)
+        assert!(running.windows(2).all(|w| w[0] < w[1]) && running[0] == 1, "at most one JobRunning per attempt, in order: {running:?}");
+        engine.shutdown().await;
+    });
+}
+
 #[test]
 fn killing_a_task_manager_leaves_the_job_waiting_for_a_slot() {
     common::paused(async {
