@@ -434,7 +434,7 @@ fn run_on(runtime: Runtime, m: Mode, s: &Schedule, backend: Backend) -> Outcome 
             engine.command(Command::StartTaskManager(Some(tm(i))));
         }
         settle(&engine).await;
-        let final_checkpoint = m.mode.is_some() && final_checkpoint(&engine).await;
+        let final_checkpoint = m.mode.is_some() && final_checkpoint(&engine, &mut watch, s.transactional).await;
         let verdict = engine.verdict();
         let restarts = engine.view(false).restarts;
         engine.shutdown().await;
@@ -505,22 +505,35 @@ async fn settle(engine: &Engine) {
     panic!("never caught up: {:#?}", engine.view(false));
 }
 
-/// Once caught up: one more checkpoint, so that a transactional sink commits every line.
-async fn final_checkpoint(engine: &Engine) -> bool {
-    let before = engine.view(false).checkpoint_counts.completed;
+/// Once caught up: one more checkpoint, so that a transactional sink commits every line. With
+/// a transactional sink it waits for that commit too: the notification reaches the sink after
+/// the completion, and on worker threads the verdict could otherwise be read in between.
+async fn final_checkpoint(engine: &Engine, events: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>, transactional: bool) -> bool {
+    while events.try_recv().is_ok() {}
     engine.command(Command::TriggerCheckpoint);
-    let deadline = tokio::time::Instant::now() + limit();
-    while tokio::time::Instant::now() < deadline {
-        let v = engine.view(false);
-        if v.checkpoint_counts.completed > before {
-            return true;
+    // Every checkpoint triggered from now on covers every record (caught up, nothing produced).
+    let wait = async {
+        let mut triggered = None;
+        let mut completed = None;
+        loop {
+            match events.recv().await.map(|e| e.event) {
+                Some(Event::CheckpointTriggered { checkpoint, .. }) if triggered.is_none() => triggered = Some(checkpoint),
+                Some(Event::CheckpointCompleted { checkpoint, .. }) if completed.is_none() && triggered.is_some_and(|t| checkpoint >= t) => {
+                    if !transactional {
+                        return true;
+                    }
+                    completed = Some(checkpoint);
+                }
+                Some(Event::TransactionCommitted { checkpoint, .. }) if completed.is_some_and(|c| checkpoint >= c) => return true,
+                // A failure before it completed: no last checkpoint to judge the output by.
+                Some(Event::JobFailing { .. }) if completed.is_none() => return false,
+                Some(Event::CheckpointFailed { checkpoint, .. }) if completed.is_none() && triggered.is_some_and(|t| checkpoint >= t) => return false,
+                Some(_) => {}
+                None => return false,
+            }
         }
-        if v.status != JobStatus::Running {
-            return false;
-        }
-        common::sleep_ms(20).await;
-    }
-    false
+    };
+    tokio::time::timeout(limit(), wait).await.unwrap_or(false)
 }
 
 fn cases() -> u32 {
