@@ -429,9 +429,19 @@ impl Auditor {
             live.floor = baseline.clone();
             live.restored = checkpoint;
         }
-        // The lost walk: per partition, from the lowest restored frontier up to the start.
+        drop(lives);
+        self.tally_losses(&baseline);
+    }
+
+    /// The lost walk: per partition, from where each subtask's shadow has tallied losses up to
+    /// where this attempt's sources started. Done at deploy; what the topic did not hold yet then (a
+    /// Kafka mirror behind the broker) is tallied by a later call, with the same cause.
+    fn tally_losses(&self, baseline: &[u64]) {
+        let mut lives: Vec<MutexGuard<'_, Live>> = self.live.iter().map(lock).collect();
+        let Some(first) = lives.first() else { return };
+        let (start, restored) = (first.start.clone(), first.restored);
         for (p, &to) in start.iter().enumerate() {
-            let frontier: Vec<u64> = lives.iter().map(|l| l.shadow.walked[p].max(baseline[p])).collect();
+            let frontier: Vec<u64> = lives.iter().map(|l| l.shadow.walked[p].max(baseline.get(p).copied().unwrap_or(0))).collect();
             let Some(&from) = frontier.iter().min() else { continue };
             if from >= to {
                 continue;
@@ -444,17 +454,28 @@ impl Auditor {
                     return;
                 }
                 let ks = live.shadow.keys.entry(Arc::from(key)).or_default();
-                if checkpoint.is_some() {
+                if restored.is_some() {
                     ks.lost_by_restore += 1;
                 } else {
                     ks.lost_no_checkpoint += 1;
                 }
             });
-            // Records the topic does not hold yet (a Kafka mirror behind) are not tallied, and a
-            // record that arrives below `walked` is one that was tallied lost.
+            // A record that arrives below `walked` is one that was tallied lost.
             for (live, f) in lives.iter_mut().zip(&frontier) {
                 live.shadow.walked[p] = reached.max(*f);
             }
+        }
+    }
+
+    /// Losses not tallied yet (the topic did not hold those records when the job was deployed).
+    fn tally_pending_losses(&self) {
+        let pending = self.live.iter().any(|l| {
+            let l = lock(l);
+            l.shadow.walked.iter().zip(&l.start).any(|(w, s)| w < s)
+        });
+        if pending {
+            let baseline = lock(&self.global).baseline.clone();
+            self.tally_losses(&baseline);
         }
     }
 
@@ -599,6 +620,99 @@ impl Auditor {
         repeat
     }
 
+    /// The lowest offset of partition `p` a later walk may still read: the first stretch of a kept
+    /// or live shadow that a deploy would walk (what its subtask did not apply above where losses
+    /// are tallied), and the first record held in a state whose output line is missing. Retention
+    /// keeps everything from here on; below it the auditor's figures are tallied for good.
+    pub fn retain_floor(&self, p: u32) -> u64 {
+        if !self.enabled {
+            return u64::MAX;
+        }
+        self.tally_pending_losses();
+        self.seal(p);
+        let p = p as usize;
+        let first_hole = |s: &Shadow, run: Option<(u64, u64)>| -> u64 {
+            let Some(covered) = s.covered.get(p) else { return u64::MAX };
+            let mut c = covered.clone();
+            if let Some((a, b)) = run {
+                c.insert(a, b);
+            }
+            let from = s.walked.get(p).copied().unwrap_or(0);
+            c.holes(from, u64::MAX).first().map_or(u64::MAX, |h| h.0)
+        };
+        let mut floor = u64::MAX;
+        let mut coverage: Vec<Ranges> = Vec::new();
+        for l in &self.live {
+            let l = lock(l);
+            floor = floor.min(first_hole(&l.shadow, l.run.get(p).copied().flatten()));
+            let mut c = l.shadow.covered.get(p).cloned().unwrap_or_default();
+            if let Some(Some((a, b))) = l.run.get(p) {
+                c.insert(*a, *b);
+            }
+            coverage.push(c);
+        }
+        {
+            let g = lock(&self.global);
+            for shadows in g.completed.values() {
+                for s in shadows {
+                    floor = floor.min(first_hole(s, None));
+                }
+            }
+        }
+        let pos = lock(&self.global).position.get(p).copied().unwrap_or(0);
+        let out = lock(&self.output);
+        if out.lines > 0 {
+            if let Some(set) = out.emitted.get(p) {
+                for (a, b) in set.holes(0, pos) {
+                    let first = coverage.iter().flat_map(|c| c.iter()).filter(|&(x, y)| x.max(a) < y.min(b)).map(|(x, _)| x.max(a)).min();
+                    if let Some(f) = first {
+                        floor = floor.min(f);
+                        break;
+                    }
+                }
+            }
+        }
+        floor
+    }
+
+    /// Marks as covered the stretches of partition `p` below the sources' position that hold none
+    /// of a subtask's own records (a subtask no record of `p` goes to has nothing but such
+    /// stretches): they can hold no loss, so no later walk needs them. Walked without the lock.
+    fn seal(&self, p: u32) {
+        let pi = p as usize;
+        let pos = lock(&self.global).position.get(pi).copied().unwrap_or(0);
+        for (s, l) in self.live.iter().enumerate() {
+            let (holes, attempt) = {
+                let l = lock(l);
+                let Some(covered) = l.shadow.covered.get(pi) else { continue };
+                let mut c = covered.clone();
+                if let Some(Some((a, b))) = l.run.get(pi) {
+                    c.insert(*a, *b);
+                }
+                let from = l.shadow.walked.get(pi).copied().unwrap_or(0);
+                (c.holes(from, pos), l.attempt)
+            };
+            let mut empty = Vec::new();
+            for (a, b) in holes {
+                let mut mine = false;
+                let mut reached = a;
+                self.walk(p, a, b, |o, _, owner| {
+                    reached = o + 1;
+                    mine |= owner == s;
+                });
+                if !mine && reached == b {
+                    empty.push((a, b));
+                }
+            }
+            let mut l = lock(l);
+            if l.attempt == attempt {
+                for (a, b) in empty {
+                    l.shadow.covered[pi].insert(a, b);
+                }
+            }
+        }
+    }
+
     /// Source positions of the current run, per partition.
     pub fn positions(&self) -> Vec<u64> {
         lock(&self.global).position.clone()
@@ -623,6 +737,7 @@ impl Auditor {
         if !self.enabled {
             return v;
         }
+        self.tally_pending_losses();
         let (start, position) = {
             let g = lock(&self.global);
             (g.start.clone(), g.position.clone())
@@ -732,9 +847,8 @@ impl Auditor {
             kv.expected += inflight;
         }
         for (key, n) in repeated {
-            if let Some(kv) = v.keys.get_mut(&*key) {
-                kv.repeated_output = n;
-            }
+            let subtask = self.owner(&key);
+            v.keys.entry(key.to_string()).or_insert_with(|| KeyVerdict { subtask, ..KeyVerdict::default() }).repeated_output = n;
         }
         for kv in v.keys.values() {
             v.expected += kv.expected;

@@ -91,6 +91,7 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "source.partitions", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
     OptionSpec { key: "source.topic", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.auto-offset-reset", kind: Kind::Choice(&["latest", "earliest"]), runtime: true },
+    OptionSpec { key: "source.embedded.retention", kind: Kind::Choice(&["unbounded", "checkpointed"]), runtime: false },
     OptionSpec { key: "ckptlab.hop-delay", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "ckptlab.channel-capacity", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: false },
     OptionSpec { key: "ckptlab.buffer-records", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: false },
@@ -396,6 +397,10 @@ impl ConfigLayers {
                 offset_reset: match r.choice("source.auto-offset-reset")?.as_str() {
                     "earliest" => OffsetReset::Earliest,
                     _ => OffsetReset::Latest,
+                },
+                retention: match r.choice("source.embedded.retention")?.as_str() {
+                    "checkpointed" => crate::connectors::topic::Retention::Checkpointed,
+                    _ => crate::connectors::topic::Retention::Unbounded,
                 },
             },
             lab: LabConfig {
@@ -773,6 +778,8 @@ pub struct SourceConfig {
     pub partitions: u32,
     pub topic: String,
     pub offset_reset: OffsetReset,
+    /// What the embedded topic keeps (`source.embedded.retention`).
+    pub retention: crate::connectors::topic::Retention,
 }
 
 #[derive(Debug, Clone, PartialEq)]

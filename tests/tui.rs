@@ -127,8 +127,8 @@ fn running_view() -> ClusterView {
             channel("source[1]", "counter[1]", 1, &[7], false, 0),
         ],
         partitions: vec![
-            PartitionView { partition: 0, end: 4, position: 4, committed: None },
-            PartitionView { partition: 1, end: 3, position: 2, committed: None },
+            PartitionView { partition: 0, end: 4, log_start: 0, position: 4, committed: None },
+            PartitionView { partition: 1, end: 3, log_start: 0, position: 2, committed: None },
         ],
         pending_checkpoints: vec![PendingCheckpointView {
             id: 7,

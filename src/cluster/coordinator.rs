@@ -322,6 +322,11 @@ impl CheckpointCoordinator {
         self.pending.values().map(|p| p.triggered + timeout).min()
     }
 
+    /// The oldest retained checkpoint's source offsets (retention must keep what it would replay).
+    pub fn oldest_offsets(&self) -> Vec<(u32, u64)> {
+        self.retained.front().map(|c| c.metadata.offsets.clone()).unwrap_or_default()
+    }
+
     /// The newest retained checkpoint.
     pub fn latest(&self) -> Option<&CompletedCheckpoint> {
         self.retained.back()

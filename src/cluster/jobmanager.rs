@@ -721,6 +721,9 @@ impl JobManager {
         for old in dropped {
             self.drop_checkpoint(&old);
         }
+        if self.cfg.source.retention == crate::connectors::topic::Retention::Checkpointed && self.cfg.source.kafka.is_none() {
+            self.release_topic(&offsets);
+        }
         self.events.publish(Event::CheckpointCompleted { checkpoint: id, duration_ms, bytes, offsets });
         if let Some(d) = &self.deployment {
             d.tell_all(TaskControl::NotifyCheckpointComplete(id));
@@ -730,6 +733,25 @@ impl JobManager {
             self.fail_checkpoint(p, CheckpointFailureReason::Subsumed { by: id });
         }
         self.schedule_next_trigger();
+    }
+
+    /// `source.embedded.retention = checkpointed`: free the records below the oldest retained
+    /// checkpoint's offsets that no source and no verdict needs any more.
+    fn release_topic(&self, latest: &[(u32, u64)]) {
+        let positions = self.auditor.positions();
+        let oldest = self.coord.oldest_offsets();
+        for &(p, off) in latest {
+            let mut floor = off.min(self.auditor.retain_floor(p));
+            if let Some(o) = oldest.iter().find(|(q, _)| *q == p) {
+                floor = floor.min(o.1);
+            }
+            if self.auditor.enabled() {
+                if let Some(&pos) = positions.get(p as usize) {
+                    floor = floor.min(pos);
+                }
+            }
+            self.topic.release(p, floor);
+        }
     }
 
     /// A retained checkpoint is no longer needed: its exclusive files go, its shared ones lose a reference.
@@ -875,7 +897,8 @@ impl JobManager {
         let mut positions: Vec<u64> = (0..partitions)
             .map(|part| match self.cfg.source.offset_reset {
                 OffsetReset::Latest => self.topic.end_offset(part),
-                OffsetReset::Earliest => 0,
+                // Kafka's earliest: the log start offset (0 unless retention released records).
+                OffsetReset::Earliest => self.topic.log_start(part),
             })
             .collect();
         let note;

@@ -236,6 +236,16 @@ impl Engine {
         tokio::spawn(generator::run(topic, spec, self.generators.clone(), self.events.clone()))
     }
 
+    /// The size of the auditor's record (ranges), for benchmarks.
+    pub fn auditor_footprint(&self) -> usize {
+        self.auditor.footprint()
+    }
+
+    /// Why a key's figures are what they are (see [`Auditor::explain`]).
+    pub fn explain(&self, key: &str) -> crate::audit::Explanation {
+        self.auditor.explain(key)
+    }
+
     /// The ground-truth verdict now.
     pub fn verdict(&self) -> Verdict {
         self.auditor.verdict()
@@ -342,6 +352,7 @@ impl Engine {
             .map(|p| PartitionView {
                 partition: p,
                 end: self.topic.len(p),
+                log_start: self.topic.log_start(p),
                 position: positions.get(p as usize).copied().unwrap_or(0),
                 committed: committed.get(p as usize).copied().flatten(),
             })

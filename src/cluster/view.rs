@@ -87,6 +87,9 @@ pub struct PendingCheckpointView {
 pub struct PartitionView {
     pub partition: u32,
     pub end: u64,
+    /// The oldest record still held (above 0 once retention released records).
+    #[serde(default)]
+    pub log_start: u64,
     /// Where the current run's source is.
     pub position: u64,
     /// The consumer group's committed offset (Kafka: committed when a checkpoint completes).

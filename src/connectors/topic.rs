@@ -1,8 +1,10 @@
 //! A Kafka-style topic: partitioned, append-only logs addressed by (partition, offset).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
+use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use crate::events::{Event, EventBus};
@@ -97,6 +99,13 @@ pub trait Topic: Send + Sync {
     fn truth_lost(&self) -> Option<String> {
         None
     }
+    /// The oldest offset still held (Kafka's log start offset): `earliest` starts here.
+    fn log_start(&self, _partition: u32) -> u64 {
+        0
+    }
+    /// Retention: records below `below` are no longer needed by any source, retained checkpoint or
+    /// verdict (the embedded topic frees them; Kafka keeps its own retention).
+    fn release(&self, _partition: u32, _below: u64) {}
     /// "embedded" or "kafka localhost:9092".
     fn describe(&self) -> String {
         "embedded".into()
@@ -121,10 +130,59 @@ pub(crate) fn choose_partition(topic: &str, partition: Option<u32>, partitions: 
     }
 }
 
+/// One partition of the embedded topic: interned values from `base` (records below it were
+/// released by retention).
+#[derive(Default)]
+struct Partition {
+    base: u64,
+    ids: VecDeque<u32>,
+}
+
+/// The embedded topic's storage: each record is the 4-byte id of its value; each distinct value is
+/// stored once.
+#[derive(Default)]
+struct Logs {
+    partitions: Vec<Partition>,
+    ids: FxHashMap<Arc<str>, u32>,
+    values: Vec<Arc<str>>,
+}
+
+impl Logs {
+    fn intern(&mut self, value: &str) -> u32 {
+        if let Some(&id) = self.ids.get(value) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        let v: Arc<str> = Arc::from(value);
+        self.values.push(v.clone());
+        self.ids.insert(v, id);
+        id
+    }
+
+    fn push(&mut self, partition: usize, value: &str) -> u64 {
+        let id = self.intern(value);
+        let part = &mut self.partitions[partition];
+        part.ids.push_back(id);
+        part.base + part.ids.len() as u64 - 1
+    }
+}
+
+/// What the embedded topic keeps (`source.embedded.retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Retention {
+    /// Every record, for the whole run (Kafka with unlimited retention): `earliest` replays all.
+    #[default]
+    Unbounded,
+    /// Records below the latest completed checkpoint's offsets (and every source's position) are
+    /// released, as Kafka's retention deletes old segments; `earliest` then starts at the oldest
+    /// record kept (Kafka's log start offset).
+    Checkpointed,
+}
+
 /// The default topic: an in-process log.
 pub struct EmbeddedTopic {
     name: String,
-    logs: RwLock<Vec<Vec<Arc<str>>>>,
+    logs: RwLock<Logs>,
     next: AtomicU32,
     version: watch::Sender<u64>,
     events: EventBus,
@@ -132,24 +190,35 @@ pub struct EmbeddedTopic {
 
 impl EmbeddedTopic {
     pub fn new(name: &str, partitions: u32, events: EventBus) -> Arc<Self> {
-        Arc::new(EmbeddedTopic {
-            name: name.to_string(),
-            logs: RwLock::new(vec![Vec::new(); partitions as usize]),
-            next: AtomicU32::new(0),
-            version: watch::channel(0).0,
-            events,
-        })
+        let logs = Logs { partitions: (0..partitions).map(|_| Partition::default()).collect(), ..Logs::default() };
+        Arc::new(EmbeddedTopic { name: name.to_string(), logs: RwLock::new(logs), next: AtomicU32::new(0), version: watch::channel(0).0, events })
+    }
+
+    fn logs(&self) -> std::sync::RwLockReadGuard<'_, Logs> {
+        self.logs.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn logs_mut(&self) -> std::sync::RwLockWriteGuard<'_, Logs> {
+        self.logs.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends many records at once without per-record events (benchmark pre-fill).
     pub fn fill(&self, values: impl IntoIterator<Item = Arc<str>>) {
-        let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
-        let n = logs.len();
+        let mut logs = self.logs_mut();
+        let n = logs.partitions.len();
         for (i, v) in values.into_iter().enumerate() {
-            logs[i % n].push(v);
+            logs.push(i % n, &v);
         }
         drop(logs);
         self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Bytes the records take (ids and distinct values), for benchmarks.
+    pub fn footprint(&self) -> usize {
+        let logs = self.logs();
+        let ids: usize = logs.partitions.iter().map(|p| p.ids.capacity() * 4).sum();
+        let values: usize = logs.values.iter().map(|v| v.len() + 16).sum();
+        ids + values + logs.ids.capacity() * 24
     }
 }
 
@@ -159,24 +228,31 @@ impl Topic for EmbeddedTopic {
     }
 
     fn partitions(&self) -> u32 {
-        self.logs.read().unwrap_or_else(|e| e.into_inner()).len() as u32
+        self.logs().partitions.len() as u32
     }
 
     fn len(&self, partition: u32) -> u64 {
-        let logs = self.logs.read().unwrap_or_else(|e| e.into_inner());
-        logs.get(partition as usize).map_or(0, |l| l.len() as u64)
+        self.logs().partitions.get(partition as usize).map_or(0, |p| p.base + p.ids.len() as u64)
     }
 
     fn read(&self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
-        read_log(&self.logs.read().unwrap_or_else(|e| e.into_inner()), partition, from, max, out)
+        let logs = self.logs();
+        let Some(part) = logs.partitions.get(partition as usize) else { return 0 };
+        // Released records are gone (a reader below the log start gets nothing, as Kafka's
+        // OffsetOutOfRange; sources never read there: they start at `log_start` at the lowest).
+        if from < part.base {
+            return 0;
+        }
+        let a = ((from - part.base) as usize).min(part.ids.len());
+        let b = (a + max).min(part.ids.len());
+        out.extend(part.ids.range(a..b).map(|&id| logs.values[id as usize].clone()));
+        b - a
     }
 
     fn produce(&self, value: &str, partition: Option<u32>) -> Result<(u32, u64), TopicError> {
-        let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
-        let p = choose_partition(&self.name, partition, logs.len() as u32, &self.next)?;
-        let log = &mut logs[p as usize];
-        let offset = log.len() as u64;
-        log.push(Arc::from(value));
+        let mut logs = self.logs_mut();
+        let p = choose_partition(&self.name, partition, logs.partitions.len() as u32, &self.next)?;
+        let offset = logs.push(p as usize, value);
         drop(logs);
         self.version.send_modify(|v| *v += 1);
         self.events.publish(Event::RecordProduced { partition: p, offset, value: value.to_string() });
@@ -189,5 +265,24 @@ impl Topic for EmbeddedTopic {
 
     fn reader(self: Arc<Self>, _assignment: &[(u32, u64)]) -> Box<dyn TopicReader> {
         Box::new(LogReader(self))
+    }
+
+    fn log_start(&self, partition: u32) -> u64 {
+        self.logs().partitions.get(partition as usize).map_or(0, |p| p.base)
+    }
+
+    fn release(&self, partition: u32, below: u64) {
+        let mut logs = self.logs_mut();
+        let Some(part) = logs.partitions.get_mut(partition as usize) else { return };
+        let n = below.saturating_sub(part.base).min(part.ids.len() as u64) as usize;
+        if n == 0 {
+            return;
+        }
+        part.ids.drain(..n);
+        part.base += n as u64;
+        // Give memory back once the log is mostly released (a long run's peak is not kept).
+        if part.ids.capacity() > 4 * part.ids.len().max(1 << 16) {
+            part.ids.shrink_to_fit();
+        }
     }
 }

@@ -1,0 +1,443 @@
+//! The incremental auditor against a naive reference: the per-record auditor ckptlab had before
+//! (one entry per record and subtask, a walk of the whole topic per verdict), kept here, fed the
+//! same calls on random schedules of a simulated engine: records delivered to their subtask in
+//! order per partition, snapshots at each subtask's own moment (so a checkpoint may hold records past
+//! its offsets, as at-least-once does, or miss some before them, as a broken engine would), failures
+//! that drop what was in flight, restores from the latest or an older checkpoint or from nothing
+//! (offset reset earliest or latest), channel state replayed below the start, repeated and missing
+//! output lines. Every figure both compute must agree, per key.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+use ckptlab::audit::{key_of, Auditor, Verdict};
+use ckptlab::cluster::element::Origin;
+use ckptlab::config::KeyBy;
+use ckptlab::connectors::{EmbeddedTopic, Topic};
+use ckptlab::events::EventBus;
+use ckptlab::keygroup::{key_group, operator_index};
+use proptest::prelude::*;
+
+type Shadow = HashMap<Origin, u32>;
+
+/// The reference: ckptlab's auditor as it was before it became incremental (figures only).
+struct Naive {
+    topic: Arc<dyn Topic>,
+    parallelism: usize,
+    attempt: u64,
+    deployed: bool,
+    baseline: Vec<u64>,
+    start: Vec<u64>,
+    position: Vec<u64>,
+    live: Vec<Shadow>,
+    published: Vec<HashMap<Arc<str>, u64>>,
+    parts: BTreeMap<u64, Vec<Option<Shadow>>>,
+    completed: BTreeMap<u64, Vec<Shadow>>,
+    emitted: HashSet<Origin>,
+    repeated: HashMap<String, u64>,
+}
+
+impl Naive {
+    fn new(topic: Arc<dyn Topic>, parallelism: usize) -> Self {
+        let n = topic.partitions() as usize;
+        Naive {
+            topic,
+            parallelism,
+            attempt: 0,
+            deployed: false,
+            baseline: vec![0; n],
+            start: vec![0; n],
+            position: vec![0; n],
+            live: vec![Shadow::new(); parallelism],
+            published: vec![HashMap::new(); parallelism],
+            parts: BTreeMap::new(),
+            completed: BTreeMap::new(),
+            emitted: HashSet::new(),
+            repeated: HashMap::new(),
+        }
+    }
+    fn deploy(&mut self, attempt: u64, start: &[u64], checkpoint: Option<u64>) {
+        self.attempt = attempt;
+        if !self.deployed {
+            self.baseline = start.to_vec();
+            self.deployed = true;
+        }
+        self.start = start.to_vec();
+        self.position = start.to_vec();
+        self.live = match checkpoint.and_then(|c| self.completed.get(&c)) {
+            Some(s) => s.clone(),
+            None => vec![Shadow::new(); self.parallelism],
+        };
+        self.published = vec![HashMap::new(); self.parallelism];
+    }
+    fn restored(&mut self, subtask: usize, entries: Vec<(Arc<str>, u64)>) {
+        self.published[subtask] = entries.into_iter().collect();
+    }
+    fn applied(&mut self, subtask: usize, origin: Origin, key: &Arc<str>, count: u64) {
+        *self.live[subtask].entry(origin).or_insert(0) += 1;
+        self.published[subtask].insert(key.clone(), count);
+    }
+    fn snapshot(&mut self, subtask: usize, checkpoint: u64) {
+        let shadow = self.live[subtask].clone();
+        let n = self.parallelism;
+        self.parts.entry(checkpoint).or_insert_with(|| vec![None; n])[subtask] = Some(shadow);
+    }
+    fn completed(&mut self, checkpoint: u64) {
+        if let Some(parts) = self.parts.remove(&checkpoint) {
+            self.completed.insert(checkpoint, parts.into_iter().map(Option::unwrap_or_default).collect());
+        }
+        self.parts = self.parts.split_off(&checkpoint);
+    }
+    fn emitted(&mut self, origin: Origin, key: &str) {
+        if !self.emitted.insert(origin) {
+            *self.repeated.entry(key.to_string()).or_insert(0) += 1;
+        }
+    }
+    /// Per key: (expected, state, lost, overcounted, repeated output, output gaps).
+    fn verdict(&self) -> BTreeMap<String, (u64, u64, u64, u64, u64, u64)> {
+        let mut keys: BTreeMap<String, (u64, u64, u64, u64, u64, usize, u64)> = BTreeMap::new();
+        let mut values = Vec::new();
+        for p in 0..self.topic.partitions() {
+            let len = self.topic.len(p);
+            let base = self.baseline[p as usize];
+            values.clear();
+            self.topic.read(p, base, (len - base.min(len)) as usize, &mut values);
+            for (i, value) in values.iter().enumerate() {
+                let offset = base + i as u64;
+                let key = key_of(value, KeyBy::Record);
+                let subtask = operator_index(key_group(key), self.parallelism);
+                let e = keys.entry(key.to_string()).or_insert((0, 0, 0, 0, 0, subtask, 0));
+                let c = u64::from(self.live[subtask].get(&Origin { partition: p, offset }).copied().unwrap_or(0));
+                if offset < self.position[p as usize] {
+                    e.0 += 1;
+                }
+                if offset < self.start[p as usize] && c == 0 {
+                    e.2 += 1;
+                }
+                e.3 += c.saturating_sub(1);
+                let origin = Origin { partition: p, offset };
+                if !self.emitted.is_empty() && c > 0 && offset < self.position[p as usize] && !self.emitted.contains(&origin) {
+                    e.6 += 1;
+                }
+            }
+        }
+        keys.iter_mut()
+            .map(|(k, e)| {
+                let state = self.published[e.5].get(k.as_str()).copied().unwrap_or(0);
+                let repeated = self.repeated.get(k).copied().unwrap_or(0);
+                (k.clone(), (e.0, state, e.2, e.3, repeated, e.6))
+            })
+            .collect()
+    }
+}
+
+/// One step of the simulated engine.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Produce records with these key indices (round-robin partitions).
+    Produce(Vec<u8>),
+    /// The sources pass up to this many records of every partition.
+    Advance(u8),
+    /// Subtask `s` applies up to `n` of the records delivered to it, in order per partition.
+    Apply { subtask: u8, n: u8, emit_twice: bool, skip_line: bool },
+    /// Subtask `s` snapshots for the open checkpoint.
+    Snapshot(u8),
+    /// The open checkpoint completes (with the sources' offsets when it was opened).
+    Complete,
+    /// A checkpoint is opened at the sources' current offsets.
+    Open,
+    /// Retention asks the auditor how far it may free the topic (the auditor seals stretches).
+    Seal,
+    /// Failure and restore: from the latest completed checkpoint, an older one, or nothing.
+    Restore { older: bool, from_nothing: bool, earliest: bool, replay_channel_state: u8 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => proptest::collection::vec(0u8..6, 1..6).prop_map(Op::Produce),
+        3 => (1u8..6).prop_map(Op::Advance),
+        5 => (0u8..2, 1u8..6, proptest::bool::weighted(0.1), proptest::bool::weighted(0.1))
+            .prop_map(|(subtask, n, emit_twice, skip_line)| Op::Apply { subtask, n, emit_twice, skip_line }),
+        2 => (0u8..2).prop_map(Op::Snapshot),
+        1 => Just(Op::Open),
+        1 => Just(Op::Complete),
+        1 => Just(Op::Seal),
+        1 => (proptest::bool::weighted(0.2), proptest::bool::weighted(0.2), any::<bool>(), 0u8..4)
+            .prop_map(|(older, from_nothing, earliest, replay_channel_state)| Op::Restore { older, from_nothing, earliest, replay_channel_state }),
+    ]
+}
+
+const PARTITIONS: u32 = 2;
+const PARALLELISM: usize = 2;
+
+/// The simulated engine: the same calls reach both auditors.
+struct Sim {
+    topic: Arc<EmbeddedTopic>,
+    real: Auditor,
+    naive: Naive,
+    attempt: u64,
+    position: Vec<u64>,
+    /// Per subtask and partition: the next offset to look at for delivery.
+    cursor: Vec<Vec<u64>>,
+    /// Per subtask and partition: records below the start replayed from channel state first.
+    replay: Vec<Vec<Vec<u64>>>,
+    counts: Vec<HashMap<Arc<str>, u64>>,
+    snapshots: HashMap<u64, Vec<HashMap<Arc<str>, u64>>>,
+    open: Option<(u64, Vec<u64>)>,
+    next_checkpoint: u64,
+    completed: Vec<(u64, Vec<u64>)>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        let topic = EmbeddedTopic::new("t", PARTITIONS, EventBus::new(Instant::now()));
+        let dyn_topic: Arc<dyn Topic> = topic.clone();
+        let mut s = Sim {
+            real: Auditor::new(true, dyn_topic.clone(), PARALLELISM, KeyBy::Record),
+            naive: Naive::new(dyn_topic, PARALLELISM),
+            topic,
+            attempt: 0,
+            position: vec![0; PARTITIONS as usize],
+            cursor: vec![vec![0; PARTITIONS as usize]; PARALLELISM],
+            replay: vec![vec![Vec::new(); PARTITIONS as usize]; PARALLELISM],
+            counts: vec![HashMap::new(); PARALLELISM],
+            snapshots: HashMap::new(),
+            open: None,
+            next_checkpoint: 1,
+            completed: Vec::new(),
+        };
+        s.deploy(vec![0; PARTITIONS as usize], None);
+        s
+    }
+
+    fn deploy(&mut self, start: Vec<u64>, checkpoint: Option<u64>) {
+        self.attempt += 1;
+        self.real.deploy(self.attempt, &start, checkpoint);
+        self.naive.deploy(self.attempt, &start, checkpoint);
+        self.position = start.clone();
+        self.counts = match checkpoint.and_then(|c| self.snapshots.get(&c)) {
+            Some(c) => c.clone(),
+            None => vec![HashMap::new(); PARALLELISM],
+        };
+        for s in 0..PARALLELISM {
+            self.cursor[s] = start.clone();
+            self.replay[s] = vec![Vec::new(); PARTITIONS as usize];
+            let entries: Vec<(Arc<str>, u64)> = self.counts[s].iter().map(|(k, v)| (k.clone(), *v)).collect();
+            self.real.restored(self.attempt, s, entries.clone());
+            self.naive.restored(s, entries);
+        }
+        self.open = None;
+    }
+
+    fn value(&self, p: u32, o: u64) -> Arc<str> {
+        let mut out = Vec::new();
+        self.topic.read(p, o, 1, &mut out);
+        out.pop().expect("record exists")
+    }
+
+    fn owner(key: &str) -> usize {
+        operator_index(key_group(key), PARALLELISM)
+    }
+
+    fn apply(&mut self, s: usize, n: usize, emit_twice: bool, skip_line: bool) {
+        let mut batch = Vec::new();
+        for _ in 0..n {
+            // Channel state first, then records in order from the cursor, this subtask's only.
+            let mut next = None;
+            for p in 0..PARTITIONS as usize {
+                if let Some(o) = self.replay[s][p].first().copied() {
+                    self.replay[s][p].remove(0);
+                    next = Some((p as u32, o));
+                    break;
+                }
+            }
+            if next.is_none() {
+                'find: for p in 0..PARTITIONS as usize {
+                    while self.cursor[s][p] < self.position[p] {
+                        let o = self.cursor[s][p];
+                        self.cursor[s][p] += 1;
+                        if Self::owner(&self.value(p as u32, o)) == s {
+                            next = Some((p as u32, o));
+                            break 'find;
+                        }
+                    }
+                }
+            }
+            let Some((p, o)) = next else { break };
+            let key = self.value(p, o);
+            let count = self.counts[s].entry(key.clone()).or_insert(0);
+            *count += 1;
+            let origin = Origin { partition: p, offset: o };
+            batch.push((origin, key.clone(), *count));
+            self.naive.applied(s, origin, &key, *count);
+            if !skip_line {
+                self.real.emitted(origin, &key);
+                self.naive.emitted(origin, &key);
+                if emit_twice {
+                    self.real.emitted(origin, &key);
+                    self.naive.emitted(origin, &key);
+                }
+            }
+        }
+        self.real.applied(self.attempt, s, &batch);
+    }
+
+    fn step(&mut self, op: &Op) {
+        match op {
+            Op::Produce(keys) => {
+                for k in keys {
+                    self.topic.produce(&format!("k{k}"), None).expect("embedded topic");
+                }
+            }
+            Op::Advance(n) => {
+                for p in 0..PARTITIONS {
+                    let to = (self.position[p as usize] + u64::from(*n)).min(self.topic.len(p));
+                    self.position[p as usize] = to;
+                    self.real.source_advanced(self.attempt, p, to);
+                    self.naive.position[p as usize] = to;
+                }
+            }
+            Op::Apply { subtask, n, emit_twice, skip_line } => self.apply(*subtask as usize, *n as usize, *emit_twice, *skip_line),
+            Op::Seal => {
+                for p in 0..PARTITIONS {
+                    // Only its side effect matters here: the figures must not change.
+                    let _ = self.real.retain_floor(p);
+                }
+            }
+            Op::Open => {
+                if self.open.is_none() {
+                    self.open = Some((self.next_checkpoint, self.position.clone()));
+                    self.next_checkpoint += 1;
+                }
+            }
+            Op::Snapshot(s) => {
+                if let Some((id, _)) = self.open.clone() {
+                    let s = *s as usize;
+                    self.real.snapshot(self.attempt, s, id);
+                    self.naive.snapshot(s, id);
+                    let n = PARALLELISM;
+                    let counts = self.counts[s].clone();
+                    self.snapshots.entry(id).or_insert_with(|| vec![HashMap::new(); n])[s] = counts;
+                }
+            }
+            Op::Complete => {
+                if let Some((id, offsets)) = self.open.take() {
+                    self.real.checkpoint_completed(id);
+                    self.naive.completed(id);
+                    self.completed.push((id, offsets));
+                }
+            }
+            Op::Restore { older, from_nothing, earliest, replay_channel_state } => {
+                let chosen = if *from_nothing {
+                    None
+                } else if *older && self.completed.len() > 1 {
+                    Some(self.completed[self.completed.len() - 2].clone())
+                } else {
+                    self.completed.last().cloned()
+                };
+                match chosen {
+                    Some((id, offsets)) => {
+                        self.deploy(offsets.clone(), Some(id));
+                        // Unaligned: a few records just below the offsets come back from channel state.
+                        for p in 0..PARTITIONS as usize {
+                            let lo = offsets[p].saturating_sub(u64::from(*replay_channel_state));
+                            for o in lo..offsets[p] {
+                                let s = Self::owner(&self.value(p as u32, o));
+                                self.replay[s][p].push(o);
+                            }
+                        }
+                    }
+                    None => {
+                        let start = (0..PARTITIONS).map(|p| if *earliest { 0 } else { self.topic.len(p) }).collect();
+                        self.deploy(start, None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn figures(v: &Verdict) -> BTreeMap<String, (u64, u64, u64, u64, u64, u64)> {
+    v.keys
+        .iter()
+        .filter(|(_, k)| k.expected + k.state + k.lost + k.overcounted + k.repeated_output + k.output_gaps > 0)
+        .map(|(k, kv)| (k.clone(), (kv.expected, kv.state, kv.lost, kv.overcounted, kv.repeated_output, kv.output_gaps)))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(200), ..ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_verdict_equals_the_per_record_reference(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut sim = Sim::new();
+        for (i, op) in ops.iter().enumerate() {
+            sim.step(op);
+            // Compare after every step, not only at the end: live figures too.
+            let real = sim.real.verdict();
+            let naive = sim.naive.verdict();
+            let naive: BTreeMap<_, _> = naive.into_iter().filter(|(_, f)| f.0 + f.1 + f.2 + f.3 + f.4 + f.5 > 0).collect();
+            prop_assert_eq!(figures(&real), naive, "after step {} ({:?})", i, op);
+            prop_assert!(real.consistent, "the simulated operator counts what it applies: {:?}", real);
+            prop_assert_eq!(real.lost, real.lost_no_checkpoint + real.lost_by_restore);
+        }
+    }
+}
+
+/// The auditor's record stays small on an exact run: one range per partition and subtask however
+/// many records pass, where the reference holds one entry per record.
+#[test]
+fn an_exact_run_costs_ranges_not_records() {
+    let mut sim = Sim::new();
+    for round in 0..200u64 {
+        sim.step(&Op::Produce((0..6).collect()));
+        sim.step(&Op::Advance(10));
+        sim.step(&Op::Apply { subtask: 0, n: 10, emit_twice: false, skip_line: false });
+        sim.step(&Op::Apply { subtask: 1, n: 10, emit_twice: false, skip_line: false });
+        if round % 20 == 0 {
+            sim.step(&Op::Open);
+            sim.step(&Op::Snapshot(0));
+            sim.step(&Op::Snapshot(1));
+            sim.step(&Op::Complete);
+        }
+    }
+    let v = sim.real.verdict();
+    assert_eq!(v.produced, 1200);
+    assert_eq!((v.expected, v.state, v.lost, v.overcounted, v.output_gaps), (1200, 1200, 0, 0, 0), "{v:?}");
+    // Live: 2 subtasks x 2 partitions; output: 2 partitions; each kept checkpoint the same as live.
+    let footprint = sim.real.footprint();
+    assert!(footprint <= 4 + 2 + 10 * 4, "{footprint} ranges for 1200 records");
+}
+
+/// Losses are attributed to their cause: a restart with no checkpoint and `latest` skips records
+/// (Flink does the same); a restore that forgets records is the engine's fault.
+#[test]
+fn losses_carry_their_cause() {
+    let mut sim = Sim::new();
+    sim.step(&Op::Produce(vec![0, 1, 2, 3]));
+    sim.step(&Op::Advance(2));
+    sim.step(&Op::Apply { subtask: 0, n: 4, emit_twice: false, skip_line: false });
+    sim.step(&Op::Apply { subtask: 1, n: 4, emit_twice: false, skip_line: false });
+    sim.step(&Op::Restore { older: false, from_nothing: true, earliest: false, replay_channel_state: 0 });
+    let v = sim.real.verdict();
+    assert_eq!((v.lost, v.lost_no_checkpoint, v.lost_by_restore), (4, 4, 0), "{v:?}");
+    // A checkpoint whose subtask 0 part misses what it applied (a broken snapshot), then restored.
+    sim.step(&Op::Produce(vec![0, 1, 2, 3, 4, 5]));
+    sim.step(&Op::Advance(3));
+    sim.step(&Op::Open);
+    sim.step(&Op::Snapshot(0));
+    sim.step(&Op::Apply { subtask: 0, n: 6, emit_twice: false, skip_line: false });
+    sim.step(&Op::Apply { subtask: 1, n: 6, emit_twice: false, skip_line: false });
+    sim.step(&Op::Snapshot(1));
+    sim.step(&Op::Complete);
+    sim.step(&Op::Restore { older: false, from_nothing: false, earliest: false, replay_channel_state: 0 });
+    let v = sim.real.verdict();
+    let naive_lost: u64 = sim.naive.verdict().values().map(|f| f.2).sum();
+    assert_eq!(v.lost, naive_lost);
+    assert!(v.lost_by_restore > 0, "{v:?}");
+    assert_eq!(v.lost_no_checkpoint, 4, "{v:?}");
+    let key = v.keys.iter().find(|(_, k)| k.lost_by_restore > 0).map(|(k, _)| k.clone()).expect("a key lost by the restore");
+    let lines = sim.real.explain(&key).lines();
+    assert!(lines.iter().any(|l| l.contains("lost") && l.contains("restored checkpoint")), "{lines:?}");
+}
