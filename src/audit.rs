@@ -201,6 +201,9 @@ pub struct KeyShadow {
     pub distinct: u64,
     pub lost_no_checkpoint: u64,
     pub lost_by_restore: u64,
+    /// The count the operator published for the key (its state as the sink sees it): in the same
+    /// entry, so that applying a record costs one lookup.
+    pub state: u64,
 }
 
 /// A record applied more than once, kept for explanations (bounded).
@@ -221,8 +224,8 @@ pub const REPEATS_KEPT: usize = 10_000;
 pub struct Shadow {
     /// Per partition: the offsets whose effect is in the state (ranges over the subtask's own records).
     pub covered: Vec<Ranges>,
-    pub keys: imbl::HashMap<Arc<str>, KeyShadow>,
-    pub repeats: imbl::Vector<Repeat>,
+    pub keys: FxHashMap<Arc<str>, KeyShadow>,
+    pub repeats: Vec<Repeat>,
     /// Per partition: below this offset every record the state does not hold is tallied lost
     /// (walked when a job was deployed), so a later deploy walks only what lies above.
     pub walked: Vec<u64>,
@@ -240,8 +243,6 @@ struct Live {
     shadow: Shadow,
     /// Per partition, this attempt's delivery run `[first applied, last applied + 1)`.
     run: Vec<Option<(u64, u64)>>,
-    /// The counts the operator published (its state as the sink sees it).
-    state: imbl::HashMap<Arc<str>, u64>,
     /// Per partition: where this attempt's sources started.
     start: Vec<u64>,
     /// Per partition, the first offset the auditor follows (where the first attempt started).
@@ -345,7 +346,6 @@ impl Auditor {
                         attempt: 0,
                         shadow: Shadow::new(partitions),
                         run: vec![None; partitions],
-                        state: imbl::HashMap::new(),
                         start: vec![0; partitions],
                         floor: vec![0; partitions],
                         restored: None,
@@ -424,7 +424,10 @@ impl Auditor {
             live.attempt = attempt;
             live.shadow = shadow;
             live.run = vec![None; start.len()];
-            live.state = imbl::HashMap::new();
+            // The operator publishes what it restored (`restored`); until then its state is empty.
+            for ks in live.shadow.keys.values_mut() {
+                ks.state = 0;
+            }
             live.start = start.to_vec();
             live.floor = baseline.clone();
             live.restored = checkpoint;
@@ -444,6 +447,10 @@ impl Auditor {
             let frontier: Vec<u64> = lives.iter().map(|l| l.shadow.walked[p].max(baseline.get(p).copied().unwrap_or(0))).collect();
             let Some(&from) = frontier.iter().min() else { continue };
             if from >= to {
+                // Nothing to walk (below the baseline nothing is followed).
+                for live in lives.iter_mut() {
+                    live.shadow.walked[p] = live.shadow.walked[p].max(to);
+                }
                 continue;
             }
             let mut reached = from;
@@ -499,7 +506,12 @@ impl Auditor {
         }
         let mut live = lock(&self.live[subtask]);
         if live.attempt == attempt {
-            live.state = entries.into_iter().collect();
+            for ks in live.shadow.keys.values_mut() {
+                ks.state = 0;
+            }
+            for (key, count) in entries {
+                live.shadow.keys.entry(key).or_default().state = count;
+            }
         }
     }
 
@@ -530,12 +542,16 @@ impl Auditor {
                 None => live.run[p] = Some((o, o + 1)),
             }
             let below_start = o < live.start[p] && o < live.shadow.walked[p] && o >= live.floor[p];
-            let ks = live.shadow.keys.entry(key.clone()).or_default();
+            let ks = match live.shadow.keys.get_mut(&**key) {
+                Some(ks) => ks,
+                None => live.shadow.keys.entry(key.clone()).or_default(),
+            };
             ks.applies += 1;
+            ks.state = *count;
             if before {
                 if live.shadow.repeats.len() < REPEATS_KEPT {
                     let rewound_to = live.start[p];
-                    live.shadow.repeats.push_back(Repeat { origin: *origin, restored: live.restored, rewound_to });
+                    live.shadow.repeats.push(Repeat { origin: *origin, restored: live.restored, rewound_to });
                 }
             } else {
                 ks.distinct += 1;
@@ -549,7 +565,6 @@ impl Auditor {
                     }
                 }
             }
-            live.state.insert(key.clone(), *count);
         }
     }
 
@@ -745,14 +760,13 @@ impl Auditor {
         struct Copy {
             shadow: Shadow,
             run: Vec<Option<(u64, u64)>>,
-            state: imbl::HashMap<Arc<str>, u64>,
         }
         let copies: Vec<Copy> = self
             .live
             .iter()
             .map(|l| {
                 let l = lock(l);
-                Copy { shadow: l.shadow.clone(), run: l.run.clone(), state: l.state.clone() }
+                Copy { shadow: l.shadow.clone(), run: l.run.clone() }
             })
             .collect();
         let (emitted, repeated, lines) = {
@@ -814,7 +828,7 @@ impl Auditor {
         }
         for (s, c) in copies.iter().enumerate() {
             for (key, ks) in c.shadow.keys.iter() {
-                let state = c.state.get(key).copied().unwrap_or(0);
+                let state = ks.state;
                 if state != ks.applies {
                     v.consistent = false;
                 }
@@ -832,13 +846,6 @@ impl Auditor {
                     subtask: s,
                 };
                 v.keys.insert(key.to_string(), kv);
-            }
-            // State the auditor never saw applied.
-            for (key, &state) in c.state.iter() {
-                if state > 0 && !c.shadow.keys.contains_key(key) {
-                    v.consistent = false;
-                    v.keys.insert(key.to_string(), KeyVerdict { state, subtask: s, ..KeyVerdict::default() });
-                }
             }
         }
         // Keys only in flight so far.

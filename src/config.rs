@@ -41,6 +41,8 @@ pub struct OptionSpec {
 }
 
 const MODES: &[&str] = &["EXACTLY_ONCE", "AT_LEAST_ONCE"];
+/// Flink 2's `ExternalizedCheckpointRetention` values.
+const RETENTIONS: &[&str] = &["NO_EXTERNALIZED_CHECKPOINTS", "RETAIN_ON_CANCELLATION", "DELETE_ON_CANCELLATION"];
 
 /// Every option ckptlab knows. `conf/ckptlab.toml` lists each with its default (checked by a test).
 pub const SCHEMA: &[OptionSpec] = &[
@@ -56,6 +58,10 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "execution.checkpointing.incremental", kind: Kind::Bool, runtime: false },
     OptionSpec { key: "execution.checkpointing.unaligned.enabled", kind: Kind::Bool, runtime: true },
     OptionSpec { key: "execution.checkpointing.aligned-checkpoint-timeout", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "execution.checkpointing.externalized-checkpoint-retention", kind: Kind::Choice(RETENTIONS), runtime: false },
+    OptionSpec { key: "execution.checkpointing.savepoint-dir", kind: Kind::Text, runtime: false },
+    OptionSpec { key: "execution.state-recovery.path", kind: Kind::Text, runtime: false },
+    OptionSpec { key: "execution.state-recovery.claim-mode", kind: Kind::Choice(&["NO_CLAIM", "CLAIM"]), runtime: false },
     OptionSpec { key: "execution.buffer-timeout.enabled", kind: Kind::Bool, runtime: true },
     OptionSpec { key: "execution.buffer-timeout.interval", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "state.backend.type", kind: Kind::Choice(&["hashmap", "rocksdb"]), runtime: false },
@@ -90,6 +96,7 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "source.group-id", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.partitions", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
     OptionSpec { key: "source.topic", kind: Kind::Text, runtime: false },
+    OptionSpec { key: "source.embedded.dir", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.auto-offset-reset", kind: Kind::Choice(&["latest", "earliest"]), runtime: true },
     OptionSpec { key: "source.embedded.retention", kind: Kind::Choice(&["unbounded", "checkpointed"]), runtime: false },
     OptionSpec { key: "ckptlab.hop-delay", kind: Kind::Duration, runtime: true },
@@ -101,7 +108,13 @@ pub const SCHEMA: &[OptionSpec] = &[
 ];
 
 /// Old spellings still accepted, with the key Flink 2.x reads instead (Flink's `withDeprecatedKeys`).
-pub const DEPRECATED_KEYS: &[(&str, &str)] = &[("execution.buffer-timeout", "execution.buffer-timeout.interval")];
+pub const DEPRECATED_KEYS: &[(&str, &str)] = &[
+    ("execution.buffer-timeout", "execution.buffer-timeout.interval"),
+    // Flink 2's CheckpointingOptions.SAVEPOINT_DIRECTORY and StateRecoveryOptions keep these.
+    ("state.savepoints.dir", "execution.checkpointing.savepoint-dir"),
+    ("execution.savepoint.path", "execution.state-recovery.path"),
+    ("execution.savepoint-restore-mode", "execution.state-recovery.claim-mode"),
+];
 
 /// The key an option is stored under: the Flink 2.x name for a deprecated spelling.
 pub fn canonical_key(key: &str) -> &str {
@@ -333,6 +346,19 @@ impl ConfigLayers {
                     .into(),
             ));
         }
+        let savepoint_text = r.text("execution.checkpointing.savepoint-dir")?;
+        let savepoint_dir = savepoint_dir(&savepoint_text).map_err(|message| r.bad("execution.checkpointing.savepoint-dir", message))?;
+        let recovery_text = r.text("execution.state-recovery.path")?;
+        let recovery_path = match recovery_text.trim() {
+            "" => None,
+            t => Some(PathBuf::from(t.strip_prefix("file://").unwrap_or(t))),
+        };
+        let embedded_text = r.text("source.embedded.dir")?;
+        let embedded_dir = match embedded_text.trim() {
+            "" => None,
+            t if t.contains("://") => return Err(r.bad("source.embedded.dir", "a local directory is needed here (no URI scheme); \"\" keeps the topic in memory".into())),
+            t => Some(PathBuf::from(t)),
+        };
         let tmp_text = r.text("taskmanager.tmp-dirs")?;
         let tm_dir = local_dir(&tmp_text).map_err(|message| r.bad("taskmanager.tmp-dirs", message))?;
         Ok(Config {
@@ -349,6 +375,19 @@ impl ConfigLayers {
                 incremental: r.bool("execution.checkpointing.incremental")?,
                 unaligned,
                 aligned_timeout: r.duration("execution.checkpointing.aligned-checkpoint-timeout")?,
+                retention: match r.choice("execution.checkpointing.externalized-checkpoint-retention")?.as_str() {
+                    "RETAIN_ON_CANCELLATION" => Retention::RetainOnCancellation,
+                    "DELETE_ON_CANCELLATION" => Retention::DeleteOnCancellation,
+                    _ => Retention::NoExternalizedCheckpoints,
+                },
+                savepoint_dir,
+            },
+            recovery: RecoveryConfig {
+                path: recovery_path,
+                claim: match r.choice("execution.state-recovery.claim-mode")?.as_str() {
+                    "CLAIM" => ClaimMode::Claim,
+                    _ => ClaimMode::NoClaim,
+                },
             },
             buffer_timeout,
             backend,
@@ -394,6 +433,7 @@ impl ConfigLayers {
                 },
                 partitions: r.int("source.partitions")? as u32,
                 topic: r.text("source.topic")?,
+                embedded_dir,
                 offset_reset: match r.choice("source.auto-offset-reset")?.as_str() {
                     "earliest" => OffsetReset::Earliest,
                     _ => OffsetReset::Latest,
@@ -609,6 +649,13 @@ fn local_dir(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(t))
 }
 
+fn savepoint_dir(text: &str) -> Result<PathBuf, String> {
+    if text.trim().is_empty() {
+        return Ok(crate::workdir::home().join("savepoints"));
+    }
+    checkpoint_dir(text)
+}
+
 fn checkpoint_dir(text: &str) -> Result<PathBuf, String> {
     let t = text.trim();
     if t.is_empty() {
@@ -706,6 +753,73 @@ pub struct CheckpointingConfig {
     /// `execution.checkpointing.aligned-checkpoint-timeout`: with unaligned enabled, a
     /// checkpoint starts aligned and switches after this long (zero: unaligned from the start).
     pub aligned_timeout: Duration,
+    /// `execution.checkpointing.externalized-checkpoint-retention`: what happens to the job's
+    /// checkpoints when it ends.
+    pub retention: Retention,
+    /// `execution.checkpointing.savepoint-dir` (Flink has no default; ckptlab's is its private
+    /// directory's `savepoints/`).
+    pub savepoint_dir: PathBuf,
+}
+
+/// Flink 2's `ExternalizedCheckpointRetention`: whether a job's checkpoints outlive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Retention {
+    /// Flink's default: checkpoints are deleted whenever the job ends.
+    NoExternalizedCheckpoints,
+    /// Kept when the job is cancelled (quit, end of `ckptlab run`) or fails.
+    RetainOnCancellation,
+    /// Deleted when the job is cancelled, kept when it fails.
+    DeleteOnCancellation,
+}
+
+impl Retention {
+    pub fn flink_name(self) -> &'static str {
+        match self {
+            Retention::NoExternalizedCheckpoints => "NO_EXTERNALIZED_CHECKPOINTS",
+            Retention::RetainOnCancellation => "RETAIN_ON_CANCELLATION",
+            Retention::DeleteOnCancellation => "DELETE_ON_CANCELLATION",
+        }
+    }
+
+    /// Whether the checkpoints stay when the job ends in `status` (Flink's CheckpointProperties:
+    /// a FINISHED job discards them under every policy).
+    pub fn keeps(self, failed: bool, finished: bool) -> bool {
+        match self {
+            _ if finished => false,
+            Retention::NoExternalizedCheckpoints => false,
+            Retention::RetainOnCancellation => true,
+            Retention::DeleteOnCancellation => failed,
+        }
+    }
+}
+
+/// Flink 2's `RecoveryClaimMode` (`execution.state-recovery.claim-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClaimMode {
+    /// Flink's default: the restored snapshot stays the user's; nothing of the new job depends on
+    /// its files (the first checkpoint is a full one) and ckptlab never deletes it.
+    NoClaim,
+    /// The job owns the restored checkpoint and deletes it once newer ones subsume it.
+    Claim,
+}
+
+impl ClaimMode {
+    pub fn flink_name(self) -> &'static str {
+        match self {
+            ClaimMode::NoClaim => "NO_CLAIM",
+            ClaimMode::Claim => "CLAIM",
+        }
+    }
+}
+
+/// `execution.state-recovery.*`: where the job starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryConfig {
+    /// `execution.state-recovery.path` (`--restore`): a retained checkpoint or a savepoint.
+    pub path: Option<PathBuf>,
+    pub claim: ClaimMode,
 }
 
 impl CheckpointingConfig {
@@ -778,6 +892,9 @@ pub struct SourceConfig {
     pub partitions: u32,
     pub topic: String,
     pub offset_reset: OffsetReset,
+    /// `source.embedded.dir`: the embedded topic kept as one append-only file per partition
+    /// (`None`: in memory).
+    pub embedded_dir: Option<PathBuf>,
     /// What the embedded topic keeps (`source.embedded.retention`).
     pub retention: crate::connectors::topic::Retention,
 }
@@ -800,6 +917,7 @@ pub struct LabConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub checkpointing: CheckpointingConfig,
+    pub recovery: RecoveryConfig,
     /// The flush timeout of partly filled buffers ([`BUFFER_TIMEOUT_DISABLED`] when
     /// `execution.buffer-timeout.enabled = false`).
     pub buffer_timeout: Duration,

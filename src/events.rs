@@ -58,6 +58,40 @@ pub enum Event {
     JobFailed {
         reason: String,
     },
+    /// The job ended on purpose (stop-with-savepoint): FINISHED.
+    JobFinished {
+        reason: String,
+    },
+    /// The job starts from a snapshot of another run (`execution.state-recovery.path`).
+    RestoredFromSnapshot {
+        path: String,
+        checkpoint: u64,
+        /// `checkpoint` or `savepoint`.
+        kind: String,
+        from_parallelism: usize,
+        to_parallelism: usize,
+        claim_mode: String,
+        note: String,
+    },
+    SavepointTriggered {
+        checkpoint: u64,
+        path: String,
+        stop: bool,
+    },
+    SavepointCompleted {
+        checkpoint: u64,
+        path: String,
+        bytes: u64,
+    },
+    SavepointFailed {
+        checkpoint: u64,
+        reason: String,
+    },
+    /// The job ended and `externalized-checkpoint-retention` kept these checkpoints.
+    CheckpointsRetained {
+        retention: String,
+        paths: Vec<String>,
+    },
     StateRestored {
         checkpoint: Option<u64>,
         offsets: Vec<(u32, u64)>,
@@ -233,6 +267,24 @@ impl Event {
             Event::TopicStatus { message: Some(m) } => format!("topic: {m}"),
             Event::TopicStatus { message: None } => "topic: reachable again".into(),
             Event::BackendSwitched { from, to, note, .. } => format!("state backend {from} -> {to}: {note}"),
+            Event::JobFinished { reason } => format!("job FINISHED: {reason}"),
+            Event::RestoredFromSnapshot { path, checkpoint, kind, from_parallelism, to_parallelism, claim_mode, note } => {
+                let scale = if from_parallelism == to_parallelism {
+                    format!("parallelism {to_parallelism}")
+                } else {
+                    format!("parallelism {from_parallelism} -> {to_parallelism}")
+                };
+                format!("restored from {path} ({kind} {checkpoint}, {scale}, {claim_mode}){}", note_text(note))
+            }
+            Event::SavepointTriggered { checkpoint, path, stop } => {
+                format!("{} {checkpoint} triggered into {path}", if *stop { "stop-with-savepoint" } else { "savepoint" })
+            }
+            Event::SavepointCompleted { checkpoint, path, bytes } => {
+                format!("savepoint {checkpoint} completed: {path} ({})", crate::duration::format_size(*bytes))
+            }
+            Event::SavepointFailed { checkpoint, reason } => format!("savepoint {checkpoint} failed: {reason}"),
+            Event::CheckpointsRetained { retention, paths } if paths.is_empty() => format!("{retention}: no completed checkpoint to keep"),
+            Event::CheckpointsRetained { retention, paths } => format!("{retention}: kept {}", paths.join(", ")),
             Event::GeneratorStarted { rate, duration_ms } => format!("generator: {rate} records/s for {duration_ms} ms"),
             Event::GeneratorFinished { produced } => format!("generator finished ({produced} records)"),
             Event::GeneratorStopped { produced, reason } => format!("generator stopped after {produced} records: {reason}"),

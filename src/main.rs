@@ -39,6 +39,9 @@ struct Cli {
     /// Write every engine event as a JSON line to FILE.
     #[arg(long, global = true, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Start the job from a retained checkpoint or a savepoint (execution.state-recovery.path), at any parallelism.
+    #[arg(long, global = true, value_name = "PATH")]
+    restore: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -60,6 +63,8 @@ enum Cmd {
     Bench(ckptlab::bench::BenchArgs),
     /// Run the seed tutorial's experiments headless, one after another, with their verdicts.
     Tour,
+    /// Show what is inside a retained checkpoint or a savepoint (offsets, key groups, entries, sizes).
+    Inspect(ckptlab::inspect::InspectArgs),
 }
 
 /// Distinct checkpoint failure reasons `ckptlab run` prints under its table.
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
                 }
             },
             Some(Cmd::Tour) => tour(&cli).await,
+            Some(Cmd::Inspect(ref args)) => ckptlab::inspect::main(args),
             None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => workbench(&cli, launched).await,
             None => {
                 println!("ckptlab: not on a terminal, so no workbench: running the headless tour instead (`ckptlab tour`).\n");
@@ -138,6 +144,10 @@ fn base_layers(cli: &Cli, scenario: Option<&Scenario>) -> Result<ConfigLayers, S
         for (k, v) in kafka_shorthand(servers) {
             layers.set_value(k, toml::Value::String(v), "--kafka").map_err(|e| e.to_string())?;
         }
+    }
+    if let Some(path) = &cli.restore {
+        let text = path.to_string_lossy().into_owned();
+        layers.set_value("execution.state-recovery.path", toml::Value::String(text), "--restore").map_err(|e| e.to_string())?;
     }
     if let Some(topic) = &cli.topic {
         layers.set_value("source.topic", toml::Value::String(topic.clone()), "--topic").map_err(|e| e.to_string())?;

@@ -54,6 +54,8 @@ pub enum AwaitCondition {
     Running,
     CaughtUp,
     Failed,
+    /// The job was stopped with a savepoint.
+    Finished,
 }
 
 impl AwaitCondition {
@@ -63,6 +65,7 @@ impl AwaitCondition {
             "running" => AwaitCondition::Running,
             "caught-up" => AwaitCondition::CaughtUp,
             "failed" => AwaitCondition::Failed,
+            "finished" => AwaitCondition::Finished,
             _ => return None,
         })
     }
@@ -73,6 +76,7 @@ impl AwaitCondition {
             AwaitCondition::Running => "running",
             AwaitCondition::CaughtUp => "caught-up",
             AwaitCondition::Failed => "failed",
+            AwaitCondition::Finished => "finished",
         }
     }
 }
@@ -170,6 +174,8 @@ pub enum Action {
     Await { condition: AwaitCondition, timeout: Duration },
     Expect { key: Option<String>, checks: Vec<(String, Comparison)> },
     Resubmit,
+    /// Take a savepoint and wait for it (`stop`: stop-with-savepoint, the job ends FINISHED).
+    Savepoint { stop: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,7 +205,8 @@ struct RawScenario {
     steps: Vec<toml::Spanned<toml::Table>>,
 }
 
-const ACTIONS: &[&str] = &["produce", "generate", "kill", "start", "checkpoint", "set", "wait", "await", "expect", "resubmit"];
+const ACTIONS: &[&str] =
+    &["produce", "generate", "kill", "start", "checkpoint", "savepoint", "stop-with-savepoint", "set", "wait", "await", "expect", "resubmit"];
 
 impl Scenario {
     /// Reads a scenario file.
@@ -364,6 +371,14 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             toml::Value::Boolean(true) => Action::Checkpoint,
             _ => return Err("write `checkpoint = true` to trigger a checkpoint now".into()),
         },
+        "savepoint" => match v {
+            toml::Value::Boolean(true) => Action::Savepoint { stop: false },
+            _ => return Err("write `savepoint = true` to take a savepoint now (into execution.checkpointing.savepoint-dir)".into()),
+        },
+        "stop-with-savepoint" => match v {
+            toml::Value::Boolean(true) => Action::Savepoint { stop: true },
+            _ => return Err("write `stop-with-savepoint = true` to take a savepoint and stop the job".into()),
+        },
         "resubmit" => match v {
             toml::Value::Boolean(true) => Action::Resubmit,
             _ => return Err("write `resubmit = true` to submit a FAILED job again".into()),
@@ -393,7 +408,7 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
         "await" => {
             let name = v.as_str().ok_or("`await` takes a condition name")?;
             let condition = AwaitCondition::parse(name)
-                .ok_or_else(|| format!("unknown await condition `{name}`; allowed: checkpoint-completed, running, caught-up, failed"))?;
+                .ok_or_else(|| format!("unknown await condition `{name}`; allowed: checkpoint-completed, running, caught-up, failed, finished"))?;
             let timeout = match t.get("timeout") {
                 Some(x) => duration_value(x, "timeout")?,
                 None => DEFAULT_AWAIT_TIMEOUT,
@@ -480,6 +495,15 @@ pub struct RunReport {
     pub restarts: u64,
     pub status: String,
     pub duration_ms: u64,
+    /// Directories of the savepoints the run took.
+    #[serde(default)]
+    pub savepoints: Vec<String>,
+    /// The job's id: its checkpoints are `<execution.checkpointing.dir>/<job_id>/chk-<n>`.
+    #[serde(default)]
+    pub job_id: String,
+    /// The snapshot the run was started from (`--restore`), and what the verdict covers then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<crate::cluster::RestoreSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -539,6 +563,11 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
     // A command the engine refuses (a TM that is not there, a checkpoint that cannot be taken)
     // fails the step that gave it: a step that silently does nothing must not pass.
     let mut refusals = Refusals { events: engine.events().subscribe(), issued: HashMap::new() };
+    let mut savepoints = Vec::new();
+    if let Some(r) = engine.restored_from() {
+        narrate(format!("   {}", r.headline()));
+        narrate(format!("   verdict scope: {}", r.verdict_scope));
+    }
     // As in the seed, the job is submitted and running before the first record is typed.
     if !await_condition(engine, AwaitCondition::Running, DEFAULT_AWAIT_TIMEOUT).await {
         failures.push("the job did not start running within 30s".to_string());
@@ -585,6 +614,16 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
             Action::Resubmit => {
                 narrate(format!("{at} resubmit the job"));
                 engine.command(Command::Resubmit);
+            }
+            Action::Savepoint { stop } => {
+                narrate(format!("{at} {}", if *stop { "stop with a savepoint" } else { "take a savepoint" }));
+                match savepoint(engine, *stop).await {
+                    Ok(path) => {
+                        narrate(format!("{at} savepoint completed: {path}"));
+                        savepoints.push(path);
+                    }
+                    Err(reason) => failures.push(format!("line {}: {}: {reason}", step.line, if *stop { "stop-with-savepoint" } else { "savepoint" })),
+                }
             }
             Action::Set(pairs) => {
                 for (k, v) in pairs {
@@ -657,6 +696,16 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
     }
     // Commands of the last steps are answered after them.
     tokio::time::sleep(SETTLE).await;
+    let cfg = engine.config();
+    if cfg.checkpointing.retention != crate::config::Retention::NoExternalizedCheckpoints
+        && cfg.checkpointing.storage == crate::config::StorageKind::Filesystem
+    {
+        narrate(format!(
+            "   {}: when the job ends its retained checkpoints stay in {} (ckptlab run --restore that directory resumes from the newest)",
+            cfg.checkpointing.retention.flink_name(),
+            cfg.checkpointing.dir.join(engine.job_id()).display()
+        ));
+    }
     refusals.drain(&mut failures);
     let view = engine.view(true);
     if view.verdict.as_ref().is_some_and(|v| !v.consistent) {
@@ -675,6 +724,38 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
         restarts: view.restarts,
         status: view.status.label().to_string(),
         duration_ms: started.elapsed().as_millis() as u64,
+        savepoints,
+        job_id: engine.job_id().to_string(),
+        restored_from: engine.restored_from().cloned(),
+    }
+}
+
+/// Takes a savepoint and waits for its outcome (as `flink savepoint` does); a stop-with-savepoint
+/// also waits for the job to be FINISHED. Returns the savepoint's directory.
+async fn savepoint(engine: &Engine, stop: bool) -> Result<String, String> {
+    let mut events = engine.events().subscribe();
+    engine.command(Command::TriggerSavepoint { stop });
+    let deadline = Instant::now() + DEFAULT_AWAIT_TIMEOUT;
+    let mut mine = None;
+    let mut done = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(e)) = tokio::time::timeout(left, events.recv()).await else {
+            return Err(format!("no outcome within {}", format_duration(DEFAULT_AWAIT_TIMEOUT)));
+        };
+        match e.event {
+            Event::SavepointTriggered { checkpoint, .. } if mine.is_none() => mine = Some(checkpoint),
+            Event::CheckpointTriggerRefused { reason } if mine.is_none() => return Err(reason),
+            Event::SavepointFailed { checkpoint, reason } if mine == Some(checkpoint) => return Err(reason),
+            Event::SavepointCompleted { checkpoint, path, .. } if mine == Some(checkpoint) => {
+                if !stop {
+                    return Ok(path);
+                }
+                done = Some(path);
+            }
+            Event::JobFinished { .. } if done.is_some() => return Ok(done.unwrap_or_default()),
+            _ => {}
+        }
     }
 }
 
@@ -716,7 +797,7 @@ impl Action {
             Action::Kill(_) => vec!["kill".into()],
             Action::Start(_) => vec!["start".into()],
             Action::Resubmit => vec!["resubmit".into()],
-            Action::Checkpoint => vec!["checkpoint".into()],
+            Action::Checkpoint | Action::Savepoint { .. } => vec!["checkpoint".into()],
             Action::Generate(_) => vec!["generate".into()],
             Action::Set(pairs) => pairs.iter().map(|(k, _)| k.clone()).collect(),
             Action::Produce { .. } | Action::Wait(_) | Action::Await { .. } | Action::Expect { .. } => Vec::new(),
@@ -745,6 +826,7 @@ pub async fn await_condition(engine: &Engine, condition: AwaitCondition, timeout
             AwaitCondition::Running => engine.all_tasks_running(),
             AwaitCondition::CaughtUp => engine.caught_up(),
             AwaitCondition::Failed => engine.status() == JobStatus::Failed,
+            AwaitCondition::Finished => engine.status() == JobStatus::Finished,
         };
         if ok {
             return true;

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::failure::CheckpointFailureReason;
 use super::task::{PersistedRecord, SnapshotStats, TaskId, TaskState};
 use crate::config::CheckpointMode;
-use crate::state::storage::{CheckpointMetadata, StagedLine, TaskChannelState};
+use crate::state::storage::{CheckpointMetadata, SnapshotKind, StagedLine, TaskChannelState};
 use crate::state::StateHandle;
 
 /// Lines of history kept for the checkpoints pane.
@@ -62,6 +62,9 @@ pub struct PendingCheckpoint {
     pub acks: HashMap<TaskId, (TaskState, SnapshotStats)>,
     pub channel_state: Vec<TaskChannelState>,
     pub expected: Vec<TaskId>,
+    /// A savepoint travels as a checkpoint with its own barrier; only where it is written and
+    /// what completing it does differ.
+    pub kind: SnapshotKind,
 }
 
 impl PendingCheckpoint {
@@ -75,6 +78,17 @@ impl PendingCheckpoint {
 #[derive(Debug, Clone)]
 pub struct CompletedCheckpoint {
     pub metadata: CheckpointMetadata,
+    /// A snapshot the job was started from (`execution.state-recovery.path`), which lies outside
+    /// this job's directory; `None`: one of this job's own checkpoints.
+    pub external: Option<ExternalSnapshot>,
+}
+
+/// Where a restored snapshot lives and whether the job owns it (Flink's claim mode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalSnapshot {
+    pub dir: std::path::PathBuf,
+    /// CLAIM: the job deletes it once subsumed; NO_CLAIM: never touched.
+    pub owned: bool,
 }
 
 /// Counts shown beside the history.
@@ -135,8 +149,33 @@ impl CheckpointCoordinator {
             acks: HashMap::new(),
             channel_state: Vec::new(),
             expected,
+            kind: SnapshotKind::Checkpoint,
         });
         id
+    }
+
+    /// Registers a pending savepoint (a checkpoint written elsewhere, in canonical form).
+    pub fn begin_savepoint(&mut self, mode: CheckpointMode, now: Instant, now_ms: u64, expected: Vec<TaskId>) -> u64 {
+        let id = self.begin(mode, now, now_ms, expected);
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.kind = SnapshotKind::Savepoint;
+        }
+        id
+    }
+
+    /// The job starts from a snapshot of another run: it becomes the checkpoint a failover
+    /// restores until this job completes one of its own (as Flink adds it to the completed
+    /// checkpoint store), and checkpoint ids go on after it.
+    pub fn restore_external(&mut self, metadata: CheckpointMetadata, external: ExternalSnapshot) {
+        self.next_id = self.next_id.max(metadata.checkpoint + 1);
+        self.retained.push_back(CompletedCheckpoint { metadata, external: Some(external) });
+    }
+
+    /// A savepoint completed: counted and shown, never retained for failover (Flink 2 does not
+    /// recover from savepoints it took), never deleted.
+    pub fn record_savepoint(&mut self, completion: Completion) {
+        self.counts.completed += 1;
+        self.push_history(completion.stats);
     }
 
     /// Whether a checkpoint may be triggered now: Flink triggers only when every task of the job
@@ -225,6 +264,9 @@ impl CheckpointCoordinator {
         let metadata = CheckpointMetadata {
             job_id: job_id.to_string(),
             checkpoint: id,
+            kind: p.kind,
+            completed_at_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            job: None,
             mode: p.mode,
             offsets: offsets.clone(),
             keyed: keyed.into_iter().map(|(_, h)| h).collect(),
@@ -251,16 +293,16 @@ impl CheckpointCoordinator {
     }
 
     /// Records a completed checkpoint; returns the checkpoints no longer retained.
-    pub fn retain(&mut self, completion: Completion, num_retained: usize, now: Instant) -> Vec<CheckpointMetadata> {
+    pub fn retain(&mut self, completion: Completion, num_retained: usize, now: Instant) -> Vec<CompletedCheckpoint> {
         self.counts.completed += 1;
         self.consecutive_failures = 0;
         self.last_completion = Some(now);
         self.push_history(completion.stats);
-        self.retained.push_back(CompletedCheckpoint { metadata: completion.metadata });
+        self.retained.push_back(CompletedCheckpoint { metadata: completion.metadata, external: None });
         let mut dropped = Vec::new();
         while self.retained.len() > num_retained {
             if let Some(old) = self.retained.pop_front() {
-                dropped.push(old.metadata);
+                dropped.push(old);
             }
         }
         dropped
@@ -381,7 +423,7 @@ mod tests {
             let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
             ack_all(&mut c, id);
             let done = c.complete(id, "job", now).unwrap();
-            dropped.extend(c.retain(done, 2, now).into_iter().map(|m| m.checkpoint));
+            dropped.extend(c.retain(done, 2, now).into_iter().map(|m| m.metadata.checkpoint));
         }
         assert_eq!(dropped, vec![1]);
         assert_eq!(c.retained.iter().map(|r| r.metadata.checkpoint).collect::<Vec<_>>(), vec![2, 3]);

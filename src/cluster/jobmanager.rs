@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use super::channel::{channel, ChannelStats};
 use super::coordinator::{AckOutcome, CheckpointCoordinator};
-use super::counter::Counter;
+use super::coordinator::{CompletedCheckpoint, ExternalSnapshot};
+use super::counter::{AuditBaseline, AuditScope, Counter};
 use super::element::Barrier;
 use super::failure::{CheckpointFailureReason, FailureCause};
 use super::gate::InputGate;
@@ -51,6 +52,17 @@ pub enum Command {
     /// Switch the state backend by the seed's name (memory, fs, rocksdb): the job restarts at
     /// once from its latest checkpoint, read into the new backend.
     SwitchBackend(String),
+    /// Take a savepoint into `execution.checkpointing.savepoint-dir`; `stop`: then stop the job
+    /// (Flink's stop-with-savepoint: the job ends FINISHED).
+    TriggerSavepoint { stop: bool },
+}
+
+/// The snapshot of another run this job was started from (`execution.state-recovery.path`).
+#[derive(Debug, Clone)]
+pub struct RestoredFrom {
+    /// The path as the user gave it.
+    pub path: String,
+    pub found: crate::state::storage::FoundSnapshot,
 }
 
 /// One task manager process. A TM started again under the name of one that died and is not yet
@@ -205,7 +217,19 @@ pub(crate) struct JobManager {
     tm_root: PathBuf,
     reports_tx: mpsc::UnboundedSender<TaskReport>,
     reports_rx: mpsc::UnboundedReceiver<TaskReport>,
+    /// The snapshot of another run this job started from.
+    restored_from: Option<RestoredFrom>,
+    /// Its counts, which the verdict takes as given (the auditor saw none of their records).
+    audit_baseline: Option<Arc<AuditBaseline>>,
+    /// Savepoints in flight, and whether the job stops once each completes.
+    savepoints: std::collections::HashMap<u64, bool>,
+    /// A stop-with-savepoint completed: the job ends FINISHED at this time, once its tasks had
+    /// a moment to handle notifyCheckpointComplete (a transactional sink commits then).
+    finish_at: Option<Instant>,
 }
+
+/// How long tasks get to handle the completion of a stop-with-savepoint before they are stopped.
+const STOP_GRACE: Duration = Duration::from_millis(100);
 
 /// Runs blocking file or network I/O of the JobManager (fsync of `_metadata`, deleting
 /// checkpoints, Kafka offset commits) without holding a runtime worker: on the multi-threaded
@@ -236,10 +260,18 @@ impl JobManager {
         auditor: Arc<Auditor>,
         output: Arc<Mutex<VecDeque<OutputLine>>>,
         snapshot: Arc<Mutex<JmSnapshot>>,
+        restored_from: Option<RestoredFrom>,
     ) -> Self {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-        let storage =
-            Arc::new(CheckpointStorage::new(cfg.checkpointing.storage, &cfg.checkpointing.dir, &job_id, cfg.lab.jobmanager_max_state_size));
+        let storage = Arc::new(
+            CheckpointStorage::new(cfg.checkpointing.storage, &cfg.checkpointing.dir, &job_id, cfg.lab.jobmanager_max_state_size)
+                .with_savepoint_dir(&cfg.checkpointing.savepoint_dir),
+        );
+        let mut coord = CheckpointCoordinator::new();
+        if let Some(r) = &restored_from {
+            let owned = cfg.recovery.claim == crate::config::ClaimMode::Claim;
+            coord.restore_external(r.found.metadata.clone(), ExternalSnapshot { dir: r.found.dir.clone(), owned });
+        }
         let tms = (1..=cfg.taskmanagers)
             .map(|i| TaskManagerState::new(super::taskmanager::name(i), 1, cfg.slots_per_tm))
             .collect();
@@ -274,12 +306,16 @@ impl JobManager {
             deploy_failure: None,
             last_progress: None,
             waiting_since: None,
-            coord: CheckpointCoordinator::new(),
+            coord,
             trigger_base: Instant::now(),
             next_trigger: None,
             queued_trigger: false,
             reports_tx,
             reports_rx,
+            audit_baseline: restored_from.as_ref().map(|_| Arc::default()),
+            restored_from,
+            savepoints: std::collections::HashMap::new(),
+            finish_at: None,
         }
     }
 
@@ -296,6 +332,25 @@ impl JobManager {
             });
         }
         self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
+        if let Some(r) = &self.restored_from {
+            let m = &r.found.metadata;
+            let from_parallelism = m.job.as_ref().map_or(m.keyed.len(), |j| j.parallelism);
+            let mut note = String::from(
+                "the verdict judges from the restored point on: the restored counts are taken as given, and only records after its offsets are checked",
+            );
+            if from_parallelism != self.cfg.job.parallelism {
+                note.push_str("; key groups redistributed to the new subtasks, source offsets follow their partitions");
+            }
+            self.events.publish(Event::RestoredFromSnapshot {
+                path: r.path.clone(),
+                checkpoint: m.checkpoint,
+                kind: m.kind.label().into(),
+                from_parallelism,
+                to_parallelism: self.cfg.job.parallelism,
+                claim_mode: self.cfg.recovery.claim.flink_name().into(),
+                note,
+            });
+        }
         self.try_deploy();
         self.publish();
         loop {
@@ -324,8 +379,29 @@ impl JobManager {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // The job ends (cancelled): with NO_EXTERNALIZED_CHECKPOINTS, Flink's default, its
-        // checkpoints are discarded with it.
+        // The job ends: cancelled (quit, end of `ckptlab run`), FAILED, or FINISHED (stopped with
+        // a savepoint). `externalized-checkpoint-retention` decides whether its checkpoints stay.
+        let keep = self.cfg.checkpointing.retention.keeps(self.status == JobStatus::Failed, self.status == JobStatus::Finished);
+        for id in std::mem::take(&mut self.savepoints).into_keys() {
+            off_worker(|| self.storage.end_savepoint(id, true));
+        }
+        if keep {
+            let own: Vec<_> = self.coord.retained.iter().filter(|c| c.external.is_none()).map(|c| c.metadata.clone()).collect();
+            // Aborted tasks' snapshot writes may still be finishing: let them end first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let kept = off_worker(|| self.storage.keep_retained(&own));
+            self.events.publish(Event::CheckpointsRetained {
+                retention: self.cfg.checkpointing.retention.flink_name().into(),
+                paths: kept.iter().map(|p| p.display().to_string()).collect(),
+            });
+            return;
+        }
+        // A claimed snapshot belongs to the job, and goes with its checkpoints.
+        for c in std::mem::take(&mut self.coord.retained) {
+            if c.external.as_ref().is_some_and(|e| e.owned) {
+                self.drop_checkpoint(&c);
+            }
+        }
         // (A snapshot write of an aborted task may still be cleaning up there: tried again too.)
         for _ in 0..TM_ROOT_REMOVAL_TRIES {
             off_worker(|| self.storage.discard_job());
@@ -354,6 +430,7 @@ impl JobManager {
             deadlines.extend(self.next_trigger);
         }
         deadlines.extend(self.coord.next_expiry(self.cfg.checkpointing.timeout));
+        deadlines.extend(self.finish_at);
         deadlines.into_iter().min()
     }
 
@@ -381,6 +458,12 @@ impl JobManager {
             self.restart_at = None;
             self.try_deploy();
         }
+        if self.finish_at.is_some_and(|f| f <= now) {
+            self.finish_at = None;
+            self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job stopped with a savepoint".into() });
+            self.status = JobStatus::Finished;
+            self.events.publish(Event::JobFinished { reason: "stopped with a savepoint".into() });
+        }
         let timeout = self.cfg.checkpointing.timeout;
         let expired: Vec<u64> = self.coord.pending.values().filter(|p| p.triggered + timeout <= now).map(|p| p.id).collect();
         for id in expired {
@@ -402,6 +485,7 @@ impl JobManager {
             Command::Set { key, value } => self.set(&key, &value),
             Command::Resubmit => self.resubmit(),
             Command::SwitchBackend(name) => self.switch_backend(&name),
+            Command::TriggerSavepoint { stop } => self.trigger_savepoint(stop),
         }
     }
 
@@ -568,8 +652,10 @@ impl JobManager {
         }
         // A resubmitted job is a new job: it sees none of the old one's checkpoints.
         for c in std::mem::take(&mut self.coord.retained) {
-            self.drop_checkpoint(&c.metadata);
+            self.drop_checkpoint(&c);
         }
+        // Nor the snapshot it was restored from: the verdict covers everything again.
+        self.audit_baseline = None;
         self.restart = RestartState::default();
         self.failure = None;
         self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
@@ -631,6 +717,20 @@ impl JobManager {
         if !self.coord.is_retained(checkpoint) && !self.coord.pending.contains_key(&checkpoint) {
             // The checkpoint is neither complete nor running: its whole directory is garbage.
             off_worker(|| self.storage.discard(checkpoint));
+            // A failed savepoint's directory was deleted already; a late write may have made it
+            // again (RocksDB's upload creates its directory): without `_metadata` it goes.
+            let written = match &handle {
+                crate::state::StateHandle::File { path, .. } => Some(path.clone()),
+                crate::state::StateHandle::RocksDb { dir, .. } => Some(dir.clone()),
+                crate::state::StateHandle::Memory { .. } => None,
+            };
+            let root = self.storage.savepoint_dir.clone();
+            let savepoint = written.and_then(|p| p.strip_prefix(&root).ok().and_then(|r| r.components().next()).map(|c| root.join(c)));
+            if let Some(dir) = savepoint.filter(|d| !d.join(crate::state::storage::METADATA).exists()) {
+                off_worker(|| {
+                    let _ = crate::workdir::remove_tree_under(&root, &dir);
+                });
+            }
         }
         off_worker(|| self.shared.discard_unregistered(std::slice::from_ref(&handle)));
         self.events.publish(Event::CheckpointAckDiscarded { checkpoint, task: task.to_string() });
@@ -694,9 +794,73 @@ impl JobManager {
         self.schedule_next_trigger();
     }
 
+    /// Takes a savepoint (Flink's canonical format) through the same barriers as a checkpoint,
+    /// always aligned, as Flink's savepoints; works with periodic checkpointing off too.
+    fn trigger_savepoint(&mut self, stop: bool) {
+        let refuse = |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason: format!("savepoint: {reason}") });
+        if self.status != JobStatus::Running || self.finish_at.is_some() {
+            let status = if self.finish_at.is_some() { "stopping" } else { self.status.label() };
+            return refuse(self, format!("the job is {status}"));
+        }
+        if stop && self.savepoints.values().any(|s| *s) {
+            return refuse(self, "a stop-with-savepoint is already in progress".into());
+        }
+        let Some(d) = &self.deployment else { return refuse(self, "no job is deployed".into()) };
+        if let Err(reason) = CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running) {
+            return refuse(self, format!("{} ({})", reason, reason.flink_name()));
+        }
+        let mode = self.cfg.checkpointing.mode;
+        let id = self.coord.begin_savepoint(mode, Instant::now(), self.now_ms(), d.expected_tasks());
+        match off_worker(|| self.storage.begin_savepoint(id, &self.job_id)) {
+            Ok(dir) => {
+                self.savepoints.insert(id, stop);
+                self.events.publish(Event::SavepointTriggered { checkpoint: id, path: dir.display().to_string(), stop });
+            }
+            Err(e) => return self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() }),
+        }
+        let barrier = Barrier { checkpoint: id, options: super::element::CheckpointOptions::new(mode) };
+        if let Some(d) = &self.deployment {
+            d.tell_sources(TaskControl::TriggerCheckpoint(barrier));
+        }
+    }
+
+    /// Every task acknowledged a savepoint: `_metadata` goes beside its files, and that is all.
+    /// Flink 2 neither recovers from a savepoint it took nor commits side effects for one
+    /// (FLIP-193), except a stop-with-savepoint, after which the job ends FINISHED.
+    fn complete_savepoint(&mut self, id: u64, mut completion: super::coordinator::Completion) {
+        let stop = self.savepoints.remove(&id).unwrap_or(false);
+        completion.metadata.job = Some(crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions()));
+        let dir = self.storage.savepoint_location(id);
+        let written = off_worker(|| self.storage.write_metadata(&completion.metadata)).map_err(|e| format!("writing _metadata: {e}"));
+        if let Err(message) = written {
+            let handles = completion.metadata.keyed.clone();
+            let reason = CheckpointFailureReason::FinalizeFailure { message };
+            self.coord.record_failure(completion.stats, &reason);
+            self.savepoints.insert(id, stop);
+            self.after_failure(id, &handles, reason);
+            return;
+        }
+        self.storage.end_savepoint(id, false);
+        let bytes = completion.stats.full_size;
+        self.coord.record_savepoint(completion);
+        let path = dir.map(|d| d.display().to_string()).unwrap_or_default();
+        self.events.publish(Event::SavepointCompleted { checkpoint: id, path, bytes });
+        if stop {
+            if let Some(d) = &self.deployment {
+                d.tell_all(TaskControl::NotifyCheckpointComplete(id));
+            }
+            self.next_trigger = None;
+            self.finish_at = Some(Instant::now() + STOP_GRACE);
+        }
+    }
+
     fn complete(&mut self, id: u64) {
         let now = Instant::now();
-        let Some(completion) = self.coord.complete(id, &self.job_id, now) else { return };
+        let Some(mut completion) = self.coord.complete(id, &self.job_id, now) else { return };
+        if completion.metadata.kind == crate::state::storage::SnapshotKind::Savepoint {
+            return self.complete_savepoint(id, completion);
+        }
+        completion.metadata.job = Some(crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions()));
         // Finalisation (Flink's FINALIZE_CHECKPOINT_FAILURE): every shared file the snapshots
         // reuse must still be there, and `_metadata` must be written, or the checkpoint fails.
         let finalised = crate::state::storage::CheckpointStorage::check_shared_files(&completion.metadata.keyed)
@@ -728,7 +892,8 @@ impl JobManager {
         if let Some(d) = &self.deployment {
             d.tell_all(TaskControl::NotifyCheckpointComplete(id));
         }
-        let older: Vec<u64> = self.coord.pending.keys().filter(|p| **p < id).copied().collect();
+        // A checkpoint subsumes older checkpoints, never a savepoint.
+        let older: Vec<u64> = self.coord.pending.keys().filter(|p| **p < id && !self.savepoints.contains_key(*p)).copied().collect();
         for p in older {
             self.fail_checkpoint(p, CheckpointFailureReason::Subsumed { by: id });
         }
@@ -754,12 +919,24 @@ impl JobManager {
         }
     }
 
-    /// A retained checkpoint is no longer needed: its exclusive files go, its shared ones lose a reference.
-    fn drop_checkpoint(&mut self, m: &crate::state::storage::CheckpointMetadata) {
-        off_worker(|| {
-            self.storage.discard(m.checkpoint);
-            self.shared.unregister(&m.keyed);
-        });
+    /// A retained checkpoint is no longer needed: its exclusive files go, its shared ones lose a
+    /// reference. A snapshot the job was restored from goes only when the job claimed it (CLAIM);
+    /// its files in the other job's `shared/` stay (ckptlab deletes only below its own).
+    fn drop_checkpoint(&mut self, c: &CompletedCheckpoint) {
+        let m = &c.metadata;
+        match &c.external {
+            None => off_worker(|| {
+                self.storage.discard(m.checkpoint);
+                self.shared.unregister(&m.keyed);
+            }),
+            Some(ExternalSnapshot { dir, owned: true }) => off_worker(|| {
+                let _ = std::fs::remove_file(dir.join(crate::state::storage::METADATA));
+                if let Some(parent) = dir.parent() {
+                    let _ = crate::workdir::remove_tree_under(parent, dir);
+                }
+            }),
+            Some(ExternalSnapshot { owned: false, .. }) => {}
+        }
         self.auditor.checkpoint_discarded(m.checkpoint);
     }
 
@@ -772,6 +949,15 @@ impl JobManager {
     fn after_failure(&mut self, id: u64, handles: &[crate::state::StateHandle], reason: CheckpointFailureReason) {
         if let Some(d) = &self.deployment {
             d.tell_all(TaskControl::NotifyCheckpointAborted(id));
+        }
+        if self.savepoints.remove(&id).is_some() {
+            // A failed savepoint's directory goes; it never counts toward tolerable failures.
+            off_worker(|| self.storage.end_savepoint(id, true));
+            self.auditor.checkpoint_discarded(id);
+            self.events.publish(Event::CheckpointFailed { checkpoint: id, reason: reason.to_string() });
+            self.events.publish(Event::SavepointFailed { checkpoint: id, reason: reason.to_string() });
+            self.schedule_next_trigger();
+            return;
         }
         off_worker(|| {
             self.storage.discard(id);
@@ -893,6 +1079,7 @@ impl JobManager {
         self.waiting_since = None;
         // Always the latest completed checkpoint: a restore that failed is retried with it.
         let restore = self.coord.latest().map(|c| c.metadata.clone());
+        let external_restore = self.coord.latest().is_some_and(|c| c.external.is_some());
         let partitions = self.topic.partitions();
         let mut positions: Vec<u64> = (0..partitions)
             .map(|part| match self.cfg.source.offset_reset {
@@ -941,7 +1128,7 @@ impl JobManager {
                 note,
             });
         }
-        match self.spawn(attempt, &slots[..p], &positions, restore.as_ref()) {
+        match self.spawn(attempt, &slots[..p], &positions, restore.as_ref(), external_restore) {
             Ok(d) => {
                 // A task submitted to a dead task manager: the submission times out.
                 self.deploy_failure = d.tasks.iter().find(|t| !self.tms[t.tm].alive).map(|t| {
@@ -970,6 +1157,7 @@ impl JobManager {
         slots: &[usize],
         positions: &[u64],
         restore: Option<&crate::state::storage::CheckpointMetadata>,
+        external_restore: bool,
     ) -> Result<Deployment, String> {
         let cfg = &self.cfg;
         let p = cfg.job.parallelism;
@@ -1016,12 +1204,12 @@ impl JobManager {
                 ins.push(input);
             }
         }
+        let channel_state = restore.map(|m| rescale_channel_state(m, p)).unwrap_or_default();
         let replay = |task: TaskId| -> Vec<super::task::PersistedRecord> {
-            restore
-                .and_then(|m| m.channel_state.iter().find(|c| c.task == task))
-                .map(|c| c.records.clone())
-                .unwrap_or_default()
+            channel_state.iter().find(|c| c.task == task).map(|c| c.records.clone()).unwrap_or_default()
         };
+        let audit_scope =
+            self.audit_baseline.clone().map(|baseline| AuditScope { baseline, records_baseline: external_restore });
         // Sources.
         for (i, outputs) in source_outputs.into_iter().enumerate() {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
@@ -1056,7 +1244,8 @@ impl JobManager {
             control.push((id, ctl_tx));
             let runner = OperatorRunner {
                 ctx: ctx(id),
-                op: Counter::new(j, key_group_range(j, p), backend, restore.map(|m| (m.checkpoint, m.keyed.clone()))),
+                op: Counter::new(j, key_group_range(j, p), backend, restore.map(|m| (m.checkpoint, m.keyed.clone())))
+                    .with_audit_scope(audit_scope.clone()),
                 gate: InputGate::new(inputs, self.knobs.clone()),
                 output: Some(output),
                 control: ctl_rx,
@@ -1156,4 +1345,35 @@ impl JobManager {
         };
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
     }
+}
+
+/// A checkpoint's channel state for a job of parallelism `p`: as it is when the parallelism is
+/// the one it was taken with; otherwise each counter's in-flight records go to the subtask that
+/// now owns their key group (Flink redistributes unaligned channel state on rescaling too), in
+/// their order, and the sink's stay the sink's.
+fn rescale_channel_state(m: &crate::state::storage::CheckpointMetadata, p: usize) -> Vec<crate::state::storage::TaskChannelState> {
+    use crate::state::storage::TaskChannelState;
+    let taken_with = m.job.as_ref().map_or(m.keyed.len(), |j| j.parallelism);
+    if taken_with == p || m.channel_state.is_empty() {
+        return m.channel_state.clone();
+    }
+    let mut counters: Vec<TaskChannelState> = (0..p).map(|j| TaskChannelState { task: TaskId::Counter(j), records: Vec::new() }).collect();
+    let mut out = Vec::new();
+    let mut old: Vec<&TaskChannelState> = m.channel_state.iter().collect();
+    old.sort_by_key(|c| c.task);
+    for c in old {
+        match c.task {
+            TaskId::Counter(_) => {
+                for r in &c.records {
+                    let owner = crate::keygroup::operator_index(crate::keygroup::key_group(&r.record.key), p);
+                    let mut r = r.clone();
+                    r.channel = r.channel.min(p - 1);
+                    counters[owner].records.push(r);
+                }
+            }
+            _ => out.push(c.clone()),
+        }
+    }
+    out.extend(counters.into_iter().filter(|c| !c.records.is_empty()));
+    out
 }

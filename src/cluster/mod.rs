@@ -56,6 +56,9 @@ pub enum EngineError {
     Topic(#[from] TopicError),
     #[error(transparent)]
     WorkDir(#[from] crate::workdir::WorkDirError),
+    /// `execution.state-recovery.path` (`--restore`) names nothing restorable into this job.
+    #[error("execution.state-recovery.path: {0}")]
+    Restore(#[from] crate::state::storage::RestoreError),
 }
 
 /// ckptlab's private directory, when a default path points into it, and the leftovers of runs
@@ -91,6 +94,55 @@ pub struct Engine {
     generators: Arc<AtomicUsize>,
     job_id: String,
     jobmanager: JoinHandle<()>,
+    restored_from: Option<RestoreSummary>,
+}
+
+/// Where a restored job came from, in the words the workbench and `ckptlab run` show.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RestoreSummary {
+    /// The path as given.
+    pub path: String,
+    /// The directory holding `_metadata`.
+    pub dir: String,
+    pub checkpoint: u64,
+    /// `checkpoint` or `savepoint`.
+    pub kind: String,
+    pub from_parallelism: usize,
+    pub to_parallelism: usize,
+    /// Source offsets it restored, per partition.
+    pub offsets: Vec<(u32, u64)>,
+    /// What the verdict covers in such a run.
+    pub verdict_scope: String,
+}
+
+impl RestoreSummary {
+    fn of(r: &jobmanager::RestoredFrom, to_parallelism: usize) -> Self {
+        let m = &r.found.metadata;
+        let offsets: Vec<String> = m.offsets.iter().map(|(p, o)| format!("p{p} {o}")).collect();
+        RestoreSummary {
+            path: r.path.clone(),
+            dir: r.found.dir.display().to_string(),
+            checkpoint: m.checkpoint,
+            kind: m.kind.label().into(),
+            from_parallelism: m.job.as_ref().map_or(m.keyed.len(), |j| j.parallelism),
+            to_parallelism,
+            offsets: m.offsets.clone(),
+            verdict_scope: format!(
+                "from the restored point on (offsets {}): the restored counts are taken as given, and each key's state is judged by what this run added to it",
+                offsets.join(", ")
+            ),
+        }
+    }
+
+    /// "restored from PATH (checkpoint 12, parallelism 2 -> 3)".
+    pub fn headline(&self) -> String {
+        let scale = if self.from_parallelism == self.to_parallelism {
+            format!("parallelism {}", self.to_parallelism)
+        } else {
+            format!("parallelism {} -> {}", self.from_parallelism, self.to_parallelism)
+        };
+        format!("restored from {} ({} {}, {scale})", self.path, self.kind, self.checkpoint)
+    }
 }
 
 impl Engine {
@@ -116,7 +168,11 @@ impl Engine {
             )?),
             None => None,
         };
-        let topic = kafka.clone().map(|k| k as Arc<dyn Topic>);
+        let mut topic = kafka.clone().map(|k| k as Arc<dyn Topic>);
+        if let (None, Some(dir)) = (&topic, &cfg.source.embedded_dir) {
+            let log = crate::connectors::filelog::FileLogTopic::open(dir, &cfg.source.topic, cfg.source.partitions, events.clone())?;
+            topic = Some(log as Arc<dyn Topic>);
+        }
         let mut engine = Self::start_with_topic(layers, cfg, events, topic)?;
         engine.kafka = kafka;
         Ok(engine)
@@ -135,6 +191,14 @@ impl Engine {
         let dyn_topic: Arc<dyn Topic> = topic.clone();
         let auditor = Arc::new(Auditor::new(cfg.lab.audit, dyn_topic.clone(), cfg.job.parallelism, cfg.job.key_by));
         let job_id = format!("{:032x}", rand::random::<u128>());
+        let restored_from = match &cfg.recovery.path {
+            Some(path) => {
+                let found = crate::state::storage::find_snapshot(path)?;
+                crate::state::storage::check_compatible(&found, &crate::state::storage::JobShape::of(&cfg, dyn_topic.partitions()))?;
+                Some(jobmanager::RestoredFrom { path: path.display().to_string(), found })
+            }
+            None => None,
+        };
         let output = Arc::new(Mutex::new(VecDeque::new()));
         let snapshot = Arc::new(Mutex::new(JmSnapshot {
             status: JobStatus::Created,
@@ -157,6 +221,7 @@ impl Engine {
             config: cfg.clone(),
         }));
         let (commands, rx) = mpsc::unbounded_channel();
+        let parallelism = cfg.job.parallelism;
         let knobs = task::RuntimeKnobs::new(cfg.lab.hop_delay, cfg.buffer_timeout);
         let jm = JobManager::new(
             knobs.clone(),
@@ -168,6 +233,7 @@ impl Engine {
             auditor.clone(),
             output.clone(),
             snapshot.clone(),
+            restored_from.clone(),
         );
         let jobmanager = tokio::spawn(jm.run(rx));
         Ok(Engine {
@@ -182,7 +248,14 @@ impl Engine {
             generators: Arc::new(AtomicUsize::new(0)),
             job_id,
             jobmanager,
+            restored_from: restored_from.map(|r| RestoreSummary::of(&r, parallelism)),
         })
+    }
+
+    /// The snapshot of another run this job started from, if any (shown as "restored from PATH
+    /// (checkpoint 12, parallelism 2 -> 3)"), with what the verdict covers then.
+    pub fn restored_from(&self) -> Option<&RestoreSummary> {
+        self.restored_from.as_ref()
     }
 
     pub fn job_id(&self) -> &str {

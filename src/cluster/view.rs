@@ -15,6 +15,8 @@ pub enum JobStatus {
     Restarting,
     WaitingForResources,
     Failed,
+    /// Stopped with a savepoint (Flink's stop-with-savepoint): nothing runs, nothing restarts.
+    Finished,
 }
 
 impl JobStatus {
@@ -25,6 +27,7 @@ impl JobStatus {
             JobStatus::Restarting => "RESTARTING",
             JobStatus::WaitingForResources => "WAITING FOR RESOURCES",
             JobStatus::Failed => "FAILED",
+            JobStatus::Finished => "FINISHED",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! rdkafka; the record generator; and the sinks (print, transactional, discard).
 
 pub mod discard_sink;
+pub mod filelog;
 pub mod generator;
 pub mod kafka;
 pub mod print_sink;

@@ -191,6 +191,7 @@ mod tests {
             max_memory_size: max,
             key_groups: 0..128,
             last_completed: None,
+            canonical: false,
         }
     }
 

@@ -88,6 +88,9 @@ pub struct SnapshotTarget {
     pub key_groups: Range<u16>,
     /// The newest checkpoint known to be complete (incremental snapshots reuse only its files).
     pub last_completed: Option<u64>,
+    /// A savepoint: Flink's canonical format, self-contained (no file of it in `shared/`, no
+    /// reference to an earlier checkpoint's files).
+    pub canonical: bool,
 }
 
 /// A finished snapshot: the handle to acknowledge and what it cost.

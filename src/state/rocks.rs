@@ -254,8 +254,13 @@ fn upload_into(
         let size = std::fs::metadata(&src).map_err(|e| io_read(&src, e))?.len();
         if incremental && name.ends_with(".sst") {
             // A confirmed file is reused only while it is still in storage with its size.
-            let known =
-                confirmed.get(&name).filter(|u| u.size == size && std::fs::metadata(&u.path).is_ok_and(|m| m.len() == u.size)).cloned();
+            // Only files of this job's own `shared/` are reused: a checkpoint restored from another
+            // job (`--restore`, NO_CLAIM) is not ours to depend on, so its files are uploaded again
+            // (Flink's NO_CLAIM makes the first checkpoint a full one for the same reason).
+            let known = confirmed
+                .get(&name)
+                .filter(|u| u.path.starts_with(shared) && u.size == size && std::fs::metadata(&u.path).is_ok_and(|m| m.len() == u.size))
+                .cloned();
             let uploaded = match known {
                 Some(u) => u,
                 None => {
@@ -367,8 +372,10 @@ impl KeyedStateBackend for RocksDbBackend {
         let exclusive = chk_dir.join(&target.file_stem);
         let shared = chk_dir.parent().map(|job| job.join("shared")).unwrap_or_else(|| chk_dir.join("shared"));
         let job_dir = shared.parent().map(Path::to_path_buf);
-        let confirmed = if self.incremental { self.confirmed.clone() } else { HashMap::new() };
-        let (incremental, instance_dir, uploads) = (self.incremental, self.dir.clone(), self.uploads.clone());
+        // A savepoint is canonical: every file copied into its own directory, none shared.
+        let incremental = self.incremental && !target.canonical;
+        let confirmed = if incremental { self.confirmed.clone() } else { HashMap::new() };
+        let (instance_dir, uploads) = (self.dir.clone(), self.uploads.clone());
         let (checkpoint, key_groups) = (target.checkpoint, target.key_groups.clone());
         let write = move |cancel: &SnapshotCancellation| {
             let async_start = Instant::now();
@@ -460,6 +467,7 @@ mod tests {
             max_memory_size: 0,
             key_groups,
             last_completed,
+            canonical: false,
         }
     }
 

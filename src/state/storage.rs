@@ -7,12 +7,19 @@
 //! <dir>/<job-id>/taskowned/
 //! ```
 //! A checkpoint directory without `_metadata` is not a checkpoint.
+//!
+//! Savepoints (Flink's canonical format: self-contained, no reference to a shared file) go to
+//! `<execution.checkpointing.savepoint-dir>/savepoint-<job6>-<random12>/`, each subtask's state in
+//! a file or directory beside `_metadata`, as Flink lays them out; ckptlab never deletes one.
+//! What a job was (name, parallelism, key-by, topic) is in `_metadata` too, so that a restore
+//! into an incompatible job fails with a reason ([`check_compatible`]) instead of wrong counts.
 
 use std::io::Write;
 use std::ops::Range;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -79,11 +86,68 @@ pub fn sweep_abandoned(dir: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// A checkpoint or a savepoint (Flink's `CheckpointType` as far as a restore cares).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SnapshotKind {
+    #[default]
+    Checkpoint,
+    /// Canonical and self-contained; taken on request, never used for failover, never deleted.
+    Savepoint,
+}
+
+impl SnapshotKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            SnapshotKind::Checkpoint => "checkpoint",
+            SnapshotKind::Savepoint => "savepoint",
+        }
+    }
+}
+
+/// The job a snapshot belongs to, as far as restoring it elsewhere must agree.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobShape {
+    pub name: String,
+    /// The counter's parallelism when the snapshot was taken (the key groups' owners).
+    pub parallelism: usize,
+    /// Key groups (Flink's max parallelism): a restore needs the same number.
+    pub max_parallelism: u16,
+    pub key_by: crate::config::KeyBy,
+    pub topic: String,
+    pub partitions: u32,
+    /// `state.backend.type` that wrote it (a restore may use the other one).
+    pub backend: crate::config::BackendKind,
+}
+
+impl JobShape {
+    pub fn of(cfg: &crate::config::Config, partitions: u32) -> Self {
+        JobShape {
+            name: cfg.job.name.clone(),
+            parallelism: cfg.job.parallelism,
+            max_parallelism: crate::keygroup::MAX_PARALLELISM,
+            key_by: cfg.job.key_by,
+            topic: cfg.source.topic.clone(),
+            partitions,
+            backend: cfg.backend,
+        }
+    }
+}
+
 /// What `_metadata` holds: enough to restore the job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CheckpointMetadata {
     pub job_id: String,
     pub checkpoint: u64,
+    /// Checkpoint or savepoint (older metadata: a checkpoint).
+    #[serde(default)]
+    pub kind: SnapshotKind,
+    /// Wall-clock time it completed, milliseconds since the Unix epoch (0: unknown).
+    #[serde(default)]
+    pub completed_at_ms: u64,
+    /// The job that took it (`None` in metadata of ckptlab before issue 14).
+    #[serde(default)]
+    pub job: Option<JobShape>,
     pub mode: CheckpointMode,
     /// Source offsets: partition -> next offset to read.
     pub offsets: Vec<(u32, u64)>,
@@ -124,17 +188,68 @@ pub struct CheckpointStorage {
     pub max_memory_size: u64,
     /// The newest completed checkpoint (0: none), shared with every task's copy.
     last_completed: Arc<AtomicU64>,
+    /// `execution.checkpointing.savepoint-dir`.
+    pub savepoint_dir: PathBuf,
+    /// Savepoints in progress: checkpoint id -> their directory (read by the tasks' snapshots).
+    savepoints: Arc<Mutex<HashMap<u64, PathBuf>>>,
 }
 
 impl CheckpointStorage {
     pub fn new(kind: StorageKind, dir: &Path, job_id: &str, max_memory_size: u64) -> Self {
         let job_dir = (kind == StorageKind::Filesystem).then(|| dir.join(job_id));
-        CheckpointStorage { kind, job_dir, max_memory_size, last_completed: Arc::new(AtomicU64::new(0)) }
+        CheckpointStorage {
+            kind,
+            job_dir,
+            max_memory_size,
+            last_completed: Arc::new(AtomicU64::new(0)),
+            savepoint_dir: crate::workdir::home().join("savepoints"),
+            savepoints: Arc::default(),
+        }
+    }
+
+    /// Savepoints go below `dir` (`execution.checkpointing.savepoint-dir`).
+    pub fn with_savepoint_dir(mut self, dir: &Path) -> Self {
+        self.savepoint_dir = dir.to_path_buf();
+        self
     }
 
     /// The same storage with another kind (the backend was switched while the job ran).
     pub fn with_kind(&self, kind: StorageKind, dir: &Path, job_id: &str, max_memory_size: u64) -> Self {
-        CheckpointStorage { last_completed: self.last_completed.clone(), ..Self::new(kind, dir, job_id, max_memory_size) }
+        CheckpointStorage {
+            last_completed: self.last_completed.clone(),
+            savepoints: self.savepoints.clone(),
+            savepoint_dir: self.savepoint_dir.clone(),
+            ..Self::new(kind, dir, job_id, max_memory_size)
+        }
+    }
+
+    /// Creates a savepoint's directory, `<savepoint-dir>/savepoint-<job6>-<random12>` as Flink
+    /// names them, and makes checkpoint `checkpoint`'s snapshots go there in canonical form.
+    pub fn begin_savepoint(&self, checkpoint: u64, job_id: &str) -> Result<PathBuf, StateError> {
+        let err = |p: &Path, e: std::io::Error| StateError::Write {
+            path: format!("execution.checkpointing.savepoint-dir = {}", p.display()),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(&self.savepoint_dir).map_err(|e| err(&self.savepoint_dir, e))?;
+        let name = format!("savepoint-{}-{:012x}", &job_id[..6.min(job_id.len())], rand::random::<u64>() & 0xffff_ffff_ffff);
+        let dir = self.savepoint_dir.join(name);
+        std::fs::create_dir(&dir).map_err(|e| err(&dir, e))?;
+        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).insert(checkpoint, dir.clone());
+        Ok(dir)
+    }
+
+    /// The directory of savepoint `checkpoint`, while it is in progress.
+    pub fn savepoint_location(&self, checkpoint: u64) -> Option<PathBuf> {
+        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).get(&checkpoint).cloned()
+    }
+
+    /// The savepoint completed (its files stay, forever) or failed (`discard`: its directory goes).
+    pub fn end_savepoint(&self, checkpoint: u64, discard: bool) {
+        let dir = self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).remove(&checkpoint);
+        if let (true, Some(dir)) = (discard, dir) {
+            let _ = std::fs::remove_file(dir.join(METADATA));
+            let _ = crate::workdir::remove_tree_under(&self.savepoint_dir, &dir);
+        }
     }
 
     /// Tells the tasks' snapshots which checkpoint completed last.
@@ -163,8 +278,22 @@ impl CheckpointStorage {
     }
 
     pub fn target(&self, checkpoint: u64, file_stem: &str, key_groups: Range<u16>) -> SnapshotTarget {
+        if let Some(dir) = self.savepoint_location(checkpoint) {
+            // Canonical: every file in the savepoint's own directory, whatever the storage.
+            return SnapshotTarget {
+                checkpoint,
+                storage: StorageKind::Filesystem,
+                dir: Some(dir),
+                file_stem: file_stem.to_string(),
+                max_memory_size: self.max_memory_size,
+                key_groups,
+                last_completed: None,
+                canonical: true,
+            };
+        }
         let last = self.last_completed.load(Ordering::Acquire);
         SnapshotTarget {
+            canonical: false,
             checkpoint,
             storage: self.kind,
             dir: self.chk_dir(checkpoint),
@@ -177,7 +306,7 @@ impl CheckpointStorage {
 
     /// Writes `_metadata` atomically; returns its size (0 for jobmanager storage).
     pub fn write_metadata(&self, meta: &CheckpointMetadata) -> Result<u64, StateError> {
-        let Some(chk) = self.chk_dir(meta.checkpoint) else { return Ok(0) };
+        let Some(chk) = self.savepoint_location(meta.checkpoint).or_else(|| self.chk_dir(meta.checkpoint)) else { return Ok(0) };
         let bytes = serde_json::to_vec_pretty(meta).expect("metadata serializes");
         let tmp = chk.join(METADATA_IN_PROGRESS);
         let fin = chk.join(METADATA);
@@ -202,6 +331,31 @@ impl CheckpointStorage {
             let _ = std::fs::remove_file(chk.join(METADATA));
             let _ = crate::workdir::remove_tree_under(job_dir, &chk);
         }
+    }
+
+    /// The job is over and its retained checkpoints stay (`externalized-checkpoint-retention`):
+    /// everything else of the job directory goes: directories of checkpoints that never completed,
+    /// shared files none of `kept` references. Returns the kept checkpoints' directories.
+    pub fn keep_retained(&self, kept: &[CheckpointMetadata]) -> Vec<PathBuf> {
+        let Some(job_dir) = &self.job_dir else { return Vec::new() };
+        let keep: std::collections::HashSet<PathBuf> = kept.iter().filter_map(|m| self.chk_dir(m.checkpoint)).collect();
+        for chk in checkpoint_dirs(job_dir) {
+            if !keep.contains(&chk) {
+                let _ = std::fs::remove_file(chk.join(METADATA));
+                let _ = crate::workdir::remove_tree_under(job_dir, &chk);
+            }
+        }
+        let referenced: std::collections::HashSet<&PathBuf> = kept.iter().flat_map(|m| m.keyed.iter().flat_map(StateHandle::shared_files)).collect();
+        if let Ok(files) = std::fs::read_dir(job_dir.join("shared")) {
+            for f in files.flatten().map(|f| f.path()) {
+                if !referenced.contains(&f) {
+                    let _ = std::fs::remove_file(&f);
+                }
+            }
+        }
+        let mut dirs: Vec<PathBuf> = keep.into_iter().filter(|d| d.join(METADATA).exists()).collect();
+        dirs.sort();
+        dirs
     }
 
     /// The job is over and its checkpoints are not retained: the whole job directory goes, its
@@ -249,4 +403,106 @@ impl CheckpointStorage {
         let bytes = std::fs::read(&path).map_err(|e| StateError::Read { path: path.display().to_string(), message: e.to_string() })?;
         serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: e.to_string() })
     }
+}
+
+/// A snapshot found at a path a user gave (`--restore`, `ckptlab inspect`).
+#[derive(Debug, Clone)]
+pub struct FoundSnapshot {
+    /// The directory holding `_metadata`.
+    pub dir: PathBuf,
+    pub metadata: CheckpointMetadata,
+}
+
+/// Why a path cannot be restored or inspected.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum RestoreError {
+    #[error("{path}: {message}")]
+    NotASnapshot { path: String, message: String },
+    #[error("{path}: {error}")]
+    Unreadable { path: String, error: StateError },
+    #[error("{path} cannot be restored into this job: {reason}")]
+    Incompatible { path: String, reason: String },
+}
+
+/// The number in a `chk-<n>` directory's name.
+fn chk_number(dir: &Path) -> Option<u64> {
+    dir.file_name()?.to_str()?.strip_prefix("chk-")?.parse().ok()
+}
+
+/// Finds the snapshot `path` names: a checkpoint or savepoint directory (with `_metadata`), its
+/// `_metadata` file, or a job directory (`<dir>/<job-id>`: its newest complete `chk-<n>`). A
+/// directory without `_metadata` is not a snapshot (never complete, or half deleted).
+pub fn find_snapshot(path: &Path) -> Result<FoundSnapshot, RestoreError> {
+    let shown = path.display().to_string();
+    let not = |message: String| RestoreError::NotASnapshot { path: shown.clone(), message };
+    let meta = std::fs::metadata(path).map_err(|e| not(e.to_string()))?;
+    let dir = if meta.is_file() {
+        if path.file_name().and_then(|n| n.to_str()) != Some(METADATA) {
+            return Err(not(format!("not a `{METADATA}` file nor a checkpoint or savepoint directory")));
+        }
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else if path.join(METADATA).is_file() {
+        path.to_path_buf()
+    } else {
+        let mut complete: Vec<(u64, PathBuf)> =
+            checkpoint_dirs(path).into_iter().filter(|d| d.join(METADATA).is_file()).filter_map(|d| Some((chk_number(&d)?, d))).collect();
+        complete.sort();
+        match complete.pop() {
+            Some((_, d)) => d,
+            None if path.join(METADATA_IN_PROGRESS).exists() => {
+                return Err(not(format!("`{METADATA}` was never completed here: not a checkpoint (its process died while writing it)")))
+            }
+            None => {
+                return Err(not(format!(
+                    "no `{METADATA}` here: give a checkpoint directory (chk-<n>), a savepoint directory, or a job directory holding a complete chk-<n>"
+                )))
+            }
+        }
+    };
+    let metadata = CheckpointStorage::read_metadata(&dir).map_err(|error| RestoreError::Unreadable { path: dir.display().to_string(), error })?;
+    Ok(FoundSnapshot { dir, metadata })
+}
+
+/// Whether a snapshot taken by `found` can start a job shaped like `now`: the same key-by, the
+/// same number of key groups, the same topic, and partitions the topic has. The parallelism and
+/// the state backend may differ (rescaling; either backend reads the other's snapshots).
+pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), RestoreError> {
+    let incompatible = |reason: String| RestoreError::Incompatible { path: found.dir.display().to_string(), reason };
+    let m = &found.metadata;
+    if let Some(then) = &m.job {
+        if then.max_parallelism != now.max_parallelism {
+            return Err(incompatible(format!(
+                "it has {} key groups (max parallelism), this job {}; Flink refuses that change too",
+                then.max_parallelism, now.max_parallelism
+            )));
+        }
+        if then.key_by != now.key_by {
+            return Err(incompatible(format!(
+                "its state is keyed by {:?}, this job by {:?} (job.key-by): the counts would belong to other keys",
+                then.key_by, now.key_by
+            )
+            .to_lowercase()));
+        }
+        if then.topic != now.topic {
+            return Err(incompatible(format!(
+                "its sources read topic `{}`, this job reads `{}` (source.topic): the offsets would point into another topic",
+                then.topic, now.topic
+            )));
+        }
+    }
+    if let Some((p, _)) = m.offsets.iter().find(|(p, _)| *p >= now.partitions) {
+        return Err(incompatible(format!(
+            "it has offsets for partition {p}; topic `{}` has partitions 0..{}",
+            now.topic, now.partitions
+        )));
+    }
+    let kg = now.max_parallelism;
+    for h in &m.keyed {
+        if let StateHandle::RocksDb { key_groups, .. } = h {
+            if key_groups.end > kg {
+                return Err(incompatible(format!("a RocksDB snapshot holds key groups {key_groups:?}, beyond 0..{kg}")));
+            }
+        }
+    }
+    Ok(())
 }

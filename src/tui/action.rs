@@ -16,6 +16,11 @@ pub enum Action {
     Start,
     /// Trigger a checkpoint now.
     Checkpoint,
+    /// Take a savepoint into `execution.checkpointing.savepoint-dir`.
+    Savepoint,
+    /// Stop the job with a savepoint (it ends FINISHED). No default key: bind one in
+    /// `conf/keys.toml` (`[command] stop-with-savepoint = "X"`).
+    StopWithSavepoint,
     /// Cycle EXACTLY_ONCE aligned -> EXACTLY_ONCE unaligned -> AT_LEAST_ONCE -> off.
     CycleMode,
     /// Cycle the state backend memory -> fs -> rocksdb (restarts the job from its latest checkpoint).

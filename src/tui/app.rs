@@ -305,6 +305,8 @@ impl App {
                 self.requests.push(Request::Engine(Command::StartTaskManager(name)));
             }
             Action::Checkpoint => self.requests.push(Request::Engine(Command::TriggerCheckpoint)),
+            Action::Savepoint => self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: false })),
+            Action::StopWithSavepoint => self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: true })),
             // EXACTLY_ONCE aligned -> EXACTLY_ONCE unaligned -> AT_LEAST_ONCE -> off -> ...
             Action::CycleMode => match (self.view.interval_ms.is_some(), self.view.mode.as_str(), self.view.unaligned) {
                 (true, "EXACTLY_ONCE", false) => self.set("execution.checkpointing.unaligned.enabled", "true".into()),

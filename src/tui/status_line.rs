@@ -68,6 +68,7 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
             vec![Span::styled("◌ WAITING FOR SLOTS", t.bad), Span::raw(format!(" ({} missing: s starts a TM)", v.missing_slots))]
         }
         JobStatus::Failed => vec![Span::styled("✗ FAILED", t.bad), Span::raw(" (R resubmits)")],
+        JobStatus::Finished => vec![Span::styled("■ FINISHED", t.dim), Span::raw(" (stopped with a savepoint)")],
     };
     let mut job: Vec<Part> = vec![[vec![Span::styled(format!("{} ", v.job_name), t.title)], status].concat()];
     for tm in &v.task_managers {
