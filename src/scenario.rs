@@ -547,6 +547,12 @@ pub struct CheckpointSummary {
     pub history: Vec<crate::cluster::coordinator::CheckpointStats>,
 }
 
+/// Figures the auditor makes (every per-key figure, and the verdict's totals); the others
+/// (restarts, checkpoints) come from the engine itself.
+fn is_verdict_figure(name: &str, key: Option<&str>) -> bool {
+    key.is_some() || !matches!(name, "restarts" | "checkpoints_completed" | "checkpoints_failed" | "last_checkpoint_ms" | "last_alignment_ms" | "last_persisted_bytes")
+}
+
 fn figure(name: &str, v: &Verdict, key: Option<&str>, restarts: u64, ck: &CheckpointSummary) -> i64 {
     if let Some(k) = key {
         let kv = v.keys.get(k).cloned().unwrap_or_default();
@@ -683,6 +689,7 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
                 }
             }
             Action::Expect { key, checks } => {
+                let auditing = engine.config().lab.audit;
                 let view = engine.view(true);
                 let verdict = view.verdict.clone().unwrap_or_default();
                 let ck = summary(&view);
@@ -694,6 +701,14 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
                 }
                 let mut shown = Vec::new();
                 for (name, cmp) in checks {
+                    if !auditing && is_verdict_figure(name, key.as_deref()) {
+                        failures.push(format!(
+                            "line {}: expect {name}: the auditor is off (ckptlab.audit = false), so there is no verdict to check; set ckptlab.audit = true",
+                            step.line
+                        ));
+                        shown.push(format!("{name} = ? (the auditor is off) FAILED"));
+                        continue;
+                    }
                     let actual = figure(name, &verdict, key.as_deref(), view.restarts, &ck);
                     let ok = cmp.holds(actual);
                     let label = match key {

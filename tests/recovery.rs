@@ -136,6 +136,34 @@ fn exactly_once_recovers_from_two_kills_in_a_row() {
     });
 }
 
+/// The job is RUNNING once every task of the attempt reported running: at most one `JobRunning`
+/// per attempt, the first and after the restart alike.
+#[test]
+fn the_job_reports_running_once_per_attempt_when_every_task_runs() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "1s")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.produce("a", None).unwrap();
+        common::until(&engine, AwaitCondition::CheckpointCompleted, 10).await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        common::sleep_ms(100).await;
+        engine.command(Command::StartTaskManager(Some("tm-1".into())));
+        common::sleep_ms(1500).await;
+        common::until(&engine, AwaitCondition::CaughtUp, 30).await;
+        let mut running = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let Event::JobRunning { attempt } = e.event {
+                running.push(attempt);
+            }
+        }
+        let last = *running.last().expect("the job ran");
+        assert!(last >= 2, "the kill restarted the job: {running:?}");
+        // (An attempt deployed to the dead TM's slots fails before it runs: it has none.)
+        assert!(running.windows(2).all(|w| w[0] < w[1]) && running[0] == 1, "at most one JobRunning per attempt, in order: {running:?}");
+        engine.shutdown().await;
+    });
+}
+
 #[test]
 fn killing_a_task_manager_leaves_the_job_waiting_for_a_slot() {
     common::paused(async {
@@ -256,6 +284,91 @@ fn jobmanager_storage_cap_fails_the_checkpoint_and_then_the_job_when_intolerable
         // tolerable-failed-checkpoints = 0 (Flink's default): the job fails over.
         let failing = wait_for(&mut rx, |e| matches!(e, Event::JobFailing { .. })).await;
         assert!(matches!(failing, Event::JobFailing { reason } if reason.contains("tolerable")));
+        engine.shutdown().await;
+    });
+}
+
+/// The size of counter[0]'s snapshot of checkpoint 1 on a one-subtask job that counted `keys`,
+/// and whether checkpoint 1 completed, under a jobmanager storage cap of `cap`.
+fn snapshot_under_cap(cap: &str, keys: usize) -> (Option<u64>, Result<(), String>) {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "1h"),
+            ("job.parallelism", "1"),
+            ("taskmanager.count", "1"),
+            ("ckptlab.jobmanager-max-state-size", cap),
+            ("execution.checkpointing.tolerable-failed-checkpoints", "10"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        for i in 0..keys {
+            engine.produce(&format!("key-{i}"), None).unwrap();
+        }
+        common::until(&engine, AwaitCondition::CaughtUp, 10).await;
+        engine.command(Command::TriggerCheckpoint);
+        let mut size = None;
+        let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match rx.recv().await.expect("events").event {
+                    Event::SnapshotTaken { task, bytes, checkpoint: 1, .. } if task == "counter[0]" => size = Some(bytes),
+                    Event::CheckpointCompleted { checkpoint: 1, .. } => return Ok(()),
+                    Event::CheckpointFailed { checkpoint: 1, reason } => return Err(reason),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("checkpoint 1 ends");
+        engine.shutdown().await;
+        (size, outcome)
+    })
+}
+
+/// MemoryStateBackend's cap, as Flink checks it (`size > maxSize` fails): a snapshot of exactly
+/// the cap is accepted, one byte over is refused with the sizes named.
+#[test]
+fn the_jobmanager_cap_accepts_a_snapshot_of_exactly_its_size_and_refuses_one_byte_more() {
+    let (size, outcome) = snapshot_under_cap("5mb", 30);
+    assert_eq!(outcome, Ok(()));
+    let size = size.expect("counter[0] snapshotted");
+    assert!(size > 100, "{size}");
+    let (_, at_cap) = snapshot_under_cap(&format!("{size}b"), 30);
+    assert_eq!(at_cap, Ok(()), "a snapshot of exactly the cap ({size} bytes) fits");
+    let (_, over) = snapshot_under_cap(&format!("{}b", size - 1), 30);
+    let reason = over.expect_err("one byte over the cap fails the checkpoint");
+    assert!(reason.contains("exceeds jobmanager storage's maximum") && reason.contains(&size.to_string()), "{reason}");
+}
+
+/// `_metadata` is written atomically: under a temporary name, synced, then renamed, so that a
+/// checkpoint directory is whole or is not a checkpoint. With the temporary name taken (a
+/// directory stands there) the write fails, the checkpoint fails at finalisation, and no
+/// `_metadata` appears; a direct write of `_metadata` would complete it.
+#[test]
+fn metadata_is_written_under_a_temporary_name_so_a_failed_write_leaves_no_checkpoint() {
+    let dir = common::scratch_dir();
+    let d = dir.path().display().to_string();
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "1h"),
+            ("execution.checkpointing.storage", "filesystem"),
+            ("execution.checkpointing.dir", &d),
+            ("execution.checkpointing.tolerable-failed-checkpoints", "10"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.produce("a", None).unwrap();
+        common::until(&engine, AwaitCondition::CaughtUp, 10).await;
+        engine.command(Command::TriggerCheckpoint);
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { checkpoint: 1, .. })).await;
+        let job = dir.path().join(engine.job_id());
+        std::fs::create_dir_all(job.join("chk-2").join("_metadata.inprogress").join("x")).unwrap();
+        engine.produce("b", None).unwrap();
+        engine.command(Command::TriggerCheckpoint);
+        let reason = match wait_for(&mut rx, |e| matches!(e, Event::CheckpointFailed { checkpoint: 2, .. } | Event::CheckpointCompleted { checkpoint: 2, .. })).await {
+            Event::CheckpointFailed { reason, .. } => reason,
+            other => panic!("checkpoint 2 must fail when its _metadata cannot be written: {other:?}"),
+        };
+        assert!(reason.contains("_metadata"), "{reason}");
+        assert!(!job.join("chk-2").join("_metadata").exists(), "no _metadata for a failed checkpoint");
+        assert_eq!(common::retained(&job).iter().map(|m| m.checkpoint).collect::<Vec<_>>(), vec![1]);
         engine.shutdown().await;
     });
 }
