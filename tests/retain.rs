@@ -638,8 +638,8 @@ fn s_takes_a_savepoint_and_stop_with_savepoint_can_be_bound_in_keys_toml() {
     let mut k = Keymap::default();
     assert_eq!(k.lookup(&KeyEvent::new(KeyCode::Char('S'), KeyModifiers::SHIFT), Context::Command), Some(Action::Savepoint));
     assert!(k.bindings.iter().any(|b| b.action == Action::Savepoint && b.help.contains("savepoint")), "the help overlay lists it");
-    k.apply("[command]\nstop-with-savepoint = \"X\"\n", "keys.toml").unwrap();
-    assert_eq!(k.lookup(&KeyEvent::new(KeyCode::Char('X'), KeyModifiers::SHIFT), Context::Command), Some(Action::StopWithSavepoint));
+    k.apply("[command]\nstop-with-savepoint = \"Z\"\n", "keys.toml").unwrap();
+    assert_eq!(k.lookup(&KeyEvent::new(KeyCode::Char('Z'), KeyModifiers::SHIFT), Context::Command), Some(Action::StopWithSavepoint));
 }
 
 #[test]
