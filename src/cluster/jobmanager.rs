@@ -939,12 +939,21 @@ impl JobManager {
                 self.storage.discard(m.checkpoint);
                 self.shared.unregister(&m.keyed);
             }),
-            Some(ExternalSnapshot { dir, owned: true }) => off_worker(|| {
-                let _ = std::fs::remove_file(dir.join(crate::state::storage::METADATA));
-                if let Some(parent) = dir.parent() {
-                    let _ = crate::workdir::remove_tree_under(parent, dir);
+            Some(ExternalSnapshot { dir, owned: true }) => {
+                // The path came from --restore / execution.state-recovery.path: only a `chk-<n>`
+                // directory below this job's own checkpoint root is deleted; anything else a user
+                // pointed at stays where it is.
+                let root = &self.cfg.checkpointing.dir;
+                let is_chk = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("chk-")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                if is_chk && crate::workdir::is_below(root, dir) {
+                    off_worker(|| {
+                        let _ = std::fs::remove_file(dir.join(crate::state::storage::METADATA));
+                        let _ = crate::workdir::remove_tree_under(root, dir);
+                    });
+                } else {
+                    tracing::warn!(dir = %dir.display(), "claimed snapshot is outside the checkpoint directory: kept");
                 }
-            }),
+            }
             Some(ExternalSnapshot { owned: false, .. }) => {}
         }
         self.auditor.checkpoint_discarded(m.checkpoint);
