@@ -739,7 +739,8 @@ impl Auditor {
         let ranges = |s: &Shadow| s.covered.iter().map(Ranges::count).sum::<usize>();
         let live: usize = self.live.iter().map(|l| ranges(&lock(l).shadow)).sum();
         let g = lock(&self.global);
-        let kept: usize = g.completed.values().flatten().map(ranges).sum::<usize>() + g.parts.values().flatten().flatten().map(ranges).sum::<usize>();
+        let kept: usize =
+            g.completed.values().flatten().map(ranges).sum::<usize>() + g.parts.values().flatten().flatten().map(ranges).sum::<usize>();
         drop(g);
         let out: usize = lock(&self.output).emitted.iter().map(Ranges::count).sum();
         live + kept + out
@@ -993,7 +994,8 @@ impl Explanation {
             return out;
         }
         for r in &self.repeated {
-            let span = if r.from == r.to { format!("p{}@{}", r.partition, r.from) } else { format!("p{}@{}..{}", r.partition, r.from, r.to) };
+            let span =
+                if r.from == r.to { format!("p{}@{}", r.partition, r.from) } else { format!("p{}@{}..{}", r.partition, r.from, r.to) };
             let why = match r.restored {
                 Some(c) => format!(
                     "counted again after the restore of checkpoint {c}, which rewound p{} to {}: the checkpoint's state already held them (at-least-once: they overtook the barrier on a faster channel while counter[{}] did not align)",
@@ -1007,9 +1009,15 @@ impl Explanation {
             out.push(format!("{} records applied more than once (not kept for explanation)", self.overcounted));
         }
         for l in &self.lost {
-            let span = if l.from == l.to { format!("p{}@{}", l.partition, l.from) } else { format!("p{}@{}..{}", l.partition, l.from, l.to) };
+            let span =
+                if l.from == l.to { format!("p{}@{}", l.partition, l.from) } else { format!("p{}@{}..{}", l.partition, l.from, l.to) };
             let why = if self.lost_by_restore > 0 {
-                format!("the restored checkpoint {} did not hold them and the sources started at p{}@{}", self.restored.map_or("-".into(), |c| c.to_string()), l.partition, l.start)
+                format!(
+                    "the restored checkpoint {} did not hold them and the sources started at p{}@{}",
+                    self.restored.map_or("-".into(), |c| c.to_string()),
+                    l.partition,
+                    l.start
+                )
             } else {
                 format!(
                     "no checkpoint had completed: the state started empty and the sources started at p{}@{} (auto.offset.reset), so they were skipped or forgotten; Flink does the same",

@@ -400,7 +400,12 @@ const WRITE_OVERLAP_BACKLOG: u64 = 6_000_000;
 /// out of the counter over half a second before a checkpoint and between the end of its
 /// synchronous part (its barrier in, plus the reported sync time) and the end of its
 /// asynchronous write (`SnapshotTaken`).
-async fn write_overlap_run(base: &ConfigLayers, label: &str, pairs: &[(&str, &str)], dir: &std::path::Path) -> Result<WriteOverlapResult, String> {
+async fn write_overlap_run(
+    base: &ConfigLayers,
+    label: &str,
+    pairs: &[(&str, &str)],
+    dir: &std::path::Path,
+) -> Result<WriteOverlapResult, String> {
     let chk = dir.join("checkpoints").display().to_string();
     let tmp = dir.join("tm").display().to_string();
     let layers = bench_layers(
@@ -434,7 +439,9 @@ async fn write_overlap_run(base: &ConfigLayers, label: &str, pairs: &[(&str, &st
     let mut at_sync = None;
     let (bytes, sync_ms, async_ms, r3, t3) = loop {
         match next_event(&mut rx, deadline).await {
-            Some(Event::BarrierReceived { task, .. }) if task == "counter[0]" && at_sync.is_none() => at_sync = Some((sent(&engine), Instant::now())),
+            Some(Event::BarrierReceived { task, .. }) if task == "counter[0]" && at_sync.is_none() => {
+                at_sync = Some((sent(&engine), Instant::now()))
+            }
             Some(Event::SnapshotTaken { task, bytes, sync_ms, async_ms, .. }) if task == "counter[0]" => {
                 break (bytes, sync_ms, async_ms, sent(&engine), Instant::now());
             }

@@ -417,7 +417,11 @@ impl ConfigLayers {
         let embedded_text = r.text("source.embedded.dir")?;
         let embedded_dir = match embedded_text.trim() {
             "" => None,
-            t if t.contains("://") => return Err(r.bad("source.embedded.dir", "a local directory is needed here (no URI scheme); \"\" keeps the topic in memory".into())),
+            t if t.contains("://") => {
+                return Err(
+                    r.bad("source.embedded.dir", "a local directory is needed here (no URI scheme); \"\" keeps the topic in memory".into())
+                )
+            }
             t => Some(PathBuf::from(t)),
         };
         let tmp_text = r.text("taskmanager.tmp-dirs")?;
@@ -683,9 +687,8 @@ fn syntax_message(text: &str, e: &toml::de::Error) -> String {
 /// is assigned in TOML text: under its table header, or as a dotted or inline key. `None` when it
 /// cannot be told (the caller then names the file alone).
 pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    let unquote = |s: &str| -> String {
-        s.split('.').map(|part| part.trim().trim_matches('"').trim_matches('\'')).collect::<Vec<_>>().join(".")
-    };
+    let unquote =
+        |s: &str| -> String { s.split('.').map(|part| part.trim().trim_matches('"').trim_matches('\'')).collect::<Vec<_>>().join(".") };
     let mut table = String::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -1112,7 +1115,9 @@ pub struct SubtaskPattern {
 
 impl SubtaskPattern {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let err = || format!("`{text}` is not a subtask pattern; allowed: counter[N|*] or sink[0|*], e.g. counter[1] (quoted in a TOML file: \"counter[1]\" = \"5ms\")");
+        let err = || {
+            format!("`{text}` is not a subtask pattern; allowed: counter[N|*] or sink[0|*], e.g. counter[1] (quoted in a TOML file: \"counter[1]\" = \"5ms\")")
+        };
         let unquoted = text.trim();
         let unquoted = unquoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(unquoted);
         let (name, rest) = unquoted.split_once('[').ok_or_else(err)?;
@@ -1259,7 +1264,10 @@ mod tests {
         let mut l = ConfigLayers::builtin();
         l.set("job.parallelism=3", "--set").unwrap();
         let e = l.build().unwrap_err().to_string();
-        assert!(e.contains("job.parallelism") && e.contains("needs 3 slots, the cluster has 2") && e.contains("taskmanager.count = 2"), "{e}");
+        assert!(
+            e.contains("job.parallelism") && e.contains("needs 3 slots, the cluster has 2") && e.contains("taskmanager.count = 2"),
+            "{e}"
+        );
         l.set("taskmanager.number-of-task-slots=2", "--set").unwrap();
         assert_eq!(l.build().unwrap().job.parallelism, 3);
     }

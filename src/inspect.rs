@@ -123,10 +123,7 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
     let found = find_snapshot(path)?;
     let m: &CheckpointMetadata = &found.metadata;
     let parallelism = m.job.as_ref().map_or(m.keyed.len(), |j| j.parallelism).max(1);
-    let mut sizes = Sizes {
-        metadata_bytes: std::fs::metadata(found.dir.join(METADATA)).map_or(0, |md| md.len()),
-        ..Sizes::default()
-    };
+    let mut sizes = Sizes { metadata_bytes: std::fs::metadata(found.dir.join(METADATA)).map_or(0, |md| md.len()), ..Sizes::default() };
     let mut shared_seen = BTreeSet::new();
     let mut subtasks = Vec::new();
     let (mut total_keys, mut total_count) = (0u64, 0u64);
@@ -140,7 +137,9 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
                 files.len(),
                 files.iter().filter(|f| f.shared).map(|f| (f.path.clone(), f.size)).collect(),
             ),
-            other => ("heap", key_group_range(i, parallelism), crate::state::hashmap::read_entries(other).map_err(state_err)?, 1, Vec::new()),
+            other => {
+                ("heap", key_group_range(i, parallelism), crate::state::hashmap::read_entries(other).map_err(state_err)?, 1, Vec::new())
+            }
         };
         let mut entries: Vec<(String, u64)> = entries.into_iter().map(|(_, k, v)| (k, v)).collect();
         entries.sort_unstable();
@@ -196,13 +195,7 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
 pub fn render(i: &Inspection) -> String {
     let mut out = String::new();
     let job = i.job.as_ref();
-    out.push_str(&format!(
-        "{} {} of job {} ({})\n",
-        i.kind,
-        i.id,
-        job.map_or("(name not recorded)", |j| j.name.as_str()),
-        i.job_id
-    ));
+    out.push_str(&format!("{} {} of job {} ({})\n", i.kind, i.id, job.map_or("(name not recorded)", |j| j.name.as_str()), i.job_id));
     out.push_str(&format!("  path          {}\n", i.dir));
     out.push_str(&format!("  completed     {}\n", i.completed_at.as_deref().unwrap_or("(time not recorded)")));
     out.push_str(&format!(
@@ -262,12 +255,7 @@ pub fn render(i: &Inspection) -> String {
         out.push('\n');
     }
     for t in i.subtasks.iter().filter(|t| !t.first.is_empty()) {
-        out.push_str(&format!(
-            "\ncounter[{}]: first {} of {} keys\n",
-            t.subtask,
-            t.first.len(),
-            t.keys
-        ));
+        out.push_str(&format!("\ncounter[{}]: first {} of {} keys\n", t.subtask, t.first.len(), t.keys));
         for (k, v) in &t.first {
             out.push_str(&format!("  {k:?} -> {v}\n"));
         }

@@ -193,7 +193,11 @@ fn workbench_default(layers: &mut ConfigLayers) -> Result<(), String> {
     }
     let interval = ckptlab::duration::format_duration(ckptlab::tui::app::WORKBENCH_INTERVAL);
     layers
-        .set_value("execution.checkpointing.interval", toml::Value::String(interval), "the workbench's default (the seed's checkpointInterval = 1000)")
+        .set_value(
+            "execution.checkpointing.interval",
+            toml::Value::String(interval),
+            "the workbench's default (the seed's checkpointInterval = 1000)",
+        )
         .map_err(|e| e.to_string())
 }
 
@@ -353,10 +357,18 @@ fn print_report(r: &RunReport) {
                 ckptlab::duration::format_size(last.full_size)
             )
         };
-        let persisted = if last.unaligned { format!(", {} in-flight persisted", ckptlab::duration::format_size(last.persisted_size)) } else { String::new() };
+        let persisted = if last.unaligned {
+            format!(", {} in-flight persisted", ckptlab::duration::format_size(last.persisted_size))
+        } else {
+            String::new()
+        };
         outln!(
             "last checkpoint: {} in {} ms (alignment {} ms, sync {} ms, async {} ms), {size}{persisted}",
-            last.id, last.duration_ms, last.alignment_ms, last.sync_ms, last.async_ms
+            last.id,
+            last.duration_ms,
+            last.alignment_ms,
+            last.sync_ms,
+            last.async_ms
         );
     }
     // Why checkpoints failed: the last few distinct reasons, newest last.

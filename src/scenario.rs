@@ -23,13 +23,13 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::audit::Verdict;
+use crate::cluster::taskmanager;
 use crate::cluster::view::JobStatus;
 use crate::cluster::{Command, Engine};
-use crate::cluster::taskmanager;
 use crate::config::{changes_at_runtime, line_of, line_of_key, Config, ConfigError, ConfigLayers};
 use crate::connectors::generator::{GeneratorSpec, MAX_GENERATOR_RATE};
-use crate::events::Event;
 use crate::duration::{format_duration, parse_duration, MAX_DURATION};
+use crate::events::Event;
 
 /// An await with no `timeout` gives up after this long.
 pub const DEFAULT_AWAIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -174,18 +174,29 @@ const KEY_FIGURES: &[&str] = &["expected", "state", "lost", "overcounted"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Produce { values: Vec<String>, partition: Option<u32> },
+    Produce {
+        values: Vec<String>,
+        partition: Option<u32>,
+    },
     Generate(GeneratorSpec),
     Kill(String),
     Start(Option<String>),
     Checkpoint,
     Set(Vec<(String, String)>),
     Wait(Duration),
-    Await { condition: AwaitCondition, timeout: Duration },
-    Expect { key: Option<String>, checks: Vec<(String, Comparison)> },
+    Await {
+        condition: AwaitCondition,
+        timeout: Duration,
+    },
+    Expect {
+        key: Option<String>,
+        checks: Vec<(String, Comparison)>,
+    },
     Resubmit,
     /// Take a savepoint and wait for it (`stop`: stop-with-savepoint, the job ends FINISHED).
-    Savepoint { stop: bool },
+    Savepoint {
+        stop: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -217,8 +228,20 @@ struct RawScenario {
     steps: Vec<toml::Spanned<toml::Table>>,
 }
 
-const ACTIONS: &[&str] =
-    &["produce", "generate", "kill", "start", "checkpoint", "savepoint", "stop-with-savepoint", "set", "wait", "await", "expect", "resubmit"];
+const ACTIONS: &[&str] = &[
+    "produce",
+    "generate",
+    "kill",
+    "start",
+    "checkpoint",
+    "savepoint",
+    "stop-with-savepoint",
+    "set",
+    "wait",
+    "await",
+    "expect",
+    "resubmit",
+];
 
 impl Scenario {
     /// Reads a scenario file.
@@ -281,7 +304,10 @@ impl Scenario {
                     2 => "partitions 0 and 1".to_string(),
                     n => format!("partitions 0 to {}", n - 1),
                 };
-                return Err(err(step.partition_line, format!("partition {p} does not exist: the topic has {numbered} (source.partitions = {partitions})")));
+                return Err(err(
+                    step.partition_line,
+                    format!("partition {p} does not exist: the topic has {numbered} (source.partitions = {partitions})"),
+                ));
             }
             match &step.action {
                 Action::Kill(name) => {
@@ -339,7 +365,7 @@ fn config_line(text: &str) -> usize {
     text.lines().position(|l| l.trim_start().starts_with("[config")).map_or(0, |i| i + 1)
 }
 
-fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
+pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
     let actions: Vec<&String> = t.keys().filter(|k| ACTIONS.contains(&k.as_str())).collect();
     let note = match t.get("note") {
         Some(toml::Value::String(s)) => Some(s.clone()),
@@ -437,8 +463,9 @@ fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
         "wait" => Action::Wait(duration_value(v, "wait")?),
         "await" => {
             let name = v.as_str().ok_or("`await` takes a condition name")?;
-            let condition = AwaitCondition::parse(name)
-                .ok_or_else(|| format!("unknown await condition `{name}`; allowed: checkpoint-completed, running, caught-up, failed, finished"))?;
+            let condition = AwaitCondition::parse(name).ok_or_else(|| {
+                format!("unknown await condition `{name}`; allowed: checkpoint-completed, running, caught-up, failed, finished")
+            })?;
             let timeout = match t.get("timeout") {
                 Some(x) => duration_value(x, "timeout")?,
                 None => DEFAULT_AWAIT_TIMEOUT,
@@ -550,7 +577,16 @@ pub struct CheckpointSummary {
 /// Figures the auditor makes (every per-key figure, and the verdict's totals); the others
 /// (restarts, checkpoints) come from the engine itself.
 fn is_verdict_figure(name: &str, key: Option<&str>) -> bool {
-    key.is_some() || !matches!(name, "restarts" | "checkpoints_completed" | "checkpoints_failed" | "last_checkpoint_ms" | "last_alignment_ms" | "last_persisted_bytes")
+    key.is_some()
+        || !matches!(
+            name,
+            "restarts"
+                | "checkpoints_completed"
+                | "checkpoints_failed"
+                | "last_checkpoint_ms"
+                | "last_alignment_ms"
+                | "last_persisted_bytes"
+        )
 }
 
 fn figure(name: &str, v: &Verdict, key: Option<&str>, restarts: u64, ck: &CheckpointSummary) -> i64 {
@@ -588,22 +624,78 @@ fn figure(name: &str, v: &Verdict, key: Option<&str>, restarts: u64, ck: &Checkp
 
 /// Runs the steps against a started engine. `narrate` hears a line per step.
 pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(String)) -> RunReport {
-    let started = Instant::now();
-    let mut failures = Vec::new();
+    let mut player = Player::start(engine, &mut narrate).await;
+    for step in &scenario.steps {
+        if player.play(engine, step, &mut narrate).await == Flow::Stop {
+            break;
+        }
+    }
+    player.finish(engine, scenario, &mut narrate).await
+}
+
+/// Whether a run goes on after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// An `await` timed out: the steps after it would test a state the run never reached.
+    Stop,
+}
+
+/// Plays steps one at a time against one engine, collecting failures: `run` plays a whole
+/// scenario with it; a lesson plays one step when the learner asks, and a comparison or the
+/// Flink bridge interleave several engines step by step.
+/// It holds no engine: every call names the one it plays on (the one it was attached to).
+pub struct Player {
+    started: Instant,
+    failures: Vec<String>,
     // A command the engine refuses (a TM that is not there, a checkpoint that cannot be taken)
     // fails the step that gave it: a step that silently does nothing must not pass.
-    let mut refusals = Refusals { events: engine.events().subscribe(), issued: HashMap::new() };
-    let mut savepoints = Vec::new();
-    if let Some(r) = engine.restored_from() {
-        narrate(format!("   {}", r.headline()));
-        narrate(format!("   verdict scope: {}", r.verdict_scope));
+    refusals: Refusals,
+    savepoints: Vec<String>,
+}
+
+impl Player {
+    /// Waits for the job to run (as in the seed, the job is submitted and running before the
+    /// first record is typed) and narrates where it was restored from.
+    pub async fn start(engine: &Engine, narrate: &mut impl FnMut(String)) -> Player {
+        let mut player = Player::attach(engine);
+        if let Some(r) = engine.restored_from() {
+            narrate(format!("   {}", r.headline()));
+            narrate(format!("   verdict scope: {}", r.verdict_scope));
+        }
+        if !await_condition(engine, AwaitCondition::Running, DEFAULT_AWAIT_TIMEOUT).await {
+            player.failures.push("the job did not start running within 30s".to_string());
+        }
+        player
     }
-    // As in the seed, the job is submitted and running before the first record is typed.
-    if !await_condition(engine, AwaitCondition::Running, DEFAULT_AWAIT_TIMEOUT).await {
-        failures.push("the job did not start running within 30s".to_string());
+
+    /// A player on a running engine, without waiting for anything.
+    pub fn attach(engine: &Engine) -> Player {
+        Player {
+            started: Instant::now(),
+            failures: Vec::new(),
+            refusals: Refusals { events: engine.events().subscribe(), issued: HashMap::new() },
+            savepoints: Vec::new(),
+        }
     }
-    for step in &scenario.steps {
-        refusals.drain(&mut failures);
+
+    /// The failures so far (an `expect` that did not hold, a refused command, a timed-out await).
+    pub fn failures(&self) -> &[String] {
+        &self.failures
+    }
+
+    /// Collects the engine's refusals of commands given so far.
+    pub fn drain(&mut self) {
+        self.refusals.drain(&mut self.failures);
+    }
+
+    /// Plays one step; `narrate` hears what it did.
+    pub async fn play(&mut self, engine: &Engine, step: &Step, narrate: &mut impl FnMut(String)) -> Flow {
+        let failures = &mut self.failures;
+        let refusals = &mut self.refusals;
+        let savepoints = &mut self.savepoints;
+        let started = self.started;
+        refusals.drain(failures);
         for key in step.action.command_keys() {
             refusals.issued.insert(key, step.line);
         }
@@ -652,7 +744,9 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
                         narrate(format!("{at} savepoint completed: {path}"));
                         savepoints.push(path);
                     }
-                    Err(reason) => failures.push(format!("line {}: {}: {reason}", step.line, if *stop { "stop-with-savepoint" } else { "savepoint" })),
+                    Err(reason) => {
+                        failures.push(format!("line {}: {}: {reason}", step.line, if *stop { "stop-with-savepoint" } else { "savepoint" }))
+                    }
                 }
             }
             Action::Set(pairs) => {
@@ -666,13 +760,13 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
                 let until = Instant::now() + *d;
                 while Instant::now() < until {
                     tokio::time::sleep_until(until.min(Instant::now() + DRAIN_EVERY)).await;
-                    refusals.drain(&mut failures);
+                    refusals.drain(failures);
                 }
             }
             Action::Await { condition, timeout } => {
                 narrate(format!("{at} await {}", condition.name()));
                 let reached = await_condition(engine, *condition, *timeout).await;
-                refusals.drain(&mut failures);
+                refusals.drain(failures);
                 if !reached {
                     let v = engine.view(false);
                     failures.push(format!(
@@ -685,7 +779,7 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
                         v.generators_running,
                         v.partitions.iter().map(|p| format!("p{}@{}/{}", p.partition, p.position, p.end)).collect::<Vec<_>>()
                     ));
-                    break;
+                    return Flow::Stop;
                 }
             }
             Action::Expect { key, checks } => {
@@ -695,17 +789,17 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
                 let ck = summary(&view);
                 if !verdict.consistent {
                     failures.push(format!(
-                        "line {}: the verdict is inconsistent (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted",
-                        step.line
-                    ));
+                    "line {}: the verdict is inconsistent (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted",
+                    step.line
+                ));
                 }
                 let mut shown = Vec::new();
                 for (name, cmp) in checks {
                     if !auditing && is_verdict_figure(name, key.as_deref()) {
                         failures.push(format!(
-                            "line {}: expect {name}: the auditor is off (ckptlab.audit = false), so there is no verdict to check; set ckptlab.audit = true",
-                            step.line
-                        ));
+                        "line {}: expect {name}: the auditor is off (ckptlab.audit = false), so there is no verdict to check; set ckptlab.audit = true",
+                        step.line
+                    ));
                         shown.push(format!("{name} = ? (the auditor is off) FAILED"));
                         continue;
                     }
@@ -723,40 +817,46 @@ pub async fn run(scenario: &Scenario, engine: &Engine, mut narrate: impl FnMut(S
                 narrate(format!("{at} expect {}", shown.join(", ")));
             }
         }
+        Flow::Continue
     }
-    // Commands of the last steps are answered after them.
-    tokio::time::sleep(SETTLE).await;
-    let cfg = engine.config();
-    if cfg.checkpointing.retention != crate::config::Retention::NoExternalizedCheckpoints
-        && cfg.checkpointing.storage == crate::config::StorageKind::Filesystem
-    {
-        narrate(format!(
-            "   {}: when the job ends its retained checkpoints stay in {} (ckptlab run --restore that directory resumes from the newest)",
-            cfg.checkpointing.retention.flink_name(),
-            cfg.checkpointing.dir.join(engine.job_id()).display()
-        ));
-    }
-    refusals.drain(&mut failures);
-    let view = engine.view(true);
-    if view.verdict.as_ref().is_some_and(|v| !v.consistent) {
-        failures.push(
-            "the verdict is inconsistent at the end of the run (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted"
-                .into(),
-        );
-    }
-    RunReport {
-        scenario: scenario.name.clone(),
-        description: scenario.description.clone(),
-        passed: failures.is_empty(),
-        failures,
-        verdict: view.verdict.clone().unwrap_or_default(),
-        checkpoints: summary(&view),
-        restarts: view.restarts,
-        status: view.status.label().to_string(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        savepoints,
-        job_id: engine.job_id().to_string(),
-        restored_from: engine.restored_from().cloned(),
+
+    /// Lets the last commands be answered, then reports the run.
+    pub async fn finish(mut self, engine: &Engine, scenario: &Scenario, narrate: &mut impl FnMut(String)) -> RunReport {
+        let started = self.started;
+        // Commands of the last steps are answered after them.
+        tokio::time::sleep(SETTLE).await;
+        let cfg = engine.config();
+        if cfg.checkpointing.retention != crate::config::Retention::NoExternalizedCheckpoints
+            && cfg.checkpointing.storage == crate::config::StorageKind::Filesystem
+        {
+            narrate(format!(
+                "   {}: when the job ends its retained checkpoints stay in {} (ckptlab run --restore that directory resumes from the newest)",
+                cfg.checkpointing.retention.flink_name(),
+                cfg.checkpointing.dir.join(engine.job_id()).display()
+            ));
+        }
+        self.drain();
+        let view = engine.view(true);
+        if view.verdict.as_ref().is_some_and(|v| !v.consistent) {
+            self.failures.push(
+                "the verdict is inconsistent at the end of the run (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted"
+                    .into(),
+            );
+        }
+        RunReport {
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            passed: self.failures.is_empty(),
+            failures: self.failures,
+            verdict: view.verdict.clone().unwrap_or_default(),
+            checkpoints: summary(&view),
+            restarts: view.restarts,
+            status: view.status.label().to_string(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            savepoints: self.savepoints,
+            job_id: engine.job_id().to_string(),
+            restored_from: engine.restored_from().cloned(),
+        }
     }
 }
 

@@ -22,7 +22,9 @@ pub const HOME_VAR: &str = "CKPTLAB_HOME";
 pub enum WorkDirError {
     #[error("{path}: is a symbolic link; ckptlab does not follow links for its private directory (remove it, or set {HOME_VAR})")]
     Symlink { path: String },
-    #[error("{path}: owned by uid {owner}, not by you (uid {me}); refusing to use another user's directory (remove it, or set {HOME_VAR})")]
+    #[error(
+        "{path}: owned by uid {owner}, not by you (uid {me}); refusing to use another user's directory (remove it, or set {HOME_VAR})"
+    )]
     ForeignOwner { path: String, owner: u32, me: u32 },
     #[error("{path}: not a directory")]
     NotADirectory { path: String },

@@ -85,7 +85,6 @@ async fn all_barriers(events: &mut UnboundedReceiver<Stamped>, task: &str, check
     .await;
 }
 
-
 /// A task manager killed after its counter's synchronous part and before its write was
 /// acknowledged: checkpoint 2 fails, nothing of it stays in storage (the discard on the
 /// blocking threads is waited for in real time), the job restores checkpoint 1 and ends exact.

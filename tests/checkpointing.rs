@@ -59,7 +59,9 @@ fn an_expired_checkpoint_within_the_tolerable_count_leaves_the_job_running_and_t
         let second = failures_and_job_failures(&drain(&mut rx));
         assert!(second.len() >= 2 && second[0].starts_with("checkpoint 2:") && second[0].contains("expired"), "{second:?}");
         assert!(
-            second[1].starts_with("job failing") && second[1].contains("tolerable-failed-checkpoints = 1") && second[1].contains("2 failed"),
+            second[1].starts_with("job failing")
+                && second[1].contains("tolerable-failed-checkpoints = 1")
+                && second[1].contains("2 failed"),
             "{second:?}"
         );
         engine.shutdown().await;
@@ -342,7 +344,8 @@ fn transactional_sink_recommits_on_restore_what_a_failure_kept_from_being_commit
         common::until(&engine, AwaitCondition::CheckpointCompleted, 10).await;
         let after = drain(&mut rx);
         let restored = after.iter().position(|e| matches!(e.event, Event::StateRestored { checkpoint: Some(c), .. } if c == n));
-        let recommitted = after.iter().position(|e| matches!(e.event, Event::TransactionCommitted { checkpoint, lines } if checkpoint == n && lines > 0));
+        let recommitted =
+            after.iter().position(|e| matches!(e.event, Event::TransactionCommitted { checkpoint, lines } if checkpoint == n && lines > 0));
         assert!(restored.is_some(), "the restart restored checkpoint {n}");
         assert!(recommitted.is_some_and(|r| r > restored.unwrap()), "transaction {n} is committed after the restore");
         let v = engine.verdict();
@@ -358,11 +361,8 @@ fn transactional_sink_recommits_on_restore_what_a_failure_kept_from_being_commit
 #[test]
 fn pause_holds_records_and_barriers_where_they_are() {
     common::paused(async {
-        let (engine, mut rx) = start(&[
-            ("execution.checkpointing.interval", "1h"),
-            ("execution.checkpointing.timeout", "1h"),
-            ("ckptlab.hop-delay", "100ms"),
-        ]);
+        let (engine, mut rx) =
+            start(&[("execution.checkpointing.interval", "1h"), ("execution.checkpointing.timeout", "1h"), ("ckptlab.hop-delay", "100ms")]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.produce("a", None).unwrap();
         common::sleep_ms(50).await;

@@ -159,12 +159,8 @@ fn help_documents_the_commands() {
 fn a_closed_stdout_ends_the_run_quietly() {
     use std::io::Read;
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ckptlab"))
-        .arg("tour")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_ckptlab")).arg("tour").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("binary runs");
     // Read the first line, then close the pipe as `head -1` does.
     let mut stdout = child.stdout.take().expect("stdout");
     let mut first = [0u8; 64];
@@ -197,7 +193,11 @@ fn a_missing_file_has_no_line_zero() {
 #[test]
 fn an_unknown_channel_pattern_is_refused_naming_the_channels() {
     let dir = tempfile::tempdir().unwrap();
-    let f = scenario(&dir, "d.toml", "name = \"d\"\n[config.ckptlab.delays]\n\"source[1]->counter[9]\" = \"50ms\"\n[[steps]]\nwait = \"1ms\"\n");
+    let f = scenario(
+        &dir,
+        "d.toml",
+        "name = \"d\"\n[config.ckptlab.delays]\n\"source[1]->counter[9]\" = \"50ms\"\n[[steps]]\nwait = \"1ms\"\n",
+    );
     let (code, _, err) = ckptlab(&["run", &f]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("d.toml:3:") && err.contains("matches no channel") && err.contains("source[0..1]->counter[0..1]"), "{err}");

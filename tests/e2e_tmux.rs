@@ -31,7 +31,8 @@ impl Tmux {
 
     /// Waits for the shell's `EXIT:<code>` and checks the workbench left nothing behind.
     fn assert_exit(&self, after: &str, code: i32) {
-        let s = self.wait_for(&format!("the shell back after {after} with exit status {code}"), 10, |s| s.contains(&format!("EXIT:{code}")));
+        let s =
+            self.wait_for(&format!("the shell back after {after} with exit status {code}"), 10, |s| s.contains(&format!("EXIT:{code}")));
         assert!(!s.contains("Job graph"), "the workbench is gone from the screen:\n{s}");
         let alt = self.run(&["display-message", "-p", "-t", &self.target, "#{alternate_on}"]);
         assert_eq!(String::from_utf8_lossy(&alt.stdout).trim(), "0", "the terminal left the alternate screen");
@@ -189,7 +190,8 @@ fn workbench(name: &str, width: u16, height: u16, extra: &str) -> (Tmux, tempfil
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
     let tmux = Tmux::start(name, width, height);
-    let cmd = format!("cd {} && CKPTLAB_LOG={}/ckptlab.log {} {extra}; echo EXIT:$?", dir.path().display(), dir.path().display(), bin.display());
+    let cmd =
+        format!("cd {} && CKPTLAB_LOG={}/ckptlab.log {} {extra}; echo EXIT:$?", dir.path().display(), dir.path().display(), bin.display());
     tmux.keys(&[&cmd, "Enter"]);
     tmux.wait_for("the workbench running", 30, |s| s.contains("● RUNNING"));
     (tmux, dir)
@@ -206,7 +208,8 @@ fn at_least_once_overcounts_from_the_keys_alone() {
     for k in ["m", "m", "d", "g"] {
         tmux.keys(&[k]);
     }
-    let s = tmux.wait_for("AT_LEAST_ONCE with the slow channel", 10, |s| s.contains("AT_LEAST_ONCE") && s.contains("slow src1→cnt* +300 ms"));
+    let s =
+        tmux.wait_for("AT_LEAST_ONCE with the slow channel", 10, |s| s.contains("AT_LEAST_ONCE") && s.contains("slow src1→cnt* +300 ms"));
     let before = completed(&s);
     tmux.wait_for("two checkpoints with the slow channel", 30, |s| completed(s) >= before + 2);
     tmux.keys(&["k"]);

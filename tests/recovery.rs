@@ -362,7 +362,11 @@ fn metadata_is_written_under_a_temporary_name_so_a_failed_write_leaves_no_checkp
         std::fs::create_dir_all(job.join("chk-2").join("_metadata.inprogress").join("x")).unwrap();
         engine.produce("b", None).unwrap();
         engine.command(Command::TriggerCheckpoint);
-        let reason = match wait_for(&mut rx, |e| matches!(e, Event::CheckpointFailed { checkpoint: 2, .. } | Event::CheckpointCompleted { checkpoint: 2, .. })).await {
+        let reason = match wait_for(&mut rx, |e| {
+            matches!(e, Event::CheckpointFailed { checkpoint: 2, .. } | Event::CheckpointCompleted { checkpoint: 2, .. })
+        })
+        .await
+        {
             Event::CheckpointFailed { reason, .. } => reason,
             other => panic!("checkpoint 2 must fail when its _metadata cannot be written: {other:?}"),
         };

@@ -256,7 +256,8 @@ fn restoring_into_another_key_by_or_topic_fails_with_the_reason() {
     paused(async {
         let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
         let first = start_on(&base(root), &topic);
-        let report = run_steps(&first, "[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nsavepoint = true\n").await;
+        let report =
+            run_steps(&first, "[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nsavepoint = true\n").await;
         first.shutdown().await;
         let sp = report.savepoints.first().expect("a savepoint").clone();
         for (key, value, says) in [("job.key-by", "constant", "keyed by"), ("source.topic", "other-topic", "topic")] {
@@ -534,7 +535,10 @@ wait = "30s"
     let truth = file_topic_counts(&root.join("topic"), "input-topic");
     assert!(truth.values().sum::<u64>() > 0);
     assert_eq!(counts, truth, "after {kills} SIGKILLs, the state holds every record of the topic exactly once");
-    println!("{kills} SIGKILLs, {restores} of them followed by a restore of a newer checkpoint, {} records: every one counted once", truth.values().sum::<u64>());
+    println!(
+        "{kills} SIGKILLs, {restores} of them followed by a restore of a newer checkpoint, {} records: every one counted once",
+        truth.values().sum::<u64>()
+    );
 }
 
 #[test]
@@ -570,7 +574,11 @@ fn unwritable_checkpoint_dir_fails_checkpoints_with_the_os_error_and_the_job_kee
             ],
         );
         let engine = start_on(&pairs, &topic);
-        let report = run_steps(&engine, "[[steps]]\nproduce = [\"a\", \"b\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n").await;
+        let report = run_steps(
+            &engine,
+            "[[steps]]\nproduce = [\"a\", \"b\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n",
+        )
+        .await;
         assert!(report.failures.is_empty(), "{:?}", report.failures);
         let job = root.join("chk").join(engine.job_id());
         let moved = root.join("chk").join("moved-away");
@@ -616,7 +624,10 @@ fn claim_mode_deletes_the_restored_checkpoint_once_subsumed() {
         first.shutdown().await;
         let claimed = common::retained(&job).last().map(|m| job.join(format!("chk-{}", m.checkpoint))).expect("a retained checkpoint");
         let path = claimed.display().to_string();
-        let second = start_on(&with(keep.clone(), &[("execution.state-recovery.path", &path), ("execution.state-recovery.claim-mode", "CLAIM")]), &topic);
+        let second = start_on(
+            &with(keep.clone(), &[("execution.state-recovery.path", &path), ("execution.state-recovery.claim-mode", "CLAIM")]),
+            &topic,
+        );
         let report = run_steps(
             &second,
             "[[steps]]\nproduce = [\"c\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0, state = 1 }\n",

@@ -83,7 +83,6 @@ fn job_dir(dir: &Path, engine: &Engine) -> PathBuf {
     dir.join("checkpoints").join(engine.job_id())
 }
 
-
 #[test]
 fn an_incremental_checkpoint_after_a_few_changes_uploads_a_small_delta() {
     let dir = common::scratch_dir();

@@ -57,14 +57,14 @@ fn a_step_naming_a_path_never_deletes_it() {
     std::fs::write(victim.join("inside").join("precious"), b"keep me").unwrap();
     let home = tmp.path().join("home");
     for (kill, start) in [(victim.display().to_string(), victim.display().to_string()), ("../../victim".into(), "tm-1".into())] {
-        let f = write(
-            tmp.path(),
-            "x.toml",
-            &format!("name = \"x\"\n{FAST}[[steps]]\nstart = {start:?}\n[[steps]]\nkill = {kill:?}\n"),
-        );
+        let f = write(tmp.path(), "x.toml", &format!("name = \"x\"\n{FAST}[[steps]]\nstart = {start:?}\n[[steps]]\nkill = {kill:?}\n"));
         let out = ckptlab(&["run", &f, "--backend", "rocksdb"], &[("CKPTLAB_HOME", &home)]);
         assert_eq!(out.code, 2, "refused before anything runs: {}", out.text());
-        assert!(out.stderr.contains("x.toml:") && out.stderr.contains("tm-1 .. tm-64"), "names the line and the allowed names: {}", out.text());
+        assert!(
+            out.stderr.contains("x.toml:") && out.stderr.contains("tm-1 .. tm-64"),
+            "names the line and the allowed names: {}",
+            out.text()
+        );
         assert!(!out.stdout.contains("PASSED"), "{}", out.text());
     }
     assert_eq!(std::fs::read(victim.join("inside").join("precious")).unwrap(), b"keep me");
@@ -89,7 +89,9 @@ fn the_private_directory_is_0700_and_holds_everything_a_run_writes() {
     let f = write(
         tmp.path(),
         "c.toml",
-        &format!("name = \"c\"\n{FAST}[[steps]]\nproduce = [\"a\"]\n[[steps]]\ncheckpoint = true\n[[steps]]\nawait = \"checkpoint-completed\"\n"),
+        &format!(
+            "name = \"c\"\n{FAST}[[steps]]\nproduce = [\"a\"]\n[[steps]]\ncheckpoint = true\n[[steps]]\nawait = \"checkpoint-completed\"\n"
+        ),
     );
     // TMPDIR, as a user without CKPTLAB_HOME has it.
     let out = ckptlab(&["run", &f, "--backend", "rocksdb", "-q"], &[("TMPDIR", tmp.path())]);
@@ -153,7 +155,7 @@ fn leftovers_of_a_killed_run_are_swept_and_completed_checkpoints_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let dead_pid = "4999999\n"; // above the kernel's pid_max: never a live process
-    // A task manager root of a dead run, with a RocksDB instance's directory.
+                                // A task manager root of a dead run, with a RocksDB instance's directory.
     let tm_root = home.join("tm").join("ckptlab-0123456789ab");
     std::fs::create_dir_all(tm_root.join("tm-1").join("job_x_counter_0_attempt_1").join("db")).unwrap();
     std::fs::write(tm_root.join(".ckptlab-owner"), dead_pid).unwrap();
@@ -295,7 +297,13 @@ fn assert_checkpoints_whole(checkpoints: &Path, trial: usize) -> usize {
                 };
                 for (path, size) in files {
                     let len = std::fs::metadata(&path).map(|m| m.len());
-                    assert_eq!(len.ok(), Some(size), "trial {trial}: {} names {} which is missing or cut", chk.path().display(), path.display());
+                    assert_eq!(
+                        len.ok(),
+                        Some(size),
+                        "trial {trial}: {} names {} which is missing or cut",
+                        chk.path().display(),
+                        path.display()
+                    );
                 }
             }
             complete += 1;
@@ -336,7 +344,10 @@ fn checkpoints_left_by_killed_runs_are_whole_or_absent() {
     assert!(complete > 0, "the trials were killed after some checkpoints completed");
     let dead_tm_roots = std::fs::read_dir(home.join("tm")).unwrap().count();
     assert!(dead_tm_roots > 0, "killed runs leave their TM directories");
-    let out = ckptlab(&["run", &write(tmp.path(), "one.toml", &format!("name = \"one\"\n{FAST}[[steps]]\nproduce = [\"a\"]\n")), "-q"], &[("CKPTLAB_HOME", &home)]);
+    let out = ckptlab(
+        &["run", &write(tmp.path(), "one.toml", &format!("name = \"one\"\n{FAST}[[steps]]\nproduce = [\"a\"]\n")), "-q"],
+        &[("CKPTLAB_HOME", &home)],
+    );
     assert_eq!(out.code, 0, "{}", out.text());
     assert_eq!(std::fs::read_dir(home.join("tm")).unwrap().count(), 0, "the next run swept the dead runs' TM directories");
     assert_checkpoints_whole(&home.join("checkpoints"), 99);

@@ -261,7 +261,8 @@ const AT_LEAST_ONCE: Mode = Mode { mode: Some("AT_LEAST_ONCE"), extra: &[], flip
 const OFF: Mode = Mode { mode: None, extra: &[], flip: [&[], &[]] };
 
 const ALIGNED: &[(&str, &str)] = &[("execution.checkpointing.unaligned.enabled", "false")];
-const UNALIGNED: &[(&str, &str)] = &[("execution.checkpointing.unaligned.enabled", "true"), ("execution.checkpointing.aligned-checkpoint-timeout", "0ms")];
+const UNALIGNED: &[(&str, &str)] =
+    &[("execution.checkpointing.unaligned.enabled", "true"), ("execution.checkpointing.aligned-checkpoint-timeout", "0ms")];
 const ALIGNED_TIMEOUT: &[(&str, &str)] =
     &[("execution.checkpointing.unaligned.enabled", "true"), ("execution.checkpointing.aligned-checkpoint-timeout", "30ms")];
 const ALO: &[(&str, &str)] = &[("execution.checkpointing.mode", "AT_LEAST_ONCE")];
@@ -518,7 +519,9 @@ async fn final_checkpoint(engine: &Engine, events: &mut tokio::sync::mpsc::Unbou
         loop {
             match events.recv().await.map(|e| e.event) {
                 Some(Event::CheckpointTriggered { checkpoint, .. }) if triggered.is_none() => triggered = Some(checkpoint),
-                Some(Event::CheckpointCompleted { checkpoint, .. }) if completed.is_none() && triggered.is_some_and(|t| checkpoint >= t) => {
+                Some(Event::CheckpointCompleted { checkpoint, .. })
+                    if completed.is_none() && triggered.is_some_and(|t| checkpoint >= t) =>
+                {
                     if !transactional {
                         return true;
                     }
@@ -527,7 +530,9 @@ async fn final_checkpoint(engine: &Engine, events: &mut tokio::sync::mpsc::Unbou
                 Some(Event::TransactionCommitted { checkpoint, .. }) if completed.is_some_and(|c| checkpoint >= c) => return true,
                 // A failure before it completed: no last checkpoint to judge the output by.
                 Some(Event::JobFailing { .. }) if completed.is_none() => return false,
-                Some(Event::CheckpointFailed { checkpoint, .. }) if completed.is_none() && triggered.is_some_and(|t| checkpoint >= t) => return false,
+                Some(Event::CheckpointFailed { checkpoint, .. }) if completed.is_none() && triggered.is_some_and(|t| checkpoint >= t) => {
+                    return false
+                }
                 Some(_) => {}
                 None => return false,
             }
@@ -561,7 +566,14 @@ fn check_restores_and_loss(s: &Schedule, o: &Outcome) -> Result<(), TestCaseErro
     let v = &o.verdict;
     prop_assert!(v.audited && v.consistent, "operator state and auditor disagree: {v:?}");
     for (restored, latest) in &o.trace.restores {
-        prop_assert_eq!(restored, latest, "a restart restored {:?} while {:?} was the latest completed checkpoint: {:?}", restored, latest, o.trace);
+        prop_assert_eq!(
+            restored,
+            latest,
+            "a restart restored {:?} while {:?} was the latest completed checkpoint: {:?}",
+            restored,
+            latest,
+            o.trace
+        );
     }
     prop_assert_eq!(v.lost, v.lost_no_checkpoint + v.lost_by_restore, "{:?}", v);
     prop_assert_eq!(v.lost_by_restore, 0, "records lost although a checkpoint was restored: {:?}", v);

@@ -23,17 +23,28 @@ use super::element::{Alignment, Barrier};
 /// What the runner must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlignerAction {
-    AlignmentStarted { checkpoint: u64 },
+    AlignmentStarted {
+        checkpoint: u64,
+    },
     /// Stop consuming this channel.
     Block(usize),
     UnblockAll,
     /// Take the snapshot now and forward the barrier (`unaligned`: ahead of queued output).
-    Snapshot { barrier: Barrier, alignment: Duration, unaligned: bool },
+    Snapshot {
+        barrier: Barrier,
+        alignment: Duration,
+        unaligned: bool,
+    },
     /// Every barrier of the checkpoint has come in order: its channel state is complete, ack it.
-    ChannelStateComplete { checkpoint: u64 },
+    ChannelStateComplete {
+        checkpoint: u64,
+    },
     /// Give the checkpoint up: forward a cancel marker downstream; `decline` tells the
     /// JobManager why (nothing to tell when an upstream cancel marker caused it).
-    Abort { checkpoint: u64, decline: Option<super::task::DeclineReason> },
+    Abort {
+        checkpoint: u64,
+        decline: Option<super::task::DeclineReason>,
+    },
 }
 
 struct Pending {
@@ -202,9 +213,13 @@ mod tests {
                 AlignerAction::AlignmentStarted { checkpoint } => format!("start {checkpoint}"),
                 AlignerAction::Block(c) => format!("block {c}"),
                 AlignerAction::UnblockAll => "unblock".into(),
-                AlignerAction::Snapshot { barrier, unaligned, .. } => format!("snapshot {}{}", barrier.checkpoint, if *unaligned { " unaligned" } else { "" }),
+                AlignerAction::Snapshot { barrier, unaligned, .. } => {
+                    format!("snapshot {}{}", barrier.checkpoint, if *unaligned { " unaligned" } else { "" })
+                }
                 AlignerAction::ChannelStateComplete { checkpoint } => format!("ack {checkpoint}"),
-                AlignerAction::Abort { checkpoint, decline } => format!("abort {checkpoint}{}", if decline.is_some() { " declined" } else { "" }),
+                AlignerAction::Abort { checkpoint, decline } => {
+                    format!("abort {checkpoint}{}", if decline.is_some() { " declined" } else { "" })
+                }
             })
             .collect()
     }

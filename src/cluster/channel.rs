@@ -156,7 +156,8 @@ pub struct InputChannel {
 pub fn channel(stats: Arc<ChannelStats>, capacity: usize, knobs: Arc<RuntimeKnobs>) -> (OutputChannel, InputChannel) {
     let (tx, rx) = mpsc::channel::<Buffer>(capacity);
     let (ptx, prx) = mpsc::unbounded_channel();
-    let out = OutputChannel { target: tx, priority: ptx, stats: stats.clone(), buffer: Vec::new(), buffer_started: None, closed: false, knobs };
+    let out =
+        OutputChannel { target: tx, priority: ptx, stats: stats.clone(), buffer: Vec::new(), buffer_started: None, closed: false, knobs };
     (out, InputChannel { data: rx, priority: prx, stats })
 }
 

@@ -141,16 +141,19 @@ impl CheckpointCoordinator {
         self.next_id += 1;
         self.counts.triggered += 1;
         self.last_trigger = Some(now);
-        self.pending.insert(id, PendingCheckpoint {
+        self.pending.insert(
             id,
-            mode,
-            triggered: now,
-            trigger_ms: now_ms,
-            acks: HashMap::new(),
-            channel_state: Vec::new(),
-            expected,
-            kind: SnapshotKind::Checkpoint,
-        });
+            PendingCheckpoint {
+                id,
+                mode,
+                triggered: now,
+                trigger_ms: now_ms,
+                acks: HashMap::new(),
+                channel_state: Vec::new(),
+                expected,
+                kind: SnapshotKind::Checkpoint,
+            },
+        );
         id
     }
 
@@ -201,7 +204,14 @@ impl CheckpointCoordinator {
     }
 
     /// Records an acknowledgement.
-    pub fn ack(&mut self, id: u64, task: TaskId, state: TaskState, stats: SnapshotStats, channel_state: Vec<PersistedRecord>) -> AckOutcome {
+    pub fn ack(
+        &mut self,
+        id: u64,
+        task: TaskId,
+        state: TaskState,
+        stats: SnapshotStats,
+        channel_state: Vec<PersistedRecord>,
+    ) -> AckOutcome {
         match self.pending.get_mut(&id) {
             Some(p) if p.expected.contains(&task) && !p.acks.contains_key(&task) => {
                 if !channel_state.is_empty() {
@@ -436,8 +446,14 @@ mod tests {
         let now = Instant::now();
         let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, vec![TaskId::Counter(0), TaskId::Counter(1)]);
         assert!(matches!(c.ack(id, TaskId::Counter(0), keyed(1), SnapshotStats::default(), Vec::new()), AckOutcome::Pending));
-        assert!(matches!(c.ack(id, TaskId::Counter(0), keyed(2), SnapshotStats::default(), Vec::new()), AckOutcome::Unknown(_)), "duplicate");
-        assert!(matches!(c.ack(id, TaskId::Counter(5), keyed(3), SnapshotStats::default(), Vec::new()), AckOutcome::Unknown(_)), "not expected");
+        assert!(
+            matches!(c.ack(id, TaskId::Counter(0), keyed(2), SnapshotStats::default(), Vec::new()), AckOutcome::Unknown(_)),
+            "duplicate"
+        );
+        assert!(
+            matches!(c.ack(id, TaskId::Counter(5), keyed(3), SnapshotStats::default(), Vec::new()), AckOutcome::Unknown(_)),
+            "not expected"
+        );
         let expired = CheckpointFailureReason::Expired { timeout: Duration::from_millis(300) };
         let (stats, handles) = c.fail(id, &expired, now).expect("pending");
         assert_eq!(handles.len(), 1, "the handle acknowledged before the failure is handed back for discarding");

@@ -59,7 +59,12 @@ pub struct Counter {
 }
 
 impl Counter {
-    pub fn new(index: usize, key_groups: Range<u16>, backend: Box<dyn KeyedStateBackend>, restore: Option<(u64, Vec<StateHandle>)>) -> Self {
+    pub fn new(
+        index: usize,
+        key_groups: Range<u16>,
+        backend: Box<dyn KeyedStateBackend>,
+        restore: Option<(u64, Vec<StateHandle>)>,
+    ) -> Self {
         Counter { index, key_groups, backend, restore, applied: Vec::new(), audit_scope: None, base: FxHashMap::default() }
     }
 

@@ -52,7 +52,9 @@ pub enum Alignment {
     Unaligned,
     /// Aligned until alignment has taken this long, then unaligned
     /// (`execution.checkpointing.aligned-checkpoint-timeout`).
-    AlignedWithTimeout { timeout_ms: u64 },
+    AlignedWithTimeout {
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

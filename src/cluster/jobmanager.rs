@@ -54,7 +54,9 @@ pub enum Command {
     SwitchBackend(String),
     /// Take a savepoint into `execution.checkpointing.savepoint-dir`; `stop`: then stop the job
     /// (Flink's stop-with-savepoint: the job ends FINISHED).
-    TriggerSavepoint { stop: bool },
+    TriggerSavepoint {
+        stop: bool,
+    },
 }
 
 /// The snapshot of another run this job was started from (`execution.state-recovery.path`).
@@ -272,9 +274,7 @@ impl JobManager {
             let owned = cfg.recovery.claim == crate::config::ClaimMode::Claim;
             coord.restore_external(r.found.metadata.clone(), ExternalSnapshot { dir: r.found.dir.clone(), owned });
         }
-        let tms = (1..=cfg.taskmanagers)
-            .map(|i| TaskManagerState::new(super::taskmanager::name(i), 1, cfg.slots_per_tm))
-            .collect();
+        let tms = (1..=cfg.taskmanagers).map(|i| TaskManagerState::new(super::taskmanager::name(i), 1, cfg.slots_per_tm)).collect();
         let tm_root = cfg.tm_dir.join(format!("{TM_ROOT_PREFIX}{}", &job_id[..12.min(job_id.len())]));
         // Best effort: only RocksDB writes there, and it reports its own errors.
         if std::fs::create_dir_all(&tm_root).is_ok() {
@@ -447,9 +447,7 @@ impl JobManager {
                 self.failover(cause);
             }
         }
-        if self.status == JobStatus::WaitingForResources
-            && self.waiting_since.is_some_and(|w| w + self.cfg.slot_request_timeout <= now)
-        {
+        if self.status == JobStatus::WaitingForResources && self.waiting_since.is_some_and(|w| w + self.cfg.slot_request_timeout <= now) {
             self.waiting_since = None;
             let cause = FailureCause::SlotRequestTimeout { timeout: self.cfg.slot_request_timeout, missing: self.missing_slots };
             self.failover(cause);
@@ -517,9 +515,10 @@ impl JobManager {
         // Its peers' network connections to it break: a task on another, living task manager
         // fails at once and the job fails over without waiting for the heartbeat timeout. (With
         // no such peer, only the heartbeat timeout tells.)
-        let peer = self.deployment.as_ref().and_then(|d| {
-            d.tasks.iter().find(|t| t.tm != i && t.handle.is_some() && self.tms[t.tm].alive).map(|t| t.task)
-        });
+        let peer = self
+            .deployment
+            .as_ref()
+            .and_then(|d| d.tasks.iter().find(|t| t.tm != i && t.handle.is_some() && self.tms[t.tm].alive).map(|t| t.task));
         if let (true, Some(task)) = (hosted, peer) {
             self.failover(FailureCause::ConnectionLost { tm: name.to_string(), task });
         }
@@ -540,9 +539,8 @@ impl JobManager {
             return self.reject("start", format!("the cluster has {names} task managers, the most it can have"));
         }
         // The lowest free number: names stay within tm-1 .. tm-64.
-        let name = name.unwrap_or_else(|| {
-            super::taskmanager::name((1..).find(|n| !known(self, &super::taskmanager::name(*n))).unwrap_or(1))
-        });
+        let name =
+            name.unwrap_or_else(|| super::taskmanager::name((1..).find(|n| !known(self, &super::taskmanager::name(*n))).unwrap_or(1)));
         if self.tms.iter().any(|t| t.name == name && t.alive) {
             return self.reject("start", format!("{name} is already running"));
         }
@@ -698,11 +696,13 @@ impl JobManager {
                     self.events.publish(Event::JobRunning { attempt });
                 }
             }
-            TaskReport::Ack { checkpoint, task, state, stats, channel_state, .. } => match self.coord.ack(checkpoint, task, state, stats, channel_state) {
-                AckOutcome::Complete => self.complete(checkpoint),
-                AckOutcome::Pending => {}
-                AckOutcome::Unknown(state) => self.discard_unknown_ack(checkpoint, task, state),
-            },
+            TaskReport::Ack { checkpoint, task, state, stats, channel_state, .. } => {
+                match self.coord.ack(checkpoint, task, state, stats, channel_state) {
+                    AckOutcome::Complete => self.complete(checkpoint),
+                    AckOutcome::Pending => {}
+                    AckOutcome::Unknown(state) => self.discard_unknown_ack(checkpoint, task, state),
+                }
+            }
             TaskReport::Decline { checkpoint, task, reason, .. } => {
                 let reason = match reason {
                     DeclineReason::SnapshotFailed(message) => CheckpointFailureReason::AsyncException { task, message },
@@ -807,7 +807,8 @@ impl JobManager {
     /// Takes a savepoint (Flink's canonical format) through the same barriers as a checkpoint,
     /// always aligned, as Flink's savepoints; works with periodic checkpointing off too.
     fn trigger_savepoint(&mut self, stop: bool) {
-        let refuse = |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason: format!("savepoint: {reason}") });
+        let refuse =
+            |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason: format!("savepoint: {reason}") });
         if self.status != JobStatus::Running || self.finish_at.is_some() {
             let status = if self.finish_at.is_some() { "stopping" } else { self.status.label() };
             return refuse(self, format!("the job is {status}"));
@@ -944,7 +945,11 @@ impl JobManager {
                 // directory below this job's own checkpoint root is deleted; anything else a user
                 // pointed at stays where it is.
                 let root = &self.cfg.checkpointing.dir;
-                let is_chk = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("chk-")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                let is_chk = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("chk-"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
                 if is_chk && crate::workdir::is_below(root, dir) {
                     off_worker(|| {
                         let _ = std::fs::remove_file(dir.join(crate::state::storage::METADATA));
@@ -1003,7 +1008,8 @@ impl JobManager {
         let after_ms = self.tms[i].killed_at.map_or(0, |k| k.elapsed().as_millis() as u64);
         self.tms[i].lost = true;
         let name = self.tms[i].name.clone();
-        self.tms[i].superseded = self.tms.iter().enumerate().any(|(j, t)| j != i && t.name == name && t.incarnation > self.tms[i].incarnation);
+        self.tms[i].superseded =
+            self.tms.iter().enumerate().any(|(j, t)| j != i && t.name == name && t.incarnation > self.tms[i].incarnation);
         self.events.publish(Event::TaskManagerLost { tm: name.clone(), after_ms });
         let hosts_tasks = self.deployment.as_ref().is_some_and(|d| d.tasks.iter().any(|t| t.tm == i));
         if hosts_tasks {
@@ -1075,11 +1081,7 @@ impl JobManager {
         // Every slot the JobManager knows of: living task managers' first, then those of dead
         // ones it has not yet declared lost (a deployment there fails, as in Flink).
         let offered = |dead: bool| {
-            self.tms
-                .iter()
-                .enumerate()
-                .filter(move |(_, t)| !t.lost && t.alive != dead)
-                .flat_map(|(i, t)| std::iter::repeat_n(i, t.slots))
+            self.tms.iter().enumerate().filter(move |(_, t)| !t.lost && t.alive != dead).flat_map(|(i, t)| std::iter::repeat_n(i, t.slots))
         };
         let slots: Vec<usize> = offered(false).chain(offered(true)).collect();
         if slots.len() < p {
@@ -1227,8 +1229,7 @@ impl JobManager {
         let replay = |task: TaskId| -> Vec<super::task::PersistedRecord> {
             channel_state.iter().find(|c| c.task == task).map(|c| c.records.clone()).unwrap_or_default()
         };
-        let audit_scope =
-            self.audit_baseline.clone().map(|baseline| AuditScope { baseline, records_baseline: external_restore });
+        let audit_scope = self.audit_baseline.clone().map(|baseline| AuditScope { baseline, records_baseline: external_restore });
         // Sources.
         for (i, outputs) in source_outputs.into_iter().enumerate() {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
@@ -1295,16 +1296,7 @@ impl JobManager {
         };
         let handle = alive(sink_tm).then(|| tokio::spawn(runner.run()).abort_handle());
         tasks.push(DeployedTask { task: TaskId::Sink, tm: sink_tm, handle });
-        Ok(Deployment {
-            attempt,
-            tasks,
-            running: HashSet::new(),
-            control,
-            channels,
-            keyed_views,
-            sink_view,
-            progress,
-        })
+        Ok(Deployment { attempt, tasks, running: HashSet::new(), control, channels, keyed_views, sink_view, progress })
     }
 
     // ---- view -----------------------------------------------------------------------------

@@ -451,7 +451,8 @@ impl Engine {
             interval_ms: cfg.checkpointing.interval.map(|i| i.as_millis() as u64),
             backend: cfg.backend_label(),
             hop_delay_ms: cfg.lab.hop_delay.as_millis() as u64,
-            buffer_timeout_ms: (cfg.buffer_timeout != crate::config::BUFFER_TIMEOUT_DISABLED).then(|| cfg.buffer_timeout.as_millis() as u64),
+            buffer_timeout_ms: (cfg.buffer_timeout != crate::config::BUFFER_TIMEOUT_DISABLED)
+                .then(|| cfg.buffer_timeout.as_millis() as u64),
             paused: self.knobs.is_paused(),
             task_managers,
             tasks,

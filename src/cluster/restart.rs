@@ -33,7 +33,13 @@ pub struct RestartState {
 impl RestartState {
     /// Decides after a failure at `now`, with a random jitter.
     pub fn on_failure(&mut self, cfg: &RestartConfig, kind: RestartKind, now: Instant) -> RestartDecision {
-        self.on_failure_with_jitter(cfg, kind, now, |bound| if bound == 0 { 0 } else { rand::Rng::gen_range(&mut rand::thread_rng(), -bound..=bound) })
+        self.on_failure_with_jitter(cfg, kind, now, |bound| {
+            if bound == 0 {
+                0
+            } else {
+                rand::Rng::gen_range(&mut rand::thread_rng(), -bound..=bound)
+            }
+        })
     }
 
     /// Decides after a failure at `now`; `jitter(bound)` picks a value in `-bound..=bound` (ms).

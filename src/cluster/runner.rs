@@ -453,12 +453,8 @@ impl<O: Operator> OperatorRunner<O> {
         let started = std::time::Instant::now();
         let forward = match self.op.snapshot(&ctx, id) {
             Ok(snap) => {
-                let mut stats = SnapshotStats {
-                    alignment_ms: alignment.as_millis() as u64,
-                    buffered,
-                    unaligned,
-                    ..SnapshotStats::default()
-                };
+                let mut stats =
+                    SnapshotStats { alignment_ms: alignment.as_millis() as u64, buffered, unaligned, ..SnapshotStats::default() };
                 let state = match snap {
                     OperatorSnapshot::Done(state) => {
                         stats.sync_ms = started.elapsed().as_millis() as u64;

@@ -79,12 +79,36 @@ pub enum DeclineReason {
 /// Task -> JobManager.
 #[derive(Debug)]
 pub enum TaskReport {
-    Running { attempt: u64, task: TaskId },
-    Ack { attempt: u64, checkpoint: u64, task: TaskId, state: TaskState, stats: SnapshotStats, channel_state: Vec<PersistedRecord> },
-    Decline { attempt: u64, checkpoint: u64, task: TaskId, reason: DeclineReason },
-    Failed { attempt: u64, task: TaskId, reason: String },
+    Running {
+        attempt: u64,
+        task: TaskId,
+    },
+    Ack {
+        attempt: u64,
+        checkpoint: u64,
+        task: TaskId,
+        state: TaskState,
+        stats: SnapshotStats,
+        channel_state: Vec<PersistedRecord>,
+    },
+    Decline {
+        attempt: u64,
+        checkpoint: u64,
+        task: TaskId,
+        reason: DeclineReason,
+    },
+    Failed {
+        attempt: u64,
+        task: TaskId,
+        reason: String,
+    },
     /// The task could not restore its state from the checkpoint it was deployed with.
-    RestoreFailed { attempt: u64, task: TaskId, checkpoint: u64, reason: String },
+    RestoreFailed {
+        attempt: u64,
+        task: TaskId,
+        checkpoint: u64,
+        reason: String,
+    },
 }
 
 /// JobManager -> task: one control channel per task (Arroyo's ControlMessage).

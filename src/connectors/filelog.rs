@@ -89,8 +89,8 @@ fn read_partition(path: &Path) -> Result<(Vec<Arc<str>>, u64), TopicError> {
     }
     // Every line up to the last `\n` (whole lines only; an empty line is an empty record).
     for (i, line) in bytes[..whole - 1].split(|b| *b == b'\n').enumerate() {
-        let text = std::str::from_utf8(line)
-            .map_err(|e| TopicError::Unavailable(format!("{}:{}: not UTF-8 ({e})", path.display(), i + 1)))?;
+        let text =
+            std::str::from_utf8(line).map_err(|e| TopicError::Unavailable(format!("{}:{}: not UTF-8 ({e})", path.display(), i + 1)))?;
         let value = decode_line(text).map_err(|m| TopicError::Unavailable(format!("{}:{}: {m}", path.display(), i + 1)))?;
         values.push(Arc::from(value.as_str()));
     }
@@ -149,7 +149,8 @@ impl FileLogTopic {
             // A torn last line does not exist: cut it off so the next record starts a line.
             let len = file.metadata().map(|m| m.len()).unwrap_or(whole);
             if len > whole {
-                file.set_len(whole).map_err(|e| TopicError::Unavailable(format!("{}: cannot cut off a torn last line: {e}", path.display())))?;
+                file.set_len(whole)
+                    .map_err(|e| TopicError::Unavailable(format!("{}: cannot cut off a torn last line: {e}", path.display())))?;
                 tracing::info!("{}: cut off a torn last line ({} bytes)", path.display(), len - whole);
             }
             parts.push(Partition { values, file, path });

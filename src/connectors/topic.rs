@@ -191,7 +191,13 @@ pub struct EmbeddedTopic {
 impl EmbeddedTopic {
     pub fn new(name: &str, partitions: u32, events: EventBus) -> Arc<Self> {
         let logs = Logs { partitions: (0..partitions).map(|_| Partition::default()).collect(), ..Logs::default() };
-        Arc::new(EmbeddedTopic { name: name.to_string(), logs: RwLock::new(logs), next: AtomicU32::new(0), version: watch::channel(0).0, events })
+        Arc::new(EmbeddedTopic {
+            name: name.to_string(),
+            logs: RwLock::new(logs),
+            next: AtomicU32::new(0),
+            version: watch::channel(0).0,
+            events,
+        })
     }
 
     fn logs(&self) -> std::sync::RwLockReadGuard<'_, Logs> {

@@ -85,7 +85,12 @@ impl KeyedStateBackend for HashMapBackend {
                 full_size: size,
                 sync_duration,
                 async_duration: async_start.elapsed(),
-                written_under: target.dir.as_deref().and_then(|chk| chk.parent()).map(|job| job.to_path_buf()).filter(|_| !written.is_empty()),
+                written_under: target
+                    .dir
+                    .as_deref()
+                    .and_then(|chk| chk.parent())
+                    .map(|job| job.to_path_buf())
+                    .filter(|_| !written.is_empty()),
                 written,
             })
         };
@@ -230,7 +235,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut b = HashMapBackend::default();
         b.put(&Arc::from("a"), 7).unwrap();
-        let snap = b.snapshot(&target(StorageKind::Filesystem, Some(dir.path().to_path_buf()), 0)).and_then(PendingSnapshot::complete).unwrap();
+        let snap =
+            b.snapshot(&target(StorageKind::Filesystem, Some(dir.path().to_path_buf()), 0)).and_then(PendingSnapshot::complete).unwrap();
         let StateHandle::File { path, .. } = &snap.handle else { panic!("file handle expected") };
         let mut bytes = std::fs::read(path).unwrap();
         let last = bytes.len() - 2;

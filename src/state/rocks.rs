@@ -284,9 +284,6 @@ fn upload_into(
     Ok(())
 }
 
-
-
-
 fn copy_synced(src: &Path, dst: &Path) -> Result<(), StateError> {
     std::fs::copy(src, dst).map_err(|e| io_write(dst, e))?;
     let f = std::fs::File::open(dst).map_err(|e| io_write(dst, e))?;
@@ -295,7 +292,8 @@ fn copy_synced(src: &Path, dst: &Path) -> Result<(), StateError> {
 
 /// Every entry of a RocksDB snapshot (any key groups), read from a temporary copy of its files.
 pub fn read_snapshot(files: &[RocksFile]) -> Result<Vec<(u16, String, u64)>, StateError> {
-    let home = crate::workdir::prepare_home().map_err(|e| StateError::Write { path: crate::workdir::home().display().to_string(), message: e.to_string() })?;
+    let home = crate::workdir::prepare_home()
+        .map_err(|e| StateError::Write { path: crate::workdir::home().display().to_string(), message: e.to_string() })?;
     let tmp = home.join(format!("read-{:016x}", rand::random::<u64>()));
     let result = (|| {
         std::fs::create_dir_all(&tmp).map_err(|e| io_write(&tmp, e))?;

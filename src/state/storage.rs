@@ -14,9 +14,9 @@
 //! What a job was (name, parallelism, key-by, topic) is in `_metadata` too, so that a restore
 //! into an incompatible job fails with a reason ([`check_compatible`]) instead of wrong counts.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::ops::Range;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -345,7 +345,8 @@ impl CheckpointStorage {
                 let _ = crate::workdir::remove_tree_under(job_dir, &chk);
             }
         }
-        let referenced: std::collections::HashSet<&PathBuf> = kept.iter().flat_map(|m| m.keyed.iter().flat_map(StateHandle::shared_files)).collect();
+        let referenced: std::collections::HashSet<&PathBuf> =
+            kept.iter().flat_map(|m| m.keyed.iter().flat_map(StateHandle::shared_files)).collect();
         if let Ok(files) = std::fs::read_dir(job_dir.join("shared")) {
             for f in files.flatten().map(|f| f.path()) {
                 if !referenced.contains(&f) {
@@ -459,7 +460,8 @@ pub fn find_snapshot(path: &Path) -> Result<FoundSnapshot, RestoreError> {
             }
         }
     };
-    let metadata = CheckpointStorage::read_metadata(&dir).map_err(|error| RestoreError::Unreadable { path: dir.display().to_string(), error })?;
+    let metadata =
+        CheckpointStorage::read_metadata(&dir).map_err(|error| RestoreError::Unreadable { path: dir.display().to_string(), error })?;
     Ok(FoundSnapshot { dir, metadata })
 }
 
@@ -477,11 +479,13 @@ pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), Res
             )));
         }
         if then.key_by != now.key_by {
-            return Err(incompatible(format!(
-                "its state is keyed by {:?}, this job by {:?} (job.key-by): the counts would belong to other keys",
-                then.key_by, now.key_by
-            )
-            .to_lowercase()));
+            return Err(incompatible(
+                format!(
+                    "its state is keyed by {:?}, this job by {:?} (job.key-by): the counts would belong to other keys",
+                    then.key_by, now.key_by
+                )
+                .to_lowercase(),
+            ));
         }
         if then.topic != now.topic {
             return Err(incompatible(format!(
@@ -491,10 +495,7 @@ pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), Res
         }
     }
     if let Some((p, _)) = m.offsets.iter().find(|(p, _)| *p >= now.partitions) {
-        return Err(incompatible(format!(
-            "it has offsets for partition {p}; topic `{}` has partitions 0..{}",
-            now.topic, now.partitions
-        )));
+        return Err(incompatible(format!("it has offsets for partition {p}; topic `{}` has partitions 0..{}", now.topic, now.partitions)));
     }
     let kg = now.max_parallelism;
     for h in &m.keyed {

@@ -455,7 +455,10 @@ impl App {
             }
             _ => {
                 // The trigger line of this checkpoint, if it is the newest, becomes the completion.
-                if self.log.back().is_some_and(|l| l.text == format!("checkpoint {id} triggered (EXACTLY_ONCE)") || l.text == format!("checkpoint {id} triggered (AT_LEAST_ONCE)")) {
+                if self.log.back().is_some_and(|l| {
+                    l.text == format!("checkpoint {id} triggered (EXACTLY_ONCE)")
+                        || l.text == format!("checkpoint {id} triggered (AT_LEAST_ONCE)")
+                }) {
                     self.log.pop_back();
                 }
                 let text = format!("checkpoint {id} completed in {duration_ms} ms");
@@ -747,7 +750,8 @@ impl App {
             Action::SlowChannel => {
                 if !self.view.channels.iter().any(|c| c.from == "source[1]") && self.view.all_tasks_running {
                     return self.notice(
-                        "no source[1]: with one source subtask each counter has one input channel, and at-least-once equals exactly-once".into(),
+                        "no source[1]: with one source subtask each counter has one input channel, and at-least-once equals exactly-once"
+                            .into(),
                     );
                 }
                 let cur = Duration::from_millis(self.slow_now());

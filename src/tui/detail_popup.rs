@@ -21,7 +21,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             lines.push(Line::raw(""));
             // The auditor's record-by-record account: partition@offsets and their cause.
             match &app.explanation {
-                Some(why) => lines.extend(why.iter().map(|l| Line::styled(l.clone(), if k.lost + k.overcounted > 0 { t.warn } else { t.dim }))),
+                Some(why) => {
+                    lines.extend(why.iter().map(|l| Line::styled(l.clone(), if k.lost + k.overcounted > 0 { t.warn } else { t.dim })))
+                }
                 None => lines.push(Line::styled("asking the auditor which records …", t.dim)),
             }
         }

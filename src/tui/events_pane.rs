@@ -35,7 +35,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         };
         let text_style = if l.kind == LogKind::Bad { style } else { t.text };
         let mut entry: Vec<Line> = Vec::new();
-        for (i, chunk) in wrap_hanging(&l.text, width.saturating_sub(PREFIX).max(8), width.saturating_sub(INDENT).max(8)).into_iter().enumerate() {
+        for (i, chunk) in
+            wrap_hanging(&l.text, width.saturating_sub(PREFIX).max(8), width.saturating_sub(INDENT).max(8)).into_iter().enumerate()
+        {
             let lead = if i == 0 {
                 vec![Span::styled(format!("{:>5.1}s ", l.t_ms as f64 / 1000.0), t.dim), Span::styled(format!("{mark} "), style)]
             } else {

@@ -78,7 +78,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let (left, right) = pages[page].clone();
     let one_column = right.is_empty();
     let body = left.len().max(right.len());
-    let (width, height) = if one_column { (column_width + 2, body as u16 + 2) } else { ((2 * column_width + 3).min(area.width), body as u16 + 2) };
+    let (width, height) =
+        if one_column { (column_width + 2, body as u16 + 2) } else { ((2 * column_width + 3).min(area.width), body as u16 + 2) };
     let [popup] = Layout::vertical([Constraint::Length(height.min(area.height))]).flex(Flex::Center).areas(area);
     let [popup] = Layout::horizontal([Constraint::Length(width.min(area.width))]).flex(Flex::Center).areas(popup);
     frame.render_widget(Clear, popup);
@@ -104,7 +105,9 @@ fn section(app: &App, context: Context, title: &'static str) -> Vec<Line<'static
     let t = &app.theme;
     let mut lines = vec![Line::styled(title, t.title)];
     let mut seen: Vec<Action> = Vec::new();
-    let entry = |keys: String, what: &'static str| Line::from(vec![Span::styled(format!(" {keys:<w$} ", w = KEY_COLUMN - 1), t.key), Span::raw(what)]);
+    let entry = |keys: String, what: &'static str| {
+        Line::from(vec![Span::styled(format!(" {keys:<w$} ", w = KEY_COLUMN - 1), t.key), Span::raw(what)])
+    };
     // Actions that are one idea share a line: `+ -  interval up / down`.
     const GROUPS: &[(&[Action], &str)] = &[
         (&[Action::IntervalUp, Action::IntervalDown], "interval up / down"),
@@ -121,17 +124,13 @@ fn section(app: &App, context: Context, title: &'static str) -> Vec<Line<'static
         }
         // A group's line where more than one of its actions has a key here (`^C` alone is quit).
         let group = GROUPS.iter().find(|(g, _)| {
-            g.contains(&b.action) && g.iter().filter(|a| app.keymap.bindings.iter().any(|o| o.context == context && o.action == **a)).count() > 1
+            g.contains(&b.action)
+                && g.iter().filter(|a| app.keymap.bindings.iter().any(|o| o.context == context && o.action == **a)).count() > 1
         });
         let actions: Vec<Action> = group.map_or_else(|| vec![b.action], |(g, _)| g.to_vec());
         seen.extend(actions.iter().copied());
-        let mut keys: Vec<String> = app
-            .keymap
-            .bindings
-            .iter()
-            .filter(|o| o.context == context && actions.contains(&o.action))
-            .map(|o| o.key.label())
-            .collect();
+        let mut keys: Vec<String> =
+            app.keymap.bindings.iter().filter(|o| o.context == context && actions.contains(&o.action)).map(|o| o.key.label()).collect();
         if context == Context::Command && b.action == Action::Kill {
             keys.push("1-9".into());
         }
@@ -146,7 +145,6 @@ fn section(app: &App, context: Context, title: &'static str) -> Vec<Line<'static
         } else {
             lines.push(entry(keys, what));
         }
-
     }
     if context == Context::Input {
         lines.push(entry("a-z …".into(), "type the record"));

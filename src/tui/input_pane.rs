@@ -37,7 +37,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         // The line shows its end when the record is longer than the pane.
         let count = app.input.chars().count();
         let room = width.saturating_sub(2 + 1 + 40);
-        let shown: String = if count > room { format!("…{}", app.input.chars().skip(count - room.saturating_sub(1)).collect::<String>()) } else { app.input.clone() };
+        let shown: String = if count > room {
+            format!("…{}", app.input.chars().skip(count - room.saturating_sub(1)).collect::<String>())
+        } else {
+            app.input.clone()
+        };
         spans.push(Span::raw(shown));
         spans.push(Span::styled("█", t.key));
         let cap = if count >= super::app::INPUT_MAX { t.bad } else { t.dim };

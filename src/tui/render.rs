@@ -20,7 +20,10 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::app::{App, Pane};
-use super::{banner, checkpoints_pane, detail_popup, events_pane, footer, graph_pane, help_overlay, input_pane, output_pane, picker, scenario_pane, state_pane, status_line};
+use super::{
+    banner, checkpoints_pane, detail_popup, events_pane, footer, graph_pane, help_overlay, input_pane, output_pane, picker, scenario_pane,
+    state_pane, status_line,
+};
 
 /// The smallest terminal every pane stays readable in.
 pub const MIN_WIDTH: u16 = 80;

@@ -49,7 +49,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(s) = &app.scenario else { return };
     let t = &app.theme;
     let status = match &s.result {
-        None => Span::styled(format!("{} ({}/{} steps)", s.name, s.narrated.iter().filter(|l| l.starts_with('[')).count(), s.steps.len()), t.dim),
+        None => Span::styled(
+            format!("{} ({}/{} steps)", s.name, s.narrated.iter().filter(|l| l.starts_with('[')).count(), s.steps.len()),
+            t.dim,
+        ),
         Some((true, _)) => Span::styled(format!("{}: PASSED, every expect held", s.name), t.ok),
         Some((false, _)) => Span::styled(format!("{}: FAILED", s.name), t.bad),
     };

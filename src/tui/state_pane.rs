@@ -87,7 +87,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let [table_area, total_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
     let key_len = v.keys.keys().map(|k| k.chars().count()).max().unwrap_or(0).max("TOTAL".len());
     let digits = |n: u64| n.to_string().len();
-    let number_len = v.keys.values().map(|k| digits(k.state).max(digits(k.expected))).chain([digits(v.state), digits(v.expected)]).max().unwrap_or(1);
+    let number_len =
+        v.keys.values().map(|k| digits(k.state).max(digits(k.expected))).chain([digits(v.state), digits(v.expected)]).max().unwrap_or(1);
     let verdict_len = v
         .keys
         .values()
@@ -119,7 +120,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
     header.extend([right("state"), right(if c.number >= "expected".len() { "expected" } else { EXPECTED_SHORT }), Cell::from("verdict")]);
     let header = Row::new(header).style(t.title);
-    let rows = v.keys.iter().map(|(key, k)| row(t, &c, key, Some(k.subtask), k.state, k.expected, (k.lost, k.overcounted, true), Style::new()));
+    let rows =
+        v.keys.iter().map(|(key, k)| row(t, &c, key, Some(k.subtask), k.state, k.expected, (k.lost, k.overcounted, true), Style::new()));
     let focused = app.focus == Pane::State;
     let mut state = TableState::default().with_selected(focused.then_some(app.scroll_of(Pane::State) as usize));
     if !focused {
@@ -163,7 +165,16 @@ pub fn fit_key(key: &str, width: usize) -> String {
 
 /// One row; the verdict carries a symbol as well as a colour. `(lost, overcounted, consistent)`:
 /// an inconsistent verdict (the auditor and the state disagree) is never shown as ok.
-fn row<'a>(t: &Theme, c: &Columns, key: &str, subtask: Option<usize>, state: u64, expected: u64, figures: (u64, u64, bool), style: Style) -> Row<'a> {
+fn row<'a>(
+    t: &Theme,
+    c: &Columns,
+    key: &str,
+    subtask: Option<usize>,
+    state: u64,
+    expected: u64,
+    figures: (u64, u64, bool),
+    style: Style,
+) -> Row<'a> {
     let (lost, over, consistent) = figures;
     let mut verdict = verdict_text(lost, over, consistent, c.compact);
     if verdict.chars().count() + 2 > c.verdict {
