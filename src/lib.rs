@@ -13,6 +13,7 @@ pub mod duration;
 pub mod events;
 pub mod inspect;
 pub mod keygroup;
+pub mod lesson;
 pub mod scenario;
 pub mod state;
 pub mod tui;

@@ -17,7 +17,7 @@ use ckptlab::scenario::{self, RunReport, Scenario};
     name = "ckptlab",
     version,
     about = "A workbench for stream-processing checkpoints: a Flink-style mini cluster in one process, judged against a ground truth.",
-    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --kafka localhost:9092            the seed's setup: read input-topic from a broker (kafka-console-producer feeds it)\n  ckptlab --kafka mock                      the same through librdkafka's in-process mock cluster\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000"
+    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --kafka localhost:9092            the seed's setup: read input-topic from a broker (kafka-console-producer feeds it)\n  ckptlab --kafka mock                      the same through librdkafka's in-process mock cluster\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab lesson                            guided lessons (predict, then see it against the truth); ckptlab lesson NAME opens one\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000"
 )]
 struct Cli {
     /// A configuration file layered over conf/ckptlab.toml.
@@ -69,6 +69,19 @@ enum Cmd {
     Tour,
     /// Show what is inside a retained checkpoint or a savepoint (offsets, key groups, entries, sizes).
     Inspect(ckptlab::inspect::InspectArgs),
+    /// Guided lessons in the workbench: without NAME, the list; with it, the lesson (n next or
+    /// do it, p previous, 1-9 answer, L leave it and keep the cluster).
+    Lesson {
+        /// A shipped lesson's name (see `ckptlab lesson`) or a lesson file.
+        name: Option<String>,
+        /// Play it headless: every step done by the lesson, every prediction answered right,
+        /// every expectation checked (exit 0: all held, 1: one did not, 2: bad lesson).
+        #[arg(long)]
+        auto: bool,
+        /// With --auto: print one JSON object instead of the narration.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Writes to stdout; when stdout is closed (`ckptlab tour | head -3`) the process ends at once,
@@ -141,6 +154,7 @@ fn main() -> ExitCode {
             },
             Some(Cmd::Tour) => tour(&cli).await,
             Some(Cmd::Inspect(ref args)) => ckptlab::inspect::main(args),
+            Some(Cmd::Lesson { ref name, auto, json }) => lesson(&cli, name.as_deref(), auto, json, launched).await,
             None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => workbench(&cli, launched).await,
             None if cli.scenario.is_some() => {
                 eprintln!("ckptlab: --scenario opens the workbench, which needs a terminal; headless: ckptlab run FILE");
@@ -395,21 +409,105 @@ fn print_report(r: &RunReport) {
     }
 }
 
-/// The TUI. Logs go to a file (never to the screen): $CKPTLAB_LOG or ckptlab.log in the private
-/// directory (`<temp>/ckptlab-<uid>`, or $CKPTLAB_HOME).
-async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
-    let args = LayerArgs::of(cli, true);
-    let scenario = match cli.scenario.as_deref().map(Scenario::load).transpose() {
-        Ok(s) => s,
+/// `ckptlab lesson [NAME] [--auto]`.
+async fn lesson(cli: &Cli, name: Option<&str>, auto: bool, json: bool, launched: std::time::Instant) -> ExitCode {
+    let Some(name) = name else {
+        outln!("Lessons (ckptlab lesson NAME opens one in the workbench; --auto plays it headless):\n");
+        for (n, text) in ckptlab::lesson::SHIPPED {
+            match ckptlab::lesson::Lesson::parse(text, n) {
+                Ok(l) => outln!("  {n:<28} {:>2} min  {:>2} steps  {}\n  {:<28} {}", l.minutes, l.steps.len(), l.title, "", l.summary),
+                Err(e) => outln!("  {n:<28} (broken: {e})"),
+            }
+        }
+        return ExitCode::SUCCESS;
+    };
+    let lesson = match ckptlab::lesson::Lesson::find(name) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("ckptlab: {e}");
             return ExitCode::from(2);
         }
     };
+    if !auto {
+        if !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
+            eprintln!("ckptlab: a lesson opens the workbench, which needs a terminal; headless: ckptlab lesson {name} --auto");
+            return ExitCode::from(2);
+        }
+        return workbench_with(cli, launched, ckptlab::tui::Opening::Lesson(Box::new(lesson))).await;
+    }
+    let layers = match base_layers(cli, Some(&lesson.scenario))
+        .and_then(|l| lesson.scenario.check(&l.build().map_err(|e| e.to_string())?).map(|()| l).map_err(|e| e.to_string()))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let events_file = match EventsFile::start(cli, &bus) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let engine = match Engine::start(layers, bus) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !json {
+        outln!("== lesson {}: {} ({} min, {} steps)", lesson.name, lesson.title, lesson.minutes, lesson.steps.len());
+    }
+    let report = ckptlab::lesson::play_auto(&lesson, &engine, |line| {
+        if !json {
+            outln!("{line}");
+        }
+    })
+    .await;
+    engine.shutdown().await;
+    if let Some(f) = events_file {
+        f.finish().await;
+    }
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => outln!("{s}"),
+            Err(e) => eprintln!("ckptlab: {e}"),
+        }
+    } else if report.passed {
+        outln!("PASSED: lesson {} did what its text says ({:.1}s)", report.lesson, report.duration_ms as f64 / 1000.0);
+    } else {
+        for f in &report.failures {
+            outln!("FAILED {f}");
+        }
+    }
+    ExitCode::from(if report.passed { 0 } else { 1 })
+}
+
+/// The TUI. Logs go to a file (never to the screen): $CKPTLAB_LOG or ckptlab.log in the private
+/// directory (`<temp>/ckptlab-<uid>`, or $CKPTLAB_HOME).
+async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
+    match cli.scenario.as_deref().map(Scenario::load).transpose() {
+        Ok(Some(s)) => workbench_with(cli, launched, ckptlab::tui::Opening::Scenario(s)).await,
+        Ok(None) => workbench_with(cli, launched, ckptlab::tui::Opening::Nothing).await,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The workbench, opening a scenario or a lesson (or nothing) at once.
+async fn workbench_with(cli: &Cli, launched: std::time::Instant, opening: ckptlab::tui::Opening) -> ExitCode {
+    let args = LayerArgs::of(cli, true);
+    let scenario = opening.scenario();
     // Every error a bad file or option can cause is reported here, before the screen is taken.
-    if let Err(e) = layers_of(&args, scenario.as_ref()).and_then(|l| {
+    if let Err(e) = layers_of(&args, scenario).and_then(|l| {
         let cfg = l.build().map_err(|e| e.to_string())?;
-        scenario.as_ref().map_or(Ok(()), |s| s.check(&cfg).map_err(|e| e.to_string()))
+        scenario.map_or(Ok(()), |s| s.check(&cfg).map_err(|e| e.to_string()))
     }) {
         eprintln!("ckptlab: {e}");
         return ExitCode::from(2);
@@ -435,7 +533,7 @@ async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
         }
     };
     let layers_for: ckptlab::tui::frontend::LayersFor = Box::new(move |s| layers_of(&args, s));
-    let result = ckptlab::tui::run(layers_for, bus, launched, scenario).await;
+    let result = ckptlab::tui::run(layers_for, bus, launched, opening).await;
     if let Some(f) = events_file {
         f.finish().await;
     }

@@ -193,6 +193,9 @@ pub enum Action {
         checks: Vec<(String, Comparison)>,
     },
     Resubmit,
+    /// Switch the state backend by the seed's name (memory, fs, rocksdb), as `b` does: the job
+    /// restarts from its latest checkpoint, read into the new backend.
+    SwitchBackend(String),
     /// Take a savepoint and wait for it (`stop`: stop-with-savepoint, the job ends FINISHED).
     Savepoint {
         stop: bool,
@@ -241,6 +244,7 @@ const ACTIONS: &[&str] = &[
     "await",
     "expect",
     "resubmit",
+    "switch-backend",
 ];
 
 impl Scenario {
@@ -435,6 +439,10 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
         "stop-with-savepoint" => match v {
             toml::Value::Boolean(true) => Action::Savepoint { stop: true },
             _ => return Err("write `stop-with-savepoint = true` to take a savepoint and stop the job".into()),
+        },
+        "switch-backend" => match v.as_str() {
+            Some(b @ ("memory" | "fs" | "rocksdb")) => Action::SwitchBackend(b.to_string()),
+            _ => return Err("`switch-backend` names the seed's backend: memory, fs or rocksdb".into()),
         },
         "resubmit" => match v {
             toml::Value::Boolean(true) => Action::Resubmit,
@@ -737,6 +745,10 @@ impl Player {
                 narrate(format!("{at} resubmit the job"));
                 engine.command(Command::Resubmit);
             }
+            Action::SwitchBackend(b) => {
+                narrate(format!("{at} switch the state backend to {b}"));
+                engine.command(Command::SwitchBackend(b.clone()));
+            }
             Action::Savepoint { stop } => {
                 narrate(format!("{at} {}", if *stop { "stop with a savepoint" } else { "take a savepoint" }));
                 match savepoint(engine, *stop).await {
@@ -927,6 +939,7 @@ impl Action {
             Action::Kill(_) => vec!["kill".into()],
             Action::Start(_) => vec!["start".into()],
             Action::Resubmit => vec!["resubmit".into()],
+            Action::SwitchBackend(_) => vec!["backend".into()],
             Action::Checkpoint | Action::Savepoint { .. } => vec!["checkpoint".into()],
             Action::Generate(_) => vec!["generate".into()],
             Action::Set(pairs) => pairs.iter().map(|(k, _)| k.clone()).collect(),

@@ -306,3 +306,42 @@ fn topic_end(screen: &str) -> u64 {
         .filter_map(|n| n.parse::<u64>().ok())
         .sum()
 }
+
+/// Issue 13: a lesson as a student plays it, by keys: read, type the records the step asks for,
+/// predict wrong, read the explanation, go on, kill the TM by hand, then leave the lesson.
+#[test]
+fn a_lesson_in_tmux_predict_wrong_read_why_go_on() {
+    if !tmux_available() {
+        return;
+    }
+    let (tmux, _dir) = workbench("lesson", 100, 30, "lesson checkpoints-disabled");
+    tmux.wait_for("the lesson's first step", 10, |s| s.contains("Lesson: Checkpoints disabled") && s.contains("step 1/14"));
+    tmux.keys(&["n"]);
+    tmux.wait_for("step 2 waits for the learner", 10, |s| s.contains("step 2/14") && s.contains("your turn"));
+    // The learner types the three records by hand: the lesson sees them in the engine's events.
+    tmux.keys(&["i"]);
+    tmux.keys(&["a", "Enter", "b", "Enter", "c", "Enter"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the lesson saw the records", 10, |s| s.contains("you did it: record produced"));
+    tmux.keys(&["n"]);
+    tmux.wait_for("step 3 done (caught up)", 20, |s| s.contains("step 3/14") && s.contains("✓ done"));
+    tmux.keys(&["n"]);
+    tmux.wait_for("step 4's expect held", 20, |s| s.contains("step 4/14") && s.contains("✓ done"));
+    tmux.keys(&["n"]);
+    tmux.wait_for("the prediction", 10, |s| s.contains("Predict: What will the counter print for g?"));
+    // n before answering is refused; a wrong answer shows the right one and why.
+    tmux.keys(&["n"]);
+    tmux.wait_for("predict first", 10, |s| s.contains("predict first"));
+    tmux.keys(&["1"]);
+    let s = tmux.wait_for("the explanation", 10, |s| s.contains("Not quite: it is 3."));
+    assert!(s.contains("step 5/14"), "{s}");
+    tmux.keys(&["n"]);
+    tmux.wait_for("step 6 asks for the kill", 10, |s| s.contains("step 6/14") && s.contains("your turn"));
+    tmux.keys(&["k"]);
+    tmux.wait_for("the lesson saw the kill", 10, |s| s.contains("you did it: task manager killed") && s.contains("✗ tm-1"));
+    tmux.keys(&["L"]);
+    let s = tmux.wait_for("the lesson left, the cluster kept", 10, |s| !s.contains("Lesson:") && s.contains("left the lesson"));
+    assert!(s.contains("Job graph"), "{s}");
+    tmux.keys(&["q"]);
+    tmux.assert_back_at_the_shell("q");
+}

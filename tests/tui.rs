@@ -1026,3 +1026,81 @@ fn output_says_print_repeats_under_exactly_once_are_the_sinks() {
     let s = pane(70, 8, |f, r| output_pane::render(&app(v), f, r));
     assert!(s.contains("the state is exact"), "{s}");
 }
+
+// ---------------------------------------------------------------- lessons
+
+fn lesson_app(name: &str) -> App {
+    use ckptlab::tui::app::LessonPlay;
+    let mut a = app(running_view());
+    let lesson = ckptlab::lesson::Lesson::find(name).expect("shipped lesson");
+    a.lesson = Some(LessonPlay::new(&lesson));
+    a
+}
+
+fn enter(a: &mut App, step: usize, phase: ckptlab::tui::app::LessonPhase) {
+    a.lesson.as_mut().expect("lesson").on_msg(ckptlab::tui::app::LessonMsg::Entered(step, phase));
+}
+
+#[test]
+fn screen_lesson_waiting_for_the_learner_80x24() {
+    let mut a = lesson_app("checkpoints-disabled");
+    enter(&mut a, 5, ckptlab::tui::app::LessonPhase::AwaitingUser);
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("Lesson: Checkpoints disabled") && s.contains("step 6/14"), "{s}");
+    assert!(s.contains("your turn") && s.contains("n next"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn screen_lesson_waiting_for_the_learner_160x48() {
+    let mut a = lesson_app("checkpoints-disabled");
+    enter(&mut a, 5, ckptlab::tui::app::LessonPhase::AwaitingUser);
+    insta::assert_snapshot!(screen(&a, 160, 48));
+}
+
+#[test]
+fn a_prediction_is_answered_with_a_digit_before_n_goes_on() {
+    use ckptlab::tui::app::LessonPhase;
+    let mut a = lesson_app("checkpoints-disabled");
+    enter(&mut a, 4, LessonPhase::Reading);
+    let before = screen(&a, 80, 24);
+    assert!(before.contains("Predict (press 1 to 3): What will the counter print for g?"), "{before}");
+    // n before answering is refused, with what to do instead.
+    press(&mut a, KeyCode::Char('n'));
+    assert!(!a.requests.contains(&Request::LessonNext));
+    assert!(a.log.back().is_some_and(|l| l.text.contains("predict first: press 1 to 3")), "{:?}", a.log.back());
+    // A wrong answer: the right one and the explanation are revealed.
+    press(&mut a, KeyCode::Char('1'));
+    assert_eq!(a.lesson.as_ref().and_then(|l| l.answers[4]), Some(0));
+    let after = screen(&a, 80, 24);
+    assert!(after.contains("Not quite: it is 3."), "{after}");
+    insta::assert_snapshot!("screen_lesson_prediction_answered_wrong_80x24", after);
+    // A second digit does not change the answer; n now goes on.
+    press(&mut a, KeyCode::Char('3'));
+    assert_eq!(a.lesson.as_ref().and_then(|l| l.answers[4]), Some(0));
+    press(&mut a, KeyCode::Char('n'));
+    assert!(a.requests.contains(&Request::LessonNext));
+}
+
+#[test]
+fn lesson_keys_look_back_and_leave_without_touching_the_cluster() {
+    use ckptlab::tui::app::LessonPhase;
+    let mut a = lesson_app("exactly-once");
+    enter(&mut a, 3, LessonPhase::Doing);
+    // n while the lesson is doing the step is refused, not queued.
+    press(&mut a, KeyCode::Char('n'));
+    assert!(a.requests.is_empty(), "{:?}", a.requests);
+    press(&mut a, KeyCode::Char('p'));
+    assert_eq!(a.lesson.as_ref().map(|l| l.viewing), Some(2));
+    assert!(screen(&a, 80, 24).contains("an earlier step"));
+    press(&mut a, KeyCode::Char('n'));
+    assert_eq!(a.lesson.as_ref().map(|l| l.viewing), Some(3));
+    // The step highlights the checkpoints pane: a marker, not colour alone.
+    assert!(screen(&a, 160, 48).contains("★ Checkpoints"));
+    press(&mut a, KeyCode::Char('L'));
+    assert!(a.lesson.is_none());
+    assert_eq!(a.requests, vec![Request::LessonLeave]);
+    // Digits select task managers again once the lesson is gone.
+    press(&mut a, KeyCode::Char('2'));
+    assert_eq!(a.selected_tm, 1);
+}

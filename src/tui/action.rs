@@ -7,6 +7,15 @@ use serde::{Deserialize, Serialize};
 pub enum Action {
     /// Focus the input pane to type a record.
     FocusInput,
+    /// In a lesson: the next step, or let the lesson do the one that waits for you.
+    LessonNext,
+    /// In a lesson: look back at the previous step.
+    LessonPrev,
+    /// In a lesson: answer the prediction with choice N (the digit keys).
+    #[serde(skip)]
+    LessonAnswer(u8),
+    /// Leave the lesson; the cluster stays.
+    LessonLeave,
     /// Kill the selected task manager.
     Kill,
     /// Select task manager N (1-based; the digit keys).

@@ -99,6 +99,10 @@ pub enum Request {
     Reset,
     /// A fresh cluster with the shipped scenario N's `[config]`, then its steps played live.
     PlayScenario(usize),
+    /// The lesson goes on: the current step done by the lesson (an `await-user` step), or the next.
+    LessonNext,
+    /// Close the lesson; the cluster stays as it is.
+    LessonLeave,
     /// Why a key is overcounted or lost, record by record (the auditor's explanation, computed
     /// off the loop; it arrives through [`App::explained`]).
     Explain(String),
@@ -222,6 +226,118 @@ pub struct ScenarioPlay {
     pub result: Option<(bool, Vec<String>)>,
 }
 
+/// A lesson open in the workbench ([`crate::lesson`]): what the learner reads, and where the
+/// lesson is. The lesson's driver (in the frontend) does the steps; this is what it reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LessonPlay {
+    pub name: String,
+    pub title: String,
+    pub steps: Vec<LessonStepView>,
+    /// The step the lesson is at.
+    pub current: usize,
+    /// The step shown (`p` looks back; `n` comes forward again).
+    pub viewing: usize,
+    pub phase: LessonPhase,
+    /// What happened in each step (the driver's narration, expect results).
+    pub lines: Vec<Vec<String>>,
+    /// The learner's answer to each step's prediction.
+    pub answers: Vec<Option<usize>>,
+    pub finished: bool,
+}
+
+/// A lesson step as the pane shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LessonStepView {
+    pub say: String,
+    pub todo: Option<String>,
+    pub highlight: Vec<String>,
+    pub predict: Option<crate::lesson::Prediction>,
+    /// What the step waits for (an `await-user` step).
+    pub waits_for: Option<String>,
+    /// The step's action, in words.
+    pub does: Option<String>,
+}
+
+/// Where the current step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LessonPhase {
+    /// The lesson is doing the step (a wait, an await, an expect, or `n` on an `await-user` step).
+    Doing,
+    /// Waiting for the learner to do it (or press n).
+    AwaitingUser,
+    /// Text or a prediction to read: n goes on.
+    Reading,
+    /// Done: whether what the step expected held.
+    Done { passed: bool },
+}
+
+/// What the lesson's driver reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LessonMsg {
+    Entered(usize, LessonPhase),
+    Line(usize, String),
+    Done(usize, bool),
+    Finished,
+}
+
+impl LessonPlay {
+    pub fn new(lesson: &crate::lesson::Lesson) -> LessonPlay {
+        let steps: Vec<LessonStepView> = lesson
+            .steps
+            .iter()
+            .map(|s| LessonStepView {
+                say: s.say.clone(),
+                todo: s.todo.clone(),
+                highlight: s.highlight.clone(),
+                predict: s.predict.clone(),
+                waits_for: s.await_user.as_ref().map(|w| w.describe()),
+                does: s.action.as_ref().map(super::scenario_pane::step_text),
+            })
+            .collect();
+        let n = steps.len();
+        LessonPlay {
+            name: lesson.name.clone(),
+            title: lesson.title.clone(),
+            steps,
+            current: 0,
+            viewing: 0,
+            phase: LessonPhase::Doing,
+            lines: vec![Vec::new(); n],
+            answers: vec![None; n],
+            finished: false,
+        }
+    }
+
+    /// The current step asks a prediction the learner has not answered yet.
+    pub fn unanswered(&self) -> Option<usize> {
+        let p = self.steps.get(self.current)?.predict.as_ref()?;
+        self.answers[self.current].is_none().then_some(p.choices.len())
+    }
+
+    pub fn on_msg(&mut self, msg: LessonMsg) {
+        match msg {
+            LessonMsg::Entered(i, phase) => {
+                if self.viewing == self.current {
+                    self.viewing = i;
+                }
+                self.current = i;
+                self.phase = phase;
+            }
+            LessonMsg::Line(i, l) => {
+                if let Some(lines) = self.lines.get_mut(i) {
+                    lines.push(l);
+                }
+            }
+            LessonMsg::Done(i, passed) => {
+                if i == self.current {
+                    self.phase = LessonPhase::Done { passed };
+                }
+            }
+            LessonMsg::Finished => self.finished = true,
+        }
+    }
+}
+
 /// A record typed into the input pane.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TypedRecord {
@@ -273,6 +389,7 @@ pub struct App {
     /// The scenario picker (`o`): the selected entry of [`super::SCENARIOS`].
     pub picker: Option<usize>,
     pub scenario: Option<ScenarioPlay>,
+    pub lesson: Option<LessonPlay>,
 }
 
 impl App {
@@ -308,6 +425,7 @@ impl App {
             explanation: None,
             picker: None,
             scenario: None,
+            lesson: None,
         }
     }
 
@@ -350,6 +468,16 @@ impl App {
             } else {
                 Action::CloseHelp
             });
+        }
+        if let (Some(lesson), false) = (&self.lesson, self.input_mode()) {
+            if let (Some(choices), KeyCode::Char(d @ '1'..='9')) = (lesson.unanswered(), ev.code) {
+                if ((d as u8 - b'0') as usize) <= choices {
+                    return Some(Action::LessonAnswer(d as u8 - b'0'));
+                }
+            }
+            if let Some(a) = self.keymap.lookup(ev, Context::Lesson) {
+                return Some(a);
+            }
         }
         if let Some(a) = self.keymap.lookup(ev, self.context()) {
             return Some(a);
@@ -590,6 +718,29 @@ impl App {
         current(&mut self.wants.buffer, seen)
     }
 
+    /// `n` in a lesson: forward through steps looked back at, else the lesson goes on (a
+    /// prediction must be answered first; a step the lesson is doing finishes first).
+    fn lesson_next(&mut self) {
+        let Some(l) = self.lesson.as_mut() else { return };
+        if l.viewing < l.current {
+            l.viewing += 1;
+            return;
+        }
+        let why_not = if l.finished {
+            Some("the lesson is over: L leaves it (the cluster stays)".to_string())
+        } else if let Some(n) = l.unanswered() {
+            Some(format!("predict first: press 1 to {n}"))
+        } else if l.phase == LessonPhase::Doing {
+            Some("the lesson is doing this step; n goes on when it is done".to_string())
+        } else {
+            None
+        };
+        match why_not {
+            Some(text) => self.notice(text),
+            None => self.requests.push(Request::LessonNext),
+        }
+    }
+
     fn notice(&mut self, text: String) {
         let t = self.view.time_ms;
         self.log(t, text, LogKind::Bad);
@@ -784,6 +935,27 @@ impl App {
             Action::PickNext => {
                 if let Some(p) = self.picker.as_mut() {
                     *p = (*p + 1).min(super::SCENARIOS.len().saturating_sub(1));
+                }
+            }
+            Action::LessonNext => self.lesson_next(),
+            Action::LessonPrev => {
+                if let Some(l) = self.lesson.as_mut() {
+                    l.viewing = l.viewing.saturating_sub(1);
+                }
+            }
+            Action::LessonAnswer(d) => {
+                if let Some(l) = self.lesson.as_mut() {
+                    if l.unanswered().is_some() {
+                        let i = l.current;
+                        l.answers[i] = Some(d as usize - 1);
+                    }
+                }
+            }
+            Action::LessonLeave => {
+                if let Some(l) = self.lesson.take() {
+                    self.requests.push(Request::LessonLeave);
+                    let t = self.view.time_ms;
+                    self.log(t, format!("left the lesson {}; the cluster stays as it is", l.name), LogKind::Info);
                 }
             }
             Action::Open => {

@@ -27,6 +27,12 @@ pub fn line(app: &App, width: usize) -> Line<'static> {
 /// The footer line, and whether every hint fitted.
 fn hints_line(app: &App, width: usize, tiny_labels: bool) -> (Line<'static>, bool) {
     let mut hints = app.keymap.footer(app.context());
+    if app.lesson.is_some() && !app.input_mode() {
+        // The lesson's keys first: they are what a learner needs next.
+        let mut lesson = app.keymap.footer(super::keymap::Context::Lesson);
+        lesson.extend(hints);
+        hints = lesson;
+    }
     if tiny_labels {
         for (key, what) in hints.iter_mut() {
             if let Some(b) = app.keymap.bindings.iter().find(|b| b.key.label() == *key) {

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::app::{App, LogKind, Request, ScenarioPlay};
+use super::app::{App, LessonMsg, LessonPhase, LessonPlay, LogKind, Request, ScenarioPlay};
 use super::keymap::Keymap;
 use super::render::render;
 use super::scenario_pane::step_text;
@@ -28,6 +28,7 @@ use crate::cluster::view::ClusterView;
 use crate::cluster::{Command, Engine};
 use crate::config::{parse_loose_value, ConfigLayers};
 use crate::events::{EventBus, Stamped};
+use crate::lesson::Lesson;
 use crate::scenario::Scenario;
 
 /// Shortest time between two frames (at most ~30 frames per second, whatever the event rate).
@@ -68,13 +69,33 @@ pub enum Quit {
 /// in its place among them when one is played (main.rs knows the order).
 pub type LayersFor = Box<dyn Fn(Option<&Scenario>) -> Result<ConfigLayers, String> + Send>;
 
+/// What the workbench opens at once.
+pub enum Opening {
+    Nothing,
+    /// `--scenario FILE`: played at once.
+    Scenario(Scenario),
+    /// `ckptlab lesson NAME`: the lesson pane, on a cluster with the lesson's `[config]`.
+    Lesson(Box<Lesson>),
+}
+
+impl Opening {
+    /// The scenario whose `[config]` the first cluster takes.
+    pub fn scenario(&self) -> Option<&Scenario> {
+        match self {
+            Opening::Nothing => None,
+            Opening::Scenario(s) => Some(s),
+            Opening::Lesson(l) => Some(&l.scenario),
+        }
+    }
+}
+
 /// Runs the workbench until the user quits. `launched` is when the process started (for the
-/// first-frame figure in the log); `scenario` is played at once (`--scenario FILE`).
-pub async fn run(layers_for: LayersFor, bus: EventBus, launched: std::time::Instant, scenario: Option<Scenario>) -> anyhow::Result<Quit> {
+/// first-frame figure in the log); `opening` is played at once.
+pub async fn run(layers_for: LayersFor, bus: EventBus, launched: std::time::Instant, opening: Opening) -> anyhow::Result<Quit> {
     let keymap = Keymap::load().map_err(anyhow::Error::msg)?;
-    let layers = layers_for(scenario.as_ref()).map_err(anyhow::Error::msg)?;
+    let layers = layers_for(opening.scenario()).map_err(anyhow::Error::msg)?;
     let cfg = layers.build()?;
-    if let Some(s) = &scenario {
+    if let Some(s) = opening.scenario() {
         s.check(&cfg)?;
     }
     let theme = Theme::from_env();
@@ -105,11 +126,14 @@ pub async fn run(layers_for: LayersFor, bus: EventBus, launched: std::time::Inst
     }));
     let (scenario_tx, mut scenario_rx) = mpsc::unbounded_channel::<ScenarioMsg>();
     let (explain_tx, mut explain_rx) = mpsc::unbounded_channel::<(String, Vec<String>)>();
-    let mut lp = Loop { app: &mut app, session, layers, layers_for, bus, scenario_tx: Some(scenario_tx), explain_tx };
-    if let Some(s) = scenario {
-        lp.play(s).await;
+    let (lesson_tx, mut lesson_rx) = mpsc::unbounded_channel::<LessonMsg>();
+    let mut lp = Loop { app: &mut app, session, layers, layers_for, bus, scenario_tx: Some(scenario_tx), explain_tx, lesson_tx, lesson_next: None };
+    match opening {
+        Opening::Nothing => {}
+        Opening::Scenario(s) => lp.play(s).await,
+        Opening::Lesson(l) => lp.teach(*l),
     }
-    let result = lp.run(&mut terminal, &mut events, &mut scenario_rx, &mut explain_rx, launched).await;
+    let result = lp.run(&mut terminal, &mut events, &mut scenario_rx, &mut explain_rx, &mut lesson_rx, launched).await;
     let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
     ratatui::restore();
     lp.session.shutdown().await;
@@ -127,6 +151,7 @@ struct Session {
     viewer: JoinHandle<()>,
     generator: Option<JoinHandle<()>>,
     scenario: Option<JoinHandle<()>>,
+    lesson: Option<JoinHandle<()>>,
 }
 
 impl Session {
@@ -136,7 +161,7 @@ impl Session {
         let want_view = Arc::new(Notify::new());
         let (stop_viewer, stop) = watch::channel(false);
         let viewer = tokio::spawn(viewer(engine.clone(), tx, want_view.clone(), stop));
-        Ok(Session { engine, views, want_view, stop_viewer, viewer, generator: None, scenario: None })
+        Ok(Session { engine, views, want_view, stop_viewer, viewer, generator: None, scenario: None, lesson: None })
     }
 
     /// Stops what runs beside the engine, then the engine.
@@ -144,9 +169,9 @@ impl Session {
         if let Some(g) = self.generator {
             g.abort();
         }
-        if let Some(s) = self.scenario {
-            s.abort();
-            let _ = s.await;
+        for task in [self.scenario, self.lesson].into_iter().flatten() {
+            task.abort();
+            let _ = task.await;
         }
         let _ = self.stop_viewer.send(true);
         let _ = self.viewer.await;
@@ -212,6 +237,10 @@ struct Loop<'a> {
     scenario_tx: Option<mpsc::UnboundedSender<ScenarioMsg>>,
     /// Explanations computed off the loop: (key, lines).
     explain_tx: mpsc::UnboundedSender<(String, Vec<String>)>,
+    /// What the lesson's driver reports.
+    lesson_tx: mpsc::UnboundedSender<LessonMsg>,
+    /// Tells the lesson's driver to go on (`n`).
+    lesson_next: Option<mpsc::UnboundedSender<()>>,
 }
 
 impl Loop<'_> {
@@ -221,6 +250,7 @@ impl Loop<'_> {
         events: &mut mpsc::UnboundedReceiver<Stamped>,
         scenario_rx: &mut mpsc::UnboundedReceiver<ScenarioMsg>,
         explain_rx: &mut mpsc::UnboundedReceiver<(String, Vec<String>)>,
+        lesson_rx: &mut mpsc::UnboundedReceiver<LessonMsg>,
         launched: std::time::Instant,
     ) -> anyhow::Result<Quit> {
         // The terminal is read on a thread of its own and its events queued here, so that every
@@ -323,6 +353,12 @@ impl Loop<'_> {
                     }
                     dirty = true;
                 }
+                Some(msg) = lesson_rx.recv() => {
+                    if let Some(l) = self.app.lesson.as_mut() {
+                        l.on_msg(msg);
+                    }
+                    dirty = true;
+                }
                 Some((key, lines)) = explain_rx.recv() => {
                     self.app.explained(&key, lines);
                     dirty = true;
@@ -403,8 +439,21 @@ impl Loop<'_> {
                     }
                 }
                 Request::Pause(paused) => self.session.engine.set_paused(paused),
+                Request::LessonNext => {
+                    if let Some(tx) = &self.lesson_next {
+                        let _ = tx.send(());
+                    }
+                }
+                Request::LessonLeave => {
+                    self.lesson_next = None;
+                    if let Some(task) = self.session.lesson.take() {
+                        task.abort();
+                    }
+                }
                 Request::Reset => {
                     self.app.scenario = None;
+                    self.app.lesson = None;
+                    self.lesson_next = None;
                     let layers = self.layers.clone();
                     self.fresh(layers, "reset: a fresh cluster (empty topic, empty state, restart back-off reset), same settings").await;
                 }
@@ -449,6 +498,17 @@ impl Loop<'_> {
         true
     }
 
+    /// Opens a lesson on the cluster running now (started with the lesson's `[config]`): its
+    /// driver does the steps and reports to the lesson pane.
+    fn teach(&mut self, lesson: Lesson) {
+        self.app.lesson = Some(LessonPlay::new(&lesson));
+        let (next_tx, next_rx) = mpsc::unbounded_channel();
+        self.lesson_next = Some(next_tx);
+        let t = self.app.view.time_ms;
+        self.app.log(t, format!("lesson {}: {} (n next, p back, L leave)", lesson.name, lesson.title), LogKind::Info);
+        self.session.lesson = Some(tokio::spawn(drive_lesson(lesson, self.session.engine.clone(), next_rx, self.lesson_tx.clone())));
+    }
+
     /// A fresh cluster with the scenario's `[config]`, then its steps, narrated into its pane.
     async fn play(&mut self, scenario: Scenario) {
         let layers = match (self.layers_for)(Some(&scenario)).and_then(|l| {
@@ -486,6 +546,56 @@ impl Loop<'_> {
             send(ScenarioMsg::Done(report.passed, report.failures));
         }));
     }
+}
+
+/// Plays a lesson step by step as the learner goes: a step that waits for the learner ends when
+/// the engine reports what they did, or when `n` asks the lesson to do it; every other step is
+/// done at once; then it waits for `n`.
+async fn drive_lesson(lesson: Lesson, engine: Arc<Engine>, mut next: mpsc::UnboundedReceiver<()>, tx: mpsc::UnboundedSender<LessonMsg>) {
+    let send = |m: LessonMsg| {
+        let _ = tx.send(m);
+    };
+    let mut player = crate::scenario::Player::start(&engine, &mut |_| {}).await;
+    for (i, step) in lesson.steps.iter().enumerate() {
+        let outcome = if step.action.is_none() {
+            send(LessonMsg::Entered(i, LessonPhase::Reading));
+            None
+        } else if let Some(want) = &step.await_user {
+            let mut events = engine.events().subscribe();
+            send(LessonMsg::Entered(i, LessonPhase::AwaitingUser));
+            let mut seen = 0;
+            let by_learner = tokio::select! {
+                e = crate::lesson::await_event(&mut events, want, &mut seen, None) => e.is_some(),
+                n = next.recv() => {
+                    if n.is_none() {
+                        return;
+                    }
+                    false
+                }
+            };
+            if by_learner {
+                Some(crate::lesson::StepOutcome { step: step.line, passed: true, lines: vec![format!("you did it: {}", want.describe())] })
+            } else {
+                send(LessonMsg::Entered(i, LessonPhase::Doing));
+                Some(crate::lesson::do_step(&engine, &mut player, step, Some(&mut events), &mut seen).await)
+            }
+        } else {
+            send(LessonMsg::Entered(i, LessonPhase::Doing));
+            Some(crate::lesson::do_step(&engine, &mut player, step, None, &mut 0).await)
+        };
+        if let Some(o) = outcome {
+            for l in o.lines {
+                send(LessonMsg::Line(i, l));
+            }
+            send(LessonMsg::Done(i, o.passed));
+        }
+        // An n pressed while the lesson was busy is not a skip of the next step.
+        while next.try_recv().is_ok() {}
+        if next.recv().await.is_none() {
+            return;
+        }
+    }
+    send(LessonMsg::Finished);
 }
 
 /// A typed record and where it landed (or why not).

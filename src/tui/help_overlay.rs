@@ -44,6 +44,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Line::styled("start it again, read the verdict.", t.dim),
         Line::raw(""),
     ];
+    if app.lesson.is_some() {
+        rest.extend(section(app, Context::Lesson, "Lesson (1-9 answer a prediction)"));
+        rest.push(Line::raw(""));
+    }
     rest.extend(section(app, Context::Input, "Input mode"));
     rest.push(Line::raw(""));
     rest.extend(section(app, Context::Any, "Anywhere"));

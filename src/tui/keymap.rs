@@ -14,6 +14,8 @@ pub enum Context {
     Command,
     /// Typing a record.
     Input,
+    /// A lesson is open (checked before command mode).
+    Lesson,
     /// Everywhere.
     Any,
 }
@@ -131,6 +133,9 @@ impl Default for Keymap {
         use Context::*;
         Keymap {
             bindings: vec![
+                b(Key::ch('n'), LessonNext, Lesson, "lesson: next step, or do it for me", true),
+                b(Key::ch('p'), LessonPrev, Lesson, "lesson: look at the previous step", true),
+                b(Key::ch('L'), LessonLeave, Lesson, "leave the lesson (the cluster stays)", true),
                 b(Key::ch('i'), FocusInput, Command, "type a record", true),
                 b(Key::ch('/'), FocusInput, Command, "type a record", false),
                 b(Key::ch('k'), Kill, Command, "kill TM; 1-9 select TM N", true),
@@ -193,7 +198,7 @@ impl Keymap {
         let mut seen = Vec::new();
         let mut out = Vec::new();
         for b in self.bindings.iter().filter(|b| b.footer && (b.context == context || b.context == Context::Any)) {
-            if context == Context::Command && b.context == Context::Any {
+            if matches!(context, Context::Command | Context::Lesson) && b.context == Context::Any {
                 continue; // F-keys are for input mode; command mode has one-letter keys
             }
             if !seen.contains(&b.action) {
@@ -220,8 +225,9 @@ impl Keymap {
             let context = match section.as_str() {
                 "command" => Context::Command,
                 "input" => Context::Input,
+                "lesson" => Context::Lesson,
                 "any" => Context::Any,
-                other => return Err(format!("{}: unknown table [{other}]; allowed: [command], [input], [any]", at(other))),
+                other => return Err(format!("{}: unknown table [{other}]; allowed: [command], [input], [lesson], [any]", at(other))),
             };
             let entries = entries.as_table().ok_or_else(|| format!("{}: [{section}] must be a table", at(section)))?;
             for (name, key) in entries {
@@ -270,6 +276,9 @@ impl Keymap {
 
 /// Rebindable action names, as `conf/keys.toml` spells them.
 pub const ACTION_NAMES: &[&str] = &[
+    "lesson-next",
+    "lesson-prev",
+    "lesson-leave",
     "focus-input",
     "kill",
     "start",
@@ -315,6 +324,7 @@ fn context_name(c: Context) -> &'static str {
     match c {
         Context::Command => "[command]",
         Context::Input => "[input]",
+        Context::Lesson => "[lesson]",
         Context::Any => "[any]",
     }
 }
@@ -337,6 +347,10 @@ pub fn tiny(a: Action) -> &'static str {
 pub fn short(a: Action) -> &'static str {
     match a {
         Action::FocusInput => "type",
+        Action::LessonNext => "next/do it",
+        Action::LessonPrev => "back",
+        Action::LessonAnswer(_) => "answer",
+        Action::LessonLeave => "leave lesson",
         Action::Kill => "kill TM",
         Action::Start => "start TM",
         Action::Checkpoint => "checkpoint",

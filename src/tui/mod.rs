@@ -16,6 +16,7 @@ pub mod graph_pane;
 pub mod help_overlay;
 pub mod input_pane;
 pub mod keymap;
+pub mod lesson_pane;
 pub mod output_pane;
 pub mod picker;
 pub mod render;
@@ -24,7 +25,7 @@ pub mod state_pane;
 pub mod status_line;
 pub mod theme;
 
-pub use frontend::{run, Quit};
+pub use frontend::{run, Opening, Quit};
 
 /// The shipped scenarios (`o` picks one, `--scenario` opens any file), embedded so the workbench
 /// finds them from any working directory.

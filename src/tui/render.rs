@@ -21,7 +21,7 @@ use ratatui::Frame;
 
 use super::app::{App, Pane};
 use super::{
-    banner, checkpoints_pane, detail_popup, events_pane, footer, graph_pane, help_overlay, input_pane, output_pane, picker, scenario_pane,
+    banner, checkpoints_pane, detail_popup, events_pane, footer, graph_pane, help_overlay, input_pane, lesson_pane, output_pane, picker, scenario_pane,
     state_pane, status_line,
 };
 
@@ -44,6 +44,13 @@ pub fn render(app: &App, frame: &mut Frame) {
         Constraint::Length(1),
     ])
     .areas(area);
+    // A lesson on a short screen: a band across the bottom of the panes.
+    let (body, band) = if app.lesson.is_some() && area.height < lesson_pane::TALL {
+        let [body, band] = Layout::vertical([Constraint::Min(0), Constraint::Length(lesson_pane::BAND_HEIGHT)]).areas(body);
+        (body, Some(band))
+    } else {
+        (body, None)
+    };
     status_line::render(app, frame, status);
     banner::render(app, frame, banner_area);
     // The graph's lines need about 40 columns at 80; wider screens give the left side more.
@@ -55,7 +62,19 @@ pub fn render(app: &App, frame: &mut Frame) {
     let [graph, state] = Layout::vertical([Constraint::Length(graph_height), Constraint::Min(0)]).areas(left);
     graph_pane::render(app, frame, graph);
     state_pane::render(app, frame, state);
-    if app.scenario.is_some() {
+    if let Some(band) = band {
+        let [checkpoints, output] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
+        checkpoints_pane::render(app, frame, checkpoints);
+        output_pane::render(app, frame, output);
+        lesson_pane::render(app, frame, band);
+    } else if app.lesson.is_some() {
+        // The lesson takes the events' place (its narration is the better log then).
+        let [checkpoints, output, lesson] =
+            Layout::vertical([Constraint::Percentage(30), Constraint::Percentage(25), Constraint::Percentage(45)]).areas(right);
+        checkpoints_pane::render(app, frame, checkpoints);
+        output_pane::render(app, frame, output);
+        lesson_pane::render(app, frame, lesson);
+    } else if app.scenario.is_some() {
         // A scenario playing takes the events' place (its narration is the better log then).
         let [checkpoints, output, scenario] =
             Layout::vertical([Constraint::Percentage(34), Constraint::Percentage(30), Constraint::Percentage(36)]).areas(right);
@@ -91,8 +110,15 @@ fn render_too_small(app: &App, frame: &mut Frame, area: Rect) {
 /// A pane's frame: its title, a marker and the accent when focused (never colour alone).
 pub fn pane_block<'a>(app: &App, pane: Pane, title: &'a str, extra: Option<Line<'a>>) -> Block<'a> {
     let focused = app.focus == pane;
+    let highlighted = lesson_pane::highlights(app, pane);
     let mut spans = vec![
-        Span::raw(if focused { "▸ " } else { " " }),
+        Span::raw(if focused {
+            "▸ "
+        } else if highlighted {
+            "★ "
+        } else {
+            " "
+        }),
         Span::styled(title, if focused { app.theme.focused_title } else { app.theme.title }),
         Span::raw(" "),
     ];
@@ -103,6 +129,9 @@ pub fn pane_block<'a>(app: &App, pane: Pane, title: &'a str, extra: Option<Line<
     let block = Block::bordered().title(Line::from(spans));
     if focused {
         block.border_style(app.theme.focused_title)
+    } else if highlighted {
+        // The lesson points here (a marker too, never colour alone).
+        block.border_style(app.theme.warn)
     } else {
         block.border_style(app.theme.dim)
     }

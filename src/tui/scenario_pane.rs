@@ -36,6 +36,7 @@ pub fn step_text(step: &Step) -> String {
             }
         }
         Action::Resubmit => "resubmit".into(),
+        Action::SwitchBackend(b) => format!("switch the backend to {b}"),
         Action::Savepoint { stop: false } => "savepoint".into(),
         Action::Savepoint { stop: true } => "stop with savepoint".into(),
     };
