@@ -328,7 +328,7 @@ fn a_lesson_in_tmux_predict_wrong_read_why_go_on() {
     tmux.keys(&["n"]);
     tmux.wait_for("step 4's expect held", 20, |s| s.contains("step 4/14") && s.contains("✓ done"));
     tmux.keys(&["n"]);
-    tmux.wait_for("the prediction", 10, |s| s.contains("Predict: What will the counter print for g?"));
+    tmux.wait_for("the prediction", 10, |s| s.contains("Predict (press 1 to 3): What will the counter print for g?"));
     // n before answering is refused; a wrong answer shows the right one and why.
     tmux.keys(&["n"]);
     tmux.wait_for("predict first", 10, |s| s.contains("predict first"));

@@ -243,6 +243,8 @@ pub struct LessonPlay {
     /// The learner's answer to each step's prediction.
     pub answers: Vec<Option<usize>>,
     pub finished: bool,
+    /// Why the last `n` did not go on (shown in the pane: the events pane may be out of sight).
+    pub notice: Option<String>,
 }
 
 /// A lesson step as the pane shows it.
@@ -305,6 +307,7 @@ impl LessonPlay {
             lines: vec![Vec::new(); n],
             answers: vec![None; n],
             finished: false,
+            notice: None,
         }
     }
 
@@ -315,6 +318,9 @@ impl LessonPlay {
     }
 
     pub fn on_msg(&mut self, msg: LessonMsg) {
+        if matches!(msg, LessonMsg::Entered(..) | LessonMsg::Done(..)) {
+            self.notice = None;
+        }
         match msg {
             LessonMsg::Entered(i, phase) => {
                 if self.viewing == self.current {
@@ -735,6 +741,7 @@ impl App {
         } else {
             None
         };
+        l.notice = why_not.clone();
         match why_not {
             Some(text) => self.notice(text),
             None => self.requests.push(Request::LessonNext),
@@ -948,6 +955,7 @@ impl App {
                     if l.unanswered().is_some() {
                         let i = l.current;
                         l.answers[i] = Some(d as usize - 1);
+                        l.notice = None;
                     }
                 }
             }

@@ -78,6 +78,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         let style = if line.contains("FAILED") || line.starts_with("line ") { t.bad } else { t.dim };
         bottom.push(Line::styled(format!("  {line}"), style));
     }
+    if let (Some(n), true) = (&l.notice, current) {
+        bottom.push(Line::styled(n.clone(), t.warn));
+    }
     let status = status_line(app, i);
     if status.width() > 0 {
         bottom.push(status);
