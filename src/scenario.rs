@@ -193,6 +193,9 @@ pub enum Action {
         checks: Vec<(String, Comparison)>,
     },
     Resubmit,
+    /// Stop the generators this run started (a lesson generates until the learner has done the
+    /// kill, however long that takes, then stops them so the job can catch up).
+    StopGenerators,
     /// Switch the state backend by the seed's name (memory, fs, rocksdb), as `b` does: the job
     /// restarts from its latest checkpoint, read into the new backend.
     SwitchBackend(String),
@@ -245,6 +248,7 @@ const ACTIONS: &[&str] = &[
     "expect",
     "resubmit",
     "switch-backend",
+    "stop-generators",
 ];
 
 impl Scenario {
@@ -439,6 +443,10 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
         "stop-with-savepoint" => match v {
             toml::Value::Boolean(true) => Action::Savepoint { stop: true },
             _ => return Err("write `stop-with-savepoint = true` to take a savepoint and stop the job".into()),
+        },
+        "stop-generators" => match v {
+            toml::Value::Boolean(true) => Action::StopGenerators,
+            _ => return Err("write `stop-generators = true` to stop the generators the run started".into()),
         },
         "switch-backend" => match v.as_str() {
             Some(b @ ("memory" | "fs" | "rocksdb")) => Action::SwitchBackend(b.to_string()),
@@ -660,6 +668,8 @@ pub struct Player {
     // fails the step that gave it: a step that silently does nothing must not pass.
     refusals: Refusals,
     savepoints: Vec<String>,
+    /// The generators `generate` steps started (`stop-generators` ends them).
+    generators: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Player {
@@ -684,6 +694,7 @@ impl Player {
             failures: Vec::new(),
             refusals: Refusals { events: engine.events().subscribe(), issued: HashMap::new() },
             savepoints: Vec::new(),
+            generators: Vec::new(),
         }
     }
 
@@ -727,7 +738,16 @@ impl Player {
                     spec.duration.map(format_duration).unwrap_or_default(),
                     spec.keys.join(",")
                 ));
-                engine.generate(spec.clone());
+                self.generators.push(engine.generate(spec.clone()));
+            }
+            Action::StopGenerators => {
+                let running = self.generators.iter().filter(|g| !g.is_finished()).count();
+                narrate(format!("{at} stop the generators ({running} running)"));
+                for g in self.generators.drain(..) {
+                    g.abort();
+                    // Its guard has counted it out of the running generators once it is gone.
+                    let _ = g.await;
+                }
             }
             Action::Kill(tm) => {
                 narrate(format!("{at} kill {tm}"));
@@ -940,6 +960,7 @@ impl Action {
             Action::Start(_) => vec!["start".into()],
             Action::Resubmit => vec!["resubmit".into()],
             Action::SwitchBackend(_) => vec!["backend".into()],
+            Action::StopGenerators => Vec::new(),
             Action::Checkpoint | Action::Savepoint { .. } => vec!["checkpoint".into()],
             Action::Generate(_) => vec!["generate".into()],
             Action::Set(pairs) => pairs.iter().map(|(k, _)| k.clone()).collect(),

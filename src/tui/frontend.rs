@@ -555,13 +555,15 @@ async fn drive_lesson(lesson: Lesson, engine: Arc<Engine>, mut next: mpsc::Unbou
     let send = |m: LessonMsg| {
         let _ = tx.send(m);
     };
+    // One subscription for the whole lesson: what the learner does ahead of a step (typing d e f
+    // while the lesson still shows the wait before it) counts when that step comes.
+    let mut events = engine.events().subscribe();
     let mut player = crate::scenario::Player::start(&engine, &mut |_| {}).await;
     for (i, step) in lesson.steps.iter().enumerate() {
         let outcome = if step.action.is_none() {
             send(LessonMsg::Entered(i, LessonPhase::Reading));
             None
         } else if let Some(want) = &step.await_user {
-            let mut events = engine.events().subscribe();
             send(LessonMsg::Entered(i, LessonPhase::AwaitingUser));
             let mut seen = 0;
             let by_learner = tokio::select! {

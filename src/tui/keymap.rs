@@ -133,9 +133,9 @@ impl Default for Keymap {
         use Context::*;
         Keymap {
             bindings: vec![
-                b(Key::ch('n'), LessonNext, Lesson, "lesson: next step, or do it for me", true),
-                b(Key::ch('p'), LessonPrev, Lesson, "lesson: look at the previous step", true),
-                b(Key::ch('L'), LessonLeave, Lesson, "leave the lesson (the cluster stays)", true),
+                b(Key::ch('n'), LessonNext, Lesson, "lesson: next / do it for me", true),
+                b(Key::ch('p'), LessonPrev, Lesson, "lesson: look back a step", true),
+                b(Key::ch('L'), LessonLeave, Lesson, "leave lesson (cluster stays)", true),
                 b(Key::ch('i'), FocusInput, Command, "type a record", true),
                 b(Key::ch('/'), FocusInput, Command, "type a record", false),
                 b(Key::ch('k'), Kill, Command, "kill TM; 1-9 select TM N", true),

@@ -1,5 +1,6 @@
 //! The lesson pane: the step's text, what to do, the prediction and its reveal, and what the
-//! step did. It takes the events' place on a tall screen and a band above the input at 80x24.
+//! step did: a band across the bottom of the panes, full width (the events pane stays on a tall
+//! screen; at 80x24 the right column keeps checkpoints and output).
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -8,9 +9,10 @@ use ratatui::Frame;
 
 use super::app::{App, LessonPhase, Pane};
 
-/// Rows of the band at the bottom of a short screen.
+/// Rows of the band across the bottom of the panes, on a short screen and on a tall one.
 pub const BAND_HEIGHT: u16 = 9;
-/// Below this height the lesson is a band; from it on, it takes the events' place.
+pub const BAND_HEIGHT_TALL: u16 = 13;
+/// From this height on the events pane stays beside the lesson.
 pub const TALL: u16 = 40;
 
 /// Whether a step highlights a pane (its border is drawn in the accent then).
@@ -46,7 +48,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let current = i == l.current;
     let answer = l.answers.get(i).copied().flatten();
     if let Some(p) = &step.predict {
-        let ask = if answer.is_none() { format!("Predict (press 1 to {}): ", p.choices.len()) } else { "Predict: ".to_string() };
+        let ask = match (answer, p.choices.len()) {
+            (Some(_), _) => "Predict: ".to_string(),
+            (None, 2) => "Predict (press 1 or 2): ".to_string(),
+            (None, n) => format!("Predict (press 1 to {n}): "),
+        };
         bottom.push(Line::styled(format!("{ask}{}", p.question), t.title));
         for (n, c) in p.choices.iter().enumerate() {
             let mark = match answer {
@@ -105,9 +111,33 @@ fn join_paragraphs(lines: Vec<Line<'static>>) -> Vec<Line<'static>> {
     vec![Line::raw(text.join(" ").split_whitespace().collect::<Vec<_>>().join(" "))]
 }
 
+/// Rows the lines take when word-wrapped at `width` (as `Wrap` does: whole words, greedily), so
+/// that the newest line is never scrolled out of sight.
 fn wrapped_rows(lines: &[Line], width: u16) -> u16 {
     let w = width.max(1) as usize;
-    lines.iter().map(|l| (l.width().max(1)).div_ceil(w) as u16).sum()
+    let mut rows = 0u16;
+    for l in lines {
+        let text: String = l.spans.iter().map(|s| s.content.as_ref()).collect();
+        let mut used = 0usize;
+        let mut n = 1u16;
+        for word in text.split(' ') {
+            let len = Span::raw(word).width();
+            if used == 0 {
+                used = len;
+            } else if used + 1 + len <= w {
+                used += 1 + len;
+            } else {
+                n += 1;
+                used = len;
+            }
+            while used > w {
+                n += 1;
+                used -= w;
+            }
+        }
+        rows = rows.saturating_add(n);
+    }
+    rows
 }
 
 fn status_line(app: &App, i: usize) -> Line<'static> {

@@ -44,9 +44,11 @@ pub fn render(app: &App, frame: &mut Frame) {
         Constraint::Length(1),
     ])
     .areas(area);
-    // A lesson on a short screen: a band across the bottom of the panes.
-    let (body, band) = if app.lesson.is_some() && area.height < lesson_pane::TALL {
-        let [body, band] = Layout::vertical([Constraint::Min(0), Constraint::Length(lesson_pane::BAND_HEIGHT)]).areas(body);
+    // A lesson: a band across the bottom of the panes, full width.
+    let tall = area.height >= lesson_pane::TALL;
+    let (body, band) = if app.lesson.is_some() {
+        let rows = if tall { lesson_pane::BAND_HEIGHT_TALL } else { lesson_pane::BAND_HEIGHT };
+        let [body, band] = Layout::vertical([Constraint::Min(0), Constraint::Length(rows)]).areas(body);
         (body, Some(band))
     } else {
         (body, None)
@@ -62,18 +64,12 @@ pub fn render(app: &App, frame: &mut Frame) {
     let [graph, state] = Layout::vertical([Constraint::Length(graph_height), Constraint::Min(0)]).areas(left);
     graph_pane::render(app, frame, graph);
     state_pane::render(app, frame, state);
-    if let Some(band) = band {
+    if let (Some(band), false) = (band, tall) {
+        // Too short for three panes on the right: the events give way (the lesson says what happens).
         let [checkpoints, output] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
         checkpoints_pane::render(app, frame, checkpoints);
         output_pane::render(app, frame, output);
         lesson_pane::render(app, frame, band);
-    } else if app.lesson.is_some() {
-        // The lesson takes the events' place (its narration is the better log then).
-        let [checkpoints, output, lesson] =
-            Layout::vertical([Constraint::Percentage(30), Constraint::Percentage(25), Constraint::Percentage(45)]).areas(right);
-        checkpoints_pane::render(app, frame, checkpoints);
-        output_pane::render(app, frame, output);
-        lesson_pane::render(app, frame, lesson);
     } else if app.scenario.is_some() {
         // A scenario playing takes the events' place (its narration is the better log then).
         let [checkpoints, output, scenario] =
@@ -87,6 +83,9 @@ pub fn render(app: &App, frame: &mut Frame) {
         checkpoints_pane::render(app, frame, checkpoints);
         output_pane::render(app, frame, output);
         events_pane::render(app, frame, events);
+    }
+    if let (Some(band), true) = (band, tall) {
+        lesson_pane::render(app, frame, band);
     }
     input_pane::render(app, frame, input);
     footer::render(app, frame, foot);

@@ -37,6 +37,7 @@ pub fn step_text(step: &Step) -> String {
         }
         Action::Resubmit => "resubmit".into(),
         Action::SwitchBackend(b) => format!("switch the backend to {b}"),
+        Action::StopGenerators => "stop the generators".into(),
         Action::Savepoint { stop: false } => "savepoint".into(),
         Action::Savepoint { stop: true } => "stop with savepoint".into(),
     };
