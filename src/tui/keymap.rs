@@ -339,6 +339,8 @@ pub fn tiny(a: Action) -> &'static str {
         Action::SlowChannel => "slow",
         Action::BufferTimeout => "buf",
         Action::SelectTm(_) => "TM",
+        Action::LessonNext => "next",
+        Action::LessonLeave => "leave",
         other => short(other),
     }
 }
