@@ -30,6 +30,8 @@ const FLINK_QUIET: Duration = Duration::from_millis(300);
 const POLL: Duration = Duration::from_millis(20);
 /// How long the JVM may take to cancel the job and exit before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// Run directories kept under `<ckptlab home>/flink-runs`.
+const RUNS_KEPT: usize = 5;
 
 #[derive(Debug, Error)]
 pub enum BridgeError {
@@ -122,6 +124,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
     let compile_ms = ms(compile_start.elapsed());
 
     let home = crate::workdir::prepare_home().map_err(|e| BridgeError::Setup(e.to_string()))?;
+    sweep_old_runs(&home.join("flink-runs"));
     let run_dir = home.join("flink-runs").join(format!(
         "run-{}-{}",
         std::process::id(),
@@ -164,7 +167,6 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
     let mut ckptlab_steps = Duration::ZERO;
     let mut flink_extra = Duration::ZERO;
     let mut seen_events = 0;
-    let steps_start = Instant::now();
     let mut player = Player::start(&engine, narrate).await;
     for step in &scenario.steps {
         let (before, _) = flink.state();
@@ -200,6 +202,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
                 let reached = await_flink(&flink, *condition, *timeout, &judge, before.checkpoints_completed).await;
                 flink_extra += w.elapsed();
                 let waited = w.elapsed().as_secs_f64();
+                seen_events = narrate_events(&flink, seen_events, step.line, &mut flink_failures, narrate);
                 if reached {
                     narrate(format!("          Flink: {} (+{waited:.1}s)", condition.name()));
                 } else {
@@ -240,21 +243,11 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
             }
             _ => {}
         }
-        let history = flink.history();
-        for e in &history[seen_events..] {
-            if let Some(line) = describe(&e.event) {
-                narrate(format!("          Flink: {line}"));
-            }
-            if let FlinkEvent::Refused { what, reason } = &e.event {
-                flink_failures.push(format!("line {}: Flink refused `{what}`: {reason}", step.line));
-            }
-        }
-        seen_events = history.len();
+        seen_events = narrate_events(&flink, seen_events, step.line, &mut flink_failures, narrate);
         if flow == Flow::Stop {
             break;
         }
     }
-    let _ = steps_start;
     let ckptlab_report = player.finish(&engine, scenario, narrate).await;
     engine.shutdown().await;
     let (st, _) = flink.state();
@@ -301,6 +294,36 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
         },
         run_dir: run_dir.display().to_string(),
     })
+}
+
+/// Narrates the Flink events since `seen` (a refusal fails the step at `line`); returns how many there are now.
+fn narrate_events(flink: &Harness, seen: usize, line: usize, failures: &mut Vec<String>, narrate: &mut impl FnMut(String)) -> usize {
+    let history = flink.history();
+    for e in history.iter().skip(seen) {
+        if let Some(text) = describe(&e.event) {
+            narrate(format!("          Flink: {text}"));
+        }
+        if let FlinkEvent::Refused { what, reason } = &e.event {
+            failures.push(format!("line {line}: Flink refused `{what}`: {reason}"));
+        }
+    }
+    history.len()
+}
+
+/// Keeps the newest [`RUNS_KEPT`] run directories under `runs` (each holds the partition files
+/// and Flink's log of one run, to look into after it), deleting older ones.
+fn sweep_old_runs(runs: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(runs) else { return };
+    let mut dirs: Vec<(std::time::SystemTime, std::path::PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(RUNS_KEPT);
+    for (_, d) in dirs.into_iter().take(excess) {
+        let _ = crate::workdir::remove_tree_under(runs, &d);
+    }
 }
 
 /// A Flink event as a narration line (None: not worth a line).

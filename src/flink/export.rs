@@ -89,10 +89,10 @@ fn readme(scenario: &Scenario, cfg: &Config, spec: &JobSpec, log_dir: &Path) -> 
         r.push_str("  -> channel-delay (forward; holds records and barriers of a slow source subtask)\n");
     }
     r.push_str(&format!(
-        "  -> keyBy({})\n  -> counter CountPerKey: ValueState<Long>, emits \"(record,count)\", parallelism {}\n  -> sink {:?}, parallelism 1\n```\n\n",
+        "  -> keyBy({})\n  -> counter CountPerKey: ValueState<Long>, emits \"(record,count)\", parallelism {}\n  -> sink {}, parallelism 1\n```\n\n",
         if spec.constant_key { "record -> \"1\", the seed's constant key" } else { "record" },
         spec.parallelism,
-        spec.sink
+        super::options::sink_name(spec.sink)
     ));
     r.push_str(
         "The source reads ckptlab's file-backed log: one append-only file per partition, one record per line \
@@ -164,6 +164,6 @@ mod tests {
         assert!(props.contains("source.dir=/data/log"), "{props}");
         assert!(get("run.sh").contains("flink\" run -c ckptlab.flink.CheckpointJob"));
         let readme = get("README.md");
-        assert!(readme.contains("channel-delay") && readme.contains("line 9: kill tm-2"), "{readme}");
+        assert!(readme.contains("channel-delay") && readme.contains("line 8: kill tm-2"), "{readme}");
     }
 }

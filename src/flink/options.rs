@@ -173,14 +173,7 @@ impl JobSpec {
             format!("job.name={}", escape(&self.name)),
             format!("job.parallelism={}", self.parallelism),
             format!("job.key-by={}", if self.constant_key { "constant" } else { "record" }),
-            format!(
-                "job.sink={}",
-                match self.sink {
-                    SinkKind::Print => "print",
-                    SinkKind::Transactional => "transactional",
-                    SinkKind::Discard => "discard",
-                }
-            ),
+            format!("job.sink={}", sink_name(self.sink)),
             format!("source.dir={}", escape(&self.log_dir)),
             format!("source.topic={}", escape(&self.topic)),
             format!("source.partitions={}", self.partitions),
@@ -228,6 +221,15 @@ impl JobSpec {
             ));
         }
         notes
+    }
+}
+
+/// The sink's name as `job.sink` spells it.
+pub fn sink_name(kind: SinkKind) -> &'static str {
+    match kind {
+        SinkKind::Print => "print",
+        SinkKind::Transactional => "transactional",
+        SinkKind::Discard => "discard",
     }
 }
 
