@@ -48,8 +48,8 @@ fn exactly_once_with_a_kill_loses_and_overcounts_nothing_on_ckptlab_and_on_flink
     let flink = &report["flink"];
     assert!(flink["restarts"].as_u64().unwrap_or(0) >= 1, "the Flink job did not restart: {flink}");
     let history = flink["history"].as_array().cloned().unwrap_or_default();
-    assert!(history.iter().any(|e| e["event"] == "tm-terminated"), "no task manager was terminated on Flink: {history:?}");
-    assert!(history.iter().any(|e| e["event"] == "restart"), "no restart in Flink's history: {history:?}");
+    assert!(history.iter().any(|e| e["event"]["event"] == "tm-terminated"), "no task manager was terminated on Flink: {history:?}");
+    assert!(history.iter().any(|e| e["event"]["event"] == "restart"), "no restart in Flink's history: {history:?}");
     assert_eq!(report["agreement"]["lost"], true);
     assert_eq!(report["agreement"]["overcounted"], true);
     assert_eq!(report["passed"], true);

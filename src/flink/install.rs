@@ -131,6 +131,8 @@ pub fn find_or_install_flink(progress: &mut dyn FnMut(String)) -> Result<FlinkJa
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial).map_err(|e| pip_err(format!("cannot create {}: {e}", partial.display())))?;
     let status = Command::new("python3")
+        // pip's warning about running as root says nothing about this install.
+        .env("PIP_ROOT_USER_ACTION", "ignore")
         .args(["-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "--no-input", "--quiet", "--target"])
         .arg(&partial)
         .arg(format!("apache-flink-libraries=={FLINK_VERSION}"))
