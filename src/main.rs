@@ -550,12 +550,8 @@ async fn flink(cli: &Cli, command: &FlinkCmd) -> ExitCode {
             let mut narrate = |line: String| {
                 if narrate_on {
                     outln!("{line}");
-                } else if !json {
-                    // Installing takes minutes: say so even when quiet.
-                    if line.contains("first use only") {
-                        eprintln!("{line}");
-                    }
                 } else if line.contains("first use only") {
+                    // The first-use install takes a while: say why, even with --json or --quiet.
                     eprintln!("{line}");
                 }
             };

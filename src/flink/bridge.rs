@@ -6,6 +6,7 @@
 //! to both engines at the same moment; an `await` waits for the condition on both; an `expect`
 //! is judged on both, the Flink side by [`super::verdict`] against the records in the log.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,8 @@ const POLL: Duration = Duration::from_millis(20);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 /// Run directories kept under `<ckptlab home>/flink-runs`.
 const RUNS_KEPT: usize = 5;
+/// How many state lines the end of a run waits for the print output to match the sink's report.
+const OUTPUT_CHECKS: usize = 20;
 
 #[derive(Debug, Error)]
 pub enum BridgeError {
@@ -149,7 +152,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
     let mut flink = Harness::spawn(&java, &jars, &harness_dir, &run_dir)?;
     if !await_flink(&flink, AwaitCondition::Running, FLINK_START_TIMEOUT, &Judge::new(&cfg, &log_dir, vec![]), 0).await {
         let why = flink.gone().unwrap_or_else(|| format!("not all tasks running after {}s", FLINK_START_TIMEOUT.as_secs()));
-        let stderr = run_dir.join("flink-stdout-stderr.txt");
+        let stderr = run_dir.join(harness::OUTPUT_FILE);
         tokio::task::spawn_blocking(move || flink.shutdown(SHUTDOWN_GRACE)).await.ok();
         return Err(BridgeError::Setup(format!("the Flink job did not start: {why} (see {} and {})", stderr.display(), run_dir.join("flink.log").display())));
     }
@@ -250,7 +253,28 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
     }
     let ckptlab_report = player.finish(&engine, scenario, narrate).await;
     engine.shutdown().await;
-    let (st, _) = flink.state();
+    // The print sink's own output must end with what the sink reported from inside the JVM (a
+    // line written after the last state line shows up in the next one: look a few times).
+    let printed_path = run_dir.join(harness::OUTPUT_FILE);
+    let mut st = flink.state().0;
+    if cfg.job.sink == crate::config::SinkKind::Print {
+        let mut from_output = BTreeMap::new();
+        for _ in 0..OUTPUT_CHECKS {
+            st = flink.state().0;
+            from_output = verdict::last_counts(&std::fs::read_to_string(&printed_path).unwrap_or_default(), cfg.job.key_by);
+            if from_output == st.counts {
+                break;
+            }
+            tokio::time::sleep(Harness::REPORT_EVERY).await;
+        }
+        if from_output != st.counts {
+            flink_failures.push(format!(
+                "the print sink's output ({}) ends with counts {from_output:?}, the sink reported {:?}",
+                printed_path.display(),
+                st.counts
+            ));
+        }
+    }
     let flink_verdict = judge.verdict(&st);
     if let Some(why) = flink.gone() {
         flink_failures.push(format!("the Flink JVM ended early: {why}"));

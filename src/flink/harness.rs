@@ -30,6 +30,9 @@ pub const SOURCES: &[(&str, &str)] = &[
 /// Flink's log configuration for the harness (the log goes to `-Dckptlab.log.file`).
 pub const LOG4J: &str = include_str!("../../assets/flink/log4j2.properties");
 
+/// The JVM's stdout and stderr apart from the protocol: Flink's print sink writes its lines here.
+pub const OUTPUT_FILE: &str = "flink-stdout-stderr.txt";
+
 #[derive(Debug, Error)]
 pub enum HarnessError {
     #[error("cannot compile the Flink harness in {dir}: {problem}")]
@@ -157,10 +160,13 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl Harness {
+    /// How often the harness sends its state line (Harness.REPORT_MS).
+    pub const REPORT_EVERY: Duration = Duration::from_millis(50);
+
     /// Starts the JVM on `job.properties` in `run_dir`.
     pub fn spawn(java: &Java, flink: &FlinkJars, harness_dir: &Path, run_dir: &Path) -> Result<Harness, HarnessError> {
         let err = |problem: String| HarnessError::Spawn { java: java.java.display().to_string(), problem };
-        let stderr = std::fs::File::create(run_dir.join("flink-stdout-stderr.txt")).map_err(|e| err(e.to_string()))?;
+        let stderr = std::fs::File::create(run_dir.join(OUTPUT_FILE)).map_err(|e| err(e.to_string()))?;
         let mut child = Command::new(&java.java)
             .arg(format!("-Dckptlab.log.file={}", run_dir.join("flink.log").display()))
             .arg(format!("-Dlog4j2.configurationFile={}", harness_dir.join("log4j2.properties").display()))

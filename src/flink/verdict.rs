@@ -56,6 +56,20 @@ pub fn log_truth(dir: &Path, topic: &str, partitions: u32, key_by: KeyBy, start:
     Ok(truth)
 }
 
+/// The last count per key in a print sink's output: lines "(record,count)", other lines (a log
+/// line, a stack trace in the same stream) skipped. The record may hold commas: the count is
+/// after the last one.
+pub fn last_counts(output: &str, key_by: KeyBy) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for line in output.lines() {
+        let Some(inner) = line.strip_prefix('(').and_then(|l| l.strip_suffix(')')) else { continue };
+        let Some((value, count)) = inner.rsplit_once(',') else { continue };
+        let Ok(count) = count.parse::<u64>() else { continue };
+        counts.insert(key_of(value, key_by).to_string(), count);
+    }
+    counts
+}
+
 /// The verdict of the Flink side: the sink's last count per key against the log's truth.
 pub fn flink_verdict(truth: &LogTruth, counts: &BTreeMap<String, u64>) -> Verdict {
     let mut v = Verdict { produced: truth.produced, audited: true, consistent: true, ..Default::default() };
@@ -217,6 +231,16 @@ mod tests {
         // a b c counted, the TM killed, d e f skipped (latest), g counted from zero.
         let v = flink_verdict(&truth(&[("1", 7)]), &counts(&[("1", 1)]));
         assert_eq!((v.lost, v.overcounted, v.state), (6, 0, 1));
+    }
+
+    #[test]
+    fn the_last_line_per_key_of_the_print_output_is_the_state() {
+        let out = "(a,1)\n(b,1)\n12:00:01 INFO something (x,9) else\n(a,2)\n(a,1)\n(c,d,1)\nnot a line\n(b,x)\n";
+        // After a restore, replayed records print again: the last line is what the state holds.
+        assert_eq!(last_counts(out, KeyBy::Record), counts(&[("a", 1), ("b", 1), ("c,d", 1)]));
+        assert_eq!(last_counts("(a,1)\n(b,2)\n(c,3)\n", KeyBy::Constant), counts(&[("1", 3)]));
+        let v = flink_verdict(&truth(&[("a", 2), ("b", 1)]), &last_counts(out, KeyBy::Record));
+        assert_eq!((v.lost, v.overcounted), (1, 1));
     }
 
     #[test]
