@@ -147,20 +147,26 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
         notes.push(format!("{k} = {v} (Flink's default: {d})"));
     }
 
-    narrate(format!("   Flink {} ({}), Java {}: starting a MiniCluster with {} task managers x {} slot(s)", jars.version, jars.origin, java.major, spec.taskmanagers, spec.slots));
+    narrate(format!(
+        "   Flink {} ({}), Java {}: starting a MiniCluster with {} task managers x {} slot(s)",
+        jars.version, jars.origin, java.major, spec.taskmanagers, spec.slots
+    ));
     let flink_start = Instant::now();
     let mut flink = Harness::spawn(&java, &jars, &harness_dir, &run_dir)?;
     if !await_flink(&flink, AwaitCondition::Running, FLINK_START_TIMEOUT, &Judge::new(&cfg, &log_dir, vec![]), 0).await {
         let why = flink.gone().unwrap_or_else(|| format!("not all tasks running after {}s", FLINK_START_TIMEOUT.as_secs()));
         let stderr = run_dir.join(harness::OUTPUT_FILE);
         tokio::task::spawn_blocking(move || flink.shutdown(SHUTDOWN_GRACE)).await.ok();
-        return Err(BridgeError::Setup(format!("the Flink job did not start: {why} (see {} and {})", stderr.display(), run_dir.join("flink.log").display())));
+        return Err(BridgeError::Setup(format!(
+            "the Flink job did not start: {why} (see {} and {})",
+            stderr.display(),
+            run_dir.join("flink.log").display()
+        )));
     }
     let flink_start_ms = ms(flink_start.elapsed());
     narrate(format!("   Flink: job running, every task ({:.1}s from JVM start)", flink_start_ms as f64 / 1000.0));
-    let start = verdict::log_truth(&log_dir, &cfg.source.topic, cfg.source.partitions, cfg.job.key_by, &[])
-        .map_err(BridgeError::Setup)?
-        .lengths;
+    let start =
+        verdict::log_truth(&log_dir, &cfg.source.topic, cfg.source.partitions, cfg.job.key_by, &[]).map_err(BridgeError::Setup)?.lengths;
     let judge = Judge::new(&cfg, &log_dir, start);
 
     let engine = Engine::start(layers, EventBus::new(tokio::time::Instant::now())).map_err(|e| BridgeError::Setup(e.to_string()))?;

@@ -25,11 +25,8 @@ const CLUSTER_OPTIONS: &[&str] = &["heartbeat.timeout", "heartbeat.interval", "s
 /// The files of the export: (path relative to the directory, content).
 pub fn files(scenario: &Scenario, cfg: &Config, out_dir: &Path, log_dir: &Path) -> Vec<(PathBuf, String)> {
     let spec = JobSpec::of(cfg, log_dir, out_dir);
-    let mut out: Vec<(PathBuf, String)> = SOURCES
-        .iter()
-        .filter(|(p, _)| !p.ends_with("Harness.java"))
-        .map(|(p, text)| (PathBuf::from(p), text.to_string()))
-        .collect();
+    let mut out: Vec<(PathBuf, String)> =
+        SOURCES.iter().filter(|(p, _)| !p.ends_with("Harness.java")).map(|(p, text)| (PathBuf::from(p), text.to_string())).collect();
     out.push((PathBuf::from("job.properties"), spec.to_properties()));
     out.push((PathBuf::from("run.sh"), run_script()));
     out.push((PathBuf::from("README.md"), readme(scenario, cfg, &spec, log_dir)));
@@ -101,7 +98,9 @@ fn readme(scenario: &Scenario, cfg: &Config, spec: &JobSpec, log_dir: &Path) -> 
          checkpoint as a Kafka source keeps its offsets. The files must be readable by every TaskManager at the \
          same path (a shared filesystem), or change `source.dir` in job.properties.\n\n",
     );
-    r.push_str("Feed it records: append lines to the files, or let ckptlab write them: `ckptlab run SCENARIO --set source.embedded.dir=DIR`.\n\n");
+    r.push_str(
+        "Feed it records: append lines to the files, or let ckptlab write them: `ckptlab run SCENARIO --set source.embedded.dir=DIR`.\n\n",
+    );
     r.push_str("## Checkpointing and recovery (job.properties, `flink.*`)\n\n");
     for (k, v) in &spec.flink {
         let note = if CLUSTER_OPTIONS.contains(&k.as_str()) { "  (a cluster option: set it in the cluster's config.yaml)" } else { "" };

@@ -72,14 +72,14 @@ pub fn find_java() -> Result<Java, InstallError> {
         .output()
         .map_err(|e| InstallError::Java(format!("`{} -version` cannot run ({e})", java.display())))?;
     let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    let major = java_major(&text).ok_or_else(|| InstallError::Java(format!("cannot read the version from `java -version`: {}", text.trim())))?;
+    let major =
+        java_major(&text).ok_or_else(|| InstallError::Java(format!("cannot read the version from `java -version`: {}", text.trim())))?;
     if major < 17 {
         return Err(InstallError::Java(format!("{} is Java {major}", java.display())));
     }
-    Command::new(&javac)
-        .arg("-version")
-        .output()
-        .map_err(|e| InstallError::Java(format!("`{}` cannot run ({e}): a JRE is not enough, the harness is compiled on first use", javac.display())))?;
+    Command::new(&javac).arg("-version").output().map_err(|e| {
+        InstallError::Java(format!("`{}` cannot run ({e}): a JRE is not enough, the harness is compiled on first use", javac.display()))
+    })?;
     Ok(Java { java, javac, major })
 }
 
@@ -151,7 +151,12 @@ pub fn find_or_install_flink(progress: &mut dyn FnMut(String)) -> Result<FlinkJa
     std::fs::write(&complete, FLINK_VERSION).map_err(|e| pip_err(format!("cannot write {}: {e}", complete.display())))?;
     let secs = started.elapsed().as_secs_f64();
     progress(format!("installed Flink {FLINK_VERSION}'s jars in {secs:.1}s"));
-    Ok(FlinkJars { lib, version: FLINK_VERSION.into(), origin: format!("installed now into {} ({secs:.1}s)", target.display()), install_secs: Some(secs) })
+    Ok(FlinkJars {
+        lib,
+        version: FLINK_VERSION.into(),
+        origin: format!("installed now into {} ({secs:.1}s)", target.display()),
+        install_secs: Some(secs),
+    })
 }
 
 #[cfg(test)]

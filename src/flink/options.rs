@@ -160,7 +160,9 @@ impl JobSpec {
             taskmanagers: cfg.taskmanagers,
             slots: cfg.slots_per_tm,
             // A slow channel from source[i] to every counter: what Flink can emulate (see ChannelDelay.java).
-            source_delay_ms: (0..p).map(|i| (0..p).map(|j| cfg.extra_delay(("source", i), ("counter", j))).min().unwrap_or_default().as_millis() as u64).collect(),
+            source_delay_ms: (0..p)
+                .map(|i| (0..p).map(|j| cfg.extra_delay(("source", i), ("counter", j))).min().unwrap_or_default().as_millis() as u64)
+                .collect(),
             counter_cost_ms: (0..p).map(|j| cfg.record_cost(("counter", j)).as_millis() as u64).collect(),
             flink: flink_options(cfg, run_dir),
         }
@@ -324,7 +326,11 @@ mod tests {
 
     #[test]
     fn a_runtime_set_is_refused_by_its_line() {
-        let s = Scenario::parse("name = \"x\"\n[[steps]]\nproduce = [\"a\"]\n[[steps]]\nset = { \"execution.checkpointing.mode\" = \"AT_LEAST_ONCE\" }\n", "s.toml").unwrap();
+        let s = Scenario::parse(
+            "name = \"x\"\n[[steps]]\nproduce = [\"a\"]\n[[steps]]\nset = { \"execution.checkpointing.mode\" = \"AT_LEAST_ONCE\" }\n",
+            "s.toml",
+        )
+        .unwrap();
         let why = refusal(&s, &cfg(&[])).unwrap();
         assert!(why.starts_with("s.toml:4:") && why.contains("execution.checkpointing.mode"), "{why}");
     }

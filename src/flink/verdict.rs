@@ -168,8 +168,11 @@ pub fn side_by_side(ckptlab: &Verdict, flink: &Verdict) -> String {
     let widths: Vec<usize> = (0..header.len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for (i, r) in rows.iter().enumerate() {
-        let cells: Vec<String> =
-            r.iter().enumerate().map(|(c, cell)| if c == 0 { format!("{cell:<w$}", w = widths[c]) } else { format!("{cell:>w$}", w = widths[c]) }).collect();
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| if c == 0 { format!("{cell:<w$}", w = widths[c]) } else { format!("{cell:>w$}", w = widths[c]) })
+            .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
         if i == 0 || i == rows.len() - 2 {
@@ -210,7 +213,11 @@ mod tests {
     use super::*;
 
     fn truth(pairs: &[(&str, u64)]) -> LogTruth {
-        LogTruth { expected: pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect(), produced: pairs.iter().map(|(_, n)| n).sum(), lengths: vec![] }
+        LogTruth {
+            expected: pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            produced: pairs.iter().map(|(_, n)| n).sum(),
+            lengths: vec![],
+        }
     }
 
     fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
