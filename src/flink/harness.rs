@@ -89,8 +89,18 @@ pub fn compiled(java: &Java, flink: &FlinkJars, cache: &Path) -> Result<PathBuf,
         let _ = std::fs::remove_dir_all(&scratch);
         return Err(err(format!("javac failed:\n{}", String::from_utf8_lossy(&out.stderr))));
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&scratch, &dir).map_err(|e| err(format!("cannot move the classes into place: {e}")))?;
+    // Another run may have compiled the same sources meanwhile (and its JVM may be loading those
+    // classes): keep its copy, never replace a directory in use.
+    if classes.join("ckptlab/flink/Harness.class").is_file() {
+        let _ = std::fs::remove_dir_all(&scratch);
+        return Ok(dir);
+    }
+    if let Err(e) = std::fs::rename(&scratch, &dir) {
+        let _ = std::fs::remove_dir_all(&scratch);
+        if !classes.join("ckptlab/flink/Harness.class").is_file() {
+            return Err(err(format!("cannot move the classes into place: {e}")));
+        }
+    }
     Ok(dir)
 }
 

@@ -146,6 +146,12 @@ pub fn find_or_install_flink(progress: &mut dyn FnMut(String)) -> Result<FlinkJa
         let _ = std::fs::remove_dir_all(&partial);
         return Err(pip_err("pip finished but pyflink/lib/flink-dist-*.jar is not there".into()));
     }
+    if complete.is_file() {
+        // Another run installed them meanwhile (its JVM may be reading them): keep that copy.
+        let _ = std::fs::remove_dir_all(&partial);
+        return Ok(FlinkJars { lib, version: FLINK_VERSION.into(), origin: format!("cache ({})", target.display()), install_secs: None });
+    }
+    // A target without `.complete` is an install that was cut short.
     let _ = std::fs::remove_dir_all(&target);
     std::fs::rename(&partial, &target).map_err(|e| pip_err(format!("cannot move {} into place: {e}", partial.display())))?;
     std::fs::write(&complete, FLINK_VERSION).map_err(|e| pip_err(format!("cannot write {}: {e}", complete.display())))?;
