@@ -377,11 +377,20 @@ struct Judge {
     partitions: u32,
     key_by: crate::config::KeyBy,
     start: Vec<u64>,
+    /// The sink shows its output when a checkpoint completes (two-phase commit).
+    committing: bool,
 }
 
 impl Judge {
     fn new(cfg: &Config, dir: &std::path::Path, start: Vec<u64>) -> Judge {
-        Judge { dir: dir.to_path_buf(), topic: cfg.source.topic.clone(), partitions: cfg.source.partitions, key_by: cfg.job.key_by, start }
+        Judge {
+            dir: dir.to_path_buf(),
+            topic: cfg.source.topic.clone(),
+            partitions: cfg.source.partitions,
+            key_by: cfg.job.key_by,
+            start,
+            committing: cfg.job.sink == crate::config::SinkKind::Transactional,
+        }
     }
 
     fn truth(&self) -> Result<LogTruth, String> {
@@ -404,6 +413,9 @@ impl Judge {
 async fn await_flink(flink: &Harness, condition: AwaitCondition, timeout: Duration, judge: &Judge, completed_before: u64) -> bool {
     let deadline = Instant::now() + timeout;
     let (_, seq0) = flink.state();
+    // With a two-phase-commit sink the counts show when a checkpoint after the last record
+    // completes: caught up means such a checkpoint completed (and the commit's output is out).
+    let mut read_all_at: Option<u64> = None;
     loop {
         let (st, seq) = flink.state();
         // Only a state line sent after the wait began counts (the kill may not have landed yet).
@@ -412,7 +424,15 @@ async fn await_flink(flink: &Harness, condition: AwaitCondition, timeout: Durati
             && match condition {
                 AwaitCondition::Running => st.all_running,
                 AwaitCondition::CheckpointCompleted => st.checkpoints_completed > completed_before,
-                AwaitCondition::CaughtUp => st.all_running && st.quiet_ms >= ms(FLINK_QUIET) && judge.at_end(&st),
+                AwaitCondition::CaughtUp => {
+                    let read_all = st.all_running && st.quiet_ms >= ms(FLINK_QUIET) && judge.at_end(&st);
+                    if !read_all {
+                        read_all_at = None;
+                    } else if judge.committing && read_all_at.is_none() {
+                        read_all_at = Some(st.checkpoints_completed);
+                    }
+                    read_all && (!judge.committing || read_all_at.is_some_and(|c| st.checkpoints_completed > c))
+                }
                 AwaitCondition::Failed => st.status == "FAILED",
                 AwaitCondition::Finished => st.status == "FINISHED",
             };
