@@ -11,6 +11,7 @@ pub mod config;
 pub mod connectors;
 pub mod duration;
 pub mod events;
+pub mod flink;
 pub mod inspect;
 pub mod keygroup;
 pub mod lesson;

@@ -1,0 +1,222 @@
+package ckptlab.flink;
+
+import java.io.BufferedReader;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Properties;
+
+import org.apache.flink.api.common.JobID;
+import org.apache.flink.api.common.JobStatus;
+import org.apache.flink.configuration.Configuration;
+import org.apache.flink.runtime.checkpoint.CheckpointStatsCounts;
+import org.apache.flink.runtime.execution.ExecutionState;
+import org.apache.flink.runtime.executiongraph.AccessExecutionGraph;
+import org.apache.flink.runtime.executiongraph.AccessExecutionVertex;
+import org.apache.flink.runtime.minicluster.MiniCluster;
+import org.apache.flink.runtime.minicluster.MiniClusterConfiguration;
+import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.streaming.api.graph.StreamGraph;
+
+/**
+ * ckptlab's side of a Flink run: a MiniCluster in this JVM running {@link CheckpointJob}, driven
+ * by a line protocol. Commands come on stdin ({@code kill tm-N}, {@code start tm-N},
+ * {@code checkpoint}, {@code quit}); JSON lines go up on stdout: events (submitted, status,
+ * checkpoint, restart, tm-terminated, tm-started, refused, error) and a {@code state} line every
+ * {@value #REPORT_MS} ms (job status, all tasks running, restarts, checkpoint counts, the sink's
+ * last count per key, read positions). Everything else the JVM prints goes to stderr.
+ */
+public final class Harness {
+    static final long REPORT_MS = 50;
+    private static PrintStream proto;
+
+    public static void main(String[] args) throws Exception {
+        // The protocol owns stdout: Flink's print sink and logging go to stderr.
+        proto = new PrintStream(new FileOutputStream(FileDescriptor.out), true, "UTF-8");
+        System.setOut(System.err);
+        try {
+            run(args[0]);
+        } catch (Throwable t) {
+            send("{\"event\":\"error\",\"message\":" + json(String.valueOf(t)) + "}");
+            t.printStackTrace();
+            System.exit(1);
+        }
+        System.exit(0);
+    }
+
+    private static void run(String propsPath) throws Exception {
+        Properties props = CheckpointJob.load(propsPath);
+        Configuration conf = CheckpointJob.flinkConfiguration(props);
+        int tms = Integer.parseInt(props.getProperty("cluster.taskmanagers", "2"));
+        int slots = Integer.parseInt(props.getProperty("cluster.slots", "1"));
+        MiniCluster cluster = new MiniCluster(new MiniClusterConfiguration.Builder()
+                .setConfiguration(conf)
+                .setNumTaskManagers(tms)
+                .setNumSlotsPerTaskManager(slots)
+                .withRandomPorts()
+                .build());
+        cluster.start();
+        // tm-N is the MiniCluster's task manager at this index (a started one is appended).
+        Map<String, Integer> index = new HashMap<>();
+        for (int i = 0; i < tms; i++) {
+            index.put("tm-" + (i + 1), i);
+        }
+        int[] next = {tms};
+        StreamExecutionEnvironment env = new StreamExecutionEnvironment(conf);
+        CheckpointJob.build(env, props);
+        StreamGraph graph = env.getStreamGraph();
+        graph.setJobName(props.getProperty("job.name", "ckptlab"));
+        graph.setJobId(new JobID());
+        JobID job = cluster.submitJob(graph).get().getJobID();
+        send("{\"event\":\"submitted\",\"job\":\"" + job + "\"}");
+
+        Thread commands = new Thread(() -> {
+            try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
+                String line;
+                while ((line = in.readLine()) != null) {
+                    String[] w = line.trim().split("\\s+");
+                    try {
+                        switch (w[0]) {
+                            case "kill": {
+                                Integer i = index.get(w[1]);
+                                if (i == null) {
+                                    send(refused("kill " + w[1], "no such task manager"));
+                                    break;
+                                }
+                                cluster.terminateTaskManager(i).get();
+                                index.remove(w[1]);
+                                send("{\"event\":\"tm-terminated\",\"tm\":" + json(w[1]) + "}");
+                                break;
+                            }
+                            case "start": {
+                                cluster.startTaskManager();
+                                index.put(w[1], next[0]++);
+                                send("{\"event\":\"tm-started\",\"tm\":" + json(w[1]) + "}");
+                                break;
+                            }
+                            case "checkpoint":
+                                cluster.triggerCheckpoint(job).whenComplete((path, err) -> {
+                                    if (err != null) {
+                                        send(refused("checkpoint", String.valueOf(err.getCause() != null ? err.getCause() : err)));
+                                    } else {
+                                        send("{\"event\":\"checkpoint-triggered\",\"path\":" + json(path) + "}");
+                                    }
+                                });
+                                break;
+                            case "quit":
+                                return;
+                            default:
+                                send(refused(line, "unknown command"));
+                        }
+                    } catch (Exception e) {
+                        send(refused(line, String.valueOf(e)));
+                    }
+                }
+            } catch (Exception e) {
+                send("{\"event\":\"error\",\"message\":" + json(String.valueOf(e)) + "}");
+            }
+        }, "ckptlab-commands");
+        commands.setDaemon(true);
+        commands.start();
+
+        String lastStatus = "";
+        long lastCompleted = 0;
+        long lastFailed = 0;
+        int lastRestarts = 0;
+        while (commands.isAlive()) {
+            AccessExecutionGraph g = cluster.getExecutionGraph(job).get();
+            JobStatus status = g.getState();
+            boolean allRunning = true;
+            int restarts = 0;
+            for (AccessExecutionVertex v : g.getAllExecutionVertices()) {
+                allRunning &= v.getExecutionState() == ExecutionState.RUNNING;
+                restarts = Math.max(restarts, v.getCurrentExecutionAttempt().getAttemptNumber());
+            }
+            allRunning &= status == JobStatus.RUNNING;
+            long completed = 0;
+            long failed = 0;
+            if (g.getCheckpointStatsSnapshot() != null) {
+                CheckpointStatsCounts c = g.getCheckpointStatsSnapshot().getCounts();
+                completed = c.getNumberOfCompletedCheckpoints();
+                failed = c.getNumberOfFailedCheckpoints();
+            }
+            String s = status + (allRunning ? "/all-running" : "");
+            if (!s.equals(lastStatus)) {
+                send("{\"event\":\"status\",\"status\":\"" + status + "\",\"all_running\":" + allRunning + "}");
+                lastStatus = s;
+            }
+            if (completed > lastCompleted) {
+                send("{\"event\":\"checkpoint-completed\",\"completed\":" + completed + "}");
+                lastCompleted = completed;
+            }
+            if (failed > lastFailed) {
+                send("{\"event\":\"checkpoint-failed\",\"failed\":" + failed + "}");
+                lastFailed = failed;
+            }
+            if (restarts > lastRestarts) {
+                send("{\"event\":\"restart\",\"attempt\":" + restarts + "}");
+                lastRestarts = restarts;
+            }
+            StringBuilder st = new StringBuilder("{\"event\":\"state\",\"status\":\"").append(status)
+                    .append("\",\"all_running\":").append(allRunning)
+                    .append(",\"restarts\":").append(restarts)
+                    .append(",\"checkpoints_completed\":").append(completed)
+                    .append(",\"checkpoints_failed\":").append(failed)
+                    .append(",\"output_lines\":").append(Observed.outputLines())
+                    .append(",\"quiet_ms\":").append(Observed.quietMs())
+                    .append(",\"counts\":{");
+            String sep = "";
+            for (Map.Entry<String, Long> e : Observed.lastCounts().entrySet()) {
+                st.append(sep).append(json(e.getKey())).append(':').append(e.getValue());
+                sep = ",";
+            }
+            st.append("},\"positions\":{");
+            sep = "";
+            for (Map.Entry<Integer, Long> e : Observed.positions().entrySet()) {
+                st.append(sep).append('"').append(e.getKey()).append("\":").append(e.getValue());
+                sep = ",";
+            }
+            send(st.append("}}").toString());
+            Thread.sleep(REPORT_MS);
+        }
+        try {
+            cluster.cancelJob(job).get();
+        } catch (Exception e) {
+            // Already failed or finished: nothing to cancel.
+        }
+        cluster.close();
+        send("{\"event\":\"closed\"}");
+    }
+
+    private static String refused(String what, String reason) {
+        return "{\"event\":\"refused\",\"what\":" + json(what) + ",\"reason\":" + json(reason) + "}";
+    }
+
+    private static synchronized void send(String line) {
+        proto.println(line);
+    }
+
+    static String json(String s) {
+        StringBuilder out = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            switch (c) {
+                case '"': out.append("\\\""); break;
+                case '\\': out.append("\\\\"); break;
+                case '\n': out.append("\\n"); break;
+                case '\r': out.append("\\r"); break;
+                case '\t': out.append("\\t"); break;
+                default:
+                    if (c < 0x20) {
+                        out.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        out.append(c);
+                    }
+            }
+        }
+        return out.append('"').toString();
+    }
+}

@@ -1,0 +1,447 @@
+//! Plays one scenario on ckptlab and on Flink at once, step by step, and judges both.
+//!
+//! The Flink job starts first (a JVM takes seconds); when all its tasks run, ckptlab's engine
+//! starts on the same partition files and the steps play: produce and generate go only through
+//! ckptlab (into the shared files, which the Flink source tails); kill, start and checkpoint go
+//! to both engines at the same moment; an `await` waits for the condition on both; an `expect`
+//! is judged on both, the Flink side by [`super::verdict`] against the records in the log.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::harness::{self, FlinkEvent, FlinkState, Harness, HarnessError, Timed};
+use super::install::{self, InstallError};
+use super::options::{self, JobSpec};
+use super::verdict::{self, Agreement, LogTruth};
+use crate::audit::Verdict;
+use crate::cluster::{taskmanager, Engine};
+use crate::config::{Config, ConfigLayers};
+use crate::events::EventBus;
+use crate::scenario::{Action, AwaitCondition, Flow, Player, RunReport, Scenario};
+
+/// How long the Flink job may take to have every task running after the JVM starts.
+const FLINK_START_TIMEOUT: Duration = Duration::from_secs(180);
+/// The Flink side is caught up when its readers are at the end of every partition and nothing
+/// was read or written for this long (records still travelling through the counters).
+const FLINK_QUIET: Duration = Duration::from_millis(300);
+/// How often an await looks at the Flink side.
+const POLL: Duration = Duration::from_millis(20);
+/// How long the JVM may take to cancel the job and exit before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// Run directories kept under `<ckptlab home>/flink-runs`.
+const RUNS_KEPT: usize = 5;
+/// How many state lines the end of a run waits for the print output to match the sink's report.
+const OUTPUT_CHECKS: usize = 20;
+
+#[derive(Debug, Error)]
+pub enum BridgeError {
+    /// A step or option Flink cannot do; names the file and line.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+}
+
+/// The Flink side's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlinkReport {
+    pub passed: bool,
+    pub failures: Vec<String>,
+    pub verdict: Verdict,
+    pub restarts: u64,
+    pub checkpoints_completed: u64,
+    pub checkpoints_failed: u64,
+    /// Lines the sink wrote (replays included).
+    pub output_lines: u64,
+    pub status: String,
+    /// Job status changes, checkpoints, restarts, task managers, refusals, in order.
+    pub history: Vec<Timed>,
+    pub flink_version: String,
+    /// Where Flink's jars came from.
+    pub jars: String,
+    /// `expect` figures the Flink side does not measure (not judged there).
+    pub not_measured: Vec<String>,
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub total_ms: u64,
+    /// The first-use install of Flink's jars (none when they were there).
+    pub install_ms: Option<u64>,
+    /// Compiling the harness (0 when cached).
+    pub compile_ms: u64,
+    /// From starting the JVM to every task of the Flink job running.
+    pub flink_start_ms: u64,
+    /// Playing the steps on ckptlab (its awaits included).
+    pub ckptlab_steps_ms: u64,
+    /// What awaits waited for Flink after ckptlab had got there.
+    pub flink_extra_wait_ms: u64,
+    /// Cancelling the Flink job and stopping the JVM.
+    pub flink_stop_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BridgeReport {
+    pub scenario: String,
+    pub file: String,
+    pub ckptlab: RunReport,
+    pub flink: FlinkReport,
+    pub agreement: Agreement,
+    /// Every `expect` held on both engines.
+    pub passed: bool,
+    /// How ckptlab's lab options are emulated on Flink, and options that differ from Flink's defaults.
+    pub notes: Vec<String>,
+    pub flink_options: Vec<(String, String)>,
+    pub timings: Timings,
+    /// The partition files, job.properties, flink.log and the sink's output.
+    pub run_dir: String,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Runs `scenario` on both engines. `layers` is the configuration (the scenario's `[config]`
+/// applied); `narrate` hears a line per step and per Flink event worth saying.
+pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut impl FnMut(String)) -> Result<BridgeReport, BridgeError> {
+    let t0 = Instant::now();
+    let cfg0 = layers.build().map_err(|e| BridgeError::Setup(e.to_string()))?;
+    scenario.check(&cfg0).map_err(|e| BridgeError::Setup(e.to_string()))?;
+    if let Some(why) = options::refusal(scenario, &cfg0) {
+        return Err(BridgeError::Refused(why));
+    }
+    let java = install::find_java()?;
+    let jars = install::find_or_install_flink(&mut |m| narrate(m))?;
+    let cache = install::cache_dir();
+    std::fs::create_dir_all(&cache).map_err(|e| BridgeError::Setup(format!("cannot create {}: {e}", cache.display())))?;
+    let compile_start = Instant::now();
+    let harness_dir = harness::compiled(&java, &jars, &cache)?;
+    let compile_ms = ms(compile_start.elapsed());
+
+    let home = crate::workdir::prepare_home().map_err(|e| BridgeError::Setup(e.to_string()))?;
+    sweep_old_runs(&home.join("flink-runs"));
+    let run_dir = home.join("flink-runs").join(format!(
+        "run-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+    ));
+    let log_dir = run_dir.join("log");
+    std::fs::create_dir_all(&log_dir).map_err(|e| BridgeError::Setup(format!("cannot create {}: {e}", log_dir.display())))?;
+    layers
+        .set_value("source.embedded.dir", toml::Value::String(log_dir.display().to_string()), "ckptlab flink run")
+        .map_err(|e| BridgeError::Setup(e.to_string()))?;
+    let cfg = layers.build().map_err(|e| BridgeError::Setup(e.to_string()))?;
+    let spec = JobSpec::of(&cfg, &log_dir, &run_dir);
+    std::fs::write(run_dir.join("job.properties"), spec.to_properties())
+        .map_err(|e| BridgeError::Setup(format!("cannot write {}: {e}", run_dir.join("job.properties").display())))?;
+    let mut notes = spec.emulation_notes(&cfg);
+    for (k, v, d) in options::differences_from_flink(&spec.flink, cfg.checkpointing.interval.is_some()) {
+        notes.push(format!("{k} = {v} (Flink's default: {d})"));
+    }
+
+    narrate(format!(
+        "   Flink {} ({}), Java {}: starting a MiniCluster with {} task managers x {} slot(s)",
+        jars.version, jars.origin, java.major, spec.taskmanagers, spec.slots
+    ));
+    let flink_start = Instant::now();
+    let mut flink = Harness::spawn(&java, &jars, &harness_dir, &run_dir)?;
+    if !await_flink(&flink, AwaitCondition::Running, FLINK_START_TIMEOUT, &Judge::new(&cfg, &log_dir, vec![]), 0).await {
+        let why = flink.gone().unwrap_or_else(|| format!("not all tasks running after {}s", FLINK_START_TIMEOUT.as_secs()));
+        let stderr = run_dir.join(harness::OUTPUT_FILE);
+        tokio::task::spawn_blocking(move || flink.shutdown(SHUTDOWN_GRACE)).await.ok();
+        return Err(BridgeError::Setup(format!(
+            "the Flink job did not start: {why} (see {} and {})",
+            stderr.display(),
+            run_dir.join("flink.log").display()
+        )));
+    }
+    let flink_start_ms = ms(flink_start.elapsed());
+    narrate(format!("   Flink: job running, every task ({:.1}s from JVM start)", flink_start_ms as f64 / 1000.0));
+    let start =
+        verdict::log_truth(&log_dir, &cfg.source.topic, cfg.source.partitions, cfg.job.key_by, &[]).map_err(BridgeError::Setup)?.lengths;
+    let judge = Judge::new(&cfg, &log_dir, start);
+
+    let engine = Engine::start(layers, EventBus::new(tokio::time::Instant::now())).map_err(|e| BridgeError::Setup(e.to_string()))?;
+    let mut tms: Vec<usize> = (1..=cfg.taskmanagers).collect();
+    let mut flink_failures = Vec::new();
+    let mut not_measured = Vec::new();
+    let mut ckptlab_steps = Duration::ZERO;
+    let mut flink_extra = Duration::ZERO;
+    let mut seen_events = 0;
+    let mut player = Player::start(&engine, narrate).await;
+    for step in &scenario.steps {
+        let (before, _) = flink.state();
+        let t = Instant::now();
+        let flow = player.play(&engine, step, narrate).await;
+        ckptlab_steps += t.elapsed();
+        let sent = match &step.action {
+            Action::Kill(tm) => {
+                if let Ok(n) = taskmanager::parse_name(tm) {
+                    tms.retain(|x| *x != n);
+                }
+                Some(format!("kill {tm}"))
+            }
+            Action::Start(tm) => {
+                let n = match tm {
+                    Some(name) => taskmanager::parse_name(name).unwrap_or(1),
+                    None => (1..).find(|n| !tms.contains(n)).unwrap_or(1),
+                };
+                tms.push(n);
+                Some(format!("start {}", taskmanager::name(n)))
+            }
+            Action::Checkpoint => Some("checkpoint".to_string()),
+            _ => None,
+        };
+        if let Some(command) = sent {
+            if let Err(e) = flink.send(&command) {
+                flink_failures.push(format!("line {}: {e}", step.line));
+            }
+        }
+        match &step.action {
+            Action::Await { condition, timeout } => {
+                let w = Instant::now();
+                let reached = await_flink(&flink, *condition, *timeout, &judge, before.checkpoints_completed).await;
+                flink_extra += w.elapsed();
+                let waited = w.elapsed().as_secs_f64();
+                seen_events = narrate_events(&flink, seen_events, step.line, &mut flink_failures, narrate);
+                if reached {
+                    narrate(format!("          Flink: {} (+{waited:.1}s)", condition.name()));
+                } else {
+                    let (st, _) = flink.state();
+                    flink_failures.push(format!(
+                        "line {}: await {} timed out on Flink after {:.1}s (job {}, all tasks running: {}, positions {:?}, log {:?})",
+                        step.line,
+                        condition.name(),
+                        waited,
+                        st.status,
+                        st.all_running,
+                        st.positions,
+                        judge.truth().map(|t| t.lengths).unwrap_or_default()
+                    ));
+                }
+            }
+            Action::Expect { key, checks } => {
+                let (st, _) = flink.state();
+                let v = judge.verdict(&st);
+                let mut shown = Vec::new();
+                for (name, cmp) in checks {
+                    let label = key.as_ref().map_or(name.clone(), |k| format!("{name}[{k}]"));
+                    match verdict::flink_figure(name, key.as_deref(), &v, st.restarts, st.checkpoints_completed, st.checkpoints_failed) {
+                        Some(actual) => {
+                            let ok = cmp.holds(actual);
+                            shown.push(format!("{label} = {actual} (want {cmp}) {}", if ok { "ok" } else { "FAILED" }));
+                            if !ok {
+                                flink_failures.push(format!("line {}: expected {label} {cmp}, got {actual} on Flink", step.line));
+                            }
+                        }
+                        None => {
+                            shown.push(format!("{label}: not measured on Flink"));
+                            not_measured.push(format!("line {}: {label}", step.line));
+                        }
+                    }
+                }
+                narrate(format!("          Flink: expect {}", shown.join(", ")));
+            }
+            _ => {}
+        }
+        seen_events = narrate_events(&flink, seen_events, step.line, &mut flink_failures, narrate);
+        if flow == Flow::Stop {
+            break;
+        }
+    }
+    let ckptlab_report = player.finish(&engine, scenario, narrate).await;
+    engine.shutdown().await;
+    // The print sink's own output must end with what the sink reported from inside the JVM (a
+    // line written after the last state line shows up in the next one: look a few times).
+    let printed_path = run_dir.join(harness::OUTPUT_FILE);
+    let mut st = flink.state().0;
+    if cfg.job.sink == crate::config::SinkKind::Print {
+        let mut from_output = BTreeMap::new();
+        for _ in 0..OUTPUT_CHECKS {
+            st = flink.state().0;
+            from_output = verdict::last_counts(&std::fs::read_to_string(&printed_path).unwrap_or_default(), cfg.job.key_by);
+            if from_output == st.counts {
+                break;
+            }
+            tokio::time::sleep(Harness::REPORT_EVERY).await;
+        }
+        if from_output != st.counts {
+            flink_failures.push(format!(
+                "the print sink's output ({}) ends with counts {from_output:?}, the sink reported {:?}",
+                printed_path.display(),
+                st.counts
+            ));
+        }
+    }
+    let flink_verdict = judge.verdict(&st);
+    if let Some(why) = flink.gone() {
+        flink_failures.push(format!("the Flink JVM ended early: {why}"));
+    }
+    let history = flink.history();
+    let stop = Instant::now();
+    tokio::task::spawn_blocking(move || flink.shutdown(SHUTDOWN_GRACE)).await.ok();
+    let flink_stop_ms = ms(stop.elapsed());
+    let agreement = Agreement::of(&ckptlab_report.verdict, &flink_verdict);
+    let flink_report = FlinkReport {
+        passed: flink_failures.is_empty(),
+        failures: flink_failures,
+        verdict: flink_verdict,
+        restarts: st.restarts,
+        checkpoints_completed: st.checkpoints_completed,
+        checkpoints_failed: st.checkpoints_failed,
+        output_lines: st.output_lines,
+        status: st.status.clone(),
+        history,
+        flink_version: jars.version.clone(),
+        jars: jars.origin.clone(),
+        not_measured,
+    };
+    Ok(BridgeReport {
+        scenario: scenario.name.clone(),
+        file: scenario.file.clone(),
+        passed: ckptlab_report.passed && flink_report.passed,
+        ckptlab: ckptlab_report,
+        flink: flink_report,
+        agreement,
+        notes,
+        flink_options: spec.flink.clone(),
+        timings: Timings {
+            total_ms: ms(t0.elapsed()),
+            install_ms: jars.install_secs.map(|s| (s * 1000.0) as u64),
+            compile_ms,
+            flink_start_ms,
+            ckptlab_steps_ms: ms(ckptlab_steps),
+            flink_extra_wait_ms: ms(flink_extra),
+            flink_stop_ms,
+        },
+        run_dir: run_dir.display().to_string(),
+    })
+}
+
+/// Narrates the Flink events since `seen` (a refusal fails the step at `line`); returns how many there are now.
+fn narrate_events(flink: &Harness, seen: usize, line: usize, failures: &mut Vec<String>, narrate: &mut impl FnMut(String)) -> usize {
+    let history = flink.history();
+    for e in history.iter().skip(seen) {
+        if let Some(text) = describe(&e.event) {
+            narrate(format!("          Flink: {text}"));
+        }
+        if let FlinkEvent::Refused { what, reason } = &e.event {
+            failures.push(format!("line {line}: Flink refused `{what}`: {reason}"));
+        }
+    }
+    history.len()
+}
+
+/// Keeps the newest [`RUNS_KEPT`] run directories under `runs` (each holds the partition files
+/// and Flink's log of one run, to look into after it), deleting older ones.
+fn sweep_old_runs(runs: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(runs) else { return };
+    let mut dirs: Vec<(std::time::SystemTime, std::path::PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(RUNS_KEPT);
+    for (_, d) in dirs.into_iter().take(excess) {
+        let _ = crate::workdir::remove_tree_under(runs, &d);
+    }
+}
+
+/// A Flink event as a narration line (None: not worth a line).
+fn describe(e: &FlinkEvent) -> Option<String> {
+    Some(match e {
+        FlinkEvent::Status { status, all_running } => format!("job {status}{}", if *all_running { ", every task running" } else { "" }),
+        FlinkEvent::Restart { attempt } => format!("restarted (attempt {attempt})"),
+        FlinkEvent::TmTerminated { tm } => format!("{tm} terminated (MiniCluster#terminateTaskManager)"),
+        FlinkEvent::TmStarted { tm } => format!("{tm} started (MiniCluster#startTaskManager)"),
+        FlinkEvent::CheckpointTriggered { path } => format!("triggered checkpoint completed: {path}"),
+        FlinkEvent::Refused { what, reason } => format!("refused `{what}`: {reason}"),
+        FlinkEvent::Error { message } => format!("error: {message}"),
+        _ => return None,
+    })
+}
+
+/// The truth the Flink side is judged against: the log from the job's starting positions.
+struct Judge {
+    dir: std::path::PathBuf,
+    topic: String,
+    partitions: u32,
+    key_by: crate::config::KeyBy,
+    start: Vec<u64>,
+    /// The sink shows its output when a checkpoint completes (two-phase commit).
+    committing: bool,
+}
+
+impl Judge {
+    fn new(cfg: &Config, dir: &std::path::Path, start: Vec<u64>) -> Judge {
+        Judge {
+            dir: dir.to_path_buf(),
+            topic: cfg.source.topic.clone(),
+            partitions: cfg.source.partitions,
+            key_by: cfg.job.key_by,
+            start,
+            committing: cfg.job.sink == crate::config::SinkKind::Transactional,
+        }
+    }
+
+    fn truth(&self) -> Result<LogTruth, String> {
+        verdict::log_truth(&self.dir, &self.topic, self.partitions, self.key_by, &self.start)
+    }
+
+    fn verdict(&self, st: &FlinkState) -> Verdict {
+        let truth = self.truth().unwrap_or_default();
+        verdict::flink_verdict(&truth, &st.counts)
+    }
+
+    /// Every partition's reader is at the end of its file.
+    fn at_end(&self, st: &FlinkState) -> bool {
+        let Ok(truth) = self.truth() else { return false };
+        truth.lengths.iter().enumerate().all(|(p, len)| st.positions.get(&p.to_string()) == Some(len))
+    }
+}
+
+/// Waits for a condition on the Flink side; false on timeout or when the JVM is gone.
+async fn await_flink(flink: &Harness, condition: AwaitCondition, timeout: Duration, judge: &Judge, completed_before: u64) -> bool {
+    let deadline = Instant::now() + timeout;
+    let (_, seq0) = flink.state();
+    // With a two-phase-commit sink the counts show when a checkpoint after the last record
+    // completes: caught up means such a checkpoint completed (and the commit's output is out).
+    let mut read_all_at: Option<u64> = None;
+    loop {
+        let (st, seq) = flink.state();
+        // Only a state line sent after the wait began counts (the kill may not have landed yet).
+        let fresh = seq > seq0 + 1;
+        let ok = fresh
+            && match condition {
+                AwaitCondition::Running => st.all_running,
+                AwaitCondition::CheckpointCompleted => st.checkpoints_completed > completed_before,
+                AwaitCondition::CaughtUp => {
+                    let read_all = st.all_running && st.quiet_ms >= ms(FLINK_QUIET) && judge.at_end(&st);
+                    if !read_all {
+                        read_all_at = None;
+                    } else if judge.committing && read_all_at.is_none() {
+                        read_all_at = Some(st.checkpoints_completed);
+                    }
+                    read_all && (!judge.committing || read_all_at.is_some_and(|c| st.checkpoints_completed > c))
+                }
+                AwaitCondition::Failed => st.status == "FAILED",
+                AwaitCondition::Finished => st.status == "FINISHED",
+            };
+        if ok {
+            return true;
+        }
+        if Instant::now() >= deadline || flink.gone().is_some() {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

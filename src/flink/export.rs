@@ -1,0 +1,168 @@
+//! `ckptlab flink export`: a self-contained Flink job for a scenario, to read and to run on a real
+//! cluster: the Java sources of the job (the same classes the bridge runs), job.properties (the
+//! topology's shape and the scenario's Flink options), run.sh (javac + jar + `flink run`) and a
+//! README that says what each part is.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::harness::SOURCES;
+use super::options::JobSpec;
+use crate::config::Config;
+use crate::scenario::{Action, Scenario};
+
+#[derive(Debug, Error)]
+#[error("cannot write {path}: {problem}")]
+pub struct ExportError {
+    pub path: String,
+    pub problem: String,
+}
+
+/// Options that a real cluster takes from its own configuration (config.yaml), not from a job.
+const CLUSTER_OPTIONS: &[&str] = &["heartbeat.timeout", "heartbeat.interval", "slot.request.timeout"];
+
+/// The files of the export: (path relative to the directory, content).
+pub fn files(scenario: &Scenario, cfg: &Config, out_dir: &Path, log_dir: &Path) -> Vec<(PathBuf, String)> {
+    let spec = JobSpec::of(cfg, log_dir, out_dir);
+    let mut out: Vec<(PathBuf, String)> =
+        SOURCES.iter().filter(|(p, _)| !p.ends_with("Harness.java")).map(|(p, text)| (PathBuf::from(p), text.to_string())).collect();
+    out.push((PathBuf::from("job.properties"), spec.to_properties()));
+    out.push((PathBuf::from("run.sh"), run_script()));
+    out.push((PathBuf::from("README.md"), readme(scenario, cfg, &spec, log_dir)));
+    out
+}
+
+/// Writes the export into `out_dir` (created if needed); returns the paths written.
+pub fn write(scenario: &Scenario, cfg: &Config, out_dir: &Path, log_dir: &Path) -> Result<Vec<PathBuf>, ExportError> {
+    let mut written = Vec::new();
+    for (rel, text) in files(scenario, cfg, out_dir, log_dir) {
+        let path = out_dir.join(&rel);
+        let err = |e: std::io::Error| ExportError { path: path.display().to_string(), problem: e.to_string() };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(err)?;
+        }
+        std::fs::write(&path, text).map_err(err)?;
+        if rel == Path::new("run.sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+        }
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn run_script() -> String {
+    r#"#!/usr/bin/env bash
+# Builds the job against a Flink 2.x distribution and submits it: ./run.sh (FLINK_HOME must be set).
+set -euo pipefail
+cd "$(dirname "$0")"
+: "${FLINK_HOME:?set FLINK_HOME to a Flink 2.x distribution (bin/flink, lib/flink-dist-*.jar)}"
+rm -rf classes && mkdir -p classes
+javac -nowarn -d classes -cp "$FLINK_HOME/lib/*" src/ckptlab/flink/*.java
+jar cf job.jar -C classes .
+exec "$FLINK_HOME/bin/flink" run -c ckptlab.flink.CheckpointJob job.jar "$PWD/job.properties"
+"#
+    .to_string()
+}
+
+fn readme(scenario: &Scenario, cfg: &Config, spec: &JobSpec, log_dir: &Path) -> String {
+    let mut r = String::new();
+    r.push_str(&format!("# {} on Apache Flink\n\n", scenario.name));
+    r.push_str(&format!("Exported by `ckptlab flink export {}`.\n\n", scenario.file));
+    for line in scenario.description.lines() {
+        r.push_str(&format!("> {line}\n"));
+    }
+    r.push_str("\n## The job\n\n```text\n");
+    r.push_str(&format!(
+        "source  FileLogSource: {}/{}-<p>.log, {} partition(s), parallelism {}, starting at {}\n",
+        log_dir.display(),
+        spec.topic,
+        spec.partitions,
+        spec.parallelism,
+        if spec.earliest { "earliest" } else { "latest" }
+    ));
+    if spec.source_delay_ms.iter().any(|d| *d > 0) {
+        r.push_str("  -> channel-delay (forward; holds records and barriers of a slow source subtask)\n");
+    }
+    r.push_str(&format!(
+        "  -> keyBy({})\n  -> counter CountPerKey: ValueState<Long>, emits \"(record,count)\", parallelism {}\n  -> sink {}, parallelism 1\n```\n\n",
+        if spec.constant_key { "record -> \"1\", the seed's constant key" } else { "record" },
+        spec.parallelism,
+        super::options::sink_name(spec.sink)
+    ));
+    r.push_str(
+        "The source reads ckptlab's file-backed log: one append-only file per partition, one record per line \
+         (`\\\\` and `\\n` escapes; a last line without its newline does not exist yet). A split per partition; \
+         its state is the next offset (line number), kept in the reader's operator state and restored from a \
+         checkpoint as a Kafka source keeps its offsets. The files must be readable by every TaskManager at the \
+         same path (a shared filesystem), or change `source.dir` in job.properties.\n\n",
+    );
+    r.push_str(
+        "Feed it records: append lines to the files, or let ckptlab write them: `ckptlab run SCENARIO --set source.embedded.dir=DIR`.\n\n",
+    );
+    r.push_str("## Checkpointing and recovery (job.properties, `flink.*`)\n\n");
+    for (k, v) in &spec.flink {
+        let note = if CLUSTER_OPTIONS.contains(&k.as_str()) { "  (a cluster option: set it in the cluster's config.yaml)" } else { "" };
+        r.push_str(&format!("- `{k}: {v}`{note}\n"));
+    }
+    let notes = spec.emulation_notes(cfg);
+    if !notes.is_empty() {
+        r.push_str("\n## What ckptlab's lab options become\n\n");
+        for n in notes {
+            r.push_str(&format!("- {n}\n"));
+        }
+    }
+    let failures: Vec<String> = scenario
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Kill(tm) => Some(format!("- line {}: kill {tm}: stop a TaskManager process (e.g. `kill -9` its JVM)", s.line)),
+            Action::Start(tm) => Some(format!(
+                "- line {}: start {}: `$FLINK_HOME/bin/taskmanager.sh start`",
+                s.line,
+                tm.as_deref().unwrap_or("a task manager")
+            )),
+            Action::Checkpoint => Some(format!("- line {}: checkpoint: `flink checkpoint <job-id>`", s.line)),
+            Action::Produce { values, .. } => Some(format!("- line {}: produce {}", s.line, values.join(" "))),
+            Action::Generate(g) => Some(format!("- line {}: generate {} records/s over {}", s.line, g.rate, g.keys.join(","))),
+            _ => None,
+        })
+        .collect();
+    if !failures.is_empty() {
+        r.push_str("\n## The scenario's steps by hand\n\n");
+        for f in failures {
+            r.push_str(&f);
+            r.push('\n');
+        }
+    }
+    r.push_str("\n## Run\n\n```sh\nexport FLINK_HOME=/path/to/flink-2.x\n$FLINK_HOME/bin/start-cluster.sh\n./run.sh\n```\n\n");
+    r.push_str("`ckptlab flink run` runs the same job on a MiniCluster and compares its verdict with ckptlab's.\n");
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigLayers;
+
+    #[test]
+    fn an_export_has_the_job_sources_properties_script_and_readme() {
+        let text = "name = \"slow\"\ndescription = \"d\"\n[config.execution.checkpointing]\ninterval = \"500ms\"\nmode = \"AT_LEAST_ONCE\"\n[config.ckptlab.delays]\n\"source[1]->counter[*]\" = \"50ms\"\n[[steps]]\nkill = \"tm-2\"\n";
+        let s = Scenario::parse(text, "slow.toml").unwrap();
+        let mut l = ConfigLayers::builtin();
+        s.apply_config(&mut l).unwrap();
+        let cfg = l.build().unwrap();
+        let files = files(&s, &cfg, Path::new("/out"), Path::new("/data/log"));
+        let get = |name: &str| files.iter().find(|(p, _)| p.ends_with(name)).map(|(_, t)| t.clone()).unwrap_or_else(|| panic!("no {name}"));
+        assert!(get("CheckpointJob.java").contains("class CheckpointJob"));
+        assert!(get("FileLogSource.java").contains("SplitEnumerator"));
+        assert!(!files.iter().any(|(p, _)| p.ends_with("Harness.java")));
+        let props = get("job.properties");
+        assert!(props.contains("flink.execution.checkpointing.mode=AT_LEAST_ONCE") && props.contains("delay.source.1=50"), "{props}");
+        assert!(props.contains("source.dir=/data/log"), "{props}");
+        assert!(get("run.sh").contains("flink\" run -c ckptlab.flink.CheckpointJob"));
+        let readme = get("README.md");
+        assert!(readme.contains("channel-delay") && readme.contains("line 8: kill tm-2"), "{readme}");
+    }
+}

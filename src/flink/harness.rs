@@ -1,0 +1,300 @@
+//! The JVM that runs the Flink side: the Java harness (assets/flink), compiled with `javac`
+//! against Flink's jars on first use (cached by a hash of its sources and the Flink version), and
+//! driven over a line protocol: commands down its stdin (`kill tm-N`, `start tm-N`, `checkpoint`,
+//! `quit`), JSON lines up its stdout (events, and a state line every 50 ms). Its stderr (Flink's
+//! print sink, stack traces) goes to a file in the run directory, Flink's log to flink.log there.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::install::{FlinkJars, Java};
+
+/// The harness's sources, embedded so that the binary alone can build them: (path, text).
+pub const SOURCES: &[(&str, &str)] = &[
+    ("src/ckptlab/flink/CheckpointJob.java", include_str!("../../assets/flink/src/ckptlab/flink/CheckpointJob.java")),
+    ("src/ckptlab/flink/FileLogSource.java", include_str!("../../assets/flink/src/ckptlab/flink/FileLogSource.java")),
+    ("src/ckptlab/flink/ChannelDelay.java", include_str!("../../assets/flink/src/ckptlab/flink/ChannelDelay.java")),
+    ("src/ckptlab/flink/CountPerKey.java", include_str!("../../assets/flink/src/ckptlab/flink/CountPerKey.java")),
+    ("src/ckptlab/flink/ObservedSink.java", include_str!("../../assets/flink/src/ckptlab/flink/ObservedSink.java")),
+    ("src/ckptlab/flink/TransactionalSink.java", include_str!("../../assets/flink/src/ckptlab/flink/TransactionalSink.java")),
+    ("src/ckptlab/flink/Observed.java", include_str!("../../assets/flink/src/ckptlab/flink/Observed.java")),
+    ("src/ckptlab/flink/Harness.java", include_str!("../../assets/flink/src/ckptlab/flink/Harness.java")),
+];
+/// Flink's log configuration for the harness (the log goes to `-Dckptlab.log.file`).
+pub const LOG4J: &str = include_str!("../../assets/flink/log4j2.properties");
+
+/// The JVM's stdout and stderr apart from the protocol: Flink's print sink writes its lines here.
+pub const OUTPUT_FILE: &str = "flink-stdout-stderr.txt";
+
+#[derive(Debug, Error)]
+pub enum HarnessError {
+    #[error("cannot compile the Flink harness in {dir}: {problem}")]
+    Compile { dir: String, problem: String },
+    #[error("cannot start the Flink JVM ({java}): {problem}")]
+    Spawn { java: String, problem: String },
+    #[error("the Flink JVM stopped talking: {0}")]
+    Gone(String),
+}
+
+/// FNV-1a, 64 bits: a content hash that stays the same across builds and Rust versions.
+pub fn content_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The harness's compiled classes, in `cache/harness-<hash>/classes`: compiled now if absent.
+pub fn compiled(java: &Java, flink: &FlinkJars, cache: &Path) -> Result<PathBuf, HarnessError> {
+    let mut parts: Vec<&str> = SOURCES.iter().flat_map(|(p, t)| [*p, *t]).collect();
+    parts.push(LOG4J);
+    parts.push(&flink.version);
+    let dir = cache.join(format!("harness-{:016x}", content_hash(&parts)));
+    let classes = dir.join("classes");
+    if classes.join("ckptlab/flink/Harness.class").is_file() {
+        return Ok(dir);
+    }
+    let err = |problem: String| HarnessError::Compile { dir: dir.display().to_string(), problem };
+    let scratch = cache.join(format!("harness-build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    for (path, text) in SOURCES {
+        let p = scratch.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
+        }
+        std::fs::write(&p, text).map_err(|e| err(format!("{}: {e}", p.display())))?;
+    }
+    std::fs::write(scratch.join("log4j2.properties"), LOG4J).map_err(|e| err(e.to_string()))?;
+    let out = Command::new(&java.javac)
+        .arg("-nowarn")
+        .arg("-d")
+        .arg(scratch.join("classes"))
+        .arg("-cp")
+        .arg(format!("{}/*", flink.lib.display()))
+        .args(SOURCES.iter().map(|(p, _)| scratch.join(p)))
+        .output()
+        .map_err(|e| err(format!("`{}` cannot run: {e}", java.javac.display())))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&scratch);
+        return Err(err(format!("javac failed:\n{}", String::from_utf8_lossy(&out.stderr))));
+    }
+    // Another run may have compiled the same sources meanwhile (and its JVM may be loading those
+    // classes): keep its copy, never replace a directory in use.
+    if classes.join("ckptlab/flink/Harness.class").is_file() {
+        let _ = std::fs::remove_dir_all(&scratch);
+        return Ok(dir);
+    }
+    if let Err(e) = std::fs::rename(&scratch, &dir) {
+        let _ = std::fs::remove_dir_all(&scratch);
+        if !classes.join("ckptlab/flink/Harness.class").is_file() {
+            return Err(err(format!("cannot move the classes into place: {e}")));
+        }
+    }
+    Ok(dir)
+}
+
+/// A line the harness sends up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum FlinkEvent {
+    Submitted { job: String },
+    Status { status: String, all_running: bool },
+    CheckpointCompleted { completed: u64 },
+    CheckpointFailed { failed: u64 },
+    Restart { attempt: u64 },
+    TmTerminated { tm: String },
+    TmStarted { tm: String },
+    CheckpointTriggered { path: String },
+    Refused { what: String, reason: String },
+    Error { message: String },
+    Closed,
+    State(FlinkState),
+}
+
+/// The Flink side now (the harness's periodic state line).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlinkState {
+    pub status: String,
+    /// The job is RUNNING and so is every task.
+    pub all_running: bool,
+    /// The highest execution attempt of any task: how often the job was restarted.
+    pub restarts: u64,
+    pub checkpoints_completed: u64,
+    pub checkpoints_failed: u64,
+    pub output_lines: u64,
+    /// Milliseconds since a record was last read or written by the sink.
+    pub quiet_ms: u64,
+    /// The sink's last count per key.
+    pub counts: BTreeMap<String, u64>,
+    /// The next offset each partition's reader will emit.
+    pub positions: BTreeMap<String, u64>,
+}
+
+/// An event with when it came, in ms since the harness started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timed {
+    pub at_ms: u64,
+    pub event: FlinkEvent,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: FlinkState,
+    /// Bumped with every state line: an await waits for a line newer than its start.
+    state_seq: u64,
+    history: Vec<Timed>,
+    gone: Option<String>,
+}
+
+/// The running JVM.
+pub struct Harness {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    shared: Arc<Mutex<Shared>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Harness {
+    /// How often the harness sends its state line (Harness.REPORT_MS).
+    pub const REPORT_EVERY: Duration = Duration::from_millis(50);
+
+    /// Starts the JVM on `job.properties` in `run_dir`.
+    pub fn spawn(java: &Java, flink: &FlinkJars, harness_dir: &Path, run_dir: &Path) -> Result<Harness, HarnessError> {
+        let err = |problem: String| HarnessError::Spawn { java: java.java.display().to_string(), problem };
+        let stderr = std::fs::File::create(run_dir.join(OUTPUT_FILE)).map_err(|e| err(e.to_string()))?;
+        let mut child = Command::new(&java.java)
+            .arg(format!("-Dckptlab.log.file={}", run_dir.join("flink.log").display()))
+            .arg(format!("-Dlog4j2.configurationFile={}", harness_dir.join("log4j2.properties").display()))
+            .arg("-cp")
+            .arg(format!("{}:{}/*", harness_dir.join("classes").display(), flink.lib.display()))
+            .arg("ckptlab.flink.Harness")
+            .arg(run_dir.join("job.properties"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .map_err(|e| err(e.to_string()))?;
+        let stdout = child.stdout.take().ok_or_else(|| err("no stdout".into()))?;
+        let stdin = child.stdin.take();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let s = shared.clone();
+        let started = Instant::now();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let Ok(event) = serde_json::from_str::<FlinkEvent>(&line) else {
+                    tracing::warn!("flink harness: not a protocol line: {line}");
+                    continue;
+                };
+                let mut g = lock(&s);
+                match event {
+                    FlinkEvent::State(st) => {
+                        g.state = st;
+                        g.state_seq += 1;
+                    }
+                    FlinkEvent::Error { ref message } => {
+                        g.gone = Some(message.clone());
+                        g.history.push(Timed { at_ms: started.elapsed().as_millis() as u64, event });
+                    }
+                    other => g.history.push(Timed { at_ms: started.elapsed().as_millis() as u64, event: other }),
+                }
+            }
+            let mut g = lock(&s);
+            if g.gone.is_none() {
+                g.gone = Some("its output ended".into());
+            }
+        });
+        Ok(Harness { child, stdin, shared, reader: Some(reader) })
+    }
+
+    /// Sends one command line.
+    pub fn send(&mut self, command: &str) -> Result<(), HarnessError> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| HarnessError::Gone("its input is closed".into()))?;
+        writeln!(stdin, "{command}").and_then(|()| stdin.flush()).map_err(|e| HarnessError::Gone(format!("cannot send `{command}`: {e}")))
+    }
+
+    /// The latest state line and its sequence number.
+    pub fn state(&self) -> (FlinkState, u64) {
+        let g = lock(&self.shared);
+        (g.state.clone(), g.state_seq)
+    }
+
+    /// Every event so far (not the state lines).
+    pub fn history(&self) -> Vec<Timed> {
+        lock(&self.shared).history.clone()
+    }
+
+    /// Why the JVM stopped, if it did.
+    pub fn gone(&self) -> Option<String> {
+        lock(&self.shared).gone.clone()
+    }
+
+    /// Asks the JVM to cancel the job and stop; kills it if it does not within `grace`.
+    pub fn shutdown(mut self, grace: Duration) {
+        let _ = self.send("quit");
+        self.stdin = None;
+        let deadline = Instant::now() + grace;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+            }
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Never leave a JVM behind (a panic, an early return).
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_lines_parse() {
+        let e: FlinkEvent = serde_json::from_str(r#"{"event":"tm-terminated","tm":"tm-1"}"#).unwrap();
+        assert_eq!(e, FlinkEvent::TmTerminated { tm: "tm-1".into() });
+        let s: FlinkEvent = serde_json::from_str(
+            r#"{"event":"state","status":"RUNNING","all_running":true,"restarts":1,"checkpoints_completed":11,"checkpoints_failed":2,"output_lines":6,"quiet_ms":7615,"counts":{"1":6},"positions":{"0":3,"1":3}}"#,
+        )
+        .unwrap();
+        let FlinkEvent::State(s) = s else { panic!("{s:?}") };
+        assert_eq!((s.restarts, s.counts["1"], s.positions["1"]), (1, 6, 3));
+    }
+
+    #[test]
+    fn the_hash_follows_the_content() {
+        assert_eq!(content_hash(&["a", "b"]), content_hash(&["a", "b"]));
+        assert_ne!(content_hash(&["ab", ""]), content_hash(&["a", "b"]));
+    }
+}
