@@ -905,11 +905,15 @@ impl Auditor {
         mine.sort_by_key(|r| (r.origin.partition, r.origin.offset));
         for r in mine {
             match ex.repeated.last_mut() {
-                Some(g) if g.partition == r.origin.partition && g.restored == r.restored => g.to = r.origin.offset,
+                Some(g) if g.partition == r.origin.partition && g.restored == r.restored => {
+                    g.to = r.origin.offset;
+                    g.records += 1;
+                }
                 _ => ex.repeated.push(RepeatRange {
                     partition: r.origin.partition,
                     from: r.origin.offset,
                     to: r.origin.offset,
+                    records: 1,
                     restored: r.restored,
                     rewound_to: r.rewound_to,
                 }),
@@ -930,9 +934,10 @@ impl Auditor {
                 } else if open {
                     if let Some(l) = lost.last_mut() {
                         l.to = o;
+                        l.records += 1;
                     }
                 } else {
-                    lost.push(LostRange { partition: p as u32, from: o, to: o, start: st });
+                    lost.push(LostRange { partition: p as u32, from: o, to: o, records: 1, start: st });
                     open = true;
                 }
             });
@@ -958,6 +963,9 @@ pub struct RepeatRange {
     pub partition: u32,
     pub from: u64,
     pub to: u64,
+    /// This key's records in the stretch (other keys' records lie between them).
+    #[serde(default)]
+    pub records: u64,
     pub restored: Option<u64>,
     pub rewound_to: u64,
 }
@@ -968,6 +976,9 @@ pub struct LostRange {
     pub partition: u32,
     pub from: u64,
     pub to: u64,
+    /// This key's records in the stretch.
+    #[serde(default)]
+    pub records: u64,
     pub start: u64,
 }
 
@@ -993,9 +1004,13 @@ impl Explanation {
             out.push(format!("{}: every record counted once (counter[{}])", self.key, self.subtask));
             return out;
         }
+        let of_key = |n: u64| if n == 1 { format!("1 record of {}", self.key) } else { format!("{n} records of {}", self.key) };
         for r in &self.repeated {
-            let span =
-                if r.from == r.to { format!("p{}@{}", r.partition, r.from) } else { format!("p{}@{}..{}", r.partition, r.from, r.to) };
+            let span = if r.from == r.to {
+                format!("p{}@{}", r.partition, r.from)
+            } else {
+                format!("p{}@{}..{} ({})", r.partition, r.from, r.to, of_key(r.records))
+            };
             let why = match r.restored {
                 Some(c) => format!(
                     "counted again after the restore of checkpoint {c}, which rewound p{} to {}: the checkpoint's state already held them (at-least-once: they overtook the barrier on a faster channel while counter[{}] did not align)",
@@ -1009,8 +1024,11 @@ impl Explanation {
             out.push(format!("{} records applied more than once (not kept for explanation)", self.overcounted));
         }
         for l in &self.lost {
-            let span =
-                if l.from == l.to { format!("p{}@{}", l.partition, l.from) } else { format!("p{}@{}..{}", l.partition, l.from, l.to) };
+            let span = if l.from == l.to {
+                format!("p{}@{}", l.partition, l.from)
+            } else {
+                format!("p{}@{}..{} ({})", l.partition, l.from, l.to, of_key(l.records))
+            };
             let why = if self.lost_by_restore > 0 {
                 format!(
                     "the restored checkpoint {} did not hold them and the sources started at p{}@{}",

@@ -438,6 +438,12 @@ fn losses_carry_their_cause() {
     assert!(v.lost_by_restore > 0, "{v:?}");
     assert_eq!(v.lost_no_checkpoint, 4, "{v:?}");
     let key = v.keys.iter().find(|(_, k)| k.lost_by_restore > 0).map(|(k, _)| k.clone()).expect("a key lost by the restore");
-    let lines = sim.real.explain(&key).lines();
+    let ex = sim.real.explain(&key);
+    let lines = ex.lines();
     assert!(lines.iter().any(|l| l.contains("lost") && l.contains("restored checkpoint")), "{lines:?}");
+    // A stretch counts this key's records only (other keys' records lie between them), and the
+    // counts add up to the key's losses.
+    let listed: u64 = ex.lost.iter().map(|l| l.records).sum();
+    assert_eq!(listed, v.keys[&key].lost, "{:?}", ex.lost);
+    assert!(ex.lost.iter().all(|l| l.records >= 1 && l.records <= l.to - l.from + 1), "{:?}", ex.lost);
 }
