@@ -11,22 +11,27 @@ use ratatui::Frame;
 
 use super::compare_app::{CompareApp, SideView};
 use crate::compare::KeyCell;
-use super::keymap::Context;
+use super::action::Action;
+use super::keymap::{short, tiny, Context};
 use crate::cluster::coordinator::CheckpointStatus;
 use crate::cluster::view::JobStatus;
 use crate::duration::format_size;
 
 /// From this width the sides stand in columns.
 const WIDE: u16 = 120;
-/// Recent checkpoints a side's column lists when wide.
-const HISTORY_ROWS: usize = 6;
+/// Recent checkpoints a side's column lists at most when wide.
+const HISTORY_ROWS: usize = 14;
+/// Wide, each side's column also says its verdict for the key in words (`overcounted 5`).
+const VERDICT_WORDS: u16 = 20;
+/// Columns of a side's three figures (`state  lost  over`).
+const SIDE_FIGURES: u16 = 17;
 /// Marks a row whose sides differ (besides the highlight, for NO_COLOR).
 const DIFFERS: &str = "≠";
 
 pub fn render(app: &CompareApp, frame: &mut Frame) {
     let area = frame.area();
     let wide = area.width >= WIDE;
-    let sides_height = if wide { (6 + HISTORY_ROWS as u16).min(area.height / 2) } else { app.sides.len() as u16 * 2 + 2 };
+    let sides_height = if wide { (6 + HISTORY_ROWS as u16).min(area.height * 2 / 5) } else { app.sides.len() as u16 * 2 + 2 };
     let [title, sides, verdict, input, footer] =
         Layout::vertical([Constraint::Length(1), Constraint::Length(sides_height), Constraint::Min(4), Constraint::Length(1), Constraint::Length(1)])
             .areas(area);
@@ -126,7 +131,8 @@ fn render_side_column(app: &CompareApp, s: &SideView, frame: &mut Frame, area: R
     let (text, failed) = checkpoint_text(s);
     lines.push(Line::styled(text, if failed { t.bad } else { t.text }));
     lines.push(Line::styled(" id  status      ms  align  size", t.dim));
-    for h in v.checkpoint_history.iter().rev().take(HISTORY_ROWS) {
+    let room = (area.height as usize).saturating_sub(6).min(HISTORY_ROWS);
+    for h in v.checkpoint_history.iter().rev().take(room) {
         let (status, style) = match h.status {
             CheckpointStatus::Completed => ("✓ done", t.ok),
             CheckpointStatus::Failed => ("✗ FAILED", t.bad),
@@ -144,15 +150,16 @@ fn render_side_column(app: &CompareApp, s: &SideView, frame: &mut Frame, area: R
 
 fn render_verdict(app: &CompareApp, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let n = app.sides.len();
-    let mut names = vec![Cell::from(""), Cell::from("")];
-    let mut figures = vec![Cell::from("key"), Cell::from("expect")];
+    // A side is one column of three figures, under its mode's name.
+    let wide = area.width >= WIDE;
+    let side_w = |s: &SideView| (s.mode.name().len() as u16).max(SIDE_FIGURES) + if wide { VERDICT_WORDS } else { 0 };
+    let mut names = vec![Cell::from("key"), Cell::from("expect")];
+    let mut figures = vec![Cell::from(""), Cell::from("")];
     let mut widths = vec![Constraint::Length(8), Constraint::Length(6)];
     for s in &app.sides {
         names.push(Cell::from(Span::styled(s.mode.name(), t.title)));
-        names.extend([Cell::from(""), Cell::from("")]);
-        figures.extend([Cell::from("state"), Cell::from(" lost"), Cell::from(" over")]);
-        widths.extend([Constraint::Length(6), Constraint::Length(5), Constraint::Length(if n == 3 { 5 } else { 7 })]);
+        figures.push(Cell::from(format!("{:>5} {:>5} {:>5}{}", "state", "lost", "over", if wide { "  verdict" } else { "" })));
+        widths.push(Constraint::Length(side_w(s)));
     }
     widths.push(Constraint::Length(1));
     // The figure names are the first row, under the sides' names in the header.
@@ -171,9 +178,17 @@ fn render_verdict(app: &CompareApp, frame: &mut Frame, area: Rect) {
                 (false, true) => t.warn,
                 _ => t.text,
             };
-            cells.push(Cell::from(Span::styled(format!("{:>5}", c.state), style(false, odd(|k| k.state)))));
-            cells.push(Cell::from(Span::styled(format!("{:>5}", c.lost), style(c.lost > 0, odd(|k| k.lost)))));
-            cells.push(Cell::from(Span::styled(format!("{:>5}", c.overcounted), style(c.overcounted > 0, odd(|k| k.overcounted)))));
+            let mut figures = vec![
+                Span::styled(format!("{:>5}", c.state), style(false, odd(|k| k.state))),
+                Span::styled(format!(" {:>5}", c.lost), style(c.lost > 0, odd(|k| k.lost))),
+                Span::styled(format!(" {:>5}", c.overcounted), style(c.overcounted > 0, odd(|k| k.overcounted))),
+            ];
+            if wide {
+                let wrong = c.lost + c.overcounted > 0;
+                let words = crate::audit::summary(c.lost, c.overcounted);
+                figures.push(Span::styled(format!("  {}{words}", if wrong { "✗ " } else { "✓ " }), if wrong { t.bad } else { t.ok }));
+            }
+            cells.push(Cell::from(Line::from(figures)));
         }
         cells.push(Cell::from(Span::styled(if r.differs() { DIFFERS } else { " " }, t.warn)));
         body.push(Row::new(cells));
@@ -184,7 +199,7 @@ fn render_verdict(app: &CompareApp, frame: &mut Frame, area: Rect) {
         .map(|s| format!("{} {}", s.mode.name(), s.view.verdict.as_ref().map_or("…".into(), |v| v.summary())))
         .collect();
     let title = Line::from(vec![Span::styled(" verdict per key ", t.title), Span::raw(verdicts.join(" | ") + " ")]);
-    let table = Table::new(body, widths).header(Row::new(names)).block(Block::bordered().title(title)).column_spacing(1);
+    let table = Table::new(body, widths).header(Row::new(names).style(t.title)).block(Block::bordered().title(title)).column_spacing(2);
     frame.render_widget(table, area);
 }
 
@@ -199,20 +214,33 @@ fn render_input(app: &CompareApp, frame: &mut Frame, area: Rect) {
 
 fn render_footer(app: &CompareApp, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let mut spans = Vec::new();
-    let mut width = 0;
-    let mut hints = app.keymap.footer(app.context());
-    if app.context() == Context::Compare {
+    let context = app.context();
+    let mut hints: Vec<(String, &'static str)> = app
+        .keymap
+        .bindings
+        .iter()
+        .filter(|b| b.footer && b.context == context)
+        .map(|b| (b.key.label(), if context == Context::Compare { tiny(b.action) } else { short(b.action) }))
+        .collect();
+    if context == Context::Compare {
         hints.insert(2, ("1-9".into(), "TM"));
     }
-    for (key, what) in hints {
-        let w = key.chars().count() + what.chars().count() + 3;
-        if width + w > area.width as usize {
-            break;
+    // Help and quit are always shown: the others give way from the end when the line is full.
+    let keep = [short(Action::Help), short(Action::Quit)];
+    let width = |h: &(String, &str)| h.0.chars().count() + h.1.chars().count() + 3;
+    let kept: usize = hints.iter().filter(|h| keep.contains(&h.1)).map(width).sum();
+    let mut used = kept;
+    let mut spans = Vec::new();
+    for h in &hints {
+        let w = width(h);
+        if !keep.contains(&h.1) {
+            if used + w > area.width as usize {
+                continue;
+            }
+            used += w;
         }
-        width += w;
-        spans.push(Span::styled(format!(" {key}"), t.key));
-        spans.push(Span::raw(format!(" {what} ")));
+        spans.push(Span::styled(format!(" {}", h.0), t.key));
+        spans.push(Span::raw(format!(" {} ", h.1)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

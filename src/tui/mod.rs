@@ -5,6 +5,7 @@
 //! reads its view and events and sends it commands ([`frontend`] owns the terminal and the loop).
 
 pub mod action;
+pub mod anatomy_popup;
 pub mod app;
 pub mod banner;
 pub mod checkpoints_pane;
