@@ -207,3 +207,9 @@ fn compare_help_lists_the_compare_keys() {
     press(&mut app, KeyCode::Char('x'));
     assert!(!app.help && !app.quit);
 }
+
+#[test]
+fn a_terminal_smaller_than_80x24_is_told_so() {
+    let s = screen(&two_sides(), 60, 20);
+    assert!(s.contains("needs 80x24") && s.contains("60x20"), "{s}");
+}

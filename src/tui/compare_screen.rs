@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::compare_app::{CompareApp, SideView};
+use super::render::{MIN_HEIGHT, MIN_WIDTH};
 use crate::compare::KeyCell;
 use super::action::Action;
 use super::keymap::{short, tiny, Context};
@@ -30,6 +31,10 @@ const DIFFERS: &str = "≠";
 
 pub fn render(app: &CompareApp, frame: &mut Frame) {
     let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let text = format!("ckptlab compare needs {MIN_WIDTH}x{MIN_HEIGHT}; this terminal is {}x{} (q quits)", area.width, area.height);
+        return frame.render_widget(Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }), area);
+    }
     let wide = area.width >= WIDE;
     let sides_height = if wide { (6 + HISTORY_ROWS as u16).min(area.height * 2 / 5) } else { app.sides.len() as u16 * 2 + 2 };
     let [title, sides, verdict, input, footer] =
