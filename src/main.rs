@@ -425,6 +425,11 @@ async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The workbench plays on one cluster; a comparison needs one per mode.
+    if let Some(s) = scenario.as_ref().filter(|s| s.compare.is_some()) {
+        eprintln!("ckptlab: {} compares modes ([compare]): run it with `ckptlab run {}`", s.file, s.file);
+        return ExitCode::from(2);
+    }
     // Every error a bad file or option can cause is reported here, before the screen is taken.
     if let Err(e) = layers_of(&args, scenario.as_ref()).and_then(|l| {
         let cfg = l.build().map_err(|e| e.to_string())?;
