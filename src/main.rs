@@ -478,6 +478,11 @@ async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
 /// One set of layers per compared side: the command line's (plain `--set` for every side), the
 /// scenario's `[config]`, the side's mode, then its own `--set left.KEY=VALUE`.
 fn compare_sides(args: &LayerArgs, scenario: Option<&Scenario>, modes: &[SideMode]) -> Result<Vec<(SideMode, ConfigLayers)>, String> {
+    // Every side would restore the same snapshot, and under CLAIM one side may delete it while
+    // another still reads it.
+    if args.restore.is_some() {
+        return Err("--restore is not taken by a comparison: each side starts empty from the shared topic".into());
+    }
     let (common, per_side) = ckptlab::compare::split_sets(&args.set, modes.len()).map_err(|e| e.to_string())?;
     let names = ckptlab::compare::side_names(modes.len());
     let base = LayerArgs { set: common, ..args.clone() };
@@ -500,9 +505,7 @@ fn compare_sides(args: &LayerArgs, scenario: Option<&Scenario>, modes: &[SideMod
 /// `ckptlab run` on a scenario with `[compare]`: every step on each side, verdicts side by side.
 async fn run_compared(cli: &Cli, scenario: &Scenario, modes: &[SideMode], json: bool, quiet: bool) -> Result<CompareReport, String> {
     let sides = compare_sides(&LayerArgs::of(cli, false), Some(scenario), modes)?;
-    if cli.events.is_some() {
-        eprintln!("ckptlab: --events is not written for a comparison (each side has its own events)");
-    }
+    warn_no_events(cli);
     let lineup = Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;
     let narrate_on = !json && !quiet;
     if narrate_on {
@@ -559,6 +562,13 @@ fn print_compared(r: &CompareReport) {
     }
 }
 
+/// Each side has its own event bus; `--events` writes one run's.
+fn warn_no_events(cli: &Cli) {
+    if cli.events.is_some() {
+        eprintln!("ckptlab: --events is not written for a comparison (each side has its own events)");
+    }
+}
+
 /// `ckptlab compare`: the clusters side by side in the terminal.
 async fn compare(cli: &Cli, modes: &[String]) -> ExitCode {
     if !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
@@ -575,6 +585,7 @@ async fn compare(cli: &Cli, modes: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    warn_no_events(cli);
     let lineup = match Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())) {
         Ok(l) => l,
         Err(e) => {
