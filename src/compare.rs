@@ -174,7 +174,8 @@ impl Lineup {
         let modes: Vec<SideMode> = sides.iter().map(|(m, _)| *m).collect();
         check_modes(&modes)?;
         let names = side_names(sides.len());
-        let fail = |i: usize, e: EngineError| CompareError::Side { side: format!("{} ({})", names[i], modes[i].name()), message: e.to_string() };
+        let fail =
+            |i: usize, e: EngineError| CompareError::Side { side: format!("{} ({})", names[i], modes[i].name()), message: e.to_string() };
         let mut started: Vec<Side> = Vec::new();
         let mut topic: Option<Arc<dyn Topic>> = None;
         for (i, (mode, layers)) in sides.into_iter().enumerate() {
@@ -272,7 +273,10 @@ pub fn key_rows(verdicts: &[&Verdict]) -> Vec<KeyRow> {
         .collect();
     rows.push(KeyRow {
         key: "TOTAL".into(),
-        cells: verdicts.iter().map(|v| KeyCell { expected: v.expected, state: v.state, lost: v.lost, overcounted: v.overcounted }).collect(),
+        cells: verdicts
+            .iter()
+            .map(|v| KeyCell { expected: v.expected, state: v.state, lost: v.lost, overcounted: v.overcounted })
+            .collect(),
     });
     rows
 }
@@ -464,7 +468,8 @@ mod tests {
 
     #[test]
     fn sets_split_by_side_prefix_and_a_side_that_is_not_there_is_named() {
-        let sets: Vec<String> = ["ckptlab.hop-delay=2ms", "left.state.backend=rocksdb", "right.ckptlab.hop-delay=5ms"].map(String::from).to_vec();
+        let sets: Vec<String> =
+            ["ckptlab.hop-delay=2ms", "left.state.backend=rocksdb", "right.ckptlab.hop-delay=5ms"].map(String::from).to_vec();
         let (common, per) = split_sets(&sets, 2).unwrap();
         assert_eq!(common, ["ckptlab.hop-delay=2ms"]);
         assert_eq!(per, vec![vec!["state.backend=rocksdb".to_string()], vec!["ckptlab.hop-delay=5ms".to_string()]]);

@@ -374,7 +374,9 @@ impl Scenario {
 /// (`left`, `middle`, `right`).
 fn compared_side(side: &str, modes: Option<&[crate::compare::SideMode]>) -> Result<String, String> {
     let Some(modes) = modes else {
-        return Err(format!("expect names side `{side}`, but only a comparison has sides: add [compare] modes = [\"EXACTLY_ONCE\", \"AT_LEAST_ONCE\"]"));
+        return Err(format!(
+            "expect names side `{side}`, but only a comparison has sides: add [compare] modes = [\"EXACTLY_ONCE\", \"AT_LEAST_ONCE\"]"
+        ));
     };
     let by_position = crate::compare::side_names(modes.len()).iter().position(|n| n.eq_ignore_ascii_case(side)).map(|i| modes[i]);
     let by_mode = crate::compare::SideMode::parse(side).ok().filter(|m| modes.contains(m));

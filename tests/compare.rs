@@ -43,7 +43,11 @@ fn the_same_records_and_the_same_kill_overcount_only_at_least_once() {
     assert_eq!(eo.report.verdict.produced, alo.report.verdict.produced);
     assert_eq!(eo.report.verdict.expected, alo.report.verdict.expected);
     assert_eq!((eo.report.verdict.lost, eo.report.verdict.overcounted), (0, 0));
-    assert!(alo.report.verdict.overcounted > 0, "{}", compare::side_by_side_table(&["EO", "ALO"], &[&eo.report.verdict, &alo.report.verdict]));
+    assert!(
+        alo.report.verdict.overcounted > 0,
+        "{}",
+        compare::side_by_side_table(&["EO", "ALO"], &[&eo.report.verdict, &alo.report.verdict])
+    );
     // One kill: both restarted.
     assert!(eo.report.restarts >= 1 && alo.report.restarts >= 1);
 }

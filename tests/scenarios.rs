@@ -44,7 +44,8 @@ fn run_compared(s: &Scenario, modes: &[ckptlab::compare::SideMode]) -> ckptlab::
                 (*m, layers)
             })
             .collect();
-        let lineup = ckptlab::compare::Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).unwrap_or_else(|e| panic!("{e}"));
+        let lineup =
+            ckptlab::compare::Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).unwrap_or_else(|e| panic!("{e}"));
         let report = ckptlab::compare::run(s, &lineup, |_| {}).await;
         lineup.shutdown().await;
         report

@@ -68,7 +68,10 @@ fn verdict(figures: &[(&str, u64, u64, u64, u64)]) -> Verdict {
     let mut keys = BTreeMap::new();
     let mut v = Verdict { consistent: true, audited: true, ..Verdict::default() };
     for (k, expected, state, lost, over) in figures {
-        keys.insert(k.to_string(), KeyVerdict { expected: *expected, state: *state, lost: *lost, overcounted: *over, ..KeyVerdict::default() });
+        keys.insert(
+            k.to_string(),
+            KeyVerdict { expected: *expected, state: *state, lost: *lost, overcounted: *over, ..KeyVerdict::default() },
+        );
         v.expected += expected;
         v.state += state;
         v.lost += lost;

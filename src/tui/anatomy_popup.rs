@@ -106,7 +106,11 @@ pub fn lines(s: &CheckpointStats, t: &Theme, width: u16) -> Vec<Line<'static>> {
         let ms = |v: Option<u64>| v.map_or("-".to_string(), ms_text);
         // What the subtask put in the checkpoint: a source its offsets, a counter its state.
         let mut state = if st.offsets.is_empty() {
-            if st.checkpointed_size > 0 { format_size(st.checkpointed_size) } else { "-".into() }
+            if st.checkpointed_size > 0 {
+                format_size(st.checkpointed_size)
+            } else {
+                "-".into()
+            }
         } else {
             st.offsets.iter().map(|(p, o)| format!("p{p}@{o}")).collect::<Vec<_>>().join(" ")
         };
@@ -175,12 +179,8 @@ fn bar(st: &SubtaskCheckpointStats, span_ms: u64, width: usize, t: &Theme) -> Ve
     }
     let col = |ms: u64| ((ms as f64 * width as f64 / span_ms as f64).round() as usize).min(width);
     let barrier = st.barrier_ms().unwrap_or(0);
-    let parts: [(u64, (&str, &str), Style); 4] = [
-        (barrier, WAITING, t.dim),
-        (st.alignment_ms, ALIGNMENT, t.warn),
-        (st.sync_ms, SYNC, t.barrier),
-        (st.async_ms, ASYNC, t.record),
-    ];
+    let parts: [(u64, (&str, &str), Style); 4] =
+        [(barrier, WAITING, t.dim), (st.alignment_ms, ALIGNMENT, t.warn), (st.sync_ms, SYNC, t.barrier), (st.async_ms, ASYNC, t.record)];
     let mut spans = Vec::new();
     let mut used = 0;
     let mut at_ms = 0;

@@ -69,7 +69,9 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut CompareAp
     let viewer = tokio::spawn(async move {
         loop {
             let e = engines.clone();
-            let Ok(pictures) = tokio::task::spawn_blocking(move || e.iter().map(|e| e.view(true)).collect::<Vec<_>>()).await else { return };
+            let Ok(pictures) = tokio::task::spawn_blocking(move || e.iter().map(|e| e.view(true)).collect::<Vec<_>>()).await else {
+                return;
+            };
             if views_tx.send(pictures).is_err() {
                 return;
             }

@@ -166,7 +166,12 @@ impl CompareApp {
                 self.generator_on = !self.generator_on;
                 if self.generator_on {
                     let keys = GENERATOR_KEYS.iter().map(|k| k.to_string()).collect();
-                    self.requests.push(CompareRequest::StartGenerator(GeneratorSpec { rate: COMPARE_RATE, duration: None, keys, partition: None }));
+                    self.requests.push(CompareRequest::StartGenerator(GeneratorSpec {
+                        rate: COMPARE_RATE,
+                        duration: None,
+                        keys,
+                        partition: None,
+                    }));
                     self.message = format!("generator on: {COMPARE_RATE} records/s to the shared topic");
                 } else {
                     self.requests.push(CompareRequest::StopGenerator);

@@ -9,13 +9,13 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::compare_app::{CompareApp, SideView};
-use super::render::{MIN_HEIGHT, MIN_WIDTH};
-use crate::compare::KeyCell;
 use super::action::Action;
+use super::compare_app::{CompareApp, SideView};
 use super::keymap::{short, tiny, Context};
+use super::render::{MIN_HEIGHT, MIN_WIDTH};
 use crate::cluster::coordinator::CheckpointStatus;
 use crate::cluster::view::JobStatus;
+use crate::compare::KeyCell;
 use crate::duration::format_size;
 
 /// From this width the sides stand in columns.
@@ -37,9 +37,14 @@ pub fn render(app: &CompareApp, frame: &mut Frame) {
     }
     let wide = area.width >= WIDE;
     let sides_height = if wide { (6 + HISTORY_ROWS as u16).min(area.height * 2 / 5) } else { app.sides.len() as u16 * 2 + 2 };
-    let [title, sides, verdict, input, footer] =
-        Layout::vertical([Constraint::Length(1), Constraint::Length(sides_height), Constraint::Min(4), Constraint::Length(1), Constraint::Length(1)])
-            .areas(area);
+    let [title, sides, verdict, input, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(sides_height),
+        Constraint::Min(4),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     render_title(app, frame, title);
     if wide {
         let columns = Layout::horizontal(vec![Constraint::Fill(1); app.sides.len()]).split(sides);
@@ -198,11 +203,8 @@ fn render_verdict(app: &CompareApp, frame: &mut Frame, area: Rect) {
         cells.push(Cell::from(Span::styled(if r.differs() { DIFFERS } else { " " }, t.warn)));
         body.push(Row::new(cells));
     }
-    let verdicts: Vec<String> = app
-        .sides
-        .iter()
-        .map(|s| format!("{} {}", s.mode.name(), s.view.verdict.as_ref().map_or("…".into(), |v| v.summary())))
-        .collect();
+    let verdicts: Vec<String> =
+        app.sides.iter().map(|s| format!("{} {}", s.mode.name(), s.view.verdict.as_ref().map_or("…".into(), |v| v.summary()))).collect();
     let title = Line::from(vec![Span::styled(" verdict per key ", t.title), Span::raw(verdicts.join(" | ") + " ")]);
     let table = Table::new(body, widths).header(Row::new(names).style(t.title)).block(Block::bordered().title(title)).column_spacing(2);
     frame.render_widget(table, area);
