@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod bench;
 pub mod cluster;
+pub mod compare;
 pub mod config;
 pub mod connectors;
 pub mod duration;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use ckptlab::cluster::Engine;
+use ckptlab::compare::{CompareReport, Lineup, SideMode};
 use ckptlab::config::{kafka_shorthand, ConfigLayers};
 use ckptlab::events::{EventBus, Stamped};
 use ckptlab::scenario::{self, RunReport, Scenario};
@@ -17,7 +18,7 @@ use ckptlab::scenario::{self, RunReport, Scenario};
     name = "ckptlab",
     version,
     about = "A workbench for stream-processing checkpoints: a Flink-style mini cluster in one process, judged against a ground truth.",
-    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --kafka localhost:9092            the seed's setup: read input-topic from a broker (kafka-console-producer feeds it)\n  ckptlab --kafka mock                      the same through librdkafka's in-process mock cluster\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab lesson                            guided lessons (predict, then see it against the truth); ckptlab lesson NAME opens one\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000"
+    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --kafka localhost:9092            the seed's setup: read input-topic from a broker (kafka-console-producer feeds it)\n  ckptlab --kafka mock                      the same through librdkafka's in-process mock cluster\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab lesson                            guided lessons (predict, then see it against the truth); ckptlab lesson NAME opens one\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000\n  ckptlab compare --modes EXACTLY_ONCE,AT_LEAST_ONCE --set right.ckptlab.hop-delay=5ms\n  ckptlab flink run assets/scenarios/seed-exactly-once.toml   the same scenario on real Apache Flink, verdicts side by side"
 )]
 struct Cli {
     /// A configuration file layered over conf/ckptlab.toml.
@@ -81,6 +82,14 @@ enum Cmd {
         /// With --auto: print one JSON object instead of the narration.
         #[arg(long)]
         json: bool,
+    },
+    /// Two or three clusters on the same topic, side by side: a key kills the same task manager in
+    /// every one, typed records go to the shared topic, the verdicts stand in adjacent columns.
+    /// `--set left.KEY=VALUE` (left, middle, right) sets an option on one side only.
+    Compare {
+        /// The sides' modes, comma-separated: EXACTLY_ONCE, AT_LEAST_ONCE, UNALIGNED, off.
+        #[arg(long, value_delimiter = ',', value_name = "a,b[,c]", default_value = "EXACTLY_ONCE,AT_LEAST_ONCE,off")]
+        modes: Vec<String>,
     },
     /// The same experiment on real Apache Flink (a MiniCluster in a JVM): both verdicts side by side, or a Flink job to export.
     #[command(subcommand)]
@@ -164,6 +173,15 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
+                if let Some(modes) = scenario.compare.clone() {
+                    return match run_compared(&cli, &scenario, &modes, json, quiet).await {
+                        Ok(report) => ExitCode::from(if report.passed { 0 } else { 1 }),
+                        Err(e) => {
+                            eprintln!("ckptlab: {e}");
+                            ExitCode::from(2)
+                        }
+                    };
+                }
                 match run_one(&cli, &scenario, json, quiet).await {
                     Ok(report) => ExitCode::from(if report.passed { 0 } else { 1 }),
                     Err(e) => {
@@ -183,6 +201,7 @@ fn main() -> ExitCode {
             Some(Cmd::Inspect(ref args)) => ckptlab::inspect::main(args),
             Some(Cmd::Lesson { ref name, auto, json }) => lesson(&cli, name.as_deref(), auto, json, launched).await,
             Some(Cmd::Flink(ref command)) => flink(&cli, command).await,
+            Some(Cmd::Compare { ref modes }) => compare(&cli, modes).await,
             None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => workbench(&cli, launched).await,
             None if cli.scenario.is_some() => {
                 eprintln!("ckptlab: --scenario opens the workbench, which needs a terminal; headless: ckptlab run FILE");
@@ -532,6 +551,11 @@ async fn workbench(cli: &Cli, launched: std::time::Instant) -> ExitCode {
 async fn workbench_with(cli: &Cli, launched: std::time::Instant, opening: ckptlab::tui::Opening) -> ExitCode {
     let args = LayerArgs::of(cli, true);
     let scenario = opening.scenario();
+    // The workbench plays on one cluster; a comparison needs one per mode.
+    if let Some(s) = scenario.filter(|s| s.compare.is_some()) {
+        eprintln!("ckptlab: {} compares modes ([compare]): run it with `ckptlab run {}`", s.file, s.file);
+        return ExitCode::from(2);
+    }
     // Every error a bad file or option can cause is reported here, before the screen is taken.
     if let Err(e) = layers_of(&args, scenario).and_then(|l| {
         let cfg = l.build().map_err(|e| e.to_string())?;
@@ -571,6 +595,134 @@ async fn workbench_with(cli: &Cli, launched: std::time::Instant, opening: ckptla
         Ok(ckptlab::tui::Quit::User) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            eprintln!("ckptlab: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One set of layers per compared side: the command line's (plain `--set` for every side), the
+/// scenario's `[config]`, the side's mode, then its own `--set left.KEY=VALUE`.
+fn compare_sides(args: &LayerArgs, scenario: Option<&Scenario>, modes: &[SideMode]) -> Result<Vec<(SideMode, ConfigLayers)>, String> {
+    // Every side would restore the same snapshot, and under CLAIM one side may delete it while
+    // another still reads it.
+    if args.restore.is_some() {
+        return Err("--restore is not taken by a comparison: each side starts empty from the shared topic".into());
+    }
+    let (common, per_side) = ckptlab::compare::split_sets(&args.set, modes.len()).map_err(|e| e.to_string())?;
+    let names = ckptlab::compare::side_names(modes.len());
+    let base = LayerArgs { set: common, ..args.clone() };
+    let mut sides = Vec::new();
+    for ((mode, sets), name) in modes.iter().zip(per_side).zip(names) {
+        let mut layers = layers_of(&base, scenario)?;
+        mode.apply(&mut layers).map_err(|e| e.to_string())?;
+        for s in &sets {
+            layers.set(s, &format!("--set {name}.")).map_err(|e| format!("side {name}: {e}"))?;
+        }
+        let cfg = layers.build().map_err(|e| format!("side {name}: {e}"))?;
+        if let Some(s) = scenario {
+            s.check(&cfg).map_err(|e| format!("side {name}: {e}"))?;
+        }
+        sides.push((*mode, layers));
+    }
+    Ok(sides)
+}
+
+/// `ckptlab run` on a scenario with `[compare]`: every step on each side, verdicts side by side.
+async fn run_compared(cli: &Cli, scenario: &Scenario, modes: &[SideMode], json: bool, quiet: bool) -> Result<CompareReport, String> {
+    let sides = compare_sides(&LayerArgs::of(cli, false), Some(scenario), modes)?;
+    warn_no_events(cli);
+    let lineup = Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;
+    let narrate_on = !json && !quiet;
+    if narrate_on {
+        outln!("== {} ({}), compared", scenario.name, scenario.file);
+        for line in scenario.description.lines() {
+            outln!("   {line}");
+        }
+        for side in &lineup.sides {
+            let cfg = side.engine.config();
+            outln!("   {:<6} {:<13} {} | {}", side.name, side.mode.name(), cfg.checkpointing_label(), cfg.backend_label());
+        }
+    }
+    let report = ckptlab::compare::run(scenario, &lineup, |line| {
+        if narrate_on {
+            outln!("{line}");
+        }
+    })
+    .await;
+    lineup.shutdown().await;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print_compared(&report);
+    }
+    Ok(report)
+}
+
+fn print_compared(r: &CompareReport) {
+    outln!();
+    let labels: Vec<&str> = r.sides.iter().map(|s| s.mode.name()).collect();
+    let verdicts: Vec<&ckptlab::audit::Verdict> = r.sides.iter().map(|s| &s.report.verdict).collect();
+    out!("{}", ckptlab::compare::side_by_side_table(&labels, &verdicts));
+    outln!("(* the sides differ)");
+    for s in &r.sides {
+        let p = &s.report;
+        outln!(
+            "{:<13} {:<15} checkpoints: {} completed, {} failed  restarts {}  job {}",
+            s.mode.name(),
+            p.verdict.summary(),
+            p.checkpoints.completed,
+            p.checkpoints.failed,
+            p.restarts,
+            p.status
+        );
+    }
+    for s in &r.sides {
+        for f in &s.report.failures {
+            outln!("FAILED {}: {f}", s.mode.name());
+        }
+    }
+    if r.passed {
+        let ms = r.sides.iter().map(|s| s.report.duration_ms).max().unwrap_or(0);
+        outln!("PASSED: every expect held on every side ({:.1}s)", ms as f64 / 1000.0);
+    }
+}
+
+/// Each side has its own event bus; `--events` writes one run's.
+fn warn_no_events(cli: &Cli) {
+    if cli.events.is_some() {
+        eprintln!("ckptlab: --events is not written for a comparison (each side has its own events)");
+    }
+}
+
+/// `ckptlab compare`: the clusters side by side in the terminal.
+async fn compare(cli: &Cli, modes: &[String]) -> ExitCode {
+    if !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
+        eprintln!("ckptlab compare needs a terminal; headless, run a scenario with [compare] modes = [...]: ckptlab run assets/scenarios/compare-modes.toml");
+        return ExitCode::from(2);
+    }
+    let sides = match ckptlab::compare::parse_modes(modes)
+        .map_err(|e| format!("--modes: {e}"))
+        .and_then(|modes| compare_sides(&LayerArgs::of(cli, true), None, &modes))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    warn_no_events(cli);
+    let lineup = match Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match ckptlab::tui::compare::run(lineup).await {
+        Ok(ckptlab::tui::Quit::Signal(n)) => ExitCode::from(128 + n),
+        Ok(ckptlab::tui::Quit::User) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("ckptlab: {e:#}");
             ExitCode::from(2)
         }

@@ -191,6 +191,8 @@ pub enum Action {
     Expect {
         key: Option<String>,
         checks: Vec<(String, Comparison)>,
+        /// In a comparison: the side (its mode's name) it judges; `None`: every side.
+        side: Option<String>,
     },
     Resubmit,
     /// Stop the generators this run started (a lesson generates until the learner has done the
@@ -221,6 +223,8 @@ pub struct Scenario {
     pub description: String,
     pub config: Option<toml::Table>,
     pub steps: Vec<Step>,
+    /// `[compare] modes = [...]`: every step runs on one cluster per mode (see [`crate::compare`]).
+    pub compare: Option<Vec<crate::compare::SideMode>>,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +236,13 @@ struct RawScenario {
     config: Option<toml::Table>,
     #[serde(default)]
     steps: Vec<toml::Spanned<toml::Table>>,
+    compare: Option<toml::Spanned<RawCompare>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompare {
+    modes: Vec<String>,
 }
 
 const ACTIONS: &[&str] = &[
@@ -270,12 +281,23 @@ impl Scenario {
             line: e.span().map_or(0, |s| line_of(text, s.start)),
             message: e.message().to_string(),
         })?;
+        let compare = match &raw.compare {
+            Some(c) => Some(crate::compare::parse_modes(&c.get_ref().modes).map_err(|e| ScenarioError {
+                file: file.to_string(),
+                line: line_of(text, c.span().start),
+                message: format!("[compare] modes: {e}"),
+            })?),
+            None => None,
+        };
         let mut steps = Vec::new();
         for spanned in &raw.steps {
             let line = line_of(text, spanned.span().start);
             let err = |message: String| ScenarioError { file: file.to_string(), line, message };
             let mut step = parse_step(spanned.get_ref(), line).map_err(err)?;
             step.partition_line = partition_line(text, line);
+            if let Action::Expect { side: Some(side), .. } = &mut step.action {
+                *side = compared_side(side, compare.as_deref()).map_err(err)?;
+            }
             steps.push(step);
         }
         if let Some(cfg) = &raw.config {
@@ -290,7 +312,7 @@ impl Scenario {
             probe.merge_table(cfg, "[config]").map_err(located)?;
             probe.build().map_err(located)?;
         }
-        Ok(Scenario { file: file.to_string(), name: raw.name, description: raw.description, config: raw.config, steps })
+        Ok(Scenario { file: file.to_string(), name: raw.name, description: raw.description, config: raw.config, steps, compare })
     }
 
     /// Checks the steps against the cluster they will run on: every task manager a `kill` names
@@ -353,6 +375,25 @@ impl Scenario {
             Some(cfg) => layers.merge_table(cfg, &format!("{} [config]", self.file)),
             None => Ok(()),
         }
+    }
+}
+
+/// An expect's `side`, as the mode's name: a mode of `[compare]` (any case) or a side's position
+/// (`left`, `middle`, `right`).
+fn compared_side(side: &str, modes: Option<&[crate::compare::SideMode]>) -> Result<String, String> {
+    let Some(modes) = modes else {
+        return Err(format!(
+            "expect names side `{side}`, but only a comparison has sides: add [compare] modes = [\"EXACTLY_ONCE\", \"AT_LEAST_ONCE\"]"
+        ));
+    };
+    let by_position = crate::compare::side_names(modes.len()).iter().position(|n| n.eq_ignore_ascii_case(side)).map(|i| modes[i]);
+    let by_mode = crate::compare::SideMode::parse(side).ok().filter(|m| modes.contains(m));
+    match by_mode.or(by_position) {
+        Some(m) => Ok(m.name().to_string()),
+        None => Err(format!(
+            "expect side `{side}` is not one of the compared modes; allowed: {}",
+            modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 
@@ -495,8 +536,13 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
                 Some(_) => return Err("`key` in expect must be a string".into()),
                 None => None,
             };
+            let side = match table.get("side") {
+                Some(toml::Value::String(s)) => Some(s.clone()),
+                Some(_) => return Err("`side` in expect must be a mode's name, as in side = \"AT_LEAST_ONCE\"".into()),
+                None => None,
+            };
             let mut checks = Vec::new();
-            for (figure, val) in table.iter().filter(|(k, _)| k.as_str() != "key") {
+            for (figure, val) in table.iter().filter(|(k, _)| k.as_str() != "key" && k.as_str() != "side") {
                 let allowed: &[&str] = if key.is_some() { KEY_FIGURES } else { FIGURES };
                 if !allowed.contains(&figure.as_str()) {
                     return Err(format!("unknown figure `{figure}` in expect; allowed: {}", allowed.join(", ")));
@@ -506,7 +552,7 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             if checks.is_empty() {
                 return Err("`expect` needs at least one figure, as in expect = { lost = 0 }".into());
             }
-            Action::Expect { key, checks }
+            Action::Expect { key, checks, side }
         }
         _ => unreachable!("filtered by ACTIONS"),
     };
@@ -814,7 +860,7 @@ impl Player {
                     return Flow::Stop;
                 }
             }
-            Action::Expect { key, checks } => {
+            Action::Expect { key, checks, .. } => {
                 let auditing = engine.config().lab.audit;
                 let view = engine.view(true);
                 let verdict = view.verdict.clone().unwrap_or_default();
@@ -1105,6 +1151,21 @@ mod tests {
     fn a_channel_delay_may_change_while_the_job_runs() {
         let text = "name = \"x\"\n[[steps]]\nset = { \"ckptlab.delays.source[1]->counter[*]\" = \"300ms\" }\n";
         assert!(Scenario::parse(text, "s.toml").is_ok());
+    }
+
+    #[test]
+    fn a_compare_scenario_names_sides_by_mode_and_rejects_a_side_it_does_not_run() {
+        let text = "name = \"x\"\n[compare]\nmodes = [\"EXACTLY_ONCE\", \"at-least-once\"]\n[[steps]]\nexpect = { side = \"right\", overcounted = \"> 0\" }\n";
+        let s = Scenario::parse(text, "c.toml").unwrap();
+        assert_eq!(s.compare.as_deref(), Some(&[crate::compare::SideMode::ExactlyOnce, crate::compare::SideMode::AtLeastOnce][..]));
+        assert!(matches!(&s.steps[0].action, Action::Expect { side: Some(m), .. } if m == "AT_LEAST_ONCE"));
+        let bad = text.replace("\"right\"", "\"off\"");
+        let e = Scenario::parse(&bad, "c.toml").unwrap_err();
+        assert!(e.line == 4 && e.message.contains("EXACTLY_ONCE, AT_LEAST_ONCE"), "{e}");
+        let e = Scenario::parse("name = \"x\"\n[[steps]]\nexpect = { side = \"off\", lost = 0 }\n", "c.toml").unwrap_err();
+        assert!(e.line == 2 && e.message.contains("[compare]"), "{e}");
+        let e = Scenario::parse("name = \"x\"\n[compare]\nmodes = [\"off\"]\n", "c.toml").unwrap_err();
+        assert!(e.line >= 2 && e.message.contains("two or three"), "{e}");
     }
 
     #[test]

@@ -32,12 +32,42 @@ fn run(s: &Scenario, extra: &[(&str, &str)]) -> scenario::RunReport {
     })
 }
 
+/// A `[compare]` scenario on one cluster per mode, all reading one topic.
+fn run_compared(s: &Scenario, modes: &[ckptlab::compare::SideMode]) -> ckptlab::compare::CompareReport {
+    common::paused(async {
+        let sides = modes
+            .iter()
+            .map(|m| {
+                let mut layers = ConfigLayers::builtin();
+                s.apply_config(&mut layers).unwrap();
+                m.apply(&mut layers).unwrap();
+                (*m, layers)
+            })
+            .collect();
+        let lineup =
+            ckptlab::compare::Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).unwrap_or_else(|e| panic!("{e}"));
+        let report = ckptlab::compare::run(s, &lineup, |_| {}).await;
+        lineup.shutdown().await;
+        report
+    })
+}
+
 #[test]
 fn every_shipped_scenario_meets_its_expects() {
     let mut files: Vec<_> = std::fs::read_dir("assets/scenarios").unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(files.len() >= 5, "the seed's three experiments and the overcount scenarios ship");
     for f in files {
+        let s = Scenario::load(&f).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(modes) = s.compare.clone() {
+            // A comparison: every side meets its expects (tests/compare.rs looks closer).
+            let r = run_compared(&s, &modes);
+            for side in &r.sides {
+                assert!(side.report.passed, "{} side {}: {:?}", f.display(), side.mode.name(), side.report.failures);
+                assert!(side.report.verdict.consistent, "{} side {}: operator state and auditor disagree", f.display(), side.mode.name());
+            }
+            continue;
+        }
         let r = run_file(&f);
         assert!(r.passed, "{}: {:?}\n{}", f.display(), r.failures, scenario::verdict_table(&r.verdict));
         assert!(r.verdict.consistent, "{}: operator state and auditor disagree", f.display());

@@ -62,6 +62,7 @@ fn stats(id: u64, status: CheckpointStatus, trigger_ms: u64, failure: Option<&st
         sync_ms: 0,
         async_ms: 0,
         unaligned: false,
+        subtasks: Vec::new(),
     }
 }
 

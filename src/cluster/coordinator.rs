@@ -50,6 +50,61 @@ pub struct CheckpointStats {
     /// Some task took its snapshot unaligned.
     #[serde(default)]
     pub unaligned: bool,
+    /// Per subtask, in the job graph's order (sources, counters, sink): Flink's
+    /// SubtaskCheckpointStatistics, what the checkpoint details draw. Empty in JSON written
+    /// before they were recorded.
+    #[serde(default)]
+    pub subtasks: Vec<SubtaskCheckpointStats>,
+}
+
+/// One subtask's part of a checkpoint (Flink's SubtaskCheckpointStatistics), from its ack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubtaskCheckpointStats {
+    /// `source[0]`, `counter[1]`, `sink[0]`.
+    pub task: String,
+    /// When its acknowledgement reached the coordinator, in ms after the trigger (Flink's
+    /// end-to-end duration); `None`: it never acknowledged (a failed checkpoint waited for it).
+    pub ack_ms: Option<u64>,
+    /// From the first barrier to the last on its inputs (0 for a source, which has none).
+    pub alignment_ms: u64,
+    pub sync_ms: u64,
+    pub async_ms: u64,
+    /// Bytes of keyed state it wrote (the delta, for incremental checkpoints).
+    pub checkpointed_size: u64,
+    /// Bytes of in-flight records it persisted as channel state (unaligned).
+    pub persisted_size: u64,
+    pub unaligned: bool,
+    /// A source's offsets, per partition: where a restore resumes reading.
+    pub offsets: Vec<(u32, u64)>,
+}
+
+impl SubtaskCheckpointStats {
+    /// When the (first) barrier reached it, in ms after the trigger: what is left of its
+    /// end-to-end time once alignment, sync and async are taken out. Timings are whole
+    /// milliseconds taken by the task and the coordinator apart, so this is an estimate.
+    pub fn barrier_ms(&self) -> Option<u64> {
+        self.ack_ms.map(|ack| ack.saturating_sub(self.alignment_ms + self.sync_ms + self.async_ms))
+    }
+
+    fn of(task: TaskId, state: Option<&TaskState>, stats: Option<&SnapshotStats>, ack_ms: Option<u64>) -> Self {
+        let stats = stats.cloned().unwrap_or_default();
+        let (checkpointed_size, offsets) = match state {
+            Some(TaskState::Keyed { checkpointed_size, .. }) => (*checkpointed_size, Vec::new()),
+            Some(TaskState::Source { offsets }) => (0, offsets.clone()),
+            _ => (0, Vec::new()),
+        };
+        SubtaskCheckpointStats {
+            task: task.to_string(),
+            ack_ms,
+            alignment_ms: stats.alignment_ms,
+            sync_ms: stats.sync_ms,
+            async_ms: stats.async_ms,
+            checkpointed_size,
+            persisted_size: stats.persisted_bytes,
+            unaligned: stats.unaligned,
+            offsets,
+        }
+    }
 }
 
 /// A checkpoint in flight.
@@ -60,6 +115,8 @@ pub struct PendingCheckpoint {
     pub triggered: Instant,
     pub trigger_ms: u64,
     pub acks: HashMap<TaskId, (TaskState, SnapshotStats)>,
+    /// When each ack arrived, in ms after the trigger.
+    pub ack_ms: HashMap<TaskId, u64>,
     pub channel_state: Vec<TaskChannelState>,
     pub expected: Vec<TaskId>,
     /// A savepoint travels as a checkpoint with its own barrier; only where it is written and
@@ -71,6 +128,19 @@ impl PendingCheckpoint {
     /// Tasks that have not acknowledged yet.
     pub fn missing(&self) -> Vec<TaskId> {
         self.expected.iter().filter(|t| !self.acks.contains_key(t)).copied().collect()
+    }
+
+    /// Every expected subtask's figures in the job graph's order, those that never acked included.
+    fn subtasks(&self) -> Vec<SubtaskCheckpointStats> {
+        let mut tasks = self.expected.clone();
+        tasks.sort_unstable();
+        tasks
+            .into_iter()
+            .map(|t| {
+                let ack = self.acks.get(&t);
+                SubtaskCheckpointStats::of(t, ack.map(|a| &a.0), ack.map(|a| &a.1), self.ack_ms.get(&t).copied())
+            })
+            .collect()
     }
 }
 
@@ -149,6 +219,7 @@ impl CheckpointCoordinator {
                 triggered: now,
                 trigger_ms: now_ms,
                 acks: HashMap::new(),
+                ack_ms: HashMap::new(),
                 channel_state: Vec::new(),
                 expected,
                 kind: SnapshotKind::Checkpoint,
@@ -218,6 +289,7 @@ impl CheckpointCoordinator {
                     p.channel_state.push(TaskChannelState { task, records: channel_state });
                 }
                 p.acks.insert(task, (state, stats));
+                p.ack_ms.insert(task, Instant::now().saturating_duration_since(p.triggered).as_millis() as u64);
                 if p.acks.len() >= p.expected.len() {
                     AckOutcome::Complete
                 } else {
@@ -247,6 +319,7 @@ impl CheckpointCoordinator {
     /// Takes a fully acknowledged checkpoint out of `pending` and builds its metadata and stats.
     pub fn complete(&mut self, id: u64, job_id: &str, now: Instant) -> Option<Completion> {
         let p = self.pending.remove(&id)?;
+        let subtasks = p.subtasks();
         let mut offsets = Vec::new();
         let mut keyed: Vec<(usize, StateHandle)> = Vec::new();
         let mut staged_output: Vec<StagedLine> = Vec::new();
@@ -298,6 +371,7 @@ impl CheckpointCoordinator {
             sync_ms,
             async_ms,
             unaligned,
+            subtasks,
         };
         Some(Completion { metadata, stats })
     }
@@ -346,6 +420,7 @@ impl CheckpointCoordinator {
             sync_ms: 0,
             async_ms: 0,
             unaligned: p.acks.values().any(|(_, s)| s.unaligned),
+            subtasks: p.subtasks(),
         };
         Some((self.record_failure(stats, reason), handles))
     }
@@ -422,6 +497,22 @@ mod tests {
         assert!(c.retain(done, 1, now).is_empty());
         assert!(c.is_retained(id) && c.pending.is_empty());
         assert_eq!((c.counts.triggered, c.counts.completed), (1, 1));
+    }
+
+    #[test]
+    fn per_subtask_figures_come_from_the_acks_in_graph_order_and_a_missing_ack_is_none() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, vec![TaskId::Sink, TaskId::Counter(0), TaskId::Source(0)]);
+        let aligned = SnapshotStats { alignment_ms: 30, sync_ms: 2, async_ms: 5, ..SnapshotStats::default() };
+        c.ack(id, TaskId::Source(0), state(TaskId::Source(0)), SnapshotStats::default(), Vec::new());
+        c.ack(id, TaskId::Counter(0), keyed(10), aligned, Vec::new());
+        let (stats, _) = c.fail(id, &CheckpointFailureReason::Expired { timeout: Duration::from_secs(1) }, now).unwrap();
+        let names: Vec<&str> = stats.subtasks.iter().map(|s| s.task.as_str()).collect();
+        assert_eq!(names, ["source[0]", "counter[0]", "sink[0]"]);
+        assert_eq!(stats.subtasks[0].offsets, vec![(0, 7)]);
+        assert_eq!((stats.subtasks[1].alignment_ms, stats.subtasks[1].checkpointed_size), (30, 10));
+        assert!(stats.subtasks[1].ack_ms.is_some() && stats.subtasks[2].ack_ms.is_none(), "the sink never acked");
     }
 
     #[test]

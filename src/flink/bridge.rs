@@ -228,7 +228,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
                     ));
                 }
             }
-            Action::Expect { key, checks } => {
+            Action::Expect { key, checks, .. } => {
                 let (st, _) = flink.state();
                 let v = judge.verdict(&st);
                 let mut shown = Vec::new();

@@ -251,6 +251,12 @@ pub fn refusal(scenario: &Scenario, cfg: &Config) -> Option<String> {
     if cfg.recovery.path.is_some() {
         return Some(format!("{}: --restore: a ckptlab checkpoint cannot start a Flink job (their formats differ)", scenario.file));
     }
+    if scenario.compare.is_some() {
+        return Some(format!(
+            "{}: [compare] runs one cluster per mode; the Flink bridge runs one job: run each mode on its own (ckptlab flink run FILE --set execution.checkpointing.mode=...)",
+            scenario.file
+        ));
+    }
     for step in &scenario.steps {
         let why = match &step.action {
             Action::Set(pairs) => Some(format!(

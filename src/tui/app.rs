@@ -390,6 +390,8 @@ pub struct App {
     pub banner: Option<String>,
     /// The key whose detail is open (Enter in the state pane).
     pub detail: Option<String>,
+    /// The checkpoint whose anatomy is open (Enter in the checkpoints pane).
+    pub anatomy: Option<u64>,
     /// The auditor's explanation of the open key, once it arrived.
     pub explanation: Option<Vec<String>>,
     /// The scenario picker (`o`): the selected entry of [`super::SCENARIOS`].
@@ -428,6 +430,7 @@ impl App {
             log_pushed: 0,
             banner: None,
             detail: None,
+            anatomy: None,
             explanation: None,
             picker: None,
             scenario: None,
@@ -459,7 +462,7 @@ impl App {
                 _ => Action::ClosePopup,
             });
         }
-        if self.detail.is_some() {
+        if self.detail.is_some() || self.anatomy.is_some() {
             let quits = self.keymap.lookup(ev, Context::Any) == Some(Action::Quit);
             return Some(if quits { Action::Quit } else { Action::ClosePopup });
         }
@@ -643,6 +646,7 @@ impl App {
         self.wants = Wants::default();
         self.banner = None;
         self.detail = None;
+        self.anatomy = None;
         self.generator_on = false;
         self.scroll = [0; 6];
         self.selected_tm = 0;
@@ -978,11 +982,19 @@ impl App {
                         Some(key) => self.requests.push(Request::Explain(key)),
                         None => self.notice("no key to open: the state pane is empty".into()),
                     }
+                } else if self.focus == Pane::Checkpoints {
+                    // The pane lists the newest first; its top row is the selected one.
+                    let row = self.scroll_of(Pane::Checkpoints) as usize;
+                    self.anatomy = self.view.checkpoint_history.iter().rev().nth(row).map(|c| c.id);
+                    if self.anatomy.is_none() {
+                        self.notice("no checkpoint to open yet: the history is empty".into());
+                    }
                 }
             }
             Action::ClosePopup => {
                 self.picker = None;
                 self.detail = None;
+                self.anatomy = None;
                 self.explanation = None;
             }
             Action::EventsFilter => {

@@ -51,7 +51,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     } else {
         vec![Constraint::Length(3), Constraint::Length(6), Constraint::Length(7), Constraint::Length(6), Constraint::Min(6)]
     };
-    let rows = v.checkpoint_history.iter().rev().skip(app.scroll_of(Pane::Checkpoints) as usize).map(|s| history_row(app, s, wide));
+    let focused = app.focus == Pane::Checkpoints;
+    // Focused, the top row is the selected one: Enter opens its anatomy.
+    let rows = v.checkpoint_history.iter().rev().skip(app.scroll_of(Pane::Checkpoints) as usize).enumerate().map(|(i, s)| {
+        let row = history_row(app, s, wide);
+        if focused && i == 0 {
+            row.style(t.selected)
+        } else {
+            row
+        }
+    });
     let table = Table::new(rows, widths).header(Row::new(header).style(t.title)).column_spacing(1);
     frame.render_widget(table, table_area);
 }

@@ -44,6 +44,9 @@ fn hints_line(app: &App, width: usize, tiny_labels: bool) -> (Line<'static>, boo
         if matches!(app.focus, Pane::State | Pane::Checkpoints | Pane::Output | Pane::Events) {
             hints.insert(0, ("↑↓".into(), "scroll"));
         }
+        if app.focus == Pane::Checkpoints {
+            hints.insert(1, ("Enter".into(), "details"));
+        }
         if app.view.task_managers.len() > 1 {
             hints.push(("1-9".into(), if tiny_labels { "TM" } else { "select TM" }));
         }

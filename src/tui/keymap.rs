@@ -18,6 +18,8 @@ pub enum Context {
     Lesson,
     /// Everywhere.
     Any,
+    /// The compare screen (`ckptlab compare`): a key acts on every cluster at once.
+    Compare,
 }
 
 /// A key with its modifiers.
@@ -177,6 +179,14 @@ impl Default for Keymap {
                 b(Key::plain(KeyCode::F(6)), Start, Any, "start a task manager", true),
                 b(Key::plain(KeyCode::F(7)), Checkpoint, Any, "checkpoint now", true),
                 b(Key::ctrl('c'), Quit, Any, "quit", false),
+                b(Key::ch('i'), FocusInput, Compare, "type a record (to the shared topic)", true),
+                b(Key::ch('k'), Kill, Compare, "kill TM N in every cluster; 1-9 select N", true),
+                b(Key::ch('s'), Start, Compare, "start TM N in every cluster", true),
+                b(Key::ch('c'), Checkpoint, Compare, "checkpoint every cluster now", false),
+                b(Key::ch('g'), ToggleGenerator, Compare, "generator on / off (shared topic)", true),
+                b(Key::ch('d'), SlowChannel, Compare, "slow channel in every cluster: 0 / 300ms / 1s", true),
+                b(Key::ch('?'), Help, Compare, "help", true),
+                b(Key::ch('q'), Quit, Compare, "quit", true),
             ],
         }
     }
@@ -185,7 +195,7 @@ impl Default for Keymap {
 impl Keymap {
     /// The action for a key press in a context (`Any` bindings apply everywhere).
     pub fn lookup(&self, ev: &KeyEvent, context: Context) -> Option<Action> {
-        if let (Context::Command, KeyCode::Char(d @ '1'..='9')) = (context, ev.code) {
+        if let (Context::Command | Context::Compare, KeyCode::Char(d @ '1'..='9')) = (context, ev.code) {
             if ev.modifiers - KeyModifiers::SHIFT == KeyModifiers::NONE && !self.bindings.iter().any(|b| b.key.matches(ev)) {
                 return Some(Action::SelectTm(d as u8 - b'0'));
             }
@@ -198,7 +208,7 @@ impl Keymap {
         let mut seen = Vec::new();
         let mut out = Vec::new();
         for b in self.bindings.iter().filter(|b| b.footer && (b.context == context || b.context == Context::Any)) {
-            if matches!(context, Context::Command | Context::Lesson) && b.context == Context::Any {
+            if matches!(context, Context::Command | Context::Lesson | Context::Compare) && b.context == Context::Any {
                 continue; // F-keys are for input mode; command mode has one-letter keys
             }
             if !seen.contains(&b.action) {
@@ -227,7 +237,8 @@ impl Keymap {
                 "input" => Context::Input,
                 "lesson" => Context::Lesson,
                 "any" => Context::Any,
-                other => return Err(format!("{}: unknown table [{other}]; allowed: [command], [input], [lesson], [any]", at(other))),
+                "compare" => Context::Compare,
+                other => return Err(format!("{}: unknown table [{other}]; allowed: [command], [input], [lesson], [any], [compare]", at(other))),
             };
             let entries = entries.as_table().ok_or_else(|| format!("{}: [{section}] must be a table", at(section)))?;
             for (name, key) in entries {
@@ -326,6 +337,7 @@ fn context_name(c: Context) -> &'static str {
         Context::Input => "[input]",
         Context::Lesson => "[lesson]",
         Context::Any => "[any]",
+        Context::Compare => "[compare]",
     }
 }
 

@@ -5,9 +5,13 @@
 //! reads its view and events and sends it commands ([`frontend`] owns the terminal and the loop).
 
 pub mod action;
+pub mod anatomy_popup;
 pub mod app;
 pub mod banner;
 pub mod checkpoints_pane;
+pub mod compare;
+pub mod compare_app;
+pub mod compare_screen;
 pub mod detail_popup;
 pub mod events_pane;
 pub mod footer;

@@ -21,7 +21,8 @@ use ratatui::Frame;
 
 use super::app::{App, Pane};
 use super::{
-    banner, checkpoints_pane, detail_popup, events_pane, footer, graph_pane, help_overlay, input_pane, lesson_pane, output_pane, picker, scenario_pane,
+    anatomy_popup, banner, checkpoints_pane, detail_popup, events_pane, footer, graph_pane, help_overlay, input_pane, lesson_pane, output_pane, picker,
+    scenario_pane,
     state_pane, status_line,
 };
 
@@ -93,6 +94,7 @@ pub fn render(app: &App, frame: &mut Frame) {
         help_overlay::render(app, frame, area);
     }
     detail_popup::render(app, frame, area);
+    anatomy_popup::render(app, frame, area);
     picker::render(app, frame, area);
 }
 

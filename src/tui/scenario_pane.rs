@@ -28,7 +28,7 @@ pub fn step_text(step: &Step) -> String {
         Action::Set(pairs) => pairs.iter().map(|(k, v)| format!("set {k} = {v}")).collect::<Vec<_>>().join(", "),
         Action::Wait(d) => format!("wait {}", format_duration(*d)),
         Action::Await { condition, .. } => format!("await {}", condition.name()),
-        Action::Expect { key, checks } => {
+        Action::Expect { key, checks, .. } => {
             let c = checks.iter().map(|(f, cmp)| format!("{f} {cmp}")).collect::<Vec<_>>().join(", ");
             match key {
                 Some(k) => format!("expect {k}: {c}"),

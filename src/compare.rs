@@ -1,0 +1,504 @@
+//! Comparison: two or three clusters in one process reading the **same** topic, each under its own
+//! checkpointing mode. Records go to the topic once; a kill, a start, a checkpoint or a channel
+//! delay go to every cluster at the same moment, so the verdicts differ only by the mode: at-least-
+//! once's overcount shows beside exactly-once's exact count, from the very same records and the
+//! very same failure.
+//!
+//! `ckptlab compare` opens it in the terminal; a scenario with `[compare] modes = [...]` plays every
+//! step on each side ([`ComparePlayer`]) and `expect = { side = "AT_LEAST_ONCE", .. }` judges one.
+//! Sides are named by position for `--set left.KEY=VALUE` ([`side_names`]) and by mode in scenarios.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::audit::Verdict;
+use crate::cluster::{Engine, EngineError};
+use crate::config::{ConfigError, ConfigLayers};
+use crate::connectors::Topic;
+use crate::events::EventBus;
+use crate::scenario::{Action, AwaitCondition, Flow, Player, RunReport, Scenario, Step};
+
+/// The sides `ckptlab compare` shows without `--modes`.
+pub const DEFAULT_MODES: [SideMode; 3] = [SideMode::ExactlyOnce, SideMode::AtLeastOnce, SideMode::Off];
+/// The interval a checkpointing side takes when the settings it starts from have checkpointing
+/// off (the workbench's, the seed's `checkpointInterval = 1000`).
+pub const INTERVAL_WHEN_OFF: &str = "1s";
+
+/// How often, and how long apart, shutting down waits for a compared engine to be no longer shared.
+const SHUTDOWN_TRIES: usize = 50;
+const SHUTDOWN_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// How one side checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SideMode {
+    /// Aligned exactly-once.
+    #[serde(rename = "EXACTLY_ONCE")]
+    ExactlyOnce,
+    #[serde(rename = "AT_LEAST_ONCE")]
+    AtLeastOnce,
+    /// Exactly-once with unaligned checkpoints.
+    #[serde(rename = "UNALIGNED")]
+    Unaligned,
+    /// Checkpointing disabled (`execution.checkpointing.interval` = off).
+    #[serde(rename = "off")]
+    Off,
+}
+
+impl SideMode {
+    pub const ALL: [SideMode; 4] = [SideMode::ExactlyOnce, SideMode::AtLeastOnce, SideMode::Unaligned, SideMode::Off];
+
+    /// `EXACTLY_ONCE`, `AT_LEAST_ONCE`, `UNALIGNED`, `off`, as scenarios and `--modes` spell them.
+    pub fn name(self) -> &'static str {
+        match self {
+            SideMode::ExactlyOnce => "EXACTLY_ONCE",
+            SideMode::AtLeastOnce => "AT_LEAST_ONCE",
+            SideMode::Unaligned => "UNALIGNED",
+            SideMode::Off => "off",
+        }
+    }
+
+    /// Case does not matter; `-` may stand for `_` (`exactly-once`).
+    pub fn parse(text: &str) -> Result<SideMode, CompareError> {
+        let t = text.trim().replace('-', "_");
+        SideMode::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(&t)).ok_or_else(|| CompareError::UnknownMode(text.to_string()))
+    }
+
+    /// Puts the mode's settings on top of `layers` (after the scenario and the common `--set`,
+    /// before the side's own `--set`).
+    pub fn apply(self, layers: &mut ConfigLayers) -> Result<(), ConfigError> {
+        let origin = format!("compare side {}", self.name());
+        let mut set = |k: &str, v: &str| layers.set_value(k, toml::Value::String(v.into()), &origin);
+        match self {
+            SideMode::Off => return set("execution.checkpointing.interval", "off"),
+            SideMode::ExactlyOnce | SideMode::Unaligned => set("execution.checkpointing.mode", "EXACTLY_ONCE")?,
+            SideMode::AtLeastOnce => set("execution.checkpointing.mode", "AT_LEAST_ONCE")?,
+        }
+        layers.set_value("execution.checkpointing.unaligned.enabled", toml::Value::Boolean(self == SideMode::Unaligned), &origin)?;
+        if layers.build()?.checkpointing.interval.is_none() {
+            layers.set_value("execution.checkpointing.interval", toml::Value::String(INTERVAL_WHEN_OFF.into()), &origin)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a comparison cannot be set up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompareError {
+    #[error("unknown mode `{0}`; allowed: EXACTLY_ONCE, AT_LEAST_ONCE, UNALIGNED, off")]
+    UnknownMode(String),
+    #[error("a comparison has two or three sides, not {0}")]
+    SideCount(usize),
+    #[error("mode {0} is named twice; each side runs a different mode")]
+    Duplicate(&'static str),
+    #[error("--set {assignment}: `{prefix}.` names no side here; the sides are {sides}")]
+    NoSuchSide { assignment: String, prefix: String, sides: String },
+    #[error("side {side}: {message}")]
+    Side { side: String, message: String },
+    #[error("side {side}: source.partitions = {got}, but the shared topic has {want} partitions")]
+    Partitions { side: String, got: u32, want: u32 },
+}
+
+/// Parses `--modes a,b[,c]` (or a scenario's list): two or three distinct modes.
+pub fn parse_modes<S: AsRef<str>>(names: &[S]) -> Result<Vec<SideMode>, CompareError> {
+    let modes = names.iter().map(|n| SideMode::parse(n.as_ref())).collect::<Result<Vec<_>, _>>()?;
+    check_modes(&modes)?;
+    Ok(modes)
+}
+
+fn check_modes(modes: &[SideMode]) -> Result<(), CompareError> {
+    if !(2..=3).contains(&modes.len()) {
+        return Err(CompareError::SideCount(modes.len()));
+    }
+    let mut seen = BTreeSet::new();
+    for m in modes {
+        if !seen.insert(*m) {
+            return Err(CompareError::Duplicate(m.name()));
+        }
+    }
+    Ok(())
+}
+
+/// The sides' names by position, as `--set left.KEY=VALUE` takes them.
+pub fn side_names(count: usize) -> &'static [&'static str] {
+    match count {
+        3 => &["left", "middle", "right"],
+        _ => &["left", "right"],
+    }
+}
+
+/// Every name a side prefix can have, so `--set middle.x=1` on two sides is an error rather than
+/// an unknown option.
+const ALL_SIDE_NAMES: [&str; 3] = ["left", "middle", "right"];
+
+/// Splits `--set` assignments into those for every side and those for one (`left.KEY=VALUE`).
+pub fn split_sets(sets: &[String], count: usize) -> Result<(Vec<String>, Vec<Vec<String>>), CompareError> {
+    let names = side_names(count);
+    let mut common = Vec::new();
+    let mut per_side = vec![Vec::new(); names.len()];
+    for s in sets {
+        let Some((prefix, rest)) = s.split_once('.') else {
+            common.push(s.clone());
+            continue;
+        };
+        match names.iter().position(|n| *n == prefix) {
+            Some(i) => per_side[i].push(rest.to_string()),
+            None if ALL_SIDE_NAMES.contains(&prefix) => {
+                return Err(CompareError::NoSuchSide { assignment: s.clone(), prefix: prefix.into(), sides: names.join(", ") })
+            }
+            None => common.push(s.clone()),
+        }
+    }
+    Ok((common, per_side))
+}
+
+/// One cluster of a comparison.
+pub struct Side {
+    /// `left`, `middle`, `right`.
+    pub name: &'static str,
+    pub mode: SideMode,
+    pub engine: Arc<Engine>,
+}
+
+/// The clusters of a comparison, on one topic.
+pub struct Lineup {
+    pub sides: Vec<Side>,
+}
+
+impl Lineup {
+    /// Starts one cluster per `(mode, layers)`; the first creates the topic (embedded, file log or
+    /// Kafka, as its settings say), the others read the same one. Each side reports on its own bus.
+    pub fn start(sides: Vec<(SideMode, ConfigLayers)>, bus: impl Fn() -> EventBus) -> Result<Lineup, CompareError> {
+        let modes: Vec<SideMode> = sides.iter().map(|(m, _)| *m).collect();
+        check_modes(&modes)?;
+        let names = side_names(sides.len());
+        let fail =
+            |i: usize, e: EngineError| CompareError::Side { side: format!("{} ({})", names[i], modes[i].name()), message: e.to_string() };
+        let mut started: Vec<Side> = Vec::new();
+        let mut topic: Option<Arc<dyn Topic>> = None;
+        for (i, (mode, layers)) in sides.into_iter().enumerate() {
+            let engine = match &topic {
+                None => Engine::start(layers, bus()).map_err(|e| fail(i, e))?,
+                Some(t) => {
+                    let cfg = layers.build().map_err(|e| fail(i, e.into()))?;
+                    if cfg.source.partitions != t.partitions() {
+                        return Err(CompareError::Partitions {
+                            side: names[i].to_string(),
+                            got: cfg.source.partitions,
+                            want: t.partitions(),
+                        });
+                    }
+                    Engine::start_with_topic(layers, cfg, bus(), Some(t.clone())).map_err(|e| fail(i, e))?
+                }
+            };
+            topic.get_or_insert_with(|| engine.topic());
+            started.push(Side { name: names[i], mode, engine: Arc::new(engine) });
+        }
+        Ok(Lineup { sides: started })
+    }
+
+    /// The shared topic (records typed or generated go here once).
+    pub fn topic(&self) -> Arc<dyn Topic> {
+        self.sides[0].engine.topic()
+    }
+
+    /// Sends the same command to every cluster.
+    pub fn command(&self, c: crate::cluster::Command) {
+        for s in &self.sides {
+            s.engine.command(c.clone());
+        }
+    }
+
+    /// Stops every cluster.
+    pub async fn shutdown(self) {
+        for s in self.sides {
+            let mut engine = s.engine;
+            // A picture being taken on a blocking thread may hold the engine a moment longer.
+            for _ in 0..SHUTDOWN_TRIES {
+                match Arc::try_unwrap(engine) {
+                    Ok(e) => {
+                        e.shutdown().await;
+                        break;
+                    }
+                    Err(shared) => {
+                        engine = shared;
+                        tokio::time::sleep(SHUTDOWN_RETRY).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One key's figures on every side, as the compare screen and `ckptlab run` show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRow {
+    pub key: String,
+    /// Per side: (expected, state, lost, overcounted).
+    pub cells: Vec<KeyCell>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCell {
+    pub expected: u64,
+    pub state: u64,
+    pub lost: u64,
+    pub overcounted: u64,
+}
+
+impl KeyRow {
+    /// The sides disagree on this key's state (the difference a learner should see).
+    pub fn differs(&self) -> bool {
+        self.cells.windows(2).any(|w| w[0].state != w[1].state || w[0].lost != w[1].lost || w[0].overcounted != w[1].overcounted)
+    }
+}
+
+/// Per key (every key any side knows, sorted), then a TOTAL row.
+pub fn key_rows(verdicts: &[&Verdict]) -> Vec<KeyRow> {
+    let keys: BTreeSet<&String> = verdicts.iter().flat_map(|v| v.keys.keys()).collect();
+    let mut rows: Vec<KeyRow> = keys
+        .into_iter()
+        .map(|k| KeyRow {
+            key: k.clone(),
+            cells: verdicts
+                .iter()
+                .map(|v| {
+                    let kv = v.keys.get(k).cloned().unwrap_or_default();
+                    KeyCell { expected: kv.expected, state: kv.state, lost: kv.lost, overcounted: kv.overcounted }
+                })
+                .collect(),
+        })
+        .collect();
+    rows.push(KeyRow {
+        key: "TOTAL".into(),
+        cells: verdicts
+            .iter()
+            .map(|v| KeyCell { expected: v.expected, state: v.state, lost: v.lost, overcounted: v.overcounted })
+            .collect(),
+    });
+    rows
+}
+
+/// The side-by-side verdict table `ckptlab run` prints for a comparison; `*` marks a row where
+/// the sides differ.
+pub fn side_by_side_table(labels: &[&str], verdicts: &[&Verdict]) -> String {
+    let rows = key_rows(verdicts);
+    let key_w = rows.iter().map(|r| r.key.chars().count()).max().unwrap_or(3).max(3);
+    let mut out = format!("{:<key_w$}  {:>8}", "key", "expected");
+    let side_w: Vec<usize> = labels.iter().map(|l| l.chars().count().max(17)).collect();
+    for (l, w) in labels.iter().zip(&side_w) {
+        out.push_str(&format!(" | {l:<w$}"));
+    }
+    out.push('\n');
+    out.push_str(&format!("{:<key_w$}  {:>8}", "", ""));
+    for w in &side_w {
+        out.push_str(&format!(" | {:<w$}", format!("{:>5} {:>5} {:>5}", "state", "lost", "over")));
+    }
+    out.push('\n');
+    let rule = key_w + 10 + side_w.iter().map(|w| w + 3).sum::<usize>();
+    out.push_str(&"-".repeat(rule));
+    out.push('\n');
+    for (i, r) in rows.iter().enumerate() {
+        if i + 1 == rows.len() {
+            out.push_str(&"-".repeat(rule));
+            out.push('\n');
+        }
+        let expected = r.cells.first().map_or(0, |c| c.expected);
+        out.push_str(&format!("{:<key_w$}  {:>8}", r.key, expected));
+        for (c, w) in r.cells.iter().zip(&side_w) {
+            out.push_str(&format!(" | {:<w$}", format!("{:>5} {:>5} {:>5}", c.state, c.lost, c.overcounted)));
+        }
+        if r.differs() {
+            out.push_str("  *");
+        }
+        out.push('\n');
+    }
+    out.lines().map(|l| format!("{}\n", l.trim_end())).collect()
+}
+
+/// One side's outcome in a compared run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SideReport {
+    /// `left`, `middle`, `right`.
+    pub side: String,
+    pub mode: SideMode,
+    pub report: RunReport,
+}
+
+/// The outcome of a compared scenario, as `ckptlab run --json` prints it: every side.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompareReport {
+    pub scenario: String,
+    pub description: String,
+    /// Every side's expects held.
+    pub passed: bool,
+    pub sides: Vec<SideReport>,
+}
+
+/// Plays a scenario's steps on every side of a lineup: records once to the shared topic, every
+/// other step on each cluster at the same moment (those that wait, concurrently).
+pub struct ComparePlayer {
+    players: Vec<Player>,
+    /// Generators run on the shared topic; an `await caught-up` first waits for them, since a
+    /// side that did not start one would otherwise look caught up while records still arrive.
+    generators: Vec<JoinHandle<()>>,
+}
+
+impl ComparePlayer {
+    /// Waits for every side's job to run.
+    pub async fn start(lineup: &Lineup, narrate: &mut impl FnMut(String)) -> ComparePlayer {
+        let started = futures::future::join_all(lineup.sides.iter().map(|s| async move {
+            let mut lines = Vec::new();
+            let player = Player::start(&s.engine, &mut |l| lines.push(l)).await;
+            (player, lines)
+        }))
+        .await;
+        let mut players = Vec::new();
+        for ((player, lines), side) in started.into_iter().zip(&lineup.sides) {
+            for l in lines {
+                narrate(format!("{}: {l}", side.mode.name()));
+            }
+            players.push(player);
+        }
+        ComparePlayer { players, generators: Vec::new() }
+    }
+
+    /// Plays one step; an `expect` with a `side` is judged on that side only.
+    pub async fn play(&mut self, lineup: &Lineup, step: &Step, narrate: &mut impl FnMut(String)) -> Flow {
+        let on: Vec<usize> = match &step.action {
+            // The topic is shared: a record goes to it once.
+            Action::Produce { .. } => vec![0],
+            Action::Generate(spec) => {
+                if let Some(note) = &step.note {
+                    narrate(format!("  # {note}"));
+                }
+                narrate(format!("generate {} records/s over {} into the shared topic", spec.rate, spec.keys.join(",")));
+                self.generators.push(lineup.sides[0].engine.generate(spec.clone()));
+                return Flow::Continue;
+            }
+            Action::Expect { side: Some(side), .. } => lineup.sides.iter().position(|s| s.mode.name() == side).into_iter().collect(),
+            _ => (0..lineup.sides.len()).collect(),
+        };
+        if let Action::Await { condition: AwaitCondition::CaughtUp, timeout } = &step.action {
+            let deadline = tokio::time::Instant::now() + *timeout;
+            for g in &mut self.generators {
+                let _ = tokio::time::timeout_at(deadline, g).await;
+            }
+            self.generators.retain(|g| !g.is_finished());
+        }
+        let per_side = matches!(step.action, Action::Expect { .. });
+        let plays = self.players.iter_mut().enumerate().filter(|(i, _)| on.contains(i)).map(|(i, p)| {
+            let engine = &lineup.sides[i].engine;
+            async move {
+                let mut lines = Vec::new();
+                let flow = p.play(engine, step, &mut |l| lines.push(l)).await;
+                (i, flow, lines)
+            }
+        });
+        let results = futures::future::join_all(plays).await;
+        let first: Vec<String> = results.first().map(|r| r.2.clone()).unwrap_or_default();
+        let mut flow = Flow::Continue;
+        for (i, f, lines) in results {
+            if f == Flow::Stop {
+                flow = Flow::Stop;
+            }
+            for l in lines {
+                // A step every side narrates alike (kill, wait) is told once.
+                if per_side || i != on[0] && !first.contains(&l) {
+                    narrate(format!("{}: {l}", lineup.sides[i].mode.name()));
+                } else if i == on[0] {
+                    narrate(l);
+                }
+            }
+        }
+        flow
+    }
+
+    /// Reports every side.
+    pub async fn finish(self, lineup: &Lineup, scenario: &Scenario, narrate: &mut impl FnMut(String)) -> CompareReport {
+        for g in self.generators {
+            g.abort();
+        }
+        let finished = futures::future::join_all(self.players.into_iter().zip(&lineup.sides).map(|(p, s)| async move {
+            let mut lines = Vec::new();
+            let report = p.finish(&s.engine, scenario, &mut |l| lines.push(l)).await;
+            (report, lines)
+        }))
+        .await;
+        let mut sides = Vec::new();
+        for ((report, lines), side) in finished.into_iter().zip(&lineup.sides) {
+            for l in lines {
+                narrate(format!("{}: {l}", side.mode.name()));
+            }
+            sides.push(SideReport { side: side.name.to_string(), mode: side.mode, report });
+        }
+        CompareReport {
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            passed: sides.iter().all(|s| s.report.passed),
+            sides,
+        }
+    }
+}
+
+/// Runs a compared scenario on a started lineup. `narrate` hears a line per step.
+pub async fn run(scenario: &Scenario, lineup: &Lineup, mut narrate: impl FnMut(String)) -> CompareReport {
+    let mut player = ComparePlayer::start(lineup, &mut narrate).await;
+    for step in &scenario.steps {
+        if player.play(lineup, step, &mut narrate).await == Flow::Stop {
+            break;
+        }
+    }
+    player.finish(lineup, scenario, &mut narrate).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_in_any_case_and_need_two_or_three_distinct() {
+        assert_eq!(parse_modes(&["exactly-once", "AT_LEAST_ONCE", "OFF"]).unwrap(), DEFAULT_MODES.to_vec());
+        assert_eq!(parse_modes(&["EXACTLY_ONCE"]), Err(CompareError::SideCount(1)));
+        assert_eq!(parse_modes(&["off", "off"]), Err(CompareError::Duplicate("off")));
+        assert!(matches!(parse_modes(&["twice", "off"]), Err(CompareError::UnknownMode(m)) if m == "twice"));
+    }
+
+    #[test]
+    fn sets_split_by_side_prefix_and_a_side_that_is_not_there_is_named() {
+        let sets: Vec<String> =
+            ["ckptlab.hop-delay=2ms", "left.state.backend=rocksdb", "right.ckptlab.hop-delay=5ms"].map(String::from).to_vec();
+        let (common, per) = split_sets(&sets, 2).unwrap();
+        assert_eq!(common, ["ckptlab.hop-delay=2ms"]);
+        assert_eq!(per, vec![vec!["state.backend=rocksdb".to_string()], vec!["ckptlab.hop-delay=5ms".to_string()]]);
+        let e = split_sets(&["middle.x=1".to_string()], 2).unwrap_err();
+        assert!(e.to_string().contains("left, right"), "{e}");
+    }
+
+    #[test]
+    fn off_disables_checkpointing_and_a_checkpointing_side_gets_an_interval() {
+        let mut layers = ConfigLayers::builtin();
+        SideMode::Off.apply(&mut layers).unwrap();
+        assert_eq!(layers.build().unwrap().checkpointing.interval, None);
+        SideMode::AtLeastOnce.apply(&mut layers).unwrap();
+        let cfg = layers.build().unwrap();
+        assert_eq!(cfg.checkpointing.mode, crate::config::CheckpointMode::AtLeastOnce);
+        assert!(cfg.checkpointing.interval.is_some());
+    }
+
+    #[test]
+    fn rows_mark_the_keys_where_sides_differ() {
+        let mut a = Verdict::default();
+        let mut b = Verdict::default();
+        a.keys.insert("x".into(), crate::audit::KeyVerdict { expected: 3, state: 3, ..Default::default() });
+        b.keys.insert("x".into(), crate::audit::KeyVerdict { expected: 3, state: 5, overcounted: 2, ..Default::default() });
+        a.keys.insert("y".into(), crate::audit::KeyVerdict { expected: 1, state: 1, ..Default::default() });
+        b.keys.insert("y".into(), crate::audit::KeyVerdict { expected: 1, state: 1, ..Default::default() });
+        let rows = key_rows(&[&a, &b]);
+        assert_eq!(rows.iter().map(|r| (r.key.as_str(), r.differs())).collect::<Vec<_>>(), [("x", true), ("y", false), ("TOTAL", false)]);
+        let table = side_by_side_table(&["EXACTLY_ONCE", "AT_LEAST_ONCE"], &[&a, &b]);
+        assert!(table.lines().any(|l| l.starts_with("x ") && l.ends_with('*')), "{table}");
+    }
+}
