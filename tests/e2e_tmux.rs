@@ -345,3 +345,40 @@ fn a_lesson_in_tmux_predict_wrong_read_why_go_on() {
     tmux.keys(&["q"]);
     tmux.assert_back_at_the_shell("q");
 }
+
+/// Issue 13 §2: `ckptlab compare` as a person uses it: two clusters on one topic, a record typed
+/// once reaches both, one key kills tm-1 in both, one starts it again, and the verdicts stand
+/// side by side; q leaves the terminal as it was.
+#[test]
+fn compare_in_tmux_kills_in_every_cluster_and_shows_both_verdicts() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
+    let tmux = Tmux::start("compare", 100, 30);
+    let cmd = format!(
+        "cd {} && CKPTLAB_LOG={}/ckptlab.log {} compare --modes EXACTLY_ONCE,AT_LEAST_ONCE --set execution.checkpointing.interval=500ms \
+         --set heartbeat.timeout=1s --set ckptlab.hop-delay=20ms; echo EXIT:$?",
+        dir.path().display(),
+        dir.path().display(),
+        bin.display()
+    );
+    tmux.keys(&[&cmd, "Enter"]);
+    tmux.wait_for("both clusters running", 30, |s| s.matches("RUNNING").count() >= 2 && s.contains("EXACTLY_ONCE") && s.contains("AT_LEAST_ONCE"));
+    tmux.keys(&["i"]);
+    tmux.keys(&["a", "Enter", "b", "Enter"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the two records counted on both sides", 20, |s| {
+        s.lines().any(|l| l.contains("TOTAL") && l.split_whitespace().filter(|w| *w == "2").count() >= 3)
+    });
+    tmux.keys(&["k"]);
+    tmux.wait_for("tm-1 killed in both clusters", 20, |s| s.matches("tm-1 ✗").count() >= 2);
+    tmux.keys(&["s"]);
+    let s = tmux.wait_for("both clusters back, restarted once", 40, |s| {
+        s.matches("RUNNING").count() >= 2 && s.matches("tm-1 ●").count() >= 2 && s.matches("restarts 1").count() >= 2
+    });
+    assert!(s.contains("one topic"), "{s}");
+    tmux.keys(&["q"]);
+    tmux.assert_exit("q", 0);
+}
