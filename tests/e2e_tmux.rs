@@ -333,7 +333,7 @@ fn a_lesson_in_tmux_predict_wrong_read_why_go_on() {
     tmux.keys(&["n"]);
     tmux.wait_for("predict first", 10, |s| s.contains("predict first"));
     tmux.keys(&["1"]);
-    let s = tmux.wait_for("the explanation", 10, |s| s.contains("Not quite: it is 3."));
+    let s = tmux.wait_for("the explanation", 10, |s| s.contains("You said 1. Not quite: it is 3:"));
     assert!(s.contains("step 5/14"), "{s}");
     tmux.keys(&["n"]);
     tmux.wait_for("step 6 asks for the kill", 10, |s| s.contains("step 6/14") && s.contains("your turn"));

@@ -1074,7 +1074,7 @@ fn a_prediction_is_answered_with_a_digit_before_n_goes_on() {
     press(&mut a, KeyCode::Char('1'));
     assert_eq!(a.lesson.as_ref().and_then(|l| l.answers[4]), Some(0));
     let after = screen(&a, 80, 24);
-    assert!(after.contains("Not quite: it is 3."), "{after}");
+    assert!(after.contains("✗ You said 1. Not quite: it is 3: (g,1)"), "{after}");
     insta::assert_snapshot!("screen_lesson_prediction_answered_wrong_80x24", after);
     // A second digit does not change the answer; n now goes on.
     press(&mut a, KeyCode::Char('3'));

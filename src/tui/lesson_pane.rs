@@ -48,29 +48,29 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let current = i == l.current;
     let answer = l.answers.get(i).copied().flatten();
     if let Some(p) = &step.predict {
-        let ask = match (answer, p.choices.len()) {
-            (Some(_), _) => "Predict: ".to_string(),
-            (None, 2) => "Predict (press 1 or 2): ".to_string(),
-            (None, n) => format!("Predict (press 1 to {n}): "),
-        };
-        bottom.push(Line::styled(format!("{ask}{}", p.question), t.title));
-        for (n, c) in p.choices.iter().enumerate() {
-            let mark = match answer {
-                Some(_) if n == p.answer => "✓",
-                Some(a) if n == a => "✗",
-                _ => " ",
-            };
-            let style = match answer {
-                Some(_) if n == p.answer => t.ok,
-                Some(a) if n == a => t.bad,
-                _ => t.text,
-            };
-            bottom.push(Line::from(vec![Span::styled(format!(" {mark} {} ", n + 1), t.key), Span::styled(c.clone(), style)]));
-        }
         match answer {
-            None => {}
-            Some(a) if a == p.answer => bottom.push(Line::styled(format!("Right. {}", p.explain), t.ok)),
-            Some(_) => bottom.push(Line::styled(format!("Not quite: it is {}. {}", p.answer + 1, p.explain), t.warn)),
+            None => {
+                let ask = match p.choices.len() {
+                    2 => "Predict (press 1 or 2): ".to_string(),
+                    n => format!("Predict (press 1 to {n}): "),
+                };
+                bottom.push(Line::styled(format!("{ask}{}", p.question), t.title));
+                for (n, c) in p.choices.iter().enumerate() {
+                    bottom.push(Line::from(vec![Span::styled(format!("   {} ", n + 1), t.key), Span::raw(c.clone())]));
+                }
+            }
+            // The reveal keeps what the learner chose and the right answer in sight, then why.
+            Some(a) if a == p.answer => {
+                bottom.push(Line::styled(format!("✓ You said {}: {}. Right.", a + 1, p.choices[a]), t.ok));
+                bottom.push(Line::raw(p.explain.clone()));
+            }
+            Some(a) => {
+                bottom.push(Line::from(vec![
+                    Span::styled(format!("✗ You said {}. ", a + 1), t.bad),
+                    Span::styled(format!("Not quite: it is {}: {}.", p.answer + 1, p.choices[p.answer]), t.warn),
+                ]));
+                bottom.push(Line::raw(p.explain.clone()));
+            }
         }
     }
     if let Some(todo) = &step.todo {
