@@ -67,7 +67,7 @@ pub fn compiled(java: &Java, flink: &FlinkJars, cache: &Path) -> Result<PathBuf,
     }
     let err = |problem: String| HarnessError::Compile { dir: dir.display().to_string(), problem };
     let scratch = cache.join(format!("harness-build-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
+    let _ = crate::workdir::remove_tree_under(cache, &scratch);
     for (path, text) in SOURCES {
         let p = scratch.join(path);
         if let Some(parent) = p.parent() {
@@ -86,17 +86,17 @@ pub fn compiled(java: &Java, flink: &FlinkJars, cache: &Path) -> Result<PathBuf,
         .output()
         .map_err(|e| err(format!("`{}` cannot run: {e}", java.javac.display())))?;
     if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&scratch);
+        let _ = crate::workdir::remove_tree_under(cache, &scratch);
         return Err(err(format!("javac failed:\n{}", String::from_utf8_lossy(&out.stderr))));
     }
     // Another run may have compiled the same sources meanwhile (and its JVM may be loading those
     // classes): keep its copy, never replace a directory in use.
     if classes.join("ckptlab/flink/Harness.class").is_file() {
-        let _ = std::fs::remove_dir_all(&scratch);
+        let _ = crate::workdir::remove_tree_under(cache, &scratch);
         return Ok(dir);
     }
     if let Err(e) = std::fs::rename(&scratch, &dir) {
-        let _ = std::fs::remove_dir_all(&scratch);
+        let _ = crate::workdir::remove_tree_under(cache, &scratch);
         if !classes.join("ckptlab/flink/Harness.class").is_file() {
             return Err(err(format!("cannot move the classes into place: {e}")));
         }

@@ -117,7 +117,8 @@ pub fn find_or_install_flink(progress: &mut dyn FnMut(String)) -> Result<FlinkJa
         }
         return Ok(FlinkJars { lib, version, origin: format!("FLINK_HOME ({})", home.display()), install_secs: None });
     }
-    let target = cache_dir().join(format!("apache-flink-libraries-{FLINK_VERSION}"));
+    let cache = cache_dir();
+    let target = cache.join(format!("apache-flink-libraries-{FLINK_VERSION}"));
     let lib = target.join("pyflink").join("lib");
     let complete = target.join(".complete");
     if complete.is_file() && dist_version(&lib).is_some() {
@@ -128,7 +129,7 @@ pub fn find_or_install_flink(progress: &mut dyn FnMut(String)) -> Result<FlinkJa
     let started = Instant::now();
     // Into a scratch directory first: an interrupted install never looks complete.
     let partial = target.with_extension(format!("partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
+    let _ = crate::workdir::remove_tree_under(&cache, &partial);
     std::fs::create_dir_all(&partial).map_err(|e| pip_err(format!("cannot create {}: {e}", partial.display())))?;
     let status = Command::new("python3")
         // pip's warning about running as root says nothing about this install.
@@ -139,20 +140,20 @@ pub fn find_or_install_flink(progress: &mut dyn FnMut(String)) -> Result<FlinkJa
         .status()
         .map_err(|e| pip_err(format!("`python3 -m pip` cannot run ({e})")))?;
     if !status.success() {
-        let _ = std::fs::remove_dir_all(&partial);
+        let _ = crate::workdir::remove_tree_under(&cache, &partial);
         return Err(pip_err(format!("pip exited with {status}")));
     }
     if dist_version(&partial.join("pyflink").join("lib")).is_none() {
-        let _ = std::fs::remove_dir_all(&partial);
+        let _ = crate::workdir::remove_tree_under(&cache, &partial);
         return Err(pip_err("pip finished but pyflink/lib/flink-dist-*.jar is not there".into()));
     }
     if complete.is_file() {
         // Another run installed them meanwhile (its JVM may be reading them): keep that copy.
-        let _ = std::fs::remove_dir_all(&partial);
+        let _ = crate::workdir::remove_tree_under(&cache, &partial);
         return Ok(FlinkJars { lib, version: FLINK_VERSION.into(), origin: format!("cache ({})", target.display()), install_secs: None });
     }
     // A target without `.complete` is an install that was cut short.
-    let _ = std::fs::remove_dir_all(&target);
+    let _ = crate::workdir::remove_tree_under(&cache, &target);
     std::fs::rename(&partial, &target).map_err(|e| pip_err(format!("cannot move {} into place: {e}", partial.display())))?;
     std::fs::write(&complete, FLINK_VERSION).map_err(|e| pip_err(format!("cannot write {}: {e}", complete.display())))?;
     let secs = started.elapsed().as_secs_f64();
