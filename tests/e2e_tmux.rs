@@ -1,7 +1,9 @@
 //! End to end, as a person uses it: the real binary in tmux (send-keys to type, capture-pane to
-//! read the screen), or on a pty nobody reads (a terminal that takes no output). The seed's exactly-once experiment: two records, kill the TM, a record while
-//! it is down, start the TM, and the output and verdict read right; then quit and the terminal is
-//! back. Waits poll the screen with generous deadlines; nothing asserts on timing.
+//! read the screen), or on a pty nobody reads (a terminal that takes no output). The seed's
+//! exactly-once experiment: two records, kill the TM, a record while it is down, start the TM,
+//! and the output and verdict read right; then quit and the terminal is back. Waits poll the
+//! screen with generous deadlines; the one bound on time (SIGTERM with a stopped terminal) is
+//! the write deadline plus the cluster's shutdown.
 
 mod common;
 
