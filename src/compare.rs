@@ -12,11 +12,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 use tokio::task::JoinHandle;
 
 use crate::audit::Verdict;
 use crate::cluster::{Engine, EngineError};
-use crate::config::{ConfigError, ConfigLayers};
+use crate::config::{Alignment, CheckpointingMode, ConfigError, ConfigLayers};
 use crate::connectors::Topic;
 use crate::events::EventBus;
 use crate::scenario::{Action, AwaitCondition, Flow, Player, RunReport, Scenario, Step};
@@ -25,69 +26,68 @@ use crate::scenario::{Action, AwaitCondition, Flow, Player, RunReport, Scenario,
 pub const DEFAULT_MODES: [SideMode; 3] = [SideMode::ExactlyOnce, SideMode::AtLeastOnce, SideMode::Off];
 /// The interval a checkpointing side takes when the settings it starts from have checkpointing
 /// off (the workbench's, the seed's `checkpointInterval = 1000`).
-pub const INTERVAL_WHEN_OFF: &str = "1s";
+pub use crate::config::INTERVAL_WHEN_OFF;
 
 /// How often, and how long apart, shutting down waits for a compared engine to be no longer shared.
 const SHUTDOWN_TRIES: usize = 50;
 const SHUTDOWN_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// How one side checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// How one side checkpoints, named as scenarios and `--modes` spell it (the serde and strum
+/// names are the same words).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, EnumString, IntoStaticStr, VariantNames, EnumIter,
+)]
+#[strum(ascii_case_insensitive)]
 pub enum SideMode {
     /// Aligned exactly-once.
     #[serde(rename = "EXACTLY_ONCE")]
+    #[strum(serialize = "EXACTLY_ONCE")]
     ExactlyOnce,
     #[serde(rename = "AT_LEAST_ONCE")]
+    #[strum(serialize = "AT_LEAST_ONCE")]
     AtLeastOnce,
     /// Exactly-once with unaligned checkpoints.
     #[serde(rename = "UNALIGNED")]
+    #[strum(serialize = "UNALIGNED")]
     Unaligned,
     /// Checkpointing disabled (`execution.checkpointing.interval` = off).
     #[serde(rename = "off")]
+    #[strum(serialize = "off")]
     Off,
 }
 
 impl SideMode {
-    pub const ALL: [SideMode; 4] = [SideMode::ExactlyOnce, SideMode::AtLeastOnce, SideMode::Unaligned, SideMode::Off];
-
     /// `EXACTLY_ONCE`, `AT_LEAST_ONCE`, `UNALIGNED`, `off`, as scenarios and `--modes` spell them.
     pub fn name(self) -> &'static str {
-        match self {
-            SideMode::ExactlyOnce => "EXACTLY_ONCE",
-            SideMode::AtLeastOnce => "AT_LEAST_ONCE",
-            SideMode::Unaligned => "UNALIGNED",
-            SideMode::Off => "off",
-        }
+        self.into()
     }
 
     /// Case does not matter; `-` may stand for `_` (`exactly-once`).
     pub fn parse(text: &str) -> Result<SideMode, CompareError> {
-        let t = text.trim().replace('-', "_");
-        SideMode::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(&t)).ok_or_else(|| CompareError::UnknownMode(text.to_string()))
+        text.trim().replace('-', "_").parse().map_err(|_| CompareError::UnknownMode(text.to_string()))
+    }
+
+    /// The checkpointing this side runs.
+    pub fn mode(self) -> CheckpointingMode {
+        match self {
+            SideMode::ExactlyOnce => CheckpointingMode::ExactlyOnce(Alignment::Aligned),
+            SideMode::AtLeastOnce => CheckpointingMode::AtLeastOnce,
+            SideMode::Unaligned => CheckpointingMode::ExactlyOnce(Alignment::Unaligned),
+            SideMode::Off => CheckpointingMode::Off,
+        }
     }
 
     /// Puts the mode's settings on top of `layers` (after the scenario and the common `--set`,
     /// before the side's own `--set`).
     pub fn apply(self, layers: &mut ConfigLayers) -> Result<(), ConfigError> {
-        let origin = format!("compare side {}", self.name());
-        let mut set = |k: &str, v: &str| layers.set_value(k, toml::Value::String(v.into()), &origin);
-        match self {
-            SideMode::Off => return set("execution.checkpointing.interval", "off"),
-            SideMode::ExactlyOnce | SideMode::Unaligned => set("execution.checkpointing.mode", "EXACTLY_ONCE")?,
-            SideMode::AtLeastOnce => set("execution.checkpointing.mode", "AT_LEAST_ONCE")?,
-        }
-        layers.set_value("execution.checkpointing.unaligned.enabled", toml::Value::Boolean(self == SideMode::Unaligned), &origin)?;
-        if layers.build()?.checkpointing.interval.is_none() {
-            layers.set_value("execution.checkpointing.interval", toml::Value::String(INTERVAL_WHEN_OFF.into()), &origin)?;
-        }
-        Ok(())
+        self.mode().apply(layers, &format!("compare side {}", self.name()))
     }
 }
 
 /// Why a comparison cannot be set up.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompareError {
-    #[error("unknown mode `{0}`; allowed: EXACTLY_ONCE, AT_LEAST_ONCE, UNALIGNED, off")]
+    #[error("unknown mode `{0}`; allowed: {allowed}", allowed = SideMode::VARIANTS.join(", "))]
     UnknownMode(String),
     #[error("a comparison has two or three sides, not {0}")]
     SideCount(usize),
@@ -475,6 +475,22 @@ mod tests {
         assert_eq!(per, vec![vec!["state.backend=rocksdb".to_string()], vec!["ckptlab.hop-delay=5ms".to_string()]]);
         let e = split_sets(&["middle.x=1".to_string()], 2).unwrap_err();
         assert!(e.to_string().contains("left, right"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_mode_lists_every_side_mode() {
+        let e = parse_modes(&["twice", "off"]).unwrap_err().to_string();
+        assert!(e.ends_with("allowed: EXACTLY_ONCE, AT_LEAST_ONCE, UNALIGNED, off"), "{e}");
+    }
+
+    #[test]
+    fn every_side_mode_runs_the_checkpointing_it_names() {
+        use strum::IntoEnumIterator;
+        for side in SideMode::iter() {
+            let mut layers = ConfigLayers::builtin();
+            side.apply(&mut layers).unwrap();
+            assert_eq!(CheckpointingMode::of(&layers.build().unwrap().checkpointing), side.mode(), "{side:?}");
+        }
     }
 
     #[test]

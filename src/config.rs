@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 
 use crate::duration::{format_duration, parse_duration, parse_size};
 
@@ -40,36 +41,32 @@ pub struct OptionSpec {
     pub runtime: bool,
 }
 
-const MODES: &[&str] = &["EXACTLY_ONCE", "AT_LEAST_ONCE"];
-/// Flink 2's `ExternalizedCheckpointRetention` values.
-const RETENTIONS: &[&str] = &["NO_EXTERNALIZED_CHECKPOINTS", "RETAIN_ON_CANCELLATION", "DELETE_ON_CANCELLATION"];
-
 /// Every option ckptlab knows. `conf/ckptlab.toml` lists each with its default (checked by a test).
 pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "execution.checkpointing.interval", kind: Kind::DurationOrOff, runtime: true },
-    OptionSpec { key: "execution.checkpointing.mode", kind: Kind::Choice(MODES), runtime: true },
+    OptionSpec { key: "execution.checkpointing.mode", kind: Kind::Choice(CheckpointMode::VARIANTS), runtime: true },
     OptionSpec { key: "execution.checkpointing.timeout", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "execution.checkpointing.min-pause", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "execution.checkpointing.max-concurrent-checkpoints", kind: Kind::Int { min: 1, max: 64 }, runtime: true },
     OptionSpec { key: "execution.checkpointing.tolerable-failed-checkpoints", kind: Kind::Int { min: 0, max: 1_000_000 }, runtime: true },
-    OptionSpec { key: "execution.checkpointing.storage", kind: Kind::Choice(&["jobmanager", "filesystem"]), runtime: false },
+    OptionSpec { key: "execution.checkpointing.storage", kind: Kind::Choice(StorageKind::VARIANTS), runtime: false },
     OptionSpec { key: "execution.checkpointing.dir", kind: Kind::Text, runtime: false },
     OptionSpec { key: "execution.checkpointing.num-retained", kind: Kind::Int { min: 1, max: 1000 }, runtime: true },
     OptionSpec { key: "execution.checkpointing.incremental", kind: Kind::Bool, runtime: false },
     OptionSpec { key: "execution.checkpointing.unaligned.enabled", kind: Kind::Bool, runtime: true },
     OptionSpec { key: "execution.checkpointing.aligned-checkpoint-timeout", kind: Kind::Duration, runtime: true },
-    OptionSpec { key: "execution.checkpointing.externalized-checkpoint-retention", kind: Kind::Choice(RETENTIONS), runtime: false },
+    OptionSpec {
+        key: "execution.checkpointing.externalized-checkpoint-retention",
+        kind: Kind::Choice(Retention::VARIANTS),
+        runtime: false,
+    },
     OptionSpec { key: "execution.checkpointing.savepoint-dir", kind: Kind::Text, runtime: false },
     OptionSpec { key: "execution.state-recovery.path", kind: Kind::Text, runtime: false },
-    OptionSpec { key: "execution.state-recovery.claim-mode", kind: Kind::Choice(&["NO_CLAIM", "CLAIM"]), runtime: false },
+    OptionSpec { key: "execution.state-recovery.claim-mode", kind: Kind::Choice(ClaimMode::VARIANTS), runtime: false },
     OptionSpec { key: "execution.buffer-timeout.enabled", kind: Kind::Bool, runtime: true },
     OptionSpec { key: "execution.buffer-timeout.interval", kind: Kind::Duration, runtime: true },
-    OptionSpec { key: "state.backend.type", kind: Kind::Choice(&["hashmap", "rocksdb"]), runtime: false },
-    OptionSpec {
-        key: "restart-strategy.type",
-        kind: Kind::Choice(&["default", "none", "fixed-delay", "exponential-delay"]),
-        runtime: true,
-    },
+    OptionSpec { key: "state.backend.type", kind: Kind::Choice(BackendKind::VARIANTS), runtime: false },
+    OptionSpec { key: "restart-strategy.type", kind: Kind::Choice(RestartStrategyType::VARIANTS), runtime: true },
     OptionSpec { key: "restart-strategy.fixed-delay.attempts", kind: Kind::Int { min: 0, max: i64::MAX }, runtime: true },
     OptionSpec { key: "restart-strategy.fixed-delay.delay", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "restart-strategy.exponential-delay.initial-backoff", kind: Kind::Duration, runtime: true },
@@ -89,16 +86,16 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "taskmanager.tmp-dirs", kind: Kind::Text, runtime: false },
     OptionSpec { key: "job.name", kind: Kind::Text, runtime: false },
     OptionSpec { key: "job.parallelism", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
-    OptionSpec { key: "job.key-by", kind: Kind::Choice(&["record", "constant"]), runtime: false },
-    OptionSpec { key: "job.sink", kind: Kind::Choice(&["print", "transactional", "discard"]), runtime: false },
-    OptionSpec { key: "source.kind", kind: Kind::Choice(&["embedded", "kafka"]), runtime: false },
+    OptionSpec { key: "job.key-by", kind: Kind::Choice(KeyBy::VARIANTS), runtime: false },
+    OptionSpec { key: "job.sink", kind: Kind::Choice(SinkKind::VARIANTS), runtime: false },
+    OptionSpec { key: "source.kind", kind: Kind::Choice(SourceKind::VARIANTS), runtime: false },
     OptionSpec { key: "source.bootstrap-servers", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.group-id", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.partitions", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
     OptionSpec { key: "source.topic", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.embedded.dir", kind: Kind::Text, runtime: false },
-    OptionSpec { key: "source.auto-offset-reset", kind: Kind::Choice(&["latest", "earliest"]), runtime: true },
-    OptionSpec { key: "source.embedded.retention", kind: Kind::Choice(&["unbounded", "checkpointed"]), runtime: false },
+    OptionSpec { key: "source.auto-offset-reset", kind: Kind::Choice(OffsetReset::VARIANTS), runtime: true },
+    OptionSpec { key: "source.embedded.retention", kind: Kind::Choice(EmbeddedRetention::VARIANTS), runtime: false },
     OptionSpec { key: "ckptlab.hop-delay", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "ckptlab.channel-capacity", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: false },
     OptionSpec { key: "ckptlab.buffer-records", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: false },
@@ -308,22 +305,11 @@ impl ConfigLayers {
     pub fn build(&self) -> Result<Config, ConfigError> {
         let r = Reader { layers: self };
         let interval = r.duration_or_off("execution.checkpointing.interval")?;
-        let mode = match r.choice("execution.checkpointing.mode")?.as_str() {
-            "AT_LEAST_ONCE" => CheckpointMode::AtLeastOnce,
-            _ => CheckpointMode::ExactlyOnce,
-        };
-        let storage = match r.choice("execution.checkpointing.storage")?.as_str() {
-            "filesystem" => StorageKind::Filesystem,
-            _ => StorageKind::JobManager,
-        };
+        let mode: CheckpointMode = r.choice("execution.checkpointing.mode")?;
+        let storage: StorageKind = r.choice("execution.checkpointing.storage")?;
         let dir_text = r.text("execution.checkpointing.dir")?;
         let dir = checkpoint_dir(&dir_text).map_err(|message| r.bad("execution.checkpointing.dir", message))?;
-        let restart_kind = match r.choice("restart-strategy.type")?.as_str() {
-            "none" => Some(RestartKind::None),
-            "fixed-delay" => Some(RestartKind::FixedDelay),
-            "exponential-delay" => Some(RestartKind::ExponentialDelay),
-            _ => None,
-        };
+        let restart_kind = r.choice::<RestartStrategyType>("restart-strategy.type")?.kind();
         let multiplier = r.float("restart-strategy.exponential-delay.backoff-multiplier")?;
         if !(1.0..=MAX_BACKOFF_MULTIPLIER).contains(&multiplier) {
             return Err(r.bad(
@@ -396,10 +382,7 @@ impl ConfigLayers {
                 "unaligned checkpoints need execution.checkpointing.mode = EXACTLY_ONCE (AT_LEAST_ONCE never aligns, so there is nothing to unalign)".into(),
             ));
         }
-        let backend = match r.choice("state.backend.type")?.as_str() {
-            "rocksdb" => BackendKind::RocksDb,
-            _ => BackendKind::HashMap,
-        };
+        let backend: BackendKind = r.choice("state.backend.type")?;
         if backend == BackendKind::RocksDb && storage == StorageKind::JobManager {
             return Err(r.bad(
                 "state.backend.type",
@@ -440,20 +423,10 @@ impl ConfigLayers {
                 incremental: r.bool("execution.checkpointing.incremental")?,
                 unaligned,
                 aligned_timeout: r.duration("execution.checkpointing.aligned-checkpoint-timeout")?,
-                retention: match r.choice("execution.checkpointing.externalized-checkpoint-retention")?.as_str() {
-                    "RETAIN_ON_CANCELLATION" => Retention::RetainOnCancellation,
-                    "DELETE_ON_CANCELLATION" => Retention::DeleteOnCancellation,
-                    _ => Retention::NoExternalizedCheckpoints,
-                },
+                retention: r.choice("execution.checkpointing.externalized-checkpoint-retention")?,
                 savepoint_dir,
             },
-            recovery: RecoveryConfig {
-                path: recovery_path,
-                claim: match r.choice("execution.state-recovery.claim-mode")?.as_str() {
-                    "CLAIM" => ClaimMode::Claim,
-                    _ => ClaimMode::NoClaim,
-                },
-            },
+            recovery: RecoveryConfig { path: recovery_path, claim: r.choice("execution.state-recovery.claim-mode")? },
             buffer_timeout,
             backend,
             restart: RestartConfig {
@@ -472,41 +445,23 @@ impl ConfigLayers {
             taskmanagers,
             slots_per_tm,
             tm_dir,
-            job: JobConfig {
-                name: r.text("job.name")?,
-                parallelism,
-                key_by: match r.choice("job.key-by")?.as_str() {
-                    "constant" => KeyBy::Constant,
-                    _ => KeyBy::Record,
-                },
-                sink: match r.choice("job.sink")?.as_str() {
-                    "transactional" => SinkKind::Transactional,
-                    "discard" => SinkKind::Discard,
-                    _ => SinkKind::Print,
-                },
-            },
+            job: JobConfig { name: r.text("job.name")?, parallelism, key_by: r.choice("job.key-by")?, sink: r.choice("job.sink")? },
             source: SourceConfig {
-                kafka: match r.choice("source.kind")?.as_str() {
-                    "kafka" => {
+                kafka: match r.choice::<SourceKind>("source.kind")? {
+                    SourceKind::Kafka => {
                         let servers = r.text("source.bootstrap-servers")?;
                         if servers.trim().is_empty() {
                             return Err(r.bad("source.bootstrap-servers", "a broker list such as \"localhost:9092\", or \"mock\"".into()));
                         }
                         Some(KafkaSource { bootstrap_servers: servers.trim().to_string(), group_id: r.text("source.group-id")? })
                     }
-                    _ => None,
+                    SourceKind::Embedded => None,
                 },
                 partitions: r.int("source.partitions")? as u32,
                 topic: r.text("source.topic")?,
                 embedded_dir,
-                offset_reset: match r.choice("source.auto-offset-reset")?.as_str() {
-                    "earliest" => OffsetReset::Earliest,
-                    _ => OffsetReset::Latest,
-                },
-                retention: match r.choice("source.embedded.retention")?.as_str() {
-                    "checkpointed" => crate::connectors::topic::Retention::Checkpointed,
-                    _ => crate::connectors::topic::Retention::Unbounded,
-                },
+                offset_reset: r.choice("source.auto-offset-reset")?,
+                retention: r.choice::<EmbeddedRetention>("source.embedded.retention")?.into(),
             },
             lab: LabConfig {
                 hop_delay: r.duration("ckptlab.hop-delay")?,
@@ -631,17 +586,12 @@ impl Reader<'_> {
         }
     }
 
-    fn choice(&self, key: &str) -> Result<String, ConfigError> {
-        let Some(spec) = SCHEMA.iter().find(|s| s.key == key) else { unreachable!("schema key {key}") };
-        let Kind::Choice(allowed) = spec.kind else { unreachable!("{key} is a choice") };
-        let list = allowed.join(", ");
+    /// A choice option as its enum (any case), the error listing the enum's names.
+    fn choice<T: VariantNames + std::str::FromStr>(&self, key: &str) -> Result<T, ConfigError> {
+        let bad = || self.bad(key, format!("allowed values: {}", T::VARIANTS.join(", ")));
         match &self.entry(key)?.value {
-            toml::Value::String(s) => allowed
-                .iter()
-                .find(|a| a.eq_ignore_ascii_case(s))
-                .map(|a| a.to_string())
-                .ok_or_else(|| self.bad(key, format!("allowed values: {list}"))),
-            _ => Err(self.bad(key, format!("allowed values: {list}"))),
+            toml::Value::String(s) => s.parse().map_err(|_| bad()),
+            _ => Err(bad()),
         }
     }
 }
@@ -776,36 +726,174 @@ fn checkpoint_dir(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(t))
 }
 
-/// Checkpointing mode (Flink's `execution.checkpointing.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+/// Checkpointing mode (Flink's `execution.checkpointing.mode`). The choice enums below know
+/// their option values (strum): the schema's allowed lists and `build` read them, so a new
+/// variant is a new allowed value, never a silent default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, EnumString, IntoStaticStr, VariantNames, EnumIter)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
 pub enum CheckpointMode {
-    #[serde(rename = "EXACTLY_ONCE")]
     ExactlyOnce,
-    #[serde(rename = "AT_LEAST_ONCE")]
     AtLeastOnce,
 }
 
 impl CheckpointMode {
     pub fn flink_name(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// How exactly-once checkpoints treat barriers (`execution.checkpointing.unaligned.enabled`).
+/// With a nonzero `aligned-checkpoint-timeout` an unaligned-enabled checkpoint starts aligned:
+/// the barrier's own [`crate::cluster::element::Alignment`] tells which a checkpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Alignment {
+    Aligned,
+    Unaligned,
+}
+
+/// The checkpointing a job runs with, as one value: off (no interval), at-least-once, or
+/// exactly-once aligned or unaligned. The workbench's `m` key, a compared side and the view all
+/// speak it; [`CheckpointingMode::settings`] is the one place it becomes options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointingMode {
+    /// `execution.checkpointing.interval` = off (Flink's default).
+    Off,
+    AtLeastOnce,
+    ExactlyOnce(Alignment),
+}
+
+/// The interval a checkpointing mode takes when the settings it starts from have checkpointing
+/// off: the seed's `checkpointInterval = 1000` (Flink itself has no default).
+pub const INTERVAL_WHEN_OFF: Duration = Duration::from_secs(1);
+
+impl CheckpointingMode {
+    /// The mode a validated configuration runs.
+    pub fn of(c: &CheckpointingConfig) -> CheckpointingMode {
+        match (c.interval, c.mode, c.unaligned) {
+            (None, _, _) => CheckpointingMode::Off,
+            (Some(_), CheckpointMode::AtLeastOnce, _) => CheckpointingMode::AtLeastOnce,
+            (Some(_), CheckpointMode::ExactlyOnce, false) => CheckpointingMode::ExactlyOnce(Alignment::Aligned),
+            (Some(_), CheckpointMode::ExactlyOnce, true) => CheckpointingMode::ExactlyOnce(Alignment::Unaligned),
+        }
+    }
+
+    /// The options that make this mode, each as `--set` would take it, in an order whose every
+    /// step is valid (unaligned is exactly-once only: it goes off before AT_LEAST_ONCE comes, and
+    /// on after EXACTLY_ONCE). A checkpointing mode runs every `interval`.
+    pub fn settings(self, interval: Duration) -> Vec<(&'static str, String)> {
+        const INTERVAL: &str = "execution.checkpointing.interval";
+        const MODE: &str = "execution.checkpointing.mode";
+        const UNALIGNED: &str = "execution.checkpointing.unaligned.enabled";
+        let every = format_duration(interval);
         match self {
-            CheckpointMode::ExactlyOnce => "EXACTLY_ONCE",
-            CheckpointMode::AtLeastOnce => "AT_LEAST_ONCE",
+            CheckpointingMode::Off => vec![(INTERVAL, "off".into())],
+            CheckpointingMode::AtLeastOnce => {
+                vec![(UNALIGNED, "false".into()), (MODE, CheckpointMode::AtLeastOnce.flink_name().into()), (INTERVAL, every)]
+            }
+            CheckpointingMode::ExactlyOnce(Alignment::Aligned) => {
+                vec![(UNALIGNED, "false".into()), (MODE, CheckpointMode::ExactlyOnce.flink_name().into()), (INTERVAL, every)]
+            }
+            CheckpointingMode::ExactlyOnce(Alignment::Unaligned) => {
+                vec![(MODE, CheckpointMode::ExactlyOnce.flink_name().into()), (UNALIGNED, "true".into()), (INTERVAL, every)]
+            }
+        }
+    }
+
+    /// The settings that change `from` into this mode: those `from` does not already have
+    /// (all of them coming from off, which hides the others).
+    pub fn changes_from(self, from: CheckpointingMode, interval: Duration) -> Vec<(&'static str, String)> {
+        let had = if from == CheckpointingMode::Off { Vec::new() } else { from.settings(interval) };
+        self.settings(interval).into_iter().filter(|s| !had.contains(s)).collect()
+    }
+
+    /// Puts this mode on top of `layers`, keeping their interval when they checkpoint (else
+    /// [`INTERVAL_WHEN_OFF`]); `origin` names the layer in errors.
+    pub fn apply(self, layers: &mut ConfigLayers, origin: &str) -> Result<(), ConfigError> {
+        let now = layers.build()?.checkpointing;
+        let interval = now.interval.unwrap_or(INTERVAL_WHEN_OFF);
+        for (key, value) in self.changes_from(CheckpointingMode::of(&now), interval) {
+            layers.set_value(key, parse_loose_value(&value), origin)?;
+        }
+        Ok(())
+    }
+
+    /// The status line's words: `EXACTLY_ONCE aligned`, `EXACTLY_ONCE unaligned`,
+    /// `AT_LEAST_ONCE`, `checkpointing off`.
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckpointingMode::Off => "checkpointing off",
+            CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
+            CheckpointingMode::ExactlyOnce(Alignment::Aligned) => "EXACTLY_ONCE aligned",
+            CheckpointingMode::ExactlyOnce(Alignment::Unaligned) => "EXACTLY_ONCE unaligned",
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, IntoStaticStr, VariantNames, EnumIter)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum StorageKind {
     JobManager,
     Filesystem,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, IntoStaticStr, VariantNames, EnumIter)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum BackendKind {
     HashMap,
     RocksDb,
+}
+
+/// The seed's three backends (`--backend`, the workbench's `b` key), each a pair of Flink 2's
+/// options; the other spellings the seed's docs use are accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumString, IntoStaticStr, VariantNames, EnumIter)]
+#[strum(ascii_case_insensitive)]
+pub enum SeedBackend {
+    #[strum(to_string = "memory", serialize = "jobmanager", serialize = "memorystatebackend")]
+    Memory,
+    #[strum(to_string = "fs", serialize = "filesystem", serialize = "fsstatebackend")]
+    Fs,
+    #[strum(to_string = "rocksdb", serialize = "rocksdbstatebackend")]
+    RocksDb,
+}
+
+impl SeedBackend {
+    /// The backend and the checkpoint storage it stands for.
+    pub fn pair(self) -> (BackendKind, StorageKind) {
+        match self {
+            SeedBackend::Memory => (BackendKind::HashMap, StorageKind::JobManager),
+            SeedBackend::Fs => (BackendKind::HashMap, StorageKind::Filesystem),
+            SeedBackend::RocksDb => (BackendKind::RocksDb, StorageKind::Filesystem),
+        }
+    }
+
+    /// The seed's backend a pair is (RocksDB keeps its snapshots as files whatever the storage).
+    pub fn of((backend, storage): (BackendKind, StorageKind)) -> SeedBackend {
+        match (backend, storage) {
+            (BackendKind::HashMap, StorageKind::JobManager) => SeedBackend::Memory,
+            (BackendKind::HashMap, StorageKind::Filesystem) => SeedBackend::Fs,
+            (BackendKind::RocksDb, _) => SeedBackend::RocksDb,
+        }
+    }
+
+    /// The seed's class name: `MemoryStateBackend`, `FsStateBackend`, `RocksDBStateBackend`.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            SeedBackend::Memory => "MemoryStateBackend",
+            SeedBackend::Fs => "FsStateBackend",
+            SeedBackend::RocksDb => "RocksDBStateBackend",
+        }
+    }
+}
+
+/// "hashmap + jobmanager (MemoryStateBackend)": Flink 2's names, then the seed's.
+pub fn backend_label(pair: (BackendKind, StorageKind)) -> String {
+    let (b, s): (&str, &str) = (pair.0.into(), pair.1.into());
+    format!("{b} + {s} ({})", SeedBackend::of(pair).class_name())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -816,26 +904,75 @@ pub enum RestartKind {
     ExponentialDelay,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `restart-strategy.type`: a strategy, or `default` (Flink 2 picks by whether checkpointing is on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumString, VariantNames)]
+#[strum(serialize_all = "kebab-case", ascii_case_insensitive)]
+pub enum RestartStrategyType {
+    Default,
+    None,
+    FixedDelay,
+    ExponentialDelay,
+}
+
+impl RestartStrategyType {
+    fn kind(self) -> Option<RestartKind> {
+        match self {
+            RestartStrategyType::Default => None,
+            RestartStrategyType::None => Some(RestartKind::None),
+            RestartStrategyType::FixedDelay => Some(RestartKind::FixedDelay),
+            RestartStrategyType::ExponentialDelay => Some(RestartKind::ExponentialDelay),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, VariantNames)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum KeyBy {
     Record,
     Constant,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, VariantNames)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum SinkKind {
     Print,
     Transactional,
     Discard,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `source.kind`: the embedded topic or a Kafka broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumString, VariantNames)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+pub enum SourceKind {
+    Embedded,
+    Kafka,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, VariantNames)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum OffsetReset {
     Latest,
     Earliest,
+}
+
+/// `source.embedded.retention`'s values, as the topic's [`crate::connectors::topic::Retention`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumString, VariantNames)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+pub enum EmbeddedRetention {
+    Unbounded,
+    Checkpointed,
+}
+
+impl From<EmbeddedRetention> for crate::connectors::topic::Retention {
+    fn from(r: EmbeddedRetention) -> Self {
+        match r {
+            EmbeddedRetention::Unbounded => crate::connectors::topic::Retention::Unbounded,
+            EmbeddedRetention::Checkpointed => crate::connectors::topic::Retention::Checkpointed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -865,8 +1002,9 @@ pub struct CheckpointingConfig {
 }
 
 /// Flink 2's `ExternalizedCheckpointRetention`: whether a job's checkpoints outlive it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, IntoStaticStr, VariantNames)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
 pub enum Retention {
     /// Flink's default: checkpoints are deleted whenever the job ends.
     NoExternalizedCheckpoints,
@@ -878,11 +1016,7 @@ pub enum Retention {
 
 impl Retention {
     pub fn flink_name(self) -> &'static str {
-        match self {
-            Retention::NoExternalizedCheckpoints => "NO_EXTERNALIZED_CHECKPOINTS",
-            Retention::RetainOnCancellation => "RETAIN_ON_CANCELLATION",
-            Retention::DeleteOnCancellation => "DELETE_ON_CANCELLATION",
-        }
+        self.into()
     }
 
     /// Whether the checkpoints stay when the job ends in `status` (Flink's CheckpointProperties:
@@ -898,8 +1032,9 @@ impl Retention {
 }
 
 /// Flink 2's `RecoveryClaimMode` (`execution.state-recovery.claim-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, IntoStaticStr, VariantNames)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
 pub enum ClaimMode {
     /// Flink's default: the restored snapshot stays the user's; nothing of the new job depends on
     /// its files (the first checkpoint is a full one) and ckptlab never deletes it.
@@ -910,10 +1045,7 @@ pub enum ClaimMode {
 
 impl ClaimMode {
     pub fn flink_name(self) -> &'static str {
-        match self {
-            ClaimMode::NoClaim => "NO_CLAIM",
-            ClaimMode::Claim => "CLAIM",
-        }
+        self.into()
     }
 }
 
@@ -928,24 +1060,24 @@ pub struct RecoveryConfig {
 impl CheckpointingConfig {
     /// The options the next checkpoint's barrier carries.
     pub fn options(&self) -> crate::cluster::element::CheckpointOptions {
-        use crate::cluster::element::{Alignment, CheckpointOptions};
+        use crate::cluster::element::{Alignment as Barrier, CheckpointOptions};
         let alignment = match (self.mode, self.unaligned) {
-            (CheckpointMode::ExactlyOnce, true) if self.aligned_timeout.is_zero() => Alignment::Unaligned,
-            (CheckpointMode::ExactlyOnce, true) => Alignment::AlignedWithTimeout { timeout_ms: self.aligned_timeout.as_millis() as u64 },
-            _ => Alignment::Aligned,
+            (CheckpointMode::ExactlyOnce, true) if self.aligned_timeout.is_zero() => Barrier::Unaligned,
+            (CheckpointMode::ExactlyOnce, true) => Barrier::AlignedWithTimeout { timeout_ms: self.aligned_timeout.as_millis() as u64 },
+            (CheckpointMode::ExactlyOnce, false) | (CheckpointMode::AtLeastOnce, _) => Barrier::Aligned,
         };
         CheckpointOptions { mode: self.mode, alignment }
     }
 
     /// Flink's words for the mode: `EXACTLY_ONCE`, `EXACTLY_ONCE unaligned`, `AT_LEAST_ONCE`.
     pub fn mode_label(&self) -> String {
-        use crate::cluster::element::Alignment;
+        use crate::cluster::element::Alignment as Barrier;
         match self.options().alignment {
-            Alignment::Unaligned => format!("{} unaligned", self.mode.flink_name()),
-            Alignment::AlignedWithTimeout { timeout_ms } => {
+            Barrier::Unaligned => format!("{} unaligned", self.mode.flink_name()),
+            Barrier::AlignedWithTimeout { timeout_ms } => {
                 format!("{} aligned, unaligned after {}", self.mode.flink_name(), format_duration(Duration::from_millis(timeout_ms)))
             }
-            Alignment::Aligned => self.mode.flink_name().to_string(),
+            Barrier::Aligned => self.mode.flink_name().to_string(),
         }
     }
 }
@@ -1044,26 +1176,19 @@ impl Config {
         ConfigLayers::builtin().build().expect("the shipped defaults are valid (tested)")
     }
 
+    /// The state backend and its checkpoint storage.
+    pub fn backend_pair(&self) -> (BackendKind, StorageKind) {
+        (self.backend, self.checkpointing.storage)
+    }
+
     /// The seed's name for the backend pair, shown beside Flink 2's names.
     pub fn seed_backend_name(&self) -> &'static str {
-        match (self.backend, self.checkpointing.storage) {
-            (BackendKind::HashMap, StorageKind::JobManager) => "MemoryStateBackend",
-            (BackendKind::HashMap, StorageKind::Filesystem) => "FsStateBackend",
-            (BackendKind::RocksDb, _) => "RocksDBStateBackend",
-        }
+        SeedBackend::of(self.backend_pair()).class_name()
     }
 
     /// "hashmap + jobmanager (MemoryStateBackend)".
     pub fn backend_label(&self) -> String {
-        let b = match self.backend {
-            BackendKind::HashMap => "hashmap",
-            BackendKind::RocksDb => "rocksdb",
-        };
-        let s = match self.checkpointing.storage {
-            StorageKind::JobManager => "jobmanager",
-            StorageKind::Filesystem => "filesystem",
-        };
-        format!("{b} + {s} ({})", self.seed_backend_name())
+        backend_label(self.backend_pair())
     }
 
     /// "EXACTLY_ONCE every 5s" or "checkpointing off".
@@ -1093,16 +1218,10 @@ pub fn kafka_shorthand(servers: &str) -> [(&'static str, String); 2] {
 /// `--backend memory|fs|rocksdb`: the seed's three backends as Flink 2 option pairs.
 pub fn backend_shorthand(name: &str) -> Result<[(&'static str, &'static str); 2], String> {
     // Case-insensitive, as every other choice value.
-    match name.trim().to_ascii_lowercase().as_str() {
-        "memory" | "jobmanager" | "memorystatebackend" => {
-            Ok([("state.backend.type", "hashmap"), ("execution.checkpointing.storage", "jobmanager")])
-        }
-        "fs" | "filesystem" | "fsstatebackend" => {
-            Ok([("state.backend.type", "hashmap"), ("execution.checkpointing.storage", "filesystem")])
-        }
-        "rocksdb" | "rocksdbstatebackend" => Ok([("state.backend.type", "rocksdb"), ("execution.checkpointing.storage", "filesystem")]),
-        _ => Err(format!("--backend {name}: allowed values: memory, fs, rocksdb (any case)")),
-    }
+    let seed: SeedBackend =
+        name.trim().parse().map_err(|_| format!("--backend {name}: allowed values: {} (any case)", SeedBackend::VARIANTS.join(", ")))?;
+    let (backend, storage) = seed.pair();
+    Ok([("state.backend.type", backend.into()), ("execution.checkpointing.storage", storage.into())])
 }
 
 /// A subtask pattern such as `counter[1]` or `sink[*]` (the operators a runner drives).
@@ -1331,6 +1450,47 @@ mod tests {
     fn checkpoint_dir_accepts_file_uri_and_rejects_hdfs() {
         assert_eq!(checkpoint_dir("file:///tmp/x").unwrap(), PathBuf::from("/tmp/x"));
         assert!(checkpoint_dir("hdfs://nn:40010/flink").unwrap_err().contains("file://"));
+    }
+
+    #[test]
+    fn every_choice_lists_its_enums_names_and_reads_each_back_in_any_case() {
+        use strum::IntoEnumIterator;
+        for mode in CheckpointMode::iter() {
+            let mut l = ConfigLayers::builtin();
+            l.set(&format!("execution.checkpointing.mode={}", mode.flink_name().to_lowercase()), "--set").unwrap();
+            assert_eq!(l.build().unwrap().checkpointing.mode, mode);
+        }
+        let spec = SCHEMA.iter().find(|s| s.key == "restart-strategy.type").unwrap();
+        assert_eq!(spec.kind, Kind::Choice(&["default", "none", "fixed-delay", "exponential-delay"]));
+        let mut l = ConfigLayers::builtin();
+        l.set("source.embedded.retention=sometimes", "--set").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("allowed values: unbounded, checkpointed"), "{e}");
+    }
+
+    #[test]
+    fn a_checkpointing_mode_is_one_value_and_changes_only_what_differs() {
+        let on = Duration::from_millis(500);
+        let aligned = CheckpointingMode::ExactlyOnce(Alignment::Aligned);
+        let unaligned = CheckpointingMode::ExactlyOnce(Alignment::Unaligned);
+        assert_eq!(unaligned.changes_from(aligned, on), [("execution.checkpointing.unaligned.enabled", "true".to_string())]);
+        // Unaligned goes off before AT_LEAST_ONCE comes (the engine refuses them together).
+        assert_eq!(
+            CheckpointingMode::AtLeastOnce.changes_from(unaligned, on),
+            [
+                ("execution.checkpointing.unaligned.enabled", "false".to_string()),
+                ("execution.checkpointing.mode", "AT_LEAST_ONCE".to_string())
+            ]
+        );
+        assert_eq!(CheckpointingMode::Off.changes_from(aligned, on), [("execution.checkpointing.interval", "off".to_string())]);
+        for mode in [CheckpointingMode::Off, CheckpointingMode::AtLeastOnce, aligned, unaligned] {
+            for from in [CheckpointingMode::Off, CheckpointingMode::AtLeastOnce, aligned, unaligned] {
+                let mut l = ConfigLayers::builtin();
+                from.apply(&mut l, "from").unwrap();
+                mode.apply(&mut l, "to").unwrap();
+                assert_eq!(CheckpointingMode::of(&l.build().unwrap().checkpointing), mode, "{from:?} -> {mode:?}");
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use strum::{EnumCount, EnumIter, EnumString, IntoStaticStr, VariantNames};
 use tokio::time::Instant;
 
 use crate::cluster::Engine;
@@ -43,8 +44,21 @@ pub const SHIPPED: &[(&str, &str)] = &[
 /// How long an `await-user` step waits for its event after the lesson did the step itself.
 const AWAIT_AFTER_DOING: Duration = Duration::from_secs(15);
 
-/// The panes a step may highlight (the workbench's names for them).
-pub const PANES: &[&str] = &["graph", "state", "checkpoints", "output", "events", "input", "status"];
+/// The workbench's panes, by the names a lesson's `highlight` uses; the workbench focuses,
+/// scrolls and marks them by this same enum (`tui::app::Pane`), so a name a lesson accepts is a
+/// pane the screen draws. `Status` is the status line (the job's state and the settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, EnumString, IntoStaticStr, VariantNames, EnumCount, EnumIter)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum Pane {
+    Graph,
+    State,
+    Checkpoints,
+    Output,
+    Events,
+    Input,
+    Status,
+}
 
 /// An event the step waits for: its kind (the `event` name of `--events` JSON lines) and fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +115,7 @@ pub struct LessonStep {
     pub line: usize,
     pub say: String,
     pub todo: Option<String>,
-    pub highlight: Vec<String>,
+    pub highlight: Vec<Pane>,
     /// What the lesson does: at once, or on `n` when the step awaits the user.
     pub action: Option<Step>,
     pub await_user: Option<EventMatch>,
@@ -129,7 +143,11 @@ impl Lesson {
         }
         let path = std::path::Path::new(name_or_path);
         if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|e| ScenarioError { file: name_or_path.into(), line: 0, message: format!("cannot read: {e}") })?;
+            let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+                file: name_or_path.into(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            })?;
             return Lesson::parse(&text, name_or_path);
         }
         Err(ScenarioError {
@@ -142,13 +160,19 @@ impl Lesson {
     /// Parses a lesson; errors name the file and line, as a scenario's do.
     pub fn parse(text: &str, file: &str) -> Result<Lesson, ScenarioError> {
         let err = |line: usize, message: String| ScenarioError { file: file.to_string(), line, message };
-        let mut doc: toml::Table = toml::from_str(text).map_err(|e: toml::de::Error| err(e.span().map_or(0, |s| crate::config::line_of(text, s.start)), e.message().to_string()))?;
+        let mut doc: toml::Table = toml::from_str(text)
+            .map_err(|e: toml::de::Error| err(e.span().map_or(0, |s| crate::config::line_of(text, s.start)), e.message().to_string()))?;
         let title = take_str(&mut doc, "title").ok_or_else(|| err(1, "a lesson needs `title = \"...\"`".into()))?;
         let summary = take_str(&mut doc, "summary").unwrap_or_default();
         let minutes = match doc.remove("minutes") {
             Some(toml::Value::Integer(m)) if (1..=60).contains(&m) => m as u32,
             None => 5,
-            Some(_) => return Err(err(crate::config::line_of_key(text, "minutes").unwrap_or(1), "`minutes` must be a whole number from 1 to 60".into())),
+            Some(_) => {
+                return Err(err(
+                    crate::config::line_of_key(text, "minutes").unwrap_or(1),
+                    "`minutes` must be a whole number from 1 to 60".into(),
+                ))
+            }
         };
         let raw_steps = doc.remove("steps");
         // The rest (`name`, `description`, `[config]`) is a scenario's header; the steps' actions
@@ -167,21 +191,22 @@ impl Lesson {
         for (i, raw) in raw_steps.into_iter().enumerate() {
             let line = step_lines.get(i).copied().unwrap_or(0);
             let toml::Value::Table(mut t) = raw else { return Err(err(line, "a step must be a table".into())) };
-            let say = take_str(&mut t, "say").ok_or_else(|| err(line, "every lesson step needs `say = \"...\"` (what is going on, for the learner)".into()))?;
+            let say = take_str(&mut t, "say")
+                .ok_or_else(|| err(line, "every lesson step needs `say = \"...\"` (what is going on, for the learner)".into()))?;
             let todo = take_str(&mut t, "todo");
             let highlight = match t.remove("highlight") {
                 None => Vec::new(),
                 Some(toml::Value::Array(a)) => {
                     let mut out = Vec::new();
                     for v in a {
-                        match v.as_str() {
-                            Some(p) if PANES.contains(&p) => out.push(p.to_string()),
-                            _ => return Err(err(line, format!("`highlight` names panes: {}", PANES.join(", ")))),
+                        match v.as_str().map(str::parse::<Pane>) {
+                            Some(Ok(p)) => out.push(p),
+                            _ => return Err(err(line, format!("`highlight` names panes: {}", Pane::VARIANTS.join(", ")))),
                         }
                     }
                     out
                 }
-                Some(_) => return Err(err(line, format!("`highlight` is a list of panes: {}", PANES.join(", ")))),
+                Some(_) => return Err(err(line, format!("`highlight` is a list of panes: {}", Pane::VARIANTS.join(", ")))),
             };
             let await_user = match t.remove("await-user") {
                 None => None,
@@ -200,7 +225,10 @@ impl Lesson {
                 None
             };
             if await_user.is_some() && action.is_none() {
-                return Err(err(line, "a step with `await-user` also names the action `n` does for the learner (e.g. `kill = \"tm-1\"`)".into()));
+                return Err(err(
+                    line,
+                    "a step with `await-user` also names the action `n` does for the learner (e.g. `kill = \"tm-1\"`)".into(),
+                ));
             }
             if predict.is_some() && (action.is_some() || await_user.is_some()) {
                 return Err(err(line, "a `predict` step asks only: put the action that reveals the answer in the next step".into()));
@@ -240,12 +268,12 @@ fn take_str(t: &mut toml::Table, key: &str) -> Option<String> {
 
 fn parse_event_match(v: toml::Value) -> Result<EventMatch, String> {
     let toml::Value::Table(mut t) = v else { return Err("a table: { event = \"task_manager_killed\", tm = \"tm-1\" }".into()) };
-    let event = take_str(&mut t, "event").ok_or("needs `event = \"...\"`, an event name of --events (task_manager_killed, checkpoint_completed, record_produced, ...)")?;
+    let event = take_str(&mut t, "event")
+        .ok_or("needs `event = \"...\"`, an event name of --events (task_manager_killed, checkpoint_completed, record_produced, ...)")?;
     let event = event.replace('-', "_");
-    let probe = serde_json::json!({ "event": event });
     // An unknown kind would wait forever: a kind is known when serde reads it back (fields aside).
-    if serde_json::from_value::<Event>(probe).err().is_some_and(|e| e.to_string().contains("unknown variant")) {
-        return Err(format!("`{event}` is not an engine event (see `--events FILE` for their names)"));
+    if let Err(EventProbe::UnknownKind(kinds)) = probe_event_kind(&event) {
+        return Err(format!("`{event}` is not an engine event; allowed: {}", kinds.join(", ")));
     }
     let count = match t.remove("count") {
         None => 1,
@@ -260,12 +288,50 @@ fn parse_event_match(v: toml::Value) -> Result<EventMatch, String> {
     Ok(EventMatch { event, fields, count })
 }
 
+/// Why serde did not read `{ event = KIND }` back as an [`Event`]: the kind is unknown (with the
+/// kinds serde knows), or something else (a field is missing: the kind itself is known).
+#[derive(Debug)]
+enum EventProbe {
+    UnknownKind(&'static [&'static str]),
+    Other,
+}
+
+impl std::fmt::Display for EventProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for EventProbe {}
+
+impl serde::de::Error for EventProbe {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        EventProbe::Other
+    }
+
+    // The event tag is read as a variant name: serde says it is unknown here, typed, with the
+    // list of the kinds it knows (not in a message to be searched).
+    fn unknown_variant(_: &str, expected: &'static [&'static str]) -> Self {
+        EventProbe::UnknownKind(expected)
+    }
+}
+
+/// Reads `{ "event": kind }` as an [`Event`] through a deserializer whose error is typed.
+fn probe_event_kind(kind: &str) -> Result<(), EventProbe> {
+    use serde::de::value::MapDeserializer;
+    use serde::Deserialize as _;
+    let probe = MapDeserializer::<_, EventProbe>::new(std::iter::once(("event", kind)));
+    Event::deserialize(probe).map(|_| ())
+}
+
 fn parse_prediction(v: toml::Value) -> Result<Prediction, String> {
     let toml::Value::Table(mut t) = v else { return Err("a table: { question, choices, answer, explain }".into()) };
     let question = take_str(&mut t, "question").ok_or("needs `question`")?;
     let explain = take_str(&mut t, "explain").ok_or("needs `explain` (why the right answer is right)")?;
     let choices: Vec<String> = match t.remove("choices") {
-        Some(toml::Value::Array(a)) => a.into_iter().map(|c| c.as_str().map(str::to_string).ok_or("choices are strings")).collect::<Result<_, _>>()?,
+        Some(toml::Value::Array(a)) => {
+            a.into_iter().map(|c| c.as_str().map(str::to_string).ok_or("choices are strings")).collect::<Result<_, _>>()?
+        }
         _ => return Err("needs `choices = [\"0\", \"1\", \"2\"]`".into()),
     };
     if !(2..=9).contains(&choices.len()) {
@@ -286,11 +352,20 @@ fn parse_prediction(v: toml::Value) -> Result<Prediction, String> {
 pub struct StepOutcome {
     pub step: usize,
     pub passed: bool,
+    /// What the step did, in words (the narration).
     pub lines: Vec<String>,
+    /// What did not hold, each with its line (`line 52: expected ...`): kept apart from the
+    /// narration, so nothing downstream tells them by their words.
+    pub failures: Vec<String>,
 }
 
 /// Waits until `want` has been seen `count` times on `events`, or the deadline.
-pub async fn await_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>, want: &EventMatch, seen: &mut usize, deadline: Option<Instant>) -> Option<Event> {
+pub async fn await_event(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>,
+    want: &EventMatch,
+    seen: &mut usize,
+    deadline: Option<Instant>,
+) -> Option<Event> {
     loop {
         let next = match deadline {
             Some(d) => match tokio::time::timeout_at(d, events.recv()).await {
@@ -311,8 +386,15 @@ pub async fn await_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<Stamp
 
 /// Does a step the way the lesson does it (`n`, or `--auto`): plays its action and, for an
 /// `await-user` step, waits for the event the learner's own doing would have caused.
-pub async fn do_step(engine: &Engine, player: &mut Player, step: &LessonStep, events: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Stamped>>, seen: &mut usize) -> StepOutcome {
+pub async fn do_step(
+    engine: &Engine,
+    player: &mut Player,
+    step: &LessonStep,
+    events: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Stamped>>,
+    seen: &mut usize,
+) -> StepOutcome {
     let mut lines = Vec::new();
+    let mut failures = Vec::new();
     let failures_before = player.failures().len();
     let mut passed = true;
     if let Some(action) = &step.action {
@@ -328,7 +410,7 @@ pub async fn do_step(engine: &Engine, player: &mut Player, step: &LessonStep, ev
     if let (Some(want), Some(events)) = (&step.await_user, events) {
         if *seen < want.count && await_event(events, want, seen, Some(Instant::now() + AWAIT_AFTER_DOING)).await.is_none() {
             passed = false;
-            lines.push(format!(
+            failures.push(format!(
                 "line {}: the lesson did the step but the engine did not report `{}` within {}s: the lesson's await-user does not match what the engine does",
                 step.line,
                 want.describe(),
@@ -337,12 +419,12 @@ pub async fn do_step(engine: &Engine, player: &mut Player, step: &LessonStep, ev
         }
     }
     player.drain();
-    let new_failures: Vec<String> = player.failures()[failures_before..].to_vec();
+    let new_failures = &player.failures()[failures_before..];
     if !new_failures.is_empty() {
         passed = false;
-        lines.extend(new_failures);
+        failures.extend_from_slice(new_failures);
     }
-    StepOutcome { step: step.line, passed, lines }
+    StepOutcome { step: step.line, passed, lines, failures }
 }
 
 /// What `ckptlab lesson NAME --auto` reports.
@@ -382,11 +464,11 @@ pub async fn play_auto(lesson: &Lesson, engine: &Engine, mut narrate: impl FnMut
         let mut events = step.await_user.as_ref().map(|_| engine.events().subscribe());
         let mut seen = 0;
         let outcome = do_step(engine, &mut player, step, events.as_mut(), &mut seen).await;
-        for l in &outcome.lines {
+        for l in outcome.lines.iter().chain(&outcome.failures) {
             narrate(format!("   > {l}"));
         }
         if !outcome.passed {
-            failures.extend(outcome.lines.iter().filter(|l| l.starts_with("line ") || l.contains("FAILED")).cloned());
+            failures.extend(outcome.failures.iter().cloned());
             if failures.is_empty() {
                 failures.push(format!("line {}: the step failed", step.line));
             }
@@ -397,5 +479,11 @@ pub async fn play_auto(lesson: &Lesson, engine: &Engine, mut narrate: impl FnMut
     }
     failures.sort();
     failures.dedup();
-    AutoReport { lesson: lesson.name.clone(), passed: failures.is_empty(), steps: total, failures, duration_ms: started.elapsed().as_millis() as u64 }
+    AutoReport {
+        lesson: lesson.name.clone(),
+        passed: failures.is_empty(),
+        steps: total,
+        failures,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
 }

@@ -189,7 +189,7 @@ fn a_mode_change_takes_effect_from_the_next_checkpoint() {
             })
             .collect();
         assert_eq!(aligned, [1].into(), "checkpoint 1 (exactly-once) aligns behind the slow channel, 2 (at-least-once) does not");
-        assert_eq!(engine.view(false).mode, "AT_LEAST_ONCE");
+        assert_eq!(engine.view(false).mode, ckptlab::config::CheckpointingMode::AtLeastOnce);
         // Options fixed at start are refused with the way to change them.
         engine.command(Command::Set { key: "job.parallelism".into(), value: "4".into() });
         common::sleep_ms(10).await;

@@ -1,7 +1,9 @@
 //! End to end, as a person uses it: the real binary in tmux (send-keys to type, capture-pane to
-//! read the screen). The seed's exactly-once experiment: two records, kill the TM, a record while
-//! it is down, start the TM, and the output and verdict read right; then quit and the terminal is
-//! back. Waits poll the screen with generous deadlines; nothing asserts on timing.
+//! read the screen), or on a pty nobody reads (a terminal that takes no output). The seed's
+//! exactly-once experiment: two records, kill the TM, a record while it is down, start the TM,
+//! and the output and verdict read right; then quit and the terminal is back. Waits poll the
+//! screen with generous deadlines; the one bound on time (SIGTERM with a stopped terminal) is
+//! the write deadline plus the cluster's shutdown.
 
 mod common;
 
@@ -365,7 +367,9 @@ fn compare_in_tmux_kills_in_every_cluster_and_shows_both_verdicts() {
         bin.display()
     );
     tmux.keys(&[&cmd, "Enter"]);
-    tmux.wait_for("both clusters running", 30, |s| s.matches("RUNNING").count() >= 2 && s.contains("EXACTLY_ONCE") && s.contains("AT_LEAST_ONCE"));
+    tmux.wait_for("both clusters running", 30, |s| {
+        s.matches("RUNNING").count() >= 2 && s.contains("EXACTLY_ONCE") && s.contains("AT_LEAST_ONCE")
+    });
     tmux.keys(&["i"]);
     tmux.keys(&["a", "Enter", "b", "Enter"]);
     tmux.keys(&["Escape"]);
@@ -381,4 +385,155 @@ fn compare_in_tmux_kills_in_every_cluster_and_shows_both_verdicts() {
     assert!(s.contains("one topic"), "{s}");
     tmux.keys(&["q"]);
     tmux.assert_exit("q", 0);
+}
+
+/// Issue 20 §4: a terminal that takes no output (a stopped tmux server, a frozen SSH session):
+/// the real binary on a pty whose master nobody reads, so its writes block once the pty's buffer
+/// is full. SIGTERM must still end it with 143, within the terminal write deadline plus the
+/// cluster's shutdown, and stop the cluster (the process is gone).
+struct StoppedTerminal {
+    master: std::os::fd::OwnedFd,
+    slave_path: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+/// How long the cluster's shutdown after the restore may take: it stops a job of a few tasks
+/// (8 ms measured here; the rest is slack for a loaded 2-core machine).
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(2);
+
+impl StoppedTerminal {
+    /// `args` on a 400x200 pty (a big screen: the first frames already fill the pty's buffer).
+    fn start(args: &[&str]) -> StoppedTerminal {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut master, mut slave) = (-1, -1);
+        let size = libc::winsize { ws_row: 200, ws_col: 400, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: openpty writes two descriptors into the ints; the name and termios are unused.
+        let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &size) };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors are open and owned by nothing else.
+        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&slave))).expect("the pty's name");
+        let io = || std::process::Stdio::from(slave.try_clone().expect("dup the pty"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ckptlab"));
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env("CKPTLAB_LOG", dir.path().join("ckptlab.log"))
+            .env("CKPTLAB_HOME", dir.path())
+            .env_remove("NO_COLOR")
+            .stdin(io())
+            .stdout(io())
+            .stderr(io());
+        // SAFETY: only async-signal-safe calls between fork and exec: a session of its own with
+        // the pty as its controlling terminal, as a terminal emulator starts a shell.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("ckptlab starts");
+        drop(slave);
+        StoppedTerminal { master, slave_path, child, _dir: dir }
+    }
+
+    /// Bytes written to the pty that nobody read.
+    fn unread(&self) -> i32 {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD stores one int.
+        unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&self.master), libc::FIONREAD, &mut n) };
+        n
+    }
+
+    /// Types into the terminal (the pty's input side is not full: only its output is unread).
+    fn keys(&self, keys: &str) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.master);
+        // SAFETY: writes from a live buffer of its length.
+        let n = unsafe { libc::write(fd, keys.as_ptr().cast(), keys.len()) };
+        assert_eq!(n, keys.len() as isize, "typing {keys:?}");
+    }
+
+    /// A thread of the process sits in write(2) on the pty (as /proc shows a blocked syscall).
+    fn blocked_in_a_terminal_write(&self) -> bool {
+        let pid = self.child.id();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+        tasks.flatten().any(|t| {
+            let Ok(line) = std::fs::read_to_string(t.path().join("syscall")) else { return false };
+            let mut f = line.split_whitespace();
+            let (Some(nr), Some(fd)) = (f.next(), f.next()) else { return false };
+            let fd = i64::from_str_radix(fd.trim_start_matches("0x"), 16).unwrap_or(-1);
+            nr.parse::<i64>() == Ok(libc::SYS_write)
+                && std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|p| p == self.slave_path)
+        })
+    }
+
+    /// Waits until the screen has filled the pty's buffer and a write blocks (seen twice, a
+    /// moment apart: a write that is merely under way is not blocked).
+    fn wait_until_blocked(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.unread() == 0 {
+            assert!(Instant::now() < deadline, "no first frame within 60 s");
+            assert!(self.child.try_wait().expect("wait").is_none(), "ckptlab ended before its first frame");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The generator keeps the screen changing, so frames keep coming until the buffer is full.
+        self.keys("g");
+        loop {
+            if self.blocked_in_a_terminal_write() {
+                std::thread::sleep(Duration::from_millis(300));
+                if self.blocked_in_a_terminal_write() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "no terminal write blocked within 60 s ({} bytes unread)", self.unread());
+            assert!(self.child.try_wait().expect("wait").is_none(), "ckptlab ended before its terminal blocked");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long it took (`None`: still running at `bound`).
+    fn terminate(&mut self, bound: Duration) -> (Option<std::process::ExitStatus>, Duration) {
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+        let sent = Instant::now();
+        while sent.elapsed() < bound {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (Some(status), sent.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (None, sent.elapsed())
+    }
+}
+
+impl Drop for StoppedTerminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sigterm_exits_143_with_a_stopped_terminal(args: &[&str]) {
+    let mut t = StoppedTerminal::start(args);
+    t.wait_until_blocked();
+    let bound = ckptlab::tui::terminal::WRITE_DEADLINE + SHUTDOWN_SLACK;
+    let (status, took) = t.terminate(bound);
+    let status =
+        status.unwrap_or_else(|| panic!("still running {took:?} after SIGTERM, its terminal blocked ({} bytes unread)", t.unread()));
+    assert_eq!(status.code(), Some(143), "128 + SIGTERM, after {took:?}: {status:?}");
+    println!("exited with 143 {} ms after SIGTERM (bound {} ms)", took.as_millis(), bound.as_millis());
+}
+
+#[test]
+fn sigterm_ends_the_workbench_with_143_while_its_terminal_takes_no_output() {
+    sigterm_exits_143_with_a_stopped_terminal(&["--set", "ckptlab.hop-delay=5ms"]);
+}
+
+#[test]
+fn sigterm_ends_compare_with_143_while_its_terminal_takes_no_output() {
+    sigterm_exits_143_with_a_stopped_terminal(&["compare", "--modes", "EXACTLY_ONCE,AT_LEAST_ONCE", "--set", "ckptlab.hop-delay=5ms"]);
 }

@@ -69,7 +69,10 @@ fn every_shipped_lesson_has_a_test_above_and_teaches_with_predictions() {
         let l = Lesson::parse(text, name).unwrap_or_else(|e| panic!("{e}"));
         assert!(l.steps.iter().any(|s| s.predict.is_some()), "{name} asks no prediction");
         assert!(l.steps.iter().any(|s| s.await_user.is_some()), "{name} never waits for the learner");
-        assert!(l.steps.iter().any(|s| matches!(s.action.as_ref().map(|a| &a.action), Some(ckptlab::scenario::Action::Expect { .. }))), "{name} checks nothing");
+        assert!(
+            l.steps.iter().any(|s| matches!(s.action.as_ref().map(|a| &a.action), Some(ckptlab::scenario::Action::Expect { .. }))),
+            "{name} checks nothing"
+        );
         assert!(text.contains("Flink 1.2"), "{name} does not say where the seed's Flink 1.2 differed");
     }
 }
@@ -87,7 +90,9 @@ fn a_bad_lesson_names_its_line_and_what_is_allowed() {
     assert!(e.contains("bad.toml:5") && e.contains("the action `n` does"), "{e}");
     let e = err(&format!("{head}[[steps]]\nsay = \"x\"\nkill = \"tm-1\"\nawait-user = {{ event = \"tm_exploded\" }}\n"));
     assert!(e.contains("bad.toml:2") && e.contains("not an engine event"), "{e}");
-    let e = err(&format!("{head}[[steps]]\nsay = \"x\"\npredict = {{ question = \"q\", choices = [\"a\", \"b\"], answer = 3, explain = \"e\" }}\n"));
+    let e = err(&format!(
+        "{head}[[steps]]\nsay = \"x\"\npredict = {{ question = \"q\", choices = [\"a\", \"b\"], answer = 3, explain = \"e\" }}\n"
+    ));
     assert!(e.contains("bad.toml:2") && e.contains("1 to 2"), "{e}");
     let e = err(&format!("{head}[[steps]]\ntodo = \"x\"\n"));
     assert!(e.contains("bad.toml:2") && e.contains("say"), "{e}");
@@ -110,9 +115,32 @@ fn an_await_user_filter_matches_the_engines_events() {
     assert!(!want.matches(&Event::TaskManagerKilled { tm: "tm-2".into(), tasks: vec![] }));
     assert!(!want.matches(&Event::TaskManagerStarted { tm: "tm-1".into(), slots: 1 }));
     // Numbers in the file match numbers in the event.
-    let l = Lesson::parse("title = \"t\"\n[[steps]]\nsay = \"x\"\nproduce = \"a\"\nawait-user = { event = \"record_produced\", partition = 1 }\n", "t.toml")
-        .expect("parses");
+    let l = Lesson::parse(
+        "title = \"t\"\n[[steps]]\nsay = \"x\"\nproduce = \"a\"\nawait-user = { event = \"record_produced\", partition = 1 }\n",
+        "t.toml",
+    )
+    .expect("parses");
     let want = l.steps[0].await_user.clone().expect("await-user");
     assert!(want.matches(&Event::RecordProduced { partition: 1, offset: 0, value: "a".into() }));
     assert!(!want.matches(&Event::RecordProduced { partition: 0, offset: 0, value: "a".into() }));
+}
+
+/// Issue 21 §1: a step's panes are the workbench's pane enum (the status line among them), and
+/// an event kind is told known or not by serde's typed answer, never by its message's words.
+#[test]
+fn highlight_names_the_screens_panes_and_await_user_knows_the_engines_events() {
+    use ckptlab::lesson::Pane;
+    let head = "title = \"t\"\n";
+    let l = Lesson::parse(&format!("{head}[[steps]]\nsay = \"x\"\nhighlight = [\"status\", \"graph\"]\n"), "ok.toml").expect("parses");
+    assert_eq!(l.steps[0].highlight, [Pane::Status, Pane::Graph]);
+    let e = err(&format!("{head}[[steps]]\nsay = \"x\"\nhighlight = [\"footer\"]\n"));
+    assert!(e.contains("graph, state, checkpoints, output, events, input, status"), "{e}");
+    // An unknown kind lists the kinds there are; a known one with no fields given is fine.
+    let e = err(&format!("{head}[[steps]]\nsay = \"x\"\nkill = \"tm-1\"\nawait-user = {{ event = \"tm_exploded\" }}\n"));
+    assert!(e.contains("`tm_exploded` is not an engine event; allowed:") && e.contains("task_manager_killed"), "{e}");
+    Lesson::parse(
+        &format!("{head}[[steps]]\nsay = \"x\"\nkill = \"tm-1\"\nawait-user = {{ event = \"checkpoint-completed\" }}\n"),
+        "ok.toml",
+    )
+    .expect("a known kind, fields left to match");
 }

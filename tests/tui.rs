@@ -17,7 +17,7 @@ use ckptlab::cluster::coordinator::{CheckpointCounts, CheckpointStats, Checkpoin
 use ckptlab::cluster::task::{OutputLine, TaskId};
 use ckptlab::cluster::view::{ChannelView, ClusterView, JobStatus, PartitionView, PendingCheckpointView, TaskManagerView, TaskView};
 use ckptlab::cluster::Command;
-use ckptlab::config::CheckpointMode;
+use ckptlab::config::{Alignment, BackendKind, CheckpointMode, CheckpointingMode, StorageKind};
 use ckptlab::scenario::AwaitCondition;
 use ckptlab::tui::action::Action;
 use ckptlab::tui::app::{App, LogKind, Pane, Request};
@@ -88,10 +88,9 @@ fn running_view() -> ClusterView {
         restart_in_ms: None,
         all_tasks_running: true,
         checkpointing: "EXACTLY_ONCE every 1s".into(),
-        mode: "EXACTLY_ONCE".into(),
-        unaligned: false,
+        mode: CheckpointingMode::ExactlyOnce(Alignment::Aligned),
         interval_ms: Some(1000),
-        backend: "hashmap + jobmanager (MemoryStateBackend)".into(),
+        backend: (BackendKind::HashMap, StorageKind::JobManager),
         hop_delay_ms: 200,
         buffer_timeout_ms: Some(100),
         paused: false,
@@ -206,7 +205,7 @@ fn running_view() -> ClusterView {
 /// recovery left an overcount and repeated lines (at-least-once).
 fn down_view() -> ClusterView {
     let mut v = running_view();
-    v.mode = "AT_LEAST_ONCE".into();
+    v.mode = CheckpointingMode::AtLeastOnce;
     v.all_tasks_running = false;
     v.task_managers[0].alive = false;
     v.task_managers[0].heartbeat_timeout_in_ms = Some(3_200);
@@ -535,7 +534,7 @@ fn m_cycles_aligned_unaligned_at_least_once_off() {
     assert_eq!(sets(&a), vec![set("execution.checkpointing.unaligned.enabled", "true")]);
     // unaligned -> AT_LEAST_ONCE (unaligned off first: it is exactly-once only)
     let mut v = running_view();
-    v.unaligned = true;
+    v.mode = CheckpointingMode::ExactlyOnce(Alignment::Unaligned);
     let mut a = app(v);
     press(&mut a, KeyCode::Char('m'));
     assert_eq!(
@@ -543,13 +542,14 @@ fn m_cycles_aligned_unaligned_at_least_once_off() {
         vec![set("execution.checkpointing.unaligned.enabled", "false"), set("execution.checkpointing.mode", "AT_LEAST_ONCE")]
     );
     let mut v = running_view();
-    v.mode = "AT_LEAST_ONCE".into();
+    v.mode = CheckpointingMode::AtLeastOnce;
     let mut a = app(v.clone());
     press(&mut a, KeyCode::Char('m'));
     assert_eq!(sets(&a), vec![set("execution.checkpointing.interval", "off")]);
     // off -> EXACTLY_ONCE aligned at the interval it had before
     a.requests.clear();
     v.interval_ms = None;
+    v.mode = CheckpointingMode::Off;
     a.refresh(v);
     press(&mut a, KeyCode::Char('m'));
     assert_eq!(
@@ -568,7 +568,7 @@ fn m_cycles_aligned_unaligned_at_least_once_off() {
 #[test]
 fn unaligned_checkpoints_on_screen() {
     let mut v = running_view();
-    v.unaligned = true;
+    v.mode = CheckpointingMode::ExactlyOnce(Alignment::Unaligned);
     v.channels[0].barriers = vec![BarrierInFlight { checkpoint: 9, records_ahead: 0, overtook: 5 }];
     v.channels[0].in_flight = 5;
     v.pending_checkpoints[0].aligning.clear();
@@ -1023,7 +1023,7 @@ fn x_resets_and_o_picks_a_scenario() {
 #[test]
 fn output_says_print_repeats_under_exactly_once_are_the_sinks() {
     let mut v = down_view();
-    v.mode = "EXACTLY_ONCE".into();
+    v.mode = CheckpointingMode::ExactlyOnce(Alignment::Aligned);
     let s = pane(70, 8, |f, r| output_pane::render(&app(v), f, r));
     assert!(s.contains("the state is exact"), "{s}");
 }
@@ -1104,4 +1104,29 @@ fn lesson_keys_look_back_and_leave_without_touching_the_cluster() {
     // Digits select task managers again once the lesson is gone.
     press(&mut a, KeyCode::Char('2'));
     assert_eq!(a.selected_tm, 1);
+}
+
+/// Issue 21 §1: lessons named the status line (`highlight = ["status"]`) and nothing drew it.
+/// One pane enum for lessons and the screen: the status line gets the lesson's marker, and a
+/// failure the step reports is drawn as one, apart from what the step narrated.
+#[test]
+fn a_step_that_highlights_the_status_line_marks_it() {
+    use ckptlab::lesson::Pane as LessonPane;
+    use ckptlab::tui::app::{LessonMsg, LessonPhase};
+    let mut a = lesson_app("checkpoints-disabled");
+    enter(&mut a, 5, LessonPhase::AwaitingUser);
+    let step = &a.lesson.as_ref().expect("lesson").steps[5];
+    assert!(step.highlight.contains(&LessonPane::Status), "step 6 points at the status line: {:?}", step.highlight);
+    let s = screen(&a, 80, 24);
+    assert!(s.lines().any(|l| l.contains("★ CheckpointExample ● RUNNING")), "the status line is marked:\n{s}");
+    // A step that does not point there leaves it as it is.
+    enter(&mut a, 1, LessonPhase::AwaitingUser);
+    let s = screen(&a, 80, 24);
+    assert!(!s.contains("★ CheckpointExample"), "{s}");
+    let l = a.lesson.as_mut().expect("lesson");
+    l.on_msg(LessonMsg::Line(1, "produced a".into()));
+    l.on_msg(LessonMsg::Failure(1, "line 30: expected a = 1, got 0".into()));
+    assert_eq!((l.lines[1].len(), l.failures[1].len()), (1, 1));
+    let s = screen(&a, 160, 48);
+    assert!(s.contains("produced a") && s.contains("line 30: expected a = 1, got 0"), "{s}");
 }

@@ -15,7 +15,7 @@ use ckptlab::cluster::coordinator::{CheckpointCounts, CheckpointStats, Checkpoin
 use ckptlab::cluster::view::{ClusterView, JobStatus};
 use ckptlab::cluster::{Command, Engine};
 use ckptlab::compare::SideMode;
-use ckptlab::config::CheckpointMode;
+use ckptlab::config::{BackendKind, CheckpointMode, StorageKind};
 use ckptlab::events::EventBus;
 use ckptlab::scenario::AwaitCondition;
 use ckptlab::tui::compare_app::{CompareApp, CompareRequest, SideView};
@@ -34,7 +34,7 @@ fn base_view() -> ClusterView {
     });
     v.time_ms = 9_000;
     v.job_id = "0".repeat(32);
-    v.backend = "hashmap + jobmanager (MemoryStateBackend)".into();
+    v.backend = (BackendKind::HashMap, StorageKind::JobManager);
     v.pending_checkpoints.clear();
     v.output.clear();
     for (i, p) in v.partitions.iter_mut().enumerate() {
@@ -93,7 +93,7 @@ fn side(mode: SideMode, name: &'static str, base: &ClusterView) -> SideView {
     };
     v.checkpointing = label.into();
     v.interval_ms = interval;
-    v.mode = if mode == SideMode::AtLeastOnce { "AT_LEAST_ONCE" } else { "EXACTLY_ONCE" }.into();
+    v.mode = mode.mode();
     if interval.is_some() {
         let align = if mode == SideMode::ExactlyOnce { 48 } else { 0 };
         v.checkpoint_history = vec![

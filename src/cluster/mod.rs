@@ -446,10 +446,9 @@ impl Engine {
             restart_in_ms: s.restart_at.map(|r| r.saturating_duration_since(now).as_millis() as u64),
             all_tasks_running: !s.tasks.is_empty() && s.tasks.iter().all(|t| t.2),
             checkpointing: cfg.checkpointing_label(),
-            mode: cfg.checkpointing.mode.flink_name().into(),
-            unaligned: cfg.checkpointing.unaligned,
+            mode: crate::config::CheckpointingMode::of(&cfg.checkpointing),
             interval_ms: cfg.checkpointing.interval.map(|i| i.as_millis() as u64),
-            backend: cfg.backend_label(),
+            backend: cfg.backend_pair(),
             hop_delay_ms: cfg.lab.hop_delay.as_millis() as u64,
             buffer_timeout_ms: (cfg.buffer_timeout != crate::config::BUFFER_TIMEOUT_DISABLED)
                 .then(|| cfg.buffer_timeout.as_millis() as u64),

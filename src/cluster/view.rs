@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::coordinator::{CheckpointCounts, CheckpointStats};
 use super::task::{OutputLine, TaskId};
 use crate::audit::Verdict;
+use crate::config::{BackendKind, CheckpointingMode, StorageKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -111,13 +112,13 @@ pub struct ClusterView {
     pub missing_slots: usize,
     pub restart_in_ms: Option<u64>,
     pub all_tasks_running: bool,
+    /// "EXACTLY_ONCE every 5s" or "checkpointing off", as the log and the compare screen print it.
     pub checkpointing: String,
-    pub mode: String,
-    /// `execution.checkpointing.unaligned.enabled` (EXACTLY_ONCE only).
-    #[serde(default)]
-    pub unaligned: bool,
+    /// The checkpointing in force (off exactly when `interval_ms` is `None`).
+    pub mode: CheckpointingMode,
     pub interval_ms: Option<u64>,
-    pub backend: String,
+    /// The state backend and its checkpoint storage ([`crate::config::backend_label`] names them).
+    pub backend: (BackendKind, StorageKind),
     pub hop_delay_ms: u64,
     /// `execution.buffer-timeout.interval` in force (`None`: disabled, buffers go when full).
     #[serde(default)]

@@ -1,25 +1,30 @@
-//! Everything a key can do. The serde names are the action names of `conf/keys.toml`.
+//! Everything a key can do. The serde names are the action names of `conf/keys.toml`; the
+//! actions a key file can bind are those strum iterates (the others, `#[strum(disabled)]`, are
+//! keys' own meanings: digits, typed characters, popups' keys).
 
 use serde::{Deserialize, Serialize};
+use strum::EnumIter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EnumIter)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
-    /// Focus the input pane to type a record.
-    FocusInput,
     /// In a lesson: the next step, or let the lesson do the one that waits for you.
     LessonNext,
     /// In a lesson: look back at the previous step.
     LessonPrev,
     /// In a lesson: answer the prediction with choice N (the digit keys).
     #[serde(skip)]
+    #[strum(disabled)]
     LessonAnswer(u8),
     /// Leave the lesson; the cluster stays.
     LessonLeave,
+    /// Focus the input pane to type a record.
+    FocusInput,
     /// Kill the selected task manager.
     Kill,
     /// Select task manager N (1-based; the digit keys).
     #[serde(skip)]
+    #[strum(disabled)]
     SelectTm(u8),
     /// Start the selected task manager if it is killed, else a new one.
     Start,
@@ -79,19 +84,25 @@ pub enum Action {
     ExitInput,
     /// Input mode: delete the last character.
     #[serde(skip)]
+    #[strum(disabled)]
     Backspace,
     /// Input mode: a typed character.
     #[serde(skip)]
+    #[strum(disabled)]
     Char(char),
     /// Close the help overlay (any key while it is open).
     #[serde(skip)]
+    #[strum(disabled)]
     CloseHelp,
     /// Close a popup (detail, scenario picker).
     #[serde(skip)]
+    #[strum(disabled)]
     ClosePopup,
     /// Picker: the previous / next scenario.
     #[serde(skip)]
+    #[strum(disabled)]
     PickPrev,
     #[serde(skip)]
+    #[strum(disabled)]
     PickNext,
 }

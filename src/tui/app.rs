@@ -6,12 +6,15 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyEvent, KeyModifiers};
+use strum::{EnumCount, IntoEnumIterator};
 
 use super::action::Action;
 use super::keymap::{Context, Keymap};
 use super::theme::Theme;
-use crate::cluster::view::ClusterView;
+use crate::cluster::task::TaskId;
+use crate::cluster::view::{ChannelView, ClusterView};
 use crate::cluster::Command;
+use crate::config::{Alignment, CheckpointingMode, SeedBackend};
 use crate::connectors::generator::GeneratorSpec;
 use crate::duration::format_duration;
 use crate::events::{Event, Stamped};
@@ -50,7 +53,7 @@ pub const SLOW_DELAYS: &[Duration] = &[Duration::ZERO, Duration::from_millis(300
 pub const BUFFER_TIMEOUTS: &[Duration] = &[Duration::from_millis(100), Duration::from_millis(10), Duration::from_millis(1), Duration::ZERO];
 /// The workbench's checkpoint interval when nothing sets one: the seed's `checkpointInterval = 1000`
 /// (Flink itself has no default: checkpointing is off until an interval is set).
-pub const WORKBENCH_INTERVAL: Duration = Duration::from_secs(1);
+pub const WORKBENCH_INTERVAL: Duration = crate::config::INTERVAL_WHEN_OFF;
 const LOG_KEEP: usize = 500;
 /// The longest record the input line takes by typing (the count is shown; a paste may be longer).
 pub const INPUT_MAX: usize = 200;
@@ -62,29 +65,13 @@ const WANT_TTL: Duration = Duration::from_secs(3);
 /// Records one paste may produce.
 pub const PASTE_MAX_RECORDS: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pane {
-    Graph,
-    State,
-    Checkpoints,
-    Output,
-    Events,
-    Input,
-}
+/// The panes, as lessons name them too (one enum: a pane a lesson highlights is one drawn).
+pub use crate::lesson::Pane;
 
-impl Pane {
-    const CYCLE: [Pane; 5] = [Pane::Graph, Pane::State, Pane::Checkpoints, Pane::Output, Pane::Events];
-
-    fn index(self) -> usize {
-        match self {
-            Pane::Graph => 0,
-            Pane::State => 1,
-            Pane::Checkpoints => 2,
-            Pane::Output => 3,
-            Pane::Events => 4,
-            Pane::Input => 5,
-        }
-    }
+/// Tab and Shift-Tab go round the panes that scroll; the input line has its own key (`i`) and
+/// the status line takes no focus.
+fn in_tab_cycle(p: Pane) -> bool {
+    !matches!(p, Pane::Input | Pane::Status)
 }
 
 /// What the event loop must do for the app.
@@ -108,24 +95,19 @@ pub enum Request {
     Explain(String),
 }
 
-/// The checkpointing mode as `m` cycles it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModeStep {
-    Aligned,
-    Unaligned,
-    AtLeastOnce,
-    Off,
+/// The mode `m` goes to: EXACTLY_ONCE aligned -> EXACTLY_ONCE unaligned -> AT_LEAST_ONCE -> off -> ...
+fn next_mode(mode: CheckpointingMode) -> CheckpointingMode {
+    match mode {
+        CheckpointingMode::ExactlyOnce(Alignment::Aligned) => CheckpointingMode::ExactlyOnce(Alignment::Unaligned),
+        CheckpointingMode::ExactlyOnce(Alignment::Unaligned) => CheckpointingMode::AtLeastOnce,
+        CheckpointingMode::AtLeastOnce => CheckpointingMode::Off,
+        CheckpointingMode::Off => CheckpointingMode::ExactlyOnce(Alignment::Aligned),
+    }
 }
 
-impl ModeStep {
-    fn of(v: &ClusterView) -> Self {
-        match (v.interval_ms.is_some(), v.mode.as_str(), v.unaligned) {
-            (false, _, _) => ModeStep::Off,
-            (true, "EXACTLY_ONCE", false) => ModeStep::Aligned,
-            (true, "EXACTLY_ONCE", true) => ModeStep::Unaligned,
-            _ => ModeStep::AtLeastOnce,
-        }
-    }
+/// The backend `b` goes to, in the seed's order: memory -> fs -> rocksdb -> memory.
+fn next_backend(b: SeedBackend) -> SeedBackend {
+    SeedBackend::iter().cycle().skip_while(|s| *s != b).nth(1).unwrap_or(b)
 }
 
 /// A value a key press asked for and the engine may not show yet: the next press applies to it,
@@ -154,10 +136,10 @@ fn want<T>(value: T) -> Option<Want<T>> {
 
 #[derive(Debug, Default)]
 struct Wants {
-    mode: Option<Want<ModeStep>>,
+    mode: Option<Want<CheckpointingMode>>,
     interval: Option<Want<Option<u64>>>,
     hop: Option<Want<u64>>,
-    backend: Option<Want<&'static str>>,
+    backend: Option<Want<SeedBackend>>,
     slow: Option<Want<u64>>,
     buffer: Option<Want<Option<u64>>>,
     /// Task managers a press killed or started, by name: alive or not.
@@ -240,6 +222,8 @@ pub struct LessonPlay {
     pub phase: LessonPhase,
     /// What happened in each step (the driver's narration, expect results).
     pub lines: Vec<Vec<String>>,
+    /// What did not hold in each step (expects, an await the engine did not answer).
+    pub failures: Vec<Vec<String>>,
     /// The learner's answer to each step's prediction.
     pub answers: Vec<Option<usize>>,
     pub finished: bool,
@@ -252,7 +236,7 @@ pub struct LessonPlay {
 pub struct LessonStepView {
     pub say: String,
     pub todo: Option<String>,
-    pub highlight: Vec<String>,
+    pub highlight: Vec<Pane>,
     pub predict: Option<crate::lesson::Prediction>,
     /// What the step waits for (an `await-user` step).
     pub waits_for: Option<String>,
@@ -278,6 +262,8 @@ pub enum LessonPhase {
 pub enum LessonMsg {
     Entered(usize, LessonPhase),
     Line(usize, String),
+    /// Something the step expected did not hold.
+    Failure(usize, String),
     Done(usize, bool),
     Finished,
 }
@@ -305,6 +291,7 @@ impl LessonPlay {
             viewing: 0,
             phase: LessonPhase::Doing,
             lines: vec![Vec::new(); n],
+            failures: vec![Vec::new(); n],
             answers: vec![None; n],
             finished: false,
             notice: None,
@@ -332,6 +319,11 @@ impl LessonPlay {
             LessonMsg::Line(i, l) => {
                 if let Some(lines) = self.lines.get_mut(i) {
                     lines.push(l);
+                }
+            }
+            LessonMsg::Failure(i, l) => {
+                if let Some(failures) = self.failures.get_mut(i) {
+                    failures.push(l);
                 }
             }
             LessonMsg::Done(i, passed) => {
@@ -367,7 +359,7 @@ pub struct App {
     focus_before_input: Pane,
     pub input: String,
     pub selected_tm: usize,
-    pub scroll: [u16; 6],
+    pub scroll: [u16; Pane::COUNT],
     pub help: bool,
     /// The help overlay's page (space turns it).
     pub help_page: usize,
@@ -385,6 +377,9 @@ pub struct App {
     slow_ms: u64,
     pub events_filter: EventsFilter,
     ckpt_run: Option<CheckpointRun>,
+    /// The checkpoint whose trigger line was logged last, and `log_pushed` then: its completion
+    /// takes that line's place while it is still the newest.
+    trigger_line: Option<(u64, u64)>,
     log_pushed: u64,
     /// Shown above the panes until the next completed checkpoint: a restart found no checkpoint.
     pub banner: Option<String>,
@@ -411,7 +406,7 @@ impl App {
             focus_before_input: Pane::Graph,
             input: String::new(),
             selected_tm: 0,
-            scroll: [0; 6],
+            scroll: [0; Pane::COUNT],
             help: false,
             help_page: 0,
             generator_on: false,
@@ -427,6 +422,7 @@ impl App {
             slow_ms,
             events_filter: EventsFilter::All,
             ckpt_run: None,
+            trigger_line: None,
             log_pushed: 0,
             banner: None,
             detail: None,
@@ -575,6 +571,9 @@ impl App {
                 | Event::StateRestored { .. }
         );
         self.push_log(LogLine { t_ms: e.t_ms, text: e.event.describe(), kind, checkpoint });
+        if let Event::CheckpointTriggered { checkpoint, .. } = &e.event {
+            self.trigger_line = Some((*checkpoint, self.log_pushed));
+        }
     }
 
     fn checkpoint_completed(&mut self, t_ms: u64, id: u64, duration_ms: u64) {
@@ -592,10 +591,7 @@ impl App {
             }
             _ => {
                 // The trigger line of this checkpoint, if it is the newest, becomes the completion.
-                if self.log.back().is_some_and(|l| {
-                    l.text == format!("checkpoint {id} triggered (EXACTLY_ONCE)")
-                        || l.text == format!("checkpoint {id} triggered (AT_LEAST_ONCE)")
-                }) {
+                if self.trigger_line == Some((id, newest)) {
                     self.log.pop_back();
                 }
                 let text = format!("checkpoint {id} completed in {duration_ms} ms");
@@ -648,7 +644,7 @@ impl App {
         self.detail = None;
         self.anatomy = None;
         self.generator_on = false;
-        self.scroll = [0; 6];
+        self.scroll = [0; Pane::COUNT];
         self.selected_tm = 0;
         self.ckpt_run = None;
         self.refresh(view);
@@ -697,8 +693,8 @@ impl App {
 
     /// The mode, interval, speed, backend, slow channel and buffer timeout the last press asked
     /// for (or the view's, when no press is pending).
-    pub fn mode_now(&mut self) -> ModeStep {
-        let seen = ModeStep::of(&self.view);
+    pub fn mode_now(&mut self) -> CheckpointingMode {
+        let seen = self.view.mode;
         current(&mut self.wants.mode, seen)
     }
 
@@ -712,8 +708,8 @@ impl App {
         current(&mut self.wants.hop, seen)
     }
 
-    fn backend_now(&mut self) -> &'static str {
-        let seen = backend_name(&self.view.backend);
+    fn backend_now(&mut self) -> SeedBackend {
+        let seen = SeedBackend::of(self.view.backend);
         current(&mut self.wants.backend, seen)
     }
 
@@ -829,43 +825,24 @@ impl App {
             Action::Checkpoint => self.requests.push(Request::Engine(Command::TriggerCheckpoint)),
             Action::Savepoint => self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: false })),
             Action::StopWithSavepoint => self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: true })),
-            // EXACTLY_ONCE aligned -> EXACTLY_ONCE unaligned -> AT_LEAST_ONCE -> off -> ...
             Action::CycleMode => {
-                let next = match self.mode_now() {
-                    ModeStep::Aligned => {
-                        self.set("execution.checkpointing.unaligned.enabled", "true".into());
-                        ModeStep::Unaligned
-                    }
-                    ModeStep::Unaligned => {
-                        // Unaligned is exactly-once only: switch it off first.
-                        self.set("execution.checkpointing.unaligned.enabled", "false".into());
-                        self.set("execution.checkpointing.mode", "AT_LEAST_ONCE".into());
-                        ModeStep::AtLeastOnce
-                    }
-                    ModeStep::AtLeastOnce => {
-                        self.set("execution.checkpointing.interval", "off".into());
-                        self.wants.interval = want(None);
-                        ModeStep::Off
-                    }
-                    ModeStep::Off => {
-                        self.set("execution.checkpointing.unaligned.enabled", "false".into());
-                        self.set("execution.checkpointing.mode", "EXACTLY_ONCE".into());
-                        self.set("execution.checkpointing.interval", format_duration(self.last_interval));
-                        self.wants.interval = want(Some(self.last_interval.as_millis() as u64));
-                        ModeStep::Aligned
-                    }
-                };
+                let now = self.mode_now();
+                let next = next_mode(now);
+                // Only what changes, in an order the engine accepts step by step.
+                for (key, value) in next.changes_from(now, self.last_interval) {
+                    self.set(key, value);
+                }
+                if next == CheckpointingMode::Off {
+                    self.wants.interval = want(None);
+                } else if now == CheckpointingMode::Off {
+                    self.wants.interval = want(Some(self.last_interval.as_millis() as u64));
+                }
                 self.wants.mode = want(next);
             }
             Action::CycleBackend => {
-                // The seed's three, in its order.
-                let next = match self.backend_now() {
-                    "memory" => "fs",
-                    "fs" => "rocksdb",
-                    _ => "memory",
-                };
+                let next = next_backend(self.backend_now());
                 self.wants.backend = want(next);
-                self.requests.push(Request::Engine(Command::SwitchBackend(next.into())));
+                self.requests.push(Request::Engine(Command::SwitchBackend(<&str>::from(next).into())));
             }
             Action::IntervalUp | Action::IntervalDown => {
                 let Some(ms) = self.interval_now() else {
@@ -910,7 +887,7 @@ impl App {
                 }
             }
             Action::SlowChannel => {
-                if !self.view.channels.iter().any(|c| c.from == "source[1]") && self.view.all_tasks_running {
+                if !self.view.channels.iter().any(|c| c.from == TaskId::Source(1).to_string()) && self.view.all_tasks_running {
                     return self.notice(
                         "no source[1]: with one source subtask each counter has one input channel, and at-least-once equals exactly-once"
                             .into(),
@@ -1003,14 +980,15 @@ impl App {
                     EventsFilter::Failures => EventsFilter::Checkpoints,
                     EventsFilter::Checkpoints => EventsFilter::All,
                 };
-                self.scroll[Pane::Events.index()] = 0;
+                self.scroll[Pane::Events as usize] = 0;
             }
             Action::Pause => self.requests.push(Request::Pause(!self.view.paused)),
             Action::Resubmit => self.requests.push(Request::Engine(Command::Resubmit)),
             Action::FocusNext | Action::FocusPrev => {
-                let i = Pane::CYCLE.iter().position(|p| *p == self.focus).unwrap_or(0);
-                let n = Pane::CYCLE.len();
-                self.focus = Pane::CYCLE[if action == Action::FocusNext { (i + 1) % n } else { (i + n - 1) % n }];
+                let cycle: Vec<Pane> = Pane::iter().filter(|p| in_tab_cycle(*p)).collect();
+                let i = cycle.iter().position(|p| *p == self.focus).unwrap_or(0);
+                let n = cycle.len();
+                self.focus = cycle[if action == Action::FocusNext { (i + 1) % n } else { (i + n - 1) % n }];
             }
             Action::ScrollUp | Action::ScrollDown | Action::PageUp | Action::PageDown | Action::Home | Action::End => {
                 // Logs (output, events) count lines back from the newest; tables rows down from
@@ -1024,7 +1002,7 @@ impl App {
                     _ => u16::MAX,
                 };
                 let back = up == log_like;
-                let s = &mut self.scroll[self.focus.index()];
+                let s = &mut self.scroll[self.focus as usize];
                 *s = if back { s.saturating_add(step).min(max) } else { s.saturating_sub(step).min(max) };
             }
             Action::Help => {
@@ -1048,7 +1026,7 @@ impl App {
     /// Scroll offset of a pane: lines back from the newest for logs, rows from the top for tables
     /// (in the state pane: the selected key's row). Never past the content, even if it shrank.
     pub fn scroll_of(&self, pane: Pane) -> u16 {
-        self.scroll[pane.index()].min(self.scroll_max(pane))
+        self.scroll[pane as usize].min(self.scroll_max(pane))
     }
 
     /// The farthest a pane can scroll: its last line or row.
@@ -1059,24 +1037,20 @@ impl App {
             Pane::Checkpoints => self.view.checkpoint_history.len(),
             Pane::Output => self.view.output.len(),
             Pane::Events => self.visible_log().count(),
-            Pane::Input => 0,
+            Pane::Input | Pane::Status => 0,
         };
         rows.saturating_sub(1).min(u16::MAX as usize) as u16
     }
 }
 
-/// The slow channel's extra latency in the view (`None` while no such channel is deployed).
-fn slow_of(v: &ClusterView) -> Option<u64> {
-    v.channels.iter().find(|c| c.from == "source[1]" && c.to == "counter[0]").map(|c| c.delay_ms)
+/// One of the channels [`SLOW_CHANNEL`] slows (source[1] -> counter[0]), named as the engine
+/// names tasks ([`TaskId`]'s display).
+pub fn slow_channel(v: &ClusterView) -> Option<&ChannelView> {
+    let (from, to) = (TaskId::Source(1).to_string(), TaskId::Counter(0).to_string());
+    v.channels.iter().find(|c| c.from == from && c.to == to)
 }
 
-/// The seed's name of the backend a label names (`hashmap + jobmanager (MemoryStateBackend)`).
-fn backend_name(label: &str) -> &'static str {
-    if label.contains("MemoryStateBackend") {
-        "memory"
-    } else if label.contains("FsStateBackend") {
-        "fs"
-    } else {
-        "rocksdb"
-    }
+/// The slow channel's extra latency in the view (`None` while no such channel is deployed).
+fn slow_of(v: &ClusterView) -> Option<u64> {
+    slow_channel(v).map(|c| c.delay_ms)
 }

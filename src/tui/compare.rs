@@ -1,6 +1,7 @@
-//! `ckptlab compare`'s loop: owns the terminal as [`super::frontend`] does (ratatui's init and
-//! restore, a reader thread for keys, SIGTERM and SIGHUP), takes a picture of every cluster on a
-//! blocking thread each [`VIEW_TICK`], and draws only when a key was pressed or a picture changed.
+//! `ckptlab compare`'s loop: owns the terminal as [`super::frontend`] does (output from the
+//! writer thread of [`super::terminal`], a reader thread for keys, SIGTERM and SIGHUP heard
+//! whatever the terminal does), takes a picture of every cluster on a blocking thread each
+//! [`VIEW_TICK`], and draws only when a key was pressed or a picture changed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::compare_app::{CompareApp, CompareRequest, SideView};
 use super::compare_screen::render;
 use super::frontend::FRAME;
 use super::keymap::Keymap;
+use super::terminal::{self, Output, Terminal};
 use super::theme::Theme;
 use super::Quit;
 use crate::cluster::view::ClusterView;
@@ -35,14 +37,14 @@ pub async fn run(lineup: Lineup) -> anyhow::Result<Quit> {
     }
     let sides = lineup.sides.iter().map(|s| SideView { name: s.name, mode: s.mode, view: s.engine.view(true) }).collect();
     let mut app = CompareApp::new(sides, keymap, theme);
-    let mut terminal = ratatui::init();
-    let result = event_loop(&mut terminal, &mut app, &lineup).await;
-    ratatui::restore();
+    let (mut terminal, output) = terminal::init(false).context("taking the terminal")?;
+    let result = event_loop(&mut terminal, &output, &mut app, &lineup).await;
+    terminal::restore(terminal, &output, false);
     lineup.shutdown().await;
     result
 }
 
-async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut CompareApp, lineup: &Lineup) -> anyhow::Result<Quit> {
+async fn event_loop(terminal: &mut Terminal, output: &Output, app: &mut CompareApp, lineup: &Lineup) -> anyhow::Result<Quit> {
     let (key_tx, mut keys) = mpsc::unbounded_channel::<std::io::Result<TermEvent>>();
     let reading = Arc::new(AtomicBool::new(true));
     let still = reading.clone();
@@ -87,7 +89,9 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut CompareAp
         if app.quit {
             break Ok(quit);
         }
-        if dirty {
+        // While the terminal has not taken the last frame the next waits (a picture comes each
+        // VIEW_TICK and looks again).
+        if dirty && !output.behind() {
             if let Err(e) = terminal.draw(|f| render(app, f)).context("drawing") {
                 break Err(e);
             }

@@ -137,7 +137,7 @@ fn render_side_column(app: &CompareApp, s: &SideView, frame: &mut Frame, area: R
     let t = &app.theme;
     let v = &s.view;
     let mut lines = vec![Line::from(status_spans(app, s))];
-    lines.push(Line::styled(format!("{} | {}", v.checkpointing, v.backend), t.dim));
+    lines.push(Line::styled(format!("{} | {}", v.checkpointing, crate::config::backend_label(v.backend)), t.dim));
     let (text, failed) = checkpoint_text(s);
     lines.push(Line::styled(text, if failed { t.bad } else { t.text }));
     lines.push(Line::styled(" id  status      ms  align  size", t.dim));

@@ -1,7 +1,9 @@
 //! Owns the terminal and runs the loop: terminal events and engine events in, actions through
 //! `update`, requests out to the engine, a frame drawn only when something changed (at most one
 //! per [`FRAME`]) and an animation tick only while something moves, so an idle screen costs
-//! nothing. The terminal is restored on quit, Ctrl-C, SIGTERM, SIGHUP and panic (ratatui's hook).
+//! nothing. The terminal is restored on quit, Ctrl-C, SIGTERM, SIGHUP and panic; its output is
+//! written from a thread of its own ([`super::terminal`]), so a terminal that takes no output
+//! never keeps the loop from hearing SIGTERM: the workbench then exits with 143 all the same.
 //!
 //! The cluster's picture (and the verdict, which walks the auditor's records) is computed by a
 //! viewer task off the loop, on a blocking thread, and handed over through a `watch` channel: the
@@ -12,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent};
-use ratatui::DefaultTerminal;
+use crossterm::event::Event as TermEvent;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -23,6 +24,7 @@ use super::app::{App, LessonMsg, LessonPhase, LessonPlay, LogKind, Request, Scen
 use super::keymap::Keymap;
 use super::render::render;
 use super::scenario_pane::step_text;
+use super::terminal::{self, Output, Terminal};
 use super::theme::Theme;
 use crate::cluster::view::ClusterView;
 use crate::cluster::{Command, Engine};
@@ -116,26 +118,19 @@ pub async fn run(layers_for: LayersFor, bus: EventBus, launched: std::time::Inst
         ),
         LogKind::Info,
     );
-    let mut terminal = ratatui::init();
-    // A paste arrives as one event (records, one per line) instead of thousands of key presses.
-    let _ = crossterm::execute!(std::io::stdout(), EnableBracketedPaste);
-    let ratatui_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
-        ratatui_hook(info);
-    }));
+    let (mut terminal, output) = terminal::init(true).context("taking the terminal")?;
     let (scenario_tx, mut scenario_rx) = mpsc::unbounded_channel::<ScenarioMsg>();
     let (explain_tx, mut explain_rx) = mpsc::unbounded_channel::<(String, Vec<String>)>();
     let (lesson_tx, mut lesson_rx) = mpsc::unbounded_channel::<LessonMsg>();
-    let mut lp = Loop { app: &mut app, session, layers, layers_for, bus, scenario_tx: Some(scenario_tx), explain_tx, lesson_tx, lesson_next: None };
+    let mut lp =
+        Loop { app: &mut app, session, layers, layers_for, bus, scenario_tx: Some(scenario_tx), explain_tx, lesson_tx, lesson_next: None };
     match opening {
         Opening::Nothing => {}
         Opening::Scenario(s) => lp.play(s).await,
         Opening::Lesson(l) => lp.teach(*l),
     }
-    let result = lp.run(&mut terminal, &mut events, &mut scenario_rx, &mut explain_rx, &mut lesson_rx, launched).await;
-    let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
-    ratatui::restore();
+    let result = lp.run(&mut terminal, &output, &mut events, &mut scenario_rx, &mut explain_rx, &mut lesson_rx, launched).await;
+    terminal::restore(terminal, &output, true);
     lp.session.shutdown().await;
     tracing::info!("workbench closed");
     result
@@ -244,9 +239,11 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &mut self,
-        terminal: &mut DefaultTerminal,
+        terminal: &mut Terminal,
+        output: &Output,
         events: &mut mpsc::UnboundedReceiver<Stamped>,
         scenario_rx: &mut mpsc::UnboundedReceiver<ScenarioMsg>,
         explain_rx: &mut mpsc::UnboundedReceiver<(String, Vec<String>)>,
@@ -289,8 +286,11 @@ impl Loop<'_> {
         let mut last_frame: Option<Instant> = None;
         let mut quit = Quit::User;
         while !self.app.quit {
-            let frame_due = last_frame.map_or_else(Instant::now, |t| t + FRAME);
-            if dirty && Instant::now() >= frame_due {
+            let mut frame_due = last_frame.map_or_else(Instant::now, |t| t + FRAME);
+            if dirty && output.behind() {
+                // The terminal has not taken the last frame: the next waits (a frame later).
+                frame_due = frame_due.max(Instant::now() + FRAME);
+            } else if dirty && Instant::now() >= frame_due {
                 // Draw what we have now; a fresher picture comes through `views` when it is ready.
                 self.session.want_view.notify_one();
                 let app = &*self.app;
@@ -576,7 +576,12 @@ async fn drive_lesson(lesson: Lesson, engine: Arc<Engine>, mut next: mpsc::Unbou
                 }
             };
             if by_learner {
-                Some(crate::lesson::StepOutcome { step: step.line, passed: true, lines: vec![format!("you did it: {}", want.describe())] })
+                Some(crate::lesson::StepOutcome {
+                    step: step.line,
+                    passed: true,
+                    lines: vec![format!("you did it: {}", want.describe())],
+                    failures: Vec::new(),
+                })
             } else {
                 send(LessonMsg::Entered(i, LessonPhase::Doing));
                 Some(crate::lesson::do_step(&engine, &mut player, step, Some(&mut events), &mut seen).await)
@@ -588,6 +593,9 @@ async fn drive_lesson(lesson: Lesson, engine: Arc<Engine>, mut next: mpsc::Unbou
         if let Some(o) = outcome {
             for l in o.lines {
                 send(LessonMsg::Line(i, l));
+            }
+            for f in o.failures {
+                send(LessonMsg::Failure(i, f));
             }
             send(LessonMsg::Done(i, o.passed));
         }

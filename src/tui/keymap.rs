@@ -5,6 +5,8 @@ use std::path::Path;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use strum::IntoEnumIterator;
+
 use super::action::Action;
 
 /// Where a binding applies.
@@ -238,14 +240,16 @@ impl Keymap {
                 "lesson" => Context::Lesson,
                 "any" => Context::Any,
                 "compare" => Context::Compare,
-                other => return Err(format!("{}: unknown table [{other}]; allowed: [command], [input], [lesson], [any], [compare]", at(other))),
+                other => {
+                    return Err(format!("{}: unknown table [{other}]; allowed: [command], [input], [lesson], [any], [compare]", at(other)))
+                }
             };
             let entries = entries.as_table().ok_or_else(|| format!("{}: [{section}] must be a table", at(section)))?;
             for (name, key) in entries {
                 let origin = at(&format!("{section}.{name}"));
                 let action: Action = toml::Value::String(name.clone())
                     .try_into()
-                    .map_err(|_| format!("{origin}: [{section}] {name}: unknown action; allowed: {}", ACTION_NAMES.join(", ")))?;
+                    .map_err(|_| format!("{origin}: [{section}] {name}: unknown action; allowed: {}", action_names().join(", ")))?;
                 let key_text = key.as_str().ok_or_else(|| format!("{origin}: [{section}] {name} must be a key string such as \"x\""))?;
                 let key = Key::parse(key_text).map_err(|e| format!("{origin}: [{section}] {name}: {e}"))?;
                 let existing = self.bindings.iter().position(|b| b.action == action && b.context == context);
@@ -285,46 +289,10 @@ impl Keymap {
     }
 }
 
-/// Rebindable action names, as `conf/keys.toml` spells them.
-pub const ACTION_NAMES: &[&str] = &[
-    "lesson-next",
-    "lesson-prev",
-    "lesson-leave",
-    "focus-input",
-    "kill",
-    "start",
-    "checkpoint",
-    "savepoint",
-    "stop-with-savepoint",
-    "cycle-mode",
-    "cycle-backend",
-    "interval-up",
-    "interval-down",
-    "toggle-generator",
-    "cycle-rate",
-    "slower",
-    "faster",
-    "pause",
-    "resubmit",
-    "slow-channel",
-    "buffer-timeout",
-    "reset",
-    "open-scenario",
-    "open",
-    "events-filter",
-    "page-up",
-    "page-down",
-    "home",
-    "end",
-    "focus-next",
-    "focus-prev",
-    "scroll-up",
-    "scroll-down",
-    "help",
-    "quit",
-    "submit",
-    "exit-input",
-];
+/// Rebindable action names, as `conf/keys.toml` spells them (the actions strum iterates).
+pub fn action_names() -> Vec<String> {
+    Action::iter().map(action_name).collect()
+}
 
 /// An action's name as `conf/keys.toml` spells it.
 pub fn action_name(a: Action) -> String {
@@ -451,6 +419,18 @@ mod tests {
         let mut k = Keymap::default();
         k.apply("[command]\nkill = \"x\"\nstart = \"k\"\n", "keys.toml").unwrap();
         assert_eq!(k.lookup(&press(KeyCode::Char('k')), Context::Command), Some(Action::Start));
+    }
+
+    #[test]
+    fn every_bindable_action_has_a_keys_toml_name_that_reads_back() {
+        let names = action_names();
+        assert_eq!(names.len(), Action::iter().count());
+        for (a, name) in Action::iter().zip(&names) {
+            let back: Action = toml::Value::String(name.clone()).try_into().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(back, a);
+        }
+        assert_eq!(names.first().map(String::as_str), Some("lesson-next"));
+        assert!(names.contains(&"stop-with-savepoint".to_string()) && !names.contains(&"backspace".to_string()));
     }
 
     #[test]

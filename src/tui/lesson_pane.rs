@@ -15,18 +15,11 @@ pub const BAND_HEIGHT_TALL: u16 = 13;
 /// From this height on the events pane stays beside the lesson.
 pub const TALL: u16 = 40;
 
-/// Whether a step highlights a pane (its border is drawn in the accent then).
+/// Whether the step shown highlights a pane (its border is drawn in the accent then; the status
+/// line gets the marker).
 pub fn highlights(app: &App, pane: Pane) -> bool {
     let Some(l) = &app.lesson else { return false };
-    let name = match pane {
-        Pane::Graph => "graph",
-        Pane::State => "state",
-        Pane::Checkpoints => "checkpoints",
-        Pane::Output => "output",
-        Pane::Events => "events",
-        Pane::Input => "input",
-    };
-    l.steps.get(l.viewing).is_some_and(|s| s.highlight.iter().any(|h| h == name))
+    l.steps.get(l.viewing).is_some_and(|s| s.highlight.contains(&pane))
 }
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
@@ -81,8 +74,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         }
     }
     for line in l.lines.get(i).into_iter().flatten() {
-        let style = if line.contains("FAILED") || line.starts_with("line ") { t.bad } else { t.dim };
-        bottom.push(Line::styled(format!("  {line}"), style));
+        bottom.push(Line::styled(format!("  {line}"), t.dim));
+    }
+    for failure in l.failures.get(i).into_iter().flatten() {
+        bottom.push(Line::styled(format!("  {failure}"), t.bad));
     }
     if let (Some(n), true) = (&l.notice, current) {
         bottom.push(Line::styled(n.clone(), t.warn));

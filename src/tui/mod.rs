@@ -27,6 +27,7 @@ pub mod render;
 pub mod scenario_pane;
 pub mod state_pane;
 pub mod status_line;
+pub mod terminal;
 pub mod theme;
 
 pub use frontend::{run, Opening, Quit};

@@ -15,7 +15,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let repeats = out.iter().filter(|l| l.repeat).count();
     // Repeats under EXACTLY_ONCE are the print sink's doing (it writes at once and cannot take a
     // line back), not the state's: say so where they show.
-    let exactly_once = app.view.mode == "EXACTLY_ONCE" && app.view.interval_ms.is_some();
+    let exactly_once = matches!(app.view.mode, crate::config::CheckpointingMode::ExactlyOnce(_));
     let extra = (repeats > 0).then(|| {
         let text = if exactly_once && area.width >= 62 {
             format!("↻ {repeats} repeated by the print sink; the state is exact")

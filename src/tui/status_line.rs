@@ -7,9 +7,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::app::App;
+use super::app::{App, Pane};
+use super::lesson_pane;
 use super::render::{ms_text, spans_width};
 use crate::cluster::view::JobStatus;
+use crate::config::{backend_label, CheckpointingMode, SeedBackend};
 use crate::duration::format_duration;
 
 type Part = Vec<Span<'static>>;
@@ -70,7 +72,9 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
         JobStatus::Failed => vec![Span::styled("✗ FAILED", t.bad), Span::raw(" (R resubmits)")],
         JobStatus::Finished => vec![Span::styled("■ FINISHED", t.dim), Span::raw(" (stopped with a savepoint)")],
     };
-    let mut job: Vec<Part> = vec![[vec![Span::styled(format!("{} ", v.job_name), t.title)], status].concat()];
+    // A lesson step that points at the status line marks it as it marks a pane (★, never colour alone).
+    let marker = lesson_pane::highlights(app, Pane::Status).then(|| Span::styled("★ ", t.warn));
+    let mut job: Vec<Part> = vec![[marker.into_iter().collect(), vec![Span::styled(format!("{} ", v.job_name), t.title)], status].concat()];
     for tm in &v.task_managers {
         if let Some(ms) = tm.heartbeat_timeout_in_ms {
             job.push(vec![Span::styled(format!("♥ {} silent: lost in {}", tm.name, ms_text(ms)), t.bad)]);
@@ -82,16 +86,9 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
     if v.topic_status.is_some() {
         job.push(vec![Span::styled("✗ TOPIC UNAVAILABLE (see input pane)", t.bad)]);
     }
-    let mode = match v.interval_ms {
-        None => "checkpointing off".to_string(),
-        Some(ms) => {
-            let kind = match (v.mode.as_str(), v.unaligned) {
-                ("EXACTLY_ONCE", true) => "EXACTLY_ONCE unaligned",
-                ("EXACTLY_ONCE", false) => "EXACTLY_ONCE aligned",
-                (other, _) => other,
-            };
-            format!("{kind} every {}", format_duration(std::time::Duration::from_millis(ms)))
-        }
+    let mode = match (v.mode, v.interval_ms) {
+        (CheckpointingMode::Off, _) | (_, None) => CheckpointingMode::Off.label().to_string(),
+        (mode, Some(ms)) => format!("{} every {}", mode.label(), format_duration(std::time::Duration::from_millis(ms))),
     };
     // Most important first: a part that does not fit is left out, so the generator and the
     // experiment's knobs (slow channel, buffer timeout) come before the backend and the speed.
@@ -99,7 +96,7 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
     if app.generator_on {
         settings.push(vec![Span::styled(format!("gen {}/s", app.rate()), t.record)]);
     }
-    let slow = app.view.channels.iter().find(|c| c.from == "source[1]" && c.to == "counter[0]").map_or(0, |c| c.delay_ms);
+    let slow = super::app::slow_channel(&app.view).map_or(0, |c| c.delay_ms);
     if slow > 0 {
         settings.push(vec![Span::styled(format!("slow src1→cnt* +{}", ms_text(slow)), t.warn)]);
     }
@@ -108,19 +105,10 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
         None => "buffer off".to_string(),
     };
     settings.push(vec![Span::raw(buffer)]);
-    settings.push(vec![Span::raw(backend_text(&v.backend, width))]);
+    // The seed's name on narrow screens; Flink 2's two options beside it on wide ones.
+    let backend = if width >= 140 { backend_label(v.backend) } else { SeedBackend::of(v.backend).class_name().to_string() };
+    settings.push(vec![Span::raw(backend)]);
     let speed = if v.hop_delay_ms == 0 { "speed max".to_string() } else { format!("hop {} ms", v.hop_delay_ms) };
     settings.push(vec![Span::raw(speed)]);
     (job, settings)
-}
-
-/// The backend's label, shortened to the seed's name on narrow screens.
-fn backend_text(label: &str, width: usize) -> String {
-    if width >= 140 {
-        return label.to_string();
-    }
-    match (label.find('('), label.find(')')) {
-        (Some(a), Some(b)) if b > a => label[a + 1..b].to_string(),
-        _ => label.to_string(),
-    }
 }
