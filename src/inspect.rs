@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::format_size;
 use crate::keygroup::{key_group_range, MAX_PARALLELISM};
-use crate::state::storage::{find_snapshot, CheckpointMetadata, JobShape, RestoreError, METADATA};
-use crate::state::{StateError, StateHandle};
+use crate::state::storage::{find_snapshot, read_state, CheckpointMetadata, JobShape, RestoreError, METADATA};
+use crate::state::StateHandle;
 
 /// Entries shown per subtask unless `--entries` says otherwise.
 pub const DEFAULT_ENTRIES: usize = 10;
@@ -37,10 +37,9 @@ pub struct InspectArgs {
 /// Why a snapshot cannot be inspected.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
+    /// Not a snapshot, a `_metadata` that names files outside it, or state that fails its checks.
     #[error(transparent)]
     Find(#[from] RestoreError),
-    #[error("{dir}: subtask {subtask}'s state: {error}")]
-    State { dir: String, subtask: usize, error: StateError },
 }
 
 /// Everything `inspect` tells about a snapshot (the `--json` object).
@@ -127,19 +126,13 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
     let mut shared_seen = BTreeSet::new();
     let mut subtasks = Vec::new();
     let (mut total_keys, mut total_count) = (0u64, 0u64);
-    for (i, handle) in m.keyed.iter().enumerate() {
-        let state_err = |error| InspectError::State { dir: found.dir.display().to_string(), subtask: i, error };
-        let (format, key_groups, entries, files, shared): (&str, _, _, usize, Vec<(PathBuf, u64)>) = match handle {
-            StateHandle::RocksDb { key_groups, files, .. } => (
-                "rocksdb",
-                key_groups.clone(),
-                crate::state::rocks::read_snapshot(files).map_err(state_err)?,
-                files.len(),
-                files.iter().filter(|f| f.shared).map(|f| (f.path.clone(), f.size)).collect(),
-            ),
-            other => {
-                ("heap", key_group_range(i, parallelism), crate::state::hashmap::read_entries(other).map_err(state_err)?, 1, Vec::new())
+    // The same read and checks as a restore makes before its job starts.
+    read_state(&found, |i, handle, entries| {
+        let (format, key_groups, files, shared): (&str, _, usize, Vec<(PathBuf, u64)>) = match handle {
+            StateHandle::RocksDb { key_groups, files, .. } => {
+                ("rocksdb", key_groups.clone(), files.len(), files.iter().filter(|f| f.shared).map(|f| (f.path.clone(), f.size)).collect())
             }
+            _ => ("heap", key_group_range(i, parallelism), 1, Vec::new()),
         };
         let mut entries: Vec<(String, u64)> = entries.into_iter().map(|(_, k, v)| (k, v)).collect();
         entries.sort_unstable();
@@ -167,7 +160,7 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
             shared_bytes,
             first: entries.into_iter().take(entries_shown).collect(),
         });
-    }
+    })?;
     for c in &m.channel_state {
         sizes.channel_state_records += c.records.len();
         sizes.channel_state_bytes += serde_json::to_vec(&c.records).map_or(0, |b| b.len() as u64);

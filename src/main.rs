@@ -397,7 +397,7 @@ async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Res
 
 fn print_report(r: &RunReport) {
     outln!();
-    out!("{}", scenario::verdict_table(&r.verdict));
+    out!("{}", scenario::report_table(r));
     outln!(
         "produced {}  repeated output lines {}  checkpoints: {} completed, {} failed, {} restored  restarts {}  job {}",
         r.verdict.produced,

@@ -623,6 +623,11 @@ pub struct RunReport {
     /// The snapshot the run was started from (`--restore`), and what the verdict covers then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<crate::cluster::RestoreSummary>,
+    /// Why the job's state could not be restored (a file of the checkpoint vanished or was
+    /// damaged after the job started), when no attempt ran since: the verdict then reads
+    /// "not restored", never `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -728,7 +733,7 @@ impl Player {
             narrate(format!("   verdict scope: {}", r.verdict_scope));
         }
         if !await_condition(engine, AwaitCondition::Running, DEFAULT_AWAIT_TIMEOUT).await {
-            player.failures.push("the job did not start running within 30s".to_string());
+            player.failures.push(format!("the job did not start running within 30s{}", why_not(&engine.view(false))));
         }
         player
     }
@@ -847,16 +852,18 @@ impl Player {
                 refusals.drain(failures);
                 if !reached {
                     let v = engine.view(false);
-                    failures.push(format!(
-                        "line {}: await {} timed out after {} (job {}, tasks running: {}, generators: {}, positions {:?})",
-                        step.line,
-                        condition.name(),
-                        format_duration(*timeout),
-                        v.status.label(),
-                        v.all_tasks_running,
-                        v.generators_running,
-                        v.partitions.iter().map(|p| format!("p{}@{}/{}", p.partition, p.position, p.end)).collect::<Vec<_>>()
-                    ));
+                    failures.push(
+                        format!(
+                            "line {}: await {} timed out after {} (job {}, tasks running: {}, generators: {}, positions {:?})",
+                            step.line,
+                            condition.name(),
+                            format_duration(*timeout),
+                            v.status.label(),
+                            v.all_tasks_running,
+                            v.generators_running,
+                            v.partitions.iter().map(|p| format!("p{}@{}/{}", p.partition, p.position, p.end)).collect::<Vec<_>>()
+                        ) + &why_not(&v),
+                    );
                     return Flow::Stop;
                 }
             }
@@ -915,6 +922,10 @@ impl Player {
         }
         self.drain();
         let view = engine.view(true);
+        let restore_failure = engine.restore_failure();
+        if let Some(reason) = &restore_failure {
+            self.failures.push(format!("not restored: {reason}"));
+        }
         if view.verdict.as_ref().is_some_and(|v| !v.consistent) {
             self.failures.push(
                 "the verdict is inconsistent at the end of the run (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted"
@@ -934,8 +945,22 @@ impl Player {
             savepoints: self.savepoints,
             job_id: engine.job_id().to_string(),
             restored_from: engine.restored_from().cloned(),
+            restore_failure,
         }
     }
+}
+
+/// Why a job did not get where a step waited for it: the cause of its last failover (while it
+/// is not running again) and the newest checkpoint failure, e.g. the OS error of a full disk.
+fn why_not(v: &crate::cluster::view::ClusterView) -> String {
+    let mut out = String::new();
+    if let Some(cause) = &v.failure {
+        out.push_str(&format!("; job {}: {cause}", v.status.label()));
+    }
+    if let Some(c) = v.checkpoint_history.iter().rev().find(|c| c.failure.is_some()) {
+        out.push_str(&format!("; checkpoint {} failed: {}", c.id, c.failure.as_deref().unwrap_or_default()));
+    }
+    out
 }
 
 /// Takes a savepoint and waits for its outcome (as `flink savepoint` does); a stop-with-savepoint
@@ -1050,6 +1075,16 @@ pub async fn await_condition(engine: &Engine, condition: AwaitCondition, timeout
 
 /// The verdict table, per key and totals, as `ckptlab run` prints it.
 pub fn verdict_table(v: &Verdict) -> String {
+    table(v, None)
+}
+
+/// A run's verdict table: when the job's state could not be restored, no row reads `ok`: each
+/// key says "not restored", the total says why.
+pub fn report_table(r: &RunReport) -> String {
+    table(&r.verdict, r.restore_failure.as_deref())
+}
+
+fn table(v: &Verdict, not_restored: Option<&str>) -> String {
     let mut rows: Vec<[String; 6]> =
         vec![["key".into(), "expected".into(), "state".into(), "lost".into(), "overcounted".into(), "verdict".into()]];
     let keys: BTreeMap<_, _> = v.keys.iter().collect();
@@ -1060,10 +1095,17 @@ pub fn verdict_table(v: &Verdict) -> String {
             kv.state.to_string(),
             kv.lost.to_string(),
             kv.overcounted.to_string(),
-            crate::audit::summary(kv.lost, kv.overcounted),
+            match not_restored {
+                Some(_) => "not restored".to_string(),
+                None => crate::audit::summary(kv.lost, kv.overcounted),
+            },
         ]);
     }
-    rows.push(["TOTAL".into(), v.expected.to_string(), v.state.to_string(), v.lost.to_string(), v.overcounted.to_string(), v.summary()]);
+    let total = match not_restored {
+        Some(reason) => format!("not restored: {reason}"),
+        None => v.summary(),
+    };
+    rows.push(["TOTAL".into(), v.expected.to_string(), v.state.to_string(), v.lost.to_string(), v.overcounted.to_string(), total]);
     let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for (i, r) in rows.iter().enumerate() {

@@ -127,6 +127,19 @@ pub fn plain_name(s: &str) -> Option<&str> {
     ok.then_some(s)
 }
 
+/// Creates `path` and its missing parents as `0700` directories (narrowed further by the umask,
+/// never widened): checkpoints, savepoints and the durable topic live outside the private
+/// directory, and hold the job's state and records.
+pub fn create_private_dirs(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+/// Creates a new file `0600` (narrowed by the umask), never over an existing one and never
+/// through a symlink.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
 /// Whether `target` is strictly below `root` through plain names only (no `..`, `.`, root or
 /// prefix components after `root`).
 pub fn is_below(root: &Path, target: &Path) -> bool {

@@ -165,6 +165,8 @@ pub(crate) struct JmSnapshot {
     pub attempt: u64,
     pub restarts: u64,
     pub failure: Option<String>,
+    /// Why the state of the snapshot the job restores could not be read, until an attempt runs.
+    pub restore_failure: Option<String>,
     pub missing_slots: usize,
     pub restart_at: Option<Instant>,
     pub tms: Vec<(String, bool, bool, usize, Option<Instant>)>,
@@ -197,7 +199,11 @@ pub(crate) struct JobManager {
     status: JobStatus,
     attempt: u64,
     restarts: u64,
+    /// The cause of the last failover while the job is not running again (RESTARTING, FAILED).
     failure: Option<String>,
+    /// A task could not restore the checkpoint it was deployed with, and no attempt has run
+    /// since: its state is not restored (the verdict says so rather than judging it).
+    restore_failure: Option<String>,
     missing_slots: usize,
     restart_at: Option<Instant>,
     restart: RestartState,
@@ -299,6 +305,7 @@ impl JobManager {
             attempt: 0,
             restarts: 0,
             failure: None,
+            restore_failure: None,
             missing_slots: 0,
             restart_at: None,
             restart: RestartState::default(),
@@ -666,6 +673,7 @@ impl JobManager {
         self.audit_baseline = None;
         self.restart = RestartState::default();
         self.failure = None;
+        self.restore_failure = None;
         self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
         self.try_deploy();
     }
@@ -693,6 +701,9 @@ impl JobManager {
                 let d = self.deployment.as_mut().expect("checked above");
                 d.running.insert(task);
                 if d.running.len() == d.tasks.len() {
+                    // Every task restored its state: the last failure is behind the job.
+                    self.failure = None;
+                    self.restore_failure = None;
                     self.events.publish(Event::JobRunning { attempt });
                 }
             }
@@ -713,6 +724,7 @@ impl JobManager {
             // The next attempt restores the same, latest checkpoint (Flink never falls back to an
             // older one or to empty state: FLINK-22502); the restart strategy bounds the retries.
             TaskReport::RestoreFailed { task, checkpoint, reason, .. } => {
+                self.restore_failure = Some(format!("{task} could not restore checkpoint {checkpoint}: {reason}"));
                 self.failover(FailureCause::RestoreFailed { task, checkpoint, message: reason })
             }
             TaskReport::Failed { task, reason, .. } => self.failover(FailureCause::TaskFailed { task, message: reason }),
@@ -941,22 +953,12 @@ impl JobManager {
                 self.shared.unregister(&m.keyed);
             }),
             Some(ExternalSnapshot { dir, owned: true }) => {
-                // The path came from --restore / execution.state-recovery.path: only a `chk-<n>`
-                // directory below this job's own checkpoint root is deleted; anything else a user
-                // pointed at stays where it is.
-                let root = &self.cfg.checkpointing.dir;
-                let is_chk = dir
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_prefix("chk-"))
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-                if is_chk && crate::workdir::is_below(root, dir) {
-                    off_worker(|| {
-                        let _ = std::fs::remove_file(dir.join(crate::state::storage::METADATA));
-                        let _ = crate::workdir::remove_tree_under(root, dir);
-                    });
-                } else {
-                    tracing::warn!(dir = %dir.display(), "claimed snapshot is outside the checkpoint directory: kept");
+                // Claimed: the job owns it wherever it lies (a savepoint too, as Flink's CLAIM
+                // treats a restored snapshot like one of its own checkpoints). Its handles were
+                // resolved below its own directory when it was read, so only its files go.
+                let gone = off_worker(|| CheckpointStorage::discard_claimed(dir, m));
+                if !gone {
+                    tracing::warn!(dir = %dir.display(), "claimed snapshot subsumed: its directory holds other files and stays");
                 }
             }
             Some(ExternalSnapshot { owned: false, .. }) => {}
@@ -1057,6 +1059,8 @@ impl JobManager {
         match self.restart.on_failure(&self.cfg.restart, kind, Instant::now()) {
             RestartDecision::RestartAfter(delay) => {
                 self.status = JobStatus::Restarting;
+                // Shown (status line, run's last lines) until an attempt runs again.
+                self.failure = Some(reason.clone());
                 self.restarts += 1;
                 self.restart_at = Some(cancelled_at + delay);
                 self.events.publish(Event::JobRestarting {
@@ -1337,6 +1341,7 @@ impl JobManager {
             attempt: self.attempt,
             restarts: self.restarts,
             failure: self.failure.clone(),
+            restore_failure: self.restore_failure.clone(),
             missing_slots: self.missing_slots,
             restart_at: self.restart_at,
             tms: visible.iter().map(|&i| &self.tms[i]).map(|t| (t.name.clone(), t.alive, t.lost, t.slots, t.killed_at)).collect(),

@@ -195,6 +195,10 @@ impl Engine {
             Some(path) => {
                 let found = crate::state::storage::find_snapshot(path)?;
                 crate::state::storage::check_compatible(&found, &crate::state::storage::JobShape::of(&cfg, dyn_topic.partitions()))?;
+                // Every state handle is read and checked (existence, size, checksum) before the
+                // job is submitted: a snapshot that cannot work fails here with the file's name,
+                // not in nine restarts of tasks that cannot restore it.
+                crate::state::storage::read_state(&found, |_, _, _| {})?;
                 Some(jobmanager::RestoredFrom { path: path.display().to_string(), found })
             }
             None => None,
@@ -205,6 +209,7 @@ impl Engine {
             attempt: 0,
             restarts: 0,
             failure: None,
+            restore_failure: None,
             missing_slots: 0,
             restart_at: None,
             tms: Vec::new(),
@@ -250,6 +255,12 @@ impl Engine {
             jobmanager,
             restored_from: restored_from.map(|r| RestoreSummary::of(&r, parallelism)),
         })
+    }
+
+    /// Why the job's state could not be restored, while no attempt has run since (a file of the
+    /// checkpoint it restores vanished or was damaged after the job started).
+    pub fn restore_failure(&self) -> Option<String> {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).restore_failure.clone()
     }
 
     /// The snapshot of another run this job started from, if any (shown as "restored from PATH

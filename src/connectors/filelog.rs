@@ -23,6 +23,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
@@ -123,12 +124,14 @@ impl FileLogTopic {
         if crate::workdir::plain_name(topic).is_none() {
             return Err(unavailable(format!("topic `{topic}` cannot name a file (use letters, digits, `-`, `_`, `.`)")));
         }
-        std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create it: {e}")))?;
+        // Records are the user's data: 0700 / 0600 (narrowed by the umask), as checkpoints.
+        crate::workdir::create_private_dirs(dir).map_err(|e| unavailable(format!("cannot create it: {e}")))?;
         let lock_path = dir.join(format!("{topic}.lock"));
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(|e| unavailable(format!("cannot open {}: {e}", lock_path.display())))?;
         // SAFETY: flock on a descriptor we own; it has no memory effects.
@@ -144,6 +147,7 @@ impl FileLogTopic {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&path)
                 .map_err(|e| TopicError::Unavailable(format!("{}: cannot open for appending: {e}", path.display())))?;
             // A torn last line does not exist: cut it off so the next record starts a line.

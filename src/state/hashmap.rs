@@ -100,10 +100,7 @@ impl KeyedStateBackend for HashMapBackend {
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
         self.values.clear();
         for handle in handles {
-            let entries = match handle {
-                StateHandle::RocksDb { files, .. } => super::rocks::read_snapshot(files)?,
-                heap => read_entries(heap)?,
-            };
+            let entries = super::read_handle(handle)?;
             for (kg, k, v) in entries {
                 if key_groups.contains(&kg) {
                     self.values.insert(Arc::from(k.as_str()), v);
@@ -119,14 +116,16 @@ impl KeyedStateBackend for HashMapBackend {
 }
 
 /// Every (key group, key, count) of a heap snapshot (also read by the RocksDB backend when the
-/// backend was switched).
+/// backend was switched). A file is checked (regular, its recorded size) before it is opened,
+/// and its checksum before its body is parsed.
 pub fn read_entries(handle: &StateHandle) -> Result<Vec<(u16, String, u64)>, StateError> {
     let (bytes, path) = match handle {
         StateHandle::Memory { bytes, .. } => (bytes.as_ref().clone(), "jobmanager memory".to_string()),
-        StateHandle::File { path, .. } => (
-            std::fs::read(path).map_err(|e| StateError::Read { path: path.display().to_string(), message: e.to_string() })?,
-            path.display().to_string(),
-        ),
+        StateHandle::File { path, size } => {
+            super::check_file(path, *size)?;
+            let bytes = std::fs::read(path).map_err(|e| StateError::Read { path: path.display().to_string(), message: e.to_string() })?;
+            (bytes, path.display().to_string())
+        }
         StateHandle::RocksDb { dir, .. } => {
             return Err(StateError::Unsupported(format!("{} is a RocksDB snapshot, not a heap one", dir.display())))
         }
@@ -164,19 +163,14 @@ fn decode(bytes: &[u8]) -> Result<BTreeMap<u16, Vec<(String, u64)>>, String> {
 }
 
 fn fnv64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    super::Fnv64::of(bytes)
 }
 
 /// Writes a new file: never over an existing one, and never into a directory that is gone (the
 /// checkpoint was discarded while its snapshot was being written: it must not come back).
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), StateError> {
     let err = |e: std::io::Error| StateError::Write { path: path.display().to_string(), message: e.to_string() };
-    let mut f = std::fs::File::create_new(path).map_err(err)?;
+    let mut f = crate::workdir::create_private_file(path).map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.sync_data().map_err(err)?;
     Ok(())

@@ -39,6 +39,10 @@ pub enum StateError {
     /// The task that took the snapshot went away while it was being written.
     #[error("snapshot cancelled: its task is gone")]
     Cancelled,
+    /// A handle in `_metadata` names a path outside the snapshot's own directory and its job's
+    /// `shared/` (or through a symlink): refused before anything is opened.
+    #[error("{metadata}: {field} = {target} is refused before anything is opened: {why}")]
+    Refused { metadata: String, field: String, target: String, why: String },
 }
 
 /// A reference to one subtask's snapshot of keyed state.
@@ -71,6 +75,61 @@ impl StateHandle {
             _ => &[],
         };
         files.iter().filter(|f| f.shared).map(|f| &f.path)
+    }
+}
+
+/// Checks, without opening it, that a snapshot file is a regular file (a FIFO or a device would
+/// block or read forever) with the size the snapshot recorded: a missing, truncated or grown file
+/// is named before any byte of it is read.
+pub fn check_file(path: &std::path::Path, recorded: u64) -> Result<(), StateError> {
+    let shown = || path.display().to_string();
+    let m = std::fs::symlink_metadata(path).map_err(|e| StateError::Read { path: shown(), message: e.to_string() })?;
+    if !m.file_type().is_file() {
+        return Err(StateError::Corrupt { path: shown(), message: "not a regular file (a snapshot's state is a plain file)".into() });
+    }
+    if m.len() != recorded {
+        return Err(StateError::Corrupt { path: shown(), message: format!("{} bytes where the snapshot recorded {recorded}", m.len()) });
+    }
+    Ok(())
+}
+
+/// FNV-1a, 64 bits: the checksum of heap snapshots and of every RocksDB snapshot file, computed
+/// while the file is written and checked before a restore uses it.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    pub fn update(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+
+    pub fn of(bytes: &[u8]) -> u64 {
+        let mut h = Fnv64::default();
+        h.update(bytes);
+        h.finish()
+    }
+}
+
+/// Every (key group, key, count) of one subtask's snapshot, after checking each file it names
+/// (regular file, recorded size, checksum): what `ckptlab inspect` shows and what a restore
+/// checks before the job starts. One function for both, so they agree on what is damaged.
+pub fn read_handle(handle: &StateHandle) -> Result<Vec<(u16, String, u64)>, StateError> {
+    match handle {
+        StateHandle::RocksDb { dir, files, .. } => rocks::read_snapshot(dir, files),
+        heap => hashmap::read_entries(heap),
     }
 }
 

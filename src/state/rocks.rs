@@ -12,10 +12,11 @@
 //!   an SST file that the last *completed* checkpoint already uploaded is referenced, not copied
 //!   again. The JobManager's [`super::shared::SharedStateRegistry`] counts references and deletes
 //!   a shared file when no retained checkpoint needs it any more.
-//! - Restore copies the checkpoint's files back into a fresh local directory and opens them (the
-//!   local disk of a killed task manager is gone), then reads every entry once, so that a damaged
-//!   file fails the restore (and the JobManager falls back to an older checkpoint) rather than a
-//!   later read. A heap snapshot, or a RocksDB one of other key groups, is read entry by entry.
+//! - Restore checks each file (regular, recorded size, the FNV-64 recorded at upload) while it
+//!   copies it back into a fresh local directory (the local disk of a killed task manager is
+//!   gone), opens them and reads every entry once, so that a damaged file fails the restore
+//!   naming it rather than a later read (the restart strategy retries the same checkpoint). A
+//!   heap snapshot, or a RocksDB one of other key groups, is read entry by entry.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -40,6 +41,10 @@ pub struct RocksFile {
     pub size: u64,
     /// In `<job-id>/shared/`, reference counted across checkpoints (incremental SST files).
     pub shared: bool,
+    /// FNV-64 of its bytes, taken while it was uploaded and checked before a restore uses it
+    /// (`None` in metadata of ckptlab before issue 20: then only RocksDB's block checksums).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
 }
 
 /// A RocksDB file uploaded to shared storage, reusable by later checkpoints.
@@ -47,6 +52,7 @@ pub struct RocksFile {
 struct Uploaded {
     path: PathBuf,
     size: u64,
+    checksum: u64,
 }
 
 pub struct RocksDbBackend {
@@ -171,28 +177,77 @@ impl RocksDbBackend {
         }
     }
 
-    /// Rebuilds the local DB from a snapshot of exactly our key groups: its files, copied back.
-    fn restore_files(&mut self, files: &[RocksFile]) -> Result<(), StateError> {
+    /// Rebuilds the local DB from a snapshot of exactly our key groups: its files, checked
+    /// (regular file, size, checksum) and copied back.
+    fn restore_files(&mut self, dir: &Path, files: &[RocksFile]) -> Result<(), StateError> {
         let path = self.db_path();
         std::fs::create_dir_all(&path).map_err(|e| io_write(&path, e))?;
         for f in files {
-            let dst = path.join(&f.name);
-            let size = std::fs::copy(&f.path, &dst).map_err(|e| io_read(&f.path, e))?;
-            if size != f.size {
-                return Err(StateError::Corrupt {
-                    path: f.path.display().to_string(),
-                    message: format!("{size} bytes where the checkpoint recorded {}", f.size),
-                });
-            }
+            let (_, checksum) = copy_checked(f, &path.join(&f.name))?;
             if f.shared {
-                self.confirmed.insert(f.name.clone(), Uploaded { path: f.path.clone(), size: f.size });
+                self.confirmed.insert(f.name.clone(), Uploaded { path: f.path.clone(), size: f.size, checksum });
             }
         }
-        let db = DB::open(&options(), &path)
-            .map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: format!("RocksDB open: {e}") })?;
+        let db = DB::open(&options(), &path).map_err(|e| corrupt_in(dir, files, &format!("RocksDB open: {e}")))?;
         self.db = Some(db);
         Ok(())
     }
+}
+
+/// Copies a snapshot file `f` to `dst` after checking it (regular file, recorded size) and
+/// checks the copy's checksum against the recorded one.
+fn copy_checked(f: &RocksFile, dst: &Path) -> Result<(u64, u64), StateError> {
+    super::check_file(&f.path, f.size)?;
+    let (size, checksum) = copy_hashed(&f.path, dst).map_err(|e| match e {
+        CopyError::Read(e) => io_read(&f.path, e),
+        CopyError::Write(e) => io_write(dst, e),
+    })?;
+    if size != f.size {
+        return Err(StateError::Corrupt {
+            path: f.path.display().to_string(),
+            message: format!("{size} bytes where the snapshot recorded {}", f.size),
+        });
+    }
+    if let Some(want) = f.checksum.filter(|want| *want != checksum) {
+        return Err(StateError::Corrupt {
+            path: f.path.display().to_string(),
+            message: format!("checksum mismatch (FNV-64 {checksum:016x} where the snapshot recorded {want:016x})"),
+        });
+    }
+    Ok((size, checksum))
+}
+
+/// A RocksDB error about a copy of a snapshot's files, told about the snapshot's own file it
+/// names (RocksDB names the copy), else about the snapshot's directory.
+fn corrupt_in(dir: &Path, files: &[RocksFile], message: &str) -> StateError {
+    let path = files.iter().find(|f| message.contains(&f.name)).map_or_else(|| dir.display().to_string(), |f| f.path.display().to_string());
+    StateError::Corrupt { path, message: message.to_string() }
+}
+
+enum CopyError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Copies `src` to a new `0600` file `dst` (synced), hashing what it copies: (bytes, FNV-64).
+fn copy_hashed(src: &Path, dst: &Path) -> Result<(u64, u64), CopyError> {
+    use std::io::{Read, Write};
+    let mut from = std::fs::File::open(src).map_err(CopyError::Read)?;
+    let mut to = crate::workdir::create_private_file(dst).map_err(CopyError::Write)?;
+    let mut hash = super::Fnv64::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = from.read(&mut buf).map_err(CopyError::Read)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        size += n as u64;
+    }
+    to.sync_all().map_err(CopyError::Write)?;
+    Ok((size, hash.finish()))
 }
 
 #[derive(Default)]
@@ -239,7 +294,7 @@ fn upload_into(
     // A checkpoint directory discarded meanwhile (the checkpoint expired) comes back here, as
     // Flink's file system creates parent directories: the late acknowledgement makes the
     // JobManager delete it again, and a task gone before acknowledging deletes it itself.
-    std::fs::create_dir_all(exclusive).map_err(|e| io_write(exclusive, e))?;
+    crate::workdir::create_private_dirs(exclusive).map_err(|e| io_write(exclusive, e))?;
     up.written.push(exclusive.to_path_buf());
     let mut names: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(local).map_err(|e| io_read(local, e))? {
@@ -264,45 +319,56 @@ fn upload_into(
             let uploaded = match known {
                 Some(u) => u,
                 None => {
-                    std::fs::create_dir_all(shared).map_err(|e| io_write(shared, e))?;
+                    crate::workdir::create_private_dirs(shared).map_err(|e| io_write(shared, e))?;
                     let dst = shared.join(format!("{:016x}-{name}", rand::random::<u64>()));
                     up.written.push(dst.clone());
-                    copy_synced(&src, &dst)?;
+                    let (size, checksum) = copy_synced(&src, &dst)?;
                     up.bytes += size;
-                    Uploaded { path: dst, size }
+                    Uploaded { path: dst, size, checksum }
                 }
             };
-            up.files.push(RocksFile { name: name.clone(), path: uploaded.path.clone(), size, shared: true });
+            up.files.push(RocksFile {
+                name: name.clone(),
+                path: uploaded.path.clone(),
+                size: uploaded.size,
+                shared: true,
+                checksum: Some(uploaded.checksum),
+            });
             up.shared.insert(name, uploaded);
         } else {
             let dst = exclusive.join(&name);
-            copy_synced(&src, &dst)?;
+            let (size, checksum) = copy_synced(&src, &dst)?;
             up.bytes += size;
-            up.files.push(RocksFile { name, path: dst, size, shared: false });
+            up.files.push(RocksFile { name, path: dst, size, shared: false, checksum: Some(checksum) });
         }
     }
     Ok(())
 }
 
-fn copy_synced(src: &Path, dst: &Path) -> Result<(), StateError> {
-    std::fs::copy(src, dst).map_err(|e| io_write(dst, e))?;
-    let f = std::fs::File::open(dst).map_err(|e| io_write(dst, e))?;
-    f.sync_all().map_err(|e| io_write(dst, e))
+/// An upload's copy: (bytes, FNV-64).
+fn copy_synced(src: &Path, dst: &Path) -> Result<(u64, u64), StateError> {
+    copy_hashed(src, dst).map_err(|e| match e {
+        CopyError::Read(e) => io_read(src, e),
+        CopyError::Write(e) => io_write(dst, e),
+    })
 }
 
-/// Every entry of a RocksDB snapshot (any key groups), read from a temporary copy of its files.
-pub fn read_snapshot(files: &[RocksFile]) -> Result<Vec<(u16, String, u64)>, StateError> {
+/// Every entry of a RocksDB snapshot (any key groups), read from a temporary copy of its files,
+/// each checked first (regular file, recorded size, checksum).
+pub fn read_snapshot(dir: &Path, files: &[RocksFile]) -> Result<Vec<(u16, String, u64)>, StateError> {
     let home = crate::workdir::prepare_home()
         .map_err(|e| StateError::Write { path: crate::workdir::home().display().to_string(), message: e.to_string() })?;
     let tmp = home.join(format!("read-{:016x}", rand::random::<u64>()));
     let result = (|| {
-        std::fs::create_dir_all(&tmp).map_err(|e| io_write(&tmp, e))?;
+        crate::workdir::create_private_dirs(&tmp).map_err(|e| io_write(&tmp, e))?;
         for f in files {
-            std::fs::copy(&f.path, tmp.join(&f.name)).map_err(|e| io_read(&f.path, e))?;
+            copy_checked(f, &tmp.join(&f.name))?;
         }
-        let db = DB::open_for_read_only(&options(), &tmp, false)
-            .map_err(|e| StateError::Corrupt { path: tmp.display().to_string(), message: format!("RocksDB open: {e}") })?;
-        scan(&db, &tmp)
+        let db = DB::open_for_read_only(&options(), &tmp, false).map_err(|e| corrupt_in(dir, files, &format!("RocksDB open: {e}")))?;
+        scan(&db, &tmp).map_err(|e| match e {
+            StateError::Corrupt { message, .. } => corrupt_in(dir, files, &message),
+            other => other,
+        })
     })();
     let _ = crate::workdir::remove_tree_under(&home, &tmp);
     result
@@ -405,22 +471,22 @@ impl KeyedStateBackend for RocksDbBackend {
         self.uploads.lock().unwrap_or_else(|e| e.into_inner()).clear();
         // Our own key groups in one RocksDB snapshot: its files are the DB.
         let own = handles.iter().find_map(|h| match h {
-            StateHandle::RocksDb { key_groups: kg, files, .. } if *kg == key_groups => Some(files.clone()),
+            StateHandle::RocksDb { key_groups: kg, files, dir, .. } if *kg == key_groups => Some((dir.clone(), files.clone())),
             _ => None,
         });
-        if let Some(files) = own {
-            self.restore_files(&files)?;
+        if let Some((dir, files)) = own {
+            self.restore_files(&dir, &files)?;
             let path = self.db_path();
-            scan(self.db.as_ref().expect("restored"), &path)?;
+            scan(self.db.as_ref().expect("restored"), &path).map_err(|e| match e {
+                StateError::Corrupt { message, .. } => corrupt_in(&dir, &files, &message),
+                other => other,
+            })?;
             return Ok(());
         }
         // Anything else (heap snapshots, other key groups): entry by entry.
         let mut entries = Vec::new();
         for h in handles {
-            match h {
-                StateHandle::RocksDb { files, .. } => entries.extend(read_snapshot(files)?),
-                other => entries.extend(super::hashmap::read_entries(other)?),
-            }
+            entries.extend(super::read_handle(h)?);
         }
         for (kg, key, value) in entries {
             if key_groups.contains(&kg) {

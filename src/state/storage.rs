@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -230,10 +230,13 @@ impl CheckpointStorage {
             path: format!("execution.checkpointing.savepoint-dir = {}", p.display()),
             message: e.to_string(),
         };
-        std::fs::create_dir_all(&self.savepoint_dir).map_err(|e| err(&self.savepoint_dir, e))?;
+        crate::workdir::create_private_dirs(&self.savepoint_dir).map_err(|e| err(&self.savepoint_dir, e))?;
         let name = format!("savepoint-{}-{:012x}", &job_id[..6.min(job_id.len())], rand::random::<u64>() & 0xffff_ffff_ffff);
         let dir = self.savepoint_dir.join(name);
-        std::fs::create_dir(&dir).map_err(|e| err(&dir, e))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| err(&dir, e))?;
+        }
         self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).insert(checkpoint, dir.clone());
         Ok(dir)
     }
@@ -266,7 +269,8 @@ impl CheckpointStorage {
         if let (Some(job_dir), Some(chk)) = (&self.job_dir, self.chk_dir(checkpoint)) {
             let fresh = !job_dir.exists();
             for d in [job_dir.join("shared"), job_dir.join("taskowned"), chk.clone()] {
-                std::fs::create_dir_all(&d).map_err(|e| StateError::Write { path: d.display().to_string(), message: e.to_string() })?;
+                crate::workdir::create_private_dirs(&d)
+                    .map_err(|e| StateError::Write { path: d.display().to_string(), message: e.to_string() })?;
             }
             if fresh {
                 // So that a later run can tell this job's leftovers once this process is gone.
@@ -304,14 +308,18 @@ impl CheckpointStorage {
         }
     }
 
-    /// Writes `_metadata` atomically; returns its size (0 for jobmanager storage).
+    /// Writes `_metadata` atomically, every path in it relative to the snapshot's directory
+    /// (exclusive files) or to its job's `shared/` (incremental RocksDB files), so that a moved
+    /// or copied snapshot reads its own files; returns its size (0 for jobmanager storage).
     pub fn write_metadata(&self, meta: &CheckpointMetadata) -> Result<u64, StateError> {
         let Some(chk) = self.savepoint_location(meta.checkpoint).or_else(|| self.chk_dir(meta.checkpoint)) else { return Ok(0) };
-        let bytes = serde_json::to_vec_pretty(meta).expect("metadata serializes");
+        let relative = relativize(meta, &chk)?;
+        let bytes = serde_json::to_vec_pretty(&relative).expect("metadata serializes");
         let tmp = chk.join(METADATA_IN_PROGRESS);
         let fin = chk.join(METADATA);
         let err = |p: &Path, e: std::io::Error| StateError::Write { path: p.display().to_string(), message: e.to_string() };
-        let mut f = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = crate::workdir::create_private_file(&tmp).map_err(|e| err(&tmp, e))?;
         f.write_all(&bytes).map_err(|e| err(&tmp, e))?;
         f.sync_all().map_err(|e| err(&tmp, e))?;
         std::fs::rename(&tmp, &fin).map_err(|e| err(&fin, e))?;
@@ -359,6 +367,41 @@ impl CheckpointStorage {
         dirs
     }
 
+    /// Deletes a snapshot the job claimed (`execution.state-recovery.claim-mode = CLAIM`) once
+    /// newer checkpoints subsumed it, wherever it lies: as Flink discards a claimed snapshot, its
+    /// `_metadata` first, then each exclusive file its handles name (all below `dir`: refused
+    /// otherwise when it was read), then its directories only when empty (Flink's
+    /// disposeStorageLocation deletes the exclusive directory non-recursively). Files in another
+    /// job's `shared/` stay. Returns whether the directory is gone.
+    pub fn discard_claimed(dir: &Path, meta: &CheckpointMetadata) -> bool {
+        if std::fs::remove_file(dir.join(METADATA)).is_err() {
+            return false;
+        }
+        let mut dirs = Vec::new();
+        for h in &meta.keyed {
+            match h {
+                StateHandle::Memory { .. } => {}
+                StateHandle::File { path, .. } => {
+                    if crate::workdir::is_below(dir, path) {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                StateHandle::RocksDb { dir: exclusive, files, .. } => {
+                    for f in files.iter().filter(|f| !f.shared && crate::workdir::is_below(dir, &f.path)) {
+                        let _ = std::fs::remove_file(&f.path);
+                    }
+                    if crate::workdir::is_below(dir, exclusive) {
+                        dirs.push(exclusive.clone());
+                    }
+                }
+            }
+        }
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+        std::fs::remove_dir(dir).is_ok()
+    }
+
     /// The job is over and its checkpoints are not retained: the whole job directory goes, its
     /// checkpoints' `_metadata` files first.
     pub fn discard_job(&self) {
@@ -398,12 +441,141 @@ impl CheckpointStorage {
         Ok(())
     }
 
-    /// Reads a retained checkpoint's metadata back (`--restore`, tests).
+    /// Reads a retained checkpoint's or a savepoint's metadata back (`--restore`, `inspect`,
+    /// the sweep, tests), every path resolved below `chk_dir` or its job's `shared/`. A handle
+    /// that leaves them (an absolute path elsewhere, `..`, a symlink) is refused by name before
+    /// any file it names is opened.
     pub fn read_metadata(chk_dir: &Path) -> Result<CheckpointMetadata, StateError> {
         let path = chk_dir.join(METADATA);
         let bytes = std::fs::read(&path).map_err(|e| StateError::Read { path: path.display().to_string(), message: e.to_string() })?;
-        serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: e.to_string() })
+        let meta: CheckpointMetadata =
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: e.to_string() })?;
+        resolve(meta, chk_dir)
     }
+}
+
+/// The job's `shared/` directory of a checkpoint directory `<dir>/<job-id>/chk-<n>`; a savepoint
+/// (self-contained, Flink's canonical format) has none.
+fn shared_root(snapshot_dir: &Path, kind: SnapshotKind) -> Option<PathBuf> {
+    match kind {
+        SnapshotKind::Checkpoint => snapshot_dir.parent().map(|job| job.join("shared")),
+        SnapshotKind::Savepoint => None,
+    }
+}
+
+/// `meta` as `_metadata` stores it: exclusive paths relative to `dir`, shared ones relative to
+/// the job's `shared/`. Flink writes a savepoint's handles the same way (a
+/// RelativeFileStateHandle, MetadataV2V3SerializerBase's RELATIVE_STREAM_STATE_HANDLE, resolved
+/// against the directory holding `_metadata` on restore); ckptlab does it for checkpoints too, so
+/// that a moved job directory still restores.
+fn relativize(meta: &CheckpointMetadata, dir: &Path) -> Result<CheckpointMetadata, StateError> {
+    let shared = shared_root(dir, meta.kind);
+    let rel = |p: &Path, root: Option<&Path>| -> Result<PathBuf, StateError> {
+        root.and_then(|r| p.strip_prefix(r).ok())
+            .filter(|r| r.components().all(|c| matches!(c, Component::Normal(_))))
+            .map(Path::to_path_buf)
+            .ok_or_else(|| StateError::Write {
+                path: dir.join(METADATA).display().to_string(),
+                message: format!(
+                    "{} lies outside the snapshot's directory and its job's shared/: a snapshot names only its own files",
+                    p.display()
+                ),
+            })
+    };
+    let mut out = meta.clone();
+    for h in &mut out.keyed {
+        match h {
+            StateHandle::Memory { .. } => {}
+            StateHandle::File { path, .. } => *path = rel(path, Some(dir))?,
+            StateHandle::RocksDb { dir: exclusive, files, .. } => {
+                *exclusive = rel(exclusive, Some(dir))?;
+                for f in files {
+                    f.path = if f.shared { rel(&f.path, shared.as_deref())? } else { rel(&f.path, Some(dir))? };
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves the paths of `_metadata` read from `dir`: relative ones below their root, absolute
+/// ones (ckptlab before issue 20) only when they lie below it already. Nothing is opened: only
+/// `lstat` on the way down, so a symlink is seen and refused, never followed.
+fn resolve(mut meta: CheckpointMetadata, dir: &Path) -> Result<CheckpointMetadata, StateError> {
+    let metadata = dir.join(METADATA).display().to_string();
+    let shared = shared_root(dir, meta.kind);
+    let refuse = |field: &str, target: &Path, why: String| StateError::Refused {
+        metadata: metadata.clone(),
+        field: field.to_string(),
+        target: target.display().to_string(),
+        why,
+    };
+    let resolve_one = |field: String, given: &Path, root: Option<&Path>, root_name: &str| -> Result<PathBuf, StateError> {
+        let Some(root) = root else {
+            return Err(refuse(&field, given, "a savepoint is self-contained: it has no shared files".into()));
+        };
+        let candidate = if given.is_absolute() {
+            if !crate::workdir::is_below(root, given) {
+                return Err(refuse(&field, given, format!("it lies outside {root_name} {}", root.display())));
+            }
+            given.to_path_buf()
+        } else {
+            if given.as_os_str().is_empty() || !given.components().all(|c| matches!(c, Component::Normal(_))) {
+                return Err(refuse(
+                    &field,
+                    given,
+                    format!("a path in `{METADATA}` is a plain relative path below {root_name} (no `..`, no `.`)"),
+                ));
+            }
+            root.join(given)
+        };
+        let mut walk = root.to_path_buf();
+        for c in candidate.strip_prefix(root).unwrap_or(Path::new("")).components() {
+            walk.push(c);
+            match std::fs::symlink_metadata(&walk) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(refuse(
+                        &field,
+                        given,
+                        format!("{} is a symbolic link; ckptlab follows none out of a snapshot", walk.display()),
+                    ))
+                }
+                Ok(_) => {}
+                // A missing file is reported by the state check, with its name.
+                Err(_) => break,
+            }
+        }
+        Ok(candidate)
+    };
+    const OWN: &str = "the snapshot's directory";
+    const SHARED: &str = "its job's shared/";
+    for (i, h) in meta.keyed.iter_mut().enumerate() {
+        match h {
+            StateHandle::Memory { .. } => {
+                return Err(refuse(&format!("keyed[{i}]"), Path::new("memory"), "jobmanager-memory state is never written to disk".into()))
+            }
+            StateHandle::File { path, .. } => *path = resolve_one(format!("keyed[{i}].path"), path, Some(dir), OWN)?,
+            StateHandle::RocksDb { dir: exclusive, files, .. } => {
+                *exclusive = resolve_one(format!("keyed[{i}].dir"), exclusive, Some(dir), OWN)?;
+                for (j, f) in files.iter_mut().enumerate() {
+                    if !crate::workdir::plain_name(&f.name).is_some_and(|n| n == f.name) {
+                        return Err(refuse(
+                            &format!("keyed[{i}].files[{j}].name"),
+                            Path::new(&f.name),
+                            "a RocksDB file's name is a plain file name".into(),
+                        ));
+                    }
+                    let field = format!("keyed[{i}].files[{j}].path");
+                    f.path = if f.shared {
+                        resolve_one(field, &f.path, shared.as_deref(), SHARED)?
+                    } else {
+                        resolve_one(field, &f.path, Some(dir), OWN)?
+                    };
+                }
+            }
+        }
+    }
+    Ok(meta)
 }
 
 /// A snapshot found at a path a user gave (`--restore`, `ckptlab inspect`).
@@ -423,6 +595,9 @@ pub enum RestoreError {
     Unreadable { path: String, error: StateError },
     #[error("{path} cannot be restored into this job: {reason}")]
     Incompatible { path: String, reason: String },
+    /// A subtask's state cannot be read: a file missing, of another size, failing its checksum.
+    #[error("{dir}: counter[{subtask}]'s state: {error}")]
+    State { dir: String, subtask: usize, error: StateError },
 }
 
 /// The number in a `chk-<n>` directory's name.
@@ -463,6 +638,18 @@ pub fn find_snapshot(path: &Path) -> Result<FoundSnapshot, RestoreError> {
     let metadata =
         CheckpointStorage::read_metadata(&dir).map_err(|error| RestoreError::Unreadable { path: dir.display().to_string(), error })?;
     Ok(FoundSnapshot { dir, metadata })
+}
+
+/// Reads every subtask's state of `found`, each file checked first (regular file, recorded
+/// size, checksum), and hands it to `each`: what a restore does before the job starts (Flink
+/// checks a snapshot at submission), and what `ckptlab inspect` shows.
+pub fn read_state(found: &FoundSnapshot, mut each: impl FnMut(usize, &StateHandle, Vec<(u16, String, u64)>)) -> Result<(), RestoreError> {
+    for (i, handle) in found.metadata.keyed.iter().enumerate() {
+        let entries =
+            super::read_handle(handle).map_err(|error| RestoreError::State { dir: found.dir.display().to_string(), subtask: i, error })?;
+        each(i, handle, entries);
+    }
+    Ok(())
 }
 
 /// Whether a snapshot taken by `found` can start a job shaped like `now`: the same key-by, the
@@ -506,4 +693,61 @@ pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(keyed: Vec<StateHandle>) -> CheckpointMetadata {
+        CheckpointMetadata {
+            job_id: "j".into(),
+            checkpoint: 3,
+            kind: SnapshotKind::Checkpoint,
+            completed_at_ms: 0,
+            job: None,
+            mode: CheckpointMode::ExactlyOnce,
+            offsets: Vec::new(),
+            keyed,
+            staged_output: Vec::new(),
+            channel_state: Vec::new(),
+        }
+    }
+
+    fn rocks(dir: &Path, file: &Path, shared: bool) -> StateHandle {
+        let f = super::super::rocks::RocksFile { name: "000009.sst".into(), path: file.to_path_buf(), size: 1, shared, checksum: None };
+        StateHandle::RocksDb { dir: dir.to_path_buf(), key_groups: 0..128, files: vec![f], size: 1 }
+    }
+
+    #[test]
+    fn metadata_paths_are_written_relative_and_read_back_below_their_roots() {
+        let job = Path::new("/data/chk/job");
+        let chk = job.join("chk-3");
+        let m = meta(vec![
+            StateHandle::File { path: chk.join("counter-0"), size: 1 },
+            rocks(&chk.join("counter-1"), &job.join("shared").join("x-000009.sst"), true),
+        ]);
+        let rel = relativize(&m, &chk).unwrap();
+        let text = serde_json::to_string(&rel).unwrap();
+        assert!(!text.contains("/data"), "{text}");
+        let moved = Path::new("/elsewhere/job/chk-3");
+        let back = resolve(rel, moved).unwrap();
+        assert_eq!(back.keyed[0], StateHandle::File { path: moved.join("counter-0"), size: 1 });
+        assert_eq!(back.keyed[1].shared_files().next().unwrap(), &PathBuf::from("/elsewhere/job/shared/x-000009.sst"));
+    }
+
+    #[test]
+    fn old_absolute_paths_are_read_only_inside_their_snapshot() {
+        let chk = Path::new("/data/chk/job/chk-3");
+        let inside = meta(vec![StateHandle::File { path: chk.join("counter-0"), size: 1 }]);
+        assert_eq!(resolve(inside.clone(), chk).unwrap(), inside);
+        let outside = meta(vec![StateHandle::File { path: "/etc/passwd".into(), size: 1 }]);
+        let e = resolve(outside, chk).unwrap_err().to_string();
+        assert!(e.contains("keyed[0].path = /etc/passwd is refused before anything is opened"), "{e}");
+        let dotdot = meta(vec![rocks(&chk.join("counter-0"), Path::new("../../x.sst"), true)]);
+        let e = resolve(dotdot, chk).unwrap_err().to_string();
+        assert!(e.contains("keyed[0].files[0].path = ../../x.sst") && e.contains("shared/"), "{e}");
+        let foreign = meta(vec![rocks(&chk.join("counter-0"), Path::new("/data/chk/other/shared/x.sst"), true)]);
+        assert!(resolve(foreign, chk).is_err());
+    }
 }

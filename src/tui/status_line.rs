@@ -75,6 +75,13 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
     // A lesson step that points at the status line marks it as it marks a pane (★, never colour alone).
     let marker = lesson_pane::highlights(app, Pane::Status).then(|| Span::styled("★ ", t.warn));
     let mut job: Vec<Part> = vec![[marker.into_iter().collect(), vec![Span::styled(format!("{} ", v.job_name), t.title)], status].concat()];
+    // Why the job is down (a restore that cannot read its state names the file), cut to fit.
+    if let (JobStatus::Restarting | JobStatus::Failed, Some(cause)) = (v.status, &v.failure) {
+        let room = width.saturating_sub(spans_width(&job[0]) + 3).max(1);
+        let text: String =
+            if cause.chars().count() > room { cause.chars().take(room - 1).chain(std::iter::once('…')).collect() } else { cause.clone() };
+        job.push(vec![Span::styled(text, t.bad)]);
+    }
     for tm in &v.task_managers {
         if let Some(ms) = tm.heartbeat_timeout_in_ms {
             job.push(vec![Span::styled(format!("♥ {} silent: lost in {}", tm.name, ms_text(ms)), t.bad)]);
