@@ -8,7 +8,8 @@
 //! - expected: records the sources have passed (consumed, or skipped by an offset reset);
 //! - lost: passed records whose effect is missing from the state and that will not arrive any more
 //!   (they lie before where the current run's sources started), by cause: no checkpoint to restore
-//!   (the offset reset skipped or forgot them) or a restore that did not bring them back;
+//!   (the offset reset skipped or forgot them), a restore that did not bring them back, or a
+//!   broker that lost them (a Kafka broker restarted empty: the sources could not read them);
 //! - overcounted: extra applications of a record already reflected;
 //! - in flight: consumed in this run and not yet applied.
 //!
@@ -48,6 +49,10 @@ pub struct KeyVerdict {
     /// Lost although a checkpoint was restored: the checkpoint did not hold them and the sources did
     /// not replay them. Never happens in a correct engine.
     pub lost_by_restore: u64,
+    /// Lost because the broker lost them before a source read them (a Kafka broker that came back
+    /// empty): the sources went on from the broker's log start (`auto.offset.reset`).
+    #[serde(default)]
+    pub lost_by_broker: u64,
     pub overcounted: u64,
     /// Output lines that repeat a line already emitted for the same record.
     pub repeated_output: u64,
@@ -65,6 +70,8 @@ pub struct Verdict {
     pub lost: u64,
     pub lost_no_checkpoint: u64,
     pub lost_by_restore: u64,
+    #[serde(default)]
+    pub lost_by_broker: u64,
     pub overcounted: u64,
     pub in_flight: i64,
     pub repeated_output: u64,
@@ -201,6 +208,8 @@ pub struct KeyShadow {
     pub distinct: u64,
     pub lost_no_checkpoint: u64,
     pub lost_by_restore: u64,
+    #[serde(default)]
+    pub lost_by_broker: u64,
     /// The count the operator published for the key (its state as the sink sees it): in the same
     /// entry, so that applying a record costs one lookup.
     pub state: u64,
@@ -248,6 +257,10 @@ struct Live {
     /// Per partition, the first offset the auditor follows (where the first attempt started).
     floor: Vec<u64>,
     restored: Option<u64>,
+    /// Per partition, the records this attempt's source went past because the broker had lost
+    /// them, `[lo, to)` with the records in flight then ([`Auditor::source_reset`]): they were
+    /// tallied lost by the broker, and a delivery run never spans `to`.
+    reset: Vec<Option<(u64, u64)>>,
 }
 
 impl Live {
@@ -274,6 +287,8 @@ struct Global {
     parts: BTreeMap<u64, Vec<Option<Shadow>>>,
     /// Per completed checkpoint, each counter subtask's shadow.
     completed: BTreeMap<u64, Vec<Shadow>>,
+    /// Per partition, the offsets the sources went past because the broker had lost them.
+    broker_lost: Vec<Ranges>,
 }
 
 /// What the sinks made visible.
@@ -339,6 +354,7 @@ impl Auditor {
                 restored: None,
                 parts: BTreeMap::new(),
                 completed: BTreeMap::new(),
+                broker_lost: vec![Ranges::default(); partitions],
             }),
             live: (0..parallelism)
                 .map(|_| {
@@ -349,6 +365,7 @@ impl Auditor {
                         start: vec![0; partitions],
                         floor: vec![0; partitions],
                         restored: None,
+                        reset: vec![None; partitions],
                     })
                 })
                 .collect(),
@@ -431,6 +448,7 @@ impl Auditor {
             live.start = start.to_vec();
             live.floor = baseline.clone();
             live.restored = checkpoint;
+            live.reset = vec![None; start.len()];
         }
         drop(lives);
         self.tally_losses(&baseline);
@@ -440,6 +458,7 @@ impl Auditor {
     /// where this attempt's sources started. Done at deploy; what the topic did not hold yet then (a
     /// Kafka mirror behind the broker) is tallied by a later call, with the same cause.
     fn tally_losses(&self, baseline: &[u64]) {
+        let broker_lost = lock(&self.global).broker_lost.clone();
         let mut lives: Vec<MutexGuard<'_, Live>> = self.live.iter().map(lock).collect();
         let Some(first) = lives.first() else { return };
         let (start, restored) = (first.start.clone(), first.restored);
@@ -461,7 +480,9 @@ impl Auditor {
                     return;
                 }
                 let ks = live.shadow.keys.entry(Arc::from(key)).or_default();
-                if restored.is_some() {
+                if broker_lost.get(p).is_some_and(|r| r.contains(o)) {
+                    ks.lost_by_broker += 1;
+                } else if restored.is_some() {
                     ks.lost_by_restore += 1;
                 } else {
                     ks.lost_no_checkpoint += 1;
@@ -484,6 +505,38 @@ impl Auditor {
             let baseline = lock(&self.global).baseline.clone();
             self.tally_losses(&baseline);
         }
+    }
+
+    /// A source went on at `to` instead of `from` in `partition` because the broker had lost the
+    /// records from `from` on (a Kafka broker restarted empty, see `TopicReader::reset`). The
+    /// records up to `to` that the state does not hold are lost, with that cause; those still in
+    /// flight (read before the broker lost them) are taken back when they arrive.
+    pub fn source_reset(&self, attempt: u64, partition: u32, from: u64, to: u64) {
+        if !self.enabled || to <= from {
+            return;
+        }
+        let p = partition as usize;
+        // From where losses are still to be tallied: the records in flight are in it.
+        let walked = self.live.iter().map(|l| lock(l).shadow.walked.get(p).copied().unwrap_or(0)).min().unwrap_or(from);
+        let baseline = {
+            let mut g = lock(&self.global);
+            if g.attempt != attempt || p >= g.start.len() {
+                return;
+            }
+            g.broker_lost[p].insert(walked.min(from), to);
+            g.start[p] = g.start[p].max(to);
+            g.position[p] = to;
+            g.baseline.clone()
+        };
+        for l in &self.live {
+            let mut l = lock(l);
+            if l.attempt == attempt {
+                let lo = l.shadow.walked.get(p).copied().unwrap_or(0).min(from);
+                l.start[p] = l.start[p].max(to);
+                l.reset[p] = Some((lo, to));
+            }
+        }
+        self.tally_losses(&baseline);
     }
 
     /// A source moved its position in a partition.
@@ -532,7 +585,14 @@ impl Auditor {
                 continue;
             }
             let before = live.covers(p, o);
+            // The records between a run and the position a broker reset moved the source to were
+            // never delivered: the run ends there.
+            let reset_at = live.reset[p];
             match live.run[p] {
+                Some((a, e)) if o >= e && reset_at.is_some_and(|(_, r)| e < r && r <= o) => {
+                    live.shadow.covered[p].insert(a, e);
+                    live.run[p] = Some((o, o + 1));
+                }
                 Some((_, ref mut e)) if o >= *e => *e = o + 1,
                 Some((a, e)) if a <= o && o < e => {}
                 Some((a, e)) => {
@@ -542,6 +602,7 @@ impl Auditor {
                 None => live.run[p] = Some((o, o + 1)),
             }
             let below_start = o < live.start[p] && o < live.shadow.walked[p] && o >= live.floor[p];
+            let below_reset = reset_at.is_some_and(|(lo, to)| lo <= o && o < to);
             let ks = match live.shadow.keys.get_mut(&**key) {
                 Some(ks) => ks,
                 None => live.shadow.keys.entry(key.clone()).or_default(),
@@ -558,7 +619,10 @@ impl Auditor {
                 // A record below the start that arrives after all: in-flight records an unaligned
                 // checkpoint persisted, replayed from channel state. It was tallied lost; it is not.
                 if below_start {
-                    if ks.lost_by_restore > 0 {
+                    // In flight when a broker reset moved the source on: tallied with that cause.
+                    if below_reset && ks.lost_by_broker > 0 {
+                        ks.lost_by_broker -= 1;
+                    } else if ks.lost_by_restore > 0 {
                         ks.lost_by_restore -= 1;
                     } else if ks.lost_no_checkpoint > 0 {
                         ks.lost_no_checkpoint -= 1;
@@ -834,13 +898,14 @@ impl Auditor {
                     v.consistent = false;
                 }
                 let (inflight, beyond, _, gaps) = adjust.remove(key).unwrap_or((0, 0, s, 0));
-                let lost = ks.lost_by_restore + ks.lost_no_checkpoint;
+                let lost = ks.lost_by_restore + ks.lost_no_checkpoint + ks.lost_by_broker;
                 let kv = KeyVerdict {
                     expected: (ks.distinct + lost + inflight).saturating_sub(beyond),
                     state,
                     lost,
                     lost_no_checkpoint: ks.lost_no_checkpoint,
                     lost_by_restore: ks.lost_by_restore,
+                    lost_by_broker: ks.lost_by_broker,
                     overcounted: ks.applies - ks.distinct.min(ks.applies),
                     repeated_output: repeated.get(key).copied().unwrap_or(0),
                     output_gaps: gaps,
@@ -864,6 +929,7 @@ impl Auditor {
             v.lost += kv.lost;
             v.lost_no_checkpoint += kv.lost_no_checkpoint;
             v.lost_by_restore += kv.lost_by_restore;
+            v.lost_by_broker += kv.lost_by_broker;
             v.overcounted += kv.overcounted;
             v.repeated_output += kv.repeated_output;
             v.output_gaps += kv.output_gaps;
@@ -884,9 +950,9 @@ impl Auditor {
         }
         let s = self.owner(key);
         ex.subtask = s;
-        let (baseline, start) = {
+        let (baseline, start, broker_lost) = {
             let g = lock(&self.global);
-            (g.baseline.clone(), g.start.clone())
+            (g.baseline.clone(), g.start.clone(), g.broker_lost.clone())
         };
         let (shadow, run, restored) = {
             let l = lock(&self.live[s]);
@@ -896,6 +962,7 @@ impl Auditor {
         let ks = shadow.keys.get(key).copied().unwrap_or_default();
         ex.lost_no_checkpoint = ks.lost_no_checkpoint;
         ex.lost_by_restore = ks.lost_by_restore;
+        ex.lost_by_broker = ks.lost_by_broker;
         ex.overcounted = ks.applies - ks.distinct.min(ks.applies);
         // Repeats, grouped by partition into runs of consecutive records of this key.
         let mut mine: Vec<Repeat> = Vec::new();
@@ -929,15 +996,16 @@ impl Auditor {
                     return;
                 }
                 let held = matches!(run[p], Some((a, b)) if a <= o && o < b) || shadow.covered[p].contains(o);
+                let by_broker = broker_lost.get(p).is_some_and(|r| r.contains(o));
                 if held {
                     open = false;
-                } else if open {
+                } else if open && lost.last().is_some_and(|l| l.by_broker == by_broker) {
                     if let Some(l) = lost.last_mut() {
                         l.to = o;
                         l.records += 1;
                     }
                 } else {
-                    lost.push(LostRange { partition: p as u32, from: o, to: o, records: 1, start: st });
+                    lost.push(LostRange { partition: p as u32, from: o, to: o, records: 1, start: st, by_broker });
                     open = true;
                 }
             });
@@ -980,6 +1048,9 @@ pub struct LostRange {
     #[serde(default)]
     pub records: u64,
     pub start: u64,
+    /// The broker had lost them when a source was to read them (see `KeyVerdict::lost_by_broker`).
+    #[serde(default)]
+    pub by_broker: bool,
 }
 
 /// Why a key was overcounted or lost, record by record (see [`Auditor::explain`]).
@@ -992,6 +1063,8 @@ pub struct Explanation {
     pub overcounted: u64,
     pub lost_no_checkpoint: u64,
     pub lost_by_restore: u64,
+    #[serde(default)]
+    pub lost_by_broker: u64,
     pub repeated: Vec<RepeatRange>,
     pub lost: Vec<LostRange>,
 }
@@ -1000,7 +1073,7 @@ impl Explanation {
     /// The explanation as lines a person reads.
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.overcounted == 0 && self.lost_no_checkpoint + self.lost_by_restore == 0 {
+        if self.overcounted == 0 && self.lost_no_checkpoint + self.lost_by_restore + self.lost_by_broker == 0 {
             out.push(format!("{}: every record counted once (counter[{}])", self.key, self.subtask));
             return out;
         }
@@ -1029,7 +1102,12 @@ impl Explanation {
             } else {
                 format!("p{}@{}..{} ({})", l.partition, l.from, l.to, of_key(l.records))
             };
-            let why = if self.lost_by_restore > 0 {
+            let why = if l.by_broker {
+                format!(
+                    "the broker lost them (it came back empty, or the topic was recreated) before a source read them; the sources went on at p{}@{} (auto.offset.reset), as Flink's KafkaSource does",
+                    l.partition, l.start
+                )
+            } else if self.lost_by_restore > 0 {
                 format!(
                     "the restored checkpoint {} did not hold them and the sources started at p{}@{}",
                     self.restored.map_or("-".into(), |c| c.to_string()),

@@ -579,6 +579,7 @@ fn source_topic(layers: &ConfigLayers, kafka: bool, records: u64, keys: u64) -> 
         topic: cfg.source.topic.clone(),
         group: "ckptlab-bench".into(),
         partitions: cfg.source.partitions,
+        offset_reset: crate::config::OffsetReset::Earliest,
     };
     let topic =
         crate::connectors::kafka::KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;

@@ -383,14 +383,22 @@ async fn run_one(cli: &Cli, scenario: &Scenario, json: bool, quiet: bool) -> Res
         }
     })
     .await;
+    // What is wrong with the topic at the end (a broker that came back empty ...) closes the report.
+    let topic_status = engine.view(false).topic_status;
     engine.shutdown().await;
     if let Some(f) = events_file {
         f.finish().await;
     }
     if json {
         outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        if let Some(problem) = &topic_status {
+            eprintln!("WARNING {problem}");
+        }
     } else {
         print_report(&report);
+        if let Some(problem) = &topic_status {
+            outln!("WARNING {problem}");
+        }
     }
     Ok(report)
 }

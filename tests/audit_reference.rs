@@ -5,7 +5,9 @@
 //! its offsets, as at-least-once does, or miss some before them, as a broken engine would), failures
 //! that drop what was in flight, restores from the latest or an older checkpoint or from nothing
 //! (offset reset earliest or latest), channel state replayed below the start, repeated and missing
-//! output lines. Every figure both compute must agree, per key.
+//! output lines, a broker that loses every record it had (a Kafka broker restarted empty: the
+//! sources go on at its new log start). Every figure both compute must agree, per key, and the
+//! records the broker lost are lost with that cause.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -151,6 +153,9 @@ enum Op {
     Seal,
     /// Failure and restore: from the latest completed checkpoint, an older one, or nothing.
     Restore { older: bool, from_nothing: bool, earliest: bool, replay_channel_state: u8 },
+    /// The broker loses every record produced so far (restarted empty): the auditor still knows
+    /// them, no source can read them any more.
+    BrokerLoss,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -165,6 +170,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Seal),
         1 => (proptest::bool::weighted(0.2), proptest::bool::weighted(0.2), any::<bool>(), 0u8..4)
             .prop_map(|(older, from_nothing, earliest, replay_channel_state)| Op::Restore { older, from_nothing, earliest, replay_channel_state }),
+        1 => Just(Op::BrokerLoss),
     ]
 }
 
@@ -187,6 +193,13 @@ struct Sim {
     open: Option<(u64, Vec<u64>)>,
     next_checkpoint: u64,
     completed: Vec<(u64, Vec<u64>)>,
+    /// Per partition, where the broker's log starts: below it no source reads.
+    log_start: Vec<u64>,
+    /// Per partition, the offsets the sources went past because the broker had lost them.
+    skipped: Vec<Vec<(u64, u64)>>,
+    /// Per partition, what the broker lost that a source still needed: from where the attempt's
+    /// losses were not tallied yet (its start: records in flight are in it) to where it went on.
+    broker_ranges: Vec<Vec<(u64, u64)>>,
 }
 
 impl Sim {
@@ -206,6 +219,9 @@ impl Sim {
             open: None,
             next_checkpoint: 1,
             completed: Vec::new(),
+            log_start: vec![0; PARTITIONS as usize],
+            skipped: vec![Vec::new(); PARTITIONS as usize],
+            broker_ranges: vec![Vec::new(); PARTITIONS as usize],
         };
         s.deploy(vec![0; PARTITIONS as usize], None);
         s
@@ -255,6 +271,11 @@ impl Sim {
             if next.is_none() {
                 'find: for p in 0..PARTITIONS as usize {
                     while self.cursor[s][p] < self.position[p] {
+                        // Records the source went past were never sent.
+                        if let Some(&(_, to)) = self.skipped[p].iter().find(|(a, b)| (*a..*b).contains(&self.cursor[s][p])) {
+                            self.cursor[s][p] = to;
+                            continue;
+                        }
                         let o = self.cursor[s][p];
                         self.cursor[s][p] += 1;
                         if Self::owner(&self.value(p as u32, o)) == s {
@@ -292,6 +313,17 @@ impl Sim {
             }
             Op::Advance(n) => {
                 for p in 0..PARTITIONS {
+                    // The source's position is gone from the broker: it goes on at the log start.
+                    let pi = p as usize;
+                    if self.position[pi] < self.log_start[pi] {
+                        let (from, to) = (self.position[pi], self.log_start[pi]);
+                        self.real.source_reset(self.attempt, p, from, to);
+                        self.skipped[pi].push((from, to));
+                        self.broker_ranges[pi].push((self.naive.start[pi].min(from), to));
+                        self.naive.start[pi] = to;
+                        self.naive.position[pi] = to;
+                        self.position[pi] = to;
+                    }
                     let to = (self.position[p as usize] + u64::from(*n)).min(self.topic.len(p));
                     self.position[p as usize] = to;
                     self.real.source_advanced(self.attempt, p, to);
@@ -328,6 +360,11 @@ impl Sim {
                     self.completed.push((id, offsets));
                 }
             }
+            Op::BrokerLoss => {
+                for p in 0..PARTITIONS as usize {
+                    self.log_start[p] = self.topic.len(p as u32);
+                }
+            }
             Op::Restore { older, from_nothing, earliest, replay_channel_state } => {
                 let chosen = if *from_nothing {
                     None
@@ -349,7 +386,8 @@ impl Sim {
                         }
                     }
                     None => {
-                        let start = (0..PARTITIONS).map(|p| if *earliest { 0 } else { self.topic.len(p) }).collect();
+                        let start =
+                            (0..PARTITIONS).map(|p| if *earliest { self.log_start[p as usize] } else { self.topic.len(p) }).collect();
                         self.deploy(start, None);
                     }
                 }
@@ -380,8 +418,47 @@ proptest! {
             let naive: BTreeMap<_, _> = naive.into_iter().filter(|(_, f)| f.0 + f.1 + f.2 + f.3 + f.4 + f.5 > 0).collect();
             prop_assert_eq!(figures(&real), naive, "after step {} ({:?})", i, op);
             prop_assert!(real.consistent, "the simulated operator counts what it applies: {:?}", real);
-            prop_assert_eq!(real.lost, real.lost_no_checkpoint + real.lost_by_restore);
+            prop_assert_eq!(real.lost, real.lost_no_checkpoint + real.lost_by_restore + real.lost_by_broker);
+            // The broker cause: every lost record the sources went past is lost by the broker,
+            // and only records the broker lost while a source needed them are.
+            let (skipped, needed) = sim.broker_lost_bounds();
+            for (key, kv) in &real.keys {
+                let lo = skipped.get(key).copied().unwrap_or(0);
+                let hi = needed.get(key).copied().unwrap_or(0);
+                prop_assert!(lo <= kv.lost_by_broker && kv.lost_by_broker <= hi, "after step {} ({:?}): {} lost by the broker, want {}..={}: {:?}", i, op, key, lo, hi, kv);
+            }
+            if !ops[..=i].iter().any(|o| matches!(o, Op::BrokerLoss)) {
+                prop_assert_eq!(real.lost_by_broker, 0);
+            }
         }
+    }
+}
+
+impl Sim {
+    /// Per key, lost records (as the reference counts them) that the sources went past, and lost
+    /// records in what the broker lost while a source needed it.
+    fn broker_lost_bounds(&self) -> (HashMap<String, u64>, HashMap<String, u64>) {
+        let (mut skipped, mut needed) = (HashMap::new(), HashMap::new());
+        for p in 0..PARTITIONS as usize {
+            for o in 0..self.naive.start[p] {
+                if o < self.naive.baseline[p] {
+                    continue;
+                }
+                let key = self.value(p as u32, o);
+                let s = Self::owner(&key);
+                if self.naive.live[s].contains_key(&Origin { partition: p as u32, offset: o }) {
+                    continue;
+                }
+                let inside = |ranges: &[(u64, u64)]| ranges.iter().any(|(a, b)| (*a..*b).contains(&o));
+                if inside(&self.skipped[p]) {
+                    *skipped.entry(key.to_string()).or_insert(0) += 1;
+                }
+                if inside(&self.broker_ranges[p]) {
+                    *needed.entry(key.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        (skipped, needed)
     }
 }
 
@@ -446,4 +523,46 @@ fn losses_carry_their_cause() {
     let listed: u64 = ex.lost.iter().map(|l| l.records).sum();
     assert_eq!(listed, v.keys[&key].lost, "{:?}", ex.lost);
     assert!(ex.lost.iter().all(|l| l.records >= 1 && l.records <= l.to - l.from + 1), "{:?}", ex.lost);
+}
+
+/// A broker that loses its log (a Kafka broker restarted empty) while the sources are behind: the
+/// records they had not read are lost with the broker's cause, key by key, and nothing else
+/// changes: the same run with a broker that keeps its log has the same figures except for them.
+#[test]
+fn records_the_broker_lost_are_lost_by_the_broker_and_nothing_else_changes() {
+    let run = |broker_loses: bool| {
+        let mut sim = Sim::new();
+        sim.step(&Op::Produce(vec![0, 1, 2, 3, 4, 5]));
+        sim.step(&Op::Advance(1));
+        sim.step(&Op::Apply { subtask: 0, n: 6, emit_twice: false, skip_line: false });
+        sim.step(&Op::Apply { subtask: 1, n: 6, emit_twice: false, skip_line: false });
+        if broker_loses {
+            sim.step(&Op::BrokerLoss);
+        }
+        sim.step(&Op::Produce(vec![0, 1, 2, 3]));
+        sim.step(&Op::Advance(6));
+        sim.step(&Op::Apply { subtask: 0, n: 10, emit_twice: false, skip_line: false });
+        sim.step(&Op::Apply { subtask: 1, n: 10, emit_twice: false, skip_line: false });
+        (sim.real.verdict(), sim)
+    };
+    let (kept, _) = run(false);
+    let (lost, sim) = run(true);
+    assert_eq!((kept.produced, kept.expected, kept.state, kept.lost), (10, 10, 10, 0), "{kept:?}");
+    // Each partition had 3 records and the sources had read 1: 2 per partition were lost.
+    assert_eq!((lost.produced, lost.expected, lost.state), (10, 10, 6), "{lost:?}");
+    assert_eq!((lost.lost, lost.lost_by_broker, lost.lost_no_checkpoint, lost.lost_by_restore, lost.overcounted), (4, 4, 0, 0, 0));
+    assert!(lost.consistent);
+    for (key, k) in &kept.keys {
+        let l = &lost.keys[key];
+        assert_eq!(l.lost, l.lost_by_broker, "{key}: only the broker's cause");
+        assert_eq!(k.expected, l.expected, "{key}: the same records passed");
+        assert_eq!(k.state, l.state + l.lost_by_broker, "{key}: the state misses exactly what the broker lost");
+        assert_eq!((k.overcounted, k.repeated_output, k.output_gaps), (l.overcounted, l.repeated_output, l.output_gaps), "{key}");
+    }
+    let key = lost.keys.iter().find(|(_, k)| k.lost_by_broker > 0).map(|(k, _)| k.clone()).expect("a key the broker lost");
+    let ex = sim.real.explain(&key);
+    assert_eq!(ex.lost_by_broker, lost.keys[&key].lost_by_broker);
+    assert!(ex.lost.iter().all(|l| l.by_broker), "{:?}", ex.lost);
+    let lines = ex.lines();
+    assert!(lines.iter().any(|l| l.contains("lost: the broker lost them")), "{lines:?}");
 }

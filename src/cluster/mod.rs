@@ -163,6 +163,7 @@ impl Engine {
                     topic: cfg.source.topic.clone(),
                     group: k.group_id.clone(),
                     partitions: cfg.source.partitions,
+                    offset_reset: cfg.source.offset_reset,
                 },
                 events.clone(),
             )?),

@@ -68,6 +68,18 @@ impl SourceTask {
                 let (partition, start) = self.positions[i];
                 values.clear();
                 let n = self.reader.read(partition, start, READ_BATCH, &mut values);
+                // The broker lost the records from `start` on: go on where auto.offset.reset says.
+                if n == 0 {
+                    if let Some(to) = self.reader.reset(partition, start) {
+                        self.positions[i].1 = to;
+                        if let Some(p) = ctx.progress.positions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(partition as usize) {
+                            *p = to;
+                        }
+                        ctx.auditor.source_reset(ctx.attempt, partition, start, to);
+                        progressed += 1;
+                        continue;
+                    }
+                }
                 for (j, value) in values.drain(..).enumerate() {
                     let key = match self.key_by {
                         KeyBy::Record => value.clone(),

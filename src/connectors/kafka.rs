@@ -21,8 +21,12 @@
 //!   aborted records take Kafka offsets that no consumer ever receives, so Kafka offsets have gaps;
 //!   the mirror keeps each record's Kafka offset and translates both ways (seek, commit, `latest`).
 //! - A broker that comes back without the records it served (restarted empty, topic recreated) is
-//!   detected by the mirror (offsets out of range or served again) and reported for good through
-//!   [`Topic::truth_lost`]: the verdict of such a run is not ground truth any more.
+//!   found by the mirror's check after every lost connection (see [`MirrorRun`]): its end offset
+//!   against what was read and what our producer had acknowledged, and the last record read, read
+//!   again. The mirror keeps the lost records and starts a new log of the partition after them;
+//!   sources whose position was lost go on from the new log's start (`auto.offset.reset`, as
+//!   Flink's KafkaSource) and the auditor counts what they could not read as `lost_by_broker`.
+//!   The status says so for good (status line, events, the run's last lines).
 //! - Payloads are text; anything else is shown escaped so distinct payloads stay distinct keys:
 //!   see [`record_value`].
 
@@ -43,6 +47,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::topic::{choose_partition, read_log, Topic, TopicError, TopicReader};
+use crate::config::OffsetReset;
 use crate::events::{Event, EventBus};
 
 /// `bootstrap-servers` value that starts librdkafka's mock cluster.
@@ -65,6 +70,11 @@ pub struct KafkaSettings {
     pub group: String,
     /// Partitions to create the topic with when it does not exist (a mock's, or a real broker's).
     pub partitions: u32,
+    /// Where a source goes on when the broker no longer has its position (`auto.offset.reset`):
+    /// Flink's KafkaSource hands its starting offsets' reset strategy to the consumer
+    /// (flink-connector-kafka KafkaSourceBuilder.java:471-474; `earliest()` resets to EARLIEST,
+    /// OffsetsInitializer.java:147-148, `latest()` to LATEST, LatestOffsetsInitializer.java:44).
+    pub offset_reset: OffsetReset,
 }
 
 /// At most one topic-status event per this interval: a status that flaps (two sources reporting
@@ -79,7 +89,10 @@ struct HealthState {
     connection: Option<String>,
     /// Sources that cannot go on, by partition (cleared when a source reads it again).
     sources: BTreeMap<u32, String>,
-    /// The broker lost records it had served: never cleared.
+    /// The broker came back without records it had served (restarted empty, topic recreated):
+    /// never cleared. The auditor still knows them and counts them lost (`lost_by_broker`).
+    lost: Option<String>,
+    /// The broker lost records this process cannot account for: never cleared.
     truth: Option<String>,
     /// The kind of status last published, and when.
     published: Option<String>,
@@ -88,7 +101,11 @@ struct HealthState {
 
 impl HealthState {
     fn shown(&self) -> Option<String> {
-        self.truth.clone().or_else(|| self.sources.values().next().cloned()).or_else(|| self.connection.clone())
+        self.truth
+            .clone()
+            .or_else(|| self.lost.clone())
+            .or_else(|| self.sources.values().next().cloned())
+            .or_else(|| self.connection.clone())
     }
 }
 
@@ -141,6 +158,19 @@ impl Health {
         if s.truth.is_none() {
             tracing::warn!("{why}");
             s.truth = Some(why);
+        }
+        self.publish_due(&mut s);
+    }
+
+    /// The broker came back without records it had served; the first report stays, later ones
+    /// (another partition, another restart) are logged.
+    fn broker_lost(&self, why: String) {
+        let mut s = self.lock();
+        tracing::warn!("{why}");
+        if s.lost.is_none() {
+            s.lost = Some(why);
+            // At once, whatever the rate limit: this is the news of the run.
+            s.published_at = None;
         }
         self.publish_due(&mut s);
     }
@@ -227,6 +257,21 @@ struct HealthContext {
     health: Arc<Health>,
     servers: String,
     reconnects: Arc<Reconnects>,
+    /// This client's own established connections lost so far. librdkafka queues its log lines
+    /// on the consumer's queue (rust-rdkafka sets `log.queue`), in order with the fetched
+    /// messages, so a message polled after this moved may come from a broker that restarted:
+    /// the fence that makes detection independent of timing.
+    fence: AtomicU64,
+}
+
+impl HealthContext {
+    fn new(health: &Arc<Health>, servers: &str, reconnects: &Arc<Reconnects>) -> Self {
+        HealthContext { health: health.clone(), servers: servers.to_string(), reconnects: reconnects.clone(), fence: AtomicU64::new(0) }
+    }
+
+    fn fence(&self) -> u64 {
+        self.fence.load(Ordering::Acquire)
+    }
 }
 
 impl ClientContext for HealthContext {
@@ -242,6 +287,7 @@ impl ClientContext for HealthContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         // "127.0.0.1:9092/1: Disconnected (after 1520ms in state UP)", at info or warning level.
         if fac == "FAIL" && message.contains("in state UP") {
+            self.fence.fetch_add(1, Ordering::AcqRel);
             self.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
         }
         if matches!(level, RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error) {
@@ -295,8 +341,45 @@ fn value_of(m: &impl Message) -> Arc<str> {
     record_value(m.payload())
 }
 
-/// Hands each delivery report back to the call that produced the record.
-struct Deliveries;
+/// What the broker acknowledged to our producer, per partition: the end offset of its current
+/// log, and how many times an acknowledgement went backwards (each time, the broker had lost the
+/// log it acknowledged before: restarted empty, or the topic was recreated).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct AckedLog {
+    end: u64,
+    restarts: u32,
+}
+
+/// Every acknowledgement as it comes (on the producer's thread, in the broker's order), whether or
+/// not the call that produced the record still waits for it.
+struct Acks {
+    parts: Mutex<Vec<AckedLog>>,
+    reconnects: Arc<Reconnects>,
+}
+
+impl Acks {
+    fn acknowledged(&self, partition: i32, offset: i64) {
+        let mut a = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(log) = a.get_mut(partition.max(0) as usize) else { return };
+        let offset = offset.max(0) as u64;
+        if offset < log.end {
+            // The broker acknowledged this offset before, for another record: it lost its log.
+            // The mirror must check what it still has (no consumer may have lost a connection).
+            log.restarts += 1;
+            log.end = offset + 1;
+            self.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
+        } else {
+            log.end = offset + 1;
+        }
+    }
+
+    fn get(&self, partition: u32) -> AckedLog {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner()).get(partition as usize).copied().unwrap_or_default()
+    }
+}
+
+/// Hands each delivery report back to the call that produced the record, and to [`Acks`].
+struct Deliveries(Arc<Acks>);
 
 impl ClientContext for Deliveries {}
 
@@ -304,6 +387,9 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<Ack>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ack: Self::DeliveryOpaque) {
+        if let Ok(m) = result {
+            self.0.acknowledged(m.partition(), m.offset());
+        }
         let _ = ack.try_send(match result {
             Ok(m) => Ok((m.partition(), m.offset())),
             Err((e, _)) => Err(e.to_string()),
@@ -323,6 +409,11 @@ unsafe impl Sync for Mock {}
 /// The mirror's copy of one partition: its records in order and the Kafka offset of each. Kafka
 /// offsets have gaps (commit markers, aborted records); a record's index in `values` is its offset
 /// for the engine.
+///
+/// A broker that comes back without the partition's records (restarted empty, topic recreated)
+/// starts a new *log* of it: Kafka offsets begin again at its log start. The mirror keeps the
+/// records of the lost log (the auditor still judges them) and appends the new log's after them,
+/// so indices stay unique and contiguous; only indices from `log_start` on are on the broker.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct PartitionLog {
     values: Vec<Arc<str>>,
@@ -330,38 +421,69 @@ struct PartitionLog {
     /// The last record's timestamp: with its offset and value, what tells it from another
     /// record a restarted broker may hold at the same offset.
     last_timestamp: Option<i64>,
+    /// The index of the current log's first record: below it the broker lost the records.
+    log_start: u64,
+    /// The Kafka offset the current log begins at (its log start offset when it was found).
+    base: u64,
+    /// How many logs the broker lost (0: the partition is as it was first read).
+    restarts: u32,
 }
 
 impl PartitionLog {
-    /// The Kafka offset after the last record seen.
+    /// The Kafka offsets of the current log's records.
+    fn current(&self) -> &[u64] {
+        &self.offsets[(self.log_start as usize).min(self.offsets.len())..]
+    }
+
+    /// The Kafka offset after the last record seen of the current log.
     fn next_offset(&self) -> u64 {
-        self.offsets.last().map_or(0, |o| o + 1)
+        self.current().last().map_or(self.base, |o| o + 1)
     }
 
     /// The Kafka offset where the record at `index` is, or would be: past the records seen, the
-    /// offsets are assumed to have no gap.
+    /// offsets are assumed to have no gap. An index the broker lost maps to the current log's start.
     fn offset_of(&self, index: u64) -> u64 {
+        if index < self.log_start {
+            return self.base;
+        }
         match self.offsets.get(index as usize) {
             Some(o) => *o,
             None => self.next_offset() + (index - self.offsets.len() as u64),
         }
     }
 
-    /// The index of the first record at or after Kafka offset `offset` (the inverse of
-    /// [`PartitionLog::offset_of`]).
+    /// The index of the first record at or after Kafka offset `offset` of the current log (the
+    /// inverse of [`PartitionLog::offset_of`]).
     fn index_of(&self, offset: u64) -> u64 {
         let next = self.next_offset();
         if offset >= next {
             self.offsets.len() as u64 + (offset - next)
         } else {
-            self.offsets.partition_point(|o| *o < offset) as u64
+            self.log_start + self.current().partition_point(|o| *o < offset) as u64
         }
     }
 
-    /// The index of the record at exactly `offset`, when it has been seen.
+    /// The index of the record at exactly `offset` of the current log, when it has been seen.
     fn known_index(&self, offset: u64) -> Option<u64> {
-        let i = self.offsets.partition_point(|o| *o < offset);
-        (self.offsets.get(i) == Some(&offset)).then_some(i as u64)
+        let cur = self.current();
+        let i = cur.partition_point(|o| *o < offset);
+        (cur.get(i) == Some(&offset)).then_some(self.log_start + i as u64)
+    }
+
+    /// Whether a record of the current log has been seen.
+    fn has_current(&self) -> bool {
+        !self.current().is_empty()
+    }
+
+    /// The broker lost the current log: the next records read are a new one, from Kafka offset
+    /// `base`. Returns the records of the lost log.
+    fn lose_log(&mut self, base: u64) -> u64 {
+        let lost = self.values.len() as u64 - self.log_start;
+        self.log_start = self.values.len() as u64;
+        self.base = base;
+        self.last_timestamp = None;
+        self.restarts += 1;
+        lost
     }
 }
 
@@ -379,14 +501,26 @@ struct Mirror {
     logs: RwLock<Vec<PartitionLog>>,
     version: watch::Sender<u64>,
     events: EventBus,
+    /// The [`Reconnects`] epoch up to which the mirror has checked that the broker still has
+    /// what it read (or recorded what it lost): a source creates its consumer only then.
+    checked: AtomicU64,
 }
 
 impl Mirror {
+    fn new(partitions: u32, events: EventBus) -> Self {
+        Mirror {
+            logs: RwLock::new(vec![PartitionLog::default(); partitions as usize]),
+            version: watch::channel(0).0,
+            events,
+            checked: AtomicU64::new(0),
+        }
+    }
+
     fn append(&self, partition: u32, offset: u64, timestamp: Option<i64>, value: Arc<str>) -> Option<Appended> {
         let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
         let log = logs.get_mut(partition as usize)?;
-        if offset < log.next_offset() {
-            // The mirror never seeks: an offset served again means the broker lost its log.
+        if offset < log.next_offset() && log.has_current() {
+            // The mirror never seeks back: an offset served again means the broker lost its log.
             return Some(Appended::ServedAgain { after: log.next_offset() - 1 });
         }
         let index = log.values.len() as u64;
@@ -401,6 +535,10 @@ impl Mirror {
 
     fn with<T>(&self, partition: u32, f: impl FnOnce(&PartitionLog) -> T) -> Option<T> {
         self.logs.read().unwrap_or_else(|e| e.into_inner()).get(partition as usize).map(f)
+    }
+
+    fn partitions(&self) -> u32 {
+        self.logs.read().unwrap_or_else(|e| e.into_inner()).len() as u32
     }
 
     fn len(&self, partition: u32) -> u64 {
@@ -419,12 +557,33 @@ impl Mirror {
         self.with(partition, PartitionLog::next_offset).unwrap_or(0)
     }
 
+    /// The first index of the partition the broker still has.
+    fn log_start(&self, partition: u32) -> u64 {
+        self.with(partition, |l| l.log_start).unwrap_or(0)
+    }
+
+    /// How many logs of the partition the broker lost.
+    fn restarts(&self, partition: u32) -> u32 {
+        self.with(partition, |l| l.restarts).unwrap_or(0)
+    }
+
     /// Whether the last record read from `partition` is this one.
     fn is_last(&self, partition: u32, offset: u64, timestamp: Option<i64>, value: &str) -> bool {
         self.with(partition, |l| {
-            l.offsets.last() == Some(&offset) && l.last_timestamp == timestamp && l.values.last().is_some_and(|v| v.as_ref() == value)
+            l.current().last() == Some(&offset) && l.last_timestamp == timestamp && l.values.last().is_some_and(|v| v.as_ref() == value)
         })
         .unwrap_or(false)
+    }
+
+    /// The broker lost `partition`'s log; its next one begins at Kafka offset `base`. Returns the
+    /// records lost with it (the auditor keeps them).
+    fn lose_log(&self, partition: u32, base: u64) -> u64 {
+        let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
+        let lost = logs.get_mut(partition as usize).map_or(0, |l| l.lose_log(base));
+        drop(logs);
+        // Sources waiting behind the lost records look again.
+        self.version.send_modify(|v| *v += 1);
+        lost
     }
 }
 
@@ -441,8 +600,8 @@ pub struct KafkaTopic {
     group: Detached<BaseConsumer<HealthContext>>,
     reconnects: Arc<Reconnects>,
     committed: Mutex<Vec<Option<u64>>>,
-    /// Per partition, the end offset the broker has acknowledged to our producer.
-    acked: Mutex<Vec<u64>>,
+    /// What the broker has acknowledged to our producer.
+    acks: Arc<Acks>,
     next: AtomicU32,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
@@ -570,7 +729,7 @@ impl KafkaTopic {
             (None, settings.bootstrap.clone())
         };
         let reconnects = Arc::new(Reconnects { epoch: AtomicU64::new(0), readers: Mutex::new(Vec::new()) });
-        let ctx = || HealthContext { health: health.clone(), servers: servers.clone(), reconnects: reconnects.clone() };
+        let ctx = || HealthContext::new(&health, &servers, &reconnects);
         let group: BaseConsumer<HealthContext> = consumer_config(&servers, &settings.group, MIRROR_FETCH_WAIT)
             .create_with_context(ctx())
             .map_err(|e| unavailable(&format!("kafka client for {servers}"), e))?;
@@ -599,34 +758,35 @@ impl KafkaTopic {
                 settings.partitions
             }
         };
+        let acks = Arc::new(Acks { parts: Mutex::new(vec![AckedLog::default(); partitions as usize]), reconnects: reconnects.clone() });
         let producer: ThreadedProducer<Deliveries> = client(&servers)
             // Never give up on a record: sent once the broker is back (no lost input).
             .set("message.timeout.ms", "0")
             .set("linger.ms", "0")
-            .create_with_context(Deliveries)
+            .create_with_context(Deliveries(acks.clone()))
             .map_err(|e| unavailable(&format!("kafka producer for {servers}"), e))?;
-        let mirror = Arc::new(Mirror {
-            logs: RwLock::new(vec![PartitionLog::default(); partitions as usize]),
-            version: watch::channel(0).0,
-            events,
-        });
+        let mirror = Arc::new(Mirror::new(partitions, events));
         let auditor_group = format!("{}-ckptlab-auditor", settings.group);
         let auditor =
             assigned_consumer(&servers, &auditor_group, MIRROR_FETCH_WAIT, ctx(), &settings.topic, (0..partitions).map(|p| (p, None)))
                 .map_err(|e| unavailable(&format!("kafka auditor consumer for {servers}"), e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
+            // Nothing read yet: the first consumer needs no check.
+            let epoch = reconnects.epoch();
+            mirror.checked.store(epoch, Ordering::Release);
             let mut run = MirrorRun {
-                epoch: reconnects.epoch(),
-                consumer: Detached::new(auditor),
-                verify: Vec::new(),
+                epoch,
+                consumer: Some(Detached::new(auditor)),
                 group: auditor_group,
-                topic: settings.topic.clone(),
+                settings: settings.clone(),
                 servers: servers.clone(),
                 mirror: mirror.clone(),
                 health: health.clone(),
                 reconnects: reconnects.clone(),
+                acks: acks.clone(),
                 stop: stop.clone(),
+                probe: None,
             };
             std::thread::Builder::new()
                 .name("ckptlab-kafka-mirror".into())
@@ -635,7 +795,7 @@ impl KafkaTopic {
         };
         Ok(Arc::new(KafkaTopic {
             committed: Mutex::new(vec![None; partitions as usize]),
-            acked: Mutex::new(vec![0; partitions as usize]),
+            acks,
             settings,
             servers,
             partitions,
@@ -665,13 +825,6 @@ impl KafkaTopic {
         r.map_err(|e| e.to_string())
     }
 
-    fn acknowledged(&self, partition: i32, offset: i64) {
-        let mut a = self.acked.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(end) = a.get_mut(partition.max(0) as usize) {
-            *end = (*end).max(offset.max(0) as u64 + 1);
-        }
-    }
-
     /// Hands a record to the producer; its delivery report arrives on the returned receiver.
     fn send(&self, value: &str, partition: Option<u32>) -> Result<AckRx, TopicError> {
         let p = choose_partition(&self.settings.topic, partition, self.partitions, &self.next)?;
@@ -687,10 +840,7 @@ impl KafkaTopic {
     /// broker's error; `None` when it did not come in time (the record stays queued).
     fn acknowledgement(&self, rx: &AckRx, deadline: Instant) -> Option<Result<(u32, u64), String>> {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Ok((p, o))) => {
-                self.acknowledged(p, o);
-                Some(Ok((p as u32, o.max(0) as u64)))
-            }
+            Ok(Ok((p, o))) => Some(Ok((p as u32, o.max(0) as u64))),
             Ok(Err(e)) => Some(Err(e)),
             Err(_) => None,
         }
@@ -698,7 +848,7 @@ impl KafkaTopic {
 
     /// A source's consumer assigned at `at` (partition, Kafka offset), known to [`Reconnects`].
     fn source_consumer(&self, at: &[(u32, u64)]) -> Result<Arc<BaseConsumer<HealthContext>>, KafkaError> {
-        let ctx = HealthContext { health: self.health.clone(), servers: self.servers.clone(), reconnects: self.reconnects.clone() };
+        let ctx = HealthContext::new(&self.health, &self.servers, &self.reconnects);
         let c = assigned_consumer(
             &self.servers,
             &self.settings.group,
@@ -734,129 +884,279 @@ fn create_topic(servers: &str, s: &KafkaSettings) -> Result<(), String> {
     Ok(())
 }
 
-/// How often the mirror asks a broker that had gone away whether it still has what was read.
-const RECOVERY_CHECK: Duration = Duration::from_secs(1);
+/// How soon the mirror asks again when the broker did not answer its check.
+const CHECK_RETRY: Duration = Duration::from_millis(200);
+/// How long the check's queries may take (short: an unreachable broker is asked again soon, and
+/// the mirror notices meanwhile that it should stop).
+const CHECK_QUERY_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the mirror's check waits for the broker to serve the last records read again.
+const CHECK_READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The auditor's own consumer: copies every record of every partition into the mirror, and
-/// notices when the broker no longer has what it served.
+/// checks, whenever a connection to the broker was lost, that the broker still has what it read.
+///
+/// The check is what makes a broker restarted empty visible whatever the timing: a message polled
+/// after the consumer's own "Disconnected" line (see [`HealthContext::fence`]) is dropped with the
+/// consumer, and no consumer reads again before the check has compared, per partition, the
+/// broker's end offset with what the mirror read and our producer had acknowledged, and read the
+/// last record read once more. A partition whose log went backwards gets a new log in the mirror
+/// ([`PartitionLog::lose_log`]): the records of the old one stay for the auditor.
 struct MirrorRun {
-    /// The [`Reconnects`] epoch the consumer was created in.
+    /// The [`Reconnects`] epoch the consumer was checked in.
     epoch: u64,
-    consumer: Detached<BaseConsumer<HealthContext>>,
-    /// Per partition, the offset of the last record read, until a new consumer read it again.
-    verify: Vec<Option<u64>>,
+    consumer: Option<Detached<BaseConsumer<HealthContext>>>,
     group: String,
-    topic: String,
+    settings: KafkaSettings,
     servers: String,
     mirror: Arc<Mirror>,
     health: Arc<Health>,
     reconnects: Arc<Reconnects>,
+    acks: Arc<Acks>,
     stop: Arc<AtomicBool>,
+    /// A client of its own for metadata and watermarks (it fetches no records), made once.
+    probe: Option<Detached<BaseConsumer<HealthContext>>>,
+}
+
+/// What a check found of one partition.
+enum Found {
+    /// The broker has every record read: read on from this Kafka offset.
+    Kept(u64),
+    /// The broker's log is another one: it begins at this Kafka offset (its log start).
+    Lost { base: u64, end: u64 },
 }
 
 impl MirrorRun {
+    fn ctx(&self) -> HealthContext {
+        HealthContext::new(&self.health, &self.servers, &self.reconnects)
+    }
+
     fn run(&mut self) {
-        let mut last_check = Instant::now();
-        // Set while the broker was unreachable: once it answers, check it still has our records.
-        let mut outage = false;
+        let mut next_check = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             self.health.tick();
-            outage |= self.health.unreachable();
-            if self.reconnects.epoch() != self.epoch {
-                // A consumer lost its connection: no consumer may fetch again with what it knew.
-                outage = true;
-                self.reconnects.pause_readers();
-                self.replace_consumer();
+            let moved = self.reconnects.epoch() != self.epoch || self.consumer.as_ref().is_some_and(|c| c.context().fence() != 0);
+            if moved {
+                if let Some(old) = self.consumer.take() {
+                    // A consumer lost its connection: none may fetch again before the check (nor
+                    // while it is closed: see `Reconnects`).
+                    if let Ok(assigned) = old.assignment() {
+                        let _ = old.pause(&assigned);
+                    }
+                    self.reconnects.pause_readers();
+                }
             }
-            match self.consumer.poll(MIRROR_POLL) {
+            let Some(consumer) = &self.consumer else {
+                if Instant::now() < next_check {
+                    std::thread::sleep(MIRROR_POLL.min(next_check.saturating_duration_since(Instant::now())));
+                    continue;
+                }
+                match self.check() {
+                    Ok(()) => {}
+                    Err(why) => {
+                        tracing::debug!("kafka mirror: check not done: {why}");
+                        next_check = Instant::now() + CHECK_RETRY;
+                    }
+                }
+                continue;
+            };
+            match consumer.poll(MIRROR_POLL) {
                 Some(Ok(m)) => {
+                    if consumer.context().fence() != 0 {
+                        // Polled after this consumer's connection was lost: maybe from a restarted
+                        // broker. The check decides; the message is read again if it is kept.
+                        continue;
+                    }
                     let (partition, offset, timestamp, value) =
                         (m.partition() as u32, m.offset().max(0) as u64, m.timestamp().to_millis(), value_of(&m));
-                    if let Some(expected) = self.verify.get_mut(partition as usize).and_then(Option::take) {
-                        if self.mirror.is_last(partition, offset, timestamp, &value) {
-                            continue; // the broker still has the last record read: go on after it
-                        }
-                        self.health.truth_lost(format!(
-                            "{} partition {partition}: the broker came back with another record at offset {expected} than the auditor read there: it lost the records it had (restarted empty, or the topic was recreated); the verdict no longer counts what is in the topic",
-                            self.topic
-                        ));
-                    }
                     if let Some(Appended::ServedAgain { after }) = self.mirror.append(partition, offset, timestamp, value) {
-                        self.health.truth_lost(format!(
-                            "{} partition {partition}: the broker served offset {offset} again after {after}: it lost the records it had (restarted empty, or the topic was recreated); the verdict no longer counts what is in the topic",
-                            self.topic
-                        ));
+                        // Offsets served again with no connection lost (a topic recreated): every
+                        // consumer stops until the check.
+                        tracing::warn!("kafka mirror: partition {partition}: offset {offset} served again after {after}");
+                        self.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
+                        continue;
                     }
                     if self.health.unreachable() {
                         self.health.set(None);
                     }
                 }
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                    self.health.truth_lost(format!(
-                        "{}: the broker lost records the auditor was reading (offset out of range: it restarted empty, the topic was recreated, or retention deleted records not yet read); the verdict no longer counts what is in the topic",
-                        self.topic
-                    ));
+                    // The broker no longer has the offset read next: its log went backwards.
+                    self.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
                 }
                 Some(Err(e)) => {
                     tracing::warn!("kafka mirror: {e}");
                     self.health.set(Some(unreachable(&self.servers, &e.to_string())));
                 }
-                None => {
-                    // Nothing to read: after an outage, ask the broker whether it is back, and
-                    // whether it still has what we read.
-                    if (outage || self.health.unreachable()) && last_check.elapsed() > RECOVERY_CHECK {
-                        last_check = Instant::now();
-                        if self.check_recovered() {
-                            outage = false;
-                        }
+                None => {}
+            }
+        }
+    }
+
+    /// Checks what the broker still has (see [`MirrorRun`]) and starts the consumer after it;
+    /// `Err` when the broker did not answer (the check is made again).
+    fn check(&mut self) -> Result<(), String> {
+        let epoch = self.reconnects.epoch();
+        let topic = self.settings.topic.clone();
+        self.ensure_probe()?;
+        let probe = self.probe.as_deref().ok_or("no client")?;
+        let md = probe.fetch_metadata(Some(&topic), CHECK_QUERY_TIMEOUT).map_err(|e| e.to_string())?;
+        let partitions = self.mirror.partitions();
+        let on_broker =
+            md.topics().iter().find(|t| t.name() == topic).filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len() as u32);
+        self.health.set(None);
+        let mut found = Vec::with_capacity(partitions as usize);
+        let mut reread = Vec::new();
+        for p in 0..partitions {
+            let (log, acked) = (self.mirror.with(p, Clone::clone).unwrap_or_default(), self.acks.get(p));
+            // What the broker had: what the mirror read of its log, and what it acknowledged to
+            // our producer in that log (acknowledgements of a log lost already do not count).
+            let read = log.has_current().then(|| log.next_offset());
+            let had = read.unwrap_or(0).max(if acked.restarts == log.restarts { acked.end } else { 0 });
+            if p >= on_broker {
+                found.push(if had > 0 { Found::Lost { base: 0, end: 0 } } else { Found::Kept(0) });
+                continue;
+            }
+            let (low, high) = probe.fetch_watermarks(&topic, p as i32, CHECK_QUERY_TIMEOUT).map_err(|e| e.to_string())?;
+            let (low, high) = (low.max(0) as u64, high.max(0) as u64);
+            match read {
+                _ if high < had => found.push(Found::Lost { base: low, end: high }),
+                // The last record read was deleted: the log is not the one read.
+                Some(next) if low >= next => found.push(Found::Lost { base: low, end: high }),
+                Some(next) => {
+                    reread.push((p, next - 1));
+                    found.push(Found::Kept(next));
+                }
+                None => found.push(Found::Kept(log.next_offset().max(low))),
+            }
+        }
+        if on_broker == 0 {
+            // Back without the topic: lose what was read, create it again (as when ckptlab
+            // started), and check again.
+            self.lose(&found);
+            if let Err(e) = create_topic(&self.servers, &self.settings) {
+                tracing::warn!("kafka mirror: cannot create {topic} again: {e}");
+            }
+            return Err(format!("{topic} is not on the broker"));
+        }
+        if on_broker < partitions {
+            self.health.truth_lost(format!(
+                "{topic} came back with {on_broker} partitions instead of {partitions}: partitions {on_broker} and up cannot be read; the verdict no longer counts what is in the topic"
+            ));
+        }
+        if !reread.is_empty() {
+            for (p, same) in self.read_last_again(&reread)? {
+                if !same {
+                    let (low, high) = self.watermarks(p);
+                    found[p as usize] = Found::Lost { base: low, end: high };
+                }
+            }
+        }
+        self.lose(&found);
+        let at: Vec<(u32, Option<u64>)> = found
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| (*p as u32) < on_broker)
+            .map(|(p, f)| {
+                (
+                    p as u32,
+                    Some(match f {
+                        Found::Kept(next) => *next,
+                        Found::Lost { base, .. } => *base,
+                    }),
+                )
+            })
+            .collect();
+        let consumer = assigned_consumer(&self.servers, &self.group, MIRROR_FETCH_WAIT, self.ctx(), &topic, at.into_iter())
+            .map_err(|e| e.to_string())?;
+        self.consumer = Some(Detached::new(consumer));
+        self.epoch = epoch;
+        self.mirror.checked.store(epoch, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes the probe client when there is none.
+    fn ensure_probe(&mut self) -> Result<(), String> {
+        if self.probe.is_none() {
+            // It fetches no records, so it reconnects as fast as the producer does.
+            let c = consumer_config(&self.servers, &self.group, MIRROR_FETCH_WAIT)
+                .set("reconnect.backoff.ms", "100")
+                .set("reconnect.backoff.max.ms", "1000")
+                .create_with_context(self.ctx())
+                .map_err(|e| e.to_string())?;
+            self.probe = Some(Detached::new(c));
+        }
+        Ok(())
+    }
+
+    /// The broker's (log start, end) of partition `p`, or (0, 0) when it does not answer.
+    fn watermarks(&self, p: u32) -> (u64, u64) {
+        let Some(c) = self.probe.as_deref() else { return (0, 0) };
+        c.fetch_watermarks(&self.settings.topic, p as i32, CHECK_QUERY_TIMEOUT).map_or((0, 0), |(l, h)| (l.max(0) as u64, h.max(0) as u64))
+    }
+
+    /// Reads the record at each `(partition, offset)` again: whether it is the one read there.
+    fn read_last_again(&self, at: &[(u32, u64)]) -> Result<Vec<(u32, bool)>, String> {
+        let c = assigned_consumer(
+            &self.servers,
+            &self.group,
+            MIRROR_FETCH_WAIT,
+            self.ctx(),
+            &self.settings.topic,
+            at.iter().map(|(p, o)| (*p, Some(*o))),
+        )
+        .map_err(|e| e.to_string())?;
+        let c = Detached::new(c);
+        let mut pending: BTreeMap<u32, u64> = at.iter().copied().collect();
+        let mut out = Vec::with_capacity(at.len());
+        let deadline = Instant::now() + CHECK_READ_TIMEOUT;
+        while !pending.is_empty() {
+            if Instant::now() > deadline || self.stop.load(Ordering::Acquire) {
+                return Err("the broker did not serve the last records read".into());
+            }
+            match c.poll(MIRROR_POLL) {
+                Some(Ok(m)) => {
+                    if c.context().fence() != 0 {
+                        return Err("the connection was lost during the check".into());
+                    }
+                    let p = m.partition() as u32;
+                    if let Some(offset) = pending.remove(&p) {
+                        let (o, ts, value) = (m.offset().max(0) as u64, m.timestamp().to_millis(), value_of(&m));
+                        out.push((p, o == offset && self.mirror.is_last(p, o, ts, &value)));
                     }
                 }
-            }
-        }
-    }
-
-    /// A new consumer (with no metadata) that reads the last record read again, to check the
-    /// broker still has it, and goes on after it.
-    fn replace_consumer(&mut self) {
-        self.epoch = self.reconnects.epoch();
-        let partitions = self.mirror.logs.read().unwrap_or_else(|e| e.into_inner()).len() as u32;
-        self.verify = (0..partitions).map(|p| self.mirror.next_offset(p).checked_sub(1)).collect();
-        let at = self.verify.clone().into_iter().enumerate().map(|(p, last)| (p as u32, last));
-        let ctx = HealthContext { health: self.health.clone(), servers: self.servers.clone(), reconnects: self.reconnects.clone() };
-        match assigned_consumer(&self.servers, &self.group, MIRROR_FETCH_WAIT, ctx, &self.topic, at) {
-            Ok(c) => self.consumer = Detached::new(c),
-            Err(e) => tracing::warn!("kafka mirror: cannot replace the consumer: {e}"),
-        }
-    }
-
-    /// The broker answers: clears the connection problem, and reports lost records when a
-    /// partition now ends before what the mirror read. Returns whether the broker answered.
-    fn check_recovered(&self) -> bool {
-        let Ok(md) = self.consumer.fetch_metadata(Some(&self.topic), Duration::from_millis(500)) else { return false };
-        let Some(t) = md.topics().iter().find(|t| t.name() == self.topic) else { return false };
-        let partitions = self.mirror.logs.read().unwrap_or_else(|e| e.into_inner()).len() as u32;
-        if t.error().is_some() || t.partitions().is_empty() {
-            if (0..partitions).any(|p| self.mirror.len(p) > 0) {
-                self.health.truth_lost(format!(
-                    "{}: the broker is back without the topic, which held records: they are lost; the verdict no longer counts what is in the topic",
-                    self.topic
-                ));
-            }
-            return false;
-        }
-        self.health.set(None);
-        for p in 0..partitions {
-            let read = self.mirror.next_offset(p);
-            if let Ok((_, high)) = self.consumer.fetch_watermarks(&self.topic, p as i32, Duration::from_millis(500)) {
-                if (high.max(0) as u64) < read {
-                    self.health.truth_lost(format!(
-                        "{} partition {p}: the broker is back with its end at offset {high}, before the {read} the auditor read: it lost records (restarted empty, or the topic was recreated); the verdict no longer counts what is in the topic",
-                        self.topic
-                    ));
+                // Out of range: the offset is gone, the log is another one.
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                    out.extend(std::mem::take(&mut pending).into_keys().map(|p| (p, false)));
                 }
+                Some(Err(e)) => return Err(e.to_string()),
+                None => {}
             }
         }
-        true
+        Ok(out)
+    }
+
+    /// Records in the mirror the partitions whose log the broker lost, and says so.
+    fn lose(&self, found: &[Found]) {
+        for (p, f) in found.iter().enumerate() {
+            let Found::Lost { base, end } = f else { continue };
+            let p = p as u32;
+            let (log, acked) = (self.mirror.with(p, Clone::clone).unwrap_or_default(), self.acks.get(p));
+            let unread = if acked.restarts == log.restarts { acked.end.saturating_sub(log.next_offset()) } else { 0 };
+            let read = self.mirror.lose_log(p, *base);
+            if read + unread == 0 {
+                continue;
+            }
+            let unread = if unread > 0 {
+                format!(" (and {unread} it had acknowledged to ckptlab that the auditor never read: they are in no figure)")
+            } else {
+                String::new()
+            };
+            self.health.broker_lost(format!(
+                "{} partition {p}: the broker came back without the records it had (its log now ends at offset {end}; the auditor had read up to {}): {read} records lost{unread}; restarted empty, or the topic was recreated. Those no source had read are counted lost (lost_by_broker); sources go on from the broker's log start",
+                self.settings.topic,
+                log.next_offset()
+            ));
+        }
     }
 }
 
@@ -944,30 +1244,16 @@ impl Topic for KafkaTopic {
     }
 
     fn reader(self: Arc<Self>, assignment: &[(u32, u64)]) -> Box<dyn TopicReader> {
-        let epoch = self.reconnects.epoch();
-        let resume: Vec<(u32, u64)> = assignment.iter().map(|(p, i)| (*p, self.mirror.offset_of(*p, *i))).collect();
-        match self.source_consumer(&resume) {
-            Ok(consumer) => {
-                let mut next = vec![0; self.partitions as usize];
-                for (p, i) in assignment {
-                    if let Some(slot) = next.get_mut(*p as usize) {
-                        *slot = *i;
-                    }
-                }
-                Box::new(KafkaReader {
-                    buffers: vec![VecDeque::new(); self.partitions as usize],
-                    next,
-                    resume,
-                    consumer: Detached::new(consumer),
-                    epoch,
-                    kafka: self,
-                })
-            }
-            Err(e) => {
-                self.health.set(Some(format!("kafka {}: cannot create a source consumer: {e}", self.servers)));
-                Box::new(NoReader)
-            }
-        }
+        let parts =
+            assignment.iter().map(|(p, i)| ReaderPartition { partition: *p, next: *i, restarts: 0, buffer: VecDeque::new() }).collect();
+        let mut reader = KafkaReader { kafka: self, consumer: None, epoch: 0, parts };
+        reader.connect();
+        Box::new(reader)
+    }
+
+    fn log_start(&self, partition: u32) -> u64 {
+        // Records of a log the broker lost are the auditor's only: `earliest` starts after them.
+        self.mirror.log_start(partition)
     }
 
     fn end_offset(&self, partition: u32) -> u64 {
@@ -1019,9 +1305,17 @@ impl Topic for KafkaTopic {
     }
 
     fn in_sync(&self) -> bool {
-        // Kafka offsets on both sides: the acknowledgements are the broker's.
-        let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        acked.iter().enumerate().all(|(p, end)| self.mirror.next_offset(p as u32) >= *end)
+        // Kafka offsets on both sides: the acknowledgements are the broker's. Those of a log the
+        // broker lost do not count; an acknowledgement of a log the mirror has not found yet
+        // (the broker restarted) is not in sync. Nor is a check still to be made.
+        if self.mirror.checked.load(Ordering::Acquire) != self.reconnects.epoch() {
+            return false;
+        }
+        (0..self.partitions).all(|p| {
+            let acked = self.acks.get(p);
+            let (restarts, next) = self.mirror.with(p, |l| (l.restarts, l.next_offset())).unwrap_or_default();
+            acked.restarts < restarts || (acked.restarts == restarts && next >= acked.end)
+        })
     }
 
     fn health(&self) -> Option<String> {
@@ -1048,39 +1342,92 @@ impl Topic for KafkaTopic {
 /// The key of a source's problem whose partition is not known.
 const ANY_PARTITION: u32 = u32::MAX;
 
-/// A source subtask's consumer: messages arrive from any of its partitions; they wait per
-/// partition, by record index, until the source asks for that partition.
+/// One partition a source reads: where it is, and the messages received for it.
+struct ReaderPartition {
+    partition: u32,
+    /// The index the source reads next.
+    next: u64,
+    /// The mirror's [`PartitionLog::restarts`] when the consumer was assigned: the log it reads.
+    restarts: u32,
+    /// Messages received and not yet read by the source: (Kafka offset, value).
+    buffer: VecDeque<(u64, Arc<str>)>,
+}
+
+/// A source subtask's consumer. Messages arrive from any of its partitions and wait per
+/// partition; a record is handed to the source once the mirror holds it at the same Kafka offset
+/// of the same log, under the mirror's index, so sources and the auditor never disagree about
+/// which record an index is. After a lost connection the consumer is replaced, once the mirror
+/// has checked the broker (see [`MirrorRun`]).
 struct KafkaReader {
     kafka: Arc<KafkaTopic>,
-    consumer: Detached<Arc<BaseConsumer<HealthContext>>>,
+    consumer: Option<Detached<Arc<BaseConsumer<HealthContext>>>>,
     /// The [`Reconnects`] epoch the consumer was created in.
     epoch: u64,
-    buffers: Vec<VecDeque<(u64, Arc<str>)>>,
-    /// Per partition, the index the next message gets when the mirror has not seen it yet
-    /// (messages come in order, without the offsets' gaps).
-    next: Vec<u64>,
-    /// Per assigned partition, the Kafka offset after the last message received.
-    resume: Vec<(u32, u64)>,
+    parts: Vec<ReaderPartition>,
 }
 
 impl KafkaReader {
-    fn receive(&mut self, partition: u32, offset: u64, value: Arc<str>) {
-        let (Some(next), Some(buf)) = (self.next.get_mut(partition as usize), self.buffers.get_mut(partition as usize)) else { return };
-        // The mirror's index when it has the record (it saw every record before it), else the next.
-        let index = self.kafka.mirror.with(partition, |l| l.known_index(offset)).flatten().unwrap_or(*next);
-        *next = index + 1;
-        buf.push_back((index, value));
-        if let Some((_, o)) = self.resume.iter_mut().find(|(p, _)| *p == partition) {
-            *o = offset + 1;
+    /// Creates the consumer at the partitions' positions once the mirror has checked the broker
+    /// since the last lost connection (else a consumer could read a restarted broker's records
+    /// as the old ones). A position the broker lost is left to [`TopicReader::reset`].
+    fn connect(&mut self) {
+        let epoch = self.kafka.reconnects.epoch();
+        if self.kafka.mirror.checked.load(Ordering::Acquire) != epoch {
+            return;
+        }
+        let mirror = &self.kafka.mirror;
+        let at: Vec<(u32, u64)> = self.parts.iter().map(|p| (p.partition, mirror.offset_of(p.partition, p.next))).collect();
+        for p in &mut self.parts {
+            p.restarts = mirror.restarts(p.partition);
+            p.buffer.clear();
+        }
+        match self.kafka.source_consumer(&at) {
+            Ok(c) => {
+                self.consumer = Some(Detached::new(c));
+                self.epoch = epoch;
+            }
+            Err(e) => self.kafka.health.set(Some(format!("kafka {}: cannot create a source consumer: {e}", self.kafka.servers))),
         }
     }
 
-    /// A consumer lost its connection (see [`Reconnects`]): go on with a new one.
-    fn replace_consumer(&mut self) {
-        self.epoch = self.kafka.reconnects.epoch();
-        match self.kafka.source_consumer(&self.resume) {
-            Ok(c) => self.consumer = Detached::new(c),
-            Err(e) => tracing::warn!("kafka source: cannot replace the consumer: {e}"),
+    /// Takes what the consumer received into the partitions' buffers; drops the consumer when
+    /// its connection was lost (what it polls after that may come from a restarted broker).
+    fn drain(&mut self) {
+        let mut lost = false;
+        if let Some(consumer) = &self.consumer {
+            for _ in 0..READ_DRAIN {
+                match consumer.poll(Duration::ZERO) {
+                    Some(Ok(m)) => {
+                        if consumer.context().fence() != 0 {
+                            lost = true;
+                            break;
+                        }
+                        let (p, offset, value) = (m.partition() as u32, m.offset().max(0) as u64, value_of(&m));
+                        if let Some(part) = self.parts.iter_mut().find(|x| x.partition == p) {
+                            part.buffer.push_back((offset, value));
+                        }
+                    }
+                    Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                        // The broker does not have the offset read next: the mirror checks why (a
+                        // lost log is then a reset; records deleted by retention are reported).
+                        self.kafka.health.set_source(ANY_PARTITION, Some(format!(
+                            "{}: the broker no longer has the offset a source reads from (out of range: records were deleted, or the broker lost them)",
+                            self.kafka.settings.topic
+                        )));
+                        self.kafka.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
+                        lost = true;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("kafka source consumer: {e}");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        if lost {
+            self.consumer = None;
         }
     }
 }
@@ -1091,48 +1438,59 @@ impl TopicReader for KafkaReader {
     }
 
     fn read(&mut self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
-        if self.kafka.reconnects.epoch() != self.epoch {
-            self.replace_consumer();
+        if self.consumer.is_some() && self.kafka.reconnects.epoch() != self.epoch {
+            self.consumer = None;
         }
-        for _ in 0..READ_DRAIN {
-            match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(m)) => {
-                    let (p, offset, value) = (m.partition() as u32, m.offset().max(0) as u64, value_of(&m));
-                    self.receive(p, offset, value);
-                }
-                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                    // librdkafka's error does not reach us with its partition.
-                    self.kafka.health.set_source(ANY_PARTITION, Some(format!(
-                        "{}: the broker no longer has the offset a source reads from (out of range: records were deleted, or the broker lost them): this source cannot go on; start from a newer checkpoint or offset",
-                        self.kafka.settings.topic
-                    )));
-                    break;
-                }
-                Some(Err(e)) => {
-                    tracing::debug!("kafka source consumer: {e}");
-                    break;
-                }
-                None => break,
-            }
+        if let Some(part) = self.parts.iter_mut().find(|x| x.partition == partition) {
+            part.next = from;
         }
-        let Some(buf) = self.buffers.get_mut(partition as usize) else { return 0 };
-        while buf.front().is_some_and(|(i, _)| *i < from) {
-            buf.pop_front();
+        // The broker lost this partition's log since the consumer was assigned: assign anew.
+        if self.parts.iter().any(|p| p.restarts != self.kafka.mirror.restarts(p.partition)) {
+            self.consumer = None;
+        }
+        if self.consumer.is_none() {
+            self.connect();
+        }
+        self.drain();
+        let mirror = &self.kafka.mirror;
+        let Some(part) = self.parts.iter_mut().find(|x| x.partition == partition) else { return 0 };
+        if self.consumer.is_none() || from < mirror.log_start(partition) {
+            return 0;
         }
         let mut n = 0;
+        let mut gap = None;
         while n < max {
-            match buf.front() {
-                Some((i, _)) if *i == from + n as u64 => {
-                    if let Some((_, v)) = buf.pop_front() {
-                        out.push(v);
-                    }
-                    n += 1;
+            let Some((offset, _)) = part.buffer.front() else { break };
+            // The mirror's index of the record; not there yet: wait for the mirror.
+            let Some(index) = mirror.with(partition, |l| l.known_index(*offset)).flatten() else {
+                if *offset < mirror.next_offset(partition) {
+                    part.buffer.pop_front(); // the mirror has no record there (never happens)
+                    continue;
                 }
-                _ => break,
+                break;
+            };
+            let at = from + n as u64;
+            if mirror.with(partition, |l| l.values.get(index as usize).cloned()).flatten().as_ref() != part.buffer.front().map(|(_, v)| v) {
+                // Another record at the same offset: the consumer reads a log the mirror has not
+                // checked yet (a topic recreated under it). Every consumer stops until the check.
+                self.kafka.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
+                self.consumer = None;
+                break;
+            }
+            if index < at {
+                part.buffer.pop_front();
+            } else if index == at {
+                if let Some((_, v)) = part.buffer.pop_front() {
+                    out.push(v);
+                }
+                n += 1;
+            } else {
+                gap = Some(index);
+                break;
             }
         }
-        match (n, buf.front()) {
-            (0, Some((next, _))) => {
+        match (n, gap) {
+            (0, Some(next)) => {
                 // Records the mirror saw are gone from the broker (deleted by retention).
                 self.kafka.health.set_source(partition, Some(format!(
                     "{} partition {partition} no longer holds record {from} (deleted by retention; the next is {next}): this source cannot go on; start from a newer checkpoint or offset",
@@ -1147,14 +1505,27 @@ impl TopicReader for KafkaReader {
         }
         n
     }
-}
 
-/// A source whose consumer could not be created reads nothing (the topic's health says why).
-struct NoReader;
-
-impl TopicReader for NoReader {
-    fn read(&mut self, _: u32, _: u64, _: usize, _: &mut Vec<Arc<str>>) -> usize {
-        0
+    fn reset(&mut self, partition: u32, from: u64) -> Option<u64> {
+        let mirror = &self.kafka.mirror;
+        let start = mirror.log_start(partition);
+        if from >= start {
+            return None;
+        }
+        // As Flink's KafkaSource: the consumer's auto.offset.reset decides (see KafkaSettings).
+        let to = match self.kafka.settings.offset_reset {
+            OffsetReset::Earliest => start,
+            OffsetReset::Latest => mirror.len(partition),
+        };
+        if let Some(part) = self.parts.iter_mut().find(|x| x.partition == partition) {
+            part.next = to;
+        }
+        self.consumer = None;
+        tracing::warn!(
+            "{} partition {partition}: a source at {from} goes on at {to}: the broker lost the records before it",
+            self.kafka.settings.topic
+        );
+        Some(to)
     }
 }
 
@@ -1166,7 +1537,7 @@ mod tests {
         PartitionLog {
             values: offsets.iter().map(|o| Arc::from(o.to_string().as_str())).collect(),
             offsets: offsets.to_vec(),
-            last_timestamp: None,
+            ..PartitionLog::default()
         }
     }
 
@@ -1192,11 +1563,7 @@ mod tests {
 
     #[test]
     fn an_offset_served_again_is_reported_not_appended() {
-        let m = Mirror {
-            logs: RwLock::new(vec![PartitionLog::default()]),
-            version: watch::channel(0).0,
-            events: EventBus::new(tokio::time::Instant::now()),
-        };
+        let m = Mirror::new(1, EventBus::new(tokio::time::Instant::now()));
         assert_eq!(m.append(0, 0, None, Arc::from("a")), Some(Appended::New(0)));
         assert_eq!(m.append(0, 3, None, Arc::from("b")), Some(Appended::New(1)));
         assert_eq!(m.append(0, 0, None, Arc::from("c")), Some(Appended::ServedAgain { after: 3 }));

@@ -30,6 +30,13 @@ pub trait TopicReader: Send {
     fn poll_interval(&self) -> Option<std::time::Duration> {
         None
     }
+    /// Where a source at `from` goes on when the topic no longer has that record because the
+    /// broker lost it (restarted empty, topic recreated): Kafka's OFFSET_OUT_OF_RANGE, resolved by
+    /// `auto.offset.reset` as Flink's KafkaSource does. `None` while `from` can still be read.
+    /// The records skipped are the auditor's to count (`lost_by_broker`).
+    fn reset(&mut self, _partition: u32, _from: u64) -> Option<u64> {
+        None
+    }
 }
 
 /// The embedded topic's reader: the log itself.
