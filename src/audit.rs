@@ -476,7 +476,8 @@ impl Auditor {
             self.walk(p as u32, from, to, |o, key, s| {
                 reached = o + 1;
                 let live = &mut lives[s];
-                if o < frontier[s] || live.shadow.covered[p].contains(o) {
+                // The delivery run too: a broker reset tallies in the middle of an attempt.
+                if o < frontier[s] || live.covers(p, o) {
                     return;
                 }
                 let ks = live.shadow.keys.entry(Arc::from(key)).or_default();
@@ -626,6 +627,8 @@ impl Auditor {
                         ks.lost_by_restore -= 1;
                     } else if ks.lost_no_checkpoint > 0 {
                         ks.lost_no_checkpoint -= 1;
+                    } else if ks.lost_by_broker > 0 {
+                        ks.lost_by_broker -= 1;
                     }
                 }
             }

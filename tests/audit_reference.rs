@@ -246,6 +246,22 @@ impl Sim {
         self.open = None;
     }
 
+    /// A source whose position the broker lost goes on at the log start (on its first read).
+    fn reset_lost_positions(&mut self) {
+        for p in 0..PARTITIONS {
+            let pi = p as usize;
+            if self.position[pi] < self.log_start[pi] {
+                let (from, to) = (self.position[pi], self.log_start[pi]);
+                self.real.source_reset(self.attempt, p, from, to);
+                self.skipped[pi].push((from, to));
+                self.broker_ranges[pi].push((self.naive.start[pi].min(from), to));
+                self.naive.start[pi] = to;
+                self.naive.position[pi] = to;
+                self.position[pi] = to;
+            }
+        }
+    }
+
     fn value(&self, p: u32, o: u64) -> Arc<str> {
         let mut out = Vec::new();
         self.topic.read(p, o, 1, &mut out);
@@ -312,18 +328,8 @@ impl Sim {
                 }
             }
             Op::Advance(n) => {
+                self.reset_lost_positions();
                 for p in 0..PARTITIONS {
-                    // The source's position is gone from the broker: it goes on at the log start.
-                    let pi = p as usize;
-                    if self.position[pi] < self.log_start[pi] {
-                        let (from, to) = (self.position[pi], self.log_start[pi]);
-                        self.real.source_reset(self.attempt, p, from, to);
-                        self.skipped[pi].push((from, to));
-                        self.broker_ranges[pi].push((self.naive.start[pi].min(from), to));
-                        self.naive.start[pi] = to;
-                        self.naive.position[pi] = to;
-                        self.position[pi] = to;
-                    }
                     let to = (self.position[p as usize] + u64::from(*n)).min(self.topic.len(p));
                     self.position[p as usize] = to;
                     self.real.source_advanced(self.attempt, p, to);
@@ -380,6 +386,10 @@ impl Sim {
                         for p in 0..PARTITIONS as usize {
                             let lo = offsets[p].saturating_sub(u64::from(*replay_channel_state));
                             for o in lo..offsets[p] {
+                                // Only records the sources sent: not those they went past.
+                                if self.skipped[p].iter().any(|(a, b)| (*a..*b).contains(&o)) {
+                                    continue;
+                                }
                                 let s = Self::owner(&self.value(p as u32, o));
                                 self.replay[s][p].push(o);
                             }
@@ -391,6 +401,7 @@ impl Sim {
                         self.deploy(start, None);
                     }
                 }
+                self.reset_lost_positions();
             }
         }
     }
