@@ -641,3 +641,30 @@ fn checkpoint_and_savepoint_files_are_private_under_a_loose_umask() {
     }
     assert!(seen > 5, "checkpoint and savepoint files were checked: {seen}");
 }
+
+/// CLAIM hands the restored snapshot to the job, which deletes it once its own checkpoints
+/// subsume it (Flink's RecoveryClaimMode.CLAIM), wherever it lies: a checkpoint of a job whose
+/// checkpoint directory is not this job's (kept forever before), and a savepoint.
+#[test]
+fn claim_deletes_the_claimed_snapshot_once_subsumed_wherever_it_lies() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let (chk, savepoint) = first_job(&root.join("first"), &topic, "hashmap", false).await;
+        for (n, claimed) in [chk.clone(), savepoint.clone()].into_iter().enumerate() {
+            let mut pairs = base(&root.join(format!("second-{n}")), "hashmap", false);
+            pairs.push(("execution.state-recovery.path".into(), claimed.display().to_string()));
+            pairs.push(("execution.state-recovery.claim-mode".into(), "CLAIM".into()));
+            let engine = start_on(&pairs, &topic).expect("engine starts");
+            let report = run_steps(
+                &engine,
+                "[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0 }\n",
+            )
+            .await;
+            engine.shutdown().await;
+            assert!(report.passed, "{:?}", report.failures);
+            assert!(!claimed.exists(), "a claimed snapshot goes once subsumed: {}", claimed.display());
+        }
+    });
+}
