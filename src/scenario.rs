@@ -957,8 +957,11 @@ fn why_not(v: &crate::cluster::view::ClusterView) -> String {
     if let Some(cause) = &v.failure {
         out.push_str(&format!("; job {}: {cause}", v.status.label()));
     }
-    if let Some(c) = v.checkpoint_history.iter().rev().find(|c| c.failure.is_some()) {
-        out.push_str(&format!("; checkpoint {} failed: {}", c.id, c.failure.as_deref().unwrap_or_default()));
+    if let Some((id, reason)) = v.checkpoint_history.iter().rev().find_map(|c| Some((c.id, c.failure.as_deref()?))) {
+        // Said once: a failover for too many failed checkpoints already quotes the last reason.
+        if !v.failure.as_deref().is_some_and(|f| f.contains(reason)) {
+            out.push_str(&format!("; checkpoint {id} failed: {reason}"));
+        }
     }
     out
 }

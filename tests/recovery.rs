@@ -562,3 +562,31 @@ fn waiting_for_slots_fails_after_slot_request_timeout_and_uses_a_restart_attempt
         engine.shutdown().await;
     });
 }
+
+/// A checkpoint directory that cannot be written (a full disk, here a file where a directory
+/// should be): an await that times out says why, the job's failover cause quoting the OS error
+/// of the failed checkpoints, in the run's last lines (it said only "timed out" before).
+#[test]
+fn an_await_that_times_out_says_why_the_checkpoints_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocked = dir.path().join("not-a-dir");
+    std::fs::write(&blocked, b"a file").unwrap();
+    let blocked_text = blocked.display().to_string();
+    common::paused(async {
+        let (engine, _rx) = start_with(&[
+            ("execution.checkpointing.storage", "filesystem"),
+            ("execution.checkpointing.dir", blocked_text.as_str()),
+            ("execution.checkpointing.interval", "100ms"),
+        ]);
+        let s = ckptlab::scenario::Scenario::parse(
+            "name = \"full\"\n[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"checkpoint-completed\"\ntimeout = \"2s\"\n",
+            "full.toml",
+        )
+        .unwrap();
+        let report = ckptlab::scenario::run(&s, &engine, |_| {}).await;
+        engine.shutdown().await;
+        let line = report.failures.iter().find(|f| f.contains("await checkpoint-completed timed out")).expect("the await timed out");
+        assert!(line.contains("Not a directory (os error 20)") && line.contains(&blocked_text), "the OS error and the path: {line}");
+        assert!(line.contains("failed"), "{line}");
+    });
+}

@@ -88,7 +88,8 @@ fn copy_tree(from: &Path, to: &Path) {
 
 fn flip_byte(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
-    let i = bytes.len() / 2;
+    // In the last quarter: a heap file's body, past its header and checksum line.
+    let i = bytes.len() * 3 / 4;
     bytes[i] ^= 0x5a;
     std::fs::write(path, bytes).unwrap();
 }
@@ -199,6 +200,18 @@ fn bad_cases(root: &Path, heap: &Path, rocks: &Path, incr: &Path, savepoint: &Pa
     cases.push(Case {
         name: "flipped bytes in a heap state file",
         says: vec![format!("{} is corrupt: checksum mismatch", disp(&d.join("counter-0")))],
+        path: d,
+    });
+
+    // The line break between checksum and body (a byte no check looked at before).
+    let d = copy_of(root, heap, "heap-flipped-line-break", false);
+    let f = d.join("counter-0");
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes["ckptlab-heap 1\n".len() + 16] ^= 0x5a;
+    std::fs::write(&f, bytes).unwrap();
+    cases.push(Case {
+        name: "flipped line break in a heap state file",
+        says: vec![format!("{} is corrupt: bad checksum line", disp(&f))],
         path: d,
     });
 
@@ -413,7 +426,7 @@ fn every_bad_snapshot_file_is_refused_at_submission_with_its_name_and_reason() {
         refused += 1;
     }
     println!("{refused} bad-file cases: {refused} exit 2 with the file and the reason");
-    assert_eq!(refused, 21);
+    assert_eq!(refused, 22);
     // And the pristine snapshots restore.
     for good in [&heap, &rocks, &incr] {
         let out = restore_run(root, good, &[]);
@@ -541,13 +554,11 @@ fn a_state_file_removed_after_start_fails_the_restores_and_the_verdict_says_not_
         ]);
         let engine = start_on(&pairs, &topic).expect("the snapshot is whole at submission");
         let mut events = engine.events().subscribe();
+        let mut failing = Vec::new();
         let before =
             Scenario::parse("name = \"t\"\n[[steps]]\nproduce = [\"a\", \"e\"]\n[[steps]]\nawait = \"caught-up\"\n", "t.toml").unwrap();
-        let s = Scenario::parse(
-            "name = \"t\"\n[[steps]]\nkill = \"tm-2\"\n[[steps]]\nstart = \"tm-2\"\n[[steps]]\nawait = \"running\"\ntimeout = \"20s\"\n",
-            "t.toml",
-        )
-        .unwrap();
+        let kill = Scenario::parse("name = \"t\"\n[[steps]]\nkill = \"tm-2\"\n[[steps]]\nstart = \"tm-2\"\n", "t.toml").unwrap();
+        let s = Scenario::parse("name = \"t\"\n[[steps]]\nawait = \"running\"\ntimeout = \"5s\"\n", "t.toml").unwrap();
         let mut player = Player::start(&engine, &mut |_| {}).await;
         for step in &before.steps {
             assert_eq!(player.play(&engine, step, &mut |_| {}).await, scenario::Flow::Continue);
@@ -555,21 +566,29 @@ fn a_state_file_removed_after_start_fails_the_restores_and_the_verdict_says_not_
         assert!(player.failures().is_empty(), "the first attempt restores and runs: {:?}", player.failures());
         let gone = heap.join("counter-0");
         std::fs::remove_file(&gone).unwrap();
-        for step in &s.steps {
+        for step in kill.steps.iter().chain(&s.steps) {
+            if matches!(step.action, scenario::Action::Await { .. }) {
+                // The restarts run their course first: the job ends FAILED (strategy exhausted).
+                let failed = tokio::time::timeout(Duration::from_secs(60), async {
+                    loop {
+                        match events.recv().await.expect("events").event {
+                            Event::JobFailing { reason } => failing.push(reason),
+                            Event::JobFailed { .. } => break,
+                            _ => {}
+                        }
+                    }
+                })
+                .await;
+                assert!(failed.is_ok(), "the job fails once the restart strategy is exhausted: {failing:?}");
+            }
             if player.play(&engine, step, &mut |_| {}).await == scenario::Flow::Stop {
                 break;
             }
         }
         let report = player.finish(&engine, &s, &mut |_| {}).await;
-        let mut failing = Vec::new();
-        while let Ok(e) = events.try_recv() {
-            if let Event::JobFailing { reason } = e.event {
-                failing.push(reason);
-            }
-        }
         let view = engine.view(false);
         engine.shutdown().await;
-        let reason = format!("cannot read {}: No such file or directory", gone.display());
+        let reason = format!("cannot read {}: No such file or directory (os error 2)", gone.display());
         let restore_failures = failing.iter().filter(|r| r.contains("could not restore checkpoint") && r.contains(&reason)).count();
         assert_eq!(restore_failures, 2, "the kill took one attempt, each of the other two restores fails naming the file: {failing:?}");
         assert_eq!(report.status, "FAILED");
@@ -621,4 +640,31 @@ fn checkpoint_and_savepoint_files_are_private_under_a_loose_umask() {
         }
     }
     assert!(seen > 5, "checkpoint and savepoint files were checked: {seen}");
+}
+
+/// CLAIM hands the restored snapshot to the job, which deletes it once its own checkpoints
+/// subsume it (Flink's RecoveryClaimMode.CLAIM), wherever it lies: a checkpoint of a job whose
+/// checkpoint directory is not this job's (kept forever before), and a savepoint.
+#[test]
+fn claim_deletes_the_claimed_snapshot_once_subsumed_wherever_it_lies() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let (chk, savepoint) = first_job(&root.join("first"), &topic, "hashmap", false).await;
+        for (n, claimed) in [chk.clone(), savepoint.clone()].into_iter().enumerate() {
+            let mut pairs = base(&root.join(format!("second-{n}")), "hashmap", false);
+            pairs.push(("execution.state-recovery.path".into(), claimed.display().to_string()));
+            pairs.push(("execution.state-recovery.claim-mode".into(), "CLAIM".into()));
+            let engine = start_on(&pairs, &topic).expect("engine starts");
+            let report = run_steps(
+                &engine,
+                "[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0 }\n",
+            )
+            .await;
+            engine.shutdown().await;
+            assert!(report.passed, "{:?}", report.failures);
+            assert!(!claimed.exists(), "a claimed snapshot goes once subsumed: {}", claimed.display());
+        }
+    });
 }

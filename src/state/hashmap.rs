@@ -150,8 +150,12 @@ fn encode(values: &FxHashMap<Arc<str>, u64>) -> Vec<u8> {
 
 fn decode(bytes: &[u8]) -> Result<BTreeMap<u16, Vec<(String, u64)>>, String> {
     let header_len = HEADER.len() + 1;
-    if bytes.len() < header_len + 17 || &bytes[..HEADER.len()] != HEADER.as_bytes() {
+    // Every byte outside the body is checked too: a flipped line break is damage as well.
+    if bytes.len() < header_len + 17 || &bytes[..HEADER.len()] != HEADER.as_bytes() || bytes[HEADER.len()] != b'\n' {
         return Err("not a ckptlab heap snapshot (bad header)".into());
+    }
+    if bytes[header_len + 16] != b'\n' {
+        return Err("bad checksum line".into());
     }
     let sum_text = std::str::from_utf8(&bytes[header_len..header_len + 16]).map_err(|_| "bad checksum line".to_string())?;
     let sum = u64::from_str_radix(sum_text, 16).map_err(|_| "bad checksum line".to_string())?;
