@@ -17,7 +17,7 @@ use ckptlab::scenario::AwaitCondition;
 use ckptlab::tui::app::{App, Pane};
 use ckptlab::tui::keymap::Keymap;
 use ckptlab::tui::theme::Theme;
-use ckptlab::tui::{anatomy_popup, render};
+use ckptlab::tui::{popups, render};
 
 /// Runs a job whose source[1] reaches the counters `slow` late, until two checkpoints completed.
 fn run_slow_channel(slow: &str) -> ClusterView {
@@ -175,7 +175,7 @@ fn popup(app: &App, width: u16, height: u16) -> String {
     terminal
         .draw(|f| {
             let area = f.area();
-            anatomy_popup::render(app, f, area)
+            popups::anatomy::render(app, f, area)
         })
         .expect("draw");
     terminal.backend().to_string()

@@ -18,8 +18,8 @@ use ckptlab::compare::SideMode;
 use ckptlab::config::{BackendKind, CheckpointMode, StorageKind};
 use ckptlab::events::EventBus;
 use ckptlab::scenario::AwaitCondition;
-use ckptlab::tui::compare_app::{CompareApp, CompareRequest, SideView};
-use ckptlab::tui::compare_screen;
+use ckptlab::tui::compare::app::{CompareApp, CompareRequest, SideView};
+use ckptlab::tui::compare::screen;
 use ckptlab::tui::keymap::Keymap;
 use ckptlab::tui::theme::Theme;
 
@@ -130,7 +130,7 @@ fn three_sides() -> CompareApp {
 
 fn screen(app: &CompareApp, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-    terminal.draw(|f| compare_screen::render(app, f)).expect("draw");
+    terminal.draw(|f| screen::render(app, f)).expect("draw");
     terminal.backend().to_string()
 }
 
