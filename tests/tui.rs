@@ -4,12 +4,13 @@
 
 mod common;
 
+use common::{draw, press, press_mod};
+
 use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::backend::TestBackend;
 use ratatui::layout::Rect;
-use ratatui::{Frame, Terminal};
+use ratatui::Frame;
 
 use ckptlab::audit::{KeyVerdict, Verdict};
 use ckptlab::cluster::channel::BarrierInFlight;
@@ -256,27 +257,11 @@ fn screen(app: &App, width: u16, height: u16) -> String {
     draw(width, height, |f| render::render(app, f))
 }
 
-fn draw(width: u16, height: u16, f: impl FnOnce(&mut Frame)) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-    terminal.draw(f).expect("draw");
-    terminal.backend().to_string()
-}
-
 fn pane(width: u16, height: u16, f: impl FnOnce(&mut Frame, Rect)) -> String {
     draw(width, height, |frame| {
         let area = frame.area();
         f(frame, area)
     })
-}
-
-fn press(app: &mut App, code: KeyCode) {
-    press_mod(app, code, KeyModifiers::NONE);
-}
-
-fn press_mod(app: &mut App, code: KeyCode, mods: KeyModifiers) {
-    if let Some(action) = app.on_key(&KeyEvent::new(code, mods)) {
-        app.update(action);
-    }
 }
 
 fn type_text(app: &mut App, text: &str) {
