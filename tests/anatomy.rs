@@ -4,7 +4,9 @@
 
 mod common;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use common::press;
+
+use crossterm::event::KeyCode;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
@@ -17,7 +19,7 @@ use ckptlab::scenario::AwaitCondition;
 use ckptlab::tui::app::{App, Pane};
 use ckptlab::tui::keymap::Keymap;
 use ckptlab::tui::theme::Theme;
-use ckptlab::tui::{anatomy_popup, render};
+use ckptlab::tui::{popups, render};
 
 /// Runs a job whose source[1] reaches the counters `slow` late, until two checkpoints completed.
 fn run_slow_channel(slow: &str) -> ClusterView {
@@ -164,21 +166,11 @@ fn app_with(history: Vec<CheckpointStats>) -> App {
     App::new(v, Keymap::default(), Theme::color(), 10)
 }
 
-fn press(app: &mut App, code: KeyCode) {
-    if let Some(a) = app.on_key(&KeyEvent::new(code, KeyModifiers::NONE)) {
-        app.update(a);
-    }
-}
-
 fn popup(app: &App, width: u16, height: u16) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-    terminal
-        .draw(|f| {
-            let area = f.area();
-            anatomy_popup::render(app, f, area)
-        })
-        .expect("draw");
-    terminal.backend().to_string()
+    common::draw(width, height, |f| {
+        let area = f.area();
+        popups::anatomy::render(app, f, area)
+    })
 }
 
 #[test]

@@ -36,26 +36,11 @@ fn engine(dir: &Path, backend: &[(&str, &str)], bus: EventBus) -> Engine {
         ("source.auto-offset-reset", "earliest"),
     ];
     pairs.extend_from_slice(backend);
-    Engine::start(common::layers(&pairs), bus).expect("engine starts")
+    common::start_on(&pairs, bus)
 }
 
 const HEAP: &[(&str, &str)] = &[("state.backend.type", "hashmap")];
 const ROCKS_INCREMENTAL: &[(&str, &str)] = &[("state.backend.type", "rocksdb"), ("execution.checkpointing.incremental", "true")];
-
-async fn checkpoint_completes(engine: &Engine, completed: u64) {
-    engine.command(Command::TriggerCheckpoint);
-    for _ in 0..60_000 {
-        let v = engine.view(false);
-        if v.checkpoint_counts.completed >= completed {
-            return;
-        }
-        if let Some(f) = v.checkpoint_history.iter().rev().find_map(|c| c.failure.clone()) {
-            panic!("checkpoint failed: {f}");
-        }
-        common::sleep_ms(10).await;
-    }
-    panic!("checkpoint {completed} did not complete");
-}
 
 /// The next event `pick` takes, within 60 s of model time.
 async fn next<T>(events: &mut UnboundedReceiver<Stamped>, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
@@ -99,7 +84,7 @@ fn kill_during_the_write(backend: &[(&str, &str)]) {
             engine.produce(&format!("k{i}"), None).unwrap();
         }
         common::until(&engine, AwaitCondition::CaughtUp, 600).await;
-        checkpoint_completes(&engine, 1).await;
+        common::checkpoint(&engine, 1).await;
         for i in 0..20_000 {
             engine.produce(&format!("n{i}"), None).unwrap();
         }
@@ -192,7 +177,7 @@ fn records_are_processed_while_the_snapshot_is_written() {
         assert!(async_ms >= bytes / (64 * 1024), "async {async_ms} ms covers the simulated storage latency");
         assert!(sync_ms <= async_ms, "sync {sync_ms} ms");
         assert!(at_write_end > at_sync, "counter[0] processed records during its write: {at_sync} -> {at_write_end}");
-        checkpoint_completes(&engine, 1).await;
+        common::checkpoint(&engine, 1).await;
         // The checkpoint restores to exactly what came before its barrier.
         let host = engine.view(false).tasks.into_iter().find(|t| t.name == "counter[0]").expect("deployed").tm;
         engine.command(Command::KillTaskManager(host.clone()));

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{referenced, retained, shared_on_disk};
+use common::{checkpoint, referenced, retained, shared_on_disk};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -45,27 +45,11 @@ fn rocks_on(dir: &Path, incremental: bool, extra: &[(&str, &str)], bus: EventBus
         ("source.auto-offset-reset", "earliest"),
     ];
     pairs.extend_from_slice(extra);
-    Engine::start(common::layers(&pairs), bus).expect("engine starts")
+    common::start_on(&pairs, bus)
 }
 
 async fn caught_up(engine: &Engine) {
     common::until(engine, AwaitCondition::CaughtUp, 600).await;
-}
-
-/// Triggers a checkpoint and waits until `completed` checkpoints exist in all.
-async fn checkpoint(engine: &Engine, completed: u64) {
-    engine.command(Command::TriggerCheckpoint);
-    for _ in 0..60_000 {
-        let v = engine.view(false);
-        if v.checkpoint_counts.completed >= completed {
-            return;
-        }
-        if let Some(f) = v.checkpoint_history.iter().rev().find_map(|c| c.failure.clone()) {
-            panic!("checkpoint failed: {f}");
-        }
-        common::sleep_ms(10).await;
-    }
-    panic!("checkpoint {completed} did not complete: {:#?}", engine.view(false).checkpoint_history);
 }
 
 /// Which checkpoint each restart restored (`None`: none, empty state), in order.

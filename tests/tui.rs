@@ -4,12 +4,13 @@
 
 mod common;
 
+use common::{draw, press, press_mod};
+
 use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::backend::TestBackend;
 use ratatui::layout::Rect;
-use ratatui::{Frame, Terminal};
+use ratatui::Frame;
 
 use ckptlab::audit::{KeyVerdict, Verdict};
 use ckptlab::cluster::channel::BarrierInFlight;
@@ -23,7 +24,7 @@ use ckptlab::tui::action::Action;
 use ckptlab::tui::app::{App, LogKind, Pane, Request};
 use ckptlab::tui::keymap::Keymap;
 use ckptlab::tui::theme::Theme;
-use ckptlab::tui::{checkpoints_pane, events_pane, footer, graph_pane, input_pane, output_pane, render, state_pane, status_line};
+use ckptlab::tui::{panes, render};
 
 // ---------------------------------------------------------------- fixtures
 
@@ -256,27 +257,11 @@ fn screen(app: &App, width: u16, height: u16) -> String {
     draw(width, height, |f| render::render(app, f))
 }
 
-fn draw(width: u16, height: u16, f: impl FnOnce(&mut Frame)) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-    terminal.draw(f).expect("draw");
-    terminal.backend().to_string()
-}
-
 fn pane(width: u16, height: u16, f: impl FnOnce(&mut Frame, Rect)) -> String {
     draw(width, height, |frame| {
         let area = frame.area();
         f(frame, area)
     })
-}
-
-fn press(app: &mut App, code: KeyCode) {
-    press_mod(app, code, KeyModifiers::NONE);
-}
-
-fn press_mod(app: &mut App, code: KeyCode, mods: KeyModifiers) {
-    if let Some(action) = app.on_key(&KeyEvent::new(code, mods)) {
-        app.update(action);
-    }
 }
 
 fn type_text(app: &mut App, text: &str) {
@@ -357,31 +342,31 @@ fn screen_waiting_for_slots_and_failed_status() {
 #[test]
 fn pane_graph() {
     let a = app(running_view());
-    insta::assert_snapshot!("graph_narrow", pane(42, 10, |f, r| graph_pane::render(&a, f, r)));
-    insta::assert_snapshot!("graph_wide", pane(80, 10, |f, r| graph_pane::render(&a, f, r)));
+    insta::assert_snapshot!("graph_narrow", pane(42, 10, |f, r| panes::graph::render(&a, f, r)));
+    insta::assert_snapshot!("graph_wide", pane(80, 10, |f, r| panes::graph::render(&a, f, r)));
     let d = down_app();
-    insta::assert_snapshot!("graph_tm_down", pane(42, 10, |f, r| graph_pane::render(&d, f, r)));
+    insta::assert_snapshot!("graph_tm_down", pane(42, 10, |f, r| panes::graph::render(&d, f, r)));
 }
 
 #[test]
 fn pane_state() {
     let a = app(running_view());
-    insta::assert_snapshot!("state_running", pane(42, 8, |f, r| state_pane::render(&a, f, r)));
+    insta::assert_snapshot!("state_running", pane(42, 8, |f, r| panes::state::render(&a, f, r)));
     let d = down_app();
-    insta::assert_snapshot!("state_overcounted", pane(42, 8, |f, r| state_pane::render(&d, f, r)));
+    insta::assert_snapshot!("state_overcounted", pane(42, 8, |f, r| panes::state::render(&d, f, r)));
 }
 
 #[test]
 fn pane_checkpoints() {
     let a = app(running_view());
-    insta::assert_snapshot!("checkpoints_narrow", pane(40, 8, |f, r| checkpoints_pane::render(&a, f, r)));
-    insta::assert_snapshot!("checkpoints_wide", pane(90, 8, |f, r| checkpoints_pane::render(&a, f, r)));
+    insta::assert_snapshot!("checkpoints_narrow", pane(40, 8, |f, r| panes::checkpoints::render(&a, f, r)));
+    insta::assert_snapshot!("checkpoints_wide", pane(90, 8, |f, r| panes::checkpoints::render(&a, f, r)));
 }
 
 #[test]
 fn pane_output_marks_repeats() {
     let d = down_app();
-    let s = pane(44, 7, |f, r| output_pane::render(&d, f, r));
+    let s = pane(44, 7, |f, r| panes::output::render(&d, f, r));
     assert!(s.contains("↻ 2017-03-17T08:21:53.001: (a,2)") && s.contains("↻ 1 repeated"), "{s}");
     insta::assert_snapshot!("output_with_repeat", s);
 }
@@ -389,13 +374,13 @@ fn pane_output_marks_repeats() {
 #[test]
 fn pane_events() {
     let d = down_app();
-    insta::assert_snapshot!("events", pane(60, 7, |f, r| events_pane::render(&d, f, r)));
+    insta::assert_snapshot!("events", pane(60, 7, |f, r| panes::events::render(&d, f, r)));
 }
 
 #[test]
 fn pane_input_lists_records_produced_while_down() {
     let d = down_app();
-    let s = pane(80, 2, |f, r| input_pane::render(&d, f, r));
+    let s = pane(80, 2, |f, r| panes::input::render(&d, f, r));
     assert!(s.contains("produced while down, not read yet: d"), "{s}");
     insta::assert_snapshot!("input_while_down", s);
 }
@@ -403,10 +388,10 @@ fn pane_input_lists_records_produced_while_down() {
 #[test]
 fn status_line_fits_one_line_when_wide_and_two_when_narrow() {
     let a = app(running_view());
-    assert_eq!(status_line::height(&a, 160), 1);
-    assert_eq!(status_line::height(&a, 80), 2);
+    assert_eq!(panes::status_line::height(&a, 160), 1);
+    assert_eq!(panes::status_line::height(&a, 80), 2);
     let d = down_app();
-    let s = pane(80, 2, |f, r| status_line::render(&d, f, r));
+    let s = pane(80, 2, |f, r| panes::status_line::render(&d, f, r));
     assert!(s.contains("♥ tm-1 silent: lost in 3.2 s"), "the heartbeat countdown is shown: {s}");
     assert!(s.contains("AT_LEAST_ONCE every 1s"), "{s}");
     insta::assert_snapshot!("status_tm_down", s);
@@ -415,11 +400,11 @@ fn status_line_fits_one_line_when_wide_and_two_when_narrow() {
 #[test]
 fn footer_keeps_help_and_quit_at_80_columns() {
     let a = app(running_view());
-    let s = pane(80, 1, |f, r| footer::render(&a, f, r));
+    let s = pane(80, 1, |f, r| panes::footer::render(&a, f, r));
     assert!(s.contains("? help") && s.contains("q quit") && s.contains("k kill"), "{s}");
     let mut a = a;
     press(&mut a, KeyCode::Char('i'));
-    let s = pane(80, 1, |f, r| footer::render(&a, f, r));
+    let s = pane(80, 1, |f, r| panes::footer::render(&a, f, r));
     assert!(s.contains("Enter produce") && s.contains("Esc back") && s.contains("F5 kill TM"), "input mode hints: {s}");
 }
 
@@ -579,7 +564,7 @@ fn unaligned_checkpoints_on_screen() {
     v.checkpoint_history.push(done);
     let a = app(v);
     insta::assert_snapshot!("screen_unaligned_160x48", screen(&a, 160, 48));
-    insta::assert_snapshot!("checkpoints_unaligned_narrow", pane(40, 8, |f, r| checkpoints_pane::render(&a, f, r)));
+    insta::assert_snapshot!("checkpoints_unaligned_narrow", pane(40, 8, |f, r| panes::checkpoints::render(&a, f, r)));
 }
 
 #[test]
@@ -662,7 +647,7 @@ fn rebinding_a_key_changes_handling_footer_and_help_alike() {
     let mut a = App::new(running_view(), keymap, Theme::color(), 10);
     press(&mut a, KeyCode::Char('x'));
     assert_eq!(a.requests, vec![Request::Engine(Command::KillTaskManager("tm-1".into()))]);
-    let foot = pane(80, 1, |f, r| footer::render(&a, f, r));
+    let foot = pane(80, 1, |f, r| panes::footer::render(&a, f, r));
     assert!(foot.contains("x kill"), "{foot}");
     press(&mut a, KeyCode::Char('?'));
     let help = screen(&a, 80, 24);
@@ -842,7 +827,7 @@ fn long_keys_stay_distinguishable() {
     let verdict = v.verdict.as_mut().expect("verdict");
     verdict.keys.insert("customer-0000000000000000000000-eu-west-1".into(), key(0, 1, 1, 0, 0));
     verdict.keys.insert("customer-0000000000000000000000-us-east-2".into(), key(1, 1, 1, 0, 0));
-    let s = pane(40, 10, |f, r| state_pane::render(&app(v), f, r));
+    let s = pane(40, 10, |f, r| panes::state::render(&app(v), f, r));
     assert!(s.contains("west-1") && s.contains("east-2"), "the ends of long keys show:\n{s}");
 }
 
@@ -895,7 +880,7 @@ fn scrolling_is_bounded_at_both_ends() {
         press(&mut a, KeyCode::Char('j'));
     }
     assert_eq!(a.scroll_of(Pane::State), 2, "the last of three keys");
-    let s = pane(40, 10, |f, r| state_pane::render(&a, f, r));
+    let s = pane(40, 10, |f, r| panes::state::render(&a, f, r));
     assert!(s.contains("c "), "the pane is not blank after 300 x j:\n{s}");
     press(&mut a, KeyCode::Home);
     assert_eq!(a.scroll_of(Pane::State), 0);
@@ -925,7 +910,7 @@ fn checkpoints_in_a_row_share_one_event_line_and_the_filter_picks() {
     assert!(a.visible_log().all(|l| l.kind == LogKind::Bad), "failures only");
     press(&mut a, KeyCode::Char('f'));
     assert!(a.visible_log().all(|l| l.checkpoint) && a.visible_log().count() >= 1, "checkpoints only");
-    let s = pane(40, 8, |f, r| events_pane::render(&a, f, r));
+    let s = pane(40, 8, |f, r| panes::events::render(&a, f, r));
     assert!(s.contains("checkpoints only") && s.contains("52 ms avg"), "{s}");
 }
 
@@ -933,7 +918,7 @@ fn checkpoints_in_a_row_share_one_event_line_and_the_filter_picks() {
 fn event_lines_wrap_instead_of_being_cut() {
     let mut a = app(running_view());
     a.log(9_000, "checkpoint 9 FAILED: declined by counter[1]: the snapshot is larger than jobmanager-max-state-size".into(), LogKind::Bad);
-    let s = pane(40, 8, |f, r| events_pane::render(&a, f, r));
+    let s = pane(40, 8, |f, r| panes::events::render(&a, f, r));
     assert!(s.contains("jobmanager-max-state-size") || s.contains("max-state-size"), "the end of the line shows:\n{s}");
     assert!(!s.contains('…'), "{s}");
 }
@@ -1024,7 +1009,7 @@ fn x_resets_and_o_picks_a_scenario() {
 fn output_says_print_repeats_under_exactly_once_are_the_sinks() {
     let mut v = down_view();
     v.mode = CheckpointingMode::ExactlyOnce(Alignment::Aligned);
-    let s = pane(70, 8, |f, r| output_pane::render(&app(v), f, r));
+    let s = pane(70, 8, |f, r| panes::output::render(&app(v), f, r));
     assert!(s.contains("the state is exact"), "{s}");
 }
 

@@ -4,11 +4,11 @@
 
 mod common;
 
+use common::press;
+
 use std::collections::BTreeMap;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::backend::TestBackend;
-use ratatui::Terminal;
+use crossterm::event::KeyCode;
 
 use ckptlab::audit::{KeyVerdict, Verdict};
 use ckptlab::cluster::coordinator::{CheckpointCounts, CheckpointStats, CheckpointStatus};
@@ -18,8 +18,8 @@ use ckptlab::compare::SideMode;
 use ckptlab::config::{BackendKind, CheckpointMode, StorageKind};
 use ckptlab::events::EventBus;
 use ckptlab::scenario::AwaitCondition;
-use ckptlab::tui::compare_app::{CompareApp, CompareRequest, SideView};
-use ckptlab::tui::compare_screen;
+use ckptlab::tui::compare::app::{CompareApp, CompareRequest, SideView};
+use ckptlab::tui::compare::screen;
 use ckptlab::tui::keymap::Keymap;
 use ckptlab::tui::theme::Theme;
 
@@ -129,15 +129,7 @@ fn three_sides() -> CompareApp {
 }
 
 fn screen(app: &CompareApp, width: u16, height: u16) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-    terminal.draw(|f| compare_screen::render(app, f)).expect("draw");
-    terminal.backend().to_string()
-}
-
-fn press(app: &mut CompareApp, code: KeyCode) {
-    if let Some(a) = app.on_key(&KeyEvent::new(code, KeyModifiers::NONE)) {
-        app.update(a);
-    }
+    common::draw(width, height, |f| screen::render(app, f))
 }
 
 #[test]

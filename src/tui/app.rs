@@ -279,7 +279,7 @@ impl LessonPlay {
                 highlight: s.highlight.clone(),
                 predict: s.predict.clone(),
                 waits_for: s.await_user.as_ref().map(|w| w.describe()),
-                does: s.action.as_ref().map(super::scenario_pane::step_text),
+                does: s.action.as_ref().map(super::panes::scenario::step_text),
             })
             .collect();
         let n = steps.len();
@@ -1032,7 +1032,7 @@ impl App {
     /// The farthest a pane can scroll: its last line or row.
     fn scroll_max(&self, pane: Pane) -> u16 {
         let rows = match pane {
-            Pane::Graph => super::graph_pane::lines_needed(self),
+            Pane::Graph => super::panes::graph::lines_needed(self),
             Pane::State => self.view.verdict.as_ref().map_or(0, |v| v.keys.len()),
             Pane::Checkpoints => self.view.checkpoint_history.len(),
             Pane::Output => self.view.output.len(),

@@ -22,8 +22,8 @@ use tokio::time::Instant;
 
 use super::app::{App, LessonMsg, LessonPhase, LessonPlay, LogKind, Request, ScenarioPlay};
 use super::keymap::Keymap;
+use super::panes::scenario::step_text;
 use super::render::render;
-use super::scenario_pane::step_text;
 use super::terminal::{self, Output, Terminal};
 use super::theme::Theme;
 use crate::cluster::view::ClusterView;

@@ -3,30 +3,17 @@
 //! key -> [`Action`](action::Action) -> [`App::update`](app::App::update) -> [`render`](render::render),
 //! one render function per pane. The engine runs on the runtime's worker threads; this module only
 //! reads its view and events and sends it commands ([`frontend`] owns the terminal and the loop).
+//! What is drawn lives in [`panes`] (the tiles and the strips around them) and [`popups`] (drawn over
+//! them); [`compare`] is the second screen (`ckptlab compare`), its loop, state and drawing.
 
 pub mod action;
-pub mod anatomy_popup;
 pub mod app;
-pub mod banner;
-pub mod checkpoints_pane;
 pub mod compare;
-pub mod compare_app;
-pub mod compare_screen;
-pub mod detail_popup;
-pub mod events_pane;
-pub mod footer;
 pub mod frontend;
-pub mod graph_pane;
-pub mod help_overlay;
-pub mod input_pane;
 pub mod keymap;
-pub mod lesson_pane;
-pub mod output_pane;
-pub mod picker;
+pub mod panes;
+pub mod popups;
 pub mod render;
-pub mod scenario_pane;
-pub mod state_pane;
-pub mod status_line;
 pub mod terminal;
 pub mod theme;
 

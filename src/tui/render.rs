@@ -20,11 +20,7 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::app::{App, Pane};
-use super::{
-    anatomy_popup, banner, checkpoints_pane, detail_popup, events_pane, footer, graph_pane, help_overlay, input_pane, lesson_pane, output_pane, picker,
-    scenario_pane,
-    state_pane, status_line,
-};
+use super::{panes, popups};
 
 /// The smallest terminal every pane stays readable in.
 pub const MIN_WIDTH: u16 = 80;
@@ -36,66 +32,66 @@ pub fn render(app: &App, frame: &mut Frame) {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         return render_too_small(app, frame, area);
     }
-    let status_height = status_line::height(app, area.width as usize);
+    let status_height = panes::status_line::height(app, area.width as usize);
     let [status, banner_area, body, input, foot] = Layout::vertical([
         Constraint::Length(status_height),
-        Constraint::Length(banner::height(app, area.width)),
+        Constraint::Length(panes::banner::height(app, area.width)),
         Constraint::Min(0),
-        Constraint::Length(input_pane::HEIGHT),
+        Constraint::Length(panes::input::HEIGHT),
         Constraint::Length(1),
     ])
     .areas(area);
     // A lesson: a band across the bottom of the panes, full width.
-    let tall = area.height >= lesson_pane::TALL;
+    let tall = area.height >= panes::lesson::TALL;
     let (body, band) = if app.lesson.is_some() {
-        let rows = if tall { lesson_pane::BAND_HEIGHT_TALL } else { lesson_pane::BAND_HEIGHT };
+        let rows = if tall { panes::lesson::BAND_HEIGHT_TALL } else { panes::lesson::BAND_HEIGHT };
         let [body, band] = Layout::vertical([Constraint::Min(0), Constraint::Length(rows)]).areas(body);
         (body, Some(band))
     } else {
         (body, None)
     };
-    status_line::render(app, frame, status);
-    banner::render(app, frame, banner_area);
+    panes::status_line::render(app, frame, status);
+    panes::banner::render(app, frame, banner_area);
     // The graph's lines need about 40 columns at 80; wider screens give the left side more.
     let left_share = if area.width >= 120 { 55 } else { 50 };
     let [left, right] = Layout::horizontal([Constraint::Percentage(left_share), Constraint::Percentage(100 - left_share)]).areas(body);
     // The graph takes the lines it needs (two per TM at most, one per channel), the state the rest.
-    let graph_lines = graph_pane::lines_wanted(app) as u16 + 2;
+    let graph_lines = panes::graph::lines_wanted(app) as u16 + 2;
     let graph_height = graph_lines.min(left.height.saturating_mul(3) / 5).max(6);
     let [graph, state] = Layout::vertical([Constraint::Length(graph_height), Constraint::Min(0)]).areas(left);
-    graph_pane::render(app, frame, graph);
-    state_pane::render(app, frame, state);
+    panes::graph::render(app, frame, graph);
+    panes::state::render(app, frame, state);
     if let (Some(band), false) = (band, tall) {
         // Too short for three panes on the right: the events give way (the lesson says what happens).
         let [checkpoints, output] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
-        checkpoints_pane::render(app, frame, checkpoints);
-        output_pane::render(app, frame, output);
-        lesson_pane::render(app, frame, band);
+        panes::checkpoints::render(app, frame, checkpoints);
+        panes::output::render(app, frame, output);
+        panes::lesson::render(app, frame, band);
     } else if app.scenario.is_some() {
         // A scenario playing takes the events' place (its narration is the better log then).
         let [checkpoints, output, scenario] =
             Layout::vertical([Constraint::Percentage(34), Constraint::Percentage(30), Constraint::Percentage(36)]).areas(right);
-        checkpoints_pane::render(app, frame, checkpoints);
-        output_pane::render(app, frame, output);
-        scenario_pane::render(app, frame, scenario);
+        panes::checkpoints::render(app, frame, checkpoints);
+        panes::output::render(app, frame, output);
+        panes::scenario::render(app, frame, scenario);
     } else {
         let [checkpoints, output, events] =
             Layout::vertical([Constraint::Percentage(38), Constraint::Percentage(34), Constraint::Percentage(28)]).areas(right);
-        checkpoints_pane::render(app, frame, checkpoints);
-        output_pane::render(app, frame, output);
-        events_pane::render(app, frame, events);
+        panes::checkpoints::render(app, frame, checkpoints);
+        panes::output::render(app, frame, output);
+        panes::events::render(app, frame, events);
     }
     if let (Some(band), true) = (band, tall) {
-        lesson_pane::render(app, frame, band);
+        panes::lesson::render(app, frame, band);
     }
-    input_pane::render(app, frame, input);
-    footer::render(app, frame, foot);
+    panes::input::render(app, frame, input);
+    panes::footer::render(app, frame, foot);
     if app.help {
-        help_overlay::render(app, frame, area);
+        popups::help::render(app, frame, area);
     }
-    detail_popup::render(app, frame, area);
-    anatomy_popup::render(app, frame, area);
-    picker::render(app, frame, area);
+    popups::detail::render(app, frame, area);
+    popups::anatomy::render(app, frame, area);
+    popups::picker::render(app, frame, area);
 }
 
 fn render_too_small(app: &App, frame: &mut Frame, area: Rect) {
@@ -111,7 +107,7 @@ fn render_too_small(app: &App, frame: &mut Frame, area: Rect) {
 /// A pane's frame: its title, a marker and the accent when focused (never colour alone).
 pub fn pane_block<'a>(app: &App, pane: Pane, title: &'a str, extra: Option<Line<'a>>) -> Block<'a> {
     let focused = app.focus == pane;
-    let highlighted = lesson_pane::highlights(app, pane);
+    let highlighted = panes::lesson::highlights(app, pane);
     let mut spans = vec![
         Span::raw(if focused {
             "▸ "

@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
 use ckptlab::cluster::Engine;
 use ckptlab::config::{parse_loose_value, ConfigLayers};
 use ckptlab::events::EventBus;
@@ -81,4 +83,63 @@ pub fn referenced(metas: &[ckptlab::state::storage::CheckpointMetadata]) -> std:
 pub fn skip(why: &str) {
     assert!(std::env::var_os("CI").is_none(), "cannot run on CI: {why}");
     println!("SKIPPED: {why}");
+}
+
+/// Starts an engine on `pairs` (as [`layers`]) publishing on `bus`: subscribe first to see every event.
+pub fn start_on(pairs: &[(&str, &str)], bus: EventBus) -> Engine {
+    Engine::start(layers(pairs), bus).expect("engine starts")
+}
+
+/// Triggers a checkpoint and waits (model time) until `completed` checkpoints exist in all; a
+/// failed checkpoint fails the test with its reason.
+pub async fn checkpoint(engine: &Engine, completed: u64) {
+    engine.command(ckptlab::cluster::Command::TriggerCheckpoint);
+    for _ in 0..60_000 {
+        let v = engine.view(false);
+        if v.checkpoint_counts.completed >= completed {
+            return;
+        }
+        if let Some(f) = v.checkpoint_history.iter().rev().find_map(|c| c.failure.clone()) {
+            panic!("checkpoint failed: {f}");
+        }
+        sleep_ms(10).await;
+    }
+    panic!("checkpoint {completed} did not complete: {:#?}", engine.view(false).checkpoint_history);
+}
+
+/// Draws `f` into a `width` x `height` TestBackend and returns the screen as text (what the insta
+/// snapshots hold).
+pub fn draw(width: u16, height: u16, f: impl FnOnce(&mut ratatui::Frame)) -> String {
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).expect("test terminal");
+    terminal.draw(f).expect("draw");
+    terminal.backend().to_string()
+}
+
+/// A screen's state that takes keys as the loop gives them: the key's action, if any, applied.
+pub trait Keyed {
+    fn key(&mut self, ev: &KeyEvent);
+}
+
+impl Keyed for ckptlab::tui::app::App {
+    fn key(&mut self, ev: &KeyEvent) {
+        if let Some(action) = self.on_key(ev) {
+            self.update(action);
+        }
+    }
+}
+
+impl Keyed for ckptlab::tui::compare::app::CompareApp {
+    fn key(&mut self, ev: &KeyEvent) {
+        if let Some(action) = self.on_key(ev) {
+            self.update(action);
+        }
+    }
+}
+
+pub fn press(app: &mut impl Keyed, code: KeyCode) {
+    press_mod(app, code, KeyModifiers::NONE);
+}
+
+pub fn press_mod(app: &mut impl Keyed, code: KeyCode, mods: KeyModifiers) {
+    app.key(&KeyEvent::new(code, mods));
 }

@@ -5,8 +5,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
-use super::app::App;
-use super::SCENARIOS;
+use crate::tui::app::App;
+use crate::tui::SCENARIOS;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(selected) = app.picker else { return };

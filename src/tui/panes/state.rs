@@ -10,10 +10,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
-use super::app::{App, Pane};
-use super::render::pane_block;
-use super::theme::Theme;
 use crate::audit::summary;
+use crate::tui::app::{App, Pane};
+use crate::tui::render::pane_block;
+use crate::tui::theme::Theme;
 
 /// The key column's width bounds; a longer key is shown as its start … its end.
 const KEY_MIN: usize = 5; // "TOTAL"

@@ -5,7 +5,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::app::App;
+use crate::tui::app::App;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(key) = &app.detail else { return };

@@ -6,10 +6,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::app::{App, Pane};
-use super::render::pane_block;
 use crate::duration::format_duration;
 use crate::scenario::{Action, Step};
+use crate::tui::app::{App, Pane};
+use crate::tui::render::pane_block;
 
 /// One step as a line of the step list.
 pub fn step_text(step: &Step) -> String {

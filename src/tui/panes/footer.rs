@@ -6,10 +6,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::action::Action;
-use super::app::{App, Pane};
-use super::keymap::{short, tiny};
-use super::render::{hint_spans, spans_width};
+use crate::tui::action::Action;
+use crate::tui::app::{App, Pane};
+use crate::tui::keymap::{short, tiny};
+use crate::tui::render::{hint_spans, spans_width};
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(line(app, area.width as usize)), area);
@@ -29,7 +29,7 @@ fn hints_line(app: &App, width: usize, tiny_labels: bool) -> (Line<'static>, boo
     let mut hints = app.keymap.footer(app.context());
     if app.lesson.is_some() && !app.input_mode() {
         // The lesson's keys first: they are what a learner needs next.
-        let mut lesson = app.keymap.footer(super::keymap::Context::Lesson);
+        let mut lesson = app.keymap.footer(crate::tui::keymap::Context::Lesson);
         lesson.extend(hints);
         hints = lesson;
     }

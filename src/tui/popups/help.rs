@@ -6,9 +6,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
-use super::action::Action;
-use super::app::App;
-use super::keymap::Context;
+use crate::tui::action::Action;
+use crate::tui::app::App;
+use crate::tui::keymap::Context;
 
 const KEY_COLUMN: usize = 9;
 /// A help column's width.

@@ -1,20 +1,20 @@
 //! The compare screen's state (`ckptlab compare`): each side's latest picture, the record being
 //! typed, the selected task manager. key -> [`Action`] -> [`CompareApp::update`], which only queues
-//! [`CompareRequest`]s: the loop in [`super::compare`] carries them out on every cluster at once.
+//! [`CompareRequest`]s: the loop in [`crate::tui::compare`] carries them out on every cluster at once.
 
 use std::time::Duration;
 
 use crossterm::event::{KeyEvent, KeyModifiers};
 
-use super::action::Action;
-use super::app::{GENERATOR_KEYS, INPUT_MAX, SLOW_CHANNEL, SLOW_DELAYS};
-use super::keymap::{Context, Keymap};
-use super::theme::Theme;
 use crate::cluster::view::ClusterView;
 use crate::cluster::Command;
 use crate::compare::{key_rows, KeyRow, SideMode};
 use crate::connectors::generator::GeneratorSpec;
 use crate::duration::format_duration;
+use crate::tui::action::Action;
+use crate::tui::app::{GENERATOR_KEYS, INPUT_MAX, SLOW_CHANNEL, SLOW_DELAYS};
+use crate::tui::keymap::{Context, Keymap};
+use crate::tui::theme::Theme;
 
 /// Records per second of the compare screen's generator (the workbench's default rate).
 pub const COMPARE_RATE: u64 = 50;

@@ -7,8 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::app::{App, EventsFilter, LogKind, Pane};
-use super::render::pane_block;
+use crate::tui::app::{App, EventsFilter, LogKind, Pane};
+use crate::tui::render::pane_block;
 
 /// Columns before the text: `  5.9s ! `.
 const PREFIX: usize = 9;

@@ -1,7 +1,10 @@
-//! `ckptlab compare`'s loop: owns the terminal as [`super::frontend`] does (output from the
-//! writer thread of [`super::terminal`], a reader thread for keys, SIGTERM and SIGHUP heard
+//! `ckptlab compare`'s loop: owns the terminal as [`crate::tui::frontend`] does (output from the
+//! writer thread of [`crate::tui::terminal`], a reader thread for keys, SIGTERM and SIGHUP heard
 //! whatever the terminal does), takes a picture of every cluster on a blocking thread each
 //! [`VIEW_TICK`], and draws only when a key was pressed or a picture changed.
+
+pub mod app;
+pub mod screen;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,15 +16,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::compare_app::{CompareApp, CompareRequest, SideView};
-use super::compare_screen::render;
-use super::frontend::FRAME;
-use super::keymap::Keymap;
-use super::terminal::{self, Output, Terminal};
-use super::theme::Theme;
-use super::Quit;
+use self::app::{CompareApp, CompareRequest, SideView};
+use self::screen::render;
 use crate::cluster::view::ClusterView;
 use crate::compare::Lineup;
+use crate::tui::frontend::FRAME;
+use crate::tui::keymap::Keymap;
+use crate::tui::terminal::{self, Output, Terminal};
+use crate::tui::theme::Theme;
+use crate::tui::Quit;
 
 /// How often every cluster's picture (with its verdict) is taken.
 pub const VIEW_TICK: Duration = Duration::from_millis(250);

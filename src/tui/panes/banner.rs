@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::app::App;
+use crate::tui::app::App;
 
 /// Lines the banner takes at this width (0 when there is none).
 pub fn height(app: &App, width: u16) -> u16 {

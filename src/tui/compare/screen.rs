@@ -9,14 +9,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::action::Action;
-use super::compare_app::{CompareApp, SideView};
-use super::keymap::{short, tiny, Context};
-use super::render::{MIN_HEIGHT, MIN_WIDTH};
+use super::app::{CompareApp, SideView};
 use crate::cluster::coordinator::CheckpointStatus;
 use crate::cluster::view::JobStatus;
 use crate::compare::KeyCell;
 use crate::duration::format_size;
+use crate::tui::action::Action;
+use crate::tui::keymap::{short, tiny, Context};
+use crate::tui::render::{MIN_HEIGHT, MIN_WIDTH};
 
 /// From this width the sides stand in columns.
 const WIDE: u16 = 120;

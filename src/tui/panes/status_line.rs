@@ -7,12 +7,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::app::{App, Pane};
-use super::lesson_pane;
-use super::render::{ms_text, spans_width};
 use crate::cluster::view::JobStatus;
 use crate::config::{backend_label, CheckpointingMode, SeedBackend};
 use crate::duration::format_duration;
+use crate::tui::app::{App, Pane};
+use super::lesson;
+use crate::tui::render::{ms_text, spans_width};
 
 type Part = Vec<Span<'static>>;
 
@@ -73,7 +73,7 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
         JobStatus::Finished => vec![Span::styled("■ FINISHED", t.dim), Span::raw(" (stopped with a savepoint)")],
     };
     // A lesson step that points at the status line marks it as it marks a pane (★, never colour alone).
-    let marker = lesson_pane::highlights(app, Pane::Status).then(|| Span::styled("★ ", t.warn));
+    let marker = lesson::highlights(app, Pane::Status).then(|| Span::styled("★ ", t.warn));
     let mut job: Vec<Part> = vec![[marker.into_iter().collect(), vec![Span::styled(format!("{} ", v.job_name), t.title)], status].concat()];
     // Why the job is down (a restore that cannot read its state names the file), cut to fit.
     if let (JobStatus::Restarting | JobStatus::Failed, Some(cause)) = (v.status, &v.failure) {
@@ -103,7 +103,7 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
     if app.generator_on {
         settings.push(vec![Span::styled(format!("gen {}/s", app.rate()), t.record)]);
     }
-    let slow = super::app::slow_channel(&app.view).map_or(0, |c| c.delay_ms);
+    let slow = crate::tui::app::slow_channel(&app.view).map_or(0, |c| c.delay_ms);
     if slow > 0 {
         settings.push(vec![Span::styled(format!("slow src1→cnt* +{}", ms_text(slow)), t.warn)]);
     }

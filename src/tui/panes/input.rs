@@ -7,8 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Borders, Paragraph};
 use ratatui::Frame;
 
-use super::app::{App, Pane};
-use super::render::{fit, pane_block};
+use crate::tui::app::{App, Pane};
+use crate::tui::render::{fit, pane_block};
 
 /// A rule with the title, then the line being typed.
 pub const HEIGHT: u16 = 2;
@@ -44,8 +44,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         };
         spans.push(Span::raw(shown));
         spans.push(Span::styled("█", t.key));
-        let cap = if count >= super::app::INPUT_MAX { t.bad } else { t.dim };
-        spans.push(Span::styled(format!(" {count}/{}", super::app::INPUT_MAX), cap));
+        let cap = if count >= crate::tui::app::INPUT_MAX { t.bad } else { t.dim };
+        spans.push(Span::styled(format!(" {count}/{}", crate::tui::app::INPUT_MAX), cap));
         spans.push(Span::styled("  Enter produces · Esc back · paste: a record per line", t.dim));
     } else if app.input.is_empty() {
         spans.push(Span::styled("i: type a record", t.dim));

@@ -6,10 +6,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::app::{App, Pane};
-use super::render::{ms_text, pane_block};
 use crate::cluster::coordinator::{CheckpointStats, CheckpointStatus};
 use crate::duration::format_size;
+use crate::tui::app::{App, Pane};
+use crate::tui::render::{ms_text, pane_block};
 
 /// Width from which the history shows trigger time, offsets and the failure reason in columns.
 const WIDE: u16 = 70;

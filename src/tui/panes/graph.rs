@@ -8,9 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::app::{App, Pane};
-use super::render::{ms_text, pane_block};
 use crate::cluster::view::{ChannelView, TaskManagerView};
+use crate::tui::app::{App, Pane};
+use crate::tui::render::{ms_text, pane_block};
 
 /// Records drawn as dots before the rest is a number.
 const MAX_DOTS: i64 = 8;
@@ -67,7 +67,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     if !idle.is_empty() {
         let names: Vec<&str> = idle.iter().map(|&i| app.view.task_managers[i].name.as_str()).collect();
         let text = format!("  ● {} idle: {}", idle.len(), names.join(" "));
-        lines.push(Line::styled(super::render::fit(&text, inner_width), app.theme.dim));
+        lines.push(Line::styled(crate::tui::render::fit(&text, inner_width), app.theme.dim));
     }
     let name_width = app.view.channels.iter().map(|c| channel_name(c, long_names).chars().count()).max().unwrap_or(0);
     let mut channels: Vec<&ChannelView> = app.view.channels.iter().collect();

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::app::{App, LessonPhase, Pane};
+use crate::tui::app::{App, LessonPhase, Pane};
 
 /// Rows of the band across the bottom of the panes, on a short screen and on a tall one.
 pub const BAND_HEIGHT: u16 = 9;

@@ -10,11 +10,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
-use super::app::App;
-use super::render::ms_text;
-use super::theme::Theme;
 use crate::cluster::coordinator::{CheckpointStats, CheckpointStatus, SubtaskCheckpointStats};
 use crate::duration::format_size;
+use crate::tui::app::App;
+use crate::tui::render::ms_text;
+use crate::tui::theme::Theme;
 
 /// The subtask name column.
 const NAME: usize = 11;
