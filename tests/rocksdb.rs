@@ -258,10 +258,10 @@ fn damage_ssts(meta: &CheckpointMetadata) -> usize {
 
 /// A damaged latest checkpoint is never silently replaced by the older one still retained (Flink
 /// removed that tolerance, FLINK-22502): each restart restores it again, and when the restart
-/// strategy is exhausted the job is FAILED with RocksDB's own message. (This replaces the
+/// strategy is exhausted the job is FAILED naming the damaged file (its checksum recorded at upload fails before RocksDB reads it). (This replaces the
 /// fallback the test used to lock in.)
 #[test]
-fn a_damaged_latest_checkpoint_is_retried_never_replaced_and_fails_the_job_with_rocksdbs_message() {
+fn a_damaged_latest_checkpoint_is_retried_never_replaced_and_fails_the_job_naming_the_damaged_file() {
     let dir = common::scratch_dir();
     common::paused(async {
         let bus = EventBus::new(tokio::time::Instant::now());
@@ -301,9 +301,22 @@ fn a_damaged_latest_checkpoint_is_retried_never_replaced_and_fails_the_job_with_
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no JobFailed: {:#?}", describe()));
+        // The checksum recorded at upload catches the damage before RocksDB reads the file.
+        let damaged: Vec<String> = metas[1]
+            .keyed
+            .iter()
+            .flat_map(|h| match h {
+                StateHandle::RocksDb { files, .. } => {
+                    files.iter().filter(|f| f.name.ends_with(".sst")).map(|f| f.path.display().to_string()).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
         assert!(
-            failed.contains("could not restore checkpoint 2") && failed.contains("RocksDB"),
-            "FAILED with RocksDB's own message as the cause: {failed}"
+            failed.contains("could not restore checkpoint 2")
+                && failed.contains("is corrupt: checksum mismatch")
+                && damaged.iter().any(|p| failed.contains(&format!("{p} is corrupt"))),
+            "FAILED naming the damaged file as the cause: {failed}"
         );
         let restored: Vec<Option<u64>> = seen
             .iter()
