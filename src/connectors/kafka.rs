@@ -1386,7 +1386,9 @@ impl KafkaReader {
                 self.consumer = Some(Detached::new(c));
                 self.epoch = epoch;
             }
-            Err(e) => self.kafka.health.set(Some(format!("kafka {}: cannot create a source consumer: {e}", self.kafka.servers))),
+            Err(e) => {
+                self.kafka.health.set(Some(format!("kafka {}: cannot create a source consumer: {e}", self.kafka.servers)));
+            }
         }
     }
 
