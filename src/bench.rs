@@ -140,6 +140,83 @@ pub struct BenchReport {
     pub peak_rss_mb: Option<f64>,
 }
 
+/// One produce -> output line latency of `--source`.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub hop_delay: &'static str,
+    pub source: &'static str,
+    pub median_ms: f64,
+}
+
+/// A measurement as it is taken, for the command line to print at once (a benchmark runs for
+/// minutes): the `...Start` ones open a table, the others are its rows.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    ModesStart {
+        records: u64,
+        keys: u64,
+        parallelism: usize,
+        rounds: u32,
+    },
+    Mode(ModeResult),
+    StateStart {
+        records: u64,
+        keys: u64,
+        rounds: u32,
+    },
+    StateThroughput {
+        backend: &'static str,
+        records_per_s: f64,
+        ratio_to_fs: f64,
+        seconds: f64,
+        checkpoints_completed: u64,
+        mean_checkpoint_ms: f64,
+    },
+    StateSizeStart {
+        keys: u64,
+    },
+    StateSize(StateResult),
+    WriteOverlapStart {
+        keys: u64,
+    },
+    WriteOverlap(WriteOverlapResult),
+    SourceStart {
+        records: u64,
+        keys: u64,
+        rounds: u32,
+    },
+    SourceThroughput {
+        source: &'static str,
+        records_per_s: f64,
+        ratio_to_embedded: f64,
+        seconds: f64,
+        fill_seconds: f64,
+    },
+    SourceLatency(Latency),
+    MemoryRunStart {
+        records: u64,
+        keys: u64,
+    },
+    MemoryRun(MemoryResult),
+}
+
+/// What a benchmark came to, one variant per kind of run.
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// The default: every mode, then recovery.
+    Modes(BenchReport),
+    /// `--audit`: the modes only.
+    Audit(Vec<ModeResult>),
+    /// `--state`: throughput per backend, checkpoints at two state sizes, the asynchronous write.
+    State { throughput: Vec<(String, f64)>, state: Vec<StateResult>, during_async_write: Vec<WriteOverlapResult>, peak_rss_mb: Option<f64> },
+    /// `--source`: the embedded topic against Kafka's mock cluster.
+    Source { records: u64, embedded_records_per_s: f64, kafka_mock_records_per_s: f64, latency: Vec<Latency> },
+    /// `--memory`: the short run and the long one.
+    Memory(Vec<MemoryResult>),
+    /// `--memory-child`: one run, for the parent process to read.
+    MemoryChild(MemoryResult),
+}
+
 const INTERVAL: &str = "execution.checkpointing.interval";
 const MODE: &str = "execution.checkpointing.mode";
 const UNALIGNED: &str = "execution.checkpointing.unaligned.enabled";
@@ -470,21 +547,21 @@ async fn write_overlap_run(
 }
 
 /// `ckptlab bench --state`: backends side by side.
-async fn run_state(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String> {
+async fn run_state(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, String> {
     let home = crate::workdir::prepare_home().map_err(|e| e.to_string())?;
     let dir = home.join(format!("bench-{}", std::process::id()));
-    let result = run_state_in(base, args, &dir).await;
+    let result = run_state_in(base, args, &dir, progress).await;
     let _ = crate::workdir::remove_tree_under(&home, &dir);
     result
 }
 
-async fn run_state_in(base: &ConfigLayers, args: &BenchArgs, dir: &std::path::Path) -> Result<(), String> {
-    if !args.json {
-        println!(
-            "ckptlab bench --state: throughput over {} records and {} keys, EXACTLY_ONCE every 1s, best of {} round(s)",
-            args.state_records, args.keys, args.rounds
-        );
-    }
+async fn run_state_in(
+    base: &ConfigLayers,
+    args: &BenchArgs,
+    dir: &std::path::Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report, String> {
+    progress(Progress::StateStart { records: args.state_records, keys: args.keys, rounds: args.rounds });
     let chk = dir.join("throughput").display().to_string();
     let tmp = dir.join("tm").display().to_string();
     let topic = filled_topic(&bench_layers(base, &[])?, args.state_records, args.keys, &EventBus::new(tokio::time::Instant::now()))?;
@@ -502,67 +579,34 @@ async fn run_state_in(base: &ConfigLayers, args: &BenchArgs, dir: &std::path::Pa
         let (secs, completed, mean) = best.expect("at least one round");
         let rate = args.state_records as f64 / secs;
         let base_rate = rates.first().map_or(rate, |(_, r): &(String, f64)| *r);
-        if !args.json {
-            println!(
-                "  {label:<22} {rate:>12.0} records/s  x{:.3} of fs  ({secs:.2}s, {completed} checkpoints, mean {mean:.1} ms)",
-                rate / base_rate
-            );
-        }
+        progress(Progress::StateThroughput {
+            backend: *label,
+            records_per_s: rate,
+            ratio_to_fs: rate / base_rate,
+            seconds: secs,
+            checkpoints_completed: completed,
+            mean_checkpoint_ms: mean,
+        });
         rates.push((label.to_string(), rate));
     }
     drop(topic);
     let mut results = Vec::new();
     for keys in [10_000u64, 1_000_000] {
-        if !args.json {
-            println!("  {keys} keys: checkpoint 1 (all keys), checkpoint 2 (after 1% of the keys changed), restore after a kill");
-            println!("    {:<22} {:>9} {:>10} {:>9} {:>20} {:>11}", "backend", "ckpt1", "size", "ckpt2", "delta / full", "restore");
-        }
+        progress(Progress::StateSizeStart { keys });
         for (label, pairs) in STATE_BACKENDS {
             let r = state_run(base, label, pairs, keys, &dir.join(format!("state-{keys}"))).await?;
-            if !args.json {
-                println!(
-                    "    {:<22} {:>6} ms {:>10} {:>6} ms {:>20} {:>8.1} ms",
-                    r.backend,
-                    r.first_ms,
-                    crate::duration::format_size(r.first_size),
-                    r.second_ms,
-                    format!("{} / {}", crate::duration::format_size(r.second_delta), crate::duration::format_size(r.second_full)),
-                    r.restore_ms
-                );
-            }
+            progress(Progress::StateSize(r.clone()));
             results.push(r);
         }
     }
-    if !args.json {
-        println!(
-            "  records/s out of one counter while its snapshot of {WRITE_OVERLAP_KEYS} keys is written (asynchronous part), against just before"
-        );
-        println!("    {:<22} {:>8} {:>9} {:>10} {:>14} {:>14}", "backend", "sync", "async", "written", "before", "during write");
-    }
+    progress(Progress::WriteOverlapStart { keys: WRITE_OVERLAP_KEYS });
     let mut overlaps = Vec::new();
     for (label, pairs) in STATE_BACKENDS.iter().take(2) {
         let r = write_overlap_run(base, label, pairs, &dir.join("overlap")).await?;
-        if !args.json {
-            println!(
-                "    {:<22} {:>5} ms {:>6} ms {:>10} {:>12.0}/s {:>12.0}/s ({} records)",
-                r.backend,
-                r.sync_ms,
-                r.async_ms,
-                crate::duration::format_size(r.bytes),
-                r.records_per_s_before,
-                r.records_per_s_during_write,
-                r.records_during_write
-            );
-        }
+        progress(Progress::WriteOverlap(r.clone()));
         overlaps.push(r);
     }
-    if args.json {
-        let json = serde_json::json!({ "throughput": rates.iter().map(|(b, r)| serde_json::json!({"backend": b, "records_per_s": r})).collect::<Vec<_>>(), "state": results, "during_async_write": overlaps });
-        println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
-    } else if let Some(rss) = peak_rss_mb() {
-        println!("  peak RSS: {rss:.0} MB");
-    }
-    Ok(())
+    Ok(Report::State { throughput: rates, state: results, during_async_write: overlaps, peak_rss_mb: peak_rss_mb() })
 }
 
 /// Records librdkafka's mock cluster keeps per partition (older ones are deleted).
@@ -637,15 +681,10 @@ async fn latency(layers: ConfigLayers, kafka: bool, samples: usize) -> Result<f6
 }
 
 /// `ckptlab bench --source`: the embedded topic against Kafka (librdkafka's mock cluster).
-async fn run_source(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String> {
+async fn run_source(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, String> {
     let partitions = bench_layers(base, &[])?.build().map_err(|e| e.to_string())?.source.partitions as u64;
     let records = args.source_records.min(MOCK_PARTITION_KEEPS * partitions);
-    if !args.json {
-        println!(
-            "ckptlab bench --source: {records} records over {} keys through the default job, EXACTLY_ONCE every 1s, best of {} run(s) each",
-            args.keys, args.rounds
-        );
-    }
+    progress(Progress::SourceStart { records, keys: args.keys, rounds: args.rounds });
     let mut rates = Vec::new();
     for (label, kafka) in [("embedded", false), ("kafka mock cluster", true)] {
         let t = Instant::now();
@@ -664,9 +703,13 @@ async fn run_source(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String>
         }
         let rate = records as f64 / secs;
         let ratio = rate / rates.first().copied().unwrap_or(rate);
-        if !args.json {
-            println!("  {label:<20} {rate:>12.0} records/s  x{ratio:.3} of embedded  ({secs:.2}s; filling the topic took {fill_s:.2}s)");
-        }
+        progress(Progress::SourceThroughput {
+            source: label,
+            records_per_s: rate,
+            ratio_to_embedded: ratio,
+            seconds: secs,
+            fill_seconds: fill_s,
+        });
         rates.push(rate);
     }
     let mut lat = Vec::new();
@@ -674,41 +717,32 @@ async fn run_source(base: &ConfigLayers, args: &BenchArgs) -> Result<(), String>
         for (label, kafka) in [("embedded", false), ("kafka mock cluster", true)] {
             let layers = with_pairs(base, &[("ckptlab.hop-delay", hop), ("execution.buffer-timeout.interval", "100ms")])?;
             let ms = latency(layers, kafka, 50).await?;
-            if !args.json {
-                println!("  latency produce -> output line, hop delay {hop:<5} {label:<20} median {ms:>7.1} ms");
-            }
-            lat.push(serde_json::json!({"hop_delay": hop, "source": label, "median_ms": ms}));
+            let l = Latency { hop_delay: hop, source: label, median_ms: ms };
+            progress(Progress::SourceLatency(l));
+            lat.push(l);
         }
     }
-    if args.json {
-        let json = serde_json::json!({"records": records, "embedded_records_per_s": rates[0], "kafka_mock_records_per_s": rates[1], "ratio": rates[1] / rates[0], "latency": lat});
-        println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
-    }
-    Ok(())
+    Ok(Report::Source { records, embedded_records_per_s: rates[0], kafka_mock_records_per_s: rates[1], latency: lat })
 }
 
-/// Runs the benchmark and prints it.
-pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs) -> Result<(), String> {
+/// Runs the benchmark: `progress` hears each measurement as it is taken (a run lasts minutes),
+/// the report is what it all came to. The command line prints both (`src/cli/bench.rs`).
+pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, String> {
     let base = base?;
     if args.state {
-        return run_state(&base, args).await;
+        return run_state(&base, args, progress).await;
     }
     if args.source {
-        return run_source(&base, args).await;
+        return run_source(&base, args, progress).await;
     }
     if let Some(records) = args.memory_child {
-        return memory_child(&base, args, records).await;
+        return memory_child(&base, args, records).await.map(Report::MemoryChild);
     }
     if args.memory {
-        return run_memory(args);
+        return run_memory(args, progress);
     }
     let parallelism = base.build().map_err(|e| e.to_string())?.job.parallelism;
-    if !args.json {
-        println!(
-            "ckptlab bench: {} records over {} keys, parallelism {parallelism}, discarding sink, no hop delay, buffer timeout 1ms, best of {} round(s); each mode without and with the auditor (the ground truth)",
-            args.records, args.keys, args.rounds
-        );
-    }
+    progress(Progress::ModesStart { records: args.records, keys: args.keys, parallelism, rounds: args.rounds });
     // One topic for every run: each run reads it from the start (auto.offset.reset = earliest).
     let topic = filled_topic(&bench_layers(&base, &[])?, args.records, args.keys, &EventBus::new(tokio::time::Instant::now()))?;
     let mut modes = Vec::new();
@@ -748,29 +782,12 @@ pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs) -> Result
             checkpoints_completed: completed,
             mean_checkpoint_ms: mean,
         };
-        if !args.json {
-            println!(
-                "  {:<30} {:>12.0} records/s  x{:.3} of off  ({:.2}s, {} checkpoints, mean {:.1} ms)  audited {:>11.0}/s x{:.3}, verdict {} in {:.2} ms",
-                m.mode,
-                m.records_per_s,
-                m.ratio_to_off,
-                m.seconds,
-                m.checkpoints_completed,
-                m.mean_checkpoint_ms,
-                m.audited_records_per_s,
-                m.audited_ratio,
-                m.verdict,
-                m.verdict_ms
-            );
-        }
+        progress(Progress::Mode(m.clone()));
         modes.push(m);
     }
     if args.audit {
         drop(topic);
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&modes).map_err(|e| e.to_string())?);
-        }
-        return Ok(());
+        return Ok(Report::Audit(modes));
     }
     drop(topic);
     let recovery_ms = recovery(&base, args).await?;
@@ -784,15 +801,7 @@ pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs) -> Result
             .into(),
         peak_rss_mb: peak_rss_mb(),
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-    } else {
-        println!("  recovery: {:.1} ms ({})", report.recovery_ms, report.recovery_note);
-        if let Some(rss) = report.peak_rss_mb {
-            println!("  peak RSS: {rss:.0} MB");
-        }
-    }
-    Ok(())
+    Ok(Report::Modes(report))
 }
 
 /// One long run of `--memory`, in this process, as JSON on stdout.
@@ -816,7 +825,7 @@ pub struct MemoryResult {
 
 /// Produces `records` records while the job runs (never more than 2 M ahead of the sources, as a
 /// producer paced by the job), EXACTLY_ONCE 1s, auditor on, retention checkpointed.
-async fn memory_child(base: &ConfigLayers, args: &BenchArgs, records: u64) -> Result<(), String> {
+async fn memory_child(base: &ConfigLayers, args: &BenchArgs, records: u64) -> Result<MemoryResult, String> {
     let layers = bench_layers(
         base,
         &[
@@ -901,18 +910,15 @@ async fn memory_child(base: &ConfigLayers, args: &BenchArgs, records: u64) -> Re
         topic_bytes: topic.footprint(),
     };
     engine.shutdown().await;
-    println!("{}", serde_json::to_string(&result).map_err(|e| e.to_string())?);
-    Ok(())
+    Ok(result)
 }
 
 /// `--memory`: the short and the long run, each in a fresh process (peak RSS is per process).
-fn run_memory(args: &BenchArgs) -> Result<(), String> {
+fn run_memory(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for records in [10_000_000u64.min(args.memory_records), args.memory_records] {
-        if !args.json {
-            println!("ckptlab bench --memory: {records} records over {} keys (a process of its own) ...", args.keys);
-        }
+        progress(Progress::MemoryRunStart { records, keys: args.keys });
         let out = std::process::Command::new(&exe)
             .args(["bench", "--keys", &args.keys.to_string(), "--memory-child", &records.to_string()])
             .stderr(std::process::Stdio::inherit())
@@ -924,36 +930,8 @@ fn run_memory(args: &BenchArgs) -> Result<(), String> {
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text.lines().last().unwrap_or("");
         let r: MemoryResult = serde_json::from_str(line).map_err(|e| format!("the {records}-record run printed {line:?}: {e}"))?;
-        if !args.json {
-            println!(
-                "  {:>11} records: {:.1} s ({:.0}/s), peak RSS {:.0} MB, {} checkpoints (median {:.0} ms early, {:.0} ms late), verdict {} in {:.2} ms, auditor {} ranges, topic {} KB",
-                r.records,
-                r.seconds,
-                r.records_per_s,
-                r.peak_rss_mb,
-                r.checkpoints,
-                r.early_checkpoint_ms,
-                r.late_checkpoint_ms,
-                r.verdict,
-                r.verdict_ms,
-                r.auditor_ranges,
-                r.topic_bytes / 1024
-            );
-        }
+        progress(Progress::MemoryRun(r.clone()));
         results.push(r);
     }
-    if let [short, long] = &results[..] {
-        let growth = (long.peak_rss_mb - short.peak_rss_mb) * 1024.0 * 1024.0 / (long.records - short.records).max(1) as f64;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?);
-        } else {
-            println!(
-                "  peak RSS long/short x{:.3}; {:.3} bytes per extra record; checkpoint late/early x{:.2} (long run)",
-                long.peak_rss_mb / short.peak_rss_mb,
-                growth,
-                long.late_checkpoint_ms / long.early_checkpoint_ms.max(1.0)
-            );
-        }
-    }
-    Ok(())
+    Ok(Report::Memory(results))
 }

@@ -284,38 +284,25 @@ pub fn key_rows(verdicts: &[&Verdict]) -> Vec<KeyRow> {
 /// The side-by-side verdict table `ckptlab run` prints for a comparison; `*` marks a row where
 /// the sides differ.
 pub fn side_by_side_table(labels: &[&str], verdicts: &[&Verdict]) -> String {
+    use crate::table::{Column, TextTable};
     let rows = key_rows(verdicts);
-    let key_w = rows.iter().map(|r| r.key.chars().count()).max().unwrap_or(3).max(3);
-    let mut out = format!("{:<key_w$}  {:>8}", "key", "expected");
-    let side_w: Vec<usize> = labels.iter().map(|l| l.chars().count().max(17)).collect();
-    for (l, w) in labels.iter().zip(&side_w) {
-        out.push_str(&format!(" | {l:<w$}"));
-    }
-    out.push('\n');
-    out.push_str(&format!("{:<key_w$}  {:>8}", "", ""));
-    for w in &side_w {
-        out.push_str(&format!(" | {:<w$}", format!("{:>5} {:>5} {:>5}", "state", "lost", "over")));
-    }
-    out.push('\n');
-    let rule = key_w + 10 + side_w.iter().map(|w| w + 3).sum::<usize>();
-    out.push_str(&"-".repeat(rule));
-    out.push('\n');
+    // A side's column holds "state lost over" (17 wide) under its label.
+    let mut columns = vec![Column::left().min(3), Column::right().min(8)];
+    columns.extend(labels.iter().map(|_| Column::left().min(17).gap(" | ")));
+    let mut t = TextTable::new(columns);
+    let cells = |c: &KeyCell| format!("{:>5} {:>5} {:>5}", c.state, c.lost, c.overcounted);
+    t.row(["key", "expected"].into_iter().chain(labels.iter().copied()));
+    t.row(["".to_string(), "".to_string()].into_iter().chain(labels.iter().map(|_| format!("{:>5} {:>5} {:>5}", "state", "lost", "over"))));
+    t.rule();
     for (i, r) in rows.iter().enumerate() {
         if i + 1 == rows.len() {
-            out.push_str(&"-".repeat(rule));
-            out.push('\n');
+            t.rule();
         }
         let expected = r.cells.first().map_or(0, |c| c.expected);
-        out.push_str(&format!("{:<key_w$}  {:>8}", r.key, expected));
-        for (c, w) in r.cells.iter().zip(&side_w) {
-            out.push_str(&format!(" | {:<w$}", format!("{:>5} {:>5} {:>5}", c.state, c.lost, c.overcounted)));
-        }
-        if r.differs() {
-            out.push_str("  *");
-        }
-        out.push('\n');
+        let row = [r.key.clone(), expected.to_string()].into_iter().chain(r.cells.iter().map(cells));
+        t.row_marked(row, if r.differs() { "  *" } else { "" });
     }
-    out.lines().map(|l| format!("{}\n", l.trim_end())).collect()
+    t.render()
 }
 
 /// One side's outcome in a compared run.

@@ -219,10 +219,10 @@ pub fn render(i: &Inspection) -> String {
         out.push_str(&format!("  sink          {} staged output lines (transactional, committed on restore)\n", i.staged_output_lines));
     }
     out.push('\n');
-    let header = ["subtask", "key groups", "format", "keys", "total", "state", "files (shared)"];
-    let mut rows: Vec<[String; 7]> = vec![header.map(String::from)];
+    let mut table = crate::table::TextTable::new(vec![crate::table::Column::left(); 7]);
+    table.row(["subtask", "key groups", "format", "keys", "total", "state", "files (shared)"]);
     for t in &i.subtasks {
-        rows.push([
+        table.row([
             format!("counter[{}]", t.subtask),
             format!("{}..{}", t.key_groups[0], t.key_groups[1]),
             t.format.clone(),
@@ -232,7 +232,7 @@ pub fn render(i: &Inspection) -> String {
             format!("{} ({})", t.files, t.shared_files),
         ]);
     }
-    rows.push([
+    table.row([
         "TOTAL".into(),
         format!("0..{}", i.max_parallelism),
         String::new(),
@@ -241,12 +241,7 @@ pub fn render(i: &Inspection) -> String {
         format_size(s.state_bytes),
         String::new(),
     ]);
-    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    for r in &rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&table.render());
     for t in i.subtasks.iter().filter(|t| !t.first.is_empty()) {
         out.push_str(&format!("\ncounter[{}]: first {} of {} keys\n", t.subtask, t.first.len(), t.keys));
         for (k, v) in &t.first {

@@ -18,5 +18,6 @@ pub mod keygroup;
 pub mod lesson;
 pub mod scenario;
 pub mod state;
+pub mod table;
 pub mod tui;
 pub mod workdir;

@@ -1088,11 +1088,14 @@ pub fn report_table(r: &RunReport) -> String {
 }
 
 fn table(v: &Verdict, not_restored: Option<&str>) -> String {
-    let mut rows: Vec<[String; 6]> =
-        vec![["key".into(), "expected".into(), "state".into(), "lost".into(), "overcounted".into(), "verdict".into()]];
+    use crate::table::{Column, TextTable};
+    let (l, r) = (Column::left(), Column::right());
+    let mut t = TextTable::new(vec![l, r, r, r, r, l]);
+    t.row(["key", "expected", "state", "lost", "overcounted", "verdict"]);
+    t.rule();
     let keys: BTreeMap<_, _> = v.keys.iter().collect();
     for (k, kv) in keys {
-        rows.push([
+        t.row([
             k.clone(),
             kv.expected.to_string(),
             kv.state.to_string(),
@@ -1108,23 +1111,12 @@ fn table(v: &Verdict, not_restored: Option<&str>) -> String {
         Some(reason) => format!("not restored: {reason}"),
         None => v.summary(),
     };
-    rows.push(["TOTAL".into(), v.expected.to_string(), v.state.to_string(), v.lost.to_string(), v.overcounted.to_string(), total]);
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for (i, r) in rows.iter().enumerate() {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| if c == 0 || c == 5 { format!("{cell:<w$}", w = widths[c]) } else { format!("{cell:>w$}", w = widths[c]) })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-        if i == 0 || i == rows.len() - 2 {
-            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 10));
-            out.push('\n');
-        }
+    // One rule under the header when there is no key: the TOTAL follows it.
+    if !v.keys.is_empty() {
+        t.rule();
     }
-    out
+    t.row(["TOTAL".into(), v.expected.to_string(), v.state.to_string(), v.lost.to_string(), v.overcounted.to_string(), total]);
+    t.render()
 }
 
 #[cfg(test)]

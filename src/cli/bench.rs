@@ -1,0 +1,182 @@
+//! `ckptlab bench`: throughput per checkpointing mode, recovery time, and the `--state`,
+//! `--source`, `--audit` and `--memory` comparisons. The library's `bench` measures and reports
+//! (`Progress` as it goes, a `Report` at the end); this file prints.
+
+use std::process::ExitCode;
+
+use ckptlab::bench::{BenchArgs, Progress, Report};
+use ckptlab::duration::format_size;
+use ckptlab::table::{Column, TextTable};
+
+use super::{base_layers, outln, Global};
+
+pub async fn exec(cli: &Global, args: &BenchArgs) -> ExitCode {
+    // With --json only the report is printed, as one object.
+    let mut progress = |p: Progress| {
+        if !args.json {
+            print_progress(&p);
+        }
+    };
+    let printed = match ckptlab::bench::run(base_layers(cli, None), args, &mut progress).await {
+        Ok(report) => print_report(&report, args.json),
+        Err(e) => Err(e),
+    };
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ckptlab bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_progress(p: &Progress) {
+    match p {
+        Progress::ModesStart { records, keys, parallelism, rounds } => outln!(
+            "ckptlab bench: {records} records over {keys} keys, parallelism {parallelism}, discarding sink, no hop delay, buffer timeout 1ms, best of {rounds} round(s); each mode without and with the auditor (the ground truth)"
+        ),
+        Progress::Mode(m) => outln!(
+            "  {:<30} {:>12.0} records/s  x{:.3} of off  ({:.2}s, {} checkpoints, mean {:.1} ms)  audited {:>11.0}/s x{:.3}, verdict {} in {:.2} ms",
+            m.mode,
+            m.records_per_s,
+            m.ratio_to_off,
+            m.seconds,
+            m.checkpoints_completed,
+            m.mean_checkpoint_ms,
+            m.audited_records_per_s,
+            m.audited_ratio,
+            m.verdict,
+            m.verdict_ms
+        ),
+        Progress::StateStart { records, keys, rounds } => outln!(
+            "ckptlab bench --state: throughput over {records} records and {keys} keys, EXACTLY_ONCE every 1s, best of {rounds} round(s)"
+        ),
+        Progress::StateThroughput { backend, records_per_s, ratio_to_fs, seconds, checkpoints_completed, mean_checkpoint_ms } => outln!(
+            "  {backend:<22} {records_per_s:>12.0} records/s  x{ratio_to_fs:.3} of fs  ({seconds:.2}s, {checkpoints_completed} checkpoints, mean {mean_checkpoint_ms:.1} ms)"
+        ),
+        Progress::StateSizeStart { keys } => {
+            outln!("  {keys} keys: checkpoint 1 (all keys), checkpoint 2 (after 1% of the keys changed), restore after a kill");
+            outln!("{}", sizes_table().line(&["backend", "ckpt1", "size", "ckpt2", "delta / full", "restore"], ""));
+        }
+        Progress::StateSize(r) => {
+            let row = [
+                r.backend.clone(),
+                format!("{} ms", r.first_ms),
+                format_size(r.first_size),
+                format!("{} ms", r.second_ms),
+                format!("{} / {}", format_size(r.second_delta), format_size(r.second_full)),
+                format!("{:.1} ms", r.restore_ms),
+            ];
+            outln!("{}", sizes_table().line(&row, ""));
+        }
+        Progress::WriteOverlapStart { keys } => {
+            outln!("  records/s out of one counter while its snapshot of {keys} keys is written (asynchronous part), against just before");
+            outln!("{}", overlap_table().line(&["backend", "sync", "async", "written", "before", "during write"], ""));
+        }
+        Progress::WriteOverlap(r) => {
+            let row = [
+                r.backend.clone(),
+                format!("{} ms", r.sync_ms),
+                format!("{} ms", r.async_ms),
+                format_size(r.bytes),
+                format!("{:.0}/s", r.records_per_s_before),
+                format!("{:.0}/s", r.records_per_s_during_write),
+            ];
+            outln!("{}", overlap_table().line(&row, &format!(" ({} records)", r.records_during_write)));
+        }
+        Progress::SourceStart { records, keys, rounds } => outln!(
+            "ckptlab bench --source: {records} records over {keys} keys through the default job, EXACTLY_ONCE every 1s, best of {rounds} run(s) each"
+        ),
+        Progress::SourceThroughput { source, records_per_s, ratio_to_embedded, seconds, fill_seconds } => outln!(
+            "  {source:<20} {records_per_s:>12.0} records/s  x{ratio_to_embedded:.3} of embedded  ({seconds:.2}s; filling the topic took {fill_seconds:.2}s)"
+        ),
+        Progress::SourceLatency(l) => {
+            outln!("  latency produce -> output line, hop delay {:<5} {:<20} median {:>7.1} ms", l.hop_delay, l.source, l.median_ms)
+        }
+        Progress::MemoryRunStart { records, keys } => {
+            outln!("ckptlab bench --memory: {records} records over {keys} keys (a process of its own) ...")
+        }
+        Progress::MemoryRun(r) => outln!(
+            "  {:>11} records: {:.1} s ({:.0}/s), peak RSS {:.0} MB, {} checkpoints (median {:.0} ms early, {:.0} ms late), verdict {} in {:.2} ms, auditor {} ranges, topic {} KB",
+            r.records,
+            r.seconds,
+            r.records_per_s,
+            r.peak_rss_mb,
+            r.checkpoints,
+            r.early_checkpoint_ms,
+            r.late_checkpoint_ms,
+            r.verdict,
+            r.verdict_ms,
+            r.auditor_ranges,
+            r.topic_bytes / 1024
+        ),
+    }
+}
+
+/// `--state`'s checkpoints at one state size, printed a row per backend as measured.
+fn sizes_table() -> TextTable {
+    let r = |w| Column::right().min(w).gap(" ");
+    TextTable::new(vec![Column::left().min(22), r(9), r(10), r(9), r(20), r(11)]).indent("    ")
+}
+
+/// `--state`'s records/s while a snapshot is written, a row per backend.
+fn overlap_table() -> TextTable {
+    let r = |w| Column::right().min(w).gap(" ");
+    TextTable::new(vec![Column::left().min(22), r(8), r(9), r(10), r(14), r(14)]).indent("    ")
+}
+
+/// What closes a run: with `--json` the one object, otherwise the lines after the tables.
+fn print_report(report: &Report, json: bool) -> Result<(), String> {
+    match report {
+        Report::Modes(r) if json => outln!("{}", pretty(r)?),
+        Report::Modes(r) => {
+            outln!("  recovery: {:.1} ms ({})", r.recovery_ms, r.recovery_note);
+            if let Some(rss) = r.peak_rss_mb {
+                outln!("  peak RSS: {rss:.0} MB");
+            }
+        }
+        Report::Audit(modes) if json => outln!("{}", pretty(modes)?),
+        Report::Audit(_) => {}
+        Report::State { throughput, state, during_async_write, .. } if json => {
+            let throughput: Vec<_> = throughput.iter().map(|(b, r)| serde_json::json!({"backend": b, "records_per_s": r})).collect();
+            let json = serde_json::json!({ "throughput": throughput, "state": state, "during_async_write": during_async_write });
+            outln!("{}", pretty(&json)?);
+        }
+        Report::State { peak_rss_mb, .. } => {
+            if let Some(rss) = peak_rss_mb {
+                outln!("  peak RSS: {rss:.0} MB");
+            }
+        }
+        Report::Source { records, embedded_records_per_s, kafka_mock_records_per_s, latency } if json => {
+            let lat: Vec<_> = latency
+                .iter()
+                .map(|l| serde_json::json!({"hop_delay": l.hop_delay, "source": l.source, "median_ms": l.median_ms}))
+                .collect();
+            let json = serde_json::json!({"records": records, "embedded_records_per_s": embedded_records_per_s, "kafka_mock_records_per_s": kafka_mock_records_per_s, "ratio": kafka_mock_records_per_s / embedded_records_per_s, "latency": lat});
+            outln!("{}", pretty(&json)?);
+        }
+        Report::Source { .. } => {}
+        Report::Memory(results) => {
+            if let [short, long] = &results[..] {
+                let growth = (long.peak_rss_mb - short.peak_rss_mb) * 1024.0 * 1024.0 / (long.records - short.records).max(1) as f64;
+                if json {
+                    outln!("{}", pretty(results)?);
+                } else {
+                    outln!(
+                        "  peak RSS long/short x{:.3}; {:.3} bytes per extra record; checkpoint late/early x{:.2} (long run)",
+                        long.peak_rss_mb / short.peak_rss_mb,
+                        growth,
+                        long.late_checkpoint_ms / long.early_checkpoint_ms.max(1.0)
+                    );
+                }
+            }
+        }
+        // The parent process reads the last line of stdout: compact, whatever --json says.
+        Report::MemoryChild(r) => outln!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?),
+    }
+    Ok(())
+}
+
+fn pretty<T: serde::Serialize>(v: &T) -> Result<String, String> {
+    serde_json::to_string_pretty(v).map_err(|e| e.to_string())
+}

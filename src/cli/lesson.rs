@@ -1,0 +1,102 @@
+//! `ckptlab lesson [NAME] [--auto]`: the list of lessons, one in the workbench, or one played
+//! headless with every prediction answered right and every expectation checked.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use ckptlab::cluster::Engine;
+use ckptlab::events::EventBus;
+
+use super::{base_layers, outln, EventsFile, Global};
+
+#[derive(clap::Args)]
+pub struct LessonArgs {
+    /// A shipped lesson's name (see `ckptlab lesson`) or a lesson file.
+    name: Option<String>,
+    /// Play it headless: every step done by the lesson, every prediction answered right,
+    /// every expectation checked (exit 0: all held, 1: one did not, 2: bad lesson).
+    #[arg(long)]
+    auto: bool,
+    /// With --auto: print one JSON object instead of the narration.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ckptlab lesson [NAME] [--auto]`.
+pub async fn exec(cli: &Global, args: &LessonArgs, launched: std::time::Instant) -> ExitCode {
+    let (name, auto, json) = (args.name.as_deref(), args.auto, args.json);
+    let Some(name) = name else {
+        outln!("Lessons (ckptlab lesson NAME opens one in the workbench; --auto plays it headless):\n");
+        for (n, text) in ckptlab::lesson::SHIPPED {
+            match ckptlab::lesson::Lesson::parse(text, n) {
+                Ok(l) => outln!("  {n:<28} {:>2} min  {:>2} steps  {}\n  {:<28} {}", l.minutes, l.steps.len(), l.title, "", l.summary),
+                Err(e) => outln!("  {n:<28} (broken: {e})"),
+            }
+        }
+        return ExitCode::SUCCESS;
+    };
+    let lesson = match ckptlab::lesson::Lesson::find(name) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !auto {
+        if !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
+            eprintln!("ckptlab: a lesson opens the workbench, which needs a terminal; headless: ckptlab lesson {name} --auto");
+            return ExitCode::from(2);
+        }
+        return super::workbench::with(cli, launched, ckptlab::tui::Opening::Lesson(Box::new(lesson))).await;
+    }
+    let layers = match base_layers(cli, Some(&lesson.scenario))
+        .and_then(|l| lesson.scenario.check(&l.build().map_err(|e| e.to_string())?).map(|()| l).map_err(|e| e.to_string()))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let events_file = match EventsFile::start(cli, &bus) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let engine = match Engine::start(layers, bus) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !json {
+        outln!("== lesson {}: {} ({} min, {} steps)", lesson.name, lesson.title, lesson.minutes, lesson.steps.len());
+    }
+    let report = ckptlab::lesson::play_auto(&lesson, &engine, |line| {
+        if !json {
+            outln!("{line}");
+        }
+    })
+    .await;
+    engine.shutdown().await;
+    if let Some(f) = events_file {
+        f.finish().await;
+    }
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => outln!("{s}"),
+            Err(e) => eprintln!("ckptlab: {e}"),
+        }
+    } else if report.passed {
+        outln!("PASSED: lesson {} did what its text says ({:.1}s)", report.lesson, report.duration_ms as f64 / 1000.0);
+    } else {
+        for f in &report.failures {
+            outln!("FAILED {f}");
+        }
+    }
+    ExitCode::from(if report.passed { 0 } else { 1 })
+}

@@ -1,0 +1,229 @@
+//! `ckptlab run FILE`: a scenario headless, narrated, then the verdict table (or one JSON
+//! object); with `[compare]` every step on each side and the verdicts side by side.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ckptlab::cluster::Engine;
+use ckptlab::compare::{CompareReport, Lineup, SideMode};
+use ckptlab::events::EventBus;
+use ckptlab::scenario::{self, RunReport, Scenario};
+
+use super::{base_layers, out, outln, EventsFile, Global, LayerArgs};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The scenario file (see assets/scenarios/).
+    file: PathBuf,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Do not narrate the steps.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Distinct checkpoint failure reasons `ckptlab run` prints under its table.
+const FAILURE_REASONS_SHOWN: usize = 3;
+
+/// Exit 0: every expect held, 1: one failed, 2: bad file or option.
+pub async fn exec(cli: &Global, args: &RunArgs) -> ExitCode {
+    let scenario = match Scenario::load(&args.file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(modes) = scenario.compare.clone() {
+        return match run_compared(cli, &scenario, &modes, args.json, args.quiet).await {
+            Ok(report) => ExitCode::from(if report.passed { 0 } else { 1 }),
+            Err(e) => {
+                eprintln!("ckptlab: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match run_one(cli, &scenario, args.json, args.quiet).await {
+        Ok(report) => ExitCode::from(if report.passed { 0 } else { 1 }),
+        Err(e) => {
+            eprintln!("ckptlab: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, String> {
+    let layers = base_layers(cli, Some(scenario))?;
+    scenario.check(&layers.build().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let events_file = EventsFile::start(cli, &bus)?;
+    let engine = Engine::start(layers, bus).map_err(|e| e.to_string())?;
+    let cfg = engine.config();
+    if !json && !quiet {
+        outln!("== {} ({})", scenario.name, scenario.file);
+        for line in scenario.description.lines() {
+            outln!("   {line}");
+        }
+        outln!(
+            "   {} | {} | restart-strategy {} | heartbeat timeout {}",
+            cfg.checkpointing_label(),
+            cfg.backend_label(),
+            ckptlab::cluster::restart::strategy_name(cfg.restart.effective(cfg.checkpointing.interval.is_some())),
+            ckptlab::duration::format_duration(cfg.heartbeat_timeout)
+        );
+        let view = engine.view(false);
+        if view.source != "embedded" {
+            outln!("   source: {}", view.source);
+        }
+        if let Some(problem) = &view.topic_status {
+            outln!("   WARNING {problem}");
+        }
+    }
+    let narrate_on = !json && !quiet;
+    let report = scenario::run(scenario, &engine, |line| {
+        if narrate_on {
+            outln!("{line}");
+        }
+    })
+    .await;
+    // What is wrong with the topic at the end (a broker that came back empty ...) closes the report.
+    let topic_status = engine.view(false).topic_status;
+    engine.shutdown().await;
+    if let Some(f) = events_file {
+        f.finish().await;
+    }
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        if let Some(problem) = &topic_status {
+            eprintln!("WARNING {problem}");
+        }
+    } else {
+        print_report(&report);
+        if let Some(problem) = &topic_status {
+            outln!("WARNING {problem}");
+        }
+    }
+    Ok(report)
+}
+
+fn print_report(r: &RunReport) {
+    outln!();
+    out!("{}", scenario::report_table(r));
+    outln!(
+        "produced {}  repeated output lines {}  checkpoints: {} completed, {} failed, {} restored  restarts {}  job {}",
+        r.verdict.produced,
+        r.verdict.repeated_output,
+        r.checkpoints.completed,
+        r.checkpoints.failed,
+        r.checkpoints.restored,
+        r.restarts,
+        r.status
+    );
+    if let Some(last) = r.checkpoints.history.iter().rev().find(|c| c.failure.is_none()) {
+        let size = if last.checkpointed_size == last.full_size {
+            ckptlab::duration::format_size(last.full_size)
+        } else {
+            format!(
+                "{} uploaded of {} (incremental)",
+                ckptlab::duration::format_size(last.checkpointed_size),
+                ckptlab::duration::format_size(last.full_size)
+            )
+        };
+        let persisted = if last.unaligned {
+            format!(", {} in-flight persisted", ckptlab::duration::format_size(last.persisted_size))
+        } else {
+            String::new()
+        };
+        outln!(
+            "last checkpoint: {} in {} ms (alignment {} ms, sync {} ms, async {} ms), {size}{persisted}",
+            last.id,
+            last.duration_ms,
+            last.alignment_ms,
+            last.sync_ms,
+            last.async_ms
+        );
+    }
+    // Why checkpoints failed: the last few distinct reasons, newest last.
+    let mut reasons: Vec<(u64, &str)> = Vec::new();
+    for c in r.checkpoints.history.iter().rev() {
+        if let Some(reason) = c.failure.as_deref() {
+            if !reasons.iter().any(|(_, seen)| *seen == reason) {
+                reasons.push((c.id, reason));
+            }
+        }
+        if reasons.len() == FAILURE_REASONS_SHOWN {
+            break;
+        }
+    }
+    for (id, reason) in reasons.into_iter().rev() {
+        outln!("checkpoint {id} failed: {reason}");
+    }
+    if r.passed {
+        outln!("PASSED: every expect held ({:.1}s)", r.duration_ms as f64 / 1000.0);
+    } else {
+        for f in &r.failures {
+            outln!("FAILED {f}");
+        }
+    }
+}
+
+/// `ckptlab run` on a scenario with `[compare]`: every step on each side, verdicts side by side.
+async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], json: bool, quiet: bool) -> Result<CompareReport, String> {
+    let sides = super::compare::sides(&LayerArgs::of(cli, false), Some(scenario), modes)?;
+    super::compare::warn_no_events(cli);
+    let lineup = Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;
+    let narrate_on = !json && !quiet;
+    if narrate_on {
+        outln!("== {} ({}), compared", scenario.name, scenario.file);
+        for line in scenario.description.lines() {
+            outln!("   {line}");
+        }
+        for side in &lineup.sides {
+            let cfg = side.engine.config();
+            outln!("   {:<6} {:<13} {} | {}", side.name, side.mode.name(), cfg.checkpointing_label(), cfg.backend_label());
+        }
+    }
+    let report = ckptlab::compare::run(scenario, &lineup, |line| {
+        if narrate_on {
+            outln!("{line}");
+        }
+    })
+    .await;
+    lineup.shutdown().await;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print_compared(&report);
+    }
+    Ok(report)
+}
+
+fn print_compared(r: &CompareReport) {
+    outln!();
+    let labels: Vec<&str> = r.sides.iter().map(|s| s.mode.name()).collect();
+    let verdicts: Vec<&ckptlab::audit::Verdict> = r.sides.iter().map(|s| &s.report.verdict).collect();
+    out!("{}", ckptlab::compare::side_by_side_table(&labels, &verdicts));
+    outln!("(* the sides differ)");
+    for s in &r.sides {
+        let p = &s.report;
+        outln!(
+            "{:<13} {:<15} checkpoints: {} completed, {} failed  restarts {}  job {}",
+            s.mode.name(),
+            p.verdict.summary(),
+            p.checkpoints.completed,
+            p.checkpoints.failed,
+            p.restarts,
+            p.status
+        );
+    }
+    for s in &r.sides {
+        for f in &s.report.failures {
+            outln!("FAILED {}: {f}", s.mode.name());
+        }
+    }
+    if r.passed {
+        let ms = r.sides.iter().map(|s| s.report.duration_ms).max().unwrap_or(0);
+        outln!("PASSED: every expect held on every side ({:.1}s)", ms as f64 / 1000.0);
+    }
+}
