@@ -1128,3 +1128,75 @@ impl Explanation {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Ranges;
+
+    fn ranges(r: &Ranges) -> Vec<(u64, u64)> {
+        r.iter().collect()
+    }
+
+    // Catches an insert that keeps touching ranges apart ([0,5) [5,10) as two): the shadow's
+    // size would grow with every record instead of staying one range per hole.
+    #[test]
+    fn touching_and_overlapping_inserts_merge_into_one_range() {
+        let mut r = Ranges::default();
+        r.insert(0, 5);
+        r.insert(5, 10);
+        r.insert(3, 7);
+        assert_eq!(ranges(&r), vec![(0, 10)]);
+        assert_eq!(r.count(), 1);
+    }
+
+    // Catches a merge that drops the end of a range it swallows, or one that only looks at the
+    // range before `a`: [8, 22) bridges three ranges and ends inside the last one.
+    #[test]
+    fn an_insert_bridging_several_ranges_keeps_the_furthest_end() {
+        let mut r = Ranges::default();
+        r.insert(0, 5);
+        r.insert(12, 15);
+        r.insert(20, 30);
+        r.insert(8, 22);
+        assert_eq!(ranges(&r), vec![(0, 5), (8, 30)]);
+        r.insert(5, 8);
+        assert_eq!(ranges(&r), vec![(0, 30)]);
+    }
+
+    // Catches the fast path (extending the last range) taken for an insert below it: [0, 3)
+    // below [10, 20) is a range of its own, and the hole between them stays a hole.
+    #[test]
+    fn an_insert_below_the_last_range_leaves_the_hole_between() {
+        let mut r = Ranges::default();
+        r.insert(10, 20);
+        r.insert(0, 3);
+        assert_eq!(ranges(&r), vec![(0, 3), (10, 20)]);
+        assert_eq!(r.end(), 20);
+    }
+
+    // Catches an off-by-one in `contains` (half-open ends counted as inside, starts as outside)
+    // and a hole reported as covered: the verdict's lost and duplicated records come from here.
+    #[test]
+    fn contains_sees_holes_and_half_open_ends() {
+        let mut r = Ranges::default();
+        r.insert(0, 3);
+        r.insert(5, 8);
+        let inside: Vec<u64> = (0..10).filter(|&o| r.contains(o)).collect();
+        assert_eq!(inside, vec![0, 1, 2, 5, 6, 7]);
+        assert!(!Ranges::default().contains(0));
+    }
+
+    // Catches `insert_one` reporting a duplicate as new (an overcount the verdict would miss)
+    // and an empty insert ([a, a) or reversed) creating a range.
+    #[test]
+    fn insert_one_tells_new_from_duplicate_and_empty_inserts_add_nothing() {
+        let mut r = Ranges::default();
+        r.insert(4, 4);
+        r.insert(9, 2);
+        assert!(r.is_empty());
+        assert!(r.insert_one(7));
+        assert!(!r.insert_one(7));
+        assert!(r.insert_one(8));
+        assert_eq!(ranges(&r), vec![(7, 9)]);
+    }
+}

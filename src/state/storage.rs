@@ -750,4 +750,43 @@ mod tests {
         let foreign = meta(vec![rocks(&chk.join("counter-0"), Path::new("/data/chk/other/shared/x.sst"), true)]);
         assert!(resolve(foreign, chk).is_err());
     }
+
+    // Catches a `_metadata` that does not read back as written: a field lost in the JSON, or a
+    // relative path resolved against the wrong directory (restore would then open other files).
+    #[test]
+    fn metadata_written_to_disk_reads_back_equal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::new(StorageKind::Filesystem, tmp.path(), "j", 0);
+        storage.prepare(3).unwrap();
+        let chk = tmp.path().join("j").join("chk-3");
+        let mut m = meta(vec![StateHandle::File { path: chk.join("counter-0"), size: 1 }]);
+        m.offsets = vec![(0, 7), (1, 9)];
+        assert!(storage.write_metadata(&m).unwrap() > 0);
+        assert_eq!(CheckpointStorage::read_metadata(&chk).unwrap(), m);
+        assert!(!chk.join(METADATA_IN_PROGRESS).exists(), "the in-progress file is renamed, not left behind");
+    }
+
+    // Catches a damaged `_metadata` read as something (a default, a panic on unwrap) or refused
+    // without the file's name: the user must learn which snapshot is broken.
+    #[test]
+    fn a_corrupted_metadata_file_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::new(StorageKind::Filesystem, tmp.path(), "j", 0);
+        storage.prepare(3).unwrap();
+        let chk = tmp.path().join("j").join("chk-3");
+        storage.write_metadata(&meta(Vec::new())).unwrap();
+        let file = chk.join(METADATA);
+        let text = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &text[..text.len() / 2]).unwrap();
+        let shown = file.display().to_string();
+        match CheckpointStorage::read_metadata(&chk) {
+            Err(StateError::Corrupt { path, .. }) => assert_eq!(path, shown),
+            other => panic!("a truncated _metadata must be refused as corrupt, got {other:?}"),
+        }
+        std::fs::remove_file(&file).unwrap();
+        match CheckpointStorage::read_metadata(&chk) {
+            Err(StateError::Read { path, .. }) => assert_eq!(path, shown),
+            other => panic!("a missing _metadata must be refused by name, got {other:?}"),
+        }
+    }
 }

@@ -1,0 +1,274 @@
+//! Checkpoints from the JobManager's side: triggering, completing (metadata, shared files,
+//! offsets, retention), failing, and the acknowledgements nobody takes.
+
+use super::*;
+
+impl JobManager {
+    /// An acknowledgement no pending checkpoint takes (it expired, was subsumed or failed, or its
+    /// attempt was cancelled): its snapshot's files are deleted, as Flink discards the state of
+    /// late and unknown acks. Files a retained checkpoint references are never touched.
+    pub(super) fn discard_unknown_ack(&mut self, checkpoint: u64, task: TaskId, state: TaskState) {
+        let TaskState::Keyed { handle, .. } = state else { return };
+        if !self.coord.is_retained(checkpoint) && !self.coord.pending.contains_key(&checkpoint) {
+            // The checkpoint is neither complete nor running: its whole directory is garbage.
+            off_worker(|| self.storage.discard(checkpoint));
+            // A failed savepoint's directory was deleted already; a late write may have made it
+            // again (RocksDB's upload creates its directory): without `_metadata` it goes.
+            let written = match &handle {
+                crate::state::StateHandle::File { path, .. } => Some(path.clone()),
+                crate::state::StateHandle::RocksDb { dir, .. } => Some(dir.clone()),
+                crate::state::StateHandle::Memory { .. } => None,
+            };
+            let root = self.storage.savepoint_dir.clone();
+            let savepoint = written.and_then(|p| p.strip_prefix(&root).ok().and_then(|r| r.components().next()).map(|c| root.join(c)));
+            if let Some(dir) = savepoint.filter(|d| !d.join(crate::state::storage::METADATA).exists()) {
+                off_worker(|| {
+                    let _ = crate::workdir::remove_tree_under(&root, &dir);
+                });
+            }
+        }
+        off_worker(|| self.shared.discard_unregistered(std::slice::from_ref(&handle)));
+        self.events.publish(Event::CheckpointAckDiscarded { checkpoint, task: task.to_string() });
+    }
+
+    /// Checkpoints allowed in flight at once (a min-pause forces one).
+    pub(super) fn max_concurrent(&self) -> usize {
+        let configured = CheckpointCoordinator::max_concurrent(self.cfg.checkpointing.max_concurrent, self.cfg.checkpointing.min_pause);
+        // Flink does not run unaligned checkpoints concurrently: one at a time.
+        if self.cfg.checkpointing.unaligned {
+            1
+        } else {
+            configured
+        }
+    }
+
+    pub(super) fn schedule_next_trigger(&mut self) {
+        self.next_trigger = None;
+        let Some(interval) = self.cfg.checkpointing.interval else { return };
+        if self.status != JobStatus::Running || self.coord.pending.len() >= self.max_concurrent() {
+            return;
+        }
+        if self.queued_trigger {
+            self.next_trigger = Some(Instant::now());
+            return;
+        }
+        let mut at = self.trigger_base + interval;
+        if let Some(done) = self.coord.last_completion {
+            at = at.max(done + self.cfg.checkpointing.min_pause);
+        }
+        self.next_trigger = Some(at);
+    }
+
+    pub(super) fn trigger(&mut self) {
+        let Some(d) = &self.deployment else { return };
+        self.queued_trigger = false;
+        let now = Instant::now();
+        if let Err(reason) = CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running) {
+            // Pre-flight: nothing is triggered and nothing fails; the next one comes an interval later.
+            self.trigger_base = now;
+            self.events.publish(Event::CheckpointTriggerRefused { reason: format!("{} ({})", reason, reason.flink_name()) });
+            self.schedule_next_trigger();
+            return;
+        }
+        let mode = self.cfg.checkpointing.mode;
+        let id = self.coord.begin(mode, now, self.now_ms(), d.expected_tasks());
+        self.trigger_base = now;
+        if let Err(e) = self.storage.prepare(id) {
+            self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() });
+            self.schedule_next_trigger();
+            return;
+        }
+        self.events.publish(Event::CheckpointTriggered { checkpoint: id, mode: mode.flink_name().into() });
+        let barrier = Barrier { checkpoint: id, options: self.cfg.checkpointing.options() };
+        if let Some(d) = &self.deployment {
+            // A source on a killed task manager cannot take it: the checkpoint will not complete.
+            d.tell_sources(TaskControl::TriggerCheckpoint(barrier));
+        }
+        self.schedule_next_trigger();
+    }
+
+    /// Takes a savepoint (Flink's canonical format) through the same barriers as a checkpoint,
+    /// always aligned, as Flink's savepoints; works with periodic checkpointing off too.
+    pub(super) fn trigger_savepoint(&mut self, stop: bool) {
+        let refuse =
+            |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason: format!("savepoint: {reason}") });
+        if self.status != JobStatus::Running || self.finish_at.is_some() {
+            let status = if self.finish_at.is_some() { "stopping" } else { self.status.label() };
+            return refuse(self, format!("the job is {status}"));
+        }
+        if stop && self.savepoints.values().any(|s| *s) {
+            return refuse(self, "a stop-with-savepoint is already in progress".into());
+        }
+        let Some(d) = &self.deployment else { return refuse(self, "no job is deployed".into()) };
+        if let Err(reason) = CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running) {
+            return refuse(self, format!("{} ({})", reason, reason.flink_name()));
+        }
+        let mode = self.cfg.checkpointing.mode;
+        let id = self.coord.begin_savepoint(mode, Instant::now(), self.now_ms(), d.expected_tasks());
+        match off_worker(|| self.storage.begin_savepoint(id, &self.job_id)) {
+            Ok(dir) => {
+                self.savepoints.insert(id, stop);
+                self.events.publish(Event::SavepointTriggered { checkpoint: id, path: dir.display().to_string(), stop });
+            }
+            Err(e) => return self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() }),
+        }
+        let barrier = Barrier { checkpoint: id, options: crate::cluster::element::CheckpointOptions::new(mode) };
+        if let Some(d) = &self.deployment {
+            d.tell_sources(TaskControl::TriggerCheckpoint(barrier));
+        }
+    }
+
+    /// Every task acknowledged a savepoint: `_metadata` goes beside its files, and that is all.
+    /// Flink 2 neither recovers from a savepoint it took nor commits side effects for one
+    /// (FLIP-193), except a stop-with-savepoint, after which the job ends FINISHED.
+    pub(super) fn complete_savepoint(&mut self, id: u64, mut completion: crate::cluster::coordinator::Completion) {
+        let stop = self.savepoints.remove(&id).unwrap_or(false);
+        completion.metadata.job = Some(crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions()));
+        let dir = self.storage.savepoint_location(id);
+        let written = off_worker(|| self.storage.write_metadata(&completion.metadata)).map_err(|e| format!("writing _metadata: {e}"));
+        if let Err(message) = written {
+            let handles = completion.metadata.keyed.clone();
+            let reason = CheckpointFailureReason::FinalizeFailure { message };
+            self.coord.record_failure(completion.stats, &reason);
+            self.savepoints.insert(id, stop);
+            self.after_failure(id, &handles, reason);
+            return;
+        }
+        self.storage.end_savepoint(id, false);
+        let bytes = completion.stats.full_size;
+        self.coord.record_savepoint(completion);
+        let path = dir.map(|d| d.display().to_string()).unwrap_or_default();
+        self.events.publish(Event::SavepointCompleted { checkpoint: id, path, bytes });
+        if stop {
+            if let Some(d) = &self.deployment {
+                d.tell_all(TaskControl::NotifyCheckpointComplete(id));
+            }
+            self.next_trigger = None;
+            self.finish_at = Some(Instant::now() + STOP_GRACE);
+        }
+    }
+
+    pub(super) fn complete(&mut self, id: u64) {
+        let now = Instant::now();
+        let Some(mut completion) = self.coord.complete(id, &self.job_id, now) else { return };
+        if completion.metadata.kind == crate::state::storage::SnapshotKind::Savepoint {
+            return self.complete_savepoint(id, completion);
+        }
+        completion.metadata.job = Some(crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions()));
+        // Finalisation (Flink's FINALIZE_CHECKPOINT_FAILURE): every shared file the snapshots
+        // reuse must still be there, and `_metadata` must be written, or the checkpoint fails.
+        let finalised = crate::state::storage::CheckpointStorage::check_shared_files(&completion.metadata.keyed)
+            .map_err(|e| e.to_string())
+            .and_then(|()| off_worker(|| self.storage.write_metadata(&completion.metadata)).map_err(|e| format!("writing _metadata: {e}")));
+        if let Err(message) = finalised {
+            let handles = completion.metadata.keyed.clone();
+            let reason = CheckpointFailureReason::FinalizeFailure { message };
+            self.coord.record_failure(completion.stats, &reason);
+            self.after_failure(id, &handles, reason);
+            return;
+        }
+        // Register the new checkpoint's shared files before dropping old ones: files both use survive.
+        self.shared.register(&completion.metadata.keyed);
+        self.storage.completed(id);
+        // Kafka: the checkpointed offsets go to the consumer group, for monitoring (as Flink).
+        off_worker(|| self.topic.commit(&completion.metadata.offsets));
+        let (duration_ms, bytes, offsets) =
+            (completion.stats.duration_ms, completion.stats.checkpointed_size, completion.stats.offsets.clone());
+        let dropped = self.coord.retain(completion, self.cfg.checkpointing.num_retained, now);
+        self.auditor.checkpoint_completed(id);
+        for old in dropped {
+            self.drop_checkpoint(&old);
+        }
+        if self.cfg.source.retention == crate::connectors::topic::Retention::Checkpointed && self.cfg.source.kafka.is_none() {
+            self.release_topic(&offsets);
+        }
+        self.events.publish(Event::CheckpointCompleted { checkpoint: id, duration_ms, bytes, offsets });
+        if let Some(d) = &self.deployment {
+            d.tell_all(TaskControl::NotifyCheckpointComplete(id));
+        }
+        // A checkpoint subsumes older checkpoints, never a savepoint.
+        let older: Vec<u64> = self.coord.pending.keys().filter(|p| **p < id && !self.savepoints.contains_key(*p)).copied().collect();
+        for p in older {
+            self.fail_checkpoint(p, CheckpointFailureReason::Subsumed { by: id });
+        }
+        self.schedule_next_trigger();
+    }
+
+    /// `source.embedded.retention = checkpointed`: free the records below the oldest retained
+    /// checkpoint's offsets that no source and no verdict needs any more.
+    pub(super) fn release_topic(&self, latest: &[(u32, u64)]) {
+        let positions = self.auditor.positions();
+        let oldest = self.coord.oldest_offsets();
+        for &(p, off) in latest {
+            let mut floor = off.min(self.auditor.retain_floor(p));
+            if let Some(o) = oldest.iter().find(|(q, _)| *q == p) {
+                floor = floor.min(o.1);
+            }
+            if self.auditor.enabled() {
+                if let Some(&pos) = positions.get(p as usize) {
+                    floor = floor.min(pos);
+                }
+            }
+            self.topic.release(p, floor);
+        }
+    }
+
+    /// A retained checkpoint is no longer needed: its exclusive files go, its shared ones lose a
+    /// reference. A snapshot the job was restored from goes only when the job claimed it (CLAIM);
+    /// its files in the other job's `shared/` stay (ckptlab deletes only below its own).
+    pub(super) fn drop_checkpoint(&mut self, c: &CompletedCheckpoint) {
+        let m = &c.metadata;
+        match &c.external {
+            None => off_worker(|| {
+                self.storage.discard(m.checkpoint);
+                self.shared.unregister(&m.keyed);
+            }),
+            Some(ExternalSnapshot { dir, owned: true }) => {
+                // Claimed: the job owns it wherever it lies (a savepoint too, as Flink's CLAIM
+                // treats a restored snapshot like one of its own checkpoints). Its handles were
+                // resolved below its own directory when it was read, so only its files go.
+                let gone = off_worker(|| CheckpointStorage::discard_claimed(dir, m));
+                if !gone {
+                    tracing::warn!(dir = %dir.display(), "claimed snapshot subsumed: its directory holds other files and stays");
+                }
+            }
+            Some(ExternalSnapshot { owned: false, .. }) => {}
+        }
+        self.auditor.checkpoint_discarded(m.checkpoint);
+    }
+
+    pub(super) fn fail_checkpoint(&mut self, id: u64, reason: CheckpointFailureReason) {
+        if let Some((_, handles)) = self.coord.fail(id, &reason, Instant::now()) {
+            self.after_failure(id, &handles, reason);
+        }
+    }
+
+    pub(super) fn after_failure(&mut self, id: u64, handles: &[crate::state::StateHandle], reason: CheckpointFailureReason) {
+        if let Some(d) = &self.deployment {
+            d.tell_all(TaskControl::NotifyCheckpointAborted(id));
+        }
+        if self.savepoints.remove(&id).is_some() {
+            // A failed savepoint's directory goes; it never counts toward tolerable failures.
+            off_worker(|| self.storage.end_savepoint(id, true));
+            self.auditor.checkpoint_discarded(id);
+            self.events.publish(Event::CheckpointFailed { checkpoint: id, reason: reason.to_string() });
+            self.events.publish(Event::SavepointFailed { checkpoint: id, reason: reason.to_string() });
+            self.schedule_next_trigger();
+            return;
+        }
+        off_worker(|| {
+            self.storage.discard(id);
+            self.shared.discard_unregistered(handles);
+        });
+        self.auditor.checkpoint_discarded(id);
+        self.events.publish(Event::CheckpointFailed { checkpoint: id, reason: reason.to_string() });
+        if reason.counts_toward_tolerable() && self.deployment.is_some() {
+            let tolerable = self.cfg.checkpointing.tolerable_failed;
+            if let Some(failed) = self.coord.take_intolerable(tolerable) {
+                self.failover(FailureCause::TolerableCheckpointFailuresExceeded { failed, tolerable, last: reason });
+                return;
+            }
+        }
+        self.schedule_next_trigger();
+    }
+}

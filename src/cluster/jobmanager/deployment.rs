@@ -1,0 +1,395 @@
+//! The job's deployment: one attempt's tasks on their slots, their control channels, and the
+//! failover that ends an attempt and schedules the next.
+
+use super::*;
+
+/// Flink's `pekko.ask.timeout` (10 s in Flink 2.3): an RPC to a dead task manager (a task's
+/// submission or cancellation) gets no answer and fails after this long.
+const RPC_ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) struct DeployedTask {
+    pub(super) task: TaskId,
+    pub(super) tm: usize,
+    pub(super) handle: Option<AbortHandle>,
+}
+
+pub(crate) struct Deployment {
+    pub attempt: u64,
+    pub(super) tasks: Vec<DeployedTask>,
+    pub running: HashSet<TaskId>,
+    /// One control channel per task (sources first, then counters, then the sink).
+    pub(super) control: Vec<(TaskId, mpsc::UnboundedSender<TaskControl>)>,
+    pub channels: Vec<Arc<ChannelStats>>,
+    pub keyed_views: Vec<Arc<Mutex<TaskRunView>>>,
+    pub sink_view: Arc<Mutex<TaskRunView>>,
+    pub progress: Arc<AttemptProgress>,
+}
+
+impl Deployment {
+    pub(super) fn abort_on(&mut self, tm: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        for t in self.tasks.iter_mut().filter(|t| t.tm == tm) {
+            if let Some(h) = t.handle.take() {
+                h.abort();
+                names.push(t.task.to_string());
+            }
+            self.running.remove(&t.task);
+        }
+        names
+    }
+
+    pub(super) fn abort_all(&mut self) {
+        for t in &mut self.tasks {
+            if let Some(h) = t.handle.take() {
+                h.abort();
+            }
+        }
+        self.running.clear();
+    }
+
+    pub(super) fn expected_tasks(&self) -> Vec<TaskId> {
+        self.tasks.iter().map(|t| t.task).collect()
+    }
+
+    /// Sends a control message to every task (a task on a dead task manager hears nothing).
+    pub(super) fn tell_all(&self, c: TaskControl) {
+        for (_, ctl) in &self.control {
+            let _ = ctl.send(c);
+        }
+    }
+
+    /// Sends a control message to the sources.
+    pub(super) fn tell_sources(&self, c: TaskControl) {
+        for (task, ctl) in &self.control {
+            if matches!(task, TaskId::Source(_)) {
+                let _ = ctl.send(c);
+            }
+        }
+    }
+}
+
+impl JobManager {
+    /// Ends the running attempt: its tasks are cancelled and its pending checkpoints fail.
+    pub(super) fn cancel_attempt(&mut self, reason: CheckpointFailureReason) {
+        if let Some(mut d) = self.deployment.take() {
+            d.abort_all();
+        }
+        self.deploy_failure = None;
+        let pending: Vec<u64> = self.coord.pending.keys().copied().collect();
+        for id in pending {
+            self.fail_checkpoint(id, reason.clone());
+        }
+        self.next_trigger = None;
+        if std::mem::take(&mut self.queued_trigger) {
+            self.events.publish(Event::CheckpointTriggerRefused { reason: format!("the queued checkpoint request was dropped: {reason}") });
+        }
+    }
+
+    pub(super) fn failover(&mut self, cause: FailureCause) {
+        let reason = cause.to_string();
+        self.events.publish(Event::JobFailing { reason: reason.clone() });
+        let now = Instant::now();
+        // The restart waits until every task of the failed attempt is cancelled. A task on a dead
+        // task manager never confirms: its cancellation ends when the RPC times out, or when the
+        // JobManager declares the task manager lost, whichever comes first.
+        let cancelled_at = self
+            .deployment
+            .as_ref()
+            .map(|d| {
+                d.tasks
+                    .iter()
+                    .filter(|t| self.tms[t.tm].dead_undetected())
+                    .filter_map(|t| self.tms[t.tm].killed_at)
+                    .map(|k| (k + self.cfg.heartbeat_timeout).min(now + RPC_ASK_TIMEOUT))
+                    .fold(now, Instant::max)
+            })
+            .unwrap_or(now);
+        self.cancel_attempt(cause.checkpoint_reason());
+        let kind = self.cfg.restart.effective(self.cfg.checkpointing.interval.is_some());
+        match self.restart.on_failure(&self.cfg.restart, kind, Instant::now()) {
+            RestartDecision::RestartAfter(delay) => {
+                self.status = JobStatus::Restarting;
+                // Shown (status line, run's last lines) until an attempt runs again.
+                self.failure = Some(reason.clone());
+                self.restarts += 1;
+                self.restart_at = Some(cancelled_at + delay);
+                self.events.publish(Event::JobRestarting {
+                    attempt: self.attempt + 1,
+                    delay_ms: delay.as_millis() as u64,
+                    strategy: strategy_name(kind).into(),
+                });
+            }
+            RestartDecision::Fail(why) => {
+                self.status = JobStatus::Failed;
+                self.restart_at = None;
+                self.waiting_since = None;
+                let msg = format!("{reason}; {why}");
+                self.failure = Some(msg.clone());
+                self.events.publish(Event::JobFailed { reason: msg });
+            }
+        }
+    }
+
+    pub(super) fn try_deploy(&mut self) {
+        let p = self.cfg.job.parallelism;
+        // Every slot the JobManager knows of: living task managers' first, then those of dead
+        // ones it has not yet declared lost (a deployment there fails, as in Flink).
+        let offered = |dead: bool| {
+            self.tms.iter().enumerate().filter(move |(_, t)| !t.lost && t.alive != dead).flat_map(|(i, t)| std::iter::repeat_n(i, t.slots))
+        };
+        let slots: Vec<usize> = offered(false).chain(offered(true)).collect();
+        if slots.len() < p {
+            let missing = p - slots.len();
+            if self.status != JobStatus::WaitingForResources || self.missing_slots != missing {
+                self.events.publish(Event::JobWaitingForResources { missing_slots: missing });
+            }
+            if self.status != JobStatus::WaitingForResources || self.waiting_since.is_none() {
+                self.waiting_since = Some(Instant::now());
+            }
+            self.status = JobStatus::WaitingForResources;
+            self.missing_slots = missing;
+            return;
+        }
+        self.missing_slots = 0;
+        self.waiting_since = None;
+        // Always the latest completed checkpoint: a restore that failed is retried with it.
+        let restore = self.coord.latest().map(|c| c.metadata.clone());
+        let external_restore = self.coord.latest().is_some_and(|c| c.external.is_some());
+        let partitions = self.topic.partitions();
+        let mut positions: Vec<u64> = (0..partitions)
+            .map(|part| match self.cfg.source.offset_reset {
+                OffsetReset::Latest => self.topic.end_offset(part),
+                // Kafka's earliest: the log start offset (0 unless retention released records).
+                OffsetReset::Earliest => self.topic.log_start(part),
+            })
+            .collect();
+        let note;
+        if let Some(m) = &restore {
+            for (part, off) in &m.offsets {
+                if let Some(slot) = positions.get_mut(*part as usize) {
+                    *slot = *off;
+                }
+            }
+            self.coord.counts.restored += 1;
+            note = String::new();
+        } else {
+            // As Flink's Kafka source: without a checkpoint, the group's committed offsets first.
+            let mut from_group = 0;
+            for (slot, offset) in positions.iter_mut().zip(off_worker(|| self.topic.committed())) {
+                if let Some(o) = offset {
+                    *slot = o;
+                    from_group += 1;
+                }
+            }
+            let reset = match self.cfg.source.offset_reset {
+                OffsetReset::Latest => "auto.offset.reset = latest: records produced meanwhile are skipped",
+                OffsetReset::Earliest => "auto.offset.reset = earliest: the whole topic is replayed",
+            };
+            note = if from_group == 0 {
+                reset.into()
+            } else if from_group == partitions {
+                "from the consumer group's committed offsets".into()
+            } else {
+                format!("from the consumer group's committed offsets where it has one, else {reset}")
+            };
+        }
+        self.attempt += 1;
+        let attempt = self.attempt;
+        self.auditor.deploy(attempt, &positions, restore.as_ref().map(|m| m.checkpoint));
+        if self.attempt > 1 || restore.is_some() {
+            self.events.publish(Event::StateRestored {
+                checkpoint: restore.as_ref().map(|m| m.checkpoint),
+                offsets: positions.iter().enumerate().map(|(i, o)| (i as u32, *o)).collect(),
+                note,
+            });
+        }
+        match self.spawn(attempt, &slots[..p], &positions, restore.as_ref(), external_restore) {
+            Ok(d) => {
+                // A task submitted to a dead task manager: the submission times out.
+                self.deploy_failure = d.tasks.iter().find(|t| !self.tms[t.tm].alive).map(|t| {
+                    let cause = FailureCause::DeploymentFailed { tm: self.tms[t.tm].name.clone(), task: t.task };
+                    (Instant::now() + RPC_ASK_TIMEOUT, cause)
+                });
+                self.last_progress = Some(d.progress.clone());
+                self.deployment = Some(d);
+            }
+            Err(reason) => {
+                self.status = JobStatus::Failed;
+                self.failure = Some(reason.clone());
+                self.events.publish(Event::JobFailed { reason });
+                return;
+            }
+        }
+        self.status = JobStatus::Running;
+        self.trigger_base = Instant::now();
+        self.schedule_next_trigger();
+    }
+
+    /// Builds channels and tasks of one attempt; tasks placed on a dead task manager never start.
+    pub(super) fn spawn(
+        &mut self,
+        attempt: u64,
+        slots: &[usize],
+        positions: &[u64],
+        restore: Option<&crate::state::storage::CheckpointMetadata>,
+        external_restore: bool,
+    ) -> Result<Deployment, String> {
+        let cfg = &self.cfg;
+        let p = cfg.job.parallelism;
+        let cap = cfg.lab.channel_capacity;
+        let progress = Arc::new(AttemptProgress { positions: Mutex::new(positions.to_vec()), ..AttemptProgress::default() });
+        let ctx = |task: TaskId| TaskContext {
+            attempt,
+            task,
+            reports: self.reports_tx.clone(),
+            events: self.events.clone(),
+            auditor: self.auditor.clone(),
+            progress: progress.clone(),
+            knobs: self.knobs.clone(),
+            buffer_records: cfg.lab.buffer_records,
+            storage: self.storage.clone(),
+            output: self.output.clone(),
+        };
+        let alive = |tm: usize| self.tms[tm].alive;
+        let mut tasks = Vec::new();
+        let mut channels = Vec::new();
+        let mut control = Vec::new();
+        let cost = |op: &str, i: usize| cfg.record_cost((op, i));
+        let sink_tm = slots[0];
+        // counter[j] -> sink[0]
+        let mut counter_outputs = Vec::new();
+        let mut sink_inputs = Vec::new();
+        for j in 0..p {
+            let stats = ChannelStats::new(format!("counter[{j}]"), "sink[0]".into(), cfg.extra_delay(("counter", j), ("sink", 0)));
+            channels.push(stats.clone());
+            let (out, input) = channel(stats, cap, self.knobs.clone());
+            counter_outputs.push(out);
+            sink_inputs.push(input);
+        }
+        // source[i] -> counter[j]: a hash shuffle, one channel per pair.
+        let mut source_outputs: Vec<Vec<_>> = (0..p).map(|_| Vec::new()).collect();
+        let mut counter_inputs: Vec<Vec<_>> = (0..p).map(|_| Vec::new()).collect();
+        for (i, outs) in source_outputs.iter_mut().enumerate() {
+            for (j, ins) in counter_inputs.iter_mut().enumerate() {
+                let stats =
+                    ChannelStats::new(format!("source[{i}]"), format!("counter[{j}]"), cfg.extra_delay(("source", i), ("counter", j)));
+                channels.push(stats.clone());
+                let (out, input) = channel(stats, cap, self.knobs.clone());
+                outs.push(out);
+                ins.push(input);
+            }
+        }
+        let channel_state = restore.map(|m| rescale_channel_state(m, p)).unwrap_or_default();
+        let replay = |task: TaskId| -> Vec<crate::cluster::task::PersistedRecord> {
+            channel_state.iter().find(|c| c.task == task).map(|c| c.records.clone()).unwrap_or_default()
+        };
+        let audit_scope = self.audit_baseline.clone().map(|baseline| AuditScope { baseline, records_baseline: external_restore });
+        // Sources.
+        for (i, outputs) in source_outputs.into_iter().enumerate() {
+            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+            control.push((TaskId::Source(i), ctl_tx));
+            let assigned: Vec<(u32, u64)> =
+                (0..self.topic.partitions()).filter(|part| *part as usize % p == i).map(|part| (part, positions[part as usize])).collect();
+            let reader = self.topic.clone().reader(&assigned);
+            let task = SourceTask {
+                ctx: ctx(TaskId::Source(i)),
+                index: i,
+                positions: assigned,
+                reader,
+                topic: self.topic.clone(),
+                control: ctl_rx,
+                outputs,
+                key_by: cfg.job.key_by,
+            };
+            let handle = alive(slots[i]).then(|| tokio::spawn(task.run()).abort_handle());
+            tasks.push(DeployedTask { task: TaskId::Source(i), tm: slots[i], handle });
+        }
+        // Counters.
+        let mut keyed_views = Vec::new();
+        for (j, (inputs, output)) in counter_inputs.into_iter().zip(counter_outputs).enumerate() {
+            let tm_name = &self.tms[slots[j]].name;
+            let local =
+                self.tm_root.join(tm_name).join(format!("job_{}_counter_{j}_attempt_{attempt}", &self.job_id[..8.min(self.job_id.len())]));
+            let backend = create_backend(cfg, local);
+            let view = Arc::new(Mutex::new(TaskRunView::default()));
+            keyed_views.push(view.clone());
+            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+            let id = TaskId::Counter(j);
+            control.push((id, ctl_tx));
+            let runner = OperatorRunner {
+                ctx: ctx(id),
+                op: Counter::new(j, key_group_range(j, p), backend, restore.map(|m| (m.checkpoint, m.keyed.clone())))
+                    .with_audit_scope(audit_scope.clone()),
+                gate: InputGate::new(inputs, self.knobs.clone()),
+                output: Some(output),
+                control: ctl_rx,
+                record_cost: cost("counter", j),
+                replay: replay(id),
+                view,
+            };
+            let handle = alive(slots[j]).then(|| tokio::spawn(runner.run()).abort_handle());
+            tasks.push(DeployedTask { task: id, tm: slots[j], handle });
+        }
+        // Sink.
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        control.push((TaskId::Sink, ctl_tx));
+        let sink_view = Arc::new(Mutex::new(TaskRunView::default()));
+        let runner = OperatorRunner {
+            ctx: ctx(TaskId::Sink),
+            op: SinkOperator {
+                sink: crate::connectors::sink::create(cfg.job.sink),
+                recover: restore.map(|m| m.staged_output.clone()),
+                committed: self.committed.clone(),
+            },
+            gate: InputGate::new(sink_inputs, self.knobs.clone()),
+            output: None,
+            control: ctl_rx,
+            record_cost: cost("sink", 0),
+            replay: replay(TaskId::Sink),
+            view: sink_view.clone(),
+        };
+        let handle = alive(sink_tm).then(|| tokio::spawn(runner.run()).abort_handle());
+        tasks.push(DeployedTask { task: TaskId::Sink, tm: sink_tm, handle });
+        Ok(Deployment { attempt, tasks, running: HashSet::new(), control, channels, keyed_views, sink_view, progress })
+    }
+}
+
+/// A checkpoint's channel state for a job of parallelism `p`: as it is when the parallelism is
+/// the one it was taken with; otherwise each counter's in-flight records go to the subtask that
+/// now owns their key group (Flink redistributes unaligned channel state on rescaling too), in
+/// their order, and the sink's stay the sink's.
+pub(super) fn rescale_channel_state(
+    m: &crate::state::storage::CheckpointMetadata,
+    p: usize,
+) -> Vec<crate::state::storage::TaskChannelState> {
+    use crate::state::storage::TaskChannelState;
+    let taken_with = m.job.as_ref().map_or(m.keyed.len(), |j| j.parallelism);
+    if taken_with == p || m.channel_state.is_empty() {
+        return m.channel_state.clone();
+    }
+    let mut counters: Vec<TaskChannelState> = (0..p).map(|j| TaskChannelState { task: TaskId::Counter(j), records: Vec::new() }).collect();
+    let mut out = Vec::new();
+    let mut old: Vec<&TaskChannelState> = m.channel_state.iter().collect();
+    old.sort_by_key(|c| c.task);
+    for c in old {
+        match c.task {
+            TaskId::Counter(_) => {
+                for r in &c.records {
+                    let owner = crate::keygroup::operator_index(crate::keygroup::key_group(&r.record.key), p);
+                    let mut r = r.clone();
+                    r.channel = r.channel.min(p - 1);
+                    counters[owner].records.push(r);
+                }
+            }
+            _ => out.push(c.clone()),
+        }
+    }
+    out.extend(counters.into_iter().filter(|c| !c.records.is_empty()));
+    out
+}
+
+/// `counter[1]` -> `("counter", 1)`: a channel end's operator and subtask index.
+pub(super) fn subtask_of(name: &str) -> Option<(&str, usize)> {
+    let (op, rest) = name.split_once('[')?;
+    Some((op, rest.strip_suffix(']')?.parse().ok()?))
+}

@@ -1,0 +1,574 @@
+//! The JobManager: one actor that owns the task managers, the job's deployment, the checkpoint
+//! coordinator and the restart strategy. Users' commands and tasks' reports come in on channels;
+//! timers (heartbeat timeouts, restart delays, checkpoint triggers and expiries) are computed as
+//! the next deadline, so an idle cluster sleeps.
+
+mod checkpoints;
+mod deployment;
+mod taskmanagers;
+mod view;
+
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::channel::{channel, ChannelStats};
+use super::coordinator::{AckOutcome, CheckpointCoordinator};
+use super::coordinator::{CompletedCheckpoint, ExternalSnapshot};
+use super::counter::{AuditBaseline, AuditScope, Counter};
+use super::element::Barrier;
+use super::failure::{CheckpointFailureReason, FailureCause};
+use super::gate::InputGate;
+use super::restart::{strategy_name, RestartDecision, RestartState};
+use super::runner::{OperatorRunner, TaskRunView};
+use super::sink::SinkOperator;
+use super::source_task::SourceTask;
+use super::task::{AttemptProgress, DeclineReason, OutputLine, RuntimeKnobs, TaskContext, TaskControl, TaskId, TaskReport, TaskState};
+use super::view::JobStatus;
+use crate::audit::Auditor;
+use crate::config::{parse_loose_value, Config, ConfigLayers, OffsetReset, DELAYS_TABLE, SCHEMA};
+use crate::connectors::Topic;
+use crate::events::{Event, EventBus};
+use crate::keygroup::key_group_range;
+use crate::state::create_backend;
+use crate::state::shared::SharedStateRegistry;
+use crate::state::storage::CheckpointStorage;
+use deployment::{subtask_of, Deployment};
+use taskmanagers::TaskManagerState;
+
+/// What a user (TUI key, scenario step) asks of the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    KillTaskManager(String),
+    /// Start a killed task manager again, or a new one (`None`: the next name).
+    StartTaskManager(Option<String>),
+    TriggerCheckpoint,
+    /// Change an option while the job runs (dotted Flink name).
+    Set {
+        key: String,
+        value: String,
+    },
+    /// Submit the job again after it FAILED (a new run from empty state).
+    Resubmit,
+    /// Switch the state backend by the seed's name (memory, fs, rocksdb): the job restarts at
+    /// once from its latest checkpoint, read into the new backend.
+    SwitchBackend(String),
+    /// Take a savepoint into `execution.checkpointing.savepoint-dir`; `stop`: then stop the job
+    /// (Flink's stop-with-savepoint: the job ends FINISHED).
+    TriggerSavepoint {
+        stop: bool,
+    },
+}
+
+/// The snapshot of another run this job was started from (`execution.state-recovery.path`).
+#[derive(Debug, Clone)]
+pub struct RestoredFrom {
+    /// The path as the user gave it.
+    pub path: String,
+    pub found: crate::state::storage::FoundSnapshot,
+}
+
+/// What the JobManager publishes after every turn, for [`super::Engine::view`].
+pub(crate) struct JmSnapshot {
+    pub status: JobStatus,
+    pub attempt: u64,
+    pub restarts: u64,
+    pub failure: Option<String>,
+    /// Why the state of the snapshot the job restores could not be read, until an attempt runs.
+    pub restore_failure: Option<String>,
+    pub missing_slots: usize,
+    pub restart_at: Option<Instant>,
+    pub tms: Vec<(String, bool, bool, usize, Option<Instant>)>,
+    pub tasks: Vec<(TaskId, usize, bool)>,
+    pub channels: Vec<Arc<ChannelStats>>,
+    pub keyed_views: Vec<Arc<Mutex<TaskRunView>>>,
+    pub sink_view: Option<Arc<Mutex<TaskRunView>>>,
+    pub progress: Option<Arc<AttemptProgress>>,
+    pub pending: Vec<super::view::PendingCheckpointView>,
+    pub pending_triggered: Vec<Instant>,
+    pub history: Vec<super::coordinator::CheckpointStats>,
+    pub counts: super::coordinator::CheckpointCounts,
+    pub config: Config,
+    pub heartbeat_timeout: Duration,
+}
+
+pub(crate) struct JobManager {
+    pub layers: ConfigLayers,
+    pub cfg: Config,
+    pub job_id: String,
+    pub events: EventBus,
+    pub topic: Arc<dyn Topic>,
+    pub auditor: Arc<Auditor>,
+    pub knobs: Arc<RuntimeKnobs>,
+    pub storage: Arc<CheckpointStorage>,
+    pub output: Arc<Mutex<VecDeque<OutputLine>>>,
+    pub committed: Arc<AtomicU64>,
+    pub snapshot: Arc<Mutex<JmSnapshot>>,
+    pub(crate) tms: Vec<TaskManagerState>,
+    status: JobStatus,
+    attempt: u64,
+    restarts: u64,
+    /// The cause of the last failover while the job is not running again (RESTARTING, FAILED).
+    failure: Option<String>,
+    /// A task could not restore the checkpoint it was deployed with, and no attempt has run
+    /// since: its state is not restored (the verdict says so rather than judging it).
+    restore_failure: Option<String>,
+    missing_slots: usize,
+    restart_at: Option<Instant>,
+    restart: RestartState,
+    deployment: Option<Deployment>,
+    /// A task of the deployment was submitted to a dead task manager: the submission fails then.
+    deploy_failure: Option<(Instant, FailureCause)>,
+    /// The last attempt's progress, shown while no attempt runs (where the sources were).
+    last_progress: Option<Arc<AttemptProgress>>,
+    /// Since when the job waits for slots (`slot.request.timeout` counts from here).
+    waiting_since: Option<Instant>,
+    coord: CheckpointCoordinator,
+    trigger_base: Instant,
+    next_trigger: Option<Instant>,
+    /// A checkpoint asked for while `max-concurrent-checkpoints` were running: it starts as soon as one ends.
+    queued_trigger: bool,
+    /// Reference counts of the shared files of retained checkpoints (incremental RocksDB).
+    shared: SharedStateRegistry,
+    /// `<taskmanager.tmp-dirs>/ckptlab-<job>`: one local directory per TM below it.
+    tm_root: PathBuf,
+    reports_tx: mpsc::UnboundedSender<TaskReport>,
+    reports_rx: mpsc::UnboundedReceiver<TaskReport>,
+    /// The snapshot of another run this job started from.
+    restored_from: Option<RestoredFrom>,
+    /// Its counts, which the verdict takes as given (the auditor saw none of their records).
+    audit_baseline: Option<Arc<AuditBaseline>>,
+    /// Savepoints in flight, and whether the job stops once each completes.
+    savepoints: std::collections::HashMap<u64, bool>,
+    /// A stop-with-savepoint completed: the job ends FINISHED at this time, once its tasks had
+    /// a moment to handle notifyCheckpointComplete (a transactional sink commits then).
+    finish_at: Option<Instant>,
+}
+
+/// How long tasks get to handle the completion of a stop-with-savepoint before they are stopped.
+const STOP_GRACE: Duration = Duration::from_millis(100);
+
+/// Runs blocking file or network I/O of the JobManager (fsync of `_metadata`, deleting
+/// checkpoints, Kafka offset commits) without holding a runtime worker: on the multi-threaded
+/// runtime the worker hands its other tasks to the rest first (`block_in_place`); on a
+/// current-thread runtime (tests under the paused clock) there is nothing to hand over.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// How often the end of the job tries to remove its directories (10 ms apart).
+const TM_ROOT_REMOVAL_TRIES: usize = 100;
+
+/// The name of a job's directory of task-manager directories: `<taskmanager.tmp-dirs>/ckptlab-<job>`.
+pub const TM_ROOT_PREFIX: &str = "ckptlab-";
+
+impl JobManager {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        knobs: Arc<RuntimeKnobs>,
+        layers: ConfigLayers,
+        cfg: Config,
+        job_id: String,
+        events: EventBus,
+        topic: Arc<dyn Topic>,
+        auditor: Arc<Auditor>,
+        output: Arc<Mutex<VecDeque<OutputLine>>>,
+        snapshot: Arc<Mutex<JmSnapshot>>,
+        restored_from: Option<RestoredFrom>,
+    ) -> Self {
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let storage = Arc::new(
+            CheckpointStorage::new(cfg.checkpointing.storage, &cfg.checkpointing.dir, &job_id, cfg.lab.jobmanager_max_state_size)
+                .with_savepoint_dir(&cfg.checkpointing.savepoint_dir),
+        );
+        let mut coord = CheckpointCoordinator::new();
+        if let Some(r) = &restored_from {
+            let owned = cfg.recovery.claim == crate::config::ClaimMode::Claim;
+            coord.restore_external(r.found.metadata.clone(), ExternalSnapshot { dir: r.found.dir.clone(), owned });
+        }
+        let tms = (1..=cfg.taskmanagers).map(|i| TaskManagerState::new(super::taskmanager::name(i), 1, cfg.slots_per_tm)).collect();
+        let tm_root = cfg.tm_dir.join(format!("{TM_ROOT_PREFIX}{}", &job_id[..12.min(job_id.len())]));
+        // Best effort: only RocksDB writes there, and it reports its own errors.
+        if std::fs::create_dir_all(&tm_root).is_ok() {
+            let _ = crate::workdir::mark_owner(&tm_root);
+        }
+        JobManager {
+            shared: SharedStateRegistry::new(storage.job_dir.as_ref().map(|d| d.join("shared"))),
+            tm_root,
+            knobs,
+            layers,
+            cfg,
+            job_id,
+            events,
+            topic,
+            auditor,
+            storage,
+            output,
+            committed: Arc::new(AtomicU64::new(0)),
+            snapshot,
+            tms,
+            status: JobStatus::Created,
+            attempt: 0,
+            restarts: 0,
+            failure: None,
+            restore_failure: None,
+            missing_slots: 0,
+            restart_at: None,
+            restart: RestartState::default(),
+            deployment: None,
+            deploy_failure: None,
+            last_progress: None,
+            waiting_since: None,
+            coord,
+            trigger_base: Instant::now(),
+            next_trigger: None,
+            queued_trigger: false,
+            reports_tx,
+            reports_rx,
+            audit_baseline: restored_from.as_ref().map(|_| Arc::default()),
+            restored_from,
+            savepoints: std::collections::HashMap::new(),
+            finish_at: None,
+        }
+    }
+
+    /// Runs until the command channel closes (the engine is dropped).
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        for tm in &self.tms {
+            self.events.publish(Event::TaskManagerStarted { tm: tm.name.clone(), slots: tm.slots });
+        }
+        for d in self.layers.deprecated_keys() {
+            self.events.publish(Event::ConfigKeyDeprecated {
+                key: d.key.clone(),
+                replacement: d.replacement.clone(),
+                origin: d.origin.clone(),
+            });
+        }
+        self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
+        if let Some(r) = &self.restored_from {
+            let m = &r.found.metadata;
+            let from_parallelism = m.job.as_ref().map_or(m.keyed.len(), |j| j.parallelism);
+            let mut note = String::from(
+                "the verdict judges from the restored point on: the restored counts are taken as given, and only records after its offsets are checked",
+            );
+            if from_parallelism != self.cfg.job.parallelism {
+                note.push_str("; key groups redistributed to the new subtasks, source offsets follow their partitions");
+            }
+            self.events.publish(Event::RestoredFromSnapshot {
+                path: r.path.clone(),
+                checkpoint: m.checkpoint,
+                kind: m.kind.label().into(),
+                from_parallelism,
+                to_parallelism: self.cfg.job.parallelism,
+                claim_mode: self.cfg.recovery.claim.flink_name().into(),
+                note,
+            });
+        }
+        self.try_deploy();
+        self.publish();
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                biased;
+                c = commands.recv() => match c {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                Some(r) = self.reports_rx.recv() => self.on_report(r),
+                _ = super::source_task::sleep_until_opt(deadline) => self.on_timer(),
+            }
+            self.publish();
+        }
+        if let Some(mut d) = self.deployment.take() {
+            d.abort_all();
+        }
+        // The cluster is gone, and with it every task manager's local disk.
+        // Aborted tasks finish dropping (RocksDB closing, writes cleaning up) on other threads:
+        // removal can race them, so it is tried again until the directory is gone.
+        for _ in 0..TM_ROOT_REMOVAL_TRIES {
+            let _ = off_worker(|| crate::workdir::remove_tree_under(&self.cfg.tm_dir, &self.tm_root));
+            if !self.tm_root.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The job ends: cancelled (quit, end of `ckptlab run`), FAILED, or FINISHED (stopped with
+        // a savepoint). `externalized-checkpoint-retention` decides whether its checkpoints stay.
+        let keep = self.cfg.checkpointing.retention.keeps(self.status == JobStatus::Failed, self.status == JobStatus::Finished);
+        for id in std::mem::take(&mut self.savepoints).into_keys() {
+            off_worker(|| self.storage.end_savepoint(id, true));
+        }
+        if keep {
+            let own: Vec<_> = self.coord.retained.iter().filter(|c| c.external.is_none()).map(|c| c.metadata.clone()).collect();
+            // Aborted tasks' snapshot writes may still be finishing: let them end first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let kept = off_worker(|| self.storage.keep_retained(&own));
+            self.events.publish(Event::CheckpointsRetained {
+                retention: self.cfg.checkpointing.retention.flink_name().into(),
+                paths: kept.iter().map(|p| p.display().to_string()).collect(),
+            });
+            return;
+        }
+        // A claimed snapshot belongs to the job, and goes with its checkpoints.
+        for c in std::mem::take(&mut self.coord.retained) {
+            if c.external.as_ref().is_some_and(|e| e.owned) {
+                self.drop_checkpoint(&c);
+            }
+        }
+        // (A snapshot write of an aborted task may still be cleaning up there: tried again too.)
+        for _ in 0..TM_ROOT_REMOVAL_TRIES {
+            off_worker(|| self.storage.discard_job());
+            if !self.storage.job_dir.as_ref().is_some_and(|d| d.exists()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.events.now_ms()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut deadlines = Vec::new();
+        for tm in self.tms.iter().filter(|t| t.dead_undetected()) {
+            deadlines.extend(tm.killed_at.map(|k| k + self.cfg.heartbeat_timeout));
+        }
+        deadlines.extend(self.restart_at);
+        deadlines.extend(self.deploy_failure.as_ref().map(|(at, _)| *at));
+        if self.status == JobStatus::WaitingForResources {
+            deadlines.extend(self.waiting_since.map(|w| w + self.cfg.slot_request_timeout));
+        }
+        if self.status == JobStatus::Running {
+            deadlines.extend(self.next_trigger);
+        }
+        deadlines.extend(self.coord.next_expiry(self.cfg.checkpointing.timeout));
+        deadlines.extend(self.finish_at);
+        deadlines.into_iter().min()
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.tms.len() {
+            let tm = &self.tms[i];
+            if tm.dead_undetected() && tm.killed_at.is_some_and(|k| k + self.cfg.heartbeat_timeout <= now) {
+                self.tm_lost(i);
+            }
+        }
+        if self.deploy_failure.as_ref().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, cause)) = self.deploy_failure.take() {
+                self.failover(cause);
+            }
+        }
+        if self.status == JobStatus::WaitingForResources && self.waiting_since.is_some_and(|w| w + self.cfg.slot_request_timeout <= now) {
+            self.waiting_since = None;
+            let cause = FailureCause::SlotRequestTimeout { timeout: self.cfg.slot_request_timeout, missing: self.missing_slots };
+            self.failover(cause);
+        }
+        if self.restart_at.is_some_and(|r| r <= now) {
+            self.restart_at = None;
+            self.try_deploy();
+        }
+        if self.finish_at.is_some_and(|f| f <= now) {
+            self.finish_at = None;
+            self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job stopped with a savepoint".into() });
+            self.status = JobStatus::Finished;
+            self.events.publish(Event::JobFinished { reason: "stopped with a savepoint".into() });
+        }
+        let timeout = self.cfg.checkpointing.timeout;
+        let expired: Vec<u64> = self.coord.pending.values().filter(|p| p.triggered + timeout <= now).map(|p| p.id).collect();
+        for id in expired {
+            self.fail_checkpoint(id, CheckpointFailureReason::Expired { timeout });
+        }
+        if self.status == JobStatus::Running && self.next_trigger.is_some_and(|t| t <= now) {
+            self.next_trigger = None;
+            self.trigger();
+        }
+    }
+
+    // ---- commands -------------------------------------------------------------------------
+
+    fn on_command(&mut self, c: Command) {
+        match c {
+            Command::KillTaskManager(name) => self.kill(&name),
+            Command::StartTaskManager(name) => self.start_tm(name),
+            Command::TriggerCheckpoint => self.manual_trigger(),
+            Command::Set { key, value } => self.set(&key, &value),
+            Command::Resubmit => self.resubmit(),
+            Command::SwitchBackend(name) => self.switch_backend(&name),
+            Command::TriggerSavepoint { stop } => self.trigger_savepoint(stop),
+        }
+    }
+
+    fn reject(&self, key: &str, reason: String) {
+        self.events.publish(Event::ConfigRejected { key: key.to_string(), reason });
+    }
+
+    fn manual_trigger(&mut self) {
+        let refuse = |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason });
+        if self.status != JobStatus::Running {
+            return refuse(self, format!("the job is {}", self.status.label()));
+        }
+        if self.cfg.checkpointing.interval.is_none() {
+            return refuse(self, "checkpointing is off (set an interval or a mode first)".into());
+        }
+        if self.coord.pending.len() >= self.max_concurrent() {
+            // As Flink's CheckpointRequestDecider: the request waits for a free place, then runs
+            // at once (min-pause holds back periodic checkpoints only).
+            self.queued_trigger = true;
+            self.events.publish(Event::CheckpointTriggerQueued { in_progress: self.coord.pending.len() });
+            return;
+        }
+        self.trigger();
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        let runtime = SCHEMA.iter().find(|s| s.key == key).map(|s| s.runtime);
+        let mut layers = self.layers.clone();
+        if let Err(e) = layers.set_value(key, parse_loose_value(value), "runtime change") {
+            return self.reject(key, e.to_string());
+        }
+        let delay = key.starts_with(&format!("{DELAYS_TABLE}."));
+        if runtime != Some(true) && !delay {
+            return self.reject(key, format!("applies only when the cluster starts: run again with --set {key}={value}"));
+        }
+        let cfg = match layers.build() {
+            Ok(c) => c,
+            Err(e) => return self.reject(key, e.to_string()),
+        };
+        let interval_changed = cfg.checkpointing.interval != self.cfg.checkpointing.interval;
+        self.layers = layers;
+        self.cfg = cfg;
+        self.knobs.set_hop_delay(self.cfg.lab.hop_delay);
+        self.knobs.set_buffer_timeout(self.cfg.buffer_timeout);
+        if delay {
+            // A channel's latency changes for the buffers sent from now on (the workbench's
+            // slow-channel key); the next deployment builds its channels from the new config.
+            for c in self.deployment.iter().flat_map(|d| d.channels.iter()) {
+                if let (Some(from), Some(to)) = (subtask_of(&c.from), subtask_of(&c.to)) {
+                    c.set_delay(self.cfg.extra_delay(from, to));
+                }
+            }
+        }
+        if interval_changed {
+            self.trigger_base = Instant::now();
+        }
+        self.schedule_next_trigger();
+        self.events.publish(Event::ConfigChanged { key: key.to_string(), value: value.to_string() });
+    }
+
+    fn switch_backend(&mut self, name: &str) {
+        let mut layers = self.layers.clone();
+        if let Err(e) = layers.set_backend(name, "backend switch") {
+            return self.reject("backend", e);
+        }
+        let cfg = match layers.build() {
+            Ok(c) => c,
+            Err(e) => return self.reject("backend", e.to_string()),
+        };
+        let (from, to) = (self.cfg.backend_label(), cfg.backend_label());
+        if from == to {
+            return self.reject("backend", format!("already {to}"));
+        }
+        self.storage = Arc::new(self.storage.with_kind(
+            cfg.checkpointing.storage,
+            &cfg.checkpointing.dir,
+            &self.job_id,
+            cfg.lab.jobmanager_max_state_size,
+        ));
+        self.shared.set_root(self.storage.job_dir.as_ref().map(|d| d.join("shared")));
+        self.layers = layers;
+        self.cfg = cfg;
+        let restore = self.coord.latest().map(|c| c.metadata.checkpoint);
+        let note = match restore {
+            Some(id) => format!("the job restarts from checkpoint {id}, its state read into the new backend"),
+            None => "no completed checkpoint: the job restarts from EMPTY state, sources from auto.offset.reset".into(),
+        };
+        self.events.publish(Event::BackendSwitched { from, to, checkpoint: restore, note });
+        // A restart without a failure: cancel, drop what is pending, deploy again at once.
+        self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job restarted: state backend switched".into() });
+        if matches!(self.status, JobStatus::Running | JobStatus::Restarting | JobStatus::Created) {
+            self.restart_at = None;
+            self.try_deploy();
+        }
+    }
+
+    fn resubmit(&mut self) {
+        if self.status != JobStatus::Failed {
+            return self.reject("resubmit", format!("the job is {}, not FAILED", self.status.label()));
+        }
+        // A resubmitted job is a new job: it sees none of the old one's checkpoints.
+        for c in std::mem::take(&mut self.coord.retained) {
+            self.drop_checkpoint(&c);
+        }
+        // Nor the snapshot it was restored from: the verdict covers everything again.
+        self.audit_baseline = None;
+        self.restart = RestartState::default();
+        self.failure = None;
+        self.restore_failure = None;
+        self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
+        self.try_deploy();
+    }
+
+    // ---- reports --------------------------------------------------------------------------
+
+    fn on_report(&mut self, r: TaskReport) {
+        let current = self.deployment.as_ref().map(|d| d.attempt);
+        let attempt = match &r {
+            TaskReport::Running { attempt, .. }
+            | TaskReport::Ack { attempt, .. }
+            | TaskReport::Decline { attempt, .. }
+            | TaskReport::Failed { attempt, .. }
+            | TaskReport::RestoreFailed { attempt, .. } => *attempt,
+        };
+        if current != Some(attempt) {
+            // A report from a cancelled attempt; a snapshot it acknowledged is nobody's.
+            if let TaskReport::Ack { checkpoint, task, state, .. } = r {
+                self.discard_unknown_ack(checkpoint, task, state);
+            }
+            return;
+        }
+        match r {
+            TaskReport::Running { task, .. } => {
+                let d = self.deployment.as_mut().expect("checked above");
+                d.running.insert(task);
+                if d.running.len() == d.tasks.len() {
+                    // Every task restored its state: the last failure is behind the job.
+                    self.failure = None;
+                    self.restore_failure = None;
+                    self.events.publish(Event::JobRunning { attempt });
+                }
+            }
+            TaskReport::Ack { checkpoint, task, state, stats, channel_state, .. } => {
+                match self.coord.ack(checkpoint, task, state, stats, channel_state) {
+                    AckOutcome::Complete => self.complete(checkpoint),
+                    AckOutcome::Pending => {}
+                    AckOutcome::Unknown(state) => self.discard_unknown_ack(checkpoint, task, state),
+                }
+            }
+            TaskReport::Decline { checkpoint, task, reason, .. } => {
+                let reason = match reason {
+                    DeclineReason::SnapshotFailed(message) => CheckpointFailureReason::AsyncException { task, message },
+                    DeclineReason::Subsumed { .. } => CheckpointFailureReason::DeclinedSubsumed { task },
+                };
+                self.fail_checkpoint(checkpoint, reason)
+            }
+            // The next attempt restores the same, latest checkpoint (Flink never falls back to an
+            // older one or to empty state: FLINK-22502); the restart strategy bounds the retries.
+            TaskReport::RestoreFailed { task, checkpoint, reason, .. } => {
+                self.restore_failure = Some(format!("{task} could not restore checkpoint {checkpoint}: {reason}"));
+                self.failover(FailureCause::RestoreFailed { task, checkpoint, message: reason })
+            }
+            TaskReport::Failed { task, reason, .. } => self.failover(FailureCause::TaskFailed { task, message: reason }),
+        }
+    }
+}
