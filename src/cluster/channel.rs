@@ -312,5 +312,185 @@ mod tests {
             got += elements.len();
         }
         sender.await.unwrap();
+        assert!(!stats.backpressured.load(Ordering::Relaxed), "not backpressured once there was room");
+    }
+
+    fn knobs() -> Arc<RuntimeKnobs> {
+        RuntimeKnobs::new(Duration::ZERO, Duration::from_millis(100))
+    }
+
+    fn barrier(id: u64) -> Barrier {
+        Barrier { checkpoint: id, options: crate::cluster::element::CheckpointOptions::new(crate::config::CheckpointMode::ExactlyOnce) }
+    }
+
+    /// Catches: a writer that sends each record at once, or one that reports "full" too early or
+    /// too late.
+    #[tokio::test(start_paused = true)]
+    async fn a_buffer_is_full_at_max_records_and_nothing_is_sent_before_the_flush() {
+        let (mut out, mut input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        assert!(!out.add(record(0), 3));
+        assert!(!out.add(record(1), 3));
+        assert!(input.data.try_recv().is_err(), "buffered, not on the wire");
+        assert!(out.add(record(2), 3), "the third record fills a buffer of three");
+        out.flush().await;
+        let (_, elements) = input.data.try_recv().expect("one buffer");
+        assert_eq!(elements, vec![record(0), record(1), record(2)]);
+        assert!(input.data.try_recv().is_err(), "one buffer for three records");
+        assert_eq!(out.stats.records_sent.load(Ordering::Relaxed), 3);
+    }
+
+    /// Catches: a buffer timeout counted from the last record, or from the flush, or a deadline
+    /// left behind by an empty buffer (a loop that would wake for nothing).
+    #[tokio::test(start_paused = true)]
+    async fn the_buffer_timeout_counts_from_the_first_record_of_a_buffer() {
+        let timeout = Duration::from_millis(100);
+        let (mut out, _input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        assert_eq!(out.deadline(timeout), None, "an empty buffer has no deadline");
+        let first = Instant::now();
+        out.add(record(0), 10);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        out.add(record(1), 10);
+        assert_eq!(out.deadline(timeout), Some(first + timeout));
+        out.flush().await;
+        assert_eq!(out.deadline(timeout), None, "flushed: nothing waits for the timeout");
+    }
+
+    /// Catches: a barrier sent before (or without) the records buffered ahead of it, or left in
+    /// the writer's buffer.
+    #[tokio::test(start_paused = true)]
+    async fn a_barrier_goes_out_at_once_right_behind_the_buffered_records() {
+        let (mut out, mut input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        out.add(record(0), 10);
+        out.add(record(1), 10);
+        out.push_barrier(StreamMessage::Barrier(barrier(1))).await;
+        let (_, elements) = input.data.try_recv().expect("sent at once");
+        assert_eq!(elements, vec![record(0), record(1), StreamMessage::Barrier(barrier(1))]);
+        assert_eq!(out.deadline(Duration::from_millis(100)), None);
+        assert_eq!(out.stats.in_flight.load(Ordering::Relaxed), 2, "barriers are not records in flight");
+    }
+
+    /// Catches: a view that counts records sent after the barrier as ahead of it, or that never
+    /// forgets a barrier the receiver took.
+    #[tokio::test(start_paused = true)]
+    async fn a_barrier_in_flight_counts_the_records_still_ahead_of_it() {
+        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let (mut out, mut input) = channel(stats.clone(), 8, knobs());
+        out.add(record(0), 1);
+        out.flush().await;
+        out.add(record(1), 10);
+        out.push_barrier(StreamMessage::Barrier(barrier(7))).await;
+        out.add(record(2), 1);
+        out.flush().await;
+        assert_eq!(stats.barriers(), vec![BarrierInFlight { checkpoint: 7, records_ahead: 2, overtook: 0 }]);
+        let (_, first) = input.data.try_recv().expect("a buffer");
+        stats.taken(&first);
+        assert_eq!(stats.barriers()[0].records_ahead, 1);
+        let (_, second) = input.data.try_recv().expect("a buffer");
+        stats.taken(&second);
+        assert!(stats.barriers().is_empty(), "taken with its buffer");
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 1, "the record behind it is still in flight");
+    }
+
+    /// Catches: a cancel marker shown as a barrier in flight (it never leaves the view).
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_marker_is_sent_but_is_no_barrier_in_flight() {
+        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let (mut out, mut input) = channel(stats.clone(), 8, knobs());
+        out.push_barrier(StreamMessage::CancelCheckpoint(3)).await;
+        assert!(stats.barriers().is_empty());
+        assert_eq!(input.data.try_recv().expect("sent").1, vec![StreamMessage::CancelCheckpoint(3)]);
+    }
+
+    /// Priority events need no credit: the lane takes a barrier while every buffer slot is taken.
+    /// Catches: a priority barrier sent on the data queue (it would wait behind the full queue).
+    #[tokio::test(start_paused = true)]
+    async fn a_priority_barrier_needs_no_credit_on_a_full_channel() {
+        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let (mut out, mut input) = channel(stats.clone(), 1, knobs());
+        out.add(record(0), 1);
+        out.flush().await;
+        out.add(record(1), 10);
+        out.push_priority(barrier(2));
+        assert_eq!(input.priority.try_recv().map(|(_, b)| b), Ok(barrier(2)));
+        assert_eq!(stats.barriers(), vec![BarrierInFlight { checkpoint: 2, records_ahead: 0, overtook: 2 }]);
+        assert_eq!(input.data.try_recv().expect("the record").1, vec![record(0)], "the queue is untouched");
+    }
+
+    /// Catches: a delivery time that ignores the hop delay or the channel's own extra delay.
+    #[tokio::test(start_paused = true)]
+    async fn a_buffer_is_due_after_the_hop_delay_plus_the_channel_delay() {
+        let knobs = RuntimeKnobs::new(Duration::from_millis(20), Duration::from_millis(100));
+        let (mut out, mut input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::from_millis(300)), 4, knobs);
+        let sent = Instant::now();
+        out.add(record(0), 1);
+        out.flush().await;
+        out.push_priority(barrier(1));
+        assert_eq!(input.data.try_recv().expect("a buffer").0, sent + Duration::from_millis(320));
+        assert_eq!(input.priority.try_recv().expect("a barrier").0, sent + Duration::from_millis(320));
+    }
+
+    /// A delay changed while the job runs applies to buffers sent from then on.
+    /// Catches: a delay read at delivery instead of fixed at send time.
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_delay_applies_to_buffers_sent_afterwards() {
+        let stats = ChannelStats::new("a".into(), "b".into(), Duration::from_millis(300));
+        let (mut out, mut input) = channel(stats.clone(), 4, knobs());
+        let sent = Instant::now();
+        out.add(record(0), 1);
+        out.flush().await;
+        stats.set_delay(Duration::from_millis(10));
+        assert_eq!(stats.delay(), Duration::from_millis(10));
+        out.add(record(1), 1);
+        out.flush().await;
+        assert_eq!(input.data.try_recv().expect("first").0, sent + Duration::from_millis(300));
+        assert_eq!(input.data.try_recv().expect("second").0, sent + Duration::from_millis(10));
+    }
+
+    /// Catches: buffers of one record only at a zero buffer timeout, or not while watching.
+    #[test]
+    fn buffers_hold_one_record_at_a_zero_timeout_or_with_a_hop_delay() {
+        let (out, _input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        assert!(!out.per_record(Duration::from_millis(100)), "flat out: full buffers");
+        assert!(out.per_record(Duration::ZERO), "a zero buffer timeout sends each record");
+        out.knobs.set_hop_delay(Duration::from_millis(50));
+        assert!(out.per_record(Duration::from_millis(100)), "watching speed: each record visible on its own");
+    }
+
+    /// A killed receiver is a broken connection: the writer drops what it sends, never waits,
+    /// and the view shows nothing in flight. Catches: a writer that hangs or keeps counting.
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_receiver_closes_the_channel_and_drops_what_is_sent() {
+        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let (mut out, input) = channel(stats.clone(), 1, knobs());
+        out.add(record(0), 1);
+        out.push_barrier(StreamMessage::Barrier(barrier(1))).await;
+        drop(input);
+        out.add(record(1), 1);
+        out.flush().await;
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 0);
+        assert!(stats.barriers().is_empty());
+        assert!(!out.add(record(2), 1), "a closed channel never asks for a flush");
+        out.push_barrier(StreamMessage::Barrier(barrier(2))).await;
+        out.push_priority(barrier(3));
+        assert!(stats.barriers().is_empty(), "nothing is in flight on a broken connection");
+    }
+
+    /// Catches: a sender waiting for credit that never notices its receiver died.
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_waiting_for_credit_is_released_when_its_receiver_dies() {
+        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let (mut out, input) = channel(stats.clone(), 1, knobs());
+        out.add(record(0), 1);
+        out.flush().await;
+        let sender = tokio::spawn(async move {
+            out.add(record(1), 1);
+            out.flush().await;
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(stats.backpressured.load(Ordering::Relaxed));
+        drop(input);
+        tokio::time::timeout(Duration::from_secs(1), sender).await.expect("released").unwrap();
+        assert!(!stats.backpressured.load(Ordering::Relaxed));
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 0);
     }
 }

@@ -362,4 +362,233 @@ mod tests {
         gate.unblock_all();
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
     }
+
+    fn knobs() -> Arc<RuntimeKnobs> {
+        RuntimeKnobs::new(Duration::ZERO, Duration::ZERO)
+    }
+
+    fn barrier(id: u64) -> Barrier {
+        Barrier { checkpoint: id, options: CheckpointOptions::new(CheckpointMode::ExactlyOnce) }
+    }
+
+    fn link(
+        name: &str,
+        delay: Duration,
+        capacity: usize,
+        knobs: &Arc<RuntimeKnobs>,
+    ) -> (crate::cluster::channel::OutputChannel, InputChannel) {
+        channel(ChannelStats::new(name.into(), "t".into(), delay), capacity, knobs.clone())
+    }
+
+    async fn send(out: &mut crate::cluster::channel::OutputChannel, i: u64) {
+        out.add(record(i), 1);
+        out.flush().await;
+    }
+
+    /// What the gate delivers within `within` of model time, if anything.
+    async fn next_within(gate: &mut InputGate, within: Duration) -> Option<GateEvent> {
+        tokio::time::timeout(within, gate.next()).await.ok().flatten()
+    }
+
+    /// Catches: a gate that delivers a buffer as soon as it is on the channel, ignoring its wire
+    /// time (a delay that is a no-op), or that delivers it late.
+    #[tokio::test(start_paused = true)]
+    async fn a_buffer_is_delivered_when_its_wire_time_has_passed() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::from_millis(100), 4, &knobs);
+        let mut gate = InputGate::new(vec![ia], knobs);
+        let sent = Instant::now();
+        send(&mut a, 0).await;
+        assert_eq!(next_within(&mut gate, Duration::from_millis(99)).await, None, "still on the wire");
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
+        assert_eq!(sent.elapsed(), Duration::from_millis(100));
+    }
+
+    /// A delay is wire time: a barrier sent after a slow record (the channel was sped up in
+    /// between) still comes after it. Catches: a gate that delivers whatever is due first.
+    #[tokio::test(start_paused = true)]
+    async fn a_barrier_is_not_overtaken_by_a_delayed_record() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::from_millis(300), 4, &knobs);
+        let stats = a.stats.clone();
+        let mut gate = InputGate::new(vec![ia], knobs);
+        send(&mut a, 0).await;
+        stats.set_delay(Duration::ZERO);
+        a.push_barrier(StreamMessage::Barrier(barrier(1))).await;
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![StreamMessage::Barrier(barrier(1))])));
+    }
+
+    /// Each input channel is its own queue: a slow link delays only its own buffers.
+    /// Catches: one queue for the whole gate (head-of-line blocking across channels).
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_channel_does_not_hold_up_another() {
+        let knobs = knobs();
+        let (mut slow, is) = link("slow", Duration::from_millis(300), 4, &knobs);
+        let (mut fast, i_f) = link("fast", Duration::ZERO, 4, &knobs);
+        let mut gate = InputGate::new(vec![is, i_f], knobs);
+        send(&mut slow, 0).await;
+        send(&mut fast, 1).await;
+        let start = Instant::now();
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(1, vec![record(1)])));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+    }
+
+    /// Catches: a gate that always starts at channel 0, so a busy channel starves the others.
+    #[tokio::test(start_paused = true)]
+    async fn busy_channels_are_consumed_in_turn() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::ZERO, 8, &knobs);
+        let (mut b, ib) = link("b", Duration::ZERO, 8, &knobs);
+        let mut gate = InputGate::new(vec![ia, ib], knobs);
+        for i in 0..3 {
+            send(&mut a, i).await;
+            send(&mut b, 10 + i).await;
+        }
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            let Some(GateEvent::Buffer(ch, _)) = gate.next().await else { panic!("a buffer") };
+            order.push(ch);
+        }
+        assert_eq!(order, vec![0, 1, 0, 1, 0, 1]);
+    }
+
+    /// Catches: a gate that still delivers a blocked channel's buffers once they are due, or
+    /// reads the blocked channel ahead (taking its credit back: no backpressure).
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_channel_is_not_consumed_until_unblocked() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::from_millis(10), 4, &knobs);
+        let mut gate = InputGate::new(vec![ia], knobs);
+        for i in 0..3 {
+            send(&mut a, i).await;
+        }
+        gate.block(0);
+        assert!(gate.is_blocked(0));
+        assert_eq!(next_within(&mut gate, Duration::from_secs(1)).await, None);
+        assert_eq!(gate.slots[0].queue.len(), 0, "nothing read off a blocked channel");
+        gate.unblock_all();
+        assert!(!gate.is_blocked(0) && !gate.stats(0).blocked.load(Ordering::Relaxed));
+        for i in 0..3 {
+            assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(i)])));
+        }
+    }
+
+    /// A blocked channel's buffer that became due must not wake the gate (it may not be
+    /// delivered): the other channel's later buffer is delivered at its own time.
+    /// Catches: a gate that wakes for a blocked channel's buffer (it would spin at that instant
+    /// and the paused clock would never reach the other buffer: the test hangs).
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_channel_with_a_due_buffer_lets_the_others_through() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::from_millis(10), 4, &knobs);
+        let (mut b, ib) = link("b", Duration::from_millis(50), 4, &knobs);
+        let mut gate = InputGate::new(vec![ia, ib], knobs);
+        let start = Instant::now();
+        send(&mut a, 0).await;
+        assert_eq!(next_within(&mut gate, Duration::from_millis(5)).await, None, "taken off the channel, still on the wire");
+        gate.block(0);
+        send(&mut b, 2).await;
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(1, vec![record(2)])));
+        assert_eq!(start.elapsed(), Duration::from_millis(55));
+        gate.unblock_all();
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
+    }
+
+    /// Catches: a priority barrier delivered before its wire time (a priority event still
+    /// travels the link; it only skips the queue).
+    #[tokio::test(start_paused = true)]
+    async fn a_priority_barrier_waits_for_its_wire_time() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::from_millis(40), 4, &knobs);
+        let mut gate = InputGate::new(vec![ia], knobs);
+        let start = Instant::now();
+        a.push_priority(barrier(1));
+        assert_eq!(gate.next().await, Some(GateEvent::Priority(0, barrier(1))));
+        assert_eq!(start.elapsed(), Duration::from_millis(40));
+    }
+
+    /// Paused, the data path holds everything where it is. Catches: a gate that ignores pause.
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_gate_delivers_nothing_until_resumed() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::ZERO, 4, &knobs);
+        let mut gate = InputGate::new(vec![ia], knobs.clone());
+        send(&mut a, 0).await;
+        a.push_priority(barrier(1));
+        knobs.set_paused(true);
+        assert_eq!(next_within(&mut gate, Duration::from_secs(5)).await, None);
+        knobs.set_paused(false);
+        assert_eq!(gate.next().await, Some(GateEvent::Priority(0, barrier(1))));
+    }
+
+    /// With every sender gone the gate waits (the failover cancels the task); it neither ends the
+    /// task nor spins. Catches: a gate that returns, or busy-loops on closed channels.
+    #[tokio::test(start_paused = true)]
+    async fn a_gate_whose_senders_are_gone_waits_after_the_last_buffer() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::ZERO, 4, &knobs);
+        let mut gate = InputGate::new(vec![ia], knobs);
+        send(&mut a, 0).await;
+        drop(a);
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])), "what was sent still arrives");
+        assert_eq!(next_within(&mut gate, Duration::from_secs(5)).await, None);
+        assert!(gate.slots[0].closed && gate.slots[0].priority_closed);
+    }
+
+    /// An unaligned checkpoint's overtaken records are read ahead out of the channel (freeing its
+    /// credit), copied as channel state, and still delivered in order.
+    /// Catches: a capture that waits until the records are processed (the sender stays
+    /// backpressured), that moves records instead of copying them, or copies them twice.
+    #[tokio::test(start_paused = true)]
+    async fn a_capture_copies_the_queued_records_and_frees_the_channel() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::from_millis(100), 2, &knobs);
+        let stats = a.stats.clone();
+        let mut gate = InputGate::new(vec![ia], knobs);
+        let sender = tokio::spawn(async move {
+            for i in 0..4 {
+                send(&mut a, i).await;
+            }
+            a
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(stats.backpressured.load(Ordering::Relaxed), "two buffers fill the channel");
+        gate.start_capture(0, 5);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        gate.pump_captures();
+        let (records, done) = gate.take_captured(0).expect("capturing");
+        assert!(!done);
+        let offsets: Vec<u64> = records.iter().map(|r| r.origin.offset).collect();
+        assert_eq!(offsets, vec![0, 1, 2, 3], "read ahead past the channel's capacity");
+        assert!(sender.is_finished(), "the capture freed the channel's credit");
+        assert_eq!(gate.take_captured(0).map(|(r, _)| r.len()), Some(0), "each record once");
+        for i in 0..4 {
+            assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(i)])), "still delivered, in order");
+        }
+    }
+
+    /// Catches: a capture that goes on after the upstream task gave the checkpoint up, or a
+    /// `cancel_captures` that leaves one running.
+    #[tokio::test(start_paused = true)]
+    async fn a_capture_ends_at_the_cancel_marker_or_when_cancelled() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::ZERO, 8, &knobs);
+        let (mut b, ib) = link("b", Duration::ZERO, 8, &knobs);
+        let mut gate = InputGate::new(vec![ia, ib], knobs);
+        send(&mut a, 0).await;
+        a.push_barrier(StreamMessage::CancelCheckpoint(5)).await;
+        send(&mut a, 1).await;
+        gate.start_capture(0, 5);
+        let (records, done) = gate.take_captured(0).expect("capturing");
+        assert_eq!((records.len(), done), (1, true), "only the record ahead of the marker");
+        assert_eq!(gate.take_captured(0), None, "a finished capture is gone");
+        gate.start_capture(1, 6);
+        gate.cancel_captures();
+        send(&mut b, 2).await;
+        gate.pump_captures();
+        assert_eq!(gate.take_captured(1), None);
+    }
 }

@@ -648,3 +648,516 @@ fn take_pending(l: &mut Loop, checkpoint: u64) -> Option<PendingAck> {
     let i = l.pending.iter().position(|p| p.checkpoint == checkpoint)?;
     Some(l.pending.remove(i))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Auditor;
+    use crate::cluster::channel::{channel, ChannelStats};
+    use crate::cluster::element::{Alignment, CheckpointOptions, Origin};
+    use crate::cluster::task::{AttemptProgress, RuntimeKnobs, TaskId};
+    use crate::config::{KeyBy, StorageKind};
+    use crate::connectors::EmbeddedTopic;
+    use crate::events::EventBus;
+    use crate::state::storage::CheckpointStorage;
+    use crate::state::StateHandle;
+
+    /// What the probe operator saw.
+    #[derive(Default)]
+    struct Log {
+        processed: Vec<u64>,
+        /// Each snapshot: its checkpoint and the records processed before it.
+        snapshots: Vec<(u64, Vec<u64>)>,
+        complete: Vec<u64>,
+        aborted: Vec<u64>,
+    }
+
+    #[derive(Clone, Copy)]
+    enum SnapshotKind {
+        Done,
+        /// An asynchronous part writing this many bytes (64 KB per ms of simulated latency).
+        Keyed(u64),
+        FailSync,
+        FailAsync,
+    }
+
+    /// An operator that forwards every record and logs what the runner asked of it.
+    struct Probe {
+        log: Arc<Mutex<Log>>,
+        kind: SnapshotKind,
+        fail_on: Option<u64>,
+        open: Option<OpenError>,
+    }
+
+    fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
+        log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    impl Operator for Probe {
+        fn open(&mut self, _ctx: &TaskContext) -> Result<(), OpenError> {
+            self.open.take().map_or(Ok(()), Err)
+        }
+
+        fn process(&mut self, _ctx: &TaskContext, r: Record) -> Result<Option<Record>, StateError> {
+            if self.fail_on == Some(r.origin.offset) {
+                return Err(StateError::Backend { message: "disk gone".into() });
+            }
+            lock(&self.log).processed.push(r.origin.offset);
+            Ok(Some(r))
+        }
+
+        fn snapshot(&mut self, _ctx: &TaskContext, checkpoint: u64) -> Result<OperatorSnapshot, StateError> {
+            let mut log = lock(&self.log);
+            let seen = log.processed.clone();
+            log.snapshots.push((checkpoint, seen));
+            let written = |bytes: u64| Snapshot {
+                handle: StateHandle::Memory { bytes: Arc::new(Vec::new()), size: bytes },
+                checkpointed_size: bytes,
+                full_size: bytes,
+                sync_duration: Duration::ZERO,
+                async_duration: Duration::ZERO,
+                written: Vec::new(),
+                written_under: None,
+            };
+            match self.kind {
+                SnapshotKind::Done => Ok(OperatorSnapshot::Done(TaskState::Sink { staged: Vec::new() })),
+                SnapshotKind::Keyed(bytes) => Ok(OperatorSnapshot::Keyed(PendingSnapshot {
+                    sync_duration: Duration::ZERO,
+                    write: Box::new(move |_| Ok(written(bytes))),
+                })),
+                SnapshotKind::FailSync => Err(StateError::TooLarge { size: 10, max: 1 }),
+                SnapshotKind::FailAsync => Ok(OperatorSnapshot::Keyed(PendingSnapshot {
+                    sync_duration: Duration::ZERO,
+                    write: Box::new(|_| Err(StateError::Write { path: "chk-1".into(), message: "disk full".into() })),
+                })),
+            }
+        }
+
+        fn notify_checkpoint_complete(&mut self, _ctx: &TaskContext, checkpoint: u64) {
+            lock(&self.log).complete.push(checkpoint);
+        }
+
+        fn notify_checkpoint_aborted(&mut self, _ctx: &TaskContext, checkpoint: u64) {
+            lock(&self.log).aborted.push(checkpoint);
+        }
+    }
+
+    /// One runner under test: its upstream writers, a gate reading its output, its reports.
+    struct Harness {
+        inputs: Vec<OutputChannel>,
+        downstream: InputGate,
+        reports: mpsc::UnboundedReceiver<TaskReport>,
+        control: Option<mpsc::UnboundedSender<TaskControl>>,
+        log: Arc<Mutex<Log>>,
+        view: Arc<Mutex<TaskRunView>>,
+        progress: Arc<AttemptProgress>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    struct Setup {
+        channels: usize,
+        kind: SnapshotKind,
+        buffer_timeout: Duration,
+        buffer_records: usize,
+        record_cost: Duration,
+        replay: Vec<PersistedRecord>,
+        fail_on: Option<u64>,
+        open: Option<OpenError>,
+    }
+
+    impl Default for Setup {
+        fn default() -> Self {
+            Setup {
+                channels: 1,
+                kind: SnapshotKind::Done,
+                buffer_timeout: Duration::ZERO,
+                buffer_records: 100,
+                record_cost: Duration::ZERO,
+                replay: Vec::new(),
+                fail_on: None,
+                open: None,
+            }
+        }
+    }
+
+    impl Setup {
+        /// Builds the runner's surroundings; `before` runs before the runner is spawned (to
+        /// queue input it must find waiting).
+        async fn start(self, before: impl AsyncFnOnce(&mut Vec<OutputChannel>)) -> Harness {
+            let knobs = RuntimeKnobs::new(Duration::ZERO, self.buffer_timeout);
+            let events = EventBus::new(Instant::now());
+            let topic: Arc<dyn crate::connectors::Topic> = EmbeddedTopic::new("input-topic", 1, events.clone());
+            let (reports_tx, reports) = mpsc::unbounded_channel();
+            let progress = Arc::new(AttemptProgress::default());
+            let ctx = TaskContext {
+                attempt: 1,
+                task: TaskId::Counter(0),
+                reports: reports_tx,
+                events,
+                auditor: Arc::new(Auditor::new(false, topic, 1, KeyBy::Record)),
+                progress: progress.clone(),
+                knobs: knobs.clone(),
+                buffer_records: self.buffer_records,
+                storage: Arc::new(CheckpointStorage::new(StorageKind::JobManager, std::path::Path::new("unused"), "job", 5 << 20)),
+                output: Arc::default(),
+            };
+            let mut inputs = Vec::new();
+            let mut gate_inputs = Vec::new();
+            for i in 0..self.channels {
+                let (out, input) =
+                    channel(ChannelStats::new(format!("source[{i}]"), "counter[0]".into(), Duration::ZERO), 8, knobs.clone());
+                inputs.push(out);
+                gate_inputs.push(input);
+            }
+            let (output, down) = channel(ChannelStats::new("counter[0]".into(), "sink[0]".into(), Duration::ZERO), 64, knobs.clone());
+            let (control_tx, control) = mpsc::unbounded_channel();
+            let log = Arc::new(Mutex::new(Log::default()));
+            let view = Arc::new(Mutex::new(TaskRunView::default()));
+            let runner = OperatorRunner {
+                ctx,
+                op: Probe { log: log.clone(), kind: self.kind, fail_on: self.fail_on, open: self.open },
+                gate: InputGate::new(gate_inputs, knobs.clone()),
+                output: Some(output),
+                control,
+                record_cost: self.record_cost,
+                replay: self.replay,
+                view: view.clone(),
+            };
+            before(&mut inputs).await;
+            let task = tokio::spawn(runner.run());
+            Harness { inputs, downstream: InputGate::new(vec![down], knobs), reports, control: Some(control_tx), log, view, progress, task }
+        }
+    }
+
+    fn record(i: u64) -> Record {
+        Record { key: "k".into(), value: "k".into(), origin: Origin { partition: 0, offset: i }, count: 0 }
+    }
+
+    fn barrier(id: u64, mode: CheckpointMode, alignment: Alignment) -> Barrier {
+        Barrier { checkpoint: id, options: CheckpointOptions { mode, alignment } }
+    }
+
+    fn aligned(id: u64) -> Barrier {
+        barrier(id, CheckpointMode::ExactlyOnce, Alignment::Aligned)
+    }
+
+    async fn send(out: &mut OutputChannel, i: u64) {
+        out.add(StreamMessage::Record(record(i)), 1);
+        out.flush().await;
+    }
+
+    async fn send_barrier(out: &mut OutputChannel, b: Barrier) {
+        out.push_barrier(StreamMessage::Barrier(b)).await;
+    }
+
+    /// Lets the paused clock run `ms` of model time (everything runnable runs first).
+    async fn settle(ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    impl Harness {
+        /// What reached the downstream task so far: "r<offset>", "b<id>", "c<id>" (cancel
+        /// marker) and "p<id>" (a barrier on the priority lane).
+        async fn downstream(&mut self) -> Vec<String> {
+            let mut seen = Vec::new();
+            while let Ok(Some(e)) = tokio::time::timeout(Duration::ZERO, self.downstream.next()).await {
+                match e {
+                    GateEvent::Priority(_, b) => seen.push(format!("p{}", b.checkpoint)),
+                    GateEvent::Buffer(_, elements) => seen.extend(elements.iter().map(|m| match m {
+                        StreamMessage::Record(r) => format!("r{}", r.origin.offset),
+                        StreamMessage::Barrier(b) => format!("b{}", b.checkpoint),
+                        StreamMessage::CancelCheckpoint(id) => format!("c{id}"),
+                    })),
+                }
+            }
+            seen
+        }
+
+        /// The reports so far, but "running".
+        fn reports(&mut self) -> Vec<TaskReport> {
+            let mut out = Vec::new();
+            while let Ok(r) = self.reports.try_recv() {
+                if !matches!(r, TaskReport::Running { .. }) {
+                    out.push(r);
+                }
+            }
+            out
+        }
+
+        fn processed(&self) -> Vec<u64> {
+            lock(&self.log).processed.clone()
+        }
+
+        fn snapshots(&self) -> Vec<(u64, Vec<u64>)> {
+            lock(&self.log).snapshots.clone()
+        }
+    }
+
+    fn acks(reports: &[TaskReport]) -> Vec<u64> {
+        reports.iter().filter_map(|r| if let TaskReport::Ack { checkpoint, .. } = r { Some(*checkpoint) } else { None }).collect()
+    }
+
+    fn declines(reports: &[TaskReport]) -> Vec<(u64, DeclineReason)> {
+        reports
+            .iter()
+            .filter_map(|r| if let TaskReport::Decline { checkpoint, reason, .. } = r { Some((*checkpoint, reason.clone())) } else { None })
+            .collect()
+    }
+
+    /// Catches: a runner that keeps consuming a channel after its barrier (the snapshot would
+    /// hold record 1, which belongs after checkpoint 1), or that snapshots before the last barrier.
+    #[tokio::test(start_paused = true)]
+    async fn an_aligned_barrier_holds_its_channel_until_every_channel_delivered_it() {
+        let mut h = Setup { channels: 2, ..Setup::default() }.start(async |_| {}).await;
+        send(&mut h.inputs[0], 0).await;
+        send_barrier(&mut h.inputs[0], aligned(1)).await;
+        send(&mut h.inputs[0], 1).await;
+        send(&mut h.inputs[1], 10).await;
+        settle(20).await;
+        assert_eq!(h.processed(), vec![0, 10], "record 1 waits behind its channel's barrier");
+        assert!(h.snapshots().is_empty());
+        assert!(h.inputs[0].stats.blocked.load(Ordering::Relaxed));
+        assert_eq!(h.view.lock().unwrap().aligning, Some(1));
+        send_barrier(&mut h.inputs[1], aligned(1)).await;
+        settle(1).await;
+        assert_eq!(h.snapshots(), vec![(1, vec![0, 10])]);
+        assert_eq!(h.processed(), vec![0, 10, 1], "consumed again after the snapshot");
+        assert_eq!(h.view.lock().unwrap().aligning, None);
+        let down = h.downstream().await;
+        assert_eq!(&down[2..], ["b1", "r1"], "the barrier goes on before the records behind it: {down:?}");
+        let reports = h.reports();
+        assert_eq!(acks(&reports), vec![1]);
+        let Some(TaskReport::Ack { stats, task, .. }) = reports.first() else { panic!("an ack") };
+        assert_eq!(*task, TaskId::Counter(0));
+        assert_eq!((stats.alignment_ms, stats.buffered, stats.unaligned), (20, 1, false), "20 ms aligning, record 1 waited");
+    }
+
+    /// Catches: a write on the task itself (records would wait for it), or an ack sent before
+    /// the asynchronous part finished.
+    #[tokio::test(start_paused = true)]
+    async fn the_ack_waits_for_the_asynchronous_part_while_records_flow_on() {
+        let bytes = 500 * SIMULATED_STORAGE_BYTES_PER_MS; // 500 ms of simulated write
+        let mut h = Setup { kind: SnapshotKind::Keyed(bytes), ..Setup::default() }.start(async |_| {}).await;
+        send_barrier(&mut h.inputs[0], aligned(1)).await;
+        settle(10).await;
+        send(&mut h.inputs[0], 5).await;
+        settle(100).await;
+        assert_eq!(h.processed(), vec![5], "processed while the snapshot is written");
+        assert_eq!(h.downstream().await, ["b1", "r5"], "the barrier went on at the synchronous part");
+        assert!(h.reports().is_empty(), "no ack before the write finished");
+        settle(400).await;
+        let reports = h.reports();
+        assert_eq!(acks(&reports), vec![1]);
+        let Some(TaskReport::Ack { state: TaskState::Keyed { checkpointed_size, .. }, stats, .. }) = reports.first() else {
+            panic!("a keyed ack")
+        };
+        assert_eq!(*checkpointed_size, bytes);
+        assert_eq!(stats.async_ms, 500);
+    }
+
+    /// Catches: a failed synchronous part that still forwards the barrier (downstream would
+    /// align for a checkpoint that cannot complete) or acks.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_snapshot_declines_and_sends_a_cancel_marker_instead_of_the_barrier() {
+        let mut h = Setup { kind: SnapshotKind::FailSync, ..Setup::default() }.start(async |_| {}).await;
+        send_barrier(&mut h.inputs[0], aligned(1)).await;
+        settle(1).await;
+        assert_eq!(h.downstream().await, ["c1"]);
+        let reports = h.reports();
+        assert!(acks(&reports).is_empty());
+        assert!(matches!(&declines(&reports)[..], [(1, DeclineReason::SnapshotFailed(m))] if m.starts_with("counter[0]: ")));
+    }
+
+    /// Catches: a failed write that is acknowledged anyway, or never reported (the checkpoint
+    /// would only expire).
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_write_declines_the_checkpoint_after_its_barrier_went_on() {
+        let mut h = Setup { kind: SnapshotKind::FailAsync, ..Setup::default() }.start(async |_| {}).await;
+        send_barrier(&mut h.inputs[0], aligned(1)).await;
+        settle(10).await;
+        assert_eq!(h.downstream().await, ["b1"]);
+        let reports = h.reports();
+        assert!(acks(&reports).is_empty());
+        assert!(matches!(&declines(&reports)[..], [(1, DeclineReason::SnapshotFailed(m))] if m.contains("disk full")));
+    }
+
+    /// An upstream task gave the checkpoint up: stop aligning, tell downstream, decline nothing
+    /// (the upstream task declined). Catches: a runner that stays blocked, swallows the marker,
+    /// or declines on another task's behalf.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_marker_ends_the_alignment_and_goes_downstream_without_a_decline() {
+        let mut h = Setup { channels: 2, ..Setup::default() }.start(async |_| {}).await;
+        send_barrier(&mut h.inputs[0], aligned(1)).await;
+        send(&mut h.inputs[0], 1).await;
+        settle(1).await;
+        h.inputs[1].push_barrier(StreamMessage::CancelCheckpoint(1)).await;
+        settle(1).await;
+        assert_eq!(h.processed(), vec![1], "the blocked channel is consumed again");
+        assert!(h.snapshots().is_empty());
+        assert_eq!(h.downstream().await, ["c1", "r1"]);
+        assert!(h.reports().is_empty());
+        assert_eq!(lock(&h.log).aborted, vec![1]);
+        send_barrier(&mut h.inputs[1], aligned(1)).await;
+        settle(1).await;
+        assert!(h.snapshots().is_empty(), "the cancelled checkpoint's late barrier is stale");
+    }
+
+    /// Catches: a subsumed alignment that is dropped silently (its checkpoint would wait for
+    /// the timeout) or that blocks the newer checkpoint.
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_barrier_declines_the_subsumed_alignment_and_completes_its_own() {
+        let mut h = Setup { channels: 2, ..Setup::default() }.start(async |_| {}).await;
+        send_barrier(&mut h.inputs[0], aligned(1)).await;
+        settle(1).await;
+        send_barrier(&mut h.inputs[1], aligned(2)).await;
+        settle(1).await;
+        send_barrier(&mut h.inputs[0], aligned(2)).await;
+        settle(1).await;
+        assert_eq!(h.snapshots(), vec![(2, vec![])]);
+        let reports = h.reports();
+        assert_eq!(declines(&reports), vec![(1, DeclineReason::Subsumed { by: 2 })]);
+        assert_eq!(acks(&reports), vec![2]);
+        assert_eq!(h.downstream().await, ["c1", "b2"]);
+    }
+
+    /// At-least-once tracks barriers and blocks nothing: a record behind the first barrier is in
+    /// the snapshot (and will be replayed: counted twice). Catches: a tracker path that aligns.
+    #[tokio::test(start_paused = true)]
+    async fn at_least_once_consumes_a_channel_behind_its_barrier() {
+        let mut h = Setup { channels: 2, ..Setup::default() }.start(async |_| {}).await;
+        let b = barrier(1, CheckpointMode::AtLeastOnce, Alignment::Aligned);
+        send_barrier(&mut h.inputs[0], b).await;
+        send(&mut h.inputs[0], 1).await;
+        settle(1).await;
+        assert_eq!(h.processed(), vec![1]);
+        assert!(!h.inputs[0].stats.blocked.load(Ordering::Relaxed));
+        send_barrier(&mut h.inputs[1], b).await;
+        settle(1).await;
+        assert_eq!(h.snapshots(), vec![(1, vec![1])]);
+        assert_eq!(acks(&h.reports()), vec![1]);
+        assert_eq!(h.downstream().await, ["r1", "b1"]);
+    }
+
+    /// Catches: an unaligned barrier handled behind the records queued ahead of it (an aligned
+    /// snapshot in disguise), or forwarded behind the task's output queue.
+    #[tokio::test(start_paused = true)]
+    async fn an_unaligned_barrier_is_snapshotted_before_the_records_it_overtook() {
+        let b = barrier(1, CheckpointMode::ExactlyOnce, Alignment::Unaligned);
+        let mut h = Setup::default()
+            .start(async |inputs: &mut Vec<OutputChannel>| {
+                for i in 0..4 {
+                    send(&mut inputs[0], i).await;
+                }
+                inputs[0].push_priority(b);
+            })
+            .await;
+        settle(1).await;
+        assert_eq!(h.snapshots(), vec![(1, vec![])], "nothing queued ahead was processed first");
+        assert_eq!(h.processed(), vec![0, 1, 2, 3], "the overtaken records are still processed");
+        assert_eq!(h.downstream().await.first().map(String::as_str), Some("p1"), "forwarded on the priority lane");
+    }
+
+    /// Catches: an alignment timeout that never fires (aligned for ever), fires early, or fires
+    /// without releasing the blocked channel and forwarding the barrier ahead of the output.
+    #[tokio::test(start_paused = true)]
+    async fn the_alignment_timeout_snapshots_and_releases_the_blocked_channel() {
+        let mut h = Setup { channels: 2, ..Setup::default() }.start(async |_| {}).await;
+        let b = barrier(1, CheckpointMode::ExactlyOnce, Alignment::AlignedWithTimeout { timeout_ms: 100 });
+        send_barrier(&mut h.inputs[0], b).await;
+        send(&mut h.inputs[0], 1).await;
+        settle(99).await;
+        assert!(h.snapshots().is_empty() && h.processed().is_empty(), "still aligned at 99 ms");
+        settle(2).await; // past 100 ms (not at it: the test and the task would wake together)
+        assert_eq!(h.snapshots(), vec![(1, vec![])]);
+        assert_eq!(h.processed(), vec![1], "the blocked channel is consumed again");
+        assert_eq!(h.downstream().await.first().map(String::as_str), Some("p1"));
+    }
+
+    /// Catches: notifications dropped by the runner, a trigger taken by a non-source task, or a
+    /// runner that outlives its attempt.
+    #[tokio::test(start_paused = true)]
+    async fn notifications_reach_the_operator_and_a_dropped_control_channel_ends_the_task() {
+        let mut h = Setup::default().start(async |_| {}).await;
+        let control = h.control.take().expect("control");
+        control.send(TaskControl::NotifyCheckpointComplete(3)).unwrap();
+        control.send(TaskControl::NotifyCheckpointAborted(4)).unwrap();
+        control.send(TaskControl::TriggerCheckpoint(aligned(5))).unwrap();
+        settle(1).await;
+        let log = lock(&h.log);
+        assert_eq!((&log.complete[..], &log.aborted[..]), (&[3][..], &[4][..]));
+        drop(log);
+        assert!(h.snapshots().is_empty() && h.downstream().await.is_empty());
+        assert!(!h.task.is_finished());
+        drop(control);
+        settle(1).await;
+        assert!(h.task.is_finished());
+    }
+
+    /// Catches: channel state replayed after new input (or not at all), or not counted as
+    /// emitted again (the caught-up check would wait for ever).
+    #[tokio::test(start_paused = true)]
+    async fn restored_channel_state_is_replayed_before_new_input() {
+        let replay = vec![PersistedRecord { channel: 0, record: record(7) }, PersistedRecord { channel: 1, record: record(8) }];
+        let h = Setup { replay, ..Setup::default() }.start(async |inputs: &mut Vec<OutputChannel>| send(&mut inputs[0], 1).await).await;
+        settle(1).await;
+        assert_eq!(h.processed(), vec![7, 8, 1]);
+        assert_eq!(h.progress.source_emitted.load(Ordering::Relaxed), 2);
+    }
+
+    /// Catches: a state backend error that is skipped (a count lost silently) instead of failing
+    /// the task.
+    #[tokio::test(start_paused = true)]
+    async fn a_state_backend_error_fails_the_task() {
+        let mut h = Setup { fail_on: Some(1), ..Setup::default() }.start(async |_| {}).await;
+        for i in 0..3 {
+            send(&mut h.inputs[0], i).await;
+        }
+        settle(1).await;
+        assert_eq!(h.processed(), vec![0]);
+        assert!(matches!(&h.reports()[..], [TaskReport::Failed { reason, .. }] if reason.contains("disk gone")));
+        assert!(h.task.is_finished());
+    }
+
+    /// Catches: a task that reports Running (or runs) with state it could not restore.
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_cannot_restore_reports_it_and_does_not_run() {
+        let open = Some(OpenError::Restore { checkpoint: 4, message: "chk-4 is corrupt".into() });
+        let mut h = Setup { open, ..Setup::default() }.start(async |_| {}).await;
+        settle(1).await;
+        let r = h.reports.try_recv().expect("a report");
+        assert!(matches!(r, TaskReport::RestoreFailed { checkpoint: 4, .. }), "{r:?}");
+        assert!(h.reports.try_recv().is_err(), "no Running");
+        assert!(h.task.is_finished());
+    }
+
+    /// Catches: an output buffer that waits for more records than the timeout allows, goes out
+    /// before the timeout, or waits for the timeout when full.
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_output_buffer_goes_out_at_the_buffer_timeout_and_a_full_one_at_once() {
+        let setup = Setup { buffer_timeout: Duration::from_millis(50), buffer_records: 3, ..Setup::default() };
+        let mut h = setup.start(async |_| {}).await;
+        send(&mut h.inputs[0], 0).await;
+        settle(49).await;
+        assert!(h.downstream().await.is_empty(), "a partial buffer waits for the timeout");
+        settle(2).await; // past 50 ms, not at it
+        assert_eq!(h.downstream().await, ["r0"]);
+        for i in 1..4 {
+            send(&mut h.inputs[0], i).await;
+        }
+        settle(1).await;
+        assert_eq!(h.downstream().await, ["r1", "r2", "r3"], "a full buffer goes at once");
+    }
+
+    /// Catches: a record cost that is not paid per record (a slow consumer that is not slow).
+    #[tokio::test(start_paused = true)]
+    async fn the_record_cost_is_paid_per_record() {
+        let mut h = Setup { record_cost: Duration::from_millis(5), ..Setup::default() }.start(async |_| {}).await;
+        for i in 0..4 {
+            send(&mut h.inputs[0], i).await;
+        }
+        settle(19).await;
+        assert_eq!(h.processed(), vec![0, 1, 2]);
+        settle(2).await; // past 20 ms, not at it
+        assert_eq!(h.processed(), vec![0, 1, 2, 3]);
+    }
+}

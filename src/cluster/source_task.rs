@@ -178,3 +178,116 @@ pub async fn sleep_until_opt(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Auditor;
+    use crate::cluster::channel::{channel, ChannelStats};
+    use crate::cluster::element::{Alignment, CheckpointOptions};
+    use crate::cluster::gate::{GateEvent, InputGate};
+    use crate::cluster::task::{AttemptProgress, RuntimeKnobs, TaskId};
+    use crate::config::{CheckpointMode, StorageKind};
+    use crate::connectors::EmbeddedTopic;
+    use crate::events::EventBus;
+    use crate::state::storage::CheckpointStorage;
+    use std::time::Duration;
+
+    struct Harness {
+        control: mpsc::UnboundedSender<TaskControl>,
+        reports: mpsc::UnboundedReceiver<TaskReport>,
+        gates: Vec<InputGate>,
+    }
+
+    /// A source over one partition holding `values`, with two output channels; buffers go out
+    /// by the 100 ms buffer timeout (or a barrier).
+    fn start(values: &[&str]) -> Harness {
+        let knobs = RuntimeKnobs::new(Duration::ZERO, Duration::from_millis(100));
+        let events = EventBus::new(Instant::now());
+        let topic = EmbeddedTopic::new("input-topic", 1, events.clone());
+        for v in values {
+            topic.produce(v, Some(0)).expect("produce");
+        }
+        let topic: Arc<dyn Topic> = topic;
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let ctx = TaskContext {
+            attempt: 1,
+            task: TaskId::Source(0),
+            reports: reports_tx,
+            events,
+            auditor: Arc::new(Auditor::new(false, topic.clone(), 2, KeyBy::Record)),
+            progress: Arc::new(AttemptProgress { positions: std::sync::Mutex::new(vec![0]), ..AttemptProgress::default() }),
+            knobs: knobs.clone(),
+            buffer_records: 100,
+            storage: Arc::new(CheckpointStorage::new(StorageKind::JobManager, std::path::Path::new("unused"), "job", 5 << 20)),
+            output: Arc::default(),
+        };
+        let (mut outputs, mut gates) = (Vec::new(), Vec::new());
+        for j in 0..2 {
+            let (out, input) = channel(ChannelStats::new("source[0]".into(), format!("counter[{j}]"), Duration::ZERO), 8, knobs.clone());
+            outputs.push(out);
+            gates.push(InputGate::new(vec![input], knobs.clone()));
+        }
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let reader = topic.clone().reader(&[(0, 0)]);
+        let task =
+            SourceTask { ctx, index: 0, positions: vec![(0, 0)], reader, topic, control: control_rx, outputs, key_by: KeyBy::Record };
+        tokio::spawn(task.run());
+        Harness { control, reports, gates }
+    }
+
+    /// What a gate has now: "r<offset>", "b<id>", "p<id>" (priority lane).
+    async fn drain(gate: &mut InputGate) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Ok(Some(e)) = tokio::time::timeout(Duration::ZERO, gate.next()).await {
+            match e {
+                GateEvent::Priority(_, b) => seen.push(format!("p{}", b.checkpoint)),
+                GateEvent::Buffer(_, elements) => seen.extend(elements.iter().map(|m| match m {
+                    StreamMessage::Record(r) => format!("r{}", r.origin.offset),
+                    StreamMessage::Barrier(b) => format!("b{}", b.checkpoint),
+                    StreamMessage::CancelCheckpoint(id) => format!("c{id}"),
+                })),
+            }
+        }
+        seen
+    }
+
+    fn barrier(id: u64, alignment: Alignment) -> Barrier {
+        Barrier { checkpoint: id, options: CheckpointOptions { mode: CheckpointMode::ExactlyOnce, alignment } }
+    }
+
+    /// Catches: a source that acks offsets other than those of the records ahead of its barrier,
+    /// leaves buffered records behind the barrier, or misses an output channel.
+    #[tokio::test(start_paused = true)]
+    async fn a_trigger_acks_the_offsets_read_and_emits_the_barrier_behind_their_records_on_every_output() {
+        let values = ["a", "b", "c", "d", "e", "f"];
+        let mut h = start(&values);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(matches!(h.reports.try_recv(), Ok(TaskReport::Running { .. })));
+        h.control.send(TaskControl::TriggerCheckpoint(barrier(1, Alignment::Aligned))).expect("control");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let Ok(TaskReport::Ack { checkpoint: 1, state: TaskState::Source { offsets }, .. }) = h.reports.try_recv() else {
+            panic!("an ack")
+        };
+        assert_eq!(offsets, vec![(0, values.len() as u64)]);
+        let mut records = 0;
+        for g in &mut h.gates {
+            let seen = drain(g).await;
+            assert_eq!(seen.last().map(String::as_str), Some("b1"), "{seen:?}");
+            records += seen.iter().filter(|s| s.starts_with('r')).count();
+        }
+        assert_eq!(records, values.len(), "every record read went out ahead of the barrier");
+    }
+
+    /// Catches: an unaligned trigger that sends its barrier behind the buffered records.
+    #[tokio::test(start_paused = true)]
+    async fn an_unaligned_trigger_puts_the_barrier_on_every_priority_lane() {
+        let mut h = start(&["a", "b", "c", "d", "e", "f"]);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        h.control.send(TaskControl::TriggerCheckpoint(barrier(1, Alignment::Unaligned))).expect("control");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for g in &mut h.gates {
+            assert_eq!(drain(g).await.first().map(String::as_str), Some("p1"));
+        }
+    }
+}

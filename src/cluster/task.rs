@@ -222,3 +222,41 @@ impl TaskContext {
         self.task.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Catches: knobs that lose a change (the TUI's speed and buffer-timeout keys would do
+    /// nothing) or mix up the two.
+    #[test]
+    fn knobs_changed_while_running_read_back() {
+        let k = RuntimeKnobs::new(Duration::from_millis(300), Duration::from_millis(100));
+        assert_eq!((k.hop_delay(), k.buffer_timeout()), (Duration::from_millis(300), Duration::from_millis(100)));
+        k.set_hop_delay(Duration::ZERO);
+        k.set_buffer_timeout(Duration::from_micros(1500));
+        assert_eq!((k.hop_delay(), k.buffer_timeout()), (Duration::ZERO, Duration::from_micros(1500)));
+    }
+
+    /// Catches: a pause that does not hold the data path, or a resume that does not release it.
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_data_path_waits_until_resumed() {
+        let k = RuntimeKnobs::new(Duration::ZERO, Duration::ZERO);
+        tokio::time::timeout(Duration::ZERO, k.wait_while_paused()).await.expect("not paused: returns at once");
+        k.set_paused(true);
+        assert!(k.is_paused());
+        let waiter = tokio::spawn({
+            let k = k.clone();
+            async move { k.wait_while_paused().await }
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!waiter.is_finished(), "held while paused");
+        k.set_paused(false);
+        tokio::time::timeout(Duration::from_millis(1), waiter).await.expect("released on resume").unwrap();
+    }
+
+    #[test]
+    fn task_names_are_flinks_subtask_names() {
+        assert_eq!([TaskId::Source(1), TaskId::Counter(0), TaskId::Sink].map(|t| t.to_string()), ["source[1]", "counter[0]", "sink[0]"]);
+    }
+}

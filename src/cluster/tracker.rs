@@ -80,4 +80,39 @@ mod tests {
         assert_eq!(t.on_barrier(barrier(2)), Some(TrackerAction::Snapshot(barrier(2))));
         assert_eq!(t.on_barrier(barrier(1)), None);
     }
+
+    /// Catches: a tracker that waits for a barrier count it can never reach with one channel.
+    #[test]
+    fn one_input_channel_snapshots_at_its_barrier() {
+        let mut t = BarrierTracker::new(1);
+        assert_eq!(t.on_barrier(barrier(4)), Some(TrackerAction::Snapshot(barrier(4))));
+    }
+
+    /// Catches: a cancel marker that is not forwarded, or a cancelled checkpoint that still
+    /// completes when its remaining barriers come.
+    #[test]
+    fn a_cancel_marker_aborts_the_checkpoint_and_its_late_barriers_are_stale() {
+        let mut t = BarrierTracker::new(2);
+        t.on_barrier(barrier(1));
+        assert_eq!(t.on_cancel(1), Some(TrackerAction::Abort(1)));
+        assert_eq!(t.on_barrier(barrier(1)), None);
+        assert_eq!(t.on_barrier(barrier(1)), None, "its count was dropped with it");
+        assert_eq!(t.on_cancel(1), None, "one abort per checkpoint");
+    }
+
+    /// Catches: a cancel of an older checkpoint that rewinds the tracker (the newer one's late
+    /// barriers would then count again), or counts kept across a cancel of a newer checkpoint.
+    #[test]
+    fn a_cancel_never_moves_the_tracker_back() {
+        let mut t = BarrierTracker::new(2);
+        t.on_barrier(barrier(2));
+        t.on_barrier(barrier(2));
+        assert_eq!(t.on_cancel(1), None, "older than the completed checkpoint");
+        assert_eq!(t.on_barrier(barrier(2)), None);
+        t.on_barrier(barrier(3));
+        assert_eq!(t.on_cancel(4), Some(TrackerAction::Abort(4)));
+        assert_eq!(t.on_barrier(barrier(3)), None, "checkpoint 3 is older than the cancelled 4");
+        assert_eq!(t.on_barrier(barrier(5)), None);
+        assert_eq!(t.on_barrier(barrier(5)), Some(TrackerAction::Snapshot(barrier(5))));
+    }
 }
