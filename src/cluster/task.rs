@@ -255,6 +255,7 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(1), waiter).await.expect("released on resume").unwrap();
     }
 
+    /// Catches: subtask names other than Flink's `operator[index]` (events and the view use them).
     #[test]
     fn task_names_are_flinks_subtask_names() {
         assert_eq!([TaskId::Source(1), TaskId::Counter(0), TaskId::Sink].map(|t| t.to_string()), ["source[1]", "counter[0]", "sink[0]"]);
