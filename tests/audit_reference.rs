@@ -427,25 +427,31 @@ fn figures(v: &Verdict) -> BTreeMap<String, (u64, u64, u64, u64, u64, u64)> {
         .collect()
 }
 
+/// The incremental verdict equals the per-record reference after every step of `ops`.
+fn check_against_reference(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut sim = Sim::new();
+    for (i, op) in ops.iter().enumerate() {
+        sim.step(op);
+        // Compare after every step, not only at the end: live figures too.
+        let real = sim.real.verdict();
+        let naive = sim.naive.verdict();
+        let naive: BTreeMap<_, _> = naive.into_iter().filter(|(_, f)| f.0 + f.1 + f.2 + f.3 + f.4 + f.5 > 0).collect();
+        prop_assert_eq!(figures(&real), naive, "after step {} ({:?})", i, op);
+        prop_assert!(real.consistent, "the simulated operator counts what it applies: {:?}", real);
+        prop_assert_eq!(real.lost, real.lost_no_checkpoint + real.lost_by_restore + real.lost_by_broker);
+        if !ops[..=i].iter().any(|o| matches!(o, Op::BrokerLoss)) {
+            prop_assert_eq!(real.lost_by_broker, 0);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(200), ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_verdict_equals_the_per_record_reference(ops in proptest::collection::vec(op(), 1..80)) {
-        let mut sim = Sim::new();
-        for (i, op) in ops.iter().enumerate() {
-            sim.step(op);
-            // Compare after every step, not only at the end: live figures too.
-            let real = sim.real.verdict();
-            let naive = sim.naive.verdict();
-            let naive: BTreeMap<_, _> = naive.into_iter().filter(|(_, f)| f.0 + f.1 + f.2 + f.3 + f.4 + f.5 > 0).collect();
-            prop_assert_eq!(figures(&real), naive, "after step {} ({:?})", i, op);
-            prop_assert!(real.consistent, "the simulated operator counts what it applies: {:?}", real);
-            prop_assert_eq!(real.lost, real.lost_no_checkpoint + real.lost_by_restore + real.lost_by_broker);
-            if !ops[..=i].iter().any(|o| matches!(o, Op::BrokerLoss)) {
-                prop_assert_eq!(real.lost_by_broker, 0);
-            }
-        }
+        check_against_reference(&ops)?;
     }
 
     /// Known gap (issue 20 §3): with broker losses, a lost key's output gap and the broker cause
@@ -454,20 +460,7 @@ proptest! {
     #[test]
     #[ignore = "known gap with broker losses (issue 20 §3): run with --ignored"]
     fn with_broker_losses_the_incremental_verdict_equals_the_per_record_reference(ops in proptest::collection::vec(op_with_broker_loss(), 1..80)) {
-        let mut sim = Sim::new();
-        for (i, op) in ops.iter().enumerate() {
-            sim.step(op);
-            // Compare after every step, not only at the end: live figures too.
-            let real = sim.real.verdict();
-            let naive = sim.naive.verdict();
-            let naive: BTreeMap<_, _> = naive.into_iter().filter(|(_, f)| f.0 + f.1 + f.2 + f.3 + f.4 + f.5 > 0).collect();
-            prop_assert_eq!(figures(&real), naive, "after step {} ({:?})", i, op);
-            prop_assert!(real.consistent, "the simulated operator counts what it applies: {:?}", real);
-            prop_assert_eq!(real.lost, real.lost_no_checkpoint + real.lost_by_restore + real.lost_by_broker);
-            if !ops[..=i].iter().any(|o| matches!(o, Op::BrokerLoss)) {
-                prop_assert_eq!(real.lost_by_broker, 0);
-            }
-        }
+        check_against_reference(&ops)?;
     }
 
     /// The broker cause per key: every lost record the sources went past is lost by the broker,
