@@ -166,6 +166,11 @@ impl Ranges {
         self.0.insert(a, b);
     }
 
+    /// Whether any offset of `[a, b)` is in the set.
+    pub fn overlaps(&self, a: u64, b: u64) -> bool {
+        a < b && self.0.range(..b).next_back().is_some_and(|(_, &e)| e > a)
+    }
+
     /// Adds one offset; true when it was not in the set.
     pub fn insert_one(&mut self, o: u64) -> bool {
         if self.contains(o) {
@@ -238,11 +243,65 @@ pub struct Shadow {
     /// Per partition: below this offset every record the state does not hold is tallied lost
     /// (walked when a job was deployed), so a later deploy walks only what lies above.
     pub walked: Vec<u64>,
+    /// Per partition: what the broker was known to have lost when losses were last tallied (the
+    /// auditor's `broker_lost` then). A lost record below `walked` in it was tallied lost by the
+    /// broker; one the broker turns out to have lost later takes that cause when this shadow next
+    /// tallies (a checkpoint's shadow restored after the broker loss was found).
+    pub broker_known: Vec<Ranges>,
+    /// Per partition: the stretches below `walked` tallied while a checkpoint was restored. A lost
+    /// record there (not the broker's) was lost despite the restore; elsewhere, for want of one.
+    pub restore_tallied: Vec<Ranges>,
+}
+
+/// Why a record the state does not hold was tallied lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LossCause {
+    NoCheckpoint,
+    Restore,
+    Broker,
+}
+
+impl KeyShadow {
+    fn lost_with(&mut self, cause: LossCause) -> &mut u64 {
+        match cause {
+            LossCause::NoCheckpoint => &mut self.lost_no_checkpoint,
+            LossCause::Restore => &mut self.lost_by_restore,
+            LossCause::Broker => &mut self.lost_by_broker,
+        }
+    }
+
+    /// Takes back one loss of `cause` (the record arrived after all, or changes cause); true when
+    /// there was one. A count never goes below zero, whatever the caller believes.
+    fn take_back(&mut self, cause: LossCause) -> bool {
+        let n = self.lost_with(cause);
+        if *n == 0 {
+            return false;
+        }
+        *n -= 1;
+        true
+    }
 }
 
 impl Shadow {
     fn new(partitions: usize) -> Self {
-        Shadow { covered: vec![Ranges::default(); partitions], walked: vec![0; partitions], ..Shadow::default() }
+        Shadow {
+            covered: vec![Ranges::default(); partitions],
+            walked: vec![0; partitions],
+            broker_known: vec![Ranges::default(); partitions],
+            restore_tallied: vec![Ranges::default(); partitions],
+            ..Shadow::default()
+        }
+    }
+
+    /// The cause a lost record at `o` of partition `p` (below `walked`) was tallied with.
+    fn loss_cause(&self, p: usize, o: u64) -> LossCause {
+        if self.broker_known.get(p).is_some_and(|r| r.contains(o)) {
+            LossCause::Broker
+        } else if self.restore_tallied.get(p).is_some_and(|r| r.contains(o)) {
+            LossCause::Restore
+        } else {
+            LossCause::NoCheckpoint
+        }
     }
 }
 
@@ -257,10 +316,10 @@ struct Live {
     /// Per partition, the first offset the auditor follows (where the first attempt started).
     floor: Vec<u64>,
     restored: Option<u64>,
-    /// Per partition, the records this attempt's source went past because the broker had lost
-    /// them, `[lo, to)` with the records in flight then ([`Auditor::source_reset`]): they were
-    /// tallied lost by the broker, and a delivery run never spans `to`.
-    reset: Vec<Option<(u64, u64)>>,
+    /// Per partition, the records a source went past because the broker had lost them, in this
+    /// attempt or an earlier one (a copy of the auditor's `skipped`): no source sends them, ever,
+    /// so a delivery run never spans one (the records around it may come from channel state).
+    skipped: Vec<Ranges>,
 }
 
 impl Live {
@@ -287,8 +346,11 @@ struct Global {
     parts: BTreeMap<u64, Vec<Option<Shadow>>>,
     /// Per completed checkpoint, each counter subtask's shadow.
     completed: BTreeMap<u64, Vec<Shadow>>,
-    /// Per partition, the offsets the sources went past because the broker had lost them.
+    /// Per partition, the offsets the sources went past because the broker had lost them, with
+    /// the records in flight then (the losses tallied with the broker's cause).
     broker_lost: Vec<Ranges>,
+    /// Per partition, the offsets the sources went past (never sent by any source).
+    skipped: Vec<Ranges>,
 }
 
 /// What the sinks made visible.
@@ -355,6 +417,7 @@ impl Auditor {
                 parts: BTreeMap::new(),
                 completed: BTreeMap::new(),
                 broker_lost: vec![Ranges::default(); partitions],
+                skipped: vec![Ranges::default(); partitions],
             }),
             live: (0..parallelism)
                 .map(|_| {
@@ -365,7 +428,7 @@ impl Auditor {
                         start: vec![0; partitions],
                         floor: vec![0; partitions],
                         restored: None,
-                        reset: vec![None; partitions],
+                        skipped: vec![Ranges::default(); partitions],
                     })
                 })
                 .collect(),
@@ -435,7 +498,10 @@ impl Auditor {
                 None => vec![Shadow::new(partitions); self.parallelism],
             }
         };
-        let baseline = lock(&self.global).baseline.clone();
+        let (baseline, skipped) = {
+            let g = lock(&self.global);
+            (g.baseline.clone(), g.skipped.clone())
+        };
         let mut lives: Vec<MutexGuard<'_, Live>> = self.live.iter().map(lock).collect();
         for (live, shadow) in lives.iter_mut().zip(restored) {
             live.attempt = attempt;
@@ -448,7 +514,7 @@ impl Auditor {
             live.start = start.to_vec();
             live.floor = baseline.clone();
             live.restored = checkpoint;
-            live.reset = vec![None; start.len()];
+            live.skipped = skipped.clone();
         }
         drop(lives);
         self.tally_losses(&baseline);
@@ -460,6 +526,9 @@ impl Auditor {
     fn tally_losses(&self, baseline: &[u64]) {
         let broker_lost = lock(&self.global).broker_lost.clone();
         let mut lives: Vec<MutexGuard<'_, Live>> = self.live.iter().map(lock).collect();
+        for (s, live) in lives.iter_mut().enumerate() {
+            self.learn_broker_losses(s, live, &broker_lost, baseline);
+        }
         let Some(first) = lives.first() else { return };
         let (start, restored) = (first.start.clone(), first.restored);
         for (p, &to) in start.iter().enumerate() {
@@ -491,9 +560,47 @@ impl Auditor {
             });
             // A record that arrives below `walked` is one that was tallied lost.
             for (live, f) in lives.iter_mut().zip(&frontier) {
+                if let Some(r) = live.shadow.restore_tallied.get_mut(p).filter(|_| restored.is_some() && reached > *f) {
+                    r.insert(*f, reached);
+                }
                 live.shadow.walked[p] = reached.max(*f);
             }
         }
+    }
+
+    /// Subtask `s`'s records tallied lost with another cause before the broker was known to have
+    /// lost them take the broker's cause: a checkpoint's shadow tallied before a source found the
+    /// broker's loss (a restart from nothing with `latest` skipped them), restored after. The
+    /// cause of a record the broker lost does not depend on when the auditor learnt of it, nor on
+    /// which shadow it was tallied in (and [`Auditor::explain`] gives the same cause). Walks only
+    /// the broker's losses this shadow did not know, each once.
+    fn learn_broker_losses(&self, s: usize, live: &mut Live, broker_lost: &[Ranges], baseline: &[u64]) {
+        for (p, lost) in broker_lost.iter().enumerate() {
+            let lo = baseline.get(p).copied().unwrap_or(0);
+            let hi = live.shadow.walked.get(p).copied().unwrap_or(0);
+            let Some(known) = live.shadow.broker_known.get(p) else { continue };
+            let mut unknown = Vec::new();
+            for (a, b) in lost.iter() {
+                let (a, b) = (a.max(lo), b.min(hi));
+                if a < b {
+                    unknown.extend(known.holes(a, b));
+                }
+            }
+            for (a, b) in unknown {
+                self.walk(p as u32, a, b, |o, key, owner| {
+                    if owner != s || live.covers(p, o) {
+                        return;
+                    }
+                    let cause = live.shadow.loss_cause(p, o);
+                    if let Some(ks) = live.shadow.keys.get_mut(key) {
+                        if ks.take_back(cause) {
+                            ks.lost_by_broker += 1;
+                        }
+                    }
+                });
+            }
+        }
+        live.shadow.broker_known = broker_lost.to_vec();
     }
 
     /// Losses not tallied yet (the topic did not hold those records when the job was deployed).
@@ -525,6 +632,7 @@ impl Auditor {
                 return;
             }
             g.broker_lost[p].insert(walked.min(from), to);
+            g.skipped[p].insert(from, to);
             g.start[p] = g.start[p].max(to);
             g.position[p] = to;
             g.baseline.clone()
@@ -532,9 +640,10 @@ impl Auditor {
         for l in &self.live {
             let mut l = lock(l);
             if l.attempt == attempt {
-                let lo = l.shadow.walked.get(p).copied().unwrap_or(0).min(from);
                 l.start[p] = l.start[p].max(to);
-                l.reset[p] = Some((lo, to));
+                if let Some(r) = l.skipped.get_mut(p) {
+                    r.insert(from, to);
+                }
             }
         }
         self.tally_losses(&baseline);
@@ -586,11 +695,11 @@ impl Auditor {
                 continue;
             }
             let before = live.covers(p, o);
-            // The records between a run and the position a broker reset moved the source to were
-            // never delivered: the run ends there.
-            let reset_at = live.reset[p];
+            // Records a source went past (the broker had lost them) were never delivered: a run
+            // ends before them, and the next one starts after (channel state replayed across).
+            let skipped = &live.skipped[p];
             match live.run[p] {
-                Some((a, e)) if o >= e && reset_at.is_some_and(|(_, r)| e < r && r <= o) => {
+                Some((a, e)) if o > e && skipped.overlaps(e, o) => {
                     live.shadow.covered[p].insert(a, e);
                     live.run[p] = Some((o, o + 1));
                 }
@@ -603,7 +712,7 @@ impl Auditor {
                 None => live.run[p] = Some((o, o + 1)),
             }
             let below_start = o < live.start[p] && o < live.shadow.walked[p] && o >= live.floor[p];
-            let below_reset = reset_at.is_some_and(|(lo, to)| lo <= o && o < to);
+            let cause = if below_start && !before { Some(live.shadow.loss_cause(p, o)) } else { None };
             let ks = match live.shadow.keys.get_mut(&**key) {
                 Some(ks) => ks,
                 None => live.shadow.keys.entry(key.clone()).or_default(),
@@ -619,17 +728,13 @@ impl Auditor {
                 ks.distinct += 1;
                 // A record below the start that arrives after all: in-flight records an unaligned
                 // checkpoint persisted, replayed from channel state. It was tallied lost; it is not.
-                if below_start {
-                    // In flight when a broker reset moved the source on: tallied with that cause.
-                    if below_reset && ks.lost_by_broker > 0 {
-                        ks.lost_by_broker -= 1;
-                    } else if ks.lost_by_restore > 0 {
-                        ks.lost_by_restore -= 1;
-                    } else if ks.lost_no_checkpoint > 0 {
-                        ks.lost_no_checkpoint -= 1;
-                    } else if ks.lost_by_broker > 0 {
-                        ks.lost_by_broker -= 1;
-                    }
+                // Taken back from the cause it was tallied with (in flight when a broker reset moved
+                // the source on: the broker's), else from any, so that the causes add up to `lost`.
+                if let Some(cause) = cause {
+                    let _ = ks.take_back(cause)
+                        || ks.take_back(LossCause::Restore)
+                        || ks.take_back(LossCause::NoCheckpoint)
+                        || ks.take_back(LossCause::Broker);
                 }
             }
         }
@@ -1184,6 +1289,20 @@ mod tests {
         let inside: Vec<u64> = (0..10).filter(|&o| r.contains(o)).collect();
         assert_eq!(inside, vec![0, 1, 2, 5, 6, 7]);
         assert!(!Ranges::default().contains(0));
+    }
+
+    // Catches an overlap test that looks only at the range starting before `b` without its end,
+    // or counts a touching end as inside: a delivery run would then be cut (or not) wrongly
+    // at the records a broker lost.
+    #[test]
+    fn overlaps_sees_any_offset_in_common_and_nothing_at_touching_ends() {
+        let mut r = Ranges::default();
+        r.insert(5, 8);
+        r.insert(20, 30);
+        assert!(!r.overlaps(0, 5) && !r.overlaps(8, 20) && !r.overlaps(30, 40));
+        assert!(r.overlaps(7, 9) && r.overlaps(0, 6) && r.overlaps(9, 21) && r.overlaps(6, 7));
+        assert!(!r.overlaps(6, 6), "an empty span overlaps nothing");
+        assert!(!Ranges::default().overlaps(0, 100));
     }
 
     // Catches `insert_one` reporting a duplicate as new (an overcount the verdict would miss)
