@@ -5,10 +5,11 @@
 //! created `0700`. An existing one is used only when it is a real directory (not a symlink, checked
 //! with `lstat`) owned by this user; anything else is refused with the reason, never followed.
 //!
-//! Recursive deletes go through [`remove_tree_under`], which refuses a target that is not strictly
-//! below the directory ckptlab created for it, or whose path holds anything but plain names
-//! (`..`, `/`, `.`). No string from a scenario, a config value, a key or a record reaches a path
-//! without passing [`plain_name`] first.
+//! Deletes go through [`remove_tree_under`], [`remove_file_under`] and [`remove_empty_dir_under`],
+//! which refuse a target that is not strictly below the directory ckptlab created for it (or the
+//! snapshot it read it from), whose path holds anything but plain names (`..`, `/`, `.`), or that
+//! is reached through a symbolic link below that root. No string from a scenario, a config value,
+//! a key or a record reaches a path without passing [`plain_name`] first.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -32,6 +33,8 @@ pub enum WorkDirError {
     Io { path: String, message: String },
     #[error("refusing to delete {target}: it is not a plain path below {root}")]
     Outside { target: String, root: String },
+    #[error("refusing to delete {target}: {through} is not a directory (a symbolic link, or a file), and could lead out of {root}")]
+    Through { target: String, through: String, root: String },
 }
 
 fn io(path: &Path, e: std::io::Error) -> WorkDirError {
@@ -154,11 +157,14 @@ pub fn is_below(root: &Path, target: &Path) -> bool {
     parts > 0 && root.components().all(|c| !matches!(c, Component::ParentDir))
 }
 
-/// Deletes `target` recursively, only when it is strictly below `root` (see [`is_below`]). A
+/// Deletes `target` recursively, only when it is strictly below `root` (see [`is_below`]) and
+/// every directory between them is a real one (a symlink there is refused, not followed). A
 /// symlink at `target` is removed as a link, never followed. A missing target is fine.
 pub fn remove_tree_under(root: &Path, target: &Path) -> Result<(), WorkDirError> {
-    if !is_below(root, target) {
-        return Err(WorkDirError::Outside { target: target.display().to_string(), root: root.display().to_string() });
+    // Checked, then removed by path: the tree's contents are walked without following links
+    // (std's `remove_dir_all`), the way down to it was checked just before.
+    if open_parent_under(root, target)?.is_none() {
+        return Ok(());
     }
     match std::fs::symlink_metadata(target) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -166,6 +172,79 @@ pub fn remove_tree_under(root: &Path, target: &Path) -> Result<(), WorkDirError>
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(target).map_err(|e| io(target, e)),
         Ok(_) => std::fs::remove_file(target).map_err(|e| io(target, e)),
     }
+}
+
+/// Deletes the file `target` (a symlink: the link itself), only when it is strictly below `root`
+/// (see [`is_below`]) and reached through real directories: each directory below `root` is
+/// opened without following a link (`O_NOFOLLOW`) and the file unlinked from the last one
+/// (`unlinkat`), so a link swapped in after any check cannot lead out of `root`. Paths read from
+/// a file (`_metadata`) are deleted this way. A missing target is fine; a directory is refused.
+pub fn remove_file_under(root: &Path, target: &Path) -> Result<(), WorkDirError> {
+    unlink_under(root, target, 0)
+}
+
+/// Deletes the empty directory `target`, as [`remove_file_under`] deletes a file (a directory
+/// that is not empty stays, with an error).
+pub fn remove_empty_dir_under(root: &Path, target: &Path) -> Result<(), WorkDirError> {
+    unlink_under(root, target, libc::AT_REMOVEDIR)
+}
+
+fn unlink_under(root: &Path, target: &Path, flags: libc::c_int) -> Result<(), WorkDirError> {
+    use std::os::fd::AsRawFd;
+    let Some((parent, name)) = open_parent_under(root, target)? else { return Ok(()) };
+    // SAFETY: `parent` is an open directory and `name` a NUL-terminated plain name.
+    if unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), flags) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(io(target, e));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the directory holding `target` by walking down from `root` one plain name at a time
+/// without following links, and returns it with `target`'s last name. None: a directory on the
+/// way is missing (so is the target). Refuses a target outside `root` and a way through a link.
+fn open_parent_under(root: &Path, target: &Path) -> Result<Option<(std::os::fd::OwnedFd, std::ffi::CString)>, WorkDirError> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let outside = || WorkDirError::Outside { target: target.display().to_string(), root: root.display().to_string() };
+    if !is_below(root, target) {
+        return Err(outside());
+    }
+    let rest = target.strip_prefix(root).map_err(|_| outside())?;
+    let names: Vec<CString> =
+        rest.components().map(|c| CString::new(c.as_os_str().as_bytes())).collect::<Result<_, _>>().map_err(|_| outside())?;
+    let Some((name, dirs)) = names.split_last() else { return Err(outside()) };
+    // The root itself is ckptlab's directory or the snapshot the user named: opened as given.
+    let mut dir: OwnedFd = match std::fs::File::open(root) {
+        Ok(f) => f.into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(root, e)),
+    };
+    let mut walked = root.to_path_buf();
+    for d in dirs {
+        walked.push(std::ffi::OsStr::from_bytes(d.as_bytes()));
+        // SAFETY: `dir` is an open directory and `d` a NUL-terminated plain name.
+        let fd =
+            unsafe { libc::openat(dir.as_raw_fd(), d.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => Ok(None),
+                Some(libc::ELOOP | libc::ENOTDIR) => Err(WorkDirError::Through {
+                    target: target.display().to_string(),
+                    through: walked.display().to_string(),
+                    root: root.display().to_string(),
+                }),
+                _ => Err(io(&walked, e)),
+            };
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    }
+    Ok(Some((dir, name.clone())))
 }
 
 /// The file that says which process owns a directory ckptlab made (`<dir>/.ckptlab-owner`).
@@ -266,6 +345,35 @@ mod tests {
         std::os::unix::fs::symlink(&victim, root.join("link")).unwrap();
         remove_tree_under(&root, &root.join("link")).unwrap();
         assert!(victim.join("keep").exists());
+    }
+
+    // Catches a file delete that follows a link on the way (`remove_file` by path): `root/link`
+    // points out of the root, and `root/link/keep` must not reach the file there.
+    #[test]
+    fn a_file_below_a_symlinked_directory_is_not_deleted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("keep"), b"x").unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("link")).unwrap();
+        assert!(matches!(remove_file_under(&root, &root.join("link/keep")), Err(WorkDirError::Through { .. })));
+        assert!(matches!(remove_tree_under(&root, &root.join("link/keep")), Err(WorkDirError::Through { .. })));
+        assert!(remove_empty_dir_under(&root, &root.join("link")).is_err(), "a link is no directory");
+        assert!(victim.join("keep").exists(), "the file outside the root stays");
+        assert!(remove_file_under(&root, &victim.join("keep")).is_err());
+        assert!(remove_file_under(&root, &root.join("..").join("victim").join("keep")).is_err());
+        assert!(victim.join("keep").exists());
+        // Inside: a file goes, a missing one is fine, a directory is not a file.
+        std::fs::write(root.join("a/f"), b"x").unwrap();
+        remove_file_under(&root, &root.join("a/f")).unwrap();
+        assert!(!root.join("a/f").exists());
+        remove_file_under(&root, &root.join("a/f")).unwrap();
+        remove_file_under(&root, &root.join("missing/f")).unwrap();
+        assert!(remove_file_under(&root, &root.join("a")).is_err());
+        remove_empty_dir_under(&root, &root.join("a")).unwrap();
+        assert!(!root.join("a").exists());
     }
 
     #[test]

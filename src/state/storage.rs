@@ -62,7 +62,7 @@ pub fn sweep_abandoned(dir: &Path) -> Vec<PathBuf> {
         // A `_metadata` that cannot be read is kept as it is, and so is every shared file then.
         let mut all_read = true;
         for chk in checkpoint_dirs(&job_dir) {
-            let _ = std::fs::remove_file(chk.join(METADATA_IN_PROGRESS));
+            let _ = crate::workdir::remove_file_under(&job_dir, &chk.join(METADATA_IN_PROGRESS));
             if !chk.join(METADATA).exists() {
                 if crate::workdir::remove_tree_under(&job_dir, &chk).is_ok() {
                     removed.push(chk);
@@ -77,7 +77,7 @@ pub fn sweep_abandoned(dir: &Path) -> Vec<PathBuf> {
         let shared = job_dir.join("shared");
         if let (true, Ok(files)) = (all_read, std::fs::read_dir(&shared)) {
             for f in files.flatten().map(|f| f.path()) {
-                if !referenced.contains(&f) && std::fs::remove_file(&f).is_ok() {
+                if !referenced.contains(&f) && crate::workdir::remove_file_under(&shared, &f).is_ok() {
                     removed.push(f);
                 }
             }
@@ -250,7 +250,7 @@ impl CheckpointStorage {
     pub fn end_savepoint(&self, checkpoint: u64, discard: bool) {
         let dir = self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).remove(&checkpoint);
         if let (true, Some(dir)) = (discard, dir) {
-            let _ = std::fs::remove_file(dir.join(METADATA));
+            let _ = crate::workdir::remove_file_under(&self.savepoint_dir, &dir.join(METADATA));
             let _ = crate::workdir::remove_tree_under(&self.savepoint_dir, &dir);
         }
     }
@@ -318,7 +318,7 @@ impl CheckpointStorage {
         let tmp = chk.join(METADATA_IN_PROGRESS);
         let fin = chk.join(METADATA);
         let err = |p: &Path, e: std::io::Error| StateError::Write { path: p.display().to_string(), message: e.to_string() };
-        let _ = std::fs::remove_file(&tmp);
+        let _ = crate::workdir::remove_file_under(&chk, &tmp);
         let mut f = crate::workdir::create_private_file(&tmp).map_err(|e| err(&tmp, e))?;
         f.write_all(&bytes).map_err(|e| err(&tmp, e))?;
         f.sync_all().map_err(|e| err(&tmp, e))?;
@@ -336,7 +336,7 @@ impl CheckpointStorage {
         if let (Some(job_dir), Some(chk)) = (&self.job_dir, self.chk_dir(checkpoint)) {
             // `_metadata` goes first: a process killed halfway leaves a directory that no longer
             // looks like a checkpoint, never a `_metadata` that names deleted files.
-            let _ = std::fs::remove_file(chk.join(METADATA));
+            let _ = crate::workdir::remove_file_under(job_dir, &chk.join(METADATA));
             let _ = crate::workdir::remove_tree_under(job_dir, &chk);
         }
     }
@@ -349,16 +349,17 @@ impl CheckpointStorage {
         let keep: std::collections::HashSet<PathBuf> = kept.iter().filter_map(|m| self.chk_dir(m.checkpoint)).collect();
         for chk in checkpoint_dirs(job_dir) {
             if !keep.contains(&chk) {
-                let _ = std::fs::remove_file(chk.join(METADATA));
+                let _ = crate::workdir::remove_file_under(job_dir, &chk.join(METADATA));
                 let _ = crate::workdir::remove_tree_under(job_dir, &chk);
             }
         }
         let referenced: std::collections::HashSet<&PathBuf> =
             kept.iter().flat_map(|m| m.keyed.iter().flat_map(StateHandle::shared_files)).collect();
-        if let Ok(files) = std::fs::read_dir(job_dir.join("shared")) {
+        let shared = job_dir.join("shared");
+        if let Ok(files) = std::fs::read_dir(&shared) {
             for f in files.flatten().map(|f| f.path()) {
                 if !referenced.contains(&f) {
-                    let _ = std::fs::remove_file(&f);
+                    let _ = crate::workdir::remove_file_under(&shared, &f);
                 }
             }
         }
@@ -372,9 +373,14 @@ impl CheckpointStorage {
     /// `_metadata` first, then each exclusive file its handles name (all below `dir`: refused
     /// otherwise when it was read), then its directories only when empty (Flink's
     /// disposeStorageLocation deletes the exclusive directory non-recursively). Files in another
-    /// job's `shared/` stay. Returns whether the directory is gone.
+    /// job's `shared/` stay. Every path comes from `_metadata`, read long before: each is deleted
+    /// only below `dir` and through real directories ([`crate::workdir::remove_file_under`]), so a
+    /// handle naming a file elsewhere, or a directory swapped for a link since, deletes nothing
+    /// outside. Returns whether the directory is gone.
     pub fn discard_claimed(dir: &Path, meta: &CheckpointMetadata) -> bool {
-        if std::fs::remove_file(dir.join(METADATA)).is_err() {
+        // Not a snapshot (any more): nothing of it is deleted.
+        let metadata = dir.join(METADATA);
+        if std::fs::symlink_metadata(&metadata).is_err() || crate::workdir::remove_file_under(dir, &metadata).is_err() {
             return false;
         }
         let mut dirs = Vec::new();
@@ -382,23 +388,20 @@ impl CheckpointStorage {
             match h {
                 StateHandle::Memory { .. } => {}
                 StateHandle::File { path, .. } => {
-                    if crate::workdir::is_below(dir, path) {
-                        let _ = std::fs::remove_file(path);
-                    }
+                    let _ = crate::workdir::remove_file_under(dir, path);
                 }
                 StateHandle::RocksDb { dir: exclusive, files, .. } => {
-                    for f in files.iter().filter(|f| !f.shared && crate::workdir::is_below(dir, &f.path)) {
-                        let _ = std::fs::remove_file(&f.path);
+                    for f in files.iter().filter(|f| !f.shared) {
+                        let _ = crate::workdir::remove_file_under(dir, &f.path);
                     }
-                    if crate::workdir::is_below(dir, exclusive) {
-                        dirs.push(exclusive.clone());
-                    }
+                    dirs.push(exclusive.clone());
                 }
             }
         }
         for d in dirs {
-            let _ = std::fs::remove_dir(d);
+            let _ = crate::workdir::remove_empty_dir_under(dir, &d);
         }
+        // The claimed directory itself: the path the user restored from, empty by now.
         std::fs::remove_dir(dir).is_ok()
     }
 
@@ -407,7 +410,7 @@ impl CheckpointStorage {
     pub fn discard_job(&self) {
         let Some(job_dir) = &self.job_dir else { return };
         for chk in checkpoint_dirs(job_dir) {
-            let _ = std::fs::remove_file(chk.join(METADATA));
+            let _ = crate::workdir::remove_file_under(job_dir, &chk.join(METADATA));
         }
         if let Some(root) = job_dir.parent() {
             let _ = crate::workdir::remove_tree_under(root, job_dir);
@@ -764,6 +767,45 @@ mod tests {
         assert!(storage.write_metadata(&m).unwrap() > 0);
         assert_eq!(CheckpointStorage::read_metadata(&chk).unwrap(), m);
         assert!(!chk.join(METADATA_IN_PROGRESS).exists(), "the in-progress file is renamed, not left behind");
+    }
+
+    // Catches a CLAIM discard that deletes by path what `_metadata` names: read when the job
+    // restored, the snapshot's `sub/` was swapped since for a link to a directory outside, and
+    // its files and empty directory there must stay (the old `remove_file` / `remove_dir` by
+    // path followed the link and deleted them). What lies below the snapshot itself still goes.
+    #[test]
+    fn a_claimed_snapshot_discard_deletes_nothing_outside_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::new(StorageKind::Filesystem, tmp.path(), "j", 0);
+        storage.prepare(3).unwrap();
+        let chk = tmp.path().join("j").join("chk-3");
+        std::fs::create_dir_all(chk.join("sub/empty")).unwrap();
+        for f in ["sub/victim", "sub/000009.sst", "counter-1"] {
+            std::fs::write(chk.join(f), b"x").unwrap();
+        }
+        let m = meta(vec![
+            StateHandle::File { path: chk.join("sub/victim"), size: 1 },
+            rocks(&chk.join("sub/empty"), &chk.join("sub/000009.sst"), false),
+            StateHandle::File { path: chk.join("counter-1"), size: 1 },
+        ]);
+        storage.write_metadata(&m).unwrap();
+        let read = CheckpointStorage::read_metadata(&chk).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(outside.join("empty")).unwrap();
+        for f in ["victim", "000009.sst"] {
+            std::fs::write(outside.join(f), b"keep").unwrap();
+        }
+        std::fs::remove_dir_all(chk.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&outside, chk.join("sub")).unwrap();
+        // A handle naming a file outside outright (a `_metadata` crafted past the read check).
+        let mut crafted = read.clone();
+        crafted.keyed.push(StateHandle::File { path: outside.join("victim"), size: 1 });
+        crafted.keyed.push(StateHandle::File { path: chk.join("..").join("..").join("outside").join("victim"), size: 1 });
+        assert!(!CheckpointStorage::discard_claimed(&chk, &crafted), "the link stays, so the directory does");
+        for f in ["victim", "000009.sst", "empty"] {
+            assert!(outside.join(f).exists(), "{f} outside the snapshot was deleted");
+        }
+        assert!(!chk.join(METADATA).exists() && !chk.join("counter-1").exists(), "the snapshot's own files go");
     }
 
     // Catches a damaged `_metadata` read as something (a default, a panic on unwrap) or refused
