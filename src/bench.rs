@@ -9,10 +9,61 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Serialize;
 
-use crate::cluster::{Command, Engine};
-use crate::config::{parse_loose_value, ConfigLayers};
-use crate::connectors::{EmbeddedTopic, Topic};
+use crate::cluster::{Command, Engine, EngineError};
+use crate::config::{parse_loose_value, ConfigError, ConfigLayers};
+use crate::connectors::{EmbeddedTopic, Topic, TopicError};
 use crate::events::{Event, EventBus};
+use crate::workdir::WorkDirError;
+
+/// Why a benchmark stopped: the engine's own errors as they are, or a measurement that could not
+/// be taken (the job did not get where it starts, or it did not end, within its deadline).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error(transparent)]
+    WorkDir(#[from] WorkDirError),
+    #[error("the job did not start")]
+    NotStarted,
+    #[error("the job did not catch up within 10 minutes")]
+    NotCaughtUp,
+    #[error("the job did not recover in time")]
+    NotRecovered,
+    #[error("no checkpoint completed within 60s")]
+    NoCheckpoint,
+    #[error("a checkpoint did not complete within 10 minutes")]
+    CheckpointTimedOut,
+    #[error("checkpoint failed: {0}")]
+    CheckpointFailed(String),
+    #[error("no checkpoint statistics")]
+    NoCheckpointStats,
+    #[error("no barrier reached counter[0]")]
+    NoBarrier,
+    #[error("counter[0]'s snapshot was not written within 10 minutes")]
+    SnapshotTimedOut,
+    /// The write outlasted the records queued to keep the counter busy during it.
+    #[error("the backlog of {0} records ran out before the write ended: raise it")]
+    BacklogRanOut(u64),
+    #[error("the mirror did not receive the records within 10 minutes")]
+    MirrorBehind,
+    #[error("no output line within 30 s")]
+    NoOutputLine,
+    #[error("the audited run had no verdict")]
+    NoVerdict,
+    /// `--memory` runs itself as a child process: its path could not be found.
+    #[error(transparent)]
+    CurrentExe(std::io::Error),
+    #[error("running {exe}: {error}")]
+    Child { exe: String, error: std::io::Error },
+    #[error("the {records}-record run failed ({status})")]
+    ChildFailed { records: u64, status: std::process::ExitStatus },
+    #[error("the {records}-record run printed {line:?}: {error}")]
+    ChildOutput { records: u64, line: String, error: serde_json::Error },
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -234,7 +285,7 @@ const MODES: &[(&str, &[(&str, &str)])] = &[
     ("AT_LEAST_ONCE 100ms", &[(INTERVAL, "100ms"), (MODE, "AT_LEAST_ONCE")]),
 ];
 
-fn bench_layers(base: &ConfigLayers, pairs: &[(&str, &str)]) -> Result<ConfigLayers, String> {
+fn bench_layers(base: &ConfigLayers, pairs: &[(&str, &str)]) -> Result<ConfigLayers, BenchError> {
     let mut l = base.clone();
     let fixed = [
         ("ckptlab.hop-delay", "0ms"),
@@ -246,14 +297,14 @@ fn bench_layers(base: &ConfigLayers, pairs: &[(&str, &str)]) -> Result<ConfigLay
     ];
     // The auditor is off unless a run asks for it (`pairs` come last and win).
     for (k, v) in [("ckptlab.audit", "false")].iter().chain(fixed.iter()).chain(pairs) {
-        l.set_value(k, parse_loose_value(v), "bench").map_err(|e| e.to_string())?;
+        l.set_value(k, parse_loose_value(v), "bench")?;
     }
-    l.build().map_err(|e| e.to_string())?;
+    l.build()?;
     Ok(l)
 }
 
-fn filled_topic(layers: &ConfigLayers, records: u64, keys: u64, bus: &EventBus) -> Result<Arc<EmbeddedTopic>, String> {
-    let cfg = layers.build().map_err(|e| e.to_string())?;
+fn filled_topic(layers: &ConfigLayers, records: u64, keys: u64, bus: &EventBus) -> Result<Arc<EmbeddedTopic>, BenchError> {
+    let cfg = layers.build()?;
     let topic = EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, bus.clone());
     let names: Vec<Arc<str>> = (0..keys.max(1)).map(|k| Arc::from(format!("key-{k}").as_str())).collect();
     // A fixed pseudo-random key order (xorshift), the same in every run.
@@ -267,12 +318,12 @@ fn filled_topic(layers: &ConfigLayers, records: u64, keys: u64, bus: &EventBus) 
     Ok(topic)
 }
 
-async fn throughput(base: &ConfigLayers, topic: &Arc<EmbeddedTopic>, interval: &str, mode: &str) -> Result<(f64, u64, f64), String> {
+async fn throughput(base: &ConfigLayers, topic: &Arc<EmbeddedTopic>, interval: &str, mode: &str) -> Result<(f64, u64, f64), BenchError> {
     throughput_with(base, topic, &[(INTERVAL, interval), (MODE, mode)]).await
 }
 
 /// Seconds to read the whole topic, checkpoints completed, their mean duration in ms.
-async fn throughput_with(base: &ConfigLayers, topic: &Arc<EmbeddedTopic>, pairs: &[(&str, &str)]) -> Result<(f64, u64, f64), String> {
+async fn throughput_with(base: &ConfigLayers, topic: &Arc<EmbeddedTopic>, pairs: &[(&str, &str)]) -> Result<(f64, u64, f64), BenchError> {
     let (secs, completed, mean, _) = throughput_judged(base, topic, pairs).await?;
     Ok((secs, completed, mean))
 }
@@ -282,14 +333,14 @@ async fn throughput_judged(
     base: &ConfigLayers,
     topic: &Arc<EmbeddedTopic>,
     pairs: &[(&str, &str)],
-) -> Result<(f64, u64, f64, Option<(crate::audit::Verdict, f64)>), String> {
+) -> Result<(f64, u64, f64, Option<(crate::audit::Verdict, f64)>), BenchError> {
     let layers = bench_layers(base, pairs)?;
     let bus = EventBus::new(tokio::time::Instant::now());
     let topic = topic.clone();
-    let cfg = layers.build().map_err(|e| e.to_string())?;
+    let cfg = layers.build()?;
     let audit = cfg.lab.audit;
     let start = Instant::now();
-    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic as Arc<dyn Topic>)).map_err(|e| e.to_string())?;
+    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic as Arc<dyn Topic>))?;
     while !engine.caught_up() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -312,7 +363,7 @@ async fn throughput_judged(
 /// Kill -> running, from the job failing (its peers see the connection break at once) to every
 /// task running again from the restored checkpoint; includes the wait for the dead TM's tasks to
 /// be cancelled (the heartbeat timeout, 200 ms here).
-async fn recovery(base: &ConfigLayers, args: &BenchArgs) -> Result<f64, String> {
+async fn recovery(base: &ConfigLayers, args: &BenchArgs) -> Result<f64, BenchError> {
     let layers = bench_layers(
         base,
         &[
@@ -325,8 +376,8 @@ async fn recovery(base: &ConfigLayers, args: &BenchArgs) -> Result<f64, String> 
     let bus = EventBus::new(tokio::time::Instant::now());
     let mut rx = bus.subscribe();
     let topic = filled_topic(&layers, args.keys * 10, args.keys, &bus)?;
-    let cfg = layers.build().map_err(|e| e.to_string())?;
-    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic)).map_err(|e| e.to_string())?;
+    let cfg = layers.build()?;
+    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     // Wait for a checkpoint holding every key, so the restore carries real state.
     while !engine.caught_up() {
@@ -336,7 +387,7 @@ async fn recovery(base: &ConfigLayers, args: &BenchArgs) -> Result<f64, String> 
         match next_event(&mut rx, deadline).await {
             Some(Event::CheckpointCompleted { .. }) => break,
             Some(_) => {}
-            None => return Err("no checkpoint completed within 60s".into()),
+            None => return Err(BenchError::NoCheckpoint),
         }
     }
     let ms = kill_and_time_recovery(&engine, &mut rx, deadline).await?;
@@ -350,7 +401,7 @@ async fn kill_and_time_recovery(
     engine: &Engine,
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::events::Stamped>,
     deadline: Instant,
-) -> Result<f64, String> {
+) -> Result<f64, BenchError> {
     engine.command(Command::KillTaskManager("tm-2".into()));
     engine.command(Command::StartTaskManager(Some("tm-2".into())));
     let mut lost_at = None;
@@ -359,7 +410,7 @@ async fn kill_and_time_recovery(
             Some(Event::JobFailing { .. }) => lost_at = Some(Instant::now()),
             Some(Event::JobRunning { attempt }) if attempt > 1 => break,
             Some(_) => {}
-            None => return Err("the job did not recover in time".into()),
+            None => return Err(BenchError::NotRecovered),
         }
     }
     Ok(lost_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0))
@@ -376,20 +427,20 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn with_pairs(base: &ConfigLayers, pairs: &[(&str, &str)]) -> Result<ConfigLayers, String> {
+fn with_pairs(base: &ConfigLayers, pairs: &[(&str, &str)]) -> Result<ConfigLayers, BenchError> {
     let mut l = base.clone();
     for (k, v) in pairs {
-        l.set_value(k, parse_loose_value(v), "bench").map_err(|e| e.to_string())?;
+        l.set_value(k, parse_loose_value(v), "bench")?;
     }
     Ok(l)
 }
 
 /// Waits for the job to catch up, or fails after 10 minutes.
-async fn wait_caught_up(engine: &Engine) -> Result<(), String> {
+async fn wait_caught_up(engine: &Engine) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while !engine.caught_up() {
         if Instant::now() > deadline {
-            return Err("the job did not catch up within 10 minutes".into());
+            return Err(BenchError::NotCaughtUp);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -397,21 +448,21 @@ async fn wait_caught_up(engine: &Engine) -> Result<(), String> {
 }
 
 /// Triggers a checkpoint and returns its statistics once it completed.
-async fn checkpoint_now(engine: &Engine) -> Result<crate::cluster::coordinator::CheckpointStats, String> {
+async fn checkpoint_now(engine: &Engine) -> Result<crate::cluster::coordinator::CheckpointStats, BenchError> {
     let before = engine.view(false).checkpoint_counts;
     engine.command(Command::TriggerCheckpoint);
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let v = engine.view(false);
         if v.checkpoint_counts.completed > before.completed {
-            return v.checkpoint_history.last().cloned().ok_or_else(|| "no checkpoint statistics".to_string());
+            return v.checkpoint_history.last().cloned().ok_or(BenchError::NoCheckpointStats);
         }
         if v.checkpoint_counts.failed > before.failed {
             let why = v.checkpoint_history.last().and_then(|c| c.failure.clone()).unwrap_or_default();
-            return Err(format!("checkpoint failed: {why}"));
+            return Err(BenchError::CheckpointFailed(why));
         }
         if Instant::now() > deadline {
-            return Err("a checkpoint did not complete within 10 minutes".into());
+            return Err(BenchError::CheckpointTimedOut);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -425,7 +476,7 @@ async fn state_run(
     pairs: &[(&str, &str)],
     keys: u64,
     dir: &std::path::Path,
-) -> Result<StateResult, String> {
+) -> Result<StateResult, BenchError> {
     let chk = dir.join("checkpoints").display().to_string();
     let tmp = dir.join("tm").display().to_string();
     let layers = bench_layers(
@@ -441,15 +492,15 @@ async fn state_run(
     )?;
     let bus = EventBus::new(tokio::time::Instant::now());
     let mut rx = bus.subscribe();
-    let cfg = layers.build().map_err(|e| e.to_string())?;
+    let cfg = layers.build()?;
     let topic = EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, bus.clone());
     topic.fill((0..keys).map(|k| Arc::from(format!("key-{k:07}").as_str())));
-    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone())).map_err(|e| e.to_string())?;
+    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone()))?;
     wait_caught_up(&engine).await?;
     let first = checkpoint_now(&engine).await?;
     let step = 100;
     for k in (0..keys).step_by(step) {
-        topic.produce(&format!("key-{k:07}"), None).map_err(|e| e.to_string())?;
+        topic.produce(&format!("key-{k:07}"), None)?;
     }
     wait_caught_up(&engine).await?;
     let second = checkpoint_now(&engine).await?;
@@ -482,7 +533,7 @@ async fn write_overlap_run(
     label: &str,
     pairs: &[(&str, &str)],
     dir: &std::path::Path,
-) -> Result<WriteOverlapResult, String> {
+) -> Result<WriteOverlapResult, BenchError> {
     let chk = dir.join("checkpoints").display().to_string();
     let tmp = dir.join("tm").display().to_string();
     let layers = bench_layers(
@@ -497,11 +548,11 @@ async fn write_overlap_run(
     )?;
     let bus = EventBus::new(tokio::time::Instant::now());
     let mut rx = bus.subscribe();
-    let cfg = layers.build().map_err(|e| e.to_string())?;
+    let cfg = layers.build()?;
     let topic = EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, bus.clone());
     let name = |k: u64| Arc::from(format!("key-{k:07}").as_str());
     topic.fill((0..WRITE_OVERLAP_KEYS).map(name));
-    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone())).map_err(|e| e.to_string())?;
+    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone()))?;
     wait_caught_up(&engine).await?;
     topic.fill((0..WRITE_OVERLAP_BACKLOG).map(|i| name(i % WRITE_OVERLAP_KEYS)));
     let sent = |engine: &Engine| engine.view(false).channels.iter().filter(|c| c.from == "counter[0]").map(|c| c.records_sent).sum::<u64>();
@@ -523,14 +574,14 @@ async fn write_overlap_run(
                 break (bytes, sync_ms, async_ms, sent(&engine), Instant::now());
             }
             Some(_) => {}
-            None => return Err("counter[0]'s snapshot was not written within 10 minutes".into()),
+            None => return Err(BenchError::SnapshotTimedOut),
         }
     };
     let caught_up = engine.caught_up();
     engine.shutdown().await;
-    let (r2, t2) = at_sync.ok_or("no barrier reached counter[0]")?;
+    let (r2, t2) = at_sync.ok_or(BenchError::NoBarrier)?;
     if caught_up {
-        return Err(format!("the backlog of {WRITE_OVERLAP_BACKLOG} records ran out before the write ended: raise it"));
+        return Err(BenchError::BacklogRanOut(WRITE_OVERLAP_BACKLOG));
     }
     Ok(WriteOverlapResult {
         backend: label.into(),
@@ -547,8 +598,8 @@ async fn write_overlap_run(
 }
 
 /// `ckptlab bench --state`: backends side by side.
-async fn run_state(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, String> {
-    let home = crate::workdir::prepare_home().map_err(|e| e.to_string())?;
+async fn run_state(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
+    let home = crate::workdir::prepare_home()?;
     let dir = home.join(format!("bench-{}", std::process::id()));
     let result = run_state_in(base, args, &dir, progress).await;
     let _ = crate::workdir::remove_tree_under(&home, &dir);
@@ -560,7 +611,7 @@ async fn run_state_in(
     args: &BenchArgs,
     dir: &std::path::Path,
     progress: &mut dyn FnMut(Progress),
-) -> Result<Report, String> {
+) -> Result<Report, BenchError> {
     progress(Progress::StateStart { records: args.state_records, keys: args.keys, rounds: args.rounds });
     let chk = dir.join("throughput").display().to_string();
     let tmp = dir.join("tm").display().to_string();
@@ -613,11 +664,11 @@ async fn run_state_in(
 const MOCK_PARTITION_KEEPS: u64 = 90_000;
 
 /// A topic of `records` records over `keys` keys: embedded, or in librdkafka's mock cluster.
-fn source_topic(layers: &ConfigLayers, kafka: bool, records: u64, keys: u64) -> Result<Arc<dyn Topic>, String> {
+fn source_topic(layers: &ConfigLayers, kafka: bool, records: u64, keys: u64) -> Result<Arc<dyn Topic>, BenchError> {
     if !kafka {
         return Ok(filled_topic(layers, records, keys, &EventBus::new(tokio::time::Instant::now()))? as Arc<dyn Topic>);
     }
-    let cfg = layers.build().map_err(|e| e.to_string())?;
+    let cfg = layers.build()?;
     let settings = crate::connectors::kafka::KafkaSettings {
         bootstrap: crate::connectors::kafka::MOCK.into(),
         topic: cfg.source.topic.clone(),
@@ -625,19 +676,18 @@ fn source_topic(layers: &ConfigLayers, kafka: bool, records: u64, keys: u64) -> 
         partitions: cfg.source.partitions,
         offset_reset: crate::config::OffsetReset::Earliest,
     };
-    let topic =
-        crate::connectors::kafka::KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;
+    let topic = crate::connectors::kafka::KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now()))?;
     let names: Vec<String> = (0..keys.max(1)).map(|k| format!("key-{k}")).collect();
     let mut produced = 0u64;
     while produced < records {
         let n = (records - produced).min(20_000);
         let batch: Vec<&str> = (produced..produced + n).map(|i| names[(i % names.len() as u64) as usize].as_str()).collect();
-        produced += topic.produce_many(&batch, None).map_err(|e| e.to_string())? as u64;
+        produced += topic.produce_many(&batch, None)? as u64;
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while !topic.in_sync() {
         if Instant::now() > deadline {
-            return Err("the mirror did not receive the records within 10 minutes".into());
+            return Err(BenchError::MirrorBehind);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -645,18 +695,18 @@ fn source_topic(layers: &ConfigLayers, kafka: bool, records: u64, keys: u64) -> 
 }
 
 /// Median milliseconds from a produce call to the print sink's line for that record.
-async fn latency(layers: ConfigLayers, kafka: bool, samples: usize) -> Result<f64, String> {
+async fn latency(layers: ConfigLayers, kafka: bool, samples: usize) -> Result<f64, BenchError> {
     let mut layers = layers;
     if kafka {
         layers = with_pairs(&layers, &[("source.kind", "kafka"), ("source.bootstrap-servers", "mock")])?;
     }
     let bus = EventBus::new(tokio::time::Instant::now());
     let mut rx = bus.subscribe();
-    let engine = Engine::start(layers, bus).map_err(|e| e.to_string())?;
+    let engine = Engine::start(layers, bus)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !engine.all_tasks_running() {
         if Instant::now() > deadline {
-            return Err("the job did not start".into());
+            return Err(BenchError::NotStarted);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -664,12 +714,12 @@ async fn latency(layers: ConfigLayers, kafka: bool, samples: usize) -> Result<f6
     for i in 0..samples {
         while rx.try_recv().is_ok() {}
         let t0 = Instant::now();
-        let (p, o) = engine.produce(&format!("lat-{i}"), None).map_err(|e| e.to_string())?;
+        let (p, o) = engine.produce(&format!("lat-{i}"), None)?;
         loop {
             match next_event(&mut rx, Instant::now() + Duration::from_secs(30)).await {
                 Some(Event::SinkEmitted { partition, offset, .. }) if partition == p && offset == o => break,
                 Some(_) => {}
-                None => return Err("no output line within 30 s".into()),
+                None => return Err(BenchError::NoOutputLine),
             }
         }
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -681,8 +731,8 @@ async fn latency(layers: ConfigLayers, kafka: bool, samples: usize) -> Result<f6
 }
 
 /// `ckptlab bench --source`: the embedded topic against Kafka (librdkafka's mock cluster).
-async fn run_source(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, String> {
-    let partitions = bench_layers(base, &[])?.build().map_err(|e| e.to_string())?.source.partitions as u64;
+async fn run_source(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
+    let partitions = bench_layers(base, &[])?.build()?.source.partitions as u64;
     let records = args.source_records.min(MOCK_PARTITION_KEEPS * partitions);
     progress(Progress::SourceStart { records, keys: args.keys, rounds: args.rounds });
     let mut rates = Vec::new();
@@ -693,10 +743,9 @@ async fn run_source(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn Fn
         let mut secs = f64::MAX;
         for _ in 0..args.rounds.max(1) {
             let layers = bench_layers(base, &[("execution.checkpointing.interval", "1s")])?;
-            let cfg = layers.build().map_err(|e| e.to_string())?;
+            let cfg = layers.build()?;
             let start = Instant::now();
-            let engine = Engine::start_with_topic(layers, cfg, EventBus::new(tokio::time::Instant::now()), Some(topic.clone()))
-                .map_err(|e| e.to_string())?;
+            let engine = Engine::start_with_topic(layers, cfg, EventBus::new(tokio::time::Instant::now()), Some(topic.clone()))?;
             wait_caught_up(&engine).await?;
             secs = secs.min(start.elapsed().as_secs_f64());
             engine.shutdown().await;
@@ -727,8 +776,7 @@ async fn run_source(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn Fn
 
 /// Runs the benchmark: `progress` hears each measurement as it is taken (a run lasts minutes),
 /// the report is what it all came to. The command line prints both (`src/cli/bench.rs`).
-pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, String> {
-    let base = base?;
+pub async fn run(base: ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
     if args.state {
         return run_state(&base, args, progress).await;
     }
@@ -741,7 +789,7 @@ pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs, progress:
     if args.memory {
         return run_memory(args, progress);
     }
-    let parallelism = base.build().map_err(|e| e.to_string())?.job.parallelism;
+    let parallelism = base.build()?.job.parallelism;
     progress(Progress::ModesStart { records: args.records, keys: args.keys, parallelism, rounds: args.rounds });
     // One topic for every run: each run reads it from the start (auto.offset.reset = earliest).
     let topic = filled_topic(&bench_layers(&base, &[])?, args.records, args.keys, &EventBus::new(tokio::time::Instant::now()))?;
@@ -758,7 +806,7 @@ pub async fn run(base: Result<ConfigLayers, String>, args: &BenchArgs, progress:
                 best = Some(r);
             }
             let (secs, _, _, judged) = throughput_judged(&base, &topic, &audited_pairs).await?;
-            let (v, ms) = judged.ok_or("the audited run had no verdict")?;
+            let (v, ms) = judged.ok_or(BenchError::NoVerdict)?;
             if best_audited.as_ref().is_none_or(|b| secs < b.0) {
                 best_audited = Some((secs, v, ms));
             }
@@ -825,7 +873,7 @@ pub struct MemoryResult {
 
 /// Produces `records` records while the job runs (never more than 2 M ahead of the sources, as a
 /// producer paced by the job), EXACTLY_ONCE 1s, auditor on, retention checkpointed.
-async fn memory_child(base: &ConfigLayers, args: &BenchArgs, records: u64) -> Result<MemoryResult, String> {
+async fn memory_child(base: &ConfigLayers, args: &BenchArgs, records: u64) -> Result<MemoryResult, BenchError> {
     let layers = bench_layers(
         base,
         &[
@@ -835,12 +883,12 @@ async fn memory_child(base: &ConfigLayers, args: &BenchArgs, records: u64) -> Re
             ("source.embedded.retention", "checkpointed"),
         ],
     )?;
-    let cfg = layers.build().map_err(|e| e.to_string())?;
+    let cfg = layers.build()?;
     let bus = EventBus::new(tokio::time::Instant::now());
     let topic = EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, bus.clone());
     let names: Vec<Arc<str>> = (0..args.keys.max(1)).map(|k| Arc::from(format!("key-{k}").as_str())).collect();
     let start = Instant::now();
-    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone() as Arc<dyn Topic>)).map_err(|e| e.to_string())?;
+    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone() as Arc<dyn Topic>))?;
     let mut produced = 0u64;
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let chunk = 100_000u64;
@@ -914,8 +962,8 @@ async fn memory_child(base: &ConfigLayers, args: &BenchArgs, records: u64) -> Re
 }
 
 /// `--memory`: the short and the long run, each in a fresh process (peak RSS is per process).
-fn run_memory(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+fn run_memory(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
+    let exe = std::env::current_exe().map_err(BenchError::CurrentExe)?;
     let mut results = Vec::new();
     for records in [10_000_000u64.min(args.memory_records), args.memory_records] {
         progress(Progress::MemoryRunStart { records, keys: args.keys });
@@ -923,13 +971,14 @@ fn run_memory(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Re
             .args(["bench", "--keys", &args.keys.to_string(), "--memory-child", &records.to_string()])
             .stderr(std::process::Stdio::inherit())
             .output()
-            .map_err(|e| format!("running {}: {e}", exe.display()))?;
+            .map_err(|error| BenchError::Child { exe: exe.display().to_string(), error })?;
         if !out.status.success() {
-            return Err(format!("the {records}-record run failed ({})", out.status));
+            return Err(BenchError::ChildFailed { records, status: out.status });
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text.lines().last().unwrap_or("");
-        let r: MemoryResult = serde_json::from_str(line).map_err(|e| format!("the {records}-record run printed {line:?}: {e}"))?;
+        let r: MemoryResult =
+            serde_json::from_str(line).map_err(|error| BenchError::ChildOutput { records, line: line.to_string(), error })?;
         progress(Progress::MemoryRun(r.clone()));
         results.push(r);
     }

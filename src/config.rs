@@ -492,8 +492,8 @@ impl ConfigLayers {
             };
             let pattern = parse(pattern).map_err(bad)?;
             let d = match &entry.value {
-                toml::Value::String(s) => parse_duration(s),
-                toml::Value::Integer(i) if *i >= 0 => parse_duration(&i.to_string()),
+                toml::Value::String(s) => parse_duration(s).map_err(|e| e.to_string()),
+                toml::Value::Integer(i) if *i >= 0 => parse_duration(&i.to_string()).map_err(|e| e.to_string()),
                 _ => Err("expected a duration such as \"300ms\"".to_string()),
             }
             .map_err(bad)?;
@@ -551,7 +551,7 @@ impl Reader<'_> {
 
     fn size(&self, key: &str) -> Result<u64, ConfigError> {
         let text = self.string_like(key, "a size such as \"5mb\"")?;
-        parse_size(&text).map_err(|m| self.bad(key, m))
+        parse_size(&text).map_err(|m| self.bad(key, m.to_string()))
     }
 
     fn int(&self, key: &str) -> Result<i64, ConfigError> {

@@ -17,17 +17,24 @@ pub async fn exec(cli: &Global, args: &BenchArgs) -> ExitCode {
             print_progress(&p);
         }
     };
-    let printed = match ckptlab::bench::run(base_layers(cli, None), args, &mut progress).await {
-        Ok(report) => print_report(&report, args.json),
-        Err(e) => Err(e),
+    let base = match base_layers(cli, None) {
+        Ok(base) => base,
+        Err(e) => return failed(e),
     };
-    match printed {
+    let report = match ckptlab::bench::run(base, args, &mut progress).await {
+        Ok(report) => report,
+        Err(e) => return failed(e),
+    };
+    match print_report(&report, args.json) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ckptlab bench: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => failed(e),
     }
+}
+
+/// Every error ends the benchmark the same way: its reason, exit 2.
+fn failed(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ckptlab bench: {e}");
+    ExitCode::from(2)
 }
 
 fn print_progress(p: &Progress) {
@@ -126,7 +133,7 @@ fn overlap_table() -> TextTable {
 }
 
 /// What closes a run: with `--json` the one object, otherwise the lines after the tables.
-fn print_report(report: &Report, json: bool) -> Result<(), String> {
+fn print_report(report: &Report, json: bool) -> Result<(), serde_json::Error> {
     match report {
         Report::Modes(r) if json => outln!("{}", pretty(r)?),
         Report::Modes(r) => {
@@ -172,11 +179,11 @@ fn print_report(report: &Report, json: bool) -> Result<(), String> {
             }
         }
         // The parent process reads the last line of stdout: compact, whatever --json says.
-        Report::MemoryChild(r) => outln!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?),
+        Report::MemoryChild(r) => outln!("{}", serde_json::to_string(r)?),
     }
     Ok(())
 }
 
-fn pretty<T: serde::Serialize>(v: &T) -> Result<String, String> {
-    serde_json::to_string_pretty(v).map_err(|e| e.to_string())
+fn pretty<T: serde::Serialize>(v: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(v)
 }

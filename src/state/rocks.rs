@@ -118,12 +118,21 @@ fn encode_key(buf: &mut Vec<u8>, key: &str) {
     buf.extend_from_slice(key.as_bytes());
 }
 
-fn decode_entry(k: &[u8], v: &[u8]) -> Result<(u16, String, u64), String> {
+/// Why a stored entry is not a counter's (key group, key, count).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum EntryError {
+    #[error("an entry of {key} key and {value} value bytes is not ckptlab's")]
+    Shape { key: usize, value: usize },
+    #[error("a key is not UTF-8")]
+    KeyNotUtf8,
+}
+
+fn decode_entry(k: &[u8], v: &[u8]) -> Result<(u16, String, u64), EntryError> {
     if k.len() < 2 || v.len() != 8 {
-        return Err(format!("an entry of {} key and {} value bytes is not ckptlab's", k.len(), v.len()));
+        return Err(EntryError::Shape { key: k.len(), value: v.len() });
     }
     let kg = u16::from_be_bytes([k[0], k[1]]);
-    let key = String::from_utf8(k[2..].to_vec()).map_err(|_| "a key is not UTF-8".to_string())?;
+    let key = String::from_utf8(k[2..].to_vec()).map_err(|_| EntryError::KeyNotUtf8)?;
     let mut b = [0u8; 8];
     b.copy_from_slice(v);
     Ok((kg, key, u64::from_le_bytes(b)))
@@ -379,7 +388,7 @@ fn scan(db: &DB, path: &Path) -> Result<Vec<(u16, String, u64)>, StateError> {
     let mut out = Vec::new();
     for item in db.iterator(IteratorMode::Start) {
         let (k, v) = item.map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: format!("RocksDB read: {e}") })?;
-        out.push(decode_entry(&k, &v).map_err(|message| StateError::Corrupt { path: path.display().to_string(), message })?);
+        out.push(decode_entry(&k, &v).map_err(|e| StateError::Corrupt { path: path.display().to_string(), message: e.to_string() })?);
     }
     Ok(out)
 }
