@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::failure::CheckpointFailureReason;
-use super::task::{PersistedRecord, SnapshotStats, TaskId, TaskState};
-use crate::config::CheckpointMode;
+use super::task::{SnapshotStats, TaskState};
 use crate::state::storage::{CheckpointMetadata, SnapshotKind, StagedLine, TaskChannelState};
 use crate::state::StateHandle;
+use crate::types::{CheckpointMode, PersistedRecord, TaskId};
 
 /// Lines of history kept for the checkpoints pane.
 const HISTORY_KEEP: usize = 200;

@@ -37,12 +37,12 @@ use crate::audit::{Auditor, Verdict};
 use crate::config::{BackendKind, Config, ConfigError, ConfigLayers};
 use crate::connectors::generator::{self, GeneratorSpec};
 use crate::connectors::kafka::{KafkaSettings, KafkaTopic};
+use crate::connectors::sink::OutputLine;
 use crate::connectors::{EmbeddedTopic, Topic, TopicError};
 use crate::events::EventBus;
 use crate::state::StateError;
 pub use jobmanager::Command;
 use jobmanager::{JmSnapshot, JobManager};
-use task::OutputLine;
 use view::{ChannelView, ClusterView, JobStatus, PartitionView, TaskManagerView, TaskView};
 
 /// Why the engine could not start.

@@ -112,7 +112,7 @@ impl JobManager {
             }
             Err(e) => return self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() }),
         }
-        let barrier = Barrier { checkpoint: id, options: crate::cluster::element::CheckpointOptions::new(mode) };
+        let barrier = Barrier { checkpoint: id, options: CheckpointOptions::new(mode) };
         if let Some(d) = &self.deployment {
             d.tell_sources(TaskControl::TriggerCheckpoint(barrier));
         }

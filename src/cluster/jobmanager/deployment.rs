@@ -280,7 +280,7 @@ impl JobManager {
             }
         }
         let channel_state = restore.map(|m| rescale_channel_state(m, p)).unwrap_or_default();
-        let replay = |task: TaskId| -> Vec<crate::cluster::task::PersistedRecord> {
+        let replay = |task: TaskId| -> Vec<PersistedRecord> {
             channel_state.iter().find(|c| c.task == task).map(|c| c.records.clone()).unwrap_or_default()
         };
         let audit_scope = self.audit_baseline.clone().map(|baseline| AuditScope { baseline, records_baseline: external_restore });
