@@ -32,10 +32,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::element::Origin;
 use crate::config::KeyBy;
 use crate::connectors::Topic;
 use crate::keygroup::{key_group, operator_index};
+use crate::types::Origin;
 
 /// The verdict for one key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

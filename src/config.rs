@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 
 use crate::duration::{format_duration, parse_duration, parse_size};
+use crate::types::{Alignment as BarrierAlignment, CheckpointOptions};
+// The checkpointing mode is vocabulary every layer speaks, and a configuration choice: like the
+// choice enums below it knows its option values (strum), which the schema and `build` read.
+pub use crate::types::CheckpointMode;
 
 /// The configuration file shipped with ckptlab; its values are the defaults.
 pub const DEFAULT_CONF: &str = include_str!("../conf/ckptlab.toml");
@@ -726,26 +730,10 @@ fn checkpoint_dir(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(t))
 }
 
-/// Checkpointing mode (Flink's `execution.checkpointing.mode`). The choice enums below know
-/// their option values (strum): the schema's allowed lists and `build` read them, so a new
-/// variant is a new allowed value, never a silent default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, EnumString, IntoStaticStr, VariantNames, EnumIter)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
-pub enum CheckpointMode {
-    ExactlyOnce,
-    AtLeastOnce,
-}
-
-impl CheckpointMode {
-    pub fn flink_name(self) -> &'static str {
-        self.into()
-    }
-}
-
-/// How exactly-once checkpoints treat barriers (`execution.checkpointing.unaligned.enabled`).
-/// With a nonzero `aligned-checkpoint-timeout` an unaligned-enabled checkpoint starts aligned:
-/// the barrier's own [`crate::cluster::element::Alignment`] tells which a checkpoint is.
+/// How exactly-once checkpoints treat barriers (`execution.checkpointing.unaligned.enabled`):
+/// the user's choice. With a nonzero `aligned-checkpoint-timeout` an unaligned-enabled checkpoint
+/// starts aligned: the barrier's own [`crate::types::Alignment`] (Flink's `AlignmentType`) tells
+/// which a checkpoint is, so the two are different types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Alignment {
@@ -1059,25 +1047,25 @@ pub struct RecoveryConfig {
 
 impl CheckpointingConfig {
     /// The options the next checkpoint's barrier carries.
-    pub fn options(&self) -> crate::cluster::element::CheckpointOptions {
-        use crate::cluster::element::{Alignment as Barrier, CheckpointOptions};
+    pub fn options(&self) -> CheckpointOptions {
         let alignment = match (self.mode, self.unaligned) {
-            (CheckpointMode::ExactlyOnce, true) if self.aligned_timeout.is_zero() => Barrier::Unaligned,
-            (CheckpointMode::ExactlyOnce, true) => Barrier::AlignedWithTimeout { timeout_ms: self.aligned_timeout.as_millis() as u64 },
-            (CheckpointMode::ExactlyOnce, false) | (CheckpointMode::AtLeastOnce, _) => Barrier::Aligned,
+            (CheckpointMode::ExactlyOnce, true) if self.aligned_timeout.is_zero() => BarrierAlignment::Unaligned,
+            (CheckpointMode::ExactlyOnce, true) => {
+                BarrierAlignment::AlignedWithTimeout { timeout_ms: self.aligned_timeout.as_millis() as u64 }
+            }
+            (CheckpointMode::ExactlyOnce, false) | (CheckpointMode::AtLeastOnce, _) => BarrierAlignment::Aligned,
         };
         CheckpointOptions { mode: self.mode, alignment }
     }
 
     /// Flink's words for the mode: `EXACTLY_ONCE`, `EXACTLY_ONCE unaligned`, `AT_LEAST_ONCE`.
     pub fn mode_label(&self) -> String {
-        use crate::cluster::element::Alignment as Barrier;
         match self.options().alignment {
-            Barrier::Unaligned => format!("{} unaligned", self.mode.flink_name()),
-            Barrier::AlignedWithTimeout { timeout_ms } => {
+            BarrierAlignment::Unaligned => format!("{} unaligned", self.mode.flink_name()),
+            BarrierAlignment::AlignedWithTimeout { timeout_ms } => {
                 format!("{} aligned, unaligned after {}", self.mode.flink_name(), format_duration(Duration::from_millis(timeout_ms)))
             }
-            Barrier::Aligned => self.mode.flink_name().to_string(),
+            BarrierAlignment::Aligned => self.mode.flink_name().to_string(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! The engine (`cluster`, `state`, `connectors`, `audit`, `events`, `config`, `scenario`) knows
 //! nothing of the terminal; the TUI, the headless runner and the benchmarks all use [`cluster::Engine`].
+//! [`types`] is the vocabulary at the bottom (records, checkpoint options, task ids) that every
+//! layer may import; it imports nothing of the crate.
 
 pub mod audit;
 pub mod bench;
@@ -20,4 +22,5 @@ pub mod scenario;
 pub mod state;
 pub mod table;
 pub mod tui;
+pub mod types;
 pub mod workdir;

@@ -1,5 +1,10 @@
 //! The CheckpointCoordinator: triggers checkpoints, collects acknowledgements, completes or fails
 //! them, keeps the last N and the statistics that Flink's Checkpoints tab shows.
+//!
+//! It owns the bookkeeping and does no I/O but the one finalize step it is handed: completing a
+//! checkpoint is one call ([`CheckpointCoordinator::complete_pending`], as Flink's
+//! `completePendingCheckpoint`) that returns a [`CompletionPlan`]: what the JobManager carries
+//! out (register, commit offsets, drop, subsume, notify), decided in one place.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
@@ -8,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::failure::CheckpointFailureReason;
-use super::task::{PersistedRecord, SnapshotStats, TaskId, TaskState};
-use crate::config::CheckpointMode;
+use super::task::{SnapshotStats, TaskState};
 use crate::state::storage::{CheckpointMetadata, SnapshotKind, StagedLine, TaskChannelState};
 use crate::state::StateHandle;
+use crate::types::{CheckpointMode, PersistedRecord, TaskId};
 
 /// Lines of history kept for the checkpoints pane.
 const HISTORY_KEEP: usize = 200;
@@ -172,14 +177,13 @@ pub struct CheckpointCounts {
 
 #[derive(Debug, Default)]
 pub struct CheckpointCoordinator {
-    pub next_id: u64,
-    pub pending: BTreeMap<u64, PendingCheckpoint>,
-    pub retained: VecDeque<CompletedCheckpoint>,
-    pub history: VecDeque<CheckpointStats>,
-    pub counts: CheckpointCounts,
-    pub last_trigger: Option<Instant>,
-    pub last_completion: Option<Instant>,
-    pub consecutive_failures: u64,
+    next_id: u64,
+    pending: BTreeMap<u64, PendingCheckpoint>,
+    retained: VecDeque<CompletedCheckpoint>,
+    history: VecDeque<CheckpointStats>,
+    counts: CheckpointCounts,
+    last_completion: Option<Instant>,
+    consecutive_failures: u64,
 }
 
 /// What an acknowledgement did.
@@ -200,6 +204,41 @@ pub struct Completion {
     pub stats: CheckpointStats,
 }
 
+/// What the JobManager carries out once a pending checkpoint had its last acknowledgement: the
+/// coordinator has finalized it (through the step it was handed) and done its own bookkeeping.
+#[derive(Debug)]
+pub enum CompletionPlan {
+    /// A checkpoint completed and is retained.
+    Checkpoint(CheckpointPlan),
+    /// A savepoint completed: counted and shown only (never retained for failover, nothing
+    /// committed, nothing subsumed: FLIP-193).
+    Savepoint { stats: CheckpointStats },
+    /// Finalizing failed (Flink's FINALIZE_CHECKPOINT_FAILURE): the checkpoint is recorded as
+    /// failed, nothing is retained, dropped or subsumed; the keyed state handles it acknowledged
+    /// are nobody's.
+    FinalizeFailed { handles: Vec<StateHandle>, reason: CheckpointFailureReason },
+}
+
+/// A completed checkpoint's consequences, in the order the JobManager carries them out.
+#[derive(Debug)]
+pub struct CheckpointPlan {
+    pub checkpoint: u64,
+    /// The new checkpoint's keyed state handles: their shared files are registered before any
+    /// dropped checkpoint's are released, so files both use survive.
+    pub register: Vec<StateHandle>,
+    /// The source offsets it covers: committed to the consumer group (Kafka, for monitoring, as
+    /// Flink), once, and the records below them may be released.
+    pub commit_offsets: Vec<(u32, u64)>,
+    /// Retained checkpoints past `num-retained`: their files go. Never the new one.
+    pub drop: Vec<CompletedCheckpoint>,
+    /// The oldest checkpoint still retained: retention must keep what it would replay.
+    pub oldest_retained_offsets: Vec<(u32, u64)>,
+    /// Older pending checkpoints it subsumes (a checkpoint subsumes checkpoints, never a
+    /// savepoint): they fail as SUBSUMED.
+    pub subsume: Vec<u64>,
+    pub stats: CheckpointStats,
+}
+
 impl CheckpointCoordinator {
     pub fn new() -> Self {
         CheckpointCoordinator { next_id: 1, ..Default::default() }
@@ -210,7 +249,6 @@ impl CheckpointCoordinator {
         let id = self.next_id;
         self.next_id += 1;
         self.counts.triggered += 1;
-        self.last_trigger = Some(now);
         self.pending.insert(
             id,
             PendingCheckpoint {
@@ -314,6 +352,46 @@ impl CheckpointCoordinator {
         } else {
             None
         }
+    }
+
+    /// Completes a fully acknowledged checkpoint in one call (Flink's `completePendingCheckpoint`):
+    /// takes it out of `pending`, hands its metadata to `finalize` (which may amend it, and writes
+    /// `_metadata`), then retains it (or records the savepoint, or the failure) and returns what
+    /// the JobManager must carry out. `None`: no such pending checkpoint (completed already, or
+    /// failed), so nothing is committed or dropped twice.
+    pub fn complete_pending(
+        &mut self,
+        id: u64,
+        job_id: &str,
+        now: Instant,
+        num_retained: usize,
+        finalize: impl FnOnce(&mut CheckpointMetadata) -> Result<(), String>,
+    ) -> Option<CompletionPlan> {
+        let mut completion = self.complete(id, job_id, now)?;
+        if let Err(message) = finalize(&mut completion.metadata) {
+            let reason = CheckpointFailureReason::FinalizeFailure { message };
+            self.record_failure(completion.stats, &reason);
+            return Some(CompletionPlan::FinalizeFailed { handles: completion.metadata.keyed, reason });
+        }
+        if completion.metadata.kind == SnapshotKind::Savepoint {
+            let stats = completion.stats.clone();
+            self.record_savepoint(completion);
+            return Some(CompletionPlan::Savepoint { stats });
+        }
+        let register = completion.metadata.keyed.clone();
+        let commit_offsets = completion.metadata.offsets.clone();
+        let stats = completion.stats.clone();
+        let drop = self.retain(completion, num_retained, now);
+        let subsume = self.pending.values().filter(|p| p.id < id && p.kind == SnapshotKind::Checkpoint).map(|p| p.id).collect();
+        Some(CompletionPlan::Checkpoint(CheckpointPlan {
+            checkpoint: id,
+            register,
+            commit_offsets,
+            drop,
+            oldest_retained_offsets: self.oldest_offsets(),
+            subsume,
+            stats,
+        }))
     }
 
     /// Takes a fully acknowledged checkpoint out of `pending` and builds its metadata and stats.
@@ -458,6 +536,58 @@ impl CheckpointCoordinator {
     pub fn latest(&self) -> Option<&CompletedCheckpoint> {
         self.retained.back()
     }
+
+    /// The retained checkpoints, oldest first.
+    pub fn retained(&self) -> impl Iterator<Item = &CompletedCheckpoint> {
+        self.retained.iter()
+    }
+
+    /// Gives up every retained checkpoint (the job ends, or is submitted again as a new job).
+    pub fn take_retained(&mut self) -> Vec<CompletedCheckpoint> {
+        std::mem::take(&mut self.retained).into()
+    }
+
+    /// The checkpoints in flight, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &PendingCheckpoint> {
+        self.pending.values()
+    }
+
+    pub fn pending_ids(&self) -> Vec<u64> {
+        self.pending.keys().copied().collect()
+    }
+
+    pub fn is_pending(&self, id: u64) -> bool {
+        self.pending.contains_key(&id)
+    }
+
+    /// How many checkpoints are in flight (against `max-concurrent-checkpoints`).
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The pending checkpoints that have run for `timeout` by `now`.
+    pub fn expired(&self, timeout: Duration, now: Instant) -> Vec<u64> {
+        self.pending.values().filter(|p| p.triggered + timeout <= now).map(|p| p.id).collect()
+    }
+
+    /// When the last checkpoint completed (the min pause counts from there).
+    pub fn last_completion(&self) -> Option<Instant> {
+        self.last_completion
+    }
+
+    /// A deployment restores the latest checkpoint.
+    pub fn record_restore(&mut self) {
+        self.counts.restored += 1;
+    }
+
+    pub fn counts(&self) -> CheckpointCounts {
+        self.counts
+    }
+
+    /// The checkpoint history, oldest first (the last [`HISTORY_KEEP`]).
+    pub fn history(&self) -> impl Iterator<Item = &CheckpointStats> {
+        self.history.iter()
+    }
 }
 
 #[cfg(test)]
@@ -595,5 +725,98 @@ mod tests {
         assert_eq!(CheckpointCoordinator::check_trigger(&TASKS, &all), Ok(()));
         assert_eq!(CheckpointCoordinator::max_concurrent(4, Duration::ZERO), 4);
         assert_eq!(CheckpointCoordinator::max_concurrent(4, Duration::from_millis(1)), 1);
+    }
+
+    fn finalized(_: &mut CheckpointMetadata) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn acked(c: &mut CheckpointCoordinator, now: Instant) -> u64 {
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        ack_all(c, id);
+        id
+    }
+
+    fn plan(c: &mut CheckpointCoordinator, id: u64, num_retained: usize) -> CheckpointPlan {
+        match c.complete_pending(id, "job", Instant::now(), num_retained, finalized) {
+            Some(CompletionPlan::Checkpoint(p)) => p,
+            other => panic!("checkpoint {id} completes: {other:?}"),
+        }
+    }
+
+    /// Catches: a completion that subsumes a newer checkpoint, a savepoint, or itself, or that
+    /// leaves an older checkpoint pending.
+    #[test]
+    fn a_completion_subsumes_only_older_pending_checkpoints_never_a_savepoint() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let older = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        let savepoint = c.begin_savepoint(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        let done = acked(&mut c, now);
+        let newer = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        let p = plan(&mut c, done, 3);
+        assert_eq!(p.subsume, vec![older]);
+        assert_eq!(c.pending_ids(), vec![older, savepoint, newer], "the plan names them; the JobManager fails them");
+    }
+
+    /// Catches: a checkpoint whose offsets could be committed (or its files registered) twice: a
+    /// second completion, or a late duplicate ack, must not plan anything.
+    #[test]
+    fn a_checkpoints_offsets_are_planned_for_commit_once() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let id = acked(&mut c, now);
+        let p = plan(&mut c, id, 1);
+        assert_eq!((p.checkpoint, p.commit_offsets.clone(), p.register.len()), (id, vec![(0, 7)], 1));
+        assert_eq!(p.stats.offsets, p.commit_offsets);
+        assert!(c.complete_pending(id, "job", now, 1, finalized).is_none(), "completed already: no second plan");
+        assert!(matches!(c.ack(id, TaskId::Sink, state(TaskId::Sink), SnapshotStats::default(), Vec::new()), AckOutcome::Unknown(_)));
+        assert_eq!(c.counts().completed, 1);
+    }
+
+    /// Catches: dropping a checkpoint that is still retained (or the new one), keeping one past
+    /// `num-retained`, or a failed finalize that drops or retains anything.
+    #[test]
+    fn a_plan_drops_only_checkpoints_past_num_retained_and_a_failed_finalize_drops_none() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let (first, second) = (acked(&mut c, now), acked(&mut c, now));
+        assert!(plan(&mut c, first, 2).drop.is_empty());
+        assert!(plan(&mut c, second, 2).drop.is_empty());
+        let broken = acked(&mut c, now);
+        match c.complete_pending(broken, "job", now, 2, |_| Err("disk full".into())) {
+            Some(CompletionPlan::FinalizeFailed { handles, reason }) => {
+                assert_eq!(handles.len(), 1, "its acknowledged state is handed back for discarding");
+                assert!(matches!(reason, CheckpointFailureReason::FinalizeFailure { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.retained().map(|r| r.metadata.checkpoint).collect::<Vec<_>>(), vec![first, second]);
+        let third = acked(&mut c, now);
+        let p = plan(&mut c, third, 2);
+        assert_eq!(p.drop.iter().map(|d| d.metadata.checkpoint).collect::<Vec<_>>(), vec![first]);
+        let kept: Vec<u64> = c.retained().map(|r| r.metadata.checkpoint).collect();
+        assert_eq!(kept, vec![second, third]);
+        assert_eq!(p.oldest_retained_offsets, vec![(0, 7)]);
+        assert_eq!((c.counts().completed, c.counts().failed), (3, 1));
+    }
+
+    /// Catches: a savepoint retained for failover (Flink 2 never recovers from one it took), or
+    /// metadata amended by the finalize step that is not what is retained.
+    #[test]
+    fn a_savepoint_is_counted_not_retained_and_a_checkpoint_keeps_what_finalize_wrote() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let sp = c.begin_savepoint(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        ack_all(&mut c, sp);
+        assert!(matches!(c.complete_pending(sp, "job", now, 1, finalized), Some(CompletionPlan::Savepoint { .. })));
+        assert_eq!((c.retained().count(), c.counts().completed), (0, 1));
+        let id = acked(&mut c, now);
+        let amend = |m: &mut CheckpointMetadata| {
+            m.job_id = "amended".into();
+            Ok(())
+        };
+        assert!(matches!(c.complete_pending(id, "job", now, 1, amend), Some(CompletionPlan::Checkpoint(_))));
+        assert_eq!(c.latest().map(|r| r.metadata.job_id.as_str()), Some("amended"));
     }
 }

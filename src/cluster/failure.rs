@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use super::task::TaskId;
 use crate::duration::format_duration;
+use crate::types::TaskId;
 
 /// Why a checkpoint was not triggered or did not complete (Flink's `CheckpointFailureReason`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,12 +37,12 @@ use crate::audit::{Auditor, Verdict};
 use crate::config::{BackendKind, Config, ConfigError, ConfigLayers};
 use crate::connectors::generator::{self, GeneratorSpec};
 use crate::connectors::kafka::{KafkaSettings, KafkaTopic};
+use crate::connectors::sink::OutputLine;
 use crate::connectors::{EmbeddedTopic, Topic, TopicError};
 use crate::events::EventBus;
 use crate::state::StateError;
 pub use jobmanager::Command;
 use jobmanager::{JmSnapshot, JobManager};
-use task::OutputLine;
 use view::{ChannelView, ClusterView, JobStatus, PartitionView, TaskManagerView, TaskView};
 
 /// Why the engine could not start.
@@ -352,7 +352,7 @@ impl Engine {
     }
 
     fn caught_up_locked(s: &JmSnapshot, generators: usize, topic: &dyn Topic) -> bool {
-        if s.status != JobStatus::Running || generators > 0 || s.tasks.is_empty() || !s.tasks.iter().all(|t| t.2) {
+        if s.status != JobStatus::Running || generators > 0 || s.tasks.is_empty() || !s.tasks.iter().all(|t| t.running) {
             return false;
         }
         let Some(progress) = &s.progress else { return false };
@@ -365,7 +365,7 @@ impl Engine {
     /// Every task of the job is running (no task manager of it is dead, noticed or not).
     pub fn all_tasks_running(&self) -> bool {
         let s = self.lock();
-        s.status == JobStatus::Running && !s.tasks.is_empty() && s.tasks.iter().all(|t| t.2)
+        s.status == JobStatus::Running && !s.tasks.is_empty() && s.tasks.iter().all(|t| t.running)
     }
 
     /// A picture of the cluster now; `with_verdict` adds the auditor's verdict (O(keys + in flight)).
@@ -378,7 +378,7 @@ impl Engine {
         let generators = self.generators.load(Ordering::Acquire);
         let caught_up = Self::caught_up_locked(&s, generators, &*self.topic);
         let cfg = &s.config;
-        let tm_name = |i: usize| s.tms.get(i).map(|t| t.0.clone()).unwrap_or_default();
+        let tm_name = |i: usize| s.tms.get(i).map(|t| t.name.clone()).unwrap_or_default();
         let run_view = |task: &task::TaskId| -> Option<runner::TaskRunView> {
             let v = match task {
                 task::TaskId::Counter(j) => s.keyed_views.get(*j)?,
@@ -390,29 +390,29 @@ impl Engine {
         let tasks: Vec<TaskView> = s
             .tasks
             .iter()
-            .map(|(task, tm, running)| TaskView {
-                task: *task,
-                name: task.to_string(),
-                tm: tm_name(*tm),
-                running: *running,
-                aligning: run_view(task).and_then(|v| v.aligning),
-                persisting: run_view(task).and_then(|v| v.persisting),
+            .map(|t| TaskView {
+                task: t.task,
+                name: t.task.to_string(),
+                tm: tm_name(t.tm),
+                running: t.running,
+                aligning: run_view(&t.task).and_then(|v| v.aligning),
+                persisting: run_view(&t.task).and_then(|v| v.persisting),
             })
             .collect();
         let task_managers = s
             .tms
             .iter()
             .enumerate()
-            .map(|(i, (name, alive, lost, slots, killed_at))| TaskManagerView {
-                name: name.clone(),
-                alive: *alive,
-                lost: *lost,
-                slots: *slots,
-                heartbeat_timeout_in_ms: match (alive, lost, killed_at) {
-                    (false, false, Some(k)) => Some((*k + s.heartbeat_timeout).saturating_duration_since(now).as_millis() as u64),
+            .map(|(i, tm)| TaskManagerView {
+                name: tm.name.clone(),
+                alive: tm.alive,
+                lost: tm.lost,
+                slots: tm.slots,
+                heartbeat_timeout_in_ms: match (tm.alive, tm.lost, tm.killed_at) {
+                    (false, false, Some(k)) => Some((k + s.heartbeat_timeout).saturating_duration_since(now).as_millis() as u64),
                     _ => None,
                 },
-                tasks: s.tasks.iter().filter(|t| t.1 == i).map(|t| t.0.to_string()).collect(),
+                tasks: s.tasks.iter().filter(|t| t.tm == i).map(|t| t.task.to_string()).collect(),
             })
             .collect();
         let channels = s
@@ -456,7 +456,7 @@ impl Engine {
             failure: s.failure.clone(),
             missing_slots: s.missing_slots,
             restart_in_ms: s.restart_at.map(|r| r.saturating_duration_since(now).as_millis() as u64),
-            all_tasks_running: !s.tasks.is_empty() && s.tasks.iter().all(|t| t.2),
+            all_tasks_running: !s.tasks.is_empty() && s.tasks.iter().all(|t| t.running),
             checkpointing: cfg.checkpointing_label(),
             mode: crate::config::CheckpointingMode::of(&cfg.checkpointing),
             interval_ms: cfg.checkpointing.interval.map(|i| i.as_millis() as u64),

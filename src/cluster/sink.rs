@@ -21,7 +21,7 @@ pub struct SinkOperator {
 
 impl SinkOperator {
     fn out<'a>(ctx: &'a TaskContext, committed: &'a AtomicU64) -> SinkOutput<'a> {
-        SinkOutput { ctx, committed }
+        SinkOutput { events: &ctx.events, auditor: &ctx.auditor, lines: &ctx.output, committed }
     }
 }
 

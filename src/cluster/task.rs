@@ -9,28 +9,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::audit::Auditor;
+use crate::connectors::sink::OutputLines;
 use crate::events::EventBus;
 use crate::state::storage::{CheckpointStorage, StagedLine};
 use crate::state::StateHandle;
-
-/// A subtask of the job graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "operator", content = "index", rename_all = "lowercase")]
-pub enum TaskId {
-    Source(usize),
-    Counter(usize),
-    Sink,
-}
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TaskId::Source(i) => write!(f, "source[{i}]"),
-            TaskId::Counter(i) => write!(f, "counter[{i}]"),
-            TaskId::Sink => write!(f, "sink[0]"),
-        }
-    }
-}
+// The vocabulary and the sink's output line live below the runtime; named here for the many
+// runtime files that speak of them as a task's.
+pub use crate::connectors::sink::OutputLine;
+pub use crate::types::{PersistedRecord, TaskId};
 
 /// A task's part of a checkpoint.
 #[derive(Debug, Clone)]
@@ -57,13 +43,6 @@ pub struct SnapshotStats {
     /// The snapshot was taken unaligned (or switched to unaligned by the alignment timeout).
     #[serde(default)]
     pub unaligned: bool,
-}
-
-/// A record persisted as channel state: the input channel it came on, and the record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PersistedRecord {
-    pub channel: usize,
-    pub record: super::element::Record,
 }
 
 /// Why a task declined a checkpoint.
@@ -185,15 +164,6 @@ pub struct AttemptProgress {
     pub positions: Mutex<Vec<u64>>,
 }
 
-/// A line the sink made visible.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutputLine {
-    pub text: String,
-    pub repeat: bool,
-    pub partition: u32,
-    pub offset: u64,
-}
-
 /// What one task needs from its surroundings.
 #[derive(Clone)]
 pub struct TaskContext {
@@ -206,11 +176,9 @@ pub struct TaskContext {
     pub knobs: Arc<RuntimeKnobs>,
     pub buffer_records: usize,
     pub storage: Arc<CheckpointStorage>,
-    pub output: Arc<Mutex<std::collections::VecDeque<OutputLine>>>,
+    /// The sink's output port: the lines it made visible.
+    pub output: OutputLines,
 }
-
-/// Lines kept for the output pane.
-pub const OUTPUT_KEEP: usize = 2000;
 
 impl TaskContext {
     pub fn report(&self, r: TaskReport) {

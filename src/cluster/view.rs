@@ -4,9 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::coordinator::{CheckpointCounts, CheckpointStats};
-use super::task::{OutputLine, TaskId};
 use crate::audit::Verdict;
 use crate::config::{BackendKind, CheckpointingMode, StorageKind};
+use crate::connectors::sink::OutputLine;
+use crate::types::TaskId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -9,12 +9,15 @@
 //! - [`super::transactional_sink::TransactionalSink`]: two-phase commit, visible on completion.
 //! - [`super::discard_sink::DiscardSink`]: drops everything (benchmarks).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use crate::cluster::task::{OutputLine, TaskContext, OUTPUT_KEEP};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::Auditor;
 use crate::config::SinkKind;
-use crate::events::Event;
+use crate::events::{Event, EventBus};
 use crate::state::storage::StagedLine;
 
 pub trait Sink: Send {
@@ -33,9 +36,28 @@ pub trait Sink: Send {
     fn recover(&mut self, staged: Vec<StagedLine>, out: &SinkOutput);
 }
 
-/// Where a sink's lines become visible: the output pane, events, and the auditor.
+/// A line the sink made visible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputLine {
+    pub text: String,
+    pub repeat: bool,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// Lines kept for the output pane.
+pub const OUTPUT_KEEP: usize = 2000;
+
+/// The newest [`OUTPUT_KEEP`] lines the sink made visible, shared with the view.
+pub type OutputLines = Arc<Mutex<VecDeque<OutputLine>>>;
+
+/// The sink's output port: where its lines become visible (the output pane, events, and the
+/// auditor), and the transaction log it commits against. The runtime lends it the parts of the
+/// task it runs in; a sink sees nothing else of the runtime.
 pub struct SinkOutput<'a> {
-    pub ctx: &'a TaskContext,
+    pub events: &'a EventBus,
+    pub auditor: &'a Auditor,
+    pub lines: &'a Mutex<VecDeque<OutputLine>>,
     /// The newest committed transaction (outlives attempts).
     pub committed: &'a AtomicU64,
 }
@@ -43,11 +65,15 @@ pub struct SinkOutput<'a> {
 impl SinkOutput<'_> {
     /// Makes a line visible, as the seed prints it: `2017-03-17T08:21:51.249: (a,1)`.
     pub fn emit(&self, line: &StagedLine) {
-        let ctx = self.ctx;
-        let repeat = ctx.auditor.emitted(line.origin, &line.value);
+        let repeat = self.auditor.emitted(line.origin, &line.value);
         let text = format!("{}: ({},{})", chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f"), line.value, line.count);
-        ctx.events.publish(Event::SinkEmitted { line: text.clone(), repeat, partition: line.origin.partition, offset: line.origin.offset });
-        let mut out = ctx.output.lock().unwrap_or_else(|e| e.into_inner());
+        self.events.publish(Event::SinkEmitted {
+            line: text.clone(),
+            repeat,
+            partition: line.origin.partition,
+            offset: line.origin.offset,
+        });
+        let mut out = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         if out.len() >= OUTPUT_KEEP {
             out.pop_front();
         }
@@ -62,7 +88,7 @@ impl SinkOutput<'_> {
         for line in lines {
             self.emit(line);
         }
-        self.ctx.events.publish(Event::TransactionCommitted { checkpoint, lines: lines.len() });
+        self.events.publish(Event::TransactionCommitted { checkpoint, lines: lines.len() });
         true
     }
 }

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::{SnapshotTarget, StateError, StateHandle};
-use crate::cluster::element::Origin;
-use crate::config::{CheckpointMode, StorageKind};
+use crate::config::StorageKind;
+use crate::types::{CheckpointMode, Origin, PersistedRecord, TaskId};
 
 /// The file that makes a directory a checkpoint.
 pub const METADATA: &str = "_metadata";
@@ -164,8 +164,8 @@ pub struct CheckpointMetadata {
 /// One task's persisted in-flight records (unaligned checkpoints), in arrival order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TaskChannelState {
-    pub task: crate::cluster::task::TaskId,
-    pub records: Vec<crate::cluster::task::PersistedRecord>,
+    pub task: TaskId,
+    pub records: Vec<PersistedRecord>,
 }
 
 /// A sink line waiting for its checkpoint to complete.

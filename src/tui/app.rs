@@ -11,13 +11,13 @@ use strum::{EnumCount, IntoEnumIterator};
 use super::action::Action;
 use super::keymap::{Context, Keymap};
 use super::theme::Theme;
-use crate::cluster::task::TaskId;
 use crate::cluster::view::{ChannelView, ClusterView};
 use crate::cluster::Command;
 use crate::config::{Alignment, CheckpointingMode, SeedBackend};
 use crate::connectors::generator::GeneratorSpec;
 use crate::duration::format_duration;
 use crate::events::{Event, Stamped};
+use crate::types::TaskId;
 
 /// Checkpoint intervals `+` / `-` step through.
 pub const INTERVALS: &[Duration] = &[

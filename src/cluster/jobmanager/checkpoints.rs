@@ -1,5 +1,6 @@
-//! Checkpoints from the JobManager's side: triggering, completing (metadata, shared files,
-//! offsets, retention), failing, and the acknowledgements nobody takes.
+//! Checkpoints from the JobManager's side: triggering, carrying out a completion's plan (shared
+//! files, offsets, retention, subsumption: the coordinator decides it), failing, and the
+//! acknowledgements nobody takes.
 
 use super::*;
 
@@ -9,7 +10,7 @@ impl JobManager {
     /// late and unknown acks. Files a retained checkpoint references are never touched.
     pub(super) fn discard_unknown_ack(&mut self, checkpoint: u64, task: TaskId, state: TaskState) {
         let TaskState::Keyed { handle, .. } = state else { return };
-        if !self.coord.is_retained(checkpoint) && !self.coord.pending.contains_key(&checkpoint) {
+        if !self.coord.is_retained(checkpoint) && !self.coord.is_pending(checkpoint) {
             // The checkpoint is neither complete nor running: its whole directory is garbage.
             off_worker(|| self.storage.discard(checkpoint));
             // A failed savepoint's directory was deleted already; a late write may have made it
@@ -45,7 +46,7 @@ impl JobManager {
     pub(super) fn schedule_next_trigger(&mut self) {
         self.next_trigger = None;
         let Some(interval) = self.cfg.checkpointing.interval else { return };
-        if self.status != JobStatus::Running || self.coord.pending.len() >= self.max_concurrent() {
+        if self.status != JobStatus::Running || self.coord.in_flight() >= self.max_concurrent() {
             return;
         }
         if self.queued_trigger {
@@ -53,7 +54,7 @@ impl JobManager {
             return;
         }
         let mut at = self.trigger_base + interval;
-        if let Some(done) = self.coord.last_completion {
+        if let Some(done) = self.coord.last_completion() {
             at = at.max(done + self.cfg.checkpointing.min_pause);
         }
         self.next_trigger = Some(at);
@@ -112,31 +113,20 @@ impl JobManager {
             }
             Err(e) => return self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() }),
         }
-        let barrier = Barrier { checkpoint: id, options: crate::cluster::element::CheckpointOptions::new(mode) };
+        let barrier = Barrier { checkpoint: id, options: CheckpointOptions::new(mode) };
         if let Some(d) = &self.deployment {
             d.tell_sources(TaskControl::TriggerCheckpoint(barrier));
         }
     }
 
-    /// Every task acknowledged a savepoint: `_metadata` goes beside its files, and that is all.
+    /// Every task acknowledged a savepoint: `_metadata` went beside its files, and that is all.
     /// Flink 2 neither recovers from a savepoint it took nor commits side effects for one
     /// (FLIP-193), except a stop-with-savepoint, after which the job ends FINISHED.
-    pub(super) fn complete_savepoint(&mut self, id: u64, mut completion: crate::cluster::coordinator::Completion) {
+    pub(super) fn savepoint_completed(&mut self, id: u64, stats: CheckpointStats) {
         let stop = self.savepoints.remove(&id).unwrap_or(false);
-        completion.metadata.job = Some(crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions()));
         let dir = self.storage.savepoint_location(id);
-        let written = off_worker(|| self.storage.write_metadata(&completion.metadata)).map_err(|e| format!("writing _metadata: {e}"));
-        if let Err(message) = written {
-            let handles = completion.metadata.keyed.clone();
-            let reason = CheckpointFailureReason::FinalizeFailure { message };
-            self.coord.record_failure(completion.stats, &reason);
-            self.savepoints.insert(id, stop);
-            self.after_failure(id, &handles, reason);
-            return;
-        }
         self.storage.end_savepoint(id, false);
-        let bytes = completion.stats.full_size;
-        self.coord.record_savepoint(completion);
+        let bytes = stats.full_size;
         let path = dir.map(|d| d.display().to_string()).unwrap_or_default();
         self.events.publish(Event::SavepointCompleted { checkpoint: id, path, bytes });
         if stop {
@@ -148,47 +138,54 @@ impl JobManager {
         }
     }
 
+    /// The last acknowledgement came: the coordinator completes the checkpoint in one call,
+    /// finalizing it through the step given here (Flink's FINALIZE_CHECKPOINT_FAILURE when a
+    /// shared file the snapshots reuse is gone or `_metadata` cannot be written), and the plan it
+    /// returns is carried out.
     pub(super) fn complete(&mut self, id: u64) {
         let now = Instant::now();
-        let Some(mut completion) = self.coord.complete(id, &self.job_id, now) else { return };
-        if completion.metadata.kind == crate::state::storage::SnapshotKind::Savepoint {
-            return self.complete_savepoint(id, completion);
-        }
-        completion.metadata.job = Some(crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions()));
-        // Finalisation (Flink's FINALIZE_CHECKPOINT_FAILURE): every shared file the snapshots
-        // reuse must still be there, and `_metadata` must be written, or the checkpoint fails.
-        let finalised = crate::state::storage::CheckpointStorage::check_shared_files(&completion.metadata.keyed)
-            .map_err(|e| e.to_string())
-            .and_then(|()| off_worker(|| self.storage.write_metadata(&completion.metadata)).map_err(|e| format!("writing _metadata: {e}")));
-        if let Err(message) = finalised {
-            let handles = completion.metadata.keyed.clone();
-            let reason = CheckpointFailureReason::FinalizeFailure { message };
-            self.coord.record_failure(completion.stats, &reason);
-            self.after_failure(id, &handles, reason);
+        let job = crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions());
+        let storage = &self.storage;
+        let finalize = |m: &mut CheckpointMetadata| {
+            m.job = Some(job);
+            if m.kind == SnapshotKind::Checkpoint {
+                CheckpointStorage::check_shared_files(&m.keyed).map_err(|e| e.to_string())?;
+            }
+            off_worker(|| storage.write_metadata(m)).map(|_| ()).map_err(|e| format!("writing _metadata: {e}"))
+        };
+        let Some(plan) = self.coord.complete_pending(id, &self.job_id, now, self.cfg.checkpointing.num_retained, finalize) else {
             return;
+        };
+        match plan {
+            CompletionPlan::Checkpoint(plan) => self.carry_out(plan),
+            CompletionPlan::Savepoint { stats } => self.savepoint_completed(id, stats),
+            // A failed savepoint is still in `savepoints`: `after_failure` ends it as a savepoint.
+            CompletionPlan::FinalizeFailed { handles, reason } => self.after_failure(id, &handles, reason),
         }
-        // Register the new checkpoint's shared files before dropping old ones: files both use survive.
-        self.shared.register(&completion.metadata.keyed);
+    }
+
+    /// A completed checkpoint's plan, in Flink's order: register its shared files before older
+    /// checkpoints release theirs, commit its offsets, drop what is no longer retained, notify
+    /// the tasks, fail what it subsumes.
+    fn carry_out(&mut self, plan: CheckpointPlan) {
+        let id = plan.checkpoint;
+        self.shared.register(&plan.register);
         self.storage.completed(id);
         // Kafka: the checkpointed offsets go to the consumer group, for monitoring (as Flink).
-        off_worker(|| self.topic.commit(&completion.metadata.offsets));
-        let (duration_ms, bytes, offsets) =
-            (completion.stats.duration_ms, completion.stats.checkpointed_size, completion.stats.offsets.clone());
-        let dropped = self.coord.retain(completion, self.cfg.checkpointing.num_retained, now);
+        off_worker(|| self.topic.commit(&plan.commit_offsets));
         self.auditor.checkpoint_completed(id);
-        for old in dropped {
-            self.drop_checkpoint(&old);
+        for old in &plan.drop {
+            self.drop_checkpoint(old);
         }
         if self.cfg.source.retention == crate::connectors::topic::Retention::Checkpointed && self.cfg.source.kafka.is_none() {
-            self.release_topic(&offsets);
+            self.release_topic(&plan.commit_offsets, &plan.oldest_retained_offsets);
         }
-        self.events.publish(Event::CheckpointCompleted { checkpoint: id, duration_ms, bytes, offsets });
+        let (duration_ms, bytes) = (plan.stats.duration_ms, plan.stats.checkpointed_size);
+        self.events.publish(Event::CheckpointCompleted { checkpoint: id, duration_ms, bytes, offsets: plan.commit_offsets });
         if let Some(d) = &self.deployment {
             d.tell_all(TaskControl::NotifyCheckpointComplete(id));
         }
-        // A checkpoint subsumes older checkpoints, never a savepoint.
-        let older: Vec<u64> = self.coord.pending.keys().filter(|p| **p < id && !self.savepoints.contains_key(*p)).copied().collect();
-        for p in older {
+        for p in plan.subsume {
             self.fail_checkpoint(p, CheckpointFailureReason::Subsumed { by: id });
         }
         self.schedule_next_trigger();
@@ -196,9 +193,8 @@ impl JobManager {
 
     /// `source.embedded.retention = checkpointed`: free the records below the oldest retained
     /// checkpoint's offsets that no source and no verdict needs any more.
-    pub(super) fn release_topic(&self, latest: &[(u32, u64)]) {
+    pub(super) fn release_topic(&self, latest: &[(u32, u64)], oldest: &[(u32, u64)]) {
         let positions = self.auditor.positions();
-        let oldest = self.coord.oldest_offsets();
         for &(p, off) in latest {
             let mut floor = off.min(self.auditor.retain_floor(p));
             if let Some(o) = oldest.iter().find(|(q, _)| *q == p) {

@@ -75,8 +75,7 @@ impl JobManager {
             d.abort_all();
         }
         self.deploy_failure = None;
-        let pending: Vec<u64> = self.coord.pending.keys().copied().collect();
-        for id in pending {
+        for id in self.coord.pending_ids() {
             self.fail_checkpoint(id, reason.clone());
         }
         self.next_trigger = None;
@@ -170,7 +169,7 @@ impl JobManager {
                     *slot = *off;
                 }
             }
-            self.coord.counts.restored += 1;
+            self.coord.record_restore();
             note = String::new();
         } else {
             // As Flink's Kafka source: without a checkpoint, the group's committed offsets first.
@@ -280,7 +279,7 @@ impl JobManager {
             }
         }
         let channel_state = restore.map(|m| rescale_channel_state(m, p)).unwrap_or_default();
-        let replay = |task: TaskId| -> Vec<crate::cluster::task::PersistedRecord> {
+        let replay = |task: TaskId| -> Vec<PersistedRecord> {
             channel_state.iter().find(|c| c.task == task).map(|c| c.records.clone()).unwrap_or_default()
         };
         let audit_scope = self.audit_baseline.clone().map(|baseline| AuditScope { baseline, records_baseline: external_restore });

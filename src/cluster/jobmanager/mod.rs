@@ -19,7 +19,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::channel::{channel, ChannelStats};
-use super::coordinator::{AckOutcome, CheckpointCoordinator};
+use super::coordinator::{AckOutcome, CheckpointCoordinator, CheckpointPlan, CheckpointStats, CompletionPlan};
 use super::coordinator::{CompletedCheckpoint, ExternalSnapshot};
 use super::counter::{AuditBaseline, AuditScope, Counter};
 use super::element::Barrier;
@@ -29,16 +29,18 @@ use super::restart::{strategy_name, RestartDecision, RestartState};
 use super::runner::{OperatorRunner, TaskRunView};
 use super::sink::SinkOperator;
 use super::source_task::SourceTask;
-use super::task::{AttemptProgress, DeclineReason, OutputLine, RuntimeKnobs, TaskContext, TaskControl, TaskId, TaskReport, TaskState};
+use super::task::{AttemptProgress, DeclineReason, RuntimeKnobs, TaskContext, TaskControl, TaskReport, TaskState};
 use super::view::JobStatus;
 use crate::audit::Auditor;
 use crate::config::{parse_loose_value, Config, ConfigLayers, OffsetReset, DELAYS_TABLE, SCHEMA};
+use crate::connectors::sink::OutputLine;
 use crate::connectors::Topic;
 use crate::events::{Event, EventBus};
 use crate::keygroup::key_group_range;
 use crate::state::create_backend;
 use crate::state::shared::SharedStateRegistry;
-use crate::state::storage::CheckpointStorage;
+use crate::state::storage::{CheckpointMetadata, CheckpointStorage, SnapshotKind};
+use crate::types::{CheckpointOptions, PersistedRecord, TaskId};
 use deployment::{subtask_of, Deployment};
 use taskmanagers::TaskManagerState;
 
@@ -84,8 +86,8 @@ pub(crate) struct JmSnapshot {
     pub restore_failure: Option<String>,
     pub missing_slots: usize,
     pub restart_at: Option<Instant>,
-    pub tms: Vec<(String, bool, bool, usize, Option<Instant>)>,
-    pub tasks: Vec<(TaskId, usize, bool)>,
+    pub tms: Vec<TaskManagerRow>,
+    pub tasks: Vec<TaskRow>,
     pub channels: Vec<Arc<ChannelStats>>,
     pub keyed_views: Vec<Arc<Mutex<TaskRunView>>>,
     pub sink_view: Option<Arc<Mutex<TaskRunView>>>,
@@ -96,6 +98,25 @@ pub(crate) struct JmSnapshot {
     pub counts: super::coordinator::CheckpointCounts,
     pub config: Config,
     pub heartbeat_timeout: Duration,
+}
+
+/// A task manager in a [`JmSnapshot`] (lost incarnations a newer one replaced are left out).
+pub(crate) struct TaskManagerRow {
+    pub name: String,
+    pub alive: bool,
+    /// The JobManager declared it lost (its heartbeat timed out).
+    pub lost: bool,
+    pub slots: usize,
+    pub killed_at: Option<Instant>,
+}
+
+/// A deployed subtask in a [`JmSnapshot`].
+pub(crate) struct TaskRow {
+    pub task: TaskId,
+    /// The index of its task manager's row in [`JmSnapshot::tms`].
+    pub tm: usize,
+    /// Deployed and reported RUNNING.
+    pub running: bool,
 }
 
 pub(crate) struct JobManager {
@@ -308,7 +329,7 @@ impl JobManager {
             off_worker(|| self.storage.end_savepoint(id, true));
         }
         if keep {
-            let own: Vec<_> = self.coord.retained.iter().filter(|c| c.external.is_none()).map(|c| c.metadata.clone()).collect();
+            let own: Vec<_> = self.coord.retained().filter(|c| c.external.is_none()).map(|c| c.metadata.clone()).collect();
             // Aborted tasks' snapshot writes may still be finishing: let them end first.
             tokio::time::sleep(Duration::from_millis(50)).await;
             let kept = off_worker(|| self.storage.keep_retained(&own));
@@ -319,7 +340,7 @@ impl JobManager {
             return;
         }
         // A claimed snapshot belongs to the job, and goes with its checkpoints.
-        for c in std::mem::take(&mut self.coord.retained) {
+        for c in self.coord.take_retained() {
             if c.external.as_ref().is_some_and(|e| e.owned) {
                 self.drop_checkpoint(&c);
             }
@@ -385,8 +406,7 @@ impl JobManager {
             self.events.publish(Event::JobFinished { reason: "stopped with a savepoint".into() });
         }
         let timeout = self.cfg.checkpointing.timeout;
-        let expired: Vec<u64> = self.coord.pending.values().filter(|p| p.triggered + timeout <= now).map(|p| p.id).collect();
-        for id in expired {
+        for id in self.coord.expired(timeout, now) {
             self.fail_checkpoint(id, CheckpointFailureReason::Expired { timeout });
         }
         if self.status == JobStatus::Running && self.next_trigger.is_some_and(|t| t <= now) {
@@ -421,11 +441,11 @@ impl JobManager {
         if self.cfg.checkpointing.interval.is_none() {
             return refuse(self, "checkpointing is off (set an interval or a mode first)".into());
         }
-        if self.coord.pending.len() >= self.max_concurrent() {
+        if self.coord.in_flight() >= self.max_concurrent() {
             // As Flink's CheckpointRequestDecider: the request waits for a free place, then runs
             // at once (min-pause holds back periodic checkpoints only).
             self.queued_trigger = true;
-            self.events.publish(Event::CheckpointTriggerQueued { in_progress: self.coord.pending.len() });
+            self.events.publish(Event::CheckpointTriggerQueued { in_progress: self.coord.in_flight() });
             return;
         }
         self.trigger();
@@ -507,7 +527,7 @@ impl JobManager {
             return self.reject("resubmit", format!("the job is {}, not FAILED", self.status.label()));
         }
         // A resubmitted job is a new job: it sees none of the old one's checkpoints.
-        for c in std::mem::take(&mut self.coord.retained) {
+        for c in self.coord.take_retained() {
             self.drop_checkpoint(&c);
         }
         // Nor the snapshot it was restored from: the verdict covers everything again.

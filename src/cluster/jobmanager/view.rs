@@ -18,8 +18,7 @@ impl JobManager {
         let now = Instant::now();
         let pending = self
             .coord
-            .pending
-            .values()
+            .pending()
             .map(|p| {
                 crate::cluster::view::PendingCheckpointView {
                     id: p.id,
@@ -42,18 +41,27 @@ impl JobManager {
             restore_failure: self.restore_failure.clone(),
             missing_slots: self.missing_slots,
             restart_at: self.restart_at,
-            tms: visible.iter().map(|&i| &self.tms[i]).map(|t| (t.name.clone(), t.alive, t.lost, t.slots, t.killed_at)).collect(),
+            tms: visible
+                .iter()
+                .map(|&i| &self.tms[i])
+                .map(|t| TaskManagerRow { name: t.name.clone(), alive: t.alive, lost: t.lost, slots: t.slots, killed_at: t.killed_at })
+                .collect(),
             tasks: d
-                .map(|d| d.tasks.iter().map(|t| (t.task, shown_at(t.tm), t.handle.is_some() && d.running.contains(&t.task))).collect())
+                .map(|d| {
+                    d.tasks
+                        .iter()
+                        .map(|t| TaskRow { task: t.task, tm: shown_at(t.tm), running: t.handle.is_some() && d.running.contains(&t.task) })
+                        .collect()
+                })
                 .unwrap_or_default(),
             channels: d.map(|d| d.channels.clone()).unwrap_or_default(),
             keyed_views: d.map(|d| d.keyed_views.clone()).unwrap_or_default(),
             sink_view: d.map(|d| d.sink_view.clone()),
             progress: d.map(|d| d.progress.clone()).or_else(|| self.last_progress.clone()),
             pending,
-            pending_triggered: self.coord.pending.values().map(|p| p.triggered).collect(),
-            history: self.coord.history.iter().cloned().collect(),
-            counts: self.coord.counts,
+            pending_triggered: self.coord.pending().map(|p| p.triggered).collect(),
+            history: self.coord.history().cloned().collect(),
+            counts: self.coord.counts(),
             config: self.cfg.clone(),
             heartbeat_timeout: self.cfg.heartbeat_timeout,
         };

@@ -1,0 +1,122 @@
+//! The vocabulary every layer speaks, at the bottom of the crate (as Arroyo's `arroyo-types`):
+//! records and where they sit in the topic, how a checkpoint is taken, and which subtask did
+//! what. It imports nothing of the crate, so the runtime (`cluster`), the backends and checkpoint
+//! storage (`state`), the configuration and the connectors may all use it without importing each
+//! other.
+//!
+//! ```
+//! use ckptlab::types::{Alignment, CheckpointMode, CheckpointOptions, TaskId};
+//! // A mode change takes effect from the next barrier; only unaligned exactly-once overtakes.
+//! assert!(!CheckpointOptions::new(CheckpointMode::ExactlyOnce).overtakes());
+//! assert!(CheckpointOptions { mode: CheckpointMode::ExactlyOnce, alignment: Alignment::Unaligned }.overtakes());
+//! assert_eq!(TaskId::Counter(1).to_string(), "counter[1]");
+//! ```
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
+
+/// Where a record sits in the topic: the identity the auditor tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// A record on its way: the key it is partitioned by, its value, and (after the counter) the count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub key: Arc<str>,
+    pub value: Arc<str>,
+    pub origin: Origin,
+    pub count: u64,
+}
+
+impl Record {
+    /// Bytes this record takes as persisted channel state (key, value, origin, count).
+    pub fn persisted_size(&self) -> u64 {
+        (self.key.len() + self.value.len() + 4 + 8 + 8) as u64
+    }
+}
+
+/// Checkpointing mode (Flink's `execution.checkpointing.mode`). The choice enums of the
+/// configuration know their option values (strum): the schema's allowed lists and `build` read
+/// them, so a new variant is a new allowed value, never a silent default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, EnumString, IntoStaticStr, VariantNames, EnumIter)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
+pub enum CheckpointMode {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+impl CheckpointMode {
+    pub fn flink_name(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// How a checkpoint is taken, carried by its barrier (Flink's CheckpointOptions), so that a mode
+/// change takes effect from the next checkpoint without disturbing one in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointOptions {
+    pub mode: CheckpointMode,
+    /// Flink's alignment type for EXACTLY_ONCE: aligned, unaligned, or aligned first and
+    /// unaligned after `aligned-checkpoint-timeout`.
+    pub alignment: Alignment,
+}
+
+impl CheckpointOptions {
+    /// At-least-once, or exactly-once aligned (the defaults before unaligned checkpoints).
+    pub fn new(mode: CheckpointMode) -> Self {
+        CheckpointOptions { mode, alignment: Alignment::Aligned }
+    }
+
+    /// Whether the barrier goes ahead of the records queued before it (a priority event).
+    pub fn overtakes(&self) -> bool {
+        self.mode == CheckpointMode::ExactlyOnce && self.alignment == Alignment::Unaligned
+    }
+}
+
+/// Flink's `AlignmentType` (for EXACTLY_ONCE; at-least-once tracks barriers and never aligns):
+/// how one checkpoint's barrier is aligned. Not the configuration's
+/// [`crate::config::Alignment`], the user's aligned/unaligned choice: with a nonzero
+/// `aligned-checkpoint-timeout`, the choice "unaligned" makes barriers `AlignedWithTimeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Alignment {
+    Aligned,
+    Unaligned,
+    /// Aligned until alignment has taken this long, then unaligned
+    /// (`execution.checkpointing.aligned-checkpoint-timeout`).
+    AlignedWithTimeout {
+        timeout_ms: u64,
+    },
+}
+
+/// A subtask of the job graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "operator", content = "index", rename_all = "lowercase")]
+pub enum TaskId {
+    Source(usize),
+    Counter(usize),
+    Sink,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskId::Source(i) => write!(f, "source[{i}]"),
+            TaskId::Counter(i) => write!(f, "counter[{i}]"),
+            TaskId::Sink => write!(f, "sink[0]"),
+        }
+    }
+}
+
+/// A record persisted as channel state: the input channel it came on, and the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistedRecord {
+    pub channel: usize,
+    pub record: Record,
+}
