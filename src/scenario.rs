@@ -20,12 +20,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumString, IntoEnumIterator, IntoStaticStr, VariantNames};
 use tokio::time::Instant;
 
-use crate::audit::Verdict;
+use crate::audit::{KeyVerdict, Verdict};
 use crate::cluster::taskmanager;
 use crate::cluster::view::JobStatus;
-use crate::cluster::{Command, Engine};
+use crate::cluster::{Command, Engine, Refusable};
 use crate::config::{changes_at_runtime, line_of, line_of_key, Config, ConfigError, ConfigLayers};
 use crate::connectors::generator::{GeneratorSpec, MAX_GENERATOR_RATE};
 use crate::duration::{format_duration, parse_duration, MAX_DURATION};
@@ -57,8 +58,9 @@ impl std::fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, IntoStaticStr, VariantNames)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum AwaitCondition {
     CheckpointCompleted,
     Running,
@@ -69,25 +71,8 @@ pub enum AwaitCondition {
 }
 
 impl AwaitCondition {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "checkpoint-completed" => AwaitCondition::CheckpointCompleted,
-            "running" => AwaitCondition::Running,
-            "caught-up" => AwaitCondition::CaughtUp,
-            "failed" => AwaitCondition::Failed,
-            "finished" => AwaitCondition::Finished,
-            _ => return None,
-        })
-    }
-
     pub fn name(self) -> &'static str {
-        match self {
-            AwaitCondition::CheckpointCompleted => "checkpoint-completed",
-            AwaitCondition::Running => "running",
-            AwaitCondition::CaughtUp => "caught-up",
-            AwaitCondition::Failed => "failed",
-            AwaitCondition::Finished => "finished",
-        }
+        self.into()
     }
 }
 
@@ -153,24 +138,80 @@ impl std::fmt::Display for Comparison {
     }
 }
 
-/// Figures an `expect` can check.
-pub const FIGURES: &[&str] = &[
-    "produced",
-    "expected",
-    "state",
-    "lost",
-    "overcounted",
-    "repeated_output",
-    "in_flight",
-    "restarts",
-    "checkpoints_completed",
-    "checkpoints_failed",
-    "last_checkpoint_ms",
-    "last_alignment_ms",
-    "last_persisted_bytes",
-];
-/// Figures that exist per key (`expect = { key = "a", state = 3 }`).
-const KEY_FIGURES: &[&str] = &["expected", "state", "lost", "overcounted"];
+/// A figure an `expect` can check, by its name in the file (`lost`, `checkpoints_completed`). A
+/// new figure is a variant here: the compiler then points at what reads it ([`figure`],
+/// [`Figure::from_verdict`], [`Figure::of_key`], and the Flink bridge's `flink_figure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantNames, strum::EnumIter, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum Figure {
+    Produced,
+    Expected,
+    State,
+    Lost,
+    Overcounted,
+    RepeatedOutput,
+    InFlight,
+    Restarts,
+    CheckpointsCompleted,
+    CheckpointsFailed,
+    LastCheckpointMs,
+    LastAlignmentMs,
+    LastPersistedBytes,
+}
+
+/// Figures an `expect` can check, by name.
+pub const FIGURES: &[&str] = Figure::VARIANTS;
+
+impl Figure {
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether it exists per key (`expect = { key = "a", state = 3 }`).
+    pub fn per_key(self) -> bool {
+        self.of_key(&KeyVerdict::default()).is_some()
+    }
+
+    /// Its value for one key; `None`: a figure of the whole job only.
+    pub fn of_key(self, kv: &KeyVerdict) -> Option<u64> {
+        match self {
+            Figure::Expected => Some(kv.expected),
+            Figure::State => Some(kv.state),
+            Figure::Lost => Some(kv.lost),
+            Figure::Overcounted => Some(kv.overcounted),
+            Figure::Produced
+            | Figure::RepeatedOutput
+            | Figure::InFlight
+            | Figure::Restarts
+            | Figure::CheckpointsCompleted
+            | Figure::CheckpointsFailed
+            | Figure::LastCheckpointMs
+            | Figure::LastAlignmentMs
+            | Figure::LastPersistedBytes => None,
+        }
+    }
+
+    /// Whether the auditor makes it (every per-key figure, and the verdict's totals); the others
+    /// (restarts, checkpoints) come from the engine itself.
+    fn from_verdict(self, key: Option<&str>) -> bool {
+        key.is_some()
+            || match self {
+                Figure::Produced
+                | Figure::Expected
+                | Figure::State
+                | Figure::Lost
+                | Figure::Overcounted
+                | Figure::RepeatedOutput
+                | Figure::InFlight => true,
+                Figure::Restarts
+                | Figure::CheckpointsCompleted
+                | Figure::CheckpointsFailed
+                | Figure::LastCheckpointMs
+                | Figure::LastAlignmentMs
+                | Figure::LastPersistedBytes => false,
+            }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -190,7 +231,7 @@ pub enum Action {
     },
     Expect {
         key: Option<String>,
-        checks: Vec<(String, Comparison)>,
+        checks: Vec<(Figure, Comparison)>,
         /// In a comparison: the side (its mode's name) it judges; `None`: every side.
         side: Option<String>,
     },
@@ -245,22 +286,49 @@ struct RawCompare {
     modes: Vec<String>,
 }
 
-const ACTIONS: &[&str] = &[
-    "produce",
-    "generate",
-    "kill",
-    "start",
-    "checkpoint",
-    "savepoint",
-    "stop-with-savepoint",
-    "set",
-    "wait",
-    "await",
-    "expect",
-    "resubmit",
-    "switch-backend",
-    "stop-generators",
-];
+/// A step's action, by its key in the file (`produce = [..]`, `stop-with-savepoint = true`). A
+/// new step is a variant here: the compiler then points at [`parse_step`]'s match (and at
+/// [`Action`]'s, once the step has its action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumString, IntoStaticStr, VariantNames)]
+#[strum(serialize_all = "kebab-case")]
+enum StepKind {
+    Produce,
+    Generate,
+    Kill,
+    Start,
+    Checkpoint,
+    Savepoint,
+    StopWithSavepoint,
+    Set,
+    Wait,
+    Await,
+    Expect,
+    Resubmit,
+    SwitchBackend,
+    StopGenerators,
+}
+
+impl StepKind {
+    /// The keys allowed beside the action (and `note`).
+    fn modifiers(self) -> &'static [&'static str] {
+        match self {
+            StepKind::Produce => &["partition"],
+            StepKind::Await => &["timeout"],
+            StepKind::Generate
+            | StepKind::Kill
+            | StepKind::Start
+            | StepKind::Checkpoint
+            | StepKind::Savepoint
+            | StepKind::StopWithSavepoint
+            | StepKind::Set
+            | StepKind::Wait
+            | StepKind::Expect
+            | StepKind::Resubmit
+            | StepKind::SwitchBackend
+            | StepKind::StopGenerators => &[],
+        }
+    }
+}
 
 impl Scenario {
     /// Reads a scenario file.
@@ -326,7 +394,17 @@ impl Scenario {
             let partition = match &step.action {
                 Action::Produce { partition, .. } => *partition,
                 Action::Generate(spec) => spec.partition,
-                _ => None,
+                Action::Kill(_)
+                | Action::Start(_)
+                | Action::Checkpoint
+                | Action::Set(_)
+                | Action::Wait(_)
+                | Action::Await { .. }
+                | Action::Expect { .. }
+                | Action::Resubmit
+                | Action::StopGenerators
+                | Action::SwitchBackend(_)
+                | Action::Savepoint { .. } => None,
             };
             if let Some(p) = partition.filter(|p| *p >= partitions) {
                 let numbered = match partitions {
@@ -363,7 +441,17 @@ impl Scenario {
                     let next = (1..).find(|n| !tms.contains(n)).unwrap_or(1);
                     tms.push(next);
                 }
-                _ => {}
+                Action::Produce { .. }
+                | Action::Generate(_)
+                | Action::Checkpoint
+                | Action::Set(_)
+                | Action::Wait(_)
+                | Action::Await { .. }
+                | Action::Expect { .. }
+                | Action::Resubmit
+                | Action::StopGenerators
+                | Action::SwitchBackend(_)
+                | Action::Savepoint { .. } => {}
             }
         }
         Ok(())
@@ -415,28 +503,26 @@ fn config_line(text: &str) -> usize {
 }
 
 pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
-    let actions: Vec<&String> = t.keys().filter(|k| ACTIONS.contains(&k.as_str())).collect();
+    let actions: Vec<StepKind> = t.keys().filter_map(|k| k.parse().ok()).collect();
     let note = match t.get("note") {
         Some(toml::Value::String(s)) => Some(s.clone()),
         Some(_) => return Err("`note` must be a string".into()),
         None => None,
     };
-    let action_name = match actions.as_slice() {
-        [one] => one.as_str(),
+    let kind = match actions.as_slice() {
+        [one] => *one,
         [] => {
             let keys: Vec<String> = t.keys().filter(|k| k.as_str() != "note").map(|k| format!("`{k}`")).collect();
             let has = if keys.is_empty() { "none".to_string() } else { keys.join(", ") };
-            return Err(format!("a step needs one action; this one has {has}; allowed: {}", ACTIONS.join(", ")));
+            return Err(format!("a step needs one action; this one has {has}; allowed: {}", StepKind::VARIANTS.join(", ")));
         }
         many => {
-            return Err(format!("a step has one action, this one has {}", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
+            let names: Vec<&str> = many.iter().map(|k| <&str>::from(*k)).collect();
+            return Err(format!("a step has one action, this one has {}", names.join(", ")));
         }
     };
-    let modifiers: &[&str] = match action_name {
-        "produce" => &["partition"],
-        "await" => &["timeout"],
-        _ => &[],
-    };
+    let action_name: &'static str = kind.into();
+    let modifiers = kind.modifiers();
     for k in t.keys() {
         if k != action_name && k != "note" && !modifiers.contains(&k.as_str()) {
             let allowed = if modifiers.is_empty() { "note".to_string() } else { format!("{}, note", modifiers.join(", ")) };
@@ -445,8 +531,8 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
     }
     let v = &t[action_name];
     let partition = partition_value(t.get("partition"))?;
-    let action = match action_name {
-        "produce" => {
+    let action = match kind {
+        StepKind::Produce => {
             let values = match v {
                 toml::Value::String(s) => vec![s.clone()],
                 toml::Value::Array(a) => a
@@ -459,13 +545,13 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             };
             Action::Produce { values, partition }
         }
-        "generate" => Action::Generate(parse_generate(v)?),
-        "kill" => {
+        StepKind::Generate => Action::Generate(parse_generate(v)?),
+        StepKind::Kill => {
             let name = v.as_str().ok_or("`kill` names a task manager, as in kill = \"tm-1\"")?;
             taskmanager::parse_name(name).map_err(|e| format!("kill: {e}"))?;
             Action::Kill(name.to_string())
         }
-        "start" => match v {
+        StepKind::Start => match v {
             toml::Value::String(s) => {
                 taskmanager::parse_name(s).map_err(|e| format!("start: {e}"))?;
                 Action::Start(Some(s.clone()))
@@ -473,31 +559,31 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             toml::Value::Boolean(true) => Action::Start(None),
             _ => return Err("`start` names a task manager (start = \"tm-1\") or is true for a new one".into()),
         },
-        "checkpoint" => match v {
+        StepKind::Checkpoint => match v {
             toml::Value::Boolean(true) => Action::Checkpoint,
             _ => return Err("write `checkpoint = true` to trigger a checkpoint now".into()),
         },
-        "savepoint" => match v {
+        StepKind::Savepoint => match v {
             toml::Value::Boolean(true) => Action::Savepoint { stop: false },
             _ => return Err("write `savepoint = true` to take a savepoint now (into execution.checkpointing.savepoint-dir)".into()),
         },
-        "stop-with-savepoint" => match v {
+        StepKind::StopWithSavepoint => match v {
             toml::Value::Boolean(true) => Action::Savepoint { stop: true },
             _ => return Err("write `stop-with-savepoint = true` to take a savepoint and stop the job".into()),
         },
-        "stop-generators" => match v {
+        StepKind::StopGenerators => match v {
             toml::Value::Boolean(true) => Action::StopGenerators,
             _ => return Err("write `stop-generators = true` to stop the generators the run started".into()),
         },
-        "switch-backend" => match v.as_str() {
+        StepKind::SwitchBackend => match v.as_str() {
             Some(b @ ("memory" | "fs" | "rocksdb")) => Action::SwitchBackend(b.to_string()),
             _ => return Err("`switch-backend` names the seed's backend: memory, fs or rocksdb".into()),
         },
-        "resubmit" => match v {
+        StepKind::Resubmit => match v {
             toml::Value::Boolean(true) => Action::Resubmit,
             _ => return Err("write `resubmit = true` to submit a FAILED job again".into()),
         },
-        "set" => {
+        StepKind::Set => {
             let table = v.as_table().ok_or("`set` takes a table, as in set = { \"execution.checkpointing.mode\" = \"AT_LEAST_ONCE\" }")?;
             let mut pairs = Vec::new();
             let mut probe = ConfigLayers::builtin();
@@ -517,19 +603,18 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             probe.build().map_err(|e| e.to_string())?;
             Action::Set(pairs)
         }
-        "wait" => Action::Wait(duration_value(v, "wait")?),
-        "await" => {
+        StepKind::Wait => Action::Wait(duration_value(v, "wait")?),
+        StepKind::Await => {
             let name = v.as_str().ok_or("`await` takes a condition name")?;
-            let condition = AwaitCondition::parse(name).ok_or_else(|| {
-                format!("unknown await condition `{name}`; allowed: checkpoint-completed, running, caught-up, failed, finished")
-            })?;
+            let condition: AwaitCondition =
+                name.parse().map_err(|_| format!("unknown await condition `{name}`; allowed: {}", AwaitCondition::VARIANTS.join(", ")))?;
             let timeout = match t.get("timeout") {
                 Some(x) => duration_value(x, "timeout")?,
                 None => DEFAULT_AWAIT_TIMEOUT,
             };
             Action::Await { condition, timeout }
         }
-        "expect" => {
+        StepKind::Expect => {
             let table = v.as_table().ok_or("`expect` takes a table, as in expect = { lost = 0, overcounted = \"> 0\" }")?;
             let key = match table.get("key") {
                 Some(toml::Value::String(k)) => Some(k.clone()),
@@ -543,18 +628,18 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             };
             let mut checks = Vec::new();
             for (figure, val) in table.iter().filter(|(k, _)| k.as_str() != "key" && k.as_str() != "side") {
-                let allowed: &[&str] = if key.is_some() { KEY_FIGURES } else { FIGURES };
-                if !allowed.contains(&figure.as_str()) {
+                let known = figure.parse::<Figure>().ok().filter(|f| key.is_none() || f.per_key());
+                let Some(known) = known else {
+                    let allowed: Vec<&str> = Figure::iter().filter(|f| key.is_none() || f.per_key()).map(Figure::name).collect();
                     return Err(format!("unknown figure `{figure}` in expect; allowed: {}", allowed.join(", ")));
-                }
-                checks.push((figure.clone(), Comparison::parse(val)?));
+                };
+                checks.push((known, Comparison::parse(val)?));
             }
             if checks.is_empty() {
                 return Err("`expect` needs at least one figure, as in expect = { lost = 0 }".into());
             }
             Action::Expect { key, checks, side }
         }
-        _ => unreachable!("filtered by ACTIONS"),
     };
     Ok(Step { line: _line, partition_line: _line, action, note })
 }
@@ -641,51 +726,27 @@ pub struct CheckpointSummary {
     pub history: Vec<crate::cluster::coordinator::CheckpointStats>,
 }
 
-/// Figures the auditor makes (every per-key figure, and the verdict's totals); the others
-/// (restarts, checkpoints) come from the engine itself.
-fn is_verdict_figure(name: &str, key: Option<&str>) -> bool {
-    key.is_some()
-        || !matches!(
-            name,
-            "restarts"
-                | "checkpoints_completed"
-                | "checkpoints_failed"
-                | "last_checkpoint_ms"
-                | "last_alignment_ms"
-                | "last_persisted_bytes"
-        )
-}
-
-fn figure(name: &str, v: &Verdict, key: Option<&str>, restarts: u64, ck: &CheckpointSummary) -> i64 {
-    if let Some(k) = key {
-        let kv = v.keys.get(k).cloned().unwrap_or_default();
-        return match name {
-            "expected" => kv.expected as i64,
-            "state" => kv.state as i64,
-            "lost" => kv.lost as i64,
-            _ => kv.overcounted as i64,
-        };
+/// A figure's value now: for `key`, when the figure exists per key (parsing refuses the others).
+fn figure(name: Figure, v: &Verdict, key: Option<&str>, restarts: u64, ck: &CheckpointSummary) -> i64 {
+    if let Some(per_key) = key.and_then(|k| name.of_key(&v.keys.get(k).cloned().unwrap_or_default())) {
+        return per_key as i64;
     }
+    // The newest completed checkpoint (-1 when none completed).
+    let last = || ck.history.iter().rev().find(|c| c.failure.is_none());
     match name {
-        "produced" => v.produced as i64,
-        "expected" => v.expected as i64,
-        "state" => v.state as i64,
-        "lost" => v.lost as i64,
-        "overcounted" => v.overcounted as i64,
-        "repeated_output" => v.repeated_output as i64,
-        "in_flight" => v.in_flight,
-        "restarts" => restarts as i64,
-        "checkpoints_completed" => ck.completed as i64,
-        "checkpoints_failed" => ck.failed as i64,
-        // The newest completed checkpoint (-1 when none completed).
-        last => {
-            let Some(c) = ck.history.iter().rev().find(|c| c.failure.is_none()) else { return -1 };
-            match last {
-                "last_checkpoint_ms" => c.duration_ms as i64,
-                "last_alignment_ms" => c.alignment_ms as i64,
-                _ => c.persisted_size as i64,
-            }
-        }
+        Figure::Produced => v.produced as i64,
+        Figure::Expected => v.expected as i64,
+        Figure::State => v.state as i64,
+        Figure::Lost => v.lost as i64,
+        Figure::Overcounted => v.overcounted as i64,
+        Figure::RepeatedOutput => v.repeated_output as i64,
+        Figure::InFlight => v.in_flight,
+        Figure::Restarts => restarts as i64,
+        Figure::CheckpointsCompleted => ck.completed as i64,
+        Figure::CheckpointsFailed => ck.failed as i64,
+        Figure::LastCheckpointMs => last().map_or(-1, |c| c.duration_ms as i64),
+        Figure::LastAlignmentMs => last().map_or(-1, |c| c.alignment_ms as i64),
+        Figure::LastPersistedBytes => last().map_or(-1, |c| c.persisted_size as i64),
     }
 }
 
@@ -880,7 +941,7 @@ impl Player {
                 }
                 let mut shown = Vec::new();
                 for (name, cmp) in checks {
-                    if !auditing && is_verdict_figure(name, key.as_deref()) {
+                    if !auditing && name.from_verdict(key.as_deref()) {
                         failures.push(format!(
                         "line {}: expect {name}: the auditor is off (ckptlab.audit = false), so there is no verdict to check; set ckptlab.audit = true",
                         step.line
@@ -888,11 +949,11 @@ impl Player {
                         shown.push(format!("{name} = ? (the auditor is off) FAILED"));
                         continue;
                     }
-                    let actual = figure(name, &verdict, key.as_deref(), view.restarts, &ck);
+                    let actual = figure(*name, &verdict, key.as_deref(), view.restarts, &ck);
                     let ok = cmp.holds(actual);
                     let label = match key {
                         Some(k) => format!("{name}[{k}]"),
-                        None => name.clone(),
+                        None => name.to_string(),
                     };
                     shown.push(format!("{label} = {actual} (want {cmp}) {}", if ok { "ok" } else { "FAILED" }));
                     if !ok {
@@ -1003,19 +1064,41 @@ const SETTLE: Duration = Duration::from_millis(20);
 /// The engine's answers to the commands steps gave: a refusal fails the step that gave it.
 struct Refusals {
     events: tokio::sync::mpsc::UnboundedReceiver<crate::events::Stamped>,
-    /// The line of the latest step that gave a command, by what a refusal names (`kill`,
-    /// `start`, `resubmit`, `checkpoint`, `generate` or an option's key).
-    issued: HashMap<String, usize>,
+    /// The line of the latest step that gave a command, by what a refusal names.
+    issued: HashMap<Refused, usize>,
+}
+
+/// What a refusal names: a command, or an option's key (a refused `set`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Refused {
+    Command(Refusable),
+    Option(String),
+}
+
+impl Refused {
+    /// The key of a [`Event::ConfigRejected`]: a command's name, else an option's key.
+    fn of_key(key: String) -> Refused {
+        key.parse().map(Refused::Command).unwrap_or(Refused::Option(key))
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Command(c) => write!(f, "{c}"),
+            Refused::Option(key) => f.write_str(key),
+        }
+    }
 }
 
 impl Refusals {
     fn drain(&mut self, failures: &mut Vec<String>) {
         while let Ok(stamped) = self.events.try_recv() {
             let (what, reason) = match stamped.event {
-                Event::ConfigRejected { key, reason } => (key, reason),
-                Event::CheckpointTriggerRefused { reason } => ("checkpoint".to_string(), format!("not triggered: {reason}")),
+                Event::ConfigRejected { key, reason } => (Refused::of_key(key), reason),
+                Event::CheckpointTriggerRefused { reason } => (Refused::Command(Refusable::Checkpoint), format!("not triggered: {reason}")),
                 Event::GeneratorStopped { reason, produced } => {
-                    ("generate".to_string(), format!("stopped after {produced} records: {reason}"))
+                    (Refused::Command(Refusable::Generate), format!("stopped after {produced} records: {reason}"))
                 }
                 _ => continue,
             };
@@ -1028,16 +1111,16 @@ impl Refusals {
 
 impl Action {
     /// What a refusal of this step's command names (see [`Refusals`]).
-    fn command_keys(&self) -> Vec<String> {
+    fn command_keys(&self) -> Vec<Refused> {
         match self {
-            Action::Kill(_) => vec!["kill".into()],
-            Action::Start(_) => vec!["start".into()],
-            Action::Resubmit => vec!["resubmit".into()],
-            Action::SwitchBackend(_) => vec!["backend".into()],
+            Action::Kill(_) => vec![Refused::Command(Refusable::Kill)],
+            Action::Start(_) => vec![Refused::Command(Refusable::Start)],
+            Action::Resubmit => vec![Refused::Command(Refusable::Resubmit)],
+            Action::SwitchBackend(_) => vec![Refused::Command(Refusable::Backend)],
             Action::StopGenerators => Vec::new(),
-            Action::Checkpoint | Action::Savepoint { .. } => vec!["checkpoint".into()],
-            Action::Generate(_) => vec!["generate".into()],
-            Action::Set(pairs) => pairs.iter().map(|(k, _)| k.clone()).collect(),
+            Action::Checkpoint | Action::Savepoint { .. } => vec![Refused::Command(Refusable::Checkpoint)],
+            Action::Generate(_) => vec![Refused::Command(Refusable::Generate)],
+            Action::Set(pairs) => pairs.iter().map(|(k, _)| Refused::Option(k.clone())).collect(),
             Action::Produce { .. } | Action::Wait(_) | Action::Await { .. } | Action::Expect { .. } => Vec::new(),
         }
     }
@@ -1209,5 +1292,41 @@ mod tests {
     fn toml_syntax_error_names_line() {
         let e = Scenario::parse("name = \"x\"\n[[steps]]\nproduce = [\"a\"\n", "s.toml").unwrap_err();
         assert!(e.line >= 3, "{e}");
+    }
+
+    /// Catches: an allowed list read from an enum that drifts from the file's names or order (the
+    /// error messages name them as they did when they were lists kept beside the enums).
+    #[test]
+    fn allowed_steps_figures_and_conditions_keep_their_names_and_order() {
+        let steps = "produce, generate, kill, start, checkpoint, savepoint, stop-with-savepoint, set, wait, await, expect, resubmit, switch-backend, stop-generators";
+        assert_eq!(StepKind::VARIANTS.join(", "), steps);
+        assert_eq!(
+            FIGURES.join(", "),
+            "produced, expected, state, lost, overcounted, repeated_output, in_flight, restarts, checkpoints_completed, checkpoints_failed, last_checkpoint_ms, last_alignment_ms, last_persisted_bytes"
+        );
+        let per_key: Vec<&str> = Figure::iter().filter(|f| f.per_key()).map(Figure::name).collect();
+        assert_eq!(per_key, ["expected", "state", "lost", "overcounted"]);
+        assert_eq!(AwaitCondition::VARIANTS.join(", "), "checkpoint-completed, running, caught-up, failed, finished");
+        let e = Scenario::parse("name = \"x\"\n[[steps]]\nexpect = { key = \"a\", restarts = 0 }\n", "f.toml").unwrap_err();
+        assert!(e.message.ends_with("allowed: expected, state, lost, overcounted"), "{e}");
+    }
+
+    /// Catches: a refusal the engine names one way and the step that gave the command listens for
+    /// another (a refused kill would then pass its step silently).
+    #[test]
+    fn a_refusal_names_the_command_a_step_listens_for() {
+        for (action, command) in [
+            (Action::Kill("tm-1".into()), Refusable::Kill),
+            (Action::Start(None), Refusable::Start),
+            (Action::Resubmit, Refusable::Resubmit),
+            (Action::SwitchBackend("fs".into()), Refusable::Backend),
+            (Action::Checkpoint, Refusable::Checkpoint),
+        ] {
+            let name: &str = command.into();
+            assert_eq!(action.command_keys(), vec![Refused::of_key(name.to_string())], "{name}");
+        }
+        let key = "execution.checkpointing.interval";
+        assert_eq!(Refused::of_key(key.into()), Refused::Option(key.into()));
+        assert_eq!(Refused::of_key("kill".into()).to_string(), "kill");
     }
 }

@@ -41,7 +41,7 @@ use crate::connectors::sink::OutputLine;
 use crate::connectors::{EmbeddedTopic, Topic, TopicError};
 use crate::events::EventBus;
 use crate::state::StateError;
-pub use jobmanager::Command;
+pub use jobmanager::{Command, Refusable};
 use jobmanager::{JmSnapshot, JobManager};
 use view::{ChannelView, ClusterView, JobStatus, PartitionView, TaskManagerView, TaskView};
 

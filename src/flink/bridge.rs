@@ -233,8 +233,8 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
                 let v = judge.verdict(&st);
                 let mut shown = Vec::new();
                 for (name, cmp) in checks {
-                    let label = key.as_ref().map_or(name.clone(), |k| format!("{name}[{k}]"));
-                    match verdict::flink_figure(name, key.as_deref(), &v, st.restarts, st.checkpoints_completed, st.checkpoints_failed) {
+                    let label = key.as_ref().map_or(name.to_string(), |k| format!("{name}[{k}]"));
+                    match verdict::flink_figure(*name, key.as_deref(), &v, st.restarts, st.checkpoints_completed, st.checkpoints_failed) {
                         Some(actual) => {
                             let ok = cmp.holds(actual);
                             shown.push(format!("{label} = {actual} (want {cmp}) {}", if ok { "ok" } else { "FAILED" }));

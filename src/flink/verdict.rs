@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{key_of, KeyVerdict, Verdict};
 use crate::config::KeyBy;
 use crate::connectors::filelog::{decode_line, partition_path};
+use crate::scenario::Figure;
 
 /// The log's records per key, from `start[p]` on in partition p, and each partition's length.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -184,27 +185,23 @@ pub fn side_by_side(ckptlab: &Verdict, flink: &Verdict) -> String {
 }
 
 /// A figure an `expect` names, on the Flink side (`None`: Flink's side does not measure it).
-pub fn flink_figure(name: &str, key: Option<&str>, v: &Verdict, restarts: u64, completed: u64, failed: u64) -> Option<i64> {
+pub fn flink_figure(name: Figure, key: Option<&str>, v: &Verdict, restarts: u64, completed: u64, failed: u64) -> Option<i64> {
     if let Some(k) = key {
-        let kv = v.keys.get(k).cloned().unwrap_or_default();
-        return Some(match name {
-            "expected" => kv.expected,
-            "state" => kv.state,
-            "lost" => kv.lost,
-            "overcounted" => kv.overcounted,
-            _ => return None,
-        } as i64);
+        return name.of_key(&v.keys.get(k).cloned().unwrap_or_default()).map(|n| n as i64);
     }
     Some(match name {
-        "produced" => v.produced,
-        "expected" => v.expected,
-        "state" => v.state,
-        "lost" => v.lost,
-        "overcounted" => v.overcounted,
-        "restarts" => restarts,
-        "checkpoints_completed" => completed,
-        "checkpoints_failed" => failed,
-        _ => return None,
+        Figure::Produced => v.produced,
+        Figure::Expected => v.expected,
+        Figure::State => v.state,
+        Figure::Lost => v.lost,
+        Figure::Overcounted => v.overcounted,
+        Figure::Restarts => restarts,
+        Figure::CheckpointsCompleted => completed,
+        Figure::CheckpointsFailed => failed,
+        // The Flink side does not measure these.
+        Figure::RepeatedOutput | Figure::InFlight | Figure::LastCheckpointMs | Figure::LastAlignmentMs | Figure::LastPersistedBytes => {
+            return None
+        }
     } as i64)
 }
 

@@ -68,6 +68,21 @@ pub enum Command {
     },
 }
 
+/// What a refusal of a command names, so that whoever gave the command (a scenario step) knows
+/// it was refused: `kill`, `start`, `resubmit` and `backend` are the key of
+/// [`Event::ConfigRejected`] (a refused option names its own key), `checkpoint` is a
+/// [`Event::CheckpointTriggerRefused`], `generate` a [`Event::GeneratorStopped`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "lowercase")]
+pub enum Refusable {
+    Kill,
+    Start,
+    Resubmit,
+    Backend,
+    Checkpoint,
+    Generate,
+}
+
 /// The snapshot of another run this job was started from (`execution.state-recovery.path`).
 #[derive(Debug, Clone)]
 pub struct RestoredFrom {
@@ -433,6 +448,11 @@ impl JobManager {
         self.events.publish(Event::ConfigRejected { key: key.to_string(), reason });
     }
 
+    /// A command refused: the event names it as [`Refusable`] does.
+    fn refuse(&self, command: Refusable, reason: String) {
+        self.reject(command.into(), reason)
+    }
+
     fn manual_trigger(&mut self) {
         let refuse = |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason });
         if self.status != JobStatus::Running {
@@ -489,15 +509,15 @@ impl JobManager {
     fn switch_backend(&mut self, name: &str) {
         let mut layers = self.layers.clone();
         if let Err(e) = layers.set_backend(name, "backend switch") {
-            return self.reject("backend", e);
+            return self.refuse(Refusable::Backend, e);
         }
         let cfg = match layers.build() {
             Ok(c) => c,
-            Err(e) => return self.reject("backend", e.to_string()),
+            Err(e) => return self.refuse(Refusable::Backend, e.to_string()),
         };
         let (from, to) = (self.cfg.backend_label(), cfg.backend_label());
         if from == to {
-            return self.reject("backend", format!("already {to}"));
+            return self.refuse(Refusable::Backend, format!("already {to}"));
         }
         self.storage = Arc::new(self.storage.with_kind(
             cfg.checkpointing.storage,
@@ -524,7 +544,7 @@ impl JobManager {
 
     fn resubmit(&mut self) {
         if self.status != JobStatus::Failed {
-            return self.reject("resubmit", format!("the job is {}, not FAILED", self.status.label()));
+            return self.refuse(Refusable::Resubmit, format!("the job is {}, not FAILED", self.status.label()));
         }
         // A resubmitted job is a new job: it sees none of the old one's checkpoints.
         for c in self.coord.take_retained() {

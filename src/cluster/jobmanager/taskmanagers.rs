@@ -33,15 +33,15 @@ impl TaskManagerState {
 impl JobManager {
     pub(super) fn kill(&mut self, name: &str) {
         if let Err(e) = crate::cluster::taskmanager::parse_name(name) {
-            return self.reject("kill", e);
+            return self.refuse(Refusable::Kill, e);
         }
         let Some(i) = self.tms.iter().position(|t| t.name == name && t.alive) else {
             if self.tms.iter().any(|t| t.name == name) {
-                return self.reject("kill", format!("{name} is not running"));
+                return self.refuse(Refusable::Kill, format!("{name} is not running"));
             }
             let mut known: Vec<&str> = self.tms.iter().map(|t| t.name.as_str()).collect();
             known.dedup();
-            return self.reject("kill", format!("no task manager {name}; known: {}", known.join(", ")));
+            return self.refuse(Refusable::Kill, format!("no task manager {name}; known: {}", known.join(", ")));
         };
         let tm = &mut self.tms[i];
         tm.alive = false;
@@ -66,7 +66,7 @@ impl JobManager {
 
     pub(super) fn start_tm(&mut self, name: Option<String>) {
         if let Some(Err(e)) = name.as_deref().map(crate::cluster::taskmanager::parse_name) {
-            return self.reject("start", e);
+            return self.refuse(Refusable::Start, e);
         }
         let known = |s: &Self, n: &str| s.tms.iter().any(|t| t.name == n);
         let names = {
@@ -76,14 +76,14 @@ impl JobManager {
             n.len()
         };
         if names >= crate::config::MAX_TASK_MANAGERS && !name.as_deref().is_some_and(|n| known(self, n)) {
-            return self.reject("start", format!("the cluster has {names} task managers, the most it can have"));
+            return self.refuse(Refusable::Start, format!("the cluster has {names} task managers, the most it can have"));
         }
         // The lowest free number: names stay within tm-1 .. tm-64.
         let name = name.unwrap_or_else(|| {
             crate::cluster::taskmanager::name((1..).find(|n| !known(self, &crate::cluster::taskmanager::name(*n))).unwrap_or(1))
         });
         if self.tms.iter().any(|t| t.name == name && t.alive) {
-            return self.reject("start", format!("{name} is already running"));
+            return self.refuse(Refusable::Start, format!("{name} is already running"));
         }
         let slots = self.cfg.slots_per_tm;
         match self.tms.iter().rposition(|t| t.name == name) {
