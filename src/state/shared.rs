@@ -27,9 +27,10 @@ impl SharedStateRegistry {
         self.root = root;
     }
 
+    /// Only below `root` and through no symlink: the paths come from `_metadata` files.
     fn delete(&self, path: &std::path::Path) {
-        if self.root.as_deref().is_some_and(|root| crate::workdir::is_below(root, path)) {
-            let _ = std::fs::remove_file(path);
+        if let Some(root) = &self.root {
+            let _ = crate::workdir::remove_file_under(root, path);
         }
     }
 
