@@ -355,6 +355,9 @@ struct AckedLog {
 struct Acks {
     parts: Mutex<Vec<AckedLog>>,
     reconnects: Arc<Reconnects>,
+    /// Records handed to the producer whose delivery report has not come yet (queued for a
+    /// broker that is away, or being retried): the topic holds more than anyone has seen.
+    pending: AtomicU64,
 }
 
 impl Acks {
@@ -376,6 +379,10 @@ impl Acks {
     fn get(&self, partition: u32) -> AckedLog {
         self.parts.lock().unwrap_or_else(|e| e.into_inner()).get(partition as usize).copied().unwrap_or_default()
     }
+
+    fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
 }
 
 /// Hands each delivery report back to the call that produced the record, and to [`Acks`].
@@ -390,6 +397,8 @@ impl ProducerContext for Deliveries {
         if let Ok(m) = result {
             self.0.acknowledged(m.partition(), m.offset());
         }
+        // After the acknowledgement is recorded: no moment shows the record neither pending nor acked.
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
         let _ = ack.try_send(match result {
             Ok(m) => Ok((m.partition(), m.offset())),
             Err((e, _)) => Err(e.to_string()),
@@ -758,7 +767,11 @@ impl KafkaTopic {
                 settings.partitions
             }
         };
-        let acks = Arc::new(Acks { parts: Mutex::new(vec![AckedLog::default(); partitions as usize]), reconnects: reconnects.clone() });
+        let acks = Arc::new(Acks {
+            parts: Mutex::new(vec![AckedLog::default(); partitions as usize]),
+            reconnects: reconnects.clone(),
+            pending: AtomicU64::new(0),
+        });
         let producer: ThreadedProducer<Deliveries> = client(&servers)
             // Never give up on a record: sent once the broker is back (no lost input).
             .set("message.timeout.ms", "0")
@@ -830,9 +843,12 @@ impl KafkaTopic {
         let p = choose_partition(&self.settings.topic, partition, self.partitions, &self.next)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let record = BaseRecord::<(), str, Box<Ack>>::with_opaque_to(&self.settings.topic, Box::new(tx)).payload(value).partition(p as i32);
-        self.producer
-            .send(record)
-            .map_err(|(e, _)| TopicError::NotAcknowledged(format!("kafka {}: {value:?} not sent: {e}", self.servers)))?;
+        // Counted before the producer has it: its delivery report may come before `send` returns.
+        self.acks.pending.fetch_add(1, Ordering::AcqRel);
+        self.producer.send(record).map_err(|(e, _)| {
+            self.acks.pending.fetch_sub(1, Ordering::AcqRel);
+            TopicError::NotAcknowledged(format!("kafka {}: {value:?} not sent: {e}", self.servers))
+        })?;
         Ok(rx)
     }
 
@@ -1307,8 +1323,11 @@ impl Topic for KafkaTopic {
     fn in_sync(&self) -> bool {
         // Kafka offsets on both sides: the acknowledgements are the broker's. Those of a log the
         // broker lost do not count; an acknowledgement of a log the mirror has not found yet
-        // (the broker restarted) is not in sync. Nor is a check still to be made.
-        if self.mirror.checked.load(Ordering::Acquire) != self.reconnects.epoch() {
+        // (the broker restarted) is not in sync. Nor is a check still to be made, nor a record
+        // still queued in the producer: a broker that restarted empty acknowledges the queued
+        // records only after the mirror found its new log, and until then the old acknowledgements
+        // say nothing about what the topic will hold (issue 20: caught up with 400 records unread).
+        if self.acks.pending() > 0 || self.mirror.checked.load(Ordering::Acquire) != self.reconnects.epoch() {
             return false;
         }
         (0..self.partitions).all(|p| {
@@ -1584,6 +1603,57 @@ mod tests {
         assert_eq!(values[2].as_ref(), "a", "text as it is");
         assert_eq!(values[3].as_ref(), "\\xff");
         assert_eq!(values[5].as_ref(), "\\\\xff");
+    }
+
+    /// A record the producer still holds (the broker refuses it for a while, as a broker that
+    /// restarted does until it is up) is in the topic for no one yet: the topic is out of sync
+    /// with the auditor until the record is acknowledged and mirrored. Before, `in_sync` looked at
+    /// the acknowledgements only, and runs caught up while a broker that had restarted empty had
+    /// yet to acknowledge the generator's queued records (issue 20: 400 records never read).
+    #[test]
+    fn a_record_the_producer_still_holds_keeps_the_topic_out_of_sync() {
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+        use std::sync::mpsc::TryRecvError;
+        let settings = KafkaSettings {
+            bootstrap: MOCK.into(),
+            topic: "held".into(),
+            group: "g".into(),
+            partitions: 1,
+            offset_reset: OffsetReset::Earliest,
+        };
+        let topic = KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).expect("the mock cluster starts");
+        let until = |what: &str, ok: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !ok() {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        topic.produce("a", None).expect("acknowledged");
+        until("the mirror to read a", &|| topic.in_sync() && topic.len(0) == 1);
+        // Retriable: the producer retries with backoff (0.1 s doubling up to 1 s), ten take ~7 s.
+        let mock = &topic.mock.as_ref().expect("a mock cluster").0;
+        mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 10]);
+        let rx = topic.send("b", None).expect("queued");
+        let mut held = 0;
+        loop {
+            // In sync before, not acknowledged after: it was not acknowledged when asked.
+            let in_sync = topic.in_sync();
+            match rx.try_recv() {
+                Err(TryRecvError::Empty) => {
+                    assert!(!in_sync, "in sync while the producer still holds a record (check {held})");
+                    held += 1;
+                }
+                Ok(ack) => {
+                    ack.expect("acknowledged once the broker takes it");
+                    break;
+                }
+                Err(e) => panic!("no delivery report: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(held > 0, "the record was held when asked at least once (else this proved nothing)");
+        until("the mirror to read b", &|| topic.in_sync() && topic.len(0) == 2);
     }
 
     #[test]
