@@ -21,9 +21,9 @@
 //!   aborted records take Kafka offsets that no consumer ever receives, so Kafka offsets have gaps;
 //!   the mirror keeps each record's Kafka offset and translates both ways (seek, commit, `latest`).
 //! - A broker that comes back without the records it served (restarted empty, topic recreated) is
-//!   found by the mirror's check after every lost connection (see [`MirrorRun`]): its end offset
-//!   against what was read and what our producer had acknowledged, and the last record read, read
-//!   again. The mirror keeps the lost records and starts a new log of the partition after them;
+//!   found by the mirror's check after every lost connection (see [`MirrorRun`]): the last record
+//!   read, read again, and the last one our producer had acknowledged where the broker's end offset
+//!   is below it (an end offset alone is no proof: Tansu reports less than it holds). The mirror keeps the lost records and starts a new log of the partition after them;
 //!   sources whose position was lost go on from the new log's start (`auto.offset.reset`, as
 //!   Flink's KafkaSource) and the auditor counts what they could not read as `lost_by_broker`.
 //!   The status says so for good (status line, events, the run's last lines).
@@ -44,6 +44,7 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::watch;
 
 use super::topic::{choose_partition, read_log, Topic, TopicError, TopicReader};
@@ -913,9 +914,9 @@ const CHECK_READ_TIMEOUT: Duration = Duration::from_secs(3);
 ///
 /// The check is what makes a broker restarted empty visible whatever the timing: a message polled
 /// after the consumer's own "Disconnected" line (see [`HealthContext::fence`]) is dropped with the
-/// consumer, and no consumer reads again before the check has compared, per partition, the
-/// broker's end offset with what the mirror read and our producer had acknowledged, and read the
-/// last record read once more. A partition whose log went backwards gets a new log in the mirror
+/// consumer, and no consumer reads again before the check has read, per partition, the last
+/// record read once more, and the last one our producer had acknowledged when the broker's end
+/// offset is below it (served: kept; out of range or another record: lost). A partition whose log went backwards gets a new log in the mirror
 /// ([`PartitionLog::lose_log`]): the records of the old one stay for the auditor.
 struct MirrorRun {
     /// The [`Reconnects`] epoch the consumer was checked in.
@@ -1017,11 +1018,22 @@ impl MirrorRun {
         let probe = self.probe.as_deref().ok_or("no client")?;
         let md = probe.fetch_metadata(Some(&topic), CHECK_QUERY_TIMEOUT).map_err(|e| e.to_string())?;
         let partitions = self.mirror.partitions();
-        let on_broker =
-            md.topics().iter().find(|t| t.name() == topic).filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len() as u32);
+        let on_broker = match md.topics().iter().find(|t| t.name() == topic) {
+            None => 0,
+            Some(t) => match t.error() {
+                None => t.partitions().len() as u32,
+                Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => 0,
+                // Being created (by us, or by a producer's auto-creation: leader not available):
+                // not absent, and not to be created again; asked again.
+                Some(e) => return Err(format!("{topic} on the broker: {}", RDKafkaErrorCode::from(e))),
+            },
+        };
         self.health.set(None);
         let mut found = Vec::with_capacity(partitions as usize);
+        // Offsets to read again, decisive where the watermarks are not: (partition, offset,
+        // whether it is the last record read, else one only acknowledged to our producer).
         let mut reread = Vec::new();
+        let mut watermarks = vec![(0, 0); partitions as usize];
         for p in 0..partitions {
             let (log, acked) = (self.mirror.with(p, Clone::clone).unwrap_or_default(), self.acks.get(p));
             // What the broker had: what the mirror read of its log, and what it acknowledged to
@@ -1034,13 +1046,24 @@ impl MirrorRun {
             }
             let (low, high) = probe.fetch_watermarks(&topic, p as i32, CHECK_QUERY_TIMEOUT).map_err(|e| e.to_string())?;
             let (low, high) = (low.max(0) as u64, high.max(0) as u64);
+            watermarks[p as usize] = (low, high);
+            // An end offset below what the broker had is not proof of a loss: a broker may report
+            // less than it acknowledged (Tansu 0.6 answered 1 for a log of 198 records written in
+            // one batch, and a log taken for lost made the run end before its records were read).
+            // Whether the records are still served decides.
             match read {
-                _ if high < had => found.push(Found::Lost { base: low, end: high }),
                 // The last record read was deleted: the log is not the one read.
                 Some(next) if low >= next => found.push(Found::Lost { base: low, end: high }),
                 Some(next) => {
-                    reread.push((p, next - 1));
+                    reread.push((p, next - 1, true));
+                    if high < had {
+                        reread.push((p, had - 1, false));
+                    }
                     found.push(Found::Kept(next));
+                }
+                None if high < had => {
+                    reread.push((p, had - 1, false));
+                    found.push(Found::Kept(log.next_offset().max(low)));
                 }
                 None => found.push(Found::Kept(log.next_offset().max(low))),
             }
@@ -1059,11 +1082,24 @@ impl MirrorRun {
                 "{topic} came back with {on_broker} partitions instead of {partitions}: partitions {on_broker} and up cannot be read; the verdict no longer counts what is in the topic"
             ));
         }
-        if !reread.is_empty() {
-            for (p, same) in self.read_last_again(&reread)? {
-                if !same {
-                    let (low, high) = self.watermarks(p);
-                    found[p as usize] = Found::Lost { base: low, end: high };
+        // One offset per partition per read: the last record read, then the last acknowledged.
+        for last in [true, false] {
+            let at: Vec<(u32, u64, bool)> =
+                reread.iter().copied().filter(|(p, _, l)| *l == last && matches!(found[*p as usize], Found::Kept(_))).collect();
+            if at.is_empty() {
+                continue;
+            }
+            for (p, offset, served) in self.read_again(&at)? {
+                let (low, high) = watermarks[p as usize];
+                match served {
+                    Some(true) => {}
+                    Some(false) => {
+                        let (low, high) = self.watermarks(p);
+                        found[p as usize] = Found::Lost { base: low, end: high };
+                    }
+                    // Neither served nor out of range: the end offset decides, if it says gone.
+                    None if high <= offset => found[p as usize] = Found::Lost { base: low, end: high },
+                    None => return Err(format!("partition {p}: the broker did not serve offset {offset}, below its end offset {high}")),
                 }
             }
         }
@@ -1110,24 +1146,31 @@ impl MirrorRun {
         c.fetch_watermarks(&self.settings.topic, p as i32, CHECK_QUERY_TIMEOUT).map_or((0, 0), |(l, h)| (l.max(0) as u64, h.max(0) as u64))
     }
 
-    /// Reads the record at each `(partition, offset)` again: whether it is the one read there.
-    fn read_last_again(&self, at: &[(u32, u64)]) -> Result<Vec<(u32, bool)>, String> {
+    /// Reads the record at each `(partition, offset, last)` again (one offset per partition):
+    /// `Some(true)` when the broker still has it (the one the mirror read last there, for `last`;
+    /// any record at or after the offset, else), `Some(false)` when it is gone or another record,
+    /// `None` when the broker served nothing in time.
+    fn read_again(&self, at: &[(u32, u64, bool)]) -> Result<Vec<(u32, u64, Option<bool>)>, String> {
         let c = assigned_consumer(
             &self.servers,
             &self.group,
             MIRROR_FETCH_WAIT,
             self.ctx(),
             &self.settings.topic,
-            at.iter().map(|(p, o)| (*p, Some(*o))),
+            at.iter().map(|(p, o, _)| (*p, Some(*o))),
         )
         .map_err(|e| e.to_string())?;
         let c = Detached::new(c);
-        let mut pending: BTreeMap<u32, u64> = at.iter().copied().collect();
+        let mut pending: BTreeMap<u32, (u64, bool)> = at.iter().map(|(p, o, l)| (*p, (*o, *l))).collect();
         let mut out = Vec::with_capacity(at.len());
         let deadline = Instant::now() + CHECK_READ_TIMEOUT;
         while !pending.is_empty() {
-            if Instant::now() > deadline || self.stop.load(Ordering::Acquire) {
-                return Err("the broker did not serve the last records read".into());
+            if self.stop.load(Ordering::Acquire) {
+                return Err("stopped during the check".into());
+            }
+            if Instant::now() > deadline {
+                out.extend(std::mem::take(&mut pending).into_iter().map(|(p, (o, _))| (p, o, None)));
+                break;
             }
             match c.poll(MIRROR_POLL) {
                 Some(Ok(m)) => {
@@ -1135,14 +1178,15 @@ impl MirrorRun {
                         return Err("the connection was lost during the check".into());
                     }
                     let p = m.partition() as u32;
-                    if let Some(offset) = pending.remove(&p) {
+                    if let Some((offset, last)) = pending.remove(&p) {
                         let (o, ts, value) = (m.offset().max(0) as u64, m.timestamp().to_millis(), value_of(&m));
-                        out.push((p, o == offset && self.mirror.is_last(p, o, ts, &value)));
+                        let kept = if last { o == offset && self.mirror.is_last(p, o, ts, &value) } else { o >= offset };
+                        out.push((p, offset, Some(kept)));
                     }
                 }
                 // Out of range: the offset is gone, the log is another one.
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                    out.extend(std::mem::take(&mut pending).into_keys().map(|p| (p, false)));
+                    out.extend(std::mem::take(&mut pending).into_iter().map(|(p, (o, _))| (p, o, Some(false))));
                 }
                 Some(Err(e)) => return Err(e.to_string()),
                 None => {}
