@@ -24,7 +24,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, RwLock};
@@ -134,9 +133,14 @@ impl FileLogTopic {
             .mode(0o600)
             .open(&lock_path)
             .map_err(|e| unavailable(format!("cannot open {}: {e}", lock_path.display())))?;
-        // SAFETY: flock on a descriptor we own; it has no memory effects.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(unavailable(format!("topic `{topic}` is open in another ckptlab process ({} is locked)", lock_path.display())));
+        // An exclusive flock without waiting (std's `try_lock` is flock on Linux): held by the open
+        // file description, so a second open in this process is refused too.
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(unavailable(format!("topic `{topic}` is open in another ckptlab process ({} is locked)", lock_path.display())))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(unavailable(format!("cannot lock {}: {e}", lock_path.display()))),
         }
         let existing = (0..).take_while(|p| partition_path(dir, topic, *p).exists()).count() as u32;
         let count = if existing > 0 { existing } else { partitions };

@@ -21,9 +21,9 @@
 //!   aborted records take Kafka offsets that no consumer ever receives, so Kafka offsets have gaps;
 //!   the mirror keeps each record's Kafka offset and translates both ways (seek, commit, `latest`).
 //! - A broker that comes back without the records it served (restarted empty, topic recreated) is
-//!   found by the mirror's check after every lost connection (see [`MirrorRun`]): its end offset
-//!   against what was read and what our producer had acknowledged, and the last record read, read
-//!   again. The mirror keeps the lost records and starts a new log of the partition after them;
+//!   found by the mirror's check after every lost connection (see [`MirrorRun`]): the last record
+//!   read, read again, and the last one our producer had acknowledged where the broker's end offset
+//!   is below it (an end offset alone is no proof: Tansu reports less than it holds). The mirror keeps the lost records and starts a new log of the partition after them;
 //!   sources whose position was lost go on from the new log's start (`auto.offset.reset`, as
 //!   Flink's KafkaSource) and the auditor counts what they could not read as `lost_by_broker`.
 //!   The status says so for good (status line, events, the run's last lines).
@@ -44,6 +44,7 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::watch;
 
 use super::topic::{choose_partition, read_log, Topic, TopicError, TopicReader};
@@ -355,6 +356,9 @@ struct AckedLog {
 struct Acks {
     parts: Mutex<Vec<AckedLog>>,
     reconnects: Arc<Reconnects>,
+    /// Records handed to the producer whose delivery report has not come yet (queued for a
+    /// broker that is away, or being retried): the topic holds more than anyone has seen.
+    pending: AtomicU64,
 }
 
 impl Acks {
@@ -376,6 +380,10 @@ impl Acks {
     fn get(&self, partition: u32) -> AckedLog {
         self.parts.lock().unwrap_or_else(|e| e.into_inner()).get(partition as usize).copied().unwrap_or_default()
     }
+
+    fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
 }
 
 /// Hands each delivery report back to the call that produced the record, and to [`Acks`].
@@ -390,6 +398,8 @@ impl ProducerContext for Deliveries {
         if let Ok(m) = result {
             self.0.acknowledged(m.partition(), m.offset());
         }
+        // After the acknowledgement is recorded: no moment shows the record neither pending nor acked.
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
         let _ = ack.try_send(match result {
             Ok(m) => Ok((m.partition(), m.offset())),
             Err((e, _)) => Err(e.to_string()),
@@ -758,7 +768,11 @@ impl KafkaTopic {
                 settings.partitions
             }
         };
-        let acks = Arc::new(Acks { parts: Mutex::new(vec![AckedLog::default(); partitions as usize]), reconnects: reconnects.clone() });
+        let acks = Arc::new(Acks {
+            parts: Mutex::new(vec![AckedLog::default(); partitions as usize]),
+            reconnects: reconnects.clone(),
+            pending: AtomicU64::new(0),
+        });
         let producer: ThreadedProducer<Deliveries> = client(&servers)
             // Never give up on a record: sent once the broker is back (no lost input).
             .set("message.timeout.ms", "0")
@@ -830,9 +844,12 @@ impl KafkaTopic {
         let p = choose_partition(&self.settings.topic, partition, self.partitions, &self.next)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let record = BaseRecord::<(), str, Box<Ack>>::with_opaque_to(&self.settings.topic, Box::new(tx)).payload(value).partition(p as i32);
-        self.producer
-            .send(record)
-            .map_err(|(e, _)| TopicError::NotAcknowledged(format!("kafka {}: {value:?} not sent: {e}", self.servers)))?;
+        // Counted before the producer has it: its delivery report may come before `send` returns.
+        self.acks.pending.fetch_add(1, Ordering::AcqRel);
+        self.producer.send(record).map_err(|(e, _)| {
+            self.acks.pending.fetch_sub(1, Ordering::AcqRel);
+            TopicError::NotAcknowledged(format!("kafka {}: {value:?} not sent: {e}", self.servers))
+        })?;
         Ok(rx)
     }
 
@@ -897,9 +914,9 @@ const CHECK_READ_TIMEOUT: Duration = Duration::from_secs(3);
 ///
 /// The check is what makes a broker restarted empty visible whatever the timing: a message polled
 /// after the consumer's own "Disconnected" line (see [`HealthContext::fence`]) is dropped with the
-/// consumer, and no consumer reads again before the check has compared, per partition, the
-/// broker's end offset with what the mirror read and our producer had acknowledged, and read the
-/// last record read once more. A partition whose log went backwards gets a new log in the mirror
+/// consumer, and no consumer reads again before the check has read, per partition, the last
+/// record read once more, and the last one our producer had acknowledged when the broker's end
+/// offset is below it (served: kept; out of range or another record: lost). A partition whose log went backwards gets a new log in the mirror
 /// ([`PartitionLog::lose_log`]): the records of the old one stay for the auditor.
 struct MirrorRun {
     /// The [`Reconnects`] epoch the consumer was checked in.
@@ -1001,11 +1018,22 @@ impl MirrorRun {
         let probe = self.probe.as_deref().ok_or("no client")?;
         let md = probe.fetch_metadata(Some(&topic), CHECK_QUERY_TIMEOUT).map_err(|e| e.to_string())?;
         let partitions = self.mirror.partitions();
-        let on_broker =
-            md.topics().iter().find(|t| t.name() == topic).filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len() as u32);
+        let on_broker = match md.topics().iter().find(|t| t.name() == topic) {
+            None => 0,
+            Some(t) => match t.error() {
+                None => t.partitions().len() as u32,
+                Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => 0,
+                // Being created (by us, or by a producer's auto-creation: leader not available):
+                // not absent, and not to be created again; asked again.
+                Some(e) => return Err(format!("{topic} on the broker: {}", RDKafkaErrorCode::from(e))),
+            },
+        };
         self.health.set(None);
         let mut found = Vec::with_capacity(partitions as usize);
+        // Offsets to read again, decisive where the watermarks are not: (partition, offset,
+        // whether it is the last record read, else one only acknowledged to our producer).
         let mut reread = Vec::new();
+        let mut watermarks = vec![(0, 0); partitions as usize];
         for p in 0..partitions {
             let (log, acked) = (self.mirror.with(p, Clone::clone).unwrap_or_default(), self.acks.get(p));
             // What the broker had: what the mirror read of its log, and what it acknowledged to
@@ -1018,13 +1046,24 @@ impl MirrorRun {
             }
             let (low, high) = probe.fetch_watermarks(&topic, p as i32, CHECK_QUERY_TIMEOUT).map_err(|e| e.to_string())?;
             let (low, high) = (low.max(0) as u64, high.max(0) as u64);
+            watermarks[p as usize] = (low, high);
+            // An end offset below what the broker had is not proof of a loss: a broker may report
+            // less than it acknowledged (Tansu 0.6 answered 1 for a log of 198 records written in
+            // one batch, and a log taken for lost made the run end before its records were read).
+            // Whether the records are still served decides.
             match read {
-                _ if high < had => found.push(Found::Lost { base: low, end: high }),
                 // The last record read was deleted: the log is not the one read.
                 Some(next) if low >= next => found.push(Found::Lost { base: low, end: high }),
                 Some(next) => {
-                    reread.push((p, next - 1));
+                    reread.push((p, next - 1, true));
+                    if high < had {
+                        reread.push((p, had - 1, false));
+                    }
                     found.push(Found::Kept(next));
+                }
+                None if high < had => {
+                    reread.push((p, had - 1, false));
+                    found.push(Found::Kept(log.next_offset().max(low)));
                 }
                 None => found.push(Found::Kept(log.next_offset().max(low))),
             }
@@ -1043,11 +1082,24 @@ impl MirrorRun {
                 "{topic} came back with {on_broker} partitions instead of {partitions}: partitions {on_broker} and up cannot be read; the verdict no longer counts what is in the topic"
             ));
         }
-        if !reread.is_empty() {
-            for (p, same) in self.read_last_again(&reread)? {
-                if !same {
-                    let (low, high) = self.watermarks(p);
-                    found[p as usize] = Found::Lost { base: low, end: high };
+        // One offset per partition per read: the last record read, then the last acknowledged.
+        for last in [true, false] {
+            let at: Vec<(u32, u64, bool)> =
+                reread.iter().copied().filter(|(p, _, l)| *l == last && matches!(found[*p as usize], Found::Kept(_))).collect();
+            if at.is_empty() {
+                continue;
+            }
+            for (p, offset, served) in self.read_again(&at)? {
+                let (low, high) = watermarks[p as usize];
+                match served {
+                    Some(true) => {}
+                    Some(false) => {
+                        let (low, high) = self.watermarks(p);
+                        found[p as usize] = Found::Lost { base: low, end: high };
+                    }
+                    // Neither served nor out of range: the end offset decides, if it says gone.
+                    None if high <= offset => found[p as usize] = Found::Lost { base: low, end: high },
+                    None => return Err(format!("partition {p}: the broker did not serve offset {offset}, below its end offset {high}")),
                 }
             }
         }
@@ -1094,24 +1146,31 @@ impl MirrorRun {
         c.fetch_watermarks(&self.settings.topic, p as i32, CHECK_QUERY_TIMEOUT).map_or((0, 0), |(l, h)| (l.max(0) as u64, h.max(0) as u64))
     }
 
-    /// Reads the record at each `(partition, offset)` again: whether it is the one read there.
-    fn read_last_again(&self, at: &[(u32, u64)]) -> Result<Vec<(u32, bool)>, String> {
+    /// Reads the record at each `(partition, offset, last)` again (one offset per partition):
+    /// `Some(true)` when the broker still has it (the one the mirror read last there, for `last`;
+    /// any record at or after the offset, else), `Some(false)` when it is gone or another record,
+    /// `None` when the broker served nothing in time.
+    fn read_again(&self, at: &[(u32, u64, bool)]) -> Result<Vec<(u32, u64, Option<bool>)>, String> {
         let c = assigned_consumer(
             &self.servers,
             &self.group,
             MIRROR_FETCH_WAIT,
             self.ctx(),
             &self.settings.topic,
-            at.iter().map(|(p, o)| (*p, Some(*o))),
+            at.iter().map(|(p, o, _)| (*p, Some(*o))),
         )
         .map_err(|e| e.to_string())?;
         let c = Detached::new(c);
-        let mut pending: BTreeMap<u32, u64> = at.iter().copied().collect();
+        let mut pending: BTreeMap<u32, (u64, bool)> = at.iter().map(|(p, o, l)| (*p, (*o, *l))).collect();
         let mut out = Vec::with_capacity(at.len());
         let deadline = Instant::now() + CHECK_READ_TIMEOUT;
         while !pending.is_empty() {
-            if Instant::now() > deadline || self.stop.load(Ordering::Acquire) {
-                return Err("the broker did not serve the last records read".into());
+            if self.stop.load(Ordering::Acquire) {
+                return Err("stopped during the check".into());
+            }
+            if Instant::now() > deadline {
+                out.extend(std::mem::take(&mut pending).into_iter().map(|(p, (o, _))| (p, o, None)));
+                break;
             }
             match c.poll(MIRROR_POLL) {
                 Some(Ok(m)) => {
@@ -1119,14 +1178,15 @@ impl MirrorRun {
                         return Err("the connection was lost during the check".into());
                     }
                     let p = m.partition() as u32;
-                    if let Some(offset) = pending.remove(&p) {
+                    if let Some((offset, last)) = pending.remove(&p) {
                         let (o, ts, value) = (m.offset().max(0) as u64, m.timestamp().to_millis(), value_of(&m));
-                        out.push((p, o == offset && self.mirror.is_last(p, o, ts, &value)));
+                        let kept = if last { o == offset && self.mirror.is_last(p, o, ts, &value) } else { o >= offset };
+                        out.push((p, offset, Some(kept)));
                     }
                 }
                 // Out of range: the offset is gone, the log is another one.
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                    out.extend(std::mem::take(&mut pending).into_keys().map(|p| (p, false)));
+                    out.extend(std::mem::take(&mut pending).into_iter().map(|(p, (o, _))| (p, o, Some(false))));
                 }
                 Some(Err(e)) => return Err(e.to_string()),
                 None => {}
@@ -1307,8 +1367,11 @@ impl Topic for KafkaTopic {
     fn in_sync(&self) -> bool {
         // Kafka offsets on both sides: the acknowledgements are the broker's. Those of a log the
         // broker lost do not count; an acknowledgement of a log the mirror has not found yet
-        // (the broker restarted) is not in sync. Nor is a check still to be made.
-        if self.mirror.checked.load(Ordering::Acquire) != self.reconnects.epoch() {
+        // (the broker restarted) is not in sync. Nor is a check still to be made, nor a record
+        // still queued in the producer: a broker that restarted empty acknowledges the queued
+        // records only after the mirror found its new log, and until then the old acknowledgements
+        // say nothing about what the topic will hold (issue 20: caught up with 400 records unread).
+        if self.acks.pending() > 0 || self.mirror.checked.load(Ordering::Acquire) != self.reconnects.epoch() {
             return false;
         }
         (0..self.partitions).all(|p| {
@@ -1584,6 +1647,57 @@ mod tests {
         assert_eq!(values[2].as_ref(), "a", "text as it is");
         assert_eq!(values[3].as_ref(), "\\xff");
         assert_eq!(values[5].as_ref(), "\\\\xff");
+    }
+
+    /// A record the producer still holds (the broker refuses it for a while, as a broker that
+    /// restarted does until it is up) is in the topic for no one yet: the topic is out of sync
+    /// with the auditor until the record is acknowledged and mirrored. Before, `in_sync` looked at
+    /// the acknowledgements only, and runs caught up while a broker that had restarted empty had
+    /// yet to acknowledge the generator's queued records (issue 20: 400 records never read).
+    #[test]
+    fn a_record_the_producer_still_holds_keeps_the_topic_out_of_sync() {
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+        use std::sync::mpsc::TryRecvError;
+        let settings = KafkaSettings {
+            bootstrap: MOCK.into(),
+            topic: "held".into(),
+            group: "g".into(),
+            partitions: 1,
+            offset_reset: OffsetReset::Earliest,
+        };
+        let topic = KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).expect("the mock cluster starts");
+        let until = |what: &str, ok: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !ok() {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        topic.produce("a", None).expect("acknowledged");
+        until("the mirror to read a", &|| topic.in_sync() && topic.len(0) == 1);
+        // Retriable: the producer retries with backoff (0.1 s doubling up to 1 s), ten take ~7 s.
+        let mock = &topic.mock.as_ref().expect("a mock cluster").0;
+        mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 10]);
+        let rx = topic.send("b", None).expect("queued");
+        let mut held = 0;
+        loop {
+            // In sync before, not acknowledged after: it was not acknowledged when asked.
+            let in_sync = topic.in_sync();
+            match rx.try_recv() {
+                Err(TryRecvError::Empty) => {
+                    assert!(!in_sync, "in sync while the producer still holds a record (check {held})");
+                    held += 1;
+                }
+                Ok(ack) => {
+                    ack.expect("acknowledged once the broker takes it");
+                    break;
+                }
+                Err(e) => panic!("no delivery report: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(held > 0, "the record was held when asked at least once (else this proved nothing)");
+        until("the mirror to read b", &|| topic.in_sync() && topic.len(0) == 2);
     }
 
     #[test]
