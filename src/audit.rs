@@ -33,7 +33,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::KeyBy;
-use crate::connectors::Topic;
+use crate::connectors::topic::Topic;
 use crate::keygroup::{key_group, operator_index};
 use crate::types::Origin;
 

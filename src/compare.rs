@@ -366,7 +366,18 @@ impl ComparePlayer {
                 return Flow::Continue;
             }
             Action::Expect { side: Some(side), .. } => lineup.sides.iter().position(|s| s.mode.name() == side).into_iter().collect(),
-            _ => (0..lineup.sides.len()).collect(),
+            // Every other step goes to every side.
+            Action::Expect { side: None, .. }
+            | Action::Kill(_)
+            | Action::Start(_)
+            | Action::Checkpoint
+            | Action::Set(_)
+            | Action::Wait(_)
+            | Action::Await { .. }
+            | Action::Resubmit
+            | Action::StopGenerators
+            | Action::SwitchBackend(_)
+            | Action::Savepoint { .. } => (0..lineup.sides.len()).collect(),
         };
         if let Action::Await { condition: AwaitCondition::CaughtUp, timeout } = &step.action {
             let deadline = tokio::time::Instant::now() + *timeout;

@@ -12,3 +12,14 @@ pub mod topic;
 pub mod transactional_sink;
 
 pub use topic::{EmbeddedTopic, Topic, TopicError, TopicReader};
+
+/// The sink of a kind. It lives here, beside the modules of every sink, so that the `Sink` trait
+/// in `sink.rs` names none of its implementations.
+pub fn create_sink(kind: crate::config::SinkKind) -> Box<dyn sink::Sink> {
+    use crate::config::SinkKind;
+    match kind {
+        SinkKind::Print => Box::new(print_sink::PrintSink),
+        SinkKind::Transactional => Box::new(transactional_sink::TransactionalSink::default()),
+        SinkKind::Discard => Box::new(discard_sink::DiscardSink),
+    }
+}

@@ -4,10 +4,10 @@
 //! nobody committed. Committing is idempotent: the transaction log (`committed`) outlives
 //! attempts, as an external system's would.
 //!
-//! - [`super::print_sink::PrintSink`]: writes at once (the seed's `.print()`): after a
+//! - `PrintSink` (print_sink.rs): writes at once (the seed's `.print()`): after a
 //!   recovery, replayed records print again even under exactly-once.
-//! - [`super::transactional_sink::TransactionalSink`]: two-phase commit, visible on completion.
-//! - [`super::discard_sink::DiscardSink`]: drops everything (benchmarks).
+//! - `TransactionalSink` (transactional_sink.rs): two-phase commit, visible on completion.
+//! - `DiscardSink` (discard_sink.rs): drops everything (benchmarks).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Auditor;
-use crate::config::SinkKind;
 use crate::events::{Event, EventBus};
 use crate::state::storage::StagedLine;
 
@@ -90,15 +89,6 @@ impl SinkOutput<'_> {
         }
         self.events.publish(Event::TransactionCommitted { checkpoint, lines: lines.len() });
         true
-    }
-}
-
-/// The sink of a kind.
-pub fn create(kind: SinkKind) -> Box<dyn Sink> {
-    match kind {
-        SinkKind::Print => Box::new(super::print_sink::PrintSink),
-        SinkKind::Transactional => Box::new(super::transactional_sink::TransactionalSink::default()),
-        SinkKind::Discard => Box::new(super::discard_sink::DiscardSink),
     }
 }
 

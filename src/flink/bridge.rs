@@ -198,7 +198,17 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
                 Some(format!("start {}", taskmanager::name(n)))
             }
             Action::Checkpoint => Some("checkpoint".to_string()),
-            _ => None,
+            // Played below, by ckptlab's side only, or refused before the run (flink::options).
+            Action::Produce { .. }
+            | Action::Generate(_)
+            | Action::Set(_)
+            | Action::Wait(_)
+            | Action::Await { .. }
+            | Action::Expect { .. }
+            | Action::Resubmit
+            | Action::StopGenerators
+            | Action::SwitchBackend(_)
+            | Action::Savepoint { .. } => None,
         };
         if let Some(command) = sent {
             if let Err(e) = flink.send(&command) {
@@ -250,7 +260,17 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
                 }
                 narrate(format!("          Flink: expect {}", shown.join(", ")));
             }
-            _ => {}
+            Action::Produce { .. }
+            | Action::Generate(_)
+            | Action::Kill(_)
+            | Action::Start(_)
+            | Action::Checkpoint
+            | Action::Set(_)
+            | Action::Wait(_)
+            | Action::Resubmit
+            | Action::StopGenerators
+            | Action::SwitchBackend(_)
+            | Action::Savepoint { .. } => {}
         }
         seen_events = narrate_events(&flink, seen_events, step.line, &mut flink_failures, narrate);
         if flow == Flow::Stop {

@@ -126,7 +126,16 @@ fn readme(scenario: &Scenario, cfg: &Config, spec: &JobSpec, log_dir: &Path) -> 
             Action::Checkpoint => Some(format!("- line {}: checkpoint: `flink checkpoint <job-id>`", s.line)),
             Action::Produce { values, .. } => Some(format!("- line {}: produce {}", s.line, values.join(" "))),
             Action::Generate(g) => Some(format!("- line {}: generate {} records/s over {}", s.line, g.rate, g.keys.join(","))),
-            _ => None,
+            // Not a step a person does by hand on a Flink cluster (waits and checks), or refused
+            // before the export (flink::options).
+            Action::Set(_)
+            | Action::Wait(_)
+            | Action::Await { .. }
+            | Action::Expect { .. }
+            | Action::Resubmit
+            | Action::StopGenerators
+            | Action::SwitchBackend(_)
+            | Action::Savepoint { .. } => None,
         })
         .collect();
     if !failures.is_empty() {

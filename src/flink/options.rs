@@ -266,10 +266,20 @@ pub fn refusal(scenario: &Scenario, cfg: &Config) -> Option<String> {
             Action::Savepoint { stop: false } => Some("savepoint: savepoints are not built into the Flink bridge".to_string()),
             Action::Savepoint { stop: true } => Some("stop-with-savepoint: savepoints are not built into the Flink bridge".to_string()),
             Action::Resubmit => Some("resubmit: the Flink bridge submits the job once".to_string()),
-            Action::SwitchBackend(b) => {
-                Some(format!("switch-backend {b}: Flink fixes the state backend when the job is submitted (a switch needs a savepoint and a new job)"))
-            }
-            _ => None,
+            Action::SwitchBackend(b) => Some(format!(
+                "switch-backend {b}: Flink fixes the state backend when the job is submitted (a switch needs a savepoint and a new job)"
+            )),
+            // Named one by one, so that a new step is a compile error here until someone decides
+            // whether the bridge can run it.
+            Action::Produce { .. }
+            | Action::Generate(_)
+            | Action::Kill(_)
+            | Action::Start(_)
+            | Action::Checkpoint
+            | Action::Wait(_)
+            | Action::Await { .. }
+            | Action::Expect { .. }
+            | Action::StopGenerators => None,
         };
         if let Some(why) = why {
             return Some(format!("{}:{}: this step cannot run on Flink: {why}", scenario.file, step.line));

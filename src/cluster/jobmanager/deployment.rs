@@ -336,7 +336,7 @@ impl JobManager {
         let runner = OperatorRunner {
             ctx: ctx(TaskId::Sink),
             op: SinkOperator {
-                sink: crate::connectors::sink::create(cfg.job.sink),
+                sink: crate::connectors::create_sink(cfg.job.sink),
                 recover: restore.map(|m| m.staged_output.clone()),
                 committed: self.committed.clone(),
             },
