@@ -114,9 +114,26 @@ impl std::fmt::Display for TaskId {
     }
 }
 
-/// A record persisted as channel state: the input channel it came on, and the record.
+/// A record persisted as channel state: which end of which channel persisted it, and the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersistedRecord {
+    /// The input channel it came on (`Input`), or the output channel it was queued on (`Output`).
     pub channel: usize,
     pub record: Record,
+    #[serde(default)]
+    pub end: ChannelEnd,
+}
+
+/// Which end of a channel persisted an in-flight record (Flink's input channel state, written by
+/// the receiver, and result subpartition state, written by the sender), and so where it is
+/// replayed on restore.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelEnd {
+    /// Received, not processed: replayed into the task's input before new input.
+    #[default]
+    Input,
+    /// Queued at the sender and overtaken by the barrier: sent again by the sender before new
+    /// output (`execution.checkpointing.unaligned.recover-output-on-downstream.enabled` = false).
+    Output,
 }

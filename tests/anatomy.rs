@@ -93,6 +93,7 @@ fn subtask(task: &str, ack: Option<u64>, align: u64, sync: u64, asy: u64, size: 
         async_ms: asy,
         checkpointed_size: size,
         persisted_size: 0,
+        output_size: 0,
         unaligned: false,
         offsets: offsets.to_vec(),
     }
@@ -208,4 +209,48 @@ fn anatomy_of_a_failed_checkpoint_names_the_reason_and_the_missing_ack() {
     let s = popup(&app, 80, 24);
     assert!(s.contains("why it failed: checkpoint expired") && s.contains("no ack"), "{s}");
     insta::assert_snapshot!("anatomy_failed_80x24", s);
+}
+
+/// Checkpoint 8, unaligned under backpressure: the sources persisted what their barriers
+/// overtook in their output queues, counter[1] what it had received.
+fn unaligned() -> CheckpointStats {
+    let mut c = aligned();
+    c.id = 8;
+    c.alignment_ms = 0;
+    c.duration_ms = 5;
+    c.unaligned = true;
+    c.persisted_size = 3_000 + 200;
+    for s in &mut c.subtasks {
+        s.alignment_ms = 0;
+        s.unaligned = true;
+        match s.task.as_str() {
+            "source[0]" => (s.persisted_size, s.output_size) = (2_000, 2_000),
+            "source[1]" => (s.persisted_size, s.output_size) = (1_000, 1_000),
+            "counter[1]" => s.persisted_size = 200,
+            _ => {}
+        }
+    }
+    c
+}
+
+/// Sources persist channel state now, as senders: the popup says which end persisted each
+/// subtask's part, and the pane splits the checkpoint's persisted data into output and input.
+/// Catches: a view that sums output and input into one figure, or puts a sender's bytes on the
+/// receiver.
+#[test]
+fn an_unaligned_checkpoint_shows_output_and_input_channel_state_per_subtask() {
+    let mut app = app_with(vec![unaligned()]);
+    app.anatomy = Some(8);
+    let screen = popup(&app, 110, 30);
+    // The table row, below the subtask's bar.
+    let line = |task: &str| screen.lines().filter(|l| l.contains(task)).last().unwrap_or_default().to_string();
+    assert!(line("source[0]").contains("+ 2.0 KB in flight (output)"), "{screen}");
+    assert!(line("counter[1]").contains("+ 200 B in flight (input)"), "{screen}");
+    assert!(!line("counter[0]").contains("in flight"), "{screen}");
+    app.anatomy = None;
+    let pane = common::draw(160, 12, |f| {
+        let area = f.area();
+        ckptlab::tui::panes::checkpoints::render(&app, f, area)
+    });
+    assert!(pane.contains("persisted 3.1 KB (out 2.9 KB · in 200 B)"), "{pane}");
 }

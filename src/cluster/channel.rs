@@ -7,8 +7,9 @@
 //! holds it until then, so a channel with 300 ms of delay still carries thousands of records per
 //! second, each 300 ms late, in order. The queue is bounded (Flink's credits): a receiver that does
 //! not consume a channel (blocked by alignment, or slow) makes it fill, and its sender wait on it:
-//! backpressure. An unaligned barrier also goes on the channel's priority lane, ahead of every
-//! buffer queued before it (Flink's priority events).
+//! backpressure. An unaligned barrier goes to the head of the queue, ahead of every buffer queued
+//! before it (Flink's priority events), and the sender keeps copies of the records it overtook as
+//! output channel state; it is the channel's only barrier of that checkpoint.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -16,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::element::{Barrier, StreamMessage};
@@ -96,7 +96,7 @@ impl ChannelStats {
         for e in elements {
             match e {
                 StreamMessage::Record(_) => records += 1,
-                StreamMessage::Barrier(b) => self.barrier_taken(b.checkpoint, false),
+                StreamMessage::Barrier(b) => self.barrier_taken(b.checkpoint),
                 StreamMessage::CancelCheckpoint(_) => {}
             }
         }
@@ -104,10 +104,11 @@ impl ChannelStats {
         self.records_taken.fetch_add(records as u64, Ordering::Relaxed);
     }
 
-    /// A barrier left the channel (in order, or on the priority lane).
-    pub fn barrier_taken(&self, checkpoint: u64, priority: bool) {
+    /// A barrier left the channel (in order, or as a priority event: a checkpoint has one
+    /// barrier per channel).
+    pub fn barrier_taken(&self, checkpoint: u64) {
         let mut b = self.lock_barriers();
-        if let Some(i) = b.iter().position(|(id, _, p)| *id == checkpoint && *p == priority) {
+        if let Some(i) = b.iter().position(|(id, _, _)| *id == checkpoint) {
             b.remove(i);
         }
     }
@@ -134,10 +135,57 @@ impl ChannelStats {
     }
 }
 
+/// The queue of one channel, shared by its two ends (Flink's `PipelinedSubpartition` with the
+/// credits of its input channel): buffers the sender finished and the receiver has not taken
+/// yet, and priority events ahead of them. Holding it in one place lets a priority barrier go to
+/// the head and see every buffer it overtook, as Flink's subpartition does
+/// (PipelinedSubpartition.java:219-248).
+struct Wire {
+    data: VecDeque<Buffer>,
+    /// Priority events (unaligned barriers), each at the head of `data`: the receiver takes no
+    /// buffer while one waits here.
+    priority: VecDeque<(Instant, Barrier)>,
+    sender_gone: bool,
+    receiver_gone: bool,
+    /// The receiver's waker, woken when something arrives or the sender goes.
+    waker: Option<std::task::Waker>,
+}
+
+/// One channel's queue and credits, shared by its sender and its receiver.
+pub struct Link {
+    wire: Mutex<Wire>,
+    /// Buffers the receiver grants (Flink's credits); events need none (PipelinedSubpartition
+    /// .java:610-619), and a buffer finished for a barrier may overdraw by one.
+    capacity: usize,
+    /// Woken when the receiver took a buffer (credit) or went away.
+    credit: tokio::sync::Notify,
+}
+
+impl Link {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Wire> {
+        self.wire.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Returns once the sender may put a buffer on the queue (or the receiver is gone).
+    pub async fn credit(&self) {
+        loop {
+            let notified = self.credit.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let w = self.lock();
+                if w.receiver_gone || w.data.len() < self.capacity {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
 /// The sending end of a channel, owned by the upstream task.
 pub struct OutputChannel {
-    target: mpsc::Sender<Buffer>,
-    priority: mpsc::UnboundedSender<(Instant, Barrier)>,
+    link: Arc<Link>,
     pub stats: Arc<ChannelStats>,
     buffer: Vec<StreamMessage>,
     buffer_started: Option<Instant>,
@@ -147,18 +195,114 @@ pub struct OutputChannel {
 
 /// The receiving end of a channel, owned by the downstream task's input gate.
 pub struct InputChannel {
-    pub(super) data: mpsc::Receiver<Buffer>,
-    pub(super) priority: mpsc::UnboundedReceiver<(Instant, Barrier)>,
+    link: Arc<Link>,
     pub stats: Arc<ChannelStats>,
+}
+
+/// What the receiving end found on the queue.
+pub(super) enum Arrival {
+    Priority((Instant, Barrier)),
+    Buffer(Buffer),
+    /// The sender is gone and the queue is empty.
+    Closed,
+    Empty,
+}
+
+impl InputChannel {
+    /// Takes the next priority event (`priority`), or (`data`) the next buffer if no priority
+    /// event is ahead of it, registering `waker` when there is nothing to take.
+    pub(super) fn take(&self, priority: bool, data: bool, waker: Option<&std::task::Waker>) -> Arrival {
+        let mut w = self.link.lock();
+        if !w.priority.is_empty() {
+            if priority {
+                return Arrival::Priority(w.priority.pop_front().expect("not empty"));
+            }
+        } else if data {
+            if let Some(b) = w.data.pop_front() {
+                drop(w);
+                self.link.credit.notify_one();
+                return Arrival::Buffer(b);
+            }
+        }
+        if w.sender_gone && w.data.is_empty() {
+            return Arrival::Closed;
+        }
+        if let Some(waker) = waker {
+            if !w.waker.as_ref().is_some_and(|old| old.will_wake(waker)) {
+                w.waker = Some(waker.clone());
+            }
+        }
+        Arrival::Empty
+    }
+
+    /// Takes every buffer up to the in-order barrier (or cancel marker) of `checkpoint` off the
+    /// queue, and the barrier itself; the elements behind it in its buffer stay at the head.
+    /// None when the barrier is not on the queue yet. (The receiver converting a timed-out
+    /// aligned barrier it can reach: Flink's RemoteInputChannel.convertToPriorityEvent.)
+    pub(super) fn take_through_barrier(&self, checkpoint: u64) -> Option<(Vec<Buffer>, Instant, Barrier)> {
+        let mut w = self.link.lock();
+        if !w.priority.is_empty() {
+            return None; // a priority event is ahead: nothing is taken past it
+        }
+        let (i, j) = w.data.iter().enumerate().find_map(|(i, (_, elements))| {
+            elements.iter().position(|e| matches!(e, StreamMessage::Barrier(b) if b.checkpoint == checkpoint)).map(|j| (i, j))
+        })?;
+        let mut taken: Vec<Buffer> = w.data.drain(..i).collect();
+        let (at, mut elements) = w.data.pop_front().expect("found at i");
+        let behind = elements.split_off(j + 1);
+        let Some(StreamMessage::Barrier(barrier)) = elements.pop() else { unreachable!("position j holds the barrier") };
+        if !elements.is_empty() {
+            taken.push((at, elements));
+        }
+        if !behind.is_empty() {
+            w.data.push_front((at, behind));
+        }
+        drop(w);
+        self.link.credit.notify_one();
+        Some((taken, at, barrier))
+    }
+
+    /// Puts buffers the receiver had taken back at the head of the queue, in order (they were
+    /// behind a barrier the receiver moved ahead of them).
+    pub(super) fn give_back(&self, buffers: impl DoubleEndedIterator<Item = Buffer>) {
+        let mut w = self.link.lock();
+        for b in buffers.rev() {
+            w.data.push_front(b);
+        }
+    }
+}
+
+impl Drop for InputChannel {
+    fn drop(&mut self) {
+        let mut w = self.link.lock();
+        w.receiver_gone = true;
+        w.data.clear();
+        drop(w);
+        self.link.credit.notify_one();
+    }
+}
+
+impl Drop for OutputChannel {
+    fn drop(&mut self) {
+        let mut w = self.link.lock();
+        w.sender_gone = true;
+        let waker = w.waker.take();
+        drop(w);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 /// Builds a channel of `capacity` buffers.
 pub fn channel(stats: Arc<ChannelStats>, capacity: usize, knobs: Arc<RuntimeKnobs>) -> (OutputChannel, InputChannel) {
-    let (tx, rx) = mpsc::channel::<Buffer>(capacity);
-    let (ptx, prx) = mpsc::unbounded_channel();
-    let out =
-        OutputChannel { target: tx, priority: ptx, stats: stats.clone(), buffer: Vec::new(), buffer_started: None, closed: false, knobs };
-    (out, InputChannel { data: rx, priority: prx, stats })
+    let link = Arc::new(Link {
+        wire: Mutex::new(Wire { data: VecDeque::new(), priority: VecDeque::new(), sender_gone: false, receiver_gone: false, waker: None }),
+        capacity: capacity.max(1),
+        credit: tokio::sync::Notify::new(),
+    });
+    let out = OutputChannel { link: link.clone(), stats: stats.clone(), buffer: Vec::new(), buffer_started: None, closed: false, knobs };
+    (out, InputChannel { link, stats })
 }
 
 impl OutputChannel {
@@ -173,7 +317,7 @@ impl OutputChannel {
     }
 
     /// Adds a record to the buffer; true when the buffer is full and must be flushed. (Not async,
-    /// so the per-record path builds no future.)
+    /// so the per-record path builds no future.) Not called while a full buffer waits for credit.
     #[inline]
     pub fn add(&mut self, msg: StreamMessage, max_records: usize) -> bool {
         if self.closed {
@@ -187,8 +331,10 @@ impl OutputChannel {
         self.buffer.len() >= max_records
     }
 
-    /// Sends a barrier (or a cancel marker) right behind whatever is buffered.
-    pub async fn push_barrier(&mut self, msg: StreamMessage) {
+    /// Sends a barrier (or a cancel marker) right behind whatever is buffered, at once: an event
+    /// needs no credit (PipelinedSubpartition.java:610-619), and the buffer it finishes already
+    /// holds its memory (Flink finishes the buffer builders before broadcasting an event).
+    pub fn push_barrier(&mut self, msg: StreamMessage) {
         if self.closed {
             return;
         }
@@ -199,20 +345,39 @@ impl OutputChannel {
             self.stats.lock_barriers().push_back((b.checkpoint, sent, false));
         }
         self.buffer.push(msg);
-        self.flush().await;
+        self.enqueue(true);
     }
 
-    /// Sends an unaligned barrier on the priority lane, ahead of every buffer queued (and of the
-    /// records still in this writer's buffer). Never waits: priority events need no credit.
-    pub fn push_priority(&mut self, barrier: Barrier) {
+    /// Puts an unaligned barrier at the head of the queue, ahead of every buffer queued (after
+    /// finishing the partly filled one), and returns copies of the records it overtook: the
+    /// channel's output channel state, persisted by this sender (PipelinedSubpartition.java
+    /// :219-248 copies them; they are still sent after the barrier). Never waits: a priority
+    /// event needs no credit.
+    pub fn push_priority(&mut self, barrier: Barrier) -> Vec<super::element::Record> {
         if self.closed {
-            return;
+            return Vec::new();
         }
-        let sent = self.stats.records_sent.load(Ordering::Relaxed) + self.buffer.iter().filter(|m| m.is_record()).count() as u64;
+        self.enqueue(true);
+        if self.closed {
+            return Vec::new();
+        }
         let at = Instant::now() + self.delay();
-        if self.priority.send((at, barrier)).is_ok() {
-            self.stats.lock_barriers().push_back((barrier.checkpoint, sent, true));
+        let mut w = self.link.lock();
+        let overtaken: Vec<super::element::Record> = w
+            .data
+            .iter()
+            .flat_map(|(_, elements)| elements.iter())
+            .filter_map(|e| if let StreamMessage::Record(r) = e { Some(r.clone()) } else { None })
+            .collect();
+        w.priority.push_back((at, barrier));
+        let waker = w.waker.take();
+        drop(w);
+        if let Some(waker) = waker {
+            waker.wake();
         }
+        let sent = self.stats.records_sent.load(Ordering::Relaxed);
+        self.stats.lock_barriers().push_back((barrier.checkpoint, sent, true));
+        overtaken
     }
 
     /// When the buffer must go out by the buffer timeout, if it holds anything.
@@ -220,33 +385,68 @@ impl OutputChannel {
         self.buffer_started.map(|s| s + buffer_timeout)
     }
 
-    /// Sends the buffer (waits for capacity: backpressure). A dead receiver drops it silently,
+    /// Whether a buffer is held back for lack of credit (the task must wait before adding more).
+    pub fn is_stuck(&self) -> bool {
+        !self.buffer.is_empty() && self.stats.backpressured.load(Ordering::Relaxed)
+    }
+
+    /// The queue, to wait for credit on without holding this writer (the task keeps taking
+    /// urgent mail meanwhile: StreamTask.java:656-705).
+    pub fn link(&self) -> Arc<Link> {
+        self.link.clone()
+    }
+
+    /// Puts the buffer on the queue if there is credit; false (the buffer kept, the channel
+    /// backpressured) if not.
+    pub fn try_flush(&mut self) -> bool {
+        self.enqueue(false)
+    }
+
+    /// Sends the buffer, waiting for credit (backpressure). A dead receiver drops it silently,
     /// as a network connection to a killed task manager does.
     pub async fn flush(&mut self) {
-        self.buffer_started = None;
+        while !self.try_flush() {
+            self.link.clone().credit().await;
+        }
+    }
+
+    /// Moves the buffer onto the queue: when there is credit, or always (`overdraft`, for a
+    /// buffer finished by an event). True when nothing is left in the writer.
+    fn enqueue(&mut self, overdraft: bool) -> bool {
         if self.buffer.is_empty() || self.closed {
             self.buffer.clear();
-            return;
+            self.buffer_started = None;
+            return true;
+        }
+        let mut w = self.link.lock();
+        if w.receiver_gone {
+            drop(w);
+            self.closed = true;
+            self.buffer.clear();
+            self.buffer_started = None;
+            self.stats.backpressured.store(false, Ordering::Relaxed);
+            self.stats.clear();
+            return true;
+        }
+        if !overdraft && w.data.len() >= self.link.capacity {
+            drop(w);
+            self.stats.backpressured.store(true, Ordering::Relaxed);
+            return false;
         }
         let elements = std::mem::take(&mut self.buffer);
         let records = elements.iter().filter(|e| e.is_record()).count() as i64;
         self.stats.in_flight.fetch_add(records, Ordering::Relaxed);
         self.stats.records_sent.fetch_add(records as u64, Ordering::Relaxed);
         let at = Instant::now() + self.delay();
-        let delivered = match self.target.try_send((at, elements)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(item)) => {
-                self.stats.backpressured.store(true, Ordering::Relaxed);
-                let sent = self.target.send(item).await.is_ok();
-                self.stats.backpressured.store(false, Ordering::Relaxed);
-                sent
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        };
-        if !delivered {
-            self.closed = true;
-            self.stats.clear();
+        w.data.push_back((at, elements));
+        let waker = w.waker.take();
+        drop(w);
+        if let Some(waker) = waker {
+            waker.wake();
         }
+        self.buffer_started = None;
+        self.stats.backpressured.store(false, Ordering::Relaxed);
+        true
     }
 }
 
@@ -315,6 +515,22 @@ mod tests {
         assert!(!stats.backpressured.load(Ordering::Relaxed), "not backpressured once there was room");
     }
 
+    /// The next buffer the receiver may take now.
+    fn try_data(input: &InputChannel) -> Result<Buffer, ()> {
+        match input.take(false, true, None) {
+            Arrival::Buffer(b) => Ok(b),
+            _ => Err(()),
+        }
+    }
+
+    /// The next priority event the receiver may take now.
+    fn try_priority(input: &InputChannel) -> Result<(Instant, Barrier), ()> {
+        match input.take(true, false, None) {
+            Arrival::Priority(p) => Ok(p),
+            _ => Err(()),
+        }
+    }
+
     fn knobs() -> Arc<RuntimeKnobs> {
         RuntimeKnobs::new(Duration::ZERO, Duration::from_millis(100))
     }
@@ -327,15 +543,15 @@ mod tests {
     /// too late.
     #[tokio::test(start_paused = true)]
     async fn a_buffer_is_full_at_max_records_and_nothing_is_sent_before_the_flush() {
-        let (mut out, mut input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        let (mut out, input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
         assert!(!out.add(record(0), 3));
         assert!(!out.add(record(1), 3));
-        assert!(input.data.try_recv().is_err(), "buffered, not on the wire");
+        assert!(try_data(&input).is_err(), "buffered, not on the wire");
         assert!(out.add(record(2), 3), "the third record fills a buffer of three");
         out.flush().await;
-        let (_, elements) = input.data.try_recv().expect("one buffer");
+        let (_, elements) = try_data(&input).expect("one buffer");
         assert_eq!(elements, vec![record(0), record(1), record(2)]);
-        assert!(input.data.try_recv().is_err(), "one buffer for three records");
+        assert!(try_data(&input).is_err(), "one buffer for three records");
         assert_eq!(out.stats.records_sent.load(Ordering::Relaxed), 3);
     }
 
@@ -359,11 +575,11 @@ mod tests {
     /// the writer's buffer.
     #[tokio::test(start_paused = true)]
     async fn a_barrier_goes_out_at_once_right_behind_the_buffered_records() {
-        let (mut out, mut input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        let (mut out, input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
         out.add(record(0), 10);
         out.add(record(1), 10);
-        out.push_barrier(StreamMessage::Barrier(barrier(1))).await;
-        let (_, elements) = input.data.try_recv().expect("sent at once");
+        out.push_barrier(StreamMessage::Barrier(barrier(1)));
+        let (_, elements) = try_data(&input).expect("sent at once");
         assert_eq!(elements, vec![record(0), record(1), StreamMessage::Barrier(barrier(1))]);
         assert_eq!(out.deadline(Duration::from_millis(100)), None);
         assert_eq!(out.stats.in_flight.load(Ordering::Relaxed), 2, "barriers are not records in flight");
@@ -374,18 +590,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_barrier_in_flight_counts_the_records_still_ahead_of_it() {
         let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
-        let (mut out, mut input) = channel(stats.clone(), 8, knobs());
+        let (mut out, input) = channel(stats.clone(), 8, knobs());
         out.add(record(0), 1);
         out.flush().await;
         out.add(record(1), 10);
-        out.push_barrier(StreamMessage::Barrier(barrier(7))).await;
+        out.push_barrier(StreamMessage::Barrier(barrier(7)));
         out.add(record(2), 1);
         out.flush().await;
         assert_eq!(stats.barriers(), vec![BarrierInFlight { checkpoint: 7, records_ahead: 2, overtook: 0 }]);
-        let (_, first) = input.data.try_recv().expect("a buffer");
+        let (_, first) = try_data(&input).expect("a buffer");
         stats.taken(&first);
         assert_eq!(stats.barriers()[0].records_ahead, 1);
-        let (_, second) = input.data.try_recv().expect("a buffer");
+        let (_, second) = try_data(&input).expect("a buffer");
         stats.taken(&second);
         assert!(stats.barriers().is_empty(), "taken with its buffer");
         assert_eq!(stats.in_flight.load(Ordering::Relaxed), 1, "the record behind it is still in flight");
@@ -395,38 +611,57 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_cancel_marker_is_sent_but_is_no_barrier_in_flight() {
         let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
-        let (mut out, mut input) = channel(stats.clone(), 8, knobs());
-        out.push_barrier(StreamMessage::CancelCheckpoint(3)).await;
+        let (mut out, input) = channel(stats.clone(), 8, knobs());
+        out.push_barrier(StreamMessage::CancelCheckpoint(3));
         assert!(stats.barriers().is_empty());
-        assert_eq!(input.data.try_recv().expect("sent").1, vec![StreamMessage::CancelCheckpoint(3)]);
+        assert_eq!(try_data(&input).expect("sent").1, vec![StreamMessage::CancelCheckpoint(3)]);
     }
 
-    /// Priority events need no credit: the lane takes a barrier while every buffer slot is taken.
-    /// Catches: a priority barrier sent on the data queue (it would wait behind the full queue).
+    /// Priority events need no credit: a barrier goes to the head of a full queue at once, the
+    /// partly filled buffer is finished behind the queue (an overdraft), and the sender keeps a
+    /// copy of every record it overtook: its output channel state.
+    /// Catches: a priority barrier sent behind the queue, a sender that persists nothing (or
+    /// loses its partial buffer), and a receiver that takes a buffer before the barrier.
     #[tokio::test(start_paused = true)]
-    async fn a_priority_barrier_needs_no_credit_on_a_full_channel() {
+    async fn a_priority_barrier_goes_to_the_head_and_the_sender_keeps_what_it_overtook() {
         let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
-        let (mut out, mut input) = channel(stats.clone(), 1, knobs());
+        let (mut out, input) = channel(stats.clone(), 1, knobs());
         out.add(record(0), 1);
         out.flush().await;
         out.add(record(1), 10);
-        out.push_priority(barrier(2));
-        assert_eq!(input.priority.try_recv().map(|(_, b)| b), Ok(barrier(2)));
+        let overtaken: Vec<u64> = out.push_priority(barrier(2)).iter().map(|r| r.origin.offset).collect();
+        assert_eq!(overtaken, vec![0, 1], "the queued buffer and the partial one");
         assert_eq!(stats.barriers(), vec![BarrierInFlight { checkpoint: 2, records_ahead: 0, overtook: 2 }]);
-        assert_eq!(input.data.try_recv().expect("the record").1, vec![record(0)], "the queue is untouched");
+        assert!(try_data(&input).is_err(), "no buffer is taken ahead of the barrier");
+        assert_eq!(try_priority(&input).map(|(_, b)| b), Ok(barrier(2)));
+        assert_eq!(try_data(&input).expect("the record").1, vec![record(0)], "still sent, after the barrier");
+        assert_eq!(try_data(&input).expect("the record").1, vec![record(1)]);
+    }
+
+    /// An event needs no credit: an aligned barrier goes behind the queue while it is full.
+    /// Catches: a barrier (and so a trigger) that waits for credit behind backpressure.
+    #[tokio::test(start_paused = true)]
+    async fn an_aligned_barrier_goes_behind_a_full_queue_without_waiting() {
+        let (mut out, input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 1, knobs());
+        out.add(record(0), 1);
+        out.flush().await;
+        out.add(record(1), 10);
+        out.push_barrier(StreamMessage::Barrier(barrier(3)));
+        assert_eq!(try_data(&input).expect("first").1, vec![record(0)]);
+        assert_eq!(try_data(&input).expect("second").1, vec![record(1), StreamMessage::Barrier(barrier(3))]);
     }
 
     /// Catches: a delivery time that ignores the hop delay or the channel's own extra delay.
     #[tokio::test(start_paused = true)]
     async fn a_buffer_is_due_after_the_hop_delay_plus_the_channel_delay() {
         let knobs = RuntimeKnobs::new(Duration::from_millis(20), Duration::from_millis(100));
-        let (mut out, mut input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::from_millis(300)), 4, knobs);
+        let (mut out, input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::from_millis(300)), 4, knobs);
         let sent = Instant::now();
         out.add(record(0), 1);
         out.flush().await;
         out.push_priority(barrier(1));
-        assert_eq!(input.data.try_recv().expect("a buffer").0, sent + Duration::from_millis(320));
-        assert_eq!(input.priority.try_recv().expect("a barrier").0, sent + Duration::from_millis(320));
+        assert_eq!(try_priority(&input).expect("a barrier").0, sent + Duration::from_millis(320));
+        assert_eq!(try_data(&input).expect("a buffer").0, sent + Duration::from_millis(320));
     }
 
     /// A delay changed while the job runs applies to buffers sent from then on.
@@ -434,7 +669,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_changed_delay_applies_to_buffers_sent_afterwards() {
         let stats = ChannelStats::new("a".into(), "b".into(), Duration::from_millis(300));
-        let (mut out, mut input) = channel(stats.clone(), 4, knobs());
+        let (mut out, input) = channel(stats.clone(), 4, knobs());
         let sent = Instant::now();
         out.add(record(0), 1);
         out.flush().await;
@@ -442,8 +677,8 @@ mod tests {
         assert_eq!(stats.delay(), Duration::from_millis(10));
         out.add(record(1), 1);
         out.flush().await;
-        assert_eq!(input.data.try_recv().expect("first").0, sent + Duration::from_millis(300));
-        assert_eq!(input.data.try_recv().expect("second").0, sent + Duration::from_millis(10));
+        assert_eq!(try_data(&input).expect("first").0, sent + Duration::from_millis(300));
+        assert_eq!(try_data(&input).expect("second").0, sent + Duration::from_millis(10));
     }
 
     /// Catches: buffers of one record only at a zero buffer timeout, or not while watching.
@@ -463,14 +698,14 @@ mod tests {
         let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
         let (mut out, input) = channel(stats.clone(), 1, knobs());
         out.add(record(0), 1);
-        out.push_barrier(StreamMessage::Barrier(barrier(1))).await;
+        out.push_barrier(StreamMessage::Barrier(barrier(1)));
         drop(input);
         out.add(record(1), 1);
         out.flush().await;
         assert_eq!(stats.in_flight.load(Ordering::Relaxed), 0);
         assert!(stats.barriers().is_empty());
         assert!(!out.add(record(2), 1), "a closed channel never asks for a flush");
-        out.push_barrier(StreamMessage::Barrier(barrier(2))).await;
+        out.push_barrier(StreamMessage::Barrier(barrier(2)));
         out.push_priority(barrier(3));
         assert!(stats.barriers().is_empty(), "nothing is in flight on a broken connection");
     }

@@ -78,9 +78,20 @@ pub struct SubtaskCheckpointStats {
     pub checkpointed_size: u64,
     /// Bytes of in-flight records it persisted as channel state (unaligned).
     pub persisted_size: u64,
+    /// The part of `persisted_size` it persisted as a sender (output channel state: what its
+    /// barrier overtook in its output queues); the rest is input channel state.
+    #[serde(default)]
+    pub output_size: u64,
     pub unaligned: bool,
     /// A source's offsets, per partition: where a restore resumes reading.
     pub offsets: Vec<(u32, u64)>,
+}
+
+impl CheckpointStats {
+    /// Bytes of channel state persisted by senders (output), of `persisted_size`.
+    pub fn output_size(&self) -> u64 {
+        self.subtasks.iter().map(|s| s.output_size).sum()
+    }
 }
 
 impl SubtaskCheckpointStats {
@@ -106,6 +117,7 @@ impl SubtaskCheckpointStats {
             async_ms: stats.async_ms,
             checkpointed_size,
             persisted_size: stats.persisted_bytes,
+            output_size: stats.output_bytes,
             unaligned: stats.unaligned,
             offsets,
         }

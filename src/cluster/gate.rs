@@ -4,7 +4,7 @@
 //! the queue fills, and the sender waits for room (credit-based backpressure, as Flink 2; Flink
 //! 1.2's BarrierBuffer instead copied them into the task, without limit). A buffer is delivered
 //! only once its wire time has passed. Priority events (unaligned barriers) are delivered before
-//! any buffer, blocked channel or not.
+//! any buffer, blocked channel or not, and no buffer behind one is received before it.
 
 use std::future::poll_fn;
 use std::task::Poll;
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use std::collections::VecDeque;
 
-use super::channel::{Buffer, ChannelStats, InputChannel};
+use super::channel::{Arrival, Buffer, ChannelStats, InputChannel};
 use super::element::{Barrier, Record, StreamMessage};
 use super::task::RuntimeKnobs;
 use std::sync::atomic::Ordering;
@@ -30,73 +30,38 @@ pub enum GateEvent {
 
 struct Slot {
     input: InputChannel,
-    /// Buffers taken off the channel and not delivered yet: waiting for their wire time, or
-    /// read ahead to capture an unaligned checkpoint's in-flight records.
+    /// Buffers taken off the channel (received: they hold a credit) and not delivered yet,
+    /// waiting for their wire time.
     queue: VecDeque<Buffer>,
     held_priority: Option<(Instant, Barrier)>,
     blocked: bool,
     closed: bool,
-    priority_closed: bool,
-    capture: Option<Capture>,
-}
-
-/// The in-flight records of a channel ahead of its in-order barrier of `checkpoint`.
-struct Capture {
-    checkpoint: u64,
-    records: Vec<Record>,
-    /// The in-order barrier (or a cancel marker) of the checkpoint was seen.
-    done: bool,
-}
-
-impl Capture {
-    fn scan(&mut self, elements: &[StreamMessage]) {
-        for e in elements {
-            if self.done {
-                return;
-            }
-            match e {
-                StreamMessage::Record(r) => self.records.push(r.clone()),
-                StreamMessage::Barrier(b) if b.checkpoint >= self.checkpoint => self.done = true,
-                StreamMessage::CancelCheckpoint(id) if *id >= self.checkpoint => self.done = true,
-                _ => {}
-            }
-        }
-    }
 }
 
 impl Slot {
-    /// Takes one buffer off the channel if there is one now.
-    fn pull(&mut self) -> bool {
+    /// Takes what the channel holds for this slot now: a priority event unless one is held, a
+    /// buffer if the slot has room and no priority event is ahead of it. True when something came.
+    fn receive(&mut self, waker: Option<&std::task::Waker>) -> bool {
         if self.closed {
             return false;
         }
-        match self.input.data.try_recv() {
-            Ok(b) => {
-                self.take(b);
+        let priority = self.held_priority.is_none();
+        let data = priority && !self.blocked && self.queue.is_empty();
+        match self.input.take(priority, data, waker) {
+            Arrival::Priority(p) => {
+                self.held_priority = Some(p);
                 true
             }
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+            Arrival::Buffer(b) => {
+                self.queue.push_back(b);
+                true
+            }
+            Arrival::Closed => {
                 self.closed = true;
                 false
             }
-            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => false,
+            Arrival::Empty => false,
         }
-    }
-
-    fn take(&mut self, b: Buffer) {
-        if let Some(c) = self.capture.as_mut() {
-            c.scan(&b.1);
-        }
-        self.queue.push_back(b);
-    }
-
-    fn capturing(&self) -> bool {
-        self.capture.as_ref().is_some_and(|c| !c.done)
-    }
-
-    /// Whether this slot wants the next buffer off the channel now.
-    fn wants_data(&self) -> bool {
-        !self.closed && ((!self.blocked && self.queue.is_empty()) || self.capturing())
     }
 }
 
@@ -112,15 +77,7 @@ impl InputGate {
     pub fn new(inputs: Vec<InputChannel>, knobs: Arc<RuntimeKnobs>) -> Self {
         let slots = inputs
             .into_iter()
-            .map(|input| Slot {
-                input,
-                queue: VecDeque::new(),
-                held_priority: None,
-                blocked: false,
-                closed: false,
-                priority_closed: false,
-                capture: None,
-            })
+            .map(|input| Slot { input, queue: VecDeque::new(), held_priority: None, blocked: false, closed: false })
             .collect();
         InputGate { slots, next: 0, knobs }
     }
@@ -155,55 +112,90 @@ impl InputGate {
         }
     }
 
-    /// Unaligned checkpoint `checkpoint` was just taken: the records queued on `channel` ahead of
-    /// its in-order barrier were overtaken. They are read ahead out of the channel (freeing its
-    /// credit, as Flink persists in-flight buffers without waiting for them to be processed),
-    /// copied as channel state, and still delivered and processed in order.
-    pub fn start_capture(&mut self, channel: usize, checkpoint: u64) {
+    /// Copies of the records received on `channel` and not delivered yet: when a priority barrier
+    /// is delivered, the buffers it overtook at the receiver (RemoteInputChannel.java:592-666).
+    pub fn received_records(&self, channel: usize) -> Vec<Record> {
+        self.slots[channel]
+            .queue
+            .iter()
+            .flat_map(|(_, elements)| elements.iter())
+            .filter_map(|e| if let StreamMessage::Record(r) = e { Some(r.clone()) } else { None })
+            .collect()
+    }
+
+    /// The alignment of `checkpoint` timed out: its in-order barrier on `channel`, if this
+    /// receiver can reach it (received, or queued on the channel), becomes a priority event
+    /// ahead of the buffers before it, which are then received (Flink's
+    /// RemoteInputChannel.convertToPriorityEvent); buffers received behind it go back behind it.
+    /// False when the barrier is not on the channel yet.
+    pub fn convert_to_priority(&mut self, channel: usize, checkpoint: u64) -> bool {
         let s = &mut self.slots[channel];
-        let mut c = Capture { checkpoint, records: Vec::new(), done: false };
-        for (_, elements) in &s.queue {
-            c.scan(elements);
+        if s.held_priority.is_some() {
+            return false;
         }
-        s.capture = Some(c);
-        while s.capturing() && s.pull() {}
+        let found = s.queue.iter().enumerate().find_map(|(i, (_, elements))| {
+            elements.iter().position(|e| matches!(e, StreamMessage::Barrier(b) if b.checkpoint == checkpoint)).map(|j| (i, j))
+        });
+        if let Some((i, j)) = found {
+            let mut behind: Vec<Buffer> = s.queue.drain(i + 1..).collect();
+            let (at, elements) = s.queue.back_mut().expect("found at i");
+            let at = *at;
+            let rest = elements.split_off(j + 1);
+            let Some(StreamMessage::Barrier(b)) = elements.pop() else { return false };
+            if elements.is_empty() {
+                s.queue.pop_back();
+            }
+            if !rest.is_empty() {
+                behind.insert(0, (at, rest));
+            }
+            s.input.give_back(behind.into_iter());
+            s.held_priority = Some((at, b));
+            return true;
+        }
+        match s.input.take_through_barrier(checkpoint) {
+            Some((taken, at, b)) => {
+                s.queue.extend(taken);
+                s.held_priority = Some((at, b));
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Reads ahead on every channel still capturing, as far as the channels hold buffers now.
-    pub fn pump_captures(&mut self) {
-        for s in &mut self.slots {
-            while s.capturing() && s.pull() {}
-        }
-    }
-
-    /// The records captured on `channel` since the last call, and whether its capture is done.
-    pub fn take_captured(&mut self, channel: usize) -> Option<(Vec<Record>, bool)> {
-        let c = self.slots[channel].capture.as_mut()?;
-        let out = (std::mem::take(&mut c.records), c.done);
-        if c.done {
-            self.slots[channel].capture = None;
-        }
-        Some(out)
-    }
-
-    /// Gives up every capture (the checkpoint was aborted).
-    pub fn cancel_captures(&mut self) {
-        for s in &mut self.slots {
-            s.capture = None;
-        }
+    /// Whether a priority event is due now (the task takes it before its next record).
+    pub fn priority_due(&mut self) -> bool {
+        let now = Instant::now();
+        self.slots.iter_mut().any(|s| {
+            if s.held_priority.is_none() {
+                s.receive(None);
+            }
+            s.held_priority.as_ref().is_some_and(|(at, _)| *at <= now)
+        })
     }
 
     /// The next delivery. Waits while the data path is paused, for wire time, and for input;
     /// when every channel is closed (all senders gone) it waits forever: the task is cancelled
     /// by the failover that follows.
     pub async fn next(&mut self) -> Option<GateEvent> {
+        self.next_event(true).await
+    }
+
+    /// The next priority event only: what a task takes while its output waits for credit
+    /// (priority events are urgent mail: they run while the task waits for output availability,
+    /// StreamTask.java:656-705).
+    pub async fn next_priority(&mut self) -> Option<GateEvent> {
+        self.next_event(false).await
+    }
+
+    /// The next delivery; priority events only unless `data`.
+    pub async fn next_event(&mut self, data: bool) -> Option<GateEvent> {
         loop {
             self.knobs.wait_while_paused().await;
             let now = Instant::now();
-            if let Some(e) = self.ready(now) {
+            if let Some(e) = self.ready(now, data) {
                 return Some(e);
             }
-            let wake = self.earliest_held();
+            let wake = self.earliest_held(data);
             tokio::select! {
                 biased;
                 () = poll_fn(|cx| self.poll_arrivals(cx)) => {}
@@ -212,23 +204,22 @@ impl InputGate {
         }
     }
 
-    /// A delivery whose time has come, without waiting: priority lanes first, then buffers of
-    /// unblocked channels in turn.
-    fn ready(&mut self, now: Instant) -> Option<GateEvent> {
+    /// A delivery whose time has come, without waiting: priority events first, then (`data`)
+    /// buffers of unblocked channels in turn.
+    fn ready(&mut self, now: Instant, data: bool) -> Option<GateEvent> {
         let n = self.slots.len();
         for (i, s) in self.slots.iter_mut().enumerate() {
-            if s.held_priority.is_none() && !s.priority_closed {
-                match s.input.priority.try_recv() {
-                    Ok(p) => s.held_priority = Some(p),
-                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => s.priority_closed = true,
-                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
-                }
+            if s.held_priority.is_none() {
+                s.receive(None);
             }
             if s.held_priority.as_ref().is_some_and(|(at, _)| *at <= now) {
                 let (_, b) = s.held_priority.take().expect("checked");
-                s.input.stats.barrier_taken(b.checkpoint, true);
+                s.input.stats.barrier_taken(b.checkpoint);
                 return Some(GateEvent::Priority(i, b));
             }
+        }
+        if !data {
+            return None;
         }
         for k in 0..n {
             let i = (self.next + k) % n;
@@ -237,7 +228,7 @@ impl InputGate {
                 continue;
             }
             if s.queue.is_empty() {
-                s.pull();
+                s.receive(None);
             }
             if s.queue.front().is_some_and(|(at, _)| *at <= now) {
                 let (_, elements) = s.queue.pop_front().expect("checked");
@@ -249,11 +240,11 @@ impl InputGate {
         None
     }
 
-    fn earliest_held(&self) -> Option<Instant> {
+    fn earliest_held(&self, data: bool) -> Option<Instant> {
         self.slots
             .iter()
             .flat_map(|s| {
-                let data = s.queue.front().filter(|_| !s.blocked).map(|(at, _)| *at);
+                let data = s.queue.front().filter(|_| data && !s.blocked).map(|(at, _)| *at);
                 let prio = s.held_priority.as_ref().map(|(at, _)| *at);
                 [data, prio]
             })
@@ -261,30 +252,11 @@ impl InputGate {
             .min()
     }
 
-    /// Ready when something arrived on a lane that wants it (it is then queued).
+    /// Ready when something arrived on a channel (it is then held or queued).
     fn poll_arrivals(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let mut arrived = false;
         for s in &mut self.slots {
-            if s.held_priority.is_none() && !s.priority_closed {
-                match s.input.priority.poll_recv(cx) {
-                    Poll::Ready(Some(p)) => {
-                        s.held_priority = Some(p);
-                        arrived = true;
-                    }
-                    Poll::Ready(None) => s.priority_closed = true,
-                    Poll::Pending => {}
-                }
-            }
-            if s.wants_data() {
-                match s.input.data.poll_recv(cx) {
-                    Poll::Ready(Some(b)) => {
-                        s.take(b);
-                        arrived = true;
-                    }
-                    Poll::Ready(None) => s.closed = true,
-                    Poll::Pending => {}
-                }
-            }
+            arrived |= s.receive(Some(cx.waker()));
         }
         if arrived {
             Poll::Ready(())
@@ -414,7 +386,7 @@ mod tests {
         let mut gate = InputGate::new(vec![ia], knobs);
         send(&mut a, 0).await;
         stats.set_delay(Duration::ZERO);
-        a.push_barrier(StreamMessage::Barrier(barrier(1))).await;
+        a.push_barrier(StreamMessage::Barrier(barrier(1)));
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![StreamMessage::Barrier(barrier(1))])));
     }
@@ -535,60 +507,69 @@ mod tests {
         drop(a);
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])), "what was sent still arrives");
         assert_eq!(next_within(&mut gate, Duration::from_secs(5)).await, None);
-        assert!(gate.slots[0].closed && gate.slots[0].priority_closed);
+        assert!(gate.slots[0].closed);
     }
 
-    /// An unaligned checkpoint's overtaken records are read ahead out of the channel (freeing its
-    /// credit), copied as channel state, and still delivered in order.
-    /// Catches: a capture that waits until the records are processed (the sender stays
-    /// backpressured), that moves records instead of copying them, or copies them twice.
+    /// The receiver holds what it received ahead of a priority barrier: those records are the
+    /// receiver's part of the channel state, and nothing behind the barrier is received first.
+    /// Catches: a gate that takes buffers from behind a priority barrier (they would be
+    /// processed before the snapshot and persisted by the sender too: counted twice).
     #[tokio::test(start_paused = true)]
-    async fn a_capture_copies_the_queued_records_and_frees_the_channel() {
+    async fn a_priority_barrier_is_received_before_the_buffers_behind_it() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::from_millis(100), 2, &knobs);
-        let stats = a.stats.clone();
+        let (mut a, ia) = link("a", Duration::from_millis(10), 8, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
-        let sender = tokio::spawn(async move {
-            for i in 0..4 {
-                send(&mut a, i).await;
-            }
-            a
-        });
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        assert!(stats.backpressured.load(Ordering::Relaxed), "two buffers fill the channel");
-        gate.start_capture(0, 5);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        gate.pump_captures();
-        let (records, done) = gate.take_captured(0).expect("capturing");
-        assert!(!done);
-        let offsets: Vec<u64> = records.iter().map(|r| r.origin.offset).collect();
-        assert_eq!(offsets, vec![0, 1, 2, 3], "read ahead past the channel's capacity");
-        assert!(sender.is_finished(), "the capture freed the channel's credit");
-        assert_eq!(gate.take_captured(0).map(|(r, _)| r.len()), Some(0), "each record once");
-        for i in 0..4 {
-            assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(i)])), "still delivered, in order");
-        }
+        send(&mut a, 0).await;
+        assert_eq!(next_within(&mut gate, Duration::from_millis(1)).await, None, "received, still on the wire");
+        send(&mut a, 1).await;
+        let overtaken = a.push_priority(barrier(3));
+        assert_eq!(overtaken.iter().map(|r| r.origin.offset).collect::<Vec<_>>(), vec![1], "the sender's part");
+        assert_eq!(gate.received_records(0).iter().map(|r| r.origin.offset).collect::<Vec<_>>(), vec![0], "the receiver's part");
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])), "received before the barrier: due first");
+        assert_eq!(gate.next().await, Some(GateEvent::Priority(0, barrier(3))));
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(1)])));
     }
 
-    /// Catches: a capture that goes on after the upstream task gave the checkpoint up, or a
-    /// `cancel_captures` that leaves one running.
+    /// A timed-out aligned barrier the receiver can reach becomes a priority event; the buffers
+    /// before it are received (the receiver persists them), those behind it stay behind it.
+    /// Catches: a conversion that loses or reorders records, or receives records behind the
+    /// barrier ahead of it.
     #[tokio::test(start_paused = true)]
-    async fn a_capture_ends_at_the_cancel_marker_or_when_cancelled() {
+    async fn a_timed_out_barrier_on_the_channel_is_converted_to_a_priority_event() {
         let knobs = knobs();
         let (mut a, ia) = link("a", Duration::ZERO, 8, &knobs);
-        let (mut b, ib) = link("b", Duration::ZERO, 8, &knobs);
-        let mut gate = InputGate::new(vec![ia, ib], knobs);
+        let mut gate = InputGate::new(vec![ia], knobs);
         send(&mut a, 0).await;
-        a.push_barrier(StreamMessage::CancelCheckpoint(5)).await;
-        send(&mut a, 1).await;
-        gate.start_capture(0, 5);
-        let (records, done) = gate.take_captured(0).expect("capturing");
-        assert_eq!((records.len(), done), (1, true), "only the record ahead of the marker");
-        assert_eq!(gate.take_captured(0), None, "a finished capture is gone");
-        gate.start_capture(1, 6);
-        gate.cancel_captures();
-        send(&mut b, 2).await;
-        gate.pump_captures();
-        assert_eq!(gate.take_captured(1), None);
+        a.add(record(1), 10);
+        a.push_barrier(StreamMessage::Barrier(barrier(5)));
+        send(&mut a, 2).await;
+        assert!(!gate.convert_to_priority(0, 6), "no barrier of checkpoint 6 on the channel");
+        assert!(gate.convert_to_priority(0, 5));
+        let received: Vec<u64> = gate.received_records(0).iter().map(|r| r.origin.offset).collect();
+        assert_eq!(received, vec![0, 1]);
+        assert_eq!(gate.next().await, Some(GateEvent::Priority(0, barrier(5))));
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(1)])));
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(2)])));
+    }
+
+    /// Catches: a conversion that finds a barrier the gate received already but delivers the
+    /// buffers behind it first.
+    #[tokio::test(start_paused = true)]
+    async fn a_received_timed_out_barrier_goes_ahead_and_what_was_behind_it_goes_back() {
+        let knobs = knobs();
+        let (mut a, ia) = link("a", Duration::from_millis(10), 8, &knobs);
+        let mut gate = InputGate::new(vec![ia], knobs);
+        a.add(record(0), 10);
+        a.push_barrier(StreamMessage::Barrier(barrier(5)));
+        assert_eq!(next_within(&mut gate, Duration::from_millis(1)).await, None, "received, on the wire");
+        a.add(record(1), 10);
+        a.add(record(2), 10);
+        a.flush().await;
+        assert!(gate.convert_to_priority(0, 5));
+        assert_eq!(gate.received_records(0).iter().map(|r| r.origin.offset).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(gate.next().await, Some(GateEvent::Priority(0, barrier(5))), "due with the buffer it was in: first");
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(1), record(2)])));
     }
 }

@@ -35,7 +35,7 @@ use super::element::{Barrier, Record, StreamMessage};
 use super::gate::{GateEvent, InputGate};
 use super::operator::{OpenError, Operator, OperatorSnapshot};
 use super::source_task::sleep_until_opt;
-use super::task::{DeclineReason, PersistedRecord, SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
+use super::task::{ChannelEnd, DeclineReason, PersistedRecord, SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
 use super::tracker::{BarrierTracker, TrackerAction};
 use crate::config::CheckpointMode;
 use crate::events::Event;
@@ -46,6 +46,9 @@ use crate::state::{PendingSnapshot, Snapshot, SnapshotCancellation, StateError};
 /// takes no model time at all, so without it no failure could ever land during a write; on the
 /// real clock, a write slower than this waits no longer.
 const SIMULATED_STORAGE_BYTES_PER_MS: u64 = 64 * 1024;
+
+/// How often a receiver looks again for a timed-out checkpoint's in-order barriers to convert.
+const CONVERT_RETRY: Duration = Duration::from_millis(1);
 
 fn simulated_write_latency(bytes: u64) -> Duration {
     Duration::from_millis((bytes / SIMULATED_STORAGE_BYTES_PER_MS).max(1))
@@ -67,12 +70,23 @@ struct PendingAck {
     state: StatePart,
     stats: SnapshotStats,
     channel_state: Vec<PersistedRecord>,
-    /// Channels whose overtaken records are still being captured (unaligned): the ack waits
-    /// until each capture has read up to its channel's in-order barrier, not until those
-    /// records are processed.
-    capturing: Vec<bool>,
-    /// Every in-order barrier of the checkpoint came (or every capture read up to one).
+    /// Every barrier of the checkpoint came: the input channel state is complete.
     barriers_done: bool,
+}
+
+impl PendingAck {
+    /// Adds an overtaken record to the channel state (Flink's ChannelStateWriter.addInputData /
+    /// addOutputData).
+    fn persist(&mut self, channel: usize, record: Record, end: ChannelEnd) {
+        let bytes = record.persisted_size();
+        self.stats.persisted_records += 1;
+        self.stats.persisted_bytes += bytes;
+        if end == ChannelEnd::Output {
+            self.stats.output_records += 1;
+            self.stats.output_bytes += bytes;
+        }
+        self.channel_state.push(PersistedRecord { channel, record, end });
+    }
 }
 
 /// Where a pending snapshot's state is.
@@ -141,7 +155,8 @@ pub struct OperatorRunner<O: Operator> {
     pub control: mpsc::UnboundedReceiver<TaskControl>,
     /// How long each record takes in this subtask (`ckptlab.record-cost`): a slow consumer.
     pub record_cost: Duration,
-    /// Channel state of the restored checkpoint, replayed before any new input.
+    /// Channel state of the restored checkpoint: its output part is sent again before any new
+    /// output, its input part processed before any new input.
     pub replay: Vec<PersistedRecord>,
     pub view: Arc<Mutex<TaskRunView>>,
 }
@@ -156,6 +171,11 @@ struct Loop {
     /// checkpoints: a write may outlast the next barrier).
     pending: Vec<PendingAck>,
     actions: Vec<AlignerAction>,
+    /// A checkpoint switched to unaligned by its alignment timeout, and its channels whose
+    /// in-order barrier this receiver has yet to turn into a priority event.
+    convert: Option<(u64, Vec<usize>)>,
+    /// When the next conversion is tried (it scans the channel's queue: not on every turn).
+    convert_at: Instant,
     /// Asynchronous snapshot parts being written.
     writes: FuturesUnordered<BoxFuture<'static, WriteDone>>,
     cancel: CancelOnDrop,
@@ -182,6 +202,8 @@ impl<O: Operator> OperatorRunner<O> {
             rest: (0..n).map(|_| VecDeque::new()).collect(),
             pending: Vec::new(),
             actions: Vec::new(),
+            convert: None,
+            convert_at: Instant::now(),
             writes: FuturesUnordered::new(),
             cancel: CancelOnDrop(SnapshotCancellation::default()),
         };
@@ -190,7 +212,21 @@ impl<O: Operator> OperatorRunner<O> {
         }
         loop {
             let timeout = ctx.knobs.buffer_timeout();
-            let flush_at = self.output.as_ref().and_then(|o| o.deadline(timeout));
+            // A full output buffer waiting for credit: no input is processed meanwhile, but
+            // control messages and priority barriers are (Flink's mails run while the task waits
+            // for output availability, StreamTask.java:656-705; the record in hand finished on an
+            // overdraft buffer, LocalBufferPool.java:451-459).
+            let mut stuck = self.output.as_ref().is_some_and(|o| o.is_stuck());
+            // Records left of a buffer (an urgent event came between them, or credit ran out)
+            // go before anything newer from their channel.
+            if !stuck && (0..l.rest.len()).any(|ch| !l.rest[ch].is_empty() && !self.gate.is_blocked(ch)) {
+                if let Err(Fatal(reason)) = self.drain_rest(&mut l).await {
+                    return self.fail(reason);
+                }
+                stuck = self.output.as_ref().is_some_and(|o| o.is_stuck());
+            }
+            let credit = self.output.as_ref().filter(|_| stuck).map(|o| o.link());
+            let flush_at = self.output.as_ref().filter(|_| !stuck).and_then(|o| o.deadline(timeout));
             let deadline = [flush_at, l.aligner.deadline()].into_iter().flatten().min();
             let result = tokio::select! {
                 biased;
@@ -206,7 +242,8 @@ impl<O: Operator> OperatorRunner<O> {
                     self.on_write_done(&mut l, done);
                     Ok(())
                 }
-                e = self.gate.next() => match e {
+                () = async { if let Some(c) = &credit { c.credit().await } }, if stuck => self.on_credit(&mut l).await,
+                e = self.gate.next_event(!stuck) => match e {
                     Some(GateEvent::Buffer(ch, elements)) => self.on_buffer(&mut l, ch, elements).await,
                     Some(GateEvent::Priority(ch, barrier)) => self.on_barrier(&mut l, ch, barrier, true).await,
                     None => return,
@@ -216,7 +253,7 @@ impl<O: Operator> OperatorRunner<O> {
             if let Err(Fatal(reason)) = result {
                 return self.fail(reason);
             }
-            self.collect_captures(&mut l);
+            self.convert_late_barriers(&mut l);
         }
     }
 
@@ -234,7 +271,8 @@ impl<O: Operator> OperatorRunner<O> {
         }
     }
 
-    /// The restored checkpoint's in-flight records go first, as if they had just arrived.
+    /// The restored checkpoint's in-flight records go first: what this task had queued as a
+    /// sender is sent again, then what it had received is processed, as if it had just arrived.
     async fn replay_channel_state(&mut self) -> Result<(), Fatal> {
         let replay = std::mem::take(&mut self.replay);
         if replay.is_empty() {
@@ -244,18 +282,65 @@ impl<O: Operator> OperatorRunner<O> {
             // They will reach the sink again: count them as emitted into this attempt.
             self.ctx.progress.source_emitted.fetch_add(replay.len() as u64, Ordering::Relaxed);
         }
-        for p in replay {
+        let (output, input): (Vec<_>, Vec<_>) = replay.into_iter().partition(|p| p.end == ChannelEnd::Output);
+        if let Some(o) = self.output.as_mut() {
+            let max = if o.per_record(self.ctx.knobs.buffer_timeout()) { 1 } else { self.ctx.buffer_records };
+            for p in output {
+                if o.add(StreamMessage::Record(p.record), max) {
+                    o.flush().await;
+                }
+            }
+        }
+        for p in input {
             self.process(p.record).await?;
+            self.flush_output_if_stuck().await;
         }
         self.op.end_of_batch(&self.ctx);
         Ok(())
+    }
+
+    /// Credit came for the buffer the output held back: send it, and go on with the input.
+    async fn on_credit(&mut self, l: &mut Loop) -> Result<(), Fatal> {
+        if let Some(o) = self.output.as_mut() {
+            if !o.try_flush() {
+                return Ok(());
+            }
+        }
+        self.drain_rest(l).await
+    }
+
+    fn output_stuck(&self) -> bool {
+        self.output.as_ref().is_some_and(|o| o.is_stuck())
+    }
+
+    async fn flush_output_if_stuck(&mut self) {
+        if self.output_stuck() {
+            self.flush_output().await;
+        }
+    }
+
+    /// A checkpoint switched to unaligned by the timeout: each late channel's in-order barrier
+    /// that this receiver can reach goes ahead of the buffers before it.
+    fn convert_late_barriers(&mut self, l: &mut Loop) {
+        let Some((id, channels)) = l.convert.as_mut() else { return };
+        let now = Instant::now();
+        if now < l.convert_at {
+            return;
+        }
+        l.convert_at = now + CONVERT_RETRY;
+        let id = *id;
+        channels.retain(|ch| l.aligner.persisting(*ch) == Some(id) && !self.gate.convert_to_priority(*ch, id));
+        if channels.is_empty() {
+            l.convert = None;
+        }
     }
 
     async fn on_deadline(&mut self, l: &mut Loop, flush_at: Option<Instant>) -> Result<(), Fatal> {
         let now = Instant::now();
         if flush_at.is_some_and(|d| d <= now) {
             if let Some(o) = &mut self.output {
-                o.flush().await;
+                // Without credit the buffer waits, and the task with it.
+                o.try_flush();
             }
         }
         if l.aligner.deadline().is_some_and(|d| d <= now) {
@@ -276,25 +361,32 @@ impl<O: Operator> OperatorRunner<O> {
             self.ctx.progress.sink_received.fetch_add(records, Ordering::Relaxed);
         }
         let mut elements = elements.into_iter();
-        let fast = self.record_cost.is_zero();
+        let cost_free = self.record_cost.is_zero();
+        let fast = |l: &Loop| cost_free && l.aligner.persisting(ch).is_none();
+        let mut fast_now = fast(l);
         while let Some(e) = elements.next() {
-            // The hot path: a record, no cost, processed without building the (large) future of
-            // the barrier path; only a full output buffer awaits.
+            // The hot path: a record, no cost, not channel state, processed without building the
+            // (large) future of the barrier path.
             let e = match e {
-                StreamMessage::Record(r) if fast => {
-                    if self.process_now(r)? {
-                        self.flush_output().await;
+                StreamMessage::Record(r) if fast_now => {
+                    if self.process_now(r)? && !self.try_flush_output() {
+                        // No credit: the rest waits, and the task takes only urgent mail.
+                        l.rest[ch].extend(elements);
+                        break;
                     }
                     continue;
                 }
                 other => other,
             };
             self.element(l, ch, e).await?;
-            if self.gate.is_blocked(ch) {
-                // Blocked by this buffer's barrier: the rest waits with the channel.
+            // Blocked by this buffer's barrier, or by the output, or a priority barrier came
+            // while the record was processed (mail is taken between records, not between
+            // buffers): the rest waits.
+            if self.gate.is_blocked(ch) || self.output_stuck() || self.gate.priority_due() {
                 l.rest[ch].extend(elements);
                 break;
             }
+            fast_now = fast(l);
         }
         self.op.end_of_batch(&self.ctx);
         self.drain_rest(l).await
@@ -306,7 +398,7 @@ impl<O: Operator> OperatorRunner<O> {
         while progressed {
             progressed = false;
             for ch in 0..l.rest.len() {
-                while !self.gate.is_blocked(ch) {
+                while !self.gate.is_blocked(ch) && !self.output_stuck() && !self.gate.priority_due() {
                     let Some(e) = l.rest[ch].pop_front() else { break };
                     progressed = true;
                     self.element(l, ch, e).await?;
@@ -319,7 +411,22 @@ impl<O: Operator> OperatorRunner<O> {
 
     async fn element(&mut self, l: &mut Loop, ch: usize, e: StreamMessage) -> Result<(), Fatal> {
         match e {
-            StreamMessage::Record(r) => self.process(r).await,
+            StreamMessage::Record(r) => {
+                // Arrived on a channel whose barrier has not come, after the snapshot: input
+                // channel state (RemoteInputChannel.java:802-843), and processed as usual.
+                if let Some(id) = l.aligner.persisting(ch) {
+                    if let Some(p) = l.pending.iter_mut().find(|p| p.checkpoint == id) {
+                        p.persist(ch, r.clone(), ChannelEnd::Input);
+                    }
+                }
+                if !self.record_cost.is_zero() {
+                    self.pay_record_cost(l).await;
+                }
+                if self.process_now(r)? {
+                    self.try_flush_output();
+                }
+                Ok(())
+            }
             StreamMessage::Barrier(b) => self.on_barrier(l, ch, b, false).await,
             StreamMessage::CancelCheckpoint(id) => {
                 // Whichever handler tracks it lets it go; the other ignores it.
@@ -339,9 +446,28 @@ impl<O: Operator> OperatorRunner<O> {
             tokio::time::sleep(self.record_cost).await;
         }
         if self.process_now(r)? {
-            self.flush_output().await;
+            self.try_flush_output();
         }
         Ok(())
+    }
+
+    /// Waits out the record cost while finished snapshot writes are picked up: an
+    /// acknowledgement does not wait for a slow record (Flink acknowledges from the asynchronous
+    /// part's thread).
+    async fn pay_record_cost(&mut self, l: &mut Loop) {
+        let until = Instant::now() + self.record_cost;
+        loop {
+            tokio::select! {
+                biased;
+                Some(done) = l.writes.next(), if !l.writes.is_empty() => self.on_write_done(l, done),
+                () = tokio::time::sleep_until(until) => return,
+            }
+        }
+    }
+
+    /// Sends a full output buffer if there is credit; false when it must wait.
+    fn try_flush_output(&mut self) -> bool {
+        self.output.as_mut().is_none_or(|o| o.try_flush())
     }
 
     /// Applies a record and buffers its output; true when the output buffer is full.
@@ -399,13 +525,21 @@ impl<O: Operator> OperatorRunner<O> {
                     self.set_view(l);
                 }
                 AlignerAction::Snapshot { barrier, alignment, unaligned } => self.snapshot(l, barrier, alignment, unaligned).await,
+                AlignerAction::PersistQueued { checkpoint, channel } => {
+                    let held = l.rest[channel].iter().filter_map(|e| if let StreamMessage::Record(r) = e { Some(r.clone()) } else { None });
+                    let records: Vec<Record> = held.chain(self.gate.received_records(channel)).collect();
+                    if let Some(p) = l.pending.iter_mut().find(|p| p.checkpoint == checkpoint) {
+                        for r in records {
+                            p.persist(channel, r, ChannelEnd::Input);
+                        }
+                    }
+                }
                 AlignerAction::ChannelStateComplete { checkpoint } => self.barriers_complete(l, checkpoint),
                 AlignerAction::Abort { checkpoint, decline } => {
                     // A write still running for it finds no pending snapshot and is discarded.
-                    if let Some(p) = take_pending(l, checkpoint) {
-                        if p.capturing.iter().any(|c| *c) {
-                            self.gate.cancel_captures();
-                        }
+                    take_pending(l, checkpoint);
+                    if l.convert.as_ref().is_some_and(|(id, _)| *id == checkpoint) {
+                        l.convert = None;
                     }
                     let ctx = &self.ctx;
                     if let Some(reason) = decline {
@@ -413,7 +547,7 @@ impl<O: Operator> OperatorRunner<O> {
                     }
                     self.op.notify_checkpoint_aborted(&self.ctx, checkpoint);
                     if let Some(o) = &mut self.output {
-                        o.push_barrier(StreamMessage::CancelCheckpoint(checkpoint)).await;
+                        o.push_barrier(StreamMessage::CancelCheckpoint(checkpoint));
                     }
                     self.set_view(l);
                 }
@@ -473,17 +607,13 @@ impl<O: Operator> OperatorRunner<O> {
                         StatePart::Writing
                     }
                 };
-                let mut capturing = vec![false; self.gate.len()];
                 if unaligned {
-                    // The records queued ahead of each late channel's barrier were overtaken.
-                    for (ch, c) in capturing.iter_mut().enumerate() {
-                        if l.aligner.persisting(ch).is_some() {
-                            self.gate.start_capture(ch, id);
-                            *c = true;
-                        }
-                    }
+                    // Late channels whose barrier is aligned (the timeout switched, or an upstream
+                    // task did not) have it turned into a priority event once it is in reach.
+                    let late: Vec<usize> = (0..self.gate.len()).filter(|ch| l.aligner.persisting(*ch) == Some(id)).collect();
+                    l.convert = (!late.is_empty()).then_some((id, late));
                 }
-                l.pending.push(PendingAck { checkpoint: id, state, stats, channel_state: Vec::new(), capturing, barriers_done: false });
+                l.pending.push(PendingAck { checkpoint: id, state, stats, channel_state: Vec::new(), barriers_done: false });
                 StreamMessage::Barrier(barrier)
             }
             Err(e) => {
@@ -498,19 +628,23 @@ impl<O: Operator> OperatorRunner<O> {
             }
         };
         self.set_view(l);
-        self.collect_captures(l);
         if let Some(o) = &mut self.output {
             if unaligned {
                 if let StreamMessage::Barrier(b) = &forward {
-                    // Ahead of everything queued at this task's output and on the wire.
+                    // Ahead of everything queued at this task's output: what it overtook there is
+                    // this task's output channel state.
                     let mut b = *b;
                     b.options.alignment = super::element::Alignment::Unaligned;
-                    o.push_priority(b);
-                    o.push_barrier(StreamMessage::Barrier(b)).await;
+                    let overtaken = o.push_priority(b);
+                    if let Some(p) = l.pending.iter_mut().find(|p| p.checkpoint == id) {
+                        for r in overtaken {
+                            p.persist(0, r, ChannelEnd::Output);
+                        }
+                    }
                     return;
                 }
             }
-            o.push_barrier(forward).await;
+            o.push_barrier(forward);
         }
     }
 
@@ -553,11 +687,7 @@ impl<O: Operator> OperatorRunner<O> {
                 self.try_acknowledge(l, checkpoint);
             }
             Err(e) => {
-                if let Some(p) = take_pending(l, checkpoint) {
-                    if p.capturing.iter().any(|c| *c) {
-                        self.gate.cancel_captures();
-                    }
-                }
+                take_pending(l, checkpoint);
                 ctx.report(TaskReport::Decline {
                     attempt: ctx.attempt,
                     checkpoint,
@@ -569,50 +699,17 @@ impl<O: Operator> OperatorRunner<O> {
         }
     }
 
-    /// Moves what the gate captured into the pending snapshot's channel state; acknowledges it
-    /// once every capture is done (and its write finished).
-    fn collect_captures(&mut self, l: &mut Loop) {
-        // Unaligned checkpoints run one at a time: at most one snapshot captures.
-        let Some(p) = l.pending.iter_mut().find(|p| p.capturing.iter().any(|c| *c)) else { return };
-        self.gate.pump_captures();
-        for ch in 0..p.capturing.len() {
-            if !p.capturing[ch] {
-                continue;
-            }
-            if let Some((records, done)) = self.gate.take_captured(ch) {
-                for record in records {
-                    p.stats.persisted_records += 1;
-                    p.stats.persisted_bytes += record.persisted_size();
-                    p.channel_state.push(PersistedRecord { channel: ch, record });
-                }
-                p.capturing[ch] = !done;
-            }
-        }
-        if !p.capturing.iter().any(|c| *c) {
-            // Each capture read up to its channel's in-order barrier.
-            p.barriers_done = true;
-            let id = p.checkpoint;
-            self.try_acknowledge(l, id);
-        }
-    }
-
-    /// The aligner says every in-order barrier of `checkpoint` came.
+    /// The aligner says every barrier of `checkpoint` came.
     fn barriers_complete(&mut self, l: &mut Loop, checkpoint: u64) {
         let Some(p) = l.pending.iter_mut().find(|p| p.checkpoint == checkpoint) else { return self.set_view(l) };
         p.barriers_done = true;
-        if p.capturing.iter().any(|c| *c) {
-            return self.collect_captures(l);
-        }
         self.try_acknowledge(l, checkpoint);
     }
 
-    /// Acknowledges `checkpoint` if its write finished, its barriers came and its captures are
-    /// done.
+    /// Acknowledges `checkpoint` if its write finished and its barriers came.
     fn try_acknowledge(&mut self, l: &mut Loop, checkpoint: u64) {
         self.set_view(l);
-        let ready = |p: &PendingAck| {
-            p.checkpoint == checkpoint && p.barriers_done && !p.capturing.iter().any(|c| *c) && !matches!(p.state, StatePart::Writing)
-        };
+        let ready = |p: &PendingAck| p.checkpoint == checkpoint && p.barriers_done && !matches!(p.state, StatePart::Writing);
         let Some(i) = l.pending.iter().position(ready) else { return };
         let p = l.pending.remove(i);
         let ctx = &self.ctx;
@@ -763,6 +860,8 @@ mod tests {
         replay: Vec<PersistedRecord>,
         fail_on: Option<u64>,
         open: Option<OpenError>,
+        /// Credit of the output channel, in buffers.
+        output_credit: usize,
     }
 
     impl Default for Setup {
@@ -776,6 +875,7 @@ mod tests {
                 replay: Vec::new(),
                 fail_on: None,
                 open: None,
+                output_credit: 64,
             }
         }
     }
@@ -809,7 +909,8 @@ mod tests {
                 inputs.push(out);
                 gate_inputs.push(input);
             }
-            let (output, down) = channel(ChannelStats::new("counter[0]".into(), "sink[0]".into(), Duration::ZERO), 64, knobs.clone());
+            let (output, down) =
+                channel(ChannelStats::new("counter[0]".into(), "sink[0]".into(), Duration::ZERO), self.output_credit, knobs.clone());
             let (control_tx, control) = mpsc::unbounded_channel();
             let log = Arc::new(Mutex::new(Log::default()));
             let view = Arc::new(Mutex::new(TaskRunView::default()));
@@ -847,7 +948,7 @@ mod tests {
     }
 
     async fn send_barrier(out: &mut OutputChannel, b: Barrier) {
-        out.push_barrier(StreamMessage::Barrier(b)).await;
+        out.push_barrier(StreamMessage::Barrier(b));
     }
 
     /// Lets the paused clock run `ms` of model time (everything runnable runs first).
@@ -990,7 +1091,7 @@ mod tests {
         send_barrier(&mut h.inputs[0], aligned(1)).await;
         send(&mut h.inputs[0], 1).await;
         settle(1).await;
-        h.inputs[1].push_barrier(StreamMessage::CancelCheckpoint(1)).await;
+        h.inputs[1].push_barrier(StreamMessage::CancelCheckpoint(1));
         settle(1).await;
         assert_eq!(h.processed(), vec![1], "the blocked channel is consumed again");
         assert!(h.snapshots().is_empty());
@@ -1093,15 +1194,18 @@ mod tests {
         assert!(h.task.is_finished());
     }
 
-    /// Catches: channel state replayed after new input (or not at all), or not counted as
-    /// emitted again (the caught-up check would wait for ever).
+    /// Catches: channel state replayed after new input (or not at all), output state processed
+    /// again by the operator (it was processed before the checkpoint) or sent behind new output,
+    /// or replays not counted as emitted again (the caught-up check would wait for ever).
     #[tokio::test(start_paused = true)]
-    async fn restored_channel_state_is_replayed_before_new_input() {
-        let replay = vec![PersistedRecord { channel: 0, record: record(7) }, PersistedRecord { channel: 1, record: record(8) }];
-        let h = Setup { replay, ..Setup::default() }.start(async |inputs: &mut Vec<OutputChannel>| send(&mut inputs[0], 1).await).await;
+    async fn restored_channel_state_is_replayed_output_first_then_input_before_new_input() {
+        let input = |channel, i| PersistedRecord { channel, record: record(i), end: ChannelEnd::Input };
+        let replay = vec![input(0, 7), PersistedRecord { channel: 0, record: record(9), end: ChannelEnd::Output }, input(1, 8)];
+        let mut h = Setup { replay, ..Setup::default() }.start(async |inputs: &mut Vec<OutputChannel>| send(&mut inputs[0], 1).await).await;
         settle(1).await;
-        assert_eq!(h.processed(), vec![7, 8, 1]);
-        assert_eq!(h.progress.source_emitted.load(Ordering::Relaxed), 2);
+        assert_eq!(h.processed(), vec![7, 8, 1], "the output state is not processed again");
+        assert_eq!(h.downstream().await, ["r9", "r7", "r8", "r1"]);
+        assert_eq!(h.progress.source_emitted.load(Ordering::Relaxed), 3);
     }
 
     /// Catches: a state backend error that is skipped (a count lost silently) instead of failing
@@ -1159,5 +1263,36 @@ mod tests {
         assert_eq!(h.processed(), vec![0, 1, 2]);
         settle(2).await; // past 20 ms, not at it
         assert_eq!(h.processed(), vec![0, 1, 2, 3]);
+    }
+
+    /// A task whose output waits for credit still takes a priority barrier at once (Flink's
+    /// priority events are mail, run while the task waits for output availability); the sender
+    /// side of its checkpoint is what its output queue held, the receiver side what it had
+    /// received ahead of the barrier, and what the upstream sender held is the upstream's.
+    /// Catches: a task that takes the barrier only once credit comes (never, here), and output
+    /// or input channel state that misses or repeats an overtaken record.
+    #[tokio::test(start_paused = true)]
+    async fn a_task_waiting_for_credit_takes_a_priority_barrier_and_splits_the_overtaken_records() {
+        let mut h = Setup { output_credit: 2, ..Setup::default() }.start(async |_| {}).await;
+        for i in 0..6 {
+            send(&mut h.inputs[0], i).await;
+        }
+        settle(1).await;
+        assert_eq!(h.processed(), vec![0, 1, 2], "two buffers of credit, the third record on an overdraft");
+        let upstream: Vec<u64> = h.inputs[0]
+            .push_priority(barrier(1, CheckpointMode::ExactlyOnce, Alignment::Unaligned))
+            .iter()
+            .map(|r| r.origin.offset)
+            .collect();
+        settle(1).await;
+        assert_eq!(h.snapshots(), vec![(1, vec![0, 1, 2])], "taken while the output waits");
+        let reports = h.reports();
+        let Some(TaskReport::Ack { channel_state, stats, .. }) = reports.first() else { panic!("an ack: {reports:?}") };
+        let of = |end| channel_state.iter().filter(|p| p.end == end).map(|p| p.record.origin.offset).collect::<Vec<_>>();
+        assert_eq!(of(ChannelEnd::Output), vec![0, 1, 2], "its output queue and the buffer in hand");
+        assert_eq!(of(ChannelEnd::Input), vec![3], "the buffer it had received");
+        assert_eq!(upstream, vec![4, 5], "the rest was still at the upstream sender");
+        assert_eq!((stats.output_records, stats.persisted_records), (3, 4));
+        assert_eq!(h.downstream().await.first().map(String::as_str), Some("p1"));
     }
 }

@@ -1,6 +1,9 @@
 //! A source subtask: reads its partitions of the topic, keys each record and sends it to the
 //! counter subtask that owns the key's group. Its checkpointed state is its offsets; on a trigger
-//! it records them and emits the barrier on every output channel.
+//! it records them and emits the barrier on every output channel. A trigger is taken at once,
+//! also while the source waits for credit (Flink's mails run while a task waits for output
+//! availability, StreamTask.java:656-705): an unaligned barrier then goes to the head of each
+//! queue and the records it overtook there are the source's output channel state.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,7 +13,7 @@ use tokio::time::Instant;
 
 use super::channel::OutputChannel;
 use super::element::{Barrier, Origin, Record, StreamMessage};
-use super::task::{SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
+use super::task::{ChannelEnd, PersistedRecord, SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
 use crate::audit::CONSTANT_KEY;
 use crate::config::KeyBy;
 use crate::connectors::{Topic, TopicReader};
@@ -35,6 +38,8 @@ pub struct SourceTask {
     pub control: mpsc::UnboundedReceiver<TaskControl>,
     pub outputs: Vec<OutputChannel>,
     pub key_by: KeyBy,
+    /// Output channel state of the restored checkpoint: sent again before anything new is read.
+    pub replay: Vec<PersistedRecord>,
 }
 
 impl SourceTask {
@@ -45,15 +50,18 @@ impl SourceTask {
         let constant: Arc<str> = Arc::from(CONSTANT_KEY);
         let counters = self.outputs.len();
         let mut values = Vec::with_capacity(READ_BATCH);
+        if !self.replay_output_state().await {
+            return;
+        }
         loop {
             while let Ok(c) = self.control.try_recv() {
-                self.on_control(c).await;
+                self.on_control(c);
             }
             if ctx.knobs.is_paused() {
                 tokio::select! {
                     biased;
                     c = self.control.recv() => match c {
-                        Some(c) => self.on_control(c).await,
+                        Some(c) => self.on_control(c),
                         None => return,
                     },
                     _ = ctx.knobs.wait_while_paused() => {}
@@ -87,8 +95,12 @@ impl SourceTask {
                     };
                     let target = operator_index(key_group(&key), counters);
                     let origin = Origin { partition, offset: start + j as u64 };
-                    if self.outputs[target].add(StreamMessage::Record(Record { key, value, origin, count: 0 }), max_records) {
-                        self.outputs[target].flush().await;
+                    // The offsets a trigger taken from here on records: this record is sent.
+                    self.positions[i].1 = origin.offset + 1;
+                    if self.outputs[target].add(StreamMessage::Record(Record { key, value, origin, count: 0 }), max_records)
+                        && !self.send_full_buffer(target).await
+                    {
+                        return;
                     }
                 }
                 if n > 0 {
@@ -104,9 +116,9 @@ impl SourceTask {
             }
             let timeout = ctx.knobs.buffer_timeout();
             let now = Instant::now();
-            for o in &mut self.outputs {
-                if o.deadline(timeout).is_some_and(|d| d <= now) {
-                    o.flush().await;
+            for target in 0..self.outputs.len() {
+                if self.outputs[target].deadline(timeout).is_some_and(|d| d <= now) && !self.send_full_buffer(target).await {
+                    return;
                 }
             }
             if progressed > 0 {
@@ -123,7 +135,7 @@ impl SourceTask {
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
-                    Some(c) => self.on_control(c).await,
+                    Some(c) => self.on_control(c),
                     // The JobManager dropped us: the attempt is over.
                     None => return,
                 },
@@ -133,41 +145,89 @@ impl SourceTask {
         }
     }
 
-    async fn on_control(&mut self, c: TaskControl) {
+    /// Sends the buffer of output `target`, waiting for credit while taking control messages
+    /// (a trigger among them) as they come. False when the attempt is over.
+    async fn send_full_buffer(&mut self, target: usize) -> bool {
+        while !self.outputs[target].try_flush() {
+            let link = self.outputs[target].link();
+            tokio::select! {
+                biased;
+                c = self.control.recv() => match c {
+                    Some(c) => self.on_control(c),
+                    None => return false,
+                },
+                () = link.credit() => {}
+            }
+        }
+        true
+    }
+
+    /// The restored output channel state goes out first, each record to the subtask that owns
+    /// its key now. False when the attempt is over.
+    async fn replay_output_state(&mut self) -> bool {
+        let replay = std::mem::take(&mut self.replay);
+        if replay.is_empty() || self.outputs.is_empty() {
+            return true;
+        }
+        self.ctx.progress.source_emitted.fetch_add(replay.len() as u64, Ordering::Relaxed);
+        let max_records = self.ctx.buffer_records;
+        for p in replay {
+            let target = operator_index(key_group(&p.record.key), self.outputs.len());
+            if self.outputs[target].add(StreamMessage::Record(p.record), max_records) && !self.send_full_buffer(target).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn on_control(&mut self, c: TaskControl) {
         match c {
-            TaskControl::TriggerCheckpoint(barrier) => self.checkpoint(barrier).await,
+            TaskControl::TriggerCheckpoint(barrier) => self.checkpoint(barrier),
             // A source's state is its offsets: nothing to commit or undo.
             TaskControl::NotifyCheckpointComplete(_) | TaskControl::NotifyCheckpointAborted(_) => {}
         }
     }
 
-    async fn checkpoint(&mut self, barrier: Barrier) {
+    /// Takes the checkpoint at once: never waits for credit (a barrier is an event, and the
+    /// buffer it finishes already holds its memory).
+    fn checkpoint(&mut self, barrier: Barrier) {
         let ctx = &self.ctx;
         let unaligned = barrier.options.overtakes();
-        if unaligned {
-            // The barrier goes ahead of everything queued: the records it overtakes are
-            // persisted downstream as channel state.
-            for o in &mut self.outputs {
-                o.push_priority(barrier);
+        let mut stats = SnapshotStats { unaligned, ..SnapshotStats::default() };
+        let mut channel_state = Vec::new();
+        for (j, o) in self.outputs.iter_mut().enumerate() {
+            if unaligned {
+                // Ahead of everything queued: what it overtook is this source's output channel
+                // state (PipelinedSubpartition.java:219-248), persisted here, not downstream.
+                for record in o.push_priority(barrier) {
+                    let bytes = record.persisted_size();
+                    stats.persisted_records += 1;
+                    stats.persisted_bytes += bytes;
+                    stats.output_records += 1;
+                    stats.output_bytes += bytes;
+                    channel_state.push(PersistedRecord { channel: j, record, end: ChannelEnd::Output });
+                }
+            } else {
+                o.push_barrier(StreamMessage::Barrier(barrier));
             }
-        } else {
-            for o in &mut self.outputs {
-                o.flush().await;
-            }
+        }
+        if stats.persisted_records > 0 {
+            ctx.events.publish(Event::ChannelStatePersisted {
+                checkpoint: barrier.checkpoint,
+                task: ctx.name(),
+                records: stats.persisted_records,
+                bytes: stats.persisted_bytes,
+            });
         }
         ctx.report(TaskReport::Ack {
             attempt: ctx.attempt,
             checkpoint: barrier.checkpoint,
             task: ctx.task,
             state: TaskState::Source { offsets: self.positions.clone() },
-            stats: SnapshotStats { unaligned, ..SnapshotStats::default() },
-            channel_state: Vec::new(),
+            stats,
+            channel_state,
         });
         ctx.events.publish(Event::BarrierInjected { checkpoint: barrier.checkpoint, source: self.index });
-        // In order too: where the overtaken records end (unaligned), or the barrier itself.
-        for o in &mut self.outputs {
-            o.push_barrier(StreamMessage::Barrier(barrier)).await;
-        }
     }
 }
 
@@ -202,6 +262,11 @@ mod tests {
     /// A source over one partition holding `values`, with two output channels; buffers go out
     /// by the 100 ms buffer timeout (or a barrier).
     fn start(values: &[&str]) -> Harness {
+        start_with(values, 8, 100)
+    }
+
+    /// The same with `credit` buffers per channel of `buffer_records` records each.
+    fn start_with(values: &[&str], credit: usize, buffer_records: usize) -> Harness {
         let knobs = RuntimeKnobs::new(Duration::ZERO, Duration::from_millis(100));
         let events = EventBus::new(Instant::now());
         let topic = EmbeddedTopic::new("input-topic", 1, events.clone());
@@ -218,20 +283,30 @@ mod tests {
             auditor: Arc::new(Auditor::new(false, topic.clone(), 2, KeyBy::Record)),
             progress: Arc::new(AttemptProgress { positions: std::sync::Mutex::new(vec![0]), ..AttemptProgress::default() }),
             knobs: knobs.clone(),
-            buffer_records: 100,
+            buffer_records,
             storage: Arc::new(CheckpointStorage::new(StorageKind::JobManager, std::path::Path::new("unused"), "job", 5 << 20)),
             output: Arc::default(),
         };
         let (mut outputs, mut gates) = (Vec::new(), Vec::new());
         for j in 0..2 {
-            let (out, input) = channel(ChannelStats::new("source[0]".into(), format!("counter[{j}]"), Duration::ZERO), 8, knobs.clone());
+            let (out, input) =
+                channel(ChannelStats::new("source[0]".into(), format!("counter[{j}]"), Duration::ZERO), credit, knobs.clone());
             outputs.push(out);
             gates.push(InputGate::new(vec![input], knobs.clone()));
         }
         let (control, control_rx) = mpsc::unbounded_channel();
         let reader = topic.clone().reader(&[(0, 0)]);
-        let task =
-            SourceTask { ctx, index: 0, positions: vec![(0, 0)], reader, topic, control: control_rx, outputs, key_by: KeyBy::Record };
+        let task = SourceTask {
+            ctx,
+            index: 0,
+            positions: vec![(0, 0)],
+            reader,
+            topic,
+            control: control_rx,
+            outputs,
+            key_by: KeyBy::Record,
+            replay: Vec::new(),
+        };
         tokio::spawn(task.run());
         Harness { control, reports, gates }
     }
@@ -289,5 +364,58 @@ mod tests {
         for g in &mut h.gates {
             assert_eq!(drain(g).await.first().map(String::as_str), Some("p1"));
         }
+    }
+
+    /// The step the issue asks for first: a source blocked on credit takes the trigger at once
+    /// (Flink's mails run while a task waits for output availability), the barrier goes to the
+    /// head of each queue, and every record it overtook is in the source's output channel state
+    /// exactly once, up to the offsets acknowledged.
+    /// Catches: a trigger taken only between read batches or once credit came (here it never
+    /// comes: no ack), offsets that run ahead of or behind the records sent, and output state
+    /// that misses or repeats a record.
+    #[tokio::test(start_paused = true)]
+    async fn a_source_waiting_for_credit_takes_an_unaligned_trigger_at_once_and_persists_what_it_overtook() {
+        let values: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let mut h = start_with(&refs, 2, 4);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(matches!(h.reports.try_recv(), Ok(TaskReport::Running { .. })));
+        h.control.send(TaskControl::TriggerCheckpoint(barrier(1, Alignment::Unaligned))).expect("control");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let Ok(TaskReport::Ack { state: TaskState::Source { offsets }, channel_state, stats, .. }) = h.reports.try_recv() else {
+            panic!("an ack while backpressured")
+        };
+        let sent = offsets[0].1;
+        assert!(sent < 100, "the source was blocked on credit after a few buffers: {sent}");
+        let mut persisted: Vec<u64> = channel_state.iter().map(|p| p.record.origin.offset).collect();
+        assert!(channel_state.iter().all(|p| p.end == ChannelEnd::Output));
+        persisted.sort_unstable();
+        assert_eq!(persisted, (0..sent).collect::<Vec<_>>(), "nothing was received: every record sent is output state, once");
+        assert_eq!((stats.output_records, stats.persisted_records), (sent, sent));
+        for g in &mut h.gates {
+            assert_eq!(drain(g).await.first().map(String::as_str), Some("p1"), "at the head of the queue");
+        }
+    }
+
+    /// An aligned trigger is taken at once too: its barrier is an event, queued behind the data
+    /// without credit. Catches: an aligned trigger that waits for the queue to drain.
+    #[tokio::test(start_paused = true)]
+    async fn a_source_waiting_for_credit_takes_an_aligned_trigger_at_once() {
+        let values: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let mut h = start_with(&refs, 2, 4);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        h.control.send(TaskControl::TriggerCheckpoint(barrier(1, Alignment::Aligned))).expect("control");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let acks: Vec<_> = std::iter::from_fn(|| h.reports.try_recv().ok()).filter(|r| matches!(r, TaskReport::Ack { .. })).collect();
+        let [TaskReport::Ack { state: TaskState::Source { offsets }, channel_state, .. }] = &acks[..] else { panic!("one ack: {acks:?}") };
+        assert!(channel_state.is_empty(), "aligned: no channel state");
+        let mut records = 0;
+        for g in &mut h.gates {
+            let seen = drain(g).await;
+            let at = seen.iter().position(|s| s == "b1").expect("the barrier, in order");
+            records += seen[..at].iter().filter(|s| s.starts_with('r')).count() as u64;
+        }
+        assert_eq!(records, offsets[0].1, "the barrier is behind exactly the records its offsets cover");
     }
 }

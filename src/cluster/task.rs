@@ -16,7 +16,7 @@ use crate::state::StateHandle;
 // The vocabulary and the sink's output line live below the runtime; named here for the many
 // runtime files that speak of them as a task's.
 pub use crate::connectors::sink::OutputLine;
-pub use crate::types::{PersistedRecord, TaskId};
+pub use crate::types::{ChannelEnd, PersistedRecord, TaskId};
 
 /// A task's part of a checkpoint.
 #[derive(Debug, Clone)]
@@ -40,6 +40,12 @@ pub struct SnapshotStats {
     pub persisted_records: u64,
     #[serde(default)]
     pub persisted_bytes: u64,
+    /// The part of the above this task persisted as a sender (output channel state); the rest is
+    /// input channel state.
+    #[serde(default)]
+    pub output_records: u64,
+    #[serde(default)]
+    pub output_bytes: u64,
     /// The snapshot was taken unaligned (or switched to unaligned by the alignment timeout).
     #[serde(default)]
     pub unaligned: bool,

@@ -299,6 +299,7 @@ impl JobManager {
                 control: ctl_rx,
                 outputs,
                 key_by: cfg.job.key_by,
+                replay: replay(TaskId::Source(i)),
             };
             let handle = alive(slots[i]).then(|| tokio::spawn(task.run()).abort_handle());
             tasks.push(DeployedTask { task: TaskId::Source(i), tm: slots[i], handle });
@@ -378,6 +379,15 @@ pub(super) fn rescale_channel_state(
                     let mut r = r.clone();
                     r.channel = r.channel.min(p - 1);
                     counters[owner].records.push(r);
+                }
+            }
+            // A source's output channel state is sent again by a source of the new job, which
+            // routes each record by its key.
+            TaskId::Source(i) => {
+                let to = TaskId::Source(i % p);
+                match out.iter_mut().find(|o: &&mut TaskChannelState| o.task == to) {
+                    Some(o) => o.records.extend(c.records.iter().cloned()),
+                    None => out.push(TaskChannelState { task: to, records: c.records.clone() }),
                 }
             }
             _ => out.push(c.clone()),

@@ -119,8 +119,15 @@ fn history_row(app: &App, s: &CheckpointStats, wide: bool) -> Row<'static> {
     let reason = s.failure.clone().unwrap_or_default();
     let mut offsets = s.offsets.iter().map(|(p, o)| format!("p{p}@{o}")).collect::<Vec<_>>().join(" ");
     if s.unaligned {
-        // Flink's "Persisted Data": the in-flight records the barriers overtook.
-        offsets = format!("unaligned, persisted {} · {offsets}", format_size(s.persisted_size));
+        // Flink's "Persisted Data": the in-flight records the barriers overtook, by the senders
+        // (output channel state) and by the receivers (input channel state).
+        let out = s.output_size().min(s.persisted_size);
+        offsets = format!(
+            "unaligned, persisted {} (out {} · in {}) · {offsets}",
+            format_size(s.persisted_size),
+            format_size(out),
+            format_size(s.persisted_size - out)
+        );
     }
     let size = if s.persisted_size > 0 && !wide { format!("{size}+{}", format_size(s.persisted_size)) } else { size };
     let mut cells = vec![Cell::from(s.id.to_string()), Cell::from(Line::from(status))];

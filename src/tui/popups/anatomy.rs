@@ -115,7 +115,15 @@ pub fn lines(s: &CheckpointStats, t: &Theme, width: u16) -> Vec<Line<'static>> {
             st.offsets.iter().map(|(p, o)| format!("p{p}@{o}")).collect::<Vec<_>>().join(" ")
         };
         if st.persisted_size > 0 {
-            state.push_str(&format!(" + {} in flight", format_size(st.persisted_size)));
+            // Which end persisted it: a sender its output queues, a receiver what it received.
+            let out = st.output_size.min(st.persisted_size);
+            let input = st.persisted_size - out;
+            let ends = match (out > 0, input > 0) {
+                (true, true) => format!("out {}, in {}", format_size(out), format_size(input)),
+                (true, false) => "output".into(),
+                _ => "input".into(),
+            };
+            state.push_str(&format!(" + {} in flight ({ends})", format_size(st.persisted_size)));
         }
         if st.unaligned {
             state.push_str(" (unaligned)");
