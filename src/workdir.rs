@@ -160,18 +160,103 @@ pub fn is_below(root: &Path, target: &Path) -> bool {
 /// Deletes `target` recursively, only when it is strictly below `root` (see [`is_below`]) and
 /// every directory between them is a real one (a symlink there is refused, not followed). A
 /// symlink at `target` is removed as a link, never followed. A missing target is fine.
+///
+/// Atomic against a link swapped in on the way: the way down is walked by descriptor, one plain
+/// name at a time with `O_NOFOLLOW`, and the tree is then emptied and removed from those
+/// descriptors (`openat` + `unlinkat`), never by path again, so no check is followed by a use
+/// that could resolve elsewhere.
 pub fn remove_tree_under(root: &Path, target: &Path) -> Result<(), WorkDirError> {
-    // Checked, then removed by path: the tree's contents are walked without following links
-    // (std's `remove_dir_all`), the way down to it was checked just before.
-    if open_parent_under(root, target)?.is_none() {
-        return Ok(());
+    use std::os::fd::AsFd;
+    let Some((parent, name)) = open_parent_under(root, target)? else { return Ok(()) };
+    remove_entry_at(parent.as_fd(), &name, target)
+}
+
+/// Removes the entry `name` of the open directory `dir`: a directory is emptied first, through
+/// its own descriptor opened without following links; anything else (a file, a symlink) is
+/// unlinked. `shown` is its path, for errors only. A missing entry is fine.
+fn remove_entry_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr, shown: &Path) -> Result<(), WorkDirError> {
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    let not_found = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOENT);
+    // SAFETY: `dir` is an open directory and `name` a NUL-terminated plain name.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) => Ok(()),
+            // Not a directory, or a symlink (to anything): the entry itself goes.
+            Some(libc::ENOTDIR | libc::ELOOP) => {
+                // SAFETY: as above.
+                if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } != 0 {
+                    let e = std::io::Error::last_os_error();
+                    if !not_found(&e) {
+                        return Err(io(shown, e));
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(io(shown, e)),
+        };
     }
-    match std::fs::symlink_metadata(target) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(target, e)),
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(target).map_err(|e| io(target, e)),
-        Ok(_) => std::fs::remove_file(target).map_err(|e| io(target, e)),
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+    for entry in entries_of(sub.as_fd()).map_err(|e| io(shown, e))? {
+        let child = shown.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(entry.to_bytes()));
+        remove_entry_at(sub.as_fd(), &entry, &child)?;
     }
+    // SAFETY: as above.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if !not_found(&e) {
+            return Err(io(shown, e));
+        }
+    }
+    Ok(())
+}
+
+/// The names in the open directory `dir`, without `.` and `..`.
+fn entries_of(dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Vec<std::ffi::CString>> {
+    use std::os::fd::AsRawFd;
+    // `fdopendir` takes the descriptor it is given: hand it a duplicate.
+    // SAFETY: `dir` is an open descriptor.
+    let dup = unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is an open directory descriptor this function owns; on success the stream owns it.
+    let stream = unsafe { libc::fdopendir(dup) };
+    if stream.is_null() {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: the stream did not take `dup`.
+        unsafe { libc::close(dup) };
+        return Err(e);
+    }
+    let mut names = Vec::new();
+    loop {
+        // readdir returns null at the end and on an error; errno tells them apart.
+        // SAFETY: errno is this thread's; `stream` is an open directory stream and the entry is
+        // read before the next call.
+        let entry = unsafe {
+            *libc::__errno_location() = 0;
+            libc::readdir(stream)
+        };
+        if entry.is_null() {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error().unwrap_or(0) != 0 {
+                // SAFETY: as below.
+                unsafe { libc::closedir(stream) };
+                return Err(e);
+            }
+            break;
+        }
+        // SAFETY: `d_name` is NUL-terminated within the entry.
+        let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            names.push(name.to_owned());
+        }
+    }
+    // SAFETY: `stream` is open and closed once (which closes `dup`).
+    unsafe { libc::closedir(stream) };
+    Ok(names)
 }
 
 /// Deletes the file `target` (a symlink: the link itself), only when it is strictly below `root`
@@ -332,6 +417,44 @@ mod tests {
         remove_tree_under(&root, &root.join("a")).unwrap();
         assert!(!root.join("a").exists());
         remove_tree_under(&root, &root.join("missing")).unwrap();
+    }
+
+    #[test]
+    fn a_tree_is_removed_whole_and_a_link_inside_it_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(root.join("t/a/b")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("t/a/b/f"), b"x").unwrap();
+        std::fs::write(root.join("t/g"), b"y").unwrap();
+        std::fs::write(outside.join("keep"), b"z").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("t/a/link")).unwrap();
+        remove_tree_under(&root, &root.join("t")).unwrap();
+        assert!(!root.join("t").exists());
+        assert!(outside.join("keep").is_file(), "the link's target is kept");
+    }
+
+    /// The way down is held by descriptor: an intermediate directory swapped for a link after it
+    /// was walked cannot redirect the delete (a delete by path, as `remove_dir_all(target)` does,
+    /// would follow the new link and empty the victim).
+    #[test]
+    fn a_link_swapped_in_after_the_walk_does_not_redirect_the_delete() {
+        use std::os::fd::AsFd;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir_all(root.join("a/t")).unwrap();
+        std::fs::write(root.join("a/t/f"), b"x").unwrap();
+        std::fs::create_dir_all(victim.join("t")).unwrap();
+        std::fs::write(victim.join("t/keep"), b"z").unwrap();
+        let target = root.join("a/t");
+        let (parent, name) = open_parent_under(&root, &target).unwrap().unwrap();
+        std::fs::rename(root.join("a"), root.join("a-moved")).unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("a")).unwrap();
+        remove_entry_at(parent.as_fd(), &name, &target).unwrap();
+        assert!(victim.join("t/keep").is_file(), "the victim is untouched");
+        assert!(!root.join("a-moved/t").exists(), "the tree that was walked is the one removed");
     }
 
     #[test]
