@@ -103,11 +103,14 @@ impl Aligner {
         self.pending.as_ref().map_or(0, |p| p.started.elapsed().as_millis() as u64)
     }
 
-    /// When an aligned-with-timeout alignment switches to unaligned.
+    /// When an aligned-with-timeout alignment switches to unaligned: the timeout counts from the
+    /// checkpoint's trigger, not from this task's first barrier, so a barrier that reaches a task
+    /// after the timeout switches at once (Flink's BarrierAlignmentUtil.getTimerDelay:
+    /// `max(timeout - (now - barrier.getTimestamp()), 0)`).
     pub fn deadline(&self) -> Option<Instant> {
         let p = self.pending.as_ref().filter(|p| !p.snapshotted)?;
         match p.barrier.options.alignment {
-            Alignment::AlignedWithTimeout { timeout_ms } => Some(p.started + Duration::from_millis(timeout_ms)),
+            Alignment::AlignedWithTimeout { timeout_ms } => Some(p.barrier.triggered_at + Duration::from_millis(timeout_ms)),
             _ => None,
         }
     }
@@ -216,7 +219,7 @@ mod tests {
     use crate::config::CheckpointMode;
 
     fn barrier(id: u64, alignment: Alignment) -> Barrier {
-        Barrier { checkpoint: id, options: CheckpointOptions { mode: CheckpointMode::ExactlyOnce, alignment } }
+        Barrier { checkpoint: id, options: CheckpointOptions { mode: CheckpointMode::ExactlyOnce, alignment }, triggered_at: Instant::now() }
     }
 
     fn kinds(out: &[AlignerAction]) -> Vec<String> {
@@ -289,6 +292,25 @@ mod tests {
         out.clear();
         a.on_barrier(1, b, false, &mut out);
         assert_eq!(kinds(&out), vec!["ack 2"]);
+    }
+
+    /// Catches: an aligned checkpoint timeout counted from this task's first barrier instead of
+    /// the checkpoint's trigger (Flink counts from the barrier's timestamp, so a barrier that took
+    /// longer than the timeout to arrive switches at once, and one that took part of it leaves
+    /// only the rest).
+    #[test]
+    fn the_alignment_timeout_counts_from_the_trigger_not_from_the_first_barrier() {
+        let mut a = Aligner::new(2);
+        let mut out = Vec::new();
+        let triggered_at = Instant::now() - Duration::from_millis(70);
+        let b = Barrier { triggered_at, ..barrier(2, Alignment::AlignedWithTimeout { timeout_ms: 100 }) };
+        a.on_barrier(0, b, false, &mut out);
+        assert_eq!(a.deadline(), Some(triggered_at + Duration::from_millis(100)), "30 ms of the 100 are left, not 100");
+        let late = Barrier { checkpoint: 3, triggered_at: Instant::now() - Duration::from_millis(150), ..b };
+        a.on_barrier(0, late, false, &mut out);
+        out.clear();
+        a.on_timeout(Instant::now(), &mut out);
+        assert_eq!(kinds(&out), vec!["snapshot 3 unaligned", "unblock"], "a barrier later than the timeout switches at once");
     }
 
     /// One upstream task switched to unaligned (its alignment timed out), the others sent

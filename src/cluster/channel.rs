@@ -536,7 +536,11 @@ mod tests {
     }
 
     fn barrier(id: u64) -> Barrier {
-        Barrier { checkpoint: id, options: crate::cluster::element::CheckpointOptions::new(crate::config::CheckpointMode::ExactlyOnce) }
+        Barrier {
+            checkpoint: id,
+            options: crate::cluster::element::CheckpointOptions::new(crate::config::CheckpointMode::ExactlyOnce),
+            triggered_at: tokio::time::Instant::now(),
+        }
     }
 
     /// Catches: a writer that sends each record at once, or one that reports "full" too early or

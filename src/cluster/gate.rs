@@ -325,7 +325,7 @@ mod tests {
             a.add(record(i), 1);
             a.flush().await;
         }
-        let barrier = Barrier { checkpoint: 4, options: CheckpointOptions::new(CheckpointMode::ExactlyOnce) };
+        let barrier = Barrier { checkpoint: 4, options: CheckpointOptions::new(CheckpointMode::ExactlyOnce), triggered_at: crate::cluster::element::test_trigger_time() };
         a.push_priority(barrier);
         assert_eq!(stats.barriers()[0].overtook, 3);
         gate.block(0);
@@ -340,7 +340,7 @@ mod tests {
     }
 
     fn barrier(id: u64) -> Barrier {
-        Barrier { checkpoint: id, options: CheckpointOptions::new(CheckpointMode::ExactlyOnce) }
+        Barrier { checkpoint: id, options: CheckpointOptions::new(CheckpointMode::ExactlyOnce), triggered_at: crate::cluster::element::test_trigger_time() }
     }
 
     fn link(

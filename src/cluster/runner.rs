@@ -935,7 +935,7 @@ mod tests {
     }
 
     fn barrier(id: u64, mode: CheckpointMode, alignment: Alignment) -> Barrier {
-        Barrier { checkpoint: id, options: CheckpointOptions { mode, alignment } }
+        Barrier { checkpoint: id, options: CheckpointOptions { mode, alignment }, triggered_at: Instant::now() }
     }
 
     fn aligned(id: u64) -> Barrier {

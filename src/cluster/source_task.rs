@@ -328,7 +328,7 @@ mod tests {
     }
 
     fn barrier(id: u64, alignment: Alignment) -> Barrier {
-        Barrier { checkpoint: id, options: CheckpointOptions { mode: CheckpointMode::ExactlyOnce, alignment } }
+        Barrier { checkpoint: id, options: CheckpointOptions { mode: CheckpointMode::ExactlyOnce, alignment }, triggered_at: Instant::now() }
     }
 
     /// Catches: a source that acks offsets other than those of the records ahead of its barrier,

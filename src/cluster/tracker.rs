@@ -61,7 +61,7 @@ mod tests {
     use crate::config::CheckpointMode;
 
     fn barrier(id: u64) -> Barrier {
-        Barrier { checkpoint: id, options: CheckpointOptions::new(CheckpointMode::AtLeastOnce) }
+        Barrier { checkpoint: id, options: CheckpointOptions::new(CheckpointMode::AtLeastOnce), triggered_at: crate::cluster::element::test_trigger_time() }
     }
 
     #[test]

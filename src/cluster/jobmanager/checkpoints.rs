@@ -80,7 +80,7 @@ impl JobManager {
             return;
         }
         self.events.publish(Event::CheckpointTriggered { checkpoint: id, mode: mode.flink_name().into() });
-        let barrier = Barrier { checkpoint: id, options: self.cfg.checkpointing.options() };
+        let barrier = Barrier { checkpoint: id, options: self.cfg.checkpointing.options(), triggered_at: now };
         if let Some(d) = &self.deployment {
             // A source on a killed task manager cannot take it: the checkpoint will not complete.
             d.tell_sources(TaskControl::TriggerCheckpoint(barrier));
@@ -113,7 +113,7 @@ impl JobManager {
             }
             Err(e) => return self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() }),
         }
-        let barrier = Barrier { checkpoint: id, options: CheckpointOptions::new(mode) };
+        let barrier = Barrier { checkpoint: id, options: CheckpointOptions::new(mode), triggered_at: Instant::now() };
         if let Some(d) = &self.deployment {
             d.tell_sources(TaskControl::TriggerCheckpoint(barrier));
         }
