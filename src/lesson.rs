@@ -422,7 +422,7 @@ pub async fn do_step(
     let new_failures = &player.failures()[failures_before..];
     if !new_failures.is_empty() {
         passed = false;
-        failures.extend_from_slice(new_failures);
+        failures.extend(new_failures.iter().map(ToString::to_string));
     }
     StepOutcome { step: step.line, passed, lines, failures }
 }
@@ -442,7 +442,7 @@ pub struct AutoReport {
 pub async fn play_auto(lesson: &Lesson, engine: &Engine, mut narrate: impl FnMut(String)) -> AutoReport {
     let started = Instant::now();
     let mut player = Player::start(engine, &mut narrate).await;
-    let mut failures: Vec<String> = player.failures().to_vec();
+    let mut failures: Vec<String> = player.failures().iter().map(ToString::to_string).collect();
     let total = lesson.steps.len();
     for (i, step) in lesson.steps.iter().enumerate() {
         narrate(format!("── step {}/{} (line {})", i + 1, total, step.line));

@@ -69,6 +69,24 @@ fn a_failed_expect_exits_one_and_names_the_line() {
     assert!(out.contains("FAILED line 13: expected state = 4, got 3"), "{out}");
 }
 
+/// A tool reads which step failed and how from `--json` without parsing the sentence: the
+/// failure is an object with its line and kind, under a schema version.
+#[test]
+fn a_failed_expect_in_json_names_its_line_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = scenario(&dir, "wrong.toml", &QUICK.replace("state = 3 }", "state = 4 }"));
+    let (code, out, err) = ckptlab(&["run", &f, "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(j["schema_version"], 1, "{out}");
+    assert_eq!(j["passed"], false);
+    assert_eq!(
+        j["failures"],
+        serde_json::json!([{ "line": 13, "kind": "expectation", "message": "expected state = 4, got 3" }]),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_bad_scenario_exits_two_and_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -604,7 +604,8 @@ fn a_state_file_removed_after_start_fails_the_restores_and_the_verdict_says_not_
             assert!(table.lines().any(|l| l.starts_with(key) && l.trim_end().ends_with("not restored")), "{key}:\n{table}");
         }
         assert!(report.failures.iter().any(|f| f.contains("await running timed out") && f.contains(&reason)), "{:?}", report.failures);
-        assert!(report.failures.contains(&format!("not restored: {not_restored}")), "{:?}", report.failures);
+        let failure = scenario::Failure::of_run(scenario::FailureKind::NotRestored, format!("not restored: {not_restored}"));
+        assert!(report.failures.contains(&failure), "{:?}", report.failures);
     });
 }
 

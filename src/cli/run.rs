@@ -106,7 +106,8 @@ trait Report: serde::Serialize {
 /// (on stderr under `--json`, so that stdout stays one object).
 fn print(report: &impl Report, json: bool, topic_status: Option<&str>) -> Result<(), String> {
     if json {
-        outln!("{}", serde_json::to_string_pretty(report).map_err(|e| e.to_string())?);
+        let versioned = Versioned { schema_version: SCHEMA_VERSION, report };
+        outln!("{}", serde_json::to_string_pretty(&versioned).map_err(|e| e.to_string())?);
         if let Some(problem) = topic_status {
             eprintln!("WARNING {problem}");
         }
@@ -118,6 +119,19 @@ fn print(report: &impl Report, json: bool, topic_status: Option<&str>) -> Result
         }
     }
     Ok(())
+}
+
+/// The version of `ckptlab run --json`'s object (docs/scenarios.md): raised when a field is
+/// removed, renamed or changes its type, so that a tool reading it can refuse what it does not know.
+/// 1: the first with a version; `failures` are objects (`line`, `kind`, `message`), not strings.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `ckptlab run --json`: the report's fields, with the schema version first.
+#[derive(serde::Serialize)]
+struct Versioned<'a, R: Report> {
+    schema_version: u32,
+    #[serde(flatten)]
+    report: &'a R,
 }
 
 /// The scenario's name, file and description, above the narration.
