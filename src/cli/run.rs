@@ -8,6 +8,7 @@ use ckptlab::cluster::Engine;
 use ckptlab::compare::{CompareReport, Lineup, SideMode};
 use ckptlab::events::EventBus;
 use ckptlab::scenario::{self, RunReport, Scenario};
+use ckptlab::table::{Column, TextTable};
 
 use super::{base_layers, out, outln, EventsFile, Global, LayerArgs};
 
@@ -249,18 +250,20 @@ fn print_compared(r: &CompareReport) {
     let verdicts: Vec<&ckptlab::audit::Verdict> = r.sides.iter().map(|s| &s.report.verdict).collect();
     out!("{}", ckptlab::compare::side_by_side_table(&labels, &verdicts));
     outln!("(* the sides differ)");
+    // A line per side: mode, verdict, checkpoints, as columns.
+    let mut per_side = TextTable::new(vec![Column::left().min(13), Column::left().min(15).gap(" "), Column::left().gap(" ")]);
     for s in &r.sides {
         let p = &s.report;
-        outln!(
-            "{:<13} {:<15} checkpoints: {} completed, {} failed  restarts {}  job {}",
-            s.mode.name(),
+        per_side.row([
+            s.mode.name().to_string(),
             p.verdict.summary(),
-            p.checkpoints.completed,
-            p.checkpoints.failed,
-            p.restarts,
-            p.status
-        );
+            format!(
+                "checkpoints: {} completed, {} failed  restarts {}  job {}",
+                p.checkpoints.completed, p.checkpoints.failed, p.restarts, p.status
+            ),
+        ]);
     }
+    out!("{}", per_side.render());
     for s in &r.sides {
         print_failures(Some(s.mode.name()), &s.report.failures);
     }
