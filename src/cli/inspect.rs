@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use ckptlab::inspect::{inspect, render, DEFAULT_ENTRIES};
 
-use super::{out, outln};
+use super::{out, outln, CliError};
 
 /// `ckptlab inspect`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,9 +24,9 @@ pub struct InspectArgs {
 
 /// Exit 0, or 2 with the reason.
 pub fn exec(args: &InspectArgs) -> ExitCode {
-    let printed = inspect(&args.path, args.entries).map_err(|e| e.to_string()).and_then(|i| {
+    let printed = inspect(&args.path, args.entries).map_err(CliError::from).and_then(|i| {
         if args.json {
-            outln!("{}", serde_json::to_string_pretty(&i).map_err(|e| e.to_string())?);
+            outln!("{}", serde_json::to_string_pretty(&i)?);
         } else {
             out!("{}", render(&i));
         }

@@ -10,7 +10,7 @@ use ckptlab::events::EventBus;
 use ckptlab::scenario::{self, RunReport, Scenario};
 use ckptlab::table::{Column, TextTable};
 
-use super::{base_layers, out, outln, EventsFile, Global, LayerArgs};
+use super::{base_layers, out, outln, CliError, EventsFile, Global, LayerArgs};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -54,12 +54,12 @@ pub async fn exec(cli: &Global, args: &RunArgs) -> ExitCode {
     }
 }
 
-pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, String> {
+pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, CliError> {
     let layers = base_layers(cli, Some(scenario))?;
-    scenario.check(&layers.build().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    scenario.check(&layers.build()?)?;
     let bus = EventBus::new(tokio::time::Instant::now());
     let events_file = EventsFile::start(cli, &bus)?;
-    let engine = Engine::start(layers, bus).map_err(|e| e.to_string())?;
+    let engine = Engine::start(layers, bus)?;
     let cfg = engine.config();
     if !json && !quiet {
         print_header(scenario, "");
@@ -105,10 +105,10 @@ trait Report: serde::Serialize {
 /// The one report printer of `ckptlab run`: one JSON object, or the text summary; then what is
 /// wrong with the topic at the end (a broker that came back empty ...), which closes the report
 /// (on stderr under `--json`, so that stdout stays one object).
-fn print(report: &impl Report, json: bool, topic_status: Option<&str>) -> Result<(), String> {
+fn print(report: &impl Report, json: bool, topic_status: Option<&str>) -> Result<(), CliError> {
     if json {
         let versioned = Versioned { schema_version: SCHEMA_VERSION, report };
-        outln!("{}", serde_json::to_string_pretty(&versioned).map_err(|e| e.to_string())?);
+        outln!("{}", serde_json::to_string_pretty(&versioned)?);
         if let Some(problem) = topic_status {
             eprintln!("WARNING {problem}");
         }
@@ -222,10 +222,10 @@ fn print_report(r: &RunReport) {
 }
 
 /// `ckptlab run` on a scenario with `[compare]`: every step on each side, verdicts side by side.
-async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], json: bool, quiet: bool) -> Result<CompareReport, String> {
+async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], json: bool, quiet: bool) -> Result<CompareReport, CliError> {
     let sides = super::compare::sides(&LayerArgs::of(cli, false), Some(scenario), modes)?;
     super::compare::warn_no_events(cli);
-    let lineup = Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;
+    let lineup = Lineup::start(sides, || EventBus::new(tokio::time::Instant::now()))?;
     let narrate_on = !json && !quiet;
     if narrate_on {
         print_header(scenario, ", compared");
