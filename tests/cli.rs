@@ -1,10 +1,10 @@
 //! The headless surface as a user drives it: `ckptlab run`, its exit codes, its errors, its JSON.
 
-use std::process::Command;
+mod common;
 
 fn ckptlab(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ckptlab")).args(args).output().expect("binary runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let r = common::ran(common::binary().args(args));
+    (r.code, r.stdout, r.stderr)
 }
 
 fn scenario(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
@@ -178,7 +178,7 @@ fn a_closed_stdout_ends_the_run_quietly() {
     use std::io::Read;
     use std::process::Stdio;
     let mut child =
-        Command::new(env!("CARGO_BIN_EXE_ckptlab")).arg("tour").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("binary runs");
+        common::binary().arg("tour").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("binary runs");
     // Read the first line, then close the pipe as `head -1` does.
     let mut stdout = child.stdout.take().expect("stdout");
     let mut first = [0u8; 64];

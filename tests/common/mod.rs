@@ -85,6 +85,43 @@ pub fn skip(why: &str) {
     println!("SKIPPED: {why}");
 }
 
+/// Starts an engine on `pairs` (as [`layers`]) with a subscription to every event it publishes.
+pub fn start_with_events(pairs: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<ckptlab::events::Stamped>) {
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let rx = bus.subscribe();
+    (start_on(pairs, bus), rx)
+}
+
+/// The ckptlab binary of this build, to run as a user does.
+pub fn binary() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ckptlab"))
+}
+
+/// What a run of the binary left.
+pub struct Ran {
+    /// The exit code; -1 when a signal ended it.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Everything it said, for a failed assertion's message.
+    pub fn text(&self) -> String {
+        format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `command` to its end and keeps what it said.
+pub fn ran(command: &mut std::process::Command) -> Ran {
+    let out = command.output().expect("binary runs");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
 /// Starts an engine on `pairs` (as [`layers`]) publishing on `bus`: subscribe first to see every event.
 pub fn start_on(pairs: &[(&str, &str)], bus: EventBus) -> Engine {
     Engine::start(layers(pairs), bus).expect("engine starts")
@@ -113,6 +150,36 @@ pub fn draw(width: u16, height: u16, f: impl FnOnce(&mut ratatui::Frame)) -> Str
     let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).expect("test terminal");
     terminal.draw(f).expect("draw");
     terminal.backend().to_string()
+}
+
+/// Draws `f` on the whole of a `width` x `height` screen (one pane or popup, as the snapshots hold it).
+pub fn pane(width: u16, height: u16, f: impl FnOnce(&mut ratatui::Frame, ratatui::layout::Rect)) -> String {
+    draw(width, height, |frame| {
+        let area = frame.area();
+        f(frame, area)
+    })
+}
+
+/// A whole screen the tests draw: the workbench or the compare screen.
+pub trait Drawn {
+    fn render(&self, f: &mut ratatui::Frame);
+}
+
+impl Drawn for ckptlab::tui::app::App {
+    fn render(&self, f: &mut ratatui::Frame) {
+        ckptlab::tui::render::render(self, f)
+    }
+}
+
+impl Drawn for ckptlab::tui::compare::app::CompareApp {
+    fn render(&self, f: &mut ratatui::Frame) {
+        ckptlab::tui::compare::screen::render(self, f)
+    }
+}
+
+/// The whole screen of `app` at `width` x `height`, as text.
+pub fn screen(app: &impl Drawn, width: u16, height: u16) -> String {
+    draw(width, height, |f| app.render(f))
 }
 
 /// A screen's state that takes keys as the loop gives them: the key's action, if any, applied.
