@@ -26,10 +26,6 @@ use ckptlab::events::{Event, EventBus};
 use ckptlab::scenario::{self, Player, RunReport, Scenario};
 use common::{layers, paused, scratch_dir};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ckptlab")
-}
-
 /// Filesystem checkpoints under `root`, kept when the job ends, full speed.
 fn base(root: &Path, backend: &str, incremental: bool) -> Vec<(String, String)> {
     vec![
@@ -142,7 +138,7 @@ fn restore_run(root: &Path, path: &Path, extra: &[&str]) -> Outcome {
         args.push(s);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    let mut child = Command::new(bin())
+    let mut child = common::binary()
         .args(&args)
         .env("CKPTLAB_HOME", root.join("home"))
         .stdout(Stdio::null())
@@ -618,7 +614,7 @@ fn checkpoint_and_savepoint_files_are_private_under_a_loose_umask() {
     let root = scratch.path();
     let scenario = root.join("s.toml");
     std::fs::write(&scenario, format!("name = \"s\"\n{FILL}[[steps]]\nsavepoint = true\n")).unwrap();
-    let mut cmd = format!("umask 022; exec {} run {} -q", bin(), scenario.display());
+    let mut cmd = format!("umask 022; exec {} run {} -q", common::BIN, scenario.display());
     for (k, v) in base(&root.join("out"), "rocksdb", true) {
         cmd.push_str(&format!(" --set {k}={v}"));
     }

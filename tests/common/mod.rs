@@ -92,9 +92,12 @@ pub fn start_with_events(pairs: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::
     (start_on(pairs, bus), rx)
 }
 
+/// The path of the ckptlab binary of this build.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ckptlab");
+
 /// The ckptlab binary of this build, to run as a user does.
 pub fn binary() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ckptlab"))
+    std::process::Command::new(BIN)
 }
 
 /// What a run of the binary left.
