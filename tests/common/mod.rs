@@ -130,6 +130,30 @@ pub fn start_on(pairs: &[(&str, &str)], bus: EventBus) -> Engine {
     Engine::start(layers(pairs), bus).expect("engine starts")
 }
 
+/// Starts an engine whose checkpoints are files under `dir/checkpoints` (its TM directories under
+/// `dir/tm`), taken only when the test triggers them, with fast channels and restarts without end
+/// (a snapshot is then files a test can look at); `extra` comes last, publishing on `bus`.
+pub fn start_on_files(dir: &std::path::Path, extra: &[(&str, &str)], bus: EventBus) -> Engine {
+    let chk = dir.join("checkpoints").display().to_string();
+    let tmp = dir.join("tm").display().to_string();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("execution.checkpointing.storage", "filesystem"),
+        ("execution.checkpointing.dir", &chk),
+        ("taskmanager.tmp-dirs", &tmp),
+        // checkpoints only when the test asks
+        ("execution.checkpointing.interval", "1h"),
+        ("ckptlab.hop-delay", "0ms"),
+        ("execution.buffer-timeout.interval", "1ms"),
+        ("heartbeat.timeout", "500ms"),
+        ("restart-strategy.type", "fixed-delay"),
+        ("restart-strategy.fixed-delay.attempts", "100"),
+        ("restart-strategy.fixed-delay.delay", "100ms"),
+        ("source.auto-offset-reset", "earliest"),
+    ];
+    pairs.extend_from_slice(extra);
+    start_on(&pairs, bus)
+}
+
 /// Triggers a checkpoint and waits (model time) until `completed` checkpoints exist in all; a
 /// failed checkpoint fails the test with its reason.
 pub async fn checkpoint(engine: &Engine, completed: u64) {
