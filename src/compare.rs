@@ -97,6 +97,8 @@ pub enum CompareError {
     NoSuchSide { assignment: String, prefix: String, sides: String },
     #[error("side {side}: {message}")]
     Side { side: String, message: String },
+    #[error("side {side}: {source}")]
+    Config { side: String, source: ConfigError },
     #[error("side {side}: source.partitions = {got}, but the shared topic has {want} partitions")]
     Partitions { side: String, got: u32, want: u32 },
 }
@@ -197,6 +199,29 @@ impl Lineup {
             started.push(Side { name: names[i], mode, engine: Arc::new(engine) });
         }
         Ok(Lineup { sides: started })
+    }
+
+    /// One cluster per mode of a `[compare]` scenario, each on `base` with the scenario's
+    /// `[config]` and then the side's mode applied (as tests and embedders build a lineup;
+    /// `ckptlab run` layers `--set` between the two, so it builds the sides itself).
+    pub fn for_scenario(
+        scenario: &Scenario,
+        base: &ConfigLayers,
+        modes: &[SideMode],
+        bus: impl Fn() -> EventBus,
+    ) -> Result<Lineup, CompareError> {
+        check_modes(modes)?;
+        let names = side_names(modes.len());
+        let mut sides = Vec::new();
+        for (mode, name) in modes.iter().zip(names) {
+            let mut layers = base.clone();
+            scenario
+                .apply_config(&mut layers)
+                .and_then(|()| mode.apply(&mut layers))
+                .map_err(|source| CompareError::Config { side: name.to_string(), source })?;
+            sides.push((*mode, layers));
+        }
+        Lineup::start(sides, bus)
     }
 
     /// The shared topic (records typed or generated go here once).

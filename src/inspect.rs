@@ -20,20 +20,6 @@ use crate::state::StateHandle;
 /// Entries shown per subtask unless `--entries` says otherwise.
 pub const DEFAULT_ENTRIES: usize = 10;
 
-/// `ckptlab inspect`'s arguments.
-#[derive(Debug, Clone, clap::Args)]
-pub struct InspectArgs {
-    /// A checkpoint directory (chk-<n>), a savepoint directory, its `_metadata`, or a job
-    /// directory (its newest complete checkpoint).
-    pub path: PathBuf,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-    /// Entries (key -> count) shown per subtask, in key order; 0 shows only the totals.
-    #[arg(long, default_value_t = DEFAULT_ENTRIES)]
-    pub entries: usize,
-}
-
 /// Why a snapshot cannot be inspected.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -249,28 +235,4 @@ pub fn render(i: &Inspection) -> String {
         }
     }
     out
-}
-
-/// `ckptlab inspect`: prints the inspection; exit code 0, or 2 with the reason.
-pub fn main(args: &InspectArgs) -> std::process::ExitCode {
-    match inspect(&args.path, args.entries) {
-        Ok(i) if args.json => match serde_json::to_string_pretty(&i) {
-            Ok(text) => {
-                println!("{text}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("ckptlab inspect: {e}");
-                std::process::ExitCode::from(2)
-            }
-        },
-        Ok(i) => {
-            print!("{}", render(&i));
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("ckptlab inspect: {e}");
-            std::process::ExitCode::from(2)
-        }
-    }
 }

@@ -266,23 +266,38 @@ fn take_str(t: &mut toml::Table, key: &str) -> Option<String> {
     }
 }
 
-fn parse_event_match(v: toml::Value) -> Result<EventMatch, String> {
-    let toml::Value::Table(mut t) = v else { return Err("a table: { event = \"task_manager_killed\", tm = \"tm-1\" }".into()) };
-    let event = take_str(&mut t, "event")
-        .ok_or("needs `event = \"...\"`, an event name of --events (task_manager_killed, checkpoint_completed, record_produced, ...)")?;
+/// Why an `await-user` table is not an event to wait for (the lesson's file and line are added
+/// by [`Lesson::parse`]).
+#[derive(Debug, thiserror::Error)]
+enum AwaitUserError {
+    #[error("a table: {{ event = \"task_manager_killed\", tm = \"tm-1\" }}")]
+    NotATable,
+    #[error("needs `event = \"...\"`, an event name of --events (task_manager_killed, checkpoint_completed, record_produced, ...)")]
+    NoEvent,
+    #[error("`{event}` is not an engine event; allowed: {}", .allowed.join(", "))]
+    UnknownEvent { event: String, allowed: &'static [&'static str] },
+    #[error("`count` is a number from 1")]
+    Count,
+    #[error(transparent)]
+    Field(#[from] serde_json::Error),
+}
+
+fn parse_event_match(v: toml::Value) -> Result<EventMatch, AwaitUserError> {
+    let toml::Value::Table(mut t) = v else { return Err(AwaitUserError::NotATable) };
+    let event = take_str(&mut t, "event").ok_or(AwaitUserError::NoEvent)?;
     let event = event.replace('-', "_");
     // An unknown kind would wait forever: a kind is known when serde reads it back (fields aside).
-    if let Err(EventProbe::UnknownKind(kinds)) = probe_event_kind(&event) {
-        return Err(format!("`{event}` is not an engine event; allowed: {}", kinds.join(", ")));
+    if let Err(EventProbe::UnknownKind(allowed)) = probe_event_kind(&event) {
+        return Err(AwaitUserError::UnknownEvent { event, allowed });
     }
     let count = match t.remove("count") {
         None => 1,
         Some(toml::Value::Integer(n)) if n >= 1 => n as usize,
-        Some(_) => return Err("`count` is a number from 1".into()),
+        Some(_) => return Err(AwaitUserError::Count),
     };
     let mut fields = Vec::new();
     for (k, v) in t {
-        let json = serde_json::to_value(&v).map_err(|e| e.to_string())?;
+        let json = serde_json::to_value(&v)?;
         fields.push((k, json));
     }
     Ok(EventMatch { event, fields, count })
@@ -324,25 +339,46 @@ fn probe_event_kind(kind: &str) -> Result<(), EventProbe> {
     Event::deserialize(probe).map(|_| ())
 }
 
-fn parse_prediction(v: toml::Value) -> Result<Prediction, String> {
-    let toml::Value::Table(mut t) = v else { return Err("a table: { question, choices, answer, explain }".into()) };
-    let question = take_str(&mut t, "question").ok_or("needs `question`")?;
-    let explain = take_str(&mut t, "explain").ok_or("needs `explain` (why the right answer is right)")?;
+/// Why a `predict` table is not a question with choices.
+#[derive(Debug, thiserror::Error)]
+enum PredictionError {
+    #[error("a table: {{ question, choices, answer, explain }}")]
+    NotATable,
+    #[error("needs `question`")]
+    NoQuestion,
+    #[error("needs `explain` (why the right answer is right)")]
+    NoExplanation,
+    #[error("choices are strings")]
+    ChoiceNotAString,
+    #[error("needs `choices = [\"0\", \"1\", \"2\"]`")]
+    NoChoices,
+    #[error("2 to 9 choices (the learner answers with 1-9)")]
+    ChoiceCount,
+    #[error("`answer` is the number of the right choice, 1 to {choices}")]
+    Answer { choices: usize },
+    #[error("unknown key `{0}`; allowed: question, choices, answer, explain")]
+    UnknownKey(String),
+}
+
+fn parse_prediction(v: toml::Value) -> Result<Prediction, PredictionError> {
+    let toml::Value::Table(mut t) = v else { return Err(PredictionError::NotATable) };
+    let question = take_str(&mut t, "question").ok_or(PredictionError::NoQuestion)?;
+    let explain = take_str(&mut t, "explain").ok_or(PredictionError::NoExplanation)?;
     let choices: Vec<String> = match t.remove("choices") {
         Some(toml::Value::Array(a)) => {
-            a.into_iter().map(|c| c.as_str().map(str::to_string).ok_or("choices are strings")).collect::<Result<_, _>>()?
+            a.into_iter().map(|c| c.as_str().map(str::to_string).ok_or(PredictionError::ChoiceNotAString)).collect::<Result<_, _>>()?
         }
-        _ => return Err("needs `choices = [\"0\", \"1\", \"2\"]`".into()),
+        _ => return Err(PredictionError::NoChoices),
     };
     if !(2..=9).contains(&choices.len()) {
-        return Err("2 to 9 choices (the learner answers with 1-9)".into());
+        return Err(PredictionError::ChoiceCount);
     }
     let answer = match t.remove("answer") {
         Some(toml::Value::Integer(n)) if n >= 1 && (n as usize) <= choices.len() => n as usize - 1,
-        _ => return Err(format!("`answer` is the number of the right choice, 1 to {}", choices.len())),
+        _ => return Err(PredictionError::Answer { choices: choices.len() }),
     };
     if let Some(k) = t.keys().next() {
-        return Err(format!("unknown key `{k}`; allowed: question, choices, answer, explain"));
+        return Err(PredictionError::UnknownKey(k.clone()));
     }
     Ok(Prediction { question, choices, answer, explain })
 }
@@ -422,7 +458,7 @@ pub async fn do_step(
     let new_failures = &player.failures()[failures_before..];
     if !new_failures.is_empty() {
         passed = false;
-        failures.extend_from_slice(new_failures);
+        failures.extend(new_failures.iter().map(ToString::to_string));
     }
     StepOutcome { step: step.line, passed, lines, failures }
 }
@@ -442,7 +478,7 @@ pub struct AutoReport {
 pub async fn play_auto(lesson: &Lesson, engine: &Engine, mut narrate: impl FnMut(String)) -> AutoReport {
     let started = Instant::now();
     let mut player = Player::start(engine, &mut narrate).await;
-    let mut failures: Vec<String> = player.failures().to_vec();
+    let mut failures: Vec<String> = player.failures().iter().map(ToString::to_string).collect();
     let total = lesson.steps.len();
     for (i, step) in lesson.steps.iter().enumerate() {
         narrate(format!("── step {}/{} (line {})", i + 1, total, step.line));

@@ -38,7 +38,7 @@ enum Cmd {
     /// Run the seed tutorial's experiments headless, one after another, with their verdicts.
     Tour,
     /// Show what is inside a retained checkpoint or a savepoint (offsets, key groups, entries, sizes).
-    Inspect(ckptlab::inspect::InspectArgs),
+    Inspect(cli::inspect::InspectArgs),
     /// Guided lessons in the workbench: without NAME, the list; with it, the lesson (n next or
     /// do it, p previous, 1-9 answer, L leave it and keep the cluster).
     Lesson(cli::lesson::LessonArgs),

@@ -7,8 +7,6 @@ mod common;
 use common::press;
 
 use crossterm::event::KeyCode;
-use ratatui::backend::TestBackend;
-use ratatui::Terminal;
 
 use ckptlab::cluster::coordinator::{CheckpointStats, CheckpointStatus, SubtaskCheckpointStats};
 use ckptlab::cluster::view::ClusterView;
@@ -19,7 +17,7 @@ use ckptlab::scenario::AwaitCondition;
 use ckptlab::tui::app::{App, Pane};
 use ckptlab::tui::keymap::Keymap;
 use ckptlab::tui::theme::Theme;
-use ckptlab::tui::{popups, render};
+use ckptlab::tui::popups;
 
 /// Runs a job whose source[1] reaches the counters `slow` late, until two checkpoints completed.
 fn run_slow_channel(slow: &str) -> ClusterView {
@@ -168,10 +166,7 @@ fn app_with(history: Vec<CheckpointStats>) -> App {
 }
 
 fn popup(app: &App, width: u16, height: u16) -> String {
-    common::draw(width, height, |f| {
-        let area = f.area();
-        popups::anatomy::render(app, f, area)
-    })
+    common::pane(width, height, |f, area| popups::anatomy::render(app, f, area))
 }
 
 #[test]
@@ -189,9 +184,7 @@ fn enter_on_the_checkpoints_pane_opens_the_selected_row_and_any_key_closes_it() 
     press(&mut app, KeyCode::Down);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.anatomy, Some(6), "down selects the next older one");
-    let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("test terminal");
-    terminal.draw(|f| render::render(&app, f)).expect("draw");
-    assert!(terminal.backend().to_string().contains("Checkpoint 6"), "the workbench draws the popup");
+    assert!(common::screen(&app, 100, 30).contains("Checkpoint 6"), "the workbench draws the popup");
 }
 
 #[test]
@@ -248,9 +241,6 @@ fn an_unaligned_checkpoint_shows_output_and_input_channel_state_per_subtask() {
     assert!(line("counter[1]").contains("+ 200 B in flight (input)"), "{screen}");
     assert!(!line("counter[0]").contains("in flight"), "{screen}");
     app.anatomy = None;
-    let pane = common::draw(160, 12, |f| {
-        let area = f.area();
-        ckptlab::tui::panes::checkpoints::render(&app, f, area)
-    });
+    let pane = common::pane(160, 12, |f, area| ckptlab::tui::panes::checkpoints::render(&app, f, area));
     assert!(pane.contains("persisted 3.1 KB (out 2.9 KB · in 200 B)"), "{pane}");
 }

@@ -18,25 +18,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// An engine with filesystem checkpoint storage in `dir` (so a snapshot is files), two counters
 /// on two task managers, and checkpoints only when the test triggers them.
 fn engine(dir: &Path, backend: &[(&str, &str)], bus: EventBus) -> Engine {
-    let chk = dir.join("checkpoints").display().to_string();
-    let tmp = dir.join("tm").display().to_string();
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("job.parallelism", "2"),
-        ("taskmanager.count", "2"),
-        ("execution.checkpointing.storage", "filesystem"),
-        ("execution.checkpointing.dir", &chk),
-        ("taskmanager.tmp-dirs", &tmp),
-        ("execution.checkpointing.interval", "1h"),
-        ("ckptlab.hop-delay", "0ms"),
-        ("execution.buffer-timeout.interval", "1ms"),
-        ("heartbeat.timeout", "500ms"),
-        ("restart-strategy.type", "fixed-delay"),
-        ("restart-strategy.fixed-delay.attempts", "100"),
-        ("restart-strategy.fixed-delay.delay", "100ms"),
-        ("source.auto-offset-reset", "earliest"),
-    ];
-    pairs.extend_from_slice(backend);
-    common::start_on(&pairs, bus)
+    let mut extra: Vec<(&str, &str)> = vec![("job.parallelism", "2"), ("taskmanager.count", "2")];
+    extra.extend_from_slice(backend);
+    common::start_on_files(dir, &extra, bus)
 }
 
 const HEAP: &[(&str, &str)] = &[("state.backend.type", "hashmap")];

@@ -3,16 +3,12 @@
 
 mod common;
 
-use ckptlab::cluster::{Command, Engine};
-use ckptlab::events::{Event, EventBus, Stamped};
+use common::start_with_events;
+
+use ckptlab::cluster::Command;
+use ckptlab::events::{Event, Stamped};
 use ckptlab::scenario::AwaitCondition;
 use tokio::sync::mpsc::UnboundedReceiver;
-
-fn start(pairs: &[(&str, &str)]) -> (Engine, UnboundedReceiver<Stamped>) {
-    let bus = EventBus::new(tokio::time::Instant::now());
-    let rx = bus.subscribe();
-    (Engine::start(common::layers(pairs), bus).expect("engine starts"), rx)
-}
 
 fn drain(rx: &mut UnboundedReceiver<Stamped>) -> Vec<Stamped> {
     let mut v = Vec::new();
@@ -41,7 +37,7 @@ fn failures_and_job_failures(events: &[Stamped]) -> Vec<String> {
 #[test]
 fn an_expired_checkpoint_within_the_tolerable_count_leaves_the_job_running_and_the_next_fails_it() {
     common::paused(async {
-        let (engine, mut rx) = start(&[
+        let (engine, mut rx) = start_with_events(&[
             ("execution.checkpointing.interval", "1s"),
             ("execution.checkpointing.timeout", "300ms"),
             ("execution.checkpointing.tolerable-failed-checkpoints", "1"),
@@ -73,7 +69,7 @@ fn an_expired_checkpoint_within_the_tolerable_count_leaves_the_job_running_and_t
 #[test]
 fn a_completed_checkpoint_resets_the_count_of_consecutive_failures() {
     common::paused(async {
-        let (engine, mut rx) = start(&[
+        let (engine, mut rx) = start_with_events(&[
             ("execution.checkpointing.interval", "2s"),
             ("execution.checkpointing.timeout", "300ms"),
             ("execution.checkpointing.tolerable-failed-checkpoints", "1"),
@@ -113,7 +109,7 @@ fn a_completed_checkpoint_resets_the_count_of_consecutive_failures() {
 #[test]
 fn min_pause_spaces_checkpoints_apart() {
     common::paused(async {
-        let (engine, mut rx) = start(&[("execution.checkpointing.interval", "100ms"), ("execution.checkpointing.min-pause", "500ms")]);
+        let (engine, mut rx) = start_with_events(&[("execution.checkpointing.interval", "100ms"), ("execution.checkpointing.min-pause", "500ms")]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         common::sleep_ms(3000).await;
         let done: Vec<u64> =
@@ -131,7 +127,7 @@ fn min_pause_spaces_checkpoints_apart() {
 #[test]
 fn manual_trigger_is_refused_with_a_reason_when_checkpointing_is_off() {
     common::paused(async {
-        let (engine, mut rx) = start(&[("execution.checkpointing.interval", "off")]);
+        let (engine, mut rx) = start_with_events(&[("execution.checkpointing.interval", "off")]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.command(Command::TriggerCheckpoint);
         common::sleep_ms(10).await;
@@ -153,7 +149,7 @@ fn manual_trigger_is_refused_with_a_reason_when_checkpointing_is_off() {
 #[test]
 fn a_mode_change_takes_effect_from_the_next_checkpoint() {
     common::paused(async {
-        let (engine, mut rx) = start(&[
+        let (engine, mut rx) = start_with_events(&[
             ("execution.checkpointing.interval", "500ms"),
             ("execution.checkpointing.mode", "EXACTLY_ONCE"),
             ("ckptlab.delays.source[1]->counter[*]", "100ms"),
@@ -208,7 +204,7 @@ fn a_mode_change_takes_effect_from_the_next_checkpoint() {
 #[test]
 fn two_overlapping_checkpoints_both_complete_when_max_concurrent_allows_it() {
     common::paused(async {
-        let (engine, mut rx) = start(&[
+        let (engine, mut rx) = start_with_events(&[
             ("execution.checkpointing.interval", "1h"),
             ("execution.checkpointing.max-concurrent-checkpoints", "2"),
             ("ckptlab.hop-delay", "0ms"),
@@ -239,7 +235,7 @@ fn two_overlapping_checkpoints_both_complete_when_max_concurrent_allows_it() {
 /// repeats, and its lines appear only when their checkpoint completes.
 fn replay_after_checkpoint(sink: &str) -> (ckptlab::audit::Verdict, Vec<ckptlab::cluster::task::OutputLine>, bool) {
     common::paused(async {
-        let (engine, mut rx) = start(&[
+        let (engine, mut rx) = start_with_events(&[
             ("execution.checkpointing.interval", "1s"),
             ("job.sink", sink),
             ("heartbeat.timeout", "500ms"),
@@ -297,7 +293,7 @@ fn transactional_sink_shows_each_line_once_and_only_after_its_checkpoint() {
 #[test]
 fn transactional_sink_recommits_on_restore_what_a_failure_kept_from_being_committed() {
     common::paused(async {
-        let (engine, mut rx) = start(&[
+        let (engine, mut rx) = start_with_events(&[
             ("execution.checkpointing.interval", "300ms"),
             ("job.sink", "transactional"),
             // A slow sink is always busy: a notification waits behind the record in progress.
@@ -362,7 +358,7 @@ fn transactional_sink_recommits_on_restore_what_a_failure_kept_from_being_commit
 fn pause_holds_records_and_barriers_where_they_are() {
     common::paused(async {
         let (engine, mut rx) =
-            start(&[("execution.checkpointing.interval", "1h"), ("execution.checkpointing.timeout", "1h"), ("ckptlab.hop-delay", "100ms")]);
+            start_with_events(&[("execution.checkpointing.interval", "1h"), ("execution.checkpointing.timeout", "1h"), ("ckptlab.hop-delay", "100ms")]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.produce("a", None).unwrap();
         common::sleep_ms(50).await;
@@ -405,7 +401,7 @@ fn pause_holds_records_and_barriers_where_they_are() {
 /// every task manager and a restore, and the verdict once caught up.
 fn under_overload(unaligned: bool, from_ms: u64) -> (Vec<u64>, u64, ckptlab::audit::Verdict) {
     common::paused(async {
-        let (engine, _rx) = start(&[
+        let (engine, _rx) = start_with_events(&[
             ("execution.checkpointing.interval", "1s"),
             ("execution.checkpointing.unaligned.enabled", if unaligned { "true" } else { "false" }),
             ("execution.buffer-timeout.interval", "1ms"),

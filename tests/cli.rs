@@ -1,10 +1,10 @@
 //! The headless surface as a user drives it: `ckptlab run`, its exit codes, its errors, its JSON.
 
-use std::process::Command;
+mod common;
 
 fn ckptlab(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ckptlab")).args(args).output().expect("binary runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let r = common::ran(common::binary().args(args));
+    (r.code, r.stdout, r.stderr)
 }
 
 fn scenario(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
@@ -67,6 +67,24 @@ fn a_failed_expect_exits_one_and_names_the_line() {
     let (code, out, _) = ckptlab(&["run", &f]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAILED line 13: expected state = 4, got 3"), "{out}");
+}
+
+/// A tool reads which step failed and how from `--json` without parsing the sentence: the
+/// failure is an object with its line and kind, under a schema version.
+#[test]
+fn a_failed_expect_in_json_names_its_line_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = scenario(&dir, "wrong.toml", &QUICK.replace("state = 3 }", "state = 4 }"));
+    let (code, out, err) = ckptlab(&["run", &f, "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(j["schema_version"], 1, "{out}");
+    assert_eq!(j["passed"], false);
+    assert_eq!(
+        j["failures"],
+        serde_json::json!([{ "line": 13, "kind": "expectation", "message": "expected state = 4, got 3" }]),
+        "{out}"
+    );
 }
 
 #[test]
@@ -160,7 +178,7 @@ fn a_closed_stdout_ends_the_run_quietly() {
     use std::io::Read;
     use std::process::Stdio;
     let mut child =
-        Command::new(env!("CARGO_BIN_EXE_ckptlab")).arg("tour").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("binary runs");
+        common::binary().arg("tour").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("binary runs");
     // Read the first line, then close the pipe as `head -1` does.
     let mut stdout = child.stdout.take().expect("stdout");
     let mut first = [0u8; 64];

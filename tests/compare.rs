@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use ckptlab::compare::{self, Lineup, SideMode};
 use ckptlab::config::ConfigLayers;
 use ckptlab::events::EventBus;
@@ -13,16 +11,7 @@ use ckptlab::scenario::Scenario;
 const SHIPPED: &str = "assets/scenarios/compare-modes.toml";
 
 fn lineup(s: &Scenario, modes: &[SideMode]) -> Lineup {
-    let sides = modes
-        .iter()
-        .map(|m| {
-            let mut layers = ConfigLayers::builtin();
-            s.apply_config(&mut layers).unwrap();
-            m.apply(&mut layers).unwrap();
-            (*m, layers)
-        })
-        .collect();
-    Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).unwrap_or_else(|e| panic!("{e}"))
+    Lineup::for_scenario(s, &ConfigLayers::builtin(), modes, || EventBus::new(tokio::time::Instant::now())).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -83,7 +72,7 @@ expect = { side = "off", state = 4 }
 
 #[test]
 fn run_json_reports_every_side_and_exits_zero() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ckptlab")).args(["run", SHIPPED, "--json"]).output().expect("binary runs");
+    let out = common::binary().args(["run", SHIPPED, "--json"]).output().expect("binary runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let j: serde_json::Value = serde_json::from_str(&text).expect("one JSON object");
@@ -97,9 +86,35 @@ fn run_json_reports_every_side_and_exits_zero() {
     }
 }
 
+/// A compared run's JSON has the schema version of a single run's, and a side's failure is an
+/// object naming the step's line and its kind.
+#[test]
+fn run_json_of_a_failed_side_names_the_line_and_kind_under_a_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.toml");
+    std::fs::write(
+        &file,
+        "name = \"one side\"\n[compare]\nmodes = [\"EXACTLY_ONCE\", \"off\"]\n[config.ckptlab]\nhop-delay = \"0ms\"\n\
+         [[steps]]\nproduce = [\"a\", \"b\", \"a\"]\n[[steps]]\nawait = \"caught-up\"\ntimeout = \"10s\"\n\
+         [[steps]]\nexpect = { side = \"off\", state = 4 }\n",
+    )
+    .unwrap();
+    let out = common::binary().args(["run", &file.display().to_string(), "--json"]).output().expect("binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_str(&text).expect("one JSON object");
+    assert_eq!(j["schema_version"], 1, "{text}");
+    assert_eq!(j["sides"][0]["report"]["failures"], serde_json::json!([]), "{text}");
+    assert_eq!(
+        j["sides"][1]["report"]["failures"],
+        serde_json::json!([{ "line": 11, "kind": "expectation", "message": "expected state = 4, got 3" }]),
+        "{text}"
+    );
+}
+
 #[test]
 fn run_prints_the_verdicts_side_by_side() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ckptlab")).args(["run", SHIPPED, "--quiet"]).output().expect("binary runs");
+    let out = common::binary().args(["run", SHIPPED, "--quiet"]).output().expect("binary runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.lines().any(|l| l.contains("EXACTLY_ONCE") && l.contains("AT_LEAST_ONCE")), "{text}");
@@ -108,7 +123,7 @@ fn run_prints_the_verdicts_side_by_side() {
 
 #[test]
 fn a_side_set_for_a_side_that_is_not_there_is_an_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ckptlab"))
+    let out = common::binary()
         .args(["run", SHIPPED, "--set", "middle.ckptlab.hop-delay=1ms"])
         .output()
         .expect("binary runs");

@@ -1,12 +1,12 @@
 //! Lessons: every shipped lesson played headless (`ckptlab lesson NAME --auto`) does what its text
 //! says, and a bad lesson file is refused with its line.
 
-use std::process::Command;
+mod common;
 
 use ckptlab::lesson::{Lesson, SHIPPED};
 
 fn auto(name: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ckptlab")).args(["lesson", name, "--auto"]).output().expect("ckptlab runs");
+    let out = common::binary().args(["lesson", name, "--auto"]).output().expect("ckptlab runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

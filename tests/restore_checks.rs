@@ -26,10 +26,6 @@ use ckptlab::events::{Event, EventBus};
 use ckptlab::scenario::{self, Player, RunReport, Scenario};
 use common::{layers, paused, scratch_dir};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ckptlab")
-}
-
 /// Filesystem checkpoints under `root`, kept when the job ends, full speed.
 fn base(root: &Path, backend: &str, incremental: bool) -> Vec<(String, String)> {
     vec![
@@ -142,7 +138,7 @@ fn restore_run(root: &Path, path: &Path, extra: &[&str]) -> Outcome {
         args.push(s);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    let mut child = Command::new(bin())
+    let mut child = common::binary()
         .args(&args)
         .env("CKPTLAB_HOME", root.join("home"))
         .stdout(Stdio::null())
@@ -604,7 +600,8 @@ fn a_state_file_removed_after_start_fails_the_restores_and_the_verdict_says_not_
             assert!(table.lines().any(|l| l.starts_with(key) && l.trim_end().ends_with("not restored")), "{key}:\n{table}");
         }
         assert!(report.failures.iter().any(|f| f.contains("await running timed out") && f.contains(&reason)), "{:?}", report.failures);
-        assert!(report.failures.contains(&format!("not restored: {not_restored}")), "{:?}", report.failures);
+        let failure = scenario::Failure::of_run(scenario::FailureKind::NotRestored, format!("not restored: {not_restored}"));
+        assert!(report.failures.contains(&failure), "{:?}", report.failures);
     });
 }
 
@@ -617,7 +614,7 @@ fn checkpoint_and_savepoint_files_are_private_under_a_loose_umask() {
     let root = scratch.path();
     let scenario = root.join("s.toml");
     std::fs::write(&scenario, format!("name = \"s\"\n{FILL}[[steps]]\nsavepoint = true\n")).unwrap();
-    let mut cmd = format!("umask 022; exec {} run {} -q", bin(), scenario.display());
+    let mut cmd = format!("umask 022; exec {} run {} -q", common::BIN, scenario.display());
     for (k, v) in base(&root.join("out"), "rocksdb", true) {
         cmd.push_str(&format!(" --set {k}={v}"));
     }

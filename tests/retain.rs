@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,10 +19,6 @@ use ckptlab::connectors::{EmbeddedTopic, Topic};
 use ckptlab::events::EventBus;
 use ckptlab::scenario::{self, RunReport, Scenario};
 use common::{layers, paused, scratch_dir};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ckptlab")
-}
 
 /// Checkpointing to files under `root`, savepoints beside them, full speed.
 fn base(root: &Path) -> Vec<(String, String)> {
@@ -311,7 +306,7 @@ hop-delay = "0ms"
 }
 
 fn run_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(bin()).args(args).env("CKPTLAB_HOME", std::env::temp_dir().join("ckptlab-retain-tests")).output().expect("runs");
+    let out = common::binary().args(args).env("CKPTLAB_HOME", std::env::temp_dir().join("ckptlab-retain-tests")).output().expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
@@ -415,12 +410,12 @@ savepoint = true
     i.sizes.metadata_bytes = 0;
     insta::assert_snapshot!("inspect_savepoint", ckptlab::inspect::render(&i));
     // The command line prints the same, and JSON with every figure.
-    let out = Command::new(bin()).args(["inspect", &sp, "--entries", "3"]).output().unwrap();
+    let out = common::binary().args(["inspect", &sp, "--entries", "3"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("counter[1]"));
     let json = run_json(&["inspect", &sp, "--json"]);
     assert_eq!(json["total_count"], 6, "{json}");
-    let out = Command::new(bin()).args(["inspect", root.to_str().unwrap()]).output().unwrap();
+    let out = common::binary().args(["inspect", root.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no `_metadata` here"), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -480,7 +475,7 @@ wait = "30s"
     let mut restored_from = None::<PathBuf>;
     let mut restores = 0;
     for round in 0..kills {
-        let mut cmd = Command::new(bin());
+        let mut cmd = common::binary();
         cmd.args(["run", running.to_str().unwrap(), "-q"]).env("CKPTLAB_HOME", root.join("home"));
         if round % 2 == 0 {
             cmd.args(["--backend", "rocksdb", "--set", "execution.checkpointing.incremental=true"]);
@@ -522,7 +517,7 @@ wait = "30s"
         "[[steps]]\nawait = \"caught-up\"\ntimeout = \"60s\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0 }\n[[steps]]\nstop-with-savepoint = true\n",
     );
     let restore = restored_from.expect("a checkpoint to restore");
-    let out = Command::new(bin())
+    let out = common::binary()
         .args(["run", last.to_str().unwrap(), "--json", "--restore", restore.to_str().unwrap()])
         .env("CKPTLAB_HOME", root.join("home"))
         .output()
@@ -660,7 +655,7 @@ fn run_with_a_restore_path_that_is_no_snapshot_exits_2_naming_it() {
     let file = scenario_file(root, "nothing", root, "", "[[steps]]\nwait = \"10ms\"\n");
     std::fs::create_dir_all(root.join("empty")).unwrap();
     for (path, says) in [(root.join("missing"), "No such file"), (root.join("empty"), "no `_metadata` here")] {
-        let out = Command::new(bin())
+        let out = common::binary()
             .args(["run", file.to_str().unwrap(), "--restore", path.to_str().unwrap()])
             .env("CKPTLAB_HOME", root.join("home"))
             .output()

@@ -25,27 +25,10 @@ fn rocks(dir: &Path, incremental: bool, extra: &[(&str, &str)]) -> Engine {
 
 /// The same, publishing on `bus` (subscribe first to see every event).
 fn rocks_on(dir: &Path, incremental: bool, extra: &[(&str, &str)], bus: EventBus) -> Engine {
-    let chk = dir.join("checkpoints").display().to_string();
-    let tmp = dir.join("tm").display().to_string();
     let inc = incremental.to_string();
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("state.backend.type", "rocksdb"),
-        ("execution.checkpointing.storage", "filesystem"),
-        ("execution.checkpointing.dir", &chk),
-        ("execution.checkpointing.incremental", &inc),
-        ("taskmanager.tmp-dirs", &tmp),
-        // checkpoints only when the test asks
-        ("execution.checkpointing.interval", "1h"),
-        ("ckptlab.hop-delay", "0ms"),
-        ("execution.buffer-timeout.interval", "1ms"),
-        ("heartbeat.timeout", "500ms"),
-        ("restart-strategy.type", "fixed-delay"),
-        ("restart-strategy.fixed-delay.attempts", "100"),
-        ("restart-strategy.fixed-delay.delay", "100ms"),
-        ("source.auto-offset-reset", "earliest"),
-    ];
+    let mut pairs: Vec<(&str, &str)> = vec![("state.backend.type", "rocksdb"), ("execution.checkpointing.incremental", &inc)];
     pairs.extend_from_slice(extra);
-    common::start_on(&pairs, bus)
+    common::start_on_files(dir, &pairs, bus)
 }
 
 async fn caught_up(engine: &Engine) {

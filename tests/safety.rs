@@ -7,33 +7,15 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn text(&self) -> String {
-        format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
 
 /// Runs the binary with `env` set (and nothing of the caller's CKPTLAB_HOME).
-fn ckptlab(args: &[&str], env: &[(&str, &Path)]) -> Out {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ckptlab"));
+fn ckptlab(args: &[&str], env: &[(&str, &Path)]) -> common::Ran {
+    let mut c = common::binary();
     c.args(args).env_remove("CKPTLAB_HOME").env_remove("CKPTLAB_LOG");
     for (k, v) in env {
         c.env(k, v);
     }
-    let out = c.output().expect("binary runs");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    common::ran(&mut c)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -330,7 +312,7 @@ fn checkpoints_left_by_killed_runs_are_whole_or_absent() {
     );
     let mut complete = 0;
     for trial in 0..20 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ckptlab"))
+        let mut child = common::binary()
             .args(["run", &f, "--backend", "rocksdb", "-q"])
             .env("CKPTLAB_HOME", &home)
             .stdout(std::process::Stdio::null())

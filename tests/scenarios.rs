@@ -35,17 +35,8 @@ fn run(s: &Scenario, extra: &[(&str, &str)]) -> scenario::RunReport {
 /// A `[compare]` scenario on one cluster per mode, all reading one topic.
 fn run_compared(s: &Scenario, modes: &[ckptlab::compare::SideMode]) -> ckptlab::compare::CompareReport {
     common::paused(async {
-        let sides = modes
-            .iter()
-            .map(|m| {
-                let mut layers = ConfigLayers::builtin();
-                s.apply_config(&mut layers).unwrap();
-                m.apply(&mut layers).unwrap();
-                (*m, layers)
-            })
-            .collect();
-        let lineup =
-            ckptlab::compare::Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).unwrap_or_else(|e| panic!("{e}"));
+        let lineup = ckptlab::compare::Lineup::for_scenario(s, &ConfigLayers::builtin(), modes, || EventBus::new(tokio::time::Instant::now()))
+            .unwrap_or_else(|e| panic!("{e}"));
         let report = ckptlab::compare::run(s, &lineup, |_| {}).await;
         lineup.shutdown().await;
         report

@@ -4,13 +4,11 @@
 
 mod common;
 
-use common::{draw, press, press_mod};
+use common::{pane, press, press_mod, screen};
 
 use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::layout::Rect;
-use ratatui::Frame;
 
 use ckptlab::audit::{KeyVerdict, Verdict};
 use ckptlab::cluster::channel::BarrierInFlight;
@@ -24,7 +22,7 @@ use ckptlab::tui::action::Action;
 use ckptlab::tui::app::{App, LogKind, Pane, Request};
 use ckptlab::tui::keymap::Keymap;
 use ckptlab::tui::theme::Theme;
-use ckptlab::tui::{panes, render};
+use ckptlab::tui::panes;
 
 // ---------------------------------------------------------------- fixtures
 
@@ -252,17 +250,6 @@ fn down_app() -> App {
 }
 
 // ---------------------------------------------------------------- drawing helpers
-
-fn screen(app: &App, width: u16, height: u16) -> String {
-    draw(width, height, |f| render::render(app, f))
-}
-
-fn pane(width: u16, height: u16, f: impl FnOnce(&mut Frame, Rect)) -> String {
-    draw(width, height, |frame| {
-        let area = frame.area();
-        f(frame, area)
-    })
-}
 
 fn type_text(app: &mut App, text: &str) {
     for c in text.chars() {

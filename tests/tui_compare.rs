@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::press;
+use common::{press, screen};
 
 use std::collections::BTreeMap;
 
@@ -19,7 +19,6 @@ use ckptlab::config::{BackendKind, CheckpointMode, StorageKind};
 use ckptlab::events::EventBus;
 use ckptlab::scenario::AwaitCondition;
 use ckptlab::tui::compare::app::{CompareApp, CompareRequest, SideView};
-use ckptlab::tui::compare::screen;
 use ckptlab::tui::keymap::Keymap;
 use ckptlab::tui::theme::Theme;
 
@@ -126,10 +125,6 @@ fn three_sides() -> CompareApp {
     let sides =
         vec![side(SideMode::ExactlyOnce, "left", &base), side(SideMode::AtLeastOnce, "middle", &base), side(SideMode::Off, "right", &base)];
     CompareApp::new(sides, Keymap::default(), Theme::color())
-}
-
-fn screen(app: &CompareApp, width: u16, height: u16) -> String {
-    common::draw(width, height, |f| screen::render(app, f))
 }
 
 #[test]

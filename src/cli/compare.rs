@@ -9,7 +9,7 @@ use ckptlab::config::ConfigLayers;
 use ckptlab::events::EventBus;
 use ckptlab::scenario::Scenario;
 
-use super::{layers_of, Global, LayerArgs};
+use super::{layers_of, CliError, Global, LayerArgs};
 
 #[derive(clap::Args)]
 pub struct CompareArgs {
@@ -20,25 +20,26 @@ pub struct CompareArgs {
 
 /// One set of layers per compared side: the command line's (plain `--set` for every side), the
 /// scenario's `[config]`, the side's mode, then its own `--set left.KEY=VALUE`.
-pub fn sides(args: &LayerArgs, scenario: Option<&Scenario>, modes: &[SideMode]) -> Result<Vec<(SideMode, ConfigLayers)>, String> {
+pub fn sides(args: &LayerArgs, scenario: Option<&Scenario>, modes: &[SideMode]) -> Result<Vec<(SideMode, ConfigLayers)>, CliError> {
     // Every side would restore the same snapshot, and under CLAIM one side may delete it while
     // another still reads it.
     if args.restore.is_some() {
-        return Err("--restore is not taken by a comparison: each side starts empty from the shared topic".into());
+        return Err(CliError::RestoreInComparison);
     }
-    let (common, per_side) = ckptlab::compare::split_sets(&args.set, modes.len()).map_err(|e| e.to_string())?;
+    let (common, per_side) = ckptlab::compare::split_sets(&args.set, modes.len())?;
     let names = ckptlab::compare::side_names(modes.len());
     let base = LayerArgs { set: common, ..args.clone() };
     let mut sides = Vec::new();
     for ((mode, sets), name) in modes.iter().zip(per_side).zip(names) {
         let mut layers = layers_of(&base, scenario)?;
-        mode.apply(&mut layers).map_err(|e| e.to_string())?;
+        mode.apply(&mut layers)?;
+        let on_side = CliError::on_side(*name);
         for s in &sets {
-            layers.set(s, &format!("--set {name}.")).map_err(|e| format!("side {name}: {e}"))?;
+            layers.set(s, &format!("--set {name}.")).map_err(|e| on_side(e.into()))?;
         }
-        let cfg = layers.build().map_err(|e| format!("side {name}: {e}"))?;
+        let cfg = layers.build().map_err(|e| on_side(e.into()))?;
         if let Some(s) = scenario {
-            s.check(&cfg).map_err(|e| format!("side {name}: {e}"))?;
+            s.check(&cfg).map_err(|e| on_side(e.into()))?;
         }
         sides.push((*mode, layers));
     }
@@ -59,10 +60,14 @@ pub async fn exec(cli: &Global, args: &CompareArgs) -> ExitCode {
         eprintln!("ckptlab compare needs a terminal; headless, run a scenario with [compare] modes = [...]: ckptlab run assets/scenarios/compare-modes.toml");
         return ExitCode::from(2);
     }
-    let sides = match ckptlab::compare::parse_modes(modes)
-        .map_err(|e| format!("--modes: {e}"))
-        .and_then(|modes| sides(&LayerArgs::of(cli, true), None, &modes))
-    {
+    let modes = match ckptlab::compare::parse_modes(modes) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ckptlab: --modes: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sides = match sides(&LayerArgs::of(cli, true), None, &modes) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ckptlab: {e}");

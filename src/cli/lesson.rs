@@ -50,7 +50,7 @@ pub async fn exec(cli: &Global, args: &LessonArgs, launched: std::time::Instant)
         return super::workbench::with(cli, launched, ckptlab::tui::Opening::Lesson(Box::new(lesson))).await;
     }
     let layers = match base_layers(cli, Some(&lesson.scenario))
-        .and_then(|l| lesson.scenario.check(&l.build().map_err(|e| e.to_string())?).map(|()| l).map_err(|e| e.to_string()))
+        .and_then(|l| Ok(lesson.scenario.check(&l.build()?).map(|()| l)?))
     {
         Ok(l) => l,
         Err(e) => {

@@ -6,18 +6,21 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use ckptlab::config::{kafka_shorthand, ConfigLayers};
+use ckptlab::config::{kafka_shorthand, ConfigError, ConfigLayers};
 use ckptlab::events::{EventBus, Stamped};
 use ckptlab::scenario::Scenario;
 
 pub mod bench;
 pub mod compare;
+mod error;
 pub mod flink;
 pub mod inspect;
 pub mod lesson;
 pub mod run;
 pub mod tour;
 pub mod workbench;
+
+pub use error::CliError;
 
 /// The options every subcommand takes (`global = true`).
 #[derive(clap::Args)]
@@ -102,55 +105,53 @@ impl LayerArgs {
 /// one is set) and conf/ckptlab.toml keeps 5 s for `run`; at 5 s the README's one-minute
 /// experiment often kills the TM before the first checkpoint, and exactly-once then loses records.
 /// A `./conf/ckptlab.toml` of the user's, `--config`, a scenario or `--set` still decides.
-fn workbench_default(layers: &mut ConfigLayers) -> Result<(), String> {
+fn workbench_default(layers: &mut ConfigLayers) -> Result<(), ConfigError> {
     if std::path::Path::new("conf/ckptlab.toml").is_file() {
         return Ok(());
     }
     let interval = ckptlab::duration::format_duration(ckptlab::tui::app::WORKBENCH_INTERVAL);
-    layers
-        .set_value(
-            "execution.checkpointing.interval",
-            toml::Value::String(interval),
-            "the workbench's default (the seed's checkpointInterval = 1000)",
-        )
-        .map_err(|e| e.to_string())
+    layers.set_value(
+        "execution.checkpointing.interval",
+        toml::Value::String(interval),
+        "the workbench's default (the seed's checkpointInterval = 1000)",
+    )
 }
 
 /// Layers: conf/ckptlab.toml < --config < the scenario's [config] < --set / --backend.
-pub fn base_layers(cli: &Global, scenario: Option<&Scenario>) -> Result<ConfigLayers, String> {
+pub fn base_layers(cli: &Global, scenario: Option<&Scenario>) -> Result<ConfigLayers, CliError> {
     layers_of(&LayerArgs::of(cli, false), scenario)
 }
 
-pub fn layers_of(cli: &LayerArgs, scenario: Option<&Scenario>) -> Result<ConfigLayers, String> {
-    let mut layers = ConfigLayers::with_defaults().map_err(|e| e.to_string())?;
+pub fn layers_of(cli: &LayerArgs, scenario: Option<&Scenario>) -> Result<ConfigLayers, CliError> {
+    let mut layers = ConfigLayers::with_defaults()?;
     if cli.workbench {
         workbench_default(&mut layers)?;
     }
     if let Some(path) = &cli.config {
-        layers.merge_file(path).map_err(|e| e.to_string())?;
+        layers.merge_file(path)?;
     }
     if let Some(s) = scenario {
-        s.apply_config(&mut layers).map_err(|e| e.to_string())?;
+        s.apply_config(&mut layers)?;
     }
     for s in &cli.set {
-        layers.set(s, "--set").map_err(|e| e.to_string())?;
+        layers.set(s, "--set")?;
     }
     if let Some(b) = &cli.backend {
-        layers.set_backend(b, "--backend")?;
+        layers.set_backend(b, "--backend").map_err(CliError::Backend)?;
     }
     if let Some(servers) = &cli.kafka {
         for (k, v) in kafka_shorthand(servers) {
-            layers.set_value(k, toml::Value::String(v), "--kafka").map_err(|e| e.to_string())?;
+            layers.set_value(k, toml::Value::String(v), "--kafka")?;
         }
     }
     if let Some(path) = &cli.restore {
         let text = path.to_string_lossy().into_owned();
-        layers.set_value("execution.state-recovery.path", toml::Value::String(text), "--restore").map_err(|e| e.to_string())?;
+        layers.set_value("execution.state-recovery.path", toml::Value::String(text), "--restore")?;
     }
     if let Some(topic) = &cli.topic {
-        layers.set_value("source.topic", toml::Value::String(topic.clone()), "--topic").map_err(|e| e.to_string())?;
+        layers.set_value("source.topic", toml::Value::String(topic.clone()), "--topic")?;
     }
-    layers.build().map_err(|e| e.to_string())?;
+    layers.build()?;
     Ok(layers)
 }
 
@@ -162,7 +163,7 @@ pub struct EventsFile {
 
 impl EventsFile {
     /// Starts writing when `--events` was given (subscribe before the engine starts).
-    pub fn start(cli: &Global, bus: &EventBus) -> Result<Option<EventsFile>, String> {
+    pub fn start(cli: &Global, bus: &EventBus) -> Result<Option<EventsFile>, CliError> {
         cli.events.as_ref().map(|path| spawn_event_writer(path, bus)).transpose()
     }
 
@@ -173,8 +174,8 @@ impl EventsFile {
     }
 }
 
-fn spawn_event_writer(path: &PathBuf, bus: &EventBus) -> Result<EventsFile, String> {
-    let file = std::fs::File::create(path).map_err(|e| format!("--events {}: {e}", path.display()))?;
+fn spawn_event_writer(path: &PathBuf, bus: &EventBus) -> Result<EventsFile, CliError> {
+    let file = std::fs::File::create(path).map_err(|source| CliError::EventsFile { path: path.clone(), source })?;
     let mut rx = bus.subscribe();
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {

@@ -8,8 +8,9 @@ use ckptlab::cluster::Engine;
 use ckptlab::compare::{CompareReport, Lineup, SideMode};
 use ckptlab::events::EventBus;
 use ckptlab::scenario::{self, RunReport, Scenario};
+use ckptlab::table::{Column, TextTable};
 
-use super::{base_layers, out, outln, EventsFile, Global, LayerArgs};
+use super::{base_layers, out, outln, CliError, EventsFile, Global, LayerArgs};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -53,18 +54,15 @@ pub async fn exec(cli: &Global, args: &RunArgs) -> ExitCode {
     }
 }
 
-pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, String> {
+pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, CliError> {
     let layers = base_layers(cli, Some(scenario))?;
-    scenario.check(&layers.build().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    scenario.check(&layers.build()?)?;
     let bus = EventBus::new(tokio::time::Instant::now());
     let events_file = EventsFile::start(cli, &bus)?;
-    let engine = Engine::start(layers, bus).map_err(|e| e.to_string())?;
+    let engine = Engine::start(layers, bus)?;
     let cfg = engine.config();
     if !json && !quiet {
-        outln!("== {} ({})", scenario.name, scenario.file);
-        for line in scenario.description.lines() {
-            outln!("   {line}");
-        }
+        print_header(scenario, "");
         outln!(
             "   {} | {} | restart-strategy {} | heartbeat timeout {}",
             cfg.checkpointing_label(),
@@ -93,22 +91,79 @@ pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool)
     if let Some(f) = events_file {
         f.finish().await;
     }
-    if json {
-        outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-        if let Some(problem) = &topic_status {
-            eprintln!("WARNING {problem}");
-        }
-    } else {
-        print_report(&report);
-        if let Some(problem) = &topic_status {
-            outln!("WARNING {problem}");
-        }
-    }
+    print(&report, json, topic_status.as_deref())?;
     Ok(report)
 }
 
+/// What `ckptlab run` reports: one engine's run, or every side's of a comparison. Both go
+/// through [`print`], so the JSON and the text summary have one printer.
+trait Report: serde::Serialize {
+    /// The text summary under the narration: the verdict table, the figures, PASSED or FAILED.
+    fn print_text(&self);
+}
+
+/// The one report printer of `ckptlab run`: one JSON object, or the text summary; then what is
+/// wrong with the topic at the end (a broker that came back empty ...), which closes the report
+/// (on stderr under `--json`, so that stdout stays one object).
+fn print(report: &impl Report, json: bool, topic_status: Option<&str>) -> Result<(), CliError> {
+    if json {
+        let versioned = Versioned { schema_version: SCHEMA_VERSION, report };
+        outln!("{}", serde_json::to_string_pretty(&versioned)?);
+        if let Some(problem) = topic_status {
+            eprintln!("WARNING {problem}");
+        }
+    } else {
+        outln!();
+        report.print_text();
+        if let Some(problem) = topic_status {
+            outln!("WARNING {problem}");
+        }
+    }
+    Ok(())
+}
+
+/// The version of `ckptlab run --json`'s object (docs/scenarios.md): raised when a field is
+/// removed, renamed or changes its type, so that a tool reading it can refuse what it does not know.
+/// 1: the first with a version; `failures` are objects (`line`, `kind`, `message`), not strings.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `ckptlab run --json`: the report's fields, with the schema version first.
+#[derive(serde::Serialize)]
+struct Versioned<'a, R: Report> {
+    schema_version: u32,
+    #[serde(flatten)]
+    report: &'a R,
+}
+
+/// The scenario's name, file and description, above the narration.
+fn print_header(scenario: &Scenario, suffix: &str) {
+    outln!("== {} ({}){suffix}", scenario.name, scenario.file);
+    for line in scenario.description.lines() {
+        outln!("   {line}");
+    }
+}
+
+/// `FAILED [side: ]reason`, one line per failure.
+fn print_failures<T: std::fmt::Display>(side: Option<&str>, failures: &[T]) {
+    let side = side.map(|s| format!("{s}: ")).unwrap_or_default();
+    for f in failures {
+        outln!("FAILED {side}{f}");
+    }
+}
+
+impl Report for RunReport {
+    fn print_text(&self) {
+        print_report(self);
+    }
+}
+
+impl Report for CompareReport {
+    fn print_text(&self) {
+        print_compared(self);
+    }
+}
+
 fn print_report(r: &RunReport) {
-    outln!();
     out!("{}", scenario::report_table(r));
     outln!(
         "produced {}  repeated output lines {}  checkpoints: {} completed, {} failed, {} restored  restarts {}  job {}",
@@ -162,23 +217,18 @@ fn print_report(r: &RunReport) {
     if r.passed {
         outln!("PASSED: every expect held ({:.1}s)", r.duration_ms as f64 / 1000.0);
     } else {
-        for f in &r.failures {
-            outln!("FAILED {f}");
-        }
+        print_failures(None, &r.failures);
     }
 }
 
 /// `ckptlab run` on a scenario with `[compare]`: every step on each side, verdicts side by side.
-async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], json: bool, quiet: bool) -> Result<CompareReport, String> {
+async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], json: bool, quiet: bool) -> Result<CompareReport, CliError> {
     let sides = super::compare::sides(&LayerArgs::of(cli, false), Some(scenario), modes)?;
     super::compare::warn_no_events(cli);
-    let lineup = Lineup::start(sides, || EventBus::new(tokio::time::Instant::now())).map_err(|e| e.to_string())?;
+    let lineup = Lineup::start(sides, || EventBus::new(tokio::time::Instant::now()))?;
     let narrate_on = !json && !quiet;
     if narrate_on {
-        outln!("== {} ({}), compared", scenario.name, scenario.file);
-        for line in scenario.description.lines() {
-            outln!("   {line}");
-        }
+        print_header(scenario, ", compared");
         for side in &lineup.sides {
             let cfg = side.engine.config();
             outln!("   {:<6} {:<13} {} | {}", side.name, side.mode.name(), cfg.checkpointing_label(), cfg.backend_label());
@@ -191,36 +241,31 @@ async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], jso
     })
     .await;
     lineup.shutdown().await;
-    if json {
-        outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-    } else {
-        print_compared(&report);
-    }
+    print(&report, json, None)?;
     Ok(report)
 }
 
 fn print_compared(r: &CompareReport) {
-    outln!();
     let labels: Vec<&str> = r.sides.iter().map(|s| s.mode.name()).collect();
     let verdicts: Vec<&ckptlab::audit::Verdict> = r.sides.iter().map(|s| &s.report.verdict).collect();
     out!("{}", ckptlab::compare::side_by_side_table(&labels, &verdicts));
     outln!("(* the sides differ)");
+    // A line per side: mode, verdict, checkpoints, as columns.
+    let mut per_side = TextTable::new(vec![Column::left().min(13), Column::left().min(15).gap(" "), Column::left().gap(" ")]);
     for s in &r.sides {
         let p = &s.report;
-        outln!(
-            "{:<13} {:<15} checkpoints: {} completed, {} failed  restarts {}  job {}",
-            s.mode.name(),
+        per_side.row([
+            s.mode.name().to_string(),
             p.verdict.summary(),
-            p.checkpoints.completed,
-            p.checkpoints.failed,
-            p.restarts,
-            p.status
-        );
+            format!(
+                "checkpoints: {} completed, {} failed  restarts {}  job {}",
+                p.checkpoints.completed, p.checkpoints.failed, p.restarts, p.status
+            ),
+        ]);
     }
+    out!("{}", per_side.render());
     for s in &r.sides {
-        for f in &s.report.failures {
-            outln!("FAILED {}: {f}", s.mode.name());
-        }
+        print_failures(Some(s.mode.name()), &s.report.failures);
     }
     if r.passed {
         let ms = r.sides.iter().map(|s| s.report.duration_ms).max().unwrap_or(0);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use ckptlab::events::EventBus;
 use ckptlab::scenario::Scenario;
 
-use super::{layers_of, EventsFile, Global, LayerArgs};
+use super::{layers_of, CliError, EventsFile, Global, LayerArgs};
 
 /// The TUI. Logs go to a file (never to the screen): $CKPTLAB_LOG or ckptlab.log in the private
 /// directory (`<temp>/ckptlab-<uid>`, or $CKPTLAB_HOME).
@@ -33,8 +33,8 @@ pub async fn with(cli: &Global, launched: std::time::Instant, opening: ckptlab::
     }
     // Every error a bad file or option can cause is reported here, before the screen is taken.
     if let Err(e) = layers_of(&args, scenario).and_then(|l| {
-        let cfg = l.build().map_err(|e| e.to_string())?;
-        scenario.map_or(Ok(()), |s| s.check(&cfg).map_err(|e| e.to_string()))
+        let cfg = l.build()?;
+        scenario.map_or(Ok(()), |s| s.check(&cfg).map_err(CliError::from))
     }) {
         eprintln!("ckptlab: {e}");
         return ExitCode::from(2);
@@ -59,7 +59,7 @@ pub async fn with(cli: &Global, launched: std::time::Instant, opening: ckptlab::
             return ExitCode::from(2);
         }
     };
-    let layers_for: ckptlab::tui::frontend::LayersFor = Box::new(move |s| layers_of(&args, s));
+    let layers_for: ckptlab::tui::frontend::LayersFor = Box::new(move |s| layers_of(&args, s).map_err(|e| e.to_string()));
     let result = ckptlab::tui::run(layers_for, bus, launched, opening).await;
     if let Some(f) = events_file {
         f.finish().await;

@@ -36,12 +36,14 @@ use crate::duration::{format_duration, parse_duration, MAX_DURATION};
 use crate::events::Event;
 
 mod expect;
+mod failure;
 mod file;
 mod player;
 mod step;
 
 use expect::figure;
 pub use expect::{Comparison, Figure, Op, FIGURES};
+pub use failure::{Failure, FailureKind};
 pub use file::{Scenario, ScenarioError};
 pub use player::{await_condition, report_table, run, verdict_table, CheckpointSummary, Flow, Player, RunReport};
 pub use step::{parse_step, Action, AwaitCondition, Step};

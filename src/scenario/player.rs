@@ -8,7 +8,7 @@ pub struct RunReport {
     pub scenario: String,
     pub description: String,
     pub passed: bool,
-    pub failures: Vec<String>,
+    pub failures: Vec<Failure>,
     pub verdict: Verdict,
     pub checkpoints: CheckpointSummary,
     pub restarts: u64,
@@ -66,7 +66,7 @@ pub enum Flow {
 /// It holds no engine: every call names the one it plays on (the one it was attached to).
 pub struct Player {
     started: Instant,
-    failures: Vec<String>,
+    failures: Vec<Failure>,
     // A command the engine refuses (a TM that is not there, a checkpoint that cannot be taken)
     // fails the step that gave it: a step that silently does nothing must not pass.
     refusals: Refusals,
@@ -85,7 +85,10 @@ impl Player {
             narrate(format!("   verdict scope: {}", r.verdict_scope));
         }
         if !await_condition(engine, AwaitCondition::Running, DEFAULT_AWAIT_TIMEOUT).await {
-            player.failures.push(format!("the job did not start running within 30s{}", why_not(&engine.view(false))));
+            player.failures.push(Failure::of_run(
+                FailureKind::NotRunning,
+                format!("the job did not start running within 30s{}", why_not(&engine.view(false))),
+            ));
         }
         player
     }
@@ -102,7 +105,7 @@ impl Player {
     }
 
     /// The failures so far (an `expect` that did not hold, a refused command, a timed-out await).
-    pub fn failures(&self) -> &[String] {
+    pub fn failures(&self) -> &[Failure] {
         &self.failures
     }
 
@@ -129,7 +132,7 @@ impl Player {
             Action::Produce { values, partition } => {
                 for v in values {
                     if let Err(e) = engine.produce(v, *partition) {
-                        failures.push(format!("line {}: produce {v:?}: {e}", step.line));
+                        failures.push(Failure::at(step.line, FailureKind::Produce, format!("produce {v:?}: {e}")));
                     }
                 }
                 narrate(format!("{at} produce {}", values.join(" ")));
@@ -180,7 +183,11 @@ impl Player {
                         savepoints.push(path);
                     }
                     Err(reason) => {
-                        failures.push(format!("line {}: {}: {reason}", step.line, if *stop { "stop-with-savepoint" } else { "savepoint" }))
+                        failures.push(Failure::at(
+                        step.line,
+                        FailureKind::Savepoint,
+                        format!("{}: {reason}", if *stop { "stop-with-savepoint" } else { "savepoint" }),
+                    ))
                     }
                 }
             }
@@ -204,10 +211,11 @@ impl Player {
                 refusals.drain(failures);
                 if !reached {
                     let v = engine.view(false);
-                    failures.push(
+                    failures.push(Failure::at(
+                        step.line,
+                        FailureKind::AwaitTimeout,
                         format!(
-                            "line {}: await {} timed out after {} (job {}, tasks running: {}, generators: {}, positions {:?})",
-                            step.line,
+                            "await {} timed out after {} (job {}, tasks running: {}, generators: {}, positions {:?})",
                             condition.name(),
                             format_duration(*timeout),
                             v.status.label(),
@@ -215,7 +223,7 @@ impl Player {
                             v.generators_running,
                             v.partitions.iter().map(|p| format!("p{}@{}/{}", p.partition, p.position, p.end)).collect::<Vec<_>>()
                         ) + &why_not(&v),
-                    );
+                    ));
                     return Flow::Stop;
                 }
             }
@@ -225,18 +233,20 @@ impl Player {
                 let verdict = view.verdict.clone().unwrap_or_default();
                 let ck = summary(&view);
                 if !verdict.consistent {
-                    failures.push(format!(
-                    "line {}: the verdict is inconsistent (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted",
-                    step.line
-                ));
+                    failures.push(Failure::at(
+                        step.line,
+                        FailureKind::InconsistentVerdict,
+                        "the verdict is inconsistent (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted",
+                    ));
                 }
                 let mut shown = Vec::new();
                 for (name, cmp) in checks {
                     if !auditing && name.from_verdict(key.as_deref()) {
-                        failures.push(format!(
-                        "line {}: expect {name}: the auditor is off (ckptlab.audit = false), so there is no verdict to check; set ckptlab.audit = true",
-                        step.line
-                    ));
+                        failures.push(Failure::at(
+                            step.line,
+                            FailureKind::AuditorOff,
+                            format!("expect {name}: the auditor is off (ckptlab.audit = false), so there is no verdict to check; set ckptlab.audit = true"),
+                        ));
                         shown.push(format!("{name} = ? (the auditor is off) FAILED"));
                         continue;
                     }
@@ -248,7 +258,7 @@ impl Player {
                     };
                     shown.push(format!("{label} = {actual} (want {cmp}) {}", if ok { "ok" } else { "FAILED" }));
                     if !ok {
-                        failures.push(format!("line {}: expected {label} {cmp}, got {actual}", step.line));
+                        failures.push(Failure::at(step.line, FailureKind::Expectation, format!("expected {label} {cmp}, got {actual}")));
                     }
                 }
                 narrate(format!("{at} expect {}", shown.join(", ")));
@@ -276,13 +286,13 @@ impl Player {
         let view = engine.view(true);
         let restore_failure = engine.restore_failure();
         if let Some(reason) = &restore_failure {
-            self.failures.push(format!("not restored: {reason}"));
+            self.failures.push(Failure::of_run(FailureKind::NotRestored, format!("not restored: {reason}")));
         }
         if view.verdict.as_ref().is_some_and(|v| !v.consistent) {
-            self.failures.push(
-                "the verdict is inconsistent at the end of the run (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted"
-                    .into(),
-            );
+            self.failures.push(Failure::of_run(
+                FailureKind::InconsistentVerdict,
+                "the verdict is inconsistent at the end of the run (the operator's state differs from the auditor's record of what it applied): its figures cannot be trusted",
+            ));
         }
         RunReport {
             scenario: scenario.name.clone(),
@@ -384,7 +394,7 @@ impl std::fmt::Display for Refused {
 }
 
 impl Refusals {
-    fn drain(&mut self, failures: &mut Vec<String>) {
+    fn drain(&mut self, failures: &mut Vec<Failure>) {
         while let Ok(stamped) = self.events.try_recv() {
             let (what, reason) = match stamped.event {
                 Event::ConfigRejected { key, reason } => (Refused::of_key(key), reason),
@@ -395,7 +405,7 @@ impl Refusals {
                 _ => continue,
             };
             if let Some(line) = self.issued.get(&what) {
-                failures.push(format!("line {line}: {what}: {reason}"));
+                failures.push(Failure::at(*line, FailureKind::Refused, format!("{what}: {reason}")));
             }
         }
     }

@@ -543,7 +543,7 @@ impl Loop<'_> {
                 }
             };
             let report = crate::scenario::run(&scenario, &engine, |line| send(ScenarioMsg::Line(line))).await;
-            send(ScenarioMsg::Done(report.passed, report.failures));
+            send(ScenarioMsg::Done(report.passed, report.failures.iter().map(ToString::to_string).collect()));
         }));
     }
 }

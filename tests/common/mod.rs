@@ -85,9 +85,73 @@ pub fn skip(why: &str) {
     println!("SKIPPED: {why}");
 }
 
+/// Starts an engine on `pairs` (as [`layers`]) with a subscription to every event it publishes.
+pub fn start_with_events(pairs: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<ckptlab::events::Stamped>) {
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let rx = bus.subscribe();
+    (start_on(pairs, bus), rx)
+}
+
+/// The path of the ckptlab binary of this build.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ckptlab");
+
+/// The ckptlab binary of this build, to run as a user does.
+pub fn binary() -> std::process::Command {
+    std::process::Command::new(BIN)
+}
+
+/// What a run of the binary left.
+pub struct Ran {
+    /// The exit code; -1 when a signal ended it.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Everything it said, for a failed assertion's message.
+    pub fn text(&self) -> String {
+        format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `command` to its end and keeps what it said.
+pub fn ran(command: &mut std::process::Command) -> Ran {
+    let out = command.output().expect("binary runs");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
 /// Starts an engine on `pairs` (as [`layers`]) publishing on `bus`: subscribe first to see every event.
 pub fn start_on(pairs: &[(&str, &str)], bus: EventBus) -> Engine {
     Engine::start(layers(pairs), bus).expect("engine starts")
+}
+
+/// Starts an engine whose checkpoints are files under `dir/checkpoints` (its TM directories under
+/// `dir/tm`), taken only when the test triggers them, with fast channels and restarts without end
+/// (a snapshot is then files a test can look at); `extra` comes last, publishing on `bus`.
+pub fn start_on_files(dir: &std::path::Path, extra: &[(&str, &str)], bus: EventBus) -> Engine {
+    let chk = dir.join("checkpoints").display().to_string();
+    let tmp = dir.join("tm").display().to_string();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("execution.checkpointing.storage", "filesystem"),
+        ("execution.checkpointing.dir", &chk),
+        ("taskmanager.tmp-dirs", &tmp),
+        // checkpoints only when the test asks
+        ("execution.checkpointing.interval", "1h"),
+        ("ckptlab.hop-delay", "0ms"),
+        ("execution.buffer-timeout.interval", "1ms"),
+        ("heartbeat.timeout", "500ms"),
+        ("restart-strategy.type", "fixed-delay"),
+        ("restart-strategy.fixed-delay.attempts", "100"),
+        ("restart-strategy.fixed-delay.delay", "100ms"),
+        ("source.auto-offset-reset", "earliest"),
+    ];
+    pairs.extend_from_slice(extra);
+    start_on(&pairs, bus)
 }
 
 /// Triggers a checkpoint and waits (model time) until `completed` checkpoints exist in all; a
@@ -113,6 +177,36 @@ pub fn draw(width: u16, height: u16, f: impl FnOnce(&mut ratatui::Frame)) -> Str
     let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).expect("test terminal");
     terminal.draw(f).expect("draw");
     terminal.backend().to_string()
+}
+
+/// Draws `f` on the whole of a `width` x `height` screen (one pane or popup, as the snapshots hold it).
+pub fn pane(width: u16, height: u16, f: impl FnOnce(&mut ratatui::Frame, ratatui::layout::Rect)) -> String {
+    draw(width, height, |frame| {
+        let area = frame.area();
+        f(frame, area)
+    })
+}
+
+/// A whole screen the tests draw: the workbench or the compare screen.
+pub trait Drawn {
+    fn render(&self, f: &mut ratatui::Frame);
+}
+
+impl Drawn for ckptlab::tui::app::App {
+    fn render(&self, f: &mut ratatui::Frame) {
+        ckptlab::tui::render::render(self, f)
+    }
+}
+
+impl Drawn for ckptlab::tui::compare::app::CompareApp {
+    fn render(&self, f: &mut ratatui::Frame) {
+        ckptlab::tui::compare::screen::render(self, f)
+    }
+}
+
+/// The whole screen of `app` at `width` x `height`, as text.
+pub fn screen(app: &impl Drawn, width: u16, height: u16) -> String {
+    draw(width, height, |f| app.render(f))
 }
 
 /// A screen's state that takes keys as the loop gives them: the key's action, if any, applied.
