@@ -72,8 +72,9 @@ impl ConfigLayers {
             .map_err(|e: toml::de::Error| ConfigError::Syntax { origin: origin.to_string(), message: syntax_message(text, &e) })?;
         let mut flat = Vec::new();
         flatten("", &table, &mut flat);
+        let lines = key_lines(text);
         for (key, value) in flat {
-            let at = match line_of_key(text, &key) {
+            let at = match lines.get(&key) {
                 Some(line) => format!("{origin}:{line}"),
                 None => origin.to_string(),
             };
@@ -165,42 +166,58 @@ fn syntax_message(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-/// The 1-based line where a dotted key (as [`ConfigLayers`] flattens it, `ckptlab.delays.source[1]->counter[*]`)
-/// is assigned in TOML text: under its table header, or as a dotted or inline key. `None` when it
-/// cannot be told (the caller then names the file alone).
-pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    let unquote =
-        |s: &str| -> String { s.split('.').map(|part| part.trim().trim_matches('"').trim_matches('\'')).collect::<Vec<_>>().join(".") };
-    let mut table = String::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        if line.starts_with('[') {
-            let inner = line.trim_start_matches('[').split(']').next().unwrap_or_default();
-            table = unquote(inner);
-            if table == key {
-                return Some(i + 1);
-            }
-            continue;
-        }
-        // A quoted key may hold '=' and '.', as channel patterns do: split after its closing quote.
-        let split = if line.starts_with('"') { line[1..].find('"').map(|q| q + 2) } else { Some(0) };
-        let Some(eq) = split.and_then(|from| line[from..].find('=').map(|e| e + from)) else { continue };
-        let name = line[..eq].trim();
-        let name = if name.starts_with('"') && name.ends_with('"') && name.len() >= 2 {
-            name[1..name.len() - 1].to_string()
-        } else {
-            unquote(name)
-        };
-        let full = if table.is_empty() { name } else { format!("{table}.{name}") };
-        // The key itself, or an inline table holding it (`generate = { rate = 7 }`).
-        if full == key || key.strip_prefix(&full).is_some_and(|rest| rest.starts_with('.')) {
-            return Some(i + 1);
+/// The 1-based line of every key in TOML text, by its dotted name as [`ConfigLayers`] flattens it
+/// (`ckptlab.delays.source[1]->counter[*]`), read from the TOML parser's own spans: text that only
+/// looks like a key (inside a multi-line string, or a comment) is none. A table is named by the
+/// line of its header; a name that appears twice (the tables of an array) keeps its first line.
+/// Empty when the text does not parse (its syntax error names the line instead).
+pub fn key_lines(text: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    if let Ok(doc) = toml_edit::ImDocument::parse(text) {
+        table_lines(text, "", doc.as_table(), &mut out);
+    }
+    out
+}
+
+fn table_lines(text: &str, prefix: &str, table: &toml_edit::Table, out: &mut BTreeMap<String, usize>) {
+    for (name, _) in table.iter() {
+        if let Some((key, item)) = table.get_key_value(name) {
+            item_lines(text, prefix, key, item, out);
         }
     }
-    None
+}
+
+fn item_lines(text: &str, prefix: &str, key: &toml_edit::Key, item: &toml_edit::Item, out: &mut BTreeMap<String, usize>) {
+    let path = if prefix.is_empty() { key.get().to_string() } else { format!("{prefix}.{}", key.get()) };
+    if let Some(span) = key.span().or_else(|| item.span()) {
+        out.entry(path.clone()).or_insert_with(|| line_of(text, span.start));
+    }
+    match item {
+        toml_edit::Item::Table(t) => table_lines(text, &path, t, out),
+        toml_edit::Item::ArrayOfTables(tables) => tables.iter().for_each(|t| table_lines(text, &path, t, out)),
+        toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) => {
+            for (name, _) in t.iter() {
+                if let Some((key, item)) = t.get_key_value(name) {
+                    item_lines(text, &path, key, item, out);
+                }
+            }
+        }
+        toml_edit::Item::Value(_) | toml_edit::Item::None => {}
+    }
+}
+
+/// The 1-based line where a dotted key (as [`key_lines`] names it) is assigned in TOML text, or
+/// else where the nearest table holding it is; `None` when neither is there (the caller then names
+/// the file alone).
+pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let lines = key_lines(text);
+    let mut at = key;
+    loop {
+        if let Some(line) = lines.get(at) {
+            return Some(*line);
+        }
+        at = at.rsplit_once('.')?.0;
+    }
 }
 
 /// The 1-based line number of a byte offset.
@@ -354,6 +371,23 @@ mod tests {
         assert_eq!(line_of_key("[restart-strategy]\nfixed-delay.attempts = 3\n", "restart-strategy.fixed-delay.attempts"), Some(2));
         assert_eq!(line_of_key("[config.ckptlab.delays]\n\"a->b\" = 1\n", "config.ckptlab.delays.a->b"), Some(2));
         assert_eq!(line_of_key("x = { rate = 7 }\n", "x.rate"), Some(1));
+    }
+
+    #[test]
+    fn a_key_is_placed_by_the_parser_not_by_text_that_looks_like_one() {
+        // The line search this replaced read line 3 (inside the string) as `job.parallelism`, and
+        // line 4 as a `[source]` header, so it also put `source.topic` on line 7 under [job].
+        let text = "[job]\nname = \"\"\"\nparallelism = 9\n[source]\n\"\"\"\n# parallelism = 5\nparallelism = 0\n[source]\ntopic = \"t\"\n";
+        let mut l = ConfigLayers::builtin();
+        l.merge_str(text, "c.toml").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:7: `job.parallelism` = 0: ") && e.ends_with("allowed: an integer from 1 to 64"), "{e}");
+        assert_eq!(line_of_key(text, "job.name"), Some(2));
+        assert_eq!(line_of_key(text, "source.topic"), Some(9));
+        assert_eq!(line_of_key(text, "source"), Some(8), "a table is named by its header");
+        // A key the text lacks is placed at the nearest table holding it.
+        assert_eq!(line_of_key(text, "source.partitions"), Some(8));
+        assert_eq!(line_of_key(text, "nothing.here"), None);
     }
 
     #[test]
