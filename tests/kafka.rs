@@ -105,7 +105,6 @@ async fn until_view(engine: &Engine, what: &str, secs: u64, ok: impl Fn(&ckptlab
 /// then comes back: under exactly-once nothing is lost or counted twice, and the topic's status
 /// said the broker was unreachable meanwhile.
 #[test]
-#[ignore = "issue 20.3, open: flaky on main too (1 of 8 runs here, 5 of 10 under load, 1 of 2 whole-suite runs): the topic's status does not say 'unreachable' within 30 s, or a source stops at 'deleted by retention'; run with --ignored"]
 fn a_broker_down_and_up_mid_run_loses_and_duplicates_nothing_under_exactly_once() {
     runtime().block_on(async {
         let (engine, mut events) = start_mock(&[
