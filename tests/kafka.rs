@@ -448,7 +448,6 @@ timeout = "20s"
 /// the restarted broker's log start (auto.offset.reset = earliest, as Flink's KafkaSource) and
 /// read the records the restarted broker acknowledged; the status says what happened.
 #[test]
-#[ignore = "issue 20.3, open: 7 of 10 runs passed here; 3 timed out awaiting caught-up after the restart: the loss was reported, x and y acknowledged, never mirrored (kafka in sync: false); run with --ignored"]
 fn records_a_broker_lost_while_the_job_was_down_are_lost_by_the_broker() {
     let Some(bin) = tansu_or_skip() else { return };
     let port = free_port();

@@ -777,6 +777,12 @@ impl KafkaTopic {
             // Never give up on a record: sent once the broker is back (no lost input).
             .set("message.timeout.ms", "0")
             .set("linger.ms", "0")
+            // The topic is ckptlab's to create (at start, and by the mirror's check when a broker
+            // came back without it), never the producer's metadata request's: a Tansu broker
+            // restarted empty that auto-created the topic for a queued record while the check
+            // created it too served that topic to no consumer (issue 20 §3: x and y acknowledged,
+            // never mirrored). librdkafka's producer default is true (CONFIGURATION.md).
+            .set("allow.auto.create.topics", "false")
             .create_with_context(Deliveries(acks.clone()))
             .map_err(|e| unavailable(&format!("kafka producer for {servers}"), e))?;
         let mirror = Arc::new(Mirror::new(partitions, events));
