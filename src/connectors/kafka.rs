@@ -777,6 +777,12 @@ impl KafkaTopic {
             // Never give up on a record: sent once the broker is back (no lost input).
             .set("message.timeout.ms", "0")
             .set("linger.ms", "0")
+            // The topic is ckptlab's to create (at start, and by the mirror's check when a broker
+            // came back without it), never the producer's metadata request's: a Tansu broker
+            // restarted empty that auto-created the topic for a queued record while the check
+            // created it too served that topic to no consumer (issue 20 §3: x and y acknowledged,
+            // never mirrored). librdkafka's producer default is true (CONFIGURATION.md).
+            .set("allow.auto.create.topics", "false")
             .create_with_context(Deliveries(acks.clone()))
             .map_err(|e| unavailable(&format!("kafka producer for {servers}"), e))?;
         let mirror = Arc::new(Mirror::new(partitions, events));
@@ -934,6 +940,29 @@ struct MirrorRun {
     probe: Option<Detached<BaseConsumer<HealthContext>>>,
 }
 
+/// Why the mirror's check is not done yet; it is made again after [`CHECK_RETRY`].
+#[derive(Debug)]
+enum CheckPending {
+    /// The broker did not answer a metadata or watermark query: it is unreachable now.
+    Unanswered(String),
+    /// Anything else: the topic being created, a record not served yet, a client not made.
+    NotYet(String),
+}
+
+impl std::fmt::Display for CheckPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckPending::Unanswered(e) | CheckPending::NotYet(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<String> for CheckPending {
+    fn from(e: String) -> Self {
+        CheckPending::NotYet(e)
+    }
+}
+
 /// What a check found of one partition.
 enum Found {
     /// The broker has every record read: read on from this Kafka offset.
@@ -971,6 +1000,15 @@ impl MirrorRun {
                     Ok(()) => {}
                     Err(why) => {
                         tracing::debug!("kafka mirror: check not done: {why}");
+                        if let CheckPending::Unanswered(e) = &why {
+                            // No client reports it meanwhile: librdkafka hands a consumer's errors
+                            // over only when it is polled, and while the mirror checks, no
+                            // consumer is (the readers' and its own are paused or dropped). Whether
+                            // the broker's "all brokers down" came before or after the
+                            // "Disconnected" line that moves the epoch was a race: 1 run in 8, the
+                            // status never said unreachable (issue 20 §3).
+                            self.health.set(Some(unreachable(&self.servers, e)));
+                        }
                         next_check = Instant::now() + CHECK_RETRY;
                     }
                 }
@@ -1010,13 +1048,14 @@ impl MirrorRun {
     }
 
     /// Checks what the broker still has (see [`MirrorRun`]) and starts the consumer after it;
-    /// `Err` when the broker did not answer (the check is made again).
-    fn check(&mut self) -> Result<(), String> {
+    /// `Err` when it cannot be done yet (the check is made again), saying whether the broker
+    /// did not answer.
+    fn check(&mut self) -> Result<(), CheckPending> {
         let epoch = self.reconnects.epoch();
         let topic = self.settings.topic.clone();
         self.ensure_probe()?;
-        let probe = self.probe.as_deref().ok_or("no client")?;
-        let md = probe.fetch_metadata(Some(&topic), CHECK_QUERY_TIMEOUT).map_err(|e| e.to_string())?;
+        let probe = self.probe.as_deref().ok_or_else(|| CheckPending::NotYet("no client".into()))?;
+        let md = probe.fetch_metadata(Some(&topic), CHECK_QUERY_TIMEOUT).map_err(|e| CheckPending::Unanswered(e.to_string()))?;
         let partitions = self.mirror.partitions();
         let on_broker = match md.topics().iter().find(|t| t.name() == topic) {
             None => 0,
@@ -1025,7 +1064,7 @@ impl MirrorRun {
                 Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => 0,
                 // Being created (by us, or by a producer's auto-creation: leader not available):
                 // not absent, and not to be created again; asked again.
-                Some(e) => return Err(format!("{topic} on the broker: {}", RDKafkaErrorCode::from(e))),
+                Some(e) => return Err(format!("{topic} on the broker: {}", RDKafkaErrorCode::from(e)).into()),
             },
         };
         self.health.set(None);
@@ -1044,7 +1083,8 @@ impl MirrorRun {
                 found.push(if had > 0 { Found::Lost { base: 0, end: 0 } } else { Found::Kept(0) });
                 continue;
             }
-            let (low, high) = probe.fetch_watermarks(&topic, p as i32, CHECK_QUERY_TIMEOUT).map_err(|e| e.to_string())?;
+            let (low, high) =
+                probe.fetch_watermarks(&topic, p as i32, CHECK_QUERY_TIMEOUT).map_err(|e| CheckPending::Unanswered(e.to_string()))?;
             let (low, high) = (low.max(0) as u64, high.max(0) as u64);
             watermarks[p as usize] = (low, high);
             // An end offset below what the broker had is not proof of a loss: a broker may report
@@ -1075,7 +1115,7 @@ impl MirrorRun {
             if let Err(e) = create_topic(&self.servers, &self.settings) {
                 tracing::warn!("kafka mirror: cannot create {topic} again: {e}");
             }
-            return Err(format!("{topic} is not on the broker"));
+            return Err(format!("{topic} is not on the broker").into());
         }
         if on_broker < partitions {
             self.health.truth_lost(format!(
@@ -1099,7 +1139,9 @@ impl MirrorRun {
                     }
                     // Neither served nor out of range: the end offset decides, if it says gone.
                     None if high <= offset => found[p as usize] = Found::Lost { base: low, end: high },
-                    None => return Err(format!("partition {p}: the broker did not serve offset {offset}, below its end offset {high}")),
+                    None => {
+                        return Err(format!("partition {p}: the broker did not serve offset {offset}, below its end offset {high}").into())
+                    }
                 }
             }
         }
