@@ -172,6 +172,7 @@ mod tests {
     fn a_refusal_names_the_command_a_step_listens_for() {
         for (action, command) in [
             (Action::Kill("tm-1".into()), Refusable::Kill),
+            (Action::Hang("tm-1".into()), Refusable::Hang),
             (Action::Start(None), Refusable::Start),
             (Action::Resubmit, Refusable::Resubmit),
             (Action::SwitchBackend("fs".into()), Refusable::Backend),
