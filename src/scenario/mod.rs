@@ -153,7 +153,7 @@ mod tests {
     /// error messages name them as they did when they were lists kept beside the enums).
     #[test]
     fn allowed_steps_figures_and_conditions_keep_their_names_and_order() {
-        let steps = "produce, generate, kill, start, checkpoint, savepoint, stop-with-savepoint, set, wait, await, expect, resubmit, switch-backend, stop-generators";
+        let steps = "produce, generate, kill, hang, start, checkpoint, savepoint, stop-with-savepoint, set, wait, await, expect, resubmit, switch-backend, stop-generators";
         assert_eq!(StepKind::VARIANTS.join(", "), steps);
         assert_eq!(
             FIGURES.join(", "),
