@@ -143,7 +143,7 @@ impl Default for Keymap {
                 b(Key::ch('i'), FocusInput, Command, "type a record", true),
                 b(Key::ch('/'), FocusInput, Command, "type a record", false),
                 b(Key::ch('k'), Kill, Command, "kill TM; 1-9 select TM N", true),
-                b(Key::ch('h'), Hang, Command, "hang TM: answers nothing, links stay up", false),
+                b(Key::ch('h'), Hang, Command, "hang TM (no answer, links up)", false),
                 b(Key::ch('s'), Start, Command, "start selected TM (or a new)", true),
                 b(Key::ch('c'), Checkpoint, Command, "checkpoint now", true),
                 b(Key::ch('S'), Savepoint, Command, "savepoint now (kept)", false),
