@@ -106,9 +106,9 @@ impl ConfigLayers {
 
     /// Sets one dotted key.
     /// Sets the seed's backend name (memory, fs, rocksdb) as its two Flink 2 options.
-    pub fn set_backend(&mut self, name: &str, origin: &str) -> Result<(), String> {
+    pub fn set_backend(&mut self, name: &str, origin: &str) -> Result<(), ConfigError> {
         for (k, v) in backend_shorthand(name)? {
-            self.set_value(k, toml::Value::String(v.into()), origin).map_err(|e| e.to_string())?;
+            self.set_value(k, toml::Value::String(v.into()), origin)?;
         }
         Ok(())
     }
@@ -292,10 +292,13 @@ pub fn kafka_shorthand(servers: &str) -> [(&'static str, String); 2] {
 }
 
 /// `--backend memory|fs|rocksdb`: the seed's three backends as Flink 2 option pairs.
-pub fn backend_shorthand(name: &str) -> Result<[(&'static str, &'static str); 2], String> {
+pub fn backend_shorthand(name: &str) -> Result<[(&'static str, &'static str); 2], ConfigError> {
     // Case-insensitive, as every other choice value.
-    let seed: SeedBackend =
-        name.trim().parse().map_err(|_| format!("--backend {name}: allowed values: {} (any case)", SeedBackend::VARIANTS.join(", ")))?;
+    let seed: SeedBackend = name.trim().parse().map_err(|_| ConfigError::BadShorthand {
+        flag: "--backend",
+        value: name.to_string(),
+        allowed: SeedBackend::VARIANTS,
+    })?;
     let (backend, storage) = seed.pair();
     Ok([("state.backend.type", backend.into()), ("execution.checkpointing.storage", storage.into())])
 }
@@ -397,6 +400,8 @@ mod tests {
             l.set_value(k, toml::Value::String(v.into()), "--backend").unwrap();
         }
         assert_eq!(l.build().unwrap().seed_backend_name(), "FsStateBackend");
-        assert!(backend_shorthand("nvram").unwrap_err().contains("memory, fs, rocksdb"));
+        let e = backend_shorthand("nvram").unwrap_err();
+        assert_eq!(e.to_string(), "--backend nvram: allowed values: memory, fs, rocksdb (any case)");
+        assert_eq!(e.allowed(), Some(&["memory", "fs", "rocksdb"][..]));
     }
 }

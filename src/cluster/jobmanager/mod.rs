@@ -509,7 +509,7 @@ impl JobManager {
     fn switch_backend(&mut self, name: &str) {
         let mut layers = self.layers.clone();
         if let Err(e) = layers.set_backend(name, "backend switch") {
-            return self.refuse(Refusable::Backend, e);
+            return self.refuse(Refusable::Backend, e.to_string());
         }
         let cfg = match layers.build() {
             Ok(c) => c,
