@@ -87,6 +87,27 @@ fn a_failed_expect_in_json_names_its_line_and_kind() {
     );
 }
 
+/// Catches: an effective configuration that drops an option, names the wrong layer (a --set
+/// reported as the scenario's), or lets an earlier layer win.
+#[test]
+fn run_json_lists_the_effective_configuration_with_each_options_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = scenario(&dir, "quick.toml", QUICK);
+    let (code, out, err) = ckptlab(&["run", &f, "--json", "--set", "heartbeat.timeout=7s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    let options = j["effective_config"].as_array().expect("effective_config is a list");
+    let find = |key: &str| options.iter().find(|o| o["key"] == key).unwrap_or_else(|| panic!("{key} missing: {out}"));
+    assert_eq!((&find("heartbeat.timeout")["value"], &find("heartbeat.timeout")["layer"]), (&serde_json::json!("\"7s\""), &serde_json::json!("command_line")), "values as TOML writes them");
+    assert_eq!(find("ckptlab.hop-delay")["layer"], "scenario", "{out}");
+    // Run from the package root, as cargo runs tests: ./conf/ckptlab.toml is read as a conf file.
+    assert_eq!(find("job.parallelism")["layer"], "conf_file", "{out}");
+    assert!(find("job.parallelism")["origin"].as_str().is_some_and(|o| o.starts_with("conf/ckptlab.toml:")), "{out}");
+    for spec in ckptlab::config::SCHEMA {
+        assert!(options.iter().any(|o| o["key"] == spec.key), "{} missing from effective_config", spec.key);
+    }
+}
+
 #[test]
 fn a_bad_scenario_exits_two_and_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

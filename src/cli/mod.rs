@@ -137,7 +137,7 @@ pub fn layers_of(cli: &LayerArgs, scenario: Option<&Scenario>) -> Result<ConfigL
         layers.set(s, "--set")?;
     }
     if let Some(b) = &cli.backend {
-        layers.set_backend(b, "--backend").map_err(CliError::Backend)?;
+        layers.set_backend(b, "--backend").map_err(|e| CliError::Backend(e.to_string()))?;
     }
     if let Some(servers) = &cli.kafka {
         for (k, v) in kafka_shorthand(servers) {

@@ -57,6 +57,7 @@ pub async fn exec(cli: &Global, args: &RunArgs) -> ExitCode {
 pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, CliError> {
     let layers = base_layers(cli, Some(scenario))?;
     scenario.check(&layers.build()?)?;
+    let effective = layers.effective();
     let bus = EventBus::new(tokio::time::Instant::now());
     let events_file = EventsFile::start(cli, &bus)?;
     let engine = Engine::start(layers, bus)?;
@@ -91,7 +92,7 @@ pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool)
     if let Some(f) = events_file {
         f.finish().await;
     }
-    print(&report, json, topic_status.as_deref())?;
+    print(&report, json, topic_status.as_deref(), Some(&effective))?;
     Ok(report)
 }
 
@@ -105,9 +106,14 @@ trait Report: serde::Serialize {
 /// The one report printer of `ckptlab run`: one JSON object, or the text summary; then what is
 /// wrong with the topic at the end (a broker that came back empty ...), which closes the report
 /// (on stderr under `--json`, so that stdout stays one object).
-fn print(report: &impl Report, json: bool, topic_status: Option<&str>) -> Result<(), CliError> {
+fn print(
+    report: &impl Report,
+    json: bool,
+    topic_status: Option<&str>,
+    effective_config: Option<&[ckptlab::config::EffectiveOption]>,
+) -> Result<(), CliError> {
     if json {
-        let versioned = Versioned { schema_version: SCHEMA_VERSION, report };
+        let versioned = Versioned { schema_version: SCHEMA_VERSION, effective_config, report };
         outln!("{}", serde_json::to_string_pretty(&versioned)?);
         if let Some(problem) = topic_status {
             eprintln!("WARNING {problem}");
@@ -124,13 +130,18 @@ fn print(report: &impl Report, json: bool, topic_status: Option<&str>) -> Result
 
 /// The version of `ckptlab run --json`'s object (docs/scenarios.md): raised when a field is
 /// removed, renamed or changes its type, so that a tool reading it can refuse what it does not know.
-/// 1: the first with a version; `failures` are objects (`line`, `kind`, `message`), not strings.
+/// 1: the first with a version; `failures` are objects (`line`, `kind`, `message`), not strings;
+/// a single run's `effective_config` lists every option it started with and the layer it came from.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// `ckptlab run --json`: the report's fields, with the schema version first.
 #[derive(serde::Serialize)]
 struct Versioned<'a, R: Report> {
     schema_version: u32,
+    /// Every option the run started with: key, value, layer (`default`, `conf_file`, `scenario`,
+    /// `command_line`, `live`) and origin; a comparison's sides each have their own, not listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective_config: Option<&'a [ckptlab::config::EffectiveOption]>,
     #[serde(flatten)]
     report: &'a R,
 }
@@ -241,7 +252,7 @@ async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], jso
     })
     .await;
     lineup.shutdown().await;
-    print(&report, json, None)?;
+    print(&report, json, None, None)?;
     Ok(report)
 }
 

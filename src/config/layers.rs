@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde::Serialize;
 use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 
 use super::schema::{canonical_key, in_pattern_table, key_hint, BackendKind, StorageKind, PATTERN_TABLES, SCHEMA};
@@ -26,10 +27,39 @@ pub struct DeprecatedKey {
     pub replacement: String,
 }
 
+/// The layer an option's value came from, lowest first (a later layer wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// The shipped `conf/ckptlab.toml` (embedded in the binary).
+    Default,
+    /// A configuration file: `./conf/ckptlab.toml` or `--config FILE` ([`ConfigLayers::merge_file`],
+    /// [`ConfigLayers::merge_str`]).
+    ConfFile,
+    /// A scenario's `[config]` table ([`ConfigLayers::merge_table`]).
+    Scenario,
+    /// `--set`, `--backend`, `--kafka` ([`ConfigLayers::set`], [`ConfigLayers::set_value`]).
+    CommandLine,
+    /// A change while the job runs ([`ConfigLayers::set_live`]).
+    Live,
+}
+
+/// One option as the layers leave it: its value, the layer it came from and where in it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EffectiveOption {
+    pub key: String,
+    /// The value as TOML writes it (`"5s"`, `2`, `true`).
+    pub value: String,
+    pub layer: Layer,
+    /// The file and line, or the flag, that set it (`conf/ckptlab.toml (built in):12`, `--set`).
+    pub origin: String,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Entry {
     pub(super) value: toml::Value,
     pub(super) origin: String,
+    pub(super) layer: Layer,
 }
 
 /// Configuration layers, merged key by key; `build` validates them into a [`Config`].
@@ -43,7 +73,7 @@ impl ConfigLayers {
     /// The defaults: `./conf/ckptlab.toml` if the working directory has one, else the embedded copy.
     pub fn with_defaults() -> Result<Self, ConfigError> {
         let mut layers = ConfigLayers::default();
-        layers.merge_str(DEFAULT_CONF, "conf/ckptlab.toml (built in)")?;
+        layers.merge_text(DEFAULT_CONF, "conf/ckptlab.toml (built in)", Layer::Default)?;
         if Path::new(LOCAL_CONF).is_file() {
             layers.merge_file(Path::new(LOCAL_CONF))?;
         }
@@ -53,7 +83,9 @@ impl ConfigLayers {
     /// The embedded defaults only (tests and benchmarks: independent of the working directory).
     pub fn builtin() -> Self {
         let mut layers = ConfigLayers::default();
-        layers.merge_str(DEFAULT_CONF, "conf/ckptlab.toml (built in)").expect("the shipped conf/ckptlab.toml is valid (tested)");
+        layers
+            .merge_text(DEFAULT_CONF, "conf/ckptlab.toml (built in)", Layer::Default)
+            .expect("the shipped conf/ckptlab.toml is valid (tested)");
         layers
     }
 
@@ -67,6 +99,10 @@ impl ConfigLayers {
     /// Merges TOML text on top; `origin` names it in errors, with the line of each key
     /// (`file.toml:12`), so an error points at the bad key rather than at its table header.
     pub fn merge_str(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        self.merge_text(text, origin, Layer::ConfFile)
+    }
+
+    fn merge_text(&mut self, text: &str, origin: &str, layer: Layer) -> Result<(), ConfigError> {
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax { origin: origin.to_string(), message: syntax_message(text, &e) })?;
@@ -78,7 +114,7 @@ impl ConfigLayers {
                 Some(line) => format!("{origin}:{line}"),
                 None => origin.to_string(),
             };
-            self.insert(key, value, &at)?;
+            self.insert(key, value, &at, layer)?;
         }
         Ok(())
     }
@@ -88,7 +124,7 @@ impl ConfigLayers {
         let mut flat = Vec::new();
         flatten("", table, &mut flat);
         for (key, value) in flat {
-            self.insert(key, value, origin)?;
+            self.insert(key, value, origin, Layer::Scenario)?;
         }
         Ok(())
     }
@@ -106,18 +142,32 @@ impl ConfigLayers {
 
     /// Sets one dotted key.
     /// Sets the seed's backend name (memory, fs, rocksdb) as its two Flink 2 options.
-    pub fn set_backend(&mut self, name: &str, origin: &str) -> Result<(), String> {
+    pub fn set_backend(&mut self, name: &str, origin: &str) -> Result<(), ConfigError> {
         for (k, v) in backend_shorthand(name)? {
-            self.set_value(k, toml::Value::String(v.into()), origin).map_err(|e| e.to_string())?;
+            self.set_value(k, toml::Value::String(v.into()), origin)?;
         }
         Ok(())
     }
 
     pub fn set_value(&mut self, key: &str, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
-        self.insert(key.to_string(), value, origin)
+        self.insert(key.to_string(), value, origin, Layer::CommandLine)
     }
 
-    fn insert(&mut self, key: String, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
+    /// Sets one dotted key while the job runs (a scenario's `set`, the workbench's keys).
+    pub fn set_live(&mut self, key: &str, value: toml::Value, origin: &str) -> Result<(), ConfigError> {
+        self.insert(key.to_string(), value, origin, Layer::Live)
+    }
+
+    /// Every option with its value and the layer it came from, in key order (what `run --json`
+    /// reports as the effective configuration).
+    pub fn effective(&self) -> Vec<EffectiveOption> {
+        self.entries
+            .iter()
+            .map(|(key, e)| EffectiveOption { key: key.clone(), value: value_text(&e.value), layer: e.layer, origin: e.origin.clone() })
+            .collect()
+    }
+
+    fn insert(&mut self, key: String, value: toml::Value, origin: &str, layer: Layer) -> Result<(), ConfigError> {
         let canonical = canonical_key(&key);
         if canonical != key {
             self.deprecated.push(DeprecatedKey { origin: origin.to_string(), key: key.clone(), replacement: canonical.to_string() });
@@ -127,7 +177,7 @@ impl ConfigLayers {
         if !known {
             return Err(ConfigError::UnknownKey { origin: origin.to_string(), hint: key_hint(&key), key });
         }
-        self.entries.insert(key, Entry { value, origin: origin.to_string() });
+        self.entries.insert(key, Entry { value, origin: origin.to_string(), layer });
         Ok(())
     }
 
@@ -292,10 +342,13 @@ pub fn kafka_shorthand(servers: &str) -> [(&'static str, String); 2] {
 }
 
 /// `--backend memory|fs|rocksdb`: the seed's three backends as Flink 2 option pairs.
-pub fn backend_shorthand(name: &str) -> Result<[(&'static str, &'static str); 2], String> {
+pub fn backend_shorthand(name: &str) -> Result<[(&'static str, &'static str); 2], ConfigError> {
     // Case-insensitive, as every other choice value.
-    let seed: SeedBackend =
-        name.trim().parse().map_err(|_| format!("--backend {name}: allowed values: {} (any case)", SeedBackend::VARIANTS.join(", ")))?;
+    let seed: SeedBackend = name.trim().parse().map_err(|_| ConfigError::BadShorthand {
+        flag: "--backend",
+        value: name.to_string(),
+        allowed: SeedBackend::VARIANTS,
+    })?;
     let (backend, storage) = seed.pair();
     Ok([("state.backend.type", backend.into()), ("execution.checkpointing.storage", storage.into())])
 }
@@ -374,6 +427,27 @@ mod tests {
     }
 
     #[test]
+    fn the_effective_configuration_names_each_options_layer_and_the_latest_wins() {
+        let mut l = ConfigLayers::builtin();
+        let all = l.effective();
+        assert!(SCHEMA.iter().all(|s| all.iter().any(|o| o.key == s.key)), "every option has a value");
+        assert!(all.iter().all(|o| o.layer == Layer::Default), "{all:?}");
+        l.merge_str("[job]\nname = \"mine\"\nparallelism = 1\n", "my.toml").unwrap();
+        l.merge_table(&"[job]\nparallelism = 2\n".parse().unwrap(), "s.toml [config]").unwrap();
+        l.set("taskmanager.count=3", "--set").unwrap();
+        l.set_live("ckptlab.hop-delay", parse_loose_value("5ms"), "runtime change").unwrap();
+        let at = |key: &str| l.effective().into_iter().find(|o| o.key == key).unwrap();
+        let name = at("job.name");
+        assert_eq!((name.value.as_str(), name.layer, name.origin.as_str()), ("\"mine\"", Layer::ConfFile, "my.toml:2"));
+        assert_eq!((at("job.parallelism").value, at("job.parallelism").layer), ("2".to_string(), Layer::Scenario));
+        assert_eq!(at("taskmanager.count").layer, Layer::CommandLine);
+        assert_eq!(at("ckptlab.hop-delay").layer, Layer::Live);
+        assert_eq!(at("job.key-by").layer, Layer::Default);
+        let json = serde_json::to_string(&at("taskmanager.count")).unwrap();
+        assert_eq!(json, r#"{"key":"taskmanager.count","value":"3","layer":"command_line","origin":"--set"}"#);
+    }
+
+    #[test]
     fn a_key_is_placed_by_the_parser_not_by_text_that_looks_like_one() {
         // The line search this replaced read line 3 (inside the string) as `job.parallelism`, and
         // line 4 as a `[source]` header, so it also put `source.topic` on line 7 under [job].
@@ -397,6 +471,8 @@ mod tests {
             l.set_value(k, toml::Value::String(v.into()), "--backend").unwrap();
         }
         assert_eq!(l.build().unwrap().seed_backend_name(), "FsStateBackend");
-        assert!(backend_shorthand("nvram").unwrap_err().contains("memory, fs, rocksdb"));
+        let e = backend_shorthand("nvram").unwrap_err();
+        assert_eq!(e.to_string(), "--backend nvram: allowed values: memory, fs, rocksdb (any case)");
+        assert_eq!(e.allowed(), Some(&["memory", "fs", "rocksdb"][..]));
     }
 }

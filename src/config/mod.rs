@@ -38,6 +38,12 @@ pub enum ConfigError {
     UnknownKey { origin: String, key: String, hint: String },
     #[error("{origin}: `{key}` = {value}: {message}")]
     BadValue { origin: String, key: String, value: String, message: String },
+    /// A choice option's value is none of its enum's names.
+    #[error("{origin}: `{key}` = {value}: allowed values: {}", allowed.join(", "))]
+    BadChoice { origin: String, key: String, value: String, allowed: &'static [&'static str] },
+    /// A command-line shorthand (`--backend`) names none of its values.
+    #[error("{flag} {value}: allowed values: {} (any case)", allowed.join(", "))]
+    BadShorthand { flag: &'static str, value: String, allowed: &'static [&'static str] },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
 }
@@ -46,8 +52,8 @@ impl ConfigError {
     /// The key the error is about, when it is about one.
     pub fn key(&self) -> Option<&str> {
         match self {
-            ConfigError::UnknownKey { key, .. } | ConfigError::BadValue { key, .. } => Some(key),
-            _ => None,
+            ConfigError::UnknownKey { key, .. } | ConfigError::BadValue { key, .. } | ConfigError::BadChoice { key, .. } => Some(key),
+            ConfigError::Io { .. } | ConfigError::Syntax { .. } | ConfigError::Invalid { .. } | ConfigError::BadShorthand { .. } => None,
         }
     }
 
@@ -58,6 +64,20 @@ impl ConfigError {
             ConfigError::Syntax { message, .. } | ConfigError::Invalid { message, .. } => message.clone(),
             ConfigError::UnknownKey { key, hint, .. } => format!("unknown key `{key}`{hint}"),
             ConfigError::BadValue { key, value, message, .. } => format!("`{key}` = {value}: {message}"),
+            ConfigError::BadChoice { key, value, allowed, .. } => format!("`{key}` = {value}: allowed values: {}", allowed.join(", ")),
+            e @ ConfigError::BadShorthand { .. } => e.to_string(),
+        }
+    }
+
+    /// The values the key allows, when they are a list (a choice, a shorthand's names).
+    pub fn allowed(&self) -> Option<&'static [&'static str]> {
+        match self {
+            ConfigError::BadChoice { allowed, .. } | ConfigError::BadShorthand { allowed, .. } => Some(allowed),
+            ConfigError::Io { .. }
+            | ConfigError::Syntax { .. }
+            | ConfigError::UnknownKey { .. }
+            | ConfigError::BadValue { .. }
+            | ConfigError::Invalid { .. } => None,
         }
     }
 }

@@ -32,7 +32,7 @@ impl ConfigLayers {
         let mode: CheckpointMode = r.choice("execution.checkpointing.mode")?;
         let storage: StorageKind = r.choice("execution.checkpointing.storage")?;
         let dir_text = r.text("execution.checkpointing.dir")?;
-        let dir = checkpoint_dir(&dir_text).map_err(|message| r.bad("execution.checkpointing.dir", message))?;
+        let dir = checkpoint_dir(&dir_text).map_err(|e| r.bad("execution.checkpointing.dir", e.to_string()))?;
         let restart_kind = r.choice::<RestartStrategyType>("restart-strategy.type")?.kind();
         let multiplier = r.float("restart-strategy.exponential-delay.backoff-multiplier")?;
         if !(1.0..=MAX_BACKOFF_MULTIPLIER).contains(&multiplier) {
@@ -131,7 +131,7 @@ impl ConfigLayers {
             ));
         }
         let savepoint_text = r.text("execution.checkpointing.savepoint-dir")?;
-        let savepoint_dir = savepoint_dir(&savepoint_text).map_err(|message| r.bad("execution.checkpointing.savepoint-dir", message))?;
+        let savepoint_dir = savepoint_dir(&savepoint_text).map_err(|e| r.bad("execution.checkpointing.savepoint-dir", e.to_string()))?;
         let recovery_text = r.text("execution.state-recovery.path")?;
         let recovery_path = match recovery_text.trim() {
             "" => None,
@@ -148,7 +148,7 @@ impl ConfigLayers {
             t => Some(PathBuf::from(t)),
         };
         let tmp_text = r.text("taskmanager.tmp-dirs")?;
-        let tm_dir = local_dir(&tmp_text).map_err(|message| r.bad("taskmanager.tmp-dirs", message))?;
+        let tm_dir = local_dir(&tmp_text).map_err(|e| r.bad("taskmanager.tmp-dirs", e.to_string()))?;
         Ok(Config {
             checkpointing: CheckpointingConfig {
                 interval,
@@ -221,7 +221,7 @@ impl ConfigLayers {
 
 impl ConfigLayers {
     /// The entries of a pattern table as (pattern, duration), each error naming its key.
-    fn pattern_durations<P>(&self, table: &str, parse: impl Fn(&str) -> Result<P, String>) -> Result<Vec<(P, Duration)>, ConfigError> {
+    fn pattern_durations<P>(&self, table: &str, parse: impl Fn(&str) -> Result<P, BadPattern>) -> Result<Vec<(P, Duration)>, ConfigError> {
         let prefix = format!("{table}.");
         let mut out = Vec::new();
         for (key, entry) in self.entries.range(prefix.clone()..) {
@@ -232,7 +232,7 @@ impl ConfigLayers {
                 value: value_text(&entry.value),
                 message,
             };
-            let pattern = parse(pattern).map_err(bad)?;
+            let pattern = parse(pattern).map_err(|e| bad(e.to_string()))?;
             let d = match &entry.value {
                 toml::Value::String(s) => parse_duration(s).map_err(|e| e.to_string()),
                 toml::Value::Integer(i) if *i >= 0 => parse_duration(&i.to_string()).map_err(|e| e.to_string()),
@@ -330,8 +330,14 @@ impl Reader<'_> {
 
     /// A choice option as its enum (any case), the error listing the enum's names.
     fn choice<T: VariantNames + std::str::FromStr>(&self, key: &str) -> Result<T, ConfigError> {
-        let bad = || self.bad(key, format!("allowed values: {}", T::VARIANTS.join(", ")));
-        match &self.entry(key)?.value {
+        let entry = self.entry(key)?;
+        let bad = || ConfigError::BadChoice {
+            origin: entry.origin.clone(),
+            key: key.to_string(),
+            value: value_text(&entry.value),
+            allowed: T::VARIANTS,
+        };
+        match &entry.value {
             toml::Value::String(s) => s.parse().map_err(|_| bad()),
             _ => Err(bad()),
         }
@@ -340,37 +346,48 @@ impl Reader<'_> {
 
 /// `taskmanager.tmp-dirs`: a local path; "" = `tm` in ckptlab's private directory
 /// ([`crate::workdir::home`]).
-fn local_dir(text: &str) -> Result<PathBuf, String> {
+fn local_dir(text: &str) -> Result<PathBuf, BadPath> {
     let t = text.trim();
     if t.is_empty() {
         return Ok(crate::workdir::home().join("tm"));
     }
     if t.contains("://") {
-        return Err("a local directory is needed here (no URI scheme)".into());
+        return Err(BadPath::NotLocal);
     }
     Ok(PathBuf::from(t))
 }
 
-fn savepoint_dir(text: &str) -> Result<PathBuf, String> {
+fn savepoint_dir(text: &str) -> Result<PathBuf, BadPath> {
     if text.trim().is_empty() {
         return Ok(crate::workdir::home().join("savepoints"));
     }
     checkpoint_dir(text)
 }
 
-fn checkpoint_dir(text: &str) -> Result<PathBuf, String> {
+/// Why a directory option's value is no directory ckptlab can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BadPath {
+    #[error("a local directory is needed here (no URI scheme)")]
+    NotLocal,
+    #[error("a file:// URI needs a path, as in file:///tmp/ckptlab")]
+    EmptyFileUri,
+    #[error("scheme `{0}://` is not supported here; allowed: a local path or a file:// URI")]
+    Scheme(String),
+}
+
+fn checkpoint_dir(text: &str) -> Result<PathBuf, BadPath> {
     let t = text.trim();
     if t.is_empty() {
         return Ok(crate::workdir::home().join("checkpoints"));
     }
     if let Some(rest) = t.strip_prefix("file://") {
         if rest.is_empty() {
-            return Err("a file:// URI needs a path, as in file:///tmp/ckptlab".into());
+            return Err(BadPath::EmptyFileUri);
         }
         return Ok(PathBuf::from(rest));
     }
     if let Some((scheme, _)) = t.split_once("://") {
-        return Err(format!("scheme `{scheme}://` is not supported here; allowed: a local path or a file:// URI"));
+        return Err(BadPath::Scheme(scheme.to_string()));
     }
     Ok(PathBuf::from(t))
 }
@@ -665,6 +682,16 @@ impl Config {
     }
 }
 
+/// A key of a pattern table that is no pattern: the text, and the patterns that table allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a {what} pattern; allowed: {allowed}")]
+pub struct BadPattern {
+    pub text: String,
+    /// `subtask` or `channel`.
+    pub what: &'static str,
+    pub allowed: &'static str,
+}
+
 /// A subtask pattern such as `counter[1]` or `sink[*]` (the operators a runner drives).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubtaskPattern {
@@ -674,9 +701,11 @@ pub struct SubtaskPattern {
 }
 
 impl SubtaskPattern {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let err = || {
-            format!("`{text}` is not a subtask pattern; allowed: counter[N|*] or sink[0|*], e.g. counter[1] (quoted in a TOML file: \"counter[1]\" = \"5ms\")")
+    pub fn parse(text: &str) -> Result<Self, BadPattern> {
+        let err = || BadPattern {
+            text: text.to_string(),
+            what: "subtask",
+            allowed: "counter[N|*] or sink[0|*], e.g. counter[1] (quoted in a TOML file: \"counter[1]\" = \"5ms\")",
         };
         let unquoted = text.trim();
         let unquoted = unquoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(unquoted);
@@ -703,17 +732,19 @@ pub struct ChannelPattern {
 }
 
 impl ChannelPattern {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, BadPattern> {
         let err = || {
-            format!(
-                "`{text}` is not a channel pattern; allowed: OPERATOR[N|*]->OPERATOR[N|*] with operators source, counter, sink, e.g. source[1]->counter[*] (in a TOML file quoted: \"source[1]->counter[*]\" = \"300ms\"; with --set as is: --set ckptlab.delays.source[1]->counter[*]=300ms)"
-            )
+            BadPattern {
+            text: text.to_string(),
+            what: "channel",
+            allowed: "OPERATOR[N|*]->OPERATOR[N|*] with operators source, counter, sink, e.g. source[1]->counter[*] (in a TOML file quoted: \"source[1]->counter[*]\" = \"300ms\"; with --set as is: --set ckptlab.delays.source[1]->counter[*]=300ms)",
+        }
         };
         // `--set ckptlab.delays."source[1]->counter[*]"=1s` quotes it as a TOML file would.
         let unquoted = text.trim();
         let unquoted = unquoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(unquoted);
         let (a, b) = unquoted.split_once("->").ok_or_else(err)?;
-        let side = |s: &str| -> Result<(String, Option<usize>), String> {
+        let side = |s: &str| -> Result<(String, Option<usize>), BadPattern> {
             let s = s.trim();
             let (name, rest) = s.split_once('[').ok_or_else(err)?;
             let idx = rest.strip_suffix(']').ok_or_else(err)?;
@@ -803,7 +834,11 @@ mod tests {
     #[test]
     fn checkpoint_dir_accepts_file_uri_and_rejects_hdfs() {
         assert_eq!(checkpoint_dir("file:///tmp/x").unwrap(), PathBuf::from("/tmp/x"));
-        assert!(checkpoint_dir("hdfs://nn:40010/flink").unwrap_err().contains("file://"));
+        assert_eq!(checkpoint_dir("hdfs://nn:40010/flink").unwrap_err(), BadPath::Scheme("hdfs".into()));
+        let mut l = ConfigLayers::builtin();
+        l.set("execution.checkpointing.dir=hdfs://nn:40010/flink", "--set").unwrap();
+        let e = l.build().unwrap_err().to_string();
+        assert!(e.contains("execution.checkpointing.dir") && e.contains("a local path or a file:// URI"), "{e}");
     }
 
     #[test]

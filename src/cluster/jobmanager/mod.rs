@@ -495,7 +495,7 @@ impl JobManager {
     fn set(&mut self, key: &str, value: &str) {
         let runtime = SCHEMA.iter().find(|s| s.key == key).map(|s| s.runtime);
         let mut layers = self.layers.clone();
-        if let Err(e) = layers.set_value(key, parse_loose_value(value), "runtime change") {
+        if let Err(e) = layers.set_live(key, parse_loose_value(value), "runtime change") {
             return self.reject(key, e.to_string());
         }
         let delay = key.starts_with(&format!("{DELAYS_TABLE}."));
@@ -530,7 +530,7 @@ impl JobManager {
     fn switch_backend(&mut self, name: &str) {
         let mut layers = self.layers.clone();
         if let Err(e) = layers.set_backend(name, "backend switch") {
-            return self.refuse(Refusable::Backend, e);
+            return self.refuse(Refusable::Backend, e.to_string());
         }
         let cfg = match layers.build() {
             Ok(c) => c,
