@@ -982,6 +982,26 @@ fn help_has_the_legend_and_the_overcount_recipe_at_80x24() {
     insta::assert_snapshot!("screen_help_page2_80x24", second);
 }
 
+/// Catches: a help column taller than the screen whose last lines are cut off (at 80x24 the
+/// command keys once lost `scroll` and `help, quit`): every command key's line is on some page.
+#[test]
+fn every_command_key_is_on_a_help_page_at_80x24() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('?'));
+    let mut pages = vec![screen(&a, 80, 24)];
+    for _ in 0..3 {
+        press(&mut a, KeyCode::Char(' '));
+        if !a.help {
+            break;
+        }
+        pages.push(screen(&a, 80, 24));
+    }
+    let all = pages.concat();
+    for text in ["kill TM", "hang TM", "events filter", "next / previous pane", "scroll the focused pane", "help, quit"] {
+        assert!(all.contains(text), "{text:?} on no help page:\n{all}");
+    }
+}
+
 #[test]
 fn x_resets_and_o_picks_a_scenario() {
     let mut a = app(running_view());

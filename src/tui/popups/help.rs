@@ -73,10 +73,20 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     right_all.extend(more.clone());
     let pages: Vec<(Vec<Line>, Vec<Line>)> = if two_columns && command.len().max(right_all.len()) <= inner_height {
         vec![(command, right_all)]
-    } else if two_columns {
-        vec![(command, rest), (more, Vec::new())]
     } else {
-        vec![(command, Vec::new()), (rest, Vec::new()), (more, Vec::new())]
+        // Columns of the inner height, each section where it fits (a section taller than a
+        // column goes on in the next), two columns a page on a wide screen: no line is cut off.
+        let columns = flow(vec![command, rest, more], inner_height.max(1));
+        if two_columns {
+            let mut it = columns.into_iter();
+            let mut pages = Vec::new();
+            while let Some(left) = it.next() {
+                pages.push((left, it.next().unwrap_or_default()));
+            }
+            pages
+        } else {
+            columns.into_iter().map(|c| (c, Vec::new())).collect()
+        }
     };
     let page = app.help_page % pages.len();
     let (left, right) = pages[page].clone();
@@ -102,6 +112,26 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         frame.render_widget(Paragraph::new(left), l);
         frame.render_widget(Paragraph::new(right), r);
     }
+}
+
+/// Packs sections into columns of `height` lines: a section goes below the one before (after a
+/// blank line) where it fits whole, else it starts a new column; one taller than a column is cut
+/// into as many columns as it needs.
+fn flow(sections: Vec<Vec<Line<'static>>>, height: usize) -> Vec<Vec<Line<'static>>> {
+    let mut columns: Vec<Vec<Line<'static>>> = Vec::new();
+    for section in sections.into_iter().filter(|s| !s.is_empty()) {
+        let fits_below = columns.last().is_some_and(|c| c.len() + 1 + section.len() <= height);
+        if fits_below {
+            let column = columns.last_mut().expect("checked");
+            column.push(Line::raw(""));
+            column.extend(section);
+            continue;
+        }
+        for chunk in section.chunks(height) {
+            columns.push(chunk.to_vec());
+        }
+    }
+    columns
 }
 
 /// A title, then one line per action of the context with all its keys.
