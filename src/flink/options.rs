@@ -99,6 +99,11 @@ pub fn flink_options(cfg: &Config, run_dir: &Path) -> Vec<(String, String)> {
             o.push(("restart-strategy.exponential-delay.jitter-factor", r.jitter_factor.to_string()));
         }
     }
+    // The key groups ckptlab's engine uses (job.max-parallelism, src/keygroup.rs), so that the
+    // keyBy of the Flink job puts each key on the same group and subtask. Flink's default (-1,
+    // PipelineOptions.MAX_PARALLELISM) computes the same 128 for ckptlab's parallelisms; written
+    // out so that both sides agree by construction, not by coincidence.
+    o.push(("pipeline.max-parallelism", cfg.job.max_parallelism.to_string()));
     o.push(("heartbeat.timeout", ms(cfg.heartbeat_timeout)));
     // Flink needs an interval below the timeout; ckptlab has only the timeout (the JobManager
     // notices a lost TM when it runs out), so a quarter of it, at most Flink's default 10 s.
