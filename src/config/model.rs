@@ -87,6 +87,24 @@ impl ConfigLayers {
                 ),
             ));
         }
+        // Flink's pipeline.max-parallelism: -1 = KeyGroupRangeAssignment.computeDefaultMaxParallelism
+        // (128 for every parallelism ckptlab allows, src/keygroup.rs). The engine keeps 128 key
+        // groups, so another number is refused rather than silently not modelled.
+        let max_parallelism = match r.int("job.max-parallelism")? {
+            -1 => crate::keygroup::compute_default_max_parallelism(parallelism as u32),
+            m => m as u32,
+        };
+        if max_parallelism != u32::from(crate::keygroup::MAX_PARALLELISM) {
+            return Err(r.bad(
+                "job.max-parallelism",
+                format!(
+                    "{max_parallelism} key groups are not modelled: ckptlab's engine keeps {} (Flink's default for job.parallelism <= 85); allowed: -1 (Flink's default), {}",
+                    crate::keygroup::MAX_PARALLELISM,
+                    crate::keygroup::MAX_PARALLELISM
+                ),
+            ));
+        }
+        let max_parallelism = crate::keygroup::MAX_PARALLELISM;
         let delays = self.pattern_durations(DELAYS_TABLE, ChannelPattern::parse)?;
         let record_costs = self.pattern_durations(RECORD_COST_TABLE, SubtaskPattern::parse)?;
         // A pattern that matches nothing in this job is a typo (`counter[9]` with 2 counters):
@@ -187,7 +205,7 @@ impl ConfigLayers {
             taskmanagers,
             slots_per_tm,
             tm_dir,
-            job: JobConfig { name: r.text("job.name")?, parallelism, key_by: r.choice("job.key-by")?, sink: r.choice("job.sink")? },
+            job: JobConfig { name: r.text("job.name")?, parallelism, max_parallelism, key_by: r.choice("job.key-by")?, sink: r.choice("job.sink")? },
             source: SourceConfig {
                 kafka: match r.choice::<SourceKind>("source.kind")? {
                     SourceKind::Kafka => {
@@ -576,6 +594,8 @@ impl RestartConfig {
 pub struct JobConfig {
     pub name: String,
     pub parallelism: usize,
+    /// `job.max-parallelism`: the number of key groups (Flink's `pipeline.max-parallelism`).
+    pub max_parallelism: u16,
     pub key_by: KeyBy,
     pub sink: SinkKind,
 }

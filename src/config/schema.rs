@@ -81,6 +81,7 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "taskmanager.tmp-dirs", kind: Kind::Text, runtime: false },
     OptionSpec { key: "job.name", kind: Kind::Text, runtime: false },
     OptionSpec { key: "job.parallelism", kind: Kind::Int { min: 1, max: 64 }, runtime: false },
+    OptionSpec { key: "job.max-parallelism", kind: Kind::Int { min: -1, max: 32768 }, runtime: false },
     OptionSpec { key: "job.key-by", kind: Kind::Choice(KeyBy::VARIANTS), runtime: false },
     OptionSpec { key: "job.sink", kind: Kind::Choice(SinkKind::VARIANTS), runtime: false },
     OptionSpec { key: "source.kind", kind: Kind::Choice(SourceKind::VARIANTS), runtime: false },

@@ -100,6 +100,11 @@ pub fn flink_options(cfg: &Config, run_dir: &Path) -> Vec<(String, String)> {
             o.push(("restart-strategy.exponential-delay.jitter-factor", r.jitter_factor.to_string()));
         }
     }
+    // The key groups ckptlab's engine uses (job.max-parallelism, src/keygroup.rs), so that the
+    // keyBy of the Flink job puts each key on the same group and subtask. Flink's default (-1,
+    // PipelineOptions.MAX_PARALLELISM) computes the same 128 for ckptlab's parallelisms; written
+    // out so that both sides agree by construction, not by coincidence.
+    o.push(("pipeline.max-parallelism", cfg.job.max_parallelism.to_string()));
     o.push(("heartbeat.timeout", ms(cfg.heartbeat_timeout)));
     o.push(("heartbeat.interval", ms(cfg.heartbeat_interval)));
     let threshold = cfg.heartbeat_rpc_failure_threshold.map_or(crate::cluster::heartbeat::RPC_FAILURE_DETECTION_DISABLED, i64::from);

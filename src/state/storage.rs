@@ -105,9 +105,22 @@ impl SnapshotKind {
     }
 }
 
+/// The snapshot format this ckptlab writes and reads. 2: keys are in Flink's key groups
+/// (`murmurHash(String.hashCode()) % max parallelism`, src/keygroup.rs); 1 (no
+/// `format_version` in `_metadata`): ckptlab's earlier FNV-based key groups, which put keys on
+/// other groups and subtasks, so such a snapshot is refused, not restored onto the wrong ones.
+pub const FORMAT_VERSION: u32 = 2;
+
+fn format_version_1() -> u32 {
+    1
+}
+
 /// The job a snapshot belongs to, as far as restoring it elsewhere must agree.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobShape {
+    /// The snapshot format (`FORMAT_VERSION` when written; 1 when `_metadata` has none).
+    #[serde(default = "format_version_1")]
+    pub format_version: u32,
     pub name: String,
     /// The counter's parallelism when the snapshot was taken (the key groups' owners).
     pub parallelism: usize,
@@ -123,9 +136,10 @@ pub struct JobShape {
 impl JobShape {
     pub fn of(cfg: &crate::config::Config, partitions: u32) -> Self {
         JobShape {
+            format_version: FORMAT_VERSION,
             name: cfg.job.name.clone(),
             parallelism: cfg.job.parallelism,
-            max_parallelism: crate::keygroup::MAX_PARALLELISM,
+            max_parallelism: cfg.job.max_parallelism,
             key_by: cfg.job.key_by,
             topic: cfg.source.topic.clone(),
             partitions,
@@ -598,6 +612,13 @@ pub enum RestoreError {
     Unreadable { path: String, error: StateError },
     #[error("{path} cannot be restored into this job: {reason}")]
     Incompatible { path: String, reason: String },
+    /// `_metadata` of another snapshot format (`FORMAT_VERSION`).
+    #[error(
+        "{path}: snapshot format version {version}, this ckptlab reads version {FORMAT_VERSION} only: version 1 put keys in \
+         ckptlab's own (FNV) key groups, version 2 in Flink's (murmurHash(String.hashCode()) % max parallelism), so its keys \
+         would be restored onto other subtasks than they are routed to; take a new snapshot with this ckptlab"
+    )]
+    Format { path: String, version: u32 },
     /// A subtask's state cannot be read: a file missing, of another size, failing its checksum.
     #[error("{dir}: counter[{subtask}]'s state: {error}")]
     State { dir: String, subtask: usize, error: StateError },
@@ -661,10 +682,28 @@ pub fn read_state(found: &FoundSnapshot, mut each: impl FnMut(usize, &StateHandl
 pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), RestoreError> {
     let incompatible = |reason: String| RestoreError::Incompatible { path: found.dir.display().to_string(), reason };
     let m = &found.metadata;
+    let version = m.job.as_ref().map_or(1, |j| j.format_version);
+    if version != FORMAT_VERSION {
+        let metadata = found.dir.join(METADATA);
+        return Err(RestoreError::Format { path: metadata.display().to_string(), version });
+    }
     if let Some(then) = &m.job {
+        // Flink's checks, StateAssignmentOperation.checkParallelismPreconditions
+        // (StateAssignmentOperation.java:735-760 in 2.3): the parallelism first, then the max
+        // parallelism. Flink adopts the snapshot's max parallelism when the job left it unset
+        // (ExecutionJobVertex.canRescaleMaxParallelism); ckptlab's engine keeps 128 key groups
+        // only, so a snapshot with another number is refused either way.
+        if now.parallelism > usize::from(then.max_parallelism) {
+            return Err(incompatible(format!(
+                "The maximum parallelism ({}) of the restored state is lower than the configured parallelism ({}) (job.parallelism). \
+                 Please reduce the parallelism of the task to be lower or equal to the maximum parallelism.",
+                then.max_parallelism, now.parallelism
+            )));
+        }
         if then.max_parallelism != now.max_parallelism {
             return Err(incompatible(format!(
-                "it has {} key groups (max parallelism), this job {}; Flink refuses that change too",
+                "The maximum parallelism ({}) with which the latest checkpoint of the execution job vertex counter has been taken \
+                 and the current maximum parallelism ({}) (job.max-parallelism) changed. This is currently not supported.",
                 then.max_parallelism, now.max_parallelism
             )));
         }
