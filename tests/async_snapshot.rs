@@ -139,7 +139,8 @@ fn records_are_processed_while_the_snapshot_is_written() {
         engine.generate(ckptlab::connectors::generator::GeneratorSpec {
             rate: 20_000,
             duration: Some(Duration::from_secs(2)),
-            keys: vec!["g0".into(), "g1".into(), "g2".into(), "g3".into()],
+            // Two keys on each counter under Flink's key groups (g0, g1 -> counter[1]; g4, g6 -> counter[0]).
+            keys: vec!["g0".into(), "g4".into(), "g1".into(), "g6".into()],
             partition: None,
         });
         common::sleep_ms(200).await;

@@ -482,6 +482,19 @@ impl CheckpointingMode {
     }
 }
 
+/// The strategy a `restart-strategy.type` names (`default`: none yet, decided by checkpointing);
+/// here beside [`RestartKind`] so that the option table names no type of the model.
+impl RestartStrategyType {
+    pub(super) fn kind(self) -> Option<RestartKind> {
+        match self {
+            RestartStrategyType::Default => None,
+            RestartStrategyType::None => Some(RestartKind::None),
+            RestartStrategyType::FixedDelay => Some(RestartKind::FixedDelay),
+            RestartStrategyType::ExponentialDelay => Some(RestartKind::ExponentialDelay),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartKind {

@@ -7,7 +7,6 @@
 use serde::{Deserialize, Serialize};
 use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 
-use super::model::RestartKind;
 // The checkpointing mode is vocabulary every layer speaks, and a configuration choice: like the
 // choice enums below it knows its option values (strum), which the schema and `build` read.
 pub use crate::types::CheckpointMode;
@@ -169,17 +168,6 @@ pub enum RestartStrategyType {
     None,
     FixedDelay,
     ExponentialDelay,
-}
-
-impl RestartStrategyType {
-    pub(super) fn kind(self) -> Option<RestartKind> {
-        match self {
-            RestartStrategyType::Default => None,
-            RestartStrategyType::None => Some(RestartKind::None),
-            RestartStrategyType::FixedDelay => Some(RestartKind::FixedDelay),
-            RestartStrategyType::ExponentialDelay => Some(RestartKind::ExponentialDelay),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, VariantNames)]
