@@ -743,30 +743,26 @@ fn at_least_once_holds_on_two_worker_threads() {
 }
 
 /// The same invariants with the state in RocksDB, full or incremental snapshots.
+fn with_rocksdb(name: &'static str, mode: Mode, check: fn(&Schedule, &Outcome) -> Result<(), TestCaseError>) {
+    property(name, rocksdb_cases(), None, (schedule(), any::<bool>()), |(s, incremental)| check(&s, &run(mode, &s, rocks(incremental))));
+}
+
 #[test]
 fn exactly_once_never_loses_nor_overcounts_with_rocksdb() {
-    property("exactly_once_never_loses_nor_overcounts_with_rocksdb", rocksdb_cases(), None, (schedule(), any::<bool>()), |(s, incremental)| {
-        check_exactly_once(&s, &run(EXACTLY_ONCE, &s, rocks(incremental)))
-    });
+    with_rocksdb("exactly_once_never_loses_nor_overcounts_with_rocksdb", EXACTLY_ONCE, check_exactly_once);
 }
 
 #[test]
 fn unaligned_never_loses_nor_overcounts_with_rocksdb() {
-    property("unaligned_never_loses_nor_overcounts_with_rocksdb", rocksdb_cases(), None, (schedule(), any::<bool>()), |(s, incremental)| {
-        check_exactly_once(&s, &run(EXACTLY_ONCE_UNALIGNED, &s, rocks(incremental)))
-    });
+    with_rocksdb("unaligned_never_loses_nor_overcounts_with_rocksdb", EXACTLY_ONCE_UNALIGNED, check_exactly_once);
 }
 
 #[test]
 fn aligned_with_timeout_never_loses_nor_overcounts_with_rocksdb() {
-    property("aligned_with_timeout_never_loses_nor_overcounts_with_rocksdb", rocksdb_cases(), None, (schedule(), any::<bool>()), |(s, incremental)| {
-        check_exactly_once(&s, &run(EXACTLY_ONCE_ALIGNED_TIMEOUT, &s, rocks(incremental)))
-    });
+    with_rocksdb("aligned_with_timeout_never_loses_nor_overcounts_with_rocksdb", EXACTLY_ONCE_ALIGNED_TIMEOUT, check_exactly_once);
 }
 
 #[test]
 fn at_least_once_never_loses_with_rocksdb() {
-    property("at_least_once_never_loses_with_rocksdb", rocksdb_cases(), None, (schedule(), any::<bool>()), |(s, incremental)| {
-        check_at_least_once(&s, &run(AT_LEAST_ONCE, &s, rocks(incremental)))
-    });
+    with_rocksdb("at_least_once_never_loses_with_rocksdb", AT_LEAST_ONCE, check_at_least_once);
 }
