@@ -1465,6 +1465,61 @@ struct ReaderPartition {
     buffer: VecDeque<(u64, Arc<str>)>,
 }
 
+/// How far [`ReaderPartition::take`] got.
+#[derive(Debug, PartialEq)]
+struct Taken {
+    /// Records handed to the source.
+    read: usize,
+    /// Why it stopped before `max` with records still buffered; `None`: the buffer is empty, or
+    /// its first record is not in the mirror yet.
+    halt: Option<Halt>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Halt {
+    /// The first record buffered is at this index, after the one the source reads next: the
+    /// broker no longer holds the records between.
+    Gap(u64),
+    /// The mirror holds another record at the first one's offset: the consumer reads a log the
+    /// mirror has not checked.
+    OtherLog,
+}
+
+impl ReaderPartition {
+    /// Hands the source the buffered records the mirror holds, from index `from` on, up to `max`,
+    /// into `out`; records before `from` are dropped.
+    fn take(&mut self, mirror: &Mirror, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> Taken {
+        let partition = self.partition;
+        let mut n = 0;
+        while n < max {
+            let Some((offset, _)) = self.buffer.front() else { break };
+            // The mirror's index of the record; not there yet: wait for the mirror.
+            let Some(index) = mirror.with(partition, |l| l.known_index(*offset)).flatten() else {
+                if *offset < mirror.next_offset(partition) {
+                    self.buffer.pop_front(); // the mirror has no record there (never happens)
+                    continue;
+                }
+                break;
+            };
+            let at = from + n as u64;
+            if mirror.with(partition, |l| l.values.get(index as usize).cloned()).flatten().as_ref() != self.buffer.front().map(|(_, v)| v) {
+                return Taken { read: n, halt: Some(Halt::OtherLog) };
+            }
+            if index < at {
+                self.buffer.pop_front();
+            } else if index == at {
+                if let Some((_, v)) = self.buffer.pop_front() {
+                    out.push(v);
+                }
+                n += 1;
+            } else {
+                return Taken { read: n, halt: Some(Halt::Gap(index)) };
+            }
+        }
+        Taken { read: n, halt: None }
+    }
+}
+
 /// A source subtask's consumer. Messages arrive from any of its partitions and wait per
 /// partition; a record is handed to the source once the mirror holds it at the same Kafka offset
 /// of the same log, under the mirror's index, so sources and the auditor never disagree about
@@ -1571,47 +1626,22 @@ impl TopicReader for KafkaReader {
         if self.consumer.is_none() || from < mirror.log_start(partition) {
             return 0;
         }
-        let mut n = 0;
-        let mut gap = None;
-        while n < max {
-            let Some((offset, _)) = part.buffer.front() else { break };
-            // The mirror's index of the record; not there yet: wait for the mirror.
-            let Some(index) = mirror.with(partition, |l| l.known_index(*offset)).flatten() else {
-                if *offset < mirror.next_offset(partition) {
-                    part.buffer.pop_front(); // the mirror has no record there (never happens)
-                    continue;
-                }
-                break;
-            };
-            let at = from + n as u64;
-            if mirror.with(partition, |l| l.values.get(index as usize).cloned()).flatten().as_ref() != part.buffer.front().map(|(_, v)| v) {
-                // Another record at the same offset: the consumer reads a log the mirror has not
-                // checked yet (a topic recreated under it). Every consumer stops until the check.
-                self.kafka.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
-                self.consumer = None;
-                break;
-            }
-            if index < at {
-                part.buffer.pop_front();
-            } else if index == at {
-                if let Some((_, v)) = part.buffer.pop_front() {
-                    out.push(v);
-                }
-                n += 1;
-            } else {
-                gap = Some(index);
-                break;
-            }
+        let Taken { read: n, halt } = part.take(mirror, from, max, out);
+        if halt == Some(Halt::OtherLog) {
+            // Another record at the same offset: the consumer reads a log the mirror has not
+            // checked yet (a topic recreated under it). Every consumer stops until the check.
+            self.kafka.reconnects.epoch.fetch_add(1, Ordering::AcqRel);
+            self.consumer = None;
         }
-        match (n, gap) {
-            (0, Some(next)) => {
+        match (n, halt) {
+            (0, Some(Halt::Gap(next))) => {
                 // Records the mirror saw are gone from the broker (deleted by retention).
                 self.kafka.health.set_source(partition, Some(format!(
                     "{} partition {partition} no longer holds record {from} (deleted by retention; the next is {next}): this source cannot go on; start from a newer checkpoint or offset",
                     self.kafka.settings.topic
                 )));
             }
-            (0, None) => {}
+            (0, _) => {}
             _ => {
                 self.kafka.health.set_source(partition, None);
                 self.kafka.health.set_source(ANY_PARTITION, None);
