@@ -100,6 +100,8 @@ fn running_view() -> ClusterView {
                 lost: false,
                 slots: 1,
                 heartbeat_timeout_in_ms: None,
+                detection: None,
+                process: Default::default(),
                 tasks: vec!["source[0]".into(), "counter[0]".into(), "sink[0]".into()],
             },
             TaskManagerView {
@@ -108,6 +110,8 @@ fn running_view() -> ClusterView {
                 lost: false,
                 slots: 1,
                 heartbeat_timeout_in_ms: None,
+                detection: None,
+                process: Default::default(),
                 tasks: vec!["source[1]".into(), "counter[1]".into()],
             },
         ],
