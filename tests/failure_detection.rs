@@ -211,3 +211,70 @@ fn heartbeat_options_are_checked_as_flink_checks_them() {
     let flink = common::layers(&[]).build().expect("defaults");
     assert_eq!(flink.heartbeat_rpc_failure_threshold, Some(2), "Flink's default");
 }
+
+/// Runs a paused-clock test on its own thread and fails it when it has not ended after `secs` of
+/// real time: a model whose clock stops (events at one instant, forever) never reaches its own
+/// timeouts, so only a real-time watchdog can tell. The bound is minutes above the test's real
+/// cost (a few milliseconds), not a timing assertion.
+fn within_real_secs(secs: u64, test: impl FnOnce() + Send + 'static) {
+    let (done, ended) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        test();
+        let _ = done.send(());
+    });
+    match ended.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => handle.join().expect("test thread"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::panic::resume_unwind(handle.join().expect_err("panicked")),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("the model's clock stopped: no end after {secs} s of real time"),
+    }
+}
+
+/// Under exponential-delay, each restart before the kill is found deploys onto the dead TM and
+/// fails, one tick of Flink's millisecond clock later (the unreachable recipient's answer), so
+/// it is a new attempt with a longer backoff (ExponentialDelayRestartBackoffTimeStrategy.java:112:
+/// only a failure at or before the scheduled restart merges into it), until the loss.
+/// Catches: a deployment that fails in the very instant of its restart: merged into the failover
+/// that scheduled it, backoff 0, restart and failure repeat at one instant and the kill is never
+/// detected (the semantics properties hung on it).
+#[test]
+fn restarts_onto_a_killed_tm_back_off_until_it_is_found_lost() {
+    within_real_secs(120, || {
+        common::paused(async {
+            let (engine, mut rx) = start(&[
+                ("restart-strategy.type", "exponential-delay"),
+                ("restart-strategy.exponential-delay.initial-backoff", "50ms"),
+                ("restart-strategy.exponential-delay.max-backoff", "800ms"),
+                ("restart-strategy.exponential-delay.backoff-multiplier", "2"),
+                ("restart-strategy.exponential-delay.jitter-factor", "0"),
+            ]);
+            common::until(&engine, AwaitCondition::Running, 10).await;
+            engine.command(Command::KillTaskManager("tm-2".into()));
+            let seen = collect_until(&mut rx, 30, |e| matches!(e, Event::TaskManagerLost { .. })).await;
+            let (lost_at, _, _) = lost(&seen, "tm-2");
+            let restarts: Vec<(u64, u64)> = seen
+                .iter()
+                .filter_map(|e| match &e.event {
+                    Event::JobRestarting { delay_ms, .. } => Some((e.t_ms, *delay_ms)),
+                    _ => None,
+                })
+                .collect();
+            let unreachable: Vec<u64> = seen
+                .iter()
+                .filter(|e| matches!(&e.event, Event::JobFailing { reason } if reason.contains("RecipientUnreachableException")))
+                .map(|e| e.t_ms)
+                .collect();
+            assert!(!unreachable.is_empty(), "a restart before the loss deployed onto the dead TM: {restarts:?}");
+            // Every backoff is a new attempt: 50, 100, 200, 400, 800 ms (max-backoff), never 0.
+            for (i, (_, delay)) in restarts.iter().enumerate() {
+                assert_eq!(*delay, (50u64 << i.min(4)), "restart {i}'s backoff: {restarts:?}");
+            }
+            // Each deployment failure comes after the restart whose deployment it ends.
+            for w in restarts.windows(2) {
+                let (at, delay) = w[0];
+                assert!(w[1].0 > at + delay, "the next failure after the restart at {} ms: {restarts:?}", at + delay);
+            }
+            assert!(lost_at <= time_of(&seen, |e| matches!(e, Event::TaskManagerKilled { .. })).expect("killed") + THRESHOLD * INTERVAL_MS);
+            engine.shutdown().await;
+        })
+    });
+}

@@ -15,6 +15,14 @@ pub(crate) const RPC_ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// `NUM_CANCEL_CALL_TRIES` = 3, so 4 calls; FutureUtils.java:170-192).
 const CANCEL_CALLS: u32 = 4;
 
+/// How long an RPC to a killed task manager takes to fail: "at once", but as an answer that comes
+/// back (the dead letters' reply), so one tick of Flink's millisecond clock after the call. A
+/// deployment that failed in the very instant of its restart would be, for the exponential-delay
+/// strategy, part of the failover that scheduled it (`now <= nextRestartTimestamp`,
+/// ExponentialDelayRestartBackoffTimeStrategy.java:112-119: merged, backoff 0), and under the paused clock
+/// restart and failure would then repeat at one instant forever, the kill never detected.
+const UNREACHABLE_RPC: Duration = Duration::from_millis(1);
+
 pub(super) struct DeployedTask {
     pub(super) task: TaskId,
     pub(super) tm: usize,
@@ -230,7 +238,7 @@ impl JobManager {
                     .map(|t| {
                         let tm = &self.tms[t.tm];
                         let (at, rpc) = if tm.killed() {
-                            (now, RpcFailure::RecipientUnreachable)
+                            (now + UNREACHABLE_RPC, RpcFailure::RecipientUnreachable)
                         } else {
                             (now + RPC_ASK_TIMEOUT, RpcFailure::AskTimeout(RPC_ASK_TIMEOUT))
                         };
