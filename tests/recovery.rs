@@ -466,6 +466,7 @@ fn a_killed_tm_is_lost_after_threshold_failed_heartbeats_and_restarts_run_a_dela
     const THRESHOLD: u64 = 2;
     const TIMEOUT_MS: u64 = 25_000;
     const DELAY_MS: u64 = 200; // BASE's fixed-delay
+    const UNREACHABLE_RPC_MS: u64 = 1; // a deployment to a dead TM fails this long after it is sent
     common::paused(async {
         let (engine, mut rx) = start_with(&[
             ("execution.checkpointing.interval", "1s"),
@@ -513,13 +514,15 @@ fn a_killed_tm_is_lost_after_threshold_failed_heartbeats_and_restarts_run_a_dela
             "lost {after_ms} ms after the kill: in ((threshold - 1) x interval, threshold x interval]"
         );
         assert!(after_ms < TIMEOUT_MS);
-        // Every later failure is a deployment to the dead TM's slot, failing at once, one restart
-        // delay after the failure before it, and only until the TM is declared lost.
+        // Every later failure is a deployment to the dead TM's slot, sent one restart delay after
+        // the failure before it and failing one unreachable RPC (1 ms) later, never in the
+        // restart's own instant (that would merge into the failover that scheduled it), and only
+        // until the TM is declared lost.
         let deploys = &failing[1..];
         assert!(!deploys.is_empty(), "a restart before the detection is deployed to the dead slot: {failing:?}");
         for (i, (t, reason)) in deploys.iter().enumerate() {
             assert!(reason.contains("deploying") && reason.contains("tm-1") && reason.contains("RecipientUnreachableException"), "{reason}");
-            assert_eq!(*t, killed + DELAY_MS * (i as u64 + 1), "failure {} one restart delay after the one before: {failing:?}", i + 1);
+            assert_eq!(*t, killed + (DELAY_MS + UNREACHABLE_RPC_MS) * (i as u64 + 1), "failure {} one restart delay and one RPC after the one before: {failing:?}", i + 1);
             assert!(*t <= lost_at, "no deployment to it once it is lost: {failing:?}");
         }
         let waiting = at(&|e| matches!(e, Event::JobWaitingForResources { .. })).expect("waiting");
