@@ -33,9 +33,17 @@ pub enum Event {
         tm: String,
         tasks: Vec<String>,
     },
+    /// A task manager stopped answering; its process and connections stay.
+    TaskManagerHung {
+        tm: String,
+        tasks: Vec<String>,
+    },
+    /// The JobManager declared a killed or hung task manager lost, `after_ms` after it fell silent.
     TaskManagerLost {
         tm: String,
         after_ms: u64,
+        #[serde(flatten)]
+        detection: crate::cluster::heartbeat::Detection,
     },
     JobSubmitted {
         job_id: String,
@@ -219,7 +227,13 @@ impl Event {
             Event::TaskManagerStarted { tm, slots } => format!("TM {tm} started ({slots} slot(s))"),
             Event::TaskManagerKilled { tm, tasks } if tasks.is_empty() => format!("TM {tm} killed"),
             Event::TaskManagerKilled { tm, tasks } => format!("TM {tm} killed, with {}", tasks.join(", ")),
-            Event::TaskManagerLost { tm, after_ms } => format!("JobManager: TM {tm} lost (no heartbeat for {after_ms} ms)"),
+            Event::TaskManagerHung { tm, tasks } if tasks.is_empty() => format!("TM {tm} hangs (answers nothing, connections open)"),
+            Event::TaskManagerHung { tm, tasks } => {
+                format!("TM {tm} hangs (answers nothing, connections open), with {} frozen", tasks.join(", "))
+            }
+            Event::TaskManagerLost { tm, after_ms, detection } => {
+                format!("JobManager: TM {tm} lost {after_ms} ms after it fell silent: {}", detection.summary())
+            }
             Event::JobSubmitted { name, job_id } => format!("job {name} submitted ({job_id})"),
             Event::JobRunning { attempt } => format!("job running (attempt {attempt})"),
             Event::JobFailing { reason } => format!("job failing: {reason}"),

@@ -240,7 +240,10 @@ fn replay_after_checkpoint(sink: &str) -> (ckptlab::audit::Verdict, Vec<ckptlab:
             ("job.sink", sink),
             ("heartbeat.timeout", "500ms"),
             ("restart-strategy.type", "fixed-delay"),
-            ("restart-strategy.fixed-delay.delay", "100ms"),
+            // Past the kill's detection (heartbeat.rpc-failure-threshold 2 x heartbeat.interval
+            // 100 ms): a restart before it deploys onto the dead TM and fails, as in Flink, and
+            // fixed-delay's one attempt (Flink's default) is gone. The test is about the replay.
+            ("restart-strategy.fixed-delay.delay", "300ms"),
             ("ckptlab.hop-delay", "5ms"),
         ]);
         common::until(&engine, AwaitCondition::Running, 10).await;
@@ -300,7 +303,10 @@ fn transactional_sink_recommits_on_restore_what_a_failure_kept_from_being_commit
             ("ckptlab.record-cost.sink[0]", "10ms"),
             ("heartbeat.timeout", "500ms"),
             ("restart-strategy.type", "fixed-delay"),
-            ("restart-strategy.fixed-delay.delay", "100ms"),
+            // Past the kill's detection (heartbeat.rpc-failure-threshold 2 x heartbeat.interval
+            // 100 ms): a restart before it deploys onto the dead TM and fails, as in Flink, and
+            // fixed-delay's one attempt (Flink's default) is gone. The test is about the replay.
+            ("restart-strategy.fixed-delay.delay", "300ms"),
             ("ckptlab.hop-delay", "0ms"),
         ]);
         common::until(&engine, AwaitCondition::Running, 10).await;
@@ -411,7 +417,10 @@ fn under_overload(unaligned: bool, from_ms: u64) -> (Vec<u64>, u64, ckptlab::aud
             ("ckptlab.record-cost.counter[1]", "5ms"),
             ("heartbeat.timeout", "500ms"),
             ("restart-strategy.type", "fixed-delay"),
-            ("restart-strategy.fixed-delay.delay", "100ms"),
+            // Past the kill's detection (heartbeat.rpc-failure-threshold 2 x heartbeat.interval
+            // 100 ms): a restart before it deploys onto the dead TM and fails, as in Flink, and
+            // fixed-delay's one attempt (Flink's default) is gone. The test is about the replay.
+            ("restart-strategy.fixed-delay.delay", "300ms"),
         ]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.generate(ckptlab::connectors::generator::GeneratorSpec {

@@ -1,5 +1,6 @@
 //! Failures at awkward moments: during a checkpoint, during alignment, twice in a row; how a
-//! killed task manager is detected (its peers at once, the JobManager at the heartbeat timeout);
+//! killed task manager is detected (its peers at once, the JobManager after failed heartbeat RPCs;
+//! a hung one is in tests/failure_detection.rs);
 //! waiting for slots; and the storage and restore failures that must fail a checkpoint or the
 //! job visibly instead of crashing or silently using other state.
 
@@ -7,7 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use ckptlab::cluster::view::JobStatus;
+use ckptlab::cluster::view::{DetectionView, JobStatus};
+use ckptlab::cluster::heartbeat::Detection;
 use ckptlab::cluster::{Command, Engine};
 use ckptlab::connectors::generator::GeneratorSpec;
 use ckptlab::events::{Event, EventBus, Stamped};
@@ -170,7 +172,8 @@ fn killing_a_task_manager_leaves_the_job_waiting_for_a_slot() {
         let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "1s")]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.command(Command::KillTaskManager("tm-1".into()));
-        common::sleep_ms(200).await;
+        // Declared lost at the second failed heartbeat RPC, 100 to 200 ms after the kill.
+        common::sleep_ms(50).await;
         let v = engine.view(false);
         let tm = v.task_managers.iter().find(|t| t.name == "tm-1").unwrap();
         assert!(!tm.alive && tm.heartbeat_timeout_in_ms.is_some_and(|ms| ms > 0 && ms <= 1000), "countdown shown: {tm:?}");
@@ -447,16 +450,31 @@ fn a_corrupt_latest_checkpoint_is_retried_then_fails_the_job_with_the_restore_er
 }
 
 /// A kill is seen at once by the killed TM's peers (their connections break) and the job fails
-/// over without waiting; the heartbeat timeout is when the JobManager learns the TM and its slots
-/// are gone. Until then (here 25 s, Flink's default is 50 s) the restart waits for the dead
-/// task's cancellation, which ends at the RPC timeout (pekko.ask.timeout, 10 s); the restart is
-/// deployed to the dead TM's slot, that deployment times out too and uses an attempt.
+/// over without waiting. Every RPC to the dead TM fails at once (RecipientUnreachableException):
+/// its tasks' cancellation ends at once, so the restart runs a restart delay after each failure
+/// (max(delay, cancellation), DefaultScheduler.java:359-395); each restart is deployed to the dead
+/// TM's slot, still offered, and that deployment fails at once too. The JobManager declares the TM
+/// lost at the `heartbeat.rpc-failure-threshold`-th failed heartbeat RPC, in
+/// ((threshold - 1) x interval, threshold x interval] after the kill, never at `heartbeat.timeout`;
+/// from then on the job waits for a slot.
+///
+/// Catches: a kill found at the heartbeat timeout (the old 25 s here); deployments or
+/// cancellations that wait for pekko.ask.timeout (the old 10 s); a restart at cancellation + delay.
 #[test]
-fn a_killed_tms_peers_fail_the_job_at_once_and_the_heartbeat_timeout_only_removes_its_slots() {
+fn a_killed_tm_is_lost_after_threshold_failed_heartbeats_and_restarts_run_a_delay_after_each_failure() {
+    const INTERVAL_MS: u64 = 1_000;
+    const THRESHOLD: u64 = 2;
+    const TIMEOUT_MS: u64 = 25_000;
+    const DELAY_MS: u64 = 200; // BASE's fixed-delay
+    const UNREACHABLE_RPC_MS: u64 = 1; // a deployment to a dead TM fails this long after it is sent
     common::paused(async {
-        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "1s"), ("heartbeat.timeout", "25s")]);
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "1s"),
+            ("heartbeat.interval", "1s"),
+            ("heartbeat.rpc-failure-threshold", "2"),
+            ("heartbeat.timeout", "25s"),
+        ]);
         common::until(&engine, AwaitCondition::Running, 10).await;
-        let restarts_before = engine.view(false).restarts;
         engine.command(Command::KillTaskManager("tm-1".into()));
         let mut seen = Vec::new();
         tokio::time::timeout(std::time::Duration::from_secs(30), async {
@@ -473,31 +491,42 @@ fn a_killed_tms_peers_fail_the_job_at_once_and_the_heartbeat_timeout_only_remove
         .expect("the job ends up waiting for a slot");
         let at = |pred: &dyn Fn(&Event) -> bool| seen.iter().find(|e| pred(&e.event)).map(|e| e.t_ms);
         let killed = at(&|e| matches!(e, Event::TaskManagerKilled { tm, .. } if tm == "tm-1")).expect("killed");
-        let failing = seen
+        let failing: Vec<(u64, String)> = seen
             .iter()
-            .find_map(|e| match &e.event {
+            .filter_map(|e| match &e.event {
                 Event::JobFailing { reason } => Some((e.t_ms, reason.clone())),
                 _ => None,
             })
-            .expect("the job fails over");
-        assert_eq!(failing.0, killed, "at once, not after the heartbeat timeout: {failing:?}");
-        assert!(failing.1.contains("connection to TaskManager tm-1 lost"), "{}", failing.1);
-        let lost = seen
+            .collect();
+        assert_eq!(failing[0].0, killed, "at once, not after a detection: {failing:?}");
+        assert!(failing[0].1.contains("connection to TaskManager tm-1 lost"), "{}", failing[0].1);
+        let (lost_at, after_ms, detection) = seen
             .iter()
             .find_map(|e| match &e.event {
-                Event::TaskManagerLost { tm, after_ms } if tm == "tm-1" => Some((e.t_ms, *after_ms)),
+                Event::TaskManagerLost { tm, after_ms, detection } if tm == "tm-1" => Some((e.t_ms, *after_ms, *detection)),
                 _ => None,
             })
             .expect("the JobManager declares tm-1 lost");
-        assert_eq!(lost.1, 25_000, "at heartbeat.timeout");
-        let deploy_failures: Vec<u64> = seen
-            .iter()
-            .filter(|e| matches!(&e.event, Event::JobFailing { reason } if reason.contains("deploying") && reason.contains("tm-1")))
-            .map(|e| e.t_ms)
-            .collect();
-        assert_eq!(deploy_failures, vec![killed + 20_200], "cancelled at 10 s, restarted 200 ms later, timed out 10 s after");
-        let restarts = engine.view(false).restarts;
-        assert!(restarts >= restarts_before + 1 + deploy_failures.len() as u64, "the kill and each failed deployment restart: {restarts}");
+        assert_eq!(detection, Detection::RpcFailures { threshold: THRESHOLD as u32 });
+        assert_eq!(lost_at - killed, after_ms);
+        assert!(
+            ((THRESHOLD - 1) * INTERVAL_MS < after_ms) && (after_ms <= THRESHOLD * INTERVAL_MS),
+            "lost {after_ms} ms after the kill: in ((threshold - 1) x interval, threshold x interval]"
+        );
+        assert!(after_ms < TIMEOUT_MS);
+        // Every later failure is a deployment to the dead TM's slot, sent one restart delay after
+        // the failure before it and failing one unreachable RPC (1 ms) later, never in the
+        // restart's own instant (that would merge into the failover that scheduled it), and only
+        // until the TM is declared lost.
+        let deploys = &failing[1..];
+        assert!(!deploys.is_empty(), "a restart before the detection is deployed to the dead slot: {failing:?}");
+        for (i, (t, reason)) in deploys.iter().enumerate() {
+            assert!(reason.contains("deploying") && reason.contains("tm-1") && reason.contains("RecipientUnreachableException"), "{reason}");
+            assert_eq!(*t, killed + (DELAY_MS + UNREACHABLE_RPC_MS) * (i as u64 + 1), "failure {} one restart delay and one RPC after the one before: {failing:?}", i + 1);
+            assert!(*t <= lost_at, "no deployment to it once it is lost: {failing:?}");
+        }
+        let waiting = at(&|e| matches!(e, Event::JobWaitingForResources { .. })).expect("waiting");
+        assert!(waiting >= lost_at && waiting <= lost_at + DELAY_MS, "the next restart finds its slot gone: {waiting} vs {lost_at}");
         engine.command(Command::StartTaskManager(Some("tm-1".into())));
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.shutdown().await;
@@ -509,7 +538,8 @@ fn a_killed_tms_peers_fail_the_job_at_once_and_the_heartbeat_timeout_only_remove
 #[test]
 fn starting_a_tm_does_not_detect_its_dead_predecessor() {
     common::paused(async {
-        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "500ms")]);
+        // Detection after 2 failed heartbeats 500 ms apart: in (500, 1000] ms after the kill.
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "500ms"), ("heartbeat.interval", "500ms")]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         stream(&engine, 1);
         wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
@@ -520,12 +550,16 @@ fn starting_a_tm_does_not_detect_its_dead_predecessor() {
         let rows: Vec<_> = v.task_managers.iter().filter(|t| t.name == "tm-1").collect();
         assert_eq!(rows.len(), 2, "the old incarnation (dead, not yet detected) and the new one: {rows:?}");
         assert!(rows.iter().any(|t| !t.alive && t.heartbeat_timeout_in_ms.is_some_and(|ms| ms > 0 && ms <= 700)), "{rows:?}");
+        assert!(
+            rows.iter().any(|t| matches!(t.detection, Some(DetectionView::RpcFailures { threshold: 2, .. }))),
+            "the countdown names the failed-RPC detection: {rows:?}"
+        );
         assert!(rows.iter().any(|t| t.alive));
         let lost = match wait_for(&mut rx, |e| matches!(e, Event::TaskManagerLost { tm, .. } if tm == "tm-1")).await {
             Event::TaskManagerLost { after_ms, .. } => after_ms,
             _ => unreachable!(),
         };
-        assert_eq!(lost, 1000, "detected at the heartbeat timeout, not when the new one started");
+        assert!(lost > 500 && lost <= 1000, "detected by 2 failed heartbeat RPCs, not when the new one started: {lost} ms");
         common::sleep_ms(10).await;
         assert_eq!(engine.view(false).task_managers.iter().filter(|t| t.name == "tm-1").count(), 1, "the lost one is gone from the view");
         common::until(&engine, AwaitCondition::CaughtUp, 30).await;

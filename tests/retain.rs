@@ -208,7 +208,9 @@ fn savepoint_restores_exactly(backend: &[(&str, &str)]) {
                     ("heartbeat.timeout", "500ms"),
                     ("restart-strategy.type", "fixed-delay"),
                     ("restart-strategy.fixed-delay.attempts", "10"),
-                    ("restart-strategy.fixed-delay.delay", "10ms"),
+                    // 10 attempts x 100 ms outlast a kill's detection (2 failed heartbeat RPCs, one
+                    // every 100 ms): restarts onto the dead TM before it fail, as in Flink.
+                    ("restart-strategy.fixed-delay.delay", "100ms"),
                     ("execution.state-recovery.path", &sp),
                 ],
             );

@@ -100,6 +100,8 @@ fn running_view() -> ClusterView {
                 lost: false,
                 slots: 1,
                 heartbeat_timeout_in_ms: None,
+                detection: None,
+                process: Default::default(),
                 tasks: vec!["source[0]".into(), "counter[0]".into(), "sink[0]".into()],
             },
             TaskManagerView {
@@ -108,6 +110,8 @@ fn running_view() -> ClusterView {
                 lost: false,
                 slots: 1,
                 heartbeat_timeout_in_ms: None,
+                detection: None,
+                process: Default::default(),
                 tasks: vec!["source[1]".into(), "counter[1]".into()],
             },
         ],
@@ -979,7 +983,7 @@ fn help_has_the_legend_and_the_overcount_recipe_at_80x24() {
 }
 
 /// Catches: a help column taller than the screen whose last lines are cut off (at 80x24 the
-/// command keys once lost `help, quit`): every command key's line is on some page.
+/// command keys once lost `scroll` and `help, quit`): every command key's line is on some page.
 #[test]
 fn every_command_key_is_on_a_help_page_at_80x24() {
     let mut a = app(running_view());
@@ -993,7 +997,7 @@ fn every_command_key_is_on_a_help_page_at_80x24() {
         pages.push(screen(&a, 80, 24));
     }
     let all = pages.concat();
-    for text in ["kill TM", "events filter", "next / previous pane", "scroll the focused pane", "help, quit"] {
+    for text in ["kill TM", "hang TM", "events filter", "next / previous pane", "scroll the focused pane", "help, quit"] {
         assert!(all.contains(text), "{text:?} on no help page:\n{all}");
     }
 }

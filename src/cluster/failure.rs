@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::heartbeat::{Detection, HeartbeatOptions};
 use crate::duration::format_duration;
 use crate::types::TaskId;
 
@@ -114,14 +115,24 @@ pub enum FailureCause {
     /// A task manager died: its peers' network connections to it broke (Flink's
     /// `RemoteTransportException`), so their tasks fail at once.
     ConnectionLost { tm: String, task: TaskId },
-    /// The JobManager heard no heartbeat from a task manager that hosts tasks of the job.
-    TaskManagerLost { tm: String, heartbeat_timeout: Duration },
-    /// A task was deployed to a slot of a task manager that is dead (not yet detected).
-    DeploymentFailed { tm: String, task: TaskId },
+    /// The JobManager declared a task manager that hosts tasks of the job lost: unreachable
+    /// (failed heartbeat RPCs) or silent (heartbeat timeout).
+    TaskManagerLost { tm: String, detection: Detection, options: HeartbeatOptions },
+    /// A task was deployed to a slot of a task manager that is killed or hung (not yet detected).
+    DeploymentFailed { tm: String, task: TaskId, rpc: RpcFailure },
     /// Too few slots for longer than `slot.request.timeout`.
     SlotRequestTimeout { timeout: Duration, missing: usize },
     /// More consecutive counted checkpoint failures than tolerated.
     TolerableCheckpointFailuresExceeded { failed: u64, tolerable: u64, last: CheckpointFailureReason },
+}
+
+/// How an RPC to a task manager that does not answer fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RpcFailure {
+    /// Its process is gone: at once (Pekko's dead letters answer, DeadLettersActor.java:46-65).
+    RecipientUnreachable,
+    /// It hangs: after `pekko.ask.timeout`.
+    AskTimeout(Duration),
 }
 
 impl FailureCause {
@@ -148,11 +159,18 @@ impl std::fmt::Display for FailureCause {
             Self::ConnectionLost { tm, task } => {
                 write!(f, "{task} failed: connection to TaskManager {tm} lost (connection unexpectedly closed by the remote task manager)")
             }
-            Self::TaskManagerLost { tm, heartbeat_timeout } => {
-                write!(f, "TaskManager {tm} lost (heartbeat timeout {})", format_duration(*heartbeat_timeout))
+            // Flink's messages (JobMaster.java:1658-1681), with the detection that fired.
+            Self::TaskManagerLost { tm, detection: d @ Detection::RpcFailures { .. }, options } => {
+                write!(f, "TaskManager {tm} is no longer reachable ({})", d.describe(options))
             }
-            Self::DeploymentFailed { tm, task } => {
-                write!(f, "deploying {task} to TaskManager {tm} failed: no answer within pekko.ask.timeout (the task manager is dead, not yet declared lost)")
+            Self::TaskManagerLost { tm, detection: Detection::HeartbeatTimeout, options } => {
+                write!(f, "Heartbeat of TaskManager {tm} timed out ({})", Detection::HeartbeatTimeout.describe(options))
+            }
+            Self::DeploymentFailed { tm, task, rpc: RpcFailure::RecipientUnreachable } => {
+                write!(f, "deploying {task} to TaskManager {tm} failed: RecipientUnreachableException (its process is gone; the JobManager has not declared it lost yet)")
+            }
+            Self::DeploymentFailed { tm, task, rpc: RpcFailure::AskTimeout(t) } => {
+                write!(f, "deploying {task} to TaskManager {tm} failed: no answer within pekko.ask.timeout = {} (it hangs; the JobManager has not declared it lost yet)", format_duration(*t))
             }
             Self::SlotRequestTimeout { timeout, missing } => write!(
                 f,

@@ -14,6 +14,7 @@ pub mod counter;
 pub mod element;
 pub mod failure;
 pub mod gate;
+pub mod heartbeat;
 pub mod jobmanager;
 pub mod operator;
 pub mod restart;
@@ -43,7 +44,7 @@ use crate::events::EventBus;
 use crate::state::StateError;
 pub use jobmanager::{Command, Refusable};
 use jobmanager::{JmSnapshot, JobManager};
-use view::{ChannelView, ClusterView, JobStatus, PartitionView, TaskManagerView, TaskView};
+use view::{ChannelView, ClusterView, DetectionView, JobStatus, PartitionView, TaskManagerView, TaskView, TmProcess};
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +225,7 @@ impl Engine {
             history: Vec::new(),
             counts: Default::default(),
             heartbeat_timeout: cfg.heartbeat_timeout,
+            heartbeat: None,
             config: cfg.clone(),
         }));
         let (commands, rx) = mpsc::unbounded_channel();
@@ -403,16 +405,30 @@ impl Engine {
             .tms
             .iter()
             .enumerate()
-            .map(|(i, tm)| TaskManagerView {
-                name: tm.name.clone(),
-                alive: tm.alive,
-                lost: tm.lost,
-                slots: tm.slots,
-                heartbeat_timeout_in_ms: match (tm.alive, tm.lost, tm.killed_at) {
-                    (false, false, Some(k)) => Some((k + s.heartbeat_timeout).saturating_duration_since(now).as_millis() as u64),
-                    _ => None,
-                },
-                tasks: s.tasks.iter().filter(|t| t.tm == i).map(|t| t.task.to_string()).collect(),
+            .map(|(i, tm)| {
+                use heartbeat::{Detection, Silence};
+                let detection = tm.loss.map(|(by, _)| match (by, tm.silence, s.heartbeat) {
+                    (Detection::RpcFailures { threshold }, Some(Silence::Killed { at }), Some(schedule)) => DetectionView::RpcFailures {
+                        failed: schedule.count_between(at, now).min(threshold),
+                        threshold,
+                        interval_ms: schedule.interval.as_millis() as u64,
+                    },
+                    _ => DetectionView::HeartbeatTimeout { timeout_ms: s.heartbeat_timeout.as_millis() as u64 },
+                });
+                TaskManagerView {
+                    name: tm.name.clone(),
+                    alive: tm.silence.is_none(),
+                    lost: tm.lost,
+                    slots: tm.slots,
+                    heartbeat_timeout_in_ms: tm.loss.map(|(_, at)| at.saturating_duration_since(now).as_millis() as u64),
+                    detection,
+                    process: match tm.silence {
+                        None => TmProcess::Running,
+                        Some(Silence::Hung { .. }) => TmProcess::Hung,
+                        Some(Silence::Killed { .. }) => TmProcess::Killed,
+                    },
+                    tasks: s.tasks.iter().filter(|t| t.tm == i).map(|t| t.task.to_string()).collect(),
+                }
             })
             .collect();
         let channels = s

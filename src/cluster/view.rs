@@ -37,13 +37,42 @@ impl JobStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskManagerView {
     pub name: String,
+    /// Its process runs and answers (false: killed or hung).
     pub alive: bool,
-    /// The JobManager declared it lost (heartbeat timeout).
+    /// The JobManager declared it lost (failed heartbeat RPCs or heartbeat timeout).
     pub lost: bool,
     pub slots: usize,
-    /// Killed and not yet noticed: milliseconds until the heartbeat timeout fires.
+    /// Killed or hung and not yet noticed: milliseconds until the JobManager declares it lost.
     pub heartbeat_timeout_in_ms: Option<u64>,
+    /// Killed or hung and not yet noticed: which detection is running, and how far it got.
+    #[serde(default)]
+    pub detection: Option<DetectionView>,
+    /// Running, hung or killed (a hung TM stays hung once declared lost).
+    #[serde(default)]
+    pub process: TmProcess,
     pub tasks: Vec<String>,
+}
+
+/// A task manager's process as the view shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TmProcess {
+    #[default]
+    Running,
+    /// Answers nothing, its connections open.
+    Hung,
+    /// Gone: RPCs to it fail at once.
+    Killed,
+}
+
+/// The detection that will declare a silent task manager lost (see [`crate::cluster::heartbeat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by")]
+pub enum DetectionView {
+    /// A killed TM: `failed` of `threshold` heartbeat RPCs have failed so far.
+    RpcFailures { failed: u32, threshold: u32, interval_ms: u64 },
+    /// A hung TM (or failed-RPC detection off): no answer for `timeout_ms`.
+    HeartbeatTimeout { timeout_ms: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

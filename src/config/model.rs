@@ -58,6 +58,22 @@ impl ConfigLayers {
         } else {
             BUFFER_TIMEOUT_DISABLED
         };
+        // Flink's checks (HeartbeatServicesImpl.java:45-55).
+        let (heartbeat_interval, heartbeat_timeout) = (r.duration("heartbeat.interval")?, r.duration("heartbeat.timeout")?);
+        if heartbeat_interval.is_zero() {
+            return Err(r.bad("heartbeat.interval", "allowed: a duration above 0ms".into()));
+        }
+        if heartbeat_timeout < heartbeat_interval {
+            return Err(r.bad(
+                "heartbeat.timeout",
+                format!("must be at least heartbeat.interval = {} (Flink refuses a shorter timeout)", format_duration(heartbeat_interval)),
+            ));
+        }
+        let heartbeat_rpc_failure_threshold = match r.int("heartbeat.rpc-failure-threshold")? {
+            crate::cluster::heartbeat::RPC_FAILURE_DETECTION_DISABLED => None,
+            n if n > 0 => Some(n as u32),
+            _ => return Err(r.bad("heartbeat.rpc-failure-threshold", "allowed: 1 or more, or -1 to switch the detection off".into())),
+        };
         let parallelism = r.int("job.parallelism")? as usize;
         let taskmanagers = r.int("taskmanager.count")? as usize;
         let slots_per_tm = r.int("taskmanager.number-of-task-slots")? as usize;
@@ -182,7 +198,9 @@ impl ConfigLayers {
                 jitter_factor,
                 attempts_before_reset: r.int("restart-strategy.exponential-delay.attempts-before-reset-backoff")? as u64,
             },
-            heartbeat_timeout: r.duration("heartbeat.timeout")?,
+            heartbeat_timeout,
+            heartbeat_interval,
+            heartbeat_rpc_failure_threshold,
             slot_request_timeout: r.duration("slot.request.timeout")?,
             taskmanagers,
             slots_per_tm,
@@ -641,6 +659,11 @@ pub struct Config {
     pub backend: BackendKind,
     pub restart: RestartConfig,
     pub heartbeat_timeout: Duration,
+    /// Time between the JobManager's heartbeat requests (`heartbeat.interval`).
+    pub heartbeat_interval: Duration,
+    /// Failed heartbeat RPCs in a row that declare a task manager unreachable
+    /// (`heartbeat.rpc-failure-threshold`); `None`: off (-1).
+    pub heartbeat_rpc_failure_threshold: Option<u32>,
     /// How long a restart waits for slots before it fails (a failure that uses a restart attempt).
     pub slot_request_timeout: Duration,
     pub taskmanagers: usize,

@@ -72,6 +72,8 @@ pub const SCHEMA: &[OptionSpec] = &[
         runtime: true,
     },
     OptionSpec { key: "heartbeat.timeout", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "heartbeat.interval", kind: Kind::Duration, runtime: false },
+    OptionSpec { key: "heartbeat.rpc-failure-threshold", kind: Kind::Int { min: -1, max: i32::MAX as i64 }, runtime: false },
     OptionSpec { key: "slot.request.timeout", kind: Kind::Duration, runtime: true },
     OptionSpec { key: "taskmanager.count", kind: Kind::Int { min: 1, max: MAX_TASK_MANAGERS as i64 }, runtime: false },
     OptionSpec { key: "taskmanager.number-of-task-slots", kind: Kind::Int { min: 1, max: 64 }, runtime: false },

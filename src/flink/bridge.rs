@@ -198,8 +198,10 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
                 Some(format!("start {}", taskmanager::name(n)))
             }
             Action::Checkpoint => Some("checkpoint".to_string()),
-            // Played below, by ckptlab's side only, or refused before the run (flink::options).
-            Action::Produce { .. }
+            // Played below, by ckptlab's side only, or refused before the run (flink::options:
+            // a hang cannot be done to one TaskManager of a MiniCluster).
+            Action::Hang(_)
+            | Action::Produce { .. }
             | Action::Generate(_)
             | Action::Set(_)
             | Action::Wait(_)
@@ -263,6 +265,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
             Action::Produce { .. }
             | Action::Generate(_)
             | Action::Kill(_)
+            | Action::Hang(_)
             | Action::Start(_)
             | Action::Checkpoint
             | Action::Set(_)

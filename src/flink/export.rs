@@ -20,7 +20,8 @@ pub struct ExportError {
 }
 
 /// Options that a real cluster takes from its own configuration (config.yaml), not from a job.
-const CLUSTER_OPTIONS: &[&str] = &["heartbeat.timeout", "heartbeat.interval", "slot.request.timeout"];
+const CLUSTER_OPTIONS: &[&str] =
+    &["heartbeat.timeout", "heartbeat.interval", "heartbeat.rpc-failure-threshold", "slot.request.timeout"];
 
 /// The files of the export: (path relative to the directory, content).
 pub fn files(scenario: &Scenario, cfg: &Config, out_dir: &Path, log_dir: &Path) -> Vec<(PathBuf, String)> {
@@ -118,6 +119,10 @@ fn readme(scenario: &Scenario, cfg: &Config, spec: &JobSpec, log_dir: &Path) -> 
         .iter()
         .filter_map(|s| match &s.action {
             Action::Kill(tm) => Some(format!("- line {}: kill {tm}: stop a TaskManager process (e.g. `kill -9` its JVM)", s.line)),
+            Action::Hang(tm) => Some(format!(
+                "- line {}: hang {tm}: `kill -STOP` its TaskManager's JVM (it answers nothing, its connections stay open; the JobManager finds it at heartbeat.timeout; `kill -CONT` resumes it)",
+                s.line
+            )),
             Action::Start(tm) => Some(format!(
                 "- line {}: start {}: `$FLINK_HOME/bin/taskmanager.sh start`",
                 s.line,

@@ -42,6 +42,7 @@ pub fn flink_default(key: &str, checkpointing_on: bool) -> Option<&'static str> 
         "restart-strategy.exponential-delay.jitter-factor" => "0.1",
         "heartbeat.timeout" => "50000 ms",
         "heartbeat.interval" => "10000 ms",
+        "heartbeat.rpc-failure-threshold" => "2",
         "slot.request.timeout" => "300000 ms",
         "execution.buffer-timeout.enabled" => "true",
         "execution.buffer-timeout.interval" => "100 ms",
@@ -105,9 +106,9 @@ pub fn flink_options(cfg: &Config, run_dir: &Path) -> Vec<(String, String)> {
     // out so that both sides agree by construction, not by coincidence.
     o.push(("pipeline.max-parallelism", cfg.job.max_parallelism.to_string()));
     o.push(("heartbeat.timeout", ms(cfg.heartbeat_timeout)));
-    // Flink needs an interval below the timeout; ckptlab has only the timeout (the JobManager
-    // notices a lost TM when it runs out), so a quarter of it, at most Flink's default 10 s.
-    o.push(("heartbeat.interval", ms((cfg.heartbeat_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10)))));
+    o.push(("heartbeat.interval", ms(cfg.heartbeat_interval)));
+    let threshold = cfg.heartbeat_rpc_failure_threshold.map_or(crate::cluster::heartbeat::RPC_FAILURE_DETECTION_DISABLED, i64::from);
+    o.push(("heartbeat.rpc-failure-threshold", threshold.to_string()));
     o.push(("slot.request.timeout", ms(cfg.slot_request_timeout)));
     if cfg.buffer_timeout == BUFFER_TIMEOUT_DISABLED {
         o.push(("execution.buffer-timeout.enabled", "false".into()));
@@ -271,6 +272,13 @@ pub fn refusal(scenario: &Scenario, cfg: &Config) -> Option<String> {
             Action::Savepoint { stop: false } => Some("savepoint: savepoints are not built into the Flink bridge".to_string()),
             Action::Savepoint { stop: true } => Some("stop-with-savepoint: savepoints are not built into the Flink bridge".to_string()),
             Action::Resubmit => Some("resubmit: the Flink bridge submits the job once".to_string()),
+            // The MiniCluster runs every TaskManager in the bridge's one JVM, and its
+            // terminateTaskManager closes one: there is no way to freeze one alone with its
+            // connections open, so the nearest action (a kill) would test another failure.
+            Action::Hang(tm) => Some(format!(
+                "hang {tm}: Flink's MiniCluster runs every TaskManager in one JVM, so one cannot hang alone with its connections open \
+                 (on a real cluster: `kill -STOP` its JVM, and the JobManager finds it at heartbeat.timeout; `ckptlab flink export` writes that step)"
+            )),
             Action::SwitchBackend(b) => Some(format!(
                 "switch-backend {b}: Flink fixes the state backend when the job is submitted (a switch needs a savepoint and a new job)"
             )),
@@ -313,6 +321,8 @@ mod tests {
             "execution.checkpointing.mode=AT_LEAST_ONCE",
             "execution.buffer-timeout.interval=1ms",
             "heartbeat.timeout=2s",
+            "heartbeat.interval=500ms",
+            "heartbeat.rpc-failure-threshold=3",
             "restart-strategy.type=fixed-delay",
             "restart-strategy.fixed-delay.delay=200ms",
         ]);
@@ -323,6 +333,7 @@ mod tests {
         assert_eq!(get("execution.buffer-timeout.interval"), Some("1 ms"));
         assert_eq!(get("heartbeat.timeout"), Some("2000 ms"));
         assert_eq!(get("heartbeat.interval"), Some("500 ms"));
+        assert_eq!(get("heartbeat.rpc-failure-threshold"), Some("3"));
         assert_eq!(get("restart-strategy.type"), Some("fixed-delay"));
         assert_eq!(get("restart-strategy.fixed-delay.delay"), Some("200 ms"));
         let diff = differences_from_flink(&o, true);

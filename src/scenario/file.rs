@@ -116,6 +116,7 @@ impl Scenario {
                 Action::Produce { partition, .. } => *partition,
                 Action::Generate(spec) => spec.partition,
                 Action::Kill(_)
+                | Action::Hang(_)
                 | Action::Start(_)
                 | Action::Checkpoint
                 | Action::Set(_)
@@ -139,14 +140,15 @@ impl Scenario {
                 ));
             }
             match &step.action {
-                Action::Kill(name) => {
+                Action::Kill(name) | Action::Hang(name) => {
+                    let verb = if matches!(step.action, Action::Kill(_)) { "kill" } else { "hang" };
                     let n = taskmanager::parse_name(name).map_err(|e| err(step.line, e))?;
                     if !tms.contains(&n) {
                         let known = tms.iter().map(|n| taskmanager::name(*n)).collect::<Vec<_>>().join(", ");
                         return Err(err(
                             step.line,
                             format!(
-                                "kill: no task manager {name} here; the cluster has {known} (taskmanager.count = {}, plus those started by earlier steps)",
+                                "{verb}: no task manager {name} here; the cluster has {known} (taskmanager.count = {}, plus those started by earlier steps)",
                                 cfg.taskmanagers
                             ),
                         ));

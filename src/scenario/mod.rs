@@ -155,7 +155,7 @@ mod tests {
     /// error messages name them as they did when they were lists kept beside the enums).
     #[test]
     fn allowed_steps_figures_and_conditions_keep_their_names_and_order() {
-        let steps = "produce, generate, kill, start, checkpoint, savepoint, stop-with-savepoint, set, wait, await, expect, resubmit, switch-backend, stop-generators";
+        let steps = "produce, generate, kill, hang, start, checkpoint, savepoint, stop-with-savepoint, set, wait, await, expect, resubmit, switch-backend, stop-generators";
         assert_eq!(StepKind::VARIANTS.join(", "), steps);
         assert_eq!(
             FIGURES.join(", "),
@@ -174,6 +174,7 @@ mod tests {
     fn a_refusal_names_the_command_a_step_listens_for() {
         for (action, command) in [
             (Action::Kill("tm-1".into()), Refusable::Kill),
+            (Action::Hang("tm-1".into()), Refusable::Hang),
             (Action::Start(None), Refusable::Start),
             (Action::Resubmit, Refusable::Resubmit),
             (Action::SwitchBackend("fs".into()), Refusable::Backend),

@@ -159,6 +159,10 @@ impl Player {
                 narrate(format!("{at} kill {tm}"));
                 engine.command(Command::KillTaskManager(tm.clone()));
             }
+            Action::Hang(tm) => {
+                narrate(format!("{at} hang {tm} (it answers nothing; its connections stay open)"));
+                engine.command(Command::HangTaskManager(tm.clone()));
+            }
             Action::Start(tm) => {
                 narrate(format!("{at} start {}", tm.as_deref().unwrap_or("a new task manager")));
                 engine.command(Command::StartTaskManager(tm.clone()));
@@ -416,6 +420,7 @@ impl Action {
     pub(super) fn command_keys(&self) -> Vec<Refused> {
         match self {
             Action::Kill(_) => vec![Refused::Command(Refusable::Kill)],
+            Action::Hang(_) => vec![Refused::Command(Refusable::Hang)],
             Action::Start(_) => vec![Refused::Command(Refusable::Start)],
             Action::Resubmit => vec![Refused::Command(Refusable::Resubmit)],
             Action::SwitchBackend(_) => vec![Refused::Command(Refusable::Backend)],

@@ -27,7 +27,11 @@ pub enum Action {
         partition: Option<u32>,
     },
     Generate(GeneratorSpec),
+    /// Kill a task manager's process: its peers fail at once, the JobManager finds it after
+    /// `heartbeat.rpc-failure-threshold` failed heartbeat RPCs.
     Kill(String),
+    /// A task manager stops answering, its connections open: only `heartbeat.timeout` finds it.
+    Hang(String),
     Start(Option<String>),
     Checkpoint,
     Set(Vec<(String, String)>),
@@ -73,6 +77,7 @@ pub(super) enum StepKind {
     Produce,
     Generate,
     Kill,
+    Hang,
     Start,
     Checkpoint,
     Savepoint,
@@ -94,6 +99,7 @@ impl StepKind {
             StepKind::Await => &["timeout"],
             StepKind::Generate
             | StepKind::Kill
+            | StepKind::Hang
             | StepKind::Start
             | StepKind::Checkpoint
             | StepKind::Savepoint
@@ -156,6 +162,11 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             let name = v.as_str().ok_or("`kill` names a task manager, as in kill = \"tm-1\"")?;
             taskmanager::parse_name(name).map_err(|e| format!("kill: {e}"))?;
             Action::Kill(name.to_string())
+        }
+        StepKind::Hang => {
+            let name = v.as_str().ok_or("`hang` names a task manager, as in hang = \"tm-1\"")?;
+            taskmanager::parse_name(name).map_err(|e| format!("hang: {e}"))?;
+            Action::Hang(name.to_string())
         }
         StepKind::Start => match v {
             toml::Value::String(s) => {

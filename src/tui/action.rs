@@ -20,8 +20,12 @@ pub enum Action {
     LessonLeave,
     /// Focus the input pane to type a record.
     FocusInput,
-    /// Kill the selected task manager.
+    /// Kill the selected task manager (its process is gone: RPCs to it fail at once, found
+    /// after `heartbeat.rpc-failure-threshold` failed heartbeats).
     Kill,
+    /// Hang the selected task manager: it answers nothing, its connections stay open (found only
+    /// at `heartbeat.timeout`).
+    Hang,
     /// Select task manager N (1-based; the digit keys).
     #[serde(skip)]
     #[strum(disabled)]

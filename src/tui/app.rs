@@ -553,6 +553,7 @@ impl App {
             Event::CheckpointCompleted { .. } | Event::JobRunning { .. } | Event::TaskManagerStarted { .. } => LogKind::Good,
             Event::BackendSwitched { checkpoint: None, .. } => LogKind::Bad,
             Event::TaskManagerKilled { .. }
+            | Event::TaskManagerHung { .. }
             | Event::TaskManagerLost { .. }
             | Event::JobFailing { .. }
             | Event::JobFailed { .. }
@@ -691,6 +692,11 @@ impl App {
         Some((name, alive))
     }
 
+    /// Whether the selected task manager hangs (its process runs: k can still kill it).
+    fn selected_hangs(&self) -> bool {
+        self.view.task_managers.get(self.selected_tm).is_some_and(|t| t.process == crate::cluster::view::TmProcess::Hung && !t.lost)
+    }
+
     /// The mode, interval, speed, backend, slow channel and buffer timeout the last press asked
     /// for (or the view's, when no press is pending).
     pub fn mode_now(&mut self) -> CheckpointingMode {
@@ -801,8 +807,20 @@ impl App {
                     self.wants.tms.insert(name.clone(), Want { value: false, at: Instant::now() });
                     self.requests.push(Request::Engine(Command::KillTaskManager(name)))
                 }
+                // A hung process can still be killed: its connections close then.
+                Some((name, false)) if self.selected_hangs() => {
+                    self.requests.push(Request::Engine(Command::KillTaskManager(name)))
+                }
                 Some((name, false)) => self.notice(format!("{name} is already down; s starts it, 1-9 select another")),
                 None => self.notice("no task manager to kill".into()),
+            },
+            Action::Hang => match self.selected_tm_name() {
+                Some((name, true)) => {
+                    self.wants.tms.insert(name.clone(), Want { value: false, at: Instant::now() });
+                    self.requests.push(Request::Engine(Command::HangTaskManager(name)))
+                }
+                Some((name, false)) => self.notice(format!("{name} is already down; k kills it, s starts it, 1-9 select another")),
+                None => self.notice("no task manager to hang".into()),
             },
             Action::SelectTm(n) => {
                 let i = usize::from(n).saturating_sub(1);

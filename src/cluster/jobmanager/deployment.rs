@@ -2,10 +2,26 @@
 //! failover that ends an attempt and schedules the next.
 
 use super::*;
+use crate::cluster::failure::RpcFailure;
+use crate::cluster::taskmanager::freezable;
 
-/// Flink's `pekko.ask.timeout` (10 s in Flink 2.3): an RPC to a dead task manager (a task's
-/// submission or cancellation) gets no answer and fails after this long.
-const RPC_ASK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Flink's `pekko.ask.timeout` (10 s in Flink 2.3, RpcOptions.java): an RPC to a *hung* task
+/// manager (a task's submission or cancellation) gets no answer and fails after this long. An RPC
+/// to a killed one fails at once (RecipientUnreachableException, DeadLettersActor.java:46-65).
+pub(crate) const RPC_ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A cancellation is sent up to this many times, each waiting `pekko.ask.timeout`, before the
+/// task counts as failed (Execution.java:1475-1495: `FutureUtils.retry` with 3 retries of
+/// `NUM_CANCEL_CALL_TRIES` = 3, so 4 calls; FutureUtils.java:170-192).
+const CANCEL_CALLS: u32 = 4;
+
+/// How long an RPC to a killed task manager takes to fail: "at once", but as an answer that comes
+/// back (the dead letters' reply), so one tick of Flink's millisecond clock after the call. A
+/// deployment that failed in the very instant of its restart would be, for the exponential-delay
+/// strategy, part of the failover that scheduled it (`now <= nextRestartTimestamp`,
+/// ExponentialDelayRestartBackoffTimeStrategy.java:112-119: merged, backoff 0), and under the paused clock
+/// restart and failure would then repeat at one instant forever, the kill never detected.
+const UNREACHABLE_RPC: Duration = Duration::from_millis(1);
 
 pub(super) struct DeployedTask {
     pub(super) task: TaskId,
@@ -88,18 +104,19 @@ impl JobManager {
         let reason = cause.to_string();
         self.events.publish(Event::JobFailing { reason: reason.clone() });
         let now = Instant::now();
-        // The restart waits until every task of the failed attempt is cancelled. A task on a dead
-        // task manager never confirms: its cancellation ends when the RPC times out, or when the
-        // JobManager declares the task manager lost, whichever comes first.
+        // The restart waits until every task of the failed attempt is cancelled. A cancellation
+        // sent to a killed task manager fails at once, which ends it (the task counts as failed);
+        // one sent to a hung task manager is never answered: it ends when its calls have all
+        // timed out, or when the JobManager declares the task manager lost, whichever is first.
         let cancelled_at = self
             .deployment
             .as_ref()
             .map(|d| {
                 d.tasks
                     .iter()
-                    .filter(|t| self.tms[t.tm].dead_undetected())
-                    .filter_map(|t| self.tms[t.tm].killed_at)
-                    .map(|k| (k + self.cfg.heartbeat_timeout).min(now + RPC_ASK_TIMEOUT))
+                    .filter(|t| self.tms[t.tm].silent_undetected() && !self.tms[t.tm].killed())
+                    .filter_map(|t| self.loss_of(t.tm))
+                    .map(|(_, lost_at)| lost_at.min(now + RPC_ASK_TIMEOUT * CANCEL_CALLS))
                     .fold(now, Instant::max)
             })
             .unwrap_or(now);
@@ -111,7 +128,10 @@ impl JobManager {
                 // Shown (status line, run's last lines) until an attempt runs again.
                 self.failure = Some(reason.clone());
                 self.restarts += 1;
-                self.restart_at = Some(cancelled_at + delay);
+                // DefaultScheduler.restartTasksWithDelay (DefaultScheduler.java:359-395): the
+                // cancellation starts at once (:383) and the restart runs `delay` after the
+                // failure, once the cancellation is complete (:387-393).
+                self.restart_at = Some((now + delay).max(cancelled_at));
                 self.events.publish(Event::JobRestarting {
                     attempt: self.attempt + 1,
                     delay_ms: delay.as_millis() as u64,
@@ -131,10 +151,14 @@ impl JobManager {
 
     pub(super) fn try_deploy(&mut self) {
         let p = self.cfg.job.parallelism;
-        // Every slot the JobManager knows of: living task managers' first, then those of dead
-        // ones it has not yet declared lost (a deployment there fails, as in Flink).
-        let offered = |dead: bool| {
-            self.tms.iter().enumerate().filter(move |(_, t)| !t.lost && t.alive != dead).flat_map(|(i, t)| std::iter::repeat_n(i, t.slots))
+        // Every slot the JobManager knows of: answering task managers' first, then those of killed
+        // or hung ones it has not yet declared lost (a deployment there fails, as in Flink).
+        let offered = |silent: bool| {
+            self.tms
+                .iter()
+                .enumerate()
+                .filter(move |(_, t)| !t.lost && t.answers() != silent)
+                .flat_map(|(i, t)| std::iter::repeat_n(i, t.slots))
         };
         let slots: Vec<usize> = offered(false).chain(offered(true)).collect();
         if slots.len() < p {
@@ -204,11 +228,23 @@ impl JobManager {
         }
         match self.spawn(attempt, &slots[..p], &positions, restore.as_ref(), external_restore) {
             Ok(d) => {
-                // A task submitted to a dead task manager: the submission times out.
-                self.deploy_failure = d.tasks.iter().find(|t| !self.tms[t.tm].alive).map(|t| {
-                    let cause = FailureCause::DeploymentFailed { tm: self.tms[t.tm].name.clone(), task: t.task };
-                    (Instant::now() + RPC_ASK_TIMEOUT, cause)
-                });
+                // A task submitted to a killed task manager fails at once (the RPC's recipient is
+                // unreachable); to a hung one, when the submission times out.
+                let now = Instant::now();
+                self.deploy_failure = d
+                    .tasks
+                    .iter()
+                    .filter(|t| !self.tms[t.tm].answers())
+                    .map(|t| {
+                        let tm = &self.tms[t.tm];
+                        let (at, rpc) = if tm.killed() {
+                            (now + UNREACHABLE_RPC, RpcFailure::RecipientUnreachable)
+                        } else {
+                            (now + RPC_ASK_TIMEOUT, RpcFailure::AskTimeout(RPC_ASK_TIMEOUT))
+                        };
+                        (at, FailureCause::DeploymentFailed { tm: tm.name.clone(), task: t.task, rpc })
+                    })
+                    .min_by_key(|(at, _)| *at);
                 self.last_progress = Some(d.progress.clone());
                 self.deployment = Some(d);
             }
@@ -224,7 +260,8 @@ impl JobManager {
         self.schedule_next_trigger();
     }
 
-    /// Builds channels and tasks of one attempt; tasks placed on a dead task manager never start.
+    /// Builds channels and tasks of one attempt; tasks placed on a killed or hung task manager
+    /// never start (the submission does not arrive), the others run frozen while theirs hangs.
     pub(super) fn spawn(
         &mut self,
         attempt: u64,
@@ -249,7 +286,8 @@ impl JobManager {
             storage: self.storage.clone(),
             output: self.output.clone(),
         };
-        let alive = |tm: usize| self.tms[tm].alive;
+        let tms = &self.tms;
+        let spawn_on = |tm: usize| tms[tm].answers().then(|| tms[tm].hung.subscribe());
         let mut tasks = Vec::new();
         let mut channels = Vec::new();
         let mut control = Vec::new();
@@ -301,7 +339,7 @@ impl JobManager {
                 key_by: cfg.job.key_by,
                 replay: replay(TaskId::Source(i)),
             };
-            let handle = alive(slots[i]).then(|| tokio::spawn(task.run()).abort_handle());
+            let handle = spawn_on(slots[i]).map(|hung| spawn_frozen_while_hung(task.run(), hung));
             tasks.push(DeployedTask { task: TaskId::Source(i), tm: slots[i], handle });
         }
         // Counters.
@@ -327,7 +365,7 @@ impl JobManager {
                 replay: replay(id),
                 view,
             };
-            let handle = alive(slots[j]).then(|| tokio::spawn(runner.run()).abort_handle());
+            let handle = spawn_on(slots[j]).map(|hung| spawn_frozen_while_hung(runner.run(), hung));
             tasks.push(DeployedTask { task: id, tm: slots[j], handle });
         }
         // Sink.
@@ -348,10 +386,18 @@ impl JobManager {
             replay: replay(TaskId::Sink),
             view: sink_view.clone(),
         };
-        let handle = alive(sink_tm).then(|| tokio::spawn(runner.run()).abort_handle());
+        let handle = spawn_on(sink_tm).map(|hung| spawn_frozen_while_hung(runner.run(), hung));
         tasks.push(DeployedTask { task: TaskId::Sink, tm: sink_tm, handle });
         Ok(Deployment { attempt, tasks, running: HashSet::new(), control, channels, keyed_views, sink_view, progress })
     }
+}
+
+/// Spawns a task that stops (unpolled, holding its channels) while its task manager hangs.
+fn spawn_frozen_while_hung(
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+    hung: tokio::sync::watch::Receiver<bool>,
+) -> AbortHandle {
+    tokio::spawn(freezable(task, hung)).abort_handle()
 }
 
 /// A checkpoint's channel state for a job of parallelism `p`: as it is when the parallelism is

@@ -1,7 +1,7 @@
 //! The JobManager: one actor that owns the task managers, the job's deployment, the checkpoint
 //! coordinator and the restart strategy. Users' commands and tasks' reports come in on channels;
-//! timers (heartbeat timeouts, restart delays, checkpoint triggers and expiries) are computed as
-//! the next deadline, so an idle cluster sleeps.
+//! timers (a silent task manager's detection, restart delays, checkpoint triggers and expiries)
+//! are computed as the next deadline, so an idle cluster sleeps.
 
 mod checkpoints;
 mod deployment;
@@ -24,6 +24,7 @@ use super::coordinator::{CompletedCheckpoint, ExternalSnapshot};
 use super::counter::{AuditBaseline, AuditScope, Counter};
 use super::element::Barrier;
 use super::failure::{CheckpointFailureReason, FailureCause};
+use super::heartbeat::{HeartbeatOptions, Schedule};
 use super::gate::InputGate;
 use super::restart::{strategy_name, RestartDecision, RestartState};
 use super::runner::{OperatorRunner, TaskRunView};
@@ -47,7 +48,11 @@ use taskmanagers::TaskManagerState;
 /// What a user (TUI key, scenario step) asks of the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
+    /// Kill a task manager's process: RPCs to it fail at once, its connections break.
     KillTaskManager(String),
+    /// A task manager stops answering, its process and connections stay (only the heartbeat
+    /// timeout finds it).
+    HangTaskManager(String),
     /// Start a killed task manager again, or a new one (`None`: the next name).
     StartTaskManager(Option<String>),
     TriggerCheckpoint,
@@ -70,12 +75,13 @@ pub enum Command {
 
 /// What a refusal of a command names, so that whoever gave the command (a scenario step) knows
 /// it was refused: `kill`, `start`, `resubmit` and `backend` are the key of
-/// [`Event::ConfigRejected`] (a refused option names its own key), `checkpoint` is a
+/// [`Event::ConfigRejected`] (a refused option names its own key; `hang` too), `checkpoint` is a
 /// [`Event::CheckpointTriggerRefused`], `generate` a [`Event::GeneratorStopped`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::Display)]
 #[strum(serialize_all = "lowercase")]
 pub enum Refusable {
     Kill,
+    Hang,
     Start,
     Resubmit,
     Backend,
@@ -113,16 +119,20 @@ pub(crate) struct JmSnapshot {
     pub counts: super::coordinator::CheckpointCounts,
     pub config: Config,
     pub heartbeat_timeout: Duration,
+    /// The JobManager's heartbeat requests, for the countdown of failed RPCs.
+    pub heartbeat: Option<Schedule>,
 }
 
 /// A task manager in a [`JmSnapshot`] (lost incarnations a newer one replaced are left out).
 pub(crate) struct TaskManagerRow {
     pub name: String,
-    pub alive: bool,
-    /// The JobManager declared it lost (its heartbeat timed out).
+    /// Why it stopped answering, if it did.
+    pub silence: Option<super::heartbeat::Silence>,
+    /// The JobManager declared it lost.
     pub lost: bool,
     pub slots: usize,
-    pub killed_at: Option<Instant>,
+    /// Silent and not yet lost: when the JobManager finds out, and how.
+    pub loss: Option<(super::heartbeat::Detection, Instant)>,
 }
 
 /// A deployed subtask in a [`JmSnapshot`].
@@ -147,6 +157,9 @@ pub(crate) struct JobManager {
     pub committed: Arc<AtomicU64>,
     pub snapshot: Arc<Mutex<JmSnapshot>>,
     pub(crate) tms: Vec<TaskManagerState>,
+    /// The heartbeat requests to the task managers: from the JobManager's start, every
+    /// `heartbeat.interval` (HeartbeatManagerSenderImpl.java:77, :82-90).
+    heartbeat: Schedule,
     status: JobStatus,
     attempt: u64,
     restarts: u64,
@@ -231,6 +244,7 @@ impl JobManager {
             let owned = cfg.recovery.claim == crate::config::ClaimMode::Claim;
             coord.restore_external(r.found.metadata.clone(), ExternalSnapshot { dir: r.found.dir.clone(), owned });
         }
+        let cfg_interval = cfg.heartbeat_interval;
         let tms = (1..=cfg.taskmanagers).map(|i| TaskManagerState::new(super::taskmanager::name(i), 1, cfg.slots_per_tm)).collect();
         let tm_root = cfg.tm_dir.join(format!("{TM_ROOT_PREFIX}{}", &job_id[..12.min(job_id.len())]));
         // Best effort: only RocksDB writes there, and it reports its own errors.
@@ -252,6 +266,7 @@ impl JobManager {
             committed: Arc::new(AtomicU64::new(0)),
             snapshot,
             tms,
+            heartbeat: Schedule { start: Instant::now(), interval: cfg_interval },
             status: JobStatus::Created,
             attempt: 0,
             restarts: 0,
@@ -374,11 +389,17 @@ impl JobManager {
         self.events.now_ms()
     }
 
+    pub(super) fn heartbeat_options(&self) -> HeartbeatOptions {
+        HeartbeatOptions {
+            interval: self.heartbeat.interval,
+            timeout: self.cfg.heartbeat_timeout,
+            rpc_failure_threshold: self.cfg.heartbeat_rpc_failure_threshold,
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let mut deadlines = Vec::new();
-        for tm in self.tms.iter().filter(|t| t.dead_undetected()) {
-            deadlines.extend(tm.killed_at.map(|k| k + self.cfg.heartbeat_timeout));
-        }
+        deadlines.extend((0..self.tms.len()).filter_map(|i| self.loss_of(i)).map(|(_, at)| at));
         deadlines.extend(self.restart_at);
         deadlines.extend(self.deploy_failure.as_ref().map(|(at, _)| *at));
         if self.status == JobStatus::WaitingForResources {
@@ -395,9 +416,8 @@ impl JobManager {
     fn on_timer(&mut self) {
         let now = Instant::now();
         for i in 0..self.tms.len() {
-            let tm = &self.tms[i];
-            if tm.dead_undetected() && tm.killed_at.is_some_and(|k| k + self.cfg.heartbeat_timeout <= now) {
-                self.tm_lost(i);
+            if let Some((detection, _)) = self.loss_of(i).filter(|(_, at)| *at <= now) {
+                self.tm_lost(i, detection);
             }
         }
         if self.deploy_failure.as_ref().is_some_and(|(at, _)| *at <= now) {
@@ -435,6 +455,7 @@ impl JobManager {
     fn on_command(&mut self, c: Command) {
         match c {
             Command::KillTaskManager(name) => self.kill(&name),
+            Command::HangTaskManager(name) => self.hang(&name),
             Command::StartTaskManager(name) => self.start_tm(name),
             Command::TriggerCheckpoint => self.manual_trigger(),
             Command::Set { key, value } => self.set(&key, &value),

@@ -43,14 +43,21 @@ impl JobManager {
             restart_at: self.restart_at,
             tms: visible
                 .iter()
-                .map(|&i| &self.tms[i])
-                .map(|t| TaskManagerRow { name: t.name.clone(), alive: t.alive, lost: t.lost, slots: t.slots, killed_at: t.killed_at })
+                .map(|&i| {
+                    let t = &self.tms[i];
+                    TaskManagerRow { name: t.name.clone(), silence: t.silence, lost: t.lost, slots: t.slots, loss: self.loss_of(i) }
+                })
                 .collect(),
             tasks: d
                 .map(|d| {
                     d.tasks
                         .iter()
-                        .map(|t| TaskRow { task: t.task, tm: shown_at(t.tm), running: t.handle.is_some() && d.running.contains(&t.task) })
+                        .map(|t| TaskRow {
+                            task: t.task,
+                            tm: shown_at(t.tm),
+                            // A hung TM's tasks are frozen: deployed, not running.
+                            running: t.handle.is_some() && d.running.contains(&t.task) && self.tms[t.tm].answers(),
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -64,6 +71,7 @@ impl JobManager {
             counts: self.coord.counts(),
             config: self.cfg.clone(),
             heartbeat_timeout: self.cfg.heartbeat_timeout,
+            heartbeat: Some(self.heartbeat),
         };
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
     }

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::cluster::view::{ChannelView, TaskManagerView};
+use crate::cluster::view::{ChannelView, DetectionView, TaskManagerView, TmProcess};
 use crate::tui::app::{App, Pane};
 use crate::tui::render::{ms_text, pane_block};
 
@@ -103,11 +103,19 @@ fn tm_line<'a>(app: &App, index: usize, tm: &'a TaskManagerView, long_names: boo
         spans.push(Span::styled("● ", t.ok));
         spans.push(Span::styled(tm.name.clone(), name_style));
     } else {
-        spans.push(Span::styled("✗ ", t.bad));
+        // A symbol per state, never the colour alone: ✗ killed, ◌ hung.
+        let (symbol, what) = if tm.process == TmProcess::Hung { ("◌ ", "hung") } else { ("✗ ", "killed") };
+        spans.push(Span::styled(symbol, t.bad));
         spans.push(Span::styled(tm.name.clone(), name_style));
+        let how = match tm.detection {
+            Some(DetectionView::RpcFailures { failed, threshold, .. }) => format!(", RPCs failed {failed}/{threshold}"),
+            Some(DetectionView::HeartbeatTimeout { .. }) => ", heartbeat timeout".to_string(),
+            None => String::new(),
+        };
         let state = match tm.heartbeat_timeout_in_ms {
-            Some(ms) => format!(" killed, lost in {}", ms_text(ms)),
-            None => " killed".to_string(),
+            Some(ms) => format!(" {what}{how}, lost in {}", ms_text(ms)),
+            None if tm.lost && tm.process == TmProcess::Hung => " hung, lost".to_string(),
+            None => format!(" {what}"),
         };
         spans.push(Span::styled(state, t.bad));
     }

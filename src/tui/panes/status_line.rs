@@ -1,13 +1,14 @@
-//! The title/status line: job and status (with what the user can do about it), the heartbeat
-//! countdown while a dead TM is not noticed yet, paused, then mode, interval, backend, speed and
-//! the generator. One line when it fits, else two: the job's state first, the settings below.
+//! The title/status line: job and status (with what the user can do about it), the countdown
+//! while a killed or hung TM is not noticed yet (which detection runs: failed heartbeat RPCs for a
+//! kill, the heartbeat timeout for a hang), paused, then mode, interval, backend, speed and the
+//! generator. One line when it fits, else two: the job's state first, the settings below.
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::cluster::view::JobStatus;
+use crate::cluster::view::{DetectionView, JobStatus, TaskManagerView, TmProcess};
 use crate::config::{backend_label, CheckpointingMode, SeedBackend};
 use crate::duration::format_duration;
 use crate::tui::app::{App, Pane};
@@ -32,6 +33,32 @@ pub fn lines(app: &App, width: usize) -> Vec<Line<'static>> {
         return vec![join(app, all, width)];
     }
     vec![join(app, job, width), join(app, settings, width)]
+}
+
+/// A silent TM's countdown, naming the detection that runs; the short form where the long one
+/// does not fit in `room` columns.
+fn countdown(tm: &TaskManagerView, ms: u64, room: usize) -> String {
+    let (name, lost_in) = (&tm.name, ms_text(ms));
+    let (long, short) = match tm.detection {
+        Some(DetectionView::RpcFailures { failed, threshold, .. }) => (
+            format!("♥ {name} killed: heartbeat RPCs failed {failed}/{threshold}, lost in {lost_in}"),
+            format!("♥ {name} RPCs failed {failed}/{threshold}, lost in {lost_in}"),
+        ),
+        Some(DetectionView::HeartbeatTimeout { timeout_ms }) => {
+            let what = if tm.process == TmProcess::Hung { "hangs" } else { "killed" };
+            (
+                format!("♥ {name} {what}: heartbeat timeout {}, lost in {lost_in}", ms_text(timeout_ms)),
+                format!("♥ {name} {what}: timeout in {lost_in}"),
+            )
+        }
+        // A view without the detection (an older one read back): only the countdown.
+        None => (format!("♥ {name} silent: lost in {lost_in}"), format!("♥ {name} lost in {lost_in}")),
+    };
+    if long.chars().count() <= room {
+        long
+    } else {
+        short
+    }
 }
 
 fn width_of(parts: &[Part]) -> usize {
@@ -84,7 +111,8 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
     }
     for tm in &v.task_managers {
         if let Some(ms) = tm.heartbeat_timeout_in_ms {
-            job.push(vec![Span::styled(format!("♥ {} silent: lost in {}", tm.name, ms_text(ms)), t.bad)]);
+            let room = width.saturating_sub(spans_width(&job[0]) + 3);
+            job.push(vec![Span::styled(countdown(tm, ms, room), t.bad)]);
         }
     }
     if v.paused {
