@@ -60,7 +60,7 @@ pub enum Event {
         delay_ms: u64,
         strategy: String,
     },
-    JobWaitingForResources {
+    TasksWaitingForSlots {
         missing_slots: usize,
     },
     JobFailed {
@@ -238,8 +238,8 @@ impl Event {
             Event::JobRunning { attempt } => format!("job running (attempt {attempt})"),
             Event::JobFailing { reason } => format!("job failing: {reason}"),
             Event::JobRestarting { delay_ms, strategy, .. } => format!("restarting in {delay_ms} ms ({strategy})"),
-            Event::JobWaitingForResources { missing_slots } => {
-                format!("waiting for resources: {missing_slots} slot(s) missing; start a TM")
+            Event::TasksWaitingForSlots { missing_slots } => {
+                format!("job RUNNING, its tasks SCHEDULED: {missing_slots} slot(s) missing; start a TM")
             }
             Event::JobFailed { reason } => format!("job FAILED: {reason}"),
             Event::StateRestored { checkpoint: Some(id), offsets, note } => {

@@ -136,7 +136,7 @@ fn workbench_in_tmux_recovers_a_killed_tm_exactly_once() {
     tmux.keys(&["i"]);
     tmux.keys(&["c", "Enter"]);
     tmux.keys(&["Escape"]);
-    tmux.wait_for("the job waiting for a slot", 20, |s| s.contains("WAITING FOR SLOTS"));
+    tmux.wait_for("the job waiting for a slot", 20, |s| s.contains("tasks SCHEDULED"));
     tmux.keys(&["s"]);
     let s = tmux.wait_for("c counted and the job caught up", 30, |s| {
         s.contains(": (c,1)") && s.contains("caught up") && total_row(s).is_some_and(|t| t.split_whitespace().nth(2) == Some("3"))

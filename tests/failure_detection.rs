@@ -118,7 +118,7 @@ fn a_hung_tm_is_lost_only_at_the_heartbeat_timeout_and_its_peers_do_not_fail() {
         let tm = v.task_managers.iter().find(|t| t.name == "tm-2").expect("tm-2");
         assert_eq!(tm.process, TmProcess::Hung);
         assert!(matches!(tm.detection, Some(DetectionView::HeartbeatTimeout { timeout_ms: TIMEOUT_MS })), "{tm:?}");
-        let seen = collect_until(&mut rx, 30, |e| matches!(e, Event::JobWaitingForResources { .. })).await;
+        let seen = collect_until(&mut rx, 30, |e| matches!(e, Event::TasksWaitingForSlots { .. })).await;
         let hung = time_of(&seen, |e| matches!(e, Event::TaskManagerHung { tm, .. } if tm == "tm-2")).expect("hung");
         let (at, after_ms, detection) = lost(&seen, "tm-2");
         assert_eq!(detection, Detection::HeartbeatTimeout);
@@ -132,7 +132,7 @@ fn a_hung_tm_is_lost_only_at_the_heartbeat_timeout_and_its_peers_do_not_fail() {
         });
         assert!(reason.as_deref().is_some_and(|r| r.contains("Heartbeat of TaskManager tm-2 timed out")), "{reason:?}");
         // Its tasks are cancelled with its loss: the restart runs one delay later and finds one slot.
-        let waiting = time_of(&seen, |e| matches!(e, Event::JobWaitingForResources { .. })).expect("waiting");
+        let waiting = time_of(&seen, |e| matches!(e, Event::TasksWaitingForSlots { .. })).expect("waiting");
         assert_eq!(waiting, at + DELAY_MS);
         engine.shutdown().await;
     });
@@ -151,12 +151,12 @@ fn a_restart_waits_for_the_cancellation_of_a_hung_tms_tasks() {
         let (engine, mut rx) = start(&[("execution.checkpointing.timeout", "1500ms")]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.command(Command::HangTaskManager("tm-2".into()));
-        let seen = collect_until(&mut rx, 30, |e| matches!(e, Event::JobWaitingForResources { .. })).await;
+        let seen = collect_until(&mut rx, 30, |e| matches!(e, Event::TasksWaitingForSlots { .. })).await;
         let failing = time_of(&seen, |e| matches!(e, Event::JobFailing { reason } if reason.contains("tolerable"))).expect("the expiry fails the job");
         let (lost_at, _, detection) = lost(&seen, "tm-2");
         assert_eq!(detection, Detection::HeartbeatTimeout);
         assert!(failing + DELAY_MS < lost_at, "the failover comes first: {failing} vs {lost_at}");
-        let waiting = time_of(&seen, |e| matches!(e, Event::JobWaitingForResources { .. })).expect("waiting");
+        let waiting = time_of(&seen, |e| matches!(e, Event::TasksWaitingForSlots { .. })).expect("waiting");
         assert_eq!(waiting, lost_at, "max(failure + delay, cancellation) = the cancellation, at the loss");
         assert!(
             !seen.iter().any(|e| matches!(&e.event, Event::JobFailing { reason } if reason.contains("deploying"))),

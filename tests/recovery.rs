@@ -126,7 +126,10 @@ fn exactly_once_recovers_from_two_kills_in_a_row() {
         common::sleep_ms(50).await;
         engine.command(Command::KillTaskManager("tm-2".into()));
         common::sleep_ms(1500).await;
-        assert_eq!(engine.status(), JobStatus::WaitingForResources);
+        // Flink's default scheduler: RUNNING again once the restart ran, its tasks SCHEDULED for
+        // the slots of both TMs (DefaultScheduler.java:409-413).
+        let v = engine.view(false);
+        assert_eq!((v.status, v.missing_slots, v.all_tasks_running), (JobStatus::Running, 2, false));
         engine.command(Command::StartTaskManager(Some("tm-1".into())));
         engine.command(Command::StartTaskManager(Some("tm-2".into())));
         common::until(&engine, AwaitCondition::Running, 30).await;
@@ -166,6 +169,12 @@ fn the_job_reports_running_once_per_attempt_when_every_task_runs() {
     });
 }
 
+/// As Flink's default scheduler (DefaultScheduler.java:404-413): the failover turns the job
+/// RESTARTING, the restart turns it RUNNING again before any slot is found, and its tasks wait
+/// SCHEDULED; the periodic trigger keeps running and is refused NOT_ALL_REQUIRED_TASKS_RUNNING.
+///
+/// Catches: the Adaptive Scheduler's WAITING_FOR_RESOURCES (or RESTARTING) shown while tasks
+/// wait; a trigger that silently stops while no task is deployed.
 #[test]
 fn killing_a_task_manager_leaves_the_job_waiting_for_a_slot() {
     common::paused(async {
@@ -177,8 +186,15 @@ fn killing_a_task_manager_leaves_the_job_waiting_for_a_slot() {
         let v = engine.view(false);
         let tm = v.task_managers.iter().find(|t| t.name == "tm-1").unwrap();
         assert!(!tm.alive && tm.heartbeat_timeout_in_ms.is_some_and(|ms| ms > 0 && ms <= 1000), "countdown shown: {tm:?}");
-        wait_for(&mut rx, |e| matches!(e, Event::JobWaitingForResources { missing_slots: 1 })).await;
-        assert_eq!(engine.view(false).missing_slots, 1);
+        wait_for(&mut rx, |e| matches!(e, Event::TasksWaitingForSlots { missing_slots: 1 })).await;
+        let v = engine.view(false);
+        assert_eq!((v.status, v.missing_slots, v.all_tasks_running), (JobStatus::Running, 1, false));
+        // The next periodic trigger (an interval after the restart) finds no task running.
+        let refused = wait_for(&mut rx, |e| matches!(e, Event::CheckpointTriggerRefused { .. } | Event::CheckpointTriggered { .. })).await;
+        assert!(
+            matches!(&refused, Event::CheckpointTriggerRefused { reason } if reason.contains("NOT_ALL_REQUIRED_TASKS_RUNNING") && reason.contains("source[0]")),
+            "{refused:?}"
+        );
         engine.command(Command::StartTaskManager(None));
         wait_for(&mut rx, |e| matches!(e, Event::TaskManagerStarted { tm, .. } if tm == "tm-3")).await;
         common::until(&engine, AwaitCondition::Running, 10).await;
@@ -480,7 +496,7 @@ fn a_killed_tm_is_lost_after_threshold_failed_heartbeats_and_restarts_run_a_dela
         tokio::time::timeout(std::time::Duration::from_secs(30), async {
             loop {
                 let e = rx.recv().await.expect("events");
-                let done = matches!(e.event, Event::JobWaitingForResources { .. });
+                let done = matches!(e.event, Event::TasksWaitingForSlots { .. });
                 seen.push(e);
                 if done {
                     break;
@@ -525,7 +541,7 @@ fn a_killed_tm_is_lost_after_threshold_failed_heartbeats_and_restarts_run_a_dela
             assert_eq!(*t, killed + (DELAY_MS + UNREACHABLE_RPC_MS) * (i as u64 + 1), "failure {} one restart delay and one RPC after the one before: {failing:?}", i + 1);
             assert!(*t <= lost_at, "no deployment to it once it is lost: {failing:?}");
         }
-        let waiting = at(&|e| matches!(e, Event::JobWaitingForResources { .. })).expect("waiting");
+        let waiting = at(&|e| matches!(e, Event::TasksWaitingForSlots { .. })).expect("waiting");
         assert!(waiting >= lost_at && waiting <= lost_at + DELAY_MS, "the next restart finds its slot gone: {waiting} vs {lost_at}");
         engine.command(Command::StartTaskManager(Some("tm-1".into())));
         common::until(&engine, AwaitCondition::Running, 10).await;
@@ -581,7 +597,7 @@ fn waiting_for_slots_fails_after_slot_request_timeout_and_uses_a_restart_attempt
         ]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.command(Command::KillTaskManager("tm-1".into()));
-        wait_for(&mut rx, |e| matches!(e, Event::JobWaitingForResources { .. })).await;
+        wait_for(&mut rx, |e| matches!(e, Event::TasksWaitingForSlots { .. })).await;
         let waiting_at = engine.view(false).time_ms;
         let timeout = wait_for(&mut rx, |e| matches!(e, Event::JobFailing { .. })).await;
         assert!(matches!(&timeout, Event::JobFailing { reason } if reason.contains("slot.request.timeout = 2s")), "{timeout:?}");

@@ -315,13 +315,13 @@ fn screen_too_small_says_so() {
 #[test]
 fn screen_waiting_for_slots_and_failed_status() {
     let mut v = down_view();
-    v.status = JobStatus::WaitingForResources;
+    v.status = JobStatus::Running;
     v.missing_slots = 1;
     v.task_managers[0].heartbeat_timeout_in_ms = None;
     v.task_managers[0].lost = true;
     v.channels.clear();
     let s = screen(&app(v.clone()), 80, 24);
-    assert!(s.contains("WAITING FOR SLOTS (1 missing: s starts a TM)"), "{s}");
+    assert!(s.contains("◌ RUNNING (tasks SCHEDULED: 1 slot missing, s starts a TM)"), "{s}");
     assert!(s.contains("no tasks deployed"), "{s}");
     v.status = JobStatus::Failed;
     let s = screen(&app(v), 80, 24);

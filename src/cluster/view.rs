@@ -9,13 +9,18 @@ use crate::config::{BackendKind, CheckpointingMode, StorageKind};
 use crate::connectors::sink::OutputLine;
 use crate::types::TaskId;
 
+/// The job's status as Flink's default scheduler (`jobmanager.scheduler: default`, Flink 2.3's
+/// default for streaming jobs) reports it: a failover turns RUNNING into RESTARTING, and the
+/// restart, once the delay and the cancellations are over, turns it back into RUNNING before any
+/// slot is found (DefaultScheduler.java:404-413). Tasks then wait SCHEDULED for their slots;
+/// the view says how many are missing (`missing_slots`). "WAITING FOR RESOURCES" is the Adaptive
+/// Scheduler's state, which ckptlab does not model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     Created,
     Running,
     Restarting,
-    WaitingForResources,
     Failed,
     /// Stopped with a savepoint (Flink's stop-with-savepoint): nothing runs, nothing restarts.
     Finished,
@@ -27,7 +32,6 @@ impl JobStatus {
             JobStatus::Created => "CREATED",
             JobStatus::Running => "RUNNING",
             JobStatus::Restarting => "RESTARTING",
-            JobStatus::WaitingForResources => "WAITING FOR RESOURCES",
             JobStatus::Failed => "FAILED",
             JobStatus::Finished => "FINISHED",
         }

@@ -61,16 +61,22 @@ impl JobManager {
     }
 
     pub(super) fn trigger(&mut self) {
-        let Some(d) = &self.deployment else { return };
         self.queued_trigger = false;
         let now = Instant::now();
-        if let Err(reason) = CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running) {
+        // RUNNING with every task SCHEDULED, waiting for slots (the default scheduler's restart):
+        // none runs yet.
+        let checked = match &self.deployment {
+            Some(d) => CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running),
+            None => CheckpointCoordinator::check_trigger(&job_tasks(self.cfg.job.parallelism), &Default::default()),
+        };
+        if let Err(reason) = checked {
             // Pre-flight: nothing is triggered and nothing fails; the next one comes an interval later.
             self.trigger_base = now;
             self.events.publish(Event::CheckpointTriggerRefused { reason: format!("{} ({})", reason, reason.flink_name()) });
             self.schedule_next_trigger();
             return;
         }
+        let Some(d) = &self.deployment else { return };
         let mode = self.cfg.checkpointing.mode;
         let id = self.coord.begin(mode, now, self.now_ms(), d.expected_tasks());
         self.trigger_base = now;
@@ -100,10 +106,14 @@ impl JobManager {
         if stop && self.savepoints.values().any(|s| *s) {
             return refuse(self, "a stop-with-savepoint is already in progress".into());
         }
-        let Some(d) = &self.deployment else { return refuse(self, "no job is deployed".into()) };
-        if let Err(reason) = CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running) {
+        let checked = match &self.deployment {
+            Some(d) => CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running),
+            None => CheckpointCoordinator::check_trigger(&job_tasks(self.cfg.job.parallelism), &Default::default()),
+        };
+        if let Err(reason) = checked {
             return refuse(self, format!("{} ({})", reason, reason.flink_name()));
         }
+        let Some(d) = &self.deployment else { return };
         let mode = self.cfg.checkpointing.mode;
         let id = self.coord.begin_savepoint(mode, Instant::now(), self.now_ms(), d.expected_tasks());
         match off_worker(|| self.storage.begin_savepoint(id, &self.job_id)) {
@@ -267,4 +277,9 @@ impl JobManager {
         }
         self.schedule_next_trigger();
     }
+}
+
+/// Every subtask of the job graph at parallelism `p`: sources, counters, the sink.
+fn job_tasks(p: usize) -> Vec<TaskId> {
+    (0..p).map(TaskId::Source).chain((0..p).map(TaskId::Counter)).chain([TaskId::Sink]).collect()
 }

@@ -125,6 +125,7 @@ impl JobManager {
         match self.restart.on_failure(&self.cfg.restart, kind, Instant::now()) {
             RestartDecision::RestartAfter(delay) => {
                 self.status = JobStatus::Restarting;
+                self.waiting_since = None;
                 // Shown (status line, run's last lines) until an attempt runs again.
                 self.failure = Some(reason.clone());
                 self.restarts += 1;
@@ -163,13 +164,18 @@ impl JobManager {
         let slots: Vec<usize> = offered(false).chain(offered(true)).collect();
         if slots.len() < p {
             let missing = p - slots.len();
-            if self.status != JobStatus::WaitingForResources || self.missing_slots != missing {
-                self.events.publish(Event::JobWaitingForResources { missing_slots: missing });
+            // As Flink's default scheduler: the restart has run, the job is RUNNING again, and its
+            // tasks wait SCHEDULED for slots until `slot.request.timeout` (DefaultScheduler.java
+            // :409-413). Checkpoints triggered meanwhile are refused (NOT_ALL_REQUIRED_TASKS_RUNNING).
+            if self.waiting_since.is_none() || self.missing_slots != missing {
+                self.events.publish(Event::TasksWaitingForSlots { missing_slots: missing });
             }
-            if self.status != JobStatus::WaitingForResources || self.waiting_since.is_none() {
+            if self.waiting_since.is_none() {
                 self.waiting_since = Some(Instant::now());
+                self.status = JobStatus::Running;
+                self.trigger_base = Instant::now();
+                self.schedule_next_trigger();
             }
-            self.status = JobStatus::WaitingForResources;
             self.missing_slots = missing;
             return;
         }

@@ -176,7 +176,8 @@ pub(crate) struct JobManager {
     deploy_failure: Option<(Instant, FailureCause)>,
     /// The last attempt's progress, shown while no attempt runs (where the sources were).
     last_progress: Option<Arc<AttemptProgress>>,
-    /// Since when the job waits for slots (`slot.request.timeout` counts from here).
+    /// Since when the job's tasks wait SCHEDULED for slots (`slot.request.timeout` counts from
+    /// here); `None` while they have theirs or no restart has run yet.
     waiting_since: Option<Instant>,
     coord: CheckpointCoordinator,
     trigger_base: Instant,
@@ -402,9 +403,7 @@ impl JobManager {
         deadlines.extend((0..self.tms.len()).filter_map(|i| self.loss_of(i)).map(|(_, at)| at));
         deadlines.extend(self.restart_at);
         deadlines.extend(self.deploy_failure.as_ref().map(|(at, _)| *at));
-        if self.status == JobStatus::WaitingForResources {
-            deadlines.extend(self.waiting_since.map(|w| w + self.cfg.slot_request_timeout));
-        }
+        deadlines.extend(self.waiting_since.map(|w| w + self.cfg.slot_request_timeout));
         if self.status == JobStatus::Running {
             deadlines.extend(self.next_trigger);
         }
@@ -425,7 +424,7 @@ impl JobManager {
                 self.failover(cause);
             }
         }
-        if self.status == JobStatus::WaitingForResources && self.waiting_since.is_some_and(|w| w + self.cfg.slot_request_timeout <= now) {
+        if self.waiting_since.is_some_and(|w| w + self.cfg.slot_request_timeout <= now) {
             self.waiting_since = None;
             let cause = FailureCause::SlotRequestTimeout { timeout: self.cfg.slot_request_timeout, missing: self.missing_slots };
             self.failover(cause);

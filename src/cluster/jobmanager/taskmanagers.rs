@@ -192,7 +192,7 @@ impl JobManager {
             None => self.tms.push(TaskManagerState::new(name.clone(), 1, slots)),
         }
         self.events.publish(Event::TaskManagerStarted { tm: name, slots });
-        if self.status == JobStatus::WaitingForResources {
+        if self.waiting_since.is_some() {
             self.try_deploy();
         }
     }

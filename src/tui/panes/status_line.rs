@@ -87,14 +87,16 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
     let t = &app.theme;
     let status: Part = match v.status {
         JobStatus::Running if v.all_tasks_running => vec![Span::styled("● RUNNING", t.ok)],
+        // The default scheduler's restart: RUNNING again, its tasks SCHEDULED until slots come.
+        JobStatus::Running if v.missing_slots > 0 => {
+            let slots = if v.missing_slots == 1 { "slot" } else { "slots" };
+            vec![Span::styled("◌ RUNNING", t.bad), Span::raw(format!(" (tasks SCHEDULED: {} {slots} missing, s starts a TM)", v.missing_slots))]
+        }
         JobStatus::Running => vec![Span::styled("◐ RUNNING", t.warn), Span::raw(" (a task is down)")],
         JobStatus::Created => vec![Span::styled("○ CREATED", t.dim)],
         JobStatus::Restarting => {
             let when = v.restart_in_ms.map(|ms| format!(" in {}", ms_text(ms))).unwrap_or_default();
             vec![Span::styled(format!("↻ RESTARTING{when}"), t.warn)]
-        }
-        JobStatus::WaitingForResources => {
-            vec![Span::styled("◌ WAITING FOR SLOTS", t.bad), Span::raw(format!(" ({} missing: s starts a TM)", v.missing_slots))]
         }
         JobStatus::Failed => vec![Span::styled("✗ FAILED", t.bad), Span::raw(" (R resubmits)")],
         JobStatus::Finished => vec![Span::styled("■ FINISHED", t.dim), Span::raw(" (stopped with a savepoint)")],
