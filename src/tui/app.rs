@@ -13,7 +13,7 @@ use super::keymap::{Context, Keymap};
 use super::theme::Theme;
 use crate::cluster::view::{ChannelView, ClusterView};
 use crate::cluster::Command;
-use crate::config::{Alignment, CheckpointingMode, SeedBackend};
+use crate::config::{Alignment, CheckpointingMode, OffsetReset, SeedBackend};
 use crate::connectors::generator::GeneratorSpec;
 use crate::duration::format_duration;
 use crate::events::{Event, Stamped};
@@ -534,7 +534,7 @@ impl App {
                 // The engine refused a change: the next press starts from what it shows.
                 self.wants = Wants::default();
             }
-            Event::StateRestored { checkpoint: None, note, .. } if note.contains("latest") => {
+            Event::StateRestored { checkpoint: None, offset_reset: Some(OffsetReset::Latest), .. } => {
                 self.banner = Some(
                     "no checkpoint had completed: state starts empty and the sources start at latest (auto.offset.reset), so the records produced while the job was down are lost. Flink does the same."
                         .into(),

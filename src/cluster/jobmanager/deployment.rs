@@ -187,6 +187,7 @@ impl JobManager {
             })
             .collect();
         let note;
+        let mut offset_reset = None;
         if let Some(m) = &restore {
             for (part, off) in &m.offsets {
                 if let Some(slot) = positions.get_mut(*part as usize) {
@@ -208,6 +209,9 @@ impl JobManager {
                 OffsetReset::Latest => "auto.offset.reset = latest: records produced meanwhile are skipped",
                 OffsetReset::Earliest => "auto.offset.reset = earliest: the whole topic is replayed",
             };
+            if from_group < partitions {
+                offset_reset = Some(self.cfg.source.offset_reset);
+            }
             note = if from_group == 0 {
                 reset.into()
             } else if from_group == partitions {
@@ -224,6 +228,7 @@ impl JobManager {
                 checkpoint: restore.as_ref().map(|m| m.checkpoint),
                 offsets: positions.iter().enumerate().map(|(i, o)| (i as u32, *o)).collect(),
                 note,
+                offset_reset,
             });
         }
         match self.spawn(attempt, &slots[..p], &positions, restore.as_ref(), external_restore) {
