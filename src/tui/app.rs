@@ -381,6 +381,9 @@ pub struct App {
     /// takes that line's place while it is still the newest.
     trigger_line: Option<(u64, u64)>,
     log_pushed: u64,
+    /// `log_pushed` when the "a typed record is at most ..." notice was written: while equal it is
+    /// still the newest line, and a further key press does not write it again.
+    input_full_notice: Option<u64>,
     /// Shown above the panes until the next completed checkpoint: a restart found no checkpoint.
     pub banner: Option<String>,
     /// The key whose detail is open (Enter in the state pane).
@@ -424,6 +427,7 @@ impl App {
             ckpt_run: None,
             trigger_line: None,
             log_pushed: 0,
+            input_full_notice: None,
             banner: None,
             detail: None,
             anatomy: None,
@@ -786,8 +790,9 @@ impl App {
             Action::Char(c) => {
                 if self.input.chars().count() < INPUT_MAX {
                     self.input.push(c);
-                } else if self.log.back().is_none_or(|l| !l.text.starts_with("a typed record is at most")) {
+                } else if self.input_full_notice != Some(self.log_pushed) {
                     self.notice(format!("a typed record is at most {INPUT_MAX} characters (a paste may be longer): Enter produces it"));
+                    self.input_full_notice = Some(self.log_pushed);
                 }
             }
             Action::Backspace => {
