@@ -104,6 +104,11 @@ pub enum Event {
         checkpoint: Option<u64>,
         offsets: Vec<(u32, u64)>,
         note: String,
+        /// The `auto.offset.reset` some partition started from (no checkpoint, no committed
+        /// offset for it); `None` when every partition resumed from a checkpoint or the group.
+        /// The TUI's banner decides on this, not on the note's wording.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset_reset: Option<crate::config::OffsetReset>,
     },
     CheckpointTriggered {
         checkpoint: u64,
@@ -242,10 +247,10 @@ impl Event {
                 format!("job RUNNING, its tasks SCHEDULED: {missing_slots} slot(s) missing; start a TM")
             }
             Event::JobFailed { reason } => format!("job FAILED: {reason}"),
-            Event::StateRestored { checkpoint: Some(id), offsets, note } => {
+            Event::StateRestored { checkpoint: Some(id), offsets, note, .. } => {
                 format!("restored checkpoint {id}: offsets {}{}", offsets_text(offsets), note_text(note))
             }
-            Event::StateRestored { checkpoint: None, offsets, note } => {
+            Event::StateRestored { checkpoint: None, offsets, note, .. } => {
                 format!("no checkpoint to restore: empty state, offsets {}{}", offsets_text(offsets), note_text(note))
             }
             Event::CheckpointTriggered { checkpoint, mode } => format!("checkpoint {checkpoint} triggered ({mode})"),

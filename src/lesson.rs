@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::cluster::Engine;
 use crate::events::{Event, Stamped};
-use crate::scenario::{self, Action, Flow, Player, Scenario, ScenarioError, Step};
+use crate::scenario::{self, Action, Flow, Player, Scenario, ScenarioError, Step, StepError};
 
 /// The shipped lessons, in teaching order (embedded, so `ckptlab lesson` works from any directory).
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -247,11 +247,12 @@ fn step_lines(text: &str) -> Vec<usize> {
     text.lines().enumerate().filter(|(_, l)| l.trim() == "[[steps]]").map(|(i, _)| i + 1).collect()
 }
 
-fn with_lesson_keys(m: String) -> String {
-    if m.contains("allowed") {
-        format!("{m} (and, in a lesson: {})", LESSON_KEYS.join(", "))
+/// A step's error, with the lesson's own keys added when it lists the keys a step may have.
+fn with_lesson_keys(e: StepError) -> String {
+    if e.is_about_step_keys() {
+        format!("{e} (and, in a lesson: {})", LESSON_KEYS.join(", "))
     } else {
-        m
+        e.to_string()
     }
 }
 

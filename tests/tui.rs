@@ -959,6 +959,7 @@ fn a_restart_without_a_checkpoint_says_so_in_a_banner_until_one_completes() {
             checkpoint: None,
             offsets: vec![(0, 4), (1, 3)],
             note: "auto.offset.reset = latest: records produced meanwhile are skipped".into(),
+            offset_reset: Some(ckptlab::config::OffsetReset::Latest),
         },
     });
     let s = screen(&a, 120, 40);

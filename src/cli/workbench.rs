@@ -59,7 +59,7 @@ pub async fn with(cli: &Global, launched: std::time::Instant, opening: ckptlab::
             return ExitCode::from(2);
         }
     };
-    let layers_for: ckptlab::tui::frontend::LayersFor = Box::new(move |s| layers_of(&args, s).map_err(|e| e.to_string()));
+    let layers_for: ckptlab::tui::frontend::LayersFor = Box::new(move |s| layers_of(&args, s).map_err(Into::into));
     let result = ckptlab::tui::run(layers_for, bus, launched, opening).await;
     if let Some(f) = events_file {
         f.finish().await;

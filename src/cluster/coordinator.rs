@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::failure::CheckpointFailureReason;
 use super::task::{SnapshotStats, TaskState};
 use crate::state::storage::{CheckpointMetadata, SnapshotKind, StagedLine, TaskChannelState};
-use crate::state::StateHandle;
+use crate::state::{StateError, StateHandle};
 use crate::types::{CheckpointMode, PersistedRecord, TaskId};
 
 /// Lines of history kept for the checkpoints pane.
@@ -216,6 +216,18 @@ pub struct Completion {
     pub stats: CheckpointStats,
 }
 
+/// Why the finalize step of a fully acknowledged checkpoint failed (Flink's
+/// FINALIZE_CHECKPOINT_FAILURE); the checkpoint then fails with its text as the reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FinalizeError {
+    /// A shared file the snapshots reuse (incremental RocksDB) is gone.
+    #[error("{0}")]
+    SharedFileMissing(StateError),
+    /// `_metadata` could not be written.
+    #[error("writing _metadata: {0}")]
+    WriteMetadata(StateError),
+}
+
 /// What the JobManager carries out once a pending checkpoint had its last acknowledgement: the
 /// coordinator has finalized it (through the step it was handed) and done its own bookkeeping.
 #[derive(Debug)]
@@ -377,11 +389,11 @@ impl CheckpointCoordinator {
         job_id: &str,
         now: Instant,
         num_retained: usize,
-        finalize: impl FnOnce(&mut CheckpointMetadata) -> Result<(), String>,
+        finalize: impl FnOnce(&mut CheckpointMetadata) -> Result<(), FinalizeError>,
     ) -> Option<CompletionPlan> {
         let mut completion = self.complete(id, job_id, now)?;
-        if let Err(message) = finalize(&mut completion.metadata) {
-            let reason = CheckpointFailureReason::FinalizeFailure { message };
+        if let Err(e) = finalize(&mut completion.metadata) {
+            let reason = CheckpointFailureReason::FinalizeFailure { message: e.to_string() };
             self.record_failure(completion.stats, &reason);
             return Some(CompletionPlan::FinalizeFailed { handles: completion.metadata.keyed, reason });
         }
@@ -739,7 +751,7 @@ mod tests {
         assert_eq!(CheckpointCoordinator::max_concurrent(4, Duration::from_millis(1)), 1);
     }
 
-    fn finalized(_: &mut CheckpointMetadata) -> Result<(), String> {
+    fn finalized(_: &mut CheckpointMetadata) -> Result<(), FinalizeError> {
         Ok(())
     }
 
@@ -796,7 +808,7 @@ mod tests {
         assert!(plan(&mut c, first, 2).drop.is_empty());
         assert!(plan(&mut c, second, 2).drop.is_empty());
         let broken = acked(&mut c, now);
-        match c.complete_pending(broken, "job", now, 2, |_| Err("disk full".into())) {
+        match c.complete_pending(broken, "job", now, 2, |_| Err(FinalizeError::WriteMetadata(StateError::Backend { message: "disk full".into() }))) {
             Some(CompletionPlan::FinalizeFailed { handles, reason }) => {
                 assert_eq!(handles.len(), 1, "its acknowledged state is handed back for discarding");
                 assert!(matches!(reason, CheckpointFailureReason::FinalizeFailure { .. }));

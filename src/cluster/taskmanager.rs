@@ -11,6 +11,13 @@ use tokio::sync::watch;
 
 use crate::config::MAX_TASK_MANAGERS;
 
+/// A name that is not `tm-1` .. `tm-64`: refused before it names a directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a task manager: they are named tm-1 .. tm-{MAX_TASK_MANAGERS}")]
+pub struct NotATaskManager {
+    pub text: String,
+}
+
 /// The number in `tm-N`, or why the text is not a task manager's name.
 ///
 /// ```
@@ -19,14 +26,14 @@ use crate::config::MAX_TASK_MANAGERS;
 /// assert!(parse_name("/tmp/victim").is_err());
 /// assert!(parse_name("tm-0").is_err());
 /// ```
-pub fn parse_name(text: &str) -> Result<usize, String> {
+pub fn parse_name(text: &str) -> Result<usize, NotATaskManager> {
     let n = text
         .strip_prefix("tm-")
         .filter(|d| !d.is_empty() && d.len() <= 3 && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'))
         .and_then(|d| d.parse::<usize>().ok());
     match n {
         Some(n) if (1..=MAX_TASK_MANAGERS).contains(&n) => Ok(n),
-        _ => Err(format!("`{text}` is not a task manager: they are named tm-1 .. tm-{MAX_TASK_MANAGERS}")),
+        _ => Err(NotATaskManager { text: text.to_string() }),
     }
 }
 

@@ -52,8 +52,17 @@ pub fn encode_line(value: &str) -> String {
     out
 }
 
+/// Why a line of a partition file is not a value of this format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("`\\{0}` is not an escape of this format (only `\\\\` and `\\n` are)")]
+    UnknownEscape(char),
+    #[error("a lone `\\` at the end of the line (only `\\\\` and `\\n` are escapes)")]
+    LoneBackslash,
+}
+
 /// A line of a partition file (without its `\n`) back to the value; `Err` says what is wrong.
-pub fn decode_line(line: &str) -> Result<String, String> {
+pub fn decode_line(line: &str) -> Result<String, DecodeError> {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
@@ -64,8 +73,8 @@ pub fn decode_line(line: &str) -> Result<String, String> {
         match chars.next() {
             Some('\\') => out.push('\\'),
             Some('n') => out.push('\n'),
-            Some(other) => return Err(format!("`\\{other}` is not an escape of this format (only `\\\\` and `\\n` are)")),
-            None => return Err("a lone `\\` at the end of the line (only `\\\\` and `\\n` are escapes)".into()),
+            Some(other) => return Err(DecodeError::UnknownEscape(other)),
+            None => return Err(DecodeError::LoneBackslash),
         }
     }
     Ok(out)
@@ -253,7 +262,7 @@ mod tests {
             assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'), "{line:?}");
             assert_eq!(decode_line(&line[..line.len() - 1]).unwrap(), v);
         }
-        assert!(decode_line("bad \\t escape").unwrap_err().contains("\\t"));
+        assert!(decode_line("bad \\t escape").unwrap_err().to_string().contains("\\t"));
     }
 
     #[tokio::test]

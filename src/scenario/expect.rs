@@ -20,7 +20,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    pub(super) fn parse(v: &toml::Value) -> Result<Self, String> {
+    pub(super) fn parse(v: &toml::Value) -> Result<Self, StepError> {
         match v {
             toml::Value::Integer(i) => Ok(Comparison { op: Op::Eq, value: *i }),
             toml::Value::String(s) => {
@@ -30,11 +30,10 @@ impl Comparison {
                         .iter()
                         .find_map(|(p, op)| s.strip_prefix(p).map(|r| (*op, r)))
                         .unwrap_or((Op::Eq, s));
-                let value =
-                    rest.trim().parse().map_err(|_| format!("`{s}` is not a comparison (examples: 0, \"> 0\", \">= 2\", \"!= 0\")"))?;
+                let value = rest.trim().parse().map_err(|_| StepError::NotAComparison { text: s.to_string() })?;
                 Ok(Comparison { op, value })
             }
-            other => Err(format!("{other} is not a comparison (examples: 0, \"> 0\", \">= 2\")")),
+            other => Err(StepError::ComparisonType { value: other.clone() }),
         }
     }
 

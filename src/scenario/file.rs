@@ -81,7 +81,7 @@ impl Scenario {
         let mut steps = Vec::new();
         for spanned in &raw.steps {
             let line = line_of(text, spanned.span().start);
-            let err = |message: String| ScenarioError { file: file.to_string(), line, message };
+            let err = |e: StepError| ScenarioError { file: file.to_string(), line, message: e.to_string() };
             let mut step = parse_step(spanned.get_ref(), line).map_err(err)?;
             step.partition_line = partition_line(text, line);
             if let Action::Expect { side: Some(side), .. } = &mut step.action {
@@ -142,7 +142,7 @@ impl Scenario {
             match &step.action {
                 Action::Kill(name) | Action::Hang(name) => {
                     let verb = if matches!(step.action, Action::Kill(_)) { "kill" } else { "hang" };
-                    let n = taskmanager::parse_name(name).map_err(|e| err(step.line, e))?;
+                    let n = taskmanager::parse_name(name).map_err(|e| err(step.line, e.to_string()))?;
                     if !tms.contains(&n) {
                         let known = tms.iter().map(|n| taskmanager::name(*n)).collect::<Vec<_>>().join(", ");
                         return Err(err(
@@ -155,7 +155,7 @@ impl Scenario {
                     }
                 }
                 Action::Start(Some(name)) => {
-                    let n = taskmanager::parse_name(name).map_err(|e| err(step.line, e))?;
+                    let n = taskmanager::parse_name(name).map_err(|e| err(step.line, e.to_string()))?;
                     if !tms.contains(&n) {
                         tms.push(n);
                     }
@@ -191,20 +191,15 @@ impl Scenario {
 
 /// An expect's `side`, as the mode's name: a mode of `[compare]` (any case) or a side's position
 /// (`left`, `middle`, `right`).
-fn compared_side(side: &str, modes: Option<&[crate::compare::SideMode]>) -> Result<String, String> {
+fn compared_side(side: &str, modes: Option<&[crate::compare::SideMode]>) -> Result<String, StepError> {
     let Some(modes) = modes else {
-        return Err(format!(
-            "expect names side `{side}`, but only a comparison has sides: add [compare] modes = [\"EXACTLY_ONCE\", \"AT_LEAST_ONCE\"]"
-        ));
+        return Err(StepError::SideWithoutCompare { side: side.to_string() });
     };
     let by_position = crate::compare::side_names(modes.len()).iter().position(|n| n.eq_ignore_ascii_case(side)).map(|i| modes[i]);
     let by_mode = crate::compare::SideMode::parse(side).ok().filter(|m| modes.contains(m));
     match by_mode.or(by_position) {
         Some(m) => Ok(m.name().to_string()),
-        None => Err(format!(
-            "expect side `{side}` is not one of the compared modes; allowed: {}",
-            modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
-        )),
+        None => Err(StepError::UnknownSide { side: side.to_string(), allowed: modes.iter().map(|m| m.name()).collect() }),
     }
 }
 

@@ -46,7 +46,8 @@ pub use expect::{Comparison, Figure, Op, FIGURES};
 pub use failure::{Failure, FailureKind};
 pub use file::{Scenario, ScenarioError};
 pub use player::{await_condition, report_table, run, verdict_table, CheckpointSummary, Flow, Player, RunReport};
-pub use step::{parse_step, Action, AwaitCondition, Step};
+pub use player::SavepointError;
+pub use step::{parse_step, Action, AwaitCondition, Step, StepError};
 
 /// An await with no `timeout` gives up after this long.
 pub const DEFAULT_AWAIT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -332,9 +332,22 @@ fn why_not(v: &crate::cluster::view::ClusterView) -> String {
     out
 }
 
+/// Why a `savepoint` / `stop-with-savepoint` step did not get its savepoint.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SavepointError {
+    #[error("no outcome within {}", format_duration(*.0))]
+    NoOutcome(Duration),
+    /// The engine refused to trigger it (e.g. the job is not running).
+    #[error("{0}")]
+    Refused(String),
+    /// It was triggered and failed (the reason the engine reported).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Takes a savepoint and waits for its outcome (as `flink savepoint` does); a stop-with-savepoint
 /// also waits for the job to be FINISHED. Returns the savepoint's directory.
-async fn savepoint(engine: &Engine, stop: bool) -> Result<String, String> {
+async fn savepoint(engine: &Engine, stop: bool) -> Result<String, SavepointError> {
     let mut events = engine.events().subscribe();
     engine.command(Command::TriggerSavepoint { stop });
     let deadline = Instant::now() + DEFAULT_AWAIT_TIMEOUT;
@@ -343,12 +356,12 @@ async fn savepoint(engine: &Engine, stop: bool) -> Result<String, String> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(Some(e)) = tokio::time::timeout(left, events.recv()).await else {
-            return Err(format!("no outcome within {}", format_duration(DEFAULT_AWAIT_TIMEOUT)));
+            return Err(SavepointError::NoOutcome(DEFAULT_AWAIT_TIMEOUT));
         };
         match e.event {
             Event::SavepointTriggered { checkpoint, .. } if mine.is_none() => mine = Some(checkpoint),
-            Event::CheckpointTriggerRefused { reason } if mine.is_none() => return Err(reason),
-            Event::SavepointFailed { checkpoint, reason } if mine == Some(checkpoint) => return Err(reason),
+            Event::CheckpointTriggerRefused { reason } if mine.is_none() => return Err(SavepointError::Refused(reason)),
+            Event::SavepointFailed { checkpoint, reason } if mine == Some(checkpoint) => return Err(SavepointError::Failed(reason)),
             Event::SavepointCompleted { checkpoint, path, .. } if mine == Some(checkpoint) => {
                 if !stop {
                     return Ok(path);

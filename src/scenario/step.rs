@@ -68,6 +68,78 @@ pub struct Step {
     pub note: Option<String>,
 }
 
+/// Why a `[[steps]]` table is not a step (the file and line are added by [`ScenarioError`]).
+/// The text is the message a scenario or lesson author reads.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StepError {
+    /// A value of the wrong shape; the text says what the key takes.
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("a step needs one action; this one has {}; allowed: {}", keys_text(.keys), StepKind::VARIANTS.join(", "))]
+    NoAction { keys: Vec<String> },
+    #[error("a step has one action, this one has {}", .actions.join(", "))]
+    ManyActions { actions: Vec<&'static str> },
+    #[error("unknown key `{key}` in a `{action}` step; allowed beside it: {}", beside_text(.allowed))]
+    UnknownKey { key: String, action: &'static str, allowed: &'static [&'static str] },
+    #[error("{action}: {source}")]
+    TaskManager { action: &'static str, source: taskmanager::NotATaskManager },
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("`{key}` cannot change while the job runs (it applies when the cluster starts): put it in [config], or pass --set {key}=...")]
+    NotAtRuntime { key: String },
+    #[error("unknown await condition `{name}`; allowed: {}", AwaitCondition::VARIANTS.join(", "))]
+    UnknownAwait { name: String },
+    #[error("unknown figure `{figure}` in expect; allowed: {}", .allowed.join(", "))]
+    UnknownFigure { figure: String, allowed: Vec<&'static str> },
+    #[error("`{text}` is not a comparison (examples: 0, \"> 0\", \">= 2\", \"!= 0\")")]
+    NotAComparison { text: String },
+    #[error("{value} is not a comparison (examples: 0, \"> 0\", \">= 2\")")]
+    ComparisonType { value: toml::Value },
+    #[error("expect names side `{side}`, but only a comparison has sides: add [compare] modes = [\"EXACTLY_ONCE\", \"AT_LEAST_ONCE\"]")]
+    SideWithoutCompare { side: String },
+    #[error("expect side `{side}` is not one of the compared modes; allowed: {}", .allowed.join(", "))]
+    UnknownSide { side: String, allowed: Vec<&'static str> },
+    #[error("`{what}`: {source}")]
+    Duration { what: &'static str, source: crate::duration::DurationError },
+    #[error("`{what}`: {ms} ms is longer than the longest allowed duration, 30d")]
+    DurationTooLong { what: &'static str, ms: i64 },
+    #[error("`{what}` takes a duration such as \"500ms\"")]
+    NotADuration { what: &'static str },
+    #[error("unknown key `{key}` in generate; allowed: {}", GENERATE_KEYS.join(", "))]
+    UnknownGenerateKey { key: String },
+    #[error("`generate` needs rate = records per second, from 1 to {MAX_GENERATOR_RATE}")]
+    GenerateRate,
+    #[error("`partition` must be a partition number, from 0 to {}", MAX_PARTITIONS - 1)]
+    Partition,
+}
+
+impl StepError {
+    /// Whether the error is about the keys a step table may have (no action, an unknown key):
+    /// a lesson then adds its own keys to the list.
+    pub fn is_about_step_keys(&self) -> bool {
+        matches!(self, StepError::NoAction { .. } | StepError::UnknownKey { .. })
+    }
+}
+
+fn keys_text(keys: &[String]) -> String {
+    if keys.is_empty() {
+        "none".to_string()
+    } else {
+        keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn beside_text(modifiers: &[&str]) -> String {
+    if modifiers.is_empty() {
+        "note".to_string()
+    } else {
+        format!("{}, note", modifiers.join(", "))
+    }
+}
+
+/// The keys a `generate = { .. }` table may have.
+const GENERATE_KEYS: &[&str] = &["rate", "duration", "keys", "partition"];
+
 /// A step's action, by its key in the file (`produce = [..]`, `stop-with-savepoint = true`). A
 /// new step is a variant here: the compiler then points at [`parse_step`]'s match (and at
 /// [`Action`]'s, once the step has its action).
@@ -114,31 +186,28 @@ impl StepKind {
     }
 }
 
-pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
+pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, StepError> {
     let actions: Vec<StepKind> = t.keys().filter_map(|k| k.parse().ok()).collect();
     let note = match t.get("note") {
         Some(toml::Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("`note` must be a string".into()),
+        Some(_) => return Err(StepError::Malformed("`note` must be a string")),
         None => None,
     };
     let kind = match actions.as_slice() {
         [one] => *one,
         [] => {
-            let keys: Vec<String> = t.keys().filter(|k| k.as_str() != "note").map(|k| format!("`{k}`")).collect();
-            let has = if keys.is_empty() { "none".to_string() } else { keys.join(", ") };
-            return Err(format!("a step needs one action; this one has {has}; allowed: {}", StepKind::VARIANTS.join(", ")));
+            let keys: Vec<String> = t.keys().filter(|k| k.as_str() != "note").cloned().collect();
+            return Err(StepError::NoAction { keys });
         }
         many => {
-            let names: Vec<&str> = many.iter().map(|k| <&str>::from(*k)).collect();
-            return Err(format!("a step has one action, this one has {}", names.join(", ")));
+            return Err(StepError::ManyActions { actions: many.iter().map(|k| <&str>::from(*k)).collect() });
         }
     };
     let action_name: &'static str = kind.into();
     let modifiers = kind.modifiers();
     for k in t.keys() {
         if k != action_name && k != "note" && !modifiers.contains(&k.as_str()) {
-            let allowed = if modifiers.is_empty() { "note".to_string() } else { format!("{}, note", modifiers.join(", ")) };
-            return Err(format!("unknown key `{k}` in a `{action_name}` step; allowed beside it: {allowed}"));
+            return Err(StepError::UnknownKey { key: k.clone(), action: action_name, allowed: modifiers });
         }
     }
     let v = &t[action_name];
@@ -150,66 +219,66 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
                 toml::Value::Array(a) => a
                     .iter()
                     .map(|x| {
-                        x.as_str().map(str::to_string).ok_or_else(|| "`produce` takes strings, as in produce = [\"a\", \"b\"]".to_string())
+                        x.as_str().map(str::to_string).ok_or(StepError::Malformed("`produce` takes strings, as in produce = [\"a\", \"b\"]"))
                     })
                     .collect::<Result<_, _>>()?,
-                _ => return Err("`produce` takes a list of strings, as in produce = [\"a\", \"b\"]".into()),
+                _ => return Err(StepError::Malformed("`produce` takes a list of strings, as in produce = [\"a\", \"b\"]")),
             };
             Action::Produce { values, partition }
         }
         StepKind::Generate => Action::Generate(parse_generate(v)?),
         StepKind::Kill => {
-            let name = v.as_str().ok_or("`kill` names a task manager, as in kill = \"tm-1\"")?;
-            taskmanager::parse_name(name).map_err(|e| format!("kill: {e}"))?;
+            let name = v.as_str().ok_or(StepError::Malformed("`kill` names a task manager, as in kill = \"tm-1\""))?;
+            taskmanager::parse_name(name).map_err(|source| StepError::TaskManager { action: "kill", source })?;
             Action::Kill(name.to_string())
         }
         StepKind::Hang => {
-            let name = v.as_str().ok_or("`hang` names a task manager, as in hang = \"tm-1\"")?;
-            taskmanager::parse_name(name).map_err(|e| format!("hang: {e}"))?;
+            let name = v.as_str().ok_or(StepError::Malformed("`hang` names a task manager, as in hang = \"tm-1\""))?;
+            taskmanager::parse_name(name).map_err(|source| StepError::TaskManager { action: "hang", source })?;
             Action::Hang(name.to_string())
         }
         StepKind::Start => match v {
             toml::Value::String(s) => {
-                taskmanager::parse_name(s).map_err(|e| format!("start: {e}"))?;
+                taskmanager::parse_name(s).map_err(|source| StepError::TaskManager { action: "start", source })?;
                 Action::Start(Some(s.clone()))
             }
             toml::Value::Boolean(true) => Action::Start(None),
-            _ => return Err("`start` names a task manager (start = \"tm-1\") or is true for a new one".into()),
+            _ => return Err(StepError::Malformed("`start` names a task manager (start = \"tm-1\") or is true for a new one")),
         },
         StepKind::Checkpoint => match v {
             toml::Value::Boolean(true) => Action::Checkpoint,
-            _ => return Err("write `checkpoint = true` to trigger a checkpoint now".into()),
+            _ => return Err(StepError::Malformed("write `checkpoint = true` to trigger a checkpoint now")),
         },
         StepKind::Savepoint => match v {
             toml::Value::Boolean(true) => Action::Savepoint { stop: false },
-            _ => return Err("write `savepoint = true` to take a savepoint now (into execution.checkpointing.savepoint-dir)".into()),
+            _ => return Err(StepError::Malformed("write `savepoint = true` to take a savepoint now (into execution.checkpointing.savepoint-dir)")),
         },
         StepKind::StopWithSavepoint => match v {
             toml::Value::Boolean(true) => Action::Savepoint { stop: true },
-            _ => return Err("write `stop-with-savepoint = true` to take a savepoint and stop the job".into()),
+            _ => return Err(StepError::Malformed("write `stop-with-savepoint = true` to take a savepoint and stop the job")),
         },
         StepKind::StopGenerators => match v {
             toml::Value::Boolean(true) => Action::StopGenerators,
-            _ => return Err("write `stop-generators = true` to stop the generators the run started".into()),
+            _ => return Err(StepError::Malformed("write `stop-generators = true` to stop the generators the run started")),
         },
         StepKind::SwitchBackend => match v.as_str() {
             Some(b @ ("memory" | "fs" | "rocksdb")) => Action::SwitchBackend(b.to_string()),
-            _ => return Err("`switch-backend` names the seed's backend: memory, fs or rocksdb".into()),
+            _ => return Err(StepError::Malformed("`switch-backend` names the seed's backend: memory, fs or rocksdb")),
         },
         StepKind::Resubmit => match v {
             toml::Value::Boolean(true) => Action::Resubmit,
-            _ => return Err("write `resubmit = true` to submit a FAILED job again".into()),
+            _ => return Err(StepError::Malformed("write `resubmit = true` to submit a FAILED job again")),
         },
         StepKind::Set => {
-            let table = v.as_table().ok_or("`set` takes a table, as in set = { \"execution.checkpointing.mode\" = \"AT_LEAST_ONCE\" }")?;
+            let table = v
+                .as_table()
+                .ok_or(StepError::Malformed("`set` takes a table, as in set = { \"execution.checkpointing.mode\" = \"AT_LEAST_ONCE\" }"))?;
             let mut pairs = Vec::new();
             let mut probe = ConfigLayers::builtin();
             for (k, val) in table {
-                probe.set_value(k, val.clone(), "set").map_err(|e| e.to_string())?;
+                probe.set_value(k, val.clone(), "set")?;
                 if !changes_at_runtime(k) {
-                    return Err(format!(
-                        "`{k}` cannot change while the job runs (it applies when the cluster starts): put it in [config], or pass --set {k}=..."
-                    ));
+                    return Err(StepError::NotAtRuntime { key: k.clone() });
                 }
                 let text = match val {
                     toml::Value::String(s) => s.clone(),
@@ -217,14 +286,13 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
                 };
                 pairs.push((k.clone(), text));
             }
-            probe.build().map_err(|e| e.to_string())?;
+            probe.build()?;
             Action::Set(pairs)
         }
         StepKind::Wait => Action::Wait(duration_value(v, "wait")?),
         StepKind::Await => {
-            let name = v.as_str().ok_or("`await` takes a condition name")?;
-            let condition: AwaitCondition =
-                name.parse().map_err(|_| format!("unknown await condition `{name}`; allowed: {}", AwaitCondition::VARIANTS.join(", ")))?;
+            let name = v.as_str().ok_or(StepError::Malformed("`await` takes a condition name"))?;
+            let condition: AwaitCondition = name.parse().map_err(|_| StepError::UnknownAwait { name: name.to_string() })?;
             let timeout = match t.get("timeout") {
                 Some(x) => duration_value(x, "timeout")?,
                 None => DEFAULT_AWAIT_TIMEOUT,
@@ -232,15 +300,15 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
             Action::Await { condition, timeout }
         }
         StepKind::Expect => {
-            let table = v.as_table().ok_or("`expect` takes a table, as in expect = { lost = 0, overcounted = \"> 0\" }")?;
+            let table = v.as_table().ok_or(StepError::Malformed("`expect` takes a table, as in expect = { lost = 0, overcounted = \"> 0\" }"))?;
             let key = match table.get("key") {
                 Some(toml::Value::String(k)) => Some(k.clone()),
-                Some(_) => return Err("`key` in expect must be a string".into()),
+                Some(_) => return Err(StepError::Malformed("`key` in expect must be a string")),
                 None => None,
             };
             let side = match table.get("side") {
                 Some(toml::Value::String(s)) => Some(s.clone()),
-                Some(_) => return Err("`side` in expect must be a mode's name, as in side = \"AT_LEAST_ONCE\"".into()),
+                Some(_) => return Err(StepError::Malformed("`side` in expect must be a mode's name, as in side = \"AT_LEAST_ONCE\"")),
                 None => None,
             };
             let mut checks = Vec::new();
@@ -248,12 +316,12 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
                 let known = figure.parse::<Figure>().ok().filter(|f| key.is_none() || f.per_key());
                 let Some(known) = known else {
                     let allowed: Vec<&str> = Figure::iter().filter(|f| key.is_none() || f.per_key()).map(Figure::name).collect();
-                    return Err(format!("unknown figure `{figure}` in expect; allowed: {}", allowed.join(", ")));
+                    return Err(StepError::UnknownFigure { figure: figure.clone(), allowed });
                 };
                 checks.push((known, Comparison::parse(val)?));
             }
             if checks.is_empty() {
-                return Err("`expect` needs at least one figure, as in expect = { lost = 0 }".into());
+                return Err(StepError::Malformed("`expect` needs at least one figure, as in expect = { lost = 0 }"));
             }
             Action::Expect { key, checks, side }
         }
@@ -261,45 +329,47 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, String> {
     Ok(Step { line: _line, partition_line: _line, action, note })
 }
 
-fn duration_value(v: &toml::Value, what: &str) -> Result<Duration, String> {
+fn duration_value(v: &toml::Value, what: &'static str) -> Result<Duration, StepError> {
     match v {
-        toml::Value::String(s) => parse_duration(s).map_err(|e| format!("`{what}`: {e}")),
+        toml::Value::String(s) => parse_duration(s).map_err(|source| StepError::Duration { what, source }),
         toml::Value::Integer(ms) if *ms >= 0 && (*ms as u128) <= MAX_DURATION.as_millis() => Ok(Duration::from_millis(*ms as u64)),
-        toml::Value::Integer(ms) if *ms >= 0 => Err(format!("`{what}`: {ms} ms is longer than the longest allowed duration, 30d")),
-        _ => Err(format!("`{what}` takes a duration such as \"500ms\"")),
+        toml::Value::Integer(ms) if *ms >= 0 => Err(StepError::DurationTooLong { what, ms: *ms }),
+        _ => Err(StepError::NotADuration { what }),
     }
 }
 
-fn parse_generate(v: &toml::Value) -> Result<GeneratorSpec, String> {
-    let t = v.as_table().ok_or("`generate` takes a table, as in generate = { rate = 200, duration = \"2s\", keys = [\"x\", \"y\"] }")?;
+fn parse_generate(v: &toml::Value) -> Result<GeneratorSpec, StepError> {
+    let t = v
+        .as_table()
+        .ok_or(StepError::Malformed("`generate` takes a table, as in generate = { rate = 200, duration = \"2s\", keys = [\"x\", \"y\"] }"))?;
     for k in t.keys() {
-        if !["rate", "duration", "keys", "partition"].contains(&k.as_str()) {
-            return Err(format!("unknown key `{k}` in generate; allowed: rate, duration, keys, partition"));
+        if !GENERATE_KEYS.contains(&k.as_str()) {
+            return Err(StepError::UnknownGenerateKey { key: k.clone() });
         }
     }
     let rate = match t.get("rate") {
         Some(toml::Value::Integer(r)) if (1..=MAX_GENERATOR_RATE as i64).contains(r) => *r as u64,
-        _ => return Err(format!("`generate` needs rate = records per second, from 1 to {MAX_GENERATOR_RATE}")),
+        _ => return Err(StepError::GenerateRate),
     };
     let duration = match t.get("duration") {
         Some(d) => Some(duration_value(d, "duration")?),
-        None => return Err("`generate` needs a duration, as in duration = \"2s\"".into()),
+        None => return Err(StepError::Malformed("`generate` needs a duration, as in duration = \"2s\"")),
     };
     let keys = match t.get("keys") {
         Some(toml::Value::Array(a)) => {
-            a.iter().map(|x| x.as_str().map(str::to_string).ok_or("`keys` are strings")).collect::<Result<Vec<_>, _>>()?
+            a.iter().map(|x| x.as_str().map(str::to_string).ok_or(StepError::Malformed("`keys` are strings"))).collect::<Result<Vec<_>, _>>()?
         }
-        Some(_) => return Err("`keys` is a list of strings".into()),
+        Some(_) => return Err(StepError::Malformed("`keys` is a list of strings")),
         None => vec!["x".into(), "y".into()],
     };
     let partition = partition_value(t.get("partition"))?;
     Ok(GeneratorSpec { rate, duration, keys, partition })
 }
 
-fn partition_value(v: Option<&toml::Value>) -> Result<Option<u32>, String> {
+fn partition_value(v: Option<&toml::Value>) -> Result<Option<u32>, StepError> {
     match v {
         Some(toml::Value::Integer(p)) if (0..MAX_PARTITIONS as i64).contains(p) => Ok(Some(*p as u32)),
-        Some(_) => Err(format!("`partition` must be a partition number, from 0 to {}", MAX_PARTITIONS - 1)),
+        Some(_) => Err(StepError::Partition),
         None => Ok(None),
     }
 }

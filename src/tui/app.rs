@@ -13,7 +13,7 @@ use super::keymap::{Context, Keymap};
 use super::theme::Theme;
 use crate::cluster::view::{ChannelView, ClusterView};
 use crate::cluster::Command;
-use crate::config::{Alignment, CheckpointingMode, SeedBackend};
+use crate::config::{Alignment, CheckpointingMode, OffsetReset, SeedBackend};
 use crate::connectors::generator::GeneratorSpec;
 use crate::duration::format_duration;
 use crate::events::{Event, Stamped};
@@ -381,6 +381,9 @@ pub struct App {
     /// takes that line's place while it is still the newest.
     trigger_line: Option<(u64, u64)>,
     log_pushed: u64,
+    /// `log_pushed` when the "a typed record is at most ..." notice was written: while equal it is
+    /// still the newest line, and a further key press does not write it again.
+    input_full_notice: Option<u64>,
     /// Shown above the panes until the next completed checkpoint: a restart found no checkpoint.
     pub banner: Option<String>,
     /// The key whose detail is open (Enter in the state pane).
@@ -424,6 +427,7 @@ impl App {
             ckpt_run: None,
             trigger_line: None,
             log_pushed: 0,
+            input_full_notice: None,
             banner: None,
             detail: None,
             anatomy: None,
@@ -534,7 +538,7 @@ impl App {
                 // The engine refused a change: the next press starts from what it shows.
                 self.wants = Wants::default();
             }
-            Event::StateRestored { checkpoint: None, note, .. } if note.contains("latest") => {
+            Event::StateRestored { checkpoint: None, offset_reset: Some(OffsetReset::Latest), .. } => {
                 self.banner = Some(
                     "no checkpoint had completed: state starts empty and the sources start at latest (auto.offset.reset), so the records produced while the job was down are lost. Flink does the same."
                         .into(),
@@ -786,8 +790,9 @@ impl App {
             Action::Char(c) => {
                 if self.input.chars().count() < INPUT_MAX {
                     self.input.push(c);
-                } else if self.log.back().is_none_or(|l| !l.text.starts_with("a typed record is at most")) {
+                } else if self.input_full_notice != Some(self.log_pushed) {
                     self.notice(format!("a typed record is at most {INPUT_MAX} characters (a paste may be longer): Enter produces it"));
+                    self.input_full_notice = Some(self.log_pushed);
                 }
             }
             Action::Backspace => {

@@ -69,7 +69,23 @@ pub enum Quit {
 
 /// The configuration layers for a fresh cluster: the command line's, with a scenario's `[config]`
 /// in its place among them when one is played (main.rs knows the order).
-pub type LayersFor = Box<dyn Fn(Option<&Scenario>) -> Result<ConfigLayers, String> + Send>;
+pub type LayersFor = Box<dyn Fn(Option<&Scenario>) -> Result<ConfigLayers, LayersError> + Send>;
+
+/// Why [`LayersFor`] gave no layers: the command line's own error (its type lives in the binary),
+/// shown as its text.
+pub type LayersError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a scenario cannot be played on a fresh cluster (shown as "cannot play FILE: ...").
+#[derive(Debug, thiserror::Error)]
+pub enum PlayError {
+    #[error("{0}")]
+    Layers(LayersError),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The steps do not fit the cluster (a `kill` of a task manager it does not have).
+    #[error("{0}")]
+    Check(#[from] crate::scenario::ScenarioError),
+}
 
 /// What the workbench opens at once.
 pub enum Opening {
@@ -511,9 +527,9 @@ impl Loop<'_> {
 
     /// A fresh cluster with the scenario's `[config]`, then its steps, narrated into its pane.
     async fn play(&mut self, scenario: Scenario) {
-        let layers = match (self.layers_for)(Some(&scenario)).and_then(|l| {
-            let cfg = l.build().map_err(|e| e.to_string())?;
-            scenario.check(&cfg).map_err(|e| e.to_string())?;
+        let layers = match (self.layers_for)(Some(&scenario)).map_err(PlayError::Layers).and_then(|l| {
+            let cfg = l.build()?;
+            scenario.check(&cfg)?;
             Ok(l)
         }) {
             Ok(l) => l,

@@ -24,6 +24,57 @@ pub enum Context {
     Compare,
 }
 
+/// Why a key's text (`"Ctrl-c"`, `"F5"`) is not a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("`{text}`: Ctrl- takes one letter")]
+    CtrlTakesOneLetter { text: String },
+    #[error("`{text}` is not a key; examples: k, K, F5, Ctrl-c, Enter, Esc, Tab, Shift-Tab, Up, Space")]
+    NotAKey { text: String },
+}
+
+/// Where in a keys file something is: its origin (`conf/keys.toml`) and the line, when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    pub origin: String,
+    pub line: Option<usize>,
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.origin),
+            None => write!(f, "{}", self.origin),
+        }
+    }
+}
+
+/// Why `conf/keys.toml` was not applied; each names the file and line, the table and the action.
+#[derive(Debug, thiserror::Error)]
+pub enum KeymapError {
+    #[error("{path}: {source}")]
+    Read { path: &'static str, source: std::io::Error },
+    #[error("{at}: {message}")]
+    Syntax { at: At, message: String },
+    #[error("{at}: unknown table [{table}]; allowed: [command], [input], [lesson], [any], [compare]")]
+    UnknownTable { at: At, table: String },
+    #[error("{at}: [{table}] must be a table")]
+    NotATable { at: At, table: String },
+    #[error("{at}: [{table}] {name}: unknown action; allowed: {}", action_names().join(", "))]
+    UnknownAction { at: At, table: String, name: String },
+    #[error("{at}: [{table}] {name} must be a key string such as \"x\"")]
+    NotAKeyString { at: At, table: String, name: String },
+    #[error("{at}: [{table}] {name}: {key}")]
+    BadKey { at: At, table: String, name: String, key: KeyError },
+    /// Two actions on one key where both apply (`kill = "s"` would hide start).
+    #[error(
+        "{at}: [{table}] {name} = \"{key}\": that key also does {} ({}); give one of them another key",
+        action_name(*.other),
+        context_name(*.other_context)
+    )]
+    Clash { at: At, table: String, name: String, key: String, other: Action, other_context: Context },
+}
+
 /// A key with its modifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
@@ -45,13 +96,13 @@ impl Key {
     }
 
     /// Parses `"k"`, `"K"`, `"F5"`, `"Ctrl-c"`, `"Enter"`, `"Esc"`, `"Tab"`, `"Shift-Tab"`, `"Up"`, `"Space"`.
-    pub fn parse(text: &str) -> Result<Key, String> {
+    pub fn parse(text: &str) -> Result<Key, KeyError> {
         let t = text.trim();
         if let Some(rest) = t.strip_prefix("Ctrl-").or_else(|| t.strip_prefix("ctrl-")) {
             let mut chars = rest.chars();
             return match (chars.next(), chars.next()) {
                 (Some(c), None) => Ok(Key::ctrl(c.to_ascii_lowercase())),
-                _ => Err(format!("`{text}`: Ctrl- takes one letter")),
+                _ => Err(KeyError::CtrlTakesOneLetter { text: text.to_string() }),
             };
         }
         let code = match t {
@@ -71,7 +122,7 @@ impl Key {
             "End" => KeyCode::End,
             f if f.len() >= 2 && f.starts_with('F') && f[1..].parse::<u8>().is_ok() => KeyCode::F(f[1..].parse().unwrap_or(1)),
             one if one.chars().count() == 1 => KeyCode::Char(one.chars().next().unwrap_or(' ')),
-            _ => return Err(format!("`{text}` is not a key; examples: k, K, F5, Ctrl-c, Enter, Esc, Tab, Shift-Tab, Up, Space")),
+            _ => return Err(KeyError::NotAKey { text: text.to_string() }),
         };
         Ok(Key::plain(code))
     }
@@ -224,15 +275,12 @@ impl Keymap {
 
     /// Applies `conf/keys.toml`-style text: `[command]`, `[input]`, `[any]` tables of
     /// `action-name = "key"`.
-    pub fn apply(&mut self, text: &str, origin: &str) -> Result<(), String> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| match e.span() {
-            Some(span) => format!("{origin}:{}: {}", crate::config::line_of(text, span.start), e.message().trim_end()),
-            None => format!("{origin}: {}", e.message().trim_end()),
+    pub fn apply(&mut self, text: &str, origin: &str) -> Result<(), KeymapError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| KeymapError::Syntax {
+            at: At { origin: origin.to_string(), line: e.span().map(|span| crate::config::line_of(text, span.start)) },
+            message: e.message().trim_end().to_string(),
         })?;
-        let at = |key: &str| match crate::config::line_of_key(text, key) {
-            Some(line) => format!("{origin}:{line}"),
-            None => origin.to_string(),
-        };
+        let at = |key: &str| At { origin: origin.to_string(), line: crate::config::line_of_key(text, key) };
         let mut rebound = Vec::new();
         for (section, entries) in &table {
             let context = match section.as_str() {
@@ -241,49 +289,51 @@ impl Keymap {
                 "lesson" => Context::Lesson,
                 "any" => Context::Any,
                 "compare" => Context::Compare,
-                other => {
-                    return Err(format!("{}: unknown table [{other}]; allowed: [command], [input], [lesson], [any], [compare]", at(other)))
-                }
+                other => return Err(KeymapError::UnknownTable { at: at(other), table: other.to_string() }),
             };
-            let entries = entries.as_table().ok_or_else(|| format!("{}: [{section}] must be a table", at(section)))?;
+            let entries = entries.as_table().ok_or_else(|| KeymapError::NotATable { at: at(section), table: section.clone() })?;
             for (name, key) in entries {
-                let origin = at(&format!("{section}.{name}"));
-                let action: Action = toml::Value::String(name.clone())
-                    .try_into()
-                    .map_err(|_| format!("{origin}: [{section}] {name}: unknown action; allowed: {}", action_names().join(", ")))?;
-                let key_text = key.as_str().ok_or_else(|| format!("{origin}: [{section}] {name} must be a key string such as \"x\""))?;
-                let key = Key::parse(key_text).map_err(|e| format!("{origin}: [{section}] {name}: {e}"))?;
+                let here = at(&format!("{section}.{name}"));
+                let entry = || (here.clone(), section.clone(), name.clone());
+                let action: Action = toml::Value::String(name.clone()).try_into().map_err(|_| {
+                    let (at, table, name) = entry();
+                    KeymapError::UnknownAction { at, table, name }
+                })?;
+                let key_text = key.as_str().ok_or_else(|| {
+                    let (at, table, name) = entry();
+                    KeymapError::NotAKeyString { at, table, name }
+                })?;
+                let key = Key::parse(key_text).map_err(|key| {
+                    let (at, table, name) = entry();
+                    KeymapError::BadKey { at, table, name, key }
+                })?;
                 let existing = self.bindings.iter().position(|b| b.action == action && b.context == context);
                 match existing {
                     Some(i) => self.bindings[i].key = key,
                     None => self.bindings.push(Binding { key, action, context, help: short(action), footer: false }),
                 }
-                rebound.push((action, context, key, format!("{origin}: [{section}] {name} = \"{key_text}\"")));
+                rebound.push((action, context, key, entry(), key_text.to_string()));
             }
         }
         // One key, one action where both apply (`kill = "s"` would hide start), checked once
         // every rebinding is in, so moving start away and kill onto its key is fine.
-        for (action, context, key, what) in rebound {
+        for (action, context, key, (at, table, name), key_text) in rebound {
             let clash = self.bindings.iter().find(|b| {
                 b.action != action && b.key == key && (b.context == context || b.context == Context::Any || context == Context::Any)
             });
             if let Some(other) = clash {
-                return Err(format!(
-                    "{what}: that key also does {} ({}); give one of them another key",
-                    action_name(other.action),
-                    context_name(other.context)
-                ));
+                return Err(KeymapError::Clash { at, table, name, key: key_text, other: other.action, other_context: other.context });
             }
         }
         Ok(())
     }
 
     /// Defaults plus `conf/keys.toml` from the working directory, if present.
-    pub fn load() -> Result<Keymap, String> {
+    pub fn load() -> Result<Keymap, KeymapError> {
         let mut k = Keymap::default();
         let path = Path::new("conf/keys.toml");
         if path.is_file() {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("conf/keys.toml: {e}"))?;
+            let text = std::fs::read_to_string(path).map_err(|source| KeymapError::Read { path: "conf/keys.toml", source })?;
             k.apply(&text, "conf/keys.toml")?;
         }
         Ok(k)
@@ -403,18 +453,18 @@ mod tests {
         k.apply("[command]\nkill = \"x\"\n", "keys.toml").unwrap();
         assert_eq!(k.lookup(&press(KeyCode::Char('x')), Context::Command), Some(Action::Kill));
         assert_eq!(k.lookup(&press(KeyCode::Char('k')), Context::Command), None);
-        let e = k.apply("[command]\nexplode = \"x\"\n", "keys.toml").unwrap_err();
+        let e = k.apply("[command]\nexplode = \"x\"\n", "keys.toml").unwrap_err().to_string();
         assert!(e.contains("keys.toml") && e.contains("unknown action") && e.contains("kill"), "{e}");
-        let e = k.apply("[command]\nkill = \"Hyper-x\"\n", "keys.toml").unwrap_err();
+        let e = k.apply("[command]\nkill = \"Hyper-x\"\n", "keys.toml").unwrap_err().to_string();
         assert!(e.contains("not a key"), "{e}");
     }
 
     #[test]
     fn two_actions_on_one_key_are_refused_with_both_names() {
-        let e = Keymap::default().apply("[command]\n\nkill = \"s\"\n", "conf/keys.toml").unwrap_err();
+        let e = Keymap::default().apply("[command]\n\nkill = \"s\"\n", "conf/keys.toml").unwrap_err().to_string();
         assert!(e.starts_with("conf/keys.toml:3:") && e.contains("kill") && e.contains("start"), "{e}");
         // An [any] key shadows the same key in command mode too.
-        let e = Keymap::default().apply("[any]\ncheckpoint = \"k\"\n", "keys.toml").unwrap_err();
+        let e = Keymap::default().apply("[any]\ncheckpoint = \"k\"\n", "keys.toml").unwrap_err().to_string();
         assert!(e.contains("checkpoint") && e.contains("kill"), "{e}");
         // Moving an action off a key and another onto it is fine.
         Keymap::default().apply("[command]\nstart = \"Z\"\nkill = \"s\"\n", "keys.toml").unwrap();
@@ -437,7 +487,7 @@ mod tests {
 
     #[test]
     fn a_syntax_error_in_keys_toml_names_its_line() {
-        let e = Keymap::default().apply("[command]\nkill = \"x\"\nstart = \n", "conf/keys.toml").unwrap_err();
+        let e = Keymap::default().apply("[command]\nkill = \"x\"\nstart = \n", "conf/keys.toml").unwrap_err().to_string();
         assert!(e.starts_with("conf/keys.toml:3:"), "{e}");
     }
 }

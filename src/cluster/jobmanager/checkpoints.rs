@@ -159,9 +159,9 @@ impl JobManager {
         let finalize = |m: &mut CheckpointMetadata| {
             m.job = Some(job);
             if m.kind == SnapshotKind::Checkpoint {
-                CheckpointStorage::check_shared_files(&m.keyed).map_err(|e| e.to_string())?;
+                CheckpointStorage::check_shared_files(&m.keyed).map_err(FinalizeError::SharedFileMissing)?;
             }
-            off_worker(|| storage.write_metadata(m)).map(|_| ()).map_err(|e| format!("writing _metadata: {e}"))
+            off_worker(|| storage.write_metadata(m)).map(|_| ()).map_err(FinalizeError::WriteMetadata)
         };
         let Some(plan) = self.coord.complete_pending(id, &self.job_id, now, self.cfg.checkpointing.num_retained, finalize) else {
             return;

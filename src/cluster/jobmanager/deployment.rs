@@ -193,6 +193,7 @@ impl JobManager {
             })
             .collect();
         let note;
+        let mut offset_reset = None;
         if let Some(m) = &restore {
             for (part, off) in &m.offsets {
                 if let Some(slot) = positions.get_mut(*part as usize) {
@@ -214,6 +215,9 @@ impl JobManager {
                 OffsetReset::Latest => "auto.offset.reset = latest: records produced meanwhile are skipped",
                 OffsetReset::Earliest => "auto.offset.reset = earliest: the whole topic is replayed",
             };
+            if from_group < partitions {
+                offset_reset = Some(self.cfg.source.offset_reset);
+            }
             note = if from_group == 0 {
                 reset.into()
             } else if from_group == partitions {
@@ -230,37 +234,29 @@ impl JobManager {
                 checkpoint: restore.as_ref().map(|m| m.checkpoint),
                 offsets: positions.iter().enumerate().map(|(i, o)| (i as u32, *o)).collect(),
                 note,
+                offset_reset,
             });
         }
-        match self.spawn(attempt, &slots[..p], &positions, restore.as_ref(), external_restore) {
-            Ok(d) => {
-                // A task submitted to a killed task manager fails at once (the RPC's recipient is
-                // unreachable); to a hung one, when the submission times out.
-                let now = Instant::now();
-                self.deploy_failure = d
-                    .tasks
-                    .iter()
-                    .filter(|t| !self.tms[t.tm].answers())
-                    .map(|t| {
-                        let tm = &self.tms[t.tm];
-                        let (at, rpc) = if tm.killed() {
-                            (now + UNREACHABLE_RPC, RpcFailure::RecipientUnreachable)
-                        } else {
-                            (now + RPC_ASK_TIMEOUT, RpcFailure::AskTimeout(RPC_ASK_TIMEOUT))
-                        };
-                        (at, FailureCause::DeploymentFailed { tm: tm.name.clone(), task: t.task, rpc })
-                    })
-                    .min_by_key(|(at, _)| *at);
-                self.last_progress = Some(d.progress.clone());
-                self.deployment = Some(d);
-            }
-            Err(reason) => {
-                self.status = JobStatus::Failed;
-                self.failure = Some(reason.clone());
-                self.events.publish(Event::JobFailed { reason });
-                return;
-            }
-        }
+        let d = self.spawn(attempt, &slots[..p], &positions, restore.as_ref(), external_restore);
+        // A task submitted to a killed task manager fails at once (the RPC's recipient is
+        // unreachable); to a hung one, when the submission times out.
+        let now = Instant::now();
+        self.deploy_failure = d
+            .tasks
+            .iter()
+            .filter(|t| !self.tms[t.tm].answers())
+            .map(|t| {
+                let tm = &self.tms[t.tm];
+                let (at, rpc) = if tm.killed() {
+                    (now + UNREACHABLE_RPC, RpcFailure::RecipientUnreachable)
+                } else {
+                    (now + RPC_ASK_TIMEOUT, RpcFailure::AskTimeout(RPC_ASK_TIMEOUT))
+                };
+                (at, FailureCause::DeploymentFailed { tm: tm.name.clone(), task: t.task, rpc })
+            })
+            .min_by_key(|(at, _)| *at);
+        self.last_progress = Some(d.progress.clone());
+        self.deployment = Some(d);
         self.status = JobStatus::Running;
         self.trigger_base = Instant::now();
         self.schedule_next_trigger();
@@ -275,7 +271,7 @@ impl JobManager {
         positions: &[u64],
         restore: Option<&crate::state::storage::CheckpointMetadata>,
         external_restore: bool,
-    ) -> Result<Deployment, String> {
+    ) -> Deployment {
         let cfg = &self.cfg;
         let p = cfg.job.parallelism;
         let cap = cfg.lab.channel_capacity;
@@ -394,7 +390,7 @@ impl JobManager {
         };
         let handle = spawn_on(sink_tm).map(|hung| spawn_frozen_while_hung(runner.run(), hung));
         tasks.push(DeployedTask { task: TaskId::Sink, tm: sink_tm, handle });
-        Ok(Deployment { attempt, tasks, running: HashSet::new(), control, channels, keyed_views, sink_view, progress })
+        Deployment { attempt, tasks, running: HashSet::new(), control, channels, keyed_views, sink_view, progress }
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::channel::{channel, ChannelStats};
 use super::coordinator::{AckOutcome, CheckpointCoordinator, CheckpointPlan, CheckpointStats, CompletionPlan};
-use super::coordinator::{CompletedCheckpoint, ExternalSnapshot};
+use super::coordinator::{CompletedCheckpoint, ExternalSnapshot, FinalizeError};
 use super::counter::{AuditBaseline, AuditScope, Counter};
 use super::element::Barrier;
 use super::failure::{CheckpointFailureReason, FailureCause};

@@ -79,7 +79,7 @@ impl TaskManagerState {
 impl JobManager {
     pub(super) fn kill(&mut self, name: &str) {
         if let Err(e) = crate::cluster::taskmanager::parse_name(name) {
-            return self.refuse(Refusable::Kill, e);
+            return self.refuse(Refusable::Kill, e.to_string());
         }
         // A hung process can be killed too: its connections close then.
         let Some(i) = self.tms.iter().position(|t| t.name == name && t.runs() && !t.lost) else {
@@ -110,7 +110,7 @@ impl JobManager {
     /// to it get no answer. Only the heartbeat timeout finds it.
     pub(super) fn hang(&mut self, name: &str) {
         if let Err(e) = crate::cluster::taskmanager::parse_name(name) {
-            return self.refuse(Refusable::Hang, e);
+            return self.refuse(Refusable::Hang, e.to_string());
         }
         let Some(i) = self.tms.iter().position(|t| t.name == name && t.answers() && !t.lost) else {
             if self.tms.iter().any(|t| t.name == name && t.runs() && !t.lost) {
@@ -152,7 +152,7 @@ impl JobManager {
 
     pub(super) fn start_tm(&mut self, name: Option<String>) {
         if let Some(Err(e)) = name.as_deref().map(crate::cluster::taskmanager::parse_name) {
-            return self.refuse(Refusable::Start, e);
+            return self.refuse(Refusable::Start, e.to_string());
         }
         let known = |s: &Self, n: &str| s.tms.iter().any(|t| t.name == n);
         let names = {
