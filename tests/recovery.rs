@@ -640,3 +640,50 @@ fn an_await_that_times_out_says_why_the_checkpoints_failed() {
         assert!(line.contains("failed"), "{line}");
     });
 }
+
+/// Stop-with-savepoint as Flink 2 does it: each source stops emitting and then takes the
+/// savepoint (SourceOperatorStreamTask.java:198-212), so nothing is read after its barrier; and
+/// the job is FINISHED only when every task has handled the savepoint's notification, so the
+/// transactional sink has committed everything up to it.
+///
+/// Catches: sources that go on reading after the barrier (the old 100 ms grace before the job
+/// was cancelled: positions past the savepoint's offsets); a job ended before its sink committed.
+#[test]
+fn stop_with_savepoint_stops_the_sources_at_its_barrier_and_finishes_once_the_sink_committed() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "500ms"), ("job.sink", "transactional")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        stream(&engine, 30);
+        common::sleep_ms(1_200).await;
+        engine.command(Command::TriggerSavepoint { stop: true });
+        let path = match wait_for(&mut rx, |e| matches!(e, Event::SavepointCompleted { .. })).await {
+            Event::SavepointCompleted { path, .. } => path,
+            e => unreachable!("{e:?}"),
+        };
+        wait_for(&mut rx, |e| matches!(e, Event::JobFinished { .. })).await;
+        // The generator goes on producing; nothing reads it any more.
+        common::sleep_ms(500).await;
+        let v = engine.view(false);
+        engine.shutdown().await;
+        assert_eq!(v.status, JobStatus::Finished);
+        let path = std::path::Path::new(&path);
+        let meta = ckptlab::state::storage::CheckpointStorage::read_metadata(path).expect("the savepoint's _metadata");
+        let mut offsets = meta.offsets.clone();
+        offsets.sort();
+        let positions: Vec<(u32, u64)> = v.partitions.iter().map(|p| (p.partition, p.position)).collect();
+        assert_eq!(positions, offsets, "the sources read nothing after the savepoint's barrier: {:?}", v.partitions);
+        assert!(v.partitions.iter().all(|p| p.end > p.position), "records came after the savepoint: {:?}", v.partitions);
+        // What the sink committed last for each key is the savepoint's count of it.
+        let inspection = ckptlab::inspect::inspect(path, usize::MAX).expect("inspect the savepoint");
+        let state: std::collections::BTreeMap<String, u64> = inspection.subtasks.iter().flat_map(|t| t.first.clone()).collect();
+        let mut committed = std::collections::BTreeMap::new();
+        for line in &v.output {
+            // "TIME: (key,count)"
+            let pair = line.text.split_once(": (").map(|(_, p)| p).expect("a timestamped line");
+            let (key, count) = pair.trim_end_matches(')').rsplit_once(',').expect("(key,count)");
+            committed.insert(key.to_string(), count.parse::<u64>().expect("a count"));
+        }
+        assert!(state.values().sum::<u64>() > 0, "the savepoint holds counts: {state:?}");
+        assert_eq!(committed, state, "committed output = the savepoint's state");
+    });
+}

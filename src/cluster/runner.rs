@@ -267,7 +267,8 @@ impl<O: Operator> OperatorRunner<O> {
             TaskControl::NotifyCheckpointComplete(id) => self.op.notify_checkpoint_complete(&self.ctx, id),
             TaskControl::NotifyCheckpointAborted(id) => self.op.notify_checkpoint_aborted(&self.ctx, id),
             // Only sources take checkpoints on a trigger; others on their barriers.
-            TaskControl::TriggerCheckpoint(_) => {}
+            TaskControl::TriggerCheckpoint(_) | TaskControl::StopWithSavepoint(_) => {}
+            TaskControl::Finish => self.ctx.report(TaskReport::Finished { attempt: self.ctx.attempt, task: self.ctx.task }),
         }
     }
 

@@ -40,6 +40,8 @@ pub struct SourceTask {
     pub key_by: KeyBy,
     /// Output channel state of the restored checkpoint: sent again before anything new is read.
     pub replay: Vec<PersistedRecord>,
+    /// Stopped for this stop-with-savepoint: nothing is read or emitted unless it is aborted.
+    pub stopped_for: Option<u64>,
 }
 
 impl SourceTask {
@@ -73,6 +75,9 @@ impl SourceTask {
             let max_records = if per_record { 1 } else { ctx.buffer_records };
             let mut progressed = 0;
             for i in 0..self.positions.len() {
+                if self.stopped_for.is_some() {
+                    break;
+                }
                 let (partition, start) = self.positions[i];
                 values.clear();
                 let n = self.reader.read(partition, start, READ_BATCH, &mut values);
@@ -102,9 +107,16 @@ impl SourceTask {
                     {
                         return;
                     }
+                    // Stopped for a savepoint while waiting for credit: its barrier went after
+                    // this record, and nothing of the batch after it is sent.
+                    if self.stopped_for.is_some() {
+                        break;
+                    }
                 }
                 if n > 0 {
-                    let pos = start + n as u64;
+                    // Where the source is: after the batch, or after the record sent last.
+                    let pos = self.positions[i].1;
+                    let n = (pos - start) as usize;
                     self.positions[i].1 = pos;
                     progressed += n;
                     ctx.progress.source_emitted.fetch_add(n as u64, Ordering::Relaxed);
@@ -127,7 +139,13 @@ impl SourceTask {
             }
             let mut deadline = self.outputs.iter().filter_map(|o| o.deadline(timeout)).min();
             let behind = self.positions.iter().any(|(p, pos)| *pos < self.topic.len(*p));
-            let poll = if behind { Some(BEHIND_RETRY) } else { self.reader.poll_interval() };
+            let poll = if self.stopped_for.is_some() {
+                None
+            } else if behind {
+                Some(BEHIND_RETRY)
+            } else {
+                self.reader.poll_interval()
+            };
             if let Some(after) = poll {
                 let retry = Instant::now() + after;
                 deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
@@ -183,8 +201,15 @@ impl SourceTask {
     fn on_control(&mut self, c: TaskControl) {
         match c {
             TaskControl::TriggerCheckpoint(barrier) => self.checkpoint(barrier),
+            TaskControl::StopWithSavepoint(barrier) => {
+                self.stopped_for = Some(barrier.checkpoint);
+                self.checkpoint(barrier);
+            }
+            // The stop-with-savepoint failed: the job goes on, and so does this source.
+            TaskControl::NotifyCheckpointAborted(id) if self.stopped_for == Some(id) => self.stopped_for = None,
             // A source's state is its offsets: nothing to commit or undo.
             TaskControl::NotifyCheckpointComplete(_) | TaskControl::NotifyCheckpointAborted(_) => {}
+            TaskControl::Finish => self.ctx.report(TaskReport::Finished { attempt: self.ctx.attempt, task: self.ctx.task }),
         }
     }
 
@@ -306,6 +331,7 @@ mod tests {
             outputs,
             key_by: KeyBy::Record,
             replay: Vec::new(),
+            stopped_for: None,
         };
         tokio::spawn(task.run());
         Harness { control, reports, gates }

@@ -87,6 +87,12 @@ pub enum TaskReport {
         task: TaskId,
         reason: String,
     },
+    /// The task handled every control message before [`TaskControl::Finish`], the completed
+    /// stop-with-savepoint's notification (a sink's commit) among them.
+    Finished {
+        attempt: u64,
+        task: TaskId,
+    },
     /// The task could not restore its state from the checkpoint it was deployed with.
     RestoreFailed {
         attempt: u64,
@@ -101,6 +107,14 @@ pub enum TaskReport {
 pub enum TaskControl {
     /// Sources only: take a checkpoint and emit its barrier.
     TriggerCheckpoint(super::element::Barrier),
+    /// Sources only, stop-with-savepoint: stop emitting, then take the savepoint and emit its
+    /// barrier, the last thing the source sends (SourceOperatorStreamTask.java:198-212: the
+    /// source operator's `stop(NO_DRAIN)` first, the checkpoint after it). The source emits
+    /// again only if that savepoint is aborted.
+    StopWithSavepoint(super::element::Barrier),
+    /// After the stop-with-savepoint's notification: confirm with [`TaskReport::Finished`]
+    /// (the task is FINISHED; the JobManager ends the job when every task confirmed).
+    Finish,
     /// The checkpoint completed: committing sinks commit (Flink's notifyCheckpointComplete).
     NotifyCheckpointComplete(u64),
     /// The checkpoint failed or was subsumed before completing.

@@ -99,8 +99,8 @@ impl JobManager {
     pub(super) fn trigger_savepoint(&mut self, stop: bool) {
         let refuse =
             |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason: format!("savepoint: {reason}") });
-        if self.status != JobStatus::Running || self.finish_at.is_some() {
-            let status = if self.finish_at.is_some() { "stopping" } else { self.status.label() };
+        if self.status != JobStatus::Running || self.stopping.is_some() {
+            let status = if self.stopping.is_some() { "stopping" } else { self.status.label() };
             return refuse(self, format!("the job is {status}"));
         }
         if stop && self.savepoints.values().any(|s| *s) {
@@ -125,7 +125,7 @@ impl JobManager {
         }
         let barrier = Barrier { checkpoint: id, options: CheckpointOptions::new(mode), triggered_at: Instant::now() };
         if let Some(d) = &self.deployment {
-            d.tell_sources(TaskControl::TriggerCheckpoint(barrier));
+            d.tell_sources(if stop { TaskControl::StopWithSavepoint(barrier) } else { TaskControl::TriggerCheckpoint(barrier) });
         }
     }
 
@@ -140,11 +140,14 @@ impl JobManager {
         let path = dir.map(|d| d.display().to_string()).unwrap_or_default();
         self.events.publish(Event::SavepointCompleted { checkpoint: id, path, bytes });
         if stop {
+            // Each task handles the notification (a sink commits), then confirms; the job is
+            // FINISHED when all have (StopWithSavepointTerminationHandlerImpl), not at a deadline.
             if let Some(d) = &self.deployment {
                 d.tell_all(TaskControl::NotifyCheckpointComplete(id));
+                d.tell_all(TaskControl::Finish);
             }
             self.next_trigger = None;
-            self.finish_at = Some(Instant::now() + STOP_GRACE);
+            self.stopping = Some(Default::default());
         }
     }
 

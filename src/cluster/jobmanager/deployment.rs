@@ -91,6 +91,8 @@ impl JobManager {
             d.abort_all();
         }
         self.deploy_failure = None;
+        // A stop-with-savepoint whose tasks had not all confirmed ends with the attempt.
+        self.stopping = None;
         for id in self.coord.pending_ids() {
             self.fail_checkpoint(id, reason.clone());
         }
@@ -340,6 +342,7 @@ impl JobManager {
                 outputs,
                 key_by: cfg.job.key_by,
                 replay: replay(TaskId::Source(i)),
+                stopped_for: None,
             };
             let handle = spawn_on(slots[i]).map(|hung| spawn_frozen_while_hung(task.run(), hung));
             tasks.push(DeployedTask { task: TaskId::Source(i), tm: slots[i], handle });

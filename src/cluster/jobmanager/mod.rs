@@ -198,11 +198,12 @@ pub(crate) struct JobManager {
     savepoints: std::collections::HashMap<u64, bool>,
     /// A stop-with-savepoint completed: the job ends FINISHED at this time, once its tasks had
     /// a moment to handle notifyCheckpointComplete (a transactional sink commits then).
-    finish_at: Option<Instant>,
+    /// A stop-with-savepoint completed: the tasks that confirmed its notification so far
+    /// (the job is FINISHED when all have).
+    stopping: Option<std::collections::HashSet<TaskId>>,
 }
 
 /// How long tasks get to handle the completion of a stop-with-savepoint before they are stopped.
-const STOP_GRACE: Duration = Duration::from_millis(100);
 
 /// Runs blocking file or network I/O of the JobManager (fsync of `_metadata`, deleting
 /// checkpoints, Kafka offset commits) without holding a runtime worker: on the multi-threaded
@@ -289,7 +290,7 @@ impl JobManager {
             audit_baseline: restored_from.as_ref().map(|_| Arc::default()),
             restored_from,
             savepoints: std::collections::HashMap::new(),
-            finish_at: None,
+            stopping: None,
         }
     }
 
@@ -408,7 +409,6 @@ impl JobManager {
             deadlines.extend(self.next_trigger);
         }
         deadlines.extend(self.coord.next_expiry(self.cfg.checkpointing.timeout));
-        deadlines.extend(self.finish_at);
         deadlines.into_iter().min()
     }
 
@@ -432,12 +432,6 @@ impl JobManager {
         if self.restart_at.is_some_and(|r| r <= now) {
             self.restart_at = None;
             self.try_deploy();
-        }
-        if self.finish_at.is_some_and(|f| f <= now) {
-            self.finish_at = None;
-            self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job stopped with a savepoint".into() });
-            self.status = JobStatus::Finished;
-            self.events.publish(Event::JobFinished { reason: "stopped with a savepoint".into() });
         }
         let timeout = self.cfg.checkpointing.timeout;
         for id in self.coord.expired(timeout, now) {
@@ -588,6 +582,7 @@ impl JobManager {
             | TaskReport::Ack { attempt, .. }
             | TaskReport::Decline { attempt, .. }
             | TaskReport::Failed { attempt, .. }
+            | TaskReport::Finished { attempt, .. }
             | TaskReport::RestoreFailed { attempt, .. } => *attempt,
         };
         if current != Some(attempt) {
@@ -629,6 +624,17 @@ impl JobManager {
                 self.failover(FailureCause::RestoreFailed { task, checkpoint, message: reason })
             }
             TaskReport::Failed { task, reason, .. } => self.failover(FailureCause::TaskFailed { task, message: reason }),
+            TaskReport::Finished { task, .. } => {
+                let tasks = self.deployment.as_ref().map_or(0, |d| d.tasks.len());
+                let Some(finished) = self.stopping.as_mut() else { return };
+                finished.insert(task);
+                if finished.len() == tasks {
+                    // Every task handled the savepoint's notification (a sink committed): FINISHED.
+                    self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job stopped with a savepoint".into() });
+                    self.status = JobStatus::Finished;
+                    self.events.publish(Event::JobFinished { reason: "stopped with a savepoint".into() });
+                }
+            }
         }
     }
 }
