@@ -667,3 +667,58 @@ fn run_with_a_restore_path_that_is_no_snapshot_exits_2_naming_it() {
         assert!(err.contains("execution.state-recovery.path") && err.contains(path.to_str().unwrap()) && err.contains(says), "{err}");
     }
 }
+
+/// Output lines of an engine, as `(key, count)`.
+fn output_pairs(engine: &Engine) -> Vec<(String, u64)> {
+    engine
+        .view(false)
+        .output
+        .iter()
+        .map(|l| {
+            let pair = l.text.split_once(": (").map(|(_, p)| p).expect("a timestamped line");
+            let (k, c) = pair.trim_end_matches(')').rsplit_once(',').expect("(key,count)");
+            (k.to_string(), c.parse().expect("a count"))
+        })
+        .collect()
+}
+
+/// The transactional sink's commits outlive the process, as an external system's transactions
+/// do (issue 22 §4): a job stopped with a savepoint committed its last transaction, so a new
+/// engine restoring that savepoint does not emit those lines again; a plain savepoint commits
+/// nothing (FLIP-193), so its staged transaction is committed by the engine that restores it.
+///
+/// Catches: a transaction log that starts empty in every process (the stop's lines emitted
+/// twice, once per process); a log that skips transactions nobody committed.
+#[test]
+fn a_transaction_committed_by_one_process_is_not_committed_again_by_the_next() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        let sink = [("job.sink", "transactional"), ("execution.checkpointing.interval", "off")];
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        // A plain savepoint: staged, never committed by the job that took it.
+        let first = start_on(&with(base(root), &sink), &topic);
+        let report = run_steps(&first, "[[steps]]\nproduce = [\"a\", \"b\", \"a\"]\n[[steps]]\nwait = \"500ms\"\n[[steps]]\nsavepoint = true\n").await;
+        assert!(report.passed, "{:?}", report.failures);
+        assert!(output_pairs(&first).is_empty(), "a savepoint commits nothing");
+        first.shutdown().await;
+        let plain = report.savepoints.first().expect("a savepoint").clone();
+        // Restored by a new engine: the staged transaction is committed there, once; then it
+        // stops with a savepoint, whose notification commits what came after.
+        let second = start_on(&with(with(base(root), &sink), &[("execution.state-recovery.path", &plain)]), &topic);
+        let report = run_steps(&second, "[[steps]]\nawait = \"running\"\n[[steps]]\nproduce = [\"b\", \"c\"]\n[[steps]]\nwait = \"500ms\"\n[[steps]]\nstop-with-savepoint = true\n").await;
+        assert!(report.passed, "{:?}", report.failures);
+        let mut seen = output_pairs(&second);
+        seen.sort();
+        assert_eq!(seen, [("a".into(), 1), ("a".into(), 2), ("b".into(), 1), ("b".into(), 2), ("c".into(), 1)], "the staged and the new lines, once");
+        second.shutdown().await;
+        let stopped = report.savepoints.last().expect("the stop's savepoint").clone();
+        // The stop's transaction was committed by the second engine: the third emits nothing of it.
+        let third = start_on(&with(with(base(root), &sink), &[("execution.state-recovery.path", &stopped)]), &topic);
+        let report = run_steps(&third, "[[steps]]\nawait = \"running\"\n[[steps]]\nwait = \"500ms\"\n").await;
+        assert!(report.passed, "{:?}", report.failures);
+        assert_eq!(output_pairs(&third), Vec::<(String, u64)>::new(), "committed by the process before: not emitted again");
+        assert_eq!(report.verdict.repeated_output, 0);
+        third.shutdown().await;
+    });
+}

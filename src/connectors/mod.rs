@@ -2,6 +2,7 @@
 //! cluster, so killing a task manager never loses its records): embedded, or Kafka through
 //! rdkafka; the record generator; and the sinks (print, transactional, discard).
 
+pub mod commit_log;
 pub mod discard_sink;
 pub mod filelog;
 pub mod generator;

@@ -59,6 +59,8 @@ pub struct SinkOutput<'a> {
     pub lines: &'a Mutex<VecDeque<OutputLine>>,
     /// The newest committed transaction (outlives attempts).
     pub committed: &'a AtomicU64,
+    /// The same on disk, for a restore in another process (see [`super::commit_log`]).
+    pub log: Option<&'a super::commit_log::CommitLog>,
 }
 
 impl SinkOutput<'_> {
@@ -86,6 +88,13 @@ impl SinkOutput<'_> {
         }
         for line in lines {
             self.emit(line);
+        }
+        if let Some(log) = self.log {
+            // The commit happened; a log that cannot be written only risks a second commit of
+            // this transaction by a restore in another process.
+            if let Err(e) = log.write(checkpoint) {
+                tracing::warn!(path = %log.path().display(), error = %e, "transaction log not written");
+            }
         }
         self.events.publish(Event::TransactionCommitted { checkpoint, lines: lines.len() });
         true

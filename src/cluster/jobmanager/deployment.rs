@@ -383,6 +383,7 @@ impl JobManager {
                 sink: crate::connectors::create_sink(cfg.job.sink),
                 recover: restore.map(|m| m.staged_output.clone()),
                 committed: self.committed.clone(),
+                log: CommitLog::of(&self.job_id),
             },
             gate: InputGate::new(sink_inputs, self.knobs.clone()),
             output: None,

@@ -34,6 +34,7 @@ use super::task::{AttemptProgress, DeclineReason, RuntimeKnobs, TaskContext, Tas
 use super::view::JobStatus;
 use crate::audit::Auditor;
 use crate::config::{parse_loose_value, Config, ConfigLayers, OffsetReset, DELAYS_TABLE, SCHEMA};
+use crate::connectors::commit_log::CommitLog;
 use crate::connectors::sink::OutputLine;
 use crate::connectors::Topic;
 use crate::events::{Event, EventBus};
@@ -241,8 +242,17 @@ impl JobManager {
             CheckpointStorage::new(cfg.checkpointing.storage, &cfg.checkpointing.dir, &job_id, cfg.lab.jobmanager_max_state_size)
                 .with_savepoint_dir(&cfg.checkpointing.savepoint_dir),
         );
+        let committed = Arc::new(AtomicU64::new(0));
         let mut coord = CheckpointCoordinator::new();
         if let Some(r) = &restored_from {
+            // What the job that took the snapshot committed, in this process or another: those
+            // of its transactions are not committed again (the new job's are all newer).
+            let m = &r.found.metadata;
+            match CommitLog::of(&m.job_id).map(|log| log.read()) {
+                Some(Ok(Some(done))) => committed.store(done.min(m.checkpoint), std::sync::atomic::Ordering::Release),
+                Some(Err(e)) => tracing::warn!(error = %e, "the snapshot's transaction log cannot be read: its staged transactions are committed again"),
+                Some(Ok(None)) | None => {}
+            }
             let owned = cfg.recovery.claim == crate::config::ClaimMode::Claim;
             coord.restore_external(r.found.metadata.clone(), ExternalSnapshot { dir: r.found.dir.clone(), owned });
         }
@@ -265,7 +275,7 @@ impl JobManager {
             auditor,
             storage,
             output,
-            committed: Arc::new(AtomicU64::new(0)),
+            committed,
             snapshot,
             tms,
             heartbeat: Schedule { start: Instant::now(), interval: cfg_interval },
