@@ -74,7 +74,14 @@ fn seed_at_least_once_through_the_kafka_mock_cluster() {
 #[test]
 fn at_least_once_overcounts_through_the_kafka_mock_cluster() {
     let r = assert_passes("assets/scenarios/at-least-once-overcounts.toml");
-    assert!(r.verdict.overcounted > 0 && r.verdict.lost == 0, "{:?}", r.verdict);
+    assert!(
+        r.verdict.overcounted > 0 && r.verdict.lost == 0,
+        "{:?}\ncheckpoints {:?}, restarts {}, restored {:?}",
+        r.verdict,
+        r.checkpoints,
+        r.restarts,
+        r.restored_from
+    );
 }
 
 /// An engine on the mock cluster with `pairs`, and its events from the start.
