@@ -141,6 +141,22 @@ mod tests {
     use crate::connectors::topic::Topic;
     use crate::events::EventBus;
 
+    /// A one-partition topic `name` on a mock cluster of its own.
+    fn mock_topic(name: &str) -> std::sync::Arc<KafkaTopic> {
+        let settings =
+            KafkaSettings { bootstrap: MOCK.into(), topic: name.into(), group: "g".into(), partitions: 1, offset_reset: OffsetReset::Earliest };
+        KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).expect("the mock cluster starts")
+    }
+
+    /// Waits up to 30 s for `ok`.
+    fn until(what: &str, ok: &dyn Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// A record the producer still holds (the broker refuses it for a while, as a broker that
     /// restarted does until it is up) is in the topic for no one yet: the topic is out of sync
     /// with the auditor until the record is acknowledged and mirrored. Before, `in_sync` looked at
@@ -150,21 +166,7 @@ mod tests {
     fn a_record_the_producer_still_holds_keeps_the_topic_out_of_sync() {
         use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
         use std::sync::mpsc::TryRecvError;
-        let settings = KafkaSettings {
-            bootstrap: MOCK.into(),
-            topic: "held".into(),
-            group: "g".into(),
-            partitions: 1,
-            offset_reset: OffsetReset::Earliest,
-        };
-        let topic = KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).expect("the mock cluster starts");
-        let until = |what: &str, ok: &dyn Fn() -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !ok() {
-                assert!(Instant::now() < deadline, "timed out waiting for {what}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        };
+        let topic = mock_topic("held");
         topic.produce("a", None).expect("acknowledged");
         until("the mirror to read a", &|| topic.in_sync() && topic.len(0) == 1);
         // Retriable: the producer retries with backoff (0.1 s doubling up to 1 s), ten take ~7 s.
@@ -199,21 +201,7 @@ mod tests {
     /// never mirrored, 6 runs in 76 of the broker-lost test with four at once).
     #[test]
     fn a_record_produced_before_the_mirror_checked_the_broker_waits_for_the_check() {
-        let settings = KafkaSettings {
-            bootstrap: MOCK.into(),
-            topic: "checked".into(),
-            group: "g".into(),
-            partitions: 1,
-            offset_reset: OffsetReset::Earliest,
-        };
-        let topic = KafkaTopic::connect(settings, EventBus::new(tokio::time::Instant::now())).expect("the mock cluster starts");
-        let until = |what: &str, ok: &dyn Fn() -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !ok() {
-                assert!(Instant::now() < deadline, "timed out waiting for {what}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        };
+        let topic = mock_topic("checked");
         let checked = |t: &KafkaTopic| t.mirror.checked.load(Ordering::Acquire) == t.reconnects.epoch();
         topic.produce("a", None).expect("acknowledged");
         until("the mirror to read a", &|| topic.in_sync() && topic.len(0) == 1);
