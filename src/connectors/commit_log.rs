@@ -63,14 +63,13 @@ mod tests {
 
     #[test]
     fn a_written_log_reads_back_and_a_missing_one_is_none() {
-        let dir = std::env::temp_dir().join(format!("ckptlab-commit-log-{}", std::process::id()));
-        let log = CommitLog { path: dir.join("transactions").join("ab") };
+        let dir = tempfile::tempdir().unwrap();
+        let log = CommitLog { path: dir.path().join("transactions").join("ab") };
         assert_eq!(log.read().unwrap(), None);
         log.write(7).unwrap();
         log.write(9).unwrap();
         assert_eq!(log.read().unwrap(), Some(9));
         std::fs::write(log.path(), "nine").unwrap();
         assert!(log.read().unwrap_err().to_string().contains("not a checkpoint id"));
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
