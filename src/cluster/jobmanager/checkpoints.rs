@@ -60,16 +60,19 @@ impl JobManager {
         self.next_trigger = Some(at);
     }
 
+    /// Whether every task of the job runs, so that a checkpoint or savepoint may be triggered;
+    /// none does while the tasks wait SCHEDULED for slots (the default scheduler's restart).
+    fn check_trigger(&self) -> Result<(), CheckpointFailureReason> {
+        match &self.deployment {
+            Some(d) => CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running),
+            None => CheckpointCoordinator::check_trigger(&job_tasks(self.cfg.job.parallelism), &Default::default()),
+        }
+    }
+
     pub(super) fn trigger(&mut self) {
         self.queued_trigger = false;
         let now = Instant::now();
-        // RUNNING with every task SCHEDULED, waiting for slots (the default scheduler's restart):
-        // none runs yet.
-        let checked = match &self.deployment {
-            Some(d) => CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running),
-            None => CheckpointCoordinator::check_trigger(&job_tasks(self.cfg.job.parallelism), &Default::default()),
-        };
-        if let Err(reason) = checked {
+        if let Err(reason) = self.check_trigger() {
             // Pre-flight: nothing is triggered and nothing fails; the next one comes an interval later.
             self.trigger_base = now;
             self.events.publish(Event::CheckpointTriggerRefused { reason: format!("{} ({})", reason, reason.flink_name()) });
@@ -106,11 +109,7 @@ impl JobManager {
         if stop && self.savepoints.values().any(|s| *s) {
             return refuse(self, "a stop-with-savepoint is already in progress".into());
         }
-        let checked = match &self.deployment {
-            Some(d) => CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running),
-            None => CheckpointCoordinator::check_trigger(&job_tasks(self.cfg.job.parallelism), &Default::default()),
-        };
-        if let Err(reason) = checked {
+        if let Err(reason) = self.check_trigger() {
             return refuse(self, format!("{} ({})", reason, reason.flink_name()));
         }
         let Some(d) = &self.deployment else { return };
