@@ -126,14 +126,15 @@ pub(super) fn partitions_on_broker(c: &BaseConsumer<HealthContext>, topic: &str)
         .map(|t| t.partitions().len() as u32))
 }
 
-pub(super) fn create_topic(servers: &str, s: &KafkaSettings) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = client(servers).create().map_err(|e| e.to_string())?;
+/// Creates the topic; the broker's refusal is `KafkaError::AdminOp` with its code.
+pub(super) fn create_topic(servers: &str, s: &KafkaSettings) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client(servers).create()?;
     let topic = NewTopic::new(&s.topic, s.partitions as i32, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(QUERY_TIMEOUT)).request_timeout(Some(QUERY_TIMEOUT));
-    let results = futures::executor::block_on(admin.create_topics([&topic], &opts)).map_err(|e| e.to_string())?;
+    let results = futures::executor::block_on(admin.create_topics([&topic], &opts))?;
     for r in results {
         if let Err((_, code)) = r {
-            return Err(code.to_string());
+            return Err(KafkaError::AdminOp(code));
         }
     }
     Ok(())

@@ -74,7 +74,7 @@ use crate::config::OffsetReset;
 use crate::events::EventBus;
 
 pub use self::health::HEALTH_EVENT_INTERVAL;
-pub use self::mock::MOCK;
+pub use self::mock::{MockBrokerError, MOCK};
 pub use self::payload::{record_value, NULL_VALUE};
 
 /// The `[source]` options the Kafka topic needs.
