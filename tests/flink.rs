@@ -1,6 +1,7 @@
 //! The Flink bridge on real Apache Flink: the seed's exactly-once experiment (a kill, records
 //! produced while the job is down, a restart from the checkpoint) run through the binary on
-//! ckptlab and on a Flink MiniCluster. On CI (`CI` set) a missing Java or pip fails the test;
+//! ckptlab and on a Flink MiniCluster, both verdicts and the comparison of both engines' figures
+//! (outcome, recovery, restarts, checkpoints, expiries, median checkpoint duration) checked. On CI (`CI` set) a missing Java or pip fails the test;
 //! on a developer's machine it skips with the reason. With FLINK_HOME unset and an empty cache
 //! this exercises the first-use install of Flink's jars from PyPI (~350 MB, minutes).
 
@@ -50,7 +51,20 @@ fn exactly_once_with_a_kill_loses_and_overcounts_nothing_on_ckptlab_and_on_flink
     let history = flink["history"].as_array().cloned().unwrap_or_default();
     assert!(history.iter().any(|e| e["event"]["event"] == "tm-terminated"), "no task manager was terminated on Flink: {history:?}");
     assert!(history.iter().any(|e| e["event"]["event"] == "restart"), "no restart in Flink's history: {history:?}");
-    assert_eq!(report["agreement"]["lost"], true);
-    assert_eq!(report["agreement"]["overcounted"], true);
+    assert_eq!(flink["caught_up"], true, "the Flink side was not judged caught up: {flink}");
+    // Both sides side by side: the same outcome and recovery, one restart each, no expiry.
+    let comparison = &report["comparison"];
+    let rows = comparison["rows"].as_array().cloned().unwrap_or_default();
+    let row = |figure: &str| {
+        rows.iter().find(|r| r["figure"].as_str().map(str::trim) == Some(figure)).cloned().unwrap_or_else(|| panic!("no row {figure}: {comparison}"))
+    };
+    for (figure, ckptlab, flink) in [("outcome", "exact", "exact"), ("recovery", "recovers", "recovers"), ("restarts", "1", "1"), ("CHECKPOINT_EXPIRED", "0", "0")] {
+        let r = row(figure);
+        assert_eq!((r["ckptlab"].as_str(), r["flink"].as_str()), (Some(ckptlab), Some(flink)), "{figure}: {r}");
+    }
+    for figure in ["lost", "overcounted", "checkpoints completed", "median checkpoint duration"] {
+        assert_eq!(row(figure)["judgement"], "agree", "{figure}: {comparison}");
+    }
+    assert_eq!(comparison["agree"], true, "the engines disagree: {comparison}");
     assert_eq!(report["passed"], true);
 }
