@@ -30,8 +30,8 @@ use crate::workdir::WorkDirError;
 
 /// How long the Flink job may take to have every task running after the JVM starts.
 const FLINK_START_TIMEOUT: Duration = Duration::from_secs(180);
-/// The Flink side is caught up when its readers are at the end of every partition and nothing
-/// was read or written for this long (records still travelling through the counters).
+/// The Flink side is caught up when its readers are at the end of every partition, the sink has
+/// received every record the sources emitted, and nothing was read or written for this long.
 const FLINK_QUIET: Duration = Duration::from_millis(300);
 /// How often an await looks at the Flink side.
 const POLL: Duration = Duration::from_millis(20);
@@ -271,14 +271,16 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
                 } else {
                     let (st, _) = flink.state();
                     flink_failures.push(format!(
-                        "line {}: await {} timed out on Flink after {:.1}s (job {}, all tasks running: {}, positions {:?}, log {:?})",
+                        "line {}: await {} timed out on Flink after {:.1}s (job {}, all tasks running: {}, positions {:?}, log {:?}, sink received {} of {} emitted)",
                         step.line,
                         condition.name(),
                         waited,
                         st.status,
                         st.all_running,
                         st.positions,
-                        judge.truth().map(|t| t.lengths).unwrap_or_default()
+                        judge.truth().map(|t| t.lengths).unwrap_or_default(),
+                        st.received,
+                        st.emitted
                     ));
                 }
             }
@@ -497,9 +499,12 @@ impl Judge {
     }
 
     /// Caught up now, as an `await caught-up` would see it in one look: every task running, every
-    /// reader at the end of its file, nothing read or written for [`FLINK_QUIET`].
+    /// reader at the end of its file, every record it emitted received by the sink, nothing read
+    /// or written for [`FLINK_QUIET`]. Quiet alone is no proof: a counter that takes longer than
+    /// that per record (a `ckptlab.record-cost`, or a machine under load) holds records with
+    /// nothing moving, and their keys' counts would read as lost.
     fn caught_up(&self, st: &FlinkState) -> bool {
-        st.all_running && st.quiet_ms >= ms(FLINK_QUIET) && self.at_end(st)
+        st.all_running && st.received >= st.emitted && st.quiet_ms >= ms(FLINK_QUIET) && self.at_end(st)
     }
 
     /// Every partition's reader is at the end of its file.
@@ -525,7 +530,7 @@ async fn await_flink(flink: &Harness, condition: AwaitCondition, timeout: Durati
                 AwaitCondition::Running => st.all_running,
                 AwaitCondition::CheckpointCompleted => st.checkpoints_completed > completed_before,
                 AwaitCondition::CaughtUp => {
-                    let read_all = st.all_running && st.quiet_ms >= ms(FLINK_QUIET) && judge.at_end(&st);
+                    let read_all = judge.caught_up(&st);
                     if !read_all {
                         read_all_at = None;
                     } else if judge.committing && read_all_at.is_none() {

@@ -175,6 +175,14 @@ pub struct FlinkState {
     pub output_lines: u64,
     /// Milliseconds since a record was last read or written by the sink.
     pub quiet_ms: u64,
+    /// Records the sources emitted since their readers started (this attempt of the job).
+    #[serde(default)]
+    pub emitted: u64,
+    /// Records the sink received since its writer started: every emitted record reaches it once,
+    /// so `received >= emitted` (more after an unaligned restore replays in-flight records)
+    /// when nothing is on its way.
+    #[serde(default)]
+    pub received: u64,
     /// The sink's last count per key.
     pub counts: BTreeMap<String, u64>,
     /// The next offset each partition's reader will emit.

@@ -203,6 +203,8 @@ public final class Harness {
                     .append(",\"checkpoints_failed\":").append(failed)
                     .append(",\"output_lines\":").append(Observed.outputLines())
                     .append(",\"quiet_ms\":").append(Observed.quietMs())
+                    .append(",\"emitted\":").append(Observed.emitted())
+                    .append(",\"received\":").append(Observed.received())
                     .append(",\"counts\":{");
             String sep = "";
             for (Map.Entry<String, Long> e : Observed.lastCounts().entrySet()) {
