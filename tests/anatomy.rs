@@ -110,6 +110,7 @@ fn aligned() -> CheckpointStats {
         full_size: 412,
         offsets: vec![(0, 120), (1, 98)],
         failure: None,
+        failure_reason: None,
         persisted_size: 0,
         sync_ms: 2,
         async_ms: 14,

@@ -57,6 +57,7 @@ fn stats(id: u64, status: CheckpointStatus, trigger_ms: u64, failure: Option<&st
         full_size: 96,
         offsets: vec![(0, id * 3), (1, id * 2)],
         failure: failure.map(str::to_string),
+        failure_reason: None,
         persisted_size: 0,
         sync_ms: 0,
         async_ms: 0,

@@ -55,6 +55,7 @@ fn ckpt(id: u64, status: CheckpointStatus, align: u64) -> CheckpointStats {
         full_size: 96,
         offsets: vec![(0, id * 40), (1, id * 40)],
         failure: (status == CheckpointStatus::Failed).then(|| "task failure: tm-2 was killed".to_string()),
+        failure_reason: None,
         persisted_size: 0,
         sync_ms: 1,
         async_ms: 3,
