@@ -587,9 +587,21 @@ mod tests {
             let got: Vec<String> = r.poll(Duration::from_secs(5)).unwrap().into_iter().map(|r| r.value).filter(|v| v.ends_with(&tag.to_string())).collect();
             println!("{isolation}: {got:?}");
         }
-        let mut fencer = transactional(&f, &format!("rb-{tag}-o"));
+        let fencer = transactional(&f, &format!("rb-{tag}-o"));
         println!("re-init of the open transaction's id: {:?}", fencer.producer_id_and_epoch());
         println!("the first producer's commit after the re-init: {:?}", open.commit_transaction());
-        let _ = fencer.abort_transaction();
+        let read = |isolation| -> Vec<String> {
+            let r = OutputReader::new(&servers, TOPIC, 1, isolation).unwrap();
+            r.poll(Duration::from_secs(5)).unwrap().into_iter().map(|r| r.value).filter(|v| v.ends_with(&tag.to_string())).collect()
+        };
+        println!("read_committed after the re-init: {:?}", read(IsolationLevel::ReadCommitted));
+        let short = RdKafkaProducers::new(&servers, TOPIC, 1, Duration::from_secs(3), Vec::new());
+        let mut late = transactional(&short, &format!("rb-{tag}-t"));
+        late.begin_transaction().unwrap();
+        late.send(0, &format!("timed-out-{tag}")).unwrap();
+        late.flush().unwrap();
+        std::thread::sleep(Duration::from_secs(20));
+        println!("commit 20 s into a transaction with transaction.timeout.ms = 3 s: {:?}", late.commit_transaction());
+        println!("read_committed at the end: {:?}", read(IsolationLevel::ReadCommitted));
     }
 }
