@@ -46,6 +46,7 @@ mod payload;
 mod producer;
 mod reader;
 mod reconnects;
+pub mod transactional;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
