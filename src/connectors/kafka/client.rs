@@ -80,7 +80,7 @@ pub(super) fn consumer_config(servers: &str, group: &str, fetch_wait: Duration) 
         // moves, the mirror checks, a new consumer fetches) after this, not after librdkafka's
         // 60 s. Tansu, restarted empty, left 1 fetch in 4 of a consumer created right after it
         // unanswered: the position stayed unset for the whole minute while the broker's end
-        // offset was 1 (tests/kafka.rs, records_a_broker_lost_while_the_job_was_down_...: 4
+        // offset was 1 (tests/it/kafka.rs, records_a_broker_lost_while_the_job_was_down_...: 4
         // failures in 17 runs before, none in 12 after). 5 s is 50 fetch waits.
         .set("socket.timeout.ms", "5000")
         // The "Disconnected ... in state UP" line `Reconnects` watches for is logged at info level.
