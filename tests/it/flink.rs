@@ -89,7 +89,7 @@ fn a_slow_counter_is_waited_for_before_flinks_count_is_judged() {
         common::skip(&why);
         return;
     }
-    let seed = include_str!("../assets/scenarios/seed-exactly-once.toml");
+    let seed = include_str!("../../assets/scenarios/seed-exactly-once.toml");
     let block = "[config.ckptlab]\nhop-delay = \"20ms\"\n";
     assert!(seed.contains(block), "the seed scenario changed: adapt this test\n{seed}");
     let slow = seed.replace(block, &format!("{block}\n[config.ckptlab.record-cost]\n\"counter[0]\" = \"400ms\"\n\"counter[1]\" = \"400ms\"\n"));
