@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use std::collections::VecDeque;
 
-use super::channel::{Arrival, Buffer, ChannelStats, InputChannel};
+use super::channel::{blocks_upstream, Arrival, Buffer, ChannelStats, InputChannel};
 use super::element::{Barrier, Record, StreamMessage};
 use super::task::RuntimeKnobs;
 use std::sync::atomic::Ordering;
@@ -30,37 +30,70 @@ pub enum GateEvent {
 
 struct Slot {
     input: InputChannel,
-    /// Buffers taken off the channel (received: they hold a credit) and not delivered yet,
-    /// waiting for their wire time.
+    /// Buffers taken off the channel (received: each holds an exclusive or a borrowed floating
+    /// buffer) and not delivered yet, some still waiting for their wire time.
     queue: VecDeque<Buffer>,
+    /// Floating buffers of the gate this channel holds (those of `queue` beyond its exclusive ones).
+    borrowed: usize,
+    /// Buffers of `queue` that end with a barrier that blocks upstream: Flink's sender sends
+    /// nothing behind one until consumption resumes.
+    blocking: usize,
     held_priority: Option<(Instant, Barrier)>,
     blocked: bool,
     closed: bool,
 }
 
 impl Slot {
-    /// Takes what the channel holds for this slot now: a priority event unless one is held, a
-    /// buffer if the slot has room and no priority event is ahead of it. True when something came.
+    /// Takes what the channel holds for this slot now: a priority event unless one is held, and
+    /// buffers while the slot has credit (an exclusive buffer free, or a floating one to borrow),
+    /// no priority event is ahead and no barrier that blocks upstream was received. True when
+    /// something came.
     fn receive(&mut self, waker: Option<&std::task::Waker>) -> bool {
-        if self.closed {
-            return false;
+        let mut got = false;
+        while !self.closed {
+            let priority = self.held_priority.is_none();
+            let mut data = priority && !self.blocked && self.blocking == 0;
+            let needs_floating = data && self.queue.len() >= self.input.exclusive;
+            let borrow = needs_floating && self.input.floating.try_take();
+            if needs_floating && !borrow {
+                data = false;
+            }
+            let arrival = self.input.take(priority, data, waker);
+            if borrow && !matches!(arrival, Arrival::Buffer(_)) {
+                self.input.floating.give_back(1);
+            }
+            match arrival {
+                Arrival::Priority(p) => self.held_priority = Some(p),
+                Arrival::Buffer(b) => {
+                    self.borrowed += borrow as usize;
+                    self.blocking += blocks_upstream(&b.1) as usize;
+                    self.queue.push_back(b);
+                }
+                Arrival::Closed => {
+                    self.closed = true;
+                    return got;
+                }
+                Arrival::Empty => return got,
+            }
+            got = true;
         }
-        let priority = self.held_priority.is_none();
-        let data = priority && !self.blocked && self.queue.is_empty();
-        match self.input.take(priority, data, waker) {
-            Arrival::Priority(p) => {
-                self.held_priority = Some(p);
-                true
-            }
-            Arrival::Buffer(b) => {
-                self.queue.push_back(b);
-                true
-            }
-            Arrival::Closed => {
-                self.closed = true;
-                false
-            }
-            Arrival::Empty => false,
+        got
+    }
+
+    /// The next buffer is delivered: its floating buffer, if it held one, goes back to the gate.
+    fn pop(&mut self) -> Option<Buffer> {
+        let b = self.queue.pop_front()?;
+        self.blocking -= blocks_upstream(&b.1) as usize;
+        self.return_floating();
+        Some(b)
+    }
+
+    /// Gives back the floating buffers the queue no longer needs.
+    fn return_floating(&mut self) {
+        let needed = self.queue.len().saturating_sub(self.input.exclusive);
+        if self.borrowed > needed {
+            self.input.floating.give_back(self.borrowed - needed);
+            self.borrowed = needed;
         }
     }
 }
@@ -77,7 +110,7 @@ impl InputGate {
     pub fn new(inputs: Vec<InputChannel>, knobs: Arc<RuntimeKnobs>) -> Self {
         let slots = inputs
             .into_iter()
-            .map(|input| Slot { input, queue: VecDeque::new(), held_priority: None, blocked: false, closed: false })
+            .map(|input| Slot { input, queue: VecDeque::new(), borrowed: 0, blocking: 0, held_priority: None, blocked: false, closed: false })
             .collect();
         InputGate { slots, next: 0, knobs }
     }
@@ -124,10 +157,10 @@ impl InputGate {
     }
 
     /// The alignment of `checkpoint` timed out: its in-order barrier on `channel`, if this
-    /// receiver can reach it (received, or queued on the channel), becomes a priority event
-    /// ahead of the buffers before it, which are then received (Flink's
+    /// receiver received it, becomes a priority event ahead of the buffers before it (Flink's
     /// RemoteInputChannel.convertToPriorityEvent); buffers received behind it go back behind it.
-    /// False when the barrier is not on the channel yet.
+    /// False when the barrier has not been received: still queued at its sender, which switches
+    /// it itself ([`super::channel::OutputChannel::convert_to_priority`]).
     pub fn convert_to_priority(&mut self, channel: usize, checkpoint: u64) -> bool {
         let s = &mut self.slots[channel];
         if s.held_priority.is_some() {
@@ -136,30 +169,23 @@ impl InputGate {
         let found = s.queue.iter().enumerate().find_map(|(i, (_, elements))| {
             elements.iter().position(|e| matches!(e, StreamMessage::Barrier(b) if b.checkpoint == checkpoint)).map(|j| (i, j))
         });
-        if let Some((i, j)) = found {
-            let mut behind: Vec<Buffer> = s.queue.drain(i + 1..).collect();
-            let (at, elements) = s.queue.back_mut().expect("found at i");
-            let at = *at;
-            let rest = elements.split_off(j + 1);
-            let Some(StreamMessage::Barrier(b)) = elements.pop() else { return false };
-            if elements.is_empty() {
-                s.queue.pop_back();
-            }
-            if !rest.is_empty() {
-                behind.insert(0, (at, rest));
-            }
-            s.input.give_back(behind.into_iter());
-            s.held_priority = Some((at, b));
-            return true;
+        let Some((i, j)) = found else { return false };
+        let mut behind: Vec<Buffer> = s.queue.drain(i + 1..).collect();
+        let (at, elements) = s.queue.back_mut().expect("found at i");
+        let at = *at;
+        let rest = elements.split_off(j + 1);
+        let Some(StreamMessage::Barrier(b)) = elements.pop() else { return false };
+        if elements.is_empty() {
+            s.queue.pop_back();
         }
-        match s.input.take_through_barrier(checkpoint) {
-            Some((taken, at, b)) => {
-                s.queue.extend(taken);
-                s.held_priority = Some((at, b));
-                true
-            }
-            None => false,
+        if !rest.is_empty() {
+            behind.insert(0, (at, rest));
         }
+        s.input.give_back(behind.into_iter());
+        s.blocking = s.queue.iter().filter(|(_, e)| blocks_upstream(e)).count();
+        s.return_floating();
+        s.held_priority = Some((at, b));
+        true
     }
 
     /// Whether a priority event is due now (the task takes it before its next record).
@@ -227,11 +253,9 @@ impl InputGate {
             if s.blocked {
                 continue;
             }
-            if s.queue.is_empty() {
-                s.receive(None);
-            }
+            s.receive(None);
             if s.queue.front().is_some_and(|(at, _)| *at <= now) {
-                let (_, elements) = s.queue.pop_front().expect("checked");
+                let (_, elements) = s.pop().expect("checked");
                 s.input.stats.taken(&elements);
                 self.next = (i + 1) % n;
                 return Some(GateEvent::Buffer(i, elements));
@@ -530,12 +554,15 @@ mod tests {
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(1)])));
     }
 
-    /// A timed-out aligned barrier the receiver can reach becomes a priority event; the buffers
-    /// before it are received (the receiver persists them), those behind it stay behind it.
-    /// Catches: a conversion that loses or reorders records, or receives records behind the
-    /// barrier ahead of it.
+    /// A timed-out aligned barrier still queued at its sender is not the receiver's to convert
+    /// (Flink's receiver converts only what it received); the sender turns it into a priority
+    /// event, keeps what it overtook as its output channel state, and sends that after it, in
+    /// order, with what was behind it.
+    /// Catches: a receiver that reaches into its sender's queue (the overtaken records would be
+    /// persisted by the receiver as well as the sender: counted twice on restore), and a sender
+    /// conversion that loses or reorders records.
     #[tokio::test(start_paused = true)]
-    async fn a_timed_out_barrier_on_the_channel_is_converted_to_a_priority_event() {
+    async fn a_timed_out_barrier_still_at_its_sender_is_converted_by_the_sender() {
         let knobs = knobs();
         let (mut a, ia) = link("a", Duration::ZERO, 8, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
@@ -543,11 +570,15 @@ mod tests {
         a.add(record(1), 10);
         a.push_barrier(StreamMessage::Barrier(barrier(5)));
         send(&mut a, 2).await;
-        assert!(!gate.convert_to_priority(0, 6), "no barrier of checkpoint 6 on the channel");
-        assert!(gate.convert_to_priority(0, 5));
-        let received: Vec<u64> = gate.received_records(0).iter().map(|r| r.origin.offset).collect();
-        assert_eq!(received, vec![0, 1]);
-        assert_eq!(gate.next().await, Some(GateEvent::Priority(0, barrier(5))));
+        assert!(!gate.convert_to_priority(0, 5), "not received: the receiver cannot reach it");
+        assert!(a.convert_to_priority(6).is_none(), "no barrier of checkpoint 6 on the channel");
+        let overtaken: Vec<u64> = a.convert_to_priority(5).expect("queued at the sender").iter().map(|r| r.origin.offset).collect();
+        assert_eq!(overtaken, vec![0, 1], "the sender's output channel state");
+        assert!(!a.holds_barrier(5), "switched: no in-order copy is left");
+        let mut unaligned = barrier(5);
+        unaligned.options.alignment = crate::cluster::element::Alignment::Unaligned;
+        assert_eq!(gate.next().await, Some(GateEvent::Priority(0, unaligned)));
+        assert!(gate.received_records(0).is_empty(), "the receiver persists none of them");
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(1)])));
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(2)])));

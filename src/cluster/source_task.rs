@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::channel::OutputChannel;
+use super::channel::{wait_for_barriers, OutputChannel, TimeoutableBarrier};
 use super::element::{Barrier, Origin, Record, StreamMessage};
 use super::task::{ChannelEnd, PersistedRecord, SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
 use crate::audit::CONSTANT_KEY;
@@ -42,6 +42,17 @@ pub struct SourceTask {
     pub replay: Vec<PersistedRecord>,
     /// Stopped for this stop-with-savepoint: nothing is read or emitted unless it is aborted.
     pub stopped_for: Option<u64>,
+    /// A checkpoint whose aligned barriers may time out while still queued at this source: its
+    /// ack waits for them (see [`TimeoutableBarrier`]).
+    pub awaiting: Option<AwaitingAck>,
+}
+
+/// A source's checkpoint taken, acknowledged once its timeoutable barriers left or switched.
+pub struct AwaitingAck {
+    barriers: TimeoutableBarrier,
+    offsets: Vec<(u32, u64)>,
+    stats: SnapshotStats,
+    channel_state: Vec<PersistedRecord>,
 }
 
 impl SourceTask {
@@ -59,6 +70,7 @@ impl SourceTask {
             while let Ok(c) = self.control.try_recv() {
                 self.on_control(c);
             }
+            self.poll_awaiting();
             if ctx.knobs.is_paused() {
                 tokio::select! {
                     biased;
@@ -150,6 +162,7 @@ impl SourceTask {
                 let retry = Instant::now() + after;
                 deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
             }
+            let barriers = self.awaiting.as_ref().map(|a| (a.barriers.links(&self.outputs), a.barriers.deadline));
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
@@ -157,6 +170,7 @@ impl SourceTask {
                     // The JobManager dropped us: the attempt is over.
                     None => return,
                 },
+                () = async { if let Some((links, at)) = barriers { wait_for_barriers(links, at).await } }, if self.awaiting.is_some() => {}
                 r = version.changed() => if r.is_err() { return },
                 _ = sleep_until_opt(deadline) => {}
             }
@@ -168,16 +182,53 @@ impl SourceTask {
     async fn send_full_buffer(&mut self, target: usize) -> bool {
         while !self.outputs[target].try_flush() {
             let link = self.outputs[target].link();
+            // A barrier that times out meanwhile switches at once: this is where a source under
+            // backpressure waits.
+            let barriers = self.awaiting.as_ref().map(|a| (a.barriers.links(&self.outputs), a.barriers.deadline));
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
                     Some(c) => self.on_control(c),
                     None => return false,
                 },
+                () = async { if let Some((links, at)) = barriers { wait_for_barriers(links, at).await } }, if self.awaiting.is_some() => {
+                    self.poll_awaiting()
+                }
                 () = link.credit() => {}
             }
         }
         true
+    }
+
+    /// Acknowledges the checkpoint awaiting its timeoutable barriers once none is queued here
+    /// any more, switching those still queued when the timeout has passed.
+    fn poll_awaiting(&mut self) {
+        let Some(a) = self.awaiting.as_mut() else { return };
+        let mut overtaken = Vec::new();
+        if !a.barriers.poll(&mut self.outputs, Instant::now(), &mut overtaken) {
+            return;
+        }
+        let AwaitingAck { barriers, offsets, mut stats, mut channel_state } = self.awaiting.take().expect("checked");
+        if !overtaken.is_empty() {
+            stats.unaligned = true;
+        }
+        for (j, record) in overtaken {
+            persist_output(&mut stats, &mut channel_state, j, record);
+        }
+        self.acknowledge(barriers.checkpoint, offsets, stats, channel_state);
+    }
+
+    fn acknowledge(&self, checkpoint: u64, offsets: Vec<(u32, u64)>, stats: SnapshotStats, channel_state: Vec<PersistedRecord>) {
+        let ctx = &self.ctx;
+        if stats.persisted_records > 0 {
+            ctx.events.publish(Event::ChannelStatePersisted {
+                checkpoint,
+                task: ctx.name(),
+                records: stats.persisted_records,
+                bytes: stats.persisted_bytes,
+            });
+        }
+        ctx.report(TaskReport::Ack { attempt: ctx.attempt, checkpoint, task: ctx.task, state: TaskState::Source { offsets }, stats, channel_state });
     }
 
     /// The restored output channel state goes out first, each record to the subtask that owns
@@ -214,9 +265,9 @@ impl SourceTask {
     }
 
     /// Takes the checkpoint at once: never waits for credit (a barrier is an event, and the
-    /// buffer it finishes already holds its memory).
+    /// buffer it finishes already holds its memory). A barrier that may time out is acknowledged
+    /// once it left every output queue, or switched there ([`Self::poll_awaiting`]).
     fn checkpoint(&mut self, barrier: Barrier) {
-        let ctx = &self.ctx;
         let unaligned = barrier.options.overtakes();
         let mut stats = SnapshotStats { unaligned, ..SnapshotStats::default() };
         let mut channel_state = Vec::new();
@@ -225,35 +276,34 @@ impl SourceTask {
                 // Ahead of everything queued: what it overtook is this source's output channel
                 // state (PipelinedSubpartition.java:219-248), persisted here, not downstream.
                 for record in o.push_priority(barrier) {
-                    let bytes = record.persisted_size();
-                    stats.persisted_records += 1;
-                    stats.persisted_bytes += bytes;
-                    stats.output_records += 1;
-                    stats.output_bytes += bytes;
-                    channel_state.push(PersistedRecord { channel: j, record, end: ChannelEnd::Output });
+                    persist_output(&mut stats, &mut channel_state, j, record);
                 }
             } else {
                 o.push_barrier(StreamMessage::Barrier(barrier));
             }
         }
-        if stats.persisted_records > 0 {
-            ctx.events.publish(Event::ChannelStatePersisted {
-                checkpoint: barrier.checkpoint,
-                task: ctx.name(),
-                records: stats.persisted_records,
-                bytes: stats.persisted_bytes,
-            });
+        let offsets = self.positions.clone();
+        // A newer checkpoint: the older one's barriers no longer switch (it is over).
+        self.awaiting = None;
+        match TimeoutableBarrier::new(&barrier, self.outputs.len()) {
+            Some(barriers) => {
+                self.awaiting = Some(AwaitingAck { barriers, offsets, stats, channel_state });
+                self.poll_awaiting();
+            }
+            None => self.acknowledge(barrier.checkpoint, offsets, stats, channel_state),
         }
-        ctx.report(TaskReport::Ack {
-            attempt: ctx.attempt,
-            checkpoint: barrier.checkpoint,
-            task: ctx.task,
-            state: TaskState::Source { offsets: self.positions.clone() },
-            stats,
-            channel_state,
-        });
-        ctx.events.publish(Event::BarrierInjected { checkpoint: barrier.checkpoint, source: self.index });
+        self.ctx.events.publish(Event::BarrierInjected { checkpoint: barrier.checkpoint, source: self.index });
     }
+}
+
+/// Adds a record the barrier overtook in output `channel` to the source's output channel state.
+fn persist_output(stats: &mut SnapshotStats, channel_state: &mut Vec<PersistedRecord>, channel: usize, record: Record) {
+    let bytes = record.persisted_size();
+    stats.persisted_records += 1;
+    stats.persisted_bytes += bytes;
+    stats.output_records += 1;
+    stats.output_bytes += bytes;
+    channel_state.push(PersistedRecord { channel, record, end: ChannelEnd::Output });
 }
 
 /// Sleeps until `deadline`, or forever when there is none.
@@ -332,6 +382,7 @@ mod tests {
             key_by: KeyBy::Record,
             replay: Vec::new(),
             stopped_for: None,
+            awaiting: None,
         };
         tokio::spawn(task.run());
         Harness { control, reports, gates }
