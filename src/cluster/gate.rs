@@ -603,4 +603,81 @@ mod tests {
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(1), record(2)])));
     }
+
+    /// Flink's defaults (NettyShuffleEnvironmentConfiguration.java:325-332): 2 exclusive buffers
+    /// per channel, 8 floating per gate, 10 per sender subpartition.
+    fn flink_buffers() -> crate::config::NetworkBuffers {
+        crate::config::NetworkBuffers::new(32 * 1024, 2, 8, 10, 0, 4)
+    }
+
+    /// Fills `out` with one-record buffers until its sender waits for credit; returns the
+    /// records it sent (the last one is in the writer's hand).
+    async fn fill(out: &mut crate::cluster::channel::OutputChannel, first: u64) -> u64 {
+        if !out.try_flush() {
+            return 0; // the buffer in hand still waits
+        }
+        let mut i = first;
+        loop {
+            if out.add(record(i), 1) && !out.try_flush() {
+                return i + 1 - first;
+            }
+            i += 1;
+        }
+    }
+
+    /// Under backpressure the in-flight data of each channel is bounded by Flink's credits, as
+    /// the model states them: at the receiver its exclusive buffers plus the floating ones it
+    /// borrowed, the gate lending at most `floating-buffers-per-gate` in all; at the sender at
+    /// most `max-buffers-per-channel` (queued, and the one the writer fills), within the
+    /// partition's pool. So is what an unaligned barrier persists: the sender's part and the
+    /// receiver's part together never exceed (exclusive + floating + max-buffers-per-channel)
+    /// buffers per channel.
+    /// Catches: "credit ignores floating buffers" (the backlogged channel would hold 2 at its
+    /// receiver, not 10), floating buffers per channel instead of per gate (the second channel
+    /// would get 10 too: 20 at one gate), a sender that queues past max-buffers-per-channel, and
+    /// a receiver that keeps a floating buffer after delivering.
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_buffers_are_bounded_by_flinks_credits_at_both_ends() {
+        let net = flink_buffers();
+        let knobs = knobs();
+        let gate_pool = crate::cluster::channel::Credits::gate_pool(&net);
+        // Two senders, each its own partition (one subpartition each); a 1 s wire keeps every
+        // buffer received but not deliverable while we look.
+        let make = |name: &str| {
+            let partition = crate::cluster::channel::Credits::partition_pool(&net, 1);
+            let credits = crate::cluster::channel::Credits::of(&net, &gate_pool, &partition);
+            crate::cluster::channel::channel_with(ChannelStats::new(name.into(), "t".into(), Duration::from_secs(1)), credits, knobs.clone())
+        };
+        let (mut a, ia) = make("a");
+        let (mut b, ib) = make("b");
+        let mut gate = InputGate::new(vec![ia, ib], knobs);
+        let sent_a = fill(&mut a, 0).await;
+        assert_eq!(next_within(&mut gate, Duration::from_millis(1)).await, None, "nothing due yet");
+        // The gate received what its credits allow: channel a borrowed every floating buffer.
+        let sent_a = sent_a + fill(&mut a, 1000).await;
+        let sent_b = fill(&mut b, 2000).await;
+        assert_eq!(next_within(&mut gate, Duration::from_millis(1)).await, None);
+        let sent_a = sent_a + fill(&mut a, 4000).await;
+        let sent_b = sent_b + fill(&mut b, 3000).await;
+        let (received_a, received_b) = (gate.slots[0].queue.len(), gate.slots[1].queue.len());
+        assert_eq!(received_a, 2 + 8, "exclusive plus every floating buffer of the gate");
+        assert_eq!(received_b, 2, "only its exclusive buffers: the gate's floating ones are lent");
+        assert_eq!(gate_pool.used(), 8);
+        // Senders: 9 queued and one full in hand each, the rest waits at the source.
+        assert_eq!((sent_a as usize, sent_b as usize), (received_a + 10, received_b + 10));
+        for ch in 0..2 {
+            let in_flight = gate.stats(ch).in_flight.load(Ordering::Relaxed) as usize;
+            assert!(in_flight < 2 + 8 + 10, "channel {ch}: {in_flight} records in flight (one buffer still in hand)");
+        }
+        // Delivering a buffer gives its floating buffer back to the gate.
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
+        assert_eq!((gate_pool.used(), gate.slots[0].borrowed), (7, 7));
+        for (ch, out, in_flight) in [(0, &mut a, sent_a - 1), (1, &mut b, sent_b)] {
+            // An unaligned barrier now persists the sender's part and the receiver's, once each.
+            let at_sender = out.push_priority(barrier(1)).len();
+            let at_receiver = gate.received_records(ch).len();
+            assert_eq!((at_sender + at_receiver) as u64, in_flight, "channel {ch}: every record in flight, once");
+            assert!(at_sender <= 10 && at_receiver <= 2 + 8, "channel {ch}: {at_sender} + {at_receiver}");
+        }
+    }
 }

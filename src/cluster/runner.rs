@@ -1359,4 +1359,41 @@ mod tests {
         assert_eq!((stats.output_records, stats.persisted_records), (3, 4));
         assert_eq!(h.downstream().await.first().map(String::as_str), Some("p1"));
     }
+
+    /// A task under backpressure forwards an aligned barrier that may time out behind its full
+    /// output queue; when the aligned-checkpoint-timeout counted from the trigger passes, the
+    /// task switches it there: a priority barrier at the head, the records it overtook this
+    /// task's output channel state, once, and the ack then, not before.
+    /// Catches: no sender-side switch (no ack: the downstream never drains), the timeout counted
+    /// from the task's barrier instead of the trigger (the ack at 100 ms, not 70), an ack before
+    /// the output state is complete, and a switch that loses, repeats or reorders records.
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_out_aligned_barrier_stuck_in_the_output_queue_switches_at_the_sender() {
+        let mut h = Setup { output_credit: 3, ..Setup::default() }.start(async |_| {}).await;
+        send(&mut h.inputs[0], 0).await;
+        send(&mut h.inputs[0], 1).await;
+        // Triggered 30 ms ago: 70 ms of the 100 ms timeout are left.
+        let b = Barrier {
+            triggered_at: Instant::now() - Duration::from_millis(30),
+            ..barrier(1, CheckpointMode::ExactlyOnce, Alignment::AlignedWithTimeout { timeout_ms: 100 })
+        };
+        send_barrier(&mut h.inputs[0], b).await;
+        for i in 2..6 {
+            send(&mut h.inputs[0], i).await;
+        }
+        settle(1).await;
+        assert_eq!(h.snapshots(), vec![(1, vec![0, 1])], "aligned: one input channel");
+        settle(67).await;
+        assert!(acks(&h.reports()).is_empty(), "its barrier is still queued behind records 0 and 1");
+        settle(3).await;
+        let reports = h.reports();
+        let Some(TaskReport::Ack { channel_state, stats, .. }) = reports.first() else { panic!("an ack after the switch: {reports:?}") };
+        let output: Vec<u64> = channel_state.iter().filter(|p| p.end == ChannelEnd::Output).map(|p| p.record.origin.offset).collect();
+        assert_eq!(output, vec![0, 1], "what the barrier overtook in the output queue, once");
+        assert!(stats.unaligned && stats.output_records == 2);
+        let down = h.downstream().await;
+        assert_eq!(down.first().map(String::as_str), Some("p1"), "{down:?}");
+        assert_eq!(&down[1..3], ["r0", "r1"], "still sent after it: {down:?}");
+        assert!(!down.iter().any(|d| d == "b1"), "no in-order copy left: {down:?}");
+    }
 }

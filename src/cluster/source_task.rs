@@ -495,4 +495,71 @@ mod tests {
         }
         assert_eq!(records, offsets[0].1, "the barrier is behind exactly the records its offsets cover");
     }
+
+    fn values(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("v{i}")).collect()
+    }
+
+    /// Under sustained backpressure an aligned barrier that may time out waits behind the full
+    /// queue at the source; when the aligned-checkpoint-timeout counted from the trigger passes
+    /// it switches there: it goes to the head of each queue, every record it overtook is the
+    /// source's output channel state exactly once, and the ack comes then, however long the
+    /// queue (Flink's SubtaskCheckpointCoordinatorImpl.registerAlignmentTimer and
+    /// PipelinedSubpartition.alignedBarrierTimeout).
+    /// Catches: no sender-side switch (no ack: the queue never drains here), the timeout counted
+    /// from the source's own barrier instead of the trigger (the ack at 100 ms, not 70), an ack
+    /// before the switch or one that waits for the queue, and output state that misses or
+    /// repeats a record, or leaves an in-order copy of the barrier behind.
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_out_aligned_barrier_queued_at_a_backpressured_source_switches_there() {
+        let values = values(2000);
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        for credit in [2, 40] {
+            let mut h = start_with(&refs, credit, 4);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(matches!(h.reports.try_recv(), Ok(TaskReport::Running { .. })));
+            // Triggered 30 ms ago: 70 ms of the 100 ms timeout are left.
+            let b = Barrier { triggered_at: Instant::now() - Duration::from_millis(30), ..barrier(1, Alignment::AlignedWithTimeout { timeout_ms: 100 }) };
+            h.control.send(TaskControl::TriggerCheckpoint(b)).expect("control");
+            tokio::time::sleep(Duration::from_millis(69)).await;
+            assert!(h.reports.try_recv().is_err(), "credit {credit}: aligned until the timeout from the trigger");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let Ok(TaskReport::Ack { state: TaskState::Source { offsets }, channel_state, stats, .. }) = h.reports.try_recv() else {
+                panic!("credit {credit}: an ack once the timeout passed")
+            };
+            let sent = offsets[0].1;
+            assert!(sent > 0 && sent < 4 * (credit as u64 + 2) * 2, "credit {credit}: blocked on credit after {sent}");
+            let mut persisted: Vec<u64> = channel_state.iter().map(|p| p.record.origin.offset).collect();
+            assert!(channel_state.iter().all(|p| p.end == ChannelEnd::Output));
+            persisted.sort_unstable();
+            assert_eq!(persisted, (0..sent).collect::<Vec<_>>(), "credit {credit}: every record ahead of the barrier, once");
+            assert!(stats.unaligned, "switched");
+            for g in &mut h.gates {
+                let seen = drain(g).await;
+                assert_eq!(seen.first().map(String::as_str), Some("p1"), "credit {credit}: at the head");
+                assert!(!seen.iter().any(|s| s == "b1"), "credit {credit}: no in-order copy left: {seen:?}");
+            }
+        }
+    }
+
+    /// A barrier that may time out and reaches its receivers in time is acknowledged as an
+    /// aligned one, as soon as it left the queues, with no channel state.
+    /// Catches: an ack that always waits for the timeout (every aligned-with-timeout checkpoint
+    /// as slow as the timeout), or an ack before the barrier left (then the switch could not be
+    /// taken back into the checkpoint).
+    #[tokio::test(start_paused = true)]
+    async fn a_timeoutable_barrier_received_in_time_is_acknowledged_when_it_left_without_channel_state() {
+        let mut h = start(&["a", "b", "c"]);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(matches!(h.reports.try_recv(), Ok(TaskReport::Running { .. })));
+        h.control.send(TaskControl::TriggerCheckpoint(barrier(1, Alignment::AlignedWithTimeout { timeout_ms: 1000 }))).expect("control");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(h.reports.try_recv().is_err(), "the barriers are still queued");
+        for g in &mut h.gates {
+            assert_eq!(drain(g).await.last().map(String::as_str), Some("b1"));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let Ok(TaskReport::Ack { channel_state, stats, .. }) = h.reports.try_recv() else { panic!("an ack once they left") };
+        assert!(channel_state.is_empty() && !stats.unaligned);
+    }
 }
