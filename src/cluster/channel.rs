@@ -918,7 +918,7 @@ mod tests {
     /// overtook at the head was, and one checkpoint after another never keeps the records from
     /// coming. Catches: records starved behind priority barriers that are not due yet (every
     /// 50 ms a barrier on a 243 ms channel: nothing delivered for 600 s of model time in
-    /// tests/semantics.rs, unaligned_never_loses_nor_overcounts, PROPTEST_RNG_SEED=1).
+    /// tests/it/semantics.rs, unaligned_never_loses_nor_overcounts, PROPTEST_RNG_SEED=1).
     #[tokio::test(start_paused = true)]
     async fn priority_barriers_never_hold_back_records_that_are_due() {
         let delay = Duration::from_millis(243);
