@@ -237,6 +237,7 @@ impl Default for Keymap {
                 b(Key::ch('k'), Kill, Compare, "kill TM N in every cluster; 1-9 select N", true),
                 b(Key::ch('s'), Start, Compare, "start TM N in every cluster", true),
                 b(Key::ch('c'), Checkpoint, Compare, "checkpoint every cluster now", false),
+                b(Key::ch('R'), Resubmit, Compare, "resubmit each cluster's FAILED job", false),
                 b(Key::ch('g'), ToggleGenerator, Compare, "generator on / off (shared topic)", true),
                 b(Key::ch('d'), SlowChannel, Compare, "slow channel in every cluster: 0 / 300ms / 1s", true),
                 b(Key::ch('?'), Help, Compare, "help", true),

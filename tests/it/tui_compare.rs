@@ -204,3 +204,21 @@ fn a_terminal_smaller_than_80x24_is_told_so() {
     let s = screen(&two_sides(), 60, 20);
     assert!(s.contains("needs 80x24") && s.contains("60x20"), "{s}");
 }
+
+/// Issue 25 §7: the `off` side goes FAILED on the first kill (restart strategy none) and had no
+/// key to resubmit it. R resubmits each FAILED side and only those; the side says so.
+/// Catches: R sent to every side (the running ones refuse it with a warning), or no R at all.
+#[test]
+fn r_resubmits_the_failed_sides_only() {
+    let mut app = three_sides();
+    press(&mut app, KeyCode::Char('R'));
+    assert!(app.requests.is_empty() && app.message.contains("no cluster's job is FAILED"), "{}", app.message);
+    app.sides[2].view.status = JobStatus::Failed;
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("FAILED (R resubmits)"), "{s}");
+    press(&mut app, KeyCode::Char('R'));
+    assert_eq!(app.requests, vec![CompareRequest::Side(2, Command::Resubmit)]);
+    assert!(app.message.contains("resubmitted the FAILED job of off"), "{}", app.message);
+    press(&mut app, KeyCode::Char('?'));
+    assert!(screen(&app, 80, 24).contains("resubmit each cluster's FAILED job"));
+}

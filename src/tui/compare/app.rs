@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crossterm::event::{KeyEvent, KeyModifiers};
 
-use crate::cluster::view::ClusterView;
+use crate::cluster::view::{ClusterView, JobStatus};
 use crate::cluster::Command;
 use crate::compare::{key_rows, KeyRow, SideMode};
 use crate::connectors::generator::GeneratorSpec;
@@ -35,6 +35,8 @@ pub enum CompareRequest {
     Produce(String),
     /// The same command to every cluster.
     Every(Command),
+    /// A command to one cluster (its index in the lineup).
+    Side(usize, Command),
     StartGenerator(GeneratorSpec),
     StopGenerator,
 }
@@ -157,6 +159,17 @@ impl CompareApp {
                 let name = self.tm_name();
                 self.message = format!("started {name} in every cluster");
                 self.requests.push(CompareRequest::Every(Command::StartTaskManager(Some(name))));
+            }
+            Action::Resubmit => {
+                // Only a FAILED job can be resubmitted (the workbench's R); the others run on.
+                let failed: Vec<usize> = (0..self.sides.len()).filter(|&i| self.sides[i].view.status == JobStatus::Failed).collect();
+                if failed.is_empty() {
+                    self.message = "no cluster's job is FAILED: R resubmits a FAILED one".into();
+                    return;
+                }
+                let names: Vec<&str> = failed.iter().map(|&i| self.sides[i].mode.name()).collect();
+                self.message = format!("resubmitted the FAILED job of {}: a new job, empty state (sources from the committed offsets, else auto-offset-reset)", names.join(", "));
+                self.requests.extend(failed.into_iter().map(|i| CompareRequest::Side(i, Command::Resubmit)));
             }
             Action::Checkpoint => {
                 self.message = "checkpoint triggered in every cluster that checkpoints".into();

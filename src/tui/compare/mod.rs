@@ -141,6 +141,11 @@ async fn event_loop(terminal: &mut Terminal, output: &Output, app: &mut CompareA
                     }
                 }
                 CompareRequest::Every(command) => lineup.command(command),
+                CompareRequest::Side(i, command) => {
+                    if let Some(side) = lineup.sides.get(i) {
+                        side.engine.command(command);
+                    }
+                }
                 CompareRequest::StartGenerator(spec) => {
                     if let Some(g) = generator.take() {
                         g.abort();

@@ -88,6 +88,9 @@ fn status_spans(app: &CompareApp, s: &SideView) -> Vec<Span<'static>> {
     let t = &app.theme;
     let v = &s.view;
     let mut spans = vec![Span::styled(v.status.label().to_string(), status_style(app, v.status)), Span::raw("  ")];
+    if v.status == JobStatus::Failed {
+        spans.insert(1, Span::raw(" (R resubmits)"));
+    }
     for tm in &v.task_managers {
         let (sym, style) = if tm.alive { ("●", t.ok) } else { ("✗", t.bad) };
         spans.push(Span::raw(format!("{} ", tm.name)));
