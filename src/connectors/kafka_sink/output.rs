@@ -23,8 +23,10 @@ use crate::events::{Event, EventBus};
 /// How often the embedded coordinator's clock is moved on (it looks for timed-out transactions
 /// every `transaction.abort.timed.out.transaction.cleanup.interval.ms` of that clock).
 const TICK: Duration = Duration::from_millis(200);
-/// Records the embedded producer queues before they reach the log (the Java client's batch).
-const EMBEDDED_LINGER: usize = 16;
+/// Records the embedded producer queues before they reach the log: none, so that a
+/// read_uncommitted reader sees each line at once (the Java client sends within `linger.ms`,
+/// 0 to 5 ms by Kafka's versions).
+const EMBEDDED_LINGER: usize = 0;
 /// How long a read of a Kafka output topic waits for records to arrive.
 const KAFKA_POLL: Duration = Duration::from_millis(50);
 
