@@ -1047,3 +1047,61 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod kafka_sink_tests {
+    use crate::config::{ConfigLayers, SinkKind};
+    use crate::connectors::kafka_sink::DeliveryGuarantee;
+    use std::time::Duration;
+
+    fn kafka(pairs: &[&str]) -> Result<crate::config::Config, crate::config::ConfigError> {
+        let mut l = ConfigLayers::builtin();
+        l.set("job.sink=kafka", "--set").unwrap();
+        for p in pairs {
+            l.set(p, "--set").unwrap();
+        }
+        l.build()
+    }
+
+    /// Catches: a Kafka sink whose defaults are not KafkaSink's (none, 1 h, output-topic).
+    #[test]
+    fn the_kafka_sinks_defaults_are_flinks() {
+        let c = kafka(&[]).unwrap();
+        assert_eq!(c.job.sink, SinkKind::Kafka);
+        let k = &c.job.kafka_sink;
+        assert_eq!((k.delivery_guarantee, k.transaction_timeout, k.output_topic.as_str()), (DeliveryGuarantee::None, Duration::from_secs(3600), "output-topic"));
+        assert_eq!(k.transactional_id_prefix, None);
+    }
+
+    /// Catches: exactly-once accepted without a prefix (Flink refuses to build the sink).
+    #[test]
+    fn exactly_once_without_a_prefix_names_the_key_and_flinks_reason() {
+        let e = kafka(&["sink.delivery-guarantee=exactly-once", "sink.properties.transaction.timeout.ms=600000"]).unwrap_err().to_string();
+        assert!(e.contains("`sink.transactional-id-prefix`") && e.contains("EXACTLY_ONCE delivery guarantee requires a transactionalIdPrefix"), "{e}");
+    }
+
+    /// Catches: KafkaSink's 1 h default let through against the embedded broker's 15 min maximum,
+    /// or refused with other words than Kafka's.
+    #[test]
+    fn the_default_transaction_timeout_is_refused_by_the_embedded_broker_with_kafkas_message() {
+        let e = kafka(&["sink.delivery-guarantee=exactly-once", "sink.transactional-id-prefix=p"]).unwrap_err().to_string();
+        assert!(e.contains("sink.properties.transaction.timeout.ms"), "{e}");
+        assert!(e.contains("The transaction timeout is larger than the maximum value allowed by the broker (as configured by transaction.max.timeout.ms)."), "{e}");
+        let ok = kafka(&["sink.delivery-guarantee=exactly-once", "sink.transactional-id-prefix=p", "sink.properties.transaction.timeout.ms=900000"]);
+        assert_eq!(ok.unwrap().job.kafka_sink.transaction_timeout, Duration::from_secs(900), "15 min is allowed (<=)");
+        // A Kafka cluster answers for itself (librdkafka's mock accepts 1 h).
+        let on_kafka = kafka(&["sink.delivery-guarantee=exactly-once", "sink.transactional-id-prefix=p", "source.kind=kafka", "source.bootstrap-servers=mock"]);
+        assert!(on_kafka.is_ok(), "{on_kafka:?}");
+    }
+
+    /// Catches: producer properties dropped, or a bad timeout crashing instead of naming its key.
+    #[test]
+    fn producer_properties_pass_through_and_a_bad_timeout_names_its_key() {
+        let c = kafka(&["sink.properties.linger.ms=20", "sink.properties.transaction.timeout.ms=60000"]).unwrap();
+        assert_eq!(c.job.kafka_sink.properties, [("linger.ms".to_string(), "20".to_string()), ("transaction.timeout.ms".into(), "60000".into())]);
+        let e = kafka(&["sink.properties.transaction.timeout.ms=soon"]).unwrap_err().to_string();
+        assert!(e.contains("`sink.properties.transaction.timeout.ms` = \"soon\"") && e.contains("milliseconds"), "{e}");
+        let e = kafka(&["sink.delivery-guarantee=twice"]).unwrap_err().to_string();
+        assert!(e.contains("allowed values: none, at-least-once, exactly-once"), "{e}");
+    }
+}

@@ -19,6 +19,7 @@
 //! read_committed until it commits: judge once the last checkpoint completed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -123,14 +124,15 @@ pub fn judge(
             committed_end.is_some_and(|end| r.offset < end) && !committed_offsets.contains(&r.offset)
         }
     };
-    // Lines the broker holds only in timed-out transactions.
-    let mut in_timed_out: HashMap<(&str, u64), bool> = HashMap::new();
-    for r in uncommitted {
-        if let Some(line) = parse_line(&r.value, key_by) {
-            let t = r.producer.is_some_and(|p| timed_out.contains(&p));
-            in_timed_out.entry(line).and_modify(|only| *only &= t).or_insert(t);
-        }
-    }
+    // Lines the broker holds in a transaction its coordinator aborted on the timeout. A gap
+    // among them is that transaction's loss: had it not been pre-committed, the restore would
+    // have replayed its records and the line would be there (an earlier attempt's copy, aborted
+    // by fencing, does not change that).
+    let in_timed_out: BTreeSet<(&str, u64)> = uncommitted
+        .iter()
+        .filter(|r| r.producer.is_some_and(|p| timed_out.contains(&p)))
+        .filter_map(|r| parse_line(&r.value, key_by))
+        .collect();
     let one = |records: &[ReadRecord], committed_level: bool| {
         let mut per_key: BTreeMap<&str, (HashMap<u64, u64>, u64, u64)> = BTreeMap::new();
         for r in records {
@@ -154,7 +156,7 @@ pub fn judge(
                     present += 1;
                 } else {
                     k.gaps += 1;
-                    if committed_level && in_timed_out.get(&(key, n)).copied().unwrap_or(false) {
+                    if committed_level && in_timed_out.contains(&(key, n)) {
                         k.lost_by_timeout += 1;
                     }
                 }
