@@ -179,6 +179,23 @@ pub enum Event {
         checkpoint: u64,
         lines: usize,
     },
+    /// The Kafka sink's output topic: its broker aborted a transaction (the coordinator on the
+    /// transaction's timeout, or a re-initialisation of its id fencing it).
+    OutputTransactionAborted {
+        transactional_id: String,
+        reason: String,
+        /// On a timeout: how long it was open, and its `transaction.timeout.ms` (0 otherwise).
+        open_ms: u64,
+        timeout_ms: u64,
+    },
+    /// The Kafka sink's committer could not commit a pre-committed transaction: its lines are
+    /// lost from the read_committed output.
+    OutputLost {
+        transactional_id: String,
+        checkpoint: u64,
+        lines: u64,
+        message: String,
+    },
     SinkEmitted {
         line: String,
         repeat: bool,
@@ -282,6 +299,8 @@ impl Event {
             Event::CheckpointCompleted { checkpoint, duration_ms, .. } => format!("checkpoint {checkpoint} completed in {duration_ms} ms"),
             Event::CheckpointFailed { checkpoint, reason } => format!("checkpoint {checkpoint} FAILED: {reason}"),
             Event::TransactionCommitted { checkpoint, lines } => format!("sink committed {lines} line(s) of checkpoint {checkpoint}"),
+            Event::OutputTransactionAborted { reason, .. } => format!("output topic: {reason}"),
+            Event::OutputLost { message, .. } => message.clone(),
             Event::SinkEmitted { line, repeat, .. } => format!("{line}{}", if *repeat { "  (repeat)" } else { "" }),
             Event::ConfigChanged { key, value } => format!("{key} = {value}"),
             Event::ConfigRejected { key, reason } => format!("{key} not changed: {reason}"),

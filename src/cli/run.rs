@@ -88,12 +88,58 @@ pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool)
     .await;
     // What is wrong with the topic at the end (a broker that came back empty ...) closes the report.
     let topic_status = engine.view(false).topic_status;
+    // The Kafka sink's output topic, read at both isolation levels before the broker goes.
+    let output = match ckptlab::connectors::kafka_sink::verdict::of_engine(&engine, &report.verdict) {
+        Some(Ok(o)) => Some(o),
+        Some(Err(e)) => {
+            eprintln!("WARNING the output topic could not be read: {e}");
+            None
+        }
+        None => None,
+    };
     engine.shutdown().await;
     if let Some(f) = events_file {
         f.finish().await;
     }
-    print(&report, json, topic_status.as_deref(), Some(&effective))?;
+    print(&WithOutput { report: &report, output }, json, topic_status.as_deref(), Some(&effective))?;
     Ok(report)
+}
+
+/// A run's report with the Kafka sink's output verdict, which `--json` carries as
+/// `verdict.output_isolation.read_committed` / `.read_uncommitted` (read by checks outside the
+/// suite; issue 23).
+struct WithOutput<'a> {
+    report: &'a RunReport,
+    output: Option<ckptlab::connectors::kafka_sink::verdict::OutputVerdict>,
+}
+
+impl serde::Serialize for WithOutput<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = serde_json::to_value(self.report).map_err(serde::ser::Error::custom)?;
+        if let (Some(o), Some(verdict)) = (&self.output, v.get_mut("verdict").and_then(|v| v.as_object_mut())) {
+            verdict.insert("output_isolation".into(), serde_json::to_value(o).map_err(serde::ser::Error::custom)?);
+        }
+        v.serialize(s)
+    }
+}
+
+impl Report for WithOutput<'_> {
+    fn print_text(&self) {
+        print_report(self.report);
+        if let Some(o) = &self.output {
+            outln!(
+                "output topic {}: read_committed {} ({} lines), read_uncommitted {} ({} lines)",
+                o.topic,
+                o.read_committed.summary(),
+                o.read_committed.lines,
+                o.read_uncommitted.summary(),
+                o.read_uncommitted.lines
+            );
+            for cause in &o.causes {
+                outln!("{cause}");
+            }
+        }
+    }
 }
 
 /// What `ckptlab run` reports: one engine's run, or every side's of a comparison. Both go

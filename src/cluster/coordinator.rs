@@ -428,6 +428,7 @@ impl CheckpointCoordinator {
         let mut offsets = Vec::new();
         let mut keyed: Vec<(usize, StateHandle)> = Vec::new();
         let mut staged_output: Vec<StagedLine> = Vec::new();
+        let mut kafka_sink = None;
         let (mut checkpointed, mut full, mut alignment, mut persisted, mut unaligned) = (0, 0, 0, 0, false);
         let (mut sync_ms, mut async_ms) = (0, 0);
         for (task, (state, stats)) in p.acks {
@@ -443,7 +444,7 @@ impl CheckpointCoordinator {
                     full += full_size;
                     keyed.push((i, handle));
                 }
-                (_, TaskState::Sink { staged }) => staged_output = staged,
+                (_, TaskState::Sink { staged, kafka }) => (staged_output, kafka_sink) = (staged, kafka),
                 (_, TaskState::Keyed { .. }) => {}
             }
         }
@@ -459,6 +460,7 @@ impl CheckpointCoordinator {
             offsets: offsets.clone(),
             keyed: keyed.into_iter().map(|(_, h)| h).collect(),
             staged_output,
+            kafka_sink,
             channel_state: p.channel_state,
         };
         let stats = CheckpointStats {
@@ -637,7 +639,7 @@ mod tests {
         match task {
             TaskId::Source(_) => TaskState::Source { offsets: vec![(0, 7)] },
             TaskId::Counter(_) => keyed(10),
-            TaskId::Sink => TaskState::Sink { staged: Vec::new() },
+            TaskId::Sink => TaskState::Sink { staged: Vec::new(), kafka: None },
         }
     }
 

@@ -881,7 +881,7 @@ mod tests {
                 written_under: None,
             };
             match self.kind {
-                SnapshotKind::Done => Ok(OperatorSnapshot::Done(TaskState::Sink { staged: Vec::new() })),
+                SnapshotKind::Done => Ok(OperatorSnapshot::Done(TaskState::Sink { staged: Vec::new(), kafka: None })),
                 SnapshotKind::Keyed(bytes) => Ok(OperatorSnapshot::Keyed(PendingSnapshot {
                     sync_duration: Duration::ZERO,
                     write: Box::new(move |_| Ok(written(bytes))),

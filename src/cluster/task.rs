@@ -23,7 +23,9 @@ pub use crate::types::{ChannelEnd, PersistedRecord, TaskId};
 pub enum TaskState {
     Source { offsets: Vec<(u32, u64)> },
     Keyed { handle: StateHandle, checkpointed_size: u64, full_size: u64 },
-    Sink { staged: Vec<StagedLine> },
+    /// Lines of uncommitted transactions (transactional, Kafka exactly-once), and the Kafka sink's
+    /// committables and writer state.
+    Sink { staged: Vec<StagedLine>, kafka: Option<crate::connectors::kafka_sink::KafkaSinkState> },
 }
 
 /// Timings of one task's snapshot (Flink's per-subtask checkpoint statistics).

@@ -11,8 +11,9 @@ use strum::VariantNames;
 use super::layers::{backend_label, parse_loose_value, value_text, ConfigLayers, Entry, SeedBackend};
 use super::schema::{
     BackendKind, CheckpointMode, ClaimMode, EmbeddedRetention, KeyBy, Kind, OffsetReset, RestartStrategyType, Retention, SinkKind,
-    SourceKind, StorageKind, DELAYS_TABLE, RECORD_COST_TABLE, SCHEMA,
+    SourceKind, StorageKind, DELAYS_TABLE, RECORD_COST_TABLE, SCHEMA, SINK_PROPERTIES_TABLE,
 };
+use crate::connectors::kafka_sink::{DeliveryGuarantee, DEFAULT_TRANSACTION_TIMEOUT};
 use super::ConfigError;
 use crate::duration::{format_duration, parse_duration, parse_size};
 use crate::types::{Alignment as BarrierAlignment, CheckpointOptions};
@@ -105,6 +106,7 @@ impl ConfigLayers {
             ));
         }
         let max_parallelism = crate::keygroup::MAX_PARALLELISM;
+        let kafka_sink = self.kafka_sink(&r)?;
         let delays = self.pattern_durations(DELAYS_TABLE, ChannelPattern::parse)?;
         let record_costs = self.pattern_durations(RECORD_COST_TABLE, SubtaskPattern::parse)?;
         // A pattern that matches nothing in this job is a typo (`counter[9]` with 2 counters):
@@ -205,7 +207,14 @@ impl ConfigLayers {
             taskmanagers,
             slots_per_tm,
             tm_dir,
-            job: JobConfig { name: r.text("job.name")?, parallelism, max_parallelism, key_by: r.choice("job.key-by")?, sink: r.choice("job.sink")? },
+            job: JobConfig {
+                name: r.text("job.name")?,
+                parallelism,
+                max_parallelism,
+                key_by: r.choice("job.key-by")?,
+                sink: r.choice("job.sink")?,
+                kafka_sink,
+            },
             source: SourceConfig {
                 kafka: match r.choice::<SourceKind>("source.kind")? {
                     SourceKind::Kafka => {
@@ -243,7 +252,73 @@ impl ConfigLayers {
     }
 }
 
+/// The embedded broker's `transaction.max.timeout.ms` (Kafka's default, 15 min).
+const EMBEDDED_TRANSACTION_MAX_TIMEOUT: Duration = crate::connectors::transactions::coordinator::DEFAULT_TRANSACTION_MAX_TIMEOUT;
+
+/// The producer property KafkaSink sets itself unless given (KafkaSinkBuilder.java:86-88).
+pub const TRANSACTION_TIMEOUT_PROPERTY: &str = "transaction.timeout.ms";
+
 impl ConfigLayers {
+    /// `sink.*`: the Kafka sink's options, checked as Flink's KafkaSinkBuilder checks them, and
+    /// against the embedded broker's `transaction.max.timeout.ms` when it is the one written to.
+    fn kafka_sink(&self, r: &Reader) -> Result<KafkaSinkConfig, ConfigError> {
+        let delivery_guarantee: DeliveryGuarantee = r.choice("sink.delivery-guarantee")?;
+        let prefix = r.text("sink.transactional-id-prefix")?;
+        let transactional_id_prefix = (!prefix.trim().is_empty()).then(|| prefix.trim().to_string());
+        let output_topic = r.text("sink.output-topic")?;
+        if output_topic.trim().is_empty() {
+            return Err(r.bad("sink.output-topic", "allowed: a topic name such as \"output-topic\"".into()));
+        }
+        let prefix_len = SINK_PROPERTIES_TABLE.len() + 1;
+        let mut properties = Vec::new();
+        let mut transaction_timeout = DEFAULT_TRANSACTION_TIMEOUT;
+        for (key, entry) in self.entries.range(format!("{SINK_PROPERTIES_TABLE}.")..) {
+            if !key.starts_with(SINK_PROPERTIES_TABLE) || key.as_bytes().get(SINK_PROPERTIES_TABLE.len()) != Some(&b'.') {
+                break;
+            }
+            let name = key[prefix_len..].to_string();
+            let value = match &entry.value {
+                toml::Value::String(s) => s.clone(),
+                other => value_text(other),
+            };
+            if name == TRANSACTION_TIMEOUT_PROPERTY {
+                transaction_timeout = match value.trim().parse::<u64>() {
+                    Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                    _ => return Err(r.bad(key, "allowed: a number of milliseconds above 0, as Kafka's producer reads it (e.g. 600000)".into())),
+                };
+            }
+            properties.push((name, value));
+        }
+        let kafka = r.choice::<SourceKind>("source.kind")? == SourceKind::Kafka;
+        let sink_is_kafka = r.choice::<SinkKind>("job.sink")? == SinkKind::Kafka;
+        if sink_is_kafka && delivery_guarantee == DeliveryGuarantee::ExactlyOnce {
+            if transactional_id_prefix.is_none() {
+                // KafkaSinkBuilder.java:200-203, in its words.
+                return Err(r.bad(
+                    "sink.transactional-id-prefix",
+                    format!("{} (required with sink.delivery-guarantee = exactly-once)", crate::connectors::kafka_sink::SinkError::MissingTransactionalIdPrefix),
+                ));
+            }
+            if !kafka && transaction_timeout > EMBEDDED_TRANSACTION_MAX_TIMEOUT {
+                // What the embedded broker answers InitProducerId with; Flink's job fails with it
+                // at start (the writer's initTransactions). Refused here, before the job runs.
+                let refusal = crate::connectors::transactions::TxnError::InvalidTransactionTimeout {
+                    timeout_ms: transaction_timeout.as_millis() as u64,
+                    max_ms: Some(EMBEDDED_TRANSACTION_MAX_TIMEOUT.as_millis() as u64),
+                };
+                let key = format!("{SINK_PROPERTIES_TABLE}.{TRANSACTION_TIMEOUT_PROPERTY}");
+                let message = format!(
+                    "{refusal}; KafkaSink's default is 1 h, the embedded broker's transaction.max.timeout.ms is Kafka's default 15 min: set {key} to at most 900000"
+                );
+                return Err(match self.entries.get(&key) {
+                    Some(_) => r.bad(&key, message),
+                    None => ConfigError::Invalid { origin: "configuration".into(), message: format!("`{key}` (default 3600000): {message}") },
+                });
+            }
+        }
+        Ok(KafkaSinkConfig { delivery_guarantee, transactional_id_prefix, output_topic: output_topic.trim().to_string(), properties, transaction_timeout })
+    }
+
     /// The entries of a pattern table as (pattern, duration), each error naming its key.
     fn pattern_durations<P>(&self, table: &str, parse: impl Fn(&str) -> Result<P, BadPattern>) -> Result<Vec<(P, Duration)>, ConfigError> {
         let prefix = format!("{table}.");
@@ -617,6 +692,23 @@ pub struct JobConfig {
     pub max_parallelism: u16,
     pub key_by: KeyBy,
     pub sink: SinkKind,
+    /// `sink.*`: read by the Kafka sink only.
+    pub kafka_sink: KafkaSinkConfig,
+}
+
+/// `job.sink = kafka`'s options (Flink's KafkaSink builder and the connector's options).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSinkConfig {
+    /// `sink.delivery-guarantee` (KafkaSinkBuilder defaults to none).
+    pub delivery_guarantee: DeliveryGuarantee,
+    /// `sink.transactional-id-prefix`: `None` when empty (refused with exactly-once).
+    pub transactional_id_prefix: Option<String>,
+    /// `sink.output-topic`.
+    pub output_topic: String,
+    /// `sink.properties.*`, key without the prefix, in key order: given to every producer.
+    pub properties: Vec<(String, String)>,
+    /// `sink.properties.transaction.timeout.ms`, else KafkaSink's 1 h.
+    pub transaction_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -953,5 +1045,63 @@ mod tests {
                 assert_eq!(CheckpointingMode::of(&l.build().unwrap().checkpointing), mode, "{from:?} -> {mode:?}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod kafka_sink_tests {
+    use crate::config::{ConfigLayers, SinkKind};
+    use crate::connectors::kafka_sink::DeliveryGuarantee;
+    use std::time::Duration;
+
+    fn kafka(pairs: &[&str]) -> Result<crate::config::Config, crate::config::ConfigError> {
+        let mut l = ConfigLayers::builtin();
+        l.set("job.sink=kafka", "--set").unwrap();
+        for p in pairs {
+            l.set(p, "--set").unwrap();
+        }
+        l.build()
+    }
+
+    /// Catches: a Kafka sink whose defaults are not KafkaSink's (none, 1 h, output-topic).
+    #[test]
+    fn the_kafka_sinks_defaults_are_flinks() {
+        let c = kafka(&[]).unwrap();
+        assert_eq!(c.job.sink, SinkKind::Kafka);
+        let k = &c.job.kafka_sink;
+        assert_eq!((k.delivery_guarantee, k.transaction_timeout, k.output_topic.as_str()), (DeliveryGuarantee::None, Duration::from_secs(3600), "output-topic"));
+        assert_eq!(k.transactional_id_prefix, None);
+    }
+
+    /// Catches: exactly-once accepted without a prefix (Flink refuses to build the sink).
+    #[test]
+    fn exactly_once_without_a_prefix_names_the_key_and_flinks_reason() {
+        let e = kafka(&["sink.delivery-guarantee=exactly-once", "sink.properties.transaction.timeout.ms=600000"]).unwrap_err().to_string();
+        assert!(e.contains("`sink.transactional-id-prefix`") && e.contains("EXACTLY_ONCE delivery guarantee requires a transactionalIdPrefix"), "{e}");
+    }
+
+    /// Catches: KafkaSink's 1 h default let through against the embedded broker's 15 min maximum,
+    /// or refused with other words than Kafka's.
+    #[test]
+    fn the_default_transaction_timeout_is_refused_by_the_embedded_broker_with_kafkas_message() {
+        let e = kafka(&["sink.delivery-guarantee=exactly-once", "sink.transactional-id-prefix=p"]).unwrap_err().to_string();
+        assert!(e.contains("sink.properties.transaction.timeout.ms"), "{e}");
+        assert!(e.contains("The transaction timeout is larger than the maximum value allowed by the broker (as configured by transaction.max.timeout.ms)."), "{e}");
+        let ok = kafka(&["sink.delivery-guarantee=exactly-once", "sink.transactional-id-prefix=p", "sink.properties.transaction.timeout.ms=900000"]);
+        assert_eq!(ok.unwrap().job.kafka_sink.transaction_timeout, Duration::from_secs(900), "15 min is allowed (<=)");
+        // A Kafka cluster answers for itself (librdkafka's mock accepts 1 h).
+        let on_kafka = kafka(&["sink.delivery-guarantee=exactly-once", "sink.transactional-id-prefix=p", "source.kind=kafka", "source.bootstrap-servers=mock"]);
+        assert!(on_kafka.is_ok(), "{on_kafka:?}");
+    }
+
+    /// Catches: producer properties dropped, or a bad timeout crashing instead of naming its key.
+    #[test]
+    fn producer_properties_pass_through_and_a_bad_timeout_names_its_key() {
+        let c = kafka(&["sink.properties.linger.ms=20", "sink.properties.transaction.timeout.ms=60000"]).unwrap();
+        assert_eq!(c.job.kafka_sink.properties, [("linger.ms".to_string(), "20".to_string()), ("transaction.timeout.ms".into(), "60000".into())]);
+        let e = kafka(&["sink.properties.transaction.timeout.ms=soon"]).unwrap_err().to_string();
+        assert!(e.contains("`sink.properties.transaction.timeout.ms` = \"soon\"") && e.contains("milliseconds"), "{e}");
+        let e = kafka(&["sink.delivery-guarantee=twice"]).unwrap_err().to_string();
+        assert!(e.contains("allowed values: none, at-least-once, exactly-once"), "{e}");
     }
 }

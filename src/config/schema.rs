@@ -10,6 +10,8 @@ use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 // The checkpointing mode is vocabulary every layer speaks, and a configuration choice: like the
 // choice enums below it knows its option values (strum), which the schema and `build` read.
 pub use crate::types::CheckpointMode;
+// `sink.delivery-guarantee`'s values are Flink's DeliveryGuarantee, which the sink owns.
+pub use crate::connectors::kafka_sink::DeliveryGuarantee;
 
 /// The kind of value an option holds, used for validation and error messages.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,6 +89,9 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "job.max-parallelism", kind: Kind::Int { min: -1, max: 32768 }, runtime: false },
     OptionSpec { key: "job.key-by", kind: Kind::Choice(KeyBy::VARIANTS), runtime: false },
     OptionSpec { key: "job.sink", kind: Kind::Choice(SinkKind::VARIANTS), runtime: false },
+    OptionSpec { key: "sink.delivery-guarantee", kind: Kind::Choice(DeliveryGuarantee::VARIANTS), runtime: false },
+    OptionSpec { key: "sink.transactional-id-prefix", kind: Kind::Text, runtime: false },
+    OptionSpec { key: "sink.output-topic", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.kind", kind: Kind::Choice(SourceKind::VARIANTS), runtime: false },
     OptionSpec { key: "source.bootstrap-servers", kind: Kind::Text, runtime: false },
     OptionSpec { key: "source.group-id", kind: Kind::Text, runtime: false },
@@ -126,9 +131,12 @@ pub const DELAYS_TABLE: &str = "ckptlab.delays";
 pub const RECORD_COST_TABLE: &str = "ckptlab.record-cost";
 /// Tables keyed by patterns, not by option names.
 pub(super) const PATTERN_TABLES: &[&str] = &[DELAYS_TABLE, RECORD_COST_TABLE];
+/// The Kafka sink's producer properties (the connector's `properties.*`): any Kafka producer
+/// key, dotted as Kafka spells it (`sink.properties.transaction.timeout.ms`), passed through.
+pub const SINK_PROPERTIES_TABLE: &str = "sink.properties";
 
 pub(super) fn in_pattern_table(key: &str) -> bool {
-    PATTERN_TABLES.iter().any(|t| key.strip_prefix(t).is_some_and(|rest| rest.starts_with('.')))
+    PATTERN_TABLES.iter().chain([&SINK_PROPERTIES_TABLE]).any(|t| key.strip_prefix(t).is_some_and(|rest| rest.len() > 1 && rest.starts_with('.')))
 }
 
 /// Whether an option may change while the job runs (a scenario's `set`, the workbench's keys):
@@ -191,6 +199,10 @@ pub enum SinkKind {
     Print,
     Transactional,
     Discard,
+    /// Flink's KafkaSink (`sink.delivery-guarantee`, `sink.transactional-id-prefix`,
+    /// `sink.properties.*`) writing to `sink.output-topic`: on the embedded broker, or on the
+    /// Kafka cluster of `--kafka`.
+    Kafka,
 }
 
 /// `source.kind`: the embedded topic or a Kafka broker.

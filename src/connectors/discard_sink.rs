@@ -1,18 +1,24 @@
 //! The discard sink: nothing is visible (benchmarks measure the pipeline, not the printing).
 
-use super::sink::{Sink, SinkOutput};
+use super::sink::{RestoredSinkState, Sink, SinkError, SinkOutput, SinkSnapshot};
 use crate::state::storage::StagedLine;
 
 pub struct DiscardSink;
 
 impl Sink for DiscardSink {
-    fn write(&mut self, _line: StagedLine, _out: &SinkOutput) {}
-
-    fn prepare_commit(&mut self, _checkpoint: u64) -> Vec<StagedLine> {
-        Vec::new()
+    fn recover(&mut self, _restored: RestoredSinkState, _out: &SinkOutput) -> Result<(), SinkError> {
+        Ok(())
     }
 
-    fn commit(&mut self, _checkpoint: u64, _out: &SinkOutput) {}
+    fn write(&mut self, _line: StagedLine, _out: &SinkOutput) -> Result<(), SinkError> {
+        Ok(())
+    }
 
-    fn recover(&mut self, _staged: Vec<StagedLine>, _out: &SinkOutput) {}
+    fn prepare_commit(&mut self, _checkpoint: u64) -> Result<SinkSnapshot, SinkError> {
+        Ok(SinkSnapshot::default())
+    }
+
+    fn commit(&mut self, _checkpoint: u64, _out: &SinkOutput) -> Result<(), SinkError> {
+        Ok(())
+    }
 }

@@ -122,6 +122,9 @@ pub struct FileLogTopic {
     events: EventBus,
     /// Held for the topic's lifetime: the flock on `<topic>.lock`.
     _lock: Mutex<File>,
+    /// The embedded broker's output topic (the Kafka sink's), in memory: it does not outlive the
+    /// process as the input topic's files do.
+    output: crate::connectors::kafka_sink::output::OutputSlot,
 }
 
 impl FileLogTopic {
@@ -180,6 +183,7 @@ impl FileLogTopic {
             version: watch::channel(0).0,
             events,
             _lock: Mutex::new(lock),
+            output: Default::default(),
         }))
     }
 
@@ -201,6 +205,14 @@ impl TopicReader for FileLogReader {
 impl Topic for FileLogTopic {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn output_topic(
+        &self,
+        settings: &crate::connectors::kafka_sink::OutputTopicSettings,
+        events: &EventBus,
+    ) -> Result<Arc<crate::connectors::kafka_sink::OutputTopic>, crate::connectors::transactions::TxnError> {
+        self.output.get_or_make(|| Ok(crate::connectors::kafka_sink::OutputTopic::embedded(settings, events.clone())))
     }
 
     fn partitions(&self) -> u32 {

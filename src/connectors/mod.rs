@@ -17,12 +17,24 @@ pub mod transactional_sink;
 pub use topic::{EmbeddedTopic, Topic, TopicError, TopicReader};
 
 /// The sink of a kind. It lives here, beside the modules of every sink, so that the `Sink` trait
-/// in `sink.rs` names none of its implementations.
-pub fn create_sink(kind: crate::config::SinkKind) -> Box<dyn sink::Sink> {
+/// in `sink.rs` names none of its implementations. The Kafka sink writes to the output topic on
+/// `topic`'s broker (its producers come from there); when that cannot be had, the sink that
+/// comes back fails its task at start with the reason.
+pub fn create_sink(kind: crate::config::SinkKind, settings: &crate::config::KafkaSinkConfig, topic: &dyn Topic, events: &crate::events::EventBus) -> Box<dyn sink::Sink> {
     use crate::config::SinkKind;
     match kind {
         SinkKind::Print => Box::new(print_sink::PrintSink),
         SinkKind::Transactional => Box::new(transactional_sink::TransactionalSink::default()),
         SinkKind::Discard => Box::new(discard_sink::DiscardSink),
+        SinkKind::Kafka => {
+            let sink_settings = kafka_sink::KafkaSinkSettings {
+                delivery_guarantee: settings.delivery_guarantee,
+                transactional_id_prefix: settings.transactional_id_prefix.clone(),
+            };
+            match topic.output_topic(&kafka_sink::OutputTopicSettings::of(settings), events) {
+                Ok(output) => Box::new(kafka_sink::KafkaSink::new(sink_settings, output)),
+                Err(e) => Box::new(sink::UnavailableSink(kafka_sink::SinkError::Producer(e).into())),
+            }
+        }
     }
 }

@@ -8,6 +8,11 @@
 //!   recovery, replayed records print again even under exactly-once.
 //! - `TransactionalSink` (transactional_sink.rs): two-phase commit, visible on completion.
 //! - `DiscardSink` (discard_sink.rs): drops everything (benchmarks).
+//! - `KafkaSink` (kafka_sink/sink.rs): Flink's KafkaSink on an output topic, with its delivery
+//!   guarantee; exactly-once commits a Kafka transaction per checkpoint.
+//!
+//! Every call may fail (a fenced producer, a broker that went away): the task then fails with
+//! the sink's reason, and the job fails over, as a Flink task whose writer threw.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,19 +25,66 @@ use crate::events::{Event, EventBus};
 use crate::state::storage::StagedLine;
 
 pub trait Sink: Send {
+    /// At deployment, from the restored checkpoint's part of the sink (empty on a fresh start):
+    /// commit every transaction the checkpoint kept (the notify may have been lost with the
+    /// failure; transactions already committed are skipped), and get ready to write.
+    fn recover(&mut self, restored: RestoredSinkState, out: &SinkOutput) -> Result<(), SinkError>;
+
     /// One line from upstream: made visible, or added to the open transaction.
-    fn write(&mut self, line: StagedLine, out: &SinkOutput);
+    fn write(&mut self, line: StagedLine, out: &SinkOutput) -> Result<(), SinkError>;
 
     /// Closes the open transaction as `checkpoint`'s and returns every transaction not committed
     /// yet (each line tagged with its checkpoint): the sink's part of the snapshot.
-    fn prepare_commit(&mut self, checkpoint: u64) -> Vec<StagedLine>;
+    fn prepare_commit(&mut self, checkpoint: u64) -> Result<SinkSnapshot, SinkError>;
 
     /// `checkpoint` completed: its transaction and every older one become visible.
-    fn commit(&mut self, checkpoint: u64, out: &SinkOutput);
+    fn commit(&mut self, checkpoint: u64, out: &SinkOutput) -> Result<(), SinkError>;
+}
 
-    /// After a restore: commit every transaction the checkpoint kept (the notify may have been
-    /// lost with the failure). Transactions already committed are skipped.
-    fn recover(&mut self, staged: Vec<StagedLine>, out: &SinkOutput);
+/// Why a sink cannot go on: its task fails with this reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SinkError {
+    #[error("KafkaSink: {0}")]
+    Kafka(#[from] super::kafka_sink::SinkError),
+}
+
+/// A sink that could not be made (its output topic could not be had): its task fails at start
+/// with the reason.
+pub struct UnavailableSink(pub SinkError);
+
+impl Sink for UnavailableSink {
+    fn recover(&mut self, _restored: RestoredSinkState, _out: &SinkOutput) -> Result<(), SinkError> {
+        Err(self.0.clone())
+    }
+
+    fn write(&mut self, _line: StagedLine, _out: &SinkOutput) -> Result<(), SinkError> {
+        Err(self.0.clone())
+    }
+
+    fn prepare_commit(&mut self, _checkpoint: u64) -> Result<SinkSnapshot, SinkError> {
+        Err(self.0.clone())
+    }
+
+    fn commit(&mut self, _checkpoint: u64, _out: &SinkOutput) -> Result<(), SinkError> {
+        Err(self.0.clone())
+    }
+}
+
+/// A sink's part of a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkSnapshot {
+    /// Lines of transactions not committed yet, each tagged with its transaction's checkpoint.
+    pub staged: Vec<StagedLine>,
+    /// The Kafka sink's committer and writer state (exactly-once).
+    pub kafka: Option<super::kafka_sink::KafkaSinkState>,
+}
+
+/// What a sink starts from at deployment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoredSinkState {
+    /// The restored checkpoint, `None` on a fresh start.
+    pub checkpoint: Option<u64>,
+    pub snapshot: SinkSnapshot,
 }
 
 /// A line the sink made visible.

@@ -110,6 +110,17 @@ pub trait Topic: Send + Sync {
     fn log_start(&self, _partition: u32) -> u64 {
         0
     }
+    /// The Kafka sink's output topic on the same broker: made on the first call (with these
+    /// settings), the same one after, so that its transactions outlive the job's attempts as a
+    /// broker's do.
+    fn output_topic(
+        &self,
+        settings: &crate::connectors::kafka_sink::OutputTopicSettings,
+        events: &EventBus,
+    ) -> Result<Arc<crate::connectors::kafka_sink::OutputTopic>, crate::connectors::transactions::TxnError> {
+        let _ = (settings, events);
+        Err(crate::connectors::transactions::TxnError::Client(format!("topic {} has no broker for an output topic", self.name())))
+    }
     /// Retention: records below `below` are no longer needed by any source, retained checkpoint or
     /// verdict (the embedded topic frees them; Kafka keeps its own retention).
     fn release(&self, _partition: u32, _below: u64) {}
@@ -193,6 +204,8 @@ pub struct EmbeddedTopic {
     next: AtomicU32,
     version: watch::Sender<u64>,
     events: EventBus,
+    /// The embedded broker's output topic (the Kafka sink's).
+    output: crate::connectors::kafka_sink::output::OutputSlot,
 }
 
 impl EmbeddedTopic {
@@ -204,6 +217,7 @@ impl EmbeddedTopic {
             next: AtomicU32::new(0),
             version: watch::channel(0).0,
             events,
+            output: Default::default(),
         })
     }
 
@@ -238,6 +252,14 @@ impl EmbeddedTopic {
 impl Topic for EmbeddedTopic {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn output_topic(
+        &self,
+        settings: &crate::connectors::kafka_sink::OutputTopicSettings,
+        events: &EventBus,
+    ) -> Result<Arc<crate::connectors::kafka_sink::OutputTopic>, crate::connectors::transactions::TxnError> {
+        self.output.get_or_make(|| Ok(crate::connectors::kafka_sink::OutputTopic::embedded(settings, events.clone())))
     }
 
     fn partitions(&self) -> u32 {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::sink::{Sink, SinkOutput};
+use super::sink::{RestoredSinkState, Sink, SinkError, SinkOutput, SinkSnapshot};
 use crate::state::storage::StagedLine;
 
 #[derive(Default)]
@@ -17,33 +17,36 @@ pub struct TransactionalSink {
 }
 
 impl Sink for TransactionalSink {
-    fn write(&mut self, line: StagedLine, _out: &SinkOutput) {
-        self.open.push(line);
-    }
-
-    fn prepare_commit(&mut self, checkpoint: u64) -> Vec<StagedLine> {
-        let mut lines = std::mem::take(&mut self.open);
-        for l in &mut lines {
-            l.checkpoint = checkpoint;
-        }
-        self.prepared.insert(checkpoint, lines);
-        self.prepared.values().flatten().cloned().collect()
-    }
-
-    fn commit(&mut self, checkpoint: u64, out: &SinkOutput) {
-        let later = self.prepared.split_off(&(checkpoint + 1));
-        for (id, lines) in std::mem::replace(&mut self.prepared, later) {
-            out.commit(id, &lines);
-        }
-    }
-
-    fn recover(&mut self, staged: Vec<StagedLine>, out: &SinkOutput) {
+    fn recover(&mut self, restored: RestoredSinkState, out: &SinkOutput) -> Result<(), SinkError> {
         let mut by_checkpoint: BTreeMap<u64, Vec<StagedLine>> = BTreeMap::new();
-        for line in staged {
+        for line in restored.snapshot.staged {
             by_checkpoint.entry(line.checkpoint).or_default().push(line);
         }
         for (id, lines) in by_checkpoint {
             out.commit(id, &lines);
         }
+        Ok(())
+    }
+
+    fn write(&mut self, line: StagedLine, _out: &SinkOutput) -> Result<(), SinkError> {
+        self.open.push(line);
+        Ok(())
+    }
+
+    fn prepare_commit(&mut self, checkpoint: u64) -> Result<SinkSnapshot, SinkError> {
+        let mut lines = std::mem::take(&mut self.open);
+        for l in &mut lines {
+            l.checkpoint = checkpoint;
+        }
+        self.prepared.insert(checkpoint, lines);
+        Ok(SinkSnapshot { staged: self.prepared.values().flatten().cloned().collect(), kafka: None })
+    }
+
+    fn commit(&mut self, checkpoint: u64, out: &SinkOutput) -> Result<(), SinkError> {
+        let later = self.prepared.split_off(&(checkpoint + 1));
+        for (id, lines) in std::mem::replace(&mut self.prepared, later) {
+            out.commit(id, &lines);
+        }
+        Ok(())
     }
 }

@@ -238,6 +238,7 @@ pub fn sink_name(kind: SinkKind) -> &'static str {
         SinkKind::Print => "print",
         SinkKind::Transactional => "transactional",
         SinkKind::Discard => "discard",
+        SinkKind::Kafka => "kafka",
     }
 }
 

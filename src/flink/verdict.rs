@@ -184,6 +184,10 @@ pub fn flink_figure(name: Figure, key: Option<&str>, v: &Verdict, restarts: u64,
         Figure::RepeatedOutput | Figure::InFlight | Figure::LastCheckpointMs | Figure::LastAlignmentMs | Figure::LastPersistedBytes => {
             return None
         }
+        // The bridge refuses job.sink = kafka (issue 23): no output topic on the Flink side.
+        Figure::CommittedOutputGaps | Figure::CommittedRepeatedOutput | Figure::UncommittedRepeatedOutput | Figure::OutputLostByTimeout => {
+            return None
+        }
     } as i64)
 }
 

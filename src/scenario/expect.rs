@@ -82,6 +82,16 @@ pub enum Figure {
     LastCheckpointMs,
     LastAlignmentMs,
     LastPersistedBytes,
+    /// The Kafka sink's output topic at read_committed: lines that should be there and are not
+    /// (per key too; -1 without `job.sink = kafka`).
+    CommittedOutputGaps,
+    /// ... lines beyond the exactly-once set at read_committed.
+    CommittedRepeatedOutput,
+    /// ... lines beyond the exactly-once set at read_uncommitted (aborted attempts' lines too).
+    UncommittedRepeatedOutput,
+    /// ... gaps at read_committed that are the lines of a transaction the broker aborted on its
+    /// timeout.
+    OutputLostByTimeout,
 }
 
 /// Figures an `expect` can check, by name.
@@ -94,7 +104,41 @@ impl Figure {
 
     /// Whether it exists per key (`expect = { key = "a", state = 3 }`).
     pub fn per_key(self) -> bool {
-        self.of_key(&KeyVerdict::default()).is_some()
+        self.of_key(&KeyVerdict::default()).is_some() || self.is_output()
+    }
+
+    /// Whether it judges the Kafka sink's output topic ([`crate::connectors::kafka_sink::verdict`]).
+    pub fn is_output(self) -> bool {
+        self.of_output(&crate::connectors::kafka_sink::verdict::OutputVerdict::default(), None).is_some()
+    }
+
+    /// Its value from the output topic's verdict, for `key` or in total; `None`: not an output figure.
+    pub fn of_output(self, o: &crate::connectors::kafka_sink::verdict::OutputVerdict, key: Option<&str>) -> Option<u64> {
+        use crate::connectors::kafka_sink::verdict::{IsolationVerdict, KeyOutputVerdict};
+        let pick = |v: &IsolationVerdict, f: fn(&KeyOutputVerdict) -> u64, total: u64| match key {
+            Some(k) => v.keys.get(k).map_or(0, f),
+            None => total,
+        };
+        let (rc, ru) = (&o.read_committed, &o.read_uncommitted);
+        match self {
+            Figure::CommittedOutputGaps => Some(pick(rc, |k| k.gaps, rc.gaps)),
+            Figure::CommittedRepeatedOutput => Some(pick(rc, |k| k.repeated, rc.repeated)),
+            Figure::UncommittedRepeatedOutput => Some(pick(ru, |k| k.repeated, ru.repeated)),
+            Figure::OutputLostByTimeout => Some(pick(rc, |k| k.lost_by_timeout, rc.lost_by_timeout)),
+            Figure::Produced
+            | Figure::Expected
+            | Figure::State
+            | Figure::Lost
+            | Figure::Overcounted
+            | Figure::RepeatedOutput
+            | Figure::InFlight
+            | Figure::Restarts
+            | Figure::CheckpointsCompleted
+            | Figure::CheckpointsFailed
+            | Figure::LastCheckpointMs
+            | Figure::LastAlignmentMs
+            | Figure::LastPersistedBytes => None,
+        }
     }
 
     /// Its value for one key; `None`: a figure of the whole job only.
@@ -112,7 +156,11 @@ impl Figure {
             | Figure::CheckpointsFailed
             | Figure::LastCheckpointMs
             | Figure::LastAlignmentMs
-            | Figure::LastPersistedBytes => None,
+            | Figure::LastPersistedBytes
+            | Figure::CommittedOutputGaps
+            | Figure::CommittedRepeatedOutput
+            | Figure::UncommittedRepeatedOutput
+            | Figure::OutputLostByTimeout => None,
         }
     }
 
@@ -127,7 +175,11 @@ impl Figure {
                 | Figure::Lost
                 | Figure::Overcounted
                 | Figure::RepeatedOutput
-                | Figure::InFlight => true,
+                | Figure::InFlight
+                | Figure::CommittedOutputGaps
+                | Figure::CommittedRepeatedOutput
+                | Figure::UncommittedRepeatedOutput
+                | Figure::OutputLostByTimeout => true,
                 Figure::Restarts
                 | Figure::CheckpointsCompleted
                 | Figure::CheckpointsFailed
@@ -139,7 +191,16 @@ impl Figure {
 }
 
 /// A figure's value now: for `key`, when the figure exists per key (parsing refuses the others).
-pub(super) fn figure(name: Figure, v: &Verdict, key: Option<&str>, restarts: u64, ck: &CheckpointSummary) -> i64 {
+/// `output`: the Kafka sink's output verdict (`None` without `job.sink = kafka`, where the output
+/// figures are -1).
+pub(super) fn figure(
+    name: Figure,
+    v: &Verdict,
+    key: Option<&str>,
+    restarts: u64,
+    ck: &CheckpointSummary,
+    output: Option<&crate::connectors::kafka_sink::verdict::OutputVerdict>,
+) -> i64 {
     if let Some(per_key) = key.and_then(|k| name.of_key(&v.keys.get(k).cloned().unwrap_or_default())) {
         return per_key as i64;
     }
@@ -159,5 +220,8 @@ pub(super) fn figure(name: Figure, v: &Verdict, key: Option<&str>, restarts: u64
         Figure::LastCheckpointMs => last().map_or(-1, |c| c.duration_ms as i64),
         Figure::LastAlignmentMs => last().map_or(-1, |c| c.alignment_ms as i64),
         Figure::LastPersistedBytes => last().map_or(-1, |c| c.persisted_size as i64),
+        Figure::CommittedOutputGaps | Figure::CommittedRepeatedOutput | Figure::UncommittedRepeatedOutput | Figure::OutputLostByTimeout => {
+            output.and_then(|o| name.of_output(o, key)).map_or(-1, |n| n as i64)
+        }
     }
 }

@@ -160,13 +160,14 @@ mod tests {
         assert_eq!(StepKind::VARIANTS.join(", "), steps);
         assert_eq!(
             FIGURES.join(", "),
-            "produced, expected, state, lost, overcounted, repeated_output, in_flight, restarts, checkpoints_completed, checkpoints_failed, last_checkpoint_ms, last_alignment_ms, last_persisted_bytes"
+            "produced, expected, state, lost, overcounted, repeated_output, in_flight, restarts, checkpoints_completed, checkpoints_failed, last_checkpoint_ms, last_alignment_ms, last_persisted_bytes, committed_output_gaps, committed_repeated_output, uncommitted_repeated_output, output_lost_by_timeout"
         );
         let per_key: Vec<&str> = Figure::iter().filter(|f| f.per_key()).map(Figure::name).collect();
-        assert_eq!(per_key, ["expected", "state", "lost", "overcounted"]);
+        let output = ["committed_output_gaps", "committed_repeated_output", "uncommitted_repeated_output", "output_lost_by_timeout"];
+        assert_eq!(per_key, [["expected", "state", "lost", "overcounted"].as_slice(), &output].concat());
         assert_eq!(AwaitCondition::VARIANTS.join(", "), "checkpoint-completed, running, caught-up, failed, finished");
         let e = Scenario::parse("name = \"x\"\n[[steps]]\nexpect = { key = \"a\", restarts = 0 }\n", "f.toml").unwrap_err();
-        assert!(e.message.ends_with("allowed: expected, state, lost, overcounted"), "{e}");
+        assert!(e.message.ends_with("allowed: expected, state, lost, overcounted, committed_output_gaps, committed_repeated_output, uncommitted_repeated_output, output_lost_by_timeout"), "{e}");
     }
 
     /// Catches: a refusal the engine names one way and the step that gave the command listens for

@@ -244,6 +244,8 @@ impl Player {
                     ));
                 }
                 let mut shown = Vec::new();
+                // The Kafka sink's output topic, read and judged once per expect that asks for it.
+                let output = checks.iter().any(|(n, _)| n.is_output()).then(|| crate::connectors::kafka_sink::verdict::of_engine(engine, &verdict)).flatten().and_then(Result::ok);
                 for (name, cmp) in checks {
                     if !auditing && name.from_verdict(key.as_deref()) {
                         failures.push(Failure::at(
@@ -254,7 +256,7 @@ impl Player {
                         shown.push(format!("{name} = ? (the auditor is off) FAILED"));
                         continue;
                     }
-                    let actual = figure(*name, &verdict, key.as_deref(), view.restarts, &ck);
+                    let actual = figure(*name, &verdict, key.as_deref(), view.restarts, &ck, output.as_ref());
                     let ok = cmp.holds(actual);
                     let label = match key {
                         Some(k) => format!("{name}[{k}]"),

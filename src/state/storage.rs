@@ -170,6 +170,9 @@ pub struct CheckpointMetadata {
     /// Transactional sink output staged up to this checkpoint and not committed when it was
     /// taken, each line with its transaction's checkpoint (committed on completion, or on restore).
     pub staged_output: Vec<StagedLine>,
+    /// The Kafka sink's committables and writer state (exactly-once; issue 23).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_sink: Option<crate::connectors::kafka_sink::KafkaSinkState>,
     /// Unaligned checkpoints: the in-flight records each task persisted, replayed on restore.
     #[serde(default)]
     pub channel_state: Vec<TaskChannelState>,
@@ -752,6 +755,7 @@ mod tests {
             offsets: Vec::new(),
             keyed,
             staged_output: Vec::new(),
+            kafka_sink: None,
             channel_state: Vec::new(),
         }
     }

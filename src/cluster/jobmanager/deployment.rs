@@ -5,6 +5,7 @@ use super::*;
 use crate::cluster::channel::{channel_with, Credits};
 use crate::cluster::failure::RpcFailure;
 use crate::cluster::taskmanager::freezable;
+use crate::connectors::sink::{RestoredSinkState, SinkSnapshot};
 
 /// Flink's `pekko.ask.timeout` (10 s in Flink 2.3, RpcOptions.java): an RPC to a *hung* task
 /// manager (a task's submission or cancellation) gets no answer and fails after this long. An RPC
@@ -391,12 +392,18 @@ impl JobManager {
         let sink_view = Arc::new(Mutex::new(TaskRunView::default()));
         let runner = OperatorRunner {
             ctx: ctx(TaskId::Sink),
-            op: SinkOperator {
-                sink: crate::connectors::create_sink(cfg.job.sink),
-                recover: restore.map(|m| m.staged_output.clone()),
-                committed: self.committed.clone(),
-                log: CommitLog::of(&self.job_id),
-            },
+            op: SinkOperator::new(
+                crate::connectors::create_sink(cfg.job.sink, &cfg.job.kafka_sink, self.topic.as_ref(), &self.events),
+                RestoredSinkState {
+                    checkpoint: restore.map(|m| m.checkpoint),
+                    snapshot: SinkSnapshot {
+                        staged: restore.map(|m| m.staged_output.clone()).unwrap_or_default(),
+                        kafka: restore.and_then(|m| m.kafka_sink.clone()),
+                    },
+                },
+                self.committed.clone(),
+                CommitLog::of(&self.job_id),
+            ),
             gate: InputGate::new(sink_inputs, self.knobs.clone()),
             output: None,
             control: ctl_rx,

@@ -113,6 +113,8 @@ pub struct KafkaTopic {
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
     mirror_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The Kafka sink's output topic on this cluster (dropped before the mock cluster).
+    output: crate::connectors::kafka_sink::output::OutputSlot,
     mock: Option<Mock>,
 }
 impl KafkaTopic {
@@ -220,6 +222,7 @@ impl KafkaTopic {
             health,
             stop,
             mirror_thread: Mutex::new(Some(thread)),
+            output: Default::default(),
             mock,
         }))
     }
@@ -257,6 +260,30 @@ impl Drop for KafkaTopic {
 impl Topic for KafkaTopic {
     fn name(&self) -> &str {
         &self.settings.topic
+    }
+
+    /// The output topic on this cluster, created when missing (one partition: the sink runs with
+    /// parallelism 1).
+    fn output_topic(
+        &self,
+        settings: &crate::connectors::kafka_sink::OutputTopicSettings,
+        events: &EventBus,
+    ) -> Result<Arc<crate::connectors::kafka_sink::OutputTopic>, crate::connectors::transactions::TxnError> {
+        self.output.get_or_make(|| {
+            match &self.mock {
+                Some(m) => m.0.create_topic(&settings.topic, 1, 1).map_err(|e| {
+                    crate::connectors::transactions::TxnError::Client(format!("mock cluster: cannot create topic {}: {e}", settings.topic))
+                })?,
+                None => {
+                    let s = KafkaSettings { topic: settings.topic.clone(), partitions: 1, ..self.settings.clone() };
+                    // An existing topic refuses the creation: that is fine, it is used as it is.
+                    if let Err(e) = client::create_topic(&self.servers, &s) {
+                        tracing::info!(topic = %settings.topic, error = %e, "output topic not created (it may exist)");
+                    }
+                }
+            }
+            Ok(crate::connectors::kafka_sink::OutputTopic::kafka(&self.servers, settings, events.clone()))
+        })
     }
 
     fn partitions(&self) -> u32 {

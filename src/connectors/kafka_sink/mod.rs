@@ -22,9 +22,12 @@
 
 pub mod abort;
 pub mod committer;
-pub mod writer;
+pub mod output;
 #[cfg(test)]
 mod scenarios;
+pub mod sink;
+pub mod verdict;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -33,10 +36,14 @@ use serde::{Deserialize, Serialize};
 use super::transactions::{ProducerIdAndEpoch, TxnError};
 
 pub use committer::{CommitOutcome, KafkaCommitter, LossCause};
+pub use output::{OutputTopic, OutputTopicSettings};
+pub use sink::KafkaSink;
 pub use writer::{KafkaSinkWriter, WriterSnapshot};
 
 /// `sink.delivery-guarantee` (Flink's DeliveryGuarantee; KafkaSinkBuilder.java:73 defaults to NONE).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, strum::Display, strum::EnumString, strum::EnumIter)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, strum::Display, strum::EnumString, strum::EnumIter, strum::VariantNames,
+)]
 #[strum(serialize_all = "kebab-case", ascii_case_insensitive)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeliveryGuarantee {
@@ -82,6 +89,16 @@ pub struct KafkaCommittable {
 pub struct KafkaWriterState {
     pub transactional_id_prefix: String,
     pub subtask: u32,
+}
+
+/// The Kafka sink's part of a checkpoint (exactly-once): the committer's committables (every
+/// transaction pre-committed and not committed when the snapshot was taken) and the writer's
+/// state, as Flink's sink operator keeps them (CommitterOperator's and SinkWriterOperator's
+/// operator state).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSinkState {
+    pub committables: Vec<KafkaCommittable>,
+    pub writer_states: Vec<KafkaWriterState>,
 }
 
 /// What a restored sink subtask starts from.

@@ -17,8 +17,9 @@ use crate::connectors::transactions::{
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The line of the i-th record (from 0): the job's `(key,count)`, count from 1.
 fn line(i: usize) -> String {
-    format!("(k,{i})")
+    format!("(k,{})", i + 1)
 }
 
 /// A transaction's committable and the input positions its lines came from.
@@ -457,6 +458,20 @@ fn run(guarantee: DeliveryGuarantee, ops: Vec<Op>) -> Result<(), TestCaseError> 
             let lost = job.lost_lines();
             let expected = lines((0..total).filter(|i| !lost.contains(i)));
             prop_assert_eq!(committed, expected, "read_committed: every line once, in order, but the lost transactions' (lost: {:?})", lost);
+            // The output verdict says the same: no repeat, and the only gaps are the lost
+            // transactions' lines, each lost by the timeout.
+            let records = |iso| job.log.read(0, 0, iso, usize::MAX).unwrap().records;
+            let producers = timed_out.iter().map(|(_, p)| *p).collect();
+            let truth = BTreeMap::from([("k".to_string(), total as u64)]);
+            let (rc, _) = super::verdict::judge(
+                &truth,
+                &records(IsolationLevel::ReadCommitted),
+                &records(IsolationLevel::ReadUncommitted),
+                &producers,
+                true,
+                crate::config::KeyBy::Record,
+            );
+            prop_assert_eq!((rc.gaps, rc.repeated, rc.lost_by_timeout), (lost.len() as u64, 0, lost.len() as u64), "the read_committed verdict");
             for ((producer, commit), n) in job.log.markers() {
                 prop_assert!(!commit || n == 1, "{} committed {} times", producer, n);
             }

@@ -1,0 +1,318 @@
+//! The Kafka sink's output topic as the job sees it from outside: on the broker that holds the
+//! input topic (the embedded one, or the Kafka cluster of `--kafka`), made on first use and kept
+//! as long as that broker, so that its transactions outlive the job's attempts as a broker's do.
+//!
+//! It hands the sink its producers ([`ProducerFactory`]), keeps what the sink's committer could
+//! not commit (the losses the verdict names), drives the embedded coordinator's clock on a timer
+//! (its abort of timed-out transactions shows in the events pane), and reads the topic back as
+//! two consumers would: `isolation.level = read_committed` and `read_uncommitted`.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{CommitOutcome, KafkaCommittable, LossCause};
+use crate::connectors::kafka::transactional::{OutputReader, RdKafkaProducers};
+use crate::connectors::transactions::{
+    BrokerSettings, EmbeddedProducers, Fate, IsolationLevel, ProducerFactory, ProducerIdAndEpoch, ReadRecord, TransactionalLog, TxnError,
+    TxnEvent,
+};
+use crate::events::{Event, EventBus};
+
+/// How often the embedded coordinator's clock is moved on (it looks for timed-out transactions
+/// every `transaction.abort.timed.out.transaction.cleanup.interval.ms` of that clock).
+const TICK: Duration = Duration::from_millis(200);
+/// Records the embedded producer queues before they reach the log: none, so that a
+/// read_uncommitted reader sees each line at once (the Java client sends within `linger.ms`,
+/// 0 to 5 ms by Kafka's versions).
+const EMBEDDED_LINGER: usize = 0;
+/// How long a read of a Kafka output topic waits for records to arrive.
+const KAFKA_POLL: Duration = Duration::from_millis(50);
+
+/// What the output topic is made with (`sink.output-topic`, `sink.properties.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputTopicSettings {
+    pub topic: String,
+    /// `transaction.timeout.ms` of the producers.
+    pub transaction_timeout: Duration,
+    /// Every `sink.properties.*`, given to librdkafka's producers as they are.
+    pub properties: Vec<(String, String)>,
+}
+
+impl OutputTopicSettings {
+    pub fn of(c: &crate::config::KafkaSinkConfig) -> Self {
+        OutputTopicSettings { topic: c.output_topic.clone(), transaction_timeout: c.transaction_timeout, properties: c.properties.clone() }
+    }
+}
+
+/// A transaction whose lines will never be visible at read_committed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LostTransaction {
+    pub transactional_id: String,
+    pub producer: ProducerIdAndEpoch,
+    pub checkpoint: u64,
+    pub records: u64,
+    pub cause: String,
+    /// The coordinator aborted it on its timeout.
+    pub timed_out: bool,
+    /// The committer found it lost at a restore (the job was down meanwhile).
+    pub during_recovery: bool,
+    /// Flink's and ckptlab's words for it ("output lost: transaction timed out while the job was down ...").
+    pub message: String,
+}
+
+enum Broker {
+    Embedded(Arc<TransactionalLog>),
+    Kafka { readers: Mutex<KafkaReaders>, servers: String },
+}
+
+#[derive(Default)]
+struct KafkaReaders {
+    committed: Option<OutputReader>,
+    uncommitted: Option<OutputReader>,
+    seen_committed: Vec<ReadRecord>,
+    seen_uncommitted: Vec<ReadRecord>,
+}
+
+/// The output topic of the Kafka sink.
+pub struct OutputTopic {
+    name: String,
+    partitions: u32,
+    factory: Arc<dyn ProducerFactory>,
+    broker: Broker,
+    events: EventBus,
+    /// Producers (id and epoch) of transactions the embedded coordinator aborted on their timeout.
+    timed_out: Mutex<Vec<TxnEvent>>,
+    lost: Mutex<Vec<LostTransaction>>,
+}
+
+impl std::fmt::Debug for OutputTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputTopic").field("name", &self.name).field("embedded", &self.is_embedded()).finish()
+    }
+}
+
+/// Runs a blocking producer call (librdkafka's init, flush, commit wait on the broker) without
+/// holding a runtime worker where there are others to hand its tasks to.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+impl OutputTopic {
+    /// The output topic on the embedded broker (Kafka's broker defaults: `transaction.max.timeout.ms`
+    /// 15 min, a look for timed-out transactions every 10 s). Inside a tokio runtime its
+    /// coordinator's clock runs on a timer from now.
+    pub fn embedded(settings: &OutputTopicSettings, events: EventBus) -> Arc<Self> {
+        let log = Arc::new(TransactionalLog::new(BrokerSettings::default()));
+        let factory = Arc::new(EmbeddedProducers { log: log.clone(), timeout: settings.transaction_timeout, linger: EMBEDDED_LINGER });
+        let topic = Arc::new(OutputTopic {
+            name: settings.topic.clone(),
+            partitions: 1,
+            factory,
+            broker: Broker::Embedded(log),
+            events,
+            timed_out: Mutex::default(),
+            lost: Mutex::default(),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(drive_clock(Arc::downgrade(&topic)));
+        }
+        topic
+    }
+
+    /// The output topic on a Kafka cluster (`servers`), through librdkafka.
+    pub fn kafka(servers: &str, settings: &OutputTopicSettings, events: EventBus) -> Arc<Self> {
+        let factory =
+            Arc::new(RdKafkaProducers::new(servers, &settings.topic, 1, settings.transaction_timeout, settings.properties.clone()));
+        Arc::new(OutputTopic {
+            name: settings.topic.clone(),
+            partitions: 1,
+            factory,
+            broker: Broker::Kafka { readers: Mutex::default(), servers: servers.to_owned() },
+            events,
+            timed_out: Mutex::default(),
+            lost: Mutex::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.broker, Broker::Embedded(_))
+    }
+
+    /// The embedded broker's log (tests, the verdict).
+    pub fn embedded_log(&self) -> Option<&Arc<TransactionalLog>> {
+        match &self.broker {
+            Broker::Embedded(log) => Some(log),
+            Broker::Kafka { .. } => None,
+        }
+    }
+
+    pub fn factory(&self) -> Arc<dyn ProducerFactory> {
+        self.factory.clone()
+    }
+
+    /// Moves the embedded coordinator's clock to `now` (since the topic was made): what it aborted
+    /// on the timeout is kept for the verdict and published.
+    pub fn tick(&self, now: Duration) {
+        let Broker::Embedded(log) = &self.broker else { return };
+        log.tick(now);
+        for e in log.take_events() {
+            match &e {
+                TxnEvent::AbortedOnTimeout { transactional_id, open_for, timeout, .. } => {
+                    self.events.publish(Event::OutputTransactionAborted {
+                        transactional_id: transactional_id.clone(),
+                        reason: e.to_string(),
+                        open_ms: open_for.as_millis() as u64,
+                        timeout_ms: timeout.as_millis() as u64,
+                    });
+                    lock(&self.timed_out).push(e);
+                }
+                TxnEvent::Fenced { transactional_id, aborted_open: true, .. } => {
+                    self.events.publish(Event::OutputTransactionAborted {
+                        transactional_id: transactional_id.clone(),
+                        reason: e.to_string(),
+                        open_ms: 0,
+                        timeout_ms: 0,
+                    });
+                }
+                TxnEvent::Fenced { .. } | TxnEvent::Ended { .. } => {}
+            }
+        }
+    }
+
+    /// Transactions the coordinator aborted on their timeout, as (transactional id, producer).
+    pub fn timed_out(&self) -> Vec<(String, ProducerIdAndEpoch)> {
+        lock(&self.timed_out)
+            .iter()
+            .filter_map(|e| match e {
+                TxnEvent::AbortedOnTimeout { transactional_id, producer, .. } => Some((transactional_id.clone(), *producer)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The committer could not commit `c`: its lines are lost from read_committed. Published,
+    /// and kept for the verdict.
+    pub fn record_loss(&self, outcome: &CommitOutcome) {
+        let CommitOutcome::Lost { committable: c, cause, during_recovery, .. } = outcome else { return };
+        let lost = lost_transaction(c, *cause, *during_recovery, outcome.to_string());
+        self.events.publish(Event::OutputLost {
+            transactional_id: c.transactional_id.clone(),
+            checkpoint: c.checkpoint,
+            lines: c.records,
+            message: lost.message.clone(),
+        });
+        lock(&self.lost).push(lost);
+    }
+
+    pub fn losses(&self) -> Vec<LostTransaction> {
+        lock(&self.lost).clone()
+    }
+
+    /// Every record of the topic as a reader at `isolation` has them now, in partition and offset
+    /// order. The embedded broker tells each record's fate; a Kafka reader cannot (`Open` at
+    /// read_uncommitted, `Committed` at read_committed).
+    pub fn read(&self, isolation: IsolationLevel) -> Result<Vec<ReadRecord>, TxnError> {
+        match &self.broker {
+            Broker::Embedded(log) => {
+                let mut out = Vec::new();
+                for p in 0..self.partitions {
+                    out.extend(log.read(p, 0, isolation, usize::MAX)?.records);
+                }
+                Ok(out)
+            }
+            Broker::Kafka { readers, servers } => {
+                let mut r = lock(readers);
+                let KafkaReaders { committed, uncommitted, seen_committed, seen_uncommitted } = &mut *r;
+                let (reader, seen) = match isolation {
+                    IsolationLevel::ReadCommitted => (committed, seen_committed),
+                    IsolationLevel::ReadUncommitted => (uncommitted, seen_uncommitted),
+                };
+                if reader.is_none() {
+                    *reader = Some(
+                        OutputReader::new(servers, &self.name, self.partitions, isolation).map_err(|e| TxnError::Client(e.to_string()))?,
+                    );
+                }
+                let got = blocking(|| reader.as_ref().map(|r| r.poll(KAFKA_POLL))).unwrap_or_else(|| Ok(Vec::new()));
+                seen.extend(got.map_err(|e| TxnError::Client(e.to_string()))?);
+                Ok(seen.clone())
+            }
+        }
+    }
+
+    /// Reads until nothing new arrives for `quiet` (a Kafka topic; the embedded one at once).
+    pub fn read_settled(&self, isolation: IsolationLevel, quiet: Duration) -> Result<Vec<ReadRecord>, TxnError> {
+        let mut last = self.read(isolation)?;
+        if self.is_embedded() {
+            return Ok(last);
+        }
+        let mut since = std::time::Instant::now();
+        let deadline = since + quiet * 20;
+        while since.elapsed() < quiet && std::time::Instant::now() < deadline {
+            let now = self.read(isolation)?;
+            if now.len() != last.len() {
+                since = std::time::Instant::now();
+            }
+            last = now;
+        }
+        Ok(last)
+    }
+}
+
+fn lost_transaction(c: &KafkaCommittable, cause: LossCause, during_recovery: bool, message: String) -> LostTransaction {
+    LostTransaction {
+        transactional_id: c.transactional_id.clone(),
+        producer: c.producer,
+        checkpoint: c.checkpoint,
+        records: c.records,
+        cause: cause.to_string(),
+        timed_out: cause == LossCause::TimedOut,
+        during_recovery,
+        message,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The embedded coordinator's clock: the time since the topic was made, moved every [`TICK`]
+/// until the topic is gone.
+async fn drive_clock(topic: Weak<OutputTopic>) {
+    let start = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(TICK).await;
+        let Some(t) = topic.upgrade() else { return };
+        t.tick(start.elapsed());
+    }
+}
+
+/// Whether a record read at read_uncommitted was aborted (the embedded broker says so; a Kafka
+/// reader's records are compared with read_committed's by the verdict instead).
+pub fn is_aborted(r: &ReadRecord) -> bool {
+    r.fate == Fate::Aborted
+}
+
+/// A place for a broker's output topic: made on first use, then the same one.
+#[derive(Default)]
+pub struct OutputSlot(Mutex<Option<Arc<OutputTopic>>>);
+
+impl OutputSlot {
+    pub fn get_or_make(&self, make: impl FnOnce() -> Result<Arc<OutputTopic>, TxnError>) -> Result<Arc<OutputTopic>, TxnError> {
+        let mut slot = lock(&self.0);
+        if let Some(t) = &*slot {
+            return Ok(t.clone());
+        }
+        let t = make()?;
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+}
