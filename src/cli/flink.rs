@@ -30,11 +30,38 @@ pub enum FlinkCmd {
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
     },
+    /// A local Flink standalone session cluster of processes (a JobManager JVM and TaskManager JVMs on 127.0.0.1), as start-cluster.sh makes one.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
 }
 
-/// `ckptlab flink run|export`.
+#[derive(clap::Subcommand)]
+pub enum ClusterCmd {
+    /// Start a session cluster: one JobManager, N TaskManagers, each its own JVM and log, from a config.yaml in ckptlab's private directory.
+    Start {
+        /// TaskManager processes.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+        taskmanagers: u16,
+        /// Slots per TaskManager (taskmanager.numberOfTaskSlots).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        slots: u16,
+    },
+    /// The JobManager's REST address and each TaskManager's pid, state and resource id (from REST /taskmanagers).
+    Status {
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every process of the cluster (also one a dead ckptlab left): SIGTERM, SIGKILL after 10 s.
+    Stop,
+}
+
+/// `ckptlab flink run|export|cluster`.
 pub async fn exec(cli: &Global, command: &FlinkCmd) -> ExitCode {
-    let (FlinkCmd::Run { file, .. } | FlinkCmd::Export { file, .. }) = command;
+    let file = match command {
+        FlinkCmd::Run { file, .. } | FlinkCmd::Export { file, .. } => file,
+        FlinkCmd::Cluster(c) => return cluster(c),
+    };
     let scenario = match Scenario::load(file) {
         Ok(s) => s,
         Err(e) => {
@@ -71,6 +98,7 @@ pub async fn exec(cli: &Global, command: &FlinkCmd) -> ExitCode {
                 }
             }
         }
+        FlinkCmd::Cluster(_) => ExitCode::SUCCESS,
         FlinkCmd::Run { json, quiet, .. } => {
             let narrate_on = !json && !quiet;
             if narrate_on {
@@ -146,5 +174,103 @@ fn print_flink_report(r: &ckptlab::flink::bridge::BridgeReport) {
     }
     if r.passed {
         outln!("PASSED: every expect held on both engines");
+    }
+}
+
+/// `ckptlab flink cluster start|status|stop`.
+fn cluster(command: &ClusterCmd) -> ExitCode {
+    use ckptlab::flink::cluster::{ClusterSpec, LocalCluster};
+    match command {
+        ClusterCmd::Start { taskmanagers, slots } => {
+            let spec = ClusterSpec { taskmanagers: *taskmanagers as usize, slots: *slots as usize, options: Vec::new() };
+            match LocalCluster::start(&spec, &mut |line| outln!("{line}")) {
+                Ok(c) => {
+                    outln!("`ckptlab flink cluster status` lists the processes; `ckptlab flink cluster stop` ends them (logs in {})", c.dir.join("log").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ckptlab flink cluster start: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        ClusterCmd::Status { json } => match LocalCluster::find() {
+            Ok(Some(c)) if c.any_alive() => {
+                print_status(&c, *json);
+                ExitCode::SUCCESS
+            }
+            Ok(_) => {
+                eprintln!("ckptlab flink cluster status: {}", ckptlab::flink::cluster::ClusterError::NotRunning);
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("ckptlab flink cluster status: {e}");
+                ExitCode::from(2)
+            }
+        },
+        ClusterCmd::Stop => match LocalCluster::find() {
+            Ok(Some(c)) => {
+                let by = c.file.started_by;
+                let left = if ckptlab::workdir::process_alive(by) { String::new() } else { format!(" (left by ckptlab pid {by}, which is gone)") };
+                let stopped = c.stop(&mut |line| outln!("{line}"));
+                outln!("stopped {} process(es){left}", stopped.len());
+                ExitCode::SUCCESS
+            }
+            Ok(None) => {
+                outln!("no local Flink cluster is recorded: nothing to stop");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ckptlab flink cluster stop: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn print_status(c: &ckptlab::flink::cluster::LocalCluster, json: bool) {
+    let tms = c.status();
+    let jm = c.jobmanager_state();
+    if json {
+        let v = serde_json::json!({
+            "rest": c.rest_url(),
+            "dir": c.dir,
+            "flink_version": c.file.flink_version,
+            "started_by": c.file.started_by,
+            "jobmanager": { "pid": c.file.jobmanager.pid, "state": jm, "log": c.file.jobmanager.log },
+            "taskmanagers": tms,
+        });
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    let by = c.file.started_by;
+    let left = if ckptlab::workdir::process_alive(by) { String::new() } else { format!("; started by ckptlab pid {by}, which is gone") };
+    outln!("Flink {} session cluster, REST {} ({}{left})", c.file.flink_version, c.rest_url(), c.dir.display());
+    outln!("{:<12} {:>8}  {:<8}  {:<36}  {:>5}  {}", "process", "pid", "state", "resource id", "slots", "log");
+    outln!("{:<12} {:>8}  {:<8}  {:<36}  {:>5}  {}", "jobmanager", c.file.jobmanager.pid, state_word(jm), "-", "-", c.file.jobmanager.log.display());
+    for t in &tms {
+        let slots = match (t.free_slots, t.slots) {
+            (Some(f), Some(s)) => format!("{f}/{s}"),
+            _ => "-".into(),
+        };
+        outln!(
+            "{:<12} {:>8}  {:<8}  {:<36}  {:>5}  {}",
+            t.name,
+            t.pid,
+            state_word(t.state),
+            t.resource_id.as_deref().unwrap_or("(not registered)"),
+            slots,
+            t.log.display()
+        );
+    }
+    outln!("(slots: free/total)");
+}
+
+fn state_word(s: ckptlab::flink::cluster::ProcState) -> &'static str {
+    use ckptlab::flink::cluster::ProcState;
+    match s {
+        ProcState::Running => "running",
+        ProcState::Stopped => "stopped",
+        ProcState::Gone => "gone",
     }
 }
