@@ -112,11 +112,16 @@ pub struct ClusterFile {
     /// The Flink options beyond the distribution's (heartbeat, ...), as config.yaml has them.
     #[serde(default)]
     pub options: Vec<(String, String)>,
+    /// What started it: `ckptlab flink cluster start`, or a `ckptlab flink run` that stops it at its end.
+    #[serde(default)]
+    pub started_for: String,
 }
 
 /// How to start a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
+    /// Who starts it, for `status` (`ckptlab flink cluster start`, `ckptlab flink run`).
+    pub started_for: String,
     pub taskmanagers: usize,
     pub slots: usize,
     /// Flink options for config.yaml beyond the distribution's (a scenario's heartbeat options).
@@ -243,7 +248,7 @@ fn resource_params(java: &Java, jars: &FlinkJars, conf: &Path, command: &'static
 }
 
 /// config.yaml: Flink 2.3's distribution config.yaml (flat keys) on 127.0.0.1 with free ports.
-fn config_yaml(rpc_port: u16, rest_port: u16, slots: usize, options: &[(String, String)]) -> String {
+fn config_yaml(rpc_port: u16, rest_port: u16, slots: usize, observe: &Path, options: &[(String, String)]) -> String {
     let mut lines = vec![
         "# Written by `ckptlab flink cluster start`: Flink 2.3.0's distribution config.yaml".to_string(),
         "# (flink-dist-2.3.0.jar!/config.yaml) with every address 127.0.0.1, free ports for the".to_string(),
@@ -259,6 +264,8 @@ fn config_yaml(rpc_port: u16, rest_port: u16, slots: usize, options: &[(String, 
         "taskmanager.host: 127.0.0.1".into(),
         format!("taskmanager.numberOfTaskSlots: {slots}"),
         format!("taskmanager.memory.process.size: {TM_PROCESS_SIZE}"),
+        "# ckptlab's instrumentation: where the job's operators write what ckptlab judges (Observed.java).".into(),
+        format!("env.java.opts.taskmanager: -Dckptlab.observe.dir={}", observe.display()),
         "parallelism.default: 1".into(),
         "rest.address: 127.0.0.1".into(),
         "rest.bind-address: 127.0.0.1".into(),
@@ -293,6 +300,11 @@ pub struct LocalCluster {
 impl LocalCluster {
     fn conf(&self) -> PathBuf {
         self.dir.join("conf")
+    }
+
+    /// Where the TaskManagers' `Observed` writes its figures (`-Dckptlab.observe.dir`).
+    pub fn observe_dir(&self) -> PathBuf {
+        self.dir.join("observe")
     }
 
     pub fn rest(&self) -> Endpoint {
@@ -344,7 +356,7 @@ impl LocalCluster {
         let rpc_port = free_port()?;
         let rest_port = free_port()?;
         let yaml = conf.join("config.yaml");
-        std::fs::write(&yaml, config_yaml(rpc_port, rest_port, spec.slots, &spec.options)).map_err(io("write", &yaml))?;
+        std::fs::write(&yaml, config_yaml(rpc_port, rest_port, spec.slots, &dir.join("observe"), &spec.options)).map_err(io("write", &yaml))?;
         let log4j = conf.join("log4j.properties");
         std::fs::write(&log4j, LOG4J).map_err(io("write", &log4j))?;
         progress(format!(
@@ -375,6 +387,7 @@ impl LocalCluster {
                 jobmanager: placeholder,
                 taskmanagers: Vec::new(),
                 options: spec.options.clone(),
+                started_for: spec.started_for.clone(),
             },
             java: Some(java),
             jars: Some(jars),
@@ -382,7 +395,7 @@ impl LocalCluster {
             children: BTreeMap::new(),
             owned: true,
         };
-        let jm = cluster.spawn("jobmanager", JOBMANAGER_CLASS, &jm_params.0, &jm_params.1, &["--executionMode", "cluster"], rpc_port)?;
+        let jm = cluster.spawn("jobmanager", JOBMANAGER_CLASS, &jm_params.0, &[], &jm_params.1, &["--executionMode", "cluster"], rpc_port)?;
         progress(format!("  JobManager: pid {} (log {})", jm.pid, jm.log.display()));
         cluster.file.jobmanager = jm;
         cluster.save()?;
@@ -403,7 +416,7 @@ impl LocalCluster {
     }
 
     /// Starts one JVM as flink-daemon.sh does and records it.
-    fn spawn(&mut self, name: &str, class: &str, jvm: &[String], dynamic: &[String], extra: &[&str], rpc_port: u16) -> Result<Daemon, ClusterError> {
+    fn spawn(&mut self, name: &str, class: &str, jvm: &[String], opts: &[String], dynamic: &[String], extra: &[&str], rpc_port: u16) -> Result<Daemon, ClusterError> {
         let java = self.java.clone().map(Ok).unwrap_or_else(install::find_java)?;
         let jars = match &self.jars {
             Some(j) => j.clone(),
@@ -418,6 +431,7 @@ impl LocalCluster {
         cmd.args(jvm)
             .arg("-XX:+IgnoreUnrecognizedVMOptions")
             .args(DIST_JAVA_OPTS.split_whitespace())
+            .args(opts)
             .arg(format!("-Dlog.file={}", log.display()))
             .arg(format!("-Dlog4j.configuration=file:{}", conf.join("log4j.properties").display()))
             .arg(format!("-Dlog4j.configurationFile=file:{}", conf.join("log4j.properties").display()))
@@ -466,7 +480,9 @@ impl LocalCluster {
         // Its RPC port, pinned so that REST /taskmanagers (whose `path` names it) tells which
         // process is which; its ResourceID stays Flink's default (host:port-random).
         dynamic.push(format!("-Dtaskmanager.rpc.port={port}"));
-        let d = self.spawn(name, TASKMANAGER_CLASS, &jvm, &dynamic, &[], port)?;
+        // env.java.opts.taskmanager (taskmanager.sh adds FLINK_ENV_JAVA_OPTS_TM).
+        let opts = vec![format!("-Dckptlab.observe.dir={}", self.observe_dir().display())];
+        let d = self.spawn(name, TASKMANAGER_CLASS, &jvm, &opts, &dynamic, &[], port)?;
         self.file.taskmanagers.push(d.clone());
         self.save()?;
         Ok(d)
@@ -535,15 +551,7 @@ impl LocalCluster {
     /// The TaskManagers REST /taskmanagers lists, by ckptlab's name (matched by RPC port in
     /// their `path`), with their ResourceID.
     pub fn registered(&self) -> Result<Vec<(String, String)>, ClusterError> {
-        let v = self.rest().get("/taskmanagers")?;
-        let mut out = Vec::new();
-        for tm in v["taskmanagers"].as_array().into_iter().flatten() {
-            let (Some(id), Some(path)) = (tm["id"].as_str(), tm["path"].as_str()) else { continue };
-            if let Some(d) = self.file.taskmanagers.iter().rev().find(|d| path.contains(&format!(":{}/", d.rpc_port))) {
-                out.push((d.name.clone(), id.to_string()));
-            }
-        }
-        Ok(out)
+        Ok(registered_in(&self.rest().get("/taskmanagers")?, &self.file.taskmanagers))
     }
 
     /// Every TaskManager process started, newest per name, with what REST says of it.
@@ -675,6 +683,19 @@ impl LocalCluster {
     }
 }
 
+/// The TaskManagers a REST /taskmanagers answer lists, by the name of the process whose RPC port
+/// their `path` names (`pekko.tcp://flink@127.0.0.1:PORT/user/rpc/taskmanager_0`), with their ResourceID.
+pub fn registered_in(v: &serde_json::Value, processes: &[Daemon]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for tm in v["taskmanagers"].as_array().into_iter().flatten() {
+        let (Some(id), Some(path)) = (tm["id"].as_str(), tm["path"].as_str()) else { continue };
+        if let Some(d) = processes.iter().rev().find(|d| path.contains(&format!(":{}/", d.rpc_port))) {
+            out.push((d.name.clone(), id.to_string()));
+        }
+    }
+    out
+}
+
 fn read_file(dir: &Path) -> Option<ClusterFile> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).ok()?).ok()
 }
@@ -715,7 +736,7 @@ mod tests {
 
     #[test]
     fn config_yaml_is_the_distributions_on_loopback_with_the_given_ports() {
-        let y = config_yaml(40001, 40002, 3, &[("heartbeat.timeout".into(), "2000 ms".into())]);
+        let y = config_yaml(40001, 40002, 3, Path::new("/x/observe"), &[("heartbeat.timeout".into(), "2000 ms".into())]);
         for line in [
             "jobmanager.rpc.port: 40001",
             "rest.port: 40002",
