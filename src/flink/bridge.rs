@@ -342,7 +342,8 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
         return Err(BridgeError::NotStarted { why, output: run_dir.join(harness::OUTPUT_FILE), log: run_dir.join("flink.log") });
     }
     let flink_start_ms = ms(flink_start.elapsed());
-    narrate(format!("   Flink: job running, every task ({:.1}s from JVM start)", flink_start_ms as f64 / 1000.0));
+    let from = if target == Target::Local { "submission" } else { "JVM start" };
+    narrate(format!("   Flink: job running, every task ({:.1}s from {from})", flink_start_ms as f64 / 1000.0));
     // The first checkpoint in a fresh JVM loads classes and warms the JIT (600 ms where the next
     // takes 50): let it pass before ckptlab starts, so that the compared durations are Flink's
     // checkpointing, not its start. No record exists yet, so nothing else changes.

@@ -270,6 +270,9 @@ fn config_yaml(rpc_port: u16, rest_port: u16, slots: usize, observe: &Path, opti
         "rest.address: 127.0.0.1".into(),
         "rest.bind-address: 127.0.0.1".into(),
         format!("rest.port: {rest_port}"),
+        "# The REST handlers' execution-graph cache (default 3000 ms): ckptlab polls /jobs/:id for the".into(),
+        "# moments of a failover, which a 3 s cache would show late. It changes nothing in the job.".into(),
+        "web.refresh-interval: 100".into(),
     ];
     for (k, v) in options {
         lines.push(format!("{k}: {v}"));

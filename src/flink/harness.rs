@@ -145,6 +145,8 @@ pub enum FlinkEvent {
     TmRegistered { tm: String, resource_id: String },
     /// REST /taskmanagers no longer lists it: the ResourceManager lost it (heartbeat or RPCs).
     TmLost { tm: String, resource_id: String },
+    /// The job entered `status` (REST /jobs/:id `timestamps`), at Flink's timestamp.
+    StateEntered { status: String },
     /// A failure the job's failover handled (REST /jobs/:id/exceptions), at Flink's timestamp.
     Failure { exception: String, message: String, task: Option<String>, tm: Option<String> },
     State(FlinkState),

@@ -326,6 +326,7 @@ fn watch(
     let mut last_failed = 0;
     let mut last_restarts = 0;
     let mut registered: BTreeMap<String, String> = BTreeMap::new();
+    let mut entered: BTreeMap<String, u64> = BTreeMap::new();
     let mut misses = 0;
     let mut turn = 0u64;
     while !stop.load(Ordering::Acquire) {
@@ -353,6 +354,14 @@ fn watch(
         if s != last_status {
             push(FlinkEvent::Status { status: status.clone(), all_running }, at());
             last_status = s;
+        }
+        // When the job entered each state, by Flink's clock: a failover's moments exactly.
+        for (state, ts) in details["timestamps"].as_object().into_iter().flatten() {
+            let Some(ts) = ts.as_u64().filter(|t| *t > 0) else { continue };
+            if entered.get(state) != Some(&ts) {
+                entered.insert(state.clone(), ts);
+                push(FlinkEvent::StateEntered { status: state.clone() }, ts.saturating_sub(started_epoch));
+            }
         }
         let mut st = lock(shared).state.clone();
         st.status = status;
@@ -413,14 +422,16 @@ fn watch(
             // The processes under the lock, the REST call outside it (a kill must not wait for it).
             let daemons = lock(cluster).0.as_ref().map(|c| c.file.taskmanagers.clone()).unwrap_or_default();
             if let Ok(v) = rest.get("/taskmanagers") {
-                let now: BTreeMap<String, String> = super::cluster::registered_in(&v, &daemons).into_iter().collect();
-                for (tm, id) in &now {
-                    if registered.get(tm) != Some(id) {
+                // By ResourceID: a tm-N started again registers under a new one, maybe before the
+                // old one is dropped.
+                let now: BTreeMap<String, String> = super::cluster::registered_in(&v, &daemons).into_iter().map(|(tm, id)| (id, tm)).collect();
+                for (id, tm) in &now {
+                    if !registered.contains_key(id) {
                         push(FlinkEvent::TmRegistered { tm: tm.clone(), resource_id: id.clone() }, at());
                     }
                 }
-                for (tm, id) in &registered {
-                    if now.get(tm) != Some(id) {
+                for (id, tm) in &registered {
+                    if !now.contains_key(id) {
                         push(FlinkEvent::TmLost { tm: tm.clone(), resource_id: id.clone() }, at());
                     }
                 }

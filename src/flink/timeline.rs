@@ -1,9 +1,10 @@
 //! What happened after each kill (or hang), on the real cluster and in ckptlab's model, side by
 //! side: the model's own fidelity check. On Flink (the local cluster of processes) the moments
 //! come from REST: the first failure the job's failover recorded (`/jobs/:id/exceptions`, at
-//! Flink's timestamp), the job's status (`/jobs/:id`), and the TaskManager's registration
-//! (`/taskmanagers`: lost when the ResourceManager drops it). In ckptlab they are its engine's
-//! events (`job_failing`, `task_manager_lost`, `job_restarting`, `job_running`). Each is in ms
+//! Flink's timestamp), the job's state changes (`/jobs/:id` `timestamps`) and status, and the
+//! TaskManager's registration (`/taskmanagers`: lost when the ResourceManager drops it, back when
+//! a new process registers). In ckptlab they are its engine's events (`job_failing`,
+//! `task_manager_lost`, `job_restarting`, `task_manager_started`, `job_running`). Each is in ms
 //! after the kill on its own side; a moment differs when the two are further apart than
 //! [`TOLERANCE_MS`] plus [`TOLERANCE_SHARE`] of the later one (the REST poll, JVM pauses and
 //! RPC round trips are noise the model leaves out).
@@ -114,7 +115,18 @@ pub fn timelines(ckptlab: &[Stamped], flink: &[Timed]) -> Vec<Timeline> {
                         _ => None,
                     }),
                     fl_after(&|e| match e {
-                        FlinkEvent::Status { status, .. } if status == "RESTARTING" => Some("job RESTARTING".to_string()),
+                        FlinkEvent::StateEntered { status } if status == "RESTARTING" => Some("job RESTARTING (its timestamp)".to_string()),
+                        _ => None,
+                    }),
+                ),
+                (
+                    "TM back",
+                    ck_after(&|e| match e {
+                        Event::TaskManagerStarted { tm: t, slots } if t == tm => Some(format!("started, {slots} slot(s)")),
+                        _ => None,
+                    }),
+                    fl_after(&|e| match e {
+                        FlinkEvent::TmRegistered { tm: t, resource_id } if t == tm => Some(format!("a new JVM registered as {resource_id}")),
                         _ => None,
                     }),
                 ),
@@ -198,6 +210,7 @@ mod tests {
             fl(5000, FlinkEvent::TmKilled { tm: "tm-1".into(), pid: 7 }),
             fl(4990, FlinkEvent::Failure { exception: "org.apache.flink.runtime.io.network.netty.exception.RemoteTransportException".into(), message: String::new(), task: Some("counter (1/2)".into()), tm: None }),
             fl(5100, FlinkEvent::Status { status: "RESTARTING".into(), all_running: false }),
+            fl(5050, FlinkEvent::StateEntered { status: "RESTARTING".into() }),
             fl(25000, FlinkEvent::TmLost { tm: "tm-1".into(), resource_id: "127.0.0.1:1-ab".into() }),
             fl(27900, FlinkEvent::Status { status: "RUNNING".into(), all_running: true }),
         ];
