@@ -772,7 +772,11 @@ mod tests {
         // A live process whose command line does not name the conf directory is not the cluster's.
         assert_eq!(proc_state(pid, Path::new("/nonexistent/ckptlab-conf")), ProcState::Gone);
         signal(pid, libc::SIGSTOP);
-        std::thread::sleep(Duration::from_millis(100));
+        // The stop takes effect when the process next runs: on a loaded machine, not at once.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proc_state(pid, Path::new("30")) != ProcState::Stopped && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(proc_state(pid, Path::new("30")), ProcState::Stopped);
         signal(pid, libc::SIGKILL);
         let _ = sleeper.wait();
