@@ -768,6 +768,11 @@ mod tests {
     fn a_pid_is_the_clusters_only_while_its_command_line_names_the_conf_dir() {
         let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = sleeper.id();
+        // Until its execve has replaced the image, /proc/PID/cmdline may still be empty.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proc_state(pid, Path::new("30")) != ProcState::Running && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(proc_state(pid, Path::new("30")), ProcState::Running);
         // A live process whose command line does not name the conf directory is not the cluster's.
         assert_eq!(proc_state(pid, Path::new("/nonexistent/ckptlab-conf")), ProcState::Gone);
