@@ -19,6 +19,9 @@ pub enum FlinkCmd {
         /// Do not narrate the steps.
         #[arg(long, short)]
         quiet: bool,
+        /// Run the Flink side on ckptlab's local cluster of processes (a JobManager and TaskManager JVMs: kill is SIGKILL, hang SIGSTOP) instead of a MiniCluster; the running one `flink cluster start` left, else one started for the run and stopped at its end.
+        #[arg(long, value_name = "local")]
+        cluster: Option<ClusterTarget>,
     },
     /// Write a self-contained Flink job for the scenario (Java sources, job.properties, run.sh, README) to run on a real cluster.
     Export {
@@ -30,11 +33,45 @@ pub enum FlinkCmd {
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
     },
+    /// A local Flink standalone session cluster of processes (a JobManager JVM and TaskManager JVMs on 127.0.0.1), as start-cluster.sh makes one.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
 }
 
-/// `ckptlab flink run|export`.
+/// `--cluster`'s one value.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ClusterTarget {
+    /// ckptlab's local session cluster (`ckptlab flink cluster`).
+    Local,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ClusterCmd {
+    /// Start a session cluster: one JobManager, N TaskManagers, each its own JVM and log, from a config.yaml in ckptlab's private directory.
+    Start {
+        /// TaskManager processes.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+        taskmanagers: u16,
+        /// Slots per TaskManager (taskmanager.numberOfTaskSlots).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        slots: u16,
+    },
+    /// The JobManager's REST address and each TaskManager's pid, state and resource id (from REST /taskmanagers).
+    Status {
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every process of the cluster (also one a dead ckptlab left): SIGTERM, SIGKILL after 10 s.
+    Stop,
+}
+
+/// `ckptlab flink run|export|cluster`.
 pub async fn exec(cli: &Global, command: &FlinkCmd) -> ExitCode {
-    let (FlinkCmd::Run { file, .. } | FlinkCmd::Export { file, .. }) = command;
+    let file = match command {
+        FlinkCmd::Run { file, .. } | FlinkCmd::Export { file, .. } => file,
+        FlinkCmd::Cluster(c) => return cluster(c),
+    };
     let scenario = match Scenario::load(file) {
         Ok(s) => s,
         Err(e) => {
@@ -71,7 +108,15 @@ pub async fn exec(cli: &Global, command: &FlinkCmd) -> ExitCode {
                 }
             }
         }
-        FlinkCmd::Run { json, quiet, .. } => {
+        FlinkCmd::Cluster(_) => ExitCode::SUCCESS,
+        FlinkCmd::Run { json, quiet, cluster, .. } => {
+            let target = match cluster {
+                Some(ClusterTarget::Local) => ckptlab::flink::bridge::Target::Local,
+                None => ckptlab::flink::bridge::Target::MiniCluster,
+            };
+            if target == ckptlab::flink::bridge::Target::Local {
+                stop_cluster_on_signal();
+            }
             let narrate_on = !json && !quiet;
             if narrate_on {
                 outln!("== {} ({}) on ckptlab and on Apache Flink", scenario.name, scenario.file);
@@ -84,7 +129,7 @@ pub async fn exec(cli: &Global, command: &FlinkCmd) -> ExitCode {
                     eprintln!("{line}");
                 }
             };
-            let report = match ckptlab::flink::bridge::run(&scenario, layers, &mut narrate).await {
+            let report = match ckptlab::flink::bridge::run(&scenario, layers, target, &mut narrate).await {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("ckptlab flink: {e}");
@@ -137,6 +182,23 @@ fn print_flink_report(r: &ckptlab::flink::bridge::BridgeReport) {
         t.flink_stop_ms as f64 / 1000.0,
         t.ckptlab_steps_ms as f64 / 1000.0
     );
+    if let Some(cl) = &f.cluster {
+        outln!();
+        out!("{}", ckptlab::flink::timeline::table(&r.timeline));
+        let tms: Vec<String> = cl.taskmanagers.iter().map(|(n, p)| format!("{n} pid {p}")).collect();
+        outln!(
+            "local cluster: REST {}, JobManager pid {}, {}; killed pids {:?}, alive at the end {:?}{}",
+            cl.rest,
+            cl.jobmanager_pid,
+            tms.join(", "),
+            cl.killed,
+            cl.alive_at_end,
+            if cl.owned { " (started for this run, stopped at its end)" } else { " (left running: `ckptlab flink cluster stop` ends it)" }
+        );
+        if let Some(ms) = t.cluster_start_ms {
+            outln!("cluster start: {:.1}s (JVMs to every TaskManager registered)", ms as f64 / 1000.0);
+        }
+    }
     outln!("run directory (partition files, job.properties, flink.log): {}", r.run_dir);
     for x in &c.failures {
         outln!("FAILED on ckptlab: {x}");
@@ -147,4 +209,142 @@ fn print_flink_report(r: &ckptlab::flink::bridge::BridgeReport) {
     if r.passed {
         outln!("PASSED: every expect held on both engines");
     }
+}
+
+/// `ckptlab flink cluster start|status|stop`.
+fn cluster(command: &ClusterCmd) -> ExitCode {
+    use ckptlab::flink::cluster::{ClusterSpec, LocalCluster};
+    match command {
+        ClusterCmd::Start { taskmanagers, slots } => {
+            let spec = ClusterSpec { started_for: "ckptlab flink cluster start".into(), taskmanagers: *taskmanagers as usize, slots: *slots as usize, options: Vec::new() };
+            match LocalCluster::start(&spec, &mut |line| outln!("{line}")) {
+                Ok(c) => {
+                    outln!("`ckptlab flink cluster status` lists the processes; `ckptlab flink cluster stop` ends them (logs in {})", c.dir.join("log").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ckptlab flink cluster start: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        ClusterCmd::Status { json } => match LocalCluster::find() {
+            Ok(Some(c)) if c.any_alive() => {
+                print_status(&c, *json);
+                ExitCode::SUCCESS
+            }
+            Ok(_) => {
+                eprintln!("ckptlab flink cluster status: {}", ckptlab::flink::cluster::ClusterError::NotRunning);
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("ckptlab flink cluster status: {e}");
+                ExitCode::from(2)
+            }
+        },
+        ClusterCmd::Stop => match LocalCluster::find() {
+            Ok(Some(c)) => {
+                let left = left_behind(&c.file);
+                let stopped = c.stop(&mut |line| outln!("{line}"));
+                outln!("stopped {} process(es){left}", stopped.len());
+                ExitCode::SUCCESS
+            }
+            Ok(None) => {
+                outln!("no local Flink cluster is recorded: nothing to stop");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ckptlab flink cluster stop: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn print_status(c: &ckptlab::flink::cluster::LocalCluster, json: bool) {
+    let tms = c.status();
+    let jm = c.jobmanager_state();
+    if json {
+        let v = serde_json::json!({
+            "rest": c.rest_url(),
+            "dir": c.dir,
+            "flink_version": c.file.flink_version,
+            "started_by": c.file.started_by,
+            "jobmanager": { "pid": c.file.jobmanager.pid, "state": jm, "log": c.file.jobmanager.log },
+            "taskmanagers": tms,
+        });
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    let left = left_behind(&c.file);
+    let by = if c.file.started_for.is_empty() { "ckptlab" } else { c.file.started_for.as_str() };
+    outln!("Flink {} session cluster, REST {} (started by {by}, pid {}{left}; {})", c.file.flink_version, c.rest_url(), c.file.started_by, c.dir.display());
+    outln!("{:<12} {:>8}  {:<8}  {:<36}  {:>5}  {}", "process", "pid", "state", "resource id", "slots", "log");
+    outln!("{:<12} {:>8}  {:<8}  {:<36}  {:>5}  {}", "jobmanager", c.file.jobmanager.pid, state_word(jm), "-", "-", c.file.jobmanager.log.display());
+    for t in &tms {
+        let slots = match (t.free_slots, t.slots) {
+            (Some(f), Some(s)) => format!("{f}/{s}"),
+            _ => "-".into(),
+        };
+        outln!(
+            "{:<12} {:>8}  {:<8}  {:<36}  {:>5}  {}",
+            t.name,
+            t.pid,
+            state_word(t.state),
+            t.resource_id.as_deref().unwrap_or("(not registered)"),
+            slots,
+            t.log.display()
+        );
+    }
+    outln!("(slots: free/total)");
+}
+
+/// ", left by a dead `ckptlab flink run`" when the run that owned the cluster is gone (a
+/// `cluster start` ends at once by design: its cluster is nobody's leftover).
+fn left_behind(f: &ckptlab::flink::cluster::ClusterFile) -> String {
+    if f.started_for.contains("flink run") && !ckptlab::workdir::process_alive(f.started_by) {
+        ", left behind: that ckptlab is gone".to_string()
+    } else {
+        String::new()
+    }
+}
+
+fn state_word(s: ckptlab::flink::cluster::ProcState) -> &'static str {
+    use ckptlab::flink::cluster::ProcState;
+    match s {
+        ProcState::Running => "running",
+        ProcState::Stopped => "stopped",
+        ProcState::Gone => "gone",
+    }
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP (the terminal closed) during `flink run --cluster local`: the cluster
+/// this run started is stopped before ckptlab exits (its JVMs are in their own process group, so
+/// the terminal's signal reaches ckptlab only); a cluster `flink cluster start` left keeps running,
+/// with any TaskManager the run hung resumed. The normal paths (the end, an error, a panic) stop it
+/// through the bridge's guard.
+fn stop_cluster_on_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async {
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else { return };
+        let name = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        let stopped = tokio::task::spawn_blocking(|| {
+            match ckptlab::flink::cluster::LocalCluster::find() {
+                Ok(Some(c)) if c.file.started_by == std::process::id() && c.file.started_for.contains("flink run") => c.stop(&mut |_| {}),
+                Ok(Some(c)) => {
+                    c.resume_all();
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            }
+        })
+        .await
+        .unwrap_or_default();
+        eprintln!("ckptlab flink: {name}: stopped the run's local cluster (pids {stopped:?})");
+        std::process::exit(130);
+    });
 }

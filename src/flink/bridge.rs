@@ -15,16 +15,19 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::cluster::{ClusterError, ClusterGuard, ClusterSpec, LocalCluster, ProcState};
 use super::compare::{self, Comparison, Side};
 use super::harness::{self, FlinkCheckpoint, FlinkEvent, FlinkState, Harness, HarnessError, Timed};
 use super::install::{self, InstallError};
 use super::options::{self, JobSpec};
+use super::session::{self, ClusterJob, ClusterSummary};
+use super::timeline::{self, Timeline};
 use super::verdict::{self, LogTruth, TruthError};
 use crate::audit::Verdict;
 use crate::cluster::coordinator::CheckpointStatus;
 use crate::cluster::{taskmanager, Engine, EngineError};
 use crate::config::{Config, ConfigError, ConfigLayers};
-use crate::events::EventBus;
+use crate::events::{EventBus, Stamped};
 use crate::scenario::{await_condition, Action, AwaitCondition, Figure, Flow, Player, RunReport, Scenario, ScenarioError};
 use crate::workdir::WorkDirError;
 
@@ -74,7 +77,72 @@ pub enum BridgeError {
     Install(#[from] InstallError),
     #[error(transparent)]
     Harness(#[from] HarnessError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
+
+/// Where the Flink side runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A MiniCluster in one JVM (the harness): a kill is `terminateTaskManager`.
+    MiniCluster,
+    /// ckptlab's local session cluster of processes (`ckptlab flink cluster`): a kill is SIGKILL
+    /// to the TaskManager's JVM, a hang SIGSTOP; one is started for the run (and stopped at its
+    /// end) unless `ckptlab flink cluster start` left one running.
+    Local,
+}
+
+/// The Flink side, on either target: the same state, events and commands.
+enum Flink {
+    Mini(Harness),
+    Cluster(ClusterJob),
+}
+
+impl Flink {
+    fn state(&self) -> (FlinkState, u64) {
+        match self {
+            Flink::Mini(h) => h.state(),
+            Flink::Cluster(c) => c.state(),
+        }
+    }
+
+    fn history(&self) -> Vec<Timed> {
+        match self {
+            Flink::Mini(h) => h.history(),
+            Flink::Cluster(c) => c.history(),
+        }
+    }
+
+    fn gone(&self) -> Option<String> {
+        match self {
+            Flink::Mini(h) => h.gone(),
+            Flink::Cluster(c) => c.gone(),
+        }
+    }
+
+    fn send(&mut self, command: &str) -> Result<(), HarnessError> {
+        match self {
+            Flink::Mini(h) => h.send(command),
+            Flink::Cluster(c) => c.send(command),
+        }
+    }
+
+    fn shutdown(self, grace: Duration) {
+        match self {
+            Flink::Mini(h) => h.shutdown(grace),
+            Flink::Cluster(c) => c.shutdown(grace),
+        }
+    }
+
+    /// How often a fresh state comes.
+    fn report_every(&self) -> Duration {
+        match self {
+            Flink::Mini(_) => Harness::REPORT_EVERY,
+            Flink::Cluster(_) => session::POLL,
+        }
+    }
+}
+
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BridgeError {
     let path = path.to_path_buf();
@@ -104,6 +172,12 @@ pub struct FlinkReport {
     pub jars: String,
     /// `expect` figures the Flink side does not measure (not judged there).
     pub not_measured: Vec<String>,
+    /// `MiniCluster` or `local cluster`.
+    #[serde(default)]
+    pub target: String,
+    /// On the local cluster: its address and processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSummary>,
 }
 
 /// Where the time went.
@@ -120,8 +194,12 @@ pub struct Timings {
     pub ckptlab_steps_ms: u64,
     /// What awaits waited for Flink after ckptlab had got there.
     pub flink_extra_wait_ms: u64,
-    /// Cancelling the Flink job and stopping the JVM.
+    /// Cancelling the Flink job and stopping the JVM (on the local cluster: the cluster too when
+    /// the run started it).
     pub flink_stop_ms: u64,
+    /// Starting the local cluster until every TaskManager registered (None: not started by the run).
+    #[serde(default)]
+    pub cluster_start_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,7 +219,60 @@ pub struct BridgeReport {
     pub timings: Timings,
     /// The partition files, job.properties, flink.log and the sink's output.
     pub run_dir: String,
+    /// On the local cluster: what happened after each kill or hang, on Flink and in ckptlab's model.
+    #[serde(default)]
+    pub timeline: Vec<Timeline>,
 }
+
+/// Flink options that belong in the cluster's config.yaml, not the job's configuration: the
+/// JobManager's and TaskManagers' heartbeats and the slot request timeout are read by the
+/// processes when they start (HeartbeatManagerOptions, JobManagerOptions#SLOT_REQUEST_TIMEOUT).
+fn cluster_options(flink: &[(String, String)]) -> Vec<(String, String)> {
+    flink.iter().filter(|(k, _)| k.starts_with("heartbeat.") || k == "slot.request.timeout").cloned().collect()
+}
+
+/// The local cluster for a run: the running one `ckptlab flink cluster start` left, else a new one
+/// (owned by the run). Blocking work off the runtime; progress narrated while the JVMs start.
+async fn local_cluster(spec: &JobSpec, narrate: &mut impl FnMut(String)) -> Result<(ClusterGuard, Option<u64>), BridgeError> {
+    if let Some(c) = LocalCluster::find()? {
+        if c.jobmanager_state() == ProcState::Running {
+            narrate(format!(
+                "   using the running local cluster (REST {}, started by {}): its config.yaml holds, not the scenario's cluster options",
+                c.rest_url(),
+                c.file.started_for
+            ));
+            return Ok((ClusterGuard(Some(c)), None));
+        }
+    }
+    let cspec = ClusterSpec {
+        started_for: format!("ckptlab flink run (pid {})", std::process::id()),
+        taskmanagers: spec.taskmanagers,
+        slots: spec.slots,
+        options: cluster_options(&spec.flink),
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let t = Instant::now();
+    let mut h = tokio::task::spawn_blocking(move || {
+        LocalCluster::start(&cspec, &mut |l| {
+            let _ = tx.send(l);
+        })
+    });
+    let result = loop {
+        while let Ok(l) = rx.try_recv() {
+            narrate(format!("   {l}"));
+        }
+        tokio::select! {
+            r = &mut h => break r,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    };
+    while let Ok(l) = rx.try_recv() {
+        narrate(format!("   {l}"));
+    }
+    let cluster = result.map_err(|e| BridgeError::Refused(format!("the cluster start panicked: {e}")))??;
+    Ok((ClusterGuard(Some(cluster)), Some(ms(t.elapsed()))))
+}
+
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
@@ -149,11 +280,11 @@ fn ms(d: Duration) -> u64 {
 
 /// Runs `scenario` on both engines. `layers` is the configuration (the scenario's `[config]`
 /// applied); `narrate` hears a line per step and per Flink event worth saying.
-pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut impl FnMut(String)) -> Result<BridgeReport, BridgeError> {
+pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, narrate: &mut impl FnMut(String)) -> Result<BridgeReport, BridgeError> {
     let t0 = Instant::now();
     let cfg0 = layers.build()?;
     scenario.check(&cfg0)?;
-    if let Some(why) = options::refusal(scenario, &cfg0) {
+    if let Some(why) = options::refusal(scenario, &cfg0, target == Target::Local) {
         return Err(BridgeError::Refused(why));
     }
     let java = install::find_java()?;
@@ -183,19 +314,36 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
         notes.push(format!("{k} = {v} (Flink's default: {d})"));
     }
 
-    narrate(format!(
-        "   Flink {} ({}), Java {}: starting a MiniCluster with {} task managers x {} slot(s)",
-        jars.version, jars.origin, java.major, spec.taskmanagers, spec.slots
-    ));
-    let flink_start = Instant::now();
-    let mut flink = Harness::spawn(&java, &jars, &harness_dir, &run_dir)?;
+    let (mut flink, flink_start, cluster_start_ms) = match target {
+        Target::MiniCluster => {
+            narrate(format!(
+                "   Flink {} ({}), Java {}: starting a MiniCluster with {} task managers x {} slot(s)",
+                jars.version, jars.origin, java.major, spec.taskmanagers, spec.slots
+            ));
+            let flink_start = Instant::now();
+            (Flink::Mini(Harness::spawn(&java, &jars, &harness_dir, &run_dir)?), flink_start, None)
+        }
+        Target::Local => {
+            let (guard, started_ms) = local_cluster(&spec, narrate).await?;
+            let jar = session::job_jar(&java, &harness_dir)?;
+            narrate("   Flink: submitting the job through REST (/jars/upload, /jars/:id/run ckptlab.flink.CheckpointJob job.properties)".to_string());
+            let flink_start = Instant::now();
+            let props = properties.clone();
+            let job = tokio::task::spawn_blocking(move || ClusterJob::submit(guard, &jar, &props))
+                .await
+                .map_err(|e| BridgeError::Refused(format!("the job submission panicked: {e}")))??;
+            narrate(format!("   Flink: job {} submitted", job.job));
+            (Flink::Cluster(job), flink_start, started_ms)
+        }
+    };
     if !await_flink(&flink, AwaitCondition::Running, FLINK_START_TIMEOUT, &Judge::new(&cfg, &log_dir, vec![]), 0).await {
         let why = flink.gone().unwrap_or_else(|| format!("not all tasks running after {}s", FLINK_START_TIMEOUT.as_secs()));
         tokio::task::spawn_blocking(move || flink.shutdown(SHUTDOWN_GRACE)).await.ok();
         return Err(BridgeError::NotStarted { why, output: run_dir.join(harness::OUTPUT_FILE), log: run_dir.join("flink.log") });
     }
     let flink_start_ms = ms(flink_start.elapsed());
-    narrate(format!("   Flink: job running, every task ({:.1}s from JVM start)", flink_start_ms as f64 / 1000.0));
+    let from = if target == Target::Local { "submission" } else { "JVM start" };
+    narrate(format!("   Flink: job running, every task ({:.1}s from {from})", flink_start_ms as f64 / 1000.0));
     // The first checkpoint in a fresh JVM loads classes and warms the JIT (600 ms where the next
     // takes 50): let it pass before ckptlab starts, so that the compared durations are Flink's
     // checkpointing, not its start. No record exists yet, so nothing else changes.
@@ -208,7 +356,10 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
     let start = verdict::log_truth(&log_dir, &cfg.source.topic, cfg.source.partitions, cfg.job.key_by, &[])?.lengths;
     let judge = Judge::new(&cfg, &log_dir, start);
 
-    let engine = Engine::start(layers, EventBus::new(tokio::time::Instant::now()))?;
+    let bus = EventBus::new(tokio::time::Instant::now());
+    // The model's own moments (failing, lost, restarting, running) for the timeline.
+    let mut ckptlab_events = bus.subscribe();
+    let engine = Engine::start(layers, bus)?;
     // Both sides are compared over the same window: Flink's figures from here on.
     let (flink_at_start, _) = flink.state();
     let flink_history_at_start = flink.history().len();
@@ -240,10 +391,10 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
                 Some(format!("start {}", taskmanager::name(n)))
             }
             Action::Checkpoint => Some("checkpoint".to_string()),
-            // Played below, by ckptlab's side only, or refused before the run (flink::options:
-            // a hang cannot be done to one TaskManager of a MiniCluster).
-            Action::Hang(_)
-            | Action::Produce { .. }
+            // Refused before the run on the MiniCluster (flink::options).
+            Action::Hang(tm) => Some(format!("hang {tm}")),
+            // Played below, by ckptlab's side only.
+            Action::Produce { .. }
             | Action::Generate(_)
             | Action::Set(_)
             | Action::Wait(_)
@@ -353,7 +504,8 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
     // line written after the last state line shows up in the next one: look a few times).
     let printed_path = run_dir.join(harness::OUTPUT_FILE);
     let mut st = flink.state().0;
-    if cfg.job.sink == crate::config::SinkKind::Print {
+    // On the local cluster the print output is in each TaskManager's .out file (not judged).
+    if cfg.job.sink == crate::config::SinkKind::Print && target == Target::MiniCluster {
         let mut from_output = BTreeMap::new();
         for _ in 0..OUTPUT_CHECKS {
             st = flink.state().0;
@@ -361,7 +513,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
             if from_output == st.counts {
                 break;
             }
-            tokio::time::sleep(Harness::REPORT_EVERY).await;
+            tokio::time::sleep(flink.report_every()).await;
         }
         if from_output != st.counts {
             flink_failures.push(format!(
@@ -377,9 +529,30 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
         flink_failures.push(format!("the Flink JVM ended early: {why}"));
     }
     let history = flink.history();
+    let mut ck_events: Vec<Stamped> = Vec::new();
+    while let Ok(e) = ckptlab_events.try_recv() {
+        ck_events.push(e);
+    }
+    let timeline = if target == Target::Local { timeline::timelines(&ck_events, &history) } else { Vec::new() };
+    let mut cluster = match &flink {
+        Flink::Cluster(c) => Some(c.summary()),
+        Flink::Mini(_) => None,
+    };
     let stop = Instant::now();
     tokio::task::spawn_blocking(move || flink.shutdown(SHUTDOWN_GRACE)).await.ok();
     let flink_stop_ms = ms(stop.elapsed());
+    if let Some(c) = cluster.as_mut() {
+        c.killed = history
+            .iter()
+            .filter_map(|t| match t.event {
+                FlinkEvent::TmKilled { pid, .. } => Some(pid),
+                _ => None,
+            })
+            .collect();
+        // What is left of the cluster now: nothing when the run started it.
+        let pids = std::iter::once(c.jobmanager_pid).chain(c.taskmanagers.iter().map(|(_, p)| *p));
+        c.alive_at_end = pids.filter(|p| crate::workdir::process_alive(*p) && !is_zombie(*p)).collect();
+    }
     let comparison = compare::compare(
         &ckptlab_side(&ckptlab_report, ckptlab_caught_up),
         &flink_side(&flink_verdict, flink_caught_up, &st, &flink_at_start, history.get(flink_history_at_start..).unwrap_or_default()),
@@ -398,6 +571,11 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
         flink_version: jars.version.clone(),
         jars: jars.origin.clone(),
         not_measured,
+        target: match target {
+            Target::MiniCluster => "MiniCluster".into(),
+            Target::Local => "local cluster".into(),
+        },
+        cluster,
     };
     Ok(BridgeReport {
         scenario: scenario.name.clone(),
@@ -416,13 +594,20 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, narrate: &mut im
             ckptlab_steps_ms: ms(ckptlab_steps),
             flink_extra_wait_ms: ms(flink_extra),
             flink_stop_ms,
+            cluster_start_ms,
         },
         run_dir: run_dir.display().to_string(),
+        timeline,
     })
 }
 
+/// A pid that has ended but was not reaped yet (its parent still runs).
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z'))).unwrap_or(false)
+}
+
 /// Narrates the Flink events since `seen` (a refusal fails the step at `line`); returns how many there are now.
-fn narrate_events(flink: &Harness, seen: usize, line: usize, failures: &mut Vec<String>, narrate: &mut impl FnMut(String)) -> usize {
+fn narrate_events(flink: &Flink, seen: usize, line: usize, failures: &mut Vec<String>, narrate: &mut impl FnMut(String)) -> usize {
     let history = flink.history();
     for e in history.iter().skip(seen) {
         if let Some(text) = describe(&e.event) {
@@ -461,6 +646,16 @@ fn describe(e: &FlinkEvent) -> Option<String> {
         FlinkEvent::CheckpointTriggered { path } => format!("triggered checkpoint completed: {path}"),
         FlinkEvent::Refused { what, reason } => format!("refused `{what}`: {reason}"),
         FlinkEvent::Error { message } => format!("error: {message}"),
+        FlinkEvent::TmKilled { tm, pid } => format!("{tm}: SIGKILL to pid {pid} (the seed's `kill <pid>`)"),
+        FlinkEvent::TmHung { tm, pid } => format!("{tm}: SIGSTOP to pid {pid} (hung: its connections stay open)"),
+        FlinkEvent::TmProcessStarted { tm, pid } => format!("{tm}: a new TaskManager process, pid {pid} (the seed's `taskmanager.sh start`)"),
+        FlinkEvent::TmRegistered { tm, resource_id } => format!("{tm} registered as {resource_id}"),
+        FlinkEvent::TmLost { tm, resource_id } => format!("{tm} lost: {resource_id} gone from /taskmanagers"),
+        FlinkEvent::Failure { exception, task, .. } => format!(
+            "failure: {}{}",
+            exception.rsplit('.').next().unwrap_or(exception),
+            task.as_deref().map(|t| format!(" in {t}")).unwrap_or_default()
+        ),
         _ => return None,
     })
 }
@@ -515,7 +710,7 @@ impl Judge {
 }
 
 /// Waits for a condition on the Flink side; false on timeout or when the JVM is gone.
-async fn await_flink(flink: &Harness, condition: AwaitCondition, timeout: Duration, judge: &Judge, completed_before: u64) -> bool {
+async fn await_flink(flink: &Flink, condition: AwaitCondition, timeout: Duration, judge: &Judge, completed_before: u64) -> bool {
     let deadline = Instant::now() + timeout;
     let (_, seq0) = flink.state();
     // With a two-phase-commit sink the counts show when a checkpoint after the last record

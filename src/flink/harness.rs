@@ -135,6 +135,20 @@ pub enum FlinkEvent {
     Refused { what: String, reason: String },
     Error { message: String },
     Closed,
+    /// On the local cluster ([`super::session`]): SIGKILL sent to a TaskManager's JVM.
+    TmKilled { tm: String, pid: u32 },
+    /// SIGSTOP sent to a TaskManager's JVM (a hang: its connections stay open).
+    TmHung { tm: String, pid: u32 },
+    /// A new TaskManager process started (it registers later: [`FlinkEvent::TmRegistered`]).
+    TmProcessStarted { tm: String, pid: u32 },
+    /// REST /taskmanagers lists it: the ResourceManager registered it.
+    TmRegistered { tm: String, resource_id: String },
+    /// REST /taskmanagers no longer lists it: the ResourceManager lost it (heartbeat or RPCs).
+    TmLost { tm: String, resource_id: String },
+    /// The job entered `status` (REST /jobs/:id `timestamps`), at Flink's timestamp.
+    StateEntered { status: String },
+    /// A failure the job's failover handled (REST /jobs/:id/exceptions), at Flink's timestamp.
+    Failure { exception: String, message: String, task: Option<String>, tm: Option<String> },
     State(FlinkState),
 }
 

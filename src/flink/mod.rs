@@ -14,13 +14,21 @@
 //! - [`bridge`]: plays a scenario on both engines step by step.
 //! - [`compare`]: both engines' figures side by side, and the rule that says AGREE or DISAGREE.
 //! - [`export`]: a self-contained Flink job for a real cluster.
+//! - [`cluster`]: a local standalone session cluster of JVM processes (`ckptlab flink cluster`).
+//! - [`rest`]: a small client for Flink's REST API.
+//! - [`session`]: the scenario's job on that cluster, through REST and process signals.
+//! - [`timeline`]: kill -> failing -> lost -> running on the real cluster beside ckptlab's model.
 
 pub mod bridge;
+pub mod cluster;
 pub mod compare;
 pub mod export;
 pub mod harness;
 pub mod install;
 pub mod options;
+pub mod rest;
+pub mod session;
+pub mod timeline;
 pub mod verdict;
 
 /// The Flink version the bridge installs and is checked against.

@@ -248,7 +248,9 @@ fn escape(v: &str) -> String {
 }
 
 /// Why a scenario cannot run on Flink as it is: its first such step or option, by line.
-pub fn refusal(scenario: &Scenario, cfg: &Config) -> Option<String> {
+/// `local_cluster`: the run is on ckptlab's local cluster of processes, where a TaskManager's
+/// JVM can be hung alone (SIGSTOP).
+pub fn refusal(scenario: &Scenario, cfg: &Config, local_cluster: bool) -> Option<String> {
     if cfg.source.kafka.is_some() {
         return Some(format!(
             "{}: source.kind = kafka: the Flink side reads the file-backed log only (Flink's Kafka connector jar is not in apache-flink-libraries); drop --kafka",
@@ -276,9 +278,10 @@ pub fn refusal(scenario: &Scenario, cfg: &Config) -> Option<String> {
             // The MiniCluster runs every TaskManager in the bridge's one JVM, and its
             // terminateTaskManager closes one: there is no way to freeze one alone with its
             // connections open, so the nearest action (a kill) would test another failure.
+            Action::Hang(_) if local_cluster => None,
             Action::Hang(tm) => Some(format!(
                 "hang {tm}: Flink's MiniCluster runs every TaskManager in one JVM, so one cannot hang alone with its connections open \
-                 (on a real cluster: `kill -STOP` its JVM, and the JobManager finds it at heartbeat.timeout; `ckptlab flink export` writes that step)"
+                 (on a real cluster: `kill -STOP` its JVM, and the JobManager finds it at heartbeat.timeout; `ckptlab flink run --cluster local` does that, `ckptlab flink export` writes that step)"
             )),
             Action::SwitchBackend(b) => Some(format!(
                 "switch-backend {b}: Flink fixes the state backend when the job is submitted (a switch needs a savepoint and a new job)"
@@ -367,7 +370,15 @@ mod tests {
             "s.toml",
         )
         .unwrap();
-        let why = refusal(&s, &cfg(&[])).unwrap();
+        let why = refusal(&s, &cfg(&[]), false).unwrap();
         assert!(why.starts_with("s.toml:4:") && why.contains("execution.checkpointing.mode"), "{why}");
+    }
+
+    #[test]
+    fn a_hang_is_refused_on_the_minicluster_and_played_on_the_local_cluster() {
+        let s = Scenario::parse("name = \"x\"\n[[steps]]\nhang = \"tm-1\"\n", "h.toml").unwrap();
+        let why = refusal(&s, &cfg(&[]), false).unwrap();
+        assert!(why.starts_with("h.toml:2:") && why.contains("one JVM"), "{why}");
+        assert_eq!(refusal(&s, &cfg(&[]), true), None);
     }
 }

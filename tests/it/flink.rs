@@ -103,3 +103,83 @@ fn a_slow_counter_is_waited_for_before_flinks_count_is_judged() {
     assert_eq!(flink["verdict"]["state"], 6, "{flink}");
     assert_eq!(report["comparison"]["agree"], true, "{}", report["comparison"]);
 }
+
+/// Every process whose command line names `dir` (the test's private directory, in each cluster
+/// JVM's `--configDir`): the JVMs of ours still alive.
+fn processes_naming(dir: &std::path::Path) -> Vec<(u32, String)> {
+    let needle = dir.as_os_str().as_encoded_bytes().to_vec();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let zombie = std::fs::read_to_string(e.path().join("stat")).ok().and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z'))).unwrap_or(false);
+        if !zombie && cmd.windows(needle.len()).any(|w| w == needle.as_slice()) {
+            out.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ").chars().take(120).collect()));
+        }
+    }
+    out
+}
+
+/// The seed's experiment on a real cluster of processes, as the seed does it: `kill <pid>` of a
+/// TaskManager JVM (SIGKILL: the JobManager must find it through failed RPCs and heartbeats), then
+/// `taskmanager.sh start`. The run starts its own cluster (a JobManager and 2 TaskManager JVMs)
+/// in a private directory, and must leave no JVM behind.
+#[test]
+fn on_a_local_cluster_of_processes_a_sigkilled_taskmanager_loses_and_overcounts_nothing_and_no_jvm_is_left() {
+    if let Some(why) = missing_prerequisite() {
+        common::skip(&why);
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let home = tempfile::tempdir().expect("a private directory");
+    let out = Command::new(env!("CARGO_BIN_EXE_ckptlab"))
+        .args(["flink", "run", "assets/scenarios/seed-exactly-once.toml", "--cluster", "local", "--json"])
+        .env("CKPTLAB_HOME", home.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let left = processes_naming(home.path());
+    assert!(left.is_empty(), "JVMs of the run's cluster outlived it: {left:?}\nstderr:\n{stderr}");
+    assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status.code());
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\n{stderr}"));
+    for side in ["ckptlab", "flink"] {
+        let v = &report[side]["verdict"];
+        assert_eq!((v["lost"].as_i64(), v["overcounted"].as_i64(), v["state"].as_i64()), (Some(0), Some(0), Some(6)), "{side}: {v}");
+    }
+    let flink = &report["flink"];
+    assert_eq!(flink["target"], "local cluster");
+    assert_eq!(flink["caught_up"], true, "{flink}");
+    let cluster = &flink["cluster"];
+    assert_eq!(cluster["owned"], true, "{cluster}");
+    let killed: Vec<u64> = cluster["killed"].as_array().into_iter().flatten().filter_map(|p| p.as_u64()).collect();
+    assert_eq!(killed.len(), 1, "one SIGKILL: {cluster}");
+    let tms: Vec<(String, u64)> = cluster["taskmanagers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((t[0].as_str()?.to_string(), t[1].as_u64()?)))
+        .collect();
+    // tm-1, tm-2, and the tm-1 started again: three TaskManager processes, the killed one among them.
+    assert_eq!(tms.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["tm-1", "tm-2", "tm-1"], "{cluster}");
+    assert_eq!(killed[0], tms[0].1, "the kill went to tm-1's first process: {cluster}");
+    // Every pid of the cluster, the killed one first, is gone (not even a zombie).
+    let mut pids: Vec<u64> = tms.iter().map(|(_, p)| *p).collect();
+    pids.push(cluster["jobmanager_pid"].as_u64().expect("a JobManager pid"));
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} outlived the run: {cluster}");
+    }
+    assert_eq!(cluster["alive_at_end"], serde_json::json!([]), "{cluster}");
+    // Detection was Flink's own: the ResourceManager dropped the killed TaskManager, a new one registered.
+    let history = flink["history"].as_array().cloned().unwrap_or_default();
+    for event in ["tm-killed", "tm-lost", "tm-process-started", "tm-registered", "failure"] {
+        assert!(history.iter().any(|e| e["event"]["event"] == event), "no {event} in Flink's history: {history:?}");
+    }
+    // The timeline after the kill has Flink's moments beside the model's.
+    let timeline = report["timeline"].as_array().cloned().unwrap_or_default();
+    assert_eq!(timeline.len(), 1, "{timeline:?}");
+    for moment in timeline[0]["moments"].as_array().into_iter().flatten() {
+        assert!(moment["flink_ms"].is_u64() && moment["ckptlab_ms"].is_u64(), "a moment one side never reached: {moment}");
+    }
+}
