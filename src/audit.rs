@@ -918,6 +918,13 @@ impl Auditor {
         live + kept + out
     }
 
+    /// The verdict's totals now, without the per-key table (`keys` is empty).
+    pub fn verdict_totals(&self) -> Verdict {
+        let mut v = self.verdict();
+        v.keys.clear();
+        v
+    }
+
     /// The verdict now (exact once caught up; live figures count in-flight records apart). O(keys)
     /// plus the records in flight; no lock is held while it is computed.
     pub fn verdict(&self) -> Verdict {
