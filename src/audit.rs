@@ -74,6 +74,10 @@ pub struct Verdict {
     pub lost_by_broker: u64,
     pub overcounted: u64,
     pub in_flight: i64,
+    /// Records of the topic the sources have not passed yet (they are still to come, unless the
+    /// job FAILED for good: then they are never processed, see [`Verdict::never_processed`]).
+    #[serde(default)]
+    pub unread: u64,
     pub repeated_output: u64,
     pub output_lines: u64,
     /// Records in the state with no output line (sinks that write lines only).
@@ -95,6 +99,28 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Records the job has not processed yet: consumed and not in the state (in flight), and
+    /// not read at all (unread). Late, not lost, while the job runs or restarts; never processed
+    /// once it FAILED and will not restart.
+    pub fn never_processed(&self) -> u64 {
+        self.unread + self.in_flight.max(0) as u64
+    }
+
+    /// Records still to be applied: in flight or unread. None of them is lost or overcounted.
+    pub fn catching_up(&self) -> u64 {
+        self.never_processed()
+    }
+
+    /// The summary of a job that FAILED and will not restart: what it never processed, beside
+    /// its losses (its `ok` would hide that its state stopped short of the others').
+    pub fn failed_summary(&self) -> String {
+        let base = self.summary();
+        match self.never_processed() {
+            0 => format!("FAILED, {base}"),
+            n => format!("FAILED: {n} records never processed; {base}"),
+        }
+    }
+
     /// `ok`, `lost N`, `overcounted N` (or both) for the totals; `inconsistent` when the
     /// auditor's record and the operator's state disagree (then no figure can be trusted).
     pub fn summary(&self) -> String {
@@ -106,6 +132,14 @@ impl Verdict {
         }
         summary(self.lost, self.overcounted)
     }
+}
+
+/// The one meaning of "caught up", for the state pane, the lesson's `await caught-up` and the
+/// scenario player alike: the engine says every record of the topic was read and everything the
+/// sources (and channel-state replays) emitted reached the sink (`Engine::caught_up`), and the
+/// auditor has nothing in flight or unread. A job that is down is never caught up.
+pub fn caught_up(engine_caught_up: bool, verdict: Option<&Verdict>) -> bool {
+    engine_caught_up && verdict.is_none_or(|v| !v.audited || v.catching_up() == 0)
 }
 
 /// `ok`, `lost N`, `overcounted N`, or `lost N, overcounted M`.
@@ -543,6 +577,11 @@ pub struct AppliedBatch {
     in_batch: Vec<u32>,
     /// Per partition: the batch's first and last offset.
     spans: Vec<Option<(u64, u64)>>,
+    /// The slots of recently seen keys by the address of the record's key (direct-mapped): the
+    /// embedded topic hands out one shared key per distinct value, so a record's key is found
+    /// without hashing or comparing its text. The entry holds the key, so its address cannot be
+    /// reused for another key while it is cached.
+    by_address: Vec<Option<(Arc<str>, u32)>>,
     /// Some partition's offsets did not rise within the batch.
     unordered: bool,
 }
@@ -550,14 +589,17 @@ pub struct AppliedBatch {
 impl AppliedBatch {
     /// One record applied: its origin, key and the key's count after it.
     #[inline]
-    pub fn push(&mut self, origin: Origin, key: &str, count: u64) {
-        let slot = match self.slots.get(key) {
-            Some(&s) => s,
-            None => {
-                let own: Arc<str> = Arc::from(key);
-                let s = self.slot_keys.len() as u32;
-                self.slots.insert(own.clone(), s);
-                self.slot_keys.push((own, 0));
+    pub fn push(&mut self, origin: Origin, key: &Arc<str>, count: u64) {
+        if self.by_address.is_empty() {
+            self.by_address = vec![None; ADDRESS_CACHE];
+        }
+        let addr = Arc::as_ptr(key) as *const u8 as usize;
+        let line = ((addr >> 4) ^ (addr >> 17)) & (ADDRESS_CACHE - 1);
+        let slot = match &self.by_address[line] {
+            Some((k, s)) if Arc::ptr_eq(k, key) => *s,
+            _ => {
+                let s = self.slot_of(key);
+                self.by_address[line] = Some((key.clone(), s));
                 s
             }
         };
@@ -585,6 +627,20 @@ impl AppliedBatch {
         }
     }
 
+    /// The key's slot, by its text.
+    fn slot_of(&mut self, key: &str) -> u32 {
+        match self.slots.get(key) {
+            Some(&s) => s,
+            None => {
+                let own: Arc<str> = Arc::from(key);
+                let s = self.slot_keys.len() as u32;
+                self.slots.insert(own.clone(), s);
+                self.slot_keys.push((own, 0));
+                s
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -606,6 +662,9 @@ impl AppliedBatch {
         self.unordered = false;
     }
 }
+
+/// Lines of [`AppliedBatch`]'s key cache (a power of two).
+const ADDRESS_CACHE: usize = 1 << 14;
 
 /// Shared by the tasks of every attempt; calls from a stale attempt (a task not yet cancelled after
 /// a failover) are ignored.
@@ -1291,6 +1350,7 @@ impl Auditor {
         for p in 0..self.topic.partitions() as usize {
             v.produced += self.topic.len(p as u32);
             let pos = position.get(p).copied().unwrap_or(0);
+            v.unread += self.topic.len(p as u32).saturating_sub(pos);
             let st = start.get(p).copied().unwrap_or(0);
             // In flight: each subtask's own records between where it is and the sources' position.
             let done: Vec<u64> = copies.iter().map(|c| c.run[p].map_or(st, |(_, e)| e.max(st))).collect();
@@ -1360,7 +1420,7 @@ impl Auditor {
         v.repeated_output = repeated.values().sum();
         v.in_flight = v.expected as i64 - v.lost as i64 - (v.state as i64 - v.overcounted as i64);
         v.key_count = table.key_count(&adjust, &repeated);
-        if matches!(rows, Rows::Page { .. }) {
+        if !matches!(rows, Rows::None) {
             table.sort();
         }
         let row = |key: &Arc<str>| -> Option<KeyVerdict> {
@@ -1394,13 +1454,10 @@ impl Auditor {
         match rows {
             Rows::None => {}
             Rows::All => {
-                for key in table.rows.keys().chain(adjust.keys()).chain(repeated.keys()) {
-                    if !v.keys.contains_key(&**key) {
-                        if let Some(kv) = row(key) {
-                            v.keys.insert(key.to_string(), kv);
-                        }
-                    }
-                }
+                // In key order, so that the map is built in one pass (no insert walks the tree).
+                let order = table.order(&adjust, &repeated);
+                let rows: Vec<(String, KeyVerdict)> = order.iter().filter_map(|k| row(k).map(|kv| (k.to_string(), kv))).collect();
+                v.keys = rows.into_iter().collect();
             }
             Rows::Page { first, count } => {
                 let order = table.order(&adjust, &repeated);

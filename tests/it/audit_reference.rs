@@ -430,21 +430,11 @@ fn figures(v: &Verdict) -> BTreeMap<String, (u64, u64, u64, u64, u64, u64)> {
 }
 
 /// Every total of a verdict, and whether it is consistent.
-fn totals_of(v: &Verdict) -> (u64, u64, u64, u64, u64, u64, u64, u64, i64, u64, u64, u64, bool) {
+#[allow(clippy::type_complexity)]
+fn totals_of(v: &Verdict) -> ((u64, u64, u64, u64, u64, u64, u64), (u64, i64, u64, u64, u64, u64, bool)) {
     (
-        v.produced,
-        v.expected,
-        v.state,
-        v.lost,
-        v.lost_no_checkpoint,
-        v.lost_by_restore,
-        v.lost_by_broker,
-        v.overcounted,
-        v.in_flight,
-        v.repeated_output,
-        v.output_lines,
-        v.output_gaps,
-        v.consistent,
+        (v.produced, v.expected, v.state, v.lost, v.lost_no_checkpoint, v.lost_by_restore, v.lost_by_broker),
+        (v.overcounted, v.in_flight, v.unread, v.repeated_output, v.output_lines, v.output_gaps, v.consistent),
     )
 }
 
