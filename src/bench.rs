@@ -67,15 +67,29 @@ pub enum BenchError {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Records pre-filled into the topic for each throughput run.
-    #[arg(long, default_value_t = 20_000_000)]
-    pub records: u64,
+    /// Records pre-filled into the topic for each throughput run (default: scaled so that a run
+    /// of checkpointing off lasts --seconds, from the warm-up run's rate on this machine).
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// How long each throughput run should last when --records is not given (the warm-up run
+    /// measures this machine's rate; records are scaled to it). A quick look: --seconds 2.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
     /// Distinct keys.
     #[arg(long, default_value_t = 10_000)]
     pub keys: u64,
-    /// Runs per mode; the best is kept.
-    #[arg(long, default_value_t = 2)]
+    /// Rounds: every mode runs once per round, with and without the auditor, in an order rotated
+    /// from round to round; the table shows the median and the spread (min-max) over the rounds.
+    #[arg(long, default_value_t = 3)]
     pub rounds: u32,
+    /// The verdict's cost instead: the default job over --verdict-keys keys, auditor on; the
+    /// time of the first verdict, of the next one after a few keys changed (what a frame pays),
+    /// and of a whole per-key table.
+    #[arg(long)]
+    pub verdict: bool,
+    /// Keys of --verdict.
+    #[arg(long, default_value_t = 100_000)]
+    pub verdict_keys: u64,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -163,21 +177,66 @@ pub struct WriteOverlapResult {
     pub records_during_write: u64,
 }
 
-/// One measured mode.
+/// The median and the spread of one figure over the rounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// Of the given values (0s when there are none); the median of an even count is the mean of
+    /// the middle two.
+    pub fn of(values: &[f64]) -> Spread {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        Spread { median, min: v[0], max: v[n - 1] }
+    }
+}
+
+/// One throughput run: one mode, auditor on or off, in one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub mode: String,
+    pub audited: bool,
+    pub round: u32,
+    /// Its place in the round's order (0: first).
+    pub order: usize,
+    pub seconds: f64,
+    pub records_per_s: f64,
+    pub checkpoints_completed: u64,
+    pub mean_checkpoint_ms: f64,
+    /// The 1-minute load average when the run started (the machine is shared).
+    pub load: Option<f64>,
+    /// Audited runs: the verdict at the end, and how long computing it took.
+    pub verdict: Option<String>,
+    pub verdict_ms: Option<f64>,
+}
+
+/// One measured mode over every round.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeResult {
     pub mode: String,
-    pub records_per_s: f64,
+    /// Auditor off.
+    pub records_per_s: Spread,
+    /// Median against the median of checkpointing off (auditor off), from the same rounds.
     pub ratio_to_off: f64,
-    /// The same mode with the auditor on (the ground truth), and its ratio to the mode without it.
-    pub audited_records_per_s: f64,
+    /// The same mode with the auditor on (the ground truth).
+    pub audited_records_per_s: Spread,
+    /// Median audited against median unaudited of this mode.
     pub audited_ratio: f64,
-    /// The audited run's verdict at the end, and how long computing it took.
+    /// The audited runs' verdicts (one when they all agree) and the verdict's time.
     pub verdict: String,
-    pub verdict_ms: f64,
-    pub seconds: f64,
-    pub checkpoints_completed: u64,
-    pub mean_checkpoint_ms: f64,
+    pub verdict_ms: Spread,
+    pub seconds: Spread,
+    pub checkpoints_completed: Spread,
+    pub mean_checkpoint_ms: Spread,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,10 +244,36 @@ pub struct BenchReport {
     pub records: u64,
     pub keys: u64,
     pub parallelism: usize,
+    pub rounds: u32,
+    /// The warm-up run (checkpointing off, auditor off, not counted): its records/s, from which
+    /// `records` was scaled unless given.
+    pub warmup_records_per_s: f64,
+    pub load_before: Option<[f64; 3]>,
+    pub load_after: Option<[f64; 3]>,
     pub modes: Vec<ModeResult>,
+    /// Every run, in the order run.
+    pub runs: Vec<RunResult>,
     pub recovery_ms: f64,
     pub recovery_note: String,
     pub peak_rss_mb: Option<f64>,
+}
+
+/// `--verdict`: what a verdict costs at many keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerdictCost {
+    pub keys: u64,
+    pub records: u64,
+    /// The first verdict after the job caught up (every key changed since the last one).
+    pub first_ms: f64,
+    /// The verdict again with nothing changed, and after `changed` keys changed: what the view
+    /// pays per frame (medians of `samples`).
+    pub unchanged_ms: Spread,
+    pub changed: u64,
+    pub changed_ms: Spread,
+    /// A whole per-key table (`Auditor::verdict`, every row as a string-keyed map).
+    pub full_table_ms: Spread,
+    pub samples: usize,
+    pub verdict: String,
 }
 
 /// One produce -> output line latency of `--source`.
@@ -208,7 +293,14 @@ pub enum Progress {
         keys: u64,
         parallelism: usize,
         rounds: u32,
+        warmup_records_per_s: f64,
+        scaled: bool,
+        seconds: f64,
+        load: Option<[f64; 3]>,
     },
+    /// One run as it ends.
+    Run(RunResult),
+    /// Every round is done: one mode's row of the table.
     Mode(ModeResult),
     StateStart {
         records: u64,
@@ -257,7 +349,9 @@ pub enum Report {
     /// The default: every mode, then recovery.
     Modes(BenchReport),
     /// `--audit`: the modes only.
-    Audit(Vec<ModeResult>),
+    Audit(BenchReport),
+    /// `--verdict`: the verdict's cost.
+    Verdict(VerdictCost),
     /// `--state`: throughput per backend, checkpoints at two state sizes, the asynchronous write.
     State { throughput: Vec<(String, f64)>, state: Vec<StateResult>, during_async_write: Vec<WriteOverlapResult>, peak_rss_mb: Option<f64> },
     /// `--source`: the embedded topic against Kafka's mock cluster.
@@ -275,7 +369,7 @@ const ALIGNED_TIMEOUT: &str = "execution.checkpointing.aligned-checkpoint-timeou
 
 /// The five modes (off, aligned, unaligned, aligned with a timeout, at-least-once), each with the
 /// options that make it; the first is the baseline the ratios are taken against.
-const MODES: &[(&str, &[(&str, &str)])] = &[
+pub const MODES: &[(&str, &[(&str, &str)])] = &[
     ("off", &[(INTERVAL, "off")]),
     ("EXACTLY_ONCE aligned 1s", &[(INTERVAL, "1s"), (MODE, "EXACTLY_ONCE")]),
     ("EXACTLY_ONCE aligned 100ms", &[(INTERVAL, "100ms"), (MODE, "EXACTLY_ONCE")]),
@@ -306,15 +400,8 @@ fn bench_layers(base: &ConfigLayers, pairs: &[(&str, &str)]) -> Result<ConfigLay
 fn filled_topic(layers: &ConfigLayers, records: u64, keys: u64, bus: &EventBus) -> Result<Arc<EmbeddedTopic>, BenchError> {
     let cfg = layers.build()?;
     let topic = EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, bus.clone());
-    let names: Vec<Arc<str>> = (0..keys.max(1)).map(|k| Arc::from(format!("key-{k}").as_str())).collect();
-    // A fixed pseudo-random key order (xorshift), the same in every run.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    topic.fill((0..records).map(|_| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        names[(x % names.len() as u64) as usize].clone()
-    }));
+    let mut next = key_stream(keys);
+    topic.fill((0..records).map(|_| next()));
     Ok(topic)
 }
 
@@ -789,67 +876,227 @@ pub async fn run(base: ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(
     if args.memory {
         return run_memory(args, progress);
     }
+    if args.verdict {
+        return verdict_cost(&base, args).await.map(Report::Verdict);
+    }
     let parallelism = base.build()?.job.parallelism;
-    progress(Progress::ModesStart { records: args.records, keys: args.keys, parallelism, rounds: args.rounds });
-    // One topic for every run: each run reads it from the start (auto.offset.reset = earliest).
-    let topic = filled_topic(&bench_layers(&base, &[])?, args.records, args.keys, &EventBus::new(tokio::time::Instant::now()))?;
-    let mut modes = Vec::new();
-    let mut off_rate = 0.0;
-    for (i, (label, pairs)) in MODES.iter().enumerate() {
-        // Alternate plain and audited runs so that drift on a noisy machine hits both alike.
-        let audited_pairs: Vec<(&str, &str)> = pairs.iter().copied().chain([("ckptlab.audit", "true")]).collect();
-        let mut best: Option<(f64, u64, f64)> = None;
-        let mut best_audited: Option<(f64, crate::audit::Verdict, f64)> = None;
-        for _ in 0..args.rounds.max(1) {
-            let r = throughput_with(&base, &topic, pairs).await?;
-            if best.is_none_or(|b| r.0 < b.0) {
-                best = Some(r);
-            }
-            let (secs, _, _, judged) = throughput_judged(&base, &topic, &audited_pairs).await?;
-            let (v, ms) = judged.ok_or(BenchError::NoVerdict)?;
-            if best_audited.as_ref().is_none_or(|b| secs < b.0) {
-                best_audited = Some((secs, v, ms));
-            }
-        }
-        let (secs, completed, mean) = best.expect("at least one round");
-        let (audited_secs, verdict, verdict_ms) = best_audited.expect("at least one round");
-        let rate = args.records as f64 / secs;
-        if i == 0 {
-            off_rate = rate;
-        }
-        let audited_rate = args.records as f64 / audited_secs;
-        let m = ModeResult {
-            mode: label.to_string(),
-            records_per_s: rate,
-            ratio_to_off: rate / off_rate,
-            audited_records_per_s: audited_rate,
-            audited_ratio: audited_rate / rate,
-            verdict: verdict.summary(),
-            verdict_ms,
-            seconds: secs,
-            checkpoints_completed: completed,
-            mean_checkpoint_ms: mean,
-        };
-        progress(Progress::Mode(m.clone()));
-        modes.push(m);
-    }
-    if args.audit {
-        drop(topic);
-        return Ok(Report::Audit(modes));
-    }
-    drop(topic);
-    let recovery_ms = recovery(&base, args).await?;
-    let report = BenchReport {
-        records: args.records,
+    let load_before = load_average();
+    let (report_records, warmup_rate, topic) = warmed_topic(&base, args).await?;
+    progress(Progress::ModesStart {
+        records: report_records,
         keys: args.keys,
         parallelism,
+        rounds: args.rounds.max(1),
+        warmup_records_per_s: warmup_rate,
+        scaled: args.records.is_none(),
+        seconds: args.seconds,
+        load: load_before,
+    });
+    let runs = rounds(&base, &topic, report_records, args.rounds.max(1), progress).await?;
+    drop(topic);
+    let modes = mode_rows(&runs);
+    for m in &modes {
+        progress(Progress::Mode(m.clone()));
+    }
+    let mut report = BenchReport {
+        records: report_records,
+        keys: args.keys,
+        parallelism,
+        rounds: args.rounds.max(1),
+        warmup_records_per_s: warmup_rate,
+        load_before,
+        load_after: load_average(),
         modes,
-        recovery_ms,
-        recovery_note: "kill -> every task running from the restored checkpoint: peers fail at once, the restart waits for the dead TM's tasks to be cancelled (heartbeat.timeout 200ms here), restart delay 0"
-            .into(),
+        runs,
+        recovery_ms: 0.0,
+        recovery_note: String::new(),
         peak_rss_mb: peak_rss_mb(),
     };
+    if args.audit {
+        return Ok(Report::Audit(report));
+    }
+    report.recovery_ms = recovery(&base, args).await?;
+    report.recovery_note = "kill -> every task running from the restored checkpoint: peers fail at once, the restart waits for the dead TM's tasks to be cancelled (heartbeat.timeout 200ms here), restart delay 0".into();
+    report.peak_rss_mb = peak_rss_mb();
     Ok(Report::Modes(report))
+}
+
+/// Records of the warm-up run when --records is not given: enough to measure a rate, few enough
+/// to fill fast.
+const WARMUP_RECORDS: u64 = 2_000_000;
+/// The most records a scaled run reads (the topic holds 4 bytes per record: 1.6 GB at most).
+const MAX_SCALED_RECORDS: u64 = 400_000_000;
+
+/// The topic every run reads, after one warm-up run (checkpointing off, auditor off: not
+/// counted) that warms caches and allocator and measures this machine's rate; without
+/// `--records`, the topic is then extended to `rate x --seconds` records.
+async fn warmed_topic(base: &ConfigLayers, args: &BenchArgs) -> Result<(u64, f64, Arc<EmbeddedTopic>), BenchError> {
+    let layers = bench_layers(base, &[])?;
+    let first = args.records.unwrap_or(WARMUP_RECORDS);
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let topic = filled_topic(&layers, first, args.keys, &bus)?;
+    let (secs, _, _) = throughput_with(base, &topic, MODES[0].1).await?;
+    let rate = first as f64 / secs.max(1e-9);
+    if args.records.is_some() {
+        return Ok((first, rate, topic));
+    }
+    let target = ((rate * args.seconds.max(0.1)) as u64).clamp(first, MAX_SCALED_RECORDS);
+    extend_topic(&topic, first, target, args.keys);
+    Ok((target, rate, topic))
+}
+
+/// The keys of record `i` (xorshift, fixed seed), as [`filled_topic`] writes them.
+fn key_stream(keys: u64) -> impl FnMut() -> Arc<str> {
+    let names: Vec<Arc<str>> = (0..keys.max(1)).map(|k| Arc::from(format!("key-{k}").as_str())).collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        names[(x % names.len() as u64) as usize].clone()
+    }
+}
+
+/// Appends records `from..to` of the same key stream to a topic filled with the first `from`.
+fn extend_topic(topic: &EmbeddedTopic, from: u64, to: u64, keys: u64) {
+    let mut next = key_stream(keys);
+    for _ in 0..from {
+        next();
+    }
+    topic.fill((from..to).map(|_| next()));
+}
+
+/// Every (mode, auditor on/off) pair once per round; round r starts `r x runs / rounds` places
+/// further into the list, so that each pair is early, middle and late once over three rounds
+/// and drift on a shared machine hits every mode alike. A mode's two runs stay side by side.
+async fn rounds(
+    base: &ConfigLayers,
+    topic: &Arc<EmbeddedTopic>,
+    records: u64,
+    rounds: u32,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<RunResult>, BenchError> {
+    let pairs: Vec<(usize, bool)> = (0..MODES.len()).flat_map(|m| [(m, false), (m, true)]).collect();
+    let mut runs = Vec::new();
+    for round in 0..rounds {
+        let shift = (round as usize * pairs.len()) / rounds as usize;
+        for order in 0..pairs.len() {
+            let (m, audited) = pairs[(order + shift) % pairs.len()];
+            let (label, options) = MODES[m];
+            let mut options: Vec<(&str, &str)> = options.to_vec();
+            if audited {
+                options.push(("ckptlab.audit", "true"));
+            }
+            let load = load_average().map(|l| l[0]);
+            let (secs, completed, mean, judged) = throughput_judged(base, topic, &options).await?;
+            if audited && judged.is_none() {
+                return Err(BenchError::NoVerdict);
+            }
+            let r = RunResult {
+                mode: label.to_string(),
+                audited,
+                round,
+                order,
+                seconds: secs,
+                records_per_s: records as f64 / secs.max(1e-9),
+                checkpoints_completed: completed,
+                mean_checkpoint_ms: mean,
+                load,
+                verdict: judged.as_ref().map(|(v, _)| v.summary()),
+                verdict_ms: judged.map(|(_, ms)| ms),
+            };
+            progress(Progress::Run(r.clone()));
+            runs.push(r);
+        }
+    }
+    Ok(runs)
+}
+
+/// One row per mode: medians and spreads of its runs, ratios of medians.
+pub fn mode_rows(runs: &[RunResult]) -> Vec<ModeResult> {
+    let of = |mode: &str, audited: bool| -> Vec<&RunResult> { runs.iter().filter(|r| r.mode == mode && r.audited == audited).collect() };
+    let rate = |rs: &[&RunResult]| Spread::of(&rs.iter().map(|r| r.records_per_s).collect::<Vec<_>>());
+    let off = rate(&of(MODES[0].0, false)).median;
+    MODES
+        .iter()
+        .map(|(label, _)| {
+            let plain = of(label, false);
+            let audited = of(label, true);
+            let (p, a) = (rate(&plain), rate(&audited));
+            let mut verdicts: Vec<String> = audited.iter().filter_map(|r| r.verdict.clone()).collect();
+            verdicts.dedup();
+            let f = |rs: &[&RunResult], g: fn(&RunResult) -> f64| Spread::of(&rs.iter().map(|r| g(r)).collect::<Vec<_>>());
+            ModeResult {
+                mode: label.to_string(),
+                records_per_s: p,
+                ratio_to_off: if off > 0.0 { p.median / off } else { 0.0 },
+                audited_records_per_s: a,
+                audited_ratio: if p.median > 0.0 { a.median / p.median } else { 0.0 },
+                verdict: verdicts.join(" / "),
+                verdict_ms: f(&audited, |r| r.verdict_ms.unwrap_or(f64::NAN)),
+                seconds: f(&plain, |r| r.seconds),
+                checkpoints_completed: f(&plain, |r| r.checkpoints_completed as f64),
+                mean_checkpoint_ms: f(&plain, |r| r.mean_checkpoint_ms),
+            }
+        })
+        .collect()
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|x| x.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// `--verdict`: the default job over many keys with the auditor on; once caught up, the verdict
+/// is timed first (every key changed), again unchanged, and after a few keys changed.
+async fn verdict_cost(base: &ConfigLayers, args: &BenchArgs) -> Result<VerdictCost, BenchError> {
+    let keys = args.verdict_keys.max(1);
+    // Every key several times over, in the same pseudo-random order as the throughput runs.
+    let records = keys * 10;
+    let layers = bench_layers(base, &[(INTERVAL, "1s"), ("ckptlab.audit", "true")])?;
+    let bus = EventBus::new(tokio::time::Instant::now());
+    let topic = filled_topic(&layers, records, keys, &bus)?;
+    let cfg = layers.build()?;
+    let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone() as Arc<dyn Topic>))?;
+    wait_caught_up(&engine).await?;
+    let time = |engine: &Engine| {
+        let t = Instant::now();
+        let v = engine.verdict_totals();
+        (v, t.elapsed().as_secs_f64() * 1000.0)
+    };
+    let (first, first_ms) = time(&engine);
+    const SAMPLES: usize = 15;
+    const CHANGED: u64 = 100;
+    let mut unchanged = Vec::new();
+    let mut changed = Vec::new();
+    let mut full = Vec::new();
+    for i in 0..SAMPLES {
+        unchanged.push(time(&engine).1);
+        for k in 0..CHANGED {
+            engine.produce(&format!("key-{}", (i as u64 * CHANGED + k) * 7919 % keys), None)?;
+        }
+        wait_caught_up(&engine).await?;
+        changed.push(time(&engine).1);
+        if i % 5 == 0 {
+            let t = Instant::now();
+            let _ = engine.verdict();
+            full.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    engine.shutdown().await;
+    Ok(VerdictCost {
+        keys,
+        records,
+        first_ms,
+        unchanged_ms: Spread::of(&unchanged),
+        changed: CHANGED,
+        changed_ms: Spread::of(&changed),
+        full_table_ms: Spread::of(&full),
+        samples: SAMPLES,
+        verdict: format!("{} (expected {}, state {})", first.summary(), first.expected, first.state),
+    })
 }
 
 /// One long run of `--memory`, in this process, as JSON on stdout.

@@ -39,22 +39,43 @@ fn failed(e: impl std::fmt::Display) -> ExitCode {
 
 fn print_progress(p: &Progress) {
     match p {
-        Progress::ModesStart { records, keys, parallelism, rounds } => outln!(
-            "ckptlab bench: {records} records over {keys} keys, parallelism {parallelism}, discarding sink, no hop delay, buffer timeout 1ms, best of {rounds} round(s); each mode without and with the auditor (the ground truth)"
+        Progress::ModesStart { records, keys, parallelism, rounds, warmup_records_per_s, scaled, seconds, load } => {
+            let scale = if *scaled {
+                format!("scaled to {seconds} s of checkpointing off at the warm-up's {warmup_records_per_s:.0} records/s")
+            } else {
+                format!("warm-up {warmup_records_per_s:.0} records/s")
+            };
+            outln!(
+                "ckptlab bench: {records} records ({scale}) over {keys} keys, parallelism {parallelism}, discarding sink, no hop delay, buffer timeout 1ms; {rounds} round(s) of every mode without and with the auditor (the ground truth), order rotated per round, after one warm-up run; load {}",
+                load_text(*load)
+            );
+        }
+        Progress::Run(r) => outln!(
+            "  round {} #{:<2} {:<30} {:<11} {:>12.0} records/s ({:.2}s, {} checkpoints{}) load {}",
+            r.round + 1,
+            r.order + 1,
+            r.mode,
+            if r.audited { "auditor on" } else { "auditor off" },
+            r.records_per_s,
+            r.seconds,
+            r.checkpoints_completed,
+            r.verdict.as_ref().map_or(String::new(), |v| format!(", verdict {v} in {:.1} ms", r.verdict_ms.unwrap_or(0.0))),
+            r.load.map_or("?".into(), |l| format!("{l:.2}"))
         ),
-        Progress::Mode(m) => outln!(
-            "  {:<30} {:>12.0} records/s  x{:.3} of off  ({:.2}s, {} checkpoints, mean {:.1} ms)  audited {:>11.0}/s x{:.3}, verdict {} in {:.2} ms",
-            m.mode,
-            m.records_per_s,
-            m.ratio_to_off,
-            m.seconds,
-            m.checkpoints_completed,
-            m.mean_checkpoint_ms,
-            m.audited_records_per_s,
-            m.audited_ratio,
-            m.verdict,
-            m.verdict_ms
-        ),
+        Progress::Mode(m) => {
+            if m.mode == ckptlab::bench::MODES[0].0 {
+                outln!("{}", modes_table().line(&["mode (median, min-max over the rounds)", "auditor off", "x of off", "auditor on", "on / off", "verdict"], ""));
+            }
+            let row = [
+                m.mode.clone(),
+                spread(&m.records_per_s),
+                format!("x{:.3}", m.ratio_to_off),
+                spread(&m.audited_records_per_s),
+                format!("x{:.3}", m.audited_ratio),
+                format!("{} ({:.1} ms)", m.verdict, m.verdict_ms.median),
+            ];
+            outln!("{}", modes_table().line(&row, ""));
+        }
         Progress::StateStart { records, keys, rounds } => outln!(
             "ckptlab bench --state: throughput over {records} records and {keys} keys, EXACTLY_ONCE every 1s, best of {rounds} round(s)"
         ),
@@ -120,6 +141,21 @@ fn print_progress(p: &Progress) {
     }
 }
 
+/// records/s as `median (min-max)`, in millions.
+fn spread(s: &ckptlab::bench::Spread) -> String {
+    format!("{:.2}M ({:.2}-{:.2})", s.median / 1e6, s.min / 1e6, s.max / 1e6)
+}
+
+fn load_text(load: Option<[f64; 3]>) -> String {
+    load.map_or("?".into(), |l| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]))
+}
+
+/// The modes' table, a row per mode once every round is done.
+fn modes_table() -> TextTable {
+    let r = |w| Column::right().min(w).gap(" ");
+    TextTable::new(vec![Column::left().min(38), r(20), r(8), r(20), r(8), Column::left().min(10).gap("  ")]).indent("  ")
+}
+
 /// `--state`'s checkpoints at one state size, printed a row per backend as measured.
 fn sizes_table() -> TextTable {
     let r = |w| Column::right().min(w).gap(" ");
@@ -135,15 +171,25 @@ fn overlap_table() -> TextTable {
 /// What closes a run: with `--json` the one object, otherwise the lines after the tables.
 fn print_report(report: &Report, json: bool) -> Result<(), serde_json::Error> {
     match report {
-        Report::Modes(r) if json => outln!("{}", pretty(r)?),
-        Report::Modes(r) => {
-            outln!("  recovery: {:.1} ms ({})", r.recovery_ms, r.recovery_note);
+        Report::Modes(r) | Report::Audit(r) if json => outln!("{}", pretty(r)?),
+        Report::Modes(r) | Report::Audit(r) => {
+            if !r.recovery_note.is_empty() {
+                outln!("  recovery: {:.1} ms ({})", r.recovery_ms, r.recovery_note);
+            }
+            outln!("  load before {}, after {}", load_text(r.load_before), load_text(r.load_after));
             if let Some(rss) = r.peak_rss_mb {
                 outln!("  peak RSS: {rss:.0} MB");
             }
         }
-        Report::Audit(modes) if json => outln!("{}", pretty(modes)?),
-        Report::Audit(_) => {}
+        Report::Verdict(v) if json => outln!("{}", pretty(v)?),
+        Report::Verdict(v) => {
+            let ms = |s: &ckptlab::bench::Spread| format!("{:.3} ms ({:.3}-{:.3})", s.median, s.min, s.max);
+            outln!("ckptlab bench --verdict: {} keys, {} records, auditor on, verdict {}", v.keys, v.records, v.verdict);
+            outln!("  first verdict (every key changed):      {:.3} ms", v.first_ms);
+            outln!("  next verdict, nothing changed:          {} over {} samples", ms(&v.unchanged_ms), v.samples);
+            outln!("  next verdict after {} keys changed:    {}", v.changed, ms(&v.changed_ms));
+            outln!("  a whole per-key table (Auditor::verdict): {}", ms(&v.full_table_ms));
+        }
         Report::State { throughput, state, during_async_write, .. } if json => {
             let throughput: Vec<_> = throughput.iter().map(|(b, r)| serde_json::json!({"backend": b, "records_per_s": r})).collect();
             let json = serde_json::json!({ "throughput": throughput, "state": state, "during_async_write": during_async_write });

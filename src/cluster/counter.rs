@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
-use super::element::{Origin, Record};
+use super::element::Record;
 use super::operator::{OpenError, Operator, OperatorSnapshot};
 use super::task::TaskContext;
+use crate::audit::AppliedBatch;
 use crate::state::{KeyedStateBackend, StateError, StateHandle};
 
 /// The counts a job started with when it was restored from a snapshot of another run
@@ -50,8 +51,9 @@ pub struct Counter {
     pub backend: Box<dyn KeyedStateBackend>,
     /// The checkpoint the task was deployed with, and its keyed state handles.
     pub restore: Option<(u64, Vec<StateHandle>)>,
-    /// Records applied since the auditor last heard: (origin, key, count after).
-    applied: Vec<(Origin, Arc<str>, u64)>,
+    /// Records applied since the auditor last heard (this buffer's), gathered per key: the
+    /// auditor's bookkeeping runs once per key and partition of a buffer, not per record.
+    applied: AppliedBatch,
     /// Set when the job was restored from another run's snapshot.
     audit_scope: Option<AuditScope>,
     /// This subtask's share of the baseline, subtracted from what the auditor hears.
@@ -65,7 +67,7 @@ impl Counter {
         backend: Box<dyn KeyedStateBackend>,
         restore: Option<(u64, Vec<StateHandle>)>,
     ) -> Self {
-        Counter { index, key_groups, backend, restore, applied: Vec::new(), audit_scope: None, base: FxHashMap::default() }
+        Counter { index, key_groups, backend, restore, applied: AppliedBatch::default(), audit_scope: None, base: FxHashMap::default() }
     }
 
     /// The job was restored from another run's snapshot: the auditor hears counts above it.
@@ -112,7 +114,7 @@ impl Operator for Counter {
         let count = self.backend.increment(&r.key)?;
         if ctx.auditor.enabled() {
             let heard = if self.base.is_empty() { count } else { self.above_base(&r.key, count) };
-            self.applied.push((r.origin, r.key.clone(), heard));
+            self.applied.push(r.origin, &r.key, heard);
         }
         r.count = count;
         Ok(Some(r))
@@ -120,8 +122,7 @@ impl Operator for Counter {
 
     fn end_of_batch(&mut self, ctx: &TaskContext) {
         if !self.applied.is_empty() {
-            ctx.auditor.applied(ctx.attempt, self.index, &self.applied);
-            self.applied.clear();
+            ctx.auditor.applied_batch(ctx.attempt, self.index, &mut self.applied);
         }
     }
 

@@ -338,6 +338,11 @@ impl Engine {
         self.auditor.verdict()
     }
 
+    /// The verdict's totals, without the per-key table (see [`crate::audit::Auditor::verdict_totals`]).
+    pub fn verdict_totals(&self) -> Verdict {
+        self.auditor.verdict_totals()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, JmSnapshot> {
         self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use ckptlab::audit::{key_of, Auditor, Verdict};
+use ckptlab::audit::{key_of, AppliedBatch, Auditor, Verdict};
 use ckptlab::cluster::element::Origin;
 use ckptlab::config::KeyBy;
 use ckptlab::connectors::{EmbeddedTopic, Topic};
@@ -284,7 +284,9 @@ impl Sim {
     }
 
     fn apply(&mut self, s: usize, n: usize, emit_twice: bool, skip_line: bool) {
-        let mut batch = Vec::new();
+        // As a counter subtask does: one batch per buffer, aggregated per key (its fast path when
+        // the records lie past everything applied, record by record otherwise).
+        let mut batch = AppliedBatch::default();
         for _ in 0..n {
             // Channel state first, then records in order from the cursor, this subtask's only.
             let mut next = None;
@@ -317,7 +319,7 @@ impl Sim {
             let count = self.counts[s].entry(key.clone()).or_insert(0);
             *count += 1;
             let origin = Origin { partition: p, offset: o };
-            batch.push((origin, key.clone(), *count));
+            batch.push(origin, &key, *count);
             self.naive.applied(s, origin, &key, *count);
             if !skip_line {
                 self.real.emitted(origin, &key);
@@ -328,7 +330,8 @@ impl Sim {
                 }
             }
         }
-        self.real.applied(self.attempt, s, &batch);
+        self.real.applied_batch(self.attempt, s, &mut batch);
+        assert!(batch.is_empty(), "the auditor empties the batch it applied");
     }
 
     fn step(&mut self, op: &Op) {
@@ -426,6 +429,15 @@ fn figures(v: &Verdict) -> BTreeMap<String, (u64, u64, u64, u64, u64, u64)> {
         .collect()
 }
 
+/// Every total of a verdict, and whether it is consistent.
+#[allow(clippy::type_complexity)]
+fn totals_of(v: &Verdict) -> ((u64, u64, u64, u64, u64, u64, u64), (u64, i64, u64, u64, u64, u64, bool)) {
+    (
+        (v.produced, v.expected, v.state, v.lost, v.lost_no_checkpoint, v.lost_by_restore, v.lost_by_broker),
+        (v.overcounted, v.in_flight, v.unread, v.repeated_output, v.output_lines, v.output_gaps, v.consistent),
+    )
+}
+
 /// The incremental verdict equals the per-record reference after every step of `ops`.
 fn check_against_reference(ops: &[Op]) -> Result<(), TestCaseError> {
     let mut sim = Sim::new();
@@ -436,6 +448,20 @@ fn check_against_reference(ops: &[Op]) -> Result<(), TestCaseError> {
         let naive = sim.naive.verdict();
         let naive: BTreeMap<_, _> = naive.into_iter().filter(|(_, f)| f.0 + f.1 + f.2 + f.3 + f.4 + f.5 > 0).collect();
         prop_assert_eq!(figures(&real), naive, "after step {} ({:?})", i, op);
+        // The totals alone and a page of rows come from the same table as the whole verdict.
+        let totals = sim.real.verdict_totals();
+        prop_assert_eq!(totals_of(&totals), totals_of(&real), "totals after step {} ({:?})", i, op);
+        prop_assert_eq!(totals.key_count, real.keys.len());
+        // The incrementally kept totals are the sums of the rows.
+        let sum = |f: fn(&ckptlab::audit::KeyVerdict) -> u64| real.keys.values().map(f).sum::<u64>();
+        prop_assert_eq!(
+            (real.expected, real.state, real.lost, real.overcounted, real.repeated_output, real.output_gaps),
+            (sum(|k| k.expected), sum(|k| k.state), sum(|k| k.lost), sum(|k| k.overcounted), sum(|k| k.repeated_output), sum(|k| k.output_gaps)),
+            "totals against the rows after step {} ({:?})", i, op
+        );
+        let page = sim.real.verdict_page(1, 3);
+        let expected_page: BTreeMap<_, _> = real.keys.iter().skip(1).take(3).map(|(k, v)| (k.clone(), v.clone())).collect();
+        prop_assert_eq!(&page.keys, &expected_page, "a page of rows after step {} ({:?})", i, op);
         prop_assert!(real.consistent, "the simulated operator counts what it applies: {:?}", real);
         prop_assert_eq!(real.lost, real.lost_no_checkpoint + real.lost_by_restore + real.lost_by_broker);
         if !ops[..=i].iter().any(|o| matches!(o, Op::BrokerLoss)) {

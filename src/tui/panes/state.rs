@@ -10,7 +10,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
-use crate::audit::summary;
+use crate::audit::{caught_up, summary};
+use crate::cluster::view::JobStatus;
 use crate::tui::app::{App, Pane};
 use crate::tui::render::pane_block;
 use crate::tui::theme::Theme;
@@ -68,11 +69,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         return frame.render_widget(text, area);
     };
     // "in flight" is the graph's word for records on the wire; here: consumed, not yet in state.
-    let progress = if !app.view.all_tasks_running {
+    // FAILED is terminal (no restart will come): what it never processed is said, never "ok".
+    let progress = if app.view.status == JobStatus::Failed && v.never_processed() > 0 {
+        Span::styled(format!("FAILED: {} records never processed", v.never_processed()), t.bad)
+    } else if !app.view.all_tasks_running {
         Span::styled("job down: frozen", t.warn)
     } else if v.in_flight > 0 {
         Span::styled(format!("{} not applied yet", v.in_flight), t.dim)
-    } else if app.view.caught_up {
+    } else if caught_up(app.view.caught_up, Some(v)) {
         Span::styled("caught up", t.ok)
     } else {
         Span::styled("catching up", t.dim)
