@@ -216,6 +216,8 @@ fn r_resubmits_the_failed_sides_only() {
     app.sides[2].view.status = JobStatus::Failed;
     let s = screen(&app, 80, 24);
     assert!(s.contains("FAILED (R resubmits)"), "{s}");
+    // Its verdict says FAILED too, not a bare `ok`/`lost` as for a side that runs on.
+    assert!(screen(&app, 160, 48).contains("off FAILED"), "{}", screen(&app, 160, 48));
     press(&mut app, KeyCode::Char('R'));
     assert_eq!(app.requests, vec![CompareRequest::Side(2, Command::Resubmit)]);
     assert!(app.message.contains("resubmitted the FAILED job of off"), "{}", app.message);

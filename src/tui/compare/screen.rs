@@ -207,7 +207,19 @@ fn render_verdict(app: &CompareApp, frame: &mut Frame, area: Rect) {
         body.push(Row::new(cells));
     }
     let verdicts: Vec<String> =
-        app.sides.iter().map(|s| format!("{} {}", s.mode.name(), s.view.verdict.as_ref().map_or("…".into(), |v| v.summary()))).collect();
+        app.sides
+            .iter()
+            .map(|s| {
+                // A FAILED side that will not restart: its `ok` would hide the records it never
+                // processed (issue 24 §4: `off` read "ok" while 468 below the others).
+                let words = match (&s.view.verdict, s.view.status) {
+                    (None, _) => "…".into(),
+                    (Some(v), JobStatus::Failed) => v.failed_summary(),
+                    (Some(v), _) => v.summary(),
+                };
+                format!("{} {words}", s.mode.name())
+            })
+            .collect();
     let title = Line::from(vec![Span::styled(" verdict per key ", t.title), Span::raw(verdicts.join(" | ") + " ")]);
     let table = Table::new(body, widths).header(Row::new(names).style(t.title)).block(Block::bordered().title(title)).column_spacing(2);
     frame.render_widget(table, area);
