@@ -111,7 +111,7 @@ pub fn timelines(ckptlab: &[Stamped], flink: &[Timed]) -> Vec<Timeline> {
                 (
                     "restarting",
                     ck_after(&|e| match e {
-                        Event::JobRestarting { attempt, delay_ms, strategy } => Some(format!("attempt {attempt}, {strategy} after {delay_ms} ms")),
+                        Event::JobRestarting { attempt, wait_ms, strategy, .. } => Some(format!("attempt {attempt}, {strategy} after {wait_ms} ms")),
                         _ => None,
                     }),
                     fl_after(&|e| match e {
@@ -202,7 +202,7 @@ mod tests {
             ck(1000, Event::TaskManagerKilled { tm: "tm-1".into(), tasks: vec![] }),
             ck(1010, Event::JobFailing { reason: "task failed".into() }),
             ck(2000, Event::TaskManagerLost { tm: "tm-1".into(), after_ms: 1000, detection: Detection::RpcFailures { threshold: 2 } }),
-            ck(1100, Event::JobRestarting { attempt: 1, delay_ms: 1000, strategy: "exponential-delay".into() }),
+            ck(1100, Event::JobRestarting { attempt: 1, delay_ms: 1000, wait_ms: 1000, strategy: "exponential-delay".into() }),
             ck(4000, Event::JobRunning { attempt: 1 }),
         ];
         let flink = [
