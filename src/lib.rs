@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod keygroup;
 pub mod lesson;
 pub mod scenario;
+pub mod shipped;
 pub mod state;
 pub mod table;
 pub mod tui;

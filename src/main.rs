@@ -16,13 +16,13 @@ mod cli;
     name = "ckptlab",
     version,
     about = "A workbench for stream-processing checkpoints: a Flink-style mini cluster in one process, judged against a ground truth.",
-    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --kafka localhost:9092            the seed's setup: read input-topic from a broker (kafka-console-producer feeds it)\n  ckptlab --kafka mock                      the same through librdkafka's in-process mock cluster\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab lesson                            guided lessons (predict, then see it against the truth); ckptlab lesson NAME opens one\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run assets/scenarios/seed-exactly-once.toml\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000\n  ckptlab compare --modes EXACTLY_ONCE,AT_LEAST_ONCE --set right.ckptlab.hop-delay=5ms\n  ckptlab flink run assets/scenarios/seed-exactly-once.toml   the same scenario on real Apache Flink, verdicts side by side"
+    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --kafka localhost:9092            the seed's setup: read input-topic from a broker (kafka-console-producer feeds it)\n  ckptlab --kafka mock                      the same through librdkafka's in-process mock cluster\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab lesson                            guided lessons (predict, then see it against the truth); ckptlab lesson NAME opens one\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run seed-exactly-once              a shipped scenario by its name (or any file: ckptlab run my.toml)\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000\n  ckptlab compare --modes EXACTLY_ONCE,AT_LEAST_ONCE --set right.ckptlab.hop-delay=5ms\n  ckptlab flink run assets/scenarios/seed-exactly-once.toml   the same scenario on real Apache Flink, verdicts side by side"
 )]
 struct Cli {
     #[command(flatten)]
     global: cli::Global,
-    /// The workbench: open a scenario file and play its steps live (its [config] applies; `o` in
-    /// the workbench picks one of assets/scenarios).
+    /// The workbench: open a scenario file (or a shipped scenario's name) and play its steps live
+    /// (its [config] applies; `o` in the workbench picks one of assets/scenarios).
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
     #[command(subcommand)]

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ckptlab::scenario::Scenario;
 
 use super::{base_layers, out, outln, Global};
 
@@ -72,7 +71,7 @@ pub async fn exec(cli: &Global, command: &FlinkCmd) -> ExitCode {
         FlinkCmd::Run { file, .. } | FlinkCmd::Export { file, .. } => file,
         FlinkCmd::Cluster(c) => return cluster(c),
     };
-    let scenario = match Scenario::load(file) {
+    let scenario = match ckptlab::shipped::load(file) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ckptlab: {e}");

@@ -14,7 +14,8 @@ use super::{base_layers, out, outln, CliError, EventsFile, Global, LayerArgs};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The scenario file (see assets/scenarios/).
+    /// A scenario file, or a shipped scenario's name from any directory (seed-exactly-once,
+    /// checkpoint-expired, ...: the files of assets/scenarios/, embedded in the binary).
     file: PathBuf,
     /// Print one JSON object instead of the table.
     #[arg(long)]
@@ -29,7 +30,7 @@ const FAILURE_REASONS_SHOWN: usize = 3;
 
 /// Exit 0: every expect held, 1: one failed, 2: bad file or option.
 pub async fn exec(cli: &Global, args: &RunArgs) -> ExitCode {
-    let scenario = match Scenario::load(&args.file) {
+    let scenario = match ckptlab::shipped::load(&args.file) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ckptlab: {e}");

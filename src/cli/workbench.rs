@@ -5,14 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ckptlab::events::EventBus;
-use ckptlab::scenario::Scenario;
 
 use super::{layers_of, CliError, EventsFile, Global, LayerArgs};
 
 /// The TUI. Logs go to a file (never to the screen): $CKPTLAB_LOG or ckptlab.log in the private
 /// directory (`<temp>/ckptlab-<uid>`, or $CKPTLAB_HOME).
 pub async fn exec(cli: &Global, scenario: Option<&Path>, launched: std::time::Instant) -> ExitCode {
-    match scenario.map(Scenario::load).transpose() {
+    match scenario.map(ckptlab::shipped::load).transpose() {
         Ok(Some(s)) => with(cli, launched, ckptlab::tui::Opening::Scenario(s)).await,
         Ok(None) => with(cli, launched, ckptlab::tui::Opening::Nothing).await,
         Err(e) => {

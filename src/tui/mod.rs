@@ -19,15 +19,6 @@ pub mod theme;
 
 pub use frontend::{run, Opening, Quit};
 
-/// The shipped scenarios (`o` picks one, `--scenario` opens any file), embedded so the workbench
-/// finds them from any working directory.
-pub const SCENARIOS: &[(&str, &str)] = &[
-    ("assets/scenarios/seed-checkpoints-disabled.toml", include_str!("../../assets/scenarios/seed-checkpoints-disabled.toml")),
-    ("assets/scenarios/seed-exactly-once.toml", include_str!("../../assets/scenarios/seed-exactly-once.toml")),
-    ("assets/scenarios/seed-at-least-once.toml", include_str!("../../assets/scenarios/seed-at-least-once.toml")),
-    ("assets/scenarios/at-least-once-overcounts.toml", include_str!("../../assets/scenarios/at-least-once-overcounts.toml")),
-    ("assets/scenarios/exactly-once-slow-channel.toml", include_str!("../../assets/scenarios/exactly-once-slow-channel.toml")),
-    ("assets/scenarios/unaligned-under-backpressure.toml", include_str!("../../assets/scenarios/unaligned-under-backpressure.toml")),
-    ("assets/scenarios/checkpoint-expired.toml", include_str!("../../assets/scenarios/checkpoint-expired.toml")),
-    ("assets/scenarios/rocksdb-incremental.toml", include_str!("../../assets/scenarios/rocksdb-incremental.toml")),
-];
+/// The shipped scenarios the workbench plays (`o` picks one, `--scenario` opens any file or a
+/// shipped name), embedded so the workbench finds them from any working directory.
+pub use crate::shipped::WORKBENCH as SCENARIOS;

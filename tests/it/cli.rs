@@ -252,3 +252,19 @@ fn scenario_without_a_terminal_says_what_to_do() {
     assert_eq!(code, 2);
     assert!(err.contains("ckptlab run"), "{err}");
 }
+
+/// Issue 26: an installed binary (tarball, wheel) has no assets/ beside it; `ckptlab run NAME`
+/// plays a shipped scenario from any directory, and an unknown name lists the shipped ones.
+/// Catches: `run` reading only files (exit 2 in an empty directory).
+#[test]
+fn run_plays_a_shipped_scenario_by_name_from_an_empty_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = common::binary().current_dir(dir.path()).args(["run", "seed-exactly-once", "-q"]).output().expect("ckptlab runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("PASSED"), "{stdout}");
+    let out = common::binary().current_dir(dir.path()).args(["run", "seed-exactly-twice"]).output().expect("ckptlab runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("seed-exactly-twice") && stderr.contains("cannot read") && stderr.contains("shipped: seed-checkpoints-disabled, seed-exactly-once"), "{stderr}");
+}
