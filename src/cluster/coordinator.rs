@@ -450,6 +450,7 @@ impl CheckpointCoordinator {
             job_id: job_id.to_string(),
             checkpoint: id,
             kind: p.kind,
+            format: None,
             completed_at_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             job: None,
             mode: p.mode,

@@ -16,7 +16,7 @@ impl JobManager {
             // A failed savepoint's directory was deleted already; a late write may have made it
             // again (RocksDB's upload creates its directory): without `_metadata` it goes.
             let written = match &handle {
-                crate::state::StateHandle::File { path, .. } => Some(path.clone()),
+                crate::state::StateHandle::File { path, .. } | crate::state::StateHandle::Canonical { path, .. } => Some(path.clone()),
                 crate::state::StateHandle::RocksDb { dir, .. } => Some(dir.clone()),
                 crate::state::StateHandle::Memory { .. } => None,
             };
@@ -97,35 +97,44 @@ impl JobManager {
         self.schedule_next_trigger();
     }
 
-    /// Takes a savepoint (Flink's canonical format) through the same barriers as a checkpoint,
-    /// always aligned, as Flink's savepoints; works with periodic checkpointing off too.
-    pub(super) fn trigger_savepoint(&mut self, stop: bool) {
-        let refuse =
-            |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason: format!("savepoint: {reason}") });
-        if self.status != JobStatus::Running || self.stopping.is_some() {
-            let status = if self.stopping.is_some() { "stopping" } else { self.status.label() };
-            return refuse(self, format!("the job is {status}"));
+    /// Takes a savepoint in `format` (Flink's `--type`, canonical by default) through the same
+    /// barriers as a checkpoint, always aligned, as Flink's savepoints; works with periodic
+    /// checkpointing off too. Returns its id when it was triggered.
+    pub(super) fn trigger_savepoint(&mut self, stop: bool, format: SavepointFormat) -> Option<u64> {
+        if let Err(reason) = self.savepoint_refusal(stop) {
+            self.events.publish(Event::CheckpointTriggerRefused { reason: format!("savepoint: {reason}") });
+            return None;
         }
-        if stop && self.savepoints.values().any(|s| *s) {
-            return refuse(self, "a stop-with-savepoint is already in progress".into());
-        }
-        if let Err(reason) = self.check_trigger() {
-            return refuse(self, format!("{} ({})", reason, reason.flink_name()));
-        }
-        let Some(d) = &self.deployment else { return };
+        let d = self.deployment.as_ref()?;
         let mode = self.cfg.checkpointing.mode;
         let id = self.coord.begin_savepoint(mode, Instant::now(), self.now_ms(), d.expected_tasks());
-        match off_worker(|| self.storage.begin_savepoint(id, &self.job_id)) {
+        match off_worker(|| self.storage.begin_savepoint(id, &self.job_id, format)) {
             Ok(dir) => {
                 self.savepoints.insert(id, stop);
                 self.events.publish(Event::SavepointTriggered { checkpoint: id, path: dir.display().to_string(), stop });
             }
-            Err(e) => return self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() }),
+            Err(e) => {
+                self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() });
+                return None;
+            }
         }
         let barrier = Barrier { checkpoint: id, options: CheckpointOptions::new(mode), triggered_at: Instant::now() };
         if let Some(d) = &self.deployment {
             d.tell_sources(if stop { TaskControl::StopWithSavepoint(barrier) } else { TaskControl::TriggerCheckpoint(barrier) });
         }
+        Some(id)
+    }
+
+    /// Why a savepoint cannot be triggered now, if it cannot.
+    pub(super) fn savepoint_refusal(&self, stop: bool) -> Result<(), String> {
+        if self.status != JobStatus::Running || self.stopping.is_some() {
+            let status = if self.stopping.is_some() { "stopping" } else { self.status.label() };
+            return Err(format!("the job is {status}"));
+        }
+        if stop && self.savepoints.values().any(|s| *s) {
+            return Err("a stop-with-savepoint is already in progress".into());
+        }
+        self.check_trigger().map_err(|reason| format!("{} ({})", reason, reason.flink_name()))
     }
 
     /// Every task acknowledged a savepoint: `_metadata` went beside its files, and that is all.
@@ -136,6 +145,11 @@ impl JobManager {
         let dir = self.storage.savepoint_location(id);
         self.storage.end_savepoint(id, false);
         let bytes = stats.full_size;
+        if let Some(change) = self.backend_change.as_mut().filter(|c| c.savepoint == id) {
+            // The new submission restores it: the auditor keeps what its state holds.
+            change.dir = dir.clone();
+            self.auditor.checkpoint_completed(id);
+        }
         let path = dir.map(|d| d.display().to_string()).unwrap_or_default();
         self.events.publish(Event::SavepointCompleted { checkpoint: id, path, bytes });
         if stop {
@@ -158,8 +172,10 @@ impl JobManager {
         let now = Instant::now();
         let job = crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions());
         let storage = &self.storage;
+        let format = self.storage.savepoint_format(id);
         let finalize = |m: &mut CheckpointMetadata| {
             m.job = Some(job);
+            m.format = format;
             if m.kind == SnapshotKind::Checkpoint {
                 CheckpointStorage::check_shared_files(&m.keyed).map_err(FinalizeError::SharedFileMissing)?;
             }
@@ -261,6 +277,7 @@ impl JobManager {
             self.auditor.checkpoint_discarded(id);
             self.events.publish(Event::CheckpointFailed { checkpoint: id, reason: reason.to_string() });
             self.events.publish(Event::SavepointFailed { checkpoint: id, reason: reason.to_string() });
+            self.backend_change_failed(id, &reason.to_string());
             self.schedule_next_trigger();
             return;
         }

@@ -42,6 +42,7 @@ use crate::keygroup::key_group_range;
 use crate::state::create_backend;
 use crate::state::shared::SharedStateRegistry;
 use crate::state::storage::{CheckpointMetadata, CheckpointStorage, SnapshotKind};
+use crate::state::SavepointFormat;
 use crate::types::{CheckpointOptions, PersistedRecord, TaskId};
 use deployment::{subtask_of, Deployment};
 use taskmanagers::TaskManagerState;
@@ -64,13 +65,15 @@ pub enum Command {
     },
     /// Submit the job again after it FAILED (a new run from empty state).
     Resubmit,
-    /// Switch the state backend by the seed's name (memory, fs, rocksdb): the job restarts at
-    /// once from its latest checkpoint, read into the new backend.
+    /// Switch the state backend by the seed's name (memory, fs, rocksdb) as a Flink user does: a
+    /// stop-with-savepoint in canonical format, then the job submitted again on the new backend,
+    /// restoring that savepoint (a checkpoint restores only into the backend that wrote it).
     SwitchBackend(String),
-    /// Take a savepoint into `execution.checkpointing.savepoint-dir`; `stop`: then stop the job
-    /// (Flink's stop-with-savepoint: the job ends FINISHED).
+    /// Take a savepoint into `execution.checkpointing.savepoint-dir` in `format` (Flink's
+    /// `--type`); `stop`: then stop the job (Flink's stop-with-savepoint: the job ends FINISHED).
     TriggerSavepoint {
         stop: bool,
+        format: SavepointFormat,
     },
 }
 
@@ -202,6 +205,20 @@ pub(crate) struct JobManager {
     /// A stop-with-savepoint completed: the tasks that confirmed its notification so far
     /// (the job is FINISHED when all have).
     stopping: Option<std::collections::HashSet<TaskId>>,
+    /// A backend change under way: the job stops with a canonical savepoint, then is submitted
+    /// again on the new backend from it.
+    backend_change: Option<BackendChange>,
+}
+
+/// A backend switch between its stop-with-savepoint and the new submission.
+struct BackendChange {
+    /// The canonical stop-with-savepoint's id, and its directory once it completed.
+    savepoint: u64,
+    dir: Option<PathBuf>,
+    layers: ConfigLayers,
+    cfg: Config,
+    from: String,
+    to: String,
 }
 
 /// How long tasks get to handle the completion of a stop-with-savepoint before they are stopped.
@@ -301,6 +318,7 @@ impl JobManager {
             restored_from,
             savepoints: std::collections::HashMap::new(),
             stopping: None,
+            backend_change: None,
         }
     }
 
@@ -464,7 +482,9 @@ impl JobManager {
             Command::Set { key, value } => self.set(&key, &value),
             Command::Resubmit => self.resubmit(),
             Command::SwitchBackend(name) => self.switch_backend(&name),
-            Command::TriggerSavepoint { stop } => self.trigger_savepoint(stop),
+            Command::TriggerSavepoint { stop, format } => {
+                self.trigger_savepoint(stop, format);
+            }
         }
     }
 
@@ -530,6 +550,13 @@ impl JobManager {
         self.events.publish(Event::ConfigChanged { key: key.to_string(), value: value.to_string() });
     }
 
+    /// A backend change, as Flink users make one: Flink fixes the state backend when a job is
+    /// submitted and restores a checkpoint or a native savepoint only into the backend that
+    /// wrote it (StateUtil.java:152-154), so the job is stopped with a savepoint in canonical
+    /// format (SavepointFormatType.java:32: "It lets you switch state backends") and submitted
+    /// again on the new backend from it ([`Self::resubmit_on_new_backend`], once FINISHED). A job
+    /// that runs no longer (FAILED, FINISHED) has nothing to stop: its next submission uses the
+    /// new backend. One that is not yet or no longer RUNNING cannot take the savepoint: refused.
     fn switch_backend(&mut self, name: &str) {
         let mut layers = self.layers.clone();
         if let Err(e) = layers.set_backend(name, "backend switch") {
@@ -543,6 +570,30 @@ impl JobManager {
         if from == to {
             return self.refuse(Refusable::Backend, format!("already {to}"));
         }
+        if let Some(c) = &self.backend_change {
+            // Under way while its savepoint runs or the job stops; a failover meanwhile ended it.
+            if self.savepoints.contains_key(&c.savepoint) || self.stopping.is_some() {
+                return self.refuse(Refusable::Backend, format!("a switch to {} is under way (stop-with-savepoint {})", c.to, c.savepoint));
+            }
+            self.backend_change = None;
+        }
+        if matches!(self.status, JobStatus::Failed | JobStatus::Finished) {
+            let note = format!("the job is {}: its next submission runs on {to}, from empty state", self.status.label());
+            self.adopt_backend(layers, cfg);
+            self.events.publish(Event::BackendSwitched { from, to, checkpoint: None, note });
+            return;
+        }
+        if let Err(reason) = self.savepoint_refusal(true) {
+            return self.refuse(Refusable::Backend, format!("a backend change stops the job with a canonical savepoint first, and {reason}"));
+        }
+        match self.trigger_savepoint(true, SavepointFormat::Canonical) {
+            Some(savepoint) => self.backend_change = Some(BackendChange { savepoint, dir: None, layers, cfg, from, to }),
+            None => self.refuse(Refusable::Backend, "its stop-with-savepoint (canonical) could not start: the job stays on this backend".into()),
+        }
+    }
+
+    /// The configuration of another backend becomes the job's (its storage too).
+    fn adopt_backend(&mut self, layers: ConfigLayers, cfg: Config) {
         self.storage = Arc::new(self.storage.with_kind(
             cfg.checkpointing.storage,
             &cfg.checkpointing.dir,
@@ -552,18 +603,54 @@ impl JobManager {
         self.shared.set_root(self.storage.job_dir.as_ref().map(|d| d.join("shared")));
         self.layers = layers;
         self.cfg = cfg;
-        let restore = self.coord.latest().map(|c| c.metadata.checkpoint);
-        let note = match restore {
-            Some(id) => format!("the job restarts from checkpoint {id}, its state read into the new backend"),
-            None => "no completed checkpoint: the job restarts from EMPTY state, sources from auto.offset.reset".into(),
-        };
-        self.events.publish(Event::BackendSwitched { from, to, checkpoint: restore, note });
-        // A restart without a failure: cancel, drop what is pending, deploy again at once.
-        self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job restarted: state backend switched".into() });
-        if matches!(self.status, JobStatus::Running | JobStatus::Restarting | JobStatus::Created) {
-            self.restart_at = None;
-            self.try_deploy();
+    }
+
+    /// The stop-with-savepoint of a backend change failed: the job goes on on its backend.
+    fn backend_change_failed(&mut self, savepoint: u64, reason: &str) {
+        if let Some(c) = self.backend_change.take_if(|c| c.savepoint == savepoint) {
+            self.refuse(
+                Refusable::Backend,
+                format!("stop-with-savepoint {savepoint} (canonical) failed: {reason}; the job goes on on {}", c.from),
+            );
         }
+    }
+
+    /// The job stopped with the backend change's canonical savepoint (FINISHED): it is submitted
+    /// again on the new backend, restoring the savepoint as `flink run -s` does (under
+    /// `execution.state-recovery.claim-mode`). The stopped job's checkpoints go, as a FINISHED
+    /// job's do.
+    fn resubmit_on_new_backend(&mut self) {
+        let Some(change) = self.backend_change.take() else { return };
+        let Some(dir) = change.dir else { return };
+        let id = change.savepoint;
+        let partitions = self.topic.partitions();
+        let found = off_worker(|| crate::state::storage::find_snapshot(&dir)).and_then(|found| {
+            crate::state::storage::check_compatible(&found, &crate::state::storage::JobShape::of(&change.cfg, partitions)).map(|()| found)
+        });
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                return self.refuse(Refusable::Backend, format!("savepoint {id} cannot be restored on {}: {e}; the job stays FINISHED", change.to))
+            }
+        };
+        for c in self.coord.take_retained() {
+            self.drop_checkpoint(&c);
+        }
+        self.adopt_backend(change.layers, change.cfg);
+        let owned = self.cfg.recovery.claim == crate::config::ClaimMode::Claim;
+        self.coord.restore_external(found.metadata, ExternalSnapshot { dir: found.dir.clone(), owned });
+        self.restart = RestartState::default();
+        self.failure = None;
+        self.restore_failure = None;
+        let note = format!(
+            "stop-with-savepoint (canonical) -> resubmit on {} from savepoint {id} ({})",
+            change.to,
+            found.dir.display()
+        );
+        self.events.publish(Event::BackendSwitched { from: change.from, to: change.to, checkpoint: Some(id), note });
+        self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
+        self.status = JobStatus::Created;
+        self.try_deploy();
     }
 
     fn resubmit(&mut self) {
@@ -643,6 +730,7 @@ impl JobManager {
                     self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job stopped with a savepoint".into() });
                     self.status = JobStatus::Finished;
                     self.events.publish(Event::JobFinished { reason: "stopped with a savepoint".into() });
+                    self.resubmit_on_new_backend();
                 }
             }
         }
