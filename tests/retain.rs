@@ -439,6 +439,7 @@ fn assert_whole_or_absent(chk_root: &Path) -> Vec<(PathBuf, ckptlab::state::stor
             for h in &m.keyed {
                 let files: Vec<(PathBuf, u64)> = match h {
                     StateHandle::File { path, size } => vec![(path.clone(), *size)],
+                    StateHandle::Canonical { path, size, .. } => vec![(path.clone(), *size)],
                     StateHandle::RocksDb { files, .. } => files.iter().map(|f| (f.path.clone(), f.size)).collect(),
                     StateHandle::Memory { .. } => panic!("filesystem storage writes files"),
                 };

@@ -409,6 +409,44 @@ impl CheckpointStorage {
         dirs
     }
 
+    /// A checkpoint restored under CLAIM: the job owns it, so its first incremental checkpoint
+    /// may reference the restored SST files instead of uploading them again (Flink's CLAIM:
+    /// "Flink will take ownership of the given snapshot", RecoveryClaimMode.java:33, and the
+    /// RocksDB backend starts from the restored SST files and checkpoint id,
+    /// RocksDBKeyedStateBackendBuilder.java:401-404; only NO_CLAIM forces the first checkpoint
+    /// full, CheckpointCoordinator.java:1800 + :1753-1757). Simplified: Flink references the
+    /// files where they lie; ckptlab hard-links each into this job's `shared/` (its `_metadata`
+    /// paths are relative to it) and points `meta`'s handles there, so no byte is copied. A file
+    /// that cannot be linked (another file system) keeps its path and is uploaded again.
+    /// Returns the adopted files.
+    pub fn adopt_claimed_shared(&self, meta: &mut CheckpointMetadata) -> Vec<PathBuf> {
+        let Some(job_dir) = &self.job_dir else { return Vec::new() };
+        if meta.kind != SnapshotKind::Checkpoint {
+            return Vec::new();
+        }
+        let shared = job_dir.join("shared");
+        let fresh = !job_dir.exists();
+        if crate::workdir::create_private_dirs(&shared).is_err() {
+            return Vec::new();
+        }
+        if fresh {
+            let _ = crate::workdir::mark_owner(job_dir);
+        }
+        let mut adopted = Vec::new();
+        for h in &mut meta.keyed {
+            let StateHandle::RocksDb { files, .. } = h else { continue };
+            for f in files.iter_mut().filter(|f| f.shared && !f.path.starts_with(&shared)) {
+                let Some(name) = f.path.file_name() else { continue };
+                let to = shared.join(name);
+                if to.exists() || std::fs::hard_link(&f.path, &to).is_ok() {
+                    f.path = to.clone();
+                    adopted.push(to);
+                }
+            }
+        }
+        adopted
+    }
+
     /// Deletes a snapshot the job claimed (`execution.state-recovery.claim-mode = CLAIM`) once
     /// newer checkpoints subsumed it, wherever it lies: as Flink discards a claimed snapshot, its
     /// `_metadata` first, then each exclusive file its handles name (all below `dir`: refused

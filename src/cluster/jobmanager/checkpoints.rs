@@ -251,7 +251,11 @@ impl JobManager {
                 // Claimed: the job owns it wherever it lies (a savepoint too, as Flink's CLAIM
                 // treats a restored snapshot like one of its own checkpoints). Its handles were
                 // resolved below its own directory when it was read, so only its files go.
-                let gone = off_worker(|| CheckpointStorage::discard_claimed(dir, m));
+                let gone = off_worker(|| {
+                    // Its adopted shared files (in this job's `shared/`) lose its reference.
+                    self.shared.unregister(&m.keyed);
+                    CheckpointStorage::discard_claimed(dir, m)
+                });
                 if !gone {
                     tracing::warn!(dir = %dir.display(), "claimed snapshot subsumed: its directory holds other files and stays");
                 }

@@ -271,7 +271,13 @@ impl JobManager {
                 Some(Ok(None)) | None => {}
             }
             let owned = cfg.recovery.claim == crate::config::ClaimMode::Claim;
-            coord.restore_external(r.found.metadata.clone(), ExternalSnapshot { dir: r.found.dir.clone(), owned });
+            let mut metadata = r.found.metadata.clone();
+            if owned && cfg.backend == crate::config::BackendKind::RocksDb {
+                // The job owns a claimed checkpoint: its SST files become this job's shared files.
+                let adopted = storage.adopt_claimed_shared(&mut metadata);
+                tracing::debug!(files = adopted.len(), "claimed checkpoint's shared files adopted");
+            }
+            coord.restore_external(metadata, ExternalSnapshot { dir: r.found.dir.clone(), owned });
         }
         let cfg_interval = cfg.heartbeat_interval;
         let tms = (1..=cfg.taskmanagers).map(|i| TaskManagerState::new(super::taskmanager::name(i), 1, cfg.slots_per_tm)).collect();
@@ -280,8 +286,13 @@ impl JobManager {
         if std::fs::create_dir_all(&tm_root).is_ok() {
             let _ = crate::workdir::mark_owner(&tm_root);
         }
+        let mut shared = SharedStateRegistry::new(storage.job_dir.as_ref().map(|d| d.join("shared")));
+        // The adopted files of a claimed checkpoint are referenced by it until it is subsumed.
+        if let Some(c) = coord.latest().filter(|c| c.external.as_ref().is_some_and(|e| e.owned)) {
+            shared.register(&c.metadata.keyed);
+        }
         JobManager {
-            shared: SharedStateRegistry::new(storage.job_dir.as_ref().map(|d| d.join("shared"))),
+            shared,
             tm_root,
             knobs,
             layers,
