@@ -655,7 +655,7 @@ fn stop_with_savepoint_stops_the_sources_at_its_barrier_and_finishes_once_the_si
         common::until(&engine, AwaitCondition::Running, 10).await;
         stream(&engine, 30);
         common::sleep_ms(1_200).await;
-        engine.command(Command::TriggerSavepoint { stop: true });
+        engine.command(Command::TriggerSavepoint { stop: true, format: ckptlab::state::SavepointFormat::Canonical });
         let path = match wait_for(&mut rx, |e| matches!(e, Event::SavepointCompleted { .. })).await {
             Event::SavepointCompleted { path, .. } => path,
             e => unreachable!("{e:?}"),
