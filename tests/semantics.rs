@@ -185,6 +185,8 @@ fn trace(events: &[Stamped]) -> Trace {
     let mut latest: Option<u64> = None;
     let mut end: HashMap<u32, u64> = HashMap::new();
     let mut submitted = 0;
+    // A backend switch resubmits the job from its canonical stop-with-savepoint.
+    let mut from_savepoint: Option<u64> = None;
     for e in events {
         match &e.event {
             Event::RecordProduced { partition, offset, .. } => {
@@ -193,10 +195,11 @@ fn trace(events: &[Stamped]) -> Trace {
             }
             Event::CheckpointCompleted { checkpoint, .. } => latest = latest.max(Some(*checkpoint)),
             // A resubmitted job is a new job: none of the old one's checkpoints.
+            Event::BackendSwitched { checkpoint: Some(id), .. } => from_savepoint = Some(*id),
             Event::JobSubmitted { .. } => {
                 submitted += 1;
                 if submitted > 1 {
-                    latest = None;
+                    latest = from_savepoint.take();
                 }
             }
             Event::StateRestored { checkpoint, offsets, .. } => {
