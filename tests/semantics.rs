@@ -769,3 +769,41 @@ fn aligned_with_timeout_never_loses_nor_overcounts_with_rocksdb() {
 fn at_least_once_never_loses_with_rocksdb() {
     with_rocksdb("at_least_once_never_loses_with_rocksdb", AT_LEAST_ONCE, check_at_least_once);
 }
+
+/// The first case `unaligned_never_loses_nor_overcounts_with_rocksdb` generated once backend
+/// switches became a stop-with-savepoint plus a resubmission, shrunk, kept as a fixed schedule
+/// so it cannot hide behind the generator: the test's last settings (a 10 min timeout, a
+/// tolerable-failed-checkpoints never reached) are sent while the switch's savepoint runs, and
+/// the resubmitted job used the configuration captured when the switch was asked for (30 ms
+/// timeout, 0 tolerated), so every resubmission failed on its first expired checkpoint and the
+/// job never caught up.
+#[test]
+fn a_setting_sent_during_a_backend_switch_holds_for_the_resubmitted_job() {
+    let s = Schedule {
+        parallelism: 1,
+        partitions: 1,
+        interval_ms: 50,
+        hop_delay_ms: 0,
+        buffer_timeout_ms: 0,
+        slow_channel: Some((0, 0, 29)),
+        slow_counter: None,
+        max_concurrent: 2,
+        earliest: true,
+        filesystem: false,
+        restart: Restart::None,
+        transactional: true,
+        num_retained: 2,
+        tolerate: false,
+        tiny_cap: false,
+        ops: vec![
+            Op::Timeout(30),
+            Op::Produce(vec![3, 3, 3, 1, 1, 3, 2, 3, 1, 1, 0, 0, 3, 1, 2, 0]),
+            Op::Produce(vec![0, 3, 1, 5, 5, 0, 1, 3, 2, 4, 3, 4, 0, 5, 3, 0, 4]),
+            Op::SwitchBackend("fs"),
+            Op::Produce(vec![0, 2, 5, 2, 4, 3, 5, 1, 3, 3, 0, 5, 1, 2, 1, 0, 4, 2]),
+        ],
+    };
+    if let Err(e) = check_exactly_once(&s, &run(EXACTLY_ONCE_UNALIGNED, &s, rocks(false))) {
+        panic!("{e}");
+    }
+}

@@ -215,8 +215,11 @@ struct BackendChange {
     /// The canonical stop-with-savepoint's id, and its directory once it completed.
     savepoint: u64,
     dir: Option<PathBuf>,
-    layers: ConfigLayers,
-    cfg: Config,
+    /// The backend asked for (`--backend`'s shorthand). The new submission's configuration is
+    /// built from the job's layers when it is submitted, not when the switch was asked for: a
+    /// key set while the stop-with-savepoint ran (a timeout, the tolerable failures) holds for
+    /// the new job as it would for `flink run -s` with the configuration of that moment.
+    name: String,
     from: String,
     to: String,
 }
@@ -598,7 +601,7 @@ impl JobManager {
             return self.refuse(Refusable::Backend, format!("a backend change stops the job with a canonical savepoint first, and {reason}"));
         }
         match self.trigger_savepoint(true, SavepointFormat::Canonical) {
-            Some(savepoint) => self.backend_change = Some(BackendChange { savepoint, dir: None, layers, cfg, from, to }),
+            Some(savepoint) => self.backend_change = Some(BackendChange { savepoint, dir: None, name: name.to_string(), from, to }),
             None => self.refuse(Refusable::Backend, "its stop-with-savepoint (canonical) could not start: the job stays on this backend".into()),
         }
     }
@@ -634,9 +637,17 @@ impl JobManager {
         let Some(change) = self.backend_change.take() else { return };
         let Some(dir) = change.dir else { return };
         let id = change.savepoint;
+        // Today's layers with the new backend: what was set since the switch was asked for stays.
+        let mut layers = self.layers.clone();
+        let cfg = match layers.set_backend(&change.name, "backend switch").and_then(|()| layers.build()) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                return self.refuse(Refusable::Backend, format!("the job cannot be submitted on {}: {e}; it stays FINISHED", change.to))
+            }
+        };
         let partitions = self.topic.partitions();
         let found = off_worker(|| crate::state::storage::find_snapshot(&dir)).and_then(|found| {
-            crate::state::storage::check_compatible(&found, &crate::state::storage::JobShape::of(&change.cfg, partitions)).map(|()| found)
+            crate::state::storage::check_compatible(&found, &crate::state::storage::JobShape::of(&cfg, partitions)).map(|()| found)
         });
         let found = match found {
             Ok(f) => f,
@@ -647,7 +658,7 @@ impl JobManager {
         for c in self.coord.take_retained() {
             self.drop_checkpoint(&c);
         }
-        self.adopt_backend(change.layers, change.cfg);
+        self.adopt_backend(layers, cfg);
         let owned = self.cfg.recovery.claim == crate::config::ClaimMode::Claim;
         self.coord.restore_external(found.metadata, ExternalSnapshot { dir: found.dir.clone(), owned });
         self.restart = RestartState::default();
