@@ -33,6 +33,15 @@ pub struct Record {
     pub count: u64,
 }
 
+/// The bytes of the record ckptlab sizes a network buffer by when `ckptlab.buffer-records` is 0
+/// (segment size / this = records per buffer: 1489 in a 32 KB segment): the
+/// [`Record::persisted_size`] of a one-character record (key and value "a", as the generator's
+/// and the lessons' keys), the measure persisted in-flight data is counted in, so that a full
+/// buffer persisted weighs one segment. Flink's own serialised form of that String record is
+/// smaller (a 4-byte length, the element tag, its timestamp and the string), so its buffers hold
+/// somewhat more records.
+pub const MODELLED_RECORD_BYTES: u64 = 22;
+
 impl Record {
     /// Bytes this record takes as persisted channel state (key, value, origin, count).
     pub fn persisted_size(&self) -> u64 {

@@ -111,19 +111,14 @@ fn print_flink_report(r: &ckptlab::flink::bridge::BridgeReport) {
     use ckptlab::flink::verdict;
     let (c, f) = (&r.ckptlab, &r.flink);
     outln!();
-    out!("{}", verdict::side_by_side(&c.verdict, &f.verdict));
-    outln!("{}", r.agreement.describe(&c.verdict, &f.verdict));
+    out!("{}", verdict::side_by_side(&c.verdict, &f.verdict, f.caught_up));
+    outln!();
+    out!("{}", r.comparison.table());
+    outln!("{}", r.comparison.headline());
+    outln!("rule: {}", r.comparison.rule);
     outln!(
-        "ckptlab: {} checkpoints completed, {} restarts, job {}   Flink {}: {} checkpoints completed ({} failed), {} restarts, job {}, {} sink lines",
-        c.checkpoints.completed,
-        c.restarts,
-        c.status,
-        f.flink_version,
-        f.checkpoints_completed,
-        f.checkpoints_failed,
-        f.restarts,
-        f.status,
-        f.output_lines
+        "Flink {}: {} sink lines, job {} at the end; both sides' figures count from ckptlab's start (the Flink job ran before it)",
+        f.flink_version, f.output_lines, f.status
     );
     for n in &r.notes {
         outln!("note: {n}");

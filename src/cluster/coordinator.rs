@@ -44,6 +44,9 @@ pub struct CheckpointStats {
     pub full_size: u64,
     pub offsets: Vec<(u32, u64)>,
     pub failure: Option<String>,
+    /// The failure's Flink name (`CHECKPOINT_EXPIRED`, ...): what the Flink bridge counts by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
     /// Bytes of in-flight records persisted as channel state (unaligned; Flink's "Persisted Data").
     #[serde(default)]
     pub persisted_size: u64,
@@ -470,6 +473,7 @@ impl CheckpointCoordinator {
             full_size: full,
             offsets,
             failure: None,
+            failure_reason: None,
             persisted_size: persisted,
             sync_ms,
             async_ms,
@@ -519,6 +523,7 @@ impl CheckpointCoordinator {
             full_size: 0,
             offsets: Vec::new(),
             failure: None,
+            failure_reason: None,
             persisted_size: 0,
             sync_ms: 0,
             async_ms: 0,
@@ -543,6 +548,7 @@ impl CheckpointCoordinator {
         }
         stats.status = CheckpointStatus::Failed;
         stats.failure = Some(reason.to_string());
+        stats.failure_reason = Some(reason.flink_name().to_string());
         self.push_history(stats.clone());
         stats
     }

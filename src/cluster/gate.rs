@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use std::collections::VecDeque;
 
-use super::channel::{Arrival, Buffer, ChannelStats, InputChannel};
+use super::channel::{blocks_upstream, Arrival, Buffer, ChannelStats, InputChannel};
 use super::element::{Barrier, Record, StreamMessage};
 use super::task::RuntimeKnobs;
 use std::sync::atomic::Ordering;
@@ -30,37 +30,70 @@ pub enum GateEvent {
 
 struct Slot {
     input: InputChannel,
-    /// Buffers taken off the channel (received: they hold a credit) and not delivered yet,
-    /// waiting for their wire time.
+    /// Buffers taken off the channel (received: each holds an exclusive or a borrowed floating
+    /// buffer) and not delivered yet, some still waiting for their wire time.
     queue: VecDeque<Buffer>,
+    /// Floating buffers of the gate this channel holds (those of `queue` beyond its exclusive ones).
+    borrowed: usize,
+    /// Buffers of `queue` that end with a barrier that blocks upstream: Flink's sender sends
+    /// nothing behind one until consumption resumes.
+    blocking: usize,
     held_priority: Option<(Instant, Barrier)>,
     blocked: bool,
     closed: bool,
 }
 
 impl Slot {
-    /// Takes what the channel holds for this slot now: a priority event unless one is held, a
-    /// buffer if the slot has room and no priority event is ahead of it. True when something came.
+    /// Takes what the channel holds for this slot now: a priority event unless one is held, and
+    /// buffers while the slot has credit (an exclusive buffer free, or a floating one to borrow),
+    /// no priority event is ahead and no barrier that blocks upstream was received. True when
+    /// something came.
     fn receive(&mut self, waker: Option<&std::task::Waker>) -> bool {
-        if self.closed {
-            return false;
+        let mut got = false;
+        while !self.closed {
+            let priority = self.held_priority.is_none();
+            let mut data = priority && !self.blocked && self.blocking == 0;
+            let needs_floating = data && self.queue.len() >= self.input.exclusive;
+            let borrow = needs_floating && self.input.floating.try_take();
+            if needs_floating && !borrow {
+                data = false;
+            }
+            let arrival = self.input.take(priority, data, waker);
+            if borrow && !matches!(arrival, Arrival::Buffer(_)) {
+                self.input.floating.give_back(1);
+            }
+            match arrival {
+                Arrival::Priority(p) => self.held_priority = Some(p),
+                Arrival::Buffer(b) => {
+                    self.borrowed += borrow as usize;
+                    self.blocking += blocks_upstream(&b.1) as usize;
+                    self.queue.push_back(b);
+                }
+                Arrival::Closed => {
+                    self.closed = true;
+                    return got;
+                }
+                Arrival::Empty => return got,
+            }
+            got = true;
         }
-        let priority = self.held_priority.is_none();
-        let data = priority && !self.blocked && self.queue.is_empty();
-        match self.input.take(priority, data, waker) {
-            Arrival::Priority(p) => {
-                self.held_priority = Some(p);
-                true
-            }
-            Arrival::Buffer(b) => {
-                self.queue.push_back(b);
-                true
-            }
-            Arrival::Closed => {
-                self.closed = true;
-                false
-            }
-            Arrival::Empty => false,
+        got
+    }
+
+    /// The next buffer is delivered: its floating buffer, if it held one, goes back to the gate.
+    fn pop(&mut self) -> Option<Buffer> {
+        let b = self.queue.pop_front()?;
+        self.blocking -= blocks_upstream(&b.1) as usize;
+        self.return_floating();
+        Some(b)
+    }
+
+    /// Gives back the floating buffers the queue no longer needs.
+    fn return_floating(&mut self) {
+        let needed = self.queue.len().saturating_sub(self.input.exclusive);
+        if self.borrowed > needed {
+            self.input.floating.give_back(self.borrowed - needed);
+            self.borrowed = needed;
         }
     }
 }
@@ -77,7 +110,7 @@ impl InputGate {
     pub fn new(inputs: Vec<InputChannel>, knobs: Arc<RuntimeKnobs>) -> Self {
         let slots = inputs
             .into_iter()
-            .map(|input| Slot { input, queue: VecDeque::new(), held_priority: None, blocked: false, closed: false })
+            .map(|input| Slot { input, queue: VecDeque::new(), borrowed: 0, blocking: 0, held_priority: None, blocked: false, closed: false })
             .collect();
         InputGate { slots, next: 0, knobs }
     }
@@ -124,10 +157,10 @@ impl InputGate {
     }
 
     /// The alignment of `checkpoint` timed out: its in-order barrier on `channel`, if this
-    /// receiver can reach it (received, or queued on the channel), becomes a priority event
-    /// ahead of the buffers before it, which are then received (Flink's
+    /// receiver received it, becomes a priority event ahead of the buffers before it (Flink's
     /// RemoteInputChannel.convertToPriorityEvent); buffers received behind it go back behind it.
-    /// False when the barrier is not on the channel yet.
+    /// False when the barrier has not been received: still queued at its sender, which switches
+    /// it itself ([`super::channel::OutputChannel::convert_to_priority`]).
     pub fn convert_to_priority(&mut self, channel: usize, checkpoint: u64) -> bool {
         let s = &mut self.slots[channel];
         if s.held_priority.is_some() {
@@ -136,30 +169,23 @@ impl InputGate {
         let found = s.queue.iter().enumerate().find_map(|(i, (_, elements))| {
             elements.iter().position(|e| matches!(e, StreamMessage::Barrier(b) if b.checkpoint == checkpoint)).map(|j| (i, j))
         });
-        if let Some((i, j)) = found {
-            let mut behind: Vec<Buffer> = s.queue.drain(i + 1..).collect();
-            let (at, elements) = s.queue.back_mut().expect("found at i");
-            let at = *at;
-            let rest = elements.split_off(j + 1);
-            let Some(StreamMessage::Barrier(b)) = elements.pop() else { return false };
-            if elements.is_empty() {
-                s.queue.pop_back();
-            }
-            if !rest.is_empty() {
-                behind.insert(0, (at, rest));
-            }
-            s.input.give_back(behind.into_iter());
-            s.held_priority = Some((at, b));
-            return true;
+        let Some((i, j)) = found else { return false };
+        let mut behind: Vec<Buffer> = s.queue.drain(i + 1..).collect();
+        let (at, elements) = s.queue.back_mut().expect("found at i");
+        let at = *at;
+        let rest = elements.split_off(j + 1);
+        let Some(StreamMessage::Barrier(b)) = elements.pop() else { return false };
+        if elements.is_empty() {
+            s.queue.pop_back();
         }
-        match s.input.take_through_barrier(checkpoint) {
-            Some((taken, at, b)) => {
-                s.queue.extend(taken);
-                s.held_priority = Some((at, b));
-                true
-            }
-            None => false,
+        if !rest.is_empty() {
+            behind.insert(0, (at, rest));
         }
+        s.input.give_back(behind.into_iter());
+        s.blocking = s.queue.iter().filter(|(_, e)| blocks_upstream(e)).count();
+        s.return_floating();
+        s.held_priority = Some((at, b));
+        true
     }
 
     /// Whether a priority event is due now (the task takes it before its next record).
@@ -227,11 +253,9 @@ impl InputGate {
             if s.blocked {
                 continue;
             }
-            if s.queue.is_empty() {
-                s.receive(None);
-            }
+            s.receive(None);
             if s.queue.front().is_some_and(|(at, _)| *at <= now) {
-                let (_, elements) = s.queue.pop_front().expect("checked");
+                let (_, elements) = s.pop().expect("checked");
                 s.input.stats.taken(&elements);
                 self.next = (i + 1) % n;
                 return Some(GateEvent::Buffer(i, elements));
@@ -530,12 +554,15 @@ mod tests {
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(1)])));
     }
 
-    /// A timed-out aligned barrier the receiver can reach becomes a priority event; the buffers
-    /// before it are received (the receiver persists them), those behind it stay behind it.
-    /// Catches: a conversion that loses or reorders records, or receives records behind the
-    /// barrier ahead of it.
+    /// A timed-out aligned barrier still queued at its sender is not the receiver's to convert
+    /// (Flink's receiver converts only what it received); the sender turns it into a priority
+    /// event, keeps what it overtook as its output channel state, and sends that after it, in
+    /// order, with what was behind it.
+    /// Catches: a receiver that reaches into its sender's queue (the overtaken records would be
+    /// persisted by the receiver as well as the sender: counted twice on restore), and a sender
+    /// conversion that loses or reorders records.
     #[tokio::test(start_paused = true)]
-    async fn a_timed_out_barrier_on_the_channel_is_converted_to_a_priority_event() {
+    async fn a_timed_out_barrier_still_at_its_sender_is_converted_by_the_sender() {
         let knobs = knobs();
         let (mut a, ia) = link("a", Duration::ZERO, 8, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
@@ -543,11 +570,15 @@ mod tests {
         a.add(record(1), 10);
         a.push_barrier(StreamMessage::Barrier(barrier(5)));
         send(&mut a, 2).await;
-        assert!(!gate.convert_to_priority(0, 6), "no barrier of checkpoint 6 on the channel");
-        assert!(gate.convert_to_priority(0, 5));
-        let received: Vec<u64> = gate.received_records(0).iter().map(|r| r.origin.offset).collect();
-        assert_eq!(received, vec![0, 1]);
-        assert_eq!(gate.next().await, Some(GateEvent::Priority(0, barrier(5))));
+        assert!(!gate.convert_to_priority(0, 5), "not received: the receiver cannot reach it");
+        assert!(a.convert_to_priority(6).is_none(), "no barrier of checkpoint 6 on the channel");
+        let overtaken: Vec<u64> = a.convert_to_priority(5).expect("queued at the sender").iter().map(|r| r.origin.offset).collect();
+        assert_eq!(overtaken, vec![0, 1], "the sender's output channel state");
+        assert!(!a.holds_barrier(5), "switched: no in-order copy is left");
+        let mut unaligned = barrier(5);
+        unaligned.options.alignment = crate::cluster::element::Alignment::Unaligned;
+        assert_eq!(gate.next().await, Some(GateEvent::Priority(0, unaligned)));
+        assert!(gate.received_records(0).is_empty(), "the receiver persists none of them");
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(1)])));
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(2)])));
@@ -571,5 +602,82 @@ mod tests {
         assert_eq!(gate.next().await, Some(GateEvent::Priority(0, barrier(5))), "due with the buffer it was in: first");
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
         assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(1), record(2)])));
+    }
+
+    /// Flink's defaults (NettyShuffleEnvironmentConfiguration.java:325-332): 2 exclusive buffers
+    /// per channel, 8 floating per gate, 10 per sender subpartition.
+    fn flink_buffers() -> crate::config::NetworkBuffers {
+        crate::config::NetworkBuffers::new(32 * 1024, 2, 8, 10, 0, 4)
+    }
+
+    /// Fills `out` with one-record buffers until its sender waits for credit; returns the
+    /// records it sent (the last one is in the writer's hand).
+    async fn fill(out: &mut crate::cluster::channel::OutputChannel, first: u64) -> u64 {
+        if !out.try_flush() {
+            return 0; // the buffer in hand still waits
+        }
+        let mut i = first;
+        loop {
+            if out.add(record(i), 1) && !out.try_flush() {
+                return i + 1 - first;
+            }
+            i += 1;
+        }
+    }
+
+    /// Under backpressure the in-flight data of each channel is bounded by Flink's credits, as
+    /// the model states them: at the receiver its exclusive buffers plus the floating ones it
+    /// borrowed, the gate lending at most `floating-buffers-per-gate` in all; at the sender at
+    /// most `max-buffers-per-channel` (queued, and the one the writer fills), within the
+    /// partition's pool. So is what an unaligned barrier persists: the sender's part and the
+    /// receiver's part together never exceed (exclusive + floating + max-buffers-per-channel)
+    /// buffers per channel.
+    /// Catches: "credit ignores floating buffers" (the backlogged channel would hold 2 at its
+    /// receiver, not 10), floating buffers per channel instead of per gate (the second channel
+    /// would get 10 too: 20 at one gate), a sender that queues past max-buffers-per-channel, and
+    /// a receiver that keeps a floating buffer after delivering.
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_buffers_are_bounded_by_flinks_credits_at_both_ends() {
+        let net = flink_buffers();
+        let knobs = knobs();
+        let gate_pool = crate::cluster::channel::Credits::gate_pool(&net);
+        // Two senders, each its own partition (one subpartition each); a 1 s wire keeps every
+        // buffer received but not deliverable while we look.
+        let make = |name: &str| {
+            let partition = crate::cluster::channel::Credits::partition_pool(&net, 1);
+            let credits = crate::cluster::channel::Credits::of(&net, &gate_pool, &partition);
+            crate::cluster::channel::channel_with(ChannelStats::new(name.into(), "t".into(), Duration::from_secs(1)), credits, knobs.clone())
+        };
+        let (mut a, ia) = make("a");
+        let (mut b, ib) = make("b");
+        let mut gate = InputGate::new(vec![ia, ib], knobs);
+        let sent_a = fill(&mut a, 0).await;
+        assert_eq!(next_within(&mut gate, Duration::from_millis(1)).await, None, "nothing due yet");
+        // The gate received what its credits allow: channel a borrowed every floating buffer.
+        let sent_a = sent_a + fill(&mut a, 1000).await;
+        let sent_b = fill(&mut b, 2000).await;
+        assert_eq!(next_within(&mut gate, Duration::from_millis(1)).await, None);
+        let sent_a = sent_a + fill(&mut a, 4000).await;
+        let sent_b = sent_b + fill(&mut b, 3000).await;
+        let (received_a, received_b) = (gate.slots[0].queue.len(), gate.slots[1].queue.len());
+        assert_eq!(received_a, 2 + 8, "exclusive plus every floating buffer of the gate");
+        assert_eq!(received_b, 2, "only its exclusive buffers: the gate's floating ones are lent");
+        assert_eq!(gate_pool.used(), 8);
+        // Senders: 9 queued and one full in hand each, the rest waits at the source.
+        assert_eq!((sent_a as usize, sent_b as usize), (received_a + 10, received_b + 10));
+        for ch in 0..2 {
+            let in_flight = gate.stats(ch).in_flight.load(Ordering::Relaxed) as usize;
+            assert!(in_flight < 2 + 8 + 10, "channel {ch}: {in_flight} records in flight (one buffer still in hand)");
+        }
+        // Delivering a buffer gives its floating buffer back to the gate.
+        assert_eq!(gate.next().await, Some(GateEvent::Buffer(0, vec![record(0)])));
+        assert_eq!((gate_pool.used(), gate.slots[0].borrowed), (7, 7));
+        for (ch, out, in_flight) in [(0, &mut a, sent_a - 1), (1, &mut b, sent_b)] {
+            // An unaligned barrier now persists the sender's part and the receiver's, once each.
+            let at_sender = out.push_priority(barrier(1)).len();
+            let at_receiver = gate.received_records(ch).len();
+            assert_eq!((at_sender + at_receiver) as u64, in_flight, "channel {ch}: every record in flight, once");
+            assert!(at_sender <= 10 && at_receiver <= 2 + 8, "channel {ch}: {at_sender} + {at_receiver}");
+        }
     }
 }

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::aligner::{Aligner, AlignerAction};
-use super::channel::OutputChannel;
+use super::channel::{wait_for_barriers, OutputChannel, TimeoutableBarrier};
 use super::element::{Barrier, Record, StreamMessage};
 use super::gate::{GateEvent, InputGate};
 use super::operator::{OpenError, Operator, OperatorSnapshot};
@@ -72,6 +72,9 @@ struct PendingAck {
     channel_state: Vec<PersistedRecord>,
     /// Every barrier of the checkpoint came: the input channel state is complete.
     barriers_done: bool,
+    /// The barrier forwarded has left the output queue, or switched there: the output channel
+    /// state is complete.
+    output_done: bool,
 }
 
 impl PendingAck {
@@ -176,6 +179,8 @@ struct Loop {
     convert: Option<(u64, Vec<usize>)>,
     /// When the next conversion is tried (it scans the channel's queue: not on every turn).
     convert_at: Instant,
+    /// The forwarded aligned barrier that may still time out in this task's output queue.
+    switch: Option<TimeoutableBarrier>,
     /// Asynchronous snapshot parts being written.
     writes: FuturesUnordered<BoxFuture<'static, WriteDone>>,
     cancel: CancelOnDrop,
@@ -204,6 +209,7 @@ impl<O: Operator> OperatorRunner<O> {
             actions: Vec::new(),
             convert: None,
             convert_at: Instant::now(),
+            switch: None,
             writes: FuturesUnordered::new(),
             cancel: CancelOnDrop(SnapshotCancellation::default()),
         };
@@ -227,7 +233,12 @@ impl<O: Operator> OperatorRunner<O> {
             }
             let credit = self.output.as_ref().filter(|_| stuck).map(|o| o.link());
             let flush_at = self.output.as_ref().filter(|_| !stuck).and_then(|o| o.deadline(timeout));
-            let deadline = [flush_at, l.aligner.deadline()].into_iter().flatten().min();
+            let switch_at = l.switch.as_ref().map(|s| s.deadline);
+            let deadline = [flush_at, l.aligner.deadline(), switch_at].into_iter().flatten().min();
+            let barriers = match (&l.switch, &self.output) {
+                (Some(s), Some(o)) => Some((s.links(std::slice::from_ref(o)), s.deadline)),
+                _ => None,
+            };
             let result = tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
@@ -243,6 +254,10 @@ impl<O: Operator> OperatorRunner<O> {
                     Ok(())
                 }
                 () = async { if let Some(c) = &credit { c.credit().await } }, if stuck => self.on_credit(&mut l).await,
+                () = async { if let Some((links, at)) = barriers { wait_for_barriers(links, at).await } }, if l.switch.is_some() => {
+                    self.poll_switch(&mut l);
+                    Ok(())
+                }
                 e = self.gate.next_event(!stuck) => match e {
                     Some(GateEvent::Buffer(ch, elements)) => self.on_buffer(&mut l, ch, elements).await,
                     Some(GateEvent::Priority(ch, barrier)) => self.on_barrier(&mut l, ch, barrier, true).await,
@@ -253,6 +268,7 @@ impl<O: Operator> OperatorRunner<O> {
             if let Err(Fatal(reason)) = result {
                 return self.fail(reason);
             }
+            self.poll_switch(&mut l);
             self.convert_late_barriers(&mut l);
         }
     }
@@ -318,6 +334,29 @@ impl<O: Operator> OperatorRunner<O> {
         if self.output_stuck() {
             self.flush_output().await;
         }
+    }
+
+    /// The barrier this task forwarded in order and that may time out: once it left the output
+    /// queue, or switched there when the timeout from the trigger passed, the output channel
+    /// state is complete (what it overtook persisted) and the checkpoint may be acknowledged.
+    fn poll_switch(&mut self, l: &mut Loop) {
+        let (Some(s), Some(o)) = (l.switch.as_mut(), self.output.as_mut()) else { return };
+        let mut overtaken = Vec::new();
+        if !s.poll(std::slice::from_mut(o), Instant::now(), &mut overtaken) {
+            return;
+        }
+        let id = s.checkpoint;
+        l.switch = None;
+        if let Some(p) = l.pending.iter_mut().find(|p| p.checkpoint == id) {
+            if !overtaken.is_empty() {
+                p.stats.unaligned = true;
+            }
+            for (_, r) in overtaken {
+                p.persist(0, r, ChannelEnd::Output);
+            }
+            p.output_done = true;
+        }
+        self.try_acknowledge(l, id);
     }
 
     /// A checkpoint switched to unaligned by the timeout: each late channel's in-order barrier
@@ -542,6 +581,9 @@ impl<O: Operator> OperatorRunner<O> {
                     if l.convert.as_ref().is_some_and(|(id, _)| *id == checkpoint) {
                         l.convert = None;
                     }
+                    if l.switch.as_ref().is_some_and(|s| s.checkpoint == checkpoint) {
+                        l.switch = None;
+                    }
                     let ctx = &self.ctx;
                     if let Some(reason) = decline {
                         ctx.report(TaskReport::Decline { attempt: ctx.attempt, checkpoint, task: ctx.task, reason });
@@ -614,7 +656,14 @@ impl<O: Operator> OperatorRunner<O> {
                     let late: Vec<usize> = (0..self.gate.len()).filter(|ch| l.aligner.persisting(*ch) == Some(id)).collect();
                     l.convert = (!late.is_empty()).then_some((id, late));
                 }
-                l.pending.push(PendingAck { checkpoint: id, state, stats, channel_state: Vec::new(), barriers_done: false });
+                l.pending.push(PendingAck {
+                    checkpoint: id,
+                    state,
+                    stats,
+                    channel_state: Vec::new(),
+                    barriers_done: false,
+                    output_done: true,
+                });
                 StreamMessage::Barrier(barrier)
             }
             Err(e) => {
@@ -643,6 +692,19 @@ impl<O: Operator> OperatorRunner<O> {
                         }
                     }
                     return;
+                }
+            }
+            if let StreamMessage::Barrier(b) = &forward {
+                // A newer checkpoint's barrier: the older one's no longer switches (in order, it
+                // is still consistent).
+                if let Some(old) = l.switch.take() {
+                    if let Some(p) = l.pending.iter_mut().find(|p| p.checkpoint == old.checkpoint) {
+                        p.output_done = true;
+                    }
+                }
+                l.switch = TimeoutableBarrier::new(b, 1);
+                if let Some(p) = l.pending.iter_mut().find(|p| p.checkpoint == id) {
+                    p.output_done = l.switch.is_none();
                 }
             }
             o.push_barrier(forward);
@@ -710,7 +772,8 @@ impl<O: Operator> OperatorRunner<O> {
     /// Acknowledges `checkpoint` if its write finished and its barriers came.
     fn try_acknowledge(&mut self, l: &mut Loop, checkpoint: u64) {
         self.set_view(l);
-        let ready = |p: &PendingAck| p.checkpoint == checkpoint && p.barriers_done && !matches!(p.state, StatePart::Writing);
+        let ready =
+            |p: &PendingAck| p.checkpoint == checkpoint && p.barriers_done && p.output_done && !matches!(p.state, StatePart::Writing);
         let Some(i) = l.pending.iter().position(ready) else { return };
         let p = l.pending.remove(i);
         let ctx = &self.ctx;
@@ -1295,5 +1358,42 @@ mod tests {
         assert_eq!(upstream, vec![4, 5], "the rest was still at the upstream sender");
         assert_eq!((stats.output_records, stats.persisted_records), (3, 4));
         assert_eq!(h.downstream().await.first().map(String::as_str), Some("p1"));
+    }
+
+    /// A task under backpressure forwards an aligned barrier that may time out behind its full
+    /// output queue; when the aligned-checkpoint-timeout counted from the trigger passes, the
+    /// task switches it there: a priority barrier at the head, the records it overtook this
+    /// task's output channel state, once, and the ack then, not before.
+    /// Catches: no sender-side switch (no ack: the downstream never drains), the timeout counted
+    /// from the task's barrier instead of the trigger (the ack at 100 ms, not 70), an ack before
+    /// the output state is complete, and a switch that loses, repeats or reorders records.
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_out_aligned_barrier_stuck_in_the_output_queue_switches_at_the_sender() {
+        let mut h = Setup { output_credit: 3, ..Setup::default() }.start(async |_| {}).await;
+        send(&mut h.inputs[0], 0).await;
+        send(&mut h.inputs[0], 1).await;
+        // Triggered 30 ms ago: 70 ms of the 100 ms timeout are left.
+        let b = Barrier {
+            triggered_at: Instant::now() - Duration::from_millis(30),
+            ..barrier(1, CheckpointMode::ExactlyOnce, Alignment::AlignedWithTimeout { timeout_ms: 100 })
+        };
+        send_barrier(&mut h.inputs[0], b).await;
+        for i in 2..6 {
+            send(&mut h.inputs[0], i).await;
+        }
+        settle(1).await;
+        assert_eq!(h.snapshots(), vec![(1, vec![0, 1])], "aligned: one input channel");
+        settle(67).await;
+        assert!(acks(&h.reports()).is_empty(), "its barrier is still queued behind records 0 and 1");
+        settle(3).await;
+        let reports = h.reports();
+        let Some(TaskReport::Ack { channel_state, stats, .. }) = reports.first() else { panic!("an ack after the switch: {reports:?}") };
+        let output: Vec<u64> = channel_state.iter().filter(|p| p.end == ChannelEnd::Output).map(|p| p.record.origin.offset).collect();
+        assert_eq!(output, vec![0, 1], "what the barrier overtook in the output queue, once");
+        assert!(stats.unaligned && stats.output_records == 2);
+        let down = h.downstream().await;
+        assert_eq!(down.first().map(String::as_str), Some("p1"), "{down:?}");
+        assert_eq!(&down[1..3], ["r0", "r1"], "still sent after it: {down:?}");
+        assert!(!down.iter().any(|d| d == "b1"), "no in-order copy left: {down:?}");
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::channel::OutputChannel;
+use super::channel::{wait_for_barriers, OutputChannel, TimeoutableBarrier};
 use super::element::{Barrier, Origin, Record, StreamMessage};
 use super::task::{ChannelEnd, PersistedRecord, SnapshotStats, TaskContext, TaskControl, TaskReport, TaskState};
 use crate::audit::CONSTANT_KEY;
@@ -42,6 +42,17 @@ pub struct SourceTask {
     pub replay: Vec<PersistedRecord>,
     /// Stopped for this stop-with-savepoint: nothing is read or emitted unless it is aborted.
     pub stopped_for: Option<u64>,
+    /// A checkpoint whose aligned barriers may time out while still queued at this source: its
+    /// ack waits for them (see [`TimeoutableBarrier`]).
+    pub awaiting: Option<AwaitingAck>,
+}
+
+/// A source's checkpoint taken, acknowledged once its timeoutable barriers left or switched.
+pub struct AwaitingAck {
+    barriers: TimeoutableBarrier,
+    offsets: Vec<(u32, u64)>,
+    stats: SnapshotStats,
+    channel_state: Vec<PersistedRecord>,
 }
 
 impl SourceTask {
@@ -59,6 +70,7 @@ impl SourceTask {
             while let Ok(c) = self.control.try_recv() {
                 self.on_control(c);
             }
+            self.poll_awaiting();
             if ctx.knobs.is_paused() {
                 tokio::select! {
                     biased;
@@ -150,6 +162,7 @@ impl SourceTask {
                 let retry = Instant::now() + after;
                 deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
             }
+            let barriers = self.awaiting.as_ref().map(|a| (a.barriers.links(&self.outputs), a.barriers.deadline));
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
@@ -157,6 +170,7 @@ impl SourceTask {
                     // The JobManager dropped us: the attempt is over.
                     None => return,
                 },
+                () = async { if let Some((links, at)) = barriers { wait_for_barriers(links, at).await } }, if self.awaiting.is_some() => {}
                 r = version.changed() => if r.is_err() { return },
                 _ = sleep_until_opt(deadline) => {}
             }
@@ -168,16 +182,53 @@ impl SourceTask {
     async fn send_full_buffer(&mut self, target: usize) -> bool {
         while !self.outputs[target].try_flush() {
             let link = self.outputs[target].link();
+            // A barrier that times out meanwhile switches at once: this is where a source under
+            // backpressure waits.
+            let barriers = self.awaiting.as_ref().map(|a| (a.barriers.links(&self.outputs), a.barriers.deadline));
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
                     Some(c) => self.on_control(c),
                     None => return false,
                 },
+                () = async { if let Some((links, at)) = barriers { wait_for_barriers(links, at).await } }, if self.awaiting.is_some() => {
+                    self.poll_awaiting()
+                }
                 () = link.credit() => {}
             }
         }
         true
+    }
+
+    /// Acknowledges the checkpoint awaiting its timeoutable barriers once none is queued here
+    /// any more, switching those still queued when the timeout has passed.
+    fn poll_awaiting(&mut self) {
+        let Some(a) = self.awaiting.as_mut() else { return };
+        let mut overtaken = Vec::new();
+        if !a.barriers.poll(&mut self.outputs, Instant::now(), &mut overtaken) {
+            return;
+        }
+        let AwaitingAck { barriers, offsets, mut stats, mut channel_state } = self.awaiting.take().expect("checked");
+        if !overtaken.is_empty() {
+            stats.unaligned = true;
+        }
+        for (j, record) in overtaken {
+            persist_output(&mut stats, &mut channel_state, j, record);
+        }
+        self.acknowledge(barriers.checkpoint, offsets, stats, channel_state);
+    }
+
+    fn acknowledge(&self, checkpoint: u64, offsets: Vec<(u32, u64)>, stats: SnapshotStats, channel_state: Vec<PersistedRecord>) {
+        let ctx = &self.ctx;
+        if stats.persisted_records > 0 {
+            ctx.events.publish(Event::ChannelStatePersisted {
+                checkpoint,
+                task: ctx.name(),
+                records: stats.persisted_records,
+                bytes: stats.persisted_bytes,
+            });
+        }
+        ctx.report(TaskReport::Ack { attempt: ctx.attempt, checkpoint, task: ctx.task, state: TaskState::Source { offsets }, stats, channel_state });
     }
 
     /// The restored output channel state goes out first, each record to the subtask that owns
@@ -214,9 +265,9 @@ impl SourceTask {
     }
 
     /// Takes the checkpoint at once: never waits for credit (a barrier is an event, and the
-    /// buffer it finishes already holds its memory).
+    /// buffer it finishes already holds its memory). A barrier that may time out is acknowledged
+    /// once it left every output queue, or switched there ([`Self::poll_awaiting`]).
     fn checkpoint(&mut self, barrier: Barrier) {
-        let ctx = &self.ctx;
         let unaligned = barrier.options.overtakes();
         let mut stats = SnapshotStats { unaligned, ..SnapshotStats::default() };
         let mut channel_state = Vec::new();
@@ -225,35 +276,34 @@ impl SourceTask {
                 // Ahead of everything queued: what it overtook is this source's output channel
                 // state (PipelinedSubpartition.java:219-248), persisted here, not downstream.
                 for record in o.push_priority(barrier) {
-                    let bytes = record.persisted_size();
-                    stats.persisted_records += 1;
-                    stats.persisted_bytes += bytes;
-                    stats.output_records += 1;
-                    stats.output_bytes += bytes;
-                    channel_state.push(PersistedRecord { channel: j, record, end: ChannelEnd::Output });
+                    persist_output(&mut stats, &mut channel_state, j, record);
                 }
             } else {
                 o.push_barrier(StreamMessage::Barrier(barrier));
             }
         }
-        if stats.persisted_records > 0 {
-            ctx.events.publish(Event::ChannelStatePersisted {
-                checkpoint: barrier.checkpoint,
-                task: ctx.name(),
-                records: stats.persisted_records,
-                bytes: stats.persisted_bytes,
-            });
+        let offsets = self.positions.clone();
+        // A newer checkpoint: the older one's barriers no longer switch (it is over).
+        self.awaiting = None;
+        match TimeoutableBarrier::new(&barrier, self.outputs.len()) {
+            Some(barriers) => {
+                self.awaiting = Some(AwaitingAck { barriers, offsets, stats, channel_state });
+                self.poll_awaiting();
+            }
+            None => self.acknowledge(barrier.checkpoint, offsets, stats, channel_state),
         }
-        ctx.report(TaskReport::Ack {
-            attempt: ctx.attempt,
-            checkpoint: barrier.checkpoint,
-            task: ctx.task,
-            state: TaskState::Source { offsets: self.positions.clone() },
-            stats,
-            channel_state,
-        });
-        ctx.events.publish(Event::BarrierInjected { checkpoint: barrier.checkpoint, source: self.index });
+        self.ctx.events.publish(Event::BarrierInjected { checkpoint: barrier.checkpoint, source: self.index });
     }
+}
+
+/// Adds a record the barrier overtook in output `channel` to the source's output channel state.
+fn persist_output(stats: &mut SnapshotStats, channel_state: &mut Vec<PersistedRecord>, channel: usize, record: Record) {
+    let bytes = record.persisted_size();
+    stats.persisted_records += 1;
+    stats.persisted_bytes += bytes;
+    stats.output_records += 1;
+    stats.output_bytes += bytes;
+    channel_state.push(PersistedRecord { channel, record, end: ChannelEnd::Output });
 }
 
 /// Sleeps until `deadline`, or forever when there is none.
@@ -332,6 +382,7 @@ mod tests {
             key_by: KeyBy::Record,
             replay: Vec::new(),
             stopped_for: None,
+            awaiting: None,
         };
         tokio::spawn(task.run());
         Harness { control, reports, gates }
@@ -443,5 +494,72 @@ mod tests {
             records += seen[..at].iter().filter(|s| s.starts_with('r')).count() as u64;
         }
         assert_eq!(records, offsets[0].1, "the barrier is behind exactly the records its offsets cover");
+    }
+
+    fn values(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("v{i}")).collect()
+    }
+
+    /// Under sustained backpressure an aligned barrier that may time out waits behind the full
+    /// queue at the source; when the aligned-checkpoint-timeout counted from the trigger passes
+    /// it switches there: it goes to the head of each queue, every record it overtook is the
+    /// source's output channel state exactly once, and the ack comes then, however long the
+    /// queue (Flink's SubtaskCheckpointCoordinatorImpl.registerAlignmentTimer and
+    /// PipelinedSubpartition.alignedBarrierTimeout).
+    /// Catches: no sender-side switch (no ack: the queue never drains here), the timeout counted
+    /// from the source's own barrier instead of the trigger (the ack at 100 ms, not 70), an ack
+    /// before the switch or one that waits for the queue, and output state that misses or
+    /// repeats a record, or leaves an in-order copy of the barrier behind.
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_out_aligned_barrier_queued_at_a_backpressured_source_switches_there() {
+        let values = values(2000);
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        for credit in [2, 40] {
+            let mut h = start_with(&refs, credit, 4);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(matches!(h.reports.try_recv(), Ok(TaskReport::Running { .. })));
+            // Triggered 30 ms ago: 70 ms of the 100 ms timeout are left.
+            let b = Barrier { triggered_at: Instant::now() - Duration::from_millis(30), ..barrier(1, Alignment::AlignedWithTimeout { timeout_ms: 100 }) };
+            h.control.send(TaskControl::TriggerCheckpoint(b)).expect("control");
+            tokio::time::sleep(Duration::from_millis(69)).await;
+            assert!(h.reports.try_recv().is_err(), "credit {credit}: aligned until the timeout from the trigger");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let Ok(TaskReport::Ack { state: TaskState::Source { offsets }, channel_state, stats, .. }) = h.reports.try_recv() else {
+                panic!("credit {credit}: an ack once the timeout passed")
+            };
+            let sent = offsets[0].1;
+            assert!(sent > 0 && sent < 4 * (credit as u64 + 2) * 2, "credit {credit}: blocked on credit after {sent}");
+            let mut persisted: Vec<u64> = channel_state.iter().map(|p| p.record.origin.offset).collect();
+            assert!(channel_state.iter().all(|p| p.end == ChannelEnd::Output));
+            persisted.sort_unstable();
+            assert_eq!(persisted, (0..sent).collect::<Vec<_>>(), "credit {credit}: every record ahead of the barrier, once");
+            assert!(stats.unaligned, "switched");
+            for g in &mut h.gates {
+                let seen = drain(g).await;
+                assert_eq!(seen.first().map(String::as_str), Some("p1"), "credit {credit}: at the head");
+                assert!(!seen.iter().any(|s| s == "b1"), "credit {credit}: no in-order copy left: {seen:?}");
+            }
+        }
+    }
+
+    /// A barrier that may time out and reaches its receivers in time is acknowledged as an
+    /// aligned one, as soon as it left the queues, with no channel state.
+    /// Catches: an ack that always waits for the timeout (every aligned-with-timeout checkpoint
+    /// as slow as the timeout), or an ack before the barrier left (then the switch could not be
+    /// taken back into the checkpoint).
+    #[tokio::test(start_paused = true)]
+    async fn a_timeoutable_barrier_received_in_time_is_acknowledged_when_it_left_without_channel_state() {
+        let mut h = start(&["a", "b", "c"]);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(matches!(h.reports.try_recv(), Ok(TaskReport::Running { .. })));
+        h.control.send(TaskControl::TriggerCheckpoint(barrier(1, Alignment::AlignedWithTimeout { timeout_ms: 1000 }))).expect("control");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(h.reports.try_recv().is_err(), "the barriers are still queued");
+        for g in &mut h.gates {
+            assert_eq!(drain(g).await.last().map(String::as_str), Some("b1"));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let Ok(TaskReport::Ack { channel_state, stats, .. }) = h.reports.try_recv() else { panic!("an ack once they left") };
+        assert!(channel_state.is_empty() && !stats.unaligned);
     }
 }

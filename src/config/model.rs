@@ -225,8 +225,14 @@ impl ConfigLayers {
             },
             lab: LabConfig {
                 hop_delay: r.duration("ckptlab.hop-delay")?,
-                channel_capacity: r.int("ckptlab.channel-capacity")? as usize,
-                buffer_records: r.int("ckptlab.buffer-records")? as usize,
+                network: NetworkBuffers::new(
+                    r.size("taskmanager.memory.segment-size")?,
+                    r.int("taskmanager.network.memory.buffers-per-channel")? as usize,
+                    r.int("taskmanager.network.memory.floating-buffers-per-gate")? as usize,
+                    r.int("taskmanager.network.memory.max-buffers-per-channel")? as usize,
+                    r.int("ckptlab.channel-capacity")? as usize,
+                    r.int("ckptlab.buffer-records")? as usize,
+                ),
                 jobmanager_max_state_size: r.size("ckptlab.jobmanager-max-state-size")?,
                 audit: r.bool("ckptlab.audit")?,
                 generator_rate: r.int("ckptlab.generator-rate")? as u64,
@@ -634,11 +640,61 @@ pub struct SourceConfig {
     pub retention: crate::connectors::topic::Retention,
 }
 
+/// The network buffers of every channel, as Flink 2.3 bounds them (credit-based flow control;
+/// `docs/runtime.md`, "Network buffers"). Flink 2.3 fixes the three counts in
+/// NettyShuffleEnvironmentConfiguration.fromConfiguration (NettyShuffleEnvironmentConfiguration
+/// .java:325 `buffersPerChannel = 2`, :326 `extraBuffersPerGate = 8`, :332
+/// `maxBuffersPerChannel = 10`): the options of these names that Flink 1.x read are gone, and
+/// ckptlab keeps their names and values so that they can be varied here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetworkBuffers {
+    /// `taskmanager.memory.segment-size` (TaskManagerOptions.MEMORY_SEGMENT_SIZE, 32 KB): the
+    /// bytes of one network buffer.
+    pub segment_size: u64,
+    /// `taskmanager.network.memory.buffers-per-channel`: exclusive buffers of each input channel.
+    pub buffers_per_channel: usize,
+    /// `taskmanager.network.memory.floating-buffers-per-gate`: buffers an input gate lends to
+    /// whichever of its channels has a backlog.
+    pub floating_buffers_per_gate: usize,
+    /// `taskmanager.network.memory.max-buffers-per-channel`: buffers one subpartition of a
+    /// sender may hold before the sender waits.
+    pub max_buffers_per_channel: usize,
+    /// `ckptlab.channel-capacity` when not 0: every channel holds that many buffers at its
+    /// sender and one at its receiver instead of Flink's credits.
+    pub channel_capacity: Option<usize>,
+    /// Records per buffer: `ckptlab.buffer-records` when not 0, else the segment size over
+    /// [`crate::types::MODELLED_RECORD_BYTES`].
+    pub buffer_records: usize,
+}
+
+impl NetworkBuffers {
+    pub fn new(
+        segment_size: u64,
+        buffers_per_channel: usize,
+        floating_buffers_per_gate: usize,
+        max_buffers_per_channel: usize,
+        channel_capacity: usize,
+        buffer_records: usize,
+    ) -> Self {
+        let buffer_records = match buffer_records {
+            0 => (segment_size / crate::types::MODELLED_RECORD_BYTES).max(1) as usize,
+            n => n,
+        };
+        NetworkBuffers {
+            segment_size,
+            buffers_per_channel,
+            floating_buffers_per_gate,
+            max_buffers_per_channel,
+            channel_capacity: (channel_capacity > 0).then_some(channel_capacity),
+            buffer_records,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabConfig {
     pub hop_delay: Duration,
-    pub channel_capacity: usize,
-    pub buffer_records: usize,
+    pub network: NetworkBuffers,
     pub jobmanager_max_state_size: u64,
     pub audit: bool,
     /// Records per second of the TUI's generator (`g`) when it starts.

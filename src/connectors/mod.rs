@@ -7,9 +7,11 @@ pub mod discard_sink;
 pub mod filelog;
 pub mod generator;
 pub mod kafka;
+pub mod kafka_sink;
 pub mod print_sink;
 pub mod sink;
 pub mod topic;
+pub mod transactions;
 pub mod transactional_sink;
 
 pub use topic::{EmbeddedTopic, Topic, TopicError, TopicReader};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::harness::SOURCES;
+use super::harness::{HARNESS_ONLY, SOURCES};
 use super::options::JobSpec;
 use crate::config::Config;
 use crate::scenario::{Action, Scenario};
@@ -27,7 +27,7 @@ const CLUSTER_OPTIONS: &[&str] =
 pub fn files(scenario: &Scenario, cfg: &Config, out_dir: &Path, log_dir: &Path) -> Vec<(PathBuf, String)> {
     let spec = JobSpec::of(cfg, log_dir, out_dir);
     let mut out: Vec<(PathBuf, String)> =
-        SOURCES.iter().filter(|(p, _)| !p.ends_with("Harness.java")).map(|(p, text)| (PathBuf::from(p), text.to_string())).collect();
+        SOURCES.iter().filter(|(p, _)| !HARNESS_ONLY.iter().any(|h| p.ends_with(h))).map(|(p, text)| (PathBuf::from(p), text.to_string())).collect();
     out.push((PathBuf::from("job.properties"), spec.to_properties()));
     out.push((PathBuf::from("run.sh"), run_script()));
     out.push((PathBuf::from("README.md"), readme(scenario, cfg, &spec, log_dir)));
@@ -171,7 +171,7 @@ mod tests {
         let get = |name: &str| files.iter().find(|(p, _)| p.ends_with(name)).map(|(_, t)| t.clone()).unwrap_or_else(|| panic!("no {name}"));
         assert!(get("CheckpointJob.java").contains("class CheckpointJob"));
         assert!(get("FileLogSource.java").contains("SplitEnumerator"));
-        assert!(!files.iter().any(|(p, _)| p.ends_with("Harness.java")));
+        assert!(!files.iter().any(|(p, _)| p.ends_with("Harness.java") || p.ends_with("RestartCounter.java")));
         let props = get("job.properties");
         assert!(props.contains("flink.execution.checkpointing.mode=AT_LEAST_ONCE") && props.contains("delay.source.1=50"), "{props}");
         assert!(props.contains("source.dir=/data/log"), "{props}");

@@ -26,7 +26,14 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("src/ckptlab/flink/TransactionalSink.java", include_str!("../../assets/flink/src/ckptlab/flink/TransactionalSink.java")),
     ("src/ckptlab/flink/Observed.java", include_str!("../../assets/flink/src/ckptlab/flink/Observed.java")),
     ("src/ckptlab/flink/Harness.java", include_str!("../../assets/flink/src/ckptlab/flink/Harness.java")),
+    ("src/ckptlab/flink/RestartCounter.java", include_str!("../../assets/flink/src/ckptlab/flink/RestartCounter.java")),
 ];
+/// Sources only the bridge's JVM needs (it drives a MiniCluster): not part of an export.
+pub const HARNESS_ONLY: &[&str] = &["Harness.java", "RestartCounter.java"];
+/// Where a ServiceLoader finds [`RESTART_COUNTER`] among the classes (Flink loads metric
+/// reporter factories with one), and what it names.
+const REPORTER_SERVICE: &str = "META-INF/services/org.apache.flink.metrics.reporter.MetricReporterFactory";
+const RESTART_COUNTER: &str = "ckptlab.flink.RestartCounter";
 /// Flink's log configuration for the harness (the log goes to `-Dckptlab.log.file`).
 pub const LOG4J: &str = include_str!("../../assets/flink/log4j2.properties");
 
@@ -59,6 +66,8 @@ pub fn content_hash(parts: &[&str]) -> u64 {
 pub fn compiled(java: &Java, flink: &FlinkJars, cache: &Path) -> Result<PathBuf, HarnessError> {
     let mut parts: Vec<&str> = SOURCES.iter().flat_map(|(p, t)| [*p, *t]).collect();
     parts.push(LOG4J);
+    parts.push(REPORTER_SERVICE);
+    parts.push(RESTART_COUNTER);
     parts.push(&flink.version);
     let dir = cache.join(format!("harness-{:016x}", content_hash(&parts)));
     let classes = dir.join("classes");
@@ -89,6 +98,11 @@ pub fn compiled(java: &Java, flink: &FlinkJars, cache: &Path) -> Result<PathBuf,
         let _ = crate::workdir::remove_tree_under(cache, &scratch);
         return Err(err(format!("javac failed:\n{}", String::from_utf8_lossy(&out.stderr))));
     }
+    let service = scratch.join("classes").join(REPORTER_SERVICE);
+    if let Some(parent) = service.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
+    }
+    std::fs::write(&service, format!("{RESTART_COUNTER}\n")).map_err(|e| err(format!("{}: {e}", service.display())))?;
     // Another run may have compiled the same sources meanwhile (and its JVM may be loading those
     // classes): keep its copy, never replace a directory in use.
     if classes.join("ckptlab/flink/Harness.class").is_file() {
@@ -112,6 +126,8 @@ pub enum FlinkEvent {
     Status { status: String, all_running: bool },
     CheckpointCompleted { completed: u64 },
     CheckpointFailed { failed: u64 },
+    /// One checkpoint that ended, from Flink's checkpoint statistics (its history).
+    Checkpoint(FlinkCheckpoint),
     Restart { attempt: u64 },
     TmTerminated { tm: String },
     TmStarted { tm: String },
@@ -122,19 +138,51 @@ pub enum FlinkEvent {
     State(FlinkState),
 }
 
+/// A checkpoint that completed or failed on Flink (its `AbstractCheckpointStats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlinkCheckpoint {
+    pub id: u64,
+    /// `COMPLETED` or `FAILED` (Flink's `CheckpointStatsStatus`).
+    pub status: String,
+    /// End to end: from the trigger to the last acknowledgement, or to the failure.
+    pub duration_ms: u64,
+    /// The `CheckpointFailureReason` whose message the failure carries (None: none matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl FlinkCheckpoint {
+    pub fn completed(&self) -> bool {
+        self.status == "COMPLETED"
+    }
+}
+
 /// The Flink side now (the harness's periodic state line).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FlinkState {
     pub status: String,
     /// The job is RUNNING and so is every task.
     pub all_running: bool,
-    /// The highest execution attempt of any task: how often the job was restarted.
+    /// Flink's `numRestarts` of the job (its ExecutionFailureHandler's count).
     pub restarts: u64,
+    /// The highest execution attempt of any task.
+    #[serde(default)]
+    pub attempts: u64,
     pub checkpoints_completed: u64,
     pub checkpoints_failed: u64,
     pub output_lines: u64,
     /// Milliseconds since a record was last read or written by the sink.
     pub quiet_ms: u64,
+    /// Records the sources emitted since their readers started (this attempt of the job).
+    #[serde(default)]
+    pub emitted: u64,
+    /// Records the sink received since its writer started: every emitted record reaches it once,
+    /// so `received >= emitted` (more after an unaligned restore replays in-flight records)
+    /// when nothing is on its way.
+    #[serde(default)]
+    pub received: u64,
     /// The sink's last count per key.
     pub counts: BTreeMap<String, u64>,
     /// The next offset each partition's reader will emit.

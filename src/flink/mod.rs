@@ -12,9 +12,11 @@
 //! - [`harness`]: compiles the Java harness (assets/flink) and drives the JVM over a line protocol.
 //! - [`verdict`]: the Flink side's verdict from its sink's output against the log's records.
 //! - [`bridge`]: plays a scenario on both engines step by step.
+//! - [`compare`]: both engines' figures side by side, and the rule that says AGREE or DISAGREE.
 //! - [`export`]: a self-contained Flink job for a real cluster.
 
 pub mod bridge;
+pub mod compare;
 pub mod export;
 pub mod harness;
 pub mod install;

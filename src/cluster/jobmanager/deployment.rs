@@ -2,6 +2,7 @@
 //! failover that ends an attempt and schedules the next.
 
 use super::*;
+use crate::cluster::channel::{channel_with, Credits};
 use crate::cluster::failure::RpcFailure;
 use crate::cluster::taskmanager::freezable;
 
@@ -276,7 +277,7 @@ impl JobManager {
     ) -> Deployment {
         let cfg = &self.cfg;
         let p = cfg.job.parallelism;
-        let cap = cfg.lab.channel_capacity;
+        let net = cfg.lab.network;
         let progress = Arc::new(AttemptProgress { positions: Mutex::new(positions.to_vec()), ..AttemptProgress::default() });
         let ctx = |task: TaskId| TaskContext {
             attempt,
@@ -286,7 +287,7 @@ impl JobManager {
             auditor: self.auditor.clone(),
             progress: progress.clone(),
             knobs: self.knobs.clone(),
-            buffer_records: cfg.lab.buffer_records,
+            buffer_records: net.buffer_records,
             storage: self.storage.clone(),
             output: self.output.clone(),
         };
@@ -300,22 +301,30 @@ impl JobManager {
         // counter[j] -> sink[0]
         let mut counter_outputs = Vec::new();
         let mut sink_inputs = Vec::new();
+        // Flink's credits, or one fixed capacity per channel (`ckptlab.channel-capacity`).
+        let link = |stats, gate: &Arc<_>, partition: &Arc<_>| match net.channel_capacity {
+            Some(capacity) => channel(stats, capacity, self.knobs.clone()),
+            None => channel_with(stats, Credits::of(&net, gate, partition), self.knobs.clone()),
+        };
+        let sink_gate = Credits::gate_pool(&net);
         for j in 0..p {
             let stats = ChannelStats::new(format!("counter[{j}]"), "sink[0]".into(), cfg.extra_delay(("counter", j), ("sink", 0)));
             channels.push(stats.clone());
-            let (out, input) = channel(stats, cap, self.knobs.clone());
+            let (out, input) = link(stats, &sink_gate, &Credits::partition_pool(&net, 1));
             counter_outputs.push(out);
             sink_inputs.push(input);
         }
         // source[i] -> counter[j]: a hash shuffle, one channel per pair.
         let mut source_outputs: Vec<Vec<_>> = (0..p).map(|_| Vec::new()).collect();
         let mut counter_inputs: Vec<Vec<_>> = (0..p).map(|_| Vec::new()).collect();
+        let counter_gates: Vec<_> = (0..p).map(|_| Credits::gate_pool(&net)).collect();
         for (i, outs) in source_outputs.iter_mut().enumerate() {
+            let partition = Credits::partition_pool(&net, p);
             for (j, ins) in counter_inputs.iter_mut().enumerate() {
                 let stats =
                     ChannelStats::new(format!("source[{i}]"), format!("counter[{j}]"), cfg.extra_delay(("source", i), ("counter", j)));
                 channels.push(stats.clone());
-                let (out, input) = channel(stats, cap, self.knobs.clone());
+                let (out, input) = link(stats, &counter_gates[j], &partition);
                 outs.push(out);
                 ins.push(input);
             }
@@ -343,6 +352,7 @@ impl JobManager {
                 key_by: cfg.job.key_by,
                 replay: replay(TaskId::Source(i)),
                 stopped_for: None,
+                awaiting: None,
             };
             let handle = spawn_on(slots[i]).map(|hung| spawn_frozen_while_hung(task.run(), hung));
             tasks.push(DeployedTask { task: TaskId::Source(i), tm: slots[i], handle });

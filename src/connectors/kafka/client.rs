@@ -80,7 +80,7 @@ pub(super) fn consumer_config(servers: &str, group: &str, fetch_wait: Duration) 
         // moves, the mirror checks, a new consumer fetches) after this, not after librdkafka's
         // 60 s. Tansu, restarted empty, left 1 fetch in 4 of a consumer created right after it
         // unanswered: the position stayed unset for the whole minute while the broker's end
-        // offset was 1 (tests/kafka.rs, records_a_broker_lost_while_the_job_was_down_...: 4
+        // offset was 1 (tests/it/kafka.rs, records_a_broker_lost_while_the_job_was_down_...: 4
         // failures in 17 runs before, none in 12 after). 5 s is 50 fetch waits.
         .set("socket.timeout.ms", "5000")
         // The "Disconnected ... in state UP" line `Reconnects` watches for is logged at info level.
@@ -126,14 +126,15 @@ pub(super) fn partitions_on_broker(c: &BaseConsumer<HealthContext>, topic: &str)
         .map(|t| t.partitions().len() as u32))
 }
 
-pub(super) fn create_topic(servers: &str, s: &KafkaSettings) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = client(servers).create().map_err(|e| e.to_string())?;
+/// Creates the topic; the broker's refusal is `KafkaError::AdminOp` with its code.
+pub(super) fn create_topic(servers: &str, s: &KafkaSettings) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client(servers).create()?;
     let topic = NewTopic::new(&s.topic, s.partitions as i32, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(QUERY_TIMEOUT)).request_timeout(Some(QUERY_TIMEOUT));
-    let results = futures::executor::block_on(admin.create_topics([&topic], &opts)).map_err(|e| e.to_string())?;
+    let results = futures::executor::block_on(admin.create_topics([&topic], &opts))?;
     for r in results {
         if let Err((_, code)) = r {
-            return Err(code.to_string());
+            return Err(KafkaError::AdminOp(code));
         }
     }
     Ok(())

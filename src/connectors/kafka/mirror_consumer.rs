@@ -55,26 +55,31 @@ pub(super) struct MirrorRun {
 }
 
 /// Why the mirror's check is not done yet; it is made again after [`CHECK_RETRY`].
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(super) enum CheckPending {
     /// The broker did not answer a metadata or watermark query: it is unreachable now.
-    Unanswered(String),
-    /// Anything else: the topic being created, a record not served yet, a client not made.
-    NotYet(String),
-}
-
-impl std::fmt::Display for CheckPending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CheckPending::Unanswered(e) | CheckPending::NotYet(e) => f.write_str(e),
-        }
-    }
-}
-
-impl From<String> for CheckPending {
-    fn from(e: String) -> Self {
-        CheckPending::NotYet(e)
-    }
+    #[error("{0}")]
+    Unanswered(KafkaError),
+    /// A client (the probe, or a consumer for the check's reads or the mirror) could not be made
+    /// or assigned.
+    #[error("kafka client: {0}")]
+    Client(#[from] KafkaError),
+    /// The topic is being created (by us, or by a producer's auto-creation: leader not
+    /// available): not absent, and not to be created again; asked again.
+    #[error("{topic} on the broker: {code}")]
+    Creating { topic: String, code: RDKafkaErrorCode },
+    /// The broker is back without the topic; it is created again.
+    #[error("{topic} is not on the broker")]
+    Absent { topic: String },
+    /// The broker served nothing at an offset below its end offset, within the check's read.
+    #[error("partition {partition}: the broker did not serve offset {offset}, below its end offset {end}")]
+    NotServed { partition: u32, offset: u64, end: u64 },
+    /// The connection was lost again while the check read.
+    #[error("the connection was lost during the check")]
+    ConnectionLost,
+    /// The topic is being closed.
+    #[error("stopped during the check")]
+    Stopped,
 }
 
 /// What a check found of one partition.
@@ -121,7 +126,7 @@ impl MirrorRun {
                             // the broker's "all brokers down" came before or after the
                             // "Disconnected" line that moves the epoch was a race: 1 run in 8, the
                             // status never said unreachable (issue 20 §3).
-                            self.health.set(Some(unreachable(&self.servers, e)));
+                            self.health.set(Some(unreachable(&self.servers, &e.to_string())));
                         }
                         next_check = Instant::now() + CHECK_RETRY;
                     }
@@ -168,17 +173,15 @@ impl MirrorRun {
         let epoch = self.reconnects.epoch();
         let topic = self.settings.topic.clone();
         self.ensure_probe()?;
-        let probe = self.probe.as_deref().ok_or_else(|| CheckPending::NotYet("no client".into()))?;
-        let md = probe.fetch_metadata(Some(&topic), CHECK_QUERY_TIMEOUT).map_err(|e| CheckPending::Unanswered(e.to_string()))?;
+        let probe = self.probe.as_deref().expect("ensure_probe made the probe or returned its error");
+        let md = probe.fetch_metadata(Some(&topic), CHECK_QUERY_TIMEOUT).map_err(CheckPending::Unanswered)?;
         let partitions = self.mirror.partitions();
         let on_broker = match md.topics().iter().find(|t| t.name() == topic) {
             None => 0,
             Some(t) => match t.error() {
                 None => t.partitions().len() as u32,
                 Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => 0,
-                // Being created (by us, or by a producer's auto-creation: leader not available):
-                // not absent, and not to be created again; asked again.
-                Some(e) => return Err(format!("{topic} on the broker: {}", RDKafkaErrorCode::from(e)).into()),
+                Some(e) => return Err(CheckPending::Creating { topic, code: RDKafkaErrorCode::from(e) }),
             },
         };
         self.health.set(None);
@@ -198,7 +201,7 @@ impl MirrorRun {
                 continue;
             }
             let (low, high) =
-                probe.fetch_watermarks(&topic, p as i32, CHECK_QUERY_TIMEOUT).map_err(|e| CheckPending::Unanswered(e.to_string()))?;
+                probe.fetch_watermarks(&topic, p as i32, CHECK_QUERY_TIMEOUT).map_err(CheckPending::Unanswered)?;
             let (low, high) = (low.max(0) as u64, high.max(0) as u64);
             watermarks[p as usize] = (low, high);
             // An end offset below what the broker had is not proof of a loss: a broker may report
@@ -229,7 +232,7 @@ impl MirrorRun {
             if let Err(e) = create_topic(&self.servers, &self.settings) {
                 tracing::warn!("kafka mirror: cannot create {topic} again: {e}");
             }
-            return Err(format!("{topic} is not on the broker").into());
+            return Err(CheckPending::Absent { topic });
         }
         if on_broker < partitions {
             self.health.truth_lost(format!(
@@ -253,9 +256,7 @@ impl MirrorRun {
                     }
                     // Neither served nor out of range: the end offset decides, if it says gone.
                     None if high <= offset => found[p as usize] = Found::Lost { base: low, end: high },
-                    None => {
-                        return Err(format!("partition {p}: the broker did not serve offset {offset}, below its end offset {high}").into())
-                    }
+                    None => return Err(CheckPending::NotServed { partition: p, offset, end: high }),
                 }
             }
         }
@@ -274,8 +275,7 @@ impl MirrorRun {
                 )
             })
             .collect();
-        let consumer = assigned_consumer(&self.servers, &self.group, MIRROR_FETCH_WAIT, self.ctx(), &topic, at.into_iter())
-            .map_err(|e| e.to_string())?;
+        let consumer = assigned_consumer(&self.servers, &self.group, MIRROR_FETCH_WAIT, self.ctx(), &topic, at.into_iter())?;
         self.consumer = Some(Detached::new(consumer));
         self.epoch = epoch;
         self.mirror.checked.store(epoch, Ordering::Release);
@@ -283,14 +283,13 @@ impl MirrorRun {
     }
 
     /// Makes the probe client when there is none.
-    pub(super) fn ensure_probe(&mut self) -> Result<(), String> {
+    pub(super) fn ensure_probe(&mut self) -> Result<(), KafkaError> {
         if self.probe.is_none() {
             // It fetches no records, so it reconnects as fast as the producer does.
             let c = consumer_config(&self.servers, &self.group, MIRROR_FETCH_WAIT)
                 .set("reconnect.backoff.ms", "100")
                 .set("reconnect.backoff.max.ms", "1000")
-                .create_with_context(self.ctx())
-                .map_err(|e| e.to_string())?;
+                .create_with_context(self.ctx())?;
             self.probe = Some(Detached::new(c));
         }
         Ok(())
@@ -306,7 +305,7 @@ impl MirrorRun {
     /// `Some(true)` when the broker still has it (the one the mirror read last there, for `last`;
     /// any record at or after the offset, else), `Some(false)` when it is gone or another record,
     /// `None` when the broker served nothing in time.
-    pub(super) fn read_again(&self, at: &[(u32, u64, bool)]) -> Result<Vec<(u32, u64, Option<bool>)>, String> {
+    pub(super) fn read_again(&self, at: &[(u32, u64, bool)]) -> Result<Vec<(u32, u64, Option<bool>)>, CheckPending> {
         let c = assigned_consumer(
             &self.servers,
             &self.group,
@@ -314,15 +313,14 @@ impl MirrorRun {
             self.ctx(),
             &self.settings.topic,
             at.iter().map(|(p, o, _)| (*p, Some(*o))),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let c = Detached::new(c);
         let mut pending: BTreeMap<u32, (u64, bool)> = at.iter().map(|(p, o, l)| (*p, (*o, *l))).collect();
         let mut out = Vec::with_capacity(at.len());
         let deadline = Instant::now() + CHECK_READ_TIMEOUT;
         while !pending.is_empty() {
             if self.stop.load(Ordering::Acquire) {
-                return Err("stopped during the check".into());
+                return Err(CheckPending::Stopped);
             }
             if Instant::now() > deadline {
                 out.extend(std::mem::take(&mut pending).into_iter().map(|(p, (o, _))| (p, o, None)));
@@ -331,7 +329,7 @@ impl MirrorRun {
             match c.poll(MIRROR_POLL) {
                 Some(Ok(m)) => {
                     if c.context().fence() != 0 {
-                        return Err("the connection was lost during the check".into());
+                        return Err(CheckPending::ConnectionLost);
                     }
                     let p = m.partition() as u32;
                     if let Some((offset, last)) = pending.remove(&p) {
@@ -344,7 +342,7 @@ impl MirrorRun {
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
                     out.extend(std::mem::take(&mut pending).into_iter().map(|(p, (o, _))| (p, o, Some(false))));
                 }
-                Some(Err(e)) => return Err(e.to_string()),
+                Some(Err(e)) => return Err(CheckPending::Client(e)),
                 None => {}
             }
         }

@@ -46,6 +46,7 @@ mod payload;
 mod producer;
 mod reader;
 mod reconnects;
+pub mod transactional;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -74,7 +75,7 @@ use crate::config::OffsetReset;
 use crate::events::EventBus;
 
 pub use self::health::HEALTH_EVENT_INTERVAL;
-pub use self::mock::MOCK;
+pub use self::mock::{MockBrokerError, MOCK};
 pub use self::payload::{record_value, NULL_VALUE};
 
 /// The `[source]` options the Kafka topic needs.

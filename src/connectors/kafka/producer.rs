@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, ProducerContext};
 
@@ -19,8 +20,8 @@ pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a produce call looks whether the mirror's check is done (see [`KafkaTopic::await_check`]).
 pub(super) const CHECK_AWAIT_POLL: Duration = Duration::from_millis(5);
 
-pub(super) type Ack = std::sync::mpsc::SyncSender<Result<(i32, i64), String>>;
-pub(super) type AckRx = std::sync::mpsc::Receiver<Result<(i32, i64), String>>;
+pub(super) type Ack = std::sync::mpsc::SyncSender<Result<(i32, i64), KafkaError>>;
+pub(super) type AckRx = std::sync::mpsc::Receiver<Result<(i32, i64), KafkaError>>;
 
 /// What the broker acknowledged to our producer, per partition: the end offset of its current
 /// log, and how many times an acknowledgement went backwards (each time, the broker had lost the
@@ -82,7 +83,7 @@ impl ProducerContext for Deliveries {
         self.0.pending.fetch_sub(1, Ordering::AcqRel);
         let _ = ack.try_send(match result {
             Ok(m) => Ok((m.partition(), m.offset())),
-            Err((e, _)) => Err(e.to_string()),
+            Err((e, _)) => Err(e.clone()),
         });
     }
 }
@@ -124,7 +125,7 @@ impl KafkaTopic {
 
     /// The delivery report, waited for until `deadline`: where the record landed, or the
     /// broker's error; `None` when it did not come in time (the record stays queued).
-    pub(super) fn acknowledgement(&self, rx: &AckRx, deadline: Instant) -> Option<Result<(u32, u64), String>> {
+    pub(super) fn acknowledgement(&self, rx: &AckRx, deadline: Instant) -> Option<Result<(u32, u64), KafkaError>> {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(Ok((p, o))) => Some(Ok((p as u32, o.max(0) as u64))),
             Ok(Err(e)) => Some(Err(e)),

@@ -232,6 +232,7 @@ public class FileLogSource implements Source<String, FileLogSource.Split, List<F
             this.dir = dir;
             this.topic = topic;
             this.subtask = subtask;
+            Observed.readerStarted(subtask);
         }
 
         @Override
@@ -252,6 +253,7 @@ public class FileLogSource implements Source<String, FileLogSource.Split, List<F
             Tail t = tails.get(p);
             t.emitted++;
             // The emission time travels with the record: a channel delay downstream counts from it.
+            Observed.sourceEmitted(subtask);
             output.collect(value, System.currentTimeMillis());
             Observed.position(p, t.emitted);
             return ready.isEmpty() ? InputStatus.NOTHING_AVAILABLE : InputStatus.MORE_AVAILABLE;

@@ -7,13 +7,19 @@ import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Map;
+import java.util.Set;
 import java.util.Properties;
 
 import org.apache.flink.api.common.JobID;
 import org.apache.flink.api.common.JobStatus;
 import org.apache.flink.configuration.Configuration;
+import org.apache.flink.runtime.checkpoint.AbstractCheckpointStats;
+import org.apache.flink.runtime.checkpoint.CheckpointFailureReason;
 import org.apache.flink.runtime.checkpoint.CheckpointStatsCounts;
+import org.apache.flink.runtime.checkpoint.CheckpointStatsSnapshot;
+import org.apache.flink.runtime.checkpoint.FailedCheckpointStats;
 import org.apache.flink.runtime.execution.ExecutionState;
 import org.apache.flink.runtime.executiongraph.AccessExecutionGraph;
 import org.apache.flink.runtime.executiongraph.AccessExecutionVertex;
@@ -26,9 +32,11 @@ import org.apache.flink.streaming.api.graph.StreamGraph;
  * ckptlab's side of a Flink run: a MiniCluster in this JVM running {@link CheckpointJob}, driven
  * by a line protocol. Commands come on stdin ({@code kill tm-N}, {@code start tm-N},
  * {@code checkpoint}, {@code quit}); JSON lines go up on stdout: events (submitted, status,
- * checkpoint, restart, tm-terminated, tm-started, refused, error) and a {@code state} line every
- * {@value #REPORT_MS} ms (job status, all tasks running, restarts, checkpoint counts, the sink's
- * last count per key, read positions). Everything else the JVM prints goes to stderr.
+ * checkpoint, restart, tm-terminated, tm-started, refused, error), one {@code checkpoint} line per
+ * checkpoint that completed or failed (its id, end-to-end duration and, for a failure, the
+ * CheckpointFailureReason), and a {@code state} line every {@value #REPORT_MS} ms (job status, all
+ * tasks running, restarts, checkpoint counts, the sink's last count per key, read positions).
+ * Everything else the JVM prints goes to stderr.
  */
 public final class Harness {
     static final long REPORT_MS = 50;
@@ -51,6 +59,8 @@ public final class Harness {
     private static void run(String propsPath) throws Exception {
         Properties props = CheckpointJob.load(propsPath);
         Configuration conf = CheckpointJob.flinkConfiguration(props);
+        // Flink's own restart count (numRestarts), not a figure of the harness's making.
+        conf.setString(RestartCounter.FACTORY_OPTION, RestartCounter.class.getName());
         int tms = Integer.parseInt(props.getProperty("cluster.taskmanagers", "2"));
         int slots = Integer.parseInt(props.getProperty("cluster.slots", "1"));
         MiniCluster cluster = new MiniCluster(new MiniClusterConfiguration.Builder()
@@ -126,23 +136,47 @@ public final class Harness {
         String lastStatus = "";
         long lastCompleted = 0;
         long lastFailed = 0;
-        int lastRestarts = 0;
+        long lastRestarts = 0;
+        Set<Long> reported = new HashSet<>();
         while (commands.isAlive()) {
             AccessExecutionGraph g = cluster.getExecutionGraph(job).get();
             JobStatus status = g.getState();
             boolean allRunning = true;
-            int restarts = 0;
+            int attempts = 0;
             for (AccessExecutionVertex v : g.getAllExecutionVertices()) {
                 allRunning &= v.getExecutionState() == ExecutionState.RUNNING;
-                restarts = Math.max(restarts, v.getCurrentExecutionAttempt().getAttemptNumber());
+                attempts = Math.max(attempts, v.getCurrentExecutionAttempt().getAttemptNumber());
             }
+            // Before the gauge is registered: the highest execution attempt, the same count
+            // while every task restarts together (one pipelined region, as this job's keyBy makes).
+            long restarts = RestartCounter.restarts() >= 0 ? RestartCounter.restarts() : attempts;
             allRunning &= status == JobStatus.RUNNING;
             long completed = 0;
             long failed = 0;
-            if (g.getCheckpointStatsSnapshot() != null) {
-                CheckpointStatsCounts c = g.getCheckpointStatsSnapshot().getCounts();
+            CheckpointStatsSnapshot stats = g.getCheckpointStatsSnapshot();
+            if (stats != null) {
+                CheckpointStatsCounts c = stats.getCounts();
                 completed = c.getNumberOfCompletedCheckpoints();
                 failed = c.getNumberOfFailedCheckpoints();
+                // The history holds the last web.checkpoints.history (10) checkpoints: looked at
+                // every REPORT_MS, each one that ended is reported once. A checkpoint that failed
+                // before it was triggered (pre-flight, e.g. NOT_ALL_REQUIRED_TASKS_RUNNING) is
+                // counted in `failed` but never enters the history (reportFailedCheckpointsWithoutInProgress).
+                for (AbstractCheckpointStats cp : stats.getHistory().getCheckpoints()) {
+                    if (cp.getStatus().isInProgress() || cp.getProperties().isSavepoint() || !reported.add(cp.getCheckpointId())) {
+                        continue;
+                    }
+                    StringBuilder line = new StringBuilder("{\"event\":\"checkpoint\",\"id\":").append(cp.getCheckpointId())
+                            .append(",\"status\":\"").append(cp.getStatus()).append('"')
+                            .append(",\"duration_ms\":").append(cp.getEndToEndDuration());
+                    if (cp instanceof FailedCheckpointStats) {
+                        String message = ((FailedCheckpointStats) cp).getFailureMessage();
+                        String reason = reasonOf(message);
+                        line.append(",\"reason\":").append(reason == null ? "null" : json(reason))
+                                .append(",\"message\":").append(message == null ? "null" : json(message));
+                    }
+                    send(line.append('}').toString());
+                }
             }
             String s = status + (allRunning ? "/all-running" : "");
             if (!s.equals(lastStatus)) {
@@ -164,10 +198,13 @@ public final class Harness {
             StringBuilder st = new StringBuilder("{\"event\":\"state\",\"status\":\"").append(status)
                     .append("\",\"all_running\":").append(allRunning)
                     .append(",\"restarts\":").append(restarts)
+                    .append(",\"attempts\":").append(attempts)
                     .append(",\"checkpoints_completed\":").append(completed)
                     .append(",\"checkpoints_failed\":").append(failed)
                     .append(",\"output_lines\":").append(Observed.outputLines())
                     .append(",\"quiet_ms\":").append(Observed.quietMs())
+                    .append(",\"emitted\":").append(Observed.emitted())
+                    .append(",\"received\":").append(Observed.received())
                     .append(",\"counts\":{");
             String sep = "";
             for (Map.Entry<String, Long> e : Observed.lastCounts().entrySet()) {
@@ -190,6 +227,26 @@ public final class Harness {
         }
         cluster.close();
         send("{\"event\":\"closed\"}");
+    }
+
+    /**
+     * The CheckpointFailureReason of a failed checkpoint's message (null when none matches). The
+     * statistics keep only the exception's message: a CheckpointException's is its reason's
+     * message(), or "PREFIX Failure reason: " + message() when it was given one.
+     */
+    static String reasonOf(String message) {
+        if (message == null) {
+            return null;
+        }
+        String marker = " Failure reason: ";
+        int at = message.lastIndexOf(marker);
+        String tail = at >= 0 ? message.substring(at + marker.length()) : message;
+        for (CheckpointFailureReason r : CheckpointFailureReason.values()) {
+            if (r.message().equals(tail) || r.message().equals(message)) {
+                return r.name();
+            }
+        }
+        return null;
     }
 
     private static String refused(String what, String reason) {

@@ -23,9 +23,11 @@ public class ObservedSink implements Sink<String> {
 
     @Override
     public SinkWriter<String> createWriter(WriterInitContext context) {
+        Observed.sinkStarted();
         return new SinkWriter<String>() {
             @Override
             public void write(String line, Context ctx) {
+                Observed.sinkReceived();
                 if (print) {
                     System.out.println(line);
                 }

@@ -36,11 +36,13 @@ public class TransactionalSink implements Sink<String>, SupportsCommitter<String
 
     @Override
     public SinkWriter<String> createWriter(WriterInitContext context) {
+        Observed.sinkStarted();
         return new CommittingSinkWriter<String, String>() {
             private final List<String> staged = new ArrayList<>();
 
             @Override
             public void write(String line, Context ctx) {
+                Observed.sinkReceived();
                 staged.add(line);
             }
 

@@ -1,0 +1,106 @@
+//! Flink's KafkaSink (flink-connector-kafka `org.apache.flink.connector.kafka.sink`) as a state
+//! machine over [`TransactionalProducer`]: the writer ([`writer`]: KafkaWriter and
+//! ExactlyOnceKafkaWriter), the committer ([`committer`]: KafkaCommitter) and the abort of
+//! lingering transactions at start ([`abort`]: TransactionAbortStrategyImpl.PROBING).
+//!
+//! Delivery guarantees (KafkaSink.java, KafkaWriter.java:181-188):
+//! - `none`: records are sent and never waited for: a failure loses what the producer still had
+//!   queued, and replays what the source re-reads.
+//! - `at-least-once`: the producer is flushed before the barrier is forwarded: nothing the
+//!   checkpoint covers is lost, replayed records are written again.
+//! - `exactly-once`: one transaction per subtask per checkpoint, named
+//!   `<prefix>-<subtask>-<checkpoint>` (TransactionalIdFactory.java:38-45); at the barrier it is
+//!   flushed and handed to the committer as a [`KafkaCommittable`] (the snapshot keeps it), and
+//!   the next one begins; the committer commits it when the checkpoint completes. On restore the
+//!   committer commits the restored committables again (idempotent at the broker) and the writer
+//!   aborts every transaction a previous attempt may have left open after the restored
+//!   checkpoint, by re-initialising their ids (fencing their producers).
+//!
+//! Readers of the output topic see this at `isolation.level = read_committed` (no repeat, no
+//! gap, except the lines of a transaction the broker aborted on its timeout) or
+//! `read_uncommitted` (every attempt's lines, aborted ones included).
+
+pub mod abort;
+pub mod committer;
+pub mod writer;
+#[cfg(test)]
+mod scenarios;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::transactions::{ProducerIdAndEpoch, TxnError};
+
+pub use committer::{CommitOutcome, KafkaCommitter, LossCause};
+pub use writer::{KafkaSinkWriter, WriterSnapshot};
+
+/// `sink.delivery-guarantee` (Flink's DeliveryGuarantee; KafkaSinkBuilder.java:73 defaults to NONE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, strum::Display, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "kebab-case", ascii_case_insensitive)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryGuarantee {
+    #[default]
+    None,
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+/// KafkaSink's default `transaction.timeout.ms`: 1 h (KafkaSinkBuilder.java:65, 86-88), four
+/// times a broker's default `transaction.max.timeout.ms`.
+pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The KafkaSink's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSinkSettings {
+    pub delivery_guarantee: DeliveryGuarantee,
+    /// `sink.transactional-id-prefix`: required with exactly-once.
+    pub transactional_id_prefix: Option<String>,
+}
+
+/// Flink's transactional id: `prefix-subtask-checkpoint` (TransactionalIdFactory.java:38-45).
+pub fn transactional_id(prefix: &str, subtask: u32, checkpoint: u64) -> String {
+    format!("{prefix}-{subtask}-{checkpoint}")
+}
+
+/// A transaction pre-committed at a barrier, waiting for its checkpoint to complete: what the
+/// committer's part of the snapshot keeps (Flink's KafkaCommittable: producer id, epoch,
+/// transactional id; ckptlab adds the checkpoint and the record count, to say what a loss cost).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaCommittable {
+    pub transactional_id: String,
+    pub producer: ProducerIdAndEpoch,
+    /// The checkpoint whose barrier closed the transaction.
+    pub checkpoint: u64,
+    /// Records written in the transaction.
+    pub records: u64,
+}
+
+/// The writer's part of the snapshot (Flink's KafkaWriterState): the prefix, so that a restore
+/// with another prefix also aborts the old prefix's transactions (ExactlyOnceKafkaWriter.java:313-323).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaWriterState {
+    pub transactional_id_prefix: String,
+    pub subtask: u32,
+}
+
+/// What a restored sink subtask starts from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoredSink {
+    /// The restored checkpoint (Flink's `getRestoredCheckpointId`), `None` on a fresh start.
+    pub checkpoint: Option<u64>,
+    /// The writer states of the snapshot handed to this subtask.
+    pub writer_states: Vec<KafkaWriterState>,
+}
+
+/// Why the sink cannot go on: the task fails (and the job fails over).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SinkError {
+    /// KafkaSinkBuilder.java:200-203's check, in its words.
+    #[error("EXACTLY_ONCE delivery guarantee requires a transactionalIdPrefix to be set to provide unique transaction names across multiple KafkaSinks writing to the same Kafka cluster.")]
+    MissingTransactionalIdPrefix,
+    /// The producer refused a call (fenced by another sink with the same prefix, the timeout
+    /// above the broker's maximum at start, a broker that went away ...).
+    #[error("{0}")]
+    Producer(#[from] TxnError),
+}
