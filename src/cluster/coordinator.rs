@@ -585,6 +585,13 @@ impl CheckpointCoordinator {
         std::mem::take(&mut self.retained).into()
     }
 
+    /// The job is submitted again (a resubmit, a backend switch's new submission): Flink builds
+    /// a new ExecutionGraph with a new CheckpointFailureManager, whose count of consecutive
+    /// failed checkpoints starts at 0. Ids, counts and the history go on (one view of the run).
+    pub fn new_job(&mut self) {
+        self.consecutive_failures = 0;
+    }
+
     /// The checkpoints in flight, oldest first.
     pub fn pending(&self) -> impl Iterator<Item = &PendingCheckpoint> {
         self.pending.values()
@@ -747,6 +754,21 @@ mod tests {
         let done = c.complete(id, "job", now).unwrap();
         c.retain(done, 1, now);
         assert_eq!(c.consecutive_failures, 0, "a completed checkpoint resets the count");
+    }
+
+    #[test]
+    fn a_new_job_counts_its_failed_checkpoints_from_zero() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        for _ in 0..2 {
+            let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+            c.fail(id, &CheckpointFailureReason::Expired { timeout: Duration::from_millis(30) }, now).expect("pending");
+        }
+        c.new_job();
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        c.fail(id, &CheckpointFailureReason::Expired { timeout: Duration::from_millis(30) }, now).expect("pending");
+        assert_eq!(c.take_intolerable(1), None, "the new job's first failure, not the old job's third");
+        assert_eq!(c.counts.failed, 3, "the run's counts go on");
     }
 
     #[test]

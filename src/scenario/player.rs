@@ -344,6 +344,10 @@ pub enum SavepointError {
     /// It was triggered and failed (the reason the engine reported).
     #[error("{0}")]
     Failed(String),
+    /// A stop-with-savepoint's savepoint was taken, but a task did not finish: the job failed
+    /// over instead of ending FINISHED (as Flink's stop fails then).
+    #[error("savepoint {0} was taken, but not every task finished: the job failed over instead of ending FINISHED")]
+    NotFinished(String),
 }
 
 /// Takes a savepoint and waits for its outcome (as `flink savepoint` does); a stop-with-savepoint
@@ -370,6 +374,9 @@ async fn savepoint(engine: &Engine, stop: bool, format: crate::state::SavepointF
                 done = Some(path);
             }
             Event::JobFinished { .. } if done.is_some() => return Ok(done.unwrap_or_default()),
+            Event::StopWithSavepointInterrupted { checkpoint, path } if mine == Some(checkpoint) => {
+                return Err(SavepointError::NotFinished(path))
+            }
             _ => {}
         }
     }

@@ -563,6 +563,8 @@ impl App {
             | Event::JobFailing { .. }
             | Event::JobFailed { .. }
             | Event::CheckpointFailed { .. }
+            | Event::SavepointFailed { .. }
+            | Event::StopWithSavepointInterrupted { .. }
             | Event::ConfigRejected { .. }
             | Event::CheckpointTriggerRefused { .. }
             | Event::TopicStatus { message: Some(_) } => LogKind::Bad,

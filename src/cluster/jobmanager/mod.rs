@@ -200,11 +200,8 @@ pub(crate) struct JobManager {
     audit_baseline: Option<Arc<AuditBaseline>>,
     /// Savepoints in flight, and whether the job stops once each completes.
     savepoints: std::collections::HashMap<u64, bool>,
-    /// A stop-with-savepoint completed: the job ends FINISHED at this time, once its tasks had
-    /// a moment to handle notifyCheckpointComplete (a transactional sink commits then).
-    /// A stop-with-savepoint completed: the tasks that confirmed its notification so far
-    /// (the job is FINISHED when all have).
-    stopping: Option<std::collections::HashSet<TaskId>>,
+    /// A stop-with-savepoint completed and the job waits for its tasks to finish.
+    stopping: Option<Stopping>,
     /// A backend change under way: the job stops with a canonical savepoint, then is submitted
     /// again on the new backend from it.
     backend_change: Option<BackendChange>,
@@ -224,7 +221,14 @@ struct BackendChange {
     to: String,
 }
 
-/// How long tasks get to handle the completion of a stop-with-savepoint before they are stopped.
+/// A stop-with-savepoint whose savepoint completed: the tasks that confirmed its notification
+/// so far (the job is FINISHED when all have, StopWithSavepointTerminationHandlerImpl's
+/// SavepointCreated state).
+struct Stopping {
+    savepoint: u64,
+    path: String,
+    finished: std::collections::HashSet<TaskId>,
+}
 
 /// Runs blocking file or network I/O of the JobManager (fsync of `_metadata`, deleting
 /// checkpoints, Kafka offset commits) without holding a runtime worker: on the multi-threaded
@@ -480,8 +484,7 @@ impl JobManager {
             self.fail_checkpoint(id, CheckpointFailureReason::Expired { timeout });
         }
         if self.status == JobStatus::Running && self.next_trigger.is_some_and(|t| t <= now) {
-            self.next_trigger = None;
-            self.trigger();
+            self.periodic_trigger();
         }
     }
 
@@ -619,12 +622,13 @@ impl JobManager {
         self.cfg = cfg;
     }
 
-    /// The stop-with-savepoint of a backend change failed: the job goes on on its backend.
+    /// The stop-with-savepoint of a backend change failed: the job fails over and stays on its
+    /// backend (see [`Self::savepoint_failed`]).
     fn backend_change_failed(&mut self, savepoint: u64, reason: &str) {
         if let Some(c) = self.backend_change.take_if(|c| c.savepoint == savepoint) {
             self.refuse(
                 Refusable::Backend,
-                format!("stop-with-savepoint {savepoint} (canonical) failed: {reason}; the job goes on on {}", c.from),
+                format!("stop-with-savepoint {savepoint} (canonical) failed: {reason}; the job fails over and stays on {}", c.from),
             );
         }
     }
@@ -661,6 +665,7 @@ impl JobManager {
         self.adopt_backend(layers, cfg);
         let owned = self.cfg.recovery.claim == crate::config::ClaimMode::Claim;
         self.coord.restore_external(found.metadata, ExternalSnapshot { dir: found.dir.clone(), owned });
+        self.coord.new_job();
         self.restart = RestartState::default();
         self.failure = None;
         self.restore_failure = None;
@@ -685,6 +690,7 @@ impl JobManager {
         }
         // Nor the snapshot it was restored from: the verdict covers everything again.
         self.audit_baseline = None;
+        self.coord.new_job();
         self.restart = RestartState::default();
         self.failure = None;
         self.restore_failure = None;
@@ -745,10 +751,11 @@ impl JobManager {
             TaskReport::Failed { task, reason, .. } => self.failover(FailureCause::TaskFailed { task, message: reason }),
             TaskReport::Finished { task, .. } => {
                 let tasks = self.deployment.as_ref().map_or(0, |d| d.tasks.len());
-                let Some(finished) = self.stopping.as_mut() else { return };
-                finished.insert(task);
-                if finished.len() == tasks {
+                let Some(stopping) = self.stopping.as_mut() else { return };
+                stopping.finished.insert(task);
+                if stopping.finished.len() == tasks {
                     // Every task handled the savepoint's notification (a sink committed): FINISHED.
+                    self.stopping = None;
                     self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job stopped with a savepoint".into() });
                     self.status = JobStatus::Finished;
                     self.events.publish(Event::JobFinished { reason: "stopped with a savepoint".into() });
