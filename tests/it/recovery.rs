@@ -731,7 +731,9 @@ fn no_checkpoint_is_triggered_beside_a_savepoint_in_its_place_nor_beside_a_stop_
             ("execution.checkpointing.interval", "50ms"),
             ("execution.checkpointing.unaligned.enabled", "true"),
             ("execution.checkpointing.aligned-checkpoint-timeout", "0ms"),
-            ("ckptlab.record-cost.counter[0]", "2ms"),
+            // A queue the aligned savepoint barrier waits behind for longer than an interval.
+            ("ckptlab.buffer-records", "4"),
+            ("ckptlab.record-cost.counter[0]", "5ms"),
         ]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.generate(GeneratorSpec { rate: 491, duration: Some(Duration::from_secs(3)), keys: vec!["g0".into(), "g1".into()], partition: None });
