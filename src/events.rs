@@ -55,9 +55,14 @@ pub enum Event {
     JobFailing {
         reason: String,
     },
+    /// `delay_ms` is the restart strategy's delay; `wait_ms` the time until the restart really
+    /// runs, longer when the cancellation of tasks on an unreachable TM outlasts the delay
+    /// (DefaultScheduler.java:383-393). The status line counts `wait_ms` down.
     JobRestarting {
         attempt: u64,
         delay_ms: u64,
+        #[serde(default)]
+        wait_ms: u64,
         strategy: String,
     },
     TasksWaitingForSlots {
@@ -249,6 +254,9 @@ impl Event {
             Event::JobSubmitted { name, job_id } => format!("job {name} submitted ({job_id})"),
             Event::JobRunning { attempt } => format!("job running (attempt {attempt})"),
             Event::JobFailing { reason } => format!("job failing: {reason}"),
+            Event::JobRestarting { delay_ms, wait_ms, strategy, .. } if wait_ms > delay_ms => {
+                format!("restarting in {wait_ms} ms ({strategy}: {delay_ms} ms delay, then the cancellation of the tasks on an unreachable TM)")
+            }
             Event::JobRestarting { delay_ms, strategy, .. } => format!("restarting in {delay_ms} ms ({strategy})"),
             Event::TasksWaitingForSlots { missing_slots } => {
                 format!("job RUNNING, its tasks SCHEDULED: {missing_slots} slot(s) missing; start a TM")
@@ -314,6 +322,8 @@ impl Event {
             ),
             Event::CheckpointsRetained { retention, paths } if paths.is_empty() => format!("{retention}: no completed checkpoint to keep"),
             Event::CheckpointsRetained { retention, paths } => format!("{retention}: kept {}", paths.join(", ")),
+            // duration 0: an endless generator (the workbench's `g`), stopped by a key or a step.
+            Event::GeneratorStarted { rate, duration_ms: 0 } => format!("generator: {rate} records/s until stopped"),
             Event::GeneratorStarted { rate, duration_ms } => format!("generator: {rate} records/s for {duration_ms} ms"),
             Event::GeneratorFinished { produced } => format!("generator finished ({produced} records)"),
             Event::GeneratorStopped { produced, reason } => format!("generator stopped after {produced} records: {reason}"),
@@ -379,5 +389,24 @@ impl EventBus {
         if subs.is_empty() {
             self.inner.any.store(false, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    /// Issue 25 §7's inconsistent texts: an endless generator said "for 0 ms"; a restart the
+    /// cancellation delays said the strategy's delay while the status line counted the real wait.
+    #[test]
+    fn descriptions_say_what_happens() {
+        assert_eq!(Event::GeneratorStarted { rate: 10, duration_ms: 0 }.describe(), "generator: 10 records/s until stopped");
+        assert_eq!(Event::GeneratorStarted { rate: 10, duration_ms: 500 }.describe(), "generator: 10 records/s for 500 ms");
+        let restart = |wait_ms| Event::JobRestarting { attempt: 2, delay_ms: 1000, wait_ms, strategy: "fixed-delay".into() }.describe();
+        assert_eq!(restart(1000), "restarting in 1000 ms (fixed-delay)");
+        assert_eq!(
+            restart(3900),
+            "restarting in 3900 ms (fixed-delay: 1000 ms delay, then the cancellation of the tasks on an unreachable TM)"
+        );
     }
 }

@@ -36,6 +36,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("at-least-once-one-channel", include_str!("../assets/lessons/at-least-once-one-channel.toml")),
     ("at-least-once-overcounts", include_str!("../assets/lessons/at-least-once-overcounts.toml")),
     ("alignment-and-unaligned", include_str!("../assets/lessons/alignment-and-unaligned.toml")),
+    ("expiring-checkpoints", include_str!("../assets/lessons/expiring-checkpoints.toml")),
     ("state-is-not-output", include_str!("../assets/lessons/state-is-not-output.toml")),
     ("state-backends", include_str!("../assets/lessons/state-backends.toml")),
     ("failure-and-restart", include_str!("../assets/lessons/failure-and-restart.toml")),

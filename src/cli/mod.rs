@@ -104,9 +104,12 @@ impl LayerArgs {
 /// `checkpointInterval = 1000`: Flink itself has no default interval (checkpointing is off until
 /// one is set) and conf/ckptlab.toml keeps 5 s for `run`; at 5 s the README's one-minute
 /// experiment often kills the TM before the first checkpoint, and exactly-once then loses records.
-/// A `./conf/ckptlab.toml` of the user's, `--config`, a scenario or `--set` still decides.
+/// A `./conf/ckptlab.toml` that sets another interval than the shipped one, `--config`, a
+/// scenario or `--set` still decides; the checkout's own copy of the shipped file (README's
+/// `cargo run --release` runs in the checkout) does not, so the default is one wherever it runs.
 fn workbench_default(layers: &mut ConfigLayers) -> Result<(), ConfigError> {
-    if std::path::Path::new("conf/ckptlab.toml").is_file() {
+    const KEY: &str = "execution.checkpointing.interval";
+    if layers.raw(KEY) != ConfigLayers::builtin().raw(KEY) {
         return Ok(());
     }
     let interval = ckptlab::duration::format_duration(ckptlab::tui::app::WORKBENCH_INTERVAL);

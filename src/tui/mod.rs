@@ -28,5 +28,6 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("assets/scenarios/at-least-once-overcounts.toml", include_str!("../../assets/scenarios/at-least-once-overcounts.toml")),
     ("assets/scenarios/exactly-once-slow-channel.toml", include_str!("../../assets/scenarios/exactly-once-slow-channel.toml")),
     ("assets/scenarios/unaligned-under-backpressure.toml", include_str!("../../assets/scenarios/unaligned-under-backpressure.toml")),
+    ("assets/scenarios/checkpoint-expired.toml", include_str!("../../assets/scenarios/checkpoint-expired.toml")),
     ("assets/scenarios/rocksdb-incremental.toml", include_str!("../../assets/scenarios/rocksdb-incremental.toml")),
 ];

@@ -58,14 +58,37 @@ pub fn render(app: &App, frame: &mut Frame) {
     // The graph takes the lines it needs (two per TM at most, one per channel), the state the rest.
     let graph_lines = panes::graph::lines_wanted(app) as u16 + 2;
     let graph_height = graph_lines.min(left.height.saturating_mul(3) / 5).max(6);
-    let [graph, state] = Layout::vertical([Constraint::Length(graph_height), Constraint::Min(0)]).areas(left);
-    panes::graph::render(app, frame, graph);
-    panes::state::render(app, frame, state);
+    let short_lesson = band.is_some() && !tall;
+    // A short screen under a lesson's band has no room for two panes a column: the pane the step
+    // points at gets its whole column, so "select an overcounted key" has key rows to select
+    // and "see the graph" every channel (issue 25 §7). Two marked panes in a column keep the split.
+    let marked = |pane| short_lesson && panes::lesson::highlights(app, pane);
+    match (marked(Pane::Graph), marked(Pane::State)) {
+        (true, false) => panes::graph::render(app, frame, left),
+        (false, true) => panes::state::render(app, frame, left),
+        _ => {
+            let [graph, state] = Layout::vertical([Constraint::Length(graph_height), Constraint::Min(0)]).areas(left);
+            panes::graph::render(app, frame, graph);
+            panes::state::render(app, frame, state);
+        }
+    }
     if let (Some(band), false) = (band, tall) {
-        // Too short for three panes on the right: the events give way (the lesson says what happens).
-        let [checkpoints, output] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
-        panes::checkpoints::render(app, frame, checkpoints);
-        panes::output::render(app, frame, output);
+        // Too short for three panes on the right: the events give way (the lesson says what
+        // happens) unless the step points at them; then they take the output's place.
+        let events = marked(Pane::Events);
+        let lower = |frame: &mut Frame, area: Rect| match events {
+            true => panes::events::render(app, frame, area),
+            false => panes::output::render(app, frame, area),
+        };
+        match (marked(Pane::Checkpoints), marked(Pane::Output) || marked(Pane::Events)) {
+            (true, false) => panes::checkpoints::render(app, frame, right),
+            (false, true) => lower(frame, right),
+            _ => {
+                let [checkpoints, output] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
+                panes::checkpoints::render(app, frame, checkpoints);
+                lower(frame, output);
+            }
+        }
         panes::lesson::render(app, frame, band);
     } else if app.scenario.is_some() {
         // A scenario playing takes the events' place (its narration is the better log then).

@@ -544,3 +544,32 @@ fn sigterm_ends_the_workbench_with_143_while_its_terminal_takes_no_output() {
 fn sigterm_ends_compare_with_143_while_its_terminal_takes_no_output() {
     sigterm_exits_143_with_a_stopped_terminal(&["compare", "--modes", "EXACTLY_ONCE,AT_LEAST_ONCE", "--set", "ckptlab.hop-delay=5ms"]);
 }
+
+/// Issue 25 §7: README's `cargo run --release` runs in the checkout, whose `conf/ckptlab.toml`
+/// is the shipped file (interval 5 s for `ckptlab run`); the workbench still checkpoints every
+/// 1 s there, as from any other directory. A file that sets another interval decides.
+/// Broken engine caught: the workbench default skipped whenever `./conf/ckptlab.toml` exists.
+#[test]
+fn the_checkouts_own_conf_keeps_the_workbench_default_and_an_edited_one_decides() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("conf")).expect("conf dir");
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/ckptlab.toml")).expect("shipped conf");
+    assert!(shipped.lines().any(|l| l.starts_with("interval = \"5s\"")), "the shipped conf keeps 5 s for run");
+    let conf = dir.path().join("conf/ckptlab.toml");
+    let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
+    let tmux = Tmux::start("checkout-conf", 120, 30);
+    let cmd = format!("cd {} && {}; echo EXIT:$?", dir.path().display(), bin.display());
+    for (text, shown) in [(shipped.clone(), "every 1s"), (shipped.replacen("interval = \"5s\"", "interval = \"2s\"", 1), "every 2s")] {
+        std::fs::write(&conf, text).expect("write conf");
+        tmux.keys(&[&cmd, "Enter"]);
+        let s = tmux.wait_for("the workbench running", 30, |s| s.contains("● RUNNING"));
+        let status = s.lines().find(|l| l.contains("● RUNNING")).unwrap_or_default();
+        assert!(status.contains(shown), "expected `{shown}` in the status line: {status}");
+        tmux.keys(&["q"]);
+        tmux.assert_back_at_the_shell("q");
+        tmux.keys(&["clear", "Enter"]);
+    }
+}

@@ -158,6 +158,18 @@ fn a_restart_waits_for_the_cancellation_of_a_hung_tms_tasks() {
         assert!(failing + DELAY_MS < lost_at, "the failover comes first: {failing} vs {lost_at}");
         let waiting = time_of(&seen, |e| matches!(e, Event::TasksWaitingForSlots { .. })).expect("waiting");
         assert_eq!(waiting, lost_at, "max(failure + delay, cancellation) = the cancellation, at the loss");
+        // The event announces that moment, as the status line's countdown does (issue 25 §7: the
+        // event said the strategy's delay while the status counted down the cancellation).
+        // Catches: `wait_ms` = the strategy's delay.
+        let (at, delay_ms, wait_ms, text) = seen
+            .iter()
+            .find_map(|e| match &e.event {
+                Event::JobRestarting { delay_ms, wait_ms, .. } => Some((e.t_ms, *delay_ms, *wait_ms, e.event.describe())),
+                _ => None,
+            })
+            .expect("a restart is scheduled");
+        assert_eq!((delay_ms, at + wait_ms), (DELAY_MS, lost_at), "{text}");
+        assert!(text.contains(&format!("restarting in {wait_ms} ms")) && text.contains("cancellation"), "{text}");
         assert!(
             !seen.iter().any(|e| matches!(&e.event, Event::JobFailing { reason } if reason.contains("deploying"))),
             "no restart deployed to the hung TM"

@@ -47,6 +47,11 @@ fn lesson_alignment_and_unaligned_auto() {
 }
 
 #[test]
+fn lesson_expiring_checkpoints_auto() {
+    auto("expiring-checkpoints");
+}
+
+#[test]
 fn lesson_state_is_not_output_auto() {
     auto("state-is-not-output");
 }

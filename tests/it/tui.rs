@@ -1050,6 +1050,32 @@ fn screen_lesson_waiting_for_the_learner_80x24() {
     insta::assert_snapshot!(s);
 }
 
+/// Issue 25 §7: at 80x24 a lesson's band left the state pane without key rows and the
+/// checkpoints pane without rows while the step pointed at them. The marked pane takes its
+/// column. Catches: the fixed split (no `a` row in the state pane, no checkpoint row).
+#[test]
+fn at_80x24_the_pane_a_lesson_step_points_at_gets_its_column() {
+    use ckptlab::lesson::Pane;
+    let at = |lesson: &str, only: Pane| {
+        let mut a = lesson_app(lesson);
+        let steps = &ckptlab::lesson::Lesson::find(lesson).expect("shipped lesson").steps;
+        let i = steps.iter().position(|s| s.highlight == [only]).unwrap_or_else(|| panic!("{lesson} has a step marking {only:?} alone"));
+        enter(&mut a, i, ckptlab::tui::app::LessonPhase::AwaitingUser);
+        screen(&a, 80, 24)
+    };
+    let s = at("checkpoints-disabled", Pane::State);
+    let row = |s: &str, first: &str| s.lines().any(|l| l.split('│').nth(1).is_some_and(|c| c.trim_start().starts_with(first)));
+    assert!(row(&s, "a ") && row(&s, "b ") && row(&s, "TOTAL"), "key rows in the state pane:\n{s}");
+    assert!(!s.contains("Job graph"), "the graph gives the state its column:\n{s}");
+    assert!(s.contains("Checkpoints") && s.contains("Output"), "the other column keeps its split:\n{s}");
+    insta::assert_snapshot!(s);
+    let s = at("exactly-once", Pane::Checkpoints);
+    assert!(!s.contains("┌ Output"), "the output gives the checkpoints its column:\n{s}");
+    assert!(s.contains("Job graph") && s.contains("State"), "{s}");
+    let header = s.lines().position(|l| l.contains("id  status")).expect("the checkpoints header");
+    assert!(s.lines().nth(header + 1).is_some_and(|l| l.contains("COMPLETED") || l.contains("FAILED") || l.contains("ms")), "a checkpoint row:\n{s}");
+}
+
 #[test]
 fn screen_lesson_waiting_for_the_learner_160x48() {
     let mut a = lesson_app("checkpoints-disabled");

@@ -135,10 +135,12 @@ impl JobManager {
                 // DefaultScheduler.restartTasksWithDelay (DefaultScheduler.java:359-395): the
                 // cancellation starts at once (:383) and the restart runs `delay` after the
                 // failure, once the cancellation is complete (:387-393).
-                self.restart_at = Some((now + delay).max(cancelled_at));
+                let restart_at = (now + delay).max(cancelled_at);
+                self.restart_at = Some(restart_at);
                 self.events.publish(Event::JobRestarting {
                     attempt: self.attempt + 1,
                     delay_ms: delay.as_millis() as u64,
+                    wait_ms: (restart_at - now).as_millis() as u64,
                     strategy: strategy_name(kind).into(),
                 });
             }
