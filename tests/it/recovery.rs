@@ -771,17 +771,20 @@ fn an_expired_stop_with_savepoint_fails_the_job_over_to_its_latest_checkpoint() 
             ("execution.checkpointing.interval", "200ms"),
             ("execution.checkpointing.timeout", "1s"),
             ("ckptlab.buffer-records", "4"),
-            ("ckptlab.record-cost.counter[0]", "20ms"),
-            ("ckptlab.record-cost.counter[1]", "20ms"),
+            ("ckptlab.record-cost.counter[0]", "200ms"),
+            ("ckptlab.record-cost.counter[1]", "200ms"),
         ]);
         common::until(&engine, AwaitCondition::Running, 10).await;
         for i in 0..10 {
             engine.produce(&format!("k{i}"), None).unwrap();
         }
+        common::until(&engine, AwaitCondition::CaughtUp, 60).await;
+        while rx.try_recv().is_ok() {}
         wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
         // A queue in front of the counters that the savepoint's aligned barrier waits behind
-        // for longer than the timeout.
-        for i in 0..600 {
+        // for longer than the timeout (the network buffers hold a dozen records a counter, at
+        // 200 ms each).
+        for i in 0..200 {
             engine.produce(&format!("k{}", i % 10), None).unwrap();
         }
         common::sleep_ms(100).await;
