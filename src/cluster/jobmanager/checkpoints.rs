@@ -273,7 +273,9 @@ impl JobManager {
         self.storage.completed(id);
         // Kafka: the checkpointed offsets go to the consumer group, for monitoring (as Flink).
         off_worker(|| self.topic.commit(&plan.commit_offsets));
-        self.auditor.checkpoint_completed(id);
+        // An older savepoint still pending is not subsumed: its snapshot parts stay.
+        let savepoints: Vec<u64> = self.savepoints.keys().copied().collect();
+        self.auditor.checkpoint_completed_beside(id, &savepoints);
         for old in &plan.drop {
             self.drop_checkpoint(old);
         }
