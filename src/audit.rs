@@ -1093,6 +1093,15 @@ impl Auditor {
 
     /// A checkpoint completed: its parts become a restorable shadow.
     pub fn checkpoint_completed(&self, checkpoint: u64) {
+        self.checkpoint_completed_beside(checkpoint, &[]);
+    }
+
+    /// A checkpoint completed while the savepoints `pending` (older ids among them) are still in
+    /// flight: their parts stay. A checkpoint subsumes older checkpoints, never a savepoint
+    /// (CheckpointCoordinator.dropSubsumedCheckpoints, PendingCheckpoint.canBeSubsumed), and an
+    /// older savepoint whose last acknowledgement comes later (its asynchronous part took longer,
+    /// a manual checkpoint beside a stop-with-savepoint) still completes and may be restored.
+    pub fn checkpoint_completed_beside(&self, checkpoint: u64, pending: &[u64]) {
         if !self.enabled {
             return;
         }
@@ -1102,8 +1111,14 @@ impl Auditor {
             let shadows: Vec<Shadow> = parts.into_iter().map(|s| s.unwrap_or_else(|| Shadow::new(partitions))).collect();
             g.completed.insert(checkpoint, shadows);
         }
-        // Parts of older checkpoints can no longer complete.
-        g.parts = g.parts.split_off(&checkpoint);
+        // Parts of older checkpoints can no longer complete; those of older savepoints can.
+        let mut newer = g.parts.split_off(&checkpoint);
+        for id in pending {
+            if let Some(parts) = g.parts.remove(id) {
+                newer.insert(*id, parts);
+            }
+        }
+        g.parts = newer;
     }
 
     /// A checkpoint failed or is no longer retained.

@@ -100,6 +100,13 @@ pub enum Event {
         checkpoint: u64,
         reason: String,
     },
+    /// A stop-with-savepoint's savepoint completed, but the attempt ended before every task
+    /// finished: Flink fails the job over instead of ending it FINISHED
+    /// (StopWithSavepointTerminationHandlerImpl.java:169-181); the savepoint stays.
+    StopWithSavepointInterrupted {
+        checkpoint: u64,
+        path: String,
+    },
     /// The job ended and `externalized-checkpoint-retention` kept these checkpoints.
     CheckpointsRetained {
         retention: String,
@@ -329,6 +336,9 @@ impl Event {
                 format!("savepoint {checkpoint} completed: {path} ({})", crate::duration::format_size(*bytes))
             }
             Event::SavepointFailed { checkpoint, reason } => format!("savepoint {checkpoint} failed: {reason}"),
+            Event::StopWithSavepointInterrupted { checkpoint, path } => format!(
+                "stop-with-savepoint {checkpoint}: savepoint {path} was taken, but not every task finished: the job fails over instead of ending FINISHED"
+            ),
             Event::CheckpointsRetained { retention, paths } if paths.is_empty() => format!("{retention}: no completed checkpoint to keep"),
             Event::CheckpointsRetained { retention, paths } => format!("{retention}: kept {}", paths.join(", ")),
             // duration 0: an endless generator (the workbench's `g`), stopped by a key or a step.

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::duration::format_size;
 use crate::keygroup::{key_group_range, MAX_PARALLELISM};
 use crate::state::storage::{find_snapshot, read_state, CheckpointMetadata, JobShape, RestoreError, METADATA};
+use crate::config::BackendKind;
 use crate::state::StateHandle;
+use strum::IntoEnumIterator;
 
 /// Entries shown per subtask unless `--entries` says otherwise.
 pub const DEFAULT_ENTRIES: usize = 10;
@@ -35,6 +37,15 @@ pub struct Inspection {
     pub dir: String,
     /// `checkpoint` or `savepoint`.
     pub kind: String,
+    /// `canonical` (any backend restores it) or `native` (only the backend that wrote it).
+    pub format: String,
+    /// `state.backend.type` of the job that took it (`None`: not recorded).
+    pub backend: Option<String>,
+    /// The backends that can restore it (Flink: a canonical savepoint into any, a checkpoint or
+    /// native savepoint only into its own).
+    pub restorable_into: Vec<String>,
+    /// `_metadata`'s `format_version` (2: Flink's key groups).
+    pub format_version: u32,
     pub id: u64,
     /// When it completed, UTC (`None`: written by a ckptlab that did not record it).
     pub completed_at: Option<String>,
@@ -68,8 +79,14 @@ pub struct SubtaskState {
     pub subtask: usize,
     /// Key groups `first..end` (end exclusive).
     pub key_groups: [u16; 2],
-    /// `heap` (one file) or `rocksdb` (its SST and manifest files).
+    /// `heap` (one file), `rocksdb` (its SST and manifest files) or `canonical` (one file of key
+    /// groups, any backend's).
     pub format: String,
+    /// A canonical file's own format version and the backend that wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical_version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<String>,
     pub keys: u64,
     pub total_count: u64,
     /// Bytes of its state (all its files, shared ones included).
@@ -118,7 +135,12 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
             StateHandle::RocksDb { key_groups, files, .. } => {
                 ("rocksdb", key_groups.clone(), files.len(), files.iter().filter(|f| f.shared).map(|f| (f.path.clone(), f.size)).collect())
             }
-            _ => ("heap", key_group_range(i, parallelism), 1, Vec::new()),
+            StateHandle::Canonical { key_groups, .. } => ("canonical", key_groups.clone(), 1, Vec::new()),
+            StateHandle::Memory { .. } | StateHandle::File { .. } => ("heap", key_group_range(i, parallelism), 1, Vec::new()),
+        };
+        let header = match handle {
+            StateHandle::Canonical { path, .. } => crate::state::canonical::read_header(path).ok(),
+            _ => None,
         };
         let mut entries: Vec<(String, u64)> = entries.into_iter().map(|(_, k, v)| (k, v)).collect();
         entries.sort_unstable();
@@ -138,6 +160,8 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
             subtask: i,
             key_groups: [key_groups.start, key_groups.end],
             format: format.into(),
+            canonical_version: header.as_ref().map(|h| h.version),
+            written_by: header.map(|h| h.written_by),
             keys: entries.len() as u64,
             total_count: count,
             state_bytes: handle.size(),
@@ -151,9 +175,18 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
         sizes.channel_state_records += c.records.len();
         sizes.channel_state_bytes += serde_json::to_vec(&c.records).map_or(0, |b| b.len() as u64);
     }
+    let backend = m.job.as_ref().map(|j| <&str>::from(j.backend)).or_else(|| m.keyed.iter().find_map(|h| h.native_backend()).map(<&str>::from));
+    let restorable_into = BackendKind::iter()
+        .filter(|b| m.keyed.iter().all(|h| h.check_restorable_by(*b).is_ok()))
+        .map(|b| <&str>::from(b).to_string())
+        .collect();
     Ok(Inspection {
         dir: found.dir.display().to_string(),
         kind: m.kind.label().into(),
+        format: m.format().name().into(),
+        backend: backend.map(str::to_string),
+        restorable_into,
+        format_version: m.job.as_ref().map_or(1, |j| j.format_version),
         id: m.checkpoint,
         completed_at: utc(m.completed_at_ms),
         job_id: m.job_id.clone(),
@@ -177,6 +210,15 @@ pub fn render(i: &Inspection) -> String {
     out.push_str(&format!("{} {} of job {} ({})\n", i.kind, i.id, job.map_or("(name not recorded)", |j| j.name.as_str()), i.job_id));
     out.push_str(&format!("  path          {}\n", i.dir));
     out.push_str(&format!("  completed     {}\n", i.completed_at.as_deref().unwrap_or("(time not recorded)")));
+    let canonical = i.subtasks.iter().find_map(|t| t.canonical_version.map(|v| (v, t.written_by.clone().unwrap_or_default())));
+    out.push_str(&format!(
+        "  format        {}{}, written by {}; restorable into {}; _metadata format version {}\n",
+        i.format,
+        canonical.as_ref().map_or(String::new(), |(v, _)| format!(" (key groups of key/value pairs, canonical format version {v})")),
+        i.backend.as_deref().or(canonical.as_ref().map(|(_, b)| b.as_str())).unwrap_or("(not recorded)"),
+        if i.restorable_into.is_empty() { "nothing".to_string() } else { i.restorable_into.join(" or ") },
+        i.format_version
+    ));
     out.push_str(&format!(
         "  job           {}, parallelism {}, max parallelism {}{}\n",
         i.mode,

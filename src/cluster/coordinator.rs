@@ -397,7 +397,7 @@ impl CheckpointCoordinator {
         let mut completion = self.complete(id, job_id, now)?;
         if let Err(e) = finalize(&mut completion.metadata) {
             let reason = CheckpointFailureReason::FinalizeFailure { message: e.to_string() };
-            self.record_failure(completion.stats, &reason);
+            self.record_failure(completion.stats, &reason, completion.metadata.kind);
             return Some(CompletionPlan::FinalizeFailed { handles: completion.metadata.keyed, reason });
         }
         if completion.metadata.kind == SnapshotKind::Savepoint {
@@ -454,6 +454,7 @@ impl CheckpointCoordinator {
             job_id: job_id.to_string(),
             checkpoint: id,
             kind: p.kind,
+            format: None,
             completed_at_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             job: None,
             mode: p.mode,
@@ -531,13 +532,20 @@ impl CheckpointCoordinator {
             unaligned: p.acks.values().any(|(_, s)| s.unaligned),
             subtasks: p.subtasks(),
         };
-        Some((self.record_failure(stats, reason), handles))
+        Some((self.record_failure(stats, reason, p.kind), handles))
     }
 
-    /// Records a checkpoint that failed (also one that failed while being finalized).
-    pub fn record_failure(&mut self, mut stats: CheckpointStats, reason: &CheckpointFailureReason) -> CheckpointStats {
+    /// Records a checkpoint that failed (also one that failed while being finalized). A savepoint
+    /// that fails on the JobManager's side (expired, its `_metadata` not written) is counted as
+    /// failed but not toward the tolerable failures: Flink 2.3's
+    /// CheckpointFailureManager.handleJobLevelCheckpointException checks the counter only
+    /// `if (!checkpointProperties.isSavepoint())` (CheckpointFailureManager.java:168-171); a
+    /// task's decline of one goes through handleTaskLevelCheckpointException (:187-196), which
+    /// counts it unless it is a stop-with-savepoint.
+    pub fn record_failure(&mut self, mut stats: CheckpointStats, reason: &CheckpointFailureReason, kind: SnapshotKind) -> CheckpointStats {
         self.counts.failed += 1;
-        if reason.counts_toward_tolerable() {
+        let task_level = matches!(reason, CheckpointFailureReason::Declined { .. } | CheckpointFailureReason::AsyncException { .. });
+        if (kind == SnapshotKind::Checkpoint || task_level) && reason.counts_toward_tolerable() {
             self.consecutive_failures += 1;
         }
         stats.status = CheckpointStatus::Failed;
@@ -577,6 +585,13 @@ impl CheckpointCoordinator {
     /// Gives up every retained checkpoint (the job ends, or is submitted again as a new job).
     pub fn take_retained(&mut self) -> Vec<CompletedCheckpoint> {
         std::mem::take(&mut self.retained).into()
+    }
+
+    /// The job is submitted again (a resubmit, a backend switch's new submission): Flink builds
+    /// a new ExecutionGraph with a new CheckpointFailureManager, whose count of consecutive
+    /// failed checkpoints starts at 0. Ids, counts and the history go on (one view of the run).
+    pub fn new_job(&mut self) {
+        self.consecutive_failures = 0;
     }
 
     /// The checkpoints in flight, oldest first.
@@ -741,6 +756,34 @@ mod tests {
         let done = c.complete(id, "job", now).unwrap();
         c.retain(done, 1, now);
         assert_eq!(c.consecutive_failures, 0, "a completed checkpoint resets the count");
+    }
+
+    #[test]
+    fn a_new_job_counts_its_failed_checkpoints_from_zero() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        for _ in 0..2 {
+            let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+            c.fail(id, &CheckpointFailureReason::Expired { timeout: Duration::from_millis(30) }, now).expect("pending");
+        }
+        c.new_job();
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        c.fail(id, &CheckpointFailureReason::Expired { timeout: Duration::from_millis(30) }, now).expect("pending");
+        assert_eq!(c.take_intolerable(1), None, "the new job's first failure, not the old job's third");
+        assert_eq!(c.counts.failed, 3, "the run's counts go on");
+    }
+
+    #[test]
+    fn an_expired_savepoint_never_counts_toward_the_tolerable_limit() {
+        let mut c = CheckpointCoordinator::new();
+        let now = Instant::now();
+        let id = c.begin_savepoint(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        c.fail(id, &CheckpointFailureReason::Expired { timeout: Duration::from_millis(30) }, now).expect("pending");
+        assert_eq!((c.counts.failed, c.consecutive_failures), (1, 0), "job-level savepoint failure: not against the counter");
+        assert_eq!(c.take_intolerable(0), None, "tolerable 0 still tolerates a failed savepoint");
+        let id = c.begin(CheckpointMode::ExactlyOnce, now, 0, TASKS.to_vec());
+        c.fail(id, &CheckpointFailureReason::Expired { timeout: Duration::from_millis(30) }, now).expect("pending");
+        assert_eq!(c.take_intolerable(1), None, "the checkpoint after it is the first counted failure");
     }
 
     #[test]

@@ -124,6 +124,10 @@ pub enum FailureCause {
     SlotRequestTimeout { timeout: Duration, missing: usize },
     /// More consecutive counted checkpoint failures than tolerated.
     TolerableCheckpointFailuresExceeded { failed: u64, tolerable: u64, last: CheckpointFailureReason },
+    /// A task declined a stop-with-savepoint: Flink fails the job over at once rather than let it
+    /// run on with stopped sources (CheckpointFailureManager.java:187-189, a synchronous
+    /// savepoint's task-level failure, -> DefaultExecutionGraph.java:497 failGlobal).
+    StopWithSavepointDeclined { savepoint: u64, reason: CheckpointFailureReason },
 }
 
 /// How an RPC to a task manager that does not answer fails.
@@ -142,7 +146,10 @@ impl FailureCause {
             Self::TaskFailed { .. } | Self::RestoreFailed { .. } | Self::ConnectionLost { .. } | Self::TaskManagerLost { .. } => {
                 CheckpointFailureReason::TaskFailure { cause: self.to_string() }
             }
-            Self::DeploymentFailed { .. } | Self::SlotRequestTimeout { .. } | Self::TolerableCheckpointFailuresExceeded { .. } => {
+            Self::DeploymentFailed { .. }
+            | Self::SlotRequestTimeout { .. }
+            | Self::TolerableCheckpointFailuresExceeded { .. }
+            | Self::StopWithSavepointDeclined { .. } => {
                 CheckpointFailureReason::JobFailover { cause: self.to_string() }
             }
         }
@@ -181,6 +188,11 @@ impl std::fmt::Display for FailureCause {
                 f,
                 "exceeded the checkpoint tolerable failure threshold ({failed} failed, execution.checkpointing.tolerable-failed-checkpoints = {tolerable}): {} ({last})",
                 last.flink_name()
+            ),
+            Self::StopWithSavepointDeclined { savepoint, reason } => write!(
+                f,
+                "stop-with-savepoint {savepoint} declined by a task: {reason} ({}); a declined stop-with-savepoint fails the job over",
+                reason.flink_name()
             ),
         }
     }

@@ -25,6 +25,8 @@ const READ_BATCH: usize = 256;
 /// How soon a source that is behind the topic's end, but got nothing, asks its reader again
 /// (a Kafka consumer's fetch may still be on its way).
 const BEHIND_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+/// Flink's message of a task whose stop-with-savepoint was aborted (StreamTask.java:1576).
+const STOP_WITH_SAVEPOINT_FAILED: &str = "Stop-with-savepoint failed.";
 
 pub struct SourceTask {
     pub ctx: TaskContext,
@@ -40,7 +42,7 @@ pub struct SourceTask {
     pub key_by: KeyBy,
     /// Output channel state of the restored checkpoint: sent again before anything new is read.
     pub replay: Vec<PersistedRecord>,
-    /// Stopped for this stop-with-savepoint: nothing is read or emitted unless it is aborted.
+    /// Stopped for this stop-with-savepoint: nothing is read or emitted again (an abort fails it).
     pub stopped_for: Option<u64>,
     /// A checkpoint whose aligned barriers may time out while still queued at this source: its
     /// ack waits for them (see [`TimeoutableBarrier`]).
@@ -256,8 +258,14 @@ impl SourceTask {
                 self.stopped_for = Some(barrier.checkpoint);
                 self.checkpoint(barrier);
             }
-            // The stop-with-savepoint failed: the job goes on, and so does this source.
-            TaskControl::NotifyCheckpointAborted(id) if self.stopped_for == Some(id) => self.stopped_for = None,
+            // The stop-with-savepoint failed: this source stopped for good, so it fails, as a
+            // Flink task that took a synchronous savepoint does on its abort (StreamTask.java
+            // :1575-1576); the failover restores the latest checkpoint.
+            TaskControl::NotifyCheckpointAborted(id) if self.stopped_for == Some(id) => self.ctx.report(TaskReport::Failed {
+                attempt: self.ctx.attempt,
+                task: self.ctx.task,
+                reason: STOP_WITH_SAVEPOINT_FAILED.into(),
+            }),
             // A source's state is its offsets: nothing to commit or undo.
             TaskControl::NotifyCheckpointComplete(_) | TaskControl::NotifyCheckpointAborted(_) => {}
             TaskControl::Finish => self.ctx.report(TaskReport::Finished { attempt: self.ctx.attempt, task: self.ctx.task }),

@@ -272,8 +272,8 @@ pub fn refusal(scenario: &Scenario, cfg: &Config, local_cluster: bool) -> Option
                 "set {}: Flink cannot change its configuration while the job runs (it applies when the job is submitted)",
                 pairs.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
             )),
-            Action::Savepoint { stop: false } => Some("savepoint: savepoints are not built into the Flink bridge".to_string()),
-            Action::Savepoint { stop: true } => Some("stop-with-savepoint: savepoints are not built into the Flink bridge".to_string()),
+            Action::Savepoint { stop: false, .. } => Some("savepoint: savepoints are not built into the Flink bridge".to_string()),
+            Action::Savepoint { stop: true, .. } => Some("stop-with-savepoint: savepoints are not built into the Flink bridge".to_string()),
             Action::Resubmit => Some("resubmit: the Flink bridge submits the job once".to_string()),
             // The MiniCluster runs every TaskManager in the bridge's one JVM, and its
             // terminateTaskManager closes one: there is no way to freeze one alone with its

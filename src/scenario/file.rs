@@ -82,7 +82,12 @@ impl Scenario {
         for spanned in &raw.steps {
             let line = line_of(text, spanned.span().start);
             let err = |e: StepError| ScenarioError { file: file.to_string(), line, message: e.to_string() };
-            let mut step = parse_step(spanned.get_ref(), line).map_err(err)?;
+            // A bad `format` is told at its own line.
+            let format_err = |e: StepError| match e {
+                StepError::SavepointFormat { .. } => ScenarioError { file: file.to_string(), line: key_line(text, line, "format"), message: e.to_string() },
+                other => err(other),
+            };
+            let mut step = parse_step(spanned.get_ref(), line).map_err(format_err)?;
             step.partition_line = partition_line(text, line);
             if let Action::Expect { side: Some(side), .. } = &mut step.action {
                 *side = compared_side(side, compare.as_deref()).map_err(err)?;
@@ -213,6 +218,16 @@ fn partition_line(text: &str, step_line: usize) -> usize {
             let l = l.trim_start();
             l.starts_with("partition") || (l.starts_with("generate") && l.contains("partition"))
         })
+        .map_or(step_line, |(i, _)| i + 1)
+}
+
+/// The line of a step's own `key`, else the step's.
+fn key_line(text: &str, step_line: usize, key: &str) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(step_line)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')))
         .map_or(step_line, |(i, _)| i + 1)
 }
 

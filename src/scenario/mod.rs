@@ -146,6 +146,28 @@ mod tests {
         assert!(e.line >= 2 && e.message.contains("two or three"), "{e}");
     }
 
+    // Catches a savepoint `format` that is ignored, defaulted on a typo, or refused without its
+    // file, line, key and the allowed values.
+    #[test]
+    fn a_savepoint_step_takes_a_format_and_names_a_bad_one() {
+        let ok = "name = \"x\"\n[[steps]]\nsavepoint = true\n[[steps]]\nstop-with-savepoint = true\nformat = \"native\"\n";
+        let s = Scenario::parse(ok, "sp.toml").unwrap();
+        let formats: Vec<_> = s.steps.iter().map(|st| st.action.clone()).collect();
+        assert_eq!(
+            formats,
+            [
+                Action::Savepoint { stop: false, format: crate::state::SavepointFormat::Canonical },
+                Action::Savepoint { stop: true, format: crate::state::SavepointFormat::Native }
+            ]
+        );
+        let bad = "name = \"x\"\n[[steps]]\nsavepoint = true\nnote = \"n\"\nformat = \"natve\"\n";
+        let e = Scenario::parse(bad, "sp.toml").unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("sp.toml", 5), "{e}");
+        assert!(e.message.contains("`format = \"natve\"`") && e.message.ends_with("allowed: \"canonical\", \"native\""), "{e}");
+        let e = Scenario::parse("name = \"x\"\n[[steps]]\ncheckpoint = true\nformat = \"native\"\n", "c.toml").unwrap_err();
+        assert!(e.message.contains("unknown key `format`"), "format belongs to savepoint steps only: {e}");
+    }
+
     #[test]
     fn toml_syntax_error_names_line() {
         let e = Scenario::parse("name = \"x\"\n[[steps]]\nproduce = [\"a\"\n", "s.toml").unwrap_err();

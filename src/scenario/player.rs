@@ -179,9 +179,10 @@ impl Player {
                 narrate(format!("{at} switch the state backend to {b}"));
                 engine.command(Command::SwitchBackend(b.clone()));
             }
-            Action::Savepoint { stop } => {
-                narrate(format!("{at} {}", if *stop { "stop with a savepoint" } else { "take a savepoint" }));
-                match savepoint(engine, *stop).await {
+            Action::Savepoint { stop, format } => {
+                let what = if *stop { "stop with a savepoint" } else { "take a savepoint" };
+                narrate(format!("{at} {what} ({})", format.name()));
+                match savepoint(engine, *stop, *format).await {
                     Ok(path) => {
                         narrate(format!("{at} savepoint completed: {path}"));
                         savepoints.push(path);
@@ -345,13 +346,17 @@ pub enum SavepointError {
     /// It was triggered and failed (the reason the engine reported).
     #[error("{0}")]
     Failed(String),
+    /// A stop-with-savepoint's savepoint was taken, but a task did not finish: the job failed
+    /// over instead of ending FINISHED (as Flink's stop fails then).
+    #[error("savepoint {0} was taken, but not every task finished: the job failed over instead of ending FINISHED")]
+    NotFinished(String),
 }
 
 /// Takes a savepoint and waits for its outcome (as `flink savepoint` does); a stop-with-savepoint
 /// also waits for the job to be FINISHED. Returns the savepoint's directory.
-async fn savepoint(engine: &Engine, stop: bool) -> Result<String, SavepointError> {
+async fn savepoint(engine: &Engine, stop: bool, format: crate::state::SavepointFormat) -> Result<String, SavepointError> {
     let mut events = engine.events().subscribe();
-    engine.command(Command::TriggerSavepoint { stop });
+    engine.command(Command::TriggerSavepoint { stop, format });
     let deadline = Instant::now() + DEFAULT_AWAIT_TIMEOUT;
     let mut mine = None;
     let mut done = None;
@@ -371,6 +376,9 @@ async fn savepoint(engine: &Engine, stop: bool) -> Result<String, SavepointError
                 done = Some(path);
             }
             Event::JobFinished { .. } if done.is_some() => return Ok(done.unwrap_or_default()),
+            Event::StopWithSavepointInterrupted { checkpoint, path } if mine == Some(checkpoint) => {
+                return Err(SavepointError::NotFinished(path))
+            }
             _ => {}
         }
     }

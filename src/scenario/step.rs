@@ -1,6 +1,7 @@
 //! The step vocabulary: what each `[[steps]]` table may say, parsed into an [`Action`].
 
 use super::*;
+use crate::state::SavepointFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, IntoStaticStr, VariantNames)]
 #[serde(rename_all = "kebab-case")]
@@ -50,12 +51,15 @@ pub enum Action {
     /// Stop the generators this run started (a lesson generates until the learner has done the
     /// kill, however long that takes, then stops them so the job can catch up).
     StopGenerators,
-    /// Switch the state backend by the seed's name (memory, fs, rocksdb), as `b` does: the job
-    /// restarts from its latest checkpoint, read into the new backend.
+    /// Switch the state backend by the seed's name (memory, fs, rocksdb), as `b` does: a
+    /// stop-with-savepoint in canonical format, then the job submitted again on the new backend
+    /// from it.
     SwitchBackend(String),
-    /// Take a savepoint and wait for it (`stop`: stop-with-savepoint, the job ends FINISHED).
+    /// Take a savepoint and wait for it (`stop`: stop-with-savepoint, the job ends FINISHED), in
+    /// `format` (`format = "canonical" | "native"`, Flink's `--type`; canonical by default).
     Savepoint {
         stop: bool,
+        format: SavepointFormat,
     },
 }
 
@@ -111,6 +115,9 @@ pub enum StepError {
     GenerateRate,
     #[error("`partition` must be a partition number, from 0 to {}", MAX_PARTITIONS - 1)]
     Partition,
+    /// `format` beside `savepoint` / `stop-with-savepoint` names no savepoint format.
+    #[error("`format = {value}` is not a savepoint format; allowed: {}", SavepointFormat::VARIANTS.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", "))]
+    SavepointFormat { value: String },
 }
 
 impl StepError {
@@ -169,13 +176,12 @@ impl StepKind {
         match self {
             StepKind::Produce => &["partition"],
             StepKind::Await => &["timeout"],
+            StepKind::Savepoint | StepKind::StopWithSavepoint => &["format"],
             StepKind::Generate
             | StepKind::Kill
             | StepKind::Hang
             | StepKind::Start
             | StepKind::Checkpoint
-            | StepKind::Savepoint
-            | StepKind::StopWithSavepoint
             | StepKind::Set
             | StepKind::Wait
             | StepKind::Expect
@@ -250,11 +256,11 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, StepError> {
             _ => return Err(StepError::Malformed("write `checkpoint = true` to trigger a checkpoint now")),
         },
         StepKind::Savepoint => match v {
-            toml::Value::Boolean(true) => Action::Savepoint { stop: false },
+            toml::Value::Boolean(true) => Action::Savepoint { stop: false, format: savepoint_format(t.get("format"))? },
             _ => return Err(StepError::Malformed("write `savepoint = true` to take a savepoint now (into execution.checkpointing.savepoint-dir)")),
         },
         StepKind::StopWithSavepoint => match v {
-            toml::Value::Boolean(true) => Action::Savepoint { stop: true },
+            toml::Value::Boolean(true) => Action::Savepoint { stop: true, format: savepoint_format(t.get("format"))? },
             _ => return Err(StepError::Malformed("write `stop-with-savepoint = true` to take a savepoint and stop the job")),
         },
         StepKind::StopGenerators => match v {
@@ -364,6 +370,15 @@ fn parse_generate(v: &toml::Value) -> Result<GeneratorSpec, StepError> {
     };
     let partition = partition_value(t.get("partition"))?;
     Ok(GeneratorSpec { rate, duration, keys, partition })
+}
+
+/// A savepoint step's `format` (canonical when it has none, as Flink's default).
+fn savepoint_format(v: Option<&toml::Value>) -> Result<SavepointFormat, StepError> {
+    match v {
+        None => Ok(SavepointFormat::default()),
+        Some(toml::Value::String(s)) => s.parse().map_err(|_| StepError::SavepointFormat { value: format!("\"{s}\"") }),
+        Some(other) => Err(StepError::SavepointFormat { value: other.to_string() }),
+    }
 }
 
 fn partition_value(v: Option<&toml::Value>) -> Result<Option<u32>, StepError> {

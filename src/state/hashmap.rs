@@ -1,8 +1,12 @@
 //! The heap backend (`hashmap`): state in a hash map, snapshots serialized per key group.
 //!
-//! Snapshot format: a header line `ckptlab-heap 1`, a line with the FNV-64 checksum of the body,
-//! then the body as JSON (`{"<key group>": [["key", count], ...]}`), so a damaged file is detected
-//! on restore instead of silently restoring wrong counts.
+//! Native format (checkpoints, native savepoints): a header line `ckptlab-heap 1`, a line with
+//! the FNV-64 checksum of the body, then the body as JSON (`{"<key group>": [["key", count],
+//! ...]}`), so a damaged file is detected on restore instead of silently restoring wrong counts.
+//! A canonical savepoint is written in [`super::canonical`]'s format instead. A restore reads
+//! those two only: a RocksDB snapshot is refused with Flink's reason (HeapRestoreOperation.java
+//! :118-120 accepts nothing but its own KeyGroupsStateHandle, HeapKeyedStateBackendBuilder.java
+//! :148-149 sends a savepoint handle to HeapSavepointRestoreOperation).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{KeyedStateBackend, PendingSnapshot, Snapshot, SnapshotCancellation, SnapshotTarget, StateError, StateHandle};
-use crate::config::StorageKind;
+use crate::config::{BackendKind, StorageKind};
 use crate::keygroup::key_group;
 
 const HEADER: &str = "ckptlab-heap 1";
@@ -60,7 +64,13 @@ impl KeyedStateBackend for HashMapBackend {
         let target = target.clone();
         let write = move |cancel: &SnapshotCancellation| {
             let async_start = Instant::now();
-            let bytes = encode(&values);
+            let canonical = target.canonical();
+            let bytes = if canonical {
+                let entries = values.iter().map(|(k, v)| (key_group(k), &**k, *v)).collect();
+                super::canonical::encode(self_name(), target.key_groups.clone(), entries)
+            } else {
+                encode(&values)
+            };
             drop(values);
             let size = bytes.len() as u64;
             let (handle, written) = match (target.storage, &target.dir) {
@@ -70,7 +80,12 @@ impl KeyedStateBackend for HashMapBackend {
                         return Err(StateError::Cancelled);
                     }
                     write_file(&path, &bytes)?;
-                    (StateHandle::File { path: path.clone(), size }, vec![path])
+                    let handle = if canonical {
+                        StateHandle::Canonical { path: path.clone(), size, key_groups: target.key_groups.clone() }
+                    } else {
+                        StateHandle::File { path: path.clone(), size }
+                    };
+                    (handle, vec![path])
                 }
                 _ => {
                     if size > target.max_memory_size {
@@ -100,7 +115,13 @@ impl KeyedStateBackend for HashMapBackend {
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
         self.values.clear();
         for handle in handles {
-            let entries = super::read_handle(handle)?;
+            handle.check_restorable_by(BackendKind::HashMap)?;
+        }
+        for handle in handles {
+            let entries = match handle {
+                StateHandle::Canonical { path, size, .. } => super::canonical::read(path, *size)?.1,
+                native => read_entries(native)?,
+            };
             for (kg, k, v) in entries {
                 if key_groups.contains(&kg) {
                     self.values.insert(Arc::from(k.as_str()), v);
@@ -115,8 +136,8 @@ impl KeyedStateBackend for HashMapBackend {
     }
 }
 
-/// Every (key group, key, count) of a heap snapshot (also read by the RocksDB backend when the
-/// backend was switched). A file is checked (regular, its recorded size) before it is opened,
+/// Every (key group, key, count) of a heap snapshot in its native format (`ckptlab inspect`, and
+/// this backend's restore). A file is checked (regular, its recorded size) before it is opened,
 /// and its checksum before its body is parsed.
 pub fn read_entries(handle: &StateHandle) -> Result<Vec<(u16, String, u64)>, StateError> {
     let (bytes, path) = match handle {
@@ -126,11 +147,11 @@ pub fn read_entries(handle: &StateHandle) -> Result<Vec<(u16, String, u64)>, Sta
             let bytes = std::fs::read(path).map_err(|e| StateError::Read { path: path.display().to_string(), message: e.to_string() })?;
             (bytes, path.display().to_string())
         }
-        StateHandle::RocksDb { dir, .. } => {
-            return Err(StateError::Unsupported(format!("{} is a RocksDB snapshot, not a heap one", dir.display())))
+        other => {
+            return Err(StateError::UnexpectedHandle { expected: vec![super::HEAP_HANDLE], found: other.kind_name() });
         }
     };
-    let groups = decode(&bytes).map_err(|message| StateError::Corrupt { path, message })?;
+    let groups = decode(&bytes).map_err(|e| StateError::Corrupt { path, message: e.to_string() })?;
     Ok(groups.into_iter().flat_map(|(kg, entries)| entries.into_iter().map(move |(k, v)| (kg, k, v))).collect())
 }
 
@@ -148,22 +169,39 @@ fn encode(values: &FxHashMap<Arc<str>, u64>) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> Result<BTreeMap<u16, Vec<(String, u64)>>, String> {
+/// Why bytes are not a heap snapshot in its native format (told as the file's corruption).
+#[derive(Debug, thiserror::Error)]
+pub enum HeapFormatError {
+    #[error("not a ckptlab heap snapshot (bad header)")]
+    Header,
+    #[error("bad checksum line")]
+    ChecksumLine,
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("bad body: {0}")]
+    Body(#[from] serde_json::Error),
+}
+
+fn decode(bytes: &[u8]) -> Result<BTreeMap<u16, Vec<(String, u64)>>, HeapFormatError> {
     let header_len = HEADER.len() + 1;
     // Every byte outside the body is checked too: a flipped line break is damage as well.
     if bytes.len() < header_len + 17 || &bytes[..HEADER.len()] != HEADER.as_bytes() || bytes[HEADER.len()] != b'\n' {
-        return Err("not a ckptlab heap snapshot (bad header)".into());
+        return Err(HeapFormatError::Header);
     }
     if bytes[header_len + 16] != b'\n' {
-        return Err("bad checksum line".into());
+        return Err(HeapFormatError::ChecksumLine);
     }
-    let sum_text = std::str::from_utf8(&bytes[header_len..header_len + 16]).map_err(|_| "bad checksum line".to_string())?;
-    let sum = u64::from_str_radix(sum_text, 16).map_err(|_| "bad checksum line".to_string())?;
+    let sum_text = std::str::from_utf8(&bytes[header_len..header_len + 16]).map_err(|_| HeapFormatError::ChecksumLine)?;
+    let sum = u64::from_str_radix(sum_text, 16).map_err(|_| HeapFormatError::ChecksumLine)?;
     let body = &bytes[header_len + 17..];
     if fnv64(body) != sum {
-        return Err("checksum mismatch".into());
+        return Err(HeapFormatError::Checksum);
     }
-    serde_json::from_slice(body).map_err(|e| format!("bad body: {e}"))
+    Ok(serde_json::from_slice(body)?)
+}
+
+fn self_name() -> &'static str {
+    BackendKind::HashMap.into()
 }
 
 fn fnv64(bytes: &[u8]) -> u64 {
@@ -194,7 +232,7 @@ mod tests {
             max_memory_size: max,
             key_groups: 0..128,
             last_completed: None,
-            canonical: false,
+            savepoint: None,
         }
     }
 
@@ -215,6 +253,29 @@ mod tests {
             }
         }
         assert_eq!(total, 6);
+    }
+
+    // Catches a heap canonical savepoint written in the heap's own JSON (or a heap restore that
+    // cannot read the shared format): the file is the key-groups format, read back exactly.
+    #[test]
+    fn a_canonical_savepoint_round_trips_through_the_shared_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = HashMapBackend::default();
+        for i in 0..300u64 {
+            b.put(&Arc::from(format!("k{i}").as_str()), i + 1).unwrap();
+        }
+        let mut t = target(StorageKind::Filesystem, Some(dir.path().to_path_buf()), 0);
+        t.savepoint = Some(crate::state::SavepointFormat::Canonical);
+        let snap = b.snapshot(&t).and_then(PendingSnapshot::complete).unwrap();
+        let StateHandle::Canonical { path, .. } = &snap.handle else { panic!("a canonical handle") };
+        assert!(std::fs::read(path).unwrap().starts_with(b"ckptlab-keygroups\n"));
+        let mut r = HashMapBackend::default();
+        r.restore(&[snap.handle.clone()], 0..128).unwrap();
+        let mut got = r.entries().unwrap();
+        got.sort();
+        let mut want = b.entries().unwrap();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! (`execution.checkpointing.storage`: jobmanager | filesystem, a [`storage::CheckpointStorage`]).
 //! The runtime only talks to the trait, so another backend plugs in without touching it.
 
+pub mod canonical;
 pub mod hashmap;
 pub mod rocks;
 pub mod shared;
@@ -43,6 +44,38 @@ pub enum StateError {
     /// `shared/` (or through a symlink): refused before anything is opened.
     #[error("{metadata}: {field} = {target} is refused before anything is opened: {why}")]
     Refused { metadata: String, field: String, target: String, why: String },
+    /// A handle in another backend's native format (a checkpoint or a native savepoint of the
+    /// other backend). Flink's words, StateUtil.unexpectedStateHandleException
+    /// (StateUtil.java:152-154), thrown by HeapRestoreOperation.java:118-120 and
+    /// RocksDBIncrementalRestoreOperation.java:346-356.
+    #[error(
+        "Unexpected state handle type, expected one of: {}, but found: {found}. This can mostly happen when a different \
+         StateBackend from the one that was used for taking a checkpoint/savepoint is used when restoring.",
+        .expected.join(", ")
+    )]
+    UnexpectedHandle { expected: Vec<&'static str>, found: &'static str },
+}
+
+/// Flink's `SavepointFormatType` (`flink savepoint --type canonical|native`,
+/// SavepointFormatType.java:29-43): CANONICAL, the default, is one format for every backend and
+/// lets a job change backends; NATIVE is the backend's own (RocksDB: its SST files), restorable
+/// only into the backend that wrote it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::VariantNames,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum SavepointFormat {
+    #[default]
+    Canonical,
+    Native,
+}
+
+impl SavepointFormat {
+    /// `canonical` / `native`, as a scenario step writes it.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// A reference to one subtask's snapshot of keyed state.
@@ -59,12 +92,55 @@ pub enum StateHandle {
     File { path: PathBuf, size: u64 },
     /// A RocksDB snapshot: its files, exclusive to this checkpoint (`dir`) or shared.
     RocksDb { dir: PathBuf, key_groups: Range<u16>, files: Vec<rocks::RocksFile>, size: u64 },
+    /// A canonical savepoint's file ([`canonical`]): key groups of (key, count), written and read
+    /// by either backend (Flink's KeyGroupsSavepointStateHandle).
+    Canonical { path: PathBuf, size: u64, key_groups: Range<u16> },
 }
+
+/// Flink's class names of the handle kinds, for [`StateError::UnexpectedHandle`].
+pub(crate) const HEAP_HANDLE: &str = "heap key groups (KeyGroupsStateHandle)";
+pub(crate) const ROCKSDB_HANDLE: &str = "RocksDB files (IncrementalRemoteKeyedStateHandle)";
+pub(crate) const CANONICAL_HANDLE: &str = "canonical savepoint (KeyGroupsSavepointStateHandle)";
 
 impl StateHandle {
     pub fn size(&self) -> u64 {
         match self {
-            StateHandle::Memory { size, .. } | StateHandle::File { size, .. } | StateHandle::RocksDb { size, .. } => *size,
+            StateHandle::Memory { size, .. }
+            | StateHandle::File { size, .. }
+            | StateHandle::RocksDb { size, .. }
+            | StateHandle::Canonical { size, .. } => *size,
+        }
+    }
+
+    /// The backend whose native format this is; `None`: canonical, any backend reads it.
+    pub fn native_backend(&self) -> Option<BackendKind> {
+        match self {
+            StateHandle::Memory { .. } | StateHandle::File { .. } => Some(BackendKind::HashMap),
+            StateHandle::RocksDb { .. } => Some(BackendKind::RocksDb),
+            StateHandle::Canonical { .. } => None,
+        }
+    }
+
+    /// Flink's name for the handle's kind.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            StateHandle::Memory { .. } | StateHandle::File { .. } => HEAP_HANDLE,
+            StateHandle::RocksDb { .. } => ROCKSDB_HANDLE,
+            StateHandle::Canonical { .. } => CANONICAL_HANDLE,
+        }
+    }
+
+    /// Whether `backend` can restore this handle: its own native format, or the canonical one.
+    pub fn check_restorable_by(&self, backend: BackendKind) -> Result<(), StateError> {
+        match self.native_backend() {
+            Some(b) if b != backend => {
+                let own = match backend {
+                    BackendKind::HashMap => HEAP_HANDLE,
+                    BackendKind::RocksDb => ROCKSDB_HANDLE,
+                };
+                Err(StateError::UnexpectedHandle { expected: vec![own, CANONICAL_HANDLE], found: self.kind_name() })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -126,10 +202,14 @@ impl Fnv64 {
 /// Every (key group, key, count) of one subtask's snapshot, after checking each file it names
 /// (regular file, recorded size, checksum): what `ckptlab inspect` shows and what a restore
 /// checks before the job starts. One function for both, so they agree on what is damaged.
+///
+/// This is the State Processor API's view (it reads every format); a backend's restore reads
+/// only its own native format and the canonical one.
 pub fn read_handle(handle: &StateHandle) -> Result<Vec<(u16, String, u64)>, StateError> {
     match handle {
         StateHandle::RocksDb { dir, files, .. } => rocks::read_snapshot(dir, files),
-        heap => hashmap::read_entries(heap),
+        StateHandle::Canonical { path, size, .. } => canonical::read(path, *size).map(|(_, entries)| entries),
+        StateHandle::Memory { .. } | StateHandle::File { .. } => hashmap::read_entries(handle),
     }
 }
 
@@ -147,9 +227,16 @@ pub struct SnapshotTarget {
     pub key_groups: Range<u16>,
     /// The newest checkpoint known to be complete (incremental snapshots reuse only its files).
     pub last_completed: Option<u64>,
-    /// A savepoint: Flink's canonical format, self-contained (no file of it in `shared/`, no
-    /// reference to an earlier checkpoint's files).
-    pub canonical: bool,
+    /// A savepoint and its format: self-contained (no file of it in `shared/`, no reference to
+    /// an earlier checkpoint's files), canonical or the backend's native one. `None`: a checkpoint.
+    pub savepoint: Option<SavepointFormat>,
+}
+
+impl SnapshotTarget {
+    /// A canonical savepoint: the backend writes [`canonical`]'s format.
+    pub fn canonical(&self) -> bool {
+        self.savepoint == Some(SavepointFormat::Canonical)
+    }
 }
 
 /// A finished snapshot: the handle to acknowledge and what it cost.

@@ -12,11 +12,17 @@
 //!   an SST file that the last *completed* checkpoint already uploaded is referenced, not copied
 //!   again. The JobManager's [`super::shared::SharedStateRegistry`] counts references and deletes
 //!   a shared file when no retained checkpoint needs it any more.
+//! - Savepoints: a native one is a full, self-contained copy of the files (Flink's
+//!   RocksNativeFullSnapshotStrategy); a canonical one is written in [`super::canonical`]'s
+//!   backend-independent format, scanned from the RocksDB checkpoint the synchronous part took
+//!   (Flink's RocksDBFullSnapshotResources + FullSnapshotAsyncWriter).
 //! - Restore checks each file (regular, recorded size, the FNV-64 recorded at upload) while it
 //!   copies it back into a fresh local directory (the local disk of a killed task manager is
 //!   gone), opens them and reads every entry once, so that a damaged file fails the restore
 //!   naming it rather than a later read (the restart strategy retries the same checkpoint). A
-//!   heap snapshot, or a RocksDB one of other key groups, is read entry by entry.
+//!   RocksDB snapshot of other key groups (rescaling) is read entry by entry, and so is a
+//!   canonical savepoint; a heap snapshot is refused with Flink's reason (a different backend's
+//!   checkpoint or native savepoint: StateUtil.java:152-154).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -184,6 +190,41 @@ impl RocksDbBackend {
             self.confirmed = uploads.remove(&id).unwrap_or_default();
             *uploads = uploads.split_off(&(id + 1));
         }
+    }
+
+    /// The asynchronous part of a canonical savepoint: every entry of the RocksDB checkpoint in
+    /// `local` (taken by the synchronous part, immutable), opened read-only, scanned in key order
+    /// and written as one canonical file `exclusive`.
+    fn canonical_savepoint(&self, local: PathBuf, exclusive: PathBuf, target: &SnapshotTarget, sync_duration: std::time::Duration) -> PendingSnapshot {
+        let (instance_dir, key_groups) = (self.dir.clone(), target.key_groups.clone());
+        let written_under = exclusive.parent().map(Path::to_path_buf);
+        let write = move |cancel: &SnapshotCancellation| {
+            let async_start = Instant::now();
+            let result = (|| {
+                let db = DB::open_for_read_only(&options(), &local, false).map_err(|e| rocks_err("open", &local, e))?;
+                let entries = scan(&db, &local)?;
+                drop(db);
+                if cancel.is_cancelled() {
+                    return Err(StateError::Cancelled);
+                }
+                let name: &'static str = crate::config::BackendKind::RocksDb.into();
+                let bytes = super::canonical::encode(name, key_groups.clone(), entries.iter().map(|(g, k, v)| (*g, k.as_str(), *v)).collect());
+                write_new(&exclusive, &bytes)?;
+                Ok(bytes.len() as u64)
+            })();
+            let _ = crate::workdir::remove_tree_under(&instance_dir, &local);
+            let size = result?;
+            Ok(Snapshot {
+                handle: StateHandle::Canonical { path: exclusive.clone(), size, key_groups },
+                checkpointed_size: size,
+                full_size: size,
+                sync_duration,
+                async_duration: async_start.elapsed(),
+                written: vec![exclusive],
+                written_under,
+            })
+        };
+        PendingSnapshot { sync_duration, write: Box::new(write) }
     }
 
     /// Rebuilds the local DB from a snapshot of exactly our key groups: its files, checked
@@ -354,6 +395,14 @@ fn upload_into(
     Ok(())
 }
 
+/// Writes a new, synced `0600` file (never over an existing one).
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    use std::io::Write;
+    let mut f = crate::workdir::create_private_file(path).map_err(|e| io_write(path, e))?;
+    f.write_all(bytes).map_err(|e| io_write(path, e))?;
+    f.sync_data().map_err(|e| io_write(path, e))
+}
+
 /// An upload's copy: (bytes, FNV-64).
 fn copy_synced(src: &Path, dst: &Path) -> Result<(u64, u64), StateError> {
     copy_hashed(src, dst).map_err(|e| match e {
@@ -445,8 +494,11 @@ impl KeyedStateBackend for RocksDbBackend {
         let exclusive = chk_dir.join(&target.file_stem);
         let shared = chk_dir.parent().map(|job| job.join("shared")).unwrap_or_else(|| chk_dir.join("shared"));
         let job_dir = shared.parent().map(Path::to_path_buf);
-        // A savepoint is canonical: every file copied into its own directory, none shared.
-        let incremental = self.incremental && !target.canonical;
+        // A savepoint is self-contained: every file copied into its own directory, none shared.
+        let incremental = self.incremental && target.savepoint.is_none();
+        if target.canonical() {
+            return Ok(self.canonical_savepoint(local, exclusive, target, sync_duration));
+        }
         let confirmed = if incremental { self.confirmed.clone() } else { HashMap::new() };
         let (instance_dir, uploads) = (self.dir.clone(), self.uploads.clone());
         let (checkpoint, key_groups) = (target.checkpoint, target.key_groups.clone());
@@ -474,6 +526,9 @@ impl KeyedStateBackend for RocksDbBackend {
     }
 
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
+        for handle in handles {
+            handle.check_restorable_by(crate::config::BackendKind::RocksDb)?;
+        }
         self.db = None;
         let _ = crate::workdir::remove_tree_under(&self.dir, &self.db_path());
         self.confirmed.clear();
@@ -492,10 +547,14 @@ impl KeyedStateBackend for RocksDbBackend {
             })?;
             return Ok(());
         }
-        // Anything else (heap snapshots, other key groups): entry by entry.
+        // Other key groups (rescaling), or a canonical savepoint: entry by entry.
         let mut entries = Vec::new();
         for h in handles {
-            entries.extend(super::read_handle(h)?);
+            entries.extend(match h {
+                StateHandle::RocksDb { dir, files, .. } => read_snapshot(dir, files)?,
+                StateHandle::Canonical { path, size, .. } => super::canonical::read(path, *size)?.1,
+                other => return Err(StateError::UnexpectedHandle { expected: vec![super::ROCKSDB_HANDLE, super::CANONICAL_HANDLE], found: other.kind_name() }),
+            });
         }
         for (kg, key, value) in entries {
             if key_groups.contains(&kg) {
@@ -540,7 +599,7 @@ mod tests {
             max_memory_size: 0,
             key_groups,
             last_completed,
-            canonical: false,
+            savepoint: None,
         }
     }
 
@@ -591,7 +650,7 @@ mod tests {
     }
 
     #[test]
-    fn other_key_groups_and_heap_snapshots_restore_entry_by_entry() {
+    fn other_key_groups_restore_entry_by_entry() {
         let tmp = tempfile::tempdir().unwrap();
         let mut whole = RocksDbBackend::new(tmp.path().join("a"), false);
         fill(&mut whole, 0..200);
@@ -603,12 +662,46 @@ mod tests {
             total += half.entries().unwrap().len();
         }
         assert_eq!(total, 200, "each key lands in exactly one half");
+    }
+
+    // Catches a RocksDB restore that reads the heap's native files (the old backend switch):
+    // Flink refuses another backend's checkpoint with StateUtil's message.
+    #[test]
+    fn a_heap_checkpoint_is_refused_with_flinks_reason() {
+        let tmp = tempfile::tempdir().unwrap();
         let mut heap = super::super::hashmap::HashMapBackend::default();
         heap.put(&Arc::from("x"), 41).unwrap();
         let heap_snap = heap.snapshot(&target(&tmp.path().join("job2"), 1, 0..128, None)).and_then(PendingSnapshot::complete).unwrap();
-        let mut r = RocksDbBackend::new(tmp.path().join("r"), false);
-        r.restore(&[heap_snap.handle], 0..128).unwrap();
-        assert_eq!(r.get("x").unwrap(), 41);
+        let e = RocksDbBackend::new(tmp.path().join("r"), false).restore(&[heap_snap.handle], 0..128).unwrap_err();
+        assert!(matches!(e, StateError::UnexpectedHandle { .. }), "{e}");
+        assert!(e.to_string().starts_with("Unexpected state handle type, expected one of: RocksDB files"), "{e}");
+    }
+
+    // Catches a canonical savepoint that is RocksDB's files under another name (the old
+    // "canonical" copy of SSTs): it must be one key-groups file, which the heap reads, and whose
+    // counts come back exact when rescaled into two RocksDB halves.
+    #[test]
+    fn a_canonical_savepoint_is_one_key_groups_file_both_backends_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = RocksDbBackend::new(tmp.path().join("a"), true);
+        fill(&mut b, 0..500);
+        fill(&mut b, 0..7);
+        let mut t = target(&tmp.path().join("sp"), 1, 0..128, None);
+        t.savepoint = Some(crate::state::SavepointFormat::Canonical);
+        let snap = b.snapshot(&t).and_then(PendingSnapshot::complete).unwrap();
+        let StateHandle::Canonical { path, .. } = &snap.handle else { panic!("a canonical handle, got {:?}", snap.handle) };
+        let (header, entries) = super::super::canonical::read(path, snap.handle.size()).unwrap();
+        assert_eq!((header.written_by.as_str(), entries.len()), ("rocksdb", 500));
+        let mut heap = super::super::hashmap::HashMapBackend::default();
+        heap.restore(std::slice::from_ref(&snap.handle), 0..128).unwrap();
+        assert_eq!((heap.entries().unwrap().len(), heap.get("key-3").unwrap(), heap.get("key-99").unwrap()), (500, 2, 1));
+        let mut total = 0;
+        for s in 0..2 {
+            let mut half = RocksDbBackend::new(tmp.path().join(format!("h{s}")), false);
+            half.restore(std::slice::from_ref(&snap.handle), key_group_range(s, 2)).unwrap();
+            total += half.entries().unwrap().iter().map(|(_, v)| v).sum::<u64>();
+        }
+        assert_eq!(total, 507);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! ```
 //! A checkpoint directory without `_metadata` is not a checkpoint.
 //!
-//! Savepoints (Flink's canonical format: self-contained, no reference to a shared file) go to
+//! Savepoints (self-contained, no reference to a shared file; canonical or native format) go to
 //! `<execution.checkpointing.savepoint-dir>/savepoint-<job6>-<random12>/`, each subtask's state in
 //! a file or directory beside `_metadata`, as Flink lays them out; ckptlab never deletes one.
 //! What a job was (name, parallelism, key-by, topic) is in `_metadata` too, so that a restore
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::{SnapshotTarget, StateError, StateHandle};
+use super::{SavepointFormat, SnapshotTarget, StateError, StateHandle};
 use crate::config::StorageKind;
 use crate::types::{CheckpointMode, Origin, PersistedRecord, TaskId};
 
@@ -105,6 +105,22 @@ impl SnapshotKind {
     }
 }
 
+impl CheckpointMetadata {
+    /// The snapshot's format: a savepoint's as recorded, else native (a checkpoint is always in
+    /// its backend's own format; so is a savepoint of a ckptlab before canonical savepoints).
+    pub fn format(&self) -> SavepointFormat {
+        self.format.unwrap_or(SavepointFormat::Native)
+    }
+
+    /// "checkpoint", "canonical savepoint", "native savepoint".
+    pub fn what(&self) -> String {
+        match self.kind {
+            SnapshotKind::Checkpoint => "checkpoint".into(),
+            SnapshotKind::Savepoint => format!("{} savepoint", self.format().name()),
+        }
+    }
+}
+
 /// The snapshot format this ckptlab writes and reads. 2: keys are in Flink's key groups
 /// (`murmurHash(String.hashCode()) % max parallelism`, src/keygroup.rs); 1 (no
 /// `format_version` in `_metadata`): ckptlab's earlier FNV-based key groups, which put keys on
@@ -129,7 +145,8 @@ pub struct JobShape {
     pub key_by: crate::config::KeyBy,
     pub topic: String,
     pub partitions: u32,
-    /// `state.backend.type` that wrote it (a restore may use the other one).
+    /// `state.backend.type` that wrote it (a restore into the other one needs a canonical
+    /// savepoint).
     pub backend: crate::config::BackendKind,
 }
 
@@ -156,6 +173,10 @@ pub struct CheckpointMetadata {
     /// Checkpoint or savepoint (older metadata: a checkpoint).
     #[serde(default)]
     pub kind: SnapshotKind,
+    /// A savepoint's format (`None`: a checkpoint, or a savepoint of a ckptlab before canonical
+    /// savepoints, whose files are its backend's own: native).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<SavepointFormat>,
     /// Wall-clock time it completed, milliseconds since the Unix epoch (0: unknown).
     #[serde(default)]
     pub completed_at_ms: u64,
@@ -207,8 +228,9 @@ pub struct CheckpointStorage {
     last_completed: Arc<AtomicU64>,
     /// `execution.checkpointing.savepoint-dir`.
     pub savepoint_dir: PathBuf,
-    /// Savepoints in progress: checkpoint id -> their directory (read by the tasks' snapshots).
-    savepoints: Arc<Mutex<HashMap<u64, PathBuf>>>,
+    /// Savepoints in progress: checkpoint id -> their directory and format (read by the tasks'
+    /// snapshots).
+    savepoints: Arc<Mutex<HashMap<u64, (PathBuf, SavepointFormat)>>>,
 }
 
 impl CheckpointStorage {
@@ -241,8 +263,8 @@ impl CheckpointStorage {
     }
 
     /// Creates a savepoint's directory, `<savepoint-dir>/savepoint-<job6>-<random12>` as Flink
-    /// names them, and makes checkpoint `checkpoint`'s snapshots go there in canonical form.
-    pub fn begin_savepoint(&self, checkpoint: u64, job_id: &str) -> Result<PathBuf, StateError> {
+    /// names them, and makes checkpoint `checkpoint`'s snapshots go there in `format`.
+    pub fn begin_savepoint(&self, checkpoint: u64, job_id: &str, format: SavepointFormat) -> Result<PathBuf, StateError> {
         let err = |p: &Path, e: std::io::Error| StateError::Write {
             path: format!("execution.checkpointing.savepoint-dir = {}", p.display()),
             message: e.to_string(),
@@ -254,18 +276,23 @@ impl CheckpointStorage {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| err(&dir, e))?;
         }
-        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).insert(checkpoint, dir.clone());
+        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).insert(checkpoint, (dir.clone(), format));
         Ok(dir)
     }
 
     /// The directory of savepoint `checkpoint`, while it is in progress.
     pub fn savepoint_location(&self, checkpoint: u64) -> Option<PathBuf> {
-        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).get(&checkpoint).cloned()
+        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).get(&checkpoint).map(|(d, _)| d.clone())
+    }
+
+    /// The format of savepoint `checkpoint`, while it is in progress.
+    pub fn savepoint_format(&self, checkpoint: u64) -> Option<SavepointFormat> {
+        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).get(&checkpoint).map(|(_, f)| *f)
     }
 
     /// The savepoint completed (its files stay, forever) or failed (`discard`: its directory goes).
     pub fn end_savepoint(&self, checkpoint: u64, discard: bool) {
-        let dir = self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).remove(&checkpoint);
+        let dir = self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).remove(&checkpoint).map(|(d, _)| d);
         if let (true, Some(dir)) = (discard, dir) {
             let _ = crate::workdir::remove_file_under(&self.savepoint_dir, &dir.join(METADATA));
             let _ = crate::workdir::remove_tree_under(&self.savepoint_dir, &dir);
@@ -299,8 +326,8 @@ impl CheckpointStorage {
     }
 
     pub fn target(&self, checkpoint: u64, file_stem: &str, key_groups: Range<u16>) -> SnapshotTarget {
-        if let Some(dir) = self.savepoint_location(checkpoint) {
-            // Canonical: every file in the savepoint's own directory, whatever the storage.
+        if let Some((dir, format)) = self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).get(&checkpoint).cloned() {
+            // Self-contained: every file in the savepoint's own directory, whatever the storage.
             return SnapshotTarget {
                 checkpoint,
                 storage: StorageKind::Filesystem,
@@ -309,12 +336,12 @@ impl CheckpointStorage {
                 max_memory_size: self.max_memory_size,
                 key_groups,
                 last_completed: None,
-                canonical: true,
+                savepoint: Some(format),
             };
         }
         let last = self.last_completed.load(Ordering::Acquire);
         SnapshotTarget {
-            canonical: false,
+            savepoint: None,
             checkpoint,
             storage: self.kind,
             dir: self.chk_dir(checkpoint),
@@ -385,6 +412,44 @@ impl CheckpointStorage {
         dirs
     }
 
+    /// A checkpoint restored under CLAIM: the job owns it, so its first incremental checkpoint
+    /// may reference the restored SST files instead of uploading them again (Flink's CLAIM:
+    /// "Flink will take ownership of the given snapshot", RecoveryClaimMode.java:33, and the
+    /// RocksDB backend starts from the restored SST files and checkpoint id,
+    /// RocksDBKeyedStateBackendBuilder.java:401-404; only NO_CLAIM forces the first checkpoint
+    /// full, CheckpointCoordinator.java:1800 + :1753-1757). Simplified: Flink references the
+    /// files where they lie; ckptlab hard-links each into this job's `shared/` (its `_metadata`
+    /// paths are relative to it) and points `meta`'s handles there, so no byte is copied. A file
+    /// that cannot be linked (another file system) keeps its path and is uploaded again.
+    /// Returns the adopted files.
+    pub fn adopt_claimed_shared(&self, meta: &mut CheckpointMetadata) -> Vec<PathBuf> {
+        let Some(job_dir) = &self.job_dir else { return Vec::new() };
+        if meta.kind != SnapshotKind::Checkpoint {
+            return Vec::new();
+        }
+        let shared = job_dir.join("shared");
+        let fresh = !job_dir.exists();
+        if crate::workdir::create_private_dirs(&shared).is_err() {
+            return Vec::new();
+        }
+        if fresh {
+            let _ = crate::workdir::mark_owner(job_dir);
+        }
+        let mut adopted = Vec::new();
+        for h in &mut meta.keyed {
+            let StateHandle::RocksDb { files, .. } = h else { continue };
+            for f in files.iter_mut().filter(|f| f.shared && !f.path.starts_with(&shared)) {
+                let Some(name) = f.path.file_name() else { continue };
+                let to = shared.join(name);
+                if to.exists() || std::fs::hard_link(&f.path, &to).is_ok() {
+                    f.path = to.clone();
+                    adopted.push(to);
+                }
+            }
+        }
+        adopted
+    }
+
     /// Deletes a snapshot the job claimed (`execution.state-recovery.claim-mode = CLAIM`) once
     /// newer checkpoints subsumed it, wherever it lies: as Flink discards a claimed snapshot, its
     /// `_metadata` first, then each exclusive file its handles name (all below `dir`: refused
@@ -404,7 +469,7 @@ impl CheckpointStorage {
         for h in &meta.keyed {
             match h {
                 StateHandle::Memory { .. } => {}
-                StateHandle::File { path, .. } => {
+                StateHandle::File { path, .. } | StateHandle::Canonical { path, .. } => {
                     let _ = crate::workdir::remove_file_under(dir, path);
                 }
                 StateHandle::RocksDb { dir: exclusive, files, .. } => {
@@ -506,7 +571,7 @@ fn relativize(meta: &CheckpointMetadata, dir: &Path) -> Result<CheckpointMetadat
     for h in &mut out.keyed {
         match h {
             StateHandle::Memory { .. } => {}
-            StateHandle::File { path, .. } => *path = rel(path, Some(dir))?,
+            StateHandle::File { path, .. } | StateHandle::Canonical { path, .. } => *path = rel(path, Some(dir))?,
             StateHandle::RocksDb { dir: exclusive, files, .. } => {
                 *exclusive = rel(exclusive, Some(dir))?;
                 for f in files {
@@ -574,7 +639,9 @@ fn resolve(mut meta: CheckpointMetadata, dir: &Path) -> Result<CheckpointMetadat
             StateHandle::Memory { .. } => {
                 return Err(refuse(&format!("keyed[{i}]"), Path::new("memory"), "jobmanager-memory state is never written to disk".into()))
             }
-            StateHandle::File { path, .. } => *path = resolve_one(format!("keyed[{i}].path"), path, Some(dir), OWN)?,
+            StateHandle::File { path, .. } | StateHandle::Canonical { path, .. } => {
+                *path = resolve_one(format!("keyed[{i}].path"), path, Some(dir), OWN)?
+            }
             StateHandle::RocksDb { dir: exclusive, files, .. } => {
                 *exclusive = resolve_one(format!("keyed[{i}].dir"), exclusive, Some(dir), OWN)?;
                 for (j, f) in files.iter_mut().enumerate() {
@@ -625,6 +692,14 @@ pub enum RestoreError {
     /// A subtask's state cannot be read: a file missing, of another size, failing its checksum.
     #[error("{dir}: counter[{subtask}]'s state: {error}")]
     State { dir: String, subtask: usize, error: StateError },
+    /// A checkpoint or native savepoint of one backend, restored into the other: Flink's reason
+    /// ([`StateError::UnexpectedHandle`]) and what to do instead.
+    #[error(
+        "{path} is a {what} of the {from} backend and cannot be restored into {to} (state.backend.type): {error} \
+         (take a canonical savepoint to change backends: `S` in the workbench, or a `savepoint` step with format = \"canonical\", \
+         then restore that)"
+    )]
+    OtherBackend { path: String, what: String, from: &'static str, to: &'static str, error: StateError },
 }
 
 /// The number in a `chk-<n>` directory's name.
@@ -680,8 +755,8 @@ pub fn read_state(found: &FoundSnapshot, mut each: impl FnMut(usize, &StateHandl
 }
 
 /// Whether a snapshot taken by `found` can start a job shaped like `now`: the same key-by, the
-/// same number of key groups, the same topic, and partitions the topic has. The parallelism and
-/// the state backend may differ (rescaling; either backend reads the other's snapshots).
+/// same number of key groups, the same topic, partitions the topic has, and the backend that
+/// wrote it unless it is a canonical savepoint. The parallelism may differ (rescaling).
 pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), RestoreError> {
     let incompatible = |reason: String| RestoreError::Incompatible { path: found.dir.display().to_string(), reason };
     let m = &found.metadata;
@@ -726,6 +801,22 @@ pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), Res
             )));
         }
     }
+    // Flink restores a checkpoint or a native savepoint only into the backend that wrote it; a
+    // canonical savepoint into any (docs/content/docs/ops/state/checkpoints_vs_savepoints.md,
+    // "State backend change"). Told by the handles' own kinds, as Flink's restore operations
+    // tell them (instanceof checks), so `_metadata` without a job shape is judged too.
+    for h in &m.keyed {
+        if let Err(error) = h.check_restorable_by(now.backend) {
+            let from: &'static str = h.native_backend().map_or("canonical", <&str>::from);
+            return Err(RestoreError::OtherBackend {
+                path: found.dir.display().to_string(),
+                what: m.what(),
+                from,
+                to: now.backend.into(),
+                error,
+            });
+        }
+    }
     if let Some((p, _)) = m.offsets.iter().find(|(p, _)| *p >= now.partitions) {
         return Err(incompatible(format!("it has offsets for partition {p}; topic `{}` has partitions 0..{}", now.topic, now.partitions)));
     }
@@ -749,6 +840,7 @@ mod tests {
             job_id: "j".into(),
             checkpoint: 3,
             kind: SnapshotKind::Checkpoint,
+            format: None,
             completed_at_ms: 0,
             job: None,
             mode: CheckpointMode::ExactlyOnce,

@@ -34,14 +34,18 @@ pub enum Action {
     Start,
     /// Trigger a checkpoint now.
     Checkpoint,
-    /// Take a savepoint into `execution.checkpointing.savepoint-dir`.
+    /// Take a savepoint into `execution.checkpointing.savepoint-dir`, canonical (Flink's default
+    /// format: restorable into either backend).
     Savepoint,
+    /// Take a savepoint in the backend's native format (restorable only into the same backend).
+    NativeSavepoint,
     /// Stop the job with a savepoint (it ends FINISHED). No default key: bind one in
     /// `conf/keys.toml` (`[command] stop-with-savepoint = "X"`).
     StopWithSavepoint,
     /// Cycle EXACTLY_ONCE aligned -> EXACTLY_ONCE unaligned -> AT_LEAST_ONCE -> off.
     CycleMode,
-    /// Cycle the state backend memory -> fs -> rocksdb (restarts the job from its latest checkpoint).
+    /// Cycle the state backend memory -> fs -> rocksdb: a stop-with-savepoint (canonical), then
+    /// the job submitted again on the next backend from it.
     CycleBackend,
     /// Longer checkpoint interval.
     IntervalUp,

@@ -17,6 +17,7 @@ use crate::config::{Alignment, CheckpointingMode, OffsetReset, SeedBackend};
 use crate::connectors::generator::GeneratorSpec;
 use crate::duration::format_duration;
 use crate::events::{Event, Stamped};
+use crate::state::SavepointFormat;
 use crate::types::TaskId;
 
 /// Checkpoint intervals `+` / `-` step through.
@@ -562,6 +563,8 @@ impl App {
             | Event::JobFailing { .. }
             | Event::JobFailed { .. }
             | Event::CheckpointFailed { .. }
+            | Event::SavepointFailed { .. }
+            | Event::StopWithSavepointInterrupted { .. }
             | Event::ConfigRejected { .. }
             | Event::CheckpointTriggerRefused { .. }
             | Event::TopicStatus { message: Some(_) } => LogKind::Bad,
@@ -846,8 +849,16 @@ impl App {
                 self.requests.push(Request::Engine(Command::StartTaskManager(name)));
             }
             Action::Checkpoint => self.requests.push(Request::Engine(Command::TriggerCheckpoint)),
-            Action::Savepoint => self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: false })),
-            Action::StopWithSavepoint => self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: true })),
+            // Flink's default savepoint format (SavepointFormatType.DEFAULT = CANONICAL, :43).
+            Action::Savepoint => {
+                self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: false, format: SavepointFormat::Canonical }))
+            }
+            Action::NativeSavepoint => {
+                self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: false, format: SavepointFormat::Native }))
+            }
+            Action::StopWithSavepoint => {
+                self.requests.push(Request::Engine(Command::TriggerSavepoint { stop: true, format: SavepointFormat::Canonical }))
+            }
             Action::CycleMode => {
                 let now = self.mode_now();
                 let next = next_mode(now);

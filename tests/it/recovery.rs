@@ -655,7 +655,7 @@ fn stop_with_savepoint_stops_the_sources_at_its_barrier_and_finishes_once_the_si
         common::until(&engine, AwaitCondition::Running, 10).await;
         stream(&engine, 30);
         common::sleep_ms(1_200).await;
-        engine.command(Command::TriggerSavepoint { stop: true });
+        engine.command(Command::TriggerSavepoint { stop: true, format: ckptlab::state::SavepointFormat::Canonical });
         let path = match wait_for(&mut rx, |e| matches!(e, Event::SavepointCompleted { .. })).await {
             Event::SavepointCompleted { path, .. } => path,
             e => unreachable!("{e:?}"),
@@ -685,5 +685,209 @@ fn stop_with_savepoint_stops_the_sources_at_its_barrier_and_finishes_once_the_si
         }
         assert!(state.values().sum::<u64>() > 0, "the savepoint holds counts: {state:?}");
         assert_eq!(committed, state, "committed output = the savepoint's state");
+    });
+}
+
+/// Waits for the events up to (and with) the first that `last` matches, and returns them all.
+async fn events_until(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>, last: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let e = rx.recv().await.expect("event stream open").event;
+            let done = last(&e);
+            seen.push(e);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no such event within 120 s; saw: {:#?}", seen.iter().map(Event::describe).collect::<Vec<_>>()));
+    seen
+}
+
+/// The checkpoints triggered among `events`.
+fn triggered(events: &[Event]) -> Vec<u64> {
+    events.iter().filter_map(|e| if let Event::CheckpointTriggered { checkpoint, .. } = e { Some(*checkpoint) } else { None }).collect()
+}
+
+/// Savepoints and the periodic scheduler, as Flink 2.3: a periodic checkpoint never takes a
+/// place a savepoint holds (savepoints are forced past `max-concurrent-checkpoints`, periodic
+/// checkpoints wait: CheckpointRequestDecider), and a stop-with-savepoint stops the scheduler
+/// first (SchedulerBase.java:1099), so no checkpoint runs beside it. The case that found it: an
+/// unaligned checkpoint triggered while the (always aligned) savepoint ran overtook its barrier,
+/// the counter took the savepoint's barrier for a stale one, and the savepoint (a backend
+/// switch's) waited for its timeout with the sources stopped.
+///
+/// Catches: a periodic trigger that fires at the time it was scheduled for although a savepoint
+/// took the place meanwhile; a stop-with-savepoint beside which checkpoints go on.
+#[test]
+fn no_checkpoint_is_triggered_beside_a_savepoint_in_its_place_nor_beside_a_stop_with_savepoint() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("job.parallelism", "1"),
+            ("taskmanager.count", "1"),
+            ("ckptlab.hop-delay", "0ms"),
+            ("execution.checkpointing.interval", "50ms"),
+            ("execution.checkpointing.unaligned.enabled", "true"),
+            ("execution.checkpointing.aligned-checkpoint-timeout", "0ms"),
+            // A queue the aligned savepoint barrier waits behind for longer than an interval.
+            ("ckptlab.buffer-records", "4"),
+            ("ckptlab.record-cost.counter[0]", "5ms"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.generate(GeneratorSpec { rate: 491, duration: Some(Duration::from_secs(3)), keys: vec!["g0".into(), "g1".into()], partition: None });
+        // A plain savepoint first, while the next periodic trigger is already scheduled.
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
+        engine.command(Command::TriggerSavepoint { stop: false, format: ckptlab::state::SavepointFormat::Canonical });
+        let during = events_until(&mut rx, |e| matches!(e, Event::SavepointCompleted { .. } | Event::SavepointFailed { .. })).await;
+        assert!(matches!(during.last(), Some(Event::SavepointCompleted { .. })), "{during:#?}");
+        assert_eq!(triggered(&during), Vec::<u64>::new(), "a checkpoint took the savepoint's place (max-concurrent 1)");
+        // Then the stop, again with a periodic trigger due.
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
+        engine.command(Command::TriggerSavepoint { stop: true, format: ckptlab::state::SavepointFormat::Canonical });
+        let stopping = events_until(&mut rx, |e| matches!(e, Event::JobFinished { .. } | Event::SavepointFailed { .. } | Event::JobFailing { .. })).await;
+        let status = engine.view(false).status;
+        engine.shutdown().await;
+        assert!(matches!(stopping.last(), Some(Event::JobFinished { .. })), "{:#?}", stopping.iter().map(Event::describe).collect::<Vec<_>>());
+        assert_eq!(triggered(&stopping), Vec::<u64>::new(), "a checkpoint ran beside the stop-with-savepoint");
+        assert_eq!(status, JobStatus::Finished);
+    });
+}
+
+/// A stop-with-savepoint that expires fails the job over, as Flink 2.3 does: the JobManager
+/// starts its checkpoint scheduler again (StopWithSavepointTerminationHandlerImpl.java:191-193)
+/// and sends the abort to the tasks, and a source, stopped for good by the savepoint, fails on it
+/// ("Stop-with-savepoint failed.", StreamTask.java:1575-1576); the restart restores the latest
+/// checkpoint, and the result stays exact. The screen says so in the savepoint's failure.
+///
+/// Catches: an engine that resumes the stopped sources in place (the job then never restarts),
+/// one that leaves them stopped (it never catches up), and one that counts the savepoint's
+/// expiry toward the tolerable failures (tolerable 0 here: the job would fail over for that).
+#[test]
+fn an_expired_stop_with_savepoint_fails_the_job_over_to_its_latest_checkpoint() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "200ms"),
+            ("execution.checkpointing.timeout", "1s"),
+            ("ckptlab.buffer-records", "4"),
+            ("ckptlab.record-cost.counter[0]", "200ms"),
+            ("ckptlab.record-cost.counter[1]", "200ms"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        for i in 0..10 {
+            engine.produce(&format!("k{i}"), None).unwrap();
+        }
+        common::until(&engine, AwaitCondition::CaughtUp, 60).await;
+        while rx.try_recv().is_ok() {}
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
+        // A queue in front of the counters that the savepoint's aligned barrier waits behind
+        // for longer than the timeout (the network buffers hold a dozen records a counter, at
+        // 200 ms each).
+        for i in 0..200 {
+            engine.produce(&format!("k{}", i % 10), None).unwrap();
+        }
+        common::sleep_ms(100).await;
+        engine.command(Command::TriggerSavepoint { stop: true, format: ckptlab::state::SavepointFormat::Canonical });
+        let events = events_until(&mut rx, |e| matches!(e, Event::JobRestarting { .. } | Event::JobFinished { .. } | Event::JobFailed { .. })).await;
+        let text: Vec<String> = events.iter().map(Event::describe).collect();
+        let id = events.iter().find_map(|e| if let Event::SavepointTriggered { checkpoint, .. } = e { Some(*checkpoint) } else { None });
+        let failed = events.iter().position(|e| matches!(e, Event::SavepointFailed { .. })).unwrap_or_else(|| panic!("{text:#?}"));
+        let Event::SavepointFailed { checkpoint, reason } = &events[failed] else { unreachable!() };
+        assert_eq!(Some(*checkpoint), id);
+        assert!(reason.contains("expired") && reason.contains("fails over"), "{reason}");
+        assert_eq!(triggered(&events[..failed]), Vec::<u64>::new(), "no checkpoint beside the stop-with-savepoint: {text:#?}");
+        assert!(
+            events[failed..].iter().any(|e| matches!(e, Event::JobFailing { reason } if reason.contains("Stop-with-savepoint failed."))),
+            "{text:#?}"
+        );
+        assert!(matches!(events.last(), Some(Event::JobRestarting { .. })), "{text:#?}");
+        engine.command(Command::Set { key: "execution.checkpointing.timeout".into(), value: "10min".into() });
+        common::until(&engine, AwaitCondition::CaughtUp, 300).await;
+        let v = engine.verdict();
+        let status = engine.view(false).status;
+        engine.shutdown().await;
+        assert_eq!(status, JobStatus::Running);
+        assert_exact(&v);
+    });
+}
+
+/// A stop-with-savepoint that a task declines (its snapshot cannot be written) fails the job
+/// over at once: Flink 2.3's CheckpointFailureManager fails the job for a synchronous
+/// savepoint's task-level failure (CheckpointFailureManager.java:187-189), whatever the
+/// tolerable failures. The restart restores the latest checkpoint and the result stays exact.
+///
+/// Catches: an engine that lets the job run on after the decline, or counts it as a tolerable
+/// checkpoint failure.
+#[test]
+fn a_stop_with_savepoint_a_task_declines_fails_the_job_over_at_once() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "200ms"),
+            ("execution.checkpointing.tolerable-failed-checkpoints", "100"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        for i in 0..20 {
+            engine.produce(&format!("k{i}"), None).unwrap();
+        }
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointCompleted { .. })).await;
+        engine.command(Command::TriggerSavepoint { stop: true, format: ckptlab::state::SavepointFormat::Canonical });
+        let path = match wait_for(&mut rx, |e| matches!(e, Event::SavepointTriggered { .. })).await {
+            Event::SavepointTriggered { path, .. } => std::path::PathBuf::from(path),
+            e => unreachable!("{e:?}"),
+        };
+        // The barrier is still on its way (10 ms a hop): the counters' writes will fail.
+        std::fs::remove_dir_all(&path).unwrap();
+        std::fs::write(&path, b"not a directory").unwrap();
+        let events = events_until(&mut rx, |e| matches!(e, Event::JobRestarting { .. } | Event::JobFinished { .. } | Event::JobFailed { .. })).await;
+        let text: Vec<String> = events.iter().map(Event::describe).collect();
+        assert!(events.iter().any(|e| matches!(e, Event::SavepointFailed { reason, .. } if reason.contains("declines"))), "{text:#?}");
+        assert!(
+            events.iter().any(|e| matches!(e, Event::JobFailing { reason } if reason.contains("declined by a task"))),
+            "{text:#?}"
+        );
+        assert!(matches!(events.last(), Some(Event::JobRestarting { .. })), "{text:#?}");
+        for i in 0..20 {
+            engine.produce(&format!("k{i}"), None).unwrap();
+        }
+        common::until(&engine, AwaitCondition::CaughtUp, 300).await;
+        let v = engine.verdict();
+        engine.shutdown().await;
+        let _ = std::fs::remove_file(&path);
+        assert_exact(&v);
+    });
+}
+
+/// A job submitted again starts its count of consecutive failed checkpoints at 0, as Flink's new
+/// ExecutionGraph has a new CheckpointFailureManager: with one failure tolerated, an expiry
+/// before the job FAILED and one after its resubmission do not add up to a failover.
+///
+/// Catches: a coordinator that carries the failed job's count into the new job.
+#[test]
+fn a_resubmitted_job_counts_failed_checkpoints_from_zero() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[
+            ("execution.checkpointing.interval", "1h"),
+            ("execution.checkpointing.timeout", "50ms"),
+            ("execution.checkpointing.tolerable-failed-checkpoints", "1"),
+            ("restart-strategy.type", "none"),
+            ("ckptlab.delays.source[0]->counter[0]", "500ms"),
+        ]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.command(Command::TriggerCheckpoint);
+        wait_for(&mut rx, |e| matches!(e, Event::CheckpointFailed { .. })).await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        wait_for(&mut rx, |e| matches!(e, Event::JobFailed { .. })).await;
+        engine.command(Command::StartTaskManager(Some("tm-1".into())));
+        engine.command(Command::Resubmit);
+        common::until(&engine, AwaitCondition::Running, 30).await;
+        engine.command(Command::TriggerCheckpoint);
+        let events = events_until(&mut rx, |e| matches!(e, Event::CheckpointFailed { .. })).await;
+        common::sleep_ms(1_000).await;
+        let status = engine.view(false).status;
+        let restarts = engine.view(false).restarts;
+        engine.shutdown().await;
+        assert!(events.iter().all(|e| !matches!(e, Event::JobFailing { .. })), "{events:#?}");
+        assert_eq!(status, JobStatus::Running, "the new job's first failed checkpoint is tolerated (restarts {restarts})");
     });
 }

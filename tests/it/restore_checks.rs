@@ -58,10 +58,11 @@ async fn run_steps(engine: &Engine, steps: &str) -> RunReport {
 const FILL: &str = "[[steps]]\nproduce = [\"a\", \"b\", \"a\", \"c\", \"a\", \"b\", \"d\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n";
 
 /// A job on `topic` that counts a few keys and keeps its checkpoints: its newest `chk-<n>` and a
-/// savepoint.
+/// native savepoint.
 async fn first_job(root: &Path, topic: &Arc<EmbeddedTopic>, backend: &str, incremental: bool) -> (PathBuf, PathBuf) {
     let engine = start_on(&base(root, backend, incremental), topic).expect("engine starts");
-    let report = run_steps(&engine, &format!("{FILL}[[steps]]\nsavepoint = true\n")).await;
+    // Native: the bad-file cases edit a RocksDB savepoint's files (a canonical one has one file).
+    let report = run_steps(&engine, &format!("{FILL}[[steps]]\nsavepoint = true\nformat = \"native\"\n")).await;
     assert!(report.passed, "{:?}", report.failures);
     let job = root.join("chk").join(engine.job_id());
     engine.shutdown().await;
@@ -136,6 +137,15 @@ fn restore_run(root: &Path, path: &Path, extra: &[&str]) -> Outcome {
     ] {
         args.push("--set".into());
         args.push(s);
+    }
+    // Into the backend that wrote it: a checkpoint restores only there (the damage is the point).
+    let meta = if path.is_file() { path.to_path_buf() } else { path.join("_metadata") };
+    let backend = std::fs::read(&meta)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["job"]["backend"].as_str().map(str::to_string));
+    if let Some(b) = backend.filter(|_| !extra.iter().any(|e| e.starts_with("state.backend.type"))) {
+        args.extend(["--set".to_string(), format!("state.backend.type={b}")]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut child = common::binary()
@@ -663,5 +673,147 @@ fn claim_deletes_the_claimed_snapshot_once_subsumed_wherever_it_lies() {
             assert!(report.passed, "{:?}", report.failures);
             assert!(!claimed.exists(), "a claimed snapshot goes once subsumed: {}", claimed.display());
         }
+    });
+}
+
+// ---------------------------------------------------------------- issue 22 §3: changing backends
+
+/// `base` on `backend`, restoring `from` (under `claim`) when given.
+fn restoring(root: &Path, backend: &str, incremental: bool, from: Option<&Path>, claim: &str) -> Vec<(String, String)> {
+    let mut pairs = base(root, backend, incremental);
+    if let Some(p) = from {
+        pairs.push(("execution.state-recovery.path".into(), p.display().to_string()));
+        pairs.push(("execution.state-recovery.claim-mode".into(), claim.into()));
+    }
+    pairs
+}
+
+/// A job on `backend` (restoring `from` when given) that produces `values`, catches up, and stops
+/// with a savepoint in `format`: that savepoint's directory, and the job's newest checkpoint.
+async fn stop_with(root: &Path, topic: &Arc<EmbeddedTopic>, backend: &str, from: Option<&Path>, values: &str, format: &str) -> (PathBuf, PathBuf) {
+    let engine = start_on(&restoring(root, backend, false, from, "NO_CLAIM"), topic).expect("engine starts");
+    let steps = format!(
+        "[[steps]]\nproduce = {values}\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n\
+         [[steps]]\nexpect = {{ lost = 0, overcounted = 0 }}\n[[steps]]\nsavepoint = true\nformat = \"{format}\"\n"
+    );
+    let report = run_steps(&engine, &steps).await;
+    assert!(report.passed, "{backend}: {:?}", report.failures);
+    let job = root.join("chk").join(engine.job_id());
+    engine.shutdown().await;
+    let newest = common::retained(&job).last().map(|m| job.join(format!("chk-{}", m.checkpoint)));
+    (PathBuf::from(report.savepoints.last().expect("a savepoint")), newest.unwrap_or_default())
+}
+
+/// Every key's count in a snapshot, as `ckptlab inspect` reads it.
+fn inspected(path: &Path) -> (ckptlab::inspect::Inspection, BTreeMap<String, u64>) {
+    let i = ckptlab::inspect::inspect(path, 1000).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let counts = i.subtasks.iter().flat_map(|t| t.first.iter().cloned()).collect();
+    (i, counts)
+}
+
+fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+// Catches the old backend switch (a backend reading the other's native files) and a canonical
+// savepoint that is a backend's files under another name: heap -> canonical -> RocksDB ->
+// canonical -> heap keeps every count exact, each savepoint is one key-groups file per subtask
+// that `inspect` names canonical, written by the backend that took it, restorable into both.
+#[test]
+fn a_canonical_savepoint_moves_a_job_between_backends_with_exact_counts() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let (heap_sp, _) = stop_with(&root.join("1"), &topic, "hashmap", None, "[\"a\", \"b\", \"a\", \"c\", \"a\", \"b\", \"d\"]", "canonical").await;
+        let (i, c) = inspected(&heap_sp);
+        assert_eq!(c, map(&[("a", 3), ("b", 2), ("c", 1), ("d", 1)]));
+        assert_eq!((i.kind.as_str(), i.format.as_str(), i.backend.as_deref()), ("savepoint", "canonical", Some("hashmap")));
+        assert_eq!(i.restorable_into, ["hashmap", "rocksdb"]);
+        assert!(i.subtasks.iter().all(|t| t.format == "canonical" && t.canonical_version == Some(1) && t.written_by.as_deref() == Some("hashmap")));
+        let text = ckptlab::inspect::render(&i);
+        assert!(
+            text.contains("format        canonical (key groups of key/value pairs, canonical format version 1), written by hashmap; restorable into hashmap or rocksdb; _metadata format version 2"),
+            "{text}"
+        );
+        let (rocks_sp, _) = stop_with(&root.join("2"), &topic, "rocksdb", Some(&heap_sp), "[\"a\", \"e\"]", "canonical").await;
+        let (i, c) = inspected(&rocks_sp);
+        assert_eq!(c, map(&[("a", 4), ("b", 2), ("c", 1), ("d", 1), ("e", 1)]), "heap -> RocksDB");
+        assert!(i.subtasks.iter().all(|t| t.format == "canonical" && t.written_by.as_deref() == Some("rocksdb") && t.files == 1));
+        let (back, _) = stop_with(&root.join("3"), &topic, "hashmap", Some(&rocks_sp), "[\"b\"]", "canonical").await;
+        assert_eq!(inspected(&back).1, map(&[("a", 4), ("b", 3), ("c", 1), ("d", 1), ("e", 1)]), "RocksDB -> heap");
+    });
+}
+
+// Catches a restore that accepts another backend's checkpoint or native savepoint (the old
+// engine read either into either): refused at submission with Flink's StateUtil message and
+// ckptlab's hint, for both directions, while the same backend still restores them.
+#[test]
+fn a_checkpoint_or_native_savepoint_restores_only_into_its_own_backend() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        for (n, (from, to)) in [("hashmap", "rocksdb"), ("rocksdb", "hashmap")].into_iter().enumerate() {
+            let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+            let (native, chk) = stop_with(&root.join(format!("{n}")), &topic, from, None, "[\"a\", \"b\"]", "native").await;
+            let (i, c) = inspected(&native);
+            assert_eq!((i.format.as_str(), i.restorable_into.clone(), c), ("native", vec![from.to_string()], map(&[("a", 1), ("b", 1)])));
+            for (what, snapshot) in [("native savepoint", &native), ("checkpoint", &chk)] {
+                let e = start_on(&restoring(&root.join(format!("{n}-{what}")), to, false, Some(snapshot), "NO_CLAIM"), &topic)
+                    .err()
+                    .unwrap_or_else(|| panic!("a {what} of {from} restored into {to}"));
+                assert!(e.contains(&format!("is a {what} of the {from} backend and cannot be restored into {to}")), "{e}");
+                assert!(e.contains("Unexpected state handle type, expected one of: ") && e.contains("This can mostly happen when a different StateBackend from the one that was used for taking a checkpoint/savepoint is used when restoring."), "{e}");
+                assert!(e.contains("take a canonical savepoint to change backends"), "{e}");
+                let same = start_on(&restoring(&root.join(format!("{n}-{what}-same")), from, false, Some(snapshot), "NO_CLAIM"), &topic);
+                same.unwrap_or_else(|e| panic!("a {what} restores into its own backend {from}: {e}")).shutdown().await;
+            }
+        }
+    });
+}
+
+/// The SST files of a checkpoint's handles: (name, inode).
+fn ssts(m: &ckptlab::state::storage::CheckpointMetadata) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    m.keyed
+        .iter()
+        .flat_map(|h| match h {
+            ckptlab::state::StateHandle::RocksDb { files, .. } => files.clone(),
+            _ => Vec::new(),
+        })
+        .filter(|f| f.name.ends_with(".sst"))
+        .map(|f| (f.name, std::fs::metadata(&f.path).map(|md| md.ino()).unwrap_or(0)))
+        .collect()
+}
+
+// Catches CLAIM re-uploading every restored SST file (RecoveryClaimMode.java:33: the job owns
+// the snapshot, and RocksDB's first checkpoint may reuse its files) and NO_CLAIM reusing any
+// (its first checkpoint is full, CheckpointCoordinator.java:1800): the first checkpoint after
+// the restore uploads none of the restored files under CLAIM and all of them under NO_CLAIM.
+#[test]
+fn the_first_checkpoint_after_a_claim_restore_reuses_the_restored_rocksdb_files() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        let mut uploaded = BTreeMap::new();
+        for claim in ["CLAIM", "NO_CLAIM"] {
+            let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+            let dir = root.join(claim);
+            let (chk, _) = first_job(&dir.join("first"), &topic, "rocksdb", true).await;
+            let restored = ssts(&ckptlab::state::storage::CheckpointStorage::read_metadata(&chk).unwrap());
+            assert!(!restored.is_empty(), "the restored checkpoint has SST files");
+            let engine = start_on(&restoring(&dir.join("second"), "rocksdb", true, Some(&chk), claim), &topic).expect("engine starts");
+            let report = run_steps(&engine, "[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0 }\n").await;
+            assert!(report.passed, "{claim}: {:?}", report.failures);
+            let job = dir.join("second").join("chk").join(engine.job_id());
+            engine.shutdown().await;
+            let first = common::retained(&job).into_iter().next().expect("the new job's first checkpoint");
+            let now = ssts(&first);
+            assert_eq!(now.len(), restored.len(), "{claim}: no new records, the same SST files");
+            let fresh = now.iter().filter(|f| !restored.contains(f)).count();
+            uploaded.insert(claim, (fresh, now.len()));
+        }
+        assert_eq!(uploaded["CLAIM"].0, 0, "CLAIM: the restored SST files are referenced, none uploaded: {uploaded:?}");
+        assert_eq!(uploaded["NO_CLAIM"].0, uploaded["NO_CLAIM"].1, "NO_CLAIM: the first checkpoint is full: {uploaded:?}");
     });
 }

@@ -439,6 +439,7 @@ fn assert_whole_or_absent(chk_root: &Path) -> Vec<(PathBuf, ckptlab::state::stor
             for h in &m.keyed {
                 let files: Vec<(PathBuf, u64)> = match h {
                     StateHandle::File { path, size } => vec![(path.clone(), *size)],
+                    StateHandle::Canonical { path, size, .. } => vec![(path.clone(), *size)],
                     StateHandle::RocksDb { files, .. } => files.iter().map(|f| (f.path.clone(), f.size)).collect(),
                     StateHandle::Memory { .. } => panic!("filesystem storage writes files"),
                 };
@@ -454,11 +455,22 @@ fn assert_whole_or_absent(chk_root: &Path) -> Vec<(PathBuf, ckptlab::state::stor
 }
 
 /// Kills a real `ckptlab run` with SIGKILL at a random moment `kills` times, each run restoring
-/// the newest complete checkpoint of the ones before (RocksDB incremental and heap in turn, so
-/// state also crosses backends); after every kill the checkpoint directory holds only whole
+/// the newest complete checkpoint of the ones before (half the kills on RocksDB incremental, half
+/// on the heap, each its own lineage); after every kill the checkpoint directory holds only whole
 /// checkpoints or ones without `_metadata`. A last run restores, catches up and stops with a
 /// savepoint, whose counts must equal the topic's records key by key.
 fn sigkill_loop(kills: usize) {
+    // One lineage per backend: a checkpoint restores only into the backend that wrote it (Flink's
+    // rule; a backend change takes a canonical savepoint, which a SIGKILL never leaves behind).
+    let rocksdb = ["--backend", "rocksdb", "--set", "execution.checkpointing.incremental=true"];
+    sigkill_lineage(kills.div_ceil(2), &rocksdb);
+    sigkill_lineage(kills / 2, &[]);
+}
+
+fn sigkill_lineage(kills: usize, backend: &[&str]) {
+    if kills == 0 {
+        return;
+    }
     let scratch = scratch_dir();
     let root = scratch.path();
     let generate = r#"[[steps]]
@@ -479,9 +491,7 @@ wait = "30s"
     for round in 0..kills {
         let mut cmd = common::binary();
         cmd.args(["run", running.to_str().unwrap(), "-q"]).env("CKPTLAB_HOME", root.join("home"));
-        if round % 2 == 0 {
-            cmd.args(["--backend", "rocksdb", "--set", "execution.checkpointing.incremental=true"]);
-        }
+        cmd.args(backend);
         if let Some(p) = &restored_from {
             cmd.arg("--restore").arg(p);
         }
@@ -521,6 +531,7 @@ wait = "30s"
     let restore = restored_from.expect("a checkpoint to restore");
     let out = common::binary()
         .args(["run", last.to_str().unwrap(), "--json", "--restore", restore.to_str().unwrap()])
+        .args(backend)
         .env("CKPTLAB_HOME", root.join("home"))
         .output()
         .unwrap();

@@ -385,21 +385,26 @@ fn rocksdb_with_jobmanager_storage_is_a_config_error_with_the_fix() {
     assert!(e.contains("state.backend.type") && e.contains("filesystem"), "{e}");
 }
 
+// Catches a backend switch that restores a checkpoint into the other backend (Flink refuses
+// that): each switch is a stop-with-savepoint in canonical format, the job FINISHED, and a new
+// submission on the next backend restoring that savepoint, with every count exact.
 #[test]
-fn switching_the_backend_restarts_from_the_latest_checkpoint_in_either_direction() {
+fn switching_the_backend_is_a_canonical_stop_with_savepoint_and_a_resubmit() {
     let dir = common::scratch_dir();
     common::paused(async {
         let bus = EventBus::new(tokio::time::Instant::now());
         let mut events = bus.subscribe();
         let chk = dir.path().join("checkpoints").display().to_string();
+        let sp = dir.path().join("savepoints").display().to_string();
         let tmp = dir.path().join("tm").display().to_string();
         let engine = Engine::start(
             common::layers(&[
                 ("execution.checkpointing.dir", &chk),
+                ("execution.checkpointing.savepoint-dir", &sp),
                 ("taskmanager.tmp-dirs", &tmp),
                 ("execution.checkpointing.interval", "1h"),
                 ("ckptlab.hop-delay", "0ms"),
-                // An empty start after a switch skips the topic: only the checkpoint gives the counts.
+                // A start without the savepoint would skip the topic: only the savepoint gives the counts.
                 ("source.auto-offset-reset", "latest"),
             ]),
             bus,
@@ -407,45 +412,63 @@ fn switching_the_backend_restarts_from_the_latest_checkpoint_in_either_direction
         .unwrap();
         common::until(&engine, AwaitCondition::Running, 10).await;
         let mut expected = 0;
-        // memory -> rocksdb (heap snapshot read into RocksDB) -> fs (RocksDB snapshot read into the heap) -> memory
-        for (n, to) in ["rocksdb", "fs", "memory"].iter().enumerate() {
+        // memory -> rocksdb -> fs -> memory: heap -> RocksDB -> heap -> heap, always through the canonical format.
+        for to in ["rocksdb", "fs", "memory"] {
             for i in 0..200 {
                 engine.produce(&format!("k{}", i % 17), None).unwrap();
             }
             expected += 200;
             caught_up(&engine).await;
-            checkpoint(&engine, n as u64 + 1).await;
             engine.command(Command::SwitchBackend(to.to_string()));
-            common::sleep_ms(100).await;
+            common::sleep_ms(300).await;
+            assert!(await_condition(&engine, AwaitCondition::Running, Duration::from_secs(10)).await, "running again on {to}");
             caught_up(&engine).await;
-            assert!(engine.config().backend_label().to_lowercase().contains(if *to == "memory" { "jobmanager" } else { to }));
+            assert!(engine.config().backend_label().to_lowercase().contains(if to == "memory" { "jobmanager" } else { to }));
             let v = engine.verdict();
             assert_eq!((v.lost, v.overcounted, v.state), (0, 0, expected), "after switching to {to}");
         }
-        let mut switched = Vec::new();
-        let mut restored = Vec::new();
+        let (mut stops, mut finished, mut switched, mut restored, mut paths) = (Vec::new(), 0, Vec::new(), Vec::new(), Vec::new());
         while let Ok(e) = events.try_recv() {
             match e.event {
-                Event::BackendSwitched { checkpoint, .. } => switched.push(checkpoint),
+                Event::SavepointTriggered { checkpoint, stop: true, .. } => stops.push(checkpoint),
+                Event::SavepointCompleted { path, .. } => paths.push(path),
+                Event::JobFinished { .. } => finished += 1,
+                Event::BackendSwitched { checkpoint, note, to, .. } => {
+                    assert!(note.starts_with(&format!("stop-with-savepoint (canonical) -> resubmit on {to} from savepoint ")), "{note}");
+                    switched.push(checkpoint)
+                }
                 Event::StateRestored { checkpoint, .. } => restored.push(checkpoint),
                 _ => {}
             }
         }
-        assert_eq!(switched, vec![Some(1), Some(2), Some(3)]);
-        assert_eq!(restored, vec![Some(1), Some(2), Some(3)], "each switch restarts from the checkpoint it names");
+        assert_eq!(finished, 3, "each switch stops the job (FINISHED) before the new submission");
+        assert_eq!(switched, stops.iter().copied().map(Some).collect::<Vec<_>>(), "each switch resubmits from its own stop-with-savepoint");
+        assert_eq!(restored, switched, "each new submission restores the savepoint it names");
+        for p in &paths {
+            let m = ckptlab::state::storage::CheckpointStorage::read_metadata(Path::new(p)).unwrap();
+            assert_eq!(m.format, Some(ckptlab::state::SavepointFormat::Canonical), "{p}");
+            assert!(m.keyed.iter().all(|h| matches!(h, StateHandle::Canonical { .. })), "{p}: {:?}", m.keyed);
+        }
         engine.shutdown().await;
     });
 }
 
+// Catches a switch that restarts a job with nothing to stop: a FAILED job has no savepoint to
+// take, so the next submission runs on the new backend from empty state, and says so.
 #[test]
-fn switching_the_backend_without_a_checkpoint_says_it_starts_from_empty_state() {
+fn switching_the_backend_of_a_failed_job_applies_to_its_next_submission() {
     common::paused(async {
         let bus = EventBus::new(tokio::time::Instant::now());
         let mut events = bus.subscribe();
-        let engine = Engine::start(common::layers(&[("execution.checkpointing.interval", "1h")]), bus).unwrap();
+        let engine = Engine::start(
+            common::layers(&[("execution.checkpointing.interval", "off"), ("taskmanager.count", "1"), ("job.parallelism", "1")]),
+            bus,
+        )
+        .unwrap();
         common::until(&engine, AwaitCondition::Running, 10).await;
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        assert!(await_condition(&engine, AwaitCondition::Failed, Duration::from_secs(60)).await, "no restart strategy without checkpointing");
         engine.command(Command::SwitchBackend("fs".into()));
-        assert!(await_condition(&engine, AwaitCondition::Running, Duration::from_secs(10)).await);
         common::sleep_ms(50).await;
         let mut note = None;
         while let Ok(e) = events.try_recv() {
@@ -453,7 +476,9 @@ fn switching_the_backend_without_a_checkpoint_says_it_starts_from_empty_state() 
                 note = Some(n);
             }
         }
-        assert!(note.is_some_and(|n| n.contains("EMPTY state")));
+        assert!(note.as_deref().is_some_and(|n| n.contains("FAILED") && n.contains("empty state")), "{note:?}");
+        assert!(engine.config().backend_label().to_lowercase().contains("filesystem"), "{}", engine.config().backend_label());
         engine.shutdown().await;
     });
 }
+

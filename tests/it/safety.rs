@@ -274,6 +274,7 @@ fn assert_checkpoints_whole(checkpoints: &Path, trial: usize) -> usize {
             for h in &meta.keyed {
                 let files: Vec<(std::path::PathBuf, u64)> = match h {
                     StateHandle::File { path, size } => vec![(path.clone(), *size)],
+                    StateHandle::Canonical { path, size, .. } => vec![(path.clone(), *size)],
                     StateHandle::RocksDb { files, .. } => files.iter().map(|f| (f.path.clone(), f.size)).collect(),
                     StateHandle::Memory { .. } => Vec::new(),
                 };

@@ -1154,3 +1154,22 @@ fn a_step_that_highlights_the_status_line_marks_it() {
     let s = screen(&a, 160, 48);
     assert!(s.contains("produced a") && s.contains("line 30: expected a = 1, got 0"), "{s}");
 }
+
+// Catches `S` taking a savepoint the other backend cannot restore, or `N` not asking for the
+// native format: S is Flink's default (canonical), N the backend's own.
+#[test]
+fn s_takes_a_canonical_savepoint_and_n_a_native_one() {
+    use ckptlab::state::SavepointFormat;
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('S'));
+    press(&mut a, KeyCode::Char('N'));
+    let asked: Vec<(bool, SavepointFormat)> = a
+        .requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::Engine(Command::TriggerSavepoint { stop, format }) => Some((*stop, *format)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, [(false, SavepointFormat::Canonical), (false, SavepointFormat::Native)]);
+}

@@ -16,7 +16,7 @@ impl JobManager {
             // A failed savepoint's directory was deleted already; a late write may have made it
             // again (RocksDB's upload creates its directory): without `_metadata` it goes.
             let written = match &handle {
-                crate::state::StateHandle::File { path, .. } => Some(path.clone()),
+                crate::state::StateHandle::File { path, .. } | crate::state::StateHandle::Canonical { path, .. } => Some(path.clone()),
                 crate::state::StateHandle::RocksDb { dir, .. } => Some(dir.clone()),
                 crate::state::StateHandle::Memory { .. } => None,
             };
@@ -43,10 +43,17 @@ impl JobManager {
         }
     }
 
+    /// A stop-with-savepoint is under way (its savepoint pending, or the job waiting for its
+    /// tasks to finish): the periodic scheduler is stopped meanwhile, as Flink's
+    /// SchedulerBase.stopWithSavepoint stops it before the savepoint (SchedulerBase.java:1099).
+    pub(super) fn stop_in_progress(&self) -> bool {
+        self.stopping.is_some() || self.savepoints.values().any(|stop| *stop)
+    }
+
     pub(super) fn schedule_next_trigger(&mut self) {
         self.next_trigger = None;
         let Some(interval) = self.cfg.checkpointing.interval else { return };
-        if self.status != JobStatus::Running || self.coord.in_flight() >= self.max_concurrent() {
+        if self.status != JobStatus::Running || self.coord.in_flight() >= self.max_concurrent() || self.stop_in_progress() {
             return;
         }
         if self.queued_trigger {
@@ -67,6 +74,18 @@ impl JobManager {
             Some(d) => CheckpointCoordinator::check_trigger(&d.expected_tasks(), &d.running),
             None => CheckpointCoordinator::check_trigger(&job_tasks(self.cfg.job.parallelism), &Default::default()),
         }
+    }
+
+    /// The periodic trigger's time came. It was scheduled when a place was free; a savepoint
+    /// triggered since may have taken it (savepoints are forced past `max-concurrent-checkpoints`,
+    /// periodic checkpoints are not: CheckpointRequestDecider). Then it waits, and the end of a
+    /// pending one schedules it again (Flink's queued request runs then).
+    pub(super) fn periodic_trigger(&mut self) {
+        self.next_trigger = None;
+        if self.coord.in_flight() >= self.max_concurrent() || self.stop_in_progress() {
+            return;
+        }
+        self.trigger();
     }
 
     pub(super) fn trigger(&mut self) {
@@ -97,35 +116,93 @@ impl JobManager {
         self.schedule_next_trigger();
     }
 
-    /// Takes a savepoint (Flink's canonical format) through the same barriers as a checkpoint,
-    /// always aligned, as Flink's savepoints; works with periodic checkpointing off too.
-    pub(super) fn trigger_savepoint(&mut self, stop: bool) {
-        let refuse =
-            |s: &Self, reason: String| s.events.publish(Event::CheckpointTriggerRefused { reason: format!("savepoint: {reason}") });
-        if self.status != JobStatus::Running || self.stopping.is_some() {
-            let status = if self.stopping.is_some() { "stopping" } else { self.status.label() };
-            return refuse(self, format!("the job is {status}"));
+    /// Takes a savepoint in `format` (Flink's `--type`, canonical by default) through the same
+    /// barriers as a checkpoint, always aligned, as Flink's savepoints; works with periodic
+    /// checkpointing off too. Returns its id when it was triggered.
+    pub(super) fn trigger_savepoint(&mut self, stop: bool, format: SavepointFormat) -> Option<u64> {
+        if let Err(reason) = self.savepoint_refusal(stop) {
+            self.events.publish(Event::CheckpointTriggerRefused { reason: format!("savepoint: {reason}") });
+            return None;
         }
-        if stop && self.savepoints.values().any(|s| *s) {
-            return refuse(self, "a stop-with-savepoint is already in progress".into());
+        if stop {
+            self.stop_checkpoint_scheduler();
         }
-        if let Err(reason) = self.check_trigger() {
-            return refuse(self, format!("{} ({})", reason, reason.flink_name()));
-        }
-        let Some(d) = &self.deployment else { return };
+        let d = self.deployment.as_ref()?;
         let mode = self.cfg.checkpointing.mode;
         let id = self.coord.begin_savepoint(mode, Instant::now(), self.now_ms(), d.expected_tasks());
-        match off_worker(|| self.storage.begin_savepoint(id, &self.job_id)) {
+        match off_worker(|| self.storage.begin_savepoint(id, &self.job_id, format)) {
             Ok(dir) => {
                 self.savepoints.insert(id, stop);
                 self.events.publish(Event::SavepointTriggered { checkpoint: id, path: dir.display().to_string(), stop });
             }
-            Err(e) => return self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() }),
+            Err(e) => {
+                self.fail_checkpoint(id, CheckpointFailureReason::IoException { message: e.to_string() });
+                return None;
+            }
         }
         let barrier = Barrier { checkpoint: id, options: CheckpointOptions::new(mode), triggered_at: Instant::now() };
         if let Some(d) = &self.deployment {
             d.tell_sources(if stop { TaskControl::StopWithSavepoint(barrier) } else { TaskControl::TriggerCheckpoint(barrier) });
         }
+        // Periodic checkpoints wait for a free place (this savepoint may have taken the last),
+        // and none comes while the job stops.
+        self.schedule_next_trigger();
+        Some(id)
+    }
+
+    /// Before a stop-with-savepoint: no periodic trigger any more, and the checkpoints pending
+    /// or queued are aborted (CHECKPOINT_COORDINATOR_SUSPEND), as Flink's
+    /// CheckpointCoordinator.stopCheckpointScheduler (CheckpointCoordinator.java:2057-2066). No
+    /// checkpoint of the stopping job can then overtake the savepoint's barriers or commit
+    /// anything after it.
+    fn stop_checkpoint_scheduler(&mut self) {
+        self.next_trigger = None;
+        let why = "the checkpoint scheduler stopped for a stop-with-savepoint".to_string();
+        if std::mem::take(&mut self.queued_trigger) {
+            self.events.publish(Event::CheckpointTriggerRefused { reason: format!("the queued checkpoint request was dropped: {why}") });
+        }
+        for id in self.coord.pending_ids() {
+            self.fail_checkpoint(id, CheckpointFailureReason::CoordinatorSuspend { why: why.clone() });
+        }
+    }
+
+    /// The stop-with-savepoint failed on the JobManager's side: the periodic scheduler starts
+    /// again (StopWithSavepointTerminationHandlerImpl.java:191-193, `startCheckpointScheduler`),
+    /// until the failover its stopped sources cause. Flink starts it with `min-pause` as its
+    /// delay (CheckpointCoordinator.java:2049-2052); ckptlab counts an interval from here, as it
+    /// does after every (re)start of the scheduler.
+    fn start_checkpoint_scheduler(&mut self) {
+        self.trigger_base = Instant::now();
+        self.schedule_next_trigger();
+    }
+
+    /// The attempt ended while a completed stop-with-savepoint waited for its tasks to finish:
+    /// some task did not (it failed, its task manager died). Flink fails the job over instead of
+    /// ending it FINISHED (StopWithSavepointTerminationHandlerImpl.java:169-181); the savepoint
+    /// stays where it was written, and the failover restores the latest checkpoint (a savepoint is
+    /// never in the completed checkpoint store: CheckpointCoordinator.completePendingCheckpoint).
+    pub(super) fn stop_interrupted(&mut self) {
+        let Some(stopping) = self.stopping.take() else { return };
+        let (id, path) = (stopping.savepoint, stopping.path);
+        self.events.publish(Event::StopWithSavepointInterrupted { checkpoint: id, path: path.clone() });
+        if let Some(c) = self.backend_change.take_if(|c| c.savepoint == id) {
+            self.refuse(
+                Refusable::Backend,
+                format!("savepoint {id} ({path}) was taken, but the job did not finish: it fails over on {} and the switch to {} is abandoned", c.from, c.to),
+            );
+        }
+    }
+
+    /// Why a savepoint cannot be triggered now, if it cannot.
+    pub(super) fn savepoint_refusal(&self, stop: bool) -> Result<(), String> {
+        if self.status != JobStatus::Running || self.stopping.is_some() {
+            let status = if self.stopping.is_some() { "stopping" } else { self.status.label() };
+            return Err(format!("the job is {status}"));
+        }
+        if stop && self.savepoints.values().any(|s| *s) {
+            return Err("a stop-with-savepoint is already in progress".into());
+        }
+        self.check_trigger().map_err(|reason| format!("{} ({})", reason, reason.flink_name()))
     }
 
     /// Every task acknowledged a savepoint: `_metadata` went beside its files, and that is all.
@@ -136,8 +213,13 @@ impl JobManager {
         let dir = self.storage.savepoint_location(id);
         self.storage.end_savepoint(id, false);
         let bytes = stats.full_size;
+        if let Some(change) = self.backend_change.as_mut().filter(|c| c.savepoint == id) {
+            // The new submission restores it: the auditor keeps what its state holds.
+            change.dir = dir.clone();
+            self.auditor.checkpoint_completed(id);
+        }
         let path = dir.map(|d| d.display().to_string()).unwrap_or_default();
-        self.events.publish(Event::SavepointCompleted { checkpoint: id, path, bytes });
+        self.events.publish(Event::SavepointCompleted { checkpoint: id, path: path.clone(), bytes });
         if stop {
             // Each task handles the notification (a sink commits), then confirms; the job is
             // FINISHED when all have (StopWithSavepointTerminationHandlerImpl), not at a deadline.
@@ -146,7 +228,11 @@ impl JobManager {
                 d.tell_all(TaskControl::Finish);
             }
             self.next_trigger = None;
-            self.stopping = Some(Default::default());
+            self.stopping = Some(Stopping { savepoint: id, path, finished: Default::default() });
+        } else {
+            // Its place is free again (CheckpointCoordinator.completePendingCheckpoint ends with
+            // scheduleTriggerRequest): a periodic checkpoint that waited for it runs.
+            self.schedule_next_trigger();
         }
     }
 
@@ -158,8 +244,10 @@ impl JobManager {
         let now = Instant::now();
         let job = crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions());
         let storage = &self.storage;
+        let format = self.storage.savepoint_format(id);
         let finalize = |m: &mut CheckpointMetadata| {
             m.job = Some(job);
+            m.format = format;
             if m.kind == SnapshotKind::Checkpoint {
                 CheckpointStorage::check_shared_files(&m.keyed).map_err(FinalizeError::SharedFileMissing)?;
             }
@@ -185,7 +273,9 @@ impl JobManager {
         self.storage.completed(id);
         // Kafka: the checkpointed offsets go to the consumer group, for monitoring (as Flink).
         off_worker(|| self.topic.commit(&plan.commit_offsets));
-        self.auditor.checkpoint_completed(id);
+        // An older savepoint still pending is not subsumed: its snapshot parts stay.
+        let savepoints: Vec<u64> = self.savepoints.keys().copied().collect();
+        self.auditor.checkpoint_completed_beside(id, &savepoints);
         for old in &plan.drop {
             self.drop_checkpoint(old);
         }
@@ -235,7 +325,11 @@ impl JobManager {
                 // Claimed: the job owns it wherever it lies (a savepoint too, as Flink's CLAIM
                 // treats a restored snapshot like one of its own checkpoints). Its handles were
                 // resolved below its own directory when it was read, so only its files go.
-                let gone = off_worker(|| CheckpointStorage::discard_claimed(dir, m));
+                let gone = off_worker(|| {
+                    // Its adopted shared files (in this job's `shared/`) lose its reference.
+                    self.shared.unregister(&m.keyed);
+                    CheckpointStorage::discard_claimed(dir, m)
+                });
                 if !gone {
                     tracing::warn!(dir = %dir.display(), "claimed snapshot subsumed: its directory holds other files and stays");
                 }
@@ -251,18 +345,58 @@ impl JobManager {
         }
     }
 
+    /// What a failed savepoint leaves, as Flink 2.3. A plain savepoint's failure leaves the job
+    /// as it was, unless a task declined it past the tolerable failures. A failed
+    /// stop-with-savepoint fails the job over, whatever failed it. Declined by a task: the
+    /// JobManager fails the job at once (CheckpointFailureManager.java:187-189, `failJob`).
+    /// Failed on the JobManager's side (expired, not finalized): its abort reaches the tasks, and
+    /// a task that took the savepoint's snapshot (a source always has: it stopped for good)
+    /// fails with "Stop-with-savepoint failed." (StreamTask.java:1575-1576); that task failure is
+    /// the failover. Either way the checkpoint scheduler starts again
+    /// (StopWithSavepointTerminationHandlerImpl.java:191-193) and the restart restores the latest
+    /// checkpoint. An attempt that is ending already (the failover that aborted it) adds nothing.
+    fn savepoint_failed(&mut self, id: u64, stop: bool, reason: CheckpointFailureReason) {
+        let declined_by_task = matches!(
+            reason,
+            CheckpointFailureReason::AsyncException { .. } | CheckpointFailureReason::Declined { .. } | CheckpointFailureReason::DeclinedSubsumed { .. }
+        );
+        let running = self.deployment.is_some();
+        let note = match (stop, running, declined_by_task) {
+            (false, _, _) => "",
+            (true, false, _) => "; the attempt ended with it",
+            (true, true, true) => "; a stop-with-savepoint a task declines fails the job over (CheckpointFailureManager)",
+            (true, true, false) => {
+                "; its sources had stopped for it and fail on the abort (\"Stop-with-savepoint failed.\"): the job fails over to its latest checkpoint"
+            }
+        };
+        self.events.publish(Event::SavepointFailed { checkpoint: id, reason: format!("{reason}{note}") });
+        self.backend_change_failed(id, &reason.to_string());
+        match (stop, running, declined_by_task) {
+            (true, true, true) => self.failover(FailureCause::StopWithSavepointDeclined { savepoint: id, reason }),
+            (true, true, false) => self.start_checkpoint_scheduler(),
+            // A plain savepoint a task declined counts as a checkpoint's failure does, and is
+            // checked against the limit (CheckpointFailureManager.java:191-193).
+            (false, true, true) => {
+                let tolerable = self.cfg.checkpointing.tolerable_failed;
+                match self.coord.take_intolerable(tolerable) {
+                    Some(failed) => self.failover(FailureCause::TolerableCheckpointFailuresExceeded { failed, tolerable, last: reason }),
+                    None => self.schedule_next_trigger(),
+                }
+            }
+            _ => self.schedule_next_trigger(),
+        }
+    }
+
     pub(super) fn after_failure(&mut self, id: u64, handles: &[crate::state::StateHandle], reason: CheckpointFailureReason) {
         if let Some(d) = &self.deployment {
             d.tell_all(TaskControl::NotifyCheckpointAborted(id));
         }
-        if self.savepoints.remove(&id).is_some() {
-            // A failed savepoint's directory goes; it never counts toward tolerable failures.
+        if let Some(stop) = self.savepoints.remove(&id) {
+            // A failed savepoint's directory goes; what else it leaves: `savepoint_failed`.
             off_worker(|| self.storage.end_savepoint(id, true));
             self.auditor.checkpoint_discarded(id);
             self.events.publish(Event::CheckpointFailed { checkpoint: id, reason: reason.to_string() });
-            self.events.publish(Event::SavepointFailed { checkpoint: id, reason: reason.to_string() });
-            self.schedule_next_trigger();
-            return;
+            return self.savepoint_failed(id, stop, reason);
         }
         off_worker(|| {
             self.storage.discard(id);

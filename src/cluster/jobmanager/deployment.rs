@@ -94,7 +94,7 @@ impl JobManager {
         }
         self.deploy_failure = None;
         // A stop-with-savepoint whose tasks had not all confirmed ends with the attempt.
-        self.stopping = None;
+        self.stop_interrupted();
         for id in self.coord.pending_ids() {
             self.fail_checkpoint(id, reason.clone());
         }

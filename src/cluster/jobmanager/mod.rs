@@ -42,6 +42,7 @@ use crate::keygroup::key_group_range;
 use crate::state::create_backend;
 use crate::state::shared::SharedStateRegistry;
 use crate::state::storage::{CheckpointMetadata, CheckpointStorage, SnapshotKind};
+use crate::state::SavepointFormat;
 use crate::types::{CheckpointOptions, PersistedRecord, TaskId};
 use deployment::{subtask_of, Deployment};
 use taskmanagers::TaskManagerState;
@@ -64,13 +65,15 @@ pub enum Command {
     },
     /// Submit the job again after it FAILED (a new run from empty state).
     Resubmit,
-    /// Switch the state backend by the seed's name (memory, fs, rocksdb): the job restarts at
-    /// once from its latest checkpoint, read into the new backend.
+    /// Switch the state backend by the seed's name (memory, fs, rocksdb) as a Flink user does: a
+    /// stop-with-savepoint in canonical format, then the job submitted again on the new backend,
+    /// restoring that savepoint (a checkpoint restores only into the backend that wrote it).
     SwitchBackend(String),
-    /// Take a savepoint into `execution.checkpointing.savepoint-dir`; `stop`: then stop the job
-    /// (Flink's stop-with-savepoint: the job ends FINISHED).
+    /// Take a savepoint into `execution.checkpointing.savepoint-dir` in `format` (Flink's
+    /// `--type`); `stop`: then stop the job (Flink's stop-with-savepoint: the job ends FINISHED).
     TriggerSavepoint {
         stop: bool,
+        format: SavepointFormat,
     },
 }
 
@@ -197,14 +200,35 @@ pub(crate) struct JobManager {
     audit_baseline: Option<Arc<AuditBaseline>>,
     /// Savepoints in flight, and whether the job stops once each completes.
     savepoints: std::collections::HashMap<u64, bool>,
-    /// A stop-with-savepoint completed: the job ends FINISHED at this time, once its tasks had
-    /// a moment to handle notifyCheckpointComplete (a transactional sink commits then).
-    /// A stop-with-savepoint completed: the tasks that confirmed its notification so far
-    /// (the job is FINISHED when all have).
-    stopping: Option<std::collections::HashSet<TaskId>>,
+    /// A stop-with-savepoint completed and the job waits for its tasks to finish.
+    stopping: Option<Stopping>,
+    /// A backend change under way: the job stops with a canonical savepoint, then is submitted
+    /// again on the new backend from it.
+    backend_change: Option<BackendChange>,
 }
 
-/// How long tasks get to handle the completion of a stop-with-savepoint before they are stopped.
+/// A backend switch between its stop-with-savepoint and the new submission.
+struct BackendChange {
+    /// The canonical stop-with-savepoint's id, and its directory once it completed.
+    savepoint: u64,
+    dir: Option<PathBuf>,
+    /// The backend asked for (`--backend`'s shorthand). The new submission's configuration is
+    /// built from the job's layers when it is submitted, not when the switch was asked for: a
+    /// key set while the stop-with-savepoint ran (a timeout, the tolerable failures) holds for
+    /// the new job as it would for `flink run -s` with the configuration of that moment.
+    name: String,
+    from: String,
+    to: String,
+}
+
+/// A stop-with-savepoint whose savepoint completed: the tasks that confirmed its notification
+/// so far (the job is FINISHED when all have, StopWithSavepointTerminationHandlerImpl's
+/// SavepointCreated state).
+struct Stopping {
+    savepoint: u64,
+    path: String,
+    finished: std::collections::HashSet<TaskId>,
+}
 
 /// Runs blocking file or network I/O of the JobManager (fsync of `_metadata`, deleting
 /// checkpoints, Kafka offset commits) without holding a runtime worker: on the multi-threaded
@@ -254,7 +278,13 @@ impl JobManager {
                 Some(Ok(None)) | None => {}
             }
             let owned = cfg.recovery.claim == crate::config::ClaimMode::Claim;
-            coord.restore_external(r.found.metadata.clone(), ExternalSnapshot { dir: r.found.dir.clone(), owned });
+            let mut metadata = r.found.metadata.clone();
+            if owned && cfg.backend == crate::config::BackendKind::RocksDb {
+                // The job owns a claimed checkpoint: its SST files become this job's shared files.
+                let adopted = storage.adopt_claimed_shared(&mut metadata);
+                tracing::debug!(files = adopted.len(), "claimed checkpoint's shared files adopted");
+            }
+            coord.restore_external(metadata, ExternalSnapshot { dir: r.found.dir.clone(), owned });
         }
         let cfg_interval = cfg.heartbeat_interval;
         let tms = (1..=cfg.taskmanagers).map(|i| TaskManagerState::new(super::taskmanager::name(i), 1, cfg.slots_per_tm)).collect();
@@ -263,8 +293,13 @@ impl JobManager {
         if std::fs::create_dir_all(&tm_root).is_ok() {
             let _ = crate::workdir::mark_owner(&tm_root);
         }
+        let mut shared = SharedStateRegistry::new(storage.job_dir.as_ref().map(|d| d.join("shared")));
+        // The adopted files of a claimed checkpoint are referenced by it until it is subsumed.
+        if let Some(c) = coord.latest().filter(|c| c.external.as_ref().is_some_and(|e| e.owned)) {
+            shared.register(&c.metadata.keyed);
+        }
         JobManager {
-            shared: SharedStateRegistry::new(storage.job_dir.as_ref().map(|d| d.join("shared"))),
+            shared,
             tm_root,
             knobs,
             layers,
@@ -301,6 +336,7 @@ impl JobManager {
             restored_from,
             savepoints: std::collections::HashMap::new(),
             stopping: None,
+            backend_change: None,
         }
     }
 
@@ -448,8 +484,7 @@ impl JobManager {
             self.fail_checkpoint(id, CheckpointFailureReason::Expired { timeout });
         }
         if self.status == JobStatus::Running && self.next_trigger.is_some_and(|t| t <= now) {
-            self.next_trigger = None;
-            self.trigger();
+            self.periodic_trigger();
         }
     }
 
@@ -464,7 +499,9 @@ impl JobManager {
             Command::Set { key, value } => self.set(&key, &value),
             Command::Resubmit => self.resubmit(),
             Command::SwitchBackend(name) => self.switch_backend(&name),
-            Command::TriggerSavepoint { stop } => self.trigger_savepoint(stop),
+            Command::TriggerSavepoint { stop, format } => {
+                self.trigger_savepoint(stop, format);
+            }
         }
     }
 
@@ -530,6 +567,13 @@ impl JobManager {
         self.events.publish(Event::ConfigChanged { key: key.to_string(), value: value.to_string() });
     }
 
+    /// A backend change, as Flink users make one: Flink fixes the state backend when a job is
+    /// submitted and restores a checkpoint or a native savepoint only into the backend that
+    /// wrote it (StateUtil.java:152-154), so the job is stopped with a savepoint in canonical
+    /// format (SavepointFormatType.java:32: "It lets you switch state backends") and submitted
+    /// again on the new backend from it ([`Self::resubmit_on_new_backend`], once FINISHED). A job
+    /// that runs no longer (FAILED, FINISHED) has nothing to stop: its next submission uses the
+    /// new backend. One that is not yet or no longer RUNNING cannot take the savepoint: refused.
     fn switch_backend(&mut self, name: &str) {
         let mut layers = self.layers.clone();
         if let Err(e) = layers.set_backend(name, "backend switch") {
@@ -543,6 +587,30 @@ impl JobManager {
         if from == to {
             return self.refuse(Refusable::Backend, format!("already {to}"));
         }
+        if let Some(c) = &self.backend_change {
+            // Under way while its savepoint runs or the job stops; a failover meanwhile ended it.
+            if self.savepoints.contains_key(&c.savepoint) || self.stopping.is_some() {
+                return self.refuse(Refusable::Backend, format!("a switch to {} is under way (stop-with-savepoint {})", c.to, c.savepoint));
+            }
+            self.backend_change = None;
+        }
+        if matches!(self.status, JobStatus::Failed | JobStatus::Finished) {
+            let note = format!("the job is {}: its next submission runs on {to}, from empty state", self.status.label());
+            self.adopt_backend(layers, cfg);
+            self.events.publish(Event::BackendSwitched { from, to, checkpoint: None, note });
+            return;
+        }
+        if let Err(reason) = self.savepoint_refusal(true) {
+            return self.refuse(Refusable::Backend, format!("a backend change stops the job with a canonical savepoint first, and {reason}"));
+        }
+        match self.trigger_savepoint(true, SavepointFormat::Canonical) {
+            Some(savepoint) => self.backend_change = Some(BackendChange { savepoint, dir: None, name: name.to_string(), from, to }),
+            None => self.refuse(Refusable::Backend, "its stop-with-savepoint (canonical) could not start: the job stays on this backend".into()),
+        }
+    }
+
+    /// The configuration of another backend becomes the job's (its storage too).
+    fn adopt_backend(&mut self, layers: ConfigLayers, cfg: Config) {
         self.storage = Arc::new(self.storage.with_kind(
             cfg.checkpointing.storage,
             &cfg.checkpointing.dir,
@@ -552,18 +620,64 @@ impl JobManager {
         self.shared.set_root(self.storage.job_dir.as_ref().map(|d| d.join("shared")));
         self.layers = layers;
         self.cfg = cfg;
-        let restore = self.coord.latest().map(|c| c.metadata.checkpoint);
-        let note = match restore {
-            Some(id) => format!("the job restarts from checkpoint {id}, its state read into the new backend"),
-            None => "no completed checkpoint: the job restarts from EMPTY state, sources from auto.offset.reset".into(),
-        };
-        self.events.publish(Event::BackendSwitched { from, to, checkpoint: restore, note });
-        // A restart without a failure: cancel, drop what is pending, deploy again at once.
-        self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job restarted: state backend switched".into() });
-        if matches!(self.status, JobStatus::Running | JobStatus::Restarting | JobStatus::Created) {
-            self.restart_at = None;
-            self.try_deploy();
+    }
+
+    /// The stop-with-savepoint of a backend change failed: the job fails over and stays on its
+    /// backend (see [`Self::savepoint_failed`]).
+    fn backend_change_failed(&mut self, savepoint: u64, reason: &str) {
+        if let Some(c) = self.backend_change.take_if(|c| c.savepoint == savepoint) {
+            self.refuse(
+                Refusable::Backend,
+                format!("stop-with-savepoint {savepoint} (canonical) failed: {reason}; the job fails over and stays on {}", c.from),
+            );
         }
+    }
+
+    /// The job stopped with the backend change's canonical savepoint (FINISHED): it is submitted
+    /// again on the new backend, restoring the savepoint as `flink run -s` does (under
+    /// `execution.state-recovery.claim-mode`). The stopped job's checkpoints go, as a FINISHED
+    /// job's do.
+    fn resubmit_on_new_backend(&mut self) {
+        let Some(change) = self.backend_change.take() else { return };
+        let Some(dir) = change.dir else { return };
+        let id = change.savepoint;
+        // Today's layers with the new backend: what was set since the switch was asked for stays.
+        let mut layers = self.layers.clone();
+        let cfg = match layers.set_backend(&change.name, "backend switch").and_then(|()| layers.build()) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                return self.refuse(Refusable::Backend, format!("the job cannot be submitted on {}: {e}; it stays FINISHED", change.to))
+            }
+        };
+        let partitions = self.topic.partitions();
+        let found = off_worker(|| crate::state::storage::find_snapshot(&dir)).and_then(|found| {
+            crate::state::storage::check_compatible(&found, &crate::state::storage::JobShape::of(&cfg, partitions)).map(|()| found)
+        });
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                return self.refuse(Refusable::Backend, format!("savepoint {id} cannot be restored on {}: {e}; the job stays FINISHED", change.to))
+            }
+        };
+        for c in self.coord.take_retained() {
+            self.drop_checkpoint(&c);
+        }
+        self.adopt_backend(layers, cfg);
+        let owned = self.cfg.recovery.claim == crate::config::ClaimMode::Claim;
+        self.coord.restore_external(found.metadata, ExternalSnapshot { dir: found.dir.clone(), owned });
+        self.coord.new_job();
+        self.restart = RestartState::default();
+        self.failure = None;
+        self.restore_failure = None;
+        let note = format!(
+            "stop-with-savepoint (canonical) -> resubmit on {} from savepoint {id} ({})",
+            change.to,
+            found.dir.display()
+        );
+        self.events.publish(Event::BackendSwitched { from: change.from, to: change.to, checkpoint: Some(id), note });
+        self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
+        self.status = JobStatus::Created;
+        self.try_deploy();
     }
 
     fn resubmit(&mut self) {
@@ -576,6 +690,7 @@ impl JobManager {
         }
         // Nor the snapshot it was restored from: the verdict covers everything again.
         self.audit_baseline = None;
+        self.coord.new_job();
         self.restart = RestartState::default();
         self.failure = None;
         self.restore_failure = None;
@@ -636,13 +751,15 @@ impl JobManager {
             TaskReport::Failed { task, reason, .. } => self.failover(FailureCause::TaskFailed { task, message: reason }),
             TaskReport::Finished { task, .. } => {
                 let tasks = self.deployment.as_ref().map_or(0, |d| d.tasks.len());
-                let Some(finished) = self.stopping.as_mut() else { return };
-                finished.insert(task);
-                if finished.len() == tasks {
+                let Some(stopping) = self.stopping.as_mut() else { return };
+                stopping.finished.insert(task);
+                if stopping.finished.len() == tasks {
                     // Every task handled the savepoint's notification (a sink committed): FINISHED.
+                    self.stopping = None;
                     self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job stopped with a savepoint".into() });
                     self.status = JobStatus::Finished;
                     self.events.publish(Event::JobFinished { reason: "stopped with a savepoint".into() });
+                    self.resubmit_on_new_backend();
                 }
             }
         }

@@ -39,8 +39,8 @@ pub fn step_text(step: &Step) -> String {
         Action::Resubmit => "resubmit".into(),
         Action::SwitchBackend(b) => format!("switch the backend to {b}"),
         Action::StopGenerators => "stop the generators".into(),
-        Action::Savepoint { stop: false } => "savepoint".into(),
-        Action::Savepoint { stop: true } => "stop with savepoint".into(),
+        Action::Savepoint { stop: false, format } => format!("savepoint ({})", format.name()),
+        Action::Savepoint { stop: true, format } => format!("stop with savepoint ({})", format.name()),
     };
     match &step.note {
         Some(n) => format!("{what}  # {n}"),
