@@ -675,10 +675,11 @@ impl LocalCluster {
         for (_, mut c) in std::mem::take(&mut self.children) {
             let _ = c.try_wait();
         }
-        let _ = std::fs::remove_file(self.dir.join("cluster.json"));
+        // Only below the cluster's own directory (ckptlab's home), never a path from outside.
+        let _ = crate::workdir::remove_file_under(&self.dir, &self.dir.join("cluster.json"));
         if let Ok(rd) = std::fs::read_dir(self.dir.join("pids")) {
             for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
+                let _ = crate::workdir::remove_file_under(&self.dir, &e.path());
             }
         }
         self.owned = false;

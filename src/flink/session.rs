@@ -107,15 +107,16 @@ impl ClusterJob {
     pub fn submit(cluster: ClusterGuard, jar: &Path, properties: &Path) -> Result<ClusterJob, HarnessError> {
         let gone = |e: String| HarnessError::Gone(e);
         let cluster = Arc::new(Mutex::new(cluster));
-        let (rest, observe) = {
+        let (rest, observe, root) = {
             let mut g = lock(&cluster);
             let c = g.get();
-            (c.rest(), c.observe_dir())
+            (c.rest(), c.observe_dir(), c.dir.clone())
         };
-        // Figures of an earlier job on this cluster are not this one's.
+        // Figures of an earlier job on this cluster are not this one's (removed only below the
+        // cluster's own directory).
         if let Ok(rd) = std::fs::read_dir(&observe) {
             for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
+                let _ = crate::workdir::remove_file_under(&root, &e.path());
             }
         }
         let bytes = std::fs::read(jar).map_err(|e| gone(format!("cannot read {}: {e}", jar.display())))?;

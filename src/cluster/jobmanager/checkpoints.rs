@@ -194,15 +194,15 @@ impl JobManager {
     }
 
     /// Why a savepoint cannot be triggered now, if it cannot.
-    pub(super) fn savepoint_refusal(&self, stop: bool) -> Result<(), String> {
+    pub(super) fn savepoint_refusal(&self, stop: bool) -> Result<(), SavepointRefusal> {
         if self.status != JobStatus::Running || self.stopping.is_some() {
             let status = if self.stopping.is_some() { "stopping" } else { self.status.label() };
-            return Err(format!("the job is {status}"));
+            return Err(SavepointRefusal::NotRunning(status));
         }
         if stop && self.savepoints.values().any(|s| *s) {
-            return Err("a stop-with-savepoint is already in progress".into());
+            return Err(SavepointRefusal::StopInProgress);
         }
-        self.check_trigger().map_err(|reason| format!("{} ({})", reason, reason.flink_name()))
+        self.check_trigger().map_err(SavepointRefusal::Trigger)
     }
 
     /// Every task acknowledged a savepoint: `_metadata` went beside its files, and that is all.
@@ -418,4 +418,15 @@ impl JobManager {
 /// Every subtask of the job graph at parallelism `p`: sources, counters, the sink.
 fn job_tasks(p: usize) -> Vec<TaskId> {
     (0..p).map(TaskId::Source).chain((0..p).map(TaskId::Counter)).chain([TaskId::Sink]).collect()
+}
+
+/// Why a savepoint cannot be triggered now (shown in the refusal event and `b`'s refusal).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SavepointRefusal {
+    #[error("the job is {0}")]
+    NotRunning(&'static str),
+    #[error("a stop-with-savepoint is already in progress")]
+    StopInProgress,
+    #[error("{0} ({name})", name = .0.flink_name())]
+    Trigger(CheckpointFailureReason),
 }
