@@ -642,7 +642,7 @@ async fn write_overlap_run(
     let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone()))?;
     wait_caught_up(&engine).await?;
     topic.fill((0..WRITE_OVERLAP_BACKLOG).map(|i| name(i % WRITE_OVERLAP_KEYS)));
-    let sent = |engine: &Engine| engine.view(false).channels.iter().filter(|c| c.from == "counter[0]").map(|c| c.records_sent).sum::<u64>();
+    let sent = |engine: &Engine| engine.view(false).channels.iter().filter(|c| c.from == crate::types::TaskId::Counter(0)).map(|c| c.records_sent).sum::<u64>();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (r0, t0) = (sent(&engine), Instant::now());
     tokio::time::sleep(Duration::from_millis(500)).await;

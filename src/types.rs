@@ -123,6 +123,39 @@ impl std::fmt::Display for TaskId {
     }
 }
 
+impl TaskId {
+    /// The operator's name and the subtask's index, as channel patterns name them
+    /// (`ckptlab.delays`: `source[1]->counter[*]`).
+    pub fn parts(self) -> (&'static str, usize) {
+        match self {
+            TaskId::Source(i) => ("source", i),
+            TaskId::Counter(i) => ("counter", i),
+            TaskId::Sink => ("sink", 0),
+        }
+    }
+}
+
+/// A name that is no subtask of the job graph.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a subtask; subtasks are named source[N], counter[N] and sink[0]")]
+pub struct BadTaskName(pub String);
+
+/// `counter[1]` -> `TaskId::Counter(1)`: the inverse of the display.
+impl std::str::FromStr for TaskId {
+    type Err = BadTaskName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadTaskName(s.to_string());
+        let (op, rest) = s.split_once('[').ok_or_else(bad)?;
+        let index: usize = rest.strip_suffix(']').and_then(|i| i.parse().ok()).ok_or_else(bad)?;
+        match op {
+            "source" => Ok(TaskId::Source(index)),
+            "counter" => Ok(TaskId::Counter(index)),
+            "sink" if index == 0 => Ok(TaskId::Sink),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// A record persisted as channel state: which end of which channel persisted it, and the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersistedRecord {
@@ -145,4 +178,21 @@ pub enum ChannelEnd {
     /// Queued at the sender and overtaken by the barrier: sent again by the sender before new
     /// output (`execution.checkpointing.unaligned.recover-output-on-downstream.enabled` = false).
     Output,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_name_parses_back_to_its_task_and_nothing_else_parses() {
+        for t in [TaskId::Source(0), TaskId::Source(12), TaskId::Counter(3), TaskId::Sink] {
+            assert_eq!(t.to_string().parse::<TaskId>(), Ok(t));
+        }
+        for bad in ["", "source", "source[]", "source[x]", "sink[1]", "map[0]", "counter[1", "counter[-1]"] {
+            assert_eq!(bad.parse::<TaskId>(), Err(BadTaskName(bad.to_string())), "{bad}");
+        }
+        assert_eq!(TaskId::Counter(2).parts(), ("counter", 2));
+        assert_eq!(TaskId::Sink.parts(), ("sink", 0));
+    }
 }

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::element::{Barrier, StreamMessage};
 use super::task::RuntimeKnobs;
+use crate::types::TaskId;
 
 /// One network buffer on the wire: when it may be delivered, and its elements.
 pub type Buffer = (Instant, Vec<StreamMessage>);
@@ -38,8 +39,8 @@ pub struct BarrierInFlight {
 /// Shared counters of one channel, read by the view.
 #[derive(Debug)]
 pub struct ChannelStats {
-    pub from: String,
-    pub to: String,
+    pub from: TaskId,
+    pub to: TaskId,
     /// This channel's extra latency (`ckptlab.delays`) in microseconds; changes while the job
     /// runs (the workbench's slow-channel key). A buffer's delivery time is fixed when it is sent
     /// and the receiver takes buffers in order, so a change never reorders a channel.
@@ -58,7 +59,7 @@ pub struct ChannelStats {
 }
 
 impl ChannelStats {
-    pub fn new(from: String, to: String, delay: Duration) -> Arc<Self> {
+    pub fn new(from: TaskId, to: TaskId, delay: Duration) -> Arc<Self> {
         Arc::new(ChannelStats {
             from,
             to,
@@ -757,7 +758,7 @@ mod tests {
     /// 300 ms, in order.
     #[tokio::test(start_paused = true)]
     async fn delay_is_latency_not_service_time() {
-        let stats = ChannelStats::new("source[0]".into(), "counter[0]".into(), Duration::from_millis(300));
+        let stats = ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::from_millis(300));
         let knobs = RuntimeKnobs::new(Duration::ZERO, Duration::ZERO);
         let (mut out, input) = channel(stats.clone(), 8192, knobs.clone());
         let mut gate = InputGate::new(vec![input], knobs);
@@ -785,7 +786,7 @@ mod tests {
     /// A full channel makes its sender wait (backpressure) instead of growing without bound.
     #[tokio::test(start_paused = true)]
     async fn a_full_channel_pushes_back() {
-        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let stats = ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO);
         let knobs = RuntimeKnobs::new(Duration::ZERO, Duration::ZERO);
         let (mut out, input) = channel(stats.clone(), 2, knobs.clone());
         let mut gate = InputGate::new(vec![input], knobs);
@@ -840,7 +841,7 @@ mod tests {
     /// too late.
     #[tokio::test(start_paused = true)]
     async fn a_buffer_is_full_at_max_records_and_nothing_is_sent_before_the_flush() {
-        let (mut out, input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        let (mut out, input) = channel(ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO), 4, knobs());
         assert!(!out.add(record(0), 3));
         assert!(!out.add(record(1), 3));
         assert!(try_data(&input).is_err(), "buffered, not on the wire");
@@ -857,7 +858,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_buffer_timeout_counts_from_the_first_record_of_a_buffer() {
         let timeout = Duration::from_millis(100);
-        let (mut out, _input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        let (mut out, _input) = channel(ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO), 4, knobs());
         assert_eq!(out.deadline(timeout), None, "an empty buffer has no deadline");
         let first = Instant::now();
         out.add(record(0), 10);
@@ -872,7 +873,7 @@ mod tests {
     /// the writer's buffer.
     #[tokio::test(start_paused = true)]
     async fn a_barrier_goes_out_at_once_right_behind_the_buffered_records() {
-        let (mut out, input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        let (mut out, input) = channel(ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO), 4, knobs());
         out.add(record(0), 10);
         out.add(record(1), 10);
         out.push_barrier(StreamMessage::Barrier(barrier(1)));
@@ -886,7 +887,7 @@ mod tests {
     /// forgets a barrier the receiver took.
     #[tokio::test(start_paused = true)]
     async fn a_barrier_in_flight_counts_the_records_still_ahead_of_it() {
-        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let stats = ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO);
         let (mut out, input) = channel(stats.clone(), 8, knobs());
         out.add(record(0), 1);
         out.flush().await;
@@ -907,7 +908,7 @@ mod tests {
     /// Catches: a cancel marker shown as a barrier in flight (it never leaves the view).
     #[tokio::test(start_paused = true)]
     async fn a_cancel_marker_is_sent_but_is_no_barrier_in_flight() {
-        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let stats = ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO);
         let (mut out, input) = channel(stats.clone(), 8, knobs());
         out.push_barrier(StreamMessage::CancelCheckpoint(3));
         assert!(stats.barriers().is_empty());
@@ -922,7 +923,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn priority_barriers_never_hold_back_records_that_are_due() {
         let delay = Duration::from_millis(243);
-        let stats = ChannelStats::new("source[0]".into(), "counter[0]".into(), delay);
+        let stats = ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), delay);
         let knobs = RuntimeKnobs::new(Duration::ZERO, Duration::ZERO);
         let (mut out, input) = channel(stats.clone(), 8, knobs.clone());
         let mut gate = InputGate::new(vec![input], knobs);
@@ -968,7 +969,7 @@ mod tests {
     /// loses its partial buffer), and a receiver that takes a buffer before the barrier.
     #[tokio::test(start_paused = true)]
     async fn a_priority_barrier_goes_to_the_head_and_the_sender_keeps_what_it_overtook() {
-        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let stats = ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO);
         let (mut out, input) = channel(stats.clone(), 1, knobs());
         out.add(record(0), 1);
         out.flush().await;
@@ -986,7 +987,7 @@ mod tests {
     /// Catches: a barrier (and so a trigger) that waits for credit behind backpressure.
     #[tokio::test(start_paused = true)]
     async fn an_aligned_barrier_goes_behind_a_full_queue_without_waiting() {
-        let (mut out, input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 1, knobs());
+        let (mut out, input) = channel(ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO), 1, knobs());
         out.add(record(0), 1);
         out.flush().await;
         out.add(record(1), 10);
@@ -999,7 +1000,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_buffer_is_due_after_the_hop_delay_plus_the_channel_delay() {
         let knobs = RuntimeKnobs::new(Duration::from_millis(20), Duration::from_millis(100));
-        let (mut out, input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::from_millis(300)), 4, knobs);
+        let (mut out, input) = channel(ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::from_millis(300)), 4, knobs);
         let sent = Instant::now();
         out.add(record(0), 1);
         out.flush().await;
@@ -1012,7 +1013,7 @@ mod tests {
     /// Catches: a delay read at delivery instead of fixed at send time.
     #[tokio::test(start_paused = true)]
     async fn a_changed_delay_applies_to_buffers_sent_afterwards() {
-        let stats = ChannelStats::new("a".into(), "b".into(), Duration::from_millis(300));
+        let stats = ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::from_millis(300));
         let (mut out, input) = channel(stats.clone(), 4, knobs());
         let sent = Instant::now();
         out.add(record(0), 1);
@@ -1028,7 +1029,7 @@ mod tests {
     /// Catches: buffers of one record only at a zero buffer timeout, or not while watching.
     #[test]
     fn buffers_hold_one_record_at_a_zero_timeout_or_with_a_hop_delay() {
-        let (out, _input) = channel(ChannelStats::new("a".into(), "b".into(), Duration::ZERO), 4, knobs());
+        let (out, _input) = channel(ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO), 4, knobs());
         assert!(!out.per_record(Duration::from_millis(100)), "flat out: full buffers");
         assert!(out.per_record(Duration::ZERO), "a zero buffer timeout sends each record");
         out.knobs.set_hop_delay(Duration::from_millis(50));
@@ -1039,7 +1040,7 @@ mod tests {
     /// and the view shows nothing in flight. Catches: a writer that hangs or keeps counting.
     #[tokio::test(start_paused = true)]
     async fn a_dead_receiver_closes_the_channel_and_drops_what_is_sent() {
-        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let stats = ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO);
         let (mut out, input) = channel(stats.clone(), 1, knobs());
         out.add(record(0), 1);
         out.push_barrier(StreamMessage::Barrier(barrier(1)));
@@ -1057,7 +1058,7 @@ mod tests {
     /// Catches: a sender waiting for credit that never notices its receiver died.
     #[tokio::test(start_paused = true)]
     async fn a_sender_waiting_for_credit_is_released_when_its_receiver_dies() {
-        let stats = ChannelStats::new("a".into(), "b".into(), Duration::ZERO);
+        let stats = ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO);
         let (mut out, input) = channel(stats.clone(), 1, knobs());
         out.add(record(0), 1);
         out.flush().await;

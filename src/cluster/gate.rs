@@ -307,8 +307,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_blocked_channel_backpressures_its_sender_and_loses_nothing() {
         let knobs = RuntimeKnobs::new(Duration::ZERO, Duration::ZERO);
-        let (mut a, ia) = channel(ChannelStats::new("a".into(), "t".into(), Duration::ZERO), 2, knobs.clone());
-        let (mut b, ib) = channel(ChannelStats::new("b".into(), "t".into(), Duration::ZERO), 2, knobs.clone());
+        let (mut a, ia) = channel(ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO), 2, knobs.clone());
+        let (mut b, ib) = channel(ChannelStats::new(TaskId::Source(1), TaskId::Counter(0), Duration::ZERO), 2, knobs.clone());
         let a_stats = a.stats.clone();
         let mut gate = InputGate::new(vec![ia, ib], knobs);
         gate.block(0);
@@ -342,7 +342,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_priority_barrier_overtakes_the_queue() {
         let knobs = RuntimeKnobs::new(Duration::ZERO, Duration::ZERO);
-        let (mut a, ia) = channel(ChannelStats::new("a".into(), "t".into(), Duration::ZERO), 8, knobs.clone());
+        let (mut a, ia) = channel(ChannelStats::new(TaskId::Source(0), TaskId::Counter(0), Duration::ZERO), 8, knobs.clone());
         let stats = a.stats.clone();
         let mut gate = InputGate::new(vec![ia], knobs);
         for i in 0..3 {
@@ -368,12 +368,12 @@ mod tests {
     }
 
     fn link(
-        name: &str,
+        from: TaskId,
         delay: Duration,
         capacity: usize,
         knobs: &Arc<RuntimeKnobs>,
     ) -> (crate::cluster::channel::OutputChannel, InputChannel) {
-        channel(ChannelStats::new(name.into(), "t".into(), delay), capacity, knobs.clone())
+        channel(ChannelStats::new(from, TaskId::Counter(0), delay), capacity, knobs.clone())
     }
 
     async fn send(out: &mut crate::cluster::channel::OutputChannel, i: u64) {
@@ -391,7 +391,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_buffer_is_delivered_when_its_wire_time_has_passed() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::from_millis(100), 4, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::from_millis(100), 4, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
         let sent = Instant::now();
         send(&mut a, 0).await;
@@ -405,7 +405,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_barrier_is_not_overtaken_by_a_delayed_record() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::from_millis(300), 4, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::from_millis(300), 4, &knobs);
         let stats = a.stats.clone();
         let mut gate = InputGate::new(vec![ia], knobs);
         send(&mut a, 0).await;
@@ -420,8 +420,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_channel_does_not_hold_up_another() {
         let knobs = knobs();
-        let (mut slow, is) = link("slow", Duration::from_millis(300), 4, &knobs);
-        let (mut fast, i_f) = link("fast", Duration::ZERO, 4, &knobs);
+        let (mut slow, is) = link(TaskId::Source(1), Duration::from_millis(300), 4, &knobs);
+        let (mut fast, i_f) = link(TaskId::Source(0), Duration::ZERO, 4, &knobs);
         let mut gate = InputGate::new(vec![is, i_f], knobs);
         send(&mut slow, 0).await;
         send(&mut fast, 1).await;
@@ -436,8 +436,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn busy_channels_are_consumed_in_turn() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::ZERO, 8, &knobs);
-        let (mut b, ib) = link("b", Duration::ZERO, 8, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::ZERO, 8, &knobs);
+        let (mut b, ib) = link(TaskId::Source(1), Duration::ZERO, 8, &knobs);
         let mut gate = InputGate::new(vec![ia, ib], knobs);
         for i in 0..3 {
             send(&mut a, i).await;
@@ -456,7 +456,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_blocked_channel_is_not_consumed_until_unblocked() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::from_millis(10), 4, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::from_millis(10), 4, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
         for i in 0..3 {
             send(&mut a, i).await;
@@ -479,8 +479,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_blocked_channel_with_a_due_buffer_lets_the_others_through() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::from_millis(10), 4, &knobs);
-        let (mut b, ib) = link("b", Duration::from_millis(50), 4, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::from_millis(10), 4, &knobs);
+        let (mut b, ib) = link(TaskId::Source(1), Duration::from_millis(50), 4, &knobs);
         let mut gate = InputGate::new(vec![ia, ib], knobs);
         let start = Instant::now();
         send(&mut a, 0).await;
@@ -498,7 +498,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_priority_barrier_waits_for_its_wire_time() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::from_millis(40), 4, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::from_millis(40), 4, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
         let start = Instant::now();
         a.push_priority(barrier(1));
@@ -510,7 +510,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_paused_gate_delivers_nothing_until_resumed() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::ZERO, 4, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::ZERO, 4, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs.clone());
         send(&mut a, 0).await;
         a.push_priority(barrier(1));
@@ -525,7 +525,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_gate_whose_senders_are_gone_waits_after_the_last_buffer() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::ZERO, 4, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::ZERO, 4, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
         send(&mut a, 0).await;
         drop(a);
@@ -541,7 +541,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_priority_barrier_is_received_before_the_buffers_behind_it() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::from_millis(10), 8, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::from_millis(10), 8, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
         send(&mut a, 0).await;
         assert_eq!(next_within(&mut gate, Duration::from_millis(1)).await, None, "received, still on the wire");
@@ -564,7 +564,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_timed_out_barrier_still_at_its_sender_is_converted_by_the_sender() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::ZERO, 8, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::ZERO, 8, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
         send(&mut a, 0).await;
         a.add(record(1), 10);
@@ -589,7 +589,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_received_timed_out_barrier_goes_ahead_and_what_was_behind_it_goes_back() {
         let knobs = knobs();
-        let (mut a, ia) = link("a", Duration::from_millis(10), 8, &knobs);
+        let (mut a, ia) = link(TaskId::Source(0), Duration::from_millis(10), 8, &knobs);
         let mut gate = InputGate::new(vec![ia], knobs);
         a.add(record(0), 10);
         a.push_barrier(StreamMessage::Barrier(barrier(5)));
@@ -643,13 +643,13 @@ mod tests {
         let gate_pool = crate::cluster::channel::Credits::gate_pool(&net);
         // Two senders, each its own partition (one subpartition each); a 1 s wire keeps every
         // buffer received but not deliverable while we look.
-        let make = |name: &str| {
+        let make = |from: TaskId| {
             let partition = crate::cluster::channel::Credits::partition_pool(&net, 1);
             let credits = crate::cluster::channel::Credits::of(&net, &gate_pool, &partition);
-            crate::cluster::channel::channel_with(ChannelStats::new(name.into(), "t".into(), Duration::from_secs(1)), credits, knobs.clone())
+            crate::cluster::channel::channel_with(ChannelStats::new(from, TaskId::Counter(0), Duration::from_secs(1)), credits, knobs.clone())
         };
-        let (mut a, ia) = make("a");
-        let (mut b, ib) = make("b");
+        let (mut a, ia) = make(TaskId::Source(0));
+        let (mut b, ib) = make(TaskId::Source(1));
         let mut gate = InputGate::new(vec![ia, ib], knobs);
         let sent_a = fill(&mut a, 0).await;
         assert_eq!(next_within(&mut gate, Duration::from_millis(1)).await, None, "nothing due yet");

@@ -432,7 +432,7 @@ impl Engine {
                         Some(Silence::Hung { .. }) => TmProcess::Hung,
                         Some(Silence::Killed { .. }) => TmProcess::Killed,
                     },
-                    tasks: s.tasks.iter().filter(|t| t.tm == i).map(|t| t.task.to_string()).collect(),
+                    tasks: s.tasks.iter().filter(|t| t.tm == i).map(|t| t.task).collect(),
                 }
             })
             .collect();
@@ -440,8 +440,8 @@ impl Engine {
             .channels
             .iter()
             .map(|c| ChannelView {
-                from: c.from.clone(),
-                to: c.to.clone(),
+                from: c.from,
+                to: c.to,
                 delay_ms: c.delay().as_millis() as u64,
                 in_flight: c.in_flight.load(Ordering::Relaxed).max(0),
                 barriers: c.barriers(),

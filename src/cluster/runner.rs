@@ -969,12 +969,12 @@ mod tests {
             let mut gate_inputs = Vec::new();
             for i in 0..self.channels {
                 let (out, input) =
-                    channel(ChannelStats::new(format!("source[{i}]"), "counter[0]".into(), Duration::ZERO), 8, knobs.clone());
+                    channel(ChannelStats::new(TaskId::Source(i), TaskId::Counter(0), Duration::ZERO), 8, knobs.clone());
                 inputs.push(out);
                 gate_inputs.push(input);
             }
             let (output, down) =
-                channel(ChannelStats::new("counter[0]".into(), "sink[0]".into(), Duration::ZERO), self.output_credit, knobs.clone());
+                channel(ChannelStats::new(TaskId::Counter(0), TaskId::Sink, Duration::ZERO), self.output_credit, knobs.clone());
             let (control_tx, control) = mpsc::unbounded_channel();
             let log = Arc::new(Mutex::new(Log::default()));
             let view = Arc::new(Mutex::new(TaskRunView::default()));

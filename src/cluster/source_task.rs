@@ -373,7 +373,7 @@ mod tests {
         let (mut outputs, mut gates) = (Vec::new(), Vec::new());
         for j in 0..2 {
             let (out, input) =
-                channel(ChannelStats::new("source[0]".into(), format!("counter[{j}]"), Duration::ZERO), credit, knobs.clone());
+                channel(ChannelStats::new(TaskId::Source(0), TaskId::Counter(j), Duration::ZERO), credit, knobs.clone());
             outputs.push(out);
             gates.push(InputGate::new(vec![input], knobs.clone()));
         }

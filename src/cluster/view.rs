@@ -54,7 +54,7 @@ pub struct TaskManagerView {
     /// Running, hung or killed (a hung TM stays hung once declared lost).
     #[serde(default)]
     pub process: TmProcess,
-    pub tasks: Vec<String>,
+    pub tasks: Vec<crate::types::TaskId>,
 }
 
 /// A task manager's process as the view shows it.
@@ -93,8 +93,8 @@ pub struct TaskView {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelView {
-    pub from: String,
-    pub to: String,
+    pub from: crate::types::TaskId,
+    pub to: crate::types::TaskId,
     pub delay_ms: u64,
     pub in_flight: i64,
     /// Barriers in flight, oldest first, with the records still ahead of each (or, for an

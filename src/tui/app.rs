@@ -921,7 +921,7 @@ impl App {
                 }
             }
             Action::SlowChannel => {
-                if !self.view.channels.iter().any(|c| c.from == TaskId::Source(1).to_string()) && self.view.all_tasks_running {
+                if !self.view.channels.iter().any(|c| c.from == TaskId::Source(1)) && self.view.all_tasks_running {
                     return self.notice(
                         "no source[1]: with one source subtask each counter has one input channel, and at-least-once equals exactly-once"
                             .into(),
@@ -1080,8 +1080,7 @@ impl App {
 /// One of the channels [`SLOW_CHANNEL`] slows (source[1] -> counter[0]), named as the engine
 /// names tasks ([`TaskId`]'s display).
 pub fn slow_channel(v: &ClusterView) -> Option<&ChannelView> {
-    let (from, to) = (TaskId::Source(1).to_string(), TaskId::Counter(0).to_string());
-    v.channels.iter().find(|c| c.from == from && c.to == to)
+    v.channels.iter().find(|c| c.from == TaskId::Source(1) && c.to == TaskId::Counter(0))
 }
 
 /// The slow channel's extra latency in the view (`None` while no such channel is deployed).

@@ -145,7 +145,7 @@ fn records_are_processed_while_the_snapshot_is_written() {
         });
         common::sleep_ms(200).await;
         let sent = |engine: &Engine| {
-            engine.view(false).channels.iter().find(|c| c.from == "counter[0]").map(|c| c.records_sent).expect("counter[0] -> sink")
+            engine.view(false).channels.iter().find(|c| c.from == ckptlab::types::TaskId::Counter(0)).map(|c| c.records_sent).expect("counter[0] -> sink")
         };
         engine.command(Command::TriggerCheckpoint);
         all_barriers(&mut events, "counter[0]", 1, 2).await;

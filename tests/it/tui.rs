@@ -28,8 +28,8 @@ use ckptlab::tui::panes;
 
 fn channel(from: &str, to: &str, in_flight: i64, barriers: &[u64], blocked: bool, buffered: i64) -> ChannelView {
     ChannelView {
-        from: from.into(),
-        to: to.into(),
+        from: from.parse().unwrap_or_else(|e| panic!("{e}")),
+        to: to.parse().unwrap_or_else(|e| panic!("{e}")),
         delay_ms: 0,
         in_flight,
         // Every record on the wire is ahead of the barriers (sent before them).
@@ -103,7 +103,7 @@ fn running_view() -> ClusterView {
                 heartbeat_timeout_in_ms: None,
                 detection: None,
                 process: Default::default(),
-                tasks: vec!["source[0]".into(), "counter[0]".into(), "sink[0]".into()],
+                tasks: vec![TaskId::Source(0), TaskId::Counter(0), TaskId::Sink],
             },
             TaskManagerView {
                 name: "tm-2".into(),
@@ -113,7 +113,7 @@ fn running_view() -> ClusterView {
                 heartbeat_timeout_in_ms: None,
                 detection: None,
                 process: Default::default(),
-                tasks: vec!["source[1]".into(), "counter[1]".into()],
+                tasks: vec![TaskId::Source(1), TaskId::Counter(1)],
             },
         ],
         tasks: vec![
@@ -773,7 +773,7 @@ fn slow_channel_and_buffer_timeout_keys_change_the_options_live() {
     assert_eq!(sets(&a), vec![(b.clone(), "10ms".into()), (b.clone(), "1ms".into()), (b.clone(), "0ms".into()), (b, "100ms".into())]);
     // On screen: the slow channel in the status line and the graph, the buffer timeout in both.
     let mut v = running_view();
-    for c in v.channels.iter_mut().filter(|c| c.from == "source[1]") {
+    for c in v.channels.iter_mut().filter(|c| c.from == ckptlab::types::TaskId::Source(1)) {
         c.delay_ms = 300;
     }
     v.buffer_timeout_ms = Some(1);

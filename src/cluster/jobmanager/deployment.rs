@@ -311,7 +311,7 @@ impl JobManager {
         };
         let sink_gate = Credits::gate_pool(&net);
         for j in 0..p {
-            let stats = ChannelStats::new(format!("counter[{j}]"), "sink[0]".into(), cfg.extra_delay(("counter", j), ("sink", 0)));
+            let stats = ChannelStats::new(TaskId::Counter(j), TaskId::Sink, cfg.extra_delay(("counter", j), ("sink", 0)));
             channels.push(stats.clone());
             let (out, input) = link(stats, &sink_gate, &Credits::partition_pool(&net, 1));
             counter_outputs.push(out);
@@ -325,7 +325,7 @@ impl JobManager {
             let partition = Credits::partition_pool(&net, p);
             for (j, ins) in counter_inputs.iter_mut().enumerate() {
                 let stats =
-                    ChannelStats::new(format!("source[{i}]"), format!("counter[{j}]"), cfg.extra_delay(("source", i), ("counter", j)));
+                    ChannelStats::new(TaskId::Source(i), TaskId::Counter(j), cfg.extra_delay(("source", i), ("counter", j)));
                 channels.push(stats.clone());
                 let (out, input) = link(stats, &counter_gates[j], &partition);
                 outs.push(out);
@@ -466,10 +466,4 @@ pub(super) fn rescale_channel_state(
     }
     out.extend(counters.into_iter().filter(|c| !c.records.is_empty()));
     out
-}
-
-/// `counter[1]` -> `("counter", 1)`: a channel end's operator and subtask index.
-pub(super) fn subtask_of(name: &str) -> Option<(&str, usize)> {
-    let (op, rest) = name.split_once('[')?;
-    Some((op, rest.strip_suffix(']')?.parse().ok()?))
 }

@@ -44,7 +44,7 @@ use crate::state::shared::SharedStateRegistry;
 use crate::state::storage::{CheckpointMetadata, CheckpointStorage, SnapshotKind};
 use crate::state::SavepointFormat;
 use crate::types::{CheckpointOptions, PersistedRecord, TaskId};
-use deployment::{subtask_of, Deployment};
+use deployment::Deployment;
 use taskmanagers::TaskManagerState;
 
 /// What a user (TUI key, scenario step) asks of the cluster.
@@ -555,9 +555,7 @@ impl JobManager {
             // A channel's latency changes for the buffers sent from now on (the workbench's
             // slow-channel key); the next deployment builds its channels from the new config.
             for c in self.deployment.iter().flat_map(|d| d.channels.iter()) {
-                if let (Some(from), Some(to)) = (subtask_of(&c.from), subtask_of(&c.to)) {
-                    c.set_delay(self.cfg.extra_delay(from, to));
-                }
+                c.set_delay(self.cfg.extra_delay(c.from.parts(), c.to.parts()));
             }
         }
         if interval_changed {

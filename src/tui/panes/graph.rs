@@ -9,6 +9,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use crate::cluster::view::{ChannelView, DetectionView, TaskManagerView, TmProcess};
+use crate::types::TaskId;
 use crate::tui::app::{App, Pane};
 use crate::tui::render::{ms_text, pane_block};
 
@@ -71,7 +72,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
     let name_width = app.view.channels.iter().map(|c| channel_name(c, long_names).chars().count()).max().unwrap_or(0);
     let mut channels: Vec<&ChannelView> = app.view.channels.iter().collect();
-    channels.sort_by_key(|c| (operator_rank(&c.from), c.from.clone(), c.to.clone()));
+    // Data flows source -> counter -> sink: TaskId orders its variants so.
+    channels.sort_by_key(|c| (c.from, c.to));
     lines.extend(channels.into_iter().map(|c| channel_line(app, c, long_names, name_width)));
     if app.view.channels.is_empty() {
         lines.push(Line::styled(" no tasks deployed: the job is not running", app.theme.dim));
@@ -123,12 +125,12 @@ fn tm_line<'a>(app: &App, index: usize, tm: &'a TaskManagerView, long_names: boo
         spans.push(Span::styled(if tm.alive { "  free slot" } else { "" }, t.dim));
     }
     // A dead TM's tasks are gone; on narrow screens its line keeps only the countdown.
-    let tasks: &[String] = if tm.alive || long_names { &tm.tasks } else { &[] };
-    for task in tasks {
-        let view = app.view.tasks.iter().find(|v| &v.name == task);
+    let tasks: &[TaskId] = if tm.alive || long_names { &tm.tasks } else { &[] };
+    for &task in tasks {
+        let view = app.view.tasks.iter().find(|v| v.task == task);
         let running = view.is_some_and(|v| v.running) && tm.alive;
         spans.push(Span::raw(" "));
-        let name = if long_names { task.clone() } else { short_task(task) };
+        let name = if long_names { task.to_string() } else { short_task(task) };
         spans.push(Span::styled(name, if running { t.text } else { t.dim }));
         match view.and_then(|v| v.aligning) {
             Some(id) if running => spans.push(Span::styled(format!("≈{id}"), t.barrier)),
@@ -139,33 +141,21 @@ fn tm_line<'a>(app: &App, index: usize, tm: &'a TaskManagerView, long_names: boo
     Line::from(spans)
 }
 
-/// Data flows source -> counter -> sink; list channels in that order.
-fn operator_rank(task: &str) -> u8 {
-    match task.split('[').next() {
-        Some("source") => 0,
-        Some("counter") => 1,
-        _ => 2,
-    }
-}
-
 fn channel_name(c: &ChannelView, long: bool) -> String {
     if long {
         format!("{}→{}", c.from, c.to)
     } else {
-        format!("{}→{}", short_task(&c.from), short_task(&c.to))
+        format!("{}→{}", short_task(c.from), short_task(c.to))
     }
 }
 
 /// `source[1]` -> `src1`, `counter[0]` -> `cnt0`.
-fn short_task(name: &str) -> String {
-    let (op, rest) = name.split_once('[').unwrap_or((name, ""));
-    let short = match op {
-        "source" => "src",
-        "counter" => "cnt",
-        "sink" => "sink",
-        other => other,
-    };
-    format!("{short}{}", rest.trim_end_matches(']'))
+fn short_task(task: TaskId) -> String {
+    match task {
+        TaskId::Source(i) => format!("src{i}"),
+        TaskId::Counter(i) => format!("cnt{i}"),
+        TaskId::Sink => "sink0".to_string(),
+    }
 }
 
 fn channel_line<'a>(app: &App, c: &ChannelView, long: bool, name_width: usize) -> Line<'a> {
