@@ -296,6 +296,7 @@ mod tests {
     use crate::cluster::channel::channel;
     use crate::cluster::element::{CheckpointOptions, Origin, Record};
     use crate::config::CheckpointMode;
+    use crate::types::TaskId;
     use std::time::Duration;
 
     fn record(i: u64) -> StreamMessage {
