@@ -1,5 +1,5 @@
 //! librdkafka clients as ckptlab makes them: the common configuration, consumers assigned at
-//! given offsets, clients closed off-thread, and the admin calls (partition count, topic creation).
+//! given offsets, and the admin calls (partition count, topic creation).
 
 use std::time::Duration;
 
@@ -11,9 +11,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::health::HealthContext;
-use super::reconnects::CONSUMER_RECONNECT_BACKOFF;
+use super::health::CONSUMER_RECONNECT_BACKOFF;
 use super::KafkaSettings;
-use crate::connectors::topic::TopicError;
 
 /// How long metadata and offset queries may take before the broker counts as unreachable.
 pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -27,35 +26,6 @@ pub(super) fn client(servers: &str) -> ClientConfig {
         .set("reconnect.backoff.max.ms", "2000")
         .set("log_level", "3");
     c
-}
-
-/// A client closed on a thread of its own when dropped: a consumer leaves its group when it is
-/// dropped, which waits for the group coordinator (the better part of a minute when the broker is
-/// unreachable), and nothing should wait for that: not a runtime worker, not the mirror while it
-/// replaces its consumer during an outage, not the process's exit after its report.
-pub(super) struct Detached<T: Send + 'static>(pub(super) Option<T>);
-
-impl<T: Send + 'static> Detached<T> {
-    pub(super) fn new(client: T) -> Self {
-        Detached(Some(client))
-    }
-}
-
-impl<T: Send + 'static> std::ops::Deref for Detached<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        self.0.as_ref().expect("a Detached client is present until dropped")
-    }
-}
-
-impl<T: Send + 'static> Drop for Detached<T> {
-    fn drop(&mut self) {
-        if let Some(client) = self.0.take() {
-            // If no thread can be started, the closure (and the client) is dropped here.
-            let _ = std::thread::Builder::new().name("ckptlab-kafka-close".into()).spawn(move || drop(client));
-        }
-    }
 }
 
 /// `fetch_wait`: how long the broker may hold an empty fetch. A fetch returns as soon as data
@@ -111,9 +81,6 @@ pub(super) fn assigned_consumer(
 pub(super) const SOURCE_FETCH_WAIT: Duration = Duration::from_millis(100);
 /// The auditor's mirror: the same, so that the verdict follows within a fetch.
 pub(super) const MIRROR_FETCH_WAIT: Duration = Duration::from_millis(100);
-pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> TopicError {
-    TopicError::Unavailable(format!("{what}: {e}"))
-}
 
 /// The topic's partition count on the broker; `Ok(None)` when it does not exist.
 pub(super) fn partitions_on_broker(c: &BaseConsumer<HealthContext>, topic: &str) -> Result<Option<u32>, KafkaError> {

@@ -1,19 +1,20 @@
 //! The topic's health as the user sees it: what is wrong with reaching the broker, a source, or
 //! the records the broker lost, set and cleared by different parties, shown by the most lasting
 //! one and published as events when its kind changes (rate-limited); and the librdkafka client
-//! context that reports client errors there and lost connections to [`Reconnects`].
+//! context that reports client errors there and lost connections to [`Reconnects`], which pauses
+//! and replaces every consumer when one lost an established connection.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 
-use super::reconnects::Reconnects;
+use super::detached::Detached;
 use crate::events::{Event, EventBus};
 
 /// At most one topic-status event per this interval: a status that flaps (two sources reporting
@@ -199,6 +200,54 @@ pub(super) fn unreachable(servers: &str, why: &str) -> String {
         "Kafka at {servers} unreachable ({why}): start the broker (or use --kafka mock); ckptlab retries, and typed records are sent once it is back"
     )
 }
+
+// ------------------------------------------------ lost connections
+// Every consumer is paused and replaced when one of them lost an established connection to a
+// broker, so that none fetches from a restarted broker before the mirror has checked what it
+// still holds (and librdkafka 2.12's crash on such a fetch is never reached).
+
+/// The defence against a librdkafka 2.12 crash (upstream #4964 / #4778, not fixed in 2.12.1): a
+/// consumer whose broker restarted without the topic gets a fetch reply naming a new leader for a
+/// topic without id, and librdkafka's main thread looks that topic up by a null name (SIGSEGV in
+/// `rd_kafka_metadata_cache_find` via `rd_kafka_metadata_update_op`). Only a consumer that had
+/// the topic's metadata before the restart fetches then; a new consumer asks for metadata first.
+/// So consumers wait [`CONSUMER_RECONNECT_BACKOFF`] before reconnecting, and when one of them
+/// lost an established connection, every consumer is paused at once and replaced by a new one.
+pub(super) struct Reconnects {
+    /// Moves on whenever a consumer lost an established connection to a broker.
+    pub(super) epoch: AtomicU64,
+    /// The source readers' consumers, paused by the mirror when the epoch moves (a reader is
+    /// replaced only when its source reads again, which a paused job does not do).
+    pub(super) readers: Mutex<Vec<Weak<BaseConsumer<HealthContext>>>>,
+}
+
+impl Reconnects {
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Pauses every live reader's consumer: none fetches again before it is replaced.
+    pub(super) fn pause_readers(&self) {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.retain(|r| r.strong_count() > 0);
+        // Detached: should a reader be dropped meanwhile, its consumer is not closed here.
+        for c in readers.iter().filter_map(Weak::upgrade).map(Detached::new) {
+            if let Ok(assigned) = c.assignment() {
+                let _ = c.pause(&assigned);
+            }
+        }
+    }
+
+    pub(super) fn register(&self, reader: &Arc<BaseConsumer<HealthContext>>) {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.retain(|r| r.strong_count() > 0);
+        readers.push(Arc::downgrade(reader));
+    }
+}
+
+/// How long a consumer waits before reconnecting to a broker that closed its connection: the
+/// time the mirror has (it polls every [`MIRROR_POLL`]) to pause and replace the consumers.
+pub(super) const CONSUMER_RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

@@ -11,12 +11,13 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 
-use super::client::{assigned_consumer, consumer_config, create_topic, Detached, MIRROR_FETCH_WAIT};
+use super::client::{assigned_consumer, consumer_config, create_topic, MIRROR_FETCH_WAIT};
+use super::detached::Detached;
 use super::health::{unreachable, Health, HealthContext};
 use super::mirror::{Appended, Mirror};
 use super::payload::value_of;
 use super::producer::Acks;
-use super::reconnects::Reconnects;
+use super::health::Reconnects;
 use super::KafkaSettings;
 
 /// How long the mirror waits in one poll (also how fast it notices it should stop).

@@ -30,14 +30,15 @@
 //! - Payloads are text; anything else is shown escaped so distinct payloads stay distinct keys:
 //!   see [`record_value`].
 //!
-//! Files: [`health`] (the status shown, and the client context reporting to it), [`reconnects`]
-//! (every consumer paused and replaced after a lost connection), [`client`] (librdkafka clients
-//! as ckptlab makes them), [`producer`] (records sent, acknowledgements kept), [`mirror`] (the
+//! Files: [`health`] (the status shown, the client context reporting to it, and every consumer
+//! paused and replaced after a lost connection), [`client`] (librdkafka clients as ckptlab makes
+//! them), [`detached`] (a client closed off-thread), [`producer`] (records sent, acknowledgements kept), [`mirror`] (the
 //! auditor's copy of the topic), [`mirror_consumer`] (its consumer, and the check after a lost
 //! connection), [`reader`] (a source subtask's consumer), [`payload`] (payloads as values),
 //! [`mock`] (librdkafka's mock cluster).
 
 mod client;
+mod detached;
 mod health;
 mod mirror;
 mod mirror_consumer;
@@ -45,7 +46,6 @@ mod mock;
 mod payload;
 mod producer;
 mod reader;
-mod reconnects;
 pub mod transactional;
 
 use std::collections::VecDeque;
@@ -60,19 +60,24 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use self::client::{
-    assigned_consumer, client, consumer_config, create_topic, partitions_on_broker, unavailable, Detached, MIRROR_FETCH_WAIT,
+    assigned_consumer, client, consumer_config, create_topic, partitions_on_broker, MIRROR_FETCH_WAIT,
     QUERY_TIMEOUT,
 };
-use self::health::{unreachable, Health, HealthContext};
+use self::health::{unreachable, Health, HealthContext, Reconnects};
 use self::mirror::Mirror;
 use self::mirror_consumer::MirrorRun;
 use self::mock::Mock;
 use self::producer::{AckedLog, Acks, Deliveries, ACK_TIMEOUT};
 use self::reader::{KafkaReader, ReaderPartition};
-use self::reconnects::Reconnects;
+use self::detached::Detached;
 use super::topic::{read_log, Topic, TopicError, TopicReader};
 use crate::config::OffsetReset;
 use crate::events::EventBus;
+
+/// The topic cannot be used: what could not be made, and librdkafka's reason.
+fn unavailable(what: &str, e: impl std::fmt::Display) -> TopicError {
+    TopicError::Unavailable(format!("{what}: {e}"))
+}
 
 pub use self::health::HEALTH_EVENT_INTERVAL;
 pub use self::mock::{MockBrokerError, MOCK};

@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, ProducerContext};
 
-use super::reconnects::Reconnects;
+use super::health::Reconnects;
 use super::KafkaTopic;
 use crate::connectors::topic::{choose_partition, TopicError};
 

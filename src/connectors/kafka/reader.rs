@@ -10,7 +10,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 
-use super::client::{assigned_consumer, Detached, SOURCE_FETCH_WAIT};
+use super::client::{assigned_consumer, SOURCE_FETCH_WAIT};
+use super::detached::Detached;
 use super::health::HealthContext;
 use super::mirror::{Mirror, Mirrored};
 use super::payload::value_of;

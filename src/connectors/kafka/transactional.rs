@@ -30,7 +30,8 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::client::{client, consumer_config, Detached};
+use super::client::{client, consumer_config};
+use super::detached::Detached;
 use super::payload::record_value;
 use crate::connectors::transactions::{
     FenceCause, Fate, IsolationLevel, ProducerFactory, ProducerIdAndEpoch, ReadRecord, TransactionalProducer, TxnError,
