@@ -777,6 +777,7 @@ mod tests {
         let outcomes = ack_all(&mut c, id);
         assert!(matches!(outcomes[..], [AckOutcome::Pending, AckOutcome::Pending, AckOutcome::Complete]), "{outcomes:?}");
         let done = c.complete(id, "job", now + Duration::from_millis(40)).expect("complete");
+        assert_eq!(done.stats.subtasks.iter().map(|s| s.start_delay_ms).collect::<Vec<_>>(), vec![Some(0); 3]);
         assert_eq!((done.metadata.offsets.clone(), done.metadata.keyed.len(), done.stats.duration_ms), (vec![(0, 7)], 1, 40));
         assert!(c.retain(done, 1, now).is_empty());
         assert!(c.is_retained(id) && c.pending.is_empty());
@@ -797,6 +798,56 @@ mod tests {
         assert_eq!(stats.subtasks[0].offsets, vec![(0, 7)]);
         assert_eq!((stats.subtasks[1].alignment_ms, stats.subtasks[1].checkpointed_size), (30, 10));
         assert!(stats.subtasks[1].ack_ms.is_some() && stats.subtasks[2].ack_ms.is_none(), "the sink never acked");
+    }
+
+    /// Catches: an expired checkpoint whose never-acked subtasks show `0 ms` (no start delay,
+    /// no alignment so far, nothing of what they waited for), or a start delay taken from the
+    /// ack instead of the task's stamp.
+    #[test]
+    fn a_failed_checkpoint_records_where_each_never_acked_subtask_was() {
+        let mut c = CheckpointCoordinator::new();
+        let t0 = Instant::now();
+        let tasks = vec![TaskId::Source(0), TaskId::Counter(0), TaskId::Counter(1), TaskId::Sink];
+        let id = c.begin(CheckpointMode::ExactlyOnce, t0, 0, tasks);
+        let delayed = SnapshotStats { start_delay_ms: 120, alignment_ms: 10, ..SnapshotStats::default() };
+        c.ack(id, TaskId::Source(0), state(TaskId::Source(0)), SnapshotStats::default(), Vec::new());
+        c.ack(id, TaskId::Counter(0), keyed(10), delayed, Vec::new());
+        let ms = Duration::from_millis;
+        let progress = [
+            TaskProgress {
+                task: TaskId::Counter(1),
+                barrier_at: None,
+                start_delay: None,
+                snapshot_at: None,
+                records_ahead: 340,
+                channels_without_barrier: 0,
+                blocked_records: 0,
+            },
+            TaskProgress {
+                task: TaskId::Sink,
+                barrier_at: Some(t0 + ms(200)),
+                start_delay: Some(ms(200)),
+                snapshot_at: None,
+                records_ahead: 12,
+                channels_without_barrier: 1,
+                blocked_records: 3,
+            },
+        ];
+        let expired = CheckpointFailureReason::Expired { timeout: ms(1000) };
+        let (stats, _) = c.fail_with_progress(id, &expired, t0 + ms(1000), &progress).expect("pending");
+        let st = |name: &str| stats.subtasks.iter().find(|s| s.task == name).expect(name).clone();
+        assert_eq!(st("counter[0]").start_delay_ms, Some(120), "an ack's own stamp");
+        assert_eq!(st("counter[0]").unacknowledged, None);
+        let waiting = st("counter[1]");
+        assert_eq!(
+            (waiting.start_delay_ms, waiting.unacknowledged),
+            (None, Some(Unacknowledged::WaitingForBarrier { waited_ms: 1000, records_ahead: 340, channels_without_barrier: 0 }))
+        );
+        let aligning = st("sink[0]");
+        assert_eq!((aligning.start_delay_ms, aligning.alignment_ms), (Some(200), 800), "aligning since its barrier came");
+        assert_eq!(aligning.unacknowledged, Some(Unacknowledged::Aligning { records_ahead: 12, blocked_records: 3 }));
+        assert_eq!((stats.start_delay_ms, stats.alignment_ms), (200, 800), "the slowest so far");
+        assert_eq!(stats.barrier_still_waiting_ms(), Some(1000), "counter[1]'s barrier never came");
     }
 
     #[test]

@@ -101,8 +101,9 @@ pub fn progress_of(
                     blocked_records += in_flight;
                 } else if let Some(b) = c.barriers().into_iter().find(|b| b.checkpoint == checkpoint) {
                     records_ahead += b.records_ahead;
-                } else if at.is_none() {
-                    // Its sender has not sent the barrier yet: everything queued is ahead of it.
+                } else {
+                    // Its sender has not sent the barrier yet (or this task took it already, at
+                    // least-once): everything queued is ahead of it.
                     without_barrier += 1;
                     records_ahead += in_flight;
                 }
@@ -1214,6 +1215,30 @@ mod tests {
         let Some(TaskReport::Ack { stats, task, .. }) = reports.first() else { panic!("an ack") };
         assert_eq!(*task, TaskId::Counter(0));
         assert_eq!((stats.alignment_ms, stats.buffered, stats.unaligned), (20, 1, false), "20 ms aligning, record 1 waited");
+    }
+
+    /// Catches: a start delay stamped at the snapshot or at the ack instead of when the first
+    /// barrier arrived (Flink's markAlignmentStart), or a view that forgets where an unacked
+    /// checkpoint is (an expired checkpoint's anatomy reads it).
+    #[tokio::test(start_paused = true)]
+    async fn the_start_delay_is_stamped_when_the_first_barrier_arrives() {
+        let bytes = 200 * SIMULATED_STORAGE_BYTES_PER_MS; // 200 ms of simulated write
+        let mut h = Setup { channels: 2, kind: SnapshotKind::Keyed(bytes), ..Setup::default() }.start(async |_| {}).await;
+        // Triggered 30 ms ago: the barrier was on its way that long.
+        let b = Barrier { triggered_at: Instant::now() - Duration::from_millis(30), ..aligned(1) };
+        send_barrier(&mut h.inputs[0], b).await;
+        settle(50).await;
+        let seen = h.view.lock().unwrap().checkpoints.clone();
+        assert_eq!(seen.len(), 1, "aligning: the view says where checkpoint 1 is");
+        assert_eq!((seen[0].checkpoint, seen[0].start_delay, seen[0].snapshot_at), (1, Duration::from_millis(30), None));
+        send_barrier(&mut h.inputs[1], b).await;
+        settle(10).await;
+        assert!(h.view.lock().unwrap().checkpoints[0].snapshot_at.is_some(), "snapshot taken, the upload runs");
+        settle(300).await;
+        let reports = h.reports();
+        let Some(TaskReport::Ack { stats, .. }) = reports.first() else { panic!("an ack: {reports:?}") };
+        assert_eq!((stats.start_delay_ms, stats.alignment_ms, stats.async_ms), (30, 50, 200));
+        assert!(h.view.lock().unwrap().checkpoints.is_empty(), "acknowledged: nothing left to explain");
     }
 
     /// Catches: a write on the task itself (records would wait for it), or an ack sent before

@@ -957,6 +957,65 @@ pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), Res
 mod tests {
     use super::*;
 
+    fn slow(latency_ms: u64, per_mb_ms: u64, failure_rate: f64, rps: Option<u32>) -> ObjectStore {
+        let s = ObjectStore::default();
+        s.set(StorageBehaviour {
+            latency: Duration::from_millis(latency_ms),
+            latency_per_mb: Duration::from_millis(per_mb_ms),
+            failure_rate,
+            requests_per_second: rps,
+        });
+        s
+    }
+
+    /// Catches: a latency that ignores the bytes (or the request), uploads run one by one
+    /// instead of Flink's 4 transfer threads, or a change that does not reach the next request.
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_pays_per_request_and_per_mb_four_at_a_time() {
+        let s = slow(50, 20, 0.0, None);
+        let t = tokio::time::Instant::now();
+        s.upload(&[2 << 20]).await.expect("no failures");
+        assert_eq!(t.elapsed(), Duration::from_millis(50 + 40), "one request of 2 MB");
+        let t = tokio::time::Instant::now();
+        s.upload(&[0; 8]).await.expect("no failures");
+        assert_eq!(t.elapsed(), Duration::from_millis(100), "8 requests, 4 at a time: two rounds of 50 ms");
+        s.set(StorageBehaviour::default());
+        let t = tokio::time::Instant::now();
+        s.upload(&[0; 8]).await.expect("no failures");
+        assert_eq!(t.elapsed(), Duration::ZERO, "back to a fast disk");
+        assert_eq!(s.counts(), (17, 0));
+    }
+
+    /// Catches: a throttling limit per task instead of for the whole storage, or none.
+    #[tokio::test(start_paused = true)]
+    async fn throttling_spaces_every_request_of_the_storage() {
+        let s = Arc::new(slow(0, 0, 0.0, Some(10)));
+        let t = tokio::time::Instant::now();
+        let (a, b) = tokio::join!(s.upload(&[0; 5]), s.upload(&[0; 5]));
+        a.and(b).expect("no failures");
+        assert_eq!(t.elapsed(), Duration::from_millis(900), "10 requests at 10/s: the last starts at 900 ms");
+    }
+
+    /// Catches: a failure rate that is not applied (or applied to a fast disk), or a failure
+    /// that does not name the request and the option.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_request_fails_the_upload_with_the_reason() {
+        let e = slow(0, 0, 1.0, None).upload(&[1024, 2048]).await.expect_err("every request fails");
+        let text = e.to_string();
+        assert!(text.contains("checkpoint storage") && text.contains("failure-rate = 1"), "{text}");
+        let s = slow(0, 0, 0.0, None);
+        for _ in 0..100 {
+            s.upload(&[1]).await.expect("rate 0 never fails");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::new(StorageKind::Filesystem, dir.path(), "job", 1 << 20)
+            .with_behaviour(StorageBehaviour { failure_rate: 1.0, ..StorageBehaviour::default() });
+        storage.prepare(1).unwrap();
+        let m = CheckpointMetadata { checkpoint: 1, ..meta(Vec::new()) };
+        assert!(matches!(storage.write_metadata(&m), Err(StateError::Storage { .. })), "the _metadata write is a request too");
+        assert!(!storage.chk_dir(1).unwrap().join(METADATA).exists());
+    }
+
     fn meta(keyed: Vec<StateHandle>) -> CheckpointMetadata {
         CheckpointMetadata {
             job_id: "j".into(),
