@@ -214,7 +214,7 @@ fn anatomy_of_a_failed_checkpoint_names_the_reason_and_the_missing_ack() {
     assert!(s.contains("why it failed: checkpoint expired") && s.contains("no ack"), "{s}");
     insta::assert_snapshot!("anatomy_failed_80x24", s);
     let s = popup(&app, 160, 48);
-    for said in ["counter[1] waited 1.0 s for its barrier, 340 records queued ahead of it", "sink[0] was aligning for 770 ms", "start delay > 1.0 s"] {
+    for said in ["counter[1]: no barrier after 1.0 s; 340 records queued ahead of it", "sink[0]: aligning 770 ms", "start delay > 1.0 s"] {
         assert!(s.contains(said), "{said}: {s}");
     }
     insta::assert_snapshot!("anatomy_failed_160x48", s);

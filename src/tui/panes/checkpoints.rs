@@ -38,7 +38,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let header: Vec<&str> = if wide {
         vec!["id", "status", "at", "took", "delay", "align", "size", "offsets / reason"]
     } else {
-        vec!["id", "status", "took", "delay", "align", "size/why"]
+        vec!["id", "status", "took", "delay", "align", "size"]
     };
     let widths: Vec<Constraint> = if wide {
         vec![
@@ -55,8 +55,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         vec![
             Constraint::Length(3),
             Constraint::Length(6),
-            Constraint::Length(7),
-            Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Length(6),
             Constraint::Length(6),
             Constraint::Min(6),
         ]

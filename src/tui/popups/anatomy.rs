@@ -66,7 +66,7 @@ pub fn lines(s: &CheckpointStats, t: &Theme, width: u16) -> Vec<Line<'static>> {
             Span::raw(format!("  {} {kind} · triggered at {:.1}s", s.mode.flink_name(), s.trigger_ms as f64 / 1000.0)),
         ]),
         Line::raw(format!(
-            "took {} · start delay {} · alignment {} (the slowest's){}",
+            "took {} · start delay {} · alignment {}{}",
             ms_text(s.duration_ms),
             s.barrier_still_waiting_ms().map_or_else(|| ms_text(s.start_delay_ms), |w| format!("> {}", ms_text(w))),
             ms_text(s.alignment_ms),
@@ -159,9 +159,8 @@ pub fn lines(s: &CheckpointStats, t: &Theme, width: u16) -> Vec<Line<'static>> {
     }
     let never: Vec<&SubtaskCheckpointStats> = s.subtasks.iter().filter(|st| st.ack_ms.is_none()).collect();
     if s.status == CheckpointStatus::Failed && !never.is_empty() {
-        out.push(Line::styled("never acknowledged, where each was when it failed:", t.title));
         for st in never {
-            for l in wrap(&format!("{} {}", st.task, unacknowledged_text(st)), width) {
+            for l in wrap(&format!("{FAILED_AT} {}: {}", st.task, unacknowledged_text(st)), width) {
                 out.push(Line::styled(l, t.bad));
             }
         }
@@ -173,24 +172,21 @@ pub fn lines(s: &CheckpointStats, t: &Theme, width: u16) -> Vec<Line<'static>> {
 fn unacknowledged_text(st: &SubtaskCheckpointStats) -> String {
     let records = |n: u64| if n == 1 { "1 record".to_string() } else { format!("{n} records") };
     match st.unacknowledged {
-        None => "was not running (nothing known of it)".into(),
+        None => "not running (nothing known of it)".into(),
         Some(Unacknowledged::WaitingForBarrier { waited_ms, records_ahead, channels_without_barrier }) => {
-            let mut text = format!("waited {} for its barrier, {} queued ahead of it", ms_text(waited_ms), records(records_ahead));
+            let mut text = format!("no barrier after {}; {} queued ahead of it", ms_text(waited_ms), records(records_ahead));
             if channels_without_barrier > 0 {
-                text.push_str(&format!(" ({channels_without_barrier} input(s) still without the barrier upstream)"));
+                text.push_str(&format!(" ({channels_without_barrier} input(s) without it yet upstream)"));
             }
             text
         }
         Some(Unacknowledged::Aligning { records_ahead, blocked_records }) => format!(
-            "was aligning for {} (barrier at {}): {} still ahead of the barrier on its other inputs, {} held on blocked ones",
+            "aligning {}; {} ahead of the barrier, {} blocked",
             ms_text(st.alignment_ms),
-            st.start_delay_ms.map_or("-".into(), ms_text),
             records(records_ahead),
             records(blocked_records)
         ),
-        Some(Unacknowledged::Writing { async_ms }) => {
-            format!("took its snapshot; the upload had run {} and was not done", ms_text(async_ms))
-        }
+        Some(Unacknowledged::Writing { async_ms }) => format!("snapshot taken, upload running {}", ms_text(async_ms)),
     }
 }
 
