@@ -16,6 +16,7 @@ pub const WORKBENCH: &[(&str, &str)] = &[
     ("assets/scenarios/unaligned-under-backpressure.toml", include_str!("../assets/scenarios/unaligned-under-backpressure.toml")),
     ("assets/scenarios/checkpoint-expired.toml", include_str!("../assets/scenarios/checkpoint-expired.toml")),
     ("assets/scenarios/rocksdb-incremental.toml", include_str!("../assets/scenarios/rocksdb-incremental.toml")),
+    ("assets/scenarios/rocksdb-slow-storage.toml", include_str!("../assets/scenarios/rocksdb-slow-storage.toml")),
 ];
 
 /// `[compare]` scenarios: one cluster per mode (`ckptlab run` plays them; the workbench does not).

@@ -249,9 +249,10 @@ fn print_report(r: &RunReport) {
             String::new()
         };
         outln!(
-            "last checkpoint: {} in {} ms (alignment {} ms, sync {} ms, async {} ms), {size}{persisted}",
+            "last checkpoint: {} in {} ms (start delay {} ms, alignment {} ms, sync {} ms, async {} ms), {size}{persisted}",
             last.id,
             last.duration_ms,
+            last.start_delay_ms,
             last.alignment_ms,
             last.sync_ms,
             last.async_ms

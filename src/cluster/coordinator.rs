@@ -37,6 +37,11 @@ pub struct CheckpointStats {
     pub mode: CheckpointMode,
     pub trigger_ms: u64,
     pub duration_ms: u64,
+    /// The largest start delay of its subtasks (Flink's summary `start_delay.max`): how long the
+    /// slowest barrier took from the trigger to its subtask. A failed checkpoint counts the
+    /// barriers that had arrived; one that never came is in `subtasks` as still waiting.
+    #[serde(default)]
+    pub start_delay_ms: u64,
     pub alignment_ms: u64,
     /// Bytes this checkpoint wrote (the delta, for incremental checkpoints).
     pub checkpointed_size: u64,
@@ -73,7 +78,13 @@ pub struct SubtaskCheckpointStats {
     /// When its acknowledgement reached the coordinator, in ms after the trigger (Flink's
     /// end-to-end duration); `None`: it never acknowledged (a failed checkpoint waited for it).
     pub ack_ms: Option<u64>,
-    /// From the first barrier to the last on its inputs (0 for a source, which has none).
+    /// From the trigger until its (first) barrier reached it, or a source took the trigger
+    /// (Flink's `checkpointStartDelayNanos`, the web UI's and REST's `start_delay`); `None`: the
+    /// barrier never reached it (a failed checkpoint), or a ckptlab before start delays.
+    #[serde(default)]
+    pub start_delay_ms: Option<u64>,
+    /// From the first barrier to the last on its inputs (0 for a source, which has none); for a
+    /// subtask of a failed checkpoint that was still aligning, the alignment so far.
     pub alignment_ms: u64,
     pub sync_ms: u64,
     pub async_ms: u64,
@@ -88,6 +99,44 @@ pub struct SubtaskCheckpointStats {
     pub unaligned: bool,
     /// A source's offsets, per partition: where a restore resumes reading.
     pub offsets: Vec<(u32, u64)>,
+    /// A subtask that never acknowledged: where it was when the checkpoint failed (`None`: it
+    /// acknowledged, or nothing is known of it: its task was not running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unacknowledged: Option<Unacknowledged>,
+}
+
+/// Where a subtask that never acknowledged was when its checkpoint failed: what an expired
+/// checkpoint's anatomy explains (Flink's UI only shows such a subtask as pending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "kebab-case")]
+pub enum Unacknowledged {
+    /// The barrier had not reached it after `waited_ms` (its start delay so far):
+    /// `records_ahead` records were queued ahead of the barrier on its input channels, and on
+    /// `channels_without_barrier` of them the sender had not sent the barrier yet.
+    WaitingForBarrier { waited_ms: u64, records_ahead: u64, channels_without_barrier: usize },
+    /// Its first barrier came (the alignment so far is the subtask's `alignment_ms`): on the
+    /// channels still without it, `records_ahead` records were ahead of the barrier, and
+    /// `blocked_records` waited on the channels alignment blocked.
+    Aligning { records_ahead: u64, blocked_records: u64 },
+    /// It took its snapshot; the asynchronous part (the upload) had run `async_ms` so far.
+    Writing { async_ms: u64 },
+}
+
+/// What a task's live view says of a pending checkpoint (read by the JobManager when the
+/// checkpoint fails: [`crate::cluster::runner::progress_of`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskProgress {
+    pub task: TaskId,
+    /// When its first barrier came, and how long after the trigger (`None`: not yet).
+    pub barrier_at: Option<Instant>,
+    pub start_delay: Option<Duration>,
+    /// When it took its snapshot.
+    pub snapshot_at: Option<Instant>,
+    /// Records queued ahead of the barrier on its input channels.
+    pub records_ahead: u64,
+    pub channels_without_barrier: usize,
+    /// Records waiting on channels its alignment blocked.
+    pub blocked_records: u64,
 }
 
 impl CheckpointStats {
@@ -95,14 +144,26 @@ impl CheckpointStats {
     pub fn output_size(&self) -> u64 {
         self.subtasks.iter().map(|s| s.output_size).sum()
     }
+
+    /// A failed checkpoint whose barrier never reached some subtask: how long that barrier had
+    /// been on its way (the start delay is more than this).
+    pub fn barrier_still_waiting_ms(&self) -> Option<u64> {
+        self.subtasks
+            .iter()
+            .filter_map(|s| match s.unacknowledged {
+                Some(Unacknowledged::WaitingForBarrier { waited_ms, .. }) => Some(waited_ms),
+                _ => None,
+            })
+            .max()
+    }
 }
 
 impl SubtaskCheckpointStats {
-    /// When the (first) barrier reached it, in ms after the trigger: what is left of its
-    /// end-to-end time once alignment, sync and async are taken out. Timings are whole
-    /// milliseconds taken by the task and the coordinator apart, so this is an estimate.
+    /// When the (first) barrier reached it, in ms after the trigger: its start delay, or, in
+    /// history written before start delays were recorded, what is left of its end-to-end time
+    /// once alignment, sync and async are taken out (an estimate).
     pub fn barrier_ms(&self) -> Option<u64> {
-        self.ack_ms.map(|ack| ack.saturating_sub(self.alignment_ms + self.sync_ms + self.async_ms))
+        self.start_delay_ms.or_else(|| self.ack_ms.map(|ack| ack.saturating_sub(self.alignment_ms + self.sync_ms + self.async_ms)))
     }
 
     fn of(task: TaskId, state: Option<&TaskState>, stats: Option<&SnapshotStats>, ack_ms: Option<u64>) -> Self {
@@ -115,6 +176,7 @@ impl SubtaskCheckpointStats {
         SubtaskCheckpointStats {
             task: task.to_string(),
             ack_ms,
+            start_delay_ms: state.map(|_| stats.start_delay_ms),
             alignment_ms: stats.alignment_ms,
             sync_ms: stats.sync_ms,
             async_ms: stats.async_ms,
@@ -123,7 +185,30 @@ impl SubtaskCheckpointStats {
             output_size: stats.output_bytes,
             unaligned: stats.unaligned,
             offsets,
+            unacknowledged: None,
         }
+    }
+
+    /// A subtask that never acknowledged, as far as its task's view says: its start delay,
+    /// alignment and upload so far at `now`, and what it was waiting for.
+    fn pending(&mut self, p: &TaskProgress, triggered: Instant, now: Instant) {
+        let ms = |d: Duration| d.as_millis() as u64;
+        self.start_delay_ms = p.start_delay.map(ms);
+        self.unacknowledged = Some(match (p.barrier_at, p.snapshot_at) {
+            (None, _) => Unacknowledged::WaitingForBarrier {
+                waited_ms: ms(now.saturating_duration_since(triggered)),
+                records_ahead: p.records_ahead,
+                channels_without_barrier: p.channels_without_barrier,
+            },
+            (Some(at), None) => {
+                self.alignment_ms = ms(now.saturating_duration_since(at));
+                Unacknowledged::Aligning { records_ahead: p.records_ahead, blocked_records: p.blocked_records }
+            }
+            (Some(at), Some(snap)) => {
+                self.alignment_ms = ms(snap.saturating_duration_since(at));
+                Unacknowledged::Writing { async_ms: ms(now.saturating_duration_since(snap)) }
+            }
+        });
     }
 }
 
@@ -430,9 +515,10 @@ impl CheckpointCoordinator {
         let mut staged_output: Vec<StagedLine> = Vec::new();
         let mut kafka_sink = None;
         let (mut checkpointed, mut full, mut alignment, mut persisted, mut unaligned) = (0, 0, 0, 0, false);
-        let (mut sync_ms, mut async_ms) = (0, 0);
+        let (mut sync_ms, mut async_ms, mut start_delay_ms) = (0, 0, 0);
         for (task, (state, stats)) in p.acks {
             alignment = alignment.max(stats.alignment_ms);
+            start_delay_ms = start_delay_ms.max(stats.start_delay_ms);
             persisted += stats.persisted_bytes;
             sync_ms = sync_ms.max(stats.sync_ms);
             async_ms = async_ms.max(stats.async_ms);
@@ -470,6 +556,7 @@ impl CheckpointCoordinator {
             mode: p.mode,
             trigger_ms: p.trigger_ms,
             duration_ms: now.duration_since(p.triggered).as_millis() as u64,
+            start_delay_ms,
             alignment_ms: alignment,
             checkpointed_size: checkpointed,
             full_size: full,
@@ -505,7 +592,26 @@ impl CheckpointCoordinator {
     /// failures. Returns its statistics and the keyed state handles acknowledged so far (their
     /// files are now nobody's).
     pub fn fail(&mut self, id: u64, reason: &CheckpointFailureReason, now: Instant) -> Option<(CheckpointStats, Vec<StateHandle>)> {
+        self.fail_with_progress(id, reason, now, &[])
+    }
+
+    /// [`Self::fail`], with what the tasks' views said of the checkpoint at `now`: each subtask
+    /// that never acknowledged is recorded with its start delay, alignment or upload so far and
+    /// what it waited for (the expired checkpoint's anatomy).
+    pub fn fail_with_progress(
+        &mut self,
+        id: u64,
+        reason: &CheckpointFailureReason,
+        now: Instant,
+        progress: &[TaskProgress],
+    ) -> Option<(CheckpointStats, Vec<StateHandle>)> {
         let p = self.pending.remove(&id)?;
+        let mut subtasks = p.subtasks();
+        for st in subtasks.iter_mut().filter(|st| st.ack_ms.is_none()) {
+            if let Some(tp) = progress.iter().find(|tp| tp.task.to_string() == st.task) {
+                st.pending(tp, p.triggered, now);
+            }
+        }
         let handles = p
             .acks
             .values()
@@ -520,7 +626,8 @@ impl CheckpointCoordinator {
             mode: p.mode,
             trigger_ms: p.trigger_ms,
             duration_ms: now.duration_since(p.triggered).as_millis() as u64,
-            alignment_ms: p.acks.values().map(|(_, s)| s.alignment_ms).max().unwrap_or(0),
+            start_delay_ms: subtasks.iter().filter_map(|s| s.start_delay_ms).max().unwrap_or(0),
+            alignment_ms: subtasks.iter().map(|s| s.alignment_ms).max().unwrap_or(0),
             checkpointed_size: 0,
             full_size: 0,
             offsets: Vec::new(),
@@ -530,7 +637,7 @@ impl CheckpointCoordinator {
             sync_ms: 0,
             async_ms: 0,
             unaligned: p.acks.values().any(|(_, s)| s.unaligned),
-            subtasks: p.subtasks(),
+            subtasks,
         };
         Some((self.record_failure(stats, reason, p.kind), handles))
     }
@@ -670,6 +777,7 @@ mod tests {
         let outcomes = ack_all(&mut c, id);
         assert!(matches!(outcomes[..], [AckOutcome::Pending, AckOutcome::Pending, AckOutcome::Complete]), "{outcomes:?}");
         let done = c.complete(id, "job", now + Duration::from_millis(40)).expect("complete");
+        assert_eq!(done.stats.subtasks.iter().map(|s| s.start_delay_ms).collect::<Vec<_>>(), vec![Some(0); 3]);
         assert_eq!((done.metadata.offsets.clone(), done.metadata.keyed.len(), done.stats.duration_ms), (vec![(0, 7)], 1, 40));
         assert!(c.retain(done, 1, now).is_empty());
         assert!(c.is_retained(id) && c.pending.is_empty());
@@ -690,6 +798,56 @@ mod tests {
         assert_eq!(stats.subtasks[0].offsets, vec![(0, 7)]);
         assert_eq!((stats.subtasks[1].alignment_ms, stats.subtasks[1].checkpointed_size), (30, 10));
         assert!(stats.subtasks[1].ack_ms.is_some() && stats.subtasks[2].ack_ms.is_none(), "the sink never acked");
+    }
+
+    /// Catches: an expired checkpoint whose never-acked subtasks show `0 ms` (no start delay,
+    /// no alignment so far, nothing of what they waited for), or a start delay taken from the
+    /// ack instead of the task's stamp.
+    #[test]
+    fn a_failed_checkpoint_records_where_each_never_acked_subtask_was() {
+        let mut c = CheckpointCoordinator::new();
+        let t0 = Instant::now();
+        let tasks = vec![TaskId::Source(0), TaskId::Counter(0), TaskId::Counter(1), TaskId::Sink];
+        let id = c.begin(CheckpointMode::ExactlyOnce, t0, 0, tasks);
+        let delayed = SnapshotStats { start_delay_ms: 120, alignment_ms: 10, ..SnapshotStats::default() };
+        c.ack(id, TaskId::Source(0), state(TaskId::Source(0)), SnapshotStats::default(), Vec::new());
+        c.ack(id, TaskId::Counter(0), keyed(10), delayed, Vec::new());
+        let ms = Duration::from_millis;
+        let progress = [
+            TaskProgress {
+                task: TaskId::Counter(1),
+                barrier_at: None,
+                start_delay: None,
+                snapshot_at: None,
+                records_ahead: 340,
+                channels_without_barrier: 0,
+                blocked_records: 0,
+            },
+            TaskProgress {
+                task: TaskId::Sink,
+                barrier_at: Some(t0 + ms(200)),
+                start_delay: Some(ms(200)),
+                snapshot_at: None,
+                records_ahead: 12,
+                channels_without_barrier: 1,
+                blocked_records: 3,
+            },
+        ];
+        let expired = CheckpointFailureReason::Expired { timeout: ms(1000) };
+        let (stats, _) = c.fail_with_progress(id, &expired, t0 + ms(1000), &progress).expect("pending");
+        let st = |name: &str| stats.subtasks.iter().find(|s| s.task == name).expect(name).clone();
+        assert_eq!(st("counter[0]").start_delay_ms, Some(120), "an ack's own stamp");
+        assert_eq!(st("counter[0]").unacknowledged, None);
+        let waiting = st("counter[1]");
+        assert_eq!(
+            (waiting.start_delay_ms, waiting.unacknowledged),
+            (None, Some(Unacknowledged::WaitingForBarrier { waited_ms: 1000, records_ahead: 340, channels_without_barrier: 0 }))
+        );
+        let aligning = st("sink[0]");
+        assert_eq!((aligning.start_delay_ms, aligning.alignment_ms), (Some(200), 800), "aligning since its barrier came");
+        assert_eq!(aligning.unacknowledged, Some(Unacknowledged::Aligning { records_ahead: 12, blocked_records: 3 }));
+        assert_eq!((stats.start_delay_ms, stats.alignment_ms), (200, 800), "the slowest so far");
+        assert_eq!(stats.barrier_still_waiting_ms(), Some(1000), "counter[1]'s barrier never came");
     }
 
     #[test]

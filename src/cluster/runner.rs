@@ -61,6 +61,64 @@ pub struct TaskRunView {
     pub aligning: Option<u64>,
     /// The checkpoint whose overtaken records are being persisted (unaligned).
     pub persisting: Option<u64>,
+    /// The checkpoints whose barrier reached this task and that it has not acknowledged yet,
+    /// oldest first: what a checkpoint that fails meanwhile shows of this subtask.
+    pub checkpoints: Vec<CheckpointAtTask>,
+}
+
+/// How far one checkpoint got at a task that has not acknowledged it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckpointAtTask {
+    pub checkpoint: u64,
+    /// When its first barrier reached the task (Flink's `markAlignmentStart`).
+    pub barrier_at: Instant,
+    /// From the trigger to `barrier_at` (the barrier's timestamp to its arrival).
+    pub start_delay: Duration,
+    /// When the task took its snapshot (`None`: still aligning).
+    pub snapshot_at: Option<Instant>,
+}
+
+/// Checkpoints a task tracks at once in its view (older ones are long failed).
+const TRACKED_CHECKPOINTS: usize = 16;
+
+/// What a task's view and its input channels say of `checkpoint` (for a checkpoint that fails:
+/// which subtasks never acknowledged and where each was). `views` are the non-source tasks' views.
+pub fn progress_of(
+    checkpoint: u64,
+    views: &[(crate::types::TaskId, &Mutex<TaskRunView>)],
+    channels: &[Arc<super::channel::ChannelStats>],
+) -> Vec<super::coordinator::TaskProgress> {
+    views
+        .iter()
+        .map(|(task, view)| {
+            let at = view.lock().unwrap_or_else(|e| e.into_inner()).checkpoints.iter().find(|c| c.checkpoint == checkpoint).copied();
+            let name = task.to_string();
+            let inputs = channels.iter().filter(|c| c.to == name);
+            let (mut records_ahead, mut without_barrier, mut blocked_records) = (0, 0, 0);
+            for c in inputs {
+                let in_flight = c.in_flight.load(Ordering::Relaxed).max(0) as u64;
+                if c.blocked.load(Ordering::Relaxed) {
+                    blocked_records += in_flight;
+                } else if let Some(b) = c.barriers().into_iter().find(|b| b.checkpoint == checkpoint) {
+                    records_ahead += b.records_ahead;
+                } else {
+                    // Its sender has not sent the barrier yet (or this task took it already, at
+                    // least-once): everything queued is ahead of it.
+                    without_barrier += 1;
+                    records_ahead += in_flight;
+                }
+            }
+            super::coordinator::TaskProgress {
+                task: *task,
+                barrier_at: at.map(|a| a.barrier_at),
+                start_delay: at.map(|a| a.start_delay),
+                snapshot_at: at.and_then(|a| a.snapshot_at),
+                records_ahead,
+                channels_without_barrier: without_barrier,
+                blocked_records,
+            }
+        })
+        .collect()
 }
 
 /// A snapshot taken and waiting for its asynchronous part and its channel state before it is
@@ -184,6 +242,36 @@ struct Loop {
     /// Asynchronous snapshot parts being written.
     writes: FuturesUnordered<BoxFuture<'static, WriteDone>>,
     cancel: CancelOnDrop,
+    /// Checkpoints whose barrier came and that are not acknowledged yet (the view's copy).
+    progress: VecDeque<CheckpointAtTask>,
+}
+
+impl Loop {
+    /// Stamps the arrival of `barrier` if it is its checkpoint's first here: the start delay is
+    /// the time from the trigger (the barrier's timestamp) to this moment, as Flink's
+    /// `markAlignmentStart(barrier.getId(), barrier.getTimestamp())` on the first barrier
+    /// (SingleCheckpointBarrierHandler.java:244-249, CheckpointBarrierHandler.java:168-169).
+    fn barrier_arrived(&mut self, barrier: &Barrier) -> bool {
+        if self.progress.iter().any(|p| p.checkpoint == barrier.checkpoint) {
+            return false;
+        }
+        let now = Instant::now();
+        if self.progress.len() >= TRACKED_CHECKPOINTS {
+            self.progress.pop_front();
+        }
+        let start_delay = now.saturating_duration_since(barrier.triggered_at);
+        self.progress.push_back(CheckpointAtTask { checkpoint: barrier.checkpoint, barrier_at: now, start_delay, snapshot_at: None });
+        true
+    }
+
+    fn start_delay(&self, checkpoint: u64) -> Option<Duration> {
+        self.progress.iter().find(|p| p.checkpoint == checkpoint).map(|p| p.start_delay)
+    }
+
+    /// The checkpoint is over at this task (acknowledged, declined or aborted).
+    fn forget(&mut self, checkpoint: u64) {
+        self.progress.retain(|p| p.checkpoint != checkpoint);
+    }
 }
 
 /// The task cannot go on (its state backend failed): it reports and waits to be cancelled.
@@ -212,6 +300,7 @@ impl<O: Operator> OperatorRunner<O> {
             switch: None,
             writes: FuturesUnordered::new(),
             cancel: CancelOnDrop(SnapshotCancellation::default()),
+            progress: VecDeque::new(),
         };
         if let Err(Fatal(reason)) = self.replay_channel_state().await {
             return self.fail(reason);
@@ -536,6 +625,9 @@ impl<O: Operator> OperatorRunner<O> {
                 channel: self.gate.stats(ch).name(),
             });
         }
+        if l.barrier_arrived(&b) {
+            self.set_view(l);
+        }
         match b.options.mode {
             CheckpointMode::ExactlyOnce => l.aligner.on_barrier(ch, b, priority, &mut l.actions),
             CheckpointMode::AtLeastOnce => {
@@ -578,6 +670,7 @@ impl<O: Operator> OperatorRunner<O> {
                 AlignerAction::Abort { checkpoint, decline } => {
                     // A write still running for it finds no pending snapshot and is discarded.
                     take_pending(l, checkpoint);
+                    l.forget(checkpoint);
                     if l.convert.as_ref().is_some_and(|(id, _)| *id == checkpoint) {
                         l.convert = None;
                     }
@@ -603,6 +696,8 @@ impl<O: Operator> OperatorRunner<O> {
         let mut v = self.view.lock().unwrap_or_else(|e| e.into_inner());
         v.aligning = l.aligner.aligning();
         v.persisting = l.aligner.persisting_any();
+        v.checkpoints.clear();
+        v.checkpoints.extend(l.progress.iter().copied());
     }
 
     /// Records waiting on the channels blocked right now.
@@ -630,8 +725,19 @@ impl<O: Operator> OperatorRunner<O> {
         let started = std::time::Instant::now();
         let forward = match self.op.snapshot(&ctx, id) {
             Ok(snap) => {
-                let mut stats =
-                    SnapshotStats { alignment_ms: alignment.as_millis() as u64, buffered, unaligned, ..SnapshotStats::default() };
+                // Stamped when the first barrier came, never here: the snapshot (and the ack)
+                // come after the alignment.
+                let start_delay_ms = l.start_delay(id).unwrap_or_else(|| barrier.triggered_at.elapsed()).as_millis() as u64;
+                if let Some(p) = l.progress.iter_mut().find(|p| p.checkpoint == id) {
+                    p.snapshot_at = Some(Instant::now());
+                }
+                let mut stats = SnapshotStats {
+                    alignment_ms: alignment.as_millis() as u64,
+                    buffered,
+                    unaligned,
+                    start_delay_ms,
+                    ..SnapshotStats::default()
+                };
                 let state = match snap {
                     OperatorSnapshot::Done(state) => {
                         stats.sync_ms = started.elapsed().as_millis() as u64;
@@ -667,6 +773,7 @@ impl<O: Operator> OperatorRunner<O> {
                 StreamMessage::Barrier(barrier)
             }
             Err(e) => {
+                l.forget(id);
                 // Flink's CancelCheckpointMarker: downstream stops waiting for this barrier.
                 ctx.report(TaskReport::Decline {
                     attempt: ctx.attempt,
@@ -711,17 +818,26 @@ impl<O: Operator> OperatorRunner<O> {
         }
     }
 
-    /// Runs a snapshot's asynchronous part on a blocking thread, then waits out the simulated
-    /// storage latency; the loop picks the result up in [`Self::on_write_done`].
+    /// Runs a snapshot's asynchronous part on a blocking thread, then its uploads' cost in
+    /// checkpoint storage (`ckptlab.storage.*`: latency, throttling, failures) and the simulated
+    /// disk latency; the loop picks the result up in [`Self::on_write_done`].
     fn start_write(&self, l: &mut Loop, checkpoint: u64, part: PendingSnapshot) {
         let cancel = l.cancel.0.clone();
         let started = Instant::now();
         let wall = std::time::Instant::now();
+        let store = self.ctx.storage.object_store().clone();
         l.writes.push(Box::pin(async move {
             // Wrapped on the blocking thread, so that a result nobody takes (the task was
             // aborted meanwhile) is discarded wherever it is dropped.
             let joined = tokio::task::spawn_blocking(move || part.run(&cancel).map(|s| Unacknowledged(Some(s)))).await;
-            let result = joined.unwrap_or_else(|e| Err(StateError::Backend { message: format!("the snapshot write did not finish: {e}") }));
+            let mut result = joined.unwrap_or_else(|e| Err(StateError::Backend { message: format!("the snapshot write did not finish: {e}") }));
+            if let Ok(w) = &result {
+                let uploads = w.snapshot().uploads.clone();
+                if let Err(e) = store.upload(&uploads).await {
+                    // Dropping the written snapshot deletes what it wrote.
+                    result = Err(e);
+                }
+            }
             if let Ok(w) = &result {
                 tokio::time::sleep_until(started + simulated_write_latency(w.snapshot().checkpointed_size)).await;
             }
@@ -751,6 +867,7 @@ impl<O: Operator> OperatorRunner<O> {
             }
             Err(e) => {
                 take_pending(l, checkpoint);
+                l.forget(checkpoint);
                 ctx.report(TaskReport::Decline {
                     attempt: ctx.attempt,
                     checkpoint,
@@ -776,6 +893,8 @@ impl<O: Operator> OperatorRunner<O> {
             |p: &PendingAck| p.checkpoint == checkpoint && p.barriers_done && p.output_done && !matches!(p.state, StatePart::Writing);
         let Some(i) = l.pending.iter().position(ready) else { return };
         let p = l.pending.remove(i);
+        l.forget(checkpoint);
+        self.set_view(l);
         let ctx = &self.ctx;
         let state = match p.state {
             StatePart::Ready(state) => state,
@@ -878,6 +997,7 @@ mod tests {
                 sync_duration: Duration::ZERO,
                 async_duration: Duration::ZERO,
                 written: Vec::new(),
+                uploads: vec![bytes],
                 written_under: None,
             };
             match self.kind {
@@ -1095,6 +1215,30 @@ mod tests {
         let Some(TaskReport::Ack { stats, task, .. }) = reports.first() else { panic!("an ack") };
         assert_eq!(*task, TaskId::Counter(0));
         assert_eq!((stats.alignment_ms, stats.buffered, stats.unaligned), (20, 1, false), "20 ms aligning, record 1 waited");
+    }
+
+    /// Catches: a start delay stamped at the snapshot or at the ack instead of when the first
+    /// barrier arrived (Flink's markAlignmentStart), or a view that forgets where an unacked
+    /// checkpoint is (an expired checkpoint's anatomy reads it).
+    #[tokio::test(start_paused = true)]
+    async fn the_start_delay_is_stamped_when_the_first_barrier_arrives() {
+        let bytes = 200 * SIMULATED_STORAGE_BYTES_PER_MS; // 200 ms of simulated write
+        let mut h = Setup { channels: 2, kind: SnapshotKind::Keyed(bytes), ..Setup::default() }.start(async |_| {}).await;
+        // Triggered 30 ms ago: the barrier was on its way that long.
+        let b = Barrier { triggered_at: Instant::now() - Duration::from_millis(30), ..aligned(1) };
+        send_barrier(&mut h.inputs[0], b).await;
+        settle(50).await;
+        let seen = h.view.lock().unwrap().checkpoints.clone();
+        assert_eq!(seen.len(), 1, "aligning: the view says where checkpoint 1 is");
+        assert_eq!((seen[0].checkpoint, seen[0].start_delay, seen[0].snapshot_at), (1, Duration::from_millis(30), None));
+        send_barrier(&mut h.inputs[1], b).await;
+        settle(10).await;
+        assert!(h.view.lock().unwrap().checkpoints[0].snapshot_at.is_some(), "snapshot taken, the upload runs");
+        settle(300).await;
+        let reports = h.reports();
+        let Some(TaskReport::Ack { stats, .. }) = reports.first() else { panic!("an ack: {reports:?}") };
+        assert_eq!((stats.start_delay_ms, stats.alignment_ms, stats.async_ms), (30, 50, 200));
+        assert!(h.view.lock().unwrap().checkpoints.is_empty(), "acknowledged: nothing left to explain");
     }
 
     /// Catches: a write on the task itself (records would wait for it), or an ack sent before

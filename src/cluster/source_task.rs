@@ -277,7 +277,10 @@ impl SourceTask {
     /// once it left every output queue, or switched there ([`Self::poll_awaiting`]).
     fn checkpoint(&mut self, barrier: Barrier) {
         let unaligned = barrier.options.overtakes();
-        let mut stats = SnapshotStats { unaligned, ..SnapshotStats::default() };
+        // Flink's source start delay: trigger to the task taking it in its mailbox
+        // (StreamTask.java:1349: `currentTimeMillis() - checkpointMetaData.getTimestamp()`).
+        let start_delay_ms = Instant::now().saturating_duration_since(barrier.triggered_at).as_millis() as u64;
+        let mut stats = SnapshotStats { unaligned, start_delay_ms, ..SnapshotStats::default() };
         let mut channel_state = Vec::new();
         for (j, o) in self.outputs.iter_mut().enumerate() {
             if unaligned {

@@ -31,6 +31,13 @@ pub enum TaskState {
 /// Timings of one task's snapshot (Flink's per-subtask checkpoint statistics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotStats {
+    /// From the checkpoint's trigger until its (first) barrier reached the task, or, for a
+    /// source, until the task took the trigger: Flink's `checkpointStartDelayNanos`
+    /// (CheckpointBarrierHandler.java:168-169 on the first barrier; StreamTask.java:1349 for a
+    /// source), the web UI's "Start Delay". Backpressure makes it grow: an aligned barrier waits
+    /// behind every record queued ahead of it.
+    #[serde(default)]
+    pub start_delay_ms: u64,
     pub sync_ms: u64,
     pub async_ms: u64,
     pub alignment_ms: u64,

@@ -110,7 +110,8 @@ pub struct ChannelView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingCheckpointView {
     pub id: u64,
-    pub mode: String,
+    /// EXACTLY_ONCE or AT_LEAST_ONCE (its barriers' options; `flink_name` for the text).
+    pub mode: crate::types::CheckpointMode,
     pub acks: usize,
     pub total: usize,
     pub missing: Vec<String>,

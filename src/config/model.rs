@@ -247,6 +247,21 @@ impl ConfigLayers {
                 generator_rate: r.int("ckptlab.generator-rate")? as u64,
                 delays,
                 record_costs,
+                storage: StorageBehaviour {
+                    latency: r.duration("ckptlab.storage.latency")?,
+                    latency_per_mb: r.duration("ckptlab.storage.latency-per-mb")?,
+                    failure_rate: {
+                        let rate = r.float("ckptlab.storage.failure-rate")?;
+                        if !(0.0..=1.0).contains(&rate) {
+                            return Err(r.bad("ckptlab.storage.failure-rate", "allowed: a number from 0.0 to 1.0".into()));
+                        }
+                        rate
+                    },
+                    requests_per_second: match r.int("ckptlab.storage.requests-per-second")? {
+                        0 => None,
+                        n => Some(n as u32),
+                    },
+                },
             },
         })
     }
@@ -794,6 +809,30 @@ pub struct LabConfig {
     pub delays: Vec<(ChannelPattern, Duration)>,
     /// `ckptlab.record-cost`: how long each record takes in the subtasks a pattern matches.
     pub record_costs: Vec<(SubtaskPattern, Duration)>,
+    /// `ckptlab.storage.*`: how slow and unreliable checkpoint storage is.
+    pub storage: StorageBehaviour,
+}
+
+/// Checkpoint storage as an object store behaves (`ckptlab.storage.*`, all changeable while the
+/// job runs): what each request costs, how often one fails, and how many may start per second.
+/// The default is a fast local disk: no latency, no failure, no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StorageBehaviour {
+    /// `ckptlab.storage.latency`: every request's round trip.
+    pub latency: Duration,
+    /// `ckptlab.storage.latency-per-mb`: on top, per MB (2^20 bytes) the request carries.
+    pub latency_per_mb: Duration,
+    /// `ckptlab.storage.failure-rate`: the chance (0..1) a request fails with an IO error.
+    pub failure_rate: f64,
+    /// `ckptlab.storage.requests-per-second`: the throttling limit (`None`: unlimited).
+    pub requests_per_second: Option<u32>,
+}
+
+impl StorageBehaviour {
+    /// How long one request carrying `bytes` takes, throttling aside.
+    pub fn request_cost(&self, bytes: u64) -> Duration {
+        self.latency + self.latency_per_mb.mul_f64(bytes as f64 / (1u64 << 20) as f64)
+    }
 }
 
 /// The whole validated configuration.

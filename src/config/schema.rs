@@ -106,6 +106,10 @@ pub const SCHEMA: &[OptionSpec] = &[
     OptionSpec { key: "ckptlab.jobmanager-max-state-size", kind: Kind::Size, runtime: false },
     OptionSpec { key: "ckptlab.audit", kind: Kind::Bool, runtime: false },
     OptionSpec { key: "ckptlab.generator-rate", kind: Kind::Int { min: 1, max: 1_000_000 }, runtime: true },
+    OptionSpec { key: "ckptlab.storage.latency", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "ckptlab.storage.latency-per-mb", kind: Kind::Duration, runtime: true },
+    OptionSpec { key: "ckptlab.storage.failure-rate", kind: Kind::Float, runtime: true },
+    OptionSpec { key: "ckptlab.storage.requests-per-second", kind: Kind::Int { min: 0, max: 1_000_000 }, runtime: true },
 ];
 
 /// Old spellings still accepted, with the key Flink 2.x reads instead (Flink's `withDeprecatedKeys`).

@@ -181,7 +181,13 @@ pub fn flink_figure(name: Figure, key: Option<&str>, v: &Verdict, restarts: u64,
         Figure::CheckpointsCompleted => completed,
         Figure::CheckpointsFailed => failed,
         // The Flink side does not measure these.
-        Figure::RepeatedOutput | Figure::InFlight | Figure::LastCheckpointMs | Figure::LastAlignmentMs | Figure::LastPersistedBytes => {
+        Figure::RepeatedOutput
+        | Figure::InFlight
+        | Figure::LastCheckpointMs
+        | Figure::LastAlignmentMs
+        | Figure::LastStartDelayMs
+        | Figure::LastAsyncMs
+        | Figure::LastPersistedBytes => {
             return None
         }
         // The bridge refuses job.sink = kafka (issue 23): no output topic on the Flink side.

@@ -81,6 +81,11 @@ pub enum Figure {
     CheckpointsFailed,
     LastCheckpointMs,
     LastAlignmentMs,
+    /// The newest completed checkpoint's start delay: its slowest barrier's time from the
+    /// trigger to its subtask (Flink's `start_delay`, the largest of its subtasks').
+    LastStartDelayMs,
+    /// The newest completed checkpoint's asynchronous part (its slowest subtask's upload).
+    LastAsyncMs,
     LastPersistedBytes,
     /// The Kafka sink's output topic at read_committed: lines that should be there and are not
     /// (per key too; -1 without `job.sink = kafka`).
@@ -137,6 +142,8 @@ impl Figure {
             | Figure::CheckpointsFailed
             | Figure::LastCheckpointMs
             | Figure::LastAlignmentMs
+            | Figure::LastStartDelayMs
+            | Figure::LastAsyncMs
             | Figure::LastPersistedBytes => None,
         }
     }
@@ -156,6 +163,8 @@ impl Figure {
             | Figure::CheckpointsFailed
             | Figure::LastCheckpointMs
             | Figure::LastAlignmentMs
+            | Figure::LastStartDelayMs
+            | Figure::LastAsyncMs
             | Figure::LastPersistedBytes
             | Figure::CommittedOutputGaps
             | Figure::CommittedRepeatedOutput
@@ -185,6 +194,8 @@ impl Figure {
                 | Figure::CheckpointsFailed
                 | Figure::LastCheckpointMs
                 | Figure::LastAlignmentMs
+                | Figure::LastStartDelayMs
+                | Figure::LastAsyncMs
                 | Figure::LastPersistedBytes => false,
             }
     }
@@ -219,6 +230,8 @@ pub(super) fn figure(
         Figure::CheckpointsFailed => ck.failed as i64,
         Figure::LastCheckpointMs => last().map_or(-1, |c| c.duration_ms as i64),
         Figure::LastAlignmentMs => last().map_or(-1, |c| c.alignment_ms as i64),
+        Figure::LastStartDelayMs => last().map_or(-1, |c| c.start_delay_ms as i64),
+        Figure::LastAsyncMs => last().map_or(-1, |c| c.async_ms as i64),
         Figure::LastPersistedBytes => last().map_or(-1, |c| c.persisted_size as i64),
         Figure::CommittedOutputGaps | Figure::CommittedRepeatedOutput | Figure::UncommittedRepeatedOutput | Figure::OutputLostByTimeout => {
             output.and_then(|o| name.of_output(o, key)).map_or(-1, |n| n as i64)

@@ -182,7 +182,7 @@ mod tests {
         assert_eq!(StepKind::VARIANTS.join(", "), steps);
         assert_eq!(
             FIGURES.join(", "),
-            "produced, expected, state, lost, overcounted, repeated_output, in_flight, restarts, checkpoints_completed, checkpoints_failed, last_checkpoint_ms, last_alignment_ms, last_persisted_bytes, committed_output_gaps, committed_repeated_output, uncommitted_repeated_output, output_lost_by_timeout"
+            "produced, expected, state, lost, overcounted, repeated_output, in_flight, restarts, checkpoints_completed, checkpoints_failed, last_checkpoint_ms, last_alignment_ms, last_start_delay_ms, last_async_ms, last_persisted_bytes, committed_output_gaps, committed_repeated_output, uncommitted_repeated_output, output_lost_by_timeout"
         );
         let per_key: Vec<&str> = Figure::iter().filter(|f| f.per_key()).map(Figure::name).collect();
         let output = ["committed_output_gaps", "committed_repeated_output", "uncommitted_repeated_output", "output_lost_by_timeout"];

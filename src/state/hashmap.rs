@@ -100,6 +100,7 @@ impl KeyedStateBackend for HashMapBackend {
                 full_size: size,
                 sync_duration,
                 async_duration: async_start.elapsed(),
+                uploads: if written.is_empty() { Vec::new() } else { vec![size] },
                 written_under: target
                     .dir
                     .as_deref()

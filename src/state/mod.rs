@@ -37,6 +37,10 @@ pub enum StateError {
     Backend { message: String },
     #[error("{0}")]
     Unsupported(String),
+    /// A request to checkpoint storage failed (`ckptlab.storage.failure-rate`): Flink's async
+    /// part then fails with the IOException, and the task declines the checkpoint.
+    #[error("checkpoint storage: {request} failed: {why}")]
+    Storage { request: String, why: String },
     /// The task that took the snapshot went away while it was being written.
     #[error("snapshot cancelled: its task is gone")]
     Cancelled,
@@ -253,6 +257,10 @@ pub struct Snapshot {
     /// snapshot), never what it references from earlier checkpoints: what
     /// [`Snapshot::discard`] deletes when nobody will acknowledge the snapshot.
     pub written: Vec<PathBuf>,
+    /// The bytes of each file it uploaded, one request each to checkpoint storage (an
+    /// incremental RocksDB snapshot uploads only its new SST files and its small private ones;
+    /// files it only references cost nothing).
+    pub uploads: Vec<u64>,
     /// The checkpoint storage's job directory every `written` path lies below (`None` when the
     /// snapshot wrote nothing: jobmanager storage).
     pub written_under: Option<PathBuf>,

@@ -221,6 +221,7 @@ impl RocksDbBackend {
                 sync_duration,
                 async_duration: async_start.elapsed(),
                 written: vec![exclusive],
+                uploads: vec![size],
                 written_under,
             })
         };
@@ -307,6 +308,8 @@ struct Upload {
     bytes: u64,
     /// What the upload created: the exclusive directory and new shared files.
     written: Vec<PathBuf>,
+    /// The bytes of each file copied (one request each to checkpoint storage).
+    uploads: Vec<u64>,
     shared: HashMap<String, Uploaded>,
 }
 
@@ -374,6 +377,7 @@ fn upload_into(
                     up.written.push(dst.clone());
                     let (size, checksum) = copy_synced(&src, &dst)?;
                     up.bytes += size;
+                    up.uploads.push(size);
                     Uploaded { path: dst, size, checksum }
                 }
             };
@@ -389,6 +393,7 @@ fn upload_into(
             let dst = exclusive.join(&name);
             let (size, checksum) = copy_synced(&src, &dst)?;
             up.bytes += size;
+            up.uploads.push(size);
             up.files.push(RocksFile { name, path: dst, size, shared: false, checksum: Some(checksum) });
         }
     }
@@ -519,6 +524,7 @@ impl KeyedStateBackend for RocksDbBackend {
                 sync_duration,
                 async_duration: async_start.elapsed(),
                 written: up.written,
+                uploads: up.uploads,
                 written_under: job_dir,
             })
         };

@@ -13,6 +13,14 @@
 //! a file or directory beside `_metadata`, as Flink lays them out; ckptlab never deletes one.
 //! What a job was (name, parallelism, key-by, topic) is in `_metadata` too, so that a restore
 //! into an incompatible job fails with a reason ([`check_compatible`]) instead of wrong counts.
+//!
+//! Filesystem storage can be made as slow and unreliable as an object store
+//! (`ckptlab.storage.*`, [`ObjectStore`]): files are still written to the local disk, and each
+//! upload then costs what a request to S3 would, may fail with an IO error, and waits for the
+//! throttling limit. Simplified on purpose: the cost is paid after the local write (on the
+//! engine's clock, so a paused clock pays it too), a failed request is not retried (an S3
+//! client's retries are folded into the failure rate), and throttling queues requests instead of
+//! answering 503 SlowDown.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -20,11 +28,12 @@ use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{SavepointFormat, SnapshotTarget, StateError, StateHandle};
-use crate::config::StorageKind;
+use crate::config::{StorageBehaviour, StorageKind};
 use crate::types::{CheckpointMode, Origin, PersistedRecord, TaskId};
 
 /// The file that makes a directory a checkpoint.
@@ -217,6 +226,103 @@ pub struct StagedLine {
     pub checkpoint: u64,
 }
 
+/// Checkpoint storage's behaviour as an object store, shared by every task's uploads and the
+/// JobManager's `_metadata` writes, changed while the job runs (`ckptlab.storage.*`).
+#[derive(Debug)]
+pub struct ObjectStore {
+    behaviour: Mutex<StorageBehaviour>,
+    /// When the next request may start under the throttling limit.
+    next_start: Mutex<Option<tokio::time::Instant>>,
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Default for ObjectStore {
+    fn default() -> Self {
+        ObjectStore {
+            behaviour: Mutex::new(StorageBehaviour::default()),
+            next_start: Mutex::new(None),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
+/// How many uploads of one snapshot run at once: Flink's
+/// `state.backend.rocksdb.checkpoint.transfer.thread.num`, 4 by default (RocksDBOptions.java:84-88).
+pub const UPLOAD_THREADS: usize = 4;
+
+impl ObjectStore {
+    pub fn set(&self, behaviour: StorageBehaviour) {
+        *self.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = behaviour;
+    }
+
+    pub fn behaviour(&self) -> StorageBehaviour {
+        *self.behaviour.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Requests made and failed so far (the run's, across backend switches).
+    pub fn counts(&self) -> (u64, u64) {
+        (self.requests.load(Ordering::Relaxed), self.failures.load(Ordering::Relaxed))
+    }
+
+    /// One request: waits its turn under the throttling limit, takes its latency, then may fail.
+    /// The behaviour is read when the request starts, so a change applies to the next requests.
+    pub async fn request(&self, what: &str, bytes: u64) -> Result<(), StateError> {
+        let b = self.behaviour();
+        if let Some(rps) = b.requests_per_second.filter(|r| *r > 0) {
+            let start = {
+                let mut next = self.next_start.lock().unwrap_or_else(|e| e.into_inner());
+                let now = tokio::time::Instant::now();
+                let start = next.map_or(now, |n| n.max(now));
+                *next = Some(start + Duration::from_secs_f64(1.0 / f64::from(rps)));
+                start
+            };
+            tokio::time::sleep_until(start).await;
+        }
+        tokio::time::sleep(b.request_cost(bytes)).await;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if self.fails(b.failure_rate) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return Err(StateError::Storage {
+                request: format!("{what} ({})", crate::duration::format_size(bytes)),
+                why: format!("IO error (ckptlab.storage.failure-rate = {})", b.failure_rate),
+            });
+        }
+        Ok(())
+    }
+
+    /// The uploads of one snapshot, `UPLOAD_THREADS` at a time: the first failure fails it.
+    pub async fn upload(&self, uploads: &[u64]) -> Result<(), StateError> {
+        use futures::stream::TryStreamExt;
+        let n = uploads.len();
+        futures::stream::iter(uploads.iter().enumerate().map(Ok))
+            .try_for_each_concurrent(UPLOAD_THREADS, |(i, bytes)| async move {
+                self.request(&format!("upload {} of {n}", i + 1), *bytes).await
+            })
+            .await
+    }
+
+    /// The `_metadata` write: one request that may fail, with no latency (the JobManager writes
+    /// it in its own loop; simplified on purpose).
+    fn metadata_write(&self, bytes: u64) -> Result<(), StateError> {
+        let b = self.behaviour();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if self.fails(b.failure_rate) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return Err(StateError::Storage {
+                request: format!("{METADATA} write ({})", crate::duration::format_size(bytes)),
+                why: format!("IO error (ckptlab.storage.failure-rate = {})", b.failure_rate),
+            });
+        }
+        Ok(())
+    }
+
+    fn fails(&self, rate: f64) -> bool {
+        rate > 0.0 && (rate >= 1.0 || rand::random::<f64>() < rate)
+    }
+}
+
 /// Where snapshots are written.
 #[derive(Debug, Clone)]
 pub struct CheckpointStorage {
@@ -231,6 +337,8 @@ pub struct CheckpointStorage {
     /// Savepoints in progress: checkpoint id -> their directory and format (read by the tasks'
     /// snapshots).
     savepoints: Arc<Mutex<HashMap<u64, (PathBuf, SavepointFormat)>>>,
+    /// How slow and unreliable it is (`ckptlab.storage.*`); filesystem storage only.
+    object_store: Arc<ObjectStore>,
 }
 
 impl CheckpointStorage {
@@ -243,7 +351,19 @@ impl CheckpointStorage {
             last_completed: Arc::new(AtomicU64::new(0)),
             savepoint_dir: crate::workdir::home().join("savepoints"),
             savepoints: Arc::default(),
+            object_store: Arc::default(),
         }
+    }
+
+    /// Storage that behaves as `behaviour` says from now on.
+    pub fn with_behaviour(self, behaviour: StorageBehaviour) -> Self {
+        self.object_store.set(behaviour);
+        self
+    }
+
+    /// The object store every upload to this storage goes through.
+    pub fn object_store(&self) -> &Arc<ObjectStore> {
+        &self.object_store
     }
 
     /// Savepoints go below `dir` (`execution.checkpointing.savepoint-dir`).
@@ -258,6 +378,7 @@ impl CheckpointStorage {
             last_completed: self.last_completed.clone(),
             savepoints: self.savepoints.clone(),
             savepoint_dir: self.savepoint_dir.clone(),
+            object_store: self.object_store.clone(),
             ..Self::new(kind, dir, job_id, max_memory_size)
         }
     }
@@ -359,6 +480,7 @@ impl CheckpointStorage {
         let Some(chk) = self.savepoint_location(meta.checkpoint).or_else(|| self.chk_dir(meta.checkpoint)) else { return Ok(0) };
         let relative = relativize(meta, &chk)?;
         let bytes = serde_json::to_vec_pretty(&relative).expect("metadata serializes");
+        self.object_store.metadata_write(bytes.len() as u64)?;
         let tmp = chk.join(METADATA_IN_PROGRESS);
         let fin = chk.join(METADATA);
         let err = |p: &Path, e: std::io::Error| StateError::Write { path: p.display().to_string(), message: e.to_string() };
@@ -834,6 +956,65 @@ pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn slow(latency_ms: u64, per_mb_ms: u64, failure_rate: f64, rps: Option<u32>) -> ObjectStore {
+        let s = ObjectStore::default();
+        s.set(StorageBehaviour {
+            latency: Duration::from_millis(latency_ms),
+            latency_per_mb: Duration::from_millis(per_mb_ms),
+            failure_rate,
+            requests_per_second: rps,
+        });
+        s
+    }
+
+    /// Catches: a latency that ignores the bytes (or the request), uploads run one by one
+    /// instead of Flink's 4 transfer threads, or a change that does not reach the next request.
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_pays_per_request_and_per_mb_four_at_a_time() {
+        let s = slow(50, 20, 0.0, None);
+        let t = tokio::time::Instant::now();
+        s.upload(&[2 << 20]).await.expect("no failures");
+        assert_eq!(t.elapsed(), Duration::from_millis(50 + 40), "one request of 2 MB");
+        let t = tokio::time::Instant::now();
+        s.upload(&[0; 8]).await.expect("no failures");
+        assert_eq!(t.elapsed(), Duration::from_millis(100), "8 requests, 4 at a time: two rounds of 50 ms");
+        s.set(StorageBehaviour::default());
+        let t = tokio::time::Instant::now();
+        s.upload(&[0; 8]).await.expect("no failures");
+        assert_eq!(t.elapsed(), Duration::ZERO, "back to a fast disk");
+        assert_eq!(s.counts(), (17, 0));
+    }
+
+    /// Catches: a throttling limit per task instead of for the whole storage, or none.
+    #[tokio::test(start_paused = true)]
+    async fn throttling_spaces_every_request_of_the_storage() {
+        let s = Arc::new(slow(0, 0, 0.0, Some(10)));
+        let t = tokio::time::Instant::now();
+        let (a, b) = tokio::join!(s.upload(&[0; 5]), s.upload(&[0; 5]));
+        a.and(b).expect("no failures");
+        assert_eq!(t.elapsed(), Duration::from_millis(900), "10 requests at 10/s: the last starts at 900 ms");
+    }
+
+    /// Catches: a failure rate that is not applied (or applied to a fast disk), or a failure
+    /// that does not name the request and the option.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_request_fails_the_upload_with_the_reason() {
+        let e = slow(0, 0, 1.0, None).upload(&[1024, 2048]).await.expect_err("every request fails");
+        let text = e.to_string();
+        assert!(text.contains("checkpoint storage") && text.contains("failure-rate = 1"), "{text}");
+        let s = slow(0, 0, 0.0, None);
+        for _ in 0..100 {
+            s.upload(&[1]).await.expect("rate 0 never fails");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::new(StorageKind::Filesystem, dir.path(), "job", 1 << 20)
+            .with_behaviour(StorageBehaviour { failure_rate: 1.0, ..StorageBehaviour::default() });
+        storage.prepare(1).unwrap();
+        let m = CheckpointMetadata { checkpoint: 1, ..meta(Vec::new()) };
+        assert!(matches!(storage.write_metadata(&m), Err(StateError::Storage { .. })), "the _metadata write is a request too");
+        assert!(!storage.chk_dir(1).unwrap().join(METADATA).exists());
+    }
 
     fn meta(keyed: Vec<StateHandle>) -> CheckpointMetadata {
         CheckpointMetadata {

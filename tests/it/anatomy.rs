@@ -8,7 +8,7 @@ use crate::common::press;
 
 use crossterm::event::KeyCode;
 
-use ckptlab::cluster::coordinator::{CheckpointStats, CheckpointStatus, SubtaskCheckpointStats};
+use ckptlab::cluster::coordinator::{CheckpointStats, CheckpointStatus, SubtaskCheckpointStats, Unacknowledged};
 use ckptlab::cluster::view::ClusterView;
 use ckptlab::cluster::Engine;
 use ckptlab::config::CheckpointMode;
@@ -86,6 +86,8 @@ fn subtask(task: &str, ack: Option<u64>, align: u64, sync: u64, asy: u64, size: 
     SubtaskCheckpointStats {
         task: task.into(),
         ack_ms: ack,
+        // What is left before the alignment: when the barrier came.
+        start_delay_ms: ack.map(|a| a.saturating_sub(align + sync + asy)),
         alignment_ms: align,
         sync_ms: sync,
         async_ms: asy,
@@ -94,6 +96,7 @@ fn subtask(task: &str, ack: Option<u64>, align: u64, sync: u64, asy: u64, size: 
         output_size: 0,
         unaligned: false,
         offsets: offsets.to_vec(),
+        unacknowledged: None,
     }
 }
 
@@ -105,6 +108,7 @@ fn aligned() -> CheckpointStats {
         mode: CheckpointMode::ExactlyOnce,
         trigger_ms: 3_000,
         duration_ms: 342,
+        start_delay_ms: 22,
         alignment_ms: 301,
         checkpointed_size: 412,
         full_size: 412,
@@ -125,7 +129,8 @@ fn aligned() -> CheckpointStats {
     }
 }
 
-/// Checkpoint 7 expired: sink[0] never acked.
+/// Checkpoint 7 expired: counter[1] (slow, backpressured) never got its barrier, 340 records
+/// ahead of it; sink[0] got counter[0]'s and was aligning.
 fn failed() -> CheckpointStats {
     let mut c = aligned();
     c.id = 7;
@@ -135,10 +140,15 @@ fn failed() -> CheckpointStats {
     c.full_size = 0;
     c.checkpointed_size = 0;
     c.failure = Some("checkpoint expired before completing (execution.checkpointing.timeout = 1s)".into());
+    c.subtasks[3] = subtask("counter[1]", None, 0, 0, 0, 0, &[]);
+    c.subtasks[3].unacknowledged =
+        Some(Unacknowledged::WaitingForBarrier { waited_ms: 1_000, records_ahead: 340, channels_without_barrier: 0 });
     c.subtasks[4] = subtask("sink[0]", None, 0, 0, 0, 0, &[]);
-    c.subtasks[3].ack_ms = Some(790);
-    c.subtasks[3].alignment_ms = 770;
+    c.subtasks[4].start_delay_ms = Some(230);
+    c.subtasks[4].alignment_ms = 770;
+    c.subtasks[4].unacknowledged = Some(Unacknowledged::Aligning { records_ahead: 12, blocked_records: 31 });
     c.alignment_ms = 770;
+    c.start_delay_ms = 230;
     c
 }
 
@@ -203,6 +213,26 @@ fn anatomy_of_a_failed_checkpoint_names_the_reason_and_the_missing_ack() {
     let s = popup(&app, 80, 24);
     assert!(s.contains("why it failed: checkpoint expired") && s.contains("no ack"), "{s}");
     insta::assert_snapshot!("anatomy_failed_80x24", s);
+    let s = popup(&app, 160, 48);
+    for said in ["counter[1]: no barrier after 1.0 s; 340 records queued ahead of it", "sink[0]: aligning 770 ms", "start delay > 1.0 s"] {
+        assert!(s.contains(said), "{said}: {s}");
+    }
+    insta::assert_snapshot!("anatomy_failed_160x48", s);
+}
+
+/// The checkpoints pane's start delay column: the largest of a checkpoint's subtasks', and `>`
+/// the time waited when a barrier never came.
+#[test]
+fn the_checkpoints_pane_shows_each_checkpoints_start_delay() {
+    let app = app_with(vec![aligned(), failed()]);
+    // The workbench as a person sees it: the pane among the others.
+    let narrow = common::screen(&app, 80, 24);
+    let wide = common::screen(&app, 160, 48);
+    for s in [&narrow, &wide] {
+        assert!(s.contains("delay") && s.contains("22 ms") && s.contains(">1.0 s"), "{s}");
+    }
+    insta::assert_snapshot!("checkpoints_pane_start_delay_80x24", narrow);
+    insta::assert_snapshot!("checkpoints_pane_start_delay_160x48", wide);
 }
 
 /// Checkpoint 8, unaligned under backpressure: the sources persisted what their barriers

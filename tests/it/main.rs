@@ -25,5 +25,7 @@ mod rocksdb;
 mod safety;
 mod scenarios;
 mod semantics;
+mod slow_storage;
+mod start_delay;
 mod tui;
 mod tui_compare;

@@ -52,6 +52,7 @@ fn stats(id: u64, status: CheckpointStatus, trigger_ms: u64, failure: Option<&st
         mode: CheckpointMode::ExactlyOnce,
         trigger_ms,
         duration_ms: 402,
+        start_delay_ms: if id % 2 == 0 { 160 } else { 3 },
         alignment_ms: if id % 2 == 0 { 180 } else { 0 },
         checkpointed_size: 96,
         full_size: 96,
@@ -165,7 +166,7 @@ fn running_view() -> ClusterView {
         ],
         pending_checkpoints: vec![PendingCheckpointView {
             id: 7,
-            mode: "EXACTLY_ONCE".into(),
+            mode: CheckpointMode::ExactlyOnce,
             acks: 3,
             total: 5,
             missing: vec!["counter[1]".into(), "sink[0]".into()],

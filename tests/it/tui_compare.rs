@@ -50,6 +50,7 @@ fn ckpt(id: u64, status: CheckpointStatus, align: u64) -> CheckpointStats {
         mode: CheckpointMode::ExactlyOnce,
         trigger_ms: id * 500,
         duration_ms: 20 + align,
+        start_delay_ms: 0,
         alignment_ms: align,
         checkpointed_size: 96,
         full_size: 96,

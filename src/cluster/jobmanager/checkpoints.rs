@@ -340,7 +340,15 @@ impl JobManager {
     }
 
     pub(super) fn fail_checkpoint(&mut self, id: u64, reason: CheckpointFailureReason) {
-        if let Some((_, handles)) = self.coord.fail(id, &reason, Instant::now()) {
+        // Where each subtask that never acknowledged was (the failed checkpoint's anatomy).
+        let progress = self.deployment.as_ref().map_or_else(Vec::new, |d| {
+            let views: Vec<(TaskId, &Mutex<TaskRunView>)> = (d.keyed_views.iter().enumerate())
+                .map(|(j, v)| (TaskId::Counter(j), &**v))
+                .chain([(TaskId::Sink, &*d.sink_view)])
+                .collect();
+            crate::cluster::runner::progress_of(id, &views, &d.channels)
+        });
+        if let Some((_, handles)) = self.coord.fail_with_progress(id, &reason, Instant::now(), &progress) {
             self.after_failure(id, &handles, reason);
         }
     }

@@ -264,7 +264,8 @@ impl JobManager {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let storage = Arc::new(
             CheckpointStorage::new(cfg.checkpointing.storage, &cfg.checkpointing.dir, &job_id, cfg.lab.jobmanager_max_state_size)
-                .with_savepoint_dir(&cfg.checkpointing.savepoint_dir),
+                .with_savepoint_dir(&cfg.checkpointing.savepoint_dir)
+                .with_behaviour(cfg.lab.storage),
         );
         let committed = Arc::new(AtomicU64::new(0));
         let mut coord = CheckpointCoordinator::new();
@@ -551,6 +552,7 @@ impl JobManager {
         self.cfg = cfg;
         self.knobs.set_hop_delay(self.cfg.lab.hop_delay);
         self.knobs.set_buffer_timeout(self.cfg.buffer_timeout);
+        self.storage.object_store().set(self.cfg.lab.storage);
         if delay {
             // A channel's latency changes for the buffers sent from now on (the workbench's
             // slow-channel key); the next deployment builds its channels from the new config.

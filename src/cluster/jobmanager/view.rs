@@ -22,7 +22,7 @@ impl JobManager {
             .map(|p| {
                 crate::cluster::view::PendingCheckpointView {
                     id: p.id,
-                    mode: p.mode.flink_name().into(),
+                    mode: p.mode,
                     acks: p.acks.len(),
                     total: p.expected.len(),
                     missing: p.missing().iter().map(|t| t.to_string()).collect(),

@@ -1,5 +1,7 @@
 //! Checkpoints, as Flink's Checkpoints tab: counts, the one in progress (acks, who is aligning),
-//! and the history of completed and failed ones, newest first.
+//! and the history of completed and failed ones, newest first. `delay` is the checkpoint's start
+//! delay (Flink's `start_delay`, the largest of its subtasks': trigger to barrier arrival); a
+//! failed checkpoint whose barrier never reached some subtask shows `>` the time it waited.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -34,9 +36,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(pending(app, wide)), pending_area);
 
     let header: Vec<&str> = if wide {
-        vec!["id", "status", "at", "took", "align", "size", "offsets / reason"]
+        vec!["id", "status", "at", "took", "delay", "align", "size", "offsets / reason"]
     } else {
-        vec!["id", "status", "took", "align", "size/why"]
+        vec!["id", "status", "took", "delay", "align", "size"]
     };
     let widths: Vec<Constraint> = if wide {
         vec![
@@ -45,11 +47,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             Constraint::Length(7),
             Constraint::Length(8),
             Constraint::Length(7),
+            Constraint::Length(7),
             Constraint::Length(9),
             Constraint::Min(10),
         ]
     } else {
-        vec![Constraint::Length(3), Constraint::Length(6), Constraint::Length(7), Constraint::Length(6), Constraint::Min(6)]
+        vec![
+            Constraint::Length(3),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Min(6),
+        ]
     };
     let focused = app.focus == Pane::Checkpoints;
     // Focused, the top row is the selected one: Enter opens its anatomy.
@@ -135,6 +145,10 @@ fn history_row(app: &App, s: &CheckpointStats, wide: bool) -> Row<'static> {
         cells.push(Cell::from(format!("{:.1}s", s.trigger_ms as f64 / 1000.0)));
     }
     cells.push(Cell::from(ms_text(s.duration_ms)));
+    cells.push(match s.barrier_still_waiting_ms() {
+        Some(waited) => Cell::from(Span::styled(format!(">{}", ms_text(waited)), t.bad)),
+        None => Cell::from(ms_text(s.start_delay_ms)),
+    });
     cells.push(Cell::from(ms_text(s.alignment_ms)));
     if wide {
         cells.push(Cell::from(if failed { String::new() } else { size }));

@@ -1,8 +1,11 @@
 //! Enter on a row of the checkpoints pane: a checkpoint's anatomy, as the Flink Web UI's checkpoint
 //! details and Arroyo's timeline show it. One time axis from the trigger to the last ack, one bar
-//! per subtask split into waiting for the barrier, alignment, sync and async parts; then each
-//! subtask's figures (ack, alignment, sizes, offsets) and why the checkpoint failed if it did.
-//! Under a slow channel the alignment part is the long one.
+//! per subtask split into waiting for the barrier (its start delay), alignment, sync and async
+//! parts; then each subtask's figures (start delay, alignment, sizes, offsets) and why the
+//! checkpoint failed if it did. Under a slow channel the alignment part is the long one; under
+//! backpressure the start delay. A failed checkpoint's subtasks that never acknowledged are drawn
+//! as far as they got (start delay, alignment or upload so far) and named with what they waited
+//! for: the records still queued ahead of the barrier, or the upload.
 
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::Style;
@@ -10,7 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
-use crate::cluster::coordinator::{CheckpointStats, CheckpointStatus, SubtaskCheckpointStats};
+use crate::cluster::coordinator::{CheckpointStats, CheckpointStatus, SubtaskCheckpointStats, Unacknowledged};
 use crate::duration::format_size;
 use crate::tui::app::App;
 use crate::tui::render::ms_text;
@@ -28,6 +31,8 @@ const SYNC: (&str, &str) = ("▓", "sync");
 const ASYNC: (&str, &str) = ("█", "async");
 /// Where the ack reached the coordinator.
 const ACK: (&str, &str) = ("▏", "ack");
+/// Where a subtask that never acknowledged was when the checkpoint failed.
+const FAILED_AT: &str = "✗";
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(id) = app.anatomy else { return };
@@ -61,8 +66,9 @@ pub fn lines(s: &CheckpointStats, t: &Theme, width: u16) -> Vec<Line<'static>> {
             Span::raw(format!("  {} {kind} · triggered at {:.1}s", s.mode.flink_name(), s.trigger_ms as f64 / 1000.0)),
         ]),
         Line::raw(format!(
-            "took {} · alignment {} (the slowest subtask's){}",
+            "took {} · start delay {} · alignment {}{}",
             ms_text(s.duration_ms),
+            s.barrier_still_waiting_ms().map_or_else(|| ms_text(s.start_delay_ms), |w| format!("> {}", ms_text(w))),
             ms_text(s.alignment_ms),
             if s.status == CheckpointStatus::Completed { format!(" · size {}", format_size(s.full_size)) } else { String::new() }
         )),
@@ -96,10 +102,14 @@ pub fn lines(s: &CheckpointStats, t: &Theme, width: u16) -> Vec<Line<'static>> {
         legend.push(Span::styled(sym, style));
         legend.push(Span::raw(format!(" {what}  ")));
     }
+    if s.status == CheckpointStatus::Failed {
+        legend.push(Span::styled(FAILED_AT, t.bad));
+        legend.push(Span::raw(" failed"));
+    }
     out.push(Line::from(legend));
     out.push(Line::raw(""));
     out.push(Line::styled(
-        format!("{:<NAME$} {:>7} {:>7} {:>7} {:>7} {:>7}  {}", "subtask", "barrier", "align", "sync", "async", "ack", "state"),
+        format!("{:<NAME$} {:>7} {:>7} {:>7} {:>7} {:>7}  {}", "subtask", "delay", "align", "sync", "async", "ack", "state"),
         t.title,
     ));
     for st in &s.subtasks {
@@ -128,18 +138,56 @@ pub fn lines(s: &CheckpointStats, t: &Theme, width: u16) -> Vec<Line<'static>> {
         if st.unaligned {
             state.push_str(" (unaligned)");
         }
+        let delay = match st.unacknowledged {
+            Some(Unacknowledged::WaitingForBarrier { waited_ms, .. }) => format!(">{}", ms_text(waited_ms)),
+            _ => ms(st.barrier_ms()),
+        };
+        let async_ms = match st.unacknowledged {
+            Some(Unacknowledged::Writing { async_ms }) => async_ms,
+            _ => st.async_ms,
+        };
         let text = format!(
             "{:<NAME$} {:>7} {:>7} {:>7} {:>7} {:>7}  {state}",
             st.task,
-            ms(st.barrier_ms()),
+            delay,
             ms_text(st.alignment_ms),
             ms_text(st.sync_ms),
-            ms_text(st.async_ms),
+            ms_text(async_ms),
             ms(st.ack_ms),
         );
         out.push(Line::styled(text, if st.ack_ms.is_none() { t.bad } else { t.text }));
     }
+    let never: Vec<&SubtaskCheckpointStats> = s.subtasks.iter().filter(|st| st.ack_ms.is_none()).collect();
+    if s.status == CheckpointStatus::Failed && !never.is_empty() {
+        for st in never {
+            for l in wrap(&format!("{FAILED_AT} {}: {}", st.task, unacknowledged_text(st)), width) {
+                out.push(Line::styled(l, t.bad));
+            }
+        }
+    }
     out
+}
+
+/// What a subtask that never acknowledged was doing when its checkpoint failed.
+fn unacknowledged_text(st: &SubtaskCheckpointStats) -> String {
+    let records = |n: u64| if n == 1 { "1 record".to_string() } else { format!("{n} records") };
+    match st.unacknowledged {
+        None => "not running (nothing known of it)".into(),
+        Some(Unacknowledged::WaitingForBarrier { waited_ms, records_ahead, channels_without_barrier }) => {
+            let mut text = format!("no barrier after {}; {} queued ahead of it", ms_text(waited_ms), records(records_ahead));
+            if channels_without_barrier > 0 {
+                text.push_str(&format!(" ({channels_without_barrier} input(s) without it yet upstream)"));
+            }
+            text
+        }
+        Some(Unacknowledged::Aligning { records_ahead, blocked_records }) => format!(
+            "aligning {}; {} ahead of the barrier, {} blocked",
+            ms_text(st.alignment_ms),
+            records(records_ahead),
+            records(blocked_records)
+        ),
+        Some(Unacknowledged::Writing { async_ms }) => format!("snapshot taken, upload running {}", ms_text(async_ms)),
+    }
 }
 
 /// `text` in lines of at most `width` columns, broken between words.
@@ -182,24 +230,44 @@ fn axis(span_ms: u64, width: usize) -> String {
 /// A subtask's bar: the parts in order, each at least one column when it took any time, on an
 /// axis of `span_ms` over `width` columns; a subtask that never acked is a dim line to the end.
 fn bar(st: &SubtaskCheckpointStats, span_ms: u64, width: usize, t: &Theme) -> Vec<Span<'static>> {
-    if st.ack_ms.is_none() {
-        return vec![Span::styled("?".repeat(width), t.bad)];
-    }
     let col = |ms: u64| ((ms as f64 * width as f64 / span_ms as f64).round() as usize).min(width);
-    let barrier = st.barrier_ms().unwrap_or(0);
-    let parts: [(u64, (&str, &str), Style); 4] =
-        [(barrier, WAITING, t.dim), (st.alignment_ms, ALIGNMENT, t.warn), (st.sync_ms, SYNC, t.barrier), (st.async_ms, ASYNC, t.record)];
-    let mut spans = Vec::new();
-    let mut used = 0;
-    let mut at_ms = 0;
-    for (ms, (sym, _), style) in parts {
-        at_ms += ms;
-        let end = col(at_ms).max(if ms > 0 { used + 1 } else { used }).min(width);
-        if end > used {
-            spans.push(Span::styled(sym.repeat(end - used), style));
-            used = end;
+    let parts: [(u64, (&str, &str), Style); 4] = match (st.ack_ms, st.unacknowledged) {
+        (None, None) => return vec![Span::styled("?".repeat(width), t.bad)],
+        // Never acknowledged: as far as it got, then where the checkpoint failed.
+        (None, Some(u)) => {
+            let (waited, alignment, sync, upload) = match u {
+                Unacknowledged::WaitingForBarrier { waited_ms, .. } => (waited_ms, 0, 0, 0),
+                Unacknowledged::Aligning { .. } => (st.start_delay_ms.unwrap_or(0), st.alignment_ms, 0, 0),
+                Unacknowledged::Writing { async_ms } => (st.start_delay_ms.unwrap_or(0), st.alignment_ms, st.sync_ms, async_ms),
+            };
+            let parts = [(waited, WAITING, t.dim), (alignment, ALIGNMENT, t.warn), (sync, SYNC, t.barrier), (upload, ASYNC, t.record)];
+            let mut spans = Vec::new();
+            let used = draw_parts(&parts, &col, width, &mut spans);
+            let used = if used >= width && used > 0 {
+                // The failure is the bar's last column.
+                spans.pop().map_or(0, |last| {
+                    let n = last.content.chars().count();
+                    if n > 1 {
+                        spans.push(Span::styled(last.content.chars().take(n - 1).collect::<String>(), last.style));
+                    }
+                    used - 1
+                })
+            } else {
+                used
+            };
+            spans.push(Span::styled(FAILED_AT, t.bad));
+            spans.push(Span::raw(" ".repeat(width.saturating_sub(used + 1))));
+            return spans;
         }
-    }
+        (Some(_), _) => [
+            (st.barrier_ms().unwrap_or(0), WAITING, t.dim),
+            (st.alignment_ms, ALIGNMENT, t.warn),
+            (st.sync_ms, SYNC, t.barrier),
+            (st.async_ms, ASYNC, t.record),
+        ],
+    };
+    let mut spans = Vec::new();
+    let mut used = draw_parts(&parts, &col, width, &mut spans);
     // The ack: a tick where the bar ends.
     if used < width {
         spans.push(Span::styled(ACK.0, t.text));
@@ -207,4 +275,20 @@ fn bar(st: &SubtaskCheckpointStats, span_ms: u64, width: usize, t: &Theme) -> Ve
     }
     spans.push(Span::raw(" ".repeat(width - used)));
     spans
+}
+
+/// Draws the parts in order, each at least one column when it took any time; returns the
+/// columns used.
+fn draw_parts(parts: &[(u64, (&str, &str), Style); 4], col: &dyn Fn(u64) -> usize, width: usize, spans: &mut Vec<Span<'static>>) -> usize {
+    let mut used = 0;
+    let mut at_ms = 0;
+    for &(ms, (sym, _), style) in parts {
+        at_ms += ms;
+        let end = col(at_ms).max(if ms > 0 { used + 1 } else { used }).min(width);
+        if end > used {
+            spans.push(Span::styled(sym.repeat(end - used), style));
+            used = end;
+        }
+    }
+    used
 }
