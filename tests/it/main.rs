@@ -27,3 +27,4 @@ mod scenarios;
 mod semantics;
 mod tui;
 mod tui_compare;
+mod before_commit;

@@ -202,6 +202,7 @@ fn running_view() -> ClusterView {
             audited: true,
             ..Verdict::default()
         }),
+        output_readers: None,
     }
 }
 

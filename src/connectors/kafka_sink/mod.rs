@@ -23,6 +23,7 @@
 pub mod abort;
 pub mod committer;
 pub mod output;
+pub mod readers;
 #[cfg(test)]
 mod scenarios;
 pub mod sink;
