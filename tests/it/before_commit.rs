@@ -111,3 +111,58 @@ fn a_kill_moment_that_is_not_one_is_refused_with_the_allowed_words() {
     let e = Scenario::parse("name = \"x\"\n[[steps]]\nkill = \"tm-1\"\nwhen = \"later\"\n", "x.toml").unwrap_err().to_string();
     assert!(e.contains("x.toml") && e.contains("\"now\"") && e.contains("\"before-commit\""), "{e}");
 }
+
+/// The committed output's lag against the checkpoint interval (issue 23's figure), as the
+/// output pane's readers measure it: `cargo test --release --test it
+/// before_commit::committed_lag_figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints figures"]
+fn committed_lag_figures() {
+    use ckptlab::config::parse_loose_value;
+    use ckptlab::connectors::generator::GeneratorSpec;
+    use std::time::Duration;
+    for (interval, secs) in [("1s", 12u64), ("5s", 30)] {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let (newest, mean, samples) = rt.block_on(async {
+            let mut l = ConfigLayers::builtin();
+            for (k, v) in [
+                ("execution.checkpointing.interval", interval),
+                ("execution.checkpointing.mode", "EXACTLY_ONCE"),
+                ("job.sink", "kafka"),
+                ("sink.delivery-guarantee", "exactly-once"),
+                ("sink.transactional-id-prefix", "lag"),
+                ("sink.properties.transaction.timeout.ms", "600000"),
+                ("ckptlab.hop-delay", "0ms"),
+            ] {
+                l.set_value(k, parse_loose_value(v), "figure").unwrap();
+            }
+            let engine = Engine::start(l, EventBus::new(tokio::time::Instant::now())).expect("engine starts");
+            let _g = engine.generate(GeneratorSpec { rate: 200, duration: Some(Duration::from_secs(secs)), keys: vec!["a".into(), "b".into()], partition: None });
+            let mut newest = Vec::new();
+            let mut last_mean = None;
+            let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+            let mut seen_commits = 0;
+            while tokio::time::Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let Some(r) = engine.view(false).output_readers else { continue };
+                if r.committed_total > seen_commits {
+                    seen_commits = r.committed_total;
+                    newest.extend(r.lag_ms);
+                }
+                last_mean = r.mean_lag_ms;
+            }
+            engine.shutdown().await;
+            (newest, last_mean, seen_commits)
+        });
+        let mut sorted = newest.clone();
+        sorted.sort();
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+        println!(
+            "interval {interval}: newest commit's lag median {median} ms (min {:?}, max {:?}, {} commits seen), mean line lag {:?} ms, {samples} lines committed",
+            sorted.first(),
+            sorted.last(),
+            sorted.len(),
+            mean
+        );
+    }
+}
