@@ -1233,7 +1233,7 @@ fn r_switches_the_narrow_output_pane_to_read_uncommitted() {
     assert!(before.contains("read_committed 4") && !before.contains("read_uncommitted"), "{before}");
     press(&mut a, KeyCode::Char('r'));
     let after = screen(&a, 80, 24);
-    assert!(after.contains("read_uncommitted 7") && after.contains("✗ (a,2)"), "{after}");
+    assert!(after.contains("read_uncommitted 7") && after.contains("✗ (c,1)") && after.contains("… (b,2)"), "{after}");
     insta::assert_snapshot!(after);
 }
 
