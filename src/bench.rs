@@ -109,6 +109,12 @@ pub struct BenchArgs {
     /// records per partition: more are capped to that).
     #[arg(long, default_value_t = 180_000)]
     pub source_records: u64,
+    /// Compare sinks instead (issue 23): records/s of the whole job with the print sink and the
+    /// Kafka sink per delivery guarantee (none, at-least-once, exactly-once), EXACTLY_ONCE
+    /// checkpoints every 1 s, on the embedded topic and broker and on librdkafka's mock cluster;
+    /// --rounds rotated rounds, the median and the spread. Records: --source-records.
+    #[arg(long)]
+    pub sinks: bool,
     /// Only the auditor's table: each mode with the ground truth on next to off (the default
     /// table has both columns too; this skips recovery).
     #[arg(long)]
@@ -288,6 +294,12 @@ pub struct Latency {
 /// minutes): the `...Start` ones open a table, the others are its rows.
 #[derive(Debug, Clone)]
 pub enum Progress {
+    /// `--sinks`: what is about to run.
+    SinksStart { records: u64, keys: u64, rounds: u32 },
+    /// `--sinks`: one run.
+    SinkRun { round: u32, source: &'static str, sink: &'static str, records_per_s: f64 },
+    /// `--sinks`: one sink on one source, over the rounds.
+    Sink(SinkThroughput),
     ModesStart {
         records: u64,
         keys: u64,
@@ -356,6 +368,8 @@ pub enum Report {
     State { throughput: Vec<(String, f64)>, state: Vec<StateResult>, during_async_write: Vec<WriteOverlapResult>, peak_rss_mb: Option<f64> },
     /// `--source`: the embedded topic against Kafka's mock cluster.
     Source { records: u64, embedded_records_per_s: f64, kafka_mock_records_per_s: f64, latency: Vec<Latency> },
+    /// `--sinks`: records/s per sink and source.
+    Sinks { records: u64, rows: Vec<SinkThroughput> },
     /// `--memory`: the short run and the long one.
     Memory(Vec<MemoryResult>),
     /// `--memory-child`: one run, for the parent process to read.
@@ -861,6 +875,84 @@ async fn run_source(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn Fn
     Ok(Report::Source { records, embedded_records_per_s: rates[0], kafka_mock_records_per_s: rates[1], latency: lat })
 }
 
+/// The sinks `--sinks` compares: (label, option pairs).
+const SINKS: &[(&str, &[(&str, &str)])] = &[
+    ("print", &[("job.sink", "print")]),
+    ("kafka none", &[("job.sink", "kafka"), ("sink.delivery-guarantee", "none")]),
+    ("kafka at-least-once", &[("job.sink", "kafka"), ("sink.delivery-guarantee", "at-least-once")]),
+    (
+        "kafka exactly-once",
+        &[
+            ("job.sink", "kafka"),
+            ("sink.delivery-guarantee", "exactly-once"),
+            ("sink.transactional-id-prefix", "bench"),
+            ("sink.properties.transaction.timeout.ms", "600000"),
+        ],
+    ),
+];
+
+/// One sink on one source, over the rounds of `--sinks`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkThroughput {
+    pub source: &'static str,
+    pub sink: &'static str,
+    pub median_records_per_s: f64,
+    pub min_records_per_s: f64,
+    pub max_records_per_s: f64,
+    /// The median against the print sink's on the same source.
+    pub ratio_to_print: f64,
+}
+
+/// `--sinks`: every sink of [`SINKS`] through the whole job, per source, in rounds whose order
+/// is rotated (a sink is not always first on a cold cache or last on a hot machine).
+async fn run_sinks(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
+    let partitions = bench_layers(base, &[])?.build()?.source.partitions as u64;
+    let records = args.source_records.min(MOCK_PARTITION_KEEPS * partitions);
+    let rounds = args.rounds.max(1);
+    progress(Progress::SinksStart { records, keys: args.keys, rounds });
+    let mut rows = Vec::new();
+    for (source, kafka) in [("embedded", false), ("kafka mock cluster", true)] {
+        let topic = source_topic(&bench_layers(base, &[])?, kafka, records, args.keys)?;
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); SINKS.len()];
+        for round in 0..rounds {
+            for k in 0..SINKS.len() {
+                let i = (k + round as usize) % SINKS.len();
+                let (sink, pairs) = SINKS[i];
+                let mut all: Vec<(&str, &str)> = vec![("execution.checkpointing.interval", "1s"), ("execution.checkpointing.mode", "EXACTLY_ONCE")];
+                all.extend_from_slice(pairs);
+                let layers = bench_layers(base, &all)?;
+                let cfg = layers.build()?;
+                let start = Instant::now();
+                let engine = Engine::start_with_topic(layers, cfg, EventBus::new(tokio::time::Instant::now()), Some(topic.clone()))?;
+                wait_caught_up(&engine).await?;
+                let rate = records as f64 / start.elapsed().as_secs_f64();
+                engine.shutdown().await;
+                progress(Progress::SinkRun { round, source, sink, records_per_s: rate });
+                rates[i].push(rate);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let print = median(&mut rates[0].clone());
+        for (i, (sink, _)) in SINKS.iter().enumerate() {
+            let m = median(&mut rates[i]);
+            let row = SinkThroughput {
+                source,
+                sink,
+                median_records_per_s: m,
+                min_records_per_s: rates[i][0],
+                max_records_per_s: rates[i][rates[i].len() - 1],
+                ratio_to_print: m / print,
+            };
+            progress(Progress::Sink(row.clone()));
+            rows.push(row);
+        }
+    }
+    Ok(Report::Sinks { records, rows })
+}
+
 /// Runs the benchmark: `progress` hears each measurement as it is taken (a run lasts minutes),
 /// the report is what it all came to. The command line prints both (`src/cli/bench.rs`).
 pub async fn run(base: ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
@@ -869,6 +961,9 @@ pub async fn run(base: ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(
     }
     if args.source {
         return run_source(&base, args, progress).await;
+    }
+    if args.sinks {
+        return run_sinks(&base, args, progress).await;
     }
     if let Some(records) = args.memory_child {
         return memory_child(&base, args, records).await.map(Report::MemoryChild);

@@ -394,6 +394,7 @@ impl ComparePlayer {
             // Every other step goes to every side.
             Action::Expect { side: None, .. }
             | Action::Kill(_)
+            | Action::KillBeforeCommit(_)
             | Action::Hang(_)
             | Action::Start(_)
             | Action::Checkpoint

@@ -40,6 +40,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("state-is-not-output", include_str!("../assets/lessons/state-is-not-output.toml")),
     ("state-backends", include_str!("../assets/lessons/state-backends.toml")),
     ("failure-and-restart", include_str!("../assets/lessons/failure-and-restart.toml")),
+    ("exactly-once-to-the-end", include_str!("../assets/lessons/exactly-once-to-the-end.toml")),
 ];
 
 /// How long an `await-user` step waits for its event after the lesson did the step itself.

@@ -112,6 +112,21 @@ fn print_progress(p: &Progress) {
             ];
             outln!("{}", overlap_table().line(&row, &format!(" ({} records)", r.records_during_write)));
         }
+        Progress::SinksStart { records, keys, rounds } => outln!(
+            "ckptlab bench --sinks: {records} records over {keys} keys through the whole job, EXACTLY_ONCE every 1s, {rounds} rotated round(s) per sink and source"
+        ),
+        Progress::SinkRun { round, source, sink, records_per_s } => {
+            outln!("  round {} {source:<20} {sink:<20} {records_per_s:>12.0} records/s", round + 1)
+        }
+        Progress::Sink(r) => outln!(
+            "  {:<20} {:<20} median {:>10.0} records/s (min {:.0}, max {:.0})  x{:.3} of print",
+            r.source,
+            r.sink,
+            r.median_records_per_s,
+            r.min_records_per_s,
+            r.max_records_per_s,
+            r.ratio_to_print
+        ),
         Progress::SourceStart { records, keys, rounds } => outln!(
             "ckptlab bench --source: {records} records over {keys} keys through the default job, EXACTLY_ONCE every 1s, best of {rounds} run(s) each"
         ),
@@ -209,6 +224,8 @@ fn print_report(report: &Report, json: bool) -> Result<(), serde_json::Error> {
             outln!("{}", pretty(&json)?);
         }
         Report::Source { .. } => {}
+        Report::Sinks { records, rows } if json => outln!("{}", pretty(&serde_json::json!({ "records": records, "sinks": rows }))?),
+        Report::Sinks { .. } => {}
         Report::Memory(results) => {
             if let [short, long] = &results[..] {
                 let growth = (long.peak_rss_mb - short.peak_rss_mb) * 1024.0 * 1024.0 / (long.records - short.records).max(1) as f64;

@@ -518,6 +518,7 @@ impl Engine {
             source: self.topic.describe(),
             topic_status: self.topic.health(),
             verdict,
+            output_readers: crate::connectors::kafka_sink::output::readers_of(&*self.topic, cfg, &self.events),
         }
     }
 

@@ -174,4 +174,5 @@ pub struct ClusterView {
     /// What is wrong with the topic now (Kafka broker unreachable, topic missing), if anything.
     pub topic_status: Option<String>,
     pub verdict: Option<Verdict>,
+    #[serde(default)] pub output_readers: Option<crate::connectors::kafka_sink::readers::ReadersView>,
 }

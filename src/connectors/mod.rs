@@ -24,7 +24,7 @@ pub fn create_sink(kind: crate::config::SinkKind, settings: &crate::config::Kafk
     use crate::config::SinkKind;
     match kind {
         SinkKind::Print => Box::new(print_sink::PrintSink),
-        SinkKind::Transactional => Box::new(transactional_sink::TransactionalSink::default()),
+        SinkKind::Transactional => Box::new(transactional_sink::TransactionalSink::new(settings.transaction_timeout)),
         SinkKind::Discard => Box::new(discard_sink::DiscardSink),
         SinkKind::Kafka => {
             let sink_settings = kafka_sink::KafkaSinkSettings {

@@ -393,8 +393,9 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
             Action::Checkpoint => Some("checkpoint".to_string()),
             // Refused before the run on the MiniCluster (flink::options).
             Action::Hang(tm) => Some(format!("hang {tm}")),
-            // Played below, by ckptlab's side only.
+            // Played below, by ckptlab's side only (a before-commit kill is refused before the run).
             Action::Produce { .. }
+            | Action::KillBeforeCommit(_)
             | Action::Generate(_)
             | Action::Set(_)
             | Action::Wait(_)
@@ -477,6 +478,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
             Action::Produce { .. }
             | Action::Generate(_)
             | Action::Kill(_)
+            | Action::KillBeforeCommit(_)
             | Action::Hang(_)
             | Action::Start(_)
             | Action::Checkpoint

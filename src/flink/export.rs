@@ -134,6 +134,7 @@ fn readme(scenario: &Scenario, cfg: &Config, spec: &JobSpec, log_dir: &Path) -> 
             // Not a step a person does by hand on a Flink cluster (waits and checks), or refused
             // before the export (flink::options).
             Action::Set(_)
+            | Action::KillBeforeCommit(_)
             | Action::Wait(_)
             | Action::Await { .. }
             | Action::Expect { .. }

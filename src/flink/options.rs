@@ -283,6 +283,9 @@ pub fn refusal(scenario: &Scenario, cfg: &Config, local_cluster: bool) -> Option
                 "hang {tm}: Flink's MiniCluster runs every TaskManager in one JVM, so one cannot hang alone with its connections open \
                  (on a real cluster: `kill -STOP` its JVM, and the JobManager finds it at heartbeat.timeout; `ckptlab flink run --cluster local` does that, `ckptlab flink export` writes that step)"
             )),
+            Action::KillBeforeCommit(tm) => Some(format!(
+                "kill {tm} when = \"before-commit\": the bridge cannot place a kill between a checkpoint's completion and its notification on Flink"
+            )),
             Action::SwitchBackend(b) => Some(format!(
                 "switch-backend {b}: Flink fixes the state backend when the job is submitted (a switch needs a savepoint and a new job)"
             )),

@@ -121,6 +121,7 @@ impl Scenario {
                 Action::Produce { partition, .. } => *partition,
                 Action::Generate(spec) => spec.partition,
                 Action::Kill(_)
+                | Action::KillBeforeCommit(_)
                 | Action::Hang(_)
                 | Action::Start(_)
                 | Action::Checkpoint
@@ -145,8 +146,8 @@ impl Scenario {
                 ));
             }
             match &step.action {
-                Action::Kill(name) | Action::Hang(name) => {
-                    let verb = if matches!(step.action, Action::Kill(_)) { "kill" } else { "hang" };
+                Action::Kill(name) | Action::KillBeforeCommit(name) | Action::Hang(name) => {
+                    let verb = if matches!(step.action, Action::Hang(_)) { "hang" } else { "kill" };
                     let n = taskmanager::parse_name(name).map_err(|e| err(step.line, e.to_string()))?;
                     if !tms.contains(&n) {
                         let known = tms.iter().map(|n| taskmanager::name(*n)).collect::<Vec<_>>().join(", ");

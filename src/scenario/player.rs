@@ -159,6 +159,15 @@ impl Player {
                 narrate(format!("{at} kill {tm}"));
                 engine.command(Command::KillTaskManager(tm.clone()));
             }
+            Action::KillBeforeCommit(tm) => {
+                narrate(format!("{at} kill {tm} when the next checkpoint completes, before its sink is notified"));
+                match kill_before_commit(engine, tm).await {
+                    Ok(checkpoint) => narrate(format!(
+                        "{at} checkpoint {checkpoint} completed; {tm} killed before its notification: its pre-committed transaction is in the checkpoint, uncommitted"
+                    )),
+                    Err(reason) => failures.push(Failure::at(step.line, FailureKind::Refused, format!("kill {tm} before-commit: {reason}"))),
+                }
+            }
             Action::Hang(tm) => {
                 narrate(format!("{at} hang {tm} (it answers nothing; its connections stay open)"));
                 engine.command(Command::HangTaskManager(tm.clone()));
@@ -384,6 +393,29 @@ async fn savepoint(engine: &Engine, stop: bool, format: crate::state::SavepointF
     }
 }
 
+/// Arms a before-commit kill and waits until it happened: the checkpoint it followed, or why not.
+async fn kill_before_commit(engine: &Engine, tm: &str) -> Result<u64, String> {
+    let mut events = engine.events().subscribe();
+    engine.command(Command::KillBeforeCommit(tm.to_owned()));
+    let deadline = Instant::now() + DEFAULT_AWAIT_TIMEOUT;
+    let mut completed = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(e)) = tokio::time::timeout(left, events.recv()).await else {
+            return Err(format!("no checkpoint completed within {}", format_duration(DEFAULT_AWAIT_TIMEOUT)));
+        };
+        match e.event {
+            Event::CheckpointCompleted { checkpoint, .. } => completed = Some(checkpoint),
+            Event::TaskManagerKilled { tm: killed, .. } if killed == tm => {
+                return completed.ok_or_else(|| format!("{tm} was killed before any checkpoint completed"))
+            }
+            // Its refusal is the player's to report (the step's `kill` key).
+            Event::ConfigRejected { key, reason } if key == "kill" => return Err(reason),
+            _ => {}
+        }
+    }
+}
+
 /// How often a `wait` step looks for refusals (and keeps the event queue short).
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
@@ -442,7 +474,7 @@ impl Action {
     /// What a refusal of this step's command names (see [`Refusals`]).
     pub(super) fn command_keys(&self) -> Vec<Refused> {
         match self {
-            Action::Kill(_) => vec![Refused::Command(Refusable::Kill)],
+            Action::Kill(_) | Action::KillBeforeCommit(_) => vec![Refused::Command(Refusable::Kill)],
             Action::Hang(_) => vec![Refused::Command(Refusable::Hang)],
             Action::Start(_) => vec![Refused::Command(Refusable::Start)],
             Action::Resubmit => vec![Refused::Command(Refusable::Resubmit)],

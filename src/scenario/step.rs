@@ -31,6 +31,10 @@ pub enum Action {
     /// Kill a task manager's process: its peers fail at once, the JobManager finds it after
     /// `heartbeat.rpc-failure-threshold` failed heartbeat RPCs.
     Kill(String),
+    /// `kill = "tm-N"` with `when = "before-commit"`: waits until a checkpoint completes and kills
+    /// the task manager before its tasks hear of it, so its sink dies holding a pre-committed,
+    /// uncommitted transaction the checkpoint keeps (Jepsen's nemesis: the fault where it hurts).
+    KillBeforeCommit(String),
     /// A task manager stops answering, its connections open: only `heartbeat.timeout` finds it.
     Hang(String),
     Start(Option<String>),
@@ -144,6 +148,9 @@ fn beside_text(modifiers: &[&str]) -> String {
     }
 }
 
+/// What `when` beside `kill` takes.
+const KILL_WHEN: &str = "`when` beside `kill` takes \"now\" (the default) or \"before-commit\" (when the next checkpoint completes, before the task manager's sink is notified)";
+
 /// The keys a `generate = { .. }` table may have.
 const GENERATE_KEYS: &[&str] = &["rate", "duration", "keys", "partition"];
 
@@ -176,9 +183,9 @@ impl StepKind {
         match self {
             StepKind::Produce => &["partition"],
             StepKind::Await => &["timeout"],
+            StepKind::Kill => &["when"],
             StepKind::Savepoint | StepKind::StopWithSavepoint => &["format"],
             StepKind::Generate
-            | StepKind::Kill
             | StepKind::Hang
             | StepKind::Start
             | StepKind::Checkpoint
@@ -236,7 +243,11 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, StepError> {
         StepKind::Kill => {
             let name = v.as_str().ok_or(StepError::Malformed("`kill` names a task manager, as in kill = \"tm-1\""))?;
             taskmanager::parse_name(name).map_err(|source| StepError::TaskManager { action: "kill", source })?;
-            Action::Kill(name.to_string())
+            match t.get("when").map(|w| w.as_str()) {
+                None | Some(Some("now")) => Action::Kill(name.to_string()),
+                Some(Some("before-commit")) => Action::KillBeforeCommit(name.to_string()),
+                Some(_) => return Err(StepError::Malformed(KILL_WHEN)),
+            }
         }
         StepKind::Hang => {
             let name = v.as_str().ok_or(StepError::Malformed("`hang` names a task manager, as in hang = \"tm-1\""))?;

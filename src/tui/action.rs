@@ -23,6 +23,10 @@ pub enum Action {
     /// Kill the selected task manager (its process is gone: RPCs to it fail at once, found
     /// after `heartbeat.rpc-failure-threshold` failed heartbeats).
     Kill,
+    /// Kill the selected task manager when the next checkpoint completes, before its tasks are
+    /// notified: its sink dies holding a pre-committed transaction the checkpoint keeps, which
+    /// the restore commits (a two-phase-commit sink's hardest moment).
+    KillBeforeCommit,
     /// Hang the selected task manager: it answers nothing, its connections stay open (found only
     /// at `heartbeat.timeout`).
     Hang,
@@ -75,6 +79,9 @@ pub enum Action {
     Open,
     /// Cycle the events pane's filter: all, failures, checkpoints.
     EventsFilter,
+    /// The output pane where it is narrow: show the read_committed or the read_uncommitted
+    /// reader of the Kafka sink's output topic (side by side where it is wide).
+    SwitchReader,
     /// Scroll the focused pane a page back / forward, to its start / end.
     PageUp,
     PageDown,

@@ -377,6 +377,9 @@ pub struct App {
     /// The slow channel's extra latency last seen (the view has no channels while the job is down).
     slow_ms: u64,
     pub events_filter: EventsFilter,
+    /// The reader of the Kafka sink's output topic the output pane shows where it is too narrow
+    /// for both (`r` switches).
+    pub output_reader: crate::connectors::transactions::IsolationLevel,
     ckpt_run: Option<CheckpointRun>,
     /// The checkpoint whose trigger line was logged last, and `log_pushed` then: its completion
     /// takes that line's place while it is still the newest.
@@ -425,6 +428,7 @@ impl App {
             wants: Wants::default(),
             slow_ms,
             events_filter: EventsFilter::All,
+            output_reader: crate::connectors::transactions::IsolationLevel::ReadCommitted,
             ckpt_run: None,
             trigger_line: None,
             log_pushed: 0,
@@ -822,6 +826,22 @@ impl App {
                 Some((name, false)) => self.notice(format!("{name} is already down; s starts it, 1-9 select another")),
                 None => self.notice("no task manager to kill".into()),
             },
+            Action::KillBeforeCommit => match self.selected_tm_name() {
+                Some((_, true)) if self.view.interval_ms.is_none() => {
+                    self.notice("kill before commit waits for a checkpoint, and checkpointing is off: m sets a mode".into())
+                }
+                Some((name, true)) => {
+                    let t = self.view.time_ms;
+                    self.log(
+                        t,
+                        format!("{name} dies when the next checkpoint completes, before its sink hears of it (its pre-committed transaction stays uncommitted)"),
+                        LogKind::Info,
+                    );
+                    self.requests.push(Request::Engine(Command::KillBeforeCommit(name)))
+                }
+                Some((name, false)) => self.notice(format!("{name} is already down; s starts it, 1-9 select another")),
+                None => self.notice("no task manager to kill".into()),
+            },
             Action::Hang => match self.selected_tm_name() {
                 Some((name, true)) => {
                     self.wants.tms.insert(name.clone(), Want { value: false, at: Instant::now() });
@@ -1015,6 +1035,18 @@ impl App {
                     EventsFilter::Checkpoints => EventsFilter::All,
                 };
                 self.scroll[Pane::Events as usize] = 0;
+            }
+            Action::SwitchReader => {
+                use crate::connectors::transactions::IsolationLevel;
+                if self.view.output_readers.is_none() {
+                    self.notice("r switches the output topic's readers: only the Kafka sink has them (job.sink = kafka)".into());
+                } else {
+                    self.output_reader = match self.output_reader {
+                        IsolationLevel::ReadCommitted => IsolationLevel::ReadUncommitted,
+                        IsolationLevel::ReadUncommitted => IsolationLevel::ReadCommitted,
+                    };
+                    self.scroll[Pane::Output as usize] = 0;
+                }
             }
             Action::Pause => self.requests.push(Request::Pause(!self.view.paused)),
             Action::Resubmit => self.requests.push(Request::Engine(Command::Resubmit)),

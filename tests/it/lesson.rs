@@ -67,6 +67,11 @@ fn lesson_failure_and_restart_auto() {
 }
 
 #[test]
+fn lesson_exactly_once_to_the_end_auto() {
+    auto("exactly-once-to-the-end");
+}
+
+#[test]
 fn every_shipped_lesson_has_a_test_above_and_teaches_with_predictions() {
     let source = include_str!("lesson.rs");
     for (name, text) in SHIPPED {

@@ -29,3 +29,4 @@ mod slow_storage;
 mod start_delay;
 mod tui;
 mod tui_compare;
+mod before_commit;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use ckptlab::connectors::kafka_sink::readers::{LineMark, ReaderLine, ReadersView};
 use ckptlab::audit::{KeyVerdict, Verdict};
 use ckptlab::cluster::channel::BarrierInFlight;
 use ckptlab::cluster::coordinator::{CheckpointCounts, CheckpointStats, CheckpointStatus};
@@ -203,6 +204,7 @@ fn running_view() -> ClusterView {
             audited: true,
             ..Verdict::default()
         }),
+        output_readers: None,
     }
 }
 
@@ -1173,4 +1175,77 @@ fn s_takes_a_canonical_savepoint_and_n_a_native_one() {
         })
         .collect();
     assert_eq!(asked, [(false, SavepointFormat::Canonical), (false, SavepointFormat::Native)]);
+}
+
+// ---------------------------------------------------------------- the Kafka sink's two readers
+
+fn reader_line(offset: u64, text: &str, mark: LineMark) -> ReaderLine {
+    ReaderLine { offset, text: text.into(), mark, seen_ms: 0 }
+}
+
+/// `job.sink = kafka`, exactly-once, after a kill: the killed attempt's transaction aborted (✗
+/// at read_uncommitted), the replay's lines committed once, the newest transaction still open.
+fn kafka_view() -> ClusterView {
+    let mut v = running_view();
+    v.output.clear();
+    v.output_readers = Some(ReadersView {
+        topic: "output-topic".into(),
+        committed: vec![
+            reader_line(0, "(a,1)", LineMark::Visible),
+            reader_line(1, "(b,1)", LineMark::Visible),
+            reader_line(6, "(a,2)", LineMark::Visible),
+            reader_line(7, "(c,1)", LineMark::Visible),
+        ],
+        uncommitted: vec![
+            reader_line(0, "(a,1)", LineMark::Visible),
+            reader_line(1, "(b,1)", LineMark::Visible),
+            reader_line(3, "(a,2)", LineMark::Aborted),
+            reader_line(4, "(c,1)", LineMark::Aborted),
+            reader_line(6, "(a,2)", LineMark::Visible),
+            reader_line(7, "(c,1)", LineMark::Visible),
+            reader_line(9, "(b,2)", LineMark::Open),
+        ],
+        committed_total: 4,
+        uncommitted_total: 7,
+        aborted: 2,
+        open: 1,
+        lag_ms: Some(1_040),
+        mean_lag_ms: Some(600),
+    });
+    v
+}
+
+#[test]
+fn screen_kafka_readers_80x24() {
+    insta::assert_snapshot!(screen(&app(kafka_view()), 80, 24));
+}
+
+#[test]
+fn screen_kafka_readers_160x48() {
+    insta::assert_snapshot!(screen(&app(kafka_view()), 160, 48));
+}
+
+/// Where the pane is narrow, `r` shows the other reader. Catches: a switch key that does
+/// nothing, or one not in the keymap (the pane's hint names it).
+#[test]
+fn r_switches_the_narrow_output_pane_to_read_uncommitted() {
+    let mut a = app(kafka_view());
+    let before = screen(&a, 80, 24);
+    assert!(before.contains("read_committed 4") && !before.contains("read_uncommitted"), "{before}");
+    press(&mut a, KeyCode::Char('r'));
+    let after = screen(&a, 80, 24);
+    assert!(after.contains("read_uncommitted 7") && after.contains("✗ (c,1)") && after.contains("… (b,2)"), "{after}");
+    insta::assert_snapshot!(after);
+}
+
+/// The before-commit kill key asks the engine for it on the selected task manager, and the help
+/// says what it does. Catches: a key that kills at once.
+#[test]
+fn capital_c_arms_a_kill_before_the_commit_of_the_selected_tm() {
+    let mut a = app(running_view());
+    press(&mut a, KeyCode::Char('2'));
+    press(&mut a, KeyCode::Char('C'));
+    assert_eq!(a.requests, vec![Request::Engine(Command::KillBeforeCommit("tm-2".into()))]);
+    let keys = Keymap::default();
+    assert!(keys.bindings.iter().any(|b| b.action == Action::KillBeforeCommit && b.help.contains("before its commit")));
 }

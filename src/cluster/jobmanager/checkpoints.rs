@@ -32,6 +32,28 @@ impl JobManager {
         self.events.publish(Event::CheckpointAckDiscarded { checkpoint, task: task.to_string() });
     }
 
+    /// [`Command::KillBeforeCommit`]: refused as a kill is when the task manager does not run;
+    /// otherwise armed for the next completed checkpoint (see `carry_out`).
+    pub(super) fn arm_kill_before_commit(&mut self, name: String) {
+        if let Err(e) = crate::cluster::taskmanager::parse_name(&name) {
+            return self.refuse(Refusable::Kill, e.to_string());
+        }
+        if self.running_tm(&name).is_none() {
+            let known = self.tms.iter().any(|t| t.name == name);
+            let why = if known { format!("{name} is not running") } else { format!("no task manager {name}") };
+            return self.refuse(Refusable::Kill, why);
+        }
+        if self.cfg.checkpointing.interval.is_none() {
+            return self.refuse(Refusable::Kill, format!("{name} would be killed before a checkpoint's commit, and checkpointing is off"));
+        }
+        self.kill_before_commit = Some(name);
+    }
+
+    /// The index of the task manager `name` runs as, if it runs.
+    pub(super) fn running_tm(&self, name: &str) -> Option<usize> {
+        self.tms.iter().position(|t| t.name == name && t.runs() && !t.lost)
+    }
+
     /// Checkpoints allowed in flight at once (a min-pause forces one).
     pub(super) fn max_concurrent(&self) -> usize {
         let configured = CheckpointCoordinator::max_concurrent(self.cfg.checkpointing.max_concurrent, self.cfg.checkpointing.min_pause);
@@ -284,8 +306,20 @@ impl JobManager {
         }
         let (duration_ms, bytes) = (plan.stats.duration_ms, plan.stats.checkpointed_size);
         self.events.publish(Event::CheckpointCompleted { checkpoint: id, duration_ms, bytes, offsets: plan.commit_offsets });
-        if let Some(d) = &self.deployment {
-            d.tell_all(TaskControl::NotifyCheckpointComplete(id));
+        // A kill armed for this moment (`kill = "tm-N"`, `when = "before-commit"`): the checkpoint
+        // is complete (`_metadata` written, the store holds it), and the notification, an RPC per
+        // task in Flink (CheckpointCoordinator.completePendingCheckpoint -> sendAcknowledgeMessages,
+        // CheckpointCoordinator.java:1409-1437), reaches every task but the doomed task manager's.
+        // Its sink dies holding a pre-committed transaction that this checkpoint keeps; the
+        // restore commits it (CommitterOperator.initializeState, KafkaCommitter.commit).
+        let doomed = self.kill_before_commit.take().and_then(|name| self.running_tm(&name).map(|i| (name, i)));
+        match (&self.deployment, doomed) {
+            (Some(d), Some((name, i))) => {
+                d.tell_all_but(TaskControl::NotifyCheckpointComplete(id), i);
+                self.kill(&name);
+            }
+            (Some(d), None) => d.tell_all(TaskControl::NotifyCheckpointComplete(id)),
+            (None, _) => {}
         }
         for p in plan.subsume {
             self.fail_checkpoint(p, CheckpointFailureReason::Subsumed { by: id });

@@ -76,6 +76,16 @@ impl Deployment {
         }
     }
 
+    /// Sends a control message to every task except those on task manager `tm`.
+    pub(super) fn tell_all_but(&self, c: TaskControl, tm: usize) {
+        for (task, ctl) in &self.control {
+            if self.tasks.iter().any(|t| t.task == *task && t.tm == tm) {
+                continue;
+            }
+            let _ = ctl.send(c);
+        }
+    }
+
     /// Sends a control message to the sources.
     pub(super) fn tell_sources(&self, c: TaskControl) {
         for (task, ctl) in &self.control {

@@ -52,6 +52,11 @@ use taskmanagers::TaskManagerState;
 pub enum Command {
     /// Kill a task manager's process: RPCs to it fail at once, its connections break.
     KillTaskManager(String),
+    /// Kill a task manager at the moment that hurts a two-phase-commit sink: when the next
+    /// checkpoint completes, after its `_metadata` is written and before the notification
+    /// reaches that task manager's tasks. Its sink then dies with a pre-committed transaction
+    /// that the completed checkpoint holds and nobody committed; the restore must commit it.
+    KillBeforeCommit(String),
     /// A task manager stops answering, its process and connections stay (only the heartbeat
     /// timeout finds it).
     HangTaskManager(String),
@@ -205,6 +210,9 @@ pub(crate) struct JobManager {
     /// A backend change under way: the job stops with a canonical savepoint, then is submitted
     /// again on the new backend from it.
     backend_change: Option<BackendChange>,
+    /// A task manager to kill when the next checkpoint completes, before it is notified
+    /// ([`Command::KillBeforeCommit`]).
+    kill_before_commit: Option<String>,
 }
 
 /// A backend switch between its stop-with-savepoint and the new submission.
@@ -338,6 +346,7 @@ impl JobManager {
             savepoints: std::collections::HashMap::new(),
             stopping: None,
             backend_change: None,
+            kill_before_commit: None,
         }
     }
 
@@ -494,6 +503,7 @@ impl JobManager {
     fn on_command(&mut self, c: Command) {
         match c {
             Command::KillTaskManager(name) => self.kill(&name),
+            Command::KillBeforeCommit(name) => self.arm_kill_before_commit(name),
             Command::HangTaskManager(name) => self.hang(&name),
             Command::StartTaskManager(name) => self.start_tm(name),
             Command::TriggerCheckpoint => self.manual_trigger(),

@@ -23,6 +23,7 @@
 pub mod abort;
 pub mod committer;
 pub mod output;
+pub mod readers;
 #[cfg(test)]
 mod scenarios;
 pub mod sink;
@@ -81,6 +82,11 @@ pub struct KafkaCommittable {
     pub checkpoint: u64,
     /// Records written in the transaction.
     pub records: u64,
+    /// The embedded two-phase-commit sink's (`job.sink = transactional`): when its transaction
+    /// opened (ms since the Unix epoch), for its `transaction.timeout.ms`. A Kafka broker keeps
+    /// that time itself, so the KafkaSink leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_ms: Option<u64>,
 }
 
 /// The writer's part of the snapshot (Flink's KafkaWriterState): the prefix, so that a restore

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::readers::{OutputReaders, ReadersView};
 use super::{CommitOutcome, KafkaCommittable, LossCause};
 use crate::connectors::kafka::transactional::{OutputReader, RdKafkaProducers};
 use crate::connectors::transactions::{
@@ -85,6 +86,8 @@ pub struct OutputTopic {
     /// Producers (id and epoch) of transactions the embedded coordinator aborted on their timeout.
     timed_out: Mutex<Vec<TxnEvent>>,
     lost: Mutex<Vec<LostTransaction>>,
+    /// The read_committed and read_uncommitted consumers of the output pane.
+    readers: Arc<OutputReaders>,
 }
 
 impl std::fmt::Debug for OutputTopic {
@@ -117,6 +120,7 @@ impl OutputTopic {
             events,
             timed_out: Mutex::default(),
             lost: Mutex::default(),
+            readers: Arc::default(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(drive_clock(Arc::downgrade(&topic)));
@@ -136,11 +140,27 @@ impl OutputTopic {
             events,
             timed_out: Mutex::default(),
             lost: Mutex::default(),
+            readers: Arc::default(),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The engine's clock (ms since it started), which the readers stamp lines with.
+    pub fn now_ms(&self) -> u64 {
+        self.events.now_ms()
+    }
+
+    pub fn readers(&self) -> Arc<OutputReaders> {
+        self.readers.clone()
+    }
+
+    /// What the read_committed and read_uncommitted readers have seen; their poller starts on
+    /// the first call.
+    pub fn readers_view(self: &Arc<Self>) -> ReadersView {
+        self.readers.view(self)
     }
 
     pub fn is_embedded(&self) -> bool {
@@ -315,4 +335,14 @@ impl OutputSlot {
         *slot = Some(t.clone());
         Ok(t)
     }
+}
+
+/// The output pane's two readers of the Kafka sink's output topic (`None` for the other sinks,
+/// or when the topic cannot be had).
+pub fn readers_of(topic: &dyn crate::connectors::Topic, cfg: &crate::config::Config, events: &EventBus) -> Option<ReadersView> {
+    if cfg.job.sink != crate::config::SinkKind::Kafka {
+        return None;
+    }
+    let output = topic.output_topic(&OutputTopicSettings::of(&cfg.job.kafka_sink), events).ok()?;
+    Some(output.readers_view())
 }

@@ -143,7 +143,7 @@ impl KafkaSinkWriter {
             let (Some(transactional_id), Some(producer)) = (transactional_id, producer) else {
                 return Err(TxnError::IllegalState("an exactly-once transaction without a transactional id").into());
             };
-            Some(KafkaCommittable { transactional_id, producer, checkpoint, records: self.records_in_transaction })
+            Some(KafkaCommittable { transactional_id, producer, checkpoint, records: self.records_in_transaction, opened_ms: None })
         } else {
             None
         };

@@ -22,6 +22,7 @@ pub fn step_text(step: &Step) -> String {
             format!("generate {}/s for {}", spec.rate, spec.duration.map(format_duration).unwrap_or_else(|| "ever".into()))
         }
         Action::Kill(tm) => format!("kill {tm}"),
+        Action::KillBeforeCommit(tm) => format!("kill {tm} before the commit"),
         Action::Hang(tm) => format!("hang {tm}"),
         Action::Start(Some(tm)) => format!("start {tm}"),
         Action::Start(None) => "start a new TM".into(),
