@@ -8,7 +8,7 @@
 //! the end both sides' figures (outcome, recovery, restarts, checkpoints by outcome and failure
 //! reason, median checkpoint duration) go to [`super::compare`], which says AGREE or DISAGREE.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -222,6 +222,10 @@ pub struct BridgeReport {
     /// On the local cluster: what happened after each kill or hang, on Flink and in ckptlab's model.
     #[serde(default)]
     pub timeline: Vec<Timeline>,
+    /// What the Flink side did for each savepoint, resubmit, switch-backend and `set` step (Flink
+    /// applies configuration at submission: a stop-with-savepoint and a new job from it).
+    #[serde(default)]
+    pub flink_resubmissions: Vec<String>,
 }
 
 /// Flink options that belong in the cluster's config.yaml, not the job's configuration: the
@@ -358,8 +362,19 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
 
     // The Flink side's configuration: a `set` or `switch-backend` changes it here, and the job is
     // submitted again with it (Flink applies configuration at submission).
-    let mut resubmit = Resubmission { layers: layers.clone(), spec: spec.clone(), jobs: 1, stopped_at: None, savepoint_dir: run_dir.join("savepoints") };
     let bus = EventBus::new(tokio::time::Instant::now());
+    let mut resubmit = Resubmission {
+        layers: layers.clone(),
+        spec: spec.clone(),
+        jobs: 1,
+        stopped_at: None,
+        savepoint_dir: run_dir.join("savepoints"),
+        said: Vec::new(),
+        origin: Instant::now(),
+        down_since: None,
+        windows: Vec::new(),
+        unaligned: vec![unaligned_enabled(&spec)],
+    };
     // The model's own moments (failing, lost, restarting, running) for the timeline.
     let mut ckptlab_events = bus.subscribe();
     let engine = Engine::start(layers, bus)?;
@@ -571,11 +586,38 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
         let pids = std::iter::once(c.jobmanager_pid).chain(c.taskmanagers.iter().map(|(_, p)| *p));
         c.alive_at_end = pids.filter(|p| crate::workdir::process_alive(*p) && !is_zombie(*p)).collect();
     }
+    if !resubmit.windows.is_empty() {
+        let down: u64 = resubmit.windows.iter().map(|(a, b)| b - a).sum();
+        notes.push(format!(
+            "checkpoints completed: Flink's job was stopped for resubmissions {:.1}s in all ({}); ckptlab's checkpoints triggered then are left out of its count",
+            down as f64 / 1000.0,
+            resubmit.windows.iter().map(|(a, b)| format!("{:.1}s-{:.1}s", *a as f64 / 1000.0, *b as f64 / 1000.0)).collect::<Vec<_>>().join(", ")
+        ));
+    }
     // ckptlab submits a new job for a resubmit and a backend switch, never for a `set`.
     let ckptlab_jobs = 1 + scenario.steps.iter().filter(|s| matches!(s.action, Action::Resubmit | Action::SwitchBackend(_))).count() as u64;
+    // Each Submitted event is one job, in order: its configuration's unaligned flag.
+    let unaligned_jobs: BTreeSet<String> = history
+        .iter()
+        .filter_map(|t| match &t.event {
+            FlinkEvent::Submitted { job, .. } => Some(job.clone()),
+            _ => None,
+        })
+        .zip(resubmit.unaligned.iter())
+        .filter(|(_, on)| **on)
+        .map(|(j, _)| j)
+        .collect();
     let comparison = compare::compare(
-        &ckptlab_side(&ckptlab_report, ckptlab_caught_up, ckptlab_jobs),
-        &flink_side(&flink_verdict, flink_caught_up, &st, &flink_at_start, history.get(flink_history_at_start..).unwrap_or_default(), resubmit.jobs as u64),
+        &ckptlab_side(&ckptlab_report, ckptlab_caught_up, ckptlab_jobs, &resubmit.windows),
+        &flink_side(
+            &flink_verdict,
+            flink_caught_up,
+            &st,
+            &flink_at_start,
+            history.get(flink_history_at_start..).unwrap_or_default(),
+            resubmit.jobs as u64,
+            &unaligned_jobs,
+        ),
     );
     let flink_report = FlinkReport {
         passed: flink_failures.is_empty(),
@@ -618,6 +660,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
         },
         run_dir: run_dir.display().to_string(),
         timeline,
+        flink_resubmissions: resubmit.said,
     })
 }
 
@@ -636,6 +679,8 @@ fn last_completed(history: &[Timed]) -> Option<&FlinkCheckpoint> {
 struct SavepointDone {
     path: String,
     id: Option<u64>,
+    /// From the request to the savepoint (for a stop: to the job FINISHED).
+    took: Duration,
 }
 
 impl SavepointDone {
@@ -663,16 +708,39 @@ struct Resubmission {
     /// The savepoint the job was stopped with, until a resubmission uses it.
     stopped_at: Option<String>,
     savepoint_dir: PathBuf,
+    /// What the bridge said of each savepoint, resubmission and `set` on Flink.
+    said: Vec<String>,
+    /// ckptlab's engine start: the clock of its checkpoints' `trigger_ms`.
+    origin: Instant,
+    /// Since when (ms after `origin`) the Flink job is stopped for a resubmission.
+    down_since: Option<u64>,
+    /// The spans (ms after `origin`) from a stop-with-savepoint to its new job running: Flink
+    /// takes no checkpoint then, while ckptlab's job runs on; the comparison leaves ckptlab's
+    /// checkpoints of these spans out of its count.
+    windows: Vec<(u64, u64)>,
+    /// Per job submitted, in order: its `execution.checkpointing.unaligned.enabled`.
+    unaligned: Vec<bool>,
+}
+
+/// The job's `execution.checkpointing.unaligned.enabled`.
+fn unaligned_enabled(spec: &JobSpec) -> bool {
+    spec.flink.iter().any(|(k, v)| k == "execution.checkpointing.unaligned.enabled" && v == "true")
 }
 
 impl Resubmission {
+    /// A line of narration, kept for the report too.
+    fn say(&mut self, narrate: &mut impl FnMut(String), line: String) {
+        narrate(line.clone());
+        self.said.push(line.trim_start().to_string());
+    }
+
     /// Plays a savepoint, resubmit, switch-backend or set step on Flink; Err: why it failed there.
     async fn play(&mut self, flink: &mut Flink, action: &Action, cfg: &Config, log_dir: &Path, run_dir: &Path, narrate: &mut impl FnMut(String)) -> Result<(), String> {
         match action {
             Action::Savepoint { stop, format } => {
                 let sp = self.savepoint(flink, *stop, format.name()).await?;
                 let what = if *stop { "stop-with-savepoint" } else { "savepoint" };
-                narrate(format!("          Flink: {what}: {} ({}) completed: {}", sp.name(), format.name(), sp.path));
+                self.say(narrate, format!("          Flink: {what}: {} ({}) completed: {}", sp.name(), format.name(), sp.path));
                 if *stop {
                     self.stopped_at = Some(sp.path);
                 }
@@ -691,8 +759,8 @@ impl Resubmission {
                 let spec = self.spec.clone();
                 self.submit(flink, &spec, from.as_deref(), run_dir).await?;
                 match from {
-                    Some(path) => narrate(format!("          Flink: resubmitted from {path} (job {})", self.jobs)),
-                    None => narrate(format!("          Flink: resubmitted from nothing: a new job (job {}), as ckptlab's resubmit of a FAILED job", self.jobs)),
+                    Some(path) => self.say(narrate, format!("          Flink: resubmitted from {path} (job {})", self.jobs)),
+                    None => self.say(narrate, format!("          Flink: resubmitted from nothing: a new job (job {}), as ckptlab's resubmit of a FAILED job", self.jobs)),
                 }
                 Ok(())
             }
@@ -702,11 +770,11 @@ impl Resubmission {
                 let new_cfg = layers.build().map_err(|e| format!("switch-backend {name}: {e}"))?;
                 let spec = JobSpec::of(&new_cfg, log_dir, run_dir);
                 if spec == self.spec {
-                    narrate(format!("          Flink: already {}: nothing to switch", new_cfg.backend_label()));
+                    self.say(narrate, format!("          Flink: already {}: nothing to switch", new_cfg.backend_label()));
                     return Ok(());
                 }
                 let sp = self.stop_and_resubmit(flink, &spec, run_dir).await?;
-                narrate(format!(
+                self.say(narrate, format!(
                     "          Flink: a backend change is a new job: stop-with-savepoint {} (canonical), resubmitted from it on {} (job {}; {})",
                     sp.id.map_or_else(String::new, |i| i.to_string()),
                     new_cfg.backend_label(),
@@ -724,7 +792,7 @@ impl Resubmission {
                     // cluster start) it refuses on both sides: nothing to resubmit for.
                     let runtime = crate::config::SCHEMA.iter().find(|s| s.key == k).map(|s| s.runtime);
                     if runtime != Some(true) && !k.starts_with(&format!("{}.", crate::config::DELAYS_TABLE)) {
-                        narrate(format!("          Flink: set {k}: not applied (ckptlab applies it only when the cluster starts; so would Flink's new job)"));
+                        self.say(narrate, format!("          Flink: set {k}: not applied (ckptlab applies it only when the cluster starts; so would Flink's new job)"));
                         return Ok(());
                     }
                     if layers.set_live(k, crate::config::parse_loose_value(v), "scenario set").is_err() {
@@ -735,16 +803,18 @@ impl Resubmission {
                 let spec = JobSpec::of(&new_cfg, log_dir, run_dir);
                 let said = pairs.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
                 if spec == self.spec {
-                    narrate(format!("          Flink: set {said}: ckptlab's own option, nothing changes in the Flink job"));
+                    self.say(narrate, format!("          Flink: set {said}: ckptlab's own option, nothing changes in the Flink job"));
                     self.layers = layers;
                     return Ok(());
                 }
                 let _ = cfg;
                 let sp = self.stop_and_resubmit(flink, &spec, run_dir).await?;
-                narrate(format!(
-                    "          Flink applies configuration at submission: stop-with-savepoint {} (canonical), resubmitted from it with {said} (job {}; ckptlab's side changed it live, Flink needs a new job; {})",
+                self.say(narrate, format!(
+                    "          Flink applies configuration at submission: stop-with-savepoint {} (canonical, {:.1}s: a savepoint is aligned, CheckpointOptions.java:109-110), resubmitted from it with {said} (job {}, running {:.1}s after the stop; ckptlab's side changed it live, Flink needs a new job; {})",
                     sp.id.map_or_else(String::new, |i| i.to_string()),
+                    sp.took.as_secs_f64(),
                     self.jobs,
+                    self.windows.last().map_or(0.0, |(a, b)| (b - a) as f64 / 1000.0),
                     sp.path
                 ));
                 self.layers = layers;
@@ -770,15 +840,27 @@ impl Resubmission {
             return Err(format!("{what}: the job is {} (Flink takes a savepoint of a RUNNING job)", st.status));
         }
         let seen = flink.history().len();
+        let asked = Instant::now();
+        if stop {
+            self.down_since = Some(ms(asked.duration_since(self.origin)));
+        }
         let dir = format!("file://{}", self.savepoint_dir.display());
         flink.send(&format!("{what}\t{}\t{dir}", format.to_uppercase())).map_err(|e| e.to_string())?;
         let done = await_event(flink, seen, SAVEPOINT_TIMEOUT, |e| match e {
-            FlinkEvent::SavepointCompleted { path, id, stop: s, .. } if *s == stop => Some(Ok(SavepointDone { path: path.clone(), id: *id })),
+            FlinkEvent::SavepointCompleted { path, id, stop: s, .. } if *s == stop => Some(Ok(SavepointDone { path: path.clone(), id: *id, took: Duration::ZERO })),
             FlinkEvent::Refused { what: w, reason } if w.starts_with(what) => Some(Err(format!("Flink refused the {what}: {reason}"))),
             _ => None,
         })
         .await
-        .unwrap_or_else(|| Err(format!("{what}: no outcome on Flink after {}s", SAVEPOINT_TIMEOUT.as_secs())))?;
+        .unwrap_or_else(|| Err(format!("{what}: no outcome on Flink after {}s", SAVEPOINT_TIMEOUT.as_secs())));
+        let mut done = match done {
+            Ok(d) => d,
+            Err(e) => {
+                // A failed stop-with-savepoint leaves the job running (Flink resumes its checkpoints).
+                self.down_since = None;
+                return Err(e);
+            }
+        };
         if stop {
             // The job ends FINISHED once every task confirmed the savepoint's notification.
             let judge_less = Instant::now() + SAVEPOINT_TIMEOUT;
@@ -786,6 +868,7 @@ impl Resubmission {
                 tokio::time::sleep(POLL).await;
             }
         }
+        done.took = asked.elapsed();
         Ok(done)
     }
 
@@ -808,6 +891,7 @@ impl Resubmission {
         .await
         .unwrap_or_else(|| Err(format!("the resubmission got no answer from Flink in {}s", FLINK_START_TIMEOUT.as_secs())))?;
         self.jobs += 1;
+        self.unaligned.push(unaligned_enabled(spec));
         // Running: every task of the new job deployed and restored. A restore Flink refuses
         // (an incompatible savepoint) fails the job instead: its reason is in the failure.
         let deadline = Instant::now() + FLINK_START_TIMEOUT;
@@ -815,6 +899,9 @@ impl Resubmission {
         loop {
             let (st, seq) = flink.state();
             if seq > seq0 + 1 && st.all_running {
+                if let Some(since) = self.down_since.take() {
+                    self.windows.push((since, ms(self.origin.elapsed())));
+                }
                 return Ok(());
             }
             if seq > seq0 + 1 && st.status == "FAILED" {
@@ -989,7 +1076,10 @@ async fn await_flink(flink: &Flink, condition: AwaitCondition, timeout: Duration
 }
 
 /// ckptlab's figures for the comparison, from its run report.
-fn ckptlab_side(r: &RunReport, caught_up: bool, jobs: u64) -> Side {
+/// `windows`: spans (ms on ckptlab's clock) while the Flink job was stopped for a resubmission;
+/// ckptlab's checkpoints triggered in them are left out of its completed count, so that both
+/// count over the time both jobs ran.
+fn ckptlab_side(r: &RunReport, caught_up: bool, jobs: u64, windows: &[(u64, u64)]) -> Side {
     let mut failed: BTreeMap<String, u64> = BTreeMap::new();
     let mut completed_ms = Vec::new();
     let (mut aligned, mut unaligned) = (Vec::new(), Vec::new());
@@ -1013,7 +1103,13 @@ fn ckptlab_side(r: &RunReport, caught_up: bool, jobs: u64) -> Side {
         overcounted: r.verdict.overcounted,
         caught_up,
         unprocessed: if caught_up { 0 } else { r.verdict.in_flight.max(0) as u64 },
-        checkpoints_completed: r.checkpoints.completed,
+        checkpoints_completed: r.checkpoints.completed.saturating_sub(
+            r.checkpoints
+                .history
+                .iter()
+                .filter(|c| c.status == CheckpointStatus::Completed && windows.iter().any(|(a, b)| (*a..*b).contains(&c.trigger_ms)))
+                .count() as u64,
+        ),
         checkpoints_failed: failed,
         not_triggered: 0,
         restarts: r.restarts,
@@ -1027,7 +1123,11 @@ fn ckptlab_side(r: &RunReport, caught_up: bool, jobs: u64) -> Side {
 
 /// Flink's figures for the comparison: `history` holds the harness's events since ckptlab's
 /// engine started, `at_start` the state then (the counts are taken from there on).
-fn flink_side(v: &Verdict, caught_up: bool, st: &FlinkState, at_start: &FlinkState, history: &[Timed], jobs: u64) -> Side {
+/// `unaligned_jobs`: the jobs whose configuration enables unaligned checkpoints (Flink's
+/// aligned and unaligned medians are split by it: its per-checkpoint `is_unaligned` says whether
+/// a subtask overtook anything, which an idle one never does).
+fn flink_side(v: &Verdict, caught_up: bool, st: &FlinkState, at_start: &FlinkState, history: &[Timed], jobs: u64, unaligned_jobs: &BTreeSet<String>) -> Side {
+    let unaligned = |c: &FlinkCheckpoint| c.job.as_ref().map_or(c.unaligned == Some(true), |j| unaligned_jobs.contains(j));
     let checkpoints: Vec<&FlinkCheckpoint> = history
         .iter()
         .filter_map(|t| match &t.event {
@@ -1052,8 +1152,8 @@ fn flink_side(v: &Verdict, caught_up: bool, st: &FlinkState, at_start: &FlinkSta
         checkpoints_failed: failed,
         restarts: st.restarts.saturating_sub(at_start.restarts),
         median_checkpoint_ms: compare::median(checkpoints.iter().filter(|c| c.completed()).map(|c| c.duration_ms)),
-        median_aligned_ms: compare::median(checkpoints.iter().filter(|c| c.completed() && c.unaligned != Some(true)).map(|c| c.duration_ms)),
-        median_unaligned_ms: compare::median(checkpoints.iter().filter(|c| c.completed() && c.unaligned == Some(true)).map(|c| c.duration_ms)),
+        median_aligned_ms: compare::median(checkpoints.iter().filter(|c| c.completed() && !unaligned(c)).map(|c| c.duration_ms)),
+        median_unaligned_ms: compare::median(checkpoints.iter().filter(|c| c.completed() && unaligned(c)).map(|c| c.duration_ms)),
         jobs,
         status: st.status.clone(),
     }
@@ -1097,7 +1197,7 @@ mod tests {
             &now.counts,
             false,
         );
-        let side = flink_side(&v, false, &now, &at_start, &history, 1);
+        let side = flink_side(&v, false, &now, &at_start, &history, 1, &BTreeSet::new());
         assert_eq!((side.checkpoints_completed, side.restarts, side.median_checkpoint_ms), (2, 2, Some(40)));
         assert_eq!(side.checkpoints_failed, BTreeMap::from([("CHECKPOINT_EXPIRED".to_string(), 2), (UNKNOWN_REASON.to_string(), 1)]));
         // 4 failed since the start, 3 of them in the history: one was never triggered.
