@@ -148,6 +148,9 @@ pub struct JobSpec {
     /// Time per record in each counter subtask, in ms (ckptlab.record-cost).
     pub counter_cost_ms: Vec<u64>,
     pub flink: Vec<(String, String)>,
+    /// `job.sink = kafka`: the KafkaSink's options as job.properties writes them (`sink.*`,
+    /// ckptlab's keys, KafkaSinkBuilder's settings); empty for the other sinks.
+    pub kafka_sink: Vec<(String, String)>,
 }
 
 impl JobSpec {
@@ -171,6 +174,7 @@ impl JobSpec {
                 .collect(),
             counter_cost_ms: (0..p).map(|j| cfg.record_cost(("counter", j)).as_millis() as u64).collect(),
             flink: flink_options(cfg, run_dir),
+            kafka_sink: if cfg.job.sink == SinkKind::Kafka { kafka_sink_options(cfg) } else { Vec::new() },
         }
     }
 
@@ -197,6 +201,9 @@ impl JobSpec {
         }
         for (k, v) in &self.flink {
             lines.push(format!("flink.{k}={}", escape(v)));
+        }
+        for (k, v) in &self.kafka_sink {
+            lines.push(format!("{k}={}", escape(v)));
         }
         lines.join("\n") + "\n"
     }
@@ -230,6 +237,25 @@ impl JobSpec {
         }
         notes
     }
+}
+
+/// The KafkaSink of `job.sink = kafka` for a real cluster: the broker is `--kafka`'s
+/// (`source.bootstrap-servers`) when one is given, else `localhost:9092` to edit.
+fn kafka_sink_options(cfg: &Config) -> Vec<(String, String)> {
+    let k = &cfg.job.kafka_sink;
+    let servers = cfg.source.kafka.as_ref().map_or_else(|| "localhost:9092".to_string(), |s| s.bootstrap_servers.clone());
+    let mut o = vec![
+        ("sink.bootstrap-servers".to_string(), servers),
+        ("sink.output-topic".to_string(), k.output_topic.clone()),
+        ("sink.delivery-guarantee".to_string(), k.delivery_guarantee.to_string()),
+    ];
+    if let Some(p) = &k.transactional_id_prefix {
+        o.push(("sink.transactional-id-prefix".to_string(), p.clone()));
+    }
+    for (name, v) in &k.properties {
+        o.push((format!("sink.properties.{name}"), v.clone()));
+    }
+    o
 }
 
 /// The sink's name as `job.sink` spells it.
