@@ -222,7 +222,7 @@ mod tests {
     /// that writes the print sink's job for a kafka scenario, or leaves the connector unnamed.
     #[test]
     fn a_kafka_sink_exports_a_kafka_sink_job_with_the_connectors_coordinates() {
-        let text = "name = \"k\"\n[config.job]\nsink = \"kafka\"\n[config.sink]\ndelivery-guarantee = \"exactly-once\"\ntransactional-id-prefix = \"ck\"\noutput-topic = \"counts\"\n";
+        let text = "name = \"k\"\n[config.job]\nsink = \"kafka\"\n[config.sink]\ndelivery-guarantee = \"exactly-once\"\ntransactional-id-prefix = \"ck\"\noutput-topic = \"counts\"\n[config.sink.properties]\n\"transaction.timeout.ms\" = \"600000\"\n";
         let s = Scenario::parse(text, "k.toml").unwrap();
         let mut l = ConfigLayers::builtin();
         s.apply_config(&mut l).unwrap();
