@@ -8,7 +8,7 @@
 //! the end both sides' figures (outcome, recovery, restarts, checkpoints by outcome and failure
 //! reason, median checkpoint duration) go to [`super::compare`], which says AGREE or DISAGREE.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -222,6 +222,10 @@ pub struct BridgeReport {
     /// On the local cluster: what happened after each kill or hang, on Flink and in ckptlab's model.
     #[serde(default)]
     pub timeline: Vec<Timeline>,
+    /// What the Flink side did for each savepoint, resubmit, switch-backend and `set` step (Flink
+    /// applies configuration at submission: a stop-with-savepoint and a new job from it).
+    #[serde(default)]
+    pub flink_resubmissions: Vec<String>,
 }
 
 /// Flink options that belong in the cluster's config.yaml, not the job's configuration: the
@@ -356,7 +360,21 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
     let start = verdict::log_truth(&log_dir, &cfg.source.topic, cfg.source.partitions, cfg.job.key_by, &[])?.lengths;
     let judge = Judge::new(&cfg, &log_dir, start);
 
+    // The Flink side's configuration: a `set` or `switch-backend` changes it here, and the job is
+    // submitted again with it (Flink applies configuration at submission).
     let bus = EventBus::new(tokio::time::Instant::now());
+    let mut resubmit = Resubmission {
+        layers: layers.clone(),
+        spec: spec.clone(),
+        jobs: 1,
+        stopped_at: None,
+        savepoint_dir: run_dir.join("savepoints"),
+        said: Vec::new(),
+        origin: Instant::now(),
+        down_since: None,
+        windows: Vec::new(),
+        unaligned: vec![unaligned_enabled(&spec)],
+    };
     // The model's own moments (failing, lost, restarting, running) for the timeline.
     let mut ckptlab_events = bus.subscribe();
     let engine = Engine::start(layers, bus)?;
@@ -411,6 +429,18 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
                 flink_failures.push(format!("line {}: {e}", step.line));
             }
         }
+        // Savepoints, resubmissions and configuration changes: Flink's way (see [`Resubmission`]).
+        if matches!(step.action, Action::Savepoint { .. } | Action::Resubmit | Action::SwitchBackend(_) | Action::Set(_)) {
+            let _ = narrate_events(&flink, seen_events, step.line, &mut flink_failures, narrate);
+            let t = Instant::now();
+            let done = resubmit.play(&mut flink, &step.action, &cfg, &log_dir, &run_dir, narrate).await;
+            flink_extra += t.elapsed();
+            if let Err(why) = done {
+                narrate(format!("          Flink: {why}"));
+                flink_failures.push(format!("line {}: {why}", step.line));
+            }
+            seen_events = flink.history().len();
+        }
         match &step.action {
             Action::Await { condition, timeout } => {
                 let w = Instant::now();
@@ -452,6 +482,8 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
                         ));
                         continue;
                     }
+                    let history = flink.history();
+                    let last = last_completed(history.get(flink_history_at_start..).unwrap_or_default());
                     match verdict::flink_figure(
                         *name,
                         key.as_deref(),
@@ -459,6 +491,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
                         st.restarts.saturating_sub(flink_at_start.restarts),
                         st.checkpoints_completed.saturating_sub(flink_at_start.checkpoints_completed),
                         st.checkpoints_failed.saturating_sub(flink_at_start.checkpoints_failed),
+                        last,
                     ) {
                         Some(actual) => {
                             let ok = cmp.holds(actual);
@@ -555,9 +588,38 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
         let pids = std::iter::once(c.jobmanager_pid).chain(c.taskmanagers.iter().map(|(_, p)| *p));
         c.alive_at_end = pids.filter(|p| crate::workdir::process_alive(*p) && !is_zombie(*p)).collect();
     }
+    if !resubmit.windows.is_empty() {
+        let down: u64 = resubmit.windows.iter().map(|(a, b)| b - a).sum();
+        notes.push(format!(
+            "checkpoints completed: Flink's job was stopped for resubmissions {:.1}s in all ({}); ckptlab's checkpoints triggered then are left out of its count",
+            down as f64 / 1000.0,
+            resubmit.windows.iter().map(|(a, b)| format!("{:.1}s-{:.1}s", *a as f64 / 1000.0, *b as f64 / 1000.0)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    // ckptlab submits a new job for a resubmit and a backend switch, never for a `set`.
+    let ckptlab_jobs = 1 + scenario.steps.iter().filter(|s| matches!(s.action, Action::Resubmit | Action::SwitchBackend(_))).count() as u64;
+    // Each Submitted event is one job, in order: its configuration's unaligned flag.
+    let unaligned_jobs: BTreeSet<String> = history
+        .iter()
+        .filter_map(|t| match &t.event {
+            FlinkEvent::Submitted { job, .. } => Some(job.clone()),
+            _ => None,
+        })
+        .zip(resubmit.unaligned.iter())
+        .filter(|(_, on)| **on)
+        .map(|(j, _)| j)
+        .collect();
     let comparison = compare::compare(
-        &ckptlab_side(&ckptlab_report, ckptlab_caught_up),
-        &flink_side(&flink_verdict, flink_caught_up, &st, &flink_at_start, history.get(flink_history_at_start..).unwrap_or_default()),
+        &ckptlab_side(&ckptlab_report, ckptlab_caught_up, ckptlab_jobs, &resubmit.windows),
+        &flink_side(
+            &flink_verdict,
+            flink_caught_up,
+            &st,
+            &flink_at_start,
+            history.get(flink_history_at_start..).unwrap_or_default(),
+            resubmit.jobs as u64,
+            &unaligned_jobs,
+        ),
     );
     let flink_report = FlinkReport {
         passed: flink_failures.is_empty(),
@@ -600,7 +662,273 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
         },
         run_dir: run_dir.display().to_string(),
         timeline,
+        flink_resubmissions: resubmit.said,
     })
+}
+
+/// How long a savepoint (or a stop-with-savepoint) may take on Flink.
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The newest completed checkpoint (not a savepoint) in `history`.
+fn last_completed(history: &[Timed]) -> Option<&FlinkCheckpoint> {
+    history.iter().rev().find_map(|t| match &t.event {
+        FlinkEvent::Checkpoint(c) if c.completed() => Some(c),
+        _ => None,
+    })
+}
+
+/// A stop-with-savepoint or savepoint that completed on Flink.
+struct SavepointDone {
+    path: String,
+    id: Option<u64>,
+    /// From the request to the savepoint (for a stop: to the job FINISHED).
+    took: Duration,
+}
+
+impl SavepointDone {
+    fn name(&self) -> String {
+        self.id.map_or_else(|| "savepoint".to_string(), |id| format!("savepoint {id}"))
+    }
+}
+
+/// The Flink side's savepoints and submissions. ckptlab changes a running job's configuration
+/// live; Flink applies configuration only when a job is submitted, so a `set` there is what a
+/// Flink user does: stop-with-savepoint (canonical, Flink's default format, SavepointFormatType.java
+/// DEFAULT = CANONICAL), then the job submitted again from that savepoint with the new options
+/// (`flink run -s PATH`). The restored job carries on from the savepoint: the counters' keyed
+/// state (so the sink's counts go on), the sources' read positions, and the checkpoint ids.
+/// `switch-backend` is the same with the other state backend (canonical: the only format
+/// a backend change restores from, FLIP-203), as ckptlab's own `b` does. `resubmit` after a
+/// stop-with-savepoint submits from that savepoint; after a FAILED job, from nothing (a new job,
+/// as ckptlab's resubmit). Restarts and checkpoint counts are summed over the jobs (the harness
+/// and the REST watcher add each job's own to those of the jobs before it).
+struct Resubmission {
+    layers: ConfigLayers,
+    spec: JobSpec,
+    /// Jobs submitted so far (the first included).
+    jobs: usize,
+    /// The savepoint the job was stopped with, until a resubmission uses it.
+    stopped_at: Option<String>,
+    savepoint_dir: PathBuf,
+    /// What the bridge said of each savepoint, resubmission and `set` on Flink.
+    said: Vec<String>,
+    /// ckptlab's engine start: the clock of its checkpoints' `trigger_ms`.
+    origin: Instant,
+    /// Since when (ms after `origin`) the Flink job is stopped for a resubmission.
+    down_since: Option<u64>,
+    /// The spans (ms after `origin`) from a stop-with-savepoint to its new job running: Flink
+    /// takes no checkpoint then, while ckptlab's job runs on; the comparison leaves ckptlab's
+    /// checkpoints of these spans out of its count.
+    windows: Vec<(u64, u64)>,
+    /// Per job submitted, in order: its `execution.checkpointing.unaligned.enabled`.
+    unaligned: Vec<bool>,
+}
+
+/// The job's `execution.checkpointing.unaligned.enabled`.
+fn unaligned_enabled(spec: &JobSpec) -> bool {
+    spec.flink.iter().any(|(k, v)| k == "execution.checkpointing.unaligned.enabled" && v == "true")
+}
+
+impl Resubmission {
+    /// A line of narration, kept for the report too.
+    fn say(&mut self, narrate: &mut impl FnMut(String), line: String) {
+        narrate(line.clone());
+        self.said.push(line.trim_start().to_string());
+    }
+
+    /// Plays a savepoint, resubmit, switch-backend or set step on Flink; Err: why it failed there.
+    async fn play(&mut self, flink: &mut Flink, action: &Action, cfg: &Config, log_dir: &Path, run_dir: &Path, narrate: &mut impl FnMut(String)) -> Result<(), String> {
+        match action {
+            Action::Savepoint { stop, format } => {
+                let sp = self.savepoint(flink, *stop, format.name()).await?;
+                let what = if *stop { "stop-with-savepoint" } else { "savepoint" };
+                self.say(narrate, format!("          Flink: {what}: {} ({}) completed: {}", sp.name(), format.name(), sp.path));
+                if *stop {
+                    self.stopped_at = Some(sp.path);
+                }
+                Ok(())
+            }
+            Action::Resubmit => {
+                let (st, _) = flink.state();
+                let from = match (st.status.as_str(), self.stopped_at.take()) {
+                    ("FINISHED", Some(path)) => Some(path),
+                    ("FAILED", _) => None,
+                    (status, kept) => {
+                        self.stopped_at = kept;
+                        return Err(format!("resubmit: the job is {status}: Flink submits a job again after it stopped with a savepoint (FINISHED) or FAILED"));
+                    }
+                };
+                let spec = self.spec.clone();
+                self.submit(flink, &spec, from.as_deref(), run_dir).await?;
+                match from {
+                    Some(path) => self.say(narrate, format!("          Flink: resubmitted from {path} (job {})", self.jobs)),
+                    None => self.say(narrate, format!("          Flink: resubmitted from nothing: a new job (job {}), as ckptlab's resubmit of a FAILED job", self.jobs)),
+                }
+                Ok(())
+            }
+            Action::SwitchBackend(name) => {
+                let mut layers = self.layers.clone();
+                layers.set_backend(name, "switch-backend").map_err(|e| format!("switch-backend {name}: {e}"))?;
+                let new_cfg = layers.build().map_err(|e| format!("switch-backend {name}: {e}"))?;
+                let spec = JobSpec::of(&new_cfg, log_dir, run_dir);
+                if spec == self.spec {
+                    self.say(narrate, format!("          Flink: already {}: nothing to switch", new_cfg.backend_label()));
+                    return Ok(());
+                }
+                let sp = self.stop_and_resubmit(flink, &spec, run_dir).await?;
+                self.say(narrate, format!(
+                    "          Flink: a backend change is a new job: stop-with-savepoint {} (canonical), resubmitted from it on {} (job {}; {})",
+                    sp.id.map_or_else(String::new, |i| i.to_string()),
+                    new_cfg.backend_label(),
+                    self.jobs,
+                    sp.path
+                ));
+                self.layers = layers;
+                self.spec = spec;
+                Ok(())
+            }
+            Action::Set(pairs) => {
+                let mut layers = self.layers.clone();
+                for (k, v) in pairs {
+                    // What ckptlab's own engine refuses live (jobmanager set: options read at
+                    // cluster start) it refuses on both sides: nothing to resubmit for.
+                    let runtime = crate::config::SCHEMA.iter().find(|s| s.key == k).map(|s| s.runtime);
+                    if runtime != Some(true) && !k.starts_with(&format!("{}.", crate::config::DELAYS_TABLE)) {
+                        self.say(narrate, format!("          Flink: set {k}: not applied (ckptlab applies it only when the cluster starts; so would Flink's new job)"));
+                        return Ok(());
+                    }
+                    if layers.set_live(k, crate::config::parse_loose_value(v), "scenario set").is_err() {
+                        return Ok(());
+                    }
+                }
+                let Ok(new_cfg) = layers.build() else { return Ok(()) };
+                let spec = JobSpec::of(&new_cfg, log_dir, run_dir);
+                let said = pairs.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+                if spec == self.spec {
+                    self.say(narrate, format!("          Flink: set {said}: ckptlab's own option, nothing changes in the Flink job"));
+                    self.layers = layers;
+                    return Ok(());
+                }
+                let _ = cfg;
+                let sp = self.stop_and_resubmit(flink, &spec, run_dir).await?;
+                self.say(narrate, format!(
+                    "          Flink applies configuration at submission: stop-with-savepoint {} (canonical, {:.1}s: a savepoint is aligned, CheckpointOptions.java:109-110), resubmitted from it with {said} (job {}, running {:.1}s after the stop; ckptlab's side changed it live, Flink needs a new job; {})",
+                    sp.id.map_or_else(String::new, |i| i.to_string()),
+                    sp.took.as_secs_f64(),
+                    self.jobs,
+                    self.windows.last().map_or(0.0, |(a, b)| (b - a) as f64 / 1000.0),
+                    sp.path
+                ));
+                self.layers = layers;
+                self.spec = spec;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Stop-with-savepoint in canonical format, then the job `spec` submitted from it.
+    async fn stop_and_resubmit(&mut self, flink: &mut Flink, spec: &JobSpec, run_dir: &Path) -> Result<SavepointDone, String> {
+        let sp = self.savepoint(flink, true, "canonical").await?;
+        self.submit(flink, spec, Some(&sp.path), run_dir).await?;
+        Ok(sp)
+    }
+
+    /// A savepoint (`stop`: stop-with-savepoint) into the run's savepoint directory.
+    async fn savepoint(&mut self, flink: &mut Flink, stop: bool, format: &str) -> Result<SavepointDone, String> {
+        let what = if stop { "stop-with-savepoint" } else { "savepoint" };
+        let (st, _) = flink.state();
+        if st.status != "RUNNING" {
+            return Err(format!("{what}: the job is {} (Flink takes a savepoint of a RUNNING job)", st.status));
+        }
+        let seen = flink.history().len();
+        let asked = Instant::now();
+        if stop {
+            self.down_since = Some(ms(asked.duration_since(self.origin)));
+        }
+        let dir = format!("file://{}", self.savepoint_dir.display());
+        flink.send(&format!("{what}\t{}\t{dir}", format.to_uppercase())).map_err(|e| e.to_string())?;
+        let done = await_event(flink, seen, SAVEPOINT_TIMEOUT, |e| match e {
+            FlinkEvent::SavepointCompleted { path, id, stop: s, .. } if *s == stop => Some(Ok(SavepointDone { path: path.clone(), id: *id, took: Duration::ZERO })),
+            FlinkEvent::Refused { what: w, reason } if w.starts_with(what) => Some(Err(format!("Flink refused the {what}: {reason}"))),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| Err(format!("{what}: no outcome on Flink after {}s", SAVEPOINT_TIMEOUT.as_secs())));
+        let mut done = match done {
+            Ok(d) => d,
+            Err(e) => {
+                // A failed stop-with-savepoint leaves the job running (Flink resumes its checkpoints).
+                self.down_since = None;
+                return Err(e);
+            }
+        };
+        if stop {
+            // The job ends FINISHED once every task confirmed the savepoint's notification.
+            let judge_less = Instant::now() + SAVEPOINT_TIMEOUT;
+            while flink.state().0.status != "FINISHED" && Instant::now() < judge_less && flink.gone().is_none() {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        done.took = asked.elapsed();
+        Ok(done)
+    }
+
+    /// Submits `spec` as a new job (restored from `savepoint`) and waits for all its tasks to run.
+    async fn submit(&mut self, flink: &mut Flink, spec: &JobSpec, savepoint: Option<&str>, run_dir: &Path) -> Result<(), String> {
+        let props = run_dir.join(format!("job-{}.properties", self.jobs + 1));
+        std::fs::write(&props, spec.to_properties()).map_err(|e| format!("cannot write {}: {e}", props.display()))?;
+        let seen = flink.history().len();
+        let mut command = format!("submit\t{}", props.display());
+        if let Some(sp) = savepoint {
+            command.push('\t');
+            command.push_str(sp);
+        }
+        flink.send(&command).map_err(|e| e.to_string())?;
+        await_event(flink, seen, FLINK_START_TIMEOUT, |e| match e {
+            FlinkEvent::Submitted { .. } => Some(Ok(())),
+            FlinkEvent::Refused { what, reason } if what.starts_with("submit") => Some(Err(format!("Flink refused the submission: {reason}"))),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| Err(format!("the resubmission got no answer from Flink in {}s", FLINK_START_TIMEOUT.as_secs())))?;
+        self.jobs += 1;
+        self.unaligned.push(unaligned_enabled(spec));
+        // Running: every task of the new job deployed and restored. A restore Flink refuses
+        // (an incompatible savepoint) fails the job instead: its reason is in the failure.
+        let deadline = Instant::now() + FLINK_START_TIMEOUT;
+        let seq0 = flink.state().1;
+        loop {
+            let (st, seq) = flink.state();
+            if seq > seq0 + 1 && st.all_running {
+                if let Some(since) = self.down_since.take() {
+                    self.windows.push((since, ms(self.origin.elapsed())));
+                }
+                return Ok(());
+            }
+            if seq > seq0 + 1 && st.status == "FAILED" {
+                return Err(format!("the job submitted from {} FAILED (see flink.log)", savepoint.unwrap_or("nothing")));
+            }
+            if Instant::now() >= deadline || flink.gone().is_some() {
+                return Err(format!("the resubmitted job was not running after {}s", FLINK_START_TIMEOUT.as_secs()));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Waits for the first event after `seen` that `pick` answers for; None on timeout.
+async fn await_event<T>(flink: &Flink, seen: usize, timeout: Duration, pick: impl Fn(&FlinkEvent) -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(t) = flink.history().iter().skip(seen).find_map(|t| pick(&t.event)) {
+            return Some(t);
+        }
+        if Instant::now() >= deadline || flink.gone().is_some() {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// A pid that has ended but was not reaped yet (its parent still runs).
@@ -646,6 +974,7 @@ fn describe(e: &FlinkEvent) -> Option<String> {
         FlinkEvent::TmTerminated { tm } => format!("{tm} terminated (MiniCluster#terminateTaskManager)"),
         FlinkEvent::TmStarted { tm } => format!("{tm} started (MiniCluster#startTaskManager)"),
         FlinkEvent::CheckpointTriggered { path } => format!("triggered checkpoint completed: {path}"),
+        FlinkEvent::SavepointCompleted { .. } | FlinkEvent::Submitted { .. } => return None,
         FlinkEvent::Refused { what, reason } => format!("refused `{what}`: {reason}"),
         FlinkEvent::Error { message } => format!("error: {message}"),
         FlinkEvent::TmKilled { tm, pid } => format!("{tm}: SIGKILL to pid {pid} (the seed's `kill <pid>`)"),
@@ -749,12 +1078,19 @@ async fn await_flink(flink: &Flink, condition: AwaitCondition, timeout: Duration
 }
 
 /// ckptlab's figures for the comparison, from its run report.
-fn ckptlab_side(r: &RunReport, caught_up: bool) -> Side {
+/// `windows`: spans (ms on ckptlab's clock) while the Flink job was stopped for a resubmission;
+/// ckptlab's checkpoints triggered in them are left out of its completed count, so that both
+/// count over the time both jobs ran.
+fn ckptlab_side(r: &RunReport, caught_up: bool, jobs: u64, windows: &[(u64, u64)]) -> Side {
     let mut failed: BTreeMap<String, u64> = BTreeMap::new();
     let mut completed_ms = Vec::new();
+    let (mut aligned, mut unaligned) = (Vec::new(), Vec::new());
     for c in &r.checkpoints.history {
         match c.status {
-            CheckpointStatus::Completed => completed_ms.push(c.duration_ms),
+            CheckpointStatus::Completed => {
+                completed_ms.push(c.duration_ms);
+                if c.unaligned { &mut unaligned } else { &mut aligned }.push(c.duration_ms);
+            }
             CheckpointStatus::Failed => *failed.entry(c.failure_reason.clone().unwrap_or_else(|| UNKNOWN_REASON.into())).or_default() += 1,
             CheckpointStatus::InProgress => {}
         }
@@ -769,18 +1105,31 @@ fn ckptlab_side(r: &RunReport, caught_up: bool) -> Side {
         overcounted: r.verdict.overcounted,
         caught_up,
         unprocessed: if caught_up { 0 } else { r.verdict.in_flight.max(0) as u64 },
-        checkpoints_completed: r.checkpoints.completed,
+        checkpoints_completed: r.checkpoints.completed.saturating_sub(
+            r.checkpoints
+                .history
+                .iter()
+                .filter(|c| c.status == CheckpointStatus::Completed && windows.iter().any(|(a, b)| (*a..*b).contains(&c.trigger_ms)))
+                .count() as u64,
+        ),
         checkpoints_failed: failed,
         not_triggered: 0,
         restarts: r.restarts,
         median_checkpoint_ms: compare::median(completed_ms),
+        median_aligned_ms: compare::median(aligned),
+        median_unaligned_ms: compare::median(unaligned),
+        jobs,
         status: r.status.clone(),
     }
 }
 
 /// Flink's figures for the comparison: `history` holds the harness's events since ckptlab's
 /// engine started, `at_start` the state then (the counts are taken from there on).
-fn flink_side(v: &Verdict, caught_up: bool, st: &FlinkState, at_start: &FlinkState, history: &[Timed]) -> Side {
+/// `unaligned_jobs`: the jobs whose configuration enables unaligned checkpoints (Flink's
+/// aligned and unaligned medians are split by it: its per-checkpoint `is_unaligned` says whether
+/// a subtask overtook anything, which an idle one never does).
+fn flink_side(v: &Verdict, caught_up: bool, st: &FlinkState, at_start: &FlinkState, history: &[Timed], jobs: u64, unaligned_jobs: &BTreeSet<String>) -> Side {
+    let unaligned = |c: &FlinkCheckpoint| c.job.as_ref().map_or(c.unaligned == Some(true), |j| unaligned_jobs.contains(j));
     let checkpoints: Vec<&FlinkCheckpoint> = history
         .iter()
         .filter_map(|t| match &t.event {
@@ -805,6 +1154,9 @@ fn flink_side(v: &Verdict, caught_up: bool, st: &FlinkState, at_start: &FlinkSta
         checkpoints_failed: failed,
         restarts: st.restarts.saturating_sub(at_start.restarts),
         median_checkpoint_ms: compare::median(checkpoints.iter().filter(|c| c.completed()).map(|c| c.duration_ms)),
+        median_aligned_ms: compare::median(checkpoints.iter().filter(|c| c.completed() && !unaligned(c)).map(|c| c.duration_ms)),
+        median_unaligned_ms: compare::median(checkpoints.iter().filter(|c| c.completed() && unaligned(c)).map(|c| c.duration_ms)),
+        jobs,
         status: st.status.clone(),
     }
 }
@@ -847,7 +1199,7 @@ mod tests {
             &now.counts,
             false,
         );
-        let side = flink_side(&v, false, &now, &at_start, &history);
+        let side = flink_side(&v, false, &now, &at_start, &history, 1, &BTreeSet::new());
         assert_eq!((side.checkpoints_completed, side.restarts, side.median_checkpoint_ms), (2, 2, Some(40)));
         assert_eq!(side.checkpoints_failed, BTreeMap::from([("CHECKPOINT_EXPIRED".to_string(), 2), (UNKNOWN_REASON.to_string(), 1)]));
         // 4 failed since the start, 3 of them in the history: one was never triggered.

@@ -58,6 +58,18 @@ pub struct Side {
     pub restarts: u64,
     /// The median end-to-end duration of the completed checkpoints (`None`: none completed).
     pub median_checkpoint_ms: Option<u64>,
+    /// The same median over the aligned and over the unaligned checkpoints apart: under
+    /// backpressure an aligned checkpoint waits for the queue ahead of its barrier, an unaligned
+    /// one overtakes it (a run that switches between them has a median of neither).
+    #[serde(default)]
+    pub median_aligned_ms: Option<u64>,
+    #[serde(default)]
+    pub median_unaligned_ms: Option<u64>,
+    /// Jobs submitted in the run. ckptlab changes a running job's configuration live; Flink
+    /// applies it at submission, so each `set` there is a stop-with-savepoint and a new job
+    /// (restarts and checkpoints are summed over them). 0: not counted.
+    #[serde(default)]
+    pub jobs: u64,
     /// The job's status at the end (`RUNNING`, `RESTARTING`, `FAILED`, ...).
     pub status: String,
 }
@@ -330,6 +342,25 @@ pub fn compare(ck: &Side, fl: &Side) -> Comparison {
         duration,
         duration_rule,
     );
+    let split = [ck.median_aligned_ms, ck.median_unaligned_ms, fl.median_aligned_ms, fl.median_unaligned_ms];
+    if ck.median_unaligned_ms.is_some() || fl.median_unaligned_ms.is_some() {
+        for (figure, c, f) in [("  aligned", split[0], split[2]), ("  unaligned", split[1], split[3])] {
+            let (judgement, rule) = match (c, f) {
+                (Some(a), Some(b)) => (Judgement::of(durations_agree(a, b)), format!("within x{DURATION_RATIO:.0} or {DURATION_SLACK_MS} ms")),
+                _ => (Judgement::NotJudged, "not judged: no such checkpoint completed on a side".to_string()),
+            };
+            row(figure, ms_or_none(c), ms_or_none(f), judgement, rule);
+        }
+    }
+    if ck.jobs > 1 || fl.jobs > 1 {
+        row(
+            "jobs submitted",
+            ck.jobs.to_string(),
+            fl.jobs.to_string(),
+            Judgement::NotJudged,
+            "not judged: ckptlab changes configuration live, Flink submits a new job from a stop-with-savepoint (restarts and checkpoints summed over its jobs)".into(),
+        );
+    }
     let agree = rows.iter().all(|r| r.judgement != Judgement::Disagree);
     Comparison { agree, rows, ckptlab: ck.clone(), flink: fl.clone(), rule: rule() }
 }
@@ -387,6 +418,9 @@ mod tests {
             not_triggered: 0,
             restarts: 1,
             median_checkpoint_ms: Some(40),
+            median_aligned_ms: Some(40),
+            median_unaligned_ms: None,
+            jobs: 1,
             status: "RUNNING".into(),
         }
     }

@@ -1,7 +1,8 @@
 //! The JVM that runs the Flink side: the Java harness (assets/flink), compiled with `javac`
 //! against Flink's jars on first use (cached by a hash of its sources and the Flink version), and
 //! driven over a line protocol: commands down its stdin (`kill tm-N`, `start tm-N`, `checkpoint`,
-//! `quit`), JSON lines up its stdout (events, and a state line every 50 ms). Its stderr (Flink's
+//! and, tab-separated because they carry paths, `savepoint FORMAT DIR`, `stop-with-savepoint
+//! FORMAT DIR`, `submit PROPS [SAVEPOINT]`; `quit`), JSON lines up its stdout (events, and a state line every 50 ms). Its stderr (Flink's
 //! print sink, stack traces) goes to a file in the run directory, Flink's log to flink.log there.
 
 use std::collections::BTreeMap;
@@ -122,7 +123,21 @@ pub fn compiled(java: &Java, flink: &FlinkJars, cache: &Path) -> Result<PathBuf,
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum FlinkEvent {
-    Submitted { job: String },
+    /// A job was submitted: the first, or a resubmission (`from`: the savepoint it restores).
+    Submitted {
+        job: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+    },
+    /// A savepoint completed (`stop`: a stop-with-savepoint, the job is FINISHED); `id` is its
+    /// checkpoint id when Flink's statistics still held it.
+    SavepointCompleted {
+        stop: bool,
+        format: String,
+        path: String,
+        #[serde(default)]
+        id: Option<u64>,
+    },
     Status { status: String, all_running: bool },
     CheckpointCompleted { completed: u64 },
     CheckpointFailed { failed: u64 },
@@ -165,6 +180,19 @@ pub struct FlinkCheckpoint {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// In-flight data the checkpoint persisted (Flink's `persisted_data`: the channel state of
+    /// an unaligned checkpoint, 0 for an aligned one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persisted_bytes: Option<u64>,
+    /// The longest alignment of any subtask (Flink's per-task `alignment` duration summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment_ms: Option<u64>,
+    /// Flink took it unaligned (`is_unaligned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unaligned: Option<bool>,
+    /// The job it belongs to (a resubmission is a new job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 impl FlinkCheckpoint {

@@ -148,6 +148,9 @@ pub struct JobSpec {
     /// Time per record in each counter subtask, in ms (ckptlab.record-cost).
     pub counter_cost_ms: Vec<u64>,
     pub flink: Vec<(String, String)>,
+    /// `job.sink = kafka`: the KafkaSink's options as job.properties writes them (`sink.*`,
+    /// ckptlab's keys, KafkaSinkBuilder's settings); empty for the other sinks.
+    pub kafka_sink: Vec<(String, String)>,
 }
 
 impl JobSpec {
@@ -171,6 +174,7 @@ impl JobSpec {
                 .collect(),
             counter_cost_ms: (0..p).map(|j| cfg.record_cost(("counter", j)).as_millis() as u64).collect(),
             flink: flink_options(cfg, run_dir),
+            kafka_sink: if cfg.job.sink == SinkKind::Kafka { kafka_sink_options(cfg) } else { Vec::new() },
         }
     }
 
@@ -197,6 +201,9 @@ impl JobSpec {
         }
         for (k, v) in &self.flink {
             lines.push(format!("flink.{k}={}", escape(v)));
+        }
+        for (k, v) in &self.kafka_sink {
+            lines.push(format!("{k}={}", escape(v)));
         }
         lines.join("\n") + "\n"
     }
@@ -232,6 +239,25 @@ impl JobSpec {
     }
 }
 
+/// The KafkaSink of `job.sink = kafka` for a real cluster: the broker is `--kafka`'s
+/// (`source.bootstrap-servers`) when one is given, else `localhost:9092` to edit.
+fn kafka_sink_options(cfg: &Config) -> Vec<(String, String)> {
+    let k = &cfg.job.kafka_sink;
+    let servers = cfg.source.kafka.as_ref().map_or_else(|| "localhost:9092".to_string(), |s| s.bootstrap_servers.clone());
+    let mut o = vec![
+        ("sink.bootstrap-servers".to_string(), servers),
+        ("sink.output-topic".to_string(), k.output_topic.clone()),
+        ("sink.delivery-guarantee".to_string(), k.delivery_guarantee.to_string()),
+    ];
+    if let Some(p) = &k.transactional_id_prefix {
+        o.push(("sink.transactional-id-prefix".to_string(), p.clone()));
+    }
+    for (name, v) in &k.properties {
+        o.push((format!("sink.properties.{name}"), v.clone()));
+    }
+    o
+}
+
 /// The sink's name as `job.sink` spells it.
 pub fn sink_name(kind: SinkKind) -> &'static str {
     match kind {
@@ -247,6 +273,31 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
+/// Why the job submitted again with `key = value` cannot do what ckptlab does with it live
+/// (None: the bridge plays it as stop-with-savepoint + resubmission).
+pub fn set_refusal(key: &str, value: &str, max_parallelism: impl std::fmt::Display) -> Option<String> {
+    let said = format!("set {key} = {value}");
+    // Read by the JobManager's and TaskManagers' processes when they start (HeartbeatManagerOptions,
+    // JobManagerOptions#SLOT_REQUEST_TIMEOUT: the cluster's config.yaml, bridge::cluster_options),
+    // not by a job: a new job leaves them as they were.
+    if key.starts_with("heartbeat.") || key == "slot.request.timeout" {
+        return Some(format!(
+            "{said}: Flink reads {key} when the JobManager and TaskManagers start, not when a job is submitted: a new job from a savepoint would not change it (restart the cluster with it)"
+        ));
+    }
+    // StateAssignmentOperation#checkParallelismPreconditions (StateAssignmentOperation.java:748-757
+    // in Flink 2.3.0's line table) refuses the restore: keyed state is split into max-parallelism
+    // key groups when it is written, and cannot be split again.
+    if key == "job.max-parallelism" || key == "pipeline.max-parallelism" {
+        return Some(format!(
+            "{said}: Flink refuses to restore a savepoint into another max parallelism (\"Failed to rollback to checkpoint/savepoint ... Max parallelism mismatch between checkpoint/savepoint state and new program. \
+             Cannot map operator ... with max parallelism {max_parallelism} to new program with max parallelism {value}. This indicates that the program has been changed in a non-compatible way after the checkpoint/savepoint.\", \
+             StateAssignmentOperation.checkParallelismPreconditions)"
+        ));
+    }
+    None
+}
+
 /// Why a scenario cannot run on Flink as it is: its first such step or option, by line.
 /// `local_cluster`: the run is on ckptlab's local cluster of processes, where a TaskManager's
 /// JVM can be hung alone (SIGSTOP).
@@ -254,6 +305,13 @@ pub fn refusal(scenario: &Scenario, cfg: &Config, local_cluster: bool) -> Option
     if cfg.source.kafka.is_some() {
         return Some(format!(
             "{}: source.kind = kafka: the Flink side reads the file-backed log only (Flink's Kafka connector jar is not in apache-flink-libraries); drop --kafka",
+            scenario.file
+        ));
+    }
+    if cfg.job.sink == SinkKind::Kafka {
+        return Some(format!(
+            "{}: job.sink = kafka: Flink's Kafka connector (org.apache.flink:flink-connector-kafka) is not in apache-flink-libraries, the PyPI wheels the bridge installs Flink from, \
+             so the Flink side has no KafkaSink to run; `ckptlab flink export` writes the job with a KafkaSink for a real cluster (its README names the connector's Maven coordinates)",
             scenario.file
         ));
     }
@@ -268,13 +326,13 @@ pub fn refusal(scenario: &Scenario, cfg: &Config, local_cluster: bool) -> Option
     }
     for step in &scenario.steps {
         let why = match &step.action {
-            Action::Set(pairs) => Some(format!(
-                "set {}: Flink cannot change its configuration while the job runs (it applies when the job is submitted)",
-                pairs.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
-            )),
-            Action::Savepoint { stop: false, .. } => Some("savepoint: savepoints are not built into the Flink bridge".to_string()),
-            Action::Savepoint { stop: true, .. } => Some("stop-with-savepoint: savepoints are not built into the Flink bridge".to_string()),
-            Action::Resubmit => Some("resubmit: the Flink bridge submits the job once".to_string()),
+            // Flink applies configuration when a job is submitted: the bridge plays a `set` as a
+            // Flink user would, stop-with-savepoint and a new job from it with the new options
+            // (bridge::Resubmission). Refused here only what that new job cannot take.
+            Action::Set(pairs) => pairs.iter().find_map(|(k, v)| set_refusal(k, v, cfg.job.max_parallelism)),
+            // Savepoints (either format), a stop-with-savepoint, a resubmission from it and a
+            // backend change through a canonical savepoint: Flink's own REST and client calls.
+            Action::Savepoint { .. } | Action::Resubmit | Action::SwitchBackend(_) => None,
             // The MiniCluster runs every TaskManager in the bridge's one JVM, and its
             // terminateTaskManager closes one: there is no way to freeze one alone with its
             // connections open, so the nearest action (a kill) would test another failure.
@@ -285,9 +343,6 @@ pub fn refusal(scenario: &Scenario, cfg: &Config, local_cluster: bool) -> Option
             )),
             Action::KillBeforeCommit(tm) => Some(format!(
                 "kill {tm} when = \"before-commit\": the bridge cannot place a kill between a checkpoint's completion and its notification on Flink"
-            )),
-            Action::SwitchBackend(b) => Some(format!(
-                "switch-backend {b}: Flink fixes the state backend when the job is submitted (a switch needs a savepoint and a new job)"
             )),
             // Named one by one, so that a new step is a compile error here until someone decides
             // whether the bridge can run it.
@@ -366,15 +421,61 @@ mod tests {
         assert!(props.contains("cost.counter.1=5\n") && props.contains("source.dir=/log\n"), "{props}");
     }
 
+    fn scenario(steps: &str) -> Scenario {
+        Scenario::parse(&format!("name = \"x\"\n[[steps]]\nproduce = [\"a\"]\n{steps}"), "s.toml").unwrap()
+    }
+
+    /// The table of what the bridge refuses: a `set` that a new job from a savepoint cannot take
+    /// (cluster options, another max parallelism), with Flink's reason and the step's line.
+    /// Catches a bridge that refuses every `set` again, or plays a cluster option as if a
+    /// resubmission changed it.
     #[test]
-    fn a_runtime_set_is_refused_by_its_line() {
-        let s = Scenario::parse(
-            "name = \"x\"\n[[steps]]\nproduce = [\"a\"]\n[[steps]]\nset = { \"execution.checkpointing.mode\" = \"AT_LEAST_ONCE\" }\n",
-            "s.toml",
-        )
-        .unwrap();
-        let why = refusal(&s, &cfg(&[]), false).unwrap();
-        assert!(why.starts_with("s.toml:4:") && why.contains("execution.checkpointing.mode"), "{why}");
+    fn sets_a_new_job_cannot_take_are_refused_by_their_line_with_flinks_reason() {
+        for (step, why) in [
+            ("set = { \"heartbeat.timeout\" = \"5s\" }", "when the JobManager and TaskManagers start"),
+            ("set = { \"slot.request.timeout\" = \"5s\" }", "when the JobManager and TaskManagers start"),
+        ] {
+            let s = scenario(&format!("[[steps]]\n{step}\n"));
+            let got = refusal(&s, &cfg(&[]), false).unwrap_or_else(|| panic!("not refused: {step}"));
+            assert!(got.starts_with("s.toml:4:") && got.contains(why), "{step}: {got}");
+            // The same on the local cluster: a resubmission there changes no process either.
+            assert!(refusal(&s, &cfg(&[]), true).is_some(), "{step}");
+        }
+        // A scenario cannot `set` job.max-parallelism at all (ckptlab applies it at cluster start:
+        // the parser refuses it); the table still says Flink's reason.
+        let why = set_refusal("job.max-parallelism", "256", 128).unwrap();
+        assert!(why.contains("Max parallelism mismatch between checkpoint/savepoint state and new program"), "{why}");
+        assert!(why.contains("with max parallelism 128 to new program with max parallelism 256"), "{why}");
+        assert_eq!(set_refusal("execution.checkpointing.unaligned.enabled", "true", 128), None);
+    }
+
+    /// What runs now: a `set` of a job option (stop-with-savepoint + resubmission), savepoints in
+    /// both formats and stop, resubmit, switch-backend. Catches a bridge that still refuses them.
+    #[test]
+    fn sets_of_job_options_savepoints_resubmit_and_backend_switches_run() {
+        for step in [
+            "set = { \"execution.checkpointing.unaligned.enabled\" = true }",
+            "set = { \"execution.checkpointing.mode\" = \"AT_LEAST_ONCE\", \"execution.checkpointing.interval\" = \"200ms\" }",
+            "set = { \"restart-strategy.type\" = \"fixed-delay\" }",
+            "savepoint = true",
+            "savepoint = true\nformat = \"native\"",
+            "stop-with-savepoint = true\nformat = \"canonical\"",
+            "stop-with-savepoint = true\n[[steps]]\nresubmit = true",
+            "switch-backend = \"rocksdb\"",
+        ] {
+            let s = scenario(&format!("[[steps]]\n{step}\n"));
+            assert_eq!(refusal(&s, &cfg(&[]), false), None, "{step}");
+            assert_eq!(refusal(&s, &cfg(&[]), true), None, "{step}");
+        }
+    }
+
+    /// Issue 23: the Flink side has no Kafka sink (the connector is not in the PyPI wheels).
+    #[test]
+    fn a_kafka_sink_is_refused_naming_the_missing_connector() {
+        let s = scenario("");
+        let why = refusal(&s, &cfg(&["job.sink=kafka"]), false).unwrap();
+        assert!(why.contains("job.sink = kafka") && why.contains("flink-connector-kafka") && why.contains("ckptlab flink export"), "{why}");
+        assert_eq!(refusal(&s, &cfg(&["job.sink=print"]), false), None);
     }
 
     #[test]

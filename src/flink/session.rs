@@ -70,7 +70,12 @@ pub struct ClusterSummary {
 pub struct ClusterJob {
     cluster: Arc<Mutex<ClusterGuard>>,
     rest: Endpoint,
+    /// The first job's id.
     pub job: String,
+    /// The job the cluster runs now: a resubmission replaces it (the watcher follows it).
+    current: Arc<Mutex<String>>,
+    /// The uploaded jar's id, for a resubmission's `/jars/:id/run`.
+    jar_id: String,
     shared: Arc<Mutex<Shared>>,
     stop: Arc<AtomicBool>,
     poller: Option<std::thread::JoinHandle<()>>,
@@ -127,13 +132,19 @@ impl ClusterJob {
         let v = rest.post(&format!("/jars/{id}/run"), &body).map_err(|e| gone(e.to_string()))?;
         let job = v["jobid"].as_str().ok_or_else(|| gone(format!("/jars/{id}/run answered no jobid: {v}")))?.to_string();
         let shared = Arc::new(Mutex::new(Shared::default()));
-        lock(&shared).history.push(Timed { at_ms: 0, event: FlinkEvent::Submitted { job: job.clone() } });
+        lock(&shared).history.push(Timed { at_ms: 0, event: FlinkEvent::Submitted { job: job.clone(), from: None } });
         let stop = Arc::new(AtomicBool::new(false));
+        let current = Arc::new(Mutex::new(job.clone()));
         let poller = {
-            let (shared, stop, cluster, rest, job) = (shared.clone(), stop.clone(), cluster.clone(), rest.clone(), job.clone());
-            std::thread::spawn(move || watch(&rest, &job, &cluster, &observe, &shared, &stop, started, started_epoch))
+            let (shared, stop, cluster, rest, current) = (shared.clone(), stop.clone(), cluster.clone(), rest.clone(), current.clone());
+            std::thread::spawn(move || watch(&rest, &current, &cluster, &observe, &shared, &stop, started, started_epoch))
         };
-        Ok(ClusterJob { cluster, rest, job, shared, stop, poller: Some(poller), started, started_epoch })
+        Ok(ClusterJob { cluster, rest, job, current, jar_id: id, shared, stop, poller: Some(poller), started, started_epoch })
+    }
+
+    /// The job the cluster runs now.
+    pub fn current(&self) -> String {
+        lock(&self.current).clone()
     }
 
     fn at_ms(&self) -> u64 {
@@ -145,8 +156,24 @@ impl ClusterJob {
         lock(&self.shared).history.push(Timed { at_ms, event });
     }
 
-    /// `kill tm-N`, `hang tm-N`, `start tm-N`, `checkpoint`.
+    /// `kill tm-N`, `hang tm-N`, `start tm-N`, `checkpoint`, and tab-separated (they carry
+    /// paths) `savepoint FORMAT DIR`, `stop-with-savepoint FORMAT DIR`, `submit PROPS [SAVEPOINT]`:
+    /// these run in a thread of their own (a savepoint takes seconds) and answer with an event.
     pub fn send(&mut self, command: &str) -> Result<(), HarnessError> {
+        if command.contains('\t') {
+            let w: Vec<String> = command.split('\t').map(str::to_string).collect();
+            let (rest, current, shared, jar, started) = (self.rest.clone(), self.current.clone(), self.shared.clone(), self.jar_id.clone(), self.started);
+            let what = command.replace('\t', " ");
+            std::thread::spawn(move || {
+                let event = match command_with_paths(&rest, &current, &jar, &w) {
+                    Ok(e) => e,
+                    Err(reason) => FlinkEvent::Refused { what, reason },
+                };
+                let at_ms = started.elapsed().as_millis() as u64;
+                lock(&shared).history.push(Timed { at_ms, event });
+            });
+            return Ok(());
+        }
         let w: Vec<&str> = command.split_whitespace().collect();
         let refused = |what: &str, reason: String| FlinkEvent::Refused { what: what.to_string(), reason };
         let event = match (w.first().copied(), w.get(1).copied()) {
@@ -162,7 +189,7 @@ impl ClusterJob {
                 Ok(d) => FlinkEvent::TmProcessStarted { tm: tm.into(), pid: d.pid },
                 Err(e) => refused(command, e.to_string()),
             },
-            (Some("checkpoint"), None) => match self.rest.post(&format!("/jobs/{}/checkpoints", self.job), &serde_json::json!({})) {
+            (Some("checkpoint"), None) => match self.rest.post(&format!("/jobs/{}/checkpoints", self.current()), &serde_json::json!({})) {
                 Ok(_) => return Ok(()),
                 Err(e) => refused(command, e.to_string()),
             },
@@ -212,10 +239,11 @@ impl ClusterJob {
     /// lets the guard resume hung TaskManagers and stop a cluster this run started.
     pub fn shutdown(mut self, grace: Duration) {
         lock(&self.cluster).get().resume_all();
-        let _ = self.rest.patch(&format!("/jobs/{}?mode=cancel", self.job));
+        let job = self.current();
+        let _ = self.rest.patch(&format!("/jobs/{job}?mode=cancel"));
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            match self.rest.get(&format!("/jobs/{}", self.job)) {
+            match self.rest.get(&format!("/jobs/{job}")) {
                 Ok(v) if matches!(v["state"].as_str(), Some("CANCELED" | "FAILED" | "FINISHED")) => break,
                 Err(_) => break,
                 _ => std::thread::sleep(POLL),
@@ -238,6 +266,78 @@ impl Drop for ClusterJob {
         // reference) stops a cluster this run started.
         self.stop_watching();
     }
+}
+
+/// How long a savepoint through REST may take before the bridge gives up on it.
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A savepoint, a stop-with-savepoint or a resubmission through REST, as `flink savepoint`,
+/// `flink stop` and `flink run -s` do it; the event it ends with, or why it failed (Flink's words).
+fn command_with_paths(rest: &Endpoint, current: &Mutex<String>, jar: &str, w: &[String]) -> Result<FlinkEvent, String> {
+    let job = lock(current).clone();
+    match w.first().map(String::as_str) {
+        Some(kind @ ("savepoint" | "stop-with-savepoint")) => {
+            let (format, dir) = (w.get(1).cloned().unwrap_or_default(), w.get(2).cloned().unwrap_or_default());
+            let stop = kind == "stop-with-savepoint";
+            // Flink 2.3's StopWithSavepointRequestBody (targetDirectory, drain, formatType) for
+            // POST /jobs/:id/stop, SavepointTriggerRequestBody (target-directory, cancel-job,
+            // formatType) for POST /jobs/:id/savepoints; both answer a TriggerResponse's
+            // request-id, polled at GET /jobs/:id/savepoints/:triggerid (SavepointStatusHandler)
+            // until status.id = COMPLETED with operation.location or operation.failure-cause.
+            let (path, body) = if stop {
+                (format!("/jobs/{job}/stop"), serde_json::json!({ "targetDirectory": dir, "drain": false, "formatType": format }))
+            } else {
+                (format!("/jobs/{job}/savepoints"), serde_json::json!({ "target-directory": dir, "cancel-job": false, "formatType": format }))
+            };
+            let v = rest.post(&path, &body).map_err(|e| e.to_string())?;
+            let trigger = v["request-id"].as_str().ok_or_else(|| format!("{path} answered no request-id: {v}"))?.to_string();
+            let deadline = Instant::now() + SAVEPOINT_TIMEOUT;
+            loop {
+                let s = rest.get(&format!("/jobs/{job}/savepoints/{trigger}")).map_err(|e| e.to_string())?;
+                if s["status"]["id"] == "COMPLETED" {
+                    let op = &s["operation"];
+                    if let Some(location) = op["location"].as_str() {
+                        let id = savepoint_id(rest, &job, location);
+                        return Ok(FlinkEvent::SavepointCompleted { stop, format, path: location.to_string(), id });
+                    }
+                    let cause = &op["failure-cause"];
+                    let text = cause["serialized-throwable"].as_str().or(cause["class"].as_str()).map(str::to_string).unwrap_or_else(|| cause.to_string());
+                    return Err(first_lines(&text));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!("no outcome after {}s", SAVEPOINT_TIMEOUT.as_secs()));
+                }
+                std::thread::sleep(POLL);
+            }
+        }
+        Some("submit") => {
+            let props = w.get(1).cloned().unwrap_or_default();
+            let savepoint = w.get(2).cloned();
+            // JarRunRequestBody: savepointPath, allowNonRestoredState (false: `flink run -s` without -n).
+            let mut body = serde_json::json!({ "entryClass": ENTRY_CLASS, "programArgsList": [props] });
+            if let Some(sp) = &savepoint {
+                body["savepointPath"] = serde_json::Value::String(sp.clone());
+                body["allowNonRestoredState"] = serde_json::Value::Bool(false);
+            }
+            let v = rest.post(&format!("/jars/{jar}/run"), &body).map_err(|e| first_lines(&e.to_string()))?;
+            let new = v["jobid"].as_str().ok_or_else(|| format!("/jars/{jar}/run answered no jobid: {v}"))?.to_string();
+            *lock(current) = new.clone();
+            Ok(FlinkEvent::Submitted { job: new, from: savepoint })
+        }
+        _ => Err("unknown command".into()),
+    }
+}
+
+/// A Java exception's text cut to its first lines (a stack trace says more than a narration can).
+fn first_lines(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("at ")).take(6).collect();
+    lines.join(" | ")
+}
+
+/// The checkpoint id of the savepoint at `location` in the job's statistics (its history).
+fn savepoint_id(rest: &Endpoint, job: &str, location: &str) -> Option<u64> {
+    let cp = rest.get(&format!("/jobs/{job}/checkpoints")).ok()?;
+    cp["history"].as_array()?.iter().find(|c| c["external_path"].as_str() == Some(location)).and_then(|c| c["id"].as_u64())
 }
 
 /// The operators' figures, merged over the TaskManagers' files by the newest: the sink's last
@@ -310,7 +410,7 @@ fn read_observed(dir: &Path, since: u64) -> Observed {
 #[allow(clippy::too_many_arguments)]
 fn watch(
     rest: &Endpoint,
-    job: &str,
+    current: &Mutex<String>,
     cluster: &Mutex<ClusterGuard>,
     observe: &Path,
     shared: &Mutex<Shared>,
@@ -321,7 +421,7 @@ fn watch(
     let at = || started.elapsed().as_millis() as u64;
     let push = |event: FlinkEvent, at_ms: u64| lock(shared).history.push(Timed { at_ms, event });
     let mut last_status = String::new();
-    let mut reported: BTreeSet<u64> = BTreeSet::new();
+    let mut reported: BTreeSet<(String, u64)> = BTreeSet::new();
     let mut failures_seen: BTreeSet<(u64, String)> = BTreeSet::new();
     let mut last_completed = 0;
     let mut last_failed = 0;
@@ -330,8 +430,22 @@ fn watch(
     let mut entered: BTreeMap<String, u64> = BTreeMap::new();
     let mut misses = 0;
     let mut turn = 0u64;
+    // The jobs before the current one: their figures (a resubmission's own start at 0).
+    let mut job = lock(current).clone();
+    let mut base = (0u64, 0u64, 0u64);
+    let mut own = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Acquire) {
         turn += 1;
+        let now = lock(current).clone();
+        if now != job {
+            base = (base.0 + own.0, base.1 + own.1, base.2 + own.2);
+            own = (0, 0, 0);
+            job = now;
+            last_status.clear();
+            failures_seen.clear();
+            entered.clear();
+        }
+        let job = job.as_str();
         let details = match rest.get(&format!("/jobs/{job}")) {
             Ok(v) => {
                 misses = 0;
@@ -368,16 +482,22 @@ fn watch(
         st.status = status;
         st.all_running = all_running;
         if let Ok(cp) = rest.get(&format!("/jobs/{job}/checkpoints")) {
-            st.checkpoints_completed = cp["counts"]["completed"].as_u64().unwrap_or(0);
-            st.checkpoints_failed = cp["counts"]["failed"].as_u64().unwrap_or(0);
+            own.0 = cp["counts"]["completed"].as_u64().unwrap_or(0);
+            own.1 = cp["counts"]["failed"].as_u64().unwrap_or(0);
+            st.checkpoints_completed = base.0 + own.0;
+            st.checkpoints_failed = base.1 + own.1;
             let mut ended: Vec<&serde_json::Value> = cp["history"].as_array().into_iter().flatten().collect();
             ended.sort_by_key(|c| c["id"].as_u64());
             for c in ended {
                 let (Some(id), Some(status)) = (c["id"].as_u64(), c["status"].as_str()) else { continue };
-                if status == "IN_PROGRESS" || c["is_savepoint"] == true || !reported.insert(id) {
+                if status == "IN_PROGRESS" || c["is_savepoint"] == true || !reported.insert((job.to_string(), id)) {
                     continue;
                 }
                 let message = c["failure_message"].as_str().map(str::to_string);
+                // CheckpointingStatistics: end_to_end_duration, persisted_data (the in-flight data
+                // of an unaligned checkpoint), is_unaligned; alignment is per subtask only
+                // (/jobs/:id/checkpoints/details/:cid/subtasks/:vid), one call per vertex.
+                let alignment_ms = (status == "COMPLETED").then(|| alignment_of(rest, job, id)).flatten();
                 push(
                     FlinkEvent::Checkpoint(FlinkCheckpoint {
                         id,
@@ -385,6 +505,10 @@ fn watch(
                         duration_ms: c["end_to_end_duration"].as_u64().unwrap_or(0),
                         reason: message.as_deref().and_then(reason_of),
                         message,
+                        persisted_bytes: c["persisted_data"].as_u64(),
+                        alignment_ms,
+                        unaligned: c["is_unaligned"].as_bool(),
+                        job: Some(job.to_string()),
                     }),
                     at(),
                 );
@@ -413,7 +537,8 @@ fn watch(
                     }
                 }
                 // One entry per failure the failover handled (each a restart), unless it failed the job.
-                let restarts = entries.len() as u64 - u64::from(st.status == "FAILED" && !entries.is_empty());
+                own.2 = entries.len() as u64 - u64::from(st.status == "FAILED" && !entries.is_empty());
+                let restarts = base.2 + own.2;
                 st.restarts = restarts;
                 if restarts > last_restarts {
                     push(FlinkEvent::Restart { attempt: restarts }, at());
@@ -453,6 +578,20 @@ fn watch(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// The longest alignment of any subtask of checkpoint `id` (the `alignment.duration` maxima of
+/// TaskCheckpointStatisticsWithSubtaskDetails' summary, one vertex at a time).
+fn alignment_of(rest: &Endpoint, job: &str, id: u64) -> Option<u64> {
+    let d = rest.get(&format!("/jobs/{job}/checkpoints/details/{id}")).ok()?;
+    let mut max = None;
+    for vid in d["tasks"].as_object()?.keys() {
+        let s = rest.get(&format!("/jobs/{job}/checkpoints/details/{id}/subtasks/{vid}")).ok()?;
+        if let Some(m) = s["summary"]["alignment"]["duration"]["max"].as_u64() {
+            max = Some(max.unwrap_or(0).max(m));
+        }
+    }
+    max
 }
 
 /// The `CheckpointFailureReason` of a failure message (as Harness.reasonOf: the statistics keep

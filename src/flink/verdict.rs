@@ -167,7 +167,19 @@ pub fn side_by_side(ckptlab: &Verdict, flink: &Verdict, flink_caught_up: bool) -
 }
 
 /// A figure an `expect` names, on the Flink side (`None`: Flink's side does not measure it).
-pub fn flink_figure(name: Figure, key: Option<&str>, v: &Verdict, restarts: u64, completed: u64, failed: u64) -> Option<i64> {
+/// `last`: Flink's newest completed checkpoint (its statistics: end-to-end duration, persisted
+/// in-flight data, the longest alignment), for the `last_*` figures; -1 when none completed, as
+/// ckptlab's own figures say it.
+#[allow(clippy::too_many_arguments)]
+pub fn flink_figure(
+    name: Figure,
+    key: Option<&str>,
+    v: &Verdict,
+    restarts: u64,
+    completed: u64,
+    failed: u64,
+    last: Option<&super::harness::FlinkCheckpoint>,
+) -> Option<i64> {
     if let Some(k) = key {
         return name.of_key(&v.keys.get(k).cloned().unwrap_or_default()).map(|n| n as i64);
     }
@@ -180,16 +192,12 @@ pub fn flink_figure(name: Figure, key: Option<&str>, v: &Verdict, restarts: u64,
         Figure::Restarts => restarts,
         Figure::CheckpointsCompleted => completed,
         Figure::CheckpointsFailed => failed,
+        Figure::LastCheckpointMs => return Some(last.map_or(-1, |c| c.duration_ms as i64)),
+        // Older harness lines carry no persisted data or alignment: not measured then.
+        Figure::LastAlignmentMs => return last.map_or(Some(-1), |c| c.alignment_ms.map(|a| a as i64)),
+        Figure::LastPersistedBytes => return last.map_or(Some(-1), |c| c.persisted_bytes.map(|b| b as i64)),
         // The Flink side does not measure these.
-        Figure::RepeatedOutput
-        | Figure::InFlight
-        | Figure::LastCheckpointMs
-        | Figure::LastAlignmentMs
-        | Figure::LastStartDelayMs
-        | Figure::LastAsyncMs
-        | Figure::LastPersistedBytes => {
-            return None
-        }
+        Figure::RepeatedOutput | Figure::InFlight | Figure::LastStartDelayMs | Figure::LastAsyncMs => return None,
         // The bridge refuses job.sink = kafka (issue 23): no output topic on the Flink side.
         Figure::CommittedOutputGaps | Figure::CommittedRepeatedOutput | Figure::UncommittedRepeatedOutput | Figure::OutputLostByTimeout => {
             return None

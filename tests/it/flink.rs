@@ -183,3 +183,93 @@ fn on_a_local_cluster_of_processes_a_sigkilled_taskmanager_loses_and_overcounts_
         assert!(moment["flink_ms"].is_u64() && moment["ckptlab_ms"].is_u64(), "a moment one side never reached: {moment}");
     }
 }
+
+/// A mid-run `set` and a savepoint on the MiniCluster: ckptlab changes the option live, Flink
+/// stops the job with a savepoint and submits it again from it with the option (what a Flink user
+/// does; Flink applies configuration at submission). Records keep coming while the Flink job is
+/// down. The new job must carry on from the savepoint: its counters' keyed state and its sources'
+/// read positions, so that nothing is lost and nothing counted twice. Sources start at `latest`
+/// (the seed's): a resubmission that drops the savepoint path starts counting from zero at the end
+/// of the log, and the keys' counts fall short (lost > 0); one that restored counts but not
+/// positions would count the log again (overcounted > 0).
+#[test]
+fn a_mid_run_set_is_a_stop_with_savepoint_and_a_resubmission_from_it_on_flink() {
+    if let Some(why) = missing_prerequisite() {
+        common::skip(&why);
+        return;
+    }
+    let scenario = r#"name = "set and savepoint on Flink"
+[config.execution.checkpointing]
+interval = "500ms"
+mode = "EXACTLY_ONCE"
+
+[config.heartbeat]
+timeout = "2s"
+
+[config.ckptlab]
+hop-delay = "0ms"
+
+[[steps]]
+generate = { rate = 200, duration = "6s", keys = ["a", "b", "c", "d"] }
+
+[[steps]]
+wait = "1500ms"
+
+[[steps]]
+set = { "execution.checkpointing.unaligned.enabled" = true }
+
+[[steps]]
+savepoint = true
+format = "native"
+
+[[steps]]
+await = "checkpoint-completed"
+timeout = "20s"
+
+[[steps]]
+await = "caught-up"
+timeout = "60s"
+
+[[steps]]
+expect = { lost = 0, overcounted = 0, last_checkpoint_ms = ">= 0" }
+"#;
+    let dir = common::scratch_dir();
+    let file = dir.path().join("set-and-savepoint.toml");
+    std::fs::write(&file, scenario).expect("the scenario is written");
+    let report = bridge(file.to_str().expect("a UTF-8 path"));
+    for side in ["ckptlab", "flink"] {
+        let v = &report[side]["verdict"];
+        assert_eq!((v["lost"].as_i64(), v["overcounted"].as_i64()), (Some(0), Some(0)), "{side}: {v}");
+        assert_eq!(v["produced"].as_i64(), Some(1200), "{side}: {v}");
+    }
+    let flink = &report["flink"];
+    assert_eq!(flink["caught_up"], true, "{flink}");
+    let history = flink["history"].as_array().cloned().unwrap_or_default();
+    let events = |name: &str| history.iter().filter(|e| e["event"]["event"] == name).map(|e| e["event"].clone()).collect::<Vec<_>>();
+    // A stop-with-savepoint, then a second job restored from exactly that savepoint; then the
+    // savepoint step's own (native, the job running on).
+    let savepoints = events("savepoint-completed");
+    assert_eq!(savepoints.len(), 2, "{savepoints:?}");
+    assert_eq!((savepoints[0]["stop"].as_bool(), savepoints[0]["format"].as_str()), (Some(true), Some("CANONICAL")), "{savepoints:?}");
+    assert_eq!((savepoints[1]["stop"].as_bool(), savepoints[1]["format"].as_str()), (Some(false), Some("NATIVE")), "{savepoints:?}");
+    let submitted = events("submitted");
+    assert_eq!(submitted.len(), 2, "{submitted:?}");
+    assert_eq!(submitted[1]["from"], savepoints[0]["path"], "the second job is not restored from the stop's savepoint: {submitted:?}");
+    // The new job took unaligned checkpoints (the option reached Flink), the first job aligned ones.
+    let checkpoints = events("checkpoint");
+    let jobs: Vec<&str> = submitted.iter().filter_map(|s| s["job"].as_str()).collect();
+    assert!(checkpoints.iter().any(|c| c["job"] == jobs[0] && c["unaligned"] == false), "{checkpoints:?}");
+    assert!(checkpoints.iter().any(|c| c["job"] == jobs[1] && c["unaligned"] == true && c["status"] == "COMPLETED"), "{checkpoints:?}");
+    // The narration names the stop-with-savepoint and says why.
+    let said = report["flink_resubmissions"].as_array().cloned().unwrap_or_default();
+    let said: Vec<&str> = said.iter().filter_map(|l| l.as_str()).collect();
+    assert!(
+        said.iter().any(|l| l.contains("Flink applies configuration at submission: stop-with-savepoint") && l.contains("execution.checkpointing.unaligned.enabled = true")),
+        "{said:?}"
+    );
+    // Both sides side by side: Flink's two jobs shown, its checkpoints summed over them.
+    let rows = report["comparison"]["rows"].as_array().cloned().unwrap_or_default();
+    let jobs_row = rows.iter().find(|r| r["figure"] == "jobs submitted").unwrap_or_else(|| panic!("no jobs row: {rows:?}"));
+    assert_eq!((jobs_row["ckptlab"].as_str(), jobs_row["flink"].as_str()), (Some("1"), Some("2")), "{jobs_row}");
+    assert_eq!(report["comparison"]["agree"], true, "{}", report["comparison"]);
+}

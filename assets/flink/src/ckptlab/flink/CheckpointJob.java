@@ -102,6 +102,17 @@ public class CheckpointJob {
             case "transactional":
                 counts.sinkTo(new TransactionalSink(constantKey)).setParallelism(1).uid("sink").name("sink");
                 break;
+            case "kafka":
+                // Flink's KafkaSink (KafkaOutput, in the export only, compiled against the
+                // connector's jar): loaded by name, so that this class builds without it.
+                try {
+                    Class.forName("ckptlab.flink.KafkaOutput")
+                            .getMethod("attach", DataStream.class, Properties.class)
+                            .invoke(null, counts, props);
+                } catch (ReflectiveOperationException | LinkageError e) {
+                    throw new IllegalStateException("job.sink=kafka needs ckptlab.flink.KafkaOutput and org.apache.flink:flink-connector-kafka on the classpath (see README.md): " + e, e);
+                }
+                break;
             default:
                 counts.sinkTo(new ObservedSink("print".equals(sink), constantKey)).setParallelism(1).uid("sink").name("sink");
         }

@@ -20,7 +20,8 @@ import org.apache.flink.metrics.reporter.MetricReporterFactory;
 public final class RestartCounter implements MetricReporter, MetricReporterFactory {
     /** The option the harness sets to load this reporter. */
     static final String FACTORY_OPTION = "metrics.reporter.ckptlab.factory.class";
-    private static volatile Gauge<?> numRestarts;
+    /** The numRestarts gauge of each job, by its id (a resubmission is a new job with its own). */
+    private static final java.util.Map<String, Gauge<?>> NUM_RESTARTS = new java.util.concurrent.ConcurrentHashMap<>();
 
     @Override
     public MetricReporter createMetricReporter(Properties properties) {
@@ -36,16 +37,17 @@ public final class RestartCounter implements MetricReporter, MetricReporterFacto
     @Override
     public void notifyOfAddedMetric(Metric metric, String name, MetricGroup group) {
         if ("numRestarts".equals(name) && metric instanceof Gauge) {
-            numRestarts = (Gauge<?>) metric;
+            String job = group.getAllVariables().get("<job_id>");
+            NUM_RESTARTS.put(job == null ? "" : job, (Gauge<?>) metric);
         }
     }
 
     @Override
     public void notifyOfRemovedMetric(Metric metric, String name, MetricGroup group) {}
 
-    /** Flink's numRestarts of the job, or -1 before the gauge was registered. */
-    static long restarts() {
-        Gauge<?> g = numRestarts;
+    /** Flink's numRestarts of the job {@code job}, or -1 before its gauge was registered. */
+    static long restarts(String job) {
+        Gauge<?> g = NUM_RESTARTS.get(job);
         Object v = g == null ? null : g.getValue();
         return v instanceof Number ? ((Number) v).longValue() : -1;
     }
