@@ -92,8 +92,7 @@ pub fn progress_of(
         .iter()
         .map(|(task, view)| {
             let at = view.lock().unwrap_or_else(|e| e.into_inner()).checkpoints.iter().find(|c| c.checkpoint == checkpoint).copied();
-            let name = task.to_string();
-            let inputs = channels.iter().filter(|c| c.to == name);
+            let inputs = channels.iter().filter(|c| c.to == *task);
             let (mut records_ahead, mut without_barrier, mut blocked_records) = (0, 0, 0);
             for c in inputs {
                 let in_flight = c.in_flight.load(Ordering::Relaxed).max(0) as u64;
