@@ -216,7 +216,7 @@ impl Default for Keymap {
                 b(Key::ch('o'), OpenScenario, Command, "play a scenario", false),
                 b(Key::plain(KeyCode::Enter), Open, Command, "open the selected key", false),
                 b(Key::ch('f'), EventsFilter, Command, "events filter", false),
-                b(Key::ch('r'), SwitchReader, Command, "output: committed/uncommitted", false),
+                b(Key::ch('r'), SwitchReader, Command, "output reader's isolation", false),
                 b(Key::plain(KeyCode::PageUp), PageUp, Command, "scroll a page up", false),
                 b(Key::plain(KeyCode::PageDown), PageDown, Command, "scroll a page down", false),
                 b(Key::plain(KeyCode::Home), Home, Command, "scroll to the start", false),
