@@ -729,6 +729,30 @@ fn unaligned_enabled(spec: &JobSpec) -> bool {
     spec.flink.iter().any(|(k, v)| k == "execution.checkpointing.unaligned.enabled" && v == "true")
 }
 
+/// Why a savepoint, resubmit, switch-backend or set step failed on the Flink side (the text
+/// follows `Flink: ` in the narration and the report).
+#[derive(Debug, Error)]
+enum FlinkStepError {
+    #[error("resubmit: the job is {0}: Flink submits a job again after it stopped with a savepoint (FINISHED) or FAILED")]
+    NotResubmittable(String),
+    #[error("{step}: {source}")]
+    Config { step: String, source: ConfigError },
+    #[error("{what}: the job is {status} (Flink takes a savepoint of a RUNNING job)")]
+    NotRunning { what: &'static str, status: String },
+    #[error("the harness did not take the command: {0}")]
+    Send(#[from] HarnessError),
+    #[error("Flink refused the {what}: {reason}")]
+    Refused { what: &'static str, reason: String },
+    #[error("{what}: no outcome on Flink after {}s", .after.as_secs())]
+    NoOutcome { what: &'static str, after: Duration },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("the job submitted from {from} FAILED (see flink.log)")]
+    SubmittedFailed { from: String },
+    #[error("the resubmitted job was not running after {}s", .after.as_secs())]
+    NotStarted { after: Duration },
+}
+
 impl Resubmission {
     /// A line of narration, kept for the report too.
     fn say(&mut self, narrate: &mut impl FnMut(String), line: String) {
@@ -737,7 +761,7 @@ impl Resubmission {
     }
 
     /// Plays a savepoint, resubmit, switch-backend or set step on Flink; Err: why it failed there.
-    async fn play(&mut self, flink: &mut Flink, action: &Action, cfg: &Config, log_dir: &Path, run_dir: &Path, narrate: &mut impl FnMut(String)) -> Result<(), String> {
+    async fn play(&mut self, flink: &mut Flink, action: &Action, cfg: &Config, log_dir: &Path, run_dir: &Path, narrate: &mut impl FnMut(String)) -> Result<(), FlinkStepError> {
         match action {
             Action::Savepoint { stop, format } => {
                 let sp = self.savepoint(flink, *stop, format.name()).await?;
@@ -755,7 +779,7 @@ impl Resubmission {
                     ("FAILED", _) => None,
                     (status, kept) => {
                         self.stopped_at = kept;
-                        return Err(format!("resubmit: the job is {status}: Flink submits a job again after it stopped with a savepoint (FINISHED) or FAILED"));
+                        return Err(FlinkStepError::NotResubmittable(status.to_string()));
                     }
                 };
                 let spec = self.spec.clone();
@@ -768,8 +792,9 @@ impl Resubmission {
             }
             Action::SwitchBackend(name) => {
                 let mut layers = self.layers.clone();
-                layers.set_backend(name, "switch-backend").map_err(|e| format!("switch-backend {name}: {e}"))?;
-                let new_cfg = layers.build().map_err(|e| format!("switch-backend {name}: {e}"))?;
+                let step = || format!("switch-backend {name}");
+                layers.set_backend(name, "switch-backend").map_err(|source| FlinkStepError::Config { step: step(), source })?;
+                let new_cfg = layers.build().map_err(|source| FlinkStepError::Config { step: step(), source })?;
                 let spec = JobSpec::of(&new_cfg, log_dir, run_dir);
                 if spec == self.spec {
                     self.say(narrate, format!("          Flink: already {}: nothing to switch", new_cfg.backend_label()));
@@ -828,18 +853,18 @@ impl Resubmission {
     }
 
     /// Stop-with-savepoint in canonical format, then the job `spec` submitted from it.
-    async fn stop_and_resubmit(&mut self, flink: &mut Flink, spec: &JobSpec, run_dir: &Path) -> Result<SavepointDone, String> {
+    async fn stop_and_resubmit(&mut self, flink: &mut Flink, spec: &JobSpec, run_dir: &Path) -> Result<SavepointDone, FlinkStepError> {
         let sp = self.savepoint(flink, true, "canonical").await?;
         self.submit(flink, spec, Some(&sp.path), run_dir).await?;
         Ok(sp)
     }
 
     /// A savepoint (`stop`: stop-with-savepoint) into the run's savepoint directory.
-    async fn savepoint(&mut self, flink: &mut Flink, stop: bool, format: &str) -> Result<SavepointDone, String> {
+    async fn savepoint(&mut self, flink: &mut Flink, stop: bool, format: &str) -> Result<SavepointDone, FlinkStepError> {
         let what = if stop { "stop-with-savepoint" } else { "savepoint" };
         let (st, _) = flink.state();
         if st.status != "RUNNING" {
-            return Err(format!("{what}: the job is {} (Flink takes a savepoint of a RUNNING job)", st.status));
+            return Err(FlinkStepError::NotRunning { what, status: st.status.clone() });
         }
         let seen = flink.history().len();
         let asked = Instant::now();
@@ -847,14 +872,14 @@ impl Resubmission {
             self.down_since = Some(ms(asked.duration_since(self.origin)));
         }
         let dir = format!("file://{}", self.savepoint_dir.display());
-        flink.send(&format!("{what}\t{}\t{dir}", format.to_uppercase())).map_err(|e| e.to_string())?;
+        flink.send(&format!("{what}\t{}\t{dir}", format.to_uppercase()))?;
         let done = await_event(flink, seen, SAVEPOINT_TIMEOUT, |e| match e {
             FlinkEvent::SavepointCompleted { path, id, stop: s, .. } if *s == stop => Some(Ok(SavepointDone { path: path.clone(), id: *id, took: Duration::ZERO })),
-            FlinkEvent::Refused { what: w, reason } if w.starts_with(what) => Some(Err(format!("Flink refused the {what}: {reason}"))),
+            FlinkEvent::Refused { what: w, reason } if w.starts_with(what) => Some(Err(FlinkStepError::Refused { what, reason: reason.clone() })),
             _ => None,
         })
         .await
-        .unwrap_or_else(|| Err(format!("{what}: no outcome on Flink after {}s", SAVEPOINT_TIMEOUT.as_secs())));
+        .unwrap_or(Err(FlinkStepError::NoOutcome { what, after: SAVEPOINT_TIMEOUT }));
         let mut done = match done {
             Ok(d) => d,
             Err(e) => {
@@ -875,23 +900,23 @@ impl Resubmission {
     }
 
     /// Submits `spec` as a new job (restored from `savepoint`) and waits for all its tasks to run.
-    async fn submit(&mut self, flink: &mut Flink, spec: &JobSpec, savepoint: Option<&str>, run_dir: &Path) -> Result<(), String> {
+    async fn submit(&mut self, flink: &mut Flink, spec: &JobSpec, savepoint: Option<&str>, run_dir: &Path) -> Result<(), FlinkStepError> {
         let props = run_dir.join(format!("job-{}.properties", self.jobs + 1));
-        std::fs::write(&props, spec.to_properties()).map_err(|e| format!("cannot write {}: {e}", props.display()))?;
+        std::fs::write(&props, spec.to_properties()).map_err(|source| FlinkStepError::Write { path: props.clone(), source })?;
         let seen = flink.history().len();
         let mut command = format!("submit\t{}", props.display());
         if let Some(sp) = savepoint {
             command.push('\t');
             command.push_str(sp);
         }
-        flink.send(&command).map_err(|e| e.to_string())?;
+        flink.send(&command)?;
         await_event(flink, seen, FLINK_START_TIMEOUT, |e| match e {
             FlinkEvent::Submitted { .. } => Some(Ok(())),
-            FlinkEvent::Refused { what, reason } if what.starts_with("submit") => Some(Err(format!("Flink refused the submission: {reason}"))),
+            FlinkEvent::Refused { what, reason } if what.starts_with("submit") => Some(Err(FlinkStepError::Refused { what: "submission", reason: reason.clone() })),
             _ => None,
         })
         .await
-        .unwrap_or_else(|| Err(format!("the resubmission got no answer from Flink in {}s", FLINK_START_TIMEOUT.as_secs())))?;
+        .unwrap_or(Err(FlinkStepError::NoOutcome { what: "resubmission", after: FLINK_START_TIMEOUT }))?;
         self.jobs += 1;
         self.unaligned.push(unaligned_enabled(spec));
         // Running: every task of the new job deployed and restored. A restore Flink refuses
@@ -907,10 +932,10 @@ impl Resubmission {
                 return Ok(());
             }
             if seq > seq0 + 1 && st.status == "FAILED" {
-                return Err(format!("the job submitted from {} FAILED (see flink.log)", savepoint.unwrap_or("nothing")));
+                return Err(FlinkStepError::SubmittedFailed { from: savepoint.unwrap_or("nothing").to_string() });
             }
             if Instant::now() >= deadline || flink.gone().is_some() {
-                return Err(format!("the resubmitted job was not running after {}s", FLINK_START_TIMEOUT.as_secs()));
+                return Err(FlinkStepError::NotStarted { after: FLINK_START_TIMEOUT });
             }
             tokio::time::sleep(POLL).await;
         }

@@ -167,7 +167,7 @@ impl ClusterJob {
             std::thread::spawn(move || {
                 let event = match command_with_paths(&rest, &current, &jar, &w) {
                     Ok(e) => e,
-                    Err(reason) => FlinkEvent::Refused { what, reason },
+                    Err(reason) => FlinkEvent::Refused { what, reason: reason.to_string() },
                 };
                 let at_ms = started.elapsed().as_millis() as u64;
                 lock(&shared).history.push(Timed { at_ms, event });
@@ -271,9 +271,27 @@ impl Drop for ClusterJob {
 /// How long a savepoint through REST may take before the bridge gives up on it.
 const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Why a savepoint or a submission through REST did not complete (the reason of the
+/// [`FlinkEvent::Refused`] it answers with).
+#[derive(Debug, thiserror::Error)]
+enum PathCommandError {
+    /// Flink's REST API answered with an error (its first lines).
+    #[error("{}", first_lines(&.0.to_string()))]
+    Rest(#[from] super::rest::RestError),
+    #[error("{path} answered no {field}: {answer}")]
+    NoField { path: String, field: &'static str, answer: serde_json::Value },
+    /// The operation failed on Flink: its exception's first lines.
+    #[error("{}", first_lines(.0))]
+    Failed(String),
+    #[error("no outcome after {}s", .0.as_secs())]
+    NoOutcome(Duration),
+    #[error("unknown command")]
+    Unknown,
+}
+
 /// A savepoint, a stop-with-savepoint or a resubmission through REST, as `flink savepoint`,
 /// `flink stop` and `flink run -s` do it; the event it ends with, or why it failed (Flink's words).
-fn command_with_paths(rest: &Endpoint, current: &Mutex<String>, jar: &str, w: &[String]) -> Result<FlinkEvent, String> {
+fn command_with_paths(rest: &Endpoint, current: &Mutex<String>, jar: &str, w: &[String]) -> Result<FlinkEvent, PathCommandError> {
     let job = lock(current).clone();
     match w.first().map(String::as_str) {
         Some(kind @ ("savepoint" | "stop-with-savepoint")) => {
@@ -289,11 +307,11 @@ fn command_with_paths(rest: &Endpoint, current: &Mutex<String>, jar: &str, w: &[
             } else {
                 (format!("/jobs/{job}/savepoints"), serde_json::json!({ "target-directory": dir, "cancel-job": false, "formatType": format }))
             };
-            let v = rest.post(&path, &body).map_err(|e| e.to_string())?;
-            let trigger = v["request-id"].as_str().ok_or_else(|| format!("{path} answered no request-id: {v}"))?.to_string();
+            let v = rest.post(&path, &body)?;
+            let trigger = v["request-id"].as_str().ok_or_else(|| PathCommandError::NoField { path: path.clone(), field: "request-id", answer: v.clone() })?.to_string();
             let deadline = Instant::now() + SAVEPOINT_TIMEOUT;
             loop {
-                let s = rest.get(&format!("/jobs/{job}/savepoints/{trigger}")).map_err(|e| e.to_string())?;
+                let s = rest.get(&format!("/jobs/{job}/savepoints/{trigger}"))?;
                 if s["status"]["id"] == "COMPLETED" {
                     let op = &s["operation"];
                     if let Some(location) = op["location"].as_str() {
@@ -302,10 +320,10 @@ fn command_with_paths(rest: &Endpoint, current: &Mutex<String>, jar: &str, w: &[
                     }
                     let cause = &op["failure-cause"];
                     let text = cause["serialized-throwable"].as_str().or(cause["class"].as_str()).map(str::to_string).unwrap_or_else(|| cause.to_string());
-                    return Err(first_lines(&text));
+                    return Err(PathCommandError::Failed(text));
                 }
                 if Instant::now() >= deadline {
-                    return Err(format!("no outcome after {}s", SAVEPOINT_TIMEOUT.as_secs()));
+                    return Err(PathCommandError::NoOutcome(SAVEPOINT_TIMEOUT));
                 }
                 std::thread::sleep(POLL);
             }
@@ -319,12 +337,12 @@ fn command_with_paths(rest: &Endpoint, current: &Mutex<String>, jar: &str, w: &[
                 body["savepointPath"] = serde_json::Value::String(sp.clone());
                 body["allowNonRestoredState"] = serde_json::Value::Bool(false);
             }
-            let v = rest.post(&format!("/jars/{jar}/run"), &body).map_err(|e| first_lines(&e.to_string()))?;
-            let new = v["jobid"].as_str().ok_or_else(|| format!("/jars/{jar}/run answered no jobid: {v}"))?.to_string();
+            let v = rest.post(&format!("/jars/{jar}/run"), &body)?;
+            let new = v["jobid"].as_str().ok_or_else(|| PathCommandError::NoField { path: format!("/jars/{jar}/run"), field: "jobid", answer: v.clone() })?.to_string();
             *lock(current) = new.clone();
             Ok(FlinkEvent::Submitted { job: new, from: savepoint })
         }
-        _ => Err("unknown command".into()),
+        _ => Err(PathCommandError::Unknown),
     }
 }
 

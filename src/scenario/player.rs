@@ -393,8 +393,20 @@ async fn savepoint(engine: &Engine, stop: bool, format: crate::state::SavepointF
     }
 }
 
+/// Why a before-commit kill did not happen.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum KillBeforeCommitError {
+    #[error("no checkpoint completed within {}", format_duration(*.0))]
+    NoCheckpoint(Duration),
+    #[error("{0} was killed before any checkpoint completed")]
+    KilledFirst(String),
+    /// The engine refused the command (its reason).
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Arms a before-commit kill and waits until it happened: the checkpoint it followed, or why not.
-async fn kill_before_commit(engine: &Engine, tm: &str) -> Result<u64, String> {
+async fn kill_before_commit(engine: &Engine, tm: &str) -> Result<u64, KillBeforeCommitError> {
     let mut events = engine.events().subscribe();
     engine.command(Command::KillBeforeCommit(tm.to_owned()));
     let deadline = Instant::now() + DEFAULT_AWAIT_TIMEOUT;
@@ -402,15 +414,15 @@ async fn kill_before_commit(engine: &Engine, tm: &str) -> Result<u64, String> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(Some(e)) = tokio::time::timeout(left, events.recv()).await else {
-            return Err(format!("no checkpoint completed within {}", format_duration(DEFAULT_AWAIT_TIMEOUT)));
+            return Err(KillBeforeCommitError::NoCheckpoint(DEFAULT_AWAIT_TIMEOUT));
         };
         match e.event {
             Event::CheckpointCompleted { checkpoint, .. } => completed = Some(checkpoint),
             Event::TaskManagerKilled { tm: killed, .. } if killed == tm => {
-                return completed.ok_or_else(|| format!("{tm} was killed before any checkpoint completed"))
+                return completed.ok_or_else(|| KillBeforeCommitError::KilledFirst(tm.to_owned()))
             }
             // Its refusal is the player's to report (the step's `kill` key).
-            Event::ConfigRejected { key, reason } if key == "kill" => return Err(reason),
+            Event::ConfigRejected { key, reason } if key == "kill" => return Err(KillBeforeCommitError::Refused(reason)),
             _ => {}
         }
     }
