@@ -37,6 +37,9 @@ use crate::connectors::topic::Topic;
 use crate::keygroup::{key_group, operator_index};
 use crate::types::Origin;
 
+mod record;
+pub use record::{AuditRecord, RecordError, RecordMismatch, RecordTotals, RestoreJudged, RECORD_FILE, RECORD_VERSION};
+
 /// The verdict for one key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeyVerdict {
@@ -152,9 +155,50 @@ pub fn summary(lost: u64, overcounted: u64) -> String {
     }
 }
 
-/// Disjoint, non-adjacent half-open ranges of offsets of one partition.
+/// Disjoint, non-adjacent half-open ranges of offsets of one partition. Written as a list of
+/// `[start, end)` pairs (the auditor's record in a snapshot), and read back only when they are
+/// ascending, non-empty and apart: a damaged record is refused, never restored into a shadow
+/// whose lookups assume that order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<(u64, u64)>", into = "Vec<(u64, u64)>")]
 pub struct Ranges(BTreeMap<u64, u64>);
+
+/// A list of pairs that is not a [`Ranges`]: which pair, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("range {index} [{start}, {end}) {why}")]
+pub struct RangesError {
+    pub index: usize,
+    pub start: u64,
+    pub end: u64,
+    pub why: &'static str,
+}
+
+impl TryFrom<Vec<(u64, u64)>> for Ranges {
+    type Error = RangesError;
+
+    fn try_from(pairs: Vec<(u64, u64)>) -> Result<Self, RangesError> {
+        let mut m = BTreeMap::new();
+        let mut prev_end = None;
+        for (index, (start, end)) in pairs.into_iter().enumerate() {
+            let bad = |why| RangesError { index, start, end, why };
+            if start >= end {
+                return Err(bad("is empty or reversed"));
+            }
+            if prev_end.is_some_and(|e| start <= e) {
+                return Err(bad("overlaps or touches the one before (ranges are ascending and apart)"));
+            }
+            prev_end = Some(end);
+            m.insert(start, end);
+        }
+        Ok(Ranges(m))
+    }
+}
+
+impl From<Ranges> for Vec<(u64, u64)> {
+    fn from(r: Ranges) -> Self {
+        r.0.into_iter().collect()
+    }
+}
 
 impl Ranges {
     pub fn contains(&self, o: u64) -> bool {
@@ -246,8 +290,11 @@ impl Ranges {
     }
 }
 
-/// Per key, what a subtask's state reflects.
+/// Per key, what a subtask's state reflects. Written (the auditor's record in a snapshot) as
+/// one compact list, `[applies, distinct, lost_no_checkpoint, lost_by_restore, lost_by_broker,
+/// state]`: a record holds one per key, and named fields made it five times its state's size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "KeyFigures", from = "KeyFigures")]
 pub struct KeyShadow {
     /// Applications of the key's records (the count the state should hold).
     pub applies: u64,
@@ -255,14 +302,27 @@ pub struct KeyShadow {
     pub distinct: u64,
     pub lost_no_checkpoint: u64,
     pub lost_by_restore: u64,
-    #[serde(default)]
     pub lost_by_broker: u64,
     /// The count the operator published for the key (its state as the sink sees it): in the same
     /// entry, so that applying a record costs one lookup.
     pub state: u64,
     /// Changed since the verdict's table last read it (it is in its subtask's `dirty` list).
-    #[serde(skip)]
     dirty: bool,
+}
+
+/// [`KeyShadow`] as written: its figures in field order.
+type KeyFigures = (u64, u64, u64, u64, u64, u64);
+
+impl From<KeyShadow> for KeyFigures {
+    fn from(k: KeyShadow) -> Self {
+        (k.applies, k.distinct, k.lost_no_checkpoint, k.lost_by_restore, k.lost_by_broker, k.state)
+    }
+}
+
+impl From<KeyFigures> for KeyShadow {
+    fn from((applies, distinct, lost_no_checkpoint, lost_by_restore, lost_by_broker, state): KeyFigures) -> Self {
+        KeyShadow { applies, distinct, lost_no_checkpoint, lost_by_restore, lost_by_broker, state, dirty: false }
+    }
 }
 
 /// A record applied more than once, kept for explanations (bounded).
@@ -278,8 +338,9 @@ pub struct Repeat {
 /// How many repeats a subtask keeps for explanations; the counts are exact regardless.
 pub const REPEATS_KEPT: usize = 10_000;
 
-/// What one counter subtask's state reflects, in the form a checkpoint keeps.
-#[derive(Debug, Clone, Default)]
+/// What one counter subtask's state reflects, in the form a checkpoint keeps (and its
+/// [`AuditRecord`] on disk).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Shadow {
     /// Per partition: the offsets whose effect is in the state (ranges over the subtask's own records).
     pub covered: Vec<Ranges>,
@@ -1701,5 +1762,23 @@ mod tests {
         assert!(!r.insert_one(7));
         assert!(r.insert_one(8));
         assert_eq!(ranges(&r), vec![(7, 9)]);
+    }
+
+    // Catches a record read back without its order checked: a reversed, empty, overlapping or
+    // touching pair would give a shadow whose `contains` answers wrongly, so the restored run's
+    // verdict would be wrong rather than refused.
+    #[test]
+    fn ranges_read_back_only_ascending_non_empty_and_apart() {
+        let mut r = Ranges::default();
+        r.insert(0, 5);
+        r.insert(9, 12);
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(json, "[[0,5],[9,12]]");
+        assert_eq!(serde_json::from_str::<Ranges>(&json).unwrap(), r);
+        for (bad, index) in [("[[5,5]]", 0), ("[[0,5],[4,9]]", 1), ("[[0,5],[5,9]]", 1), ("[[9,12],[0,5]]", 1), ("[[0,5],[7,6]]", 1)] {
+            let e = Ranges::try_from(serde_json::from_str::<Vec<(u64, u64)>>(bad).unwrap()).unwrap_err();
+            assert_eq!(e.index, index, "{bad}: {e}");
+            assert!(serde_json::from_str::<Ranges>(bad).is_err(), "{bad} is refused by serde too");
+        }
     }
 }

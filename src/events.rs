@@ -107,6 +107,13 @@ pub enum Event {
         checkpoint: u64,
         path: String,
     },
+    /// The auditor's record could not be written beside a snapshot's `_metadata`: the snapshot
+    /// completes (the record is ckptlab's, not state), and a run restored from it is judged from
+    /// the restored point on.
+    AuditRecordNotWritten {
+        checkpoint: u64,
+        reason: String,
+    },
     /// The job ended and `externalized-checkpoint-retention` kept these checkpoints.
     CheckpointsRetained {
         retention: String,
@@ -338,6 +345,9 @@ impl Event {
             Event::SavepointFailed { checkpoint, reason } => format!("savepoint {checkpoint} failed: {reason}"),
             Event::StopWithSavepointInterrupted { checkpoint, path } => format!(
                 "stop-with-savepoint {checkpoint}: savepoint {path} was taken, but not every task finished: the job fails over instead of ending FINISHED"
+            ),
+            Event::AuditRecordNotWritten { checkpoint, reason } => format!(
+                "snapshot {checkpoint}: the auditor's record was not written ({reason}); a run restored from it is judged from the restored point on"
             ),
             Event::CheckpointsRetained { retention, paths } if paths.is_empty() => format!("{retention}: no completed checkpoint to keep"),
             Event::CheckpointsRetained { retention, paths } => format!("{retention}: kept {}", paths.join(", ")),

@@ -65,6 +65,21 @@ pub struct Inspection {
     pub total_count: u64,
     /// Transactional sink lines staged and not yet committed when it was taken.
     pub staged_output_lines: usize,
+    /// The auditor's record beside `_metadata` (what a restored run is judged from).
+    #[serde(default)]
+    pub auditor: AuditorRecordState,
+}
+
+/// Whether the snapshot carries the auditor's record, and what it holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum AuditorRecordState {
+    /// None: a restored run is judged from the restored point on.
+    #[default]
+    Absent,
+    Present(crate::audit::RecordTotals),
+    /// There, but it cannot be used (the reason).
+    Unusable { reason: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -200,6 +215,14 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
         total_keys,
         total_count,
         staged_output_lines: m.staged_output.len(),
+        auditor: match crate::audit::AuditRecord::read(&found.dir) {
+            Ok(None) => AuditorRecordState::Absent,
+            Ok(Some(r)) => {
+                let bytes = std::fs::metadata(found.dir.join(crate::audit::RECORD_FILE)).map_or(0, |m| m.len());
+                AuditorRecordState::Present(r.totals(bytes))
+            }
+            Err(e) => AuditorRecordState::Unusable { reason: e.to_string() },
+        },
     })
 }
 
@@ -246,6 +269,23 @@ pub fn render(i: &Inspection) -> String {
     if i.staged_output_lines > 0 {
         out.push_str(&format!("  sink          {} staged output lines (transactional, committed on restore)\n", i.staged_output_lines));
     }
+    let record = crate::audit::RECORD_FILE;
+    out.push_str(&match &i.auditor {
+        AuditorRecordState::Absent => {
+            format!("  auditor       no record ({record}): a run restored from it is judged from the restored point on\n")
+        }
+        AuditorRecordState::Present(t) => format!(
+            "  auditor       record {record} ({}): {} keys over {} subtasks, {} records applied, {} lost; a run restored from it is judged whole\n",
+            format_size(t.bytes),
+            t.keys,
+            t.subtasks,
+            t.applied,
+            t.lost
+        ),
+        AuditorRecordState::Unusable { reason } => {
+            format!("  auditor       record unusable ({reason}): a run restored from it is judged from the restored point on\n")
+        }
+    });
     out.push('\n');
     let mut table = crate::table::TextTable::new(vec![crate::table::Column::left(); 7]);
     table.row(["subtask", "key groups", "format", "keys", "total", "state", "files (shared)"]);

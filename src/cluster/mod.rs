@@ -114,6 +114,33 @@ pub struct RestoreSummary {
     pub offsets: Vec<(u32, u64)>,
     /// What the verdict covers in such a run.
     pub verdict_scope: String,
+    /// The snapshot's auditor record judges the run whole (else from the restored point on).
+    #[serde(default)]
+    pub judged_whole: bool,
+}
+
+/// How a run restored from `found` is judged: whole when the snapshot carries an auditor record
+/// that fits this job and topic (the auditor is then seeded from it), else from the restored
+/// point on, with the reason.
+fn judge_restore(found: &crate::state::storage::FoundSnapshot, cfg: &Config, topic: &dyn Topic, auditor: &Auditor) -> crate::audit::RestoreJudged {
+    use crate::audit::{AuditRecord, RestoreJudged, RECORD_FILE};
+    if !auditor.enabled() {
+        return RestoreJudged::FromRestoredPoint("the auditor is off (ckptlab.audit = false)".into());
+    }
+    let record = match AuditRecord::read(&found.dir) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return RestoreJudged::FromRestoredPoint(format!(
+                "the snapshot has no auditor record (`{RECORD_FILE}`): taken with the auditor off or by an older ckptlab"
+            ))
+        }
+        Err(e) => return RestoreJudged::FromRestoredPoint(format!("its auditor record cannot be used: {e}")),
+    };
+    if let Err(why) = record.fits(topic, cfg.job.key_by, &found.metadata.offsets) {
+        return RestoreJudged::FromRestoredPoint(why.to_string());
+    }
+    auditor.seed(record);
+    RestoreJudged::Whole
 }
 
 impl RestoreSummary {
@@ -128,10 +155,8 @@ impl RestoreSummary {
             from_parallelism: m.job.as_ref().map_or(m.keyed.len(), |j| j.parallelism),
             to_parallelism,
             offsets: m.offsets.clone(),
-            verdict_scope: format!(
-                "from the restored point on (offsets {}): the restored counts are taken as given, and each key's state is judged by what this run added to it",
-                offsets.join(", ")
-            ),
+            verdict_scope: r.judged.scope(&offsets.join(", ")),
+            judged_whole: r.judged == crate::audit::RestoreJudged::Whole,
         }
     }
 
@@ -201,7 +226,8 @@ impl Engine {
                 // job is submitted: a snapshot that cannot work fails here with the file's name,
                 // not in nine restarts of tasks that cannot restore it.
                 crate::state::storage::read_state(&found, |_, _, _| {})?;
-                Some(jobmanager::RestoredFrom { path: path.display().to_string(), found })
+                let judged = judge_restore(&found, &cfg, dyn_topic.as_ref(), &auditor);
+                Some(jobmanager::RestoredFrom { path: path.display().to_string(), found, judged })
             }
             None => None,
         };

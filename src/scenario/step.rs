@@ -284,7 +284,7 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, StepError> {
         },
         StepKind::Resubmit => match v {
             toml::Value::Boolean(true) => Action::Resubmit,
-            _ => return Err(StepError::Malformed("write `resubmit = true` to submit a FAILED job again")),
+            _ => return Err(StepError::Malformed("write `resubmit = true` to submit a FAILED job again, or a job stopped with a savepoint from it")),
         },
         StepKind::Set => {
             let table = v

@@ -496,6 +496,29 @@ impl CheckpointStorage {
         Ok(bytes.len() as u64)
     }
 
+    /// The directory of a checkpoint or savepoint, if it has one (not with jobmanager storage,
+    /// where a checkpoint lives in memory).
+    pub fn location(&self, checkpoint: u64) -> Option<PathBuf> {
+        self.savepoint_location(checkpoint).or_else(|| self.chk_dir(checkpoint))
+    }
+
+    /// Writes `bytes` as `name` in the directory of `checkpoint` (a checkpoint's or savepoint's),
+    /// durably and whole (a temporary file renamed): a file beside the state that is not state
+    /// (the auditor's record, ckptlab's own: not a request to the modelled checkpoint storage,
+    /// whose latency and failures are Flink's files'). Returns its size.
+    pub fn write_side_file(&self, checkpoint: u64, name: &str, bytes: &[u8]) -> Result<u64, StateError> {
+        let Some(chk) = self.location(checkpoint) else { return Ok(0) };
+        let tmp = chk.join(format!("{name}.inprogress"));
+        let fin = chk.join(name);
+        let err = |p: &Path, e: std::io::Error| StateError::Write { path: p.display().to_string(), message: e.to_string() };
+        let _ = crate::workdir::remove_file_under(&chk, &tmp);
+        let mut f = crate::workdir::create_private_file(&tmp).map_err(|e| err(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| err(&tmp, e))?;
+        f.sync_all().map_err(|e| err(&tmp, e))?;
+        std::fs::rename(&tmp, &fin).map_err(|e| err(&fin, e))?;
+        Ok(bytes.len() as u64)
+    }
+
     /// Removes a checkpoint no longer retained (or one that failed): its exclusive files. Shared
     /// files are the [`super::shared::SharedStateRegistry`]'s.
     pub fn discard(&self, checkpoint: u64) {
@@ -587,6 +610,8 @@ impl CheckpointStorage {
         if std::fs::symlink_metadata(&metadata).is_err() || crate::workdir::remove_file_under(dir, &metadata).is_err() {
             return false;
         }
+        // The auditor's record beside it (not state: no handle names it).
+        let _ = crate::workdir::remove_file_under(dir, &dir.join(crate::audit::RECORD_FILE));
         let mut dirs = Vec::new();
         for h in &meta.keyed {
             match h {

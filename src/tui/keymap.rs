@@ -209,7 +209,7 @@ impl Default for Keymap {
                 b(Key::ch('['), Slower, Command, "slower (hop delay up)", false),
                 b(Key::ch(']'), Faster, Command, "faster (hop delay down)", false),
                 b(Key::ch(' '), Pause, Command, "pause / resume the data", false),
-                b(Key::ch('R'), Resubmit, Command, "resubmit a FAILED job", false),
+                b(Key::ch('R'), Resubmit, Command, "resubmit a FAILED/stopped job", false),
                 b(Key::ch('d'), SlowChannel, Command, "slow channel: 0 / 300ms / 1s", true),
                 b(Key::ch('t'), BufferTimeout, Command, "buffer timeout 100/10/1/0ms", true),
                 b(Key::ch('X'), Reset, Command, "reset: a fresh cluster", false),

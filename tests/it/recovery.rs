@@ -688,6 +688,50 @@ fn stop_with_savepoint_stops_the_sources_at_its_barrier_and_finishes_once_the_si
     });
 }
 
+/// A job FINISHED by a stop-with-savepoint is submitted again from that savepoint, as `flink
+/// run -s PATH` after `flink stop`: it goes on from the savepoint's offsets with its counts, the
+/// sink writes each record once, and the verdict stays whole (the auditor goes on from the
+/// savepoint's shadow).
+///
+/// Catches: a FINISHED job that `resubmit` refuses, or starts from nothing (counts lost: state <
+/// produced); a resubmission that reads from the start again (overcounted); one that names no
+/// savepoint in its event.
+#[test]
+fn a_job_stopped_with_a_savepoint_is_resubmitted_from_it_and_judged_whole() {
+    common::paused(async {
+        let (engine, mut rx) = start_with(&[("execution.checkpointing.interval", "500ms"), ("job.sink", "transactional")]);
+        common::until(&engine, AwaitCondition::Running, 10).await;
+        stream(&engine, 4);
+        common::sleep_ms(1_200).await;
+        engine.command(Command::TriggerSavepoint { stop: true, format: ckptlab::state::SavepointFormat::Canonical });
+        let (savepoint, path) = match wait_for(&mut rx, |e| matches!(e, Event::SavepointCompleted { .. })).await {
+            Event::SavepointCompleted { checkpoint, path, .. } => (checkpoint, path),
+            e => unreachable!("{e:?}"),
+        };
+        wait_for(&mut rx, |e| matches!(e, Event::JobFinished { .. })).await;
+        common::sleep_ms(300).await;
+        assert_eq!(engine.view(false).status, JobStatus::Finished);
+        engine.command(Command::Resubmit);
+        let restored = wait_for(&mut rx, |e| matches!(e, Event::RestoredFromSnapshot { .. })).await;
+        match &restored {
+            Event::RestoredFromSnapshot { path: p, checkpoint, kind, .. } => {
+                assert_eq!((p.as_str(), *checkpoint, kind.as_str()), (path.as_str(), savepoint, "savepoint"), "{restored:?}");
+            }
+            e => unreachable!("{e:?}"),
+        }
+        common::until(&engine, AwaitCondition::Running, 30).await;
+        common::sleep_ms(5_000).await;
+        common::until(&engine, AwaitCondition::CaughtUp, 60).await;
+        let v = engine.verdict();
+        let view = engine.view(false);
+        engine.shutdown().await;
+        assert_eq!(view.status, JobStatus::Running);
+        assert!(v.produced > 1_000, "records came before and after the stop: {v:?}");
+        assert_exact(&v);
+        assert_eq!(v.repeated_output, 0, "the sink wrote each record once across the stop: {v:?}");
+    });
+}
+
 /// Waits for the events up to (and with) the first that `last` matches, and returns them all.
 async fn events_until(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>, last: impl Fn(&Event) -> bool) -> Vec<Event> {
     let mut seen = Vec::new();

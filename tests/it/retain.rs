@@ -2,9 +2,10 @@
 //! `--restore` at the same and at another parallelism, `ckptlab inspect`, the durable embedded
 //! topic, and a real `ckptlab run` process killed with SIGKILL at random moments.
 //!
-//! The exactness check across a restore does not lean on the auditor (which judges a restored
-//! run from the restored point on): the job is stopped with a savepoint, `inspect` reads every
-//! count out of it, and each key's count must equal the records of that key in the topic.
+//! The exactness check across a restore does not lean on the auditor alone (a restored run is
+//! judged whole only from the snapshot's auditor record, which is under test here too): the job
+//! is stopped with a savepoint, `inspect` reads every count out of it, and each key's count must
+//! equal the records of that key in the topic.
 
 use crate::common;
 
@@ -233,6 +234,113 @@ fn savepoint_restores_exactly(backend: &[(&str, &str)]) {
             }
         }
         assert!(savepoint.join("_metadata").is_file(), "NO_CLAIM: the restored savepoint is never deleted");
+    });
+}
+
+/// The truth across processes (issue 24 §3): a savepoint carries the auditor's record
+/// (`_auditor`), so that a run restored from it, by a new engine and at parallelism 2, 3 or 1, is
+/// judged whole: expected and state are the counts of every record since the first run, key by
+/// key, not what the restored run added (the old scope read `state 2` for a key counted 169
+/// times). Without the record, or with a damaged one, the run is judged from the restored point
+/// on and says why. Catches: a record not written or not read (state would be the restored run's
+/// 4), shadows given to the wrong subtasks on rescale (keys counted twice or lost), the counters
+/// still subtracting the restored counts (state 4).
+#[test]
+fn a_restored_run_is_judged_whole_from_the_snapshots_auditor_record_at_any_parallelism() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let first = start_on(&base(root), &topic);
+        let report = run_steps(&first, FIRST_JOB).await;
+        first.shutdown().await;
+        assert!(report.passed, "{:?}", report.failures);
+        let savepoint = PathBuf::from(report.savepoints.first().expect("a savepoint path"));
+        assert!(savepoint.join(ckptlab::audit::RECORD_FILE).is_file(), "the savepoint carries the auditor's record");
+        let (inspection, _) = snapshot_counts(&savepoint);
+        match &inspection.auditor {
+            ckptlab::inspect::AuditorRecordState::Present(t) => {
+                assert_eq!((t.subtasks, t.keys, t.applied, t.lost), (2, 13, 16, 0), "the record holds what the savepoint's state holds");
+            }
+            other => panic!("inspect must show the record: {other:?}"),
+        }
+        assert!(ckptlab::inspect::render(&inspection).contains("judged whole"), "{}", ckptlab::inspect::render(&inspection));
+        let sp = savepoint.display().to_string();
+        // Each run restores the savepoint and replays what follows its offsets (the first run's
+        // 3 records, and the earlier restored runs' 4 each) before its own 4.
+        let steps = r#"
+[[steps]]
+produce = ["b", "q", "k3", "restored-run"]
+[[steps]]
+await = "caught-up"
+[[steps]]
+expect = { lost = 0, overcounted = 0 }
+"#;
+        for p in [2usize, 3, 1] {
+            let p_text = p.to_string();
+            let pairs = with(base(root), &[("job.parallelism", &p_text), ("taskmanager.count", &p_text), ("execution.state-recovery.path", &sp)]);
+            let engine = start_on(&pairs, &topic);
+            let restored = engine.restored_from().cloned().expect("restored");
+            assert!(restored.judged_whole && restored.verdict_scope.starts_with("whole"), "parallelism {p}: {restored:?}");
+            let report = run_steps(&engine, steps).await;
+            let verdict = engine.verdict();
+            engine.shutdown().await;
+            assert!(report.passed, "parallelism 2 -> {p}: {:?}", report.failures);
+            let whole = topic_counts(&*topic);
+            for (k, n) in &whole {
+                let kv = verdict.keys.get(k).unwrap_or_else(|| panic!("parallelism {p}: key {k} in the verdict"));
+                assert_eq!((kv.expected, kv.state), (*n, *n), "parallelism {p}: key {k} is judged by its whole count");
+            }
+            let total: u64 = whole.values().sum();
+            assert_eq!((verdict.expected, verdict.state), (total, total), "parallelism {p}: every record of the topic, once");
+            assert!(verdict.consistent, "parallelism {p}: the shadows match the operator's state");
+        }
+        // A copy without the record, and one with a damaged record: judged from the restored
+        // point on, with the reason; the restore itself is unchanged.
+        for (case, damage) in [("absent", None), ("damaged", Some("{\"version\": 1, \"checkpoint\": ")), ("other version", Some("{\"version\": 99}"))] {
+            let copy = root.join(format!("sp-copy-{}", case.replace(' ', "-")));
+            copy_dir(&savepoint, &copy);
+            match damage {
+                None => std::fs::remove_file(copy.join(ckptlab::audit::RECORD_FILE)).unwrap(),
+                Some(text) => std::fs::write(copy.join(ckptlab::audit::RECORD_FILE), text).unwrap(),
+            }
+            let (inspection, _) = snapshot_counts(&copy);
+            let shown = ckptlab::inspect::render(&inspection);
+            assert!(shown.contains("judged from the restored point on"), "{case}: {shown}");
+            let path = copy.display().to_string();
+            let engine = start_on(&with(base(root), &[("execution.state-recovery.path", &path)]), &topic);
+            let restored = engine.restored_from().cloned().expect("restored");
+            let says = if damage.is_none() { "no auditor record" } else { "cannot be used" };
+            assert!(!restored.judged_whole && restored.verdict_scope.contains(says), "{case}: {}", restored.verdict_scope);
+            let report = run_steps(&engine, "[[steps]]\nproduce = [\"x\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0 }\n").await;
+            let verdict = engine.verdict();
+            engine.shutdown().await;
+            assert!(report.passed, "{case}: {:?}", report.failures);
+            // Only what follows the savepoint's 16 records is judged.
+            let after: u64 = topic_counts(&*topic).values().sum::<u64>() - 16;
+            assert_eq!(verdict.state, after, "{case}: the restored counts are taken as given");
+        }
+    });
+}
+
+/// A snapshot restored onto a topic that does not hold the records it counted (a new in-memory
+/// topic) cannot be judged whole: it says so and is judged from the restored point on.
+#[test]
+fn a_record_is_not_used_on_a_topic_without_the_records_it_counted() {
+    let scratch = scratch_dir();
+    let root = scratch.path();
+    paused(async {
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let first = start_on(&base(root), &topic);
+        let report = run_steps(&first, FIRST_JOB).await;
+        first.shutdown().await;
+        assert!(report.passed, "{:?}", report.failures);
+        let sp = report.savepoints.first().expect("a savepoint path").clone();
+        let fresh = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let engine = start_on(&with(base(root), &[("execution.state-recovery.path", &sp)]), &fresh);
+        let restored = engine.restored_from().cloned().expect("restored");
+        engine.shutdown().await;
+        assert!(!restored.judged_whole && restored.verdict_scope.contains("does not hold the records"), "{}", restored.verdict_scope);
     });
 }
 
@@ -638,9 +746,11 @@ fn claim_mode_deletes_the_restored_checkpoint_once_subsumed() {
         );
         let report = run_steps(
             &second,
-            "[[steps]]\nproduce = [\"c\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0, state = 1 }\n",
+            "[[steps]]\nproduce = [\"c\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0, state = 4 }\n",
         )
         .await;
+        // Judged whole from the checkpoint's auditor record: a, b, a before it, c after.
+        assert!(second.restored_from().is_some_and(|r| r.judged_whole), "{:?}", second.restored_from());
         second.shutdown().await;
         assert!(report.passed, "{:?}", report.failures);
         assert!(!claimed.join("_metadata").exists() && !claimed.exists(), "a claimed checkpoint goes once subsumed: {}", claimed.display());
@@ -732,4 +842,17 @@ fn a_transaction_committed_by_one_process_is_not_committed_again_by_the_next() {
         assert_eq!(report.verdict.repeated_output, 0);
         third.shutdown().await;
     });
+}
+
+/// Copies a snapshot directory (its files and subdirectories) to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }

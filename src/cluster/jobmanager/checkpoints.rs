@@ -190,9 +190,11 @@ impl JobManager {
 
     /// The stop-with-savepoint failed on the JobManager's side: the periodic scheduler starts
     /// again (StopWithSavepointTerminationHandlerImpl.java:191-193, `startCheckpointScheduler`),
-    /// until the failover its stopped sources cause. Flink starts it with `min-pause` as its
-    /// delay (CheckpointCoordinator.java:2049-2052); ckptlab counts an interval from here, as it
-    /// does after every (re)start of the scheduler.
+    /// until the failover its stopped sources cause. Flink's `startCheckpointScheduler` puts the
+    /// first trigger after a random delay in [min-pause, interval] (CheckpointCoordinator
+    /// .getRandomInitDelay); ckptlab counts a whole interval from here, as it does after every
+    /// (re)start of the scheduler (simplified: the first checkpoint after a start or restart
+    /// comes at most that much later than Flink's).
     fn start_checkpoint_scheduler(&mut self) {
         self.trigger_base = Instant::now();
         self.schedule_next_trigger();
@@ -267,15 +269,28 @@ impl JobManager {
         let job = crate::state::storage::JobShape::of(&self.cfg, self.topic.partitions());
         let storage = &self.storage;
         let format = self.storage.savepoint_format(id);
+        // The auditor's record goes beside `_metadata`, before it (a snapshot that has
+        // `_metadata` has its record, if it has one): where the snapshot has a directory.
+        let record = self.storage.location(id).and_then(|_| self.auditor.record_of(id));
+        let mut record_failed = None;
         let finalize = |m: &mut CheckpointMetadata| {
             m.job = Some(job);
             m.format = format;
             if m.kind == SnapshotKind::Checkpoint {
                 CheckpointStorage::check_shared_files(&m.keyed).map_err(FinalizeError::SharedFileMissing)?;
             }
+            if let Some(r) = &record {
+                if let Err(e) = off_worker(|| storage.write_side_file(m.checkpoint, crate::audit::RECORD_FILE, &r.to_bytes())) {
+                    record_failed = Some(e.to_string());
+                }
+            }
             off_worker(|| storage.write_metadata(m)).map(|_| ()).map_err(FinalizeError::WriteMetadata)
         };
-        let Some(plan) = self.coord.complete_pending(id, &self.job_id, now, self.cfg.checkpointing.num_retained, finalize) else {
+        let plan = self.coord.complete_pending(id, &self.job_id, now, self.cfg.checkpointing.num_retained, finalize);
+        if let Some(reason) = record_failed {
+            self.events.publish(Event::AuditRecordNotWritten { checkpoint: id, reason });
+        }
+        let Some(plan) = plan else {
             return;
         };
         match plan {
@@ -472,3 +487,4 @@ pub(super) enum SavepointRefusal {
     #[error("{0} ({name})", name = .0.flink_name())]
     Trigger(CheckpointFailureReason),
 }
+

@@ -199,7 +199,12 @@ impl JobManager {
         self.waiting_since = None;
         // Always the latest completed checkpoint: a restore that failed is retried with it.
         let restore = self.coord.latest().map(|c| c.metadata.clone());
-        let external_restore = self.coord.latest().is_some_and(|c| c.external.is_some());
+        // The snapshot the run was started from (`--restore`) is restored: what its counters read
+        // is the verdict's baseline. Not a savepoint this job stopped with and was resubmitted
+        // from (a backend change, `resubmit`): the auditor restores its shadow, over the same baseline.
+        let external_restore = self.coord.latest().and_then(|c| c.external.as_ref()).is_some_and(|e| {
+            self.restored_from.as_ref().is_some_and(|r| r.found.dir == e.dir)
+        });
         let partitions = self.topic.partitions();
         let mut positions: Vec<u64> = (0..partitions)
             .map(|part| match self.cfg.source.offset_reset {

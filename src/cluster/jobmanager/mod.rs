@@ -104,6 +104,8 @@ pub struct RestoredFrom {
     /// The path as the user gave it.
     pub path: String,
     pub found: crate::state::storage::FoundSnapshot,
+    /// Whether its auditor record judges this run whole, or the verdict starts at its point.
+    pub judged: crate::audit::RestoreJudged,
 }
 
 /// What the JobManager publishes after every turn, for [`super::Engine::view`].
@@ -213,6 +215,9 @@ pub(crate) struct JobManager {
     /// A task manager to kill when the next checkpoint completes, before it is notified
     /// ([`Command::KillBeforeCommit`]).
     kill_before_commit: Option<String>,
+    /// The savepoint the job last stopped with (id, path): `resubmit` of the FINISHED job
+    /// restores it, as `flink run -s PATH` does after `flink stop`.
+    stopped_with: Option<(u64, String)>,
 }
 
 /// A backend switch between its stop-with-savepoint and the new submission.
@@ -341,12 +346,17 @@ impl JobManager {
             queued_trigger: false,
             reports_tx,
             reports_rx,
-            audit_baseline: restored_from.as_ref().map(|_| Arc::default()),
+            // Judged from the restored point on: the counters hear counts above the restored ones.
+            audit_baseline: restored_from
+                .as_ref()
+                .filter(|r| r.judged != crate::audit::RestoreJudged::Whole)
+                .map(|_| Arc::default()),
             restored_from,
             savepoints: std::collections::HashMap::new(),
             stopping: None,
             backend_change: None,
             kill_before_commit: None,
+            stopped_with: None,
         }
     }
 
@@ -366,9 +376,14 @@ impl JobManager {
         if let Some(r) = &self.restored_from {
             let m = &r.found.metadata;
             let from_parallelism = m.job.as_ref().map_or(m.keyed.len(), |j| j.parallelism);
-            let mut note = String::from(
-                "the verdict judges from the restored point on: the restored counts are taken as given, and only records after its offsets are checked",
-            );
+            let mut note = match &r.judged {
+                crate::audit::RestoreJudged::Whole => String::from(
+                    "the verdict judges the whole counts: the snapshot's auditor record carries what its state holds",
+                ),
+                crate::audit::RestoreJudged::FromRestoredPoint(why) => format!(
+                    "the verdict judges from the restored point on ({why}): the restored counts are taken as given, and only records after its offsets are checked"
+                ),
+            };
             if from_parallelism != self.cfg.job.parallelism {
                 note.push_str("; key groups redistributed to the new subtasks, source offsets follow their partitions");
             }
@@ -691,8 +706,14 @@ impl JobManager {
     }
 
     fn resubmit(&mut self) {
+        if self.status == JobStatus::Finished {
+            return self.resubmit_from_savepoint();
+        }
         if self.status != JobStatus::Failed {
-            return self.refuse(Refusable::Resubmit, format!("the job is {}, not FAILED", self.status.label()));
+            return self.refuse(
+                Refusable::Resubmit,
+                format!("the job is {}: a job is submitted again once it FAILED, or FINISHED with a stop-with-savepoint", self.status.label()),
+            );
         }
         // A resubmitted job is a new job: it sees none of the old one's checkpoints.
         for c in self.coord.take_retained() {
@@ -705,6 +726,48 @@ impl JobManager {
         self.failure = None;
         self.restore_failure = None;
         self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
+        self.try_deploy();
+    }
+
+    /// The job FINISHED with a stop-with-savepoint: it is submitted again restoring that
+    /// savepoint, as `flink run -s PATH` after `flink stop` (under
+    /// `execution.state-recovery.claim-mode`), on today's configuration. The stopped job's
+    /// checkpoints go, as a FINISHED job's do; the auditor goes on from the savepoint's shadow,
+    /// so the verdict stays whole.
+    fn resubmit_from_savepoint(&mut self) {
+        let Some((id, path)) = self.stopped_with.clone() else {
+            return self.refuse(Refusable::Resubmit, "the job FINISHED without a stop-with-savepoint: there is no savepoint to restore".into());
+        };
+        let partitions = self.topic.partitions();
+        let shape = crate::state::storage::JobShape::of(&self.cfg, partitions);
+        let found = off_worker(|| crate::state::storage::find_snapshot(std::path::Path::new(&path)))
+            .and_then(|found| crate::state::storage::check_compatible(&found, &shape).map(|()| found));
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => return self.refuse(Refusable::Resubmit, format!("savepoint {id} cannot be restored: {e}; the job stays FINISHED")),
+        };
+        for c in self.coord.take_retained() {
+            self.drop_checkpoint(&c);
+        }
+        self.auditor.checkpoint_completed(id);
+        let owned = self.cfg.recovery.claim == crate::config::ClaimMode::Claim;
+        self.coord.restore_external(found.metadata, ExternalSnapshot { dir: found.dir.clone(), owned });
+        self.coord.new_job();
+        self.stopped_with = None;
+        self.restart = RestartState::default();
+        self.failure = None;
+        self.restore_failure = None;
+        self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
+        self.events.publish(Event::RestoredFromSnapshot {
+            path: path.clone(),
+            checkpoint: id,
+            kind: "savepoint".into(),
+            from_parallelism: self.cfg.job.parallelism,
+            to_parallelism: self.cfg.job.parallelism,
+            claim_mode: self.cfg.recovery.claim.flink_name().into(),
+            note: "resubmitted after its stop-with-savepoint, as `flink run -s PATH` after `flink stop`".into(),
+        });
+        self.status = JobStatus::Created;
         self.try_deploy();
     }
 
@@ -765,6 +828,7 @@ impl JobManager {
                 stopping.finished.insert(task);
                 if stopping.finished.len() == tasks {
                     // Every task handled the savepoint's notification (a sink committed): FINISHED.
+                    self.stopped_with = Some((stopping.savepoint, stopping.path.clone()));
                     self.stopping = None;
                     self.cancel_attempt(CheckpointFailureReason::CoordinatorSuspend { why: "job stopped with a savepoint".into() });
                     self.status = JobStatus::Finished;

@@ -99,7 +99,7 @@ fn parts(app: &App, width: usize) -> (Vec<Part>, Vec<Part>) {
             vec![Span::styled(format!("↻ RESTARTING{when}"), t.warn)]
         }
         JobStatus::Failed => vec![Span::styled("✗ FAILED", t.bad), Span::raw(" (R resubmits)")],
-        JobStatus::Finished => vec![Span::styled("■ FINISHED", t.dim), Span::raw(" (stopped with a savepoint)")],
+        JobStatus::Finished => vec![Span::styled("■ FINISHED", t.dim), Span::raw(" (stopped with a savepoint: R resubmits from it)")],
     };
     // A lesson step that points at the status line marks it as it marks a pane (★, never colour alone).
     let marker = lesson::highlights(app, Pane::Status).then(|| Span::styled("★ ", t.warn));
