@@ -251,11 +251,7 @@ fn a_restored_run_is_judged_whole_from_the_snapshots_auditor_record_at_any_paral
     let root = scratch.path();
     paused(async {
         let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
-        let first = start_on(&base(root), &topic);
-        let report = run_steps(&first, FIRST_JOB).await;
-        first.shutdown().await;
-        assert!(report.passed, "{:?}", report.failures);
-        let savepoint = PathBuf::from(report.savepoints.first().expect("a savepoint path"));
+        let savepoint = first_job_savepoint(root, &topic).await;
         assert!(savepoint.join(ckptlab::audit::RECORD_FILE).is_file(), "the savepoint carries the auditor's record");
         let (inspection, _) = snapshot_counts(&savepoint);
         match &inspection.auditor {
@@ -331,11 +327,7 @@ fn a_record_is_not_used_on_a_topic_without_the_records_it_counted() {
     let root = scratch.path();
     paused(async {
         let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
-        let first = start_on(&base(root), &topic);
-        let report = run_steps(&first, FIRST_JOB).await;
-        first.shutdown().await;
-        assert!(report.passed, "{:?}", report.failures);
-        let sp = report.savepoints.first().expect("a savepoint path").clone();
+        let sp = first_job_savepoint(root, &topic).await.display().to_string();
         let fresh = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
         let engine = start_on(&with(base(root), &[("execution.state-recovery.path", &sp)]), &fresh);
         let restored = engine.restored_from().cloned().expect("restored");
@@ -855,4 +847,13 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &target).unwrap();
         }
     }
+}
+
+/// Runs FIRST_JOB on `topic` and returns the savepoint it stops with.
+async fn first_job_savepoint(root: &std::path::Path, topic: &std::sync::Arc<EmbeddedTopic>) -> PathBuf {
+    let first = start_on(&base(root), topic);
+    let report = run_steps(&first, FIRST_JOB).await;
+    first.shutdown().await;
+    assert!(report.passed, "{:?}", report.failures);
+    PathBuf::from(report.savepoints.first().expect("a savepoint path"))
 }
