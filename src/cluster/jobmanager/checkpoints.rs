@@ -487,4 +487,3 @@ pub(super) enum SavepointRefusal {
     #[error("{0} ({name})", name = .0.flink_name())]
     Trigger(CheckpointFailureReason),
 }
-

@@ -674,11 +674,7 @@ impl JobManager {
                 return self.refuse(Refusable::Backend, format!("the job cannot be submitted on {}: {e}; it stays FINISHED", change.to))
             }
         };
-        let partitions = self.topic.partitions();
-        let found = off_worker(|| crate::state::storage::find_snapshot(&dir)).and_then(|found| {
-            crate::state::storage::check_compatible(&found, &crate::state::storage::JobShape::of(&cfg, partitions)).map(|()| found)
-        });
-        let found = match found {
+        let found = match self.find_restorable(&dir, &cfg) {
             Ok(f) => f,
             Err(e) => {
                 return self.refuse(Refusable::Backend, format!("savepoint {id} cannot be restored on {}: {e}; the job stays FINISHED", change.to))
@@ -688,17 +684,12 @@ impl JobManager {
             self.drop_checkpoint(&c);
         }
         self.adopt_backend(layers, cfg);
-        let owned = self.cfg.recovery.claim == crate::config::ClaimMode::Claim;
-        self.coord.restore_external(found.metadata, ExternalSnapshot { dir: found.dir.clone(), owned });
-        self.coord.new_job();
-        self.restart = RestartState::default();
-        self.failure = None;
-        self.restore_failure = None;
         let note = format!(
             "stop-with-savepoint (canonical) -> resubmit on {} from savepoint {id} ({})",
             change.to,
             found.dir.display()
         );
+        self.restore_as_new_job(found);
         self.events.publish(Event::BackendSwitched { from: change.from, to: change.to, checkpoint: Some(id), note });
         self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
         self.status = JobStatus::Created;
@@ -738,11 +729,7 @@ impl JobManager {
         let Some((id, path)) = self.stopped_with.clone() else {
             return self.refuse(Refusable::Resubmit, "the job FINISHED without a stop-with-savepoint: there is no savepoint to restore".into());
         };
-        let partitions = self.topic.partitions();
-        let shape = crate::state::storage::JobShape::of(&self.cfg, partitions);
-        let found = off_worker(|| crate::state::storage::find_snapshot(std::path::Path::new(&path)))
-            .and_then(|found| crate::state::storage::check_compatible(&found, &shape).map(|()| found));
-        let found = match found {
+        let found = match self.find_restorable(std::path::Path::new(&path), &self.cfg) {
             Ok(f) => f,
             Err(e) => return self.refuse(Refusable::Resubmit, format!("savepoint {id} cannot be restored: {e}; the job stays FINISHED")),
         };
@@ -750,13 +737,8 @@ impl JobManager {
             self.drop_checkpoint(&c);
         }
         self.auditor.checkpoint_completed(id);
-        let owned = self.cfg.recovery.claim == crate::config::ClaimMode::Claim;
-        self.coord.restore_external(found.metadata, ExternalSnapshot { dir: found.dir.clone(), owned });
-        self.coord.new_job();
         self.stopped_with = None;
-        self.restart = RestartState::default();
-        self.failure = None;
-        self.restore_failure = None;
+        self.restore_as_new_job(found);
         self.events.publish(Event::JobSubmitted { job_id: self.job_id.clone(), name: self.cfg.job.name.clone() });
         self.events.publish(Event::RestoredFromSnapshot {
             path: path.clone(),
@@ -769,6 +751,24 @@ impl JobManager {
         });
         self.status = JobStatus::Created;
         self.try_deploy();
+    }
+
+    /// The savepoint in `dir`, if a job configured as `cfg` can restore it.
+    fn find_restorable(&self, dir: &std::path::Path, cfg: &Config) -> Result<crate::state::storage::FoundSnapshot, crate::state::storage::RestoreError> {
+        let shape = crate::state::storage::JobShape::of(cfg, self.topic.partitions());
+        off_worker(|| crate::state::storage::find_snapshot(dir))
+            .and_then(|found| crate::state::storage::check_compatible(&found, &shape).map(|()| found))
+    }
+
+    /// A new job that restores `found` first (owned under CLAIM), with a fresh restart strategy
+    /// and no failure: the resubmissions after a stop-with-savepoint.
+    fn restore_as_new_job(&mut self, found: crate::state::storage::FoundSnapshot) {
+        let owned = self.cfg.recovery.claim == crate::config::ClaimMode::Claim;
+        self.coord.restore_external(found.metadata, ExternalSnapshot { dir: found.dir, owned });
+        self.coord.new_job();
+        self.restart = RestartState::default();
+        self.failure = None;
+        self.restore_failure = None;
     }
 
     // ---- reports --------------------------------------------------------------------------
