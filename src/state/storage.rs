@@ -51,6 +51,20 @@ fn checkpoint_dirs(job_dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Writes `bytes` as `name` in `dir` whole: into `NAME.inprogress`, synced, then renamed (a
+/// crash leaves the old file or none, never half of one).
+fn write_whole(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    let tmp = dir.join(format!("{name}.inprogress"));
+    let fin = dir.join(name);
+    let err = |p: &Path, e: std::io::Error| StateError::Write { path: p.display().to_string(), message: e.to_string() };
+    let _ = crate::workdir::remove_file_under(dir, &tmp);
+    let mut f = crate::workdir::create_private_file(&tmp).map_err(|e| err(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| err(&tmp, e))?;
+    f.sync_all().map_err(|e| err(&tmp, e))?;
+    std::fs::rename(&tmp, &fin).map_err(|e| err(&fin, e))?;
+    Ok(())
+}
+
 /// Cleans the job directories under `dir` left by ckptlab processes that are gone: unfinished
 /// `_metadata.inprogress` files, checkpoint directories without `_metadata` (never complete, or
 /// half discarded), and shared files that no remaining `_metadata` references. Completed
@@ -477,18 +491,11 @@ impl CheckpointStorage {
     /// (exclusive files) or to its job's `shared/` (incremental RocksDB files), so that a moved
     /// or copied snapshot reads its own files; returns its size (0 for jobmanager storage).
     pub fn write_metadata(&self, meta: &CheckpointMetadata) -> Result<u64, StateError> {
-        let Some(chk) = self.savepoint_location(meta.checkpoint).or_else(|| self.chk_dir(meta.checkpoint)) else { return Ok(0) };
+        let Some(chk) = self.location(meta.checkpoint) else { return Ok(0) };
         let relative = relativize(meta, &chk)?;
         let bytes = serde_json::to_vec_pretty(&relative).expect("metadata serializes");
         self.object_store.metadata_write(bytes.len() as u64)?;
-        let tmp = chk.join(METADATA_IN_PROGRESS);
-        let fin = chk.join(METADATA);
-        let err = |p: &Path, e: std::io::Error| StateError::Write { path: p.display().to_string(), message: e.to_string() };
-        let _ = crate::workdir::remove_file_under(&chk, &tmp);
-        let mut f = crate::workdir::create_private_file(&tmp).map_err(|e| err(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| err(&tmp, e))?;
-        f.sync_all().map_err(|e| err(&tmp, e))?;
-        std::fs::rename(&tmp, &fin).map_err(|e| err(&fin, e))?;
+        write_whole(&chk, METADATA, &bytes)?;
         // The rename is durable only once the directory is synced.
         if let Ok(dir) = std::fs::File::open(&chk) {
             let _ = dir.sync_all();
@@ -503,19 +510,12 @@ impl CheckpointStorage {
     }
 
     /// Writes `bytes` as `name` in the directory of `checkpoint` (a checkpoint's or savepoint's),
-    /// durably and whole (a temporary file renamed): a file beside the state that is not state
-    /// (the auditor's record, ckptlab's own: not a request to the modelled checkpoint storage,
-    /// whose latency and failures are Flink's files'). Returns its size.
+    /// durably and whole: a file beside the state that is not state (the auditor's record,
+    /// ckptlab's own: not a request to the modelled checkpoint storage, whose latency and
+    /// failures are Flink's files'). Returns its size.
     pub fn write_side_file(&self, checkpoint: u64, name: &str, bytes: &[u8]) -> Result<u64, StateError> {
         let Some(chk) = self.location(checkpoint) else { return Ok(0) };
-        let tmp = chk.join(format!("{name}.inprogress"));
-        let fin = chk.join(name);
-        let err = |p: &Path, e: std::io::Error| StateError::Write { path: p.display().to_string(), message: e.to_string() };
-        let _ = crate::workdir::remove_file_under(&chk, &tmp);
-        let mut f = crate::workdir::create_private_file(&tmp).map_err(|e| err(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| err(&tmp, e))?;
-        f.sync_all().map_err(|e| err(&tmp, e))?;
-        std::fs::rename(&tmp, &fin).map_err(|e| err(&fin, e))?;
+        write_whole(&chk, name, bytes)?;
         Ok(bytes.len() as u64)
     }
 
