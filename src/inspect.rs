@@ -155,7 +155,7 @@ pub fn inspect(path: &Path, entries_shown: usize) -> Result<Inspection, InspectE
         };
         let header = match handle {
             StateHandle::Canonical { path, .. } => crate::state::canonical::read_header(path).ok(),
-            _ => None,
+            StateHandle::RocksDb { .. } | StateHandle::Memory { .. } | StateHandle::File { .. } => None,
         };
         let mut entries: Vec<(String, u64)> = entries.into_iter().map(|(_, k, v)| (k, v)).collect();
         entries.sort_unstable();

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::audit::{Auditor, Verdict};
-use crate::config::{BackendKind, Config, ConfigError, ConfigLayers};
+use crate::config::{Config, ConfigError, ConfigLayers};
 use crate::connectors::generator::{self, GeneratorSpec};
 use crate::connectors::kafka::{KafkaSettings, KafkaTopic};
 use crate::connectors::sink::OutputLine;
@@ -175,7 +175,7 @@ impl Engine {
     /// Starts the cluster and submits the job. Subscribe to `events` first to see every event.
     pub fn start(layers: ConfigLayers, events: EventBus) -> Result<Engine, EngineError> {
         let cfg = layers.build()?;
-        if cfg.backend == BackendKind::RocksDb {
+        if cfg.backend.keeps_local_dir() {
             // Fail at start, with the option's name, rather than in every task.
             std::fs::create_dir_all(&cfg.tm_dir).map_err(|e| StateError::Write {
                 path: format!("taskmanager.tmp-dirs = {}", cfg.tm_dir.display()),
@@ -232,28 +232,7 @@ impl Engine {
             None => None,
         };
         let output = Arc::new(Mutex::new(VecDeque::new()));
-        let snapshot = Arc::new(Mutex::new(JmSnapshot {
-            status: JobStatus::Created,
-            attempt: 0,
-            restarts: 0,
-            failure: None,
-            restore_failure: None,
-            missing_slots: 0,
-            restart_at: None,
-            tms: Vec::new(),
-            tasks: Vec::new(),
-            channels: Vec::new(),
-            keyed_views: Vec::new(),
-            sink_view: None,
-            progress: None,
-            pending: Vec::new(),
-            pending_triggered: Vec::new(),
-            history: Vec::new(),
-            counts: Default::default(),
-            heartbeat_timeout: cfg.heartbeat_timeout,
-            heartbeat: None,
-            config: cfg.clone(),
-        }));
+        let snapshot = Arc::new(Mutex::new(JmSnapshot::created(&cfg)));
         let (commands, rx) = mpsc::unbounded_channel();
         let parallelism = cfg.job.parallelism;
         let knobs = task::RuntimeKnobs::new(cfg.lab.hop_delay, cfg.buffer_timeout);

@@ -19,6 +19,7 @@
 //!    one `Config { .. }` in [`ConfigLayers::build`], where a `Reader` call (`r.duration(key)`,
 //!    `r.choice(key)`, ...) reads and validates it.
 
+mod backend;
 pub mod layers;
 pub mod model;
 pub mod schema;

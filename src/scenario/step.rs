@@ -1,6 +1,7 @@
 //! The step vocabulary: what each `[[steps]]` table may say, parsed into an [`Action`].
 
 use super::*;
+use crate::config::SeedBackend;
 use crate::state::SavepointFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumString, IntoStaticStr, VariantNames)]
@@ -58,7 +59,7 @@ pub enum Action {
     /// Switch the state backend by the seed's name (memory, fs, rocksdb), as `b` does: a
     /// stop-with-savepoint in canonical format, then the job submitted again on the new backend
     /// from it.
-    SwitchBackend(String),
+    SwitchBackend(SeedBackend),
     /// Take a savepoint and wait for it (`stop`: stop-with-savepoint, the job ends FINISHED), in
     /// `format` (`format = "canonical" | "native"`, Flink's `--type`; canonical by default).
     Savepoint {
@@ -122,6 +123,18 @@ pub enum StepError {
     /// `format` beside `savepoint` / `stop-with-savepoint` names no savepoint format.
     #[error("`format = {value}` is not a savepoint format; allowed: {}", SavepointFormat::VARIANTS.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", "))]
     SavepointFormat { value: String },
+    /// `switch-backend` names none of the seed's backends.
+    #[error("`switch-backend` names the seed's backend: {}", one_of(SeedBackend::VARIANTS))]
+    NotABackend,
+}
+
+/// "a, b or c".
+fn one_of(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 impl StepError {
@@ -278,9 +291,9 @@ pub fn parse_step(t: &toml::Table, _line: usize) -> Result<Step, StepError> {
             toml::Value::Boolean(true) => Action::StopGenerators,
             _ => return Err(StepError::Malformed("write `stop-generators = true` to stop the generators the run started")),
         },
-        StepKind::SwitchBackend => match v.as_str() {
-            Some(b @ ("memory" | "fs" | "rocksdb")) => Action::SwitchBackend(b.to_string()),
-            _ => return Err(StepError::Malformed("`switch-backend` names the seed's backend: memory, fs or rocksdb")),
+        StepKind::SwitchBackend => match v.as_str().map(str::parse) {
+            Some(Ok(b)) => Action::SwitchBackend(b),
+            Some(Err(_)) | None => return Err(StepError::NotABackend),
         },
         StepKind::Resubmit => match v {
             toml::Value::Boolean(true) => Action::Resubmit,
@@ -397,5 +410,27 @@ fn partition_value(v: Option<&toml::Value>) -> Result<Option<u32>, StepError> {
         Some(toml::Value::Integer(p)) if (0..MAX_PARTITIONS as i64).contains(p) => Ok(Some(*p as u32)),
         Some(_) => Err(StepError::Partition),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(text: &str) -> Result<Step, StepError> {
+        parse_step(&text.parse::<toml::Table>().expect("toml"), 1)
+    }
+
+    /// Catches: a `switch-backend` list kept beside [`SeedBackend`] (a backend added there but
+    /// refused here), or a message that no longer names every backend.
+    #[test]
+    fn switch_backend_takes_each_seed_backend_by_its_name() {
+        for seed in <SeedBackend as strum::IntoEnumIterator>::iter() {
+            let s = step(&format!("switch-backend = \"{seed}\"")).expect("a seed backend");
+            assert_eq!(s.action, Action::SwitchBackend(seed));
+        }
+        let e = step("switch-backend = \"nvram\"").unwrap_err();
+        assert_eq!(e.to_string(), "`switch-backend` names the seed's backend: memory, fs or rocksdb");
+        assert!(matches!(step("switch-backend = true"), Err(StepError::NotABackend)));
     }
 }

@@ -144,17 +144,30 @@ impl StateHandle {
                 };
                 Err(StateError::UnexpectedHandle { expected: vec![own, CANONICAL_HANDLE], found: self.kind_name() })
             }
-            _ => Ok(()),
+            Some(_) | None => Ok(()),
         }
     }
 
-    /// Files in `<job-id>/shared/` this handle references (incremental RocksDB snapshots).
-    pub fn shared_files(&self) -> impl Iterator<Item = &PathBuf> {
-        let files: &[rocks::RocksFile] = match self {
+    /// The files of a snapshot that is a set of files (RocksDB's), exclusive to it or shared
+    /// with other checkpoints; none for a handle that is one file or none.
+    pub fn files(&self) -> &[rocks::RocksFile] {
+        match self {
             StateHandle::RocksDb { files, .. } => files,
-            _ => &[],
-        };
-        files.iter().filter(|f| f.shared).map(|f| &f.path)
+            StateHandle::Memory { .. } | StateHandle::File { .. } | StateHandle::Canonical { .. } => &[],
+        }
+    }
+
+    /// [`Self::files`], to point them elsewhere (a claimed checkpoint's files adopted).
+    pub fn files_mut(&mut self) -> &mut [rocks::RocksFile] {
+        match self {
+            StateHandle::RocksDb { files, .. } => files,
+            StateHandle::Memory { .. } | StateHandle::File { .. } | StateHandle::Canonical { .. } => &mut [],
+        }
+    }
+
+    /// The files in `<job-id>/shared/` this handle references (incremental snapshots).
+    pub fn shared_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.files().iter().filter(|f| f.shared).map(|f| &f.path)
     }
 }
 

@@ -582,8 +582,7 @@ impl CheckpointStorage {
         }
         let mut adopted = Vec::new();
         for h in &mut meta.keyed {
-            let StateHandle::RocksDb { files, .. } = h else { continue };
-            for f in files.iter_mut().filter(|f| f.shared && !f.path.starts_with(&shared)) {
+            for f in h.files_mut().iter_mut().filter(|f| f.shared && !f.path.starts_with(&shared)) {
                 let Some(name) = f.path.file_name() else { continue };
                 let to = shared.join(name);
                 if to.exists() || std::fs::hard_link(&f.path, &to).is_ok() {
@@ -649,24 +648,20 @@ impl CheckpointStorage {
     /// Whether every shared file that `handles` reference is on disk with its recorded size: a
     /// checkpoint referencing a missing file must not complete (its restore would fail).
     pub fn check_shared_files(handles: &[StateHandle]) -> Result<(), StateError> {
-        for h in handles {
-            if let StateHandle::RocksDb { files, .. } = h {
-                for f in files.iter().filter(|f| f.shared) {
-                    match std::fs::metadata(&f.path) {
-                        Ok(m) if m.len() == f.size => {}
-                        Ok(m) => {
-                            return Err(StateError::Corrupt {
-                                path: f.path.display().to_string(),
-                                message: format!("shared file has {} bytes where the snapshot recorded {}", m.len(), f.size),
-                            })
-                        }
-                        Err(e) => {
-                            return Err(StateError::Read {
-                                path: f.path.display().to_string(),
-                                message: format!("shared file referenced by the checkpoint: {e}"),
-                            })
-                        }
-                    }
+        for f in handles.iter().flat_map(|h| h.files()).filter(|f| f.shared) {
+            match std::fs::metadata(&f.path) {
+                Ok(m) if m.len() == f.size => {}
+                Ok(m) => {
+                    return Err(StateError::Corrupt {
+                        path: f.path.display().to_string(),
+                        message: format!("shared file has {} bytes where the snapshot recorded {}", m.len(), f.size),
+                    })
+                }
+                Err(e) => {
+                    return Err(StateError::Read {
+                        path: f.path.display().to_string(),
+                        message: format!("shared file referenced by the checkpoint: {e}"),
+                    })
                 }
             }
         }
@@ -969,10 +964,15 @@ pub fn check_compatible(found: &FoundSnapshot, now: &JobShape) -> Result<(), Res
     }
     let kg = now.max_parallelism;
     for h in &m.keyed {
-        if let StateHandle::RocksDb { key_groups, .. } = h {
-            if key_groups.end > kg {
-                return Err(incompatible(format!("a RocksDB snapshot holds key groups {key_groups:?}, beyond 0..{kg}")));
+        match h {
+            StateHandle::RocksDb { key_groups, .. } => {
+                if key_groups.end > kg {
+                    return Err(incompatible(format!("a RocksDB snapshot holds key groups {key_groups:?}, beyond 0..{kg}")));
+                }
             }
+            // Their entries are read one by one on restore, each kept only in the key groups
+            // its subtask owns.
+            StateHandle::Memory { .. } | StateHandle::File { .. } | StateHandle::Canonical { .. } => {}
         }
     }
     Ok(())

@@ -487,3 +487,58 @@ pub(super) enum SavepointRefusal {
     #[error("{0} ({name})", name = .0.flink_name())]
     Trigger(CheckpointFailureReason),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::Fixture;
+    use super::*;
+
+    /// Catches: a pre-flight check that forgets the sink or a subtask (a checkpoint triggered
+    /// while it waits for its slot would never complete).
+    #[test]
+    fn the_job_graph_is_every_source_and_counter_and_the_sink() {
+        assert_eq!(
+            job_tasks(2),
+            [TaskId::Source(0), TaskId::Source(1), TaskId::Counter(0), TaskId::Counter(1), TaskId::Sink]
+        );
+    }
+
+    /// Catches: unaligned checkpoints or a min-pause run concurrently (Flink runs one at a time
+    /// for either).
+    #[test]
+    fn unaligned_checkpoints_and_a_min_pause_allow_one_in_flight() {
+        let free = "execution.checkpointing.max-concurrent-checkpoints=3";
+        assert_eq!(Fixture::new(&[free]).jm.max_concurrent(), 3);
+        assert_eq!(Fixture::new(&[free, "execution.checkpointing.unaligned.enabled=true"]).jm.max_concurrent(), 1);
+        assert_eq!(Fixture::new(&[free, "execution.checkpointing.min-pause=100ms"]).jm.max_concurrent(), 1);
+    }
+
+    /// Catches: a savepoint triggered of a job that is not running, or a second
+    /// stop-with-savepoint while one is under way (two stops of one job).
+    #[test]
+    fn a_savepoint_needs_a_running_job_and_one_stop_at_a_time() {
+        let mut f = Fixture::new(&[]);
+        assert!(matches!(f.jm.savepoint_refusal(false), Err(SavepointRefusal::NotRunning("CREATED"))));
+        f.jm.status = JobStatus::Running;
+        f.jm.savepoints.insert(7, true);
+        assert!(matches!(f.jm.savepoint_refusal(true), Err(SavepointRefusal::StopInProgress)));
+        assert!(f.jm.stop_in_progress());
+        // A savepoint without stop may go beside it; no task runs yet, so the pre-flight refuses.
+        assert!(matches!(f.jm.savepoint_refusal(false), Err(SavepointRefusal::Trigger(_))));
+    }
+
+    /// Catches: a kill armed for the next checkpoint's commit when checkpointing is off (it
+    /// would never fire and the step would wait forever), or armed for a TM that is not running.
+    #[test]
+    fn a_kill_before_commit_is_armed_only_when_a_commit_can_come() {
+        let mut f = Fixture::new(&["execution.checkpointing.interval=off"]);
+        f.jm.arm_kill_before_commit("tm-1".into());
+        assert_eq!(f.refusals(Refusable::Kill), ["tm-1 would be killed before a checkpoint's commit, and checkpointing is off"]);
+        let mut f = Fixture::new(&[]);
+        f.jm.arm_kill_before_commit("tm-9".into());
+        assert_eq!(f.refusals(Refusable::Kill), ["no task manager tm-9"]);
+        assert_eq!(f.jm.kill_before_commit, None);
+        f.jm.arm_kill_before_commit("tm-1".into());
+        assert_eq!(f.jm.kill_before_commit.as_deref(), Some("tm-1"));
+    }
+}

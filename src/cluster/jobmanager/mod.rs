@@ -33,7 +33,7 @@ use super::source_task::SourceTask;
 use super::task::{AttemptProgress, DeclineReason, RuntimeKnobs, TaskContext, TaskControl, TaskReport, TaskState};
 use super::view::JobStatus;
 use crate::audit::Auditor;
-use crate::config::{parse_loose_value, Config, ConfigLayers, OffsetReset, DELAYS_TABLE, SCHEMA};
+use crate::config::{parse_loose_value, Config, ConfigLayers, OffsetReset, SeedBackend, DELAYS_TABLE, SCHEMA};
 use crate::connectors::commit_log::CommitLog;
 use crate::connectors::sink::OutputLine;
 use crate::connectors::Topic;
@@ -70,10 +70,10 @@ pub enum Command {
     },
     /// Submit the job again after it FAILED (a new run from empty state).
     Resubmit,
-    /// Switch the state backend by the seed's name (memory, fs, rocksdb) as a Flink user does: a
+    /// Switch to one of the seed's state backends (memory, fs, rocksdb) as a Flink user does: a
     /// stop-with-savepoint in canonical format, then the job submitted again on the new backend,
     /// restoring that savepoint (a checkpoint restores only into the backend that wrote it).
-    SwitchBackend(String),
+    SwitchBackend(SeedBackend),
     /// Take a savepoint into `execution.checkpointing.savepoint-dir` in `format` (Flink's
     /// `--type`); `stop`: then stop the job (Flink's stop-with-savepoint: the job ends FINISHED).
     TriggerSavepoint {
@@ -132,6 +132,34 @@ pub(crate) struct JmSnapshot {
     pub heartbeat_timeout: Duration,
     /// The JobManager's heartbeat requests, for the countdown of failed RPCs.
     pub heartbeat: Option<Schedule>,
+}
+
+impl JmSnapshot {
+    /// Before the JobManager's first turn: a CREATED job with nothing deployed.
+    pub(crate) fn created(cfg: &Config) -> Self {
+        JmSnapshot {
+            status: JobStatus::Created,
+            attempt: 0,
+            restarts: 0,
+            failure: None,
+            restore_failure: None,
+            missing_slots: 0,
+            restart_at: None,
+            tms: Vec::new(),
+            tasks: Vec::new(),
+            channels: Vec::new(),
+            keyed_views: Vec::new(),
+            sink_view: None,
+            progress: None,
+            pending: Vec::new(),
+            pending_triggered: Vec::new(),
+            history: Vec::new(),
+            counts: Default::default(),
+            heartbeat_timeout: cfg.heartbeat_timeout,
+            heartbeat: None,
+            config: cfg.clone(),
+        }
+    }
 }
 
 /// A task manager in a [`JmSnapshot`] (lost incarnations a newer one replaced are left out).
@@ -225,11 +253,11 @@ struct BackendChange {
     /// The canonical stop-with-savepoint's id, and its directory once it completed.
     savepoint: u64,
     dir: Option<PathBuf>,
-    /// The backend asked for (`--backend`'s shorthand). The new submission's configuration is
+    /// The backend asked for. The new submission's configuration is
     /// built from the job's layers when it is submitted, not when the switch was asked for: a
     /// key set while the stop-with-savepoint ran (a timeout, the tolerable failures) holds for
     /// the new job as it would for `flink run -s` with the configuration of that moment.
-    name: String,
+    backend: SeedBackend,
     from: String,
     to: String,
 }
@@ -293,8 +321,8 @@ impl JobManager {
             }
             let owned = cfg.recovery.claim == crate::config::ClaimMode::Claim;
             let mut metadata = r.found.metadata.clone();
-            if owned && cfg.backend == crate::config::BackendKind::RocksDb {
-                // The job owns a claimed checkpoint: its SST files become this job's shared files.
+            if owned && cfg.backend.shares_files_across_checkpoints() {
+                // The job owns a claimed checkpoint: its files (RocksDB's SSTs) become this job's shared files.
                 let adopted = storage.adopt_claimed_shared(&mut metadata);
                 tracing::debug!(files = adopted.len(), "claimed checkpoint's shared files adopted");
             }
@@ -524,7 +552,7 @@ impl JobManager {
             Command::TriggerCheckpoint => self.manual_trigger(),
             Command::Set { key, value } => self.set(&key, &value),
             Command::Resubmit => self.resubmit(),
-            Command::SwitchBackend(name) => self.switch_backend(&name),
+            Command::SwitchBackend(backend) => self.switch_backend(backend),
             Command::TriggerSavepoint { stop, format } => {
                 self.trigger_savepoint(stop, format);
             }
@@ -599,9 +627,9 @@ impl JobManager {
     /// again on the new backend from it ([`Self::resubmit_on_new_backend`], once FINISHED). A job
     /// that runs no longer (FAILED, FINISHED) has nothing to stop: its next submission uses the
     /// new backend. One that is not yet or no longer RUNNING cannot take the savepoint: refused.
-    fn switch_backend(&mut self, name: &str) {
+    fn switch_backend(&mut self, backend: SeedBackend) {
         let mut layers = self.layers.clone();
-        if let Err(e) = layers.set_backend(name, "backend switch") {
+        if let Err(e) = layers.set_backend(backend.into(), "backend switch") {
             return self.refuse(Refusable::Backend, e.to_string());
         }
         let cfg = match layers.build() {
@@ -629,7 +657,7 @@ impl JobManager {
             return self.refuse(Refusable::Backend, format!("a backend change stops the job with a canonical savepoint first, and {reason}"));
         }
         match self.trigger_savepoint(true, SavepointFormat::Canonical) {
-            Some(savepoint) => self.backend_change = Some(BackendChange { savepoint, dir: None, name: name.to_string(), from, to }),
+            Some(savepoint) => self.backend_change = Some(BackendChange { savepoint, dir: None, backend, from, to }),
             None => self.refuse(Refusable::Backend, "its stop-with-savepoint (canonical) could not start: the job stays on this backend".into()),
         }
     }
@@ -668,7 +696,7 @@ impl JobManager {
         let id = change.savepoint;
         // Today's layers with the new backend: what was set since the switch was asked for stays.
         let mut layers = self.layers.clone();
-        let cfg = match layers.set_backend(&change.name, "backend switch").and_then(|()| layers.build()) {
+        let cfg = match layers.set_backend(change.backend.into(), "backend switch").and_then(|()| layers.build()) {
             Ok(cfg) => cfg,
             Err(e) => {
                 return self.refuse(Refusable::Backend, format!("the job cannot be submitted on {}: {e}; it stays FINISHED", change.to))
@@ -837,5 +865,116 @@ impl JobManager {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::config::BackendKind;
+    use crate::events::Stamped;
+
+    /// A JobManager of the built-in job with `sets` (`key=value`) on top, not running: a test
+    /// calls its methods and reads its fields and the events it published. Its task managers'
+    /// directories are in a temporary directory that lives as long as the fixture.
+    pub(crate) struct Fixture {
+        pub jm: JobManager,
+        events: mpsc::UnboundedReceiver<Stamped>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        pub fn new(sets: &[&str]) -> Fixture {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let mut layers = ConfigLayers::builtin();
+            for (key, sub) in [("taskmanager.tmp-dirs", "tm"), ("execution.checkpointing.dir", "checkpoints"), ("execution.checkpointing.savepoint-dir", "savepoints")] {
+                layers.set(&format!("{key}={}", dir.path().join(sub).display()), "test").expect(key);
+            }
+            for s in sets {
+                layers.set(s, "test").expect(s);
+            }
+            let cfg = layers.build().expect("a valid configuration");
+            let bus = EventBus::new(Instant::now());
+            let events = bus.subscribe();
+            let topic = crate::connectors::EmbeddedTopic::new(&cfg.source.topic, cfg.source.partitions, bus.clone()) as Arc<dyn Topic>;
+            let auditor = Arc::new(Auditor::new(cfg.lab.audit, topic.clone(), cfg.job.parallelism, cfg.job.key_by));
+            let knobs = RuntimeKnobs::new(cfg.lab.hop_delay, cfg.buffer_timeout);
+            let snapshot = Arc::new(Mutex::new(JmSnapshot::created(&cfg)));
+            let output = Arc::new(Mutex::new(VecDeque::new()));
+            let jm = JobManager::new(knobs, layers, cfg, "0".repeat(32), bus, topic, auditor, output, snapshot, None);
+            Fixture { jm, events, _dir: dir }
+        }
+
+        /// The events published since the last call.
+        pub fn events(&mut self) -> Vec<Event> {
+            std::iter::from_fn(|| self.events.try_recv().ok()).map(|s| s.event).collect()
+        }
+
+        /// The reasons of the refusals of `command` published since the last call.
+        pub fn refusals(&mut self, command: Refusable) -> Vec<String> {
+            let key: &str = command.into();
+            self.events()
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::ConfigRejected { key: k, reason } if k == key => Some(reason),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    /// Catches: a switch to the backend the job already runs on that stops the job with a
+    /// savepoint anyway (a needless restart).
+    #[test]
+    fn a_switch_to_the_running_backend_is_refused() {
+        let mut f = Fixture::new(&[]);
+        f.jm.on_command(Command::SwitchBackend(SeedBackend::Memory));
+        assert_eq!(f.refusals(Refusable::Backend), ["already hashmap + jobmanager (MemoryStateBackend)"]);
+        assert!(f.jm.backend_change.is_none());
+    }
+
+    /// Catches: a switch of a FAILED job that waits for a stop-with-savepoint no task can take,
+    /// or that announces the switch without adopting the backend and its storage.
+    #[test]
+    fn a_failed_job_switches_backend_for_its_next_submission() {
+        let mut f = Fixture::new(&[]);
+        f.jm.status = JobStatus::Failed;
+        f.jm.on_command(Command::SwitchBackend(SeedBackend::RocksDb));
+        assert_eq!((f.jm.cfg.backend, f.jm.cfg.checkpointing.storage), SeedBackend::RocksDb.pair());
+        assert_eq!(f.jm.storage.kind, crate::config::StorageKind::Filesystem, "its storage follows");
+        let switched: Vec<_> = f
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::BackendSwitched { to, checkpoint, .. } => Some((to, checkpoint)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(switched, [("rocksdb + filesystem (RocksDBStateBackend)".to_string(), None)]);
+        assert!(f.jm.backend_change.is_none(), "no savepoint to wait for");
+    }
+
+    /// Catches: a switch of a job that is not running which triggers a savepoint anyway (it
+    /// would wait for barriers no task sends, and the job would never move).
+    #[test]
+    fn a_switch_before_the_job_runs_is_refused_with_the_savepoint_s_reason() {
+        let mut f = Fixture::new(&[]);
+        f.jm.on_command(Command::SwitchBackend(SeedBackend::Fs));
+        assert_eq!(
+            f.refusals(Refusable::Backend),
+            ["a backend change stops the job with a canonical savepoint first, and the job is CREATED"]
+        );
+        assert_eq!(f.jm.cfg.backend, BackendKind::HashMap, "the job stays on its backend");
+        assert_eq!(f.jm.cfg.checkpointing.storage, crate::config::StorageKind::JobManager);
+    }
+
+    /// Catches: a resubmission that restores a directory holding no snapshot (or one of
+    /// another job's shape) instead of refusing it.
+    #[test]
+    fn find_restorable_refuses_what_is_not_a_snapshot_of_this_job() {
+        let f = Fixture::new(&[]);
+        let empty = tempfile::tempdir().expect("a temporary directory");
+        let e = f.jm.find_restorable(empty.path(), &f.jm.cfg).unwrap_err();
+        assert!(matches!(e, crate::state::storage::RestoreError::NotASnapshot { .. }), "{e}");
     }
 }

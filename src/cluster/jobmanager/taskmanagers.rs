@@ -218,3 +218,88 @@ impl JobManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::Fixture;
+    use super::*;
+    use crate::cluster::heartbeat::Schedule;
+
+    fn incarnations(jm: &JobManager, name: &str) -> Vec<(u32, bool, bool)> {
+        jm.tms.iter().filter(|t| t.name == name).map(|t| (t.incarnation, t.answers(), t.lost)).collect()
+    }
+
+    /// Catches: a restart of a dead TM's name that replaces its entry before the JobManager
+    /// noticed the death (its slots would vanish from the offers before detection, unlike Flink's).
+    #[test]
+    fn a_tm_started_before_its_loss_is_detected_runs_beside_the_dead_one() {
+        let mut f = Fixture::new(&[]);
+        let before = f.jm.tms.len();
+        f.jm.kill("tm-1");
+        assert!(f.jm.tms[0].killed() && f.jm.tms[0].silent_undetected());
+        f.jm.start_tm(Some("tm-1".into()));
+        assert_eq!(f.jm.tms.len(), before + 1);
+        assert_eq!(incarnations(&f.jm, "tm-1"), [(1, false, false), (2, true, false)]);
+    }
+
+    /// Catches: a start after the loss that adds a second entry (the lost one would be counted
+    /// and shown forever) or keeps the old incarnation number.
+    #[test]
+    fn a_tm_started_after_its_loss_takes_over_its_entry() {
+        let mut f = Fixture::new(&[]);
+        let before = f.jm.tms.len();
+        f.jm.kill("tm-1");
+        f.jm.tm_lost(0, Detection::HeartbeatTimeout);
+        assert_eq!(incarnations(&f.jm, "tm-1"), [(1, false, true)]);
+        f.jm.start_tm(Some("tm-1".into()));
+        assert_eq!(f.jm.tms.len(), before);
+        assert_eq!(incarnations(&f.jm, "tm-1"), [(2, true, false)]);
+    }
+
+    /// Catches: a new TM given a taken name or a number above the lowest free one (names must
+    /// stay within tm-1 .. tm-64).
+    #[test]
+    fn a_new_tm_takes_the_lowest_free_number() {
+        let mut f = Fixture::new(&[]);
+        let n = f.jm.tms.len();
+        f.jm.start_tm(None);
+        assert_eq!(f.jm.tms.last().map(|t| t.name.clone()), Some(crate::cluster::taskmanager::name(n + 1)));
+    }
+
+    /// Catches: a kill, hang or start that acts on a TM it cannot act on instead of refusing
+    /// with the reason (a scenario step would then pass silently).
+    #[test]
+    fn kill_hang_and_start_refuse_what_they_cannot_do() {
+        let mut f = Fixture::new(&[]);
+        f.jm.start_tm(Some("tm-1".into()));
+        assert_eq!(f.refusals(Refusable::Start), ["tm-1 is already running"]);
+        f.jm.hang("tm-1");
+        f.jm.hang("tm-1");
+        assert_eq!(f.refusals(Refusable::Hang), ["tm-1 hangs already"]);
+        f.jm.start_tm(Some("tm-1".into()));
+        assert!(f.refusals(Refusable::Start)[0].starts_with("tm-1 hangs: "));
+        f.jm.kill("tm-1");
+        f.jm.kill("tm-1");
+        assert_eq!(f.refusals(Refusable::Kill), ["tm-1 is not running"]);
+        let known: Vec<String> = f.jm.tms.iter().map(|t| t.name.clone()).collect();
+        f.jm.kill("tm-9");
+        assert_eq!(f.refusals(Refusable::Kill), [format!("no task manager tm-9; known: {}", known.join(", "))]);
+    }
+
+    /// Catches: a hung TM killed later whose silence is counted from the kill (its last answer
+    /// was before the hang: the heartbeat timeout runs from there).
+    #[test]
+    fn a_hung_tm_killed_later_keeps_the_answer_it_gave_before_the_hang() {
+        let start = Instant::now();
+        let schedule = Schedule { start, interval: Duration::from_millis(100) };
+        let mut tm = TaskManagerState::new("tm-1".into(), 1, 1);
+        tm.registered_at = start;
+        let hung_at = start + Duration::from_millis(250);
+        tm.fall_silent(Silence::Hung { since: hung_at }, &schedule);
+        assert_eq!(tm.last_answer, Some(start + Duration::from_millis(200)), "the last request before the hang");
+        tm.fall_silent(Silence::Killed { at: start + Duration::from_millis(900) }, &schedule);
+        assert_eq!(tm.last_answer, Some(start + Duration::from_millis(200)));
+        assert_eq!(tm.silent_since, Some(hung_at));
+        assert!(tm.killed() && !tm.runs() && !tm.answers());
+    }
+}

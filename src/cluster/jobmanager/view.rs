@@ -76,3 +76,49 @@ impl JobManager {
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::Fixture;
+    use crate::cluster::heartbeat::Detection;
+
+    fn rows(f: &Fixture) -> Vec<(String, bool, bool)> {
+        let snap = f.jm.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        snap.tms.iter().map(|t| (t.name.clone(), t.silence.is_some(), t.lost)).collect()
+    }
+
+    /// Catches: a view that shows a lost incarnation beside the newer one of its name (two
+    /// rows for one TM), or hides a dead TM before the JobManager declared it lost.
+    #[test]
+    fn a_lost_incarnation_replaced_by_a_newer_one_is_not_shown() {
+        let mut f = Fixture::new(&[]);
+        let others: Vec<(String, bool, bool)> = f.jm.tms.iter().skip(1).map(|t| (t.name.clone(), false, false)).collect();
+        f.jm.kill("tm-1");
+        f.jm.start_tm(Some("tm-1".into()));
+        f.jm.publish();
+        let mut expected = vec![("tm-1".to_string(), true, false)];
+        expected.extend(others.iter().cloned());
+        expected.push(("tm-1".to_string(), false, false));
+        assert_eq!(rows(&f), expected, "undetected: the dead one is still shown");
+        f.jm.tm_lost(0, Detection::RpcFailures { threshold: 2 });
+        f.jm.publish();
+        let mut expected = others;
+        expected.push(("tm-1".to_string(), false, false));
+        assert_eq!(rows(&f), expected);
+    }
+
+    /// Catches: a countdown shown for a TM the JobManager already declared lost, or none for
+    /// one it has not.
+    #[test]
+    fn only_a_silent_undetected_tm_has_a_loss_countdown() {
+        let mut f = Fixture::new(&[]);
+        f.jm.hang("tm-1");
+        f.jm.publish();
+        let loss = |f: &Fixture| f.jm.snapshot.lock().unwrap_or_else(|e| e.into_inner()).tms.iter().map(|t| t.loss.is_some()).collect::<Vec<_>>();
+        assert_eq!(loss(&f)[0], true);
+        assert!(loss(&f)[1..].iter().all(|l| !l));
+        f.jm.tm_lost(0, Detection::HeartbeatTimeout);
+        f.jm.publish();
+        assert_eq!(loss(&f)[0], false);
+    }
+}
