@@ -143,7 +143,7 @@ impl ConfigLayers {
             ));
         }
         let backend: BackendKind = r.choice("state.backend.type")?;
-        if backend == BackendKind::RocksDb && storage == StorageKind::JobManager {
+        if backend.snapshots_need_filesystem() && storage == StorageKind::JobManager {
             return Err(r.bad(
                 "state.backend.type",
                 "rocksdb snapshots are files: it needs execution.checkpointing.storage = \"filesystem\" (--backend rocksdb sets both)"

@@ -793,7 +793,7 @@ impl Resubmission {
             Action::SwitchBackend(name) => {
                 let mut layers = self.layers.clone();
                 let step = || format!("switch-backend {name}");
-                layers.set_backend(name, "switch-backend").map_err(|source| FlinkStepError::Config { step: step(), source })?;
+                layers.set_backend(name.into(), "switch-backend").map_err(|source| FlinkStepError::Config { step: step(), source })?;
                 let new_cfg = layers.build().map_err(|source| FlinkStepError::Config { step: step(), source })?;
                 let spec = JobSpec::of(&new_cfg, log_dir, run_dir);
                 if spec == self.spec {

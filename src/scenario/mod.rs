@@ -201,7 +201,7 @@ mod tests {
             (Action::Hang("tm-1".into()), Refusable::Hang),
             (Action::Start(None), Refusable::Start),
             (Action::Resubmit, Refusable::Resubmit),
-            (Action::SwitchBackend("fs".into()), Refusable::Backend),
+            (Action::SwitchBackend(crate::config::SeedBackend::Fs), Refusable::Backend),
             (Action::Checkpoint, Refusable::Checkpoint),
         ] {
             let name: &str = command.into();

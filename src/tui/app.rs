@@ -896,7 +896,7 @@ impl App {
             Action::CycleBackend => {
                 let next = next_backend(self.backend_now());
                 self.wants.backend = want(next);
-                self.requests.push(Request::Engine(Command::SwitchBackend(<&str>::from(next).into())));
+                self.requests.push(Request::Engine(Command::SwitchBackend(next)));
             }
             Action::IntervalUp | Action::IntervalDown => {
                 let Some(ms) = self.interval_now() else {

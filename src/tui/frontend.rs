@@ -435,7 +435,7 @@ impl Loop<'_> {
                         }
                         Command::SwitchBackend(name) => {
                             let mut next = self.layers.clone();
-                            if next.set_backend(name, "the backend key").is_ok() && next.build().is_ok() {
+                            if next.set_backend(name.into(), "the backend key").is_ok() && next.build().is_ok() {
                                 self.layers = next;
                             }
                         }

@@ -419,7 +419,7 @@ fn switching_the_backend_is_a_canonical_stop_with_savepoint_and_a_resubmit() {
             }
             expected += 200;
             caught_up(&engine).await;
-            engine.command(Command::SwitchBackend(to.to_string()));
+            engine.command(Command::SwitchBackend(to.parse().expect("a seed backend")));
             common::sleep_ms(300).await;
             assert!(await_condition(&engine, AwaitCondition::Running, Duration::from_secs(10)).await, "running again on {to}");
             caught_up(&engine).await;
@@ -468,7 +468,7 @@ fn switching_the_backend_of_a_failed_job_applies_to_its_next_submission() {
         common::until(&engine, AwaitCondition::Running, 10).await;
         engine.command(Command::KillTaskManager("tm-1".into()));
         assert!(await_condition(&engine, AwaitCondition::Failed, Duration::from_secs(60)).await, "no restart strategy without checkpointing");
-        engine.command(Command::SwitchBackend("fs".into()));
+        engine.command(Command::SwitchBackend("fs".parse().expect("a seed backend")));
         common::sleep_ms(50).await;
         let mut note = None;
         while let Ok(e) = events.try_recv() {

@@ -424,7 +424,7 @@ fn run_on(runtime: Runtime, m: Mode, s: &Schedule, backend: Backend) -> Outcome 
                     }
                 }
                 Op::Timeout(ms) => set(&[("execution.checkpointing.timeout", &format!("{ms}ms"))]),
-                Op::SwitchBackend(to) => engine.command(Command::SwitchBackend((*to).into())),
+                Op::SwitchBackend(to) => engine.command(Command::SwitchBackend(to.parse().expect("a seed backend"))),
                 Op::Resubmit => engine.command(Command::Resubmit),
             }
             // Let the command take effect before the next one reads the job's state.

@@ -725,7 +725,7 @@ fn fast_presses_apply_to_what_the_previous_press_asked_for() {
         .requests
         .iter()
         .filter_map(|r| match r {
-            Request::Engine(Command::SwitchBackend(b)) => Some(b.clone()),
+            Request::Engine(Command::SwitchBackend(b)) => Some(b.to_string()),
             _ => None,
         })
         .collect();
