@@ -48,7 +48,9 @@ const AWAIT_AFTER_DOING: Duration = Duration::from_secs(15);
 
 /// The workbench's panes, by the names a lesson's `highlight` uses; the workbench focuses,
 /// scrolls and marks them by this same enum (`tui::app::Pane`), so a name a lesson accepts is a
-/// pane the screen draws. `Status` is the status line (the job's state and the settings).
+/// pane the screen knows: `tui::panes::spec` and `tui::layout`'s `place` match on it (a new variant
+/// is one arm in each), and the layout's tests check every pane is drawn or left out with a reason.
+/// `Status` is the status line (the job's state and the settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, EnumString, IntoStaticStr, VariantNames, EnumCount, EnumIter)]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]

@@ -16,7 +16,7 @@ mod cli;
     name = "ckptlab",
     version,
     about = "A workbench for stream-processing checkpoints: a Flink-style mini cluster in one process, judged against a ground truth.",
-    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --kafka localhost:9092            the seed's setup: read input-topic from a broker (kafka-console-producer feeds it)\n  ckptlab --kafka mock                      the same through librdkafka's in-process mock cluster\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab lesson                            guided lessons (predict, then see it against the truth); ckptlab lesson NAME opens one\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run seed-exactly-once              a shipped scenario by its name (or any file: ckptlab run my.toml)\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000\n  ckptlab compare --modes EXACTLY_ONCE,AT_LEAST_ONCE --set right.ckptlab.hop-delay=5ms\n  ckptlab flink run assets/scenarios/seed-exactly-once.toml   the same scenario on real Apache Flink, verdicts side by side"
+    after_help = "Examples:\n  ckptlab                                   the workbench: type records, kill a TM (k), start it (s), read the verdict\n  ckptlab --kafka localhost:9092            the seed's setup: read input-topic from a broker (kafka-console-producer feeds it)\n  ckptlab --kafka mock                      the same through librdkafka's in-process mock cluster\n  ckptlab --set execution.checkpointing.interval=1s --backend fs\n  ckptlab lesson                            guided lessons (predict, then see it against the truth); ckptlab lesson NAME opens one\n  ckptlab tour                              the seed tutorial's experiments headless, one after another\n  ckptlab run seed-exactly-once              a shipped scenario by its name (or any file: ckptlab run my.toml)\n  ckptlab run my.toml --json --set execution.checkpointing.mode=AT_LEAST_ONCE\n  ckptlab bench --records 2000000\n  ckptlab compare --modes EXACTLY_ONCE,AT_LEAST_ONCE --set right.ckptlab.hop-delay=5ms\n  ckptlab flink run assets/scenarios/seed-exactly-once.toml   the same scenario on real Apache Flink, verdicts side by side\n\nDocs: docs/workbench.md (the workbench), docs/configuration.md (every option); README.md lists every page"
 )]
 struct Cli {
     #[command(flatten)]
@@ -32,22 +32,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a scenario headless and print the verdict (exit 0: every expect held, 1: one failed, 2: bad file).
+    #[command(after_help = "Docs: docs/scenarios.md")]
     Run(cli::run::RunArgs),
     /// Measure throughput per checkpointing mode and recovery time.
+    #[command(after_help = "Docs: docs/performance.md")]
     Bench(ckptlab::bench::BenchArgs),
     /// Run the seed tutorial's experiments headless, one after another, with their verdicts.
+    #[command(after_help = "Docs: docs/compare.md")]
     Tour,
     /// Show what is inside a retained checkpoint or a savepoint (offsets, key groups, entries, sizes).
+    #[command(after_help = "Docs: docs/retention.md")]
     Inspect(cli::inspect::InspectArgs),
     /// Guided lessons in the workbench: without NAME, the list; with it, the lesson (n next or
     /// do it, p previous, 1-9 answer, L leave it and keep the cluster).
+    #[command(after_help = "Docs: docs/lessons.md")]
     Lesson(cli::lesson::LessonArgs),
     /// Two or three clusters on the same topic, side by side: a key kills the same task manager in
     /// every one, typed records go to the shared topic, the verdicts stand in adjacent columns.
     /// `--set left.KEY=VALUE` (left, middle, right) sets an option on one side only.
+    #[command(after_help = "Docs: docs/compare.md")]
     Compare(cli::compare::CompareArgs),
     /// The same experiment on real Apache Flink (a MiniCluster in a JVM): both verdicts side by side, or a Flink job to export.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Docs: docs/flink.md")]
     Flink(cli::flink::FlinkCmd),
 }
 

@@ -73,8 +73,8 @@ pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool)
             ckptlab::duration::format_duration(cfg.heartbeat_timeout)
         );
         let view = engine.view(false);
-        if view.source != "embedded" {
-            outln!("   source: {}", view.source);
+        if view.source.topic != ckptlab::cluster::view::TopicKind::Embedded {
+            outln!("   source: {}", view.source.description);
         }
         if let Some(problem) = &view.topic_status {
             outln!("   WARNING {problem}");

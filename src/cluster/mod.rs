@@ -520,7 +520,7 @@ impl Engine {
             output,
             generators_running: generators,
             caught_up,
-            source: self.topic.describe(),
+            source: view::SourceView::of(&cfg.source, self.kafka.as_deref(), self.topic.describe()),
             topic_status: self.topic.health(),
             verdict,
             output_readers: crate::connectors::kafka_sink::output::readers_of(&*self.topic, cfg, &self.events),

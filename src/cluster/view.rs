@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::coordinator::{CheckpointCounts, CheckpointStats};
 use crate::audit::Verdict;
-use crate::config::{BackendKind, CheckpointingMode, StorageKind};
+use crate::config::{BackendKind, CheckpointingMode, SourceConfig, StorageKind};
+use crate::connectors::kafka::{KafkaTopic, MOCK};
 use crate::connectors::sink::OutputLine;
 use crate::types::TaskId;
 
@@ -135,6 +136,42 @@ pub struct PartitionView {
     pub committed: Option<u64>,
 }
 
+/// Where the job's records come from: the topic outside the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceView {
+    pub topic: TopicKind,
+    /// The topic's own words ("embedded", "kafka localhost:9092, group ckptlab"), to print as
+    /// they are; what they say is in `topic`.
+    pub description: String,
+}
+
+/// The kinds of topic a source reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopicKind {
+    /// The embedded topic, in memory.
+    Embedded,
+    /// The embedded topic with its log on disk (`source.embedded-dir`).
+    EmbeddedOnDisk,
+    /// A Kafka topic: the broker list in use (librdkafka's mock cluster's own when `mock`).
+    Kafka { servers: String, mock: bool },
+}
+
+impl SourceView {
+    /// The source an engine on `cfg` reads: `kafka` is its Kafka topic when it holds one, and
+    /// `description` its topic's own ([`crate::connectors::topic::Topic::describe`]).
+    pub fn of(cfg: &SourceConfig, kafka: Option<&KafkaTopic>, description: String) -> SourceView {
+        let topic = match (&cfg.kafka, &cfg.embedded_dir) {
+            (Some(k), _) => TopicKind::Kafka {
+                servers: kafka.map_or_else(|| k.bootstrap_servers.clone(), |t| t.bootstrap_servers().to_string()),
+                mock: k.bootstrap_servers == MOCK,
+            },
+            (None, Some(_)) => TopicKind::EmbeddedOnDisk,
+            (None, None) => TopicKind::Embedded,
+        };
+        SourceView { topic, description }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterView {
     pub time_ms: u64,
@@ -169,8 +206,8 @@ pub struct ClusterView {
     pub output: Vec<OutputLine>,
     pub generators_running: usize,
     pub caught_up: bool,
-    /// "embedded" or "kafka localhost:9092, group ckptlab".
-    pub source: String,
+    /// Where the records come from: which topic, and its own description.
+    pub source: SourceView,
     /// What is wrong with the topic now (Kafka broker unreachable, topic missing), if anything.
     pub topic_status: Option<String>,
     pub verdict: Option<Verdict>,

@@ -10,6 +10,7 @@ use strum::{EnumCount, IntoEnumIterator};
 
 use super::action::Action;
 use super::keymap::{Context, Keymap};
+use super::panes::{spec, Scroll};
 use super::theme::Theme;
 use crate::cluster::view::{ChannelView, ClusterView};
 use crate::cluster::Command;
@@ -68,12 +69,6 @@ pub const PASTE_MAX_RECORDS: usize = 10_000;
 
 /// The panes, as lessons name them too (one enum: a pane a lesson highlights is one drawn).
 pub use crate::lesson::Pane;
-
-/// Tab and Shift-Tab go round the panes that scroll; the input line has its own key (`i`) and
-/// the status line takes no focus.
-fn in_tab_cycle(p: Pane) -> bool {
-    !matches!(p, Pane::Input | Pane::Status)
-}
 
 /// What the event loop must do for the app.
 #[derive(Debug, Clone, PartialEq)]
@@ -1051,7 +1046,8 @@ impl App {
             Action::Pause => self.requests.push(Request::Pause(!self.view.paused)),
             Action::Resubmit => self.requests.push(Request::Engine(Command::Resubmit)),
             Action::FocusNext | Action::FocusPrev => {
-                let cycle: Vec<Pane> = Pane::iter().filter(|p| in_tab_cycle(*p)).collect();
+                // Tab and Shift-Tab go round the panes that are tab stops (the input line has `i`).
+                let cycle: Vec<Pane> = Pane::iter().filter(|p| spec(*p).tab_stop).collect();
                 let i = cycle.iter().position(|p| *p == self.focus).unwrap_or(0);
                 let n = cycle.len();
                 self.focus = cycle[if action == Action::FocusNext { (i + 1) % n } else { (i + n - 1) % n }];
@@ -1059,7 +1055,7 @@ impl App {
             Action::ScrollUp | Action::ScrollDown | Action::PageUp | Action::PageDown | Action::Home | Action::End => {
                 // Logs (output, events) count lines back from the newest; tables rows down from
                 // the top. Bounded at both ends: a pane never scrolls past its content.
-                let log_like = matches!(self.focus, Pane::Output | Pane::Events);
+                let log_like = spec(self.focus).scroll == Scroll::Log;
                 let max = self.scroll_max(self.focus);
                 let up = matches!(action, Action::ScrollUp | Action::PageUp | Action::Home);
                 let step = match action {
@@ -1097,14 +1093,7 @@ impl App {
 
     /// The farthest a pane can scroll: its last line or row.
     fn scroll_max(&self, pane: Pane) -> u16 {
-        let rows = match pane {
-            Pane::Graph => super::panes::graph::lines_needed(self),
-            Pane::State => self.view.verdict.as_ref().map_or(0, |v| v.keys.len()),
-            Pane::Checkpoints => self.view.checkpoint_history.len(),
-            Pane::Output => self.view.output.len(),
-            Pane::Events => self.visible_log().count(),
-            Pane::Input | Pane::Status => 0,
-        };
+        let rows = (spec(pane).length)(self);
         rows.saturating_sub(1).min(u16::MAX as usize) as u16
     }
 }

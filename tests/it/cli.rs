@@ -190,6 +190,28 @@ fn help_documents_the_commands() {
     for w in ["run", "bench", "--config", "--set", "--backend", "--events"] {
         assert!(out.contains(w), "{w} in --help");
     }
+    assert!(out.trim_end().lines().last().is_some_and(|l| l.starts_with("Docs: docs/workbench.md")), "{out}");
+}
+
+/// Every subcommand's help ends naming its page of docs/, and that page exists.
+#[test]
+fn each_subcommands_help_names_its_docs_page() {
+    let pages = [
+        ("run", "scenarios"),
+        ("bench", "performance"),
+        ("tour", "compare"),
+        ("inspect", "retention"),
+        ("lesson", "lessons"),
+        ("compare", "compare"),
+        ("flink", "flink"),
+    ];
+    for (command, page) in pages {
+        let (code, out, _) = ckptlab(&[command, "--help"]);
+        assert_eq!(code, 0, "{command} --help");
+        let docs = format!("Docs: docs/{page}.md");
+        assert_eq!(out.trim_end().lines().last(), Some(docs.as_str()), "{command} --help:\n{out}");
+        assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/{page}.md")).is_file(), "docs/{page}.md");
+    }
 }
 
 /// `ckptlab tour | head -3`: the reader went away; ckptlab ends quietly (no panic, no backtrace)

@@ -15,7 +15,7 @@ use ckptlab::audit::{KeyVerdict, Verdict};
 use ckptlab::cluster::channel::BarrierInFlight;
 use ckptlab::cluster::coordinator::{CheckpointCounts, CheckpointStats, CheckpointStatus};
 use ckptlab::cluster::task::{OutputLine, TaskId};
-use ckptlab::cluster::view::{ChannelView, ClusterView, JobStatus, PartitionView, PendingCheckpointView, TaskManagerView, TaskView};
+use ckptlab::cluster::view::{ChannelView, ClusterView, JobStatus, PartitionView, PendingCheckpointView, SourceView, TaskManagerView, TaskView, TopicKind};
 use ckptlab::cluster::Command;
 use ckptlab::config::{Alignment, BackendKind, CheckpointMode, CheckpointingMode, StorageKind};
 use ckptlab::scenario::AwaitCondition;
@@ -188,7 +188,7 @@ fn running_view() -> ClusterView {
         ],
         generators_running: 0,
         caught_up: false,
-        source: "embedded".into(),
+        source: SourceView { topic: TopicKind::Embedded, description: "embedded".into() },
         topic_status: None,
         verdict: Some(Verdict {
             produced: 7,

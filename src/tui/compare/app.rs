@@ -19,6 +19,15 @@ use crate::tui::theme::Theme;
 /// Records per second of the compare screen's generator (the workbench's default rate).
 pub const COMPARE_RATE: u64 = 50;
 
+/// What a row of the verdict table stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    /// One key's figures.
+    Key,
+    /// Every key's, summed.
+    Total,
+}
+
 /// One cluster as the screen shows it.
 #[derive(Debug, Clone)]
 pub struct SideView {
@@ -113,6 +122,14 @@ impl CompareApp {
         let empty = crate::audit::Verdict::default();
         let verdicts: Vec<&crate::audit::Verdict> = self.sides.iter().map(|s| s.view.verdict.as_ref().unwrap_or(&empty)).collect();
         key_rows(&verdicts)
+    }
+
+    /// [`Self::rows`], each with what it stands for: the keys', then the totals' ([`key_rows`]
+    /// puts them last), so the screen tells them apart without reading the key's name.
+    pub fn typed_rows(&self) -> Vec<(RowKind, KeyRow)> {
+        let rows = self.rows();
+        let last = rows.len().saturating_sub(1);
+        rows.into_iter().enumerate().map(|(i, r)| (if i == last { RowKind::Total } else { RowKind::Key }, r)).collect()
     }
 
     fn tm_name(&self) -> String {

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::app::{CompareApp, SideView};
+use super::app::{CompareApp, RowKind, SideView};
 use crate::cluster::coordinator::CheckpointStatus;
 use crate::cluster::view::JobStatus;
 use crate::compare::KeyCell;
@@ -177,9 +177,13 @@ fn render_verdict(app: &CompareApp, frame: &mut Frame, area: Rect) {
     widths.push(Constraint::Length(1));
     // The figure names are the first row, under the sides' names in the header.
     let mut body = vec![Row::new(figures).style(t.dim)];
-    for r in app.rows() {
+    for (kind, r) in app.typed_rows() {
+        let key_style = match kind {
+            RowKind::Key => t.text,
+            RowKind::Total => t.title,
+        };
         let mut cells = vec![
-            Cell::from(Span::styled(r.key.clone(), if r.key == "TOTAL" { t.title } else { t.text })),
+            Cell::from(Span::styled(r.key.clone(), key_style)),
             Cell::from(format!("{:>6}", r.cells.first().map_or(0, |c| c.expected))),
         ];
         for c in &r.cells {

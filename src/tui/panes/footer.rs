@@ -41,7 +41,7 @@ fn hints_line(app: &App, width: usize, tiny_labels: bool) -> (Line<'static>, boo
         }
     }
     if !app.input_mode() {
-        if matches!(app.focus, Pane::State | Pane::Checkpoints | Pane::Output | Pane::Events) {
+        if crate::tui::panes::spec(app.focus).scroll_hint {
             hints.insert(0, ("↑↓".into(), "scroll"));
         }
         if app.focus == Pane::Checkpoints {

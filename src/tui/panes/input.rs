@@ -7,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Borders, Paragraph};
 use ratatui::Frame;
 
+use crate::cluster::view::TopicKind;
 use crate::tui::app::{App, Pane};
 use crate::tui::render::{fit, pane_block};
 
@@ -28,7 +29,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         v.partitions.iter().map(|p| format!("p{} end {}{}", p.partition, p.end, group(p.committed))).collect::<Vec<_>>().join("  ")
     };
     let what = if v.all_tasks_running { "read/end" } else { "job down" };
-    let name = if v.source == "embedded" { "topic".to_string() } else { v.source.split(',').next().unwrap_or_default().to_string() };
+    let name = match &v.source.topic {
+        TopicKind::Embedded => "topic".to_string(),
+        TopicKind::EmbeddedOnDisk => "embedded".to_string(),
+        // A broker list by its first broker, as librdkafka tries them.
+        TopicKind::Kafka { servers, mock: false } => format!("kafka {}", servers.split(',').next().unwrap_or_default()),
+        TopicKind::Kafka { servers, mock: true } => format!("kafka mock cluster ({servers})"),
+    };
     let extra = Line::from(Span::styled(format!("→ {name} ({what}) {topic}"), t.dim));
     let block = pane_block(app, Pane::Input, "Input", Some(extra)).borders(Borders::TOP);
     let width = area.width as usize;
