@@ -34,7 +34,7 @@ enum Cmd {
     /// Run a scenario headless and print the verdict (exit 0: every expect held, 1: one failed, 2: bad file).
     Run(cli::run::RunArgs),
     /// Measure throughput per checkpointing mode and recovery time.
-    Bench(ckptlab::bench::BenchArgs),
+    Bench(cli::bench::BenchArgs),
     /// Run the seed tutorial's experiments headless, one after another, with their verdicts.
     Tour,
     /// Show what is inside a retained checkpoint or a savepoint (offsets, key groups, entries, sizes).
