@@ -778,6 +778,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_cluster_file_says_whether_a_run_started_it_and_old_files_by_their_text() {
+        let daemon = Daemon { name: "jobmanager".into(), pid: 1, log: PathBuf::new(), out: PathBuf::new(), rpc_port: 1, started_ms: 0 };
+        let file = |started_for: &str, starter| ClusterFile {
+            flink_version: "2.3.0".into(),
+            rest_port: 1,
+            slots: 1,
+            started_by: 1,
+            jobmanager: daemon.clone(),
+            taskmanagers: Vec::new(),
+            options: Vec::new(),
+            started_for: started_for.into(),
+            starter,
+        };
+        assert!(file(&Starter::Run.describe(7), Some(Starter::Run)).started_by_run());
+        assert!(!file(&Starter::ClusterStart.describe(7), Some(Starter::ClusterStart)).started_by_run());
+        assert!(file("ckptlab flink run (pid 7)", None).started_by_run());
+        assert!(!file("ckptlab flink cluster start", None).started_by_run());
+        // A file from before `starter` was recorded still reads.
+        let mut old = serde_json::to_value(file("ckptlab flink run (pid 7)", None)).unwrap();
+        assert!(old.get("starter").is_none());
+        old["starter"] = serde_json::json!("cluster-start");
+        assert_eq!(serde_json::from_value::<ClusterFile>(old).unwrap().starter, Some(Starter::ClusterStart));
+    }
+
+    #[test]
     fn config_yaml_is_the_distributions_on_loopback_with_the_given_ports() {
         let y = config_yaml(40001, 40002, 3, Path::new("/x/observe"), &[("heartbeat.timeout".into(), "2000 ms".into())]);
         for line in [

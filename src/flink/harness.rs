@@ -397,6 +397,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refusal_names_its_commands_verb() {
+        assert_eq!(Verb::of("submit /x/job-2.properties /x/sp"), Some(Verb::Submit));
+        assert_eq!(Verb::of("stop-with-savepoint CANONICAL file:///x"), Some(Verb::StopWithSavepoint));
+        assert_eq!(Verb::of("kill tm-1"), Some(Verb::Kill));
+        assert_eq!(Verb::of("submitted"), None);
+        assert_eq!(Verb::Savepoint.word(), "savepoint");
+    }
+
+    #[test]
     fn protocol_lines_parse() {
         let e: FlinkEvent = serde_json::from_str(r#"{"event":"tm-terminated","tm":"tm-1"}"#).unwrap();
         assert_eq!(e, FlinkEvent::TmTerminated { tm: "tm-1".into() });
