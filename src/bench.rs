@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use serde::Serialize;
 
 use crate::cluster::{Command, Engine, EngineError};
 use crate::config::{parse_loose_value, ConfigError, ConfigLayers};
 use crate::connectors::{EmbeddedTopic, Topic, TopicError};
 use crate::events::{Event, EventBus};
+use crate::types::TaskId;
 use crate::workdir::WorkDirError;
 
 /// Why a benchmark stopped: the engine's own errors as they are, or a measurement that could not
@@ -65,72 +65,48 @@ pub enum BenchError {
     ChildOutput { records: u64, line: String, error: serde_json::Error },
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// Records pre-filled into the topic for each throughput run (default: scaled so that a run
-    /// of checkpointing off lasts --seconds, from the warm-up run's rate on this machine).
-    #[arg(long)]
+/// What a benchmark measures and how much (`ckptlab bench`'s flags become these in
+/// src/cli/bench.rs).
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub measure: Measure,
+    /// Records pre-filled into the topic for each throughput run (None: scaled so that a run of
+    /// checkpointing off lasts `seconds`, from the warm-up run's rate on this machine).
     pub records: Option<u64>,
-    /// How long each throughput run should last when --records is not given (the warm-up run
-    /// measures this machine's rate; records are scaled to it). A quick look: --seconds 2.
-    #[arg(long, default_value_t = 10.0)]
+    /// How long each throughput run should last when `records` is not given.
     pub seconds: f64,
     /// Distinct keys.
-    #[arg(long, default_value_t = 10_000)]
     pub keys: u64,
-    /// Rounds: every mode runs once per round, with and without the auditor, in an order rotated
-    /// from round to round; the table shows the median and the spread (min-max) over the rounds.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds: every mode runs once per round, in an order rotated from round to round.
     pub rounds: u32,
-    /// The verdict's cost instead: the default job over --verdict-keys keys, auditor on; the
-    /// time of the first verdict, of the next one after a few keys changed (what a frame pays),
-    /// and of a whole per-key table.
-    #[arg(long)]
-    pub verdict: bool,
-    /// Keys of --verdict.
-    #[arg(long, default_value_t = 100_000)]
+    /// Keys of [`Measure::Verdict`].
     pub verdict_keys: u64,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-    /// Compare state backends instead: throughput of rocksdb against fs (hashmap + filesystem),
-    /// and checkpoint duration and size, full against incremental, and restore time, at 10,000
-    /// and 1,000,000 keys.
-    #[arg(long)]
-    pub state: bool,
-    /// Records per throughput run of --state (RocksDB is slower than the heap: fewer than --records).
-    #[arg(long, default_value_t = 2_000_000)]
+    /// Records per throughput run of [`Measure::State`].
     pub state_records: u64,
-    /// Compare sources instead: the embedded topic against Kafka through librdkafka's mock
-    /// cluster, records/s through the default job and latency from produce to the output line.
-    #[arg(long)]
-    pub source: bool,
-    /// Records per throughput run of --source (librdkafka's mock cluster keeps at most 100,000
-    /// records per partition: more are capped to that).
-    #[arg(long, default_value_t = 180_000)]
+    /// Records per throughput run of [`Measure::Source`] and [`Measure::Sinks`].
     pub source_records: u64,
-    /// Compare sinks instead (issue 23): records/s of the whole job with the print sink and the
-    /// Kafka sink per delivery guarantee (none, at-least-once, exactly-once), EXACTLY_ONCE
-    /// checkpoints every 1 s, on the embedded topic and broker and on librdkafka's mock cluster;
-    /// --rounds rotated rounds, the median and the spread. Records: --source-records.
-    #[arg(long)]
-    pub sinks: bool,
-    /// Only the auditor's table: each mode with the ground truth on next to off (the default
-    /// table has both columns too; this skips recovery).
-    #[arg(long)]
-    pub audit: bool,
-    /// The auditor's memory and cost over long runs instead: the same run shape (EXACTLY_ONCE 1s,
-    /// auditor on, retention checkpointed, records produced while the job runs) at 10 M and at
-    /// --memory-records records, each in its own process: peak RSS, bytes per record, checkpoint
-    /// durations early and late in the run, and the verdict's time at --keys keys.
-    #[arg(long)]
-    pub memory: bool,
-    /// The long run of --memory.
-    #[arg(long, default_value_t = 100_000_000)]
+    /// The long run of [`Measure::Memory`].
     pub memory_records: u64,
-    /// (internal) one --memory run of this many records in this process, reported as JSON.
-    #[arg(long, hide = true)]
-    pub memory_child: Option<u64>,
+}
+
+/// Which benchmark runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Throughput per checkpointing mode, with and without the auditor, and recovery time
+    /// (`audit_only`: the auditor's table alone, without recovery).
+    Modes { audit_only: bool },
+    /// The verdict's cost: the first verdict, the next one, a whole per-key table.
+    Verdict,
+    /// State backends: throughput, checkpoint duration and size, restore time.
+    State,
+    /// Sources: the embedded topic against Kafka on librdkafka's mock cluster.
+    Source,
+    /// Sinks: print and Kafka per delivery guarantee.
+    Sinks,
+    /// The auditor's memory and cost over long runs, each run in a process of its own.
+    Memory,
+    /// One run of [`Measure::Memory`] of this many records, in this process.
+    MemoryChild(u64),
 }
 
 /// The backends `--state` compares: (label, option pairs).
@@ -464,7 +440,7 @@ async fn throughput_judged(
 /// Kill -> running, from the job failing (its peers see the connection break at once) to every
 /// task running again from the restored checkpoint; includes the wait for the dead TM's tasks to
 /// be cancelled (the heartbeat timeout, 200 ms here).
-async fn recovery(base: &ConfigLayers, args: &BenchArgs) -> Result<f64, BenchError> {
+async fn recovery(base: &ConfigLayers, args: &BenchOptions) -> Result<f64, BenchError> {
     let layers = bench_layers(
         base,
         &[
@@ -624,6 +600,8 @@ async fn state_run(
 const WRITE_OVERLAP_KEYS: u64 = 1_000_000;
 /// Records queued behind the state so the counter has work during the whole write.
 const WRITE_OVERLAP_BACKLOG: u64 = 6_000_000;
+/// The one counter the async-write measurement watches (parallelism 1).
+const WRITE_OVERLAP_TASK: TaskId = TaskId::Counter(0);
 
 /// Fills one counter with [`WRITE_OVERLAP_KEYS`] keys, queues a backlog, and measures records/s
 /// out of the counter over half a second before a checkpoint and between the end of its
@@ -656,7 +634,8 @@ async fn write_overlap_run(
     let engine = Engine::start_with_topic(layers, cfg, bus, Some(topic.clone()))?;
     wait_caught_up(&engine).await?;
     topic.fill((0..WRITE_OVERLAP_BACKLOG).map(|i| name(i % WRITE_OVERLAP_KEYS)));
-    let sent = |engine: &Engine| engine.view(false).channels.iter().filter(|c| c.from == crate::types::TaskId::Counter(0)).map(|c| c.records_sent).sum::<u64>();
+    let sent = |engine: &Engine| engine.view(false).channels.iter().filter(|c| c.from == WRITE_OVERLAP_TASK).map(|c| c.records_sent).sum::<u64>();
+    let measured = |task: &str| task.parse::<TaskId>() == Ok(WRITE_OVERLAP_TASK);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (r0, t0) = (sent(&engine), Instant::now());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -668,10 +647,10 @@ async fn write_overlap_run(
     let mut at_sync = None;
     let (bytes, sync_ms, async_ms, r3, t3) = loop {
         match next_event(&mut rx, deadline).await {
-            Some(Event::BarrierReceived { task, .. }) if task == "counter[0]" && at_sync.is_none() => {
+            Some(Event::BarrierReceived { task, .. }) if measured(&task) && at_sync.is_none() => {
                 at_sync = Some((sent(&engine), Instant::now()))
             }
-            Some(Event::SnapshotTaken { task, bytes, sync_ms, async_ms, .. }) if task == "counter[0]" => {
+            Some(Event::SnapshotTaken { task, bytes, sync_ms, async_ms, .. }) if measured(&task) => {
                 break (bytes, sync_ms, async_ms, sent(&engine), Instant::now());
             }
             Some(_) => {}
@@ -699,7 +678,7 @@ async fn write_overlap_run(
 }
 
 /// `ckptlab bench --state`: backends side by side.
-async fn run_state(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
+async fn run_state(base: &ConfigLayers, args: &BenchOptions, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
     let home = crate::workdir::prepare_home()?;
     let dir = home.join(format!("bench-{}", std::process::id()));
     let result = run_state_in(base, args, &dir, progress).await;
@@ -709,7 +688,7 @@ async fn run_state(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnM
 
 async fn run_state_in(
     base: &ConfigLayers,
-    args: &BenchArgs,
+    args: &BenchOptions,
     dir: &std::path::Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Report, BenchError> {
@@ -832,7 +811,7 @@ async fn latency(layers: ConfigLayers, kafka: bool, samples: usize) -> Result<f6
 }
 
 /// `ckptlab bench --source`: the embedded topic against Kafka (librdkafka's mock cluster).
-async fn run_source(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
+async fn run_source(base: &ConfigLayers, args: &BenchOptions, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
     let partitions = bench_layers(base, &[])?.build()?.source.partitions as u64;
     let records = args.source_records.min(MOCK_PARTITION_KEEPS * partitions);
     progress(Progress::SourceStart { records, keys: args.keys, rounds: args.rounds });
@@ -905,7 +884,7 @@ pub struct SinkThroughput {
 
 /// `--sinks`: every sink of [`SINKS`] through the whole job, per source, in rounds whose order
 /// is rotated (a sink is not always first on a cold cache or last on a hot machine).
-async fn run_sinks(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
+async fn run_sinks(base: &ConfigLayers, args: &BenchOptions, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
     let partitions = bench_layers(base, &[])?.build()?.source.partitions as u64;
     let records = args.source_records.min(MOCK_PARTITION_KEEPS * partitions);
     let rounds = args.rounds.max(1);
@@ -955,25 +934,16 @@ async fn run_sinks(base: &ConfigLayers, args: &BenchArgs, progress: &mut dyn FnM
 
 /// Runs the benchmark: `progress` hears each measurement as it is taken (a run lasts minutes),
 /// the report is what it all came to. The command line prints both (`src/cli/bench.rs`).
-pub async fn run(base: ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
-    if args.state {
-        return run_state(&base, args, progress).await;
-    }
-    if args.source {
-        return run_source(&base, args, progress).await;
-    }
-    if args.sinks {
-        return run_sinks(&base, args, progress).await;
-    }
-    if let Some(records) = args.memory_child {
-        return memory_child(&base, args, records).await.map(Report::MemoryChild);
-    }
-    if args.memory {
-        return run_memory(args, progress);
-    }
-    if args.verdict {
-        return verdict_cost(&base, args).await.map(Report::Verdict);
-    }
+pub async fn run(base: ConfigLayers, args: &BenchOptions, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
+    let audit_only = match args.measure {
+        Measure::Modes { audit_only } => audit_only,
+        Measure::State => return run_state(&base, args, progress).await,
+        Measure::Source => return run_source(&base, args, progress).await,
+        Measure::Sinks => return run_sinks(&base, args, progress).await,
+        Measure::MemoryChild(records) => return memory_child(&base, args, records).await.map(Report::MemoryChild),
+        Measure::Memory => return run_memory(args, progress),
+        Measure::Verdict => return verdict_cost(&base, args).await.map(Report::Verdict),
+    };
     let parallelism = base.build()?.job.parallelism;
     let load_before = load_average();
     let (report_records, warmup_rate, topic) = warmed_topic(&base, args).await?;
@@ -1007,7 +977,7 @@ pub async fn run(base: ConfigLayers, args: &BenchArgs, progress: &mut dyn FnMut(
         recovery_note: String::new(),
         peak_rss_mb: peak_rss_mb(),
     };
-    if args.audit {
+    if audit_only {
         return Ok(Report::Audit(report));
     }
     report.recovery_ms = recovery(&base, args).await?;
@@ -1025,7 +995,7 @@ const MAX_SCALED_RECORDS: u64 = 400_000_000;
 /// The topic every run reads, after one warm-up run (checkpointing off, auditor off: not
 /// counted) that warms caches and allocator and measures this machine's rate; without
 /// `--records`, the topic is then extended to `rate x --seconds` records.
-async fn warmed_topic(base: &ConfigLayers, args: &BenchArgs) -> Result<(u64, f64, Arc<EmbeddedTopic>), BenchError> {
+async fn warmed_topic(base: &ConfigLayers, args: &BenchOptions) -> Result<(u64, f64, Arc<EmbeddedTopic>), BenchError> {
     let layers = bench_layers(base, &[])?;
     let first = args.records.unwrap_or(WARMUP_RECORDS);
     let bus = EventBus::new(tokio::time::Instant::now());
@@ -1146,7 +1116,7 @@ fn load_average() -> Option<[f64; 3]> {
 
 /// `--verdict`: the default job over many keys with the auditor on; once caught up, the verdict
 /// is timed first (every key changed), again unchanged, and after a few keys changed.
-async fn verdict_cost(base: &ConfigLayers, args: &BenchArgs) -> Result<VerdictCost, BenchError> {
+async fn verdict_cost(base: &ConfigLayers, args: &BenchOptions) -> Result<VerdictCost, BenchError> {
     let keys = args.verdict_keys.max(1);
     // Every key several times over, in the same pseudo-random order as the throughput runs.
     let records = keys * 10;
@@ -1215,7 +1185,7 @@ pub struct MemoryResult {
 
 /// Produces `records` records while the job runs (never more than 2 M ahead of the sources, as a
 /// producer paced by the job), EXACTLY_ONCE 1s, auditor on, retention checkpointed.
-async fn memory_child(base: &ConfigLayers, args: &BenchArgs, records: u64) -> Result<MemoryResult, BenchError> {
+async fn memory_child(base: &ConfigLayers, args: &BenchOptions, records: u64) -> Result<MemoryResult, BenchError> {
     let layers = bench_layers(
         base,
         &[
@@ -1304,7 +1274,7 @@ async fn memory_child(base: &ConfigLayers, args: &BenchArgs, records: u64) -> Re
 }
 
 /// `--memory`: the short and the long run, each in a fresh process (peak RSS is per process).
-fn run_memory(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
+fn run_memory(args: &BenchOptions, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
     let exe = std::env::current_exe().map_err(BenchError::CurrentExe)?;
     let mut results = Vec::new();
     for records in [10_000_000u64.min(args.memory_records), args.memory_records] {

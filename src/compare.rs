@@ -111,7 +111,7 @@ pub fn parse_modes<S: AsRef<str>>(names: &[S]) -> Result<Vec<SideMode>, CompareE
 }
 
 fn check_modes(modes: &[SideMode]) -> Result<(), CompareError> {
-    if !(2..=3).contains(&modes.len()) {
+    if !(2..=MAX_SIDES).contains(&modes.len()) {
         return Err(CompareError::SideCount(modes.len()));
     }
     let mut seen = BTreeSet::new();
@@ -123,17 +123,24 @@ fn check_modes(modes: &[SideMode]) -> Result<(), CompareError> {
     Ok(())
 }
 
-/// The sides' names by position, as `--set left.KEY=VALUE` takes them.
+/// How many sides a comparison has at most. A side more needs a name in [`ALL_SIDE_NAMES`] and
+/// an arm in [`side_names`]: both fail to compile until it has them.
+pub const MAX_SIDES: usize = 3;
+
+/// The sides' names by position, as `--set left.KEY=VALUE` takes them: two sides are left and
+/// right, three have a middle.
 pub fn side_names(count: usize) -> &'static [&'static str] {
+    const MORE_THAN_MAX: usize = MAX_SIDES + 1;
     match count {
-        3 => &["left", "middle", "right"],
-        _ => &["left", "right"],
+        MAX_SIDES => &ALL_SIDE_NAMES,
+        // Other counts than two never pass `check_modes`; they are named as two.
+        ..=2 | MORE_THAN_MAX.. => &["left", "right"],
     }
 }
 
 /// Every name a side prefix can have, so `--set middle.x=1` on two sides is an error rather than
 /// an unknown option.
-const ALL_SIDE_NAMES: [&str; 3] = ["left", "middle", "right"];
+const ALL_SIDE_NAMES: [&str; MAX_SIDES] = ["left", "middle", "right"];
 
 /// Splits `--set` assignments into those for every side and those for one (`left.KEY=VALUE`).
 pub fn split_sets(sets: &[String], count: usize) -> Result<(Vec<String>, Vec<Vec<String>>), CompareError> {

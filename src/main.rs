@@ -36,7 +36,7 @@ enum Cmd {
     Run(cli::run::RunArgs),
     /// Measure throughput per checkpointing mode and recovery time.
     #[command(after_help = "Docs: docs/performance.md")]
-    Bench(ckptlab::bench::BenchArgs),
+    Bench(cli::bench::BenchArgs),
     /// Run the seed tutorial's experiments headless, one after another, with their verdicts.
     #[command(after_help = "Docs: docs/compare.md")]
     Tour,

@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ckptlab::flink::bridge::Narration;
+use ckptlab::flink::install::InstallProgress;
+use ckptlab::table::{Column, TextTable};
 
 use super::{base_layers, out, outln, Global};
 
@@ -120,13 +123,12 @@ pub async fn exec(cli: &Global, command: &FlinkCmd) -> ExitCode {
             if narrate_on {
                 outln!("== {} ({}) on ckptlab and on Apache Flink", scenario.name, scenario.file);
             }
-            let mut narrate = |line: String| {
-                if narrate_on {
-                    outln!("{line}");
-                } else if line.contains("first use only") {
-                    // The first-use install takes a while: say why, even with --json or --quiet.
-                    eprintln!("{line}");
-                }
+            let mut narrate = |said: Narration| match said {
+                Narration::Line(line) if narrate_on => outln!("{line}"),
+                Narration::Install(p) if narrate_on => outln!("{p}"),
+                // The first-use install takes a while: say why, even with --json or --quiet.
+                Narration::Install(p @ InstallProgress::Installing { .. }) => eprintln!("{p}"),
+                Narration::Line(_) | Narration::Install(InstallProgress::Installed { .. }) => {}
             };
             let report = match ckptlab::flink::bridge::run(&scenario, layers, target, &mut narrate).await {
                 Ok(r) => r,
@@ -212,10 +214,10 @@ fn print_flink_report(r: &ckptlab::flink::bridge::BridgeReport) {
 
 /// `ckptlab flink cluster start|status|stop`.
 fn cluster(command: &ClusterCmd) -> ExitCode {
-    use ckptlab::flink::cluster::{ClusterSpec, LocalCluster};
+    use ckptlab::flink::cluster::{ClusterSpec, LocalCluster, Starter};
     match command {
         ClusterCmd::Start { taskmanagers, slots } => {
-            let spec = ClusterSpec { started_for: "ckptlab flink cluster start".into(), taskmanagers: *taskmanagers as usize, slots: *slots as usize, options: Vec::new() };
+            let spec = ClusterSpec { starter: Starter::ClusterStart, taskmanagers: *taskmanagers as usize, slots: *slots as usize, options: Vec::new() };
             match LocalCluster::start(&spec, &mut |line| outln!("{line}")) {
                 Ok(c) => {
                     outln!("`ckptlab flink cluster status` lists the processes; `ckptlab flink cluster stop` ends them (logs in {})", c.dir.join("log").display());
@@ -278,22 +280,32 @@ fn print_status(c: &ckptlab::flink::cluster::LocalCluster, json: bool) {
     let left = left_behind(&c.file);
     let by = if c.file.started_for.is_empty() { "ckptlab" } else { c.file.started_for.as_str() };
     outln!("Flink {} session cluster, REST {} (started by {by}, pid {}{left}; {})", c.file.flink_version, c.rest_url(), c.file.started_by, c.dir.display());
-    outln!("{:<12} {:>8}  {:<8}  {:<36}  {:>5}  {}", "process", "pid", "state", "resource id", "slots", "log");
-    outln!("{:<12} {:>8}  {:<8}  {:<36}  {:>5}  {}", "jobmanager", c.file.jobmanager.pid, state_word(jm), "-", "-", c.file.jobmanager.log.display());
+    // Fixed widths, a row at a time: a long cell pushes its own row only, as the table always did.
+    let table = TextTable::new(vec![
+        Column::left().min(12),
+        Column::right().min(8).gap(" "),
+        Column::left().min(8),
+        Column::left().min(36),
+        Column::right().min(5),
+        Column::left(),
+    ]);
+    outln!("{}", table.line(&["process", "pid", "state", "resource id", "slots", "log"], ""));
+    let jm_row = ["jobmanager".to_string(), c.file.jobmanager.pid.to_string(), state_word(jm).into(), "-".into(), "-".into(), c.file.jobmanager.log.display().to_string()];
+    outln!("{}", table.line(&jm_row, ""));
     for t in &tms {
         let slots = match (t.free_slots, t.slots) {
             (Some(f), Some(s)) => format!("{f}/{s}"),
             _ => "-".into(),
         };
-        outln!(
-            "{:<12} {:>8}  {:<8}  {:<36}  {:>5}  {}",
-            t.name,
-            t.pid,
-            state_word(t.state),
-            t.resource_id.as_deref().unwrap_or("(not registered)"),
+        let row = [
+            t.name.clone(),
+            t.pid.to_string(),
+            state_word(t.state).into(),
+            t.resource_id.clone().unwrap_or_else(|| "(not registered)".into()),
             slots,
-            t.log.display()
-        );
+            t.log.display().to_string(),
+        ];
+        outln!("{}", table.line(&row, ""));
     }
     outln!("(slots: free/total)");
 }
@@ -301,7 +313,7 @@ fn print_status(c: &ckptlab::flink::cluster::LocalCluster, json: bool) {
 /// ", left by a dead `ckptlab flink run`" when the run that owned the cluster is gone (a
 /// `cluster start` ends at once by design: its cluster is nobody's leftover).
 fn left_behind(f: &ckptlab::flink::cluster::ClusterFile) -> String {
-    if f.started_for.contains("flink run") && !ckptlab::workdir::process_alive(f.started_by) {
+    if f.started_by_run() && !ckptlab::workdir::process_alive(f.started_by) {
         ", left behind: that ckptlab is gone".to_string()
     } else {
         String::new()
@@ -333,7 +345,7 @@ fn stop_cluster_on_signal() {
         };
         let stopped = tokio::task::spawn_blocking(|| {
             match ckptlab::flink::cluster::LocalCluster::find() {
-                Ok(Some(c)) if c.file.started_by == std::process::id() && c.file.started_for.contains("flink run") => c.stop(&mut |_| {}),
+                Ok(Some(c)) if c.file.started_by == std::process::id() && c.file.started_by_run() => c.stop(&mut |_| {}),
                 Ok(Some(c)) => {
                     c.resume_all();
                     Vec::new()

@@ -7,7 +7,12 @@ use std::process::ExitCode;
 use ckptlab::cluster::Engine;
 use ckptlab::events::EventBus;
 
+use ckptlab::table::{Column, TextTable};
+
 use super::{base_layers, outln, EventsFile, Global};
+
+/// The lesson list's name column.
+const NAME_WIDTH: usize = 28;
 
 #[derive(clap::Args)]
 pub struct LessonArgs {
@@ -27,10 +32,16 @@ pub async fn exec(cli: &Global, args: &LessonArgs, launched: std::time::Instant)
     let (name, auto, json) = (args.name.as_deref(), args.auto, args.json);
     let Some(name) = name else {
         outln!("Lessons (ckptlab lesson NAME opens one in the workbench; --auto plays it headless):\n");
+        // Each lesson on two lines: its name and figures, then its summary under the title.
+        let heading = TextTable::new(vec![Column::left().min(NAME_WIDTH), Column::left().gap(" "), Column::left(), Column::left()]).indent("  ");
+        let under = TextTable::new(vec![Column::left().min(NAME_WIDTH), Column::left().gap(" ")]).indent("  ");
         for (n, text) in ckptlab::lesson::SHIPPED {
             match ckptlab::lesson::Lesson::parse(text, n) {
-                Ok(l) => outln!("  {n:<28} {:>2} min  {:>2} steps  {}\n  {:<28} {}", l.minutes, l.steps.len(), l.title, "", l.summary),
-                Err(e) => outln!("  {n:<28} (broken: {e})"),
+                Ok(l) => {
+                    let figures = [n.to_string(), format!("{:>2} min", l.minutes), format!("{:>2} steps", l.steps.len()), l.title.clone()];
+                    outln!("{}\n{}", heading.line(&figures, ""), under.line(&["", l.summary.as_str()], ""));
+                }
+                Err(e) => outln!("{}", under.line(&[n.to_string(), format!("(broken: {e})")], "")),
             }
         }
         return ExitCode::SUCCESS;

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::cluster::{ClusterError, ClusterGuard, ClusterSpec, LocalCluster, ProcState};
+use super::cluster::{ClusterError, ClusterGuard, ClusterSpec, LocalCluster, ProcState, Starter};
 use super::compare::{self, Comparison, Side};
-use super::harness::{self, FlinkCheckpoint, FlinkEvent, FlinkState, Harness, HarnessError, Timed};
-use super::install::{self, InstallError};
+use super::harness::{self, FlinkCheckpoint, FlinkEvent, FlinkState, Harness, HarnessError, Timed, Verb};
+use super::install::{self, InstallError, InstallProgress};
 use super::options::{self, JobSpec};
 use super::session::{self, ClusterJob, ClusterSummary};
 use super::timeline::{self, Timeline};
@@ -249,7 +249,7 @@ async fn local_cluster(spec: &JobSpec, narrate: &mut impl FnMut(String)) -> Resu
         }
     }
     let cspec = ClusterSpec {
-        started_for: format!("ckptlab flink run (pid {})", std::process::id()),
+        starter: Starter::Run,
         taskmanagers: spec.taskmanagers,
         slots: spec.slots,
         options: cluster_options(&spec.flink),
@@ -282,9 +282,18 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
+/// What a run says as it goes: its narration, or the install of Flink's jars (which a quiet run
+/// still tells, since the first use waits minutes for it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Narration {
+    /// A line per step and per Flink event worth saying.
+    Line(String),
+    Install(InstallProgress),
+}
+
 /// Runs `scenario` on both engines. `layers` is the configuration (the scenario's `[config]`
-/// applied); `narrate` hears a line per step and per Flink event worth saying.
-pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, narrate: &mut impl FnMut(String)) -> Result<BridgeReport, BridgeError> {
+/// applied); `say` hears the narration as it goes.
+pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, say: &mut impl FnMut(Narration)) -> Result<BridgeReport, BridgeError> {
     let t0 = Instant::now();
     let cfg0 = layers.build()?;
     scenario.check(&cfg0)?;
@@ -292,7 +301,8 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
         return Err(BridgeError::Refused(why));
     }
     let java = install::find_java()?;
-    let jars = install::find_or_install_flink(&mut |m| narrate(m))?;
+    let jars = install::find_or_install_flink(&mut |p| say(Narration::Install(p)))?;
+    let narrate = &mut |line: String| say(Narration::Line(line));
     let cache = install::cache_dir();
     std::fs::create_dir_all(&cache).map_err(io("create", &cache))?;
     let compile_start = Instant::now();
@@ -398,7 +408,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
                 if let Ok(n) = taskmanager::parse_name(tm) {
                     tms.retain(|x| *x != n);
                 }
-                Some(format!("kill {tm}"))
+                Some(format!("{} {tm}", Verb::Kill.word()))
             }
             Action::Start(tm) => {
                 let n = match tm {
@@ -406,11 +416,11 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
                     None => (1..).find(|n| !tms.contains(n)).unwrap_or(1),
                 };
                 tms.push(n);
-                Some(format!("start {}", taskmanager::name(n)))
+                Some(format!("{} {}", Verb::Start.word(), taskmanager::name(n)))
             }
-            Action::Checkpoint => Some("checkpoint".to_string()),
+            Action::Checkpoint => Some(Verb::Checkpoint.word().to_string()),
             // Refused before the run on the MiniCluster (flink::options).
-            Action::Hang(tm) => Some(format!("hang {tm}")),
+            Action::Hang(tm) => Some(format!("{} {tm}", Verb::Hang.word())),
             // Played below, by ckptlab's side only (a before-commit kill is refused before the run).
             Action::Produce { .. }
             | Action::KillBeforeCommit(_)
@@ -430,7 +440,7 @@ pub async fn run(scenario: &Scenario, mut layers: ConfigLayers, target: Target, 
             }
         }
         // Savepoints, resubmissions and configuration changes: Flink's way (see [`Resubmission`]).
-        if matches!(step.action, Action::Savepoint { .. } | Action::Resubmit | Action::SwitchBackend(_) | Action::Set(_)) {
+        if Resubmission::plays(&step.action) {
             let _ = narrate_events(&flink, seen_events, step.line, &mut flink_failures, narrate);
             let t = Instant::now();
             let done = resubmit.play(&mut flink, &step.action, &cfg, &log_dir, &run_dir, narrate).await;
@@ -760,6 +770,24 @@ impl Resubmission {
         self.said.push(line.trim_start().to_string());
     }
 
+    /// The steps Flink plays by a savepoint or a new job ([`Resubmission::play`]).
+    fn plays(action: &Action) -> bool {
+        match action {
+            Action::Savepoint { .. } | Action::Resubmit | Action::SwitchBackend(_) | Action::Set(_) => true,
+            Action::Produce { .. }
+            | Action::Generate(_)
+            | Action::Kill(_)
+            | Action::KillBeforeCommit(_)
+            | Action::Hang(_)
+            | Action::Start(_)
+            | Action::Checkpoint
+            | Action::Wait(_)
+            | Action::Await { .. }
+            | Action::Expect { .. }
+            | Action::StopGenerators => false,
+        }
+    }
+
     /// Plays a savepoint, resubmit, switch-backend or set step on Flink; Err: why it failed there.
     async fn play(&mut self, flink: &mut Flink, action: &Action, cfg: &Config, log_dir: &Path, run_dir: &Path, narrate: &mut impl FnMut(String)) -> Result<(), FlinkStepError> {
         match action {
@@ -848,7 +876,17 @@ impl Resubmission {
                 self.spec = spec;
                 Ok(())
             }
-            _ => Ok(()),
+            Action::Produce { .. }
+            | Action::Generate(_)
+            | Action::Kill(_)
+            | Action::KillBeforeCommit(_)
+            | Action::Hang(_)
+            | Action::Start(_)
+            | Action::Checkpoint
+            | Action::Wait(_)
+            | Action::Await { .. }
+            | Action::Expect { .. }
+            | Action::StopGenerators => Ok(()),
         }
     }
 
@@ -861,7 +899,8 @@ impl Resubmission {
 
     /// A savepoint (`stop`: stop-with-savepoint) into the run's savepoint directory.
     async fn savepoint(&mut self, flink: &mut Flink, stop: bool, format: &str) -> Result<SavepointDone, FlinkStepError> {
-        let what = if stop { "stop-with-savepoint" } else { "savepoint" };
+        let verb = if stop { Verb::StopWithSavepoint } else { Verb::Savepoint };
+        let what = verb.word();
         let (st, _) = flink.state();
         if st.status != "RUNNING" {
             return Err(FlinkStepError::NotRunning { what, status: st.status.clone() });
@@ -875,7 +914,7 @@ impl Resubmission {
         flink.send(&format!("{what}\t{}\t{dir}", format.to_uppercase()))?;
         let done = await_event(flink, seen, SAVEPOINT_TIMEOUT, |e| match e {
             FlinkEvent::SavepointCompleted { path, id, stop: s, .. } if *s == stop => Some(Ok(SavepointDone { path: path.clone(), id: *id, took: Duration::ZERO })),
-            FlinkEvent::Refused { what: w, reason } if w.starts_with(what) => Some(Err(FlinkStepError::Refused { what, reason: reason.clone() })),
+            FlinkEvent::Refused { what: w, reason } if Verb::of(w) == Some(verb) => Some(Err(FlinkStepError::Refused { what, reason: reason.clone() })),
             _ => None,
         })
         .await
@@ -904,7 +943,7 @@ impl Resubmission {
         let props = run_dir.join(format!("job-{}.properties", self.jobs + 1));
         std::fs::write(&props, spec.to_properties()).map_err(|source| FlinkStepError::Write { path: props.clone(), source })?;
         let seen = flink.history().len();
-        let mut command = format!("submit\t{}", props.display());
+        let mut command = format!("{}\t{}", Verb::Submit.word(), props.display());
         if let Some(sp) = savepoint {
             command.push('\t');
             command.push_str(sp);
@@ -912,7 +951,7 @@ impl Resubmission {
         flink.send(&command)?;
         await_event(flink, seen, FLINK_START_TIMEOUT, |e| match e {
             FlinkEvent::Submitted { .. } => Some(Ok(())),
-            FlinkEvent::Refused { what, reason } if what.starts_with("submit") => Some(Err(FlinkStepError::Refused { what: "submission", reason: reason.clone() })),
+            FlinkEvent::Refused { what, reason } if Verb::of(what) == Some(Verb::Submit) => Some(Err(FlinkStepError::Refused { what: "submission", reason: reason.clone() })),
             _ => None,
         })
         .await

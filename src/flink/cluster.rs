@@ -112,16 +112,54 @@ pub struct ClusterFile {
     /// The Flink options beyond the distribution's (heartbeat, ...), as config.yaml has them.
     #[serde(default)]
     pub options: Vec<(String, String)>,
-    /// What started it: `ckptlab flink cluster start`, or a `ckptlab flink run` that stops it at its end.
+    /// What started it, as `status` says it: `ckptlab flink cluster start`, or a `ckptlab flink
+    /// run` that stops it at its end.
     #[serde(default)]
     pub started_for: String,
+    /// Which command started it (none in a file written before this was recorded: see
+    /// [`ClusterFile::started_by_run`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starter: Option<Starter>,
+}
+
+impl ClusterFile {
+    /// Whether a `ckptlab flink run` started it (and so stops it at its end, and leaves it
+    /// behind if it dies).
+    pub fn started_by_run(&self) -> bool {
+        match self.starter {
+            Some(Starter::Run) => true,
+            Some(Starter::ClusterStart) => false,
+            // A cluster.json from before `starter` was recorded: only its text tells.
+            None => self.started_for.contains("flink run"),
+        }
+    }
+}
+
+/// The command that starts a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Starter {
+    /// `ckptlab flink cluster start`: the cluster runs until `ckptlab flink cluster stop`.
+    ClusterStart,
+    /// `ckptlab flink run --cluster local` when no cluster ran: stopped at the run's end.
+    Run,
+}
+
+impl Starter {
+    /// What `status` says started it, the process `pid` of ckptlab that did.
+    pub fn describe(self, pid: u32) -> String {
+        match self {
+            Starter::ClusterStart => "ckptlab flink cluster start".to_string(),
+            Starter::Run => format!("ckptlab flink run (pid {pid})"),
+        }
+    }
 }
 
 /// How to start a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
-    /// Who starts it, for `status` (`ckptlab flink cluster start`, `ckptlab flink run`).
-    pub started_for: String,
+    /// Who starts it, for `status` and for who stops it.
+    pub starter: Starter,
     pub taskmanagers: usize,
     pub slots: usize,
     /// Flink options for config.yaml beyond the distribution's (a scenario's heartbeat options).
@@ -346,7 +384,7 @@ impl LocalCluster {
             old.stop(&mut |_| {});
         }
         let java = install::find_java()?;
-        let jars = install::find_or_install_flink(&mut |m| progress(m))?;
+        let jars = install::find_or_install_flink(&mut |m| progress(m.to_string()))?;
         let dir = cluster_dir()?;
         let home = dir.parent().map(Path::to_path_buf).unwrap_or_else(|| dir.clone());
         if dir.exists() {
@@ -390,7 +428,8 @@ impl LocalCluster {
                 jobmanager: placeholder,
                 taskmanagers: Vec::new(),
                 options: spec.options.clone(),
-                started_for: spec.started_for.clone(),
+                started_for: spec.starter.describe(std::process::id()),
+                starter: Some(spec.starter),
             },
             java: Some(java),
             jars: Some(jars),
@@ -737,6 +776,31 @@ pub fn stop_recorded() -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_file_says_whether_a_run_started_it_and_old_files_by_their_text() {
+        let daemon = Daemon { name: "jobmanager".into(), pid: 1, log: PathBuf::new(), out: PathBuf::new(), rpc_port: 1, started_ms: 0 };
+        let file = |started_for: &str, starter| ClusterFile {
+            flink_version: "2.3.0".into(),
+            rest_port: 1,
+            slots: 1,
+            started_by: 1,
+            jobmanager: daemon.clone(),
+            taskmanagers: Vec::new(),
+            options: Vec::new(),
+            started_for: started_for.into(),
+            starter,
+        };
+        assert!(file(&Starter::Run.describe(7), Some(Starter::Run)).started_by_run());
+        assert!(!file(&Starter::ClusterStart.describe(7), Some(Starter::ClusterStart)).started_by_run());
+        assert!(file("ckptlab flink run (pid 7)", None).started_by_run());
+        assert!(!file("ckptlab flink cluster start", None).started_by_run());
+        // A file from before `starter` was recorded still reads.
+        let mut old = serde_json::to_value(file("ckptlab flink run (pid 7)", None)).unwrap();
+        assert!(old.get("starter").is_none());
+        old["starter"] = serde_json::json!("cluster-start");
+        assert_eq!(serde_json::from_value::<ClusterFile>(old).unwrap().starter, Some(Starter::ClusterStart));
+    }
 
     #[test]
     fn config_yaml_is_the_distributions_on_loopback_with_the_given_ports() {

@@ -119,6 +119,32 @@ pub fn compiled(java: &Java, flink: &FlinkJars, cache: &Path) -> Result<PathBuf,
     Ok(dir)
 }
 
+/// A command's first word, as the harness (in the JVM, or [`super::session`] on the local
+/// cluster) takes it, and as a [`FlinkEvent::Refused`] names the command again in its `what`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
+pub enum Verb {
+    Kill,
+    Hang,
+    Start,
+    Checkpoint,
+    Savepoint,
+    StopWithSavepoint,
+    Submit,
+}
+
+impl Verb {
+    /// The verb a refused command's `what` begins with (the command, its tabs as blanks).
+    pub fn of(what: &str) -> Option<Verb> {
+        what.split([' ', '\t']).next().and_then(|w| w.parse().ok())
+    }
+
+    /// The word as the command line spells it.
+    pub fn word(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// A line the harness sends up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -369,6 +395,15 @@ impl Drop for Harness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_names_its_commands_verb() {
+        assert_eq!(Verb::of("submit /x/job-2.properties /x/sp"), Some(Verb::Submit));
+        assert_eq!(Verb::of("stop-with-savepoint CANONICAL file:///x"), Some(Verb::StopWithSavepoint));
+        assert_eq!(Verb::of("kill tm-1"), Some(Verb::Kill));
+        assert_eq!(Verb::of("submitted"), None);
+        assert_eq!(Verb::Savepoint.word(), "savepoint");
+    }
 
     #[test]
     fn protocol_lines_parse() {

@@ -105,8 +105,28 @@ pub fn dist_version(lib: &Path) -> Option<String> {
     })
 }
 
+/// What the first-use install of Flink's jars says while a run waits for it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InstallProgress {
+    /// The install began: a long wait (~350 MB), first use only.
+    Installing { target: PathBuf },
+    /// The install ended after `secs`.
+    Installed { secs: f64 },
+}
+
+impl std::fmt::Display for InstallProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstallProgress::Installing { target } => {
+                write!(f, "installing Flink {FLINK_VERSION}'s jars (~350 MB) into {}, first use only", target.display())
+            }
+            InstallProgress::Installed { secs } => write!(f, "installed Flink {FLINK_VERSION}'s jars in {secs:.1}s"),
+        }
+    }
+}
+
 /// Flink's jars: `FLINK_HOME`, else the cache, else installed now (`progress` hears why it waits).
-pub fn find_or_install_flink(progress: &mut dyn FnMut(String)) -> Result<FlinkJars, InstallError> {
+pub fn find_or_install_flink(progress: &mut dyn FnMut(InstallProgress)) -> Result<FlinkJars, InstallError> {
     if let Some(home) = std::env::var_os("FLINK_HOME").filter(|p| !p.is_empty()) {
         let home = PathBuf::from(home);
         let bad = |problem: String| InstallError::FlinkHome { home: home.display().to_string(), problem };
@@ -125,7 +145,7 @@ pub fn find_or_install_flink(progress: &mut dyn FnMut(String)) -> Result<FlinkJa
         return Ok(FlinkJars { lib, version: FLINK_VERSION.into(), origin: format!("cache ({})", target.display()), install_secs: None });
     }
     let pip_err = |problem: String| InstallError::Pip { dir: target.display().to_string(), problem };
-    progress(format!("installing Flink {FLINK_VERSION}'s jars (~350 MB) into {}, first use only", target.display()));
+    progress(InstallProgress::Installing { target: target.clone() });
     let started = Instant::now();
     // Into a scratch directory first: an interrupted install never looks complete.
     let partial = target.with_extension(format!("partial-{}", std::process::id()));
@@ -157,7 +177,7 @@ pub fn find_or_install_flink(progress: &mut dyn FnMut(String)) -> Result<FlinkJa
     std::fs::rename(&partial, &target).map_err(|e| pip_err(format!("cannot move {} into place: {e}", partial.display())))?;
     std::fs::write(&complete, FLINK_VERSION).map_err(|e| pip_err(format!("cannot write {}: {e}", complete.display())))?;
     let secs = started.elapsed().as_secs_f64();
-    progress(format!("installed Flink {FLINK_VERSION}'s jars in {secs:.1}s"));
+    progress(InstallProgress::Installed { secs });
     Ok(FlinkJars {
         lib,
         version: FLINK_VERSION.into(),

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{BackendKind, Config, OffsetReset, RestartKind, SinkKind, StorageKind, BUFFER_TIMEOUT_DISABLED};
+use crate::config::{Config, OffsetReset, RestartKind, SinkKind, StorageKind, BUFFER_TIMEOUT_DISABLED};
 use crate::scenario::{Action, Scenario};
 
 /// A Flink duration value ("500 ms"); Flink's parser takes whole numbers with a unit.
@@ -68,21 +68,13 @@ pub fn flink_options(cfg: &Config, run_dir: &Path) -> Vec<(String, String)> {
     o.push(("execution.checkpointing.num-retained", c.num_retained.to_string()));
     o.push(("execution.checkpointing.incremental", c.incremental.to_string()));
     o.push(("execution.checkpointing.externalized-checkpoint-retention", c.retention.flink_name().into()));
+    // ckptlab's option values are Flink's: the names come from the config enums.
+    o.push(("execution.checkpointing.storage", <&str>::from(c.storage).into()));
     match c.storage {
-        StorageKind::JobManager => o.push(("execution.checkpointing.storage", "jobmanager".into())),
-        StorageKind::Filesystem => {
-            o.push(("execution.checkpointing.storage", "filesystem".into()));
-            o.push(("execution.checkpointing.dir", format!("file://{}", run_dir.join("checkpoints").display())));
-        }
+        StorageKind::JobManager => {}
+        StorageKind::Filesystem => o.push(("execution.checkpointing.dir", format!("file://{}", run_dir.join("checkpoints").display()))),
     }
-    o.push((
-        "state.backend.type",
-        match cfg.backend {
-            BackendKind::HashMap => "hashmap",
-            BackendKind::RocksDb => "rocksdb",
-        }
-        .into(),
-    ));
+    o.push(("state.backend.type", <&str>::from(cfg.backend).into()));
     let r = &cfg.restart;
     match r.effective(c.interval.is_some()) {
         RestartKind::None => o.push(("restart-strategy.type", "none".into())),

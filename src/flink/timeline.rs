@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::harness::{FlinkEvent, Timed};
 use crate::events::{Event, Stamped};
+use crate::table::{Column, TextTable};
 
 /// Absolute slack of a comparison (REST is polled every 100-200 ms; RPCs and GC add more).
 pub const TOLERANCE_MS: u64 = 500;
@@ -164,16 +165,27 @@ pub fn timelines(ckptlab: &[Stamped], flink: &[Timed]) -> Vec<Timeline> {
 pub fn table(ts: &[Timeline]) -> String {
     let mut out = String::new();
     let ms = |m: Option<u64>| m.map(|v| format!("+{v} ms")).unwrap_or_else(|| "never".into());
+    // Fixed widths, a row at a time: a long cell pushes its own row only.
+    let table = TextTable::new(vec![
+        Column::left().min(14),
+        Column::right().min(10).gap(" "),
+        Column::right().min(10).gap(" "),
+        Column::left().min(9),
+        Column::left().gap(" "),
+    ]);
     for t in ts {
         out.push_str(&format!("after `{}` (ms after it on each side)\n", t.after));
-        out.push_str(&format!("{:<14} {:>10} {:>10}  {:<9} {}\n", "moment", "ckptlab", "Flink", "differs?", "what (ckptlab | Flink)"));
+        out.push_str(&table.line(&["moment", "ckptlab", "Flink", "differs?", "what (ckptlab | Flink)"], ""));
+        out.push('\n');
         for m in &t.moments {
             let d = match m.differs {
                 Some(true) => "DIFFERS",
                 Some(false) => "no",
                 None => "-",
             };
-            out.push_str(&format!("{:<14} {:>10} {:>10}  {:<9} {} | {}\n", m.what, ms(m.ckptlab_ms), ms(m.flink_ms), d, m.ckptlab_detail, m.flink_detail));
+            let row = [m.what.clone(), ms(m.ckptlab_ms), ms(m.flink_ms), d.to_string(), format!("{} | {}", m.ckptlab_detail, m.flink_detail)];
+            out.push_str(&table.line(&row, ""));
+            out.push('\n');
         }
     }
     if !ts.is_empty() {
@@ -225,5 +237,28 @@ mod tests {
         // The first all-running after the kill, not the one before it.
         assert_eq!((row("running again").ckptlab_ms, row("running again").flink_ms), (Some(3000), Some(22900)));
         assert!(table(&[t.clone()]).contains("DIFFERS"));
+    }
+
+    #[test]
+    fn the_table_keeps_fixed_columns_and_a_long_cell_pushes_its_row_only() {
+        let moment = |what: &str, c: Option<u64>, f: Option<u64>, differs| Moment {
+            what: what.into(),
+            differs,
+            ckptlab_ms: c,
+            flink_ms: f,
+            ckptlab_detail: "a".into(),
+            flink_detail: "b".into(),
+        };
+        let t = Timeline {
+            after: "kill tm-1".into(),
+            moments: vec![moment("TM lost", Some(1000), Some(20000), Some(true)), moment("a moment longer than 14", None, Some(12345678901), None)],
+        };
+        let text = table(&[t]);
+        let lines: Vec<&str> = text.lines().collect();
+        // As the table was written by hand before TextTable.
+        let fixed = |cells: [&str; 5]| format!("{:<14} {:>10} {:>10}  {:<9} {}", cells[0], cells[1], cells[2], cells[3], cells[4]);
+        assert_eq!(lines[1], fixed(["moment", "ckptlab", "Flink", "differs?", "what (ckptlab | Flink)"]));
+        assert_eq!(lines[2], fixed(["TM lost", "+1000 ms", "+20000 ms", "DIFFERS", "a | b"]));
+        assert_eq!(lines[3], fixed(["a moment longer than 14", "never", "+12345678901 ms", "-", "a | b"]));
     }
 }

@@ -79,16 +79,19 @@ impl Scenario {
             None => None,
         };
         let mut steps = Vec::new();
-        for spanned in &raw.steps {
+        let doc = toml_edit::ImDocument::parse(text).ok();
+        let tables = doc.as_ref().map(|d| step_tables(d.as_table())).unwrap_or_default();
+        for (i, spanned) in raw.steps.iter().enumerate() {
             let line = line_of(text, spanned.span().start);
+            let table = tables.get(i).copied();
             let err = |e: StepError| ScenarioError { file: file.to_string(), line, message: e.to_string() };
             // A bad `format` is told at its own line.
             let format_err = |e: StepError| match e {
-                StepError::SavepointFormat { .. } => ScenarioError { file: file.to_string(), line: key_line(text, line, "format"), message: e.to_string() },
+                StepError::SavepointFormat { .. } => ScenarioError { file: file.to_string(), line: table.and_then(|t| key_line(text, t, "format")).unwrap_or(line), message: e.to_string() },
                 other => err(other),
             };
             let mut step = parse_step(spanned.get_ref(), line).map_err(format_err)?;
-            step.partition_line = partition_line(text, line);
+            step.partition_line = table.and_then(|t| partition_line(text, t)).unwrap_or(line);
             if let Action::Expect { side: Some(side), .. } = &mut step.action {
                 *side = compared_side(side, compare.as_deref()).map_err(err)?;
             }
@@ -99,7 +102,7 @@ impl Scenario {
             // line of the bad key (the file named once).
             let located = |e: ConfigError| ScenarioError {
                 file: file.to_string(),
-                line: e.key().and_then(|k| line_of_key(text, &format!("config.{k}"))).unwrap_or_else(|| config_line(text)),
+                line: e.key().and_then(|k| line_of_key(text, &format!("config.{k}"))).unwrap_or_else(|| doc.as_ref().and_then(|d| config_line(text, d.as_table())).unwrap_or(0)),
                 message: e.detail(),
             };
             let mut probe = ConfigLayers::builtin();
@@ -209,29 +212,73 @@ fn compared_side(side: &str, modes: Option<&[crate::compare::SideMode]>) -> Resu
     }
 }
 
-/// The line of a step's `partition` (its own key, or inside `generate = { .. }`), else the step's.
-fn partition_line(text: &str, step_line: usize) -> usize {
-    let mut lines = text.lines().enumerate().skip(step_line);
-    lines
-        .by_ref()
-        .take_while(|(_, l)| !l.trim_start().starts_with('['))
-        .find(|(_, l)| {
-            let l = l.trim_start();
-            l.starts_with("partition") || (l.starts_with("generate") && l.contains("partition"))
-        })
-        .map_or(step_line, |(i, _)| i + 1)
+/// The tables of `steps`, in order (`[[steps]]`, or inline tables in `steps = [...]`), as the
+/// TOML parser read them, with the spans of their keys.
+fn step_tables(doc: &toml_edit::Table) -> Vec<&dyn toml_edit::TableLike> {
+    match doc.get("steps") {
+        Some(toml_edit::Item::ArrayOfTables(a)) => a.iter().map(|t| t as &dyn toml_edit::TableLike).collect(),
+        Some(toml_edit::Item::Value(toml_edit::Value::Array(a))) => a.iter().filter_map(|v| v.as_inline_table()).map(|t| t as &dyn toml_edit::TableLike).collect(),
+        _ => Vec::new(),
+    }
 }
 
-/// The line of a step's own `key`, else the step's.
-fn key_line(text: &str, step_line: usize, key: &str) -> usize {
-    text.lines()
-        .enumerate()
-        .skip(step_line)
-        .take_while(|(_, l)| !l.trim_start().starts_with('['))
-        .find(|(_, l)| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')))
-        .map_or(step_line, |(i, _)| i + 1)
+/// The line where `table` assigns `key` itself, from the parser's span (a key in a string or a
+/// comment is none).
+fn key_line(text: &str, table: &dyn toml_edit::TableLike, key: &str) -> Option<usize> {
+    let (k, item) = table.get_key_value(key)?;
+    k.span().or_else(|| item.span()).map(|s| line_of(text, s.start))
 }
 
-fn config_line(text: &str) -> usize {
-    text.lines().position(|l| l.trim_start().starts_with("[config")).map_or(0, |i| i + 1)
+/// The line of the `[config]` table's header (none for `config = { .. }` inline).
+fn config_line(text: &str, doc: &toml_edit::Table) -> Option<usize> {
+    match doc.get("config")? {
+        toml_edit::Item::Table(_) => key_line(text, doc, "config"),
+        _ => None,
+    }
+}
+
+/// The line of a step's `partition`: its own key, or the one inside `generate` (inline,
+/// `generate = { .. }`, or dotted, `generate.partition = ..`; not a `[steps.generate]` table's).
+fn partition_line(text: &str, step: &dyn toml_edit::TableLike) -> Option<usize> {
+    key_line(text, step, "partition").or_else(|| {
+        let generate: &dyn toml_edit::TableLike = match step.get("generate")? {
+            toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) => t,
+            toml_edit::Item::Table(t) if t.is_dotted() => t,
+            _ => return None,
+        };
+        key_line(text, generate, "partition")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_steps_partition_line_is_its_own_key_or_its_generates() {
+        let text = "name = \"x\"\n\
+            [[steps]]\nproduce = [\"a\"]\n# partition = 9\npartition = 1\n\
+            [[steps]]\ngenerate = { rate = 10, duration = \"1s\", partition = 1 }\n\
+            [[steps]]\ngenerate.rate = 10\ngenerate.duration = \"1s\"\ngenerate.partition = 1\n\
+            [[steps]]\nproduce = [\"b\"]\n";
+        let s = Scenario::parse(text, "p.toml").unwrap();
+        assert_eq!(s.steps.iter().map(|s| s.partition_line).collect::<Vec<_>>(), [5, 7, 11, 12]);
+        let inline = "name = \"x\"\nsteps = [\n  { produce = [\"a\"] },\n  { produce = [\"b\"], partition = 1 },\n]\n";
+        let s = Scenario::parse(inline, "i.toml").unwrap();
+        assert_eq!(s.steps.iter().map(|s| s.partition_line).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    #[test]
+    fn a_bad_savepoint_format_is_told_at_its_own_line() {
+        let text = "name = \"x\"\n[[steps]]\nsavepoint = true\nformat = \"zip\"\n";
+        assert_eq!(Scenario::parse(text, "f.toml").unwrap_err().line, 4);
+    }
+
+    #[test]
+    fn the_config_line_is_its_tables_header_even_when_only_a_sub_table_has_one() {
+        for (text, line) in [("name = \"x\"\n[config]\nx = 1\n", Some(2)), ("name = \"x\"\n\n[config.job]\nx = 1\n", Some(3)), ("config = { x = 1 }\n", None)] {
+            let doc = toml_edit::ImDocument::parse(text).unwrap();
+            assert_eq!(config_line(text, doc.as_table()), line, "{text}");
+        }
+    }
 }

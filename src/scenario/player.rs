@@ -422,7 +422,11 @@ async fn kill_before_commit(engine: &Engine, tm: &str) -> Result<u64, KillBefore
                 return completed.ok_or_else(|| KillBeforeCommitError::KilledFirst(tm.to_owned()))
             }
             // Its refusal is the player's to report (the step's `kill` key).
-            Event::ConfigRejected { key, reason } if key == "kill" => return Err(KillBeforeCommitError::Refused(reason)),
+            Event::ConfigRejected { key, reason } => {
+                if Refused::of_key(key) == Refused::Command(Refusable::Kill) {
+                    return Err(KillBeforeCommitError::Refused(reason));
+                }
+            }
             _ => {}
         }
     }

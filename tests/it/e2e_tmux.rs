@@ -110,7 +110,7 @@ fn workbench_in_tmux_recovers_a_killed_tm_exactly_once() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
+    let bin = Path::new(common::BIN);
     let tmux = Tmux::start("e2e", 100, 30);
     // An empty working directory: no conf/ckptlab.toml or conf/keys.toml of the checkout applies.
     let cmd = format!(
@@ -160,7 +160,7 @@ fn sigterm_quits_and_restores_the_terminal() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
+    let bin = Path::new(common::BIN);
     let tmux = Tmux::start("term", 90, 26);
     let cmd = format!("cd {} && CKPTLAB_LOG={}/ckptlab.log {}; echo EXIT:$?", dir.path().display(), dir.path().display(), bin.display());
     tmux.keys(&[&cmd, "Enter"]);
@@ -191,7 +191,7 @@ fn sighup_quits_with_129_and_restores_the_terminal() {
 /// The workbench at the path of tmux: started in an empty directory with `extra` arguments.
 fn workbench(name: &str, width: u16, height: u16, extra: &str) -> (Tmux, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
+    let bin = Path::new(common::BIN);
     let tmux = Tmux::start(name, width, height);
     let cmd =
         format!("cd {} && CKPTLAB_LOG={}/ckptlab.log {} {extra}; echo EXIT:$?", dir.path().display(), dir.path().display(), bin.display());
@@ -364,7 +364,7 @@ fn compare_in_tmux_kills_in_every_cluster_and_shows_both_verdicts() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
+    let bin = Path::new(common::BIN);
     let tmux = Tmux::start("compare", 100, 30);
     let cmd = format!(
         "cd {} && CKPTLAB_LOG={}/ckptlab.log {} compare --modes EXACTLY_ONCE,AT_LEAST_ONCE --set execution.checkpointing.interval=500ms \
@@ -424,7 +424,7 @@ impl StoppedTerminal {
         let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&slave))).expect("the pty's name");
         let io = || std::process::Stdio::from(slave.try_clone().expect("dup the pty"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ckptlab"));
+        let mut cmd = common::binary();
         cmd.args(args)
             .current_dir(dir.path())
             .env("CKPTLAB_LOG", dir.path().join("ckptlab.log"))
@@ -559,7 +559,7 @@ fn the_checkouts_own_conf_keeps_the_workbench_default_and_an_edited_one_decides(
     let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/ckptlab.toml")).expect("shipped conf");
     assert!(shipped.lines().any(|l| l.starts_with("interval = \"5s\"")), "the shipped conf keeps 5 s for run");
     let conf = dir.path().join("conf/ckptlab.toml");
-    let bin = Path::new(env!("CARGO_BIN_EXE_ckptlab"));
+    let bin = Path::new(common::BIN);
     let tmux = Tmux::start("checkout-conf", 120, 30);
     let cmd = format!("cd {} && {}; echo EXIT:$?", dir.path().display(), bin.display());
     for (text, shown) in [(shipped.clone(), "every 1s"), (shipped.replacen("interval = \"5s\"", "interval = \"2s\"", 1), "every 2s")] {

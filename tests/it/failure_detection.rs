@@ -11,7 +11,7 @@ use std::time::Duration;
 use ckptlab::cluster::heartbeat::Detection;
 use ckptlab::cluster::view::{DetectionView, TmProcess};
 use ckptlab::cluster::{Command, Engine};
-use ckptlab::events::{Event, EventBus, Stamped};
+use ckptlab::events::{Event, Stamped};
 use ckptlab::scenario::AwaitCondition;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -32,27 +32,14 @@ fn start(extra: &[(&str, &str)]) -> (Engine, UnboundedReceiver<Stamped>) {
         ("ckptlab.hop-delay", "10ms"),
     ];
     pairs.extend_from_slice(extra);
-    let bus = EventBus::new(tokio::time::Instant::now());
-    let rx = bus.subscribe();
-    (Engine::start(common::layers(&pairs), bus).expect("engine starts"), rx)
+    common::start_with_events(&pairs)
 }
 
 /// Events until one matches `done` (included), at most `secs` of engine time.
 async fn collect_until(rx: &mut UnboundedReceiver<Stamped>, secs: u64, done: impl Fn(&Event) -> bool) -> Vec<Stamped> {
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            let e = rx.recv().await.expect("event stream open");
-            let end = done(&e.event);
-            seen.push(e);
-            if end {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(found.is_ok(), "no matching event within {secs} s: {:#?}", seen.iter().map(|e| e.event.describe()).collect::<Vec<_>>());
-    seen
+    common::events_until(rx, secs, done)
+        .await
+        .unwrap_or_else(|seen| panic!("no matching event within {secs} s: {:#?}", common::described(&seen)))
 }
 
 fn time_of(seen: &[Stamped], pred: impl Fn(&Event) -> bool) -> Option<u64> {

@@ -32,7 +32,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// `ckptlab flink run FILE --json`, which must exit 0 (every expect held on both engines).
 fn bridge(file: &str) -> serde_json::Value {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Command::new(env!("CARGO_BIN_EXE_ckptlab"))
+    let out = common::binary()
         .args(["flink", "run", file, "--json"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -132,7 +132,7 @@ fn on_a_local_cluster_of_processes_a_sigkilled_taskmanager_loses_and_overcounts_
     }
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let home = tempfile::tempdir().expect("a private directory");
-    let out = Command::new(env!("CARGO_BIN_EXE_ckptlab"))
+    let out = common::binary()
         .args(["flink", "run", "assets/scenarios/seed-exactly-once.toml", "--cluster", "local", "--json"])
         .env("CKPTLAB_HOME", home.path())
         .current_dir(env!("CARGO_MANIFEST_DIR"))

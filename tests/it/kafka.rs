@@ -17,7 +17,7 @@ use ckptlab::cluster::{Command, Engine};
 use ckptlab::config::{parse_loose_value, ConfigLayers};
 use ckptlab::connectors::generator::GeneratorSpec;
 use ckptlab::events::{Event, EventBus};
-use ckptlab::scenario::{self, await_condition, AwaitCondition, Scenario};
+use ckptlab::scenario::{self, AwaitCondition, Scenario};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
@@ -92,12 +92,13 @@ fn start_mock(pairs: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::UnboundedRe
 }
 
 async fn until(engine: &Engine, c: AwaitCondition, secs: u64) {
-    if !await_condition(engine, c, Duration::from_secs(secs)).await {
-        // Why not caught up: positions against the topic (the view), whether the auditor's
-        // mirror is in sync with what the broker acknowledged, and the verdict.
+    // Why not caught up: positions against the topic (the view), whether the auditor's mirror is
+    // in sync with what the broker acknowledged, and the verdict.
+    common::until_or(engine, c, secs, |engine| {
         let in_sync = engine.kafka().map(|k| ckptlab::connectors::topic::Topic::in_sync(&**k));
-        panic!("timed out awaiting {c:?}: {:#?}\nkafka in sync: {in_sync:?}\n{:?}", engine.view(false), engine.verdict());
-    }
+        format!("{:#?}\nkafka in sync: {in_sync:?}\n{:?}", engine.view(false), engine.verdict())
+    })
+    .await;
 }
 
 async fn until_view(engine: &Engine, what: &str, secs: u64, ok: impl Fn(&ckptlab::cluster::view::ClusterView) -> bool) {
@@ -246,7 +247,7 @@ fn an_unreachable_broker_is_reported_not_a_panic() {
     std::fs::write(&file, "name = \"one record\"\n[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\ntimeout = \"2s\"\n")
         .unwrap();
     let (code, out) = {
-        let o = Process::new(env!("CARGO_BIN_EXE_ckptlab"))
+        let o = common::binary()
             .args(["run", &file.display().to_string(), "--kafka", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -384,7 +385,7 @@ timeout = "20s"
         let port = free_port();
         let mut broker = Broker::start(&bin, port);
         let events = dir.path().join(format!("events-{run}.jsonl"));
-        let child = Process::new(env!("CARGO_BIN_EXE_ckptlab"))
+        let child = common::binary()
             .args(["run", &file.display().to_string(), "--json", "--kafka", &format!("127.0.0.1:{port}"), "--events"])
             .arg(&events)
             .stdout(Stdio::piped())
@@ -593,7 +594,7 @@ fn an_unreachable_broker_with_queued_records_does_not_delay_the_exit() {
     )
     .unwrap();
     let started = Instant::now();
-    let child = Process::new(env!("CARGO_BIN_EXE_ckptlab"))
+    let child = common::binary()
         .args(["run", &file.display().to_string(), "--json", "--kafka", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -12,7 +12,7 @@ use ckptlab::cluster::view::{DetectionView, JobStatus};
 use ckptlab::cluster::heartbeat::Detection;
 use ckptlab::cluster::{Command, Engine};
 use ckptlab::connectors::generator::GeneratorSpec;
-use ckptlab::events::{Event, EventBus, Stamped};
+use ckptlab::events::{Event, Stamped};
 use ckptlab::scenario::AwaitCondition;
 
 const BASE: &[(&str, &str)] = &[
@@ -27,9 +27,7 @@ const BASE: &[(&str, &str)] = &[
 fn start_with(extra: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<Stamped>) {
     let mut pairs: Vec<(&str, &str)> = BASE.to_vec();
     pairs.extend_from_slice(extra);
-    let bus = EventBus::new(tokio::time::Instant::now());
-    let rx = bus.subscribe();
-    (Engine::start(common::layers(&pairs), bus).expect("engine starts"), rx)
+    common::start_with_events(&pairs)
 }
 
 fn stream(engine: &Engine, secs: u64) {
@@ -42,19 +40,10 @@ fn stream(engine: &Engine, secs: u64) {
 }
 
 async fn wait_for(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>, pred: impl Fn(&Event) -> bool) -> Event {
-    tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            let e = rx.recv().await.expect("event stream open");
-            if std::env::var("DEBUG_EVENTS").is_ok() {
-                eprintln!("{}", e.event.describe());
-            }
-            if pred(&e.event) {
-                return e.event;
-            }
-        }
-    })
-    .await
-    .expect("event arrived")
+    let mut seen = common::events_until(rx, 120, pred)
+        .await
+        .unwrap_or_else(|seen| panic!("event arrived: none within 120 s; saw: {:#?}", common::described(&seen)));
+    seen.pop().expect("the matching event").event
 }
 
 async fn restart_all_and_judge(engine: Engine) -> ckptlab::audit::Verdict {
@@ -734,20 +723,10 @@ fn a_job_stopped_with_a_savepoint_is_resubmitted_from_it_and_judged_whole() {
 
 /// Waits for the events up to (and with) the first that `last` matches, and returns them all.
 async fn events_until(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>, last: impl Fn(&Event) -> bool) -> Vec<Event> {
-    let mut seen = Vec::new();
-    tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            let e = rx.recv().await.expect("event stream open").event;
-            let done = last(&e);
-            seen.push(e);
-            if done {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no such event within 120 s; saw: {:#?}", seen.iter().map(Event::describe).collect::<Vec<_>>()));
-    seen
+    match common::events_until(rx, 120, last).await {
+        Ok(seen) => seen.into_iter().map(|e| e.event).collect(),
+        Err(seen) => panic!("no such event within 120 s; saw: {:#?}", common::described(&seen)),
+    }
 }
 
 /// The checkpoints triggered among `events`.

@@ -20,11 +20,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ckptlab::cluster::Engine;
-use ckptlab::connectors::{EmbeddedTopic, Topic};
+use ckptlab::connectors::EmbeddedTopic;
 use ckptlab::events::{Event, EventBus};
-use ckptlab::scenario::{self, Player, RunReport, Scenario};
-use crate::common::{layers, paused, scratch_dir};
+use ckptlab::scenario::{self, Player, Scenario};
+use crate::common::{paused, run_steps, scratch_dir, try_start_on_topic};
 
 /// Filesystem checkpoints under `root`, kept when the job ends, full speed.
 fn base(root: &Path, backend: &str, incremental: bool) -> Vec<(String, String)> {
@@ -42,25 +41,12 @@ fn base(root: &Path, backend: &str, incremental: bool) -> Vec<(String, String)> 
     ]
 }
 
-fn start_on(pairs: &[(String, String)], topic: &Arc<EmbeddedTopic>) -> Result<Engine, String> {
-    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let l = layers(&refs);
-    let cfg = l.build().expect("valid test config");
-    Engine::start_with_topic(l, cfg, EventBus::new(tokio::time::Instant::now()), Some(topic.clone() as Arc<dyn Topic>))
-        .map_err(|e| e.to_string())
-}
-
-async fn run_steps(engine: &Engine, steps: &str) -> RunReport {
-    let s = Scenario::parse(&format!("name = \"test\"\n{steps}"), "test.toml").expect("valid steps");
-    scenario::run(&s, engine, |_| {}).await
-}
-
 const FILL: &str = "[[steps]]\nproduce = [\"a\", \"b\", \"a\", \"c\", \"a\", \"b\", \"d\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n";
 
 /// A job on `topic` that counts a few keys and keeps its checkpoints: its newest `chk-<n>` and a
 /// native savepoint.
 async fn first_job(root: &Path, topic: &Arc<EmbeddedTopic>, backend: &str, incremental: bool) -> (PathBuf, PathBuf) {
-    let engine = start_on(&base(root, backend, incremental), topic).expect("engine starts");
+    let engine = try_start_on_topic(&base(root, backend, incremental), topic).expect("engine starts");
     // Native: the bad-file cases edit a RocksDB savepoint's files (a canonical one has one file).
     let report = run_steps(&engine, &format!("{FILL}[[steps]]\nsavepoint = true\nformat = \"native\"\n")).await;
     assert!(report.passed, "{:?}", report.failures);
@@ -472,7 +458,7 @@ fn restored_counts(root: &Path, path: &Path, backend: &str) -> Result<BTreeMap<S
         let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
         let mut pairs = base(&root.join("again"), backend, false);
         pairs.push(("execution.state-recovery.path".into(), path.display().to_string()));
-        let engine = start_on(&pairs, &topic)?;
+        let engine = try_start_on_topic(&pairs, &topic).map_err(|e| e.to_string())?;
         let report = run_steps(&engine, "[[steps]]\nstop-with-savepoint = true\n").await;
         engine.shutdown().await;
         assert!(report.passed, "{:?}", report.failures);
@@ -558,7 +544,7 @@ fn a_state_file_removed_after_start_fails_the_restores_and_the_verdict_says_not_
             ("restart-strategy.fixed-delay.attempts".to_string(), "2".to_string()),
             ("restart-strategy.fixed-delay.delay".to_string(), "100ms".to_string()),
         ]);
-        let engine = start_on(&pairs, &topic).expect("the snapshot is whole at submission");
+        let engine = try_start_on_topic(&pairs, &topic).expect("the snapshot is whole at submission");
         let mut events = engine.events().subscribe();
         let mut failing = Vec::new();
         let before =
@@ -663,7 +649,7 @@ fn claim_deletes_the_claimed_snapshot_once_subsumed_wherever_it_lies() {
             let mut pairs = base(&root.join(format!("second-{n}")), "hashmap", false);
             pairs.push(("execution.state-recovery.path".into(), claimed.display().to_string()));
             pairs.push(("execution.state-recovery.claim-mode".into(), "CLAIM".into()));
-            let engine = start_on(&pairs, &topic).expect("engine starts");
+            let engine = try_start_on_topic(&pairs, &topic).expect("engine starts");
             let report = run_steps(
                 &engine,
                 "[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0 }\n",
@@ -691,7 +677,7 @@ fn restoring(root: &Path, backend: &str, incremental: bool, from: Option<&Path>,
 /// A job on `backend` (restoring `from` when given) that produces `values`, catches up, and stops
 /// with a savepoint in `format`: that savepoint's directory, and the job's newest checkpoint.
 async fn stop_with(root: &Path, topic: &Arc<EmbeddedTopic>, backend: &str, from: Option<&Path>, values: &str, format: &str) -> (PathBuf, PathBuf) {
-    let engine = start_on(&restoring(root, backend, false, from, "NO_CLAIM"), topic).expect("engine starts");
+    let engine = try_start_on_topic(&restoring(root, backend, false, from, "NO_CLAIM"), topic).expect("engine starts");
     let steps = format!(
         "[[steps]]\nproduce = {values}\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n\
          [[steps]]\nexpect = {{ lost = 0, overcounted = 0 }}\n[[steps]]\nsavepoint = true\nformat = \"{format}\"\n"
@@ -759,13 +745,14 @@ fn a_checkpoint_or_native_savepoint_restores_only_into_its_own_backend() {
             let (i, c) = inspected(&native);
             assert_eq!((i.format.as_str(), i.restorable_into.clone(), c), ("native", vec![from.to_string()], map(&[("a", 1), ("b", 1)])));
             for (what, snapshot) in [("native savepoint", &native), ("checkpoint", &chk)] {
-                let e = start_on(&restoring(&root.join(format!("{n}-{what}")), to, false, Some(snapshot), "NO_CLAIM"), &topic)
+                let e = try_start_on_topic(&restoring(&root.join(format!("{n}-{what}")), to, false, Some(snapshot), "NO_CLAIM"), &topic)
                     .err()
+                    .map(|e| e.to_string())
                     .unwrap_or_else(|| panic!("a {what} of {from} restored into {to}"));
                 assert!(e.contains(&format!("is a {what} of the {from} backend and cannot be restored into {to}")), "{e}");
                 assert!(e.contains("Unexpected state handle type, expected one of: ") && e.contains("This can mostly happen when a different StateBackend from the one that was used for taking a checkpoint/savepoint is used when restoring."), "{e}");
                 assert!(e.contains("take a canonical savepoint to change backends"), "{e}");
-                let same = start_on(&restoring(&root.join(format!("{n}-{what}-same")), from, false, Some(snapshot), "NO_CLAIM"), &topic);
+                let same = try_start_on_topic(&restoring(&root.join(format!("{n}-{what}-same")), from, false, Some(snapshot), "NO_CLAIM"), &topic);
                 same.unwrap_or_else(|e| panic!("a {what} restores into its own backend {from}: {e}")).shutdown().await;
             }
         }
@@ -802,7 +789,7 @@ fn the_first_checkpoint_after_a_claim_restore_reuses_the_restored_rocksdb_files(
             let (chk, _) = first_job(&dir.join("first"), &topic, "rocksdb", true).await;
             let restored = ssts(&ckptlab::state::storage::CheckpointStorage::read_metadata(&chk).unwrap());
             assert!(!restored.is_empty(), "the restored checkpoint has SST files");
-            let engine = start_on(&restoring(&dir.join("second"), "rocksdb", true, Some(&chk), claim), &topic).expect("engine starts");
+            let engine = try_start_on_topic(&restoring(&dir.join("second"), "rocksdb", true, Some(&chk), claim), &topic).expect("engine starts");
             let report = run_steps(&engine, "[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nexpect = { lost = 0, overcounted = 0 }\n").await;
             assert!(report.passed, "{claim}: {:?}", report.failures);
             let job = dir.join("second").join("chk").join(engine.job_id());

@@ -18,8 +18,7 @@ use ckptlab::cluster::Engine;
 use ckptlab::connectors::filelog::{decode_line, partition_path};
 use ckptlab::connectors::{EmbeddedTopic, Topic};
 use ckptlab::events::EventBus;
-use ckptlab::scenario::{self, RunReport, Scenario};
-use crate::common::{layers, paused, scratch_dir};
+use crate::common::{layers, paused, run_steps, scratch_dir, start_on_topic};
 
 /// Checkpointing to files under `root`, savepoints beside them, full speed.
 fn base(root: &Path) -> Vec<(String, String)> {
@@ -37,19 +36,6 @@ fn base(root: &Path) -> Vec<(String, String)> {
 fn with(mut pairs: Vec<(String, String)>, more: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     pairs
-}
-
-fn start_on(pairs: &[(String, String)], topic: &Arc<EmbeddedTopic>) -> Engine {
-    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let l = layers(&refs);
-    let cfg = l.build().expect("valid test config");
-    Engine::start_with_topic(l, cfg, EventBus::new(tokio::time::Instant::now()), Some(topic.clone() as Arc<dyn Topic>))
-        .unwrap_or_else(|e| panic!("engine starts: {e}"))
-}
-
-async fn run_steps(engine: &Engine, steps: &str) -> RunReport {
-    let s = Scenario::parse(&format!("name = \"test\"\n{steps}"), "test.toml").expect("valid steps");
-    scenario::run(&s, engine, |_| {}).await
 }
 
 /// Records per key in a topic.
@@ -107,7 +93,7 @@ fn checkpoints_left_after(retention: &str, fail: bool) -> Vec<ckptlab::state::st
             base(root),
             &[("execution.checkpointing.externalized-checkpoint-retention", retention), ("restart-strategy.type", "none")],
         );
-        let engine = start_on(&pairs, &topic);
+        let engine = start_on_topic(&pairs, &topic);
         let mut steps = String::from(
             "[[steps]]\nproduce = [\"a\", \"b\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n",
         );
@@ -191,7 +177,7 @@ fn savepoint_restores_exactly(backend: &[(&str, &str)]) {
     let root = scratch.path();
     paused(async {
         let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
-        let first = start_on(&with(base(root), backend), &topic);
+        let first = start_on_topic(&with(base(root), backend), &topic);
         let report = run_steps(&first, FIRST_JOB).await;
         first.shutdown().await;
         assert!(report.passed, "{:?}", report.failures);
@@ -215,7 +201,7 @@ fn savepoint_restores_exactly(backend: &[(&str, &str)]) {
                     ("execution.state-recovery.path", &sp),
                 ],
             );
-            let engine = start_on(&pairs, &topic);
+            let engine = start_on_topic(&pairs, &topic);
             let restored = engine.restored_from().cloned().expect("restored");
             assert_eq!((restored.from_parallelism, restored.to_parallelism), (2, p));
             assert!(restored.headline().contains(&format!("parallelism {}", if p == 2 { "2".into() } else { format!("2 -> {p}") })));
@@ -275,7 +261,7 @@ expect = { lost = 0, overcounted = 0 }
         for p in [2usize, 3, 1] {
             let p_text = p.to_string();
             let pairs = with(base(root), &[("job.parallelism", &p_text), ("taskmanager.count", &p_text), ("execution.state-recovery.path", &sp)]);
-            let engine = start_on(&pairs, &topic);
+            let engine = start_on_topic(&pairs, &topic);
             let restored = engine.restored_from().cloned().expect("restored");
             assert!(restored.judged_whole && restored.verdict_scope.starts_with("whole"), "parallelism {p}: {restored:?}");
             let report = run_steps(&engine, steps).await;
@@ -304,7 +290,7 @@ expect = { lost = 0, overcounted = 0 }
             let shown = ckptlab::inspect::render(&inspection);
             assert!(shown.contains("judged from the restored point on"), "{case}: {shown}");
             let path = copy.display().to_string();
-            let engine = start_on(&with(base(root), &[("execution.state-recovery.path", &path)]), &topic);
+            let engine = start_on_topic(&with(base(root), &[("execution.state-recovery.path", &path)]), &topic);
             let restored = engine.restored_from().cloned().expect("restored");
             let says = if damage.is_none() { "no auditor record" } else { "cannot be used" };
             assert!(!restored.judged_whole && restored.verdict_scope.contains(says), "{case}: {}", restored.verdict_scope);
@@ -329,7 +315,7 @@ fn a_record_is_not_used_on_a_topic_without_the_records_it_counted() {
         let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
         let sp = first_job_savepoint(root, &topic).await.display().to_string();
         let fresh = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
-        let engine = start_on(&with(base(root), &[("execution.state-recovery.path", &sp)]), &fresh);
+        let engine = start_on_topic(&with(base(root), &[("execution.state-recovery.path", &sp)]), &fresh);
         let restored = engine.restored_from().cloned().expect("restored");
         engine.shutdown().await;
         assert!(!restored.judged_whole && restored.verdict_scope.contains("does not hold the records"), "{}", restored.verdict_scope);
@@ -352,7 +338,7 @@ fn restoring_into_another_key_by_or_topic_fails_with_the_reason() {
     let root = scratch.path();
     paused(async {
         let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
-        let first = start_on(&base(root), &topic);
+        let first = start_on_topic(&base(root), &topic);
         let report =
             run_steps(&first, "[[steps]]\nproduce = [\"a\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nsavepoint = true\n").await;
         first.shutdown().await;
@@ -681,7 +667,7 @@ fn unwritable_checkpoint_dir_fails_checkpoints_with_the_os_error_and_the_job_kee
                 ("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"),
             ],
         );
-        let engine = start_on(&pairs, &topic);
+        let engine = start_on_topic(&pairs, &topic);
         let report = run_steps(
             &engine,
             "[[steps]]\nproduce = [\"a\", \"b\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n",
@@ -724,7 +710,7 @@ fn claim_mode_deletes_the_restored_checkpoint_once_subsumed() {
     paused(async {
         let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
         let keep = with(base(root), &[("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")]);
-        let first = start_on(&keep, &topic);
+        let first = start_on_topic(&keep, &topic);
         let report =
             run_steps(&first, "[[steps]]\nproduce = [\"a\", \"b\", \"a\"]\n[[steps]]\nawait = \"caught-up\"\n[[steps]]\nawait = \"checkpoint-completed\"\n[[steps]]\nawait = \"checkpoint-completed\"\n").await;
         assert!(report.passed, "{:?}", report.failures);
@@ -732,7 +718,7 @@ fn claim_mode_deletes_the_restored_checkpoint_once_subsumed() {
         first.shutdown().await;
         let claimed = common::retained(&job).last().map(|m| job.join(format!("chk-{}", m.checkpoint))).expect("a retained checkpoint");
         let path = claimed.display().to_string();
-        let second = start_on(
+        let second = start_on_topic(
             &with(keep.clone(), &[("execution.state-recovery.path", &path), ("execution.state-recovery.claim-mode", "CLAIM")]),
             &topic,
         );
@@ -810,7 +796,7 @@ fn a_transaction_committed_by_one_process_is_not_committed_again_by_the_next() {
         let sink = [("job.sink", "transactional"), ("execution.checkpointing.interval", "off")];
         let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
         // A plain savepoint: staged, never committed by the job that took it.
-        let first = start_on(&with(base(root), &sink), &topic);
+        let first = start_on_topic(&with(base(root), &sink), &topic);
         let report = run_steps(&first, "[[steps]]\nproduce = [\"a\", \"b\", \"a\"]\n[[steps]]\nwait = \"500ms\"\n[[steps]]\nsavepoint = true\n").await;
         assert!(report.passed, "{:?}", report.failures);
         assert!(output_pairs(&first).is_empty(), "a savepoint commits nothing");
@@ -818,7 +804,7 @@ fn a_transaction_committed_by_one_process_is_not_committed_again_by_the_next() {
         let plain = report.savepoints.first().expect("a savepoint").clone();
         // Restored by a new engine: the staged transaction is committed there, once; then it
         // stops with a savepoint, whose notification commits what came after.
-        let second = start_on(&with(with(base(root), &sink), &[("execution.state-recovery.path", &plain)]), &topic);
+        let second = start_on_topic(&with(with(base(root), &sink), &[("execution.state-recovery.path", &plain)]), &topic);
         let report = run_steps(&second, "[[steps]]\nawait = \"running\"\n[[steps]]\nproduce = [\"b\", \"c\"]\n[[steps]]\nwait = \"500ms\"\n[[steps]]\nstop-with-savepoint = true\n").await;
         assert!(report.passed, "{:?}", report.failures);
         let mut seen = output_pairs(&second);
@@ -827,7 +813,7 @@ fn a_transaction_committed_by_one_process_is_not_committed_again_by_the_next() {
         second.shutdown().await;
         let stopped = report.savepoints.last().expect("the stop's savepoint").clone();
         // The stop's transaction was committed by the second engine: the third emits nothing of it.
-        let third = start_on(&with(with(base(root), &sink), &[("execution.state-recovery.path", &stopped)]), &topic);
+        let third = start_on_topic(&with(with(base(root), &sink), &[("execution.state-recovery.path", &stopped)]), &topic);
         let report = run_steps(&third, "[[steps]]\nawait = \"running\"\n[[steps]]\nwait = \"500ms\"\n").await;
         assert!(report.passed, "{:?}", report.failures);
         assert_eq!(output_pairs(&third), Vec::<(String, u64)>::new(), "committed by the process before: not emitted again");
@@ -851,7 +837,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Runs FIRST_JOB on `topic` and returns the savepoint it stops with.
 async fn first_job_savepoint(root: &std::path::Path, topic: &std::sync::Arc<EmbeddedTopic>) -> PathBuf {
-    let first = start_on(&base(root), topic);
+    let first = start_on_topic(&base(root), topic);
     let report = run_steps(&first, FIRST_JOB).await;
     first.shutdown().await;
     assert!(report.passed, "{:?}", report.failures);

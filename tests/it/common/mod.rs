@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use ckptlab::cluster::Engine;
+use std::sync::Arc;
+
+use ckptlab::cluster::{Engine, EngineError};
 use ckptlab::config::{parse_loose_value, ConfigLayers};
-use ckptlab::events::EventBus;
-use ckptlab::scenario::{await_condition, AwaitCondition};
+use ckptlab::connectors::{EmbeddedTopic, Topic};
+use ckptlab::events::{Event, EventBus, Stamped};
+use ckptlab::scenario::{self, await_condition, AwaitCondition, RunReport, Scenario};
 
 /// Runs a future on a current-thread runtime whose clock is paused (auto-advancing when idle).
 pub fn paused<F: Future>(f: F) -> F::Output {
@@ -36,7 +39,47 @@ pub fn start(pairs: &[(&str, &str)]) -> Engine {
 }
 
 pub async fn until(engine: &Engine, c: AwaitCondition, secs: u64) {
-    assert!(await_condition(engine, c, Duration::from_secs(secs)).await, "timed out awaiting {c:?}: {:#?}", engine.view(false).status);
+    until_or(engine, c, secs, |engine| format!("{:#?}", engine.view(false).status)).await;
+}
+
+/// [`until`], with `why` saying what the engine was at when the wait timed out.
+pub async fn until_or(engine: &Engine, c: AwaitCondition, secs: u64, why: impl FnOnce(&Engine) -> String) {
+    if !await_condition(engine, c, Duration::from_secs(secs)).await {
+        panic!("timed out awaiting {c:?}: {}", why(engine));
+    }
+}
+
+/// Receives events until one that `done` matches (it included), for at most `secs` of engine
+/// time; Err: those seen when the time ran out. With `DEBUG_EVENTS` set, each is printed as it comes.
+pub async fn events_until(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Stamped>,
+    secs: u64,
+    done: impl Fn(&Event) -> bool,
+) -> Result<Vec<Stamped>, Vec<Stamped>> {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            let e = rx.recv().await.expect("event stream open");
+            if std::env::var_os("DEBUG_EVENTS").is_some() {
+                eprintln!("{}", e.event.describe());
+            }
+            let end = done(&e.event);
+            seen.push(e);
+            if end {
+                return;
+            }
+        }
+    })
+    .await;
+    match found {
+        Ok(()) => Ok(seen),
+        Err(_) => Err(seen),
+    }
+}
+
+/// Events as the log describes them, for a failed assertion's message.
+pub fn described(seen: &[Stamped]) -> Vec<String> {
+    seen.iter().map(|e| e.event.describe()).collect()
 }
 
 pub async fn sleep_ms(ms: u64) {
@@ -86,7 +129,7 @@ pub fn skip(why: &str) {
 }
 
 /// Starts an engine on `pairs` (as [`layers`]) with a subscription to every event it publishes.
-pub fn start_with_events(pairs: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<ckptlab::events::Stamped>) {
+pub fn start_with_events(pairs: &[(&str, &str)]) -> (Engine, tokio::sync::mpsc::UnboundedReceiver<Stamped>) {
     let bus = EventBus::new(tokio::time::Instant::now());
     let rx = bus.subscribe();
     (start_on(pairs, bus), rx)
@@ -123,6 +166,26 @@ pub fn ran(command: &mut std::process::Command) -> Ran {
         stdout: String::from_utf8_lossy(&out.stdout).into(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
     }
+}
+
+/// Starts an engine on `pairs` reading `topic` (one the test fills, or that jobs one after
+/// another share); Err: why the engine refused to start (a restore it cannot do ...).
+pub fn try_start_on_topic(pairs: &[(String, String)], topic: &Arc<EmbeddedTopic>) -> Result<Engine, EngineError> {
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let l = layers(&refs);
+    let cfg = l.build().expect("valid test config");
+    Engine::start_with_topic(l, cfg, EventBus::new(tokio::time::Instant::now()), Some(topic.clone() as Arc<dyn Topic>))
+}
+
+/// [`try_start_on_topic`], which must start.
+pub fn start_on_topic(pairs: &[(String, String)], topic: &Arc<EmbeddedTopic>) -> Engine {
+    try_start_on_topic(pairs, topic).unwrap_or_else(|e| panic!("engine starts: {e}"))
+}
+
+/// Plays `steps` (the `[[steps]]` of a scenario file) on `engine`, narration unheard.
+pub async fn run_steps(engine: &Engine, steps: &str) -> RunReport {
+    let s = Scenario::parse(&format!("name = \"test\"\n{steps}"), "test.toml").expect("valid steps");
+    scenario::run(&s, engine, |_| {}).await
 }
 
 /// Starts an engine on `pairs` (as [`layers`]) publishing on `bus`: subscribe first to see every event.
