@@ -32,7 +32,7 @@ pub mod writer;
 
 use serde::{Deserialize, Serialize};
 
-use super::transactions::{ProducerIdAndEpoch, TxnError};
+use crate::connectors::transactions::{ProducerIdAndEpoch, TxnError};
 
 // The sink's option values live with the configuration, which checks them; named here too.
 pub use crate::config::{DeliveryGuarantee, DEFAULT_TRANSACTION_TIMEOUT};
