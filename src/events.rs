@@ -43,7 +43,7 @@ pub enum Event {
         tm: String,
         after_ms: u64,
         #[serde(flatten)]
-        detection: crate::cluster::heartbeat::Detection,
+        detection: crate::types::Detection,
     },
     JobSubmitted {
         job_id: String,

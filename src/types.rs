@@ -1,8 +1,8 @@
 //! The vocabulary every layer speaks, at the bottom of the crate (as Arroyo's `arroyo-types`):
-//! records and where they sit in the topic, how a checkpoint is taken, and which subtask did
-//! what. It imports nothing of the crate, so the runtime (`cluster`), the backends and checkpoint
-//! storage (`state`), the configuration and the connectors may all use it without importing each
-//! other.
+//! records and where they sit in the topic, how a checkpoint is taken, which subtask did what,
+//! and how a lost task manager was found. It imports nothing of the crate, so the runtime
+//! (`cluster`), the backends and checkpoint storage (`state`), the configuration, the events and
+//! the connectors may all use it without importing each other.
 //!
 //! ```
 //! use ckptlab::types::{Alignment, CheckpointMode, CheckpointOptions, TaskId};
@@ -178,6 +178,27 @@ pub enum ChannelEnd {
     /// Queued at the sender and overtaken by the barrier: sent again by the sender before new
     /// output (`execution.checkpointing.unaligned.recover-output-on-downstream.enabled` = false).
     Output,
+}
+
+/// Which of the two detections declares a task manager lost (Flink 2.3's; `cluster::heartbeat`
+/// tells when each fires, and words it with the heartbeat options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by")]
+pub enum Detection {
+    /// `threshold` heartbeat RPCs in a row failed: the target is unreachable (a killed process).
+    RpcFailures { threshold: u32 },
+    /// No answer for `heartbeat.timeout` (a hung process, or failed-RPC detection off).
+    HeartbeatTimeout,
+}
+
+impl Detection {
+    /// In a few words, for the event log.
+    pub fn summary(self) -> String {
+        match self {
+            Detection::RpcFailures { threshold } => format!("unreachable, {threshold} heartbeat RPCs in a row failed"),
+            Detection::HeartbeatTimeout => "heartbeat timed out".to_string(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -39,12 +39,14 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-/// Flink's `HeartbeatManagerOptions.FAILED_RPC_DETECTION_DISABLED`: a threshold of -1 switches
-/// the detection by failed RPCs off (HeartbeatServicesImpl.java:51-55 allows > 0 or -1).
-pub const RPC_FAILURE_DETECTION_DISABLED: i64 = -1;
+/// Flink's `HeartbeatManagerOptions.FAILED_RPC_DETECTION_DISABLED`, an option value, kept with
+/// the configuration that reads `heartbeat.rpc-failure-threshold`.
+pub use crate::config::RPC_FAILURE_DETECTION_DISABLED;
+/// Which detection declared a task manager lost: vocabulary the events carry, so it sits in
+/// [`crate::types`]; how it reads with the options ([`Detection::describe`]) is here.
+pub use crate::types::Detection;
 
 /// The heartbeat options (`heartbeat.interval`, `heartbeat.timeout`,
 /// `heartbeat.rpc-failure-threshold`; Flink 2.3's defaults 10 s, 50 s and 2,
@@ -76,25 +78,7 @@ impl Silence {
     }
 }
 
-/// Which of the two detections declares a task manager lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "by")]
-pub enum Detection {
-    /// `threshold` heartbeat RPCs in a row failed: the target is unreachable (a killed process).
-    RpcFailures { threshold: u32 },
-    /// No answer for `heartbeat.timeout` (a hung process, or failed-RPC detection off).
-    HeartbeatTimeout,
-}
-
 impl Detection {
-    /// In a few words, for the event log.
-    pub fn summary(self) -> String {
-        match self {
-            Detection::RpcFailures { threshold } => format!("unreachable, {threshold} heartbeat RPCs in a row failed"),
-            Detection::HeartbeatTimeout => "heartbeat timed out".to_string(),
-        }
-    }
-
     /// In words, with the options, for the failure cause.
     pub fn describe(self, opts: &HeartbeatOptions) -> String {
         match self {

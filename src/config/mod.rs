@@ -6,6 +6,8 @@
 //!   defaults, `--config FILE`, a scenario's `[config]`, the command line, live changes.
 //! - [`model`]: the typed configuration the engine gets ([`Config`]), validated out of the layers
 //!   by [`ConfigLayers::build`].
+//! - [`kafka_sink`]: the Kafka sink's option values and refusals ([`DeliveryGuarantee`], the
+//!   transaction timeouts), which the configuration checks and the sink and broker take from here.
 //!
 //! Every public item is re-exported here, so callers write `crate::config::Config`.
 //!
@@ -20,10 +22,12 @@
 //!    `r.choice(key)`, ...) reads and validates it.
 
 mod backend;
+pub mod kafka_sink;
 pub mod layers;
 pub mod model;
 pub mod schema;
 
+pub use kafka_sink::*;
 pub use layers::*;
 pub use model::*;
 pub use schema::*;

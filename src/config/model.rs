@@ -13,7 +13,9 @@ use super::schema::{
     BackendKind, CheckpointMode, ClaimMode, EmbeddedRetention, KeyBy, Kind, OffsetReset, RestartStrategyType, Retention, SinkKind,
     SourceKind, StorageKind, DELAYS_TABLE, RECORD_COST_TABLE, SCHEMA, SINK_PROPERTIES_TABLE,
 };
-use crate::connectors::kafka_sink::{DeliveryGuarantee, DEFAULT_TRANSACTION_TIMEOUT};
+use super::kafka_sink::{
+    DeliveryGuarantee, TransactionTimeoutTooLarge, DEFAULT_TRANSACTION_MAX_TIMEOUT, DEFAULT_TRANSACTION_TIMEOUT, MISSING_TRANSACTIONAL_ID_PREFIX,
+};
 use super::ConfigError;
 use crate::duration::{format_duration, parse_duration, parse_size};
 use crate::types::{Alignment as BarrierAlignment, CheckpointOptions};
@@ -21,6 +23,10 @@ use crate::types::{Alignment as BarrierAlignment, CheckpointOptions};
 /// The buffer timeout in force when `execution.buffer-timeout.enabled = false`: buffers are
 /// flushed only when full (or when a barrier must go), never by time.
 pub const BUFFER_TIMEOUT_DISABLED: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Flink's `HeartbeatManagerOptions.FAILED_RPC_DETECTION_DISABLED`: a threshold of -1 switches
+/// the detection by failed RPCs off (HeartbeatServicesImpl.java:51-55 allows > 0 or -1).
+pub const RPC_FAILURE_DETECTION_DISABLED: i64 = -1;
 
 /// The largest backoff multiplier of the exponential-delay restart strategy.
 const MAX_BACKOFF_MULTIPLIER: f64 = 100.0;
@@ -71,7 +77,7 @@ impl ConfigLayers {
             ));
         }
         let heartbeat_rpc_failure_threshold = match r.int("heartbeat.rpc-failure-threshold")? {
-            crate::cluster::heartbeat::RPC_FAILURE_DETECTION_DISABLED => None,
+            RPC_FAILURE_DETECTION_DISABLED => None,
             n if n > 0 => Some(n as u32),
             _ => return Err(r.bad("heartbeat.rpc-failure-threshold", "allowed: 1 or more, or -1 to switch the detection off".into())),
         };
@@ -230,7 +236,7 @@ impl ConfigLayers {
                 topic: r.text("source.topic")?,
                 embedded_dir,
                 offset_reset: r.choice("source.auto-offset-reset")?,
-                retention: r.choice::<EmbeddedRetention>("source.embedded.retention")?.into(),
+                retention: r.choice::<EmbeddedRetention>("source.embedded.retention")?,
             },
             lab: LabConfig {
                 hop_delay: r.duration("ckptlab.hop-delay")?,
@@ -268,7 +274,7 @@ impl ConfigLayers {
 }
 
 /// The embedded broker's `transaction.max.timeout.ms` (Kafka's default, 15 min).
-const EMBEDDED_TRANSACTION_MAX_TIMEOUT: Duration = crate::connectors::transactions::coordinator::DEFAULT_TRANSACTION_MAX_TIMEOUT;
+const EMBEDDED_TRANSACTION_MAX_TIMEOUT: Duration = DEFAULT_TRANSACTION_MAX_TIMEOUT;
 
 /// The producer property KafkaSink sets itself unless given (KafkaSinkBuilder.java:86-88).
 pub const TRANSACTION_TIMEOUT_PROPERTY: &str = "transaction.timeout.ms";
@@ -311,13 +317,13 @@ impl ConfigLayers {
                 // KafkaSinkBuilder.java:200-203, in its words.
                 return Err(r.bad(
                     "sink.transactional-id-prefix",
-                    format!("{} (required with sink.delivery-guarantee = exactly-once)", crate::connectors::kafka_sink::SinkError::MissingTransactionalIdPrefix),
+                    format!("{MISSING_TRANSACTIONAL_ID_PREFIX} (required with sink.delivery-guarantee = exactly-once)"),
                 ));
             }
             if !kafka && transaction_timeout > EMBEDDED_TRANSACTION_MAX_TIMEOUT {
                 // What the embedded broker answers InitProducerId with; Flink's job fails with it
                 // at start (the writer's initTransactions). Refused here, before the job runs.
-                let refusal = crate::connectors::transactions::TxnError::InvalidTransactionTimeout {
+                let refusal = TransactionTimeoutTooLarge {
                     timeout_ms: transaction_timeout.as_millis() as u64,
                     max_ms: Some(EMBEDDED_TRANSACTION_MAX_TIMEOUT.as_millis() as u64),
                 };
@@ -744,7 +750,7 @@ pub struct SourceConfig {
     /// (`None`: in memory).
     pub embedded_dir: Option<PathBuf>,
     /// What the embedded topic keeps (`source.embedded.retention`).
-    pub retention: crate::connectors::topic::Retention,
+    pub retention: EmbeddedRetention,
 }
 
 /// The network buffers of every channel, as Flink 2.3 bounds them (credit-based flow control;
@@ -1089,8 +1095,7 @@ mod tests {
 
 #[cfg(test)]
 mod kafka_sink_tests {
-    use crate::config::{ConfigLayers, SinkKind};
-    use crate::connectors::kafka_sink::DeliveryGuarantee;
+    use crate::config::{ConfigLayers, DeliveryGuarantee, SinkKind};
     use std::time::Duration;
 
     fn kafka(pairs: &[&str]) -> Result<crate::config::Config, crate::config::ConfigError> {

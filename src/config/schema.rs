@@ -10,8 +10,9 @@ use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 // The checkpointing mode is vocabulary every layer speaks, and a configuration choice: like the
 // choice enums below it knows its option values (strum), which the schema and `build` read.
 pub use crate::types::CheckpointMode;
-// `sink.delivery-guarantee`'s values are Flink's DeliveryGuarantee, which the sink owns.
-pub use crate::connectors::kafka_sink::DeliveryGuarantee;
+// `sink.delivery-guarantee`'s values are Flink's DeliveryGuarantee, kept with the sink's other
+// option values in `kafka_sink.rs`.
+pub use super::kafka_sink::DeliveryGuarantee;
 
 /// The kind of value an option holds, used for validation and error messages.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -225,21 +226,18 @@ pub enum OffsetReset {
     Earliest,
 }
 
-/// `source.embedded.retention`'s values, as the topic's [`crate::connectors::topic::Retention`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumString, VariantNames)]
+/// What the embedded topic keeps (`source.embedded.retention`); the topic reads it as
+/// `connectors::topic::Retention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, EnumString, VariantNames)]
 #[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum EmbeddedRetention {
+    /// Every record, for the whole run (Kafka with unlimited retention): `earliest` replays all.
+    #[default]
     Unbounded,
+    /// Records below the latest completed checkpoint's offsets (and every source's position) are
+    /// released, as Kafka's retention deletes old segments; `earliest` then starts at the oldest
+    /// record kept (Kafka's log start offset).
     Checkpointed,
-}
-
-impl From<EmbeddedRetention> for crate::connectors::topic::Retention {
-    fn from(r: EmbeddedRetention) -> Self {
-        match r {
-            EmbeddedRetention::Unbounded => crate::connectors::topic::Retention::Unbounded,
-            EmbeddedRetention::Checkpointed => crate::connectors::topic::Retention::Checkpointed,
-        }
-    }
 }
 
 /// Flink 2's `ExternalizedCheckpointRetention`: whether a job's checkpoints outlive it.

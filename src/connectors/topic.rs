@@ -185,17 +185,9 @@ impl Logs {
     }
 }
 
-/// What the embedded topic keeps (`source.embedded.retention`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum Retention {
-    /// Every record, for the whole run (Kafka with unlimited retention): `earliest` replays all.
-    #[default]
-    Unbounded,
-    /// Records below the latest completed checkpoint's offsets (and every source's position) are
-    /// released, as Kafka's retention deletes old segments; `earliest` then starts at the oldest
-    /// record kept (Kafka's log start offset).
-    Checkpointed,
-}
+/// What the embedded topic keeps (`source.embedded.retention`): the configuration's choice, which
+/// the topic reads as it is.
+pub use crate::config::EmbeddedRetention as Retention;
 
 /// The default topic: an in-process log.
 pub struct EmbeddedTopic {

@@ -35,7 +35,8 @@
 //! them), [`detached`] (a client closed off-thread), [`producer`] (records sent, acknowledgements kept), [`mirror`] (the
 //! auditor's copy of the topic), [`mirror_consumer`] (its consumer, and the check after a lost
 //! connection), [`reader`] (a source subtask's consumer), [`payload`] (payloads as values),
-//! [`mock`] (librdkafka's mock cluster).
+//! [`mock`] (librdkafka's mock cluster), [`sink`] (Flink's KafkaSink and its output topic, also
+//! named `connectors::kafka_sink`).
 
 mod client;
 mod detached;
@@ -46,6 +47,7 @@ mod mock;
 mod payload;
 mod producer;
 mod reader;
+pub mod sink;
 pub mod transactional;
 
 use std::collections::VecDeque;

@@ -33,8 +33,9 @@ use serde::Serialize;
 use super::log::{IsolationLevel, PartitionLog, ReadBatch};
 use super::producer::{FenceCause, ProducerIdAndEpoch, TxnError};
 
-/// The broker's `transaction.max.timeout.ms` default (TransactionStateManagerConfig.java:32).
-pub const DEFAULT_TRANSACTION_MAX_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The broker's `transaction.max.timeout.ms` default, kept with the configuration, which checks a
+/// sink's `transaction.timeout.ms` against it.
+pub use crate::config::DEFAULT_TRANSACTION_MAX_TIMEOUT;
 /// The broker's `transaction.abort.timed.out.transaction.cleanup.interval.ms` default
 /// (TransactionStateManagerConfig.java:42-43).
 pub const DEFAULT_ABORT_TIMED_OUT_INTERVAL: Duration = Duration::from_secs(10);

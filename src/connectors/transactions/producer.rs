@@ -44,11 +44,9 @@ pub enum FenceCause {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TxnError {
     /// INVALID_TRANSACTION_TIMEOUT (50) at `InitProducerId`: `transaction.timeout.ms` above the
-    /// broker's `transaction.max.timeout.ms` (TransactionCoordinator.scala:128-130). The Java
-    /// client makes it fatal with this text (TransactionManager.java:1355, Errors.java:282-283),
-    /// which is what a Flink job whose KafkaSink keeps the 1 h default fails with against a broker
-    /// at the 15 min default.
-    #[error("org.apache.kafka.common.KafkaException: Unexpected error in InitProducerIdResponse; The transaction timeout is larger than the maximum value allowed by the broker (as configured by transaction.max.timeout.ms). (transaction.timeout.ms = {timeout_ms}{})", .max_ms.map(|m| format!(", transaction.max.timeout.ms = {m}")).unwrap_or_default())]
+    /// broker's `transaction.max.timeout.ms`, in the Java client's words, which the configuration
+    /// checks with too ([`crate::config::TransactionTimeoutTooLarge`]).
+    #[error("{}", crate::config::TransactionTimeoutTooLarge { timeout_ms: *.timeout_ms, max_ms: *.max_ms })]
     InvalidTransactionTimeout { timeout_ms: u64, max_ms: Option<u64> },
     /// PRODUCER_FENCED (90): the transactional id's epoch has moved past this producer's
     /// (Errors.java:370-371). Fatal for the producer.

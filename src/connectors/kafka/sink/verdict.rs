@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use super::output::OutputTopic;
 use crate::audit::Verdict;
-use crate::config::KeyBy;
+use crate::config::{Config, KeyBy, SinkKind};
 use crate::connectors::transactions::{Fate, IsolationLevel, ProducerIdAndEpoch, ReadRecord, TxnError};
+use crate::connectors::Topic;
+use crate::events::EventBus;
 
 /// One key's output at one isolation level.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,18 +185,24 @@ pub fn of_topic(output: &OutputTopic, truth: &Verdict, key_by: KeyBy) -> Result<
     Ok(OutputVerdict { topic: output.name().to_owned(), read_committed, read_uncommitted, causes })
 }
 
-/// The running engine's output, judged: `None` unless its sink is the Kafka sink.
-pub fn of_engine(engine: &crate::cluster::Engine, truth: &Verdict) -> Option<Result<OutputVerdict, TxnError>> {
-    let cfg = engine.config();
-    if cfg.job.sink != crate::config::SinkKind::Kafka {
+/// The output of a job run with `cfg` on `topic`'s broker, judged: `None` unless its sink is the
+/// Kafka sink.
+pub fn of_run(topic: &dyn Topic, cfg: &Config, events: &EventBus, truth: &Verdict) -> Option<Result<OutputVerdict, TxnError>> {
+    if cfg.job.sink != SinkKind::Kafka {
         return None;
     }
     let settings = super::OutputTopicSettings::of(&cfg.job.kafka_sink);
-    let output = match engine.topic().output_topic(&settings, engine.events()) {
+    let output = match topic.output_topic(&settings, events) {
         Ok(o) => o,
         Err(e) => return Some(Err(e)),
     };
     Some(of_topic(&output, truth, cfg.job.key_by))
+}
+
+/// The running engine's output, judged ([`of_run`] on the engine's parts): the one place the
+/// sink names the runtime above it, for the callers that hold an engine.
+pub fn of_engine(engine: &crate::cluster::Engine, truth: &Verdict) -> Option<Result<OutputVerdict, TxnError>> {
+    of_run(&*engine.topic(), &engine.config(), engine.events(), truth)
 }
 
 #[cfg(test)]

@@ -11,16 +11,16 @@
 //! (an aborted transaction's records below the LSO; KafkaConsumer docs, "Reading Transactional
 //! Messages").
 //!
-//! The poller runs only once someone looks (the view asks for [`ReadersView`]), every [`POLL`].
+//! The poller runs only once someone looks (the view asks for [`ReadersView`]), every [`POLL`];
+//! the output topic runs it (`OutputTopic::readers_view`) and hands each poll what to read.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::output::OutputTopic;
-use crate::connectors::transactions::{Fate, IsolationLevel, ReadRecord};
+use crate::connectors::transactions::{Fate, IsolationLevel, ReadRecord, TransactionalLog, TxnError};
 
 /// How often the two readers poll the topic (the lag's resolution).
 pub const POLL: Duration = Duration::from_millis(50);
@@ -92,58 +92,65 @@ struct State {
     committed: VecDeque<ReaderLine>,
 }
 
-/// The readers of one output topic.
+/// The readers of one output topic. The topic ([`super::OutputTopic`]) hands them what to read
+/// and runs their poller; they keep what each has seen.
 #[derive(Default)]
 pub struct OutputReaders {
     state: Mutex<State>,
     started: std::sync::atomic::AtomicBool,
 }
 
+/// What one poll reads from: the embedded broker's log, which each reader reads on from its own
+/// offset, or a Kafka topic's `read` at an isolation level (every record that reader has got).
+pub enum ReadFrom<'a> {
+    Embedded(&'a TransactionalLog),
+    Kafka(&'a dyn Fn(IsolationLevel) -> Result<Vec<ReadRecord>, TxnError>),
+}
+
 impl OutputReaders {
-    /// Starts the poller on `topic` once (inside a tokio runtime), and returns what the readers
-    /// have seen so far.
-    pub fn view(&self, topic: &Arc<OutputTopic>) -> ReadersView {
-        if !self.started.swap(true, std::sync::atomic::Ordering::AcqRel) && tokio::runtime::Handle::try_current().is_ok() {
-            // The embedded broker answers at once; a Kafka reader's first poll waits on the
-            // network, which the view must not (it holds the JobManager's snapshot lock).
-            if topic.is_embedded() {
-                self.poll(topic);
-            }
-            tokio::spawn(poll_loop(Arc::downgrade(topic)));
-        }
+    /// True the first time only: whoever gets it starts the poller.
+    pub fn start(&self) -> bool {
+        !self.started.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// What the readers of the topic `topic` have seen so far.
+    pub fn view(&self, topic: &str) -> ReadersView {
         let s = lock(&self.state);
         let mut v = s.view.clone();
-        v.topic = topic.name().to_owned();
+        v.topic = topic.to_owned();
         v.uncommitted = s.uncommitted.iter().cloned().collect();
         v.committed = s.committed.iter().cloned().collect();
         v
     }
 
-    /// One poll of both readers: the uncommitted one first, so that a line committed between
-    /// the two reads is seen uncommitted before it is seen committed.
-    pub fn poll(&self, topic: &OutputTopic) {
-        let now = topic.now_ms();
+    /// One poll of both readers at `now` (ms on the engine's clock): the uncommitted one first,
+    /// so that a line committed between the two reads is seen uncommitted before it is seen
+    /// committed.
+    pub fn poll(&self, now: u64, from: ReadFrom<'_>) {
         let mut s = lock(&self.state);
-        let (new_u, new_c, bound) = if let Some(log) = topic.embedded_log() {
-            let (from_u, from_c) = (s.next_uncommitted, s.next_committed);
-            let (Ok(u), Ok(c)) =
-                (log.read(0, from_u, IsolationLevel::ReadUncommitted, usize::MAX), log.read(0, from_c, IsolationLevel::ReadCommitted, usize::MAX))
-            else {
-                return;
-            };
-            s.next_uncommitted = u.next;
-            s.next_committed = c.next;
-            (u.records, c.records, Some(c.next))
-        } else {
-            let (Ok(u), Ok(c)) = (topic.read(IsolationLevel::ReadUncommitted), topic.read(IsolationLevel::ReadCommitted)) else { return };
-            let new_u: Vec<ReadRecord> = u.get(s.taken_uncommitted..).unwrap_or_default().to_vec();
-            let new_c: Vec<ReadRecord> = c.get(s.taken_committed..).unwrap_or_default().to_vec();
-            s.taken_uncommitted = u.len();
-            s.taken_committed = c.len();
-            // A Kafka reader at read_committed does not return aborted records: those below the
-            // last one it returned were skipped.
-            let bound = c.last().map(|r| r.offset);
-            (new_u, new_c, bound)
+        let (new_u, new_c, bound) = match from {
+            ReadFrom::Embedded(log) => {
+                let (from_u, from_c) = (s.next_uncommitted, s.next_committed);
+                let (Ok(u), Ok(c)) =
+                    (log.read(0, from_u, IsolationLevel::ReadUncommitted, usize::MAX), log.read(0, from_c, IsolationLevel::ReadCommitted, usize::MAX))
+                else {
+                    return;
+                };
+                s.next_uncommitted = u.next;
+                s.next_committed = c.next;
+                (u.records, c.records, Some(c.next))
+            }
+            ReadFrom::Kafka(read) => {
+                let (Ok(u), Ok(c)) = (read(IsolationLevel::ReadUncommitted), read(IsolationLevel::ReadCommitted)) else { return };
+                let new_u: Vec<ReadRecord> = u.get(s.taken_uncommitted..).unwrap_or_default().to_vec();
+                let new_c: Vec<ReadRecord> = c.get(s.taken_committed..).unwrap_or_default().to_vec();
+                s.taken_uncommitted = u.len();
+                s.taken_committed = c.len();
+                // A Kafka reader at read_committed does not return aborted records: those below the
+                // last one it returned were skipped.
+                let bound = c.last().map(|r| r.offset);
+                (new_u, new_c, bound)
+            }
         };
         s.absorb(now, new_u, new_c, bound);
     }
@@ -219,15 +226,6 @@ fn push(lines: &mut VecDeque<ReaderLine>, l: ReaderLine) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn poll_loop(topic: Weak<OutputTopic>) {
-    loop {
-        tokio::time::sleep(POLL).await;
-        let Some(t) = topic.upgrade() else { return };
-        let readers = t.readers();
-        super::output::blocking(|| readers.poll(&t));
-    }
 }
 
 #[cfg(test)]

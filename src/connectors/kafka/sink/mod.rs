@@ -30,33 +30,16 @@ pub mod sink;
 pub mod verdict;
 pub mod writer;
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
-use super::transactions::{ProducerIdAndEpoch, TxnError};
+use crate::connectors::transactions::{ProducerIdAndEpoch, TxnError};
 
+// The sink's option values live with the configuration, which checks them; named here too.
+pub use crate::config::{DeliveryGuarantee, DEFAULT_TRANSACTION_TIMEOUT};
 pub use committer::{CommitOutcome, KafkaCommitter, LossCause};
 pub use output::{OutputTopic, OutputTopicSettings};
 pub use sink::KafkaSink;
 pub use writer::{KafkaSinkWriter, WriterSnapshot};
-
-/// `sink.delivery-guarantee` (Flink's DeliveryGuarantee; KafkaSinkBuilder.java:73 defaults to NONE).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, strum::Display, strum::EnumString, strum::EnumIter, strum::VariantNames,
-)]
-#[strum(serialize_all = "kebab-case", ascii_case_insensitive)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeliveryGuarantee {
-    #[default]
-    None,
-    AtLeastOnce,
-    ExactlyOnce,
-}
-
-/// KafkaSink's default `transaction.timeout.ms`: 1 h (KafkaSinkBuilder.java:65, 86-88), four
-/// times a broker's default `transaction.max.timeout.ms`.
-pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The KafkaSink's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +103,7 @@ pub struct RestoredSink {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SinkError {
     /// KafkaSinkBuilder.java:200-203's check, in its words.
-    #[error("EXACTLY_ONCE delivery guarantee requires a transactionalIdPrefix to be set to provide unique transaction names across multiple KafkaSinks writing to the same Kafka cluster.")]
+    #[error("{}", crate::config::MISSING_TRANSACTIONAL_ID_PREFIX)]
     MissingTransactionalIdPrefix,
     /// The producer refused a call (fenced by another sink with the same prefix, the timeout
     /// above the broker's maximum at start, a broker that went away ...).

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::readers::{OutputReaders, ReadersView};
+use super::readers::{OutputReaders, ReadFrom, ReadersView, POLL};
 use super::{CommitOutcome, KafkaCommittable, LossCause};
 use crate::connectors::kafka::transactional::{OutputReader, RdKafkaProducers};
 use crate::connectors::transactions::{
@@ -153,14 +153,27 @@ impl OutputTopic {
         self.events.now_ms()
     }
 
-    pub fn readers(&self) -> Arc<OutputReaders> {
-        self.readers.clone()
+    /// What the read_committed and read_uncommitted readers have seen; their poller starts on
+    /// the first call (inside a tokio runtime).
+    pub fn readers_view(self: &Arc<Self>) -> ReadersView {
+        if self.readers.start() && tokio::runtime::Handle::try_current().is_ok() {
+            // The embedded broker answers at once; a Kafka reader's first poll waits on the
+            // network, which the view must not (it holds the JobManager's snapshot lock).
+            if self.is_embedded() {
+                self.poll_readers();
+            }
+            tokio::spawn(poll_readers(Arc::downgrade(self)));
+        }
+        self.readers.view(self.name())
     }
 
-    /// What the read_committed and read_uncommitted readers have seen; their poller starts on
-    /// the first call.
-    pub fn readers_view(self: &Arc<Self>) -> ReadersView {
-        self.readers.view(self)
+    /// One poll of the two readers.
+    fn poll_readers(&self) {
+        let now = self.now_ms();
+        match &self.broker {
+            Broker::Embedded(log) => self.readers.poll(now, ReadFrom::Embedded(log)),
+            Broker::Kafka { .. } => self.readers.poll(now, ReadFrom::Kafka(&|isolation| self.read(isolation))),
+        }
     }
 
     pub fn is_embedded(&self) -> bool {
@@ -312,6 +325,15 @@ async fn drive_clock(topic: Weak<OutputTopic>) {
         tokio::time::sleep(TICK).await;
         let Some(t) = topic.upgrade() else { return };
         t.tick(start.elapsed());
+    }
+}
+
+/// The readers' poller: a poll every [`POLL`] until the topic is gone.
+async fn poll_readers(topic: Weak<OutputTopic>) {
+    loop {
+        tokio::time::sleep(POLL).await;
+        let Some(t) = topic.upgrade() else { return };
+        blocking(|| t.poll_readers());
     }
 }
 
