@@ -163,6 +163,7 @@ impl ProducerFactory for RdKafkaProducers {
     fn create(&self, transactional_id: Option<&str>) -> Result<Box<dyn TransactionalProducer>, TxnError> {
         Ok(Box::new(RdKafkaProducer {
             instance: self.instance(transactional_id)?,
+            servers: self.servers.clone(),
             transactional_id: transactional_id.map(str::to_owned),
             topic: self.topic.clone(),
             timeout: self.timeout,
@@ -189,6 +190,7 @@ impl ProducerFactory for RdKafkaProducers {
         Ok(match slot {
             Slot::Live(instance) => Box::new(RdKafkaProducer {
                 instance: instance.clone(),
+                servers: self.servers.clone(),
                 transactional_id: Some(transactional_id.to_owned()),
                 topic: self.topic.clone(),
                 timeout: self.timeout,
@@ -209,6 +211,8 @@ impl ProducerFactory for RdKafkaProducers {
 /// One librdkafka producer (or a committer's view of a pooled one).
 pub struct RdKafkaProducer {
     instance: Arc<Instance>,
+    /// The bootstrap servers, for errors that must name the broker.
+    servers: String,
     transactional_id: Option<String>,
     topic: String,
     timeout: Duration,
@@ -251,7 +255,23 @@ impl TransactionalProducer for RdKafkaProducer {
         let Some(tid) = self.transactional_id.clone() else {
             return Err(TxnError::IllegalState("initTransactions needs a transactional.id"));
         };
-        self.instance.producer.init_transactions(CALL_TIMEOUT).map_err(|e| self.err(e))?;
+        self.instance.producer.init_transactions(CALL_TIMEOUT).map_err(|e| match e.rdkafka_error_code() {
+            // librdkafka's timeout (no coordinator found or answering) and its "Transactions not
+            // supported by any of the connected broker(s)": said with the broker's address.
+            Some(
+                RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::UnsupportedFeature
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::BrokerTransportFailure,
+            ) => TxnError::NoTransactionCoordinator {
+                servers: self.servers.clone(),
+                transactional_id: tid.clone(),
+                waited_ms: CALL_TIMEOUT.as_millis() as u64,
+                detail: e.to_string(),
+            },
+            _ => self.err(e),
+        })?;
         let epoch = {
             let mut inits = self.pool.inits.lock().unwrap_or_else(|p| p.into_inner());
             let n = inits.entry(tid.clone()).or_insert(-1);
@@ -358,6 +378,13 @@ impl TransactionalProducer for Ended {
     fn producer_id_and_epoch(&self) -> Option<ProducerIdAndEpoch> {
         Some(self.producer)
     }
+}
+
+/// The cluster id the broker at `servers` reports (Metadata), `None` when none answers within
+/// `wait`: how the verdict tells brokers apart whose transactions differ from Kafka's.
+pub fn cluster_id(servers: &str, wait: Duration) -> Option<String> {
+    let producer: rdkafka::producer::BaseProducer = client(servers).create().ok()?;
+    producer.client().fetch_cluster_id(rdkafka::util::Timeout::After(wait))
 }
 
 /// A reader of the output topic at one isolation level, from the beginning of every partition.

@@ -70,6 +70,13 @@ pub enum TxnError {
     /// The partition does not exist on the broker.
     #[error("org.apache.kafka.common.errors.UnknownTopicOrPartitionException: partition {0} does not exist")]
     UnknownPartition(u32),
+    /// `initTransactions` got no producer id for a transactional id: no broker answered, or
+    /// none has a transaction coordinator (a broker without transactions). The Java client
+    /// waits `max.block.ms` (60 s) and throws `TimeoutException: Timeout expired after 60000ms
+    /// while awaiting InitProducerId` (TransactionManager / KafkaProducer.initTransactions);
+    /// Flink's KafkaSink fails the task with it.
+    #[error("no transaction coordinator at {servers} gave transactional id {transactional_id} a producer id within {waited_ms} ms ({detail}): the broker is unreachable or does not support transactions. Flink's KafkaSink fails the same way: org.apache.kafka.common.errors.TimeoutException: Timeout expired after 60000ms while awaiting InitProducerId")]
+    NoTransactionCoordinator { servers: String, transactional_id: String, waited_ms: u64, detail: String },
     /// Anything else the client library reports (connection, timeout, ...), with its text.
     #[error("kafka client: {0}")]
     Client(String),

@@ -109,4 +109,20 @@ pub enum SinkError {
     /// above the broker's maximum at start, a broker that went away ...).
     #[error("{0}")]
     Producer(#[from] TxnError),
+    /// The writer's producer was fenced: another producer initialised one of this prefix's
+    /// transactional ids. Flink requires a prefix per job for this reason ("to prevent corrupted
+    /// transactions if multiple jobs using the KafkaSink run against the same Kafka Cluster",
+    /// KafkaSinkBuilder.setTransactionalIdPrefix); the task fails and the job fails over.
+    #[error("{error}: sink.transactional-id-prefix \"{prefix}\" is also used by another running KafkaSink (another job, or a newer attempt of this one) that fenced this one; give each job its own prefix")]
+    Fenced { prefix: String, error: TxnError },
+}
+
+impl SinkError {
+    /// A fenced producer's error as [`SinkError::Fenced`], naming `prefix`; others as they are.
+    pub fn naming_prefix(self, prefix: Option<&str>) -> SinkError {
+        match (self, prefix) {
+            (SinkError::Producer(error), Some(prefix)) if error.is_fenced() => SinkError::Fenced { prefix: prefix.to_owned(), error },
+            (e, _) => e,
+        }
+    }
 }

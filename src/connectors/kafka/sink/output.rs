@@ -161,8 +161,10 @@ impl OutputTopic {
             // network, which the view must not (it holds the JobManager's snapshot lock).
             if self.is_embedded() {
                 self.poll_readers();
+                tokio::spawn(poll_readers(Arc::downgrade(self)));
+            } else {
+                poll_kafka_readers(Arc::downgrade(self));
             }
-            tokio::spawn(poll_readers(Arc::downgrade(self)));
         }
         self.readers.view(self.name())
     }
@@ -173,6 +175,14 @@ impl OutputTopic {
         match &self.broker {
             Broker::Embedded(log) => self.readers.poll(now, ReadFrom::Embedded(log)),
             Broker::Kafka { .. } => self.readers.poll(now, ReadFrom::Kafka(&|isolation| self.read(isolation))),
+        }
+    }
+
+    /// The Kafka cluster's bootstrap servers (`None`: the embedded broker).
+    pub fn servers(&self) -> Option<&str> {
+        match &self.broker {
+            Broker::Embedded(_) => None,
+            Broker::Kafka { servers, .. } => Some(servers),
         }
     }
 
@@ -335,6 +345,20 @@ async fn poll_readers(topic: Weak<OutputTopic>) {
         let Some(t) = topic.upgrade() else { return };
         blocking(|| t.poll_readers());
     }
+}
+
+/// The readers' poller on a Kafka broker: a thread of its own, not a runtime task. A poll waits
+/// on the network (a broker that is not there: librdkafka's timeouts), and a task that came back
+/// from it to a runtime shutting down panicked on its next sleep ("A Tokio 1.x context was found,
+/// but it is being shutdown"; tests/it/kafka.rs, an_unreachable_or_silent_broker_...).
+fn poll_kafka_readers(topic: Weak<OutputTopic>) {
+    let spawned = std::thread::Builder::new().name("ckptlab-output-readers".into()).spawn(move || loop {
+        std::thread::sleep(POLL);
+        let Some(t) = topic.upgrade() else { return };
+        t.poll_readers();
+    });
+    // No thread: the pane's readers stay empty, the verdict reads the topic itself.
+    drop(spawned);
 }
 
 /// Whether a record read at read_uncommitted was aborted (the embedded broker says so; a Kafka

@@ -59,6 +59,11 @@ impl KafkaSink {
         ))))
     }
 
+    /// A fenced producer's error names the prefix (two jobs sharing one fence each other).
+    fn fenced(&self, e: KafkaSinkError) -> KafkaSinkError {
+        e.naming_prefix(self.settings.transactional_id_prefix.as_deref())
+    }
+
     fn exactly_once(&self) -> bool {
         self.settings.delivery_guarantee == DeliveryGuarantee::ExactlyOnce
     }
@@ -87,13 +92,15 @@ impl Sink for KafkaSink {
         let restored = RestoredSink { checkpoint: restored.checkpoint, writer_states: kafka.writer_states };
         let factory = self.output.factory();
         let settings = self.settings.clone();
-        self.writer = Some(blocking(|| KafkaSinkWriter::new(&settings, SUBTASK, PARALLELISM, factory, &restored))?);
+        let writer = blocking(|| KafkaSinkWriter::new(&settings, SUBTASK, PARALLELISM, factory, &restored)).map_err(|e| self.fenced(e))?;
+        self.writer = Some(writer);
         Ok(())
     }
 
     fn write(&mut self, line: StagedLine, out: &SinkOutput) -> Result<(), SinkError> {
         let text = format!("({},{})", line.value, line.count);
-        self.writer()?.write(&text)?;
+        let written = self.writer()?.write(&text);
+        written.map_err(|e| self.fenced(e))?;
         if self.exactly_once() {
             self.open.push(line);
         } else {
@@ -104,7 +111,8 @@ impl Sink for KafkaSink {
 
     fn prepare_commit(&mut self, checkpoint: u64) -> Result<SinkSnapshot, SinkError> {
         let writer = self.writer()?;
-        let snap = blocking(|| writer.barrier(checkpoint))?;
+        let snap = blocking(|| writer.barrier(checkpoint));
+        let snap = snap.map_err(|e| self.fenced(e))?;
         if !self.exactly_once() {
             return Ok(SinkSnapshot::default());
         }

@@ -50,6 +50,11 @@ pub struct IsolationVerdict {
     pub aborted_seen: u64,
     pub lost_by_timeout: u64,
     pub keys: BTreeMap<String, KeyOutputVerdict>,
+    /// What this broker does not do that these figures rely on (a broker that keeps no
+    /// transaction markers ...): the summary says it after the figures, so that they are not
+    /// taken for Kafka's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caveat: Option<String>,
 }
 
 impl IsolationVerdict {
@@ -79,13 +84,76 @@ impl IsolationVerdict {
         if self.aborted_seen > 0 {
             parts.push(format!("{} aborted seen", self.aborted_seen));
         }
-        if parts.is_empty() {
-            "ok".into()
-        } else {
-            parts.join(", ")
+        let figures = if parts.is_empty() { "ok".to_owned() } else { parts.join(", ") };
+        match &self.caveat {
+            Some(c) => format!("{figures} (but {c})"),
+            None => figures,
         }
     }
 }
+
+/// A broker whose transactions differ from Kafka's in what the judge relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// The embedded broker: Kafka's transactions, each record's fate known.
+    Embedded,
+    /// librdkafka 2.12's mock cluster: EndTxn writes no marker and every fetch answers
+    /// LastStableOffset = end offset with no aborted transactions (rdkafka_mock_handlers.c:538-556,
+    /// 2406-2450; transactional.rs's mock tests).
+    MockCluster,
+    /// Tansu 0.6: an open transaction holds read_committed back (a last stable offset) and
+    /// InitProducerId fences the id's older producer and ends its open transaction, but aborted
+    /// records are handed to read_committed readers (no aborted-transaction index), and no
+    /// coordinator aborts on the timeout nor refuses KafkaSink's 1 h
+    /// (tests/it/kafka.rs, tansu_0_6_transactions_as_the_verdict_describes_them).
+    Tansu,
+    /// Any other Kafka broker: taken to be Kafka's transactions.
+    Kafka,
+}
+
+/// Tansu's cluster id by default (`tansu broker --cluster-id`, default "tansu_cluster").
+const TANSU_CLUSTER_ID_PREFIX: &str = "tansu";
+
+impl BrokerKind {
+    /// What read_committed figures cannot show on this broker.
+    pub fn read_committed_caveat(self) -> Option<&'static str> {
+        match self {
+            BrokerKind::Embedded | BrokerKind::Kafka => None,
+            BrokerKind::MockCluster => Some(
+                "read_committed on this broker shows aborted and open lines: librdkafka's mock cluster keeps no transaction markers and no last stable offset, so these are read_uncommitted's figures",
+            ),
+            BrokerKind::Tansu => Some(
+                "read_committed on this broker shows aborted lines: Tansu 0.6 holds open transactions back but keeps no aborted-transaction index, so an aborted attempt's lines count as repeats",
+            ),
+        }
+    }
+
+    /// What read_uncommitted figures cannot show on this broker.
+    pub fn read_uncommitted_caveat(self) -> Option<&'static str> {
+        match self {
+            BrokerKind::Embedded | BrokerKind::Kafka => None,
+            BrokerKind::MockCluster | BrokerKind::Tansu => {
+                Some("aborted lines are not told apart on this broker: its read_committed readers skip none")
+            }
+        }
+    }
+
+    /// The broker of a Kafka output topic: `mock` from the configuration, Tansu by the cluster
+    /// id it reports.
+    fn of(output: &OutputTopic, cfg: &Config) -> BrokerKind {
+        let Some(servers) = output.servers() else { return BrokerKind::Embedded };
+        if cfg.source.kafka.as_ref().is_some_and(|k| k.bootstrap_servers == "mock") {
+            return BrokerKind::MockCluster;
+        }
+        match crate::connectors::kafka::transactional::cluster_id(servers, CLUSTER_ID_WAIT) {
+            Some(id) if id.starts_with(TANSU_CLUSTER_ID_PREFIX) => BrokerKind::Tansu,
+            _ => BrokerKind::Kafka,
+        }
+    }
+}
+
+/// How long the verdict waits for a broker's cluster id.
+const CLUSTER_ID_WAIT: Duration = Duration::from_secs(3);
 
 /// `verdict.output_isolation` of `ckptlab run --json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,12 +243,14 @@ pub fn judge(
 const SETTLED: Duration = Duration::from_millis(500);
 
 /// The output topic judged now, against the auditor's verdict `truth`.
-pub fn of_topic(output: &OutputTopic, truth: &Verdict, key_by: KeyBy) -> Result<OutputVerdict, TxnError> {
+pub fn of_topic(output: &OutputTopic, truth: &Verdict, key_by: KeyBy, broker: BrokerKind) -> Result<OutputVerdict, TxnError> {
     let expected: BTreeMap<String, u64> = truth.keys.iter().map(|(k, v)| (k.clone(), v.expected)).collect();
     let committed = output.read_settled(IsolationLevel::ReadCommitted, SETTLED)?;
     let uncommitted = output.read_settled(IsolationLevel::ReadUncommitted, SETTLED)?;
     let timed_out: BTreeSet<ProducerIdAndEpoch> = output.timed_out().into_iter().map(|(_, p)| p).collect();
-    let (read_committed, read_uncommitted) = judge(&expected, &committed, &uncommitted, &timed_out, output.is_embedded(), key_by);
+    let (mut read_committed, mut read_uncommitted) = judge(&expected, &committed, &uncommitted, &timed_out, output.is_embedded(), key_by);
+    read_committed.caveat = broker.read_committed_caveat().map(str::to_owned);
+    read_uncommitted.caveat = broker.read_uncommitted_caveat().map(str::to_owned);
     let causes = output.losses().into_iter().map(|l| l.message).collect();
     Ok(OutputVerdict { topic: output.name().to_owned(), read_committed, read_uncommitted, causes })
 }
@@ -196,7 +266,8 @@ pub fn of_run(topic: &dyn Topic, cfg: &Config, events: &EventBus, truth: &Verdic
         Ok(o) => o,
         Err(e) => return Some(Err(e)),
     };
-    Some(of_topic(&output, truth, cfg.job.key_by))
+    let broker = super::output::blocking(|| BrokerKind::of(&output, cfg));
+    Some(of_topic(&output, truth, cfg.job.key_by, broker))
 }
 
 /// The running engine's output, judged ([`of_run`] on the engine's parts): the one place the
@@ -263,6 +334,17 @@ mod tests {
         let uncommitted = [rec(0, "(a,1)", Fate::Open, None), rec(1, "(a,1)", Fate::Open, None)];
         let (_, ru) = judge(&expected(&[("a", 1)]), &committed, &uncommitted, &BTreeSet::new(), false, KeyBy::Record);
         assert_eq!((ru.aborted_seen, ru.repeated), (1, 1));
+    }
+
+    /// Catches: figures from a broker without transaction markers reported as Kafka's.
+    #[test]
+    fn a_brokers_caveat_follows_the_figures_in_the_summary() {
+        let mut v = IsolationVerdict { repeated: 3, ..IsolationVerdict::default() };
+        v.caveat = BrokerKind::MockCluster.read_committed_caveat().map(str::to_owned);
+        assert!(v.summary().starts_with("3 repeated (but read_committed on this broker shows aborted and open lines: librdkafka's mock cluster keeps no transaction markers"), "{}", v.summary());
+        assert_eq!(BrokerKind::Kafka.read_committed_caveat(), None);
+        assert_eq!(BrokerKind::Embedded.read_uncommitted_caveat(), None);
+        assert!(BrokerKind::Tansu.read_committed_caveat().is_some_and(|c| c.contains("Tansu")));
     }
 
     #[test]
