@@ -1021,7 +1021,9 @@ fn an_unreachable_or_silent_broker_is_reported_by_the_kafka_sink_not_a_panic() {
         let out = wait_with_timeout(child, Duration::from_secs(120)).expect("ran");
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(!stderr.contains("panicked"), "{guarantee} at {port}: {stderr}");
-        assert_eq!(out.status.code(), Some(1), "{guarantee} at {port}: the await fails, with a report:\n{stdout}\n{stderr}");
+        // At-least-once with nothing to write has nothing to wait for: its run may pass; never a panic (101).
+        let want: &[i32] = if guarantee == "exactly-once" { &[1] } else { &[0, 1] };
+        assert!(out.status.code().is_some_and(|c| want.contains(&c)), "{guarantee} at {port}: {:?}, a report:\n{stdout}\n{stderr}", out.status);
         assert!(stdout.contains(&format!("127.0.0.1:{port}")), "{guarantee} at {port}: the broker is named:\n{stdout}");
         if guarantee == "exactly-once" {
             let events = std::fs::read_to_string(&events).unwrap_or_default();
