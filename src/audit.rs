@@ -21,8 +21,9 @@
 //! receives the records of a partition that are its own in offset order, each once (one FIFO channel
 //! from the partition's source), so everything of its own between the first and the last record it
 //! applied was applied. A run of an exact job is one range per partition. Per key it holds counts
-//! (applications, distinct records, losses by cause) in a persistent map, so that a snapshot is an
-//! O(1) clone and a verdict is O(keys), plus a walk of the few records whose fate is open: the
+//! (applications, distinct records, losses by cause) in slots of a vector ([`KeyShadows`]), found
+//! by the key's id in the counter's state backend, so that a record costs no hash lookup of its
+//! key beyond the backend's own; a snapshot is a copy of the vector and a verdict is O(keys), plus a walk of the few records whose fate is open: the
 //! ones in flight, and the ones a restore left out (walked once, when the job is deployed).
 //! Each subtask's shadow has its own lock; a verdict holds each only to clone it.
 
@@ -35,9 +36,13 @@ use serde::{Deserialize, Serialize};
 use crate::config::KeyBy;
 use crate::connectors::topic::Topic;
 use crate::keygroup::{key_group, operator_index};
+use crate::state::{KeyIdMap, KeyIds};
 use crate::types::Origin;
 
+mod keys;
 mod record;
+pub use keys::{KeyShadows, Slot};
+use keys::SlotsOf;
 pub use record::{AuditRecord, RecordError, RecordMismatch, RecordTotals, RestoreJudged, RECORD_FILE, RECORD_VERSION};
 
 /// The verdict for one key.
@@ -344,7 +349,7 @@ pub const REPEATS_KEPT: usize = 10_000;
 pub struct Shadow {
     /// Per partition: the offsets whose effect is in the state (ranges over the subtask's own records).
     pub covered: Vec<Ranges>,
-    pub keys: FxHashMap<Arc<str>, KeyShadow>,
+    pub keys: KeyShadows,
     pub repeats: Vec<Repeat>,
     /// Per partition: below this offset every record the state does not hold is tallied lost
     /// (walked when a job was deployed), so a later deploy walks only what lies above.
@@ -431,8 +436,11 @@ struct Live {
     /// attempt or an earlier one (a copy of the auditor's `skipped`): no source sends them, ever,
     /// so a delivery run never spans one (the records around it may come from channel state).
     skipped: Vec<Ranges>,
-    /// Keys changed since the verdict's table last read this subtask (each once: `dirty` flag).
-    dirty: Vec<Arc<str>>,
+    /// Keys changed since the verdict's table last read this subtask, by slot (each once:
+    /// `dirty` flag).
+    dirty: Vec<Slot>,
+    /// The slot of each key id of the counter's state backend (the hot path's per-key lookup).
+    slots_of: SlotsOf,
     /// Every key may have changed (a deploy, a restore, a tally of losses): the table rereads all.
     all_dirty: bool,
 }
@@ -560,12 +568,11 @@ impl Table {
             live.all_dirty = false;
             live.dirty.clear();
         } else {
-            for key in live.dirty.drain(..) {
-                if let Some(ks) = live.shadow.keys.get_mut(&key) {
-                    ks.dirty = false;
-                    let ks = *ks;
-                    self.put(s, &key, ks);
-                }
+            for slot in live.dirty.drain(..) {
+                let (key, ks) = live.shadow.keys.slot_mut(slot);
+                ks.dirty = false;
+                let ks = *ks;
+                self.put(s, key, ks);
             }
         }
         Coverage { covered: live.shadow.covered.clone(), run: live.run.clone() }
@@ -620,17 +627,18 @@ impl Table {
 }
 
 /// What a counter subtask applied since it last told the auditor (a buffer's records): per record
-/// its origin, key and the key's count after it, and per partition the batch's first and last
+/// its origin, key (by its id in the state backend's [`KeyIds`]) and the key's count after it, and per partition the batch's first and last
 /// offset, kept as it goes, so that the auditor settles the delivery ranges once per partition of
 /// the batch (not per record) when the batch lies past everything applied.
 ///
 /// Measured (issue 24): gathering per key here as well (a map per buffer, or a cache of keys by
 /// address) cost more than it saved at 10,000 keys (a buffer of ~1,500 records holds ~1,400 keys,
 /// so the auditor's lookup per key is one per record anyway) and the audited runs fell from x0.7
-/// to x0.45 of unaudited: the per-key work stays one lookup per record.
+/// to x0.45 of unaudited: the per-key work stays one per record, but by the key's id, a vector
+/// lookup where the backend's own lookup found the id (no hash of the key, no `Arc` to clone).
 #[derive(Debug, Default)]
 pub struct AppliedBatch {
-    records: Vec<(Origin, Arc<str>, u64)>,
+    records: Vec<(Origin, u32, u64)>,
     /// Per partition: the batch's first and last offset.
     spans: Vec<Option<(u64, u64)>>,
     /// Some partition's offsets did not rise within the batch.
@@ -638,10 +646,10 @@ pub struct AppliedBatch {
 }
 
 impl AppliedBatch {
-    /// One record applied: its origin, key and the key's count after it.
+    /// One record applied: its origin, its key's id and the key's count after it.
     #[inline]
-    pub fn push(&mut self, origin: Origin, key: &Arc<str>, count: u64) {
-        self.records.push((origin, key.clone(), count));
+    pub fn push(&mut self, origin: Origin, key_id: u32, count: u64) {
+        self.records.push((origin, key_id, count));
         let p = origin.partition as usize;
         if p >= self.spans.len() {
             self.spans.resize(p + 1, None);
@@ -741,6 +749,7 @@ impl Auditor {
                         restored: None,
                         skipped: vec![Ranges::default(); partitions],
                         dirty: Vec::new(),
+                        slots_of: SlotsOf::default(),
                         all_dirty: false,
                     })
                 })
@@ -820,6 +829,8 @@ impl Auditor {
         for (live, shadow) in lives.iter_mut().zip(restored) {
             live.attempt = attempt;
             live.shadow = shadow;
+            // The restored shadow's slots are its own.
+            live.slots_of.forget();
             live.run = vec![None; start.len()];
             // The operator publishes what it restored (`restored`); until then its state is empty.
             for ks in live.shadow.keys.values_mut() {
@@ -865,7 +876,7 @@ impl Auditor {
                     return;
                 }
                 live.all_dirty = true;
-                let ks = live.shadow.keys.entry(Arc::from(key)).or_default();
+                let ks = live.shadow.keys.entry(key);
                 if broker_lost.get(p).is_some_and(|r| r.contains(o)) {
                     ks.lost_by_broker += 1;
                 } else if restored.is_some() {
@@ -990,7 +1001,8 @@ impl Auditor {
                 ks.state = 0;
             }
             for (key, count) in entries {
-                live.shadow.keys.entry(key).or_default().state = count;
+                let slot = live.shadow.keys.slot_of_arc(&key);
+                live.shadow.keys.at_mut(slot).state = count;
             }
             live.touch_all();
         }
@@ -1002,19 +1014,21 @@ impl Auditor {
         if !self.enabled || batch.is_empty() {
             return;
         }
+        let mut ids = KeyIdMap::default();
         let mut b = AppliedBatch::default();
         for (origin, key, count) in batch {
-            b.push(*origin, key, *count);
+            b.push(*origin, ids.id(key), *count);
         }
-        self.applied_batch(attempt, subtask, &mut b);
+        self.applied_batch(attempt, subtask, &mut b, ids.ids());
     }
 
     /// A counter subtask applied the records of `batch` (a buffer's, usually), which is left
     /// empty. In the common case (each partition's records of the batch lie past everything the
     /// subtask applied and past where its sources started) the ranges are settled once per
-    /// partition and each record costs one lookup of its key; otherwise (a restore rewound the sources, channel state is replayed)
-    /// record by record, as the ranges require.
-    pub fn applied_batch(&self, attempt: u64, subtask: usize, batch: &mut AppliedBatch) {
+    /// partition and each record costs one vector lookup of its key id; otherwise (a restore
+    /// rewound the sources, channel state is replayed) record by record, as the ranges require.
+    /// `ids` names the batch's key ids (the subtask's state backend's).
+    pub fn applied_batch(&self, attempt: u64, subtask: usize, batch: &mut AppliedBatch, ids: &KeyIds) {
         if !self.enabled || batch.records.is_empty() {
             batch.clear();
             return;
@@ -1026,8 +1040,9 @@ impl Auditor {
             batch.clear();
             return;
         }
-        if !self.apply_fresh(live, batch) {
-            self.apply_each(live, batch);
+        live.slots_of.enter(ids);
+        if !self.apply_fresh(live, batch, ids) {
+            self.apply_each(live, batch, ids);
         }
         drop(guard);
         batch.clear();
@@ -1036,7 +1051,7 @@ impl Auditor {
     /// The fast path of [`Auditor::applied_batch`]: true when it applied the batch, which it
     /// does only when per partition the batch's offsets rise, start at or past the delivery run's
     /// end, every covered range and the sources' start, and no skipped stretch lies in between.
-    fn apply_fresh(&self, live: &mut Live, batch: &AppliedBatch) -> bool {
+    fn apply_fresh(&self, live: &mut Live, batch: &AppliedBatch, ids: &KeyIds) -> bool {
         let partitions = live.run.len();
         if batch.unordered || batch.spans.len() > partitions {
             return false;
@@ -1056,26 +1071,23 @@ impl Auditor {
                 live.run[p] = Some(live.run[p].map_or((first, last + 1), |(a, _)| (a, last + 1)));
             }
         }
-        for (_, key, count) in &batch.records {
-            let ks = match live.shadow.keys.get_mut(&**key) {
-                Some(ks) => ks,
-                None => live.shadow.keys.entry(key.clone()).or_default(),
-            };
+        for &(_, id, count) in &batch.records {
+            let slot = live.slots_of.slot(id, ids, &mut live.shadow.keys);
+            let ks = live.shadow.keys.at_mut(slot);
             ks.applies += 1;
             ks.distinct += 1;
-            ks.state = *count;
+            ks.state = count;
             if !ks.dirty {
                 ks.dirty = true;
-                live.dirty.push(key.clone());
+                live.dirty.push(slot);
             }
         }
         true
     }
 
     /// The slow path of [`Auditor::applied_batch`]: record by record.
-    fn apply_each(&self, live: &mut Live, batch: &AppliedBatch) {
-        for (origin, key, count) in &batch.records {
-            let origin = *origin;
+    fn apply_each(&self, live: &mut Live, batch: &AppliedBatch, ids: &KeyIds) {
+        for &(origin, id, count) in &batch.records {
             let p = origin.partition as usize;
             let o = origin.offset;
             if p >= live.run.len() {
@@ -1100,15 +1112,13 @@ impl Auditor {
             }
             let below_start = o < live.start[p] && o < live.shadow.walked[p] && o >= live.floor[p];
             let cause = if below_start && !before { Some(live.shadow.loss_cause(p, o)) } else { None };
-            let ks = match live.shadow.keys.get_mut(&**key) {
-                Some(ks) => ks,
-                None => live.shadow.keys.entry(key.clone()).or_default(),
-            };
+            let slot = live.slots_of.slot(id, ids, &mut live.shadow.keys);
+            let ks = live.shadow.keys.at_mut(slot);
             ks.applies += 1;
-            ks.state = *count;
+            ks.state = count;
             if !ks.dirty {
                 ks.dirty = true;
-                live.dirty.push(key.clone());
+                live.dirty.push(slot);
             }
             if before {
                 if live.shadow.repeats.len() < REPEATS_KEPT {

@@ -11,12 +11,10 @@
 //! with them).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{key_of, lock, Auditor, KeyShadow, Ranges, Shadow};
+use super::{key_of, lock, Auditor, KeyShadows, Ranges, Shadow};
 use crate::config::KeyBy;
 use crate::connectors::topic::Topic;
 use crate::keygroup::{key_group, operator_index};
@@ -271,9 +269,9 @@ impl Auditor {
                 }
             }
         }
-        let mut keys: Vec<FxHashMap<Arc<str>, KeyShadow>> = vec![FxHashMap::default(); self.parallelism];
+        let mut keys: Vec<KeyShadows> = vec![KeyShadows::default(); self.parallelism];
         for o in old {
-            for (k, ks) in &o.keys {
+            for (k, ks) in o.keys.iter() {
                 keys[self.owner(k)].insert(k.clone(), *ks);
             }
         }
@@ -299,6 +297,8 @@ impl Auditor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::KeyShadow;
+    use std::sync::Arc;
 
     fn record(partitions: usize) -> AuditRecord {
         AuditRecord {
@@ -327,7 +327,7 @@ mod tests {
         std::fs::write(dir.path().join(RECORD_FILE), bytes).unwrap();
         let back = AuditRecord::read(dir.path()).unwrap().expect("the record");
         assert_eq!((back.checkpoint, back.shadows.len(), back.baseline), (7, 2, vec![0, 0]));
-        assert_eq!(back.shadows[1].keys[&Arc::from("a")], KeyShadow { dirty: false, ..figures }, "every figure read back in its place");
+        assert_eq!(back.shadows[1].keys.get("a"), Some(&KeyShadow { dirty: false, ..figures }), "every figure read back in its place");
         let mut other = r.clone();
         other.version = RECORD_VERSION + 1;
         std::fs::write(dir.path().join(RECORD_FILE), other.to_bytes()).unwrap();

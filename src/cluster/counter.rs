@@ -51,8 +51,8 @@ pub struct Counter {
     pub backend: Box<dyn KeyedStateBackend>,
     /// The checkpoint the task was deployed with, and its keyed state handles.
     pub restore: Option<(u64, Vec<StateHandle>)>,
-    /// Records applied since the auditor last heard (this buffer's), gathered per key: the
-    /// auditor's bookkeeping runs once per key and partition of a buffer, not per record.
+    /// Records applied since the auditor last heard (this buffer's), their keys by the backend's
+    /// key ids: the auditor settles ranges once per partition of a buffer, keys by id.
     applied: AppliedBatch,
     /// Set when the job was restored from another run's snapshot.
     audit_scope: Option<AuditScope>,
@@ -111,18 +111,23 @@ impl Operator for Counter {
 
     #[inline]
     fn process(&mut self, ctx: &TaskContext, mut r: Record) -> Result<Option<Record>, StateError> {
-        let count = self.backend.increment(&r.key)?;
-        if ctx.auditor.enabled() {
+        let count = if ctx.auditor.enabled() {
+            // The key's id comes with the backend's own lookup: the auditor finds the key's
+            // figures by it, with no second hash lookup of the key.
+            let (count, id) = self.backend.increment_with_id(&r.key)?;
             let heard = if self.base.is_empty() { count } else { self.above_base(&r.key, count) };
-            self.applied.push(r.origin, &r.key, heard);
-        }
+            self.applied.push(r.origin, id, heard);
+            count
+        } else {
+            self.backend.increment(&r.key)?
+        };
         r.count = count;
         Ok(Some(r))
     }
 
     fn end_of_batch(&mut self, ctx: &TaskContext) {
         if !self.applied.is_empty() {
-            ctx.auditor.applied_batch(ctx.attempt, self.index, &mut self.applied);
+            ctx.auditor.applied_batch(ctx.attempt, self.index, &mut self.applied, self.backend.key_ids());
         }
     }
 

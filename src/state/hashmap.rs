@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{KeyedStateBackend, PendingSnapshot, Snapshot, SnapshotCancellation, SnapshotTarget, StateError, StateHandle};
+use super::{KeyIds, KeyedStateBackend, PendingSnapshot, Snapshot, SnapshotCancellation, SnapshotTarget, StateError, StateHandle};
 use crate::config::{BackendKind, StorageKind};
 use crate::keygroup::key_group;
 
@@ -24,7 +24,24 @@ const HEADER: &str = "ckptlab-heap 1";
 
 #[derive(Default)]
 pub struct HashMapBackend {
-    values: FxHashMap<Arc<str>, u64>,
+    values: FxHashMap<Arc<str>, Entry>,
+    /// Each key's id (kept in its entry, so that the counter's one lookup yields it too).
+    key_ids: KeyIds,
+}
+
+/// A key's count and its id in the backend's [`KeyIds`].
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    count: u64,
+    id: u32,
+}
+
+impl HashMapBackend {
+    fn insert_new(&mut self, key: Arc<str>, count: u64) -> u32 {
+        let id = self.key_ids.push(key.clone());
+        self.values.insert(key, Entry { count, id });
+        id
+    }
 }
 
 impl KeyedStateBackend for HashMapBackend {
@@ -33,26 +50,34 @@ impl KeyedStateBackend for HashMapBackend {
     }
 
     fn get(&mut self, key: &str) -> Result<u64, StateError> {
-        Ok(self.values.get(key).copied().unwrap_or(0))
+        Ok(self.values.get(key).map_or(0, |e| e.count))
     }
 
     fn put(&mut self, key: &Arc<str>, value: u64) -> Result<(), StateError> {
         match self.values.get_mut(&**key) {
-            Some(v) => *v = value,
+            Some(e) => e.count = value,
             None => {
-                self.values.insert(key.clone(), value);
+                self.insert_new(key.clone(), value);
             }
         }
         Ok(())
     }
 
     fn increment(&mut self, key: &Arc<str>) -> Result<u64, StateError> {
-        if let Some(v) = self.values.get_mut(&**key) {
-            *v += 1;
-            return Ok(*v);
+        self.increment_with_id(key).map(|(count, _)| count)
+    }
+
+    #[inline]
+    fn increment_with_id(&mut self, key: &Arc<str>) -> Result<(u64, u32), StateError> {
+        if let Some(e) = self.values.get_mut(&**key) {
+            e.count += 1;
+            return Ok((e.count, e.id));
         }
-        self.values.insert(key.clone(), 1);
-        Ok(1)
+        Ok((1, self.insert_new(key.clone(), 1)))
+    }
+
+    fn key_ids(&self) -> &KeyIds {
+        &self.key_ids
     }
 
     fn snapshot(&mut self, target: &SnapshotTarget) -> Result<PendingSnapshot, StateError> {
@@ -66,7 +91,7 @@ impl KeyedStateBackend for HashMapBackend {
             let async_start = Instant::now();
             let canonical = target.canonical();
             let bytes = if canonical {
-                let entries = values.iter().map(|(k, v)| (key_group(k), &**k, *v)).collect();
+                let entries = values.iter().map(|(k, e)| (key_group(k), &**k, e.count)).collect();
                 super::canonical::encode(self_name(), target.key_groups.clone(), entries)
             } else {
                 encode(&values)
@@ -115,6 +140,8 @@ impl KeyedStateBackend for HashMapBackend {
 
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError> {
         self.values.clear();
+        // The keys are numbered anew, in a new space (ids from before name other keys now).
+        self.key_ids.clear();
         for handle in handles {
             handle.check_restorable_by(BackendKind::HashMap)?;
         }
@@ -125,7 +152,7 @@ impl KeyedStateBackend for HashMapBackend {
             };
             for (kg, k, v) in entries {
                 if key_groups.contains(&kg) {
-                    self.values.insert(Arc::from(k.as_str()), v);
+                    self.put(&Arc::from(k.as_str()), v)?;
                 }
             }
         }
@@ -133,7 +160,7 @@ impl KeyedStateBackend for HashMapBackend {
     }
 
     fn entries(&mut self) -> Result<Vec<(Arc<str>, u64)>, StateError> {
-        Ok(self.values.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        Ok(self.values.iter().map(|(k, e)| (k.clone(), e.count)).collect())
     }
 }
 
@@ -156,10 +183,10 @@ pub fn read_entries(handle: &StateHandle) -> Result<Vec<(u16, String, u64)>, Sta
     Ok(groups.into_iter().flat_map(|(kg, entries)| entries.into_iter().map(move |(k, v)| (kg, k, v))).collect())
 }
 
-fn encode(values: &FxHashMap<Arc<str>, u64>) -> Vec<u8> {
+fn encode(values: &FxHashMap<Arc<str>, Entry>) -> Vec<u8> {
     let mut groups: BTreeMap<u16, Vec<(&str, u64)>> = BTreeMap::new();
-    for (k, v) in values {
-        groups.entry(key_group(k)).or_default().push((k, *v));
+    for (k, e) in values {
+        groups.entry(key_group(k)).or_default().push((k, e.count));
     }
     for entries in groups.values_mut() {
         entries.sort_unstable();

@@ -13,7 +13,7 @@ pub mod storage;
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -357,6 +357,12 @@ pub trait KeyedStateBackend: Send {
         self.put(key, v)?;
         Ok(v)
     }
+    /// [`KeyedStateBackend::increment`], and the key's id in [`KeyedStateBackend::key_ids`]:
+    /// the audited counter's hot path, so that the auditor keeps its per-key figures by that id
+    /// instead of looking the key up again (the heap backend keeps the id in the key's entry).
+    fn increment_with_id(&mut self, key: &Arc<str>) -> Result<(u64, u32), StateError>;
+    /// The ids [`KeyedStateBackend::increment_with_id`] gave, in their current space.
+    fn key_ids(&self) -> &KeyIds;
     /// Takes a snapshot's synchronous part (a copy the task may go on changing) and returns its
     /// asynchronous part (the write to storage), which must not touch the working state.
     fn snapshot(&mut self, target: &SnapshotTarget) -> Result<PendingSnapshot, StateError>;
@@ -364,6 +370,81 @@ pub trait KeyedStateBackend: Send {
     fn restore(&mut self, handles: &[StateHandle], key_groups: Range<u16>) -> Result<(), StateError>;
     /// Every key and its value (the state pane).
     fn entries(&mut self) -> Result<Vec<(Arc<str>, u64)>, StateError>;
+}
+
+/// Dense ids for a backend's keys (0, 1, 2 ... in the order keys came), and the key of each.
+/// An id means its key only within one *space*: a backend that numbers its keys anew (a heap
+/// restore rebuilds its map) takes a new space, unique in the process, so that a holder of ids
+/// from before ([`crate::audit`]'s translation to its slots) knows to forget them.
+#[derive(Debug)]
+pub struct KeyIds {
+    space: u64,
+    keys: Vec<Arc<str>>,
+}
+
+/// The next id space (process-wide, so that no two backends' spaces are ever the same).
+static NEXT_SPACE: AtomicU64 = AtomicU64::new(0);
+
+impl Default for KeyIds {
+    fn default() -> Self {
+        KeyIds { space: NEXT_SPACE.fetch_add(1, Ordering::Relaxed), keys: Vec::new() }
+    }
+}
+
+impl KeyIds {
+    /// Gives `key` (a key this space has no id for) the next id.
+    pub fn push(&mut self, key: Arc<str>) -> u32 {
+        let id = u32::try_from(self.keys.len()).expect("fewer than 2^32 keys per subtask");
+        self.keys.push(key);
+        id
+    }
+
+    /// The key of `id` (an id of this space).
+    #[inline]
+    pub fn key(&self, id: u32) -> &Arc<str> {
+        &self.keys[id as usize]
+    }
+
+    #[inline]
+    pub fn space(&self) -> u64 {
+        self.space
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Forgets every id: the next ones are of a new space.
+    pub fn clear(&mut self) {
+        *self = KeyIds::default();
+    }
+}
+
+/// Key ids for a backend with no in-memory entry per key (RocksDB): a map of its own, one more
+/// lookup per record (RocksDB's own read and write cost far more).
+#[derive(Debug, Default)]
+pub struct KeyIdMap {
+    by_key: rustc_hash::FxHashMap<Arc<str>, u32>,
+    ids: KeyIds,
+}
+
+impl KeyIdMap {
+    pub fn id(&mut self, key: &Arc<str>) -> u32 {
+        if let Some(&id) = self.by_key.get(&**key) {
+            return id;
+        }
+        let id = self.ids.push(key.clone());
+        self.by_key.insert(key.clone(), id);
+        id
+    }
+
+    pub fn ids(&self) -> &KeyIds {
+        &self.ids
+    }
 }
 
 /// Creates the backend a counter subtask runs with; `local_dir` is the subtask's directory under

@@ -76,6 +76,9 @@ pub struct RocksDbBackend {
     /// Filled by the snapshots' asynchronous parts when their upload finished (on a blocking
     /// thread), read by the next snapshot's synchronous part.
     uploads: Arc<Mutex<Uploads>>,
+    /// The keys' ids ([`KeyedStateBackend::increment_with_id`]): RocksDB has no entry in memory
+    /// to keep them in.
+    key_ids: super::KeyIdMap,
 }
 
 type Uploads = BTreeMap<u64, HashMap<String, Uploaded>>;
@@ -158,6 +161,7 @@ impl RocksDbBackend {
             key_buf: Vec::new(),
             confirmed: HashMap::new(),
             uploads: Arc::default(),
+            key_ids: super::KeyIdMap::default(),
         }
     }
 
@@ -474,6 +478,16 @@ impl KeyedStateBackend for RocksDbBackend {
         encode_key(&mut self.key_buf, key);
         let db = self.db.as_ref().expect("opened above");
         db.put_opt(&self.key_buf, value.to_le_bytes(), &self.write).map_err(|e| rocks_err("put", &self.db_path, e))
+    }
+
+    fn increment_with_id(&mut self, key: &Arc<str>) -> Result<(u64, u32), StateError> {
+        let v = self.increment(key)?;
+        // An id names a key whatever the database holds: a restore keeps them.
+        Ok((v, self.key_ids.id(key)))
+    }
+
+    fn key_ids(&self) -> &super::KeyIds {
+        self.key_ids.ids()
     }
 
     fn snapshot(&mut self, target: &SnapshotTarget) -> Result<PendingSnapshot, StateError> {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use ckptlab::audit::{key_of, AppliedBatch, Auditor, Verdict};
+use ckptlab::state::KeyIdMap;
 use ckptlab::cluster::element::Origin;
 use ckptlab::config::KeyBy;
 use ckptlab::connectors::{EmbeddedTopic, Topic};
@@ -200,6 +201,10 @@ struct Sim {
     /// Per subtask and partition: records below the start replayed from channel state first.
     replay: Vec<Vec<Vec<u64>>>,
     counts: Vec<HashMap<Arc<str>, u64>>,
+    /// Per subtask, its backend's key ids: numbered anew by each attempt (restored keys first, in
+    /// the restored map's order), as the heap backend does, so a slot kept from another attempt's
+    /// ids would put a record on another key.
+    ids: Vec<KeyIdMap>,
     snapshots: HashMap<u64, Vec<HashMap<Arc<str>, u64>>>,
     open: Option<(u64, Vec<u64>)>,
     next_checkpoint: u64,
@@ -226,6 +231,7 @@ impl Sim {
             cursor: vec![vec![0; PARTITIONS as usize]; PARALLELISM],
             replay: vec![vec![Vec::new(); PARTITIONS as usize]; PARALLELISM],
             counts: vec![HashMap::new(); PARALLELISM],
+            ids: (0..PARALLELISM).map(|_| KeyIdMap::default()).collect(),
             snapshots: HashMap::new(),
             open: None,
             next_checkpoint: 1,
@@ -251,6 +257,10 @@ impl Sim {
             self.cursor[s] = start.clone();
             self.replay[s] = vec![Vec::new(); PARTITIONS as usize];
             let entries: Vec<(Arc<str>, u64)> = self.counts[s].iter().map(|(k, v)| (k.clone(), *v)).collect();
+            self.ids[s] = KeyIdMap::default();
+            for (k, _) in &entries {
+                self.ids[s].id(k);
+            }
             self.real.restored(self.attempt, s, entries.clone());
             self.naive.restored(s, entries);
         }
@@ -319,7 +329,7 @@ impl Sim {
             let count = self.counts[s].entry(key.clone()).or_insert(0);
             *count += 1;
             let origin = Origin { partition: p, offset: o };
-            batch.push(origin, &key, *count);
+            batch.push(origin, self.ids[s].id(&key), *count);
             self.naive.applied(s, origin, &key, *count);
             if !skip_line {
                 self.real.emitted(origin, &key);
@@ -330,7 +340,7 @@ impl Sim {
                 }
             }
         }
-        self.real.applied_batch(self.attempt, s, &mut batch);
+        self.real.applied_batch(self.attempt, s, &mut batch, self.ids[s].ids());
         assert!(batch.is_empty(), "the auditor empties the batch it applied");
     }
 
