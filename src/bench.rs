@@ -12,6 +12,7 @@ use crate::cluster::{Command, Engine, EngineError};
 use crate::config::{parse_loose_value, ConfigError, ConfigLayers};
 use crate::connectors::{EmbeddedTopic, Topic, TopicError};
 use crate::events::{Event, EventBus};
+use crate::flink::bench::{FlinkBench, FlinkBenchError, FlinkRun, Preparing};
 use crate::types::TaskId;
 use crate::workdir::WorkDirError;
 
@@ -63,6 +64,11 @@ pub enum BenchError {
     ChildFailed { records: u64, status: std::process::ExitStatus },
     #[error("the {records}-record run printed {line:?}: {error}")]
     ChildOutput { records: u64, line: String, error: serde_json::Error },
+    /// `--flink`: Java or Flink missing (with how to get them), or a Flink run that failed.
+    #[error(transparent)]
+    Flink(#[from] FlinkBenchError),
+    #[error("a Flink run's thread ended: {0}")]
+    FlinkThread(#[from] tokio::task::JoinError),
 }
 
 /// What a benchmark measures and how much (`ckptlab bench`'s flags become these in
@@ -107,6 +113,8 @@ pub enum Measure {
     Memory,
     /// One run of [`Measure::Memory`] of this many records, in this process.
     MemoryChild(u64),
+    /// The same job on Apache Flink's MiniCluster, alternating with ckptlab's runs.
+    Flink,
 }
 
 /// The backends `--state` compares: (label, option pairs).
@@ -329,6 +337,14 @@ pub enum Progress {
         keys: u64,
     },
     MemoryRun(MemoryResult),
+    /// `--flink`: finding Java and Flink (the first use installs Flink's jars), compiling.
+    FlinkPreparing(Preparing),
+    /// `--flink`: what is about to run.
+    FlinkStart(FlinkStart),
+    /// `--flink`: one Flink run as it ends (ckptlab's come as [`Progress::Run`]).
+    FlinkRun(FlinkRunResult),
+    /// `--flink`: every round is done: one mode's row.
+    FlinkRow(FlinkRow),
 }
 
 /// What a benchmark came to, one variant per kind of run.
@@ -350,6 +366,8 @@ pub enum Report {
     Memory(Vec<MemoryResult>),
     /// `--memory-child`: one run, for the parent process to read.
     MemoryChild(MemoryResult),
+    /// `--flink`: ckptlab against Flink per mode.
+    Flink(FlinkReport),
 }
 
 const INTERVAL: &str = "execution.checkpointing.interval";
@@ -943,6 +961,7 @@ pub async fn run(base: ConfigLayers, args: &BenchOptions, progress: &mut dyn FnM
         Measure::MemoryChild(records) => return memory_child(&base, args, records).await.map(Report::MemoryChild),
         Measure::Memory => return run_memory(args, progress),
         Measure::Verdict => return verdict_cost(&base, args).await.map(Report::Verdict),
+        Measure::Flink => return run_flink(&base, args, progress).await.map(Report::Flink),
     };
     let parallelism = base.build()?.job.parallelism;
     let load_before = load_average();
@@ -1048,33 +1067,47 @@ async fn rounds(
         for order in 0..pairs.len() {
             let (m, audited) = pairs[(order + shift) % pairs.len()];
             let (label, options) = MODES[m];
-            let mut options: Vec<(&str, &str)> = options.to_vec();
-            if audited {
-                options.push(("ckptlab.audit", "true"));
-            }
-            let load = load_average().map(|l| l[0]);
-            let (secs, completed, mean, judged) = throughput_judged(base, topic, &options).await?;
-            if audited && judged.is_none() {
-                return Err(BenchError::NoVerdict);
-            }
-            let r = RunResult {
-                mode: label.to_string(),
-                audited,
-                round,
-                order,
-                seconds: secs,
-                records_per_s: records as f64 / secs.max(1e-9),
-                checkpoints_completed: completed,
-                mean_checkpoint_ms: mean,
-                load,
-                verdict: judged.as_ref().map(|(v, _)| v.summary()),
-                verdict_ms: judged.map(|(_, ms)| ms),
-            };
+            let r = ckptlab_run(base, topic, records, label, options, audited, (round, order)).await?;
             progress(Progress::Run(r.clone()));
             runs.push(r);
         }
     }
     Ok(runs)
+}
+
+/// One ckptlab run of a mode over the whole topic, the auditor on or off; `at` is (round, place
+/// in the round's order).
+async fn ckptlab_run(
+    base: &ConfigLayers,
+    topic: &Arc<EmbeddedTopic>,
+    records: u64,
+    label: &str,
+    options: &[(&str, &str)],
+    audited: bool,
+    (round, order): (u32, usize),
+) -> Result<RunResult, BenchError> {
+    let mut options: Vec<(&str, &str)> = options.to_vec();
+    if audited {
+        options.push(("ckptlab.audit", "true"));
+    }
+    let load = load_average().map(|l| l[0]);
+    let (secs, completed, mean, judged) = throughput_judged(base, topic, &options).await?;
+    if audited && judged.is_none() {
+        return Err(BenchError::NoVerdict);
+    }
+    Ok(RunResult {
+        mode: label.to_string(),
+        audited,
+        round,
+        order,
+        seconds: secs,
+        records_per_s: records as f64 / secs.max(1e-9),
+        checkpoints_completed: completed,
+        mean_checkpoint_ms: mean,
+        load,
+        verdict: judged.as_ref().map(|(v, _)| v.summary()),
+        verdict_ms: judged.map(|(_, ms)| ms),
+    })
 }
 
 /// One row per mode: medians and spreads of its runs, ratios of medians.
@@ -1295,4 +1328,374 @@ fn run_memory(args: &BenchOptions, progress: &mut dyn FnMut(Progress)) -> Result
         results.push(r);
     }
     Ok(Report::Memory(results))
+}
+
+/// One mode of `--flink`: the same options on both engines (ckptlab reads Flink's keys), the
+/// target ckptlab with the auditor on should reach against Flink (issue 24), and whether it is
+/// a RocksDB mode (fewer records, checkpoints to a directory of the run's own).
+#[derive(Debug, Clone, Copy)]
+pub struct FlinkMode {
+    pub label: &'static str,
+    pub options: &'static [(&'static str, &'static str)],
+    pub rocksdb: bool,
+    /// ckptlab (auditor on) / Flink, medians, at least this.
+    pub target: Option<f64>,
+}
+
+const ROCKSDB: (&str, &str) = ("state.backend.type", "rocksdb");
+const FS_STORAGE: (&str, &str) = ("execution.checkpointing.storage", "filesystem");
+const INCREMENTAL: &str = "execution.checkpointing.incremental";
+
+/// `--flink`'s modes, in the order of the table; the first is the baseline.
+pub const FLINK_MODES: &[FlinkMode] = &[
+    FlinkMode { label: "no checkpoints", options: &[], rocksdb: false, target: None },
+    FlinkMode { label: "EXACTLY_ONCE aligned 1s", options: &[(INTERVAL, "1s"), (MODE, "EXACTLY_ONCE")], rocksdb: false, target: Some(3.0) },
+    FlinkMode { label: "AT_LEAST_ONCE 1s", options: &[(INTERVAL, "1s"), (MODE, "AT_LEAST_ONCE")], rocksdb: false, target: Some(3.0) },
+    FlinkMode {
+        label: "EXACTLY_ONCE unaligned 1s",
+        options: &[(INTERVAL, "1s"), (MODE, "EXACTLY_ONCE"), (UNALIGNED, "true")],
+        rocksdb: false,
+        target: Some(2.0),
+    },
+    FlinkMode {
+        label: "RocksDB full, EO 1s",
+        options: &[(INTERVAL, "1s"), (MODE, "EXACTLY_ONCE"), ROCKSDB, FS_STORAGE, (INCREMENTAL, "false")],
+        rocksdb: true,
+        target: Some(2.0),
+    },
+    FlinkMode {
+        label: "RocksDB incremental, EO 1s",
+        options: &[(INTERVAL, "1s"), (MODE, "EXACTLY_ONCE"), ROCKSDB, FS_STORAGE, (INCREMENTAL, "true")],
+        rocksdb: true,
+        target: Some(2.0),
+    },
+];
+
+impl FlinkMode {
+    /// ckptlab's options: the mode's, checkpointing off unless it sets an interval (ckptlab's
+    /// default configuration may checkpoint; Flink's does not), RocksDB's directories in `dir`.
+    fn ckptlab_options(&self, dir: &std::path::Path) -> Vec<(String, String)> {
+        let mut o: Vec<(String, String)> = self.options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if !self.options.iter().any(|(k, _)| *k == INTERVAL) {
+            o.push((INTERVAL.into(), "off".into()));
+        }
+        if self.rocksdb {
+            o.push(("execution.checkpointing.dir".into(), dir.join("ckptlab-checkpoints").display().to_string()));
+            o.push(("taskmanager.tmp-dirs".into(), dir.join("ckptlab-tm").display().to_string()));
+        }
+        o
+    }
+
+    /// Flink's options: the mode's (no interval: no checkpoints, Flink's default), RocksDB's
+    /// checkpoints and working directory in `dir`.
+    fn flink_options(&self, dir: &std::path::Path) -> Vec<(String, String)> {
+        let mut o: Vec<(String, String)> = self.options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if self.rocksdb {
+            o.push(("execution.checkpointing.dir".into(), format!("file://{}", dir.join("flink-checkpoints").display())));
+            o.push(("io.tmp.dirs".into(), dir.join("flink-tmp").display().to_string()));
+        }
+        o
+    }
+}
+
+/// Which engine a `--flink` run is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Flink,
+    Ckptlab { audited: bool },
+}
+
+/// `--flink`'s runs in one round: a mode's Flink run and its ckptlab runs (auditor off, on)
+/// side by side, the list rotated by `shift` places (as [`rounds`]).
+fn flink_order(round: u32, rounds: u32) -> Vec<(usize, Side)> {
+    let pairs: Vec<(usize, Side)> = (0..FLINK_MODES.len())
+        .flat_map(|m| [(m, Side::Flink), (m, Side::Ckptlab { audited: false }), (m, Side::Ckptlab { audited: true })])
+        .collect();
+    let shift = (round as usize * pairs.len()) / rounds.max(1) as usize;
+    (0..pairs.len()).map(|i| pairs[(i + shift) % pairs.len()]).collect()
+}
+
+/// What `--flink` is about to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlinkStart {
+    pub records: u64,
+    pub rocksdb_records: u64,
+    pub flink_warmup_records: u64,
+    pub keys: u64,
+    pub parallelism: usize,
+    pub rounds: u32,
+    pub warmup_records_per_s: f64,
+    pub scaled: bool,
+    pub seconds: f64,
+    pub load: Option<[f64; 3]>,
+    pub flink_version: String,
+    pub flink_origin: String,
+}
+
+/// One Flink run of `--flink`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlinkRunResult {
+    pub mode: String,
+    pub round: u32,
+    /// Its place in the round's order (0: first), among Flink's and ckptlab's runs.
+    pub order: usize,
+    /// The 1-minute load average when the run started.
+    pub load: Option<f64>,
+    #[serde(flatten)]
+    pub run: FlinkRun,
+}
+
+/// One mode of `--flink` over every round: Flink's records/s and ckptlab's, medians and spreads.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlinkRow {
+    pub mode: String,
+    pub records: u64,
+    pub flink: Spread,
+    pub ckptlab_off: Spread,
+    pub ckptlab_on: Spread,
+    /// Medians: ckptlab (auditor off, on) over Flink.
+    pub off_over_flink: f64,
+    pub on_over_flink: f64,
+    pub target: Option<f64>,
+    /// `on_over_flink >= target`.
+    pub met: Option<bool>,
+    /// The audited runs' verdicts (one when they all agree).
+    pub verdict: String,
+    pub flink_checkpoints: Spread,
+    pub ckptlab_checkpoints: Spread,
+}
+
+/// `--flink`'s report: the rows, and every run of both engines.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlinkReport {
+    #[serde(flatten)]
+    pub start: FlinkStart,
+    /// What each engine's records/s is measured over.
+    pub measured: String,
+    pub load_after: Option<[f64; 3]>,
+    pub rows: Vec<FlinkRow>,
+    /// ckptlab's runs, in the order run.
+    pub runs: Vec<RunResult>,
+    pub flink_runs: Vec<FlinkRunResult>,
+}
+
+/// How each engine's records/s is measured (said in the output and the JSON).
+pub const FLINK_MEASURED: &str = "Flink: records / (first record at a sink subtask -> the last sink subtask's end of input), inside the JVM, after an unmeasured warm-up job in the same JVM (a MiniCluster starts per job: JVM start, warm-up, submission and the final checkpoint are reported apart); ckptlab: records / (engine start -> caught up), after one warm-up run";
+
+/// One row per mode of [`FLINK_MODES`]: medians and spreads of its runs, ratios of medians.
+pub fn flink_rows(runs: &[RunResult], flink_runs: &[FlinkRunResult]) -> Vec<FlinkRow> {
+    FLINK_MODES
+        .iter()
+        .map(|m| {
+            let ck = |audited: bool| runs.iter().filter(|r| r.mode == m.label && r.audited == audited).collect::<Vec<_>>();
+            let (off, on) = (ck(false), ck(true));
+            let fl: Vec<&FlinkRunResult> = flink_runs.iter().filter(|r| r.mode == m.label).collect();
+            let rate = |rs: &[&RunResult]| Spread::of(&rs.iter().map(|r| r.records_per_s).collect::<Vec<_>>());
+            let flink = Spread::of(&fl.iter().map(|r| r.run.records_per_s).collect::<Vec<_>>());
+            let (off_rate, on_rate) = (rate(&off), rate(&on));
+            let over = |x: f64| if flink.median > 0.0 { x / flink.median } else { 0.0 };
+            let on_over_flink = over(on_rate.median);
+            let mut verdicts: Vec<String> = on.iter().filter_map(|r| r.verdict.clone()).collect();
+            verdicts.dedup();
+            FlinkRow {
+                mode: m.label.to_string(),
+                records: fl.first().map(|r| r.run.records).unwrap_or(0),
+                flink,
+                ckptlab_off: off_rate,
+                ckptlab_on: on_rate,
+                off_over_flink: over(off_rate.median),
+                on_over_flink,
+                target: m.target,
+                met: m.target.map(|t| on_over_flink >= t),
+                verdict: verdicts.join(" / "),
+                flink_checkpoints: Spread::of(&fl.iter().map(|r| r.run.last_checkpoint as f64).collect::<Vec<_>>()),
+                ckptlab_checkpoints: Spread::of(&off.iter().map(|r| r.checkpoints_completed as f64).collect::<Vec<_>>()),
+            }
+        })
+        .collect()
+}
+
+/// Records of Flink's warm-up job in each JVM: a tenth of the run, at least 100,000 (the JIT
+/// and the state backend warm), at most 2,000,000 (a MiniCluster starts for it anyway).
+fn flink_warmup(records: u64) -> u64 {
+    (records / 10).clamp(100_000, 2_000_000).min(records)
+}
+
+/// `ckptlab bench --flink`: Flink first (a missing Java is refused before anything runs), then
+/// ckptlab's warm-up, then the rounds.
+async fn run_flink(base: &ConfigLayers, args: &BenchOptions, progress: &mut dyn FnMut(Progress)) -> Result<FlinkReport, BenchError> {
+    // Blocking (an install takes minutes): nothing else runs yet.
+    let flink = FlinkBench::prepare(&mut |p| progress(Progress::FlinkPreparing(p)))?;
+    let home = crate::workdir::prepare_home()?;
+    let dir = home.join(format!("bench-flink-{}", std::process::id()));
+    let result = run_flink_in(base, args, &flink, &dir, progress).await;
+    // A failed Flink run's output stays for its error message to point at.
+    if result.is_ok() {
+        let _ = crate::workdir::remove_tree_under(&home, &dir);
+    }
+    result
+}
+
+async fn run_flink_in(
+    base: &ConfigLayers,
+    args: &BenchOptions,
+    flink: &FlinkBench,
+    dir: &std::path::Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<FlinkReport, BenchError> {
+    let parallelism = base.build()?.job.parallelism;
+    let load_before = load_average();
+    let rounds = args.rounds.max(1);
+    let (records, warmup_rate, topic) = warmed_topic(base, args).await?;
+    let rocksdb_records = records.min(args.state_records);
+    let rocks_topic = filled_topic(&bench_layers(base, &[])?, rocksdb_records, args.keys, &EventBus::new(tokio::time::Instant::now()))?;
+    let start = FlinkStart {
+        records,
+        rocksdb_records,
+        flink_warmup_records: flink_warmup(records),
+        keys: args.keys,
+        parallelism,
+        rounds,
+        warmup_records_per_s: warmup_rate,
+        scaled: args.records.is_none(),
+        seconds: args.seconds,
+        load: load_before,
+        flink_version: flink.version().to_string(),
+        flink_origin: flink.origin().to_string(),
+    };
+    progress(Progress::FlinkStart(start.clone()));
+    let mut runs = Vec::new();
+    let mut flink_runs = Vec::new();
+    for round in 0..rounds {
+        for (order, (m, side)) in flink_order(round, rounds).into_iter().enumerate() {
+            let mode = FLINK_MODES[m];
+            let (n, topic) = if mode.rocksdb { (rocksdb_records, &rocks_topic) } else { (records, &topic) };
+            let run_dir = dir.join(format!("run-{round}-{order}"));
+            match side {
+                Side::Flink => {
+                    let load = load_average().map(|l| l[0]);
+                    let (f, d, opts) = (flink.clone(), run_dir.clone(), mode.flink_options(&run_dir));
+                    let (keys, warmup) = (args.keys, flink_warmup(n));
+                    let run = tokio::task::spawn_blocking(move || f.run(&d, n, keys, parallelism, warmup, &opts)).await??;
+                    let r = FlinkRunResult { mode: mode.label.to_string(), round, order, load, run };
+                    progress(Progress::FlinkRun(r.clone()));
+                    flink_runs.push(r);
+                }
+                Side::Ckptlab { audited } => {
+                    let owned = mode.ckptlab_options(&run_dir);
+                    let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let r = ckptlab_run(base, topic, n, mode.label, &options, audited, (round, order)).await?;
+                    progress(Progress::Run(r.clone()));
+                    runs.push(r);
+                }
+            }
+            if run_dir.exists() {
+                crate::workdir::remove_tree_under(dir, &run_dir)?;
+            }
+        }
+    }
+    let rows = flink_rows(&runs, &flink_runs);
+    for r in &rows {
+        progress(Progress::FlinkRow(r.clone()));
+    }
+    Ok(FlinkReport { start, measured: FLINK_MEASURED.into(), load_after: load_average(), rows, runs, flink_runs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ck(mode: &str, audited: bool, records_per_s: f64) -> RunResult {
+        RunResult {
+            mode: mode.into(),
+            audited,
+            round: 0,
+            order: 0,
+            seconds: 1.0,
+            records_per_s,
+            checkpoints_completed: 2,
+            mean_checkpoint_ms: 1.0,
+            load: None,
+            verdict: audited.then(|| "ok".to_string()),
+            verdict_ms: None,
+        }
+    }
+
+    fn fl(mode: &str, records_per_s: f64) -> FlinkRunResult {
+        let run = FlinkRun {
+            records: 10,
+            keys: 1,
+            parallelism: 2,
+            processing_s: 1.0,
+            records_per_s,
+            submit_to_first_record_s: 0.0,
+            submit_to_end_s: 0.0,
+            net_runtime_ms: 0,
+            jvm_start_to_submit_s: 0.0,
+            warmup_records: 0,
+            warmup_s: 0.0,
+            last_checkpoint: 3,
+            jvm_s: 0.0,
+        };
+        FlinkRunResult { mode: mode.into(), round: 0, order: 0, load: None, run }
+    }
+
+    #[test]
+    fn a_flink_row_is_the_ratio_of_medians_and_says_whether_the_target_is_met() {
+        let eo = FLINK_MODES[1].label;
+        let runs = [ck(eo, false, 10.0), ck(eo, false, 12.0), ck(eo, false, 50.0), ck(eo, true, 6.0), ck(eo, true, 9.0), ck(eo, true, 7.0)];
+        // Another mode's runs must not leak into this row.
+        let flink = [fl(eo, 3.0), fl(eo, 2.0), fl(eo, 100.0), fl(FLINK_MODES[0].label, 1.0)];
+        let rows = flink_rows(&runs, &flink);
+        assert_eq!(rows.len(), FLINK_MODES.len());
+        let r = &rows[1];
+        assert_eq!(r.flink, Spread { median: 3.0, min: 2.0, max: 100.0 });
+        assert_eq!(r.ckptlab_on, Spread { median: 7.0, min: 6.0, max: 9.0 });
+        assert_eq!((r.off_over_flink, r.on_over_flink), (4.0, 7.0 / 3.0));
+        assert_eq!((r.target, r.met), (Some(3.0), Some(false)));
+        assert_eq!(r.verdict, "ok");
+        // No target on the baseline; a mode without runs has no ratio.
+        assert_eq!((rows[0].target, rows[0].met), (None, None));
+        assert_eq!(rows[2].on_over_flink, 0.0);
+    }
+
+    #[test]
+    fn every_flink_mode_runs_on_both_engines_once_per_round_side_by_side_and_rotated() {
+        let n = FLINK_MODES.len() * 3;
+        for rounds in 1..=4 {
+            let mut firsts = Vec::new();
+            for round in 0..rounds {
+                let order = flink_order(round, rounds);
+                assert_eq!(order.len(), n);
+                for m in 0..FLINK_MODES.len() {
+                    for side in [Side::Flink, Side::Ckptlab { audited: false }, Side::Ckptlab { audited: true }] {
+                        assert_eq!(order.iter().filter(|p| **p == (m, side)).count(), 1, "round {round} of {rounds}");
+                    }
+                }
+                firsts.push(order[0]);
+            }
+            firsts.dedup();
+            assert_eq!(firsts.len(), rounds as usize, "each round starts elsewhere: {firsts:?}");
+        }
+    }
+
+    #[test]
+    fn flink_runs_without_an_interval_do_not_checkpoint_and_ckptlab_is_told_so() {
+        let d = std::path::Path::new("/x");
+        let off = FLINK_MODES[0];
+        assert!(off.flink_options(d).is_empty(), "Flink checkpoints only with an interval");
+        assert_eq!(off.ckptlab_options(d), [(INTERVAL.to_string(), "off".to_string())]);
+        let rocks = FLINK_MODES.iter().find(|m| m.rocksdb).expect("a RocksDB mode");
+        let f = rocks.flink_options(d);
+        assert!(f.contains(&("execution.checkpointing.dir".into(), "file:///x/flink-checkpoints".into())), "{f:?}");
+        assert!(rocks.ckptlab_options(d).iter().all(|(k, v)| k != INTERVAL || v == "1s"));
+    }
+
+    #[test]
+    fn flink_warms_up_on_a_tenth_within_bounds() {
+        assert_eq!(flink_warmup(20_000_000), 2_000_000);
+        assert_eq!(flink_warmup(5_000_000), 500_000);
+        assert_eq!(flink_warmup(300_000), 100_000);
+        assert_eq!(flink_warmup(50_000), 50_000);
+    }
 }

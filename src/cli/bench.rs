@@ -4,13 +4,14 @@
 
 use std::process::ExitCode;
 
-use ckptlab::bench::{BenchOptions, Measure, Progress, Report};
+use ckptlab::bench::{BenchOptions, FlinkRow, Measure, Progress, Report};
+use ckptlab::flink::bench::Preparing;
 use ckptlab::duration::format_size;
 use ckptlab::table::{Column, TextTable};
 
 use super::{base_layers, outln, Global};
 
-// `ckptlab bench`'s flags: which benchmark (the first given of --state, --source, --sinks,
+// `ckptlab bench`'s flags: which benchmark (the first given of --flink, --state, --source, --sinks,
 // --memory, --verdict wins, as `options` reads them) and how much. (A doc comment here would
 // replace the subcommand's help line in main.rs.)
 #[derive(Debug, Clone, clap::Args)]
@@ -76,6 +77,13 @@ pub struct BenchArgs {
     /// The long run of --memory.
     #[arg(long, default_value_t = 100_000_000)]
     pub memory_records: u64,
+    /// The same job on Apache Flink 2.3's MiniCluster beside ckptlab (needs Java 17+; the first
+    /// use installs Flink's jars from PyPI, ~350 MB): per mode (no checkpoints, EXACTLY_ONCE and
+    /// AT_LEAST_ONCE 1s, unaligned 1s, RocksDB full and incremental with --state-records
+    /// records), Flink's records/s and ckptlab's with the auditor off and on, --rounds rotated
+    /// rounds, one JVM per Flink run.
+    #[arg(long)]
+    pub flink: bool,
     /// (internal) one --memory run of this many records in this process, reported as JSON.
     #[arg(long, hide = true)]
     pub memory_child: Option<u64>,
@@ -84,7 +92,9 @@ pub struct BenchArgs {
 impl BenchArgs {
     /// The library's options: the measurement the flags chose, and its sizes.
     fn options(&self) -> BenchOptions {
-        let measure = if self.state {
+        let measure = if self.flink {
+            Measure::Flink
+        } else if self.state {
             Measure::State
         } else if self.source {
             Measure::Source
@@ -239,6 +249,52 @@ fn print_progress(p: &Progress) {
         Progress::SourceLatency(l) => {
             outln!("  latency produce -> output line, hop delay {:<5} {:<20} median {:>7.1} ms", l.hop_delay, l.source, l.median_ms)
         }
+        Progress::FlinkPreparing(Preparing::Install(p)) => outln!("ckptlab bench --flink: {p}"),
+        Progress::FlinkPreparing(Preparing::Ready { java_major, flink, origin, compile_ms }) => outln!(
+            "ckptlab bench --flink: Java {java_major}, Flink {flink} from {origin}; classes {}",
+            if *compile_ms < 1000 { "compiled before".to_string() } else { format!("compiled in {:.1}s", *compile_ms as f64 / 1000.0) }
+        ),
+        Progress::FlinkStart(s) => {
+            let scale = if s.scaled {
+                format!("scaled to {} s of ckptlab without checkpoints at its warm-up's {:.0} records/s", s.seconds, s.warmup_records_per_s)
+            } else {
+                format!("ckptlab's warm-up {:.0} records/s", s.warmup_records_per_s)
+            };
+            outln!(
+                "ckptlab bench --flink: {} records ({scale}; RocksDB modes {}) over {} keys, parallelism {}, on ckptlab and on Flink {} (a MiniCluster, one JVM per run, warm-up job of up to {} records first); {} round(s), order rotated per round; load {}",
+                s.records,
+                s.rocksdb_records,
+                s.keys,
+                s.parallelism,
+                s.flink_version,
+                s.flink_warmup_records,
+                s.rounds,
+                load_text(s.load)
+            );
+            outln!("  {}", ckptlab::bench::FLINK_MEASURED);
+        }
+        Progress::FlinkRun(r) => outln!(
+            "  round {} #{:<2} {:<30} {:<11} {:>12.0} records/s ({:.2}s processing; JVM {:.1}s: start -> submit {:.1}s with a {}-record warm-up, submit -> first record {:.1}s, submit -> end {:.1}s; checkpoint #{}) load {}",
+            r.round + 1,
+            r.order + 1,
+            r.mode,
+            "Flink",
+            r.run.records_per_s,
+            r.run.processing_s,
+            r.run.jvm_s,
+            r.run.jvm_start_to_submit_s,
+            r.run.warmup_records,
+            r.run.submit_to_first_record_s,
+            r.run.submit_to_end_s,
+            r.run.last_checkpoint,
+            r.load.map_or("?".into(), |l| format!("{l:.2}"))
+        ),
+        Progress::FlinkRow(r) => {
+            if r.mode == ckptlab::bench::FLINK_MODES[0].label {
+                outln!("{}", flink_table().line(&FLINK_HEADER, ""));
+            }
+            outln!("{}", flink_table().line(&flink_cells(r), ""));
+        }
         Progress::MemoryRunStart { records, keys } => {
             outln!("ckptlab bench --memory: {records} records over {keys} keys (a process of its own) ...")
         }
@@ -272,6 +328,25 @@ fn load_text(load: Option<[f64; 3]>) -> String {
 fn modes_table() -> TextTable {
     let r = |w| Column::right().min(w).gap(" ");
     TextTable::new(vec![Column::left().min(38), r(20), r(8), r(20), r(8), Column::left().min(10).gap("  ")]).indent("  ")
+}
+
+/// `--flink`'s table's header.
+const FLINK_HEADER: [&str; 7] = ["mode (median, min-max over the rounds)", "records", "Flink", "ckptlab off", "ckptlab on", "on / Flink", "target"];
+
+/// `--flink`'s table, a row per mode once every round is done.
+fn flink_table() -> TextTable {
+    let r = |w| Column::right().min(w).gap(" ");
+    TextTable::new(vec![Column::left().min(38), r(10), r(20), r(20), r(20), r(10), Column::left().min(12).gap("  ")]).indent("  ")
+}
+
+/// One mode's cells: records/s in millions, the ratio of medians, the target met or not.
+fn flink_cells(r: &FlinkRow) -> [String; 7] {
+    let target = match (r.target, r.met) {
+        (Some(t), Some(true)) => format!(">= {t}x met"),
+        (Some(t), _) => format!(">= {t}x NOT met"),
+        (None, _) => "-".into(),
+    };
+    [r.mode.clone(), r.records.to_string(), spread(&r.flink), spread(&r.ckptlab_off), spread(&r.ckptlab_on), format!("{:.2}x", r.on_over_flink), target]
 }
 
 /// `--state`'s checkpoints at one state size, printed a row per backend as measured.
@@ -344,6 +419,8 @@ fn print_report(report: &Report, json: bool) -> Result<(), serde_json::Error> {
                 }
             }
         }
+        Report::Flink(r) if json => outln!("{}", pretty(r)?),
+        Report::Flink(r) => outln!("  load before {}, after {}", load_text(r.start.load), load_text(r.load_after)),
         // The parent process reads the last line of stdout: compact, whatever --json says.
         Report::MemoryChild(r) => outln!("{}", serde_json::to_string(r)?),
     }
@@ -352,4 +429,60 @@ fn print_report(report: &Report, json: bool) -> Result<(), serde_json::Error> {
 
 fn pretty<T: serde::Serialize>(v: &T) -> Result<String, serde_json::Error> {
     serde_json::to_string_pretty(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ckptlab::bench::Spread;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> BenchOptions {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).expect("parses").bench.options()
+    }
+
+    #[test]
+    fn flink_chooses_the_flink_benchmark_over_the_others_and_keeps_the_sizes() {
+        let o = parse(&["--flink", "--records", "200000", "--rounds", "1", "--state-records", "5000"]);
+        assert_eq!(o.measure, Measure::Flink);
+        assert_eq!((o.records, o.rounds, o.state_records), (Some(200_000), 1, 5000));
+        assert_eq!(parse(&["--state", "--flink"]).measure, Measure::Flink);
+        assert_eq!(parse(&[]).measure, Measure::Modes { audit_only: false });
+        assert!(Cli::try_parse_from(["bench", "--flink", "--rounds", "x"]).is_err());
+    }
+
+    #[test]
+    fn a_flink_row_reads_as_millions_with_its_ratio_and_target() {
+        let s = |m: f64| Spread { median: m * 1e6, min: m * 1e6 - 1e5, max: m * 1e6 + 1e5 };
+        let mut row = FlinkRow {
+            mode: "EXACTLY_ONCE aligned 1s".into(),
+            records: 20_000_000,
+            flink: s(3.0),
+            ckptlab_off: s(9.0),
+            ckptlab_on: s(4.5),
+            off_over_flink: 3.0,
+            on_over_flink: 1.5,
+            target: Some(3.0),
+            met: Some(false),
+            verdict: "ok".into(),
+            flink_checkpoints: Spread::default(),
+            ckptlab_checkpoints: Spread::default(),
+        };
+        assert_eq!(
+            flink_cells(&row),
+            ["EXACTLY_ONCE aligned 1s", "20000000", "3.00M (2.90-3.10)", "9.00M (8.90-9.10)", "4.50M (4.40-4.60)", "1.50x", ">= 3x NOT met"]
+        );
+        row.met = Some(true);
+        assert_eq!(flink_cells(&row)[6], ">= 3x met");
+        row.target = None;
+        assert_eq!(flink_cells(&row)[6], "-");
+        let line = flink_table().line(&flink_cells(&row), "");
+        assert!(line.contains("3.00M (2.90-3.10)") && line.contains("1.50x"), "{line}");
+    }
 }

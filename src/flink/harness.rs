@@ -28,9 +28,11 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("src/ckptlab/flink/Observed.java", include_str!("../../assets/flink/src/ckptlab/flink/Observed.java")),
     ("src/ckptlab/flink/Harness.java", include_str!("../../assets/flink/src/ckptlab/flink/Harness.java")),
     ("src/ckptlab/flink/RestartCounter.java", include_str!("../../assets/flink/src/ckptlab/flink/RestartCounter.java")),
+    ("src/ckptlab/flink/Bench.java", include_str!("../../assets/flink/src/ckptlab/flink/Bench.java")),
 ];
-/// Sources only the bridge's JVM needs (it drives a MiniCluster): not part of an export.
-pub const HARNESS_ONLY: &[&str] = &["Harness.java", "RestartCounter.java"];
+/// Sources only the bridge's JVM needs (it drives a MiniCluster; `ckptlab bench --flink` runs
+/// Bench on one): not part of an export.
+pub const HARNESS_ONLY: &[&str] = &["Harness.java", "RestartCounter.java", "Bench.java"];
 /// Where a ServiceLoader finds [`RESTART_COUNTER`] among the classes (Flink loads metric
 /// reporter factories with one), and what it names.
 const REPORTER_SERVICE: &str = "META-INF/services/org.apache.flink.metrics.reporter.MetricReporterFactory";
@@ -117,6 +119,18 @@ pub fn compiled(java: &Java, flink: &FlinkJars, cache: &Path) -> Result<PathBuf,
         }
     }
     Ok(dir)
+}
+
+/// `java` on the compiled classes and Flink's jars, running `main` (a class of [`SOURCES`]),
+/// with Flink's log in `run_dir/flink.log`; the caller adds the arguments and the pipes.
+pub fn java_main(java: &Java, flink: &FlinkJars, harness_dir: &Path, run_dir: &Path, main: &str) -> Command {
+    let mut c = Command::new(&java.java);
+    c.arg(format!("-Dckptlab.log.file={}", run_dir.join("flink.log").display()))
+        .arg(format!("-Dlog4j2.configurationFile={}", harness_dir.join("log4j2.properties").display()))
+        .arg("-cp")
+        .arg(format!("{}:{}/*", harness_dir.join("classes").display(), flink.lib.display()))
+        .arg(main);
+    c
 }
 
 /// A command's first word, as the harness (in the JVM, or [`super::session`] on the local
@@ -293,12 +307,7 @@ impl Harness {
     pub fn spawn(java: &Java, flink: &FlinkJars, harness_dir: &Path, run_dir: &Path) -> Result<Harness, HarnessError> {
         let err = |problem: String| HarnessError::Spawn { java: java.java.display().to_string(), problem };
         let stderr = std::fs::File::create(run_dir.join(OUTPUT_FILE)).map_err(|e| err(e.to_string()))?;
-        let mut child = Command::new(&java.java)
-            .arg(format!("-Dckptlab.log.file={}", run_dir.join("flink.log").display()))
-            .arg(format!("-Dlog4j2.configurationFile={}", harness_dir.join("log4j2.properties").display()))
-            .arg("-cp")
-            .arg(format!("{}:{}/*", harness_dir.join("classes").display(), flink.lib.display()))
-            .arg("ckptlab.flink.Harness")
+        let mut child = java_main(java, flink, harness_dir, run_dir, "ckptlab.flink.Harness")
             .arg(run_dir.join("job.properties"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -6,6 +6,7 @@
 //! the very same partition files with a checkpointed source of its own. Kills, starts and
 //! checkpoints go to both engines at the same moment; the auditor's truth judges both.
 //!
+//! - [`bench`]: `ckptlab bench --flink`'s job on a MiniCluster, one JVM per run.
 //! - [`install`]: finds Java 17+ and Flink's jars (`FLINK_HOME`, or the PyPI package
 //!   `apache-flink-libraries`, installed into a cache on first use).
 //! - [`options`]: the scenario's configuration as Flink options and the job's shape.
@@ -19,6 +20,7 @@
 //! - [`session`]: the scenario's job on that cluster, through REST and process signals.
 //! - [`timeline`]: kill -> failing -> lost -> running on the real cluster beside ckptlab's model.
 
+pub mod bench;
 pub mod bridge;
 pub mod cluster;
 pub mod compare;

@@ -273,3 +273,51 @@ expect = { lost = 0, overcounted = 0, last_checkpoint_ms = ">= 0" }
     assert_eq!((jobs_row["ckptlab"].as_str(), jobs_row["flink"].as_str()), (Some("1"), Some("2")), "{jobs_row}");
     assert_eq!(report["comparison"]["agree"], true, "{}", report["comparison"]);
 }
+
+/// `ckptlab bench --flink` at a small size, one round: every mode has a Flink figure and
+/// ckptlab's, auditor off and on, and the audited runs' verdict is ok. Figures, not timing: the
+/// records each engine counted are the records asked for.
+#[test]
+fn bench_flink_measures_every_mode_on_both_engines() {
+    if let Some(why) = missing_prerequisite() {
+        common::skip(&why);
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = common::binary()
+        .args(["bench", "--flink", "--records", "200000", "--state-records", "50000", "--rounds", "1", "--json"])
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status.code());
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\n{stderr}"));
+    let rows = report["rows"].as_array().expect("rows");
+    let modes: Vec<&str> = rows.iter().filter_map(|r| r["mode"].as_str()).collect();
+    assert_eq!(modes.len(), 6, "{modes:?}");
+    for mode in ["no checkpoints", "EXACTLY_ONCE aligned 1s", "AT_LEAST_ONCE 1s", "EXACTLY_ONCE unaligned 1s", "RocksDB full, EO 1s", "RocksDB incremental, EO 1s"] {
+        assert!(modes.contains(&mode), "{mode} missing: {modes:?}");
+    }
+    for r in rows {
+        let records = if r["mode"].as_str().is_some_and(|m| m.starts_with("RocksDB")) { 50_000 } else { 200_000 };
+        assert_eq!(r["records"], records, "{r}");
+        for figure in ["flink", "ckptlab_off", "ckptlab_on"] {
+            assert!(r[figure]["median"].as_f64().is_some_and(|x| x > 0.0), "{figure} of {}: {r}", r["mode"]);
+        }
+        assert!(r["on_over_flink"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+        assert_eq!(r["verdict"], "ok", "the auditor judged {}: {r}", r["mode"]);
+    }
+    let flink_runs = report["flink_runs"].as_array().expect("flink_runs");
+    assert_eq!(flink_runs.len(), 6, "one Flink run per mode");
+    for f in flink_runs {
+        // Flink's job is bounded at the records asked for, and checkpoints only where asked.
+        let mode = f["mode"].as_str().unwrap_or("");
+        let records = if mode.starts_with("RocksDB") { 50_000 } else { 200_000 };
+        assert_eq!(f["records"], records, "{f}");
+        assert!(f["processing_s"].as_f64().is_some_and(|x| x > 0.0), "{f}");
+        if mode == "no checkpoints" {
+            assert_eq!(f["last_checkpoint"], 0, "Flink checkpointed without an interval: {f}");
+        }
+    }
+    assert_eq!(report["runs"].as_array().map(Vec::len), Some(12), "ckptlab: every mode with the auditor off and on");
+}
