@@ -109,6 +109,7 @@ fn mark(e: &Event) -> Option<&'static str> {
         Event::JobRestarting { .. } => "restarting",
         Event::JobRunning { .. } => "running",
         Event::RestoredFromSnapshot { .. } => "restored",
+        Event::StateRestored { checkpoint: Some(_), .. } => "restored",
         Event::JobFailed { .. } => "FAILED",
         _ => return None,
     })
@@ -676,6 +677,10 @@ mod tests {
                     async_ms: 20,
                     checkpointed_size: 1024,
                     persisted_size: 0,
+                    output_size: 0,
+                    unaligned: false,
+                    offsets: vec![],
+                    unacknowledged: None,
                 })
                 .collect(),
         }
