@@ -18,6 +18,7 @@ pub mod flink;
 pub mod inspect;
 pub mod keygroup;
 pub mod lesson;
+pub mod report;
 pub mod scenario;
 pub mod shipped;
 pub mod state;

@@ -28,6 +28,9 @@ pub enum CliError {
     /// The `--events` file could not be created.
     #[error("--events {}: {source}", path.display())]
     EventsFile { path: PathBuf, source: std::io::Error },
+    /// The `--report` page could not be written.
+    #[error("--report {}: {source}", path.display())]
+    ReportFile { path: PathBuf, source: std::io::Error },
     /// A comparison's sides each start empty: no `--restore`.
     #[error("--restore is not taken by a comparison: each side starts empty from the shared topic")]
     RestoreInComparison,

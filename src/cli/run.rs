@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Do not narrate the steps.
     #[arg(long, short)]
     quiet: bool,
+    /// Also write one self-contained HTML page of the run (timeline, charts, events, the verdict
+    /// with every wrong key explained): for a ticket or a projector. Docs: docs/report.md
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
 }
 
 /// Distinct checkpoint failure reasons `ckptlab run` prints under its table.
@@ -38,6 +42,10 @@ pub async fn exec(cli: &Global, args: &RunArgs) -> ExitCode {
         }
     };
     if let Some(modes) = scenario.compare.clone() {
+        if args.report.is_some() {
+            eprintln!("ckptlab: --report writes one run's page; {} is a [compare] scenario (each side has its own timeline): run one side as its own scenario, or drop --report", args.file.display());
+            return ExitCode::from(2);
+        }
         return match run_compared(cli, &scenario, &modes, args.json, args.quiet).await {
             Ok(report) => ExitCode::from(if report.passed { 0 } else { 1 }),
             Err(e) => {
@@ -46,7 +54,7 @@ pub async fn exec(cli: &Global, args: &RunArgs) -> ExitCode {
             }
         };
     }
-    match run_one(cli, &scenario, args.json, args.quiet).await {
+    match run_one_reported(cli, &scenario, args.json, args.quiet, args.report.as_deref()).await {
         Ok(report) => ExitCode::from(if report.passed { 0 } else { 1 }),
         Err(e) => {
             eprintln!("ckptlab: {e}");
@@ -56,22 +64,39 @@ pub async fn exec(cli: &Global, args: &RunArgs) -> ExitCode {
 }
 
 pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool) -> Result<RunReport, CliError> {
+    run_one_reported(cli, scenario, json, quiet, None).await
+}
+
+/// [`run_one`], and with `report` the run's page written there ([`ckptlab::report`]).
+pub async fn run_one_reported(
+    cli: &Global,
+    scenario: &Scenario,
+    json: bool,
+    quiet: bool,
+    report_to: Option<&std::path::Path>,
+) -> Result<RunReport, CliError> {
+    // Refuse an unwritable page before the run, not after it.
+    if let Some(path) = report_to {
+        std::fs::write(path, "").map_err(|source| CliError::ReportFile { path: path.to_path_buf(), source })?;
+    }
     let layers = base_layers(cli, Some(scenario))?;
     scenario.check(&layers.build()?)?;
     let effective = layers.effective();
     let bus = EventBus::new(tokio::time::Instant::now());
     let events_file = EventsFile::start(cli, &bus)?;
+    let collector = report_to.map(|_| ckptlab::report::Collector::start(&bus));
     let engine = Engine::start(layers, bus)?;
     let cfg = engine.config();
+    let settings = format!(
+        "{} | {} | restart-strategy {} | heartbeat timeout {}",
+        cfg.checkpointing_label(),
+        cfg.backend_label(),
+        ckptlab::cluster::restart::strategy_name(cfg.restart.effective(cfg.checkpointing.interval.is_some())),
+        ckptlab::duration::format_duration(cfg.heartbeat_timeout)
+    );
     if !json && !quiet {
         print_header(scenario, "");
-        outln!(
-            "   {} | {} | restart-strategy {} | heartbeat timeout {}",
-            cfg.checkpointing_label(),
-            cfg.backend_label(),
-            ckptlab::cluster::restart::strategy_name(cfg.restart.effective(cfg.checkpointing.interval.is_some())),
-            ckptlab::duration::format_duration(cfg.heartbeat_timeout)
-        );
+        outln!("   {settings}");
         let view = engine.view(false);
         if view.source.topic != ckptlab::cluster::view::TopicKind::Embedded {
             outln!("   source: {}", view.source.description);
@@ -81,12 +106,32 @@ pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool)
         }
     }
     let narrate_on = !json && !quiet;
-    let report = scenario::run(scenario, &engine, |line| {
-        if narrate_on {
-            outln!("{line}");
+    // With --report, the view is sampled while the steps play (records/s, backpressure).
+    let played = tokio::sync::Notify::new();
+    let mut samples = Vec::new();
+    let play = async {
+        let report = scenario::run(scenario, &engine, |line| {
+            if narrate_on {
+                outln!("{line}");
+            }
+        })
+        .await;
+        played.notify_one();
+        report
+    };
+    let sample = async {
+        if report_to.is_none() {
+            return;
         }
-    })
-    .await;
+        loop {
+            samples.push(ckptlab::report::Sample::of(&engine.view(false)));
+            tokio::select! {
+                _ = tokio::time::sleep(ckptlab::report::SAMPLE_EVERY) => {}
+                _ = played.notified() => break,
+            }
+        }
+    };
+    let (report, ()) = tokio::join!(play, sample);
     // What is wrong with the topic at the end (a broker that came back empty ...) closes the report.
     let topic_status = engine.view(false).topic_status;
     // The Kafka sink's output topic, read at both isolation levels before the broker goes.
@@ -98,11 +143,40 @@ pub async fn run_one(cli: &Global, scenario: &Scenario, json: bool, quiet: bool)
         }
         None => None,
     };
+    // What the page needs of the engine, before it goes: every checkpoint row, the explanations.
+    let page_parts = report_to.map(|_| {
+        samples.push(ckptlab::report::Sample::of(&engine.view(false)));
+        let (keys, unexplained) = ckptlab::report::keys_to_explain(&report.verdict);
+        let explained =
+            keys.into_iter().map(|key| ckptlab::report::Explained { lines: engine.explain(&key).lines(), key }).collect::<Vec<_>>();
+        (engine.view(false).checkpoint_history, explained, unexplained)
+    });
+    let output_json = output.as_ref().and_then(|o| serde_json::to_value(o).ok());
     engine.shutdown().await;
     if let Some(f) = events_file {
         f.finish().await;
     }
     print(&WithOutput { report: &report, output }, json, topic_status.as_deref(), Some(&effective))?;
+    if let (Some(path), Some(collector), Some((checkpoints, explained, unexplained))) = (report_to, collector, page_parts) {
+        let (events, events_counted) = collector.finish().await;
+        let data = ckptlab::report::ReportData {
+            report: report.clone(),
+            checkpoints,
+            events,
+            events_counted,
+            samples,
+            explained,
+            unexplained,
+            output: output_json,
+            settings,
+        };
+        std::fs::write(path, ckptlab::report::page(&data)).map_err(|source| CliError::ReportFile { path: path.to_path_buf(), source })?;
+        if json {
+            eprintln!("report: {}", path.display());
+        } else {
+            outln!("report: {}", path.display());
+        }
+    }
     Ok(report)
 }
 

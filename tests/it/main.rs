@@ -18,6 +18,7 @@ mod kafka;
 mod keygroups;
 mod lesson;
 mod recovery;
+mod report;
 mod restore_checks;
 mod retain;
 mod retention;
