@@ -142,6 +142,36 @@ pub fn side_names(count: usize) -> &'static [&'static str] {
 /// an unknown option.
 const ALL_SIDE_NAMES: [&str; MAX_SIDES] = ["left", "middle", "right"];
 
+/// Compared sides read one topic on one broker; sides whose Kafka sinks name the same output
+/// topic would write one topic with one transactional-id prefix and fence each other, as two
+/// jobs would on a real broker. Each such side writes its own: `<output-topic>-<side>`, and
+/// `<prefix>-<side>` for its transactional ids. Sides that already name distinct topics keep them.
+fn own_output_topics(
+    sides: Vec<(SideMode, ConfigLayers)>,
+    names: &[&str],
+) -> Result<Vec<(SideMode, ConfigLayers)>, (usize, ConfigError)> {
+    let mut sinks = Vec::new();
+    for (i, (_, layers)) in sides.iter().enumerate() {
+        let cfg = layers.build().map_err(|e| (i, e))?;
+        sinks.push((cfg.job.sink == crate::config::SinkKind::Kafka).then_some(cfg.job.kafka_sink));
+    }
+    let shared = |topic: &str| sinks.iter().flatten().filter(|k| k.output_topic == topic).count() > 1;
+    let mut out = Vec::new();
+    for (i, (mode, mut layers)) in sides.into_iter().enumerate() {
+        if let Some(k) = &sinks[i] {
+            if shared(&k.output_topic) {
+                let origin = format!("compare: side {}'s own output topic", names[i]);
+                layers.set(&format!("sink.output-topic={}-{}", k.output_topic, names[i]), &origin).map_err(|e| (i, e))?;
+                if let Some(p) = &k.transactional_id_prefix {
+                    layers.set(&format!("sink.transactional-id-prefix={p}-{}", names[i]), &origin).map_err(|e| (i, e))?;
+                }
+            }
+        }
+        out.push((mode, layers));
+    }
+    Ok(out)
+}
+
 /// Splits `--set` assignments into those for every side and those for one (`left.KEY=VALUE`).
 pub fn split_sets(sets: &[String], count: usize) -> Result<(Vec<String>, Vec<Vec<String>>), CompareError> {
     let names = side_names(count);
@@ -185,6 +215,7 @@ impl Lineup {
         let names = side_names(sides.len());
         let fail =
             |i: usize, e: EngineError| CompareError::Side { side: format!("{} ({})", names[i], modes[i].name()), message: e.to_string() };
+        let sides = own_output_topics(sides, names).map_err(|(i, e)| fail(i, e.into()))?;
         let mut started: Vec<Side> = Vec::new();
         let mut topic: Option<Arc<dyn Topic>> = None;
         for (i, (mode, layers)) in sides.into_iter().enumerate() {

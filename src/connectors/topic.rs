@@ -251,7 +251,7 @@ impl Topic for EmbeddedTopic {
         settings: &crate::connectors::kafka_sink::OutputTopicSettings,
         events: &EventBus,
     ) -> Result<Arc<crate::connectors::kafka_sink::OutputTopic>, crate::connectors::transactions::TxnError> {
-        self.output.get_or_make(|| Ok(crate::connectors::kafka_sink::OutputTopic::embedded(settings, events.clone())))
+        self.output.get_or_make(&settings.topic, || Ok(crate::connectors::kafka_sink::OutputTopic::embedded(settings, events.clone())))
     }
 
     fn partitions(&self) -> u32 {

@@ -130,3 +130,57 @@ fn a_side_set_for_a_side_that_is_not_there_is_an_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the sides are left, right"));
 }
+
+/// Two compared sides with Kafka sinks naming the same output topic (the default) and prefix:
+/// each writes its own topic (`output-topic-left`, `output-topic-right`) with its own prefix, so
+/// neither fences the other and each side's committed output is exact. Catches a broker that
+/// hands every side the first side's output topic (one topic with both sides' lines: each
+/// side's verdict sees the other's lines as repeats, or a fenced producer fails a side).
+#[test]
+fn compared_kafka_sinks_write_their_own_output_topics() {
+    let text = r#"
+name = "two kafka sinks"
+[compare]
+modes = ["EXACTLY_ONCE", "AT_LEAST_ONCE"]
+[config.job]
+sink = "kafka"
+[config.sink]
+delivery-guarantee = "exactly-once"
+transactional-id-prefix = "ck"
+[config.sink.properties]
+"transaction.timeout.ms" = "600000"
+[config.execution.checkpointing]
+interval = "200ms"
+[config.ckptlab]
+hop-delay = "0ms"
+[[steps]]
+produce = ["a", "b", "a", "c"]
+[[steps]]
+await = "caught-up"
+timeout = "10s"
+[[steps]]
+await = "checkpoint-completed"
+timeout = "10s"
+[[steps]]
+await = "checkpoint-completed"
+timeout = "10s"
+[[steps]]
+expect = { side = "EXACTLY_ONCE", committed_output_gaps = 0, committed_repeated_output = 0 }
+[[steps]]
+expect = { side = "AT_LEAST_ONCE", committed_output_gaps = 0, committed_repeated_output = 0 }
+"#;
+    let s = Scenario::parse(text, "kafka-sides.toml").unwrap_or_else(|e| panic!("{e}"));
+    let modes = s.compare.clone().expect("a [compare] scenario");
+    let (r, topics) = common::paused(async {
+        let l = lineup(&s, &modes);
+        let r = compare::run(&s, &l, |_| {}).await;
+        let topics: Vec<Option<String>> = l.sides.iter().map(|side| side.engine.view(false).output_readers.map(|o| o.topic)).collect();
+        l.shutdown().await;
+        (r, topics)
+    });
+    assert_eq!(topics, vec![Some("output-topic-left".to_string()), Some("output-topic-right".to_string())]);
+    assert!(r.passed, "{:#?}", r.sides.iter().map(|s| &s.report.failures).collect::<Vec<_>>());
+    for side in &r.sides {
+        assert_eq!(side.report.status, "RUNNING", "side {}: {:?}", side.side, side.report.failures);
+    }
+}

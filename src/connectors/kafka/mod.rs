@@ -276,7 +276,7 @@ impl Topic for KafkaTopic {
         settings: &crate::connectors::kafka_sink::OutputTopicSettings,
         events: &EventBus,
     ) -> Result<Arc<crate::connectors::kafka_sink::OutputTopic>, crate::connectors::transactions::TxnError> {
-        self.output.get_or_make(|| {
+        self.output.get_or_make(&settings.topic, || {
             match &self.mock {
                 Some(m) => m.0.create_topic(&settings.topic, 1, 1).map_err(|e| {
                     crate::connectors::transactions::TxnError::Client(format!("mock cluster: cannot create topic {}: {e}", settings.topic))

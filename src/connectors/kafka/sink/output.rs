@@ -367,18 +367,23 @@ pub fn is_aborted(r: &ReadRecord) -> bool {
     r.fate == Fate::Aborted
 }
 
-/// A place for a broker's output topic: made on first use, then the same one.
+/// A broker's output topics by name: each made on first use, then the same one (two jobs that
+/// name two topics, as compared sides do, write two topics; one name is one topic).
 #[derive(Default)]
-pub struct OutputSlot(Mutex<Option<Arc<OutputTopic>>>);
+pub struct OutputSlot(Mutex<std::collections::HashMap<String, Arc<OutputTopic>>>);
 
 impl OutputSlot {
-    pub fn get_or_make(&self, make: impl FnOnce() -> Result<Arc<OutputTopic>, TxnError>) -> Result<Arc<OutputTopic>, TxnError> {
-        let mut slot = lock(&self.0);
-        if let Some(t) = &*slot {
+    pub fn get_or_make(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> Result<Arc<OutputTopic>, TxnError>,
+    ) -> Result<Arc<OutputTopic>, TxnError> {
+        let mut slots = lock(&self.0);
+        if let Some(t) = slots.get(name) {
             return Ok(t.clone());
         }
         let t = make()?;
-        *slot = Some(t.clone());
+        slots.insert(name.to_string(), t.clone());
         Ok(t)
     }
 }
