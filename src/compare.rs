@@ -7,6 +7,10 @@
 //! `ckptlab compare` opens it in the terminal; a scenario with `[compare] modes = [...]` plays every
 //! step on each side ([`ComparePlayer`]) and `expect = { side = "AT_LEAST_ONCE", .. }` judges one.
 //! Sides are named by position for `--set left.KEY=VALUE` ([`side_names`]) and by mode in scenarios.
+//!
+//! Or the sides run one mode and differ in one setting ([`Sides::Vary`], `--vary job.sink=print,
+//! transactional,kafka` or `[compare] vary = "job.sink"`, `values = [...]`): the same job with
+//! three sinks or three delivery guarantees, each side named by its value.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -84,6 +88,126 @@ impl SideMode {
     }
 }
 
+/// What sets the compared sides apart: their checkpointing modes (`--modes`, `[compare] modes`),
+/// or one setting's values under one mode (`--vary KEY=a,b[,c]`, `[compare] vary` and `values`):
+/// the same job with three sinks or three delivery guarantees side by side.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sides {
+    Modes(Vec<SideMode>),
+    Vary { mode: SideMode, key: String, values: Vec<String> },
+}
+
+impl Sides {
+    /// Two or three distinct modes.
+    pub fn modes(modes: Vec<SideMode>) -> Result<Sides, CompareError> {
+        check_modes(&modes)?;
+        Ok(Sides::Modes(modes))
+    }
+
+    /// Parses `KEY=a,b[,c]`: two or three distinct values of one setting, each a valid value of
+    /// it (checked now, so that a typo is told before anything runs), under `mode`.
+    pub fn vary(mode: SideMode, assignment: &str) -> Result<Sides, CompareError> {
+        let Some((key, values)) = assignment.split_once('=') else {
+            return Err(CompareError::VaryShape(assignment.to_string()));
+        };
+        Sides::vary_values(mode, key.trim(), values.split(',').map(|v| v.trim().to_string()).collect())
+    }
+
+    /// Two or three distinct values of the setting `key`, each valid for it, under `mode`.
+    pub fn vary_values(mode: SideMode, key: &str, values: Vec<String>) -> Result<Sides, CompareError> {
+        let key = key.to_string();
+        if !(2..=MAX_SIDES).contains(&values.len()) {
+            return Err(CompareError::SideCount(values.len()));
+        }
+        let mut seen = BTreeSet::new();
+        for v in &values {
+            if !seen.insert(v.as_str()) {
+                return Err(CompareError::DuplicateValue { key, value: v.clone() });
+            }
+            let mut probe = ConfigLayers::builtin();
+            probe
+                .set(&format!("{key}={v}"), "--vary")
+                .and_then(|()| probe.build().map(|_| ()))
+                .map_err(|source| CompareError::Config { side: v.clone(), source })?;
+        }
+        Ok(Sides::Vary { mode, key, values })
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Sides::Modes(m) => m.len(),
+            Sides::Vary { values, .. } => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The checkpointing side `i` runs.
+    pub fn mode(&self, i: usize) -> SideMode {
+        match self {
+            Sides::Modes(m) => m[i],
+            Sides::Vary { mode, .. } => *mode,
+        }
+    }
+
+    /// What side `i` is called on screen, in narration and by an expect's `side`: its mode, or
+    /// the value it gives the varied setting.
+    pub fn label(&self, i: usize) -> String {
+        match self {
+            Sides::Modes(m) => m[i].name().to_string(),
+            Sides::Vary { values, .. } => values[i].clone(),
+        }
+    }
+
+    pub fn labels(&self) -> Vec<String> {
+        (0..self.len()).map(|i| self.label(i)).collect()
+    }
+
+    /// Puts side `i`'s settings on top of `layers`: the mode, then the varied setting's value.
+    pub fn apply(&self, i: usize, layers: &mut ConfigLayers) -> Result<(), ConfigError> {
+        let mode = self.mode(i);
+        mode.apply(layers)?;
+        if let Sides::Vary { key, values, .. } = self {
+            layers.set(&format!("{key}={}", values[i]), &format!("compare side {}", values[i]))?;
+        }
+        Ok(())
+    }
+
+    /// An expect's `side` as a side's label: a label (any case, `-` for `_` in a mode) or a
+    /// position (`left`, `middle`, `right`).
+    pub fn resolve(&self, side: &str) -> Option<String> {
+        let labels = self.labels();
+        let by_position = side_names(self.len()).iter().position(|n| n.eq_ignore_ascii_case(side)).map(|i| labels[i].clone());
+        let by_label = match self {
+            Sides::Modes(m) => SideMode::parse(side).ok().filter(|x| m.contains(x)).map(|x| x.name().to_string()),
+            Sides::Vary { values, .. } => values.iter().find(|v| v.eq_ignore_ascii_case(side)).cloned(),
+        };
+        by_label.or(by_position)
+    }
+
+    /// The sides' plans on `base`: side `i` gets [`Sides::apply`] on a copy.
+    pub fn plan(&self, base: &ConfigLayers) -> Result<Vec<SidePlan>, CompareError> {
+        let names = side_names(self.len());
+        (0..self.len())
+            .map(|i| {
+                let mut layers = base.clone();
+                self.apply(i, &mut layers).map_err(|source| CompareError::Config { side: names[i].to_string(), source })?;
+                Ok(SidePlan { label: self.label(i), mode: self.mode(i), layers })
+            })
+            .collect()
+    }
+}
+
+/// One side before it starts: what it is called, how it checkpoints, its settings.
+#[derive(Debug, Clone)]
+pub struct SidePlan {
+    pub label: String,
+    pub mode: SideMode,
+    pub layers: ConfigLayers,
+}
+
 /// Why a comparison cannot be set up.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompareError {
@@ -91,8 +215,18 @@ pub enum CompareError {
     UnknownMode(String),
     #[error("a comparison has two or three sides, not {0}")]
     SideCount(usize),
-    #[error("mode {0} is named twice; each side runs a different mode")]
+    #[error("mode {0} is named twice; each side runs a different mode (to compare one mode with different settings, --vary KEY=a,b[,c])")]
     Duplicate(&'static str),
+    #[error("--vary {0}: KEY=a,b[,c] (for example --vary job.sink=print,transactional,kafka)")]
+    VaryShape(String),
+    #[error("--vary {key}: the value {value} is named twice; each side has its own")]
+    DuplicateValue { key: String, value: String },
+    #[error("--vary runs every side in one mode, and --modes names {0}: name one mode, or drop --vary")]
+    VaryWithModes(usize),
+    #[error("{0}")]
+    Shape(&'static str),
+    #[error("two sides are called {0}; each side needs its own name")]
+    DuplicateLabel(String),
     #[error("--set {assignment}: `{prefix}.` names no side here; the sides are {sides}")]
     NoSuchSide { assignment: String, prefix: String, sides: String },
     #[error("side {side}: {message}")]
@@ -101,6 +235,19 @@ pub enum CompareError {
     Config { side: String, source: ConfigError },
     #[error("side {side}: source.partitions = {got}, but the shared topic has {want} partitions")]
     Partitions { side: String, got: u32, want: u32 },
+}
+
+/// `--modes` and `--vary` together: without `--vary`, two or three distinct modes
+/// ([`DEFAULT_MODES`] when none are named); with it, at most one mode (aligned exactly-once when
+/// none is named), which every side runs.
+pub fn sides_of<S: AsRef<str>>(modes: Option<&[S]>, vary: Option<&str>) -> Result<Sides, CompareError> {
+    match (vary, modes) {
+        (None, None) => Ok(Sides::Modes(DEFAULT_MODES.to_vec())),
+        (None, Some(m)) => Ok(Sides::Modes(parse_modes(m)?)),
+        (Some(v), None) => Sides::vary(SideMode::ExactlyOnce, v),
+        (Some(v), Some([one])) => Sides::vary(SideMode::parse(one.as_ref())?, v),
+        (Some(_), Some(m)) => Err(CompareError::VaryWithModes(m.len())),
+    }
 }
 
 /// Parses `--modes a,b[,c]` (or a scenario's list): two or three distinct modes.
@@ -146,18 +293,16 @@ const ALL_SIDE_NAMES: [&str; MAX_SIDES] = ["left", "middle", "right"];
 /// topic would write one topic with one transactional-id prefix and fence each other, as two
 /// jobs would on a real broker. Each such side writes its own: `<output-topic>-<side>`, and
 /// `<prefix>-<side>` for its transactional ids. Sides that already name distinct topics keep them.
-fn own_output_topics(
-    sides: Vec<(SideMode, ConfigLayers)>,
-    names: &[&str],
-) -> Result<Vec<(SideMode, ConfigLayers)>, (usize, ConfigError)> {
+fn own_output_topics(sides: Vec<SidePlan>, names: &[&str]) -> Result<Vec<SidePlan>, (usize, ConfigError)> {
     let mut sinks = Vec::new();
-    for (i, (_, layers)) in sides.iter().enumerate() {
-        let cfg = layers.build().map_err(|e| (i, e))?;
+    for (i, side) in sides.iter().enumerate() {
+        let cfg = side.layers.build().map_err(|e| (i, e))?;
         sinks.push((cfg.job.sink == crate::config::SinkKind::Kafka).then_some(cfg.job.kafka_sink));
     }
     let shared = |topic: &str| sinks.iter().flatten().filter(|k| k.output_topic == topic).count() > 1;
     let mut out = Vec::new();
-    for (i, (mode, mut layers)) in sides.into_iter().enumerate() {
+    for (i, mut side) in sides.into_iter().enumerate() {
+        let layers = &mut side.layers;
         if let Some(k) = &sinks[i] {
             if shared(&k.output_topic) {
                 let origin = format!("compare: side {}'s own output topic", names[i]);
@@ -167,7 +312,7 @@ fn own_output_topics(
                 }
             }
         }
-        out.push((mode, layers));
+        out.push(side);
     }
     Ok(out)
 }
@@ -197,6 +342,8 @@ pub fn split_sets(sets: &[String], count: usize) -> Result<(Vec<String>, Vec<Vec
 pub struct Side {
     /// `left`, `middle`, `right`.
     pub name: &'static str,
+    /// What it is called on screen: its mode, or the value of the varied setting ([`Sides`]).
+    pub label: String,
     pub mode: SideMode,
     pub engine: Arc<Engine>,
 }
@@ -207,18 +354,25 @@ pub struct Lineup {
 }
 
 impl Lineup {
-    /// Starts one cluster per `(mode, layers)`; the first creates the topic (embedded, file log or
-    /// Kafka, as its settings say), the others read the same one. Each side reports on its own bus.
-    pub fn start(sides: Vec<(SideMode, ConfigLayers)>, bus: impl Fn() -> EventBus) -> Result<Lineup, CompareError> {
-        let modes: Vec<SideMode> = sides.iter().map(|(m, _)| *m).collect();
-        check_modes(&modes)?;
+    /// Starts one cluster per plan; the first creates the topic (embedded, file log or Kafka, as
+    /// its settings say), the others read the same one. Each side reports on its own bus.
+    pub fn start(sides: Vec<SidePlan>, bus: impl Fn() -> EventBus) -> Result<Lineup, CompareError> {
+        if !(2..=MAX_SIDES).contains(&sides.len()) {
+            return Err(CompareError::SideCount(sides.len()));
+        }
+        let labels: Vec<String> = sides.iter().map(|s| s.label.clone()).collect();
+        let mut seen = BTreeSet::new();
+        for l in &labels {
+            if !seen.insert(l.as_str()) {
+                return Err(CompareError::DuplicateLabel(l.clone()));
+            }
+        }
         let names = side_names(sides.len());
-        let fail =
-            |i: usize, e: EngineError| CompareError::Side { side: format!("{} ({})", names[i], modes[i].name()), message: e.to_string() };
+        let fail = |i: usize, e: EngineError| CompareError::Side { side: format!("{} ({})", names[i], labels[i]), message: e.to_string() };
         let sides = own_output_topics(sides, names).map_err(|(i, e)| fail(i, e.into()))?;
         let mut started: Vec<Side> = Vec::new();
         let mut topic: Option<Arc<dyn Topic>> = None;
-        for (i, (mode, layers)) in sides.into_iter().enumerate() {
+        for (i, SidePlan { label, mode, layers }) in sides.into_iter().enumerate() {
             let engine = match &topic {
                 None => Engine::start(layers, bus()).map_err(|e| fail(i, e))?,
                 Some(t) => {
@@ -234,32 +388,18 @@ impl Lineup {
                 }
             };
             topic.get_or_insert_with(|| engine.topic());
-            started.push(Side { name: names[i], mode, engine: Arc::new(engine) });
+            started.push(Side { name: names[i], label, mode, engine: Arc::new(engine) });
         }
         Ok(Lineup { sides: started })
     }
 
-    /// One cluster per mode of a `[compare]` scenario, each on `base` with the scenario's
-    /// `[config]` and then the side's mode applied (as tests and embedders build a lineup;
+    /// One cluster per side of a `[compare]` scenario, each on `base` with the scenario's
+    /// `[config]` and then the side's own settings applied (as tests and embedders build a lineup;
     /// `ckptlab run` layers `--set` between the two, so it builds the sides itself).
-    pub fn for_scenario(
-        scenario: &Scenario,
-        base: &ConfigLayers,
-        modes: &[SideMode],
-        bus: impl Fn() -> EventBus,
-    ) -> Result<Lineup, CompareError> {
-        check_modes(modes)?;
-        let names = side_names(modes.len());
-        let mut sides = Vec::new();
-        for (mode, name) in modes.iter().zip(names) {
-            let mut layers = base.clone();
-            scenario
-                .apply_config(&mut layers)
-                .and_then(|()| mode.apply(&mut layers))
-                .map_err(|source| CompareError::Config { side: name.to_string(), source })?;
-            sides.push((*mode, layers));
-        }
-        Lineup::start(sides, bus)
+    pub fn for_scenario(scenario: &Scenario, base: &ConfigLayers, sides: &Sides, bus: impl Fn() -> EventBus) -> Result<Lineup, CompareError> {
+        let mut layers = base.clone();
+        scenario.apply_config(&mut layers).map_err(|source| CompareError::Config { side: "every side".to_string(), source })?;
+        Lineup::start(sides.plan(&layers)?, bus)
     }
 
     /// The shared topic (records typed or generated go here once).
@@ -373,8 +513,15 @@ pub fn side_by_side_table(labels: &[&str], verdicts: &[&Verdict]) -> String {
 pub struct SideReport {
     /// `left`, `middle`, `right`.
     pub side: String,
+    /// What the side is called: its mode, or the value of the varied setting.
+    #[serde(default)]
+    pub label: String,
     pub mode: SideMode,
     pub report: RunReport,
+    /// The Kafka sink's output topic judged at both isolation levels (a side with another sink
+    /// has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<crate::connectors::kafka_sink::verdict::OutputVerdict>,
 }
 
 /// The outcome of a compared scenario, as `ckptlab run --json` prints it: every side.
@@ -408,7 +555,7 @@ impl ComparePlayer {
         let mut players = Vec::new();
         for ((player, lines), side) in started.into_iter().zip(&lineup.sides) {
             for l in lines {
-                narrate(format!("{}: {l}", side.mode.name()));
+                narrate(format!("{}: {l}", side.label));
             }
             players.push(player);
         }
@@ -428,7 +575,7 @@ impl ComparePlayer {
                 self.generators.push(lineup.sides[0].engine.generate(spec.clone()));
                 return Flow::Continue;
             }
-            Action::Expect { side: Some(side), .. } => lineup.sides.iter().position(|s| s.mode.name() == side).into_iter().collect(),
+            Action::Expect { side: Some(side), .. } => lineup.sides.iter().position(|s| s.label == *side).into_iter().collect(),
             // Every other step goes to every side.
             Action::Expect { side: None, .. }
             | Action::Kill(_)
@@ -470,7 +617,7 @@ impl ComparePlayer {
             for l in lines {
                 // A step every side narrates alike (kill, wait) is told once.
                 if per_side || i != on[0] && !first.contains(&l) {
-                    narrate(format!("{}: {l}", lineup.sides[i].mode.name()));
+                    narrate(format!("{}: {l}", lineup.sides[i].label));
                 } else if i == on[0] {
                     narrate(l);
                 }
@@ -493,9 +640,18 @@ impl ComparePlayer {
         let mut sides = Vec::new();
         for ((report, lines), side) in finished.into_iter().zip(&lineup.sides) {
             for l in lines {
-                narrate(format!("{}: {l}", side.mode.name()));
+                narrate(format!("{}: {l}", side.label));
             }
-            sides.push(SideReport { side: side.name.to_string(), mode: side.mode, report });
+            // The output topic is read before the side's broker goes (at shutdown).
+            let output = match crate::connectors::kafka_sink::verdict::of_engine(&side.engine, &report.verdict) {
+                Some(Ok(o)) => Some(o),
+                Some(Err(e)) => {
+                    narrate(format!("{}: WARNING the output topic could not be read: {e}", side.label));
+                    None
+                }
+                None => None,
+            };
+            sides.push(SideReport { side: side.name.to_string(), label: side.label.clone(), mode: side.mode, report, output });
         }
         CompareReport {
             scenario: scenario.name.clone(),
@@ -565,6 +721,39 @@ mod tests {
         let cfg = layers.build().unwrap();
         assert_eq!(cfg.checkpointing.mode, crate::config::CheckpointMode::AtLeastOnce);
         assert!(cfg.checkpointing.interval.is_some());
+    }
+
+    /// Catches: a vary that does not set the value on its side, sides named by position rather
+    /// than value, a duplicate value let through, a bad value found only when the side starts.
+    #[test]
+    fn vary_runs_one_mode_and_names_each_side_by_its_value() {
+        let sides = sides_of::<&str>(None, Some("job.sink=print, transactional,kafka")).unwrap();
+        assert_eq!(sides.labels(), ["print", "transactional", "kafka"]);
+        let plans = sides.plan(&ConfigLayers::builtin()).unwrap();
+        let sinks: Vec<crate::config::SinkKind> = plans.iter().map(|p| p.layers.build().unwrap().job.sink).collect();
+        use crate::config::SinkKind::*;
+        assert_eq!(sinks, [Print, Transactional, Kafka]);
+        for p in &plans {
+            assert_eq!(p.mode, SideMode::ExactlyOnce);
+            assert_eq!(CheckpointingMode::of(&p.layers.build().unwrap().checkpointing), SideMode::ExactlyOnce.mode());
+        }
+        assert_eq!(sides.resolve("KAFKA").as_deref(), Some("kafka"));
+        assert_eq!(sides.resolve("middle").as_deref(), Some("transactional"));
+        assert_eq!(sides.resolve("EXACTLY_ONCE"), None, "a side is named by its value, not by the mode all sides share");
+        let one = sides_of(Some(&["AT_LEAST_ONCE"]), Some("sink.delivery-guarantee=none,exactly-once")).unwrap();
+        assert_eq!(one.mode(1), SideMode::AtLeastOnce);
+    }
+
+    #[test]
+    fn a_bad_vary_is_told_before_anything_runs() {
+        assert_eq!(sides_of::<&str>(None, Some("job.sink=print,print")), Err(CompareError::DuplicateValue { key: "job.sink".into(), value: "print".into() }));
+        assert_eq!(sides_of::<&str>(None, Some("job.sink=print")), Err(CompareError::SideCount(1)));
+        assert!(matches!(sides_of::<&str>(None, Some("job.sink")), Err(CompareError::VaryShape(_))));
+        assert_eq!(sides_of(Some(&["EXACTLY_ONCE", "off"]), Some("job.sink=print,kafka")), Err(CompareError::VaryWithModes(2)));
+        let e = sides_of::<&str>(None, Some("job.sink=print,printer")).unwrap_err().to_string();
+        assert!(e.contains("printer") && e.contains("job.sink") && e.contains("transactional"), "names the value, the key and the allowed values: {e}");
+        let e = sides_of::<&str>(None, Some("job.sinks=print,kafka")).unwrap_err().to_string();
+        assert!(e.contains("job.sinks"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,11 @@ pub const WORKBENCH: &[(&str, &str)] = &[
 ];
 
 /// `[compare]` scenarios: one cluster per mode (`ckptlab run` plays them; the workbench does not).
-pub const COMPARE: &[(&str, &str)] = &[("assets/scenarios/compare-modes.toml", include_str!("../assets/scenarios/compare-modes.toml"))];
+pub const COMPARE: &[(&str, &str)] = &[
+    ("assets/scenarios/compare-modes.toml", include_str!("../assets/scenarios/compare-modes.toml")),
+    ("assets/scenarios/compare-sinks.toml", include_str!("../assets/scenarios/compare-sinks.toml")),
+    ("assets/scenarios/compare-delivery-guarantees.toml", include_str!("../assets/scenarios/compare-delivery-guarantees.toml")),
+];
 
 /// What `ckptlab tour` walks through: the seed tutorial's three experiments, then the one built to
 /// make at-least-once count twice.

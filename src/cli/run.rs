@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ckptlab::cluster::Engine;
-use ckptlab::compare::{CompareReport, Lineup, SideMode};
+use ckptlab::compare::{CompareReport, Lineup, Sides};
 use ckptlab::events::EventBus;
 use ckptlab::scenario::{self, RunReport, Scenario};
 use ckptlab::table::{Column, TextTable};
@@ -41,12 +41,12 @@ pub async fn exec(cli: &Global, args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(modes) = scenario.compare.clone() {
+    if let Some(compared) = scenario.compare.clone() {
         if args.report.is_some() {
             eprintln!("ckptlab: --report writes one run's page; {} is a [compare] scenario (each side has its own timeline): run one side as its own scenario, or drop --report", args.file.display());
             return ExitCode::from(2);
         }
-        return match run_compared(cli, &scenario, &modes, args.json, args.quiet).await {
+        return match run_compared(cli, &scenario, &compared, args.json, args.quiet).await {
             Ok(report) => ExitCode::from(if report.passed { 0 } else { 1 }),
             Err(e) => {
                 eprintln!("ckptlab: {e}");
@@ -355,8 +355,8 @@ fn print_report(r: &RunReport) {
 }
 
 /// `ckptlab run` on a scenario with `[compare]`: every step on each side, verdicts side by side.
-async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], json: bool, quiet: bool) -> Result<CompareReport, CliError> {
-    let sides = super::compare::sides(&LayerArgs::of(cli, false), Some(scenario), modes)?;
+async fn run_compared(cli: &Global, scenario: &Scenario, compared: &Sides, json: bool, quiet: bool) -> Result<CompareReport, CliError> {
+    let sides = super::compare::sides(&LayerArgs::of(cli, false), Some(scenario), compared)?;
     super::compare::warn_no_events(cli);
     let lineup = Lineup::start(sides, || EventBus::new(tokio::time::Instant::now()))?;
     let narrate_on = !json && !quiet;
@@ -364,7 +364,7 @@ async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], jso
         print_header(scenario, ", compared");
         for side in &lineup.sides {
             let cfg = side.engine.config();
-            outln!("   {:<6} {:<13} {} | {}", side.name, side.mode.name(), cfg.checkpointing_label(), cfg.backend_label());
+            outln!("   {:<6} {:<13} {} | {} | sink {}", side.name, side.label, cfg.checkpointing_label(), cfg.backend_label(), cfg.sink_label());
         }
     }
     let report = ckptlab::compare::run(scenario, &lineup, |line| {
@@ -379,16 +379,16 @@ async fn run_compared(cli: &Global, scenario: &Scenario, modes: &[SideMode], jso
 }
 
 fn print_compared(r: &CompareReport) {
-    let labels: Vec<&str> = r.sides.iter().map(|s| s.mode.name()).collect();
+    let labels: Vec<&str> = r.sides.iter().map(|s| s.label.as_str()).collect();
     let verdicts: Vec<&ckptlab::audit::Verdict> = r.sides.iter().map(|s| &s.report.verdict).collect();
     out!("{}", ckptlab::compare::side_by_side_table(&labels, &verdicts));
     outln!("(* the sides differ)");
-    // A line per side: mode, verdict, checkpoints, as columns.
+    // A line per side: label, verdict, checkpoints, as columns.
     let mut per_side = TextTable::new(vec![Column::left().min(13), Column::left().min(15).gap(" "), Column::left().gap(" ")]);
     for s in &r.sides {
         let p = &s.report;
         per_side.row([
-            s.mode.name().to_string(),
+            s.label.clone(),
             p.verdict.summary(),
             format!(
                 "checkpoints: {} completed, {} failed  restarts {}  job {}",
@@ -397,8 +397,29 @@ fn print_compared(r: &CompareReport) {
         ]);
     }
     out!("{}", per_side.render());
+    // What a reader of each side's output sees: the Kafka sink's topic at both isolation levels,
+    // other sinks' repeated lines.
+    let mut outputs = TextTable::new(vec![Column::left().min(13), Column::left().gap(" ")]);
     for s in &r.sides {
-        print_failures(Some(s.mode.name()), &s.report.failures);
+        let seen = match &s.output {
+            Some(o) => format!(
+                "output topic {}: read_committed {} ({} lines), read_uncommitted {} ({} lines)",
+                o.topic,
+                o.read_committed.summary(),
+                o.read_committed.lines,
+                o.read_uncommitted.summary(),
+                o.read_uncommitted.lines
+            ),
+            None => format!("output: repeated lines {}", s.report.verdict.repeated_output),
+        };
+        outputs.row([s.label.clone(), seen]);
+    }
+    out!("{}", outputs.render());
+    for s in &r.sides {
+        for cause in s.output.iter().flat_map(|o| &o.causes) {
+            outln!("{}: {cause}", s.label);
+        }
+        print_failures(Some(&s.label), &s.report.failures);
     }
     if r.passed {
         let ms = r.sides.iter().map(|s| s.report.duration_ms).max().unwrap_or(0);

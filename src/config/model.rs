@@ -897,6 +897,16 @@ impl Config {
         }
     }
 
+    /// "print", "transactional", "discard", or "kafka exactly-once to output-topic".
+    pub fn sink_label(&self) -> String {
+        match self.job.sink {
+            SinkKind::Print => "print".into(),
+            SinkKind::Transactional => "transactional".into(),
+            SinkKind::Discard => "discard".into(),
+            SinkKind::Kafka => format!("kafka {} to {}", self.job.kafka_sink.delivery_guarantee, self.job.kafka_sink.output_topic),
+        }
+    }
+
     /// How long each record takes in a subtask (`ckptlab.record-cost`).
     pub fn record_cost(&self, subtask: (&str, usize)) -> Duration {
         self.lab.record_costs.iter().filter(|(p, _)| p.matches(subtask)).map(|(_, d)| *d).max().unwrap_or(Duration::ZERO)

@@ -2,6 +2,7 @@
 //! that name the file and the line.
 
 use super::*;
+use crate::compare::CompareError;
 
 /// A bad scenario file: names the file and the line (0: the file as a whole, e.g. unreadable).
 #[derive(Debug, Clone, PartialEq)]
@@ -29,8 +30,9 @@ pub struct Scenario {
     pub description: String,
     pub config: Option<toml::Table>,
     pub steps: Vec<Step>,
-    /// `[compare] modes = [...]`: every step runs on one cluster per mode (see [`crate::compare`]).
-    pub compare: Option<Vec<crate::compare::SideMode>>,
+    /// `[compare] modes = [...]`, or `[compare] vary = KEY`, `values = [...]` (and `mode`): every
+    /// step runs on one cluster per side (see [`crate::compare`]).
+    pub compare: Option<crate::compare::Sides>,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +50,29 @@ struct RawScenario {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCompare {
-    modes: Vec<String>,
+    modes: Option<Vec<String>>,
+    /// With `vary`: the one mode every side runs (EXACTLY_ONCE when not given).
+    mode: Option<String>,
+    vary: Option<String>,
+    values: Option<Vec<String>>,
+}
+
+impl RawCompare {
+    fn sides(&self) -> Result<crate::compare::Sides, CompareError> {
+        use crate::compare::{SideMode, Sides};
+        match (&self.vary, &self.values, &self.modes) {
+            (None, None, Some(modes)) if self.mode.is_none() => crate::compare::parse_modes(modes).map(Sides::Modes),
+            (None, None, _) => Err(CompareError::Shape("takes `modes = [...]`, or `vary = \"KEY\"` with `values = [...]` (and `mode`)")),
+            (Some(_), None, _) | (None, Some(_), _) => {
+                Err(CompareError::Shape("`vary` and `values` go together: vary = \"job.sink\", values = [\"print\", \"kafka\"]"))
+            }
+            (Some(_), Some(_), Some(_)) => Err(CompareError::Shape("takes `modes` or `vary`, not both (with `vary`, `mode` names the one mode)")),
+            (Some(key), Some(values), None) => {
+                let mode = self.mode.as_deref().map(SideMode::parse).transpose()?.unwrap_or(SideMode::ExactlyOnce);
+                Sides::vary_values(mode, key, values.clone())
+            }
+        }
+    }
 }
 
 impl Scenario {
@@ -71,10 +95,10 @@ impl Scenario {
             message: e.message().to_string(),
         })?;
         let compare = match &raw.compare {
-            Some(c) => Some(crate::compare::parse_modes(&c.get_ref().modes).map_err(|e| ScenarioError {
+            Some(c) => Some(c.get_ref().sides().map_err(|e| ScenarioError {
                 file: file.to_string(),
                 line: line_of(text, c.span().start),
-                message: format!("[compare] modes: {e}"),
+                message: format!("[compare]: {e}"),
             })?),
             None => None,
         };
@@ -93,7 +117,7 @@ impl Scenario {
             let mut step = parse_step(spanned.get_ref(), line).map_err(format_err)?;
             step.partition_line = table.and_then(|t| partition_line(text, t)).unwrap_or(line);
             if let Action::Expect { side: Some(side), .. } = &mut step.action {
-                *side = compared_side(side, compare.as_deref()).map_err(err)?;
+                *side = compared_side(side, compare.as_ref()).map_err(err)?;
             }
             steps.push(step);
         }
@@ -198,18 +222,13 @@ impl Scenario {
     }
 }
 
-/// An expect's `side`, as the mode's name: a mode of `[compare]` (any case) or a side's position
-/// (`left`, `middle`, `right`).
-fn compared_side(side: &str, modes: Option<&[crate::compare::SideMode]>) -> Result<String, StepError> {
-    let Some(modes) = modes else {
+/// An expect's `side`, as the side's label: a mode of `[compare] modes` or a value of its
+/// `values` (any case), or a side's position (`left`, `middle`, `right`).
+fn compared_side(side: &str, sides: Option<&crate::compare::Sides>) -> Result<String, StepError> {
+    let Some(sides) = sides else {
         return Err(StepError::SideWithoutCompare { side: side.to_string() });
     };
-    let by_position = crate::compare::side_names(modes.len()).iter().position(|n| n.eq_ignore_ascii_case(side)).map(|i| modes[i]);
-    let by_mode = crate::compare::SideMode::parse(side).ok().filter(|m| modes.contains(m));
-    match by_mode.or(by_position) {
-        Some(m) => Ok(m.name().to_string()),
-        None => Err(StepError::UnknownSide { side: side.to_string(), allowed: modes.iter().map(|m| m.name()).collect() }),
-    }
+    sides.resolve(side).ok_or_else(|| StepError::UnknownSide { side: side.to_string(), allowed: sides.labels() })
 }
 
 /// The tables of `steps`, in order (`[[steps]]`, or inline tables in `steps = [...]`), as the

@@ -135,7 +135,7 @@ mod tests {
     fn a_compare_scenario_names_sides_by_mode_and_rejects_a_side_it_does_not_run() {
         let text = "name = \"x\"\n[compare]\nmodes = [\"EXACTLY_ONCE\", \"at-least-once\"]\n[[steps]]\nexpect = { side = \"right\", overcounted = \"> 0\" }\n";
         let s = Scenario::parse(text, "c.toml").unwrap();
-        assert_eq!(s.compare.as_deref(), Some(&[crate::compare::SideMode::ExactlyOnce, crate::compare::SideMode::AtLeastOnce][..]));
+        assert_eq!(s.compare, Some(crate::compare::Sides::Modes(vec![crate::compare::SideMode::ExactlyOnce, crate::compare::SideMode::AtLeastOnce])));
         assert!(matches!(&s.steps[0].action, Action::Expect { side: Some(m), .. } if m == "AT_LEAST_ONCE"));
         let bad = text.replace("\"right\"", "\"off\"");
         let e = Scenario::parse(&bad, "c.toml").unwrap_err();

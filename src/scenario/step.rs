@@ -106,8 +106,8 @@ pub enum StepError {
     ComparisonType { value: toml::Value },
     #[error("expect names side `{side}`, but only a comparison has sides: add [compare] modes = [\"EXACTLY_ONCE\", \"AT_LEAST_ONCE\"]")]
     SideWithoutCompare { side: String },
-    #[error("expect side `{side}` is not one of the compared modes; allowed: {}", .allowed.join(", "))]
-    UnknownSide { side: String, allowed: Vec<&'static str> },
+    #[error("expect side `{side}` is not one of the compared sides; allowed: {}", .allowed.join(", "))]
+    UnknownSide { side: String, allowed: Vec<String> },
     #[error("`{what}`: {source}")]
     Duration { what: &'static str, source: crate::duration::DurationError },
     #[error("`{what}`: {ms} ms is longer than the longest allowed duration, 30d")]

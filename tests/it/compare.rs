@@ -3,15 +3,15 @@
 
 use crate::common;
 
-use ckptlab::compare::{self, Lineup, SideMode};
+use ckptlab::compare::{self, Lineup, SideMode, Sides};
 use ckptlab::config::ConfigLayers;
 use ckptlab::events::EventBus;
 use ckptlab::scenario::Scenario;
 
 const SHIPPED: &str = "assets/scenarios/compare-modes.toml";
 
-fn lineup(s: &Scenario, modes: &[SideMode]) -> Lineup {
-    Lineup::for_scenario(s, &ConfigLayers::builtin(), modes, || EventBus::new(tokio::time::Instant::now())).unwrap_or_else(|e| panic!("{e}"))
+fn lineup(s: &Scenario, sides: &Sides) -> Lineup {
+    Lineup::for_scenario(s, &ConfigLayers::builtin(), sides, || EventBus::new(tokio::time::Instant::now())).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -59,7 +59,7 @@ expect = { side = "off", state = 4 }
 "#;
     let s = Scenario::parse(text, "one.toml").unwrap_or_else(|e| panic!("{e}"));
     let r = common::paused(async {
-        let l = lineup(&s, s.compare.as_deref().unwrap());
+        let l = lineup(&s, s.compare.as_ref().unwrap());
         let r = compare::run(&s, &l, |_| {}).await;
         l.shutdown().await;
         r
@@ -183,4 +183,55 @@ expect = { side = "AT_LEAST_ONCE", committed_output_gaps = 0, committed_repeated
     for side in &r.sides {
         assert_eq!(side.report.status, "RUNNING", "side {}: {:?}", side.side, side.report.failures);
     }
+}
+
+/// Issue 23: the same job with three sinks side by side (`[compare] vary = "job.sink"`), through
+/// the real binary: each side named by its sink, the Kafka side's output judged at both isolation
+/// levels, the print side's repeats beside the transactional sink's none. Catches sides named by
+/// the mode they share, a vary that leaves every side on the default sink (no side has an output
+/// topic, or every side repeats), and a compared run that drops the output verdict.
+#[test]
+fn compare_sinks_puts_print_transactional_and_kafka_side_by_side() {
+    let out = common::binary().args(["run", "compare-sinks", "--json"]).output().expect("binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_str(&text).expect("one JSON object");
+    let sides = j["sides"].as_array().expect("sides");
+    let labels: Vec<&str> = sides.iter().map(|s| s["label"].as_str().unwrap_or("?")).collect();
+    assert_eq!(labels, ["print", "transactional", "kafka"], "{text}");
+    assert!(sides.iter().all(|s| s["mode"] == "EXACTLY_ONCE"), "one mode on every side: {text}");
+    assert!(sides[0]["output"].is_null() && sides[1]["output"].is_null(), "only the Kafka sink has an output topic: {text}");
+    let kafka = &sides[2]["output"];
+    assert_eq!(kafka["read_committed"]["gaps"], 0, "{text}");
+    assert_eq!(kafka["read_committed"]["repeated"], 0, "{text}");
+    assert!(kafka["read_uncommitted"]["repeated"].as_u64().is_some_and(|n| n > 0), "the aborted attempt's lines at read_uncommitted: {text}");
+    assert!(sides[0]["report"]["verdict"]["repeated_output"].as_u64().is_some_and(|n| n > 0), "{text}");
+    assert_eq!(sides[1]["report"]["verdict"]["repeated_output"], 0, "{text}");
+    // As text: a column per sink, and a line per side saying what its reader sees.
+    let out = common::binary().args(["run", "compare-sinks", "--quiet"]).output().expect("binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.contains("print") && l.contains("transactional") && l.contains("kafka")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("kafka") && l.contains("read_committed ok")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("print") && l.contains("output: repeated lines")), "{text}");
+}
+
+/// `--vary` on the command line: a bad one is refused before anything starts (even headless),
+/// naming what is wrong; one mode with it is fine, two are not.
+#[test]
+fn compare_vary_errors_name_the_key_the_value_and_the_shape() {
+    for (args, want) in [
+        (vec!["compare", "--vary", "job.sink=print"], "two or three sides, not 1"),
+        (vec!["compare", "--vary", "job.sink=print,print"], "the value print is named twice"),
+        (vec!["compare", "--vary", "job.sink=print,printer"], "printer"),
+        (vec!["compare", "--vary", "job.sink"], "KEY=a,b[,c]"),
+        (vec!["compare", "--modes", "EXACTLY_ONCE,off", "--vary", "job.sink=print,kafka"], "name one mode, or drop --vary"),
+    ] {
+        let out = common::binary().args(&args).output().expect("binary runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--vary") && err.contains(want), "{args:?}: {err}");
+    }
+    // A good --vary gets as far as the terminal check.
+    let out = common::binary().args(["compare", "--modes", "AT_LEAST_ONCE", "--vary", "job.sink=print,kafka"]).output().expect("binary runs");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a terminal"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -394,6 +394,32 @@ fn compare_in_tmux_kills_in_every_cluster_and_shows_both_verdicts() {
     tmux.assert_exit("q", 0);
 }
 
+/// Issue 23: `ckptlab compare --vary job.sink=print,kafka`: two clusters that differ only in their
+/// sink, each headed by its sink's name (not by the mode both run), both running.
+#[test]
+fn compare_vary_heads_each_side_by_its_sink() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = Path::new(common::BIN);
+    let tmux = Tmux::start("compare-vary", 100, 30);
+    let cmd = format!(
+        "cd {} && CKPTLAB_LOG={}/ckptlab.log {} compare --vary job.sink=print,kafka --set sink.transactional-id-prefix=ck \
+         --set ckptlab.hop-delay=20ms; echo EXIT:$?",
+        dir.path().display(),
+        dir.path().display(),
+        bin.display()
+    );
+    tmux.keys(&[&cmd, "Enter"]);
+    let s = tmux.wait_for("both clusters running under their sinks' names", 30, |s| {
+        s.matches("RUNNING").count() >= 2 && s.contains(" print ") && s.contains(" kafka ")
+    });
+    assert!(s.contains("one topic"), "{s}");
+    tmux.keys(&["q"]);
+    tmux.assert_exit("q", 0);
+}
+
 /// Issue 20 §4: a terminal that takes no output (a stopped tmux server, a frozen SSH session):
 /// the real binary on a pty whose master nobody reads, so its writes block once the pty's buffer
 /// is full. SIGTERM must still end it with 143, within the terminal write deadline plus the

@@ -33,7 +33,7 @@ fn run(s: &Scenario, extra: &[(&str, &str)]) -> scenario::RunReport {
 }
 
 /// A `[compare]` scenario on one cluster per mode, all reading one topic.
-fn run_compared(s: &Scenario, modes: &[ckptlab::compare::SideMode]) -> ckptlab::compare::CompareReport {
+fn run_compared(s: &Scenario, modes: &ckptlab::compare::Sides) -> ckptlab::compare::CompareReport {
     common::paused(async {
         let lineup = ckptlab::compare::Lineup::for_scenario(s, &ConfigLayers::builtin(), modes, || EventBus::new(tokio::time::Instant::now()))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -54,8 +54,8 @@ fn every_shipped_scenario_meets_its_expects() {
             // A comparison: every side meets its expects (tests/it/compare.rs looks closer).
             let r = run_compared(&s, &modes);
             for side in &r.sides {
-                assert!(side.report.passed, "{} side {}: {:?}", f.display(), side.mode.name(), side.report.failures);
-                assert!(side.report.verdict.consistent, "{} side {}: operator state and auditor disagree", f.display(), side.mode.name());
+                assert!(side.report.passed, "{} side {}: {:?}", f.display(), side.label, side.report.failures);
+                assert!(side.report.verdict.consistent, "{} side {}: operator state and auditor disagree", f.display(), side.label);
             }
             continue;
         }

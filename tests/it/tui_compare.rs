@@ -113,7 +113,7 @@ fn side(mode: SideMode, name: &'static str, base: &ClusterView) -> SideView {
         SideMode::Off => verdict(&[("w", 100, 61, 39, 0), ("x", 100, 58, 42, 0), ("y", 100, 60, 40, 0), ("z", 101, 60, 41, 0)]),
         _ => verdict(&[("w", 100, 100, 0, 0), ("x", 100, 100, 0, 0), ("y", 100, 100, 0, 0), ("z", 101, 101, 0, 0)]),
     });
-    SideView { name, mode, view: v }
+    SideView { name, label: mode.name().to_string(), mode, view: v }
 }
 
 fn two_sides() -> CompareApp {
@@ -188,6 +188,38 @@ fn compare_screen_80x24_three_sides() {
 #[test]
 fn compare_screen_160x48_three_sides() {
     insta::assert_snapshot!("compare_160x48", screen(&three_sides(), 160, 48));
+}
+
+/// Issue 23, `--vary job.sink=print,kafka`: one mode on both sides, each headed by its sink, and a
+/// line per side with what its output reader sees (the Kafka sink's two readers; print's lines and
+/// repeats). Catches headings by the shared mode, and a screen that hides where such sides differ.
+#[test]
+fn compare_screen_80x24_varied_sinks_show_each_sides_output() {
+    let base = base_view();
+    let mut print = side(SideMode::ExactlyOnce, "left", &base);
+    print.label = "print".into();
+    if let Some(v) = print.view.verdict.as_mut() {
+        v.output_lines = 412;
+        v.repeated_output = 11;
+    }
+    let mut kafka = side(SideMode::ExactlyOnce, "right", &base);
+    kafka.label = "kafka".into();
+    kafka.view.output_readers = Some(ckptlab::connectors::kafka_sink::readers::ReadersView {
+        topic: "output-topic".into(),
+        committed_total: 380,
+        uncommitted_total: 412,
+        aborted: 11,
+        open: 21,
+        ..Default::default()
+    });
+    let app = CompareApp::new(vec![print, kafka], Keymap::default(), Theme::color());
+    assert!(app.varied());
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("out: 412 lines, 11 repeated"), "{s}");
+    assert!(s.contains("out output-topic: committed 380, uncommitted 412 (11 aborted, 21 open)"), "{s}");
+    assert!(!s.contains("EXACTLY_ONCE  RUNNING"), "headed by sink, not by the mode both run: {s}");
+    insta::assert_snapshot!("compare_varied_80x24", s);
+    assert!(!two_sides().varied(), "sides by mode show no output line");
 }
 
 #[test]

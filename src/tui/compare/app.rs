@@ -33,6 +33,8 @@ pub enum RowKind {
 pub struct SideView {
     /// `left`, `middle`, `right`.
     pub name: &'static str,
+    /// Its mode, or the value of the varied setting (`--vary`): the heading.
+    pub label: String,
     pub mode: SideMode,
     pub view: ClusterView,
 }
@@ -69,6 +71,12 @@ pub struct CompareApp {
 }
 
 impl CompareApp {
+    /// The sides run one mode and differ in a setting (`--vary`): the screen then shows what
+    /// each side's output reader sees, since that is where such sides differ.
+    pub fn varied(&self) -> bool {
+        self.sides.iter().any(|s| s.label != s.mode.name())
+    }
+
     pub fn new(sides: Vec<SideView>, keymap: Keymap, theme: Theme) -> Self {
         CompareApp {
             sides,
@@ -184,7 +192,7 @@ impl CompareApp {
                     self.message = "no cluster's job is FAILED: R resubmits a FAILED one".into();
                     return;
                 }
-                let names: Vec<&str> = failed.iter().map(|&i| self.sides[i].mode.name()).collect();
+                let names: Vec<&str> = failed.iter().map(|&i| self.sides[i].label.as_str()).collect();
                 self.message = format!("resubmitted the FAILED job of {}: a new job, empty state (sources from the committed offsets, else auto-offset-reset)", names.join(", "));
                 self.requests.extend(failed.into_iter().map(|i| CompareRequest::Side(i, Command::Resubmit)));
             }

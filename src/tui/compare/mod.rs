@@ -38,7 +38,7 @@ pub async fn run(lineup: Lineup) -> anyhow::Result<Quit> {
     if theme == Theme::mono() {
         crossterm::style::force_color_output(true);
     }
-    let sides = lineup.sides.iter().map(|s| SideView { name: s.name, mode: s.mode, view: s.engine.view(true) }).collect();
+    let sides = lineup.sides.iter().map(|s| SideView { name: s.name, label: s.label.clone(), mode: s.mode, view: s.engine.view(true) }).collect();
     let mut app = CompareApp::new(sides, keymap, theme);
     let (mut terminal, output) = terminal::init(false).context("taking the terminal")?;
     let result = event_loop(&mut terminal, &output, &mut app, &lineup).await;

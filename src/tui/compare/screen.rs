@@ -36,7 +36,8 @@ pub fn render(app: &CompareApp, frame: &mut Frame) {
         return frame.render_widget(Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }), area);
     }
     let wide = area.width >= WIDE;
-    let sides_height = if wide { (6 + HISTORY_ROWS as u16).min(area.height * 2 / 5) } else { app.sides.len() as u16 * 2 + 2 };
+    let lines_per_side = if app.varied() { 3 } else { 2 };
+    let sides_height = if wide { (6 + HISTORY_ROWS as u16).min(area.height * 2 / 5) } else { app.sides.len() as u16 * lines_per_side + 2 };
     let [title, sides, verdict, input, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(sides_height),
@@ -119,17 +120,35 @@ fn checkpoint_text(s: &SideView) -> (String, bool) {
     }
 }
 
-/// Narrow: two lines per side, the mode first.
+/// What the side's output reader sees (shown when the sides differ by a setting, `--vary`): the
+/// Kafka sink's two readers, or another sink's lines and repeats from the verdict.
+fn output_text(s: &SideView) -> String {
+    match &s.view.output_readers {
+        Some(r) => format!(
+            "out {}: committed {}, uncommitted {} ({} aborted, {} open)",
+            r.topic, r.committed_total, r.uncommitted_total, r.aborted, r.open
+        ),
+        None => {
+            let (lines, repeated) = s.view.verdict.as_ref().map_or((0, 0), |v| (v.output_lines, v.repeated_output));
+            format!("out: {lines} lines, {repeated} repeated")
+        }
+    }
+}
+
+/// Narrow: two lines per side (three with `--vary`: the output), the label first.
 fn render_side_lines(app: &CompareApp, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let label_w = app.sides.iter().map(|s| s.mode.name().len()).max().unwrap_or(5) + 1;
+    let label_w = app.sides.iter().map(|s| s.label.len()).max().unwrap_or(5) + 1;
     let mut lines = Vec::new();
     for s in &app.sides {
-        let mut first = vec![Span::styled(format!("{:<label_w$}", s.mode.name()), t.title)];
+        let mut first = vec![Span::styled(format!("{:<label_w$}", s.label), t.title)];
         first.extend(status_spans(app, s));
         lines.push(Line::from(first));
         let (text, failed) = checkpoint_text(s);
         lines.push(Line::from(vec![Span::raw(" ".repeat(label_w)), Span::styled(text, if failed { t.bad } else { t.dim })]));
+        if app.varied() {
+            lines.push(Line::from(vec![Span::raw(" ".repeat(label_w)), Span::styled(output_text(s), t.text)]));
+        }
     }
     let block = Block::bordered().title(Span::styled(" clusters (same records, same kills) ", t.title));
     frame.render_widget(Paragraph::new(lines).block(block), area);
@@ -143,6 +162,9 @@ fn render_side_column(app: &CompareApp, s: &SideView, frame: &mut Frame, area: R
     lines.push(Line::styled(format!("{} | {}", v.checkpointing, crate::config::backend_label(v.backend)), t.dim));
     let (text, failed) = checkpoint_text(s);
     lines.push(Line::styled(text, if failed { t.bad } else { t.text }));
+    if app.varied() {
+        lines.push(Line::styled(output_text(s), t.text));
+    }
     lines.push(Line::styled(" id  status      ms  align  size", t.dim));
     let room = (area.height as usize).saturating_sub(6).min(HISTORY_ROWS);
     for h in v.checkpoint_history.iter().rev().take(room) {
@@ -157,7 +179,7 @@ fn render_side_column(app: &CompareApp, s: &SideView, frame: &mut Frame, area: R
             Span::raw(format!("{:>5} {:>6}  {}", h.duration_ms, h.alignment_ms, format_size(h.full_size))),
         ]));
     }
-    let title = Line::from(vec![Span::styled(format!(" {} ", s.mode.name()), t.title), Span::styled(format!("({}) ", s.name), t.dim)]);
+    let title = Line::from(vec![Span::styled(format!(" {} ", s.label), t.title), Span::styled(format!("({}) ", s.name), t.dim)]);
     frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(title)), area);
 }
 
@@ -165,12 +187,12 @@ fn render_verdict(app: &CompareApp, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     // A side is one column of three figures, under its mode's name.
     let wide = area.width >= WIDE;
-    let side_w = |s: &SideView| (s.mode.name().len() as u16).max(SIDE_FIGURES) + if wide { VERDICT_WORDS } else { 0 };
+    let side_w = |s: &SideView| (s.label.len() as u16).max(SIDE_FIGURES) + if wide { VERDICT_WORDS } else { 0 };
     let mut names = vec![Cell::from("key"), Cell::from("expect")];
     let mut figures = vec![Cell::from(""), Cell::from("")];
     let mut widths = vec![Constraint::Length(8), Constraint::Length(6)];
     for s in &app.sides {
-        names.push(Cell::from(Span::styled(s.mode.name(), t.title)));
+        names.push(Cell::from(Span::styled(s.label.as_str(), t.title)));
         figures.push(Cell::from(format!("{:>5} {:>5} {:>5}{}", "state", "lost", "over", if wide { "  verdict" } else { "" })));
         widths.push(Constraint::Length(side_w(s)));
     }
@@ -221,7 +243,7 @@ fn render_verdict(app: &CompareApp, frame: &mut Frame, area: Rect) {
                     (Some(v), JobStatus::Failed) => v.failed_summary(),
                     (Some(v), _) => v.summary(),
                 };
-                format!("{} {words}", s.mode.name())
+                format!("{} {words}", s.label)
             })
             .collect();
     let title = Line::from(vec![Span::styled(" verdict per key ", t.title), Span::raw(verdicts.join(" | ") + " ")]);
