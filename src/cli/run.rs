@@ -382,7 +382,9 @@ fn print_compared(r: &CompareReport) {
     let labels: Vec<&str> = r.sides.iter().map(|s| s.label.as_str()).collect();
     let verdicts: Vec<&ckptlab::audit::Verdict> = r.sides.iter().map(|s| &s.report.verdict).collect();
     out!("{}", ckptlab::compare::side_by_side_table(&labels, &verdicts));
-    outln!("(* the sides differ)");
+    if ckptlab::compare::key_rows(&verdicts).iter().any(|r| r.differs()) {
+        outln!("(* the sides differ)");
+    }
     // A line per side: label, verdict, checkpoints, as columns.
     let mut per_side = TextTable::new(vec![Column::left().min(13), Column::left().min(15).gap(" "), Column::left().gap(" ")]);
     for s in &r.sides {
