@@ -48,4 +48,9 @@ pub trait Operator: Send + 'static {
 
     /// `checkpoint` will not complete (failed, declined, subsumed).
     fn notify_checkpoint_aborted(&mut self, _ctx: &TaskContext, _checkpoint: u64) {}
+
+    /// The task ends while its TaskManager runs (cancelled, or failed): Flink's
+    /// `StreamOperator.close`, run on the task's way out (see [`super::task::TaskEnd`]). Not
+    /// called when the TaskManager was killed or hung.
+    fn close(&mut self) {}
 }

@@ -221,6 +221,16 @@ pub struct OperatorRunner<O: Operator> {
     pub view: Arc<Mutex<TaskRunView>>,
 }
 
+/// The task's end, however it comes (its loop returned, or the JobManager aborted the task's
+/// future): the operator is closed unless the task's TaskManager is gone ([`super::task::TaskEnd`]).
+impl<O: Operator> Drop for OperatorRunner<O> {
+    fn drop(&mut self) {
+        if self.ctx.end.closes_operators() {
+            self.op.close();
+        }
+    }
+}
+
 /// The loop's own state, apart from what it was built with.
 struct Loop {
     aligner: Aligner,
@@ -1083,6 +1093,7 @@ mod tests {
                 buffer_records: self.buffer_records,
                 storage: Arc::new(CheckpointStorage::new(StorageKind::JobManager, std::path::Path::new("unused"), "job", 5 << 20)),
                 output: Arc::default(),
+                end: Default::default(),
             };
             let mut inputs = Vec::new();
             let mut gate_inputs = Vec::new();

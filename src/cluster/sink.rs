@@ -83,4 +83,9 @@ impl Operator for SinkOperator {
             self.fail(ctx, &e);
         }
     }
+
+    /// A failed sink is closed too: Flink closes the writer of a failed task on its way out.
+    fn close(&mut self) {
+        self.sink.close();
+    }
 }

@@ -372,6 +372,7 @@ mod tests {
             buffer_records,
             storage: Arc::new(CheckpointStorage::new(StorageKind::JobManager, std::path::Path::new("unused"), "job", 5 << 20)),
             output: Arc::default(),
+            end: Default::default(),
         };
         let (mut outputs, mut gates) = (Vec::new(), Vec::new());
         for j in 0..2 {

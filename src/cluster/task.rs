@@ -1,7 +1,7 @@
 //! What every subtask shares: its identity, the report channel up to the JobManager, and the
 //! runtime knobs a user may turn while the job runs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -193,6 +193,31 @@ pub struct AttemptProgress {
     pub positions: Mutex<Vec<u64>>,
 }
 
+/// How a task ends. Flink closes the operators of a task that ends while its TaskManager runs:
+/// cancelled (a failover's cancellation of the tasks on answering TaskManagers, the job's
+/// cancellation) or failed itself. StreamTask registers `closeAllOperators` with its resource
+/// closer ("If the operators won't be closed explicitly, register it to a hard close", StreamTask's
+/// constructor), and a sink's close closes its writer (SinkWriterOperator.close:
+/// `closeAll(sinkWriter, super::close)`). A killed TaskManager's process runs nothing more, and a
+/// hung one's frozen tasks never run again: the JobManager marks those, and their operators are
+/// dropped unclosed (a Kafka transaction they held stays open until a restore or its timeout
+/// aborts it).
+#[derive(Debug, Clone, Default)]
+pub struct TaskEnd(Arc<AtomicBool>);
+
+impl TaskEnd {
+    /// The task's process is gone (killed) or will never run it again (hung, released): its
+    /// operators are not closed.
+    pub fn process_gone(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the task's end closes its operators.
+    pub fn closes_operators(&self) -> bool {
+        !self.0.load(Ordering::Acquire)
+    }
+}
+
 /// What one task needs from its surroundings.
 #[derive(Clone)]
 pub struct TaskContext {
@@ -207,6 +232,8 @@ pub struct TaskContext {
     pub storage: Arc<CheckpointStorage>,
     /// The sink's output port: the lines it made visible.
     pub output: OutputLines,
+    /// Whether the task's end closes its operators (not when its TaskManager died).
+    pub end: TaskEnd,
 }
 
 impl TaskContext {

@@ -32,8 +32,12 @@ pub fn create_sink(kind: crate::config::SinkKind, settings: &crate::config::Kafk
                 delivery_guarantee: settings.delivery_guarantee,
                 transactional_id_prefix: settings.transactional_id_prefix.clone(),
             };
-            match topic.output_topic(&kafka_sink::OutputTopicSettings::of(settings), events) {
-                Ok(output) => Box::new(kafka_sink::KafkaSink::new(sink_settings, output)),
+            let output_settings = kafka_sink::OutputTopicSettings::of(settings);
+            match topic.output_topic(&output_settings, events) {
+                Ok(output) => {
+                    let producers = output.producers(&output_settings);
+                    Box::new(kafka_sink::KafkaSink::new(sink_settings, output, producers))
+                }
                 Err(e) => Box::new(sink::UnavailableSink(kafka_sink::SinkError::Producer(e).into())),
             }
         }

@@ -39,6 +39,13 @@ pub trait Sink: Send {
 
     /// `checkpoint` completed: its transaction and every older one become visible.
     fn commit(&mut self, checkpoint: u64, out: &SinkOutput) -> Result<(), SinkError>;
+
+    /// The sink's task ends while its TaskManager runs (cancelled at a failover or with the job,
+    /// or failed): Flink's `SinkWriter.close`, which for Kafka's exactly-once writer aborts the
+    /// open transaction. Not called when the TaskManager was killed: nothing of it runs then.
+    /// Best effort, as Flink's: what cannot be done here is left to the next attempt's abort
+    /// of lingering transactions, or to the broker's timeout.
+    fn close(&mut self) {}
 }
 
 /// Why a sink cannot go on: its task fails with this reason.

@@ -1227,3 +1227,168 @@ fn committed_lag_against_the_interval() {
         }
     }
 }
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// The embedded broker of `topic`'s output topic (the one every job on `topic` writes).
+fn output_log(engine: &Engine) -> std::sync::Arc<ckptlab::connectors::transactions::TransactionalLog> {
+    use ckptlab::connectors::kafka_sink::OutputTopicSettings;
+    let settings = OutputTopicSettings::of(&engine.config().job.kafka_sink);
+    let output = engine.topic().output_topic(&settings, engine.events()).expect("the output topic");
+    output.embedded_log().expect("the embedded broker").clone()
+}
+
+/// What a read_committed reader of the output topic is held at, against what was written:
+/// (last stable offset, high watermark) of its partition.
+fn stable_and_high(log: &ckptlab::connectors::transactions::TransactionalLog) -> (u64, u64) {
+    (log.last_stable_offset(0).expect("partition 0"), log.high_watermark(0).expect("partition 0"))
+}
+
+/// `ckptlab bench --sinks` runs jobs one after the other on one topic, so on one broker and one
+/// output topic: a KafkaSink at `none` (its producers with the default `transaction.timeout.ms`,
+/// 1 h, above the embedded broker's 15 min maximum, which only an InitProducerId is checked
+/// against), then one at exactly-once with 10 min. `transaction.timeout.ms` is a producer's
+/// property (the connector's `properties.*`), not the topic's: the second job's producers use
+/// its own, and it catches up and commits.
+/// Catches: an output topic that keeps the first job's producer properties for every later job
+/// (the exactly-once writer's InitProducerId then refused 1 h at every deployment, the job
+/// failing over for good: the bench's "did not catch up within 10 minutes").
+#[test]
+fn a_job_after_another_on_one_broker_writes_with_its_own_producer_properties() {
+    use ckptlab::connectors::transactions::IsolationLevel;
+    use ckptlab::connectors::EmbeddedTopic;
+    runtime().block_on(async {
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let common_pairs = [("execution.checkpointing.interval", "300ms"), ("ckptlab.hop-delay", "0ms"), ("restart-strategy.type", "none")];
+        let mut none = common_pairs.to_vec();
+        none.extend([("job.sink", "kafka"), ("sink.delivery-guarantee", "none")]);
+        let first = common::start_on_topic(&owned(&none), &topic);
+        until(&first, AwaitCondition::Running, 30).await;
+        first.produce("a", None).expect("produced");
+        until(&first, AwaitCondition::CaughtUp, 30).await;
+        first.shutdown().await;
+        let mut eo = common_pairs.to_vec();
+        eo.extend([
+            ("job.sink", "kafka"),
+            ("sink.delivery-guarantee", "exactly-once"),
+            ("sink.transactional-id-prefix", "after"),
+            ("sink.properties.transaction.timeout.ms", "600000"),
+        ]);
+        let second = common::start_on_topic(&owned(&eo), &topic);
+        let mut events = second.events().subscribe();
+        until(&second, AwaitCondition::Running, 30).await;
+        second.produce("b", None).expect("produced");
+        let caught_up = ckptlab::scenario::await_condition(&second, AwaitCondition::CaughtUp, Duration::from_secs(30)).await;
+        let mut failures = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if let Event::JobFailing { reason } | Event::JobFailed { reason } = e.event {
+                failures.push(reason);
+            }
+        }
+        assert!(caught_up && failures.is_empty(), "the exactly-once job runs: {failures:?} {:?}", second.status());
+        // Its line is committed with the next checkpoints.
+        until(&second, AwaitCondition::CheckpointCompleted, 30).await;
+        until(&second, AwaitCondition::CheckpointCompleted, 30).await;
+        let committed: Vec<String> =
+            output_log(&second).read(0, 0, IsolationLevel::ReadCommitted, usize::MAX).expect("read").records.into_iter().map(|r| r.value).collect();
+        assert!(committed.contains(&"(b,1)".to_string()), "{committed:?}");
+        second.shutdown().await;
+    });
+}
+
+/// A job of two task managers (one slot each, so the sink runs on tm-1 with source[0] and
+/// counter[0]) whose exactly-once KafkaSink's open transaction holds lines, no checkpoint
+/// taken, and whose restart waits an hour after a failure.
+fn open_transaction_job(prefix: &str) -> Vec<(String, String)> {
+    owned(&[
+        ("taskmanager.count", "2"),
+        ("taskmanager.number-of-task-slots", "1"),
+        ("job.parallelism", "2"),
+        ("job.sink", "kafka"),
+        ("sink.delivery-guarantee", "exactly-once"),
+        ("sink.transactional-id-prefix", prefix),
+        ("sink.properties.transaction.timeout.ms", "600000"),
+        ("execution.checkpointing.interval", "1h"),
+        ("restart-strategy.type", "fixed-delay"),
+        ("restart-strategy.fixed-delay.delay", "1h"),
+        ("ckptlab.hop-delay", "0ms"),
+    ])
+}
+
+/// Runs [`open_transaction_job`] until its lines sit in the sink's open transaction: a
+/// read_committed reader is held below them.
+async fn with_open_transaction(topic: &std::sync::Arc<ckptlab::connectors::EmbeddedTopic>, prefix: &str) -> Engine {
+    let engine = common::start_on_topic(&open_transaction_job(prefix), topic);
+    until(&engine, AwaitCondition::Running, 30).await;
+    for v in ["a", "b", "c"] {
+        engine.produce(v, None).expect("produced");
+    }
+    until(&engine, AwaitCondition::CaughtUp, 30).await;
+    let log = output_log(&engine);
+    let (stable, high) = stable_and_high(&log);
+    assert!(stable < high && log.open_transactions(prefix).len() == 1, "the lines are in an open transaction: {stable} {high}");
+    engine
+}
+
+/// Waits until `ok` holds of the output topic's broker, or says what it was at.
+async fn until_log(log: &ckptlab::connectors::transactions::TransactionalLog, what: &str, ok: impl Fn(&ckptlab::connectors::transactions::TransactionalLog) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok(log) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: (stable, high) {:?}", stable_and_high(log));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Flink closes the writer of a task it cancels (a failover's cancellation of the tasks on
+/// answering task managers, the job's cancellation at shutdown): StreamTask closes its operators
+/// when the task ends, SinkWriterOperator.close closes the writer, and ExactlyOnceKafkaWriter.close
+/// aborts the open transaction (ExactlyOnceKafkaWriter.java:269-293): a read_committed reader goes
+/// on at once, not after `transaction.timeout.ms`. A killed task manager runs nothing: its sink's
+/// transaction stays open until a restore's abort of lingering transactions or the timeout.
+/// Catches: a cancelled sink that leaves its transaction open (read_committed readers of the topic
+/// stalled for the timeout: 10 min here), and a killed one that closes as if cancelled.
+#[test]
+fn a_cancelled_sink_aborts_its_open_transaction_and_a_killed_one_leaves_it_open() {
+    use ckptlab::cluster::view::JobStatus;
+    use ckptlab::connectors::EmbeddedTopic;
+    runtime().block_on(async {
+        // A failover that cancels the sink: tm-2 (source[1], counter[1]) is killed, tm-1's tasks
+        // are cancelled, and the restart waits.
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let engine = with_open_transaction(&topic, "cancelled").await;
+        let log = output_log(&engine);
+        engine.command(Command::KillTaskManager("tm-2".into()));
+        until_view(&engine, "the failover", 30, |v| v.status == JobStatus::Restarting).await;
+        until_log(&log, "the cancelled sink's abort", |l| {
+            let (stable, high) = stable_and_high(l);
+            stable == high && l.open_transactions("cancelled").is_empty()
+        })
+        .await;
+        engine.shutdown().await;
+
+        // The sink's own task manager is killed: nothing closes its writer, during the restart's
+        // hour nothing aborts its transaction, nor does the job's cancellation (no sink runs).
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let engine = with_open_transaction(&topic, "killed").await;
+        let log = output_log(&engine);
+        engine.command(Command::KillTaskManager("tm-1".into()));
+        until_view(&engine, "the failover", 30, |v| v.status == JobStatus::Restarting).await;
+        // Time for a wrong close to show (the other task manager's tasks are cancelled meanwhile).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (stable, high) = stable_and_high(&log);
+        assert!(stable < high && log.open_transactions("killed").len() == 1, "the killed sink's transaction lingers: {stable} {high}");
+        engine.shutdown().await;
+        let (stable, high) = stable_and_high(&log);
+        assert!(stable < high && log.open_transactions("killed").len() == 1, "no sink ran to close: {stable} {high}");
+
+        // The job is cancelled while it runs (the end of `ckptlab run`, quit): its sink closes.
+        let topic = EmbeddedTopic::new("input-topic", 2, EventBus::new(tokio::time::Instant::now()));
+        let engine = with_open_transaction(&topic, "shutdown").await;
+        let log = output_log(&engine);
+        engine.shutdown().await;
+        let (stable, high) = stable_and_high(&log);
+        assert!(stable == high && log.open_transactions("shutdown").is_empty(), "the job's cancellation aborted it: {stable} {high}");
+    });
+}

@@ -4,6 +4,7 @@
 use super::*;
 use crate::cluster::channel::{channel_with, Credits};
 use crate::cluster::failure::RpcFailure;
+use crate::cluster::task::TaskEnd;
 use crate::cluster::taskmanager::freezable;
 use crate::connectors::sink::{RestoredSinkState, SinkSnapshot};
 
@@ -28,7 +29,9 @@ const UNREACHABLE_RPC: Duration = Duration::from_millis(1);
 pub(super) struct DeployedTask {
     pub(super) task: TaskId,
     pub(super) tm: usize,
-    pub(super) handle: Option<AbortHandle>,
+    pub(super) handle: Option<JoinHandle<()>>,
+    /// Whether the task's end closes its operators: not when its TaskManager is gone.
+    pub(super) end: TaskEnd,
 }
 
 pub(crate) struct Deployment {
@@ -44,10 +47,13 @@ pub(crate) struct Deployment {
 }
 
 impl Deployment {
+    /// The tasks of task manager `tm` end with its process (killed, or a hung one released with
+    /// its slots): nothing of them runs, their operators are not closed.
     pub(super) fn abort_on(&mut self, tm: usize) -> Vec<String> {
         let mut names = Vec::new();
         for t in self.tasks.iter_mut().filter(|t| t.tm == tm) {
             if let Some(h) = t.handle.take() {
+                t.end.process_gone();
                 h.abort();
                 names.push(t.task.to_string());
             }
@@ -56,13 +62,22 @@ impl Deployment {
         names
     }
 
-    pub(super) fn abort_all(&mut self) {
+    /// Cancels every task: those on answering task managers close their operators on the way out
+    /// (the sink's writer aborts its open transaction), those on silent ones (hung, or killed and
+    /// not yet aborted) cannot. Returns the cancelled tasks, to wait for their end.
+    pub(super) fn abort_all(&mut self, answers: impl Fn(usize) -> bool) -> Vec<JoinHandle<()>> {
+        let mut cancelled = Vec::new();
         for t in &mut self.tasks {
             if let Some(h) = t.handle.take() {
+                if !answers(t.tm) {
+                    t.end.process_gone();
+                }
                 h.abort();
+                cancelled.push(h);
             }
         }
         self.running.clear();
+        cancelled
     }
 
     pub(super) fn expected_tasks(&self) -> Vec<TaskId> {
@@ -100,7 +115,10 @@ impl JobManager {
     /// Ends the running attempt: its tasks are cancelled and its pending checkpoints fail.
     pub(super) fn cancel_attempt(&mut self, reason: CheckpointFailureReason) {
         if let Some(mut d) = self.deployment.take() {
-            d.abort_all();
+            // The cancelled tasks end (and close) on their own; the restart does not wait for
+            // the closes: a new attempt's writer fences whatever an old one still holds.
+            let tms = &self.tms;
+            drop(d.abort_all(|tm| tms[tm].answers()));
         }
         self.deploy_failure = None;
         // A stop-with-savepoint whose tasks had not all confirmed ends with the attempt.
@@ -297,7 +315,7 @@ impl JobManager {
         let p = cfg.job.parallelism;
         let net = cfg.lab.network;
         let progress = Arc::new(AttemptProgress { positions: Mutex::new(positions.to_vec()), ..AttemptProgress::default() });
-        let ctx = |task: TaskId| TaskContext {
+        let ctx = |task: TaskId, end: &TaskEnd| TaskContext {
             attempt,
             task,
             reports: self.reports_tx.clone(),
@@ -308,6 +326,7 @@ impl JobManager {
             buffer_records: net.buffer_records,
             storage: self.storage.clone(),
             output: self.output.clone(),
+            end: end.clone(),
         };
         let tms = &self.tms;
         let spawn_on = |tm: usize| tms[tm].answers().then(|| tms[tm].hung.subscribe());
@@ -359,8 +378,9 @@ impl JobManager {
             let assigned: Vec<(u32, u64)> =
                 (0..self.topic.partitions()).filter(|part| *part as usize % p == i).map(|part| (part, positions[part as usize])).collect();
             let reader = self.topic.clone().reader(&assigned);
+            let end = TaskEnd::default();
             let task = SourceTask {
-                ctx: ctx(TaskId::Source(i)),
+                ctx: ctx(TaskId::Source(i), &end),
                 index: i,
                 positions: assigned,
                 reader,
@@ -373,7 +393,7 @@ impl JobManager {
                 awaiting: None,
             };
             let handle = spawn_on(slots[i]).map(|hung| spawn_frozen_while_hung(task.run(), hung));
-            tasks.push(DeployedTask { task: TaskId::Source(i), tm: slots[i], handle });
+            tasks.push(DeployedTask { task: TaskId::Source(i), tm: slots[i], handle, end });
         }
         // Counters.
         let mut keyed_views = Vec::new();
@@ -387,8 +407,9 @@ impl JobManager {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             let id = TaskId::Counter(j);
             control.push((id, ctl_tx));
+            let end = TaskEnd::default();
             let runner = OperatorRunner {
-                ctx: ctx(id),
+                ctx: ctx(id, &end),
                 op: Counter::new(j, key_group_range(j, p), backend, restore.map(|m| (m.checkpoint, m.keyed.clone())))
                     .with_audit_scope(audit_scope.clone()),
                 gate: InputGate::new(inputs, self.knobs.clone()),
@@ -399,14 +420,15 @@ impl JobManager {
                 view,
             };
             let handle = spawn_on(slots[j]).map(|hung| spawn_frozen_while_hung(runner.run(), hung));
-            tasks.push(DeployedTask { task: id, tm: slots[j], handle });
+            tasks.push(DeployedTask { task: id, tm: slots[j], handle, end });
         }
         // Sink.
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         control.push((TaskId::Sink, ctl_tx));
         let sink_view = Arc::new(Mutex::new(TaskRunView::default()));
+        let end = TaskEnd::default();
         let runner = OperatorRunner {
-            ctx: ctx(TaskId::Sink),
+            ctx: ctx(TaskId::Sink, &end),
             op: SinkOperator::new(
                 crate::connectors::create_sink(cfg.job.sink, &cfg.job.kafka_sink, self.topic.as_ref(), &self.events),
                 RestoredSinkState {
@@ -427,7 +449,7 @@ impl JobManager {
             view: sink_view.clone(),
         };
         let handle = spawn_on(sink_tm).map(|hung| spawn_frozen_while_hung(runner.run(), hung));
-        tasks.push(DeployedTask { task: TaskId::Sink, tm: sink_tm, handle });
+        tasks.push(DeployedTask { task: TaskId::Sink, tm: sink_tm, handle, end });
         Deployment { attempt, tasks, running: HashSet::new(), control, channels, keyed_views, sink_view, progress }
     }
 }
@@ -436,8 +458,8 @@ impl JobManager {
 fn spawn_frozen_while_hung(
     task: impl std::future::Future<Output = ()> + Send + 'static,
     hung: tokio::sync::watch::Receiver<bool>,
-) -> AbortHandle {
-    tokio::spawn(freezable(task, hung)).abort_handle()
+) -> JoinHandle<()> {
+    tokio::spawn(freezable(task, hung))
 }
 
 /// A checkpoint's channel state for a job of parallelism `p`: as it is when the parallelism is

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::channel::{channel, ChannelStats};
@@ -441,7 +441,13 @@ impl JobManager {
             self.publish();
         }
         if let Some(mut d) = self.deployment.take() {
-            d.abort_all();
+            // The job's cancellation: every task ends, closing its operators (the Kafka sink's
+            // writer aborts its open transaction) before the job counts as cancelled, as Flink's
+            // CANCELED waits for every task's end.
+            let tms = &self.tms;
+            for cancelled in d.abort_all(|tm| tms[tm].answers()) {
+                let _ = cancelled.await;
+            }
         }
         // The cluster is gone, and with it every task manager's local disk.
         // Aborted tasks finish dropping (RocksDB closing, writes cleaning up) on other threads:

@@ -133,6 +133,20 @@ impl RdKafkaProducers {
         }
     }
 
+    /// Producers of the same topic and pool with another sink's `transaction.timeout.ms` and
+    /// properties: a sink that writes after another on this broker can commit or abort what the
+    /// pool holds, with its own producer properties.
+    pub fn with_properties(&self, timeout: Duration, properties: Vec<(String, String)>) -> Self {
+        RdKafkaProducers {
+            servers: self.servers.clone(),
+            topic: self.topic.clone(),
+            partitions: self.partitions,
+            timeout,
+            properties,
+            pool: self.pool.clone(),
+        }
+    }
+
     fn config(&self, transactional_id: Option<&str>) -> ClientConfig {
         let mut c = client(&self.servers);
         c.set("linger.ms", "5").set("transaction.timeout.ms", self.timeout.as_millis().to_string());

@@ -2,7 +2,9 @@
 //! input topic (the embedded one, or the Kafka cluster of `--kafka`), made on first use and kept
 //! as long as that broker, so that its transactions outlive the job's attempts as a broker's do.
 //!
-//! It hands the sink its producers ([`ProducerFactory`]), keeps what the sink's committer could
+//! It hands each sink producers with that sink's properties ([`OutputTopic::producers`]: jobs
+//! one after another on one broker, as `ckptlab bench --sinks` runs them, each have their own
+//! `transaction.timeout.ms`, a producer's property in Kafka), keeps what the sink's committer could
 //! not commit (the losses the verdict names), drives the embedded coordinator's clock on a timer
 //! (its abort of timed-out transactions shows in the events pane), and reads the topic back as
 //! two consumers would: `isolation.level = read_committed` and `read_uncommitted`.
@@ -65,7 +67,9 @@ pub struct LostTransaction {
 
 enum Broker {
     Embedded(Arc<TransactionalLog>),
-    Kafka { readers: Mutex<KafkaReaders>, servers: String },
+    /// `producers`: the topic's librdkafka producers, whose pool of open transactions every
+    /// sink on this broker shares (a librdkafka instance cannot resume another's transaction).
+    Kafka { readers: Mutex<KafkaReaders>, servers: String, producers: RdKafkaProducers },
 }
 
 #[derive(Default)]
@@ -80,7 +84,6 @@ struct KafkaReaders {
 pub struct OutputTopic {
     name: String,
     partitions: u32,
-    factory: Arc<dyn ProducerFactory>,
     broker: Broker,
     events: EventBus,
     /// Producers (id and epoch) of transactions the embedded coordinator aborted on their timeout.
@@ -111,11 +114,9 @@ impl OutputTopic {
     /// coordinator's clock runs on a timer from now.
     pub fn embedded(settings: &OutputTopicSettings, events: EventBus) -> Arc<Self> {
         let log = Arc::new(TransactionalLog::new(BrokerSettings::default()));
-        let factory = Arc::new(EmbeddedProducers { log: log.clone(), timeout: settings.transaction_timeout, linger: EMBEDDED_LINGER });
         let topic = Arc::new(OutputTopic {
             name: settings.topic.clone(),
             partitions: 1,
-            factory,
             broker: Broker::Embedded(log),
             events,
             timed_out: Mutex::default(),
@@ -130,13 +131,11 @@ impl OutputTopic {
 
     /// The output topic on a Kafka cluster (`servers`), through librdkafka.
     pub fn kafka(servers: &str, settings: &OutputTopicSettings, events: EventBus) -> Arc<Self> {
-        let factory =
-            Arc::new(RdKafkaProducers::new(servers, &settings.topic, 1, settings.transaction_timeout, settings.properties.clone()));
+        let producers = RdKafkaProducers::new(servers, &settings.topic, 1, settings.transaction_timeout, settings.properties.clone());
         Arc::new(OutputTopic {
             name: settings.topic.clone(),
             partitions: 1,
-            factory,
-            broker: Broker::Kafka { readers: Mutex::default(), servers: servers.to_owned() },
+            broker: Broker::Kafka { readers: Mutex::default(), servers: servers.to_owned(), producers },
             events,
             timed_out: Mutex::default(),
             lost: Mutex::default(),
@@ -198,8 +197,18 @@ impl OutputTopic {
         }
     }
 
-    pub fn factory(&self) -> Arc<dyn ProducerFactory> {
-        self.factory.clone()
+    /// Producers of this topic with a sink's `settings` (`transaction.timeout.ms` and the other
+    /// `sink.properties.*`): a producer's properties are its own, not the topic's
+    /// (KafkaSinkBuilder.java:110-127 keeps them in the sink, ExactlyOnceKafkaWriter.java:171-177
+    /// makes every producer of the writer with them), so a job
+    /// that writes after another on this broker uses its own, not the first one's.
+    pub fn producers(&self, settings: &OutputTopicSettings) -> Arc<dyn ProducerFactory> {
+        match &self.broker {
+            Broker::Embedded(log) => {
+                Arc::new(EmbeddedProducers { log: log.clone(), timeout: settings.transaction_timeout, linger: EMBEDDED_LINGER })
+            }
+            Broker::Kafka { producers, .. } => Arc::new(producers.with_properties(settings.transaction_timeout, settings.properties.clone())),
+        }
     }
 
     /// Moves the embedded coordinator's clock to `now` (since the topic was made): what it aborted
@@ -272,7 +281,7 @@ impl OutputTopic {
                 }
                 Ok(out)
             }
-            Broker::Kafka { readers, servers } => {
+            Broker::Kafka { readers, servers, .. } => {
                 let mut r = lock(readers);
                 let KafkaReaders { committed, uncommitted, seen_committed, seen_uncommitted } = &mut *r;
                 let (reader, seen) = match isolation {

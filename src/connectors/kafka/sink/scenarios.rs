@@ -308,6 +308,28 @@ fn a_lingering_transaction_of_a_killed_attempt_is_aborted_at_restore_and_stops_h
     assert_eq!(job.running.as_ref().unwrap().writer.aborted_at_start(), ["ckptlab-0-2"]);
 }
 
+/// A fresh start (nothing restored) with the prefix of a job that died with an open transaction
+/// (a job before it on this broker, as `ckptlab bench` runs them): the probe starts at checkpoint
+/// 1 (restored id `CheckpointIDCounter.INITIAL_CHECKPOINT_ID - 1`, ExactlyOnceKafkaWriter.java
+/// :167-170, 194-196) and walks the previous job's ids up to the first unused one, aborting its
+/// lingering transaction (TransactionAbortStrategyImpl.PROBING).
+/// Catches: a fresh writer that probes only from a restored checkpoint, leaving the previous
+/// job's transaction to hold the last stable offset until `transaction.timeout.ms`.
+#[test]
+fn a_fresh_start_aborts_a_previous_jobs_lingering_transaction_of_its_prefix() {
+    let log = Arc::new(TransactionalLog::new(BrokerSettings::default()));
+    let mut before = Job::on(log.clone(), DeliveryGuarantee::ExactlyOnce, 0, "bench");
+    before.write(2);
+    before.checkpoint();
+    before.complete(true);
+    before.write(3);
+    before.kill();
+    assert!(log.last_stable_offset(0) < log.high_watermark(0), "the dead job's transaction holds the LSO");
+    let fresh = Job::on(log.clone(), DeliveryGuarantee::ExactlyOnce, 0, "bench");
+    assert_eq!(log.last_stable_offset(0), log.high_watermark(0), "aborted by the fresh start's probe");
+    assert_eq!(fresh.running.as_ref().expect("runs").writer.aborted_at_start(), ["bench-0-1", "bench-0-2"]);
+}
+
 #[test]
 fn a_restore_with_a_new_prefix_also_aborts_the_old_prefixs_transactions() {
     let mut job = Job::new(DeliveryGuarantee::ExactlyOnce, 0);

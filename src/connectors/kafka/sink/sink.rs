@@ -11,6 +11,8 @@
 //! - the barrier (`prepare_commit`): flush, pre-commit, next transaction
 //!   (KafkaWriter.flush / prepareCommit / snapshotState); the committables and writer state go
 //!   into the snapshot;
+//! - close (`close`, the task cancelled or failed while its TaskManager runs): the writer aborts
+//!   its open transaction (ExactlyOnceKafkaWriter.close); a killed TaskManager closes nothing;
 //! - notifyCheckpointComplete (`commit`): the committables of that checkpoint and older ones are
 //!   committed (CommitterOperator.notifyCheckpointComplete -> KafkaCommitter.commit). A
 //!   transaction the broker aborted meanwhile (its timeout) is lost, and said so
@@ -28,6 +30,7 @@ use super::{
     SinkError as KafkaSinkError,
 };
 use crate::connectors::sink::{RestoredSinkState, Sink, SinkError, SinkOutput, SinkSnapshot};
+use crate::connectors::transactions::ProducerFactory;
 use crate::state::storage::StagedLine;
 
 /// The sink subtask's index: ckptlab runs the sink with parallelism 1.
@@ -38,6 +41,8 @@ const PARALLELISM: u32 = 1;
 pub struct KafkaSink {
     settings: KafkaSinkSettings,
     output: Arc<OutputTopic>,
+    /// The output topic's producers with this sink's properties ([`OutputTopic::producers`]).
+    producers: Arc<dyn ProducerFactory>,
     /// `None` until deployed ([`Sink::recover`]).
     writer: Option<KafkaSinkWriter>,
     committer: KafkaCommitter,
@@ -48,9 +53,10 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn new(settings: KafkaSinkSettings, output: Arc<OutputTopic>) -> Self {
-        let committer = KafkaCommitter::new(output.factory());
-        KafkaSink { settings, output, writer: None, committer, open: Vec::new(), pending: Vec::new() }
+    /// The sink writing to `output` with `producers` (the topic's, with this sink's properties).
+    pub fn new(settings: KafkaSinkSettings, output: Arc<OutputTopic>, producers: Arc<dyn ProducerFactory>) -> Self {
+        let committer = KafkaCommitter::new(producers.clone());
+        KafkaSink { settings, output, producers, writer: None, committer, open: Vec::new(), pending: Vec::new() }
     }
 
     fn writer(&mut self) -> Result<&mut KafkaSinkWriter, SinkError> {
@@ -90,7 +96,7 @@ impl Sink for KafkaSink {
             self.settle(outcome, c.checkpoint, &lines, out);
         }
         let restored = RestoredSink { checkpoint: restored.checkpoint, writer_states: kafka.writer_states };
-        let factory = self.output.factory();
+        let factory = self.producers.clone();
         let settings = self.settings.clone();
         let writer = blocking(|| KafkaSinkWriter::new(&settings, SUBTASK, PARALLELISM, factory, &restored)).map_err(|e| self.fenced(e))?;
         self.writer = Some(writer);
@@ -130,6 +136,16 @@ impl Sink for KafkaSink {
                 writer_states: snap.state.into_iter().collect(),
             }),
         })
+    }
+
+    /// The writer's close (ExactlyOnceKafkaWriter.close -> abortCurrentProducer,
+    /// ExactlyOnceKafkaWriter.java:269-293): the open transaction is aborted, so a read_committed
+    /// reader goes on at once instead of after `transaction.timeout.ms`. Pre-committed
+    /// transactions stay for the committer of the next attempt.
+    fn close(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            blocking(|| writer.close());
+        }
     }
 
     fn commit(&mut self, checkpoint: u64, out: &SinkOutput) -> Result<(), SinkError> {

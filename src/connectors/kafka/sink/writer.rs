@@ -165,14 +165,15 @@ impl KafkaSinkWriter {
         self.precommitted.remove(transactional_id)
     }
 
-    /// An orderly close (cancel): the open transaction is aborted when it holds a record
-    /// (ExactlyOnceKafkaWriter.java:279-293), a fenced producer notwithstanding. A killed task
-    /// closes nothing: its transaction lingers until the next attempt or the timeout aborts it.
+    /// An orderly close (the task cancelled or failed): with exactly-once the open transaction
+    /// is aborted when it holds a record (ExactlyOnceKafkaWriter.java:279-293), a fenced producer
+    /// notwithstanding; the producers are then closed without waiting for what they still queue
+    /// (KafkaWriter.java:200-211 -> FlinkKafkaInternalProducer.close, `close(Duration.ZERO)`,
+    /// FlinkKafkaInternalProducer.java:135-142): `none` loses it, as a failure does. A killed
+    /// task closes nothing: its transaction lingers until the next attempt or the timeout aborts it.
     pub fn close(mut self) {
         if self.guarantee == DeliveryGuarantee::ExactlyOnce && self.records_in_transaction > 0 {
             let _ = self.current.abort_transaction();
-        } else {
-            let _ = self.current.flush();
         }
     }
 }
