@@ -279,7 +279,7 @@ pub struct Latency {
 #[derive(Debug, Clone)]
 pub enum Progress {
     /// `--sinks`: what is about to run.
-    SinksStart { records: u64, keys: u64, rounds: u32 },
+    SinksStart { records: u64, mock_records: u64, keys: u64, rounds: u32 },
     /// `--sinks`: one run.
     SinkRun { round: u32, source: &'static str, sink: &'static str, records_per_s: f64 },
     /// `--sinks`: one sink on one source, over the rounds.
@@ -893,6 +893,8 @@ const SINKS: &[(&str, &[(&str, &str)])] = &[
 pub struct SinkThroughput {
     pub source: &'static str,
     pub sink: &'static str,
+    pub records: u64,
+    /// Until the job caught up (every record in the state, every line handed to the sink).
     pub median_records_per_s: f64,
     pub min_records_per_s: f64,
     pub max_records_per_s: f64,
@@ -904,19 +906,32 @@ pub struct SinkThroughput {
 /// is rotated (a sink is not always first on a cold cache or last on a hot machine).
 async fn run_sinks(base: &ConfigLayers, args: &BenchOptions, progress: &mut dyn FnMut(Progress)) -> Result<Report, BenchError> {
     let partitions = bench_layers(base, &[])?.build()?.source.partitions as u64;
-    let records = args.source_records.min(MOCK_PARTITION_KEEPS * partitions);
+    // The embedded topic takes every record asked for; the mock cluster keeps only so many.
+    let mock_records = args.source_records.min(MOCK_PARTITION_KEEPS * partitions);
     let rounds = args.rounds.max(1);
-    progress(Progress::SinksStart { records, keys: args.keys, rounds });
+    progress(Progress::SinksStart { records: args.source_records, mock_records, keys: args.keys, rounds });
     let mut rows = Vec::new();
+    let mut run = 0;
     for (source, kafka) in [("embedded", false), ("kafka mock cluster", true)] {
+        let records = if kafka { mock_records } else { args.source_records };
         let topic = source_topic(&bench_layers(base, &[])?, kafka, records, args.keys)?;
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); SINKS.len()];
         for round in 0..rounds {
             for k in 0..SINKS.len() {
                 let i = (k + round as usize) % SINKS.len();
                 let (sink, pairs) = SINKS[i];
+                // Each run its own transactional ids and output topic: a fresh start with an
+                // earlier run's prefix would probe (and abort) every id that run used, and its
+                // reader would count the earlier run's lines.
+                run += 1;
+                let prefix = format!("bench-{run}");
+                let topic_name = format!("bench-output-{run}");
                 let mut all: Vec<(&str, &str)> = vec![("execution.checkpointing.interval", "1s"), ("execution.checkpointing.mode", "EXACTLY_ONCE")];
                 all.extend_from_slice(pairs);
+                all.push(("sink.output-topic", &topic_name));
+                if pairs.iter().any(|(k, _)| *k == "sink.transactional-id-prefix") {
+                    all.push(("sink.transactional-id-prefix", &prefix));
+                }
                 let layers = bench_layers(base, &all)?;
                 let cfg = layers.build()?;
                 let start = Instant::now();
@@ -938,6 +953,7 @@ async fn run_sinks(base: &ConfigLayers, args: &BenchOptions, progress: &mut dyn 
             let row = SinkThroughput {
                 source,
                 sink,
+                records,
                 median_records_per_s: m,
                 min_records_per_s: rates[i][0],
                 max_records_per_s: rates[i][rates[i].len() - 1],
@@ -947,7 +963,7 @@ async fn run_sinks(base: &ConfigLayers, args: &BenchOptions, progress: &mut dyn 
             rows.push(row);
         }
     }
-    Ok(Report::Sinks { records, rows })
+    Ok(Report::Sinks { records: args.source_records, rows })
 }
 
 /// Runs the benchmark: `progress` hears each measurement as it is taken (a run lasts minutes),

@@ -225,8 +225,8 @@ fn print_progress(p: &Progress) {
             ];
             outln!("{}", overlap_table().line(&row, &format!(" ({} records)", r.records_during_write)));
         }
-        Progress::SinksStart { records, keys, rounds } => outln!(
-            "ckptlab bench --sinks: {records} records over {keys} keys through the whole job, EXACTLY_ONCE every 1s, {rounds} rotated round(s) per sink and source"
+        Progress::SinksStart { records, mock_records, keys, rounds } => outln!(
+            "ckptlab bench --sinks: {records} records (the mock cluster: {mock_records}) over {keys} keys through the whole job, EXACTLY_ONCE every 1s, {rounds} rotated round(s) per sink and source, records/s until the job caught up (each Kafka run writes its own output topic with its own transactional-id prefix)"
         ),
         Progress::SinkRun { round, source, sink, records_per_s } => {
             outln!("  round {} {source:<20} {sink:<20} {records_per_s:>12.0} records/s", round + 1)
