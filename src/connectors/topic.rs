@@ -1,6 +1,5 @@
 //! A Kafka-style topic: partitioned, append-only logs addressed by (partition, offset).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -8,6 +7,9 @@ use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use crate::events::{Event, EventBus};
+
+mod id_log;
+use id_log::IdLog;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum TopicError {
@@ -148,19 +150,13 @@ pub(crate) fn choose_partition(topic: &str, partition: Option<u32>, partitions: 
     }
 }
 
-/// One partition of the embedded topic: interned values from `base` (records below it were
-/// released by retention).
-#[derive(Default)]
-struct Partition {
-    base: u64,
-    ids: VecDeque<u32>,
-}
-
 /// The embedded topic's storage: each record is the 4-byte id of its value; each distinct value is
 /// stored once.
 #[derive(Default)]
 struct Logs {
-    partitions: Vec<Partition>,
+    /// Per partition, the interned values of its records from its base on (records below it were
+    /// released by retention).
+    partitions: Vec<IdLog>,
     ids: FxHashMap<Arc<str>, u32>,
     values: Vec<Arc<str>>,
 }
@@ -179,9 +175,7 @@ impl Logs {
 
     fn push(&mut self, partition: usize, value: &str) -> u64 {
         let id = self.intern(value);
-        let part = &mut self.partitions[partition];
-        part.ids.push_back(id);
-        part.base + part.ids.len() as u64 - 1
+        self.partitions[partition].push(id)
     }
 }
 
@@ -202,7 +196,7 @@ pub struct EmbeddedTopic {
 
 impl EmbeddedTopic {
     pub fn new(name: &str, partitions: u32, events: EventBus) -> Arc<Self> {
-        let logs = Logs { partitions: (0..partitions).map(|_| Partition::default()).collect(), ..Logs::default() };
+        let logs = Logs { partitions: (0..partitions).map(|_| IdLog::default()).collect(), ..Logs::default() };
         Arc::new(EmbeddedTopic {
             name: name.to_string(),
             logs: RwLock::new(logs),
@@ -232,10 +226,15 @@ impl EmbeddedTopic {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// Records held (not released yet), over all partitions, for benchmarks.
+    pub fn held(&self) -> u64 {
+        self.logs().partitions.iter().map(|p| p.len() as u64).sum()
+    }
+
     /// Bytes the records take (ids and distinct values), for benchmarks.
     pub fn footprint(&self) -> usize {
         let logs = self.logs();
-        let ids: usize = logs.partitions.iter().map(|p| p.ids.capacity() * 4).sum();
+        let ids: usize = logs.partitions.iter().map(IdLog::bytes).sum();
         let values: usize = logs.values.iter().map(|v| v.len() + 16).sum();
         ids + values + logs.ids.capacity() * 24
     }
@@ -259,7 +258,7 @@ impl Topic for EmbeddedTopic {
     }
 
     fn len(&self, partition: u32) -> u64 {
-        self.logs().partitions.get(partition as usize).map_or(0, |p| p.base + p.ids.len() as u64)
+        self.logs().partitions.get(partition as usize).map_or(0, IdLog::end)
     }
 
     fn read(&self, partition: u32, from: u64, max: usize, out: &mut Vec<Arc<str>>) -> usize {
@@ -267,12 +266,12 @@ impl Topic for EmbeddedTopic {
         let Some(part) = logs.partitions.get(partition as usize) else { return 0 };
         // Released records are gone (a reader below the log start gets nothing, as Kafka's
         // OffsetOutOfRange; sources never read there: they start at `log_start` at the lowest).
-        if from < part.base {
+        if from < part.base() {
             return 0;
         }
-        let a = ((from - part.base) as usize).min(part.ids.len());
-        let b = (a + max).min(part.ids.len());
-        out.extend(part.ids.range(a..b).map(|&id| logs.values[id as usize].clone()));
+        let a = ((from - part.base()) as usize).min(part.len());
+        let b = (a + max).min(part.len());
+        out.extend(part.range(a, b).map(|id| logs.values[id as usize].clone()));
         b - a
     }
 
@@ -295,21 +294,13 @@ impl Topic for EmbeddedTopic {
     }
 
     fn log_start(&self, partition: u32) -> u64 {
-        self.logs().partitions.get(partition as usize).map_or(0, |p| p.base)
+        self.logs().partitions.get(partition as usize).map_or(0, IdLog::base)
     }
 
     fn release(&self, partition: u32, below: u64) {
         let mut logs = self.logs_mut();
-        let Some(part) = logs.partitions.get_mut(partition as usize) else { return };
-        let n = below.saturating_sub(part.base).min(part.ids.len() as u64) as usize;
-        if n == 0 {
-            return;
-        }
-        part.ids.drain(..n);
-        part.base += n as u64;
-        // Give memory back once the log is mostly released (a long run's peak is not kept).
-        if part.ids.capacity() > 4 * part.ids.len().max(1 << 16) {
-            part.ids.shrink_to_fit();
+        if let Some(part) = logs.partitions.get_mut(partition as usize) {
+            part.release(below);
         }
     }
 }

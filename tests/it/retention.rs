@@ -76,3 +76,47 @@ fn unbounded_keeps_every_record() {
         engine.shutdown().await;
     });
 }
+
+/// The auditor keeps what the model says and no more, however many checkpoints complete: per
+/// counter subtask and partition one range of applied offsets (an exact run), in the live shadow
+/// and in each shadow a checkpoint may still need (the retained one, one pending); subsumed
+/// checkpoints' copies are dropped. A copy kept per checkpoint (30 of them here) would count 30
+/// times as many ranges.
+#[test]
+fn the_auditor_keeps_shadows_for_retained_checkpoints_only() {
+    common::threaded(async {
+        let engine = common::start(&[
+            ("execution.checkpointing.mode", "EXACTLY_ONCE"),
+            ("execution.checkpointing.interval", "50ms"),
+            ("execution.checkpointing.num-retained", "1"),
+            ("source.embedded.retention", "checkpointed"),
+            ("job.parallelism", "2"),
+            ("ckptlab.hop-delay", "0ms"),
+        ]);
+        engine.generate(GeneratorSpec {
+            rate: 20_000,
+            duration: Some(Duration::from_secs(2)),
+            keys: (0..100).map(|i| format!("k{i}")).collect(),
+            partition: None,
+        });
+        common::until(&engine, AwaitCondition::CaughtUp, 120).await;
+        // Enough checkpoints after the last record that a copy per checkpoint would show.
+        let at_end = engine.view(false).checkpoint_counts.completed;
+        for _ in 0..1200 {
+            if engine.view(false).checkpoint_counts.completed >= at_end.max(30) + 3 {
+                break;
+            }
+            common::sleep_ms(50).await;
+        }
+        let view = engine.view(true);
+        let v = view.verdict.expect("verdict");
+        assert_eq!((v.expected, v.state, v.lost, v.overcounted), (v.produced, v.produced, 0, 0), "{v:?}");
+        assert!(view.checkpoint_counts.completed >= 30, "{} checkpoints", view.checkpoint_counts.completed);
+        let (parallelism, partitions) = (2, view.partitions.len());
+        // Live, retained, pending: one range per subtask and partition each; output: one per partition.
+        let bound = 3 * parallelism * partitions + partitions;
+        let footprint = engine.auditor_footprint();
+        assert!(footprint <= bound, "{footprint} ranges kept after {} checkpoints (bound {bound})", view.checkpoint_counts.completed);
+        engine.shutdown().await;
+    });
+}
