@@ -202,14 +202,7 @@ impl Report for WithOutput<'_> {
     fn print_text(&self) {
         print_report(self.report);
         if let Some(o) = &self.output {
-            outln!(
-                "output topic {}: read_committed {} ({} lines), read_uncommitted {} ({} lines)",
-                o.topic,
-                o.read_committed.summary(),
-                o.read_committed.lines,
-                o.read_uncommitted.summary(),
-                o.read_uncommitted.lines
-            );
+            outln!("{}", o.summary_line());
             for cause in &o.causes {
                 outln!("{cause}");
             }
@@ -404,14 +397,7 @@ fn print_compared(r: &CompareReport) {
     let mut outputs = TextTable::new(vec![Column::left().min(13), Column::left().gap(" ")]);
     for s in &r.sides {
         let seen = match &s.output {
-            Some(o) => format!(
-                "output topic {}: read_committed {} ({} lines), read_uncommitted {} ({} lines)",
-                o.topic,
-                o.read_committed.summary(),
-                o.read_committed.lines,
-                o.read_uncommitted.summary(),
-                o.read_uncommitted.lines
-            ),
+            Some(o) => o.summary_line(),
             None => format!("output: repeated lines {}", s.report.verdict.repeated_output),
         };
         outputs.row([s.label.clone(), seen]);

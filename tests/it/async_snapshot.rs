@@ -129,9 +129,14 @@ fn records_are_processed_while_the_snapshot_is_written() {
     common::paused(async {
         let bus = EventBus::new(tokio::time::Instant::now());
         let mut events = bus.subscribe();
-        let engine = engine(dir.path(), HEAP, bus);
+        // Storage at 200 ms per MB: the write lasts well over a hundred milliseconds of model time,
+        // so that a synchronous part that held it could not hide under the few milliseconds a
+        // loaded machine's copy of the state takes (the paused clock moves on while it copies).
+        let mut slow = HEAP.to_vec();
+        slow.push(("ckptlab.storage.latency-per-mb", "200ms"));
+        let engine = engine(dir.path(), &slow, bus);
         common::until(&engine, AwaitCondition::Running, 60).await;
-        // Enough state for a write of several simulated milliseconds (1 ms per 64 KB).
+        // Enough state for a write of several simulated milliseconds (1 ms per 64 KB, at least).
         for i in 0..100_000 {
             engine.produce(&format!("key-{i:06}"), None).unwrap();
         }
@@ -161,7 +166,7 @@ fn records_are_processed_while_the_snapshot_is_written() {
         assert!(bytes > 64 * 1024, "a write of several milliseconds: {bytes} B");
         // The write's simulated latency (1 ms per 64 KB) belongs to the asynchronous part: a task
         // that wrote in its synchronous part (blocked on the upload) would show it in sync_ms.
-        let write_ms = bytes / (64 * 1024);
+        let write_ms = (bytes * 200 / (1 << 20)).max(bytes / (64 * 1024));
         assert!(sync_ms < write_ms, "sync {sync_ms} ms holds none of the {write_ms} ms write (async {async_ms} ms)");
         assert!(at_write_end > at_sync, "counter[0] processed records during its write: {at_sync} -> {at_write_end}");
         common::checkpoint(&engine, 1).await;

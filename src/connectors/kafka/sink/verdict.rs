@@ -165,6 +165,21 @@ pub struct OutputVerdict {
     pub causes: Vec<String>,
 }
 
+impl OutputVerdict {
+    /// `output topic T: read_committed ok (N lines), read_uncommitted 3 repeated (M lines)`, as
+    /// `ckptlab run` prints it, for one run and for each compared side.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "output topic {}: read_committed {} ({} lines), read_uncommitted {} ({} lines)",
+            self.topic,
+            self.read_committed.summary(),
+            self.read_committed.lines,
+            self.read_uncommitted.summary(),
+            self.read_uncommitted.lines
+        )
+    }
+}
+
 /// `(record,n)` -> (the record's key, n): the key is the record itself, or the seed's constant
 /// (`job.key-by`).
 fn parse_line(value: &str, key_by: KeyBy) -> Option<(&str, u64)> {
