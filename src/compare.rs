@@ -98,12 +98,6 @@ pub enum Sides {
 }
 
 impl Sides {
-    /// Two or three distinct modes.
-    pub fn modes(modes: Vec<SideMode>) -> Result<Sides, CompareError> {
-        check_modes(&modes)?;
-        Ok(Sides::Modes(modes))
-    }
-
     /// Parses `KEY=a,b[,c]`: two or three distinct values of one setting, each a valid value of
     /// it (checked now, so that a typo is told before anything runs), under `mode`.
     pub fn vary(mode: SideMode, assignment: &str) -> Result<Sides, CompareError> {
